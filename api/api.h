@@ -1,0 +1,122 @@
+// The corrald API as a closed set of requests. The daemon parses HTTP into a Request; the CLI builds the
+// same Request from flags and renders it to HTTP, so the two cannot drift apart.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "net/vpc.h"
+
+namespace corral::api {
+
+inline constexpr std::string_view kApiPrefix = "/v1";
+inline constexpr size_t kMaxBodyBytes = 1 << 20;
+
+using net::ObjectKind;
+
+// Collection path segment of each kind: "vpcs", "subnets", "route-tables", "internet-gateways",
+// "nat-gateways", "security-groups", "network-acls".
+std::string_view collectionName(ObjectKind kind);
+
+struct GetInfo {};
+
+template <ObjectKind K>
+struct List {
+  std::string vpc;  // optional filter (?vpc=NAME); ignored for vpcs
+};
+template <ObjectKind K>
+struct Get {
+  std::string name;
+};
+template <ObjectKind K>
+struct Delete {
+  std::string name;
+};
+template <class Spec>
+struct Create {
+  Spec spec;
+};
+
+struct UpdateSubnet {
+  std::string name;
+  net::SubnetUpdate update;
+};
+struct AddRoute {
+  std::string table;
+  net::RouteSpec spec;
+};
+struct DeleteRoute {
+  std::string table;
+  std::string destination;  // a CIDR: DELETE /v1/route-tables/T/routes/10.1.0.0/16
+};
+struct AddSecurityGroupRule {
+  std::string group;
+  net::SecurityGroupRuleSpec spec;
+};
+struct DeleteSecurityGroupRule {
+  std::string group;
+  int64_t id = 0;
+};
+struct AddNetworkAclRule {
+  std::string acl;
+  net::NetworkAclRuleSpec spec;
+};
+struct DeleteNetworkAclRule {
+  std::string acl;
+  std::string direction;
+  int64_t number = 0;
+};
+
+#define CORRAL_KIND_REQUESTS(K) List<ObjectKind::K>, Get<ObjectKind::K>, Delete<ObjectKind::K>
+using Request = std::variant<GetInfo,                                            //
+                             CORRAL_KIND_REQUESTS(Vpc), Create<net::VpcSpec>,    //
+                             CORRAL_KIND_REQUESTS(Subnet), Create<net::SubnetSpec>, UpdateSubnet,
+                             CORRAL_KIND_REQUESTS(RouteTable), Create<net::RouteTableSpec>, AddRoute, DeleteRoute,
+                             CORRAL_KIND_REQUESTS(InternetGateway), Create<net::InternetGatewaySpec>,
+                             CORRAL_KIND_REQUESTS(NatGateway), Create<net::NatGatewaySpec>,
+                             CORRAL_KIND_REQUESTS(SecurityGroup), Create<net::SecurityGroupSpec>,
+                             AddSecurityGroupRule, DeleteSecurityGroupRule,
+                             CORRAL_KIND_REQUESTS(NetworkAcl), Create<net::NetworkAclSpec>, AddNetworkAclRule,
+                             DeleteNetworkAclRule>;
+#undef CORRAL_KIND_REQUESTS
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", "PATCH", "DELETE"
+  std::string target;  // path and query, e.g. "/v1/subnets?vpc=prod"
+  std::string body;    // JSON, empty when the request has none
+};
+
+// HTTP → Request. Unknown path: NotFound. Wrong method on a known path, malformed JSON, a JSON type
+// mismatch, an unknown or missing field: InvalidArgument naming the field. Values are not validated here
+// (that is the model's job, so CLI, config and API share one validation).
+Result<Request> parseRequest(std::string_view method, std::string_view target, std::string_view body);
+// Request → HTTP, the exact inverse of parseRequest (names are percent-encoded in paths).
+HttpRequest renderRequest(const Request& request);
+
+// The one HTTP status of each error kind: 400, 404, 409, 503, 500.
+int httpStatus(ErrorKind kind);
+// {"error": {"kind": "invalid_argument", "message": "...", "field": "cidr"}}
+nlohmann::json errorJson(const Error& error);
+
+// Response bodies: each object with the derived facts a learner wants (a subnet's size, usable addresses,
+// router address, whether it is public).
+nlohmann::json toJson(const net::Topology& topology, const net::Vpc& vpc);
+nlohmann::json toJson(const net::Topology& topology, const net::Subnet& subnet);
+nlohmann::json toJson(const net::RouteTable& table);
+// The same plus "subnets": the names of the subnets associated with the table (needs the topology).
+nlohmann::json toJson(const net::Topology& topology, const net::RouteTable& table);
+nlohmann::json toJson(const net::InternetGateway& gateway);
+nlohmann::json toJson(const net::NatGateway& gateway);
+nlohmann::json toJson(const net::SecurityGroup& group);
+nlohmann::json toJson(const net::SecurityGroupRule& rule);
+nlohmann::json toJson(const net::NetworkAcl& acl);
+nlohmann::json toJson(const net::NetworkAclRule& rule);
+// The CIDR calculator's facts: network, netmask, broadcast, first/last usable, size, usable (AWS), private, class.
+nlohmann::json cidrJson(const net::Cidr& cidr);
+
+}  // namespace corral::api

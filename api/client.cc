@@ -1,0 +1,173 @@
+// The CLI's side of the wire: one HTTP/1.1 exchange with corrald over its Unix socket (Boost.Beast), with one
+// deadline for connect + write + read, and the daemon's error body turned back into an Error.
+#include "api/client.h"
+
+// GCC 12's -Wnull-dereference fires inside Asio's scheduler once it is inlined here at -O2 (a false positive
+// in boost/asio/detail/impl/scheduler.ipp); the diagnostic is about Boost's code, not ours.
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <optional>
+
+namespace corral::api {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using nlohmann::json;
+
+// Lists can grow with the topology; this only stops a runaway peer from eating memory.
+constexpr uint64_t kMaxResponseBytes = uint64_t{64} << 20;
+
+std::string startHint(const std::string& socketPath) {
+  if (socketPath == kDefaultSocketPath) return "corrald --foreground";
+  return fmt::format("corrald --foreground --socket {}", socketPath);
+}
+
+Error connectError(const boost::system::error_code& ec, const std::string& socketPath) {
+  if (ec == boost::system::errc::no_such_file_or_directory) {
+    return unavailable("corrald is not running (no socket at {}); start it with: {}", socketPath,
+                       startHint(socketPath));
+  }
+  if (ec == boost::system::errc::connection_refused) {
+    return unavailable("corrald is not running (nothing listens on {}); start it with: {}", socketPath,
+                       startHint(socketPath));
+  }
+  if (ec == boost::system::errc::permission_denied) {
+    return unavailable("permission denied on {}: run corral as root or as a member of the corral group",
+                       socketPath);
+  }
+  return unavailable("connect(\"{}\"): {}", socketPath, ec.message());
+}
+
+std::optional<ErrorKind> errorKindFromName(std::string_view name) {
+  for (ErrorKind kind : {ErrorKind::InvalidArgument, ErrorKind::NotFound, ErrorKind::Conflict,
+                         ErrorKind::Unavailable, ErrorKind::Internal}) {
+    if (errorKindName(kind) == name) return kind;
+  }
+  return std::nullopt;
+}
+
+ErrorKind errorKindFromStatus(int status) {
+  switch (status) {
+    case 400:
+      return ErrorKind::InvalidArgument;
+    case 404:
+      return ErrorKind::NotFound;
+    case 409:
+      return ErrorKind::Conflict;
+    case 503:
+      return ErrorKind::Unavailable;
+    default:
+      return ErrorKind::Internal;
+  }
+}
+
+// {"error": {"kind", "message", "field"}} back into an Error; anything else keeps the status's kind and
+// shows the start of the body, so a proxy's HTML page or a crash is still visible.
+Error errorFromResponse(const HttpResponse& response) {
+  json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
+    const json& error = body["error"];
+    if (error.contains("message") && error["message"].is_string()) {
+      ErrorKind kind = errorKindFromStatus(response.status);
+      if (error.contains("kind") && error["kind"].is_string()) {
+        kind = errorKindFromName(error["kind"].get<std::string>()).value_or(kind);
+      }
+      std::string field;
+      if (error.contains("field") && error["field"].is_string()) field = error["field"].get<std::string>();
+      return Error(kind, error["message"].get<std::string>(), std::move(field));
+    }
+  }
+  std::string excerpt = response.body.substr(0, 200);
+  return Error(errorKindFromStatus(response.status),
+               fmt::format("corrald answered HTTP {} without an error body: {}", response.status,
+                           excerpt.empty() ? "(empty)" : excerpt));
+}
+
+}  // namespace
+
+Result<HttpResponse> Client::send(const HttpRequest& request) const {
+  try {
+    http::verb verb = http::string_to_verb(request.method);
+    if (verb == http::verb::unknown) {
+      return fail(invalidField("method", "unknown HTTP method \"{}\"", request.method));
+    }
+    http::request<http::string_body> message{verb, request.target, 11};
+    message.set(http::field::host, "corrald");
+    message.set(http::field::user_agent, "corral/" CORRAL_VERSION);
+    message.keep_alive(false);
+    if (!request.body.empty()) {
+      message.set(http::field::content_type, "application/json");
+      message.body() = request.body;
+    }
+    message.prepare_payload();
+
+    asio::io_context io;
+    asio::local::stream_protocol::socket socket(io);
+    asio::local::stream_protocol::endpoint endpoint(socketPath_);
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(kMaxResponseBytes);
+
+    // Each step starts the next from its completion handler; run_for() bounds the whole exchange.
+    enum class Step { Connecting, Writing, Reading, Done } step = Step::Connecting;
+    boost::system::error_code failure;
+    socket.async_connect(endpoint, [&](boost::system::error_code ec) {
+      if (ec) {
+        failure = ec;
+        return;
+      }
+      step = Step::Writing;
+      http::async_write(socket, message, [&](boost::system::error_code writeEc, size_t) {
+        if (writeEc) {
+          failure = writeEc;
+          return;
+        }
+        step = Step::Reading;
+        http::async_read(socket, buffer, parser, [&](boost::system::error_code readEc, size_t) {
+          if (readEc) {
+            failure = readEc;
+            return;
+          }
+          step = Step::Done;
+        });
+      });
+    });
+    io.run_for(timeout_);
+
+    if (failure) {
+      if (step == Step::Connecting) return fail(connectError(failure, socketPath_));
+      return fail(unavailable("{} {} on {}: {} failed: {}", request.method, request.target, socketPath_,
+                              step == Step::Writing ? "sending the request" : "reading the answer",
+                              failure.message()));
+    }
+    if (step != Step::Done) {
+      return fail(unavailable("corrald on {} did not answer {} {} within {} ms", socketPath_, request.method,
+                              request.target, timeout_.count()));
+    }
+    const auto& response = parser.get();
+    return HttpResponse{static_cast<int>(response.result_int()), response.body()};
+  } catch (const std::exception& e) {
+    // The endpoint constructor throws for a path longer than sun_path; Beast may throw on allocation.
+    return fail(unavailable("talking to corrald on {}: {}", socketPath_, e.what()));
+  }
+}
+
+Result<nlohmann::json> Client::call(const Request& request) const {
+  Result<HttpResponse> response = send(renderRequest(request));
+  if (!response) return fail(response.error());
+  if (response->status < 200 || response->status >= 300) return fail(errorFromResponse(*response));
+  if (response->body.find_first_not_of(" \t\r\n") == std::string::npos) return json(nullptr);
+  json body = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) {
+    return fail(internalError("corrald answered HTTP {} with a body that is not JSON: {}", response->status,
+                              response->body.substr(0, 200)));
+  }
+  return body;
+}
+
+}  // namespace corral::api

@@ -1,0 +1,37 @@
+// A blocking HTTP/1.1 client for corrald's Unix socket (Boost.Beast). Used by the CLI and by tests.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "api/api.h"
+#include "core/error.h"
+
+namespace corral::api {
+
+inline constexpr std::string_view kDefaultSocketPath = "/run/corral/corrald.sock";
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+};
+
+class Client {
+ public:
+  explicit Client(std::string socketPath, std::chrono::milliseconds timeout = std::chrono::seconds(30))
+      : socketPath_(std::move(socketPath)), timeout_(timeout) {}
+
+  // One request on a fresh connection. Unavailable (with what to do) when nothing listens on the socket.
+  Result<HttpResponse> send(const HttpRequest& request) const;
+  // send() plus decoding: a 2xx body as JSON, or the daemon's error turned back into an Error with its
+  // kind, message and field.
+  Result<nlohmann::json> call(const Request& request) const;
+
+  const std::string& socketPath() const { return socketPath_; }
+
+ private:
+  std::string socketPath_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace corral::api

@@ -1,0 +1,185 @@
+// The pieces every `corral` subcommand shares: the command tree with its help, the parsed invocation handed
+// to a leaf, flag-value parsing and the human/JSON output helpers. The CLI only talks HTTP to corrald.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+// GCC 12 at -O2 reports a null dereference inside program_options' typed_value<std::string>::notify (its
+// any_cast is checked; a false positive in Boost's code). It is reported where the template is instantiated,
+// which is every file of the CLI, so it is silenced for the files that include this header.
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <fmt/format.h>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+
+#include "api/api.h"
+#include "api/client.h"
+#include "core/error.h"
+
+namespace corral::cli {
+
+namespace po = boost::program_options;
+using nlohmann::json;
+
+struct GlobalOptions {
+  std::string socketPath;
+  bool json = false;
+};
+
+// Bad command-line input. The dispatcher prints it with the usage of the command at fault and exits 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// What one leaf command gets to work with.
+struct Invocation {
+  const GlobalOptions& global;
+  std::vector<std::string> arguments;  // the positional arguments, in Command::arguments order
+  po::variables_map options;
+
+  bool flag(const std::string& name) const { return options.count(name) > 0; }
+  std::optional<std::string> value(const std::string& name) const;
+  // The value of a flag the command cannot do without; a UsageError naming it when absent.
+  std::string requiredValue(const std::string& name) const;
+};
+
+struct Argument {
+  std::string name;  // "NAME", "TABLE"
+  std::string help;
+};
+
+// A node of the command tree: a group (with subcommands) or a leaf (with run).
+struct Command {
+  std::string name;
+  std::string summary;  // one line, in the cloud metaphor's words
+  // Leaf only:
+  std::vector<Argument> arguments;
+  std::string synopsis;  // the options part of the usage line: "--cidr CIDR"
+  std::function<void(po::options_description&)> addOptions;
+  std::function<int(const Invocation&)> run;
+  // Group only:
+  std::vector<Command> subcommands;
+  std::string epilog;  // printed at the end of the group's help (the global options, for the root)
+};
+
+Command leaf(std::string name, std::string summary, std::vector<Argument> arguments, std::string synopsis,
+             std::function<void(po::options_description&)> addOptions,
+             std::function<int(const Invocation&)> run);
+Command group(std::string name, std::string summary, std::vector<Command> subcommands);
+
+// Runs `command` (reached as `path`, e.g. "corral vpc") with the arguments that follow it.
+// Returns the process exit code: 0, 1 for a failed request, 2 for a usage error.
+int dispatch(const Command& command, const std::string& path, std::vector<std::string> args,
+             const GlobalOptions& global);
+
+// ---- Subcommand groups (one file each) ----
+Command infoCommand();
+Command cidrCommand();
+Command vpcCommand();
+Command subnetCommand();
+Command routeTableCommand();
+Command internetGatewayCommand();
+Command natGatewayCommand();
+Command securityGroupCommand();
+Command networkAclCommand();
+
+// ---- Flag values the CLI itself must understand ----
+
+struct PortFlag {
+  int64_t from = 0;
+  int64_t to = 0;
+};
+// "22" or "1000-2000", each 0-65535. `flag` is how errors name the input: "--port".
+PortFlag parsePortFlag(std::string_view flag, std::string_view text);
+// Any whole number (the model checks the range and names the field).
+int64_t parseIntegerFlag(std::string_view flag, std::string_view text);
+// At most one of `flags` may be given; with `required`, exactly one.
+std::optional<std::string> oneOf(const Invocation& invocation, std::initializer_list<std::string> flags,
+                                 bool required);
+
+// ---- Talking to corrald and printing ----
+
+// Sends `request`; prints the daemon's JSON with --json, else calls `printHuman`. Returns the exit code.
+int respond(const Invocation& invocation, const api::Request& request,
+            const std::function<void(const json&)>& printHuman);
+void printError(const Error& error);
+
+// A value as a person reads it: strings bare, null "-", booleans yes/no, arrays comma-separated.
+std::string displayText(const json& value);
+std::string displayTime(const json& unixSeconds);
+std::string displayPorts(const json& rule);
+const json& field(const json& object, std::string_view key);  // null when absent
+
+// "label: value" lines with the values aligned.
+void printFields(const std::vector<std::pair<std::string, std::string>>& fields);
+
+// Aligned columns; headers upper-case.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> headers);
+  void add(std::vector<std::string> row);
+  bool empty() const { return rows_.empty(); }
+  void print() const;
+
+ private:
+  std::vector<std::string> headers_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// The items of a list response ({"vpcs": [...]}, or a bare array).
+const json& listItems(const json& response, api::ObjectKind kind);
+// Prints `table`, or its header and `hint` when the list is empty.
+void printList(const Table& table, std::string_view hint);
+
+// ---- The ls / show / rm commands every kind has ----
+
+Argument nameArgument(api::ObjectKind kind);
+
+template <api::ObjectKind K>
+Command showCommand(std::string summary, std::function<void(const json&)> printObject) {
+  return leaf("show", std::move(summary), {nameArgument(K)}, "", nullptr,
+              [printObject](const Invocation& invocation) {
+                return respond(invocation, api::Get<K>{invocation.arguments[0]}, printObject);
+              });
+}
+
+template <api::ObjectKind K>
+Command removeCommand(std::string summary) {
+  return leaf("rm", std::move(summary), {nameArgument(K)}, "", nullptr, [](const Invocation& invocation) {
+    const std::string& name = invocation.arguments[0];
+    return respond(invocation, api::Delete<K>{name},
+                   [&](const json&) { fmt::print("deleted {} {}\n", net::objectKindName(K), name); });
+  });
+}
+
+// `row` turns one listed object into the table's cells; `hint` is shown under the header of an empty list.
+template <api::ObjectKind K>
+Command listCommand(std::string summary, std::vector<std::string> headers,
+                    std::function<std::vector<std::string>(const json&)> row, std::string hint) {
+  std::function<void(po::options_description&)> addOptions;
+  if constexpr (K != api::ObjectKind::Vpc) {
+    addOptions = [](po::options_description& options) {
+      options.add_options()("vpc", po::value<std::string>()->value_name("VPC"), "only those in this VPC");
+    };
+  }
+  return leaf("ls", std::move(summary), {}, K == api::ObjectKind::Vpc ? "" : "[--vpc VPC]", addOptions,
+              [headers, row, hint](const Invocation& invocation) {
+                api::List<K> request;
+                if constexpr (K != api::ObjectKind::Vpc) request.vpc = invocation.value("vpc").value_or("");
+                return respond(invocation, request, [&](const json& response) {
+                  Table table(headers);
+                  for (const json& item : listItems(response, K)) table.add(row(item));
+                  printList(table, hint);
+                });
+              });
+}
+
+}  // namespace corral::cli

@@ -1,0 +1,383 @@
+// The Unix-socket HTTP server: socket file lifecycle, one asynchronous session per connection with its own
+// strand and deadline, and the mapping of transport failures (timeouts, limits, malformed HTTP) to replies.
+
+// GCC 12 at -O2 reports a "potential null pointer dereference" inside Asio's scheduler (scheduler.ipp:325,
+// thread-private work counting) once it inlines it here; the warning sits in Boost, not in our code, and
+// -Werror would otherwise break the build. It must precede every Asio include, so it comes first.
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+
+#include "daemon/http_server.h"
+
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "api/api.h"
+#include "core/log.h"
+#include "core/unique_fd.h"
+
+namespace corral::daemon {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using Local = asio::local::stream_protocol;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxHeaderBytes = 16 * 1024;
+// After refusing an oversized body we read and discard what the client is still sending (up to this much),
+// so it can finish writing and read our 413 instead of failing with EPIPE.
+constexpr size_t kMaxDiscardBytes = 8 * api::kMaxBodyBytes;
+
+// ---- Socket file ----
+
+Status createDirectories(const std::filesystem::path& dir) {
+  if (dir.empty()) return {};
+  struct stat info {};
+  if (::stat(dir.c_str(), &info) == 0) {
+    if (!S_ISDIR(info.st_mode)) return fail(conflict("\"{}\" exists and is not a directory", dir.string()));
+    return {};
+  }
+  if (errno != ENOENT) return fail(systemError(errno, fmt::format("stat(\"{}\")", dir.string())));
+  if (auto parent = createDirectories(dir.parent_path()); !parent) return parent;
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return fail(systemError(errno, fmt::format("mkdir(\"{}\", 0755)", dir.string())));
+  }
+  return {};
+}
+
+Result<sockaddr_un> socketAddress(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.empty()) return fail(invalidField("socket", "the socket path is empty"));
+  if (path.size() >= sizeof address.sun_path) {
+    return fail(invalidField("socket", "socket path \"{}\" is {} bytes; a Unix socket path must be under {}",
+                             path, path.size(), sizeof address.sun_path));
+  }
+  path.copy(address.sun_path, path.size());
+  return address;
+}
+
+// A socket file left by a daemon that died is removed; one that answers belongs to a running daemon.
+Status removeStaleSocket(const std::string& path) {
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) {
+    if (errno == ENOENT) return {};
+    return fail(systemError(errno, fmt::format("lstat(\"{}\")", path)));
+  }
+  if (!S_ISSOCK(info.st_mode)) {
+    return fail(conflict("\"{}\" exists and is not a socket; refusing to remove it", path));
+  }
+  auto address = socketAddress(path);
+  if (!address) return fail(address.error());
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe) return fail(systemError(errno, "socket(AF_UNIX)"));
+  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&*address), sizeof *address) == 0) {
+    return fail(conflict(
+        "another corrald is already listening on \"{}\"; stop it first or choose another --socket", path));
+  }
+  int connectErrno = errno;
+  if (connectErrno != ECONNREFUSED && connectErrno != ENOENT) {
+    return fail(
+        systemError(connectErrno, fmt::format("connect(\"{}\") to check for a running corrald", path)));
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return fail(systemError(errno, fmt::format("unlink(\"{}\") of a stale socket", path)));
+  }
+  log::info("removed stale socket \"{}\" (nothing answered on it)", path);
+  return {};
+}
+
+Status setSocketPermissions(const std::string& path) {
+  if (::chmod(path.c_str(), 0660) != 0)
+    return fail(systemError(errno, fmt::format("chmod(\"{}\", 0660)", path)));
+  group entry{};
+  group* found = nullptr;
+  std::vector<char> buffer(4096);
+  if (::getgrnam_r("corral", &entry, buffer.data(), buffer.size(), &found) != 0 || !found) {
+    log::debug("no group \"corral\": \"{}\" stays with the daemon's group", path);
+    return {};
+  }
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), found->gr_gid) != 0) {
+    return fail(systemError(errno, fmt::format("chown(\"{}\", group corral)", path)));
+  }
+  return {};
+}
+
+// ---- Sessions ----
+
+std::string jsonText(const nlohmann::json& body) {
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Local::socket socket, Service& service, std::chrono::milliseconds timeout)
+      : stream_(std::move(socket)), service_(service), timeout_(timeout) {}
+
+  void start() { readRequest(); }
+
+ private:
+  using Response = http::response<http::string_body>;
+
+  void readRequest() {
+    parser_.emplace();
+    parser_->header_limit(kMaxHeaderBytes);
+    parser_->body_limit(api::kMaxBodyBytes);
+    // One deadline for the whole request: a client trickling bytes cannot extend it.
+    stream_.expires_after(timeout_);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->onHeader(ec); });
+  }
+
+  void onHeader(beast::error_code ec) {
+    if (ec) return onReadError(ec);
+    auto& header = parser_->get();
+    if (beast::iequals(header[http::field::expect], "100-continue")) {
+      // curl waits for this before sending a larger body.
+      auto interim =
+          std::make_shared<http::response<http::empty_body>>(http::status::continue_, header.version());
+      http::async_write(stream_, *interim,
+                        [self = shared_from_this(), interim](beast::error_code wec, size_t) {
+                          if (wec) return self->close();
+                          self->readBody();
+                        });
+      return;
+    }
+    readBody();
+  }
+
+  void readBody() {
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->onRequest(ec); });
+  }
+
+  void onReadError(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+        ec == http::error::partial_message || ec == asio::error::operation_aborted) {
+      // The client went away; nobody is left to answer.
+      return close();
+    }
+    if (ec == beast::error::timeout) {
+      log::info("dropping a connection: no complete request within {} ms", timeout_.count());
+      return close();
+    }
+    if (ec == http::error::body_limit) {
+      return replyAndClose(
+          413, invalidField("body", "request body is larger than the limit of {} bytes", api::kMaxBodyBytes),
+          /*drain=*/true);
+    }
+    if (ec == http::error::header_limit) {
+      return replyAndClose(
+          431,
+          invalidField("headers", "request headers are larger than the limit of {} bytes", kMaxHeaderBytes),
+          /*drain=*/false);
+    }
+    replyAndClose(400,
+                  Error(ErrorKind::InvalidArgument, fmt::format("malformed HTTP request: {}", ec.message())),
+                  /*drain=*/false);
+  }
+
+  void onRequest(beast::error_code ec) {
+    if (ec) return onReadError(ec);
+    auto started = Clock::now();
+    http::request<http::string_body> request = parser_->release();
+    std::string method(request.method_string());
+    std::string target(request.target());
+
+    daemon::Response answer;
+    if (auto parsed = api::parseRequest(method, target, request.body())) {
+      answer = service_.handle(*parsed);
+    } else {
+      answer = errorResponse(parsed.error());
+    }
+    bool keepAlive = request.keep_alive();
+    auto elapsed = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    log::info("{} {} {} {:.1f}ms", method, target, answer.status, elapsed);
+
+    auto response = std::make_shared<Response>(static_cast<http::status>(answer.status), request.version());
+    response->set(http::field::server, "corrald/" CORRAL_VERSION);
+    response->set(http::field::content_type, "application/json");
+    response->body() = jsonText(answer.body);
+    response->keep_alive(keepAlive);
+    response->prepare_payload();
+    write(response, keepAlive ? AfterWrite::ReadNext : AfterWrite::Close);
+  }
+
+  enum class AfterWrite { ReadNext, Close, DrainThenClose };
+
+  void replyAndClose(int status, const Error& error, bool drain) {
+    log::info("rejecting a request: {} {}", status, error.message());
+    auto response = std::make_shared<Response>(static_cast<http::status>(status), 11);
+    response->set(http::field::server, "corrald/" CORRAL_VERSION);
+    response->set(http::field::content_type, "application/json");
+    response->body() = jsonText(api::errorJson(error));
+    response->keep_alive(false);
+    response->prepare_payload();
+    write(response, drain ? AfterWrite::DrainThenClose : AfterWrite::Close);
+  }
+
+  void write(std::shared_ptr<Response> response, AfterWrite next) {
+    // A client that never reads its answer is dropped on the same deadline as one that never asks.
+    stream_.expires_after(timeout_);
+    http::async_write(stream_, *response,
+                      [self = shared_from_this(), response, next](beast::error_code ec, size_t) {
+                        if (ec) return self->close();
+                        switch (next) {
+                          case AfterWrite::ReadNext:
+                            return self->readRequest();
+                          case AfterWrite::Close:
+                            return self->close();
+                          case AfterWrite::DrainThenClose:
+                            return self->drainThenClose();
+                        }
+                      });
+  }
+
+  // A lingering close: tell the client we are done, then swallow what it still sends until it closes.
+  void drainThenClose() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(Local::socket::shutdown_send, ignored);
+    drainBuffer_.resize(64 * 1024);
+    stream_.expires_after(timeout_);
+    discard();
+  }
+
+  void discard() {
+    stream_.async_read_some(asio::buffer(drainBuffer_),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->discarded_ += n;
+                              if (ec || self->discarded_ > kMaxDiscardBytes) return self->close();
+                              self->discard();
+                            });
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(Local::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+  beast::basic_stream<Local> stream_;
+  Service& service_;
+  std::chrono::milliseconds timeout_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::vector<char> drainBuffer_;
+  size_t discarded_ = 0;
+};
+
+}  // namespace
+
+HttpServer::HttpServer(Service& service, ServerOptions options)
+    : service_(service),
+      options_(std::move(options)),
+      control_(asio::make_strand(io_)),
+      acceptor_(control_),
+      signals_(control_, SIGTERM, SIGINT) {}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::listen(Service& service, ServerOptions options) {
+  const std::string path = options.socketPath;
+  auto context = [](const Error& e) { return e.wrap("API socket"); };
+  if (auto address = socketAddress(path); !address) return fail(context(address.error()));
+  if (auto dir = createDirectories(std::filesystem::path(path).parent_path()); !dir)
+    return fail(context(dir.error()));
+  if (auto stale = removeStaleSocket(path); !stale) return fail(context(stale.error()));
+
+  std::unique_ptr<HttpServer> server(new HttpServer(service, std::move(options)));
+  beast::error_code ec;
+  Local::endpoint endpoint(path);
+  server->acceptor_.open(endpoint.protocol(), ec);
+  if (ec) return fail(context(systemError(ec.value(), "socket(AF_UNIX)")));
+  server->acceptor_.bind(endpoint, ec);
+  if (ec) {
+    if (ec == asio::error::address_in_use) {
+      return fail(
+          context(conflict("another process bound \"{}\" at the same moment: {}", path, ec.message())));
+    }
+    return fail(context(systemError(ec.value(), fmt::format("bind(\"{}\")", path))));
+  }
+  struct stat bound {};
+  if (::stat(path.c_str(), &bound) == 0) {
+    server->socketDevice_ = bound.st_dev;
+    server->socketInode_ = bound.st_ino;
+  }
+  if (auto permissions = setSocketPermissions(path); !permissions) return fail(context(permissions.error()));
+  server->acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail(context(systemError(ec.value(), fmt::format("listen(\"{}\")", path))));
+  return server;
+}
+
+HttpServer::~HttpServer() {
+  removeSocketFile();
+}
+
+void HttpServer::removeSocketFile() {
+  if (socketInode_ == 0) return;
+  struct stat current {};
+  if (::lstat(options_.socketPath.c_str(), &current) == 0 && current.st_dev == socketDevice_ &&
+      current.st_ino == socketInode_) {
+    if (::unlink(options_.socketPath.c_str()) != 0) {
+      log::warn("unlink(\"{}\"): {}", options_.socketPath, std::strerror(errno));
+    }
+  }
+  socketInode_ = 0;
+}
+
+void HttpServer::accept() {
+  acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code ec, Local::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+      // EMFILE and friends: keep serving the connections we have and try again.
+      log::warn("accept on \"{}\": {}", options_.socketPath, ec.message());
+    } else {
+      std::make_shared<Session>(std::move(socket), service_, options_.readTimeout)->start();
+    }
+    accept();
+  });
+}
+
+void HttpServer::shutdown() {
+  beast::error_code ignored;
+  acceptor_.close(ignored);
+  signals_.cancel(ignored);
+  removeSocketFile();
+  // Handlers already running (a request in Service::handle) complete; the rest are abandoned.
+  io_.stop();
+}
+
+void HttpServer::run() {
+  asio::post(control_, [this] {
+    signals_.async_wait([this](beast::error_code ec, int signal) {
+      if (ec) return;
+      log::info("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      shutdown();
+    });
+    accept();
+  });
+  std::vector<std::thread> workers;
+  for (unsigned i = 1; i < std::max(1u, options_.threads); ++i) workers.emplace_back([this] { io_.run(); });
+  io_.run();
+  for (auto& worker : workers) worker.join();
+  removeSocketFile();
+}
+
+void HttpServer::stop() {
+  asio::post(control_, [this] { shutdown(); });
+}
+
+}  // namespace corral::daemon

@@ -1,0 +1,67 @@
+// corrald's HTTP/1.1 front end on a Unix socket (Boost.Beast/Asio): owns the listening socket file, the
+// connections and their timeouts, and turns each request into api::Request → Service::handle → JSON.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "core/error.h"
+#include "daemon/service.h"
+
+namespace corral::daemon {
+
+struct ServerOptions {
+  std::string socketPath;
+  // A connection that has not delivered a complete request (or taken its response) within this long is
+  // dropped, so a silent client holds nothing but its own socket.
+  std::chrono::milliseconds readTimeout{10'000};
+  unsigned threads = 4;
+};
+
+class HttpServer {
+ public:
+  // Prepares the socket file and starts listening: creates the parent directory (0755), removes a stale
+  // socket nobody answers on, refuses (Conflict) if another daemon is listening, binds, chmods 0660 and
+  // gives it to group "corral" when that group exists. Requests are served only once run() is called.
+  static Result<std::unique_ptr<HttpServer>> listen(Service& service, ServerOptions options);
+
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+  // Removes the socket file if it is still the one this server bound.
+  ~HttpServer();
+
+  // Serves on `options.threads` threads until SIGTERM or SIGINT arrives or stop() is called; then stops
+  // accepting and removes the socket file. Requests already being handled finish first.
+  void run();
+  // Thread-safe; makes run() return.
+  void stop();
+
+  const std::string& socketPath() const { return options_.socketPath; }
+
+ private:
+  HttpServer(Service& service, ServerOptions options);
+  void accept();
+  void shutdown();
+  void removeSocketFile();
+
+  Service& service_;
+  ServerOptions options_;
+  boost::asio::io_context io_;
+  // The acceptor and the signal set are touched only on this strand, so a signal arriving on one worker
+  // thread cannot race the accept loop on another.
+  boost::asio::strand<boost::asio::io_context::executor_type> control_;
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  boost::asio::signal_set signals_;
+  // Identity of the socket file we bound, so we never unlink a file another process put there since.
+  dev_t socketDevice_ = 0;
+  ino_t socketInode_ = 0;
+};
+
+}  // namespace corral::daemon

@@ -1,0 +1,282 @@
+// corrald: parses options, daemonises (unless --foreground), opens the state and serves the API until a
+// signal. Every startup failure exits non-zero with one clear line; the launching shell sees it too.
+
+// GCC 12 at -O2 reports a "potential null pointer dereference" inside Boost (program_options' any_cast in
+// typed_value::notify, Asio's scheduler) once inlined here; it is not in our code and -Werror would break the
+// build. It must precede the Boost includes.
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "api/client.h"
+#include "core/log.h"
+#include "core/unique_fd.h"
+#include "daemon/http_server.h"
+#include "daemon/service.h"
+#include "daemon/store.h"
+
+namespace corral::daemon {
+namespace {
+
+namespace po = boost::program_options;
+
+struct Options {
+  std::string socketPath;
+  std::string stateDir;
+  std::string logFile;
+  bool foreground = false;
+  int64_t readTimeoutMs = 10'000;
+  log::Level logLevel = log::Level::Info;
+};
+
+Result<log::Level> parseLogLevel(const std::string& text) {
+  if (text == "debug") return log::Level::Debug;
+  if (text == "info") return log::Level::Info;
+  if (text == "warn") return log::Level::Warn;
+  if (text == "error") return log::Level::Error;
+  return fail(invalidField("log-level", "unknown log level \"{}\": use debug, info, warn or error", text));
+}
+
+// std::nullopt: --help or --version was answered, exit 0.
+Result<std::optional<Options>> parseOptions(int argc, char** argv) {
+  po::options_description described("corrald: the corral daemon (REST/JSON API on a Unix socket)");
+  std::string logLevel;
+  Options options;
+  // clang-format off
+  described.add_options()
+      ("help,h", "print this help and exit")
+      ("version", "print the version and exit")
+      ("socket", po::value(&options.socketPath)->default_value(std::string(api::kDefaultSocketPath)),
+       "Unix socket to serve the API on")
+      ("state-dir", po::value(&options.stateDir)->default_value("/var/lib/corral"),
+       "directory holding state.db (created 0700)")
+      ("log-file", po::value(&options.logFile), "log file (default: STATE_DIR/corrald.log)")
+      ("foreground", po::bool_switch(&options.foreground),
+       "stay attached to the terminal instead of daemonising")
+      ("read-timeout-ms", po::value(&options.readTimeoutMs)->default_value(10'000),
+       "drop a connection that has not sent a complete request within this many milliseconds")
+      ("log-level", po::value(&logLevel)->default_value("info"), "debug, info, warn or error");
+  // clang-format on
+  po::variables_map values;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(described).run(), values);
+    po::notify(values);
+  } catch (const po::error& e) {
+    return fail(Error(ErrorKind::InvalidArgument, fmt::format("{} (see corrald --help)", e.what())));
+  }
+  if (values.count("help")) {
+    std::cout << described << "\n";
+    return std::nullopt;
+  }
+  if (values.count("version")) {
+    std::cout << "corrald " CORRAL_VERSION "\n";
+    return std::nullopt;
+  }
+  auto level = parseLogLevel(logLevel);
+  if (!level) return fail(level.error());
+  options.logLevel = *level;
+  if (options.readTimeoutMs <= 0) {
+    return fail(invalidField("read-timeout-ms", "must be a positive number of milliseconds, not {}",
+                             options.readTimeoutMs));
+  }
+  if (options.stateDir.empty()) return fail(invalidField("state-dir", "must not be empty"));
+  if (options.logFile.empty()) options.logFile = options.stateDir + "/corrald.log";
+  // Absolute paths, because the daemon chdirs to / and the socket path is shown to clients.
+  std::error_code ec;
+  for (std::string* path : {&options.socketPath, &options.stateDir, &options.logFile}) {
+    auto absolute = std::filesystem::absolute(*path, ec);
+    if (!ec) *path = absolute.lexically_normal().string();
+  }
+  return options;
+}
+
+// The state directory holds the database and nobody else's business: 0700, parents 0755.
+Status prepareStateDir(const std::string& dir) {
+  std::filesystem::path path(dir);
+  std::error_code ec;
+  if (path.has_parent_path() && !std::filesystem::exists(path.parent_path(), ec)) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) return fail(systemError(ec.value(), fmt::format("mkdir -p \"{}\"", path.parent_path().string())));
+  }
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return fail(systemError(errno, fmt::format("mkdir(\"{}\", 0700)", dir)));
+  }
+  struct stat info {};
+  if (::stat(dir.c_str(), &info) != 0) return fail(systemError(errno, fmt::format("stat(\"{}\")", dir)));
+  if (!S_ISDIR(info.st_mode)) return fail(Error(ErrorKind::InvalidArgument, "exists and is not a directory"));
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return fail(
+        systemError(errno, fmt::format("access(\"{}\", W_OK) (the state directory must be writable)", dir)));
+  }
+  return {};
+}
+
+// Reports the daemon's startup outcome to the process that launched it, so `corrald && corral info` works:
+// the launcher exits only once the socket listens, with the daemon's error if startup failed.
+class StartupReport {
+ public:
+  StartupReport() = default;
+  explicit StartupReport(UniqueFd pipe) : pipe_(std::move(pipe)) {}
+
+  void failed(const std::string& message) {
+    std::string line = "corrald: " + message + "\n";
+    if (pipe_) {
+      writeAll(line);
+      pipe_.reset();
+    }
+    // In the foreground stderr is the terminal (or the journal); detached it is /dev/null.
+    std::fputs(line.c_str(), stderr);
+  }
+  void ready() {
+    if (pipe_) {
+      writeAll("OK");
+      pipe_.reset();
+    }
+  }
+
+ private:
+  void writeAll(std::string_view text) {
+    while (!text.empty()) {
+      ssize_t n = ::write(pipe_.get(), text.data(), text.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      text.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+  UniqueFd pipe_;
+};
+
+// Runs in the launching process: waits for the daemon's report and exits with it.
+[[noreturn]] void waitForDaemon(UniqueFd report, pid_t child, const Options& options) {
+  // The intermediate child exits right after forking the daemon.
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  std::string text;
+  char buffer[512];
+  for (;;) {
+    ssize_t n = ::read(report.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  if (text == "OK") std::_Exit(0);
+  if (text.empty())
+    text = fmt::format("corrald: the daemon exited during startup; see \"{}\"\n", options.logFile);
+  std::fputs(text.c_str(), stderr);
+  std::_Exit(1);
+}
+
+// Double fork + setsid: the daemon is not a session leader, so it can never reacquire a terminal.
+Result<StartupReport> daemonise(const Options& options) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2()"));
+  UniqueFd readEnd(fds[0]), writeEnd(fds[1]);
+  std::fflush(nullptr);
+  pid_t child = ::fork();
+  if (child < 0) return fail(systemError(errno, "fork()"));
+  if (child > 0) {
+    writeEnd.reset();
+    waitForDaemon(std::move(readEnd), child, options);
+  }
+  readEnd.reset();
+  if (::setsid() < 0) std::_Exit(1);
+  pid_t daemon = ::fork();
+  if (daemon < 0) std::_Exit(1);
+  if (daemon > 0) std::_Exit(0);
+
+  // From here on failures go back to the launcher through the report pipe.
+  StartupReport report(std::move(writeEnd));
+  auto fatal = [&report](const Error& error) {
+    report.failed(error.wrap("detaching").message());
+    std::_Exit(1);
+  };
+  if (::chdir("/") != 0) fatal(systemError(errno, "chdir(\"/\")"));
+  ::umask(022);
+  UniqueFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!devNull) fatal(systemError(errno, "open(\"/dev/null\")"));
+  for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
+    if (::dup2(devNull.get(), fd) < 0) fatal(systemError(errno, fmt::format("dup2(/dev/null, {})", fd)));
+  }
+  return report;
+}
+
+int run(const Options& options, StartupReport& report) {
+  log::setLevel(options.logLevel);
+  if (auto dir = prepareStateDir(options.stateDir); !dir) {
+    report.failed(dir.error().wrap(fmt::format("state directory \"{}\"", options.stateDir)).message());
+    return 1;
+  }
+  if (auto logFile = log::openFile(options.logFile); !logFile) {
+    report.failed(logFile.error().wrap("log file").message());
+    return 1;
+  }
+  const std::string dbPath = options.stateDir + "/state.db";
+  auto store = Store::open(dbPath);
+  if (!store) {
+    report.failed(store.error().wrap(fmt::format("state database \"{}\"", dbPath)).message());
+    return 1;
+  }
+  auto service = Service::load(std::move(*store));
+  if (!service) {
+    report.failed(service.error().message());
+    return 1;
+  }
+  auto server = HttpServer::listen(
+      **service,
+      {.socketPath = options.socketPath, .readTimeout = std::chrono::milliseconds(options.readTimeoutMs)});
+  if (!server) {
+    report.failed(server.error().message());
+    return 1;
+  }
+  ObjectCounts n = (*service)->counts();
+  log::info("corrald {} listening on \"{}\" (pid {})", CORRAL_VERSION, options.socketPath, ::getpid());
+  log::info(
+      "state \"{}\": {} vpcs, {} subnets, {} route tables, {} internet gateways, {} nat gateways, "
+      "{} security groups, {} network acls",
+      dbPath, n.vpcs, n.subnets, n.routeTables, n.internetGateways, n.natGateways, n.securityGroups,
+      n.networkAcls);
+  report.ready();
+  (*server)->run();
+  log::info("corrald stopped; socket \"{}\" removed", options.socketPath);
+  return 0;
+}
+
+}  // namespace
+}  // namespace corral::daemon
+
+int main(int argc, char** argv) {
+  using namespace corral::daemon;
+  auto options = parseOptions(argc, argv);
+  if (!options) {
+    const corral::Error& error = options.error();
+    std::string where = error.field().empty() ? "" : "--" + error.field() + ": ";
+    std::fprintf(stderr, "corrald: %s%s\n", where.c_str(), error.message().c_str());
+    return 2;
+  }
+  if (!*options) return 0;
+  // A client that hangs up mid-response must cost us an EPIPE, not the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  StartupReport report;
+  if (!(*options)->foreground) {
+    auto detached = daemonise(**options);
+    if (!detached) {
+      std::fprintf(stderr, "corrald: %s\n", detached.error().message().c_str());
+      return 1;
+    }
+    report = std::move(*detached);
+  }
+  return run(**options, report);
+}

@@ -1,0 +1,292 @@
+// Answers each api::Request against the in-memory topology; mutations go copy → model → store → swap.
+#include "daemon/service.h"
+
+#include <unistd.h>
+
+#include <ctime>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+#include "core/log.h"
+#include "daemon/host_info.h"
+
+namespace corral::daemon {
+namespace {
+
+using net::ObjectKind;
+using json = nlohmann::json;
+
+// Per-kind access to the topology, so List/Get/Delete are written once for all seven kinds.
+template <ObjectKind K>
+struct KindOps;
+
+template <>
+struct KindOps<ObjectKind::Vpc> {
+  static auto all(const net::Topology& t, std::string_view) { return t.vpcs(); }
+  static auto find(const net::Topology& t, std::string_view name) { return t.vpc(name); }
+  static json render(const net::Topology& t, const net::Vpc& v) { return api::toJson(t, v); }
+  static auto remove(net::Topology& t, std::string_view name) { return t.deleteVpc(name); }
+};
+template <>
+struct KindOps<ObjectKind::Subnet> {
+  static auto all(const net::Topology& t, std::string_view vpc) { return t.subnets(vpc); }
+  static auto find(const net::Topology& t, std::string_view name) { return t.subnet(name); }
+  static json render(const net::Topology& t, const net::Subnet& s) { return api::toJson(t, s); }
+  static auto remove(net::Topology& t, std::string_view name) { return t.deleteSubnet(name); }
+};
+template <>
+struct KindOps<ObjectKind::RouteTable> {
+  static auto all(const net::Topology& t, std::string_view vpc) { return t.routeTables(vpc); }
+  static auto find(const net::Topology& t, std::string_view name) { return t.routeTable(name); }
+  static json render(const net::Topology& t, const net::RouteTable& r) { return api::toJson(t, r); }
+  static auto remove(net::Topology& t, std::string_view name) { return t.deleteRouteTable(name); }
+};
+template <>
+struct KindOps<ObjectKind::InternetGateway> {
+  static auto all(const net::Topology& t, std::string_view vpc) { return t.internetGateways(vpc); }
+  static auto find(const net::Topology& t, std::string_view name) { return t.internetGateway(name); }
+  static json render(const net::Topology&, const net::InternetGateway& g) { return api::toJson(g); }
+  static auto remove(net::Topology& t, std::string_view name) { return t.deleteInternetGateway(name); }
+};
+template <>
+struct KindOps<ObjectKind::NatGateway> {
+  static auto all(const net::Topology& t, std::string_view vpc) { return t.natGateways(vpc); }
+  static auto find(const net::Topology& t, std::string_view name) { return t.natGateway(name); }
+  static json render(const net::Topology&, const net::NatGateway& g) { return api::toJson(g); }
+  static auto remove(net::Topology& t, std::string_view name) { return t.deleteNatGateway(name); }
+};
+template <>
+struct KindOps<ObjectKind::SecurityGroup> {
+  static auto all(const net::Topology& t, std::string_view vpc) { return t.securityGroups(vpc); }
+  static auto find(const net::Topology& t, std::string_view name) { return t.securityGroup(name); }
+  static json render(const net::Topology&, const net::SecurityGroup& g) { return api::toJson(g); }
+  static auto remove(net::Topology& t, std::string_view name) { return t.deleteSecurityGroup(name); }
+};
+template <>
+struct KindOps<ObjectKind::NetworkAcl> {
+  static auto all(const net::Topology& t, std::string_view vpc) { return t.networkAcls(vpc); }
+  static auto find(const net::Topology& t, std::string_view name) { return t.networkAcl(name); }
+  static json render(const net::Topology&, const net::NetworkAcl& a) { return api::toJson(a); }
+  static auto remove(net::Topology& t, std::string_view name) { return t.deleteNetworkAcl(name); }
+};
+
+// Which kind each create spec makes, and the model call that makes it.
+template <class Spec>
+struct CreateOps;
+
+template <>
+struct CreateOps<net::VpcSpec> {
+  static constexpr ObjectKind kind = ObjectKind::Vpc;
+  static auto create(net::Topology& t, const net::VpcSpec& s, int64_t now) { return t.createVpc(s, now); }
+};
+template <>
+struct CreateOps<net::SubnetSpec> {
+  static constexpr ObjectKind kind = ObjectKind::Subnet;
+  static auto create(net::Topology& t, const net::SubnetSpec& s, int64_t now) {
+    return t.createSubnet(s, now);
+  }
+};
+template <>
+struct CreateOps<net::RouteTableSpec> {
+  static constexpr ObjectKind kind = ObjectKind::RouteTable;
+  static auto create(net::Topology& t, const net::RouteTableSpec& s, int64_t now) {
+    return t.createRouteTable(s, now);
+  }
+};
+template <>
+struct CreateOps<net::InternetGatewaySpec> {
+  static constexpr ObjectKind kind = ObjectKind::InternetGateway;
+  static auto create(net::Topology& t, const net::InternetGatewaySpec& s, int64_t now) {
+    return t.createInternetGateway(s, now);
+  }
+};
+template <>
+struct CreateOps<net::NatGatewaySpec> {
+  static constexpr ObjectKind kind = ObjectKind::NatGateway;
+  static auto create(net::Topology& t, const net::NatGatewaySpec& s, int64_t now) {
+    return t.createNatGateway(s, now);
+  }
+};
+template <>
+struct CreateOps<net::SecurityGroupSpec> {
+  static constexpr ObjectKind kind = ObjectKind::SecurityGroup;
+  static auto create(net::Topology& t, const net::SecurityGroupSpec& s, int64_t now) {
+    return t.createSecurityGroup(s, now);
+  }
+};
+template <>
+struct CreateOps<net::NetworkAclSpec> {
+  static constexpr ObjectKind kind = ObjectKind::NetworkAcl;
+  static auto create(net::Topology& t, const net::NetworkAclSpec& s, int64_t now) {
+    return t.createNetworkAcl(s, now);
+  }
+};
+
+int64_t wallClockSeconds() {
+  return static_cast<int64_t>(std::time(nullptr));
+}
+
+// Renders one object by kind and name from `topology`, which must hold it.
+template <ObjectKind K>
+Response objectResponse(int status, const net::Topology& topology, std::string_view name) {
+  auto found = KindOps<K>::find(topology, name);
+  if (!found) return errorResponse(found.error());
+  return {status, KindOps<K>::render(topology, **found)};
+}
+
+}  // namespace
+
+Response errorResponse(const Error& error) {
+  if (error.kind() == ErrorKind::Internal) log::error("{}", error.message());
+  return {api::httpStatus(error.kind()), api::errorJson(error)};
+}
+
+Result<std::unique_ptr<Service>> Service::load(Store store) {
+  auto topology = store.loadTopology();
+  if (!topology) return fail(topology.error().wrap(fmt::format("loading state from \"{}\"", store.path())));
+  return std::make_unique<Service>(std::move(store), std::move(*topology));
+}
+
+Response Service::handle(const api::Request& request) {
+  std::lock_guard lock(mutex_);
+  return std::visit([this](const auto& typed) { return serve(typed); }, request);
+}
+
+ObjectCounts Service::counts() const {
+  std::lock_guard lock(mutex_);
+  return countsLocked();
+}
+
+ObjectCounts Service::countsLocked() const {
+  return {.vpcs = topology_.vpcs().size(),
+          .subnets = topology_.subnets().size(),
+          .routeTables = topology_.routeTables().size(),
+          .internetGateways = topology_.internetGateways().size(),
+          .natGateways = topology_.natGateways().size(),
+          .securityGroups = topology_.securityGroups().size(),
+          .networkAcls = topology_.networkAcls().size()};
+}
+
+template <class Operation>
+Status Service::commit(Operation&& operation) {
+  net::Topology next = topology_;
+  Result<net::Changeset> changes = std::forward<Operation>(operation)(next);
+  if (!changes) return fail(std::move(changes.error()));
+  if (auto saved = store_.apply(next, *changes); !saved) return fail(saved.error().wrap("saving state"));
+  // Only now, with the transaction committed, does the new state become visible.
+  topology_ = std::move(next);
+  return {};
+}
+
+Response Service::serve(const api::GetInfo&) {
+  HostInfo host = inspectHost();
+  const KvmStatus& kvm = host.kvm;
+  json kvmJson = {{"device", kvm.probe.device},
+                  {"present", kvm.probe.present},
+                  {"accessible", kvm.probe.accessible},
+                  {"api_version", kvm.probe.apiVersion ? json(*kvm.probe.apiVersion) : json(nullptr)},
+                  {"usable", kvm.usable},
+                  {"reason", kvm.reason}};
+  ObjectCounts n = countsLocked();
+  json counts = {{api::collectionName(ObjectKind::Vpc), n.vpcs},
+                 {api::collectionName(ObjectKind::Subnet), n.subnets},
+                 {api::collectionName(ObjectKind::RouteTable), n.routeTables},
+                 {api::collectionName(ObjectKind::InternetGateway), n.internetGateways},
+                 {api::collectionName(ObjectKind::NatGateway), n.natGateways},
+                 {api::collectionName(ObjectKind::SecurityGroup), n.securityGroups},
+                 {api::collectionName(ObjectKind::NetworkAcl), n.networkAcls}};
+  return {200,
+          {{"version", CORRAL_VERSION},
+           {"api", "v1"},
+           {"kernel", fmt::format("{} {}", host.kernelRelease, host.machine)},
+           {"hostname", host.hostname},
+           {"pid", ::getpid()},
+           {"cgroup_mode", host.cgroupMode},
+           {"kvm", std::move(kvmJson)},
+           {"state", {{"path", store_.path()}, {"schema_version", store_.schemaVersion()}}},
+           {"counts", std::move(counts)}}};
+}
+
+template <ObjectKind K>
+Response Service::serve(const api::List<K>& request) {
+  json items = json::array();
+  for (const auto* object : KindOps<K>::all(topology_, request.vpc)) {
+    items.push_back(KindOps<K>::render(topology_, *object));
+  }
+  return {200, {{api::collectionName(K), std::move(items)}}};
+}
+
+template <ObjectKind K>
+Response Service::serve(const api::Get<K>& request) {
+  return objectResponse<K>(200, topology_, request.name);
+}
+
+// 200 with {"deleted": the object as it was, plus "kind"}: the caller sees exactly what went away.
+template <ObjectKind K>
+Response Service::serve(const api::Delete<K>& request) {
+  auto found = KindOps<K>::find(topology_, request.name);
+  if (!found) return errorResponse(found.error());
+  json deleted = KindOps<K>::render(topology_, **found);
+  auto done = commit([&](net::Topology& t) { return KindOps<K>::remove(t, request.name); });
+  if (!done) return errorResponse(done.error());
+  deleted["kind"] = net::objectKindName(K);
+  deleted["name"] = request.name;
+  return {200, {{"deleted", std::move(deleted)}}};
+}
+
+template <class Spec>
+Response Service::serve(const api::Create<Spec>& request) {
+  int64_t now = wallClockSeconds();
+  auto done = commit([&](net::Topology& t) { return CreateOps<Spec>::create(t, request.spec, now); });
+  if (!done) return errorResponse(done.error());
+  return objectResponse<CreateOps<Spec>::kind>(201, topology_, request.spec.name);
+}
+
+Response Service::serve(const api::UpdateSubnet& request) {
+  auto done = commit([&](net::Topology& t) { return t.updateSubnet(request.name, request.update); });
+  if (!done) return errorResponse(done.error());
+  return objectResponse<ObjectKind::Subnet>(200, topology_, request.name);
+}
+
+// Rules and routes are parts of their parent: adding one answers 201 with the whole updated parent,
+// removing one 200 with it.
+Response Service::serve(const api::AddRoute& request) {
+  auto done = commit([&](net::Topology& t) { return t.addRoute(request.table, request.spec); });
+  if (!done) return errorResponse(done.error());
+  return objectResponse<ObjectKind::RouteTable>(201, topology_, request.table);
+}
+
+Response Service::serve(const api::DeleteRoute& request) {
+  auto done = commit([&](net::Topology& t) { return t.deleteRoute(request.table, request.destination); });
+  if (!done) return errorResponse(done.error());
+  return objectResponse<ObjectKind::RouteTable>(200, topology_, request.table);
+}
+
+Response Service::serve(const api::AddSecurityGroupRule& request) {
+  auto done = commit([&](net::Topology& t) { return t.addSecurityGroupRule(request.group, request.spec); });
+  if (!done) return errorResponse(done.error());
+  return objectResponse<ObjectKind::SecurityGroup>(201, topology_, request.group);
+}
+
+Response Service::serve(const api::DeleteSecurityGroupRule& request) {
+  auto done = commit([&](net::Topology& t) { return t.deleteSecurityGroupRule(request.group, request.id); });
+  if (!done) return errorResponse(done.error());
+  return objectResponse<ObjectKind::SecurityGroup>(200, topology_, request.group);
+}
+
+Response Service::serve(const api::AddNetworkAclRule& request) {
+  auto done = commit([&](net::Topology& t) { return t.addNetworkAclRule(request.acl, request.spec); });
+  if (!done) return errorResponse(done.error());
+  return objectResponse<ObjectKind::NetworkAcl>(201, topology_, request.acl);
+}
+
+Response Service::serve(const api::DeleteNetworkAclRule& request) {
+  auto done = commit([&](net::Topology& t) {
+    return t.deleteNetworkAclRule(request.acl, request.direction, request.number);
+  });
+  if (!done) return errorResponse(done.error());
+  return objectResponse<ObjectKind::NetworkAcl>(200, topology_, request.acl);
+}
+
+}  // namespace corral::daemon

@@ -1,0 +1,77 @@
+// The daemon's request handler: owns the network model and its store, and answers every api::Request.
+// A mutation is applied to a copy, persisted in one transaction, and only then made current.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "api/api.h"
+#include "core/error.h"
+#include "daemon/store.h"
+#include "net/vpc.h"
+
+namespace corral::daemon {
+
+struct Response {
+  int status = 200;
+  nlohmann::json body;
+};
+
+// How many objects of each kind exist, for startup logs and GET /v1/info.
+struct ObjectCounts {
+  size_t vpcs = 0, subnets = 0, routeTables = 0, internetGateways = 0, natGateways = 0, securityGroups = 0,
+         networkAcls = 0;
+};
+
+class Service {
+ public:
+  // Loads the topology from `store`; fails if the stored state does not load or is inconsistent.
+  static Result<std::unique_ptr<Service>> load(Store store);
+
+  Service(Store store, net::Topology topology) : store_(std::move(store)), topology_(std::move(topology)) {}
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  // Safe to call from several threads at once: requests are served one at a time.
+  Response handle(const api::Request& request);
+
+  ObjectCounts counts() const;
+  const std::string& statePath() const { return store_.path(); }
+
+ private:
+  // One overload per request type; std::visit in handle() fails to compile if one is missing.
+  Response serve(const api::GetInfo&);
+  template <net::ObjectKind K>
+  Response serve(const api::List<K>& request);
+  template <net::ObjectKind K>
+  Response serve(const api::Get<K>& request);
+  template <net::ObjectKind K>
+  Response serve(const api::Delete<K>& request);
+  template <class Spec>
+  Response serve(const api::Create<Spec>& request);
+  Response serve(const api::UpdateSubnet& request);
+  Response serve(const api::AddRoute& request);
+  Response serve(const api::DeleteRoute& request);
+  Response serve(const api::AddSecurityGroupRule& request);
+  Response serve(const api::DeleteSecurityGroupRule& request);
+  Response serve(const api::AddNetworkAclRule& request);
+  Response serve(const api::DeleteNetworkAclRule& request);
+
+  // Runs `operation` on a copy of the topology, persists what it touched and makes the copy current.
+  // On any failure neither memory nor disk changes.
+  template <class Operation>
+  Status commit(Operation&& operation);
+
+  ObjectCounts countsLocked() const;
+
+  mutable std::mutex mutex_;
+  Store store_;
+  net::Topology topology_;
+};
+
+// An error as the API shows it: its kind's status and {"error": {...}}.
+Response errorResponse(const Error& error);
+
+}  // namespace corral::daemon

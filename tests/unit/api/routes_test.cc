@@ -1,0 +1,409 @@
+// The /v1 path table: every Request alternative survives render → parse unchanged, and each malformed
+// request gets the error kind and field it should.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <tuple>
+
+#include "api/api.h"
+
+namespace corral::api {
+namespace {
+
+using net::ObjectKind;
+using ::testing::HasSubstr;
+
+// The spec structs have no operator==; these tie their fields so the round trip compares every one of them.
+auto fields(const GetInfo&) {
+  return std::tuple<>();
+}
+template <ObjectKind K>
+auto fields(const List<K>& r) {
+  return std::tie(r.vpc);
+}
+template <ObjectKind K>
+auto fields(const Get<K>& r) {
+  return std::tie(r.name);
+}
+template <ObjectKind K>
+auto fields(const Delete<K>& r) {
+  return std::tie(r.name);
+}
+auto fields(const net::VpcSpec& s) {
+  return std::tie(s.name, s.cidr);
+}
+auto fields(const net::SubnetSpec& s) {
+  return std::tie(s.name, s.vpc, s.cidr, s.availabilityZone, s.mapPublicIp, s.routeTable, s.networkAcl);
+}
+auto fields(const net::RouteTableSpec& s) {
+  return std::tie(s.name, s.vpc);
+}
+auto fields(const net::InternetGatewaySpec& s) {
+  return std::tie(s.name, s.vpc);
+}
+auto fields(const net::NatGatewaySpec& s) {
+  return std::tie(s.name, s.subnet);
+}
+auto fields(const net::SecurityGroupSpec& s) {
+  return std::tie(s.name, s.vpc, s.description);
+}
+auto fields(const net::NetworkAclSpec& s) {
+  return std::tie(s.name, s.vpc);
+}
+template <class Spec>
+auto fields(const Create<Spec>& r) {
+  return fields(r.spec);
+}
+auto fields(const UpdateSubnet& r) {
+  return std::tie(r.name, r.update.routeTable, r.update.networkAcl, r.update.mapPublicIp);
+}
+auto fields(const AddRoute& r) {
+  return std::tie(r.table, r.spec.destination, r.spec.targetType, r.spec.targetName);
+}
+auto fields(const DeleteRoute& r) {
+  return std::tie(r.table, r.destination);
+}
+auto fields(const AddSecurityGroupRule& r) {
+  const auto& s = r.spec;
+  return std::tie(r.group, s.direction, s.protocol, s.fromPort, s.toPort, s.cidr, s.peerGroup, s.description);
+}
+auto fields(const DeleteSecurityGroupRule& r) {
+  return std::tie(r.group, r.id);
+}
+auto fields(const AddNetworkAclRule& r) {
+  const auto& s = r.spec;
+  return std::tie(r.acl, s.number, s.direction, s.action, s.protocol, s.fromPort, s.toPort, s.cidr);
+}
+auto fields(const DeleteNetworkAclRule& r) {
+  return std::tie(r.acl, r.direction, r.number);
+}
+
+bool sameRequest(const Request& a, const Request& b) {
+  if (a.index() != b.index()) return false;
+  return std::visit(
+      [&](const auto& typedA) {
+        const auto& typedB = std::get<std::decay_t<decltype(typedA)>>(b);
+        return fields(typedA) == fields(typedB);
+      },
+      a);
+}
+
+// One request of every alternative, with values that exercise encoding and optional fields.
+std::vector<Request> everyAlternative() {
+  std::vector<Request> all;
+  all.push_back(GetInfo{});
+  all.push_back(List<ObjectKind::Vpc>{});
+  all.push_back(Get<ObjectKind::Vpc>{"prod"});
+  all.push_back(Delete<ObjectKind::Vpc>{"prod"});
+  all.push_back(Create<net::VpcSpec>{{.name = "prod", .cidr = "10.0.0.0/16"}});
+  all.push_back(List<ObjectKind::Subnet>{"prod"});
+  all.push_back(Get<ObjectKind::Subnet>{"web a"});  // a space must be percent-encoded and come back
+  all.push_back(Delete<ObjectKind::Subnet>{"web"});
+  all.push_back(Create<net::SubnetSpec>{{.name = "web",
+                                         .vpc = "prod",
+                                         .cidr = "10.0.1.0/24",
+                                         .availabilityZone = "az2",
+                                         .mapPublicIp = true,
+                                         .routeTable = "public",
+                                         .networkAcl = "strict"}});
+  all.push_back(
+      UpdateSubnet{"web", {.routeTable = "public", .networkAcl = std::nullopt, .mapPublicIp = false}});
+  all.push_back(List<ObjectKind::RouteTable>{});
+  all.push_back(Get<ObjectKind::RouteTable>{"public"});
+  all.push_back(Delete<ObjectKind::RouteTable>{"public"});
+  all.push_back(Create<net::RouteTableSpec>{{.name = "public", .vpc = "prod"}});
+  all.push_back(AddRoute{
+      "public", {.destination = "0.0.0.0/0", .targetType = "internet_gateway", .targetName = "igw"}});
+  all.push_back(
+      AddRoute{"public", {.destination = "10.9.0.0/16", .targetType = "blackhole", .targetName = ""}});
+  all.push_back(DeleteRoute{"public", "10.1.0.0/16"});
+  all.push_back(List<ObjectKind::InternetGateway>{"prod"});
+  all.push_back(Get<ObjectKind::InternetGateway>{"igw"});
+  all.push_back(Delete<ObjectKind::InternetGateway>{"igw"});
+  all.push_back(Create<net::InternetGatewaySpec>{{.name = "igw", .vpc = "prod"}});
+  all.push_back(List<ObjectKind::NatGateway>{});
+  all.push_back(Get<ObjectKind::NatGateway>{"nat"});
+  all.push_back(Delete<ObjectKind::NatGateway>{"nat"});
+  all.push_back(Create<net::NatGatewaySpec>{{.name = "nat", .subnet = "web"}});
+  all.push_back(List<ObjectKind::SecurityGroup>{"prod"});
+  all.push_back(Get<ObjectKind::SecurityGroup>{"web-sg"});
+  all.push_back(Delete<ObjectKind::SecurityGroup>{"web-sg"});
+  all.push_back(
+      Create<net::SecurityGroupSpec>{{.name = "web-sg", .vpc = "prod", .description = "web servers"}});
+  all.push_back(AddSecurityGroupRule{"web-sg",
+                                     {.direction = "ingress",
+                                      .protocol = "tcp",
+                                      .fromPort = 80,
+                                      .toPort = 443,
+                                      .cidr = "0.0.0.0/0",
+                                      .peerGroup = std::nullopt,
+                                      .description = "http(s)"}});
+  all.push_back(AddSecurityGroupRule{"web-sg",
+                                     {.direction = "egress",
+                                      .protocol = "all",
+                                      .fromPort = std::nullopt,
+                                      .toPort = std::nullopt,
+                                      .cidr = std::nullopt,
+                                      .peerGroup = "db-sg",
+                                      .description = ""}});
+  all.push_back(DeleteSecurityGroupRule{"web-sg", 3});
+  all.push_back(List<ObjectKind::NetworkAcl>{});
+  all.push_back(Get<ObjectKind::NetworkAcl>{"strict"});
+  all.push_back(Delete<ObjectKind::NetworkAcl>{"strict"});
+  all.push_back(Create<net::NetworkAclSpec>{{.name = "strict", .vpc = "prod"}});
+  all.push_back(AddNetworkAclRule{"strict",
+                                  {.number = 100,
+                                   .direction = "egress",
+                                   .action = "deny",
+                                   .protocol = "udp",
+                                   .fromPort = 53,
+                                   .toPort = 53,
+                                   .cidr = "10.0.0.0/8"}});
+  all.push_back(DeleteNetworkAclRule{"strict", "egress", 100});
+  return all;
+}
+
+TEST(RenderParse, EveryAlternativeRoundTrips) {
+  std::vector<Request> all = everyAlternative();
+  std::set<size_t> covered;
+  for (const Request& request : all) {
+    HttpRequest http = renderRequest(request);
+    SCOPED_TRACE(http.method + " " + http.target + " " + http.body);
+    Result<Request> parsed = parseRequest(http.method, http.target, http.body);
+    ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+    EXPECT_TRUE(sameRequest(request, *parsed));
+    covered.insert(request.index());
+  }
+  EXPECT_EQ(covered.size(), std::variant_size_v<Request>) << "a Request alternative has no round-trip case";
+}
+
+TEST(RenderParse, RoundTripDetectsADifference) {
+  // Guards the comparison itself: a changed field must make sameRequest false.
+  EXPECT_FALSE(
+      sameRequest(Create<net::VpcSpec>{{"a", "10.0.0.0/16"}}, Create<net::VpcSpec>{{"a", "10.1.0.0/16"}}));
+  EXPECT_FALSE(sameRequest(Get<ObjectKind::Vpc>{"a"}, Get<ObjectKind::Subnet>{"a"}));
+}
+
+TEST(Render, ShapesOfTypicalRequests) {
+  HttpRequest create = renderRequest(Create<net::VpcSpec>{{"prod", "10.0.0.0/16"}});
+  EXPECT_EQ(create.method, "POST");
+  EXPECT_EQ(create.target, "/v1/vpcs");
+  EXPECT_EQ(nlohmann::json::parse(create.body), (nlohmann::json{{"name", "prod"}, {"cidr", "10.0.0.0/16"}}));
+
+  EXPECT_EQ(renderRequest(List<ObjectKind::Subnet>{"prod"}).target, "/v1/subnets?vpc=prod");
+  EXPECT_EQ(renderRequest(List<ObjectKind::Subnet>{}).target, "/v1/subnets");
+  EXPECT_EQ(renderRequest(List<ObjectKind::Vpc>{"ignored"}).target, "/v1/vpcs");
+  EXPECT_EQ(renderRequest(Get<ObjectKind::InternetGateway>{"a b/c"}).target,
+            "/v1/internet-gateways/a%20b%2Fc");
+  EXPECT_EQ(renderRequest(DeleteRoute{"rt", "10.1.0.0/16"}).target, "/v1/route-tables/rt/routes/10.1.0.0/16");
+  EXPECT_EQ(renderRequest(DeleteNetworkAclRule{"acl", "ingress", 100}).target,
+            "/v1/network-acls/acl/rules/ingress/100");
+  EXPECT_EQ(renderRequest(DeleteSecurityGroupRule{"sg", 7}).target, "/v1/security-groups/sg/rules/7");
+  HttpRequest route = renderRequest(AddRoute{"rt", {"0.0.0.0/0", "nat_gateway", "nat"}});
+  EXPECT_EQ(nlohmann::json::parse(route.body)["target"], "nat");
+  EXPECT_TRUE(renderRequest(GetInfo{}).body.empty());
+}
+
+TEST(Parse, PercentDecodesNames) {
+  Result<Request> r = parseRequest("GET", "/v1/vpcs/pr%6Fd", "");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(std::get<Get<ObjectKind::Vpc>>(*r).name, "prod");
+  Result<Request> filtered = parseRequest("GET", "/v1/subnets?vpc=pr%6Fd", "");
+  ASSERT_TRUE(filtered.has_value());
+  EXPECT_EQ(std::get<List<ObjectKind::Subnet>>(*filtered).vpc, "prod");
+}
+
+TEST(Parse, BadPercentEscapeNamesTheField) {
+  Result<Request> r = parseRequest("GET", "/v1/vpcs/a%zz", "");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), ErrorKind::InvalidArgument);
+  EXPECT_EQ(r.error().field(), "name");
+  EXPECT_FALSE(parseRequest("GET", "/v1/vpcs/a%4", "").has_value());
+}
+
+TEST(Parse, RouteDestinationKeepsItsSlashEncodedOrNot) {
+  for (std::string_view target :
+       {"/v1/route-tables/rt/routes/10.1.0.0/16", "/v1/route-tables/rt/routes/10.1.0.0%2F16"}) {
+    Result<Request> r = parseRequest("DELETE", target, "");
+    ASSERT_TRUE(r.has_value()) << target;
+    const auto& deleteRoute = std::get<DeleteRoute>(*r);
+    EXPECT_EQ(deleteRoute.table, "rt");
+    EXPECT_EQ(deleteRoute.destination, "10.1.0.0/16");
+  }
+}
+
+TEST(Parse, UnknownPathIsNotFound) {
+  for (std::string_view target : {"/v1/foo", "/v2/vpcs", "/v1", "/v1/", "/v1/vpcs/", "/v1/vpcs//x", "/vpcs",
+                                  "/v1/vpcs/prod/rules", "/v1/security-groups/sg/rules/1/2"}) {
+    Result<Request> r = parseRequest("GET", target, "");
+    ASSERT_FALSE(r.has_value()) << target;
+    EXPECT_EQ(r.error().kind(), ErrorKind::NotFound) << target;
+  }
+  EXPECT_EQ(parseRequest("GET", "/v1/foo?x=1", "").error().message(), "no such API path: GET /v1/foo");
+}
+
+TEST(Parse, WrongMethodListsTheAllowedOnes) {
+  Result<Request> r = parseRequest("PUT", "/v1/vpcs", "");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), ErrorKind::InvalidArgument);
+  EXPECT_EQ(r.error().message(), "method PUT not allowed on /v1/vpcs; allowed: GET, POST");
+  EXPECT_EQ(parseRequest("PATCH", "/v1/vpcs/prod", "{}").error().message(),
+            "method PATCH not allowed on /v1/vpcs/prod; allowed: GET, DELETE");
+  EXPECT_EQ(parseRequest("POST", "/v1/info", "{}").error().kind(), ErrorKind::InvalidArgument);
+  EXPECT_EQ(parseRequest("GET", "/v1/route-tables/rt/routes/10.0.0.0/8", "").error().message(),
+            "method GET not allowed on /v1/route-tables/rt/routes/10.0.0.0/8; allowed: DELETE");
+}
+
+TEST(Parse, BodyOnGetOrDeleteIsRefused) {
+  for (std::string_view method : {"GET", "DELETE"}) {
+    Result<Request> r = parseRequest(method, "/v1/vpcs/prod", "{}");
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().field(), "body");
+    EXPECT_THAT(r.error().message(), HasSubstr("takes no request body"));
+  }
+}
+
+TEST(Parse, InvalidJsonCarriesTheParserMessage) {
+  Result<Request> r = parseRequest("POST", "/v1/vpcs", "{\"name\": ");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), ErrorKind::InvalidArgument);
+  EXPECT_EQ(r.error().field(), "body");
+  EXPECT_THAT(r.error().message(), HasSubstr("not valid JSON"));
+  EXPECT_THAT(r.error().message(), HasSubstr("parse error"));
+}
+
+TEST(Parse, BodyMustBeAnObject) {
+  Result<Request> r = parseRequest("POST", "/v1/vpcs", "[1, 2]");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().field(), "body");
+  EXPECT_THAT(r.error().message(), HasSubstr("must be a JSON object, got array"));
+  Result<Request> empty = parseRequest("POST", "/v1/vpcs", "");
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_EQ(empty.error().field(), "body");
+  EXPECT_THAT(empty.error().message(), HasSubstr("empty"));
+}
+
+TEST(Parse, UnknownFieldIsNamedBeforeAMissingOne) {
+  Result<Request> r = parseRequest("POST", "/v1/vpcs", R"({"name": "prod", "cidrr": "10.0.0.0/16"})");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), ErrorKind::InvalidArgument);
+  EXPECT_EQ(r.error().field(), "cidrr");
+  EXPECT_THAT(r.error().message(), HasSubstr("unknown field \"cidrr\""));
+  EXPECT_THAT(r.error().message(), HasSubstr("name, cidr"));
+}
+
+TEST(Parse, MissingRequiredFieldIsNamed) {
+  Result<Request> r = parseRequest("POST", "/v1/subnets", R"({"name": "web", "vpc": "prod"})");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().field(), "cidr");
+  EXPECT_EQ(r.error().message(), "missing required field \"cidr\"");
+  Result<Request> rule = parseRequest("POST", "/v1/network-acls/a/rules",
+                                      R"({"action": "allow", "protocol": "all", "cidr": "0.0.0.0/0"})");
+  ASSERT_FALSE(rule.has_value());
+  EXPECT_EQ(rule.error().field(), "number");
+}
+
+TEST(Parse, OptionalFieldsTakeTheSpecDefaults) {
+  Result<Request> r =
+      parseRequest("POST", "/v1/subnets", R"({"name": "web", "vpc": "prod", "cidr": "10.0.1.0/24"})");
+  ASSERT_TRUE(r.has_value());
+  const auto& spec = std::get<Create<net::SubnetSpec>>(*r).spec;
+  EXPECT_EQ(spec.availabilityZone, "az1");
+  EXPECT_FALSE(spec.mapPublicIp);
+  EXPECT_EQ(spec.routeTable, "");
+  Result<Request> rule = parseRequest("POST", "/v1/security-groups/sg/rules",
+                                      R"({"protocol": "tcp", "from_port": null, "cidr": "0.0.0.0/0"})");
+  ASSERT_TRUE(rule.has_value());
+  EXPECT_EQ(std::get<AddSecurityGroupRule>(*rule).spec.direction, "ingress");
+  EXPECT_FALSE(std::get<AddSecurityGroupRule>(*rule).spec.fromPort.has_value());
+}
+
+TEST(Parse, WrongTypeNamesFieldAndExpectedType) {
+  Result<Request> r = parseRequest("POST", "/v1/vpcs", R"({"name": 5, "cidr": "10.0.0.0/16"})");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().field(), "name");
+  EXPECT_THAT(r.error().message(), HasSubstr("must be a string, got integer 5"));
+
+  Result<Request> flag = parseRequest("PATCH", "/v1/subnets/web", R"({"map_public_ip": "yes"})");
+  ASSERT_FALSE(flag.has_value());
+  EXPECT_EQ(flag.error().field(), "map_public_ip");
+  EXPECT_THAT(flag.error().message(), HasSubstr("must be a boolean"));
+
+  Result<Request> name = parseRequest("POST", "/v1/vpcs", R"({"name": null, "cidr": "10.0.0.0/16"})");
+  ASSERT_FALSE(name.has_value());
+  EXPECT_THAT(name.error().message(), HasSubstr("got null"));
+}
+
+TEST(Parse, PortsAreIntegersButNotRangeCheckedHere) {
+  Result<Request> big =
+      parseRequest("POST", "/v1/security-groups/sg/rules",
+                   R"({"protocol": "tcp", "from_port": 70000, "to_port": -1, "cidr": "0.0.0.0/0"})");
+  ASSERT_TRUE(big.has_value()) << "70000 must reach the model, which refuses it by name";
+  EXPECT_EQ(std::get<AddSecurityGroupRule>(*big).spec.fromPort, 70000);
+  EXPECT_EQ(std::get<AddSecurityGroupRule>(*big).spec.toPort, -1);
+
+  Result<Request> fractional = parseRequest("POST", "/v1/security-groups/sg/rules",
+                                            R"({"protocol": "tcp", "from_port": 1.5, "cidr": "0.0.0.0/0"})");
+  ASSERT_FALSE(fractional.has_value());
+  EXPECT_EQ(fractional.error().field(), "from_port");
+  EXPECT_THAT(fractional.error().message(), HasSubstr("must be an integer, got number 1.5"));
+
+  Result<Request> quoted =
+      parseRequest("POST", "/v1/network-acls/a/rules",
+                   R"({"number": "100", "action": "allow", "protocol": "all", "cidr": "0.0.0.0/0"})");
+  ASSERT_FALSE(quoted.has_value());
+  EXPECT_EQ(quoted.error().field(), "number");
+
+  Result<Request> huge = parseRequest(
+      "POST", "/v1/network-acls/a/rules",
+      R"({"number": 18446744073709551615, "action": "allow", "protocol": "all", "cidr": "0.0.0.0/0"})");
+  ASSERT_FALSE(huge.has_value());
+  EXPECT_EQ(huge.error().field(), "number");
+  EXPECT_THAT(huge.error().message(), HasSubstr("out of range"));
+}
+
+TEST(Parse, EmptySubnetUpdateIsRefused) {
+  Result<Request> r = parseRequest("PATCH", "/v1/subnets/web", "{}");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_THAT(r.error().message(), HasSubstr("nothing to change"));
+}
+
+TEST(Parse, RuleIdsAndNumbersInThePathMustBeIntegers) {
+  Result<Request> id = parseRequest("DELETE", "/v1/security-groups/sg/rules/abc", "");
+  ASSERT_FALSE(id.has_value());
+  EXPECT_EQ(id.error().field(), "id");
+  Result<Request> number = parseRequest("DELETE", "/v1/network-acls/a/rules/ingress/1x", "");
+  ASSERT_FALSE(number.has_value());
+  EXPECT_EQ(number.error().field(), "number");
+  // The direction is the model's to validate, so a wrong word passes through.
+  Result<Request> direction = parseRequest("DELETE", "/v1/network-acls/a/rules/sideways/100", "");
+  ASSERT_TRUE(direction.has_value());
+  EXPECT_EQ(std::get<DeleteNetworkAclRule>(*direction).direction, "sideways");
+}
+
+TEST(Parse, QueryParameters) {
+  Result<Request> unknown = parseRequest("GET", "/v1/subnets?zone=a", "");
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().field(), "zone");
+  Result<Request> vpcFilterOnVpcs = parseRequest("GET", "/v1/vpcs?vpc=prod", "");
+  ASSERT_FALSE(vpcFilterOnVpcs.has_value());
+  EXPECT_THAT(vpcFilterOnVpcs.error().message(), HasSubstr("vpcs take no filter"));
+  Result<Request> onGet = parseRequest("GET", "/v1/vpcs/prod?x=1", "");
+  ASSERT_FALSE(onGet.has_value());
+  EXPECT_EQ(onGet.error().field(), "query");
+  EXPECT_TRUE(parseRequest("GET", "/v1/vpcs?", "").has_value());
+  EXPECT_FALSE(parseRequest("GET", "/v1/subnets?vpc=a&vpc=b", "").has_value());
+}
+
+TEST(Collection, NamesOfEveryKind) {
+  EXPECT_EQ(collectionName(ObjectKind::Vpc), "vpcs");
+  EXPECT_EQ(collectionName(ObjectKind::Subnet), "subnets");
+  EXPECT_EQ(collectionName(ObjectKind::RouteTable), "route-tables");
+  EXPECT_EQ(collectionName(ObjectKind::InternetGateway), "internet-gateways");
+  EXPECT_EQ(collectionName(ObjectKind::NatGateway), "nat-gateways");
+  EXPECT_EQ(collectionName(ObjectKind::SecurityGroup), "security-groups");
+  EXPECT_EQ(collectionName(ObjectKind::NetworkAcl), "network-acls");
+}
+
+}  // namespace
+}  // namespace corral::api

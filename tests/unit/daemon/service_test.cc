@@ -1,0 +1,318 @@
+// Service against a real Store in a temporary directory: statuses and bodies of each request, and the
+// guarantee that a failed mutation (refused by the model or by the database) changes neither memory nor disk.
+#include "daemon/service.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "daemon/host_info.h"
+#include "daemon/store.h"
+
+namespace corral::daemon {
+namespace {
+
+using net::ObjectKind;
+using nlohmann::json;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/corral-service-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    dbPath_ = dir_ + "/state.db";
+    reopen();
+  }
+  void TearDown() override {
+    service_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void reopen() {
+    service_.reset();
+    auto store = Store::open(dbPath_);
+    ASSERT_TRUE(store) << store.error().message();
+    auto service = Service::load(std::move(*store));
+    ASSERT_TRUE(service) << service.error().message();
+    service_ = std::move(*service);
+  }
+
+  Response handle(const api::Request& request) { return service_->handle(request); }
+
+  // Runs SQL on a second connection to the same database, e.g. to make the next write fail.
+  void sql(const std::string& statement) {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(dbPath_.c_str(), &raw), SQLITE_OK);
+    std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
+    char* message = nullptr;
+    int rc = sqlite3_exec(db.get(), statement.c_str(), nullptr, nullptr, &message);
+    std::string text = message ? message : "";
+    sqlite3_free(message);
+    ASSERT_EQ(rc, SQLITE_OK) << statement << ": " << text;
+  }
+
+  Response createVpc(const std::string& name, const std::string& cidr) {
+    return handle(api::Create<net::VpcSpec>{{.name = name, .cidr = cidr}});
+  }
+  Response createSubnet(const std::string& name, const std::string& vpc, const std::string& cidr) {
+    net::SubnetSpec spec;
+    spec.name = name;
+    spec.vpc = vpc;
+    spec.cidr = cidr;
+    return handle(api::Create<net::SubnetSpec>{spec});
+  }
+
+  std::string dir_;
+  std::string dbPath_;
+  std::unique_ptr<Service> service_;
+};
+
+void expectError(const Response& response, int status, const std::string& kind,
+                 const std::string& field = {}) {
+  EXPECT_EQ(response.status, status) << response.body.dump();
+  ASSERT_TRUE(response.body.contains("error")) << response.body.dump();
+  EXPECT_EQ(response.body["error"]["kind"], kind) << response.body.dump();
+  EXPECT_FALSE(response.body["error"]["message"].get<std::string>().empty());
+  if (!field.empty()) {
+    EXPECT_EQ(response.body["error"].value("field", ""), field) << response.body.dump();
+  }
+}
+
+TEST_F(ServiceTest, CreateVpcAnswers201WithTheVpcAndItsDefaults) {
+  Response created = createVpc("prod", "10.0.0.0/16");
+  ASSERT_EQ(created.status, 201) << created.body.dump();
+  EXPECT_EQ(created.body["name"], "prod");
+  EXPECT_EQ(created.body["cidr"], "10.0.0.0/16");
+  EXPECT_EQ(created.body["main_route_table"], "prod-main");
+  EXPECT_EQ(created.body["default_network_acl"], "prod-default");
+  EXPECT_EQ(created.body["default_security_group"], "prod-default");
+  EXPECT_GT(created.body["created_at"].get<int64_t>(), 1'600'000'000);  // the wall clock, not zero
+
+  Response listed = handle(api::List<ObjectKind::Vpc>{});
+  ASSERT_EQ(listed.status, 200);
+  ASSERT_EQ(listed.body["vpcs"].size(), 1u);
+  EXPECT_EQ(listed.body["vpcs"][0]["name"], "prod");
+
+  Response tables = handle(api::List<ObjectKind::RouteTable>{"prod"});
+  ASSERT_EQ(tables.status, 200);
+  ASSERT_EQ(tables.body["route-tables"].size(), 1u);
+  EXPECT_EQ(tables.body["route-tables"][0]["main"], true);
+
+  Response got = handle(api::Get<ObjectKind::Vpc>{"prod"});
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(got.body, created.body);
+}
+
+TEST_F(ServiceTest, ErrorsCarryTheirKindStatusAndField) {
+  expectError(createVpc("prod", "10.0.0.1/16"), 400, "invalid_argument", "cidr");
+  expectError(createVpc("Bad_Name", "10.0.0.0/16"), 400, "invalid_argument", "name");
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  expectError(createVpc("prod", "10.1.0.0/16"), 409, "conflict");
+  expectError(handle(api::Get<ObjectKind::Vpc>{"nope"}), 404, "not_found");
+  expectError(handle(api::Delete<ObjectKind::Subnet>{"nope"}), 404, "not_found");
+  expectError(createSubnet("web", "prod", "10.9.0.0/24"), 400, "invalid_argument",
+              "cidr");  // outside the VPC
+}
+
+TEST_F(ServiceTest, DeleteAnswers200WithTheDeletedObject) {
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  ASSERT_EQ(createSubnet("web", "prod", "10.0.1.0/24").status, 201);
+
+  Response deleted = handle(api::Delete<ObjectKind::Subnet>{"web"});
+  ASSERT_EQ(deleted.status, 200) << deleted.body.dump();
+  EXPECT_EQ(deleted.body["deleted"]["kind"], "subnet");
+  EXPECT_EQ(deleted.body["deleted"]["name"], "web");
+  EXPECT_EQ(deleted.body["deleted"]["cidr"], "10.0.1.0/24");
+  expectError(handle(api::Get<ObjectKind::Subnet>{"web"}), 404, "not_found");
+
+  Response vpcDeleted = handle(api::Delete<ObjectKind::Vpc>{"prod"});
+  ASSERT_EQ(vpcDeleted.status, 200) << vpcDeleted.body.dump();
+  EXPECT_EQ(vpcDeleted.body["deleted"]["kind"], "vpc");
+  // The VPC's main table, default ACL and default group go with it.
+  EXPECT_TRUE(handle(api::List<ObjectKind::RouteTable>{}).body["route-tables"].empty());
+  EXPECT_TRUE(handle(api::List<ObjectKind::NetworkAcl>{}).body["network-acls"].empty());
+  EXPECT_TRUE(handle(api::List<ObjectKind::SecurityGroup>{}).body["security-groups"].empty());
+
+  reopen();
+  EXPECT_TRUE(handle(api::List<ObjectKind::Vpc>{}).body["vpcs"].empty());
+  EXPECT_TRUE(handle(api::List<ObjectKind::Subnet>{}).body["subnets"].empty());
+}
+
+TEST_F(ServiceTest, StateSurvivesReopening) {
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  ASSERT_EQ(createSubnet("web", "prod", "10.0.1.0/24").status, 201);
+  ASSERT_EQ(handle(api::Create<net::InternetGatewaySpec>{{.name = "igw", .vpc = "prod"}}).status, 201);
+  Response route = handle(api::AddRoute{
+      "prod-main", {.destination = "0.0.0.0/0", .targetType = "internet_gateway", .targetName = "igw"}});
+  ASSERT_EQ(route.status, 201) << route.body.dump();
+  EXPECT_EQ(route.body["name"], "prod-main");
+  EXPECT_EQ(route.body["routes"].size(), 2u);
+  EXPECT_EQ(route.body["subnets"], json::array({"web"}));  // tables show which subnets use them
+  Response before = handle(api::Get<ObjectKind::Subnet>{"web"});
+  EXPECT_EQ(before.body["reachability"], "public");
+
+  reopen();
+  Response after = handle(api::Get<ObjectKind::Subnet>{"web"});
+  ASSERT_EQ(after.status, 200);
+  EXPECT_EQ(after.body, before.body);
+  EXPECT_EQ(handle(api::Get<ObjectKind::RouteTable>{"prod-main"}).body, route.body);
+  ObjectCounts n = service_->counts();
+  EXPECT_EQ(n.vpcs, 1u);
+  EXPECT_EQ(n.subnets, 1u);
+  EXPECT_EQ(n.routeTables, 1u);
+  EXPECT_EQ(n.internetGateways, 1u);
+  EXPECT_EQ(n.securityGroups, 1u);
+  EXPECT_EQ(n.networkAcls, 1u);
+}
+
+TEST_F(ServiceTest, RulesAnswerWithTheirParent) {
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  ASSERT_EQ(handle(api::Create<net::SecurityGroupSpec>{{.name = "web", .vpc = "prod", .description = "http"}})
+                .status,
+            201);
+  net::SecurityGroupRuleSpec rule;
+  rule.protocol = "tcp";
+  rule.fromPort = 80;
+  rule.toPort = 80;
+  rule.cidr = "0.0.0.0/0";
+  Response added = handle(api::AddSecurityGroupRule{"web", rule});
+  ASSERT_EQ(added.status, 201) << added.body.dump();
+  EXPECT_EQ(added.body["name"], "web");
+  ASSERT_FALSE(added.body["rules"].empty());
+  int64_t id = added.body["rules"].back()["id"].get<int64_t>();
+  EXPECT_EQ(added.body["rules"].back()["from_port"], 80);
+
+  rule.fromPort = 70000;
+  rule.toPort = 70000;
+  Response refused = handle(api::AddSecurityGroupRule{"web", rule});
+  expectError(refused, 400, "invalid_argument");
+  EXPECT_NE(refused.body["error"]["field"].get<std::string>().find("port"), std::string::npos);
+
+  Response removed = handle(api::DeleteSecurityGroupRule{"web", id});
+  ASSERT_EQ(removed.status, 200) << removed.body.dump();
+  EXPECT_EQ(removed.body["rules"].size(), added.body["rules"].size() - 1);
+  expectError(handle(api::DeleteSecurityGroupRule{"web", id}), 404, "not_found");
+}
+
+TEST_F(ServiceTest, AModelRefusalChangesNothing) {
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  ASSERT_EQ(createSubnet("web", "prod", "10.0.1.0/24").status, 201);
+  json before = handle(api::List<ObjectKind::Subnet>{}).body;
+
+  expectError(createSubnet("db", "prod", "10.0.1.128/25"), 409, "conflict");   // overlaps web
+  expectError(handle(api::Delete<ObjectKind::Vpc>{"prod"}), 409, "conflict");  // still holds a subnet
+
+  EXPECT_EQ(handle(api::List<ObjectKind::Subnet>{}).body, before);
+  EXPECT_EQ(handle(api::Get<ObjectKind::Vpc>{"prod"}).status, 200);
+  reopen();
+  EXPECT_EQ(handle(api::List<ObjectKind::Subnet>{}).body, before);
+  EXPECT_EQ(handle(api::Get<ObjectKind::Vpc>{"prod"}).status, 200);
+}
+
+// The database refuses the last row of a VPC's creation: the transaction rolls back and the in-memory
+// topology must not show the VPC (nor its route table or ACL) either.
+TEST_F(ServiceTest, AFailedWriteChangesNeitherMemoryNorDisk) {
+  sql("CREATE TRIGGER refuse_groups BEFORE INSERT ON security_groups BEGIN SELECT RAISE(ABORT, 'disk says "
+      "no'); END");
+  Response failed = createVpc("prod", "10.0.0.0/16");
+  expectError(failed, 500, "internal");
+  EXPECT_NE(failed.body["error"]["message"].get<std::string>().find("disk says no"), std::string::npos)
+      << failed.body.dump();
+  expectError(handle(api::Get<ObjectKind::Vpc>{"prod"}), 404, "not_found");
+  EXPECT_TRUE(handle(api::List<ObjectKind::RouteTable>{}).body["route-tables"].empty());
+  EXPECT_TRUE(handle(api::List<ObjectKind::NetworkAcl>{}).body["network-acls"].empty());
+
+  sql("DROP TRIGGER refuse_groups");
+  reopen();
+  EXPECT_TRUE(handle(api::List<ObjectKind::Vpc>{}).body["vpcs"].empty());
+  EXPECT_TRUE(handle(api::List<ObjectKind::RouteTable>{}).body["route-tables"].empty());
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+
+  // And the other way round: a delete the database refuses leaves the VPC in place.
+  sql("CREATE TRIGGER keep_groups BEFORE DELETE ON security_groups BEGIN SELECT RAISE(ABORT, 'disk says "
+      "no'); END");
+  expectError(handle(api::Delete<ObjectKind::Vpc>{"prod"}), 500, "internal");
+  EXPECT_EQ(handle(api::Get<ObjectKind::Vpc>{"prod"}).status, 200);
+  EXPECT_EQ(handle(api::Get<ObjectKind::RouteTable>{"prod-main"}).status, 200);
+  sql("DROP TRIGGER keep_groups");
+  reopen();
+  EXPECT_EQ(handle(api::Get<ObjectKind::Vpc>{"prod"}).status, 200);
+  EXPECT_EQ(handle(api::Get<ObjectKind::SecurityGroup>{"prod-default"}).status, 200);
+}
+
+TEST_F(ServiceTest, InfoReportsVersionStateHostAndCounts) {
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  Response info = handle(api::GetInfo{});
+  ASSERT_EQ(info.status, 200);
+  EXPECT_EQ(info.body["version"], CORRAL_VERSION);
+  EXPECT_EQ(info.body["api"], "v1");
+  EXPECT_EQ(info.body["state"]["path"], dbPath_);
+  EXPECT_EQ(info.body["state"]["schema_version"], kSchemaVersion);
+  EXPECT_EQ(info.body["counts"]["vpcs"], 1);
+  EXPECT_EQ(info.body["counts"]["route-tables"], 1);
+  EXPECT_FALSE(info.body["kernel"].get<std::string>().empty());
+  EXPECT_FALSE(info.body["hostname"].get<std::string>().empty());
+  EXPECT_FALSE(info.body["cgroup_mode"].get<std::string>().empty());
+  const json& kvm = info.body["kvm"];
+  EXPECT_EQ(kvm["device"], "/dev/kvm");
+  EXPECT_TRUE(kvm["present"].is_boolean());
+  EXPECT_TRUE(kvm["usable"].is_boolean());
+  EXPECT_FALSE(kvm["reason"].get<std::string>().empty());
+}
+
+// ---- /dev/kvm advice ----
+
+TEST(KvmAssessment, MissingDeviceExplainsWhy) {
+  KvmProbe probe;
+  KvmStatus status = assessKvm(probe);
+  EXPECT_FALSE(status.usable);
+  EXPECT_NE(status.reason.find("/dev/kvm is missing"), std::string::npos) << status.reason;
+  EXPECT_NE(status.reason.find("kvm module is not loaded"), std::string::npos) << status.reason;
+}
+
+TEST(KvmAssessment, PermissionDeniedSaysHowToFixIt) {
+  KvmProbe probe{.present = true,
+                 .openErrno = EACCES,
+                 .mode = 0600,
+                 .owner = "root",
+                 .group = "root",
+                 .isCharDevice = true};
+  KvmStatus status = assessKvm(probe);
+  EXPECT_FALSE(status.usable);
+  EXPECT_EQ(status.reason,
+            "/dev/kvm is mode 0600 root:root and corrald is not allowed to open it: chgrp kvm /dev/kvm && "
+            "chmod 660 /dev/kvm");
+}
+
+TEST(KvmAssessment, StableApiIsUsable) {
+  KvmProbe probe{.present = true, .accessible = true, .apiVersion = 12, .isCharDevice = true};
+  KvmStatus status = assessKvm(probe);
+  EXPECT_TRUE(status.usable);
+  EXPECT_EQ(
+      status.reason,
+      "/dev/kvm answers (KVM API 12); whether it really boots a guest is probed when the first VM starts");
+}
+
+TEST(KvmAssessment, OtherApiVersionOrFailedIoctlIsNotUsable) {
+  KvmProbe odd{.present = true, .accessible = true, .apiVersion = 11, .isCharDevice = true};
+  EXPECT_FALSE(assessKvm(odd).usable);
+  KvmProbe silent{.present = true, .accessible = true, .ioctlErrno = ENOTTY, .isCharDevice = true};
+  KvmStatus status = assessKvm(silent);
+  EXPECT_FALSE(status.usable);
+  EXPECT_NE(status.reason.find("KVM_GET_API_VERSION"), std::string::npos);
+}
+
+TEST(KvmAssessment, ProbeOfAMissingNodeSaysAbsent) {
+  KvmProbe probe = probeKvm("/nonexistent/kvm");
+  EXPECT_FALSE(probe.present);
+  EXPECT_FALSE(probe.accessible);
+  EXPECT_FALSE(assessKvm(probe).usable);
+}
+
+}  // namespace
+}  // namespace corral::daemon
