@@ -9,9 +9,12 @@ namespace corral::container {
 
 std::string_view cgroupModeName(CgroupMode mode) {
   switch (mode) {
-    case CgroupMode::Unified: return "v2 (unified)";
-    case CgroupMode::Hybrid: return "v1 (hybrid)";
-    case CgroupMode::Legacy: return "v1 (legacy)";
+    case CgroupMode::Unified:
+      return "v2 (unified)";
+    case CgroupMode::Hybrid:
+      return "v1 (hybrid)";
+    case CgroupMode::Legacy:
+      return "v1 (legacy)";
   }
   return "unknown";
 }
@@ -23,7 +26,8 @@ Result<CgroupMode> detectCgroupMode(const std::string& root) {
   // A tmpfs of v1 hierarchies; systemd-style hosts add a v2 mount at unified/ (the hybrid layout).
   std::string unified = root + "/unified";
   struct statfs unifiedFs {};
-  if (::statfs(unified.c_str(), &unifiedFs) == 0 && unifiedFs.f_type == CGROUP2_SUPER_MAGIC) return CgroupMode::Hybrid;
+  if (::statfs(unified.c_str(), &unifiedFs) == 0 && unifiedFs.f_type == CGROUP2_SUPER_MAGIC)
+    return CgroupMode::Hybrid;
   return CgroupMode::Legacy;
 }
 

@@ -1,0 +1,60 @@
+// Control groups for one container, on either hierarchy: v2 (unified) or v1 (per-controller trees, as on
+// hybrid hosts). The driver is picked from detectCgroupMode(); callers see one interface.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "container/cgroup_mode.h"
+#include "core/error.h"
+
+namespace corral::container {
+
+struct ResourceLimits {
+  std::optional<uint64_t> memoryBytes;  // hard limit; swap is limited to the same total (no extra swap)
+  std::optional<uint32_t> cpuMillis;    // 500 = half a CPU (CFS quota over a 100 ms period)
+  std::optional<uint32_t> pids;         // max tasks in the group
+};
+
+struct CgroupStats {
+  uint64_t memoryCurrentBytes = 0;
+  uint64_t memoryPeakBytes = 0;  // 0 when the kernel does not report it
+  uint64_t oomKills = 0;         // processes the kernel OOM-killed in this group
+  uint64_t pidsCurrent = 0;
+};
+
+// One container's cgroup(s). Created with the limits applied; removed when destroyed (or on destruction
+// unless released into the daemon's keeping, so a failed start leaves nothing behind).
+class Cgroup {
+ public:
+  virtual ~Cgroup() = default;
+  // "/sys/fs/cgroup/corral/web-1" on v2; the memory controller's path on v1 (for messages).
+  virtual std::string path() const = 0;
+  virtual Status addProcess(pid_t pid) = 0;
+  virtual Result<CgroupStats> stats() const = 0;
+  // Kills every process in the group (cgroup.kill on v2 ≥ 5.14, else SIGKILL each pid) and waits until empty.
+  virtual Status killAll() = 0;
+  // Removes the directories; fails with Conflict while processes remain.
+  virtual Status destroy() = 0;
+  // After this, destruction no longer removes the cgroup (the daemon owns it; it reattaches by name).
+  virtual void release() = 0;
+  // The cgroup's path as seen in /proc/PID/cgroup lines, for tests: "/corral/web-1".
+  virtual std::string relativePath() const = 0;
+};
+
+struct CgroupOptions {
+  std::string root = "/sys/fs/cgroup";  // tests may point this elsewhere
+  std::string parent = "corral";        // all corral containers live under ROOT[/controller]/corral/
+};
+
+// Creates ROOT/.../corral/NAME with `limits` written before any process joins. Conflict if it exists.
+Result<std::unique_ptr<Cgroup>> createCgroup(CgroupMode mode, const std::string& name, const ResourceLimits& limits,
+                                            const CgroupOptions& options = {});
+// Reattaches to an existing container cgroup after a daemon restart (NotFound if it is gone).
+Result<std::unique_ptr<Cgroup>> openCgroup(CgroupMode mode, const std::string& name, const CgroupOptions& options = {});
+
+}  // namespace corral::container

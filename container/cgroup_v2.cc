@@ -1,0 +1,204 @@
+// The cgroup v2 driver: enables memory/cpu/pids from the root down, creates ROOT/PARENT/NAME with its
+// limits, and kills, measures and removes it.
+#include "container/cgroup_v2.h"
+
+#include <fmt/ranges.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "core/log.h"
+
+namespace corral::container {
+namespace {
+
+std::set<std::string> splitWords(std::string_view text) {
+  std::set<std::string> words;
+  std::istringstream in{std::string(text)};
+  for (std::string word; in >> word;) words.insert(word);
+  return words;
+}
+
+class CgroupV2 final : public Cgroup {
+ public:
+  CgroupV2(std::string dir, std::string relative, CgroupFiles files, bool owned)
+      : dir_(std::move(dir)), relative_(std::move(relative)), files_(files), owned_(owned) {}
+
+  ~CgroupV2() override {
+    if (!owned_) return;
+    auto removed = destroy();
+    if (!removed && removed.error().kind() == ErrorKind::Conflict) {
+      if (auto killed = killAll(); !killed) log::warn("cgroup {}: {}", dir_, killed.error().message());
+      removed = destroy();
+    }
+    if (!removed) log::warn("cgroup {} left behind: {}", dir_, removed.error().message());
+  }
+
+  std::string path() const override { return dir_; }
+  std::string relativePath() const override { return relative_; }
+  void release() override { owned_ = false; }
+
+  Status addProcess(pid_t pid) override {
+    if (auto ok = files_.write(dir_ + "/cgroup.procs", std::to_string(pid)); !ok)
+      return fail(ok.error().wrap(fmt::format("add process {}", pid)));
+    return {};
+  }
+
+  Result<CgroupStats> stats() const override {
+    CgroupStats stats;
+    auto current = files_.readNumber(dir_ + "/memory.current");
+    if (!current) return fail(current.error());
+    stats.memoryCurrentBytes = current->value_or(0);
+    if (files_.exists(dir_ + "/memory.peak")) {  // 5.19 and later
+      auto peak = files_.readNumber(dir_ + "/memory.peak");
+      if (!peak) return fail(peak.error());
+      stats.memoryPeakBytes = peak->value_or(0);
+    }
+    auto oomKills = files_.readKeyed(dir_ + "/memory.events", "oom_kill");
+    if (!oomKills) return fail(oomKills.error());
+    stats.oomKills = *oomKills;
+    if (files_.exists(dir_ + "/pids.current")) {
+      auto pids = files_.readNumber(dir_ + "/pids.current");
+      if (!pids) return fail(pids.error());
+      stats.pidsCurrent = pids->value_or(0);
+    }
+    return stats;
+  }
+
+  Status killAll() override {
+    const std::string procs = dir_ + "/cgroup.procs";
+    const bool haveKill = files_.exists(dir_ + "/cgroup.kill");  // 5.14 and later
+    if (haveKill) {
+      if (auto ok = files_.write(dir_ + "/cgroup.kill", "1"); !ok) return fail(ok.error());
+    }
+    const auto deadline = std::chrono::steady_clock::now() + kKillTimeout;
+    for (;;) {
+      auto pids = files_.readPids(procs);
+      if (!pids) return fail(pids.error());
+      if (pids->empty()) return {};
+      if (std::chrono::steady_clock::now() >= deadline)
+        return fail(conflict("kill every process in cgroup \"{}\": still running after {} s: {}", dir_,
+                             kKillTimeout.count(), formatPids(*pids)));
+      // Without cgroup.kill, a forking process can add pids between reads; keep killing until none is left.
+      if (!haveKill)
+        for (pid_t pid : *pids) ::kill(pid, SIGKILL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  Status destroy() override {
+    if (!files_.isDirectory(dir_)) {
+      owned_ = false;
+      return {};
+    }
+    if (auto ok = files_.removeDirectory(dir_); !ok) return fail(ok.error());
+    owned_ = false;
+    return {};
+  }
+
+ private:
+  std::string dir_;
+  std::string relative_;
+  CgroupFiles files_;
+  bool owned_;
+};
+
+// Makes sure `controllers` are in DIR/cgroup.subtree_control, writing only the missing ones.
+Status enableControllers(const CgroupFiles& files, const std::string& dir,
+                         const std::vector<std::string>& wanted) {
+  const std::string path = dir + "/cgroup.subtree_control";
+  auto current = files.read(path);
+  if (!current) return fail(current.error());
+  std::set<std::string> enabled = splitWords(*current);
+  std::string change;
+  for (const auto& controller : wanted) {
+    if (enabled.contains(controller)) continue;
+    if (!change.empty()) change += ' ';
+    change += "+" + controller;
+  }
+  if (change.empty()) return {};
+  if (files.kernel()) return files.write(path, change);
+  // The stand-in file keeps the resulting list, as the kernel's would read back.
+  for (const auto& controller : wanted) enabled.insert(controller);
+  std::string list;
+  for (const auto& controller : enabled) list += (list.empty() ? "" : " ") + controller;
+  return files.write(path, list + "\n");
+}
+
+}  // namespace
+
+std::vector<CgroupFileWrite> cgroupV2LimitWrites(const ResourceLimits& limits, bool swapAccounting) {
+  std::vector<CgroupFileWrite> writes;
+  if (limits.memoryBytes) {
+    writes.push_back({"", "memory.max", std::to_string(*limits.memoryBytes)});
+    // The limit covers swap too: no swap on top of it.
+    if (swapAccounting) writes.push_back({"", "memory.swap.max", "0"});
+  }
+  if (limits.cpuMillis) {
+    uint64_t quota = uint64_t{*limits.cpuMillis} * kCpuPeriodMicros / 1000;
+    writes.push_back({"", "cpu.max", fmt::format("{} {}", quota, kCpuPeriodMicros)});
+  }
+  if (limits.pids) writes.push_back({"", "pids.max", std::to_string(*limits.pids)});
+  return writes;
+}
+
+Result<std::unique_ptr<Cgroup>> createCgroupV2(const std::string& name, const ResourceLimits& limits,
+                                               const CgroupOptions& options) {
+  const std::string& root = options.root;
+  CgroupFiles files = CgroupFiles::forTree(root);
+  if (!files.isDirectory(root)) return fail(unavailable("cgroup v2 root \"{}\" is not a directory", root));
+
+  // memory is always wanted (usage and OOM accounting); cpu and pids when a limit needs them.
+  auto available = files.read(root + "/cgroup.controllers");
+  if (!available) return fail(available.error());
+  const std::set<std::string> availableSet = splitWords(*available);
+  std::vector<std::string> wanted;
+  for (const char* controller : {"memory", "cpu", "pids"}) {
+    bool required = std::string_view(controller) == "memory" ||
+                    (std::string_view(controller) == "cpu" && limits.cpuMillis) ||
+                    (std::string_view(controller) == "pids" && limits.pids);
+    if (availableSet.contains(controller)) {
+      wanted.emplace_back(controller);
+    } else if (required) {
+      return fail(
+          unavailable("the \"{}\" controller is not available in \"{}/cgroup.controllers\" (it lists \"{}\")",
+                      controller, root, fmt::join(availableSet, " ")));
+    }
+  }
+
+  const std::string parentDir = root + "/" + options.parent;
+  if (auto ok = enableControllers(files, root, wanted); !ok) return fail(ok.error());
+  if (!files.isDirectory(parentDir)) {
+    // The parent is shared by every container; it is left in place (empty) if this one fails.
+    if (auto ok = files.makeDirectory(parentDir); !ok && ok.error().errnum() != EEXIST)
+      return fail(ok.error());
+  }
+  if (auto ok = enableControllers(files, parentDir, wanted); !ok) return fail(ok.error());
+
+  const std::string dir = parentDir + "/" + name;
+  if (auto ok = files.makeDirectory(dir); !ok) {
+    if (ok.error().errnum() == EEXIST) return fail(conflict("cgroup \"{}\" already exists", dir));
+    return fail(ok.error());
+  }
+  // Owned from here: a failed write below removes the directory on the way out.
+  auto cgroup = std::make_unique<CgroupV2>(dir, "/" + options.parent + "/" + name, files, true);
+  const bool swapAccounting = files.exists(parentDir + "/memory.swap.max");
+  for (const auto& write : cgroupV2LimitWrites(limits, swapAccounting)) {
+    if (auto ok = files.write(dir + "/" + write.file, write.value); !ok) return fail(ok.error());
+  }
+  return std::unique_ptr<Cgroup>(std::move(cgroup));
+}
+
+Result<std::unique_ptr<Cgroup>> openCgroupV2(const std::string& name, const CgroupOptions& options) {
+  CgroupFiles files = CgroupFiles::forTree(options.root);
+  const std::string dir = options.root + "/" + options.parent + "/" + name;
+  if (!files.isDirectory(dir)) return fail(notFound("cgroup \"{}\" does not exist", dir));
+  // Reattached groups belong to the daemon: dropping the handle leaves them alone.
+  return std::unique_ptr<Cgroup>(
+      std::make_unique<CgroupV2>(dir, "/" + options.parent + "/" + name, files, false));
+}
+
+}  // namespace corral::container

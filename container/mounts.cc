@@ -1,0 +1,283 @@
+// The container's mount plan (pure: paths, flags and data as values) and, at the end of the file, the
+// child-side code that applies it before pivot_root. The child half makes only system calls.
+#include "container/mounts.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+namespace corral::container {
+namespace {
+
+constexpr unsigned long kNoSuidDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+Status checkPath(const std::filesystem::path& path, const char* field) {
+  if (path.empty()) return fail(invalidField(field, "{} is empty", field));
+  if (!path.is_absolute())
+    return fail(invalidField(field, "{} \"{}\" is not an absolute path", field, path.string()));
+  for (char c : path.string()) {
+    if (c == ',' || c == ':' || c == '\n') {
+      return fail(invalidField(field, "{} \"{}\" contains '{}', which overlayfs options cannot carry", field,
+                               path.string(), c == '\n' ? std::string("\\n") : std::string(1, c)));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::vector<std::string> dockerMaskedPaths() {
+  return {"/proc/asound",      "/proc/acpi",          "/proc/interrupts", "/proc/kcore",
+          "/proc/keys",        "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+          "/proc/sched_debug", "/proc/scsi",          "/sys/firmware",    "/sys/devices/virtual/powercap"};
+}
+
+std::vector<std::string> dockerReadOnlyPaths() {
+  return {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+}
+
+std::vector<std::string> containerDeviceNodes() {
+  return {"null", "zero", "full", "random", "urandom", "tty"};
+}
+
+Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
+  if (auto ok = checkPath(input.imageRootfs, "image_rootfs"); !ok) return fail(ok.error());
+  if (auto ok = checkPath(input.bundleDir, "bundle_dir"); !ok) return fail(ok.error());
+  std::filesystem::path bundle = input.bundleDir.lexically_normal();
+  std::filesystem::path image = input.imageRootfs.lexically_normal();
+  if (bundle.has_filename() == false) bundle = bundle.parent_path();
+  if (image.has_filename() == false) image = image.parent_path();
+
+  MountPlan plan;
+  plan.rootfs = (bundle / "rootfs").string();
+  plan.upperDir = (bundle / "upper").string();
+  plan.workDir = (bundle / "work").string();
+  plan.overlayData =
+      fmt::format("lowerdir={},upperdir={},workdir={}", image.string(), plan.upperDir, plan.workDir);
+  plan.requiredDirectories = {"/proc", "/sys", "/dev", "/run", "/run/host"};
+
+  auto add = [&](std::string source, std::string target, std::string fstype, unsigned long flags,
+                 std::string data, MountTarget create = MountTarget::Existing) {
+    std::string hostTarget = target == "/" ? plan.rootfs : plan.rootfs + target;
+    plan.mounts.push_back(MountEntry{std::move(source), std::move(target), std::move(hostTarget),
+                                     std::move(fstype), flags, std::move(data), create});
+  };
+
+  plan.makePrivate = MountEntry{"", "(host /)", "/", "", MS_REC | MS_PRIVATE, "", MountTarget::Existing};
+  plan.bindRootfs =
+      MountEntry{plan.rootfs, "/", plan.rootfs, "", MS_BIND | MS_REC, "", MountTarget::Existing};
+  add("proc", "/proc", "proc", kNoSuidDevExec, "");
+  add("sysfs", "/sys", "sysfs", kNoSuidDevExec | MS_RDONLY, "");
+  if (input.cgroup2) add("cgroup", "/sys/fs/cgroup", "cgroup2", kNoSuidDevExec | MS_RDONLY, "");
+  add("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+  for (const auto& node : containerDeviceNodes()) {
+    add("/dev/" + node, "/dev/" + node, "", MS_BIND, "", MountTarget::File);
+  }
+  // gid 5 is "tty" in every distribution; it must be mapped for the mount to succeed in a user namespace.
+  std::string ptsData = "newinstance,ptmxmode=0666,mode=0620";
+  if (!input.userNamespace || input.mappedIds > 5) ptsData += ",gid=5";
+  add("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, ptsData, MountTarget::Directory);
+  add("shm", "/dev/shm", "tmpfs", kNoSuidDevExec, "mode=1777,size=65536k", MountTarget::Directory);
+  add("mqueue", "/dev/mqueue", "mqueue", kNoSuidDevExec, "", MountTarget::Directory);
+
+  auto link = [&](std::string target, std::string path) {
+    std::string hostPath = plan.rootfs + path;
+    plan.symlinks.push_back(SymlinkEntry{std::move(target), std::move(path), std::move(hostPath)});
+  };
+  link("pts/ptmx", "/dev/ptmx");
+  link("/proc/self/fd", "/dev/fd");
+  link("/proc/self/fd/0", "/dev/stdin");
+  link("/proc/self/fd/1", "/dev/stdout");
+  link("/proc/self/fd/2", "/dev/stderr");
+
+  for (const auto& path : dockerMaskedPaths()) plan.maskedPaths.push_back({path, plan.rootfs + path});
+  for (const auto& path : dockerReadOnlyPaths()) plan.readOnlyPaths.push_back({path, plan.rootfs + path});
+  return plan;
+}
+
+std::string mountFlagNames(unsigned long flags) {
+  static constexpr std::pair<unsigned long, const char*> kNames[] = {
+      {MS_RDONLY, "ro"},       {MS_NOSUID, "nosuid"},           {MS_NODEV, "nodev"},
+      {MS_NOEXEC, "noexec"},   {MS_REMOUNT, "remount"},         {MS_BIND, "bind"},
+      {MS_REC, "rec"},         {MS_PRIVATE, "private"},         {MS_SLAVE, "slave"},
+      {MS_SHARED, "shared"},   {MS_STRICTATIME, "strictatime"}, {MS_RELATIME, "relatime"},
+      {MS_NOATIME, "noatime"},
+  };
+  std::string names;
+  for (const auto& [bit, name] : kNames) {
+    if ((flags & bit) == 0) continue;
+    if (!names.empty()) names += ',';
+    names += name;
+    flags &= ~bit;
+  }
+  if (flags != 0) names += fmt::format("{}{:#x}", names.empty() ? "" : ",", flags);
+  return names.empty() ? "0" : names;
+}
+
+std::string describeMount(const MountEntry& entry) {
+  return fmt::format("mount(\"{}\", \"{}\", \"{}\", {}, \"{}\")", entry.source, entry.hostTarget,
+                     entry.fstype, mountFlagNames(entry.flags), entry.data);
+}
+
+std::string describeMountFailure(const MountPlan& plan, MountStep step, int32_t index) {
+  auto at = [](const auto& list, int32_t i) -> const auto* {
+    return i >= 0 && static_cast<size_t>(i) < list.size() ? &list[static_cast<size_t>(i)] : nullptr;
+  };
+  switch (step) {
+    case MountStep::MakePrivate:
+      return describeMount(plan.makePrivate);
+    case MountStep::BindRootfs:
+      return describeMount(plan.bindRootfs);
+    case MountStep::OpenRootfs:
+      return fmt::format("open(\"{}\", O_PATH|O_DIRECTORY)", plan.rootfs);
+    case MountStep::CreateTarget:
+      if (auto* e = at(plan.mounts, index)) return fmt::format("create mount point \"{}\"", e->hostTarget);
+      break;
+    case MountStep::Mount:
+      if (auto* e = at(plan.mounts, index)) return describeMount(*e);
+      break;
+    case MountStep::Remount:
+      if (auto* e = at(plan.mounts, index)) {
+        return fmt::format("mount(\"{}\", remount,bind,ro)", e->hostTarget);
+      }
+      break;
+    case MountStep::Symlink:
+      if (auto* s = at(plan.symlinks, index))
+        return fmt::format("symlink(\"{}\", \"{}\")", s->linkTarget, s->hostPath);
+      break;
+    case MountStep::MaskPath:
+      if (auto* p = at(plan.maskedPaths, index)) return fmt::format("mask \"{}\"", p->hostPath);
+      break;
+    case MountStep::ReadOnlyPath:
+      if (auto* p = at(plan.readOnlyPaths, index)) return fmt::format("make \"{}\" read-only", p->hostPath);
+      break;
+    case MountStep::PivotRoot:
+      return fmt::format("pivot_root(\"{}\")", plan.rootfs);
+    case MountStep::UnmountOldRoot:
+      return fmt::format("umount2(old root of \"{}\", MNT_DETACH)", plan.rootfs);
+  }
+  return fmt::format("mount step {} #{}", static_cast<int>(step), index);
+}
+
+// ---- Child side ----
+namespace {
+
+bool failWith(MountFailure* failure, MountStep step, size_t index) {
+  failure->step = step;
+  failure->index = static_cast<int32_t>(index);
+  failure->errnum = errno;
+  return false;
+}
+
+// A read-only remount of a bind must repeat the flags the kernel locks (nosuid, nodev, noexec), or it is
+// refused in a user namespace.
+int remountReadOnly(const char* path) {
+  struct statvfs fs {};
+  if (::statvfs(path, &fs) != 0) return -1;
+  unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY;
+  if (fs.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+  if (fs.f_flag & ST_NODEV) flags |= MS_NODEV;
+  if (fs.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  return ::mount(nullptr, path, nullptr, flags, nullptr);
+}
+
+// hostTarget relative to the rootfs (the working directory): "<rootfs>/dev/pts" → "dev/pts", the rootfs
+// itself → ".", anything else (the host's "/") stays absolute. Points into `hostPath`: no allocation.
+const char* relativeToRootfs(const std::string& hostPath, const MountPlan& plan) {
+  if (hostPath == plan.rootfs) return ".";
+  if (hostPath.size() > plan.rootfs.size() + 1 && hostPath.compare(0, plan.rootfs.size(), plan.rootfs) == 0 &&
+      hostPath[plan.rootfs.size()] == '/') {
+    return hostPath.c_str() + plan.rootfs.size() + 1;
+  }
+  return hostPath.c_str();
+}
+
+int createTarget(const MountEntry& entry, const char* target) {
+  if (entry.create == MountTarget::Directory) {
+    if (::mkdir(target, 0755) != 0 && errno != EEXIST) return -1;
+  } else if (entry.create == MountTarget::File) {
+    int fd = ::open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) return -1;
+    ::close(fd);
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool enterRootfsInChild(const MountPlan& plan, int* rootfsFd, MountFailure* failure) {
+  const MountEntry& priv = plan.makePrivate;
+  if (::mount(nullptr, priv.hostTarget.c_str(), nullptr, priv.flags, nullptr) != 0) {
+    return failWith(failure, MountStep::MakePrivate, 0);
+  }
+  const MountEntry& bind = plan.bindRootfs;
+  if (::mount(bind.source.c_str(), bind.hostTarget.c_str(), nullptr, bind.flags, nullptr) != 0) {
+    return failWith(failure, MountStep::BindRootfs, 0);
+  }
+  *rootfsFd = ::open(plan.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (*rootfsFd < 0) return failWith(failure, MountStep::OpenRootfs, 0);
+  return true;
+}
+
+bool applyMountPlanInChild(const MountPlan& plan, int rootfsFd, MountFailure* failure) {
+  if (::fchdir(rootfsFd) != 0) return failWith(failure, MountStep::OpenRootfs, 0);
+  for (size_t i = 0; i < plan.mounts.size(); ++i) {
+    const MountEntry& entry = plan.mounts[i];
+    const char* target = relativeToRootfs(entry.hostTarget, plan);
+    if (createTarget(entry, target) != 0) return failWith(failure, MountStep::CreateTarget, i);
+    const char* source = entry.source.empty() ? nullptr : entry.source.c_str();
+    const char* fstype = entry.fstype.empty() ? nullptr : entry.fstype.c_str();
+    const char* data = entry.data.empty() ? nullptr : entry.data.c_str();
+    bool bind = (entry.flags & MS_BIND) != 0;
+    unsigned long flags = bind ? entry.flags & ~MS_RDONLY : entry.flags;
+    if (::mount(source, target, fstype, flags, data) != 0) return failWith(failure, MountStep::Mount, i);
+    if (bind && (entry.flags & MS_RDONLY) && remountReadOnly(target) != 0) {
+      return failWith(failure, MountStep::Remount, i);
+    }
+  }
+  for (size_t i = 0; i < plan.symlinks.size(); ++i) {
+    const SymlinkEntry& link = plan.symlinks[i];
+    if (::symlink(link.linkTarget.c_str(), relativeToRootfs(link.hostPath, plan)) != 0 && errno != EEXIST) {
+      return failWith(failure, MountStep::Symlink, i);
+    }
+  }
+  for (size_t i = 0; i < plan.maskedPaths.size(); ++i) {
+    const char* path = relativeToRootfs(plan.maskedPaths[i].hostPath, plan);
+    struct stat st {};
+    if (::lstat(path, &st) != 0) {
+      if (errno == ENOENT) continue;  // this kernel has no such file: nothing to hide
+      return failWith(failure, MountStep::MaskPath, i);
+    }
+    int rc = S_ISDIR(st.st_mode)
+                 ? ::mount("tmpfs", path, "tmpfs", MS_RDONLY | kNoSuidDevExec, "size=0,mode=0555")
+                 : ::mount(plan.nullDevice.c_str(), path, nullptr, MS_BIND, nullptr);
+    if (rc != 0) return failWith(failure, MountStep::MaskPath, i);
+  }
+  for (size_t i = 0; i < plan.readOnlyPaths.size(); ++i) {
+    const char* path = relativeToRootfs(plan.readOnlyPaths[i].hostPath, plan);
+    if (::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      if (errno == ENOENT) continue;
+      return failWith(failure, MountStep::ReadOnlyPath, i);
+    }
+    if (remountReadOnly(path) != 0) return failWith(failure, MountStep::ReadOnlyPath, i);
+  }
+  return true;
+}
+
+bool pivotRootInChild(MountFailure* failure) {
+  // pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then removes it
+  // (see pivot_root(2)), so no put_old directory is needed in the image.
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) return failWith(failure, MountStep::PivotRoot, 0);
+  if (::umount2(".", MNT_DETACH) != 0) return failWith(failure, MountStep::UnmountOldRoot, 0);
+  if (::chdir("/") != 0) return failWith(failure, MountStep::PivotRoot, 0);
+  return true;
+}
+
+}  // namespace corral::container

@@ -1,0 +1,114 @@
+// A container's filesystem as data: the overlay rootfs, the mounts, device nodes, symlinks and Docker's
+// masked / read-only paths (buildMountPlan, pure), and the child-side code that applies it and pivots.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace corral::container {
+
+// What the child creates at a mount's target when it is missing (only ever inside its own tmpfs /dev).
+enum class MountTarget { Existing, Directory, File };
+
+struct MountEntry {
+  std::string source;       // device/fs name ("proc", "tmpfs") or a host path for bind mounts
+  std::string target;       // as the container sees it: "/dev/pts"
+  std::string hostTarget;   // the same place before pivot_root: "<bundle>/rootfs/dev/pts"
+  std::string fstype;       // empty for bind mounts and propagation changes
+  unsigned long flags = 0;  // MS_*; MS_BIND|MS_RDONLY is applied as a bind plus a read-only remount
+  std::string data;
+  MountTarget create = MountTarget::Existing;
+};
+
+struct SymlinkEntry {
+  std::string linkTarget;  // what the link points to: "/proc/self/fd"
+  std::string path;        // "/dev/fd"
+  std::string hostPath;    // "<bundle>/rootfs/dev/fd"
+};
+
+struct ContainerPath {
+  std::string path;      // "/proc/kcore"
+  std::string hostPath;  // "<bundle>/rootfs/proc/kcore"
+};
+
+struct MountPlanInput {
+  std::filesystem::path imageRootfs;  // the overlay's read-only lower layer
+  std::filesystem::path bundleDir;    // upper/, work/ and rootfs/ live here
+  bool userNamespace = false;
+  uint32_t mappedIds = 0;  // with a user namespace: how many ids are mapped from container 0 up
+  bool cgroup2 = false;    // the host is pure v2: mount the (namespaced) cgroup2 tree read-only
+};
+
+struct MountPlan {
+  std::string rootfs;       // <bundle>/rootfs: the overlay mount point, then the new root
+  std::string upperDir;     // <bundle>/upper
+  std::string workDir;      // <bundle>/work
+  std::string overlayData;  // "lowerdir=...,upperdir=...,workdir=..." (mounted by the parent)
+  // Directories that must exist in the image (created by the parent in the merged rootfs if missing).
+  std::vector<std::string> requiredDirectories;
+  MountEntry makePrivate;  // "/" recursively private: nothing we mount propagates to the host
+  // The overlay bound onto itself: in a user namespace the child's copy of the parent's overlay mount is
+  // locked, and pivot_root refuses a locked new root; a bind made by the child is its own.
+  MountEntry bindRootfs;
+  std::vector<MountEntry> mounts;  // inside the rootfs, in order
+  std::vector<SymlinkEntry> symlinks;
+  std::vector<ContainerPath> maskedPaths;    // /dev/null over files, an empty read-only tmpfs over dirs
+  std::vector<ContainerPath> readOnlyPaths;  // bound onto themselves and remounted read-only
+  std::string nullDevice = "/dev/null";      // host device used to mask files
+};
+
+// Docker's lists (moby oci/defaults.go).
+std::vector<std::string> dockerMaskedPaths();
+std::vector<std::string> dockerReadOnlyPaths();
+// The device nodes bound from the host into the container's /dev.
+std::vector<std::string> containerDeviceNodes();
+
+// Fails (field "image_rootfs" / "bundle_dir") on relative paths and on characters overlayfs cannot take
+// in its options (',', ':', '\n').
+Result<MountPlan> buildMountPlan(const MountPlanInput& input);
+
+// "nosuid,nodev,noexec" for MS_NOSUID|MS_NODEV|MS_NOEXEC; unknown bits as hex.
+std::string mountFlagNames(unsigned long flags);
+// `mount("proc", "/b/rootfs/proc", "proc", nosuid,nodev,noexec, "")` for error messages.
+std::string describeMount(const MountEntry& entry);
+
+// ---- Child side: only system calls, no allocation. ----
+
+enum class MountStep : int32_t {
+  MakePrivate,
+  BindRootfs,
+  OpenRootfs,
+  CreateTarget,  // index into mounts
+  Mount,         // index into mounts
+  Remount,       // index into mounts (read-only pass of a bind)
+  Symlink,       // index into symlinks
+  MaskPath,      // index into maskedPaths
+  ReadOnlyPath,  // index into readOnlyPaths
+  PivotRoot,
+  UnmountOldRoot,
+};
+struct MountFailure {
+  MountStep step = MountStep::Mount;
+  int32_t index = 0;
+  int32_t errnum = 0;
+};
+// The parent's message for a failure record: `pivot_root("/b/rootfs")`, `mount(...)`.
+std::string describeMountFailure(const MountPlan& plan, MountStep step, int32_t index);
+
+// Makes "/" private, binds the rootfs onto itself and opens it (O_PATH) into `*rootfsFd`. Run while the
+// child is still host uid 0, the owner of the bundle's parent directories, which the mapped root of a user
+// namespace may not be allowed to walk (a 0700 parent, say).
+bool enterRootfsInChild(const MountPlan& plan, int* rootfsFd, MountFailure* failure);
+// Changes into `rootfsFd` and mounts plan.mounts, symlinks, masked and read-only paths relative to it.
+// Returns false and fills `failure` on the first error.
+bool applyMountPlanInChild(const MountPlan& plan, int rootfsFd, MountFailure* failure);
+// From inside the rootfs (applyMountPlanInChild's working directory): pivot_root(".", ".");
+// umount2(".", MNT_DETACH); chdir("/"). Not chroot: the old root leaves the namespace, so nothing can walk
+// back out of it.
+bool pivotRootInChild(MountFailure* failure);
+
+}  // namespace corral::container

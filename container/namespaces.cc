@@ -1,0 +1,76 @@
+// Namespace flags for new containers, id maps written from the parent, and joining an existing
+// container's namespaces by their /proc/PID/ns files.
+#include "container/namespaces.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace corral::container {
+namespace {
+
+Status writeProcFile(const std::string& path, std::string_view content) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
+  // Id maps must be written with a single write(2).
+  ssize_t written = ::write(fd.get(), content.data(), content.size());
+  if (written < 0) return fail(systemError(errno, fmt::format("write(\"{}\", \"{}\")", path, content)));
+  if (static_cast<size_t>(written) != content.size()) {
+    return fail(internalError("write(\"{}\"): short write of {} of {} bytes", path, written, content.size()));
+  }
+  return {};
+}
+
+}  // namespace
+
+int containerCloneFlags(bool userNamespace) {
+  int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET;
+  if (userNamespace) flags |= CLONE_NEWUSER;
+  return flags;
+}
+
+std::string idMapLine(uint32_t hostId, uint32_t count) {
+  return fmt::format("0 {} {}\n", hostId, count);
+}
+
+Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count) {
+  std::string proc = fmt::format("/proc/{}", pid);
+  if (auto ok = writeProcFile(proc + "/setgroups", "deny"); !ok) return ok;
+  std::string line = idMapLine(hostId, count);
+  if (auto ok = writeProcFile(proc + "/gid_map", line); !ok) return ok;
+  return writeProcFile(proc + "/uid_map", line);
+}
+
+Result<std::vector<NamespaceFd>> openNamespacesFromParent(pid_t pid, bool userNamespace) {
+  struct Kind {
+    int type;
+    const char* name;
+  };
+  static constexpr Kind kOrder[] = {{CLONE_NEWUSER, "user"},    {CLONE_NEWIPC, "ipc"}, {CLONE_NEWUTS, "uts"},
+                                    {CLONE_NEWNET, "net"},      {CLONE_NEWPID, "pid"}, {CLONE_NEWNS, "mnt"},
+                                    {CLONE_NEWCGROUP, "cgroup"}};
+  std::vector<NamespaceFd> namespaces;
+  for (const Kind& kind : kOrder) {
+    if (kind.type == CLONE_NEWUSER && !userNamespace) continue;
+    std::string path = fmt::format("/proc/{}/ns/{}", pid, kind.name);
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
+    namespaces.push_back(NamespaceFd{kind.type, kind.name, std::move(fd)});
+  }
+  return namespaces;
+}
+
+int joinNamespacesInChild(const std::vector<NamespaceFd>& namespaces, size_t* failedIndex) {
+  for (size_t i = 0; i < namespaces.size(); ++i) {
+    if (::setns(namespaces[i].fd.get(), namespaces[i].type) != 0) {
+      *failedIndex = i;
+      return errno;
+    }
+  }
+  return 0;
+}
+
+}  // namespace corral::container

@@ -1,0 +1,41 @@
+// Linux namespaces of a container: which ones a container gets, the uid/gid maps the parent writes into
+// a new user namespace, and opening / joining a running container's namespaces for exec.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/unique_fd.h"
+
+namespace corral::container {
+
+// clone(2) flags for a new container: pid, mount, uts, ipc and net (+ user). The cgroup namespace is
+// deliberately not among them: the child unshares it after the parent moved it into its cgroup, so the
+// namespace's root is the container's cgroup and /proc/self/cgroup reads "/".
+int containerCloneFlags(bool userNamespace);
+
+// "0 100000 65536\n": container id 0 onwards maps to `hostId` onwards.
+std::string idMapLine(uint32_t hostId, uint32_t count);
+
+// Writes /proc/PID/setgroups ("deny", required before an unprivileged gid_map and harmless here), then
+// gid_map and uid_map. Fails naming the file.
+Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count);
+
+struct NamespaceFd {
+  int type = 0;           // CLONE_NEW*
+  const char* name = "";  // "user", "ipc", ... as in /proc/PID/ns/
+  UniqueFd fd;
+};
+
+// Opens /proc/PID/ns/{user,ipc,uts,net,pid,mnt,cgroup} (user only when asked), in the order they must be
+// joined: user first, so the rest are joined with the capabilities it grants.
+Result<std::vector<NamespaceFd>> openNamespacesFromParent(pid_t pid, bool userNamespace);
+
+// setns(2) on each in order. Returns 0, or the errno with `*failedIndex` set. Does not allocate.
+int joinNamespacesInChild(const std::vector<NamespaceFd>& namespaces, size_t* failedIndex);
+
+}  // namespace corral::container

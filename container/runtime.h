@@ -1,0 +1,100 @@
+// Starting a container: clone into new namespaces, hand it its cgroup, network and id maps from the
+// parent, then in the child mounts → pivot_root → hostname → capabilities → no_new_privs → seccomp →
+// execve. Also joining a running container (exec) and stopping one.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "container/cgroup.h"
+#include "container/seccomp.h"
+#include "core/error.h"
+#include "core/unique_fd.h"
+
+namespace corral::container {
+
+struct IdMapping {
+  uid_t hostId = 0;   // first host uid/gid that container root (0) maps to
+  uint32_t count = 65536;
+};
+
+// Everything the runtime needs, already validated by the caller (the daemon's spec validation).
+struct ContainerConfig {
+  std::string name;                      // also the cgroup name and the default hostname
+  std::filesystem::path imageRootfs;     // read-only lower layer (an image directory from images/)
+  std::filesystem::path bundleDir;       // per-container: upper/, work/, rootfs/ (the overlay mount point)
+  std::vector<std::string> argv;         // argv[0] resolved inside the container's PATH
+  std::vector<std::string> env;          // "K=V"; the runtime adds container=corral and a default PATH
+  std::string hostname;
+  std::string workingDir = "/";
+  ResourceLimits limits;
+  std::vector<std::string> capabilities; // the final set (see caps.h)
+  SeccompProfile seccomp;
+  std::optional<IdMapping> userNamespace;
+  CgroupOptions cgroupOptions;
+};
+
+// How long each step took, for the instance's boot record (API request → ready is the daemon's job).
+struct StartTimings {
+  std::chrono::microseconds clone{0}, cgroup{0}, rootfs{0}, network{0}, exec{0};
+};
+
+struct Stdio {
+  int in = -1;   // -1: /dev/null
+  int out = -1;  // -1: /dev/null
+  int err = -1;  // -1: same as out
+};
+
+// Runs in the parent after the child exists (its namespaces too) and before it may continue: the place
+// to move a veth into its network namespace. The child's pid is given.
+using ParentHook = std::function<Status(pid_t)>;
+
+class RunningContainer {
+ public:
+  pid_t pid() const { return pid_; }
+  int pidfd() const { return pidfd_.get(); }  // pidfd_open(2): pollable for exit
+  Cgroup& cgroup() { return *cgroup_; }
+  const StartTimings& timings() const { return timings_; }
+  // Hands the child over to its caller's supervision: destruction no longer kills it or removes its
+  // cgroup and bundle mounts.
+  void release();
+  ~RunningContainer();
+  RunningContainer(RunningContainer&&) noexcept = default;
+
+ private:
+  friend Result<RunningContainer> startContainer(const ContainerConfig&, const Stdio&, const ParentHook&);
+  RunningContainer() = default;
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  std::unique_ptr<Cgroup> cgroup_;
+  std::filesystem::path bundleDir_;  // removed with removeBundle() on destruction unless released
+  StartTimings timings_;
+  bool released_ = false;
+};
+
+// Returns once the child has called execve on the user's command (the close-on-exec sync socket closes),
+// or an error from the step that failed, e.g. `pivot_root("/var/lib/corral/.../rootfs"): EINVAL`; on
+// error nothing is left behind (process, cgroup, overlay mount).
+Result<RunningContainer> startContainer(const ContainerConfig& config, const Stdio& stdio,
+                                        const ParentHook& beforeStart = {});
+
+struct ExecOptions {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  Stdio stdio;
+};
+// Joins the container whose init is `initPid`: all its namespaces and its cgroup, then the same
+// capabilities, no_new_privs and seccomp, then execve. Returns the new process's pid (a child of the caller).
+Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config, const ExecOptions& options);
+
+// Removes the overlay mount and the bundle directory (after the container has exited).
+Status removeBundle(const std::filesystem::path& bundleDir);
+
+}  // namespace corral::container

@@ -1,0 +1,72 @@
+// Seccomp profiles: the model (Docker's default, unconfined, or an OCI/Docker JSON profile file) and
+// loading it into the calling thread with libseccomp (loadInChild, used right before execve).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+
+namespace corral::container {
+
+enum class SeccompAction { Allow, Errno, Kill, Trap, Log };
+
+// A condition on one syscall argument (OCI's syscalls[].args[]): `arg[index] OP value`, or for MaskedEqual
+// `(arg[index] & value) == valueTwo`.
+enum class SeccompCompare { NotEqual, Less, LessOrEqual, Equal, GreaterOrEqual, Greater, MaskedEqual };
+struct SeccompArg {
+  unsigned index = 0;
+  uint64_t value = 0;
+  uint64_t valueTwo = 0;
+  SeccompCompare op = SeccompCompare::Equal;
+};
+
+struct SeccompRule {
+  std::vector<std::string> syscalls;  // names as libseccomp knows them
+  SeccompAction action = SeccompAction::Errno;
+  int errnoValue = 1;            // EPERM, for Errno
+  std::vector<SeccompArg> args;  // all must hold for the rule to apply (empty: always)
+};
+
+struct SeccompProfile {
+  SeccompAction defaultAction = SeccompAction::Allow;
+  int defaultErrno = 1;
+  std::vector<SeccompRule> rules;
+  std::string name;  // "default", "unconfined", or the file path; shown by inspect
+  bool unconfined() const { return name == "unconfined"; }
+};
+
+// Docker's default policy as a deny list: what Docker's allow list leaves out fails with EPERM (keyctl,
+// add_key, request_key, mount, umount2, unshare, setns, pivot_root, kexec_load, kexec_file_load,
+// init_module, finit_module, delete_module, bpf, perf_event_open, ptrace of others, reboot, swapon, ...),
+// clone3 fails with ENOSYS so libcs fall back to clone. Capabilities re-enable what Docker re-enables
+// (e.g. CAP_SYS_ADMIN allows mount/umount2/unshare/setns), given as names like "CAP_SYS_ADMIN".
+SeccompProfile dockerDefaultProfile(const std::vector<std::string>& capabilities);
+SeccompProfile unconfinedProfile();
+// An OCI/Docker JSON profile: defaultAction, defaultErrnoRet, syscalls[{names, action, errnoRet}].
+// Unknown actions, unknown syscall names and malformed JSON are InvalidArgument naming the JSON path.
+Result<SeccompProfile> parseSeccompProfile(std::string_view json, std::string_view origin);
+// "default" | "unconfined" | a path to a JSON file (field "seccomp" in errors).
+Result<SeccompProfile> resolveSeccompProfile(std::string_view choice,
+                                             const std::vector<std::string>& capabilities);
+
+// Compiles the profile to BPF now (in the parent: allocation is fine here) so the child only loads it.
+class CompiledSeccomp {
+ public:
+  static Result<CompiledSeccomp> compile(const SeccompProfile& profile);
+  CompiledSeccomp(CompiledSeccomp&&) noexcept = default;
+  CompiledSeccomp& operator=(CompiledSeccomp&&) noexcept = default;
+  // In the child, after no_new_privs: installs the filter with prctl/seccomp(2). Async-signal-safe; returns
+  // an errno value (0 on success), never allocates.
+  int loadInChild() const;
+  bool empty() const { return program_.empty(); }
+
+ private:
+  CompiledSeccomp() = default;
+  std::vector<unsigned char> program_;  // struct sock_filter[] exported by seccomp_export_bpf
+};
+
+}  // namespace corral::container

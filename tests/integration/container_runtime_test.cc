@@ -1,0 +1,554 @@
+// The container runtime on the real kernel (root): namespaces, cgroup, capabilities, seccomp, user
+// namespace, rootfs/pivot_root, /proc masking, /dev, exec into a running container, and clean failures.
+// Containers run corral-probe or busybox from the busybox image built by the image-busybox target.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "container/caps.h"
+#include "container/cgroup_mode.h"
+#include "container/runtime.h"
+#include "container/seccomp.h"
+
+namespace corral::container {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr const char* kCgroupParent = "corral-test-runtime";
+const fs::path kImageRootfs = fs::path(CORRAL_IMAGE_DIR) / "busybox" / "rootfs";
+
+std::string readFile(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string trim(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> result;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) result.push_back(line);
+  return result;
+}
+
+// Reads until EOF, or until `marker` has appeared when one is given; fails the test after 20 s.
+std::string readFrom(int fd, std::string_view marker = {}) {
+  std::string output;
+  char buffer[4096];
+  for (;;) {
+    if (!marker.empty() && output.find(marker) != std::string::npos) return output;
+    pollfd pfd{fd, POLLIN, 0};
+    int ready = ::poll(&pfd, 1, 20000);
+    if (ready <= 0) {
+      ADD_FAILURE() << "timed out reading the container's output; so far: " << output;
+      return output;
+    }
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return output;
+    output.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+uint64_t statusField(const std::string& status, const std::string& key, int base = 16) {
+  for (const auto& line : lines(status)) {
+    if (line.starts_with(key + ":")) return std::stoull(trim(line.substr(key.size() + 1)), nullptr, base);
+  }
+  ADD_FAILURE() << key << " not in /proc/self/status:\n" << status;
+  return ~uint64_t{0};
+}
+
+uint64_t capabilityMask(const std::vector<std::string>& names) {
+  auto numbers = capabilityNumbers(names);
+  EXPECT_TRUE(numbers.has_value());
+  uint64_t mask = 0;
+  for (int n : numbers.value_or(std::vector<int>{})) mask |= uint64_t{1} << n;
+  return mask;
+}
+
+std::string hostNamespace(const std::string& path) {
+  std::error_code ec;
+  return fs::read_symlink(path, ec).string();
+}
+
+struct Output {
+  int status = -1;  // waitpid status
+  std::string text;
+  int exitCode() const { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+};
+
+class ContainerRuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) {
+      if (std::getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "container runtime tests need root";
+      GTEST_SKIP() << "container runtime tests need root (namespaces, mounts, cgroups)";
+    }
+    ASSERT_TRUE(fs::exists(kImageRootfs / "bin" / "busybox")) << "missing image " << kImageRootfs;
+    char pattern[] = "/tmp/corral-runtime-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    tempDir_ = pattern;
+  }
+
+  void TearDown() override {
+    if (tempDir_.empty()) return;
+    // Containers are gone by now (RunningContainer cleans up); the test's own cgroup parents and temp dir.
+    for (const char* base : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+      std::error_code ec;
+      for (const auto& entry : fs::directory_iterator(base, ec)) {
+        ::rmdir((entry.path() / kCgroupParent).c_str());
+      }
+      ::rmdir((fs::path(base) / kCgroupParent).c_str());
+    }
+    std::error_code ec;
+    fs::remove_all(tempDir_, ec);
+  }
+
+  ContainerConfig config(std::vector<std::string> argv) {
+    static int counter = 0;
+    ContainerConfig c;
+    c.name = fmt::format("rt-{}-{}", ::getpid(), ++counter);
+    c.imageRootfs = kImageRootfs;
+    c.bundleDir = tempDir_ / c.name;
+    c.argv = std::move(argv);
+    c.hostname = "web-1";
+    c.capabilities = dockerDefaultCapabilities();
+    c.seccomp = dockerDefaultProfile(c.capabilities);
+    c.cgroupOptions.parent = kCgroupParent;
+    return c;
+  }
+
+  // Starts the container, collects everything it writes to stdout/stderr and its exit status.
+  // `afterExit` runs once the container has exited, before its bundle is removed.
+  Output run(const ContainerConfig& c, const std::function<void()>& afterExit = {}) {
+    int pipeFds[2];
+    EXPECT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
+    UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+    auto container = startContainer(c, Stdio{-1, writeEnd.get(), -1});
+    writeEnd.reset();
+    Output output;
+    if (!container) {
+      ADD_FAILURE() << container.error().message();
+      return output;
+    }
+    output.text = readFrom(readEnd.get());
+    EXPECT_EQ(::waitpid(container->pid(), &output.status, 0), container->pid());
+    if (afterExit) afterExit();
+    return output;
+  }
+
+  json probe(const ContainerConfig& c) {
+    Output output = run(c);
+    EXPECT_EQ(output.exitCode(), 0) << output.text;
+    try {
+      return json::parse(output.text);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "probe output is not JSON (" << e.what() << "): " << output.text;
+      return json::object();
+    }
+  }
+
+  // Nothing of a container with this config remains on the host.
+  void expectNothingLeft(const ContainerConfig& c) {
+    EXPECT_EQ(readFile("/proc/self/mountinfo").find(c.bundleDir.string()), std::string::npos)
+        << "a mount under " << c.bundleDir << " is left";
+    for (const char* base : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+      std::error_code ec;
+      for (const auto& entry : fs::directory_iterator(base, ec)) {
+        EXPECT_FALSE(fs::exists(entry.path() / kCgroupParent / c.name))
+            << entry.path() / kCgroupParent / c.name;
+      }
+      EXPECT_FALSE(fs::exists(fs::path(base) / kCgroupParent / c.name));
+    }
+    int status = 0;
+    errno = 0;
+    EXPECT_EQ(::waitpid(-1, &status, WNOHANG), -1) << "a child process is left";
+    EXPECT_EQ(errno, ECHILD);
+  }
+
+  fs::path tempDir_;
+};
+
+TEST_F(ContainerRuntimeTest, ProbeSeesItsOwnNamespacesCapabilitiesAndSeccomp) {
+  ContainerConfig c = config({"/usr/bin/corral-probe"});
+  c.limits.memoryBytes = 64ull << 20;
+  c.limits.pids = 64;
+  json report = probe(c);
+  ASSERT_TRUE(report.contains("namespaces")) << report.dump();
+
+  // pid 1 of a pid namespace of its own, seeing only itself.
+  EXPECT_EQ(report["pid"], 1);
+  EXPECT_EQ(report["visiblePids"], json::array({1}));
+  EXPECT_EQ(report["hostname"], "web-1");
+  for (const char* ns : {"pid", "mnt", "uts", "ipc", "net", "cgroup"}) {
+    std::string host = hostNamespace(fmt::format("/proc/self/ns/{}", ns));
+    std::string inside = fmt::format("{}:[{}]", ns, report["namespaces"][ns].get<uint64_t>());
+    EXPECT_NE(inside, host) << ns << " namespace is the host's";
+  }
+  EXPECT_EQ(fmt::format("user:[{}]", report["namespaces"]["user"].get<uint64_t>()),
+            hostNamespace("/proc/self/ns/user"))
+      << "no user namespace was asked for";
+  EXPECT_EQ(report["interfaces"], json::array({"lo"}));
+
+  for (const auto& line : report["cgroup"]) {
+    EXPECT_TRUE(line.get<std::string>().ends_with(":/"))
+        << line << ": the cgroup namespace root is not the container's";
+  }
+
+  uint64_t docker = capabilityMask(dockerDefaultCapabilities());
+  EXPECT_EQ(report["capabilities"]["CapEff"], fmt::format("{:016x}", docker));
+  EXPECT_EQ(report["capabilities"]["CapBnd"], fmt::format("{:016x}", docker));
+  EXPECT_EQ(report["capabilities"]["CapPrm"], fmt::format("{:016x}", docker));
+  EXPECT_EQ(report["capabilities"]["CapInh"], "0000000000000000");
+  EXPECT_EQ(report["capabilities"]["CapAmb"], "0000000000000000");
+  EXPECT_EQ(report["noNewPrivs"], 1);
+  EXPECT_EQ(report["seccomp"], 2);
+  EXPECT_EQ(report["uid"], 0);
+}
+
+TEST_F(ContainerRuntimeTest, CgroupOnTheHostHoldsTheLimitsAndTheInit) {
+  ContainerConfig c = config({"sh", "-c", "cat /proc/self/cgroup; echo READY; exec sleep 600"});
+  c.limits.memoryBytes = 96ull << 20;
+  c.limits.pids = 50;
+  int pipeFds[2];
+  ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  {
+    auto container = startContainer(c, Stdio{-1, writeEnd.get(), -1});
+    writeEnd.reset();
+    ASSERT_TRUE(container.has_value()) << container.error().message();
+    std::string output = readFrom(readEnd.get(), "READY\n");
+    for (const auto& line : lines(output)) {
+      if (line == "READY") break;
+      EXPECT_TRUE(line.ends_with(":/")) << line;
+    }
+
+    auto mode = detectCgroupMode();
+    ASSERT_TRUE(mode.has_value());
+    std::string relative = container->cgroup().relativePath();
+    fs::path memory, pids;
+    std::string memoryFile;
+    if (*mode == CgroupMode::Unified) {
+      memory = pids = fs::path("/sys/fs/cgroup") / relative.substr(1);
+      memoryFile = "memory.max";
+    } else {
+      memory = fs::path("/sys/fs/cgroup/memory") / relative.substr(1);
+      pids = fs::path("/sys/fs/cgroup/pids") / relative.substr(1);
+      memoryFile = "memory.limit_in_bytes";
+    }
+    EXPECT_EQ(trim(readFile(memory / memoryFile)), std::to_string(96ull << 20));
+    EXPECT_EQ(trim(readFile(pids / "pids.max")), "50");
+    std::string procs = readFile(memory / "cgroup.procs");
+    EXPECT_NE(procs.find(std::to_string(container->pid())), std::string::npos) << procs;
+    EXPECT_GE(container->pidfd(), 0);
+  }  // destruction kills the container, removes its cgroup and bundle
+  expectNothingLeft(c);
+}
+
+TEST_F(ContainerRuntimeTest, CapAddAndDropAreReflected) {
+  auto caps = resolveCapabilities({"NET_ADMIN"}, {"CHOWN", "NET_RAW"});
+  ASSERT_TRUE(caps.has_value());
+  ContainerConfig c = config({"cat", "/proc/self/status"});
+  c.capabilities = *caps;
+  c.seccomp = dockerDefaultProfile(c.capabilities);
+  Output output = run(c);
+  ASSERT_EQ(output.exitCode(), 0) << output.text;
+  EXPECT_EQ(statusField(output.text, "CapEff"), capabilityMask(*caps));
+  EXPECT_EQ(statusField(output.text, "CapBnd"), capabilityMask(*caps));
+  uint64_t eff = statusField(output.text, "CapEff");
+  EXPECT_TRUE(eff & (uint64_t{1} << 12)) << "CAP_NET_ADMIN";
+  EXPECT_FALSE(eff & (uint64_t{1} << 0)) << "CAP_CHOWN";
+  EXPECT_FALSE(eff & (uint64_t{1} << 13)) << "CAP_NET_RAW";
+}
+
+TEST_F(ContainerRuntimeTest, DefaultSeccompRefusesUnshareAndMount) {
+  ContainerConfig c = config({"sh", "-c",
+                              "unshare -m true; echo unshare=$?; mount -t tmpfs x /mnt; echo mount=$?; "
+                              "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status"});
+  // Even with CAP_SYS_ADMIN's mount rights taken away only by seccomp: give the capability, keep the profile.
+  c.capabilities.push_back("CAP_SYS_ADMIN");
+  c.seccomp = dockerDefaultProfile(dockerDefaultCapabilities());
+  Output output = run(c);
+  EXPECT_EQ(output.exitCode(), 0) << output.text;
+  EXPECT_NE(output.text.find("unshare=1"), std::string::npos) << output.text;
+  EXPECT_EQ(output.text.find("mount=0"), std::string::npos) << output.text;
+  EXPECT_NE(output.text.find("Operation not permitted"), std::string::npos) << output.text;
+  EXPECT_EQ(statusField(output.text, "Seccomp", 10), 2u);
+  EXPECT_EQ(statusField(output.text, "NoNewPrivs", 10), 1u);
+}
+
+TEST_F(ContainerRuntimeTest, UnconfinedHasNoFilter) {
+  ContainerConfig c = config({"cat", "/proc/self/status"});
+  c.seccomp = unconfinedProfile();
+  Output output = run(c);
+  ASSERT_EQ(output.exitCode(), 0) << output.text;
+  EXPECT_EQ(statusField(output.text, "Seccomp", 10), 0u);
+  EXPECT_EQ(statusField(output.text, "NoNewPrivs", 10), 1u);
+}
+
+TEST_F(ContainerRuntimeTest, UserNamespaceMapsRootToAnUnprivilegedHostId) {
+  ContainerConfig c = config({"sh", "-c",
+                              "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/made-inside; "
+                              "echo made=$?; grep CapEff /proc/self/status"});
+  c.userNamespace = IdMapping{231072, 65536};
+  struct stat st {};
+  int statResult = -1;
+  Output output =
+      run(c, [&] { statResult = ::stat((c.bundleDir / "upper" / "tmp" / "made-inside").c_str(), &st); });
+  ASSERT_EQ(output.exitCode(), 0) << output.text;
+  auto out = lines(output.text);
+  ASSERT_GE(out.size(), 5u) << output.text;
+  auto squeeze = [](std::string line) {
+    std::istringstream in(line);
+    std::string word, result;
+    while (in >> word) result += (result.empty() ? "" : " ") + word;
+    return result;
+  };
+  EXPECT_EQ(squeeze(out[0]), "0 231072 65536");
+  EXPECT_EQ(squeeze(out[1]), "0 231072 65536");
+  EXPECT_EQ(out[2], "0") << "root inside";
+  EXPECT_EQ(out[3], "made=0");
+  EXPECT_EQ(statusField(output.text, "CapEff"), capabilityMask(dockerDefaultCapabilities()));
+  ASSERT_EQ(statResult, 0) << "the file is in the container's upper layer";
+  EXPECT_EQ(st.st_uid, 231072u) << "root inside is not root outside";
+  EXPECT_EQ(st.st_gid, 231072u);
+}
+
+TEST_F(ContainerRuntimeTest, RootfsIsPivotedAndProcAndDevAreLockedDown) {
+  std::string hostOnly = (tempDir_ / "host-only-marker").string();
+  std::ofstream(hostOnly) << "x";
+  ContainerConfig c = config(
+      {"sh", "-c",
+       fmt::format(
+           "test -e {} && echo host-visible; readlink /proc/1/root; "
+           "(echo x > /proc/sys/kernel/hostname) 2>/dev/null || echo procsys=ro; "
+           "echo masked=$(cat /proc/keys /proc/timer_list /proc/interrupts /proc/kcore 2>/dev/null | wc -c); "
+           "ls -A /dev | tr '\\n' ' '; echo; "
+           "echo container=$container; cat /run/host/container-manager; "
+           "echo PATH=$PATH; ls /sys/firmware | wc -l",
+           hostOnly)});
+  Output output = run(c);
+  ASSERT_EQ(output.exitCode(), 0) << output.text;
+  auto out = lines(output.text);
+  ASSERT_EQ(out.size(), 8u) << output.text;
+  EXPECT_EQ(out[0], "/");
+  EXPECT_EQ(out[1], "procsys=ro");
+  EXPECT_EQ(out[2], "masked=0") << "/proc/keys, timer_list, interrupts (and kcore where it exists)";
+  EXPECT_EQ(out[3], "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero ");
+  EXPECT_EQ(out[4], "container=corral");
+  EXPECT_EQ(out[5], "corral");
+  EXPECT_EQ(out[6], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  EXPECT_EQ(out[7], "0") << "/sys/firmware is masked by an empty tmpfs";
+}
+
+TEST_F(ContainerRuntimeTest, DevNodesWorkAndPtsIsAPrivateInstance) {
+  ContainerConfig c = config({"sh", "-c",
+                              "head -c 4 /dev/zero | wc -c; echo hi > /dev/null && echo null-ok; "
+                              "grep -E ' /dev/pts ' /proc/self/mounts; readlink /dev/ptmx; ls /dev/pts"});
+  Output output = run(c);
+  ASSERT_EQ(output.exitCode(), 0) << output.text;
+  auto out = lines(output.text);
+  ASSERT_GE(out.size(), 4u) << output.text;
+  EXPECT_EQ(out[0], "4");
+  EXPECT_EQ(out[1], "null-ok");
+  EXPECT_NE(out[2].find("devpts"), std::string::npos) << out[2];
+  EXPECT_NE(out[2].find("ptmxmode=666"), std::string::npos) << out[2];
+  EXPECT_EQ(out[3], "pts/ptmx");
+  ASSERT_EQ(out.size(), 5u) << output.text;
+  EXPECT_EQ(out[4], "ptmx") << "a new devpts instance has no host terminals";
+}
+
+TEST_F(ContainerRuntimeTest, ExecJoinsTheSameNamespacesCgroupAndRestrictions) {
+  ContainerConfig c = config({"sh", "-c", "echo READY; exec sleep 600"});
+  c.limits.pids = 40;
+  c.env = {"GREETING=hello", "MODE=init"};
+  int pipeFds[2];
+  ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  {
+    auto container = startContainer(c, Stdio{-1, writeEnd.get(), -1});
+    writeEnd.reset();
+    ASSERT_TRUE(container.has_value()) << container.error().message();
+    readFrom(readEnd.get(), "READY\n");
+
+    int execPipe[2];
+    ASSERT_EQ(::pipe2(execPipe, O_CLOEXEC), 0);
+    UniqueFd execRead(execPipe[0]), execWrite(execPipe[1]);
+    ExecOptions options;
+    options.argv = {"sh", "-c",
+                    "for n in pid mnt uts ipc net cgroup user; do readlink /proc/self/ns/$n; done; hostname; "
+                    "cat /proc/self/cgroup | grep -v ':/$' | wc -l; echo pid=$$; echo container=$container; "
+                    "echo env=$GREETING,$MODE; "
+                    "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; exit 7"};
+    options.env = {"MODE=exec"};
+    options.stdio = Stdio{-1, execWrite.get(), -1};
+    auto pid = execInContainer(container->pid(), container->cgroup(), c, options);
+    execWrite.reset();
+    ASSERT_TRUE(pid.has_value()) << pid.error().message();
+    std::string output = readFrom(execRead.get());
+    int status = 0;
+    ASSERT_EQ(::waitpid(*pid, &status, 0), *pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 7) << "the exec's exit status is the command's";
+
+    auto out = lines(output);
+    ASSERT_GE(out.size(), 13u) << output;
+    const char* names[] = {"pid", "mnt", "uts", "ipc", "net", "cgroup", "user"};
+    for (int i = 0; i < 7; ++i) {
+      EXPECT_EQ(out[i], hostNamespace(fmt::format("/proc/{}/ns/{}", container->pid(), names[i]))) << names[i];
+    }
+    EXPECT_EQ(out[7], "web-1");
+    EXPECT_EQ(out[8], "0") << "every /proc/self/cgroup line reads \"/\"";
+    EXPECT_NE(out[9], "pid=1");
+    EXPECT_EQ(out[10], "container=corral");
+    EXPECT_EQ(out[11], "env=hello,exec") << "the container's environment, with the exec's entries winning";
+    uint64_t docker = capabilityMask(dockerDefaultCapabilities());
+    EXPECT_EQ(statusField(output, "CapEff"), docker);
+    EXPECT_EQ(statusField(output, "CapBnd"), docker);
+    EXPECT_EQ(statusField(output, "NoNewPrivs", 10), 1u);
+    EXPECT_EQ(statusField(output, "Seccomp", 10), 2u);
+
+    // A command that does not exist fails with the step named, and leaves no process.
+    ExecOptions missing;
+    missing.argv = {"no-such-command"};
+    auto failed = execInContainer(container->pid(), container->cgroup(), c, missing);
+    ASSERT_FALSE(failed.has_value());
+    EXPECT_NE(failed.error().message().find("exec in container " + c.name), std::string::npos)
+        << failed.error().message();
+    EXPECT_NE(failed.error().message().find("execve(\"no-such-command\"): No such file or directory"),
+              std::string::npos)
+        << failed.error().message();
+  }
+  expectNothingLeft(c);
+}
+
+TEST_F(ContainerRuntimeTest, ExecInAUserNamespaceContainer) {
+  ContainerConfig c = config({"sh", "-c", "echo READY; exec sleep 600"});
+  c.userNamespace = IdMapping{296608, 65536};
+  int pipeFds[2];
+  ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  {
+    auto container = startContainer(c, Stdio{-1, writeEnd.get(), -1});
+    writeEnd.reset();
+    ASSERT_TRUE(container.has_value()) << container.error().message();
+    readFrom(readEnd.get(), "READY\n");
+    int execPipe[2];
+    ASSERT_EQ(::pipe2(execPipe, O_CLOEXEC), 0);
+    UniqueFd execRead(execPipe[0]), execWrite(execPipe[1]);
+    ExecOptions options;
+    options.argv = {"sh", "-c", "id -u; readlink /proc/self/ns/user"};
+    options.stdio = Stdio{-1, execWrite.get(), -1};
+    auto pid = execInContainer(container->pid(), container->cgroup(), c, options);
+    execWrite.reset();
+    ASSERT_TRUE(pid.has_value()) << pid.error().message();
+    std::string output = readFrom(execRead.get());
+    int status = 0;
+    ASSERT_EQ(::waitpid(*pid, &status, 0), *pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+    auto out = lines(output);
+    ASSERT_EQ(out.size(), 2u) << output;
+    EXPECT_EQ(out[0], "0");
+    EXPECT_EQ(out[1], hostNamespace(fmt::format("/proc/{}/ns/user", container->pid())));
+  }
+  expectNothingLeft(c);
+}
+
+TEST_F(ContainerRuntimeTest, MissingCommandFailsNamingExecveAndLeavesNothing) {
+  ContainerConfig c = config({"/no/such/command", "arg"});
+  auto container = startContainer(c, Stdio{});
+  ASSERT_FALSE(container.has_value());
+  EXPECT_EQ(
+      container.error().message(),
+      fmt::format("start container {}: execve(\"/no/such/command\"): No such file or directory", c.name));
+  EXPECT_EQ(container.error().errnum(), ENOENT);
+  expectNothingLeft(c);
+  EXPECT_FALSE(fs::exists(c.bundleDir)) << "the bundle the failed start created is removed";
+}
+
+TEST_F(ContainerRuntimeTest, BadRootfsPathFailsBeforeAnythingIsCreated) {
+  ContainerConfig c = config({"true"});
+  c.imageRootfs = tempDir_ / "no-such-image";
+  auto container = startContainer(c, Stdio{});
+  ASSERT_FALSE(container.has_value());
+  EXPECT_EQ(container.error().message(),
+            fmt::format("start container {}: image rootfs \"{}\": No such file or directory", c.name,
+                        c.imageRootfs.string()));
+  expectNothingLeft(c);
+}
+
+TEST_F(ContainerRuntimeTest, FailureAfterPivotRootRollsBackEverything) {
+  ContainerConfig c = config({"true"});
+  c.workingDir = "/no/such/dir";
+  c.limits.pids = 10;
+  bool hookRan = false;
+  auto container = startContainer(c, Stdio{}, [&](pid_t pid) -> Status {
+    hookRan = pid > 0 && fs::exists(fmt::format("/proc/{}/ns/net", pid));
+    return {};
+  });
+  ASSERT_FALSE(container.has_value());
+  EXPECT_TRUE(hookRan);
+  EXPECT_EQ(container.error().message(),
+            fmt::format("start container {}: chdir(\"/no/such/dir\"): No such file or directory", c.name));
+  expectNothingLeft(c);
+}
+
+TEST_F(ContainerRuntimeTest, FailingParentHookStopsTheStart) {
+  ContainerConfig c = config({"true"});
+  auto container = startContainer(c, Stdio{}, [](pid_t) -> Status {
+    return fail(internalError("network: move veth into namespace: boom"));
+  });
+  ASSERT_FALSE(container.has_value());
+  EXPECT_EQ(container.error().message(),
+            fmt::format("start container {}: network: move veth into namespace: boom", c.name));
+  expectNothingLeft(c);
+}
+
+TEST_F(ContainerRuntimeTest, RemoveBundleUnmountsAndDeletes) {
+  ContainerConfig c = config({"sh", "-c", "echo data > /root/file"});
+  int status = 0;
+  {
+    auto container = startContainer(c, Stdio{});
+    ASSERT_TRUE(container.has_value()) << container.error().message();
+    ASSERT_EQ(::waitpid(container->pid(), &status, 0), container->pid());
+    container->release();  // destruction now leaves the cgroup and the bundle to us
+  }
+  EXPECT_TRUE(fs::exists(c.bundleDir / "upper" / "root" / "file"));
+  EXPECT_NE(readFile("/proc/self/mountinfo").find((c.bundleDir / "rootfs").string()), std::string::npos);
+  auto removed = removeBundle(c.bundleDir);
+  ASSERT_TRUE(removed.has_value()) << removed.error().message();
+  EXPECT_FALSE(fs::exists(c.bundleDir));
+  EXPECT_TRUE(fs::exists(kImageRootfs / "bin" / "busybox")) << "the image itself is untouched";
+  EXPECT_TRUE(removeBundle(c.bundleDir).has_value()) << "removing twice is fine";
+
+  auto mode = detectCgroupMode();
+  ASSERT_TRUE(mode.has_value());
+  auto cgroup = openCgroup(*mode, c.name, c.cgroupOptions);
+  ASSERT_TRUE(cgroup.has_value()) << cgroup.error().message();
+  EXPECT_TRUE((*cgroup)->destroy().has_value());
+}
+
+}  // namespace
+}  // namespace corral::container

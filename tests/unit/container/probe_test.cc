@@ -1,0 +1,196 @@
+// Unit tests for corral-probe: its JSON escaping and /proc parsers, and its full report of the test process
+// itself (valid JSON whose pid, ids and namespaces match what this process sees). No root needed.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#define CORRAL_PROBE_NO_MAIN
+#include "images/probe/probe.cc"
+
+namespace corral::probe {
+namespace {
+
+std::string jsonQuoted(std::string_view text) {
+  std::string out;
+  appendJsonString(out, text);
+  return out;
+}
+
+TEST(ProbeJson, EscapesQuotesBackslashesAndControlCharacters) {
+  EXPECT_EQ(jsonQuoted("plain"), "\"plain\"");
+  EXPECT_EQ(jsonQuoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(jsonQuoted("line\nnext\ttab\r"), "\"line\\nnext\\ttab\\r\"");
+  EXPECT_EQ(jsonQuoted(std::string("nul\0x\x1f\x7f", 7)), "\"nul\\u0000x\\u001f\\u007f\"");
+}
+
+TEST(ProbeJson, KeepsValidUtf8AndReplacesInvalidBytes) {
+  EXPECT_EQ(jsonQuoted("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x90\x84"),
+            "\"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x90\x84\"");
+  EXPECT_EQ(jsonQuoted("bad\xff"), "\"bad\\ufffd\"");
+  EXPECT_EQ(jsonQuoted("cut\xe2\x82"), "\"cut\\ufffd\\ufffd\"");
+  EXPECT_EQ(jsonQuoted("overlong\xc0\xaf"), "\"overlong\\ufffd\\ufffd\"");
+  EXPECT_EQ(jsonQuoted("surrogate\xed\xa0\x80"), "\"surrogate\\ufffd\\ufffd\\ufffd\"");
+  // Whatever bytes come in, a JSON parser accepts the result and gets the valid text back.
+  std::string all;
+  for (int byte = 0; byte < 256; ++byte) all.push_back(static_cast<char>(byte));
+  const auto parsed = nlohmann::json::parse(jsonQuoted(all));
+  EXPECT_EQ(parsed.get<std::string>().substr(0, 128), all.substr(0, 128));
+}
+
+TEST(ProbeJson, WriterPlacesCommasAndNesting) {
+  JsonWriter json;
+  json.beginObject().key("a").value(1).key("b").beginArray().value("x").null().value(true).endArray();
+  json.key("c").beginObject().endObject().key("d").beginArray().endArray().endObject();
+  EXPECT_EQ(json.text(), R"({"a":1,"b":["x",null,true],"c":{},"d":[]})");
+}
+
+TEST(ProbeParsing, StatusFieldsAndCapabilities) {
+  const std::string status =
+      "Name:\tprobe\nCapInh:\t0000000000000000\nCapEff:\t00000000a80425fb\nSeccomp:\t2\n"
+      "Seccomp_filters:\t1\nNoNewPrivs:\t1\n";
+  EXPECT_EQ(statusField(status, "CapEff"), "00000000a80425fb");
+  EXPECT_EQ(statusField(status, "Seccomp"), "2");
+  EXPECT_EQ(statusField(status, "Seccomp_filters"), "1");
+  EXPECT_EQ(statusField(status, "Cap"), std::nullopt);
+  EXPECT_EQ(statusField(status, "Missing"), std::nullopt);
+
+  // Docker's default set.
+  const auto names = decodeCapabilities("00000000a80425fb");
+  ASSERT_TRUE(names);
+  EXPECT_EQ(*names, (std::vector<std::string>{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID",
+                                              "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
+                                              "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT",
+                                              "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SETFCAP"}));
+  EXPECT_EQ(decodeCapabilities("0000000000000000"), std::vector<std::string>{});
+  EXPECT_EQ(decodeCapabilities("0000010000000000"), std::vector<std::string>{"CAP_CHECKPOINT_RESTORE"});
+  EXPECT_EQ(decodeCapabilities("8000000000000000"), std::vector<std::string>{"CAP_63"});
+  EXPECT_EQ(decodeCapabilities("xyz"), std::nullopt);
+  EXPECT_EQ(decodeCapabilities(""), std::nullopt);
+}
+
+TEST(ProbeParsing, NamespaceLinks) {
+  EXPECT_EQ(namespaceInode("net:[4026531840]"), 4026531840u);
+  EXPECT_EQ(namespaceInode("pid_for_children:[4026532201]"), 4026532201u);
+  EXPECT_EQ(namespaceInode("net:[]"), std::nullopt);
+  EXPECT_EQ(namespaceInode("garbage"), std::nullopt);
+  EXPECT_EQ(namespaceInode("net:[12a]"), std::nullopt);
+}
+
+TEST(ProbeParsing, MountinfoRootIsTheLastMountOnSlash) {
+  const std::string mountinfo =
+      "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+      "23 22 0:5 / /dev rw - devtmpfs udev rw\n"
+      "24 22 0:40 / /with\\040space rw - tmpfs none\\040here rw\n"
+      "malformed line without separator\n"
+      "90 22 0:50 / / ro,relatime - overlay overlay rw,lowerdir=/img\n";
+  const auto entries = parseMountinfo(mountinfo);
+  ASSERT_EQ(entries.size(), 4u);
+  EXPECT_EQ(entries[2].mountPoint, "/with space");
+  EXPECT_EQ(entries[2].source, "none here");
+  const auto root = rootMount(entries);
+  ASSERT_TRUE(root);
+  EXPECT_EQ(root->fsType, "overlay");
+  EXPECT_EQ(root->source, "overlay");
+  EXPECT_EQ(rootMount({}), std::nullopt);
+}
+
+TEST(ProbeParsing, NormalizedLinesCollapseBlanks) {
+  EXPECT_EQ(normalizedLines("         0          0 4294967295\n\n  1000 100000  65536\n"),
+            (std::vector<std::string>{"0 0 4294967295", "1000 100000 65536"}));
+}
+
+TEST(ProbeReport, DescribesThisProcess) {
+  const auto report = nlohmann::json::parse(corral::probe::report());
+  EXPECT_EQ(report["pid"], getpid());
+  EXPECT_EQ(report["ppid"], getppid());
+  EXPECT_EQ(report["uid"], getuid());
+  EXPECT_EQ(report["gid"], getgid());
+  EXPECT_GE(report["visiblePidCount"].get<int>(), 1);
+  EXPECT_NE(std::find(report["visiblePids"].begin(), report["visiblePids"].end(), getpid()),
+            report["visiblePids"].end());
+  struct stat netNs {};
+  ASSERT_EQ(stat("/proc/self/ns/net", &netNs), 0);
+  EXPECT_EQ(report["namespaces"]["net"], netNs.st_ino);
+  for (const char* ns : {"cgroup", "ipc", "mnt", "pid", "user", "uts"})
+    EXPECT_TRUE(report["namespaces"][ns].is_number()) << ns;
+  EXPECT_FALSE(report["uidMap"].empty());
+  EXPECT_EQ(report["capabilities"]["CapEff"].get<std::string>().size(), 16u);
+  EXPECT_TRUE(report["capabilities"]["effectiveNames"].is_array());
+  EXPECT_TRUE(report["seccomp"].is_number());
+  EXPECT_TRUE(report["noNewPrivs"].is_number());
+  EXPECT_FALSE(report["cgroup"].empty());
+  EXPECT_EQ(report["cpus"]["online"], sysconf(_SC_NPROCESSORS_ONLN));
+  EXPECT_GT(report["memTotalKiB"].get<int64_t>(), 0);
+  EXPECT_NE(std::find(report["interfaces"].begin(), report["interfaces"].end(), "lo"),
+            report["interfaces"].end());
+  EXPECT_GT(report["mounts"]["count"].get<int>(), 0);
+  EXPECT_TRUE(report["mounts"]["root"]["fstype"].is_string());
+  EXPECT_GT(report["uptimeSeconds"].get<double>(), 0.0);
+  EXPECT_FALSE(report["kernel"]["release"].get<std::string>().empty());
+}
+
+// Runs corral::probe::run with the given arguments, capturing stdout and stderr.
+struct ProbeRun {
+  int status;
+  std::string out, err;
+};
+ProbeRun runProbe(std::vector<std::string> args) {
+  args.insert(args.begin(), "corral-probe");
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  std::FILE* out = std::tmpfile();
+  std::FILE* err = std::tmpfile();
+  const int status = run(static_cast<int>(argv.size()), argv.data(), out, err);
+  auto slurp = [](std::FILE* file) {
+    std::string text;
+    std::rewind(file);
+    for (int c; (c = std::fgetc(file)) != EOF;) text.push_back(static_cast<char>(c));
+    std::fclose(file);
+    return text;
+  };
+  return {status, slurp(out), slurp(err)};
+}
+
+TEST(ProbeSyscall, GetpidSucceedsAndClone3NeverForks) {
+  auto getpidRun = runProbe({"--syscall", "getpid"});
+  ASSERT_EQ(getpidRun.status, 0) << getpidRun.err;
+  const auto getpidReport = nlohmann::json::parse(getpidRun.out);
+  EXPECT_EQ(getpidReport["syscall"], "getpid");
+  EXPECT_EQ(getpidReport["result"], getpid());
+  EXPECT_EQ(getpidReport["errno"], 0);
+  EXPECT_EQ(getpidReport["error"], "");
+
+  // A NULL clone_args is refused by the kernel (EINVAL) or by a filter (ENOSYS/EPERM), never run.
+  const auto clone3Report = nlohmann::json::parse(runProbe({"--syscall", "clone3"}).out);
+  EXPECT_EQ(clone3Report["result"], -1);
+  EXPECT_TRUE(clone3Report["error"] == "EINVAL" || clone3Report["error"] == "ENOSYS" ||
+              clone3Report["error"] == "EPERM")
+      << clone3Report;
+}
+
+TEST(ProbeSyscall, ReportsEveryErrnoByName) {
+  EXPECT_EQ(nlohmann::json::parse(syscallReport("mount", -1, EPERM))["error"], "EPERM");
+  EXPECT_EQ(nlohmann::json::parse(syscallReport("clone3", -1, ENOSYS))["error"], "ENOSYS");
+}
+
+TEST(ProbeUsage, BadArgumentsExitNonZeroWithAMessage) {
+  auto unknownSyscall = runProbe({"--syscall", "reboot"});
+  EXPECT_EQ(unknownSyscall.status, 2);
+  EXPECT_NE(unknownSyscall.err.find("unknown syscall \"reboot\""), std::string::npos) << unknownSyscall.err;
+  EXPECT_TRUE(unknownSyscall.out.empty());
+
+  auto missingName = runProbe({"--syscall"});
+  EXPECT_EQ(missingName.status, 2);
+  EXPECT_NE(missingName.err.find("--syscall needs exactly one NAME"), std::string::npos);
+
+  auto unknownOption = runProbe({"--frobnicate"});
+  EXPECT_EQ(unknownOption.status, 2);
+  EXPECT_NE(unknownOption.err.find("unknown option \"--frobnicate\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace corral::probe
