@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "container/spec.h"
 #include "net/vpc.h"
 
 namespace corral::api {
@@ -72,6 +73,35 @@ struct DeleteNetworkAclRule {
   int64_t number = 0;
 };
 
+// Instances (containers now, VMs later): /v1/instances.
+struct RunInstance {  // POST /v1/instances: creates and starts; answers once the command has exec'd
+  container::InstanceSpec spec;
+};
+struct ListInstances {};  // GET /v1/instances
+struct GetInstance {      // GET /v1/instances/NAME: everything `corral inspect` shows
+  std::string name;
+};
+struct StopInstance {  // POST /v1/instances/NAME/stop {"grace_seconds": 10}: SIGTERM, then SIGKILL
+  std::string name;
+  int64_t graceSeconds = 10;
+};
+struct StartInstance {  // POST /v1/instances/NAME/start: a stopped instance runs again, same writable layer
+  std::string name;
+};
+struct RemoveInstance {  // DELETE /v1/instances/NAME?force=true: force stops a running one first
+  std::string name;
+  bool force = false;
+};
+struct GetInstanceLogs {  // GET /v1/instances/NAME/logs?offset=N: output from byte N, the next offset, state
+  std::string name;
+  int64_t offset = 0;
+};
+struct ExecInstance {  // POST /v1/instances/NAME/exec {"command": [...], "env": [...]}: runs to completion
+  std::string name;
+  std::vector<std::string> command;
+  std::vector<std::string> env;
+};
+
 #define CORRAL_KIND_REQUESTS(K) List<ObjectKind::K>, Get<ObjectKind::K>, Delete<ObjectKind::K>
 using Request = std::variant<GetInfo,                                            //
                              CORRAL_KIND_REQUESTS(Vpc), Create<net::VpcSpec>,    //
@@ -82,7 +112,8 @@ using Request = std::variant<GetInfo,                                           
                              CORRAL_KIND_REQUESTS(SecurityGroup), Create<net::SecurityGroupSpec>,
                              AddSecurityGroupRule, DeleteSecurityGroupRule,
                              CORRAL_KIND_REQUESTS(NetworkAcl), Create<net::NetworkAclSpec>, AddNetworkAclRule,
-                             DeleteNetworkAclRule>;
+                             DeleteNetworkAclRule, RunInstance, ListInstances, GetInstance, StopInstance,
+                             StartInstance, RemoveInstance, GetInstanceLogs, ExecInstance>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {

@@ -2,6 +2,7 @@
 // request bodies read field by field so every mistake names the field at fault.
 #include <charconv>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -35,6 +36,8 @@ template <>
 struct SpecKind<net::SecurityGroupSpec> : std::integral_constant<ObjectKind, ObjectKind::SecurityGroup> {};
 template <>
 struct SpecKind<net::NetworkAclSpec> : std::integral_constant<ObjectKind, ObjectKind::NetworkAcl> {};
+
+constexpr std::string_view kInstances = "instances";
 
 constexpr ObjectKind kAllKinds[] = {
     ObjectKind::Vpc,        ObjectKind::Subnet,        ObjectKind::RouteTable, ObjectKind::InternetGateway,
@@ -146,6 +149,24 @@ Result<int64_t> fromJson(std::string_view field, const json& value, int64_t*) {
     return fail(invalidField(std::string(field), "field \"{}\" is out of range: {}", field, value.dump()));
   }
   return value.get<int64_t>();
+}
+
+// Any JSON number: cpus may be 0.5 or 2.
+Result<double> fromJson(std::string_view field, const json& value, double*) {
+  if (!value.is_number()) return fail(typeError(field, "a number", value));
+  return value.get<double>();
+}
+
+// An array of strings; a wrong element is named by its index: "command[1]".
+Result<std::vector<std::string>> fromJson(std::string_view field, const json& value,
+                                          std::vector<std::string>*) {
+  if (!value.is_array()) return fail(typeError(field, "an array of strings", value));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (!value[i].is_string()) return fail(typeError(fmt::format("{}[{}]", field, i), "a string", value[i]));
+    out.push_back(value[i].get<std::string>());
+  }
+  return out;
 }
 
 template <class T>
@@ -361,6 +382,59 @@ json specJson(const net::NetworkAclRuleSpec& s) {
   return body;
 }
 
+void readSpec(BodyFields& f, container::InstanceSpec& s) {
+  f.required("name", s.name);
+  f.optional("kind", s.kind);
+  f.optional("image", s.image);
+  f.optional("command", s.command);
+  f.optional("env", s.env);
+  f.optional("hostname", s.hostname);
+  f.optional("memory", s.memory);
+  f.optional("cpus", s.cpus);
+  f.optional("pids", s.pids);
+  f.optional("cap_add", s.capAdd);
+  f.optional("cap_drop", s.capDrop);
+  f.optional("seccomp", s.seccomp);
+  f.optional("user_namespace", s.userNamespace);
+  f.optional("remove_on_exit", s.removeOnExit);
+}
+
+json specJson(const container::InstanceSpec& s) {
+  json body = {{"name", s.name},
+               {"kind", s.kind},
+               {"image", s.image},
+               {"command", s.command},
+               {"env", s.env},
+               {"hostname", s.hostname},
+               {"cap_add", s.capAdd},
+               {"cap_drop", s.capDrop},
+               {"seccomp", s.seccomp},
+               {"user_namespace", s.userNamespace},
+               {"remove_on_exit", s.removeOnExit}};
+  body["memory"] = s.memory ? json(*s.memory) : json(nullptr);
+  body["cpus"] = s.cpus ? json(*s.cpus) : json(nullptr);
+  body["pids"] = s.pids ? json(*s.pids) : json(nullptr);
+  return body;
+}
+
+// Body of POST /v1/instances/NAME/stop; absent fields keep their defaults.
+struct StopBody {
+  int64_t graceSeconds = 10;
+};
+void readSpec(BodyFields& f, StopBody& s) {
+  f.optional("grace_seconds", s.graceSeconds);
+}
+struct EmptyBody {};
+void readSpec(BodyFields&, EmptyBody&) {}
+struct ExecBody {
+  std::vector<std::string> command;
+  std::vector<std::string> env;
+};
+void readSpec(BodyFields& f, ExecBody& s) {
+  f.required("command", s.command);
+  f.optional("env", s.env);
+}
+
 template <class Spec>
 Result<Spec> parseSpec(std::string_view method, std::string_view path, std::string_view body) {
   Result<json> object = parseBodyObject(method, path, body);
@@ -395,10 +469,113 @@ class Router {
     for (ObjectKind kind : kAllKinds) {
       if (!seg.empty() && seg[0] == collectionName(kind)) return routeKind(kind);
     }
+    if (!seg.empty() && seg[0] == kInstances) return routeInstances();
     return fail(noSuchPath());
   }
 
  private:
+  Result<Request> routeInstances() const {
+    const auto& seg = target_.segments;
+    if (seg.size() == 1) {
+      if (Status s = check({"GET", "POST"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      if (method_ == "GET") return Request{ListInstances{}};
+      auto spec = parseSpec<container::InstanceSpec>(method_, target_.path, body_);
+      if (!spec) return fail(spec.error());
+      return Request{RunInstance{std::move(*spec)}};
+    }
+    Result<std::string> name = percentDecode(seg[1], "name");
+    if (!name) return fail(name.error());
+    if (seg.size() == 2) {
+      if (Status s = check({"GET", "DELETE"}); !s) return fail(s.error());
+      if (method_ == "GET") {
+        if (Status s = noQuery(); !s) return fail(s.error());
+        return Request{GetInstance{std::move(*name)}};
+      }
+      RemoveInstance remove{std::move(*name)};
+      auto params = queryParams({"force"});
+      if (!params) return fail(params.error());
+      if (auto it = params->find("force"); it != params->end()) {
+        if (it->second != "true" && it->second != "false") {
+          return fail(
+              invalidField("force", "query parameter force must be true or false, got \"{}\"", it->second));
+        }
+        remove.force = it->second == "true";
+      }
+      return Request{std::move(remove)};
+    }
+    if (seg.size() != 3) return fail(noSuchPath());
+    if (seg[2] == "stop") {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      StopBody body;
+      if (!isBlank(body_)) {
+        auto parsed = parseSpec<StopBody>(method_, target_.path, body_);
+        if (!parsed) return fail(parsed.error());
+        body = *parsed;
+      }
+      return Request{StopInstance{std::move(*name), body.graceSeconds}};
+    }
+    if (seg[2] == "start") {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      if (!isBlank(body_)) {
+        auto parsed = parseSpec<EmptyBody>(method_, target_.path, body_);
+        if (!parsed) return fail(parsed.error());
+      }
+      return Request{StartInstance{std::move(*name)}};
+    }
+    if (seg[2] == "logs") {
+      if (Status s = check({"GET"}); !s) return fail(s.error());
+      GetInstanceLogs logs{std::move(*name)};
+      auto params = queryParams({"offset"});
+      if (!params) return fail(params.error());
+      if (auto it = params->find("offset"); it != params->end()) {
+        auto offset = pathInteger(it->second, "offset", "offset");
+        if (!offset) return fail(offset.error());
+        logs.offset = *offset;
+      }
+      return Request{std::move(logs)};
+    }
+    if (seg[2] == "exec") {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      auto body = parseSpec<ExecBody>(method_, target_.path, body_);
+      if (!body) return fail(body.error());
+      return Request{ExecInstance{std::move(*name), std::move(body->command), std::move(body->env)}};
+    }
+    return fail(noSuchPath());
+  }
+
+  static bool isBlank(std::string_view text) {
+    return text.find_first_not_of(" \t\r\n") == std::string_view::npos;
+  }
+
+  // key=value pairs of the query; only `allowed` keys, each at most once.
+  Result<std::map<std::string, std::string>> queryParams(
+      std::initializer_list<std::string_view> allowed) const {
+    std::map<std::string, std::string> out;
+    std::string_view rest = target_.query.value_or("");
+    while (!rest.empty()) {
+      size_t amp = rest.find('&');
+      std::string_view pair = rest.substr(0, amp);
+      rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
+      if (pair.empty()) continue;
+      size_t eq = pair.find('=');
+      Result<std::string> key = percentDecode(pair.substr(0, eq), "query");
+      if (!key) return fail(key.error());
+      bool known = false;
+      for (std::string_view a : allowed) known = known || a == *key;
+      if (!known) return fail(invalidField(*key, "unknown query parameter \"{}\" on {}", *key, target_.path));
+      if (out.contains(*key)) return fail(invalidField(*key, "query parameter \"{}\" given twice", *key));
+      Result<std::string> value =
+          percentDecode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), *key);
+      if (!value) return fail(value.error());
+      out.emplace(std::move(*key), std::move(*value));
+    }
+    return out;
+  }
+
   Result<Request> routeKind(ObjectKind kind) const {
     switch (kind) {
       case ObjectKind::Vpc:
@@ -598,6 +775,10 @@ std::string namePath(ObjectKind kind, std::string_view name) {
   return fmt::format("{}/{}/{}", kApiPrefix, collectionName(kind), percentEncode(name));
 }
 
+std::string instancePath(std::string_view name) {
+  return fmt::format("{}/{}/{}", kApiPrefix, kInstances, percentEncode(name));
+}
+
 template <class... Visitors>
 struct Overloaded : Visitors... {
   using Visitors::operator()...;
@@ -702,6 +883,32 @@ HttpRequest renderRequest(const Request& request) {
                                fmt::format("{}/rules/{}/{}", namePath(ObjectKind::NetworkAcl, r.acl),
                                            percentEncode(r.direction), r.number),
                                ""};
+          },
+          [&](const RunInstance& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kInstances), specJson(r.spec).dump()};
+          },
+          [&](const ListInstances&) {
+            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kInstances), ""};
+          },
+          [&](const GetInstance& r) {
+            return HttpRequest{"GET", instancePath(r.name), ""};
+          },
+          [&](const StopInstance& r) {
+            return HttpRequest{"POST", instancePath(r.name) + "/stop",
+                               json{{"grace_seconds", r.graceSeconds}}.dump()};
+          },
+          [&](const StartInstance& r) {
+            return HttpRequest{"POST", instancePath(r.name) + "/start", ""};
+          },
+          [&](const RemoveInstance& r) {
+            return HttpRequest{"DELETE", instancePath(r.name) + (r.force ? "?force=true" : ""), ""};
+          },
+          [&](const GetInstanceLogs& r) {
+            return HttpRequest{"GET", fmt::format("{}/logs?offset={}", instancePath(r.name), r.offset), ""};
+          },
+          [&](const ExecInstance& r) {
+            return HttpRequest{"POST", instancePath(r.name) + "/exec",
+                               json{{"command", r.command}, {"env", r.env}}.dump()};
           },
       },
       request);

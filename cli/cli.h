@@ -2,6 +2,7 @@
 // to a leaf, flag-value parsing and the human/JSON output helpers. The CLI only talks HTTP to corrald.
 #pragma once
 
+#include <csignal>
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -44,6 +45,7 @@ struct Invocation {
   const GlobalOptions& global;
   std::vector<std::string> arguments;  // the positional arguments, in Command::arguments order
   po::variables_map options;
+  std::vector<std::string> command;  // what followed "--", for commands with Command::takesCommand
 
   bool flag(const std::string& name) const { return options.count(name) > 0; }
   std::optional<std::string> value(const std::string& name) const;
@@ -65,6 +67,8 @@ struct Command {
   std::string synopsis;  // the options part of the usage line: "--cidr CIDR"
   std::function<void(po::options_description&)> addOptions;
   std::function<int(const Invocation&)> run;
+  // Everything after the first "--" is a command to run inside an instance, never parsed as options.
+  bool takesCommand = false;
   // Group only:
   std::vector<Command> subcommands;
   std::string epilog;  // printed at the end of the group's help (the global options, for the root)
@@ -90,6 +94,15 @@ Command internetGatewayCommand();
 Command natGatewayCommand();
 Command securityGroupCommand();
 Command networkAclCommand();
+// Instances (cli/run.cc, cli/instances.cc): top-level verbs, like `docker run` / `docker ps`.
+Command runCommand();
+Command psCommand();
+Command logsCommand();
+Command execCommand();
+Command stopCommand();
+Command startCommand();
+Command removeInstanceCommand();
+Command inspectCommand();
 
 // ---- Flag values the CLI itself must understand ----
 
@@ -138,6 +151,22 @@ class Table {
 const json& listItems(const json& response, api::ObjectKind kind);
 // Prints `table`, or its header and `hint` when the list is empty.
 void printList(const Table& table, std::string_view hint);
+
+// ---- Instances (shared by cli/run.cc and cli/instances.cc) ----
+
+// "running", "exited (0)", "killed (SIGTERM)", "oom-killed": what became of an instance, in one word or two.
+std::string displayInstanceState(const json& instance);
+// "12.3 ms", or "-" before the instance has booted.
+std::string displayMilliseconds(const json& milliseconds);
+// The exit code a shell would report for the instance's command: its code, or 128+signal.
+int instanceExitCode(const json& instance);
+// Prints the instance's output from the start as it arrives (GET logs every ~50 ms). Without `follow`, stops
+// once caught up; with it, once the instance is no longer running and everything is read (eof). Stops early
+// when `interrupted` becomes true. Returns the last logs answer (state, exit code), or the daemon's error.
+Result<json> streamLogs(const api::Client& client, const std::string& name, bool follow,
+                        const volatile sig_atomic_t* interrupted);
+// One whole number ≥ 0 for a flag: "-t -1", "--pids x" are usage errors naming the flag.
+int64_t parseCountFlag(std::string_view flag, std::string_view text);
 
 // ---- The ls / show / rm commands every kind has ----
 

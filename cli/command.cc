@@ -1,5 +1,6 @@
 // Walking the command tree: group help, leaf option parsing (Boost.Program_options), usage errors with the
 // usage of the command at fault, and the flag values the CLI parses itself (ports, numbers).
+#include <algorithm>
 #include <charconv>
 #include <iostream>
 #include <sstream>
@@ -71,9 +72,22 @@ int runLeaf(const Command& command, const std::string& path, const std::vector<s
   po::options_description all;
   all.add(own).add(common).add(hidden);
 
+  std::vector<std::string> trailing;
+  bool sawSeparator = false;
+  std::vector<std::string> ownArgs = args;
+  if (command.takesCommand) {
+    // The command keeps its own flags: `corral run -- sh -c 'exit 5'` must not parse "-c".
+    auto separator = std::find(ownArgs.begin(), ownArgs.end(), "--");
+    if (separator != ownArgs.end()) {
+      sawSeparator = true;
+      trailing.assign(separator + 1, ownArgs.end());
+      ownArgs.erase(separator, ownArgs.end());
+    }
+  }
+
   try {
     po::variables_map options;
-    po::store(po::command_line_parser(args).options(all).positional(positional).run(), options);
+    po::store(po::command_line_parser(ownArgs).options(all).positional(positional).run(), options);
     po::notify(options);
     if (options.count("help")) {
       printLeafHelp(std::cout, command, path, own, common);
@@ -84,6 +98,10 @@ int runLeaf(const Command& command, const std::string& path, const std::vector<s
     if (values.size() < command.arguments.size()) {
       throw UsageError(fmt::format("missing {}", command.arguments[values.size()].name));
     }
+    if (command.takesCommand && values.size() > command.arguments.size()) {
+      throw UsageError(fmt::format("the command to run goes after \"--\": {} ... -- {}", path,
+                                   values[command.arguments.size()]));
+    }
     if (values.size() > command.arguments.size()) {
       throw UsageError(fmt::format("unexpected argument \"{}\"", values[command.arguments.size()]));
     }
@@ -93,7 +111,10 @@ int runLeaf(const Command& command, const std::string& path, const std::vector<s
     GlobalOptions effective = global;
     if (options.count("json")) effective.json = true;
     if (options.count("socket")) effective.socketPath = options["socket"].as<std::string>();
-    return command.run(Invocation{effective, std::move(values), std::move(options)});
+    if (command.takesCommand && (!sawSeparator || trailing.empty())) {
+      throw UsageError("no command given: put it after \"--\", e.g. -- echo hi");
+    }
+    return command.run(Invocation{effective, std::move(values), std::move(options), std::move(trailing)});
   } catch (const po::error& e) {
     std::cerr << "corral: " << e.what() << "\n"
               << usageLine(command, path) << "\n(see \"" << path << " --help\")\n";

@@ -29,11 +29,15 @@ Command rootCommand(const po::options_description& globalOptions) {
       "corral",
       "corral: a playground for AWS-style networks on one Linux host, as a thin client of corrald.\n"
       "A VPC is a building, its subnets are floors, route tables are the stairs and corridors, an internet\n"
-      "gateway is the front door, and security groups and network ACLs are the guards.",
+      "gateway is the front door, and security groups and network ACLs are the guards.\n"
+      "Instances are the tenants: a container shares the host's kernel, starts in milliseconds and is\n"
+      "cattle, not a pet (run it, throw it away, run another).",
       {corral::cli::infoCommand(), corral::cli::cidrCommand(), corral::cli::vpcCommand(),
        corral::cli::subnetCommand(), corral::cli::routeTableCommand(), corral::cli::internetGatewayCommand(),
        corral::cli::natGatewayCommand(), corral::cli::securityGroupCommand(),
-       corral::cli::networkAclCommand()});
+       corral::cli::networkAclCommand(), corral::cli::runCommand(), corral::cli::psCommand(),
+       corral::cli::logsCommand(), corral::cli::execCommand(), corral::cli::stopCommand(),
+       corral::cli::startCommand(), corral::cli::removeInstanceCommand(), corral::cli::inspectCommand()});
   std::ostringstream text;
   text << globalOptions;
   root.epilog = text.str();

@@ -36,6 +36,9 @@ struct Options {
   std::string socketPath;
   std::string stateDir;
   std::string logFile;
+  std::string imageDir;
+  std::string containersDir;
+  std::string cgroupParent;
   bool foreground = false;
   int64_t readTimeoutMs = 10'000;
   log::Level logLevel = log::Level::Info;
@@ -63,6 +66,12 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("state-dir", po::value(&options.stateDir)->default_value("/var/lib/corral"),
        "directory holding state.db (created 0700)")
       ("log-file", po::value(&options.logFile), "log file (default: STATE_DIR/corrald.log)")
+      ("image-dir", po::value(&options.imageDir)->default_value("/var/lib/corral/images"),
+       "directory of images (each NAME/rootfs)")
+      ("containers-dir", po::value(&options.containersDir),
+       "directory of container bundles and logs (default: STATE_DIR/containers)")
+      ("cgroup-parent", po::value(&options.cgroupParent)->default_value("corral"),
+       "cgroup under which every container's cgroup is created")
       ("foreground", po::bool_switch(&options.foreground),
        "stay attached to the terminal instead of daemonising")
       ("read-timeout-ms", po::value(&options.readTimeoutMs)->default_value(10'000),
@@ -93,9 +102,13 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   }
   if (options.stateDir.empty()) return fail(invalidField("state-dir", "must not be empty"));
   if (options.logFile.empty()) options.logFile = options.stateDir + "/corrald.log";
+  if (options.containersDir.empty()) options.containersDir = options.stateDir + "/containers";
+  if (options.imageDir.empty()) return fail(invalidField("image-dir", "must not be empty"));
+  if (Status ok = net::validateName(options.cgroupParent, "cgroup-parent"); !ok) return fail(ok.error());
   // Absolute paths, because the daemon chdirs to / and the socket path is shown to clients.
   std::error_code ec;
-  for (std::string* path : {&options.socketPath, &options.stateDir, &options.logFile}) {
+  for (std::string* path : {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir,
+                            &options.containersDir}) {
     auto absolute = std::filesystem::absolute(*path, ec);
     if (!ec) *path = absolute.lexically_normal().string();
   }
@@ -229,7 +242,17 @@ int run(const Options& options, StartupReport& report) {
     report.failed(store.error().wrap(fmt::format("state database \"{}\"", dbPath)).message());
     return 1;
   }
-  auto service = Service::load(std::move(*store));
+  std::error_code ec;
+  std::filesystem::create_directories(options.containersDir, ec);
+  if (ec) {
+    report.failed(fmt::format("containers directory \"{}\": mkdir: {}", options.containersDir, ec.message()));
+    return 1;
+  }
+  InstanceOptions instanceOptions{
+      .imageDir = options.imageDir,
+      .containersDir = options.containersDir,
+      .cgroupOptions = {.root = "/sys/fs/cgroup", .parent = options.cgroupParent}};
+  auto service = Service::load(std::move(*store), std::move(instanceOptions));
   if (!service) {
     report.failed(service.error().message());
     return 1;
@@ -248,6 +271,8 @@ int run(const Options& options, StartupReport& report) {
       "{} security groups, {} network acls",
       dbPath, n.vpcs, n.subnets, n.routeTables, n.internetGateways, n.natGateways, n.securityGroups,
       n.networkAcls);
+  log::info("instances: {}; images in \"{}\", bundles in \"{}\", cgroup parent \"{}\"",
+            (*service)->instanceCount(), options.imageDir, options.containersDir, options.cgroupParent);
   report.ready();
   (*server)->run();
   log::info("corrald stopped; socket \"{}\" removed", options.socketPath);

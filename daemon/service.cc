@@ -142,15 +142,61 @@ Response errorResponse(const Error& error) {
   return {api::httpStatus(error.kind()), api::errorJson(error)};
 }
 
-Result<std::unique_ptr<Service>> Service::load(Store store) {
+Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions instanceOptions) {
   auto topology = store.loadTopology();
   if (!topology) return fail(topology.error().wrap(fmt::format("loading state from \"{}\"", store.path())));
-  return std::make_unique<Service>(std::move(store), std::move(*topology));
+  auto service = std::make_unique<Service>(std::move(store), std::move(*topology));
+  auto instances = InstanceManager::load(service->store_, std::move(instanceOptions));
+  if (!instances)
+    return fail(instances.error().wrap(fmt::format("loading state from \"{}\"", service->store_.path())));
+  service->instances_ = std::move(*instances);
+  return service;
 }
 
 Response Service::handle(const api::Request& request) {
-  std::lock_guard lock(mutex_);
-  return std::visit([this](const auto& typed) { return serve(typed); }, request);
+  return std::visit(
+      [this](const auto& typed) -> Response {
+        if constexpr (requires { serveInstance(typed); }) {
+          if (!instances_) return errorResponse(unavailable("instances are not managed by this service"));
+          return serveInstance(typed);
+        } else {
+          std::lock_guard lock(mutex_);
+          return serve(typed);
+        }
+      },
+      request);
+}
+
+namespace {
+Response resultResponse(int status, Result<nlohmann::json> result) {
+  if (!result) return errorResponse(result.error());
+  return {status, std::move(*result)};
+}
+}  // namespace
+
+Response Service::serveInstance(const api::RunInstance& request) {
+  return resultResponse(201, instances_->run(request.spec));
+}
+Response Service::serveInstance(const api::ListInstances&) {
+  return {200, instances_->list()};
+}
+Response Service::serveInstance(const api::GetInstance& request) {
+  return resultResponse(200, instances_->get(request.name));
+}
+Response Service::serveInstance(const api::StopInstance& request) {
+  return resultResponse(200, instances_->stop(request.name, request.graceSeconds));
+}
+Response Service::serveInstance(const api::StartInstance& request) {
+  return resultResponse(200, instances_->start(request.name));
+}
+Response Service::serveInstance(const api::RemoveInstance& request) {
+  return resultResponse(200, instances_->remove(request.name, request.force));
+}
+Response Service::serveInstance(const api::GetInstanceLogs& request) {
+  return resultResponse(200, instances_->logs(request.name, request.offset));
+}
+Response Service::serveInstance(const api::ExecInstance& request) {
+  return resultResponse(200, instances_->exec(request.name, request.command, request.env));
 }
 
 ObjectCounts Service::counts() const {
@@ -195,7 +241,8 @@ Response Service::serve(const api::GetInfo&) {
                  {api::collectionName(ObjectKind::InternetGateway), n.internetGateways},
                  {api::collectionName(ObjectKind::NatGateway), n.natGateways},
                  {api::collectionName(ObjectKind::SecurityGroup), n.securityGroups},
-                 {api::collectionName(ObjectKind::NetworkAcl), n.networkAcls}};
+                 {api::collectionName(ObjectKind::NetworkAcl), n.networkAcls},
+                 {"instances", instanceCount()}};
   return {200,
           {{"version", CORRAL_VERSION},
            {"api", "v1"},
@@ -205,7 +252,8 @@ Response Service::serve(const api::GetInfo&) {
            {"cgroup_mode", host.cgroupMode},
            {"kvm", std::move(kvmJson)},
            {"state", {{"path", store_.path()}, {"schema_version", store_.schemaVersion()}}},
-           {"counts", std::move(counts)}}};
+           {"counts", std::move(counts)},
+           {"image_dir", instances_ ? json(instances_->options().imageDir.string()) : json(nullptr)}}};
 }
 
 template <ObjectKind K>

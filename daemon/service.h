@@ -9,6 +9,7 @@
 
 #include "api/api.h"
 #include "core/error.h"
+#include "daemon/instances.h"
 #include "daemon/store.h"
 #include "net/vpc.h"
 
@@ -28,7 +29,8 @@ struct ObjectCounts {
 class Service {
  public:
   // Loads the topology from `store`; fails if the stored state does not load or is inconsistent.
-  static Result<std::unique_ptr<Service>> load(Store store);
+  // Also loads the instances and reattaches to the running ones.
+  static Result<std::unique_ptr<Service>> load(Store store, InstanceOptions instanceOptions = {});
 
   Service(Store store, net::Topology topology) : store_(std::move(store)), topology_(std::move(topology)) {}
   Service(const Service&) = delete;
@@ -38,6 +40,7 @@ class Service {
   Response handle(const api::Request& request);
 
   ObjectCounts counts() const;
+  size_t instanceCount() const { return instances_ ? instances_->count() : 0; }
   const std::string& statePath() const { return store_.path(); }
 
  private:
@@ -58,6 +61,16 @@ class Service {
   Response serve(const api::DeleteSecurityGroupRule& request);
   Response serve(const api::AddNetworkAclRule& request);
   Response serve(const api::DeleteNetworkAclRule& request);
+  // Instance requests run without mutex_ (the manager has its own lock, and a stop's grace wait or an exec
+  // must not hold up other requests).
+  Response serveInstance(const api::RunInstance& request);
+  Response serveInstance(const api::ListInstances& request);
+  Response serveInstance(const api::GetInstance& request);
+  Response serveInstance(const api::StopInstance& request);
+  Response serveInstance(const api::StartInstance& request);
+  Response serveInstance(const api::RemoveInstance& request);
+  Response serveInstance(const api::GetInstanceLogs& request);
+  Response serveInstance(const api::ExecInstance& request);
 
   // Runs `operation` on a copy of the topology, persists what it touched and makes the copy current.
   // On any failure neither memory nor disk changes.
@@ -69,6 +82,8 @@ class Service {
   mutable std::mutex mutex_;
   Store store_;
   net::Topology topology_;
+  // Declared after store_: it refers to it, so it is destroyed first. Null without Service::load.
+  std::unique_ptr<InstanceManager> instances_;
 };
 
 // An error as the API shows it: its kind's status and {"error": {...}}.

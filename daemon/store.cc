@@ -138,6 +138,27 @@ CREATE TABLE security_group_rules (
 ) STRICT;
 CREATE INDEX security_group_rules_by_peer_group ON security_group_rules(peer_group);
 )sql",
+    // 1 -> 2: instances (containers now, VMs later). The spec is the API's own JSON, so a field added to
+    // the spec needs no migration.
+    R"sql(
+CREATE TABLE instances (
+  name TEXT PRIMARY KEY NOT NULL,
+  kind TEXT NOT NULL,
+  spec TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('created', 'running', 'stopped')),
+  pid INTEGER,
+  pid_start_time INTEGER,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  exit_code INTEGER,
+  exit_signal INTEGER,
+  exit_reason TEXT CHECK (exit_reason IN ('exited', 'signaled', 'oom-killed', 'stopped', 'lost')),
+  exit_note TEXT,
+  boot_steps TEXT NOT NULL,
+  log_path TEXT NOT NULL
+) STRICT;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 
@@ -1011,6 +1032,7 @@ Result<net::Topology> Store::loadTopology() const {
     return fail(
         Error(ErrorKind::Internal, std::move(error).wrap(fmt::format("load store \"{}\"", path_)).message()));
   };
+  std::lock_guard lock(*mutex_);
   auto transaction = Transaction::beginRead(db_.get());
   if (!transaction) return wrap(std::move(transaction.error()));
   auto topology = readTopology(db_.get());
@@ -1023,6 +1045,7 @@ Result<net::Topology> Store::loadTopology() const {
 
 Status Store::apply(const net::Topology& after, const net::Changeset& changes) {
   auto wrap = [&](Error error) { return fail(std::move(error).wrap(fmt::format("store \"{}\"", path_))); };
+  std::lock_guard lock(*mutex_);
   auto transaction = Transaction::beginImmediate(db_.get());
   if (!transaction) return wrap(std::move(transaction.error()));
   for (const net::ObjectRef& ref : changes.upserted) {
@@ -1044,8 +1067,114 @@ Status Store::apply(const net::Topology& after, const net::Changeset& changes) {
 // -1 when the version cannot be read: the header's plain int has no room for an Error, and no schema is
 // negative, so the caller cannot mistake it for a real version.
 int Store::schemaVersion() const {
+  std::lock_guard lock(*mutex_);
   auto version = readUserVersion(db_.get());
   return version ? *version : -1;
 }
+
+// ---- Instances ----
+
+Status Store::writeInstance(const InstanceRow& row, bool mustBeNew) {
+  auto wrap = [&](Error error) {
+    return fail(std::move(error).wrap(fmt::format("store \"{}\": write instance \"{}\"", path_, row.name)));
+  };
+  std::lock_guard lock(*mutex_);
+  auto transaction = Transaction::beginImmediate(db_.get());
+  if (!transaction) return wrap(std::move(transaction.error()));
+  if (mustBeNew) {
+    auto exists = Statement::prepare(db_.get(), "SELECT 1 FROM instances WHERE name = ?");
+    if (!exists) return wrap(std::move(exists.error()));
+    if (auto bound = exists->bindText(1, row.name); !bound) return wrap(std::move(bound.error()));
+    auto found = exists->step();
+    if (!found) return wrap(std::move(found.error()));
+    if (*found) return fail(conflict("instance \"{}\" already exists", row.name));
+  }
+  auto status =
+      runBound(db_.get(),
+               "INSERT OR REPLACE INTO instances (name, kind, spec, state, pid, pid_start_time, "
+               "created_at, started_at, finished_at, exit_code, exit_signal, exit_reason, exit_note, "
+               "boot_steps, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               [&](Binder& b) {
+                 b.text(row.name)
+                     .text(row.kind)
+                     .text(row.specJson)
+                     .text(row.state)
+                     .optionalInteger(row.pid)
+                     .optionalInteger(row.pidStartTime)
+                     .integer(row.createdAt)
+                     .optionalInteger(row.startedAt)
+                     .optionalInteger(row.finishedAt)
+                     .optionalInteger(row.exitCode)
+                     .optionalInteger(row.exitSignal)
+                     .optionalText(row.exitReason)
+                     .optionalText(row.exitNote)
+                     .text(row.bootStepsJson)
+                     .text(row.logPath);
+               });
+  if (!status) return wrap(std::move(status.error()));
+  if (auto committed = transaction->commit(); !committed) return wrap(std::move(committed.error()));
+  return {};
+}
+
+Status Store::insertInstance(const InstanceRow& row) {
+  return writeInstance(row, /*mustBeNew=*/true);
+}
+
+Status Store::putInstance(const InstanceRow& row) {
+  return writeInstance(row, /*mustBeNew=*/false);
+}
+
+Status Store::deleteInstance(const std::string& name) {
+  std::lock_guard lock(*mutex_);
+  auto transaction = Transaction::beginImmediate(db_.get());
+  if (!transaction) return fail(std::move(transaction.error()));
+  auto status = runBound(db_.get(), "DELETE FROM instances WHERE name = ?", [&](Binder& b) { b.text(name); });
+  if (!status) return fail(std::move(status.error()).wrap(fmt::format("delete instance \"{}\"", name)));
+  return transaction->commit();
+}
+
+#define CORRAL_READ(target, expression)                  \
+  do {                                                   \
+    auto value_ = (expression);                          \
+    if (!value_) return fail(std::move(value_.error())); \
+    target = std::move(*value_);                         \
+  } while (false)
+
+Result<std::vector<InstanceRow>> Store::listInstances() const {
+  std::lock_guard lock(*mutex_);
+  auto transaction = Transaction::beginRead(db_.get());
+  if (!transaction) return fail(std::move(transaction.error()));
+  std::vector<InstanceRow> rows;
+  auto status = forEachRow(
+      db_.get(),
+      "SELECT name, kind, spec, state, pid, pid_start_time, created_at, started_at, finished_at, exit_code, "
+      "exit_signal, exit_reason, exit_note, boot_steps, log_path FROM instances ORDER BY name",
+      [&](sqlite3_stmt* statement) -> Status {
+        RowReader r(statement, "instances", keyColumn(statement, 0));
+        InstanceRow row;
+        CORRAL_READ(row.name, r.text(0, "name"));
+        CORRAL_READ(row.kind, r.text(1, "kind"));
+        CORRAL_READ(row.specJson, r.text(2, "spec"));
+        CORRAL_READ(row.state, r.text(3, "state"));
+        CORRAL_READ(row.pid, r.optionalInteger(4, "pid"));
+        CORRAL_READ(row.pidStartTime, r.optionalInteger(5, "pid_start_time"));
+        CORRAL_READ(row.createdAt, r.integer(6, "created_at"));
+        CORRAL_READ(row.startedAt, r.optionalInteger(7, "started_at"));
+        CORRAL_READ(row.finishedAt, r.optionalInteger(8, "finished_at"));
+        CORRAL_READ(row.exitCode, r.optionalInteger(9, "exit_code"));
+        CORRAL_READ(row.exitSignal, r.optionalInteger(10, "exit_signal"));
+        CORRAL_READ(row.exitReason, r.optionalText(11, "exit_reason"));
+        CORRAL_READ(row.exitNote, r.optionalText(12, "exit_note"));
+        CORRAL_READ(row.bootStepsJson, r.text(13, "boot_steps"));
+        CORRAL_READ(row.logPath, r.text(14, "log_path"));
+        rows.push_back(std::move(row));
+        return {};
+      });
+  if (!status)
+    return fail(std::move(status.error()).wrap(fmt::format("store \"{}\": list instances", path_)));
+  if (auto committed = transaction->commit(); !committed) return fail(std::move(committed.error()));
+  return rows;
+}
+#undef CORRAL_READ
 
 }  // namespace corral::daemon

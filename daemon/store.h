@@ -2,7 +2,11 @@
 // transaction, so a SIGKILL at any moment leaves exactly the committed state.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include <sqlite3.h>
@@ -12,7 +16,27 @@
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
+
+// One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
+// Times are Unix seconds except boot steps (JSON text: {"total_ms": .., "clone_ms": .., ...}).
+struct InstanceRow {
+  std::string name;
+  std::string kind = "container";
+  std::string specJson;
+  std::string state = "created";            // created | running | stopped
+  std::optional<int64_t> pid;
+  std::optional<int64_t> pidStartTime;      // field 22 of /proc/PID/stat: the same process after a restart
+  int64_t createdAt = 0;
+  std::optional<int64_t> startedAt;
+  std::optional<int64_t> finishedAt;
+  std::optional<int64_t> exitCode;
+  std::optional<int64_t> exitSignal;
+  std::optional<std::string> exitReason;    // exited | signaled | oom-killed | stopped | lost
+  std::optional<std::string> exitNote;      // e.g. it ended while corrald was not its parent
+  std::string bootStepsJson = "{}";
+  std::string logPath;
+};
 
 class Store {
  public:
@@ -27,6 +51,13 @@ class Store {
   // transaction: all or nothing.
   Status apply(const net::Topology& after, const net::Changeset& changes);
 
+  // Instances: each call is one transaction. putInstance inserts or replaces the whole row; insertInstance
+  // fails with Conflict when the name is taken.
+  Status insertInstance(const InstanceRow& row);
+  Status putInstance(const InstanceRow& row);
+  Status deleteInstance(const std::string& name);
+  Result<std::vector<InstanceRow>> listInstances() const;
+
   int schemaVersion() const;
   const std::string& path() const { return path_; }
 
@@ -34,9 +65,14 @@ class Store {
   struct CloseDb {
     void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
   };
-  Store(std::string path, std::unique_ptr<sqlite3, CloseDb> db) : path_(std::move(path)), db_(std::move(db)) {}
+  Store(std::string path, std::unique_ptr<sqlite3, CloseDb> db)
+      : path_(std::move(path)), db_(std::move(db)), mutex_(std::make_unique<std::mutex>()) {}
+  Status writeInstance(const InstanceRow& row, bool mustBeNew);
   std::string path_;
   std::unique_ptr<sqlite3, CloseDb> db_;
+  // The connection is used by the Service (under its own mutex) and by the instance supervisor's thread;
+  // every public method takes this lock so the two never share the connection at once.
+  mutable std::unique_ptr<std::mutex> mutex_;
 };
 
 }  // namespace corral::daemon

@@ -31,6 +31,7 @@
 
 #include "api/client.h"
 #include "core/unique_fd.h"
+#include "daemon/store.h"
 
 extern char** environ;
 
@@ -321,7 +322,7 @@ TEST_F(CorraldTest, InfoDescribesDaemonHostAndState) {
     EXPECT_EQ(kvm["api_version"], 12);
   }
   EXPECT_EQ(info.body["state"]["path"], stateDir_ + "/state.db");
-  EXPECT_EQ(info.body["state"]["schema_version"], 1);
+  EXPECT_EQ(info.body["state"]["schema_version"], corral::daemon::kSchemaVersion);
   for (const char* collection : {"vpcs", "subnets", "route-tables", "internet-gateways", "nat-gateways",
                                  "security-groups", "network-acls"}) {
     EXPECT_EQ(info.body["counts"][collection], 0) << collection;

@@ -77,6 +77,34 @@ auto fields(const AddNetworkAclRule& r) {
 auto fields(const DeleteNetworkAclRule& r) {
   return std::tie(r.acl, r.direction, r.number);
 }
+auto fields(const container::InstanceSpec& s) {
+  return std::tie(s.name, s.kind, s.image, s.command, s.env, s.hostname, s.memory, s.cpus, s.pids, s.capAdd,
+                  s.capDrop, s.seccomp, s.userNamespace, s.removeOnExit);
+}
+auto fields(const RunInstance& r) {
+  return fields(r.spec);
+}
+auto fields(const ListInstances&) {
+  return std::tuple<>();
+}
+auto fields(const GetInstance& r) {
+  return std::tie(r.name);
+}
+auto fields(const StopInstance& r) {
+  return std::tie(r.name, r.graceSeconds);
+}
+auto fields(const StartInstance& r) {
+  return std::tie(r.name);
+}
+auto fields(const RemoveInstance& r) {
+  return std::tie(r.name, r.force);
+}
+auto fields(const GetInstanceLogs& r) {
+  return std::tie(r.name, r.offset);
+}
+auto fields(const ExecInstance& r) {
+  return std::tie(r.name, r.command, r.env);
+}
 
 bool sameRequest(const Request& a, const Request& b) {
   if (a.index() != b.index()) return false;
@@ -160,6 +188,32 @@ std::vector<Request> everyAlternative() {
                                    .toPort = 53,
                                    .cidr = "10.0.0.0/8"}});
   all.push_back(DeleteNetworkAclRule{"strict", "egress", 100});
+  container::InstanceSpec full;
+  full.name = "web";
+  full.image = "busybox";
+  full.command = {"sh", "-c", "echo \"hi\" there"};
+  full.env = {"A=1", "B=x y"};
+  full.hostname = "web-host";
+  full.memory = "64M";
+  full.cpus = 0.5;
+  full.pids = 100;
+  full.capAdd = {"NET_ADMIN"};
+  full.capDrop = {"ALL"};
+  full.seccomp = "unconfined";
+  full.userNamespace = true;
+  full.removeOnExit = true;
+  all.push_back(RunInstance{full});
+  container::InstanceSpec minimal;
+  minimal.name = "minimal";
+  all.push_back(RunInstance{minimal});
+  all.push_back(ListInstances{});
+  all.push_back(GetInstance{"web"});
+  all.push_back(StopInstance{"web", 3});
+  all.push_back(StartInstance{"web"});
+  all.push_back(RemoveInstance{"web", false});
+  all.push_back(RemoveInstance{"web a", true});
+  all.push_back(GetInstanceLogs{"web", 4096});
+  all.push_back(ExecInstance{"web", {"hostname"}, {"X=1"}});
   return all;
 }
 
@@ -182,6 +236,42 @@ TEST(RenderParse, RoundTripDetectsADifference) {
   EXPECT_FALSE(
       sameRequest(Create<net::VpcSpec>{{"a", "10.0.0.0/16"}}, Create<net::VpcSpec>{{"a", "10.1.0.0/16"}}));
   EXPECT_FALSE(sameRequest(Get<ObjectKind::Vpc>{"a"}, Get<ObjectKind::Subnet>{"a"}));
+}
+
+TEST(Instances, Shapes) {
+  EXPECT_EQ(renderRequest(RemoveInstance{"web", true}).target, "/v1/instances/web?force=true");
+  EXPECT_EQ(renderRequest(GetInstanceLogs{"web", 7}).target, "/v1/instances/web/logs?offset=7");
+  HttpRequest stop = renderRequest(StopInstance{"web", 1});
+  EXPECT_EQ(stop.method, "POST");
+  EXPECT_EQ(stop.target, "/v1/instances/web/stop");
+  EXPECT_EQ(nlohmann::json::parse(stop.body), (nlohmann::json{{"grace_seconds", 1}}));
+}
+
+TEST(Instances, ParseDefaultsAndErrors) {
+  auto stop = parseRequest("POST", "/v1/instances/web/stop", "");
+  ASSERT_TRUE(stop.has_value()) << stop.error().message();
+  EXPECT_EQ(std::get<StopInstance>(*stop).graceSeconds, 10);
+  auto start = parseRequest("POST", "/v1/instances/web/start", "{}");
+  ASSERT_TRUE(start.has_value()) << start.error().message();
+  auto run = parseRequest("POST", "/v1/instances", R"({"name": "a", "command": ["sh", 3]})");
+  ASSERT_FALSE(run.has_value());
+  EXPECT_EQ(run.error().field(), "command[1]");
+  auto cpus = parseRequest("POST", "/v1/instances", R"({"name": "a", "cpus": "1"})");
+  ASSERT_FALSE(cpus.has_value());
+  EXPECT_EQ(cpus.error().field(), "cpus");
+  auto unknown = parseRequest("POST", "/v1/instances", R"({"name": "a", "memroy": "1M"})");
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().field(), "memroy");
+  auto force = parseRequest("DELETE", "/v1/instances/web?force=yes", "");
+  ASSERT_FALSE(force.has_value());
+  EXPECT_EQ(force.error().field(), "force");
+  auto offset = parseRequest("GET", "/v1/instances/web/logs?offset=x", "");
+  ASSERT_FALSE(offset.has_value());
+  EXPECT_EQ(offset.error().field(), "offset");
+  auto exec = parseRequest("POST", "/v1/instances/web/exec", R"({"env": []})");
+  ASSERT_FALSE(exec.has_value());
+  EXPECT_EQ(exec.error().field(), "command");
+  EXPECT_FALSE(parseRequest("GET", "/v1/instances/web/nothing", "").has_value());
 }
 
 TEST(Render, ShapesOfTypicalRequests) {

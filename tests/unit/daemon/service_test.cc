@@ -37,7 +37,11 @@ class ServiceTest : public ::testing::Test {
     service_.reset();
     auto store = Store::open(dbPath_);
     ASSERT_TRUE(store) << store.error().message();
-    auto service = Service::load(std::move(*store));
+    std::filesystem::create_directories(dir_ + "/images/busybox/rootfs");
+    InstanceOptions instances{.imageDir = dir_ + "/images",
+                              .containersDir = dir_ + "/containers",
+                              .cgroupOptions = {.root = "/sys/fs/cgroup", .parent = "corral-test-unit"}};
+    auto service = Service::load(std::move(*store), std::move(instances));
     ASSERT_TRUE(service) << service.error().message();
     service_ = std::move(*service);
   }
@@ -266,6 +270,45 @@ TEST_F(ServiceTest, InfoReportsVersionStateHostAndCounts) {
 }
 
 // ---- /dev/kvm advice ----
+
+TEST_F(ServiceTest, InstanceRequestsWithoutContainers) {
+  Response list = handle(api::ListInstances{});
+  EXPECT_EQ(list.status, 200);
+  EXPECT_EQ(list.body, (json{{"instances", json::array()}}));
+  EXPECT_EQ(handle(api::GetInstance{"nope"}).status, 404);
+  EXPECT_EQ(handle(api::StopInstance{"nope", 1}).status, 404);
+  EXPECT_EQ(handle(api::StartInstance{"nope"}).status, 404);
+  EXPECT_EQ(handle(api::RemoveInstance{"nope", true}).status, 404);
+  EXPECT_EQ(handle(api::GetInstanceLogs{"nope", 0}).status, 404);
+  EXPECT_EQ(handle(api::ExecInstance{"nope", {"true"}, {}}).status, 404);
+
+  // A refused spec creates nothing: no row, no bundle directory.
+  container::InstanceSpec spec;
+  spec.name = "web";
+  spec.memory = "-1";
+  Response bad = handle(api::RunInstance{spec});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.body["error"]["field"], "memory");
+  spec.memory.reset();
+  spec.image = "missing";
+  Response missing = handle(api::RunInstance{spec});
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.body["error"]["field"], "image");
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/containers/web"));
+  EXPECT_EQ(handle(api::ListInstances{}).body["instances"].size(), 0u);
+
+  Response info = handle(api::GetInfo{});
+  EXPECT_EQ(info.body["counts"]["instances"], 0);
+  EXPECT_EQ(info.body["image_dir"], dir_ + "/images");
+}
+
+TEST(ProcessStartTime, ReadsField22OfOurOwnStat) {
+  auto self = processStartTime(::getpid());
+  ASSERT_TRUE(self);
+  EXPECT_GT(*self, 0);
+  EXPECT_EQ(processStartTime(::getpid()), self);
+  EXPECT_FALSE(processStartTime(-1));
+}
 
 TEST(KvmAssessment, MissingDeviceExplainsWhy) {
   KvmProbe probe;

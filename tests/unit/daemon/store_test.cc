@@ -104,6 +104,7 @@ class RawDb {
 const std::vector<std::string> kTables = {
     "vpcs",         "subnets",         "route_tables",         "routes",       "internet_gateways",
     "nat_gateways", "security_groups", "security_group_rules", "network_acls", "network_acl_rules",
+    "instances",
 };
 
 // The whole content of the database, table by table, each table's rows sorted.
@@ -301,11 +302,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 1);
+  EXPECT_EQ(kSchemaVersion, 2);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "2");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -323,7 +324,77 @@ TEST(Store, ReopeningAnExistingDatabaseKeepsItsVersion) {
   ASSERT_TRUE(Store::open(path));
   auto again = Store::open(path);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ(again->schemaVersion(), 1);
+  EXPECT_EQ(again->schemaVersion(), 2);
+}
+
+TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  {
+    auto store = Store::open(path);
+    ASSERT_TRUE(store) << store.error().message();
+  }
+  {
+    // What corral 1 left behind: the VPC tables only, user_version 1, and a VPC in them.
+    RawDb raw(path);
+    raw.exec(
+        "DROP TABLE instances; PRAGMA user_version = 1; "
+        "INSERT INTO vpcs (name, cidr, created_at) VALUES ('old', '10.0.0.0/16', 1)");
+  }
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 2);
+  auto rows = store->listInstances();
+  ASSERT_TRUE(rows) << rows.error().message();
+  EXPECT_TRUE(rows->empty());
+  EXPECT_EQ(RawDb(path).value("SELECT name FROM vpcs"), "old");
+}
+
+TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  InstanceRow row;
+  row.name = "web";
+  row.specJson = R"({"name":"web"})";
+  row.state = "running";
+  row.pid = 1234;
+  row.pidStartTime = 987654;
+  row.createdAt = 10;
+  row.startedAt = 11;
+  row.bootStepsJson = R"({"total_ms":1.5})";
+  row.logPath = "/x/console.log";
+  ASSERT_TRUE(store->insertInstance(row));
+  auto again = store->insertInstance(row);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind(), ErrorKind::Conflict);
+  row.state = "stopped";
+  row.pid.reset();
+  row.exitCode = 3;
+  row.exitReason = "exited";
+  row.exitNote = "note";
+  ASSERT_TRUE(store->putInstance(row));
+  auto reopened = Store::open(path);
+  ASSERT_TRUE(reopened) << reopened.error().message();
+  auto rows = reopened->listInstances();
+  ASSERT_TRUE(rows) << rows.error().message();
+  ASSERT_EQ(rows->size(), 1u);
+  const InstanceRow& back = rows->front();
+  EXPECT_EQ(back.name, "web");
+  EXPECT_EQ(back.state, "stopped");
+  EXPECT_FALSE(back.pid);
+  EXPECT_EQ(back.pidStartTime, 987654);
+  EXPECT_EQ(back.exitCode, 3);
+  EXPECT_EQ(back.exitReason, "exited");
+  EXPECT_EQ(back.exitNote, "note");
+  EXPECT_EQ(back.bootStepsJson, row.bootStepsJson);
+  EXPECT_EQ(back.logPath, row.logPath);
+  ASSERT_TRUE(reopened->deleteInstance("web"));
+  EXPECT_TRUE(reopened->listInstances()->empty());
+  // The schema refuses a state no corral writes.
+  row.state = "sleeping";
+  EXPECT_FALSE(reopened->putInstance(row));
 }
 
 TEST(Store, FullTopologyRoundTripsExactlyAfterReopening) {
@@ -516,7 +587,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 1); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 2); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);

@@ -1,0 +1,328 @@
+// `corral ps`, `logs`, `exec`, `stop`, `start`, `rm` and `inspect`: looking after running instances. A
+// container shares the host's kernel; treat it as cattle, not a pet: when one misbehaves, rm it and run
+// another.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "cli/cli.h"
+
+namespace corral::cli {
+namespace {
+
+constexpr auto kLogPollInterval = std::chrono::milliseconds(50);
+// exec runs to completion on the daemon's side; a long command must not trip the client's deadline.
+constexpr auto kExecTimeout = std::chrono::hours(24);
+
+std::string signalName(int64_t signal) {
+  const char* abbreviation = signal > 0 && signal < 128 ? ::sigabbrev_np(static_cast<int>(signal)) : nullptr;
+  return abbreviation ? fmt::format("SIG{}", abbreviation) : fmt::format("signal {}", signal);
+}
+
+// "3s", "5m", "2h", "4d" since a unix time.
+std::string displayAge(const json& unixSeconds) {
+  if (!unixSeconds.is_number()) return "-";
+  double age = static_cast<double>(std::time(nullptr)) - unixSeconds.get<double>();
+  if (age < 0) age = 0;
+  auto seconds = static_cast<int64_t>(age);
+  if (seconds < 60) return fmt::format("{}s", seconds);
+  if (seconds < 3600) return fmt::format("{}m", seconds / 60);
+  if (seconds < 86400) return fmt::format("{}h", seconds / 3600);
+  return fmt::format("{}d", seconds / 86400);
+}
+
+void writeAll(int fd, std::string_view text) {
+  while (!text.empty()) {
+    ssize_t written = ::write(fd, text.data(), text.size());
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return;  // a closed pipe: nobody is reading any more
+    text.remove_prefix(static_cast<size_t>(written));
+  }
+}
+
+std::string oneDecimal(const json& value) {
+  return value.is_number() ? fmt::format("{:.1f}", value.get<double>()) : "?";
+}
+
+// "12.3 ms total = clone 1.0 + cgroup 7.4 + rootfs 2.8 + network 0.0 + exec 0.6"
+std::string bootSplit(const json& boot) {
+  if (!boot.is_object() || !field(boot, "total_ms").is_number()) return "-";
+  return fmt::format("{} total = clone {} + cgroup {} + rootfs {} + network {} + exec {}",
+                     displayMilliseconds(field(boot, "total_ms")), oneDecimal(field(boot, "clone_ms")),
+                     oneDecimal(field(boot, "cgroup_ms")), oneDecimal(field(boot, "rootfs_ms")),
+                     oneDecimal(field(boot, "network_ms")), oneDecimal(field(boot, "exec_ms")));
+}
+
+std::string orNone(const json& value, std::string_view none) {
+  std::string text = displayText(value);
+  return text.empty() || text == "-" ? std::string(none) : text;
+}
+
+// argv as a shell would show it: words joined by spaces, quoted when they hold a blank.
+std::string displayCommand(const json& command) {
+  if (!command.is_array() || command.empty()) return "/bin/sh (the image's default)";
+  std::string line;
+  for (const json& word : command) {
+    std::string text = displayText(word);
+    if (text.empty() || text.find_first_of(" \t'\"") != std::string::npos) text = "'" + text + "'";
+    line += (line.empty() ? "" : " ") + text;
+  }
+  return line;
+}
+
+void printInstance(const json& instance) {
+  const json& spec = field(instance, "spec");
+  std::vector<std::pair<std::string, std::string>> lines = {
+      {"name", displayText(field(instance, "name"))},
+      {"kind", displayText(field(instance, "kind")) + " (shares the host's kernel)"},
+      {"state", displayInstanceState(instance)},
+      {"image", displayText(field(instance, "image"))},
+      {"command", displayCommand(field(spec, "command"))},
+      {"hostname", orNone(field(spec, "hostname"), displayText(field(instance, "name")))},
+      {"pid", displayText(field(instance, "pid"))},
+      {"ip", displayText(field(instance, "ip"))},
+      {"boot", bootSplit(field(instance, "boot"))},
+      {"memory limit", orNone(field(spec, "memory"), "none")},
+      {"cpus limit", orNone(field(spec, "cpus"), "none")},
+      {"pids limit", orNone(field(spec, "pids"), "none")},
+      {"env", displayText(field(spec, "env"))},
+      {"cap add", displayText(field(spec, "cap_add"))},
+      {"cap drop", displayText(field(spec, "cap_drop"))},
+      {"seccomp", displayText(field(spec, "seccomp"))},
+      {"user namespace",
+       field(spec, "user_namespace") == true ? "yes (root inside is an unprivileged user outside)" : "no"},
+      {"remove on exit", displayText(field(spec, "remove_on_exit"))},
+      {"created", displayTime(field(instance, "created_at"))},
+      {"started", displayTime(field(instance, "started_at"))},
+      {"finished", displayTime(field(instance, "finished_at"))},
+      {"exit code", displayText(field(instance, "exit_code"))},
+      {"exit signal", field(instance, "exit_signal").is_number_integer()
+                          ? signalName(field(instance, "exit_signal").get<int64_t>())
+                          : "-"},
+      {"exit reason", displayText(field(instance, "exit_reason"))},
+      {"exit note", displayText(field(instance, "exit_note"))},
+      {"cgroup", displayText(field(instance, "cgroup"))},
+      {"bundle", displayText(field(instance, "bundle"))},
+      {"log", displayText(field(instance, "log_path"))},
+  };
+  printFields(lines);
+}
+
+Argument instanceArgument() {
+  return {"NAME", "the instance's name"};
+}
+
+}  // namespace
+
+std::string displayInstanceState(const json& instance) {
+  std::string state = displayText(field(instance, "state"));
+  if (state != "stopped") return state;  // "created", "running"
+  const json& reason = field(instance, "exit_reason");
+  const json& signal = field(instance, "exit_signal");
+  const json& code = field(instance, "exit_code");
+  std::string how;
+  if (signal.is_number_integer())
+    how = fmt::format(" ({})", signalName(signal.get<int64_t>()));
+  else if (code.is_number_integer())
+    how = fmt::format(" ({})", code.get<int64_t>());
+  if (reason == "oom-killed") return "oom-killed";
+  if (reason == "lost") return "lost";  // it ended while corrald was not watching
+  if (reason == "stopped") return "stopped" + how;
+  if (signal.is_number_integer()) return "killed" + how;
+  if (code.is_number_integer()) return "exited" + how;
+  return state;
+}
+
+std::string displayMilliseconds(const json& milliseconds) {
+  if (!milliseconds.is_number()) return "-";
+  return fmt::format("{:.1f} ms", milliseconds.get<double>());
+}
+
+int instanceExitCode(const json& instance) {
+  const json& signal =
+      instance.contains("exit_signal") ? field(instance, "exit_signal") : field(instance, "signal");
+  if (signal.is_number_integer()) return 128 + static_cast<int>(signal.get<int64_t>());
+  const json& code = field(instance, "exit_code");
+  if (code.is_number_integer()) return static_cast<int>(code.get<int64_t>());
+  return 1;  // no code known: the command cannot be said to have succeeded
+}
+
+Result<json> streamLogs(const api::Client& client, const std::string& name, bool follow,
+                        const volatile sig_atomic_t* interrupted) {
+  api::GetInstanceLogs request{name, 0};
+  json last;
+  while (!(interrupted && *interrupted)) {
+    Result<json> logs = client.call(request);
+    if (!logs) return logs;
+    last = *logs;
+    const json& data = field(last, "data");
+    bool gotData = data.is_string() && !data.get_ref<const std::string&>().empty();
+    if (gotData) {
+      writeAll(STDOUT_FILENO, data.get_ref<const std::string&>());
+      const json& next = field(last, "next_offset");
+      if (next.is_number_integer()) {
+        request.offset = next.get<int64_t>();
+      } else {
+        request.offset += static_cast<int64_t>(data.get_ref<const std::string&>().size());
+      }
+      continue;  // there may be more already
+    }
+    // Caught up; with -f, done only once the instance has ended and its last output is in (eof).
+    if (!follow) break;
+    if (field(last, "state") != "running" && field(last, "eof") != false) break;
+    std::this_thread::sleep_for(kLogPollInterval);
+  }
+  return last;
+}
+
+int64_t parseCountFlag(std::string_view flag, std::string_view text) {
+  int64_t value = parseIntegerFlag(flag, text);
+  if (value < 0) throw UsageError(fmt::format("{}: \"{}\" must not be negative", flag, text));
+  return value;
+}
+
+Command psCommand() {
+  return leaf("ps", "list instances, running and stopped (a container shares the host's kernel)", {}, "",
+              nullptr, [](const Invocation& invocation) {
+                return respond(invocation, api::ListInstances{}, [](const json& response) {
+                  Table table({"name", "kind", "state", "ip", "image", "boot", "age"});
+                  const json& items = field(response, "instances");
+                  for (const json& instance : items.is_array() ? items : json::array()) {
+                    table.add({displayText(field(instance, "name")), displayText(field(instance, "kind")),
+                               displayInstanceState(instance), displayText(field(instance, "ip")),
+                               displayText(field(instance, "image")),
+                               displayMilliseconds(field(field(instance, "boot"), "total_ms")),
+                               displayAge(field(instance, "created_at"))});
+                  }
+                  printList(table, "run one with: corral run --image busybox --name web-1 -d -- sleep 1000");
+                });
+              });
+}
+
+Command logsCommand() {
+  return leaf(
+      "logs", "print an instance's output (stdout and stderr, as its command wrote them)",
+      {instanceArgument()}, "[-f]",
+      [](po::options_description& options) {
+        options.add_options()("follow,f", "keep printing new output until the instance stops");
+      },
+      [](const Invocation& invocation) {
+        api::Client client(invocation.global.socketPath);
+        static volatile sig_atomic_t interrupted = 0;
+        std::signal(SIGINT, [](int) { interrupted = 1; });
+        Result<json> logs =
+            streamLogs(client, invocation.arguments[0], invocation.flag("follow"), &interrupted);
+        if (!logs) {
+          printError(logs.error());
+          return 1;
+        }
+        return interrupted ? 130 : 0;
+      });
+}
+
+Command execCommand() {
+  Command command = leaf(
+      "exec", "run one more command inside a running instance (same namespaces, cgroup and limits)",
+      {instanceArgument()}, "[--env K=V]... -- CMD [ARGS...]",
+      [](po::options_description& options) {
+        options.add_options()("env,e", po::value<std::vector<std::string>>()->value_name("K=V"),
+                              "an environment variable for the command (repeatable)");
+      },
+      [](const Invocation& invocation) {
+        api::ExecInstance request;
+        request.name = invocation.arguments[0];
+        request.command = invocation.command;
+        if (invocation.options.count("env"))
+          request.env = invocation.options["env"].as<std::vector<std::string>>();
+        api::Client client(invocation.global.socketPath, kExecTimeout);
+        Result<json> result = client.call(request);
+        if (!result) {
+          printError(result.error());
+          return 1;
+        }
+        if (invocation.global.json) {
+          std::cout << result->dump(2) << "\n";
+        } else {
+          const json& out = field(*result, "stdout");
+          const json& err = field(*result, "stderr");
+          if (out.is_string()) writeAll(STDOUT_FILENO, out.get_ref<const std::string&>());
+          if (err.is_string()) writeAll(STDERR_FILENO, err.get_ref<const std::string&>());
+          if (field(*result, "truncated") == true) {
+            std::cerr << "corral: (output cut: corrald keeps at most 1 MiB of each stream)\n";
+          }
+          if (field(*result, "timed_out") == true) {
+            std::cerr << "corral: the command ran too long and corrald killed it\n";
+          }
+        }
+        return instanceExitCode(*result);
+      });
+  command.takesCommand = true;
+  return command;
+}
+
+Command stopCommand() {
+  return leaf(
+      "stop", "stop an instance: SIGTERM, then SIGKILL after the grace period (its files are kept)",
+      {instanceArgument()}, "[-t GRACE]",
+      [](po::options_description& options) {
+        options.add_options()("time,t", po::value<std::string>()->value_name("GRACE"),
+                              "seconds between SIGTERM and SIGKILL (default 10)");
+      },
+      [](const Invocation& invocation) {
+        api::StopInstance request;
+        request.name = invocation.arguments[0];
+        if (auto grace = invocation.value("time")) request.graceSeconds = parseCountFlag("-t/--time", *grace);
+        api::Client client(invocation.global.socketPath,
+                           std::chrono::seconds(request.graceSeconds) + std::chrono::seconds(30));
+        Result<json> instance = client.call(request);
+        if (!instance) {
+          printError(instance.error());
+          return 1;
+        }
+        if (invocation.global.json) {
+          std::cout << instance->dump(2) << "\n";
+        } else {
+          fmt::print("stopped {}: {}\n", request.name, displayInstanceState(*instance));
+        }
+        return 0;
+      });
+}
+
+Command startCommand() {
+  return leaf("start", "start a stopped instance again (same writable layer, fresh process)",
+              {instanceArgument()}, "", nullptr, [](const Invocation& invocation) {
+                return respond(
+                    invocation, api::StartInstance{invocation.arguments[0]}, [](const json& instance) {
+                      fmt::print("{} running (ready in {})\n", displayText(field(instance, "name")),
+                                 displayMilliseconds(field(field(instance, "boot"), "total_ms")));
+                    });
+              });
+}
+
+Command removeInstanceCommand() {
+  return leaf(
+      "rm",
+      "remove an instance and its writable layer (cattle, not pets: run a new one instead of fixing it)",
+      {instanceArgument()}, "[-f]",
+      [](po::options_description& options) {
+        options.add_options()("force,f", "stop it first if it is running");
+      },
+      [](const Invocation& invocation) {
+        api::RemoveInstance request{invocation.arguments[0], invocation.flag("force")};
+        return respond(invocation, request, [&](const json&) { fmt::print("removed {}\n", request.name); });
+      });
+}
+
+Command inspectCommand() {
+  return leaf("inspect", "everything about one instance: state, boot time split, limits, capabilities, exit",
+              {instanceArgument()}, "", nullptr, [](const Invocation& invocation) {
+                return respond(invocation, api::GetInstance{invocation.arguments[0]}, printInstance);
+              });
+}
+
+}  // namespace corral::cli

@@ -1,0 +1,169 @@
+// `corral run`: create and start an instance in one step. A container shares the host's kernel, so it is
+// ready in milliseconds; in the foreground its output streams here and its exit code becomes ours.
+#include <charconv>
+#include <cmath>
+#include <iostream>
+#include <random>
+
+#include "cli/cli.h"
+
+namespace corral::cli {
+namespace {
+
+volatile sig_atomic_t interrupted = 0;
+
+double parseCpusFlag(std::string_view text) {
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || !std::isfinite(value)) {
+    throw UsageError(fmt::format("--cpus: \"{}\" is not a number of CPUs (e.g. 0.5 for half a CPU)", text));
+  }
+  return value;
+}
+
+// Cattle get numbers, not names: "busybox-3f9a1c" when --name is left out.
+std::string generatedName(const std::string& image) {
+  std::random_device random;
+  return fmt::format("{}-{:06x}", image.substr(0, 40), random() & 0xffffff);
+}
+
+std::vector<std::string> values(const Invocation& invocation, const std::string& name) {
+  if (!invocation.options.count(name)) return {};
+  return invocation.options[name].as<std::vector<std::string>>();
+}
+
+container::InstanceSpec specFromFlags(const Invocation& invocation) {
+  if (invocation.flag("vm") && invocation.flag("container")) {
+    throw UsageError("--vm and --container cannot be used together");
+  }
+  if (invocation.flag("vm")) {
+    throw UsageError("--vm: VMs arrive with the VM milestone; for now every instance is a --container");
+  }
+  container::InstanceSpec spec;
+  spec.kind = "container";
+  spec.image = invocation.value("image").value_or("busybox");
+  spec.name = invocation.value("name").value_or(generatedName(spec.image));
+  spec.command = invocation.command;
+  spec.env = values(invocation, "env");
+  spec.hostname = invocation.value("hostname").value_or("");
+  spec.memory = invocation.value("memory");
+  if (auto cpus = invocation.value("cpus")) spec.cpus = parseCpusFlag(*cpus);
+  if (auto pids = invocation.value("pids")) spec.pids = parseIntegerFlag("--pids", *pids);
+  spec.capAdd = values(invocation, "cap-add");
+  spec.capDrop = values(invocation, "cap-drop");
+  spec.seccomp = invocation.value("seccomp").value_or("default");
+  spec.userNamespace = invocation.flag("user-ns");
+  // In the foreground the CLI removes the instance itself once it has read all the output; the daemon's
+  // own removal could race the last read of the logs.
+  spec.removeOnExit = invocation.flag("rm") && invocation.flag("detach");
+  return spec;
+}
+
+void addRunOptions(po::options_description& options) {
+  options.add_options()                                                                                  //
+      ("container", "run a container, which shares the host's kernel (the default)")                     //
+      ("vm", "run a virtual machine with its own kernel (arrives with the VM milestone)")                //
+      ("image", po::value<std::string>()->value_name("IMAGE"), "the root filesystem (default busybox)")  //
+      ("name", po::value<std::string>()->value_name("NAME"),
+       "1-63 of a-z, 0-9 and '-' (default: IMAGE-RANDOM; cattle, not pets)")  //
+      ("memory", po::value<std::string>()->value_name("SIZE"),
+       "memory limit, e.g. 64M or 1G; above it the kernel's OOM killer ends the command")                //
+      ("cpus", po::value<std::string>()->value_name("N"), "CPU limit, e.g. 0.5 for half a CPU")          //
+      ("pids", po::value<std::string>()->value_name("N"), "most processes at once (stops fork bombs)")   //
+      ("hostname", po::value<std::string>()->value_name("NAME"), "the hostname inside (default: NAME)")  //
+      ("env,e", po::value<std::vector<std::string>>()->value_name("K=V"),
+       "an environment variable (repeatable)")  //
+      ("cap-add", po::value<std::vector<std::string>>()->value_name("CAP"),
+       "keep one more capability, e.g. NET_ADMIN (repeatable)")  //
+      ("cap-drop", po::value<std::vector<std::string>>()->value_name("CAP"),
+       "drop a capability from the default set, or ALL (repeatable)")  //
+      ("seccomp", po::value<std::string>()->value_name("PROFILE"),
+       "default (blocks syscalls a container never needs), unconfined, or a JSON profile's path")  //
+      ("user-ns", "a user namespace: root inside is an unprivileged user on the host")             //
+      ("rm", "remove the instance once its command exits")                                         //
+      ("detach,d", "start it and return at once, printing the boot time");
+}
+
+void onInterrupt(int) {
+  interrupted = 1;
+}
+
+// Ctrl-C in the foreground stops the container, as it would stop a command run directly.
+int stopAfterInterrupt(const api::Client& client, const std::string& name, bool remove) {
+  std::cerr << "corral: stopping " << name << " (SIGTERM, then SIGKILL after 10 s)\n";
+  api::Client patient(client.socketPath(), std::chrono::seconds(60));
+  if (Result<json> stopped = patient.call(api::StopInstance{name, 10}); !stopped) printError(stopped.error());
+  if (remove) {
+    Result<json> removed = patient.call(api::RemoveInstance{name, true});
+    if (!removed && removed.error().kind() != ErrorKind::NotFound) printError(removed.error());
+  }
+  return 130;
+}
+
+int runInstance(const Invocation& invocation) {
+  container::InstanceSpec spec = specFromFlags(invocation);
+  bool detach = invocation.flag("detach");
+  bool remove = invocation.flag("rm");
+  if (!detach) {
+    struct sigaction action {};
+    action.sa_handler = onInterrupt;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGINT, &action, nullptr);
+  }
+
+  api::Client client(invocation.global.socketPath);
+  Result<json> instance = client.call(api::RunInstance{spec});
+  if (!instance) {
+    printError(instance.error());
+    return 1;
+  }
+  const std::string name = spec.name;
+  if (detach) {
+    if (invocation.global.json) {
+      std::cout << instance->dump(2) << "\n";
+    } else {
+      fmt::print("{} running (ready in {})\n", name,
+                 displayMilliseconds(field(field(*instance, "boot"), "total_ms")));
+    }
+    return 0;
+  }
+  if (interrupted) return stopAfterInterrupt(client, name, remove);
+
+  Result<json> logs = streamLogs(client, name, /*follow=*/true, &interrupted);
+  if (interrupted) return stopAfterInterrupt(client, name, remove);
+  if (!logs) {
+    printError(logs.error());
+    return 1;
+  }
+  // The logs answer has the exit code; the instance has the signal and the reason (OOM) as well.
+  json finished = *logs;
+  if (Result<json> full = client.call(api::GetInstance{name})) finished = *full;
+  if (field(finished, "exit_reason") == "oom-killed") {
+    std::cerr << "corral: " << name << " was OOM-killed (it used more than its memory limit)\n";
+  }
+  int code = instanceExitCode(finished);
+  if (remove) {
+    Result<json> removed = client.call(api::RemoveInstance{name, true});
+    if (!removed && removed.error().kind() != ErrorKind::NotFound) printError(removed.error());
+  }
+  return code;
+}
+
+}  // namespace
+
+Command runCommand() {
+  Command command = leaf(
+      "run",
+      "create and start an instance. A container shares the host's kernel, so it boots in milliseconds;\n"
+      "without -d its output streams here and corral exits with its command's exit code (Ctrl-C stops it).\n"
+      "Instances are cattle, not pets: give them --rm and run a fresh one rather than repairing an old one.",
+      {},
+      "[--container] [--image IMAGE] [--name NAME] [--memory SIZE] [--cpus N] [--pids N] [--hostname H] "
+      "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] [--rm] [-d] "
+      "-- CMD [ARGS...]",
+      addRunOptions, runInstance);
+  command.takesCommand = true;
+  return command;
+}
+
+}  // namespace corral::cli

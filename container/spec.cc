@@ -1,0 +1,183 @@
+// Validation of an InstanceSpec into the runtime's ContainerConfig: every field checked and named on error,
+// the image looked up (the only I/O here).
+#include "container/spec.h"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <cmath>
+#include <system_error>
+
+#include "container/caps.h"
+#include "container/seccomp.h"
+#include "net/vpc.h"
+
+namespace corral::container {
+namespace {
+
+constexpr uint64_t kMaxMemoryBytes = uint64_t{1} << 40;  // 1 TiB
+constexpr double kMaxCpus = 1024;
+constexpr int64_t kMaxPids = 4194304;  // the kernel's PID_MAX_LIMIT
+constexpr size_t kMaxHostnameLength = 63;
+
+bool isEnvNameStart(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+bool isEnvNameChar(char c) {
+  return isEnvNameStart(c) || (c >= '0' && c <= '9');
+}
+
+Status validateEnv(const std::vector<std::string>& env) {
+  for (size_t i = 0; i < env.size(); ++i) {
+    std::string field = fmt::format("env[{}]", i);
+    const std::string& entry = env[i];
+    size_t eq = entry.find('=');
+    if (eq == std::string::npos) {
+      return fail(invalidField(field, "\"{}\" is not KEY=VALUE (no '=')", entry));
+    }
+    std::string_view key(entry.data(), eq);
+    bool valid = !key.empty() && isEnvNameStart(key.front());
+    for (char c : key) valid = valid && isEnvNameChar(c);
+    if (!valid) {
+      return fail(invalidField(field, "\"{}\": the name must match [A-Za-z_][A-Za-z0-9_]*", key));
+    }
+    if (entry.find('\0') != std::string::npos) return fail(invalidField(field, "contains a NUL byte"));
+  }
+  return {};
+}
+
+// RFC 1123 label: 1-63 of letters, digits and '-', not starting or ending with '-'.
+Status validateHostname(std::string_view hostname) {
+  if (hostname.empty() || hostname.size() > kMaxHostnameLength) {
+    return fail(
+        invalidField("hostname", "\"{}\" must be 1-{} characters long", hostname, kMaxHostnameLength));
+  }
+  for (char c : hostname) {
+    bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    if (!allowed) {
+      return fail(invalidField("hostname", "\"{}\" contains '{}'; only letters, digits and '-' are allowed",
+                               hostname, c));
+    }
+  }
+  if (hostname.front() == '-' || hostname.back() == '-') {
+    return fail(invalidField("hostname", "\"{}\" must not start or end with '-'", hostname));
+  }
+  return {};
+}
+
+Result<uint32_t> cpuMillis(double cpus) {
+  long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+  double limit = std::min(kMaxCpus, online > 0 ? static_cast<double>(online) : kMaxCpus);
+  if (!std::isfinite(cpus) || cpus <= 0 || cpus > limit) {
+    return fail(invalidField("cpus", "{} is out of range: give more than 0 and at most {} (online CPUs)",
+                             cpus, limit));
+  }
+  auto millis = static_cast<uint32_t>(std::llround(cpus * 1000));
+  if (millis == 0) return fail(invalidField("cpus", "{} is less than a thousandth of a CPU", cpus));
+  return millis;
+}
+
+}  // namespace
+
+Result<uint64_t> parseMemorySize(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return fail(invalidField("memory",
+                             "\"{}\" {}; give a whole number of bytes with an optional K, M, G or T "
+                             "suffix (powers of 1024), e.g. \"64M\"",
+                             text, why));
+  };
+  if (text.empty()) return bad("is empty");
+  uint64_t number = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+  if (end == text.data()) return bad("does not start with a digit");
+  if (ec == std::errc::result_out_of_range) return bad("is too large (at most 1T)");
+  std::string_view suffix(end, static_cast<size_t>(text.data() + text.size() - end));
+  unsigned shift = 0;
+  if (suffix.size() == 1) {
+    switch (suffix.front()) {
+      case 'k':
+      case 'K':
+        shift = 10;
+        break;
+      case 'm':
+      case 'M':
+        shift = 20;
+        break;
+      case 'g':
+      case 'G':
+        shift = 30;
+        break;
+      case 't':
+      case 'T':
+        shift = 40;
+        break;
+      default:
+        return bad(fmt::format("has an unknown suffix \"{}\"", suffix));
+    }
+  } else if (!suffix.empty()) {
+    return bad(fmt::format("has an unknown suffix \"{}\"", suffix));
+  }
+  if (number == 0) return bad("is zero");
+  if (number > (kMaxMemoryBytes >> shift)) return bad("is more than 1T");
+  return number << shift;
+}
+
+Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const ValidationContext& context) {
+  ContainerConfig config;
+  if (Status ok = net::validateName(spec.name, "name"); !ok) return fail(ok.error());
+  if (spec.kind != "container") {
+    return fail(
+        invalidField("kind", "kind \"{}\" is not supported; the only kind is \"container\"", spec.kind));
+  }
+  config.name = spec.name;
+
+  // Image names follow name rules, so the path below cannot leave the image directory.
+  if (Status ok = net::validateName(spec.image, "image"); !ok) return fail(ok.error());
+  config.imageRootfs = context.imageDir / spec.image / "rootfs";
+  std::error_code error;
+  if (!std::filesystem::is_directory(config.imageRootfs, error)) {
+    return fail(Error(ErrorKind::NotFound,
+                      fmt::format("image \"{}\" not found in {}", spec.image, context.imageDir.string()),
+                      "image"));
+  }
+  config.bundleDir = context.containersDir / spec.name;
+
+  if (!spec.command.empty() && spec.command.front().empty()) {
+    return fail(invalidField("command[0]", "the program to run is empty"));
+  }
+  config.argv = spec.command.empty() ? std::vector<std::string>{"/bin/sh"} : spec.command;
+  if (Status ok = validateEnv(spec.env); !ok) return fail(ok.error());
+  config.env = spec.env;
+  config.hostname = spec.hostname.empty() ? spec.name : spec.hostname;
+  if (Status ok = validateHostname(config.hostname); !ok) return fail(ok.error());
+
+  if (spec.memory) {
+    auto bytes = parseMemorySize(*spec.memory);
+    if (!bytes) return fail(bytes.error());
+    config.limits.memoryBytes = *bytes;
+  }
+  if (spec.cpus) {
+    auto millis = cpuMillis(*spec.cpus);
+    if (!millis) return fail(millis.error());
+    config.limits.cpuMillis = *millis;
+  }
+  if (spec.pids) {
+    if (*spec.pids < 1 || *spec.pids > kMaxPids) {
+      return fail(invalidField("pids", "{} is out of range: give 1 to {}", *spec.pids, kMaxPids));
+    }
+    config.limits.pids = static_cast<uint32_t>(*spec.pids);
+  }
+
+  auto capabilities = resolveCapabilities(spec.capAdd, spec.capDrop);
+  if (!capabilities) return fail(capabilities.error());
+  config.capabilities = std::move(*capabilities);
+  auto seccomp = resolveSeccompProfile(spec.seccomp, config.capabilities);
+  if (!seccomp) return fail(seccomp.error());
+  config.seccomp = std::move(*seccomp);
+
+  if (spec.userNamespace) config.userNamespace = context.userNamespaceRange;
+  config.cgroupOptions = context.cgroupOptions;
+  return config;
+}
+
+}  // namespace corral::container

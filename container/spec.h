@@ -1,0 +1,50 @@
+// What a user asks a container to be (the one schema filled from CLI flags, the JSON API and, later, a
+// config file), and its validation into the runtime's ContainerConfig. Pure: no I/O but image lookup.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "container/runtime.h"
+#include "core/error.h"
+
+namespace corral::container {
+
+struct InstanceSpec {
+  std::string name;
+  std::string kind = "container";       // "container" ("vm" arrives with the VM milestone)
+  std::string image = "busybox";        // an image name under the daemon's image directory
+  std::vector<std::string> command;     // argv; empty: the image's default, /bin/sh
+  std::vector<std::string> env;         // "K=V"
+  std::string hostname;                 // empty: the name
+  std::optional<std::string> memory;    // "64M", "1G", "1048576"; absent: no limit
+  std::optional<double> cpus;           // 0.5 = half a CPU; absent: no limit
+  std::optional<int64_t> pids;          // max processes; absent: no limit
+  std::vector<std::string> capAdd;
+  std::vector<std::string> capDrop;
+  std::string seccomp = "default";      // "default" | "unconfined" | path to a JSON profile
+  bool userNamespace = false;           // root inside maps to an unprivileged host range
+  bool removeOnExit = false;            // --rm
+};
+
+// "64M" → 67108864. Accepts an integer with an optional K/M/G/T suffix (powers of 1024, also "Ki"/"MiB"
+// spellings may be refused); refuses 0, negatives, fractions, absurd sizes (> 1 TiB) with field "memory".
+Result<uint64_t> parseMemorySize(std::string_view text);
+
+struct ValidationContext {
+  std::filesystem::path imageDir;       // images live at imageDir/NAME/rootfs
+  std::filesystem::path containersDir;  // bundles at containersDir/NAME
+  CgroupOptions cgroupOptions;
+  IdMapping userNamespaceRange;         // used when spec.userNamespace
+};
+
+// Validates every field (naming it on error: "name", "image", "memory", "cpus" (0 < cpus <= online
+// CPUs × 1, at most 1024), "pids" (1..4194304), "env[2]" (must be K=V with a valid K), "hostname"
+// (DNS label rules), "cap_add"/"cap_drop", "seccomp", "command[0]") and builds the runtime config.
+// Image names follow instance name rules, so "../x" or "/etc" can never escape the image directory.
+Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const ValidationContext& context);
+
+}  // namespace corral::container

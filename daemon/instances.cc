@@ -1,0 +1,627 @@
+// InstanceManager: the instance lifecycle over the container runtime, one supervisor thread polling the
+// running containers' pidfds, every state change persisted to the store before it is answered.
+#include "daemon/instances.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <ctime>
+#include <string_view>
+
+#include "api/api.h"
+#include "container/cgroup_mode.h"
+#include "core/log.h"
+
+namespace corral::daemon {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kMaxLogChunk = 256 * 1024;
+constexpr size_t kMaxExecOutput = 1 << 20;
+constexpr auto kExecTimeout = std::chrono::seconds(60);
+constexpr int64_t kMaxGraceSeconds = 3600;
+
+int64_t now() {
+  return static_cast<int64_t>(std::time(nullptr));
+}
+
+double millis(std::chrono::microseconds us) {
+  return static_cast<double>(us.count()) / 1000.0;
+}
+
+int pidfdOpen(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+int pidfdSendSignal(int pidfd, int signal) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
+}
+
+// True when the process behind `pidfd` has exited (readable), waiting at most `timeout`.
+bool waitExited(int pidfd, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    pollfd p{pidfd, POLLIN, 0};
+    int rc = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (rc > 0) return true;
+    if (rc == 0) return false;
+    if (errno != EINTR) return false;
+  }
+}
+
+// The runtime's spec JSON is the API's own: render and parse it through the request codec.
+std::string specText(const container::InstanceSpec& spec) {
+  return api::renderRequest(api::RunInstance{spec}).body;
+}
+
+Result<container::InstanceSpec> specFromText(const std::string& text) {
+  auto request = api::parseRequest("POST", "/v1/instances", text);
+  if (!request) return fail(request.error());
+  return std::get<api::RunInstance>(*request).spec;
+}
+
+json optionalJson(const std::optional<int64_t>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+json optionalJson(const std::optional<std::string>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+
+// Bytes as a JSON string: invalid UTF-8 is replaced (U+FFFD) rather than failing the whole response.
+json textJson(const std::string& bytes) {
+  return json::parse(json(bytes).dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+}  // namespace
+
+std::optional<int64_t> processStartTime(pid_t pid) {
+  UniqueFd fd(::open(fmt::format("/proc/{}/stat", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  char buffer[4096];
+  ssize_t got = ::read(fd.get(), buffer, sizeof buffer - 1);
+  if (got <= 0) return std::nullopt;
+  std::string text(buffer, static_cast<size_t>(got));
+  // The command (field 2) may contain spaces and parentheses: fields resume after the last ')'.
+  size_t close = text.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  // After ") " come fields 3, 4, ... separated by single spaces: field 22 is the 20th.
+  std::string_view rest(text);
+  rest.remove_prefix(close + 1);
+  std::string_view field;
+  for (int index = 3; index <= 22; ++index) {
+    while (rest.starts_with(' ')) rest.remove_prefix(1);
+    size_t space = rest.find(' ');
+    field = rest.substr(0, space);
+    if (field.empty()) return std::nullopt;
+    rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space);
+  }
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(field.data(), field.data() + field.size(), value);
+  if (ec != std::errc{} || end != field.data() + field.size()) return std::nullopt;
+  return value;
+}
+
+InstanceManager::InstanceManager(Store& store, InstanceOptions options)
+    : store_(store), options_(std::move(options)), wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, InstanceOptions options) {
+  auto manager = std::make_unique<InstanceManager>(store, std::move(options));
+  if (!manager->wake_) return fail(systemError(errno, "eventfd"));
+  auto rows = store.listInstances();
+  if (!rows) return fail(rows.error().wrap("load instances"));
+  for (InstanceRow& row : *rows) {
+    Instance instance;
+    auto spec = specFromText(row.specJson);
+    if (!spec) return fail(spec.error().wrap(fmt::format("load instance \"{}\": stored spec", row.name)));
+    instance.spec = std::move(*spec);
+    instance.row = std::move(row);
+    if (auto config = container::toContainerConfig(instance.spec, manager->validationContext()); config) {
+      instance.config = std::move(*config);
+    } else {
+      log::warn("instance \"{}\": its spec no longer validates: {}", instance.row.name,
+                config.error().message());
+    }
+    if (instance.row.state == "running") {
+      if (auto attached = manager->reattach(instance); !attached) return fail(attached.error());
+    }
+    std::string name = instance.row.name;
+    manager->instances_.emplace(std::move(name), std::move(instance));
+  }
+  manager->supervisor_ = std::thread([raw = manager.get()] { raw->supervise(); });
+  return manager;
+}
+
+InstanceManager::~InstanceManager() {
+  quit_ = true;
+  wakeSupervisor();
+  if (supervisor_.joinable()) supervisor_.join();
+}
+
+container::ValidationContext InstanceManager::validationContext() const {
+  return {.imageDir = options_.imageDir,
+          .containersDir = options_.containersDir,
+          .cgroupOptions = options_.cgroupOptions,
+          .userNamespaceRange = {}};
+}
+
+// After a daemon restart: the same process (pid and start time) is taken back under supervision, one that
+// is gone is recorded as lost.
+Status InstanceManager::reattach(Instance& instance) {
+  InstanceRow& row = instance.row;
+  std::optional<int64_t> startTime = row.pid ? processStartTime(static_cast<pid_t>(*row.pid)) : std::nullopt;
+  bool same = startTime && row.pidStartTime && *startTime == *row.pidStartTime;
+  if (same) {
+    UniqueFd pidfd(pidfdOpen(static_cast<pid_t>(*row.pid)));
+    auto mode = container::detectCgroupMode(options_.cgroupOptions.root);
+    Result<std::unique_ptr<container::Cgroup>> cgroup =
+        mode ? container::openCgroup(*mode, row.name, options_.cgroupOptions)
+             : Result<std::unique_ptr<container::Cgroup>>(std::unexpected(mode.error()));
+    if (pidfd && cgroup) {
+      instance.pidfd = std::make_shared<UniqueFd>(std::move(pidfd));
+      instance.cgroup = std::shared_ptr<container::Cgroup>(std::move(*cgroup));
+      instance.cgroup->release();
+      instance.ourChild = false;
+      log::info("instance \"{}\": reattached to running pid {}", row.name, *row.pid);
+      return {};
+    }
+    log::warn("instance \"{}\": pid {} is alive but could not be reattached ({}); recording it as lost",
+              row.name, *row.pid, cgroup ? "pidfd_open failed" : cgroup.error().message());
+  } else {
+    log::warn("instance \"{}\": pid {} is gone; it ended while corrald was down (recorded as lost)", row.name,
+              row.pid.value_or(-1));
+  }
+  row.state = "stopped";
+  row.finishedAt = now();
+  row.exitReason = "lost";
+  row.exitCode.reset();
+  row.exitSignal.reset();
+  row.exitNote = "the process was gone when corrald restarted";
+  row.pid.reset();
+  row.pidStartTime.reset();
+  if (auto saved = store_.putInstance(row); !saved) return fail(saved.error());
+  return {};
+}
+
+void InstanceManager::wakeSupervisor() {
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t ignored = ::write(wake_.get(), &one, sizeof one);
+}
+
+// One thread polls every running container's pidfd (and the wake eventfd); an exit is recorded under the
+// lock.
+void InstanceManager::supervise() {
+  while (!quit_) {
+    std::vector<pollfd> fds{{wake_.get(), POLLIN, 0}};
+    std::vector<std::pair<std::string, std::shared_ptr<UniqueFd>>> watched;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& [name, instance] : instances_) {
+        if (instance.row.state == "running" && instance.pidfd) {
+          fds.push_back({instance.pidfd->get(), POLLIN, 0});
+          watched.emplace_back(name, instance.pidfd);
+        }
+      }
+    }
+    int rc = ::poll(fds.data(), fds.size(), 1000);
+    if (rc <= 0) continue;
+    if (fds[0].revents != 0) {
+      uint64_t value = 0;
+      [[maybe_unused]] ssize_t ignored = ::read(wake_.get(), &value, sizeof value);
+    }
+    std::lock_guard lock(mutex_);
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      auto it = instances_.find(watched[i - 1].first);
+      // The same pidfd still: not already recorded and replaced by a new start.
+      if (it == instances_.end() || it->second.pidfd != watched[i - 1].second) continue;
+      recordExit(it->second);
+    }
+  }
+}
+
+// The container's init has exited: collect its status, clean up its cgroup, persist.
+void InstanceManager::recordExit(Instance& instance) {
+  InstanceRow& row = instance.row;
+  std::optional<int64_t> code, signal;
+  std::optional<std::string> note;
+  std::string reason = "exited";
+  if (instance.ourChild && row.pid) {
+    int status = 0;
+    pid_t waited = ::waitpid(static_cast<pid_t>(*row.pid), &status, 0);
+    if (waited == *row.pid && WIFEXITED(status)) code = WEXITSTATUS(status);
+    if (waited == *row.pid && WIFSIGNALED(status)) {
+      signal = WTERMSIG(status);
+      reason = "signaled";
+    }
+  } else {
+    note = "it ended while corrald was not its parent, so its exit status is unknown";
+  }
+  if (instance.cgroup) {
+    auto stats = instance.cgroup->stats();
+    if (signal == SIGKILL && stats && stats->oomKills > 0) reason = "oom-killed";
+  }
+  if (instance.stopRequested && reason != "oom-killed") reason = "stopped";
+  if (instance.cgroup) {
+    if (auto killed = instance.cgroup->killAll(); !killed)
+      log::warn("instance \"{}\": {}", row.name, killed.error().message());
+    if (auto destroyed = instance.cgroup->destroy(); !destroyed)
+      log::warn("instance \"{}\": {}", row.name, destroyed.error().message());
+  }
+  // The overlay mount is made per start; unmount it so a later start does not stack another.
+  ::umount2((options_.containersDir / row.name / "rootfs").c_str(), MNT_DETACH);
+  instance.cgroup.reset();
+  instance.pidfd.reset();
+  instance.stopRequested = false;
+  row.state = "stopped";
+  row.finishedAt = now();
+  row.exitCode = code;
+  row.exitSignal = signal;
+  row.exitReason = reason;
+  row.exitNote = note;
+  row.pid.reset();
+  row.pidStartTime.reset();
+  log::info("instance \"{}\" exited: reason {}, code {}, signal {}", row.name, reason,
+            code ? std::to_string(*code) : "none", signal ? std::to_string(*signal) : "none");
+  if (instance.spec.removeOnExit) {
+    std::string name = row.name;
+    if (auto removed = container::removeBundle(options_.containersDir / name); !removed)
+      log::warn("instance \"{}\": {}", name, removed.error().message());
+    if (auto deleted = store_.deleteInstance(name); !deleted)
+      log::error("instance \"{}\": {}", name, deleted.error().message());
+    instances_.erase(name);
+  } else if (auto saved = store_.putInstance(row); !saved) {
+    log::error("instance \"{}\": recording its exit: {}", row.name, saved.error().message());
+  }
+  changed_.notify_all();
+}
+
+json InstanceManager::render(const Instance& instance) const {
+  const InstanceRow& row = instance.row;
+  json boot = json::parse(row.bootStepsJson, nullptr, false);
+  if (boot.is_discarded() || boot.empty()) boot = nullptr;
+  json spec = json::parse(specText(instance.spec), nullptr, false);
+  return {{"name", row.name},
+          {"kind", row.kind},
+          {"image", instance.spec.image},
+          {"command", instance.config ? json(instance.config->argv) : json(instance.spec.command)},
+          {"state", row.state},
+          {"pid", row.state == "running" ? optionalJson(row.pid) : json(nullptr)},
+          {"created_at", row.createdAt},
+          {"started_at", optionalJson(row.startedAt)},
+          {"finished_at", optionalJson(row.finishedAt)},
+          {"exit_code", optionalJson(row.exitCode)},
+          {"exit_signal", optionalJson(row.exitSignal)},
+          {"exit_reason", optionalJson(row.exitReason)},
+          {"exit_note", optionalJson(row.exitNote)},
+          {"boot", std::move(boot)},
+          {"spec", std::move(spec)},
+          {"cgroup", instance.cgroup ? json(instance.cgroup->path()) : json(nullptr)},
+          {"bundle", (options_.containersDir / row.name).string()},
+          {"log_path", row.logPath},
+          {"ip", nullptr}};
+}
+
+Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
+  auto received = Clock::now();
+  auto config = container::toContainerConfig(spec, validationContext());
+  if (!config) return fail(config.error());
+  std::unique_lock lock(mutex_);
+  if (instances_.contains(spec.name)) return fail(conflict("instance \"{}\" already exists", spec.name));
+  Instance instance;
+  instance.spec = spec;
+  instance.config = std::move(*config);
+  instance.row.name = spec.name;
+  instance.row.kind = spec.kind;
+  instance.row.specJson = specText(spec);
+  instance.row.createdAt = now();
+  instance.row.logPath = (options_.containersDir / spec.name / "console.log").string();
+  std::error_code ec;
+  if (std::filesystem::exists(options_.containersDir / spec.name, ec)) {
+    return fail(conflict("instance \"{}\": bundle directory \"{}\" already exists (left over?)", spec.name,
+                         (options_.containersDir / spec.name).string()));
+  }
+  if (auto inserted = store_.insertInstance(instance.row); !inserted) return fail(inserted.error());
+  auto [it, added] = instances_.emplace(spec.name, std::move(instance));
+  auto started = startLocked(lock, it->second, received);
+  if (!started) {
+    // Nothing of a failed run stays behind: bundle, row, entry.
+    [[maybe_unused]] auto removed = container::removeBundle(options_.containersDir / spec.name);
+    [[maybe_unused]] auto deleted = store_.deleteInstance(spec.name);
+    instances_.erase(spec.name);
+    return fail(started.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
+  }
+  return started;
+}
+
+// Starts the container of `instance` (created or stopped) and records it running. Called with the lock
+// held; the start itself is quick (returns at execve), so it stays held.
+Result<json> InstanceManager::startLocked(std::unique_lock<std::mutex>&, Instance& instance,
+                                          Clock::time_point received) {
+  if (!instance.config) {
+    auto config = container::toContainerConfig(instance.spec, validationContext());
+    if (!config) return fail(config.error());
+    instance.config = std::move(*config);
+  }
+  const std::filesystem::path bundle = options_.containersDir / instance.row.name;
+  std::error_code ec;
+  std::filesystem::create_directories(bundle, ec);
+  if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", bundle.string())));
+  // The container writes its log file itself, so output survives a daemon restart.
+  UniqueFd log(::open(instance.row.logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+  if (!log) return fail(systemError(errno, fmt::format("open(\"{}\")", instance.row.logPath)));
+  container::Stdio stdio{.in = -1, .out = log.get(), .err = log.get()};
+  auto running = container::startContainer(*instance.config, stdio);
+  if (!running) return fail(running.error());
+  auto readyAt = Clock::now();
+  pid_t pid = running->pid();
+  UniqueFd pidfd(::fcntl(running->pidfd(), F_DUPFD_CLOEXEC, 0));
+  if (!pidfd) return fail(systemError(errno, "fcntl(pidfd, F_DUPFD_CLOEXEC)"));
+  auto mode = container::detectCgroupMode(options_.cgroupOptions.root);
+  if (!mode) return fail(mode.error());
+  auto cgroup = container::openCgroup(*mode, instance.row.name, options_.cgroupOptions);
+  if (!cgroup) return fail(cgroup.error());
+  const container::StartTimings& t = running->timings();
+  json boot = {{"total_ms", std::chrono::duration<double, std::milli>(readyAt - received).count()},
+               {"clone_ms", millis(t.clone)},
+               {"cgroup_ms", millis(t.cgroup)},
+               {"rootfs_ms", millis(t.rootfs)},
+               {"network_ms", millis(t.network)},
+               {"exec_ms", millis(t.exec)}};
+  InstanceRow row = instance.row;
+  row.state = "running";
+  row.pid = pid;
+  row.pidStartTime = processStartTime(pid);
+  row.startedAt = now();
+  row.finishedAt.reset();
+  row.exitCode.reset();
+  row.exitSignal.reset();
+  row.exitReason.reset();
+  row.exitNote.reset();
+  row.bootStepsJson = boot.dump();
+  if (auto saved = store_.putInstance(row); !saved) return fail(saved.error());
+  // From here the manager supervises it: the RunningContainer no longer kills or cleans up on destruction.
+  running->release();
+  (*cgroup)->release();
+  instance.row = std::move(row);
+  instance.pidfd = std::make_shared<UniqueFd>(std::move(pidfd));
+  instance.cgroup = std::shared_ptr<container::Cgroup>(std::move(*cgroup));
+  instance.ourChild = true;
+  instance.stopRequested = false;
+  wakeSupervisor();
+  log::info("instance \"{}\" running: pid {}, boot {:.1f} ms", instance.row.name, pid,
+            boot["total_ms"].get<double>());
+  return render(instance);
+}
+
+json InstanceManager::list() {
+  std::lock_guard lock(mutex_);
+  json items = json::array();
+  for (const auto& [name, instance] : instances_) items.push_back(render(instance));
+  return {{"instances", std::move(items)}};
+}
+
+size_t InstanceManager::count() {
+  std::lock_guard lock(mutex_);
+  return instances_.size();
+}
+
+Result<json> InstanceManager::get(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  return render(it->second);
+}
+
+// Waits (lock released meanwhile) until the supervisor has recorded `name` as no longer running.
+Status InstanceManager::waitStopped(std::unique_lock<std::mutex>& lock, const std::string& name,
+                                    std::chrono::milliseconds timeout) {
+  bool done = changed_.wait_for(lock, timeout, [&] {
+    auto it = instances_.find(name);
+    return it == instances_.end() || it->second.row.state != "running";
+  });
+  if (!done) return fail(internalError("instance \"{}\" did not stop within {} ms", name, timeout.count()));
+  return {};
+}
+
+Result<json> InstanceManager::stop(const std::string& name, int64_t graceSeconds) {
+  if (graceSeconds < 0 || graceSeconds > kMaxGraceSeconds) {
+    return fail(
+        invalidField("grace_seconds", "{} is out of range: give 0 to {}", graceSeconds, kMaxGraceSeconds));
+  }
+  std::unique_lock lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  Instance& instance = it->second;
+  if (instance.row.state != "running") {
+    return fail(conflict("instance \"{}\" is {}, not running", name, instance.row.state));
+  }
+  if (instance.stopRequested) return fail(conflict("instance \"{}\" is already stopping", name));
+  instance.stopRequested = true;
+  std::shared_ptr<UniqueFd> pidfd = instance.pidfd;
+  std::shared_ptr<container::Cgroup> cgroup = instance.cgroup;
+  lock.unlock();
+  // The grace wait happens without the lock: other requests go on meanwhile.
+  pidfdSendSignal(pidfd->get(), SIGTERM);
+  if (!waitExited(pidfd->get(), std::chrono::seconds(graceSeconds))) {
+    if (auto killed = cgroup->killAll(); !killed)
+      log::warn("stop \"{}\": {}", name, killed.error().message());
+  }
+  lock.lock();
+  if (auto waited = waitStopped(lock, name, std::chrono::seconds(10)); !waited) return fail(waited.error());
+  auto after = instances_.find(name);
+  if (after == instances_.end()) return json{{"name", name}, {"state", "removed"}};
+  return render(after->second);
+}
+
+Result<json> InstanceManager::start(const std::string& name) {
+  auto received = Clock::now();
+  std::unique_lock lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  if (it->second.row.state != "stopped") {
+    return fail(conflict("instance \"{}\" is {}; only a stopped instance can be started", name,
+                         it->second.row.state));
+  }
+  auto started = startLocked(lock, it->second, received);
+  if (!started) return fail(started.error().wrap(fmt::format("start instance \"{}\"", name)));
+  return started;
+}
+
+Result<json> InstanceManager::remove(const std::string& name, bool force) {
+  std::unique_lock lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  if (it->second.row.state == "running") {
+    if (!force) {
+      return fail(conflict("instance \"{}\" is running; stop it first or remove it with force", name));
+    }
+    it->second.stopRequested = true;
+    std::shared_ptr<container::Cgroup> cgroup = it->second.cgroup;
+    lock.unlock();
+    if (auto killed = cgroup->killAll(); !killed)
+      return fail(killed.error().wrap(fmt::format("remove \"{}\"", name)));
+    lock.lock();
+    if (auto waited = waitStopped(lock, name, std::chrono::seconds(10)); !waited) return fail(waited.error());
+    it = instances_.find(name);
+    if (it == instances_.end()) return json{{"deleted", {{"name", name}, {"state", "removed"}}}};
+  }
+  json deleted = render(it->second);
+  if (auto removed = container::removeBundle(options_.containersDir / name); !removed)
+    return fail(removed.error().wrap(fmt::format("remove instance \"{}\"", name)));
+  if (auto dropped = store_.deleteInstance(name); !dropped)
+    return fail(dropped.error().wrap(fmt::format("remove instance \"{}\"", name)));
+  instances_.erase(it);
+  return json{{"deleted", std::move(deleted)}};
+}
+
+Result<json> InstanceManager::logs(const std::string& name, int64_t offset) {
+  if (offset < 0) return fail(invalidField("offset", "{} is negative", offset));
+  std::string path;
+  json status;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = instances_.find(name);
+    if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+    const InstanceRow& row = it->second.row;
+    path = row.logPath;
+    status = {{"state", row.state},
+              {"exit_code", optionalJson(row.exitCode)},
+              {"exit_signal", optionalJson(row.exitSignal)},
+              {"exit_reason", optionalJson(row.exitReason)}};
+  }
+  std::string data;
+  int64_t size = 0;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd) {
+    struct stat st {};
+    if (::fstat(fd.get(), &st) == 0) size = st.st_size;
+    if (offset < size) {
+      data.resize(static_cast<size_t>(std::min(kMaxLogChunk, size - offset)));
+      ssize_t got = ::pread(fd.get(), data.data(), data.size(), offset);
+      data.resize(got > 0 ? static_cast<size_t>(got) : 0);
+    }
+  } else if (errno != ENOENT) {
+    return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
+  }
+  json out = status;
+  out["data"] = textJson(data);
+  out["offset"] = offset;
+  out["next_offset"] = offset + static_cast<int64_t>(data.size());
+  out["eof"] = offset + static_cast<int64_t>(data.size()) >= size;
+  return out;
+}
+
+Result<json> InstanceManager::exec(const std::string& name, const std::vector<std::string>& command,
+                                   const std::vector<std::string>& env) {
+  if (command.empty() || command.front().empty()) {
+    return fail(invalidField("command", "give the program to run and its arguments"));
+  }
+  std::unique_lock lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  if (it->second.row.state != "running") {
+    return fail(conflict("instance \"{}\" is {}, not running", name, it->second.row.state));
+  }
+  if (!it->second.config) return fail(conflict("instance \"{}\": its spec no longer validates", name));
+  pid_t initPid = static_cast<pid_t>(*it->second.row.pid);
+  std::shared_ptr<container::Cgroup> cgroup = it->second.cgroup;
+  container::ContainerConfig config = *it->second.config;
+  lock.unlock();
+
+  int outPipe[2], errPipe[2];
+  if (::pipe2(outPipe, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2"));
+  UniqueFd outRead(outPipe[0]), outWrite(outPipe[1]);
+  if (::pipe2(errPipe, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2"));
+  UniqueFd errRead(errPipe[0]), errWrite(errPipe[1]);
+  container::ExecOptions options{
+      .argv = command, .env = env, .stdio = {.in = -1, .out = outWrite.get(), .err = errWrite.get()}};
+  auto pid = container::execInContainer(initPid, *cgroup, config, options);
+  if (!pid) return fail(pid.error().wrap(fmt::format("exec in instance \"{}\"", name)));
+  outWrite.reset();
+  errWrite.reset();
+
+  std::string out, err;
+  bool truncated = false, timedOut = false;
+  auto deadline = Clock::now() + kExecTimeout;
+  std::vector<pollfd> fds{{outRead.get(), POLLIN, 0}, {errRead.get(), POLLIN, 0}};
+  std::string* sinks[] = {&out, &err};
+  int open = 2;
+  while (open > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      timedOut = true;
+      ::kill(*pid, SIGKILL);
+      break;
+    }
+    int rc = ::poll(fds.data(), fds.size(), static_cast<int>(left));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) break;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buffer[65536];
+      ssize_t got = ::read(fds[i].fd, buffer, sizeof buffer);
+      if (got <= 0) {
+        fds[i].fd = -1;
+        --open;
+        continue;
+      }
+      size_t room = kMaxExecOutput - std::min(kMaxExecOutput, sinks[i]->size());
+      if (static_cast<size_t>(got) > room) truncated = true;
+      sinks[i]->append(buffer, std::min(room, static_cast<size_t>(got)));
+    }
+  }
+  int status = 0;
+  if (timedOut) {
+    ::waitpid(*pid, &status, 0);
+  } else {
+    // Output closed; the process may still linger (a daemonised child kept nothing open): bounded wait.
+    while (::waitpid(*pid, &status, WNOHANG) == 0) {
+      if (Clock::now() > deadline) {
+        timedOut = true;
+        ::kill(*pid, SIGKILL);
+        ::waitpid(*pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  json exitCode = WIFEXITED(status) ? json(WEXITSTATUS(status)) : json(nullptr);
+  json signal = WIFSIGNALED(status) ? json(WTERMSIG(status)) : json(nullptr);
+  return json{{"exit_code", exitCode},   {"signal", signal},       {"stdout", textJson(out)},
+              {"stderr", textJson(err)}, {"truncated", truncated}, {"timed_out", timedOut}};
+}
+
+}  // namespace corral::daemon

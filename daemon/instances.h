@@ -1,0 +1,120 @@
+// The daemon's instances (containers): running, supervising by pidfd, stopping, restarting, removing,
+// exec and logs, with every state change written to the store. Containers outlive corrald: after a restart
+// the manager reattaches to the ones still running (same pid and start time) by pidfd and cgroup name.
+//
+// JSON shapes (the CLI relies on these exactly):
+//
+// Instance (POST /v1/instances → 201, GET /v1/instances/NAME, POST .../stop|start → 200):
+//   {"name": "web", "kind": "container", "image": "busybox", "command": ["sleep", "1000"],
+//    "state": "created" | "running" | "stopped",
+//    "pid": 1234 | null,                      (null unless running)
+//    "created_at": 1700000000, "started_at": 1700000001 | null, "finished_at": 1700000002 | null,
+//    "exit_code": 0 | null, "exit_signal": 9 | null,
+//    "exit_reason": "exited" | "signaled" | "oom-killed" | "stopped" | "lost" | null,
+//    "exit_note": "..." | null,               (e.g. it ended while corrald was not its parent)
+//    "boot": {"total_ms": 41.2, "clone_ms": 2.1, "cgroup_ms": 0.4, "rootfs_ms": 9.8, "network_ms": 0.0,
+//             "exec_ms": 3.3} | null,         (the last start; total = API request received → exec'd)
+//    "spec": {the POST /v1/instances body with every field: name, kind, image, command, env, hostname,
+//             memory, cpus, pids, cap_add, cap_drop, seccomp, user_namespace, remove_on_exit},
+//    "cgroup": "/sys/fs/cgroup/corral/web" | null,   (null unless running)
+//    "bundle": "/var/lib/corral/containers/web", "log_path": "/var/lib/corral/containers/web/console.log",
+//    "ip": null}
+// GET /v1/instances → {"instances": [instance, ...]} sorted by name.
+// DELETE /v1/instances/NAME[?force=true] → {"deleted": instance as it was just before removal}.
+// GET /v1/instances/NAME/logs?offset=N → {"data": "...", "offset": N, "next_offset": M, "eof": true|false,
+//    "state": "running", "exit_code": 0 | null, "exit_signal": null, "exit_reason": ...}; at most 256 KiB
+//    per call; poll with next_offset until eof and state != "running". Non-UTF-8 bytes are replaced (U+FFFD).
+// POST /v1/instances/NAME/exec {"command": [...], "env": [...]} → {"exit_code": 0 | null,
+//    "signal": null | 9, "stdout": "...", "stderr": "...", "truncated": false, "timed_out": false};
+//    stdout and stderr are each capped at 1 MiB (truncated true when more came); after 60 s the process
+//    is killed (timed_out true).
+// Errors: the usual {"error": {...}}: unknown instance 404, wrong state or duplicate name 409, bad spec 400
+//    naming the field (unknown image: 404 with field "image").
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "container/cgroup.h"
+#include "container/runtime.h"
+#include "container/spec.h"
+#include "core/error.h"
+#include "core/unique_fd.h"
+#include "daemon/store.h"
+
+namespace corral::daemon {
+
+struct InstanceOptions {
+  std::filesystem::path imageDir = "/var/lib/corral/images";
+  std::filesystem::path containersDir = "/var/lib/corral/containers";
+  container::CgroupOptions cgroupOptions;
+};
+
+// Field 22 of /proc/PID/stat (start time in clock ticks since boot); nullopt when the process is gone.
+std::optional<int64_t> processStartTime(pid_t pid);
+
+class InstanceManager {
+ public:
+  // Loads the stored instances and reattaches to the running ones (or records them as lost).
+  static Result<std::unique_ptr<InstanceManager>> load(Store& store, InstanceOptions options);
+  InstanceManager(Store& store, InstanceOptions options);
+  ~InstanceManager();  // stops supervising; the containers keep running
+  InstanceManager(const InstanceManager&) = delete;
+  InstanceManager& operator=(const InstanceManager&) = delete;
+
+  Result<nlohmann::json> run(const container::InstanceSpec& spec);
+  nlohmann::json list();
+  Result<nlohmann::json> get(const std::string& name);
+  Result<nlohmann::json> stop(const std::string& name, int64_t graceSeconds);
+  Result<nlohmann::json> start(const std::string& name);
+  Result<nlohmann::json> remove(const std::string& name, bool force);
+  Result<nlohmann::json> logs(const std::string& name, int64_t offset);
+  Result<nlohmann::json> exec(const std::string& name, const std::vector<std::string>& command,
+                              const std::vector<std::string>& env);
+
+  size_t count();
+  const InstanceOptions& options() const { return options_; }
+
+ private:
+  struct Instance {
+    InstanceRow row;
+    container::InstanceSpec spec;
+    std::optional<container::ContainerConfig> config;  // absent when the spec no longer validates
+    std::shared_ptr<container::Cgroup> cgroup;         // while running
+    std::shared_ptr<UniqueFd> pidfd;                   // while running
+    bool ourChild = false;                             // false after a daemon restart: no waitpid
+    bool stopRequested = false;
+    bool busy = false;  // a start/stop/remove is in progress outside the lock
+  };
+
+  Status reattach(Instance& instance);
+  Result<nlohmann::json> startLocked(std::unique_lock<std::mutex>& lock, Instance& instance,
+                                     std::chrono::steady_clock::time_point received);
+  void recordExit(Instance& instance);
+  void supervise();
+  void wakeSupervisor();
+  Status waitStopped(std::unique_lock<std::mutex>& lock, const std::string& name,
+                     std::chrono::milliseconds timeout);
+  nlohmann::json render(const Instance& instance) const;
+  container::ValidationContext validationContext() const;
+
+  Store& store_;
+  InstanceOptions options_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::string, Instance, std::less<>> instances_;
+  UniqueFd wake_;  // eventfd: the set of pidfds to watch changed
+  std::atomic<bool> quit_{false};
+  std::thread supervisor_;
+};
+
+}  // namespace corral::daemon

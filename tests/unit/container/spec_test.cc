@@ -1,0 +1,132 @@
+// InstanceSpec validation (container/spec.h): every bad field is refused by name, nothing else is touched.
+// Lives with the daemon's tests because spec.cc uses the VPC model's name rules (corral_net).
+#include "container/spec.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+namespace corral::container {
+namespace {
+
+class SpecTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/corral-spec-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    root_ = pattern;
+    std::filesystem::create_directories(root_ / "images" / "busybox" / "rootfs");
+    context_.imageDir = root_ / "images";
+    context_.containersDir = root_ / "containers";
+    context_.cgroupOptions.parent = "corral-test";
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+
+  InstanceSpec spec() const {
+    InstanceSpec s;
+    s.name = "web";
+    return s;
+  }
+  // The field of the error a spec fails with; "" when it passes.
+  std::string failingField(const InstanceSpec& s) const {
+    auto config = toContainerConfig(s, context_);
+    return config ? std::string() : config.error().field();
+  }
+
+  std::filesystem::path root_;
+  ValidationContext context_;
+};
+
+TEST(ParseMemorySize, AcceptsSuffixes) {
+  EXPECT_EQ(parseMemorySize("64M"), 64ull << 20);
+  EXPECT_EQ(parseMemorySize("1g"), 1ull << 30);
+  EXPECT_EQ(parseMemorySize("1048576"), 1048576ull);
+  EXPECT_EQ(parseMemorySize("512K"), 512ull << 10);
+  EXPECT_EQ(parseMemorySize("1T"), 1ull << 40);
+}
+
+TEST(ParseMemorySize, RefusesBadSizesNamingMemory) {
+  for (const char* bad : {"", "-1", "0", "0M", "1.5G", "2T", "64MiB", "M", "64 M", "99999999999999999999",
+                          "1125899906842624K"}) {
+    auto size = parseMemorySize(bad);
+    ASSERT_FALSE(size) << bad;
+    EXPECT_EQ(size.error().kind(), ErrorKind::InvalidArgument) << bad;
+    EXPECT_EQ(size.error().field(), "memory") << bad;
+  }
+}
+
+TEST_F(SpecTest, ValidSpecBuildsTheRuntimeConfig) {
+  InstanceSpec s = spec();
+  s.memory = "32M";
+  s.cpus = 0.5;
+  s.pids = 64;
+  s.env = {"A=1"};
+  auto config = toContainerConfig(s, context_);
+  ASSERT_TRUE(config) << config.error().message();
+  EXPECT_EQ(config->name, "web");
+  EXPECT_EQ(config->hostname, "web");
+  EXPECT_EQ(config->argv, std::vector<std::string>{"/bin/sh"});
+  EXPECT_EQ(config->imageRootfs, root_ / "images" / "busybox" / "rootfs");
+  EXPECT_EQ(config->bundleDir, root_ / "containers" / "web");
+  EXPECT_EQ(config->limits.memoryBytes, 32ull << 20);
+  EXPECT_EQ(config->limits.cpuMillis, 500u);
+  EXPECT_EQ(config->limits.pids, 64u);
+  EXPECT_EQ(config->cgroupOptions.parent, "corral-test");
+  EXPECT_FALSE(config->capabilities.empty());
+  EXPECT_FALSE(config->userNamespace);
+  s.hostname = "other";
+  s.command = {"echo", "hi"};
+  config = toContainerConfig(s, context_);
+  ASSERT_TRUE(config) << config.error().message();
+  EXPECT_EQ(config->hostname, "other");
+  EXPECT_EQ(config->argv, (std::vector<std::string>{"echo", "hi"}));
+  // Nothing is created by validation.
+  EXPECT_FALSE(std::filesystem::exists(root_ / "containers"));
+}
+
+TEST_F(SpecTest, UnknownImageIsNotFoundNamingImage) {
+  InstanceSpec s = spec();
+  s.image = "alpine";
+  auto config = toContainerConfig(s, context_);
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().kind(), ErrorKind::NotFound);
+  EXPECT_EQ(config.error().field(), "image");
+  EXPECT_EQ(config.error().message(), "image \"alpine\" not found in " + (root_ / "images").string());
+}
+
+TEST_F(SpecTest, EveryBadFieldIsNamed) {
+  auto with = [&](auto change) {
+    InstanceSpec s = spec();
+    change(s);
+    return failingField(s);
+  };
+  EXPECT_EQ(with([](InstanceSpec& s) { s.image = "../x"; }), "image");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.image = "/etc"; }), "image");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.name = "../x"; }), "name");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.name = ""; }), "name");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.kind = "vm"; }), "kind");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.memory = "-1"; }), "memory");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.memory = "5000T"; }), "memory");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.cpus = 0; }), "cpus");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.cpus = -1; }), "cpus");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.cpus = 5000; }), "cpus");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.pids = 0; }), "pids");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.pids = -5; }), "pids");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.pids = 5000000; }), "pids");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.env = {"A=1", "NOEQUALS"}; }), "env[1]");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.env = {"1A=x"}; }), "env[0]");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.env = {"=x"}; }), "env[0]");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.capAdd = {"NOT_A_CAP"}; }), "cap_add");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.capDrop = {"BOGUS"}; }), "cap_drop");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.seccomp = "/nonexistent/profile.json"; }), "seccomp");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.hostname = "bad_host"; }), "hostname");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.hostname = std::string(64, 'a'); }), "hostname");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.command = {""}; }), "command[0]");
+  EXPECT_EQ(with([](InstanceSpec&) {}), "");
+}
+
+}  // namespace
+}  // namespace corral::container
