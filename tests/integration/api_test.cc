@@ -32,6 +32,7 @@
 #include "api/client.h"
 #include "core/unique_fd.h"
 #include "daemon/store.h"
+#include "tests/integration/harness.h"
 
 extern char** environ;
 
@@ -63,12 +64,7 @@ class TempDir {
   std::string path_;
 };
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using corral::testing::readFile;
 
 struct ProcessResult {
   int exitCode = -1;   // -1 when killed by a signal
@@ -80,38 +76,19 @@ struct ProcessResult {
 // Runs a program to completion, capturing its output, with a deadline.
 ProcessResult runProgram(const std::vector<std::string>& args, const std::string& outputPath,
                          std::chrono::milliseconds deadline = 20s) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   const std::string errorPath = outputPath + ".err";
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, outputPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, errorPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  int spawnError = 0;
+  pid_t pid = corral::testing::spawnProcess(args, outputPath, errorPath, corral::testing::OutputMode::Truncate,
+                                            &spawnError);
   ProcessResult result;
-  if (rc != 0) {
+  if (pid < 0) {
     result.exitCode = -2;
-    result.output = fmt::format("posix_spawn({}): {}", args[0], std::strerror(rc));
+    result.output = fmt::format("posix_spawn({}): {}", args[0], std::strerror(spawnError));
     return result;
   }
-  int status = 0;
-  auto until = Clock::now() + deadline;
-  bool late = false;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (Clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      late = true;
-      break;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
+  std::optional<int> waited = corral::testing::waitWithDeadline(pid, deadline);
+  bool late = !waited;
+  int status = waited.value_or(0);
   result.exitCode = late ? -3 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   result.out = readFile(outputPath);
   result.err = readFile(errorPath);
@@ -154,18 +131,9 @@ class Daemon {
         CORRALD_PATH,  "--foreground", "--socket",          socket_,
         "--state-dir", stateDir_,      "--read-timeout-ms", std::to_string(kReadTimeout.count())};
     args.insert(args.end(), extraArgs.begin(), extraArgs.end());
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                     0644);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int rc = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
+    int rc = 0;
+    pid_ = corral::testing::spawnProcess(args, logPath_, {}, corral::testing::OutputMode::Append, &rc);
+    if (pid_ < 0) {
       pid_ = 0;
       return ::testing::AssertionFailure() << "posix_spawn(" << CORRALD_PATH << "): " << std::strerror(rc);
     }

@@ -29,8 +29,9 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kCgroupRoot = "/sys/fs/cgroup";
-constexpr const char* kParent = "corral-test";
-constexpr const char* kRollbackParent = "corral-test-rollback";
+// Per test process: ctest runs tests in parallel processes, and one test's teardown removes its parent.
+const std::string kParent = fmt::format("corral-test-{}", ::getpid());
+const std::string kRollbackParent = fmt::format("corral-test-rollback-{}", ::getpid());
 
 std::string slurp(const fs::path& path) {
   std::ifstream in(path);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "api/client.h"
+#include "tests/integration/harness.h"
 
 extern char** environ;
 
@@ -27,31 +28,10 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kCgroupParent = "corral-test-cli";
+// Per test process: ctest runs tests in parallel processes, and one test's teardown removes its parent.
+const std::string kCgroupParent = fmt::format("corral-test-cli-{}", ::getpid());
 
-std::string readWholeFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-pid_t spawn(const std::vector<std::string>& args, const std::string& outPath, const std::string& errPath) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
+using corral::testing::readFile;
 
 struct CliResult {
   int exitCode = -1;  // -1: killed by a signal or did not finish in time
@@ -77,19 +57,20 @@ class CliInstancesTest : public ::testing::Test {
     std::vector<std::string> args = {CORRALD_PATH,      "--foreground",  "--socket",    socket_,
                                      "--state-dir",     dir_ + "/state", "--image-dir", CORRAL_IMAGE_DIR,
                                      "--cgroup-parent", kCgroupParent};
-    daemon_ = spawn(args, dir_ + "/corrald.out", dir_ + "/corrald.err");
+    daemon_ = corral::testing::spawnProcess(args, dir_ + "/corrald.out", dir_ + "/corrald.err",
+                                            corral::testing::OutputMode::Truncate);
     ASSERT_GT(daemon_, 0);
     auto until = Clock::now() + 15s;
     while (Clock::now() < until) {
       int status = 0;
       if (::waitpid(daemon_, &status, WNOHANG) == daemon_) {
         daemon_ = 0;
-        FAIL() << "corrald exited during startup:\n" << readWholeFile(dir_ + "/corrald.err");
+        FAIL() << "corrald exited during startup:\n" << readFile(dir_ + "/corrald.err");
       }
       if (api::Client(socket_, 1s).call(api::GetInfo{})) return;
       std::this_thread::sleep_for(20ms);
     }
-    FAIL() << "corrald did not answer within 15 s:\n" << readWholeFile(dir_ + "/corrald.err");
+    FAIL() << "corrald did not answer within 15 s:\n" << readFile(dir_ + "/corrald.err");
   }
 
   void TearDown() override {
@@ -138,23 +119,12 @@ class CliInstancesTest : public ::testing::Test {
     std::string out = dir_ + "/cli.out";
     std::string err = dir_ + "/cli.err";
     CliResult result;
-    pid_t pid = spawn(args, out, err);
+    pid_t pid = corral::testing::spawnProcess(args, out, err, corral::testing::OutputMode::Truncate);
     if (pid <= 0) return result;
-    int status = 0;
-    auto until = Clock::now() + deadline;
-    bool late = false;
-    while (::waitpid(pid, &status, WNOHANG) == 0) {
-      if (Clock::now() > until) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        late = true;
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    result.exitCode = !late && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    result.out = readWholeFile(out);
-    result.err = readWholeFile(err);
+    std::optional<int> status = corral::testing::waitWithDeadline(pid, deadline);
+    result.exitCode = status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+    result.out = readFile(out);
+    result.err = readFile(err);
     return result;
   }
 

@@ -31,7 +31,8 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-constexpr const char* kCgroupParent = "corral-test-runtime";
+// Per test process: ctest runs tests in parallel processes, and one test's teardown removes its parent.
+const std::string kCgroupParent = fmt::format("corral-test-runtime-{}", ::getpid());
 const fs::path kImageRootfs = fs::path(CORRAL_IMAGE_DIR) / "busybox" / "rootfs";
 
 std::string readFile(const fs::path& path) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "api/client.h"
+#include "tests/integration/harness.h"
 
 extern char** environ;
 
@@ -29,7 +30,8 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kCgroupParent = "corral-test-inst";
+// Per test process: ctest runs tests in parallel processes, and one test's teardown removes its parent.
+const std::string kCgroupParent = fmt::format("corral-test-inst-{}", ::getpid());
 
 bool requireRoot() {
   if (::geteuid() == 0) return true;
@@ -37,12 +39,7 @@ bool requireRoot() {
   return false;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+std::string slurp(const std::string& path) { return corral::testing::readFile(path); }
 
 // Alive and not a zombie: after corrald's SIGKILL the container's parent is whichever reaper adopted it,
 // which may be slow to reap.
@@ -91,18 +88,8 @@ class InstanceDaemon {
     std::vector<std::string> args = {CORRALD_PATH,      "--foreground",  "--socket",    socket(),
                                      "--state-dir",     dir_ + "/state", "--image-dir", CORRAL_IMAGE_DIR,
                                      "--cgroup-parent", kCgroupParent};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                     0644);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int rc = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) return false;
+    pid_ = corral::testing::spawnProcess(args, out, {}, corral::testing::OutputMode::Append);
+    if (pid_ < 0) return false;
     auto until = Clock::now() + 15s;
     while (Clock::now() < until) {
       if (call("GET", "/v1/info").status == 200) return true;
