@@ -397,6 +397,8 @@ void readSpec(BodyFields& f, container::InstanceSpec& s) {
   f.optional("seccomp", s.seccomp);
   f.optional("user_namespace", s.userNamespace);
   f.optional("remove_on_exit", s.removeOnExit);
+  f.optional("kernel", s.kernel);
+  f.optional("initrd", s.initrd);
 }
 
 json specJson(const container::InstanceSpec& s) {
@@ -411,6 +413,8 @@ json specJson(const container::InstanceSpec& s) {
                {"seccomp", s.seccomp},
                {"user_namespace", s.userNamespace},
                {"remove_on_exit", s.removeOnExit}};
+  if (!s.kernel.empty()) body["kernel"] = s.kernel;
+  if (!s.initrd.empty()) body["initrd"] = s.initrd;
   body["memory"] = s.memory ? json(*s.memory) : json(nullptr);
   body["cpus"] = s.cpus ? json(*s.cpus) : json(nullptr);
   body["pids"] = s.pids ? json(*s.pids) : json(nullptr);

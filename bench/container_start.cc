@@ -130,12 +130,26 @@ Result<nlohmann::json> ociConfig(const fs::path& rootfs, const std::string& cgro
   if (!mode) return fail(mode.error());
   // The plan's mounts without its first two (make "/" private, bind the rootfs onto itself: OCI runtimes do
   // those themselves) and without the device-node binds (OCI runtimes create the same default devices).
-  auto plan = container::buildMountPlan(
-      {rootfs, "/nonexistent-bundle", false, 0, *mode == container::CgroupMode::Unified});
+  container::MountPlanInput planInput;
+  planInput.imageRootfs = rootfs;
+  planInput.bundleDir = "/nonexistent-bundle";
+  planInput.cgroup2 = *mode == container::CgroupMode::Unified;
+  auto plan = container::buildMountPlan(planInput);
   if (!plan) return fail(plan.error());
   nlohmann::json mounts = nlohmann::json::array();
+  const bool cgroupV1 = *mode != container::CgroupMode::Unified;
   for (const auto& entry : plan->mounts) {
     if (entry.fstype.empty() || entry.target == "/") continue;
+    // On v1 the OCI way to ask for what corral does (a tmpfs with every hierarchy, read-only) is one
+    // "cgroup" mount, which crun and runc expand themselves.
+    if (cgroupV1 && entry.target.starts_with("/sys/fs/cgroup")) {
+      if (entry.target == "/sys/fs/cgroup")
+        mounts.push_back({{"destination", entry.target},
+                          {"type", "cgroup"},
+                          {"source", "cgroup"},
+                          {"options", {"nosuid", "noexec", "nodev", "relatime", "ro"}}});
+      continue;
+    }
     mounts.push_back({{"destination", entry.target},
                       {"type", entry.fstype},
                       {"source", entry.source},
@@ -143,7 +157,8 @@ Result<nlohmann::json> ociConfig(const fs::path& rootfs, const std::string& cgro
   }
   nlohmann::json maskedPaths = nlohmann::json::array(), readonlyPaths = nlohmann::json::array();
   for (const auto& path : plan->maskedPaths) maskedPaths.push_back(path.path);
-  for (const auto& path : plan->readOnlyPaths) readonlyPaths.push_back(path.path);
+  for (const auto& path : plan->readOnlyPaths)
+    if (!cgroupV1 || path.path != "/sys/fs/cgroup") readonlyPaths.push_back(path.path);
 
   nlohmann::json syscalls = nlohmann::json::array();
   for (const auto& rule : config.seccomp.rules) {

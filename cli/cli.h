@@ -69,6 +69,7 @@ struct Command {
   std::function<int(const Invocation&)> run;
   // Everything after the first "--" is a command to run inside an instance, never parsed as options.
   bool takesCommand = false;
+  bool commandOptional = false;  // with takesCommand: "-- CMD" may be left out (corral run --vm)
   // Group only:
   std::vector<Command> subcommands;
   std::string epilog;  // printed at the end of the group's help (the global options, for the root)
@@ -165,6 +166,14 @@ int instanceExitCode(const json& instance);
 // when `interrupted` becomes true. Returns the last logs answer (state, exit code), or the daemon's error.
 Result<json> streamLogs(const api::Client& client, const std::string& name, bool follow,
                         const volatile sig_atomic_t* interrupted);
+// Waits until a VM that is "starting" is ready (or has failed to boot), showing progress on a terminal
+// (elapsed time, accelerator, the console's last line). Returns the instance as it is then; a boot that
+// failed is the daemon's exit reason and note (the console's last lines) as an error.
+Result<json> waitUntilReady(const api::Client& client, json instance,
+                            const volatile sig_atomic_t* interrupted);
+// "ready in 3.2 s (tcg: domain 310 ms + firmware 420 + kernel 1700 + userspace 800)" or the container's
+// "running (ready in 12.3 ms)".
+std::string displayReady(const json& instance);
 // One whole number ≥ 0 for a flag: "-t -1", "--pids x" are usage errors naming the flag.
 int64_t parseCountFlag(std::string_view flag, std::string_view text);
 

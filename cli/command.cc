@@ -111,7 +111,7 @@ int runLeaf(const Command& command, const std::string& path, const std::vector<s
     GlobalOptions effective = global;
     if (options.count("json")) effective.json = true;
     if (options.count("socket")) effective.socketPath = options["socket"].as<std::string>();
-    if (command.takesCommand && (!sawSeparator || trailing.empty())) {
+    if (command.takesCommand && !command.commandOptional && (!sawSeparator || trailing.empty())) {
       throw UsageError("no command given: put it after \"--\", e.g. -- echo hi");
     }
     return command.run(Invocation{effective, std::move(values), std::move(options), std::move(trailing)});

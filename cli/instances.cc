@@ -49,9 +49,17 @@ std::string oneDecimal(const json& value) {
   return value.is_number() ? fmt::format("{:.1f}", value.get<double>()) : "?";
 }
 
-// "12.3 ms total = clone 1.0 + cgroup 7.4 + rootfs 2.8 + network 0.0 + exec 0.6"
+// "12.3 ms total = clone 1.0 + cgroup 7.4 + rootfs 2.8 + network 0.0 + exec 0.6", or a VM's
+// "3412.0 ms total = domain 312.4 + firmware 401.2 + kernel 1830.0 + userspace 868.4 (guest uptime 2698 ms)"
 std::string bootSplit(const json& boot) {
   if (!boot.is_object() || !field(boot, "total_ms").is_number()) return "-";
+  if (boot.contains("domain_ms")) {
+    return fmt::format(
+        "{} total = domain {} + firmware {} + kernel {} + userspace {} (guest uptime {} ms at ready)",
+        displayMilliseconds(field(boot, "total_ms")), oneDecimal(field(boot, "domain_ms")),
+        oneDecimal(field(boot, "firmware_ms")), oneDecimal(field(boot, "kernel_ms")),
+        oneDecimal(field(boot, "userspace_ms")), oneDecimal(field(boot, "guest_uptime_ms")));
+  }
   return fmt::format("{} total = clone {} + cgroup {} + rootfs {} + network {} + exec {}",
                      displayMilliseconds(field(boot, "total_ms")), oneDecimal(field(boot, "clone_ms")),
                      oneDecimal(field(boot, "cgroup_ms")), oneDecimal(field(boot, "rootfs_ms")),
@@ -75,7 +83,45 @@ std::string displayCommand(const json& command) {
   return line;
 }
 
+void printVm(const json& instance) {
+  const json& spec = field(instance, "spec");
+  const json& vm = field(instance, "vm");
+  const json& boot = field(instance, "boot");
+  std::string accelerator = displayText(field(vm, "accelerator"));
+  if (field(vm, "accelerator_reason").is_string())
+    accelerator += " (" + displayText(field(vm, "accelerator_reason")) + ")";
+  std::vector<std::pair<std::string, std::string>> lines = {
+      {"name", displayText(field(instance, "name"))},
+      {"kind", "vm (its own kernel, on a hypervisor)"},
+      {"state", displayInstanceState(instance)},
+      {"image", displayText(field(instance, "image"))},
+      {"hostname", orNone(field(spec, "hostname"), displayText(field(instance, "name")))},
+      {"domain", displayText(field(vm, "domain"))},
+      {"accelerator", accelerator},
+      {"qemu pid", displayText(field(instance, "pid"))},
+      {"ip", displayText(field(instance, "ip"))},
+      {"boot", bootSplit(boot)},
+      {"guest kernel", boot.is_object() ? orNone(field(boot, "guest_kernel"), "-") : "-"},
+      {"memory", field(vm, "memory_bytes").is_number()
+                     ? fmt::format("{} MiB", field(vm, "memory_bytes").get<uint64_t>() >> 20)
+                     : "-"},
+      {"vcpus", displayText(field(vm, "vcpus"))},
+      {"kernel", displayText(field(vm, "kernel"))},
+      {"initrd", displayText(field(vm, "initrd"))},
+      {"remove on exit", displayText(field(spec, "remove_on_exit"))},
+      {"created", displayTime(field(instance, "created_at"))},
+      {"started", displayTime(field(instance, "started_at"))},
+      {"finished", displayTime(field(instance, "finished_at"))},
+      {"exit reason", displayText(field(instance, "exit_reason"))},
+      {"exit note", displayText(field(instance, "exit_note"))},
+      {"agent socket", displayText(field(vm, "agent_socket"))},
+      {"console log", displayText(field(instance, "log_path"))},
+  };
+  printFields(lines);
+}
+
 void printInstance(const json& instance) {
+  if (field(instance, "kind") == "vm") return printVm(instance);
   const json& spec = field(instance, "spec");
   std::vector<std::pair<std::string, std::string>> lines = {
       {"name", displayText(field(instance, "name"))},
@@ -133,6 +179,8 @@ std::string displayInstanceState(const json& instance) {
   if (reason == "oom-killed") return "oom-killed";
   if (reason == "lost") return "lost";  // it ended while corrald was not watching
   if (reason == "stopped") return "stopped" + how;
+  if (reason.is_string() && field(instance, "kind") == "vm")
+    return displayText(reason);  // shutdown, crashed, ...
   if (signal.is_number_integer()) return "killed" + how;
   if (code.is_number_integer()) return "exited" + how;
   return state;
@@ -150,6 +198,60 @@ int instanceExitCode(const json& instance) {
   const json& code = field(instance, "exit_code");
   if (code.is_number_integer()) return static_cast<int>(code.get<int64_t>());
   return 1;  // no code known: the command cannot be said to have succeeded
+}
+
+std::string displayReady(const json& instance) {
+  const json& boot = field(instance, "boot");
+  if (field(instance, "kind") != "vm") {
+    return fmt::format("running (ready in {})", displayMilliseconds(field(boot, "total_ms")));
+  }
+  return fmt::format("running: guest ready in {} ({}, guest kernel {})",
+                     displayMilliseconds(field(boot, "total_ms")), displayText(field(boot, "accelerator")),
+                     displayText(field(boot, "guest_kernel")));
+}
+
+Result<json> waitUntilReady(const api::Client& client, json instance,
+                            const volatile sig_atomic_t* interrupted) {
+  const std::string name = displayText(field(instance, "name"));
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  auto began = std::chrono::steady_clock::now();
+  int64_t offset = 0;
+  std::string lastLine;
+  bool drew = false;
+  while (field(instance, "state") == "starting" && !(interrupted && *interrupted)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (tty) {
+      // The console's newest line says how far the guest has come.
+      if (Result<json> logs = client.call(api::GetInstanceLogs{name, offset}); logs) {
+        offset =
+            field(*logs, "next_offset").is_number() ? field(*logs, "next_offset").get<int64_t>() : offset;
+        std::string data = displayText(field(*logs, "data"));
+        std::erase(data, '\r');
+        while (!data.empty() && data.back() == '\n') data.pop_back();
+        if (!data.empty())
+          lastLine = data.substr(data.rfind('\n') == std::string::npos ? 0 : data.rfind('\n') + 1);
+      }
+      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+      std::string line =
+          fmt::format("starting {} [{}] {:.1f} s  {}", name,
+                      displayText(field(field(instance, "boot"), "accelerator")), seconds, lastLine);
+      if (line.size() > 100) line.resize(100);
+      std::cerr << "\r\033[K" << line << std::flush;
+      drew = true;
+    }
+    Result<json> now = client.call(api::GetInstance{name});
+    if (!now) {
+      if (drew) std::cerr << "\r\033[K" << std::flush;
+      return now;
+    }
+    instance = std::move(*now);
+  }
+  if (drew) std::cerr << "\r\033[K" << std::flush;
+  if (field(instance, "state") == "running") return instance;
+  if (interrupted && *interrupted) return instance;
+  return fail(Error(ErrorKind::Unavailable,
+                    fmt::format("{} did not become ready: {}\n{}", name, displayInstanceState(instance),
+                                displayText(field(instance, "exit_note")))));
 }
 
 Result<json> streamLogs(const api::Client& client, const std::string& name, bool follow,
@@ -296,11 +398,19 @@ Command stopCommand() {
 Command startCommand() {
   return leaf("start", "start a stopped instance again (same writable layer, fresh process)",
               {instanceArgument()}, "", nullptr, [](const Invocation& invocation) {
-                return respond(
-                    invocation, api::StartInstance{invocation.arguments[0]}, [](const json& instance) {
-                      fmt::print("{} running (ready in {})\n", displayText(field(instance, "name")),
-                                 displayMilliseconds(field(field(instance, "boot"), "total_ms")));
-                    });
+                api::Client client(invocation.global.socketPath);
+                Result<json> instance = client.call(api::StartInstance{invocation.arguments[0]});
+                if (instance) instance = waitUntilReady(client, std::move(*instance), nullptr);
+                if (!instance) {
+                  printError(instance.error());
+                  return 1;
+                }
+                if (invocation.global.json) {
+                  std::cout << instance->dump(2) << "\n";
+                } else {
+                  fmt::print("{} {}\n", displayText(field(*instance, "name")), displayReady(*instance));
+                }
+                return 0;
               });
 }
 

@@ -36,14 +36,17 @@ container::InstanceSpec specFromFlags(const Invocation& invocation) {
   if (invocation.flag("vm") && invocation.flag("container")) {
     throw UsageError("--vm and --container cannot be used together");
   }
-  if (invocation.flag("vm")) {
-    throw UsageError("--vm: VMs arrive with the VM milestone; for now every instance is a --container");
-  }
   container::InstanceSpec spec;
-  spec.kind = "container";
+  spec.kind = invocation.flag("vm") ? "vm" : "container";
+  if (spec.kind == "container" && invocation.command.empty()) {
+    throw UsageError("no command given: put it after \"--\", e.g. -- echo hi");
+  }
   spec.image = invocation.value("image").value_or("busybox");
   spec.name = invocation.value("name").value_or(generatedName(spec.image));
-  spec.command = invocation.command;
+  // A VM runs its image's init; the command runs through its guest agent once it is ready.
+  if (spec.kind == "container") spec.command = invocation.command;
+  spec.kernel = invocation.value("kernel").value_or("");
+  spec.initrd = invocation.value("initrd").value_or("");
   spec.env = values(invocation, "env");
   spec.hostname = invocation.value("hostname").value_or("");
   spec.memory = invocation.value("memory");
@@ -55,14 +58,20 @@ container::InstanceSpec specFromFlags(const Invocation& invocation) {
   spec.userNamespace = invocation.flag("user-ns");
   // In the foreground the CLI removes the instance itself once it has read all the output; the daemon's
   // own removal could race the last read of the logs.
-  spec.removeOnExit = invocation.flag("rm") && invocation.flag("detach");
+  // A VM without a command keeps running after `corral run` returns: --rm then applies when it stops.
+  spec.removeOnExit = invocation.flag("rm") &&
+                      (invocation.flag("detach") || (spec.kind == "vm" && invocation.command.empty()));
   return spec;
 }
 
 void addRunOptions(po::options_description& options) {
-  options.add_options()                                                                                  //
-      ("container", "run a container, which shares the host's kernel (the default)")                     //
-      ("vm", "run a virtual machine with its own kernel (arrives with the VM milestone)")                //
+  options.add_options()                                                                                //
+      ("container", "run a container, which shares the host's kernel (the default)")                   //
+      ("vm", "run a virtual machine with its own kernel (libvirt/QEMU; KVM or TCG, see corral info)")  //
+      ("kernel", po::value<std::string>()->value_name("PATH"),
+       "VMs: boot this kernel instead of the image's")  //
+      ("initrd", po::value<std::string>()->value_name("PATH"),
+       "VMs: this initramfs instead of the image's")                                                     //
       ("image", po::value<std::string>()->value_name("IMAGE"), "the root filesystem (default busybox)")  //
       ("name", po::value<std::string>()->value_name("NAME"),
        "1-63 of a-z, 0-9 and '-' (default: IMAGE-RANDOM; cattle, not pets)")  //
@@ -100,6 +109,43 @@ int stopAfterInterrupt(const api::Client& client, const std::string& name, bool 
   return 130;
 }
 
+// A VM: wait for its guest (with progress on a terminal), then run the command, if any, through the agent.
+int finishVmRun(const api::Client& client, json instance, const Invocation& invocation, bool detach,
+                bool remove) {
+  const std::string name = displayText(field(instance, "name"));
+  Result<json> ready = waitUntilReady(client, std::move(instance), detach ? nullptr : &interrupted);
+  if (interrupted) return stopAfterInterrupt(client, name, remove);
+  if (!ready) {
+    printError(ready.error());
+    if (remove) [[maybe_unused]]
+      auto removed = client.call(api::RemoveInstance{name, true});
+    return 1;
+  }
+  if (invocation.command.empty() || detach) {
+    if (invocation.global.json) {
+      std::cout << ready->dump(2) << "\n";
+    } else {
+      fmt::print("{} {}\n", name, displayReady(*ready));
+    }
+    return 0;
+  }
+  api::Client patient(client.socketPath(), std::chrono::hours(24));
+  Result<json> result = patient.call(api::ExecInstance{name, invocation.command, {}});
+  int code = 1;
+  if (!result) {
+    printError(result.error());
+  } else {
+    std::cout << displayText(field(*result, "stdout")) << std::flush;
+    std::cerr << displayText(field(*result, "stderr")) << std::flush;
+    code = instanceExitCode(*result);
+  }
+  if (remove) {
+    Result<json> removed = patient.call(api::RemoveInstance{name, true});
+    if (!removed && removed.error().kind() != ErrorKind::NotFound) printError(removed.error());
+  }
+  return code;
+}
+
 int runInstance(const Invocation& invocation) {
   container::InstanceSpec spec = specFromFlags(invocation);
   bool detach = invocation.flag("detach");
@@ -118,6 +164,7 @@ int runInstance(const Invocation& invocation) {
     return 1;
   }
   const std::string name = spec.name;
+  if (spec.kind == "vm") return finishVmRun(client, *instance, invocation, detach, remove);
   if (detach) {
     if (invocation.global.json) {
       std::cout << instance->dump(2) << "\n";
@@ -156,13 +203,17 @@ Command runCommand() {
       "run",
       "create and start an instance. A container shares the host's kernel, so it boots in milliseconds;\n"
       "without -d its output streams here and corral exits with its command's exit code (Ctrl-C stops it).\n"
+      "A --vm boots its own kernel (seconds under TCG): corral waits until its guest is ready, showing\n"
+      "progress; CMD, if given, then runs in the guest through its agent (like corral exec).\n"
       "Instances are cattle, not pets: give them --rm and run a fresh one rather than repairing an old one.",
       {},
-      "[--container] [--image IMAGE] [--name NAME] [--memory SIZE] [--cpus N] [--pids N] [--hostname H] "
+      "[--container | --vm] [--image IMAGE] [--kernel PATH] [--initrd PATH] [--name NAME] [--memory SIZE] "
+      "[--cpus N] [--pids N] [--hostname H] "
       "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] [--rm] [-d] "
       "-- CMD [ARGS...]",
       addRunOptions, runInstance);
   command.takesCommand = true;
+  command.commandOptional = true;  // a VM needs none; a container does (checked in specFromFlags)
   return command;
 }
 

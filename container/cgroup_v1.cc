@@ -161,13 +161,20 @@ class CgroupV1 final : public Cgroup {
   std::vector<Hierarchy> hierarchies_;
 };
 
-// The hierarchies this driver uses, in creation order; "memory" first (path() and stats).
-constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "devices"};
+// The hierarchies a new container joins, in creation order; "memory" first (path() and stats). Only those
+// that limit or account: each joined v1 hierarchy costs a cgroup.procs write at start and an rmdir at
+// removal (bench/README.md has the numbers). freezer stays for killAll; cpuset and devices would only
+// repeat the parent's settings.
+constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+// Reattaching also looks at the hierarchies containers of earlier versions joined.
+constexpr const char* kReattachControllers[] = {"memory", "cpu",     "cpuacct", "pids",
+                                                "cpuset", "freezer", "devices"};
 
+template <class Controllers>
 Result<std::vector<Hierarchy>> findHierarchies(const std::string& root, const std::string& relative,
-                                               const ResourceLimits* limits) {
+                                               const ResourceLimits* limits, const Controllers& controllers) {
   std::vector<Hierarchy> found;
-  for (const char* controller : kControllers) {
+  for (const char* controller : controllers) {
     std::string base = findV1Hierarchy(root, controller);
     bool required = std::string_view(controller) == "memory" ||
                     (limits && std::string_view(controller) == "cpu" && limits->cpuMillis) ||
@@ -184,19 +191,6 @@ Result<std::vector<Hierarchy>> findHierarchies(const std::string& root, const st
     found.push_back({name.find(',') != std::string::npos ? name : controller, base, base + relative});
   }
   return found;
-}
-
-// cpuset starts empty in a new v1 group and nothing can join it until cpus and mems are set.
-Status inheritCpuset(const CgroupFiles& files, const std::string& from, const std::string& to) {
-  for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
-    auto mine = files.read(to + "/" + file);
-    if (!mine) return fail(mine.error());
-    if (!trimmed(*mine).empty()) continue;
-    auto parent = files.read(from + "/" + file);
-    if (!parent) return fail(parent.error());
-    if (auto ok = files.write(to + "/" + file, trimmed(*parent)); !ok) return fail(ok.error());
-  }
-  return {};
 }
 
 }  // namespace
@@ -246,7 +240,7 @@ std::vector<CgroupFileWrite> cgroupV1LimitWrites(const ResourceLimits& limits, b
 Result<std::unique_ptr<Cgroup>> createCgroupV1(const std::string& name, const ResourceLimits& limits,
                                                const CgroupOptions& options) {
   const std::string relative = "/" + options.parent + "/" + name;
-  auto hierarchies = findHierarchies(options.root, relative, &limits);
+  auto hierarchies = findHierarchies(options.root, relative, &limits, kControllers);
   if (!hierarchies) return fail(hierarchies.error());
   CgroupFiles files = CgroupFiles::forTree(hierarchies->front().base);
 
@@ -259,15 +253,11 @@ Result<std::unique_ptr<Cgroup>> createCgroupV1(const std::string& name, const Re
       if (auto ok = files.makeDirectory(parentDir); !ok && ok.error().errnum() != EEXIST)
         return fail(ok.error());
     }
-    if (h.has("cpuset"))
-      if (auto ok = inheritCpuset(files, h.base, parentDir); !ok) return fail(ok.error());
     if (auto ok = files.makeDirectory(h.dir); !ok) {
       if (ok.error().errnum() == EEXIST) return fail(conflict("cgroup \"{}\" already exists", h.dir));
       return fail(ok.error());
     }
     cgroup->adopt(h);
-    if (h.has("cpuset"))
-      if (auto ok = inheritCpuset(files, parentDir, h.dir); !ok) return fail(ok.error());
   }
 
   // The root memory group has memory.memsw.* exactly when the kernel accounts swap.
@@ -282,7 +272,7 @@ Result<std::unique_ptr<Cgroup>> createCgroupV1(const std::string& name, const Re
 
 Result<std::unique_ptr<Cgroup>> openCgroupV1(const std::string& name, const CgroupOptions& options) {
   const std::string relative = "/" + options.parent + "/" + name;
-  auto hierarchies = findHierarchies(options.root, relative, nullptr);
+  auto hierarchies = findHierarchies(options.root, relative, nullptr, kReattachControllers);
   if (!hierarchies) return fail(hierarchies.error());
   CgroupFiles files = CgroupFiles::forTree(hierarchies->front().base);
   if (!files.isDirectory(hierarchies->front().dir))

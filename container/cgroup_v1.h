@@ -1,5 +1,5 @@
 // The cgroup v1 driver (legacy and hybrid hosts): one directory per controller hierarchy,
-// ROOT/<hierarchy>/PARENT/NAME, for memory, cpu, pids and, when mounted, cpuset, freezer, devices, cpuacct.
+// ROOT/<hierarchy>/PARENT/NAME, for memory, cpu, pids and, when mounted, cpuacct and freezer.
 #pragma once
 
 #include <memory>

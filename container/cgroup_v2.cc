@@ -49,17 +49,20 @@ class CgroupV2 final : public Cgroup {
 
   Result<CgroupStats> stats() const override {
     CgroupStats stats;
-    auto current = files_.readNumber(dir_ + "/memory.current");
-    if (!current) return fail(current.error());
-    stats.memoryCurrentBytes = current->value_or(0);
-    if (files_.exists(dir_ + "/memory.peak")) {  // 5.19 and later
-      auto peak = files_.readNumber(dir_ + "/memory.peak");
-      if (!peak) return fail(peak.error());
-      stats.memoryPeakBytes = peak->value_or(0);
+    // Without the memory controller (not offered by the tree) the memory figures stay 0.
+    if (!files_.kernel() || files_.exists(dir_ + "/memory.current")) {
+      auto current = files_.readNumber(dir_ + "/memory.current");
+      if (!current) return fail(current.error());
+      stats.memoryCurrentBytes = current->value_or(0);
+      if (files_.exists(dir_ + "/memory.peak")) {  // 5.19 and later
+        auto peak = files_.readNumber(dir_ + "/memory.peak");
+        if (!peak) return fail(peak.error());
+        stats.memoryPeakBytes = peak->value_or(0);
+      }
+      auto oomKills = files_.readKeyed(dir_ + "/memory.events", "oom_kill");
+      if (!oomKills) return fail(oomKills.error());
+      stats.oomKills = *oomKills;
     }
-    auto oomKills = files_.readKeyed(dir_ + "/memory.events", "oom_kill");
-    if (!oomKills) return fail(oomKills.error());
-    stats.oomKills = *oomKills;
     if (files_.exists(dir_ + "/pids.current")) {
       auto pids = files_.readNumber(dir_ + "/pids.current");
       if (!pids) return fail(pids.error());
@@ -151,13 +154,15 @@ Result<std::unique_ptr<Cgroup>> createCgroupV2(const std::string& name, const Re
   CgroupFiles files = CgroupFiles::forTree(root);
   if (!files.isDirectory(root)) return fail(unavailable("cgroup v2 root \"{}\" is not a directory", root));
 
-  // memory is always wanted (usage and OOM accounting); cpu and pids when a limit needs them.
+  // Each controller is enabled when the kernel offers it (usage and OOM accounting) and required only when
+  // a limit needs it: a v2 tree without controllers (a hybrid host's unified mount) still groups, counts
+  // and kills the container's processes.
   auto available = files.read(root + "/cgroup.controllers");
   if (!available) return fail(available.error());
   const std::set<std::string> availableSet = splitWords(*available);
   std::vector<std::string> wanted;
   for (const char* controller : {"memory", "cpu", "pids"}) {
-    bool required = std::string_view(controller) == "memory" ||
+    bool required = (std::string_view(controller) == "memory" && limits.memoryBytes) ||
                     (std::string_view(controller) == "cpu" && limits.cpuMillis) ||
                     (std::string_view(controller) == "pids" && limits.pids);
     if (availableSet.contains(controller)) {

@@ -2,6 +2,7 @@
 // child-side code that applies it before pivot_root. The child half makes only system calls.
 #include "container/mounts.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mount.h>
@@ -10,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
@@ -32,6 +34,62 @@ Status checkPath(const std::filesystem::path& path, const char* field) {
 }
 
 }  // namespace
+
+std::vector<HostCgroupHierarchy> parseHostCgroupHierarchies(std::string_view mountinfo,
+                                                            std::string_view root) {
+  // Mount options that configure a v1 hierarchy rather than select it; mounting an existing hierarchy
+  // again needs only its controllers and name= (others would be ignored with a warning).
+  static constexpr std::string_view kNotSelectors[] = {
+      "rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods", "none"};
+  std::vector<HostCgroupHierarchy> found;
+  auto split = [](std::string_view text, char separator) {
+    std::vector<std::string_view> parts;
+    while (!text.empty()) {
+      size_t at = text.find(separator);
+      if (at != 0) parts.push_back(text.substr(0, at));
+      if (at == std::string_view::npos) break;
+      text.remove_prefix(at + 1);
+    }
+    return parts;
+  };
+  for (std::string_view line : split(mountinfo, '\n')) {
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+    std::vector<std::string_view> fields = split(line, ' ');
+    auto dash = std::find(fields.begin(), fields.end(), "-");
+    if (fields.size() < 5 || dash == fields.end() || fields.end() - dash < 4) continue;
+    std::string_view mountPoint = fields[4];
+    std::string_view fstype = dash[1];
+    if (fstype != "cgroup" && fstype != "cgroup2") continue;
+    if (mountPoint.size() <= root.size() + 1 || !mountPoint.starts_with(root) ||
+        mountPoint[root.size()] != '/')
+      continue;
+    std::string_view name = mountPoint.substr(root.size() + 1);
+    if (name.find('/') != std::string_view::npos || name == "." || name == "..") continue;
+    std::string options;
+    if (fstype == "cgroup") {
+      for (std::string_view option : split(dash[3], ',')) {
+        if (option.starts_with("release_agent=") ||
+            std::find(std::begin(kNotSelectors), std::end(kNotSelectors), option) != std::end(kNotSelectors))
+          continue;
+        if (!options.empty()) options += ',';
+        options += option;
+      }
+    }
+    found.push_back({std::string(name), std::string(fstype), std::move(options)});
+  }
+  return found;
+}
+
+std::string hostsFileText(std::string_view hostname, const std::optional<std::string>& address) {
+  return fmt::format("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
+                     address.value_or("127.0.1.1"), hostname);
+}
+
+std::string resolvConfText(const std::vector<std::string>& nameservers) {
+  std::string text;
+  for (const auto& server : nameservers) text += fmt::format("nameserver {}\n", server);
+  return text;
+}
 
 std::vector<std::string> dockerMaskedPaths() {
   return {"/proc/asound",      "/proc/acpi",          "/proc/interrupts", "/proc/kcore",
@@ -61,7 +119,7 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
   plan.workDir = (bundle / "work").string();
   plan.overlayData =
       fmt::format("lowerdir={},upperdir={},workdir={}", image.string(), plan.upperDir, plan.workDir);
-  plan.requiredDirectories = {"/proc", "/sys", "/dev", "/run", "/run/host"};
+  plan.requiredDirectories = {"/proc", "/sys", "/dev", "/run", "/run/host", "/etc"};
 
   auto add = [&](std::string source, std::string target, std::string fstype, unsigned long flags,
                  std::string data, MountTarget create = MountTarget::Existing) {
@@ -75,7 +133,31 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
       MountEntry{plan.rootfs, "/", plan.rootfs, "", MS_BIND | MS_REC, "", MountTarget::Existing};
   add("proc", "/proc", "proc", kNoSuidDevExec, "");
   add("sysfs", "/sys", "sysfs", kNoSuidDevExec | MS_RDONLY, "");
-  if (input.cgroup2) add("cgroup", "/sys/fs/cgroup", "cgroup2", kNoSuidDevExec | MS_RDONLY, "");
+  std::vector<std::string> cgroupLinkNames;  // v1 co-mounts: cpu → cpu,cpuacct (as runc does)
+  std::vector<std::string> cgroupLinkTargets;
+  if (input.cgroup2) {
+    add("cgroup", "/sys/fs/cgroup", "cgroup2", kNoSuidDevExec | MS_RDONLY, "");
+  } else if (input.userNamespace) {
+    add("tmpfs", "/sys/fs/cgroup", "tmpfs", kNoSuidDevExec | MS_RDONLY, "mode=755,size=0");
+  } else {
+    // Writable until the hierarchies' directories and symlinks exist; read-only via readOnlyPaths below.
+    add("tmpfs", "/sys/fs/cgroup", "tmpfs", kNoSuidDevExec, "mode=755");
+    for (const auto& hierarchy : input.cgroupV1Hierarchies) {
+      add(hierarchy.fstype, "/sys/fs/cgroup/" + hierarchy.name, hierarchy.fstype, kNoSuidDevExec | MS_RDONLY,
+          hierarchy.options, MountTarget::Directory);
+      if (hierarchy.fstype != "cgroup" || hierarchy.name.find(',') == std::string::npos) continue;
+      std::string_view rest = hierarchy.name;
+      while (!rest.empty()) {
+        std::string_view part = rest.substr(0, rest.find(','));
+        rest.remove_prefix(std::min(rest.size(), part.size() + 1));
+        bool taken = std::any_of(input.cgroupV1Hierarchies.begin(), input.cgroupV1Hierarchies.end(),
+                                 [&](const HostCgroupHierarchy& h) { return h.name == part; });
+        if (part.empty() || part.starts_with("name=") || taken) continue;
+        cgroupLinkNames.emplace_back(part);
+        cgroupLinkTargets.push_back(hierarchy.name);
+      }
+    }
+  }
   add("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
   for (const auto& node : containerDeviceNodes()) {
     add("/dev/" + node, "/dev/" + node, "", MS_BIND, "", MountTarget::File);
@@ -96,9 +178,38 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
   link("/proc/self/fd/0", "/dev/stdin");
   link("/proc/self/fd/1", "/dev/stdout");
   link("/proc/self/fd/2", "/dev/stderr");
+  for (size_t i = 0; i < cgroupLinkNames.size(); ++i)
+    link(cgroupLinkTargets[i], "/sys/fs/cgroup/" + cgroupLinkNames[i]);
 
   for (const auto& path : dockerMaskedPaths()) plan.maskedPaths.push_back({path, plan.rootfs + path});
   for (const auto& path : dockerReadOnlyPaths()) plan.readOnlyPaths.push_back({path, plan.rootfs + path});
+  if (!input.cgroup2 && !input.userNamespace)
+    plan.readOnlyPaths.push_back({"/sys/fs/cgroup", plan.rootfs + "/sys/fs/cgroup"});
+
+  // Characters that would break the files' line format; the daemon's validation is stricter still.
+  for (char c : input.hostname) {
+    if (static_cast<unsigned char>(c) <= ' ' || c == '#' || c == 0x7f)
+      return fail(invalidField("hostname", "hostname \"{}\" contains whitespace, a control character or '#'",
+                               input.hostname));
+  }
+  auto isAddress = [](const std::string& text) {
+    unsigned char buffer[sizeof(in6_addr)];
+    return ::inet_pton(AF_INET, text.c_str(), buffer) == 1 ||
+           ::inet_pton(AF_INET6, text.c_str(), buffer) == 1;
+  };
+  if (input.ipAddress && !isAddress(*input.ipAddress))
+    return fail(invalidField("ip_address", "\"{}\" is not an IPv4 or IPv6 address", *input.ipAddress));
+  for (size_t i = 0; i < input.nameservers.size(); ++i) {
+    if (!isAddress(input.nameservers[i]))
+      return fail(invalidField(fmt::format("nameservers[{}]", i), "\"{}\" is not an IPv4 or IPv6 address",
+                               input.nameservers[i]));
+  }
+  if (!input.hostname.empty()) {
+    plan.etcFiles.push_back({"/etc/hostname", input.hostname + "\n"});
+    plan.etcFiles.push_back({"/etc/hosts", hostsFileText(input.hostname, input.ipAddress)});
+  }
+  if (!input.nameservers.empty())
+    plan.etcFiles.push_back({"/etc/resolv.conf", resolvConfText(input.nameservers)});
   return plan;
 }
 

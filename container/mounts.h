@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -35,12 +37,47 @@ struct ContainerPath {
   std::string hostPath;  // "<bundle>/rootfs/proc/kcore"
 };
 
+// One cgroup hierarchy the host mounts directly under /sys/fs/cgroup (from /proc/self/mountinfo).
+struct HostCgroupHierarchy {
+  std::string name;     // the directory under /sys/fs/cgroup: "memory", "cpu,cpuacct", "systemd", "unified"
+  std::string fstype;   // "cgroup" (v1) or "cgroup2"
+  std::string options;  // v1: the controllers and name= that select the hierarchy ("cpu,cpuacct",
+                        // "name=systemd"); empty for cgroup2
+  bool operator==(const HostCgroupHierarchy&) const = default;
+};
+
+// The hierarchies mounted at ROOT/<name> in a mountinfo text, in mountinfo order. Other mounts, deeper
+// ones and cgroup mounts elsewhere are ignored.
+std::vector<HostCgroupHierarchy> parseHostCgroupHierarchies(std::string_view mountinfo,
+                                                            std::string_view root = "/sys/fs/cgroup");
+
+// A file the runtime writes into the container's writable layer before it starts (see runtime.cc).
+struct GeneratedFile {
+  std::string path;  // "/etc/hosts"
+  std::string content;
+  bool operator==(const GeneratedFile&) const = default;
+};
+
+// "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", then the hostname on
+// `address` (the container's own IP), or on 127.0.1.1 while it has none.
+std::string hostsFileText(std::string_view hostname, const std::optional<std::string>& address);
+// "nameserver X" per server.
+std::string resolvConfText(const std::vector<std::string>& nameservers);
+
 struct MountPlanInput {
   std::filesystem::path imageRootfs;  // the overlay's read-only lower layer
   std::filesystem::path bundleDir;    // upper/, work/ and rootfs/ live here
   bool userNamespace = false;
   uint32_t mappedIds = 0;  // with a user namespace: how many ids are mapped from container 0 up
   bool cgroup2 = false;    // the host is pure v2: mount the (namespaced) cgroup2 tree read-only
+  // Otherwise (v1 or hybrid host): the host's hierarchies, re-mounted read-only from inside the container's
+  // cgroup namespace on a tmpfs at /sys/fs/cgroup, as runc does. Ignored with a user namespace, where the
+  // kernel refuses v1 cgroup mounts: /sys/fs/cgroup is then an empty read-only tmpfs.
+  std::vector<HostCgroupHierarchy> cgroupV1Hierarchies;
+  // /etc/hostname and /etc/hosts are always generated; /etc/resolv.conf only with nameservers.
+  std::string hostname;
+  std::optional<std::string> ipAddress;
+  std::vector<std::string> nameservers;
 };
 
 struct MountPlan {
@@ -58,6 +95,7 @@ struct MountPlan {
   std::vector<SymlinkEntry> symlinks;
   std::vector<ContainerPath> maskedPaths;    // /dev/null over files, an empty read-only tmpfs over dirs
   std::vector<ContainerPath> readOnlyPaths;  // bound onto themselves and remounted read-only
+  std::vector<GeneratedFile> etcFiles;       // written into the writable layer by the parent
   std::string nullDevice = "/dev/null";      // host device used to mask files
 };
 

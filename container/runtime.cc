@@ -539,10 +539,64 @@ bool isMountPoint(const std::filesystem::path& path) {
   return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
 
+// The cgroup hierarchies the host mounts under /sys/fs/cgroup, for the container's own view of them.
+Result<std::vector<HostCgroupHierarchy>> hostCgroupHierarchies() {
+  UniqueFd fd(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail(systemError(errno, "open(\"/proc/self/mountinfo\")"));
+  std::string text;
+  char buffer[8192];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(systemError(errno, "read(\"/proc/self/mountinfo\")"));
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return parseHostCgroupHierarchies(text);
+}
+
+// Writes /etc/hostname, /etc/hosts and (with nameservers) /etc/resolv.conf into the merged rootfs, that
+// is into the container's writable layer. Chosen over bind mounts from the bundle (Docker's way): no
+// extra mounts in the child, no bind source the mapped root of a user namespace would have to reach
+// through the bundle's parents, and no bind onto an image path that might be a symlink; the daemon can
+// still rewrite them while the container runs (the overlay stays mounted on the host), and they go with
+// the bundle. An image's symlink at one of these paths is replaced by the file (O_NOFOLLOW throughout:
+// resolved here, on the host, a symlink would point at the host's files). With a user namespace the
+// files belong to the container's root, so it may edit them as it could its own.
+Status writeEtcFilesFromParent(const MountPlan& plan, const ContainerConfig& config) {
+  if (plan.etcFiles.empty()) return {};
+  std::string etc = plan.rootfs + "/etc";
+  UniqueFd dir(::open(etc.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) return fail(systemError(errno, fmt::format("open(\"{}\", O_DIRECTORY|O_NOFOLLOW)", etc)));
+  for (const auto& file : plan.etcFiles) {
+    std::string name = file.path.substr(file.path.rfind('/') + 1);
+    std::string path = plan.rootfs + file.path;
+    struct stat st {};
+    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) {
+      if (S_ISDIR(st.st_mode))
+        return fail(invalidField("image_rootfs", "image rootfs: \"{}\" is a directory", file.path));
+      if (::unlinkat(dir.get(), name.c_str(), 0) != 0)
+        return fail(systemError(errno, fmt::format("unlink(\"{}\")", path)));
+    }
+    UniqueFd fd(
+        ::openat(dir.get(), name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\", O_CREAT|O_NOFOLLOW)", path)));
+    if (::write(fd.get(), file.content.data(), file.content.size()) !=
+        static_cast<ssize_t>(file.content.size()))
+      return fail(systemError(errno, fmt::format("write(\"{}\")", path)));
+    if (config.userNamespace) {
+      uid_t id = config.userNamespace->hostId;
+      if (::fchown(fd.get(), id, id) != 0)
+        return fail(systemError(errno, fmt::format("chown(\"{}\", {})", path, id)));
+    }
+  }
+  return {};
+}
+
 // Creates what the mount plan needs in the merged rootfs (as host root, so the image owns nothing new)
 // and the systemd container-interface file. Mount points must be real directories: a symlink there
 // would make the child mount onto a host path.
-Status prepareRootfsFromParent(const MountPlan& plan) {
+Status prepareRootfsFromParent(const MountPlan& plan, const ContainerConfig& config) {
   for (const auto& dir : plan.requiredDirectories) {
     std::string path = plan.rootfs + dir;
     struct stat st {};
@@ -555,6 +609,7 @@ Status prepareRootfsFromParent(const MountPlan& plan) {
     if (errno != ENOENT) return fail(systemError(errno, fmt::format("lstat(\"{}\")", path)));
     if (::mkdir(path.c_str(), 0755) != 0) return fail(systemError(errno, fmt::format("mkdir(\"{}\")", path)));
   }
+  if (auto ok = writeEtcFilesFromParent(plan, config); !ok) return ok;
   std::string manager = plan.rootfs + "/run/host/container-manager";
   UniqueFd fd(::open(manager.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0444));
   if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", manager)));
@@ -633,9 +688,20 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   auto mode = detectCgroupMode(config.cgroupOptions.root);
   if (!mode) return fail(mode.error().wrap("cgroup"));
 
-  MountPlanInput planInput{config.imageRootfs, config.bundleDir, config.userNamespace.has_value(),
-                           config.userNamespace ? config.userNamespace->count : 0,
-                           *mode == CgroupMode::Unified};
+  MountPlanInput planInput;
+  planInput.imageRootfs = config.imageRootfs;
+  planInput.bundleDir = config.bundleDir;
+  planInput.userNamespace = config.userNamespace.has_value();
+  planInput.mappedIds = config.userNamespace ? config.userNamespace->count : 0;
+  planInput.cgroup2 = *mode == CgroupMode::Unified;
+  if (!planInput.cgroup2 && !planInput.userNamespace) {
+    auto hierarchies = hostCgroupHierarchies();
+    if (!hierarchies) return fail(hierarchies.error().wrap("cgroup"));
+    planInput.cgroupV1Hierarchies = std::move(*hierarchies);
+  }
+  planInput.hostname = hostname;
+  planInput.ipAddress = config.ipAddress;
+  planInput.nameservers = config.nameservers;
   auto plan = buildMountPlan(planInput);
   if (!plan) return fail(plan.error());
   auto capabilities = capabilityNumbers(config.capabilities);
@@ -663,7 +729,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   });
   if (auto ok = mountOverlayFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
   Rollback unmountOverlay([&] { ::umount2(plan->rootfs.c_str(), MNT_DETACH); });
-  if (auto ok = prepareRootfsFromParent(*plan); !ok) return fail(ok.error().wrap("rootfs"));
+  if (auto ok = prepareRootfsFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
   auto parentRootfs = since(rootfsStart);
 
   auto cgroupStart = Clock::now();

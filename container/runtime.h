@@ -21,21 +21,26 @@
 namespace corral::container {
 
 struct IdMapping {
-  uid_t hostId = 0;   // first host uid/gid that container root (0) maps to
+  uid_t hostId = 0;  // first host uid/gid that container root (0) maps to
   uint32_t count = 65536;
 };
 
 // Everything the runtime needs, already validated by the caller (the daemon's spec validation).
 struct ContainerConfig {
-  std::string name;                      // also the cgroup name and the default hostname
-  std::filesystem::path imageRootfs;     // read-only lower layer (an image directory from images/)
-  std::filesystem::path bundleDir;       // per-container: upper/, work/, rootfs/ (the overlay mount point)
-  std::vector<std::string> argv;         // argv[0] resolved inside the container's PATH
-  std::vector<std::string> env;          // "K=V"; the runtime adds container=corral and a default PATH
+  std::string name;                   // also the cgroup name and the default hostname
+  std::filesystem::path imageRootfs;  // read-only lower layer (an image directory from images/)
+  std::filesystem::path bundleDir;    // per-container: upper/, work/, rootfs/ (the overlay mount point)
+  std::vector<std::string> argv;      // argv[0] resolved inside the container's PATH
+  std::vector<std::string> env;       // "K=V"; the runtime adds container=corral and a default PATH
   std::string hostname;
+  // /etc/hostname and /etc/hosts are generated for every container (written into its writable layer);
+  // hosts puts the hostname on this address once networking assigns one, on 127.0.1.1 until then.
+  std::optional<std::string> ipAddress;
+  // Written to /etc/resolv.conf as "nameserver X" lines; when empty the image's resolv.conf (if any) stays.
+  std::vector<std::string> nameservers;
   std::string workingDir = "/";
   ResourceLimits limits;
-  std::vector<std::string> capabilities; // the final set (see caps.h)
+  std::vector<std::string> capabilities;  // the final set (see caps.h)
   SeccompProfile seccomp;
   std::optional<IdMapping> userNamespace;
   CgroupOptions cgroupOptions;
@@ -92,7 +97,8 @@ struct ExecOptions {
 };
 // Joins the container whose init is `initPid`: all its namespaces and its cgroup, then the same
 // capabilities, no_new_privs and seccomp, then execve. Returns the new process's pid (a child of the caller).
-Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config, const ExecOptions& options);
+Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config,
+                              const ExecOptions& options);
 
 // Removes the overlay mount and the bundle directory (after the container has exited).
 Status removeBundle(const std::filesystem::path& bundleDir);

@@ -46,6 +46,21 @@ Status validateEnv(const std::vector<std::string>& env) {
   return {};
 }
 
+
+Result<uint32_t> cpuMillis(double cpus) {
+  long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+  double limit = std::min(kMaxCpus, online > 0 ? static_cast<double>(online) : kMaxCpus);
+  if (!std::isfinite(cpus) || cpus <= 0 || cpus > limit) {
+    return fail(invalidField("cpus", "{} is out of range: give more than 0 and at most {} (online CPUs)",
+                             cpus, limit));
+  }
+  auto millis = static_cast<uint32_t>(std::llround(cpus * 1000));
+  if (millis == 0) return fail(invalidField("cpus", "{} is less than a thousandth of a CPU", cpus));
+  return millis;
+}
+
+}  // namespace
+
 // RFC 1123 label: 1-63 of letters, digits and '-', not starting or ending with '-'.
 Status validateHostname(std::string_view hostname) {
   if (hostname.empty() || hostname.size() > kMaxHostnameLength) {
@@ -64,20 +79,6 @@ Status validateHostname(std::string_view hostname) {
   }
   return {};
 }
-
-Result<uint32_t> cpuMillis(double cpus) {
-  long online = ::sysconf(_SC_NPROCESSORS_ONLN);
-  double limit = std::min(kMaxCpus, online > 0 ? static_cast<double>(online) : kMaxCpus);
-  if (!std::isfinite(cpus) || cpus <= 0 || cpus > limit) {
-    return fail(invalidField("cpus", "{} is out of range: give more than 0 and at most {} (online CPUs)",
-                             cpus, limit));
-  }
-  auto millis = static_cast<uint32_t>(std::llround(cpus * 1000));
-  if (millis == 0) return fail(invalidField("cpus", "{} is less than a thousandth of a CPU", cpus));
-  return millis;
-}
-
-}  // namespace
 
 Result<uint64_t> parseMemorySize(std::string_view text) {
   auto bad = [&](std::string_view why) {
@@ -127,9 +128,11 @@ Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const Valida
   if (Status ok = net::validateName(spec.name, "name"); !ok) return fail(ok.error());
   if (spec.kind != "container") {
     return fail(
-        invalidField("kind", "kind \"{}\" is not supported; the only kind is \"container\"", spec.kind));
+        invalidField("kind", "kind \"{}\" is not a container (kinds: \"container\", \"vm\")", spec.kind));
   }
   config.name = spec.name;
+  if (!spec.kernel.empty()) return fail(invalidField("kernel", "only a VM boots a kernel of its own"));
+  if (!spec.initrd.empty()) return fail(invalidField("initrd", "only a VM boots an initramfs"));
 
   // Image names follow name rules, so the path below cannot leave the image directory.
   if (Status ok = net::validateName(spec.image, "image"); !ok) return fail(ok.error());

@@ -15,7 +15,7 @@ namespace corral::container {
 
 struct InstanceSpec {
   std::string name;
-  std::string kind = "container";       // "container" ("vm" arrives with the VM milestone)
+  std::string kind = "container";       // "container" | "vm"
   std::string image = "busybox";        // an image name under the daemon's image directory
   std::vector<std::string> command;     // argv; empty: the image's default, /bin/sh
   std::vector<std::string> env;         // "K=V"
@@ -28,11 +28,16 @@ struct InstanceSpec {
   std::string seccomp = "default";      // "default" | "unconfined" | path to a JSON profile
   bool userNamespace = false;           // root inside maps to an unprivileged host range
   bool removeOnExit = false;            // --rm
+  std::string kernel;                   // VMs: a kernel image to boot instead of the image's vm/vmlinuz
+  std::string initrd;                   // VMs: an initramfs instead of the image's vm/initramfs.img
 };
 
 // "64M" → 67108864. Accepts an integer with an optional K/M/G/T suffix (powers of 1024, also "Ki"/"MiB"
 // spellings may be refused); refuses 0, negatives, fractions, absurd sizes (> 1 TiB) with field "memory".
 Result<uint64_t> parseMemorySize(std::string_view text);
+
+// RFC 1123 label: 1-63 letters, digits and '-', not starting or ending with '-' (field "hostname").
+Status validateHostname(std::string_view hostname);
 
 struct ValidationContext {
   std::filesystem::path imageDir;       // images live at imageDir/NAME/rootfs

@@ -128,19 +128,45 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
     if (!spec) return fail(spec.error().wrap(fmt::format("load instance \"{}\": stored spec", row.name)));
     instance.spec = std::move(*spec);
     instance.row = std::move(row);
-    if (auto config = container::toContainerConfig(instance.spec, manager->validationContext()); config) {
-      instance.config = std::move(*config);
+    if (instance.row.kind == "vm") {
+      if (auto plan = toVmPlan(instance.spec, hostVmContext(manager->options_.imageDir)); plan) {
+        instance.vmPlan = std::move(*plan);
+      } else {
+        log::warn("instance \"{}\": its spec no longer validates: {}", instance.row.name,
+                  plan.error().message());
+      }
+      if (instance.row.state == "running" || instance.row.state == "starting") manager->reattachVm(instance);
     } else {
-      log::warn("instance \"{}\": its spec no longer validates: {}", instance.row.name,
-                config.error().message());
-    }
-    if (instance.row.state == "running") {
-      if (auto attached = manager->reattach(instance); !attached) return fail(attached.error());
+      if (auto config = container::toContainerConfig(instance.spec, manager->validationContext()); config) {
+        instance.config = std::move(*config);
+      } else {
+        log::warn("instance \"{}\": its spec no longer validates: {}", instance.row.name,
+                  config.error().message());
+      }
+      if (instance.row.state == "running") {
+        if (auto attached = manager->reattach(instance); !attached) return fail(attached.error());
+      }
     }
     std::string name = instance.row.name;
     manager->instances_.emplace(std::move(name), std::move(instance));
   }
+  bool anyVm = std::any_of(manager->instances_.begin(), manager->instances_.end(),
+                           [](const auto& entry) { return entry.second.row.kind == "vm"; });
+  std::error_code ec;
+  if (anyVm || !std::filesystem::is_empty(manager->options_.vmsDir, ec)) manager->reconcileDomains();
   manager->supervisor_ = std::thread([raw = manager.get()] { raw->supervise(); });
+  // Choose the accelerator early (a KVM probe boot can take seconds) when there is an image to boot.
+  if (manager->options_.accelerator == "auto") {
+    container::InstanceSpec probeSpec;
+    probeSpec.name = "kvm-probe";
+    probeSpec.kind = "vm";
+    if (toVmPlan(probeSpec, hostVmContext(manager->options_.imageDir))) {
+      manager->acceleratorProbe_ = std::thread([raw = manager.get(), probeSpec] {
+        if (auto chosen = raw->acceleratorFor(probeSpec); !chosen)
+          log::warn("accelerator: {}", chosen.error().message());
+      });
+    }
+  }
   return manager;
 }
 
@@ -148,6 +174,15 @@ InstanceManager::~InstanceManager() {
   quit_ = true;
   wakeSupervisor();
   if (supervisor_.joinable()) supervisor_.join();
+  if (acceleratorProbe_.joinable()) acceleratorProbe_.join();
+  std::vector<std::thread> boots;
+  {
+    std::lock_guard lock(bootThreadsMutex_);
+    boots.swap(bootThreads_);
+  }
+  for (std::thread& boot : boots) boot.join();
+  std::lock_guard lock(libvirtMutex_);
+  libvirt_.reset();  // VMs keep running: their domains belong to libvirtd
 }
 
 container::ValidationContext InstanceManager::validationContext() const {
@@ -220,6 +255,7 @@ void InstanceManager::supervise() {
     if (fds[0].revents != 0) {
       uint64_t value = 0;
       [[maybe_unused]] ssize_t ignored = ::read(wake_.get(), &value, sizeof value);
+      handleDomainEvents();
     }
     std::lock_guard lock(mutex_);
     for (size_t i = 1; i < fds.size(); ++i) {
@@ -293,12 +329,27 @@ json InstanceManager::render(const Instance& instance) const {
   json boot = json::parse(row.bootStepsJson, nullptr, false);
   if (boot.is_discarded() || boot.empty()) boot = nullptr;
   json spec = json::parse(specText(instance.spec), nullptr, false);
+  json vm = nullptr;
+  if (row.kind == "vm") {
+    vm = {{"domain", domainName(row.name)},
+          {"memory_bytes", instance.vmPlan ? json(instance.vmPlan->memoryBytes) : json(nullptr)},
+          {"vcpus", instance.vmPlan ? json(instance.vmPlan->vcpus) : json(nullptr)},
+          {"kernel", instance.vmPlan ? json(instance.vmPlan->kernel.string()) : json(nullptr)},
+          {"initrd", instance.vmPlan ? json(instance.vmPlan->initrd.string()) : json(nullptr)},
+          {"accelerator",
+           boot.is_object() && boot.contains("accelerator") ? boot["accelerator"] : json(nullptr)},
+          {"accelerator_reason", boot.is_object() && boot.contains("accelerator_reason")
+                                     ? boot["accelerator_reason"]
+                                     : json(nullptr)},
+          {"agent_socket", (instanceDir(instance) / "agent.sock").string()}};
+  }
+  bool active = row.state == "running" || row.state == "starting";
   return {{"name", row.name},
           {"kind", row.kind},
           {"image", instance.spec.image},
           {"command", instance.config ? json(instance.config->argv) : json(instance.spec.command)},
           {"state", row.state},
-          {"pid", row.state == "running" ? optionalJson(row.pid) : json(nullptr)},
+          {"pid", active ? optionalJson(row.pid) : json(nullptr)},
           {"created_at", row.createdAt},
           {"started_at", optionalJson(row.startedAt)},
           {"finished_at", optionalJson(row.finishedAt)},
@@ -309,36 +360,62 @@ json InstanceManager::render(const Instance& instance) const {
           {"boot", std::move(boot)},
           {"spec", std::move(spec)},
           {"cgroup", instance.cgroup ? json(instance.cgroup->path()) : json(nullptr)},
-          {"bundle", (options_.containersDir / row.name).string()},
+          {"bundle", instanceDir(instance).string()},
           {"log_path", row.logPath},
+          {"vm", std::move(vm)},
           {"ip", nullptr}};
 }
 
 Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
   auto received = Clock::now();
-  auto config = container::toContainerConfig(spec, validationContext());
-  if (!config) return fail(config.error());
+  if (spec.kind != "container" && spec.kind != "vm") {
+    return fail(
+        invalidField("kind", "\"{}\" is not a kind of instance: use \"container\" or \"vm\"", spec.kind));
+  }
+  const bool isVm = spec.kind == "vm";
+  Instance instance;
+  std::optional<vmm::AcceleratorChoice> accel;
+  if (isVm) {
+    auto plan = toVmPlan(spec, hostVmContext(options_.imageDir));
+    if (!plan) return fail(plan.error());
+    instance.vmPlan = std::move(*plan);
+    {
+      std::lock_guard lock(mutex_);
+      if (instances_.contains(spec.name)) return fail(conflict("instance \"{}\" already exists", spec.name));
+    }
+    // Before taking the lock: the first VM on a host may wait for the KVM probe boot.
+    auto chosen = accelerator(*instance.vmPlan);
+    if (!chosen) return fail(chosen.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
+    accel = std::move(*chosen);
+  } else {
+    auto config = container::toContainerConfig(spec, validationContext());
+    if (!config) return fail(config.error());
+    instance.config = std::move(*config);
+  }
   std::unique_lock lock(mutex_);
   if (instances_.contains(spec.name)) return fail(conflict("instance \"{}\" already exists", spec.name));
-  Instance instance;
   instance.spec = spec;
-  instance.config = std::move(*config);
   instance.row.name = spec.name;
   instance.row.kind = spec.kind;
   instance.row.specJson = specText(spec);
   instance.row.createdAt = now();
-  instance.row.logPath = (options_.containersDir / spec.name / "console.log").string();
+  const std::filesystem::path dir = instanceDir(instance);
+  instance.row.logPath = (dir / "console.log").string();
   std::error_code ec;
-  if (std::filesystem::exists(options_.containersDir / spec.name, ec)) {
-    return fail(conflict("instance \"{}\": bundle directory \"{}\" already exists (left over?)", spec.name,
-                         (options_.containersDir / spec.name).string()));
+  if (std::filesystem::exists(dir, ec)) {
+    return fail(
+        conflict("instance \"{}\": directory \"{}\" already exists (left over?)", spec.name, dir.string()));
   }
   if (auto inserted = store_.insertInstance(instance.row); !inserted) return fail(inserted.error());
   auto [it, added] = instances_.emplace(spec.name, std::move(instance));
-  auto started = startLocked(lock, it->second, received);
+  auto started = isVm ? startVmLocked(it->second, received, *accel) : startLocked(lock, it->second, received);
   if (!started) {
     // Nothing of a failed run stays behind: bundle, row, entry.
-    [[maybe_unused]] auto removed = container::removeBundle(options_.containersDir / spec.name);
+    if (isVm) {
+      std::filesystem::remove_all(dir, ec);
+    } else {
+      [[maybe_unused]] auto removed = container::removeBundle(dir);
+    }
     [[maybe_unused]] auto deleted = store_.deleteInstance(spec.name);
     instances_.erase(spec.name);
     return fail(started.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
@@ -430,7 +507,8 @@ Status InstanceManager::waitStopped(std::unique_lock<std::mutex>& lock, const st
                                     std::chrono::milliseconds timeout) {
   bool done = changed_.wait_for(lock, timeout, [&] {
     auto it = instances_.find(name);
-    return it == instances_.end() || it->second.row.state != "running";
+    return it == instances_.end() ||
+           (it->second.row.state != "running" && it->second.row.state != "starting");
   });
   if (!done) return fail(internalError("instance \"{}\" did not stop within {} ms", name, timeout.count()));
   return {};
@@ -445,10 +523,13 @@ Result<json> InstanceManager::stop(const std::string& name, int64_t graceSeconds
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
   Instance& instance = it->second;
+  if (instance.stopRequested) return fail(conflict("instance \"{}\" is already stopping", name));
+  if (instance.row.kind == "vm" && (instance.row.state == "running" || instance.row.state == "starting")) {
+    return stopVm(lock, instance, graceSeconds);
+  }
   if (instance.row.state != "running") {
     return fail(conflict("instance \"{}\" is {}, not running", name, instance.row.state));
   }
-  if (instance.stopRequested) return fail(conflict("instance \"{}\" is already stopping", name));
   instance.stopRequested = true;
   std::shared_ptr<UniqueFd> pidfd = instance.pidfd;
   std::shared_ptr<container::Cgroup> cgroup = instance.cgroup;
@@ -468,6 +549,19 @@ Result<json> InstanceManager::stop(const std::string& name, int64_t graceSeconds
 
 Result<json> InstanceManager::start(const std::string& name) {
   auto received = Clock::now();
+  std::optional<vmm::AcceleratorChoice> accel;
+  {
+    std::unique_lock lock(mutex_);
+    auto it = instances_.find(name);
+    if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+    if (it->second.row.kind == "vm") {
+      container::InstanceSpec spec = it->second.spec;
+      lock.unlock();
+      auto chosen = acceleratorFor(spec);
+      if (!chosen) return fail(chosen.error().wrap(fmt::format("start instance \"{}\"", name)));
+      accel = std::move(*chosen);
+    }
+  }
   std::unique_lock lock(mutex_);
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
@@ -475,7 +569,8 @@ Result<json> InstanceManager::start(const std::string& name) {
     return fail(conflict("instance \"{}\" is {}; only a stopped instance can be started", name,
                          it->second.row.state));
   }
-  auto started = startLocked(lock, it->second, received);
+  auto started =
+      accel ? startVmLocked(it->second, received, *accel) : startLocked(lock, it->second, received);
   if (!started) return fail(started.error().wrap(fmt::format("start instance \"{}\"", name)));
   return started;
 }
@@ -484,6 +579,23 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   std::unique_lock lock(mutex_);
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  if (it->second.row.kind == "vm" &&
+      (it->second.row.state == "running" || it->second.row.state == "starting")) {
+    if (!force) {
+      return fail(conflict("instance \"{}\" is {}; stop it first or remove it with force", name,
+                           it->second.row.state));
+    }
+    it->second.stopRequested = true;
+    lock.unlock();
+    auto lv = libvirt();
+    if (!lv) return fail(lv.error().wrap(fmt::format("remove \"{}\"", name)));
+    if (auto destroyed = (*lv)->destroy(domainName(name)); !destroyed)
+      return fail(destroyed.error().wrap(fmt::format("remove \"{}\"", name)));
+    lock.lock();
+    if (auto waited = waitStopped(lock, name, std::chrono::seconds(15)); !waited) return fail(waited.error());
+    it = instances_.find(name);
+    if (it == instances_.end()) return json{{"deleted", {{"name", name}, {"state", "removed"}}}};
+  }
   if (it->second.row.state == "running") {
     if (!force) {
       return fail(conflict("instance \"{}\" is running; stop it first or remove it with force", name));
@@ -499,8 +611,16 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
     if (it == instances_.end()) return json{{"deleted", {{"name", name}, {"state", "removed"}}}};
   }
   json deleted = render(it->second);
-  if (auto removed = container::removeBundle(options_.containersDir / name); !removed)
+  if (it->second.row.kind == "vm") {
+    std::error_code ec;
+    std::filesystem::remove_all(instanceDir(it->second), ec);
+    if (ec) {
+      return fail(systemError(ec.value(), fmt::format("remove instance \"{}\": rm -r \"{}\"", name,
+                                                      instanceDir(it->second).string())));
+    }
+  } else if (auto removed = container::removeBundle(options_.containersDir / name); !removed) {
     return fail(removed.error().wrap(fmt::format("remove instance \"{}\"", name)));
+  }
   if (auto dropped = store_.deleteInstance(name); !dropped)
     return fail(dropped.error().wrap(fmt::format("remove instance \"{}\"", name)));
   instances_.erase(it);
@@ -552,9 +672,12 @@ Result<json> InstanceManager::exec(const std::string& name, const std::vector<st
   std::unique_lock lock(mutex_);
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  if (it->second.row.kind == "vm" && it->second.row.state == "starting")
+    return execVm(lock, it->second, command, env);
   if (it->second.row.state != "running") {
     return fail(conflict("instance \"{}\" is {}, not running", name, it->second.row.state));
   }
+  if (it->second.row.kind == "vm") return execVm(lock, it->second, command, env);
   if (!it->second.config) return fail(conflict("instance \"{}\": its spec no longer validates", name));
   pid_t initPid = static_cast<pid_t>(*it->second.row.pid);
   std::shared_ptr<container::Cgroup> cgroup = it->second.cgroup;

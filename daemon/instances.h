@@ -33,6 +33,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <map>
@@ -50,6 +51,10 @@
 #include "core/error.h"
 #include "core/unique_fd.h"
 #include "daemon/store.h"
+#include "daemon/vm_spec.h"
+#include "vmm/accel.h"
+#include "vmm/agent.h"
+#include "vmm/libvirt.h"
 
 namespace corral::daemon {
 
@@ -57,10 +62,30 @@ struct InstanceOptions {
   std::filesystem::path imageDir = "/var/lib/corral/images";
   std::filesystem::path containersDir = "/var/lib/corral/containers";
   container::CgroupOptions cgroupOptions;
+  // VMs
+  std::filesystem::path vmsDir = "/var/lib/corral/vms";  // per VM: console.log, agent.sock
+  std::string libvirtUri = "qemu:///system";
+  std::string domainPrefix = "corral-";  // this daemon's libvirt domains are PREFIX + instance name
+  std::string accelerator = "auto";      // auto | kvm | tcg
+  std::filesystem::path acceleratorCache = "/run/corral/accelerator.json";  // auto's probe result, per boot
+  std::chrono::milliseconds vmBootTimeout{90'000};
+  std::chrono::milliseconds kvmProbeTimeout{15'000};
+};
+
+// The accelerator VMs get, and why; "probing" while the KVM probe boot runs.
+struct AcceleratorStatus {
+  std::string state = "unknown";  // unknown | probing | decided
+  std::optional<vmm::AcceleratorChoice> choice;
 };
 
 // Field 22 of /proc/PID/stat (start time in clock ticks since boot); nullopt when the process is gone.
 std::optional<int64_t> processStartTime(pid_t pid);
+
+// A VM's guest agent connection; one request at a time. `ready` is set once the guest said so.
+struct VmSession {
+  std::mutex mutex;
+  std::optional<vmm::AgentClient> agent;
+};
 
 class InstanceManager {
  public:
@@ -83,6 +108,9 @@ class InstanceManager {
 
   size_t count();
   const InstanceOptions& options() const { return options_; }
+  AcceleratorStatus acceleratorStatus();
+  // Whether libvirtd answers, and its version or what to do about it (for `corral info`).
+  Result<std::string> hypervisorVersion();
 
  private:
   struct Instance {
@@ -94,9 +122,37 @@ class InstanceManager {
     bool ourChild = false;                             // false after a daemon restart: no waitpid
     bool stopRequested = false;
     bool busy = false;  // a start/stop/remove is in progress outside the lock
+    // VMs only
+    std::optional<VmPlan> vmPlan;   // absent when the spec no longer validates
+    std::shared_ptr<VmSession> vm;  // while starting or running
   };
 
   Status reattach(Instance& instance);
+  // VMs (daemon/instances_vm.cc)
+  Result<vmm::Libvirt*> libvirt();
+  Result<vmm::AcceleratorChoice> accelerator(const VmPlan& plan);
+  std::optional<vmm::AcceleratorChoice> cachedAcceleratorChoice(const VmPlan& plan);
+  Result<nlohmann::json> startVmLocked(Instance& instance, std::chrono::steady_clock::time_point received,
+                                       const vmm::AcceleratorChoice& accelerator);
+  Result<vmm::AcceleratorChoice> acceleratorFor(const container::InstanceSpec& spec);
+  void startBootWaiter(const std::string& name, std::shared_ptr<VmSession> session,
+                       std::chrono::steady_clock::time_point received,
+                       std::chrono::steady_clock::time_point domainStarted);
+  void waitForGuest(std::string name, std::shared_ptr<VmSession> session,
+                    std::chrono::steady_clock::time_point received,
+                    std::chrono::steady_clock::time_point domainStarted);
+  void recordVmExit(Instance& instance, std::string reason, std::optional<std::string> note);
+  void reattachVm(Instance& instance);
+  void reconcileDomains();
+  void handleDomainEvents();
+  Result<nlohmann::json> stopVm(std::unique_lock<std::mutex>& lock, Instance& instance, int64_t graceSeconds);
+  Result<nlohmann::json> execVm(std::unique_lock<std::mutex>& lock, Instance& instance,
+                                const std::vector<std::string>& command, const std::vector<std::string>& env);
+  std::string domainName(const std::string& instanceName) const {
+    return options_.domainPrefix + instanceName;
+  }
+  std::filesystem::path instanceDir(const Instance& instance) const;
+  std::string consoleTail(const std::string& logPath, size_t lines) const;
   Result<nlohmann::json> startLocked(std::unique_lock<std::mutex>& lock, Instance& instance,
                                      std::chrono::steady_clock::time_point received);
   void recordExit(Instance& instance);
@@ -112,9 +168,22 @@ class InstanceManager {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::map<std::string, Instance, std::less<>> instances_;
-  UniqueFd wake_;  // eventfd: the set of pidfds to watch changed
+  UniqueFd wake_;  // eventfd: the set of pidfds to watch changed, or a domain event arrived
   std::atomic<bool> quit_{false};
   std::thread supervisor_;
+
+  // VMs: the libvirt connection (opened on first need), its stop events queued for the supervisor, the
+  // threads waiting for guests to become ready, and the accelerator decision.
+  std::mutex libvirtMutex_;
+  std::unique_ptr<vmm::Libvirt> libvirt_;
+  std::mutex eventsMutex_;
+  std::vector<vmm::DomainStopped> domainEvents_;
+  std::mutex bootThreadsMutex_;
+  std::vector<std::thread> bootThreads_;
+  std::mutex acceleratorMutex_;  // held while probing: concurrent starts wait for one probe
+  AcceleratorStatus acceleratorStatus_;
+  std::mutex acceleratorStatusMutex_;
+  std::thread acceleratorProbe_;
 };
 
 }  // namespace corral::daemon

@@ -39,6 +39,13 @@ struct Options {
   std::string imageDir;
   std::string containersDir;
   std::string cgroupParent;
+  std::string vmsDir;
+  std::string libvirtUri;
+  std::string domainPrefix;
+  std::string accelerator;
+  std::string acceleratorCache;
+  int64_t vmBootTimeoutS = 90;
+  int64_t kvmProbeTimeoutS = 15;
   bool foreground = false;
   int64_t readTimeoutMs = 10'000;
   log::Level logLevel = log::Level::Info;
@@ -72,6 +79,19 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "directory of container bundles and logs (default: STATE_DIR/containers)")
       ("cgroup-parent", po::value(&options.cgroupParent)->default_value("corral"),
        "cgroup under which every container's cgroup is created")
+      ("vms-dir", po::value(&options.vmsDir),
+       "directory of per-VM files: console.log, agent.sock (default: STATE_DIR/vms)")
+      ("libvirt-uri", po::value(&options.libvirtUri)->default_value("qemu:///system"), "libvirt connection URI")
+      ("domain-prefix", po::value(&options.domainPrefix)->default_value("corral-"),
+       "libvirt domains of this daemon are named PREFIX + instance name")
+      ("accelerator", po::value(&options.accelerator)->default_value("auto"),
+       "auto (KVM when a probe boot under KVM reaches the guest's userspace, else TCG), kvm or tcg")
+      ("accelerator-cache", po::value(&options.acceleratorCache)->default_value("/run/corral/accelerator.json"),
+       "where auto's probe result is kept for the rest of this host boot")
+      ("vm-boot-timeout", po::value(&options.vmBootTimeoutS)->default_value(90),
+       "seconds a VM's guest has to become ready before it is destroyed")
+      ("kvm-probe-timeout", po::value(&options.kvmProbeTimeoutS)->default_value(15),
+       "seconds the KVM probe boot has to reach the guest's userspace")
       ("foreground", po::bool_switch(&options.foreground),
        "stay attached to the terminal instead of daemonising")
       ("read-timeout-ms", po::value(&options.readTimeoutMs)->default_value(10'000),
@@ -103,12 +123,29 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (options.stateDir.empty()) return fail(invalidField("state-dir", "must not be empty"));
   if (options.logFile.empty()) options.logFile = options.stateDir + "/corrald.log";
   if (options.containersDir.empty()) options.containersDir = options.stateDir + "/containers";
+  if (options.vmsDir.empty()) options.vmsDir = options.stateDir + "/vms";
+  if (options.accelerator != "auto" && options.accelerator != "kvm" && options.accelerator != "tcg") {
+    return fail(invalidField("accelerator", "\"{}\" is not one of auto, kvm, tcg", options.accelerator));
+  }
+  if (options.vmBootTimeoutS < 1 || options.vmBootTimeoutS > 3600) {
+    return fail(invalidField("vm-boot-timeout", "{} is out of range: give 1 to 3600 seconds",
+                             options.vmBootTimeoutS));
+  }
+  if (options.kvmProbeTimeoutS < 1 || options.kvmProbeTimeoutS > 600) {
+    return fail(invalidField("kvm-probe-timeout", "{} is out of range: give 1 to 600 seconds",
+                             options.kvmProbeTimeoutS));
+  }
+  if (options.domainPrefix.empty() || options.domainPrefix.size() > 32 ||
+      options.domainPrefix.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos) {
+    return fail(
+        invalidField("domain-prefix", "\"{}\" must be 1-32 of a-z, 0-9, '-' and '_'", options.domainPrefix));
+  }
   if (options.imageDir.empty()) return fail(invalidField("image-dir", "must not be empty"));
   if (Status ok = net::validateName(options.cgroupParent, "cgroup-parent"); !ok) return fail(ok.error());
   // Absolute paths, because the daemon chdirs to / and the socket path is shown to clients.
   std::error_code ec;
   for (std::string* path : {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir,
-                            &options.containersDir}) {
+                            &options.containersDir, &options.vmsDir, &options.acceleratorCache}) {
     auto absolute = std::filesystem::absolute(*path, ec);
     if (!ec) *path = absolute.lexically_normal().string();
   }
@@ -243,15 +280,23 @@ int run(const Options& options, StartupReport& report) {
     return 1;
   }
   std::error_code ec;
-  std::filesystem::create_directories(options.containersDir, ec);
-  if (ec) {
-    report.failed(fmt::format("containers directory \"{}\": mkdir: {}", options.containersDir, ec.message()));
-    return 1;
+  for (const std::string& dir : {options.containersDir, options.vmsDir}) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      report.failed(fmt::format("directory \"{}\": mkdir: {}", dir, ec.message()));
+      return 1;
+    }
   }
-  InstanceOptions instanceOptions{
-      .imageDir = options.imageDir,
-      .containersDir = options.containersDir,
-      .cgroupOptions = {.root = "/sys/fs/cgroup", .parent = options.cgroupParent}};
+  InstanceOptions instanceOptions{.imageDir = options.imageDir,
+                                  .containersDir = options.containersDir,
+                                  .cgroupOptions = {.root = "/sys/fs/cgroup", .parent = options.cgroupParent},
+                                  .vmsDir = options.vmsDir,
+                                  .libvirtUri = options.libvirtUri,
+                                  .domainPrefix = options.domainPrefix,
+                                  .accelerator = options.accelerator,
+                                  .acceleratorCache = options.acceleratorCache,
+                                  .vmBootTimeout = std::chrono::seconds(options.vmBootTimeoutS),
+                                  .kvmProbeTimeout = std::chrono::seconds(options.kvmProbeTimeoutS)};
   auto service = Service::load(std::move(*store), std::move(instanceOptions));
   if (!service) {
     report.failed(service.error().message());

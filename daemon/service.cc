@@ -225,6 +225,38 @@ Status Service::commit(Operation&& operation) {
   return {};
 }
 
+json Service::vmInfo() {
+  if (!instances_) return nullptr;
+  const InstanceOptions& options = instances_->options();
+  json libvirt = {{"uri", options.libvirtUri}};
+  if (auto version = instances_->hypervisorVersion(); version) {
+    libvirt["reachable"] = true;
+    libvirt["version"] = *version;
+  } else {
+    libvirt["reachable"] = false;
+    libvirt["error"] = version.error().message();
+  }
+  AcceleratorStatus status = instances_->acceleratorStatus();
+  json accelerator = {{"mode", options.accelerator}, {"state", status.state}};
+  if (options.accelerator == "tcg") {
+    accelerator["state"] = "decided";
+    accelerator["name"] = "tcg";
+    accelerator["reason"] = "chosen by corrald --accelerator tcg";
+  } else if (status.choice) {
+    accelerator["name"] = vmm::acceleratorName(status.choice->accelerator);
+    accelerator["reason"] = status.choice->reason;
+  } else {
+    accelerator["name"] = nullptr;
+    accelerator["reason"] = options.accelerator == "kvm" ? "chosen by corrald --accelerator kvm"
+                            : status.state == "probing"  ? "a probe boot under KVM is running"
+                                                         : "decided when the first VM starts";
+  }
+  return {{"libvirt", std::move(libvirt)},
+          {"accelerator", std::move(accelerator)},
+          {"vms_dir", options.vmsDir.string()},
+          {"domain_prefix", options.domainPrefix}};
+}
+
 Response Service::serve(const api::GetInfo&) {
   HostInfo host = inspectHost();
   const KvmStatus& kvm = host.kvm;
@@ -253,7 +285,8 @@ Response Service::serve(const api::GetInfo&) {
            {"kvm", std::move(kvmJson)},
            {"state", {{"path", store_.path()}, {"schema_version", store_.schemaVersion()}}},
            {"counts", std::move(counts)},
-           {"image_dir", instances_ ? json(instances_->options().imageDir.string()) : json(nullptr)}}};
+           {"image_dir", instances_ ? json(instances_->options().imageDir.string()) : json(nullptr)},
+           {"vms", vmInfo()}}};
 }
 
 template <ObjectKind K>

@@ -78,6 +78,7 @@ class Service {
   Status commit(Operation&& operation);
 
   ObjectCounts countsLocked() const;
+  nlohmann::json vmInfo();  // libvirt reachability and the accelerator, for GET /v1/info
 
   mutable std::mutex mutex_;
   Store store_;

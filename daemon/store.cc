@@ -159,6 +159,32 @@ CREATE TABLE instances (
   log_path TEXT NOT NULL
 ) STRICT;
 )sql",
+    // 2 -> 3: VMs. A VM is "starting" between its domain starting and its guest saying ready, and stops
+    // for reasons of its own (the guest powered off, crashed, was destroyed outside corral, never became
+    // ready). SQLite cannot change a CHECK in place: the table is rebuilt, rows kept.
+    R"sql(
+CREATE TABLE instances_v3 (
+  name TEXT PRIMARY KEY NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('container', 'vm')),
+  spec TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('created', 'starting', 'running', 'stopped')),
+  pid INTEGER,
+  pid_start_time INTEGER,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  exit_code INTEGER,
+  exit_signal INTEGER,
+  exit_reason TEXT CHECK (exit_reason IN ('exited', 'signaled', 'oom-killed', 'stopped', 'lost', 'shutdown',
+                                          'crashed', 'destroyed', 'failed', 'other', 'boot-timeout')),
+  exit_note TEXT,
+  boot_steps TEXT NOT NULL,
+  log_path TEXT NOT NULL
+) STRICT;
+INSERT INTO instances_v3 SELECT * FROM instances;
+DROP TABLE instances;
+ALTER TABLE instances_v3 RENAME TO instances;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 

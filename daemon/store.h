@@ -16,7 +16,7 @@
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
 // Times are Unix seconds except boot steps (JSON text: {"total_ms": .., "clone_ms": .., ...}).
@@ -24,7 +24,7 @@ struct InstanceRow {
   std::string name;
   std::string kind = "container";
   std::string specJson;
-  std::string state = "created";            // created | running | stopped
+  std::string state = "created";            // created | starting (VMs) | running | stopped
   std::optional<int64_t> pid;
   std::optional<int64_t> pidStartTime;      // field 22 of /proc/PID/stat: the same process after a restart
   int64_t createdAt = 0;

@@ -153,7 +153,7 @@ class CgroupKernel : public ::testing::Test {
   std::vector<fs::path> usedDirs() const {
     if (!isV1()) return {fs::path(kCgroupRoot) / kParent / name_};
     std::vector<fs::path> dirs;
-    for (const char* controller : {"memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "devices"}) {
+    for (const char* controller : {"memory", "cpu", "cpuacct", "pids", "freezer"}) {
       std::error_code ec;
       fs::path base = fs::canonical(fs::path(kCgroupRoot) / controller, ec);
       if (ec) continue;
@@ -181,8 +181,11 @@ TEST_F(CgroupKernel, LimitsProcessesStatsKillAndDestroy) {
     }
     EXPECT_EQ(slurp(dirFor("cpu") / "cpu.cfs_quota_us"), "50000");
     EXPECT_EQ(slurp(dirFor("cpu") / "cpu.cfs_period_us"), "100000");
-    if (fs::exists(fs::path(kCgroupRoot) / "cpuset")) {
-      EXPECT_NE(slurp(dirFor("cpuset") / "cpuset.cpus"), "");
+    // Not joined: they neither limit nor account (bench/README.md).
+    for (const char* controller : {"cpuset", "devices"}) {
+      if (fs::exists(fs::path(kCgroupRoot) / controller)) {
+        EXPECT_FALSE(fs::exists(dirFor(controller))) << controller;
+      }
     }
   } else {
     EXPECT_EQ(slurp(dirFor("memory") / "memory.max"), "67108864");
@@ -387,12 +390,14 @@ TEST_F(CgroupKernel, FailedLimitWriteRollsBack) {
     EXPECT_FALSE(fs::exists(root / kRollbackParent / name_)) << root;
 }
 
-// On a hybrid host the v2 mount has no controllers (all are bound to v1 hierarchies): the v2 driver says so
-// on the real cgroup2 filesystem instead of failing on a missing file later.
+// On a hybrid host the v2 mount has no controllers (all are bound to v1 hierarchies): when a limit needs
+// one, the v2 driver says so on the real cgroup2 filesystem instead of failing on a missing file later.
 TEST_F(CgroupKernel, V2DriverNamesAMissingController) {
   if (mode_ != CgroupMode::Hybrid) GTEST_SKIP() << "only a hybrid host has a v2 mount without controllers";
   const std::string unified = std::string(kCgroupRoot) + "/unified";
-  auto cgroup = createCgroup(CgroupMode::Unified, name_, {}, {.root = unified, .parent = kParent});
+  auto cgroup =
+      createCgroup(CgroupMode::Unified, name_, {.memoryBytes = 16 << 20, .cpuMillis = {}, .pids = {}},
+                   {.root = unified, .parent = kParent});
   ASSERT_FALSE(cgroup);
   EXPECT_EQ(cgroup.error().kind(), ErrorKind::Unavailable);
   EXPECT_NE(cgroup.error().message().find(fmt::format(
@@ -400,6 +405,32 @@ TEST_F(CgroupKernel, V2DriverNamesAMissingController) {
             std::string::npos)
       << cgroup.error().message();
   EXPECT_FALSE(fs::exists(unified + "/" + kParent));
+}
+
+// Without limits the v2 driver needs no controller: on the hybrid host's bare unified mount it still
+// groups the processes, reports them, kills them all and removes its directory.
+TEST_F(CgroupKernel, V2DriverWithoutControllersGroupsAndKills) {
+  if (mode_ != CgroupMode::Hybrid) GTEST_SKIP() << "only a hybrid host has a v2 mount without controllers";
+  const fs::path unified = fs::path(kCgroupRoot) / "unified";
+  auto cgroup = createCgroup(CgroupMode::Unified, name_, {}, {.root = unified.string(), .parent = kParent});
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  const fs::path dir = unified / kParent / name_;
+  EXPECT_EQ((*cgroup)->path(), dir.string());
+  GatedChild child([] {
+    ::pause();
+    return 0;
+  });
+  ASSERT_TRUE((*cgroup)->addProcess(child.pid()));
+  EXPECT_EQ(slurp(dir / "cgroup.procs"), std::to_string(child.pid()));
+  auto stats = (*cgroup)->stats();
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(stats->memoryCurrentBytes, 0u);
+  ASSERT_TRUE((*cgroup)->killAll());
+  int status = child.wait();
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  ASSERT_TRUE((*cgroup)->destroy());
+  EXPECT_FALSE(fs::exists(dir));
+  ::rmdir((unified / kParent).c_str());
 }
 
 }  // namespace

@@ -194,7 +194,7 @@ TEST_F(CliInstancesTest, BadInputIsAUsageErrorNamingTheFlag) {
                                          {{"run", "--rm"}, "--"},
                                          {{"run", "--cpus", "abc", "--", "true"}, "--cpus"},
                                          {{"run", "--pids", "x", "--", "true"}, "--pids"},
-                                         {{"run", "--vm", "--", "true"}, "--vm"},
+                                         {{"run", "--vm", "--container", "--", "true"}, "--vm"},
                                          {{"stop", "-t", "-1", "s1"}, "-t"}}) {
     CliResult result = cli(c.args);
     EXPECT_EQ(result.exitCode, 2) << c.args[1] << ": " << result;

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -22,6 +23,7 @@
 
 #include "container/caps.h"
 #include "container/cgroup_mode.h"
+#include "container/mounts.h"
 #include "container/runtime.h"
 #include "container/seccomp.h"
 
@@ -266,6 +268,170 @@ TEST_F(ContainerRuntimeTest, CgroupOnTheHostHoldsTheLimitsAndTheInit) {
     EXPECT_GE(container->pidfd(), 0);
   }  // destruction kills the container, removes its cgroup and bundle
   expectNothingLeft(c);
+}
+
+// On a v1/hybrid host the container sees each host hierarchy at /sys/fs/cgroup/<name>, rooted at its own
+// cgroup (mounted from inside its cgroup namespace), read-only, with the limits it was given.
+TEST_F(ContainerRuntimeTest, CgroupTreeInsideShowsItsOwnLimitsReadOnly) {
+  auto mode = detectCgroupMode();
+  ASSERT_TRUE(mode.has_value());
+  if (*mode == CgroupMode::Unified) GTEST_SKIP() << "a pure v2 host mounts the cgroup2 tree instead";
+  ContainerConfig c =
+      config({"sh", "-c",
+              "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
+              "cat /sys/fs/cgroup/memory/cgroup.procs; "
+              "echo 1 > /sys/fs/cgroup/pids/pids.max && echo WROTE-LIMIT; "
+              "mkdir /sys/fs/cgroup/extra && echo MADE-DIR; "
+              "echo LIST; ls /sys/fs/cgroup; echo MOUNTS; grep ' /sys/fs/cgroup' /proc/self/mountinfo"});
+  c.limits.memoryBytes = 80ull << 20;
+  c.limits.pids = 40;
+  Output output = run(c);
+  EXPECT_EQ(output.exitCode(), 0) << output.text;
+  std::vector<std::string> out = lines(output.text);
+  ASSERT_GE(out.size(), 4u) << output.text;
+  EXPECT_EQ(out[0], std::to_string(80ull << 20));
+  EXPECT_EQ(out[1], "40");
+  EXPECT_EQ(out[2], "1") << "the container's init is pid 1 in its own cgroup, the mount's root";
+  EXPECT_EQ(output.text.find("WROTE-LIMIT"), std::string::npos) << output.text;
+  EXPECT_EQ(output.text.find("MADE-DIR"), std::string::npos) << output.text;
+
+  auto list = std::find(out.begin(), out.end(), "LIST");
+  auto mounts = std::find(out.begin(), out.end(), "MOUNTS");
+  ASSERT_NE(mounts, out.end()) << output.text;
+  std::set<std::string> names(list + 1, mounts);
+  std::set<std::string> hostNames;
+  for (const auto& hierarchy : parseHostCgroupHierarchies(readFile("/proc/self/mountinfo")))
+    hostNames.insert(hierarchy.name);
+  EXPECT_EQ(names, hostNames) << output.text;
+  // Every mount at or under /sys/fs/cgroup is read-only where it is visible: the top mount on each mount
+  // point (the tmpfs is made read-only by a bind on top of it). Mount options are field 6 of a line.
+  std::map<std::string, std::string> topOptions;
+  for (auto line = mounts + 1; line != out.end(); ++line) {
+    std::istringstream fields(*line);
+    std::string field, mountPoint, options;
+    for (int i = 0; i < 6 && fields >> field; ++i) {
+      if (i == 4) mountPoint = field;
+      options = field;
+    }
+    topOptions[mountPoint] = options;
+  }
+  EXPECT_EQ(topOptions.size(), hostNames.size() + 1) << output.text;
+  for (const auto& [mountPoint, options] : topOptions)
+    EXPECT_TRUE(options.starts_with("ro,") || options == "ro") << mountPoint << " " << options;
+}
+
+// The kernel refuses v1 cgroup mounts in a user namespace: /sys/fs/cgroup is there, empty and read-only.
+TEST_F(ContainerRuntimeTest, UserNamespaceGetsAnEmptyReadOnlyCgroupDirectory) {
+  auto mode = detectCgroupMode();
+  ASSERT_TRUE(mode.has_value());
+  if (*mode == CgroupMode::Unified) GTEST_SKIP() << "a pure v2 host mounts the cgroup2 tree instead";
+  ContainerConfig c =
+      config({"sh", "-c", "echo \"[$(ls -A /sys/fs/cgroup)]\"; touch /sys/fs/cgroup/x && echo WROTE"});
+  c.userNamespace = IdMapping{200000, 65536};
+  Output output = run(c);
+  EXPECT_EQ(output.exitCode(), 1) << output.text;
+  EXPECT_EQ(lines(output.text).front(), "[]") << output.text;
+  EXPECT_EQ(output.text.find("WROTE"), std::string::npos) << output.text;
+}
+
+TEST_F(ContainerRuntimeTest, HostnameHostsAndResolvConfAreGenerated) {
+  const std::string script =
+      "cat /etc/hostname; echo --; cat /etc/hosts; echo --; cat /etc/resolv.conf 2>/dev/null || echo NONE";
+  ContainerConfig c = config({"sh", "-c", script});
+  Output plain = run(c);
+  EXPECT_EQ(plain.exitCode(), 0) << plain.text;
+  std::string imageResolv = fs::exists(kImageRootfs / "etc" / "resolv.conf")
+                                ? readFile(kImageRootfs / "etc" / "resolv.conf")
+                                : std::string("NONE\n");
+  EXPECT_EQ(
+      plain.text,
+      "web-1\n--\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tweb-1\n--\n" +
+          imageResolv);
+
+  ContainerConfig addressed = config({"sh", "-c", script});
+  addressed.hostname = "db-2";
+  addressed.ipAddress = "10.20.0.7";
+  addressed.nameservers = {"10.20.0.1", "fd00::53"};
+  Output output = run(addressed);
+  EXPECT_EQ(output.exitCode(), 0) << output.text;
+  EXPECT_EQ(output.text,
+            "db-2\n--\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.20.0.7\tdb-2\n--\n"
+            "nameserver 10.20.0.1\nnameserver fd00::53\n");
+  // The image itself is untouched: the files live in the container's writable layer.
+  EXPECT_NE(readFile(kImageRootfs / "etc" / "hostname"), "db-2\n");
+}
+
+// With a user namespace the generated files belong to the container's root, which may edit them.
+TEST_F(ContainerRuntimeTest, GeneratedEtcFilesAreEditableByAUserNamespaceRoot) {
+  ContainerConfig c = config({"sh", "-c", "echo '10.0.0.9 extra' >> /etc/hosts && tail -n 1 /etc/hosts"});
+  c.userNamespace = IdMapping{200000, 65536};
+  Output output = run(c);
+  EXPECT_EQ(output.exitCode(), 0) << output.text;
+  EXPECT_EQ(output.text, "10.0.0.9 extra\n");
+}
+
+// A hybrid host's unified mount is a real cgroup2 filesystem without controllers: with no limits, a
+// container can run there with the v2 driver (forced by pointing the root at it).
+TEST_F(ContainerRuntimeTest, ForcedV2OnTheUnifiedMountGroupsKillsAndCleansUp) {
+  auto mode = detectCgroupMode();
+  ASSERT_TRUE(mode.has_value());
+  if (*mode != CgroupMode::Hybrid) GTEST_SKIP() << "needs a hybrid host's /sys/fs/cgroup/unified";
+  const fs::path unified = "/sys/fs/cgroup/unified";
+
+  // A container that exits on its own: populated 1 while it runs, 0 after.
+  ContainerConfig c = config({"sh", "-c", "cat /proc/self/cgroup; echo READY; read line"});
+  c.cgroupOptions.root = unified.string();
+  fs::path dir;
+  {
+    int inFds[2], outFds[2];
+    ASSERT_EQ(::pipe2(inFds, O_CLOEXEC), 0);
+    ASSERT_EQ(::pipe2(outFds, O_CLOEXEC), 0);
+    UniqueFd inRead(inFds[0]), inWrite(inFds[1]), outRead(outFds[0]), outWrite(outFds[1]);
+    auto container = startContainer(c, Stdio{inRead.get(), outWrite.get(), -1});
+    inRead.reset();
+    outWrite.reset();
+    ASSERT_TRUE(container.has_value()) << container.error().message();
+    std::string output = readFrom(outRead.get(), "READY\n");
+    EXPECT_TRUE(output.ends_with("\n0::/\nREADY\n"))
+        << "the container sees its v2 group as its root: " << output;
+    dir = unified / container->cgroup().relativePath().substr(1);
+    EXPECT_EQ(container->cgroup().path(), dir.string());
+    std::string hostView = readFile(fmt::format("/proc/{}/cgroup", container->pid()));
+    EXPECT_NE(hostView.find("\n0::" + container->cgroup().relativePath() + "\n"), std::string::npos)
+        << hostView;
+    EXPECT_NE(readFile(dir / "cgroup.events").find("populated 1\n"), std::string::npos);
+    inWrite.reset();  // EOF: `read` returns and the shell exits
+    int status = 0;
+    ASSERT_EQ(::waitpid(container->pid(), &status, 0), container->pid());
+    EXPECT_TRUE(WIFEXITED(status)) << status;
+    EXPECT_NE(readFile(dir / "cgroup.events").find("populated 0\n"), std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(dir)) << dir;
+  expectNothingLeft(c);
+
+  // A container killed through the group: cgroup.kill (5.14+) takes every process down.
+  ContainerConfig k = config({"sh", "-c", "sleep 600 & echo READY; exec sleep 600"});
+  k.cgroupOptions.root = unified.string();
+  {
+    int outFds[2];
+    ASSERT_EQ(::pipe2(outFds, O_CLOEXEC), 0);
+    UniqueFd outRead(outFds[0]), outWrite(outFds[1]);
+    auto container = startContainer(k, Stdio{-1, outWrite.get(), -1});
+    outWrite.reset();
+    ASSERT_TRUE(container.has_value()) << container.error().message();
+    readFrom(outRead.get(), "READY\n");
+    dir = unified / container->cgroup().relativePath().substr(1);
+    if (!fs::exists(dir / "cgroup.kill")) GTEST_SKIP() << "this kernel has no cgroup.kill (before 5.14)";
+    EXPECT_EQ(lines(readFile(dir / "cgroup.procs")).size(), 2u);
+    ASSERT_TRUE(container->cgroup().killAll());
+    int status = 0;
+    ASSERT_EQ(::waitpid(container->pid(), &status, 0), container->pid());
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+    EXPECT_EQ(readFile(dir / "cgroup.procs"), "");
+    EXPECT_NE(readFile(dir / "cgroup.events").find("populated 0\n"), std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(dir)) << dir;
+  expectNothingLeft(k);
 }
 
 TEST_F(ContainerRuntimeTest, CapAddAndDropAreReflected) {

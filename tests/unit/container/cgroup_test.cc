@@ -191,6 +191,22 @@ TEST_F(CgroupV2Tree, MissingControllerIsNamed) {
   EXPECT_EQ(slurp(root_ / "corral" / "cgroup.subtree_control"), "memory\n");
 }
 
+// A hybrid host's unified mount offers no controller: without limits that is enough for a group.
+TEST_F(CgroupV2Tree, NoControllersAreNeededWithoutLimits) {
+  put(root_ / "cgroup.controllers", "hugetlb\n");
+  put(root_ / "cgroup.subtree_control", "");
+  auto cgroup = createCgroup(CgroupMode::Unified, "web-1", {}, options());
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  EXPECT_TRUE(fs::is_directory(root_ / "corral" / "web-1"));
+  EXPECT_EQ(slurp(root_ / "cgroup.subtree_control"), "");
+  auto limited = createCgroup(CgroupMode::Unified, "web-2",
+                              {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}}, options());
+  ASSERT_FALSE(limited);
+  EXPECT_NE(limited.error().message().find("the \"memory\" controller is not available"), std::string::npos)
+      << limited.error().message();
+  EXPECT_FALSE(fs::exists(root_ / "corral" / "web-2"));
+}
+
 TEST_F(CgroupV2Tree, DroppedUnlessReleasedAndReopened) {
   const fs::path dir = root_ / "corral" / "web-1";
   {
@@ -233,7 +249,7 @@ class CgroupV1Tree : public TempTree {
   }
   std::vector<fs::path> containerDirs(const std::string& name) const {
     std::vector<fs::path> dirs;
-    for (const char* hierarchy : {"memory", "cpu,cpuacct", "pids", "cpuset", "freezer", "devices"})
+    for (const char* hierarchy : {"memory", "cpu,cpuacct", "pids", "freezer"})
       dirs.push_back(root_ / hierarchy / "corral" / name);
     return dirs;
   }
@@ -261,10 +277,9 @@ TEST_F(CgroupV1Tree, CreateWritesEveryControllerAndDestroys) {
   EXPECT_EQ(slurp(cpu / "cpu.cfs_period_us"), "100000");
   EXPECT_EQ(slurp(cpu / "cpu.cfs_quota_us"), "50000");
   EXPECT_EQ(slurp(root_ / "pids" / "corral" / "web-1" / "pids.max"), "64");
-  EXPECT_EQ(slurp(root_ / "cpuset" / "corral" / "cpuset.cpus"), "0-3");
-  EXPECT_EQ(slurp(root_ / "cpuset" / "corral" / "web-1" / "cpuset.cpus"), "0-3");
-  EXPECT_EQ(slurp(root_ / "cpuset" / "corral" / "web-1" / "cpuset.mems"), "0");
-  EXPECT_TRUE(fs::is_empty(root_ / "devices" / "corral" / "web-1")) << "no device rules are written";
+  // Hierarchies that neither limit nor account are not joined (each costs a write at start).
+  EXPECT_FALSE(fs::exists(root_ / "cpuset" / "corral")) << "cpuset is not joined";
+  EXPECT_FALSE(fs::exists(root_ / "devices" / "corral")) << "devices is not joined";
 
   ASSERT_TRUE((*cgroup)->addProcess(4242));
   for (const auto& dir : containerDirs("web-1")) EXPECT_EQ(slurp(dir / "cgroup.procs"), "4242") << dir;
@@ -329,13 +344,6 @@ TEST_F(CgroupV1Tree, FailureHalfwayRemovesWhatWasMade) {
   EXPECT_FALSE(fs::exists(root_ / "memory" / "corral" / "web-1"));
   EXPECT_FALSE(fs::exists(root_ / "cpu,cpuacct" / "corral" / "web-1"));
   fs::remove(root_ / "pids" / "corral");
-
-  // The parent's cpuset.cpus cannot be read: memory, cpu and pids directories are removed again.
-  fs::create_directories(root_ / "cpuset" / "corral" / "cpuset.cpus");
-  cgroup = createCgroup(CgroupMode::Hybrid, "web-1", kAllLimits, options());
-  ASSERT_FALSE(cgroup);
-  EXPECT_NE(cgroup.error().message().find("cpuset.cpus"), std::string::npos) << cgroup.error().message();
-  for (const auto& dir : containerDirs("web-1")) EXPECT_FALSE(fs::exists(dir)) << dir;
 }
 
 TEST_F(CgroupV1Tree, MissingRequiredControllerIsNamed) {

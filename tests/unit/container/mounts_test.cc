@@ -148,15 +148,167 @@ TEST(MountPlan, DevSymlinks) {
                                                                      {"/dev/stderr", "/proc/self/fd/2"}}));
 }
 
-TEST(MountPlan, CgroupTreeOnlyOnPureV2Hosts) {
-  EXPECT_EQ(findMount(planFor(defaultInput()), "/sys/fs/cgroup"), nullptr);
+TEST(MountPlan, PureV2HostsGetTheNamespacedCgroup2Tree) {
   MountPlanInput input = defaultInput();
   input.cgroup2 = true;
+  input.cgroupV1Hierarchies = {{"memory", "cgroup", "memory"}};  // ignored on v2
   MountPlan plan = planFor(input);
   const MountEntry* cgroup = findMount(plan, "/sys/fs/cgroup");
   ASSERT_NE(cgroup, nullptr);
   EXPECT_EQ(cgroup->fstype, "cgroup2");
   EXPECT_TRUE(cgroup->flags & MS_RDONLY);
+  EXPECT_EQ(findMount(plan, "/sys/fs/cgroup/memory"), nullptr);
+}
+
+// A Debian 10-style hybrid host: co-mounted controllers, a named hierarchy and the unified mount.
+std::vector<HostCgroupHierarchy> hybridHierarchies() {
+  return {{"systemd", "cgroup", "name=systemd"},
+          {"cpu,cpuacct", "cgroup", "cpu,cpuacct"},
+          {"memory", "cgroup", "memory"},
+          {"net_cls,net_prio", "cgroup", "net_cls,net_prio"},
+          {"pids", "cgroup", "pids"},
+          {"unified", "cgroup2", ""}};
+}
+
+TEST(MountPlan, V1HostsGetEachHierarchyReadOnlyOnATmpfsLikeRunc) {
+  MountPlanInput input = defaultInput();
+  input.cgroupV1Hierarchies = hybridHierarchies();
+  MountPlan plan = planFor(input);
+  std::vector<std::string> targets;
+  for (const auto& entry : plan.mounts) targets.push_back(entry.target);
+  auto position = [&](std::string_view target) { return std::find(targets.begin(), targets.end(), target); };
+  ASSERT_NE(position("/sys/fs/cgroup"), targets.end());
+  EXPECT_LT(position("/sys"), position("/sys/fs/cgroup"));
+
+  const MountEntry* tmpfs = findMount(plan, "/sys/fs/cgroup");
+  EXPECT_EQ(tmpfs->fstype, "tmpfs");
+  EXPECT_EQ(tmpfs->flags & MS_RDONLY, 0u) << "directories and symlinks are made in it first";
+  for (const auto& hierarchy : hybridHierarchies()) {
+    std::string target = "/sys/fs/cgroup/" + hierarchy.name;
+    const MountEntry* mount = findMount(plan, target);
+    ASSERT_NE(mount, nullptr) << target;
+    EXPECT_LT(position("/sys/fs/cgroup"), position(target));
+    EXPECT_EQ(mount->fstype, hierarchy.fstype);
+    EXPECT_EQ(mount->source, hierarchy.fstype);
+    EXPECT_EQ(mount->data, hierarchy.options);
+    EXPECT_EQ(mount->flags, static_cast<unsigned long>(MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY))
+        << target;
+    EXPECT_EQ(mount->create, MountTarget::Directory);
+    EXPECT_EQ(mount->hostTarget, plan.rootfs + target);
+  }
+  // Read-only once everything is in place (read-only paths come after the mounts and symlinks).
+  EXPECT_EQ(plan.readOnlyPaths.back().path, "/sys/fs/cgroup");
+  EXPECT_EQ(plan.readOnlyPaths.back().hostPath, plan.rootfs + "/sys/fs/cgroup");
+}
+
+TEST(MountPlan, CoMountedControllersGetSymlinksAsOnTheHost) {
+  MountPlanInput input = defaultInput();
+  input.cgroupV1Hierarchies = hybridHierarchies();
+  MountPlan plan = planFor(input);
+  std::vector<std::pair<std::string, std::string>> links;
+  for (const auto& link : plan.symlinks) {
+    if (!link.path.starts_with("/sys/fs/cgroup/")) continue;
+    EXPECT_EQ(link.hostPath, plan.rootfs + link.path);
+    links.emplace_back(link.path, link.linkTarget);
+  }
+  EXPECT_EQ(links, (std::vector<std::pair<std::string, std::string>>{
+                       {"/sys/fs/cgroup/cpu", "cpu,cpuacct"},
+                       {"/sys/fs/cgroup/cpuacct", "cpu,cpuacct"},
+                       {"/sys/fs/cgroup/net_cls", "net_cls,net_prio"},
+                       {"/sys/fs/cgroup/net_prio", "net_cls,net_prio"}}));
+
+  // Separately mounted controllers (as on this project's CI host) need no links.
+  input.cgroupV1Hierarchies = {{"cpu", "cgroup", "cpu"}, {"cpuacct", "cgroup", "cpuacct"}};
+  plan = planFor(input);
+  EXPECT_TRUE(std::none_of(plan.symlinks.begin(), plan.symlinks.end(),
+                           [](const SymlinkEntry& l) { return l.path.starts_with("/sys/fs/cgroup"); }));
+}
+
+// The kernel refuses v1 cgroup mounts in a user namespace: /sys/fs/cgroup is present but empty.
+TEST(MountPlan, UserNamespaceGetsAnEmptyReadOnlyCgroupTmpfs) {
+  MountPlanInput input = defaultInput();
+  input.userNamespace = true;
+  input.mappedIds = 65536;
+  input.cgroupV1Hierarchies = hybridHierarchies();
+  MountPlan plan = planFor(input);
+  const MountEntry* tmpfs = findMount(plan, "/sys/fs/cgroup");
+  ASSERT_NE(tmpfs, nullptr);
+  EXPECT_EQ(tmpfs->fstype, "tmpfs");
+  EXPECT_TRUE(tmpfs->flags & MS_RDONLY);
+  for (const auto& entry : plan.mounts)
+    EXPECT_FALSE(entry.target.starts_with("/sys/fs/cgroup/")) << entry.target;
+  for (const auto& link : plan.symlinks) EXPECT_FALSE(link.path.starts_with("/sys/fs/cgroup/")) << link.path;
+  for (const auto& path : plan.readOnlyPaths) EXPECT_NE(path.path, "/sys/fs/cgroup");
+}
+
+TEST(HostCgroups, ParsesTheHierarchiesUnderSysFsCgroupFromMountinfo) {
+  const std::string mountinfo =
+      "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+      "25 22 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw\n"
+      "26 25 0:23 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:8 - tmpfs tmpfs ro,mode=755\n"
+      "27 26 0:24 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 "
+      "rw,nsdelegate\n"
+      "28 26 0:25 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime shared:10 - cgroup cgroup "
+      "rw,xattr,name=systemd\n"
+      "31 26 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:13 - cgroup cgroup "
+      "rw,cpu,cpuacct\n"
+      "32 26 0:29 / /sys/fs/cgroup/cpuset rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup "
+      "rw,cpuset,noprefix,release_agent=/sbin/agent,clone_children\n"
+      "33 26 0:30 /docker /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+      "40 26 0:31 / /sys/fs/cgroup/memory/nested rw,relatime - cgroup cgroup rw,memory\n"
+      "41 22 0:32 / /mnt/cgroup rw,relatime - cgroup cgroup rw,pids\n"
+      "42 22 0:33 / /sys/fs/cgroupx rw,relatime - cgroup cgroup rw,pids\n";
+  EXPECT_EQ(parseHostCgroupHierarchies(mountinfo),
+            (std::vector<HostCgroupHierarchy>{{"unified", "cgroup2", ""},
+                                              {"systemd", "cgroup", "name=systemd"},
+                                              {"cpu,cpuacct", "cgroup", "cpu,cpuacct"},
+                                              {"cpuset", "cgroup", "cpuset"},
+                                              {"memory", "cgroup", "memory"}}));
+  EXPECT_TRUE(parseHostCgroupHierarchies("").empty());
+  EXPECT_TRUE(parseHostCgroupHierarchies("garbage\n1 2 3\n").empty());
+}
+
+TEST(EtcFiles, HostnameAndHostsAreGeneratedAndResolvConfOnlyWithNameservers) {
+  MountPlanInput input = defaultInput();
+  input.hostname = "web-1";
+  MountPlan plan = planFor(input);
+  EXPECT_EQ(plan.etcFiles,
+            (std::vector<GeneratedFile>{
+                {"/etc/hostname", "web-1\n"},
+                {"/etc/hosts",
+                 "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tweb-1\n"}}));
+
+  input.ipAddress = "10.1.0.5";
+  input.nameservers = {"10.1.0.1", "2001:db8::53"};
+  plan = planFor(input);
+  ASSERT_EQ(plan.etcFiles.size(), 3u);
+  EXPECT_EQ(plan.etcFiles[1].content,
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.1.0.5\tweb-1\n");
+  EXPECT_EQ(plan.etcFiles[2],
+            (GeneratedFile{"/etc/resolv.conf", "nameserver 10.1.0.1\nnameserver 2001:db8::53\n"}));
+
+  EXPECT_TRUE(planFor(defaultInput()).etcFiles.empty());
+}
+
+TEST(EtcFiles, RejectsWhatWouldBreakTheFiles) {
+  MountPlanInput input = defaultInput();
+  input.hostname = "web 1";
+  auto plan = buildMountPlan(input);
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().field(), "hostname");
+
+  input.hostname = "web-1";
+  input.ipAddress = "10.1.0.300";
+  plan = buildMountPlan(input);
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().field(), "ip_address");
+
+  input.ipAddress.reset();
+  input.nameservers = {"1.1.1.1", "dns.example"};
+  plan = buildMountPlan(input);
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().field(), "nameservers[1]");
+  EXPECT_NE(plan.error().message().find("\"dns.example\""), std::string::npos) << plan.error().message();
 }
 
 TEST(MountPlan, DockersMaskedAndReadOnlyPaths) {
@@ -172,14 +324,14 @@ TEST(MountPlan, DockersMaskedAndReadOnlyPaths) {
     EXPECT_NE(std::find(masked.begin(), masked.end(), path), masked.end()) << path;
   }
   EXPECT_EQ(readOnly, (std::vector<std::string>{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                                                "/proc/sysrq-trigger"}));
+                                                "/proc/sysrq-trigger", "/sys/fs/cgroup"}));
   EXPECT_EQ(plan.nullDevice, "/dev/null");
 }
 
 TEST(MountPlan, RequiresTheMountPointsAndTheContainerManagerDirectory) {
   MountPlan plan = planFor(defaultInput());
   EXPECT_EQ(plan.requiredDirectories,
-            (std::vector<std::string>{"/proc", "/sys", "/dev", "/run", "/run/host"}));
+            (std::vector<std::string>{"/proc", "/sys", "/dev", "/run", "/run/host", "/etc"}));
 }
 
 TEST(MountPlan, RejectsPathsOverlayfsCannotTake) {

@@ -302,11 +302,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 2);
+  EXPECT_EQ(kSchemaVersion, 3);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "3");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -324,7 +324,7 @@ TEST(Store, ReopeningAnExistingDatabaseKeepsItsVersion) {
   ASSERT_TRUE(Store::open(path));
   auto again = Store::open(path);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ(again->schemaVersion(), 2);
+  EXPECT_EQ(again->schemaVersion(), 3);
 }
 
 TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
@@ -343,11 +343,55 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 2);
+  EXPECT_EQ(store->schemaVersion(), 3);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
   EXPECT_EQ(RawDb(path).value("SELECT name FROM vpcs"), "old");
+}
+
+TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  {
+    auto store = Store::open(path);
+    ASSERT_TRUE(store) << store.error().message();
+  }
+  {
+    // What corral 2 left behind: its instances table (no 'starting', no VM exit reasons) with a row.
+    RawDb raw(path);
+    raw.exec(
+        "DROP TABLE instances; "
+        "CREATE TABLE instances (name TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
+        "state TEXT NOT NULL CHECK (state IN ('created', 'running', 'stopped')), pid INTEGER, "
+        "pid_start_time INTEGER, created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, "
+        "exit_code INTEGER, exit_signal INTEGER, exit_reason TEXT CHECK (exit_reason IN ('exited', "
+        "'signaled', 'oom-killed', 'stopped', 'lost')), exit_note TEXT, boot_steps TEXT NOT NULL, "
+        "log_path TEXT NOT NULL) STRICT; "
+        "INSERT INTO instances VALUES ('old', 'container', '{\"name\":\"old\"}', 'stopped', NULL, NULL, 1, "
+        "2, 3, 0, NULL, 'exited', NULL, '{}', '/x/console.log'); "
+        "PRAGMA user_version = 2");
+  }
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 3);
+  auto rows = store->listInstances();
+  ASSERT_TRUE(rows) << rows.error().message();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].name, "old");
+  EXPECT_EQ((*rows)[0].exitReason, "exited");
+  InstanceRow vm;
+  vm.name = "vm1";
+  vm.kind = "vm";
+  vm.specJson = R"({"name":"vm1","kind":"vm"})";
+  vm.state = "starting";
+  vm.createdAt = 5;
+  ASSERT_TRUE(store->insertInstance(vm));
+  vm.state = "stopped";
+  vm.exitReason = "boot-timeout";
+  EXPECT_TRUE(store->putInstance(vm));
+  vm.kind = "lxc";
+  EXPECT_FALSE(store->putInstance(vm)) << "kind is checked";
 }
 
 TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
@@ -587,7 +631,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 2); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 3); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);

@@ -1,0 +1,326 @@
+// bench_vm_boot: VM boot time, corral vs raw QEMU, alternating run by run so both see the same host load.
+// corral: `corral run --vm -d`, then boot.total_ms from `corral --json inspect` (the daemon's own
+// measurement, request received → guest agent ready). raw: qemu-system-x86_64 with the same kernel,
+// initramfs, machine, memory and accelerator (TCG), timed from spawn to the agent's "ready" through
+// vmm::AgentClient. Prints medians, the ratio corral/raw and the RSS of an idle raw QEMU. Run by
+// bench/vm-boot.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "vmm/agent.h"
+#include "vmm/agent_protocol.h"
+#include "vmm/domain_xml.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct Options {
+  std::string kernel;
+  std::string initrd;
+  std::string corral;        // the CLI; empty: raw side only
+  std::string corralSocket;  // corrald's socket, when not the default
+  std::string machine = "pc";
+  std::string accel = "tcg";  // the accelerator corrald chose (bench/vm-boot reads it from corral info)
+  std::string tscKhz;         // microvm only: the host's TSC rate (the guest cannot calibrate without a PIT)
+  std::string workDir = "/tmp";
+  int runs = 10;
+  int memoryMib = 128;
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(
+      stderr,
+      "bench_vm_boot: %s\nusage: bench_vm_boot --kernel PATH --initrd PATH [--runs N] [--machine pc|microvm]"
+      " [--memory-mib N] [--corral CLI [--socket PATH]] [--work-dir DIR]\n",
+      why);
+  std::exit(2);
+}
+
+Options parseOptions(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (i + 1 >= argc) usage(("missing value for " + flag).c_str());
+    const std::string value = argv[++i];
+    if (flag == "--kernel")
+      options.kernel = value;
+    else if (flag == "--initrd")
+      options.initrd = value;
+    else if (flag == "--corral")
+      options.corral = value;
+    else if (flag == "--socket")
+      options.corralSocket = value;
+    else if (flag == "--machine")
+      options.machine = value;
+    else if (flag == "--accel")
+      options.accel = value;
+    else if (flag == "--tsc-khz")
+      options.tscKhz = value;
+    else if (flag == "--work-dir")
+      options.workDir = value;
+    else if (flag == "--runs")
+      options.runs = std::atoi(value.c_str());
+    else if (flag == "--memory-mib")
+      options.memoryMib = std::atoi(value.c_str());
+    else
+      usage(("unknown flag " + flag).c_str());
+  }
+  if (options.kernel.empty() || options.initrd.empty()) usage("--kernel and --initrd are required");
+  if (options.runs < 1) usage("--runs must be at least 1");
+  if (options.memoryMib < 64) usage("--memory-mib must be at least 64");
+  if (options.machine != "pc" && options.machine != "microvm") usage("--machine is pc or microvm");
+  if (options.accel != "tcg" && options.accel != "kvm" && options.accel != "auto")
+    usage("--accel is tcg, kvm or auto (what corrald chose; needs --corral)");
+  if (options.accel == "auto" && options.corral.empty()) usage("--accel auto needs --corral");
+  if (options.machine == "microvm" && options.tscKhz.empty()) usage("--machine microvm needs --tsc-khz");
+  return options;
+}
+
+// Spawns argv with stdin/stdout from /dev/null (or stdout into `capture` when given); returns the pid.
+pid_t spawn(const std::vector<std::string>& args, int captureFd = -1) {
+  std::vector<char*> argv;
+  for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int devnull = ::open("/dev/null", O_RDWR);
+    ::dup2(devnull, 0);
+    ::dup2(captureFd >= 0 ? captureFd : devnull, 1);
+    ::execvp(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Waits for pid up to `timeout`, then SIGKILLs it; returns its wait status.
+int waitFor(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (Clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return status;
+}
+
+// Runs a command to completion and returns its stdout; nullopt when it fails.
+std::optional<std::string> runCapturing(const std::vector<std::string>& args,
+                                        std::chrono::milliseconds timeout) {
+  int pipeFds[2];
+  if (::pipe2(pipeFds, O_CLOEXEC) != 0) return std::nullopt;
+  const pid_t pid = spawn(args, pipeFds[1]);
+  ::close(pipeFds[1]);
+  std::string out;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(pipeFds[0], buffer, sizeof(buffer))) > 0) out.append(buffer, static_cast<size_t>(n));
+  ::close(pipeFds[0]);
+  const int status = waitFor(pid, timeout);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  return out;
+}
+
+long rssKib(pid_t pid) {
+  FILE* status = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
+  if (status == nullptr) return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof(line), status) != nullptr) {
+    if (std::sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+  }
+  std::fclose(status);
+  return kib;
+}
+
+struct RawRun {
+  double readyMs = 0;
+  long rssKib = -1;
+};
+
+std::optional<RawRun> bootRaw(const Options& options, int run) {
+  const std::string socket = options.workDir + "/raw-" + std::to_string(run) + ".sock";
+  std::filesystem::remove(socket);
+  // The same kernel command line and console-to-file as corral's domains, so both do the same work.
+  const std::string name = "bench-raw-" + std::to_string(run);
+  std::string append = corral::vmm::kernelCommandLine(name, name, std::nullopt, std::nullopt);
+  const std::string console = options.workDir + "/raw-" + std::to_string(run) + ".console";
+  std::vector<std::string> args = {"qemu-system-x86_64",
+                                   "-nodefaults",
+                                   "-no-user-config",
+                                   "-accel",
+                                   options.accel,
+                                   "-m",
+                                   std::to_string(options.memoryMib),
+                                   "-smp",
+                                   "1",
+                                   "-display",
+                                   "none",
+                                   "-no-reboot",
+                                   "-kernel",
+                                   options.kernel,
+                                   "-initrd",
+                                   options.initrd,
+                                   "-serial",
+                                   "file:" + console,
+                                   "-chardev",
+                                   "socket,id=agent,path=" + socket + ",server=on,wait=off"};
+  if (options.machine == "microvm") {
+    append += " tsc=reliable tsc_early_khz=" + options.tscKhz;
+    args.insert(args.end(), {"-machine", "microvm,pit=on,pic=on,rtc=on", "-device", "virtio-serial-device"});
+  } else {
+    args.insert(args.end(), {"-machine", "pc", "-device", "virtio-serial-pci"});
+  }
+  args.insert(args.end(),
+              {"-device", std::string("virtserialport,chardev=agent,name=") + corral::vmm::kAgentChannel,
+               "-append", append});
+
+  const auto started = Clock::now();
+  const pid_t pid = spawn(args);
+  if (pid < 0) return std::nullopt;
+  auto agent = corral::vmm::AgentClient::connect(socket, started + std::chrono::seconds(120));
+  std::optional<RawRun> result;
+  if (agent) {
+    result = RawRun{std::chrono::duration<double, std::milli>(Clock::now() - started).count(), -1};
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // idle: the agent waits for requests
+    result->rssKib = rssKib(pid);
+    if (!agent->shutdown()) ::kill(pid, SIGTERM);
+  } else {
+    std::fprintf(stderr, "bench_vm_boot: raw run %d: %s\n", run, agent.error().message().c_str());
+    ::kill(pid, SIGKILL);
+  }
+  waitFor(pid, std::chrono::seconds(30));
+  std::filesystem::remove(socket);
+  std::filesystem::remove(console);
+  return result;
+}
+
+std::vector<std::string> corralCommand(const Options& options, std::vector<std::string> tail) {
+  std::vector<std::string> args = {options.corral};
+  if (!options.corralSocket.empty()) args.insert(args.end(), {"--socket", options.corralSocket});
+  args.insert(args.end(), tail.begin(), tail.end());
+  return args;
+}
+
+// boot.total_ms of one `corral run --vm -d`, or nullopt.
+std::optional<double> bootCorral(const Options& options, int run) {
+  const std::string name = "corral-bench-vm-" + std::to_string(run);
+  std::optional<double> total;
+  const auto started = Clock::now();
+  if (runCapturing(corralCommand(options, {"run", "--vm", "-d", "--name", name, "--memory",
+                                           std::to_string(options.memoryMib) + "M", "--kernel",
+                                           options.kernel, "--initrd", options.initrd}),
+                   std::chrono::seconds(180))) {
+    // The daemon records total_ms when the agent says ready; -d may return before that.
+    while (!total && Clock::now() - started < std::chrono::seconds(180)) {
+      const auto out =
+          runCapturing(corralCommand(options, {"--json", "inspect", name}), std::chrono::seconds(30));
+      if (out) {
+        const json instance = json::parse(*out, nullptr, false);
+        const json* boot = instance.is_object() && instance.contains("boot") ? &instance["boot"] : nullptr;
+        if (boot != nullptr && boot->is_object() && boot->contains("total_ms") &&
+            (*boot)["total_ms"].is_number()) {
+          total = (*boot)["total_ms"].get<double>();
+          break;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  if (!total)
+    std::fprintf(stderr, "bench_vm_boot: corral run %d (%s): no boot.total_ms\n", run, name.c_str());
+  runCapturing(corralCommand(options, {"rm", "-f", name}), std::chrono::seconds(60));
+  return total;
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+}  // namespace
+
+// The accelerator corrald decided (its KVM probe may take a few seconds), so raw QEMU uses the same.
+std::optional<std::string> corraldAccelerator(const Options& options) {
+  const auto until = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < until) {
+    if (const auto out = runCapturing(corralCommand(options, {"--json", "info"}), std::chrono::seconds(30))) {
+      const json info = json::parse(*out, nullptr, false);
+      if (info.is_object() && info.contains("vms") && info["vms"].is_object()) {
+        const json& accelerator = info["vms"]["accelerator"];
+        if (accelerator.is_object() && accelerator.value("state", "") == "decided" &&
+            accelerator["name"].is_string())
+          return accelerator["name"].get<std::string>();
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return std::nullopt;
+}
+
+int main(int argc, char** argv) {
+  Options options = parseOptions(argc, argv);
+  if (options.accel == "auto") {
+    auto chosen = corraldAccelerator(options);
+    if (!chosen) {
+      std::fprintf(stderr, "bench_vm_boot: corrald did not decide an accelerator within 60 s\n");
+      return 1;
+    }
+    options.accel = *chosen;
+  }
+  std::vector<double> corralMs, rawMs, rawRss;
+  std::printf("VM boot, machine %s, %d MiB, %s, %d runs each, alternating\n", options.machine.c_str(),
+              options.memoryMib, options.accel.c_str(), options.runs);
+  for (int run = 0; run < options.runs; ++run) {
+    if (!options.corral.empty()) {
+      if (const auto total = bootCorral(options, run)) {
+        corralMs.push_back(*total);
+        std::printf("  run %2d corral %8.1f ms\n", run, *total);
+      }
+    }
+    if (const auto raw = bootRaw(options, run)) {
+      rawMs.push_back(raw->readyMs);
+      if (raw->rssKib > 0) rawRss.push_back(static_cast<double>(raw->rssKib));
+      std::printf("  run %2d raw    %8.1f ms  (qemu rss %ld KiB)\n", run, raw->readyMs, raw->rssKib);
+    }
+    std::fflush(stdout);
+  }
+  if (rawMs.empty()) {
+    std::fprintf(stderr, "bench_vm_boot: no raw run reached ready\n");
+    return 1;
+  }
+  std::printf("raw qemu   median %8.1f ms to agent ready (%zu/%d runs)\n", median(rawMs), rawMs.size(),
+              options.runs);
+  if (!rawRss.empty()) std::printf("raw qemu   median RSS per idle VM %.1f MiB\n", median(rawRss) / 1024);
+  if (!options.corral.empty()) {
+    if (corralMs.empty()) {
+      std::fprintf(stderr, "bench_vm_boot: no corral run reached ready\n");
+      return 1;
+    }
+    const double ratio = median(corralMs) / median(rawMs);
+    std::printf("corral     median %8.1f ms to agent ready (%zu/%d runs)\n", median(corralMs),
+                corralMs.size(), options.runs);
+    std::printf("ratio corral/raw %.2f (target <= 1.15)\n", ratio);
+  }
+  return 0;
+}

@@ -1,0 +1,126 @@
+#include "daemon/vm_spec.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "net/vpc.h"
+
+namespace corral::daemon {
+namespace {
+
+Result<std::filesystem::path> bootFile(const std::string& given, const std::filesystem::path& fromImage,
+                                       const std::string& field, const std::string& image) {
+  std::error_code ec;
+  if (given.empty()) {
+    if (!std::filesystem::is_regular_file(fromImage, ec)) {
+      return fail(
+          Error(ErrorKind::NotFound,
+                fmt::format("image \"{}\" has no VM {} at \"{}\"; build it with `ninja image-busybox-vm` "
+                            "(images/build-vm-image) or give --{} PATH",
+                            image, field, fromImage.string(), field),
+                "image"));
+    }
+    return fromImage;
+  }
+  std::filesystem::path path(given);
+  if (!path.is_absolute()) return fail(invalidField(field, "\"{}\" must be an absolute path", given));
+  if (!std::filesystem::exists(path, ec)) {
+    return fail(Error(ErrorKind::NotFound, fmt::format("\"{}\" does not exist", given), field));
+  }
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return fail(invalidField(field, "\"{}\" is not a regular file", given));
+  }
+  if (::access(path.c_str(), R_OK) != 0) return fail(invalidField(field, "\"{}\" is not readable", given));
+  return path;
+}
+
+std::string gib(uint64_t bytes) {
+  return fmt::format("{:.1f} GiB", static_cast<double>(bytes) / static_cast<double>(1ull << 30));
+}
+
+}  // namespace
+
+Result<VmPlan> toVmPlan(const container::InstanceSpec& spec, const VmValidationContext& context) {
+  VmPlan plan;
+  if (Status ok = net::validateName(spec.name, "name"); !ok) return fail(ok.error());
+  if (spec.kind != "vm") return fail(invalidField("kind", "kind \"{}\" is not a VM", spec.kind));
+  plan.name = spec.name;
+
+  // What belongs to containers only: refused by name rather than silently ignored.
+  if (!spec.command.empty()) {
+    return fail(invalidField("command",
+                             "a VM runs its image's init; run commands in it with `corral exec NAME -- CMD` "
+                             "(`corral run --vm ... -- CMD` does that for you once the guest is ready)"));
+  }
+  if (!spec.env.empty())
+    return fail(invalidField("env", "a VM's environment is its own; pass env to corral exec"));
+  if (spec.pids)
+    return fail(
+        invalidField("pids", "a VM has its own kernel and process table; pids limits are for containers"));
+  if (!spec.capAdd.empty())
+    return fail(invalidField("cap_add", "capabilities are for containers; a VM has its own kernel"));
+  if (!spec.capDrop.empty())
+    return fail(invalidField("cap_drop", "capabilities are for containers; a VM has its own kernel"));
+  if (spec.seccomp != "default")
+    return fail(invalidField("seccomp", "seccomp profiles are for containers; a VM has its own kernel"));
+  if (spec.userNamespace) return fail(invalidField("user_namespace", "user namespaces are for containers"));
+
+  if (Status ok = net::validateName(spec.image, "image"); !ok) return fail(ok.error());
+  const std::filesystem::path vmDir = context.imageDir / spec.image / "vm";
+  auto kernel = bootFile(spec.kernel, vmDir / "vmlinuz", "kernel", spec.image);
+  if (!kernel) return fail(kernel.error());
+  plan.kernel = std::move(*kernel);
+  auto initrd = bootFile(spec.initrd, vmDir / "initramfs.img", "initrd", spec.image);
+  if (!initrd) return fail(initrd.error());
+  plan.initrd = std::move(*initrd);
+
+  plan.hostname = spec.hostname.empty() ? spec.name : spec.hostname;
+  if (Status ok = container::validateHostname(plan.hostname); !ok) return fail(ok.error());
+
+  if (spec.memory) {
+    auto bytes = container::parseMemorySize(*spec.memory);
+    if (!bytes) return fail(bytes.error());
+    if (*bytes < kVmMinMemory) {
+      return fail(
+          invalidField("memory", "\"{}\" is too little for a Linux guest: give at least 32M", *spec.memory));
+    }
+    if (context.hostMemoryBytes > 0 && *bytes > context.hostMemoryBytes) {
+      return fail(invalidField("memory", "\"{}\" is more than this host's memory ({})", *spec.memory,
+                               gib(context.hostMemoryBytes)));
+    }
+    plan.memoryBytes = *bytes;
+  }
+  if (spec.cpus) {
+    double cpus = *spec.cpus;
+    if (!std::isfinite(cpus) || cpus < 1 || cpus != std::floor(cpus)) {
+      return fail(invalidField("cpus", "{} is not a whole number of vCPUs (1, 2, ...)", cpus));
+    }
+    if (cpus > context.hostCpus) {
+      return fail(invalidField("cpus", "{} vCPUs is more than this host's {} CPUs", cpus, context.hostCpus));
+    }
+    plan.vcpus = static_cast<int>(cpus);
+  }
+  return plan;
+}
+
+VmValidationContext hostVmContext(std::filesystem::path imageDir) {
+  VmValidationContext context{.imageDir = std::move(imageDir)};
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemTotal:") {
+      context.hostMemoryBytes = kib * 1024;
+      break;
+    }
+  }
+  long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  context.hostCpus = cpus > 0 ? static_cast<int>(cpus) : 1;
+  return context;
+}
+
+}  // namespace corral::daemon

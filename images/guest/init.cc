@@ -1,0 +1,952 @@
+// corral-init: the VM's PID 1 and guest agent. Mounts the pseudo filesystems, loads the virtio modules,
+// configures hostname and network from the kernel command line, then serves vmm/agent_protocol.h over the
+// virtio-serial port and powers off on "shutdown" or the ACPI power button.
+//
+// The pure parts (command line parsing, request decoding, output capping, UTF-8 repair) are free functions
+// so tests/unit/vmm/guest_init_test.cc can include this file with CORRAL_INIT_NO_MAIN and check them.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/input.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "vmm/agent_protocol.h"
+
+extern char** environ;
+
+namespace corral::guest {
+
+using nlohmann::json;
+
+// ---- Pure helpers ------------------------------------------------------------------------------------
+
+// What the init takes from the kernel command line (see vmm/agent_protocol.h).
+struct BootParams {
+  std::string name;
+  std::string hostname;
+  std::optional<in_addr_t> ip;  // network byte order
+  int prefixLength = 0;
+  std::optional<in_addr_t> gateway;
+  std::string mac;
+  std::vector<std::string> errors;  // malformed corral.* values, logged to the console
+
+  // corral.hostname, else corral.name, else "corral".
+  std::string effectiveHostname() const {
+    if (!hostname.empty()) return hostname;
+    if (!name.empty()) return name;
+    return "corral";
+  }
+};
+
+// Splits a kernel command line on blanks; double quotes group blanks into one word and are dropped
+// (the kernel's own next_arg() rules).
+inline std::vector<std::string> splitCmdline(std::string_view cmdline) {
+  std::vector<std::string> words;
+  std::string word;
+  bool inQuotes = false;
+  bool haveWord = false;
+  for (const char c : cmdline) {
+    if (c == '"') {
+      inQuotes = !inQuotes;
+      haveWord = true;
+    } else if (!inQuotes && (c == ' ' || c == '\t' || c == '\n')) {
+      if (haveWord) words.push_back(std::move(word));
+      word.clear();
+      haveWord = false;
+    } else {
+      word.push_back(c);
+      haveWord = true;
+    }
+  }
+  if (haveWord) words.push_back(std::move(word));
+  return words;
+}
+
+inline std::optional<in_addr_t> parseIpv4(std::string_view text) {
+  const std::string copy(text);
+  in_addr address{};
+  if (copy.empty() || inet_pton(AF_INET, copy.c_str(), &address) != 1) return std::nullopt;
+  return address.s_addr;
+}
+
+// "A.B.C.D/LEN" with LEN 0..32.
+inline std::optional<std::pair<in_addr_t, int>> parseIpv4Cidr(std::string_view text) {
+  const auto slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  const auto address = parseIpv4(text.substr(0, slash));
+  const auto lengthText = text.substr(slash + 1);
+  if (!address || lengthText.empty() || lengthText.size() > 2) return std::nullopt;
+  int length = 0;
+  for (const char c : lengthText) {
+    if (c < '0' || c > '9') return std::nullopt;
+    length = length * 10 + (c - '0');
+  }
+  if (length > 32) return std::nullopt;
+  return std::pair{*address, length};
+}
+
+// Netmask in network byte order for a prefix length.
+inline in_addr_t prefixToNetmask(int length) {
+  const uint32_t host = length == 0 ? 0 : ~uint32_t{0} << (32 - length);
+  return htonl(host);
+}
+
+inline BootParams parseCmdline(std::string_view cmdline) {
+  BootParams params;
+  for (const auto& word : splitCmdline(cmdline)) {
+    const auto equals = word.find('=');
+    if (equals == std::string::npos) continue;
+    const std::string_view key = std::string_view(word).substr(0, equals);
+    const std::string_view value = std::string_view(word).substr(equals + 1);
+    if (key == vmm::kCmdlineName) {
+      params.name = value;
+    } else if (key == vmm::kCmdlineHostname) {
+      params.hostname = value;
+    } else if (key == vmm::kCmdlineIp) {
+      if (const auto cidr = parseIpv4Cidr(value)) {
+        params.ip = cidr->first;
+        params.prefixLength = cidr->second;
+      } else {
+        params.errors.push_back(std::string(key) + "=\"" + std::string(value) + "\": not A.B.C.D/LEN");
+      }
+    } else if (key == vmm::kCmdlineGateway) {
+      if (const auto gateway = parseIpv4(value)) {
+        params.gateway = *gateway;
+      } else {
+        params.errors.push_back(std::string(key) + "=\"" + std::string(value) + "\": not A.B.C.D");
+      }
+    } else if (key == "corral.mac") {
+      params.mac = value;
+    }
+  }
+  if (params.hostname.size() > 64) {
+    params.errors.push_back("hostname \"" + params.hostname + "\" is longer than 64 bytes; cut");
+    params.hostname.resize(64);
+  }
+  return params;
+}
+
+// Returns `text` with every byte that is not part of a well-formed UTF-8 sequence (overlong forms,
+// surrogates and code points above U+10FFFF included) replaced by U+FFFD.
+inline std::string toValidUtf8(std::string_view text) {
+  static constexpr std::string_view kReplacement = "\xef\xbf\xbd";
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte < 0x80) {
+      out.push_back(static_cast<char>(byte));
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    uint32_t lowest = 0;
+    if ((byte & 0xe0) == 0xc0) length = 2, lowest = 0x80;
+    if ((byte & 0xf0) == 0xe0) length = 3, lowest = 0x800;
+    if ((byte & 0xf8) == 0xf0) length = 4, lowest = 0x10000;
+    uint32_t codepoint = length == 0 ? 0 : byte & (0x7f >> length);
+    bool valid = length != 0 && i + length <= text.size();
+    for (size_t k = 1; valid && k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xc0) != 0x80) valid = false;
+      codepoint = (codepoint << 6) | (next & 0x3f);
+    }
+    if (valid &&
+        (codepoint < lowest || codepoint > 0x10ffff || (codepoint >= 0xd800 && codepoint <= 0xdfff))) {
+      valid = false;
+    }
+    if (valid) {
+      out.append(text.substr(i, length));
+      i += length;
+    } else {
+      out.append(kReplacement);
+      ++i;
+    }
+  }
+  return out;
+}
+
+// Collects a stream up to a cap; what comes after is counted as truncation and dropped.
+class CappedOutput {
+ public:
+  explicit CappedOutput(size_t cap) : cap_(cap) {}
+  void append(std::string_view bytes) {
+    const size_t room = data_.size() < cap_ ? cap_ - data_.size() : 0;
+    if (bytes.size() > room) truncated_ = true;
+    data_.append(bytes.substr(0, room));
+  }
+  const std::string& data() const { return data_; }
+  bool truncated() const { return truncated_; }
+
+ private:
+  size_t cap_;
+  std::string data_;
+  bool truncated_ = false;
+};
+
+inline constexpr int kDefaultExecTimeoutMs = 60000;
+
+struct HelloRequest {
+  int64_t id;
+};
+struct ExecRequest {
+  int64_t id;
+  std::vector<std::string> command;
+  std::vector<std::string> env;
+  int timeoutMs = kDefaultExecTimeoutMs;
+};
+struct ShutdownRequest {
+  int64_t id;
+};
+struct BadRequest {
+  std::optional<int64_t> id;
+  std::string reason;
+};
+using Request = std::variant<HelloRequest, ExecRequest, ShutdownRequest, BadRequest>;
+
+// Decodes one request line; anything that does not follow the protocol becomes a BadRequest carrying the
+// id when one could be read.
+inline Request parseRequest(std::string_view line) {
+  const json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded()) return BadRequest{std::nullopt, "request is not valid JSON"};
+  if (!request.is_object()) return BadRequest{std::nullopt, "request is not a JSON object"};
+  const auto idField = request.find("id");
+  if (idField == request.end() || !idField->is_number_integer()) {
+    return BadRequest{std::nullopt, "request has no integer \"id\""};
+  }
+  const auto id = idField->get<int64_t>();
+  const auto opField = request.find("op");
+  if (opField == request.end() || !opField->is_string())
+    return BadRequest{id, "request has no string \"op\""};
+  const auto& op = opField->get_ref<const std::string&>();
+  if (op == "hello") return HelloRequest{id};
+  if (op == "shutdown") return ShutdownRequest{id};
+  if (op != "exec") return BadRequest{id, "unknown op \"" + op + "\""};
+
+  ExecRequest exec{id, {}, {}, kDefaultExecTimeoutMs};
+  const auto command = request.find("command");
+  if (command == request.end() || !command->is_array() || command->empty()) {
+    return BadRequest{id, "exec: \"command\" must be a non-empty array of strings"};
+  }
+  for (const auto& word : *command) {
+    if (!word.is_string()) return BadRequest{id, "exec: \"command\" must be a non-empty array of strings"};
+    exec.command.push_back(word.get<std::string>());
+  }
+  if (exec.command.front().empty()) return BadRequest{id, "exec: command[0] is empty"};
+  if (const auto env = request.find("env"); env != request.end() && !env->is_null()) {
+    if (!env->is_array()) return BadRequest{id, "exec: \"env\" must be an array of \"K=V\" strings"};
+    for (const auto& entry : *env) {
+      if (!entry.is_string()) return BadRequest{id, "exec: \"env\" must be an array of \"K=V\" strings"};
+      const auto& text = entry.get_ref<const std::string&>();
+      if (text.find('=') == std::string::npos || text.front() == '=') {
+        return BadRequest{id, "exec: env entry \"" + toValidUtf8(text) + "\" is not K=V"};
+      }
+      exec.env.push_back(text);
+    }
+  }
+  if (const auto timeout = request.find("timeout_ms"); timeout != request.end() && !timeout->is_null()) {
+    if (!timeout->is_number_integer() || timeout->get<int64_t>() <= 0 ||
+        timeout->get<int64_t>() > INT32_MAX) {
+      return BadRequest{id, "exec: \"timeout_ms\" must be a positive integer"};
+    }
+    exec.timeoutMs = static_cast<int>(timeout->get<int64_t>());
+  }
+  return exec;
+}
+
+// The environment of an exec'd command: a sane default with the request's K=V entries applied on top
+// (a later entry for the same key wins).
+inline std::vector<std::string> execEnvironment(const std::vector<std::string>& overrides) {
+  std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                  "HOME=/root", "TERM=linux"};
+  for (const auto& entry : overrides) {
+    const auto key = entry.substr(0, entry.find('=') + 1);
+    bool replaced = false;
+    for (auto& existing : env) {
+      if (existing.starts_with(key)) {
+        existing = entry;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) env.push_back(entry);
+  }
+  return env;
+}
+
+struct ReadyInfo {
+  int64_t uptimeMs = 0;
+  int64_t initStartedMs = 0;
+  std::string kernel;
+  std::string hostname;
+};
+
+inline json readyEvent(const ReadyInfo& info, std::optional<int64_t> id) {
+  json event = json::object();
+  if (id) event["id"] = *id;
+  event["event"] = "ready";
+  event["uptime_ms"] = info.uptimeMs;
+  event["init_started_ms"] = info.initStartedMs;
+  event["kernel"] = toValidUtf8(info.kernel);
+  event["hostname"] = toValidUtf8(info.hostname);
+  event["version"] = vmm::kAgentProtocolVersion;
+  return event;
+}
+
+struct ExecOutcome {
+  std::optional<int> exitCode;
+  std::optional<int> signal;
+  std::string stdoutData;
+  std::string stderrData;
+  bool truncated = false;
+  bool timedOut = false;
+};
+
+// Turns a wait status into exit_code / signal.
+inline void applyWaitStatus(ExecOutcome& outcome, int status) {
+  if (WIFEXITED(status)) outcome.exitCode = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
+}
+
+inline json execResult(int64_t id, const ExecOutcome& outcome) {
+  json result = json::object();
+  result["id"] = id;
+  result["exit_code"] = outcome.exitCode ? json(*outcome.exitCode) : json(nullptr);
+  result["signal"] = outcome.signal ? json(*outcome.signal) : json(nullptr);
+  result["stdout"] = toValidUtf8(outcome.stdoutData);
+  result["stderr"] = toValidUtf8(outcome.stderrData);
+  result["truncated"] = outcome.truncated;
+  result["timed_out"] = outcome.timedOut;
+  return result;
+}
+
+inline json errorReply(std::optional<int64_t> id, std::string_view reason) {
+  json reply = json::object();
+  reply["id"] = id ? json(*id) : json(nullptr);
+  reply["error"] = toValidUtf8(reason);
+  return reply;
+}
+
+// Splits complete lines off a receive buffer. A line longer than maxLine is reported once as overlong and
+// skipped up to its newline.
+class LineReader {
+ public:
+  explicit LineReader(size_t maxLine) : maxLine_(maxLine) {}
+
+  struct Line {
+    std::string text;
+    bool overlong = false;
+  };
+
+  void feed(std::string_view bytes) { buffer_.append(bytes); }
+
+  std::optional<Line> next() {
+    while (true) {
+      const auto newline = buffer_.find('\n');
+      if (skipping_) {
+        if (newline == std::string::npos) {
+          buffer_.clear();
+          return std::nullopt;
+        }
+        buffer_.erase(0, newline + 1);
+        skipping_ = false;
+        continue;
+      }
+      if (newline == std::string::npos) {
+        if (buffer_.size() > maxLine_) {
+          buffer_.clear();
+          skipping_ = true;
+          return Line{{}, true};
+        }
+        return std::nullopt;
+      }
+      if (newline > maxLine_) {
+        buffer_.erase(0, newline + 1);
+        return Line{{}, true};
+      }
+      Line line{buffer_.substr(0, newline), false};
+      buffer_.erase(0, newline + 1);
+      if (!line.text.empty() && line.text.back() == '\r') line.text.pop_back();
+      if (line.text.empty()) continue;
+      return line;
+    }
+  }
+
+ private:
+  size_t maxLine_;
+  std::string buffer_;
+  bool skipping_ = false;
+};
+
+// ---- System side ---------------------------------------------------------------------------------------
+
+inline int64_t boottimeMs() {
+  timespec now{};
+  clock_gettime(CLOCK_BOOTTIME, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
+
+inline int64_t monotonicMs() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
+
+// Console log lines: "corral-init: ..." on /dev/console (fd 2 once the console is set up).
+template <class... Args>
+void logConsole(const char* format, Args... args) {
+  std::string line = "corral-init: ";
+  char buffer[1024];
+  std::snprintf(buffer, sizeof(buffer), format, args...);
+  line += buffer;
+  line += '\n';
+  [[maybe_unused]] const auto written = ::write(STDERR_FILENO, line.data(), line.size());
+}
+
+inline std::string readSmallFile(const char* path) {
+  std::string content;
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return content;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buffer, sizeof(buffer))) > 0) content.append(buffer, static_cast<size_t>(n));
+  ::close(fd);
+  return content;
+}
+
+inline void mountPseudoFilesystems() {
+  struct Mount {
+    const char* source;
+    const char* target;
+    const char* type;
+    unsigned long flags;
+    const char* data;
+  };
+  static constexpr Mount kMounts[] = {
+      {"devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"},
+      {"proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr},
+      {"sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr},
+      {"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
+      {"tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"},
+      {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"},
+      {"tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"},
+  };
+  for (const auto& m : kMounts) {
+    ::mkdir(m.target, 0755);
+    if (::mount(m.source, m.target, m.type, m.flags, m.data) != 0 && errno != EBUSY) {
+      logConsole("mount(\"%s\", \"%s\", \"%s\"): %s", m.source, m.target, m.type, std::strerror(errno));
+    }
+  }
+}
+
+// Before /dev is mounted the kernel may have given us no fds at all; afterwards 0, 1, 2 are the console.
+inline void attachConsole() {
+  const int console = ::open("/dev/console", O_RDWR | O_NOCTTY);
+  if (console < 0) return;
+  for (int fd = 0; fd <= 2; ++fd) ::dup2(console, fd);
+  if (console > 2) ::close(console);
+}
+
+inline void loadModules(const char* loadOrderPath) {
+  const std::string list = readSmallFile(loadOrderPath);
+  size_t start = 0;
+  while (start < list.size()) {
+    size_t end = list.find('\n', start);
+    if (end == std::string::npos) end = list.size();
+    const std::string path = list.substr(start, end - start);
+    start = end + 1;
+    if (path.empty()) continue;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      logConsole("open(\"%s\"): %s", path.c_str(), std::strerror(errno));
+      continue;
+    }
+    if (::syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST) {
+      logConsole("finit_module(\"%s\"): %s", path.c_str(), std::strerror(errno));
+    }
+    ::close(fd);
+  }
+}
+
+inline bool setInterfaceUp(int sock, const char* name) {
+  ifreq request{};
+  std::strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+  if (::ioctl(sock, SIOCGIFFLAGS, &request) != 0) {
+    logConsole("ioctl(SIOCGIFFLAGS, \"%s\"): %s", name, std::strerror(errno));
+    return false;
+  }
+  request.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (::ioctl(sock, SIOCSIFFLAGS, &request) != 0) {
+    logConsole("ioctl(SIOCSIFFLAGS, \"%s\", up): %s", name, std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+inline void setIpv4(int sock, const char* name, unsigned long request, in_addr_t address, const char* what) {
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = address;
+  std::memcpy(&ifr.ifr_addr, &sin, sizeof(sin));
+  if (::ioctl(sock, request, &ifr) != 0)
+    logConsole("ioctl(%s, \"%s\"): %s", what, name, std::strerror(errno));
+}
+
+inline void configureNetwork(const BootParams& params) {
+  const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) {
+    logConsole("socket(AF_INET, SOCK_DGRAM): %s", std::strerror(errno));
+    return;
+  }
+  setInterfaceUp(sock, "lo");
+  if (params.ip) {
+    // virtio_net registers eth0 while its module loads; the short wait covers a slow probe.
+    for (int attempt = 0; attempt < 100 && ::access("/sys/class/net/eth0", F_OK) != 0; ++attempt) {
+      ::usleep(10000);
+    }
+    setIpv4(sock, "eth0", SIOCSIFADDR, *params.ip, "SIOCSIFADDR");
+    setIpv4(sock, "eth0", SIOCSIFNETMASK, prefixToNetmask(params.prefixLength), "SIOCSIFNETMASK");
+    if (setInterfaceUp(sock, "eth0") && params.gateway) {
+      rtentry route{};
+      sockaddr_in any{};
+      any.sin_family = AF_INET;
+      std::memcpy(&route.rt_dst, &any, sizeof(any));
+      std::memcpy(&route.rt_genmask, &any, sizeof(any));
+      sockaddr_in gateway{};
+      gateway.sin_family = AF_INET;
+      gateway.sin_addr.s_addr = *params.gateway;
+      std::memcpy(&route.rt_gateway, &gateway, sizeof(gateway));
+      route.rt_flags = RTF_UP | RTF_GATEWAY;
+      char device[] = "eth0";
+      route.rt_dev = device;
+      if (::ioctl(sock, SIOCADDRT, &route) != 0 && errno != EEXIST) {
+        logConsole("ioctl(SIOCADDRT, default via gateway): %s", std::strerror(errno));
+      }
+    }
+  }
+  ::close(sock);
+}
+
+// "/dev/vport1p1" for the port named kAgentChannel, or empty.
+inline std::string findAgentPort() {
+  DIR* dir = ::opendir("/sys/class/virtio-ports");
+  if (dir == nullptr) return {};
+  std::string found;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    const std::string base = std::string("/sys/class/virtio-ports/") + entry->d_name;
+    std::string name = readSmallFile((base + "/name").c_str());
+    while (!name.empty() && (name.back() == '\n' || name.back() == '\0')) name.pop_back();
+    if (name == vmm::kAgentChannel) {
+      found = std::string("/dev/") + entry->d_name;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
+inline std::vector<int> openPowerButtons() {
+  std::vector<int> fds;
+  DIR* dir = ::opendir("/dev/input");
+  if (dir == nullptr) return fds;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (std::strncmp(entry->d_name, "event", 5) != 0) continue;
+    const std::string path = std::string("/dev/input/") + entry->d_name;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    unsigned long keys[KEY_MAX / (8 * sizeof(unsigned long)) + 1] = {};
+    if (::ioctl(fd, EVIOCGBIT(EV_KEY, sizeof(keys)), keys) >= 0 &&
+        (keys[KEY_POWER / (8 * sizeof(unsigned long))] >> (KEY_POWER % (8 * sizeof(unsigned long)))) & 1) {
+      fds.push_back(fd);
+    } else {
+      ::close(fd);
+    }
+  }
+  ::closedir(dir);
+  return fds;
+}
+
+inline bool powerButtonPressed(int fd) {
+  input_event events[16];
+  ssize_t n;
+  bool pressed = false;
+  while ((n = ::read(fd, events, sizeof(events))) > 0) {
+    for (size_t i = 0; i < static_cast<size_t>(n) / sizeof(input_event); ++i) {
+      if (events[i].type == EV_KEY && events[i].code == KEY_POWER && events[i].value == 1) pressed = true;
+    }
+  }
+  return pressed;
+}
+
+[[noreturn]] inline void powerOff(const char* why) {
+  logConsole("powering off (%s)", why);
+  ::kill(-1, SIGTERM);
+  ::sync();
+  ::reboot(RB_POWER_OFF);
+  // Only reached when reboot() fails; PID 1 must not exit.
+  logConsole("reboot(RB_POWER_OFF): %s", std::strerror(errno));
+  while (true) ::pause();
+}
+
+class Init {
+ public:
+  Init(int64_t initStartedMs, BootParams params) : initStartedMs_(initStartedMs), params_(std::move(params)) {
+    utsname uts{};
+    if (::uname(&uts) == 0) kernel_ = uts.release;
+  }
+
+  void setupSignals() {
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+    signalFd_ = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (signalFd_ < 0) logConsole("signalfd(SIGCHLD): %s", std::strerror(errno));
+  }
+
+  void openPort(int64_t waitMs) {
+    const int64_t deadline = monotonicMs() + waitMs;
+    while (true) {
+      const std::string path = findAgentPort();
+      if (!path.empty()) {
+        // The device node appears in devtmpfs shortly after the sysfs entry.
+        portFd_ = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (portFd_ >= 0) return;
+      }
+      if (monotonicMs() >= deadline) break;
+      ::usleep(10000);
+    }
+    if (waitMs > 0) logConsole("no virtio-serial port named %s; the agent is off", vmm::kAgentChannel);
+  }
+
+  void run() {
+    powerButtons_ = openPowerButtons();
+    const int64_t readyMs = boottimeMs();
+    logConsole("ready in %lld ms (kernel %lld ms, init %lld ms), hostname %s",
+               static_cast<long long>(readyMs), static_cast<long long>(initStartedMs_),
+               static_cast<long long>(readyMs - initStartedMs_), params_.effectiveHostname().c_str());
+    if (portFd_ >= 0) readyPending_ = true;
+
+    while (true) {
+      std::vector<pollfd> fds;
+      if (signalFd_ >= 0) fds.push_back({signalFd_, POLLIN, 0});
+      for (const int fd : powerButtons_) fds.push_back({fd, POLLIN, 0});
+      const size_t portIndex = fds.size();
+      // While the host side is closed the port polls as HUP; then it is looked at again every 50 ms.
+      const bool watchPort = portFd_ >= 0 && !hostClosed_;
+      if (watchPort) fds.push_back({portFd_, static_cast<short>(POLLIN | (readyPending_ ? POLLOUT : 0)), 0});
+      const int timeout = portFd_ < 0 ? 1000 : (hostClosed_ ? 50 : -1);
+      const int n = ::poll(fds.data(), fds.size(), timeout);
+      if (n < 0 && errno != EINTR) {
+        logConsole("poll: %s", std::strerror(errno));
+        ::usleep(100000);
+        continue;
+      }
+      hostClosed_ = false;
+      reapChildren();
+      for (size_t i = 0; i < fds.size(); ++i) {
+        if (i == portIndex && watchPort) continue;
+        if (fds[i].fd != signalFd_ && (fds[i].revents & POLLIN) && powerButtonPressed(fds[i].fd)) {
+          powerOff("power button");
+        }
+      }
+      if (portFd_ < 0) {
+        openPort(0);
+        if (portFd_ >= 0) readyPending_ = true;
+        continue;
+      }
+      if (!watchPort) continue;
+      const short revents = fds[portIndex].revents;
+      if (revents & POLLIN) {
+        readPort();
+      } else if (revents & (POLLHUP | POLLERR)) {
+        hostClosed_ = true;
+        continue;
+      }
+      if (readyPending_ && (revents & POLLOUT)) {
+        if (send(readyEvent(ready(), std::nullopt))) readyPending_ = false;
+      }
+    }
+  }
+
+ private:
+  ReadyInfo ready() const { return {boottimeMs(), initStartedMs_, kernel_, params_.effectiveHostname()}; }
+
+  void readPort() {
+    char buffer[65536];
+    const ssize_t n = ::read(portFd_, buffer, sizeof(buffer));
+    if (n == 0) {
+      hostClosed_ = true;
+      return;
+    }
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EINTR) hostClosed_ = true;
+      return;
+    }
+    reader_.feed(std::string_view(buffer, static_cast<size_t>(n)));
+    while (auto line = reader_.next()) {
+      if (line->overlong) {
+        send(errorReply(std::nullopt, "request line longer than " + std::to_string(vmm::kAgentMaxLine)));
+        continue;
+      }
+      handle(parseRequest(line->text));
+    }
+  }
+
+  void handle(const Request& request) {
+    if (const auto* hello = std::get_if<HelloRequest>(&request)) {
+      if (send(readyEvent(ready(), hello->id))) readyPending_ = false;
+    } else if (const auto* exec = std::get_if<ExecRequest>(&request)) {
+      send(execResult(exec->id, runCommand(*exec)));
+    } else if (const auto* shutdown = std::get_if<ShutdownRequest>(&request)) {
+      json reply = json::object();
+      reply["id"] = shutdown->id;
+      reply["ok"] = true;
+      send(reply);
+      powerOff("shutdown request");
+    } else {
+      const auto& bad = std::get<BadRequest>(request);
+      send(errorReply(bad.id, bad.reason));
+    }
+  }
+
+  // Writes one JSON line. Gives up (dropping the line) when the host makes no progress for 10 s or closes
+  // its side, so a missing reader never wedges PID 1.
+  bool send(const json& message) {
+    std::string line = message.dump(-1, ' ', false, json::error_handler_t::replace);
+    line.push_back('\n');
+    size_t offset = 0;
+    int64_t lastProgress = monotonicMs();
+    while (offset < line.size()) {
+      const ssize_t n = ::write(portFd_, line.data() + offset, line.size() - offset);
+      if (n > 0) {
+        offset += static_cast<size_t>(n);
+        lastProgress = monotonicMs();
+        continue;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EINTR) return false;
+      const int64_t waited = monotonicMs() - lastProgress;
+      if (waited >= 10000) return false;
+      pollfd out{portFd_, POLLOUT, 0};
+      if (::poll(&out, 1, static_cast<int>(10000 - waited)) > 0 && (out.revents & (POLLHUP | POLLERR)) &&
+          !(out.revents & POLLOUT)) {
+        if (offset == 0) return false;
+        // Half a line already went out; wait for the host to come back rather than corrupt the stream.
+        ::usleep(50000);
+      }
+    }
+    return true;
+  }
+
+  // Reaps every exited child; the exec'd command's status is kept for runCommand.
+  void reapChildren() {
+    if (signalFd_ >= 0) {
+      signalfd_siginfo info;
+      while (::read(signalFd_, &info, sizeof(info)) > 0) {
+      }
+    }
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      if (pid == execPid_) execStatus_ = status;
+    }
+  }
+
+  ExecOutcome runCommand(const ExecRequest& request) {
+    ExecOutcome outcome;
+    const auto env = execEnvironment(request.env);
+    std::vector<char*> argv;
+    for (const auto& word : request.command) argv.push_back(const_cast<char*>(word.c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (const auto& entry : env) envp.push_back(const_cast<char*>(entry.c_str()));
+    envp.push_back(nullptr);
+
+    int out[2], err[2], failure[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) return startFailure("pipe2");
+    if (::pipe2(err, O_CLOEXEC) != 0) {
+      ::close(out[0]), ::close(out[1]);
+      return startFailure("pipe2");
+    }
+    if (::pipe2(failure, O_CLOEXEC) != 0) {
+      ::close(out[0]), ::close(out[1]), ::close(err[0]), ::close(err[1]);
+      return startFailure("pipe2");
+    }
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      // Child: only async-signal-safe calls from here to execvp.
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::setsid();
+      const int devnull = ::open("/dev/null", O_RDONLY);
+      if (devnull >= 0) ::dup2(devnull, 0);
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      if (::chdir("/root") != 0 && ::chdir("/") != 0) ::_exit(127);
+      environ = envp.data();
+      ::execvp(argv[0], argv.data());
+      const int error = errno;
+      [[maybe_unused]] const auto written = ::write(failure[1], &error, sizeof(error));
+      ::_exit(127);
+    }
+    ::close(out[1]), ::close(err[1]), ::close(failure[1]);
+    if (pid < 0) {
+      ::close(out[0]), ::close(err[0]), ::close(failure[0]);
+      return startFailure("fork");
+    }
+    execPid_ = pid;
+    execStatus_.reset();
+    // Non-blocking read ends: one quiet stream must not stall draining the other, nor the timeout.
+    for (const int fd : {out[0], err[0]}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+
+    int execErrno = 0;
+    const bool execFailed = ::read(failure[0], &execErrno, sizeof(execErrno)) == sizeof(execErrno);
+    ::close(failure[0]);
+
+    CappedOutput stdoutData(vmm::kAgentOutputCap), stderrData(vmm::kAgentOutputCap);
+    int streams[2] = {out[0], err[0]};
+    CappedOutput* sinks[2] = {&stdoutData, &stderrData};
+    const int64_t deadline = monotonicMs() + request.timeoutMs;
+    int64_t exitedAt = -1;
+    bool killed = false;
+    while (true) {
+      reapChildren();
+      const int64_t now = monotonicMs();
+      if (execStatus_ && exitedAt < 0) exitedAt = now;
+      const bool streamsOpen = streams[0] >= 0 || streams[1] >= 0;
+      if (execStatus_ && !streamsOpen) break;
+      // Background processes that keep the pipes open get a short grace after the command itself exited.
+      if (execStatus_ && now - exitedAt > 250) break;
+      if (!killed && now >= deadline) {
+        ::kill(-pid, SIGKILL);
+        ::kill(pid, SIGKILL);
+        killed = true;
+        outcome.timedOut = true;
+      }
+      std::vector<pollfd> fds;
+      for (const int fd : streams) {
+        if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+      }
+      if (signalFd_ >= 0) fds.push_back({signalFd_, POLLIN, 0});
+      int timeout = execStatus_ ? 50 : static_cast<int>(std::max<int64_t>(deadline - now, 0));
+      if (killed || signalFd_ < 0) timeout = 50;
+      ::poll(fds.data(), fds.size(), timeout);
+      for (int s = 0; s < 2; ++s) {
+        if (streams[s] < 0) continue;
+        char buffer[65536];
+        const ssize_t n = ::read(streams[s], buffer, sizeof(buffer));
+        if (n > 0) {
+          sinks[s]->append(std::string_view(buffer, static_cast<size_t>(n)));
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+          ::close(streams[s]);
+          streams[s] = -1;
+        }
+      }
+    }
+    for (const int fd : streams) {
+      if (fd >= 0) ::close(fd);
+    }
+    execPid_ = -1;
+
+    outcome.stdoutData = stdoutData.data();
+    outcome.stderrData = stderrData.data();
+    outcome.truncated = stdoutData.truncated() || stderrData.truncated();
+    if (execFailed) {
+      outcome.exitCode = 127;
+      outcome.stderrData = "exec \"" + request.command.front() + "\": " + std::strerror(execErrno) + "\n";
+      return outcome;
+    }
+    applyWaitStatus(outcome, *execStatus_);
+    return outcome;
+  }
+
+  static ExecOutcome startFailure(const char* what) {
+    ExecOutcome outcome;
+    outcome.exitCode = 127;
+    outcome.stderrData = std::string(what) + ": " + std::strerror(errno) + "\n";
+    return outcome;
+  }
+
+  int64_t initStartedMs_;
+  BootParams params_;
+  std::string kernel_;
+  int signalFd_ = -1;
+  int portFd_ = -1;
+  std::vector<int> powerButtons_;
+  bool readyPending_ = false;
+  bool hostClosed_ = false;
+  LineReader reader_{vmm::kAgentMaxLine};
+  pid_t execPid_ = -1;
+  std::optional<int> execStatus_;
+};
+
+// The boot sequence, in order: pseudo filesystems → console → modules → command line → hostname →
+// network → agent port → serve.
+[[noreturn]] inline void runInit() {
+  const int64_t initStartedMs = boottimeMs();
+  mountPseudoFilesystems();
+  attachConsole();
+  ::setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
+  ::setenv("HOME", "/root", 1);
+  loadModules("/lib/modules/load-order");
+  BootParams params = parseCmdline(readSmallFile("/proc/cmdline"));
+  for (const auto& error : params.errors) logConsole("kernel command line: %s", error.c_str());
+  const std::string hostname = params.effectiveHostname();
+  if (::sethostname(hostname.data(), hostname.size()) != 0) {
+    logConsole("sethostname(\"%s\"): %s", hostname.c_str(), std::strerror(errno));
+  }
+  configureNetwork(params);
+  Init init(initStartedMs, std::move(params));
+  init.setupSignals();
+  init.openPort(5000);
+  init.run();
+  powerOff("agent loop ended");
+}
+
+}  // namespace corral::guest
+
+#ifndef CORRAL_INIT_NO_MAIN
+int main() {
+  try {
+    corral::guest::runInit();
+  } catch (const std::exception& e) {
+    corral::guest::logConsole("fatal: %s", e.what());
+  } catch (...) {
+    corral::guest::logConsole("fatal: unknown exception");
+  }
+  corral::guest::powerOff("init failed");
+}
+#endif

@@ -1,0 +1,383 @@
+// VMs end to end through a real corrald, real libvirt and QEMU under TCG (as root): run, wait for the guest
+// agent's "ready", exec (the guest's kernel is not the host's), logs (the guest's console), stop, start,
+// rm, a daemon SIGKILLed while a VM runs, a guest that powers itself off, the accelerator probe, the CLI,
+// and bad input that defines nothing in libvirt. Each test process uses its own domain prefix, so parallel
+// tests and a real corrald on the same libvirtd never see each other's domains.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/client.h"
+#include "tests/integration/harness.h"
+
+namespace corral {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+const std::string kPrefix = fmt::format("corral-t{}-", ::getpid());
+
+bool requireRoot() {
+  if (::geteuid() == 0) return true;
+  if (::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) ADD_FAILURE() << "needs root";
+  return false;
+}
+
+std::string hostKernel() {
+  utsname u{};
+  ::uname(&u);
+  return u.release;
+}
+
+struct Reply {
+  int status = 0;
+  json body;
+};
+
+struct CliRun {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+// `virsh` output, to see libvirt's side with libvirt's own tool.
+std::string virsh(const std::vector<std::string>& args) {
+  char pattern[] = "/tmp/corral-virsh-XXXXXX";
+  int fd = ::mkstemp(pattern);
+  if (fd >= 0) ::close(fd);
+  std::vector<std::string> argv = {"/usr/bin/virsh", "-c", "qemu:///system"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_t pid =
+      corral::testing::spawnProcess(argv, pattern, "/dev/null", corral::testing::OutputMode::Truncate);
+  if (pid > 0) corral::testing::waitWithDeadline(pid, 30s);
+  std::string out = corral::testing::readFile(pattern);
+  ::unlink(pattern);
+  return out;
+}
+
+// Our domains that libvirt has running now.
+std::vector<std::string> ourDomains() {
+  std::vector<std::string> names;
+  std::string out = virsh({"list", "--name"});
+  size_t start = 0;
+  while (start < out.size()) {
+    size_t end = out.find('\n', start);
+    if (end == std::string::npos) end = out.size();
+    std::string line = out.substr(start, end - start);
+    if (line.starts_with(kPrefix)) names.push_back(line);
+    start = end + 1;
+  }
+  return names;
+}
+
+class VmDaemon {
+ public:
+  explicit VmDaemon(std::vector<std::string> extra = {"--accelerator", "tcg"}) : extra_(std::move(extra)) {
+    char pattern[] = "/tmp/corral-vm-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = pattern;
+  }
+  ~VmDaemon() {
+    if (pid_ <= 0) start();
+    if (pid_ > 0) {
+      Reply all = call("GET", "/v1/instances");
+      if (all.body.contains("instances")) {
+        for (const json& instance : all.body["instances"]) {
+          call("DELETE", fmt::format("/v1/instances/{}?force=true", instance["name"].get<std::string>()));
+        }
+      }
+      kill(SIGTERM);
+    }
+    for (const std::string& domain : ourDomains()) virsh({"destroy", domain});
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  bool start() {
+    std::vector<std::string> args = {CORRALD_PATH,      "--foreground",
+                                     "--socket",        socket(),
+                                     "--state-dir",     dir_ + "/state",
+                                     "--image-dir",     CORRAL_IMAGE_DIR,
+                                     "--cgroup-parent", fmt::format("corral-test-vm-{}", ::getpid()),
+                                     "--domain-prefix", kPrefix};
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    pid_ =
+        corral::testing::spawnProcess(args, dir_ + "/corrald.out", {}, corral::testing::OutputMode::Append);
+    if (pid_ < 0) return false;
+    auto until = Clock::now() + 30s;
+    while (Clock::now() < until) {
+      if (call("GET", "/v1/info").status == 200) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  }
+
+  void kill(int signal) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, signal);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = 0;
+  }
+
+  Reply call(const std::string& method, const std::string& target, const json& body = nullptr) const {
+    api::Client client(socket(), 120s);
+    auto response = client.send({method, target, body.is_null() ? std::string() : body.dump()});
+    if (!response) return {0, json{{"transport", response.error().message()}}};
+    return {response->status, json::parse(response->body, nullptr, false)};
+  }
+
+  // Polls until the instance leaves `state` (e.g. "starting"), at most `deadline`.
+  json waitWhile(const std::string& name, const std::string& state,
+                 std::chrono::seconds deadline = 120s) const {
+    auto until = Clock::now() + deadline;
+    json instance;
+    while (Clock::now() < until) {
+      instance = call("GET", "/v1/instances/" + name).body;
+      if (instance.value("state", "") != state) return instance;
+      std::this_thread::sleep_for(100ms);
+    }
+    return instance;
+  }
+
+  CliRun cli(std::vector<std::string> args) const {
+    args.insert(args.begin(), {CORRAL_CLI_PATH, "--socket", socket()});
+    std::string out = dir_ + "/cli.out", err = dir_ + "/cli.err";
+    pid_t pid = corral::testing::spawnProcess(args, out, err, corral::testing::OutputMode::Truncate);
+    auto status = corral::testing::waitWithDeadline(pid, 180s);
+    CliRun run;
+    run.code = status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+    run.out = corral::testing::readFile(out);
+    run.err = corral::testing::readFile(err);
+    return run;
+  }
+
+  std::string socket() const { return dir_ + "/s.sock"; }
+  std::string vmsDir() const { return dir_ + "/state/vms"; }
+  std::string dir() const { return dir_; }
+  std::string log() const { return corral::testing::readFile(dir_ + "/corrald.out"); }
+
+ private:
+  std::vector<std::string> extra_;
+  std::string dir_;
+  pid_t pid_ = 0;
+};
+
+json vmSpec(const std::string& name) {
+  return {{"name", name}, {"kind", "vm"}, {"image", "busybox"}, {"memory", "128M"}};
+}
+
+// Runs a VM and waits for its guest; fails the test when it does not get there.
+json runReady(const VmDaemon& daemon, const std::string& name) {
+  Reply created = daemon.call("POST", "/v1/instances", vmSpec(name));
+  EXPECT_EQ(created.status, 201) << created.body.dump();
+  EXPECT_EQ(created.body.value("state", ""), "starting") << created.body.dump();
+  json ready = daemon.waitWhile(name, "starting");
+  EXPECT_EQ(ready.value("state", ""), "running") << ready.dump(2) << "\n" << daemon.log();
+  return ready;
+}
+
+TEST(VmInstances, RunExecLogsStopStartRemove) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  VmDaemon daemon;
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  json vm = runReady(daemon, "vm1");
+  ASSERT_EQ(vm.value("state", ""), "running");
+
+  // The boot split and the accelerator, recorded by the daemon.
+  const json& boot = vm["boot"];
+  for (const char* step :
+       {"total_ms", "domain_ms", "firmware_ms", "kernel_ms", "userspace_ms", "guest_uptime_ms"}) {
+    EXPECT_TRUE(boot.contains(step) && boot[step].is_number()) << step << ": " << boot.dump();
+  }
+  EXPECT_EQ(boot.value("accelerator", ""), "tcg");
+  EXPECT_GT(boot["total_ms"].get<double>(), boot["domain_ms"].get<double>());
+  EXPECT_EQ(vm["vm"].value("domain", ""), kPrefix + "vm1");
+  EXPECT_TRUE(vm["pid"].is_number()) << "the QEMU pid";
+  EXPECT_EQ(ourDomains(), std::vector<std::string>{kPrefix + "vm1"});
+
+  // The heart of the comparison: the guest runs its own kernel.
+  Reply uname = daemon.call("POST", "/v1/instances/vm1/exec", {{"command", {"uname", "-r"}}});
+  ASSERT_EQ(uname.status, 200) << uname.body.dump();
+  std::string guestKernel = uname.body.value("stdout", "");
+  while (!guestKernel.empty() && guestKernel.back() == '\n') guestKernel.pop_back();
+  EXPECT_FALSE(guestKernel.empty());
+  EXPECT_NE(guestKernel, hostKernel());
+  EXPECT_EQ(guestKernel, boot.value("guest_kernel", ""));
+
+  Reply probe = daemon.call("POST", "/v1/instances/vm1/exec", {{"command", {"/usr/bin/corral-probe"}}});
+  ASSERT_EQ(probe.status, 200) << probe.body.dump();
+  json report = json::parse(probe.body.value("stdout", ""), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << probe.body.dump();
+  EXPECT_EQ(report.value("hostname", ""), "vm1") << report.dump();
+
+  Reply exit3 =
+      daemon.call("POST", "/v1/instances/vm1/exec", {{"command", {"sh", "-c", "echo oops >&2; exit 3"}}});
+  ASSERT_EQ(exit3.status, 200);
+  EXPECT_EQ(exit3.body["exit_code"], 3);
+  EXPECT_EQ(exit3.body.value("stderr", ""), "oops\n");
+
+  // The guest's console is the instance's log.
+  Reply logs = daemon.call("GET", "/v1/instances/vm1/logs?offset=0");
+  ASSERT_EQ(logs.status, 200);
+  EXPECT_NE(logs.body.value("data", "").find("corral-init"), std::string::npos) << logs.body.dump();
+
+  // Not twice, and not a second instance of the same name of either kind.
+  EXPECT_EQ(daemon.call("POST", "/v1/instances", vmSpec("vm1")).status, 409);
+
+  Reply stopped = daemon.call("POST", "/v1/instances/vm1/stop", {{"grace_seconds", 20}});
+  ASSERT_EQ(stopped.status, 200) << stopped.body.dump();
+  EXPECT_EQ(stopped.body.value("state", ""), "stopped");
+  EXPECT_EQ(stopped.body.value("exit_reason", ""), "stopped");
+  EXPECT_TRUE(ourDomains().empty()) << "a stopped VM is no libvirt domain";
+  EXPECT_EQ(daemon.call("POST", "/v1/instances/vm1/exec", {{"command", {"true"}}}).status, 409);
+
+  Reply started = daemon.call("POST", "/v1/instances/vm1/start");
+  ASSERT_EQ(started.status, 200) << started.body.dump();
+  json again = daemon.waitWhile("vm1", "starting");
+  EXPECT_EQ(again.value("state", ""), "running") << again.dump();
+
+  Reply removed = daemon.call("DELETE", "/v1/instances/vm1?force=true");
+  EXPECT_EQ(removed.status, 200) << removed.body.dump();
+  EXPECT_TRUE(ourDomains().empty());
+  EXPECT_FALSE(std::filesystem::exists(daemon.vmsDir() + "/vm1"));
+  EXPECT_EQ(daemon.call("GET", "/v1/instances/vm1").status, 404);
+}
+
+TEST(VmInstances, SurvivesDaemonKillAndRecordsGuestPoweroff) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  VmDaemon daemon;
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  json vm = runReady(daemon, "pet");
+  ASSERT_EQ(vm.value("state", ""), "running");
+  double bootMs = vm["boot"]["total_ms"].get<double>();
+
+  daemon.kill(SIGKILL);
+  EXPECT_EQ(ourDomains(), std::vector<std::string>{kPrefix + "pet"}) << "the VM outlives corrald";
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  json found = daemon.call("GET", "/v1/instances/pet").body;
+  EXPECT_EQ(found.value("state", ""), "running") << found.dump();
+  EXPECT_EQ(found["boot"]["total_ms"].get<double>(), bootMs);
+  Reply hostname = daemon.call("POST", "/v1/instances/pet/exec", {{"command", {"hostname"}}});
+  ASSERT_EQ(hostname.status, 200) << hostname.body.dump();
+  EXPECT_EQ(hostname.body.value("stdout", ""), "pet\n");
+
+  // The guest powers itself off: libvirt's event tells corrald, which records it.
+  daemon.call("POST", "/v1/instances/pet/exec", {{"command", {"poweroff", "-f"}}});
+  json off = daemon.waitWhile("pet", "running", 60s);
+  EXPECT_EQ(off.value("state", ""), "stopped") << off.dump();
+  EXPECT_EQ(off.value("exit_reason", ""), "shutdown") << off.dump();
+  EXPECT_TRUE(ourDomains().empty());
+}
+
+TEST(VmInstances, BadInputDefinesNothing) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  VmDaemon daemon;
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  ASSERT_EQ(daemon.call("POST", "/v1/instances", {{"name", "taken"}, {"command", {"sleep", "100"}}}).status,
+            201);
+
+  struct Case {
+    json patch;
+    int status;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {{{"kernel", "/nonexistent/vmlinuz"}}, 404, "kernel"},
+      {{{"kernel", "relative/vmlinuz"}}, 400, "kernel"},
+      {{{"initrd", "/etc"}}, 400, "initrd"},
+      {{{"memory", "1T"}}, 400, "memory"},
+      {{{"memory", "1M"}}, 400, "memory"},
+      {{{"memory", "-5M"}}, 400, "memory"},
+      {{{"cpus", 0.5}}, 400, "cpus"},
+      {{{"cpus", 4096}}, 400, "cpus"},
+      {{{"cap_add", {"NET_ADMIN"}}}, 400, "cap_add"},
+      {{{"pids", 10}}, 400, "pids"},
+      {{{"command", {"sh"}}}, 400, "command"},
+      {{{"image", "../etc"}}, 400, "image"},
+      {{{"image", "nosuchimage"}}, 404, "image"},
+      {{{"kind", "lxc"}}, 400, "kind"},
+      {{{"name", "taken"}}, 409, ""},
+  };
+  for (const Case& c : cases) {
+    json spec = vmSpec("bad");
+    spec.update(c.patch);
+    Reply reply = daemon.call("POST", "/v1/instances", spec);
+    EXPECT_EQ(reply.status, c.status) << spec.dump() << " → " << reply.body.dump();
+    if (!c.field.empty()) {
+      EXPECT_EQ(reply.body["error"].value("field", ""), c.field) << reply.body.dump();
+    }
+    EXPECT_FALSE(reply.body["error"].value("message", "").empty());
+  }
+  EXPECT_TRUE(ourDomains().empty()) << "nothing was defined in libvirt";
+  json all = daemon.call("GET", "/v1/instances").body;
+  ASSERT_EQ(all["instances"].size(), 1u) << all.dump();
+  EXPECT_EQ(all["instances"][0].value("kind", ""), "container");
+  std::error_code ec;
+  EXPECT_TRUE(std::filesystem::is_empty(daemon.vmsDir(), ec)) << "no per-VM directory left";
+}
+
+TEST(VmInstances, CliRunsACommandInTheGuestAndRemovesIt) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  VmDaemon daemon;
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  CliRun run = daemon.cli({"run", "--vm", "--rm", "--name", "once", "--", "uname", "-r"});
+  EXPECT_EQ(run.code, 0) << run.out << run.err << daemon.log();
+  EXPECT_FALSE(run.out.empty());
+  EXPECT_EQ(run.out.find(hostKernel()), std::string::npos)
+      << "the guest's kernel, not the host's: " << run.out;
+  EXPECT_EQ(daemon.call("GET", "/v1/instances/once").status, 404) << "--rm removed it";
+  EXPECT_TRUE(ourDomains().empty());
+
+  CliRun failing = daemon.cli({"run", "--vm", "--rm", "--name", "fails", "--", "sh", "-c", "exit 7"});
+  EXPECT_EQ(failing.code, 7) << failing.out << failing.err;
+
+  CliRun refused = daemon.cli({"run", "--vm", "--name", "nope", "--memory", "1M"});
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("memory"), std::string::npos) << refused.err;
+}
+
+// auto: /dev/kvm answering is not enough; a bounded probe boot decides (here: nested PVM hangs → TCG).
+TEST(VmInstances, AcceleratorAutoProbesWithoutHangingAndLeavesNoProbeDomain) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  char pattern[] = "/tmp/corral-accel-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  std::string cache = std::string(pattern) + "/accelerator.json";
+  VmDaemon daemon({"--accelerator", "auto", "--accelerator-cache", cache, "--kvm-probe-timeout", "10"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  json accelerator;
+  auto until = Clock::now() + 60s;
+  while (Clock::now() < until) {
+    accelerator = daemon.call("GET", "/v1/info").body["vms"]["accelerator"];
+    if (accelerator.value("state", "") == "decided") break;
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_EQ(accelerator.value("state", ""), "decided") << accelerator.dump() << daemon.log();
+  std::string name = accelerator.value("name", "");
+  EXPECT_TRUE(name == "kvm" || name == "tcg") << accelerator.dump();
+  EXPECT_FALSE(accelerator.value("reason", "").empty());
+  EXPECT_EQ(virsh({"list", "--name"}).find(kPrefix + "kvm-probe"), std::string::npos);
+  EXPECT_EQ(virsh({"list", "--name"}).find("corral-kvm-probe"), std::string::npos);
+  json cached = json::parse(corral::testing::readFile(cache), nullptr, false);
+  EXPECT_EQ(cached.value("accelerator", ""), name) << "the decision is kept for this host boot";
+
+  // A VM boots under the chosen accelerator, and says so.
+  json vm = runReady(daemon, "accel");
+  EXPECT_EQ(vm["boot"].value("accelerator", ""), name) << vm.dump();
+  std::filesystem::remove_all(pattern);
+}
+
+}  // namespace
+}  // namespace corral

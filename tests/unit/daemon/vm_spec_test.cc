@@ -1,0 +1,141 @@
+// toVmPlan: a VM's spec validated field by field, container-only knobs refused by name, files looked up.
+#include "daemon/vm_spec.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace corral::daemon {
+namespace {
+
+class VmSpecTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/corral-vmspec-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    std::filesystem::create_directories(dir_ / "images/busybox/vm");
+    std::filesystem::create_directories(dir_ / "images/rootfs-only/rootfs");
+    std::ofstream(dir_ / "images/busybox/vm/vmlinuz") << "kernel";
+    std::ofstream(dir_ / "images/busybox/vm/initramfs.img") << "initrd";
+    std::ofstream(dir_ / "other-kernel") << "kernel";
+    context_ = {.imageDir = dir_ / "images", .hostMemoryBytes = 4ull << 30, .hostCpus = 2};
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  container::InstanceSpec spec() const {
+    container::InstanceSpec s;
+    s.name = "vm1";
+    s.kind = "vm";
+    return s;
+  }
+  // The field a refused spec names.
+  std::string refusedField(const container::InstanceSpec& s) const {
+    auto plan = toVmPlan(s, context_);
+    EXPECT_FALSE(plan.has_value());
+    return plan ? "" : plan.error().field();
+  }
+
+  std::filesystem::path dir_;
+  VmValidationContext context_;
+};
+
+TEST_F(VmSpecTest, DefaultsComeFromTheImage) {
+  auto plan = toVmPlan(spec(), context_);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  EXPECT_EQ(plan->kernel, dir_ / "images/busybox/vm/vmlinuz");
+  EXPECT_EQ(plan->initrd, dir_ / "images/busybox/vm/initramfs.img");
+  EXPECT_EQ(plan->memoryBytes, kVmDefaultMemory);
+  EXPECT_EQ(plan->vcpus, 1);
+  EXPECT_EQ(plan->hostname, "vm1");
+}
+
+TEST_F(VmSpecTest, ExplicitKernelMemoryCpusHostname) {
+  auto s = spec();
+  s.kernel = (dir_ / "other-kernel").string();
+  s.memory = "256M";
+  s.cpus = 2;
+  s.hostname = "pet";
+  auto plan = toVmPlan(s, context_);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  EXPECT_EQ(plan->kernel, dir_ / "other-kernel");
+  EXPECT_EQ(plan->memoryBytes, 256ull << 20);
+  EXPECT_EQ(plan->vcpus, 2);
+  EXPECT_EQ(plan->hostname, "pet");
+}
+
+TEST_F(VmSpecTest, RefusesBadFilesByName) {
+  auto s = spec();
+  s.kernel = "/nonexistent/vmlinuz";
+  auto missing = toVmPlan(s, context_);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().field(), "kernel");
+  EXPECT_EQ(missing.error().kind(), ErrorKind::NotFound);
+  s.kernel = "relative/vmlinuz";
+  EXPECT_EQ(refusedField(s), "kernel");
+  s = spec();
+  s.initrd = dir_.string();  // a directory
+  EXPECT_EQ(refusedField(s), "initrd");
+  s = spec();
+  s.image = "rootfs-only";  // a container image without VM files
+  auto noVm = toVmPlan(s, context_);
+  ASSERT_FALSE(noVm);
+  EXPECT_EQ(noVm.error().field(), "image");
+  EXPECT_NE(noVm.error().message().find("image-busybox-vm"), std::string::npos) << noVm.error().message();
+  s.image = "../etc";
+  EXPECT_EQ(refusedField(s), "image");
+}
+
+TEST_F(VmSpecTest, RefusesAbsurdResources) {
+  auto s = spec();
+  for (const char* memory : {"1M", "31M", "8G", "0", "-1M", "lots"}) {
+    s.memory = memory;
+    EXPECT_EQ(refusedField(s), "memory") << memory;
+  }
+  s = spec();
+  for (double cpus : {0.0, 0.5, -1.0, 3.0, 1.5}) {
+    s.cpus = cpus;
+    EXPECT_EQ(refusedField(s), "cpus") << cpus;
+  }
+}
+
+TEST_F(VmSpecTest, RefusesContainerOnlyFieldsByName) {
+  auto s = spec();
+  s.command = {"sh"};
+  EXPECT_EQ(refusedField(s), "command");
+  s = spec();
+  s.env = {"A=B"};
+  EXPECT_EQ(refusedField(s), "env");
+  s = spec();
+  s.pids = 10;
+  EXPECT_EQ(refusedField(s), "pids");
+  s = spec();
+  s.capAdd = {"NET_ADMIN"};
+  EXPECT_EQ(refusedField(s), "cap_add");
+  s = spec();
+  s.capDrop = {"ALL"};
+  EXPECT_EQ(refusedField(s), "cap_drop");
+  s = spec();
+  s.seccomp = "unconfined";
+  EXPECT_EQ(refusedField(s), "seccomp");
+  s = spec();
+  s.userNamespace = true;
+  EXPECT_EQ(refusedField(s), "user_namespace");
+  s = spec();
+  s.hostname = "-bad-";
+  EXPECT_EQ(refusedField(s), "hostname");
+  s = spec();
+  s.name = "Bad Name";
+  EXPECT_EQ(refusedField(s), "name");
+}
+
+TEST(VmSpecHost, ReadsThisHostsMemoryAndCpus) {
+  VmValidationContext context = hostVmContext("/nonexistent");
+  EXPECT_GT(context.hostMemoryBytes, 64ull << 20);
+  EXPECT_GE(context.hostCpus, 1);
+}
+
+}  // namespace
+}  // namespace corral::daemon

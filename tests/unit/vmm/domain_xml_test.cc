@@ -1,0 +1,134 @@
+// Domain XML: validation, kernel command line, and the rendered XML compared with golden files.
+#include "vmm/domain_xml.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace corral::vmm {
+namespace {
+
+const std::filesystem::path kGoldenDir = std::filesystem::path(__FILE__).parent_path() / "golden";
+
+DomainConfig baseConfig() {
+  DomainConfig config;
+  config.domainName = "corral-web-1";
+  config.instanceName = "web-1";
+  config.memoryBytes = 256ull << 20;
+  config.vcpus = 1;
+  config.kernel = "/var/lib/corral/images/busybox/vm/vmlinuz";
+  config.initrd = "/var/lib/corral/images/busybox/vm/initramfs.img";
+  config.cmdline = kernelCommandLine("web-1", "web-1", std::nullopt, std::nullopt);
+  config.consoleLog = "/var/lib/corral/instances/web-1/console.log";
+  config.agentSocket = "/run/corral/instances/web-1/agent.sock";
+  return config;
+}
+
+DomainConfig withNic(DomainConfig config) {
+  config.nic = NicConfig{"crl-t-web1", "52:54:00:12:34:56"};
+  config.cmdline = kernelCommandLine("web-1", "web-1", "10.0.1.5/24", "10.0.1.1");
+  return config;
+}
+
+std::string readFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// CORRAL_UPDATE_GOLDEN=1 rewrites the golden files from the current output.
+void expectGolden(const std::string& xml, const std::string& name) {
+  const auto path = kGoldenDir / name;
+  if (getenv("CORRAL_UPDATE_GOLDEN")) std::ofstream(path) << xml;
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  EXPECT_EQ(xml, readFile(path)) << "golden file " << path;
+}
+
+TEST(DomainXml, TcgPcWithoutNic) {
+  auto config = baseConfig();
+  ASSERT_TRUE(validate(config));
+  expectGolden(domainXml(config), "tcg_pc_no_nic.xml");
+}
+
+TEST(DomainXml, KvmPcWithNic) {
+  auto config = withNic(baseConfig());
+  config.accelerator = Accelerator::Kvm;
+  config.vcpus = 2;
+  ASSERT_TRUE(validate(config));
+  expectGolden(domainXml(config), "kvm_pc_nic.xml");
+}
+
+TEST(DomainXml, TcgMicrovmWithNic) {
+  auto config = withNic(baseConfig());
+  config.machine = Machine::Microvm;
+  ASSERT_TRUE(validate(config));
+  const auto xml = domainXml(config);
+  expectGolden(xml, "tcg_microvm_nic.xml");
+  EXPECT_EQ(xml.find("<acpi/>"), std::string::npos);
+  EXPECT_EQ(xml.find("type='pci'"), std::string::npos);
+}
+
+TEST(DomainXml, EscapesTextAndAttributes) {
+  auto config = baseConfig();
+  config.kernel = "/tmp/a&b/<k>'\"";
+  config.instanceName = "x'y";
+  const auto xml = domainXml(config);
+  EXPECT_NE(xml.find("<kernel>/tmp/a&amp;b/&lt;k&gt;&apos;&quot;</kernel>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("name='x&apos;y'"), std::string::npos) << xml;
+}
+
+TEST(DomainXml, MemoryRoundsUpToWholeMiB) {
+  auto config = baseConfig();
+  config.memoryBytes = (64ull << 20) + 1;
+  EXPECT_NE(domainXml(config).find("<memory unit='KiB'>66560</memory>"), std::string::npos);
+}
+
+TEST(DomainXml, ValidateRefusesBadFields) {
+  auto expectField = [](DomainConfig config, const std::string& field) {
+    auto result = validate(config);
+    ASSERT_FALSE(result) << field;
+    EXPECT_EQ(result.error().kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(result.error().field(), field) << result.error().message();
+  };
+  auto config = baseConfig();
+  config.memoryBytes = 16ull << 20;
+  expectField(config, "memory");
+  config = baseConfig();
+  config.memoryBytes = (1ull << 40) + 1;
+  expectField(config, "memory");
+  config = baseConfig();
+  config.vcpus = 0;
+  expectField(config, "cpus");
+  config = baseConfig();
+  config.vcpus = 65;
+  expectField(config, "cpus");
+  config = baseConfig();
+  config.kernel = "vmlinuz";
+  expectField(config, "kernel");
+  config = baseConfig();
+  config.initrd.clear();
+  expectField(config, "initrd");
+  config = baseConfig();
+  config.domainName.clear();
+  expectField(config, "name");
+}
+
+TEST(DomainXml, KernelCommandLine) {
+  EXPECT_EQ(kernelCommandLine("web-1", "web-1", std::nullopt, std::nullopt),
+            "console=ttyS0 quiet panic=-1 corral.name=web-1");
+  EXPECT_EQ(kernelCommandLine("web-1", "www", "10.0.1.5/24", "10.0.1.1"),
+            "console=ttyS0 quiet panic=-1 corral.name=web-1 corral.hostname=www corral.ip=10.0.1.5/24 "
+            "corral.gw=10.0.1.1");
+}
+
+TEST(DomainXml, Names) {
+  EXPECT_EQ(acceleratorName(Accelerator::Kvm), "kvm");
+  EXPECT_EQ(acceleratorName(Accelerator::Tcg), "tcg");
+  EXPECT_EQ(machineName(Machine::Pc), "pc");
+  EXPECT_EQ(machineName(Machine::Microvm), "microvm");
+}
+
+}  // namespace
+}  // namespace corral::vmm

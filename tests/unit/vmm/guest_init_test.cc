@@ -1,0 +1,199 @@
+// Unit tests for corral-init's pure helpers: kernel command line parsing, request decoding, output capping,
+// UTF-8 repair, line framing and the JSON it answers with. No root, no VM.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#define CORRAL_INIT_NO_MAIN
+#include "images/guest/init.cc"
+
+namespace corral::guest {
+namespace {
+
+std::string dotted(in_addr_t address) {
+  char text[INET_ADDRSTRLEN];
+  in_addr in{};
+  in.s_addr = address;
+  return inet_ntop(AF_INET, &in, text, sizeof(text));
+}
+
+TEST(GuestCmdline, ReadsCorralParameters) {
+  const auto params = parseCmdline(
+      "console=ttyS0 quiet corral.name=web-1 corral.ip=10.1.2.3/24 corral.gw=10.1.2.1 "
+      "corral.mac=52:54:00:12:34:56\n");
+  EXPECT_EQ(params.name, "web-1");
+  EXPECT_EQ(params.effectiveHostname(), "web-1");
+  ASSERT_TRUE(params.ip);
+  EXPECT_EQ(dotted(*params.ip), "10.1.2.3");
+  EXPECT_EQ(params.prefixLength, 24);
+  ASSERT_TRUE(params.gateway);
+  EXPECT_EQ(dotted(*params.gateway), "10.1.2.1");
+  EXPECT_EQ(params.mac, "52:54:00:12:34:56");
+  EXPECT_TRUE(params.errors.empty());
+}
+
+TEST(GuestCmdline, HostnameOverridesNameAndDefaultsToCorral) {
+  EXPECT_EQ(parseCmdline("corral.name=a corral.hostname=b").effectiveHostname(), "b");
+  EXPECT_EQ(parseCmdline("console=ttyS0").effectiveHostname(), "corral");
+}
+
+TEST(GuestCmdline, QuotesGroupWords) {
+  EXPECT_EQ(splitCmdline("a \"b c\" d=\"e f\"  "), (std::vector<std::string>{"a", "b c", "d=e f"}));
+  EXPECT_EQ(parseCmdline("corral.name=\"x\"").name, "x");
+}
+
+TEST(GuestCmdline, NoIpLeavesEth0Down) {
+  const auto params = parseCmdline("corral.name=a");
+  EXPECT_FALSE(params.ip);
+  EXPECT_FALSE(params.gateway);
+}
+
+TEST(GuestCmdline, MalformedAddressesAreReportedNotApplied) {
+  for (const char* bad : {"corral.ip=10.0.0.1", "corral.ip=10.0.0.1/33", "corral.ip=10.0.0/24",
+                          "corral.ip=10.0.0.1/", "corral.ip=10.0.0.1/2x", "corral.gw=300.1.1.1"}) {
+    const auto params = parseCmdline(bad);
+    EXPECT_FALSE(params.ip) << bad;
+    EXPECT_FALSE(params.gateway) << bad;
+    EXPECT_EQ(params.errors.size(), 1u) << bad;
+  }
+}
+
+TEST(GuestCmdline, NetmaskFromPrefix) {
+  EXPECT_EQ(dotted(prefixToNetmask(0)), "0.0.0.0");
+  EXPECT_EQ(dotted(prefixToNetmask(24)), "255.255.255.0");
+  EXPECT_EQ(dotted(prefixToNetmask(17)), "255.255.128.0");
+  EXPECT_EQ(dotted(prefixToNetmask(32)), "255.255.255.255");
+}
+
+TEST(GuestUtf8, KeepsValidAndReplacesInvalid) {
+  EXPECT_EQ(toValidUtf8("plain \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "plain \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(toValidUtf8("a\xff"
+                        "b"),
+            "a\xef\xbf\xbd"
+            "b");
+  EXPECT_EQ(toValidUtf8("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");                  // overlong '/'
+  EXPECT_EQ(toValidUtf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
+  EXPECT_EQ(toValidUtf8("\xe2\x82"), "\xef\xbf\xbd\xef\xbf\xbd");                  // cut short at the end
+  EXPECT_EQ(toValidUtf8(std::string("nul\0x", 5)), std::string("nul\0x", 5));
+}
+
+TEST(GuestOutput, CapsAndFlagsTruncation) {
+  CappedOutput output(5);
+  output.append("abc");
+  EXPECT_FALSE(output.truncated());
+  output.append("de");
+  EXPECT_FALSE(output.truncated());
+  output.append("f");
+  EXPECT_TRUE(output.truncated());
+  output.append("ghi");
+  EXPECT_EQ(output.data(), "abcde");
+}
+
+TEST(GuestRequest, DecodesHelloExecShutdown) {
+  EXPECT_EQ(std::get<HelloRequest>(parseRequest(R"({"id": 1, "op": "hello"})")).id, 1);
+  EXPECT_EQ(std::get<ShutdownRequest>(parseRequest(R"({"id": 3, "op": "shutdown"})")).id, 3);
+  const auto exec = std::get<ExecRequest>(parseRequest(
+      R"({"id": 2, "op": "exec", "command": ["uname", "-r"], "env": ["K=V"], "timeout_ms": 500})"));
+  EXPECT_EQ(exec.id, 2);
+  EXPECT_EQ(exec.command, (std::vector<std::string>{"uname", "-r"}));
+  EXPECT_EQ(exec.env, (std::vector<std::string>{"K=V"}));
+  EXPECT_EQ(exec.timeoutMs, 500);
+  const auto defaults =
+      std::get<ExecRequest>(parseRequest(R"({"id": 4, "op": "exec", "command": ["true"]})"));
+  EXPECT_TRUE(defaults.env.empty());
+  EXPECT_EQ(defaults.timeoutMs, kDefaultExecTimeoutMs);
+}
+
+TEST(GuestRequest, MalformedRequestsKeepTheIdWhenThereIsOne) {
+  const auto noJson = std::get<BadRequest>(parseRequest("{nope"));
+  EXPECT_FALSE(noJson.id);
+  EXPECT_FALSE(std::get<BadRequest>(parseRequest("[1]")).id);
+  EXPECT_FALSE(std::get<BadRequest>(parseRequest(R"({"id": "1", "op": "hello"})")).id);
+  for (const char* bad :
+       {R"({"id": 7})", R"({"id": 7, "op": "reboot"})", R"({"id": 7, "op": "exec"})",
+        R"({"id": 7, "op": "exec", "command": []})", R"({"id": 7, "op": "exec", "command": ["ls", 1]})",
+        R"({"id": 7, "op": "exec", "command": [""]})",
+        R"({"id": 7, "op": "exec", "command": ["ls"], "env": ["NOEQUALS"]})",
+        R"({"id": 7, "op": "exec", "command": ["ls"], "env": "K=V"})",
+        R"({"id": 7, "op": "exec", "command": ["ls"], "timeout_ms": 0})",
+        R"({"id": 7, "op": "exec", "command": ["ls"], "timeout_ms": "5"})"}) {
+    const auto request = parseRequest(bad);
+    ASSERT_TRUE(std::holds_alternative<BadRequest>(request)) << bad;
+    EXPECT_EQ(std::get<BadRequest>(request).id, 7) << bad;
+    EXPECT_FALSE(std::get<BadRequest>(request).reason.empty()) << bad;
+  }
+}
+
+TEST(GuestRequest, EnvironmentOverridesDefaults) {
+  const auto env = execEnvironment({"PATH=/opt/bin", "FOO=1", "FOO=2", "HOMEDIR=x"});
+  EXPECT_EQ(env,
+            (std::vector<std::string>{"PATH=/opt/bin", "HOME=/root", "TERM=linux", "FOO=2", "HOMEDIR=x"}));
+}
+
+TEST(GuestReply, ReadyEventFollowsTheProtocol) {
+  const auto unsolicited = readyEvent({812, 640, "6.1.0-27-cloud-amd64", "web-1"}, std::nullopt);
+  EXPECT_FALSE(unsolicited.contains("id"));
+  EXPECT_EQ(unsolicited["event"], "ready");
+  EXPECT_EQ(unsolicited["uptime_ms"], 812);
+  EXPECT_EQ(unsolicited["init_started_ms"], 640);
+  EXPECT_EQ(unsolicited["kernel"], "6.1.0-27-cloud-amd64");
+  EXPECT_EQ(unsolicited["hostname"], "web-1");
+  EXPECT_EQ(unsolicited["version"], vmm::kAgentProtocolVersion);
+  EXPECT_EQ(readyEvent({1, 1, "k", "h"}, 5)["id"], 5);
+}
+
+TEST(GuestReply, ExecResultEncodesStatusAndRepairsOutput) {
+  ExecOutcome exited;
+  applyWaitStatus(exited, 3 << 8);  // exit(3)
+  exited.stdoutData = "out\xff";
+  const auto result = execResult(2, exited);
+  EXPECT_EQ(result["id"], 2);
+  EXPECT_EQ(result["exit_code"], 3);
+  EXPECT_TRUE(result["signal"].is_null());
+  EXPECT_EQ(result["stdout"], "out\xef\xbf\xbd");
+  EXPECT_EQ(result["stderr"], "");
+  EXPECT_EQ(result["truncated"], false);
+  EXPECT_EQ(result["timed_out"], false);
+  EXPECT_NO_THROW((void)result.dump());
+
+  ExecOutcome killed;
+  applyWaitStatus(killed, SIGKILL);
+  killed.timedOut = true;
+  const auto killedResult = execResult(9, killed);
+  EXPECT_TRUE(killedResult["exit_code"].is_null());
+  EXPECT_EQ(killedResult["signal"], SIGKILL);
+  EXPECT_EQ(killedResult["timed_out"], true);
+
+  const auto error = errorReply(std::nullopt, "bad");
+  EXPECT_TRUE(error["id"].is_null());
+  EXPECT_EQ(error["error"], "bad");
+}
+
+TEST(GuestFraming, SplitsLinesAndSkipsOverlongOnes) {
+  LineReader reader(8);
+  reader.feed("{\"a\":1}\n\r\n{\"b\"");
+  auto line = reader.next();
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->text, "{\"a\":1}");
+  EXPECT_FALSE(reader.next());  // the empty CRLF line is skipped, "{"b"" is incomplete
+  reader.feed(":2}\r\n");
+  line = reader.next();
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->text, "{\"b\":2}");
+
+  reader.feed("0123456789");  // longer than 8 without a newline yet
+  line = reader.next();
+  ASSERT_TRUE(line);
+  EXPECT_TRUE(line->overlong);
+  reader.feed("more\nok\n");
+  line = reader.next();
+  ASSERT_TRUE(line);
+  EXPECT_FALSE(line->overlong);
+  EXPECT_EQ(line->text, "ok");
+  EXPECT_FALSE(reader.next());
+}
+
+}  // namespace
+}  // namespace corral::guest

@@ -1,0 +1,62 @@
+// The host side of the guest agent (vmm/agent_protocol.h): connects to the unix socket libvirt made for the
+// virtio-serial channel, waits for the guest's "ready", runs commands, asks for a shutdown. Blocking calls
+// with deadlines; one client per VM, used by one thread at a time (the daemon serialises per instance).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/unique_fd.h"
+
+namespace corral::vmm {
+
+struct GuestReady {
+  int64_t uptimeMs = 0;       // guest CLOCK_BOOTTIME when ready
+  int64_t initStartedMs = 0;  // guest CLOCK_BOOTTIME when /init began
+  std::string kernel;         // the guest's uname -r
+  std::string hostname;
+};
+
+struct ExecResult {
+  std::optional<int> exitCode;
+  std::optional<int> signal;
+  std::string stdoutText;
+  std::string stderrText;
+  bool truncated = false;
+  bool timedOut = false;
+};
+
+class AgentClient {
+ public:
+  // Connects (retrying while the socket does not exist yet or refuses) and waits for "ready": reads the
+  // unsolicited event, and sends {"op":"hello"} every 500 ms in case it was sent before we connected.
+  // Deadline passed → ErrorKind::Unavailable "guest agent not ready after N ms".
+  static Result<AgentClient> connect(const std::filesystem::path& socket,
+                                     std::chrono::steady_clock::time_point deadline);
+  // The same wait for "ready" on a stream socket that is already connected (tests use a socketpair).
+  static Result<AgentClient> fromConnected(UniqueFd fd, std::chrono::steady_clock::time_point deadline);
+  const GuestReady& ready() const { return ready_; }
+
+  Result<ExecResult> exec(const std::vector<std::string>& command, const std::vector<std::string>& env,
+                          std::chrono::milliseconds timeout);
+  Status shutdown();  // sends shutdown and waits for the "ok" (the guest powers off after it)
+
+ private:
+  explicit AgentClient(UniqueFd fd) : fd_(std::move(fd)) {}
+  Status sendLine(const std::string& line, std::chrono::steady_clock::time_point deadline);
+  // The next full line; ErrorKind::Unavailable when the deadline passes or the guest closes the channel.
+  Result<std::string> readLine(std::chrono::steady_clock::time_point deadline);
+  // Reads lines until the answer carrying `id`, skipping stale answers and repeated "ready" events.
+  Result<std::string> awaitAnswer(int64_t id, std::chrono::steady_clock::time_point deadline);
+  UniqueFd fd_;
+  GuestReady ready_;
+  int64_t nextId_ = 1;
+  std::string buffer_;  // bytes read past the last full line
+};
+
+}  // namespace corral::vmm

@@ -1,0 +1,44 @@
+// The guest agent protocol: one JSON object per line over the virtio-serial port named kAgentChannel.
+// Shared by the guest side (images/guest/init.cc, the guest's PID 1, which also serves the agent) and the
+// host side (vmm/agent.{h,cc}). Header only, no dependencies, so the static guest binary can include it.
+//
+// Guest → host, unsolicited, once, as soon as the port is open (and again as the answer to every "hello"):
+//   {"event": "ready", "uptime_ms": 812, "init_started_ms": 640, "kernel": "6.1.0-27-cloud-amd64",
+//    "hostname": "web-1", "version": 1}
+//   uptime_ms: the guest's CLOCK_BOOTTIME when it sent this; init_started_ms: CLOCK_BOOTTIME when /init
+//   began (so kernel time ≈ init_started_ms, userspace time ≈ uptime_ms - init_started_ms).
+// Host → guest requests, each with a client-chosen integer "id" echoed in the one answer:
+//   {"id": 1, "op": "hello"}                     → {"id": 1, "event": "ready", ...same fields as above}
+//   {"id": 2, "op": "exec", "command": ["uname", "-r"], "env": ["K=V"], "timeout_ms": 60000}
+//        → {"id": 2, "exit_code": 0 | null, "signal": null | 9, "stdout": "...", "stderr": "...",
+//           "truncated": false, "timed_out": false}
+//        stdout/stderr each capped at kAgentOutputCap bytes (truncated true when more came); bytes that are
+//        not UTF-8 become U+FFFD. A command that cannot be started: exit_code 127 and the reason in stderr.
+//   {"id": 3, "op": "shutdown"}                  → {"id": 3, "ok": true}, then sync() and power off.
+//   anything malformed                           → {"id": N | null, "error": "why"}
+// Requests are served one at a time, in order. Lines are at most kAgentMaxLine bytes.
+// The host skips lines whose "id" is not the one it waits for (late answers to repeated hellos) and repeated
+// "ready" events; an "error" with id null fails the request it is waiting for.
+#pragma once
+
+#include <cstddef>
+
+namespace corral::vmm {
+
+inline constexpr const char* kAgentChannel = "org.corral.agent.0";
+inline constexpr int kAgentProtocolVersion = 1;
+inline constexpr std::size_t kAgentOutputCap = 1 << 20;
+inline constexpr std::size_t kAgentMaxLine = 8 << 20;
+
+// Kernel command line parameters the guest init reads (besides console=...):
+//   corral.name=NAME          the instance name (hostname unless corral.hostname is given)
+//   corral.hostname=HOST
+//   corral.ip=A.B.C.D/LEN     eth0's address; absent: eth0 stays down (lo is always up)
+//   corral.gw=A.B.C.D         default route via this gateway
+//   corral.mac=..             (informational)
+inline constexpr const char* kCmdlineName = "corral.name";
+inline constexpr const char* kCmdlineHostname = "corral.hostname";
+inline constexpr const char* kCmdlineIp = "corral.ip";
+inline constexpr const char* kCmdlineGateway = "corral.gw";
+
+}  // namespace corral::vmm

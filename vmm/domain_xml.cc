@@ -1,0 +1,179 @@
+// The domain XML for one corral VM, as text built from DomainConfig (pure, golden-tested).
+#include "vmm/domain_xml.h"
+
+#include <fmt/format.h>
+
+#include "vmm/agent_protocol.h"
+
+namespace corral::vmm {
+namespace {
+
+constexpr uint64_t kMiB = 1ull << 20;
+constexpr uint64_t kMinMemory = 32 * kMiB;
+constexpr uint64_t kMaxMemory = 1ull << 40;
+
+// Escapes for both text and attribute values (attributes are always single-quoted here).
+std::string escapeXml(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string escapePath(const std::filesystem::path& path) {
+  return escapeXml(path.string());
+}
+
+Status validatePath(const std::filesystem::path& path, std::string_view field) {
+  if (path.empty()) return fail(invalidField(std::string(field), "{} path is empty", field));
+  if (!path.is_absolute())
+    return fail(invalidField(std::string(field), "{} path \"{}\" is not absolute", field, path.string()));
+  return {};
+}
+
+}  // namespace
+
+std::string_view acceleratorName(Accelerator accelerator) {
+  switch (accelerator) {
+    case Accelerator::Kvm:
+      return "kvm";
+    case Accelerator::Tcg:
+      return "tcg";
+  }
+  return "tcg";
+}
+
+std::string_view machineName(Machine machine) {
+  switch (machine) {
+    case Machine::Pc:
+      return "pc";
+    case Machine::Microvm:
+      return "microvm";
+  }
+  return "pc";
+}
+
+Status validate(const DomainConfig& config) {
+  if (config.domainName.empty()) return fail(invalidField("name", "domain name is empty"));
+  if (config.instanceName.empty()) return fail(invalidField("name", "instance name is empty"));
+  if (config.memoryBytes < kMinMemory || config.memoryBytes > kMaxMemory)
+    return fail(invalidField("memory", "memory {} bytes is outside 32 MiB..1 TiB", config.memoryBytes));
+  if (config.vcpus < 1 || config.vcpus > 64)
+    return fail(invalidField("cpus", "cpus {} is outside 1..64", config.vcpus));
+  if (auto ok = validatePath(config.kernel, "kernel"); !ok) return ok;
+  if (auto ok = validatePath(config.initrd, "initrd"); !ok) return ok;
+  if (auto ok = validatePath(config.consoleLog, "console_log"); !ok) return ok;
+  if (auto ok = validatePath(config.agentSocket, "agent_socket"); !ok) return ok;
+  if (config.nic) {
+    if (config.nic->tapName.empty() || config.nic->tapName.size() > 15)
+      return fail(invalidField("nic.tap", "tap name \"{}\" must be 1..15 characters", config.nic->tapName));
+    if (config.nic->mac.size() != 17)
+      return fail(
+          invalidField("nic.mac", "mac \"{}\" is not of the form 52:54:00:xx:xx:xx", config.nic->mac));
+  }
+  return {};
+}
+
+std::string domainXml(const DomainConfig& config) {
+  const bool microvm = config.machine == Machine::Microvm;
+  // microvm has no PCI bus: every virtio device sits on virtio-mmio, and libvirt must not add PCI defaults.
+  const std::string address = microvm ? "      <address type='virtio-mmio'/>\n" : "";
+  const uint64_t memoryKiB = (config.memoryBytes + kMiB - 1) / kMiB * 1024;
+
+  std::string xml;
+  auto out = std::back_inserter(xml);
+  fmt::format_to(out, "<domain type='{}'>\n", config.accelerator == Accelerator::Kvm ? "kvm" : "qemu");
+  fmt::format_to(out, "  <name>{}</name>\n", escapeXml(config.domainName));
+  fmt::format_to(out,
+                 "  <metadata>\n"
+                 "    <corral:instance xmlns:corral='https://corral.dev/xmlns/instance/1' name='{}'/>\n"
+                 "  </metadata>\n",
+                 escapeXml(config.instanceName));
+  fmt::format_to(out, "  <memory unit='KiB'>{}</memory>\n", memoryKiB);
+  fmt::format_to(out, "  <vcpu>{}</vcpu>\n", config.vcpus);
+  fmt::format_to(out, "  <os>\n    <type arch='x86_64' machine='{}'>hvm</type>\n",
+                 machineName(config.machine));
+  fmt::format_to(out, "    <kernel>{}</kernel>\n", escapePath(config.kernel));
+  fmt::format_to(out, "    <initrd>{}</initrd>\n", escapePath(config.initrd));
+  fmt::format_to(out, "    <cmdline>{}</cmdline>\n  </os>\n", escapeXml(config.cmdline));
+  // ACPI gives shutdownAcpi() a power button on pc; microvm is powered off by the agent only.
+  if (!microvm) xml += "  <features>\n    <acpi/>\n  </features>\n";
+  if (config.accelerator == Accelerator::Kvm) xml += "  <cpu mode='host-passthrough'/>\n";
+  xml +=
+      "  <on_poweroff>destroy</on_poweroff>\n"
+      "  <on_reboot>destroy</on_reboot>\n"
+      "  <on_crash>destroy</on_crash>\n"
+      "  <devices>\n";
+  // No USB controller and no balloon: on pc they are needless PCI devices, on microvm libvirt refuses them.
+  xml += "    <controller type='usb' model='none'/>\n";
+  fmt::format_to(out, "    <controller type='virtio-serial' index='0'>\n{}    </controller>\n",
+                 microvm ? "      <address type='virtio-mmio'/>\n" : "");
+  fmt::format_to(out,
+                 "    <serial type='file'>\n"
+                 "      <source path='{0}' append='off'/>\n"
+                 "      <target port='0'/>\n"
+                 "    </serial>\n"
+                 "    <console type='file'>\n"
+                 "      <source path='{0}' append='off'/>\n"
+                 "      <target type='serial' port='0'/>\n"
+                 "    </console>\n",
+                 escapePath(config.consoleLog));
+  fmt::format_to(out,
+                 "    <channel type='unix'>\n"
+                 "      <source mode='bind' path='{}'/>\n"
+                 "      <target type='virtio' name='{}'/>\n"
+                 "    </channel>\n",
+                 escapePath(config.agentSocket), kAgentChannel);
+  if (config.nic) {
+    fmt::format_to(out,
+                   "    <interface type='ethernet'>\n"
+                   "      <target dev='{}' managed='yes'/>\n"
+                   "      <mac address='{}'/>\n"
+                   "      <model type='virtio'/>\n"
+                   "{}"
+                   "    </interface>\n",
+                   escapeXml(config.nic->tapName), escapeXml(config.nic->mac), address);
+  }
+  xml += "    <memballoon model='none'/>\n  </devices>\n";
+  // QEMU runs as root and libvirt relabels nothing: the kernel, initrd, console log and agent socket stay
+  // owned by corrald.
+  xml +=
+      "  <seclabel type='static' model='dac' relabel='no'>\n"
+      "    <label>+0:+0</label>\n"
+      "  </seclabel>\n"
+      "</domain>\n";
+  return xml;
+}
+
+std::string kernelCommandLine(const std::string& instanceName, const std::string& hostname,
+                              const std::optional<std::string>& ipWithPrefix,
+                              const std::optional<std::string>& gateway) {
+  std::string cmdline = fmt::format("console=ttyS0 quiet panic=-1 {}={}", kCmdlineName, instanceName);
+  if (!hostname.empty() && hostname != instanceName)
+    cmdline += fmt::format(" {}={}", kCmdlineHostname, hostname);
+  if (ipWithPrefix) cmdline += fmt::format(" {}={}", kCmdlineIp, *ipWithPrefix);
+  if (gateway) cmdline += fmt::format(" {}={}", kCmdlineGateway, *gateway);
+  return cmdline;
+}
+
+}  // namespace corral::vmm

@@ -1,0 +1,56 @@
+// The libvirt domain XML for one corral VM, generated from a plain struct (pure: no libvirt calls), so unit
+// tests compare it with golden files and an integration test runs virt-xml-validate on it.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "core/error.h"
+
+namespace corral::vmm {
+
+enum class Accelerator { Kvm, Tcg };
+std::string_view acceleratorName(Accelerator accelerator);  // "kvm" | "tcg"
+
+enum class Machine { Pc, Microvm };
+std::string_view machineName(Machine machine);  // "pc" | "microvm"
+
+struct NicConfig {           // filled by the networking milestone; absent: no NIC at all
+  std::string tapName;       // "crl-t-web1", created by QEMU (libvirt <interface type='ethernet'>)
+  std::string mac;           // "52:54:00:xx:xx:xx"
+};
+
+struct DomainConfig {
+  std::string domainName;      // "corral-web-1": virsh list shows which instance it is
+  std::string instanceName;    // "web-1", also stored in <metadata> under corral's namespace
+  Accelerator accelerator = Accelerator::Tcg;
+  Machine machine = Machine::Pc;
+  uint64_t memoryBytes = 128ull << 20;  // rounded up to whole MiB in the XML
+  int vcpus = 1;
+  std::filesystem::path kernel;
+  std::filesystem::path initrd;
+  std::string cmdline;                  // the whole kernel command line
+  std::filesystem::path consoleLog;     // serial console (ttyS0) written to this file, truncated at start
+  std::filesystem::path agentSocket;    // virtio-serial channel kAgentChannel, libvirt binds this socket
+  std::optional<NicConfig> nic;
+};
+
+// Refuses what libvirt would refuse later with a worse message: empty names, relative paths, memory below
+// 32 MiB or above 1 TiB, vcpus outside 1..64 (field names: "memory", "cpus", "kernel", "initrd").
+Status validate(const DomainConfig& config);
+
+// The XML: <domain type='kvm'|'qemu'>, <os> with <kernel>/<initrd>/<cmdline>, on_poweroff/reboot/crash all
+// 'destroy', QEMU run as root (static DAC seclabel, relabel='no': nothing of ours is chowned), no disk, no
+// graphics, serial console to consoleLog, the agent channel, the NIC if any. For Machine::Microvm: no PCI
+// device at all (usb controller 'none', memballoon 'none', virtio-mmio addresses). KVM adds
+// <cpu mode='host-passthrough'/>.
+std::string domainXml(const DomainConfig& config);
+
+// "console=ttyS0 quiet panic=-1 corral.name=web-1 ..." for the guest init (vmm/agent_protocol.h).
+std::string kernelCommandLine(const std::string& instanceName, const std::string& hostname,
+                              const std::optional<std::string>& ipWithPrefix,
+                              const std::optional<std::string>& gateway);
+
+}  // namespace corral::vmm

@@ -1,0 +1,64 @@
+// The libvirt side: one connection to qemu:///system (RAII handles, errors read with virGetLastError right
+// after the failing call), a thread running libvirt's default event loop, and lifecycle events delivered to
+// a callback. corral's domains are transient (virDomainCreateXML): a stopped VM is no libvirt object, the
+// daemon's SQLite state is the only record, so a crash can leak at most a running domain named
+// "corral-*", which reconciliation finds with listDomains(kDomainPrefix).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "vmm/domain_xml.h"
+
+namespace corral::vmm {
+
+inline constexpr std::string_view kDomainPrefix = "corral-";
+
+// Why a domain stopped, from VIR_DOMAIN_EVENT_STOPPED's detail.
+enum class StopReason { Shutdown, Destroyed, Crashed, Failed, Other };
+std::string_view stopReasonName(StopReason reason);  // "shutdown" | "destroyed" | "crashed" | "failed" | "other"
+
+struct DomainStopped {
+  std::string domainName;
+  StopReason reason;
+};
+
+struct DomainInfo {
+  std::string name;
+  std::string uuid;
+  bool running = false;
+  std::optional<int> qemuPid;   // from /run/libvirt/qemu/NAME.pid when readable
+};
+
+class Libvirt {
+ public:
+  // Registers the default event implementation (once per process), starts the event thread and opens the
+  // connection. Unreachable libvirtd → ErrorKind::Unavailable with what to do ("start it: libvirtd -d
+  // (virtlogd -d first), or systemctl start libvirtd"). onStopped runs on the event thread; keep it short.
+  static Result<std::unique_ptr<Libvirt>> open(std::string uri,
+                                               std::function<void(const DomainStopped&)> onStopped);
+  ~Libvirt();  // deregisters callbacks, closes the connection, stops and joins the event thread
+  Libvirt(const Libvirt&) = delete;
+  Libvirt& operator=(const Libvirt&) = delete;
+
+  // All calls are thread safe and reconnect once when libvirtd went away and came back.
+  Result<DomainInfo> createTransient(const std::string& xml);        // virDomainCreateXML
+  Result<std::optional<DomainInfo>> lookup(const std::string& name);  // nullopt: no such domain
+  Result<std::vector<DomainInfo>> listDomains(std::string_view prefix);  // active domains only
+  Status destroy(const std::string& name);          // virDomainDestroy; no such domain is not an error
+  Status shutdownAcpi(const std::string& name);     // virDomainShutdownFlags(ACPI_POWER_BTN)
+  Result<std::string> hypervisorVersion();          // "QEMU 7.2.0 via libvirt 9.0.0"
+  const std::string& uri() const;
+
+ private:
+  struct State;
+  explicit Libvirt(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace corral::vmm
