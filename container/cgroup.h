@@ -8,9 +8,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "container/cgroup_mode.h"
 #include "core/error.h"
+#include "core/unique_fd.h"
 
 namespace corral::container {
 
@@ -27,6 +29,18 @@ struct CgroupStats {
   uint64_t pidsCurrent = 0;
 };
 
+// How a new process enters the group without its parent writing the pid to cgroup.procs: that write takes
+// the kernel's global cgroup_threadgroup_rwsem for writing (an RCU grace period, once per v1 hierarchy:
+// milliseconds, more in a busy multithreaded daemon). Instead, on v2 the child is cloned straight into the
+// group (clone3 with CLONE_INTO_CGROUP and `directory`); on v1 the child, while still single-threaded,
+// writes "0" to each hierarchy's `tasks` file, which moves just the calling thread and skips that lock
+// (kernel cgroup_procs_write_start). Both empty on a stand-in tree: the caller uses addProcess() instead.
+struct CgroupJoin {
+  UniqueFd directory;                  // v2: the group's directory (O_DIRECTORY)
+  std::vector<UniqueFd> taskFiles;     // v1: each joined hierarchy's `tasks` file, opened O_WRONLY
+  std::vector<std::string> taskPaths;  // the paths of taskFiles, in the same order, for messages
+};
+
 // One container's cgroup(s). Created with the limits applied; removed when destroyed (or on destruction
 // unless released into the daemon's keeping, so a failed start leaves nothing behind).
 class Cgroup {
@@ -35,6 +49,8 @@ class Cgroup {
   // "/sys/fs/cgroup/corral/web-1" on v2; the memory controller's path on v1 (for messages).
   virtual std::string path() const = 0;
   virtual Status addProcess(pid_t pid) = 0;
+  // Opened by the parent before the child exists (see CgroupJoin); the child then joins by itself.
+  virtual Result<CgroupJoin> openJoin() const = 0;
   virtual Result<CgroupStats> stats() const = 0;
   // Kills every process in the group (cgroup.kill on v2 ≥ 5.14, else SIGKILL each pid) and waits until empty.
   virtual Status killAll() = 0;
@@ -52,9 +68,10 @@ struct CgroupOptions {
 };
 
 // Creates ROOT/.../corral/NAME with `limits` written before any process joins. Conflict if it exists.
-Result<std::unique_ptr<Cgroup>> createCgroup(CgroupMode mode, const std::string& name, const ResourceLimits& limits,
-                                            const CgroupOptions& options = {});
+Result<std::unique_ptr<Cgroup>> createCgroup(CgroupMode mode, const std::string& name,
+                                             const ResourceLimits& limits, const CgroupOptions& options = {});
 // Reattaches to an existing container cgroup after a daemon restart (NotFound if it is gone).
-Result<std::unique_ptr<Cgroup>> openCgroup(CgroupMode mode, const std::string& name, const CgroupOptions& options = {});
+Result<std::unique_ptr<Cgroup>> openCgroup(CgroupMode mode, const std::string& name,
+                                           const CgroupOptions& options = {});
 
 }  // namespace corral::container

@@ -3,6 +3,7 @@
 #include "container/cgroup_v1.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -72,6 +73,19 @@ class CgroupV1 final : public Cgroup {
         return fail(ok.error().wrap(fmt::format("add process {}", pid)));
     }
     return {};
+  }
+
+  Result<CgroupJoin> openJoin() const override {
+    CgroupJoin join;
+    if (!files_.kernel()) return join;
+    for (const auto& h : hierarchies_) {
+      std::string path = h.dir + "/tasks";
+      UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+      if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\", O_WRONLY)", path)));
+      join.taskFiles.push_back(std::move(fd));
+      join.taskPaths.push_back(std::move(path));
+    }
+    return join;
   }
 
   Result<CgroupStats> stats() const override {

@@ -2,6 +2,7 @@
 // limits, and kills, measures and removes it.
 #include "container/cgroup_v2.h"
 
+#include <fcntl.h>
 #include <fmt/ranges.h>
 #include <signal.h>
 
@@ -45,6 +46,14 @@ class CgroupV2 final : public Cgroup {
     if (auto ok = files_.write(dir_ + "/cgroup.procs", std::to_string(pid)); !ok)
       return fail(ok.error().wrap(fmt::format("add process {}", pid)));
     return {};
+  }
+
+  Result<CgroupJoin> openJoin() const override {
+    CgroupJoin join;
+    if (!files_.kernel()) return join;
+    join.directory.reset(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!join.directory) return fail(systemError(errno, fmt::format("open(\"{}\", O_DIRECTORY)", dir_)));
+    return join;
   }
 
   Result<CgroupStats> stats() const override {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <grp.h>
+#include <linux/sched.h>  // struct clone_args, CLONE_INTO_CGROUP
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -42,11 +43,12 @@ std::chrono::microseconds since(Clock::time_point start) {
 
 // ---- The sync protocol between parent and child (SOCK_SEQPACKET: one record per message) ----
 
-enum class RecordKind : int32_t { Go, RootfsReady, Execing, Failure, ExecPid };
+enum class RecordKind : int32_t { Go, CgroupJoined, RootfsReady, Execing, Failure, ExecPid };
 
 // The step a child failed at; the parent turns {step, errno} into a message naming the call.
 enum class ChildStep : int32_t {
   WaitForGo,
+  JoinCgroup,  // index into CgroupJoin::taskPaths
   SetIds,
   ClearGroups,
   CgroupNamespace,
@@ -97,6 +99,21 @@ void waitForGoInChild(int fd) {
     n = ::recv(fd, &record, sizeof record, 0);
   } while (n < 0 && errno == EINTR);
   if (n != static_cast<ssize_t>(sizeof record) || record.kind != RecordKind::Go) ::_exit(127);
+}
+
+// Moves the calling process into the container's group of each v1 hierarchy, through `tasks` files the
+// parent opened: "0" there is the calling thread alone, which the kernel migrates without taking the global
+// threadgroup lock (see CgroupJoin). Only correct while the caller is single-threaded, as a fresh clone
+// is. The files are closed after use: the rest of the setup has no business with host cgroup files.
+void joinCgroupInChild(int syncFd, const std::vector<int>& taskFds) {
+  for (size_t i = 0; i < taskFds.size(); ++i) {
+    ssize_t n;
+    do {
+      n = ::write(taskFds[i], "0", 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) childFail(syncFd, ChildStep::JoinCgroup, n < 0 ? errno : EIO, static_cast<int32_t>(i));
+    ::close(taskFds[i]);
+  }
 }
 
 // ---- What the child needs, all allocated by the parent before clone ----
@@ -229,6 +246,7 @@ struct LockdownInput {
 struct InitChildContext {
   int syncFd = -1;
   bool userNamespace = false;
+  std::vector<int> cgroupTaskFds;  // v1: joined by the child right after "go"; empty when already in
   const MountPlan* plan = nullptr;
   const std::string* hostname = nullptr;
   const std::string* workingDir = nullptr;
@@ -236,16 +254,22 @@ struct InitChildContext {
 };
 
 // The container's init, from clone() to execve. It is already in its new user (if any), pid, mount,
-// uts, ipc and net namespaces. Order (STYLE.md): wait for "go" (id maps, cgroup, network are done) →
-// private "/" + rootfs bind → become root of the user ns → cgroup ns → mounts → pivot_root → hostname → stdio
-// → capabilities → no_new_privs → seccomp → execve. Only system calls here: the address space is a copy of a
-// possibly multithreaded parent, so malloc's locks may be held.
+// uts, ipc and net namespaces (and, on v2, in its cgroup). Order (STYLE.md): wait for "go" (id maps and
+// network are done) → join the v1 cgroups → private "/" + rootfs bind → become root of the user ns → cgroup
+// ns → mounts → pivot_root → hostname → stdio → capabilities → no_new_privs → seccomp → execve. Only system
+// calls here: the address space is a copy of a possibly multithreaded parent, so malloc's locks may be held.
 int containerInitMain(void* arg) {
   const InitChildContext& ctx = *static_cast<const InitChildContext*>(arg);
   const int fd = ctx.syncFd;
   // If the starter dies before "go", so do we (cleared again right before execve).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   waitForGoInChild(fd);
+  if (!ctx.cgroupTaskFds.empty()) {
+    joinCgroupInChild(fd, ctx.cgroupTaskFds);
+    SyncRecord joined;
+    joined.kind = RecordKind::CgroupJoined;
+    sendRecord(fd, joined);
+  }
 
   // Still host uid 0 here, the owner of the bundle's parent directories (see enterRootfsInChild).
   int rootfsFd = -1;
@@ -262,7 +286,7 @@ int containerInitMain(void* arg) {
     childFail(fd, ChildStep::ClearGroups, errno);
   }
 
-  // Now that the parent has put us into the container's cgroup, that cgroup becomes our namespace's root.
+  // Now that we are in the container's cgroup, that cgroup becomes our namespace's root.
   if (::unshare(CLONE_NEWCGROUP) != 0) childFail(fd, ChildStep::CgroupNamespace, errno);
 
   if (!applyMountPlanInChild(*ctx.plan, rootfsFd, &mountFailure) || !pivotRootInChild(&mountFailure)) {
@@ -282,6 +306,7 @@ int containerInitMain(void* arg) {
 struct ExecChildContext {
   int syncFd = -1;
   bool userNamespace = false;
+  std::vector<int> cgroupTaskFds;  // as for init: v1 only
   const std::vector<NamespaceFd>* namespaces = nullptr;
   const std::string* workingDir = nullptr;
   void* grandchildStackTop = nullptr;
@@ -297,14 +322,15 @@ int execGrandchildMain(void* arg) {
   lockDownAndExecInChild(ctx.lockdown);
 }
 
-// The forked intermediate of exec: waits for "go" (the parent put it into the container's cgroup), joins
-// the namespaces (user first), then clones the real process with CLONE_PARENT. setns(CLONE_NEWPID) only
-// applies to children, and CLONE_PARENT makes that child the caller's, so its exit status is the
-// command's, with no relaying; the intermediate reports the pid and leaves.
+// The forked intermediate of exec: waits for "go", joins the container's v1 cgroups (on v2 it was cloned
+// into the group), joins the namespaces (user first), then clones the real process with CLONE_PARENT.
+// setns(CLONE_NEWPID) only applies to children, and CLONE_PARENT makes that child the caller's, so its exit
+// status is the command's, with no relaying; the intermediate reports the pid and leaves.
 [[noreturn]] void execIntermediateMain(const ExecChildContext& ctx) {
   const int fd = ctx.syncFd;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   waitForGoInChild(fd);
+  joinCgroupInChild(fd, ctx.cgroupTaskFds);
   size_t failedIndex = 0;
   if (int err = joinNamespacesInChild(*ctx.namespaces, &failedIndex)) {
     childFail(fd, ChildStep::JoinNamespace, err, static_cast<int32_t>(failedIndex));
@@ -411,10 +437,16 @@ Status sendGo(int fd) {
 
 std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecord& record,
                           const ExecImage& image, const std::vector<NamespaceFd>* namespaces,
-                          const std::string& hostname, const std::string& workingDir) {
+                          const CgroupJoin& join, const std::string& hostname,
+                          const std::string& workingDir) {
   switch (step) {
     case ChildStep::WaitForGo:
       return "wait for the parent";
+    case ChildStep::JoinCgroup:
+      if (record.index >= 0 && static_cast<size_t>(record.index) < join.taskPaths.size()) {
+        return fmt::format("cgroup: write(\"{}\", \"0\")", join.taskPaths[static_cast<size_t>(record.index)]);
+      }
+      return "cgroup: join";
     case ChildStep::SetIds:
       return "setresuid/setresgid(0) in the user namespace";
     case ChildStep::ClearGroups:
@@ -470,6 +502,7 @@ struct ReadOutcome {
   std::optional<SyncRecord> failure;
   bool reachedExec = false;
   pid_t execPid = -1;
+  std::optional<Clock::time_point> cgroupJoined;
   std::optional<Clock::time_point> rootfsReady;
 };
 
@@ -485,6 +518,9 @@ Result<ReadOutcome> readChildRecords(int fd) {
     if (n != static_cast<ssize_t>(sizeof record))
       return fail(internalError("sync socket: short record of {} bytes", n));
     switch (record.kind) {
+      case RecordKind::CgroupJoined:
+        outcome.cgroupJoined = Clock::now();
+        break;
       case RecordKind::RootfsReady:
         outcome.rootfsReady = Clock::now();
         break;
@@ -666,6 +702,28 @@ Result<std::optional<CompiledSeccomp>> compileSeccomp(const SeccompProfile& prof
   return std::optional<CompiledSeccomp>(std::move(*compiled));
 }
 
+// A fork-like clone3 straight into a v2 group (CLONE_INTO_CGROUP, 5.7 and later): the kernel places the
+// child as it is created, with no cgroup.procs write. Without CLONE_VM the child runs on a copy of the
+// caller's stack, so it needs no stack of its own; like fork, it returns 0 there.
+pid_t cloneIntoCgroup(uint64_t flags, int cgroupDirFd) {
+  clone_args args{};
+  args.flags = flags | CLONE_INTO_CGROUP;
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<uint64_t>(cgroupDirFd);
+  return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+}
+
+// clone3 is missing (before 5.3) or does not know CLONE_INTO_CGROUP (before 5.7): join by cgroup.procs.
+bool cloneIntoCgroupUnavailable(int err) {
+  return err == ENOSYS || err == E2BIG;
+}
+
+std::vector<int> rawFds(const std::vector<UniqueFd>& fds) {
+  std::vector<int> raw;
+  for (const auto& fd : fds) raw.push_back(fd.get());
+  return raw;
+}
+
 }  // namespace
 
 // ---- startContainer ----
@@ -678,9 +736,9 @@ using FinishStart = Result<RunningContainer> (*)(pid_t, UniqueFd, std::unique_pt
 // Everything is allocated up front; the child only reads it. The clone is clone(2) with its own stack
 // rather than fork + unshare: unshare(CLONE_NEWPID) only affects later children (a second fork would be
 // needed for pid 1), whereas clone makes the child pid 1 of its new pid namespace directly and hands the
-// parent its host pid. clone3 would add CLONE_INTO_CGROUP, but only for v2; hosts on v1 (like hybrid
-// ones) need the parent to write the pid into each controller, so the cgroup namespace is unshared by the
-// child after "go" instead of being a clone flag.
+// parent its host pid. On v2 it is clone3 with CLONE_INTO_CGROUP instead; on v1 (hybrid hosts too) the
+// child joins each hierarchy itself after "go" (see CgroupJoin), so the cgroup namespace is unshared by
+// the child then instead of being a clone flag.
 Result<RunningContainer> startContainerSteps(const ContainerConfig& config, const Stdio& stdio,
                                              const ParentHook& beforeStart, FinishStart finish) {
   if (auto ok = validateConfig(config); !ok) return fail(ok.error());
@@ -735,11 +793,14 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   auto cgroupStart = Clock::now();
   auto cgroup = createCgroup(*mode, config.name, config.limits, config.cgroupOptions);
   if (!cgroup) return fail(cgroup.error().wrap("cgroup"));
+  auto join = (*cgroup)->openJoin();
+  if (!join) return fail(join.error().wrap("cgroup"));
   timings.cgroup = since(cgroupStart);
 
   InitChildContext ctx;
   ctx.syncFd = sync->child.get();
   ctx.userNamespace = config.userNamespace.has_value();
+  ctx.cgroupTaskFds = rawFds(join->taskFiles);
   ctx.plan = &*plan;
   ctx.hostname = &hostname;
   ctx.workingDir = &config.workingDir;
@@ -751,11 +812,24 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
 
   ChildGuard child;
   auto cloneStart = Clock::now();
-  pid_t pid = ::clone(containerInitMain, stack.top(), containerCloneFlags(ctx.userNamespace) | SIGCHLD, &ctx);
+  const std::string cloneFlagNames =
+      fmt::format("{}CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET",
+                  ctx.userNamespace ? "CLONE_NEWUSER|" : "");
+  pid_t pid = -1;
+  bool clonedIntoCgroup = false;
+  if (join->directory) {
+    pid =
+        cloneIntoCgroup(static_cast<uint64_t>(containerCloneFlags(ctx.userNamespace)), join->directory.get());
+    if (pid == 0) ::_exit(containerInitMain(&ctx));
+    if (pid < 0 && !cloneIntoCgroupUnavailable(errno)) {
+      return fail(systemError(
+          errno, fmt::format("clone3({}|CLONE_INTO_CGROUP \"{}\")", cloneFlagNames, (*cgroup)->path())));
+    }
+    clonedIntoCgroup = pid > 0;
+  }
   if (pid < 0) {
-    return fail(systemError(
-        errno, fmt::format("clone({}CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET)",
-                           ctx.userNamespace ? "CLONE_NEWUSER|" : "")));
+    pid = ::clone(containerInitMain, stack.top(), containerCloneFlags(ctx.userNamespace) | SIGCHLD, &ctx);
+    if (pid < 0) return fail(systemError(errno, fmt::format("clone({})", cloneFlagNames)));
   }
   timings.clone = since(cloneStart);
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
@@ -769,9 +843,12 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
       return fail(ok.error().wrap("user namespace"));
     }
   }
-  auto joinStart = Clock::now();
-  if (auto ok = (*cgroup)->addProcess(pid); !ok) return fail(ok.error().wrap("cgroup"));
-  timings.cgroup += since(joinStart);
+  if (!clonedIntoCgroup && ctx.cgroupTaskFds.empty()) {
+    // No way for the child to join by itself (no CLONE_INTO_CGROUP, or a stand-in tree).
+    auto joinStart = Clock::now();
+    if (auto ok = (*cgroup)->addProcess(pid); !ok) return fail(ok.error().wrap("cgroup"));
+    timings.cgroup += since(joinStart);
+  }
 
   auto hookStart = Clock::now();
   if (beforeStart) {
@@ -785,12 +862,14 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   if (!outcome) return fail(outcome.error());
   if (outcome->failure) {
     const SyncRecord& record = *outcome->failure;
-    return fail(systemError(record.errnum, childStepName(record.step, &*plan, record, image, nullptr,
+    return fail(systemError(record.errnum, childStepName(record.step, &*plan, record, image, nullptr, *join,
                                                          hostname, config.workingDir)));
   }
   if (!outcome->reachedExec) return fail(childVanished(pid));
-  auto readyAt = outcome->rootfsReady.value_or(goTime);
-  timings.rootfs = parentRootfs + std::chrono::duration_cast<std::chrono::microseconds>(readyAt - goTime);
+  auto joinedAt = outcome->cgroupJoined.value_or(goTime);
+  timings.cgroup += std::chrono::duration_cast<std::chrono::microseconds>(joinedAt - goTime);
+  auto readyAt = outcome->rootfsReady.value_or(joinedAt);
+  timings.rootfs = parentRootfs + std::chrono::duration_cast<std::chrono::microseconds>(readyAt - joinedAt);
   timings.exec = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - readyAt);
 
   auto result = finish(child.release(), std::move(pidfd), std::move(*cgroup), config.bundleDir, timings);
@@ -857,10 +936,13 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
     if (!sync) return fail(sync.error());
     ChildStack stack;
     if (!stack.valid()) return fail(systemError(errno, "mmap(child stack)"));
+    auto join = cgroup.openJoin();
+    if (!join) return fail(join.error().wrap("cgroup"));
 
     ExecChildContext ctx;
     ctx.syncFd = sync->child.get();
     ctx.userNamespace = config.userNamespace.has_value();
+    ctx.cgroupTaskFds = rawFds(join->taskFiles);
     ctx.namespaces = &*namespaces;
     ctx.workingDir = &config.workingDir;
     ctx.grandchildStackTop = stack.top();
@@ -871,13 +953,27 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
                                  &image};
 
     ChildGuard intermediate;
-    pid_t intermediatePid = ::fork();
-    if (intermediatePid < 0) return fail(systemError(errno, "fork()"));
-    if (intermediatePid == 0) execIntermediateMain(ctx);
+    pid_t intermediatePid = -1;
+    bool clonedIntoCgroup = false;
+    if (join->directory) {
+      intermediatePid = cloneIntoCgroup(0, join->directory.get());
+      if (intermediatePid == 0) execIntermediateMain(ctx);
+      if (intermediatePid < 0 && !cloneIntoCgroupUnavailable(errno)) {
+        return fail(systemError(errno, fmt::format("clone3(CLONE_INTO_CGROUP \"{}\")", cgroup.path())));
+      }
+      clonedIntoCgroup = intermediatePid > 0;
+    }
+    if (intermediatePid < 0) {
+      intermediatePid = ::fork();
+      if (intermediatePid < 0) return fail(systemError(errno, "fork()"));
+      if (intermediatePid == 0) execIntermediateMain(ctx);
+    }
     intermediate.arm(intermediatePid);
     sync->child.reset();
 
-    if (auto ok = cgroup.addProcess(intermediatePid); !ok) return fail(ok.error().wrap("cgroup"));
+    if (!clonedIntoCgroup && ctx.cgroupTaskFds.empty()) {
+      if (auto ok = cgroup.addProcess(intermediatePid); !ok) return fail(ok.error().wrap("cgroup"));
+    }
     if (auto ok = sendGo(sync->parent.get()); !ok) return fail(ok.error());
     auto outcome = readChildRecords(sync->parent.get());
     ChildGuard process;
@@ -886,7 +982,7 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
     if (outcome->failure) {
       const SyncRecord& record = *outcome->failure;
       return fail(systemError(record.errnum, childStepName(record.step, nullptr, record, image, &*namespaces,
-                                                           config.hostname, config.workingDir)));
+                                                           *join, config.hostname, config.workingDir)));
     }
     if (outcome->execPid <= 0) return fail(childVanished(intermediatePid));
     if (!outcome->reachedExec) return fail(childVanished(outcome->execPid));

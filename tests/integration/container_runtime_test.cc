@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -400,6 +401,16 @@ TEST_F(ContainerRuntimeTest, ForcedV2OnTheUnifiedMountGroupsKillsAndCleansUp) {
     EXPECT_NE(hostView.find("\n0::" + container->cgroup().relativePath() + "\n"), std::string::npos)
         << hostView;
     EXPECT_NE(readFile(dir / "cgroup.events").find("populated 1\n"), std::string::npos);
+    // An exec'd process is cloned into the same group (its intermediate, by CLONE_INTO_CGROUP).
+    ExecOptions options;
+    options.argv = {"sleep", "600"};
+    auto execPid = execInContainer(container->pid(), container->cgroup(), c, options);
+    ASSERT_TRUE(execPid.has_value()) << execPid.error().message();
+    std::string execView = readFile(fmt::format("/proc/{}/cgroup", *execPid));
+    EXPECT_NE(execView.find("\n0::" + container->cgroup().relativePath() + "\n"), std::string::npos)
+        << execView;
+    ::kill(*execPid, SIGKILL);
+    ASSERT_EQ(::waitpid(*execPid, nullptr, 0), *execPid);
     inWrite.reset();  // EOF: `read` returns and the shell exits
     int status = 0;
     ASSERT_EQ(::waitpid(container->pid(), &status, 0), container->pid());
@@ -432,6 +443,98 @@ TEST_F(ContainerRuntimeTest, ForcedV2OnTheUnifiedMountGroupsKillsAndCleansUp) {
   }
   EXPECT_FALSE(fs::exists(dir)) << dir;
   expectNothingLeft(k);
+}
+
+// The v1 hierarchies a container joins (cgroup_v1.cc) and, per pid, the group of each as /proc/PID/cgroup
+// shows it from the host: controllers ("cpu,cpuacct") → path.
+const std::set<std::string> kJoinedV1Controllers = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+
+std::map<std::string, std::string> v1Groups(pid_t pid) {
+  std::map<std::string, std::string> groups;
+  for (const auto& line : lines(readFile(fmt::format("/proc/{}/cgroup", pid)))) {
+    size_t first = line.find(':'), second = line.find(':', first + 1);
+    if (first == std::string::npos || second == std::string::npos) continue;
+    std::string controllers = line.substr(first + 1, second - first - 1);
+    if (!controllers.empty()) groups[controllers] = line.substr(second + 1);
+  }
+  return groups;
+}
+
+bool isJoinedHierarchy(const std::string& controllers) {
+  std::stringstream in(controllers);
+  for (std::string controller; std::getline(in, controller, ',');)
+    if (kJoinedV1Controllers.contains(controller)) return true;
+  return false;
+}
+
+// The child moves itself into each v1 hierarchy (a "0" written to `tasks`), and so does an exec's
+// intermediate: both init and the exec'd process are in the container's group of every hierarchy it joins,
+// and in the starter's group of the others.
+TEST_F(ContainerRuntimeTest, CgroupV1InitAndExecAreInEveryJoinedHierarchy) {
+  auto mode = detectCgroupMode();
+  ASSERT_TRUE(mode.has_value());
+  if (*mode == CgroupMode::Unified) GTEST_SKIP() << "a pure v2 host has no v1 hierarchies";
+  ContainerConfig c = config({"sh", "-c", "echo READY; exec sleep 600"});
+  c.limits.memoryBytes = 64ull << 20;
+  c.limits.cpuMillis = 500;
+  c.limits.pids = 20;
+  int pipeFds[2];
+  ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  {
+    auto container = startContainer(c, Stdio{-1, writeEnd.get(), -1});
+    writeEnd.reset();
+    ASSERT_TRUE(container.has_value()) << container.error().message();
+    readFrom(readEnd.get(), "READY\n");
+    const std::string relative = container->cgroup().relativePath();
+
+    ExecOptions options;
+    options.argv = {"sleep", "600"};
+    auto execPid = execInContainer(container->pid(), container->cgroup(), c, options);
+    ASSERT_TRUE(execPid.has_value()) << execPid.error().message();
+
+    const auto starter = v1Groups(::getpid());
+    for (pid_t pid : {container->pid(), *execPid}) {
+      const auto groups = v1Groups(pid);
+      size_t joined = 0;
+      for (const auto& [controllers, path] : groups) {
+        if (isJoinedHierarchy(controllers)) {
+          EXPECT_EQ(path, relative) << "pid " << pid << ", hierarchy " << controllers;
+          ++joined;
+        } else if (starter.contains(controllers)) {
+          EXPECT_EQ(path, starter.at(controllers)) << "pid " << pid << ", hierarchy " << controllers;
+        }
+      }
+      EXPECT_GE(joined, 4u) << "memory, cpu(acct), pids and freezer: "
+                            << readFile(fmt::format("/proc/{}/cgroup", pid));
+      const auto tasks = lines(readFile(fs::path("/sys/fs/cgroup/pids") / relative.substr(1) / "tasks"));
+      EXPECT_NE(std::ranges::find(tasks, std::to_string(pid)), tasks.end()) << "pid " << pid;
+    }
+    ::kill(*execPid, SIGKILL);
+    ASSERT_EQ(::waitpid(*execPid, nullptr, 0), *execPid);
+  }
+  expectNothingLeft(c);
+}
+
+// A group the child cannot join (here: removed from the pids hierarchy after creation, while the child
+// waits for "go") fails the start naming the `tasks` write, and leaves nothing behind.
+TEST_F(ContainerRuntimeTest, CgroupJoinFailureIsNamedAndLeavesNothing) {
+  auto mode = detectCgroupMode();
+  ASSERT_TRUE(mode.has_value());
+  if (*mode == CgroupMode::Unified) GTEST_SKIP() << "a pure v2 host has no v1 hierarchies";
+  ContainerConfig c = config({"true"});
+  const fs::path pidsGroup = fs::canonical("/sys/fs/cgroup/pids") / kCgroupParent / c.name;
+  auto container = startContainer(c, Stdio{}, [&](pid_t) -> Status {
+    if (::rmdir(pidsGroup.c_str()) != 0) return fail(systemError(errno, "rmdir"));
+    return {};
+  });
+  ASSERT_FALSE(container.has_value());
+  EXPECT_EQ(container.error().message(),
+            fmt::format("start container {}: cgroup: write(\"{}/tasks\", \"0\"): No such device", c.name,
+                        pidsGroup.string()));
+  EXPECT_EQ(container.error().errnum(), ENODEV);
+  expectNothingLeft(c);
+  EXPECT_FALSE(fs::exists(c.bundleDir)) << "the bundle the failed start created is removed";
 }
 
 TEST_F(ContainerRuntimeTest, CapAddAndDropAreReflected) {

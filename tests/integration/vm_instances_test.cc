@@ -103,6 +103,12 @@ class VmDaemon {
     for (const std::string& domain : ourDomains()) virsh({"destroy", domain});
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
+    // The (empty) parent cgroup of the containers some tests run beside the VMs.
+    const std::string parent = fmt::format("corral-test-vm-{}", ::getpid());
+    ::rmdir(fmt::format("/sys/fs/cgroup/{}", parent).c_str());
+    for (const auto& controller : std::filesystem::directory_iterator("/sys/fs/cgroup", ignored)) {
+      ::rmdir((controller.path() / parent).c_str());
+    }
   }
 
   bool start() {
@@ -377,6 +383,64 @@ TEST(VmInstances, AcceleratorAutoProbesWithoutHangingAndLeavesNoProbeDomain) {
   json vm = runReady(daemon, "accel");
   EXPECT_EQ(vm["boot"].value("accelerator", ""), name) << vm.dump();
   std::filesystem::remove_all(pattern);
+}
+
+}  // namespace
+}  // namespace corral
+
+namespace corral {
+namespace {
+
+// An initramfs whose /init is busybox's own init: it boots, but no agent ever says ready.
+std::string buildSilentInitramfs(const std::string& dir) {
+  std::filesystem::create_directories(dir + "/root/bin");
+  std::filesystem::copy_file("/bin/busybox", dir + "/root/init");
+  std::string image = dir + "/silent.img";
+  pid_t pid = corral::testing::spawnProcess(
+      {"/bin/sh", "-c", fmt::format("cd {}/root && find . | /bin/busybox cpio -o -H newc > {}", dir, image)},
+      dir + "/cpio.out", {}, corral::testing::OutputMode::Truncate);
+  auto status = corral::testing::waitWithDeadline(pid, 30s);
+  return status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0 ? image : std::string();
+}
+
+TEST(VmInstances, GuestThatNeverGetsReadyIsDestroyedWithTheConsoleTail) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  VmDaemon daemon({"--accelerator", "tcg", "--vm-boot-timeout", "10"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  std::string initrd = buildSilentInitramfs(daemon.dir() + "/silent");
+  ASSERT_FALSE(initrd.empty());
+  json spec = vmSpec("silent");
+  spec["initrd"] = initrd;
+  Reply created = daemon.call("POST", "/v1/instances", spec);
+  ASSERT_EQ(created.status, 201) << created.body.dump();
+  json after = daemon.waitWhile("silent", "starting", 60s);
+  EXPECT_EQ(after.value("state", ""), "stopped") << after.dump();
+  EXPECT_EQ(after.value("exit_reason", ""), "boot-timeout") << after.dump();
+  std::string note = after.value("exit_note", "");
+  EXPECT_NE(note.find("console's last lines"), std::string::npos) << note;
+  EXPECT_GT(note.size(), std::string("console's last lines").size() + 40) << "the tail itself: " << note;
+  EXPECT_TRUE(ourDomains().empty()) << "the domain was destroyed";
+
+  // The CLI says so too, with the console's last lines, and fails.
+  CliRun run = daemon.cli({"run", "--vm", "--name", "silent2", "--initrd", initrd});
+  EXPECT_EQ(run.code, 1) << run.out << run.err;
+  EXPECT_NE(run.err.find("did not become ready"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("boot-timeout"), std::string::npos) << run.err;
+}
+
+TEST(VmInstances, UnreachableLibvirtIsAClearErrorAndContainersStillRun) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root";
+  VmDaemon daemon(
+      {"--accelerator", "tcg", "--libvirt-uri", "qemu+unix:///system?socket=/nonexistent/libvirt-sock"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  Reply vm = daemon.call("POST", "/v1/instances", vmSpec("vm1"));
+  EXPECT_EQ(vm.status, 503) << vm.body.dump();
+  EXPECT_NE(vm.body["error"].value("message", "").find("libvirtd"), std::string::npos) << vm.body.dump();
+  EXPECT_EQ(daemon.call("GET", "/v1/instances/vm1").status, 404) << "nothing recorded";
+  json info = daemon.call("GET", "/v1/info").body;
+  EXPECT_EQ(info["vms"]["libvirt"]["reachable"], false) << info.dump();
+  Reply container = daemon.call("POST", "/v1/instances", {{"name", "c1"}, {"command", {"true"}}});
+  EXPECT_EQ(container.status, 201) << container.body.dump();
 }
 
 }  // namespace

@@ -207,6 +207,19 @@ TEST_F(CgroupV2Tree, NoControllersAreNeededWithoutLimits) {
   EXPECT_FALSE(fs::exists(root_ / "corral" / "web-2"));
 }
 
+// A stand-in tree has no kernel to move a process for it: no directory fd for CLONE_INTO_CGROUP, no
+// `tasks` files, so the runtime falls back to addProcess().
+TEST_F(CgroupV2Tree, StandInTreeOffersNoSelfJoin) {
+  put(root_ / "cgroup.controllers", "");
+  put(root_ / "cgroup.subtree_control", "");
+  auto cgroup = createCgroup(CgroupMode::Unified, "web-1", {}, options());
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  auto join = (*cgroup)->openJoin();
+  ASSERT_TRUE(join) << join.error().message();
+  EXPECT_FALSE(join->directory);
+  EXPECT_TRUE(join->taskFiles.empty());
+}
+
 TEST_F(CgroupV2Tree, DroppedUnlessReleasedAndReopened) {
   const fs::path dir = root_ / "corral" / "web-1";
   {
@@ -358,6 +371,16 @@ TEST_F(CgroupV1Tree, MissingRequiredControllerIsNamed) {
   auto noPids = createCgroup(CgroupMode::Hybrid, "web-1",
                              {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}}, options());
   ASSERT_TRUE(noPids) << noPids.error().message();
+}
+
+TEST_F(CgroupV1Tree, StandInTreeOffersNoSelfJoin) {
+  auto cgroup = createCgroup(CgroupMode::Hybrid, "web-1", {}, options());
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  auto join = (*cgroup)->openJoin();
+  ASSERT_TRUE(join) << join.error().message();
+  EXPECT_FALSE(join->directory);
+  EXPECT_TRUE(join->taskFiles.empty());
+  EXPECT_TRUE(join->taskPaths.empty());
 }
 
 TEST_F(CgroupV1Tree, DroppedUnlessReleasedAndReopened) {

@@ -1,0 +1,291 @@
+// The VPC firewall: renders table inet corral from the topology and the attached NICs, and replaces it
+// atomically inside a VPC namespace through libnftables.
+//
+// Shape of the forward chain, in order (see net/nft.h for the semantics):
+//   1. IPv6 is dropped: VPCs are IPv4-only, so no IPv6 path may go around the rules below.
+//   2. ct state invalid is dropped.
+//   3. Network ACLs, before the conntrack shortcut because they are stateless: a packet leaving subnet S
+//      for another address jumps to S's ACL egress chain, one entering T from another address to T's
+//      ingress chain. An ACL "allow" is a `return` (the security groups still have their say), "deny" a
+//      `drop`, and every ACL chain ends in the implicit `drop`.
+//   4. ct state established,related accept: security groups are stateful.
+//   5. A new connection from one of our NICs jumps to that NIC's egress chain (allow = `return`, else
+//      drop), then one to one of our NICs to that NIC's ingress chain (allow = `accept`, else drop).
+// The policy is accept: forwarded traffic that neither leaves nor enters one of our subnets and involves
+// none of our NICs (the uplink's own traffic, later NAT) is not the security groups' business. Traffic to
+// or from the router itself goes through the input/output hooks and is left alone.
+//
+// Preconditions vpcRuleset does not check (the daemon validated them when it attached the NICs): NIC
+// addresses are unique dotted quads inside their subnet, and named security groups belong to the VPC. A
+// group that cannot be found contributes no rules, so a NIC naming only unknown groups gets nothing in.
+#include "net/nft.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <nftables/libnftables.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <system_error>
+#include <thread>
+
+#include "core/unique_fd.h"
+
+namespace corral::net {
+namespace {
+
+constexpr std::string_view kReplacePrologue = "table inet corral\ndelete table inet corral\n";
+
+struct Nic {
+  Ipv4Address address;
+  std::string addressText;
+  std::string instance;
+  std::vector<const SecurityGroup*> groups;
+  std::string ingressChain;
+  std::string egressChain;
+};
+
+std::string joinParts(std::initializer_list<std::string> parts) {
+  std::string out;
+  for (const std::string& part : parts) {
+    if (part.empty()) continue;
+    if (!out.empty()) out += ' ';
+    out += part;
+  }
+  return out;
+}
+
+// The layer-4 match: nothing for all protocols, the protocol alone when every port is allowed.
+std::string protocolMatch(Protocol protocol, const std::optional<PortRange>& ports) {
+  switch (protocol) {
+    case Protocol::All:
+      return {};
+    case Protocol::Icmp:
+      return "meta l4proto icmp";
+    case Protocol::Tcp:
+    case Protocol::Udp: {
+      std::string_view name = protocolName(protocol);
+      if (!ports || (ports->from == 0 && ports->to == 65535)) return fmt::format("meta l4proto {}", name);
+      if (ports->from == ports->to) return fmt::format("{} dport {}", name, ports->from);
+      return fmt::format("{} dport {}-{}", name, ports->from, ports->to);
+    }
+  }
+  return {};
+}
+
+std::string naclChainName(const NetworkAcl& acl, Direction direction) {
+  return fmt::format("nacl-{}-{}", acl.name, directionName(direction));
+}
+
+std::vector<Nic> resolveNics(const Topology& topology, std::string_view vpc,
+                             const std::vector<NicAttachment>& attachments) {
+  std::vector<Nic> nics;
+  const SecurityGroup* defaultGroup = topology.defaultSecurityGroup(vpc);
+  for (const NicAttachment& attachment : attachments) {
+    Nic nic;
+    nic.address = Ipv4Address::parse(attachment.address).value_or(Ipv4Address());
+    nic.addressText = attachment.address;
+    nic.instance = attachment.instance;
+    if (attachment.securityGroups.empty()) {
+      if (defaultGroup != nullptr) nic.groups.push_back(defaultGroup);
+    } else {
+      for (const std::string& name : attachment.securityGroups) {
+        const SecurityGroup* group = topology.findSecurityGroup(name);
+        if (group != nullptr && group->vpc == vpc &&
+            std::find(nic.groups.begin(), nic.groups.end(), group) == nic.groups.end()) {
+          nic.groups.push_back(group);
+        }
+      }
+    }
+    nic.ingressChain = fmt::format("sg-ingress-{}-{}", nic.instance, nic.addressText);
+    nic.egressChain = fmt::format("sg-egress-{}-{}", nic.instance, nic.addressText);
+    nics.push_back(std::move(nic));
+  }
+  // Deterministic text whatever order the caller listed the NICs in.
+  std::sort(nics.begin(), nics.end(), [](const Nic& a, const Nic& b) {
+    return std::tie(a.address, a.addressText, a.instance) < std::tie(b.address, b.addressText, b.instance);
+  });
+  return nics;
+}
+
+// The addresses of the NICs in `group`, as an anonymous set; empty when it has no members.
+std::string memberSet(const std::vector<Nic>& nics, std::string_view group) {
+  std::string members;
+  for (const Nic& nic : nics) {
+    bool member = std::any_of(nic.groups.begin(), nic.groups.end(),
+                              [&](const SecurityGroup* g) { return g->name == group; });
+    if (!member) continue;
+    members += members.empty() ? "{ " : ", ";
+    members += nic.addressText;
+  }
+  return members.empty() ? members : members + " }";
+}
+
+void renderNaclChain(std::string& out, const NetworkAcl& acl, Direction direction) {
+  out += fmt::format("  chain {} {{\n", naclChainName(acl, direction));
+  // Ingress rules name the packet's source, egress rules its destination.
+  std::string_view peer = direction == Direction::Ingress ? "ip saddr" : "ip daddr";
+  std::vector<const NetworkAclRule*> rules;
+  for (const NetworkAclRule& rule : acl.rules) {
+    if (rule.direction == direction) rules.push_back(&rule);
+  }
+  std::sort(rules.begin(), rules.end(),
+            [](const NetworkAclRule* a, const NetworkAclRule* b) { return a->number < b->number; });
+  for (const NetworkAclRule* rule : rules) {
+    out += fmt::format(
+        "    {} comment \"rule {}\"\n",
+        joinParts({fmt::format("{} {}", peer, rule->cidr.str()), protocolMatch(rule->protocol, rule->ports),
+                   rule->action == RuleAction::Allow ? "return" : "drop"}),
+        rule->number);
+  }
+  out += "    drop comment \"implicit deny\"\n";
+  out += "  }\n";
+}
+
+void renderNicChain(std::string& out, const Nic& nic, const std::vector<Nic>& nics, Direction direction) {
+  const bool ingress = direction == Direction::Ingress;
+  out += fmt::format("  chain {} {{\n", ingress ? nic.ingressChain : nic.egressChain);
+  std::string_view peer = ingress ? "ip saddr" : "ip daddr";
+  for (const SecurityGroup* group : nic.groups) {
+    for (const SecurityGroupRule& rule : group->rules) {
+      if (rule.direction != direction) continue;
+      std::string peerMatch;
+      if (rule.cidr) {
+        peerMatch = fmt::format("{} {}", peer, rule.cidr->str());
+      } else if (rule.peerGroup) {
+        std::string members = memberSet(nics, *rule.peerGroup);
+        if (members.empty()) {
+          out += fmt::format("    # {} rule {}: peer group {} has no members\n", group->name, rule.id,
+                             *rule.peerGroup);
+          continue;
+        }
+        peerMatch = fmt::format("{} {}", peer, members);
+      }
+      out += fmt::format(
+          "    {} comment \"{} rule {}\"\n",
+          joinParts({peerMatch, protocolMatch(rule.protocol, rule.ports), ingress ? "accept" : "return"}),
+          group->name, rule.id);
+    }
+  }
+  out += "    drop\n";
+  out += "  }\n";
+}
+
+// Runs `commands` through libnftables inside /run/netns/`netns`, from a helper thread so that the caller's
+// own network namespace never changes.
+Status runInNamespace(const std::string& netns, const std::string& commands) {
+  if (netns.empty() || netns.find('/') != std::string::npos || netns == "." || netns == "..") {
+    return fail(invalidField("netns", "network namespace name \"{}\" is not a plain name", netns));
+  }
+  const std::string path = "/run/netns/" + netns;
+  UniqueFd nsFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!nsFd) {
+    if (errno == ENOENT) return fail(notFound("network namespace \"{}\" does not exist", netns));
+    return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
+  }
+
+  std::optional<Error> error;
+  auto work = [&] {
+    if (::setns(nsFd.get(), CLONE_NEWNET) != 0) {
+      error = systemError(errno, fmt::format("setns(\"{}\", CLONE_NEWNET)", path));
+      return;
+    }
+    std::unique_ptr<nft_ctx, decltype(&nft_ctx_free)> ctx(nft_ctx_new(NFT_CTX_DEFAULT), nft_ctx_free);
+    if (!ctx) {
+      error = internalError("nft_ctx_new failed");
+      return;
+    }
+    if (nft_ctx_buffer_output(ctx.get()) != 0 || nft_ctx_buffer_error(ctx.get()) != 0) {
+      error = internalError("nft_ctx_buffer_output/error failed");
+      return;
+    }
+    if (nft_run_cmd_from_buffer(ctx.get(), commands.c_str()) != 0) {
+      std::string text = nft_ctx_get_error_buffer(ctx.get());
+      while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+      error = internalError("nft refused the commands: {}", text.empty() ? "(no message)" : text);
+    }
+  };
+  try {
+    std::thread worker(work);
+    worker.join();
+  } catch (const std::system_error& e) {
+    return fail(systemError(e.code().value(), "std::thread (nft helper)"));
+  }
+  if (error) return fail(std::move(*error).wrap(fmt::format("netns \"{}\"", netns)));
+  return {};
+}
+
+}  // namespace
+
+std::string vpcRuleset(const Topology& topology, std::string_view vpc,
+                       const std::vector<NicAttachment>& nics) {
+  const std::vector<Nic> resolved = resolveNics(topology, vpc, nics);
+  const std::vector<const Subnet*> subnets = topology.subnets(vpc);
+  std::map<std::string, const NetworkAcl*> acls;  // the ACLs our subnets use, by name
+  for (const Subnet* subnet : subnets) {
+    if (const NetworkAcl* acl = topology.findNetworkAcl(subnet->networkAcl)) acls.emplace(acl->name, acl);
+  }
+
+  std::string out = fmt::format("# vpc {}: generated by corral, replaced as a whole on every change\n", vpc);
+  out += "table inet corral {\n";
+  for (const auto& [name, acl] : acls) {
+    renderNaclChain(out, *acl, Direction::Ingress);
+    renderNaclChain(out, *acl, Direction::Egress);
+  }
+  for (const Nic& nic : resolved) {
+    renderNicChain(out, nic, resolved, Direction::Ingress);
+    renderNicChain(out, nic, resolved, Direction::Egress);
+  }
+
+  out += "  chain forward {\n";
+  out += "    type filter hook forward priority filter; policy accept;\n";
+  out += "    meta nfproto ipv6 drop\n";
+  out += "    ct state invalid drop\n";
+  for (const Subnet* subnet : subnets) {
+    const NetworkAcl* acl = topology.findNetworkAcl(subnet->networkAcl);
+    if (acl == nullptr) continue;
+    const std::string cidr = subnet->cidr.str();
+    out += fmt::format("    ip saddr {0} ip daddr != {0} jump {1} comment \"leaving {2}\"\n", cidr,
+                       naclChainName(*acl, Direction::Egress), subnet->name);
+    out += fmt::format("    ip daddr {0} ip saddr != {0} jump {1} comment \"entering {2}\"\n", cidr,
+                       naclChainName(*acl, Direction::Ingress), subnet->name);
+  }
+  out += "    ct state established,related accept\n";
+  if (!resolved.empty()) {
+    std::string egress;
+    std::string ingress;
+    for (const Nic& nic : resolved) {
+      egress += fmt::format("{}{} : jump {}", egress.empty() ? "" : ", ", nic.addressText, nic.egressChain);
+      ingress +=
+          fmt::format("{}{} : jump {}", ingress.empty() ? "" : ", ", nic.addressText, nic.ingressChain);
+    }
+    out += fmt::format("    ip saddr vmap {{ {} }}\n", egress);
+    out += fmt::format("    ip daddr vmap {{ {} }}\n", ingress);
+  }
+  out += "  }\n";
+  out += "}\n";
+  return out;
+}
+
+Status applyRuleset(const std::string& netns, const std::string& ruleset) {
+  // One transaction: create-if-missing, delete, refill. nft refusing any line leaves the old table.
+  std::string commands(kReplacePrologue);
+  commands += ruleset;
+  if (auto s = runInNamespace(netns, commands); !s)
+    return fail(std::move(s.error()).wrap("apply nft ruleset"));
+  return {};
+}
+
+Status deleteRuleset(const std::string& netns) {
+  if (auto s = runInNamespace(netns, std::string(kReplacePrologue)); !s) {
+    return fail(std::move(s.error()).wrap("delete nft ruleset"));
+  }
+  return {};
+}
+
+}  // namespace corral::net

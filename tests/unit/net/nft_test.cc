@@ -1,0 +1,182 @@
+// The VPC firewall's rendered nft text: golden files for a two-subnet VPC, and the properties the golden
+// text must keep (ordering of NACL rules, stateless ACLs before the conntrack shortcut, determinism).
+#include "net/nft.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+// Specs are written with designated initializers that leave the other fields at their defaults on purpose.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace corral::net {
+namespace {
+
+constexpr int64_t kNow = 1700000000;
+const std::filesystem::path kGoldenDir = std::filesystem::path(__FILE__).parent_path() / "golden";
+
+template <class T>
+T ok(Result<T> result) {
+  EXPECT_TRUE(result.has_value()) << result.error().message();
+  return std::move(result).value();
+}
+
+std::string readFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// CORRAL_UPDATE_GOLDEN=1 rewrites the golden files from the current output.
+void expectGolden(const std::string& text, const std::string& name) {
+  const auto path = kGoldenDir / name;
+  if (getenv("CORRAL_UPDATE_GOLDEN")) std::ofstream(path) << text;
+  EXPECT_EQ(text, readFile(path)) << "golden file " << path;
+}
+
+// Two subnets: "public" on the default ACL, "private" on a custom ACL whose deny rule 50 comes before the
+// allow rule 100; groups "web" (tcp/8080 from the public subnet, ssh from the "admin" group, icmp from
+// anywhere) and "admin" (no rules of its own but an egress restriction); three NICs.
+Topology sampleTopology() {
+  Topology t;
+  ok(t.createVpc({.name = "prod", .cidr = "10.0.0.0/16"}, kNow));
+  ok(t.createSubnet({.name = "public", .vpc = "prod", .cidr = "10.0.1.0/24"}, kNow));
+  ok(t.createNetworkAcl({.name = "strict", .vpc = "prod"}, kNow));
+  ok(t.createSubnet({.name = "private", .vpc = "prod", .cidr = "10.0.2.0/24", .networkAcl = "strict"}, kNow));
+  // Added out of number order on purpose: rendering sorts by number.
+  ok(t.addNetworkAclRule(
+      "strict",
+      {.number = 100, .direction = "ingress", .action = "allow", .protocol = "all", .cidr = "10.0.0.0/16"}));
+  ok(t.addNetworkAclRule("strict", {.number = 50,
+                                    .direction = "ingress",
+                                    .action = "deny",
+                                    .protocol = "tcp",
+                                    .fromPort = 22,
+                                    .toPort = 22,
+                                    .cidr = "10.0.1.0/24"}));
+  ok(t.addNetworkAclRule("strict", {.number = 100,
+                                    .direction = "egress",
+                                    .action = "allow",
+                                    .protocol = "tcp",
+                                    .fromPort = 1024,
+                                    .toPort = 65535,
+                                    .cidr = "0.0.0.0/0"}));
+  ok(t.createSecurityGroup({.name = "web", .vpc = "prod", .description = "web servers"}, kNow));
+  ok(t.createSecurityGroup({.name = "admin", .vpc = "prod", .description = "bastions"}, kNow));
+  ok(t.addSecurityGroupRule(
+      "web",
+      {.direction = "ingress", .protocol = "tcp", .fromPort = 8080, .toPort = 8080, .cidr = "10.0.1.0/24"}));
+  ok(t.addSecurityGroupRule(
+      "web",
+      {.direction = "ingress", .protocol = "tcp", .fromPort = 22, .toPort = 22, .peerGroup = "admin"}));
+  ok(t.addSecurityGroupRule("web", {.direction = "ingress", .protocol = "icmp", .cidr = "0.0.0.0/0"}));
+  ok(t.addSecurityGroupRule(
+      "admin",
+      {.direction = "egress", .protocol = "udp", .fromPort = 5000, .toPort = 5100, .cidr = "10.0.2.0/24"}));
+  return t;
+}
+
+std::vector<NicAttachment> sampleNics() {
+  return {
+      {.instance = "web-1", .subnet = "public", .address = "10.0.1.10", .securityGroups = {"web"}},
+      {.instance = "bastion", .subnet = "public", .address = "10.0.1.5", .securityGroups = {"admin"}},
+      {.instance = "db", .subnet = "private", .address = "10.0.2.7", .securityGroups = {}},
+  };
+}
+
+TEST(VpcRuleset, TwoSubnetsThreeNicsMatchesGolden) {
+  expectGolden(vpcRuleset(sampleTopology(), "prod", sampleNics()), "two_subnets.nft");
+}
+
+TEST(VpcRuleset, FreshVpcWithoutNicsMatchesGolden) {
+  Topology t;
+  ok(t.createVpc({.name = "empty", .cidr = "10.9.0.0/16"}, kNow));
+  ok(t.createSubnet({.name = "only", .vpc = "empty", .cidr = "10.9.0.0/24"}, kNow));
+  expectGolden(vpcRuleset(t, "empty", {}), "no_nics.nft");
+}
+
+TEST(VpcRuleset, DeterministicWhateverTheNicOrder) {
+  Topology t = sampleTopology();
+  std::vector<NicAttachment> nics = sampleNics();
+  std::string first = vpcRuleset(t, "prod", nics);
+  std::reverse(nics.begin(), nics.end());
+  EXPECT_EQ(first, vpcRuleset(t, "prod", nics));
+}
+
+TEST(VpcRuleset, NaclDenyWithLowerNumberComesFirst) {
+  std::string text = vpcRuleset(sampleTopology(), "prod", sampleNics());
+  size_t chain = text.find("chain nacl-strict-ingress {");
+  ASSERT_NE(chain, std::string::npos);
+  size_t deny = text.find("ip saddr 10.0.1.0/24 tcp dport 22 drop comment \"rule 50\"", chain);
+  size_t allow = text.find("ip saddr 10.0.0.0/16 return comment \"rule 100\"", chain);
+  size_t implicit = text.find("drop comment \"implicit deny\"", chain);
+  ASSERT_NE(deny, std::string::npos);
+  ASSERT_NE(allow, std::string::npos);
+  EXPECT_LT(deny, allow);
+  EXPECT_LT(allow, implicit);
+}
+
+TEST(VpcRuleset, StatelessAclsRunBeforeTheConntrackShortcut) {
+  std::string text = vpcRuleset(sampleTopology(), "prod", sampleNics());
+  size_t acl = text.find("jump nacl-strict-ingress");
+  size_t established = text.find("ct state established,related accept");
+  size_t groups = text.find("ip saddr vmap");
+  ASSERT_NE(acl, std::string::npos);
+  EXPECT_LT(acl, established);
+  EXPECT_LT(established, groups);
+}
+
+TEST(VpcRuleset, SameSubnetTrafficSkipsAcls) {
+  std::string text = vpcRuleset(sampleTopology(), "prod", sampleNics());
+  EXPECT_NE(text.find("ip saddr 10.0.2.0/24 ip daddr != 10.0.2.0/24 jump nacl-strict-egress"),
+            std::string::npos);
+  EXPECT_NE(text.find("ip daddr 10.0.2.0/24 ip saddr != 10.0.2.0/24 jump nacl-strict-ingress"),
+            std::string::npos);
+}
+
+TEST(VpcRuleset, PeerGroupIsTheSetOfItsMembersAddresses) {
+  Topology t = sampleTopology();
+  std::vector<NicAttachment> nics = sampleNics();
+  nics.push_back(
+      {.instance = "bastion-2", .subnet = "private", .address = "10.0.2.9", .securityGroups = {"admin"}});
+  std::string text = vpcRuleset(t, "prod", nics);
+  EXPECT_NE(text.find("ip saddr { 10.0.1.5, 10.0.2.9 } tcp dport 22 accept comment \"web rule 3\""),
+            std::string::npos)
+      << text;
+}
+
+TEST(VpcRuleset, EmptyPeerGroupMatchesNothing) {
+  Topology t = sampleTopology();
+  std::vector<NicAttachment> nics = sampleNics();
+  std::erase_if(nics, [](const NicAttachment& n) { return n.instance == "bastion"; });
+  std::string text = vpcRuleset(t, "prod", nics);
+  EXPECT_NE(text.find("# web rule 3: peer group admin has no members"), std::string::npos) << text;
+  EXPECT_EQ(text.find("tcp dport 22 accept"), std::string::npos) << text;
+}
+
+TEST(VpcRuleset, NicWithoutGroupsGetsTheDefaultGroup) {
+  std::string text = vpcRuleset(sampleTopology(), "prod", sampleNics());
+  // The default group lets its members in: db is the only member.
+  size_t chain = text.find("chain sg-ingress-db-10.0.2.7 {");
+  ASSERT_NE(chain, std::string::npos);
+  EXPECT_NE(text.find("ip saddr { 10.0.2.7 } accept comment \"prod-default rule 1\"", chain),
+            std::string::npos)
+      << text;
+}
+
+TEST(VpcRuleset, ApplyRefusesANamespaceNameThatIsAPath) {
+  auto s = applyRuleset("../etc", "table inet corral {}\n");
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().kind(), ErrorKind::InvalidArgument);
+  auto missing = deleteRuleset("corral-nft-unit-test-no-such-netns");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().kind(), ErrorKind::NotFound);
+}
+
+}  // namespace
+}  // namespace corral::net
