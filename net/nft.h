@@ -32,7 +32,8 @@ struct NicAttachment {
 };
 
 // The whole `table inet corral { ... }` for `vpc` (must exist in topology), deterministic text.
-std::string vpcRuleset(const Topology& topology, std::string_view vpc, const std::vector<NicAttachment>& nics);
+std::string vpcRuleset(const Topology& topology, std::string_view vpc,
+                       const std::vector<NicAttachment>& nics);
 
 // Replaces table inet corral in the named namespace with `ruleset`, atomically (libnftables, run from a
 // helper thread that setns()es into the namespace). A ruleset nft refuses changes nothing; the error
