@@ -174,6 +174,8 @@ Result<json> waitUntilReady(const api::Client& client, json instance,
 // "ready in 3.2 s (tcg: domain 310 ms + firmware 420 + kernel 1700 + userspace 800)" or the container's
 // "running (ready in 12.3 ms)".
 std::string displayReady(const json& instance);
+// An exec result's stdout and stderr, written as they came, and a word when corrald cut or killed it.
+void printExecOutput(const json& result);
 // One whole number ≥ 0 for a flag: "-t -1", "--pids x" are usage errors naming the flag.
 int64_t parseCountFlag(std::string_view flag, std::string_view text);
 

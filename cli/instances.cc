@@ -200,6 +200,19 @@ int instanceExitCode(const json& instance) {
   return 1;  // no code known: the command cannot be said to have succeeded
 }
 
+void printExecOutput(const json& result) {
+  const json& out = field(result, "stdout");
+  const json& err = field(result, "stderr");
+  if (out.is_string()) writeAll(STDOUT_FILENO, out.get_ref<const std::string&>());
+  if (err.is_string()) writeAll(STDERR_FILENO, err.get_ref<const std::string&>());
+  if (field(result, "truncated") == true) {
+    std::cerr << "corral: (output cut: corrald keeps at most 1 MiB of each stream)\n";
+  }
+  if (field(result, "timed_out") == true) {
+    std::cerr << "corral: the command ran too long and corrald killed it\n";
+  }
+}
+
 std::string displayReady(const json& instance) {
   const json& boot = field(instance, "boot");
   if (field(instance, "kind") != "vm") {
@@ -350,16 +363,7 @@ Command execCommand() {
         if (invocation.global.json) {
           std::cout << result->dump(2) << "\n";
         } else {
-          const json& out = field(*result, "stdout");
-          const json& err = field(*result, "stderr");
-          if (out.is_string()) writeAll(STDOUT_FILENO, out.get_ref<const std::string&>());
-          if (err.is_string()) writeAll(STDERR_FILENO, err.get_ref<const std::string&>());
-          if (field(*result, "truncated") == true) {
-            std::cerr << "corral: (output cut: corrald keeps at most 1 MiB of each stream)\n";
-          }
-          if (field(*result, "timed_out") == true) {
-            std::cerr << "corral: the command ran too long and corrald killed it\n";
-          }
+          printExecOutput(*result);
         }
         return instanceExitCode(*result);
       });

@@ -135,8 +135,7 @@ int finishVmRun(const api::Client& client, json instance, const Invocation& invo
   if (!result) {
     printError(result.error());
   } else {
-    std::cout << displayText(field(*result, "stdout")) << std::flush;
-    std::cerr << displayText(field(*result, "stderr")) << std::flush;
+    printExecOutput(*result);
     code = instanceExitCode(*result);
   }
   if (remove) {
