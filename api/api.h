@@ -73,7 +73,13 @@ struct DeleteNetworkAclRule {
   int64_t number = 0;
 };
 
-// Instances (containers now, VMs later): /v1/instances.
+// GET /v1/vpcs/NAME/topology: the VPC as kernel objects (namespace, bridges, links, routes, gateways)
+// next to the model, with every instance NIC; what `corral net show` draws. Shape: docs/api.md.
+struct GetVpcTopology {
+  std::string vpc;
+};
+
+// Instances (containers and VMs): /v1/instances.
 struct RunInstance {  // POST /v1/instances: creates and starts; answers once the command has exec'd
   container::InstanceSpec spec;
 };
@@ -112,7 +118,7 @@ using Request = std::variant<GetInfo,                                           
                              CORRAL_KIND_REQUESTS(SecurityGroup), Create<net::SecurityGroupSpec>,
                              AddSecurityGroupRule, DeleteSecurityGroupRule,
                              CORRAL_KIND_REQUESTS(NetworkAcl), Create<net::NetworkAclSpec>, AddNetworkAclRule,
-                             DeleteNetworkAclRule, RunInstance, ListInstances, GetInstance, StopInstance,
+                             DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances, GetInstance, StopInstance,
                              StartInstance, RemoveInstance, GetInstanceLogs, ExecInstance>;
 #undef CORRAL_KIND_REQUESTS
 

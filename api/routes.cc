@@ -399,6 +399,12 @@ void readSpec(BodyFields& f, container::InstanceSpec& s) {
   f.optional("remove_on_exit", s.removeOnExit);
   f.optional("kernel", s.kernel);
   f.optional("initrd", s.initrd);
+  f.optional("subnet", s.subnet);
+  f.optional("ip", s.ip);
+  f.optional("security_groups", s.securityGroups);
+  f.optional("publish", s.publish);
+  f.optional("public_ip", s.publicIp);
+  f.optional("public_address", s.publicAddress);
 }
 
 json specJson(const container::InstanceSpec& s) {
@@ -415,6 +421,12 @@ json specJson(const container::InstanceSpec& s) {
                {"remove_on_exit", s.removeOnExit}};
   if (!s.kernel.empty()) body["kernel"] = s.kernel;
   if (!s.initrd.empty()) body["initrd"] = s.initrd;
+  if (!s.subnet.empty()) body["subnet"] = s.subnet;
+  if (!s.ip.empty()) body["ip"] = s.ip;
+  if (!s.securityGroups.empty()) body["security_groups"] = s.securityGroups;
+  if (!s.publish.empty()) body["publish"] = s.publish;
+  if (s.publicIp) body["public_ip"] = *s.publicIp;
+  if (!s.publicAddress.empty()) body["public_address"] = s.publicAddress;
   body["memory"] = s.memory ? json(*s.memory) : json(nullptr);
   body["cpus"] = s.cpus ? json(*s.cpus) : json(nullptr);
   body["pids"] = s.pids ? json(*s.pids) : json(nullptr);
@@ -617,6 +629,13 @@ class Router {
     }
     Result<std::string> name = percentDecode(seg[1], "name");
     if (!name) return fail(name.error());
+    if constexpr (K == ObjectKind::Vpc) {
+      if (seg.size() == 3 && seg[2] == "topology") {
+        if (Status s = check({"GET"}); !s) return fail(s.error());
+        if (Status s = noQuery(); !s) return fail(s.error());
+        return Request{GetVpcTopology{std::move(*name)}};
+      }
+    }
     if (seg.size() == 2) {
       if constexpr (K == ObjectKind::Subnet) {
         if (Status s = check({"GET", "PATCH", "DELETE"}); !s) return fail(s.error());
@@ -909,6 +928,9 @@ HttpRequest renderRequest(const Request& request) {
           },
           [&](const GetInstanceLogs& r) {
             return HttpRequest{"GET", fmt::format("{}/logs?offset={}", instancePath(r.name), r.offset), ""};
+          },
+          [&](const GetVpcTopology& r) {
+            return HttpRequest{"GET", namePath(ObjectKind::Vpc, r.vpc) + "/topology", ""};
           },
           [&](const ExecInstance& r) {
             return HttpRequest{"POST", instancePath(r.name) + "/exec",

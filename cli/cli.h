@@ -95,6 +95,7 @@ Command internetGatewayCommand();
 Command natGatewayCommand();
 Command securityGroupCommand();
 Command networkAclCommand();
+Command netCommand();  // cli/net.cc: `corral net show VPC`
 // Instances (cli/run.cc, cli/instances.cc): top-level verbs, like `docker run` / `docker ps`.
 Command runCommand();
 Command psCommand();

@@ -56,6 +56,15 @@ container::InstanceSpec specFromFlags(const Invocation& invocation) {
   spec.capDrop = values(invocation, "cap-drop");
   spec.seccomp = invocation.value("seccomp").value_or("default");
   spec.userNamespace = invocation.flag("user-ns");
+  spec.subnet = invocation.value("subnet").value_or("");
+  spec.ip = invocation.value("ip").value_or("");
+  spec.securityGroups = values(invocation, "sg");
+  spec.publish = values(invocation, "publish");
+  if (invocation.flag("public-ip") && invocation.flag("no-public-ip")) {
+    throw UsageError("--public-ip and --no-public-ip cannot be used together");
+  }
+  if (invocation.flag("public-ip")) spec.publicIp = true;
+  if (invocation.flag("no-public-ip")) spec.publicIp = false;
   // In the foreground the CLI removes the instance itself once it has read all the output; the daemon's
   // own removal could race the last read of the logs.
   // A VM without a command keeps running after `corral run` returns: --rm then applies when it stops.
@@ -89,6 +98,16 @@ void addRunOptions(po::options_description& options) {
       ("seccomp", po::value<std::string>()->value_name("PROFILE"),
        "default (blocks syscalls a container never needs), unconfined, or a JSON profile's path")  //
       ("user-ns", "a user namespace: root inside is an unprivileged user on the host")             //
+      ("subnet", po::value<std::string>()->value_name("SUBNET"),
+       "plug it into this subnet (its floor's switch); without it the instance has only loopback")  //
+      ("ip", po::value<std::string>()->value_name("A.B.C.D"),
+       "its private address in the subnet (default: the lowest free one)")  //
+      ("sg", po::value<std::vector<std::string>>()->value_name("GROUP"),
+       "a security group (a guard at its door; repeatable; default: the VPC's default group)")  //
+      ("publish,p", po::value<std::vector<std::string>>()->value_name("PORT:PORT[/udp]"),
+       "forward the internet gateway's PORT to the instance's PORT (repeatable)")  //
+      ("public-ip", "give it a public address (1:1 NAT at the internet gateway)")   //
+      ("no-public-ip", "no public address even if the subnet maps one")            //
       ("rm", "remove the instance once its command exits")                                         //
       ("detach,d", "start it and return at once, printing the boot time");
 }
@@ -208,7 +227,8 @@ Command runCommand() {
       {},
       "[--container | --vm] [--image IMAGE] [--kernel PATH] [--initrd PATH] [--name NAME] [--memory SIZE] "
       "[--cpus N] [--pids N] [--hostname H] "
-      "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] [--rm] [-d] "
+      "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] "
+      "[--subnet SUBNET [--ip A.B.C.D] [--sg GROUP]... [--publish PORT:PORT]... [--public-ip]] [--rm] [-d] "
       "-- CMD [ARGS...]",
       addRunOptions, runInstance);
   command.takesCommand = true;

@@ -30,6 +30,15 @@ struct InstanceSpec {
   bool removeOnExit = false;            // --rm
   std::string kernel;                   // VMs: a kernel image to boot instead of the image's vm/vmlinuz
   std::string initrd;                   // VMs: an initramfs instead of the image's vm/initramfs.img
+  // Networking: without a subnet the instance has only loopback. corrald validates these against the VPC
+  // model and writes the assigned addresses back (ip, public_address), so an instance keeps them across
+  // stop/start and daemon restarts, like an AWS instance's private IP.
+  std::string subnet;
+  std::string ip;                           // the private address wanted; empty: the lowest free one
+  std::vector<std::string> securityGroups;  // empty: the VPC's default group
+  std::vector<std::string> publish;         // "8080:80" or "5353:53/udp": gateway port → instance port
+  std::optional<bool> publicIp;             // 1:1 public address; absent: the subnet's map_public_ip
+  std::string publicAddress;                // the public address wanted (or assigned)
 };
 
 // "64M" → 67108864. Accepts an integer with an optional K/M/G/T suffix (powers of 1024, also "Ki"/"MiB"

@@ -114,11 +114,15 @@ std::optional<int64_t> processStartTime(pid_t pid) {
   return value;
 }
 
-InstanceManager::InstanceManager(Store& store, InstanceOptions options)
-    : store_(store), options_(std::move(options)), wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+InstanceManager::InstanceManager(Store& store, InstanceOptions options, NetworkController* network)
+    : store_(store),
+      options_(std::move(options)),
+      network_(network),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
-Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, InstanceOptions options) {
-  auto manager = std::make_unique<InstanceManager>(store, std::move(options));
+Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, InstanceOptions options,
+                                                               NetworkController* network) {
+  auto manager = std::make_unique<InstanceManager>(store, std::move(options), network);
   if (!manager->wake_) return fail(systemError(errno, "eventfd"));
   auto rows = store.listInstances();
   if (!rows) return fail(rows.error().wrap("load instances"));
@@ -128,6 +132,10 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
     if (!spec) return fail(spec.error().wrap(fmt::format("load instance \"{}\": stored spec", row.name)));
     instance.spec = std::move(*spec);
     instance.row = std::move(row);
+    if (network) {
+      if (auto restored = network->restoreNic(instance.spec, manager->linkKey(instance.row.name)); !restored)
+        log::warn("instance \"{}\": its NIC: {}", instance.row.name, restored.error().message());
+    }
     if (instance.row.kind == "vm") {
       if (auto plan = toVmPlan(instance.spec, hostVmContext(manager->options_.imageDir)); plan) {
         instance.vmPlan = std::move(*plan);
@@ -139,6 +147,7 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
     } else {
       if (auto config = container::toContainerConfig(instance.spec, manager->validationContext()); config) {
         instance.config = std::move(*config);
+        if (!instance.spec.ip.empty()) instance.config->ipAddress = instance.spec.ip;
       } else {
         log::warn("instance \"{}\": its spec no longer validates: {}", instance.row.name,
                   config.error().message());
@@ -298,6 +307,7 @@ void InstanceManager::recordExit(Instance& instance) {
   }
   // The overlay mount is made per start; unmount it so a later start does not stack another.
   ::umount2((options_.containersDir / row.name / "rootfs").c_str(), MNT_DETACH);
+  if (network_) network_->detach(row.name);
   instance.cgroup.reset();
   instance.pidfd.reset();
   instance.stopRequested = false;
@@ -318,6 +328,7 @@ void InstanceManager::recordExit(Instance& instance) {
     if (auto deleted = store_.deleteInstance(name); !deleted)
       log::error("instance \"{}\": {}", name, deleted.error().message());
     instances_.erase(name);
+    releaseNic(name);
   } else if (auto saved = store_.putInstance(row); !saved) {
     log::error("instance \"{}\": recording its exit: {}", row.name, saved.error().message());
   }
@@ -363,7 +374,49 @@ json InstanceManager::render(const Instance& instance) const {
           {"bundle", instanceDir(instance).string()},
           {"log_path", row.logPath},
           {"vm", std::move(vm)},
-          {"ip", nullptr}};
+          {"ip", instance.spec.ip.empty() ? json(nullptr) : json(instance.spec.ip)},
+          {"network", networkJson(instance)}};
+}
+
+json InstanceManager::networkJson(const Instance& instance) const {
+  if (!network_ || instance.spec.subnet.empty()) return nullptr;
+  auto nic = network_->nicPlan(instance.row.name);
+  if (!nic) return {{"subnet", instance.spec.subnet}, {"ip", instance.spec.ip}, {"error", nic.error().message()}};
+  json publish = json::array();
+  for (const net::PortForward& forward : nic->nic.publish) publish.push_back(net::portForwardText(forward));
+  return {{"subnet", nic->nic.subnet},
+          {"ip", nic->nic.address},
+          {"address", nic->addressWithPrefix},
+          {"gateway", nic->gateway},
+          {"mac", nic->mac},
+          {"link", nic->link},
+          {"bridge", nic->bridge},
+          {"public_ip", nic->nic.publicAddress ? json(*nic->nic.publicAddress) : json(nullptr)},
+          {"security_groups", nic->nic.securityGroups},
+          {"publish", std::move(publish)}};
+}
+
+void InstanceManager::releaseNic(const std::string& instanceName) {
+  if (network_) network_->releaseNic(instanceName);
+}
+
+void InstanceManager::replugNics() {
+  if (!network_) return;
+  std::lock_guard lock(mutex_);
+  for (auto& [name, instance] : instances_) {
+    if (instance.spec.subnet.empty() || !network_->nic(name) || network_->portPresent(name)) continue;
+    if (instance.row.kind == "vm") {
+      if (instance.row.state == "running" || instance.row.state == "starting")
+        log::warn("instance \"{}\": its VM's NIC is gone (the VPC namespace was recreated); restart it", name);
+      continue;
+    }
+    if (instance.row.state != "running" || !instance.row.pid) continue;
+    if (auto plugged = network_->attachContainer(name, static_cast<pid_t>(*instance.row.pid)); !plugged) {
+      log::warn("instance \"{}\": plugging its NIC back in: {}", name, plugged.error().message());
+    } else {
+      log::info("instance \"{}\": NIC was missing, plugged back in", name);
+    }
+  }
 }
 
 Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
@@ -395,18 +448,36 @@ Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
   std::unique_lock lock(mutex_);
   if (instances_.contains(spec.name)) return fail(conflict("instance \"{}\" already exists", spec.name));
   instance.spec = spec;
+  // Its NIC: addresses assigned now and written into the spec, so they stay the instance's.
+  std::optional<net::NicAttachment> nic;
+  if (network_) {
+    auto reserved = network_->reserveNic(spec, linkKey(spec.name));
+    if (!reserved) return fail(reserved.error());
+    nic = std::move(*reserved);
+  } else if (!spec.subnet.empty()) {
+    return fail(invalidField("subnet", "this corrald manages no network"));
+  }
+  if (nic) {
+    instance.spec.ip = nic->address;
+    instance.spec.publicAddress = nic->publicAddress.value_or("");
+    if (instance.config) instance.config->ipAddress = nic->address;
+  }
   instance.row.name = spec.name;
   instance.row.kind = spec.kind;
-  instance.row.specJson = specText(spec);
+  instance.row.specJson = specText(instance.spec);
   instance.row.createdAt = now();
   const std::filesystem::path dir = instanceDir(instance);
   instance.row.logPath = (dir / "console.log").string();
   std::error_code ec;
   if (std::filesystem::exists(dir, ec)) {
+    releaseNic(spec.name);
     return fail(
         conflict("instance \"{}\": directory \"{}\" already exists (left over?)", spec.name, dir.string()));
   }
-  if (auto inserted = store_.insertInstance(instance.row); !inserted) return fail(inserted.error());
+  if (auto inserted = store_.insertInstance(instance.row); !inserted) {
+    releaseNic(spec.name);
+    return fail(inserted.error());
+  }
   auto [it, added] = instances_.emplace(spec.name, std::move(instance));
   auto started = isVm ? startVmLocked(it->second, received, *accel) : startLocked(lock, it->second, received);
   if (!started) {
@@ -418,6 +489,7 @@ Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
     }
     [[maybe_unused]] auto deleted = store_.deleteInstance(spec.name);
     instances_.erase(spec.name);
+    releaseNic(spec.name);
     return fail(started.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
   }
   return started;
@@ -440,7 +512,13 @@ Result<json> InstanceManager::startLocked(std::unique_lock<std::mutex>&, Instanc
   UniqueFd log(::open(instance.row.logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
   if (!log) return fail(systemError(errno, fmt::format("open(\"{}\")", instance.row.logPath)));
   container::Stdio stdio{.in = -1, .out = log.get(), .err = log.get()};
-  auto running = container::startContainer(*instance.config, stdio);
+  if (!instance.spec.ip.empty()) instance.config->ipAddress = instance.spec.ip;
+  // Its eth0 goes in while the child waits for "go": the command never runs without its network.
+  container::ParentHook plugIn;
+  if (network_ && !instance.spec.subnet.empty()) {
+    plugIn = [this, name = instance.row.name](pid_t pid) { return network_->attachContainer(name, pid); };
+  }
+  auto running = container::startContainer(*instance.config, stdio, plugIn);
   if (!running) return fail(running.error());
   auto readyAt = Clock::now();
   pid_t pid = running->pid();
@@ -624,6 +702,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   if (auto dropped = store_.deleteInstance(name); !dropped)
     return fail(dropped.error().wrap(fmt::format("remove instance \"{}\"", name)));
   instances_.erase(it);
+  releaseNic(name);
   return json{{"deleted", std::move(deleted)}};
 }
 

@@ -50,6 +50,7 @@
 #include "container/spec.h"
 #include "core/error.h"
 #include "core/unique_fd.h"
+#include "daemon/network.h"
 #include "daemon/store.h"
 #include "daemon/vm_spec.h"
 #include "vmm/accel.h"
@@ -90,8 +91,10 @@ struct VmSession {
 class InstanceManager {
  public:
   // Loads the stored instances and reattaches to the running ones (or records them as lost).
-  static Result<std::unique_ptr<InstanceManager>> load(Store& store, InstanceOptions options);
-  InstanceManager(Store& store, InstanceOptions options);
+  // `network` (may be null: no networking) learns the stored instances' NICs.
+  static Result<std::unique_ptr<InstanceManager>> load(Store& store, InstanceOptions options,
+                                                       NetworkController* network = nullptr);
+  InstanceManager(Store& store, InstanceOptions options, NetworkController* network = nullptr);
   ~InstanceManager();  // stops supervising; the containers keep running
   InstanceManager(const InstanceManager&) = delete;
   InstanceManager& operator=(const InstanceManager&) = delete;
@@ -108,6 +111,9 @@ class InstanceManager {
 
   size_t count();
   const InstanceOptions& options() const { return options_; }
+  // After the network was reconciled at startup: running containers whose NIC went missing (their VPC's
+  // namespace was recreated) get a new one; VMs cannot (QEMU's tap is gone) and are logged.
+  void replugNics();
   AcceleratorStatus acceleratorStatus();
   // Whether libvirtd answers, and its version or what to do about it (for `corral info`).
   Result<std::string> hypervisorVersion();
@@ -161,10 +167,17 @@ class InstanceManager {
   Status waitStopped(std::unique_lock<std::mutex>& lock, const std::string& name,
                      std::chrono::milliseconds timeout);
   nlohmann::json render(const Instance& instance) const;
+  nlohmann::json networkJson(const Instance& instance) const;  // "network" of render(): null without a NIC
   container::ValidationContext validationContext() const;
+
+  // The key of the instance's NIC link names (net/datapath.h): unique per host, like the domain name.
+  std::string linkKey(const std::string& instanceName) const { return domainName(instanceName); }
+  // The instance leaves for good: its addresses go back (no-op without a NIC).
+  void releaseNic(const std::string& instanceName);
 
   Store& store_;
   InstanceOptions options_;
+  NetworkController* network_ = nullptr;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::map<std::string, Instance, std::less<>> instances_;

@@ -195,9 +195,27 @@ Result<json> InstanceManager::startVmLocked(Instance& instance, Clock::time_poin
       .consoleLog = dir / "console.log",
       .agentSocket = dir / "agent.sock",
       .nic = std::nullopt};
+  // Its NIC: QEMU opens the tap in our namespace; it moves into the VPC's while the CPUs are paused, and
+  // the guest's init takes its address from the kernel command line.
+  std::optional<net::NicPlan> nic;
+  if (network_ && !instance.spec.subnet.empty()) {
+    auto planned = network_->nicPlan(plan.name);
+    if (!planned) return fail(planned.error());
+    nic = std::move(*planned);
+    config.nic = vmm::NicConfig{.tapName = nic->link, .mac = nic->mac};
+    config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, nic->addressWithPrefix, nic->gateway);
+  }
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
-  auto domain = (*lv)->createTransient(vmm::domainXml(config));
+  auto domain = (*lv)->createTransient(vmm::domainXml(config), /*paused=*/nic.has_value());
   if (!domain) return fail(domain.error());
+  if (nic) {
+    Status plugged = network_->attachVm(plan.name);
+    if (plugged) plugged = (*lv)->resume(config.domainName);
+    if (!plugged) {
+      [[maybe_unused]] auto destroyed = (*lv)->destroy(config.domainName);
+      return fail(plugged.error());
+    }
+  }
   auto domainStarted = Clock::now();
 
   json boot = {{"domain_ms", msBetween(received, domainStarted)},
@@ -321,12 +339,14 @@ void InstanceManager::recordVmExit(Instance& instance, std::string reason, std::
   log::info("instance \"{}\" (vm) stopped: {}", row.name, reason);
   std::error_code ec;
   std::filesystem::remove(instanceDir(instance) / "agent.sock", ec);
+  if (network_) network_->detach(row.name);
   if (instance.spec.removeOnExit) {
     std::string name = row.name;
     std::filesystem::remove_all(instanceDir(instance), ec);
     if (auto deleted = store_.deleteInstance(name); !deleted)
       log::error("instance \"{}\": {}", name, deleted.error().message());
     instances_.erase(name);
+    releaseNic(name);
   } else if (auto saved = store_.putInstance(row); !saved) {
     log::error("instance \"{}\": recording its stop: {}", row.name, saved.error().message());
   }

@@ -26,6 +26,7 @@
 #include "daemon/http_server.h"
 #include "daemon/service.h"
 #include "daemon/store.h"
+#include "net/netlink.h"
 
 namespace corral::daemon {
 namespace {
@@ -44,6 +45,10 @@ struct Options {
   std::string domainPrefix;
   std::string accelerator;
   std::string acceleratorCache;
+  std::string netnsPrefix;
+  std::string uplinkNetns;
+  std::string transitCidr;
+  std::string publicCidr;
   int64_t vmBootTimeoutS = 90;
   int64_t kvmProbeTimeoutS = 15;
   bool foreground = false;
@@ -88,6 +93,15 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "auto (KVM when a probe boot under KVM reaches the guest's userspace, else TCG), kvm or tcg")
       ("accelerator-cache", po::value(&options.acceleratorCache)->default_value("/run/corral/accelerator.json"),
        "where auto's probe result is kept for the rest of this host boot")
+      ("netns-prefix", po::value(&options.netnsPrefix)->default_value(std::string(net::kDefaultNetnsPrefix)),
+       "each VPC's router is the network namespace PREFIX + \"vpc-\" + VPC name (/run/netns)")
+      ("uplink-netns", po::value(&options.uplinkNetns),
+       "where internet gateways lead: this named network namespace (a lab \"internet\") instead of the "
+       "host, which otherwise forwards and masquerades VPC traffic out of its default route")
+      ("transit-cidr", po::value(&options.transitCidr)->default_value("100.64.0.0/17"),
+       "pool of the /30 links between internet gateways and the uplink")
+      ("public-cidr", po::value(&options.publicCidr)->default_value("100.64.128.0/17"),
+       "pool of public (1:1 NAT) addresses")
       ("vm-boot-timeout", po::value(&options.vmBootTimeoutS)->default_value(90),
        "seconds a VM's guest has to become ready before it is destroyed")
       ("kvm-probe-timeout", po::value(&options.kvmProbeTimeoutS)->default_value(15),
@@ -130,6 +144,20 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (options.vmBootTimeoutS < 1 || options.vmBootTimeoutS > 3600) {
     return fail(invalidField("vm-boot-timeout", "{} is out of range: give 1 to 3600 seconds",
                              options.vmBootTimeoutS));
+  }
+  if (options.netnsPrefix.empty() || options.netnsPrefix.size() > 40 ||
+      options.netnsPrefix.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+    return fail(invalidField("netns-prefix", "\"{}\" must be 1-40 of a-z, 0-9 and '-'", options.netnsPrefix));
+  }
+  if (!options.uplinkNetns.empty() &&
+      (options.uplinkNetns.size() > 64 || options.uplinkNetns.find('/') != std::string::npos ||
+       options.uplinkNetns.starts_with("."))) {
+    return fail(invalidField("uplink-netns", "\"{}\" is not a namespace name under /run/netns", options.uplinkNetns));
+  }
+  for (auto [field, text] : {std::pair{"transit-cidr", &options.transitCidr}, std::pair{"public-cidr", &options.publicCidr}}) {
+    auto cidr = net::Cidr::parse(*text, field);
+    if (!cidr) return fail(cidr.error());
+    if (cidr->prefix() > 28) return fail(invalidField(field, "{} is too small: give a /28 or larger", *text));
   }
   if (options.kvmProbeTimeoutS < 1 || options.kvmProbeTimeoutS > 600) {
     return fail(invalidField("kvm-probe-timeout", "{} is out of range: give 1 to 600 seconds",
@@ -297,7 +325,17 @@ int run(const Options& options, StartupReport& report) {
                                   .acceleratorCache = options.acceleratorCache,
                                   .vmBootTimeout = std::chrono::seconds(options.vmBootTimeoutS),
                                   .kvmProbeTimeout = std::chrono::seconds(options.kvmProbeTimeoutS)};
-  auto service = Service::load(std::move(*store), std::move(instanceOptions));
+  NetworkOptions networkOptions{.netnsPrefix = options.netnsPrefix,
+                                .uplink = {.netns = options.uplinkNetns,
+                                           .transitPool = *net::Cidr::parse(options.transitCidr),
+                                           .publicPool = *net::Cidr::parse(options.publicCidr)},
+                                .kernel = true};
+  if (!networkOptions.uplink.netns.empty() && !net::netnsExists(networkOptions.uplink.netns)) {
+    report.failed(fmt::format("--uplink-netns: namespace \"{}\" does not exist (ip netns add {})",
+                              networkOptions.uplink.netns, networkOptions.uplink.netns));
+    return 1;
+  }
+  auto service = Service::load(std::move(*store), std::move(instanceOptions), std::move(networkOptions));
   if (!service) {
     report.failed(service.error().message());
     return 1;

@@ -142,14 +142,19 @@ Response errorResponse(const Error& error) {
   return {api::httpStatus(error.kind()), api::errorJson(error)};
 }
 
-Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions instanceOptions) {
+Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions instanceOptions,
+                                               NetworkOptions networkOptions) {
   auto topology = store.loadTopology();
   if (!topology) return fail(topology.error().wrap(fmt::format("loading state from \"{}\"", store.path())));
   auto service = std::make_unique<Service>(std::move(store), std::move(*topology));
-  auto instances = InstanceManager::load(service->store_, std::move(instanceOptions));
+  service->network_ = std::make_unique<NetworkController>(std::move(networkOptions), service->topology_);
+  auto instances = InstanceManager::load(service->store_, std::move(instanceOptions), service->network_.get());
   if (!instances)
     return fail(instances.error().wrap(fmt::format("loading state from \"{}\"", service->store_.path())));
   service->instances_ = std::move(*instances);
+  // The instances' NICs are known now, so reconciling keeps their ports.
+  service->network_->reconcile();
+  service->instances_->replugNics();
   return service;
 }
 
@@ -219,10 +224,26 @@ Status Service::commit(Operation&& operation) {
   net::Topology next = topology_;
   Result<net::Changeset> changes = std::forward<Operation>(operation)(next);
   if (!changes) return fail(std::move(changes.error()));
-  if (auto saved = store_.apply(next, *changes); !saved) return fail(saved.error().wrap("saving state"));
+  // The kernel first: a change it refuses is not saved. Then the state; if that fails, the kernel goes back.
+  if (network_) {
+    if (auto applied = network_->applyTopology(next); !applied) return fail(applied.error());
+  }
+  if (auto saved = store_.apply(next, *changes); !saved) {
+    if (network_) {
+      if (auto undone = network_->applyTopology(topology_); !undone)
+        log::error("restoring the network after a failed save: {}", undone.error().message());
+    }
+    return fail(saved.error().wrap("saving state"));
+  }
   // Only now, with the transaction committed, does the new state become visible.
   topology_ = std::move(next);
   return {};
+}
+
+Response Service::serve(const api::GetVpcTopology& request) {
+  if (!network_) return errorResponse(unavailable("the network is not managed by this service"));
+  nlohmann::json instances = instances_ ? instances_->list() : nlohmann::json::object();
+  return resultResponse(200, network_->topologyJson(request.vpc, instances));
 }
 
 json Service::vmInfo() {
@@ -286,7 +307,8 @@ Response Service::serve(const api::GetInfo&) {
            {"state", {{"path", store_.path()}, {"schema_version", store_.schemaVersion()}}},
            {"counts", std::move(counts)},
            {"image_dir", instances_ ? json(instances_->options().imageDir.string()) : json(nullptr)},
-           {"vms", vmInfo()}}};
+           {"vms", vmInfo()},
+           {"network", network_ ? network_->infoJson() : json(nullptr)}}};
 }
 
 template <ObjectKind K>

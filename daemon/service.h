@@ -10,6 +10,7 @@
 #include "api/api.h"
 #include "core/error.h"
 #include "daemon/instances.h"
+#include "daemon/network.h"
 #include "daemon/store.h"
 #include "net/vpc.h"
 
@@ -30,7 +31,10 @@ class Service {
  public:
   // Loads the topology from `store`; fails if the stored state does not load or is inconsistent.
   // Also loads the instances and reattaches to the running ones.
-  static Result<std::unique_ptr<Service>> load(Store store, InstanceOptions instanceOptions = {});
+  // Also loads the instances and reattaches to the running ones, then reconciles the kernel's network
+  // with the state (net/vpc_datapath.h) and plugs running instances back in where their NIC went missing.
+  static Result<std::unique_ptr<Service>> load(Store store, InstanceOptions instanceOptions = {},
+                                               NetworkOptions networkOptions = {});
 
   Service(Store store, net::Topology topology) : store_(std::move(store)), topology_(std::move(topology)) {}
   Service(const Service&) = delete;
@@ -61,6 +65,7 @@ class Service {
   Response serve(const api::DeleteSecurityGroupRule& request);
   Response serve(const api::AddNetworkAclRule& request);
   Response serve(const api::DeleteNetworkAclRule& request);
+  Response serve(const api::GetVpcTopology& request);
   // Instance requests run without mutex_ (the manager has its own lock, and a stop's grace wait or an exec
   // must not hold up other requests).
   Response serveInstance(const api::RunInstance& request);
@@ -83,7 +88,10 @@ class Service {
   mutable std::mutex mutex_;
   Store store_;
   net::Topology topology_;
-  // Declared after store_: it refers to it, so it is destroyed first. Null without Service::load.
+  // Null without Service::load (unit tests): then the model alone changes, no kernel object.
+  std::unique_ptr<NetworkController> network_;
+  // Declared after store_ and network_: it refers to them, so it is destroyed first. Null without
+  // Service::load.
   std::unique_ptr<InstanceManager> instances_;
 };
 

@@ -12,8 +12,19 @@
 //   5. A new connection from one of our NICs jumps to that NIC's egress chain (allow = `return`, else
 //      drop), then one to one of our NICs to that NIC's ingress chain (allow = `accept`, else drop).
 // The policy is accept: forwarded traffic that neither leaves nor enters one of our subnets and involves
-// none of our NICs (the uplink's own traffic, later NAT) is not the security groups' business. Traffic to
-// or from the router itself goes through the input/output hooks and is left alone.
+// none of our NICs is not the security groups' business. Traffic to or from the router itself goes
+// through the input/output hooks and is left alone, except on the internet gateway's link.
+//
+// With an internet gateway (link G, outside address O) the table also gets:
+//   - forward, after ct state invalid: isolated subnets' traffic out through G is dropped; after the
+//     conntrack shortcut: published ports' DNATed connections (original destination O) are accepted, and
+//     any other new connection from G that was not DNATed is dropped (1:1 DNATed ones go on to the
+//     security groups);
+//   - input: on G only established/related traffic and ICMP echo requests reach the router;
+//   - prerouting (dstnat) and postrouting (srcnat): see net/nft.h. A NIC's public address is used (both
+//     directions) only when its subnet is public; published ports need a subnet that reaches the gateway
+//     (public or private with NAT), since the replies follow the subnet's route table. What is left out
+//     is said in a comment in the ruleset.
 //
 // Preconditions vpcRuleset does not check (the daemon validated them when it attached the NICs): NIC
 // addresses are unique dotted quads inside their subnet, and named security groups belong to the VPC. A
@@ -26,6 +37,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <map>
 #include <memory>
@@ -39,12 +51,24 @@
 namespace corral::net {
 namespace {
 
-constexpr std::string_view kReplacePrologue = "table inet corral\ndelete table inet corral\n";
+// "table inet T\ndelete table inet T\n": creating first makes the delete succeed on a fresh namespace.
+// T must be a plain nft identifier, so that it cannot smuggle other commands in.
+Result<std::string> replacePrologue(std::string_view table) {
+  auto plain = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'; };
+  if (table.empty() || !std::isalpha(static_cast<unsigned char>(table.front())) ||
+      !std::all_of(table.begin(), table.end(), plain)) {
+    return fail(invalidField("table", "nft table name \"{}\" is not a plain name", table));
+  }
+  return fmt::format("table inet {0}\ndelete table inet {0}\n", table);
+}
 
 struct Nic {
   Ipv4Address address;
   std::string addressText;
   std::string instance;
+  std::string subnet;
+  std::optional<std::string> publicAddress;
+  std::vector<PortForward> publish;
   std::vector<const SecurityGroup*> groups;
   std::string ingressChain;
   std::string egressChain;
@@ -91,6 +115,9 @@ std::vector<Nic> resolveNics(const Topology& topology, std::string_view vpc,
     nic.address = Ipv4Address::parse(attachment.address).value_or(Ipv4Address());
     nic.addressText = attachment.address;
     nic.instance = attachment.instance;
+    nic.subnet = attachment.subnet;
+    nic.publicAddress = attachment.publicAddress;
+    nic.publish = attachment.publish;
     if (attachment.securityGroups.empty()) {
       if (defaultGroup != nullptr) nic.groups.push_back(defaultGroup);
     } else {
@@ -176,10 +203,110 @@ void renderNicChain(std::string& out, const Nic& nic, const std::vector<Nic>& ni
   out += "  }\n";
 }
 
-// Runs `commands` through libnftables inside /run/netns/`netns`, from a helper thread so that the caller's
-// own network namespace never changes.
+// What the internet gateway's NAT and filter rules need, resolved once per ruleset.
+struct GatewayNat {
+  std::string link;     // quoted for nft: "\"crlg...\""
+  std::string outside;  // the gateway's outside address, without prefix
+  std::map<std::string, SubnetReachability, std::less<>> reachability;  // of the VPC's subnets, by name
+
+  SubnetReachability reachabilityOf(std::string_view subnet) const {
+    auto it = reachability.find(subnet);
+    return it == reachability.end() ? SubnetReachability::Isolated : it->second;
+  }
+  // 1:1 NAT works both ways only when the subnet's default route is the internet gateway (AWS's rule).
+  bool usesPublicAddress(const Nic& nic) const {
+    return nic.publicAddress && reachabilityOf(nic.subnet) == SubnetReachability::Public;
+  }
+  // The replies of a published port follow the subnet's route table, so it must lead to the gateway.
+  bool publishes(const Nic& nic) const {
+    return !nic.publish.empty() && reachabilityOf(nic.subnet) != SubnetReachability::Isolated;
+  }
+};
+
+GatewayNat resolveGateway(const Topology& topology, const std::vector<const Subnet*>& subnets,
+                          const GatewayPlan& gateway) {
+  GatewayNat nat;
+  nat.link = fmt::format("\"{}\"", gateway.vpcLink);
+  nat.outside = gateway.vpcAddress.substr(0, gateway.vpcAddress.find('/'));
+  for (const Subnet* subnet : subnets) nat.reachability.emplace(subnet->name, topology.reachability(*subnet));
+  return nat;
+}
+
+void renderGatewayInput(std::string& out, const GatewayNat& nat) {
+  out += "  chain input {\n";
+  out += "    type filter hook input priority filter; policy accept;\n";
+  out += fmt::format("    iifname {} ct state established,related accept\n", nat.link);
+  out += fmt::format("    iifname {} icmp type echo-request accept\n", nat.link);
+  out +=
+      fmt::format("    iifname {} drop comment \"the router answers nothing else from outside\"\n", nat.link);
+  out += "  }\n";
+}
+
+void renderGatewayPrerouting(std::string& out, const GatewayNat& nat, const std::vector<Nic>& nics) {
+  out += "  chain prerouting {\n";
+  out += "    type nat hook prerouting priority dstnat; policy accept;\n";
+  for (const Nic& nic : nics) {
+    if (nat.usesPublicAddress(nic)) {
+      out += fmt::format("    iifname {} ip daddr {} dnat ip to {} comment \"public address of {}\"\n",
+                         nat.link, *nic.publicAddress, nic.addressText, nic.instance);
+    } else if (nic.publicAddress) {
+      out += fmt::format("    # {}: public address {} unused: subnet {} is not public\n", nic.instance,
+                         *nic.publicAddress, nic.subnet);
+    }
+    for (const PortForward& forward : nic.publish) {
+      if (!nat.publishes(nic)) {
+        out += fmt::format("    # {}: publish {} unused: subnet {} has no route to the internet gateway\n",
+                           nic.instance, portForwardText(forward), nic.subnet);
+        continue;
+      }
+      out +=
+          fmt::format("    iifname {} ip daddr {} {} dport {} dnat ip to {}:{} comment \"{} publishes {}\"\n",
+                      nat.link, nat.outside, protocolName(forward.protocol), forward.outsidePort,
+                      nic.addressText, forward.instancePort, nic.instance, portForwardText(forward));
+    }
+  }
+  out += "  }\n";
+}
+
+void renderGatewayPostrouting(std::string& out, const GatewayNat& nat, const std::vector<Nic>& nics,
+                              const std::vector<const Subnet*>& subnets) {
+  out += "  chain postrouting {\n";
+  out += "    type nat hook postrouting priority srcnat; policy accept;\n";
+  // The NICs' own public addresses first: they are more specific than their subnet's rule.
+  for (const Nic& nic : nics) {
+    if (!nat.usesPublicAddress(nic)) continue;
+    out += fmt::format("    oifname {} ip saddr {} snat ip to {} comment \"public address of {}\"\n",
+                       nat.link, nic.addressText, *nic.publicAddress, nic.instance);
+  }
+  for (const Subnet* subnet : subnets) {
+    SubnetReachability reachability = nat.reachabilityOf(subnet->name);
+    if (reachability == SubnetReachability::Isolated) continue;
+    out += fmt::format("    oifname {} ip saddr {} snat ip to {} comment \"subnet {}: {}\"\n", nat.link,
+                       subnet->cidr.str(), nat.outside, subnet->name, subnetReachabilityName(reachability));
+  }
+  out += "  }\n";
+}
+
+// Runs `commands` through a fresh libnftables context, in the calling thread's network namespace.
+Status runCommands(const std::string& commands) {
+  std::unique_ptr<nft_ctx, decltype(&nft_ctx_free)> ctx(nft_ctx_new(NFT_CTX_DEFAULT), nft_ctx_free);
+  if (!ctx) return fail(internalError("nft_ctx_new failed"));
+  if (nft_ctx_buffer_output(ctx.get()) != 0 || nft_ctx_buffer_error(ctx.get()) != 0) {
+    return fail(internalError("nft_ctx_buffer_output/error failed"));
+  }
+  if (nft_run_cmd_from_buffer(ctx.get(), commands.c_str()) != 0) {
+    std::string text = nft_ctx_get_error_buffer(ctx.get());
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    return fail(internalError("nft refused the commands: {}", text.empty() ? "(no message)" : text));
+  }
+  return {};
+}
+
+// Runs `commands` through libnftables inside /run/netns/`netns` (empty: the caller's own namespace), from
+// a helper thread so that the caller's own network namespace never changes.
 Status runInNamespace(const std::string& netns, const std::string& commands) {
-  if (netns.empty() || netns.find('/') != std::string::npos || netns == "." || netns == "..") {
+  if (netns.empty()) return runCommands(commands);
+  if (netns.find('/') != std::string::npos || netns == "." || netns == "..") {
     return fail(invalidField("netns", "network namespace name \"{}\" is not a plain name", netns));
   }
   const std::string path = "/run/netns/" + netns;
@@ -195,20 +322,7 @@ Status runInNamespace(const std::string& netns, const std::string& commands) {
       error = systemError(errno, fmt::format("setns(\"{}\", CLONE_NEWNET)", path));
       return;
     }
-    std::unique_ptr<nft_ctx, decltype(&nft_ctx_free)> ctx(nft_ctx_new(NFT_CTX_DEFAULT), nft_ctx_free);
-    if (!ctx) {
-      error = internalError("nft_ctx_new failed");
-      return;
-    }
-    if (nft_ctx_buffer_output(ctx.get()) != 0 || nft_ctx_buffer_error(ctx.get()) != 0) {
-      error = internalError("nft_ctx_buffer_output/error failed");
-      return;
-    }
-    if (nft_run_cmd_from_buffer(ctx.get(), commands.c_str()) != 0) {
-      std::string text = nft_ctx_get_error_buffer(ctx.get());
-      while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-      error = internalError("nft refused the commands: {}", text.empty() ? "(no message)" : text);
-    }
+    if (auto s = runCommands(commands); !s) error = std::move(s.error());
   };
   try {
     std::thread worker(work);
@@ -222,10 +336,12 @@ Status runInNamespace(const std::string& netns, const std::string& commands) {
 
 }  // namespace
 
-std::string vpcRuleset(const Topology& topology, std::string_view vpc,
-                       const std::vector<NicAttachment>& nics) {
+std::string vpcRuleset(const Topology& topology, std::string_view vpc, const std::vector<NicAttachment>& nics,
+                       const GatewayPlan* gateway) {
   const std::vector<Nic> resolved = resolveNics(topology, vpc, nics);
   const std::vector<const Subnet*> subnets = topology.subnets(vpc);
+  std::optional<GatewayNat> nat;
+  if (gateway != nullptr) nat = resolveGateway(topology, subnets, *gateway);
   std::map<std::string, const NetworkAcl*> acls;  // the ACLs our subnets use, by name
   for (const Subnet* subnet : subnets) {
     if (const NetworkAcl* acl = topology.findNetworkAcl(subnet->networkAcl)) acls.emplace(acl->name, acl);
@@ -246,6 +362,13 @@ std::string vpcRuleset(const Topology& topology, std::string_view vpc,
   out += "    type filter hook forward priority filter; policy accept;\n";
   out += "    meta nfproto ipv6 drop\n";
   out += "    ct state invalid drop\n";
+  if (nat) {
+    for (const Subnet* subnet : subnets) {
+      if (nat->reachabilityOf(subnet->name) != SubnetReachability::Isolated) continue;
+      out += fmt::format("    ip saddr {} oifname {} drop comment \"isolated subnet {}\"\n",
+                         subnet->cidr.str(), nat->link, subnet->name);
+    }
+  }
   for (const Subnet* subnet : subnets) {
     const NetworkAcl* acl = topology.findNetworkAcl(subnet->networkAcl);
     if (acl == nullptr) continue;
@@ -256,6 +379,23 @@ std::string vpcRuleset(const Topology& topology, std::string_view vpc,
                        naclChainName(*acl, Direction::Ingress), subnet->name);
   }
   out += "    ct state established,related accept\n";
+  if (nat) {
+    // Publishing a port is its allow rule; `ct original` keeps a 1:1 NATed connection to the same
+    // address and port facing the security groups.
+    for (const Nic& nic : resolved) {
+      if (!nat->publishes(nic)) continue;
+      for (const PortForward& forward : nic.publish) {
+        out += fmt::format(
+            "    iifname {} ct status dnat ct original ip daddr {} ip daddr {} {} dport {} accept comment "
+            "\"{} "
+            "publishes {}\"\n",
+            nat->link, nat->outside, nic.addressText, protocolName(forward.protocol), forward.instancePort,
+            nic.instance, portForwardText(forward));
+      }
+    }
+    out +=
+        fmt::format("    iifname {} ct status & dnat == 0 drop comment \"unsolicited inbound\"\n", nat->link);
+  }
   if (!resolved.empty()) {
     std::string egress;
     std::string ingress;
@@ -268,21 +408,50 @@ std::string vpcRuleset(const Topology& topology, std::string_view vpc,
     out += fmt::format("    ip daddr vmap {{ {} }}\n", ingress);
   }
   out += "  }\n";
+  if (nat) {
+    renderGatewayInput(out, *nat);
+    renderGatewayPrerouting(out, *nat, resolved);
+    renderGatewayPostrouting(out, *nat, resolved, subnets);
+  }
   out += "}\n";
   return out;
 }
 
-Status applyRuleset(const std::string& netns, const std::string& ruleset) {
+std::string hostUplinkRuleset(const UplinkSettings& settings, std::string_view table) {
+  const std::string uplinks = fmt::format("\"{}u*\"", kLinkPrefix);
+  std::string out =
+      fmt::format("# corral uplink: generated by corral, replaced as a whole on every change\n");
+  out += fmt::format("table inet {} {{\n", table);
+  out += "  chain forward {\n";
+  out += "    type filter hook forward priority filter; policy accept;\n";
+  out += fmt::format("    iifname {} accept comment \"from the VPCs' internet gateways\"\n", uplinks);
+  out += fmt::format("    oifname {} ct state established,related accept comment \"replies to them\"\n",
+                     uplinks);
+  out += "  }\n";
+  out += "  chain postrouting {\n";
+  out += "    type nat hook postrouting priority srcnat; policy accept;\n";
+  out += fmt::format(
+      "    ip saddr {{ {}, {} }} oifname != {} masquerade comment \"VPC traffic leaving the host\"\n",
+      settings.transitPool.str(), settings.publicPool.str(), uplinks);
+  out += "  }\n";
+  out += "}\n";
+  return out;
+}
+
+Status applyRuleset(const std::string& netns, const std::string& ruleset, std::string_view table) {
+  auto prologue = replacePrologue(table);
+  if (!prologue) return fail(std::move(prologue.error()).wrap("apply nft ruleset"));
   // One transaction: create-if-missing, delete, refill. nft refusing any line leaves the old table.
-  std::string commands(kReplacePrologue);
-  commands += ruleset;
+  std::string commands = *prologue + ruleset;
   if (auto s = runInNamespace(netns, commands); !s)
     return fail(std::move(s.error()).wrap("apply nft ruleset"));
   return {};
 }
 
-Status deleteRuleset(const std::string& netns) {
-  if (auto s = runInNamespace(netns, std::string(kReplacePrologue)); !s) {
+Status deleteRuleset(const std::string& netns, std::string_view table) {
+  auto prologue = replacePrologue(table);
+  if (!prologue) return fail(std::move(prologue.error()).wrap("delete nft ruleset"));
+  if (auto s = runInNamespace(netns, *prologue); !s) {
     return fail(std::move(s.error()).wrap("delete nft ruleset"));
   }
   return {};

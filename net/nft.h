@@ -16,30 +16,43 @@
 //   many kernels (this one), so stateful filtering happens in the inet forward hook.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "net/datapath.h"
 #include "net/vpc.h"
 
 namespace corral::net {
 
-struct NicAttachment {
-  std::string instance;
-  std::string subnet;
-  std::string address;                      // "10.0.1.5"
-  std::vector<std::string> securityGroups;  // empty: the VPC's default group
-};
+// The whole `table inet corral { ... }` for `vpc` (must exist in topology), deterministic text. With a
+// gateway (the VPC has an internet gateway, see net/datapath.h) it also holds the NAT:
+// - prerouting (dstnat): from the gateway link, a NIC's public address → its private address (1:1), and
+//   the gateway's outside address + a published port → the NIC's address and port;
+// - postrouting (srcnat): to the gateway link, a NIC with a public address in a public subnet → that public
+//   address; any other address of a subnet whose route table sends 0.0.0.0/0 to the internet gateway
+//   (public) or to a NAT gateway (private, NAT) → the gateway's outside address;
+// - forward: a published port's DNATed connection is accepted (publishing is the allow rule, as with
+//   Docker's -p); a 1:1 DNATed one faces the NIC's security groups like any other; every other new
+//   connection coming in from the gateway link is dropped (unsolicited inbound reaches only what is
+//   published or public), and traffic of isolated subnets never leaves through it;
+// - input: the router itself answers on the gateway link only to established traffic and ICMP echo.
+std::string vpcRuleset(const Topology& topology, std::string_view vpc, const std::vector<NicAttachment>& nics,
+                       const GatewayPlan* gateway = nullptr);
 
-// The whole `table inet corral { ... }` for `vpc` (must exist in topology), deterministic text.
-std::string vpcRuleset(const Topology& topology, std::string_view vpc,
-                       const std::vector<NicAttachment>& nics);
+// The host's side when the uplink is the host itself (UplinkSettings::netns empty): table inet `table`
+// (corrald names it per netns prefix, so parallel daemons do not collide): a forward chain accepting
+// traffic from the uplink links (crlu*) and established traffic back to them, and a postrouting
+// masquerade of the transit and public pools leaving through any link that is not ours. (Another table's
+// drop, such as Docker's FORWARD policy, still applies: docs/networking.md says what to do about it.)
+std::string hostUplinkRuleset(const UplinkSettings& settings, std::string_view table);
 
-// Replaces table inet corral in the named namespace with `ruleset`, atomically (libnftables, run from a
-// helper thread that setns()es into the namespace). A ruleset nft refuses changes nothing; the error
-// carries nft's message.
-Status applyRuleset(const std::string& netns, const std::string& ruleset);
-// Deletes table inet corral there (missing: not an error).
-Status deleteRuleset(const std::string& netns);
+// Replaces table inet `table` (default "corral") in the named namespace (empty: the caller's) with
+// `ruleset`, atomically (libnftables, run from a helper thread that setns()es into the namespace). A
+// ruleset nft refuses changes nothing; the error carries nft's message.
+Status applyRuleset(const std::string& netns, const std::string& ruleset, std::string_view table = "corral");
+// Deletes table inet `table` there (missing: not an error).
+Status deleteRuleset(const std::string& netns, std::string_view table = "corral");
 
 }  // namespace corral::net

@@ -286,11 +286,20 @@ const std::string& Libvirt::uri() const {
   return state_->uri;
 }
 
-Result<DomainInfo> Libvirt::createTransient(const std::string& xml) {
+Result<DomainInfo> Libvirt::createTransient(const std::string& xml, bool paused) {
   return state_->withConnection([&](virConnectPtr conn) -> Result<DomainInfo> {
-    DomainPtr domain(virDomainCreateXML(conn, xml.c_str(), VIR_DOMAIN_NONE));
+    DomainPtr domain(virDomainCreateXML(conn, xml.c_str(), paused ? VIR_DOMAIN_START_PAUSED : VIR_DOMAIN_NONE));
     if (!domain) return fail(lastError("virDomainCreateXML"));
     return describe(domain.get());
+  });
+}
+
+Status Libvirt::resume(const std::string& name) {
+  return state_->withConnection([&](virConnectPtr conn) -> Status {
+    DomainPtr domain(virDomainLookupByName(conn, name.c_str()));
+    if (!domain) return fail(lastError(fmt::format("virDomainLookupByName(\"{}\")", name)));
+    if (virDomainResume(domain.get()) < 0) return fail(lastError(fmt::format("virDomainResume(\"{}\")", name)));
+    return {};
   });
 }
 

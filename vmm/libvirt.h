@@ -47,7 +47,9 @@ class Libvirt {
   Libvirt& operator=(const Libvirt&) = delete;
 
   // All calls are thread safe and reconnect once when libvirtd went away and came back.
-  Result<DomainInfo> createTransient(const std::string& xml);        // virDomainCreateXML
+  // virDomainCreateXML; `paused`: the CPUs wait for resume() (a NIC is plugged in meanwhile).
+  Result<DomainInfo> createTransient(const std::string& xml, bool paused = false);
+  Status resume(const std::string& name);           // virDomainResume
   Result<std::optional<DomainInfo>> lookup(const std::string& name);  // nullopt: no such domain
   Result<std::vector<DomainInfo>> listDomains(std::string_view prefix);  // active domains only
   Status destroy(const std::string& name);          // virDomainDestroy; no such domain is not an error

@@ -65,6 +65,7 @@ class TempDir {
 };
 
 using corral::testing::readFile;
+using corral::testing::withTestNetwork;
 
 struct ProcessResult {
   int exitCode = -1;   // -1 when killed by a signal
@@ -130,6 +131,7 @@ class Daemon {
     std::vector<std::string> args = {
         CORRALD_PATH,  "--foreground", "--socket",          socket_,
         "--state-dir", stateDir_,      "--read-timeout-ms", std::to_string(kReadTimeout.count())};
+    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
     args.insert(args.end(), extraArgs.begin(), extraArgs.end());
     int rc = 0;
     pid_ = corral::testing::spawnProcess(args, logPath_, {}, corral::testing::OutputMode::Append, &rc);
@@ -573,7 +575,8 @@ TEST_F(CorraldTest, StateSurvivesSigtermAndTheSocketIsRemoved) {
 TEST_F(CorraldTest, ASecondDaemonOnTheSameSocketRefusesToStart) {
   TempDir other;
   ProcessResult second =
-      runProgram({CORRALD_PATH, "--foreground", "--socket", socket_, "--state-dir", other.path() + "/state"},
+      runProgram(withTestNetwork({CORRALD_PATH, "--foreground", "--socket", socket_, "--state-dir",
+                                  other.path() + "/state"}),
                  other.path() + "/out");
   EXPECT_NE(second.exitCode, 0);
   EXPECT_NE(second.output.find("already listening"), std::string::npos) << second.output;
@@ -740,7 +743,8 @@ TEST(CorraldStartup, DaemonisesAndIsReadyWhenTheLauncherReturns) {
   TempDir dir;
   std::string socket = dir.path() + "/run/s.sock";  // the parent directory is created too
   ProcessResult launched = runProgram(
-      {CORRALD_PATH, "--socket", socket, "--state-dir", dir.path() + "/state"}, dir.path() + "/out");
+      withTestNetwork({CORRALD_PATH, "--socket", socket, "--state-dir", dir.path() + "/state"}),
+      dir.path() + "/out");
   ASSERT_EQ(launched.exitCode, 0) << launched.output;
   Reply info = call(socket, "GET", "/v1/info");
   ASSERT_EQ(info.status, 200) << describe(info);

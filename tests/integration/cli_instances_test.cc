@@ -57,6 +57,7 @@ class CliInstancesTest : public ::testing::Test {
     std::vector<std::string> args = {CORRALD_PATH,      "--foreground",  "--socket",    socket_,
                                      "--state-dir",     dir_ + "/state", "--image-dir", CORRAL_IMAGE_DIR,
                                      "--cgroup-parent", kCgroupParent};
+    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
     daemon_ = corral::testing::spawnProcess(args, dir_ + "/corrald.out", dir_ + "/corrald.err",
                                             corral::testing::OutputMode::Truncate);
     ASSERT_GT(daemon_, 0);

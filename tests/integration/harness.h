@@ -9,12 +9,15 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "net/netlink.h"
 
 namespace corral::testing {
 
@@ -64,6 +67,40 @@ inline std::optional<int> waitWithDeadline(pid_t pid, std::chrono::milliseconds 
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return status;
+}
+
+// This test process's network namespace prefix: every corrald a test starts names its VPC namespaces
+// "corral-t<pid>-vpc-NAME", so parallel test processes (and a real corrald) never touch each other's.
+inline std::string testNetnsPrefix() {
+  return "corral-t" + std::to_string(::getpid()) + "-";
+}
+
+// The "internet" of this test process: a namespace internet gateways lead to, so no test ever touches the
+// host's network. Created on first use, deleted when the process exits.
+inline const std::string& testUplinkNetns() {
+  struct Uplink {
+    std::string name = testNetnsPrefix() + "inet";
+    Uplink() {
+      if (!net::netnsExists(name)) {
+        if (auto made = net::createNetns(name); !made) {
+          std::fprintf(stderr, "creating the test uplink namespace %s: %s\n", name.c_str(),
+                       made.error().message().c_str());
+        }
+      }
+    }
+    ~Uplink() { [[maybe_unused]] auto gone = net::deleteNetns(name); }
+  };
+  static Uplink uplink;
+  return uplink.name;
+}
+
+// corrald's network options for tests: the prefix and the uplink above.
+inline std::vector<std::string> testNetworkArgs() {
+  return {"--netns-prefix", testNetnsPrefix(), "--uplink-netns", testUplinkNetns()};
+}
+inline std::vector<std::string> withTestNetwork(std::vector<std::string> args) {
+  for (std::string& arg : testNetworkArgs()) args.push_back(std::move(arg));
+  return args;
 }
 
 }  // namespace corral::testing

@@ -88,6 +88,7 @@ class InstanceDaemon {
     std::vector<std::string> args = {CORRALD_PATH,      "--foreground",  "--socket",    socket(),
                                      "--state-dir",     dir_ + "/state", "--image-dir", CORRAL_IMAGE_DIR,
                                      "--cgroup-parent", kCgroupParent};
+    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
     pid_ = corral::testing::spawnProcess(args, out, {}, corral::testing::OutputMode::Append);
     if (pid_ < 0) return false;
     auto until = Clock::now() + 15s;

@@ -118,6 +118,7 @@ class VmDaemon {
                                      "--image-dir",     CORRAL_IMAGE_DIR,
                                      "--cgroup-parent", fmt::format("corral-test-vm-{}", ::getpid()),
                                      "--domain-prefix", kPrefix};
+    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
     args.insert(args.end(), extra_.begin(), extra_.end());
     pid_ =
         corral::testing::spawnProcess(args, dir_ + "/corrald.out", {}, corral::testing::OutputMode::Append);

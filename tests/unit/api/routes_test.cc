@@ -79,7 +79,8 @@ auto fields(const DeleteNetworkAclRule& r) {
 }
 auto fields(const container::InstanceSpec& s) {
   return std::tie(s.name, s.kind, s.image, s.command, s.env, s.hostname, s.memory, s.cpus, s.pids, s.capAdd,
-                  s.capDrop, s.seccomp, s.userNamespace, s.removeOnExit);
+                  s.capDrop, s.seccomp, s.userNamespace, s.removeOnExit, s.kernel, s.initrd, s.subnet, s.ip,
+                  s.securityGroups, s.publish, s.publicIp, s.publicAddress);
 }
 auto fields(const RunInstance& r) {
   return fields(r.spec);
@@ -104,6 +105,9 @@ auto fields(const GetInstanceLogs& r) {
 }
 auto fields(const ExecInstance& r) {
   return std::tie(r.name, r.command, r.env);
+}
+auto fields(const GetVpcTopology& r) {
+  return std::tie(r.vpc);
 }
 
 bool sameRequest(const Request& a, const Request& b) {
@@ -202,7 +206,20 @@ std::vector<Request> everyAlternative() {
   full.seccomp = "unconfined";
   full.userNamespace = true;
   full.removeOnExit = true;
+  full.subnet = "web";
+  full.ip = "10.0.1.10";
+  full.securityGroups = {"web", "ssh"};
+  full.publish = {"8080:80", "53:53/udp"};
+  full.publicIp = false;
+  full.publicAddress = "100.64.128.9";
   all.push_back(RunInstance{full});
+  container::InstanceSpec vm;
+  vm.name = "vm-1";
+  vm.kind = "vm";
+  vm.kernel = "/boot/vmlinuz";
+  vm.initrd = "/boot/initrd.img";
+  vm.publicIp = true;
+  all.push_back(RunInstance{vm});
   container::InstanceSpec minimal;
   minimal.name = "minimal";
   all.push_back(RunInstance{minimal});
@@ -214,6 +231,7 @@ std::vector<Request> everyAlternative() {
   all.push_back(RemoveInstance{"web a", true});
   all.push_back(GetInstanceLogs{"web", 4096});
   all.push_back(ExecInstance{"web", {"hostname"}, {"X=1"}});
+  all.push_back(GetVpcTopology{"prod a"});
   return all;
 }
 

@@ -169,6 +169,124 @@ TEST(VpcRuleset, NicWithoutGroupsGetsTheDefaultGroup) {
       << text;
 }
 
+// The internet gateway's NAT: subnet "public" routes the default to the internet gateway, "private" to a
+// NAT gateway, "isolated" nowhere. web-1 (public) has a public address and publishes 8080:80; web-2
+// (public) has neither; app (private) publishes 9000:9000/udp and has a public address it cannot use; db
+// (isolated) publishes a port that cannot work.
+Topology gatewayTopology() {
+  Topology t;
+  ok(t.createVpc({.name = "shop", .cidr = "10.20.0.0/16"}, kNow));
+  ok(t.createRouteTable({.name = "public-rt", .vpc = "shop"}, kNow));
+  ok(t.createRouteTable({.name = "private-rt", .vpc = "shop"}, kNow));
+  ok(t.createSubnet({.name = "public", .vpc = "shop", .cidr = "10.20.1.0/24", .routeTable = "public-rt"},
+                    kNow));
+  ok(t.createSubnet({.name = "private", .vpc = "shop", .cidr = "10.20.2.0/24", .routeTable = "private-rt"},
+                    kNow));
+  ok(t.createSubnet({.name = "isolated", .vpc = "shop", .cidr = "10.20.3.0/24"}, kNow));
+  ok(t.createInternetGateway({.name = "shop-igw", .vpc = "shop"}, kNow));
+  ok(t.createNatGateway({.name = "shop-nat", .subnet = "public"}, kNow));
+  ok(t.addRoute("public-rt",
+                {.destination = "0.0.0.0/0", .targetType = "internet_gateway", .targetName = "shop-igw"}));
+  ok(t.addRoute("private-rt",
+                {.destination = "0.0.0.0/0", .targetType = "nat_gateway", .targetName = "shop-nat"}));
+  ok(t.createSecurityGroup({.name = "web", .vpc = "shop"}, kNow));
+  ok(t.addSecurityGroupRule(
+      "web",
+      {.direction = "ingress", .protocol = "tcp", .fromPort = 443, .toPort = 443, .cidr = "0.0.0.0/0"}));
+  return t;
+}
+
+std::vector<NicAttachment> gatewayNics() {
+  return {
+      {.instance = "web-1",
+       .subnet = "public",
+       .address = "10.20.1.10",
+       .securityGroups = {"web"},
+       .publicAddress = "100.64.128.1",
+       .publish = {{.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 80}}},
+      {.instance = "web-2", .subnet = "public", .address = "10.20.1.11", .securityGroups = {"web"}},
+      {.instance = "app",
+       .subnet = "private",
+       .address = "10.20.2.20",
+       .publicAddress = "100.64.128.2",
+       .publish = {{.protocol = Protocol::Udp, .outsidePort = 9000, .instancePort = 9000}}},
+      {.instance = "db",
+       .subnet = "isolated",
+       .address = "10.20.3.30",
+       .publish = {{.protocol = Protocol::Tcp, .outsidePort = 5432, .instancePort = 5432}}},
+  };
+}
+
+GatewayPlan gatewayPlan() {
+  return GatewayPlan{
+      .name = "shop-igw",
+      .vpcLink = gatewayLinkName("corral-vpc-shop"),
+      .uplinkLink = uplinkLinkName("corral-vpc-shop"),
+      .uplinkNetns = "",
+      .transit = *Cidr::parse("100.64.0.8/30"),
+      .vpcAddress = "100.64.0.10/30",
+      .uplinkAddress = "100.64.0.9/30",
+      .publicAddresses = {*Ipv4Address::parse("100.64.128.1"), *Ipv4Address::parse("100.64.128.2")}};
+}
+
+TEST(VpcRuleset, GatewayNatMatchesGolden) {
+  GatewayPlan gateway = gatewayPlan();
+  expectGolden(vpcRuleset(gatewayTopology(), "shop", gatewayNics(), &gateway), "gateway.nft");
+}
+
+TEST(VpcRuleset, GatewayNatFollowsEachSubnetsReachability) {
+  GatewayPlan gateway = gatewayPlan();
+  const std::string link = "\"" + gateway.vpcLink + "\"";
+  std::string text = vpcRuleset(gatewayTopology(), "shop", gatewayNics(), &gateway);
+  // Public subnet: 1:1 both ways for web-1, the outside address for the rest; private: the outside address.
+  EXPECT_NE(text.find("iifname " + link + " ip daddr 100.64.128.1 dnat ip to 10.20.1.10"), std::string::npos);
+  EXPECT_NE(text.find("oifname " + link + " ip saddr 10.20.1.10 snat ip to 100.64.128.1"), std::string::npos);
+  EXPECT_NE(text.find("oifname " + link + " ip saddr 10.20.1.0/24 snat ip to 100.64.0.10"),
+            std::string::npos);
+  EXPECT_NE(text.find("oifname " + link + " ip saddr 10.20.2.0/24 snat ip to 100.64.0.10"),
+            std::string::npos);
+  EXPECT_LT(text.find("snat ip to 100.64.128.1"), text.find("ip saddr 10.20.1.0/24 snat"))
+      << "the NIC's own address before its subnet's";
+  // A public address outside a public subnet is not used; an isolated subnet gets no NAT and no way out.
+  EXPECT_EQ(text.find("100.64.128.2 dnat"), std::string::npos);
+  EXPECT_EQ(text.find("snat ip to 100.64.128.2"), std::string::npos);
+  EXPECT_NE(text.find("# app: public address 100.64.128.2 unused"), std::string::npos) << text;
+  EXPECT_EQ(text.find("ip saddr 10.20.3.0/24 snat"), std::string::npos);
+  EXPECT_NE(text.find("# db: publish 5432:5432/tcp unused"), std::string::npos) << text;
+  EXPECT_NE(text.find("ip saddr 10.20.3.0/24 oifname " + link + " drop"), std::string::npos);
+  // Published ports: DNAT on the outside address, accepted right after the conntrack shortcut, before the
+  // drop of other unsolicited inbound and before the security groups.
+  EXPECT_NE(text.find("ip daddr 100.64.0.10 udp dport 9000 dnat ip to 10.20.2.20:9000"), std::string::npos);
+  size_t established = text.find("ct state established,related accept");
+  size_t published = text.find("ct original ip daddr 100.64.0.10 ip daddr 10.20.1.10 tcp dport 80 accept");
+  size_t unsolicited = text.find("iifname " + link + " ct status & dnat == 0 drop");
+  size_t groups = text.find("ip saddr vmap");
+  ASSERT_NE(published, std::string::npos) << text;
+  EXPECT_LT(established, published);
+  EXPECT_LT(published, unsolicited);
+  EXPECT_LT(unsolicited, groups);
+  EXPECT_NE(text.find("iifname " + link + " icmp type echo-request accept"), std::string::npos);
+}
+
+TEST(VpcRuleset, WithoutGatewayNoNatIsRendered) {
+  std::string text = vpcRuleset(gatewayTopology(), "shop", gatewayNics());
+  EXPECT_EQ(text.find("nat hook"), std::string::npos) << text;
+  EXPECT_EQ(text.find("chain input"), std::string::npos) << text;
+  EXPECT_EQ(text.find("crlg"), std::string::npos) << text;
+}
+
+TEST(HostUplinkRuleset, MatchesGolden) {
+  expectGolden(hostUplinkRuleset(UplinkSettings{}, "corral-uplink"), "host_uplink.nft");
+}
+
+TEST(VpcRuleset, ApplyRefusesATableNameThatIsNotPlain) {
+  auto s = applyRuleset("corral-nft-unit-test-no-such-netns", "", "corral; flush ruleset");
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().kind(), ErrorKind::InvalidArgument);
+  EXPECT_EQ(s.error().field(), "table");
+  EXPECT_FALSE(deleteRuleset("corral-nft-unit-test-no-such-netns", "").has_value());
+}
+
 TEST(VpcRuleset, ApplyRefusesANamespaceNameThatIsAPath) {
   auto s = applyRuleset("../etc", "table inet corral {}\n");
   ASSERT_FALSE(s.has_value());

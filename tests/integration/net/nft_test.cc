@@ -16,12 +16,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/unique_fd.h"
+#include "net/datapath.h"
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
@@ -31,7 +33,7 @@ namespace {
 constexpr int64_t kNow = 1700000000;
 constexpr int kConnectTimeoutMs = 1000;
 const std::filesystem::path kGoldenDir =
-    std::filesystem::path(__FILE__).parent_path().parent_path() / "unit" / "net" / "golden";
+    std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "unit" / "net" / "golden";
 
 struct CommandResult {
   int status = -1;
@@ -89,8 +91,9 @@ bool waitFor(int fd, short events) {
 
 // A whole exchange: the handshake from `fromNetns`, then the listener accepts and sends a reply that the
 // client must read, so return traffic of an established connection is exercised too.
+// `peer`, when given, receives the client's address as the listener saw it (after any NAT).
 bool tcpExchange(const std::string& fromNetns, const std::string& address, uint16_t port,
-                 const UniqueFd& listener) {
+                 const UniqueFd& listener, std::string* peer = nullptr) {
   UniqueFd client = tcpSocketIn(fromNetns);
   if (!client) return false;
   sockaddr_in sa = socketAddress(address, port);
@@ -102,8 +105,15 @@ bool tcpExchange(const std::string& fromNetns, const std::string& address, uint1
   socklen_t len = sizeof soError;
   if (::getsockopt(client.get(), SOL_SOCKET, SO_ERROR, &soError, &len) != 0 || soError != 0) return false;
   if (!waitFor(listener.get(), POLLIN)) return false;
-  UniqueFd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  sockaddr_in from{};
+  socklen_t fromLen = sizeof from;
+  UniqueFd server(::accept4(listener.get(), reinterpret_cast<sockaddr*>(&from), &fromLen, SOCK_CLOEXEC));
   if (!server || ::write(server.get(), "pong", 4) != 4) return false;
+  if (peer != nullptr) {
+    char text[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &from.sin_addr, text, sizeof text);
+    *peer = text;
+  }
   if (!waitFor(client.get(), POLLIN)) return false;
   char reply[8] = {};
   return ::read(client.get(), reply, sizeof reply) == 4 && std::string(reply, 4) == "pong";
@@ -285,6 +295,31 @@ TEST_F(VpcFirewall, ReplaceIsAtomicARefusedRulesetChangesNothingDeleteRemoves) {
   EXPECT_TRUE(again.has_value()) << again.error().message();
 }
 
+// An empty netns means the calling thread's own namespace; here a helper thread inside the test's router
+// namespace, so that the host's own firewall is never touched.
+TEST_F(VpcFirewall, EmptyNetnsIsTheCallersNamespaceAndTheTableIsNamed) {
+  UplinkSettings settings;
+  std::optional<Error> applyError;
+  std::thread([&] {
+    UniqueFd nsFd(::open(("/run/netns/" + router_).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!nsFd || ::setns(nsFd.get(), CLONE_NEWNET) != 0) {
+      applyError = systemError(errno, "setns");
+      return;
+    }
+    if (auto s = applyRuleset("", hostUplinkRuleset(settings, "corral-uplink-t"), "corral-uplink-t"); !s) {
+      applyError = s.error();
+    }
+  }).join();
+  ASSERT_FALSE(applyError) << applyError->message();
+  CommandResult listed = run("ip netns exec " + router_ + " nft list table inet corral-uplink-t");
+  ASSERT_EQ(listed.status, 0) << listed.output;
+  EXPECT_NE(listed.output.find("masquerade"), std::string::npos) << listed.output;
+  EXPECT_NE(listTable().status, 0) << "table corral itself was not made";
+
+  ASSERT_TRUE(deleteRuleset(router_, "corral-uplink-t").has_value());
+  EXPECT_NE(run("ip netns exec " + router_ + " nft list table inet corral-uplink-t").status, 0);
+}
+
 TEST_F(VpcFirewall, EveryGoldenRulesetIsAcceptedByTheKernel) {
   size_t checked = 0;
   for (const auto& entry : std::filesystem::directory_iterator(kGoldenDir)) {
@@ -297,6 +332,133 @@ TEST_F(VpcFirewall, EveryGoldenRulesetIsAcceptedByTheKernel) {
     ++checked;
   }
   EXPECT_GT(checked, 0u) << "no golden files in " << kGoldenDir;
+}
+
+// The internet gateway's NAT on the real kernel. Namespaces: the VPC router (named as a daemon with this
+// test's prefix would name it, so the gateway link has the name the ruleset expects), "the internet"
+// (outside), and two instances: web (subnet s1, public: public address and a published port) and app
+// (subnet s2, private with a NAT gateway). The veth pair and the routes that the datapath would set up
+// are made here with `ip`, so that only the ruleset is under test.
+class GatewayNat : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) {
+      if (getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "needs root";
+      GTEST_SKIP() << "needs root: network namespaces, veths and nftables";
+    }
+    const std::string prefix = "corral-t" + std::to_string(getpid()) + "-";
+    ASSERT_TRUE(topology_.createVpc({.name = "v", .cidr = "10.79.0.0/16"}, kNow));
+    ASSERT_TRUE(topology_.createRouteTable({.name = "public-rt", .vpc = "v"}, kNow));
+    ASSERT_TRUE(topology_.createRouteTable({.name = "private-rt", .vpc = "v"}, kNow));
+    ASSERT_TRUE(topology_.createSubnet(
+        {.name = "s1", .vpc = "v", .cidr = "10.79.1.0/24", .routeTable = "public-rt"}, kNow));
+    ASSERT_TRUE(topology_.createSubnet(
+        {.name = "s2", .vpc = "v", .cidr = "10.79.2.0/24", .routeTable = "private-rt"}, kNow));
+    ASSERT_TRUE(topology_.createInternetGateway({.name = "igw", .vpc = "v"}, kNow));
+    ASSERT_TRUE(topology_.createNatGateway({.name = "nat", .subnet = "s1"}, kNow));
+    ASSERT_TRUE(topology_.addRoute(
+        "public-rt", {.destination = "0.0.0.0/0", .targetType = "internet_gateway", .targetName = "igw"}));
+    ASSERT_TRUE(topology_.addRoute(
+        "private-rt", {.destination = "0.0.0.0/0", .targetType = "nat_gateway", .targetName = "nat"}));
+    ASSERT_TRUE(topology_.createSecurityGroup({.name = "web", .vpc = "v"}, kNow));
+    ASSERT_TRUE(topology_.addSecurityGroupRule(
+        "web",
+        {.direction = "ingress", .protocol = "tcp", .fromPort = 443, .toPort = 443, .cidr = "0.0.0.0/0"}));
+    std::vector<NicAttachment> nics = {
+        {.instance = "web",
+         .subnet = "s1",
+         .address = "10.79.1.10",
+         .securityGroups = {"web"},
+         .publicAddress = "100.64.128.1",
+         .publish = {{.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 80}},
+         .linkKey = "web"},
+        {.instance = "app", .subnet = "s2", .address = "10.79.2.20", .linkKey = "app"}};
+    UplinkSettings uplink;
+    uplink.netns = prefix + "internet";
+    plan_ = planVpc(topology_, "v", prefix, nics, uplink, *Cidr::parse("100.64.0.8/30"));
+    ASSERT_TRUE(plan_.gateway.has_value());
+
+    router_ = plan_.netns;
+    outside_ = uplink.netns;
+    web_ = prefix + "web";
+    app_ = prefix + "app";
+    for (const std::string* ns : {&router_, &outside_, &web_, &app_}) {
+      must("ip netns add " + *ns);
+      created_.push_back(*ns);
+      must("ip -n " + *ns + " link set lo up");
+    }
+    for (const BridgePlan& bridge : plan_.bridges) {
+      must("ip -n " + router_ + " link add " + bridge.bridge + " type bridge");
+      must("ip -n " + router_ + " addr add " + bridge.routerAddress + " dev " + bridge.bridge);
+      must("ip -n " + router_ + " link set " + bridge.bridge + " up");
+    }
+    must("ip netns exec " + router_ + " sysctl -qw net.ipv4.ip_forward=1");
+    for (const NicPlan& nic : plan_.nics) {
+      const std::string& ns = nic.nic.instance == "web" ? web_ : app_;
+      must("ip -n " + router_ + " link add " + nic.link + " type veth peer name eth0 netns " + ns);
+      must("ip -n " + router_ + " link set " + nic.link + " master " + nic.bridge + " up");
+      must("ip -n " + ns + " addr add " + nic.addressWithPrefix + " dev eth0");
+      must("ip -n " + ns + " link set eth0 up");
+      must("ip -n " + ns + " route add default via " + nic.gateway);
+    }
+    const GatewayPlan& gateway = *plan_.gateway;
+    must("ip -n " + router_ + " link add " + gateway.vpcLink + " type veth peer name " + gateway.uplinkLink +
+         " netns " + outside_);
+    must("ip -n " + router_ + " addr add " + gateway.vpcAddress + " dev " + gateway.vpcLink);
+    must("ip -n " + router_ + " link set " + gateway.vpcLink + " up");
+    must("ip -n " + outside_ + " addr add " + gateway.uplinkAddress + " dev " + gateway.uplinkLink);
+    must("ip -n " + outside_ + " link set " + gateway.uplinkLink + " up");
+    must("ip -n " + router_ + " route add default via 100.64.0.9");
+    must("ip -n " + outside_ + " route add 100.64.128.1/32 via 100.64.0.10");
+    // Lets the outside try to reach private addresses directly: unsolicited inbound must still be dropped.
+    must("ip -n " + outside_ + " route add 10.79.0.0/16 via 100.64.0.10");
+  }
+
+  void TearDown() override {
+    for (auto it = created_.rbegin(); it != created_.rend(); ++it) run("ip netns del " + *it);
+  }
+
+  void must(const std::string& command) {
+    CommandResult r = run(command);
+    ASSERT_EQ(r.status, 0) << command << ": " << r.output;
+  }
+
+  Topology topology_;
+  VpcPlan plan_;
+  std::string router_, outside_, web_, app_;
+  std::vector<std::string> created_;
+};
+
+TEST_F(GatewayNat, RulesetIsAcceptedAndNatWorksBothWays) {
+  auto applied = applyRuleset(router_, plan_.ruleset);
+  ASSERT_TRUE(applied.has_value()) << applied.error().message();
+  CommandResult listed = run("ip netns exec " + router_ + " nft list table inet corral");
+  ASSERT_EQ(listed.status, 0) << listed.output;
+  EXPECT_NE(listed.output.find("dnat ip to 10.79.1.10:80"), std::string::npos) << listed.output;
+
+  // Outbound: the private subnet leaves as the gateway's outside address, the public NIC as its own.
+  UniqueFd outside7000 = listenIn(outside_, 7000);
+  ASSERT_TRUE(outside7000);
+  std::string peer;
+  EXPECT_TRUE(tcpExchange(app_, "100.64.0.9", 7000, outside7000, &peer)) << "private subnet via NAT";
+  EXPECT_EQ(peer, "100.64.0.10");
+  peer.clear();
+  EXPECT_TRUE(tcpExchange(web_, "100.64.0.9", 7000, outside7000, &peer)) << "public NIC";
+  EXPECT_EQ(peer, "100.64.128.1");
+
+  // Inbound: the published port reaches web (no security group rule needed); the public address reaches
+  // what web's group allows (443) and nothing else; nothing unsolicited reaches app.
+  UniqueFd web80 = listenIn(web_, 80), web443 = listenIn(web_, 443), web444 = listenIn(web_, 444);
+  UniqueFd app7001 = listenIn(app_, 7001);
+  ASSERT_TRUE(web80 && web443 && web444 && app7001);
+  peer.clear();
+  EXPECT_TRUE(tcpExchange(outside_, "100.64.0.10", 8080, web80, &peer)) << "published 8080:80";
+  EXPECT_EQ(peer, "100.64.0.9") << "DNAT only: web sees the real client";
+  EXPECT_FALSE(tcpExchange(outside_, "100.64.0.10", 80, web80)) << "only the published outside port";
+  EXPECT_TRUE(tcpExchange(outside_, "100.64.128.1", 443, web443)) << "1:1 NAT, allowed by the group";
+  EXPECT_FALSE(tcpExchange(outside_, "100.64.128.1", 444, web444)) << "1:1 NAT still faces the group";
+  EXPECT_FALSE(tcpExchange(outside_, "10.79.2.20", 7001, app7001)) << "unsolicited inbound is dropped";
+  EXPECT_FALSE(tcpExchange(outside_, "10.79.1.10", 443, web443)) << "private addresses are not reachable";
 }
 
 }  // namespace

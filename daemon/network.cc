@@ -1,0 +1,635 @@
+// The daemon's network: model changes and instance NICs turned into kernel state through net/vpc_datapath.
+#include "daemon/network.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <set>
+
+#include "core/log.h"
+#include "net/ipam.h"
+#include "net/netlink.h"
+#include "net/nft.h"
+#include "net/vpc_datapath.h"
+
+namespace corral::daemon {
+namespace {
+
+using nlohmann::json;
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& name : names) {
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  return out;
+}
+
+// nft table names take letters, digits and '_': one uplink table per netns prefix.
+std::string hostUplinkTable(std::string_view netnsPrefix) {
+  std::string table = "corral_uplink";
+  for (char c : netnsPrefix) {
+    if (c == '-' && (table.empty() || table.back() == '_')) continue;
+    table += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  }
+  if (table.back() == '_') table.pop_back();
+  return table;
+}
+
+json optionalText(const std::optional<std::string>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+
+std::string routeTargetText(const net::RouteTarget& target) {
+  if (target.name.empty()) return std::string(net::routeTargetTypeName(target.type));
+  return fmt::format("{} {}", net::routeTargetTypeName(target.type), target.name);
+}
+
+}  // namespace
+
+NetworkController::NetworkController(NetworkOptions options, net::Topology topology)
+    : options_(std::move(options)), topology_(std::move(topology)) {}
+
+// ---- Topology ----
+
+Status NetworkController::checkTopology(const net::Topology& next) const {
+  std::lock_guard lock(mutex_);
+  return checkLocked(next);
+}
+
+Status NetworkController::checkLocked(const net::Topology& next) const {
+  std::map<std::string, std::vector<std::string>> bySubnet, byGroup;
+  for (const auto& [name, nic] : nics_) {
+    if (!next.findSubnet(nic.subnet)) bySubnet[nic.subnet].push_back(name);
+    for (const std::string& group : nic.securityGroups) {
+      if (!next.findSecurityGroup(group)) byGroup[group].push_back(name);
+    }
+  }
+  if (!bySubnet.empty()) {
+    const auto& [subnet, users] = *bySubnet.begin();
+    return fail(conflict("subnet \"{}\" still has instances: {}; remove them first", subnet, joined(users)));
+  }
+  if (!byGroup.empty()) {
+    const auto& [group, users] = *byGroup.begin();
+    return fail(conflict("security group \"{}\" is still used by instances: {}; remove them first", group,
+                         joined(users)));
+  }
+  return {};
+}
+
+Status NetworkController::applyTopology(const net::Topology& next) {
+  std::lock_guard lock(mutex_);
+  if (auto ok = checkLocked(next); !ok) return fail(ok.error());
+  if (!options_.kernel) {
+    topology_ = next;
+    return {};
+  }
+  Status result;
+  for (const net::Vpc* vpc : next.vpcs()) {
+    if (auto ok = convergeLocked(next, vpc->name); !ok) {
+      result = fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc->name)));
+      break;
+    }
+  }
+  if (result) {
+    for (const net::Vpc* vpc : topology_.vpcs()) {
+      if (next.findVpc(vpc->name)) continue;
+      if (auto ok = net::destroyVpc(net::vpcNetnsName(options_.netnsPrefix, vpc->name)); !ok) {
+        result = fail(ok.error().wrap(fmt::format("delete vpc \"{}\"", vpc->name)));
+        break;
+      }
+      transits_.erase(vpc->name);
+    }
+  }
+  if (result) {
+    topology_ = next;
+    for (auto it = transits_.begin(); it != transits_.end();) {
+      it = topology_.internetGateways(it->first).empty() ? transits_.erase(it) : std::next(it);
+    }
+    return {};
+  }
+  // Back to what the model still says: VPCs only in `next` go, the others are converged to the current.
+  for (const net::Vpc* vpc : next.vpcs()) {
+    if (topology_.findVpc(vpc->name)) continue;
+    if (auto undone = net::destroyVpc(net::vpcNetnsName(options_.netnsPrefix, vpc->name)); !undone)
+      log::warn("rolling back vpc \"{}\": {}", vpc->name, undone.error().message());
+    transits_.erase(vpc->name);
+  }
+  for (const net::Vpc* vpc : topology_.vpcs()) {
+    if (auto undone = convergeLocked(topology_, vpc->name); !undone)
+      log::warn("rolling back vpc \"{}\": {}", vpc->name, undone.error().message());
+  }
+  return result;
+}
+
+Result<net::Cidr> NetworkController::transitLocked(const net::Topology& topology, const std::string& vpc) const {
+  if (auto it = transits_.find(vpc); it != transits_.end()) return it->second;
+  std::set<net::Cidr> taken;
+  for (const auto& [other, transit] : transits_) taken.insert(transit);
+  auto chosen = net::chooseTransit(options_.uplink, vpc, taken);
+  if (!chosen) return fail(chosen.error().wrap("internet gateway transit network"));
+  (void)topology;
+  transits_.emplace(vpc, *chosen);
+  return *chosen;
+}
+
+std::vector<net::NicAttachment> NetworkController::nicsLocked() const {
+  std::vector<net::NicAttachment> nics;
+  nics.reserve(nics_.size());
+  for (const auto& [name, nic] : nics_) nics.push_back(nic);
+  return nics;
+}
+
+Result<net::VpcPlan> NetworkController::planLocked(const net::Topology& topology, const std::string& vpc) const {
+  if (!topology.findVpc(vpc)) return fail(notFound("vpc \"{}\" not found", vpc));
+  std::optional<net::Cidr> transit;
+  if (!topology.internetGateways(vpc).empty()) {
+    auto chosen = transitLocked(topology, vpc);
+    if (!chosen) return fail(chosen.error());
+    transit = *chosen;
+  }
+  // Only NICs whose subnet is in this topology and VPC take part.
+  std::vector<net::NicAttachment> nics;
+  for (const auto& [name, nic] : nics_) {
+    const net::Subnet* subnet = topology.findSubnet(nic.subnet);
+    if (subnet && subnet->vpc == vpc) nics.push_back(nic);
+  }
+  return net::planVpc(topology, vpc, options_.netnsPrefix, nics, options_.uplink, transit);
+}
+
+Status NetworkController::convergeLocked(const net::Topology& topology, const std::string& vpc,
+                                         std::vector<std::string>* changes) {
+  auto plan = planLocked(topology, vpc);
+  if (!plan) return fail(plan.error());
+  if (plan->gateway && options_.uplink.netns.empty()) {
+    // The host is the uplink: it forwards and masquerades the VPCs' traffic out of its default route.
+    std::ofstream forward("/proc/sys/net/ipv4/ip_forward");
+    forward << "1\n";
+    if (!forward.flush()) return fail(systemError(errno, "write /proc/sys/net/ipv4/ip_forward"));
+    const std::string table = hostUplinkTable(options_.netnsPrefix);
+    if (auto ok = net::applyRuleset("", net::hostUplinkRuleset(options_.uplink, table), table); !ok)
+      return fail(ok.error().wrap("host uplink"));
+  }
+  auto changed = net::convergeVpc(*plan);
+  if (!changed) return fail(changed.error());
+  for (const std::string& line : *changed) {
+    log::info("vpc \"{}\": {}", vpc, line);
+    if (changes) changes->push_back(fmt::format("vpc {}: {}", vpc, line));
+  }
+  return {};
+}
+
+// ---- NICs ----
+
+const net::Subnet* NetworkController::nicSubnetLocked(const std::string& instance) const {
+  auto it = nics_.find(instance);
+  if (it == nics_.end()) return nullptr;
+  return topology_.findSubnet(it->second.subnet);
+}
+
+Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const container::InstanceSpec& spec,
+                                                                         const std::string& linkKey) {
+  if (spec.subnet.empty()) {
+    if (!spec.ip.empty()) return fail(invalidField("ip", "an address needs a subnet: add --subnet"));
+    if (!spec.securityGroups.empty())
+      return fail(invalidField("security_groups", "security groups need a subnet: add --subnet"));
+    if (!spec.publish.empty()) return fail(invalidField("publish", "publishing a port needs a subnet"));
+    if (spec.publicIp.value_or(false) || !spec.publicAddress.empty())
+      return fail(invalidField("public_ip", "a public address needs a subnet"));
+    return std::optional<net::NicAttachment>();
+  }
+  std::lock_guard lock(mutex_);
+  if (nics_.contains(spec.name)) return fail(conflict("instance \"{}\" already has a NIC", spec.name));
+  const net::Subnet* subnet = topology_.findSubnet(spec.subnet);
+  if (!subnet) {
+    return fail(Error(ErrorKind::NotFound,
+                      fmt::format("subnet \"{}\" not found (corral subnet ls lists them)", spec.subnet), "subnet"));
+  }
+  const std::string& vpc = subnet->vpc;
+
+  net::NicAttachment nic;
+  nic.instance = spec.name;
+  nic.vm = spec.kind == "vm";
+  nic.subnet = subnet->name;
+  nic.linkKey = linkKey;
+
+  // The private address: IPAM over the subnet with every other NIC's address taken.
+  net::SubnetIpam ipam(subnet->cidr);
+  for (const auto& [name, other] : nics_) {
+    if (other.subnet != subnet->name) continue;
+    if (auto address = net::Ipv4Address::parse(other.address); address) (void)ipam.restore(*address);
+  }
+  Result<net::IpLease> lease = [&]() -> Result<net::IpLease> {
+    if (spec.ip.empty()) return ipam.allocate();
+    auto wanted = net::Ipv4Address::parse(spec.ip, "ip");
+    if (!wanted) return fail(wanted.error());
+    auto taken = ipam.allocate(*wanted);
+    if (!taken) {
+      Error error = taken.error();
+      return fail(Error(error.kind(), error.message(), "ip"));
+    }
+    return taken;
+  }();
+  if (!lease) return fail(lease.error().wrap(fmt::format("subnet \"{}\"", subnet->name)));
+  nic.address = lease->keep().str();
+
+  // Security groups: of this VPC; none named = the VPC's default group.
+  for (size_t i = 0; i < spec.securityGroups.size(); ++i) {
+    const std::string field = fmt::format("security_groups[{}]", i);
+    const net::SecurityGroup* group = topology_.findSecurityGroup(spec.securityGroups[i]);
+    if (!group) {
+      return fail(Error(ErrorKind::NotFound,
+                        fmt::format("security group \"{}\" not found", spec.securityGroups[i]), field));
+    }
+    if (group->vpc != vpc) {
+      return fail(invalidField(field, "security group \"{}\" belongs to vpc \"{}\", the subnet to vpc \"{}\"",
+                               group->name, group->vpc, vpc));
+    }
+    if (std::find(nic.securityGroups.begin(), nic.securityGroups.end(), group->name) ==
+        nic.securityGroups.end()) {
+      nic.securityGroups.push_back(group->name);
+    }
+  }
+
+  const bool hasGateway = !topology_.internetGateways(vpc).empty();
+  // Published ports: DNAT from the gateway's outside address, unique per VPC and protocol.
+  std::set<std::pair<net::Protocol, uint16_t>> usedPorts;
+  for (const auto& [name, other] : nics_) {
+    const net::Subnet* otherSubnet = topology_.findSubnet(other.subnet);
+    if (!otherSubnet || otherSubnet->vpc != vpc) continue;
+    for (const net::PortForward& forward : other.publish) usedPorts.emplace(forward.protocol, forward.outsidePort);
+  }
+  for (size_t i = 0; i < spec.publish.size(); ++i) {
+    const std::string field = fmt::format("publish[{}]", i);
+    auto forward = net::parsePortForward(spec.publish[i], field);
+    if (!forward) return fail(forward.error());
+    if (!hasGateway) {
+      return fail(invalidField(field, "vpc \"{}\" has no internet gateway to publish on: corral igw create", vpc));
+    }
+    if (topology_.reachability(*subnet) == net::SubnetReachability::Isolated) {
+      return fail(invalidField(field,
+                               "subnet \"{}\" is isolated: its route table sends 0.0.0.0/0 nowhere, so answers "
+                               "could not leave; route it to the internet gateway or a NAT gateway",
+                               subnet->name));
+    }
+    if (!usedPorts.emplace(forward->protocol, forward->outsidePort).second) {
+      return fail(Error(ErrorKind::Conflict,
+                        fmt::format("port {}/{} of vpc \"{}\"'s internet gateway is already published",
+                                    forward->outsidePort, net::protocolName(forward->protocol), vpc),
+                        field));
+    }
+    nic.publish.push_back(*forward);
+  }
+
+  // A public address: asked for, or the subnet maps one (AWS's MapPublicIpOnLaunch).
+  const bool wantsPublic = !spec.publicAddress.empty() || spec.publicIp.value_or(subnet->mapPublicIp);
+  if (wantsPublic && spec.publicIp.value_or(true)) {
+    if (!hasGateway) {
+      if (spec.publicIp.value_or(false) || !spec.publicAddress.empty())
+        return fail(invalidField("public_ip", "vpc \"{}\" has no internet gateway: corral igw create", vpc));
+    } else {
+      std::set<net::Ipv4Address> taken;
+      for (const auto& [name, other] : nics_) {
+        if (!other.publicAddress) continue;
+        if (auto address = net::Ipv4Address::parse(*other.publicAddress); address) taken.insert(*address);
+      }
+      if (!spec.publicAddress.empty()) {
+        auto wanted = net::Ipv4Address::parse(spec.publicAddress, "public_address");
+        if (!wanted) return fail(wanted.error());
+        const net::Cidr& pool = options_.uplink.publicPool;
+        if (!pool.contains(*wanted) || *wanted == pool.first() || *wanted == pool.last()) {
+          return fail(invalidField("public_address", "{} is not a usable address of the public pool {}",
+                                   wanted->str(), pool.str()));
+        }
+        if (taken.contains(*wanted))
+          return fail(Error(ErrorKind::Conflict, fmt::format("public address {} is in use", wanted->str()),
+                            "public_address"));
+        nic.publicAddress = wanted->str();
+      } else {
+        auto chosen = net::choosePublicAddress(options_.uplink, taken);
+        if (!chosen) return fail(chosen.error());
+        nic.publicAddress = chosen->str();
+      }
+    }
+  }
+
+  nics_.emplace(nic.instance, nic);
+  if (options_.kernel) {
+    if (auto ok = convergeLocked(topology_, vpc); !ok) {
+      nics_.erase(nic.instance);
+      if (auto undone = convergeLocked(topology_, vpc); !undone)
+        log::warn("vpc \"{}\": {}", vpc, undone.error().message());
+      return fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc)));
+    }
+  }
+  return std::optional<net::NicAttachment>(std::move(nic));
+}
+
+Status NetworkController::restoreNic(const container::InstanceSpec& spec, const std::string& linkKey) {
+  if (spec.subnet.empty()) return {};
+  if (spec.ip.empty()) return fail(internalError("instance \"{}\": stored without its address", spec.name));
+  net::NicAttachment nic;
+  nic.instance = spec.name;
+  nic.vm = spec.kind == "vm";
+  nic.subnet = spec.subnet;
+  nic.address = spec.ip;
+  nic.securityGroups = spec.securityGroups;
+  if (!spec.publicAddress.empty()) nic.publicAddress = spec.publicAddress;
+  for (size_t i = 0; i < spec.publish.size(); ++i) {
+    auto forward = net::parsePortForward(spec.publish[i], fmt::format("publish[{}]", i));
+    if (!forward) return fail(forward.error());
+    nic.publish.push_back(*forward);
+  }
+  nic.linkKey = linkKey;
+  std::lock_guard lock(mutex_);
+  nics_.insert_or_assign(nic.instance, std::move(nic));
+  return {};
+}
+
+void NetworkController::releaseNic(const std::string& instance) {
+  std::lock_guard lock(mutex_);
+  auto it = nics_.find(instance);
+  if (it == nics_.end()) return;
+  const net::Subnet* subnet = topology_.findSubnet(it->second.subnet);
+  nics_.erase(it);
+  if (!subnet || !options_.kernel) return;
+  // Converging drops the NIC's port (if still there), its rules and its public address route.
+  if (auto ok = convergeLocked(topology_, subnet->vpc); !ok)
+    log::warn("instance \"{}\": releasing its NIC: {}", instance, ok.error().message());
+}
+
+std::optional<net::NicAttachment> NetworkController::nic(const std::string& instance) const {
+  std::lock_guard lock(mutex_);
+  auto it = nics_.find(instance);
+  if (it == nics_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<net::NicPlan> NetworkController::nicPlan(const std::string& instance) const {
+  std::lock_guard lock(mutex_);
+  const net::Subnet* subnet = nicSubnetLocked(instance);
+  if (!subnet) return fail(notFound("instance \"{}\" has no NIC in an existing subnet", instance));
+  auto plan = planLocked(topology_, subnet->vpc);
+  if (!plan) return fail(plan.error());
+  for (const net::NicPlan& nic : plan->nics) {
+    if (nic.nic.instance == instance) return nic;
+  }
+  return fail(internalError("instance \"{}\": its NIC is missing from vpc \"{}\"'s plan", instance, subnet->vpc));
+}
+
+Status NetworkController::attachContainer(const std::string& instance, pid_t pid) {
+  std::lock_guard lock(mutex_);
+  const net::Subnet* subnet = nicSubnetLocked(instance);
+  if (!subnet) return {};  // no NIC: loopback only
+  if (!options_.kernel) return {};
+  auto plan = planLocked(topology_, subnet->vpc);
+  if (!plan) return fail(plan.error());
+  for (const net::NicPlan& nic : plan->nics) {
+    if (nic.nic.instance != instance) continue;
+    if (auto ok = net::attachContainerNic(*plan, nic, pid); !ok)
+      return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", subnet->name)));
+    return {};
+  }
+  return fail(internalError("instance \"{}\": its NIC is missing from the plan", instance));
+}
+
+Status NetworkController::attachVm(const std::string& instance) {
+  std::lock_guard lock(mutex_);
+  const net::Subnet* subnet = nicSubnetLocked(instance);
+  if (!subnet || !options_.kernel) return {};
+  auto plan = planLocked(topology_, subnet->vpc);
+  if (!plan) return fail(plan.error());
+  for (const net::NicPlan& nic : plan->nics) {
+    if (nic.nic.instance != instance) continue;
+    if (auto ok = net::attachVmTap(*plan, nic); !ok)
+      return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", subnet->name)));
+    return {};
+  }
+  return fail(internalError("instance \"{}\": its NIC is missing from the plan", instance));
+}
+
+void NetworkController::detach(const std::string& instance) {
+  std::lock_guard lock(mutex_);
+  const net::Subnet* subnet = nicSubnetLocked(instance);
+  if (!subnet || !options_.kernel) return;
+  auto plan = planLocked(topology_, subnet->vpc);
+  if (!plan) return;
+  for (const net::NicPlan& nic : plan->nics) {
+    if (nic.nic.instance != instance) continue;
+    if (auto ok = net::detachNic(*plan, nic); !ok)
+      log::warn("instance \"{}\": unplugging: {}", instance, ok.error().message());
+  }
+}
+
+bool NetworkController::portPresent(const std::string& instance) const {
+  std::lock_guard lock(mutex_);
+  const net::Subnet* subnet = nicSubnetLocked(instance);
+  if (!subnet || !options_.kernel) return true;
+  auto plan = planLocked(topology_, subnet->vpc);
+  if (!plan) return false;
+  auto netlink = net::Netlink::open(plan->netns);
+  if (!netlink) return false;
+  for (const net::NicPlan& nic : plan->nics) {
+    if (nic.nic.instance != instance) continue;
+    auto link = netlink->link(nic.link);
+    return link && link->has_value();
+  }
+  return false;
+}
+
+// ---- Startup and views ----
+
+std::vector<std::string> NetworkController::reconcile() {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> changes;
+  if (!options_.kernel) return changes;
+  // Older VPCs first: they keep the transit networks they had (chooseTransit probes past taken ones).
+  std::vector<const net::Vpc*> vpcs = topology_.vpcs();
+  std::stable_sort(vpcs.begin(), vpcs.end(),
+                   [](const net::Vpc* a, const net::Vpc* b) { return a->createdAt < b->createdAt; });
+  for (const net::Vpc* vpc : vpcs) {
+    if (auto ok = convergeLocked(topology_, vpc->name, &changes); !ok) {
+      log::error("reconcile vpc \"{}\": {}", vpc->name, ok.error().message());
+      changes.push_back(fmt::format("vpc {}: FAILED: {}", vpc->name, ok.error().message()));
+    }
+  }
+  for (const std::string& netns : net::listVpcNetns(options_.netnsPrefix)) {
+    auto vpc = net::vpcFromNetnsName(options_.netnsPrefix, netns);
+    if (!vpc || topology_.findVpc(*vpc)) continue;
+    if (auto ok = net::destroyVpc(netns); !ok) {
+      log::error("reconcile: removing namespace {}: {}", netns, ok.error().message());
+      continue;
+    }
+    log::info("reconcile: removed namespace {} (vpc \"{}\" is not in the state)", netns, *vpc);
+    changes.push_back(fmt::format("removed netns {} (vpc {} is not in the state)", netns, *vpc));
+  }
+  return changes;
+}
+
+Result<json> NetworkController::topologyJson(const std::string& vpcName, const json& instances) const {
+  std::lock_guard lock(mutex_);
+  const net::Vpc* vpc = topology_.findVpc(vpcName);
+  if (!vpc) return fail(notFound("vpc \"{}\" not found", vpcName));
+  auto plan = planLocked(topology_, vpcName);
+  if (!plan) return fail(plan.error());
+
+  std::map<std::string, json> instanceByName;
+  if (instances.is_object() && instances.contains("instances")) {
+    for (const json& item : instances["instances"]) instanceByName[item.value("name", "")] = item;
+  }
+  std::map<std::string, std::vector<std::string>> groupMembers;
+  json subnets = json::array();
+  for (const net::BridgePlan& bridge : plan->bridges) {
+    const net::Subnet* subnet = topology_.findSubnet(bridge.subnet);
+    json members = json::array();
+    for (const net::NicPlan& nic : plan->nics) {
+      if (nic.nic.subnet != bridge.subnet) continue;
+      std::vector<std::string> groups = nic.nic.securityGroups;
+      if (groups.empty()) {
+        if (const net::SecurityGroup* group = topology_.defaultSecurityGroup(vpcName)) groups.push_back(group->name);
+      }
+      for (const std::string& group : groups) groupMembers[group].push_back(nic.nic.instance);
+      json publish = json::array();
+      for (const net::PortForward& forward : nic.nic.publish) publish.push_back(net::portForwardText(forward));
+      auto found = instanceByName.find(nic.nic.instance);
+      members.push_back({{"name", nic.nic.instance},
+                         {"kind", nic.nic.vm ? "vm" : "container"},
+                         {"state", found != instanceByName.end() ? found->second.value("state", "unknown")
+                                                                 : std::string("unknown")},
+                         {"ip", nic.nic.address},
+                         {"public_ip", optionalText(nic.nic.publicAddress)},
+                         {"mac", nic.mac},
+                         {"link", nic.link},
+                         {"security_groups", groups},
+                         {"publish", std::move(publish)}});
+    }
+    subnets.push_back({{"name", bridge.subnet},
+                       {"cidr", bridge.cidr.str()},
+                       {"availability_zone", subnet ? subnet->availabilityZone : ""},
+                       {"bridge", bridge.bridge},
+                       {"router", bridge.routerAddress.substr(0, bridge.routerAddress.find('/'))},
+                       {"route_table", subnet ? subnet->routeTable : ""},
+                       {"network_acl", subnet ? subnet->networkAcl : ""},
+                       {"reachability", subnet ? std::string(net::subnetReachabilityName(topology_.reachability(*subnet)))
+                                               : std::string("isolated")},
+                       {"instances", std::move(members)}});
+  }
+
+  json tables = json::array();
+  for (const net::RouteTable* table : topology_.routeTables(vpcName)) {
+    json routes = json::array();
+    for (const net::Route& route : table->routes)
+      routes.push_back({{"destination", route.destination.str()}, {"target", routeTargetText(route.target)}});
+    json tableSubnets = json::array();
+    for (const net::Subnet* subnet : topology_.subnets(vpcName)) {
+      if (subnet->routeTable == table->name) tableSubnets.push_back(subnet->name);
+    }
+    uint32_t tableId = 0;
+    for (const net::RouteTablePlan& planned : plan->routeTables) {
+      if (planned.name == table->name) tableId = planned.tableId;
+    }
+    tables.push_back({{"name", table->name},
+                      {"main", table->isMain},
+                      {"table_id", tableId},
+                      {"subnets", std::move(tableSubnets)},
+                      {"routes", std::move(routes)}});
+  }
+
+  json gateway = nullptr;
+  if (plan->gateway) {
+    const net::GatewayPlan& g = *plan->gateway;
+    gateway = {{"name", g.name},
+               {"link", g.vpcLink},
+               {"uplink_link", g.uplinkLink},
+               {"uplink", g.uplinkNetns.empty() ? std::string("host") : "netns " + g.uplinkNetns},
+               {"transit", g.transit.str()},
+               {"outside_address", g.vpcAddress.substr(0, g.vpcAddress.find('/'))},
+               {"uplink_address", g.uplinkAddress.substr(0, g.uplinkAddress.find('/'))}};
+  }
+  json natGateways = json::array();
+  for (const net::NatGateway* nat : topology_.natGateways(vpcName))
+    natGateways.push_back({{"name", nat->name}, {"subnet", nat->subnet}});
+  json groups = json::array();
+  for (const net::SecurityGroup* group : topology_.securityGroups(vpcName)) {
+    groups.push_back({{"name", group->name}, {"default", group->isDefault}, {"members", groupMembers[group->name]}});
+  }
+  json acls = json::array();
+  for (const net::NetworkAcl* acl : topology_.networkAcls(vpcName)) {
+    json aclSubnets = json::array();
+    for (const net::Subnet* subnet : topology_.subnets(vpcName)) {
+      if (subnet->networkAcl == acl->name) aclSubnets.push_back(subnet->name);
+    }
+    acls.push_back({{"name", acl->name}, {"default", acl->isDefault}, {"subnets", std::move(aclSubnets)}});
+  }
+
+  // What the kernel has now, so drift is visible next to the model.
+  json kernel = {{"netns_present", false},
+                 {"error", nullptr},
+                 {"links", json::array()},
+                 {"rules", json::array()},
+                 {"routes", json::array()}};
+  if (!options_.kernel) {
+    kernel["error"] = "corrald runs without touching the kernel";
+  } else if (net::netnsExists(plan->netns)) {
+    kernel["netns_present"] = true;
+    auto netlink = net::Netlink::open(plan->netns);
+    if (!netlink) {
+      kernel["error"] = netlink.error().message();
+    } else {
+      if (auto links = netlink->links(); links) {
+        for (const net::LinkInfo& link : *links) {
+          kernel["links"].push_back({{"name", link.name},
+                                     {"kind", link.kind},
+                                     {"up", link.up},
+                                     {"master", optionalText(link.master)},
+                                     {"addresses", link.addresses}});
+        }
+      } else {
+        kernel["error"] = links.error().message();
+      }
+      if (auto rules = netlink->rules(); rules) {
+        for (const net::RuleEntry& rule : *rules) {
+          kernel["rules"].push_back({{"priority", rule.priority},
+                                     {"from", optionalText(rule.from)},
+                                     {"to", optionalText(rule.to)},
+                                     {"table", rule.table}});
+        }
+      }
+      std::vector<uint32_t> tableIds{254};
+      for (const net::RouteTablePlan& planned : plan->routeTables) tableIds.push_back(planned.tableId);
+      for (uint32_t id : tableIds) {
+        auto routes = netlink->routes(id);
+        if (!routes) continue;
+        for (const net::RouteEntry& route : *routes) {
+          kernel["routes"].push_back({{"table", route.table},
+                                      {"destination", route.destination},
+                                      {"gateway", optionalText(route.gateway)},
+                                      {"device", optionalText(route.device)},
+                                      {"blackhole", route.blackhole}});
+        }
+      }
+    }
+  }
+
+  return json{{"vpc", {{"name", vpc->name}, {"cidr", vpc->cidr.str()}, {"netns", plan->netns}}},
+              {"subnets", std::move(subnets)},
+              {"route_tables", std::move(tables)},
+              {"internet_gateway", std::move(gateway)},
+              {"nat_gateways", std::move(natGateways)},
+              {"security_groups", std::move(groups)},
+              {"network_acls", std::move(acls)},
+              {"kernel", std::move(kernel)}};
+}
+
+json NetworkController::infoJson() const {
+  return {{"netns_prefix", options_.netnsPrefix},
+          {"uplink", options_.uplink.netns.empty() ? std::string("host") : "netns " + options_.uplink.netns},
+          {"transit_pool", options_.uplink.transitPool.str()},
+          {"public_pool", options_.uplink.publicPool.str()},
+          {"kernel", options_.kernel}};
+}
+
+}  // namespace corral::daemon

@@ -1,0 +1,96 @@
+// The daemon's network: keeps the kernel (one namespace per VPC, bridges, routes, gateways, the nft table)
+// in step with the VPC model and the instances' NICs. The Service hands it every topology change before
+// persisting it, the InstanceManager every NIC an instance gets, plugs in or gives back. It owns the IP
+// addresses: private ones per subnet (IPAM with AWS's reservations), public ones and the gateways' transit
+// networks from the uplink pools.
+//
+// Lock order: Service's and InstanceManager's locks may be held when calling in; this class never calls
+// out to them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "container/spec.h"
+#include "core/error.h"
+#include "net/datapath.h"
+#include "net/vpc.h"
+
+namespace corral::daemon {
+
+struct NetworkOptions {
+  std::string netnsPrefix{net::kDefaultNetnsPrefix};
+  net::UplinkSettings uplink;
+  // Off (the default, so that a Service made in a unit test can never touch the host's network): the
+  // model is kept, nothing touches the kernel. corrald turns it on.
+  bool kernel = false;
+};
+
+class NetworkController {
+ public:
+  NetworkController(NetworkOptions options, net::Topology topology);
+
+  const NetworkOptions& options() const { return options_; }
+
+  // ---- Topology ----
+  // Whether `next` still fits the NICs: their subnets and security groups must exist. Conflict naming the
+  // instances otherwise ("subnet web still has instances web-1, web-2: remove them first").
+  Status checkTopology(const net::Topology& next) const;
+  // Checks `next` (as above), makes the kernel match it (converges every VPC, destroys the namespaces of deleted VPCs) and makes
+  // it current. On failure the kernel is converged back to the current topology and nothing changes.
+  Status applyTopology(const net::Topology& next);
+
+  // ---- NICs ----
+  // Validates the instance's network fields against the model (subnet, ip inside it and free, security
+  // groups of the subnet's VPC, publish needs an internet gateway, ports), allocates its addresses and
+  // records the NIC; the firewall learns it at once. Returns the NIC with the assigned addresses (the
+  // caller writes them back into the spec). No subnet in the spec: nullopt, nothing recorded.
+  Result<std::optional<net::NicAttachment>> reserveNic(const container::InstanceSpec& spec,
+                                                       const std::string& linkKey);
+  // A NIC loaded from the store at startup (addresses as assigned then); no kernel change yet.
+  Status restoreNic(const container::InstanceSpec& spec, const std::string& linkKey);
+  // The instance is gone: its addresses return to the pools and its port and rules go. Unknown: no-op.
+  void releaseNic(const std::string& instance);
+  std::optional<net::NicAttachment> nic(const std::string& instance) const;
+  // The NIC as the kernel needs it (link, bridge, MAC, address/prefix, gateway).
+  Result<net::NicPlan> nicPlan(const std::string& instance) const;
+
+  // Plugging in (container: a veth into the process's namespace, before it runs; VM: QEMU's tap, while
+  // the guest is paused) and out (after it stopped: deletes the port if the kernel has not already).
+  Status attachContainer(const std::string& instance, pid_t pid);
+  Status attachVm(const std::string& instance);
+  void detach(const std::string& instance);
+  // Whether the instance's port exists in its VPC's namespace (after a daemon restart).
+  bool portPresent(const std::string& instance) const;
+
+  // ---- Startup and views ----
+  // Converges every VPC of the model (recreating what is missing) and removes namespaces of this prefix
+  // that the model does not know; everything it did is logged and returned.
+  std::vector<std::string> reconcile();
+  // GET /v1/vpcs/NAME/topology (docs/api.md); `instances` is GET /v1/instances's list, for their state.
+  Result<nlohmann::json> topologyJson(const std::string& vpc, const nlohmann::json& instances) const;
+  nlohmann::json infoJson() const;  // for GET /v1/info
+
+ private:
+  Status checkLocked(const net::Topology& next) const;
+  Result<net::VpcPlan> planLocked(const net::Topology& topology, const std::string& vpc) const;
+  Status convergeLocked(const net::Topology& topology, const std::string& vpc,
+                        std::vector<std::string>* log = nullptr);
+  Result<net::Cidr> transitLocked(const net::Topology& topology, const std::string& vpc) const;
+  std::vector<net::NicAttachment> nicsLocked() const;
+  const net::Subnet* nicSubnetLocked(const std::string& instance) const;
+
+  NetworkOptions options_;
+  mutable std::mutex mutex_;
+  net::Topology topology_;
+  std::map<std::string, net::NicAttachment, std::less<>> nics_;  // by instance name
+  mutable std::map<std::string, net::Cidr, std::less<>> transits_;  // by VPC: kept while it has a gateway
+};
+
+}  // namespace corral::daemon

@@ -1,0 +1,153 @@
+// The VPC datapath as kernel objects, planned purely from the model (issue 5's design, docs/networking.md):
+// each VPC is a network namespace acting as its router, each subnet a Linux bridge in it holding the
+// router's address (the subnet's first host, .1), each instance NIC a veth (container) or tap (VM) port
+// of its subnet's bridge, the internet gateway a veth pair from the VPC namespace to the uplink. Names are
+// short and stable (Linux interface names are at most 15 bytes), carry corral's prefix so reconciliation
+// can find ours, and are derived from object names by a hash so a 63-character VPC name still fits.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "net/cidr.h"
+#include "net/vpc.h"
+
+namespace corral::net {
+
+inline constexpr std::string_view kDefaultNetnsPrefix = "corral-";  // /run/netns/corral-vpc-<vpc name>
+inline constexpr std::string_view kLinkPrefix = "crl";              // every link we make starts with this
+
+// PREFIX + "vpc-" + vpc: the VPC router's namespace, e.g. "corral-vpc-prod". A daemon owns exactly the
+// namespaces starting with PREFIX + "vpc-" (tests run daemons with their own prefix side by side).
+std::string vpcNetnsName(std::string_view prefix, std::string_view vpc);
+// The VPC name back from a namespace name, when it is one of this prefix's; nullopt otherwise.
+std::optional<std::string> vpcFromNetnsName(std::string_view prefix, std::string_view netns);
+// "crlb" + 8 hex digits of a stable hash of "vpc/subnet": the subnet's bridge (12 bytes).
+std::string subnetBridgeName(std::string_view vpc, std::string_view subnet);
+// The instance's NIC as seen in the VPC namespace: "crlv" + 8 hex (veth peer of the container's eth0) or
+// "crlt" + 8 hex (the VM's tap). `key` must be unique on the host for taps (QEMU creates them in the
+// daemon's namespace first): the daemon passes its libvirt domain name.
+std::string instanceVethName(std::string_view key);
+std::string instanceTapName(std::string_view key);
+// 52:54:00 (QEMU's OUI) for VMs, 02:c0 (locally administered) for containers; stable per instance.
+std::string instanceMac(std::string_view instance, bool vm);
+// The internet gateway's veth pair: "crlg" + hash in the VPC namespace, "crlu" + hash on the uplink side
+// (hash of the VPC's namespace name, unique per host).
+std::string gatewayLinkName(std::string_view netns);
+std::string uplinkLinkName(std::string_view netns);
+
+// ---- Addresses outside the VPCs ----
+
+// Where internet gateways connect to and the address pools they use (corrald's --uplink-* options).
+struct UplinkSettings {
+  // Namespace holding the outside ("the internet"): empty = the daemon's own (the host: its default route
+  // carries the traffic on, with masquerade). Tests name a namespace they created.
+  std::string netns;
+  // Each VPC with an internet gateway gets one /30 of this pool: .1 uplink side, .2 the VPC side (the
+  // gateway's outside address: what masqueraded traffic comes from and where published ports listen).
+  Cidr transitPool = *Cidr::parse("100.64.0.0/17");
+  // "Public" (elastic) addresses for 1:1 NAT, routed by the uplink side to the VPC side of the pair.
+  Cidr publicPool = *Cidr::parse("100.64.128.0/17");
+};
+
+// The VPC's transit /30 in settings.transitPool: slot chosen by a stable hash of the VPC name, probing
+// past slots `taken` (the other VPCs' transits). Conflict when the pool is full.
+Result<Cidr> chooseTransit(const UplinkSettings& settings, std::string_view vpc, const std::set<Cidr>& taken);
+// The lowest address of settings.publicPool (skipping its network and broadcast addresses) not in `taken`.
+Result<Ipv4Address> choosePublicAddress(const UplinkSettings& settings, const std::set<Ipv4Address>& taken);
+
+// ---- NICs ----
+
+struct PortForward {
+  Protocol protocol = Protocol::Tcp;  // tcp or udp
+  uint16_t outsidePort = 0;           // on the gateway's outside (transit) address
+  uint16_t instancePort = 0;
+  auto operator<=>(const PortForward&) const = default;
+};
+// "8080:80", "8080:80/udp" → PortForward; errors name `field` ("publish[0]") and say why (port 0 or above
+// 65535, not a number, unknown protocol).
+Result<PortForward> parsePortForward(std::string_view text, std::string_view field);
+std::string portForwardText(const PortForward& forward);  // "8080:80/tcp"
+
+// One instance's NIC in a VPC, as the daemon recorded it.
+struct NicAttachment {
+  std::string instance;
+  bool vm = false;
+  std::string subnet;
+  std::string address;                      // "10.0.1.5"
+  std::vector<std::string> securityGroups;  // empty: the VPC's default group
+  std::optional<std::string> publicAddress; // 1:1 NAT through the internet gateway
+  std::vector<PortForward> publish;         // DNAT from the gateway's outside address
+  std::string linkKey;                      // input of instanceVethName/instanceTapName (see there)
+};
+
+// ---- The plan ----
+
+struct BridgePlan {
+  std::string subnet;
+  std::string bridge;  // link name in the VPC namespace
+  Cidr cidr;
+  std::string routerAddress;  // "10.0.1.1/24": the subnet's first host on the bridge
+};
+
+struct RoutePlan {
+  Cidr destination;
+  bool blackhole = false;  // else: via the internet gateway's uplink side (IGW and NAT gateway targets)
+  auto operator<=>(const RoutePlan&) const = default;
+};
+
+// A route table becomes a kernel routing table in the VPC namespace; its subnets select it by source
+// address (policy routing). The "local" route is one rule for the whole VPC CIDR (to VPC_CIDR lookup
+// main), so it never needs copying into each table.
+struct RouteTablePlan {
+  std::string name;
+  uint32_t tableId = 0;          // 100 + index of the table among the VPC's, sorted by name
+  std::vector<Cidr> subnets;     // whose traffic follows this table, sorted
+  std::vector<RoutePlan> routes; // without the local route; routes to a missing gateway are left out
+};
+
+inline constexpr uint32_t kLocalRulePriority = 900;    // to VPC_CIDR lookup main
+inline constexpr uint32_t kSubnetRulePriority = 1000;  // from SUBNET lookup TABLE
+
+struct GatewayPlan {
+  std::string name;          // the internet gateway's name
+  std::string vpcLink;       // gatewayLinkName: in the VPC namespace
+  std::string uplinkLink;    // uplinkLinkName: in settings.netns (or the daemon's namespace)
+  std::string uplinkNetns;   // settings.netns
+  Cidr transit;              // the /30
+  std::string vpcAddress;    // "100.64.0.6/30"
+  std::string uplinkAddress; // "100.64.0.5/30"
+  std::vector<Ipv4Address> publicAddresses;  // routed by the uplink side to the VPC side, sorted
+};
+
+struct NicPlan {
+  NicAttachment nic;
+  std::string link;     // instanceVethName/instanceTapName(nic.linkKey): the port in the VPC namespace
+  std::string bridge;   // its subnet's bridge
+  std::string mac;      // instanceMac(nic.instance, nic.vm)
+  std::string addressWithPrefix;  // "10.0.1.5/24"
+  std::string gateway;  // "10.0.1.1"
+};
+
+struct VpcPlan {
+  std::string vpc;
+  std::string netns;
+  Cidr cidr;
+  std::vector<BridgePlan> bridges;          // one per subnet, sorted by subnet name
+  std::vector<RouteTablePlan> routeTables;  // sorted by name
+  std::optional<GatewayPlan> gateway;       // when the VPC has an internet gateway
+  std::vector<NicPlan> nics;                // sorted by instance name
+  std::string ruleset;                      // vpcRuleset(...) for table inet corral
+};
+
+// The kernel objects a VPC needs (from the topology, which must hold `vpc`). `transit` is required when
+// the VPC has an internet gateway (chooseTransit); NICs of other VPCs are ignored.
+VpcPlan planVpc(const Topology& topology, std::string_view vpc, std::string_view netnsPrefix,
+                const std::vector<NicAttachment>& nics, const UplinkSettings& uplink,
+                const std::optional<Cidr>& transit);
+
+}  // namespace corral::net

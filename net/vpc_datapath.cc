@@ -1,0 +1,683 @@
+// The sys side of a VPC: converges a namespace to its VpcPlan (links, addresses, policy routing, the
+// internet gateway's veth pair, the ruleset) and plugs instance NICs into subnet bridges.
+#include "net/vpc_datapath.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "core/unique_fd.h"
+#include "net/netlink.h"
+#include "net/nft.h"
+
+namespace corral::net {
+namespace {
+
+// Our objects in the VPC namespace: rule priorities and routing tables (datapath.h allocates from these).
+constexpr uint32_t kFirstOurRulePriority = 900;
+constexpr uint32_t kLastOurRulePriority = 1999;
+constexpr uint32_t kFirstOurTable = 100;
+constexpr uint32_t kLastOurTable = 1099;
+constexpr uint32_t kMainTable = 254;
+
+// default (253), main (254) and local (255) lie inside our range but are the kernel's.
+bool isReservedTable(uint32_t id) {
+  return id >= 253 && id <= 255;
+}
+
+const std::string kBridgePrefix = fmt::format("{}b", kLinkPrefix);
+const std::string kVethPrefix = fmt::format("{}v", kLinkPrefix);
+const std::string kTapPrefix = fmt::format("{}t", kLinkPrefix);
+const std::string kGatewayPrefix = fmt::format("{}g", kLinkPrefix);
+
+// Undoes one effect unless dismissed.
+class Rollback {
+ public:
+  explicit Rollback(std::function<void()> undo) : undo_(std::move(undo)) {}
+  Rollback(const Rollback&) = delete;
+  Rollback& operator=(const Rollback&) = delete;
+  ~Rollback() {
+    if (undo_) undo_();
+  }
+  void dismiss() { undo_ = nullptr; }
+
+ private:
+  std::function<void()> undo_;
+};
+
+bool hasPrefix(std::string_view text, std::string_view prefix) {
+  return text.substr(0, prefix.size()) == prefix;
+}
+
+// "100.64.0.5/30" -> "100.64.0.5".
+std::string hostPart(const std::string& cidrAddress) {
+  return cidrAddress.substr(0, cidrAddress.find('/'));
+}
+
+// "net/ipv4/ip_forward" -> "net.ipv4.ip_forward", as sysctl(8) spells it.
+std::string sysctlName(std::string key) {
+  std::replace(key.begin(), key.end(), '/', '.');
+  return key;
+}
+
+std::string ruleText(const RuleEntry& rule) {
+  std::string text = fmt::format("{}", rule.priority);
+  if (rule.from) text += fmt::format(" from {}", *rule.from);
+  if (rule.to) text += fmt::format(" to {}", *rule.to);
+  return text +
+         (rule.table == kMainTable ? std::string(" lookup main") : fmt::format(" lookup {}", rule.table));
+}
+
+std::string routeText(const RouteEntry& route) {
+  if (route.blackhole) return fmt::format("blackhole {}", route.destination);
+  std::string text = route.destination;
+  if (route.gateway) text += fmt::format(" via {}", *route.gateway);
+  if (route.device) text += fmt::format(" dev {}", *route.device);
+  return text;
+}
+
+const LinkInfo* findLink(const std::vector<LinkInfo>& links, std::string_view name) {
+  auto it = std::find_if(links.begin(), links.end(), [&](const LinkInfo& l) { return l.name == name; });
+  return it == links.end() ? nullptr : &*it;
+}
+
+// Reads sysctls inside a namespace from a helper thread (so the caller never moves): a value per key,
+// nullopt for a key the namespace does not have.
+Result<std::vector<std::optional<std::string>>> readSysctlsInNetns(const std::string& netns,
+                                                                   const std::vector<std::string>& keys) {
+  auto nsFd = openNetns(netns);
+  if (!nsFd) return fail(std::move(nsFd).error());
+  std::optional<Result<std::vector<std::optional<std::string>>>> result;
+  try {
+    std::thread helper([&] {
+      if (::setns(nsFd->get(), CLONE_NEWNET) != 0) {
+        result.emplace(fail(systemError(errno, fmt::format("setns(netns \"{}\", CLONE_NEWNET)", netns))));
+        return;
+      }
+      std::vector<std::optional<std::string>> values;
+      for (const std::string& key : keys) {
+        // Opened after setns: /proc/sys/net shows the namespace of the thread that opens it.
+        std::string path = fmt::format("/proc/sys/{}", key);
+        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd) {
+          if (errno == ENOENT) {
+            values.emplace_back();
+            continue;
+          }
+          result.emplace(fail(systemError(errno, fmt::format("open(\"{}\")", path))));
+          return;
+        }
+        char buffer[64] = {};
+        ssize_t n = ::read(fd.get(), buffer, sizeof(buffer) - 1);
+        if (n < 0) {
+          result.emplace(fail(systemError(errno, fmt::format("read(\"{}\")", path))));
+          return;
+        }
+        std::string value(buffer, static_cast<size_t>(n));
+        while (!value.empty() && (value.back() == '\n' || value.back() == ' ')) value.pop_back();
+        values.emplace_back(std::move(value));
+      }
+      result.emplace(std::move(values));
+    });
+    helper.join();
+  } catch (const std::system_error& e) {
+    return fail(internalError("starting a thread for netns \"{}\": {}", netns, e.what()));
+  }
+  return std::move(*result);
+}
+
+// The namespace's identity (the nsfs inode): a namespace deleted and made again under the same name
+// is a different one.
+std::optional<ino_t> netnsInode(const std::string& netns) {
+  struct stat info {};
+  if (::stat(fmt::format("/run/netns/{}", netns).c_str(), &info) != 0) return std::nullopt;
+  return info.st_ino;
+}
+
+// What this process knows about a namespace it converged, so that a convergence with nothing to do
+// stays cheap: nft has no cheap "is this what is loaded" (and reloading would be logged as a change).
+// Reset when the namespace is made anew (another inode) and by destroyVpc.
+struct NetnsMemo {
+  ino_t inode = 0;
+  std::optional<std::string> ruleset;  // last applied
+};
+std::mutex memosMutex;
+std::map<std::string, NetnsMemo>& memos() {
+  static std::map<std::string, NetnsMemo> all;
+  return all;
+}
+
+NetnsMemo freshMemo(ino_t inode) {
+  NetnsMemo memo;
+  memo.inode = inode;
+  return memo;
+}
+
+NetnsMemo loadMemo(const std::string& netns) {
+  std::optional<ino_t> inode = netnsInode(netns);
+  std::lock_guard lock(memosMutex);
+  auto it = memos().find(netns);
+  if (!inode || it == memos().end() || it->second.inode != *inode) return freshMemo(inode.value_or(0));
+  return it->second;
+}
+
+void storeMemo(const std::string& netns, const NetnsMemo& memo) {
+  if (memo.inode == 0) return;
+  std::lock_guard lock(memosMutex);
+  memos()[netns] = memo;
+}
+
+void forgetMemo(const std::string& netns) {
+  std::lock_guard lock(memosMutex);
+  memos().erase(netns);
+}
+
+// One convergence run: each step reads the kernel's state and fixes what differs from the plan.
+class Converger {
+ public:
+  explicit Converger(const VpcPlan& plan) : plan_(plan) {}
+
+  Status run() {
+    if (auto s = step("namespace", [&] { return convergeNamespace(); }); !s) return s;
+    if (auto s = step("sysctls", [&] { return convergeSysctls(); }); !s) return s;
+    if (auto s = step("bridges", [&] { return convergeBridges(); }); !s) return s;
+    if (auto s = step("internet gateway", [&] { return convergeGateway(); }); !s) return s;
+    if (auto s = step("NIC ports", [&] { return convergeNicPorts(); }); !s) return s;
+    if (auto s = step("routes", [&] { return convergeRoutes(); }); !s) return s;
+    if (auto s = step("rules", [&] { return convergeRules(); }); !s) return s;
+    return step("ruleset", [&] { return convergeRuleset(); });
+  }
+
+  ChangeLog takeLog() { return std::move(log_); }
+
+ private:
+  template <class Work>
+  Status step(std::string_view name, Work&& work) {
+    Status status = work();
+    if (!status) return fail(std::move(status).error().wrap(name));
+    return {};
+  }
+
+  template <class... Args>
+  void record(fmt::format_string<Args...> format, Args&&... args) {
+    log_.push_back(fmt::format(format, std::forward<Args>(args)...));
+  }
+
+  Status convergeNamespace() {
+    bool created = false;
+    if (!netnsExists(plan_.netns)) {
+      if (auto s = createNetns(plan_.netns); !s) return s;
+      record("created netns {}", plan_.netns);
+      created = true;
+    }
+    memo_ = loadMemo(plan_.netns);
+    // A namespace made just now knows nothing yet, even if its inode number was used before.
+    if (created) memo_ = freshMemo(memo_.inode);
+    auto netlink = Netlink::open(plan_.netns);
+    if (!netlink) return fail(std::move(netlink).error());
+    vpc_.emplace(std::move(*netlink));
+    auto lo = vpc_->link("lo");
+    if (!lo) return fail(std::move(lo).error());
+    if (*lo && !(*lo)->up) {
+      if (auto s = vpc_->setUp("lo"); !s) return s;
+      record("set link lo up");
+    }
+    return {};
+  }
+
+  Status convergeSysctls() {
+    static const std::vector<std::pair<std::string, std::string>> kWanted = {
+        {"net/ipv4/ip_forward", "1"},
+        // Bridged (same-subnet) traffic through the inet forward chain, for security groups.
+        {"net/bridge/bridge-nf-call-iptables", "1"},
+        // Replies to DNATed and 1:1 traffic come back on another link than a strict check expects.
+        {"net/ipv4/conf/all/rp_filter", "0"},
+        {"net/ipv4/conf/default/rp_filter", "0"},
+    };
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : kWanted) keys.push_back(key);
+    auto current = readSysctlsInNetns(plan_.netns, keys);
+    if (!current) return fail(std::move(current).error());
+    for (size_t i = 0; i < kWanted.size(); ++i) {
+      const auto& [key, value] = kWanted[i];
+      const std::optional<std::string>& now = (*current)[i];
+      if (!now) {
+        if (hasPrefix(key, "net/bridge/")) {
+          return fail(unavailable(
+              "{} does not exist in netns \"{}\": the br_netfilter kernel module is not loaded (run "
+              "`modprobe br_netfilter` on the host); without it security groups cannot filter traffic "
+              "inside a subnet",
+              sysctlName(key), plan_.netns));
+        }
+        return fail(unavailable("{} does not exist in netns \"{}\"", sysctlName(key), plan_.netns));
+      }
+      if (*now == value) continue;
+      if (auto s = writeSysctlInNetns(plan_.netns, key, value); !s) return s;
+      record("set {}={} (was {})", sysctlName(key), value, *now);
+    }
+    return {};
+  }
+
+  // Exactly `wanted` on `link` (whose current addresses are `current`), and up.
+  Status ensureAddressAndUp(Netlink& netlink, const std::string& kind, const std::string& link,
+                            const std::vector<std::string>& current, bool up, const std::string& wanted,
+                            std::string_view where) {
+    for (const std::string& address : current) {
+      if (address == wanted) continue;
+      if (auto s = netlink.deleteAddress(link, address); !s) return s;
+      record("removed address {} from {} {}{}", address, kind, link, where);
+    }
+    if (std::find(current.begin(), current.end(), wanted) == current.end()) {
+      if (auto s = netlink.addAddress(link, wanted); !s) return s;
+      record("added address {} to {} {}{}", wanted, kind, link, where);
+    }
+    if (!up) {
+      if (auto s = netlink.setUp(link); !s) return s;
+      record("set {} {} up{}", kind, link, where);
+    }
+    return {};
+  }
+
+  Status convergeBridges() {
+    auto links = vpc_->links();
+    if (!links) return fail(std::move(links).error());
+    // Stale ones first: a deleted subnet's CIDR may come back as another subnet's.
+    for (const LinkInfo& link : *links) {
+      if (!hasPrefix(link.name, kBridgePrefix)) continue;
+      bool planned = std::any_of(plan_.bridges.begin(), plan_.bridges.end(),
+                                 [&](const BridgePlan& b) { return b.bridge == link.name; });
+      if (planned) continue;
+      if (auto s = vpc_->deleteLink(link.name); !s) return s;
+      record("removed bridge {} (subnet no longer exists)", link.name);
+    }
+    for (const BridgePlan& bridge : plan_.bridges) {
+      const LinkInfo* existing = findLink(*links, bridge.bridge);
+      if (existing != nullptr && existing->kind != "bridge") {
+        if (auto s = vpc_->deleteLink(bridge.bridge); !s) return s;
+        record("removed link {} (a {} where subnet {}'s bridge belongs)", bridge.bridge,
+               existing->kind.empty() ? std::string("link") : existing->kind, bridge.subnet);
+        existing = nullptr;
+      }
+      std::vector<std::string> addresses;
+      bool up = false;
+      if (existing == nullptr) {
+        if (auto s = vpc_->createBridge(bridge.bridge); !s) return s;
+        record("created bridge {} for subnet {}", bridge.bridge, bridge.subnet);
+      } else {
+        addresses = existing->addresses;
+        up = existing->up;
+      }
+      if (auto s =
+              ensureAddressAndUp(*vpc_, "bridge", bridge.bridge, addresses, up, bridge.routerAddress, "");
+          !s)
+        return s;
+    }
+    return {};
+  }
+
+  Status convergeGateway() {
+    auto links = vpc_->links();
+    if (!links) return fail(std::move(links).error());
+    const GatewayPlan* gateway = plan_.gateway ? &*plan_.gateway : nullptr;
+    // Gateway links of ours that the plan does not name (no gateway any more): the uplink side dies
+    // with its veth peer.
+    for (const LinkInfo& link : *links) {
+      if (!hasPrefix(link.name, kGatewayPrefix) || (gateway != nullptr && link.name == gateway->vpcLink)) {
+        continue;
+      }
+      if (auto s = vpc_->deleteLink(link.name); !s) return s;
+      record("removed gateway link {} (internet gateway no longer exists)", link.name);
+    }
+    if (gateway == nullptr) return {};
+
+    const std::string uplinkWhere = gateway->uplinkNetns.empty()
+                                        ? std::string(" in the uplink namespace")
+                                        : fmt::format(" in netns {}", gateway->uplinkNetns);
+    auto uplink = Netlink::open(gateway->uplinkNetns);
+    if (!uplink) return fail(std::move(uplink).error());
+    auto uplinkLinks = uplink->links();
+    if (!uplinkLinks) return fail(std::move(uplinkLinks).error());
+
+    const LinkInfo* vpcSide = findLink(*links, gateway->vpcLink);
+    const LinkInfo* uplinkSide = findLink(*uplinkLinks, gateway->uplinkLink);
+    // Both ends where they belong; anything else (a half-made pair from an interrupted run, an uplink
+    // namespace made anew) is rebuilt.
+    bool pairIntact = vpcSide != nullptr && vpcSide->kind == "veth" && uplinkSide != nullptr &&
+                      uplinkSide->kind == "veth" && findLink(*links, gateway->uplinkLink) == nullptr;
+    if (!pairIntact) {
+      if (auto s = vpc_->deleteLink(gateway->vpcLink); !s) return s;
+      if (auto s = vpc_->deleteLink(gateway->uplinkLink); !s) return s;
+      if (auto s = uplink->deleteLink(gateway->uplinkLink); !s) return s;
+      if (auto s = createGatewayPair(*gateway); !s) return s;
+      record("created gateway veth pair {} <-> {}{} for internet gateway {}", gateway->vpcLink,
+             gateway->uplinkLink, uplinkWhere, gateway->name);
+      links = vpc_->links();
+      if (!links) return fail(std::move(links).error());
+      uplinkLinks = uplink->links();
+      if (!uplinkLinks) return fail(std::move(uplinkLinks).error());
+      vpcSide = findLink(*links, gateway->vpcLink);
+      uplinkSide = findLink(*uplinkLinks, gateway->uplinkLink);
+      if (vpcSide == nullptr || uplinkSide == nullptr) {
+        return fail(internalError("gateway veth pair {} <-> {} is missing right after it was created",
+                                  gateway->vpcLink, gateway->uplinkLink));
+      }
+    }
+    if (auto s = ensureAddressAndUp(*vpc_, "gateway link", gateway->vpcLink, vpcSide->addresses, vpcSide->up,
+                                    gateway->vpcAddress, "");
+        !s)
+      return s;
+    if (auto s = ensureAddressAndUp(*uplink, "uplink link", gateway->uplinkLink, uplinkSide->addresses,
+                                    uplinkSide->up, gateway->uplinkAddress, uplinkWhere);
+        !s)
+      return s;
+
+    // Public addresses: routed by the uplink side to the VPC side of the pair.
+    const std::string via = hostPart(gateway->vpcAddress);
+    std::vector<RouteEntry> wanted;
+    for (Ipv4Address address : gateway->publicAddresses) {
+      wanted.push_back(RouteEntry{.destination = fmt::format("{}/32", address.str()),
+                                  .gateway = via,
+                                  .device = gateway->uplinkLink,
+                                  .table = kMainTable,
+                                  .blackhole = false});
+    }
+    auto current = uplink->routes(kMainTable);
+    if (!current) return fail(std::move(current).error());
+    for (const RouteEntry& route : *current) {
+      bool ours = route.device == gateway->uplinkLink && route.gateway.has_value() &&
+                  route.destination.ends_with("/32");
+      if (!ours || std::find(wanted.begin(), wanted.end(), route) != wanted.end()) continue;
+      if (auto s = uplink->deleteRoute(route); !s) return s;
+      record("removed route {}{} (public address no longer in use)", routeText(route), uplinkWhere);
+    }
+    for (const RouteEntry& route : wanted) {
+      if (std::find(current->begin(), current->end(), route) != current->end()) continue;
+      if (auto s = uplink->addRoute(route); !s) return s;
+      record("added route {}{}", routeText(route), uplinkWhere);
+    }
+    return {};
+  }
+
+  // The veth pair made in the VPC namespace, its uplink end moved out (on failure nothing stays).
+  Status createGatewayPair(const GatewayPlan& gateway) {
+    UniqueFd uplinkFd;
+    if (gateway.uplinkNetns.empty()) {
+      // The caller's namespace: this thread's, which is what Netlink::open("") uses too.
+      uplinkFd.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+      if (!uplinkFd) return fail(systemError(errno, "open(\"/proc/thread-self/ns/net\")"));
+    } else {
+      auto fd = openNetns(gateway.uplinkNetns);
+      if (!fd) return fail(std::move(fd).error());
+      uplinkFd = std::move(*fd);
+    }
+    if (auto s = vpc_->createVethPair(gateway.vpcLink, gateway.uplinkLink); !s) return s;
+    Rollback removePair([&] { (void)vpc_->deleteLink(gateway.vpcLink); });
+    if (auto s = vpc_->moveToNetns(gateway.uplinkLink, uplinkFd.get()); !s) return s;
+    removePair.dismiss();
+    return {};
+  }
+
+  Status convergeNicPorts() {
+    auto links = vpc_->links();
+    if (!links) return fail(std::move(links).error());
+    for (const LinkInfo& link : *links) {
+      if (!hasPrefix(link.name, kVethPrefix) && !hasPrefix(link.name, kTapPrefix)) continue;
+      auto nic = std::find_if(plan_.nics.begin(), plan_.nics.end(),
+                              [&](const NicPlan& n) { return n.link == link.name; });
+      if (nic == plan_.nics.end()) {
+        if (auto s = vpc_->deleteLink(link.name); !s) return s;
+        record("removed NIC port {} (its instance is no longer in the VPC)", link.name);
+        continue;
+      }
+      if (link.master != nic->bridge) {
+        if (auto s = vpc_->setMaster(link.name, nic->bridge); !s) return s;
+        record("attached NIC port {} of instance {} to bridge {}", link.name, nic->nic.instance, nic->bridge);
+      }
+      if (!link.up) {
+        if (auto s = vpc_->setUp(link.name); !s) return s;
+        record("set NIC port {} of instance {} up", link.name, nic->nic.instance);
+      }
+    }
+    return {};
+  }
+
+  std::vector<RouteEntry> wantedRoutes(const RouteTablePlan& table) const {
+    std::vector<RouteEntry> routes;
+    for (const RoutePlan& route : table.routes) {
+      RouteEntry entry;
+      entry.destination = route.destination.str();
+      entry.table = table.tableId;
+      if (route.blackhole) {
+        entry.blackhole = true;
+      } else {
+        // planVpc leaves out routes to a missing gateway; a plan made by hand might not.
+        if (!plan_.gateway) continue;
+        entry.gateway = hostPart(plan_.gateway->uplinkAddress);
+        entry.device = plan_.gateway->vpcLink;
+      }
+      routes.push_back(std::move(entry));
+    }
+    return routes;
+  }
+
+  Status convergeRoutes() {
+    // One dump of every table: the kernel cannot list a single table's routes any cheaper.
+    auto all = vpc_->routes(0);
+    if (!all) return fail(std::move(all).error());
+    std::map<uint32_t, std::vector<RouteEntry>> byTable;
+    for (RouteEntry& route : *all) {
+      if (route.table < kFirstOurTable || route.table > kLastOurTable || isReservedTable(route.table)) continue;
+      byTable[route.table].push_back(std::move(route));
+    }
+    std::set<uint32_t> planned;
+    for (const RouteTablePlan& table : plan_.routeTables) {
+      planned.insert(table.tableId);
+      std::vector<RouteEntry> wanted = wantedRoutes(table);
+      const std::vector<RouteEntry>& current = byTable[table.tableId];
+      for (const RouteEntry& route : current) {
+        bool keep = std::any_of(wanted.begin(), wanted.end(),
+                                [&](const RouteEntry& w) { return w.destination == route.destination; });
+        if (keep) continue;
+        if (auto s = vpc_->deleteRoute(route); !s) return s;
+        record("removed route {} from table {} (route table {})", routeText(route), table.tableId,
+               table.name);
+      }
+      for (const RouteEntry& route : wanted) {
+        auto existing = std::find_if(current.begin(), current.end(),
+                                     [&](const RouteEntry& c) { return c.destination == route.destination; });
+        if (existing != current.end() && *existing == route) continue;
+        if (auto s = vpc_->addRoute(route); !s) return s;
+        if (existing == current.end()) {
+          record("added route {} to table {} (route table {})", routeText(route), table.tableId, table.name);
+        } else {
+          record("replaced route {} in table {} with {} (route table {})", routeText(*existing),
+                 table.tableId, routeText(route), table.name);
+        }
+      }
+    }
+    // Tables of route tables that no longer exist (ids shift when one is deleted).
+    for (const auto& [id, routes] : byTable) {
+      if (planned.contains(id)) continue;
+      for (const RouteEntry& route : routes) {
+        if (auto s = vpc_->deleteRoute(route); !s) return s;
+        record("removed route {} from table {} (route table no longer exists)", routeText(route), id);
+      }
+    }
+    return {};
+  }
+
+  Status convergeRules() {
+    std::vector<RuleEntry> wanted;
+    wanted.push_back(RuleEntry{
+        .priority = kLocalRulePriority, .from = std::nullopt, .to = plan_.cidr.str(), .table = kMainTable});
+    uint32_t index = 0;
+    for (const RouteTablePlan& table : plan_.routeTables) {
+      for (const Cidr& subnet : table.subnets) {
+        wanted.push_back(RuleEntry{.priority = kSubnetRulePriority + index++,
+                                   .from = subnet.str(),
+                                   .to = std::nullopt,
+                                   .table = table.tableId});
+      }
+    }
+    auto current = vpc_->rules();
+    if (!current) return fail(std::move(current).error());
+    // New rules before the old ones go, so a subnet is never without its table.
+    for (const RuleEntry& rule : wanted) {
+      if (std::find(current->begin(), current->end(), rule) != current->end()) continue;
+      if (auto s = vpc_->addRule(rule); !s) return s;
+      record("added rule {}", ruleText(rule));
+    }
+    for (const RuleEntry& rule : *current) {
+      if (rule.priority < kFirstOurRulePriority || rule.priority > kLastOurRulePriority) continue;
+      if (std::find(wanted.begin(), wanted.end(), rule) != wanted.end()) continue;
+      if (auto s = vpc_->deleteRule(rule); !s) return s;
+      record("removed rule {}", ruleText(rule));
+    }
+    return {};
+  }
+
+  Status convergeRuleset() {
+    if (memo_.ruleset == plan_.ruleset) return {};
+    if (auto s = applyRuleset(plan_.netns, plan_.ruleset); !s) return s;
+    record("{} ruleset (table inet corral)", memo_.ruleset ? "replaced" : "loaded");
+    memo_.ruleset = plan_.ruleset;
+    storeMemo(plan_.netns, memo_);
+    return {};
+  }
+
+  const VpcPlan& plan_;
+  std::optional<Netlink> vpc_;
+  NetnsMemo memo_;
+  ChangeLog log_;
+};
+
+}  // namespace
+
+Result<ChangeLog> convergeVpc(const VpcPlan& plan) {
+  Converger converger(plan);
+  if (auto s = converger.run(); !s) {
+    return fail(
+        std::move(s).error().wrap(fmt::format("converge vpc \"{}\" (netns \"{}\")", plan.vpc, plan.netns)));
+  }
+  return converger.takeLog();
+}
+
+Status destroyVpc(const std::string& netns) {
+  forgetMemo(netns);
+  if (!netnsExists(netns)) return {};
+  // The kernel frees a namespace (and the veths in it) asynchronously once its last user is gone;
+  // deleting the gateway veth here makes its uplink side vanish before we return.
+  {
+    auto netlink = Netlink::open(netns);
+    if (!netlink)
+      return fail(std::move(netlink).error().wrap(fmt::format("destroy vpc netns \"{}\"", netns)));
+    auto links = netlink->links();
+    if (!links) return fail(std::move(links).error().wrap(fmt::format("destroy vpc netns \"{}\"", netns)));
+    for (const LinkInfo& link : *links) {
+      if (!hasPrefix(link.name, kGatewayPrefix)) continue;
+      if (auto s = netlink->deleteLink(link.name); !s) {
+        return fail(std::move(s).error().wrap(fmt::format("destroy vpc netns \"{}\"", netns)));
+      }
+    }
+  }
+  if (auto s = deleteNetns(netns); !s) {
+    return fail(std::move(s).error().wrap(fmt::format("destroy vpc netns \"{}\"", netns)));
+  }
+  return {};
+}
+
+std::vector<std::string> listVpcNetns(std::string_view netnsPrefix) {
+  std::vector<std::string> result;
+  for (std::string& name : listNetns()) {
+    if (vpcFromNetnsName(netnsPrefix, name)) result.push_back(std::move(name));
+  }
+  return result;
+}
+
+Status attachContainerNic(const VpcPlan& plan, const NicPlan& nic, pid_t pid) {
+  const std::string context =
+      fmt::format("attach NIC of instance {} to subnet {} (pid {})", nic.nic.instance, nic.nic.subnet, pid);
+  auto wrapped = [&](Error error) { return fail(std::move(error).wrap(context)); };
+  if (!hasPrefix(nic.link, kVethPrefix) || nic.link.size() <= kVethPrefix.size()) {
+    return wrapped(
+        invalidField("link", "\"{}\" is not a container NIC port name ({}...)", nic.link, kVethPrefix));
+  }
+  const std::string nsPath = fmt::format("/proc/{}/ns/net", pid);
+  UniqueFd instanceNs(::open(nsPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!instanceNs) return wrapped(systemError(errno, fmt::format("open(\"{}\")", nsPath)));
+
+  auto vpc = Netlink::open(plan.netns);
+  if (!vpc) return wrapped(std::move(vpc).error());
+  // A stale port from an earlier run takes its peer with it.
+  if (auto s = vpc->deleteLink(nic.link); !s) return wrapped(std::move(s).error());
+  // eth0 is born inside the instance's namespace: moving a link there afterwards would wait for RCU
+  // grace periods (~15 ms here), ten times the rest of the attach.
+  if (auto s = vpc->createVethPair(nic.link, "eth0", instanceNs.get(), nic.mac); !s)
+    return wrapped(std::move(s).error());
+  Rollback removePort([&] { (void)vpc->deleteLink(nic.link); });
+  if (auto s = vpc->setMaster(nic.link, nic.bridge); !s) return wrapped(std::move(s).error());
+  if (auto s = vpc->setUp(nic.link); !s) return wrapped(std::move(s).error());
+
+  auto inside = Netlink::openIn(instanceNs.get(), fmt::format("instance {}", nic.nic.instance));
+  if (!inside) return wrapped(std::move(inside).error());
+  if (auto s = inside->addAddress("eth0", nic.addressWithPrefix); !s) return wrapped(std::move(s).error());
+  if (auto s = inside->setUp("eth0"); !s) return wrapped(std::move(s).error());
+  if (auto s = inside->setUp("lo"); !s) return wrapped(std::move(s).error());
+  if (auto s = inside->addDefaultRoute(nic.gateway); !s) return wrapped(std::move(s).error());
+  removePort.dismiss();
+  return {};
+}
+
+Status attachVmTap(const VpcPlan& plan, const NicPlan& nic) {
+  const std::string context =
+      fmt::format("attach tap {} of instance {} to subnet {}", nic.link, nic.nic.instance, nic.nic.subnet);
+  auto wrapped = [&](Error error) { return fail(std::move(error).wrap(context)); };
+  auto vpc = Netlink::open(plan.netns);
+  if (!vpc) return wrapped(std::move(vpc).error());
+  auto here = Netlink::open("");
+  if (!here) return wrapped(std::move(here).error());
+  auto tap = here->link(nic.link);
+  if (!tap) return wrapped(std::move(tap).error());
+  if (*tap) {
+    auto vpcNs = openNetns(plan.netns);
+    if (!vpcNs) return wrapped(std::move(vpcNs).error());
+    if (auto s = here->moveToNetns(nic.link, vpcNs->get()); !s) return wrapped(std::move(s).error());
+  } else {
+    // Already moved by an earlier attach (e.g. before a daemon restart)?
+    auto moved = vpc->link(nic.link);
+    if (!moved) return wrapped(std::move(moved).error());
+    if (!*moved) {
+      return wrapped(notFound("tap \"{}\" exists neither in the daemon's netns nor in netns \"{}\"", nic.link,
+                              plan.netns));
+    }
+  }
+  if (auto s = vpc->setMaster(nic.link, nic.bridge); !s) return wrapped(std::move(s).error());
+  if (auto s = vpc->setUp(nic.link); !s) return wrapped(std::move(s).error());
+  return {};
+}
+
+Status detachNic(const VpcPlan& plan, const NicPlan& nic) {
+  if (!netnsExists(plan.netns)) return {};
+  auto vpc = Netlink::open(plan.netns);
+  if (!vpc)
+    return fail(std::move(vpc).error().wrap(fmt::format("detach NIC of instance {}", nic.nic.instance)));
+  if (auto s = vpc->deleteLink(nic.link); !s) {
+    return fail(std::move(s).error().wrap(fmt::format("detach NIC of instance {}", nic.nic.instance)));
+  }
+  return {};
+}
+
+}  // namespace corral::net

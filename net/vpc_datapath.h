@@ -1,0 +1,65 @@
+// The sys side of a VPC: makes the kernel match a VpcPlan (net/datapath.h) and attaches instance NICs.
+// Everything goes through net/netlink.h (namespaces, links, addresses, routes, rules, sysctls) and
+// net/nft.h (the ruleset); nothing runs `ip` or `nft`.
+//
+// convergeVpc is idempotent and declarative, which makes it both "create" and "reconcile": objects that
+// are right are left alone (so connections survive a re-apply), missing ones are created, wrong ones
+// fixed, and corral-prefixed leftovers the plan no longer names (bridges of deleted subnets, stale
+// routes and rules, a deleted gateway's veth) are removed. Every change made is reported, so the daemon
+// can log what reconciliation did.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "net/datapath.h"
+
+namespace corral::net {
+
+// What convergeVpc changed, one line each: "created netns corral-vpc-prod", "removed bridge crlb1234abcd
+// (subnet no longer exists)", "replaced route 0.0.0.0/0 in table 100". Empty when all was right.
+using ChangeLog = std::vector<std::string>;
+
+// Makes the VPC's namespace match `plan`:
+// - the namespace (created if missing), lo up, net.ipv4.ip_forward=1, net.bridge.bridge-nf-call-iptables=1
+//   (so bridged traffic meets the inet forward chain), rp_filter off on our links;
+// - one bridge per subnet, up, with the router address; corral bridges not in the plan are deleted;
+// - policy routing: rule kLocalRulePriority `to VPC_CIDR lookup main`, one rule per subnet at
+//   kSubnetRulePriority + index `from SUBNET lookup TABLE`, each table's routes (via the gateway's uplink
+//   side address, or blackhole); our stale rules (priorities 900..1999) and routes in tables 100..1099 go;
+// - the internet gateway: the veth pair (VPC side in the namespace, uplink side in plan.gateway->uplinkNetns
+//   or the caller's namespace when empty), addresses, up, and on the uplink side one /32 route per public
+//   address via the VPC side; without a gateway in the plan, a leftover crlg link is deleted (its peer
+//   goes with it);
+// - NIC ports already present (a running instance's veth or tap) are checked: attached to the right
+//   bridge and up. Missing ones are not created here (that needs the instance: attach* below);
+// - the ruleset (plan.ruleset) applied atomically, last, and only if it differs from what is loaded.
+// On failure the error names the step and object; what was already converged stays (a retry finishes).
+Result<ChangeLog> convergeVpc(const VpcPlan& plan);
+
+// Removes the VPC's namespace and with it everything inside (bridges, veths, taps of VMs still running
+// are deleted by the kernel; QEMU sees its NIC gone), and the uplink side of its gateway.
+Status destroyVpc(const std::string& netns);
+
+// Namespaces under /run/netns that belong to daemons with this prefix (vpcFromNetnsName).
+std::vector<std::string> listVpcNetns(std::string_view netnsPrefix);
+
+// A container's eth0: a veth pair made in the VPC namespace, one end (nic.link) a port of nic.bridge, the
+// other moved into the namespace of `pid` (/proc/PID/ns/net) and renamed eth0, given nic.mac and
+// nic.addressWithPrefix, up, with lo up and a default route via nic.gateway. A stale nic.link (from an
+// earlier run) is deleted first. On failure nothing is left behind.
+Status attachContainerNic(const VpcPlan& plan, const NicPlan& nic, pid_t pid);
+
+// A VM's tap: QEMU created it as nic.link in the caller's namespace (libvirt <interface type='ethernet'>);
+// it is moved into the VPC namespace, made a port of nic.bridge and brought up. The guest configures its
+// own address from the kernel command line.
+Status attachVmTap(const VpcPlan& plan, const NicPlan& nic);
+
+// Deletes nic.link in the VPC namespace if it is still there (the instance stopped; normally the kernel
+// already removed it with the container's namespace or QEMU's tap).
+Status detachNic(const VpcPlan& plan, const NicPlan& nic);
+
+}  // namespace corral::net

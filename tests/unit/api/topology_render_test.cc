@@ -1,0 +1,231 @@
+// `corral net show`'s renderings of a topology answer: golden text and DOT for a two-subnet VPC (public and
+// private via NAT, an internet gateway, a VM and a container, one bridge missing from the kernel), a
+// well-formed SVG holding every instance, the kernel check's verdicts, and escaping.
+#include "api/topology_render.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace corral::api {
+namespace {
+
+using nlohmann::json;
+
+const std::filesystem::path kGoldenDir = std::filesystem::path(__FILE__).parent_path() / "golden";
+
+std::string readFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// CORRAL_UPDATE_GOLDEN=1 rewrites the golden files from the current output.
+void expectGolden(const std::string& text, const std::string& name) {
+  const auto path = kGoldenDir / name;
+  if (getenv("CORRAL_UPDATE_GOLDEN")) std::ofstream(path) << text;
+  EXPECT_EQ(text, readFile(path)) << "golden file " << path;
+}
+
+json fixture() {
+  return json::parse(readFile(kGoldenDir / "topology.json"));
+}
+
+// The fixture with the kernel put right: db's bridge present and the VM's tap enslaved to it.
+json consistentFixture() {
+  json topology = fixture();
+  json& links = topology["kernel"]["links"];
+  links.push_back({{"name", "crlb22222222"},
+                   {"kind", "bridge"},
+                   {"up", true},
+                   {"master", nullptr},
+                   {"addresses", {"10.0.2.1/24"}}});
+  for (json& link : links)
+    if (link["name"] == "crlt33333333") link["master"] = "crlb22222222";
+  return topology;
+}
+
+size_t count(const std::string& text, const std::string& word) {
+  size_t n = 0;
+  for (auto at = text.find(word); at != std::string::npos; at = text.find(word, at + 1)) ++n;
+  return n;
+}
+
+// Why `xml` is not well-formed (start and end tags balanced, no stray '<' or '&'), or "" when it is.
+std::string xmlProblem(const std::string& xml) {
+  std::vector<std::string> open;
+  size_t i = 0;
+  while (i < xml.size()) {
+    if (xml[i] == '&') {
+      const auto semicolon = xml.find(';', i);
+      const std::string entity = xml.substr(i, semicolon == std::string::npos ? 1 : semicolon - i + 1);
+      if (entity != "&amp;" && entity != "&lt;" && entity != "&gt;" && entity != "&quot;" &&
+          entity != "&apos;")
+        return "stray '&' at " + std::to_string(i);
+      i += entity.size();
+      continue;
+    }
+    if (xml[i] != '<') {
+      if (xml[i] == '>') return "stray '>' at " + std::to_string(i);
+      ++i;
+      continue;
+    }
+    const auto end = xml.find('>', i);
+    if (end == std::string::npos) return "unterminated tag at " + std::to_string(i);
+    std::string tag = xml.substr(i + 1, end - i - 1);
+    if (tag.find('<') != std::string::npos) return "'<' inside a tag at " + std::to_string(i);
+    i = end + 1;
+    if (tag.starts_with("?") || tag.starts_with("!")) continue;
+    const bool closing = tag.starts_with("/");
+    const bool selfClosing = tag.ends_with("/");
+    std::string name = tag.substr(closing ? 1 : 0);
+    name = name.substr(0, name.find_first_of(" \n\t/"));
+    if (name.empty()) return "empty tag name at " + std::to_string(end);
+    if (closing) {
+      if (open.empty() || open.back() != name) return "</" + name + "> does not close the open element";
+      open.pop_back();
+    } else if (!selfClosing) {
+      open.push_back(name);
+    }
+  }
+  if (!open.empty()) return "<" + open.back() + "> is never closed";
+  return "";
+}
+
+void expectWellFormedSvg(const std::string& svg) {
+  EXPECT_EQ(xmlProblem(svg), "");
+  EXPECT_TRUE(svg.find("<svg ") != std::string::npos);
+  // The host's xmllint, when installed, is a second, real parser.
+  if (access("/usr/bin/xmllint", X_OK) != 0) return;
+  char dir[] = "/tmp/corral-svg-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::filesystem::path file = std::filesystem::path(dir) / "topology.svg";
+  std::ofstream(file) << svg;
+  const int status = std::system(("/usr/bin/xmllint --noout " + file.string()).c_str());
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(status, 0) << "xmllint rejected the SVG";
+}
+
+TEST(TopologyRenderTest, TextMatchesGolden) {
+  expectGolden(renderTopologyText(fixture()), "topology.txt");
+}
+
+TEST(TopologyRenderTest, DotMatchesGolden) {
+  expectGolden(renderTopologyDot(fixture()), "topology.dot");
+}
+
+TEST(TopologyRenderTest, TextFlagsTheBridgeMissingFromTheKernel) {
+  const std::string text = renderTopologyText(fixture());
+  EXPECT_NE(text.find("MISSING  bridge crlb22222222 (switch of subnet db)"), std::string::npos) << text;
+  // The VM's tap exists but, without its bridge, is nobody's port.
+  EXPECT_NE(text.find("WRONG    link crlt33333333 (vm db-1): not a port of crlb22222222 (master: none)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("2 differences between the model and the kernel"), std::string::npos) << text;
+  EXPECT_EQ(count(text, "MISSING"), 1u) << text;
+}
+
+TEST(TopologyRenderTest, TextSaysWhenTheKernelMatches) {
+  const std::string text = renderTopologyText(consistentFixture());
+  EXPECT_NE(text.find("the kernel matches the model"), std::string::npos) << text;
+  EXPECT_EQ(count(text, "MISSING"), 0u) << text;
+  EXPECT_EQ(count(text, "WRONG"), 0u) << text;
+}
+
+TEST(TopologyRenderTest, TextFlagsMissingRulesRoutesAndUnknownLinks) {
+  json topology = consistentFixture();
+  topology["kernel"]["rules"].erase(3);   // from 10.0.2.0/24 lookup 101
+  topology["kernel"]["routes"].erase(2);  // the blackhole
+  topology["kernel"]["routes"][0]["blackhole"] = true;
+  topology["kernel"]["links"].push_back({{"name", "crlv99999999"},
+                                         {"kind", "veth"},
+                                         {"up", true},
+                                         {"master", nullptr},
+                                         {"addresses", json::array()}});
+  const std::string text = renderTopologyText(topology);
+  EXPECT_NE(text.find("MISSING  rule from 10.0.2.0/24 lookup 101 (subnet db uses prod-private)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("MISSING  table 101: 192.168.0.0/16 blackhole"), std::string::npos) << text;
+  EXPECT_NE(text.find("WRONG    table 100: blackhole 0.0.0.0/0 (should leave via the gateway)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("EXTRA    link crlv99999999 (veth): not in the model"), std::string::npos) << text;
+  EXPECT_NE(text.find("4 differences"), std::string::npos) << text;
+}
+
+TEST(TopologyRenderTest, TextWithoutTheNamespaceOrUnreadable) {
+  json topology = fixture();
+  topology["kernel"] = {{"netns_present", false},
+                        {"error", nullptr},
+                        {"links", json::array()},
+                        {"rules", json::array()},
+                        {"routes", json::array()}};
+  std::string text = renderTopologyText(topology);
+  EXPECT_NE(text.find("MISSING  namespace corral-vpc-prod: nothing of this VPC is in the kernel"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("[kernel:"), std::string::npos) << text;
+
+  topology["kernel"]["netns_present"] = true;
+  topology["kernel"]["error"] = "setns: EPERM";
+  text = renderTopologyText(topology);
+  EXPECT_NE(text.find("kernel not read: setns: EPERM"), std::string::npos) << text;
+  EXPECT_EQ(text.find("[kernel:"), std::string::npos) << text;
+
+  // corrald without kernel access reports no namespace and says why: that is not drift.
+  topology["kernel"]["netns_present"] = false;
+  topology["kernel"]["error"] = "corrald runs without touching the kernel";
+  text = renderTopologyText(topology);
+  EXPECT_NE(text.find("kernel not read: corrald runs without touching the kernel"), std::string::npos)
+      << text;
+  EXPECT_EQ(count(text, "MISSING"), 0u) << text;
+}
+
+TEST(TopologyRenderTest, SvgIsWellFormedAndShowsEveryInstance) {
+  const std::string svg = renderTopologySvg(fixture());
+  expectWellFormedSvg(svg);
+  for (const char* expected : {"vm db-1", "10.0.2.5", "container web-1", "10.0.1.4", "public 100.64.128.1",
+                               "NAT gateway nat1", "internet gateway door", "internet", "legend"})
+    EXPECT_NE(svg.find(expected), std::string::npos) << expected;
+  // VMs and containers are drawn differently.
+  EXPECT_EQ(count(svg, "class=\"vm-inner\""), 2u);  // db-1 and the legend's
+  EXPECT_EQ(count(svg, "class=\"container\""), 2u);
+}
+
+TEST(TopologyRenderTest, SvgEscapesText) {
+  json topology = fixture();
+  topology["subnets"][1]["instances"][0]["ip"] = "10.0.1.4<&>\"'";
+  topology["subnets"][0]["reachability"] = "<b>";
+  const std::string svg = renderTopologySvg(topology);
+  expectWellFormedSvg(svg);
+  EXPECT_NE(svg.find("10.0.1.4&lt;&amp;&gt;&quot;&apos;"), std::string::npos);
+  EXPECT_NE(svg.find("&lt;b&gt;"), std::string::npos);
+}
+
+TEST(TopologyRenderTest, DotEscapesQuotes) {
+  json topology = fixture();
+  topology["subnets"][1]["instances"][0]["mac"] = "a\"b\\c";
+  const std::string dot = renderTopologyDot(topology);
+  EXPECT_NE(dot.find("a\\\"b\\\\c"), std::string::npos) << dot;
+}
+
+TEST(TopologyRenderTest, EmptyOrPartialAnswersStillRender) {
+  for (const json& topology :
+       {json::object(), json{{"vpc", {{"name", "empty"}}}, {"subnets", "not an array"}},
+        json{{"subnets", {{{"name", "x"}, {"instances", {json::object()}}}}}}}) {
+    EXPECT_FALSE(renderTopologyText(topology).empty());
+    EXPECT_EQ(count(renderTopologyDot(topology), "{"), count(renderTopologyDot(topology), "}"));
+    expectWellFormedSvg(renderTopologySvg(topology));
+  }
+}
+
+}  // namespace
+}  // namespace corral::api
