@@ -76,7 +76,8 @@ inline std::string testNetnsPrefix() {
 }
 
 // The "internet" of this test process: a namespace internet gateways lead to, so no test ever touches the
-// host's network. Created on first use, deleted when the process exits.
+// host's network. Created on first use; it and every other namespace of the prefix are deleted when the
+// process exits.
 inline const std::string& testUplinkNetns() {
   struct Uplink {
     std::string name = testNetnsPrefix() + "inet";
@@ -88,7 +89,14 @@ inline const std::string& testUplinkNetns() {
         }
       }
     }
-    ~Uplink() { [[maybe_unused]] auto gone = net::deleteNetns(name); }
+    // Every namespace of this process's prefix goes when it exits: the VPCs its daemons made (a test
+    // kills its daemon and removes its state, the kernel objects would stay) and the uplink itself.
+    ~Uplink() {
+      for (const std::string& netns : net::listNetns()) {
+        if (!netns.starts_with(testNetnsPrefix())) continue;
+        [[maybe_unused]] auto gone = net::deleteNetns(netns);
+      }
+    }
   };
   static Uplink uplink;
   return uplink.name;

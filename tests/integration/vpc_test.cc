@@ -1,0 +1,998 @@
+// VPC networking end to end through a real corrald (as root): containers and VMs (libvirt, TCG) in
+// subnets of real VPC namespaces, talking TCP to each other and to "the internet" (a namespace this test
+// process owns, holding an internet host at 198.51.100.10). Covers the switch (same subnet), the router
+// (across subnets), isolation between VPCs, NAT and internet gateways, published ports, public addresses,
+// security groups, network ACLs, refused input that changes nothing in the kernel, what is left after
+// everything is deleted, and reconciliation after a SIGKILLed daemon. Every namespace and domain carries
+// this process's prefix, so nothing outside it is ever touched.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/client.h"
+#include "core/unique_fd.h"
+#include "net/netlink.h"
+#include "tests/integration/harness.h"
+
+namespace corral {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+const std::string kDomainPrefix = fmt::format("corral-t{}-", ::getpid());
+const std::string kCgroupParent = fmt::format("corral-test-vpc-{}", ::getpid());
+// "The internet host": a documentation address (RFC 5737) on the lo of the test's uplink namespace.
+constexpr const char* kInternetHost = "198.51.100.10";
+constexpr int kConnectSeconds = 2;
+
+bool requireRoot() {
+  if (::geteuid() == 0) return true;
+  if (::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) ADD_FAILURE() << "needs root";
+  return false;
+}
+
+struct Reply {
+  int status = 0;
+  json body;
+};
+
+std::string vpcNetnsPrefix() {
+  return corral::testing::testNetnsPrefix() + "vpc-";
+}
+
+// ---- Sockets in the test's own namespaces (from helper threads: the test thread never moves) ----
+
+UniqueFd tcpSocketIn(const std::string& netns) {
+  int fd = -1;
+  std::thread([&] {
+    UniqueFd nsFd(::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!nsFd || ::setns(nsFd.get(), CLONE_NEWNET) != 0) return;
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  }).join();
+  return UniqueFd(fd);
+}
+
+sockaddr_in socketAddress(const std::string& address, uint16_t port) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
+  return sa;
+}
+
+bool waitFor(int fd, short events, std::chrono::milliseconds timeout) {
+  pollfd p{.fd = fd, .events = events, .revents = 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 && (p.revents & events) != 0;
+}
+
+// The internet host's address on the uplink namespace's lo (once per process).
+void ensureInternetHost() {
+  const std::string& uplink = corral::testing::testUplinkNetns();
+  auto netlink = net::Netlink::open(uplink);
+  ASSERT_TRUE(netlink.has_value()) << netlink.error().message();
+  auto lo = netlink->link("lo");
+  ASSERT_TRUE(lo.has_value() && lo->has_value());
+  const std::string wanted = std::string(kInternetHost) + "/32";
+  if (std::find((*lo)->addresses.begin(), (*lo)->addresses.end(), wanted) == (*lo)->addresses.end()) {
+    auto added = netlink->addAddress("lo", wanted);
+    ASSERT_TRUE(added.has_value()) << added.error().message();
+  }
+  auto up = netlink->setUp("lo");
+  ASSERT_TRUE(up.has_value()) << up.error().message();
+}
+
+// A listener of the internet host on `port`.
+UniqueFd internetListen(uint16_t port) {
+  UniqueFd fd = tcpSocketIn(corral::testing::testUplinkNetns());
+  if (!fd) return fd;
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa = socketAddress(kInternetHost, port);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd.get(), 16) != 0) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
+// The internet host connects to address:port and reads what the other side says until it closes.
+// nullopt: no connection, and `*failure` says why ("timed out": no answer at all, or the connect error).
+std::optional<std::string> internetConnect(const std::string& address, uint16_t port,
+                                           std::string* failure = nullptr) {
+  auto fail = [&](const std::string& why) -> std::optional<std::string> {
+    if (failure != nullptr) *failure = why;
+    return std::nullopt;
+  };
+  UniqueFd client = tcpSocketIn(corral::testing::testUplinkNetns());
+  if (!client) return fail("no socket in the uplink namespace");
+  sockaddr_in self = socketAddress(kInternetHost, 0);
+  if (::bind(client.get(), reinterpret_cast<sockaddr*>(&self), sizeof self) != 0) {
+    return fail(std::string("bind: ") + std::strerror(errno));
+  }
+  sockaddr_in sa = socketAddress(address, port);
+  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
+    return fail(std::string("connect: ") + std::strerror(errno));
+  }
+  if (!waitFor(client.get(), POLLOUT, std::chrono::seconds(kConnectSeconds))) return fail("timed out");
+  int soError = 0;
+  socklen_t len = sizeof soError;
+  if (::getsockopt(client.get(), SOL_SOCKET, SO_ERROR, &soError, &len) != 0 || soError != 0) {
+    return fail(std::string("connect: ") + std::strerror(soError));
+  }
+  std::string text;
+  char buffer[256];
+  while (waitFor(client.get(), POLLIN, 3s)) {
+    ssize_t n = ::read(client.get(), buffer, sizeof buffer);
+    if (n <= 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return text;
+}
+
+// The links of a namespace as "name@master:up" strings, for before/after comparisons.
+std::set<std::string> linkNames(const std::string& netns) {
+  std::set<std::string> names;
+  auto netlink = net::Netlink::open(netns);
+  if (!netlink) return names;
+  auto links = netlink->links();
+  if (!links) return names;
+  for (const net::LinkInfo& link : *links) {
+    names.insert(link.name + (link.master ? "@" + *link.master : "") + (link.up ? ":up" : ":down"));
+  }
+  return names;
+}
+
+std::vector<std::string> ourVpcNamespaces() {
+  std::vector<std::string> found;
+  for (const std::string& name : net::listNetns()) {
+    if (name.starts_with(vpcNetnsPrefix())) found.push_back(name);
+  }
+  return found;
+}
+
+std::vector<std::string> uplinkCorralLinks() {
+  std::vector<std::string> found;
+  for (const std::string& link : linkNames(corral::testing::testUplinkNetns())) {
+    if (link.starts_with("crl")) found.push_back(link);
+  }
+  return found;
+}
+
+std::string virsh(const std::vector<std::string>& args) {
+  char pattern[] = "/tmp/corral-virsh-XXXXXX";
+  int fd = ::mkstemp(pattern);
+  if (fd >= 0) ::close(fd);
+  std::vector<std::string> argv = {"/usr/bin/virsh", "-c", "qemu:///system"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_t pid =
+      corral::testing::spawnProcess(argv, pattern, "/dev/null", corral::testing::OutputMode::Truncate);
+  if (pid > 0) corral::testing::waitWithDeadline(pid, 30s);
+  std::string out = corral::testing::readFile(pattern);
+  ::unlink(pattern);
+  return out;
+}
+
+std::vector<std::string> ourDomains() {
+  std::vector<std::string> names;
+  std::istringstream lines(virsh({"list", "--name"}));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with(kDomainPrefix)) names.push_back(line);
+  }
+  return names;
+}
+
+// ---- The daemon ----
+
+// corrald in the foreground with its own state, socket, cgroup parent, domain prefix and network prefix.
+class VpcDaemon {
+ public:
+  VpcDaemon() {
+    char pattern[] = "/tmp/corral-vpc-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = pattern;
+  }
+  ~VpcDaemon() {
+    if (!everStarted_) {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir_, ignored);
+      return;
+    }
+    if (pid_ <= 0) start();
+    if (pid_ > 0) {
+      removeEverything();
+      kill(SIGTERM);
+    }
+    // Whatever the daemon could not remove.
+    for (const std::string& domain : ourDomains()) virsh({"destroy", domain});
+    for (const std::string& netns : ourVpcNamespaces()) [[maybe_unused]] auto gone = net::deleteNetns(netns);
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+    ::rmdir(fmt::format("/sys/fs/cgroup/{}", kCgroupParent).c_str());
+    for (const auto& controller : std::filesystem::directory_iterator("/sys/fs/cgroup", ignored)) {
+      ::rmdir((controller.path() / kCgroupParent).c_str());
+    }
+  }
+
+  bool start() {
+    std::vector<std::string> args = {CORRALD_PATH,      "--foreground",
+                                     "--socket",        socket(),
+                                     "--state-dir",     dir_ + "/state",
+                                     "--image-dir",     CORRAL_IMAGE_DIR,
+                                     "--cgroup-parent", kCgroupParent,
+                                     "--domain-prefix", kDomainPrefix,
+                                     "--accelerator",   "tcg"};
+    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
+    pid_ =
+        corral::testing::spawnProcess(args, dir_ + "/corrald.out", {}, corral::testing::OutputMode::Append);
+    if (pid_ < 0) return false;
+    everStarted_ = true;
+    auto until = Clock::now() + 30s;
+    while (Clock::now() < until) {
+      if (call("GET", "/v1/info").status == 200) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  void kill(int signal) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, signal);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = 0;
+  }
+
+  Reply call(const std::string& method, const std::string& target, const json& body = nullptr) const {
+    api::Client client(socket(), 120s);
+    auto response = client.send({method, target, body.is_null() ? std::string() : body.dump()});
+    if (!response) return {0, json{{"transport", response.error().message()}}};
+    return {response->status, json::parse(response->body, nullptr, false)};
+  }
+
+  // A call that must succeed with `status`; the log is attached when it does not.
+  json must(const std::string& method, const std::string& target, const json& body, int status = 201) const {
+    Reply reply = call(method, target, body);
+    EXPECT_EQ(reply.status, status) << method << " " << target << " " << body.dump() << " → "
+                                    << reply.body.dump() << "\n"
+                                    << logTail();
+    return reply.body;
+  }
+
+  // Force-removes every instance, then every network object, dependants first, through the API. Returns
+  // the deletes that failed in the last pass (the earlier ones may fail on dependants deleted later).
+  std::vector<std::string> removeEverything() const {
+    std::vector<std::string> failed;
+    auto remove = [&](const std::string& target) {
+      Reply reply = call("DELETE", target);
+      if (reply.status != 200)
+        failed.push_back(fmt::format("DELETE {} → {} {}", target, reply.status, reply.body.dump()));
+    };
+    Reply all = call("GET", "/v1/instances");
+    if (all.body.contains("instances")) {
+      for (const json& instance : all.body["instances"]) {
+        remove(fmt::format("/v1/instances/{}?force=true", instance["name"].get<std::string>()));
+      }
+    }
+    if (!list("instances").empty()) return failed;
+    for (int pass = 0; pass < 3; ++pass) {
+      failed.clear();
+      for (const json& table : list("route-tables")) {
+        for (const json& route : table.value("routes", json::array())) {
+          if (route.value("target_type", "") == "local") continue;
+          remove(fmt::format("/v1/route-tables/{}/routes/{}", table["name"].get<std::string>(),
+                             route["destination"].get<std::string>()));
+        }
+      }
+      for (const char* kind : {"nat-gateways", "internet-gateways", "subnets", "route-tables",
+                               "security-groups", "network-acls", "vpcs"}) {
+        for (const json& object : list(kind)) {
+          // The main route tables, default ACLs and groups go with their VPC.
+          if (object.value("main", false) || object.value("default", false)) continue;
+          remove(fmt::format("/v1/{}/{}", kind, object["name"].get<std::string>()));
+        }
+      }
+      if (list("vpcs").empty()) break;
+    }
+    return failed;
+  }
+
+  json list(const std::string& kind) const {
+    Reply reply = call("GET", "/v1/" + kind);
+    if (reply.status != 200 || !reply.body.contains(kind)) return json::array();
+    return reply.body[kind];
+  }
+
+  // Polls until the instance leaves `state`.
+  json waitWhile(const std::string& name, const std::string& state,
+                 std::chrono::seconds deadline = 120s) const {
+    auto until = Clock::now() + deadline;
+    json instance;
+    while (Clock::now() < until) {
+      instance = call("GET", "/v1/instances/" + name).body;
+      if (instance.value("state", "") != state) return instance;
+      std::this_thread::sleep_for(100ms);
+    }
+    return instance;
+  }
+
+  std::string socket() const { return dir_ + "/s.sock"; }
+  std::string log() const { return corral::testing::readFile(dir_ + "/corrald.out"); }
+  std::string logTail() const {
+    std::string all = log();
+    return all.size() > 3000 ? "...\n" + all.substr(all.size() - 3000) : all;
+  }
+
+ private:
+  std::string dir_;
+  pid_t pid_ = 0;
+  bool everStarted_ = false;
+};
+
+// ---- Building blocks ----
+
+void createVpc(const VpcDaemon& d, const std::string& name, const std::string& cidr) {
+  d.must("POST", "/v1/vpcs", {{"name", name}, {"cidr", cidr}});
+}
+
+void createSubnet(const VpcDaemon& d, const std::string& name, const std::string& vpc,
+                  const std::string& cidr, const std::string& routeTable = "") {
+  json spec = {{"name", name}, {"vpc", vpc}, {"cidr", cidr}};
+  if (!routeTable.empty()) spec["route_table"] = routeTable;
+  d.must("POST", "/v1/subnets", spec);
+}
+
+void addRoute(const VpcDaemon& d, const std::string& table, const std::string& destination,
+              const std::string& targetType, const std::string& target) {
+  d.must("POST", fmt::format("/v1/route-tables/{}/routes", table),
+         {{"destination", destination}, {"target_type", targetType}, {"target", target}});
+}
+
+// Listens on every port of `ports`; a connection is answered with "NAME:PORT" and closed.
+std::string listenerScript(const std::string& name, const std::vector<int>& ports) {
+  std::string script;
+  for (int port : ports) script += fmt::format("nc -ll -p {0} -e /bin/echo {1}:{0} & ", port, name);
+  return script + "wait";
+}
+
+// A container in `subnet` serving `ports`; `extra` is merged into the spec (ip, security_groups, ...).
+json runContainer(const VpcDaemon& d, const std::string& name, const std::string& subnet,
+                  const std::vector<int>& ports = {80}, const json& extra = json::object()) {
+  json spec = {{"name", name},
+               {"image", "busybox"},
+               {"command", {"sh", "-c", listenerScript(name, ports)}},
+               {"subnet", subnet}};
+  spec.update(extra);
+  return d.must("POST", "/v1/instances", spec);
+}
+
+// A VM in `subnet`, waited for until its guest is ready, then serving `ports` like a container.
+json runVm(const VpcDaemon& d, const std::string& name, const std::string& subnet,
+           const std::vector<int>& ports = {80}) {
+  json created =
+      d.must("POST", "/v1/instances",
+             {{"name", name}, {"kind", "vm"}, {"image", "busybox"}, {"memory", "128M"}, {"subnet", subnet}});
+  json ready = d.waitWhile(name, "starting");
+  EXPECT_EQ(ready.value("state", ""), "running") << ready.dump(2) << "\n" << d.logTail();
+  Reply serve = d.call(
+      "POST", fmt::format("/v1/instances/{}/exec", name),
+      {{"command",
+        {"sh", "-c",
+         fmt::format("setsid sh -c '{}' </dev/null >/dev/null 2>&1 &", listenerScript(name, ports))}}});
+  EXPECT_EQ(serve.status, 200) << serve.body.dump();
+  return ready;
+}
+
+struct Dial {
+  bool ran = false;  // the exec ran nc to its end (so a failure is the network's, not the exec's)
+  bool connected = false;
+  bool timedOut = false;  // no answer at all: the packets were dropped (not refused, not unroutable)
+  std::string said;       // what the listener answered
+  std::string detail;     // nc's exit code and stderr, for messages
+};
+
+// From inside instance `from`: nc to address:port; connected when the listener's answer arrived.
+Dial dialOnce(const VpcDaemon& d, const std::string& from, const std::string& address, int port) {
+  Reply run = d.call(
+      "POST", fmt::format("/v1/instances/{}/exec", from),
+      {{"command", {"sh", "-c", fmt::format("nc -w {} {} {} </dev/null", kConnectSeconds, address, port)}}});
+  Dial dial;
+  dial.said = run.body.value("stdout", "");
+  while (!dial.said.empty() && dial.said.back() == '\n') dial.said.pop_back();
+  dial.detail =
+      fmt::format("{} → {}:{}: HTTP {}, exit {}, stdout \"{}\", stderr \"{}\"", from, address, port,
+                  run.status, run.body.value("exit_code", -1), dial.said, run.body.value("stderr", ""));
+  dial.ran = run.status == 200 && run.body.contains("exit_code") && run.body["exit_code"].is_number();
+  dial.connected = dial.ran && run.body["exit_code"] == 0 && !dial.said.empty();
+  dial.timedOut = !dial.connected && run.body.value("stderr", "").find("timed out") != std::string::npos;
+  return dial;
+}
+
+// A connection that should fail: one try, and the exec itself must have worked.
+Dial blockedDial(const VpcDaemon& d, const std::string& from, const std::string& address, int port) {
+  Dial dial = dialOnce(d, from, address, port);
+  EXPECT_TRUE(dial.ran) << dial.detail;
+  return dial;
+}
+
+// A connection that should work: listeners of a just-started instance may need a moment, so a few tries.
+Dial dial(const VpcDaemon& d, const std::string& from, const std::string& address, int port) {
+  Dial last;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    last = dialOnce(d, from, address, port);
+    if (last.connected) return last;
+    std::this_thread::sleep_for(300ms);
+  }
+  return last;
+}
+
+// Instance `from` calls the internet host on `port`: what it read, and the peer address the internet host
+// saw (after any NAT). Empty peer: no connection arrived.
+struct InternetCall {
+  Dial dial;
+  std::string peer;
+};
+InternetCall callInternet(const VpcDaemon& d, const std::string& from, uint16_t port) {
+  UniqueFd listener = internetListen(port);
+  EXPECT_TRUE(listener) << "listening on the internet host";
+  InternetCall call;
+  std::thread server([&] {
+    if (!listener || !waitFor(listener.get(), POLLIN, std::chrono::seconds(kConnectSeconds + 3))) return;
+    sockaddr_in peerAddress{};
+    socklen_t peerLen = sizeof peerAddress;
+    UniqueFd conn(
+        ::accept4(listener.get(), reinterpret_cast<sockaddr*>(&peerAddress), &peerLen, SOCK_CLOEXEC));
+    if (!conn) return;
+    char text[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &peerAddress.sin_addr, text, sizeof text);
+    call.peer = text;
+    [[maybe_unused]] ssize_t n = ::write(conn.get(), "internet\n", 9);
+  });
+  call.dial = dialOnce(d, from, kInternetHost, port);
+  server.join();
+  return call;
+}
+
+std::string ipOf(const json& instance) {
+  return instance.value("ip", "");
+}
+
+// Removes everything through the API, then checks that nothing of ours is left in the kernel or libvirt.
+void expectNothingLeft(const VpcDaemon& d, const std::vector<std::string>& taps) {
+  std::vector<std::string> failed = d.removeEverything();
+  EXPECT_TRUE(failed.empty()) << fmt::format("{}", fmt::join(failed, "\n")) << "\n" << d.logTail();
+  EXPECT_TRUE(ourVpcNamespaces().empty()) << fmt::format("{}", fmt::join(ourVpcNamespaces(), ", "));
+  EXPECT_TRUE(uplinkCorralLinks().empty()) << fmt::format("{}", fmt::join(uplinkCorralLinks(), ", "));
+  for (const std::string& tap : taps) {
+    EXPECT_FALSE(std::filesystem::exists("/sys/class/net/" + tap))
+        << "tap " << tap << " left in the root namespace";
+  }
+  EXPECT_TRUE(ourDomains().empty());
+  EXPECT_TRUE(d.list("vpcs").empty()) << d.list("vpcs").dump();
+}
+
+class Vpc : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!requireRoot()) GTEST_SKIP() << "VPC namespaces, bridges and libvirt need root";
+    ensureInternetHost();
+    if (HasFatalFailure()) return;
+    ASSERT_TRUE(daemon_.start()) << daemon_.log();
+  }
+  VpcDaemon daemon_;
+};
+
+// 1. The switch (same subnet), the router (across subnets), containers and a VM alike; two VPCs with the
+// same range never meet.
+TEST_F(Vpc, SameSubnetAcrossSubnetsContainersAndVmButNeverAcrossVpcs) {
+  VpcDaemon& d = daemon_;
+  createVpc(d, "prod", "10.0.0.0/16");
+  createSubnet(d, "web", "prod", "10.0.1.0/24");
+  createSubnet(d, "app", "prod", "10.0.2.0/24");
+  json a = runContainer(d, "a", "web");
+  json b = runContainer(d, "b", "web");
+  json c = runContainer(d, "c", "app");
+  json vm = runVm(d, "vm1", "web");
+  ASSERT_FALSE(HasFailure());
+
+  // What the instances were given.
+  EXPECT_EQ(ipOf(a), "10.0.1.4") << a.dump() << " (the lowest address AWS does not reserve)";
+  EXPECT_EQ(a["network"].value("subnet", ""), "web") << a.dump();
+  EXPECT_EQ(a["network"].value("address", ""), ipOf(a) + "/24") << a.dump();
+  EXPECT_EQ(a["network"].value("gateway", ""), "10.0.1.1") << a.dump();
+  EXPECT_TRUE(ipOf(c).starts_with("10.0.2.")) << c.dump();
+  EXPECT_TRUE(ipOf(vm).starts_with("10.0.1.")) << vm.dump();
+  std::set<std::string> ips = {ipOf(a), ipOf(b), ipOf(vm)};
+  EXPECT_EQ(ips.size(), 3u) << "distinct addresses";
+  const std::string tap = vm["network"].value("link", "");
+  EXPECT_TRUE(tap.starts_with("crlt")) << vm.dump();
+
+  // Inside: eth0 with the address and the default route via the router.
+  Reply addr = d.call("POST", "/v1/instances/a/exec", {{"command", {"ip", "-4", "addr", "show", "eth0"}}});
+  EXPECT_NE(addr.body.value("stdout", "").find(ipOf(a) + "/24"), std::string::npos) << addr.body.dump();
+  Reply route = d.call("POST", "/v1/instances/a/exec", {{"command", {"ip", "route"}}});
+  EXPECT_NE(route.body.value("stdout", "").find("default via 10.0.1.1"), std::string::npos)
+      << route.body.dump();
+  Reply vmRoute = d.call("POST", "/v1/instances/vm1/exec", {{"command", {"ip", "route"}}});
+  EXPECT_NE(vmRoute.body.value("stdout", "").find("default via 10.0.1.1"), std::string::npos)
+      << vmRoute.body.dump();
+
+  for (const json* instance : {&a, &vm}) {
+    const std::string name = instance->value("name", "");
+    Reply mac = d.call("POST", fmt::format("/v1/instances/{}/exec", name),
+                       {{"command", {"cat", "/sys/class/net/eth0/address"}}});
+    EXPECT_EQ(mac.body.value("stdout", ""), (*instance)["network"].value("mac", "") + "\n")
+        << name << ": " << mac.body.dump();
+  }
+
+  // The topology: the namespace, one bridge per subnet with its router, the members.
+  Reply topology = d.call("GET", "/v1/vpcs/prod/topology");
+  ASSERT_EQ(topology.status, 200) << topology.body.dump();
+  EXPECT_EQ(topology.body["vpc"].value("netns", ""), vpcNetnsPrefix() + "prod");
+  EXPECT_TRUE(topology.body["kernel"].value("netns_present", false));
+  EXPECT_TRUE(topology.body["internet_gateway"].is_null());
+  ASSERT_EQ(topology.body["subnets"].size(), 2u) << topology.body.dump();
+  std::set<std::string> bridges;
+  for (const json& subnet : topology.body["subnets"]) {
+    bridges.insert(subnet.value("bridge", ""));
+    EXPECT_TRUE(subnet.value("bridge", "").starts_with("crlb")) << subnet.dump();
+  }
+  std::set<std::string> kernelLinks = linkNames(vpcNetnsPrefix() + "prod");
+  for (const std::string& bridge : bridges) EXPECT_TRUE(kernelLinks.contains(bridge + ":up")) << bridge;
+  for (const json& subnet : topology.body["subnets"]) {
+    std::set<std::string> members;
+    for (const json& member : subnet.value("instances", json::array()))
+      members.insert(member.value("name", ""));
+    const std::set<std::string> wanted = subnet.value("name", "") == "web"
+                                             ? std::set<std::string>{"a", "b", "vm1"}
+                                             : std::set<std::string>{"c"};
+    EXPECT_EQ(members, wanted) << subnet.dump();
+    EXPECT_EQ(subnet.value("router", ""), subnet.value("name", "") == "web" ? "10.0.1.1" : "10.0.2.1");
+  }
+  bool tapOnBridge = std::any_of(kernelLinks.begin(), kernelLinks.end(),
+                                 [&](const std::string& link) { return link.starts_with(tap + "@crlb"); });
+  EXPECT_TRUE(tapOnBridge) << "the VM's tap is a port of the web bridge in the VPC namespace";
+  EXPECT_FALSE(std::filesystem::exists("/sys/class/net/" + tap)) << "the tap left the root namespace";
+
+  // Same subnet: container ↔ container, container ↔ VM both ways.
+  Dial ab = dial(d, "a", ipOf(b), 80);
+  EXPECT_TRUE(ab.connected) << ab.detail;
+  EXPECT_EQ(ab.said, "b:80") << ab.detail;
+  Dial aVm = dial(d, "a", ipOf(vm), 80);
+  EXPECT_TRUE(aVm.connected) << aVm.detail;
+  EXPECT_EQ(aVm.said, "vm1:80") << aVm.detail;
+  Dial vmA = dial(d, "vm1", ipOf(a), 80);
+  EXPECT_TRUE(vmA.connected) << vmA.detail;
+  EXPECT_EQ(vmA.said, "a:80") << vmA.detail;
+
+  // Across subnets, through the VPC router: container ↔ container, VM → container.
+  Dial ac = dial(d, "a", ipOf(c), 80);
+  EXPECT_TRUE(ac.connected) << ac.detail;
+  Dial ca = dial(d, "c", ipOf(a), 80);
+  EXPECT_TRUE(ca.connected) << ca.detail;
+  Dial vmC = dial(d, "vm1", ipOf(c), 80);
+  EXPECT_TRUE(vmC.connected) << vmC.detail;
+  Dial cVm = dial(d, "c", ipOf(vm), 80);
+  EXPECT_TRUE(cVm.connected) << cVm.detail;
+
+  // A second VPC with the same range: its instance gets the same first address, and reaches nothing of
+  // prod (b's address does not exist in it; there is no path between the namespaces).
+  createVpc(d, "dev", "10.0.0.0/16");
+  createSubnet(d, "dev-web", "dev", "10.0.1.0/24");
+  json x = runContainer(d, "x", "dev-web");
+  EXPECT_EQ(ipOf(x), ipOf(a)) << "VPCs are separate address spaces";
+  Dial xy = dial(d, "x", ipOf(x), 80);
+  EXPECT_TRUE(xy.connected && xy.said == "x:80") << "x answers itself, not a: " << xy.detail;
+  Dial xb = blockedDial(d, "x", ipOf(b), 80);
+  EXPECT_FALSE(xb.connected) << xb.detail;
+  Dial xc = blockedDial(d, "x", ipOf(c), 80);
+  EXPECT_FALSE(xc.connected) << xc.detail;
+
+  // 6. Everything deleted through the API (instances by force, then the network objects, dependants
+  // first): nothing of ours stays in the kernel.
+  expectNothingLeft(d, {tap});
+}
+
+// 2. A private subnet calls out through a NAT gateway (the internet sees the gateway's outside address);
+// nobody calls in.
+TEST_F(Vpc, PrivateSubnetCallsOutThroughNatGatewayAndNobodyCallsIn) {
+  VpcDaemon& d = daemon_;
+  createVpc(d, "corp", "10.1.0.0/16");
+  d.must("POST", "/v1/internet-gateways", {{"name", "door"}, {"vpc", "corp"}});
+  d.must("POST", "/v1/route-tables", {{"name", "public"}, {"vpc", "corp"}});
+  d.must("POST", "/v1/route-tables", {{"name", "private"}, {"vpc", "corp"}});
+  addRoute(d, "public", "0.0.0.0/0", "internet_gateway", "door");
+  createSubnet(d, "edge", "corp", "10.1.0.0/24", "public");
+  createSubnet(d, "inner", "corp", "10.1.1.0/24", "private");
+  d.must("POST", "/v1/nat-gateways", {{"name", "nat"}, {"subnet", "edge"}});
+  addRoute(d, "private", "0.0.0.0/0", "nat_gateway", "nat");
+  json hidden = runContainer(d, "hidden", "inner");
+  json vm = runVm(d, "vm2", "inner");
+  ASSERT_FALSE(HasFailure());
+  const std::string tap = vm["network"].value("link", "");
+
+  Reply topology = d.call("GET", "/v1/vpcs/corp/topology");
+  ASSERT_EQ(topology.status, 200) << topology.body.dump();
+  const json& gateway = topology.body["internet_gateway"];
+  ASSERT_TRUE(gateway.is_object()) << topology.body.dump();
+  const std::string outside = gateway.value("outside_address", "");
+  EXPECT_TRUE(outside.starts_with("100.64.")) << gateway.dump();
+  const std::string uplinkLink = gateway.value("uplink_link", "");
+  std::set<std::string> uplinkLinks = linkNames(corral::testing::testUplinkNetns());
+  EXPECT_TRUE(uplinkLinks.contains(uplinkLink + ":up")) << "the gateway's uplink side is in the internet";
+
+  // Out: a container and a VM; the internet sees the gateway's outside address, not 10.1.1.x.
+  InternetCall fromContainer = callInternet(d, "hidden", 7001);
+  EXPECT_TRUE(fromContainer.dial.connected) << fromContainer.dial.detail << "\n" << d.logTail();
+  EXPECT_EQ(fromContainer.dial.said, "internet") << fromContainer.dial.detail;
+  EXPECT_EQ(fromContainer.peer, outside);
+  InternetCall fromVm = callInternet(d, "vm2", 7002);
+  EXPECT_TRUE(fromVm.dial.connected) << fromVm.dial.detail;
+  EXPECT_EQ(fromVm.peer, outside);
+
+  // In: even with a route in the internet to the VPC's range via the gateway, nothing gets through.
+  auto uplink = net::Netlink::open(corral::testing::testUplinkNetns());
+  ASSERT_TRUE(uplink.has_value()) << uplink.error().message();
+  auto routed = uplink->addRoute({.destination = "10.1.0.0/16", .gateway = outside, .device = uplinkLink});
+  ASSERT_TRUE(routed.has_value()) << routed.error().message();
+  // "timed out": the packets went to the VPC and were dropped there (not refused, not unroutable here).
+  std::string why;
+  EXPECT_FALSE(internetConnect(ipOf(hidden), 80, &why).has_value())
+      << "the internet reached a private container";
+  EXPECT_EQ(why, "timed out");
+  EXPECT_FALSE(internetConnect(ipOf(vm), 80, &why).has_value()) << "the internet reached a private VM";
+  EXPECT_EQ(why, "timed out");
+  EXPECT_FALSE(internetConnect(outside, 80).has_value()) << "nothing is published on the outside address";
+  // The listeners were there all along: a neighbour in the VPC reaches both.
+  Dial neighbour = dial(d, "hidden", ipOf(vm), 80);
+  EXPECT_TRUE(neighbour.connected) << neighbour.detail;
+  [[maybe_unused]] auto unrouted =
+      uplink->deleteRoute({.destination = "10.1.0.0/16", .gateway = outside, .device = uplinkLink});
+
+  expectNothingLeft(d, {tap});
+}
+
+// 3. Published ports and public addresses: the internet reaches exactly what was published.
+TEST_F(Vpc, PublishedPortsAndPublicAddressesReachTheInstanceAndNothingElse) {
+  VpcDaemon& d = daemon_;
+  createVpc(d, "shop", "10.2.0.0/16");
+  d.must("POST", "/v1/internet-gateways", {{"name", "door"}, {"vpc", "shop"}});
+  d.must("POST", "/v1/route-tables", {{"name", "public"}, {"vpc", "shop"}});
+  addRoute(d, "public", "0.0.0.0/0", "internet_gateway", "door");
+  createSubnet(d, "front", "shop", "10.2.0.0/24", "public");
+  d.must("POST", "/v1/security-groups",
+         {{"name", "web"}, {"vpc", "shop"}, {"description", "http from anywhere"}});
+  d.must("POST", "/v1/security-groups/web/rules",
+         {{"direction", "ingress"},
+          {"protocol", "tcp"},
+          {"from_port", 80},
+          {"to_port", 80},
+          {"cidr", "0.0.0.0/0"}});
+  json pub = runContainer(d, "pub", "front", {80, 81},
+                          {{"security_groups", {"web"}}, {"publish", {"8080:80"}}, {"public_ip", false}});
+  json elastic =
+      runContainer(d, "elastic", "front", {80}, {{"security_groups", {"web"}}, {"public_ip", true}});
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(pub["network"]["publish"].size(), 1u) << pub.dump();
+  const std::string publicIp = elastic["network"].value("public_ip", "");
+  EXPECT_TRUE(publicIp.starts_with("100.64.")) << elastic.dump();
+
+  Reply topology = d.call("GET", "/v1/vpcs/shop/topology");
+  ASSERT_EQ(topology.status, 200) << topology.body.dump();
+  const std::string outside = topology.body["internet_gateway"].value("outside_address", "");
+  ASSERT_FALSE(outside.empty()) << topology.body.dump();
+
+  // Published: outside:8080 is pub's :80 (retried while the listener starts).
+  std::optional<std::string> published;
+  for (int attempt = 0; attempt < 4 && published.value_or("") != "pub:80\n"; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(300ms);
+    published = internetConnect(outside, 8080);
+  }
+  EXPECT_EQ(published.value_or("(no connection)"), "pub:80\n") << d.logTail();
+  // Not published: another outside port, and pub's own port 81 (listening, but not published).
+  EXPECT_FALSE(internetConnect(outside, 8081).has_value());
+  EXPECT_FALSE(internetConnect(outside, 81).has_value());
+  EXPECT_FALSE(internetConnect(outside, 80).has_value());
+
+  // A public address: 1:1, both ways.
+  std::optional<std::string> direct;
+  for (int attempt = 0; attempt < 4 && direct.value_or("") != "elastic:80\n"; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(300ms);
+    direct = internetConnect(publicIp, 80);
+  }
+  EXPECT_EQ(direct.value_or("(no connection)"), "elastic:80\n");
+  InternetCall out = callInternet(d, "elastic", 7003);
+  EXPECT_TRUE(out.dial.connected) << out.dial.detail;
+  EXPECT_EQ(out.peer, publicIp) << "an instance with a public address goes out with it";
+  InternetCall viaGateway = callInternet(d, "pub", 7004);
+  EXPECT_TRUE(viaGateway.dial.connected) << viaGateway.dial.detail;
+  EXPECT_EQ(viaGateway.peer, outside) << "without a public address: the gateway's outside address";
+
+  expectNothingLeft(d, {});
+}
+
+// 4 and 5. Security groups (stateful, per instance) and network ACLs (stateless, per subnet).
+TEST_F(Vpc, SecurityGroupsAndNetworkAclsFilterAsTheySay) {
+  VpcDaemon& d = daemon_;
+  createVpc(d, "lab", "10.3.0.0/16");
+  createSubnet(d, "s1", "lab", "10.3.1.0/24");
+  createSubnet(d, "s2", "lab", "10.3.2.0/24");
+  createSubnet(d, "s3", "lab", "10.3.3.0/24");
+  // "db" admits tcp/8080 from s1 only, and has no egress rule at all: its replies pass because the group
+  // is stateful.
+  json group = d.must("POST", "/v1/security-groups", {{"name", "db"}, {"vpc", "lab"}, {"description", "db"}});
+  for (const json& rule : group.value("rules", json::array())) {
+    d.must("DELETE", fmt::format("/v1/security-groups/db/rules/{}", rule["id"].get<int>()), nullptr, 200);
+  }
+  d.must("POST", "/v1/security-groups/db/rules",
+         {{"direction", "ingress"},
+          {"protocol", "tcp"},
+          {"from_port", 8080},
+          {"to_port", 8080},
+          {"cidr", "10.3.1.0/24"}});
+  json db = runContainer(d, "db", "s3", {8080, 9090}, {{"security_groups", {"db"}}});
+  json one = runContainer(d, "one", "s1");
+  json two = runContainer(d, "two", "s2");
+  json three = runContainer(d, "three", "s3");
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(db["network"]["security_groups"], json({"db"})) << db.dump();
+
+  Dial allowed = dial(d, "one", ipOf(db), 8080);
+  EXPECT_TRUE(allowed.connected) << allowed.detail << "\n" << d.logTail();
+  EXPECT_EQ(allowed.said, "db:8080");
+  Dial otherSubnet = blockedDial(d, "two", ipOf(db), 8080);
+  EXPECT_TRUE(otherSubnet.timedOut) << "8080 is open to s1 only: " << otherSubnet.detail;
+  Dial sameSubnet = blockedDial(d, "three", ipOf(db), 8080);
+  EXPECT_TRUE(sameSubnet.timedOut) << "the group filters its own subnet too: " << sameSubnet.detail;
+  Dial otherPort = blockedDial(d, "one", ipOf(db), 9090);
+  EXPECT_TRUE(otherPort.timedOut) << "9090 is not in the group: " << otherPort.detail;
+  // Opening the group takes effect on the running instance.
+  d.must("POST", "/v1/security-groups/db/rules",
+         {{"direction", "ingress"},
+          {"protocol", "tcp"},
+          {"from_port", 9090},
+          {"to_port", 9090},
+          {"cidr", "10.3.2.0/24"}});
+  Dial opened = dial(d, "two", ipOf(db), 9090);
+  EXPECT_TRUE(opened.connected) << opened.detail;
+
+  // The NACL on s3: allow tcp/8080 and 9090 in, but deny 9090 from s2 at a lower number; nothing out yet.
+  d.must("POST", "/v1/network-acls", {{"name", "strict"}, {"vpc", "lab"}});
+  auto naclRule = [&](int number, const std::string& direction, const std::string& action, int from, int to,
+                      const std::string& cidr) {
+    d.must("POST", "/v1/network-acls/strict/rules",
+           {{"number", number},
+            {"direction", direction},
+            {"action", action},
+            {"protocol", "tcp"},
+            {"from_port", from},
+            {"to_port", to},
+            {"cidr", cidr}});
+  };
+  naclRule(100, "ingress", "allow", 8080, 8080, "0.0.0.0/0");
+  naclRule(110, "ingress", "allow", 9090, 9090, "0.0.0.0/0");
+  naclRule(50, "ingress", "deny", 9090, 9090, "10.3.2.0/24");
+  d.must("PATCH", "/v1/subnets/s3", {{"network_acl", "strict"}}, 200);
+  Dial noReturn = blockedDial(d, "one", ipOf(db), 8080);
+  EXPECT_TRUE(noReturn.timedOut) << "stateless: the reply needs its own egress rule: " << noReturn.detail;
+  naclRule(100, "egress", "allow", 1024, 65535, "0.0.0.0/0");
+  Dial withReturn = dial(d, "one", ipOf(db), 8080);
+  EXPECT_TRUE(withReturn.connected) << withReturn.detail;
+  Dial denied = blockedDial(d, "two", ipOf(db), 9090);
+  EXPECT_TRUE(denied.timedOut) << "deny 50 beats allow 110 (the group would let it in): " << denied.detail;
+  // Back to the default ACL: the group's opening works again.
+  d.must("PATCH", "/v1/subnets/s3", {{"network_acl", "lab-default"}}, 200);
+  Dial restored = dial(d, "two", ipOf(db), 9090);
+  EXPECT_TRUE(restored.connected) << restored.detail;
+
+  // A rule naming a peer group admits that group's members wherever they are, and nobody else.
+  d.must("POST", "/v1/security-groups", {{"name", "clients"}, {"vpc", "lab"}, {"description", "db clients"}});
+  d.must("POST", "/v1/security-groups/db/rules",
+         {{"direction", "ingress"},
+          {"protocol", "tcp"},
+          {"from_port", 7070},
+          {"to_port", 7070},
+          {"peer_group", "clients"}});
+  d.call(
+      "POST", "/v1/instances/db/exec",
+      {{"command", {"sh", "-c", "setsid nc -ll -p 7070 -e /bin/echo db:7070 </dev/null >/dev/null 2>&1 &"}}});
+  runContainer(d, "four", "s2", {80}, {{"security_groups", {"clients"}}});
+  Dial member = dial(d, "four", ipOf(db), 7070);
+  EXPECT_TRUE(member.connected) << member.detail;
+  EXPECT_EQ(member.said, "db:7070");
+  Dial stranger = blockedDial(d, "two", ipOf(db), 7070);
+  EXPECT_TRUE(stranger.timedOut) << "two is in s2 too, but not in clients: " << stranger.detail;
+
+  expectNothingLeft(d, {});
+}
+
+// 7. Refused input names the field and changes nothing in the kernel.
+TEST_F(Vpc, BadInputIsRefusedAndLeavesTheKernelAlone) {
+  VpcDaemon& d = daemon_;
+  createVpc(d, "prod", "10.0.0.0/16");
+  createSubnet(d, "web", "prod", "10.0.1.0/24");
+  d.must("POST", "/v1/security-groups", {{"name", "sg"}, {"vpc", "prod"}, {"description", ""}});
+  d.must("POST", "/v1/network-acls", {{"name", "acl"}, {"vpc", "prod"}});
+  d.must("POST", "/v1/route-tables", {{"name", "rt"}, {"vpc", "prod"}});
+  json used = runContainer(d, "used", "web", {80}, {{"ip", "10.0.1.20"}});
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(ipOf(used), "10.0.1.20") << "the address asked for";
+  const std::string netns = vpcNetnsPrefix() + "prod";
+  const std::set<std::string> before = linkNames(netns);
+  ASSERT_FALSE(before.empty());
+
+  struct Case {
+    std::string what;
+    std::string method;
+    std::string target;
+    json body;
+    int status;
+    std::string field;         // the error's field starts with this; empty: the error names no single field
+    std::string message = {};  // a part of the message
+  };
+  auto instance = [](json extra) {
+    json spec = {{"name", "bad"}, {"image", "busybox"}, {"command", {"sleep", "100"}}, {"subnet", "web"}};
+    spec.update(extra);
+    return spec;
+  };
+  const std::vector<Case> cases = {
+      {"subnet outside the VPC",
+       "POST",
+       "/v1/subnets",
+       {{"name", "out"}, {"vpc", "prod"}, {"cidr", "10.9.0.0/24"}},
+       400,
+       "cidr"},
+      {"overlapping subnets",
+       "POST",
+       "/v1/subnets",
+       {{"name", "over"}, {"vpc", "prod"}, {"cidr", "10.0.1.0/25"}},
+       409,
+       "",
+       "overlaps subnet \"web\""},
+      {"route to a missing gateway",
+       "POST",
+       "/v1/route-tables/rt/routes",
+       {{"destination", "0.0.0.0/0"}, {"target_type", "internet_gateway"}, {"target", "nowhere"}},
+       404,
+       "target"},
+      {"NACL rule number 0",
+       "POST",
+       "/v1/network-acls/acl/rules",
+       {{"number", 0}, {"action", "allow"}, {"protocol", "all"}, {"cidr", "0.0.0.0/0"}},
+       400,
+       "number"},
+      {"NACL rule number 40000",
+       "POST",
+       "/v1/network-acls/acl/rules",
+       {{"number", 40000}, {"action", "allow"}, {"protocol", "all"}, {"cidr", "0.0.0.0/0"}},
+       400,
+       "number"},
+      {"SG port 70000",
+       "POST",
+       "/v1/security-groups/sg/rules",
+       {{"protocol", "tcp"}, {"from_port", 80}, {"to_port", 70000}, {"cidr", "0.0.0.0/0"}},
+       400,
+       "to_port"},
+      {"ip outside the subnet", "POST", "/v1/instances", instance({{"ip", "10.0.2.9"}}), 400, "ip"},
+      {"ip already used", "POST", "/v1/instances", instance({{"ip", "10.0.1.20"}}), 409, "ip"},
+      {"ip reserved for the router", "POST", "/v1/instances", instance({{"ip", "10.0.1.1"}}), 400, "ip"},
+      {"publish 70000:80", "POST", "/v1/instances", instance({{"publish", {"70000:80"}}}), 400, "publish"},
+      {"unknown subnet", "POST", "/v1/instances", instance({{"subnet", "nosuch"}}), 404, "subnet"},
+      {"unknown security group", "POST", "/v1/instances", instance({{"security_groups", {"nosuch"}}}), 404,
+       "security_groups"},
+  };
+  for (const Case& c : cases) {
+    Reply reply = d.call(c.method, c.target, c.body);
+    EXPECT_EQ(reply.status, c.status) << c.what << ": " << c.body.dump() << " → " << reply.body.dump();
+    const std::string field = reply.body.contains("error") ? reply.body["error"].value("field", "") : "";
+    if (c.field.empty()) {
+      EXPECT_EQ(field, "") << c.what << ": " << reply.body.dump();
+    } else {
+      EXPECT_TRUE(field.starts_with(c.field))
+          << c.what << ": field \"" << field << "\", wanted \"" << c.field << "\": " << reply.body.dump();
+    }
+    const std::string message = reply.body.contains("error") ? reply.body["error"].value("message", "") : "";
+    EXPECT_FALSE(message.empty()) << c.what;
+    EXPECT_NE(message.find(c.message), std::string::npos) << c.what << ": " << message;
+    EXPECT_EQ(linkNames(netns), before) << c.what << " changed the VPC namespace's links";
+  }
+  EXPECT_EQ(d.call("GET", "/v1/instances/bad").status, 404) << "no refused instance was recorded";
+  EXPECT_EQ(d.list("subnets").size(), 1u) << d.list("subnets").dump();
+  // A subnet with a running instance stays.
+  Reply busy = d.call("DELETE", "/v1/subnets/web");
+  EXPECT_EQ(busy.status, 409) << busy.body.dump();
+  EXPECT_NE(busy.body.dump().find("used"), std::string::npos) << "the message names the instance";
+  EXPECT_EQ(linkNames(netns), before);
+  // The VPC still works: the first instance is untouched and a good one still gets an address.
+  json good = runContainer(d, "good", "web");
+  Dial still = dial(d, "good", ipOf(used), 80);
+  EXPECT_TRUE(still.connected) << still.detail;
+
+  expectNothingLeft(d, {});
+}
+
+// 8. A SIGKILLed daemon comes back to a kernel that drifted: the missing bridge is rebuilt, a namespace of
+// a VPC it does not know is removed, and running containers talk again.
+TEST_F(Vpc, RestartReconcilesTheKernelWithTheModel) {
+  VpcDaemon& d = daemon_;
+  createVpc(d, "prod", "10.0.0.0/16");
+  createSubnet(d, "web", "prod", "10.0.1.0/24");
+  createSubnet(d, "app", "prod", "10.0.2.0/24");
+  json a = runContainer(d, "a", "web");
+  json b = runContainer(d, "b", "web");
+  json c = runContainer(d, "c", "app");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(dial(d, "a", ipOf(b), 80).connected);
+  ASSERT_TRUE(dial(d, "c", ipOf(b), 80).connected);
+  Reply topology = d.call("GET", "/v1/vpcs/prod/topology");
+  std::string webBridge;
+  for (const json& subnet : topology.body["subnets"]) {
+    if (subnet.value("name", "") == "web") webBridge = subnet.value("bridge", "");
+  }
+  ASSERT_FALSE(webBridge.empty()) << topology.body.dump();
+
+  d.kill(SIGKILL);
+  const std::string netns = vpcNetnsPrefix() + "prod";
+  auto netlink = net::Netlink::open(netns);
+  ASSERT_TRUE(netlink.has_value()) << netlink.error().message();
+  ASSERT_TRUE(netlink->deleteLink(webBridge).has_value());
+  auto deleted = netlink->link(webBridge);
+  ASSERT_TRUE(deleted.has_value() && !deleted->has_value()) << "the web bridge is gone while corrald is down";
+  const std::string ghost = vpcNetnsPrefix() + "ghost";
+  ASSERT_TRUE(net::createNetns(ghost).has_value());
+
+  ASSERT_TRUE(d.start()) << d.log();
+  auto bridge = netlink->link(webBridge);
+  ASSERT_TRUE(bridge.has_value()) << bridge.error().message();
+  ASSERT_TRUE(bridge->has_value()) << "the web bridge was rebuilt\n" << d.logTail();
+  EXPECT_TRUE((*bridge)->up);
+  EXPECT_NE(std::find((*bridge)->addresses.begin(), (*bridge)->addresses.end(), "10.0.1.1/24"),
+            (*bridge)->addresses.end())
+      << "the router address is back";
+  EXPECT_FALSE(net::netnsExists(ghost)) << "a namespace of an unknown VPC is removed";
+  EXPECT_NE(d.log().find(webBridge), std::string::npos) << "reconciliation logs what it rebuilt:\n"
+                                                        << d.logTail();
+  EXPECT_NE(d.log().find(ghost), std::string::npos) << "and what it removed:\n" << d.logTail();
+  if (net::netnsExists(ghost)) [[maybe_unused]]
+    auto gone = net::deleteNetns(ghost);
+  EXPECT_EQ(d.call("GET", "/v1/instances/a").body.value("state", ""), "running");
+  Dial neighbour = dial(d, "a", ipOf(b), 80);
+  EXPECT_TRUE(neighbour.connected) << neighbour.detail << "\n" << d.logTail();
+  Dial routed = dial(d, "c", ipOf(a), 80);
+  EXPECT_TRUE(routed.connected) << routed.detail;
+
+  // Stop and start: the instance keeps its address and gets a fresh port on its bridge.
+  d.must("POST", "/v1/instances/b/stop", {{"grace_seconds", 1}}, 200);
+  Dial whileStopped = blockedDial(d, "a", ipOf(b), 80);
+  EXPECT_FALSE(whileStopped.connected) << whileStopped.detail;
+  json restarted = d.must("POST", "/v1/instances/b/start", nullptr, 200);
+  EXPECT_EQ(ipOf(restarted), ipOf(b)) << restarted.dump();
+  Dial again = dial(d, "a", ipOf(b), 80);
+  EXPECT_TRUE(again.connected) << again.detail;
+
+  expectNothingLeft(d, {});
+}
+
+}  // namespace
+}  // namespace corral
