@@ -5,16 +5,11 @@
 // security groups, network ACLs, refused input that changes nothing in the kernel, what is left after
 // everything is deleted, and reconciliation after a SIGKILLed daemon. Every namespace and domain carries
 // this process's prefix, so nothing outside it is ever touched.
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +29,7 @@
 #include "core/unique_fd.h"
 #include "net/netlink.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/netns_testing.h"
 
 namespace corral {
 namespace {
@@ -41,6 +37,12 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using corral::testing::acceptWithin;
+using corral::testing::bindTo;
+using corral::testing::connectWithin;
+using corral::testing::listenIn;
+using corral::testing::tcpSocketIn;
+using corral::testing::waitForFd;
 
 const std::string kDomainPrefix = fmt::format("corral-t{}-", ::getpid());
 const std::string kCgroupParent = fmt::format("corral-test-vpc-{}", ::getpid());
@@ -63,30 +65,7 @@ std::string vpcNetnsPrefix() {
   return corral::testing::testNetnsPrefix() + "vpc-";
 }
 
-// ---- Sockets in the test's own namespaces (from helper threads: the test thread never moves) ----
-
-UniqueFd tcpSocketIn(const std::string& netns) {
-  int fd = -1;
-  std::thread([&] {
-    UniqueFd nsFd(::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!nsFd || ::setns(nsFd.get(), CLONE_NEWNET) != 0) return;
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  }).join();
-  return UniqueFd(fd);
-}
-
-sockaddr_in socketAddress(const std::string& address, uint16_t port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
-  return sa;
-}
-
-bool waitFor(int fd, short events, std::chrono::milliseconds timeout) {
-  pollfd p{.fd = fd, .events = events, .revents = 0};
-  return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 && (p.revents & events) != 0;
-}
+// ---- The internet host (in the test's own uplink namespace) ----
 
 // The internet host's address on the uplink namespace's lo (once per process).
 void ensureInternetHost() {
@@ -106,15 +85,7 @@ void ensureInternetHost() {
 
 // A listener of the internet host on `port`.
 UniqueFd internetListen(uint16_t port) {
-  UniqueFd fd = tcpSocketIn(corral::testing::testUplinkNetns());
-  if (!fd) return fd;
-  int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in sa = socketAddress(kInternetHost, port);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd.get(), 16) != 0) {
-    return UniqueFd();
-  }
-  return fd;
+  return listenIn(corral::testing::testUplinkNetns(), port, kInternetHost);
 }
 
 // The internet host connects to address:port and reads what the other side says until it closes.
@@ -127,23 +98,12 @@ std::optional<std::string> internetConnect(const std::string& address, uint16_t 
   };
   UniqueFd client = tcpSocketIn(corral::testing::testUplinkNetns());
   if (!client) return fail("no socket in the uplink namespace");
-  sockaddr_in self = socketAddress(kInternetHost, 0);
-  if (::bind(client.get(), reinterpret_cast<sockaddr*>(&self), sizeof self) != 0) {
-    return fail(std::string("bind: ") + std::strerror(errno));
-  }
-  sockaddr_in sa = socketAddress(address, port);
-  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
-    return fail(std::string("connect: ") + std::strerror(errno));
-  }
-  if (!waitFor(client.get(), POLLOUT, std::chrono::seconds(kConnectSeconds))) return fail("timed out");
-  int soError = 0;
-  socklen_t len = sizeof soError;
-  if (::getsockopt(client.get(), SOL_SOCKET, SO_ERROR, &soError, &len) != 0 || soError != 0) {
-    return fail(std::string("connect: ") + std::strerror(soError));
-  }
+  if (!bindTo(client, kInternetHost)) return fail(std::string("bind: ") + std::strerror(errno));
+  std::string notConnected = connectWithin(client, address, port, std::chrono::seconds(kConnectSeconds));
+  if (!notConnected.empty()) return fail(notConnected);
   std::string text;
   char buffer[256];
-  while (waitFor(client.get(), POLLIN, 3s)) {
+  while (waitForFd(client.get(), POLLIN, 3s)) {
     ssize_t n = ::read(client.get(), buffer, sizeof buffer);
     if (n <= 0) break;
     text.append(buffer, static_cast<size_t>(n));
@@ -458,15 +418,9 @@ InternetCall callInternet(const VpcDaemon& d, const std::string& from, uint16_t 
   EXPECT_TRUE(listener) << "listening on the internet host";
   InternetCall call;
   std::thread server([&] {
-    if (!listener || !waitFor(listener.get(), POLLIN, std::chrono::seconds(kConnectSeconds + 3))) return;
-    sockaddr_in peerAddress{};
-    socklen_t peerLen = sizeof peerAddress;
-    UniqueFd conn(
-        ::accept4(listener.get(), reinterpret_cast<sockaddr*>(&peerAddress), &peerLen, SOCK_CLOEXEC));
+    if (!listener) return;
+    UniqueFd conn = acceptWithin(listener, std::chrono::seconds(kConnectSeconds + 3), &call.peer);
     if (!conn) return;
-    char text[INET_ADDRSTRLEN] = {};
-    ::inet_ntop(AF_INET, &peerAddress.sin_addr, text, sizeof text);
-    call.peer = text;
     [[maybe_unused]] ssize_t n = ::write(conn.get(), "internet\n", 9);
   });
   call.dial = dialOnce(d, from, kInternetHost, port);

@@ -4,49 +4,37 @@
 // remove; the root namespace is only ever read.
 #include "net/netlink.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <net/if.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/unique_fd.h"
+#include "tests/integration/netns_testing.h"
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 namespace corral::net {
 namespace {
 
-constexpr int kConnectTimeoutMs = 2000;
+using corral::testing::listenIn;
+using corral::testing::NetnsGuard;
+using corral::testing::runInNetns;
+using corral::testing::tcpExchange;
+
+constexpr std::chrono::milliseconds kConnectTimeout{2000};
 
 std::string testPrefix() {
   return "corral-t" + std::to_string(::getpid()) + "-";
-}
-
-// Runs `work` on a thread that has joined the named namespace; false when it could not get there.
-bool runIn(const std::string& netns, const std::function<void()>& work) {
-  bool joined = false;
-  std::thread([&] {
-    UniqueFd nsFd(::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!nsFd || ::setns(nsFd.get(), CLONE_NEWNET) != 0) return;
-    joined = true;
-    work();
-  }).join();
-  return joined;
 }
 
 std::string readFirstLine(const std::string& path) {
@@ -63,14 +51,14 @@ std::string readFirstLine(const std::string& path) {
 // A sysctl as the namespace sees it: /proc/sys/net shows the namespace of the thread that opens it.
 std::string sysctlIn(const std::string& netns, const std::string& key) {
   std::string value = "<not read>";
-  runIn(netns, [&] { value = readFirstLine("/proc/sys/" + key); });
+  runInNetns(netns, [&] { value = readFirstLine("/proc/sys/" + key); });
   return value;
 }
 
 // The link's MAC address through SIOCGIFHWADDR on a socket made inside the namespace.
 std::string macIn(const std::string& netns, const std::string& link) {
   std::string mac = "<not read>";
-  runIn(netns, [&] {
+  runInNetns(netns, [&] {
     UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     ifreq request{};
     std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", link.c_str());
@@ -82,58 +70,6 @@ std::string macIn(const std::string& netns, const std::string& link) {
     mac = text;
   });
   return mac;
-}
-
-UniqueFd tcpSocketIn(const std::string& netns) {
-  int fd = -1;
-  runIn(netns, [&] { fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0); });
-  return UniqueFd(fd);
-}
-
-sockaddr_in socketAddress(const std::string& address, uint16_t port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
-  return sa;
-}
-
-UniqueFd listenIn(const std::string& netns, const std::string& address, uint16_t port) {
-  UniqueFd fd = tcpSocketIn(netns);
-  if (!fd) return fd;
-  int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in sa = socketAddress(address, port);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd.get(), 16) != 0) {
-    return UniqueFd();
-  }
-  return fd;
-}
-
-bool waitFor(int fd, short events) {
-  pollfd p{.fd = fd, .events = events, .revents = 0};
-  return ::poll(&p, 1, kConnectTimeoutMs) == 1 && (p.revents & events) != 0;
-}
-
-// The handshake from `fromNetns`, then a reply from the accepting side that the client must read.
-bool tcpExchange(const std::string& fromNetns, const std::string& address, uint16_t port,
-                 const UniqueFd& listener) {
-  UniqueFd client = tcpSocketIn(fromNetns);
-  if (!client) return false;
-  sockaddr_in sa = socketAddress(address, port);
-  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
-    return false;
-  }
-  if (!waitFor(client.get(), POLLOUT)) return false;
-  int soError = 0;
-  socklen_t len = sizeof soError;
-  if (::getsockopt(client.get(), SOL_SOCKET, SO_ERROR, &soError, &len) != 0 || soError != 0) return false;
-  if (!waitFor(listener.get(), POLLIN)) return false;
-  UniqueFd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!server || ::write(server.get(), "pong", 4) != 4) return false;
-  if (!waitFor(client.get(), POLLIN)) return false;
-  char reply[8] = {};
-  return ::read(client.get(), reply, sizeof reply) == 4 && std::string(reply, 4) == "pong";
 }
 
 bool contains(const std::vector<std::string>& values, const std::string& value) {
@@ -160,20 +96,16 @@ class NetlinkTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
-      auto deleted = deleteNetns(*it);
-      EXPECT_TRUE(deleted.has_value()) << deleted.error().message();
-    }
+    for (const std::string& failure : namespaces_.removeAll()) ADD_FAILURE() << failure;
     EXPECT_EQ(ourNamespaces(), std::vector<std::string>{}) << "namespaces left in /run/netns";
   }
 
   // A fresh namespace with lo up; its name.
   std::string netns(const std::string& suffix) {
     std::string name = testPrefix() + suffix;
-    auto made = createNetns(name);
+    auto made = namespaces_.create(name);
     EXPECT_TRUE(made.has_value()) << made.error().message();
     if (!made) return name;
-    created_.push_back(name);
     auto netlink = Netlink::open(name);
     EXPECT_TRUE(netlink.has_value()) << netlink.error().message();
     if (netlink) {
@@ -183,7 +115,7 @@ class NetlinkTest : public ::testing::Test {
     return name;
   }
 
-  std::vector<std::string> created_;
+  NetnsGuard namespaces_;
 };
 
 #define ASSERT_OK(expr)                                                                           \
@@ -209,7 +141,7 @@ TEST_F(NetlinkTest, NamespacesAreCreatedListedAndDeletedOnce) {
   std::string name = testPrefix() + "ns";
   ASSERT_FALSE(netnsExists(name));
   ASSERT_OK(createNetns(name));
-  created_.push_back(name);
+  namespaces_.hold(name);
   EXPECT_TRUE(netnsExists(name));
   EXPECT_TRUE(contains(listNetns(), name));
   ASSERT_OK(openNetns(name));
@@ -539,19 +471,19 @@ TEST_F(NetlinkTest, TwoHostsTalkThroughARouterNamespace) {
               (RouteEntry{.destination = "0.0.0.0/0", .gateway = host.gateway, .device = "eth0"}));
   }
 
-  UniqueFd listener = listenIn(h2, "10.99.2.10", 8080);
+  UniqueFd listener = listenIn(h2, 8080, "10.99.2.10");
   ASSERT_TRUE(listener.valid()) << "listen in " << h2;
   // Forwarding off: the router drops what is not for itself. (Set explicitly: a new namespace may start
   // with the root namespace's value.)
   ASSERT_OK(writeSysctlInNetns(router, "net/ipv4/ip_forward", "0"));
-  EXPECT_FALSE(tcpExchange(h1, "10.99.2.10", 8080, listener));
+  EXPECT_FALSE(tcpExchange(h1, "10.99.2.10", 8080, listener, kConnectTimeout).ok);
   ASSERT_OK(writeSysctlInNetns(router, "net/ipv4/ip_forward", "1"));
-  EXPECT_TRUE(tcpExchange(h1, "10.99.2.10", 8080, listener));
+  EXPECT_TRUE(tcpExchange(h1, "10.99.2.10", 8080, listener, kConnectTimeout).ok);
   // And a blackhole route in the router cuts it again.
   ASSERT_OK(netRouter.addRoute({.destination = "10.99.2.0/28", .blackhole = true}));
-  EXPECT_FALSE(tcpExchange(h1, "10.99.2.10", 8080, listener));
+  EXPECT_FALSE(tcpExchange(h1, "10.99.2.10", 8080, listener, kConnectTimeout).ok);
   ASSERT_OK(netRouter.deleteRoute({.destination = "10.99.2.0/28"}));
-  EXPECT_TRUE(tcpExchange(h1, "10.99.2.10", 8080, listener));
+  EXPECT_TRUE(tcpExchange(h1, "10.99.2.10", 8080, listener, kConnectTimeout).ok);
 }
 
 }  // namespace

@@ -3,15 +3,10 @@
 // lives in namespaces this test makes and removes; the host's own network is never touched.
 #include "net/nft.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sched.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -19,19 +14,25 @@
 #include <optional>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/unique_fd.h"
 #include "net/datapath.h"
+#include "tests/integration/netns_testing.h"
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 namespace corral::net {
 namespace {
 
+using corral::testing::listenIn;
+using corral::testing::NetnsGuard;
+using corral::testing::runInNetns;
+using corral::testing::tcpExchange;
+using corral::testing::TcpExchange;
+
 constexpr int64_t kNow = 1700000000;
-constexpr int kConnectTimeoutMs = 1000;
+constexpr std::chrono::milliseconds kConnectTimeout{1000};
 const std::filesystem::path kGoldenDir =
     std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "unit" / "net" / "golden";
 
@@ -52,73 +53,6 @@ CommandResult run(const std::string& command) {
   return result;
 }
 
-// A TCP socket created inside `netns` (a socket stays in the namespace it was made in), from a helper
-// thread so that the test's own thread never changes namespace.
-UniqueFd tcpSocketIn(const std::string& netns) {
-  int fd = -1;
-  std::thread([&] {
-    UniqueFd nsFd(::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!nsFd || ::setns(nsFd.get(), CLONE_NEWNET) != 0) return;
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  }).join();
-  return UniqueFd(fd);
-}
-
-sockaddr_in socketAddress(const std::string& address, uint16_t port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
-  return sa;
-}
-
-UniqueFd listenIn(const std::string& netns, uint16_t port) {
-  UniqueFd fd = tcpSocketIn(netns);
-  if (!fd) return fd;
-  int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in sa = socketAddress("0.0.0.0", port);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd.get(), 16) != 0) {
-    return UniqueFd();
-  }
-  return fd;
-}
-
-bool waitFor(int fd, short events) {
-  pollfd p{.fd = fd, .events = events, .revents = 0};
-  return ::poll(&p, 1, kConnectTimeoutMs) == 1 && (p.revents & events) != 0;
-}
-
-// A whole exchange: the handshake from `fromNetns`, then the listener accepts and sends a reply that the
-// client must read, so return traffic of an established connection is exercised too.
-// `peer`, when given, receives the client's address as the listener saw it (after any NAT).
-bool tcpExchange(const std::string& fromNetns, const std::string& address, uint16_t port,
-                 const UniqueFd& listener, std::string* peer = nullptr) {
-  UniqueFd client = tcpSocketIn(fromNetns);
-  if (!client) return false;
-  sockaddr_in sa = socketAddress(address, port);
-  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
-    return false;
-  }
-  if (!waitFor(client.get(), POLLOUT)) return false;
-  int soError = 0;
-  socklen_t len = sizeof soError;
-  if (::getsockopt(client.get(), SOL_SOCKET, SO_ERROR, &soError, &len) != 0 || soError != 0) return false;
-  if (!waitFor(listener.get(), POLLIN)) return false;
-  sockaddr_in from{};
-  socklen_t fromLen = sizeof from;
-  UniqueFd server(::accept4(listener.get(), reinterpret_cast<sockaddr*>(&from), &fromLen, SOCK_CLOEXEC));
-  if (!server || ::write(server.get(), "pong", 4) != 4) return false;
-  if (peer != nullptr) {
-    char text[INET_ADDRSTRLEN] = {};
-    ::inet_ntop(AF_INET, &from.sin_addr, text, sizeof text);
-    *peer = text;
-  }
-  if (!waitFor(client.get(), POLLIN)) return false;
-  char reply[8] = {};
-  return ::read(client.get(), reply, sizeof reply) == 4 && std::string(reply, 4) == "pong";
-}
-
 // router: bridges br1 (10.78.1.1/24) and br2 (10.78.2.1/24); a (10.78.1.10) and b (10.78.1.11) on
 // subnet s1, c (10.78.2.10) on s2.
 class VpcFirewall : public ::testing::Test {
@@ -135,7 +69,7 @@ class VpcFirewall : public ::testing::Test {
     c_ = prefix + "-c";
     for (const std::string* ns : {&router_, &a_, &b_, &c_}) {
       must("ip netns add " + *ns);
-      created_.push_back(*ns);
+      namespaces_.hold(*ns);
       must("ip -n " + *ns + " link set lo up");
     }
     for (const auto& [bridge, address] :
@@ -173,10 +107,6 @@ class VpcFirewall : public ::testing::Test {
              {.instance = "c", .subnet = "s2", .address = "10.78.2.10", .securityGroups = {"client"}}};
   }
 
-  void TearDown() override {
-    for (auto it = created_.rbegin(); it != created_.rend(); ++it) run("ip netns del " + *it);
-  }
-
   void must(const std::string& command) {
     CommandResult r = run(command);
     ASSERT_EQ(r.status, 0) << command << ": " << r.output;
@@ -207,7 +137,7 @@ class VpcFirewall : public ::testing::Test {
   }
 
   std::string router_, a_, b_, c_;
-  std::vector<std::string> created_;
+  NetnsGuard namespaces_;
   bool brNetfilter_ = false;
   std::string brNetfilterWhy_;
   Topology topology_;
@@ -220,13 +150,17 @@ TEST_F(VpcFirewall, SecurityGroupsAllowOnlyWhatTheySayAndAreStateful) {
   UniqueFd c8080 = listenIn(c_, 8080);
   ASSERT_TRUE(a8080 && a8081 && a9090 && c8080);
   if (sameSubnetTestable()) {
-    EXPECT_TRUE(tcpExchange(b_, "10.78.1.10", 8080, a8080)) << "s1 -> web:8080 is allowed";
-    EXPECT_FALSE(tcpExchange(b_, "10.78.1.10", 8081, a8081)) << "same subnet is filtered by the SG too";
+    EXPECT_TRUE(tcpExchange(b_, "10.78.1.10", 8080, a8080, kConnectTimeout).ok)
+        << "s1 -> web:8080 is allowed";
+    EXPECT_FALSE(tcpExchange(b_, "10.78.1.10", 8081, a8081, kConnectTimeout).ok)
+        << "same subnet is filtered by the SG too";
   }
-  EXPECT_FALSE(tcpExchange(c_, "10.78.1.10", 8080, a8080)) << "8080 is allowed from s1 only";
+  EXPECT_FALSE(tcpExchange(c_, "10.78.1.10", 8080, a8080, kConnectTimeout).ok)
+      << "8080 is allowed from s1 only";
   // Routed through the VPC router; the reply passes c's ingress-less group because it is established.
-  EXPECT_TRUE(tcpExchange(c_, "10.78.1.10", 9090, a9090)) << "s2 -> web:9090 is allowed";
-  EXPECT_FALSE(tcpExchange(a_, "10.78.2.10", 8080, c8080)) << "a new group lets nothing in";
+  EXPECT_TRUE(tcpExchange(c_, "10.78.1.10", 9090, a9090, kConnectTimeout).ok) << "s2 -> web:9090 is allowed";
+  EXPECT_FALSE(tcpExchange(a_, "10.78.2.10", 8080, c8080, kConnectTimeout).ok)
+      << "a new group lets nothing in";
 }
 
 TEST_F(VpcFirewall, NaclDenyWithLowerNumberWinsAndReturnTrafficNeedsItsOwnRule) {
@@ -246,14 +180,15 @@ TEST_F(VpcFirewall, NaclDenyWithLowerNumberWinsAndReturnTrafficNeedsItsOwnRule) 
   apply();
   UniqueFd a8080 = listenIn(a_, 8080), a9090 = listenIn(a_, 9090);
   ASSERT_TRUE(a8080 && a9090);
-  EXPECT_FALSE(tcpExchange(c_, "10.78.1.10", 9090, a9090)) << "deny 50 beats allow 100";
+  EXPECT_FALSE(tcpExchange(c_, "10.78.1.10", 9090, a9090, kConnectTimeout).ok) << "deny 50 beats allow 100";
   if (sameSubnetTestable()) {
-    EXPECT_TRUE(tcpExchange(b_, "10.78.1.10", 8080, a8080)) << "same subnet skips NACLs";
+    EXPECT_TRUE(tcpExchange(b_, "10.78.1.10", 8080, a8080, kConnectTimeout).ok) << "same subnet skips NACLs";
   }
 
   ASSERT_TRUE(topology_.deleteNetworkAclRule("strict", "ingress", 50));
   apply();
-  EXPECT_TRUE(tcpExchange(c_, "10.78.1.10", 9090, a9090)) << "without rule 50, allow 100 applies";
+  EXPECT_TRUE(tcpExchange(c_, "10.78.1.10", 9090, a9090, kConnectTimeout).ok)
+      << "without rule 50, allow 100 applies";
 
   // s2 lets traffic out but nothing in: the SYN-ACK back to c is dropped, NACLs are stateless.
   ASSERT_TRUE(topology_.createNetworkAcl({.name = "outonly", .vpc = "v"}, kNow));
@@ -261,7 +196,8 @@ TEST_F(VpcFirewall, NaclDenyWithLowerNumberWinsAndReturnTrafficNeedsItsOwnRule) 
       topology_.addNetworkAclRule("outonly", {.number = 100, .direction = "egress", .action = "allow"}));
   ASSERT_TRUE(topology_.updateSubnet("s2", {.networkAcl = "outonly"}));
   apply();
-  EXPECT_FALSE(tcpExchange(c_, "10.78.1.10", 9090, a9090)) << "return traffic needs a NACL rule";
+  EXPECT_FALSE(tcpExchange(c_, "10.78.1.10", 9090, a9090, kConnectTimeout).ok)
+      << "return traffic needs a NACL rule";
   ASSERT_TRUE(topology_.addNetworkAclRule("outonly", {.number = 100,
                                                       .direction = "ingress",
                                                       .action = "allow",
@@ -270,7 +206,8 @@ TEST_F(VpcFirewall, NaclDenyWithLowerNumberWinsAndReturnTrafficNeedsItsOwnRule) 
                                                       .toPort = 65535,
                                                       .cidr = "10.78.1.0/24"}));
   apply();
-  EXPECT_TRUE(tcpExchange(c_, "10.78.1.10", 9090, a9090)) << "ephemeral ports allowed back in";
+  EXPECT_TRUE(tcpExchange(c_, "10.78.1.10", 9090, a9090, kConnectTimeout).ok)
+      << "ephemeral ports allowed back in";
 }
 
 TEST_F(VpcFirewall, ReplaceIsAtomicARefusedRulesetChangesNothingDeleteRemoves) {
@@ -300,16 +237,12 @@ TEST_F(VpcFirewall, ReplaceIsAtomicARefusedRulesetChangesNothingDeleteRemoves) {
 TEST_F(VpcFirewall, EmptyNetnsIsTheCallersNamespaceAndTheTableIsNamed) {
   UplinkSettings settings;
   std::optional<Error> applyError;
-  std::thread([&] {
-    UniqueFd nsFd(::open(("/run/netns/" + router_).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!nsFd || ::setns(nsFd.get(), CLONE_NEWNET) != 0) {
-      applyError = systemError(errno, "setns");
-      return;
-    }
+  bool joined = runInNetns(router_, [&] {
     if (auto s = applyRuleset("", hostUplinkRuleset(settings, "corral-uplink-t"), "corral-uplink-t"); !s) {
       applyError = s.error();
     }
-  }).join();
+  });
+  ASSERT_TRUE(joined) << "setns into " << router_;
   ASSERT_FALSE(applyError) << applyError->message();
   CommandResult listed = run("ip netns exec " + router_ + " nft list table inet corral-uplink-t");
   ASSERT_EQ(listed.status, 0) << listed.output;
@@ -384,7 +317,7 @@ class GatewayNat : public ::testing::Test {
     app_ = prefix + "app";
     for (const std::string* ns : {&router_, &outside_, &web_, &app_}) {
       must("ip netns add " + *ns);
-      created_.push_back(*ns);
+      namespaces_.hold(*ns);
       must("ip -n " + *ns + " link set lo up");
     }
     for (const BridgePlan& bridge : plan_.bridges) {
@@ -414,10 +347,6 @@ class GatewayNat : public ::testing::Test {
     must("ip -n " + outside_ + " route add 10.79.0.0/16 via 100.64.0.10");
   }
 
-  void TearDown() override {
-    for (auto it = created_.rbegin(); it != created_.rend(); ++it) run("ip netns del " + *it);
-  }
-
   void must(const std::string& command) {
     CommandResult r = run(command);
     ASSERT_EQ(r.status, 0) << command << ": " << r.output;
@@ -426,7 +355,7 @@ class GatewayNat : public ::testing::Test {
   Topology topology_;
   VpcPlan plan_;
   std::string router_, outside_, web_, app_;
-  std::vector<std::string> created_;
+  NetnsGuard namespaces_;
 };
 
 TEST_F(GatewayNat, RulesetIsAcceptedAndNatWorksBothWays) {
@@ -439,26 +368,31 @@ TEST_F(GatewayNat, RulesetIsAcceptedAndNatWorksBothWays) {
   // Outbound: the private subnet leaves as the gateway's outside address, the public NIC as its own.
   UniqueFd outside7000 = listenIn(outside_, 7000);
   ASSERT_TRUE(outside7000);
-  std::string peer;
-  EXPECT_TRUE(tcpExchange(app_, "100.64.0.9", 7000, outside7000, &peer)) << "private subnet via NAT";
-  EXPECT_EQ(peer, "100.64.0.10");
-  peer.clear();
-  EXPECT_TRUE(tcpExchange(web_, "100.64.0.9", 7000, outside7000, &peer)) << "public NIC";
-  EXPECT_EQ(peer, "100.64.128.1");
+  TcpExchange viaNat = tcpExchange(app_, "100.64.0.9", 7000, outside7000, kConnectTimeout);
+  EXPECT_TRUE(viaNat.ok) << "private subnet via NAT";
+  EXPECT_EQ(viaNat.peer, "100.64.0.10");
+  TcpExchange publicNic = tcpExchange(web_, "100.64.0.9", 7000, outside7000, kConnectTimeout);
+  EXPECT_TRUE(publicNic.ok) << "public NIC";
+  EXPECT_EQ(publicNic.peer, "100.64.128.1");
 
   // Inbound: the published port reaches web (no security group rule needed); the public address reaches
   // what web's group allows (443) and nothing else; nothing unsolicited reaches app.
   UniqueFd web80 = listenIn(web_, 80), web443 = listenIn(web_, 443), web444 = listenIn(web_, 444);
   UniqueFd app7001 = listenIn(app_, 7001);
   ASSERT_TRUE(web80 && web443 && web444 && app7001);
-  peer.clear();
-  EXPECT_TRUE(tcpExchange(outside_, "100.64.0.10", 8080, web80, &peer)) << "published 8080:80";
-  EXPECT_EQ(peer, "100.64.0.9") << "DNAT only: web sees the real client";
-  EXPECT_FALSE(tcpExchange(outside_, "100.64.0.10", 80, web80)) << "only the published outside port";
-  EXPECT_TRUE(tcpExchange(outside_, "100.64.128.1", 443, web443)) << "1:1 NAT, allowed by the group";
-  EXPECT_FALSE(tcpExchange(outside_, "100.64.128.1", 444, web444)) << "1:1 NAT still faces the group";
-  EXPECT_FALSE(tcpExchange(outside_, "10.79.2.20", 7001, app7001)) << "unsolicited inbound is dropped";
-  EXPECT_FALSE(tcpExchange(outside_, "10.79.1.10", 443, web443)) << "private addresses are not reachable";
+  TcpExchange published = tcpExchange(outside_, "100.64.0.10", 8080, web80, kConnectTimeout);
+  EXPECT_TRUE(published.ok) << "published 8080:80";
+  EXPECT_EQ(published.peer, "100.64.0.9") << "DNAT only: web sees the real client";
+  EXPECT_FALSE(tcpExchange(outside_, "100.64.0.10", 80, web80, kConnectTimeout).ok)
+      << "only the published outside port";
+  EXPECT_TRUE(tcpExchange(outside_, "100.64.128.1", 443, web443, kConnectTimeout).ok)
+      << "1:1 NAT, allowed by the group";
+  EXPECT_FALSE(tcpExchange(outside_, "100.64.128.1", 444, web444, kConnectTimeout).ok)
+      << "1:1 NAT still faces the group";
+  EXPECT_FALSE(tcpExchange(outside_, "10.79.2.20", 7001, app7001, kConnectTimeout).ok)
+      << "unsolicited inbound is dropped";
+  EXPECT_FALSE(tcpExchange(outside_, "10.79.1.10", 443, web443, kConnectTimeout).ok)
+      << "private addresses are not reachable";
 }
 
 }  // namespace

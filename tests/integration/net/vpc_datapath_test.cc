@@ -5,14 +5,10 @@
 // own network is never touched.
 #include "net/vpc_datapath.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,118 +20,26 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/unique_fd.h"
 #include "net/netlink.h"
+#include "tests/integration/netns_testing.h"
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 namespace corral::net {
 namespace {
 
+using corral::testing::listenIn;
+using corral::testing::runInNetns;
+using corral::testing::tcpConnects;
+using corral::testing::tcpExchange;
+using corral::testing::TcpExchange;
+
 constexpr int64_t kNow = 1700000000;
-constexpr int kConnectTimeoutMs = 700;
+constexpr std::chrono::milliseconds kConnectTimeout{700};
 const std::string kInternetHost = "198.51.100.10";
-
-// ---- Sockets inside namespaces (a socket stays in the namespace it was made in) ----
-
-// A TCP socket created inside the namespace at `nsPath` from a helper thread, so the test's own thread
-// never changes namespace.
-UniqueFd tcpSocketIn(const std::string& nsPath) {
-  int fd = -1;
-  std::thread([&] {
-    UniqueFd nsFd(::open(nsPath.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!nsFd || ::setns(nsFd.get(), CLONE_NEWNET) != 0) return;
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  }).join();
-  return UniqueFd(fd);
-}
-
-sockaddr_in socketAddress(const std::string& address, uint16_t port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
-  return sa;
-}
-
-UniqueFd listenIn(const std::string& nsPath, uint16_t port) {
-  UniqueFd fd = tcpSocketIn(nsPath);
-  if (!fd) return fd;
-  int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in sa = socketAddress("0.0.0.0", port);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd.get(), 16) != 0) {
-    return UniqueFd();
-  }
-  return fd;
-}
-
-bool waitFor(int fd, short events) {
-  pollfd p{.fd = fd, .events = events, .revents = 0};
-  return ::poll(&p, 1, kConnectTimeoutMs) == 1 && (p.revents & events) != 0;
-}
-
-struct Exchange {
-  bool ok = false;
-  std::string peer;  // the client's address as the listener saw it
-};
-
-// A whole exchange: the handshake from the namespace at `fromNsPath` (bound to `fromAddress` when
-// given), then the listener accepts and replies and the client must read the reply, so return traffic
-// of an established connection is exercised too.
-Exchange tcpExchange(const std::string& fromNsPath, const std::string& address, uint16_t port,
-                     const UniqueFd& listener, const std::optional<std::string>& fromAddress = {}) {
-  Exchange result;
-  UniqueFd client = tcpSocketIn(fromNsPath);
-  if (!client) return result;
-  if (fromAddress) {
-    sockaddr_in local = socketAddress(*fromAddress, 0);
-    if (::bind(client.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return result;
-  }
-  sockaddr_in sa = socketAddress(address, port);
-  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
-    return result;
-  }
-  if (!waitFor(client.get(), POLLOUT)) return result;
-  int soError = 0;
-  socklen_t len = sizeof soError;
-  if (::getsockopt(client.get(), SOL_SOCKET, SO_ERROR, &soError, &len) != 0 || soError != 0) return result;
-  if (!waitFor(listener.get(), POLLIN)) return result;
-  sockaddr_in peer{};
-  socklen_t peerLen = sizeof peer;
-  UniqueFd server(::accept4(listener.get(), reinterpret_cast<sockaddr*>(&peer), &peerLen, SOCK_CLOEXEC));
-  if (!server) return result;
-  char text[INET_ADDRSTRLEN] = {};
-  ::inet_ntop(AF_INET, &peer.sin_addr, text, sizeof text);
-  result.peer = text;
-  if (::write(server.get(), "pong", 4) != 4) return result;
-  if (!waitFor(client.get(), POLLIN)) return result;
-  char reply[8] = {};
-  result.ok = ::read(client.get(), reply, sizeof reply) == 4 && std::string(reply, 4) == "pong";
-  return result;
-}
-
-// A connect attempt that ends either way, with no listener needed: true when the handshake completed.
-bool tcpConnects(const std::string& fromNsPath, const std::string& address, uint16_t port,
-                 const std::optional<std::string>& fromAddress = {}) {
-  UniqueFd client = tcpSocketIn(fromNsPath);
-  if (!client) return false;
-  if (fromAddress) {
-    sockaddr_in local = socketAddress(*fromAddress, 0);
-    if (::bind(client.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return false;
-  }
-  sockaddr_in sa = socketAddress(address, port);
-  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
-    return false;
-  }
-  if (!waitFor(client.get(), POLLOUT)) return false;
-  int soError = 0;
-  socklen_t len = sizeof soError;
-  return ::getsockopt(client.get(), SOL_SOCKET, SO_ERROR, &soError, &len) == 0 && soError == 0;
-}
 
 // ---- Guards ----
 
@@ -342,19 +246,22 @@ TEST_F(VpcDatapath, InstancesReachEachOtherAsTheirGroupsAllow) {
   UniqueFd pListener = listenIn(ns("p"), 5000);
   ASSERT_TRUE(w3Listener && qListener && web8080 && web8081 && pListener);
 
-  EXPECT_TRUE(tcpExchange(ns("w2"), "10.0.1.12", 5000, w3Listener).ok) << "same subnet, bridged";
-  Exchange across = tcpExchange(ns("p"), "10.0.3.10", 5000, qListener);
+  EXPECT_TRUE(tcpExchange(ns("w2"), "10.0.1.12", 5000, w3Listener, kConnectTimeout).ok)
+      << "same subnet, bridged";
+  TcpExchange across = tcpExchange(ns("p"), "10.0.3.10", 5000, qListener, kConnectTimeout);
   EXPECT_TRUE(across.ok) << "priv -> iso through the VPC router";
   EXPECT_EQ(across.peer, "10.0.2.10") << "routed inside the VPC without NAT";
 
   // Group "web": tcp/8080 from 10.0.2.0/24 only. The reply to p passes p's default group, which lets no
   // new connection in from w (not a member): it passes because it is established (stateful).
-  EXPECT_TRUE(tcpExchange(ns("p"), "10.0.1.10", 8080, web8080).ok) << "priv -> web:8080 is allowed";
-  EXPECT_FALSE(tcpExchange(ns("q"), "10.0.1.10", 8080, web8080).ok) << "iso -> web:8080 is not";
-  EXPECT_FALSE(tcpExchange(ns("w2"), "10.0.1.10", 8080, web8080).ok)
+  EXPECT_TRUE(tcpExchange(ns("p"), "10.0.1.10", 8080, web8080, kConnectTimeout).ok)
+      << "priv -> web:8080 is allowed";
+  EXPECT_FALSE(tcpExchange(ns("q"), "10.0.1.10", 8080, web8080, kConnectTimeout).ok)
+      << "iso -> web:8080 is not";
+  EXPECT_FALSE(tcpExchange(ns("w2"), "10.0.1.10", 8080, web8080, kConnectTimeout).ok)
       << "same subnet, still filtered by the group";
-  EXPECT_FALSE(tcpExchange(ns("p"), "10.0.1.10", 8081, web8081).ok) << "only 8080 is open";
-  EXPECT_FALSE(tcpExchange(ns("w"), "10.0.2.10", 5000, pListener).ok)
+  EXPECT_FALSE(tcpExchange(ns("p"), "10.0.1.10", 8081, web8081, kConnectTimeout).ok) << "only 8080 is open";
+  EXPECT_FALSE(tcpExchange(ns("w"), "10.0.2.10", 5000, pListener, kConnectTimeout).ok)
       << "w is not in p's group, so only return traffic gets from w to p";
 }
 
@@ -362,25 +269,27 @@ TEST_F(VpcDatapath, PrivateSubnetReachesTheInternetThroughNatButNotTheOtherWay) 
   UniqueFd internetListener = listenIn(internetNs(), 7000);
   UniqueFd pListener = listenIn(ns("p"), 5000);
   ASSERT_TRUE(internetListener && pListener);
-  Exchange out = tcpExchange(ns("p"), kInternetHost, 7000, internetListener);
+  TcpExchange out = tcpExchange(ns("p"), kInternetHost, 7000, internetListener, kConnectTimeout);
   EXPECT_TRUE(out.ok) << "priv -> internet host through the NAT gateway";
   EXPECT_EQ(out.peer, outside_) << "the internet sees the gateway's outside address";
 
-  EXPECT_FALSE(tcpExchange(internetNs(), "10.0.2.10", 5000, pListener, kInternetHost).ok)
+  EXPECT_FALSE(tcpExchange(internetNs(), "10.0.2.10", 5000, pListener, kConnectTimeout, kInternetHost).ok)
       << "unsolicited inbound to a private instance is dropped";
   UniqueFd qListener = listenIn(ns("q"), 5000);
   ASSERT_TRUE(qListener);
-  EXPECT_FALSE(tcpExchange(ns("q"), kInternetHost, 7000, internetListener).ok) << "iso has no way out";
+  EXPECT_FALSE(tcpExchange(ns("q"), kInternetHost, 7000, internetListener, kConnectTimeout).ok)
+      << "iso has no way out";
 }
 
 TEST_F(VpcDatapath, PublishedPortReachesTheInstanceOtherPortsDoNot) {
   UniqueFd web80 = listenIn(ns("w"), 80), web8081 = listenIn(ns("w"), 8081);
   ASSERT_TRUE(web80 && web8081);
-  Exchange published = tcpExchange(internetNs(), outside_, 8080, web80, kInternetHost);
+  TcpExchange published = tcpExchange(internetNs(), outside_, 8080, web80, kConnectTimeout, kInternetHost);
   EXPECT_TRUE(published.ok) << "internet host -> " << outside_ << ":8080 -> w:80";
   EXPECT_EQ(published.peer, kInternetHost) << "DNAT keeps the client's address";
-  EXPECT_FALSE(tcpConnects(internetNs(), outside_, 8081, kInternetHost)) << "8081 is not published";
-  EXPECT_FALSE(tcpExchange(internetNs(), "10.0.1.10", 8081, web8081, kInternetHost).ok)
+  EXPECT_FALSE(tcpConnects(internetNs(), outside_, 8081, kConnectTimeout, kInternetHost))
+      << "8081 is not published";
+  EXPECT_FALSE(tcpExchange(internetNs(), "10.0.1.10", 8081, web8081, kConnectTimeout, kInternetHost).ok)
       << "nor is the instance reachable by its private address";
 
   // The uplink side routes w's public address to the VPC side of the pair.
@@ -416,8 +325,9 @@ TEST_F(VpcDatapath, NetworkAclsAreNumberedAndStateless) {
   ASSERT_TRUE(topology_.updateSubnet("iso", {.networkAcl = "strict"}));
   ChangeLog changes = reconverge();
   EXPECT_EQ(changes.size(), 1u) << "only the ruleset changed:" << joined(changes);
-  EXPECT_FALSE(tcpExchange(ns("p"), "10.0.3.10", 5000, q5000).ok) << "deny 50 beats allow 100";
-  EXPECT_TRUE(tcpExchange(ns("p"), "10.0.3.10", 5001, q5001).ok) << "allow 100 for the rest";
+  EXPECT_FALSE(tcpExchange(ns("p"), "10.0.3.10", 5000, q5000, kConnectTimeout).ok)
+      << "deny 50 beats allow 100";
+  EXPECT_TRUE(tcpExchange(ns("p"), "10.0.3.10", 5001, q5001, kConnectTimeout).ok) << "allow 100 for the rest";
 
   // Inbound tcp/80 only, nothing outbound: the SYN gets in, the SYN-ACK (to an ephemeral port) not.
   ASSERT_TRUE(topology_.createNetworkAcl({.name = "web80", .vpc = "a"}, kNow));
@@ -429,7 +339,8 @@ TEST_F(VpcDatapath, NetworkAclsAreNumberedAndStateless) {
                                                     .toPort = 80}));
   ASSERT_TRUE(topology_.updateSubnet("iso", {.networkAcl = "web80"}));
   reconverge();
-  EXPECT_FALSE(tcpExchange(ns("p"), "10.0.3.10", 80, q80).ok) << "return traffic needs its own NACL rule";
+  EXPECT_FALSE(tcpExchange(ns("p"), "10.0.3.10", 80, q80, kConnectTimeout).ok)
+      << "return traffic needs its own NACL rule";
   ASSERT_TRUE(topology_.addNetworkAclRule("web80", {.number = 100,
                                                     .direction = "egress",
                                                     .action = "allow",
@@ -437,7 +348,8 @@ TEST_F(VpcDatapath, NetworkAclsAreNumberedAndStateless) {
                                                     .fromPort = 1024,
                                                     .toPort = 65535}));
   reconverge();
-  EXPECT_TRUE(tcpExchange(ns("p"), "10.0.3.10", 80, q80).ok) << "with ephemeral ports allowed out it works";
+  EXPECT_TRUE(tcpExchange(ns("p"), "10.0.3.10", 80, q80, kConnectTimeout).ok)
+      << "with ephemeral ports allowed out it works";
 }
 
 TEST_F(VpcDatapath, ConvergeIsIdempotentAndRemovesWhatThePlanDropped) {
@@ -516,9 +428,10 @@ TEST_F(VpcDatapath, VpcsWithTheSameCidrNeverReachEachOther) {
 
   UniqueFd w2Listener = listenIn(ns("w2"), 5000), zListener = listenIn(zNs, 5000);
   ASSERT_TRUE(w2Listener && zListener);
-  EXPECT_FALSE(tcpExchange(zNs, "10.0.1.11", 5000, w2Listener).ok) << "b -> a";
-  EXPECT_FALSE(tcpExchange(ns("w2"), "10.0.1.20", 5000, zListener).ok) << "a -> b";
-  EXPECT_TRUE(tcpExchange(ns("w3"), "10.0.1.11", 5000, w2Listener).ok) << "a's own instances still do";
+  EXPECT_FALSE(tcpExchange(zNs, "10.0.1.11", 5000, w2Listener, kConnectTimeout).ok) << "b -> a";
+  EXPECT_FALSE(tcpExchange(ns("w2"), "10.0.1.20", 5000, zListener, kConnectTimeout).ok) << "a -> b";
+  EXPECT_TRUE(tcpExchange(ns("w3"), "10.0.1.11", 5000, w2Listener, kConnectTimeout).ok)
+      << "a's own instances still do";
 
   std::vector<std::string> ours = listVpcNetns(prefix_);
   EXPECT_EQ(ours, (std::vector<std::string>{plan_.netns, b.netns}));
@@ -586,15 +499,8 @@ TEST_F(VpcDatapath, VmTapMovesIntoTheVpcAndJoinsItsBridge) {
   std::string command = "ip -n " + daemonNs + " tuntap add dev " + planned->link + " mode tap";
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
 
-  Status attached;
-  std::thread([&] {
-    UniqueFd fd(::open(("/run/netns/" + daemonNs).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd || ::setns(fd.get(), CLONE_NEWNET) != 0) {
-      attached = fail(internalError("setns into {} failed", daemonNs));
-      return;
-    }
-    attached = attachVmTap(plan_, *planned);
-  }).join();
+  Status attached = fail(internalError("setns into {} failed", daemonNs));
+  runInNetns(daemonNs, [&] { attached = attachVmTap(plan_, *planned); });
   ASSERT_TRUE(attached) << attached.error().message();
 
   auto daemon = Netlink::open(daemonNs);

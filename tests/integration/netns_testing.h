@@ -1,0 +1,190 @@
+// Test helpers for talking TCP inside network namespaces without the test's own thread ever changing
+// namespace: work runs on a helper thread that setns()es into the namespace, and a socket made there stays
+// in that namespace for good. Plus a guard that deletes the named namespaces a test made.
+// Header-only: used by integration_net_tests (corral_net) and integration_tests alike.
+#pragma once
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/unique_fd.h"
+#include "net/netlink.h"
+
+namespace corral::testing {
+
+// A namespace as these helpers take it: a path (/proc/PID/ns/net, /run/netns/NAME) or the name of a
+// named namespace, which means /run/netns/NAME.
+inline std::string netnsPath(const std::string& netns) {
+  return netns.starts_with('/') ? netns : "/run/netns/" + netns;
+}
+
+// Runs `work` on a thread that has joined `netns`; false when it could not get there (work not run).
+inline bool runInNetns(const std::string& netns, const std::function<void()>& work) {
+  bool joined = false;
+  std::thread([&] {
+    UniqueFd nsFd(::open(netnsPath(netns).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!nsFd || ::setns(nsFd.get(), CLONE_NEWNET) != 0) return;
+    joined = true;
+    work();
+  }).join();
+  return joined;
+}
+
+// A non-blocking TCP socket made inside `netns`; invalid when the namespace could not be joined.
+inline UniqueFd tcpSocketIn(const std::string& netns) {
+  int fd = -1;
+  runInNetns(netns, [&] { fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0); });
+  return UniqueFd(fd);
+}
+
+inline sockaddr_in socketAddress(const std::string& address, uint16_t port) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
+  return sa;
+}
+
+inline std::string addressText(const sockaddr_in& sa) {
+  char text[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &sa.sin_addr, text, sizeof text);
+  return text;
+}
+
+// True when `events` showed up on `fd` within `timeout`.
+inline bool waitForFd(int fd, short events, std::chrono::milliseconds timeout) {
+  pollfd p{.fd = fd, .events = events, .revents = 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 && (p.revents & events) != 0;
+}
+
+// A listening socket in `netns` on address:port (all addresses by default); invalid on failure.
+inline UniqueFd listenIn(const std::string& netns, uint16_t port, const std::string& address = "0.0.0.0") {
+  UniqueFd fd = tcpSocketIn(netns);
+  if (!fd) return fd;
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa = socketAddress(address, port);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd.get(), 16) != 0) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
+// Binds a client socket to a local address (any port) before it connects.
+inline bool bindTo(const UniqueFd& fd, const std::string& address) {
+  sockaddr_in local = socketAddress(address, 0);
+  return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) == 0;
+}
+
+// Connects the non-blocking `client` to address:port and waits for the handshake: "" when connected,
+// else why not ("timed out" when nothing answered within `timeout`, or "connect: <the error>").
+inline std::string connectWithin(const UniqueFd& client, const std::string& address, uint16_t port,
+                                 std::chrono::milliseconds timeout) {
+  sockaddr_in sa = socketAddress(address, port);
+  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
+    return std::string("connect: ") + std::strerror(errno);
+  }
+  if (!waitForFd(client.get(), POLLOUT, timeout)) return "timed out";
+  int soError = 0;
+  socklen_t len = sizeof soError;
+  if (::getsockopt(client.get(), SOL_SOCKET, SO_ERROR, &soError, &len) != 0 || soError != 0) {
+    return std::string("connect: ") + std::strerror(soError);
+  }
+  return "";
+}
+
+// The next connection on `listener` within `timeout` (invalid when none); `peer`, when given, receives
+// the client's address as the listener saw it (after any NAT).
+inline UniqueFd acceptWithin(const UniqueFd& listener, std::chrono::milliseconds timeout,
+                             std::string* peer = nullptr) {
+  if (!waitForFd(listener.get(), POLLIN, timeout)) return UniqueFd();
+  sockaddr_in from{};
+  socklen_t fromLen = sizeof from;
+  UniqueFd server(::accept4(listener.get(), reinterpret_cast<sockaddr*>(&from), &fromLen, SOCK_CLOEXEC));
+  if (server && peer != nullptr) *peer = addressText(from);
+  return server;
+}
+
+struct TcpExchange {
+  bool ok = false;
+  std::string peer;  // the client's address as the listener saw it; empty when nothing was accepted
+};
+
+// A whole exchange: the handshake from `fromNetns` (bound to `fromAddress` when given), then `listener`
+// accepts and replies and the client must read the reply, so return traffic of an established
+// connection is exercised too. Every wait is bounded by `timeout`.
+inline TcpExchange tcpExchange(const std::string& fromNetns, const std::string& address, uint16_t port,
+                               const UniqueFd& listener, std::chrono::milliseconds timeout,
+                               const std::optional<std::string>& fromAddress = {}) {
+  TcpExchange result;
+  UniqueFd client = tcpSocketIn(fromNetns);
+  if (!client || (fromAddress && !bindTo(client, *fromAddress))) return result;
+  if (!connectWithin(client, address, port, timeout).empty()) return result;
+  UniqueFd server = acceptWithin(listener, timeout, &result.peer);
+  if (!server || ::write(server.get(), "pong", 4) != 4) return result;
+  if (!waitForFd(client.get(), POLLIN, timeout)) return result;
+  char reply[8] = {};
+  result.ok = ::read(client.get(), reply, sizeof reply) == 4 && std::string(reply, 4) == "pong";
+  return result;
+}
+
+// A connect attempt that ends either way, with no listener needed: true when the handshake completed.
+inline bool tcpConnects(const std::string& fromNetns, const std::string& address, uint16_t port,
+                        std::chrono::milliseconds timeout,
+                        const std::optional<std::string>& fromAddress = {}) {
+  UniqueFd client = tcpSocketIn(fromNetns);
+  if (!client || (fromAddress && !bindTo(client, *fromAddress))) return false;
+  return connectWithin(client, address, port, timeout).empty();
+}
+
+// Deletes the named namespaces it holds (newest first, with every link in them), also when a test
+// fails halfway.
+class NetnsGuard {
+ public:
+  NetnsGuard() = default;
+  NetnsGuard(const NetnsGuard&) = delete;
+  NetnsGuard& operator=(const NetnsGuard&) = delete;
+  ~NetnsGuard() {
+    for (const std::string& failure : removeAll()) std::fprintf(stderr, "cleanup: %s\n", failure.c_str());
+  }
+
+  // Creates the named namespace `name` and holds it.
+  Status create(const std::string& name) {
+    Status made = net::createNetns(name);
+    if (made) names_.push_back(name);
+    return made;
+  }
+  // Holds a namespace made some other way.
+  void hold(const std::string& name) { names_.push_back(name); }
+
+  // Deletes them now: one message per namespace that could not be deleted.
+  std::vector<std::string> removeAll() {
+    std::vector<std::string> failures;
+    for (auto it = names_.rbegin(); it != names_.rend(); ++it) {
+      if (Status deleted = net::deleteNetns(*it); !deleted) failures.push_back(deleted.error().message());
+    }
+    names_.clear();
+    return failures;
+  }
+
+ private:
+  std::vector<std::string> names_;
+};
+
+}  // namespace corral::testing
