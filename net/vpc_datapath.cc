@@ -423,11 +423,8 @@ class Converger {
       if (!fd) return fail(std::move(fd).error());
       uplinkFd = std::move(*fd);
     }
-    if (auto s = vpc_->createVethPair(gateway.vpcLink, gateway.uplinkLink); !s) return s;
-    Rollback removePair([&] { (void)vpc_->deleteLink(gateway.vpcLink); });
-    if (auto s = vpc_->moveToNetns(gateway.uplinkLink, uplinkFd.get()); !s) return s;
-    removePair.dismiss();
-    return {};
+    // The uplink end is born in its namespace (a move would wait for RCU grace periods).
+    return vpc_->createVethPair(gateway.vpcLink, gateway.uplinkLink, uplinkFd.get(), std::nullopt);
   }
 
   Status convergeNicPorts() {
