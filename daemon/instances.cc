@@ -63,6 +63,55 @@ bool waitExited(int pidfd, std::chrono::milliseconds timeout) {
 }
 
 // The runtime's spec JSON is the API's own: render and parse it through the request codec.
+// A running container's cgroup is shared: the supervisor kills and removes it when the container exits
+// while a stop or a forced remove may be killing it from a request thread (outside the manager's lock, so
+// a slow kill holds up nobody else). One lock per cgroup keeps those calls from overlapping (a destroy()
+// under a running killAll() would free what the kill is still walking).
+class SharedCgroup : public container::Cgroup {
+ public:
+  explicit SharedCgroup(std::unique_ptr<container::Cgroup> inner) : inner_(std::move(inner)) {}
+  std::string path() const override { return inner_->path(); }  // fixed at creation
+  Status addProcess(pid_t pid) override {
+    std::lock_guard lock(mutex_);
+    return inner_->addProcess(pid);
+  }
+  Result<container::CgroupJoin> openJoin() const override {
+    std::lock_guard lock(mutex_);
+    return inner_->openJoin();
+  }
+  Result<container::CgroupStats> stats() const override {
+    std::lock_guard lock(mutex_);
+    return inner_->stats();
+  }
+  // Once destroyed, the group is empty and gone: what a late kill or a second removal wanted.
+  Status killAll() override {
+    std::lock_guard lock(mutex_);
+    if (destroyed_) return {};
+    return inner_->killAll();
+  }
+  Status destroy() override {
+    std::lock_guard lock(mutex_);
+    if (destroyed_) return {};
+    Status done = inner_->destroy();
+    destroyed_ = done.has_value();
+    return done;
+  }
+  void release() override {
+    std::lock_guard lock(mutex_);
+    inner_->release();
+  }
+  std::string relativePath() const override { return inner_->relativePath(); }
+
+ private:
+  mutable std::mutex mutex_;
+  std::unique_ptr<container::Cgroup> inner_;
+  bool destroyed_ = false;
+};
+
+std::shared_ptr<container::Cgroup> shareCgroup(std::unique_ptr<container::Cgroup> cgroup) {
+  return std::make_shared<SharedCgroup>(std::move(cgroup));
+}
+
 std::string specText(const container::InstanceSpec& spec) {
   return api::renderRequest(api::RunInstance{spec}).body;
 }
@@ -215,7 +264,7 @@ Status InstanceManager::reattach(Instance& instance) {
              : Result<std::unique_ptr<container::Cgroup>>(std::unexpected(mode.error()));
     if (pidfd && cgroup) {
       instance.pidfd = std::make_shared<UniqueFd>(std::move(pidfd));
-      instance.cgroup = std::shared_ptr<container::Cgroup>(std::move(*cgroup));
+      instance.cgroup = shareCgroup(std::move(*cgroup));
       instance.cgroup->release();
       instance.ourChild = false;
       log::info("instance \"{}\": reattached to running pid {}", row.name, *row.pid);
@@ -552,7 +601,7 @@ Result<json> InstanceManager::startLocked(std::unique_lock<std::mutex>&, Instanc
   (*cgroup)->release();
   instance.row = std::move(row);
   instance.pidfd = std::make_shared<UniqueFd>(std::move(pidfd));
-  instance.cgroup = std::shared_ptr<container::Cgroup>(std::move(*cgroup));
+  instance.cgroup = shareCgroup(std::move(*cgroup));
   instance.ourChild = true;
   instance.stopRequested = false;
   wakeSupervisor();
