@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/xml.h"
+
 namespace corral::api {
 namespace {
 
@@ -482,31 +484,6 @@ std::string dotId(std::string_view text) {
 
 // ---- SVG ----
 
-std::string xmlEscape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
 
 constexpr int kMargin = 20;
 constexpr int kBoxWidth = 160;
@@ -522,7 +499,7 @@ struct Svg {
   std::string body;
   void text(int x, int y, std::string_view content, std::string_view cls, std::string_view anchor = "start") {
     body += fmt::format("<text x=\"{}\" y=\"{}\" class=\"{}\" text-anchor=\"{}\">{}</text>\n", x, y, cls,
-                        anchor, xmlEscape(content));
+                        anchor, escapeXml(content));
   }
   void rect(int x, int y, int width, int height, std::string_view cls, int radius = 0) {
     body += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"{}\" class=\"{}\"/>\n", x, y,
@@ -808,7 +785,7 @@ std::string renderTopologySvg(const json& topology) {
       "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\">\n",
       width, height);
-  out += fmt::format("<title>{}</title>\n", xmlEscape("VPC " + str(vpc, "name") + " topology"));
+  out += fmt::format("<title>{}</title>\n", escapeXml("VPC " + str(vpc, "name") + " topology"));
   out += "<style>\n" + std::string(kSvgStyle) + "</style>\n";
   out += svg.body;
   out += "</svg>\n";

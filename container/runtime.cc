@@ -29,6 +29,7 @@
 #include "container/mounts.h"
 #include "container/namespaces.h"
 #include "core/log.h"
+#include "core/rollback.h"
 
 namespace corral::container {
 namespace {
@@ -372,20 +373,6 @@ class ChildGuard {
   pid_t pid_ = -1;
 };
 
-// Undoes one host-side effect unless dismissed.
-class Rollback {
- public:
-  explicit Rollback(std::function<void()> undo) : undo_(std::move(undo)) {}
-  Rollback(const Rollback&) = delete;
-  Rollback& operator=(const Rollback&) = delete;
-  ~Rollback() {
-    if (undo_) undo_();
-  }
-  void dismiss() { undo_ = nullptr; }
-
- private:
-  std::function<void()> undo_;
-};
 
 class ChildStack {
  public:

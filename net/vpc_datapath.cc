@@ -19,6 +19,7 @@
 #include <thread>
 #include <utility>
 
+#include "core/rollback.h"
 #include "core/unique_fd.h"
 #include "net/netlink.h"
 #include "net/nft.h"
@@ -43,20 +44,6 @@ const std::string kVethPrefix = fmt::format("{}v", kLinkPrefix);
 const std::string kTapPrefix = fmt::format("{}t", kLinkPrefix);
 const std::string kGatewayPrefix = fmt::format("{}g", kLinkPrefix);
 
-// Undoes one effect unless dismissed.
-class Rollback {
- public:
-  explicit Rollback(std::function<void()> undo) : undo_(std::move(undo)) {}
-  Rollback(const Rollback&) = delete;
-  Rollback& operator=(const Rollback&) = delete;
-  ~Rollback() {
-    if (undo_) undo_();
-  }
-  void dismiss() { undo_ = nullptr; }
-
- private:
-  std::function<void()> undo_;
-};
 
 bool hasPrefix(std::string_view text, std::string_view prefix) {
   return text.substr(0, prefix.size()) == prefix;

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "core/xml.h"
 #include "vmm/agent_protocol.h"
 
 namespace corral::vmm {
@@ -12,33 +13,6 @@ constexpr uint64_t kMiB = 1ull << 20;
 constexpr uint64_t kMinMemory = 32 * kMiB;
 constexpr uint64_t kMaxMemory = 1ull << 40;
 
-// Escapes for both text and attribute values (attributes are always single-quoted here).
-std::string escapeXml(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
 
 std::string escapePath(const std::filesystem::path& path) {
   return escapeXml(path.string());
