@@ -254,6 +254,18 @@ struct InitChildContext {
   LockdownInput lockdown{};
 };
 
+// A clone()d child of the multi-threaded daemon still carries glibc's list of the parent's threads, and
+// glibc's setgroups/setres*id wrappers broadcast the change to every thread on that list and wait for
+// each to acknowledge (nptl's setxid): a thread that was starting or exiting at clone time never does, and
+// the child hangs. The raw system calls change the calling thread, which is the whole child process.
+int clearGroupsInChild() {
+  return static_cast<int>(::syscall(SYS_setgroups, 0, nullptr));
+}
+int becomeRootInChild() {
+  if (::syscall(SYS_setresgid, 0, 0, 0) != 0) return -1;
+  return static_cast<int>(::syscall(SYS_setresuid, 0, 0, 0));
+}
+
 // The container's init, from clone() to execve. It is already in its new user (if any), pid, mount,
 // uts, ipc and net namespaces (and, on v2, in its cgroup). Order (STYLE.md): wait for "go" (id maps and
 // network are done) → join the v1 cgroups → private "/" + rootfs bind → become root of the user ns → cgroup
@@ -282,8 +294,8 @@ int containerInitMain(void* arg) {
   if (ctx.userNamespace) {
     // Our ids were unmapped until the parent wrote the maps; become the namespace's root (the capabilities
     // from clone(CLONE_NEWUSER) are kept: we move onto the namespace's root uid, not away from it).
-    if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) childFail(fd, ChildStep::SetIds, errno);
-  } else if (::setgroups(0, nullptr) != 0) {  // the daemon's supplementary groups are not the container's
+    if (becomeRootInChild() != 0) childFail(fd, ChildStep::SetIds, errno);
+  } else if (clearGroupsInChild() != 0) {  // the daemon's supplementary groups are not the container's
     childFail(fd, ChildStep::ClearGroups, errno);
   }
 
@@ -318,8 +330,7 @@ struct ExecChildContext {
 // being a child of a process that joined it) and in its cgroup.
 int execGrandchildMain(void* arg) {
   const ExecChildContext& ctx = *static_cast<const ExecChildContext*>(arg);
-  if (!ctx.userNamespace && ::setgroups(0, nullptr) != 0)
-    childFail(ctx.syncFd, ChildStep::ClearGroups, errno);
+  if (!ctx.userNamespace && clearGroupsInChild() != 0) childFail(ctx.syncFd, ChildStep::ClearGroups, errno);
   lockDownAndExecInChild(ctx.lockdown);
 }
 
@@ -336,9 +347,7 @@ int execGrandchildMain(void* arg) {
   if (int err = joinNamespacesInChild(*ctx.namespaces, &failedIndex)) {
     childFail(fd, ChildStep::JoinNamespace, err, static_cast<int32_t>(failedIndex));
   }
-  if (ctx.userNamespace && (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0)) {
-    childFail(fd, ChildStep::SetIds, errno);
-  }
+  if (ctx.userNamespace && becomeRootInChild() != 0) childFail(fd, ChildStep::SetIds, errno);
   // setns(mnt) put us at the container's root; now the configured directory.
   if (::chdir(ctx.workingDir->c_str()) != 0) childFail(fd, ChildStep::WorkingDir, errno);
   pid_t pid = ::clone(execGrandchildMain, ctx.grandchildStackTop, CLONE_PARENT | SIGCHLD,

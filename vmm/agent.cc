@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -101,7 +102,7 @@ Result<AgentClient> AgentClient::fromConnected(UniqueFd fd, Clock::time_point de
   auto nextHello = Clock::now();
   for (;;) {
     if (Clock::now() >= nextHello) {
-      const Json hello = {{"id", client.nextId_++}, {"op", "hello"}};
+      const Json hello = {{"id", takeId()}, {"op", "hello"}};
       if (auto sent = client.sendLine(hello.dump(), std::min(deadline, Clock::now() + kHelloInterval));
           !sent) {
         if (sent.error().kind() != ErrorKind::Unavailable)
@@ -174,6 +175,11 @@ Result<std::string> AgentClient::readLine(Clock::time_point deadline) {
   }
 }
 
+int64_t AgentClient::takeId() {
+  static std::atomic<int64_t> next{1};
+  return next.fetch_add(1);
+}
+
 Result<std::string> AgentClient::awaitAnswer(int64_t id, Clock::time_point deadline) {
   for (;;) {
     auto line = readLine(deadline);
@@ -199,7 +205,7 @@ Result<std::string> AgentClient::awaitAnswer(int64_t id, Clock::time_point deadl
 Result<ExecResult> AgentClient::exec(const std::vector<std::string>& command,
                                      const std::vector<std::string>& env, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout + kExecSlack;
-  const int64_t id = nextId_++;
+  const int64_t id = takeId();
   const Json request = {
       {"id", id}, {"op", "exec"}, {"command", command}, {"env", env}, {"timeout_ms", timeout.count()}};
   if (auto sent = sendLine(request.dump(), deadline); !sent) return fail(sent.error().wrap("guest exec"));
@@ -225,7 +231,7 @@ Result<ExecResult> AgentClient::exec(const std::vector<std::string>& command,
 
 Status AgentClient::shutdown() {
   const auto deadline = Clock::now() + kShutdownAnswer;
-  const int64_t id = nextId_++;
+  const int64_t id = takeId();
   const Json request = {{"id", id}, {"op", "shutdown"}};
   if (auto sent = sendLine(request.dump(), deadline); !sent) return fail(sent.error().wrap("guest shutdown"));
   auto line = awaitAnswer(id, deadline);

@@ -53,9 +53,11 @@ class AgentClient {
   Result<std::string> readLine(std::chrono::steady_clock::time_point deadline);
   // Reads lines until the answer carrying `id`, skipping stale answers and repeated "ready" events.
   Result<std::string> awaitAnswer(int64_t id, std::chrono::steady_clock::time_point deadline);
+  // Request ids are unique in the whole process, not per connection: the guest keeps answering hellos a
+  // previous connection left in the channel, and such a stale answer must never match a new request.
+  static int64_t takeId();
   UniqueFd fd_;
   GuestReady ready_;
-  int64_t nextId_ = 1;
   std::string buffer_;  // bytes read past the last full line
 };
 
