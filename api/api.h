@@ -108,6 +108,16 @@ struct ExecInstance {  // POST /v1/instances/NAME/exec {"command": [...], "env":
   std::vector<std::string> env;
 };
 
+// POST /v1/trace {"target": "web", "filter": "tcp", "count": 20, "seconds": 10}: captures frames on a
+// subnet's bridge or an instance's port and answers them decoded layer by layer, plus a pcap (base64).
+// Blocks until `count` frames matched `filter` or `seconds` passed. Shape: docs/api.md.
+struct TraceCapture {
+  std::string target;  // a subnet name, else an instance name
+  std::string filter = "all";
+  int64_t count = 20;    // 1..10000
+  int64_t seconds = 10;  // 1..300
+};
+
 #define CORRAL_KIND_REQUESTS(K) List<ObjectKind::K>, Get<ObjectKind::K>, Delete<ObjectKind::K>
 using Request = std::variant<GetInfo,                                            //
                              CORRAL_KIND_REQUESTS(Vpc), Create<net::VpcSpec>,    //
@@ -119,7 +129,7 @@ using Request = std::variant<GetInfo,                                           
                              AddSecurityGroupRule, DeleteSecurityGroupRule,
                              CORRAL_KIND_REQUESTS(NetworkAcl), Create<net::NetworkAclSpec>, AddNetworkAclRule,
                              DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances, GetInstance, StopInstance,
-                             StartInstance, RemoveInstance, GetInstanceLogs, ExecInstance>;
+                             StartInstance, RemoveInstance, GetInstanceLogs, ExecInstance, TraceCapture>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {
@@ -134,6 +144,11 @@ struct HttpRequest {
 Result<Request> parseRequest(std::string_view method, std::string_view target, std::string_view body);
 // Request → HTTP, the exact inverse of parseRequest (names are percent-encoded in paths).
 HttpRequest renderRequest(const Request& request);
+
+// Base64 (RFC 4648, with padding) for binary data inside JSON answers, such as a trace's pcap file.
+std::string base64Encode(std::string_view bytes);
+// InvalidArgument naming `field` when `text` is not base64.
+Result<std::string> base64Decode(std::string_view text, std::string_view field = "pcap");
 
 // The one HTTP status of each error kind: 400, 404, 409, 503, 500.
 int httpStatus(ErrorKind kind);

@@ -38,6 +38,7 @@ template <>
 struct SpecKind<net::NetworkAclSpec> : std::integral_constant<ObjectKind, ObjectKind::NetworkAcl> {};
 
 constexpr std::string_view kInstances = "instances";
+constexpr std::string_view kTrace = "trace";
 
 constexpr ObjectKind kAllKinds[] = {
     ObjectKind::Vpc,        ObjectKind::Subnet,        ObjectKind::RouteTable, ObjectKind::InternetGateway,
@@ -451,6 +452,14 @@ void readSpec(BodyFields& f, ExecBody& s) {
   f.optional("env", s.env);
 }
 
+// Body of POST /v1/trace; the values are checked by the daemon.
+void readSpec(BodyFields& f, TraceCapture& s) {
+  f.required("target", s.target);
+  f.optional("filter", s.filter);
+  f.optional("count", s.count);
+  f.optional("seconds", s.seconds);
+}
+
 template <class Spec>
 Result<Spec> parseSpec(std::string_view method, std::string_view path, std::string_view body) {
   Result<json> object = parseBodyObject(method, path, body);
@@ -486,6 +495,13 @@ class Router {
       if (!seg.empty() && seg[0] == collectionName(kind)) return routeKind(kind);
     }
     if (!seg.empty() && seg[0] == kInstances) return routeInstances();
+    if (seg.size() == 1 && seg[0] == kTrace) {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      auto trace = parseSpec<TraceCapture>(method_, target_.path, body_);
+      if (!trace) return fail(trace.error());
+      return Request{std::move(*trace)};
+    }
     return fail(noSuchPath());
   }
 
@@ -855,6 +871,54 @@ Result<Request> parseRequest(std::string_view method, std::string_view target, s
   }
 }
 
+std::string base64Encode(std::string_view bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t chunk = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size()) chunk |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    if (i + 2 < bytes.size()) chunk |= static_cast<unsigned char>(bytes[i + 2]);
+    out += kAlphabet[(chunk >> 18) & 63];
+    out += kAlphabet[(chunk >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(chunk >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[chunk & 63] : '=';
+  }
+  return out;
+}
+
+Result<std::string> base64Decode(std::string_view text, std::string_view field) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (text.size() % 4 != 0) {
+    return fail(
+        invalidField(std::string(field), "not base64: length {} is not a multiple of 4", text.size()));
+  }
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (size_t i = 0; i < text.size(); i += 4) {
+    bool last = i + 4 == text.size();
+    int padding = last ? (text[i + 3] == '=') + (text[i + 2] == '=') : 0;
+    uint32_t chunk = 0;
+    for (size_t j = 0; j < 4; ++j) {
+      int v = j >= 4 - static_cast<size_t>(padding) ? 0 : value(text[i + j]);
+      if (v < 0)
+        return fail(invalidField(std::string(field), "not base64: bad character at offset {}", i + j));
+      chunk = chunk << 6 | static_cast<uint32_t>(v);
+    }
+    out += static_cast<char>(chunk >> 16 & 0xFF);
+    if (padding < 2) out += static_cast<char>(chunk >> 8 & 0xFF);
+    if (padding < 1) out += static_cast<char>(chunk & 0xFF);
+  }
+  return out;
+}
+
 HttpRequest renderRequest(const Request& request) {
   auto collection = [](ObjectKind kind) { return fmt::format("{}/{}", kApiPrefix, collectionName(kind)); };
   return std::visit(
@@ -935,6 +999,12 @@ HttpRequest renderRequest(const Request& request) {
           [&](const ExecInstance& r) {
             return HttpRequest{"POST", instancePath(r.name) + "/exec",
                                json{{"command", r.command}, {"env", r.env}}.dump()};
+          },
+          [&](const TraceCapture& r) {
+            return HttpRequest{
+                "POST", fmt::format("{}/{}", kApiPrefix, kTrace),
+                json{{"target", r.target}, {"filter", r.filter}, {"count", r.count}, {"seconds", r.seconds}}
+                    .dump()};
           },
       },
       request);

@@ -96,6 +96,8 @@ Command natGatewayCommand();
 Command securityGroupCommand();
 Command networkAclCommand();
 Command netCommand();  // cli/net.cc: `corral net show VPC`
+Command traceCommand();    // cli/trace.cc: `corral trace SUBNET|INSTANCE`
+Command compareCommand();  // cli/compare.cc: `corral compare`
 // Instances (cli/run.cc, cli/instances.cc): top-level verbs, like `docker run` / `docker ps`.
 Command runCommand();
 Command psCommand();

@@ -35,7 +35,7 @@ Command rootCommand(const po::options_description& globalOptions) {
       {corral::cli::infoCommand(), corral::cli::cidrCommand(), corral::cli::vpcCommand(),
        corral::cli::subnetCommand(), corral::cli::routeTableCommand(), corral::cli::internetGatewayCommand(),
        corral::cli::natGatewayCommand(), corral::cli::securityGroupCommand(),
-       corral::cli::networkAclCommand(), corral::cli::netCommand(), corral::cli::runCommand(), corral::cli::psCommand(),
+       corral::cli::networkAclCommand(), corral::cli::netCommand(), corral::cli::traceCommand(), corral::cli::compareCommand(), corral::cli::runCommand(), corral::cli::psCommand(),
        corral::cli::logsCommand(), corral::cli::execCommand(), corral::cli::stopCommand(),
        corral::cli::startCommand(), corral::cli::removeInstanceCommand(), corral::cli::inspectCommand()});
   std::ostringstream text;

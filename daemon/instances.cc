@@ -384,6 +384,38 @@ void InstanceManager::recordExit(Instance& instance) {
   changed_.notify_all();
 }
 
+namespace {
+
+// The host memory a running instance holds: its cgroup's usage for a container, the QEMU process's resident
+// set for a VM (guest RAM it has touched plus QEMU itself). Null when not running or unreadable: rendering
+// an instance never fails on it.
+json usageJson(const InstanceRow& row, const container::Cgroup* cgroup) {
+  if (row.state != "running") return nullptr;
+  if (row.kind == "vm") {
+    if (!row.pid) return nullptr;
+    UniqueFd fd(::open(fmt::format("/proc/{}/status", *row.pid).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return nullptr;
+    std::string text(16384, '\0');
+    ssize_t length = ::read(fd.get(), text.data(), text.size());
+    if (length <= 0) return nullptr;
+    text.resize(static_cast<size_t>(length));
+    size_t at = text.find("\nVmRSS:");
+    if (at == std::string::npos) return nullptr;
+    at = text.find_first_of("0123456789", at);
+    if (at == std::string::npos) return nullptr;
+    uint64_t kib = 0;
+    auto [end, ec] = std::from_chars(text.data() + at, text.data() + text.size(), kib);
+    if (ec != std::errc{}) return nullptr;
+    return {{"memory_bytes", kib * 1024}, {"source", "qemu rss"}};
+  }
+  if (cgroup == nullptr) return nullptr;
+  Result<container::CgroupStats> stats = cgroup->stats();
+  if (!stats) return nullptr;
+  return {{"memory_bytes", stats->memoryCurrentBytes}, {"source", "cgroup"}};
+}
+
+}  // namespace
+
 json InstanceManager::render(const Instance& instance) const {
   const InstanceRow& row = instance.row;
   json boot = json::parse(row.bootStepsJson, nullptr, false);
@@ -418,6 +450,7 @@ json InstanceManager::render(const Instance& instance) const {
           {"exit_reason", optionalJson(row.exitReason)},
           {"exit_note", optionalJson(row.exitNote)},
           {"boot", std::move(boot)},
+          {"usage", usageJson(row, instance.cgroup.get())},
           {"spec", std::move(spec)},
           {"cgroup", instance.cgroup ? json(instance.cgroup->path()) : json(nullptr)},
           {"bundle", instanceDir(instance).string()},

@@ -18,7 +18,10 @@
 //             memory, cpus, pids, cap_add, cap_drop, seccomp, user_namespace, remove_on_exit},
 //    "cgroup": "/sys/fs/cgroup/corral/web" | null,   (null unless running)
 //    "bundle": "/var/lib/corral/containers/web", "log_path": "/var/lib/corral/containers/web/console.log",
-//    "ip": null}
+//    "ip": "10.0.1.4" | null,               (the private address when it has a subnet)
+//    "network": {"subnet", "ip", "address", "gateway", "mac", "link", "bridge", "public_ip",
+//                "security_groups", "publish"} | null,
+//    "usage": {"memory_bytes": N, "source": "cgroup" | "qemu rss"} | null}   (null unless running)
 // GET /v1/instances → {"instances": [instance, ...]} sorted by name.
 // DELETE /v1/instances/NAME[?force=true] → {"deleted": instance as it was just before removal}.
 // GET /v1/instances/NAME/logs?offset=N → {"data": "...", "offset": N, "next_offset": M, "eof": true|false,

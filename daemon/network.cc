@@ -632,4 +632,50 @@ json NetworkController::infoJson() const {
           {"kernel", options_.kernel}};
 }
 
+Result<CaptureTarget> NetworkController::captureTarget(const std::string& name, const json& instances) const {
+  std::lock_guard lock(mutex_);
+  if (!options_.kernel)
+    return fail(unavailable("this daemon does not manage the network in the kernel: nothing to trace"));
+  if (const net::Subnet* subnet = topology_.findSubnet(name)) {
+    auto plan = planLocked(topology_, subnet->vpc);
+    if (!plan) return fail(plan.error());
+    for (const net::BridgePlan& bridge : plan->bridges) {
+      if (bridge.subnet == name)
+        return CaptureTarget{"subnet", name, subnet->vpc, plan->netns, bridge.bridge};
+    }
+    return fail(internalError("subnet \"{}\" is missing from vpc \"{}\"'s plan", name, subnet->vpc));
+  }
+  std::optional<std::string> state;  // of the instance of that name, when there is one
+  if (instances.is_object() && instances.contains("instances")) {
+    for (const json& item : instances["instances"]) {
+      auto itemName = item.find("name");
+      if (itemName == item.end() || !itemName->is_string() || itemName->get_ref<const std::string&>() != name)
+        continue;
+      auto itemState = item.find("state");
+      state = itemState != item.end() && itemState->is_string() ? itemState->get_ref<const std::string&>()
+                                                                : std::string("unknown");
+    }
+  }
+  if (!state) {
+    return fail(
+        Error(ErrorKind::NotFound, fmt::format("no subnet or instance named \"{}\"", name), "target"));
+  }
+  const net::Subnet* subnet = nicSubnetLocked(name);
+  if (!subnet) {
+    return fail(conflict(
+        "instance \"{}\" has no NIC in a subnet (it was run without --subnet): it has no port to trace",
+        name));
+  }
+  if (*state != "running") {
+    return fail(conflict("instance \"{}\" is {}: its port exists only while it runs (corral start {})", name,
+                         *state, name));
+  }
+  auto plan = planLocked(topology_, subnet->vpc);
+  if (!plan) return fail(plan.error());
+  for (const net::NicPlan& nic : plan->nics) {
+    if (nic.nic.instance == name) return CaptureTarget{"instance", name, subnet->vpc, plan->netns, nic.link};
+  }
+  return fail(internalError("instance \"{}\": its NIC is missing from vpc \"{}\"'s plan", name, subnet->vpc));
+}
+
 }  // namespace corral::daemon

@@ -32,6 +32,15 @@ struct NetworkOptions {
   bool kernel = false;
 };
 
+// Where `corral trace` captures: a subnet's bridge or an instance's port, in its VPC's namespace.
+struct CaptureTarget {
+  std::string kind;  // "subnet" or "instance"
+  std::string name;
+  std::string vpc;
+  std::string netns;
+  std::string link;
+};
+
 class NetworkController {
  public:
   NetworkController(NetworkOptions options, net::Topology topology);
@@ -76,6 +85,10 @@ class NetworkController {
   // GET /v1/vpcs/NAME/topology (docs/api.md); `instances` is GET /v1/instances's list, for their state.
   Result<nlohmann::json> topologyJson(const std::string& vpc, const nlohmann::json& instances) const;
   nlohmann::json infoJson() const;  // for GET /v1/info
+  // `corral trace NAME`: a subnet of that name (its bridge), else an instance (its port; Conflict unless
+  // it is running with a NIC). `instances` is GET /v1/instances's list, for their state. NotFound naming
+  // the field "target" when it is neither; Unavailable when the kernel is not managed.
+  Result<CaptureTarget> captureTarget(const std::string& name, const nlohmann::json& instances) const;
 
  private:
   Status checkLocked(const net::Topology& next) const;

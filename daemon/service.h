@@ -76,6 +76,9 @@ class Service {
   Response serveInstance(const api::RemoveInstance& request);
   Response serveInstance(const api::GetInstanceLogs& request);
   Response serveInstance(const api::ExecInstance& request);
+  // Blocks for up to request.seconds while it captures, so it takes the same path (the target is resolved
+  // under the network controller's lock, briefly; the capture holds no lock).
+  Response serveInstance(const api::TraceCapture& request);
 
   // Runs `operation` on a copy of the topology, persists what it touched and makes the copy current.
   // On any failure neither memory nor disk changes.

@@ -109,6 +109,9 @@ auto fields(const ExecInstance& r) {
 auto fields(const GetVpcTopology& r) {
   return std::tie(r.vpc);
 }
+auto fields(const TraceCapture& r) {
+  return std::tie(r.target, r.filter, r.count, r.seconds);
+}
 
 bool sameRequest(const Request& a, const Request& b) {
   if (a.index() != b.index()) return false;
@@ -232,6 +235,7 @@ std::vector<Request> everyAlternative() {
   all.push_back(GetInstanceLogs{"web", 4096});
   all.push_back(ExecInstance{"web", {"hostname"}, {"X=1"}});
   all.push_back(GetVpcTopology{"prod a"});
+  all.push_back(TraceCapture{"web", "tcp", 12, 8});
   return all;
 }
 
@@ -254,6 +258,47 @@ TEST(RenderParse, RoundTripDetectsADifference) {
   EXPECT_FALSE(
       sameRequest(Create<net::VpcSpec>{{"a", "10.0.0.0/16"}}, Create<net::VpcSpec>{{"a", "10.1.0.0/16"}}));
   EXPECT_FALSE(sameRequest(Get<ObjectKind::Vpc>{"a"}, Get<ObjectKind::Subnet>{"a"}));
+}
+
+TEST(Trace, Shape) {
+  HttpRequest http = renderRequest(TraceCapture{"web", "udp", 5, 3});
+  EXPECT_EQ(http.method, "POST");
+  EXPECT_EQ(http.target, "/v1/trace");
+  EXPECT_EQ(nlohmann::json::parse(http.body),
+            (nlohmann::json{{"target", "web"}, {"filter", "udp"}, {"count", 5}, {"seconds", 3}}));
+  // Only the target is required; the rest keep their defaults.
+  Result<Request> minimal = parseRequest("POST", "/v1/trace", R"({"target": "web"})");
+  ASSERT_TRUE(minimal.has_value()) << minimal.error().message();
+  const auto& trace = std::get<TraceCapture>(*minimal);
+  EXPECT_EQ(trace.filter, "all");
+  EXPECT_EQ(trace.count, 20);
+  EXPECT_EQ(trace.seconds, 10);
+  Result<Request> missing = parseRequest("POST", "/v1/trace", "{}");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().field(), "target");
+  Result<Request> wrongType = parseRequest("POST", "/v1/trace", R"({"target": "web", "count": "many"})");
+  ASSERT_FALSE(wrongType.has_value());
+  EXPECT_EQ(wrongType.error().field(), "count");
+  EXPECT_FALSE(parseRequest("GET", "/v1/trace", "").has_value());
+}
+
+TEST(Base64, RoundTripsEveryLength) {
+  EXPECT_EQ(base64Encode(""), "");
+  EXPECT_EQ(base64Encode("f"), "Zg==");
+  EXPECT_EQ(base64Encode("fo"), "Zm8=");
+  EXPECT_EQ(base64Encode("foo"), "Zm9v");
+  EXPECT_EQ(base64Encode("foobar"), "Zm9vYmFy");
+  std::string bytes;
+  for (int i = 0; i < 260; ++i) {
+    bytes += static_cast<char>(i * 7);
+    Result<std::string> decoded = base64Decode(base64Encode(bytes));
+    ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
+    EXPECT_EQ(*decoded, bytes);
+  }
+  EXPECT_FALSE(base64Decode("Zm9").has_value());
+  Result<std::string> bad = base64Decode("Zm!v", "pcap");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().field(), "pcap");
 }
 
 TEST(Instances, Shapes) {

@@ -1,0 +1,789 @@
+// `corral compare`: the same busybox userland booted N times as a container and N times as a VM, measured
+// side by side: boot time and its steps, host memory, what a static probe sees inside (isolation), the
+// network between them and the accelerator. Everything it starts it removes again, also on Ctrl-C.
+#include <fcntl.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "cli/cli.h"
+
+namespace corral::cli {
+namespace {
+
+volatile sig_atomic_t interrupted = 0;
+
+void onInterrupt(int) {
+  interrupted = 1;
+}
+
+bool stopRequested() {
+  return interrupted != 0;
+}
+
+const std::array<std::string, 2> kKinds = {"container", "vm"};
+const std::array<std::string, 9> kNamespaces = {"cgroup",           "ipc",  "mnt",  "net", "pid",
+                                                "pid_for_children", "time", "user", "uts"};
+
+std::string instanceName(const std::string& kind, int64_t index) {
+  return fmt::format("compare-{}-{}", kind == "vm" ? "v" : "c", index);
+}
+
+// ---- The host's own view, to set the probe's numbers against (the kernel release and namespace ids) ----
+
+json hostView() {
+  json host = {{"kernel_release", nullptr}, {"namespaces", json::object()}};
+  if (utsname uts{}; ::uname(&uts) == 0) host["kernel_release"] = uts.release;
+  for (const std::string& ns : kNamespaces) {
+    char target[256];
+    const std::string link = "/proc/self/ns/" + ns;
+    ssize_t length = ::readlink(link.c_str(), target, sizeof target - 1);
+    json inode = nullptr;
+    if (length > 0) {
+      std::string text(target, static_cast<size_t>(length));
+      size_t open = text.find(":[");
+      if (open != std::string::npos && text.back() == ']') {
+        try {
+          inode = std::stoull(text.substr(open + 2, text.size() - open - 3));
+        } catch (const std::exception&) {
+        }
+      }
+    }
+    host["namespaces"][ns] = inode;
+  }
+  return host;
+}
+
+// ---- Numbers ----
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+json summarize(const std::vector<double>& values) {
+  if (values.empty()) return nullptr;
+  return {{"median", median(values)},
+          {"min", *std::min_element(values.begin(), values.end())},
+          {"max", *std::max_element(values.begin(), values.end())},
+          {"count", values.size()}};
+}
+
+std::string milliseconds(const json& value) {
+  if (!value.is_number()) return "-";
+  double ms = value.get<double>();
+  return ms >= 1000 ? fmt::format("{:.2f} s", ms / 1000) : fmt::format("{:.1f} ms", ms);
+}
+
+std::string bytes(const json& value) {
+  if (!value.is_number()) return "-";
+  return fmt::format("{:.1f} MiB", value.get<double>() / (1024 * 1024));
+}
+
+// ---- One compare run ----
+
+struct Sample {
+  std::string name;
+  std::string kind;
+  json instance;  // the daemon's view once ready
+  json probe;     // corral-probe's report, or null
+  std::string error;
+};
+
+class Compare {
+ public:
+  Compare(const Invocation& invocation, api::Client client)
+      : invocation_(invocation),
+        client_(std::move(client)),
+        patient_(client_.socketPath(), std::chrono::minutes(5)) {}
+
+  int run();
+
+ private:
+  Status checkNamesFree();
+  void startAll();
+  Status startOne(const std::string& kind, int64_t index);
+  void waitForVms();
+  void collect();
+  json measureNetwork();
+  json pingFrom(const std::string& from, const std::string& to);
+  json tcpConnectFrom(const std::string& from, const std::string& to);
+  json isolation(const json& host) const;
+  json summary() const;
+  void removeAll();
+  void printHuman(const json& result) const;
+  Status writeSvg(const std::string& path) const;
+  Result<json> exec(const std::string& name, std::vector<std::string> command) const;
+
+  const Invocation& invocation_;
+  api::Client client_;
+  api::Client patient_;  // for exec and VM starts, which may take long under TCG
+  int64_t runs_ = 3;
+  std::string subnet_;
+  std::string memory_;
+  std::vector<std::string> started_;  // every name a start was asked for: removed at the end
+  std::vector<Sample> samples_;
+  std::vector<std::string> notes_;
+};
+
+Result<json> Compare::exec(const std::string& name, std::vector<std::string> command) const {
+  return patient_.call(api::ExecInstance{name, std::move(command), {}});
+}
+
+Status Compare::checkNamesFree() {
+  Result<json> list = client_.call(api::ListInstances{});
+  if (!list) return fail(list.error().wrap("listing instances"));
+  std::set<std::string> ours;
+  for (int64_t i = 1; i <= runs_; ++i) {
+    for (const std::string& kind : kKinds) ours.insert(instanceName(kind, i));
+  }
+  std::vector<std::string> taken;
+  const json& items = list->is_object() && list->contains("instances") ? (*list)["instances"] : *list;
+  for (const json& item : items) {
+    std::string name = displayText(field(item, "name"));
+    if (ours.count(name)) taken.push_back(name);
+  }
+  if (taken.empty()) return {};
+  std::string names;
+  for (const std::string& name : taken) names += (names.empty() ? "" : " ") + name;
+  return fail(Error(
+      ErrorKind::Conflict,
+      fmt::format("instances from an earlier compare exist: {} (remove them with corral rm -f)", names)));
+}
+
+Status Compare::startOne(const std::string& kind, int64_t index) {
+  container::InstanceSpec spec;
+  spec.kind = kind;
+  spec.image = "busybox";
+  spec.name = instanceName(kind, index);
+  if (kind == "container") spec.command = {"sleep", "100000"};
+  spec.memory = memory_;
+  spec.subnet = subnet_;
+  {
+    // Recorded before asking, so an answer lost to Ctrl-C still leaves the name to remove.
+    static std::mutex mutex;
+    std::lock_guard lock(mutex);
+    started_.push_back(spec.name);
+  }
+  Result<json> instance = patient_.call(api::RunInstance{spec});
+  if (!instance) return fail(instance.error().wrap(fmt::format("starting {}", spec.name)));
+  return {};
+}
+
+void Compare::startAll() {
+  std::vector<std::pair<std::string, int64_t>> order;
+  for (int64_t i = 1; i <= runs_; ++i) {
+    for (const std::string& kind : kKinds) order.emplace_back(kind, i);
+  }
+  std::map<std::string, std::string> errors;
+  if (invocation_.flag("parallel")) {
+    std::mutex mutex;
+    std::vector<std::thread> threads;
+    for (const auto& [kind, index] : order) {
+      threads.emplace_back([&, kind = kind, index = index] {
+        if (Status started = startOne(kind, index); !started) {
+          std::lock_guard lock(mutex);
+          errors[instanceName(kind, index)] = started.error().message();
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    for (const auto& [kind, index] : order) {
+      samples_.push_back({instanceName(kind, index), kind, nullptr, nullptr, ""});
+    }
+  } else {
+    // One at a time: each VM is ready before the next instance starts, so they do not share the CPUs.
+    for (const auto& [kind, index] : order) {
+      if (stopRequested()) return;
+      std::string name = instanceName(kind, index);
+      if (!invocation_.global.json) std::cerr << "corral: starting " << name << "\n";
+      if (Status started = startOne(kind, index); !started) errors[name] = started.error().message();
+      samples_.push_back({name, kind, nullptr, nullptr, ""});
+      if (kind == "vm" && !errors.count(name)) {
+        Result<json> now = client_.call(api::GetInstance{name});
+        Result<json> ready = now ? waitUntilReady(client_, *now, &interrupted) : now;
+        if (!ready) errors[name] = ready.error().message();
+      }
+    }
+  }
+  for (Sample& sample : samples_) {
+    if (errors.count(sample.name)) sample.error = errors[sample.name];
+  }
+}
+
+void Compare::waitForVms() {
+  for (Sample& sample : samples_) {
+    if (stopRequested()) return;
+    if (!sample.error.empty()) continue;
+    Result<json> now = client_.call(api::GetInstance{sample.name});
+    if (now && sample.kind == "vm") now = waitUntilReady(client_, *now, &interrupted);
+    if (!now) {
+      sample.error = now.error().message();
+      continue;
+    }
+    sample.instance = *now;
+    if (field(*now, "state") != "running")
+      sample.error = fmt::format("{} is {}", sample.name, displayInstanceState(*now));
+  }
+}
+
+void Compare::collect() {
+  for (Sample& sample : samples_) {
+    if (stopRequested()) return;
+    if (!sample.error.empty()) continue;
+    // The instance again: memory in use now that it is up, not the first moment.
+    if (Result<json> now = client_.call(api::GetInstance{sample.name})) sample.instance = *now;
+    Result<json> probe = exec(sample.name, {"corral-probe"});
+    if (!probe) {
+      sample.error = probe.error().wrap("corral-probe").message();
+      continue;
+    }
+    json report = json::parse(displayText(field(*probe, "stdout")), nullptr, false);
+    if (report.is_discarded() || !report.is_object()) {
+      sample.error = fmt::format("corral-probe in {} printed no report: {}", sample.name,
+                                 displayText(field(*probe, "stderr")));
+      continue;
+    }
+    sample.probe = std::move(report);
+  }
+}
+
+// "round-trip min/avg/max = 0.061/0.089/0.117 ms" from busybox ping -q.
+json Compare::pingFrom(const std::string& from, const std::string& to) {
+  json result = {{"from", from}, {"to", to}};
+  Result<json> ping = exec(from, {"ping", "-c", "5", "-q", "-W", "2", to});
+  if (!ping) {
+    result["error"] = ping.error().message();
+    return result;
+  }
+  std::string out = displayText(field(*ping, "stdout"));
+  std::smatch match;
+  static const std::regex kRtt(R"(min/avg/max = ([0-9.]+)/([0-9.]+)/([0-9.]+) ms)");
+  static const std::regex kLoss(R"(([0-9]+)% packet loss)");
+  if (std::regex_search(out, match, kRtt)) {
+    result["rtt_ms"] = {
+        {"min", std::stod(match[1])}, {"avg", std::stod(match[2])}, {"max", std::stod(match[3])}};
+  } else {
+    result["rtt_ms"] = nullptr;
+    result["error"] = fmt::format("no reply: {}{}", out, displayText(field(*ping, "stderr")));
+  }
+  if (std::regex_search(out, match, kLoss)) result["loss_percent"] = std::stoi(match[1]);
+  return result;
+}
+
+// busybox's nc cannot time itself (no -z) nor its date (no %N), but its `ts -i` stamps each line with the
+// microseconds since the previous one: a line before and one after `nc` bracket the connect. The number
+// includes starting nc (a fork and exec inside the instance) and closing: an upper bound on the connect.
+json Compare::tcpConnectFrom(const std::string& from, const std::string& to) {
+  json result = {{"from", from}, {"to", to}, {"port", 7000}, {"includes", "starting nc inside the instance"}};
+  std::string script =
+      fmt::format("(echo start; nc -w 3 {} 7000 </dev/null; echo \"done $?\") | ts -i %.s", to);
+  Result<json> timed = exec(from, {"sh", "-c", script});
+  if (!timed) {
+    result["error"] = timed.error().message();
+    return result;
+  }
+  std::string out = displayText(field(*timed, "stdout"));
+  std::smatch match;
+  static const std::regex kDone(R"(([0-9]+\.[0-9]+) done ([0-9]+))");
+  if (std::regex_search(out, match, kDone) && match[2] == "0") {
+    result["connect_ms"] = std::stod(match[1]) * 1000;
+  } else {
+    result["connect_ms"] = nullptr;
+    result["error"] = fmt::format("nc {} 7000 failed: {}{}", to, out, displayText(field(*timed, "stderr")));
+  }
+  return result;
+}
+
+json Compare::measureNetwork() {
+  const Sample* container = nullptr;
+  const Sample* vm = nullptr;
+  for (const Sample& sample : samples_) {
+    if (!sample.error.empty() || !sample.probe.is_object()) continue;
+    if (sample.kind == "container" && !container) container = &sample;
+    if (sample.kind == "vm" && !vm) vm = &sample;
+  }
+  if (!container || !vm) return {{"error", "no container and VM pair is running"}};
+  auto ipOf = [](const Sample& sample) {
+    return displayText(field(field(sample.instance, "network"), "ip"));
+  };
+  std::string router = displayText(field(field(container->instance, "network"), "gateway"));
+  json network = {{"subnet", subnet_},
+                  {"container", {{"name", container->name}, {"ip", ipOf(*container)}}},
+                  {"vm", {{"name", vm->name}, {"ip", ipOf(*vm)}}},
+                  {"router", router},
+                  {"ping", json::array()},
+                  {"tcp_connect", json::array()}};
+  std::vector<std::pair<const Sample*, std::string>> pings = {
+      {container, ipOf(*vm)}, {vm, ipOf(*container)}, {container, router}, {vm, router}};
+  for (const auto& [from, to] : pings) {
+    if (stopRequested()) return network;
+    json ping = pingFrom(from->name, to);
+    network["ping"].push_back(std::move(ping));
+  }
+  // A listener on each side (busybox nc -ll: accepts again and again), then a timed connect from the other.
+  for (const auto& [listener, client] : {std::pair{vm, container}, std::pair{container, vm}}) {
+    if (stopRequested()) return network;
+    Result<json> listening = exec(
+        listener->name, {"sh", "-c", "nc -ll -p 7000 -e true </dev/null >/dev/null 2>&1 & usleep 300000"});
+    if (!listening) {
+      network["tcp_connect"].push_back(
+          {{"from", client->name}, {"to", ipOf(*listener)}, {"error", listening.error().message()}});
+      continue;
+    }
+    network["tcp_connect"].push_back(tcpConnectFrom(client->name, ipOf(*listener)));
+  }
+  return network;
+}
+
+json Compare::isolation(const json& host) const {
+  json table = json::object();
+  for (const std::string& kind : kKinds) {
+    const Sample* sample = nullptr;
+    for (const Sample& s : samples_) {
+      if (s.kind == kind && s.probe.is_object()) {
+        sample = &s;
+        break;
+      }
+    }
+    if (!sample) {
+      table[kind] = nullptr;
+      continue;
+    }
+    const json& probe = sample->probe;
+    json release = field(field(probe, "kernel"), "release");
+    json namespaces = json::object();
+    int shared = 0;
+    for (const std::string& ns : kNamespaces) {
+      json inode = field(field(probe, "namespaces"), ns);
+      // A VM's kernel numbers its own namespaces from the same starting ids as the host's: equal numbers
+      // mean the same namespace only under the same kernel.
+      bool same = release == host["kernel_release"] && inode.is_number() && inode == host["namespaces"][ns];
+      if (same) ++shared;
+      namespaces[ns] = {{"inode", inode}, {"equals_host", same}};
+    }
+    json interfaces = field(probe, "interfaces");
+    table[kind] = {{"instance", sample->name},
+                   {"kernel_release", release},
+                   {"kernel_equals_host", release.is_string() && release == host["kernel_release"]},
+                   {"pid1", field(probe, "pid1Comm")},
+                   {"probe_pid", field(probe, "pid")},
+                   {"visible_processes", field(probe, "visiblePidCount")},
+                   {"namespaces", std::move(namespaces)},
+                   {"namespaces_shared_with_host", shared},
+                   {"capabilities", field(field(probe, "capabilities"), "effectiveNames")},
+                   {"seccomp", field(probe, "seccomp")},
+                   {"no_new_privs", field(probe, "noNewPrivs")},
+                   {"cgroup_limits", field(probe, "cgroupLimits")},
+                   {"cpus", field(field(probe, "cpus"), "online")},
+                   {"memory_total_kib", field(probe, "memTotalKiB")},
+                   {"dev_kvm", field(probe, "devKvm")},
+                   {"mounts", field(field(probe, "mounts"), "count")},
+                   {"root_mount", field(field(probe, "mounts"), "root")},
+                   {"interfaces", interfaces}};
+  }
+  table["host"] = host;
+  return table;
+}
+
+json Compare::summary() const {
+  json result = json::object();
+  for (const std::string& kind : kKinds) {
+    std::vector<double> totals, memory;
+    std::map<std::string, std::vector<double>> steps;
+    for (const Sample& sample : samples_) {
+      if (sample.kind != kind || !sample.error.empty()) continue;
+      const json& boot = field(sample.instance, "boot");
+      if (boot.is_object()) {
+        for (const auto& [key, value] : boot.items()) {
+          if (!value.is_number() || !key.ends_with("_ms")) continue;
+          if (key == "total_ms") {
+            totals.push_back(value.get<double>());
+          } else {
+            steps[key].push_back(value.get<double>());
+          }
+        }
+      }
+      const json& used = field(field(sample.instance, "usage"), "memory_bytes");
+      if (used.is_number()) memory.push_back(used.get<double>());
+    }
+    json split = json::object();
+    for (const auto& [key, values] : steps) split[key] = median(values);
+    result[kind] = {{"boot_ms", summarize(totals)},
+                    {"boot_steps_median_ms", std::move(split)},
+                    {"memory_bytes", summarize(memory)}};
+  }
+  return result;
+}
+
+void Compare::removeAll() {
+  // Ctrl-C from here on must not cut the cleanup short: the flag is no longer looked at.
+  api::Client remover(client_.socketPath(), std::chrono::minutes(2));
+  for (const std::string& name : started_) {
+    Result<json> removed = remover.call(api::RemoveInstance{name, true});
+    if (!removed && removed.error().kind() != ErrorKind::NotFound) printError(removed.error());
+  }
+}
+
+void printIsolationRow(Table& table, const std::string& label, const json& isolation,
+                       const std::function<std::string(const json&)>& cell) {
+  std::vector<std::string> row = {label};
+  for (const char* kind : {"container", "vm", "host"}) {
+    const json& side = field(isolation, kind);
+    row.push_back(side.is_object() ? cell(side) : "-");
+  }
+  table.add(std::move(row));
+}
+
+void Compare::printHuman(const json& result) const {
+  const json& summary = result["summary"];
+  fmt::print("accelerator: {} (VMs), {} runs of each kind{}\n\n", displayText(result["accelerator"]), runs_,
+             invocation_.flag("parallel") ? ", started all at once" : ", started one at a time");
+
+  Table boot({"", "container", "vm"});
+  for (const char* stat : {"median", "min", "max"}) {
+    boot.add({fmt::format("boot {}", stat), milliseconds(field(field(summary["container"], "boot_ms"), stat)),
+              milliseconds(field(field(summary["vm"], "boot_ms"), stat))});
+  }
+  std::set<std::string> steps;
+  for (const std::string& kind : kKinds) {
+    for (const auto& [key, value] : summary[kind]["boot_steps_median_ms"].items()) steps.insert(key);
+  }
+  for (const std::string& step : steps) {
+    boot.add({"  " + step.substr(0, step.size() - 3),
+              milliseconds(field(summary["container"]["boot_steps_median_ms"], step)),
+              milliseconds(field(summary["vm"]["boot_steps_median_ms"], step))});
+  }
+  boot.add({"memory median", bytes(field(field(summary["container"], "memory_bytes"), "median")),
+            bytes(field(field(summary["vm"], "memory_bytes"), "median"))});
+  boot.print();
+
+  fmt::print("\nper instance:\n");
+  Table instances({"name", "kind", "boot", "memory", "memory source", "error"});
+  for (const json& sample : result["samples"]) {
+    const json& usage = field(field(sample, "instance"), "usage");
+    instances.add({displayText(sample["name"]), displayText(sample["kind"]),
+                   milliseconds(field(field(field(sample, "instance"), "boot"), "total_ms")),
+                   bytes(field(usage, "memory_bytes")), displayText(field(usage, "source")),
+                   displayText(field(sample, "error"))});
+  }
+  instances.print();
+
+  const json& isolation = result["isolation"];
+  fmt::print("\nisolation (what corral-probe sees inside; host = this machine):\n");
+  Table table({"", "container", "vm", "host"});
+  printIsolationRow(table, "kernel release", isolation, [](const json& side) {
+    std::string release = displayText(field(side, "kernel_release"));
+    if (field(side, "kernel_equals_host") == true) release += " (= host)";
+    return release;
+  });
+  const json& host = field(isolation, "host");
+  printIsolationRow(table, "pid 1", isolation,
+                    [](const json& side) { return displayText(field(side, "pid1")); });
+  printIsolationRow(table, "processes seen", isolation,
+                    [](const json& side) { return displayText(field(side, "visible_processes")); });
+  for (const std::string& ns : kNamespaces) {
+    printIsolationRow(table, ns + " namespace", isolation, [&](const json& side) {
+      if (side.contains("namespaces") && field(side, "namespaces").contains(ns) &&
+          field(side, "namespaces")[ns].is_object()) {
+        const json& entry = field(side, "namespaces")[ns];
+        std::string mark = field(entry, "equals_host") == true          ? " (= host)"
+                           : field(side, "kernel_equals_host") == false ? " (own kernel)"
+                                                                        : "";
+        return displayText(field(entry, "inode")) + mark;
+      }
+      return displayText(field(field(host, "namespaces"), ns));
+    });
+  }
+  printIsolationRow(table, "capabilities", isolation, [](const json& side) {
+    const json& caps = field(side, "capabilities");
+    return caps.is_array() ? fmt::format("{} effective", caps.size()) : "-";
+  });
+  printIsolationRow(table, "seccomp / no_new_privs", isolation, [](const json& side) {
+    return fmt::format("{} / {}", displayText(field(side, "seccomp")),
+                       displayText(field(side, "no_new_privs")));
+  });
+  printIsolationRow(table, "cgroup limits seen", isolation, [](const json& side) {
+    const json& limits = field(side, "cgroup_limits");
+    if (!limits.is_object()) return std::string("-");
+    std::string text;
+    for (const auto& [path, value] : limits.items()) {
+      if (path.ends_with("memory.max") || path.ends_with("limit_in_bytes"))
+        text = "memory " + displayText(value);
+    }
+    if (limits.empty()) return std::string("none");
+    return text.empty() ? fmt::format("{} files", limits.size()) : text;
+  });
+  printIsolationRow(table, "CPUs seen", isolation,
+                    [](const json& side) { return displayText(field(side, "cpus")); });
+  printIsolationRow(table, "memory seen", isolation, [](const json& side) {
+    const json& kib = field(side, "memory_total_kib");
+    return kib.is_number() ? bytes(kib.get<double>() * 1024) : "-";
+  });
+  printIsolationRow(table, "/dev/kvm visible", isolation,
+                    [](const json& side) { return displayText(field(side, "dev_kvm")); });
+  printIsolationRow(table, "mounts seen", isolation,
+                    [](const json& side) { return displayText(field(side, "mounts")); });
+  printIsolationRow(table, "network interfaces", isolation,
+                    [](const json& side) { return displayText(field(side, "interfaces")); });
+  table.print();
+
+  if (result.contains("network") && result["network"].is_object()) {
+    const json& network = result["network"];
+    fmt::print("\nnetwork on subnet {}:\n", subnet_);
+    if (network.contains("error")) {
+      fmt::print("  {}\n", displayText(network["error"]));
+    } else {
+      Table pings({"from", "to", "ping avg", "min", "max", "tcp connect"});
+      auto nameOf = [&](const std::string& ip) {
+        if (ip == displayText(network["vm"]["ip"])) return displayText(network["vm"]["name"]) + " " + ip;
+        if (ip == displayText(network["container"]["ip"]))
+          return displayText(network["container"]["name"]) + " " + ip;
+        return "router " + ip;
+      };
+      for (const json& ping : network["ping"]) {
+        const json& rtt = field(ping, "rtt_ms");
+        std::string connect = "";
+        for (const json& tcp : network["tcp_connect"]) {
+          if (field(tcp, "from") == field(ping, "from") && field(tcp, "to") == field(ping, "to")) {
+            connect =
+                field(tcp, "connect_ms").is_number() ? milliseconds(tcp["connect_ms"]) + " *" : "failed";
+          }
+        }
+        pings.add({displayText(ping["from"]), nameOf(displayText(ping["to"])),
+                   rtt.is_object() ? milliseconds(rtt["avg"]) : "failed",
+                   rtt.is_object() ? milliseconds(rtt["min"]) : "-",
+                   rtt.is_object() ? milliseconds(rtt["max"]) : "-", connect});
+      }
+      pings.print();
+      fmt::print("  * nc timed inside the instance (busybox ts): includes starting nc, an upper bound\n");
+    }
+  }
+  for (const std::string& note : notes_) fmt::print("\nnote: {}\n", note);
+}
+
+std::string xmlEscape(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+// Two panels: each boot as a dot on a log time axis (a box from min to max, a bar at the median), and the
+// median memory per kind as bars.
+Status Compare::writeSvg(const std::string& path) const {
+  constexpr double kWidth = 640, kLeft = 90, kRight = 610;
+  std::map<std::string, std::vector<double>> boots, memory;
+  for (const Sample& sample : samples_) {
+    if (!sample.error.empty()) continue;
+    const json& total = field(field(sample.instance, "boot"), "total_ms");
+    if (total.is_number() && total.get<double>() > 0) boots[sample.kind].push_back(total.get<double>());
+    const json& used = field(field(sample.instance, "usage"), "memory_bytes");
+    if (used.is_number()) memory[sample.kind].push_back(used.get<double>());
+  }
+  double lo = 1e18, hi = 0;
+  for (const auto& [kind, values] : boots) {
+    for (double v : values) lo = std::min(lo, v), hi = std::max(hi, v);
+  }
+  if (hi <= 0) lo = 1, hi = 10;
+  double logLo = std::floor(std::log10(lo)), logHi = std::ceil(std::log10(hi));
+  if (logHi <= logLo) logHi = logLo + 1;
+  auto x = [&](double ms) { return kLeft + (std::log10(ms) - logLo) / (logHi - logLo) * (kRight - kLeft); };
+  std::string svg = fmt::format(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"330\" viewBox=\"0 0 {0} 330\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">{1}</text>\n"
+      "<text x=\"10\" y=\"45\">boot time (log scale)</text>\n",
+      kWidth, xmlEscape(fmt::format("corral compare: {} container(s) and {} VM(s)", runs_, runs_)));
+  for (double e = logLo; e <= logHi; e += 1) {
+    double ms = std::pow(10.0, e);
+    svg += fmt::format(
+        "<line x1=\"{0:.1f}\" y1=\"55\" x2=\"{0:.1f}\" y2=\"140\" stroke=\"#ddd\"/>\n"
+        "<text x=\"{0:.1f}\" y=\"155\" text-anchor=\"middle\" fill=\"#555\">{1}</text>\n",
+        x(ms), xmlEscape(milliseconds(ms)));
+  }
+  const std::map<std::string, std::string> colors = {{"container", "#2a7ab0"}, {"vm", "#c0392b"}};
+  double row = 75;
+  for (const std::string& kind : kKinds) {
+    svg += fmt::format("<text x=\"10\" y=\"{:.1f}\">{}</text>\n", row + 4, kind);
+    const std::vector<double>& values = boots[kind];
+    if (!values.empty()) {
+      double mn = *std::min_element(values.begin(), values.end());
+      double mx = *std::max_element(values.begin(), values.end());
+      svg += fmt::format(
+          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"20\" fill=\"{}\" fill-opacity=\"0.15\" "
+          "stroke=\"{}\"/>\n<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" "
+          "stroke-width=\"3\"><title>median {}</title></line>\n",
+          x(mn), row - 10, std::max(1.0, x(mx) - x(mn)), colors.at(kind), colors.at(kind), x(median(values)),
+          row - 12, x(median(values)), row + 12, colors.at(kind), xmlEscape(milliseconds(median(values))));
+      for (double v : values) {
+        svg += fmt::format(
+            "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"{}\"><title>{}</title></circle>\n", x(v), row,
+            colors.at(kind), xmlEscape(milliseconds(v)));
+      }
+    }
+    row += 40;
+  }
+  svg += "<text x=\"10\" y=\"190\">host memory per instance (median)</text>\n";
+  double most = 1;
+  for (const auto& [kind, values] : memory) most = std::max(most, median(values));
+  row = 215;
+  for (const std::string& kind : kKinds) {
+    svg += fmt::format("<text x=\"10\" y=\"{:.1f}\">{}</text>\n", row + 4, kind);
+    if (!memory[kind].empty()) {
+      double value = median(memory[kind]);
+      double width = value / most * (kRight - kLeft - 80);
+      svg += fmt::format(
+          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"20\" fill=\"{}\"/>\n"
+          "<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n",
+          kLeft, row - 10, std::max(1.0, width), colors.at(kind), kLeft + width + 6, row + 4,
+          xmlEscape(bytes(value)));
+    }
+    row += 40;
+  }
+  svg += "</svg>\n";
+  std::ofstream out(path, std::ios::trunc);
+  out << svg;
+  out.close();
+  if (!out) return fail(Error(ErrorKind::Internal, fmt::format("writing {}", path)));
+  return {};
+}
+
+int Compare::run() {
+  if (auto runs = invocation_.value("runs")) runs_ = parseCountFlag("--runs", *runs);
+  if (runs_ < 1 || runs_ > 20) throw UsageError("--runs: between 1 and 20");
+  subnet_ = invocation_.value("subnet").value_or("");
+  memory_ = invocation_.value("memory").value_or("128M");
+
+  if (Status free = checkNamesFree(); !free) {
+    printError(free.error());
+    return 1;
+  }
+  struct sigaction action {};
+  action.sa_handler = onInterrupt;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+
+  startAll();
+  if (!stopRequested()) waitForVms();
+  if (!stopRequested()) collect();
+  json network = nullptr;
+  if (!subnet_.empty() && !stopRequested()) network = measureNetwork();
+
+  json result;
+  if (!stopRequested()) {
+    json info = client_.call(api::GetInfo{}).value_or(json(nullptr));
+    json accelerator = field(field(field(info, "vms"), "accelerator"), "name");
+    if (!accelerator.is_string()) {
+      for (const Sample& sample : samples_) {
+        if (sample.kind == "vm" && field(field(sample.instance, "boot"), "accelerator").is_string())
+          accelerator = sample.instance["boot"]["accelerator"];
+      }
+    }
+    json samples = json::array();
+    for (const Sample& sample : samples_) {
+      samples.push_back({{"name", sample.name},
+                         {"kind", sample.kind},
+                         {"boot", field(sample.instance, "boot")},
+                         {"usage", field(sample.instance, "usage")},
+                         {"instance", sample.instance},
+                         {"probe", sample.probe},
+                         {"error", sample.error.empty() ? json(nullptr) : json(sample.error)}});
+    }
+    result = {{"runs", runs_},
+              {"parallel", invocation_.flag("parallel")},
+              {"memory", memory_},
+              {"accelerator", accelerator},
+              {"samples", std::move(samples)},
+              {"summary", summary()},
+              {"isolation", isolation(hostView())},
+              {"network", network}};
+  }
+
+  bool keep = invocation_.flag("keep") && !stopRequested();
+  if (!keep) removeAll();
+  if (stopRequested()) {
+    std::cerr << "corral: compare interrupted; removed what it started\n";
+    return 130;
+  }
+  if (keep) result["kept"] = started_;
+  if (auto svg = invocation_.value("svg")) {
+    if (Status written = writeSvg(*svg); !written) {
+      printError(written.error());
+      return 1;
+    }
+  }
+  if (invocation_.global.json) {
+    std::cout << result.dump(2) << "\n";
+  } else {
+    printHuman(result);
+    if (auto svg = invocation_.value("svg")) fmt::print("\nchart written to {}\n", *svg);
+  }
+  int failed = 0;
+  for (const Sample& sample : samples_) {
+    if (sample.error.empty()) continue;
+    if (!invocation_.global.json) std::cerr << "corral: " << sample.name << ": " << sample.error << "\n";
+    ++failed;
+  }
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+Command compareCommand() {
+  return leaf(
+      "compare",
+      "boot N containers and N VMs from the same busybox userland and set boot time, memory, isolation and "
+      "network side by side",
+      {}, "[--runs N] [--subnet SUBNET] [--memory SIZE] [--parallel] [--svg FILE] [--keep]",
+      [](po::options_description& options) {
+        options.add_options()                                                                          //
+            ("runs", po::value<std::string>()->value_name("N"), "instances of each kind (default 3)")  //
+            ("subnet", po::value<std::string>()->value_name("SUBNET"),
+             "plug them all into this subnet and also measure the network (ping, TCP connect)")  //
+            ("memory", po::value<std::string>()->value_name("SIZE"),
+             "the memory limit of each container and the RAM of each VM (default 128M)")  //
+            ("parallel", "start all instances at once instead of one at a time")          //
+            ("svg", po::value<std::string>()->value_name("FILE"),
+             "also draw the boot times and memory as a chart")  //
+            ("keep", "leave the instances running afterwards (default: remove them)");
+      },
+      [](const Invocation& invocation) {
+        Compare compare(invocation, api::Client(invocation.global.socketPath));
+        return compare.run();
+      });
+}
+
+}  // namespace corral::cli

@@ -1,0 +1,373 @@
+// `corral trace` end to end through a real corrald (as root): a VPC with one subnet and two containers, a TCP
+// connection between them while the daemon captures on the subnet's bridge (API) and on one container's
+// port (CLI). Checks the decoded frames (the two containers' addresses and ports, the handshake's three
+// steps in order, a close), the pcap (our reader and tshark read the same frames) and the refusals (bad
+// count, seconds, filter; unknown target; a stopped instance). Every namespace carries this process's
+// prefix, so nothing outside it is touched.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/api.h"
+#include "api/client.h"
+#include "net/frames.h"
+#include "net/netlink.h"
+#include "tests/integration/harness.h"
+
+namespace corral {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+const std::string kCgroupParent = fmt::format("corral-test-trace-{}", ::getpid());
+const std::string kDomainPrefix = fmt::format("corral-t{}-", ::getpid());
+
+bool requireRoot() {
+  if (::geteuid() == 0) return true;
+  if (::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) ADD_FAILURE() << "needs root";
+  return false;
+}
+
+struct Reply {
+  int status = 0;
+  json body;
+};
+
+// corrald in the foreground with its own state, socket, cgroup parent and network prefix; on destruction
+// it removes every instance and VPC it made, and whatever namespaces of this process's prefix are left.
+class TraceDaemon {
+ public:
+  TraceDaemon() {
+    char pattern[] = "/tmp/corral-trace-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = pattern;
+  }
+  ~TraceDaemon() {
+    if (pid_ > 0) {
+      Reply all = call("GET", "/v1/instances");
+      if (all.body.contains("instances")) {
+        for (const json& instance : all.body["instances"])
+          call("DELETE", fmt::format("/v1/instances/{}?force=true", instance["name"].get<std::string>()));
+      }
+      for (const char* kind : {"subnets", "vpcs"}) {
+        Reply listed = call("GET", fmt::format("/v1/{}", kind));
+        if (!listed.body.contains(kind)) continue;
+        for (const json& object : listed.body[kind])
+          call("DELETE", fmt::format("/v1/{}/{}", kind, object["name"].get<std::string>()));
+      }
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+    for (const std::string& netns : net::listNetns()) {
+      if (netns.starts_with(corral::testing::testNetnsPrefix() + "vpc-")) [[maybe_unused]]
+        auto gone = net::deleteNetns(netns);
+    }
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+    ::rmdir(fmt::format("/sys/fs/cgroup/{}", kCgroupParent).c_str());
+  }
+
+  bool start() {
+    std::vector<std::string> args = {CORRALD_PATH,      "--foreground",
+                                     "--socket",        socket(),
+                                     "--state-dir",     dir_ + "/state",
+                                     "--image-dir",     CORRAL_IMAGE_DIR,
+                                     "--cgroup-parent", kCgroupParent,
+                                     "--domain-prefix", kDomainPrefix,
+                                     "--accelerator",   "tcg"};
+    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
+    pid_ =
+        corral::testing::spawnProcess(args, dir_ + "/corrald.out", {}, corral::testing::OutputMode::Append);
+    if (pid_ < 0) return false;
+    auto until = Clock::now() + 30s;
+    while (Clock::now() < until) {
+      if (call("GET", "/v1/info").status == 200) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  Reply call(const std::string& method, const std::string& target, const json& body = nullptr) const {
+    api::Client client(socket(), 60s);
+    auto response = client.send({method, target, body.is_null() ? std::string() : body.dump()});
+    if (!response) return {0, json{{"transport", response.error().message()}}};
+    return {response->status, json::parse(response->body, nullptr, false)};
+  }
+
+  json must(const std::string& method, const std::string& target, const json& body, int status = 201) const {
+    Reply reply = call(method, target, body);
+    EXPECT_EQ(reply.status, status) << method << " " << target << " " << body.dump() << " → "
+                                    << reply.body.dump() << "\n"
+                                    << logTail();
+    return reply.body;
+  }
+
+  std::string socket() const { return dir_ + "/s.sock"; }
+  const std::string& dir() const { return dir_; }
+  std::string logTail() const {
+    std::string all = corral::testing::readFile(dir_ + "/corrald.out");
+    return all.size() > 3000 ? "...\n" + all.substr(all.size() - 3000) : all;
+  }
+
+ private:
+  std::string dir_;
+  pid_t pid_ = 0;
+};
+
+// A VPC "tr" with subnet "tr-web", a server container answering "hi" on TCP 8080 and an idle client.
+struct TraceNetwork {
+  std::string serverIp, clientIp;
+};
+TraceNetwork buildNetwork(const TraceDaemon& d) {
+  d.must("POST", "/v1/vpcs", {{"name", "tr"}, {"cidr", "10.70.0.0/16"}});
+  d.must("POST", "/v1/subnets", {{"name", "tr-web"}, {"vpc", "tr"}, {"cidr", "10.70.1.0/24"}});
+  json server = d.must("POST", "/v1/instances",
+                       {{"name", "tr-srv"},
+                        {"image", "busybox"},
+                        {"command", {"nc", "-ll", "-p", "8080", "-e", "/bin/echo", "hi"}},
+                        {"subnet", "tr-web"}});
+  json client = d.must(
+      "POST", "/v1/instances",
+      {{"name", "tr-cli"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "tr-web"}});
+  return {server.value("ip", ""), client.value("ip", "")};
+}
+
+// tr-cli connects to the server and reads its answer; a few tries while the listener comes up.
+std::string connectOnce(const TraceDaemon& d, const std::string& serverIp) {
+  Reply run = d.call("POST", "/v1/instances/tr-cli/exec",
+                     {{"command", {"sh", "-c", fmt::format("nc -w 2 {} 8080 </dev/null", serverIp)}}});
+  return run.body.value("stdout", "");
+}
+
+// Starts `trace` in a thread, gives the capture a moment to open, then makes one connection.
+Reply traceAround(const TraceDaemon& d, const json& trace, const std::string& serverIp, std::string* said) {
+  Reply reply;
+  std::thread tracer([&] { reply = d.call("POST", "/v1/trace", trace); });
+  std::this_thread::sleep_for(1s);
+  *said = connectOnce(d, serverIp);
+  tracer.join();
+  return reply;
+}
+
+std::vector<std::string> events(const json& answer) {
+  std::vector<std::string> found;
+  for (const json& frame : answer.value("frames", json::array())) {
+    if (frame["event"].is_string()) found.push_back(frame["event"].get<std::string>());
+  }
+  return found;
+}
+
+// Index of the first event starting with `prefix` at or after `from`; -1 when there is none.
+int findEvent(const std::vector<std::string>& all, const std::string& prefix, int from = 0) {
+  for (size_t i = static_cast<size_t>(from); i < all.size(); ++i) {
+    if (all[i].starts_with(prefix)) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+std::string joined(const std::vector<std::string>& all) {
+  std::string text;
+  for (const std::string& item : all) text += (text.empty() ? "" : " | ") + item;
+  return text;
+}
+
+// Runs a command to its end; its stdout (stderr goes next to it) and exit status (-1: did not exit in time).
+std::pair<int, std::string> runTool(const std::vector<std::string>& args, const std::string& outPath,
+                                    std::chrono::milliseconds deadline = 60s) {
+  pid_t pid =
+      corral::testing::spawnProcess(args, outPath, outPath + ".err", corral::testing::OutputMode::Truncate);
+  if (pid < 0) return {-1, "spawn failed"};
+  std::optional<int> status = corral::testing::waitWithDeadline(pid, deadline);
+  std::string out = corral::testing::readFile(outPath);
+  if (!status || !WIFEXITED(*status)) return {-1, out + corral::testing::readFile(outPath + ".err")};
+  if (WEXITSTATUS(*status) != 0) out += corral::testing::readFile(outPath + ".err");
+  return {WEXITSTATUS(*status), out};
+}
+
+TEST(Trace, SubnetBridgeShowsTheHandshakeAndCloseAndAPcap) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root (namespaces, bridges, containers)";
+  TraceDaemon d;
+  ASSERT_TRUE(d.start()) << d.logTail();
+  TraceNetwork network = buildNetwork(d);
+  ASSERT_FALSE(network.serverIp.empty());
+  ASSERT_FALSE(network.clientIp.empty());
+  // The listener may need a moment after the run answered.
+  for (int attempt = 0; attempt < 20 && connectOnce(d, network.serverIp).find("hi") == std::string::npos;
+       ++attempt)
+    std::this_thread::sleep_for(200ms);
+
+  std::string said;
+  Reply reply = traceAround(d, {{"target", "tr-web"}, {"filter", "tcp"}, {"count", 12}, {"seconds", 8}},
+                            network.serverIp, &said);
+  EXPECT_NE(said.find("hi"), std::string::npos) << "the connection itself failed";
+  ASSERT_EQ(reply.status, 200) << reply.body.dump(2) << "\n" << d.logTail();
+  const json& answer = reply.body;
+  EXPECT_EQ(answer["target"]["kind"], "subnet");
+  EXPECT_EQ(answer["target"]["name"], "tr-web");
+  EXPECT_EQ(answer["target"]["netns"], corral::testing::testNetnsPrefix() + "vpc-tr");
+  EXPECT_TRUE(answer["target"]["link"].get<std::string>().starts_with("crlb")) << answer["target"].dump();
+
+  const json& frames = answer["frames"];
+  ASSERT_FALSE(frames.empty()) << answer.dump(2);
+  EXPECT_EQ(answer["matched"].get<size_t>(), frames.size());
+  EXPECT_GE(answer["seen"].get<size_t>(), frames.size());
+  EXPECT_DOUBLE_EQ(frames[0]["time"].get<double>(), 0.0);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    const json& frame = frames[i];
+    SCOPED_TRACE(frame.dump());
+    EXPECT_EQ(frame["number"].get<size_t>(), i + 1);
+    ASSERT_TRUE(frame["tcp"].is_object()) << "filter tcp let through a frame without TCP";
+    ASSERT_TRUE(frame["ipv4"].is_object());
+    ASSERT_TRUE(frame["ethernet"].is_object());
+    std::string from = frame["ipv4"]["source"], to = frame["ipv4"]["destination"];
+    uint16_t fromPort = frame["tcp"]["source_port"], toPort = frame["tcp"]["destination_port"];
+    // Every frame is between the two containers, with the server's side on port 8080.
+    EXPECT_TRUE((from == network.clientIp && to == network.serverIp && toPort == 8080) ||
+                (from == network.serverIp && to == network.clientIp && fromPort == 8080));
+    EXPECT_NE(frame["summary"].get<std::string>().find("TCP"), std::string::npos);
+    EXPECT_EQ(frame["summary"].get<std::string>().find('\n'), std::string::npos);
+    EXPECT_FALSE(frame["text"].get<std::string>().empty());
+  }
+  EXPECT_EQ(frames[0]["tcp"]["flags"], "SYN");
+  EXPECT_EQ(frames[0]["ipv4"]["source"], network.clientIp);
+
+  std::vector<std::string> seenEvents = events(answer);
+  int syn = findEvent(seenEvents, "handshake 1/3");
+  int synAck = findEvent(seenEvents, "handshake 2/3", syn + 1);
+  int ack = findEvent(seenEvents, "handshake 3/3", synAck + 1);
+  EXPECT_GE(syn, 0) << joined(seenEvents);
+  EXPECT_GT(synAck, syn) << joined(seenEvents);
+  EXPECT_GT(ack, synAck) << joined(seenEvents);
+  EXPECT_GT(findEvent(seenEvents, "close", ack + 1), ack) << joined(seenEvents);
+
+  // The pcap: the same frames, readable by our reader and by tshark.
+  Result<std::string> pcap = api::base64Decode(answer["pcap"].get<std::string>());
+  ASSERT_TRUE(pcap.has_value()) << pcap.error().message();
+  auto parsed = net::parsePcap(std::span(reinterpret_cast<const uint8_t*>(pcap->data()), pcap->size()));
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  ASSERT_EQ(parsed->size(), frames.size());
+  for (size_t i = 0; i < parsed->size(); ++i) {
+    EXPECT_EQ((*parsed)[i].timestamp.count(), frames[i]["timestamp_us"].get<int64_t>());
+    EXPECT_EQ((*parsed)[i].wireLength, frames[i]["length"].get<size_t>());
+  }
+  const std::string pcapPath = d.dir() + "/trace.pcap";
+  {
+    std::ofstream file(pcapPath, std::ios::binary);
+    file << *pcap;
+  }
+  if (std::filesystem::exists("/usr/bin/tshark")) {
+    // One line per frame: its TCP ports, as tshark decodes them.
+    auto [code, out] = runTool(
+        {"/usr/bin/tshark", "-n", "-r", pcapPath, "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.dstport"},
+        d.dir() + "/tshark.out");
+    ASSERT_EQ(code, 0) << out;
+    size_t lines = 0;
+    std::istringstream text(out);
+    for (std::string line; std::getline(text, line);) {
+      if (line.find("8080") != std::string::npos) ++lines;
+    }
+    EXPECT_EQ(lines, frames.size()) << out;
+  }
+}
+
+TEST(Trace, InstancePortThroughTheCli) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root (namespaces, bridges, containers)";
+  TraceDaemon d;
+  ASSERT_TRUE(d.start()) << d.logTail();
+  TraceNetwork network = buildNetwork(d);
+  for (int attempt = 0; attempt < 20 && connectOnce(d, network.serverIp).find("hi") == std::string::npos;
+       ++attempt)
+    std::this_thread::sleep_for(200ms);
+
+  const std::string pcapPath = d.dir() + "/port.pcap";
+  const std::string outPath = d.dir() + "/cli.out";
+  pid_t cli =
+      corral::testing::spawnProcess({CORRAL_CLI_PATH, "--socket", d.socket(), "trace", "tr-srv", "--count",
+                                     "3", "--filter", "tcp", "--seconds", "8", "--pcap", pcapPath},
+                                    outPath, {}, corral::testing::OutputMode::Truncate);
+  ASSERT_GT(cli, 0);
+  std::this_thread::sleep_for(1s);
+  EXPECT_NE(connectOnce(d, network.serverIp).find("hi"), std::string::npos);
+  std::optional<int> status = corral::testing::waitWithDeadline(cli, 60s);
+  std::string out = corral::testing::readFile(outPath);
+  ASSERT_TRUE(status && WIFEXITED(*status)) << out;
+  EXPECT_EQ(WEXITSTATUS(*status), 0) << out << "\n" << d.logTail();
+  EXPECT_NE(out.find("capturing on port crlv"), std::string::npos) << out;
+  EXPECT_NE(out.find("of instance tr-srv"), std::string::npos) << out;
+  EXPECT_NE(out.find("handshake 1/3"), std::string::npos) << out;
+  EXPECT_NE(out.find("handshake 3/3"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 TCP handshake completed"), std::string::npos) << out;
+  EXPECT_NE(out.find("wrote " + pcapPath), std::string::npos) << out;
+  std::string pcap = corral::testing::readFile(pcapPath);
+  auto parsed = net::parsePcap(std::span(reinterpret_cast<const uint8_t*>(pcap.data()), pcap.size()));
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_EQ(parsed->size(), 3u);
+}
+
+TEST(Trace, RefusesBadInputAndStoppedInstances) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root (namespaces, bridges, containers)";
+  TraceDaemon d;
+  ASSERT_TRUE(d.start()) << d.logTail();
+  buildNetwork(d);
+  struct Case {
+    json body;
+    int status;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {{{"target", "tr-web"}, {"count", 0}}, 400, "count"},
+      {{{"target", "tr-web"}, {"count", 10001}}, 400, "count"},
+      {{{"target", "tr-web"}, {"seconds", 1000}}, 400, "seconds"},
+      {{{"target", "tr-web"}, {"seconds", 0}}, 400, "seconds"},
+      {{{"target", "tr-web"}, {"filter", "xyz"}}, 400, "filter"},
+      {{{"target", "nothing-here"}}, 404, "target"},
+  };
+  for (const Case& c : cases) {
+    Reply reply = d.call("POST", "/v1/trace", c.body);
+    EXPECT_EQ(reply.status, c.status) << c.body.dump() << " → " << reply.body.dump();
+    EXPECT_EQ(reply.body["error"].value("field", ""), c.field) << c.body.dump() << " → " << reply.body.dump();
+  }
+
+  // An instance without a NIC has no port; a stopped one has none any more.
+  d.must("POST", "/v1/instances",
+         {{"name", "tr-alone"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}});
+  Reply alone = d.call("POST", "/v1/trace", {{"target", "tr-alone"}, {"seconds", 1}});
+  EXPECT_EQ(alone.status, 409) << alone.body.dump();
+  d.must("POST", "/v1/instances/tr-cli/stop", {{"grace_seconds", 1}}, 200);
+  Reply stopped = d.call("POST", "/v1/trace", {{"target", "tr-cli"}, {"seconds", 1}});
+  EXPECT_EQ(stopped.status, 409) << stopped.body.dump();
+  EXPECT_NE(stopped.body["error"].value("message", "").find("tr-cli"), std::string::npos)
+      << stopped.body.dump();
+
+  // A trace with nothing to see ends after its seconds with no frames (and an empty but valid pcap).
+  auto begin = Clock::now();
+  Reply quiet = d.call("POST", "/v1/trace", {{"target", "tr-web"}, {"filter", "udp"}, {"seconds", 1}});
+  EXPECT_LT(Clock::now() - begin, 10s);
+  ASSERT_EQ(quiet.status, 200) << quiet.body.dump();
+  EXPECT_EQ(quiet.body["matched"], 0);
+  Result<std::string> pcap = api::base64Decode(quiet.body["pcap"].get<std::string>());
+  ASSERT_TRUE(pcap.has_value());
+  auto parsed = net::parsePcap(std::span(reinterpret_cast<const uint8_t*>(pcap->data()), pcap->size()));
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  EXPECT_TRUE(parsed->empty());
+}
+
+}  // namespace
+}  // namespace corral
