@@ -81,7 +81,11 @@ class TraceDaemon {
     }
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
+    // The (empty) parent cgroup, on v2 and on every v1 controller.
     ::rmdir(fmt::format("/sys/fs/cgroup/{}", kCgroupParent).c_str());
+    for (const auto& controller : std::filesystem::directory_iterator("/sys/fs/cgroup", ignored)) {
+      ::rmdir((controller.path() / kCgroupParent).c_str());
+    }
   }
 
   bool start() {
