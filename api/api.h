@@ -3,14 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <variant>
 
-#include <nlohmann/json.hpp>
-
-#include "core/error.h"
 #include "container/spec.h"
+#include "core/error.h"
 #include "net/vpc.h"
 
 namespace corral::api {
@@ -118,18 +117,32 @@ struct TraceCapture {
   int64_t seconds = 10;  // 1..300
 };
 
+// The results of `corral compare`, kept by corrald (the newest 20) for the dashboard: /v1/comparisons.
+struct SaveComparison {  // POST /v1/comparisons: the CLI's JSON result; answers {"id", "created_at"}
+  nlohmann::json result;
+};
+struct ListComparisons {};  // GET /v1/comparisons: the kept ones, newest first, summaries without samples
+struct GetComparison {      // GET /v1/comparisons/ID, or /v1/comparisons/latest: one, whole
+  std::string id;           // digits, or "latest"
+};
+
+// GET /v1/dashboard: everything the dashboard draws in one answer (host, VPC topologies, instances, the
+// latest comparison's summary) plus a "revision" that changes whenever any of it does. Shape: docs/api.md.
+struct GetDashboard {};
+
 #define CORRAL_KIND_REQUESTS(K) List<ObjectKind::K>, Get<ObjectKind::K>, Delete<ObjectKind::K>
-using Request = std::variant<GetInfo,                                            //
-                             CORRAL_KIND_REQUESTS(Vpc), Create<net::VpcSpec>,    //
-                             CORRAL_KIND_REQUESTS(Subnet), Create<net::SubnetSpec>, UpdateSubnet,
-                             CORRAL_KIND_REQUESTS(RouteTable), Create<net::RouteTableSpec>, AddRoute, DeleteRoute,
-                             CORRAL_KIND_REQUESTS(InternetGateway), Create<net::InternetGatewaySpec>,
-                             CORRAL_KIND_REQUESTS(NatGateway), Create<net::NatGatewaySpec>,
-                             CORRAL_KIND_REQUESTS(SecurityGroup), Create<net::SecurityGroupSpec>,
-                             AddSecurityGroupRule, DeleteSecurityGroupRule,
-                             CORRAL_KIND_REQUESTS(NetworkAcl), Create<net::NetworkAclSpec>, AddNetworkAclRule,
-                             DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances, GetInstance, StopInstance,
-                             StartInstance, RemoveInstance, GetInstanceLogs, ExecInstance, TraceCapture>;
+using Request =
+    std::variant<GetInfo,                                          //
+                 CORRAL_KIND_REQUESTS(Vpc), Create<net::VpcSpec>,  //
+                 CORRAL_KIND_REQUESTS(Subnet), Create<net::SubnetSpec>, UpdateSubnet,
+                 CORRAL_KIND_REQUESTS(RouteTable), Create<net::RouteTableSpec>, AddRoute, DeleteRoute,
+                 CORRAL_KIND_REQUESTS(InternetGateway), Create<net::InternetGatewaySpec>,
+                 CORRAL_KIND_REQUESTS(NatGateway), Create<net::NatGatewaySpec>,
+                 CORRAL_KIND_REQUESTS(SecurityGroup), Create<net::SecurityGroupSpec>, AddSecurityGroupRule,
+                 DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<net::NetworkAclSpec>,
+                 AddNetworkAclRule, DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances,
+                 GetInstance, StopInstance, StartInstance, RemoveInstance, GetInstanceLogs, ExecInstance,
+                 TraceCapture, SaveComparison, ListComparisons, GetComparison, GetDashboard>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {
@@ -168,7 +181,8 @@ nlohmann::json toJson(const net::SecurityGroup& group);
 nlohmann::json toJson(const net::SecurityGroupRule& rule);
 nlohmann::json toJson(const net::NetworkAcl& acl);
 nlohmann::json toJson(const net::NetworkAclRule& rule);
-// The CIDR calculator's facts: network, netmask, broadcast, first/last usable, size, usable (AWS), private, class.
+// The CIDR calculator's facts: network, netmask, broadcast, first/last usable, size, usable (AWS), private,
+// class.
 nlohmann::json cidrJson(const net::Cidr& cidr);
 
 }  // namespace corral::api

@@ -45,7 +45,7 @@ Error connectError(const boost::system::error_code& ec, const std::string& socke
 
 std::optional<ErrorKind> errorKindFromName(std::string_view name) {
   for (ErrorKind kind : {ErrorKind::InvalidArgument, ErrorKind::NotFound, ErrorKind::Conflict,
-                         ErrorKind::Unavailable, ErrorKind::Internal}) {
+                         ErrorKind::Unavailable, ErrorKind::Forbidden, ErrorKind::Internal}) {
     if (errorKindName(kind) == name) return kind;
   }
   return std::nullopt;
@@ -61,6 +61,8 @@ ErrorKind errorKindFromStatus(int status) {
       return ErrorKind::Conflict;
     case 503:
       return ErrorKind::Unavailable;
+    case 403:
+      return ErrorKind::Forbidden;
     default:
       return ErrorKind::Internal;
   }

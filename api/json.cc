@@ -71,6 +71,8 @@ int httpStatus(ErrorKind kind) {
       return 409;
     case ErrorKind::Unavailable:
       return 503;
+    case ErrorKind::Forbidden:
+      return 403;
     case ErrorKind::Internal:
       return 500;
   }

@@ -39,6 +39,8 @@ struct SpecKind<net::NetworkAclSpec> : std::integral_constant<ObjectKind, Object
 
 constexpr std::string_view kInstances = "instances";
 constexpr std::string_view kTrace = "trace";
+constexpr std::string_view kComparisons = "comparisons";
+constexpr std::string_view kDashboard = "dashboard";
 
 constexpr ObjectKind kAllKinds[] = {
     ObjectKind::Vpc,        ObjectKind::Subnet,        ObjectKind::RouteTable, ObjectKind::InternetGateway,
@@ -502,10 +504,37 @@ class Router {
       if (!trace) return fail(trace.error());
       return Request{std::move(*trace)};
     }
+    if (!seg.empty() && seg[0] == kComparisons) return routeComparisons();
+    if (seg.size() == 1 && seg[0] == kDashboard) {
+      if (Status s = check({"GET"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      return Request{GetDashboard{}};
+    }
     return fail(noSuchPath());
   }
 
  private:
+  Result<Request> routeComparisons() const {
+    const auto& seg = target_.segments;
+    if (Status s = noQuery(); !s) return fail(s.error());
+    if (seg.size() == 1) {
+      if (Status s = check({"GET", "POST"}); !s) return fail(s.error());
+      if (method_ == "GET") return Request{ListComparisons{}};
+      Result<json> result = parseBodyObject(method_, target_.path, body_);
+      if (!result) return fail(result.error());
+      return Request{SaveComparison{std::move(*result)}};
+    }
+    if (seg.size() != 2) return fail(noSuchPath());
+    if (Status s = check({"GET"}); !s) return fail(s.error());
+    Result<std::string> id = percentDecode(seg[1], "id");
+    if (!id) return fail(id.error());
+    if (*id != "latest" &&
+        (id->empty() || id->size() > 18 || id->find_first_not_of("0123456789") != std::string::npos)) {
+      return fail(invalidField("id", "comparison id \"{}\" is not a number or \"latest\"", *id));
+    }
+    return Request{GetComparison{std::move(*id)}};
+  }
+
   Result<Request> routeInstances() const {
     const auto& seg = target_.segments;
     if (seg.size() == 1) {
@@ -999,6 +1028,19 @@ HttpRequest renderRequest(const Request& request) {
           [&](const ExecInstance& r) {
             return HttpRequest{"POST", instancePath(r.name) + "/exec",
                                json{{"command", r.command}, {"env", r.env}}.dump()};
+          },
+          [&](const SaveComparison& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kComparisons), r.result.dump()};
+          },
+          [&](const ListComparisons&) {
+            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kComparisons), ""};
+          },
+          [&](const GetComparison& r) {
+            return HttpRequest{"GET", fmt::format("{}/{}/{}", kApiPrefix, kComparisons, percentEncode(r.id)),
+                               ""};
+          },
+          [&](const GetDashboard&) {
+            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kDashboard), ""};
           },
           [&](const TraceCapture& r) {
             return HttpRequest{

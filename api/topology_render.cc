@@ -484,7 +484,6 @@ std::string dotId(std::string_view text) {
 
 // ---- SVG ----
 
-
 constexpr int kMargin = 20;
 constexpr int kBoxWidth = 160;
 constexpr int kBoxHeight = 58;
@@ -510,8 +509,14 @@ struct Svg {
         fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" class=\"{}\"/>\n", x1, y1, x2, y2, cls);
   }
   // A VM: a box with a second frame inside (its own kernel). A container: a rounded, dashed box.
+  // Each instance is one group naming it, its kind and state (the dashboard and its browser test find
+  // instances by these); a stopped one is drawn faded.
   void instance(int x, int y, const json& instance) {
     const bool vm = str(instance, "kind") == "vm";
+    const std::string state = str(instance, "state");
+    body += fmt::format("<g class=\"instance-node{}\" data-name=\"{}\" data-kind=\"{}\" data-state=\"{}\">\n",
+                        state == "stopped" ? " stopped" : "", escapeXml(str(instance, "name")),
+                        vm ? "vm" : "container", escapeXml(state));
     if (vm) {
       rect(x, y, kBoxWidth, kBoxHeight, "vm");
       rect(x + 4, y + 4, kBoxWidth - 8, kBoxHeight - 8, "vm-inner");
@@ -525,6 +530,7 @@ struct Svg {
     const json& publicIp = member(instance, "public_ip");
     text(middle, y + 47, publicIp.is_null() ? str(instance, "state") : "public " + str(publicIp), "small",
          "middle");
+    body += "</g>\n";
   }
   void natGateway(int x, int y, const json& nat) {
     rect(x, y, kBoxWidth, kBoxHeight, "nat", 4);
@@ -536,6 +542,7 @@ struct Svg {
 constexpr std::string_view kSvgStyle =
     "text { font-family: sans-serif; fill: #222; }\n"
     ".title { font-size: 16px; font-weight: bold; }\n"
+    ".stopped { opacity: 0.45; }\n"
     ".heading { font-size: 13px; font-weight: bold; }\n"
     ".name { font-size: 12px; font-weight: bold; }\n"
     ".small { font-size: 10px; }\n"

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -18,6 +19,7 @@
 #include <set>
 #include <thread>
 
+#include "api/compare_render.h"
 #include "cli/cli.h"
 
 namespace corral::cli {
@@ -33,7 +35,7 @@ bool stopRequested() {
   return interrupted != 0;
 }
 
-const std::array<std::string, 2> kKinds = {"container", "vm"};
+const std::array<std::string, 2>& kKinds = api::kCompareKinds;
 const std::array<std::string, 9> kNamespaces = {"cgroup",           "ipc",  "mnt",  "net", "pid",
                                                 "pid_for_children", "time", "user", "uts"};
 
@@ -68,31 +70,6 @@ json hostView() {
 
 // ---- Numbers ----
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
-
-json summarize(const std::vector<double>& values) {
-  if (values.empty()) return nullptr;
-  return {{"median", median(values)},
-          {"min", *std::min_element(values.begin(), values.end())},
-          {"max", *std::max_element(values.begin(), values.end())},
-          {"count", values.size()}};
-}
-
-std::string milliseconds(const json& value) {
-  if (!value.is_number()) return "-";
-  double ms = value.get<double>();
-  return ms >= 1000 ? fmt::format("{:.2f} s", ms / 1000) : fmt::format("{:.1f} ms", ms);
-}
-
-std::string bytes(const json& value) {
-  if (!value.is_number()) return "-";
-  return fmt::format("{:.1f} MiB", value.get<double>() / (1024 * 1024));
-}
-
 // ---- One compare run ----
 
 struct Sample {
@@ -125,7 +102,8 @@ class Compare {
   json summary() const;
   void removeAll();
   void printHuman(const json& result) const;
-  Status writeSvg(const std::string& path) const;
+  Status writeSvg(const std::string& path, const json& result) const;
+  void saveResult(json& result);
   Result<json> exec(const std::string& name, std::vector<std::string> command) const;
 
   const Invocation& invocation_;
@@ -136,6 +114,7 @@ class Compare {
   std::string memory_;
   std::vector<std::string> started_;  // every name a start was asked for: removed at the end
   std::vector<Sample> samples_;
+  std::string dashboardUrl_;
   std::vector<std::string> notes_;
 };
 
@@ -409,24 +388,40 @@ json Compare::summary() const {
       const json& boot = field(sample.instance, "boot");
       if (boot.is_object()) {
         for (const auto& [key, value] : boot.items()) {
-          if (!value.is_number() || !key.ends_with("_ms")) continue;
-          if (key == "total_ms") {
-            totals.push_back(value.get<double>());
-          } else {
-            steps[key].push_back(value.get<double>());
-          }
+          if (!value.is_number()) continue;
+          if (key == "total_ms") totals.push_back(value.get<double>());
+          if (api::isBootStep(key)) steps[key].push_back(value.get<double>());
         }
       }
       const json& used = field(field(sample.instance, "usage"), "memory_bytes");
       if (used.is_number()) memory.push_back(used.get<double>());
     }
     json split = json::object();
-    for (const auto& [key, values] : steps) split[key] = median(values);
-    result[kind] = {{"boot_ms", summarize(totals)},
+    for (const auto& [key, values] : steps) split[key] = api::median(values);
+    result[kind] = {{"boot_ms", api::summarize(totals)},
                     {"boot_steps_median_ms", std::move(split)},
-                    {"memory_bytes", summarize(memory)}};
+                    {"memory_bytes", api::summarize(memory)}};
   }
   return result;
+}
+
+// corrald keeps the result (the newest 20) for the dashboard and `corral compare --show`; each sample's
+// whole instance document stays out (its boot and usage are in the sample already).
+void Compare::saveResult(json& result) {
+  if (invocation_.flag("no-save")) return;
+  json kept = result;
+  for (json& sample : kept["samples"]) sample.erase("instance");
+  Result<json> saved = client_.call(api::SaveComparison{std::move(kept)});
+  if (!saved) {
+    notes_.push_back(fmt::format("corrald did not keep this result: {}", saved.error().message()));
+    return;
+  }
+  result["saved_as"] = field(*saved, "id");
+  Result<json> info = client_.call(api::GetInfo{});
+  const json& url = info ? field(field(*info, "dashboard"), "url") : json(nullptr);
+  dashboardUrl_ = url.is_string()
+                      ? url.get<std::string>()
+                      : "http://corrald/ on the socket (start corrald with --http-port for a browser)";
 }
 
 void Compare::removeAll() {
@@ -450,13 +445,15 @@ void printIsolationRow(Table& table, const std::string& label, const json& isola
 
 void Compare::printHuman(const json& result) const {
   const json& summary = result["summary"];
-  fmt::print("accelerator: {} (VMs), {} runs of each kind{}\n\n", displayText(result["accelerator"]), runs_,
-             invocation_.flag("parallel") ? ", started all at once" : ", started one at a time");
+  fmt::print("accelerator: {} (VMs), {} runs of each kind{}\n\n", displayText(field(result, "accelerator")),
+             displayText(field(result, "runs")),
+             field(result, "parallel") == true ? ", started all at once" : ", started one at a time");
 
   Table boot({"", "container", "vm"});
   for (const char* stat : {"median", "min", "max"}) {
-    boot.add({fmt::format("boot {}", stat), milliseconds(field(field(summary["container"], "boot_ms"), stat)),
-              milliseconds(field(field(summary["vm"], "boot_ms"), stat))});
+    boot.add({fmt::format("boot {}", stat),
+              api::millisecondsText(field(field(summary["container"], "boot_ms"), stat)),
+              api::millisecondsText(field(field(summary["vm"], "boot_ms"), stat))});
   }
   std::set<std::string> steps;
   for (const std::string& kind : kKinds) {
@@ -464,20 +461,20 @@ void Compare::printHuman(const json& result) const {
   }
   for (const std::string& step : steps) {
     boot.add({"  " + step.substr(0, step.size() - 3),
-              milliseconds(field(summary["container"]["boot_steps_median_ms"], step)),
-              milliseconds(field(summary["vm"]["boot_steps_median_ms"], step))});
+              api::millisecondsText(field(summary["container"]["boot_steps_median_ms"], step)),
+              api::millisecondsText(field(summary["vm"]["boot_steps_median_ms"], step))});
   }
-  boot.add({"memory median", bytes(field(field(summary["container"], "memory_bytes"), "median")),
-            bytes(field(field(summary["vm"], "memory_bytes"), "median"))});
+  boot.add({"memory median", api::bytesText(field(field(summary["container"], "memory_bytes"), "median")),
+            api::bytesText(field(field(summary["vm"], "memory_bytes"), "median"))});
   boot.print();
 
   fmt::print("\nper instance:\n");
   Table instances({"name", "kind", "boot", "memory", "memory source", "error"});
   for (const json& sample : result["samples"]) {
-    const json& usage = field(field(sample, "instance"), "usage");
+    const json& usage = field(sample, "usage");
     instances.add({displayText(sample["name"]), displayText(sample["kind"]),
-                   milliseconds(field(field(field(sample, "instance"), "boot"), "total_ms")),
-                   bytes(field(usage, "memory_bytes")), displayText(field(usage, "source")),
+                   api::millisecondsText(field(field(sample, "boot"), "total_ms")),
+                   api::bytesText(field(usage, "memory_bytes")), displayText(field(usage, "source")),
                    displayText(field(sample, "error"))});
   }
   instances.print();
@@ -531,7 +528,7 @@ void Compare::printHuman(const json& result) const {
                     [](const json& side) { return displayText(field(side, "cpus")); });
   printIsolationRow(table, "memory seen", isolation, [](const json& side) {
     const json& kib = field(side, "memory_total_kib");
-    return kib.is_number() ? bytes(kib.get<double>() * 1024) : "-";
+    return kib.is_number() ? api::bytesText(kib.get<double>() * 1024) : "-";
   });
   printIsolationRow(table, "/dev/kvm visible", isolation,
                     [](const json& side) { return displayText(field(side, "dev_kvm")); });
@@ -543,7 +540,7 @@ void Compare::printHuman(const json& result) const {
 
   if (result.contains("network") && result["network"].is_object()) {
     const json& network = result["network"];
-    fmt::print("\nnetwork on subnet {}:\n", subnet_);
+    fmt::print("\nnetwork on subnet {}:\n", displayText(field(network, "subnet")));
     if (network.contains("error")) {
       fmt::print("  {}\n", displayText(network["error"]));
     } else {
@@ -559,14 +556,14 @@ void Compare::printHuman(const json& result) const {
         std::string connect = "";
         for (const json& tcp : network["tcp_connect"]) {
           if (field(tcp, "from") == field(ping, "from") && field(tcp, "to") == field(ping, "to")) {
-            connect =
-                field(tcp, "connect_ms").is_number() ? milliseconds(tcp["connect_ms"]) + " *" : "failed";
+            connect = field(tcp, "connect_ms").is_number() ? api::millisecondsText(tcp["connect_ms"]) + " *"
+                                                           : "failed";
           }
         }
         pings.add({displayText(ping["from"]), nameOf(displayText(ping["to"])),
-                   rtt.is_object() ? milliseconds(rtt["avg"]) : "failed",
-                   rtt.is_object() ? milliseconds(rtt["min"]) : "-",
-                   rtt.is_object() ? milliseconds(rtt["max"]) : "-", connect});
+                   rtt.is_object() ? api::millisecondsText(rtt["avg"]) : "failed",
+                   rtt.is_object() ? api::millisecondsText(rtt["min"]) : "-",
+                   rtt.is_object() ? api::millisecondsText(rtt["max"]) : "-", connect});
       }
       pings.print();
       fmt::print("  * nc timed inside the instance (busybox ts): includes starting nc, an upper bound\n");
@@ -575,112 +572,72 @@ void Compare::printHuman(const json& result) const {
   for (const std::string& note : notes_) fmt::print("\nnote: {}\n", note);
 }
 
-std::string xmlEscape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
-// Two panels: each boot as a dot on a log time axis (a box from min to max, a bar at the median), and the
-// median memory per kind as bars.
-Status Compare::writeSvg(const std::string& path) const {
-  constexpr double kWidth = 640, kLeft = 90, kRight = 610;
-  std::map<std::string, std::vector<double>> boots, memory;
-  for (const Sample& sample : samples_) {
-    if (!sample.error.empty()) continue;
-    const json& total = field(field(sample.instance, "boot"), "total_ms");
-    if (total.is_number() && total.get<double>() > 0) boots[sample.kind].push_back(total.get<double>());
-    const json& used = field(field(sample.instance, "usage"), "memory_bytes");
-    if (used.is_number()) memory[sample.kind].push_back(used.get<double>());
-  }
-  double lo = 1e18, hi = 0;
-  for (const auto& [kind, values] : boots) {
-    for (double v : values) lo = std::min(lo, v), hi = std::max(hi, v);
-  }
-  if (hi <= 0) lo = 1, hi = 10;
-  double logLo = std::floor(std::log10(lo)), logHi = std::ceil(std::log10(hi));
-  if (logHi <= logLo) logHi = logLo + 1;
-  auto x = [&](double ms) { return kLeft + (std::log10(ms) - logLo) / (logHi - logLo) * (kRight - kLeft); };
-  std::string svg = fmt::format(
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"330\" viewBox=\"0 0 {0} 330\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      "<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">{1}</text>\n"
-      "<text x=\"10\" y=\"45\">boot time (log scale)</text>\n",
-      kWidth, xmlEscape(fmt::format("corral compare: {} container(s) and {} VM(s)", runs_, runs_)));
-  for (double e = logLo; e <= logHi; e += 1) {
-    double ms = std::pow(10.0, e);
-    svg += fmt::format(
-        "<line x1=\"{0:.1f}\" y1=\"55\" x2=\"{0:.1f}\" y2=\"140\" stroke=\"#ddd\"/>\n"
-        "<text x=\"{0:.1f}\" y=\"155\" text-anchor=\"middle\" fill=\"#555\">{1}</text>\n",
-        x(ms), xmlEscape(milliseconds(ms)));
-  }
-  const std::map<std::string, std::string> colors = {{"container", "#2a7ab0"}, {"vm", "#c0392b"}};
-  double row = 75;
-  for (const std::string& kind : kKinds) {
-    svg += fmt::format("<text x=\"10\" y=\"{:.1f}\">{}</text>\n", row + 4, kind);
-    const std::vector<double>& values = boots[kind];
-    if (!values.empty()) {
-      double mn = *std::min_element(values.begin(), values.end());
-      double mx = *std::max_element(values.begin(), values.end());
-      svg += fmt::format(
-          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"20\" fill=\"{}\" fill-opacity=\"0.15\" "
-          "stroke=\"{}\"/>\n<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" "
-          "stroke-width=\"3\"><title>median {}</title></line>\n",
-          x(mn), row - 10, std::max(1.0, x(mx) - x(mn)), colors.at(kind), colors.at(kind), x(median(values)),
-          row - 12, x(median(values)), row + 12, colors.at(kind), xmlEscape(milliseconds(median(values))));
-      for (double v : values) {
-        svg += fmt::format(
-            "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"{}\"><title>{}</title></circle>\n", x(v), row,
-            colors.at(kind), xmlEscape(milliseconds(v)));
-      }
-    }
-    row += 40;
-  }
-  svg += "<text x=\"10\" y=\"190\">host memory per instance (median)</text>\n";
-  double most = 1;
-  for (const auto& [kind, values] : memory) most = std::max(most, median(values));
-  row = 215;
-  for (const std::string& kind : kKinds) {
-    svg += fmt::format("<text x=\"10\" y=\"{:.1f}\">{}</text>\n", row + 4, kind);
-    if (!memory[kind].empty()) {
-      double value = median(memory[kind]);
-      double width = value / most * (kRight - kLeft - 80);
-      svg += fmt::format(
-          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"20\" fill=\"{}\"/>\n"
-          "<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n",
-          kLeft, row - 10, std::max(1.0, width), colors.at(kind), kLeft + width + 6, row + 4,
-          xmlEscape(bytes(value)));
-    }
-    row += 40;
-  }
-  svg += "</svg>\n";
+// The chart corrald's dashboard draws too (api/compare_render.h), from the same compact result.
+Status Compare::writeSvg(const std::string& path, const json& result) const {
   std::ofstream out(path, std::ios::trunc);
-  out << svg;
+  out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      << api::renderComparisonSvg(api::compactComparison(result));
   out.close();
   if (!out) return fail(Error(ErrorKind::Internal, fmt::format("writing {}", path)));
   return {};
 }
 
+// `corral compare --list`: the kept comparisons, newest first, one line each.
+int listComparisons(const Invocation& invocation, api::Client& client) {
+  Result<json> list = client.call(api::ListComparisons{});
+  if (!list) {
+    printError(list.error());
+    return 1;
+  }
+  if (invocation.global.json) {
+    std::cout << list->dump(2) << "\n";
+    return 0;
+  }
+  Table table({"ID", "WHEN", "RUNS", "ACCELERATOR", "CONTAINER BOOT", "VM BOOT", "CONTAINER MEM", "VM MEM"});
+  for (const json& item : field(*list, "comparisons")) {
+    const json& summary = field(item, "summary");
+    auto statistic = [&](const char* kind, const char* what) {
+      return field(field(field(summary, kind), what), "median");
+    };
+    std::time_t when = field(item, "created_at").is_number() ? item["created_at"].get<std::time_t>() : 0;
+    char stamp[32] = "-";
+    if (std::tm local{}; when > 0 && ::localtime_r(&when, &local) != nullptr)
+      std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &local);
+    table.add({displayText(field(item, "id")), stamp, displayText(field(item, "runs")),
+               displayText(field(item, "accelerator")),
+               api::millisecondsText(statistic("container", "boot_ms")),
+               api::millisecondsText(statistic("vm", "boot_ms")),
+               api::bytesText(statistic("container", "memory_bytes")),
+               api::bytesText(statistic("vm", "memory_bytes"))});
+  }
+  table.print();
+  return 0;
+}
+
 int Compare::run() {
+  if (invocation_.flag("list")) return listComparisons(invocation_, client_);
+  if (auto shown = invocation_.value("show")) {
+    Result<json> kept = client_.call(api::GetComparison{*shown});
+    if (!kept) {
+      printError(kept.error());
+      return 1;
+    }
+    const json& result = field(*kept, "result");
+    if (invocation_.global.json) {
+      std::cout << kept->dump(2) << "\n";
+    } else {
+      fmt::print("comparison {}\n", displayText(field(*kept, "id")));
+      printHuman(result);
+    }
+    if (auto svg = invocation_.value("svg")) {
+      if (Status written = writeSvg(*svg, result); !written) {
+        printError(written.error());
+        return 1;
+      }
+      if (!invocation_.global.json) fmt::print("\nchart written to {}\n", *svg);
+    }
+    return 0;
+  }
   if (auto runs = invocation_.value("runs")) runs_ = parseCountFlag("--runs", *runs);
   if (runs_ < 1 || runs_ > 20) throw UsageError("--runs: between 1 and 20");
   subnet_ = invocation_.value("subnet").value_or("");
@@ -739,8 +696,9 @@ int Compare::run() {
     return 130;
   }
   if (keep) result["kept"] = started_;
+  saveResult(result);
   if (auto svg = invocation_.value("svg")) {
-    if (Status written = writeSvg(*svg); !written) {
+    if (Status written = writeSvg(*svg, result); !written) {
       printError(written.error());
       return 1;
     }
@@ -750,6 +708,11 @@ int Compare::run() {
   } else {
     printHuman(result);
     if (auto svg = invocation_.value("svg")) fmt::print("\nchart written to {}\n", *svg);
+    if (result.contains("saved_as")) {
+      fmt::print(
+          "kept by corrald as comparison {} (corral compare --show {}); the dashboard draws the latest: {}\n",
+          displayText(result["saved_as"]), displayText(result["saved_as"]), dashboardUrl_);
+    }
   }
   int failed = 0;
   for (const Sample& sample : samples_) {
@@ -767,7 +730,9 @@ Command compareCommand() {
       "compare",
       "boot N containers and N VMs from the same busybox userland and set boot time, memory, isolation and "
       "network side by side",
-      {}, "[--runs N] [--subnet SUBNET] [--memory SIZE] [--parallel] [--svg FILE] [--keep]",
+      {},
+      "[--runs N] [--subnet SUBNET] [--memory SIZE] [--parallel] [--svg FILE] [--keep] [--no-save] | --list "
+      "| --show ID",
       [](po::options_description& options) {
         options.add_options()                                                                          //
             ("runs", po::value<std::string>()->value_name("N"), "instances of each kind (default 3)")  //
@@ -777,8 +742,14 @@ Command compareCommand() {
              "the memory limit of each container and the RAM of each VM (default 128M)")  //
             ("parallel", "start all instances at once instead of one at a time")          //
             ("svg", po::value<std::string>()->value_name("FILE"),
-             "also draw the boot times and memory as a chart")  //
-            ("keep", "leave the instances running afterwards (default: remove them)");
+             "also draw the boot times and memory as a chart")                         //
+            ("keep", "leave the instances running afterwards (default: remove them)")  //
+            ("no-save",
+             "do not keep the result in corrald (by default the newest 20 are kept; the dashboard "
+             "draws the latest)")                                                           //
+            ("list", "list the comparisons corrald keeps, newest first, and boot nothing")  //
+            ("show", po::value<std::string>()->value_name("ID"),
+             "print a kept comparison (an id from --list, or latest) and boot nothing; with --svg, draw it");
       },
       [](const Invocation& invocation) {
         Compare compare(invocation, api::Client(invocation.global.socketPath));

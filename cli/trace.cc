@@ -23,6 +23,22 @@ std::string targetText(const json& target) {
                      displayText(field(target, "name")), displayText(field(target, "netns")));
 }
 
+// The frame's text from the daemon, with its first line (number, capture time, length) replaced by one
+// whose time counts from the first frame shown, as tshark's does: "#3  +0.000412 s  74 bytes".
+std::string frameText(const json& frame) {
+  std::string text = field(frame, "text").is_string() ? frame["text"].get<std::string>() : "";
+  const json &number = field(frame, "number"), &time = field(frame, "time"), &length = field(frame, "length");
+  if (!number.is_number() || !time.is_number() || !length.is_number()) return text;
+  const size_t lineEnd = text.find('\n');
+  std::string header = fmt::format("#{}  {:+.6f} s  {} bytes", number.get<int64_t>(), time.get<double>(),
+                                   length.get<int64_t>());
+  const json& captured = field(frame, "captured");
+  if (captured.is_number() && captured.get<int64_t>() < length.get<int64_t>()) {
+    header += fmt::format(" ({} captured)", captured.get<int64_t>());
+  }
+  return header + (lineEnd == std::string::npos ? std::string("\n") : text.substr(lineEnd));
+}
+
 int trace(const Invocation& invocation) {
   api::TraceCapture request;
   request.target = invocation.arguments[0];
@@ -51,7 +67,7 @@ int trace(const Invocation& invocation) {
                request.count, request.seconds, request.filter);
     int handshakes = 0, closes = 0, resets = 0;
     for (const json& frame : field(*answer, "frames")) {
-      std::string text = field(frame, "text").is_string() ? frame["text"].get<std::string>() : "";
+      const std::string text = frameText(frame);
       fmt::print("{}{}\n", text, text.ends_with('\n') ? "" : "\n");  // a blank line between frames
       const json& event = field(frame, "event");
       if (!event.is_string()) continue;

@@ -6,11 +6,18 @@ namespace corral {
 
 std::string_view errorKindName(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::InvalidArgument: return "invalid_argument";
-    case ErrorKind::NotFound: return "not_found";
-    case ErrorKind::Conflict: return "conflict";
-    case ErrorKind::Unavailable: return "unavailable";
-    case ErrorKind::Internal: return "internal";
+    case ErrorKind::InvalidArgument:
+      return "invalid_argument";
+    case ErrorKind::NotFound:
+      return "not_found";
+    case ErrorKind::Conflict:
+      return "conflict";
+    case ErrorKind::Unavailable:
+      return "unavailable";
+    case ErrorKind::Forbidden:
+      return "forbidden";
+    case ErrorKind::Internal:
+      return "internal";
   }
   return "internal";
 }

@@ -1,12 +1,12 @@
 // Error values that cross module boundaries: a closed set of kinds, an errno and a message chain.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <expected>
 #include <string>
 #include <string_view>
 #include <utility>
-
-#include <fmt/format.h>
 
 namespace corral {
 
@@ -16,6 +16,7 @@ enum class ErrorKind {
   NotFound,         // the named object does not exist (404)
   Conflict,         // the request does not fit the current state: duplicate, dependency, wrong state (409)
   Unavailable,      // a service we depend on is not there (libvirtd, the daemon itself) (503)
+  Forbidden,        // not allowed on this way in, whatever the input (the read-only dashboard port) (403)
   Internal,         // a system call or library failed (500)
 };
 
@@ -51,7 +52,9 @@ template <class T>
 using Result = std::expected<T, Error>;
 using Status = std::expected<void, Error>;
 
-inline std::unexpected<Error> fail(Error e) { return std::unexpected<Error>(std::move(e)); }
+inline std::unexpected<Error> fail(Error e) {
+  return std::unexpected<Error>(std::move(e));
+}
 
 template <class... Args>
 Error invalidField(std::string field, fmt::format_string<Args...> format, Args&&... args) {
@@ -69,6 +72,10 @@ Error conflict(fmt::format_string<Args...> format, Args&&... args) {
 template <class... Args>
 Error internalError(fmt::format_string<Args...> format, Args&&... args) {
   return Error(ErrorKind::Internal, fmt::format(format, std::forward<Args>(args)...));
+}
+template <class... Args>
+Error forbidden(fmt::format_string<Args...> format, Args&&... args) {
+  return Error(ErrorKind::Forbidden, fmt::format(format, std::forward<Args>(args)...));
 }
 template <class... Args>
 Error unavailable(fmt::format_string<Args...> format, Args&&... args) {

@@ -27,6 +27,7 @@
 #include "api/api.h"
 #include "core/log.h"
 #include "core/unique_fd.h"
+#include "daemon/web.h"
 
 namespace corral::daemon {
 namespace {
@@ -35,6 +36,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using Local = asio::local::stream_protocol;
+using Tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxHeaderBytes = 16 * 1024;
@@ -123,10 +125,15 @@ std::string jsonText(const nlohmann::json& body) {
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-class Session : public std::enable_shared_from_this<Session> {
+// Which way a connection came in: the Unix socket serves everything, the loopback TCP port only the
+// dashboard (daemon/web.h).
+enum class Door { UnixSocket, DashboardPort };
+
+template <class Protocol>
+class Session : public std::enable_shared_from_this<Session<Protocol>> {
  public:
-  Session(Local::socket socket, Service& service, std::chrono::milliseconds timeout)
-      : stream_(std::move(socket)), service_(service), timeout_(timeout) {}
+  Session(typename Protocol::socket socket, Service& service, std::chrono::milliseconds timeout, Door door)
+      : stream_(std::move(socket)), service_(service), timeout_(timeout), door_(door) {}
 
   void start() { readRequest(); }
 
@@ -141,7 +148,7 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(timeout_);
     http::async_read_header(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->onHeader(ec); });
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->onHeader(ec); });
   }
 
   void onHeader(beast::error_code ec) {
@@ -152,7 +159,7 @@ class Session : public std::enable_shared_from_this<Session> {
       auto interim =
           std::make_shared<http::response<http::empty_body>>(http::status::continue_, header.version());
       http::async_write(stream_, *interim,
-                        [self = shared_from_this(), interim](beast::error_code wec, size_t) {
+                        [self = this->shared_from_this(), interim](beast::error_code wec, size_t) {
                           if (wec) return self->close();
                           self->readBody();
                         });
@@ -162,8 +169,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void readBody() {
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->onRequest(ec); });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->onRequest(ec); });
   }
 
   void onReadError(beast::error_code ec) {
@@ -198,23 +206,44 @@ class Session : public std::enable_shared_from_this<Session> {
     http::request<http::string_body> request = parser_->release();
     std::string method(request.method_string());
     std::string target(request.target());
-
-    daemon::Response answer;
-    if (auto parsed = api::parseRequest(method, target, request.body())) {
-      answer = service_.handle(*parsed);
-    } else {
-      answer = errorResponse(parsed.error());
-    }
     bool keepAlive = request.keep_alive();
-    auto elapsed = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
-    log::info("{} {} {} {:.1f}ms", method, target, answer.status, elapsed);
-
-    auto response = std::make_shared<Response>(static_cast<http::status>(answer.status), request.version());
+    auto response = std::make_shared<Response>(http::status::ok, request.version());
     response->set(http::field::server, "corrald/" CORRAL_VERSION);
-    response->set(http::field::content_type, "application/json");
-    response->body() = jsonText(answer.body);
     response->keep_alive(keepAlive);
-    response->prepare_payload();
+
+    std::optional<Error> refused;
+    if (door_ == Door::DashboardPort)
+      refused = refuseOnDashboardPort(method, target, std::string(request[http::field::host]));
+    std::optional<StaticPage> page = refused ? std::nullopt : staticPage(method, target);
+    if (page) {
+      response->set(http::field::content_type, std::string(page->contentType));
+      response->set(http::field::cache_control, "no-store");
+      response->set("Content-Security-Policy", std::string(kPageSecurityPolicy));
+      response->set("X-Content-Type-Options", "nosniff");
+      response->set("Referrer-Policy", "no-referrer");
+      response->body() = std::string(page->body);
+      response->prepare_payload();
+      if (method == "HEAD") response->body().clear();  // the length stays the page's
+    } else {
+      daemon::Response answer;
+      if (refused) {
+        answer = errorResponse(*refused);
+      } else if (auto parsed = api::parseRequest(method, target, request.body())) {
+        answer = service_.handle(*parsed);
+      } else {
+        answer = errorResponse(parsed.error());
+      }
+      response->result(static_cast<http::status>(answer.status));
+      response->set(http::field::content_type, "application/json");
+      if (door_ == Door::DashboardPort) response->set("X-Content-Type-Options", "nosniff");
+      response->body() = jsonText(answer.body);
+      response->prepare_payload();
+    }
+    auto elapsed = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    // The dashboard asks every second; its answers are logged at debug level so the log stays readable.
+    const bool poll = method == "GET" && (target == "/v1/dashboard" || page);
+    log::write(poll ? log::Level::Debug : log::Level::Info,
+               fmt::format("{} {} {} {:.1f}ms", method, target, response->result_int(), elapsed));
     write(response, keepAlive ? AfterWrite::ReadNext : AfterWrite::Close);
   }
 
@@ -235,7 +264,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // A client that never reads its answer is dropped on the same deadline as one that never asks.
     stream_.expires_after(timeout_);
     http::async_write(stream_, *response,
-                      [self = shared_from_this(), response, next](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this(), response, next](beast::error_code ec, size_t) {
                         if (ec) return self->close();
                         switch (next) {
                           case AfterWrite::ReadNext:
@@ -251,7 +280,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // A lingering close: tell the client we are done, then swallow what it still sends until it closes.
   void drainThenClose() {
     beast::error_code ignored;
-    stream_.socket().shutdown(Local::socket::shutdown_send, ignored);
+    stream_.socket().shutdown(Protocol::socket::shutdown_send, ignored);
     drainBuffer_.resize(64 * 1024);
     stream_.expires_after(timeout_);
     discard();
@@ -259,7 +288,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void discard() {
     stream_.async_read_some(asio::buffer(drainBuffer_),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            [self = this->shared_from_this()](beast::error_code ec, size_t n) {
                               self->discarded_ += n;
                               if (ec || self->discarded_ > kMaxDiscardBytes) return self->close();
                               self->discard();
@@ -268,13 +297,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close() {
     beast::error_code ignored;
-    stream_.socket().shutdown(Local::socket::shutdown_both, ignored);
+    stream_.socket().shutdown(Protocol::socket::shutdown_both, ignored);
     stream_.close();
   }
 
-  beast::basic_stream<Local> stream_;
+  beast::basic_stream<Protocol> stream_;
   Service& service_;
   std::chrono::milliseconds timeout_;
+  Door door_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::vector<char> drainBuffer_;
@@ -288,6 +318,7 @@ HttpServer::HttpServer(Service& service, ServerOptions options)
       options_(std::move(options)),
       control_(asio::make_strand(io_)),
       acceptor_(control_),
+      dashboard_(control_),
       signals_(control_, SIGTERM, SIGINT) {}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::listen(Service& service, ServerOptions options) {
@@ -319,6 +350,27 @@ Result<std::unique_ptr<HttpServer>> HttpServer::listen(Service& service, ServerO
   if (auto permissions = setSocketPermissions(path); !permissions) return fail(context(permissions.error()));
   server->acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return fail(context(systemError(ec.value(), fmt::format("listen(\"{}\")", path))));
+  if (server->options_.dashboardPort) {
+    // Loopback only: the port is read-only, but what it shows is still for this host's users.
+    Tcp::endpoint loopback(asio::ip::address_v4::loopback(), *server->options_.dashboardPort);
+    auto portContext = [](const Error& e) { return e.wrap("dashboard port"); };
+    server->dashboard_.open(loopback.protocol(), ec);
+    if (!ec) server->dashboard_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) server->dashboard_.bind(loopback, ec);
+    if (ec == asio::error::address_in_use) {
+      return fail(Error(ErrorKind::Conflict,
+                        fmt::format("127.0.0.1:{} is in use by another program; choose another --http-port "
+                                    "(0 picks a free one)",
+                                    *server->options_.dashboardPort),
+                        "http-port"));
+    }
+    if (!ec) server->dashboard_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return fail(portContext(
+          systemError(ec.value(), fmt::format("listen on 127.0.0.1:{}", *server->options_.dashboardPort))));
+    }
+    server->dashboardBound_ = server->dashboard_.local_endpoint(ec).port();
+  }
   return server;
 }
 
@@ -345,15 +397,30 @@ void HttpServer::accept() {
       // EMFILE and friends: keep serving the connections we have and try again.
       log::warn("accept on \"{}\": {}", options_.socketPath, ec.message());
     } else {
-      std::make_shared<Session>(std::move(socket), service_, options_.readTimeout)->start();
+      std::make_shared<Session<Local>>(std::move(socket), service_, options_.readTimeout, Door::UnixSocket)
+          ->start();
     }
     accept();
+  });
+}
+
+void HttpServer::acceptDashboard() {
+  dashboard_.async_accept(asio::make_strand(io_), [this](beast::error_code ec, Tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !dashboard_.is_open()) return;
+    if (ec) {
+      log::warn("accept on the dashboard port: {}", ec.message());
+    } else {
+      std::make_shared<Session<Tcp>>(std::move(socket), service_, options_.readTimeout, Door::DashboardPort)
+          ->start();
+    }
+    acceptDashboard();
   });
 }
 
 void HttpServer::shutdown() {
   beast::error_code ignored;
   acceptor_.close(ignored);
+  dashboard_.close(ignored);
   signals_.cancel(ignored);
   removeSocketFile();
   // Handlers already running (a request in Service::handle) complete; the rest are abandoned.
@@ -368,6 +435,7 @@ void HttpServer::run() {
       shutdown();
     });
     accept();
+    if (dashboard_.is_open()) acceptDashboard();
   });
   std::vector<std::thread> workers;
   for (unsigned i = 1; i < std::max(1u, options_.threads); ++i) workers.emplace_back([this] { io_.run(); });

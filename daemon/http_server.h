@@ -1,15 +1,19 @@
 // corrald's HTTP/1.1 front end on a Unix socket (Boost.Beast/Asio): owns the listening socket file, the
-// connections and their timeouts, and turns each request into api::Request → Service::handle → JSON.
+// connections and their timeouts, and turns each request into api::Request → Service::handle → JSON;
+// also serves the dashboard page, there and on an optional read-only loopback TCP port.
 #pragma once
 
 #include <sys/types.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/error.h"
@@ -23,6 +27,8 @@ struct ServerOptions {
   // dropped, so a silent client holds nothing but its own socket.
   std::chrono::milliseconds readTimeout{10'000};
   unsigned threads = 4;
+  // Also serve the dashboard (read-only, daemon/web.h) on 127.0.0.1:PORT; 0 picks a free port.
+  std::optional<uint16_t> dashboardPort;
 };
 
 class HttpServer {
@@ -44,10 +50,13 @@ class HttpServer {
   void stop();
 
   const std::string& socketPath() const { return options_.socketPath; }
+  // The dashboard's loopback port as bound (the chosen one when asked for 0), or nullopt without one.
+  std::optional<uint16_t> dashboardPort() const { return dashboardBound_; }
 
  private:
   HttpServer(Service& service, ServerOptions options);
   void accept();
+  void acceptDashboard();
   void shutdown();
   void removeSocketFile();
 
@@ -58,6 +67,8 @@ class HttpServer {
   // thread cannot race the accept loop on another.
   boost::asio::strand<boost::asio::io_context::executor_type> control_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
+  boost::asio::ip::tcp::acceptor dashboard_;
+  std::optional<uint16_t> dashboardBound_;
   boost::asio::signal_set signals_;
   // Identity of the socket file we bound, so we never unlink a file another process put there since.
   dev_t socketDevice_ = 0;

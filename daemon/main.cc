@@ -53,6 +53,7 @@ struct Options {
   int64_t kvmProbeTimeoutS = 15;
   bool foreground = false;
   int64_t readTimeoutMs = 10'000;
+  std::optional<uint16_t> httpPort;
   log::Level logLevel = log::Level::Info;
 };
 
@@ -68,6 +69,7 @@ Result<log::Level> parseLogLevel(const std::string& text) {
 Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   po::options_description described("corrald: the corral daemon (REST/JSON API on a Unix socket)");
   std::string logLevel;
+  int64_t httpPort = -1;
   Options options;
   // clang-format off
   described.add_options()
@@ -110,6 +112,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "stay attached to the terminal instead of daemonising")
       ("read-timeout-ms", po::value(&options.readTimeoutMs)->default_value(10'000),
        "drop a connection that has not sent a complete request within this many milliseconds")
+      ("http-port", po::value(&httpPort)->value_name("PORT"),
+       "also serve the dashboard, read-only, on http://127.0.0.1:PORT/ (0 picks a free port; the page is "
+       "always on the socket too)")
       ("log-level", po::value(&logLevel)->default_value("info"), "debug, info, warn or error");
   // clang-format on
   po::variables_map values;
@@ -134,6 +139,13 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     return fail(invalidField("read-timeout-ms", "must be a positive number of milliseconds, not {}",
                              options.readTimeoutMs));
   }
+  if (values.count("http-port")) {
+    if (httpPort < 0 || httpPort > 65535) {
+      return fail(
+          invalidField("http-port", "{} is not a TCP port: give 1 to 65535, or 0 for a free one", httpPort));
+    }
+    options.httpPort = static_cast<uint16_t>(httpPort);
+  }
   if (options.stateDir.empty()) return fail(invalidField("state-dir", "must not be empty"));
   if (options.logFile.empty()) options.logFile = options.stateDir + "/corrald.log";
   if (options.containersDir.empty()) options.containersDir = options.stateDir + "/containers";
@@ -152,9 +164,11 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (!options.uplinkNetns.empty() &&
       (options.uplinkNetns.size() > 64 || options.uplinkNetns.find('/') != std::string::npos ||
        options.uplinkNetns.starts_with("."))) {
-    return fail(invalidField("uplink-netns", "\"{}\" is not a namespace name under /run/netns", options.uplinkNetns));
+    return fail(
+        invalidField("uplink-netns", "\"{}\" is not a namespace name under /run/netns", options.uplinkNetns));
   }
-  for (auto [field, text] : {std::pair{"transit-cidr", &options.transitCidr}, std::pair{"public-cidr", &options.publicCidr}}) {
+  for (auto [field, text] :
+       {std::pair{"transit-cidr", &options.transitCidr}, std::pair{"public-cidr", &options.publicCidr}}) {
     auto cidr = net::Cidr::parse(*text, field);
     if (!cidr) return fail(cidr.error());
     if (cidr->prefix() > 28) return fail(invalidField(field, "{} is too small: give a /28 or larger", *text));
@@ -340,13 +354,21 @@ int run(const Options& options, StartupReport& report) {
     report.failed(service.error().message());
     return 1;
   }
-  auto server = HttpServer::listen(
-      **service,
-      {.socketPath = options.socketPath, .readTimeout = std::chrono::milliseconds(options.readTimeoutMs)});
+  auto server =
+      HttpServer::listen(**service, {.socketPath = options.socketPath,
+                                     .readTimeout = std::chrono::milliseconds(options.readTimeoutMs),
+                                     .dashboardPort = options.httpPort});
   if (!server) {
-    report.failed(server.error().message());
+    const Error& error = server.error();
+    report.failed(error.field().empty() ? error.message()
+                                        : fmt::format("--{}: {}", error.field(), error.message()));
     return 1;
   }
+  std::optional<std::string> dashboardUrl;
+  if (auto port = (*server)->dashboardPort()) dashboardUrl = fmt::format("http://127.0.0.1:{}/", *port);
+  (*service)->setDashboardUrl(dashboardUrl);
+  log::info("dashboard: {} (and http://corrald/ on the socket)",
+            dashboardUrl.value_or("no TCP port (--http-port)"));
   ObjectCounts n = (*service)->counts();
   log::info("corrald {} listening on \"{}\" (pid {})", CORRAL_VERSION, options.socketPath, ::getpid());
   log::info(

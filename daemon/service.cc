@@ -153,7 +153,8 @@ Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions inst
   if (!topology) return fail(topology.error().wrap(fmt::format("loading state from \"{}\"", store.path())));
   auto service = std::make_unique<Service>(std::move(store), std::move(*topology));
   service->network_ = std::make_unique<NetworkController>(std::move(networkOptions), service->topology_);
-  auto instances = InstanceManager::load(service->store_, std::move(instanceOptions), service->network_.get());
+  auto instances =
+      InstanceManager::load(service->store_, std::move(instanceOptions), service->network_.get());
   if (!instances)
     return fail(instances.error().wrap(fmt::format("loading state from \"{}\"", service->store_.path())));
   service->instances_ = std::move(*instances);
@@ -261,6 +262,13 @@ std::string frameSummary(const net::DecodedFrame& frame) {
   return frame.note.empty() ? std::string("unreadable frame") : frame.note;
 }
 
+// The frame's text with its time counted from the first frame shown, as in "time".
+std::string describeRelative(net::DecodedFrame frame, size_t number, std::chrono::microseconds first,
+                             const std::optional<std::string>& event) {
+  frame.timestamp -= first;
+  return net::describeFrame(frame, number, event);
+}
+
 json frameJson(const net::DecodedFrame& frame, size_t number, std::chrono::microseconds first, bool outgoing,
                const std::optional<std::string>& event) {
   json out = {{"number", number},
@@ -270,7 +278,7 @@ json frameJson(const net::DecodedFrame& frame, size_t number, std::chrono::micro
               {"captured", frame.captured},
               {"outgoing", outgoing},
               {"summary", frameSummary(frame)},
-              {"text", net::describeFrame(frame, number, event)},
+              {"text", describeRelative(frame, number, first, event)},
               {"event", event ? json(*event) : json(nullptr)},
               {"payload_bytes", frame.payloadBytes},
               {"note", frame.note}};
@@ -456,6 +464,15 @@ json Service::vmInfo() {
     libvirt["reachable"] = false;
     libvirt["error"] = version.error().message();
   }
+  return {{"libvirt", std::move(libvirt)},
+          {"accelerator", acceleratorJson()},
+          {"vms_dir", options.vmsDir.string()},
+          {"domain_prefix", options.domainPrefix}};
+}
+
+json Service::acceleratorJson() {
+  if (!instances_) return nullptr;
+  const InstanceOptions& options = instances_->options();
   AcceleratorStatus status = instances_->acceleratorStatus();
   json accelerator = {{"mode", options.accelerator}, {"state", status.state}};
   if (options.accelerator == "tcg") {
@@ -471,10 +488,7 @@ json Service::vmInfo() {
                             : status.state == "probing"  ? "a probe boot under KVM is running"
                                                          : "decided when the first VM starts";
   }
-  return {{"libvirt", std::move(libvirt)},
-          {"accelerator", std::move(accelerator)},
-          {"vms_dir", options.vmsDir.string()},
-          {"domain_prefix", options.domainPrefix}};
+  return accelerator;
 }
 
 Response Service::serve(const api::GetInfo&) {
@@ -507,7 +521,15 @@ Response Service::serve(const api::GetInfo&) {
            {"counts", std::move(counts)},
            {"image_dir", instances_ ? json(instances_->options().imageDir.string()) : json(nullptr)},
            {"vms", vmInfo()},
-           {"network", network_ ? network_->infoJson() : json(nullptr)}}};
+           {"network", network_ ? network_->infoJson() : json(nullptr)},
+           {"dashboard",
+            {{"url", dashboardUrl_ ? json(*dashboardUrl_) : json(nullptr)},
+             {"socket_url", "http://corrald/ (curl --unix-socket, or ssh -L PORT:SOCKET)"}}}}};
+}
+
+void Service::setDashboardUrl(std::optional<std::string> url) {
+  std::lock_guard lock(mutex_);
+  dashboardUrl_ = std::move(url);
 }
 
 template <ObjectKind K>

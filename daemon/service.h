@@ -6,6 +6,8 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
 
 #include "api/api.h"
 #include "core/error.h"
@@ -43,6 +45,9 @@ class Service {
   // Safe to call from several threads at once: requests are served one at a time.
   Response handle(const api::Request& request);
 
+  // Where the dashboard's loopback port is (corrald --http-port), for GET /v1/info; nullopt: socket only.
+  void setDashboardUrl(std::optional<std::string> url);
+
   ObjectCounts counts() const;
   size_t instanceCount() const { return instances_ ? instances_->count() : 0; }
   const std::string& statePath() const { return store_.path(); }
@@ -66,6 +71,10 @@ class Service {
   Response serve(const api::AddNetworkAclRule& request);
   Response serve(const api::DeleteNetworkAclRule& request);
   Response serve(const api::GetVpcTopology& request);
+  Response serve(const api::SaveComparison& request);
+  Response serve(const api::ListComparisons& request);
+  Response serve(const api::GetComparison& request);
+  Response serve(const api::GetDashboard& request);
   // Instance requests run without mutex_ (the manager has its own lock, and a stop's grace wait or an exec
   // must not hold up other requests).
   Response serveInstance(const api::RunInstance& request);
@@ -86,9 +95,11 @@ class Service {
   Status commit(Operation&& operation);
 
   ObjectCounts countsLocked() const;
-  nlohmann::json vmInfo();  // libvirt reachability and the accelerator, for GET /v1/info
+  nlohmann::json vmInfo();           // libvirt reachability and the accelerator, for GET /v1/info
+  nlohmann::json acceleratorJson();  // {"mode", "state", "name", "reason"}
 
   mutable std::mutex mutex_;
+  std::optional<std::string> dashboardUrl_;
   Store store_;
   net::Topology topology_;
   // Null without Service::load (unit tests): then the model alone changes, no kernel object.

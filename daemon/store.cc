@@ -185,6 +185,17 @@ INSERT INTO instances_v3 SELECT * FROM instances;
 DROP TABLE instances;
 ALTER TABLE instances_v3 RENAME TO instances;
 )sql",
+    // 3 -> 4: the results of `corral compare`, kept for the dashboard and GET /v1/comparisons. The result
+    // is the CLI's own JSON, so a field added to it needs no migration. Only the oldest rows are ever
+    // deleted,
+    // so ids keep growing without AUTOINCREMENT.
+    R"sql(
+CREATE TABLE comparisons (
+  id INTEGER PRIMARY KEY,
+  created_at INTEGER NOT NULL,
+  result TEXT NOT NULL
+) STRICT;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 
@@ -1198,6 +1209,47 @@ Result<std::vector<InstanceRow>> Store::listInstances() const {
       });
   if (!status)
     return fail(std::move(status.error()).wrap(fmt::format("store \"{}\": list instances", path_)));
+  if (auto committed = transaction->commit(); !committed) return fail(std::move(committed.error()));
+  return rows;
+}
+
+Result<int64_t> Store::insertComparison(int64_t createdAt, const std::string& resultJson, size_t keep) {
+  std::lock_guard lock(*mutex_);
+  auto wrap = [&](Error error) {
+    return std::move(error).wrap(fmt::format("store \"{}\": save comparison", path_));
+  };
+  auto transaction = Transaction::beginImmediate(db_.get());
+  if (!transaction) return fail(wrap(std::move(transaction.error())));
+  auto inserted = runBound(db_.get(), "INSERT INTO comparisons (created_at, result) VALUES (?, ?)",
+                           [&](Binder& b) { b.integer(createdAt).text(resultJson); });
+  if (!inserted) return fail(wrap(std::move(inserted.error())));
+  const int64_t id = sqlite3_last_insert_rowid(db_.get());
+  auto pruned = runBound(db_.get(), "DELETE FROM comparisons WHERE id <= ?",
+                         [&](Binder& b) { b.integer(id - static_cast<int64_t>(keep)); });
+  if (!pruned) return fail(wrap(std::move(pruned.error())));
+  if (auto committed = transaction->commit(); !committed) return fail(wrap(std::move(committed.error())));
+  return id;
+}
+
+Result<std::vector<ComparisonRow>> Store::listComparisons(std::optional<int64_t> id) const {
+  std::lock_guard lock(*mutex_);
+  auto transaction = Transaction::beginRead(db_.get());
+  if (!transaction) return fail(std::move(transaction.error()));
+  std::vector<ComparisonRow> rows;
+  auto read = [&](sqlite3_stmt* statement) -> Status {
+    RowReader r(statement, "comparisons", keyColumn(statement, 0));
+    ComparisonRow row;
+    CORRAL_READ(row.id, r.integer(0, "id"));
+    CORRAL_READ(row.createdAt, r.integer(1, "created_at"));
+    CORRAL_READ(row.resultJson, r.text(2, "result"));
+    rows.push_back(std::move(row));
+    return {};
+  };
+  const std::string sql =
+      id ? fmt::format("SELECT id, created_at, result FROM comparisons WHERE id = {}", *id)
+         : std::string("SELECT id, created_at, result FROM comparisons ORDER BY id DESC");
+  if (auto status = forEachRow(db_.get(), sql, read); !status)
+    return fail(std::move(status.error()).wrap(fmt::format("store \"{}\": list comparisons", path_)));
   if (auto committed = transaction->commit(); !committed) return fail(std::move(committed.error()));
   return rows;
 }

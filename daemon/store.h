@@ -2,21 +2,21 @@
 // transaction, so a SIGKILL at any moment leaves exactly the committed state.
 #pragma once
 
+#include <sqlite3.h>
+
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <vector>
 #include <string>
-
-#include <sqlite3.h>
+#include <vector>
 
 #include "core/error.h"
 #include "net/vpc.h"
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
 // Times are Unix seconds except boot steps (JSON text: {"total_ms": .., "clone_ms": .., ...}).
@@ -24,18 +24,25 @@ struct InstanceRow {
   std::string name;
   std::string kind = "container";
   std::string specJson;
-  std::string state = "created";            // created | starting (VMs) | running | stopped
+  std::string state = "created";  // created | starting (VMs) | running | stopped
   std::optional<int64_t> pid;
-  std::optional<int64_t> pidStartTime;      // field 22 of /proc/PID/stat: the same process after a restart
+  std::optional<int64_t> pidStartTime;  // field 22 of /proc/PID/stat: the same process after a restart
   int64_t createdAt = 0;
   std::optional<int64_t> startedAt;
   std::optional<int64_t> finishedAt;
   std::optional<int64_t> exitCode;
   std::optional<int64_t> exitSignal;
-  std::optional<std::string> exitReason;    // exited | signaled | oom-killed | stopped | lost
-  std::optional<std::string> exitNote;      // e.g. it ended while corrald was not its parent
+  std::optional<std::string> exitReason;  // exited | signaled | oom-killed | stopped | lost
+  std::optional<std::string> exitNote;    // e.g. it ended while corrald was not its parent
   std::string bootStepsJson = "{}";
   std::string logPath;
+};
+
+// One saved `corral compare` result (the CLI's JSON, as text), numbered in the order they were saved.
+struct ComparisonRow {
+  int64_t id = 0;
+  int64_t createdAt = 0;  // Unix seconds
+  std::string resultJson;
 };
 
 class Store {
@@ -57,6 +64,11 @@ class Store {
   Status putInstance(const InstanceRow& row);
   Status deleteInstance(const std::string& name);
   Result<std::vector<InstanceRow>> listInstances() const;
+
+  // Comparisons: saves one and, in the same transaction, forgets all but the newest `keep`; its id.
+  Result<int64_t> insertComparison(int64_t createdAt, const std::string& resultJson, size_t keep);
+  // The comparison `id`, or all kept ones newest first when no id is given (empty when there is none).
+  Result<std::vector<ComparisonRow>> listComparisons(std::optional<int64_t> id = std::nullopt) const;
 
   int schemaVersion() const;
   const std::string& path() const { return path_; }

@@ -394,6 +394,9 @@ std::optional<std::string> TcpConversationTracker::observe(const DecodedFrame& f
   }
   if (state.closing == 1 && from != state.firstFinFrom && tcp.ack == state.firstFinSeq + 1) {
     state.closing = 2;
+    // Step 2 is the bare ACK. Data that acknowledges the FIN (a server answering a client that shut down
+    // its sending side, as `nc -e` does) also moves the close on, but is named for what it is.
+    if (frame.payloadBytes > 0) return "data after FIN (half-close): acknowledges the FIN";
     return "close 2/4 (ACK)";
   }
   if (state.closing == 3 && from == state.firstFinFrom && tcp.ack == state.secondFinSeq + 1) {

@@ -90,7 +90,10 @@ bool matchesFilter(const DecodedFrame& frame, FrameFilter filter);
 // Follows TCP connections across frames (keyed by the 4-tuple, either direction) and says when a frame
 // completes a step of the 3-way handshake or the 4-way close: "handshake 1/3 (SYN)", "handshake 2/3
 // (SYN-ACK)", "handshake 3/3 (ACK): connection established", "close 1/4 (FIN)", ..., "close 4/4 (ACK):
-// connection closed", "reset (RST)". nullopt for frames that are none of these.
+// connection closed", "reset (RST)". Step 2/4 is a bare ACK of the first FIN; when the other side's FIN
+// itself acknowledges it, that frame is "close 2+3/4 (FIN-ACK)", and when data acknowledges it (the other
+// side still sends after a half-close) "data after FIN (half-close): acknowledges the FIN", after which its
+// FIN is step 3/4. nullopt for frames that are none of these.
 class TcpConversationTracker {
  public:
   std::optional<std::string> observe(const DecodedFrame& frame);
@@ -109,13 +112,16 @@ class TcpConversationTracker {
 
 // The layer-by-layer text `corral trace` prints for one frame (several lines, indented), in
 // CONCEPTS.md's words (switch/L2 for Ethernet, router/L3 for IPv4, ports/L4), with `event` (from the
-// tracker) appended when present. `number` is the frame's index in the capture (1-based).
+// tracker) appended when present. `number` is the frame's index in the capture (1-based). The first line
+// is the frame's header ("#3  T s  74 bytes", T the timestamp as given); `corral trace` replaces it with
+// one whose time counts from the first frame shown (cli/trace.cc), so keep the layers below it.
 std::string describeFrame(const DecodedFrame& frame, size_t number, const std::optional<std::string>& event);
 
 // ---- pcap (libpcap's classic format, microsecond timestamps, LINKTYPE_ETHERNET) ----
 
 std::string pcapFileHeader(uint32_t snapLength = 65535);
-std::string pcapRecord(std::span<const uint8_t> bytes, std::chrono::microseconds timestamp, size_t wireLength);
+std::string pcapRecord(std::span<const uint8_t> bytes, std::chrono::microseconds timestamp,
+                       size_t wireLength);
 
 struct PcapFrame {
   std::chrono::microseconds timestamp{0};

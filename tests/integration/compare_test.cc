@@ -25,13 +25,9 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-const std::string kPrefix = fmt::format("corral-t{}-", ::getpid());
-
-bool requireRoot() {
-  if (::geteuid() == 0) return true;
-  if (::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) ADD_FAILURE() << "needs root";
-  return false;
-}
+using corral::testing::Reply;
+using corral::testing::requireRoot;
+using corral::testing::TestDaemon;
 
 std::string hostKernel() {
   utsname u{};
@@ -39,120 +35,35 @@ std::string hostKernel() {
   return u.release;
 }
 
-struct Reply {
-  int status = 0;
-  json body;
-};
-
-// One corrald under TCG with its own socket, state, cgroup parent, domain and namespace prefix; on the way
-// out it force-removes whatever instances remain and stops.
-class CompareDaemon {
- public:
-  CompareDaemon() {
-    char pattern[] = "/tmp/corral-compare-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir_ = pattern;
-  }
-  ~CompareDaemon() {
-    if (pid_ > 0) {
-      for (const json& instance : instances()) {
-        call("DELETE", fmt::format("/v1/instances/{}?force=true", instance["name"].get<std::string>()));
-      }
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-    const std::string parent = cgroupParent();
-    ::rmdir(fmt::format("/sys/fs/cgroup/{}", parent).c_str());
-    for (const auto& controller : std::filesystem::directory_iterator("/sys/fs/cgroup", ignored)) {
-      ::rmdir((controller.path() / parent).c_str());
-    }
-  }
-
-  bool start() {
-    std::vector<std::string> args = {CORRALD_PATH,
-                                     "--foreground",
-                                     "--socket",
-                                     socket(),
-                                     "--state-dir",
-                                     dir_ + "/state",
-                                     "--image-dir",
-                                     CORRAL_IMAGE_DIR,
-                                     "--cgroup-parent",
-                                     cgroupParent(),
-                                     "--domain-prefix",
-                                     kPrefix,
-                                     "--accelerator",
-                                     "tcg",
-                                     "--accelerator-cache",
-                                     dir_ + "/accelerator.json"};
-    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
-    pid_ =
-        corral::testing::spawnProcess(args, dir_ + "/corrald.out", {}, corral::testing::OutputMode::Append);
-    if (pid_ < 0) return false;
-    auto until = Clock::now() + 30s;
-    while (Clock::now() < until) {
-      if (call("GET", "/v1/info").status == 200) return true;
-      std::this_thread::sleep_for(50ms);
-    }
-    return false;
-  }
-
-  Reply call(const std::string& method, const std::string& target, const json& body = nullptr) const {
-    api::Client client(socket(), 120s);
-    auto response = client.send({method, target, body.is_null() ? std::string() : body.dump()});
-    if (!response) return {0, json{{"transport", response.error().message()}}};
-    return {response->status, json::parse(response->body, nullptr, false)};
-  }
-
-  json instances() const {
-    Reply all = call("GET", "/v1/instances");
-    return all.body.is_object() && all.body.contains("instances") ? all.body["instances"] : json::array();
-  }
-
-  // Starts `corral compare ARGS` with the output in files; the caller waits (or signals first).
-  pid_t spawnCompare(std::vector<std::string> args) const {
-    args.insert(args.begin(), {CORRAL_CLI_PATH, "--socket", socket(), "compare"});
-    return corral::testing::spawnProcess(args, dir_ + "/cli.out", dir_ + "/cli.err",
-                                         corral::testing::OutputMode::Truncate);
-  }
-  std::string out() const { return corral::testing::readFile(dir_ + "/cli.out"); }
-  std::string err() const { return corral::testing::readFile(dir_ + "/cli.err"); }
-  std::string log() const { return corral::testing::readFile(dir_ + "/corrald.out"); }
-  std::string socket() const { return dir_ + "/s.sock"; }
-  std::string dir() const { return dir_; }
-
- private:
-  std::string cgroupParent() const { return fmt::format("corral-test-compare-{}", ::getpid()); }
-
-  std::string dir_;
-  pid_t pid_ = 0;
-};
+// Starts `corral compare ARGS` with the output in the daemon's cliOut() and cliErr(); the caller waits (or
+// signals first).
+pid_t spawnCompare(const TestDaemon& daemon, std::vector<std::string> args) {
+  args.insert(args.begin(), "compare");
+  return daemon.spawnCli(std::move(args));
+}
 
 int exitCode(std::optional<int> status) {
   return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
 }
 
 // Runs `corral compare --json ARGS` to the end and parses what it printed (null when it was not JSON).
-json compareJson(const CompareDaemon& daemon, std::vector<std::string> args, int* code) {
+json compareJson(const TestDaemon& daemon, std::vector<std::string> args, int* code) {
   args.push_back("--json");
-  pid_t pid = daemon.spawnCompare(args);
+  pid_t pid = spawnCompare(daemon, args);
   *code = exitCode(corral::testing::waitWithDeadline(pid, 150s));
-  json result = json::parse(daemon.out(), nullptr, false);
+  json result = json::parse(daemon.cliOut(), nullptr, false);
   return result.is_discarded() ? json(nullptr) : result;
 }
 
 TEST(Compare, TwoOfEachKindUnderTcg) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt and cgroups";
-  CompareDaemon daemon;
+  TestDaemon daemon("compare", {"--accelerator", "tcg"});
   ASSERT_TRUE(daemon.start()) << daemon.log();
 
   int code = -1;
   json result = compareJson(daemon, {"--runs", "2", "--svg", daemon.dir() + "/chart.svg"}, &code);
-  ASSERT_EQ(code, 0) << daemon.out() << daemon.err() << daemon.log();
-  ASSERT_TRUE(result.is_object()) << daemon.out();
+  ASSERT_EQ(code, 0) << daemon.cliOut() << daemon.cliErr() << daemon.log();
+  ASSERT_TRUE(result.is_object()) << daemon.cliOut();
 
   EXPECT_EQ(result["accelerator"], "tcg");
   ASSERT_EQ(result["samples"].size(), 4u) << result.dump(2);
@@ -194,20 +105,39 @@ TEST(Compare, TwoOfEachKindUnderTcg) {
 
   EXPECT_EQ(daemon.instances().size(), 0u) << daemon.instances().dump(2);
 
+  // corrald kept the result (for the dashboard and --show) without the per-instance documents.
+  ASSERT_TRUE(result["saved_as"].is_number()) << result.dump(2);
+  Reply kept = daemon.call("GET", "/v1/comparisons/latest");
+  ASSERT_EQ(kept.status, 200) << kept.body.dump();
+  EXPECT_EQ(kept.body["id"], result["saved_as"]);
+  EXPECT_EQ(kept.body["result"]["summary"], result["summary"]);
+  EXPECT_EQ(kept.body["result"]["samples"][0]["probe"], result["samples"][0]["probe"]);
+  EXPECT_FALSE(kept.body["result"]["samples"][0].contains("instance"));
+  Reply dashboard = daemon.call("GET", "/v1/dashboard");
+  ASSERT_EQ(dashboard.status, 200);
+  EXPECT_EQ(dashboard.body["comparison"]["id"], result["saved_as"]);
+  corral::testing::CliRun shown = daemon.cli({"compare", "--show", "latest"});
+  EXPECT_EQ(shown.code, 0) << shown;
+  EXPECT_NE(shown.out.find("memory median"), std::string::npos) << shown;
+  EXPECT_NE(shown.out.find("kernel release"), std::string::npos) << shown;
+  corral::testing::CliRun listed = daemon.cli({"compare", "--list"});
+  EXPECT_EQ(listed.code, 0) << listed;
+  EXPECT_NE(listed.out.find("tcg"), std::string::npos) << listed;
+
   // Names of an earlier compare still in use: refused before anything starts.
   Reply taken = daemon.call(
       "POST", "/v1/instances",
       {{"name", "compare-c-1"}, {"kind", "container"}, {"image", "busybox"}, {"command", {"sleep", "1000"}}});
   ASSERT_EQ(taken.status, 201) << taken.body.dump();
-  pid_t pid = daemon.spawnCompare({"--runs", "1"});
+  pid_t pid = spawnCompare(daemon, {"--runs", "1"});
   EXPECT_EQ(exitCode(corral::testing::waitWithDeadline(pid, 30s)), 1);
-  EXPECT_NE(daemon.err().find("compare-c-1"), std::string::npos) << daemon.err();
+  EXPECT_NE(daemon.cliErr().find("compare-c-1"), std::string::npos) << daemon.cliErr();
   EXPECT_EQ(daemon.instances().size(), 1u) << daemon.instances().dump(2);
 }
 
 TEST(Compare, NetworkOnASubnet) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt, cgroups and namespaces";
-  CompareDaemon daemon;
+  TestDaemon daemon("compare", {"--accelerator", "tcg"});
   ASSERT_TRUE(daemon.start()) << daemon.log();
   ASSERT_EQ(daemon.call("POST", "/v1/vpcs", {{"name", "cmp"}, {"cidr", "10.91.0.0/16"}}).status, 201);
   ASSERT_EQ(
@@ -216,8 +146,8 @@ TEST(Compare, NetworkOnASubnet) {
 
   int code = -1;
   json result = compareJson(daemon, {"--runs", "1", "--subnet", "lab"}, &code);
-  ASSERT_EQ(code, 0) << daemon.out() << daemon.err() << daemon.log();
-  ASSERT_TRUE(result.is_object()) << daemon.out();
+  ASSERT_EQ(code, 0) << daemon.cliOut() << daemon.cliErr() << daemon.log();
+  ASSERT_TRUE(result.is_object()) << daemon.cliOut();
   const json& network = result["network"];
   ASSERT_TRUE(network.is_object()) << result.dump(2);
   EXPECT_EQ(network["router"], "10.91.1.1");
@@ -235,10 +165,10 @@ TEST(Compare, NetworkOnASubnet) {
 
 TEST(Compare, InterruptedRemovesEverything) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt and cgroups";
-  CompareDaemon daemon;
+  TestDaemon daemon("compare", {"--accelerator", "tcg"});
   ASSERT_TRUE(daemon.start()) << daemon.log();
 
-  pid_t pid = daemon.spawnCompare({"--runs", "2"});
+  pid_t pid = spawnCompare(daemon, {"--runs", "2"});
   ASSERT_GT(pid, 0);
   // SIGINT once the first VM exists (it is booting: the CLI is waiting for it).
   auto until = Clock::now() + 60s;
@@ -247,11 +177,11 @@ TEST(Compare, InterruptedRemovesEverything) {
     for (const json& instance : daemon.instances()) sawVm = sawVm || instance.value("kind", "") == "vm";
     if (!sawVm) std::this_thread::sleep_for(50ms);
   }
-  ASSERT_TRUE(sawVm) << daemon.err();
+  ASSERT_TRUE(sawVm) << daemon.cliErr();
   ::kill(pid, SIGINT);
   std::this_thread::sleep_for(100ms);
   ::kill(pid, SIGINT);  // a second Ctrl-C must not cut the cleanup short
-  EXPECT_EQ(exitCode(corral::testing::waitWithDeadline(pid, 60s)), 130) << daemon.err();
+  EXPECT_EQ(exitCode(corral::testing::waitWithDeadline(pid, 60s)), 130) << daemon.cliErr();
   EXPECT_EQ(daemon.instances().size(), 0u) << daemon.instances().dump(2);
 }
 

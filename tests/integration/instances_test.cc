@@ -1,27 +1,17 @@
 // End-to-end instance lifecycle through a real corrald (as root): run, logs, exit codes, ps, exec, stop,
 // start, rm, OOM, refused specs leaving nothing behind, and containers surviving a SIGKILLed daemon.
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "api/client.h"
 #include "tests/integration/harness.h"
-
-extern char** environ;
 
 namespace corral {
 namespace {
@@ -30,16 +20,13 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Per test process: ctest runs tests in parallel processes, and one test's teardown removes its parent.
-const std::string kCgroupParent = fmt::format("corral-test-inst-{}", ::getpid());
+using corral::testing::Reply;
+using corral::testing::requireRoot;
+using corral::testing::TestDaemon;
 
-bool requireRoot() {
-  if (::geteuid() == 0) return true;
-  if (::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) ADD_FAILURE() << "needs root";
-  return false;
+std::string slurp(const std::string& path) {
+  return corral::testing::readFile(path);
 }
-
-std::string slurp(const std::string& path) { return corral::testing::readFile(path); }
 
 // Alive and not a zombie: after corrald's SIGKILL the container's parent is whichever reaper adopted it,
 // which may be slow to reap.
@@ -49,91 +36,16 @@ bool alive(int pid) {
   return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
 }
 
-struct Reply {
-  int status = 0;
-  json body;
-};
+// corrald with its own state, socket, containers and cgroup parent (per test process: ctest runs tests in
+// parallel processes, and one test's teardown removes its parent). Containers only: TCG spares the
+// accelerator probe.
+const std::vector<std::string> kDaemonArgs = {"--accelerator", "tcg"};
 
-// corrald in the foreground with its own state, socket, containers and cgroup parent.
-class InstanceDaemon {
- public:
-  InstanceDaemon() {
-    char pattern[] = "/tmp/corral-inst-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir_ = pattern;
-  }
-  ~InstanceDaemon() {
-    // Whatever a failed test left: kill the daemon, then every container through the API's own cleanup.
-    if (pid_ <= 0) start();
-    if (pid_ > 0) {
-      Reply all = call("GET", "/v1/instances");
-      if (all.body.contains("instances")) {
-        for (const json& instance : all.body["instances"]) {
-          call("DELETE", fmt::format("/v1/instances/{}?force=true", instance["name"].get<std::string>()));
-        }
-      }
-      kill(SIGTERM);
-    }
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-    // The (empty) parent cgroup, on v2 and on every v1 controller.
-    ::rmdir(fmt::format("/sys/fs/cgroup/{}", kCgroupParent).c_str());
-    for (const auto& controller : std::filesystem::directory_iterator("/sys/fs/cgroup", ignored)) {
-      ::rmdir((controller.path() / kCgroupParent).c_str());
-    }
-  }
-
-  bool start() {
-    std::string out = dir_ + "/corrald.out";
-    std::vector<std::string> args = {CORRALD_PATH,      "--foreground",  "--socket",    socket(),
-                                     "--state-dir",     dir_ + "/state", "--image-dir", CORRAL_IMAGE_DIR,
-                                     "--cgroup-parent", kCgroupParent};
-    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
-    pid_ = corral::testing::spawnProcess(args, out, {}, corral::testing::OutputMode::Append);
-    if (pid_ < 0) return false;
-    auto until = Clock::now() + 15s;
-    while (Clock::now() < until) {
-      if (call("GET", "/v1/info").status == 200) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
-  }
-
-  void kill(int signal) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, signal);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = 0;
-  }
-
-  Reply call(const std::string& method, const std::string& target, const json& body = nullptr) const {
-    api::Client client(socket(), 90s);
-    auto response = client.send({method, target, body.is_null() ? std::string() : body.dump()});
-    if (!response) return {0, json{{"transport", response.error().message()}}};
-    return {response->status, json::parse(response->body, nullptr, false)};
-  }
-
-  // Polls GET until the instance is no longer running.
-  json waitStopped(const std::string& name, std::chrono::milliseconds deadline = 20s) const {
-    auto until = Clock::now() + deadline;
-    json instance;
-    while (Clock::now() < until) {
-      instance = call("GET", "/v1/instances/" + name).body;
-      if (instance.value("state", "") != "running") return instance;
-      std::this_thread::sleep_for(50ms);
-    }
-    return instance;
-  }
-
-  std::string socket() const { return dir_ + "/s.sock"; }
-  std::string containersDir() const { return dir_ + "/state/containers"; }
-  std::string log() const { return slurp(dir_ + "/corrald.out"); }
-
- private:
-  std::string dir_;
-  pid_t pid_ = 0;
-};
+// Polls GET until the instance is no longer running.
+json waitStopped(const TestDaemon& daemon, const std::string& name,
+                 std::chrono::milliseconds deadline = 20s) {
+  return daemon.waitWhile(name, "running", deadline);
+}
 
 json runSpec(const std::string& name, std::vector<std::string> command) {
   return {{"name", name}, {"image", "busybox"}, {"command", std::move(command)}};
@@ -141,13 +53,13 @@ json runSpec(const std::string& name, std::vector<std::string> command) {
 
 TEST(Instances, LifecycleOverTheApi) {
   if (!requireRoot()) GTEST_SKIP() << "running containers needs root";
-  InstanceDaemon daemon;
+  TestDaemon daemon("inst", kDaemonArgs);
   ASSERT_TRUE(daemon.start()) << daemon.log();
 
   // A command that finishes: its output is in the logs, exit code 0.
   Reply hello = daemon.call("POST", "/v1/instances", runSpec("hello", {"echo", "hello"}));
   ASSERT_EQ(hello.status, 201) << hello.body.dump() << daemon.log();
-  json done = daemon.waitStopped("hello");
+  json done = waitStopped(daemon, "hello");
   EXPECT_EQ(done["state"], "stopped");
   EXPECT_EQ(done["exit_code"], 0);
   EXPECT_EQ(done["exit_reason"], "exited");
@@ -158,7 +70,7 @@ TEST(Instances, LifecycleOverTheApi) {
 
   // A non-zero exit code.
   ASSERT_EQ(daemon.call("POST", "/v1/instances", runSpec("three", {"sh", "-c", "exit 3"})).status, 201);
-  EXPECT_EQ(daemon.waitStopped("three")["exit_code"], 3);
+  EXPECT_EQ(waitStopped(daemon, "three")["exit_code"], 3);
 
   // A long-running one: listed running with boot steps.
   Reply sleeper = daemon.call("POST", "/v1/instances", runSpec("sleeper", {"sleep", "1000"}));
@@ -228,13 +140,13 @@ TEST(Instances, LifecycleOverTheApi) {
 
 TEST(Instances, OutOfMemoryIsReported) {
   if (!requireRoot()) GTEST_SKIP() << "running containers needs root";
-  InstanceDaemon daemon;
+  TestDaemon daemon("inst", kDaemonArgs);
   ASSERT_TRUE(daemon.start()) << daemon.log();
   json spec = runSpec("hog", {"sh", "-c", "x=a; while true; do x=$x$x; done"});
   spec["memory"] = "32M";
   Reply run = daemon.call("POST", "/v1/instances", spec);
   ASSERT_EQ(run.status, 201) << run.body.dump();
-  json done = daemon.waitStopped("hog", 60s);
+  json done = waitStopped(daemon, "hog", 60s);
   EXPECT_EQ(done["state"], "stopped");
   EXPECT_EQ(done["exit_reason"], "oom-killed") << done.dump();
   EXPECT_EQ(daemon.call("DELETE", "/v1/instances/hog").status, 200);
@@ -242,7 +154,7 @@ TEST(Instances, OutOfMemoryIsReported) {
 
 TEST(Instances, BadSpecsAreRefusedAndLeaveNothing) {
   if (!requireRoot()) GTEST_SKIP() << "running containers needs root";
-  InstanceDaemon daemon;
+  TestDaemon daemon("inst", kDaemonArgs);
   ASSERT_TRUE(daemon.start()) << daemon.log();
   struct Case {
     json spec;
@@ -267,13 +179,13 @@ TEST(Instances, BadSpecsAreRefusedAndLeaveNothing) {
 
 TEST(Instances, ContainersSurviveADaemonKill) {
   if (!requireRoot()) GTEST_SKIP() << "running containers needs root";
-  InstanceDaemon daemon;
+  TestDaemon daemon("inst", kDaemonArgs);
   ASSERT_TRUE(daemon.start()) << daemon.log();
   Reply run = daemon.call("POST", "/v1/instances", runSpec("survivor", {"sleep", "1000"}));
   ASSERT_EQ(run.status, 201) << run.body.dump();
   const int pid = run.body["pid"].get<int>();
 
-  daemon.kill(SIGKILL);
+  daemon.kill9();
   std::this_thread::sleep_for(200ms);
   EXPECT_TRUE(alive(pid)) << "the container died with corrald";
 

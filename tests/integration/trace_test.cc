@@ -35,111 +35,15 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-const std::string kCgroupParent = fmt::format("corral-test-trace-{}", ::getpid());
-const std::string kDomainPrefix = fmt::format("corral-t{}-", ::getpid());
-
-bool requireRoot() {
-  if (::geteuid() == 0) return true;
-  if (::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) ADD_FAILURE() << "needs root";
-  return false;
-}
-
-struct Reply {
-  int status = 0;
-  json body;
-};
-
-// corrald in the foreground with its own state, socket, cgroup parent and network prefix; on destruction
-// it removes every instance and VPC it made, and whatever namespaces of this process's prefix are left.
-class TraceDaemon {
- public:
-  TraceDaemon() {
-    char pattern[] = "/tmp/corral-trace-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir_ = pattern;
-  }
-  ~TraceDaemon() {
-    if (pid_ > 0) {
-      Reply all = call("GET", "/v1/instances");
-      if (all.body.contains("instances")) {
-        for (const json& instance : all.body["instances"])
-          call("DELETE", fmt::format("/v1/instances/{}?force=true", instance["name"].get<std::string>()));
-      }
-      for (const char* kind : {"subnets", "vpcs"}) {
-        Reply listed = call("GET", fmt::format("/v1/{}", kind));
-        if (!listed.body.contains(kind)) continue;
-        for (const json& object : listed.body[kind])
-          call("DELETE", fmt::format("/v1/{}/{}", kind, object["name"].get<std::string>()));
-      }
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-    for (const std::string& netns : net::listNetns()) {
-      if (netns.starts_with(corral::testing::testNetnsPrefix() + "vpc-")) [[maybe_unused]]
-        auto gone = net::deleteNetns(netns);
-    }
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-    // The (empty) parent cgroup, on v2 and on every v1 controller.
-    ::rmdir(fmt::format("/sys/fs/cgroup/{}", kCgroupParent).c_str());
-    for (const auto& controller : std::filesystem::directory_iterator("/sys/fs/cgroup", ignored)) {
-      ::rmdir((controller.path() / kCgroupParent).c_str());
-    }
-  }
-
-  bool start() {
-    std::vector<std::string> args = {CORRALD_PATH,      "--foreground",
-                                     "--socket",        socket(),
-                                     "--state-dir",     dir_ + "/state",
-                                     "--image-dir",     CORRAL_IMAGE_DIR,
-                                     "--cgroup-parent", kCgroupParent,
-                                     "--domain-prefix", kDomainPrefix,
-                                     "--accelerator",   "tcg"};
-    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
-    pid_ =
-        corral::testing::spawnProcess(args, dir_ + "/corrald.out", {}, corral::testing::OutputMode::Append);
-    if (pid_ < 0) return false;
-    auto until = Clock::now() + 30s;
-    while (Clock::now() < until) {
-      if (call("GET", "/v1/info").status == 200) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
-  }
-
-  Reply call(const std::string& method, const std::string& target, const json& body = nullptr) const {
-    api::Client client(socket(), 60s);
-    auto response = client.send({method, target, body.is_null() ? std::string() : body.dump()});
-    if (!response) return {0, json{{"transport", response.error().message()}}};
-    return {response->status, json::parse(response->body, nullptr, false)};
-  }
-
-  json must(const std::string& method, const std::string& target, const json& body, int status = 201) const {
-    Reply reply = call(method, target, body);
-    EXPECT_EQ(reply.status, status) << method << " " << target << " " << body.dump() << " → "
-                                    << reply.body.dump() << "\n"
-                                    << logTail();
-    return reply.body;
-  }
-
-  std::string socket() const { return dir_ + "/s.sock"; }
-  const std::string& dir() const { return dir_; }
-  std::string logTail() const {
-    std::string all = corral::testing::readFile(dir_ + "/corrald.out");
-    return all.size() > 3000 ? "...\n" + all.substr(all.size() - 3000) : all;
-  }
-
- private:
-  std::string dir_;
-  pid_t pid_ = 0;
-};
+using corral::testing::Reply;
+using corral::testing::requireRoot;
+using corral::testing::TestDaemon;
 
 // A VPC "tr" with subnet "tr-web", a server container answering "hi" on TCP 8080 and an idle client.
 struct TraceNetwork {
   std::string serverIp, clientIp;
 };
-TraceNetwork buildNetwork(const TraceDaemon& d) {
+TraceNetwork buildNetwork(const TestDaemon& d) {
   d.must("POST", "/v1/vpcs", {{"name", "tr"}, {"cidr", "10.70.0.0/16"}});
   d.must("POST", "/v1/subnets", {{"name", "tr-web"}, {"vpc", "tr"}, {"cidr", "10.70.1.0/24"}});
   json server = d.must("POST", "/v1/instances",
@@ -154,14 +58,14 @@ TraceNetwork buildNetwork(const TraceDaemon& d) {
 }
 
 // tr-cli connects to the server and reads its answer; a few tries while the listener comes up.
-std::string connectOnce(const TraceDaemon& d, const std::string& serverIp) {
+std::string connectOnce(const TestDaemon& d, const std::string& serverIp) {
   Reply run = d.call("POST", "/v1/instances/tr-cli/exec",
                      {{"command", {"sh", "-c", fmt::format("nc -w 2 {} 8080 </dev/null", serverIp)}}});
   return run.body.value("stdout", "");
 }
 
 // Starts `trace` in a thread, gives the capture a moment to open, then makes one connection.
-Reply traceAround(const TraceDaemon& d, const json& trace, const std::string& serverIp, std::string* said) {
+Reply traceAround(const TestDaemon& d, const json& trace, const std::string& serverIp, std::string* said) {
   Reply reply;
   std::thread tracer([&] { reply = d.call("POST", "/v1/trace", trace); });
   std::this_thread::sleep_for(1s);
@@ -207,7 +111,7 @@ std::pair<int, std::string> runTool(const std::vector<std::string>& args, const 
 
 TEST(Trace, SubnetBridgeShowsTheHandshakeAndCloseAndAPcap) {
   if (!requireRoot()) GTEST_SKIP() << "needs root (namespaces, bridges, containers)";
-  TraceDaemon d;
+  TestDaemon d("trace", {"--accelerator", "tcg"});
   ASSERT_TRUE(d.start()) << d.logTail();
   TraceNetwork network = buildNetwork(d);
   ASSERT_FALSE(network.serverIp.empty());
@@ -293,7 +197,7 @@ TEST(Trace, SubnetBridgeShowsTheHandshakeAndCloseAndAPcap) {
 
 TEST(Trace, InstancePortThroughTheCli) {
   if (!requireRoot()) GTEST_SKIP() << "needs root (namespaces, bridges, containers)";
-  TraceDaemon d;
+  TestDaemon d("trace", {"--accelerator", "tcg"});
   ASSERT_TRUE(d.start()) << d.logTail();
   TraceNetwork network = buildNetwork(d);
   for (int attempt = 0; attempt < 20 && connectOnce(d, network.serverIp).find("hi") == std::string::npos;
@@ -301,16 +205,13 @@ TEST(Trace, InstancePortThroughTheCli) {
     std::this_thread::sleep_for(200ms);
 
   const std::string pcapPath = d.dir() + "/port.pcap";
-  const std::string outPath = d.dir() + "/cli.out";
-  pid_t cli =
-      corral::testing::spawnProcess({CORRAL_CLI_PATH, "--socket", d.socket(), "trace", "tr-srv", "--count",
-                                     "3", "--filter", "tcp", "--seconds", "8", "--pcap", pcapPath},
-                                    outPath, {}, corral::testing::OutputMode::Truncate);
+  pid_t cli = d.spawnCli(
+      {"trace", "tr-srv", "--count", "3", "--filter", "tcp", "--seconds", "8", "--pcap", pcapPath});
   ASSERT_GT(cli, 0);
   std::this_thread::sleep_for(1s);
   EXPECT_NE(connectOnce(d, network.serverIp).find("hi"), std::string::npos);
   std::optional<int> status = corral::testing::waitWithDeadline(cli, 60s);
-  std::string out = corral::testing::readFile(outPath);
+  std::string out = d.cliOut() + d.cliErr();
   ASSERT_TRUE(status && WIFEXITED(*status)) << out;
   EXPECT_EQ(WEXITSTATUS(*status), 0) << out << "\n" << d.logTail();
   EXPECT_NE(out.find("capturing on port crlv"), std::string::npos) << out;
@@ -327,7 +228,7 @@ TEST(Trace, InstancePortThroughTheCli) {
 
 TEST(Trace, RefusesBadInputAndStoppedInstances) {
   if (!requireRoot()) GTEST_SKIP() << "needs root (namespaces, bridges, containers)";
-  TraceDaemon d;
+  TestDaemon d("trace", {"--accelerator", "tcg"});
   ASSERT_TRUE(d.start()) << d.logTail();
   buildNetwork(d);
   struct Case {

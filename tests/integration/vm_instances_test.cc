@@ -27,13 +27,14 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-const std::string kPrefix = fmt::format("corral-t{}-", ::getpid());
+using corral::testing::CliRun;
+using corral::testing::ourDomains;
+using corral::testing::Reply;
+using corral::testing::requireRoot;
+using corral::testing::TestDaemon;
+using corral::testing::virsh;
 
-bool requireRoot() {
-  if (::geteuid() == 0) return true;
-  if (::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) ADD_FAILURE() << "needs root";
-  return false;
-}
+const std::string kPrefix = corral::testing::testDomainPrefix();
 
 std::string hostKernel() {
   utsname u{};
@@ -41,153 +42,18 @@ std::string hostKernel() {
   return u.release;
 }
 
-struct Reply {
-  int status = 0;
-  json body;
-};
-
-struct CliRun {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-// `virsh` output, to see libvirt's side with libvirt's own tool.
-std::string virsh(const std::vector<std::string>& args) {
-  char pattern[] = "/tmp/corral-virsh-XXXXXX";
-  int fd = ::mkstemp(pattern);
-  if (fd >= 0) ::close(fd);
-  std::vector<std::string> argv = {"/usr/bin/virsh", "-c", "qemu:///system"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  pid_t pid =
-      corral::testing::spawnProcess(argv, pattern, "/dev/null", corral::testing::OutputMode::Truncate);
-  if (pid > 0) corral::testing::waitWithDeadline(pid, 30s);
-  std::string out = corral::testing::readFile(pattern);
-  ::unlink(pattern);
-  return out;
+// corrald under TCG unless `extraArgs` say otherwise (its cgroup parent holds the containers some tests
+// run beside the VMs).
+TestDaemon vmDaemon(std::vector<std::string> extraArgs = {"--accelerator", "tcg"}) {
+  return TestDaemon("vm", std::move(extraArgs));
 }
-
-// Our domains that libvirt has running now.
-std::vector<std::string> ourDomains() {
-  std::vector<std::string> names;
-  std::string out = virsh({"list", "--name"});
-  size_t start = 0;
-  while (start < out.size()) {
-    size_t end = out.find('\n', start);
-    if (end == std::string::npos) end = out.size();
-    std::string line = out.substr(start, end - start);
-    if (line.starts_with(kPrefix)) names.push_back(line);
-    start = end + 1;
-  }
-  return names;
-}
-
-class VmDaemon {
- public:
-  explicit VmDaemon(std::vector<std::string> extra = {"--accelerator", "tcg"}) : extra_(std::move(extra)) {
-    char pattern[] = "/tmp/corral-vm-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir_ = pattern;
-  }
-  ~VmDaemon() {
-    if (pid_ <= 0) start();
-    if (pid_ > 0) {
-      Reply all = call("GET", "/v1/instances");
-      if (all.body.contains("instances")) {
-        for (const json& instance : all.body["instances"]) {
-          call("DELETE", fmt::format("/v1/instances/{}?force=true", instance["name"].get<std::string>()));
-        }
-      }
-      kill(SIGTERM);
-    }
-    for (const std::string& domain : ourDomains()) virsh({"destroy", domain});
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-    // The (empty) parent cgroup of the containers some tests run beside the VMs.
-    const std::string parent = fmt::format("corral-test-vm-{}", ::getpid());
-    ::rmdir(fmt::format("/sys/fs/cgroup/{}", parent).c_str());
-    for (const auto& controller : std::filesystem::directory_iterator("/sys/fs/cgroup", ignored)) {
-      ::rmdir((controller.path() / parent).c_str());
-    }
-  }
-
-  bool start() {
-    std::vector<std::string> args = {CORRALD_PATH,      "--foreground",
-                                     "--socket",        socket(),
-                                     "--state-dir",     dir_ + "/state",
-                                     "--image-dir",     CORRAL_IMAGE_DIR,
-                                     "--cgroup-parent", fmt::format("corral-test-vm-{}", ::getpid()),
-                                     "--domain-prefix", kPrefix};
-    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
-    args.insert(args.end(), extra_.begin(), extra_.end());
-    pid_ =
-        corral::testing::spawnProcess(args, dir_ + "/corrald.out", {}, corral::testing::OutputMode::Append);
-    if (pid_ < 0) return false;
-    auto until = Clock::now() + 30s;
-    while (Clock::now() < until) {
-      if (call("GET", "/v1/info").status == 200) return true;
-      std::this_thread::sleep_for(50ms);
-    }
-    return false;
-  }
-
-  void kill(int signal) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, signal);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = 0;
-  }
-
-  Reply call(const std::string& method, const std::string& target, const json& body = nullptr) const {
-    api::Client client(socket(), 120s);
-    auto response = client.send({method, target, body.is_null() ? std::string() : body.dump()});
-    if (!response) return {0, json{{"transport", response.error().message()}}};
-    return {response->status, json::parse(response->body, nullptr, false)};
-  }
-
-  // Polls until the instance leaves `state` (e.g. "starting"), at most `deadline`.
-  json waitWhile(const std::string& name, const std::string& state,
-                 std::chrono::seconds deadline = 120s) const {
-    auto until = Clock::now() + deadline;
-    json instance;
-    while (Clock::now() < until) {
-      instance = call("GET", "/v1/instances/" + name).body;
-      if (instance.value("state", "") != state) return instance;
-      std::this_thread::sleep_for(100ms);
-    }
-    return instance;
-  }
-
-  CliRun cli(std::vector<std::string> args) const {
-    args.insert(args.begin(), {CORRAL_CLI_PATH, "--socket", socket()});
-    std::string out = dir_ + "/cli.out", err = dir_ + "/cli.err";
-    pid_t pid = corral::testing::spawnProcess(args, out, err, corral::testing::OutputMode::Truncate);
-    auto status = corral::testing::waitWithDeadline(pid, 180s);
-    CliRun run;
-    run.code = status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
-    run.out = corral::testing::readFile(out);
-    run.err = corral::testing::readFile(err);
-    return run;
-  }
-
-  std::string socket() const { return dir_ + "/s.sock"; }
-  std::string vmsDir() const { return dir_ + "/state/vms"; }
-  std::string dir() const { return dir_; }
-  std::string log() const { return corral::testing::readFile(dir_ + "/corrald.out"); }
-
- private:
-  std::vector<std::string> extra_;
-  std::string dir_;
-  pid_t pid_ = 0;
-};
 
 json vmSpec(const std::string& name) {
   return {{"name", name}, {"kind", "vm"}, {"image", "busybox"}, {"memory", "128M"}};
 }
 
 // Runs a VM and waits for its guest; fails the test when it does not get there.
-json runReady(const VmDaemon& daemon, const std::string& name) {
+json runReady(const TestDaemon& daemon, const std::string& name) {
   Reply created = daemon.call("POST", "/v1/instances", vmSpec(name));
   EXPECT_EQ(created.status, 201) << created.body.dump();
   EXPECT_EQ(created.body.value("state", ""), "starting") << created.body.dump();
@@ -198,7 +64,7 @@ json runReady(const VmDaemon& daemon, const std::string& name) {
 
 TEST(VmInstances, RunExecLogsStopStartRemove) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
-  VmDaemon daemon;
+  TestDaemon daemon = vmDaemon();
   ASSERT_TRUE(daemon.start()) << daemon.log();
   json vm = runReady(daemon, "vm1");
   ASSERT_EQ(vm.value("state", ""), "running");
@@ -265,13 +131,13 @@ TEST(VmInstances, RunExecLogsStopStartRemove) {
 
 TEST(VmInstances, SurvivesDaemonKillAndRecordsGuestPoweroff) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
-  VmDaemon daemon;
+  TestDaemon daemon = vmDaemon();
   ASSERT_TRUE(daemon.start()) << daemon.log();
   json vm = runReady(daemon, "pet");
   ASSERT_EQ(vm.value("state", ""), "running");
   double bootMs = vm["boot"]["total_ms"].get<double>();
 
-  daemon.kill(SIGKILL);
+  daemon.kill9();
   EXPECT_EQ(ourDomains(), std::vector<std::string>{kPrefix + "pet"}) << "the VM outlives corrald";
   ASSERT_TRUE(daemon.start()) << daemon.log();
   json found = daemon.call("GET", "/v1/instances/pet").body;
@@ -291,7 +157,7 @@ TEST(VmInstances, SurvivesDaemonKillAndRecordsGuestPoweroff) {
 
 TEST(VmInstances, BadInputDefinesNothing) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
-  VmDaemon daemon;
+  TestDaemon daemon = vmDaemon();
   ASSERT_TRUE(daemon.start()) << daemon.log();
   ASSERT_EQ(daemon.call("POST", "/v1/instances", {{"name", "taken"}, {"command", {"sleep", "100"}}}).status,
             201);
@@ -338,7 +204,7 @@ TEST(VmInstances, BadInputDefinesNothing) {
 
 TEST(VmInstances, CliRunsACommandInTheGuestAndRemovesIt) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
-  VmDaemon daemon;
+  TestDaemon daemon = vmDaemon();
   ASSERT_TRUE(daemon.start()) << daemon.log();
   CliRun run = daemon.cli({"run", "--vm", "--rm", "--name", "once", "--", "uname", "-r"});
   EXPECT_EQ(run.code, 0) << run.out << run.err << daemon.log();
@@ -359,10 +225,9 @@ TEST(VmInstances, CliRunsACommandInTheGuestAndRemovesIt) {
 // auto: /dev/kvm answering is not enough; a bounded probe boot decides (here: nested PVM hangs → TCG).
 TEST(VmInstances, AcceleratorAutoProbesWithoutHangingAndLeavesNoProbeDomain) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
-  char pattern[] = "/tmp/corral-accel-XXXXXX";
-  ASSERT_NE(::mkdtemp(pattern), nullptr);
-  std::string cache = std::string(pattern) + "/accelerator.json";
-  VmDaemon daemon({"--accelerator", "auto", "--accelerator-cache", cache, "--kvm-probe-timeout", "10"});
+  // The cache is the daemon's own (in its temp dir), so the probe runs here whatever the host decided.
+  TestDaemon daemon = vmDaemon({"--accelerator", "auto", "--kvm-probe-timeout", "10"});
+  const std::string cache = daemon.acceleratorCache();
   ASSERT_TRUE(daemon.start()) << daemon.log();
   json accelerator;
   auto until = Clock::now() + 60s;
@@ -383,7 +248,6 @@ TEST(VmInstances, AcceleratorAutoProbesWithoutHangingAndLeavesNoProbeDomain) {
   // A VM boots under the chosen accelerator, and says so.
   json vm = runReady(daemon, "accel");
   EXPECT_EQ(vm["boot"].value("accelerator", ""), name) << vm.dump();
-  std::filesystem::remove_all(pattern);
 }
 
 }  // namespace
@@ -406,7 +270,7 @@ std::string buildSilentInitramfs(const std::string& dir) {
 
 TEST(VmInstances, GuestThatNeverGetsReadyIsDestroyedWithTheConsoleTail) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
-  VmDaemon daemon({"--accelerator", "tcg", "--vm-boot-timeout", "10"});
+  TestDaemon daemon = vmDaemon({"--accelerator", "tcg", "--vm-boot-timeout", "10"});
   ASSERT_TRUE(daemon.start()) << daemon.log();
   std::string initrd = buildSilentInitramfs(daemon.dir() + "/silent");
   ASSERT_FALSE(initrd.empty());
@@ -431,7 +295,7 @@ TEST(VmInstances, GuestThatNeverGetsReadyIsDestroyedWithTheConsoleTail) {
 
 TEST(VmInstances, UnreachableLibvirtIsAClearErrorAndContainersStillRun) {
   if (!requireRoot()) GTEST_SKIP() << "needs root";
-  VmDaemon daemon(
+  TestDaemon daemon = vmDaemon(
       {"--accelerator", "tcg", "--libvirt-uri", "qemu+unix:///system?socket=/nonexistent/libvirt-sock"});
   ASSERT_TRUE(daemon.start()) << daemon.log();
   Reply vm = daemon.call("POST", "/v1/instances", vmSpec("vm1"));

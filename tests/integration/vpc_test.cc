@@ -41,25 +41,16 @@ using corral::testing::acceptWithin;
 using corral::testing::bindTo;
 using corral::testing::connectWithin;
 using corral::testing::listenIn;
+using corral::testing::ourDomains;
+using corral::testing::Reply;
+using corral::testing::requireRoot;
 using corral::testing::tcpSocketIn;
+using corral::testing::TestDaemon;
 using corral::testing::waitForFd;
 
-const std::string kDomainPrefix = fmt::format("corral-t{}-", ::getpid());
-const std::string kCgroupParent = fmt::format("corral-test-vpc-{}", ::getpid());
 // "The internet host": a documentation address (RFC 5737) on the lo of the test's uplink namespace.
 constexpr const char* kInternetHost = "198.51.100.10";
 constexpr int kConnectSeconds = 2;
-
-bool requireRoot() {
-  if (::geteuid() == 0) return true;
-  if (::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) ADD_FAILURE() << "needs root";
-  return false;
-}
-
-struct Reply {
-  int status = 0;
-  json body;
-};
 
 std::string vpcNetnsPrefix() {
   return corral::testing::testNetnsPrefix() + "vpc-";
@@ -140,190 +131,20 @@ std::vector<std::string> uplinkCorralLinks() {
   return found;
 }
 
-std::string virsh(const std::vector<std::string>& args) {
-  char pattern[] = "/tmp/corral-virsh-XXXXXX";
-  int fd = ::mkstemp(pattern);
-  if (fd >= 0) ::close(fd);
-  std::vector<std::string> argv = {"/usr/bin/virsh", "-c", "qemu:///system"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  pid_t pid =
-      corral::testing::spawnProcess(argv, pattern, "/dev/null", corral::testing::OutputMode::Truncate);
-  if (pid > 0) corral::testing::waitWithDeadline(pid, 30s);
-  std::string out = corral::testing::readFile(pattern);
-  ::unlink(pattern);
-  return out;
-}
-
-std::vector<std::string> ourDomains() {
-  std::vector<std::string> names;
-  std::istringstream lines(virsh({"list", "--name"}));
-  for (std::string line; std::getline(lines, line);) {
-    if (line.starts_with(kDomainPrefix)) names.push_back(line);
-  }
-  return names;
-}
-
-// ---- The daemon ----
-
-// corrald in the foreground with its own state, socket, cgroup parent, domain prefix and network prefix.
-class VpcDaemon {
- public:
-  VpcDaemon() {
-    char pattern[] = "/tmp/corral-vpc-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir_ = pattern;
-  }
-  ~VpcDaemon() {
-    if (!everStarted_) {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir_, ignored);
-      return;
-    }
-    if (pid_ <= 0) start();
-    if (pid_ > 0) {
-      removeEverything();
-      kill(SIGTERM);
-    }
-    // Whatever the daemon could not remove.
-    for (const std::string& domain : ourDomains()) virsh({"destroy", domain});
-    for (const std::string& netns : ourVpcNamespaces()) [[maybe_unused]] auto gone = net::deleteNetns(netns);
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-    ::rmdir(fmt::format("/sys/fs/cgroup/{}", kCgroupParent).c_str());
-    for (const auto& controller : std::filesystem::directory_iterator("/sys/fs/cgroup", ignored)) {
-      ::rmdir((controller.path() / kCgroupParent).c_str());
-    }
-  }
-
-  bool start() {
-    std::vector<std::string> args = {CORRALD_PATH,      "--foreground",
-                                     "--socket",        socket(),
-                                     "--state-dir",     dir_ + "/state",
-                                     "--image-dir",     CORRAL_IMAGE_DIR,
-                                     "--cgroup-parent", kCgroupParent,
-                                     "--domain-prefix", kDomainPrefix,
-                                     "--accelerator",   "tcg"};
-    for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
-    pid_ =
-        corral::testing::spawnProcess(args, dir_ + "/corrald.out", {}, corral::testing::OutputMode::Append);
-    if (pid_ < 0) return false;
-    everStarted_ = true;
-    auto until = Clock::now() + 30s;
-    while (Clock::now() < until) {
-      if (call("GET", "/v1/info").status == 200) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
-  }
-
-  void kill(int signal) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, signal);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = 0;
-  }
-
-  Reply call(const std::string& method, const std::string& target, const json& body = nullptr) const {
-    api::Client client(socket(), 120s);
-    auto response = client.send({method, target, body.is_null() ? std::string() : body.dump()});
-    if (!response) return {0, json{{"transport", response.error().message()}}};
-    return {response->status, json::parse(response->body, nullptr, false)};
-  }
-
-  // A call that must succeed with `status`; the log is attached when it does not.
-  json must(const std::string& method, const std::string& target, const json& body, int status = 201) const {
-    Reply reply = call(method, target, body);
-    EXPECT_EQ(reply.status, status) << method << " " << target << " " << body.dump() << " → "
-                                    << reply.body.dump() << "\n"
-                                    << logTail();
-    return reply.body;
-  }
-
-  // Force-removes every instance, then every network object, dependants first, through the API. Returns
-  // the deletes that failed in the last pass (the earlier ones may fail on dependants deleted later).
-  std::vector<std::string> removeEverything() const {
-    std::vector<std::string> failed;
-    auto remove = [&](const std::string& target) {
-      Reply reply = call("DELETE", target);
-      if (reply.status != 200)
-        failed.push_back(fmt::format("DELETE {} → {} {}", target, reply.status, reply.body.dump()));
-    };
-    Reply all = call("GET", "/v1/instances");
-    if (all.body.contains("instances")) {
-      for (const json& instance : all.body["instances"]) {
-        remove(fmt::format("/v1/instances/{}?force=true", instance["name"].get<std::string>()));
-      }
-    }
-    if (!list("instances").empty()) return failed;
-    for (int pass = 0; pass < 3; ++pass) {
-      failed.clear();
-      for (const json& table : list("route-tables")) {
-        for (const json& route : table.value("routes", json::array())) {
-          if (route.value("target_type", "") == "local") continue;
-          remove(fmt::format("/v1/route-tables/{}/routes/{}", table["name"].get<std::string>(),
-                             route["destination"].get<std::string>()));
-        }
-      }
-      for (const char* kind : {"nat-gateways", "internet-gateways", "subnets", "route-tables",
-                               "security-groups", "network-acls", "vpcs"}) {
-        for (const json& object : list(kind)) {
-          // The main route tables, default ACLs and groups go with their VPC.
-          if (object.value("main", false) || object.value("default", false)) continue;
-          remove(fmt::format("/v1/{}/{}", kind, object["name"].get<std::string>()));
-        }
-      }
-      if (list("vpcs").empty()) break;
-    }
-    return failed;
-  }
-
-  json list(const std::string& kind) const {
-    Reply reply = call("GET", "/v1/" + kind);
-    if (reply.status != 200 || !reply.body.contains(kind)) return json::array();
-    return reply.body[kind];
-  }
-
-  // Polls until the instance leaves `state`.
-  json waitWhile(const std::string& name, const std::string& state,
-                 std::chrono::seconds deadline = 120s) const {
-    auto until = Clock::now() + deadline;
-    json instance;
-    while (Clock::now() < until) {
-      instance = call("GET", "/v1/instances/" + name).body;
-      if (instance.value("state", "") != state) return instance;
-      std::this_thread::sleep_for(100ms);
-    }
-    return instance;
-  }
-
-  std::string socket() const { return dir_ + "/s.sock"; }
-  std::string log() const { return corral::testing::readFile(dir_ + "/corrald.out"); }
-  std::string logTail() const {
-    std::string all = log();
-    return all.size() > 3000 ? "...\n" + all.substr(all.size() - 3000) : all;
-  }
-
- private:
-  std::string dir_;
-  pid_t pid_ = 0;
-  bool everStarted_ = false;
-};
-
 // ---- Building blocks ----
 
-void createVpc(const VpcDaemon& d, const std::string& name, const std::string& cidr) {
+void createVpc(const TestDaemon& d, const std::string& name, const std::string& cidr) {
   d.must("POST", "/v1/vpcs", {{"name", name}, {"cidr", cidr}});
 }
 
-void createSubnet(const VpcDaemon& d, const std::string& name, const std::string& vpc,
+void createSubnet(const TestDaemon& d, const std::string& name, const std::string& vpc,
                   const std::string& cidr, const std::string& routeTable = "") {
   json spec = {{"name", name}, {"vpc", vpc}, {"cidr", cidr}};
   if (!routeTable.empty()) spec["route_table"] = routeTable;
   d.must("POST", "/v1/subnets", spec);
 }
 
-void addRoute(const VpcDaemon& d, const std::string& table, const std::string& destination,
+void addRoute(const TestDaemon& d, const std::string& table, const std::string& destination,
               const std::string& targetType, const std::string& target) {
   d.must("POST", fmt::format("/v1/route-tables/{}/routes", table),
          {{"destination", destination}, {"target_type", targetType}, {"target", target}});
@@ -337,7 +158,7 @@ std::string listenerScript(const std::string& name, const std::vector<int>& port
 }
 
 // A container in `subnet` serving `ports`; `extra` is merged into the spec (ip, security_groups, ...).
-json runContainer(const VpcDaemon& d, const std::string& name, const std::string& subnet,
+json runContainer(const TestDaemon& d, const std::string& name, const std::string& subnet,
                   const std::vector<int>& ports = {80}, const json& extra = json::object()) {
   json spec = {{"name", name},
                {"image", "busybox"},
@@ -348,7 +169,7 @@ json runContainer(const VpcDaemon& d, const std::string& name, const std::string
 }
 
 // A VM in `subnet`, waited for until its guest is ready, then serving `ports` like a container.
-json runVm(const VpcDaemon& d, const std::string& name, const std::string& subnet,
+json runVm(const TestDaemon& d, const std::string& name, const std::string& subnet,
            const std::vector<int>& ports = {80}) {
   json created =
       d.must("POST", "/v1/instances",
@@ -373,7 +194,7 @@ struct Dial {
 };
 
 // From inside instance `from`: nc to address:port; connected when the listener's answer arrived.
-Dial dialOnce(const VpcDaemon& d, const std::string& from, const std::string& address, int port) {
+Dial dialOnce(const TestDaemon& d, const std::string& from, const std::string& address, int port) {
   Reply run = d.call(
       "POST", fmt::format("/v1/instances/{}/exec", from),
       {{"command", {"sh", "-c", fmt::format("nc -w {} {} {} </dev/null", kConnectSeconds, address, port)}}});
@@ -390,14 +211,14 @@ Dial dialOnce(const VpcDaemon& d, const std::string& from, const std::string& ad
 }
 
 // A connection that should fail: one try, and the exec itself must have worked.
-Dial blockedDial(const VpcDaemon& d, const std::string& from, const std::string& address, int port) {
+Dial blockedDial(const TestDaemon& d, const std::string& from, const std::string& address, int port) {
   Dial dial = dialOnce(d, from, address, port);
   EXPECT_TRUE(dial.ran) << dial.detail;
   return dial;
 }
 
 // A connection that should work: listeners of a just-started instance may need a moment, so a few tries.
-Dial dial(const VpcDaemon& d, const std::string& from, const std::string& address, int port) {
+Dial dial(const TestDaemon& d, const std::string& from, const std::string& address, int port) {
   Dial last;
   for (int attempt = 0; attempt < 4; ++attempt) {
     last = dialOnce(d, from, address, port);
@@ -413,7 +234,7 @@ struct InternetCall {
   Dial dial;
   std::string peer;
 };
-InternetCall callInternet(const VpcDaemon& d, const std::string& from, uint16_t port) {
+InternetCall callInternet(const TestDaemon& d, const std::string& from, uint16_t port) {
   UniqueFd listener = internetListen(port);
   EXPECT_TRUE(listener) << "listening on the internet host";
   InternetCall call;
@@ -433,7 +254,7 @@ std::string ipOf(const json& instance) {
 }
 
 // Removes everything through the API, then checks that nothing of ours is left in the kernel or libvirt.
-void expectNothingLeft(const VpcDaemon& d, const std::vector<std::string>& taps) {
+void expectNothingLeft(const TestDaemon& d, const std::vector<std::string>& taps) {
   std::vector<std::string> failed = d.removeEverything();
   EXPECT_TRUE(failed.empty()) << fmt::format("{}", fmt::join(failed, "\n")) << "\n" << d.logTail();
   EXPECT_TRUE(ourVpcNamespaces().empty()) << fmt::format("{}", fmt::join(ourVpcNamespaces(), ", "));
@@ -454,13 +275,14 @@ class Vpc : public ::testing::Test {
     if (HasFatalFailure()) return;
     ASSERT_TRUE(daemon_.start()) << daemon_.log();
   }
-  VpcDaemon daemon_;
+  // corrald under TCG, with its own state, socket, cgroup parent, domain prefix and network prefix.
+  TestDaemon daemon_{"vpc", {"--accelerator", "tcg"}};
 };
 
 // 1. The switch (same subnet), the router (across subnets), containers and a VM alike; two VPCs with the
 // same range never meet.
 TEST_F(Vpc, SameSubnetAcrossSubnetsContainersAndVmButNeverAcrossVpcs) {
-  VpcDaemon& d = daemon_;
+  TestDaemon& d = daemon_;
   createVpc(d, "prod", "10.0.0.0/16");
   createSubnet(d, "web", "prod", "10.0.1.0/24");
   createSubnet(d, "app", "prod", "10.0.2.0/24");
@@ -571,7 +393,7 @@ TEST_F(Vpc, SameSubnetAcrossSubnetsContainersAndVmButNeverAcrossVpcs) {
 // 2. A private subnet calls out through a NAT gateway (the internet sees the gateway's outside address);
 // nobody calls in.
 TEST_F(Vpc, PrivateSubnetCallsOutThroughNatGatewayAndNobodyCallsIn) {
-  VpcDaemon& d = daemon_;
+  TestDaemon& d = daemon_;
   createVpc(d, "corp", "10.1.0.0/16");
   d.must("POST", "/v1/internet-gateways", {{"name", "door"}, {"vpc", "corp"}});
   d.must("POST", "/v1/route-tables", {{"name", "public"}, {"vpc", "corp"}});
@@ -629,7 +451,7 @@ TEST_F(Vpc, PrivateSubnetCallsOutThroughNatGatewayAndNobodyCallsIn) {
 
 // 3. Published ports and public addresses: the internet reaches exactly what was published.
 TEST_F(Vpc, PublishedPortsAndPublicAddressesReachTheInstanceAndNothingElse) {
-  VpcDaemon& d = daemon_;
+  TestDaemon& d = daemon_;
   createVpc(d, "shop", "10.2.0.0/16");
   d.must("POST", "/v1/internet-gateways", {{"name", "door"}, {"vpc", "shop"}});
   d.must("POST", "/v1/route-tables", {{"name", "public"}, {"vpc", "shop"}});
@@ -688,7 +510,7 @@ TEST_F(Vpc, PublishedPortsAndPublicAddressesReachTheInstanceAndNothingElse) {
 
 // 4 and 5. Security groups (stateful, per instance) and network ACLs (stateless, per subnet).
 TEST_F(Vpc, SecurityGroupsAndNetworkAclsFilterAsTheySay) {
-  VpcDaemon& d = daemon_;
+  TestDaemon& d = daemon_;
   createVpc(d, "lab", "10.3.0.0/16");
   createSubnet(d, "s1", "lab", "10.3.1.0/24");
   createSubnet(d, "s2", "lab", "10.3.2.0/24");
@@ -783,7 +605,7 @@ TEST_F(Vpc, SecurityGroupsAndNetworkAclsFilterAsTheySay) {
 
 // 7. Refused input names the field and changes nothing in the kernel.
 TEST_F(Vpc, BadInputIsRefusedAndLeavesTheKernelAlone) {
-  VpcDaemon& d = daemon_;
+  TestDaemon& d = daemon_;
   createVpc(d, "prod", "10.0.0.0/16");
   createSubnet(d, "web", "prod", "10.0.1.0/24");
   d.must("POST", "/v1/security-groups", {{"name", "sg"}, {"vpc", "prod"}, {"description", ""}});
@@ -889,7 +711,7 @@ TEST_F(Vpc, BadInputIsRefusedAndLeavesTheKernelAlone) {
 // 8. A SIGKILLed daemon comes back to a kernel that drifted: the missing bridge is rebuilt, a namespace of
 // a VPC it does not know is removed, and running containers talk again.
 TEST_F(Vpc, RestartReconcilesTheKernelWithTheModel) {
-  VpcDaemon& d = daemon_;
+  TestDaemon& d = daemon_;
   createVpc(d, "prod", "10.0.0.0/16");
   createSubnet(d, "web", "prod", "10.0.1.0/24");
   createSubnet(d, "app", "prod", "10.0.2.0/24");
@@ -906,7 +728,7 @@ TEST_F(Vpc, RestartReconcilesTheKernelWithTheModel) {
   }
   ASSERT_FALSE(webBridge.empty()) << topology.body.dump();
 
-  d.kill(SIGKILL);
+  d.kill9();
   const std::string netns = vpcNetnsPrefix() + "prod";
   auto netlink = net::Netlink::open(netns);
   ASSERT_TRUE(netlink.has_value()) << netlink.error().message();

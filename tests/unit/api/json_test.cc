@@ -15,6 +15,7 @@ TEST(HttpStatus, OneStatusPerKind) {
   EXPECT_EQ(httpStatus(ErrorKind::NotFound), 404);
   EXPECT_EQ(httpStatus(ErrorKind::Conflict), 409);
   EXPECT_EQ(httpStatus(ErrorKind::Unavailable), 503);
+  EXPECT_EQ(httpStatus(ErrorKind::Forbidden), 403);
   EXPECT_EQ(httpStatus(ErrorKind::Internal), 500);
 }
 

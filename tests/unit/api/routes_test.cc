@@ -112,6 +112,18 @@ auto fields(const GetVpcTopology& r) {
 auto fields(const TraceCapture& r) {
   return std::tie(r.target, r.filter, r.count, r.seconds);
 }
+auto fields(const SaveComparison& r) {
+  return std::tie(r.result);
+}
+auto fields(const ListComparisons&) {
+  return std::tie();
+}
+auto fields(const GetComparison& r) {
+  return std::tie(r.id);
+}
+auto fields(const GetDashboard&) {
+  return std::tie();
+}
 
 bool sameRequest(const Request& a, const Request& b) {
   if (a.index() != b.index()) return false;
@@ -236,6 +248,11 @@ std::vector<Request> everyAlternative() {
   all.push_back(ExecInstance{"web", {"hostname"}, {"X=1"}});
   all.push_back(GetVpcTopology{"prod a"});
   all.push_back(TraceCapture{"web", "tcp", 12, 8});
+  all.push_back(SaveComparison{nlohmann::json{{"runs", 2}, {"summary", {{"vm", {{"boot_ms", 1.5}}}}}}});
+  all.push_back(ListComparisons{});
+  all.push_back(GetComparison{"12"});
+  all.push_back(GetComparison{"latest"});
+  all.push_back(GetDashboard{});
   return all;
 }
 
@@ -280,6 +297,21 @@ TEST(Trace, Shape) {
   ASSERT_FALSE(wrongType.has_value());
   EXPECT_EQ(wrongType.error().field(), "count");
   EXPECT_FALSE(parseRequest("GET", "/v1/trace", "").has_value());
+}
+
+TEST(Comparisons, PathsAndBadInput) {
+  EXPECT_EQ(renderRequest(GetComparison{"latest"}).target, "/v1/comparisons/latest");
+  EXPECT_EQ(renderRequest(ListComparisons{}).target, "/v1/comparisons");
+  Result<Request> badId = parseRequest("GET", "/v1/comparisons/abc", "");
+  ASSERT_FALSE(badId.has_value());
+  EXPECT_EQ(badId.error().field(), "id");
+  Result<Request> notObject = parseRequest("POST", "/v1/comparisons", "[1, 2]");
+  ASSERT_FALSE(notObject.has_value());
+  EXPECT_EQ(notObject.error().field(), "body");
+  EXPECT_FALSE(parseRequest("DELETE", "/v1/comparisons/3", "").has_value());
+  EXPECT_FALSE(parseRequest("GET", "/v1/comparisons?all=1", "").has_value());
+  EXPECT_FALSE(parseRequest("POST", "/v1/dashboard", "{}").has_value());
+  EXPECT_TRUE(parseRequest("GET", "/v1/dashboard", "").has_value());
 }
 
 TEST(Base64, RoundTripsEveryLength) {

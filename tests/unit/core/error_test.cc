@@ -2,11 +2,10 @@
 #include "core/error.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cerrno>
-
-#include <gtest/gtest.h>
 
 #include "core/unique_fd.h"
 
@@ -16,8 +15,9 @@ namespace {
 TEST(Error, WrapPrependsContextAndKeepsKindErrnoAndField) {
   Error inner = systemError(EACCES, "mkdir(\"/sys/fs/cgroup/memory/corral/web-1\")");
   Error outer = inner.wrap("cgroup").wrap("create container web-1");
-  EXPECT_EQ(outer.message(),
-            "create container web-1: cgroup: mkdir(\"/sys/fs/cgroup/memory/corral/web-1\"): Permission denied");
+  EXPECT_EQ(
+      outer.message(),
+      "create container web-1: cgroup: mkdir(\"/sys/fs/cgroup/memory/corral/web-1\"): Permission denied");
   EXPECT_EQ(outer.kind(), ErrorKind::Internal);
   EXPECT_EQ(outer.errnum(), EACCES);
   EXPECT_EQ(inner.message(), "mkdir(\"/sys/fs/cgroup/memory/corral/web-1\"): Permission denied");
@@ -38,6 +38,7 @@ TEST(Error, KindNamesAreStable) {
   EXPECT_EQ(errorKindName(ErrorKind::NotFound), "not_found");
   EXPECT_EQ(errorKindName(ErrorKind::Conflict), "conflict");
   EXPECT_EQ(errorKindName(ErrorKind::Unavailable), "unavailable");
+  EXPECT_EQ(errorKindName(ErrorKind::Forbidden), "forbidden");
   EXPECT_EQ(errorKindName(ErrorKind::Internal), "internal");
 }
 

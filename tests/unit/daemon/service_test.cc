@@ -7,8 +7,10 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "daemon/host_info.h"
 #include "daemon/store.h"
@@ -355,6 +357,128 @@ TEST(KvmAssessment, ProbeOfAMissingNodeSaysAbsent) {
   EXPECT_FALSE(probe.present);
   EXPECT_FALSE(probe.accessible);
   EXPECT_FALSE(assessKvm(probe).usable);
+}
+
+// ---- Comparisons and the dashboard ----
+
+json comparisonResult(int runs, double vmBootMs) {
+  auto stats = [](double value) {
+    return json{{"median", value}, {"min", value}, {"max", value}, {"count", 1}};
+  };
+  return {
+      {"runs", runs},
+      {"parallel", false},
+      {"accelerator", "tcg"},
+      {"samples",
+       {{{"name", "compare-c-1"},
+         {"kind", "container"},
+         {"boot", {{"total_ms", 12.0}, {"clone_ms", 2.0}}},
+         {"usage", {{"memory_bytes", 2e6}}},
+         {"probe", {{"pid", 1}}},
+         {"error", nullptr}},
+        {{"name", "compare-v-1"},
+         {"kind", "vm"},
+         {"boot", {{"total_ms", vmBootMs}, {"kernel_ms", 900.0}}},
+         {"usage", {{"memory_bytes", 150e6}}},
+         {"probe", {{"pid", 1}}},
+         {"error", nullptr}}}},
+      {"summary",
+       {{"container",
+         {{"boot_ms", stats(12.0)},
+          {"boot_steps_median_ms", {{"clone_ms", 2.0}}},
+          {"memory_bytes", stats(2e6)}}},
+        {"vm",
+         {{"boot_ms", stats(vmBootMs)},
+          {"boot_steps_median_ms", {{"kernel_ms", 900.0}}},
+          {"memory_bytes", stats(150e6)}}}}},
+      {"isolation", {{"container", {{"kernel_equals_host", true}}}, {"vm", {{"kernel_equals_host", false}}}}},
+      {"network", nullptr}};
+}
+
+TEST_F(ServiceTest, ComparisonsAreKeptNewestFirstAndSurviveReopening) {
+  Response empty = handle(api::GetComparison{"latest"});
+  EXPECT_EQ(empty.status, 404);
+  EXPECT_NE(empty.body.dump().find("corral compare"), std::string::npos) << empty.body.dump();
+
+  Response first = handle(api::SaveComparison{comparisonResult(1, 3000.0)});
+  ASSERT_EQ(first.status, 201) << first.body.dump();
+  Response second = handle(api::SaveComparison{comparisonResult(2, 2500.0)});
+  ASSERT_EQ(second.status, 201) << second.body.dump();
+  EXPECT_GT(second.body["id"].get<int64_t>(), first.body["id"].get<int64_t>());
+
+  reopen();
+  Response latest = handle(api::GetComparison{"latest"});
+  ASSERT_EQ(latest.status, 200) << latest.body.dump();
+  EXPECT_EQ(latest.body["id"], second.body["id"]);
+  EXPECT_EQ(latest.body["result"], comparisonResult(2, 2500.0))
+      << "the whole result comes back as it was sent";
+  Response byId = handle(api::GetComparison{std::to_string(first.body["id"].get<int64_t>())});
+  ASSERT_EQ(byId.status, 200);
+  EXPECT_EQ(byId.body["result"]["runs"], 1);
+  EXPECT_EQ(handle(api::GetComparison{"999999"}).status, 404);
+
+  Response list = handle(api::ListComparisons{});
+  ASSERT_EQ(list.status, 200);
+  ASSERT_EQ(list.body["comparisons"].size(), 2u);
+  const json& newest = list.body["comparisons"][0];
+  EXPECT_EQ(newest["id"], second.body["id"]);
+  EXPECT_EQ(newest["samples"][1]["boot_ms"], 2500.0);
+  EXPECT_FALSE(newest["samples"][1].contains("probe")) << "a list carries summaries, not documents";
+}
+
+TEST_F(ServiceTest, ABadComparisonNamesItsFieldAndKeepsNothing) {
+  struct Case {
+    const char* field;
+    std::function<void(json&)> breakIt;
+  };
+  const std::vector<Case> cases = {
+      {"runs", [](json& r) { r.erase("runs"); }},
+      {"runs", [](json& r) { r["runs"] = 0; }},
+      {"accelerator", [](json& r) { r["accelerator"] = 5; }},
+      {"summary", [](json& r) { r["summary"] = "fast"; }},
+      {"summary.vm", [](json& r) { r["summary"].erase("vm"); }},
+      {"summary.container.boot_ms.median",
+       [](json& r) { r["summary"]["container"]["boot_ms"]["median"] = "x"; }},
+      {"samples", [](json& r) { r["samples"] = json::object(); }},
+      {"samples[1].kind", [](json& r) { r["samples"][1]["kind"] = "lxc"; }},
+      {"samples[0].name", [](json& r) { r["samples"][0].erase("name"); }},
+  };
+  for (const Case& c : cases) {
+    json bad = comparisonResult(1, 3000.0);
+    c.breakIt(bad);
+    Response refused = handle(api::SaveComparison{bad});
+    EXPECT_EQ(refused.status, 400) << c.field;
+    EXPECT_EQ(refused.body["error"]["field"], c.field) << refused.body.dump();
+  }
+  EXPECT_EQ(handle(api::ListComparisons{}).body["comparisons"].size(), 0u);
+}
+
+TEST_F(ServiceTest, DashboardHasTheHostEveryVpcDrawnTheInstancesAndTheLatestComparison) {
+  Response before = handle(api::GetDashboard{});
+  ASSERT_EQ(before.status, 200) << before.body.dump();
+  EXPECT_TRUE(before.body["vpcs"].empty());
+  EXPECT_TRUE(before.body["comparison"].is_null());
+  EXPECT_TRUE(before.body["instances"].is_array());
+  EXPECT_FALSE(before.body["host"]["kernel"].get<std::string>().empty());
+  EXPECT_GT(before.body["generated_at_ms"].get<int64_t>(), 0);
+
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  ASSERT_EQ(createSubnet("web", "prod", "10.0.1.0/24").status, 201);
+  ASSERT_EQ(handle(api::SaveComparison{comparisonResult(1, 3000.0)}).status, 201);
+  Response after = handle(api::GetDashboard{});
+  ASSERT_EQ(after.status, 200) << after.body.dump();
+  ASSERT_EQ(after.body["vpcs"].size(), 1u);
+  const json& vpc = after.body["vpcs"][0];
+  EXPECT_EQ(vpc["vpc"]["name"], "prod");
+  EXPECT_EQ(vpc["subnets"][0]["name"], "web");
+  const std::string svg = vpc["svg"];
+  EXPECT_TRUE(svg.starts_with("<svg ")) << "drawn for a page: no XML declaration";
+  EXPECT_NE(svg.find("subnet web"), std::string::npos);
+  const json& comparison = after.body["comparison"];
+  EXPECT_EQ(comparison["runs"], 1);
+  EXPECT_NE(comparison["svg"].get<std::string>().find("class=\"memory-bar\" data-kind=\"vm\""),
+            std::string::npos);
+  EXPECT_EQ(comparison["isolation"]["container"]["kernel_equals_host"], true);
 }
 
 }  // namespace

@@ -104,7 +104,7 @@ class RawDb {
 const std::vector<std::string> kTables = {
     "vpcs",         "subnets",         "route_tables",         "routes",       "internet_gateways",
     "nat_gateways", "security_groups", "security_group_rules", "network_acls", "network_acl_rules",
-    "instances",
+    "instances",    "comparisons",
 };
 
 // The whole content of the database, table by table, each table's rows sorted.
@@ -302,11 +302,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 3);
+  EXPECT_EQ(kSchemaVersion, 4);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "4");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -324,7 +324,7 @@ TEST(Store, ReopeningAnExistingDatabaseKeepsItsVersion) {
   ASSERT_TRUE(Store::open(path));
   auto again = Store::open(path);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ(again->schemaVersion(), 3);
+  EXPECT_EQ(again->schemaVersion(), 4);
 }
 
 TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
@@ -338,12 +338,12 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
     // What corral 1 left behind: the VPC tables only, user_version 1, and a VPC in them.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE instances; PRAGMA user_version = 1; "
+        "DROP TABLE comparisons; DROP TABLE instances; PRAGMA user_version = 1; "
         "INSERT INTO vpcs (name, cidr, created_at) VALUES ('old', '10.0.0.0/16', 1)");
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 3);
+  EXPECT_EQ(store->schemaVersion(), 4);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -361,7 +361,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
     // What corral 2 left behind: its instances table (no 'starting', no VM exit reasons) with a row.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE instances; "
+        "DROP TABLE comparisons; DROP TABLE instances; "
         "CREATE TABLE instances (name TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
         "state TEXT NOT NULL CHECK (state IN ('created', 'running', 'stopped')), pid INTEGER, "
         "pid_start_time INTEGER, created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, "
@@ -374,7 +374,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 3);
+  EXPECT_EQ(store->schemaVersion(), 4);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -620,6 +620,49 @@ TEST(Store, FailedApplyLeavesTheDatabaseExactlyAsItWas) {
   EXPECT_EQ(RawDb(path).value("SELECT count(*) FROM routes WHERE route_table = 'private'"), "2");
 }
 
+TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  ASSERT_TRUE(Store::open(path));
+  RawDb(path).exec("DROP TABLE comparisons; PRAGMA user_version = 3");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 4);
+  auto rows = store->listComparisons();
+  ASSERT_TRUE(rows) << rows.error().message();
+  EXPECT_TRUE(rows->empty());
+}
+
+TEST(Store, ComparisonsAreNumberedNewestFirstAndOnlyTheNewestAreKept) {
+  TempDir dir;
+  auto store = Store::open(dir.file("state.db"));
+  ASSERT_TRUE(store) << store.error().message();
+  std::vector<int64_t> ids;
+  for (int i = 1; i <= 5; ++i) {
+    auto id = store->insertComparison(100 + i, fmt::format(R"({{"runs":{}}})", i), /*keep=*/3);
+    ASSERT_TRUE(id) << id.error().message();
+    ids.push_back(*id);
+  }
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end()) << "ids are never reused";
+
+  auto all = store->listComparisons();
+  ASSERT_TRUE(all) << all.error().message();
+  ASSERT_EQ(all->size(), 3u) << "only the newest 3 are kept";
+  EXPECT_EQ((*all)[0].id, ids[4]);
+  EXPECT_EQ((*all)[0].createdAt, 105);
+  EXPECT_EQ((*all)[0].resultJson, R"({"runs":5})");
+  EXPECT_EQ((*all)[2].id, ids[2]);
+
+  auto one = store->listComparisons(ids[3]);
+  ASSERT_TRUE(one) << one.error().message();
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].resultJson, R"({"runs":4})");
+  auto forgotten = store->listComparisons(ids[0]);
+  ASSERT_TRUE(forgotten) << forgotten.error().message();
+  EXPECT_TRUE(forgotten->empty());
+}
+
 TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   TempDir dir;
   std::string path = dir.file("state.db");
@@ -631,7 +674,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 3); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 4); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);

@@ -415,6 +415,39 @@ TEST(TcpTracker, ThreeWayClose) {
             (Events{"close 1/4 (FIN)", "close 2+3/4 (FIN-ACK)", "close 4/4 (ACK): connection closed"}));
 }
 
+// `nc -e`: the client sends and shuts down its side; the server's answer is data that acknowledges the
+// client's FIN, then the server closes its side too.
+TEST(TcpTracker, DataAckingTheFinIsNotCloseStepTwo) {
+  TcpConversationTracker tracker;
+  Events events = observeAll(tracker, {fromClient(1001, 5001, 0x18, 5), fromClient(1006, 5001, 0x11),
+                                       fromServer(5001, 1007, 0x18, 6), fromClient(1007, 5007, 0x10),
+                                       fromServer(5007, 1007, 0x11), fromClient(1007, 5008, 0x10)});
+  EXPECT_EQ(events,
+            (Events{std::nullopt, "close 1/4 (FIN)", "data after FIN (half-close): acknowledges the FIN",
+                    std::nullopt, "close 3/4 (FIN)", "close 4/4 (ACK): connection closed"}));
+}
+
+// The same, and the server's data comes in two segments before a bare ACK would have been sent: only the
+// first that acknowledges the FIN is named, the bare ACK that follows is no step of its own.
+TEST(TcpTracker, MoreDataAndAcksAfterTheFinAreNotSteps) {
+  TcpConversationTracker tracker;
+  Events events = observeAll(tracker, {fromClient(1006, 5001, 0x11), fromServer(5001, 1006, 0x18, 3),
+                                       fromServer(5004, 1007, 0x18, 3), fromServer(5007, 1007, 0x10),
+                                       fromServer(5007, 1007, 0x11), fromClient(1007, 5008, 0x10)});
+  EXPECT_EQ(events,
+            (Events{"close 1/4 (FIN)", std::nullopt, "data after FIN (half-close): acknowledges the FIN",
+                    std::nullopt, "close 3/4 (FIN)", "close 4/4 (ACK): connection closed"}));
+}
+
+// The server's FIN carries its answer and acknowledges the client's FIN at once.
+TEST(TcpTracker, ThreeWayCloseWithDataOnTheFin) {
+  TcpConversationTracker tracker;
+  Events events = observeAll(
+      tracker, {fromClient(1006, 5001, 0x11), fromServer(5001, 1007, 0x19, 6), fromClient(1007, 5008, 0x10)});
+  EXPECT_EQ(events,
+            (Events{"close 1/4 (FIN)", "close 2+3/4 (FIN-ACK)", "close 4/4 (ACK): connection closed"}));
+}
+
 TEST(TcpTracker, AcksThatDoNotMatchAreNotSteps) {
   TcpConversationTracker tracker;
   Events events = observeAll(

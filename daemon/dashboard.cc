@@ -1,0 +1,190 @@
+// The service side of `corral compare`'s kept results (/v1/comparisons) and of the dashboard's one
+// request (/v1/dashboard): everything the page draws, read in one go so a picture is never half old.
+#include <chrono>
+#include <ctime>
+#include <string>
+
+#include "api/compare_render.h"
+#include "api/topology_render.h"
+#include "core/log.h"
+#include "daemon/host_info.h"
+#include "daemon/service.h"
+
+namespace corral::daemon {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr size_t kKeptComparisons = 20;
+constexpr int64_t kMaxRuns = 1000;
+constexpr const char* kKinds[] = {"container", "vm"};
+
+std::string typeName(const json& value) {
+  return value.is_null() ? "null" : value.type_name();
+}
+
+// A boot or memory summary: null (no sample succeeded) or {"median", "min", "max", "count"} of numbers.
+Status checkStatistics(const json& value, const std::string& field) {
+  if (value.is_null()) return {};
+  if (!value.is_object())
+    return fail(invalidField(field, "must be an object or null, got {}", typeName(value)));
+  for (const char* key : {"median", "min", "max"}) {
+    if (!value.contains(key) || !value[key].is_number()) {
+      return fail(invalidField(fmt::format("{}.{}", field, key), "must be a number"));
+    }
+  }
+  return {};
+}
+
+// The shape the dashboard and `corral compare` rely on; anything else the CLI adds is kept as it came.
+Status checkComparison(const json& result) {
+  const json* runs = result.contains("runs") ? &result["runs"] : nullptr;
+  if (!runs || !runs->is_number_integer() || runs->get<int64_t>() < 1 || runs->get<int64_t>() > kMaxRuns) {
+    return fail(invalidField("runs", "must be a whole number from 1 to {}", kMaxRuns));
+  }
+  if (result.contains("accelerator") && !result["accelerator"].is_null() &&
+      !result["accelerator"].is_string()) {
+    return fail(
+        invalidField("accelerator", "must be a string or null, got {}", typeName(result["accelerator"])));
+  }
+  if (!result.contains("summary") || !result["summary"].is_object()) {
+    return fail(invalidField("summary", "must be an object with \"container\" and \"vm\""));
+  }
+  for (const char* kind : kKinds) {
+    const std::string field = fmt::format("summary.{}", kind);
+    if (!result["summary"].contains(kind) || !result["summary"][kind].is_object()) {
+      return fail(invalidField(field, "must be an object"));
+    }
+    const json& side = result["summary"][kind];
+    for (const char* key : {"boot_ms", "memory_bytes"}) {
+      if (Status status = checkStatistics(side.value(key, json()), fmt::format("{}.{}", field, key)); !status)
+        return status;
+    }
+  }
+  if (!result.contains("samples") || !result["samples"].is_array()) {
+    return fail(invalidField("samples", "must be an array"));
+  }
+  size_t index = 0;
+  for (const json& sample : result["samples"]) {
+    const std::string field = fmt::format("samples[{}]", index++);
+    if (!sample.is_object()) return fail(invalidField(field, "must be an object, got {}", typeName(sample)));
+    const std::string kind = sample.value("kind", "");
+    if (kind != "container" && kind != "vm") {
+      return fail(invalidField(field + ".kind", "must be \"container\" or \"vm\""));
+    }
+    if (!sample.contains("name") || !sample["name"].is_string()) {
+      return fail(invalidField(field + ".name", "must be a string"));
+    }
+  }
+  return {};
+}
+
+// What a list (and the dashboard) shows of a kept comparison: the compact form (api/compare_render.h),
+// without the per-instance documents, which only GET /v1/comparisons/ID returns.
+json comparisonSummary(const ComparisonRow& row, const json& result) {
+  json summary = api::compactComparison(result);
+  summary["id"] = row.id;
+  summary["created_at"] = row.createdAt;
+  return summary;
+}
+
+// An SVG document made to sit inside the page: no XML declaration.
+std::string inlineSvg(std::string svg) {
+  if (svg.starts_with("<?xml")) svg.erase(0, svg.find('\n') + 1);
+  return svg;
+}
+
+Result<json> parseRow(const ComparisonRow& row) {
+  json result = json::parse(row.resultJson, nullptr, false);
+  if (result.is_discarded() || !result.is_object()) {
+    return fail(internalError("stored comparison {} is not a JSON object", row.id));
+  }
+  return result;
+}
+
+}  // namespace
+
+Response Service::serve(const api::SaveComparison& request) {
+  if (Status valid = checkComparison(request.result); !valid) return errorResponse(valid.error());
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  auto id = store_.insertComparison(now, request.result.dump(), kKeptComparisons);
+  if (!id) return errorResponse(id.error());
+  log::info("comparison {} saved: {} runs of each kind", *id, request.result["runs"].get<int64_t>());
+  return {201, {{"id", *id}, {"created_at", now}}};
+}
+
+Response Service::serve(const api::ListComparisons&) {
+  auto rows = store_.listComparisons();
+  if (!rows) return errorResponse(rows.error());
+  json items = json::array();
+  for (const ComparisonRow& row : *rows) {
+    auto result = parseRow(row);
+    if (!result) return errorResponse(result.error());
+    items.push_back(comparisonSummary(row, *result));
+  }
+  return {200, {{"comparisons", std::move(items)}}};
+}
+
+Response Service::serve(const api::GetComparison& request) {
+  std::optional<int64_t> id;
+  if (request.id != "latest") id = std::stoll(request.id);  // the router let only digits through
+  auto rows = store_.listComparisons(id);
+  if (!rows) return errorResponse(rows.error());
+  if (rows->empty()) {
+    return errorResponse(request.id == "latest"
+                             ? notFound("no comparison saved yet: run `corral compare`")
+                             : notFound("comparison {} not found (only the newest {} are kept)", request.id,
+                                        kKeptComparisons));
+  }
+  const ComparisonRow& row = rows->front();
+  auto result = parseRow(row);
+  if (!result) return errorResponse(result.error());
+  return {200, {{"id", row.id}, {"created_at", row.createdAt}, {"result", std::move(*result)}}};
+}
+
+Response Service::serve(const api::GetDashboard&) {
+  HostInfo host = inspectHost();
+  json instances = instances_ ? instances_->list()["instances"] : json::array();
+  json vpcs = json::array();
+  for (const net::Vpc* vpc : topology_.vpcs()) {
+    json entry;
+    if (network_) {
+      auto drawn = network_->topologyJson(vpc->name, json{{"instances", instances}});
+      if (drawn) {
+        entry = std::move(*drawn);
+        entry["svg"] = inlineSvg(api::renderTopologySvg(entry));
+      } else {
+        entry = {{"vpc", {{"name", vpc->name}, {"cidr", vpc->cidr.str()}}},
+                 {"error", drawn.error().message()}};
+      }
+    } else {
+      entry = {{"vpc", {{"name", vpc->name}, {"cidr", vpc->cidr.str()}}}};
+    }
+    vpcs.push_back(std::move(entry));
+  }
+  json comparison = nullptr;
+  auto latest = store_.listComparisons();
+  if (!latest) return errorResponse(latest.error());
+  if (!latest->empty()) {
+    auto result = parseRow(latest->front());
+    if (!result) return errorResponse(result.error());
+    comparison = comparisonSummary(latest->front(), *result);
+    comparison["svg"] = api::renderComparisonSvg(comparison);
+  }
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  return {200,
+          {{"generated_at_ms", now.count()},
+           {"host",
+            {{"hostname", host.hostname},
+             {"kernel", host.kernelRelease},
+             {"machine", host.machine},
+             {"cgroup_mode", host.cgroupMode},
+             {"version", CORRAL_VERSION},
+             {"accelerator", acceleratorJson()}}},
+           {"vpcs", std::move(vpcs)},
+           {"instances", std::move(instances)},
+           {"comparison", std::move(comparison)}}};
+}
+
+}  // namespace corral::daemon

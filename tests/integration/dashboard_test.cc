@@ -1,0 +1,307 @@
+// The dashboard in a real browser: corrald with --http-port serves the page, headless Chromium loads it from
+// the loopback port, and the test checks what the page shows both in its DOM and in screenshots (the
+// pixels where the DOM says an instance or a chart bar is drawn), then changes the state through the API
+// and watches the page follow. Also: the port is read-only and answers only loopback host names, and the
+// page is on the Unix socket too.
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <string>
+
+#include "tests/integration/browser.h"
+#include "tests/integration/harness.h"
+
+namespace corral {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+using testing::HeadlessBrowser;
+using testing::Image;
+using testing::TestDaemon;
+
+// Colours the pictures use (api/topology_render.cc's style, api/compare_render.cc's bars).
+constexpr std::array<uint8_t, 3> kContainerFill = {0xe2, 0xf4, 0xe0};
+constexpr std::array<uint8_t, 3> kVmFill = {0xdb, 0xe8, 0xfb};
+constexpr std::array<uint8_t, 3> kVmBar = {0xc0, 0x39, 0x2b};
+constexpr std::array<uint8_t, 3> kContainerBar = {0x2a, 0x7a, 0xb0};
+
+bool requireBrowser() {
+  if (!testing::chromiumPath().empty()) return true;
+  if (::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) ADD_FAILURE() << "chromium is not installed";
+  return false;
+}
+
+struct Rect {
+  int x = 0, y = 0, width = 0, height = 0;
+  int area() const { return width * height; }
+};
+
+// Where the page draws the first element matching `selector` (CSS px; the screenshot is 1:1).
+std::optional<Rect> boundsOf(HeadlessBrowser& browser, const std::string& selector) {
+  auto value = browser.evaluate(fmt::format(
+      "(() => {{ const e = document.querySelector({}); if (!e) return null; const r = "
+      "e.getBoundingClientRect();"
+      " return [Math.ceil(r.left), Math.ceil(r.top), Math.floor(r.width), Math.floor(r.height)]; }})()",
+      json(selector).dump()));
+  if (!value || !value->is_array()) return std::nullopt;
+  return Rect{(*value)[0], (*value)[1], (*value)[2], (*value)[3]};
+}
+
+// The share of `rect`'s pixels (inset by 3 px, off the border) within 8 of `rgb` in the screenshot.
+double shareNear(const Image& image, Rect rect, std::array<uint8_t, 3> rgb) {
+  Rect inner{rect.x + 3, rect.y + 3, rect.width - 6, rect.height - 6};
+  if (inner.area() <= 0) return 0;
+  return static_cast<double>(image.countNear(inner.x, inner.y, inner.width, inner.height, rgb, 8)) /
+         inner.area();
+}
+
+int count(HeadlessBrowser& browser, const std::string& selector) {
+  auto value = browser.evaluate(fmt::format("document.querySelectorAll({}).length", json(selector).dump()));
+  return value && value->is_number() ? value->get<int>() : -1;
+}
+
+// Keeps a screenshot for a person to look at (and for a failure's message).
+std::string keepScreenshot(HeadlessBrowser& browser, const std::string& name) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / fmt::format("corral-{}.png", name)).string();
+  if (auto png = browser.screenshotPng()) std::ofstream(path, std::ios::binary | std::ios::trunc) << *png;
+  return path;
+}
+
+// One raw HTTP/1.1 request to 127.0.0.1:port; the status code (0 when nothing came back).
+int rawStatus(uint16_t port, const std::string& method, const std::string& target, const std::string& host,
+              const std::string& body = "") {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string answer;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    std::string request = fmt::format(
+        "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n"
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        method, target, host, body.size(), body);
+    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buffer[512];
+      ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n > 0) answer.assign(buffer, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  std::smatch match;
+  static const std::regex kStatus("^HTTP/1\\.1 (\\d{3}) ");
+  return std::regex_search(answer, match, kStatus) ? std::stoi(match[1]) : 0;
+}
+
+json comparison() {
+  auto sample = [](const std::string& name, const std::string& kind, double bootMs, double memory) {
+    return json{{"name", name},
+                {"kind", kind},
+                {"boot", {{"total_ms", bootMs}, {kind == "vm" ? "kernel_ms" : "clone_ms", bootMs / 2}}},
+                {"usage", {{"memory_bytes", memory}}},
+                {"error", nullptr}};
+  };
+  auto stats = [](double a, double b) {
+    return json{{"median", (a + b) / 2}, {"min", std::min(a, b)}, {"max", std::max(a, b)}, {"count", 2}};
+  };
+  return {
+      {"runs", 2},
+      {"parallel", false},
+      {"accelerator", "tcg"},
+      {"samples",
+       {sample("compare-c-1", "container", 12, 2e6), sample("compare-c-2", "container", 15, 3e6),
+        sample("compare-v-1", "vm", 3000, 150e6), sample("compare-v-2", "vm", 3400, 160e6)}},
+      {"summary",
+       {{"container",
+         {{"boot_ms", stats(12, 15)},
+          {"boot_steps_median_ms", {{"clone_ms", 6.75}}},
+          {"memory_bytes", stats(2e6, 3e6)}}},
+        {"vm",
+         {{"boot_ms", stats(3000, 3400)},
+          {"boot_steps_median_ms", {{"kernel_ms", 1600}}},
+          {"memory_bytes", stats(150e6, 160e6)}}}}},
+      {"isolation",
+       {{"container", {{"kernel_release", "host-kernel"}, {"kernel_equals_host", true}, {"pid1", "sleep"}}},
+        {"vm", {{"kernel_release", "guest-kernel"}, {"kernel_equals_host", false}, {"pid1", "init"}}},
+        {"host", {{"kernel_release", "host-kernel"}}}}},
+      {"network", nullptr}};
+}
+
+class Dashboard : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing::requireRoot() || !requireBrowser()) GTEST_SKIP() << "needs root and chromium";
+    ASSERT_TRUE(daemon_.start()) << daemon_.log();
+    testing::Reply info = daemon_.call("GET", "/v1/info");
+    ASSERT_EQ(info.status, 200);
+    const json& url = info.body["dashboard"]["url"];
+    ASSERT_TRUE(url.is_string()) << info.body.dump();
+    url_ = url.get<std::string>();
+    std::smatch match;
+    ASSERT_TRUE(std::regex_match(url_, match, std::regex("http://127\\.0\\.0\\.1:(\\d+)/"))) << url_;
+    port_ = static_cast<uint16_t>(std::stoi(match[1]));
+  }
+
+  void buildVpc() {
+    daemon_.must("POST", "/v1/vpcs", {{"name", "shop"}, {"cidr", "10.0.0.0/16"}});
+    daemon_.must("POST", "/v1/subnets",
+                 {{"name", "front"}, {"vpc", "shop"}, {"cidr", "10.0.1.0/24"}, {"map_public_ip", true}});
+    daemon_.must("POST", "/v1/subnets", {{"name", "back"}, {"vpc", "shop"}, {"cidr", "10.0.2.0/24"}});
+    daemon_.must("POST", "/v1/internet-gateways", {{"name", "shop-igw"}, {"vpc", "shop"}});
+  }
+
+  TestDaemon daemon_{"dashboard", {"--http-port", "0", "--accelerator", "tcg"}};
+  std::string url_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(Dashboard, ShowsTheBuildingTheInstancesAndTheComparisonAndFollowsChangesLive) {
+  buildVpc();
+  daemon_.must("POST", "/v1/instances",
+               {{"name", "web-1"}, {"subnet", "front"}, {"command", {"sleep", "1000"}}});
+  json vm = daemon_.must("POST", "/v1/instances", {{"name", "vm-1"}, {"kind", "vm"}, {"subnet", "back"}});
+  ASSERT_EQ(daemon_.waitWhile("vm-1", "starting").value("state", ""), "running") << daemon_.logTail();
+  daemon_.must("POST", "/v1/comparisons", comparison());
+
+  std::string error;
+  auto browser = HeadlessBrowser::launch(1280, 1900, &error);
+  ASSERT_TRUE(browser) << error;
+  ASSERT_TRUE(browser->navigate(url_, 20s)) << browser->lastError() << browser->log();
+  ASSERT_TRUE(
+      browser->waitFor("Number(document.body.dataset.updates) >= 1 && "
+                       "document.querySelector('g.instance-node[data-name=\"vm-1\"]')",
+                       15s))
+      << browser->lastError();
+
+  // The DOM: the building with both floors and both instances, the table, the chart, the isolation table.
+  EXPECT_EQ(count(*browser, "[data-vpc=\"shop\"] svg"), 1);
+  EXPECT_EQ(count(*browser,
+                  "g.instance-node[data-name=\"web-1\"][data-kind=\"container\"][data-state=\"running\"]"),
+            1);
+  EXPECT_EQ(count(*browser, "g.instance-node[data-name=\"vm-1\"][data-kind=\"vm\"][data-state=\"running\"]"),
+            1);
+  auto text = browser->evaluate("document.body.innerText");
+  ASSERT_TRUE(text && text->is_string()) << browser->lastError();
+  for (const char* shown : {"subnet front", "subnet back", "internet gateway shop-igw", "VMs under TCG",
+                            "the host's", "guest-kernel", "(= host: shared kernel)", "live"}) {
+    EXPECT_NE(text->get<std::string>().find(shown), std::string::npos) << shown;
+  }
+  EXPECT_EQ(count(*browser, "#instances tr[data-instance=\"web-1\"][data-state=\"running\"]"), 1);
+  EXPECT_EQ(count(*browser, "#instances tr[data-instance=\"vm-1\"][data-kind=\"vm\"]"), 1);
+  EXPECT_EQ(count(*browser, "#compare-chart circle.boot-sample"), 4);
+  EXPECT_EQ(count(*browser, "#compare-chart rect.memory-bar"), 2);
+  EXPECT_EQ(count(*browser, "#isolation-table tr"), 11);  // the header and ten rows
+
+  // The pixels: where the DOM says the container, the VM and the memory bars are, their colours are.
+  auto image = browser->screenshot();
+  ASSERT_TRUE(image) << browser->lastError();
+  const std::string before = keepScreenshot(*browser, "dashboard-test");
+  auto containerBox = boundsOf(*browser, "g.instance-node[data-name=\"web-1\"] rect");
+  auto vmBox = boundsOf(*browser, "g.instance-node[data-name=\"vm-1\"] rect");
+  auto vmBar = boundsOf(*browser, "#compare-chart rect.memory-bar[data-kind=\"vm\"]");
+  auto containerSample = boundsOf(*browser, "#compare-chart circle.boot-sample[data-kind=\"container\"]");
+  ASSERT_TRUE(containerBox && vmBox && vmBar && containerSample) << browser->lastError();
+  ASSERT_LE(vmBar->y + vmBar->height, image->height) << "the chart is below the screenshot: " << before;
+  EXPECT_GT(shareNear(*image, *containerBox, kContainerFill), 0.5)
+      << "container box at " << containerBox->x << "," << containerBox->y << " in " << before;
+  EXPECT_GT(shareNear(*image, *vmBox, kVmFill), 0.3) << "VM box in " << before;  // a frame inside, and text
+  EXPECT_GT(shareNear(*image, *vmBar, kVmBar), 0.9) << "VM memory bar in " << before;
+  EXPECT_GT(image->countNear(containerSample->x, containerSample->y, containerSample->width,
+                             containerSample->height, kContainerBar, 8),
+            10u)
+      << "a container boot sample in " << before;
+  // The two kinds are told apart on screen: the VM box is not drawn in the container's colour.
+  EXPECT_LT(shareNear(*image, *vmBox, kContainerFill), 0.05) << before;
+
+  // Live: a stop shows as "stopped" (and the box fades) without reloading; a new instance appears.
+  daemon_.must("POST", "/v1/instances/web-1/stop", {{"grace_seconds", 0}}, 200);
+  ASSERT_TRUE(browser->waitFor(
+      "document.querySelector('g.instance-node[data-name=\"web-1\"][data-state=\"stopped\"]') && "
+      "document.querySelector('#instances tr[data-instance=\"web-1\"][data-state=\"stopped\"]')",
+      5s))
+      << browser->lastError();
+  auto faded = browser->screenshot();
+  ASSERT_TRUE(faded) << browser->lastError();
+  auto fadedBox = boundsOf(*browser, "g.instance-node[data-name=\"web-1\"] rect");
+  ASSERT_TRUE(fadedBox);
+  EXPECT_LT(shareNear(*faded, *fadedBox, kContainerFill), 0.05)
+      << "the stopped container is still drawn at full colour: "
+      << keepScreenshot(*browser, "dashboard-test-stopped");
+  daemon_.must("POST", "/v1/instances",
+               {{"name", "web-2"}, {"subnet", "front"}, {"command", {"sleep", "1000"}}});
+  EXPECT_TRUE(browser->waitFor(
+      "document.querySelector('g.instance-node[data-name=\"web-2\"][data-state=\"running\"]')", 5s))
+      << browser->lastError();
+  EXPECT_TRUE(browser->consoleErrors().empty()) << browser->consoleErrors().front();
+
+  // The page cannot change anything through the port it came from.
+  auto posted = browser->evaluate(
+      "fetch('/v1/vpcs', {method: 'POST', body: JSON.stringify({name: 'x', cidr: '10.9.0.0/16'})})"
+      ".then((r) => r.status)");
+  ASSERT_TRUE(posted) << browser->lastError();
+  EXPECT_EQ(*posted, 403);
+  EXPECT_EQ(daemon_.list("vpcs").size(), 1u);
+
+  // When corrald goes away the page says so.
+  daemon_.kill9();
+  EXPECT_TRUE(browser->waitFor("document.getElementById('live').classList.contains('d-down')", 5s))
+      << browser->lastError();
+}
+
+TEST_F(Dashboard, ThePortIsReadOnlyAndLoopbackOnlyAndThePageIsOnTheSocketToo) {
+  EXPECT_EQ(rawStatus(port_, "GET", "/", "127.0.0.1"), 200);
+  EXPECT_EQ(rawStatus(port_, "GET", "/v1/dashboard", "localhost:1234"), 200);
+  EXPECT_EQ(rawStatus(port_, "GET", "/v1/comparisons", "[::1]"), 200);
+  EXPECT_EQ(rawStatus(port_, "POST", "/v1/vpcs", "127.0.0.1", R"({"name":"x","cidr":"10.9.0.0/16"})"), 403);
+  EXPECT_EQ(rawStatus(port_, "GET", "/v1/instances", "127.0.0.1"), 403);
+  EXPECT_EQ(rawStatus(port_, "POST", "/v1/comparisons", "127.0.0.1", comparison().dump()), 403);
+  EXPECT_EQ(rawStatus(port_, "GET", "/", "attacker.example"), 403) << "a rebound DNS name is refused";
+  EXPECT_TRUE(daemon_.list("vpcs").empty());
+  EXPECT_TRUE(daemon_.call("GET", "/v1/comparisons").body["comparisons"].empty());
+
+  api::Client client(daemon_.socket(), 10s);
+  auto page = client.send({"GET", "/", ""});
+  ASSERT_TRUE(page) << page.error().message();
+  EXPECT_EQ(page->status, 200);
+  EXPECT_TRUE(page->body.starts_with("<!doctype html>"));
+}
+
+TEST(DashboardPort, ABusyPortIsRefusedWithTheFlagNamed) {
+  if (!testing::requireRoot()) GTEST_SKIP() << "needs root";
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string busy = std::to_string(ntohs(address.sin_port));
+  TestDaemon daemon("dashboard-busy", {"--http-port", busy});
+  EXPECT_FALSE(daemon.start());
+  EXPECT_NE(daemon.log().find("--http-port: 127.0.0.1:" + busy + " is in use"), std::string::npos)
+      << daemon.log();
+  ::close(fd);
+  TestDaemon bad("dashboard-bad", {"--http-port", "70000"});
+  EXPECT_FALSE(bad.start());
+  EXPECT_NE(bad.log().find("--http-port: 70000 is not a TCP port"), std::string::npos) << bad.log();
+}
+
+}  // namespace
+}  // namespace corral
