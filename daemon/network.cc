@@ -89,6 +89,9 @@ Status NetworkController::applyTopology(const net::Topology& next) {
   }
   Status result;
   for (const net::Vpc* vpc : next.vpcs()) {
+    // A VPC the change does not touch keeps its kernel objects as they are (reconcile() at start repairs
+    // drift); converging every VPC on every change would cost each change a netlink dump per VPC.
+    if (topology_.findVpc(vpc->name) && planUnchangedLocked(next, vpc->name)) continue;
     if (auto ok = convergeLocked(next, vpc->name); !ok) {
       result = fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc->name)));
       break;
@@ -158,6 +161,12 @@ Result<net::VpcPlan> NetworkController::planLocked(const net::Topology& topology
     if (subnet && subnet->vpc == vpc) nics.push_back(nic);
   }
   return net::planVpc(topology, vpc, options_.netnsPrefix, nics, options_.uplink, transit);
+}
+
+bool NetworkController::planUnchangedLocked(const net::Topology& next, const std::string& vpc) const {
+  auto before = planLocked(topology_, vpc);
+  auto after = planLocked(next, vpc);
+  return before && after && *before == *after;
 }
 
 Status NetworkController::convergeLocked(const net::Topology& topology, const std::string& vpc,

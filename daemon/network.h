@@ -93,6 +93,8 @@ class NetworkController {
  private:
   Status checkLocked(const net::Topology& next) const;
   Result<net::VpcPlan> planLocked(const net::Topology& topology, const std::string& vpc) const;
+  // Whether `vpc` plans the same in `next` as now (so the change leaves its kernel objects alone).
+  bool planUnchangedLocked(const net::Topology& next, const std::string& vpc) const;
   Status convergeLocked(const net::Topology& topology, const std::string& vpc,
                         std::vector<std::string>* log = nullptr);
   Result<net::Cidr> transitLocked(const net::Topology& topology, const std::string& vpc) const;

@@ -83,6 +83,7 @@ struct NicAttachment {
   std::optional<std::string> publicAddress; // 1:1 NAT through the internet gateway
   std::vector<PortForward> publish;         // DNAT from the gateway's outside address
   std::string linkKey;                      // input of instanceVethName/instanceTapName (see there)
+  bool operator==(const NicAttachment&) const = default;
 };
 
 // ---- The plan ----
@@ -92,6 +93,7 @@ struct BridgePlan {
   std::string bridge;  // link name in the VPC namespace
   Cidr cidr;
   std::string routerAddress;  // "10.0.1.1/24": the subnet's first host on the bridge
+  bool operator==(const BridgePlan&) const = default;
 };
 
 struct RoutePlan {
@@ -108,6 +110,7 @@ struct RouteTablePlan {
   uint32_t tableId = 0;          // 100 + index of the table among the VPC's, sorted by name
   std::vector<Cidr> subnets;     // whose traffic follows this table, sorted
   std::vector<RoutePlan> routes; // without the local route; routes to a missing gateway are left out
+  bool operator==(const RouteTablePlan&) const = default;
 };
 
 inline constexpr uint32_t kLocalRulePriority = 900;    // to VPC_CIDR lookup main
@@ -122,6 +125,7 @@ struct GatewayPlan {
   std::string vpcAddress;    // "100.64.0.6/30"
   std::string uplinkAddress; // "100.64.0.5/30"
   std::vector<Ipv4Address> publicAddresses;  // routed by the uplink side to the VPC side, sorted
+  bool operator==(const GatewayPlan&) const = default;
 };
 
 struct NicPlan {
@@ -131,6 +135,7 @@ struct NicPlan {
   std::string mac;      // instanceMac(nic.instance, nic.vm)
   std::string addressWithPrefix;  // "10.0.1.5/24"
   std::string gateway;  // "10.0.1.1"
+  bool operator==(const NicPlan&) const = default;
 };
 
 struct VpcPlan {
@@ -142,6 +147,9 @@ struct VpcPlan {
   std::optional<GatewayPlan> gateway;       // when the VPC has an internet gateway
   std::vector<NicPlan> nics;                // sorted by instance name
   std::string ruleset;                      // vpcRuleset(...) for table inet corral
+  // Equal plans need nothing done in the kernel: a change to the model converges only the VPCs whose
+  // plan it changes.
+  bool operator==(const VpcPlan&) const = default;
 };
 
 // The kernel objects a VPC needs (from the topology, which must hold `vpc`). `transit` is required when

@@ -457,7 +457,8 @@ TEST_F(CorraldTest, RequestErrorsNameTheProblem) {
 
   EXPECT_TRUE(isError(get("/v1/nothing-here"), 404, "not_found"));
   EXPECT_TRUE(isError(get("/v2/vpcs"), 404, "not_found"));
-  EXPECT_TRUE(isError(get("/"), 404, "not_found"));
+  EXPECT_TRUE(isError(get("/nothing"), 404, "not_found"));
+  EXPECT_TRUE(isError(call(socket_, "POST", "/", "{}"), 404, "not_found")) << "the page is only for GET";
   EXPECT_TRUE(isError(call(socket_, "PUT", "/v1/vpcs", "{}"), 400, "invalid_argument", "method"));
 
   // Nothing was created by any of that.

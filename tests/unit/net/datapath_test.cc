@@ -230,6 +230,30 @@ std::vector<NicAttachment> gatewayNics() {
 
 const Cidr kTransit = cidr("100.64.0.4/30");
 
+TEST(PlanVpc, AChangeToOneVpcLeavesTheOthersPlanEqualAndChangesItsOwn) {
+  const Topology before = gatewayTopology();
+  const VpcPlan prod = planVpc(before, "prod", "corral-t7-", gatewayNics(), UplinkSettings{}, kTransit);
+  const VpcPlan other = planVpc(before, "other", "corral-t7-", gatewayNics(), UplinkSettings{}, std::nullopt);
+  EXPECT_EQ(planVpc(before, "prod", "corral-t7-", gatewayNics(), UplinkSettings{}, kTransit), prod)
+      << "planning is deterministic";
+
+  Topology after = before;
+  ok(after.createSecurityGroup({.name = "db", .vpc = "prod"}, kNow));
+  ok(after.addSecurityGroupRule("db", {.protocol = "tcp", .fromPort = 5432, .toPort = 5432, .cidr = "10.0.0.0/16"}));
+  EXPECT_EQ(planVpc(after, "other", "corral-t7-", gatewayNics(), UplinkSettings{}, std::nullopt), other);
+
+  Topology subnetAdded = before;
+  ok(subnetAdded.createSubnet({.name = "d-more", .vpc = "prod", .cidr = "10.0.4.0/24"}, kNow));
+  EXPECT_NE(planVpc(subnetAdded, "prod", "corral-t7-", gatewayNics(), UplinkSettings{}, kTransit), prod);
+  EXPECT_EQ(planVpc(subnetAdded, "other", "corral-t7-", gatewayNics(), UplinkSettings{}, std::nullopt), other);
+
+  // A firewall change shows in the plan through its ruleset.
+  Topology ruleAdded = before;
+  ok(ruleAdded.addSecurityGroupRule("prod-default",
+                                    {.protocol = "tcp", .fromPort = 22, .toPort = 22, .cidr = "0.0.0.0/0"}));
+  EXPECT_NE(planVpc(ruleAdded, "prod", "corral-t7-", gatewayNics(), UplinkSettings{}, kTransit), prod);
+}
+
 TEST(PlanVpc, BridgesOnePerSubnetWithTheRouterAddress) {
   VpcPlan plan = planVpc(gatewayTopology(), "prod", "corral-t7-", gatewayNics(), UplinkSettings{}, kTransit);
   EXPECT_EQ(plan.vpc, "prod");
