@@ -356,30 +356,41 @@ void InstanceManager::recordExit(Instance& instance) {
   }
   // The overlay mount is made per start; unmount it so a later start does not stack another.
   ::umount2((options_.containersDir / row.name / "rootfs").c_str(), MNT_DETACH);
-  if (network_) network_->detach(row.name);
   instance.cgroup.reset();
   instance.pidfd.reset();
+  log::info("instance \"{}\" exited: reason {}, code {}, signal {}", row.name, reason,
+            code ? std::to_string(*code) : "none", signal ? std::to_string(*signal) : "none");
+  recordStopped(instance, reason, code, signal, std::move(note));
+}
+
+void InstanceManager::recordStopped(Instance& instance, const std::string& reason,
+                                    std::optional<int64_t> code, std::optional<int64_t> signal,
+                                    std::optional<std::string> note) {
+  InstanceRow& row = instance.row;
   instance.stopRequested = false;
   row.state = "stopped";
   row.finishedAt = now();
   row.exitCode = code;
   row.exitSignal = signal;
   row.exitReason = reason;
-  row.exitNote = note;
+  row.exitNote = std::move(note);
   row.pid.reset();
   row.pidStartTime.reset();
-  log::info("instance \"{}\" exited: reason {}, code {}, signal {}", row.name, reason,
-            code ? std::to_string(*code) : "none", signal ? std::to_string(*signal) : "none");
+  if (network_) network_->detach(row.name);
   if (instance.spec.removeOnExit) {
-    std::string name = row.name;
-    if (auto removed = container::removeBundle(options_.containersDir / name); !removed)
+    const std::string name = row.name;
+    if (row.kind == "vm") {
+      std::error_code ec;
+      std::filesystem::remove_all(instanceDir(instance), ec);
+    } else if (auto removed = container::removeBundle(options_.containersDir / name); !removed) {
       log::warn("instance \"{}\": {}", name, removed.error().message());
+    }
     if (auto deleted = store_.deleteInstance(name); !deleted)
       log::error("instance \"{}\": {}", name, deleted.error().message());
     instances_.erase(name);
     releaseNic(name);
   } else if (auto saved = store_.putInstance(row); !saved) {
-    log::error("instance \"{}\": recording its exit: {}", row.name, saved.error().message());
+    log::error("instance \"{}\": recording its stop: {}", row.name, saved.error().message());
   }
   changed_.notify_all();
 }
@@ -463,7 +474,8 @@ json InstanceManager::render(const Instance& instance) const {
 json InstanceManager::networkJson(const Instance& instance) const {
   if (!network_ || instance.spec.subnet.empty()) return nullptr;
   auto nic = network_->nicPlan(instance.row.name);
-  if (!nic) return {{"subnet", instance.spec.subnet}, {"ip", instance.spec.ip}, {"error", nic.error().message()}};
+  if (!nic)
+    return {{"subnet", instance.spec.subnet}, {"ip", instance.spec.ip}, {"error", nic.error().message()}};
   json publish = json::array();
   for (const net::PortForward& forward : nic->nic.publish) publish.push_back(net::portForwardText(forward));
   return {{"subnet", nic->nic.subnet},
@@ -489,7 +501,8 @@ void InstanceManager::replugNics() {
     if (instance.spec.subnet.empty() || !network_->nic(name) || network_->portPresent(name)) continue;
     if (instance.row.kind == "vm") {
       if (instance.row.state == "running" || instance.row.state == "starting")
-        log::warn("instance \"{}\": its VM's NIC is gone (the VPC namespace was recreated); restart it", name);
+        log::warn("instance \"{}\": its VM's NIC is gone (the VPC namespace was recreated); restart it",
+                  name);
       continue;
     }
     if (instance.row.state != "running" || !instance.row.pid) continue;

@@ -165,6 +165,11 @@ class InstanceManager {
   Result<nlohmann::json> startLocked(std::unique_lock<std::mutex>& lock, Instance& instance,
                                      std::chrono::steady_clock::time_point received);
   void recordExit(Instance& instance);
+  // The end every stop shares (a container's exit, a VM's power-off): the row says stopped, why and
+  // when, the NIC leaves its bridge; an instance run with --rm is then forgotten with its files, any
+  // other is saved.
+  void recordStopped(Instance& instance, const std::string& reason, std::optional<int64_t> code,
+                     std::optional<int64_t> signal, std::optional<std::string> note);
   void supervise();
   void wakeSupervisor();
   Status waitStopped(std::unique_lock<std::mutex>& lock, const std::string& name,

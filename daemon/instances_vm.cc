@@ -324,33 +324,12 @@ void InstanceManager::waitForGuest(std::string name, std::shared_ptr<VmSession> 
 
 // The domain is gone: record why, drop the agent session, remove the instance if it asked (--rm).
 void InstanceManager::recordVmExit(Instance& instance, std::string reason, std::optional<std::string> note) {
-  InstanceRow& row = instance.row;
   if (instance.stopRequested) reason = "stopped";
   instance.vm.reset();
-  instance.stopRequested = false;
-  row.state = "stopped";
-  row.finishedAt = now();
-  row.exitCode.reset();
-  row.exitSignal.reset();
-  row.exitReason = reason;
-  row.exitNote = std::move(note);
-  row.pid.reset();
-  row.pidStartTime.reset();
-  log::info("instance \"{}\" (vm) stopped: {}", row.name, reason);
+  log::info("instance \"{}\" (vm) stopped: {}", instance.row.name, reason);
   std::error_code ec;
   std::filesystem::remove(instanceDir(instance) / "agent.sock", ec);
-  if (network_) network_->detach(row.name);
-  if (instance.spec.removeOnExit) {
-    std::string name = row.name;
-    std::filesystem::remove_all(instanceDir(instance), ec);
-    if (auto deleted = store_.deleteInstance(name); !deleted)
-      log::error("instance \"{}\": {}", name, deleted.error().message());
-    instances_.erase(name);
-    releaseNic(name);
-  } else if (auto saved = store_.putInstance(row); !saved) {
-    log::error("instance \"{}\": recording its stop: {}", row.name, saved.error().message());
-  }
-  changed_.notify_all();
+  recordStopped(instance, reason, std::nullopt, std::nullopt, std::move(note));
 }
 
 // Supervisor thread: libvirt's stop events, queued by the event thread, applied under the lock.

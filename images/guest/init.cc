@@ -38,6 +38,7 @@
 #include <variant>
 #include <vector>
 
+#include "images/common/utf8.h"
 #include "vmm/agent_protocol.h"
 
 extern char** environ;
@@ -162,29 +163,7 @@ inline std::string toValidUtf8(std::string_view text) {
   out.reserve(text.size());
   size_t i = 0;
   while (i < text.size()) {
-    const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte < 0x80) {
-      out.push_back(static_cast<char>(byte));
-      ++i;
-      continue;
-    }
-    size_t length = 0;
-    uint32_t lowest = 0;
-    if ((byte & 0xe0) == 0xc0) length = 2, lowest = 0x80;
-    if ((byte & 0xf0) == 0xe0) length = 3, lowest = 0x800;
-    if ((byte & 0xf8) == 0xf0) length = 4, lowest = 0x10000;
-    uint32_t codepoint = length == 0 ? 0 : byte & (0x7f >> length);
-    bool valid = length != 0 && i + length <= text.size();
-    for (size_t k = 1; valid && k < length; ++k) {
-      const auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xc0) != 0x80) valid = false;
-      codepoint = (codepoint << 6) | (next & 0x3f);
-    }
-    if (valid &&
-        (codepoint < lowest || codepoint > 0x10ffff || (codepoint >= 0xd800 && codepoint <= 0xdfff))) {
-      valid = false;
-    }
-    if (valid) {
+    if (size_t length = images::utf8SequenceLength(text, i); length > 0) {
       out.append(text.substr(i, length));
       i += length;
     } else {

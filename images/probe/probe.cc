@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+#include "images/common/utf8.h"
+
 namespace corral::probe {
 
 // ---- JSON output ---------------------------------------------------------------------------------------
@@ -64,30 +66,12 @@ inline void appendJsonString(std::string& out, std::string_view text) {
     } else if (byte < 0x80) {
       out.push_back(static_cast<char>(byte));
       ++i;
+    } else if (const size_t length = images::utf8SequenceLength(text, i); length > 0) {
+      out.append(text.substr(i, length));
+      i += length;
     } else {
-      // Length of a well-formed UTF-8 sequence starting here (0: not well-formed).
-      size_t length = 0;
-      uint32_t lowest = 0;
-      if ((byte & 0xe0) == 0xc0) length = 2, lowest = 0x80;
-      if ((byte & 0xf0) == 0xe0) length = 3, lowest = 0x800;
-      if ((byte & 0xf8) == 0xf0) length = 4, lowest = 0x10000;
-      uint32_t codepoint = length == 0 ? 0 : byte & (0x7f >> length);
-      bool valid = length != 0 && i + length <= text.size();
-      for (size_t k = 1; valid && k < length; ++k) {
-        const auto next = static_cast<unsigned char>(text[i + k]);
-        if ((next & 0xc0) != 0x80) valid = false;
-        codepoint = (codepoint << 6) | (next & 0x3f);
-      }
-      if (valid &&
-          (codepoint < lowest || codepoint > 0x10ffff || (codepoint >= 0xd800 && codepoint <= 0xdfff)))
-        valid = false;
-      if (valid) {
-        out.append(text.substr(i, length));
-        i += length;
-      } else {
-        out += "\\ufffd";
-        ++i;
-      }
+      out += "\\ufffd";
+      ++i;
     }
   }
   out.push_back('"');
