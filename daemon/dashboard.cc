@@ -128,7 +128,7 @@ Response Service::serve(const api::ListComparisons&) {
 Response Service::serve(const api::GetComparison& request) {
   std::optional<int64_t> id;
   if (request.id != "latest") id = std::stoll(request.id);  // the router let only digits through
-  auto rows = store_.listComparisons(id);
+  auto rows = store_.listComparisons(id, 1);
   if (!rows) return errorResponse(rows.error());
   if (rows->empty()) {
     return errorResponse(request.id == "latest"
@@ -143,7 +143,7 @@ Response Service::serve(const api::GetComparison& request) {
 }
 
 Response Service::serve(const api::GetDashboard&) {
-  HostInfo host = inspectHost();
+  HostInfo host = describeHost();  // asked every second: no KVM probe, the page does not show it
   json instances = instances_ ? instances_->list()["instances"] : json::array();
   json vpcs = json::array();
   for (const net::Vpc* vpc : topology_.vpcs()) {
@@ -163,7 +163,7 @@ Response Service::serve(const api::GetDashboard&) {
     vpcs.push_back(std::move(entry));
   }
   json comparison = nullptr;
-  auto latest = store_.listComparisons();
+  auto latest = store_.listComparisons(std::nullopt, 1);
   if (!latest) return errorResponse(latest.error());
   if (!latest->empty()) {
     auto result = parseRow(latest->front());

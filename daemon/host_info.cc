@@ -102,7 +102,7 @@ KvmStatus assessKvm(const KvmProbe& probe) {
   return status;
 }
 
-HostInfo inspectHost() {
+HostInfo describeHost() {
   HostInfo host;
   utsname names{};
   if (::uname(&names) == 0) {
@@ -116,6 +116,11 @@ HostInfo inspectHost() {
   } else {
     host.cgroupMode = fmt::format("unknown ({})", mode.error().message());
   }
+  return host;
+}
+
+HostInfo inspectHost() {
+  HostInfo host = describeHost();
   host.kvm = assessKvm(probeKvm());
   return host;
 }

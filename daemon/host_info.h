@@ -39,6 +39,9 @@ struct HostInfo {
 KvmProbe probeKvm(const std::string& device = "/dev/kvm");
 // Pure: decides usability and explains it. KVM's stable API version is 12; any other answer is unusable.
 KvmStatus assessKvm(const KvmProbe& probe);
+// Kernel, machine, hostname and cgroup mode; `kvm` left default.
+HostInfo describeHost();
+// describeHost() plus the KVM probe.
 HostInfo inspectHost();
 
 }  // namespace corral::daemon

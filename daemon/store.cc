@@ -1231,7 +1231,8 @@ Result<int64_t> Store::insertComparison(int64_t createdAt, const std::string& re
   return id;
 }
 
-Result<std::vector<ComparisonRow>> Store::listComparisons(std::optional<int64_t> id) const {
+Result<std::vector<ComparisonRow>> Store::listComparisons(std::optional<int64_t> id,
+                                                          std::optional<size_t> newest) const {
   std::lock_guard lock(*mutex_);
   auto transaction = Transaction::beginRead(db_.get());
   if (!transaction) return fail(std::move(transaction.error()));
@@ -1247,7 +1248,8 @@ Result<std::vector<ComparisonRow>> Store::listComparisons(std::optional<int64_t>
   };
   const std::string sql =
       id ? fmt::format("SELECT id, created_at, result FROM comparisons WHERE id = {}", *id)
-         : std::string("SELECT id, created_at, result FROM comparisons ORDER BY id DESC");
+         : fmt::format("SELECT id, created_at, result FROM comparisons ORDER BY id DESC{}",
+                       newest ? fmt::format(" LIMIT {}", *newest) : std::string());
   if (auto status = forEachRow(db_.get(), sql, read); !status)
     return fail(std::move(status.error()).wrap(fmt::format("store \"{}\": list comparisons", path_)));
   if (auto committed = transaction->commit(); !committed) return fail(std::move(committed.error()));

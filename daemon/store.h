@@ -67,8 +67,10 @@ class Store {
 
   // Comparisons: saves one and, in the same transaction, forgets all but the newest `keep`; its id.
   Result<int64_t> insertComparison(int64_t createdAt, const std::string& resultJson, size_t keep);
-  // The comparison `id`, or all kept ones newest first when no id is given (empty when there is none).
-  Result<std::vector<ComparisonRow>> listComparisons(std::optional<int64_t> id = std::nullopt) const;
+  // The comparison `id`, or the kept ones newest first when no id is given (only the `newest` N when
+  // that is given); empty when there is none.
+  Result<std::vector<ComparisonRow>> listComparisons(std::optional<int64_t> id = std::nullopt,
+                                                     std::optional<size_t> newest = std::nullopt) const;
 
   int schemaVersion() const;
   const std::string& path() const { return path_; }

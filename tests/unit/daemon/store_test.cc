@@ -658,6 +658,11 @@ TEST(Store, ComparisonsAreNumberedNewestFirstAndOnlyTheNewestAreKept) {
   ASSERT_TRUE(one) << one.error().message();
   ASSERT_EQ(one->size(), 1u);
   EXPECT_EQ((*one)[0].resultJson, R"({"runs":4})");
+  auto newest = store->listComparisons(std::nullopt, 2);
+  ASSERT_TRUE(newest) << newest.error().message();
+  ASSERT_EQ(newest->size(), 2u);
+  EXPECT_EQ((*newest)[0].id, ids[4]);
+  EXPECT_EQ((*newest)[1].id, ids[3]);
   auto forgotten = store->listComparisons(ids[0]);
   ASSERT_TRUE(forgotten) << forgotten.error().message();
   EXPECT_TRUE(forgotten->empty());
