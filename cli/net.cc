@@ -6,6 +6,7 @@
 
 #include "api/topology_render.h"
 #include "cli/cli.h"
+#include "core/text.h"
 
 namespace corral::cli {
 namespace {
@@ -25,7 +26,7 @@ int showTopology(const Invocation& invocation) {
   int code = respond(invocation, api::GetVpcTopology{invocation.arguments[0]}, [&](const json& topology) {
     const std::string text = render(format, topology);
     if (!output) {
-      std::cout << text << std::flush;
+      std::cout << terminalSafeLines(text) << std::flush;
       return;
     }
     std::ofstream file(*output, std::ios::binary | std::ios::trunc);

@@ -1,15 +1,17 @@
 // How the CLI shows things: corrald's JSON with --json, else aligned tables and "key: value" lines; errors
-// as "corral: message (field: x)" on stderr.
+// as "corral: message (field: x)" on stderr. Text from corrald reaches the terminal through terminalSafe
+// (core/text.h) here: a name or description with an escape sequence in old state shows as "\x1b", inert.
 #include <ctime>
 #include <iostream>
 
 #include "cli/cli.h"
+#include "core/text.h"
 
 namespace corral::cli {
 
 void printError(const Error& error) {
-  std::cerr << "corral: " << error.message();
-  if (!error.field().empty()) std::cerr << " (field: " << error.field() << ")";
+  std::cerr << "corral: " << terminalSafe(error.message());
+  if (!error.field().empty()) std::cerr << " (field: " << terminalSafe(error.field()) << ")";
   std::cerr << "\n";
 }
 
@@ -34,7 +36,7 @@ std::string displayText(const json& value) {
     case json::value_t::null:
       return "-";
     case json::value_t::string:
-      return value.get<std::string>();
+      return terminalSafe(value.get<std::string>());
     case json::value_t::boolean:
       return value.get<bool>() ? "yes" : "no";
     case json::value_t::array: {
@@ -77,7 +79,7 @@ void printFields(const std::vector<std::pair<std::string, std::string>>& fields)
   size_t width = 0;
   for (const auto& [label, value] : fields) width = std::max(width, label.size() + 1);
   for (const auto& [label, value] : fields)
-    std::cout << fmt::format("{:<{}} {}\n", label + ":", width, value);
+    std::cout << fmt::format("{:<{}} {}\n", label + ":", width, terminalSafe(value));
 }
 
 Table::Table(std::vector<std::string> headers) : headers_(std::move(headers)) {
@@ -88,6 +90,7 @@ Table::Table(std::vector<std::string> headers) : headers_(std::move(headers)) {
 
 void Table::add(std::vector<std::string> row) {
   row.resize(headers_.size());
+  for (std::string& cell : row) cell = terminalSafe(cell);
   rows_.push_back(std::move(row));
 }
 

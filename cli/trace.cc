@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "core/text.h"
 
 namespace corral::cli {
 namespace {
@@ -67,7 +68,7 @@ int trace(const Invocation& invocation) {
                request.count, request.seconds, request.filter);
     int handshakes = 0, closes = 0, resets = 0;
     for (const json& frame : field(*answer, "frames")) {
-      const std::string text = frameText(frame);
+      const std::string text = terminalSafeLines(frameText(frame));
       fmt::print("{}{}\n", text, text.ends_with('\n') ? "" : "\n");  // a blank line between frames
       const json& event = field(frame, "event");
       if (!event.is_string()) continue;

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <tuple>
 
+#include "core/text.h"
+
 namespace corral::net {
 
 // ---- Names of enums ----
@@ -129,16 +131,22 @@ Status validateName(std::string_view name, std::string_view field) {
     return fail(
         invalidField(std::string(field), "the name is empty; use 1-{} of a-z, 0-9 and '-'", kMaxNameLength));
   }
+  // Quoted through terminalSafe: the message goes back to a terminal, and the name may carry escapes.
   if (name.size() > kMaxNameLength) {
-    return fail(invalidField(std::string(field), "\"{}\" is {} characters long; at most {} are allowed", name,
-                             name.size(), kMaxNameLength));
+    return fail(invalidField(std::string(field), "\"{}\" is {} characters long; at most {} are allowed",
+                             terminalSafe(name), name.size(), kMaxNameLength));
+  }
+  if (auto control = firstControlCharacter(name)) {
+    return fail(invalidField(std::string(field),
+                             "\"{}\" contains the control character {}; use a-z, 0-9 and '-'",
+                             terminalSafe(name), *control));
   }
   for (char c : name) {
     bool allowed = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
     if (!allowed) {
       return fail(invalidField(std::string(field),
                                "\"{}\" contains '{}'; only lowercase letters a-z, digits and '-' are allowed",
-                               name, c));
+                               terminalSafe(name), terminalSafe(std::string_view(&c, 1))));
     }
   }
   if (name.front() == '-') {
@@ -233,6 +241,13 @@ Status checkDescription(std::string_view description) {
   if (description.size() > kMaxDescriptionLength) {
     return fail(invalidField("description", "the description is {} characters long; at most {} are allowed",
                              description.size(), kMaxDescriptionLength));
+  }
+  // It is printed to terminals (`corral sg show`): no escape sequence, tab or newline gets in.
+  if (auto control = firstControlCharacter(description)) {
+    return fail(invalidField("description",
+                             "the description contains the control character {}; use printable "
+                             "text only",
+                             *control));
   }
   return {};
 }

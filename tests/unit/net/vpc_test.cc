@@ -814,6 +814,56 @@ TEST_F(TopologyTest, NatGatewayLivesInASubnetAndTakesItsVpc) {
   EXPECT_EQ(changes.deleted, (std::vector<ObjectRef>{{ObjectKind::NatGateway, "nat"}}));
 }
 
+// ---- Control characters ----
+
+// A name or description is printed to terminals: an escape sequence in it could rewrite the screen. Each is
+// refused at input, naming the field, and the message quotes it escaped (no raw control goes back either).
+TEST_F(TopologyTest, ControlCharactersInNamesAndDescriptionsAreRefusedNamingTheField) {
+  buildProd();
+  ok(t.createSecurityGroup({"web-sg", "prod", "web servers"}, kNow));
+  auto expectClean = [](const Error& error, std::string_view shown) {
+    for (char c : error.message()) {
+      EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+          << "raw control in: " << error.message();
+    }
+    EXPECT_NE(error.message().find(shown), std::string::npos) << error.message();
+  };
+  for (auto [text, shown] :
+       {std::pair{std::string("a\x1b[2Jb"), "\\x1b"}, std::pair{std::string("a\nb"), "\\x0a"},
+        std::pair{std::string("a\x7f"), "\\x7f"}, std::pair{std::string("a\xc2\x9b"), "\\u009b"},
+        std::pair{std::string("a\tb"), "\\x09"}, std::pair{std::string(1, '\0'), "\\x00"}}) {
+    expectClean(refused(
+                    [&] {
+                      return t.createVpc({text, "10.9.0.0/16"}, kNow);
+                    },
+                    ErrorKind::InvalidArgument, "name", "control character"),
+                shown);
+    expectClean(refused(
+                    [&] {
+                      return t.createSubnet(
+                          {.name = "db", .vpc = "prod", .cidr = "10.0.3.0/24", .availabilityZone = text},
+                          kNow);
+                    },
+                    ErrorKind::InvalidArgument, "availability_zone", "control character"),
+                shown);
+    expectClean(refused(
+                    [&] {
+                      return t.createSecurityGroup({"db-sg", "prod", "db " + text}, kNow);
+                    },
+                    ErrorKind::InvalidArgument, "description", "control character"),
+                shown);
+    expectClean(refused(
+                    [&] {
+                      return t.addSecurityGroupRule(
+                          "web-sg", {.fromPort = 22, .cidr = "0.0.0.0/0", .description = "ssh " + text});
+                    },
+                    ErrorKind::InvalidArgument, "description", "control character"),
+                shown);
+  }
+  // Printable text, UTF-8 included, stays allowed in a description.
+  ok(t.createSecurityGroup({"db-sg", "prod", "Datenbank (Größe: ~1 GB) -- \"prod\" \\ 100%"}, kNow));
+}
+
 // ---- Security groups ----
 
 TEST_F(TopologyTest, NewSecurityGroupAllowsAllOutAndNothingIn) {
