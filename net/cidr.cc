@@ -15,30 +15,27 @@ bool isDigit(char c) {
 }
 
 // A decimal number made of digits only, no sign, no leading zero (unless it is "0"), at most `maxValue`.
-// Returns a reason on failure, so the caller can quote the whole input around it.
+// On failure, what is wrong with it as a predicate ("is out of range 0-32"), so each caller names the
+// number its own way: "its prefix length \"33\" is out of range 0-32".
 struct DecimalParse {
   std::optional<uint32_t> value;
-  std::string reason;
+  std::string problem;
 };
 
-DecimalParse parseStrictDecimal(std::string_view text, uint32_t maxValue, std::string_view what) {
-  if (text.empty()) return {std::nullopt, fmt::format("has an empty {}", what)};
+DecimalParse parseStrictDecimal(std::string_view text, uint32_t maxValue) {
+  if (text.empty()) return {std::nullopt, "is empty"};
   for (char c : text) {
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') return {std::nullopt, "contains whitespace"};
-    if (!isDigit(c)) return {std::nullopt, fmt::format("{} \"{}\" is not a decimal number", what, text)};
+    if (!isDigit(c)) return {std::nullopt, "is not a decimal number"};
   }
   if (text.size() > 1 && text[0] == '0') {
-    return {
-        std::nullopt,
-        fmt::format("{} \"{}\" has a leading zero (it would be read as octal by some tools)", what, text)};
+    return {std::nullopt, "has a leading zero (some tools would read it as octal)"};
   }
+  const std::string outOfRange = fmt::format("is out of range 0-{}", maxValue);
   // Digits only and no leading zero: more than 10 digits is certainly out of range; avoid overflow.
-  if (text.size() > 10)
-    return {std::nullopt, fmt::format("{} {} is out of range 0-{}", what, text, maxValue)};
+  if (text.size() > 10) return {std::nullopt, outOfRange};
   uint64_t value = 0;
   for (char c : text) value = value * 10 + static_cast<uint64_t>(c - '0');
-  if (value > maxValue)
-    return {std::nullopt, fmt::format("{} {} is out of range 0-{}", what, value, maxValue)};
+  if (value > maxValue) return {std::nullopt, outOfRange};
   return {static_cast<uint32_t>(value), {}};
 }
 
@@ -46,10 +43,11 @@ bool containsWhitespace(std::string_view text) {
   return text.find_first_of(" \t\r\n\v\f") != std::string_view::npos;
 }
 
-// Parses a dotted quad and returns either the address or the reason it is not one.
+// Parses a dotted quad and returns either the address or what is wrong with it, as a phrase about the
+// address ("has 3 octets, not four"), so callers can say "it ..." or "its address ...".
 struct AddressParse {
   std::optional<Ipv4Address> address;
-  std::string reason;
+  std::string problem;
 };
 
 AddressParse parseDottedQuad(std::string_view text) {
@@ -70,8 +68,10 @@ AddressParse parseDottedQuad(std::string_view text) {
   if (count != octets.size()) return {std::nullopt, fmt::format("has {} octets, not four", count)};
   uint32_t value = 0;
   for (size_t i = 0; i < octets.size(); ++i) {
-    DecimalParse octet = parseStrictDecimal(octets[i], 255, "octet");
-    if (!octet.value) return {std::nullopt, octet.reason};
+    if (octets[i].empty()) return {std::nullopt, "has an empty octet"};
+    DecimalParse octet = parseStrictDecimal(octets[i], 255);
+    if (!octet.value)
+      return {std::nullopt, fmt::format("has octet \"{}\", which {}", octets[i], octet.problem)};
     value = (value << 8) | *octet.value;
   }
   return {Ipv4Address(value), {}};
@@ -97,7 +97,7 @@ Result<Ipv4Address> Ipv4Address::parse(std::string_view text, std::string_view f
   AddressParse parsed = parseDottedQuad(text);
   if (!parsed.address) {
     return fail(
-        invalidField(std::string(field), "\"{}\" is not an IPv4 address: it {}", text, parsed.reason));
+        invalidField(std::string(field), "\"{}\" is not an IPv4 address: it {}", text, parsed.problem));
   }
   return *parsed.address;
 }
@@ -123,19 +123,22 @@ char Ipv4Address::addressClass() const {
 }
 
 Result<Cidr> Cidr::parse(std::string_view text, std::string_view field) {
+  // `reason` is a whole clause: "it has no prefix length", "its address has an empty octet".
   auto refuse = [&](std::string_view reason) {
-    return fail(invalidField(std::string(field), "\"{}\" is not a CIDR block: it {}", text, reason));
+    return fail(invalidField(std::string(field), "\"{}\" is not a CIDR block: {}", text, reason));
   };
-  if (text.empty()) return refuse("is empty (expected A.B.C.D/N)");
-  if (containsWhitespace(text)) return refuse("contains whitespace");
+  if (text.empty()) return refuse("it is empty (expected A.B.C.D/N)");
+  if (containsWhitespace(text)) return refuse("it contains whitespace");
   size_t slash = text.find('/');
-  if (slash == std::string_view::npos) return refuse("has no prefix length (expected A.B.C.D/N)");
-  if (text.find('/', slash + 1) != std::string_view::npos) return refuse("has more than one '/'");
+  if (slash == std::string_view::npos) return refuse("it has no prefix length (expected A.B.C.D/N)");
+  if (text.find('/', slash + 1) != std::string_view::npos) return refuse("it has more than one '/'");
 
   AddressParse address = parseDottedQuad(text.substr(0, slash));
-  if (!address.address) return refuse(fmt::format("has a bad address: it {}", address.reason));
-  DecimalParse prefix = parseStrictDecimal(text.substr(slash + 1), 32, "prefix length");
-  if (!prefix.value) return refuse(prefix.reason);
+  if (!address.address) return refuse(fmt::format("its address {}", address.problem));
+  std::string_view prefixText = text.substr(slash + 1);
+  if (prefixText.empty()) return refuse("it has an empty prefix length (expected A.B.C.D/N)");
+  DecimalParse prefix = parseStrictDecimal(prefixText, 32);
+  if (!prefix.value) return refuse(fmt::format("its prefix length \"{}\" {}", prefixText, prefix.problem));
 
   Cidr block = containing(*address.address, static_cast<int>(*prefix.value));
   if (block.network() != *address.address) {

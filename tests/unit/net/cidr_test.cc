@@ -303,3 +303,53 @@ TEST(Cidr, ComparesByNetworkThenPrefix) {
 
 }  // namespace
 }  // namespace corral::net
+
+namespace corral::net {
+namespace {
+
+// Every refusal reads as a sentence: the field, the input quoted, and what is wrong with which part of it
+// (once: "it prefix length ..." and "it has a bad address: it ..." were glued from two halves).
+TEST(Cidr, ErrorsSayWhichPartIsWrongInPlainWords) {
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"10.0.0.0/x",
+            "\"10.0.0.0/x\" is not a CIDR block: its prefix length \"x\" is not a decimal number"},
+           {"10.0.0.0/33",
+            "\"10.0.0.0/33\" is not a CIDR block: its prefix length \"33\" is out of range 0-32"},
+           {"10.0.0.0/08",
+            "\"10.0.0.0/08\" is not a CIDR block: its prefix length \"08\" has a leading zero (some tools "
+            "would "
+            "read it as octal)"},
+           {"10.0.0.0/",
+            "\"10.0.0.0/\" is not a CIDR block: it has an empty prefix length (expected A.B.C.D/N)"},
+           {"10.0.0/16", "\"10.0.0/16\" is not a CIDR block: its address has 3 octets, not four"},
+           {"10..0.0/16", "\"10..0.0/16\" is not a CIDR block: its address has an empty octet"},
+           {"300.0.0.0/8",
+            "\"300.0.0.0/8\" is not a CIDR block: its address has octet \"300\", which is out of range "
+            "0-255"},
+           {"/8", "\"/8\" is not a CIDR block: its address is empty"},
+           {"banana", "\"banana\" is not a CIDR block: it has no prefix length (expected A.B.C.D/N)"},
+       }) {
+    auto parsed = Cidr::parse(c.text, "cidr");
+    ASSERT_FALSE(parsed) << c.text;
+    EXPECT_EQ(parsed.error().field(), "cidr");
+    EXPECT_EQ(parsed.error().message(), c.message);
+  }
+  auto address = Ipv4Address::parse("10.0.x.1", "gateway_ip");
+  ASSERT_FALSE(address);
+  EXPECT_EQ(address.error().message(),
+            "\"10.0.x.1\" is not an IPv4 address: it has octet \"x\", which is not a decimal number");
+  for (const char* text : {"10.0.0.0/x", "1.2.3/8", "a.b.c.d/8", "10.0.0.0/-1", "10.0.0.1.5/8", ""}) {
+    auto refused = Cidr::parse(text, "cidr");
+    ASSERT_FALSE(refused) << text;
+    for (const char* glued : {": it prefix", ": it octet", "it has a bad address: it", ": it is not"}) {
+      EXPECT_EQ(refused.error().message().find(glued), std::string::npos) << refused.error().message();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace corral::net
