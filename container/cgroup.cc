@@ -34,11 +34,12 @@ Status validateCgroupName(const std::string& name, const std::string& field) {
 Status validateResourceLimits(const ResourceLimits& limits) {
   constexpr uint64_t kMinMemory = 1 << 20;
   if (limits.memoryBytes && *limits.memoryBytes < kMinMemory)
-    return fail(invalidField("memoryBytes", "{} bytes is below the minimum of 1 MiB", *limits.memoryBytes));
+    return fail(invalidField("memory", "{} bytes is below the minimum of 1 MiB", *limits.memoryBytes));
   // The kernel's smallest CFS quota is 1 ms per period.
   if (limits.cpuMillis && (*limits.cpuMillis < 10 || *limits.cpuMillis > 1000000))
-    return fail(invalidField("cpuMillis", "{} is out of range (10 = 1% of a CPU, up to 1000000 = 1000 CPUs)",
-                             *limits.cpuMillis));
+    return fail(invalidField(
+        "cpus", "{} thousandths of a CPU is out of range (10 = 1% of a CPU, up to 1000000 = 1000 CPUs)",
+        *limits.cpuMillis));
   if (limits.pids && *limits.pids == 0) return fail(invalidField("pids", "must be at least 1"));
   return {};
 }

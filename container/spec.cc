@@ -10,12 +10,15 @@
 
 #include "container/caps.h"
 #include "container/seccomp.h"
+#include "core/text.h"
 #include "net/vpc.h"
 
 namespace corral::container {
 namespace {
 
 constexpr uint64_t kMaxMemoryBytes = uint64_t{1} << 40;  // 1 TiB
+// Below this a container's runtime and shell are killed before they start (docker's floor is 6 MiB).
+constexpr uint64_t kMinContainerMemoryBytes = uint64_t{4} << 20;
 constexpr double kMaxCpus = 1024;
 constexpr int64_t kMaxPids = 4194304;  // the kernel's PID_MAX_LIMIT
 constexpr size_t kMaxHostnameLength = 63;
@@ -64,8 +67,13 @@ Result<uint32_t> cpuMillis(double cpus) {
 // RFC 1123 label: 1-63 of letters, digits and '-', not starting or ending with '-'.
 Status validateHostname(std::string_view hostname) {
   if (hostname.empty() || hostname.size() > kMaxHostnameLength) {
-    return fail(
-        invalidField("hostname", "\"{}\" must be 1-{} characters long", hostname, kMaxHostnameLength));
+    return fail(invalidField("hostname", "\"{}\" must be 1-{} characters long", terminalSafe(hostname),
+                             kMaxHostnameLength));
+  }
+  if (auto control = firstControlCharacter(hostname)) {
+    return fail(invalidField("hostname",
+                             "\"{}\" contains the control character {}; use letters, digits and '-'",
+                             terminalSafe(hostname), *control));
   }
   for (char c : hostname) {
     bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
@@ -157,6 +165,10 @@ Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const Valida
   if (spec.memory) {
     auto bytes = parseMemorySize(*spec.memory);
     if (!bytes) return fail(bytes.error());
+    if (*bytes < kMinContainerMemoryBytes) {
+      return fail(
+          invalidField("memory", "\"{}\" is too little for a container: give at least 4M", *spec.memory));
+    }
     config.limits.memoryBytes = *bytes;
   }
   if (spec.cpus) {

@@ -55,8 +55,8 @@ struct ValidationContext {
   IdMapping userNamespaceRange;         // used when spec.userNamespace
 };
 
-// Validates every field (naming it on error: "name", "image", "memory", "cpus" (0 < cpus <= online
-// CPUs × 1, at most 1024), "pids" (1..4194304), "env[2]" (must be K=V with a valid K), "hostname"
+// Validates every field (naming it on error: "name", "image", "memory" (4M up), "cpus" (0 < cpus <=
+// online CPUs × 1, at most 1024), "pids" (1..4194304), "env[2]" (must be K=V with a valid K), "hostname"
 // (DNS label rules), "cap_add"/"cap_drop", "seccomp", "command[0]") and builds the runtime config.
 // Image names follow instance name rules, so "../x" or "/etc" can never escape the image directory.
 Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const ValidationContext& context);

@@ -67,9 +67,9 @@ TEST(CgroupValidation, LimitsThatCannotWork) {
     const char* field;
   };
   for (const auto& [limits, field] :
-       {Case{{.memoryBytes = 4096, .cpuMillis = {}, .pids = {}}, "memoryBytes"},
-        Case{{.memoryBytes = {}, .cpuMillis = 5, .pids = {}}, "cpuMillis"},
-        Case{{.memoryBytes = {}, .cpuMillis = 2000000, .pids = {}}, "cpuMillis"},
+       {Case{{.memoryBytes = 4096, .cpuMillis = {}, .pids = {}}, "memory"},
+        Case{{.memoryBytes = {}, .cpuMillis = 5, .pids = {}}, "cpus"},
+        Case{{.memoryBytes = {}, .cpuMillis = 2000000, .pids = {}}, "cpus"},
         Case{{.memoryBytes = {}, .cpuMillis = {}, .pids = 0}, "pids"}}) {
     auto cgroup =
         createCgroup(CgroupMode::Unified, "web-1", limits, {.root = "/nonexistent", .parent = "corral"});

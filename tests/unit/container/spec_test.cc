@@ -97,6 +97,23 @@ TEST_F(SpecTest, UnknownImageIsNotFoundNamingImage) {
   EXPECT_EQ(config.error().message(), "image \"alpine\" not found in " + (root_ / "images").string());
 }
 
+// `--memory 1` used to pass here and fail later in the cgroup as "memoryBytes": it is the spec's "memory".
+TEST_F(SpecTest, TooLittleMemoryIsRefusedUpFrontNamingMemory) {
+  for (const char* tiny : {"1", "4095K", "1M", "3M"}) {
+    InstanceSpec s = spec();
+    s.memory = tiny;
+    auto config = toContainerConfig(s, context_);
+    ASSERT_FALSE(config) << tiny;
+    EXPECT_EQ(config.error().field(), "memory") << tiny;
+    EXPECT_NE(config.error().message().find("at least 4M"), std::string::npos) << config.error().message();
+  }
+  InstanceSpec enough = spec();
+  enough.memory = "4M";
+  auto config = toContainerConfig(enough, context_);
+  ASSERT_TRUE(config) << config.error().message();
+  EXPECT_EQ(config->limits.memoryBytes, 4ull << 20);
+}
+
 TEST_F(SpecTest, EveryBadFieldIsNamed) {
   auto with = [&](auto change) {
     InstanceSpec s = spec();
