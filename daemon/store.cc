@@ -2,8 +2,11 @@
 // each changeset in one transaction. One relational table per object kind, child rows cascade from parents.
 #include "daemon/store.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -11,6 +14,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "core/unique_fd.h"
 
 namespace corral::daemon {
 namespace {
@@ -1008,6 +1013,23 @@ Status deleteObject(sqlite3* db, const net::Topology& after, const net::ObjectRe
   return {};
 }
 
+// The state (instance specs with their env, the whole topology) is for root and corrald only: the database
+// is created 0600 and an older, wider one is narrowed, with its -wal and -shm files (SQLite gives those the
+// database's mode when it creates them). O_NOFOLLOW: a symlink planted in the state directory is refused.
+Status restrictToOwner(const std::string& path) {
+  for (const std::string& file : {path, path + "-wal", path + "-shm"}) {
+    const bool database = file == path;
+    UniqueFd fd(::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | (database ? O_CREAT : 0), 0600));
+    if (!fd) {
+      if (!database && errno == ENOENT) continue;
+      return fail(systemError(errno, fmt::format("open(\"{}\", O_NOFOLLOW)", file)));
+    }
+    if (::fchmod(fd.get(), 0600) != 0)
+      return fail(systemError(errno, fmt::format("fchmod(\"{}\", 0600)", file)));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<Store> Store::open(const std::string& path) {
@@ -1018,6 +1040,7 @@ Result<Store> Store::open(const std::string& path) {
   // NOMUTEX (multi-thread mode): the connection is never used by two threads at once, because Service
   // serves every request under its own mutex, and it has to anyway (the model and the database change
   // together). SQLite's per-connection mutex would add nothing but a second lock.
+  if (Status owned = restrictToOwner(path); !owned) return wrap(owned.error());
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &raw,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -316,6 +318,44 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto empty = store->loadTopology();
   ASSERT_TRUE(empty) << empty.error().message();
   EXPECT_TRUE(empty->vpcs().empty());
+}
+
+mode_t modeOf(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    ADD_FAILURE() << "stat(\"" << path << "\"): " << strerror(errno);
+    return 0;
+  }
+  return info.st_mode & 07777;
+}
+
+// The state holds every instance's spec (env included): only root and corrald may read it, whatever the
+// umask, and a database an older corral left 0644 is narrowed when it is opened.
+TEST(Store, TheDatabaseAndItsLogFilesAreOwnerOnly) {
+  TempDir dir;
+  const std::string path = dir.file("state.db");
+  const mode_t umaskBefore = ::umask(022);
+  {
+    auto store = Store::open(path);
+    ASSERT_TRUE(store) << store.error().message();
+    ASSERT_TRUE(std::filesystem::exists(path + "-wal"));
+    ASSERT_TRUE(std::filesystem::exists(path + "-shm"));
+    for (const std::string& file : {path, path + "-wal", path + "-shm"})
+      EXPECT_EQ(modeOf(file), 0600u) << file;
+  }
+  // As an older corral left it: 0644, with its log files.
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  for (const std::string& file : {path + "-wal", path + "-shm"}) {
+    std::ofstream(file, std::ios::app).flush();
+    ASSERT_EQ(::chmod(file.c_str(), 0644), 0) << file;
+  }
+  {
+    auto store = Store::open(path);
+    ASSERT_TRUE(store) << store.error().message();
+    for (const std::string& file : {path, path + "-wal", path + "-shm"})
+      EXPECT_EQ(modeOf(file), 0600u) << file;
+  }
+  ::umask(umaskBefore);
 }
 
 TEST(Store, ReopeningAnExistingDatabaseKeepsItsVersion) {
