@@ -83,8 +83,9 @@ struct RunInstance {  // POST /v1/instances: creates and starts; answers once th
   container::InstanceSpec spec;
 };
 struct ListInstances {};  // GET /v1/instances
-struct GetInstance {      // GET /v1/instances/NAME: everything `corral inspect` shows
+struct GetInstance {      // GET /v1/instances/NAME[?show_env=true]: everything `corral inspect` shows
   std::string name;
+  bool showEnv = false;  // env values unmasked ("KEY=***" otherwise); never on the dashboard port
 };
 struct StopInstance {  // POST /v1/instances/NAME/stop {"grace_seconds": 10}: SIGTERM, then SIGKILL
   std::string name;

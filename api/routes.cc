@@ -1,6 +1,7 @@
 // The /v1 path table: HTTP method + target + JSON body ⇄ api::Request, with percent-encoded names and
 // request bodies read field by field so every mistake names the field at fault.
 #include <charconv>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <optional>
@@ -238,15 +239,76 @@ class BodyFields {
   std::optional<Error> firstError_;
 };
 
+// Finds the first key that appears twice in one object while the parser runs (nlohmann keeps the last
+// one silently, so {"name": "a", "name": "b"} would be a different request to each reader). Its path is
+// what error fields use elsewhere: "name", "summary.vm", "samples[1].kind".
+class DuplicateKeyFinder {
+ public:
+  bool operator()(int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        frames_.push_back({event == json::parse_event_t::array_start, childPath(), {}, 0});
+        break;
+      case json::parse_event_t::key: {
+        Frame& object = frames_.back();
+        object.key = parsed.get<std::string>();
+        if (!object.keys.insert(object.key).second && !duplicate_) duplicate_ = pathOf(object, object.key);
+        break;
+      }
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        frames_.pop_back();
+        break;
+      case json::parse_event_t::value:
+        if (!frames_.empty() && frames_.back().isArray) ++frames_.back().index;
+        break;
+    }
+    return true;
+  }
+
+  const std::optional<std::string>& duplicate() const { return duplicate_; }
+
+ private:
+  struct Frame {
+    bool isArray;
+    std::string path;
+    std::set<std::string, std::less<>> keys;
+    size_t index;          // of the next element, in an array
+    std::string key = {};  // the last key read, in an object
+  };
+
+  static std::string pathOf(const Frame& object, std::string_view key) {
+    return object.path.empty() ? std::string(key) : fmt::format("{}.{}", object.path, key);
+  }
+
+  // The path of a value starting now: an element of the array or the member of the object it is in.
+  std::string childPath() {
+    if (frames_.empty()) return {};
+    Frame& parent = frames_.back();
+    if (parent.isArray) return fmt::format("{}[{}]", parent.path, parent.index++);
+    return pathOf(parent, parent.key);
+  }
+
+  std::vector<Frame> frames_;
+  std::optional<std::string> duplicate_;
+};
+
 Result<json> parseBodyObject(std::string_view method, std::string_view path, std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return fail(invalidField("body", "request body is empty; {} {} needs a JSON object", method, path));
   }
   json parsed;
+  DuplicateKeyFinder duplicates;
   try {
-    parsed = json::parse(body);
+    parsed = json::parse(body, std::ref(duplicates));
   } catch (const json::exception& e) {
     return fail(invalidField("body", "request body is not valid JSON: {}", e.what()));
+  }
+  if (duplicates.duplicate()) {
+    return fail(invalidField(*duplicates.duplicate(),
+                             "duplicate key \"{}\" in the request body: give each key once",
+                             *duplicates.duplicate()));
   }
   if (!parsed.is_object()) {
     return fail(invalidField("body", "request body must be a JSON object, got {}", describeValue(parsed)));
@@ -549,21 +611,20 @@ class Router {
     if (!name) return fail(name.error());
     if (seg.size() == 2) {
       if (Status s = check({"GET", "DELETE"}); !s) return fail(s.error());
-      if (method_ == "GET") {
-        if (Status s = noQuery(); !s) return fail(s.error());
-        return Request{GetInstance{std::move(*name)}};
-      }
-      RemoveInstance remove{std::move(*name)};
-      auto params = queryParams({"force"});
+      const bool get = method_ == "GET";
+      const char* flagName = get ? "show_env" : "force";
+      auto params = queryParams({flagName});
       if (!params) return fail(params.error());
-      if (auto it = params->find("force"); it != params->end()) {
+      bool flag = false;
+      if (auto it = params->find(flagName); it != params->end()) {
         if (it->second != "true" && it->second != "false") {
-          return fail(
-              invalidField("force", "query parameter force must be true or false, got \"{}\"", it->second));
+          return fail(invalidField(flagName, "query parameter {} must be true or false, got \"{}\"", flagName,
+                                   it->second));
         }
-        remove.force = it->second == "true";
+        flag = it->second == "true";
       }
-      return Request{std::move(remove)};
+      if (get) return Request{GetInstance{std::move(*name), flag}};
+      return Request{RemoveInstance{std::move(*name), flag}};
     }
     if (seg.size() != 3) return fail(noSuchPath());
     if (seg[2] == "stop") {
@@ -1007,7 +1068,7 @@ HttpRequest renderRequest(const Request& request) {
             return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kInstances), ""};
           },
           [&](const GetInstance& r) {
-            return HttpRequest{"GET", instancePath(r.name), ""};
+            return HttpRequest{"GET", instancePath(r.name) + (r.showEnv ? "?show_env=true" : ""), ""};
           },
           [&](const StopInstance& r) {
             return HttpRequest{"POST", instancePath(r.name) + "/stop",

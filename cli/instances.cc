@@ -433,10 +433,16 @@ Command removeInstanceCommand() {
 }
 
 Command inspectCommand() {
-  return leaf("inspect", "everything about one instance: state, boot time split, limits, capabilities, exit",
-              {instanceArgument()}, "", nullptr, [](const Invocation& invocation) {
-                return respond(invocation, api::GetInstance{invocation.arguments[0]}, printInstance);
-              });
+  return leaf(
+      "inspect", "everything about one instance: state, boot time split, limits, capabilities, exit",
+      {instanceArgument()}, "[--show-env]",
+      [](po::options_description& options) {
+        options.add_options()("show-env", "show the env values (otherwise each reads KEY=***)");
+      },
+      [](const Invocation& invocation) {
+        return respond(invocation, api::GetInstance{invocation.arguments[0], invocation.flag("show-env")},
+                       printInstance);
+      });
 }
 
 }  // namespace corral::cli

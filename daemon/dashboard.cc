@@ -8,6 +8,7 @@
 #include "api/topology_render.h"
 #include "core/log.h"
 #include "daemon/host_info.h"
+#include "daemon/instance_view.h"
 #include "daemon/service.h"
 
 namespace corral::daemon {
@@ -170,7 +171,11 @@ Response Service::serve(const api::GetDashboard&) {
     if (!result) return errorResponse(result.error());
     comparison = comparisonSummary(latest->front(), *result);
     comparison["svg"] = api::renderComparisonSvg(comparison);
+    comparison = dashboardComparison(comparison);
   }
+  // The page's narrow view: the loopback port serves this to any local user (no env, command, pid, paths).
+  json shown = json::array();
+  for (const json& instance : instances) shown.push_back(dashboardInstance(instance));
   const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::system_clock::now().time_since_epoch());
   return {200,
@@ -183,7 +188,7 @@ Response Service::serve(const api::GetDashboard&) {
              {"version", CORRAL_VERSION},
              {"accelerator", acceleratorJson()}}},
            {"vpcs", std::move(vpcs)},
-           {"instances", std::move(instances)},
+           {"instances", std::move(shown)},
            {"comparison", std::move(comparison)}}};
 }
 

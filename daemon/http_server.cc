@@ -211,9 +211,11 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     response->set(http::field::server, "corrald/" CORRAL_VERSION);
     response->keep_alive(keepAlive);
 
-    std::optional<Error> refused;
-    if (door_ == Door::DashboardPort)
-      refused = refuseOnDashboardPort(method, target, std::string(request[http::field::host]));
+    std::vector<std::string_view> hosts;
+    for (auto range = request.equal_range(http::field::host); range.first != range.second; ++range.first)
+      hosts.emplace_back(range.first->value().data(), range.first->value().size());
+    std::optional<Error> refused = door_ == Door::DashboardPort ? refuseOnDashboardPort(method, target, hosts)
+                                                                : refuseRepeatedHost(hosts.size());
     std::optional<StaticPage> page = refused ? std::nullopt : staticPage(method, target);
     if (page) {
       response->set(http::field::content_type, std::string(page->contentType));

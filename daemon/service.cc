@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "daemon/host_info.h"
+#include "daemon/instance_view.h"
 #include "net/capture.h"
 #include "net/frames.h"
 
@@ -183,25 +184,37 @@ Response resultResponse(int status, Result<nlohmann::json> result) {
   if (!result) return errorResponse(result.error());
   return {status, std::move(*result)};
 }
+
+// Env values leave corrald only for GET /v1/instances/NAME?show_env=true (daemon/instance_view.h).
+Response instanceResponse(int status, Result<nlohmann::json> instance) {
+  if (!instance) return errorResponse(instance.error());
+  return {status, withEnvMasked(std::move(*instance))};
+}
 }  // namespace
 
 Response Service::serveInstance(const api::RunInstance& request) {
-  return resultResponse(201, instances_->run(request.spec));
+  return instanceResponse(201, instances_->run(request.spec));
 }
 Response Service::serveInstance(const api::ListInstances&) {
-  return {200, instances_->list()};
+  nlohmann::json list = instances_->list();
+  for (nlohmann::json& instance : list["instances"]) instance = withEnvMasked(std::move(instance));
+  return {200, std::move(list)};
 }
 Response Service::serveInstance(const api::GetInstance& request) {
-  return resultResponse(200, instances_->get(request.name));
+  if (request.showEnv) return resultResponse(200, instances_->get(request.name));
+  return instanceResponse(200, instances_->get(request.name));
 }
 Response Service::serveInstance(const api::StopInstance& request) {
-  return resultResponse(200, instances_->stop(request.name, request.graceSeconds));
+  return instanceResponse(200, instances_->stop(request.name, request.graceSeconds));
 }
 Response Service::serveInstance(const api::StartInstance& request) {
-  return resultResponse(200, instances_->start(request.name));
+  return instanceResponse(200, instances_->start(request.name));
 }
 Response Service::serveInstance(const api::RemoveInstance& request) {
-  return resultResponse(200, instances_->remove(request.name, request.force));
+  auto removed = instances_->remove(request.name, request.force);
+  if (!removed) return errorResponse(removed.error());
+  if (removed->contains("deleted")) (*removed)["deleted"] = withEnvMasked(std::move((*removed)["deleted"]));
+  return {200, std::move(*removed)};
 }
 Response Service::serveInstance(const api::GetInstanceLogs& request) {
   return resultResponse(200, instances_->logs(request.name, request.offset));

@@ -1,6 +1,7 @@
 #include "daemon/web.h"
 
 #include <array>
+#include <cctype>
 #include <string>
 
 namespace corral::daemon {
@@ -10,8 +11,12 @@ std::string_view pathOf(std::string_view target) {
   return target.substr(0, target.find('?'));
 }
 
-// "localhost", "127.0.0.1" (any 127.x.y.z) or "[::1]", with or without ":PORT".
-bool isLoopbackHost(std::string_view host) {
+// "localhost", "127.0.0.1" (any 127.x.y.z) or "[::1]", with or without ":PORT", in any letter case (host
+// names are case-insensitive, RFC 3986 3.2.2).
+bool isLoopbackHost(std::string_view original) {
+  std::string lower(original);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string_view host = lower;
   if (host.starts_with("[::1]")) {
     std::string_view rest = host.substr(5);
     return rest.empty() || (rest.front() == ':' && rest.size() > 1 &&
@@ -46,23 +51,32 @@ std::optional<StaticPage> staticPage(std::string_view method, std::string_view t
   return std::nullopt;
 }
 
+std::optional<Error> refuseRepeatedHost(size_t hostHeaders) {
+  if (hostHeaders <= 1) return std::nullopt;
+  return Error(ErrorKind::InvalidArgument,
+               fmt::format("the request has {} Host headers; HTTP/1.1 allows exactly one", hostHeaders),
+               "host");
+}
+
 std::optional<Error> refuseOnDashboardPort(std::string_view method, std::string_view target,
-                                           std::string_view host) {
-  if (!isLoopbackHost(host)) {
+                                           std::span<const std::string_view> hosts) {
+  if (hosts.empty()) {
+    return Error(ErrorKind::InvalidArgument, "the request has no Host header; HTTP/1.1 requires one", "host");
+  }
+  if (auto repeated = refuseRepeatedHost(hosts.size())) return repeated;
+  if (!isLoopbackHost(hosts.front())) {
     return Error(ErrorKind::Forbidden,
                  fmt::format("the dashboard port answers only requests for localhost, 127.0.0.1 or [::1]; "
                              "Host \"{}\" is not one of them",
-                             host),
+                             hosts.front()),
                  "host");
   }
   if (staticPage(method, target)) return std::nullopt;
   std::string_view path = pathOf(target);
-  bool readable =
-      path == "/v1/dashboard" || path == "/v1/comparisons" || path.starts_with("/v1/comparisons/");
-  if (readable && method == "GET") return std::nullopt;
+  if (path == "/v1/dashboard" && method == "GET") return std::nullopt;
   return forbidden(
-      "the dashboard port is read-only and answers GET /, /v1/dashboard and "
-      "/v1/comparisons only, not {} {}; the whole API is on corrald's Unix socket",
+      "the dashboard port is read-only and answers GET / and /v1/dashboard only, not {} {}; the whole API "
+      "is on corrald's Unix socket",
       method, path);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "core/error.h"
@@ -23,11 +24,21 @@ struct StaticPage {
 std::optional<StaticPage> staticPage(std::string_view method, std::string_view target);
 
 // The loopback TCP port is for a browser on this host, and read-only: anyone on the host can connect to
-// it, while the Unix socket is limited to root and group "corral". It answers the page, GET /v1/dashboard
-// and GET /v1/comparisons[/ID] only, and only to a request whose Host header names the loopback (so a web
-// page elsewhere cannot reach it through a DNS name rebound to 127.0.0.1). The refusal, or nullopt.
+// it, while the Unix socket is limited to root and group "corral". It answers the page and GET
+// /v1/dashboard only (what the page draws, daemon/instance_view.h), and only to a request with exactly one
+// Host header that names the loopback, in any letter case and with any port (so a web page elsewhere
+// cannot reach it through a DNS name rebound to 127.0.0.1). `hosts` are the request's Host header values.
+// The refusal (403, or 400 for a missing or repeated Host), or nullopt.
 std::optional<Error> refuseOnDashboardPort(std::string_view method, std::string_view target,
-                                           std::string_view host);
+                                           std::span<const std::string_view> hosts);
+inline std::optional<Error> refuseOnDashboardPort(std::string_view method, std::string_view target,
+                                                  std::string_view host) {
+  return refuseOnDashboardPort(method, target, std::span<const std::string_view>(&host, 1));
+}
+
+// HTTP/1.1 (RFC 9112 3.2) requires a 400 for a request with more than one Host header, on either way in;
+// which one a check read would otherwise depend on the reader. The refusal, or nullopt.
+std::optional<Error> refuseRepeatedHost(size_t hostHeaders);
 
 // Headers every page answer carries: no caching, no framing, no outside resources.
 inline constexpr std::string_view kPageSecurityPolicy =

@@ -106,5 +106,32 @@ TEST_F(CliInstancesTest, BadInputIsAUsageErrorNamingTheFlag) {
   EXPECT_NE(unknownImage.err.find("image"), std::string::npos) << unknownImage;
 }
 
+// `--memory 1` is refused by the API before anything is made, naming the flag's field ("memory", not the
+// cgroup's "memoryBytes"), and nothing is left behind.
+TEST_F(CliInstancesTest, TooLittleMemoryIsRefusedNamingMemory) {
+  CliRun tiny = cli({"run", "-d", "--name", "tiny", "--memory", "1", "--", "sleep", "100"});
+  EXPECT_EQ(tiny.code, 1) << tiny;
+  EXPECT_NE(tiny.err.find("(field: memory)"), std::string::npos) << tiny;
+  EXPECT_NE(tiny.err.find("at least 4M"), std::string::npos) << tiny;
+  EXPECT_TRUE(daemon_.instances().empty()) << daemon_.instances().dump();
+}
+
+// What corrald sends back reaches the terminal escaped: a name with an escape sequence (here echoed in a
+// "not found" error) prints as "\x1b[2J", never as the raw bytes that would clear the screen.
+TEST_F(CliInstancesTest, ControlCharactersFromTheDaemonArePrintedEscaped) {
+  CliRun inspect = cli({"inspect", "a\x1b[2Jb\x07"});
+  EXPECT_EQ(inspect.code, 1) << inspect;
+  EXPECT_NE(inspect.err.find("a\\x1b[2Jb\\x07"), std::string::npos) << inspect;
+  for (const std::string& output : {inspect.out, inspect.err}) {
+    EXPECT_EQ(output.find('\x1b'), std::string::npos) << inspect;
+    EXPECT_EQ(output.find('\x07'), std::string::npos) << inspect;
+  }
+  CliRun vpc = cli({"vpc", "create", "a\x1b]0;owned\x07", "--cidr", "10.0.0.0/16"});
+  EXPECT_EQ(vpc.code, 1) << vpc;
+  EXPECT_NE(vpc.err.find("(field: name)"), std::string::npos) << vpc;
+  EXPECT_EQ(vpc.err.find('\x1b'), std::string::npos) << vpc;
+  EXPECT_TRUE(daemon_.list("vpcs").empty());
+}
+
 }  // namespace
 }  // namespace corral

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,6 +18,7 @@
 #include <optional>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include "tests/integration/browser.h"
 #include "tests/integration/harness.h"
@@ -79,11 +81,12 @@ std::string keepScreenshot(HeadlessBrowser& browser, const std::string& name) {
   return path;
 }
 
-// One raw HTTP/1.1 request to 127.0.0.1:port; the status code (0 when nothing came back).
-int rawStatus(uint16_t port, const std::string& method, const std::string& target, const std::string& host,
-              const std::string& body = "") {
+// One raw HTTP/1.1 request to 127.0.0.1:port with `hostLines` as its Host header lines (none, one or
+// several); the whole answer, read until corrald closes (empty when nothing came back).
+std::string rawAnswer(uint16_t port, const std::string& method, const std::string& target,
+                      const std::vector<std::string>& hostLines, const std::string& body = "") {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
+  if (fd < 0) return {};
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(port);
@@ -92,20 +95,54 @@ int rawStatus(uint16_t port, const std::string& method, const std::string& targe
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   std::string answer;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    std::string hosts;
+    for (const std::string& host : hostLines) hosts += "Host: " + host + "\r\n";
     std::string request = fmt::format(
-        "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n"
+        "{} {} HTTP/1.1\r\n{}Content-Type: application/json\r\n"
         "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-        method, target, host, body.size(), body);
+        method, target, hosts, body.size(), body);
     if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-      char buffer[512];
-      ssize_t n = ::read(fd, buffer, sizeof buffer);
-      if (n > 0) answer.assign(buffer, static_cast<size_t>(n));
+      char buffer[65536];
+      for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;)
+        answer.append(buffer, static_cast<size_t>(n));
     }
   }
   ::close(fd);
+  return answer;
+}
+
+// GET /v1/info over corrald's Unix socket with `headers` (CRLF-terminated lines); the whole answer.
+std::string socketAnswer(const std::string& socketPath, const std::string& headers) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return {};
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  socketPath.copy(address.sun_path, sizeof address.sun_path - 1);
+  timeval timeout{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string answer;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    const std::string request = "GET /v1/info HTTP/1.1\r\n" + headers + "Connection: close\r\n\r\n";
+    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buffer[65536];
+      for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;)
+        answer.append(buffer, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  return answer;
+}
+
+int statusOf(const std::string& answer) {
   std::smatch match;
   static const std::regex kStatus("^HTTP/1\\.1 (\\d{3}) ");
   return std::regex_search(answer, match, kStatus) ? std::stoi(match[1]) : 0;
+}
+
+// The status code of one raw request with one Host header (0 when nothing came back).
+int rawStatus(uint16_t port, const std::string& method, const std::string& target, const std::string& host,
+              const std::string& body = "") {
+  return statusOf(rawAnswer(port, method, target, {host}, body));
 }
 
 json comparison() {
@@ -266,7 +303,7 @@ TEST_F(Dashboard, ShowsTheBuildingTheInstancesAndTheComparisonAndFollowsChangesL
 TEST_F(Dashboard, ThePortIsReadOnlyAndLoopbackOnlyAndThePageIsOnTheSocketToo) {
   EXPECT_EQ(rawStatus(port_, "GET", "/", "127.0.0.1"), 200);
   EXPECT_EQ(rawStatus(port_, "GET", "/v1/dashboard", "localhost:1234"), 200);
-  EXPECT_EQ(rawStatus(port_, "GET", "/v1/comparisons", "[::1]"), 200);
+  EXPECT_EQ(rawStatus(port_, "GET", "/v1/comparisons", "[::1]"), 403);
   EXPECT_EQ(rawStatus(port_, "POST", "/v1/vpcs", "127.0.0.1", R"({"name":"x","cidr":"10.9.0.0/16"})"), 403);
   EXPECT_EQ(rawStatus(port_, "GET", "/v1/instances", "127.0.0.1"), 403);
   EXPECT_EQ(rawStatus(port_, "POST", "/v1/comparisons", "127.0.0.1", comparison().dump()), 403);
@@ -279,6 +316,89 @@ TEST_F(Dashboard, ThePortIsReadOnlyAndLoopbackOnlyAndThePageIsOnTheSocketToo) {
   ASSERT_TRUE(page) << page.error().message();
   EXPECT_EQ(page->status, 200);
   EXPECT_TRUE(page->body.starts_with("<!doctype html>"));
+}
+
+// An env value (a password passed with -e) never leaves through the loopback port, whatever is asked of it,
+// and over the socket only when asked for by name (`corral inspect --show-env`).
+TEST_F(Dashboard, EnvValuesNeverLeaveThroughThePortAndOverTheSocketOnlyWhenAskedFor) {
+  buildVpc();
+  daemon_.must("POST", "/v1/instances",
+               {{"name", "sec-1"},
+                {"subnet", "front"},
+                {"env", json::array({"DB_PASSWORD=hunter2"})},
+                {"command", {"sleep", "1000"}}});
+  daemon_.must("POST", "/v1/comparisons", comparison());
+  for (const char* target :
+       {"/", "/dashboard", "/index.html", "/v1/dashboard", "/v1/instances", "/v1/instances/sec-1",
+        "/v1/instances/sec-1?show_env=true", "/v1/instances/sec-1/logs", "/v1/comparisons",
+        "/v1/comparisons/latest", "/v1/info", "/v1/vpcs/shop/topology"}) {
+    const std::string answer = rawAnswer(port_, "GET", target, {"127.0.0.1"});
+    ASSERT_NE(statusOf(answer), 0) << target;
+    EXPECT_EQ(answer.find("hunter2"), std::string::npos) << target << ": " << answer.substr(0, 2000);
+  }
+  EXPECT_EQ(rawStatus(port_, "GET", "/v1/instances/sec-1?show_env=true", "localhost"), 403);
+
+  // What the dashboard shows of an instance: what the page draws, no env, command line, pid or host path.
+  const std::string dashboard = rawAnswer(port_, "GET", "/v1/dashboard", {"127.0.0.1"});
+  ASSERT_EQ(statusOf(dashboard), 200) << dashboard;
+  json shown = json::parse(dashboard.substr(dashboard.find("\r\n\r\n") + 4), nullptr, false);
+  ASSERT_TRUE(shown.is_object()) << dashboard;
+  ASSERT_EQ(shown["instances"].size(), 1u) << shown.dump();
+  const json& instance = shown["instances"][0];
+  EXPECT_EQ(instance["name"], "sec-1");
+  EXPECT_EQ(instance["state"], "running");
+  EXPECT_EQ(instance["subnet"], "front");
+  EXPECT_TRUE(instance["ip"].is_string());
+  for (const char* hidden :
+       {"spec", "env", "command", "pid", "cgroup", "bundle", "log_path", "vm", "network"})
+    EXPECT_FALSE(instance.contains(hidden)) << hidden << " in " << instance.dump();
+  const std::string stateDir = std::filesystem::path(daemon_.socket()).parent_path().string();
+  for (const std::string& path : {std::string("/var/lib"), std::string("/sys/fs/cgroup"), stateDir})
+    EXPECT_EQ(dashboard.find(path), std::string::npos) << path;
+  EXPECT_FALSE(shown["comparison"].contains("samples")) << shown["comparison"].dump();
+
+  // Over the socket: masked everywhere an instance is echoed, shown only with show_env.
+  auto masked = [](const json& body) {
+    EXPECT_EQ(body.dump().find("hunter2"), std::string::npos) << body.dump();
+  };
+  testing::Reply got = daemon_.call("GET", "/v1/instances/sec-1");
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(got.body["spec"]["env"], json::array({"DB_PASSWORD=***"}));
+  masked(daemon_.call("GET", "/v1/instances").body);
+  masked(daemon_.call("GET", "/v1/dashboard").body);
+  testing::Reply unmasked = daemon_.call("GET", "/v1/instances/sec-1?show_env=true");
+  ASSERT_EQ(unmasked.status, 200);
+  EXPECT_EQ(unmasked.body["spec"]["env"], json::array({"DB_PASSWORD=hunter2"}));
+
+  testing::CliRun inspect = daemon_.cli({"inspect", "sec-1"});
+  EXPECT_EQ(inspect.code, 0) << inspect;
+  EXPECT_NE(inspect.out.find("DB_PASSWORD=***"), std::string::npos) << inspect;
+  EXPECT_EQ(inspect.out.find("hunter2"), std::string::npos) << inspect;
+  testing::CliRun shownEnv = daemon_.cli({"inspect", "sec-1", "--show-env"});
+  EXPECT_EQ(shownEnv.code, 0) << shownEnv;
+  EXPECT_NE(shownEnv.out.find("DB_PASSWORD=hunter2"), std::string::npos) << shownEnv;
+  testing::CliRun ps = daemon_.cli({"--json", "ps"});
+  EXPECT_EQ(ps.code, 0) << ps;
+  EXPECT_EQ(ps.out.find("hunter2"), std::string::npos) << ps;
+
+  masked(daemon_.must("POST", "/v1/instances/sec-1/stop", {{"grace_seconds", 0}}, 200));
+  masked(daemon_.must("POST", "/v1/instances/sec-1/start", json::object(), 200));
+  masked(daemon_.must("DELETE", "/v1/instances/sec-1?force=true", nullptr, 200));
+}
+
+// Host names are case-insensitive; a request with two Host headers is a 400 whichever comes first (which
+// one a check reads must not decide whether a rebound name gets through), on the socket too.
+TEST_F(Dashboard, TheHostCheckIgnoresCaseAndRefusesTwoHostHeaders) {
+  EXPECT_EQ(statusOf(rawAnswer(port_, "GET", "/v1/dashboard", {"LOCALHOST:" + std::to_string(port_)})), 200);
+  EXPECT_EQ(statusOf(rawAnswer(port_, "GET", "/", {"LocalHost"})), 200);
+  EXPECT_EQ(statusOf(rawAnswer(port_, "GET", "/v1/dashboard", {"127.0.0.1", "attacker.example"})), 400);
+  EXPECT_EQ(statusOf(rawAnswer(port_, "GET", "/v1/dashboard", {"attacker.example", "127.0.0.1"})), 400);
+  EXPECT_EQ(statusOf(rawAnswer(port_, "GET", "/", {"localhost", "localhost"})), 400);
+  EXPECT_EQ(statusOf(rawAnswer(port_, "GET", "/", {"ATTACKER.example"})), 403);
+  EXPECT_EQ(statusOf(rawAnswer(port_, "GET", "/", {})), 400);
+
+  EXPECT_EQ(statusOf(socketAnswer(daemon_.socket(), "Host: a\r\nHost: b\r\n")), 400);
+  EXPECT_EQ(statusOf(socketAnswer(daemon_.socket(), "Host: a\r\n")), 200);
 }
 
 TEST(DashboardPort, ABusyPortIsRefusedWithTheFlagNamed) {

@@ -89,7 +89,7 @@ auto fields(const ListInstances&) {
   return std::tuple<>();
 }
 auto fields(const GetInstance& r) {
-  return std::tie(r.name);
+  return std::tie(r.name, r.showEnv);
 }
 auto fields(const StopInstance& r) {
   return std::tie(r.name, r.graceSeconds);
@@ -240,6 +240,7 @@ std::vector<Request> everyAlternative() {
   all.push_back(RunInstance{minimal});
   all.push_back(ListInstances{});
   all.push_back(GetInstance{"web"});
+  all.push_back(GetInstance{"web", true});
   all.push_back(StopInstance{"web", 3});
   all.push_back(StartInstance{"web"});
   all.push_back(RemoveInstance{"web", false});
@@ -335,6 +336,8 @@ TEST(Base64, RoundTripsEveryLength) {
 
 TEST(Instances, Shapes) {
   EXPECT_EQ(renderRequest(RemoveInstance{"web", true}).target, "/v1/instances/web?force=true");
+  EXPECT_EQ(renderRequest(GetInstance{"web"}).target, "/v1/instances/web");
+  EXPECT_EQ(renderRequest(GetInstance{"web", true}).target, "/v1/instances/web?show_env=true");
   EXPECT_EQ(renderRequest(GetInstanceLogs{"web", 7}).target, "/v1/instances/web/logs?offset=7");
   HttpRequest stop = renderRequest(StopInstance{"web", 1});
   EXPECT_EQ(stop.method, "POST");
@@ -360,6 +363,11 @@ TEST(Instances, ParseDefaultsAndErrors) {
   auto force = parseRequest("DELETE", "/v1/instances/web?force=yes", "");
   ASSERT_FALSE(force.has_value());
   EXPECT_EQ(force.error().field(), "force");
+  auto showEnv = parseRequest("GET", "/v1/instances/web?show_env=1", "");
+  ASSERT_FALSE(showEnv.has_value());
+  EXPECT_EQ(showEnv.error().field(), "show_env");
+  EXPECT_EQ(parseRequest("GET", "/v1/instances/web?force=true", "").error().field(), "force");
+  EXPECT_EQ(parseRequest("DELETE", "/v1/instances/web?show_env=true", "").error().field(), "show_env");
   auto offset = parseRequest("GET", "/v1/instances/web/logs?offset=x", "");
   ASSERT_FALSE(offset.has_value());
   EXPECT_EQ(offset.error().field(), "offset");
@@ -367,6 +375,37 @@ TEST(Instances, ParseDefaultsAndErrors) {
   ASSERT_FALSE(exec.has_value());
   EXPECT_EQ(exec.error().field(), "command");
   EXPECT_FALSE(parseRequest("GET", "/v1/instances/web/nothing", "").has_value());
+}
+
+// nlohmann keeps the last of two equal keys silently, so {"name": "a", "name": "b"} would mean one thing
+// to corrald and another to a proxy or a log reader: every body refuses it, naming the key's path.
+TEST(Parse, DuplicateKeysAreRefusedNamingTheKey) {
+  struct Case {
+    const char* method;
+    const char* target;
+    const char* body;
+    const char* field;
+  };
+  for (const Case& c : {
+           Case{"POST", "/v1/vpcs", R"({"name": "a", "cidr": "10.0.0.0/16", "name": "b"})", "name"},
+           Case{"POST", "/v1/instances", R"({"name": "a", "env": ["A=1"], "env": []})", "env"},
+           Case{"POST", "/v1/instances/web/stop", R"({"grace_seconds": 1, "grace_seconds": 1})",
+                "grace_seconds"},
+           Case{"POST", "/v1/comparisons", R"({"runs": 1, "summary": {"vm": {}, "vm": {}}})", "summary.vm"},
+           Case{"POST", "/v1/comparisons", R"({"samples": [{"kind": "vm"}, {"kind": "vm", "kind": "x"}]})",
+                "samples[1].kind"},
+           Case{"POST", "/v1/comparisons", R"({"a": [[1, {"b": 1}], {"c": {"d": 1, "d": 2}}]})", "a[1].c.d"},
+       }) {
+    Result<Request> parsed = parseRequest(c.method, c.target, c.body);
+    ASSERT_FALSE(parsed.has_value()) << c.body;
+    EXPECT_EQ(parsed.error().kind(), ErrorKind::InvalidArgument) << c.body;
+    EXPECT_EQ(parsed.error().field(), c.field) << c.body;
+    EXPECT_NE(parsed.error().message().find("duplicate key"), std::string::npos) << parsed.error().message();
+  }
+  // The same key in sibling objects, or in each element of an array, is no duplicate.
+  EXPECT_TRUE(
+      parseRequest("POST", "/v1/comparisons", R"({"x": {"a": 1}, "y": {"a": 1}, "z": [{"a": 1}, {"a": 2}]})")
+          .has_value());
 }
 
 TEST(Render, ShapesOfTypicalRequests) {

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string_view>
+#include <vector>
+
 namespace corral::daemon {
 namespace {
 
@@ -33,11 +36,13 @@ TEST(Web, ThePageIsSelfContainedAndPollsTheDashboardRequest) {
 TEST(Web, TheDashboardPortIsReadOnly) {
   EXPECT_FALSE(refuseOnDashboardPort("GET", "/", "127.0.0.1:8080"));
   EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/dashboard", "localhost:8080"));
-  EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/comparisons", "[::1]:8080"));
-  EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/comparisons/latest", "127.0.0.1"));
+  EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/dashboard?x=1", "[::1]:8080"));
+  // Only what the page draws: a kept comparison as sent, or an instance (even asking for its env), is not.
   for (auto [method, target] :
        {std::pair{"POST", "/v1/vpcs"}, std::pair{"GET", "/v1/instances"},
+        std::pair{"GET", "/v1/instances/web"}, std::pair{"GET", "/v1/instances/web?show_env=true"},
         std::pair{"GET", "/v1/instances/web/logs"}, std::pair{"DELETE", "/v1/vpcs/prod"},
+        std::pair{"GET", "/v1/comparisons"}, std::pair{"GET", "/v1/comparisons/latest"},
         std::pair{"POST", "/v1/comparisons"}, std::pair{"POST", "/v1/trace"}, std::pair{"GET", "/v1/info"}}) {
     auto refused = refuseOnDashboardPort(method, target, "127.0.0.1:8080");
     ASSERT_TRUE(refused) << method << " " << target;
@@ -57,6 +62,31 @@ TEST(Web, TheDashboardPortAnswersOnlyLoopbackHostNames) {
     ASSERT_TRUE(refused) << host;
     EXPECT_EQ(refused->field(), "host");
   }
+}
+
+// Host names are case-insensitive (RFC 3986), so LOCALHOST is the loopback too; which of two Host headers a
+// check reads must not matter, so two are a 400, as HTTP/1.1 requires.
+TEST(Web, TheHostCheckIgnoresLetterCaseAndRefusesTwoHostHeaders) {
+  for (const char* host : {"LOCALHOST", "LocalHost:8080", "localhost:1"}) {
+    EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/dashboard", host)) << host;
+  }
+  for (const char* host : {"EVIL.example", "LOCALHOST.evil", "localhost:8o"}) {
+    auto refused = refuseOnDashboardPort("GET", "/", host);
+    ASSERT_TRUE(refused) << host;
+    EXPECT_EQ(refused->kind(), ErrorKind::Forbidden);
+  }
+  const std::vector<std::vector<std::string_view>> bad = {
+      {"127.0.0.1", "evil.example"}, {"evil.example", "127.0.0.1"}, {"localhost", "localhost"}, {}};
+  for (const auto& hosts : bad) {
+    auto refused = refuseOnDashboardPort("GET", "/v1/dashboard", hosts);
+    ASSERT_TRUE(refused) << hosts.size();
+    EXPECT_EQ(refused->kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(refused->field(), "host");
+  }
+  EXPECT_FALSE(refuseRepeatedHost(0));
+  EXPECT_FALSE(refuseRepeatedHost(1));
+  ASSERT_TRUE(refuseRepeatedHost(2));
+  EXPECT_EQ(refuseRepeatedHost(2)->kind(), ErrorKind::InvalidArgument);
 }
 
 }  // namespace
