@@ -40,14 +40,15 @@ json isolationRows(const json& side) {
 }  // namespace
 
 json withEnvMasked(json instance) {
-  auto spec = instance.is_object() ? instance.find("spec") : instance.end();
-  if (spec == instance.end() || !spec->is_object()) return instance;
-  auto env = spec->find("env");
-  if (env == spec->end() || !env->is_array()) return instance;
-  for (json& entry : *env) {
-    std::string text = entry.is_string() ? entry.get<std::string>() : std::string();
+  if (!instance.is_object() || !instance.contains("spec") || !instance["spec"].is_object() ||
+      !instance["spec"].contains("env") || !instance["spec"]["env"].is_array()) {
+    return instance;
+  }
+  json& env = instance["spec"]["env"];
+  for (size_t i = 0; i < env.size(); ++i) {
+    std::string text = env[i].is_string() ? env[i].get<std::string>() : std::string();
     size_t eq = text.find('=');
-    entry = eq == std::string::npos ? std::string(kMaskedEnvValue) : text.substr(0, eq + 1) + kMaskedEnvValue;
+    env[i] = eq == std::string::npos ? std::string(kMaskedEnvValue) : text.substr(0, eq + 1) + kMaskedEnvValue;
   }
   return instance;
 }
@@ -79,7 +80,9 @@ json dashboardComparison(const json& comparison) {
   view["network"] = nullptr;
   if (network.is_object() && member(network, "ping").is_array()) {
     json pings = json::array();
-    for (const json& ping : network["ping"]) {
+    const json& all = network["ping"];
+    for (size_t i = 0; i < all.size(); ++i) {
+      const json& ping = all[i];
       json avg = member(member(ping, "rtt_ms"), "avg");
       pings.push_back({{"from", member(ping, "from")},
                        {"to", member(ping, "to")},

@@ -1021,7 +1021,7 @@ Status restrictToOwner(const std::string& path) {
     const bool database = file == path;
     UniqueFd fd(::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | (database ? O_CREAT : 0), 0600));
     if (!fd) {
-      if (!database && errno == ENOENT) continue;
+      if (errno == ENOENT) continue;  // no log file; or no directory, which sqlite3_open_v2 reports
       return fail(systemError(errno, fmt::format("open(\"{}\", O_NOFOLLOW)", file)));
     }
     if (::fchmod(fd.get(), 0600) != 0)
