@@ -28,6 +28,7 @@
 #include "container/caps.h"
 #include "container/mounts.h"
 #include "container/namespaces.h"
+#include "core/failpoint.h"
 #include "core/log.h"
 #include "core/rollback.h"
 
@@ -783,12 +784,14 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   });
   if (auto ok = mountOverlayFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
   Rollback unmountOverlay([&] { ::umount2(plan->rootfs.c_str(), MNT_DETACH); });
+  CORRAL_FAILPOINT("container.after-mount");
   if (auto ok = prepareRootfsFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
   auto parentRootfs = since(rootfsStart);
 
   auto cgroupStart = Clock::now();
   auto cgroup = createCgroup(*mode, config.name, config.limits, config.cgroupOptions);
   if (!cgroup) return fail(cgroup.error().wrap("cgroup"));
+  CORRAL_FAILPOINT("container.after-cgroup");
   auto join = (*cgroup)->openJoin();
   if (!join) return fail(join.error().wrap("cgroup"));
   timings.cgroup = since(cgroupStart);
@@ -852,6 +855,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   }
   timings.network = since(hookStart);
 
+  CORRAL_FAILPOINT("container.after-clone");
   auto goTime = Clock::now();
   if (auto ok = sendGo(sync->parent.get()); !ok) return fail(ok.error());
   auto outcome = readChildRecords(sync->parent.get());
@@ -862,6 +866,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
                                                          hostname, config.workingDir)));
   }
   if (!outcome->reachedExec) return fail(childVanished(pid));
+  CORRAL_FAILPOINT("container.after-exec");
   auto joinedAt = outcome->cgroupJoined.value_or(goTime);
   timings.cgroup += std::chrono::duration_cast<std::chrono::microseconds>(joinedAt - goTime);
   auto readyAt = outcome->rootfsReady.value_or(joinedAt);
