@@ -247,6 +247,7 @@ struct LockdownInput {
 
 struct InitChildContext {
   int syncFd = -1;
+  int parentSyncFd = -1;  // the parent's end, which the child's copy of the fd table holds too
   bool userNamespace = false;
   std::vector<int> cgroupTaskFds;  // v1: joined by the child right after "go"; empty when already in
   const MountPlan* plan = nullptr;
@@ -275,8 +276,12 @@ int becomeRootInChild() {
 int containerInitMain(void* arg) {
   const InitChildContext& ctx = *static_cast<const InitChildContext*>(arg);
   const int fd = ctx.syncFd;
-  // If the starter dies before "go", so do we (cleared again right before execve).
+  // If the starter dies before "go", so do we (cleared again right before execve). The death signal does
+  // not always reach a pid namespace's init when the whole daemon is SIGKILLed (seen on 6.18: the child
+  // lived on, outside its v1 cgroups, holding the daemon's sockets), so the sync socket says it too: with
+  // our copy of the parent's end closed, the parent's death reads as EOF in waitForGoInChild.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (ctx.parentSyncFd >= 0) ::close(ctx.parentSyncFd);
   waitForGoInChild(fd);
   if (!ctx.cgroupTaskFds.empty()) {
     joinCgroupInChild(fd, ctx.cgroupTaskFds);
@@ -798,6 +803,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
 
   InitChildContext ctx;
   ctx.syncFd = sync->child.get();
+  ctx.parentSyncFd = sync->parent.get();
   ctx.userNamespace = config.userNamespace.has_value();
   ctx.cgroupTaskFds = rawFds(join->taskFiles);
   ctx.plan = &*plan;

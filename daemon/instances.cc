@@ -441,7 +441,8 @@ void InstanceManager::recordExit(Instance& instance) {
     if (signal == SIGKILL && stats && stats->oomKills > 0) reason = "oom-killed";
     if (stats) row.oomKills = std::max(row.oomKills, static_cast<int64_t>(stats->oomKills));
   }
-  if (instance.stopRequested && reason != "oom-killed") reason = "stopped";
+  // A stop kills PID 1 with SIGKILL itself: an earlier OOM kill of a child does not make that an OOM.
+  if (instance.stopRequested) reason = "stopped";
   if (instance.cgroup) {
     if (auto killed = instance.cgroup->killAll(); !killed)
       log::warn("instance \"{}\": {}", row.name, killed.error().message());

@@ -142,8 +142,24 @@ std::string join(const std::vector<std::string>& items) {
   return text;
 }
 
+// Processes still running corrald's image other than the daemon: a container's init before its execve
+// (not in its v1 cgroups yet, holding copies of the daemon's sockets) that outlived a killed daemon.
+std::vector<std::string> strayStarters(const TestDaemon& daemon) {
+  std::vector<std::string> stray;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos || std::stoi(pid) == daemon.pid()) continue;
+    std::error_code linkError;
+    fs::path exe = fs::read_symlink(entry.path() / "exe", linkError);
+    if (!linkError && exe == fs::path(CORRALD_PATH)) stray.push_back("pid " + pid);
+  }
+  return stray;
+}
+
 // Nothing of any instance is left on the host.
 void expectNothingLeft(const TestDaemon& daemon, const std::string& context) {
+  EXPECT_EQ(join(strayStarters(daemon)), "") << context;
   EXPECT_EQ(join(cgroupLeftovers(daemon)), "") << context;
   EXPECT_EQ(join(mountLeftovers(daemon)), "") << context;
   EXPECT_TRUE(ourDomains().empty()) << context << ": " << join(ourDomains());
