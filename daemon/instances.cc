@@ -345,6 +345,7 @@ void InstanceManager::rollBackContainer(Instance& instance) {
         *found);
   }
   if (!interrupted) return;
+  if (network_) network_->detach(row.name);  // its link went with its processes' namespace; the rest too
   if (!found || found->empty())
     log::warn("instance \"{}\": its start was interrupted by a corrald crash before any effect", row.name);
   row.state = "stopped";

@@ -701,7 +701,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 4); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 5); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);
