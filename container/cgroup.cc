@@ -16,6 +16,7 @@
 
 #include "container/cgroup_v1.h"
 #include "container/cgroup_v2.h"
+#include "core/log.h"
 #include "core/unique_fd.h"
 
 namespace corral::container {
@@ -177,8 +178,27 @@ Result<std::unique_ptr<Cgroup>> createCgroup(CgroupMode mode, const std::string&
   if (auto ok = validateResourceLimits(limits); !ok) return fail(ok.error());
   // Errors name the path and file already ("mkdir(\"/sys/fs/cgroup/memory/corral/web-1\")"); the caller adds
   // its own context ("create container web-1: cgroup: ...").
-  return mode == CgroupMode::Unified ? createCgroupV2(name, limits, options)
-                                     : createCgroupV1(name, limits, options);
+  auto create = [&] {
+    return mode == CgroupMode::Unified ? createCgroupV2(name, limits, options)
+                                       : createCgroupV1(name, limits, options);
+  };
+  auto created = create();
+  if (created || created.error().kind() != ErrorKind::Conflict) return created;
+  // Only a crash leaves a group behind (the daemon removes a container's group when it stops): it holds
+  // nothing the new container may inherit, so its processes are killed and it is made afresh.
+  auto cleared = clearCgroup(mode, name, options);
+  if (!cleared) return fail(cleared.error().wrap(created.error().message()));
+  log::warn("cgroup for \"{}\" was left over: killed its processes {} and removed {}; creating it again",
+            name, formatPids(cleared->killed), fmt::join(cleared->removed, ", "));
+  return create();
+}
+
+Result<ClearedCgroup> clearCgroup(CgroupMode mode, const std::string& name, const CgroupOptions& options) {
+  if (auto ok = validateCgroupName(name); !ok) return fail(ok.error());
+  if (auto ok = validateCgroupName(options.parent, "cgroupOptions.parent"); !ok) return fail(ok.error());
+  auto cleared = mode == CgroupMode::Unified ? clearCgroupV2(name, options) : clearCgroupV1(name, options);
+  if (!cleared) return fail(cleared.error().wrap(fmt::format("clear cgroup \"{}\"", name)));
+  return cleared;
 }
 
 Result<std::unique_ptr<Cgroup>> openCgroup(CgroupMode mode, const std::string& name,

@@ -67,11 +67,23 @@ struct CgroupOptions {
   std::string parent = "corral";        // all corral containers live under ROOT[/controller]/corral/
 };
 
-// Creates ROOT/.../corral/NAME with `limits` written before any process joins. Conflict if it exists.
+// Creates ROOT/.../corral/NAME with `limits` written before any process joins. A group of that name left
+// over (a daemon crash between making it and recording it) is cleared first (clearCgroup), with a warning.
 Result<std::unique_ptr<Cgroup>> createCgroup(CgroupMode mode, const std::string& name,
                                              const ResourceLimits& limits, const CgroupOptions& options = {});
 // Reattaches to an existing container cgroup after a daemon restart (NotFound if it is gone).
 Result<std::unique_ptr<Cgroup>> openCgroup(CgroupMode mode, const std::string& name,
                                            const CgroupOptions& options = {});
+
+// What clearCgroup found and removed; both empty when nothing was left.
+struct ClearedCgroup {
+  std::vector<pid_t> killed;         // the processes that were in the group
+  std::vector<std::string> removed;  // the directories removed (one per v1 hierarchy, or the v2 one)
+};
+// Kills every process in the container cgroup NAME and removes its directories, in every hierarchy where
+// one exists: each mounted v1 hierarchy (whichever controllers a corral of any version joined) and the v2
+// tree (on hybrid hosts, its mount under ROOT too). For leftovers of a crash, whatever the row says.
+Result<ClearedCgroup> clearCgroup(CgroupMode mode, const std::string& name,
+                                  const CgroupOptions& options = {});
 
 }  // namespace corral::container

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -140,6 +141,17 @@ class CgroupV1 final : public Cgroup {
     }
   }
 
+  // Every pid in any of the group's hierarchies (a process may have been moved out of some).
+  Result<std::vector<pid_t>> members() const {
+    std::set<pid_t> all;
+    for (const auto& h : hierarchies_) {
+      auto pids = files_.readPids(h.dir + "/cgroup.procs");
+      if (!pids) return fail(pids.error());
+      all.insert(pids->begin(), pids->end());
+    }
+    return std::vector<pid_t>(all.begin(), all.end());
+  }
+
   Status destroy() override {
     std::optional<Error> firstError;
     // Reverse order of creation; a directory that is gone already counts as removed.
@@ -158,17 +170,6 @@ class CgroupV1 final : public Cgroup {
   }
 
  private:
-  // Every pid in any of the group's hierarchies (a process may have been moved out of some).
-  Result<std::vector<pid_t>> members() const {
-    std::set<pid_t> all;
-    for (const auto& h : hierarchies_) {
-      auto pids = files_.readPids(h.dir + "/cgroup.procs");
-      if (!pids) return fail(pids.error());
-      all.insert(pids->begin(), pids->end());
-    }
-    return std::vector<pid_t>(all.begin(), all.end());
-  }
-
   std::string relative_;
   CgroupFiles files_;
   bool owned_;
@@ -296,6 +297,33 @@ Result<std::unique_ptr<Cgroup>> openCgroupV1(const std::string& name, const Cgro
   for (const auto& h : *hierarchies)
     if (files.isDirectory(h.dir)) cgroup->adopt(h);
   return std::unique_ptr<Cgroup>(std::move(cgroup));
+}
+
+Result<ClearedCgroup> clearCgroupV1(const std::string& name, const CgroupOptions& options) {
+  const std::string relative = "/" + options.parent + "/" + name;
+  std::vector<Hierarchy> found;
+  std::set<std::filesystem::path> bases;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(options.root, ec)) {
+    std::filesystem::path base = std::filesystem::canonical(entry.path(), ec);
+    if (ec || !std::filesystem::is_directory(base, ec) || !bases.insert(base).second) continue;
+    const std::string dir = base.string() + relative;
+    if (std::filesystem::is_directory(dir, ec)) {
+      found.push_back({entry.path().filename().string(), base.string(), dir});
+    }
+  }
+  ClearedCgroup cleared;
+  if (found.empty()) return cleared;
+  CgroupFiles files = CgroupFiles::forTree(found.front().dir);
+  CgroupV1 cgroup(relative, files, false);
+  for (const Hierarchy& h : found) cgroup.adopt(h);
+  auto members = cgroup.members();
+  if (!members) return fail(members.error());
+  cleared.killed = std::move(*members);
+  if (auto killed = cgroup.killAll(); !killed) return fail(killed.error());
+  for (const Hierarchy& h : found) cleared.removed.push_back(h.dir);
+  if (auto destroyed = cgroup.destroy(); !destroyed) return fail(destroyed.error());
+  return cleared;
 }
 
 }  // namespace corral::container

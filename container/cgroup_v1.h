@@ -23,5 +23,7 @@ std::string findV1Hierarchy(const std::string& root, const std::string& controll
 Result<std::unique_ptr<Cgroup>> createCgroupV1(const std::string& name, const ResourceLimits& limits,
                                                const CgroupOptions& options);
 Result<std::unique_ptr<Cgroup>> openCgroupV1(const std::string& name, const CgroupOptions& options);
+// Every directory ROOT/*/PARENT/NAME (each mounted hierarchy, the unified one included), cleared.
+Result<ClearedCgroup> clearCgroupV1(const std::string& name, const CgroupOptions& options);
 
 }  // namespace corral::container

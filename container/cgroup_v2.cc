@@ -215,4 +215,19 @@ Result<std::unique_ptr<Cgroup>> openCgroupV2(const std::string& name, const Cgro
       std::make_unique<CgroupV2>(dir, "/" + options.parent + "/" + name, files, false));
 }
 
+Result<ClearedCgroup> clearCgroupV2(const std::string& name, const CgroupOptions& options) {
+  CgroupFiles files = CgroupFiles::forTree(options.root);
+  const std::string dir = options.root + "/" + options.parent + "/" + name;
+  ClearedCgroup cleared;
+  if (!files.isDirectory(dir)) return cleared;
+  CgroupV2 cgroup(dir, "/" + options.parent + "/" + name, files, false);
+  auto members = files.readPids(dir + "/cgroup.procs");
+  if (!members) return fail(members.error());
+  cleared.killed = std::move(*members);
+  if (auto killed = cgroup.killAll(); !killed) return fail(killed.error());
+  if (auto destroyed = cgroup.destroy(); !destroyed) return fail(destroyed.error());
+  cleared.removed.push_back(dir);
+  return cleared;
+}
+
 }  // namespace corral::container

@@ -35,6 +35,7 @@ std::vector<CgroupFileWrite> cgroupV2LimitWrites(const ResourceLimits& limits, b
 Result<std::unique_ptr<Cgroup>> createCgroupV2(const std::string& name, const ResourceLimits& limits,
                                                const CgroupOptions& options);
 Result<std::unique_ptr<Cgroup>> openCgroupV2(const std::string& name, const CgroupOptions& options);
+Result<ClearedCgroup> clearCgroupV2(const std::string& name, const CgroupOptions& options);
 
 // ---- Shared by both drivers ----
 

@@ -28,6 +28,7 @@
 #include "container/caps.h"
 #include "container/mounts.h"
 #include "container/namespaces.h"
+#include "core/failpoint.h"
 #include "core/log.h"
 #include "core/rollback.h"
 
@@ -246,6 +247,7 @@ struct LockdownInput {
 
 struct InitChildContext {
   int syncFd = -1;
+  int parentSyncFd = -1;  // the parent's end, which the child's copy of the fd table holds too
   bool userNamespace = false;
   std::vector<int> cgroupTaskFds;  // v1: joined by the child right after "go"; empty when already in
   const MountPlan* plan = nullptr;
@@ -274,8 +276,12 @@ int becomeRootInChild() {
 int containerInitMain(void* arg) {
   const InitChildContext& ctx = *static_cast<const InitChildContext*>(arg);
   const int fd = ctx.syncFd;
-  // If the starter dies before "go", so do we (cleared again right before execve).
+  // If the starter dies before "go", so do we (cleared again right before execve). The death signal does
+  // not always reach a pid namespace's init when the whole daemon is SIGKILLed (seen on 6.18: the child
+  // lived on, outside its v1 cgroups, holding the daemon's sockets), so the sync socket says it too: with
+  // our copy of the parent's end closed, the parent's death reads as EOF in waitForGoInChild.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (ctx.parentSyncFd >= 0) ::close(ctx.parentSyncFd);
   waitForGoInChild(fd);
   if (!ctx.cgroupTaskFds.empty()) {
     joinCgroupInChild(fd, ctx.cgroupTaskFds);
@@ -783,18 +789,21 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   });
   if (auto ok = mountOverlayFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
   Rollback unmountOverlay([&] { ::umount2(plan->rootfs.c_str(), MNT_DETACH); });
+  CORRAL_FAILPOINT("container.after-mount");
   if (auto ok = prepareRootfsFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
   auto parentRootfs = since(rootfsStart);
 
   auto cgroupStart = Clock::now();
   auto cgroup = createCgroup(*mode, config.name, config.limits, config.cgroupOptions);
   if (!cgroup) return fail(cgroup.error().wrap("cgroup"));
+  CORRAL_FAILPOINT("container.after-cgroup");
   auto join = (*cgroup)->openJoin();
   if (!join) return fail(join.error().wrap("cgroup"));
   timings.cgroup = since(cgroupStart);
 
   InitChildContext ctx;
   ctx.syncFd = sync->child.get();
+  ctx.parentSyncFd = sync->parent.get();
   ctx.userNamespace = config.userNamespace.has_value();
   ctx.cgroupTaskFds = rawFds(join->taskFiles);
   ctx.plan = &*plan;
@@ -852,6 +861,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   }
   timings.network = since(hookStart);
 
+  CORRAL_FAILPOINT("container.after-clone");
   auto goTime = Clock::now();
   if (auto ok = sendGo(sync->parent.get()); !ok) return fail(ok.error());
   auto outcome = readChildRecords(sync->parent.get());
@@ -862,6 +872,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
                                                          hostname, config.workingDir)));
   }
   if (!outcome->reachedExec) return fail(childVanished(pid));
+  CORRAL_FAILPOINT("container.after-exec");
   auto joinedAt = outcome->cgroupJoined.value_or(goTime);
   timings.cgroup += std::chrono::duration_cast<std::chrono::microseconds>(joinedAt - goTime);
   auto readyAt = outcome->rootfsReady.value_or(joinedAt);

@@ -3,6 +3,7 @@
 #include "daemon/instances.h"
 
 #include <fcntl.h>
+#include <fmt/ranges.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -20,7 +21,10 @@
 
 #include "api/api.h"
 #include "container/cgroup_mode.h"
+#include "container/cgroup_v2.h"
+#include "core/failpoint.h"
 #include "core/log.h"
+#include "core/rollback.h"
 
 namespace corral::daemon {
 namespace {
@@ -193,6 +197,20 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
                   plan.error().message());
       }
       if (instance.row.state == "running" || instance.row.state == "starting") manager->reattachVm(instance);
+      if (instance.row.state == "created") {
+        // run() crashed before the domain was recorded: reconcileDomains() below destroys the domain.
+        log::warn(
+            "instance \"{}\": corrald stopped while creating it; rolled back (its domain, if any, is "
+            "destroyed) and recorded as lost",
+            instance.row.name);
+        instance.row.state = "stopped";
+        instance.row.finishedAt = now();
+        instance.row.exitReason = "lost";
+        instance.row.exitNote = "corrald stopped while creating it; the start was rolled back";
+        instance.row.pid.reset();
+        instance.row.pidStartTime.reset();
+        if (auto saved = store.putInstance(instance.row); !saved) return fail(saved.error());
+      }
     } else {
       if (auto config = container::toContainerConfig(instance.spec, manager->validationContext()); config) {
         instance.config = std::move(*config);
@@ -204,6 +222,7 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
       if (instance.row.state == "running") {
         if (auto attached = manager->reattach(instance); !attached) return fail(attached.error());
       }
+      if (instance.row.state != "running") manager->rollBackContainer(instance);
     }
     std::string name = instance.row.name;
     manager->instances_.emplace(std::move(name), std::move(instance));
@@ -256,8 +275,11 @@ Status InstanceManager::reattach(Instance& instance) {
   InstanceRow& row = instance.row;
   std::optional<int64_t> startTime = row.pid ? processStartTime(static_cast<pid_t>(*row.pid)) : std::nullopt;
   bool same = startTime && row.pidStartTime && *startTime == *row.pidStartTime;
-  if (same) {
-    UniqueFd pidfd(pidfdOpen(static_cast<pid_t>(*row.pid)));
+  UniqueFd pidfd(same ? pidfdOpen(static_cast<pid_t>(*row.pid)) : -1);
+  // One that ended while corrald was down may linger as a zombie under a slow reaper (same pid, same start
+  // time): its pidfd is readable already. It ended unwatched, as one that is gone did.
+  const bool ended = pidfd && waitExited(pidfd.get(), std::chrono::milliseconds(0));
+  if (same && !ended) {
     auto mode = container::detectCgroupMode(options_.cgroupOptions.root);
     Result<std::unique_ptr<container::Cgroup>> cgroup =
         mode ? container::openCgroup(*mode, row.name, options_.cgroupOptions)
@@ -273,19 +295,84 @@ Status InstanceManager::reattach(Instance& instance) {
     log::warn("instance \"{}\": pid {} is alive but could not be reattached ({}); recording it as lost",
               row.name, *row.pid, cgroup ? "pidfd_open failed" : cgroup.error().message());
   } else {
-    log::warn("instance \"{}\": pid {} is gone; it ended while corrald was down (recorded as lost)", row.name,
-              row.pid.value_or(-1));
+    log::warn("instance \"{}\": pid {} {}; it ended while corrald was down (recorded as lost)", row.name,
+              row.pid.value_or(-1), ended ? "has exited (a zombie not yet reaped)" : "is gone");
   }
   row.state = "stopped";
   row.finishedAt = now();
   row.exitReason = "lost";
   row.exitCode.reset();
   row.exitSignal.reset();
-  row.exitNote = "the process was gone when corrald restarted";
+  row.exitNote = "it ended while corrald was not running (nothing watched it), so its exit status is unknown";
   row.pid.reset();
   row.pidStartTime.reset();
   if (auto saved = store_.putInstance(row); !saved) return fail(saved.error());
   return {};
+}
+
+Result<std::string> InstanceManager::clearContainerLeftovers(const std::string& name) {
+  std::vector<std::string> found;
+  auto mode = container::detectCgroupMode(options_.cgroupOptions.root);
+  if (!mode) return fail(mode.error());
+  auto cleared = container::clearCgroup(*mode, name, options_.cgroupOptions);
+  if (!cleared) return fail(cleared.error());
+  if (!cleared->killed.empty())
+    found.push_back(fmt::format("killed its processes {}", container::formatPids(cleared->killed)));
+  if (!cleared->removed.empty())
+    found.push_back(fmt::format("removed its cgroups {}", fmt::join(cleared->removed, ", ")));
+  // Several interrupted starts may have stacked overlays.
+  const std::filesystem::path rootfs = options_.containersDir / name / "rootfs";
+  int unmounted = 0;
+  while (unmounted < 16 && ::umount2(rootfs.c_str(), MNT_DETACH) == 0) ++unmounted;
+  if (unmounted > 0) found.push_back(fmt::format("unmounted its rootfs \"{}\"", rootfs.string()));
+  return fmt::format("{}", fmt::join(found, ", "));
+}
+
+// A process found in the cgroups of a container that is not running is killed, not adopted: its start was
+// never recorded complete, so nothing says it got its NIC, limits and lockdown before exec; and a "lost"
+// record with a note tells the truth where an adopted one would guess.
+void InstanceManager::rollBackContainer(Instance& instance) {
+  InstanceRow& row = instance.row;
+  const bool interrupted = row.state == "created" || row.state == "starting";
+  auto found = clearContainerLeftovers(row.name);
+  if (!found) {
+    log::error("instance \"{}\": clearing what an interrupted start left: {}", row.name,
+               found.error().message());
+  } else if (!found->empty()) {
+    log::warn(
+        "instance \"{}\" ({}): {}", row.name,
+        interrupted ? "its start was interrupted by a corrald crash; rolled back" : "left over from a crash",
+        *found);
+  }
+  if (!interrupted) return;
+  if (network_) network_->detach(row.name);  // its link went with its processes' namespace; the rest too
+  if (!found || found->empty())
+    log::warn("instance \"{}\": its start was interrupted by a corrald crash before any effect", row.name);
+  row.state = "stopped";
+  row.finishedAt = now();
+  row.exitCode.reset();
+  row.exitSignal.reset();
+  row.exitReason = "lost";
+  row.exitNote = "corrald stopped while starting it; the start was rolled back" +
+                 (found && !found->empty() ? " (" + *found + ")" : std::string());
+  row.pid.reset();
+  row.pidStartTime.reset();
+  if (auto saved = store_.putInstance(row); !saved)
+    log::error("instance \"{}\": recording its rollback: {}", row.name, saved.error().message());
+}
+
+void InstanceManager::checkOomKills() {
+  std::lock_guard lock(mutex_);
+  for (auto& [name, instance] : instances_) {
+    if (instance.row.state != "running" || !instance.cgroup) continue;
+    auto stats = instance.cgroup->stats();
+    if (!stats || static_cast<int64_t>(stats->oomKills) <= instance.row.oomKills) continue;
+    log::warn("instance \"{}\": the kernel OOM-killed {} process(es) in its cgroup ({} since it started)",
+              name, static_cast<int64_t>(stats->oomKills) - instance.row.oomKills, stats->oomKills);
+    instance.row.oomKills = static_cast<int64_t>(stats->oomKills);
+    if (auto saved = store_.putInstance(instance.row); !saved)
+      log::error("instance \"{}\": recording its OOM kills: {}", name, saved.error().message());
+  }
 }
 
 void InstanceManager::wakeSupervisor() {
@@ -297,6 +384,11 @@ void InstanceManager::wakeSupervisor() {
 // lock.
 void InstanceManager::supervise() {
   while (!quit_) {
+    // OOM kills of a child are not seen in any pidfd: the cgroup's count is read once a second.
+    if (Clock::now() - lastOomCheck_ >= std::chrono::seconds(1)) {
+      lastOomCheck_ = Clock::now();
+      checkOomKills();
+    }
     std::vector<pollfd> fds{{wake_.get(), POLLIN, 0}};
     std::vector<std::pair<std::string, std::shared_ptr<UniqueFd>>> watched;
     {
@@ -341,16 +433,21 @@ void InstanceManager::recordExit(Instance& instance) {
       reason = "signaled";
     }
   } else {
-    note = "it ended while corrald was not its parent, so its exit status is unknown";
+    // Reattached after a restart: corrald saw it end but, not its parent, cannot know how (docs/api.md).
+    reason = "lost";
+    note = "it ended after corrald restarted; corrald was not its parent, so its exit status is unknown";
   }
   if (instance.cgroup) {
     auto stats = instance.cgroup->stats();
     if (signal == SIGKILL && stats && stats->oomKills > 0) reason = "oom-killed";
+    if (stats) row.oomKills = std::max(row.oomKills, static_cast<int64_t>(stats->oomKills));
   }
-  if (instance.stopRequested && reason != "oom-killed") reason = "stopped";
+  // A stop kills PID 1 with SIGKILL itself: an earlier OOM kill of a child does not make that an OOM.
+  if (instance.stopRequested) reason = "stopped";
   if (instance.cgroup) {
     if (auto killed = instance.cgroup->killAll(); !killed)
       log::warn("instance \"{}\": {}", row.name, killed.error().message());
+    CORRAL_FAILPOINT("exit.after-cgroup-kill");
     if (auto destroyed = instance.cgroup->destroy(); !destroyed)
       log::warn("instance \"{}\": {}", row.name, destroyed.error().message());
   }
@@ -422,7 +519,7 @@ json usageJson(const InstanceRow& row, const container::Cgroup* cgroup) {
   if (cgroup == nullptr) return nullptr;
   Result<container::CgroupStats> stats = cgroup->stats();
   if (!stats) return nullptr;
-  return {{"memory_bytes", stats->memoryCurrentBytes}, {"source", "cgroup"}};
+  return {{"memory_bytes", stats->memoryCurrentBytes}, {"source", "cgroup"}, {"oom_kills", stats->oomKills}};
 }
 
 }  // namespace
@@ -447,6 +544,16 @@ json InstanceManager::render(const Instance& instance) const {
           {"agent_socket", (instanceDir(instance) / "agent.sock").string()}};
   }
   bool active = row.state == "running" || row.state == "starting";
+  // A container's OOM kills in its cgroup since its last start (live while it runs); a VM's are the guest's.
+  json oomKills = nullptr;
+  if (row.kind != "vm") {
+    int64_t count = row.oomKills;
+    if (row.state == "running" && instance.cgroup) {
+      if (auto stats = instance.cgroup->stats(); stats)
+        count = std::max(count, static_cast<int64_t>(stats->oomKills));
+    }
+    oomKills = count;
+  }
   return {{"name", row.name},
           {"kind", row.kind},
           {"image", instance.spec.image},
@@ -460,6 +567,7 @@ json InstanceManager::render(const Instance& instance) const {
           {"exit_signal", optionalJson(row.exitSignal)},
           {"exit_reason", optionalJson(row.exitReason)},
           {"exit_note", optionalJson(row.exitNote)},
+          {"oom_kills", std::move(oomKills)},
           {"boot", std::move(boot)},
           {"usage", usageJson(row, instance.cgroup.get())},
           {"spec", std::move(spec)},
@@ -561,6 +669,9 @@ Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
   instance.row.kind = spec.kind;
   instance.row.specJson = specText(instance.spec);
   instance.row.createdAt = now();
+  // A container's row says "starting" before any effect, so a restart after a crash knows to look for
+  // what the start left (load()); a VM's says "created" until its domain runs (reconcileDomains()).
+  if (!isVm) instance.row.state = "starting";
   const std::filesystem::path dir = instanceDir(instance);
   instance.row.logPath = (dir / "console.log").string();
   std::error_code ec;
@@ -573,6 +684,7 @@ Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
     releaseNic(spec.name);
     return fail(inserted.error());
   }
+  if (!isVm) CORRAL_FAILPOINT("run.after-insert");
   auto [it, added] = instances_.emplace(spec.name, std::move(instance));
   auto started = isVm ? startVmLocked(it->second, received, *accel) : startLocked(lock, it->second, received);
   if (!started) {
@@ -608,6 +720,21 @@ Result<json> InstanceManager::startLocked(std::unique_lock<std::mutex>&, Instanc
   if (!log) return fail(systemError(errno, fmt::format("open(\"{}\")", instance.row.logPath)));
   container::Stdio stdio{.in = -1, .out = log.get(), .err = log.get()};
   if (!instance.spec.ip.empty()) instance.config->ipAddress = instance.spec.ip;
+  // Recorded before any effect (run() inserted it so already): see run().
+  std::optional<InstanceRow> before;
+  if (instance.row.state != "starting") {
+    InstanceRow starting = instance.row;
+    starting.state = "starting";
+    if (auto saved = store_.putInstance(starting); !saved) return fail(saved.error());
+    before = std::exchange(instance.row, std::move(starting));
+    CORRAL_FAILPOINT("start.after-mark-starting");
+  }
+  Rollback restoreRow([&] {
+    if (!before) return;
+    instance.row = *before;
+    if (auto saved = store_.putInstance(*before); !saved)
+      log::error("instance \"{}\": restoring its row: {}", before->name, saved.error().message());
+  });
   // Its eth0 goes in while the child waits for "go": the command never runs without its network.
   container::ParentHook plugIn;
   if (network_ && !instance.spec.subnet.empty()) {
@@ -641,7 +768,10 @@ Result<json> InstanceManager::startLocked(std::unique_lock<std::mutex>&, Instanc
   row.exitReason.reset();
   row.exitNote.reset();
   row.bootStepsJson = boot.dump();
+  row.oomKills = 0;
   if (auto saved = store_.putInstance(row); !saved) return fail(saved.error());
+  restoreRow.dismiss();
+  CORRAL_FAILPOINT("start.after-record-running");
   // From here the manager supervises it: the RunningContainer no longer kills or cleans up on destruction.
   running->release();
   (*cgroup)->release();
@@ -713,6 +843,7 @@ Result<json> InstanceManager::stop(const std::string& name, int64_t graceSeconds
     if (auto killed = cgroup->killAll(); !killed)
       log::warn("stop \"{}\": {}", name, killed.error().message());
   }
+  CORRAL_FAILPOINT("stop.after-signal");
   lock.lock();
   if (auto waited = waitStopped(lock, name, std::chrono::seconds(10)); !waited) return fail(waited.error());
   auto after = instances_.find(name);
@@ -764,6 +895,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
     if (!lv) return fail(lv.error().wrap(fmt::format("remove \"{}\"", name)));
     if (auto destroyed = (*lv)->destroy(domainName(name)); !destroyed)
       return fail(destroyed.error().wrap(fmt::format("remove \"{}\"", name)));
+    CORRAL_FAILPOINT("vm.rm.after-destroy");
     lock.lock();
     if (auto waited = waitStopped(lock, name, std::chrono::seconds(15)); !waited) return fail(waited.error());
     it = instances_.find(name);
@@ -778,12 +910,23 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
     lock.unlock();
     if (auto killed = cgroup->killAll(); !killed)
       return fail(killed.error().wrap(fmt::format("remove \"{}\"", name)));
+    CORRAL_FAILPOINT("rm.after-kill");
     lock.lock();
     if (auto waited = waitStopped(lock, name, std::chrono::seconds(10)); !waited) return fail(waited.error());
     it = instances_.find(name);
     if (it == instances_.end()) return json{{"deleted", {{"name", name}, {"state", "removed"}}}};
   }
   json deleted = render(it->second);
+  // Whatever the row says, nothing of the instance may outlive it: a crash may have left a process, cgroups,
+  // a mount or a domain that no record names.
+  if (it->second.row.kind == "vm") {
+    if (auto destroyed = destroyLeftoverDomain(name); !destroyed)
+      return fail(destroyed.error().wrap(fmt::format("remove instance \"{}\"", name)));
+  } else if (auto cleared = clearContainerLeftovers(name); !cleared) {
+    return fail(cleared.error().wrap(fmt::format("remove instance \"{}\"", name)));
+  } else if (!cleared->empty()) {
+    log::warn("remove instance \"{}\": it was not running, yet {}", name, *cleared);
+  }
   if (it->second.row.kind == "vm") {
     std::error_code ec;
     std::filesystem::remove_all(instanceDir(it->second), ec);
@@ -794,6 +937,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   } else if (auto removed = container::removeBundle(options_.containersDir / name); !removed) {
     return fail(removed.error().wrap(fmt::format("remove instance \"{}\"", name)));
   }
+  if (it->second.row.kind != "vm") CORRAL_FAILPOINT("rm.after-bundle-removed");
   if (auto dropped = store_.deleteInstance(name); !dropped)
     return fail(dropped.error().wrap(fmt::format("remove instance \"{}\"", name)));
   instances_.erase(it);

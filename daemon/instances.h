@@ -2,37 +2,8 @@
 // exec and logs, with every state change written to the store. Containers outlive corrald: after a restart
 // the manager reattaches to the ones still running (same pid and start time) by pidfd and cgroup name.
 //
-// JSON shapes (the CLI relies on these exactly):
-//
-// Instance (POST /v1/instances → 201, GET /v1/instances/NAME, POST .../stop|start → 200):
-//   {"name": "web", "kind": "container", "image": "busybox", "command": ["sleep", "1000"],
-//    "state": "created" | "running" | "stopped",
-//    "pid": 1234 | null,                      (null unless running)
-//    "created_at": 1700000000, "started_at": 1700000001 | null, "finished_at": 1700000002 | null,
-//    "exit_code": 0 | null, "exit_signal": 9 | null,
-//    "exit_reason": "exited" | "signaled" | "oom-killed" | "stopped" | "lost" | null,
-//    "exit_note": "..." | null,               (e.g. it ended while corrald was not its parent)
-//    "boot": {"total_ms": 41.2, "clone_ms": 2.1, "cgroup_ms": 0.4, "rootfs_ms": 9.8, "network_ms": 0.0,
-//             "exec_ms": 3.3} | null,         (the last start; total = API request received → exec'd)
-//    "spec": {the POST /v1/instances body with every field: name, kind, image, command, env, hostname,
-//             memory, cpus, pids, cap_add, cap_drop, seccomp, user_namespace, remove_on_exit},
-//    "cgroup": "/sys/fs/cgroup/corral/web" | null,   (null unless running)
-//    "bundle": "/var/lib/corral/containers/web", "log_path": "/var/lib/corral/containers/web/console.log",
-//    "ip": "10.0.1.4" | null,               (the private address when it has a subnet)
-//    "network": {"subnet", "ip", "address", "gateway", "mac", "link", "bridge", "public_ip",
-//                "security_groups", "publish"} | null,
-//    "usage": {"memory_bytes": N, "source": "cgroup" | "qemu rss"} | null}   (null unless running)
-// GET /v1/instances → {"instances": [instance, ...]} sorted by name.
-// DELETE /v1/instances/NAME[?force=true] → {"deleted": instance as it was just before removal}.
-// GET /v1/instances/NAME/logs?offset=N → {"data": "...", "offset": N, "next_offset": M, "eof": true|false,
-//    "state": "running", "exit_code": 0 | null, "exit_signal": null, "exit_reason": ...}; at most 256 KiB
-//    per call; poll with next_offset until eof and state != "running". Non-UTF-8 bytes are replaced (U+FFFD).
-// POST /v1/instances/NAME/exec {"command": [...], "env": [...]} → {"exit_code": 0 | null,
-//    "signal": null | 9, "stdout": "...", "stderr": "...", "truncated": false, "timed_out": false};
-//    stdout and stderr are each capped at 1 MiB (truncated true when more came); after 60 s the process
-//    is killed (timed_out true).
-// Errors: the usual {"error": {...}}: unknown instance 404, wrong state or duplicate name 409, bad spec 400
-//    naming the field (unknown image: 404 with field "image").
+// The JSON of every instance call (the CLI relies on it exactly) is documented once, in docs/api.md
+// ("Instances"); a crash of corrald at any point is reconciled by load() (docs/api.md, "Crash safety").
 #pragma once
 
 #include <atomic>
@@ -137,6 +108,14 @@ class InstanceManager {
   };
 
   Status reattach(Instance& instance);
+  // What corrald may leave of a container when it dies mid-way (core/failpoint.h names the points): the
+  // processes in its cgroups, the cgroups, the overlay at its rootfs. Removes them all; says what it found
+  // ("" when nothing).
+  Result<std::string> clearContainerLeftovers(const std::string& name);
+  // At load, for a container that is not running: its leftovers cleared, an interrupted start rolled back.
+  void rollBackContainer(Instance& instance);
+  // Reads the cgroup OOM-kill count of every running container; a rise is logged and stored.
+  void checkOomKills();
   // VMs (daemon/instances_vm.cc)
   Result<vmm::Libvirt*> libvirt();
   Result<vmm::AcceleratorChoice> accelerator(const VmPlan& plan);
@@ -153,6 +132,8 @@ class InstanceManager {
   void recordVmExit(Instance& instance, std::string reason, std::optional<std::string> note);
   void reattachVm(Instance& instance);
   void reconcileDomains();
+  // rm of a VM that is not active: its domain, should a crash have left one running, is destroyed.
+  Status destroyLeftoverDomain(const std::string& instanceName);
   void handleDomainEvents();
   Result<nlohmann::json> stopVm(std::unique_lock<std::mutex>& lock, Instance& instance, int64_t graceSeconds);
   Result<nlohmann::json> execVm(std::unique_lock<std::mutex>& lock, Instance& instance,
@@ -192,6 +173,7 @@ class InstanceManager {
   UniqueFd wake_;  // eventfd: the set of pidfds to watch changed, or a domain event arrived
   std::atomic<bool> quit_{false};
   std::thread supervisor_;
+  std::chrono::steady_clock::time_point lastOomCheck_{};
 
   // VMs: the libvirt connection (opened on first need), its stop events queued for the supervisor, the
   // threads waiting for guests to become ready, and the accelerator decision.

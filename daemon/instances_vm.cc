@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/failpoint.h"
 #include "core/log.h"
 #include "daemon/instances.h"
 #include "vmm/agent_protocol.h"
@@ -42,6 +43,13 @@ std::string readSmallFile(const std::filesystem::path& path) {
 
 json textJson(const std::string& bytes) {
   return json::parse(json(bytes).dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+// The wall-clock time of a steady-clock point, in Unix milliseconds: how a boot's start survives a restart.
+double unixMillisAt(Clock::time_point at) {
+  auto wallNow = std::chrono::system_clock::now();
+  auto wall = wallNow - std::chrono::duration_cast<std::chrono::system_clock::duration>(Clock::now() - at);
+  return std::chrono::duration<double, std::milli>(wall.time_since_epoch()).count();
 }
 
 bool isActive(const std::string& state) {
@@ -206,6 +214,7 @@ Result<json> InstanceManager::startVmLocked(Instance& instance, Clock::time_poin
     config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, nic->addressWithPrefix, nic->gateway);
   }
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
+  CORRAL_FAILPOINT("vm.before-define");
   auto domain = (*lv)->createTransient(vmm::domainXml(config), /*paused=*/nic.has_value());
   if (!domain) return fail(domain.error());
   if (nic) {
@@ -217,8 +226,10 @@ Result<json> InstanceManager::startVmLocked(Instance& instance, Clock::time_poin
     }
   }
   auto domainStarted = Clock::now();
+  CORRAL_FAILPOINT("vm.after-define");
 
   json boot = {{"domain_ms", msBetween(received, domainStarted)},
+               {"requested_at_ms", unixMillisAt(received)},
                {"accelerator", vmm::acceleratorName(accel.accelerator)},
                {"accelerator_reason", accel.reason}};
   InstanceRow row = instance.row;
@@ -237,6 +248,7 @@ Result<json> InstanceManager::startVmLocked(Instance& instance, Clock::time_poin
     [[maybe_unused]] auto destroyed = (*lv)->destroy(config.domainName);
     return fail(saved.error());
   }
+  CORRAL_FAILPOINT("vm.after-record-starting");
   instance.row = std::move(row);
   instance.stopRequested = false;
   instance.vm = std::make_shared<VmSession>();
@@ -369,8 +381,28 @@ void InstanceManager::reattachVm(Instance& instance) {
   if (domain && *domain && (*domain)->running) {
     instance.vm = std::make_shared<VmSession>();
     if (instance.row.state == "starting") {
+      // The boot is measured from the request the earlier corrald received (its wall-clock time is in the
+      // record), so the total still covers every step; the record says a restart happened in between.
+      json boot = json::parse(instance.row.bootStepsJson, nullptr, false);
+      if (!boot.is_object()) boot = json::object();
       auto at = Clock::now();
-      startBootWaiter(name, instance.vm, at, at);
+      Clock::time_point received = at, domainStarted = at;
+      if (boot.contains("requested_at_ms") && boot["requested_at_ms"].is_number() &&
+          boot.contains("domain_ms") && boot["domain_ms"].is_number()) {
+        double ago = unixMillisAt(at) - boot["requested_at_ms"].get<double>();
+        received = at - std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double, std::milli>(std::max(0.0, ago)));
+        domainStarted =
+            received + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double, std::milli>(boot["domain_ms"].get<double>()));
+      } else {
+        boot["boot_note"] =
+            "corrald restarted during the boot and the record has no request time: total_ms and "
+            "firmware_ms count from the restart only";
+      }
+      boot["daemon_restarted"] = true;
+      instance.row.bootStepsJson = boot.dump();
+      startBootWaiter(name, instance.vm, received, domainStarted);
       log::info("instance \"{}\": domain still running; waiting again for its guest", name);
       return;
     }
@@ -423,6 +455,22 @@ void InstanceManager::reconcileDomains() {
   }
 }
 
+Status InstanceManager::destroyLeftoverDomain(const std::string& instanceName) {
+  auto lv = libvirt();
+  if (!lv) {
+    // Without libvirtd no domain can run either; the next corrald start reconciles.
+    log::info("remove \"{}\": libvirt not reachable ({}); no domain to look for", instanceName,
+              lv.error().message());
+    return {};
+  }
+  auto domain = (*lv)->lookup(domainName(instanceName));
+  if (!domain) return fail(domain.error());
+  if (!*domain) return {};
+  log::warn("remove \"{}\": its domain {} exists though the instance is not running; destroying it",
+            instanceName, domainName(instanceName));
+  return (*lv)->destroy(domainName(instanceName));
+}
+
 Result<json> InstanceManager::stopVm(std::unique_lock<std::mutex>& lock, Instance& instance,
                                      int64_t graceSeconds) {
   const std::string name = instance.row.name;
@@ -452,6 +500,7 @@ Result<json> InstanceManager::stopVm(std::unique_lock<std::mutex>& lock, Instanc
   });
   if (!down) {
     lock.unlock();
+    CORRAL_FAILPOINT("vm.stop.before-destroy");
     if (auto destroyed = (*lv)->destroy(domainName(name)); !destroyed)
       log::warn("stop \"{}\": {}", name, destroyed.error().message());
     lock.lock();

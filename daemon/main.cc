@@ -21,6 +21,7 @@
 #include <string>
 
 #include "api/client.h"
+#include "core/failpoint.h"
 #include "core/log.h"
 #include "core/unique_fd.h"
 #include "daemon/http_server.h"
@@ -75,6 +76,7 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   described.add_options()
       ("help,h", "print this help and exit")
       ("version", "print the version and exit")
+      ("list-failpoints", "print the names of the crash points CORRAL_FAILPOINTS may arm (for tests) and exit")
       ("socket", po::value(&options.socketPath)->default_value(std::string(api::kDefaultSocketPath)),
        "Unix socket to serve the API on")
       ("state-dir", po::value(&options.stateDir)->default_value("/var/lib/corral"),
@@ -126,6 +128,10 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   }
   if (values.count("help")) {
     std::cout << described << "\n";
+    return std::nullopt;
+  }
+  if (values.count("list-failpoints")) {
+    for (std::string_view name : failpoint::kFailpoints) std::cout << name << "\n";
     return std::nullopt;
   }
   if (values.count("version")) {

@@ -201,6 +201,10 @@ CREATE TABLE comparisons (
   result TEXT NOT NULL
 ) STRICT;
 )sql",
+    // 4 -> 5: the OOM kills in a container's cgroup (a child's, not only PID 1's), kept once it stops.
+    R"sql(
+ALTER TABLE instances ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 
@@ -1153,7 +1157,7 @@ Status Store::writeInstance(const InstanceRow& row, bool mustBeNew) {
       runBound(db_.get(),
                "INSERT OR REPLACE INTO instances (name, kind, spec, state, pid, pid_start_time, "
                "created_at, started_at, finished_at, exit_code, exit_signal, exit_reason, exit_note, "
-               "boot_steps, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               "boot_steps, log_path, oom_kills) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                [&](Binder& b) {
                  b.text(row.name)
                      .text(row.kind)
@@ -1169,7 +1173,8 @@ Status Store::writeInstance(const InstanceRow& row, bool mustBeNew) {
                      .optionalText(row.exitReason)
                      .optionalText(row.exitNote)
                      .text(row.bootStepsJson)
-                     .text(row.logPath);
+                     .text(row.logPath)
+                     .integer(row.oomKills);
                });
   if (!status) return wrap(std::move(status.error()));
   if (auto committed = transaction->commit(); !committed) return wrap(std::move(committed.error()));
@@ -1208,7 +1213,7 @@ Result<std::vector<InstanceRow>> Store::listInstances() const {
   auto status = forEachRow(
       db_.get(),
       "SELECT name, kind, spec, state, pid, pid_start_time, created_at, started_at, finished_at, exit_code, "
-      "exit_signal, exit_reason, exit_note, boot_steps, log_path FROM instances ORDER BY name",
+      "exit_signal, exit_reason, exit_note, boot_steps, log_path, oom_kills FROM instances ORDER BY name",
       [&](sqlite3_stmt* statement) -> Status {
         RowReader r(statement, "instances", keyColumn(statement, 0));
         InstanceRow row;
@@ -1227,6 +1232,7 @@ Result<std::vector<InstanceRow>> Store::listInstances() const {
         CORRAL_READ(row.exitNote, r.optionalText(12, "exit_note"));
         CORRAL_READ(row.bootStepsJson, r.text(13, "boot_steps"));
         CORRAL_READ(row.logPath, r.text(14, "log_path"));
+        CORRAL_READ(row.oomKills, r.integer(15, "oom_kills"));
         rows.push_back(std::move(row));
         return {};
       });

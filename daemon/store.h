@@ -16,7 +16,7 @@
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
 // Times are Unix seconds except boot steps (JSON text: {"total_ms": .., "clone_ms": .., ...}).
@@ -24,7 +24,7 @@ struct InstanceRow {
   std::string name;
   std::string kind = "container";
   std::string specJson;
-  std::string state = "created";  // created | starting (VMs) | running | stopped
+  std::string state = "created";  // created (VMs) | starting | running | stopped
   std::optional<int64_t> pid;
   std::optional<int64_t> pidStartTime;  // field 22 of /proc/PID/stat: the same process after a restart
   int64_t createdAt = 0;
@@ -36,6 +36,7 @@ struct InstanceRow {
   std::optional<std::string> exitNote;    // e.g. it ended while corrald was not its parent
   std::string bootStepsJson = "{}";
   std::string logPath;
+  int64_t oomKills = 0;  // processes the kernel OOM-killed in a container's cgroup since its last start
 };
 
 // One saved `corral compare` result (the CLI's JSON, as text), numbered in the order they were saved.

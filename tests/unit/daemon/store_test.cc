@@ -304,11 +304,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 4);
+  EXPECT_EQ(kSchemaVersion, 5);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "4");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "5");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -364,7 +364,7 @@ TEST(Store, ReopeningAnExistingDatabaseKeepsItsVersion) {
   ASSERT_TRUE(Store::open(path));
   auto again = Store::open(path);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ(again->schemaVersion(), 4);
+  EXPECT_EQ(again->schemaVersion(), 5);
 }
 
 TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
@@ -383,7 +383,7 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 4);
+  EXPECT_EQ(store->schemaVersion(), 5);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -414,7 +414,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 4);
+  EXPECT_EQ(store->schemaVersion(), 5);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -458,6 +458,7 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   row.exitCode = 3;
   row.exitReason = "exited";
   row.exitNote = "note";
+  row.oomKills = 2;
   ASSERT_TRUE(store->putInstance(row));
   auto reopened = Store::open(path);
   ASSERT_TRUE(reopened) << reopened.error().message();
@@ -472,6 +473,7 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   EXPECT_EQ(back.exitCode, 3);
   EXPECT_EQ(back.exitReason, "exited");
   EXPECT_EQ(back.exitNote, "note");
+  EXPECT_EQ(back.oomKills, 2);
   EXPECT_EQ(back.bootStepsJson, row.bootStepsJson);
   EXPECT_EQ(back.logPath, row.logPath);
   ASSERT_TRUE(reopened->deleteInstance("web"));
@@ -664,13 +666,33 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   TempDir dir;
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
-  RawDb(path).exec("DROP TABLE comparisons; PRAGMA user_version = 3");
+  RawDb(path).exec(
+      "DROP TABLE comparisons; ALTER TABLE instances DROP COLUMN oom_kills; PRAGMA user_version = 3");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 4);
+  EXPECT_EQ(store->schemaVersion(), 5);
   auto rows = store->listComparisons();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
+}
+
+TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  ASSERT_TRUE(Store::open(path));
+  RawDb(path).exec(
+      "ALTER TABLE instances DROP COLUMN oom_kills; "
+      "INSERT INTO instances VALUES ('old', 'container', '{\"name\":\"old\"}', 'stopped', NULL, NULL, 1, "
+      "2, 3, NULL, 9, 'oom-killed', NULL, '{}', '/x/console.log'); "
+      "PRAGMA user_version = 4");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 5);
+  auto rows = store->listInstances();
+  ASSERT_TRUE(rows) << rows.error().message();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].exitReason, "oom-killed");
+  EXPECT_EQ((*rows)[0].oomKills, 0) << "unknown before schema 5: counted as none";
 }
 
 TEST(Store, ComparisonsAreNumberedNewestFirstAndOnlyTheNewestAreKept) {
@@ -719,7 +741,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 4); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 5); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);
