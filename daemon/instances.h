@@ -15,7 +15,8 @@
 //    "boot": {"total_ms": 41.2, "clone_ms": 2.1, "cgroup_ms": 0.4, "rootfs_ms": 9.8, "network_ms": 0.0,
 //             "exec_ms": 3.3} | null,         (the last start; total = API request received → exec'd)
 //    "spec": {the POST /v1/instances body with every field: name, kind, image, command, env, hostname,
-//             memory, cpus, pids, cap_add, cap_drop, seccomp, user_namespace, remove_on_exit},
+//             memory, cpus, pids, cap_add, cap_drop, seccomp, user_namespace, remove_on_exit; devices
+//             when given},
 //    "cgroup": "/sys/fs/cgroup/corral/web" | null,   (null unless running)
 //    "bundle": "/var/lib/corral/containers/web", "log_path": "/var/lib/corral/containers/web/console.log",
 //    "ip": "10.0.1.4" | null,               (the private address when it has a subnet)
