@@ -461,6 +461,7 @@ void readSpec(BodyFields& f, container::InstanceSpec& s) {
   f.optional("cap_drop", s.capDrop);
   f.optional("seccomp", s.seccomp);
   f.optional("user_namespace", s.userNamespace);
+  f.optional("devices", s.devices);
   f.optional("remove_on_exit", s.removeOnExit);
   f.optional("kernel", s.kernel);
   f.optional("initrd", s.initrd);
@@ -486,6 +487,7 @@ json specJson(const container::InstanceSpec& s) {
                {"remove_on_exit", s.removeOnExit}};
   if (!s.kernel.empty()) body["kernel"] = s.kernel;
   if (!s.initrd.empty()) body["initrd"] = s.initrd;
+  if (!s.devices.empty()) body["devices"] = s.devices;
   if (!s.subnet.empty()) body["subnet"] = s.subnet;
   if (!s.ip.empty()) body["ip"] = s.ip;
   if (!s.securityGroups.empty()) body["security_groups"] = s.securityGroups;

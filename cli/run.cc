@@ -56,6 +56,7 @@ container::InstanceSpec specFromFlags(const Invocation& invocation) {
   spec.capDrop = values(invocation, "cap-drop");
   spec.seccomp = invocation.value("seccomp").value_or("default");
   spec.userNamespace = invocation.flag("user-ns");
+  spec.devices = values(invocation, "device");
   spec.subnet = invocation.value("subnet").value_or("");
   spec.ip = invocation.value("ip").value_or("");
   spec.securityGroups = values(invocation, "sg");
@@ -98,6 +99,9 @@ void addRunOptions(po::options_description& options) {
       ("seccomp", po::value<std::string>()->value_name("PROFILE"),
        "default (blocks syscalls a container never needs), unconfined, or a JSON profile's path")  //
       ("user-ns", "a user namespace: root inside is an unprivileged user on the host")             //
+      ("device", po::value<std::vector<std::string>>()->value_name("HOST[:CONTAINER][:PERMS]"),
+       "give the container a host device, e.g. /dev/fuse or /dev/fuse:/dev/fuse:rw (PERMS of rwm, default "
+       "rwm; repeatable); every other device stays closed")  //
       ("subnet", po::value<std::string>()->value_name("SUBNET"),
        "plug it into this subnet (its floor's switch); without it the instance has only loopback")  //
       ("ip", po::value<std::string>()->value_name("A.B.C.D"),
@@ -106,9 +110,9 @@ void addRunOptions(po::options_description& options) {
        "a security group (a guard at its door; repeatable; default: the VPC's default group)")  //
       ("publish,p", po::value<std::vector<std::string>>()->value_name("PORT:PORT[/udp]"),
        "forward the internet gateway's PORT to the instance's PORT (repeatable)")  //
-      ("public-ip", "give it a public address (1:1 NAT at the internet gateway)")   //
+      ("public-ip", "give it a public address (1:1 NAT at the internet gateway)")  //
       ("no-public-ip", "no public address even if the subnet maps one")            //
-      ("rm", "remove the instance once its command exits")                                         //
+      ("rm", "remove the instance once its command exits")                         //
       ("detach,d", "start it and return at once, printing the boot time");
 }
 

@@ -172,15 +172,16 @@ std::string formatPids(const std::vector<pid_t>& pids) {
 }
 
 Result<std::unique_ptr<Cgroup>> createCgroup(CgroupMode mode, const std::string& name,
-                                             const ResourceLimits& limits, const CgroupOptions& options) {
+                                             const ResourceLimits& limits, const CgroupOptions& options,
+                                             const std::vector<DeviceRule>& devices) {
   if (auto ok = validateCgroupName(name); !ok) return fail(ok.error());
   if (auto ok = validateCgroupName(options.parent, "cgroupOptions.parent"); !ok) return fail(ok.error());
   if (auto ok = validateResourceLimits(limits); !ok) return fail(ok.error());
   // Errors name the path and file already ("mkdir(\"/sys/fs/cgroup/memory/corral/web-1\")"); the caller adds
   // its own context ("create container web-1: cgroup: ...").
   auto create = [&] {
-    return mode == CgroupMode::Unified ? createCgroupV2(name, limits, options)
-                                       : createCgroupV1(name, limits, options);
+    return mode == CgroupMode::Unified ? createCgroupV2(name, limits, options, devices)
+                                       : createCgroupV1(name, limits, options, devices);
   };
   auto created = create();
   if (created || created.error().kind() != ErrorKind::Conflict) return created;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "container/cgroup_mode.h"
+#include "container/devices.h"
 #include "core/error.h"
 #include "core/unique_fd.h"
 
@@ -69,8 +70,11 @@ struct CgroupOptions {
 
 // Creates ROOT/.../corral/NAME with `limits` written before any process joins. A group of that name left
 // over (a daemon crash between making it and recording it) is cleared first (clearCgroup), with a warning.
+// Every group gets a device policy: deny all but `devices` (v1: the devices controller's deny/allow files;
+// v2: a BPF device program, see device_bpf.h).
 Result<std::unique_ptr<Cgroup>> createCgroup(CgroupMode mode, const std::string& name,
-                                             const ResourceLimits& limits, const CgroupOptions& options = {});
+                                             const ResourceLimits& limits, const CgroupOptions& options = {},
+                                             const std::vector<DeviceRule>& devices = defaultDeviceRules());
 // Reattaches to an existing container cgroup after a daemon restart (NotFound if it is gone).
 Result<std::unique_ptr<Cgroup>> openCgroup(CgroupMode mode, const std::string& name,
                                            const CgroupOptions& options = {});

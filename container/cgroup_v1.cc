@@ -177,10 +177,10 @@ class CgroupV1 final : public Cgroup {
 };
 
 // The hierarchies a new container joins, in creation order; "memory" first (path() and stats). Only those
-// that limit or account: each joined v1 hierarchy costs a cgroup.procs write at start and an rmdir at
-// removal (bench/README.md has the numbers). freezer stays for killAll; cpuset and devices would only
-// repeat the parent's settings.
-constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+// that limit, account or protect: each joined v1 hierarchy costs a cgroup.procs write at start and an
+// rmdir at removal (bench/README.md has the numbers). freezer stays for killAll; devices holds the device
+// policy (in the root group every device node can be opened); cpuset would only repeat the parent's.
+constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids", "freezer", "devices"};
 // Reattaching also looks at the hierarchies containers of earlier versions joined.
 constexpr const char* kReattachControllers[] = {"memory", "cpu",     "cpuacct", "pids",
                                                 "cpuset", "freezer", "devices"};
@@ -191,7 +191,9 @@ Result<std::vector<Hierarchy>> findHierarchies(const std::string& root, const st
   std::vector<Hierarchy> found;
   for (const char* controller : controllers) {
     std::string base = findV1Hierarchy(root, controller);
+    // Without its devices group a container could open every device node of the host.
     bool required = std::string_view(controller) == "memory" ||
+                    (limits && std::string_view(controller) == "devices") ||
                     (limits && std::string_view(controller) == "cpu" && limits->cpuMillis) ||
                     (limits && std::string_view(controller) == "pids" && limits->pids);
     if (base.empty()) {
@@ -252,8 +254,15 @@ std::vector<CgroupFileWrite> cgroupV1LimitWrites(const ResourceLimits& limits, b
   return writes;
 }
 
+std::vector<CgroupFileWrite> cgroupV1DeviceWrites(const std::vector<DeviceRule>& rules) {
+  std::vector<CgroupFileWrite> writes = {{"devices", "devices.deny", "a"}};
+  for (const DeviceRule& rule : rules) writes.push_back({"devices", "devices.allow", deviceRuleLine(rule)});
+  return writes;
+}
+
 Result<std::unique_ptr<Cgroup>> createCgroupV1(const std::string& name, const ResourceLimits& limits,
-                                               const CgroupOptions& options) {
+                                               const CgroupOptions& options,
+                                               const std::vector<DeviceRule>& devices) {
   const std::string relative = "/" + options.parent + "/" + name;
   auto hierarchies = findHierarchies(options.root, relative, &limits, kControllers);
   if (!hierarchies) return fail(hierarchies.error());
@@ -277,7 +286,9 @@ Result<std::unique_ptr<Cgroup>> createCgroupV1(const std::string& name, const Re
 
   // The root memory group has memory.memsw.* exactly when the kernel accounts swap.
   const bool memswAccounting = files.exists(hierarchies->front().base + "/memory.memsw.limit_in_bytes");
-  for (const auto& write : cgroupV1LimitWrites(limits, memswAccounting)) {
+  std::vector<CgroupFileWrite> writes = cgroupV1LimitWrites(limits, memswAccounting);
+  for (auto& write : cgroupV1DeviceWrites(devices)) writes.push_back(std::move(write));
+  for (const auto& write : writes) {
     const Hierarchy* h = cgroup->find(write.controller);
     if (!h) return fail(internalError("no \"{}\" hierarchy for {}", write.controller, write.file));
     if (auto ok = files.write(h->dir + "/" + write.file, write.value); !ok) return fail(ok.error());

@@ -1,5 +1,5 @@
 // The cgroup v2 driver: enables memory/cpu/pids from the root down, creates ROOT/PARENT/NAME with its
-// limits, and kills, measures and removes it.
+// limits and device program, and kills, measures and removes it.
 #include "container/cgroup_v2.h"
 
 #include <fcntl.h>
@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "container/device_bpf.h"
 #include "core/log.h"
 
 namespace corral::container {
@@ -158,7 +159,8 @@ std::vector<CgroupFileWrite> cgroupV2LimitWrites(const ResourceLimits& limits, b
 }
 
 Result<std::unique_ptr<Cgroup>> createCgroupV2(const std::string& name, const ResourceLimits& limits,
-                                               const CgroupOptions& options) {
+                                               const CgroupOptions& options,
+                                               const std::vector<DeviceRule>& devices) {
   const std::string& root = options.root;
   CgroupFiles files = CgroupFiles::forTree(root);
   if (!files.isDirectory(root)) return fail(unavailable("cgroup v2 root \"{}\" is not a directory", root));
@@ -202,6 +204,12 @@ Result<std::unique_ptr<Cgroup>> createCgroupV2(const std::string& name, const Re
   const bool swapAccounting = files.exists(parentDir + "/memory.swap.max");
   for (const auto& write : cgroupV2LimitWrites(limits, swapAccounting)) {
     if (auto ok = files.write(dir + "/" + write.file, write.value); !ok) return fail(ok.error());
+  }
+  // The device policy needs no controller: a BPF program on the group (a stand-in tree cannot hold one).
+  if (files.kernel()) {
+    UniqueFd directory(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!directory) return fail(systemError(errno, fmt::format("open(\"{}\", O_DIRECTORY)", dir)));
+    if (auto ok = attachDeviceProgram(directory.get(), dir, devices); !ok) return fail(ok.error());
   }
   return std::unique_ptr<Cgroup>(std::move(cgroup));
 }

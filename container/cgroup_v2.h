@@ -33,7 +33,8 @@ constexpr std::chrono::seconds kKillTimeout{5};
 std::vector<CgroupFileWrite> cgroupV2LimitWrites(const ResourceLimits& limits, bool swapAccounting);
 
 Result<std::unique_ptr<Cgroup>> createCgroupV2(const std::string& name, const ResourceLimits& limits,
-                                               const CgroupOptions& options);
+                                               const CgroupOptions& options,
+                                               const std::vector<DeviceRule>& devices);
 Result<std::unique_ptr<Cgroup>> openCgroupV2(const std::string& name, const CgroupOptions& options);
 Result<ClearedCgroup> clearCgroupV2(const std::string& name, const CgroupOptions& options);
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,10 +102,6 @@ std::vector<std::string> dockerReadOnlyPaths() {
   return {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
 }
 
-std::vector<std::string> containerDeviceNodes() {
-  return {"null", "zero", "full", "random", "urandom", "tty"};
-}
-
 Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
   if (auto ok = checkPath(input.imageRootfs, "image_rootfs"); !ok) return fail(ok.error());
   if (auto ok = checkPath(input.bundleDir, "bundle_dir"); !ok) return fail(ok.error());
@@ -159,9 +156,21 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
     }
   }
   add("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
-  for (const auto& node : containerDeviceNodes()) {
-    add("/dev/" + node, "/dev/" + node, "", MS_BIND, "", MountTarget::File);
+  std::vector<DeviceNode> nodes = defaultDeviceNodes();
+  nodes.insert(nodes.end(), input.devices.begin(), input.devices.end());
+  for (const DeviceNode& node : nodes) {
+    // Parents of nested nodes, each once, outermost first: "/dev/net" for "/dev/net/tun".
+    for (size_t slash = node.path.find('/', 5); slash != std::string::npos;
+         slash = node.path.find('/', slash + 1)) {
+      std::string dir = node.path.substr(0, slash);
+      bool planned = std::any_of(plan.deviceDirectories.begin(), plan.deviceDirectories.end(),
+                                 [&](const ContainerPath& p) { return p.path == dir; });
+      if (!planned) plan.deviceDirectories.push_back({dir, plan.rootfs + dir});
+    }
+    plan.devices.push_back({node, plan.rootfs + node.path});
   }
+  plan.bindDevices = input.userNamespace;
+  plan.nullDevice = plan.rootfs + "/dev/null";
   // gid 5 is "tty" in every distribution; it must be mapped for the mount to succeed in a user namespace.
   std::string ptsData = "newinstance,ptmxmode=0666,mode=0620";
   if (!input.userNamespace || input.mappedIds > 5) ptsData += ",gid=5";
@@ -259,6 +268,18 @@ std::string describeMountFailure(const MountPlan& plan, MountStep step, int32_t 
         return fmt::format("mount(\"{}\", remount,bind,ro)", e->hostTarget);
       }
       break;
+    case MountStep::DeviceDirectory:
+      if (auto* d = at(plan.deviceDirectories, index)) return fmt::format("mkdir(\"{}\", 0755)", d->hostPath);
+      break;
+    case MountStep::MakeDevice:
+      if (auto* d = at(plan.devices, index)) {
+        if (plan.bindDevices)
+          return fmt::format("mount(\"{}\", \"{}\", bind)", d->node.hostPath, d->hostPath);
+        return fmt::format("mknod(\"{}\", {} {}:{}, {:04o}) and chown to {}:{}", d->hostPath,
+                           static_cast<char>(d->node.type), d->node.major, d->node.minor, d->node.mode,
+                           d->node.uid, d->node.gid);
+      }
+      break;
     case MountStep::Symlink:
       if (auto* s = at(plan.symlinks, index))
         return fmt::format("symlink(\"{}\", \"{}\")", s->linkTarget, s->hostPath);
@@ -310,6 +331,21 @@ const char* relativeToRootfs(const std::string& hostPath, const MountPlan& plan)
   return hostPath.c_str();
 }
 
+// One node of the plan at `path` (relative to the rootfs, in the fresh /dev tmpfs: nothing there is a
+// symlink). mknod's mode is cut by the umask, so the mode is set again afterwards.
+int makeDevice(const DeviceNode& node, const char* path, bool bind) {
+  if (bind) {
+    int fd = ::open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) return -1;
+    ::close(fd);
+    return ::mount(node.hostPath.c_str(), path, nullptr, MS_BIND, nullptr);
+  }
+  const mode_t type = node.type == DeviceType::Char ? S_IFCHR : S_IFBLK;
+  if (::mknod(path, type | (node.mode & 0777), ::makedev(node.major, node.minor)) != 0) return -1;
+  if (::fchownat(AT_FDCWD, path, node.uid, node.gid, AT_SYMLINK_NOFOLLOW) != 0) return -1;
+  return ::fchmodat(AT_FDCWD, path, node.mode & 0777, 0);
+}
+
 int createTarget(const MountEntry& entry, const char* target) {
   if (entry.create == MountTarget::Directory) {
     if (::mkdir(target, 0755) != 0 && errno != EEXIST) return -1;
@@ -352,6 +388,15 @@ bool applyMountPlanInChild(const MountPlan& plan, int rootfsFd, MountFailure* fa
     if (bind && (entry.flags & MS_RDONLY) && remountReadOnly(target) != 0) {
       return failWith(failure, MountStep::Remount, i);
     }
+  }
+  for (size_t i = 0; i < plan.deviceDirectories.size(); ++i) {
+    if (::mkdir(relativeToRootfs(plan.deviceDirectories[i].hostPath, plan), 0755) != 0 && errno != EEXIST)
+      return failWith(failure, MountStep::DeviceDirectory, i);
+  }
+  for (size_t i = 0; i < plan.devices.size(); ++i) {
+    if (makeDevice(plan.devices[i].node, relativeToRootfs(plan.devices[i].hostPath, plan),
+                   plan.bindDevices) != 0)
+      return failWith(failure, MountStep::MakeDevice, i);
   }
   for (size_t i = 0; i < plan.symlinks.size(); ++i) {
     const SymlinkEntry& link = plan.symlinks[i];

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "container/devices.h"
 #include "core/error.h"
 
 namespace corral::container {
@@ -78,6 +79,14 @@ struct MountPlanInput {
   std::string hostname;
   std::optional<std::string> ipAddress;
   std::vector<std::string> nameservers;
+  // Device nodes beyond the defaults (defaultDeviceNodes()), already checked (deviceNodeFromHost).
+  std::vector<DeviceNode> devices;
+};
+
+// A device node of the plan and where it goes before pivot_root.
+struct PlannedDevice {
+  DeviceNode node;
+  std::string hostPath;  // "<bundle>/rootfs/dev/null"
 };
 
 struct MountPlan {
@@ -92,18 +101,22 @@ struct MountPlan {
   // locked, and pivot_root refuses a locked new root; a bind made by the child is its own.
   MountEntry bindRootfs;
   std::vector<MountEntry> mounts;  // inside the rootfs, in order
+  // Made after the mounts, in the container's own /dev tmpfs: directories (0755) for nested nodes
+  // ("/dev/net" for "/dev/net/tun"), then the nodes; mknod(2), or, with a user namespace (which may not
+  // mknod), an empty file with the host's node bound onto it.
+  std::vector<ContainerPath> deviceDirectories;
+  std::vector<PlannedDevice> devices;
+  bool bindDevices = false;
   std::vector<SymlinkEntry> symlinks;
   std::vector<ContainerPath> maskedPaths;    // /dev/null over files, an empty read-only tmpfs over dirs
   std::vector<ContainerPath> readOnlyPaths;  // bound onto themselves and remounted read-only
   std::vector<GeneratedFile> etcFiles;       // written into the writable layer by the parent
-  std::string nullDevice = "/dev/null";      // host device used to mask files
+  std::string nullDevice;                    // the container's own /dev/null, used to mask files
 };
 
 // Docker's lists (moby oci/defaults.go).
 std::vector<std::string> dockerMaskedPaths();
 std::vector<std::string> dockerReadOnlyPaths();
-// The device nodes bound from the host into the container's /dev.
-std::vector<std::string> containerDeviceNodes();
 
 // Fails (field "image_rootfs" / "bundle_dir") on relative paths and on characters overlayfs cannot take
 // in its options (',', ':', '\n').
@@ -120,12 +133,14 @@ enum class MountStep : int32_t {
   MakePrivate,
   BindRootfs,
   OpenRootfs,
-  CreateTarget,  // index into mounts
-  Mount,         // index into mounts
-  Remount,       // index into mounts (read-only pass of a bind)
-  Symlink,       // index into symlinks
-  MaskPath,      // index into maskedPaths
-  ReadOnlyPath,  // index into readOnlyPaths
+  CreateTarget,     // index into mounts
+  Mount,            // index into mounts
+  Remount,          // index into mounts (read-only pass of a bind)
+  DeviceDirectory,  // index into deviceDirectories
+  MakeDevice,       // index into devices
+  Symlink,          // index into symlinks
+  MaskPath,         // index into maskedPaths
+  ReadOnlyPath,     // index into readOnlyPaths
   PivotRoot,
   UnmountOldRoot,
 };
@@ -141,7 +156,8 @@ std::string describeMountFailure(const MountPlan& plan, MountStep step, int32_t 
 // child is still host uid 0, the owner of the bundle's parent directories, which the mapped root of a user
 // namespace may not be allowed to walk (a 0700 parent, say).
 bool enterRootfsInChild(const MountPlan& plan, int* rootfsFd, MountFailure* failure);
-// Changes into `rootfsFd` and mounts plan.mounts, symlinks, masked and read-only paths relative to it.
+// Changes into `rootfsFd` and makes plan.mounts, device nodes, symlinks, masked and read-only paths
+// relative to it.
 // Returns false and fills `failure` on the first error.
 bool applyMountPlanInChild(const MountPlan& plan, int rootfsFd, MountFailure* failure);
 // From inside the rootfs (applyMountPlanInChild's working directory): pivot_root(".", ".");

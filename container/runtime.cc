@@ -762,6 +762,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   planInput.hostname = hostname;
   planInput.ipAddress = config.ipAddress;
   planInput.nameservers = config.nameservers;
+  planInput.devices = config.devices;
   auto plan = buildMountPlan(planInput);
   if (!plan) return fail(plan.error());
   auto capabilities = capabilityNumbers(config.capabilities);
@@ -794,7 +795,9 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   auto parentRootfs = since(rootfsStart);
 
   auto cgroupStart = Clock::now();
-  auto cgroup = createCgroup(*mode, config.name, config.limits, config.cgroupOptions);
+  std::vector<DeviceRule> deviceRules = defaultDeviceRules();
+  for (const DeviceNode& node : config.devices) deviceRules.push_back(deviceNodeRule(node));
+  auto cgroup = createCgroup(*mode, config.name, config.limits, config.cgroupOptions, deviceRules);
   if (!cgroup) return fail(cgroup.error().wrap("cgroup"));
   CORRAL_FAILPOINT("container.after-cgroup");
   auto join = (*cgroup)->openJoin();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "container/cgroup.h"
+#include "container/devices.h"
 #include "container/seccomp.h"
 #include "core/error.h"
 #include "core/unique_fd.h"
@@ -40,6 +41,9 @@ struct ContainerConfig {
   std::vector<std::string> nameservers;
   std::string workingDir = "/";
   ResourceLimits limits;
+  // Host devices given to the container (`--device`) beyond the defaults every container has; each gets
+  // its node in /dev and its rule in the cgroup's allow list. Every other device stays closed.
+  std::vector<DeviceNode> devices;
   std::vector<std::string> capabilities;  // the final set (see caps.h)
   SeccompProfile seccomp;
   std::optional<IdMapping> userNamespace;

@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "container/caps.h"
+#include "container/devices.h"
 #include "container/seccomp.h"
 #include "core/text.h"
 #include "net/vpc.h"
@@ -49,6 +50,24 @@ Status validateEnv(const std::vector<std::string>& env) {
   return {};
 }
 
+// Each "--device" entry checked in form, against the others and against the host's node.
+Result<std::vector<DeviceNode>> deviceNodes(const std::vector<std::string>& devices) {
+  std::vector<DeviceNode> nodes;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    const std::string field = fmt::format("devices[{}]", i);
+    auto mapping = parseDeviceMapping(devices[i], field);
+    if (!mapping) return fail(mapping.error());
+    for (size_t j = 0; j < nodes.size(); ++j) {
+      if (nodes[j].path == mapping->containerPath)
+        return fail(invalidField(field, "container path \"{}\" is already given by devices[{}]",
+                                 mapping->containerPath, j));
+    }
+    auto node = deviceNodeFromHost(*mapping, field);
+    if (!node) return fail(node.error());
+    nodes.push_back(std::move(*node));
+  }
+  return nodes;
+}
 
 Result<uint32_t> cpuMillis(double cpus) {
   long online = ::sysconf(_SC_NPROCESSORS_ONLN);
@@ -189,6 +208,10 @@ Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const Valida
   auto seccomp = resolveSeccompProfile(spec.seccomp, config.capabilities);
   if (!seccomp) return fail(seccomp.error());
   config.seccomp = std::move(*seccomp);
+
+  auto devices = deviceNodes(spec.devices);
+  if (!devices) return fail(devices.error());
+  config.devices = std::move(*devices);
 
   if (spec.userNamespace) config.userNamespace = context.userNamespaceRange;
   config.cgroupOptions = context.cgroupOptions;

@@ -153,7 +153,7 @@ class CgroupKernel : public ::testing::Test {
   std::vector<fs::path> usedDirs() const {
     if (!isV1()) return {fs::path(kCgroupRoot) / kParent / name_};
     std::vector<fs::path> dirs;
-    for (const char* controller : {"memory", "cpu", "cpuacct", "pids", "freezer"}) {
+    for (const char* controller : {"memory", "cpu", "cpuacct", "pids", "freezer", "devices"}) {
       std::error_code ec;
       fs::path base = fs::canonical(fs::path(kCgroupRoot) / controller, ec);
       if (ec) continue;

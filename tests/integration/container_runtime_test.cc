@@ -447,7 +447,7 @@ TEST_F(ContainerRuntimeTest, ForcedV2OnTheUnifiedMountGroupsKillsAndCleansUp) {
 
 // The v1 hierarchies a container joins (cgroup_v1.cc) and, per pid, the group of each as /proc/PID/cgroup
 // shows it from the host: controllers ("cpu,cpuacct") → path.
-const std::set<std::string> kJoinedV1Controllers = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+const std::set<std::string> kJoinedV1Controllers = {"memory", "cpu", "cpuacct", "pids", "freezer", "devices"};
 
 std::map<std::string, std::string> v1Groups(pid_t pid) {
   std::map<std::string, std::string> groups;
@@ -505,7 +505,7 @@ TEST_F(ContainerRuntimeTest, CgroupV1InitAndExecAreInEveryJoinedHierarchy) {
           EXPECT_EQ(path, starter.at(controllers)) << "pid " << pid << ", hierarchy " << controllers;
         }
       }
-      EXPECT_GE(joined, 4u) << "memory, cpu(acct), pids and freezer: "
+      EXPECT_GE(joined, 5u) << "memory, cpu(acct), pids, freezer and devices: "
                             << readFile(fmt::format("/proc/{}/cgroup", pid));
       const auto tasks = lines(readFile(fs::path("/sys/fs/cgroup/pids") / relative.substr(1) / "tasks"));
       EXPECT_NE(std::ranges::find(tasks, std::to_string(pid)), tasks.end()) << "pid " << pid;

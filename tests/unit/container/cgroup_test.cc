@@ -265,7 +265,7 @@ class CgroupV1Tree : public TempTree {
   }
   std::vector<fs::path> containerDirs(const std::string& name) const {
     std::vector<fs::path> dirs;
-    for (const char* hierarchy : {"memory", "cpu,cpuacct", "pids", "freezer"})
+    for (const char* hierarchy : {"memory", "cpu,cpuacct", "pids", "freezer", "devices"})
       dirs.push_back(root_ / hierarchy / "corral" / name);
     return dirs;
   }
@@ -293,9 +293,12 @@ TEST_F(CgroupV1Tree, CreateWritesEveryControllerAndDestroys) {
   EXPECT_EQ(slurp(cpu / "cpu.cfs_period_us"), "100000");
   EXPECT_EQ(slurp(cpu / "cpu.cfs_quota_us"), "50000");
   EXPECT_EQ(slurp(root_ / "pids" / "corral" / "web-1" / "pids.max"), "64");
-  // Hierarchies that neither limit nor account are not joined (each costs a write at start).
+  // Hierarchies that neither limit nor account nor protect are not joined (each costs a write at start).
   EXPECT_FALSE(fs::exists(root_ / "cpuset" / "corral")) << "cpuset is not joined";
-  EXPECT_FALSE(fs::exists(root_ / "devices" / "corral")) << "devices is not joined";
+  // The device policy: deny all, then the allow list (the stand-in file keeps the last line written).
+  const fs::path devices = root_ / "devices" / "corral" / "web-1";
+  EXPECT_EQ(slurp(devices / "devices.deny"), "a");
+  EXPECT_EQ(slurp(devices / "devices.allow"), "c 136:* rwm");
 
   ASSERT_TRUE((*cgroup)->addProcess(4242));
   for (const auto& dir : containerDirs("web-1")) EXPECT_EQ(slurp(dir / "cgroup.procs"), "4242") << dir;
@@ -360,6 +363,26 @@ TEST_F(CgroupV1Tree, FailureHalfwayRemovesWhatWasMade) {
   EXPECT_FALSE(fs::exists(root_ / "memory" / "corral" / "web-1"));
   EXPECT_FALSE(fs::exists(root_ / "cpu,cpuacct" / "corral" / "web-1"));
   fs::remove(root_ / "pids" / "corral");
+}
+
+TEST(CgroupV1Writes, DevicePolicyDeniesAllThenAllowsEachRule) {
+  EXPECT_EQ(cgroupV1DeviceWrites(
+                {{DeviceType::Char, 1, 3, kDeviceAllAccess}, {DeviceType::Block, {}, {}, kDeviceMknod}}),
+            (std::vector<CgroupFileWrite>{{"devices", "devices.deny", "a"},
+                                          {"devices", "devices.allow", "c 1:3 rwm"},
+                                          {"devices", "devices.allow", "b *:* m"}}));
+  EXPECT_EQ(cgroupV1DeviceWrites({}), (std::vector<CgroupFileWrite>{{"devices", "devices.deny", "a"}}))
+      << "no rule: nothing at all";
+}
+
+TEST_F(CgroupV1Tree, DevicesControllerIsRequired) {
+  fs::remove_all(root_ / "devices");
+  auto cgroup = createCgroup(CgroupMode::Hybrid, "web-1", {}, options());
+  ASSERT_FALSE(cgroup);
+  EXPECT_EQ(cgroup.error().kind(), ErrorKind::Unavailable);
+  EXPECT_NE(cgroup.error().message().find("the \"devices\" cgroup v1 controller is not mounted"),
+            std::string::npos)
+      << cgroup.error().message();
 }
 
 TEST_F(CgroupV1Tree, MissingRequiredControllerIsNamed) {

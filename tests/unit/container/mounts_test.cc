@@ -85,7 +85,7 @@ TEST(MountPlan, ProcSysAndDevAreFreshFilesystemsWithSafeFlags) {
   ASSERT_NE(dev, nullptr);
   EXPECT_EQ(dev->fstype, "tmpfs");
   EXPECT_TRUE(dev->flags & MS_NOSUID);
-  EXPECT_FALSE(dev->flags & MS_NODEV);  // the bound device nodes must work
+  EXPECT_FALSE(dev->flags & MS_NODEV);  // the device nodes made in it must work
 
   const MountEntry* shm = findMount(plan, "/dev/shm");
   ASSERT_NE(shm, nullptr);
@@ -97,24 +97,55 @@ TEST(MountPlan, ProcSysAndDevAreFreshFilesystemsWithSafeFlags) {
     return std::find_if(plan.mounts.begin(), plan.mounts.end(), [&](auto& e) { return e.target == target; }) -
            plan.mounts.begin();
   };
-  EXPECT_LT(position("/dev"), position("/dev/null"));
   EXPECT_LT(position("/dev"), position("/dev/pts"));
   EXPECT_LT(position("/sys"), position("/dev"));
 }
 
-TEST(MountPlan, DevHoldsExactlyTheDockerDeviceNodesBoundFromTheHost) {
+TEST(MountPlan, DevHoldsExactlyTheDockerDeviceNodesMadeByTheChild) {
   MountPlan plan = planFor(defaultInput());
-  std::vector<std::string> bound;
-  for (const auto& entry : plan.mounts) {
-    if (entry.target.starts_with("/dev/") && entry.fstype.empty()) {
-      EXPECT_EQ(entry.flags, static_cast<unsigned long>(MS_BIND)) << entry.target;
-      EXPECT_EQ(entry.create, MountTarget::File) << entry.target;
-      EXPECT_EQ(entry.source, entry.target) << "binds the host's node of the same name";
-      bound.push_back(entry.target);
-    }
+  for (const auto& entry : plan.mounts)
+    EXPECT_FALSE(entry.target.starts_with("/dev/") && entry.fstype.empty())
+        << "no host node is bound: " << entry.target;
+  EXPECT_FALSE(plan.bindDevices) << "mknod: the container's nodes are its own inodes";
+  std::vector<std::string> made;
+  for (const auto& device : plan.devices) {
+    EXPECT_EQ(device.hostPath, plan.rootfs + device.node.path);
+    made.push_back(fmt::format("{} {} {}:{} {:o}", device.node.path, static_cast<char>(device.node.type),
+                               device.node.major, device.node.minor, device.node.mode));
   }
-  EXPECT_EQ(bound, (std::vector<std::string>{"/dev/null", "/dev/zero", "/dev/full", "/dev/random",
-                                             "/dev/urandom", "/dev/tty"}));
+  EXPECT_EQ(made, (std::vector<std::string>{"/dev/null c 1:3 666", "/dev/zero c 1:5 666",
+                                            "/dev/full c 1:7 666", "/dev/random c 1:8 666",
+                                            "/dev/urandom c 1:9 666", "/dev/tty c 5:0 666"}));
+  EXPECT_TRUE(plan.deviceDirectories.empty());
+  EXPECT_EQ(plan.nullDevice, plan.rootfs + "/dev/null") << "masks with the container's node, not the host's";
+
+  // A user namespace may not mknod: the host's nodes are bound instead.
+  MountPlanInput input = defaultInput();
+  input.userNamespace = true;
+  input.mappedIds = 65536;
+  EXPECT_TRUE(planFor(input).bindDevices);
+}
+
+TEST(MountPlan, ExtraDevicesComeAfterTheDefaultsWithTheirDirectories) {
+  MountPlanInput input = defaultInput();
+  input.devices = {
+      DeviceNode{"/dev/net/tun", "/dev/net/tun", DeviceType::Char, 10, 200, 0666, 0, 0, kDeviceRead},
+      DeviceNode{"/dev/a/b/c", "/dev/loop0", DeviceType::Block, 7, 0, 0660, 0, 6, kDeviceAllAccess},
+      DeviceNode{"/dev/net/x", "/dev/fuse", DeviceType::Char, 10, 229, 0666, 0, 0, kDeviceAllAccess}};
+  MountPlan plan = planFor(input);
+  ASSERT_EQ(plan.devices.size(), 6u + 3);
+  EXPECT_EQ(plan.devices[6].node, input.devices[0]);
+  EXPECT_EQ(plan.devices[7].hostPath, plan.rootfs + "/dev/a/b/c");
+  std::vector<std::string> dirs;
+  for (const auto& dir : plan.deviceDirectories) {
+    EXPECT_EQ(dir.hostPath, plan.rootfs + dir.path);
+    dirs.push_back(dir.path);
+  }
+  EXPECT_EQ(dirs, (std::vector<std::string>{"/dev/net", "/dev/a", "/dev/a/b"}));
+  EXPECT_EQ(describeMountFailure(plan, MountStep::MakeDevice, 7),
+            fmt::format("mknod(\"{}/dev/a/b/c\", b 7:0, 0660) and chown to 0:6", plan.rootfs));
+  EXPECT_EQ(describeMountFailure(plan, MountStep::DeviceDirectory, 0),
+            fmt::format("mkdir(\"{}/dev/net\", 0755)", plan.rootfs));
 }
 
 TEST(MountPlan, DevptsIsANewInstanceWithAWorldUsablePtmx) {
@@ -325,7 +356,6 @@ TEST(MountPlan, DockersMaskedAndReadOnlyPaths) {
   }
   EXPECT_EQ(readOnly, (std::vector<std::string>{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                                 "/proc/sysrq-trigger", "/sys/fs/cgroup"}));
-  EXPECT_EQ(plan.nullDevice, "/dev/null");
 }
 
 TEST(MountPlan, RequiresTheMountPointsAndTheContainerManagerDirectory) {

@@ -177,6 +177,23 @@ TEST(ProbeSyscall, ReportsEveryErrnoByName) {
   EXPECT_EQ(nlohmann::json::parse(syscallReport("clone3", -1, ENOSYS))["error"], "ENOSYS");
 }
 
+TEST(ProbeOpenDevice, OpensWithoutMknodAndNamesTheError) {
+  auto null = runProbe({"--open-device", "/dev/null", "rw"});
+  ASSERT_EQ(null.status, 0) << null.err;
+  EXPECT_EQ(nlohmann::json::parse(null.out),
+            (nlohmann::json{{"path", "/dev/null"}, {"mknod", "skipped"}, {"open", ""}}));
+  auto missing = runProbe({"--open-device", "/nonexistent/node", "r"});
+  EXPECT_EQ(nlohmann::json::parse(missing.out)["open"], "ENOENT");
+  for (std::vector<std::string> bad : {std::vector<std::string>{"--open-device", "/dev/null"},
+                                       {"--open-device", "/dev/null", "x"},
+                                       {"--open-device", "/tmp/n", "r", "c", "1"},
+                                       {"--open-device", "/tmp/n", "r", "p", "1", "3"}}) {
+    auto run = runProbe(bad);
+    EXPECT_EQ(run.status, 2) << bad.size();
+    EXPECT_NE(run.err.find("--open-device needs PATH"), std::string::npos) << run.err;
+  }
+}
+
 TEST(ProbeUsage, BadArgumentsExitNonZeroWithAMessage) {
   auto unknownSyscall = runProbe({"--syscall", "reboot"});
   EXPECT_EQ(unknownSyscall.status, 2);

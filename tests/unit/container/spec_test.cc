@@ -83,6 +83,13 @@ TEST_F(SpecTest, ValidSpecBuildsTheRuntimeConfig) {
   ASSERT_TRUE(config) << config.error().message();
   EXPECT_EQ(config->hostname, "other");
   EXPECT_EQ(config->argv, (std::vector<std::string>{"echo", "hi"}));
+  // A host device: its node in /dev (the host's numbers) and, through it, its allow rule.
+  s.devices = {"/dev/null:/dev/sink:rw"};
+  config = toContainerConfig(s, context_);
+  ASSERT_TRUE(config) << config.error().message();
+  ASSERT_EQ(config->devices.size(), 1u);
+  EXPECT_EQ(config->devices[0], (DeviceNode{"/dev/sink", "/dev/null", DeviceType::Char, 1, 3, 0666, 0, 0,
+                                            kDeviceRead | kDeviceWrite}));
   // Nothing is created by validation.
   EXPECT_FALSE(std::filesystem::exists(root_ / "containers"));
 }
@@ -142,6 +149,18 @@ TEST_F(SpecTest, EveryBadFieldIsNamed) {
   EXPECT_EQ(with([](InstanceSpec& s) { s.hostname = "bad_host"; }), "hostname");
   EXPECT_EQ(with([](InstanceSpec& s) { s.hostname = std::string(64, 'a'); }), "hostname");
   EXPECT_EQ(with([](InstanceSpec& s) { s.command = {""}; }), "command[0]");
+  EXPECT_EQ(with([](InstanceSpec& s) {
+              s.devices = {"/dev/null:/dev/a", "/dev/nonexistent-device"};
+            }),
+            "devices[1]");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.devices = {"/etc/passwd"}; }), "devices[0]") << "not a device";
+  EXPECT_EQ(with([](InstanceSpec& s) { s.devices = {"/dev/null:/dev/a:rwx"}; }), "devices[0]");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.devices = {"/dev/null:/tmp/a"}; }), "devices[0]");
+  EXPECT_EQ(with([](InstanceSpec& s) {
+              s.devices = {"/dev/null:/dev/a", "/dev/zero:/dev/a"};
+            }),
+            "devices[1]")
+      << "one container path twice";
   EXPECT_EQ(with([](InstanceSpec&) {}), "");
 }
 
