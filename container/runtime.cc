@@ -56,6 +56,7 @@ enum class ChildStep : int32_t {
   Mounts,  // detail in mountStep/index
   WorkingDir,
   Hostname,
+  Loopback,
   Stdio,
   DropCapabilities,
   NoNewPrivs,
@@ -269,8 +270,9 @@ int becomeRootInChild() {
 // The container's init, from clone() to execve. It is already in its new user (if any), pid, mount,
 // uts, ipc and net namespaces (and, on v2, in its cgroup). Order (STYLE.md): wait for "go" (id maps and
 // network are done) → join the v1 cgroups → private "/" + rootfs bind → become root of the user ns → cgroup
-// ns → mounts → pivot_root → hostname → stdio → capabilities → no_new_privs → seccomp → execve. Only system
-// calls here: the address space is a copy of a possibly multithreaded parent, so malloc's locks may be held.
+// ns → mounts → pivot_root → hostname → loopback up → stdio → capabilities → no_new_privs → seccomp →
+// execve. Only system calls here: the address space is a copy of a possibly multithreaded parent, so
+// malloc's locks may be held.
 int containerInitMain(void* arg) {
   const InitChildContext& ctx = *static_cast<const InitChildContext*>(arg);
   const int fd = ctx.syncFd;
@@ -313,6 +315,8 @@ int containerInitMain(void* arg) {
   if (::chdir(ctx.workingDir->c_str()) != 0) childFail(fd, ChildStep::WorkingDir, errno);
   if (::sethostname(ctx.hostname->data(), ctx.hostname->size()) != 0)
     childFail(fd, ChildStep::Hostname, errno);
+  // A new network namespace starts with lo down; the parent's hook may have plugged in more, or nothing.
+  if (int err = bringUpLoopbackInChild()) childFail(fd, ChildStep::Loopback, err);
   lockDownAndExecInChild(ctx.lockdown);
 }
 
@@ -381,7 +385,6 @@ class ChildGuard {
  private:
   pid_t pid_ = -1;
 };
-
 
 class ChildStack {
  public:
@@ -455,6 +458,8 @@ std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecor
       return fmt::format("chdir(\"{}\")", workingDir);
     case ChildStep::Hostname:
       return fmt::format("sethostname(\"{}\")", hostname);
+    case ChildStep::Loopback:
+      return "ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)";
     case ChildStep::Stdio:
       return "dup2(stdio)";
     case ChildStep::DropCapabilities:

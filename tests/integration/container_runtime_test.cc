@@ -569,6 +569,18 @@ TEST_F(ContainerRuntimeTest, DefaultSeccompRefusesUnshareAndMount) {
   EXPECT_EQ(statusField(output.text, "NoNewPrivs", 10), 1u);
 }
 
+// Without any network hook (no --subnet) the container's own loopback is up: 127.0.0.1 answers.
+TEST_F(ContainerRuntimeTest, LoopbackIsUpWithoutANetwork) {
+  ContainerConfig c =
+      config({"sh", "-c", "cat /sys/class/net/lo/flags; ping -c1 -W2 127.0.0.1 >/dev/null; echo ping=$?"});
+  Output output = run(c);
+  EXPECT_EQ(output.exitCode(), 0) << output.text;
+  auto got = lines(output.text);
+  ASSERT_EQ(got.size(), 2u) << output.text;
+  EXPECT_TRUE(std::stoul(got[0], nullptr, 16) & 0x1) << "IFF_UP not set on lo: " << output.text;
+  EXPECT_EQ(got[1], "ping=0") << output.text;
+}
+
 TEST_F(ContainerRuntimeTest, UnconfinedHasNoFilter) {
   ContainerConfig c = config({"cat", "/proc/self/status"});
   c.seccomp = unconfinedProfile();
