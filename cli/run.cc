@@ -96,7 +96,7 @@ void addRunOptions(po::options_description& options) {
       ("cap-drop", po::value<std::vector<std::string>>()->value_name("CAP"),
        "drop a capability from the default set, or ALL (repeatable)")  //
       ("seccomp", po::value<std::string>()->value_name("PROFILE"),
-       "default (blocks syscalls a container never needs), unconfined, or a JSON profile's path")  //
+       "default (Docker's allow list: other syscalls fail), unconfined, or a JSON profile's path")  //
       ("user-ns", "a user namespace: root inside is an unprivileged user on the host")             //
       ("subnet", po::value<std::string>()->value_name("SUBNET"),
        "plug it into this subnet (its floor's switch); without it the instance has only loopback")  //

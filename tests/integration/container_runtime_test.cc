@@ -569,6 +569,50 @@ TEST_F(ContainerRuntimeTest, DefaultSeccompRefusesUnshareAndMount) {
   EXPECT_EQ(statusField(output.text, "NoNewPrivs", 10), 1u);
 }
 
+// The default profile is an allow list: io_uring (in the table, not allowed) is EPERM; a syscall newer than
+// the table (statmount, Linux 6.8) is ENOSYS where the kernel would run it. Unconfined, the same probe
+// calls reach the kernel, which is what makes the first two answers the filter's.
+TEST_F(ContainerRuntimeTest, DefaultSeccompIsAnAllowList) {
+  auto syscallReport = [&](const SeccompProfile& profile, const char* name) {
+    ContainerConfig c = config({"/usr/bin/corral-probe", "--syscall", name});
+    c.seccomp = profile;
+    return probe(c);
+  };
+  const SeccompProfile profile = dockerDefaultProfile(dockerDefaultCapabilities());
+  json ioUring = syscallReport(profile, "io_uring_setup");
+  EXPECT_EQ(ioUring["result"], -1) << ioUring.dump();
+  EXPECT_EQ(ioUring["error"], "EPERM") << ioUring.dump();
+  json newer = syscallReport(profile, "statmount");
+  EXPECT_EQ(newer["result"], -1) << newer.dump();
+  EXPECT_EQ(newer["error"], "ENOSYS") << newer.dump();
+
+  json ioUringUnconfined = syscallReport(unconfinedProfile(), "io_uring_setup");
+  EXPECT_NE(ioUringUnconfined["error"], "ENOSYS")
+      << "this kernel has no io_uring: " << ioUringUnconfined.dump();
+  if (readFile("/proc/sys/kernel/io_uring_disabled").starts_with("0")) {
+    EXPECT_EQ(ioUringUnconfined["error"], "EFAULT") << ioUringUnconfined.dump();
+  }
+  json newerUnconfined = syscallReport(unconfinedProfile(), "statmount");
+  if (newerUnconfined["error"] == "ENOSYS") {
+    ADD_FAILURE() << "this kernel predates statmount (6.8): the ENOSYS above proves nothing here";
+  } else {
+    EXPECT_EQ(newerUnconfined["error"], "EFAULT") << newerUnconfined.dump();
+  }
+}
+
+// What busybox does every day still works under the allow list: a shell, ls, ps, ping on lo, sleep, a
+// fork, a pipe.
+TEST_F(ContainerRuntimeTest, BusyboxWorksUnderTheDefaultProfile) {
+  ContainerConfig c =
+      config({"sh", "-c",
+              "ls -l / >/dev/null && ps >/dev/null && ping -c1 -W2 127.0.0.1 >/dev/null && "
+              "sleep 0.1 && echo hi | grep -q hi && date >/dev/null && (cat /etc/hostname) && "
+              "echo done"});
+  Output output = run(c);
+  EXPECT_EQ(output.exitCode(), 0) << output.text;
+  EXPECT_EQ(output.text, "web-1\ndone\n");
+}
+
 // Without any network hook (no --subnet) the container's own loopback is up: 127.0.0.1 answers.
 TEST_F(ContainerRuntimeTest, LoopbackIsUpWithoutANetwork) {
   ContainerConfig c =
