@@ -78,6 +78,7 @@ struct MountPlanInput {
   std::string hostname;
   std::optional<std::string> ipAddress;
   std::vector<std::string> nameservers;
+  std::string initBinary;  // non-empty: bound read-only (a file) at /dev/init
 };
 
 struct MountPlan {

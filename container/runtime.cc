@@ -175,6 +175,14 @@ std::vector<std::string> mergeEnvironment(const std::vector<std::string>& base,
   return merged;
 }
 
+// What PID 1 runs: the command, or with --init the reaper in front of it.
+std::vector<std::string> initArgv(const ContainerConfig& config) {
+  if (config.initBinary.empty()) return config.argv;
+  std::vector<std::string> argv = {kInitPath, "--"};
+  argv.insert(argv.end(), config.argv.begin(), config.argv.end());
+  return argv;
+}
+
 Status validateCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   if (argv.empty() || argv.front().empty()) return fail(invalidField("argv", "argv: a command is required"));
   for (size_t i = 0; i < env.size(); ++i) {
@@ -548,6 +556,10 @@ Status validateConfig(const ContainerConfig& config) {
     return fail(
         invalidField("hostname", "hostname \"{}\" is longer than {} characters", hostname, HOST_NAME_MAX));
   }
+  if (!config.initBinary.empty() && !config.initBinary.is_absolute()) {
+    return fail(
+        invalidField("init", "the init binary \"{}\" is not an absolute path", config.initBinary.string()));
+  }
   if (config.workingDir.empty() || config.workingDir.front() != '/') {
     return fail(invalidField("working_dir", "working_dir \"{}\" is not an absolute path", config.workingDir));
   }
@@ -761,13 +773,14 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   planInput.hostname = hostname;
   planInput.ipAddress = config.ipAddress;
   planInput.nameservers = config.nameservers;
+  planInput.initBinary = config.initBinary.string();
   auto plan = buildMountPlan(planInput);
   if (!plan) return fail(plan.error());
   auto capabilities = capabilityNumbers(config.capabilities);
   if (!capabilities) return fail(capabilities.error());
   auto seccomp = compileSeccomp(config.seccomp);
   if (!seccomp) return fail(seccomp.error());
-  ExecImage image = prepareExecImage(config.argv, config.env);
+  ExecImage image = prepareExecImage(initArgv(config), config.env);
   auto stdioFds = openStdio(stdio);
   if (!stdioFds) return fail(stdioFds.error());
   auto sync = makeSyncPair();

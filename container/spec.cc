@@ -46,7 +46,6 @@ Status validateEnv(const std::vector<std::string>& env) {
   return {};
 }
 
-
 Result<uint32_t> cpuMillis(double cpus) {
   long online = ::sysconf(_SC_NPROCESSORS_ONLN);
   double limit = std::min(kMaxCpus, online > 0 ? static_cast<double>(online) : kMaxCpus);
@@ -179,6 +178,13 @@ Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const Valida
   config.seccomp = std::move(*seccomp);
 
   if (spec.userNamespace) config.userNamespace = context.userNamespaceRange;
+  if (spec.init) {
+    std::error_code statError;
+    if (context.reaperPath.empty() || !std::filesystem::is_regular_file(context.reaperPath, statError))
+      return fail(invalidField("init", "corrald has no reaper binary at \"{}\" (see corrald --reaper)",
+                               context.reaperPath.string()));
+    config.initBinary = context.reaperPath;
+  }
   config.cgroupOptions = context.cgroupOptions;
   return config;
 }

@@ -67,6 +67,8 @@ Result<VmPlan> toVmPlan(const container::InstanceSpec& spec, const VmValidationC
   if (spec.seccomp != "default")
     return fail(invalidField("seccomp", "seccomp profiles are for containers; a VM has its own kernel"));
   if (spec.userNamespace) return fail(invalidField("user_namespace", "user namespaces are for containers"));
+  if (spec.init)
+    return fail(invalidField("init", "a VM's PID 1 is corral-init already; --init is for containers"));
 
   if (Status ok = net::validateName(spec.image, "image"); !ok) return fail(ok.error());
   const std::filesystem::path vmDir = context.imageDir / spec.image / "vm";

@@ -625,6 +625,30 @@ TEST_F(ContainerRuntimeTest, LoopbackIsUpWithoutANetwork) {
   EXPECT_EQ(got[1], "ping=0") << output.text;
 }
 
+// With initBinary the reaper is PID 1 and the command its child; a TERM sent to the container's init
+// (what corrald's stop does) reaches the command.
+TEST_F(ContainerRuntimeTest, InitForwardsTermAndReapsOrphans) {
+  ContainerConfig c = config({"sh", "-c",
+                              "echo ppid=$PPID; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+                              "trap 'echo term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"});
+  c.initBinary = CORRAL_REAPER_PATH;
+  int pipeFds[2];
+  ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  auto container = startContainer(c, Stdio{-1, writeEnd.get(), -1});
+  writeEnd.reset();
+  ASSERT_TRUE(container) << container.error().message();
+  std::string text = readFrom(readEnd.get(), "ready\n");
+  ASSERT_EQ(::kill(container->pid(), SIGTERM), 0);
+  text += readFrom(readEnd.get());
+  int status = 0;
+  ASSERT_EQ(::waitpid(container->pid(), &status, 0), container->pid());
+  ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status) << "; " << text;
+  EXPECT_EQ(WEXITSTATUS(status), 42) << text;
+  EXPECT_NE(text.find("ppid=1\n/dev/init -- sh -c"), std::string::npos) << text;
+  EXPECT_NE(text.find("term\n"), std::string::npos) << text;
+}
+
 TEST_F(ContainerRuntimeTest, UnconfinedHasNoFilter) {
   ContainerConfig c = config({"cat", "/proc/self/status"});
   c.seccomp = unconfinedProfile();

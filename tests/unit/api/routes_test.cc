@@ -79,8 +79,8 @@ auto fields(const DeleteNetworkAclRule& r) {
 }
 auto fields(const container::InstanceSpec& s) {
   return std::tie(s.name, s.kind, s.image, s.command, s.env, s.hostname, s.memory, s.cpus, s.pids, s.capAdd,
-                  s.capDrop, s.seccomp, s.userNamespace, s.removeOnExit, s.kernel, s.initrd, s.subnet, s.ip,
-                  s.securityGroups, s.publish, s.publicIp, s.publicAddress);
+                  s.capDrop, s.seccomp, s.userNamespace, s.init, s.removeOnExit, s.kernel, s.initrd, s.subnet,
+                  s.ip, s.securityGroups, s.publish, s.publicIp, s.publicAddress);
 }
 auto fields(const RunInstance& r) {
   return fields(r.spec);
@@ -220,6 +220,7 @@ std::vector<Request> everyAlternative() {
   full.capDrop = {"ALL"};
   full.seccomp = "unconfined";
   full.userNamespace = true;
+  full.init = true;
   full.removeOnExit = true;
   full.subnet = "web";
   full.ip = "10.0.1.10";

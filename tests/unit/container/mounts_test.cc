@@ -106,7 +106,7 @@ TEST(MountPlan, DevHoldsExactlyTheDockerDeviceNodesBoundFromTheHost) {
   MountPlan plan = planFor(defaultInput());
   std::vector<std::string> bound;
   for (const auto& entry : plan.mounts) {
-    if (entry.target.starts_with("/dev/") && entry.fstype.empty()) {
+    if (entry.target.starts_with("/dev/") && entry.fstype.empty() && entry.target != "/dev/init") {
       EXPECT_EQ(entry.flags, static_cast<unsigned long>(MS_BIND)) << entry.target;
       EXPECT_EQ(entry.create, MountTarget::File) << entry.target;
       EXPECT_EQ(entry.source, entry.target) << "binds the host's node of the same name";
@@ -115,6 +115,23 @@ TEST(MountPlan, DevHoldsExactlyTheDockerDeviceNodesBoundFromTheHost) {
   }
   EXPECT_EQ(bound, (std::vector<std::string>{"/dev/null", "/dev/zero", "/dev/full", "/dev/random",
                                              "/dev/urandom", "/dev/tty"}));
+}
+
+TEST(MountPlan, InitBinaryIsBoundReadOnlyAtDevInitOnlyWhenAsked) {
+  EXPECT_EQ(findMount(planFor(defaultInput()), "/dev/init"), nullptr);
+  MountPlanInput input = defaultInput();
+  input.initBinary = "/usr/lib/corral/corral-reaper";
+  MountPlan plan = planFor(input);
+  const MountEntry* init = findMount(plan, "/dev/init");
+  ASSERT_NE(init, nullptr);
+  EXPECT_EQ(init->source, "/usr/lib/corral/corral-reaper");
+  EXPECT_EQ(init->flags, static_cast<unsigned long>(MS_BIND | MS_RDONLY));
+  EXPECT_EQ(init->create, MountTarget::File);
+  EXPECT_EQ(init->hostTarget, plan.rootfs + "/dev/init");
+  // On the container's own /dev tmpfs, mounted before it.
+  const MountEntry* dev = findMount(plan, "/dev");
+  ASSERT_NE(dev, nullptr);
+  EXPECT_LT(dev, init);
 }
 
 TEST(MountPlan, DevptsIsANewInstanceWithAWorldUsablePtmx) {

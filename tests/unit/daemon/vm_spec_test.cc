@@ -124,6 +124,9 @@ TEST_F(VmSpecTest, RefusesContainerOnlyFieldsByName) {
   s.userNamespace = true;
   EXPECT_EQ(refusedField(s), "user_namespace");
   s = spec();
+  s.init = true;
+  EXPECT_EQ(refusedField(s), "init");
+  s = spec();
   s.hostname = "-bad-";
   EXPECT_EQ(refusedField(s), "hostname");
   s = spec();
