@@ -462,6 +462,7 @@ void readSpec(BodyFields& f, container::InstanceSpec& s) {
   f.optional("seccomp", s.seccomp);
   f.optional("user_namespace", s.userNamespace);
   f.optional("devices", s.devices);
+  f.optional("init", s.init);
   f.optional("remove_on_exit", s.removeOnExit);
   f.optional("kernel", s.kernel);
   f.optional("initrd", s.initrd);
@@ -474,17 +475,12 @@ void readSpec(BodyFields& f, container::InstanceSpec& s) {
 }
 
 json specJson(const container::InstanceSpec& s) {
-  json body = {{"name", s.name},
-               {"kind", s.kind},
-               {"image", s.image},
-               {"command", s.command},
-               {"env", s.env},
-               {"hostname", s.hostname},
-               {"cap_add", s.capAdd},
-               {"cap_drop", s.capDrop},
-               {"seccomp", s.seccomp},
-               {"user_namespace", s.userNamespace},
-               {"remove_on_exit", s.removeOnExit}};
+  json body = {{"name", s.name},       {"kind", s.kind},
+               {"image", s.image},     {"command", s.command},
+               {"env", s.env},         {"hostname", s.hostname},
+               {"cap_add", s.capAdd},  {"cap_drop", s.capDrop},
+               {"seccomp", s.seccomp}, {"user_namespace", s.userNamespace},
+               {"init", s.init},       {"remove_on_exit", s.removeOnExit}};
   if (!s.kernel.empty()) body["kernel"] = s.kernel;
   if (!s.initrd.empty()) body["initrd"] = s.initrd;
   if (!s.devices.empty()) body["devices"] = s.devices;

@@ -142,6 +142,7 @@ void printInstance(const json& instance) {
       {"seccomp", displayText(field(spec, "seccomp"))},
       {"user namespace",
        field(spec, "user_namespace") == true ? "yes (root inside is an unprivileged user outside)" : "no"},
+      {"init", field(spec, "init") == true ? "yes (corral-reaper is PID 1, the command its child)" : "no"},
       {"remove on exit", displayText(field(spec, "remove_on_exit"))},
       {"created", displayTime(field(instance, "created_at"))},
       {"started", displayTime(field(instance, "started_at"))},

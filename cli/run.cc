@@ -57,6 +57,7 @@ container::InstanceSpec specFromFlags(const Invocation& invocation) {
   spec.seccomp = invocation.value("seccomp").value_or("default");
   spec.userNamespace = invocation.flag("user-ns");
   spec.devices = values(invocation, "device");
+  spec.init = invocation.flag("init");
   spec.subnet = invocation.value("subnet").value_or("");
   spec.ip = invocation.value("ip").value_or("");
   spec.securityGroups = values(invocation, "sg");
@@ -97,11 +98,12 @@ void addRunOptions(po::options_description& options) {
       ("cap-drop", po::value<std::vector<std::string>>()->value_name("CAP"),
        "drop a capability from the default set, or ALL (repeatable)")  //
       ("seccomp", po::value<std::string>()->value_name("PROFILE"),
-       "default (blocks syscalls a container never needs), unconfined, or a JSON profile's path")  //
+       "default (Docker's allow list: other syscalls fail), unconfined, or a JSON profile's path")  //
       ("user-ns", "a user namespace: root inside is an unprivileged user on the host")             //
       ("device", po::value<std::vector<std::string>>()->value_name("HOST[:CONTAINER][:PERMS]"),
        "give the container a host device, e.g. /dev/fuse or /dev/fuse:/dev/fuse:rw (PERMS of rwm, default "
        "rwm; repeatable); every other device stays closed")  //
+      ("init", "run a tiny init as PID 1 that forwards signals and reaps orphaned zombies")       //
       ("subnet", po::value<std::string>()->value_name("SUBNET"),
        "plug it into this subnet (its floor's switch); without it the instance has only loopback")  //
       ("ip", po::value<std::string>()->value_name("A.B.C.D"),
@@ -231,7 +233,7 @@ Command runCommand() {
       {},
       "[--container | --vm] [--image IMAGE] [--kernel PATH] [--initrd PATH] [--name NAME] [--memory SIZE] "
       "[--cpus N] [--pids N] [--hostname H] "
-      "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] "
+      "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] [--init] "
       "[--subnet SUBNET [--ip A.B.C.D] [--sg GROUP]... [--publish PORT:PORT]... [--public-ip]] [--rm] [-d] "
       "-- CMD [ARGS...]",
       addRunOptions, runInstance);

@@ -171,6 +171,9 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
   }
   plan.bindDevices = input.userNamespace;
   plan.nullDevice = plan.rootfs + "/dev/null";
+  // On our own /dev tmpfs, so the image needs no place for it and its writable layer gets nothing.
+  if (!input.initBinary.empty())
+    add(input.initBinary, "/dev/init", "", MS_BIND | MS_RDONLY, "", MountTarget::File);
   // gid 5 is "tty" in every distribution; it must be mapped for the mount to succeed in a user namespace.
   std::string ptsData = "newinstance,ptmxmode=0666,mode=0620";
   if (!input.userNamespace || input.mappedIds > 5) ptsData += ",gid=5";

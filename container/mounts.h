@@ -81,6 +81,7 @@ struct MountPlanInput {
   std::vector<std::string> nameservers;
   // Device nodes beyond the defaults (defaultDeviceNodes()), already checked (deviceNodeFromHost).
   std::vector<DeviceNode> devices;
+  std::string initBinary;  // non-empty: bound read-only (a file) at /dev/init
 };
 
 // A device node of the plan and where it goes before pivot_root.

@@ -4,10 +4,14 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <net/if.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace corral::container {
 namespace {
@@ -71,6 +75,22 @@ int joinNamespacesInChild(const std::vector<NamespaceFd>& namespaces, size_t* fa
     }
   }
   return 0;
+}
+
+int bringUpLoopbackInChild() {
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  ifreq request{};
+  std::memcpy(request.ifr_name, "lo", 3);
+  int err = 0;
+  if (::ioctl(fd, SIOCGIFFLAGS, &request) != 0) {
+    err = errno;
+  } else if (!(request.ifr_flags & IFF_UP)) {
+    request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
+    if (::ioctl(fd, SIOCSIFFLAGS, &request) != 0) err = errno;
+  }
+  ::close(fd);
+  return err;
 }
 
 }  // namespace corral::container

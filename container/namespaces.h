@@ -38,4 +38,9 @@ Result<std::vector<NamespaceFd>> openNamespacesFromParent(pid_t pid, bool userNa
 // setns(2) on each in order. Returns 0, or the errno with `*failedIndex` set. Does not allocate.
 int joinNamespacesInChild(const std::vector<NamespaceFd>& namespaces, size_t* failedIndex);
 
+// In the child, in its new network namespace, with CAP_NET_ADMIN there: sets IFF_UP on "lo"
+// (SIOCGIFFLAGS/SIOCSIFFLAGS on an AF_INET socket), so 127.0.0.1 works with or without any other
+// interface. Returns 0 or an errno; does not allocate.
+int bringUpLoopbackInChild();
+
 }  // namespace corral::container

@@ -57,6 +57,7 @@ enum class ChildStep : int32_t {
   Mounts,  // detail in mountStep/index
   WorkingDir,
   Hostname,
+  Loopback,
   Stdio,
   DropCapabilities,
   NoNewPrivs,
@@ -175,6 +176,14 @@ std::vector<std::string> mergeEnvironment(const std::vector<std::string>& base,
   return merged;
 }
 
+// What PID 1 runs: the command, or with --init the reaper in front of it.
+std::vector<std::string> initArgv(const ContainerConfig& config) {
+  if (config.initBinary.empty()) return config.argv;
+  std::vector<std::string> argv = {kInitPath, "--"};
+  argv.insert(argv.end(), config.argv.begin(), config.argv.end());
+  return argv;
+}
+
 Status validateCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   if (argv.empty() || argv.front().empty()) return fail(invalidField("argv", "argv: a command is required"));
   for (size_t i = 0; i < env.size(); ++i) {
@@ -271,8 +280,9 @@ int becomeRootInChild() {
 // The container's init, from clone() to execve. It is already in its new user (if any), pid, mount,
 // uts, ipc and net namespaces (and, on v2, in its cgroup). Order (STYLE.md): wait for "go" (id maps and
 // network are done) → join the v1 cgroups → private "/" + rootfs bind → become root of the user ns → cgroup
-// ns → mounts → pivot_root → hostname → stdio → capabilities → no_new_privs → seccomp → execve. Only system
-// calls here: the address space is a copy of a possibly multithreaded parent, so malloc's locks may be held.
+// ns → mounts → pivot_root → hostname → loopback up → stdio → capabilities → no_new_privs → seccomp →
+// execve. Only system calls here: the address space is a copy of a possibly multithreaded parent, so
+// malloc's locks may be held.
 int containerInitMain(void* arg) {
   const InitChildContext& ctx = *static_cast<const InitChildContext*>(arg);
   const int fd = ctx.syncFd;
@@ -319,6 +329,8 @@ int containerInitMain(void* arg) {
   if (::chdir(ctx.workingDir->c_str()) != 0) childFail(fd, ChildStep::WorkingDir, errno);
   if (::sethostname(ctx.hostname->data(), ctx.hostname->size()) != 0)
     childFail(fd, ChildStep::Hostname, errno);
+  // A new network namespace starts with lo down; the parent's hook may have plugged in more, or nothing.
+  if (int err = bringUpLoopbackInChild()) childFail(fd, ChildStep::Loopback, err);
   lockDownAndExecInChild(ctx.lockdown);
 }
 
@@ -387,7 +399,6 @@ class ChildGuard {
  private:
   pid_t pid_ = -1;
 };
-
 
 class ChildStack {
  public:
@@ -461,6 +472,8 @@ std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecor
       return fmt::format("chdir(\"{}\")", workingDir);
     case ChildStep::Hostname:
       return fmt::format("sethostname(\"{}\")", hostname);
+    case ChildStep::Loopback:
+      return "ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)";
     case ChildStep::Stdio:
       return "dup2(stdio)";
     case ChildStep::DropCapabilities:
@@ -548,6 +561,10 @@ Status validateConfig(const ContainerConfig& config) {
   if (hostname.size() > HOST_NAME_MAX) {
     return fail(
         invalidField("hostname", "hostname \"{}\" is longer than {} characters", hostname, HOST_NAME_MAX));
+  }
+  if (!config.initBinary.empty() && !config.initBinary.is_absolute()) {
+    return fail(
+        invalidField("init", "the init binary \"{}\" is not an absolute path", config.initBinary.string()));
   }
   if (config.workingDir.empty() || config.workingDir.front() != '/') {
     return fail(invalidField("working_dir", "working_dir \"{}\" is not an absolute path", config.workingDir));
@@ -763,13 +780,14 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   planInput.ipAddress = config.ipAddress;
   planInput.nameservers = config.nameservers;
   planInput.devices = config.devices;
+  planInput.initBinary = config.initBinary.string();
   auto plan = buildMountPlan(planInput);
   if (!plan) return fail(plan.error());
   auto capabilities = capabilityNumbers(config.capabilities);
   if (!capabilities) return fail(capabilities.error());
   auto seccomp = compileSeccomp(config.seccomp);
   if (!seccomp) return fail(seccomp.error());
-  ExecImage image = prepareExecImage(config.argv, config.env);
+  ExecImage image = prepareExecImage(initArgv(config), config.env);
   auto stdioFds = openStdio(stdio);
   if (!stdioFds) return fail(stdioFds.error());
   auto sync = makeSyncPair();

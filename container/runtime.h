@@ -48,7 +48,12 @@ struct ContainerConfig {
   SeccompProfile seccomp;
   std::optional<IdMapping> userNamespace;
   CgroupOptions cgroupOptions;
+  // Non-empty: this host binary (corral-reaper) is bound read-only at kInitPath and runs as PID 1 with
+  // "--" and argv after it; it forwards signals to the command and reaps orphans.
+  std::filesystem::path initBinary;
 };
+
+inline constexpr const char* kInitPath = "/dev/init";  // where --init's reaper appears (as in Podman)
 
 // How long each step took, for the instance's boot record (API request → ready is the daemon's job).
 struct StartTimings {

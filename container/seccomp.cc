@@ -1,5 +1,6 @@
-// Seccomp: Docker's default policy as a deny list, OCI/Docker JSON profiles, compiling a profile to BPF with
-// libseccomp in the parent and installing the program in the child without allocating.
+// Seccomp: Docker's default policy as an allow list, OCI/Docker JSON profiles, compiling a profile to BPF
+// with libseccomp (plus an ENOSYS stub for syscalls newer than the profile) in the parent and installing
+// the program in the child without allocating.
 #include "container/seccomp.h"
 
 #include <fcntl.h>
@@ -16,8 +17,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -30,60 +35,162 @@ using nlohmann::json;
 
 constexpr int kEperm = EPERM;
 
-// Docker's default.json, seen as what its allow list leaves out (on a kernel >= 4.8, where Docker allows
-// ptrace and process_vm_* to every container). Each group is re-enabled by the capability Docker names in
-// its "includes.caps" for those syscalls; the first group has no capability that re-enables it.
+// Docker's default.json (moby profiles/seccomp/default.json) as seen on x86-64: what every container
+// may call. Since moby 25 it leaves out io_uring_setup/enter/register (io_uring has been a steady source
+// of kernel bugs reachable from containers); the newest entries (cachestat .. futex_requeue) are moby's
+// later additions. Names this libseccomp does not know are skipped when compiling.
+const std::vector<const char*>& dockerAllowedSyscalls() {
+  static const std::vector<const char*> names = {
+      "accept", "accept4", "access", "adjtimex", "alarm", "bind", "brk", "cachestat", "capget", "capset",
+      "chdir", "chmod", "chown", "chown32", "clock_adjtime", "clock_adjtime64", "clock_getres",
+      "clock_getres_time64", "clock_gettime", "clock_gettime64", "clock_nanosleep", "clock_nanosleep_time64",
+      "close", "close_range", "connect", "copy_file_range", "creat", "dup", "dup2", "dup3", "epoll_create",
+      "epoll_create1", "epoll_ctl", "epoll_ctl_old", "epoll_pwait", "epoll_pwait2", "epoll_wait",
+      "epoll_wait_old", "eventfd", "eventfd2", "execve", "execveat", "exit", "exit_group", "faccessat",
+      "faccessat2", "fadvise64", "fadvise64_64", "fallocate", "fanotify_mark", "fchdir", "fchmod", "fchmodat",
+      "fchmodat2", "fchown", "fchown32", "fchownat", "fcntl", "fcntl64", "fdatasync", "fgetxattr",
+      "flistxattr", "flock", "fork", "fremovexattr", "fsetxattr", "fstat", "fstat64", "fstatat64", "fstatfs",
+      "fstatfs64", "fsync", "ftruncate", "ftruncate64", "futex", "futex_requeue", "futex_time64",
+      "futex_wait", "futex_waitv", "futex_wake", "futimesat", "getcpu", "getcwd", "getdents", "getdents64",
+      "getegid", "getegid32", "geteuid", "geteuid32", "getgid", "getgid32", "getgroups", "getgroups32",
+      "getitimer", "getpeername", "getpgid", "getpgrp", "getpid", "getppid", "getpriority", "getrandom",
+      "getresgid", "getresgid32", "getresuid", "getresuid32", "getrlimit", "get_robust_list", "getrusage",
+      "getsid", "getsockname", "getsockopt", "get_thread_area", "gettid", "gettimeofday", "getuid",
+      "getuid32", "getxattr", "inotify_add_watch", "inotify_init", "inotify_init1", "inotify_rm_watch",
+      "io_cancel", "ioctl", "io_destroy", "io_getevents", "io_pgetevents", "io_pgetevents_time64",
+      "ioprio_get", "ioprio_set", "io_setup", "io_submit", "ipc", "kill", "landlock_add_rule",
+      "landlock_create_ruleset", "landlock_restrict_self", "lchown", "lchown32", "lgetxattr", "link",
+      "linkat", "listen", "listxattr", "llistxattr", "_llseek", "lremovexattr", "lseek", "lsetxattr", "lstat",
+      "lstat64", "madvise", "map_shadow_stack", "membarrier", "memfd_create", "memfd_secret", "mincore",
+      "mkdir", "mkdirat", "mknod", "mknodat", "mlock", "mlock2", "mlockall", "mmap", "mmap2", "mprotect",
+      "mq_getsetattr", "mq_notify", "mq_open", "mq_timedreceive", "mq_timedreceive_time64", "mq_timedsend",
+      "mq_timedsend_time64", "mq_unlink", "mremap", "msgctl", "msgget", "msgrcv", "msgsnd", "msync",
+      "munlock", "munlockall", "munmap", "nanosleep", "newfstatat", "_newselect", "open", "openat", "openat2",
+      "pause", "pidfd_open", "pidfd_send_signal", "pipe", "pipe2", "pkey_alloc", "pkey_free", "pkey_mprotect",
+      "poll", "ppoll", "ppoll_time64", "prctl", "pread64", "preadv", "preadv2", "prlimit64",
+      "process_mrelease", "pselect6", "pselect6_time64", "pwrite64", "pwritev", "pwritev2", "read",
+      "readahead", "readlink", "readlinkat", "readv", "recv", "recvfrom", "recvmmsg", "recvmmsg_time64",
+      "recvmsg", "remap_file_pages", "removexattr", "rename", "renameat", "renameat2", "restart_syscall",
+      "rmdir", "rseq", "rt_sigaction", "rt_sigpending", "rt_sigprocmask", "rt_sigqueueinfo", "rt_sigreturn",
+      "rt_sigsuspend", "rt_sigtimedwait", "rt_sigtimedwait_time64", "rt_tgsigqueueinfo", "sched_getaffinity",
+      "sched_getattr", "sched_getparam", "sched_get_priority_max", "sched_get_priority_min",
+      "sched_getscheduler", "sched_rr_get_interval", "sched_rr_get_interval_time64", "sched_setaffinity",
+      "sched_setattr", "sched_setparam", "sched_setscheduler", "sched_yield", "seccomp", "select", "semctl",
+      "semget", "semop", "semtimedop", "semtimedop_time64", "send", "sendfile", "sendfile64", "sendmmsg",
+      "sendmsg", "sendto", "setfsgid", "setfsgid32", "setfsuid", "setfsuid32", "setgid", "setgid32",
+      "setgroups", "setgroups32", "setitimer", "setpgid", "setpriority", "setregid", "setregid32",
+      "setresgid", "setresgid32", "setresuid", "setresuid32", "setreuid", "setreuid32", "setrlimit",
+      "set_robust_list", "setsid", "setsockopt", "set_thread_area", "set_tid_address", "setuid", "setuid32",
+      "setxattr", "shmat", "shmctl", "shmdt", "shmget", "shutdown", "sigaltstack", "signalfd", "signalfd4",
+      "sigprocmask", "sigreturn", "socketcall", "socketpair", "splice", "stat", "stat64", "statfs",
+      "statfs64", "statx", "symlink", "symlinkat", "sync", "sync_file_range", "syncfs", "sysinfo", "tee",
+      "tgkill", "time", "timer_create", "timer_delete", "timer_getoverrun", "timer_gettime",
+      "timer_gettime64", "timer_settime", "timer_settime64", "timerfd_create", "timerfd_gettime",
+      "timerfd_gettime64", "timerfd_settime", "timerfd_settime64", "times", "tkill", "truncate", "truncate64",
+      "ugetrlimit", "umask", "uname", "unlink", "unlinkat", "utime", "utimensat", "utimensat_time64",
+      "utimes", "vfork", "vmsplice", "wait4", "waitid", "waitpid", "write", "writev",
+      // x86 only (moby's "arches" includes): amd64/x32 and amd64/x32/x86.
+      "arch_prctl", "modify_ldt"};
+  return names;
+}
+
+// Syscalls the profile knows and refuses whatever the capabilities: named so that they count as part of
+// the profile's table (EPERM, not ENOSYS; see SeccompProfile::knownSyscalls).
+const std::vector<const char*>& dockerRefusedSyscalls() {
+  static const std::vector<const char*> names = {"io_uring_setup",
+                                                 "io_uring_enter",
+                                                 "io_uring_register",
+                                                 "add_key",
+                                                 "keyctl",
+                                                 "request_key",
+                                                 "create_module",
+                                                 "get_kernel_syms",
+                                                 "nfsservctl",
+                                                 "query_module",
+                                                 "_sysctl",
+                                                 "sysfs",
+                                                 "uselib",
+                                                 "userfaultfd",
+                                                 "ustat",
+                                                 "vm86",
+                                                 "vm86old",
+                                                 "kexec_load",
+                                                 "kexec_file_load",
+                                                 "move_pages",
+                                                 "migrate_pages",
+                                                 "swapon",
+                                                 "swapoff"};
+  return names;
+}
+
+// What a capability adds to the allow list (moby's "includes": {"caps": [...]}).
 struct CapabilityGroup {
-  const char* capability;  // nullptr: denied whatever the capabilities
+  const char* capability;
   std::vector<const char*> syscalls;
 };
 
-const std::vector<CapabilityGroup>& dockerDeniedGroups() {
+const std::vector<CapabilityGroup>& dockerCapabilityGroups() {
   static const std::vector<CapabilityGroup> groups = {
-      {nullptr,
-       {"add_key", "create_module", "get_kernel_syms", "keyctl", "nfsservctl", "query_module", "request_key",
-        "_sysctl", "sysfs", "uselib", "userfaultfd", "ustat", "vm86", "vm86old", "kexec_load",
-        "kexec_file_load", "move_pages", "swapon", "swapoff"}},
       {"CAP_DAC_READ_SEARCH", {"open_by_handle_at"}},
+      // name_to_handle_at (moby: everyone) and pivot_root (moby: no one) stay where corral always had them.
       {"CAP_SYS_ADMIN",
-       {"fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick", "lookup_dcookie", "mount",
-        "mount_setattr", "move_mount", "name_to_handle_at", "open_tree", "pivot_root", "quotactl",
-        "quotactl_fd", "setns", "umount", "umount2", "unshare"}},
-      {"CAP_SYS_ADMIN_OR_BPF", {"bpf"}},
-      {"CAP_SYS_ADMIN_OR_PERFMON", {"perf_event_open"}},
+       {"bpf",
+        "clone",
+        "clone3",
+        "fanotify_init",
+        "fsconfig",
+        "fsmount",
+        "fsopen",
+        "fspick",
+        "lookup_dcookie",
+        "mount",
+        "mount_setattr",
+        "move_mount",
+        "name_to_handle_at",
+        "open_tree",
+        "perf_event_open",
+        "pivot_root",
+        "quotactl",
+        "quotactl_fd",
+        "setdomainname",
+        "sethostname",
+        "setns",
+        "syslog",
+        "umount",
+        "umount2",
+        "unshare"}},
       {"CAP_SYS_BOOT", {"reboot"}},
+      {"CAP_SYS_CHROOT", {"chroot"}},
       {"CAP_SYS_MODULE", {"delete_module", "init_module", "finit_module"}},
       {"CAP_SYS_PACCT", {"acct"}},
-      {"CAP_SYS_PTRACE", {"kcmp", "pidfd_getfd", "process_madvise"}},
+      {"CAP_SYS_PTRACE",
+       {"kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv", "process_vm_writev", "ptrace"}},
       {"CAP_SYS_RAWIO", {"iopl", "ioperm"}},
-      {"CAP_SYS_TIME", {"settimeofday", "stime", "clock_settime", "clock_adjtime"}},
+      {"CAP_SYS_TIME", {"settimeofday", "stime", "clock_settime", "clock_settime64"}},
       {"CAP_SYS_TTY_CONFIG", {"vhangup"}},
       {"CAP_SYS_NICE", {"get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"}},
-      {"CAP_SYSLOG_OR_SYS_ADMIN", {"syslog"}},
+      {"CAP_SYSLOG", {"syslog"}},
+      {"CAP_BPF", {"bpf"}},
+      {"CAP_PERFMON", {"perf_event_open"}},
   };
   return groups;
 }
 
-// CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET: Docker allows clone only when
-// (flags & 0x7E020000) == 0; as a deny list that is one MaskedEqual rule per flag bit.
-constexpr uint64_t kNamespaceCloneFlags[] = {CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
-                                             CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET};
+// CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET: without CAP_SYS_ADMIN clone is
+// allowed only when (flags & this) == 0.
+constexpr uint64_t kNamespaceCloneFlags =
+    CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
+static_assert(kNamespaceCloneFlags == 0x7E020000);
 constexpr uint64_t kAfVsock = 40;
+// personality(2) values Docker allows: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32, and the query
+// 0xffffffff.
+constexpr uint64_t kAllowedPersonalities[] = {0x0, 0x8, 0x20000, 0x20008, 0xffffffff};
 
 std::string normalizeCapability(std::string_view name) {
   std::string upper;
   for (char c : name) upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
   if (!upper.starts_with("CAP_")) upper = "CAP_" + upper;
   return upper;
-}
-
-bool groupEnabled(std::string_view group, const std::set<std::string>& caps) {
-  if (group == "CAP_SYS_ADMIN_OR_BPF") return caps.contains("CAP_SYS_ADMIN") || caps.contains("CAP_BPF");
-  if (group == "CAP_SYS_ADMIN_OR_PERFMON")
-    return caps.contains("CAP_SYS_ADMIN") || caps.contains("CAP_PERFMON");
-  if (group == "CAP_SYSLOG_OR_SYS_ADMIN")
-    return caps.contains("CAP_SYSLOG") || caps.contains("CAP_SYS_ADMIN");
-  return caps.contains(std::string(group));
 }
 
 // "6.18.0-foo" → {6, 18}.
@@ -158,11 +265,19 @@ std::string describeJsonType(const json& value) {
   return value.type_name();
 }
 
+// The profile may be any host file: errors name where in the structure it went wrong, never a key or
+// value read from it (a secret in a mistaken file must not come back in an API error). An unknown key is
+// reported on its parent.
+Error unknownKey(const std::string& parent, std::string_view expected) {
+  std::string where = parent.empty() ? std::string("the profile") : parent;
+  return invalidField(parent, "{}: has a key that is not one of {}", where, expected);
+}
+
 Result<SeccompAction> parseAction(const json& value, const std::string& path) {
   if (!value.is_string())
     return fail(invalidField(path, "{}: must be a string like \"SCMP_ACT_ERRNO\", got {}", path,
                              describeJsonType(value)));
-  const std::string name = value.get<std::string>();
+  const std::string& name = value.get_ref<const std::string&>();
   if (name == "SCMP_ACT_ALLOW") return SeccompAction::Allow;
   if (name == "SCMP_ACT_ERRNO") return SeccompAction::Errno;
   // KILL is thread-level in the kernel; corral kills the whole process for all three (a half-killed
@@ -173,14 +288,13 @@ Result<SeccompAction> parseAction(const json& value, const std::string& path) {
   if (name == "SCMP_ACT_LOG") return SeccompAction::Log;
   if (name == "SCMP_ACT_TRACE" || name == "SCMP_ACT_NOTIFY")
     return fail(invalidField(path,
-                             "{}: action \"{}\" needs a tracer or a notify listener, which corral does "
-                             "not provide",
-                             path, name));
+                             "{}: {} needs a tracer or a notify listener, which corral does not provide",
+                             path, name == "SCMP_ACT_TRACE" ? "SCMP_ACT_TRACE" : "SCMP_ACT_NOTIFY"));
   return fail(
       invalidField(path,
-                   "{}: unknown action \"{}\" (expected SCMP_ACT_ALLOW, SCMP_ACT_ERRNO, SCMP_ACT_KILL, "
+                   "{}: not an action corral knows (expected SCMP_ACT_ALLOW, SCMP_ACT_ERRNO, SCMP_ACT_KILL, "
                    "SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, SCMP_ACT_TRAP or SCMP_ACT_LOG)",
-                   path, name));
+                   path));
 }
 
 Result<int> parseErrno(const json& value, const std::string& path) {
@@ -209,8 +323,8 @@ Result<bool> listHasNativeArch(const json& list, const std::string& path) {
     if (!list[i].is_string()) return fail(invalidField(itemPath, "{}: must be a string", itemPath));
     uint32_t arch = resolveArchitecture(list[i].get<std::string>());
     if (arch == 0)
-      return fail(
-          invalidField(itemPath, "{}: unknown architecture \"{}\"", itemPath, list[i].get<std::string>()));
+      return fail(invalidField(itemPath, "{}: not an architecture libseccomp knows (e.g. SCMP_ARCH_X86_64)",
+                               itemPath));
     if (arch == seccomp_arch_native()) native = true;
   }
   return native;
@@ -218,7 +332,7 @@ Result<bool> listHasNativeArch(const json& list, const std::string& path) {
 
 Result<SeccompCompare> parseCompare(const json& value, const std::string& path) {
   if (!value.is_string()) return fail(invalidField(path, "{}: must be a string like \"SCMP_CMP_EQ\"", path));
-  const std::string name = value.get<std::string>();
+  const std::string& name = value.get_ref<const std::string&>();
   if (name == "SCMP_CMP_NE") return SeccompCompare::NotEqual;
   if (name == "SCMP_CMP_LT") return SeccompCompare::Less;
   if (name == "SCMP_CMP_LE") return SeccompCompare::LessOrEqual;
@@ -227,9 +341,9 @@ Result<SeccompCompare> parseCompare(const json& value, const std::string& path) 
   if (name == "SCMP_CMP_GT") return SeccompCompare::Greater;
   if (name == "SCMP_CMP_MASKED_EQ") return SeccompCompare::MaskedEqual;
   return fail(invalidField(path,
-                           "{}: unknown operator \"{}\" (expected SCMP_CMP_NE, _LT, _LE, _EQ, _GE, _GT or "
-                           "_MASKED_EQ)",
-                           path, name));
+                           "{}: not an operator corral knows (expected SCMP_CMP_NE, _LT, _LE, _EQ, _GE, _GT "
+                           "or _MASKED_EQ)",
+                           path));
 }
 
 Result<uint64_t> parseUnsigned(const json& value, const std::string& path) {
@@ -265,7 +379,7 @@ Result<SeccompArg> parseArg(const json& value, const std::string& path) {
       arg.op = *op;
       haveOp = true;
     } else {
-      return fail(invalidField(itemPath, "{}: unknown key (expected index, value, valueTwo, op)", itemPath));
+      return fail(unknownKey(path, "index, value, valueTwo, op"));
     }
   }
   if (!haveIndex) return fail(invalidField(path + ".index", "{}.index: is required", path));
@@ -298,8 +412,7 @@ Result<bool> conditionHolds(const json& value, const std::string& path, bool inc
                          "\"default\" for Docker's default profile, or list the syscalls unconditionally",
                          itemPath));
     } else {
-      return fail(invalidField(itemPath, "{}: unknown key (expected {})", itemPath,
-                               includes ? "arches, caps, minKernel" : "arches, caps"));
+      return fail(unknownKey(path, includes ? "arches, caps, minKernel" : "arches, caps"));
     }
   }
   return holds;
@@ -310,6 +423,7 @@ Result<std::optional<SeccompRule>> parseSyscallEntry(const json& entry, const st
   SeccompRule rule;
   bool haveAction = false, haveNames = false, applies = true;
   std::optional<int> errnoRet;
+  std::optional<std::string> unknownNamePath;  // the first name this libseccomp does not know
   for (const auto& [key, item] : entry.items()) {
     std::string itemPath = fmt::format("{}.{}", path, key);
     if (key == "names" || key == "name") {
@@ -320,8 +434,10 @@ Result<std::optional<SeccompRule>> parseSyscallEntry(const json& entry, const st
         std::string namePath = key == "name" ? itemPath : fmt::format("{}[{}]", itemPath, i);
         if (!names[i].is_string()) return fail(invalidField(namePath, "{}: must be a string", namePath));
         std::string name = names[i].get<std::string>();
-        if (seccomp_syscall_resolve_name(name.c_str()) == __NR_SCMP_ERROR)
-          return fail(invalidField(namePath, "{}: unknown syscall \"{}\"", namePath, name));
+        if (seccomp_syscall_resolve_name(name.c_str()) == __NR_SCMP_ERROR) {
+          if (!unknownNamePath) unknownNamePath = namePath;
+          continue;
+        }
         rule.syscalls.push_back(std::move(name));
       }
       haveNames = true;
@@ -349,14 +465,15 @@ Result<std::optional<SeccompRule>> parseSyscallEntry(const json& entry, const st
     } else if (key == "comment") {
       if (!item.is_string()) return fail(invalidField(itemPath, "{}: must be a string", itemPath));
     } else {
-      return fail(invalidField(itemPath,
-                               "{}: unknown key (expected names, action, errnoRet, args, includes, excludes, "
-                               "comment)",
-                               itemPath));
+      return fail(unknownKey(path, "names, action, errnoRet, args, includes, excludes, comment"));
     }
   }
   if (!haveNames) return fail(invalidField(path + ".names", "{}.names: is required", path));
   if (!haveAction) return fail(invalidField(path + ".action", "{}.action: is required", path));
+  // Allowing a syscall this host cannot name allows nothing; any other action would silently not apply.
+  if (unknownNamePath && rule.action != SeccompAction::Allow)
+    return fail(
+        invalidField(*unknownNamePath, "{}: not a syscall this host's libseccomp knows", *unknownNamePath));
   if (errnoRet && rule.action != SeccompAction::Errno)
     return fail(invalidField(path + ".errnoRet", "{}.errnoRet: only applies to SCMP_ACT_ERRNO", path));
   rule.errnoValue = errnoRet.value_or(kEperm);
@@ -415,11 +532,9 @@ Result<SeccompProfile> parseProfileObject(const json& root, std::string_view ori
     } else if (key == "listenerPath" || key == "listenerMetadata") {
       return fail(invalidField(key, "{}: seccomp notify listeners are not supported", key));
     } else {
-      return fail(
-          invalidField(key,
-                       "{}: unknown key (expected defaultAction, defaultErrnoRet, architectures, archMap, "
-                       "syscalls, flags, comment)",
-                       key));
+      return fail(unknownKey("",
+                             "defaultAction, defaultErrnoRet, architectures, archMap, syscalls, flags, "
+                             "comment"));
     }
   }
   if (!haveDefault) return fail(invalidField("defaultAction", "defaultAction: is required"));
@@ -427,6 +542,131 @@ Result<SeccompProfile> parseProfileObject(const json& root, std::string_view ori
     return fail(invalidField("defaultErrnoRet", "defaultErrnoRet: only applies to SCMP_ACT_ERRNO"));
   profile.defaultErrno = defaultErrno.value_or(kEperm);
   return profile;
+}
+
+// ---- ENOSYS for syscalls newer than the profile ----
+
+// The highest number any of `names` has on `arch`, or -1 (pseudo-syscalls resolve negative: skipped).
+int highestSyscallNumber(const SeccompProfile& profile, uint32_t arch) {
+  int highest = -1;
+  auto consider = [&](const std::string& name) {
+    highest = std::max(highest, seccomp_syscall_resolve_name_arch(arch, name.c_str()));
+  };
+  for (const auto& rule : profile.rules)
+    for (const auto& name : rule.syscalls) consider(name);
+  for (const auto& name : profile.knownSyscalls) consider(name);
+  return highest;
+}
+
+// Classic BPF with forward jumps to numbered labels, resolved when the program is finished.
+class StubProgram {
+ public:
+  void load(uint32_t offset) { code_.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offset)); }
+  // if (A op k) goto onTrue; else goto onFalse
+  void jumpIf(uint16_t op, uint32_t k, int onTrue, int onFalse) {
+    jumps_.push_back({code_.size(), onTrue, onFalse});
+    code_.push_back(BPF_JUMP(BPF_JMP | op | BPF_K, k, 0, 0));
+  }
+  void goTo(int target) {
+    jumps_.push_back({code_.size(), target, -1});
+    code_.push_back(BPF_JUMP(BPF_JMP | BPF_JA, 0, 0, 0));
+  }
+  void ret(uint32_t value) { code_.push_back(BPF_STMT(BPF_RET | BPF_K, value)); }
+  int newLabel() { return nextLabel_++; }
+  void label(int id) { labels_[id] = code_.size(); }
+  // Conditional jumps reach at most 255 instructions ahead; the stub is a few dozen long.
+  std::vector<sock_filter> finish() {
+    for (const auto& j : jumps_) {
+      auto offset = [&](int target) { return labels_.at(target) - j.at - 1; };
+      if (j.onFalse < 0) {
+        code_[j.at].k = static_cast<uint32_t>(offset(j.onTrue));
+      } else {
+        code_[j.at].jt = static_cast<uint8_t>(offset(j.onTrue));
+        code_[j.at].jf = static_cast<uint8_t>(offset(j.onFalse));
+      }
+    }
+    return code_;
+  }
+
+ private:
+  struct Jump {
+    size_t at;
+    int onTrue, onFalse;  // onFalse -1: an unconditional jump
+  };
+  std::vector<sock_filter> code_;
+  std::vector<Jump> jumps_;
+  std::map<int, size_t> labels_;
+  int nextLabel_ = 0;
+};
+
+// Put in front of libseccomp's program: per architecture, a syscall number above the profile's highest
+// returns ENOSYS; everything else falls through to libseccomp's program, which loads what it needs itself
+// (and kills foreign architectures). x32 shares AUDIT_ARCH_X86_64 and is told apart by
+// __X32_SYSCALL_BIT, as libseccomp does.
+std::vector<sock_filter> enosysStub(const SeccompProfile& profile, const std::vector<uint32_t>& arches) {
+  constexpr uint32_t kX32Bit = 0x40000000;
+  constexpr uint32_t kNr = offsetof(seccomp_data, nr), kArch = offsetof(seccomp_data, arch);
+  const bool withX32 = std::find(arches.begin(), arches.end(), SCMP_ARCH_X32) != arches.end();
+  StubProgram stub;
+  const int toFilter = stub.newLabel(), toEnosys = stub.newLabel();
+  stub.load(kArch);
+  for (uint32_t arch : arches) {
+    if (arch == SCMP_ARCH_X32) continue;  // reported as x86_64: handled there
+    const int highest = highestSyscallNumber(profile, arch);
+    if (highest < 0) continue;
+    const int thisArch = stub.newLabel(), otherArch = stub.newLabel();
+    stub.jumpIf(BPF_JEQ, arch, thisArch, otherArch);
+    stub.label(thisArch);
+    stub.load(kNr);
+    if (arch == SCMP_ARCH_X86_64 && withX32) {
+      const int native = stub.newLabel(), x32 = stub.newLabel();
+      stub.jumpIf(BPF_JSET, kX32Bit, x32, native);
+      stub.label(native);
+      stub.jumpIf(BPF_JGT, static_cast<uint32_t>(highest), toEnosys, toFilter);
+      stub.label(x32);
+      const int highestX32 =
+          std::max(highestSyscallNumber(profile, SCMP_ARCH_X32), static_cast<int>(kX32Bit));
+      stub.jumpIf(BPF_JGT, static_cast<uint32_t>(highestX32), toEnosys, toFilter);
+    } else {
+      stub.jumpIf(BPF_JGT, static_cast<uint32_t>(highest), toEnosys, toFilter);
+    }
+    stub.label(otherArch);  // the accumulator still holds the architecture
+  }
+  stub.goTo(toFilter);
+  stub.label(toEnosys);
+  stub.ret(SECCOMP_RET_ERRNO | ENOSYS);
+  stub.label(toFilter);
+  return stub.finish();
+}
+
+// Generating BPF for an allow list over three architectures takes libseccomp ~100-250 ms here (a loaded
+// 2-core host; the old deny list took ~10 ms), most of it in seccomp_export_bpf: too much for every
+// container start. A profile compiles to the same program every time (the kernel version it depends on
+// does not change under a running daemon), so programs are kept by the profile's content.
+constexpr size_t kProgramCacheSize = 32;
+
+std::mutex& programCacheMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+std::map<std::string, std::vector<unsigned char>>& programCache() {
+  static auto* cache = new std::map<std::string, std::vector<unsigned char>>();  // never destroyed: exit-safe
+  return *cache;
+}
+
+// Everything compile() reads from the profile, in one string.
+std::string cacheKey(const SeccompProfile& profile) {
+  std::string key = fmt::format("{} {} {}|", static_cast<int>(profile.defaultAction), profile.defaultErrno,
+                                profile.name == "default");
+  for (const auto& rule : profile.rules) {
+    key += fmt::format("{} {}:", static_cast<int>(rule.action), rule.errnoValue);
+    for (const auto& arg : rule.args)
+      key += fmt::format("{},{},{},{};", arg.index, static_cast<int>(arg.op), arg.value, arg.valueTwo);
+    for (const auto& name : rule.syscalls) key += name + ",";
+    key += "|";
+  }
+  for (const auto& name : profile.knownSyscalls) key += name + ",";
+  return key;
 }
 
 struct SeccompContextDeleter {
@@ -442,40 +682,49 @@ SeccompProfile dockerDefaultProfile(const std::vector<std::string>& capabilities
 
   SeccompProfile profile;
   profile.name = "default";
-  profile.defaultAction = SeccompAction::Allow;
+  profile.defaultAction = SeccompAction::Errno;
+  profile.defaultErrno = EPERM;
 
-  SeccompRule denied;
-  denied.action = SeccompAction::Errno;
-  denied.errnoValue = EPERM;
-  for (const auto& group : dockerDeniedGroups()) {
-    if (group.capability && groupEnabled(group.capability, caps)) continue;
-    for (const char* name : group.syscalls) denied.syscalls.emplace_back(name);
-  }
+  SeccompRule allowed{.syscalls = {}, .action = SeccompAction::Allow, .errnoValue = 0, .args = {}};
+  for (const char* name : dockerAllowedSyscalls()) allowed.syscalls.emplace_back(name);
   // Docker lets every container ptrace (its own processes) since 4.8 fixed the seccomp bypass via ptrace.
-  if (!kernelAtLeast(4, 8) && !caps.contains("CAP_SYS_PTRACE")) {
+  if (kernelAtLeast(4, 8)) {
     for (const char* name : {"ptrace", "process_vm_readv", "process_vm_writev"})
-      denied.syscalls.emplace_back(name);
+      allowed.syscalls.emplace_back(name);
   }
-  if (!caps.contains("CAP_SYS_CHROOT")) denied.syscalls.emplace_back("chroot");
-  profile.rules.push_back(std::move(denied));
+  for (const auto& group : dockerCapabilityGroups()) {
+    if (!caps.contains(group.capability)) continue;
+    for (const char* name : group.syscalls) {
+      if (std::find(allowed.syscalls.begin(), allowed.syscalls.end(), name) == allowed.syscalls.end())
+        allowed.syscalls.emplace_back(name);
+    }
+  }
+  profile.rules.push_back(std::move(allowed));
 
+  auto allowWhen = [&](const char* name, SeccompArg arg) {
+    profile.rules.push_back(
+        {.syscalls = {name}, .action = SeccompAction::Allow, .errnoValue = 0, .args = {arg}});
+  };
+  // Every socket family but AF_VSOCK (the host's vsock services are not the container's business).
+  allowWhen("socket", {.index = 0, .value = kAfVsock, .valueTwo = 0, .op = SeccompCompare::NotEqual});
+  for (uint64_t persona : kAllowedPersonalities)
+    allowWhen("personality", {.index = 0, .value = persona, .valueTwo = 0, .op = SeccompCompare::Equal});
   if (!caps.contains("CAP_SYS_ADMIN")) {
+    allowWhen("clone",
+              {.index = 0, .value = kNamespaceCloneFlags, .valueTwo = 0, .op = SeccompCompare::MaskedEqual});
     // clone3 passes its flags in memory BPF cannot read: ENOSYS makes libcs fall back to clone(2).
     profile.rules.push_back(
         {.syscalls = {"clone3"}, .action = SeccompAction::Errno, .errnoValue = ENOSYS, .args = {}});
-    for (uint64_t flag : kNamespaceCloneFlags) {
-      profile.rules.push_back(
-          {.syscalls = {"clone"},
-           .action = SeccompAction::Errno,
-           .errnoValue = EPERM,
-           .args = {{.index = 0, .value = flag, .valueTwo = flag, .op = SeccompCompare::MaskedEqual}}});
-    }
   }
-  // Docker's allow list admits socket() for every family but AF_VSOCK.
-  profile.rules.push_back({.syscalls = {"socket"},
-                           .action = SeccompAction::Errno,
-                           .errnoValue = EPERM,
-                           .args = {{.index = 0, .value = kAfVsock, .op = SeccompCompare::Equal}}});
+
+  // The whole table the profile was written against, allowed or not: newer syscalls get ENOSYS.
+  for (const char* name : dockerAllowedSyscalls()) profile.knownSyscalls.emplace_back(name);
+  for (const char* name : dockerRefusedSyscalls()) profile.knownSyscalls.emplace_back(name);
+  for (const auto& group : dockerCapabilityGroups())
+    for (const char* name : group.syscalls) profile.knownSyscalls.emplace_back(name);
+  for (const char* name :
+       {"ptrace", "process_vm_readv", "process_vm_writev", "socket", "personality", "clone", "clone3"})
+    profile.knownSyscalls.emplace_back(name);
   return profile;
 }
 
@@ -491,10 +740,12 @@ Result<SeccompProfile> parseSeccompProfile(std::string_view text, std::string_vi
   try {
     root = json::parse(text);
   } catch (const json::parse_error& e) {
-    return fail(invalidField("", "seccomp profile {}: malformed JSON: {}", origin, e.what()));
+    // Not e.what(): nlohmann quotes the bytes it last read.
+    return fail(
+        invalidField("", "{} is not a seccomp profile: not JSON (syntax error at byte {})", origin, e.byte));
   }
   auto profile = parseProfileObject(root, origin);
-  if (!profile) return fail(profile.error().wrap(fmt::format("seccomp profile {}", origin)));
+  if (!profile) return fail(profile.error().wrap(fmt::format("{} is not a seccomp profile", origin)));
   return profile;
 }
 
@@ -536,6 +787,15 @@ Result<SeccompProfile> resolveSeccompProfile(std::string_view choice,
 Result<CompiledSeccomp> CompiledSeccomp::compile(const SeccompProfile& profile) {
   CompiledSeccomp compiled;
   if (profile.unconfined()) return compiled;
+  const std::string key = cacheKey(profile);
+  {
+    std::lock_guard lock(programCacheMutex());
+    auto cached = programCache().find(key);
+    if (cached != programCache().end()) {
+      compiled.program_ = cached->second;
+      return compiled;
+    }
+  }
 
   const uint32_t defaultAction = libseccompAction(profile.defaultAction, profile.defaultErrno);
   SeccompContext ctx(seccomp_init(defaultAction));
@@ -544,17 +804,25 @@ Result<CompiledSeccomp> CompiledSeccomp::compile(const SeccompProfile& profile) 
   if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0); rc < 0)
     return fail(systemError(-rc, "seccomp_attr_set(SCMP_FLTATR_CTL_NNP, 0)"));
 
+  // A binary search over syscall numbers instead of libseccomp's default linear chain: an allow list of
+  // ~350 syscalls would otherwise cost a hundred comparisons on a late one (libseccomp >= 2.5).
+  if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2); rc < 0)
+    return fail(systemError(-rc, "seccomp_attr_set(SCMP_FLTATR_CTL_OPTIMIZE, 2)"));
+
   // As Docker's archMap does, 32-bit x86 and x32 programs get the same rules instead of being killed as a
   // foreign architecture.
+  std::vector<uint32_t> arches = {seccomp_arch_native()};
   if (seccomp_arch_native() == SCMP_ARCH_X86_64) {
     for (uint32_t arch : {SCMP_ARCH_X86, SCMP_ARCH_X32}) {
       if (int rc = seccomp_arch_add(ctx.get(), arch); rc < 0 && rc != -EEXIST)
         return fail(
             systemError(-rc, fmt::format("seccomp_arch_add({})", arch == SCMP_ARCH_X86 ? "x86" : "x32")));
+      arches.push_back(arch);
     }
   }
 
-  // Only built-in profiles may name syscalls this libseccomp does not know (Docker's list spans kernels).
+  // Built-in profiles may name syscalls this libseccomp does not know (Docker's list spans kernels); so
+  // may allow rules (nothing to allow: the default action applies, or ENOSYS above the table).
   const bool builtin = profile.name == "default";
   for (const auto& rule : profile.rules) {
     const uint32_t action = libseccompAction(rule.action, rule.errnoValue);
@@ -568,8 +836,9 @@ Result<CompiledSeccomp> CompiledSeccomp::compile(const SeccompProfile& profile) 
     for (const auto& name : rule.syscalls) {
       int nr = seccomp_syscall_resolve_name(name.c_str());
       if (nr == __NR_SCMP_ERROR) {
-        if (builtin) continue;
-        return fail(invalidField("syscalls", "unknown syscall \"{}\"", name));
+        if (builtin || rule.action == SeccompAction::Allow) continue;
+        return fail(
+            invalidField("syscalls", "syscalls: \"{}\" is not a syscall this host's libseccomp knows", name));
       }
       int rc = seccomp_rule_add_array(ctx.get(), action, nr, static_cast<unsigned>(cmps.size()),
                                       cmps.empty() ? nullptr : cmps.data());
@@ -591,19 +860,27 @@ Result<CompiledSeccomp> CompiledSeccomp::compile(const SeccompProfile& profile) 
   if (size == 0 || size % sizeof(sock_filter) != 0)
     return fail(
         internalError("seccomp_export_bpf wrote {} bytes, not a whole number of BPF instructions", size));
-  if (static_cast<size_t>(size) / sizeof(sock_filter) > BPF_MAXINSNS)
+  std::vector<sock_filter> stub;
+  if (profile.defaultAction == SeccompAction::Errno) stub = enosysStub(profile, arches);
+  const size_t stubBytes = stub.size() * sizeof(sock_filter);
+  const size_t instructions = stub.size() + static_cast<size_t>(size) / sizeof(sock_filter);
+  if (instructions > BPF_MAXINSNS)
     return fail(invalidField("seccomp",
                              "the profile compiles to {} BPF instructions; the kernel takes at most {}",
-                             static_cast<size_t>(size) / sizeof(sock_filter), BPF_MAXINSNS));
-  compiled.program_.resize(static_cast<size_t>(size));
+                             instructions, BPF_MAXINSNS));
+  compiled.program_.resize(stubBytes + static_cast<size_t>(size));
+  std::memcpy(compiled.program_.data(), stub.data(), stubBytes);
   size_t done = 0;
-  while (done < compiled.program_.size()) {
-    ssize_t n = ::pread(memfd.get(), compiled.program_.data() + done, compiled.program_.size() - done,
-                        static_cast<off_t>(done));
+  while (stubBytes + done < compiled.program_.size()) {
+    ssize_t n = ::pread(memfd.get(), compiled.program_.data() + stubBytes + done,
+                        compiled.program_.size() - stubBytes - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return fail(systemError(n < 0 ? errno : EIO, "pread(seccomp memfd)"));
     done += static_cast<size_t>(n);
   }
+  std::lock_guard lock(programCacheMutex());
+  if (programCache().size() >= kProgramCacheSize) programCache().clear();
+  programCache().emplace(key, compiled.program_);
   return compiled;
 }
 

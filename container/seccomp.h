@@ -35,19 +35,28 @@ struct SeccompProfile {
   SeccompAction defaultAction = SeccompAction::Allow;
   int defaultErrno = 1;
   std::vector<SeccompRule> rules;
+  // With default action Errno, a syscall numbered above every syscall the profile names (in its rules or
+  // here: the table it was written against, allowed or not) fails with ENOSYS instead of defaultErrno, so a
+  // libc trying a syscall newer than the profile falls back to an older one, as it would on an older
+  // kernel (runc and crun patch Docker's profile the same way). Numbers within the table keep defaultErrno.
+  std::vector<std::string> knownSyscalls;
   std::string name;  // "default", "unconfined", or the file path; shown by inspect
   bool unconfined() const { return name == "unconfined"; }
 };
 
-// Docker's default policy as a deny list: what Docker's allow list leaves out fails with EPERM (keyctl,
-// add_key, request_key, mount, umount2, unshare, setns, pivot_root, kexec_load, kexec_file_load,
-// init_module, finit_module, delete_module, bpf, perf_event_open, ptrace of others, reboot, swapon, ...),
-// clone3 fails with ENOSYS so libcs fall back to clone. Capabilities re-enable what Docker re-enables
-// (e.g. CAP_SYS_ADMIN allows mount/umount2/unshare/setns), given as names like "CAP_SYS_ADMIN".
+// Docker's default policy (moby 25 and later) as an allow list: default action ERRNO(EPERM); Docker's
+// common list is allowed (io_uring_* not: moby 25 dropped them), socket for every family but AF_VSOCK,
+// personality for Docker's five values, clone without namespace flags; clone3 fails with ENOSYS so libcs
+// fall back to clone; syscalls newer than the table fail with ENOSYS (see knownSyscalls). Capabilities add
+// what Docker's "includes.caps" add (e.g. CAP_SYS_ADMIN: mount, umount2, unshare, setns, clone with any
+// flags, clone3), given as names like "CAP_SYS_ADMIN".
 SeccompProfile dockerDefaultProfile(const std::vector<std::string>& capabilities);
 SeccompProfile unconfinedProfile();
 // An OCI/Docker JSON profile: defaultAction, defaultErrnoRet, syscalls[{names, action, errnoRet}].
-// Unknown actions, unknown syscall names and malformed JSON are InvalidArgument naming the JSON path.
+// Unknown actions, unknown syscall names and malformed JSON are InvalidArgument naming the JSON path and
+// the structural reason; no message quotes the file's content (it may be any host file). Syscall names
+// this host's libseccomp does not know are skipped in SCMP_ACT_ALLOW entries (as runc does: nothing to
+// allow), refused elsewhere.
 Result<SeccompProfile> parseSeccompProfile(std::string_view json, std::string_view origin);
 // "default" | "unconfined" | a path to a JSON file (field "seccomp" in errors).
 Result<SeccompProfile> resolveSeccompProfile(std::string_view choice,

@@ -214,6 +214,13 @@ Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const Valida
   config.devices = std::move(*devices);
 
   if (spec.userNamespace) config.userNamespace = context.userNamespaceRange;
+  if (spec.init) {
+    std::error_code statError;
+    if (context.reaperPath.empty() || !std::filesystem::is_regular_file(context.reaperPath, statError))
+      return fail(invalidField("init", "corrald has no reaper binary at \"{}\" (see corrald --reaper)",
+                               context.reaperPath.string()));
+    config.initBinary = context.reaperPath;
+  }
   config.cgroupOptions = context.cgroupOptions;
   return config;
 }

@@ -28,6 +28,7 @@ struct InstanceSpec {
   std::string seccomp = "default";      // "default" | "unconfined" | path to a JSON profile
   bool userNamespace = false;           // root inside maps to an unprivileged host range
   std::vector<std::string> devices;     // host devices: "HOST_PATH[:CONTAINER_PATH][:PERMS]" (devices.h)
+  bool init = false;                    // --init: corral-reaper is PID 1, runs the command and reaps orphans
   bool removeOnExit = false;            // --rm
   std::string kernel;                   // VMs: a kernel image to boot instead of the image's vm/vmlinuz
   std::string initrd;                   // VMs: an initramfs instead of the image's vm/initramfs.img
@@ -54,12 +55,14 @@ struct ValidationContext {
   std::filesystem::path containersDir;  // bundles at containersDir/NAME
   CgroupOptions cgroupOptions;
   IdMapping userNamespaceRange;         // used when spec.userNamespace
+  std::filesystem::path reaperPath;     // corral-reaper, for spec.init
 };
 
 // Validates every field (naming it on error: "name", "image", "memory" (4M up), "cpus" (0 < cpus <= online
 // CPUs × 1, at most 1024), "pids" (1..4194304), "env[2]" (must be K=V with a valid K), "hostname"
 // (DNS label rules), "cap_add"/"cap_drop", "seccomp", "command[0]", "devices[1]" (an existing host
-// character or block device, a fresh path under /dev inside, perms of "rwm")) and builds the runtime config.
+// character or block device, a fresh path under /dev inside, perms of "rwm"), "init" (the reaper binary
+// must exist)) and builds the runtime config.
 // Image names follow instance name rules, so "../x" or "/etc" can never escape the image directory.
 Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const ValidationContext& context);
 

@@ -266,7 +266,8 @@ container::ValidationContext InstanceManager::validationContext() const {
   return {.imageDir = options_.imageDir,
           .containersDir = options_.containersDir,
           .cgroupOptions = options_.cgroupOptions,
-          .userNamespaceRange = {}};
+          .userNamespaceRange = {},
+          .reaperPath = options_.reaperPath};
 }
 
 // After a daemon restart: the same process (pid and start time) is taken back under supervision, one that

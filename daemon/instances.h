@@ -45,6 +45,7 @@ struct InstanceOptions {
   std::filesystem::path acceleratorCache = "/run/corral/accelerator.json";  // auto's probe result, per boot
   std::chrono::milliseconds vmBootTimeout{90'000};
   std::chrono::milliseconds kvmProbeTimeout{15'000};
+  std::filesystem::path reaperPath;  // corral-reaper, bound into containers run with --init
 };
 
 // The accelerator VMs get, and why; "probing" while the KVM probe boot runs.

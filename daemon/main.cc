@@ -46,6 +46,7 @@ struct Options {
   std::string domainPrefix;
   std::string accelerator;
   std::string acceleratorCache;
+  std::string reaperPath;
   std::string netnsPrefix;
   std::string uplinkNetns;
   std::string transitCidr;
@@ -97,6 +98,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "auto (KVM when a probe boot under KVM reaches the guest's userspace, else TCG), kvm or tcg")
       ("accelerator-cache", po::value(&options.acceleratorCache)->default_value("/run/corral/accelerator.json"),
        "where auto's probe result is kept for the rest of this host boot")
+      ("reaper", po::value(&options.reaperPath)->value_name("PATH"),
+       "corral-reaper, the static init `run --init` puts at a container's PID 1 (default: corral-reaper "
+       "next to corrald's own binary)")
       ("netns-prefix", po::value(&options.netnsPrefix)->default_value(std::string(net::kDefaultNetnsPrefix)),
        "each VPC's router is the network namespace PREFIX + \"vpc-\" + VPC name (/run/netns)")
       ("uplink-netns", po::value(&options.uplinkNetns),
@@ -156,6 +160,12 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (options.logFile.empty()) options.logFile = options.stateDir + "/corrald.log";
   if (options.containersDir.empty()) options.containersDir = options.stateDir + "/containers";
   if (options.vmsDir.empty()) options.vmsDir = options.stateDir + "/vms";
+  if (options.reaperPath.empty()) {
+    // Built (and installed) next to corrald; checked when an instance asks for --init, not here.
+    std::error_code exeError;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", exeError);
+    if (!exeError) options.reaperPath = (self.parent_path() / "corral-reaper").string();
+  }
   if (options.accelerator != "auto" && options.accelerator != "kvm" && options.accelerator != "tcg") {
     return fail(invalidField("accelerator", "\"{}\" is not one of auto, kvm, tcg", options.accelerator));
   }
@@ -192,8 +202,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (Status ok = net::validateName(options.cgroupParent, "cgroup-parent"); !ok) return fail(ok.error());
   // Absolute paths, because the daemon chdirs to / and the socket path is shown to clients.
   std::error_code ec;
-  for (std::string* path : {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir,
-                            &options.containersDir, &options.vmsDir, &options.acceleratorCache}) {
+  for (std::string* path :
+       {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir, &options.containersDir,
+        &options.vmsDir, &options.acceleratorCache, &options.reaperPath}) {
     auto absolute = std::filesystem::absolute(*path, ec);
     if (!ec) *path = absolute.lexically_normal().string();
   }
@@ -344,7 +355,8 @@ int run(const Options& options, StartupReport& report) {
                                   .accelerator = options.accelerator,
                                   .acceleratorCache = options.acceleratorCache,
                                   .vmBootTimeout = std::chrono::seconds(options.vmBootTimeoutS),
-                                  .kvmProbeTimeout = std::chrono::seconds(options.kvmProbeTimeoutS)};
+                                  .kvmProbeTimeout = std::chrono::seconds(options.kvmProbeTimeoutS),
+                                  .reaperPath = options.reaperPath};
   NetworkOptions networkOptions{.netnsPrefix = options.netnsPrefix,
                                 .uplink = {.netns = options.uplinkNetns,
                                            .transitPool = *net::Cidr::parse(options.transitCidr),

@@ -70,6 +70,8 @@ Result<VmPlan> toVmPlan(const container::InstanceSpec& spec, const VmValidationC
   if (!spec.devices.empty())
     return fail(
         invalidField("devices", "host devices are for containers; a VM has its own virtual hardware"));
+  if (spec.init)
+    return fail(invalidField("init", "a VM's PID 1 is corral-init already; --init is for containers"));
 
   if (Status ok = net::validateName(spec.image, "image"); !ok) return fail(ok.error());
   const std::filesystem::path vmDir = context.imageDir / spec.image / "vm";

@@ -572,8 +572,9 @@ inline std::string report() {
 
 // ---- --syscall -------------------------------------------------------------------------------------------
 
-inline constexpr const char* kProbeSyscalls[] = {"keyctl",     "unshare",     "mount",  "add_key",
-                                                 "kexec_load", "init_module", "clone3", "getpid"};
+inline constexpr const char* kProbeSyscalls[] = {"keyctl",         "unshare",     "mount",  "add_key",
+                                                 "kexec_load",     "init_module", "clone3", "getpid",
+                                                 "io_uring_setup", "statmount"};
 
 // Makes the named call in a form that changes nothing outside this process even when it is allowed.
 // Returns the raw result and errno, or nullopt for a name outside kProbeSyscalls.
@@ -605,6 +606,16 @@ inline std::optional<std::pair<long, int>> trySyscall(std::string_view name) {
     result = syscall(SYS_clone3, nullptr, 0L);
   } else if (name == "getpid") {
     result = syscall(SYS_getpid);
+  } else if (name == "io_uring_setup") {
+    // NULL params: EFAULT when allowed (EPERM when the kernel.io_uring_disabled sysctl or seccomp refuses);
+    // never sets up a ring.
+    constexpr long kIoUringSetup = 425;  // x86-64 and the generic table
+    result = syscall(kIoUringSetup, 1L, nullptr);
+  } else if (name == "statmount") {
+    // A syscall newer than Docker's table (Linux 6.8). NULL request: EFAULT when allowed, ENOSYS on an
+    // older kernel or under a profile that predates it; reads nothing.
+    constexpr long kStatmount = 457;
+    result = syscall(kStatmount, nullptr, nullptr, 0L, 0L);
   } else {
     return std::nullopt;
   }

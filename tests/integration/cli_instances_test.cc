@@ -85,6 +85,66 @@ TEST_F(CliInstancesTest, DetachedLifecycle) {
   EXPECT_EQ(gone.code, 1) << gone;
 }
 
+// Orphans of a PID 1 that never waits (sh exec'ing sleep): a background counter reports the zombies whose
+// parent is PID 1 while it sleeps.
+const std::vector<std::string> kOrphansUnderANonReapingPid1 = {
+    "sh", "-c",
+    "for i in 1 2 3; do (sleep 0.05 &); done; "
+    "(sleep 0.5; z=0; for f in /proc/[0-9]*/stat; do read -r line < $f 2>/dev/null || continue; "
+    "set -- ${line##*) }; [ \"$1\" = Z ] && [ \"$2\" = 1 ] && z=$((z+1)); done; echo zombies=$z) & "
+    "exec sleep 1"};
+
+TEST_F(CliInstancesTest, InitReapsZombiesThatAPlainPid1Leaves) {
+  std::vector<std::string> plain = {"run", "--rm", "--"};
+  plain.insert(plain.end(), kOrphansUnderANonReapingPid1.begin(), kOrphansUnderANonReapingPid1.end());
+  CliRun without = cli(plain);
+  EXPECT_EQ(without.code, 0) << without;
+  EXPECT_EQ(without.out.find("zombies=0"), std::string::npos) << "the problem --init solves: " << without;
+  EXPECT_NE(without.out.find("zombies="), std::string::npos) << without;
+
+  std::vector<std::string> withInit = {"run", "--rm", "--init", "--"};
+  withInit.insert(withInit.end(), kOrphansUnderANonReapingPid1.begin(), kOrphansUnderANonReapingPid1.end());
+  CliRun with = cli(withInit);
+  EXPECT_EQ(with.code, 0) << with;
+  EXPECT_EQ(with.out, "zombies=0\n") << with;
+
+  // The command's exit code (or 128+signal) is the container's.
+  CliRun seven = cli({"run", "--rm", "--init", "--", "sh", "-c", "exit 7"});
+  EXPECT_EQ(seven.code, 7) << seven;
+  CliRun killed = cli({"run", "--rm", "--init", "--", "sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(killed.code, 128 + 9) << killed;
+  // PID 1 is the reaper, bound read-only; the command is its child.
+  CliRun pid1 = cli({"run", "--rm", "--init", "--", "sh", "-c",
+                     "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $PPID; echo x > /dev/init || echo ro"});
+  EXPECT_EQ(pid1.code, 0) << pid1;
+  EXPECT_NE(pid1.out.find("/dev/init -- sh -c"), std::string::npos) << pid1;
+  EXPECT_NE(pid1.out.find("\n1\nro\n"), std::string::npos) << pid1;
+}
+
+TEST_F(CliInstancesTest, StopReachesTheCommandThroughInit) {
+  // sleep as PID 1 has no handler, so the kernel drops SIGTERM and only the SIGKILL after -t ends it; under
+  // --init the reaper forwards TERM to sleep (not PID 1 there), which dies of it at once.
+  CliRun run = cli({"run", "-d", "--init", "--name", "t1", "--", "sleep", "1000"});
+  ASSERT_EQ(run.code, 0) << run;
+  auto start = std::chrono::steady_clock::now();
+  CliRun stop = cli({"stop", "-t", "20", "t1"});
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(stop.code, 0) << stop;
+  EXPECT_LT(took, 10s) << "SIGTERM did not reach sleep";
+  auto instance = daemon_.call("GET", "/v1/instances/t1").body;
+  EXPECT_EQ(instance.value("exit_reason", ""), "exited") << instance.dump();
+  EXPECT_EQ(instance.value("exit_code", -1), 128 + 15) << instance.dump();
+  EXPECT_EQ(instance["spec"].value("init", false), true) << instance.dump();
+  CliRun inspect = cli({"inspect", "t1"});
+  EXPECT_NE(inspect.out.find("corral-reaper is PID 1"), std::string::npos) << inspect;
+  EXPECT_EQ(cli({"rm", "t1"}).code, 0);
+
+  // A VM refuses it: its PID 1 is corral-init.
+  CliRun vm = cli({"run", "--vm", "--init", "--name", "v1"});
+  EXPECT_NE(vm.code, 0) << vm;
+  EXPECT_NE(vm.err.find("init"), std::string::npos) << vm;
+}
+
 TEST_F(CliInstancesTest, BadInputIsAUsageErrorNamingTheFlag) {
   struct Case {
     std::vector<std::string> args;

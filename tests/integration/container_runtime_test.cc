@@ -569,6 +569,86 @@ TEST_F(ContainerRuntimeTest, DefaultSeccompRefusesUnshareAndMount) {
   EXPECT_EQ(statusField(output.text, "NoNewPrivs", 10), 1u);
 }
 
+// The default profile is an allow list: io_uring (in the table, not allowed) is EPERM; a syscall newer than
+// the table (statmount, Linux 6.8) is ENOSYS where the kernel would run it. Unconfined, the same probe
+// calls reach the kernel, which is what makes the first two answers the filter's.
+TEST_F(ContainerRuntimeTest, DefaultSeccompIsAnAllowList) {
+  auto syscallReport = [&](const SeccompProfile& profile, const char* name) {
+    ContainerConfig c = config({"/usr/bin/corral-probe", "--syscall", name});
+    c.seccomp = profile;
+    return probe(c);
+  };
+  const SeccompProfile profile = dockerDefaultProfile(dockerDefaultCapabilities());
+  json ioUring = syscallReport(profile, "io_uring_setup");
+  EXPECT_EQ(ioUring["result"], -1) << ioUring.dump();
+  EXPECT_EQ(ioUring["error"], "EPERM") << ioUring.dump();
+  json newer = syscallReport(profile, "statmount");
+  EXPECT_EQ(newer["result"], -1) << newer.dump();
+  EXPECT_EQ(newer["error"], "ENOSYS") << newer.dump();
+
+  json ioUringUnconfined = syscallReport(unconfinedProfile(), "io_uring_setup");
+  EXPECT_NE(ioUringUnconfined["error"], "ENOSYS")
+      << "this kernel has no io_uring: " << ioUringUnconfined.dump();
+  if (readFile("/proc/sys/kernel/io_uring_disabled").starts_with("0")) {
+    EXPECT_EQ(ioUringUnconfined["error"], "EFAULT") << ioUringUnconfined.dump();
+  }
+  json newerUnconfined = syscallReport(unconfinedProfile(), "statmount");
+  if (newerUnconfined["error"] == "ENOSYS") {
+    ADD_FAILURE() << "this kernel predates statmount (6.8): the ENOSYS above proves nothing here";
+  } else {
+    EXPECT_EQ(newerUnconfined["error"], "EFAULT") << newerUnconfined.dump();
+  }
+}
+
+// What busybox does every day still works under the allow list: a shell, ls, ps, ping on lo, sleep, a
+// fork, a pipe.
+TEST_F(ContainerRuntimeTest, BusyboxWorksUnderTheDefaultProfile) {
+  ContainerConfig c =
+      config({"sh", "-c",
+              "ls -l / >/dev/null && ps >/dev/null && ping -c1 -W2 127.0.0.1 >/dev/null && "
+              "sleep 0.1 && echo hi | grep -q hi && date >/dev/null && (cat /etc/hostname) && "
+              "echo done"});
+  Output output = run(c);
+  EXPECT_EQ(output.exitCode(), 0) << output.text;
+  EXPECT_EQ(output.text, "web-1\ndone\n");
+}
+
+// Without any network hook (no --subnet) the container's own loopback is up: 127.0.0.1 answers.
+TEST_F(ContainerRuntimeTest, LoopbackIsUpWithoutANetwork) {
+  ContainerConfig c =
+      config({"sh", "-c", "cat /sys/class/net/lo/flags; ping -c1 -W2 127.0.0.1 >/dev/null; echo ping=$?"});
+  Output output = run(c);
+  EXPECT_EQ(output.exitCode(), 0) << output.text;
+  auto got = lines(output.text);
+  ASSERT_EQ(got.size(), 2u) << output.text;
+  EXPECT_TRUE(std::stoul(got[0], nullptr, 16) & 0x1) << "IFF_UP not set on lo: " << output.text;
+  EXPECT_EQ(got[1], "ping=0") << output.text;
+}
+
+// With initBinary the reaper is PID 1 and the command its child; a TERM sent to the container's init
+// (what corrald's stop does) reaches the command.
+TEST_F(ContainerRuntimeTest, InitForwardsTermAndReapsOrphans) {
+  ContainerConfig c = config({"sh", "-c",
+                              "echo ppid=$PPID; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+                              "trap 'echo term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"});
+  c.initBinary = CORRAL_REAPER_PATH;
+  int pipeFds[2];
+  ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  auto container = startContainer(c, Stdio{-1, writeEnd.get(), -1});
+  writeEnd.reset();
+  ASSERT_TRUE(container) << container.error().message();
+  std::string text = readFrom(readEnd.get(), "ready\n");
+  ASSERT_EQ(::kill(container->pid(), SIGTERM), 0);
+  text += readFrom(readEnd.get());
+  int status = 0;
+  ASSERT_EQ(::waitpid(container->pid(), &status, 0), container->pid());
+  ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status) << "; " << text;
+  EXPECT_EQ(WEXITSTATUS(status), 42) << text;
+  EXPECT_NE(text.find("ppid=1\n/dev/init -- sh -c"), std::string::npos) << text;
+  EXPECT_NE(text.find("term\n"), std::string::npos) << text;
+}
+
 TEST_F(ContainerRuntimeTest, UnconfinedHasNoFilter) {
   ContainerConfig c = config({"cat", "/proc/self/status"});
   c.seccomp = unconfinedProfile();

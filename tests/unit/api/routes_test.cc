@@ -79,7 +79,7 @@ auto fields(const DeleteNetworkAclRule& r) {
 }
 auto fields(const container::InstanceSpec& s) {
   return std::tie(s.name, s.kind, s.image, s.command, s.env, s.hostname, s.memory, s.cpus, s.pids, s.capAdd,
-                  s.capDrop, s.seccomp, s.userNamespace, s.devices, s.removeOnExit, s.kernel, s.initrd,
+                  s.capDrop, s.seccomp, s.userNamespace, s.devices, s.init, s.removeOnExit, s.kernel, s.initrd,
                   s.subnet, s.ip, s.securityGroups, s.publish, s.publicIp, s.publicAddress);
 }
 auto fields(const RunInstance& r) {
@@ -221,6 +221,7 @@ std::vector<Request> everyAlternative() {
   full.seccomp = "unconfined";
   full.userNamespace = true;
   full.devices = {"/dev/fuse", "/dev/net/tun:/dev/tun:rw"};
+  full.init = true;
   full.removeOnExit = true;
   full.subnet = "web";
   full.ip = "10.0.1.10";

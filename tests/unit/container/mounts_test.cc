@@ -104,7 +104,7 @@ TEST(MountPlan, ProcSysAndDevAreFreshFilesystemsWithSafeFlags) {
 TEST(MountPlan, DevHoldsExactlyTheDockerDeviceNodesMadeByTheChild) {
   MountPlan plan = planFor(defaultInput());
   for (const auto& entry : plan.mounts)
-    EXPECT_FALSE(entry.target.starts_with("/dev/") && entry.fstype.empty())
+    EXPECT_FALSE(entry.target.starts_with("/dev/") && entry.fstype.empty() && entry.target != "/dev/init")
         << "no host node is bound: " << entry.target;
   EXPECT_FALSE(plan.bindDevices) << "mknod: the container's nodes are its own inodes";
   std::vector<std::string> made;
@@ -146,6 +146,23 @@ TEST(MountPlan, ExtraDevicesComeAfterTheDefaultsWithTheirDirectories) {
             fmt::format("mknod(\"{}/dev/a/b/c\", b 7:0, 0660) and chown to 0:6", plan.rootfs));
   EXPECT_EQ(describeMountFailure(plan, MountStep::DeviceDirectory, 0),
             fmt::format("mkdir(\"{}/dev/net\", 0755)", plan.rootfs));
+}
+
+TEST(MountPlan, InitBinaryIsBoundReadOnlyAtDevInitOnlyWhenAsked) {
+  EXPECT_EQ(findMount(planFor(defaultInput()), "/dev/init"), nullptr);
+  MountPlanInput input = defaultInput();
+  input.initBinary = "/usr/lib/corral/corral-reaper";
+  MountPlan plan = planFor(input);
+  const MountEntry* init = findMount(plan, "/dev/init");
+  ASSERT_NE(init, nullptr);
+  EXPECT_EQ(init->source, "/usr/lib/corral/corral-reaper");
+  EXPECT_EQ(init->flags, static_cast<unsigned long>(MS_BIND | MS_RDONLY));
+  EXPECT_EQ(init->create, MountTarget::File);
+  EXPECT_EQ(init->hostTarget, plan.rootfs + "/dev/init");
+  // On the container's own /dev tmpfs, mounted before it.
+  const MountEntry* dev = findMount(plan, "/dev");
+  ASSERT_NE(dev, nullptr);
+  EXPECT_LT(dev, init);
 }
 
 TEST(MountPlan, DevptsIsANewInstanceWithAWorldUsablePtmx) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace corral::container {
@@ -92,6 +93,27 @@ TEST_F(SpecTest, ValidSpecBuildsTheRuntimeConfig) {
                                             kDeviceRead | kDeviceWrite}));
   // Nothing is created by validation.
   EXPECT_FALSE(std::filesystem::exists(root_ / "containers"));
+}
+
+TEST_F(SpecTest, InitUsesTheDaemonsReaperAndNeedsIt) {
+  InstanceSpec s = spec();
+  auto config = toContainerConfig(s, context_);
+  ASSERT_TRUE(config) << config.error().message();
+  EXPECT_TRUE(config->initBinary.empty());
+
+  s.init = true;
+  EXPECT_EQ(failingField(s), "init");  // no reaper configured
+  context_.reaperPath = root_ / "corral-reaper";
+  auto missing = toContainerConfig(s, context_);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().field(), "init");
+  EXPECT_NE(missing.error().message().find((root_ / "corral-reaper").string()), std::string::npos)
+      << missing.error().message();
+  { std::ofstream(root_ / "corral-reaper") << "#!"; }
+  config = toContainerConfig(s, context_);
+  ASSERT_TRUE(config) << config.error().message();
+  EXPECT_EQ(config->initBinary, root_ / "corral-reaper");
+  EXPECT_EQ(config->argv, std::vector<std::string>{"/bin/sh"});  // the reaper is put in front by the runtime
 }
 
 TEST_F(SpecTest, UnknownImageIsNotFoundNamingImage) {

@@ -127,6 +127,9 @@ TEST_F(VmSpecTest, RefusesContainerOnlyFieldsByName) {
   s.devices = {"/dev/fuse"};
   EXPECT_EQ(refusedField(s), "devices");
   s = spec();
+  s.init = true;
+  EXPECT_EQ(refusedField(s), "init");
+  s = spec();
   s.hostname = "-bad-";
   EXPECT_EQ(refusedField(s), "hostname");
   s = spec();
