@@ -19,6 +19,7 @@
 //    "cgroup": "/sys/fs/cgroup/corral/web" | null,   (null unless running)
 //    "bundle": "/var/lib/corral/containers/web", "log_path": "/var/lib/corral/containers/web/console.log",
 //    "ip": "10.0.1.4" | null,               (the private address when it has a subnet)
+//    "user_namespace_range": {"uid": 1879048192, "gid": 1879048192, "count": 65536} | null,
 //    "network": {"subnet", "ip", "address", "gateway", "mac", "link", "bridge", "public_ip",
 //                "security_groups", "publish"} | null,
 //    "usage": {"memory_bytes": N, "source": "cgroup" | "qemu rss"} | null}   (null unless running)
@@ -49,6 +50,7 @@
 #include <vector>
 
 #include "container/cgroup.h"
+#include "container/id_ranges.h"
 #include "container/runtime.h"
 #include "container/spec.h"
 #include "core/error.h"
@@ -74,6 +76,9 @@ struct InstanceOptions {
   std::filesystem::path acceleratorCache = "/run/corral/accelerator.json";  // auto's probe result, per boot
   std::chrono::milliseconds vmBootTimeout{90'000};
   std::chrono::milliseconds kvmProbeTimeout{15'000};
+  // Containers with a user namespace: the pool of host ids is the `corral` entry of these (see id_ranges.h).
+  std::filesystem::path subuidFile = "/etc/subuid";
+  std::filesystem::path subgidFile = "/etc/subgid";
 };
 
 // The accelerator VMs get, and why; "probing" while the KVM probe boot runs.
@@ -176,7 +181,12 @@ class InstanceManager {
                      std::chrono::milliseconds timeout);
   nlohmann::json render(const Instance& instance) const;
   nlohmann::json networkJson(const Instance& instance) const;  // "network" of render(): null without a NIC
-  container::ValidationContext validationContext() const;
+  // With the instance's host id range when it has one (user namespaces).
+  container::ValidationContext validationContext(const InstanceRow* row = nullptr) const;
+  // A container with a user namespace gets its host id range once (run, or the first start of a row
+  // stored before ranges were) and keeps it, stored with the row, until it is removed.
+  Status assignIdRange(Instance& instance);
+  void releaseIdRange(const InstanceRow& row);
 
   // The key of the instance's NIC link names (net/datapath.h): unique per host, like the domain name.
   std::string linkKey(const std::string& instanceName) const { return domainName(instanceName); }
@@ -192,6 +202,8 @@ class InstanceManager {
   UniqueFd wake_;  // eventfd: the set of pidfds to watch changed, or a domain event arrived
   std::atomic<bool> quit_{false};
   std::thread supervisor_;
+  container::IdRangeAllocator idRanges_;  // under mutex_
+  std::optional<Error> idPoolError_;      // the id files are unusable: user namespaces are refused
 
   // VMs: the libvirt connection (opened on first need), its stop events queued for the supervisor, the
   // threads waiting for guests to become ready, and the accelerator decision.

@@ -16,7 +16,7 @@
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
 // Times are Unix seconds except boot steps (JSON text: {"total_ms": .., "clone_ms": .., ...}).
@@ -36,6 +36,7 @@ struct InstanceRow {
   std::optional<std::string> exitNote;    // e.g. it ended while corrald was not its parent
   std::string bootStepsJson = "{}";
   std::string logPath;
+  std::optional<int64_t> userNamespaceStart;  // a container with a user namespace: its host id range's start
 };
 
 // One saved `corral compare` result (the CLI's JSON, as text), numbered in the order they were saved.

@@ -302,11 +302,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 4);
+  EXPECT_EQ(kSchemaVersion, 5);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "4");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "5");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -324,7 +324,7 @@ TEST(Store, ReopeningAnExistingDatabaseKeepsItsVersion) {
   ASSERT_TRUE(Store::open(path));
   auto again = Store::open(path);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ(again->schemaVersion(), 4);
+  EXPECT_EQ(again->schemaVersion(), 5);
 }
 
 TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
@@ -343,7 +343,7 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 4);
+  EXPECT_EQ(store->schemaVersion(), 5);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -374,7 +374,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 4);
+  EXPECT_EQ(store->schemaVersion(), 5);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -439,6 +439,38 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   // The schema refuses a state no corral writes.
   row.state = "sleeping";
   EXPECT_FALSE(reopened->putInstance(row));
+}
+
+// A container's user namespace range is kept with it; a version 4 database gains the column, empty.
+TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFourRowsMigrateWithout) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  {
+    auto store = Store::open(path);
+    ASSERT_TRUE(store) << store.error().message();
+    InstanceRow row;
+    row.name = "old";
+    row.specJson = R"({"name":"old"})";
+    ASSERT_TRUE(store->insertInstance(row));
+  }
+  RawDb(path).exec("ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 4");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 5);
+  InstanceRow mapped;
+  mapped.name = "mapped";
+  mapped.specJson = R"({"name":"mapped","user_namespace":true})";
+  mapped.userNamespaceStart = 0x70010000;
+  ASSERT_TRUE(store->insertInstance(mapped));
+  auto rows = Store::open(path)->listInstances();
+  ASSERT_TRUE(rows) << rows.error().message();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].name, "mapped");
+  EXPECT_EQ((*rows)[0].userNamespaceStart, 0x70010000);
+  EXPECT_EQ((*rows)[1].name, "old");
+  EXPECT_FALSE((*rows)[1].userNamespaceStart);
+  mapped.userNamespaceStart = 0;
+  EXPECT_FALSE(store->putInstance(mapped)) << "a range from host id 0 is refused by the schema";
 }
 
 TEST(Store, FullTopologyRoundTripsExactlyAfterReopening) {
@@ -627,7 +659,7 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   RawDb(path).exec("DROP TABLE comparisons; PRAGMA user_version = 3");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 4);
+  EXPECT_EQ(store->schemaVersion(), 5);
   auto rows = store->listComparisons();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
