@@ -83,6 +83,17 @@ std::string displayCommand(const json& command) {
   return line;
 }
 
+// "yes: root inside is host uid 1879048192 (host ids 1879048192-1879113727)", or "no".
+std::string userNamespaceText(const json& wanted, const json& range) {
+  if (wanted != true) return "no";
+  if (!range.is_object() || !range.value("uid", json()).is_number_unsigned() ||
+      !range.value("count", json()).is_number_unsigned())
+    return "yes (no host id range yet)";
+  uint64_t start = range["uid"].get<uint64_t>();
+  return fmt::format("yes: root inside is host uid {} (host ids {}-{})", start, start,
+                     start + range["count"].get<uint64_t>() - 1);
+}
+
 void printVm(const json& instance) {
   const json& spec = field(instance, "spec");
   const json& vm = field(instance, "vm");
@@ -141,7 +152,7 @@ void printInstance(const json& instance) {
       {"cap drop", displayText(field(spec, "cap_drop"))},
       {"seccomp", displayText(field(spec, "seccomp"))},
       {"user namespace",
-       field(spec, "user_namespace") == true ? "yes (root inside is an unprivileged user outside)" : "no"},
+       userNamespaceText(field(spec, "user_namespace"), field(instance, "user_namespace_range"))},
       {"init", field(spec, "init") == true ? "yes (corral-reaper is PID 1, the command its child)" : "no"},
       {"remove on exit", displayText(field(spec, "remove_on_exit"))},
       {"created", displayTime(field(instance, "created_at"))},

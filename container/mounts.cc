@@ -16,6 +16,8 @@
 #include <cerrno>
 #include <utility>
 
+#include "core/unique_fd.h"
+
 namespace corral::container {
 namespace {
 
@@ -114,8 +116,10 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
   plan.rootfs = (bundle / "rootfs").string();
   plan.upperDir = (bundle / "upper").string();
   plan.workDir = (bundle / "work").string();
+  if (input.userNamespace) plan.idmappedLower = (bundle / "lower").string();
   plan.overlayData =
-      fmt::format("lowerdir={},upperdir={},workdir={}", image.string(), plan.upperDir, plan.workDir);
+      fmt::format("lowerdir={},upperdir={},workdir={}",
+                  input.userNamespace ? plan.idmappedLower : image.string(), plan.upperDir, plan.workDir);
   plan.requiredDirectories = {"/proc", "/sys", "/dev", "/run", "/run/host", "/etc"};
 
   auto add = [&](std::string source, std::string target, std::string fstype, unsigned long flags,
@@ -299,6 +303,21 @@ std::string describeMountFailure(const MountPlan& plan, MountStep step, int32_t 
       return fmt::format("umount2(old root of \"{}\", MNT_DETACH)", plan.rootfs);
   }
   return fmt::format("mount step {} #{}", static_cast<int>(step), index);
+}
+
+// ---- Parent side ----
+
+Status mountIdmappedFromParent(const std::string& source, const std::string& target, int userNamespaceFd) {
+  UniqueFd tree(::open_tree(AT_FDCWD, source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (!tree) return fail(systemError(errno, fmt::format("open_tree(\"{}\", OPEN_TREE_CLONE)", source)));
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_IDMAP;
+  attr.userns_fd = static_cast<uint64_t>(userNamespaceFd);
+  if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+    return fail(systemError(errno, fmt::format("mount_setattr(\"{}\", MOUNT_ATTR_IDMAP)", source)));
+  if (::move_mount(tree.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    return fail(systemError(errno, fmt::format("move_mount(\"{}\" idmapped, \"{}\")", source, target)));
+  return {};
 }
 
 // ---- Child side ----

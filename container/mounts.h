@@ -95,6 +95,9 @@ struct MountPlan {
   std::string upperDir;     // <bundle>/upper
   std::string workDir;      // <bundle>/work
   std::string overlayData;  // "lowerdir=...,upperdir=...,workdir=..." (mounted by the parent)
+  // With a user namespace, <bundle>/lower: the image mounted idmapped through the container's mapping
+  // (host 0 reads as the mapped root), the overlay's lower layer instead of the image itself. Empty without.
+  std::string idmappedLower;
   // Directories that must exist in the image (created by the parent in the merged rootfs if missing).
   std::vector<std::string> requiredDirectories;
   MountEntry makePrivate;  // "/" recursively private: nothing we mount propagates to the host
@@ -127,6 +130,13 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input);
 std::string mountFlagNames(unsigned long flags);
 // `mount("proc", "/b/rootfs/proc", "proc", nosuid,nodev,noexec, "")` for error messages.
 std::string describeMount(const MountEntry& entry);
+
+// ---- Parent side ----
+
+// Mounts `source` at `target` (an existing directory) as a bind mount idmapped through the mapping of the
+// user namespace `userNamespaceFd`: open_tree(OPEN_TREE_CLONE), mount_setattr(MOUNT_ATTR_IDMAP),
+// move_mount. Fails naming the call; on failure nothing is mounted.
+Status mountIdmappedFromParent(const std::string& source, const std::string& target, int userNamespaceFd);
 
 // ---- Child side: only system calls, no allocation. ----
 

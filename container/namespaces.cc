@@ -4,14 +4,21 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/sched.h>  // struct clone_args
 #include <net/if.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "core/rollback.h"
 
 namespace corral::container {
 namespace {
@@ -46,6 +53,29 @@ Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count) {
   std::string line = idMapLine(hostId, count);
   if (auto ok = writeProcFile(proc + "/gid_map", line); !ok) return ok;
   return writeProcFile(proc + "/uid_map", line);
+}
+
+Result<UniqueFd> openMappedUserNamespace(uint32_t hostId, uint32_t count) {
+  // A fork-like clone3 (no CLONE_VM): the child runs on a copy of our stack and only waits to be killed.
+  clone_args args{};
+  args.flags = CLONE_NEWUSER;
+  args.exit_signal = SIGCHLD;
+  pid_t pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+  if (pid < 0) return fail(systemError(errno, "clone3(CLONE_NEWUSER)"));
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    for (;;) ::pause();
+  }
+  Rollback reap([pid] {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  });
+  if (auto ok = writeIdMapsFromParent(pid, hostId, count); !ok) return fail(ok.error());
+  std::string path = fmt::format("/proc/{}/ns/user", pid);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
+  return fd;
 }
 
 Result<std::vector<NamespaceFd>> openNamespacesFromParent(pid_t pid, bool userNamespace) {

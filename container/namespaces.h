@@ -25,6 +25,12 @@ std::string idMapLine(uint32_t hostId, uint32_t count);
 // gid_map and uid_map. Fails naming the file.
 Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count);
 
+// A user namespace of its own with the maps "0 hostId count", held by the returned fd (/proc/PID/ns/user
+// of a placeholder process that is gone on return). Used to idmap the image for a container: an idmapped
+// mount takes only the mapping from it, so it need not be the container's own namespace, and it must
+// exist before the overlay is mounted, that is before the container is cloned.
+Result<UniqueFd> openMappedUserNamespace(uint32_t hostId, uint32_t count);
+
 struct NamespaceFd {
   int type = 0;           // CLONE_NEW*
   const char* name = "";  // "user", "ipc", ... as in /proc/PID/ns/

@@ -572,6 +572,9 @@ Status validateConfig(const ContainerConfig& config) {
   if (config.userNamespace) {
     const IdMapping& map = *config.userNamespace;
     if (map.count == 0) return fail(invalidField("user_namespace.count", "user_namespace.count must be > 0"));
+    if (map.hostId == 0)
+      return fail(
+          invalidField("user_namespace", "user_namespace: host id 0 would make root inside root outside"));
     if (uint64_t{map.hostId} + map.count > uint64_t{UINT32_MAX}) {
       return fail(invalidField("user_namespace", "user_namespace: {} ids from {} overflow the id space",
                                map.count, map.hostId));
@@ -648,6 +651,16 @@ Status writeEtcFilesFromParent(const MountPlan& plan, const ContainerConfig& con
   return {};
 }
 
+// What the parent creates in the writable layer belongs to the container's root: host root is no one
+// inside a user namespace, and a directory of no one's is one the container's root may not write to.
+Status chownToMappedRoot(const std::string& path, const ContainerConfig& config) {
+  if (!config.userNamespace) return {};
+  uid_t id = config.userNamespace->hostId;
+  if (::lchown(path.c_str(), id, id) != 0)
+    return fail(systemError(errno, fmt::format("chown(\"{}\", {})", path, id)));
+  return {};
+}
+
 // Creates what the mount plan needs in the merged rootfs (as host root, so the image owns nothing new)
 // and the systemd container-interface file. Mount points must be real directories: a symlink there
 // would make the child mount onto a host path.
@@ -663,6 +676,7 @@ Status prepareRootfsFromParent(const MountPlan& plan, const ContainerConfig& con
     }
     if (errno != ENOENT) return fail(systemError(errno, fmt::format("lstat(\"{}\")", path)));
     if (::mkdir(path.c_str(), 0755) != 0) return fail(systemError(errno, fmt::format("mkdir(\"{}\")", path)));
+    if (auto ok = chownToMappedRoot(path, config); !ok) return ok;
   }
   if (auto ok = writeEtcFilesFromParent(plan, config); !ok) return ok;
   std::string manager = plan.rootfs + "/run/host/container-manager";
@@ -672,12 +686,15 @@ Status prepareRootfsFromParent(const MountPlan& plan, const ContainerConfig& con
   if (::write(fd.get(), kManager.data(), kManager.size()) != static_cast<ssize_t>(kManager.size())) {
     return fail(systemError(errno, fmt::format("write(\"{}\")", manager)));
   }
-  return {};
+  return chownToMappedRoot(manager, config);
 }
 
 // Creates bundle/{upper,work,rootfs} and mounts the overlay at rootfs. Mounted here in the host's mount
 // namespace, by host root, for both layouts: with a user namespace the child could not mount it from
 // the image's root-owned lower layer without userxattr; the child's mount namespace gets a copy.
+// With a user namespace the lower layer is the image idmapped through the container's mapping, so its
+// root-owned files belong to the container's root (crun's "idmap" option does the same), and upper/ and
+// work/ belong to the mapped root: what the container creates lands in upper/ owned by its mapped ids.
 Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& config) {
   for (const auto& dir : {plan.upperDir, plan.workDir, plan.rootfs}) {
     std::error_code ec;
@@ -685,12 +702,22 @@ Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& conf
     if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", dir)));
   }
   if (isMountPoint(plan.rootfs)) return fail(conflict("\"{}\" is already a mount point", plan.rootfs));
+  std::optional<Rollback> detachLower;
   if (config.userNamespace) {
-    // The upper directory's owner is the owner of the container's "/": make that the container's root.
     uid_t id = config.userNamespace->hostId;
-    if (::chown(plan.upperDir.c_str(), id, id) != 0) {
-      return fail(systemError(errno, fmt::format("chown(\"{}\", {})", plan.upperDir, id)));
+    for (const auto& dir : {plan.upperDir, plan.workDir}) {
+      if (::chown(dir.c_str(), id, id) != 0)
+        return fail(systemError(errno, fmt::format("chown(\"{}\", {})", dir, id)));
     }
+    auto mapping = openMappedUserNamespace(id, config.userNamespace->count);
+    if (!mapping) return fail(mapping.error().wrap("idmap the image"));
+    if (::mkdir(plan.idmappedLower.c_str(), 0700) != 0 && errno != EEXIST)
+      return fail(systemError(errno, fmt::format("mkdir(\"{}\")", plan.idmappedLower)));
+    if (isMountPoint(plan.idmappedLower)) ::umount2(plan.idmappedLower.c_str(), MNT_DETACH);  // a crash's
+    auto idmapped = mountIdmappedFromParent(config.imageRootfs.string(), plan.idmappedLower, mapping->get());
+    if (!idmapped) return fail(idmapped.error().wrap("idmap the image"));
+    // The overlay keeps a private clone of each layer, so the lower mount point is not needed once it is up.
+    detachLower.emplace([&] { ::umount2(plan.idmappedLower.c_str(), MNT_DETACH); });
   }
   if (::mount("overlay", plan.rootfs.c_str(), "overlay", 0, plan.overlayData.c_str()) != 0) {
     return fail(systemError(errno, fmt::format("mount(\"overlay\", \"{}\", \"overlay\", \"{}\")", plan.rootfs,
@@ -1027,17 +1054,18 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
 // ---- removeBundle ----
 
 Status removeBundle(const std::filesystem::path& bundleDir) {
-  std::filesystem::path rootfs = bundleDir / "rootfs";
   // Several starts may have stacked mounts; never delete while anything is mounted (it would reach the
-  // image).
-  for (int attempt = 0; attempt < 16 && isMountPoint(rootfs); ++attempt) {
-    if (::umount2(rootfs.c_str(), MNT_DETACH) != 0) {
-      return fail(
-          systemError(errno, fmt::format("remove bundle: umount2(\"{}\", MNT_DETACH)", rootfs.string())));
+  // image). lower/ is the idmapped image, mounted only while a start is under way (a crash may leave it).
+  for (const std::filesystem::path& mountPoint : {bundleDir / "rootfs", bundleDir / "lower"}) {
+    for (int attempt = 0; attempt < 16 && isMountPoint(mountPoint); ++attempt) {
+      if (::umount2(mountPoint.c_str(), MNT_DETACH) != 0) {
+        return fail(systemError(
+            errno, fmt::format("remove bundle: umount2(\"{}\", MNT_DETACH)", mountPoint.string())));
+      }
     }
+    if (isMountPoint(mountPoint))
+      return fail(internalError("remove bundle: \"{}\" is still mounted", mountPoint.string()));
   }
-  if (isMountPoint(rootfs))
-    return fail(internalError("remove bundle: \"{}\" is still mounted", rootfs.string()));
   std::error_code ec;
   std::filesystem::remove_all(bundleDir, ec);
   if (ec)

@@ -177,9 +177,20 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
                                                                NetworkController* network) {
   auto manager = std::make_unique<InstanceManager>(store, std::move(options), network);
   if (!manager->wake_) return fail(systemError(errno, "eventfd"));
+  if (auto pool = container::readIdPool(manager->options_.subuidFile, manager->options_.subgidFile); pool) {
+    manager->idRanges_ = container::IdRangeAllocator(*pool);
+  } else {
+    log::warn("user namespaces: {} (containers with one are refused until this is fixed)",
+              pool.error().message());
+    manager->idPoolError_ = pool.error();
+  }
   auto rows = store.listInstances();
   if (!rows) return fail(rows.error().wrap("load instances"));
   for (InstanceRow& row : *rows) {
+    if (row.userNamespaceStart) {
+      if (auto kept = manager->idRanges_.reserve(static_cast<uint32_t>(*row.userNamespaceStart)); !kept)
+        log::error("instance \"{}\": its user namespace range: {}", row.name, kept.error().message());
+    }
     Instance instance;
     auto spec = specFromText(row.specJson);
     if (!spec) return fail(spec.error().wrap(fmt::format("load instance \"{}\": stored spec", row.name)));
@@ -212,7 +223,9 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
         if (auto saved = store.putInstance(instance.row); !saved) return fail(saved.error());
       }
     } else {
-      if (auto config = container::toContainerConfig(instance.spec, manager->validationContext()); config) {
+      if (auto config =
+              container::toContainerConfig(instance.spec, manager->validationContext(&instance.row));
+          config) {
         instance.config = std::move(*config);
         if (!instance.spec.ip.empty()) instance.config->ipAddress = instance.spec.ip;
       } else {
@@ -262,12 +275,30 @@ InstanceManager::~InstanceManager() {
   libvirt_.reset();  // VMs keep running: their domains belong to libvirtd
 }
 
-container::ValidationContext InstanceManager::validationContext() const {
+container::ValidationContext InstanceManager::validationContext(const InstanceRow* row) const {
+  container::IdMapping range{.hostId = 0, .count = container::kIdsPerContainer};  // none: refused at start
+  if (row && row->userNamespaceStart) range.hostId = static_cast<uid_t>(*row->userNamespaceStart);
   return {.imageDir = options_.imageDir,
           .containersDir = options_.containersDir,
           .cgroupOptions = options_.cgroupOptions,
-          .userNamespaceRange = {},
+          .userNamespaceRange = range,
           .reaperPath = options_.reaperPath};
+}
+
+Status InstanceManager::assignIdRange(Instance& instance) {
+  if (!instance.spec.userNamespace || instance.row.kind != "container") return {};
+  if (!instance.row.userNamespaceStart) {
+    if (idPoolError_) return fail(*idPoolError_);
+    auto range = idRanges_.allocate();
+    if (!range) return fail(range.error());
+    instance.row.userNamespaceStart = range->hostId;
+  }
+  if (instance.config) instance.config->userNamespace = validationContext(&instance.row).userNamespaceRange;
+  return {};
+}
+
+void InstanceManager::releaseIdRange(const InstanceRow& row) {
+  if (row.userNamespaceStart) idRanges_.release(static_cast<uint32_t>(*row.userNamespaceStart));
 }
 
 // After a daemon restart: the same process (pid and start time) is taken back under supervision, one that
@@ -485,6 +516,7 @@ void InstanceManager::recordStopped(Instance& instance, const std::string& reaso
     }
     if (auto deleted = store_.deleteInstance(name); !deleted)
       log::error("instance \"{}\": {}", name, deleted.error().message());
+    releaseIdRange(row);
     instances_.erase(name);
     releaseNic(name);
   } else if (auto saved = store_.putInstance(row); !saved) {
@@ -577,6 +609,10 @@ json InstanceManager::render(const Instance& instance) const {
           {"log_path", row.logPath},
           {"vm", std::move(vm)},
           {"ip", instance.spec.ip.empty() ? json(nullptr) : json(instance.spec.ip)},
+          {"user_namespace_range", row.userNamespaceStart ? json{{"uid", *row.userNamespaceStart},
+                                                                 {"gid", *row.userNamespaceStart},
+                                                                 {"count", container::kIdsPerContainer}}
+                                                          : json(nullptr)},
           {"network", networkJson(instance)}};
 }
 
@@ -652,6 +688,11 @@ Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
   std::unique_lock lock(mutex_);
   if (instances_.contains(spec.name)) return fail(conflict("instance \"{}\" already exists", spec.name));
   instance.spec = spec;
+  if (auto assigned = assignIdRange(instance); !assigned)
+    return fail(assigned.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
+  Rollback returnIdRange([this, start = instance.row.userNamespaceStart] {
+    if (start) idRanges_.release(static_cast<uint32_t>(*start));
+  });
   // Its NIC: addresses assigned now and written into the spec, so they stay the instance's.
   std::optional<net::NicAttachment> nic;
   if (network_) {
@@ -700,6 +741,7 @@ Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
     releaseNic(spec.name);
     return fail(started.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
   }
+  returnIdRange.dismiss();
   return started;
 }
 
@@ -708,10 +750,11 @@ Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
 Result<json> InstanceManager::startLocked(std::unique_lock<std::mutex>&, Instance& instance,
                                           Clock::time_point received) {
   if (!instance.config) {
-    auto config = container::toContainerConfig(instance.spec, validationContext());
+    auto config = container::toContainerConfig(instance.spec, validationContext(&instance.row));
     if (!config) return fail(config.error());
     instance.config = std::move(*config);
   }
+  if (auto assigned = assignIdRange(instance); !assigned) return fail(assigned.error());
   const std::filesystem::path bundle = options_.containersDir / instance.row.name;
   std::error_code ec;
   std::filesystem::create_directories(bundle, ec);
@@ -941,6 +984,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   if (it->second.row.kind != "vm") CORRAL_FAILPOINT("rm.after-bundle-removed");
   if (auto dropped = store_.deleteInstance(name); !dropped)
     return fail(dropped.error().wrap(fmt::format("remove instance \"{}\"", name)));
+  releaseIdRange(it->second.row);
   instances_.erase(it);
   releaseNic(name);
   return json{{"deleted", std::move(deleted)}};

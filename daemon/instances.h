@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "container/cgroup.h"
+#include "container/id_ranges.h"
 #include "container/runtime.h"
 #include "container/spec.h"
 #include "core/error.h"
@@ -46,6 +47,9 @@ struct InstanceOptions {
   std::chrono::milliseconds vmBootTimeout{90'000};
   std::chrono::milliseconds kvmProbeTimeout{15'000};
   std::filesystem::path reaperPath;  // corral-reaper, bound into containers run with --init
+  // Containers with a user namespace: the pool of host ids is the `corral` entry of these (see id_ranges.h).
+  std::filesystem::path subuidFile = "/etc/subuid";
+  std::filesystem::path subgidFile = "/etc/subgid";
 };
 
 // The accelerator VMs get, and why; "probing" while the KVM probe boot runs.
@@ -158,7 +162,12 @@ class InstanceManager {
                      std::chrono::milliseconds timeout);
   nlohmann::json render(const Instance& instance) const;
   nlohmann::json networkJson(const Instance& instance) const;  // "network" of render(): null without a NIC
-  container::ValidationContext validationContext() const;
+  // With the instance's host id range when it has one (user namespaces).
+  container::ValidationContext validationContext(const InstanceRow* row = nullptr) const;
+  // A container with a user namespace gets its host id range once (run, or the first start of a row
+  // stored before ranges were) and keeps it, stored with the row, until it is removed.
+  Status assignIdRange(Instance& instance);
+  void releaseIdRange(const InstanceRow& row);
 
   // The key of the instance's NIC link names (net/datapath.h): unique per host, like the domain name.
   std::string linkKey(const std::string& instanceName) const { return domainName(instanceName); }
@@ -175,6 +184,8 @@ class InstanceManager {
   std::atomic<bool> quit_{false};
   std::thread supervisor_;
   std::chrono::steady_clock::time_point lastOomCheck_{};
+  container::IdRangeAllocator idRanges_;  // under mutex_
+  std::optional<Error> idPoolError_;      // the id files are unusable: user namespaces are refused
 
   // VMs: the libvirt connection (opened on first need), its stop events queued for the supervisor, the
   // threads waiting for guests to become ready, and the accelerator decision.

@@ -51,6 +51,8 @@ struct Options {
   std::string uplinkNetns;
   std::string transitCidr;
   std::string publicCidr;
+  std::string subuidFile;
+  std::string subgidFile;
   int64_t vmBootTimeoutS = 90;
   int64_t kvmProbeTimeoutS = 15;
   bool foreground = false;
@@ -110,6 +112,10 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "pool of the /30 links between internet gateways and the uplink")
       ("public-cidr", po::value(&options.publicCidr)->default_value("100.64.128.0/17"),
        "pool of public (1:1 NAT) addresses")
+      ("subuid-file", po::value(&options.subuidFile)->default_value("/etc/subuid"),
+       "a \"corral:START:COUNT\" line here (and the same in --subgid-file) is the pool of host ids that "
+       "containers with a user namespace get 65536 each of; without one, 1879048192-2147352575")
+      ("subgid-file", po::value(&options.subgidFile)->default_value("/etc/subgid"), "see --subuid-file")
       ("vm-boot-timeout", po::value(&options.vmBootTimeoutS)->default_value(90),
        "seconds a VM's guest has to become ready before it is destroyed")
       ("kvm-probe-timeout", po::value(&options.kvmProbeTimeoutS)->default_value(15),
@@ -356,7 +362,9 @@ int run(const Options& options, StartupReport& report) {
                                   .acceleratorCache = options.acceleratorCache,
                                   .vmBootTimeout = std::chrono::seconds(options.vmBootTimeoutS),
                                   .kvmProbeTimeout = std::chrono::seconds(options.kvmProbeTimeoutS),
-                                  .reaperPath = options.reaperPath};
+                                  .reaperPath = options.reaperPath,
+                                  .subuidFile = options.subuidFile,
+                                  .subgidFile = options.subgidFile};
   NetworkOptions networkOptions{.netnsPrefix = options.netnsPrefix,
                                 .uplink = {.netns = options.uplinkNetns,
                                            .transitPool = *net::Cidr::parse(options.transitCidr),

@@ -205,6 +205,12 @@ CREATE TABLE comparisons (
     R"sql(
 ALTER TABLE instances ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 5 -> 6: the host id range a container with a user namespace was given (its first id; each range has
+    // 65536 ids), kept with the instance so a restarted corrald hands it to no one else. Not UNIQUE: the
+    // allocator keeps ranges apart, and INSERT OR REPLACE would silently drop the other row.
+    R"sql(
+ALTER TABLE instances ADD COLUMN user_ns_start INTEGER CHECK (user_ns_start BETWEEN 65536 AND 4294901759);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 
@@ -1157,7 +1163,7 @@ Status Store::writeInstance(const InstanceRow& row, bool mustBeNew) {
       runBound(db_.get(),
                "INSERT OR REPLACE INTO instances (name, kind, spec, state, pid, pid_start_time, "
                "created_at, started_at, finished_at, exit_code, exit_signal, exit_reason, exit_note, "
-               "boot_steps, log_path, oom_kills) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               "boot_steps, log_path, oom_kills, user_ns_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                [&](Binder& b) {
                  b.text(row.name)
                      .text(row.kind)
@@ -1174,7 +1180,8 @@ Status Store::writeInstance(const InstanceRow& row, bool mustBeNew) {
                      .optionalText(row.exitNote)
                      .text(row.bootStepsJson)
                      .text(row.logPath)
-                     .integer(row.oomKills);
+                     .integer(row.oomKills)
+                     .optionalInteger(row.userNamespaceStart);
                });
   if (!status) return wrap(std::move(status.error()));
   if (auto committed = transaction->commit(); !committed) return wrap(std::move(committed.error()));
@@ -1213,7 +1220,7 @@ Result<std::vector<InstanceRow>> Store::listInstances() const {
   auto status = forEachRow(
       db_.get(),
       "SELECT name, kind, spec, state, pid, pid_start_time, created_at, started_at, finished_at, exit_code, "
-      "exit_signal, exit_reason, exit_note, boot_steps, log_path, oom_kills FROM instances ORDER BY name",
+      "exit_signal, exit_reason, exit_note, boot_steps, log_path, oom_kills, user_ns_start FROM instances ORDER BY name",
       [&](sqlite3_stmt* statement) -> Status {
         RowReader r(statement, "instances", keyColumn(statement, 0));
         InstanceRow row;
@@ -1233,6 +1240,7 @@ Result<std::vector<InstanceRow>> Store::listInstances() const {
         CORRAL_READ(row.bootStepsJson, r.text(13, "boot_steps"));
         CORRAL_READ(row.logPath, r.text(14, "log_path"));
         CORRAL_READ(row.oomKills, r.integer(15, "oom_kills"));
+        CORRAL_READ(row.userNamespaceStart, r.optionalInteger(16, "user_ns_start"));
         rows.push_back(std::move(row));
         return {};
       });

@@ -16,7 +16,7 @@
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
 // Times are Unix seconds except boot steps (JSON text: {"total_ms": .., "clone_ms": .., ...}).
@@ -37,6 +37,7 @@ struct InstanceRow {
   std::string bootStepsJson = "{}";
   std::string logPath;
   int64_t oomKills = 0;  // processes the kernel OOM-killed in a container's cgroup since its last start
+  std::optional<int64_t> userNamespaceStart;  // a container with a user namespace: its host id range's start
 };
 
 // One saved `corral compare` result (the CLI's JSON, as text), numbered in the order they were saved.

@@ -686,6 +686,43 @@ TEST_F(ContainerRuntimeTest, UserNamespaceMapsRootToAnUnprivilegedHostId) {
   EXPECT_EQ(st.st_gid, 231072u);
 }
 
+// The image is seen through the mapping (an idmapped lower layer): its root-owned files are root's
+// inside, root may write wherever it could without a user namespace (the image's /etc and /root), and
+// what it creates lands in upper/ owned on the host by the mapped ids: START for root, START+1000 for 1000.
+TEST_F(ContainerRuntimeTest, UserNamespaceRootOwnsTheIdmappedImageAndWritesAsItsMappedIds) {
+  constexpr uid_t kStart = 362144;
+  ContainerConfig c =
+      config({"sh", "-c",
+              "echo hi > /etc/x && cat /etc/x && ls -ln /bin/busybox | awk '{print $3, $4}' && "
+              "stat -c '%u:%g %n' /etc/passwd /etc/hosts /run/host/container-manager / && touch /root/x && "
+              "touch /owned && chown 1000:1000 /owned && mkdir -p /var/new && echo DONE"});
+  c.userNamespace = IdMapping{kStart, 65536};
+  std::map<std::string, std::string> hostOwners;  // path under upper/ → "uid:gid" on the host
+  Output output = run(c, [&] {
+    for (const char* path : {"", "etc/x", "root/x", "owned", "var/new", "etc/hosts"}) {
+      struct stat st {};
+      hostOwners[path] = ::lstat((c.bundleDir / "upper" / path).c_str(), &st) == 0
+                             ? fmt::format("{}:{}", st.st_uid, st.st_gid)
+                             : std::string("missing");
+    }
+  });
+  ASSERT_EQ(output.exitCode(), 0) << output.text;
+  EXPECT_EQ(output.text,
+            "hi\n0 0\n0:0 /etc/passwd\n0:0 /etc/hosts\n0:0 /run/host/container-manager\n0:0 /\nDONE\n");
+  const std::string root = fmt::format("{}:{}", kStart, kStart);
+  EXPECT_EQ(hostOwners[""], root) << "upper/ itself";
+  EXPECT_EQ(hostOwners["etc/x"], root);
+  EXPECT_EQ(hostOwners["root/x"], root);
+  EXPECT_EQ(hostOwners["var/new"], root);
+  EXPECT_EQ(hostOwners["etc/hosts"], root);
+  EXPECT_EQ(hostOwners["owned"], fmt::format("{}:{}", kStart + 1000, kStart + 1000));
+  struct stat image {};
+  ASSERT_EQ(::stat((kImageRootfs / "bin" / "busybox").c_str(), &image), 0);
+  EXPECT_EQ(image.st_uid, 0u) << "the image itself is untouched";
+  EXPECT_FALSE(fs::exists(kImageRootfs / "etc" / "x"));
+  expectNothingLeft(c);
+}
+
 TEST_F(ContainerRuntimeTest, RootfsIsPivotedAndProcAndDevAreLockedDown) {
   std::string hostOnly = (tempDir_ / "host-only-marker").string();
   std::ofstream(hostOnly) << "x";

@@ -2,11 +2,14 @@
 // start, rm, OOM, refused specs leaving nothing behind, and containers surviving a SIGKILLed daemon.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -204,6 +207,131 @@ TEST(Instances, ContainersSurviveADaemonKill) {
   while (alive(pid) && Clock::now() < until) std::this_thread::sleep_for(20ms);
   EXPECT_FALSE(alive(pid));
   EXPECT_EQ(daemon.call("DELETE", "/v1/instances/survivor").status, 200);
+}
+
+// "Uid:\t1 2 3 4" → {1, 2, 3, 4}: real, effective, saved and filesystem ids as the host sees them.
+std::vector<int64_t> hostIds(int pid, const std::string& key) {
+  std::istringstream status(slurp(fmt::format("/proc/{}/status", pid)));
+  for (std::string line; std::getline(status, line);) {
+    if (!line.starts_with(key + ":")) continue;
+    std::istringstream fields(line.substr(key.size() + 1));
+    std::vector<int64_t> ids;
+    for (int64_t id; fields >> id;) ids.push_back(id);
+    return ids;
+  }
+  return {};
+}
+
+// Waits until the instance's log holds `marker`; the log.
+std::string waitForLog(const TestDaemon& daemon, const std::string& name, const std::string& marker) {
+  std::string data;
+  for (auto until = Clock::now() + 20s; Clock::now() < until; std::this_thread::sleep_for(50ms)) {
+    data = daemon.call("GET", "/v1/instances/" + name + "/logs?offset=0").body.value("data", "");
+    if (data.find(marker) != std::string::npos) break;
+  }
+  return data;
+}
+
+// Each --user-ns container gets 65536 host ids of its own from corral's pool (here a 3-range corral
+// entry): root inside is START on the host, files it creates are START's (1000's are START+1000), the
+// image still works, two containers never share ids, a range stays taken across a corrald crash, the
+// pool running out is a clear 409, and a removed container's range is given out again.
+TEST(Instances, UserNamespaceContainersGetDisjointHostIdRangesThatOutliveARestart) {
+  if (!requireRoot()) GTEST_SKIP() << "running containers needs root";
+  constexpr int64_t kStart = 1610612736;  // 0x60000000
+  constexpr int64_t kCount = 65536;
+  char dir[] = "/tmp/corral-subids-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string idsFile = std::string(dir) + "/subids";
+  { std::ofstream(idsFile) << "alice:100000:65536\ncorral:" << kStart << ":" << 3 * kCount << "\n"; }
+  std::vector<std::string> args = kDaemonArgs;
+  args.insert(args.end(), {"--subuid-file", idsFile, "--subgid-file", idsFile});
+  TestDaemon daemon("userns", args);
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+
+  auto userNsSpec = [](const std::string& name) {
+    json spec =
+        runSpec(name, {"sh", "-c",
+                       "cat /proc/self/uid_map /proc/self/gid_map; echo hi > /etc/x && cat /etc/x && "
+                       "ls -l /bin/busybox && stat -c 'busybox %u:%g' /bin/busybox && touch /tmp/x && "
+                       "touch /tmp/y && chown 1000:1000 /tmp/y && echo READY; exec sleep 1000"});
+    spec["user_namespace"] = true;
+    return spec;
+  };
+  auto squeeze = [](const std::string& line) {
+    std::istringstream in(line);
+    std::string word, result;
+    while (in >> word) result += (result.empty() ? "" : " ") + word;
+    return result;
+  };
+  // Runs NAME and checks everything about its range; its start.
+  auto runMapped = [&](const std::string& name) -> int64_t {
+    json instance = daemon.must("POST", "/v1/instances", userNsSpec(name));
+    if (!instance.contains("user_namespace_range") || !instance["user_namespace_range"].is_object()) {
+      ADD_FAILURE() << name << " has no user_namespace_range: " << instance.dump();
+      return -1;
+    }
+    const int64_t start = instance["user_namespace_range"]["uid"].get<int64_t>();
+    EXPECT_EQ(instance["user_namespace_range"], (json{{"uid", start}, {"gid", start}, {"count", kCount}}));
+    EXPECT_NE(start, 0) << name;
+    const int pid = instance["pid"].get<int>();
+    EXPECT_EQ(hostIds(pid, "Uid"), std::vector<int64_t>(4, start))
+        << name << ": root inside, seen from the host";
+    EXPECT_EQ(hostIds(pid, "Gid"), std::vector<int64_t>(4, start)) << name;
+    std::string log = waitForLog(daemon, name, "READY\n");
+    std::istringstream lines(log);
+    std::vector<std::string> out;
+    for (std::string line; std::getline(lines, line);) out.push_back(line);
+    EXPECT_EQ(out.size(), 6u) << log;
+    if (out.size() < 6) return start;
+    EXPECT_EQ(squeeze(out[0]), fmt::format("0 {} {}", start, kCount)) << "uid_map";
+    EXPECT_EQ(squeeze(out[1]), fmt::format("0 {} {}", start, kCount)) << "gid_map";
+    EXPECT_EQ(out[2], "hi");
+    EXPECT_NE(squeeze(out[3]).find(" root root "), std::string::npos) << "ls -l /bin/busybox: " << out[3];
+    EXPECT_EQ(out[4], "busybox 0:0");
+    const std::filesystem::path upper = instance["bundle"].get<std::string>() + "/upper";
+    struct stat st {};
+    EXPECT_EQ(::stat((upper / "tmp" / "x").c_str(), &st), 0) << upper;
+    EXPECT_EQ(st.st_uid, static_cast<uid_t>(start)) << "a file root made inside belongs to START on the host";
+    EXPECT_EQ(st.st_gid, static_cast<gid_t>(start));
+    EXPECT_EQ(::stat((upper / "tmp" / "y").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, static_cast<uid_t>(start + 1000)) << "uid 1000 inside is START+1000 outside";
+    EXPECT_EQ(st.st_gid, static_cast<gid_t>(start + 1000));
+    EXPECT_EQ(::stat((upper / "etc" / "x").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, static_cast<uid_t>(start));
+    return start;
+  };
+
+  const int64_t first = runMapped("ua");
+  const int64_t second = runMapped("ub");
+  EXPECT_EQ(first, kStart) << "the lowest range of the pool first";
+  EXPECT_EQ(second, kStart + kCount) << "the next one, disjoint";
+
+  // After a crash the stored ranges are still taken: a new container gets the third.
+  daemon.kill9();
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  EXPECT_EQ(daemon.call("GET", "/v1/instances/ua").body["user_namespace_range"]["uid"], first);
+  EXPECT_EQ(runMapped("uc"), kStart + 2 * kCount);
+
+  // The pool is used up: refused, leaving nothing behind.
+  Reply refused = daemon.call("POST", "/v1/instances", userNsSpec("ud"));
+  EXPECT_EQ(refused.status, 409) << refused.body.dump();
+  EXPECT_NE(refused.body.dump().find("no free id range: all 3 ranges of 65536 ids in the pool"),
+            std::string::npos)
+      << refused.body.dump();
+  EXPECT_EQ(daemon.call("GET", "/v1/instances/ud").status, 404);
+  EXPECT_FALSE(std::filesystem::exists(daemon.containersDir() + "/ud"));
+
+  // A removed container's range goes back to the pool.
+  EXPECT_EQ(daemon.call("DELETE", "/v1/instances/ua?force=true").status, 200);
+  EXPECT_EQ(runMapped("ud"), first);
+
+  // Without --user-ns nothing changes: root is root, no range.
+  json plain = daemon.must("POST", "/v1/instances", runSpec("plain", {"sleep", "1000"}));
+  EXPECT_TRUE(plain["user_namespace_range"].is_null()) << plain.dump();
+  EXPECT_EQ(hostIds(plain["pid"].get<int>(), "Uid"), std::vector<int64_t>(4, 0));
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 }  // namespace

@@ -40,6 +40,19 @@ TEST(MountPlan, OverlayLayersLiveInTheBundle) {
             "workdir=/var/lib/corral/containers/web-1/work");
 }
 
+// With a user namespace the lower layer is the image idmapped at <bundle>/lower by the parent.
+TEST(MountPlan, UserNamespaceOverlayReadsTheIdmappedImage) {
+  MountPlanInput input = defaultInput();
+  input.userNamespace = true;
+  input.mappedIds = 65536;
+  MountPlan plan = planFor(input);
+  EXPECT_EQ(plan.idmappedLower, "/var/lib/corral/containers/web-1/lower");
+  EXPECT_EQ(plan.overlayData,
+            "lowerdir=/var/lib/corral/containers/web-1/lower,upperdir=/var/lib/corral/containers/web-1/upper,"
+            "workdir=/var/lib/corral/containers/web-1/work");
+  EXPECT_TRUE(planFor(defaultInput()).idmappedLower.empty());
+}
+
 TEST(MountPlan, TrailingSlashesAndDotsAreNormalized) {
   MountPlanInput input = defaultInput();
   input.bundleDir = "/var/lib/corral/containers/./web-1/";

@@ -483,6 +483,38 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   EXPECT_FALSE(reopened->putInstance(row));
 }
 
+// A container's user namespace range is kept with it; a version 4 database gains the column, empty.
+TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFourRowsMigrateWithout) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  {
+    auto store = Store::open(path);
+    ASSERT_TRUE(store) << store.error().message();
+    InstanceRow row;
+    row.name = "old";
+    row.specJson = R"({"name":"old"})";
+    ASSERT_TRUE(store->insertInstance(row));
+  }
+  RawDb(path).exec("ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 4");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 5);
+  InstanceRow mapped;
+  mapped.name = "mapped";
+  mapped.specJson = R"({"name":"mapped","user_namespace":true})";
+  mapped.userNamespaceStart = 0x70010000;
+  ASSERT_TRUE(store->insertInstance(mapped));
+  auto rows = Store::open(path)->listInstances();
+  ASSERT_TRUE(rows) << rows.error().message();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].name, "mapped");
+  EXPECT_EQ((*rows)[0].userNamespaceStart, 0x70010000);
+  EXPECT_EQ((*rows)[1].name, "old");
+  EXPECT_FALSE((*rows)[1].userNamespaceStart);
+  mapped.userNamespaceStart = 0;
+  EXPECT_FALSE(store->putInstance(mapped)) << "a range from host id 0 is refused by the schema";
+}
+
 TEST(Store, FullTopologyRoundTripsExactlyAfterReopening) {
   TempDir dir;
   std::string path = dir.file("state.db");
