@@ -316,6 +316,20 @@ std::string reachabilityText(const std::string& reachability) {
   return reachability;
 }
 
+// "dropped nothing" or "dropped mac 0, ip 3, arp 1, other 5" (frames refused at the port, by reason).
+std::string spoofDropsText(const json& drops) {
+  if (!drops.is_object()) return "drops unknown (no guard in the kernel)";
+  uint64_t total = 0;
+  std::string counts;
+  for (const char* reason : {"mac", "ip", "arp", "other"}) {
+    const uint64_t count =
+        drops.contains(reason) && drops[reason].is_number_unsigned() ? drops[reason].get<uint64_t>() : 0;
+    total += count;
+    counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", reason, count);
+  }
+  return total == 0 ? "dropped nothing" : "dropped " + counts;
+}
+
 Node instanceNode(const json& instance, const std::string& bridge) {
   const bool vm = str(instance, "kind") == "vm";
   Node node{fmt::format("{} {} ({}){}", vm ? "vm" : "container", str(instance, "name"),
@@ -329,6 +343,8 @@ Node instanceNode(const json& instance, const std::string& bridge) {
                        vm ? "tap" : "veth", bridge));
   node.add("door guards (security groups): " + orNone(joined(items(instance, "security_groups"))));
   node.add("published ports (outside:inside): " + orNone(joined(items(instance, "publish"))));
+  node.add("source check: sends only from its own ip and mac; " +
+           spoofDropsText(member(instance, "spoof_drops")));
   return node;
 }
 

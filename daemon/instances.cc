@@ -632,7 +632,8 @@ json InstanceManager::networkJson(const Instance& instance) const {
           {"bridge", nic->bridge},
           {"public_ip", nic->nic.publicAddress ? json(*nic->nic.publicAddress) : json(nullptr)},
           {"security_groups", nic->nic.securityGroups},
-          {"publish", std::move(publish)}};
+          {"publish", std::move(publish)},
+          {"spoof_drops", network_->spoofDropsJson(instance.row.name)}};
 }
 
 void InstanceManager::releaseNic(const std::string& instanceName) {

@@ -43,6 +43,16 @@ json optionalText(const std::optional<std::string>& value) {
   return value ? json(*value) : json(nullptr);
 }
 
+// A port's counts out of net::spoofDrops' answer; null when unreadable or when the kernel holds no guard
+// for the port (drift: reconciliation at start puts it back).
+json portDropsJson(const Result<std::map<std::string, net::SpoofDrops>>& drops, const std::string& link) {
+  if (!drops) return nullptr;
+  auto it = drops->find(link);
+  if (it == drops->end()) return nullptr;
+  const net::SpoofDrops& port = it->second;
+  return {{"mac", port.mac}, {"ip", port.ip}, {"arp", port.arp}, {"other", port.other}};
+}
+
 std::string routeTargetText(const net::RouteTarget& target) {
   if (target.name.empty()) return std::string(net::routeTargetTypeName(target.type));
   return fmt::format("{} {}", net::routeTargetTypeName(target.type), target.name);
@@ -449,6 +459,18 @@ bool NetworkController::portPresent(const std::string& instance) const {
   return false;
 }
 
+json NetworkController::spoofDropsJson(const std::string& instance) const {
+  std::lock_guard lock(mutex_);
+  const net::Subnet* subnet = nicSubnetLocked(instance);
+  if (!subnet || !options_.kernel) return nullptr;
+  auto plan = planLocked(topology_, subnet->vpc);
+  if (!plan) return nullptr;
+  for (const net::NicPlan& nic : plan->nics) {
+    if (nic.nic.instance == instance) return portDropsJson(net::spoofDrops(plan->netns), nic.link);
+  }
+  return nullptr;
+}
+
 // ---- Startup and views ----
 
 std::vector<std::string> NetworkController::reconcile() {
@@ -490,6 +512,8 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
     for (const json& item : instances["instances"]) instanceByName[item.value("name", "")] = item;
   }
   std::map<std::string, std::vector<std::string>> groupMembers;
+  Result<std::map<std::string, net::SpoofDrops>> drops = fail(unavailable("the kernel is not managed"));
+  if (options_.kernel && net::netnsExists(plan->netns)) drops = net::spoofDrops(plan->netns);
   json subnets = json::array();
   for (const net::BridgePlan& bridge : plan->bridges) {
     const net::Subnet* subnet = topology_.findSubnet(bridge.subnet);
@@ -512,6 +536,7 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
                          {"public_ip", optionalText(nic.nic.publicAddress)},
                          {"mac", nic.mac},
                          {"link", nic.link},
+                         {"spoof_drops", portDropsJson(drops, nic.link)},
                          {"security_groups", groups},
                          {"publish", std::move(publish)}});
     }

@@ -77,6 +77,9 @@ class NetworkController {
   void detach(const std::string& instance);
   // Whether the instance's port exists in its VPC's namespace (after a daemon restart).
   bool portPresent(const std::string& instance) const;
+  // What its port guard dropped ({"mac": N, "ip": N, "arp": N, "other": N}, docs/api.md); null without a
+  // NIC, when the kernel is not managed or the counters cannot be read.
+  nlohmann::json spoofDropsJson(const std::string& instance) const;
 
   // ---- Startup and views ----
   // Converges every VPC of the model (recreating what is missing) and removes namespaces of this prefix

@@ -259,6 +259,7 @@ VpcPlan planVpc(const Topology& topology, std::string_view vpc, std::string_view
   }
 
   plan.ruleset = vpcRuleset(topology, vpc, ours, plan.gateway ? &*plan.gateway : nullptr);
+  plan.portGuards = portGuardRuleset(vpc, plan.nics);
   return plan;
 }
 

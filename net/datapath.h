@@ -147,6 +147,7 @@ struct VpcPlan {
   std::optional<GatewayPlan> gateway;       // when the VPC has an internet gateway
   std::vector<NicPlan> nics;                // sorted by instance name
   std::string ruleset;                      // vpcRuleset(...) for table inet corral
+  std::string portGuards;                   // portGuardRuleset(...) for table bridge corral
   // Equal plans need nothing done in the kernel: a change to the model converges only the VPCs whose
   // plan it changes.
   bool operator==(const VpcPlan&) const = default;

@@ -43,8 +43,10 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "core/unique_fd.h"
 
@@ -298,8 +300,9 @@ void freeInBackground(nft_ctx* ctx) {
   }
 }
 
-// Runs `commands` through a fresh libnftables context, in the calling thread's network namespace.
-Status runCommands(const std::string& commands) {
+// Runs `commands` through a fresh libnftables context, in the calling thread's network namespace; what
+// nft printed (for list commands).
+Result<std::string> runCommands(const std::string& commands) {
   std::unique_ptr<nft_ctx, decltype(&freeInBackground)> ctx(nft_ctx_new(NFT_CTX_DEFAULT), freeInBackground);
   if (!ctx) return fail(internalError("nft_ctx_new failed"));
   if (nft_ctx_buffer_output(ctx.get()) != 0 || nft_ctx_buffer_error(ctx.get()) != 0) {
@@ -310,12 +313,12 @@ Status runCommands(const std::string& commands) {
     while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
     return fail(internalError("nft refused the commands: {}", text.empty() ? "(no message)" : text));
   }
-  return {};
+  return std::string(nft_ctx_get_output_buffer(ctx.get()));
 }
 
 // Runs `commands` through libnftables inside /run/netns/`netns` (empty: the caller's own namespace), from
 // a helper thread so that the caller's own network namespace never changes.
-Status runInNamespace(const std::string& netns, const std::string& commands) {
+Result<std::string> runInNamespace(const std::string& netns, const std::string& commands) {
   if (netns.empty()) return runCommands(commands);
   if (netns.find('/') != std::string::npos || netns == "." || netns == "..") {
     return fail(invalidField("netns", "network namespace name \"{}\" is not a plain name", netns));
@@ -327,13 +330,13 @@ Status runInNamespace(const std::string& netns, const std::string& commands) {
     return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
   }
 
-  std::optional<Error> error;
+  std::optional<Result<std::string>> result;
   auto work = [&] {
     if (::setns(nsFd.get(), CLONE_NEWNET) != 0) {
-      error = systemError(errno, fmt::format("setns(\"{}\", CLONE_NEWNET)", path));
+      result.emplace(fail(systemError(errno, fmt::format("setns(\"{}\", CLONE_NEWNET)", path))));
       return;
     }
-    if (auto s = runCommands(commands); !s) error = std::move(s.error());
+    result.emplace(runCommands(commands));
   };
   try {
     std::thread worker(work);
@@ -341,8 +344,35 @@ Status runInNamespace(const std::string& netns, const std::string& commands) {
   } catch (const std::system_error& e) {
     return fail(systemError(e.code().value(), "std::thread (nft helper)"));
   }
-  if (error) return fail(std::move(*error).wrap(fmt::format("netns \"{}\"", netns)));
-  return {};
+  if (!*result) return fail(std::move(result->error()).wrap(fmt::format("netns \"{}\"", netns)));
+  return std::move(**result);
+}
+
+constexpr std::string_view kPortGuardTable = "bridge corral";
+
+// The names declared by `keyword` ("chain", "counter") in nft's listing of a table, in order.
+std::vector<std::string> declaredNames(std::string_view listing, std::string_view keyword) {
+  std::vector<std::string> names;
+  size_t start = 0;
+  while (start < listing.size()) {
+    size_t end = listing.find('\n', start);
+    if (end == std::string_view::npos) end = listing.size();
+    std::string_view line = listing.substr(start, end - start);
+    start = end + 1;
+    size_t first = line.find_first_not_of(" \t");
+    if (first == std::string_view::npos) continue;
+    line.remove_prefix(first);
+    if (!line.starts_with(keyword) || line.size() <= keyword.size() || line[keyword.size()] != ' ') continue;
+    line.remove_prefix(keyword.size() + 1);
+    names.emplace_back(line.substr(0, line.find(' ')));
+  }
+  return names;
+}
+
+// The listing of table bridge corral in `netns`; empty when the table does not exist.
+Result<std::string> listPortGuards(const std::string& netns) {
+  // Creating it first (a no-op when present) keeps "no such table" apart from real failures.
+  return runInNamespace(netns, fmt::format("add table {0}\nlist table {0}\n", kPortGuardTable));
 }
 
 }  // namespace
@@ -466,6 +496,160 @@ Status deleteRuleset(const std::string& netns, std::string_view table) {
     return fail(std::move(s.error()).wrap("delete nft ruleset"));
   }
   return {};
+}
+
+}  // namespace corral::net
+
+namespace corral::net {
+
+std::string_view spoofReasonName(SpoofReason reason) {
+  switch (reason) {
+    case SpoofReason::Mac:
+      return "mac";
+    case SpoofReason::Ip:
+      return "ip";
+    case SpoofReason::Arp:
+      return "arp";
+    case SpoofReason::Other:
+      return "other";
+  }
+  return "other";
+}
+
+std::string portGuardChainName(std::string_view link) {
+  return fmt::format("port-{}", link);
+}
+
+std::string portGuardCounterName(std::string_view link, SpoofReason reason) {
+  return fmt::format("spoof-{}-{}", link, spoofReasonName(reason));
+}
+
+std::string portGuardRuleset(std::string_view vpc, const std::vector<NicPlan>& nics) {
+  std::vector<const NicPlan*> sorted;
+  for (const NicPlan& nic : nics) sorted.push_back(&nic);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const NicPlan* a, const NicPlan* b) { return a->link < b->link; });
+
+  std::string out = fmt::format(
+      "# vpc {}: port guards (source check), generated by corral, refilled on every change\n", vpc);
+  out += fmt::format("table {} {{\n", kPortGuardTable);
+  for (const NicPlan* nic : sorted) {
+    for (SpoofReason reason : kSpoofReasons) {
+      out += fmt::format("  counter {} {{ }}\n", portGuardCounterName(nic->link, reason));
+    }
+  }
+  for (const NicPlan* nic : sorted) {
+    auto counter = [&](SpoofReason reason) {
+      return fmt::format("counter name \"{}\"", portGuardCounterName(nic->link, reason));
+    };
+    const std::string& ip = nic->nic.address;
+    out += fmt::format("  chain {} {{\n", portGuardChainName(nic->link));
+    out += fmt::format("    ether saddr != {} {} drop comment \"{}: not its mac\"\n", nic->mac,
+                       counter(SpoofReason::Mac), nic->nic.instance);
+    out += fmt::format("    ether type ip ip saddr != {} {} drop comment \"{}: not its address\"\n", ip,
+                       counter(SpoofReason::Ip), nic->nic.instance);
+    out += "    ether type ip accept\n";
+    out += fmt::format(
+        "    ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 "
+        "arp operation {{ request, reply }} arp saddr ether {} arp saddr ip {} accept\n",
+        nic->mac, ip);
+    out += fmt::format("    ether type arp {} drop comment \"{}: arp for another address\"\n",
+                       counter(SpoofReason::Arp), nic->nic.instance);
+    out += fmt::format("    {} drop comment \"{}: not ipv4 or arp\"\n", counter(SpoofReason::Other),
+                       nic->nic.instance);
+    out += "  }\n";
+  }
+  out += "  chain prerouting {\n";
+  out += "    type filter hook prerouting priority filter; policy accept;\n";
+  if (!sorted.empty()) {
+    std::string ports;
+    for (const NicPlan* nic : sorted) {
+      ports += fmt::format("{}\"{}\" : jump {}", ports.empty() ? "" : ", ", nic->link,
+                           portGuardChainName(nic->link));
+    }
+    out += fmt::format("    iifname vmap {{ {} }}\n", ports);
+  }
+  out += "  }\n";
+  out += "}\n";
+  return out;
+}
+
+Result<std::vector<std::string>> applyPortGuards(const std::string& netns, const std::string& ruleset,
+                                                 const std::vector<std::string>& links) {
+  auto wrapped = [&](Error error) { return fail(std::move(error).wrap("apply port guards")); };
+  if (netns.empty()) {
+    // The guards belong in a VPC's namespace; the caller's own (the host's) is never touched.
+    return wrapped(invalidField("netns", "port guards need a VPC namespace, not the caller's"));
+  }
+  auto listing = listPortGuards(netns);
+  if (!listing) return wrapped(std::move(listing).error());
+  std::set<std::string> wantedChains{"prerouting"};
+  std::set<std::string> wantedCounters;
+  for (const std::string& link : links) {
+    wantedChains.insert(portGuardChainName(link));
+    for (SpoofReason reason : kSpoofReasons) wantedCounters.insert(portGuardCounterName(link, reason));
+  }
+  // One transaction: the old rules go, the stale chains and counters go, the new rules and any new
+  // counters come; counters that stay keep their values (adding an existing counter leaves it alone).
+  std::string commands = fmt::format("flush table {}\n", kPortGuardTable);
+  std::set<std::string> removedPorts;
+  for (const std::string& chain : declaredNames(*listing, "chain")) {
+    if (wantedChains.contains(chain)) continue;
+    commands += fmt::format("delete chain {} {}\n", kPortGuardTable, chain);
+    if (chain.starts_with("port-")) removedPorts.insert(chain.substr(5));
+  }
+  for (const std::string& counter : declaredNames(*listing, "counter")) {
+    if (wantedCounters.contains(counter)) continue;
+    commands += fmt::format("delete counter {} {}\n", kPortGuardTable, counter);
+  }
+  commands += ruleset;
+  if (auto s = runInNamespace(netns, commands); !s) return wrapped(std::move(s).error());
+  return std::vector<std::string>(removedPorts.begin(), removedPorts.end());
+}
+
+Result<std::map<std::string, SpoofDrops>> spoofDrops(const std::string& netns) {
+  std::map<std::string, SpoofDrops> drops;
+  if (netns.empty()) return drops;
+  // Every bridge table's counters: succeeds (empty) when the table does not exist yet, and reading
+  // never creates it.
+  auto listing = runInNamespace(netns, "list counters bridge\n");
+  if (!listing) return fail(std::move(listing).error().wrap("read port guard counters"));
+  // "table bridge corral {", "counter spoof-LINK-REASON {", "packets N bytes M".
+  std::istringstream lines(*listing);
+  std::string line;
+  std::string current;
+  bool ours = false;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string word;
+    words >> word;
+    if (word == "table") {
+      std::string family, table;
+      words >> family >> table;
+      ours = fmt::format("{} {}", family, table) == kPortGuardTable;
+      continue;
+    }
+    if (!ours) continue;
+    if (word == "counter") {
+      words >> current;
+      continue;
+    }
+    if (word != "packets" || current.empty()) continue;
+    uint64_t packets = 0;
+    words >> packets;
+    const std::string name = std::exchange(current, std::string());
+    if (!name.starts_with("spoof-")) continue;
+    const size_t dash = name.rfind('-');
+    if (dash <= 6) continue;
+    const std::string link = name.substr(6, dash - 6);
+    const std::string_view reason = std::string_view(name).substr(dash + 1);
+    SpoofDrops& port = drops[link];
+    if (reason == spoofReasonName(SpoofReason::Mac)) port.mac = packets;
+    if (reason == spoofReasonName(SpoofReason::Ip)) port.ip = packets;
+    if (reason == spoofReasonName(SpoofReason::Arp)) port.arp = packets;
+    if (reason == spoofReasonName(SpoofReason::Other)) port.other = packets;
+  }
+  return drops;
 }
 
 }  // namespace corral::net

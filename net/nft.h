@@ -16,6 +16,8 @@
 //   many kernels (this one), so stateful filtering happens in the inet forward hook.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,6 +49,50 @@ std::string vpcRuleset(const Topology& topology, std::string_view vpc, const std
 // masquerade of the transit and public pools leaving through any link that is not ours. (Another table's
 // drop, such as Docker's FORWARD policy, still applies: docs/networking.md says what to do about it.)
 std::string hostUplinkRuleset(const UplinkSettings& settings, std::string_view table);
+
+// ---- Port guards: AWS's source/destination check ----
+//
+// Table bridge corral in the VPC namespace: a prerouting chain (bridge family, before br_netfilter hands
+// frames to the inet hooks) sends each frame entering the bridge from an instance's port (container veth
+// or VM tap) to that port's chain, which lets through only what carries the NIC's own addresses:
+// - any frame whose source MAC is not the NIC's is dropped (reason "mac");
+// - IPv4 whose source address is not the NIC's is dropped, 0.0.0.0 included (corral has no DHCP) ("ip");
+// - ARP is allowed only as an Ethernet/IPv4 request or reply whose sender MAC and sender address are the
+//   NIC's ("arp"), so no instance can answer for the router's .1 or a neighbour;
+// - every other ethertype is dropped ("other"): IPv6 (VPCs are IPv4-only, and the inet forward chain
+//   drops it when routed anyway; a guest's router solicitations and MLD reports count here), VLAN-tagged
+//   and QinQ frames, STP, LLDP.
+// Each reason of each port has a named counter, read back by spoofDrops. Bridged and routed traffic both
+// enter through the port, so one check covers the switch and the router. Traffic towards the instance is
+// not checked here (the security groups do that).
+enum class SpoofReason { Mac, Ip, Arp, Other };
+inline constexpr SpoofReason kSpoofReasons[] = {SpoofReason::Mac, SpoofReason::Ip, SpoofReason::Arp,
+                                                SpoofReason::Other};
+std::string_view spoofReasonName(SpoofReason reason);  // "mac", "ip", "arp", "other"
+// "port-crlv0badf00d", "spoof-crlv0badf00d-ip": names in table bridge corral.
+std::string portGuardChainName(std::string_view link);
+std::string portGuardCounterName(std::string_view link, SpoofReason reason);
+
+// The whole `table bridge corral { ... }` for these NICs (a VPC's plan.nics), deterministic text.
+std::string portGuardRuleset(std::string_view vpc, const std::vector<NicPlan>& nics);
+
+// Loads `ruleset` (portGuardRuleset of NICs on `links`) as table bridge corral in `netns`, in one
+// transaction that keeps the counts of ports still guarded: the table is flushed and refilled rather than
+// deleted, and only the chains and counters of ports not in `links` are deleted. Returns the ports whose
+// guards were removed.
+Result<std::vector<std::string>> applyPortGuards(const std::string& netns, const std::string& ruleset,
+                                                 const std::vector<std::string>& links);
+
+// Frames dropped at one port, by reason.
+struct SpoofDrops {
+  uint64_t mac = 0;
+  uint64_t ip = 0;
+  uint64_t arp = 0;
+  uint64_t other = 0;
+  bool operator==(const SpoofDrops&) const = default;
+};
+// The counters of every guarded port in `netns`, by link name. A namespace without the table: empty.
+Result<std::map<std::string, SpoofDrops>> spoofDrops(const std::string& netns);
 
 // Replaces table inet `table` (default "corral") in the named namespace (empty: the caller's) with
 // `ruleset`, atomically (libnftables, run from a helper thread that setns()es into the namespace). A

@@ -139,7 +139,8 @@ std::optional<ino_t> netnsInode(const std::string& netns) {
 // Reset when the namespace is made anew (another inode) and by destroyVpc.
 struct NetnsMemo {
   ino_t inode = 0;
-  std::optional<std::string> ruleset;  // last applied
+  std::optional<std::string> ruleset;     // last applied
+  std::optional<std::string> portGuards;  // last applied
 };
 std::mutex memosMutex;
 std::map<std::string, NetnsMemo>& memos() {
@@ -181,6 +182,7 @@ class Converger {
     if (auto s = step("namespace", [&] { return convergeNamespace(); }); !s) return s;
     if (auto s = step("sysctls", [&] { return convergeSysctls(); }); !s) return s;
     if (auto s = step("bridges", [&] { return convergeBridges(); }); !s) return s;
+    if (auto s = step("port guards", [&] { return convergePortGuards(); }); !s) return s;
     if (auto s = step("internet gateway", [&] { return convergeGateway(); }); !s) return s;
     if (auto s = step("NIC ports", [&] { return convergeNicPorts(); }); !s) return s;
     if (auto s = step("routes", [&] { return convergeRoutes(); }); !s) return s;
@@ -530,6 +532,22 @@ class Converger {
       if (auto s = vpc_->deleteRule(rule); !s) return s;
       record("removed rule {}", ruleText(rule));
     }
+    return {};
+  }
+
+  // Before any port is checked or plugged in: a port is never up without its guard.
+  Status convergePortGuards() {
+    if (memo_.portGuards == plan_.portGuards) return {};
+    std::vector<std::string> links;
+    for (const NicPlan& nic : plan_.nics) links.push_back(nic.link);
+    auto removed = applyPortGuards(plan_.netns, plan_.portGuards, links);
+    if (!removed) return fail(std::move(removed).error());
+    record("{} port guards for {} NIC(s) (table bridge corral)", memo_.portGuards ? "replaced" : "loaded",
+           links.size());
+    for (const std::string& link : *removed)
+      record("removed the port guard of {} (NIC no longer in the VPC)", link);
+    memo_.portGuards = plan_.portGuards;
+    storeMemo(plan_.netns, memo_);
     return {};
   }
 

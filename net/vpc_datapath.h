@@ -27,6 +27,9 @@ using ChangeLog = std::vector<std::string>;
 // - the namespace (created if missing), lo up, net.ipv4.ip_forward=1, net.bridge.bridge-nf-call-iptables=1
 //   (so bridged traffic meets the inet forward chain), rp_filter off on our links;
 // - one bridge per subnet, up, with the router address; corral bridges not in the plan are deleted;
+// - the port guards (plan.portGuards, table bridge corral: each NIC sends only from its own MAC and
+//   address, see net/nft.h), before any port is checked, and only if they differ from what was loaded;
+//   counts of ports that stay are kept, guards of NICs no longer planned go;
 // - policy routing: rule kLocalRulePriority `to VPC_CIDR lookup main`, one rule per subnet at
 //   kSubnetRulePriority + index `from SUBNET lookup TABLE`, each table's routes (via the gateway's uplink
 //   side address, or blackhole); our stale rules (priorities 900..1999) and routes in tables 100..1099 go;

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "images/common/utf8.h"
+#include "images/probe/spoof.h"
 
 namespace corral::probe {
 
@@ -670,9 +671,10 @@ inline std::optional<std::string> openDeviceReport(const char* path, std::string
 
 inline std::string usage() {
   std::string text =
-      "usage: corral-probe [--syscall NAME | --open-device PATH r|w|rw [c|b MAJOR MINOR]]\n  NAME is one of:";
+      "usage: corral-probe [--syscall NAME | --open-device PATH r|w|rw [c|b MAJOR MINOR] | --spoof KIND ...]\n"
+      "  NAME is one of:";
   for (const char* name : kProbeSyscalls) text += std::string(" ") + name;
-  return text + "\n";
+  return text + "\n" + spoofUsage();
 }
 
 // Returns the exit status; writes the JSON line to `out` and messages to `err`.
@@ -708,6 +710,22 @@ inline int run(int argc, char** argv, std::FILE* out, std::FILE* err) {
     }
     std::fprintf(out, "%s\n", report->c_str());
     return 0;
+  }
+  if (option == "--spoof") {
+    const SpoofOutcome outcome = spoof(std::vector<std::string_view>(argv + 2, argv + argc));
+    JsonWriter json;
+    json.beginObject();
+    json.key("spoof").value(outcome.kind);
+    json.key("device").value(outcome.device);
+    json.key("source_mac").value(outcome.sourceMac);
+    json.key("source_ip").value(outcome.sourceIp);
+    json.key("destination_mac").value(outcome.destinationMac);
+    json.key("destination_ip").value(outcome.destinationIp);
+    json.key("frames").value(outcome.frames);
+    json.key("error").value(outcome.error);
+    json.endObject();
+    std::fprintf(out, "%s\n", json.text().c_str());
+    return outcome.error.empty() ? 0 : 1;
   }
   std::fprintf(err, "corral-probe: unknown option \"%s\"\n%s", argv[1], usage().c_str());
   return 2;

@@ -15,8 +15,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -27,6 +29,8 @@
 
 #include "api/client.h"
 #include "core/unique_fd.h"
+#include "net/capture.h"
+#include "net/frames.h"
 #include "net/netlink.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/netns_testing.h"
@@ -768,6 +772,275 @@ TEST_F(Vpc, RestartReconcilesTheKernelWithTheModel) {
   EXPECT_TRUE(again.connected) << again.detail;
 
   expectNothingLeft(d, {});
+}
+
+// ---- Source check (port guards): nothing leaves a port with another NIC's or a made-up address ----
+
+// stdout of a command run on the host (tests only: `ip -n NETNS neigh`, `nft` inside our namespaces).
+std::string hostOutput(const std::string& command) {
+  std::string out;
+  if (std::FILE* pipe = ::popen(command.c_str(), "r")) {
+    char buffer[512];
+    size_t n = 0;
+    while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+    ::pclose(pipe);
+  }
+  return out;
+}
+
+// The MAC after "lladdr" in `ip neigh` output; "" when there is none.
+std::string lladdrOf(const std::string& neighbours) {
+  std::istringstream words(neighbours);
+  std::string word;
+  while (words >> word) {
+    if (word == "lladdr" && words >> word) return word;
+  }
+  return "";
+}
+
+// What the VPC router believes `address`'s MAC is.
+std::string routerNeighbour(const std::string& netns, const std::string& address) {
+  return lladdrOf(hostOutput(fmt::format("ip -n {} neigh show {}", netns, address)));
+}
+
+// What instance `name` believes `address`'s MAC is.
+std::string instanceNeighbour(const TestDaemon& d, const std::string& name, const std::string& address) {
+  Reply neighbours = d.call("POST", fmt::format("/v1/instances/{}/exec", name),
+                            {{"command", {"ip", "neigh", "show", address}}});
+  return lladdrOf(neighbours.body.value("stdout", ""));
+}
+
+// `corral-probe --spoof ARGS...` inside instance `from`: it must have sent its three frames.
+void spoof(const TestDaemon& d, const std::string& from, const std::vector<std::string>& args) {
+  json command = {"corral-probe", "--spoof"};
+  for (const std::string& arg : args) command.push_back(arg);
+  Reply sent = d.call("POST", fmt::format("/v1/instances/{}/exec", from), {{"command", command}});
+  json report = json::parse(sent.body.value("stdout", ""), nullptr, false);
+  EXPECT_TRUE(sent.status == 200 && report.is_object() && report.value("frames", 0) == 3)
+      << from << " --spoof " << fmt::format("{}", fmt::join(args, " ")) << ": " << sent.body.dump();
+}
+
+// The frames that the bridge hands to port `link` (towards its instance) while `send` runs and up to
+// 700 ms after.
+std::vector<net::DecodedFrame> framesTowards(const std::string& netns, const std::string& link,
+                                             const std::function<void()>& send) {
+  std::vector<net::DecodedFrame> frames;
+  auto capture = net::PacketCapture::open(netns, link);
+  EXPECT_TRUE(capture.has_value()) << capture.error().message();
+  if (!capture) return frames;
+  send();
+  for (;;) {
+    auto frame = capture->next(700ms);
+    if (!frame || !*frame) break;
+    if ((*frame)->outgoing) frames.push_back(net::decodeFrame((*frame)->bytes));
+  }
+  return frames;
+}
+
+// Whether a UDP datagram to `port` from `source` (and, when given, from MAC `sourceMac`) is among `frames`.
+bool delivered(const std::vector<net::DecodedFrame>& frames, uint16_t port, const std::string& source,
+               const std::string& sourceMac = "") {
+  return std::any_of(frames.begin(), frames.end(), [&](const net::DecodedFrame& frame) {
+    return frame.udp && frame.ipv4 && frame.ethernet && frame.udp->destinationPort == port &&
+           frame.ipv4->source == source && (sourceMac.empty() || frame.ethernet->source == sourceMac);
+  });
+}
+
+// The "spoof_drops" of instance `name` in GET /v1/vpcs/VPC/topology (null when absent).
+json topologyDrops(const TestDaemon& d, const std::string& vpc, const std::string& name) {
+  Reply topology = d.call("GET", fmt::format("/v1/vpcs/{}/topology", vpc));
+  for (const json& subnet : topology.body.value("subnets", json::array())) {
+    for (const json& member : subnet.value("instances", json::array())) {
+      if (member.value("name", "") == name) return member.value("spoof_drops", json());
+    }
+  }
+  return nullptr;
+}
+
+uint64_t dropsOf(const json& drops, const char* reason) {
+  return drops.is_object() && drops.contains(reason) ? drops[reason].get<uint64_t>() : 0;
+}
+
+// Two subnets; "victim" admits udp/5555 only from members of group "friends" and udp/5556 from anywhere,
+// "far" (the other subnet) the same; "mallory" is in a group without rules (all egress, no ingress).
+struct SpoofLab {
+  std::string netns;
+  json victim, friendly, far;
+};
+SpoofLab buildSpoofLab(const TestDaemon& d) {
+  SpoofLab lab;
+  createVpc(d, "guard", "10.7.0.0/16");
+  createSubnet(d, "web", "guard", "10.7.1.0/24");
+  createSubnet(d, "app", "guard", "10.7.2.0/24");
+  d.must("POST", "/v1/security-groups", {{"name", "friends"}, {"vpc", "guard"}, {"description", "friends"}});
+  d.must("POST", "/v1/security-groups", {{"name", "nobody"}, {"vpc", "guard"}, {"description", "no rules"}});
+  d.must("POST", "/v1/security-groups", {{"name", "target"}, {"vpc", "guard"}, {"description", "target"}});
+  d.must("POST", "/v1/security-groups/target/rules",
+         {{"direction", "ingress"},
+          {"protocol", "udp"},
+          {"from_port", 5555},
+          {"to_port", 5555},
+          {"peer_group", "friends"}});
+  d.must("POST", "/v1/security-groups/target/rules",
+         {{"direction", "ingress"},
+          {"protocol", "udp"},
+          {"from_port", 5556},
+          {"to_port", 5556},
+          {"cidr", "0.0.0.0/0"}});
+  d.must("POST", "/v1/security-groups/target/rules",
+         {{"direction", "ingress"},
+          {"protocol", "tcp"},
+          {"from_port", 80},
+          {"to_port", 80},
+          {"cidr", "10.7.0.0/16"}});
+  lab.netns = vpcNetnsPrefix() + "guard";
+  lab.victim = runContainer(d, "victim", "web", {80}, {{"security_groups", {"target"}}});
+  lab.friendly = runContainer(d, "friendly", "web", {80}, {{"security_groups", {"friends"}}});
+  lab.far = runContainer(d, "far", "app", {80}, {{"security_groups", {"target"}}});
+  return lab;
+}
+
+// Everything `attacker` (a container or a VM in subnet web, group "nobody") tries: IP, MAC and ARP spoofs,
+// a VLAN tag, each checked where it would land, then counted at the attacker's port; and the attacker's
+// own traffic still flows.
+void expectSpoofsDroppedAndCounted(const TestDaemon& d, const SpoofLab& lab, const std::string& attacker,
+                                   const json& attackerJson) {
+  const std::string victimIp = ipOf(lab.victim), farIp = ipOf(lab.far), friendIp = ipOf(lab.friendly);
+  const std::string attackerIp = ipOf(attackerJson);
+  const std::string attackerMac = attackerJson["network"].value("mac", "");
+  const std::string victimLink = lab.victim["network"].value("link", "");
+  const std::string farLink = lab.far["network"].value("link", "");
+
+  // The control: the same frames with the attacker's own address arrive, so the capture would see them.
+  auto honest = framesTowards(lab.netns, victimLink, [&] {
+    spoof(d, attacker, {"ip", attackerIp, victimIp, "5556"});
+  });
+  EXPECT_TRUE(delivered(honest, 5556, attackerIp)) << "an honest datagram reaches the victim's port";
+  auto honestRouted = framesTowards(lab.netns, farLink, [&] {
+    spoof(d, attacker, {"ip", attackerIp, farIp, "5556"});
+  });
+  EXPECT_TRUE(delivered(honestRouted, 5556, attackerIp))
+      << "an honest datagram is routed to the other subnet";
+  const json before = topologyDrops(d, "guard", attacker);
+  ASSERT_TRUE(before.is_object()) << "spoof_drops of " << attacker << "\n" << d.logTail();
+  EXPECT_EQ(dropsOf(before, "ip"), 0u) << before.dump();
+  EXPECT_EQ(dropsOf(before, "mac"), 0u) << before.dump();
+  EXPECT_EQ(dropsOf(before, "arp"), 0u) << before.dump();
+
+  // IP spoof, bridged: posing as a member of "friends", the one group the victim admits on 5555.
+  auto posing = framesTowards(lab.netns, victimLink, [&] {
+    spoof(d, attacker, {"ip", friendIp, victimIp, "5555"});
+  });
+  EXPECT_FALSE(delivered(posing, 5555, friendIp))
+      << attacker << " posed as " << friendIp << " and got through";
+  // IP spoof, routed: from 8.8.8.8 to the other subnet through the router.
+  auto routed = framesTowards(lab.netns, farLink, [&] {
+    spoof(d, attacker, {"ip", "8.8.8.8", farIp, "5556"});
+  });
+  EXPECT_FALSE(delivered(routed, 5556, "8.8.8.8")) << "a datagram from 8.8.8.8 was routed to far";
+  // MAC spoof: the attacker's own address in a frame from the friend's MAC.
+  const std::string friendMac = lab.friendly["network"].value("mac", "");
+  auto macSpoof = framesTowards(lab.netns, victimLink, [&] {
+    spoof(d, attacker, {"mac", friendMac, victimIp, "5556"});
+  });
+  EXPECT_FALSE(delivered(macSpoof, 5556, attackerIp, friendMac)) << "a frame from another NIC's MAC arrived";
+  // A VLAN tag: nothing of it reaches the victim.
+  auto tagged = framesTowards(lab.netns, victimLink, [&] { spoof(d, attacker, {"vlan", victimIp, "5556"}); });
+  EXPECT_FALSE(std::any_of(tagged.begin(), tagged.end(), [](const net::DecodedFrame& f) {
+    return f.ethernet && f.ethernet->vlan.has_value();
+  })) << "a VLAN-tagged frame was bridged";
+
+  // ARP spoof: the router and the victim know each other (older than the 1 s ARP lock time, so a forged
+  // reply would be believed), then the attacker claims each one's address to the other.
+  Reply ping =
+      d.call("POST", "/v1/instances/victim/exec", {{"command", {"ping", "-c", "1", "-W", "2", "10.7.1.1"}}});
+  ASSERT_EQ(ping.body.value("exit_code", -1), 0) << ping.body.dump();
+  const std::string victimMac = lab.victim["network"].value("mac", "");
+  ASSERT_EQ(routerNeighbour(lab.netns, victimIp), victimMac);
+  const std::string routerMac = instanceNeighbour(d, "victim", "10.7.1.1");
+  ASSERT_FALSE(routerMac.empty());
+  std::this_thread::sleep_for(1200ms);
+  spoof(d, attacker, {"arp", victimIp, "10.7.1.1"});
+  spoof(d, attacker, {"arp", "10.7.1.1", victimIp});
+  EXPECT_EQ(routerNeighbour(lab.netns, victimIp), victimMac) << "the router's ARP cache was poisoned";
+  EXPECT_EQ(instanceNeighbour(d, "victim", "10.7.1.1"), routerMac) << "the victim's ARP cache was poisoned";
+  EXPECT_NE(routerMac, attackerMac);
+
+  // Counted at the attacker's port, by reason: 3 frames per spoof, in the topology and the instance JSON.
+  const json after = topologyDrops(d, "guard", attacker);
+  EXPECT_EQ(dropsOf(after, "ip"), 6u) << after.dump();
+  EXPECT_EQ(dropsOf(after, "mac"), 3u) << after.dump();
+  EXPECT_EQ(dropsOf(after, "arp"), 6u) << after.dump();
+  EXPECT_GE(dropsOf(after, "other"), 3u)
+      << "the VLAN-tagged frames (and any IPv6 the guest sent): " << after.dump();
+  json instance = d.call("GET", "/v1/instances/" + attacker).body;
+  EXPECT_EQ(dropsOf(instance["network"].value("spoof_drops", json()), "ip"), 6u)
+      << instance["network"].dump();
+  const json victimDrops = topologyDrops(d, "guard", "victim");
+  EXPECT_EQ(dropsOf(victimDrops, "ip") + dropsOf(victimDrops, "mac") + dropsOf(victimDrops, "arp"), 0u)
+      << "the victim sent nothing foreign: " << victimDrops.dump();
+
+  // The attacker's own traffic still flows, bridged and routed.
+  Dial bridged = dial(d, attacker, victimIp, 80);
+  EXPECT_TRUE(bridged.connected) << bridged.detail;
+  Dial across = dial(d, attacker, farIp, 80);
+  EXPECT_TRUE(across.connected) << across.detail;
+}
+
+// 9. A container with CAP_NET_RAW cannot send as anyone else: IP (bridged and routed), MAC, ARP and VLAN
+// frames are dropped at its port and counted; after a daemon restart over a flushed guard table, the
+// guards are back.
+TEST_F(Vpc, ContainersCannotSpoofAddressesAndEveryDropIsCounted) {
+  TestDaemon& d = daemon_;
+  SpoofLab lab = buildSpoofLab(d);
+  json mallory = runContainer(d, "mallory", "web", {80}, {{"security_groups", {"nobody"}}});
+  ASSERT_FALSE(HasFailure());
+  expectSpoofsDroppedAndCounted(d, lab, "mallory", mallory);
+
+  // Normal traffic between the others: the friend reaches the victim, far reaches it across subnets.
+  EXPECT_TRUE(dial(d, "friendly", ipOf(lab.victim), 80).connected);
+  EXPECT_TRUE(dial(d, "far", ipOf(lab.victim), 80).connected);
+
+  // Reconciliation: the guard table removed by hand while corrald is down is loaded again at start.
+  d.kill9();
+  hostOutput(fmt::format("ip netns exec {} nft delete table bridge corral", lab.netns));
+  ASSERT_EQ(hostOutput(fmt::format("ip netns exec {} nft list tables bridge", lab.netns)), "");
+  ASSERT_TRUE(d.start()) << d.log();
+  const std::string victimLink = lab.victim["network"].value("link", "");
+  auto posing = framesTowards(lab.netns, victimLink, [&] {
+    spoof(d, "mallory", {"ip", ipOf(lab.friendly), ipOf(lab.victim), "5555"});
+  });
+  EXPECT_FALSE(delivered(posing, 5555, ipOf(lab.friendly))) << "the guards are back after a restart\n"
+                                                            << d.logTail();
+  EXPECT_EQ(dropsOf(topologyDrops(d, "guard", "mallory"), "ip"), 3u) << d.logTail();
+
+  // Removing an instance removes its guard; the others keep their counts.
+  d.must("DELETE", "/v1/instances/friendly?force=true", nullptr, 200);
+  const std::string listing =
+      hostOutput(fmt::format("ip netns exec {} nft list table bridge corral", lab.netns));
+  EXPECT_EQ(listing.find(lab.friendly["network"].value("link", "")), std::string::npos) << listing;
+  EXPECT_EQ(dropsOf(topologyDrops(d, "guard", "mallory"), "ip"), 3u);
+
+  expectNothingLeft(d, {});
+}
+
+// 10. The same from a VM's guest (root, its own kernel): its tap is guarded like a veth.
+TEST_F(Vpc, VmsCannotSpoofAddressesEither) {
+  TestDaemon& d = daemon_;
+  SpoofLab lab = buildSpoofLab(d);
+  json created = d.must("POST", "/v1/instances",
+                        {{"name", "vmallory"},
+                         {"kind", "vm"},
+                         {"image", "busybox"},
+                         {"memory", "128M"},
+                         {"subnet", "web"},
+                         {"security_groups", {"nobody"}}});
+  json vm = d.waitWhile("vmallory", "starting");
+  ASSERT_EQ(vm.value("state", ""), "running") << vm.dump(2) << "\n" << d.logTail();
+  const std::string tap = vm["network"].value("link", "");
+  EXPECT_TRUE(tap.starts_with("crlt")) << vm.dump();
+  expectSpoofsDroppedAndCounted(d, lab, "vmallory", vm);
+  expectNothingLeft(d, {tap});
 }
 
 }  // namespace

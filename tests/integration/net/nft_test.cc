@@ -267,6 +267,58 @@ TEST_F(VpcFirewall, EveryGoldenRulesetIsAcceptedByTheKernel) {
   EXPECT_GT(checked, 0u) << "no golden files in " << kGoldenDir;
 }
 
+// The source check on the real kernel: a's port lets through only a's own address and MAC; refilling the
+// table keeps the counts of ports that stay and removes the guards of ports that went.
+TEST_F(VpcFirewall, PortGuardsDropForeignSourcesKeepCountsAndForgetRemovedPorts) {
+  auto nicPlan = [](const std::string& instance, const std::string& link, const std::string& address,
+                    const std::string& mac) {
+    return NicPlan{.nic = {.instance = instance, .subnet = "s1", .address = address},
+                   .link = link,
+                   .bridge = "br1",
+                   .mac = mac,
+                   .addressWithPrefix = address + "/24",
+                   .gateway = "10.78.1.1"};
+  };
+  must("ip -n " + a_ + " link set eth0 address 02:c0:00:00:00:0a");
+  must("ip -n " + b_ + " link set eth0 address 02:c0:00:00:00:0b");
+  const std::vector<NicPlan> both = {nicPlan("a", "va", "10.78.1.10", "02:c0:00:00:00:0a"),
+                                     nicPlan("b", "vb", "10.78.1.11", "02:c0:00:00:00:0b")};
+  auto applied = applyPortGuards(router_, portGuardRuleset("v", both), {"va", "vb"});
+  ASSERT_TRUE(applied.has_value()) << applied.error().message();
+  EXPECT_TRUE(applied->empty());
+
+  // a's own address works, bridged and routed; a second address a gives itself is dropped at its port.
+  UniqueFd listener = listenIn(b_, 8080);
+  ASSERT_TRUE(listener);
+  EXPECT_TRUE(tcpExchange(a_, "10.78.1.11", 8080, listener, kConnectTimeout).ok);
+  UniqueFd routedListener = listenIn(c_, 8080);
+  EXPECT_TRUE(tcpExchange(a_, "10.78.2.10", 8080, routedListener, kConnectTimeout).ok);
+  must("ip -n " + a_ + " addr add 10.78.1.99/24 dev eth0");
+  EXPECT_FALSE(tcpExchange(a_, "10.78.1.11", 8080, listener, kConnectTimeout, "10.78.1.99").ok);
+  EXPECT_FALSE(tcpExchange(a_, "10.78.2.10", 8080, routedListener, kConnectTimeout, "10.78.1.99").ok);
+  auto drops = spoofDrops(router_);
+  ASSERT_TRUE(drops.has_value()) << drops.error().message();
+  ASSERT_TRUE(drops->contains("va") && drops->contains("vb"));
+  const uint64_t counted = drops->at("va").ip;
+  EXPECT_GE(counted, 2u) << "the SYNs from 10.78.1.99";
+  EXPECT_EQ(drops->at("vb").ip, 0u);
+
+  // b goes: its chain and counters go, a's count stays.
+  applied = applyPortGuards(router_, portGuardRuleset("v", {both[0]}), {"va"});
+  ASSERT_TRUE(applied.has_value()) << applied.error().message();
+  EXPECT_EQ(*applied, std::vector<std::string>{"vb"});
+  drops = spoofDrops(router_);
+  ASSERT_TRUE(drops.has_value());
+  EXPECT_FALSE(drops->contains("vb"));
+  EXPECT_GE(drops->at("va").ip, counted) << "refilling keeps the counts";
+  CommandResult listing = run("ip netns exec " + router_ + " nft list table bridge corral");
+  EXPECT_EQ(listing.output.find("vb"), std::string::npos) << listing.output;
+  // And the same plan again changes nothing (idempotent).
+  applied = applyPortGuards(router_, portGuardRuleset("v", {both[0]}), {"va"});
+  ASSERT_TRUE(applied.has_value());
+  EXPECT_TRUE(applied->empty());
+}
+
 // The internet gateway's NAT on the real kernel. Namespaces: the VPC router (named as a daemon with this
 // test's prefix would name it, so the gateway link has the name the ruleset expects), "the internet"
 // (outside), and two instances: web (subnet s1, public: public address and a published port) and app

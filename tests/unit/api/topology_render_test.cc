@@ -81,6 +81,20 @@ TEST(TopologyRenderTest, TextFlagsTheBridgeMissingFromTheKernel) {
   EXPECT_EQ(count(text, "MISSING"), 1u) << text;
 }
 
+TEST(TopologyRenderTest, TextShowsEachPortsSourceCheckDrops) {
+  json topology = fixture();
+  std::string text = renderTopologyText(topology);
+  EXPECT_NE(
+      text.find("source check: sends only from its own ip and mac; dropped mac 1, ip 3, arp 2, other 5"),
+      std::string::npos)
+      << text;
+  EXPECT_NE(text.find("source check: sends only from its own ip and mac; dropped nothing"), std::string::npos)
+      << text;
+  topology["subnets"][0]["instances"][0]["spoof_drops"] = nullptr;
+  text = renderTopologyText(topology);
+  EXPECT_NE(text.find("drops unknown (no guard in the kernel)"), std::string::npos) << text;
+}
+
 TEST(TopologyRenderTest, TextSaysWhenTheKernelMatches) {
   const std::string text = renderTopologyText(consistentFixture());
   EXPECT_NE(text.find("the kernel matches the model"), std::string::npos) << text;

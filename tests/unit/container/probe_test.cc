@@ -10,6 +10,7 @@
 
 #define CORRAL_PROBE_NO_MAIN
 #include "images/probe/probe.cc"
+#include "net/frames.h"
 
 namespace corral::probe {
 namespace {
@@ -207,6 +208,72 @@ TEST(ProbeUsage, BadArgumentsExitNonZeroWithAMessage) {
   auto unknownOption = runProbe({"--frobnicate"});
   EXPECT_EQ(unknownOption.status, 2);
   EXPECT_NE(unknownOption.err.find("unknown option \"--frobnicate\""), std::string::npos);
+}
+
+// ---- --spoof: the frames it builds, read back by corral trace's decoder ----
+
+TEST(ProbeSpoof, UdpFrameCarriesTheFakeSourceAndAValidHeaderChecksum) {
+  const MacAddress to = *parseMac("02:c0:00:00:00:0b");
+  const MacAddress from = *parseMac("02:c0:00:00:00:0a");
+  const std::vector<uint8_t> bytes = udpFrame(to, from, *parseIpv4("8.8.8.8"), *parseIpv4("10.0.2.4"), 5555);
+  const net::DecodedFrame frame = net::decodeFrame(bytes);
+  ASSERT_TRUE(frame.ethernet && frame.ipv4 && frame.udp) << frame.note;
+  EXPECT_EQ(frame.ethernet->source, "02:c0:00:00:00:0a");
+  EXPECT_EQ(frame.ethernet->destination, "02:c0:00:00:00:0b");
+  EXPECT_EQ(frame.ethernet->etherType, 0x0800);
+  EXPECT_FALSE(frame.ethernet->vlan);
+  EXPECT_EQ(frame.ipv4->source, "8.8.8.8");
+  EXPECT_EQ(frame.ipv4->destination, "10.0.2.4");
+  EXPECT_EQ(frame.udp->destinationPort, 5555);
+  EXPECT_EQ(frame.payloadBytes, kSpoofPayload.size());
+  EXPECT_EQ(frame::ipChecksum(bytes.data() + 14, 20), 0) << "a valid header sums to zero";
+}
+
+TEST(ProbeSpoof, VlanFrameIsTaggedAndArpReplyClaimsTheAddress) {
+  const MacAddress to = *parseMac("0a:00:00:00:00:01");
+  const MacAddress from = *parseMac("02:c0:00:00:00:0a");
+  const net::DecodedFrame tagged =
+      net::decodeFrame(udpFrame(to, from, *parseIpv4("10.0.1.4"), *parseIpv4("10.0.1.5"), 7, uint16_t{7}));
+  ASSERT_TRUE(tagged.ethernet && tagged.ipv4) << tagged.note;
+  EXPECT_EQ(tagged.ethernet->vlan, 7);
+  EXPECT_EQ(tagged.ipv4->source, "10.0.1.4");
+
+  const std::vector<uint8_t> bytes = arpReply(to, from, *parseIpv4("10.0.1.1"), *parseIpv4("10.0.1.5"));
+  EXPECT_EQ(bytes.size(), 60u);
+  const net::DecodedFrame arp = net::decodeFrame(bytes);
+  ASSERT_TRUE(arp.arp) << arp.note;
+  EXPECT_EQ(arp.arp->operation, 2);
+  EXPECT_EQ(arp.arp->senderMac, "02:c0:00:00:00:0a");
+  EXPECT_EQ(arp.arp->senderIp, "10.0.1.1");
+  EXPECT_EQ(arp.arp->targetMac, "0a:00:00:00:00:01");
+  EXPECT_EQ(arp.arp->targetIp, "10.0.1.5");
+}
+
+TEST(ProbeSpoof, NextHopIsTheGatewayOffLinkAndTheAddressOnLink) {
+  // /proc/net/route of a container at 10.0.1.4/24 with its default route via 10.0.1.1.
+  const std::string routes =
+      "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+      "eth0\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+      "eth0\t0001000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+  EXPECT_EQ(nextHop(routes, *parseIpv4("10.0.1.9")), parseIpv4("10.0.1.9"));
+  EXPECT_EQ(nextHop(routes, *parseIpv4("10.0.2.4")), parseIpv4("10.0.1.1"));
+  EXPECT_EQ(nextHop("Iface\n", *parseIpv4("10.0.2.4")), std::nullopt);
+
+  const std::string arp =
+      "IP address       HW type     Flags       HW address            Mask     Device\n"
+      "10.0.1.1         0x1         0x2         0a:d7:7f:33:c2:e9     *        eth0\n"
+      "10.0.1.9         0x1         0x0         00:00:00:00:00:00     *        eth0\n";
+  EXPECT_EQ(arpEntry(arp, *parseIpv4("10.0.1.1")), parseMac("0a:d7:7f:33:c2:e9"));
+  EXPECT_EQ(arpEntry(arp, *parseIpv4("10.0.1.9")), std::nullopt) << "incomplete entries do not count";
+  EXPECT_EQ(parseMac("02:c0:00:00:00"), std::nullopt);
+  EXPECT_EQ(parseMac("02:c0:00:00:00:0a:ff"), std::nullopt);
+}
+
+TEST(ProbeSpoof, BadOperandsAreRefusedBeforeAnythingIsSent) {
+  EXPECT_EQ(spoof({}).error, "missing KIND");
+  EXPECT_EQ(spoof({"teleport"}).error, "unknown KIND \"teleport\"");
+  EXPECT_EQ(spoof({"ip", "8.8.8.8"}).error, "wrong number of operands for ip");
+  EXPECT_EQ(spoof({"arp", "10.0.1.1", "10.0.1.5", "extra"}).error, "wrong number of operands for arp");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // and planVpc's bridges, route tables, internet gateway and NIC ports.
 #include "net/datapath.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <set>
@@ -354,6 +355,59 @@ TEST(PlanVpc, WithoutTransitOrInternetGatewayThereIsNoGatewayAndNoRouteToIt) {
   EXPECT_EQ(plain.routeTables[0].name, "plain-main");
   EXPECT_EQ(plain.routeTables[0].tableId, 100u);
   EXPECT_EQ(plain.ruleset, vpcRuleset(t, "plain", {})) << "without a gateway: the firewall alone";
+}
+
+// ---- Port guards ----
+
+TEST(PlanVpc, PortGuardsNameEveryNicWithItsOwnMacAndAddress) {
+  const VpcPlan plan =
+      planVpc(gatewayTopology(), "prod", "corral-t7-", gatewayNics(), UplinkSettings{}, kTransit);
+  ASSERT_EQ(plan.nics.size(), 3u);
+  EXPECT_EQ(plan.portGuards, portGuardRuleset("prod", plan.nics));
+  for (const NicPlan& nic : plan.nics) {
+    const std::string chain = portGuardChainName(nic.link);
+    EXPECT_NE(plan.portGuards.find(fmt::format("\"{}\" : jump {}", nic.link, chain)), std::string::npos)
+        << nic.link << "\n"
+        << plan.portGuards;
+    EXPECT_NE(plan.portGuards.find(fmt::format("ether saddr != {} ", nic.mac)), std::string::npos) << nic.mac;
+    EXPECT_NE(plan.portGuards.find(fmt::format("ip saddr != {} ", nic.nic.address)), std::string::npos);
+    EXPECT_NE(plan.portGuards.find(
+                  fmt::format("arp saddr ether {} arp saddr ip {} accept", nic.mac, nic.nic.address)),
+              std::string::npos);
+  }
+  // The VM's tap is guarded like a container's veth, with the guest's MAC.
+  EXPECT_NE(plan.portGuards.find(fmt::format("\"{}\"", instanceTapName("corral-web-1"))), std::string::npos);
+  EXPECT_NE(plan.portGuards.find(instanceMac("web-1", true)), std::string::npos);
+}
+
+TEST(PlanVpc, AddingOrRemovingANicChangesThePortGuardsAndOnlyThem) {
+  const Topology topology = gatewayTopology();
+  std::vector<NicAttachment> nics = gatewayNics();
+  const VpcPlan before = planVpc(topology, "prod", "corral-t7-", nics, UplinkSettings{}, kTransit);
+
+  nics.push_back({.instance = "extra", .subnet = "a-public", .address = "10.0.1.12", .linkKey = "extra-key"});
+  const VpcPlan added = planVpc(topology, "prod", "corral-t7-", nics, UplinkSettings{}, kTransit);
+  EXPECT_NE(added, before);
+  EXPECT_NE(added.portGuards, before.portGuards);
+  const std::string link = instanceVethName("extra-key");
+  EXPECT_EQ(before.portGuards.find(link), std::string::npos);
+  EXPECT_NE(added.portGuards.find(fmt::format("chain {} {{", portGuardChainName(link))), std::string::npos);
+  for (SpoofReason reason : kSpoofReasons) {
+    EXPECT_NE(added.portGuards.find(fmt::format("counter {} {{", portGuardCounterName(link, reason))),
+              std::string::npos)
+        << spoofReasonName(reason);
+  }
+
+  nics.pop_back();
+  EXPECT_EQ(planVpc(topology, "prod", "corral-t7-", nics, UplinkSettings{}, kTransit), before)
+      << "removing it again gives the plan before";
+
+  // A security group rule changes the firewall, not the guards.
+  Topology ruleAdded = topology;
+  ok(ruleAdded.addSecurityGroupRule("prod-default",
+                                    {.protocol = "tcp", .fromPort = 22, .toPort = 22, .cidr = "0.0.0.0/0"}));
+  EXPECT_EQ(planVpc(ruleAdded, "prod", "corral-t7-", nics, UplinkSettings{}, kTransit).portGuards,
+            before.portGuards);
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 // text must keep (ordering of NACL rules, stateless ACLs before the conntrack shortcut, determinism).
 #include "net/nft.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -277,6 +279,79 @@ TEST(VpcRuleset, WithoutGatewayNoNatIsRendered) {
 
 TEST(HostUplinkRuleset, MatchesGolden) {
   expectGolden(hostUplinkRuleset(UplinkSettings{}, "corral-uplink"), "host_uplink.nft");
+}
+
+// ---- Port guards ----
+
+// The three NICs of sampleNics as the plan has them: two containers and a VM (its tap, its guest MAC).
+std::vector<NicPlan> sampleNicPlans() {
+  std::vector<NicPlan> plans;
+  for (NicAttachment nic : sampleNics()) {
+    nic.vm = nic.instance == "db";
+    nic.linkKey = "key-" + nic.instance;
+    plans.push_back(NicPlan{.nic = nic,
+                            .link = nic.vm ? instanceTapName(nic.linkKey) : instanceVethName(nic.linkKey),
+                            .bridge = subnetBridgeName("prod", nic.subnet),
+                            .mac = instanceMac(nic.instance, nic.vm),
+                            .addressWithPrefix = nic.address + "/24",
+                            .gateway = ""});
+  }
+  return plans;
+}
+
+TEST(PortGuards, ThreeNicsMatchGolden) {
+  expectGolden(portGuardRuleset("prod", sampleNicPlans()), "port_guards.nft");
+}
+
+TEST(PortGuards, NoNicsIsAnEmptyHookMatchingGolden) {
+  expectGolden(portGuardRuleset("empty", {}), "port_guards_no_nics.nft");
+}
+
+TEST(PortGuards, DeterministicWhateverTheNicOrder) {
+  std::vector<NicPlan> nics = sampleNicPlans();
+  const std::string forward = portGuardRuleset("prod", nics);
+  std::reverse(nics.begin(), nics.end());
+  EXPECT_EQ(portGuardRuleset("prod", nics), forward);
+}
+
+TEST(PortGuards, EachPortDropsForeignSourcesBeforeItAcceptsAndCountsEveryDrop) {
+  const std::vector<NicPlan> nics = sampleNicPlans();
+  const std::string text = portGuardRuleset("prod", nics);
+  for (const NicPlan& nic : nics) {
+    const size_t chain = text.find(fmt::format("chain {} {{", portGuardChainName(nic.link)));
+    ASSERT_NE(chain, std::string::npos) << nic.link;
+    const size_t end = text.find("\n  }", chain);
+    const std::string body = text.substr(chain, end - chain);
+    const size_t mac = body.find("ether saddr != " + nic.mac);
+    const size_t ip = body.find("ip saddr != " + nic.nic.address);
+    const size_t acceptIp = body.find("ether type ip accept");
+    const size_t acceptArp = body.find("arp saddr ip " + nic.nic.address + " accept");
+    ASSERT_NE(mac, std::string::npos) << body;
+    ASSERT_NE(ip, std::string::npos) << body;
+    EXPECT_LT(mac, ip);
+    EXPECT_LT(ip, acceptIp) << "the source address is checked before IPv4 is let through";
+    EXPECT_LT(acceptIp, acceptArp);
+    // Every drop names its counter; the chain ends in a counted drop (no policy accept falls through).
+    size_t drops = 0;
+    for (size_t at = body.find(" drop"); at != std::string::npos; at = body.find(" drop", at + 1)) ++drops;
+    EXPECT_EQ(drops, 4u) << body;
+    for (SpoofReason reason : kSpoofReasons) {
+      EXPECT_NE(body.find(fmt::format("counter name \"{}\" drop", portGuardCounterName(nic.link, reason))),
+                std::string::npos)
+          << spoofReasonName(reason) << "\n"
+          << body;
+    }
+    EXPECT_TRUE(
+        body.ends_with(fmt::format("counter name \"{}\" drop comment \"{}: not ipv4 or arp\"",
+                                   portGuardCounterName(nic.link, SpoofReason::Other), nic.nic.instance)))
+        << body;
+  }
+}
+
+TEST(PortGuards, ApplyRefusesTheCallersOwnNamespace) {
+  auto applied = applyPortGuards("", portGuardRuleset("prod", {}), {});
+  ASSERT_FALSE(applied.has_value());
+  EXPECT_NE(applied.error().message().find("VPC namespace"), std::string::npos) << applied.error().message();
 }
 
 TEST(VpcRuleset, ApplyRefusesATableNameThatIsNotPlain) {
