@@ -656,7 +656,8 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   TempDir dir;
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
-  RawDb(path).exec("DROP TABLE comparisons; PRAGMA user_version = 3");
+  RawDb(path).exec(
+      "ALTER TABLE instances DROP COLUMN user_ns_start; DROP TABLE comparisons; PRAGMA user_version = 3");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), 5);
@@ -711,7 +712,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 4); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 5); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);
