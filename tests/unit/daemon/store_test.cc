@@ -304,11 +304,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 5);
+  EXPECT_EQ(kSchemaVersion, 6);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "5");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "6");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -383,7 +383,7 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 5);
+  EXPECT_EQ(store->schemaVersion(), 6);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -414,7 +414,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 5);
+  EXPECT_EQ(store->schemaVersion(), 6);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -483,8 +483,8 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   EXPECT_FALSE(reopened->putInstance(row));
 }
 
-// A container's user namespace range is kept with it; a version 4 database gains the column, empty.
-TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFourRowsMigrateWithout) {
+// A container's user namespace range is kept with it; a version 5 database gains the column, empty.
+TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFiveRowsMigrateWithout) {
   TempDir dir;
   std::string path = dir.file("state.db");
   {
@@ -495,10 +495,10 @@ TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFourRowsMigrateWithout) {
     row.specJson = R"({"name":"old"})";
     ASSERT_TRUE(store->insertInstance(row));
   }
-  RawDb(path).exec("ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 4");
+  RawDb(path).exec("ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 5");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 5);
+  EXPECT_EQ(store->schemaVersion(), 6);
   InstanceRow mapped;
   mapped.name = "mapped";
   mapped.specJson = R"({"name":"mapped","user_namespace":true})";
@@ -699,10 +699,11 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE comparisons; ALTER TABLE instances DROP COLUMN oom_kills; PRAGMA user_version = 3");
+      "DROP TABLE comparisons; ALTER TABLE instances DROP COLUMN oom_kills; "
+      "ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 3");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 5);
+  EXPECT_EQ(store->schemaVersion(), 6);
   auto rows = store->listComparisons();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -713,13 +714,13 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "ALTER TABLE instances DROP COLUMN oom_kills; "
+      "ALTER TABLE instances DROP COLUMN user_ns_start; ALTER TABLE instances DROP COLUMN oom_kills; "
       "INSERT INTO instances VALUES ('old', 'container', '{\"name\":\"old\"}', 'stopped', NULL, NULL, 1, "
       "2, 3, NULL, 9, 'oom-killed', NULL, '{}', '/x/console.log'); "
       "PRAGMA user_version = 4");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 5);
+  EXPECT_EQ(store->schemaVersion(), 6);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -773,7 +774,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 5); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 6); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);
