@@ -361,6 +361,9 @@ TEST(Crash, LeftoverCgroupOfTheSameNameIsClearedForANewInstance) {
 TEST(Crash, ContainerThatEndedWhileCorraldWasDownIsLost) {
   if (!requireRoot()) GTEST_SKIP() << "running containers needs root";
   ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  struct SubreaperOff {
+    ~SubreaperOff() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  } subreaperOff;
   TestDaemon daemon("crash", kDaemonArgs);
   ASSERT_TRUE(daemon.start()) << daemon.log();
   json run = daemon.must("POST", "/v1/instances", containerSpec("gone"));
@@ -377,7 +380,6 @@ TEST(Crash, ContainerThatEndedWhileCorraldWasDownIsLost) {
   EXPECT_NE(found.value("exit_note", "").find("not running"), std::string::npos) << found.dump();
   EXPECT_TRUE(found["exit_code"].is_null());
   ::waitpid(pid, nullptr, 0);
-  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
   expectUsableThenRemove(daemon, "gone", "ended while corrald was down");
 }
 
