@@ -126,7 +126,7 @@ class DevicePolicyTest : public ::testing::Test {
 
   void TearDown() override {
     if (tempDir_.empty()) return;
-    for (const fs::path base : {fs::path("/sys/fs/cgroup"), kUnified}) {
+    for (const fs::path& base : {fs::path("/sys/fs/cgroup"), kUnified}) {
       std::error_code ec;
       for (const auto& entry : fs::directory_iterator(base, ec))
         ::rmdir((entry.path() / kCgroupParent).c_str());
