@@ -362,7 +362,12 @@ std::vector<std::string> declaredNames(std::string_view listing, std::string_vie
     size_t first = line.find_first_not_of(" \t");
     if (first == std::string_view::npos) continue;
     line.remove_prefix(first);
-    if (!line.starts_with(keyword) || line.size() <= keyword.size() || line[keyword.size()] != ' ') continue;
+    // A declaration ("counter NAME {"), not a rule that starts with the same word ("counter name ... drop").
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+    if (!line.starts_with(keyword) || line.size() <= keyword.size() || line[keyword.size()] != ' ' ||
+        !line.ends_with(" {")) {
+      continue;
+    }
     line.remove_prefix(keyword.size() + 1);
     names.emplace_back(line.substr(0, line.find(' ')));
   }
