@@ -170,7 +170,8 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
     plan.devices.push_back({node, plan.rootfs + node.path});
   }
   plan.bindDevices = input.userNamespace;
-  plan.nullDevice = plan.rootfs + "/dev/null";
+  // In a user namespace the host's node (bound there anyway; binding the bind is refused).
+  plan.nullDevice = input.userNamespace ? "/dev/null" : plan.rootfs + "/dev/null";
   // gid 5 is "tty" in every distribution; it must be mapped for the mount to succeed in a user namespace.
   std::string ptsData = "newinstance,ptmxmode=0666,mode=0620";
   if (!input.userNamespace || input.mappedIds > 5) ptsData += ",gid=5";
