@@ -174,7 +174,8 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
     plan.devices.push_back({node, plan.rootfs + node.path});
   }
   plan.bindDevices = input.userNamespace;
-  plan.nullDevice = plan.rootfs + "/dev/null";
+  // In a user namespace the host's node (bound there anyway; binding the bind is refused).
+  plan.nullDevice = input.userNamespace ? "/dev/null" : plan.rootfs + "/dev/null";
   // On our own /dev tmpfs, so the image needs no place for it and its writable layer gets nothing.
   if (!input.initBinary.empty())
     add(input.initBinary, "/dev/init", "", MS_BIND | MS_RDONLY, "", MountTarget::File);

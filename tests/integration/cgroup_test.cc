@@ -181,8 +181,8 @@ TEST_F(CgroupKernel, LimitsProcessesStatsKillAndDestroy) {
     }
     EXPECT_EQ(slurp(dirFor("cpu") / "cpu.cfs_quota_us"), "50000");
     EXPECT_EQ(slurp(dirFor("cpu") / "cpu.cfs_period_us"), "100000");
-    // Not joined: they neither limit nor account (bench/README.md).
-    for (const char* controller : {"cpuset", "devices"}) {
+    // Not joined: it neither limits, accounts nor protects (bench/README.md).
+    for (const char* controller : {"cpuset"}) {
       if (fs::exists(fs::path(kCgroupRoot) / controller)) {
         EXPECT_FALSE(fs::exists(dirFor(controller))) << controller;
       }

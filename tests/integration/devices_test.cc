@@ -239,7 +239,7 @@ TEST_F(DevicePolicyTest, V2DeviceProgramRefusesWithoutTheV1Controller) {
 
 // An exec'd process is held to the same policy (it joins the same groups).
 TEST_F(DevicePolicyTest, ExecIsRefusedToo) {
-  ContainerConfig c = config("read line");
+  ContainerConfig c = config("read line; true");
   run(c, [&](RunningContainer& container) {
     int outFds[2];
     ASSERT_EQ(::pipe2(outFds, O_CLOEXEC), 0);
