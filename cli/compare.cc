@@ -25,6 +25,12 @@
 namespace corral::cli {
 namespace {
 
+// A command's output as it came, to be parsed (displayText escapes control characters, newlines too, for a
+// terminal); what is printed of it goes through displayText or the JSON encoder.
+std::string outputText(const json& value) {
+  return value.is_string() ? value.get<std::string>() : std::string();
+}
+
 volatile sig_atomic_t interrupted = 0;
 
 void onInterrupt(int) {
@@ -230,7 +236,7 @@ void Compare::collect() {
       sample.error = probe.error().wrap("corral-probe").message();
       continue;
     }
-    json report = json::parse(displayText(field(*probe, "stdout")), nullptr, false);
+    json report = json::parse(outputText(field(*probe, "stdout")), nullptr, false);
     if (report.is_discarded() || !report.is_object()) {
       sample.error = fmt::format("corral-probe in {} printed no report: {}", sample.name,
                                  displayText(field(*probe, "stderr")));
@@ -248,7 +254,7 @@ json Compare::pingFrom(const std::string& from, const std::string& to) {
     result["error"] = ping.error().message();
     return result;
   }
-  std::string out = displayText(field(*ping, "stdout"));
+  std::string out = outputText(field(*ping, "stdout"));
   std::smatch match;
   static const std::regex kRtt(R"(min/avg/max = ([0-9.]+)/([0-9.]+)/([0-9.]+) ms)");
   static const std::regex kLoss(R"(([0-9]+)% packet loss)");
@@ -275,7 +281,7 @@ json Compare::tcpConnectFrom(const std::string& from, const std::string& to) {
     result["error"] = timed.error().message();
     return result;
   }
-  std::string out = displayText(field(*timed, "stdout"));
+  std::string out = outputText(field(*timed, "stdout"));
   std::smatch match;
   static const std::regex kDone(R"(([0-9]+\.[0-9]+) done ([0-9]+))");
   if (std::regex_search(out, match, kDone) && match[2] == "0") {

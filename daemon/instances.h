@@ -46,7 +46,7 @@ struct InstanceOptions {
   std::filesystem::path acceleratorCache = "/run/corral/accelerator.json";  // auto's probe result, per boot
   std::chrono::milliseconds vmBootTimeout{90'000};
   std::chrono::milliseconds kvmProbeTimeout{15'000};
-  std::filesystem::path reaperPath;  // corral-reaper, bound into containers run with --init
+  std::filesystem::path reaperPath{};  // corral-reaper, bound into containers run with --init
   // Containers with a user namespace: the pool of host ids is the `corral` entry of these (see id_ranges.h).
   std::filesystem::path subuidFile = "/etc/subuid";
   std::filesystem::path subgidFile = "/etc/subgid";

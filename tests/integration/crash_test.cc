@@ -152,7 +152,12 @@ std::vector<std::string> strayStarters(const TestDaemon& daemon) {
     if (pid.find_first_not_of("0123456789") != std::string::npos || std::stoi(pid) == daemon.pid()) continue;
     std::error_code linkError;
     fs::path exe = fs::read_symlink(entry.path() / "exe", linkError);
-    if (!linkError && exe == fs::path(CORRALD_PATH)) stray.push_back("pid " + pid);
+    if (linkError || exe != fs::path(CORRALD_PATH)) continue;
+    // A clone()d child has its daemon's command line, which names this daemon's own directory: other test
+    // processes' daemons (ctest runs tests in parallel) are not ours.
+    std::string cmdline = readFile((entry.path() / "cmdline").string());
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(daemon.dir()) != std::string::npos) stray.push_back("pid " + pid);
   }
   return stray;
 }

@@ -516,7 +516,7 @@ TEST_F(VpcDatapath, VmTapMovesIntoTheVpcAndJoinsItsBridge) {
   EXPECT_EQ((*tap)->master, subnetBridgeName("a", "priv"));
   EXPECT_TRUE((*tap)->up);
   ChangeLog changes = reconverge();
-  EXPECT_EQ(changes.size(), 1u) << "the VM's NIC changes only the ruleset:" << joined(changes);
+  EXPECT_EQ(changes.size(), 2u) << "the VM's NIC changes only the port guards and the ruleset:" << joined(changes);
 
   // The VM goes away from the plan: convergence removes its tap.
   std::erase_if(nics_, [](const NicAttachment& n) { return n.vm; });

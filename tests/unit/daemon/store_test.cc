@@ -364,7 +364,7 @@ TEST(Store, ReopeningAnExistingDatabaseKeepsItsVersion) {
   ASSERT_TRUE(Store::open(path));
   auto again = Store::open(path);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ(again->schemaVersion(), 5);
+  EXPECT_EQ(again->schemaVersion(), kSchemaVersion);
 }
 
 TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
