@@ -140,6 +140,17 @@ json textJson(const std::string& bytes) {
 
 }  // namespace
 
+void markLost(InstanceRow& row, std::string note) {
+  row.state = "stopped";
+  row.finishedAt = now();
+  row.exitCode.reset();
+  row.exitSignal.reset();
+  row.exitReason = "lost";
+  row.exitNote = std::move(note);
+  row.pid.reset();
+  row.pidStartTime.reset();
+}
+
 std::optional<int64_t> processStartTime(pid_t pid) {
   UniqueFd fd(::open(fmt::format("/proc/{}/stat", pid).c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return std::nullopt;
@@ -214,12 +225,7 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
             "instance \"{}\": corrald stopped while creating it; rolled back (its domain, if any, is "
             "destroyed) and recorded as lost",
             instance.row.name);
-        instance.row.state = "stopped";
-        instance.row.finishedAt = now();
-        instance.row.exitReason = "lost";
-        instance.row.exitNote = "corrald stopped while creating it; the start was rolled back";
-        instance.row.pid.reset();
-        instance.row.pidStartTime.reset();
+        markLost(instance.row, "corrald stopped while creating it; the start was rolled back");
         if (auto saved = store.putInstance(instance.row); !saved) return fail(saved.error());
       }
     } else {
@@ -330,14 +336,7 @@ Status InstanceManager::reattach(Instance& instance) {
     log::warn("instance \"{}\": pid {} {}; it ended while corrald was down (recorded as lost)", row.name,
               row.pid.value_or(-1), ended ? "has exited (a zombie not yet reaped)" : "is gone");
   }
-  row.state = "stopped";
-  row.finishedAt = now();
-  row.exitReason = "lost";
-  row.exitCode.reset();
-  row.exitSignal.reset();
-  row.exitNote = "it ended while corrald was not running (nothing watched it), so its exit status is unknown";
-  row.pid.reset();
-  row.pidStartTime.reset();
+  markLost(row, "it ended while corrald was not running (nothing watched it), so its exit status is unknown");
   if (auto saved = store_.putInstance(row); !saved) return fail(saved.error());
   return {};
 }
@@ -380,15 +379,8 @@ void InstanceManager::rollBackContainer(Instance& instance) {
   if (network_) network_->detach(row.name);  // its link went with its processes' namespace; the rest too
   if (!found || found->empty())
     log::warn("instance \"{}\": its start was interrupted by a corrald crash before any effect", row.name);
-  row.state = "stopped";
-  row.finishedAt = now();
-  row.exitCode.reset();
-  row.exitSignal.reset();
-  row.exitReason = "lost";
-  row.exitNote = "corrald stopped while starting it; the start was rolled back" +
-                 (found && !found->empty() ? " (" + *found + ")" : std::string());
-  row.pid.reset();
-  row.pidStartTime.reset();
+  markLost(row, "corrald stopped while starting it; the start was rolled back" +
+                    (found && !found->empty() ? " (" + *found + ")" : std::string()));
   if (auto saved = store_.putInstance(row); !saved)
     log::error("instance \"{}\": recording its rollback: {}", row.name, saved.error().message());
 }

@@ -61,6 +61,10 @@ struct AcceleratorStatus {
 // Field 22 of /proc/PID/stat (start time in clock ticks since boot); nullopt when the process is gone.
 std::optional<int64_t> processStartTime(pid_t pid);
 
+// The row of an instance whose end corrald did not see: stopped, reason "lost", exit status unknown, `note`
+// saying why. The caller saves it.
+void markLost(InstanceRow& row, std::string note);
+
 // A VM's guest agent connection; one request at a time. `ready` is set once the guest said so.
 struct VmSession {
   std::mutex mutex;

@@ -414,12 +414,7 @@ void InstanceManager::reattachVm(Instance& instance) {
     return;
   }
   if (!domain) log::warn("instance \"{}\": {}", name, domain.error().message());
-  instance.row.state = "stopped";
-  instance.row.finishedAt = now();
-  instance.row.exitReason = "lost";
-  instance.row.exitNote = "its domain was gone when corrald restarted";
-  instance.row.pid.reset();
-  instance.row.pidStartTime.reset();
+  markLost(instance.row, "its domain was gone when corrald restarted");
   if (auto saved = store_.putInstance(instance.row); !saved)
     log::error("instance \"{}\": {}", name, saved.error().message());
 }
