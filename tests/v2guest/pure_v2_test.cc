@@ -1,21 +1,24 @@
-// What only a pure cgroup-v2 host shows, through corrald as users drive it: the limits in the instance's
-// group, the container's own view of /sys/fs/cgroup, an OOM kill counted from memory.events, stop and rm
-// emptying the whole group. Runs in the test guest (tests/v2guest/README.md); on a v1 or hybrid host every
-// test here fails, so it is never run there.
+// What only a pure cgroup-v2 host shows, mostly through corrald as users drive it: the limits in the
+// instance's group, the container's own view of /sys/fs/cgroup, an OOM kill counted from memory.events, stop
+// and rm emptying the whole group, and the v2 driver killing through cgroup.kill. Runs in the test guest
+// (tests/v2guest/README.md); on a v1 or hybrid host every test here fails, so it is never run there.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "container/cgroup.h"
 #include "container/cgroup_mode.h"
 #include "tests/integration/harness.h"
 
@@ -74,6 +77,62 @@ TEST(PureV2, HostMountsOnlyCgroup2WithTheControllersEnabled) {
   const std::string enabled = " " + trimmed(readFile("/sys/fs/cgroup/cgroup.subtree_control")) + " ";
   for (const char* controller : {"cpu", "memory", "pids"})
     EXPECT_NE(enabled.find(fmt::format(" {} ", controller)), std::string::npos) << controller << enabled;
+}
+
+// killAll writes cgroup.kill, which takes the whole subtree down at once: a process in a group below the
+// container's (which the pid-by-pid fallback, reading only the group's own cgroup.procs, never sees) dies
+// too.
+TEST(PureV2, KillAllUsesCgroupKillAndReachesNestedGroups) {
+  ASSERT_EQ(::geteuid(), 0) << "needs root";
+  const std::string parent = fmt::format("corral-test-v2kill-{}", ::getpid());
+  auto cgroup = container::createCgroup(container::CgroupMode::Unified, "nested",
+                                        {.memoryBytes = {}, .cpuMillis = {}, .pids = 8},
+                                        {.root = "/sys/fs/cgroup", .parent = parent});
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  const fs::path group = (*cgroup)->path();
+  ASSERT_TRUE(fs::exists(group / "cgroup.kill")) << "the kernel has cgroup.kill (5.14 and later)";
+  const fs::path nested = group / "inner";
+  ASSERT_TRUE(fs::create_directory(nested)) << nested;
+
+  pid_t outer = ::fork();
+  if (outer == 0) {
+    for (;;) ::pause();
+  }
+  pid_t inner = ::fork();
+  if (inner == 0) {
+    for (;;) ::pause();
+  }
+  ASSERT_GT(outer, 0);
+  ASSERT_GT(inner, 0);
+  ASSERT_TRUE((*cgroup)->addProcess(outer));
+  {
+    std::ofstream join(nested / "cgroup.procs");
+    join << inner << std::flush;
+    ASSERT_TRUE(join.good()) << "moving " << inner << " into " << nested;
+  }
+  EXPECT_EQ(pidsIn(nested), std::vector<pid_t>{inner});
+
+  ASSERT_TRUE((*cgroup)->killAll());
+  for (pid_t pid : {outer, inner}) {
+    int status = 0;
+    pid_t reaped = 0;
+    for (auto until = Clock::now() + 5s; Clock::now() < until; std::this_thread::sleep_for(10ms)) {
+      reaped = ::waitpid(pid, &status, WNOHANG);
+      if (reaped != 0) break;
+    }
+    if (reaped == 0) {
+      ADD_FAILURE() << "pid " << pid << " lives on after killAll"
+                    << (pid == inner ? " (in the nested group: killed pid by pid, not through cgroup.kill)"
+                                     : "");
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      continue;
+    }
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "pid " << pid << ": " << status;
+  }
+  EXPECT_TRUE(fs::remove(nested)) << nested;
+  EXPECT_TRUE((*cgroup)->destroy());
+  ::rmdir((fs::path("/sys/fs/cgroup") / parent).c_str());
 }
 
 class PureV2Daemon : public ::testing::Test {
