@@ -172,9 +172,10 @@ class PureV2Daemon : public ::testing::Test {
 };
 
 // memory, cpus and pids land in memory.max (and no swap beyond it), cpu.max and pids.max of the
-// instance's own group, which holds the container's init.
+// instance's own group, which holds the container's init; a busy init is throttled by cpu.max.
 TEST_F(PureV2Daemon, LimitsLandInTheInstancesGroup) {
-  json instance = run("limits", {"sleep", "600"}, {{"memory", "48M"}, {"cpus", 0.25}, {"pids", 40}});
+  json instance =
+      run("limits", {"sh", "-c", "while :; do :; done"}, {{"memory", "48M"}, {"cpus", 0.25}, {"pids", 40}});
   ASSERT_EQ(instance.value("state", ""), "running") << instance.dump();
   const fs::path group = groupOf(instance);
   EXPECT_EQ(trimmed(readFile(group / "memory.max")), std::to_string(48 << 20));
@@ -184,6 +185,13 @@ TEST_F(PureV2Daemon, LimitsLandInTheInstancesGroup) {
   EXPECT_EQ(pidsIn(group), std::vector<pid_t>{instance.value("pid", 0)});
   EXPECT_EQ(readFile(fmt::format("/proc/{}/cgroup", instance.value("pid", 0))),
             fmt::format("0::/{}/limits\n", daemon_.cgroupParent()));
+  std::string cpuStat;
+  for (auto until = Clock::now() + 20s; Clock::now() < until; std::this_thread::sleep_for(100ms)) {
+    cpuStat = readFile(group / "cpu.stat");
+    if (cpuStat.find("\nnr_throttled 0\n") == std::string::npos) break;
+  }
+  EXPECT_NE(cpuStat.find("\nnr_throttled "), std::string::npos) << cpuStat;
+  EXPECT_EQ(cpuStat.find("\nnr_throttled 0\n"), std::string::npos) << "never throttled: " << cpuStat;
 
   // Without limits the files say "max": nothing was written for what the spec did not ask.
   json plain = run("plain", {"sleep", "600"});
