@@ -24,12 +24,18 @@
 #include "images/oci/blob_store.h"
 #include "images/oci/manifest.h"
 #include "tests/integration/images/tar_builder.h"
+#include "tests/integration/images/tree.h"
 
 namespace corral::images {
 namespace {
 
 namespace fs = std::filesystem;
+using fixtures::lstatOf;
+using fixtures::Node;
+using fixtures::readFile;
 using fixtures::TarBuilder;
+using fixtures::walk;
+using fixtures::xattrOf;
 
 bool requirePrivileged() {
   return std::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr;
@@ -73,28 +79,6 @@ class LayerTest : public ::testing::Test {
 
   fs::path work_;
 };
-
-struct stat lstatOf(const fs::path& path) {
-  struct stat st {};
-  EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path;
-  return st;
-}
-
-std::string readFile(const fs::path& path) {
-  std::string out;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return out;
-  char buffer[8192];
-  for (ssize_t n; (n = ::read(fd, buffer, sizeof(buffer))) > 0;) out.append(buffer, static_cast<size_t>(n));
-  ::close(fd);
-  return out;
-}
-
-std::string xattrOf(const fs::path& path, const char* name) {
-  char buffer[256];
-  ssize_t n = ::lgetxattr(path.c_str(), name, buffer, sizeof(buffer));
-  return n < 0 ? std::string() : std::string(buffer, static_cast<size_t>(n));
-}
 
 TEST_F(LayerTest, KeepsWhatTheLayerHoldsInEveryCompression) {
   for (Compression compression : {Compression::none, Compression::gzip, Compression::zstd}) {
@@ -225,49 +209,6 @@ TEST_F(LayerTest, DiskFullIsTheHostsFaultAndSaysSo) {
 }
 
 // ---- the oracle: a three-layer OCI image, unpacked by umoci and by us ----
-
-struct Node {
-  std::string type;  // "file", "dir", "symlink", "fifo", "other"
-  mode_t mode = 0;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::string content;  // file bytes or link target
-  std::string userXattr;
-  bool operator==(const Node&) const = default;
-};
-
-std::map<std::string, Node> walk(const fs::path& root, std::map<std::string, std::set<std::string>>* links) {
-  std::map<std::string, Node> out;
-  std::map<ino_t, std::string> firstName;
-  for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
-    std::string rel = fs::relative(it->path(), root).string();
-    struct stat st = lstatOf(it->path());
-    Node node;
-    node.mode = st.st_mode & 07777;
-    node.uid = st.st_uid;
-    node.gid = st.st_gid;
-    node.userXattr = xattrOf(it->path(), "user.corral");
-    if (S_ISREG(st.st_mode)) {
-      node.type = "file";
-      node.content = readFile(it->path());
-      if (st.st_nlink > 1) {
-        auto [first, inserted] = firstName.emplace(st.st_ino, rel);
-        (*links)[first->second].insert(rel);
-      }
-    } else if (S_ISDIR(st.st_mode)) {
-      node.type = "dir";
-    } else if (S_ISLNK(st.st_mode)) {
-      node.type = "symlink";
-      node.content = fs::read_symlink(it->path()).string();
-    } else if (S_ISFIFO(st.st_mode)) {
-      node.type = "fifo";
-    } else {
-      node.type = fmt::format("other {:o}", st.st_mode & S_IFMT);
-    }
-    out.emplace(rel, node);
-  }
-  return out;
-}
 
 TEST_F(LayerTest, StackedLayersMatchUmocisUnpack) {
   // Base: a small tree; the middle layer deletes a file and replaces a directory (opaque); the top adds a
