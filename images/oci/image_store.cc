@@ -605,6 +605,80 @@ Result<Image> ImageStore::importArchive(const fs::path& archive, std::string_vie
   return collectingOnFailure(importArchivePinned(archive, name, rootfsConfig, progress));
 }
 
+Result<Image> ImageStore::pull(ImageSource& source, std::string_view reference,
+                               std::optional<Digest> expected, std::string_view name,
+                               const ProgressCallback& progress) {
+  return collectingOnFailure(pullPinned(source, reference, std::move(expected), name, progress));
+}
+
+Result<Image> ImageStore::pullPinned(ImageSource& source, std::string_view reference,
+                                     std::optional<Digest> expected, std::string_view name,
+                                     const ProgressCallback& progress) {
+  if (auto valid = validateImageName(name); !valid) return fail(valid.error());
+  PinGuard pins(*mutex_, pinned_);
+  if (progress) progress({"resolving", 0, 0});
+  // A document is stored only once its bytes hash to what named it; a tag names nothing, so a manifest
+  // fetched by tag is taken as it hashes (and checked against `expected` when the caller has a digest).
+  auto storeDocument = [&](const ImageSource::Document& document,
+                           const std::optional<Digest>& want) -> Result<Digest> {
+    Digest actual = digestOf(document.body, want ? want->algorithm : DigestAlgorithm::sha256);
+    if (want && actual != *want) {
+      return fail(invalidField("digest", "manifest {}: the registry sent a document that hashes to {}",
+                               want->text(), actual.text()));
+    }
+    pins.pin(actual);
+    auto writer = blobs_.begin(actual, static_cast<int64_t>(document.body.size()));
+    if (!writer) return fail(writer.error());
+    if (auto written = writer->write(document.body); !written) return fail(written.error());
+    return writer->commit();
+  };
+  auto fetched = source.manifest(reference);
+  if (!fetched) return fail(fetched.error());
+  auto manifestDigest = storeDocument(*fetched, expected);
+  if (!manifestDigest) return fail(manifestDigest.error());
+  auto document = parseManifestDocument(fetched->body, fetched->contentType);
+  if (!document) return fail(document.error().wrap(fmt::format("manifest {}", manifestDigest->text())));
+  if (std::holds_alternative<ImageIndex>(*document)) {
+    auto picked = pickPlatform(std::get<ImageIndex>(*document), hostPlatform());
+    if (!picked) return fail(picked.error());
+    auto platformManifest = source.manifest(picked->digest.text());
+    if (!platformManifest) return fail(platformManifest.error());
+    manifestDigest = storeDocument(*platformManifest, picked->digest);
+    if (!manifestDigest) return fail(manifestDigest.error());
+    document = parseManifestDocument(platformManifest->body, platformManifest->contentType);
+    if (!document) return fail(document.error().wrap(fmt::format("manifest {}", manifestDigest->text())));
+    if (!std::holds_alternative<ImageManifest>(*document)) {
+      return fail(invalidField("manifests", "{} is an index inside an index", manifestDigest->text()));
+    }
+  }
+  const auto& manifest = std::get<ImageManifest>(*document);
+  std::vector<const Descriptor*> wanted{&manifest.config};
+  for (const Descriptor& layer : manifest.layers) wanted.push_back(&layer);
+  int64_t total = 0, done = 0;
+  for (const Descriptor* descriptor : wanted) total += descriptor->size;
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    const Descriptor& descriptor = *wanted[i];
+    pins.pin(descriptor.digest);
+    std::string what = i == 0 ? std::string("config") : fmt::format("layer {}/{}", i, manifest.layers.size());
+    if (!blobs_.contains(descriptor.digest)) {
+      auto writer = blobs_.begin(descriptor.digest, descriptor.size);
+      if (!writer) return fail(writer.error());
+      int64_t before = done;
+      auto fetchedBlob = source.blob(descriptor, *writer, [&](int64_t bytes) {
+        if (progress) progress({"fetching " + what, before + bytes, total});
+      });
+      if (!fetchedBlob)
+        return fail(fetchedBlob.error().wrap(fmt::format("{} {}", what, descriptor.digest.text())));
+      if (auto committed = writer->commit(); !committed) {
+        return fail(committed.error().wrap(fmt::format("{}", what)));
+      }
+    }
+    done += descriptor.size;
+    if (progress) progress({"fetched " + what, done, total});
+  }
+  return commit(name, *manifestDigest, progress);
+}
+
 Status ImageStore::remove(std::string_view name) {
   std::lock_guard lock(*mutex_);
   auto entries = readIndex();

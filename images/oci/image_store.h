@@ -39,6 +39,21 @@ struct ImportProgress {
 };
 using ProgressCallback = std::function<void(const ImportProgress&)>;
 
+// Where a pull reads from: a registry (registry.h), or a fake in tests.
+class ImageSource {
+ public:
+  virtual ~ImageSource() = default;
+  struct Document {
+    std::string body;
+    std::string contentType;
+  };
+  // The manifest or index `reference` names (a tag, or a digest's text).
+  virtual Result<Document> manifest(std::string_view reference) = 0;
+  // Streams the blob into `writer`, which counts and hashes; `progress` gets the bytes as they come.
+  virtual Status blob(const Descriptor& descriptor, BlobStore::Writer& writer,
+                      const std::function<void(int64_t bytes)>& progress) = 0;
+};
+
 // The kinds of archive `importArchive` tells apart by their contents.
 enum class ArchiveKind { ociLayout, dockerSave, rootfs };
 
@@ -63,6 +78,13 @@ class ImageStore {
   // the same name (its old blobs are collected if nothing else uses them).
   Result<Image> commit(std::string_view name, const Digest& manifestDigest,
                        const ProgressCallback& progress = {});
+
+  // Fetches `reference` (a tag or digest text) from `source`, resolving an index to this host's platform,
+  // verifying every document and blob against its digest (a manifest fetched by tag against `expected`
+  // when given), fetching only blobs the store lacks, then commits it as `name`. A failure at any point
+  // leaves no image and no new blob.
+  Result<Image> pull(ImageSource& source, std::string_view reference, std::optional<Digest> expected,
+                     std::string_view name, const ProgressCallback& progress = {});
 
   // An OCI image layout directory: the manifest whose org.opencontainers.image.ref.name is `ref`, or the
   // only one when `ref` is empty; an index entry is resolved to this host's platform.
@@ -98,6 +120,8 @@ class ImageStore {
                                    ImageConfig config, const ProgressCallback& progress);
   Result<Image> importArchivePinned(const std::filesystem::path& archive, std::string_view name,
                                     const ImageConfig& rootfsConfig, const ProgressCallback& progress);
+  Result<Image> pullPinned(ImageSource& source, std::string_view reference, std::optional<Digest> expected,
+                           std::string_view name, const ProgressCallback& progress);
   Result<Image> collectingOnFailure(Result<Image> result);
   Status unpackLayers(const ImageManifest& manifest, const ProgressCallback& progress);
   Result<size_t> collectGarbageLocked();
