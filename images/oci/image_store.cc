@@ -732,7 +732,8 @@ Result<size_t> ImageStore::collectGarbageLocked() {
   }
   for (const auto& dir : fs::directory_iterator(root_, error)) {
     std::string name = dir.path().filename().string();
-    if (name.starts_with(".import-") && pinned_.empty()) {
+    // Scratch of imports and builds (`.build-*.tar`, debian_build.cc) a crash left behind.
+    if ((name.starts_with(".import-") || name.starts_with(".build-")) && pinned_.empty()) {
       std::error_code ignored;
       fs::remove_all(dir.path(), ignored);
     }
