@@ -730,6 +730,17 @@ Result<size_t> ImageStore::collectGarbageLocked() {
     fs::remove_all(dir.path(), ignored);
     ++removed;
   }
+  // VM base disks (disk.h) of images that are gone, and what an interrupted disk build left.
+  std::set<std::string> keepDisks;
+  for (const IndexEntry& entry : *entries) keepDisks.insert(entry.manifest.hex + ".ext4");
+  for (const auto& disk : fs::directory_iterator(root_ / "disks", error)) {
+    std::string name = disk.path().filename().string();
+    if (keepDisks.contains(name) || (name.starts_with('.') && !pinned_.empty())) continue;
+    std::error_code ignored;
+    fs::remove_all(disk.path(), ignored);
+    ++removed;
+  }
+  error.clear();
   for (const auto& dir : fs::directory_iterator(root_, error)) {
     std::string name = dir.path().filename().string();
     // Scratch of imports and builds (`.build-*.tar`, debian_build.cc) a crash left behind.

@@ -53,9 +53,9 @@ struct Node {
 inline std::map<std::string, Node> walk(const fs::path& root,
                                         std::map<std::string, std::set<std::string>>* links) {
   std::map<std::string, Node> out;
-  std::map<ino_t, std::string> firstName;
+  std::map<ino_t, std::set<std::string>> byInode;
   for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
-    std::string rel = fs::relative(it->path(), root).string();
+    std::string rel = it->path().lexically_relative(root).string();  // never resolves symlinks
     struct stat st = lstatOf(it->path());
     Node node;
     node.mode = st.st_mode & 07777;
@@ -65,10 +65,7 @@ inline std::map<std::string, Node> walk(const fs::path& root,
     if (S_ISREG(st.st_mode)) {
       node.type = "file";
       node.content = readFile(it->path());
-      if (st.st_nlink > 1) {
-        auto [first, inserted] = firstName.emplace(st.st_ino, rel);
-        (*links)[first->second].insert(rel);
-      }
+      if (st.st_nlink > 1) byInode[st.st_ino].insert(rel);
     } else if (S_ISDIR(st.st_mode)) {
       node.type = "dir";
     } else if (S_ISLNK(st.st_mode)) {
@@ -81,6 +78,9 @@ inline std::map<std::string, Node> walk(const fs::path& root,
     }
     out.emplace(rel, node);
   }
+  // Each group under its first name in sort order, so readdir order (which differs between filesystems)
+  // does not matter.
+  for (auto& [inode, names] : byInode) (*links)[*names.begin()] = std::move(names);
   return out;
 }
 
