@@ -36,6 +36,17 @@ std::string base64Decode(std::string_view text) {
   return out;
 }
 
+// The Authorization header value of HTTP basic auth (RFC 7617).
+std::string basicAuthorization(const Credentials& credentials) {
+  std::string plain = credentials.username + ":" + credentials.password;
+  std::string encoded(4 * ((plain.size() + 2) / 3) + 1, '\0');
+  int length =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
+                      reinterpret_cast<const unsigned char*>(plain.data()), static_cast<int>(plain.size()));
+  encoded.resize(static_cast<size_t>(length));
+  return "Basic " + encoded;
+}
+
 std::string urlEncode(std::string_view text) {
   std::string out;
   for (unsigned char c : text) {
@@ -251,13 +262,7 @@ Status Registry::authorize(const std::string& header) {
           "registry {} needs a user name and password; none for it in {}", reference_.registry,
           options_.authFile.empty() ? std::string("(no credentials file)") : options_.authFile.string()));
     }
-    std::string plain = (*credentials)->username + ":" + (*credentials)->password;
-    std::string encoded(4 * ((plain.size() + 2) / 3) + 1, '\0');
-    int length =
-        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
-                        reinterpret_cast<const unsigned char*>(plain.data()), static_cast<int>(plain.size()));
-    encoded.resize(static_cast<size_t>(length));
-    authorization_ = "Basic " + encoded;
+    authorization_ = basicAuthorization(**credentials);
     return {};
   }
   if (scheme != "bearer") {
@@ -286,13 +291,7 @@ Status Registry::authorize(const std::string& header) {
   // The token request itself: anonymous, or with basic credentials when the file has them.
   std::string saved = std::exchange(authorization_, "");
   if (*credentials) {
-    std::string plain = (*credentials)->username + ":" + (*credentials)->password;
-    std::string encoded(4 * ((plain.size() + 2) / 3) + 1, '\0');
-    int length =
-        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
-                        reinterpret_cast<const unsigned char*>(plain.data()), static_cast<int>(plain.size()));
-    encoded.resize(static_cast<size_t>(length));
-    authorization_ = "Basic " + encoded;
+    authorization_ = basicAuthorization(**credentials);
   }
   auto response = getOnce(url, "application/json", nullptr, {});
   authorization_ = saved;

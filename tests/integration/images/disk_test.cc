@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/images/layout_builder.h"
+#include "tests/integration/images/root_fixture.h"
 #include "tests/integration/images/tar_builder.h"
 #include "tests/integration/images/tree.h"
 
@@ -22,31 +23,7 @@ namespace fs = std::filesystem;
 using fixtures::readFile;
 using fixtures::TarBuilder;
 
-class DiskTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    if (::geteuid() == 0 && ::unshare(CLONE_NEWNS) == 0)
-      ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
-  }
-  void SetUp() override {
-    if (::geteuid() != 0) {
-      if (std::getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "needs root (overlayfs, loop mounts)";
-      GTEST_SKIP() << "needs root (overlayfs, loop mounts)";
-    }
-    work_ = fs::path("/var/tmp") / fmt::format("corral-disk-test-{}", ::getpid());
-    fs::remove_all(work_);
-    fs::create_directories(work_);
-  }
-  void TearDown() override {
-    if (!work_.empty()) fs::remove_all(work_);
-  }
-  void run(const std::string& command) {
-    std::string full =
-        fmt::format("cd '{}' && ( {} ) >>'{}/tools.log' 2>&1", work_.string(), command, work_.string());
-    ASSERT_EQ(std::system(full.c_str()), 0) << command << "\n" << readFile(work_ / "tools.log");
-  }
-  fs::path work_;
-};
+using DiskTest = fixtures::ImagesRootTest;
 
 TEST_F(DiskTest, TheBaseDiskHoldsTheImageAndInstancesGetOverlays) {
   TarBuilder base, top;

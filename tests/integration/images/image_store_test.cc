@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/integration/images/root_fixture.h"
 #include "tests/integration/images/tar_builder.h"
 #include "tests/integration/images/tree.h"
 
@@ -23,35 +24,13 @@ using fixtures::readFile;
 using fixtures::TarBuilder;
 using fixtures::treeDifferences;
 
-class ImageStoreTest : public ::testing::Test {
+class ImageStoreTest : public fixtures::ImagesRootTest {
  protected:
-  static void SetUpTestSuite() {
-    if (::geteuid() == 0 && ::unshare(CLONE_NEWNS) == 0)
-      ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
-  }
-
   void SetUp() override {
-    if (::geteuid() != 0) {
-      if (std::getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "needs root (layer unpacking, overlayfs)";
-      GTEST_SKIP() << "needs root (layer unpacking, overlayfs)";
-    }
-    work_ =
-        fs::path("/var/tmp") / fmt::format("corral-image-store-test-{}-{}", ::getpid(),
-                                           ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(work_);
-    fs::create_directories(work_);
+    ImagesRootTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     makeLayout();
   }
-  void TearDown() override {
-    if (!work_.empty()) fs::remove_all(work_);
-  }
-
-  void run(const std::string& command) {
-    std::string full =
-        fmt::format("cd '{}' && ( {} ) >>'{}/tools.log' 2>&1", work_.string(), command, work_.string());
-    ASSERT_EQ(std::system(full.c_str()), 0) << command << "\n" << readFile(work_ / "tools.log");
-  }
-
   // An OCI layout "L" with two images made by umoci: "base" (two layers) and "app" (base's layers plus one
   // that deletes a file and replaces a directory, so its layer has whiteouts).
   void makeLayout() {
@@ -97,8 +76,6 @@ class ImageStoreTest : public ::testing::Test {
     for (const auto& entry : fs::recursive_directory_iterator(dir)) count += !entry.is_directory();
     return count;
   }
-
-  fs::path work_;
 };
 
 TEST_F(ImageStoreTest, ImportsAnOciLayoutAsUmociUnpacksIt) {

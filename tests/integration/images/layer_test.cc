@@ -23,6 +23,7 @@
 
 #include "images/oci/blob_store.h"
 #include "images/oci/manifest.h"
+#include "tests/integration/images/root_fixture.h"
 #include "tests/integration/images/tar_builder.h"
 #include "tests/integration/images/tree.h"
 
@@ -37,34 +38,8 @@ using fixtures::TarBuilder;
 using fixtures::walk;
 using fixtures::xattrOf;
 
-bool requirePrivileged() {
-  return std::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr;
-}
-
-class LayerTest : public ::testing::Test {
+class LayerTest : public fixtures::ImagesRootTest {
  protected:
-  static void SetUpTestSuite() {
-    // Our own mount namespace: the overlay mounts below end with this process, whatever happens.
-    if (::geteuid() == 0 && ::unshare(CLONE_NEWNS) == 0) {
-      ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
-    }
-  }
-
-  void SetUp() override {
-    if (::geteuid() != 0) {
-      if (requirePrivileged()) FAIL() << "needs root (chroot, mknod, trusted xattrs)";
-      GTEST_SKIP() << "needs root (chroot, mknod, trusted xattrs)";
-    }
-    work_ =
-        fs::path("/var/tmp") / fmt::format("corral-layer-test-{}-{}", ::getpid(),
-                                           ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(work_);
-    fs::create_directories(work_);
-  }
-  void TearDown() override {
-    if (!work_.empty()) fs::remove_all(work_);
-  }
-
   fs::path writeBlob(const std::string& name, const std::string& bytes) {
     fs::path path = work_ / name;
     std::ofstream(path, std::ios::binary) << bytes;
@@ -76,8 +51,6 @@ class LayerTest : public ::testing::Test {
     fs::create_directories(dir);
     return dir;
   }
-
-  fs::path work_;
 };
 
 TEST_F(LayerTest, KeepsWhatTheLayerHoldsInEveryCompression) {

@@ -15,6 +15,7 @@
 
 #include "tests/integration/images/layout_builder.h"
 #include "tests/integration/images/process.h"
+#include "tests/integration/images/root_fixture.h"
 #include "tests/integration/images/tar_builder.h"
 #include "tests/integration/images/tree.h"
 
@@ -30,23 +31,11 @@ using fixtures::treeDifferences;
 
 constexpr const char* kStub = CORRAL_SOURCE_DIR "/tests/integration/images/registry_stub.py";
 
-class RegistryTest : public ::testing::Test {
+class RegistryTest : public fixtures::ImagesRootTest {
  protected:
-  static void SetUpTestSuite() {
-    if (::geteuid() == 0 && ::unshare(CLONE_NEWNS) == 0)
-      ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
-  }
-
   void SetUp() override {
-    if (::geteuid() != 0) {
-      if (std::getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "needs root (layer unpacking, overlayfs)";
-      GTEST_SKIP() << "needs root (layer unpacking, overlayfs)";
-    }
-    work_ =
-        fs::path("/var/tmp") / fmt::format("corral-registry-test-{}-{}", ::getpid(),
-                                           ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(work_);
-    fs::create_directories(work_);
+    ImagesRootTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     // "app": two layers, the top one with a whiteout, a hard link, a symlink and owners.
     TarBuilder base, top;
     base.directory("etc");
@@ -66,19 +55,9 @@ class RegistryTest : public ::testing::Test {
     layout.name("app", app_);
     appLayers_ = {digestOfLayer(layout, 0), digestOfLayer(layout, 1)};
   }
-  void TearDown() override {
-    if (!work_.empty()) fs::remove_all(work_);
-  }
-
   Digest digestOfLayer(LayoutBuilder& layout, size_t i) {
     auto manifest = parseManifestDocument(readFile(layout.blobPath(app_.digest)));
     return std::get<ImageManifest>(*manifest).layers.at(i).digest;
-  }
-
-  void run(const std::string& command) {
-    std::string full =
-        fmt::format("cd '{}' && ( {} ) >>'{}/tools.log' 2>&1", work_.string(), command, work_.string());
-    ASSERT_EQ(std::system(full.c_str()), 0) << command << "\n" << readFile(work_ / "tools.log");
   }
 
   // docker-registry on 127.0.0.1; with `tls`, a self-signed certificate for 127.0.0.1 and htpasswd users.
@@ -145,7 +124,6 @@ class RegistryTest : public ::testing::Test {
     return blobs ? blobs->size() : 0;
   }
 
-  fs::path work_;
   Descriptor app_;
   std::vector<Digest> appLayers_;
 };
