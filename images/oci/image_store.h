@@ -1,0 +1,138 @@
+// Images on this host: named references to manifests whose blobs live in a BlobStore, with each layer
+// unpacked once (layers/<blob hex>/) and shared by every container of every image that has it, as an
+// overlayfs lowerdir. The names live in index.json, replaced whole (write, fsync, rename), and are written
+// last: an import that dies halfway leaves only unreferenced blobs and layer directories, which the next
+// open() or remove() collects, never a half image in the list.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "images/oci/blob_store.h"
+#include "images/oci/manifest.h"
+
+namespace corral::images {
+
+struct Image {
+  std::string name;
+  Digest manifestDigest;
+  ImageManifest manifest;
+  Digest configDigest;
+  ImageConfig config;
+  std::vector<std::filesystem::path> layerDirs;  // base first (overlayfs wants them top first: reverse)
+  int64_t size = 0;                              // manifest + config + layer blobs, as stored
+  int64_t createdMs = 0;                         // when it was added to this store (Unix ms)
+};
+
+// What an import or pull reports as it goes (a terminal draws a progress line from these).
+struct ImportProgress {
+  std::string step;  // "reading", "unpacking layer 2/5", "done"
+  int64_t bytesDone = 0;
+  int64_t bytesTotal = 0;
+};
+using ProgressCallback = std::function<void(const ImportProgress&)>;
+
+// Where a pull reads from: a registry (registry.h), or a fake in tests.
+class ImageSource {
+ public:
+  virtual ~ImageSource() = default;
+  struct Document {
+    std::string body;
+    std::string contentType;
+  };
+  // The manifest or index `reference` names (a tag, or a digest's text).
+  virtual Result<Document> manifest(std::string_view reference) = 0;
+  // Streams the blob into `writer`, which counts and hashes; `progress` gets the bytes as they come.
+  virtual Status blob(const Descriptor& descriptor, BlobStore::Writer& writer,
+                      const std::function<void(int64_t bytes)>& progress) = 0;
+};
+
+// The kinds of archive `importArchive` tells apart by their contents.
+enum class ArchiveKind { ociLayout, dockerSave, rootfs };
+
+// Image names: 1-255 of [a-z0-9] and "._-/:@", starting with a letter or digit (docker references fit:
+// "docker.io/library/nginx:1.25", "flask"); field "name".
+Status validateImageName(std::string_view name);
+
+class ImageStore {
+ public:
+  static Result<ImageStore> open(std::filesystem::path root);
+  ImageStore(ImageStore&&) noexcept;
+  ~ImageStore();
+
+  const BlobStore& blobs() const { return blobs_; }
+  const std::filesystem::path& root() const { return root_; }
+
+  Result<std::vector<Image>> list() const;
+  Result<Image> get(std::string_view name) const;
+
+  // Adds `name` for a manifest whose config and layer blobs are already in blobs() (what a pull does
+  // after fetching them): unpacks the layers not yet unpacked, then records the name. Replaces an image of
+  // the same name (its old blobs are collected if nothing else uses them).
+  Result<Image> commit(std::string_view name, const Digest& manifestDigest,
+                       const ProgressCallback& progress = {});
+
+  // Fetches `reference` (a tag or digest text) from `source`, resolving an index to this host's platform,
+  // verifying every document and blob against its digest (a manifest fetched by tag against `expected`
+  // when given), fetching only blobs the store lacks, then commits it as `name`. A failure at any point
+  // leaves no image and no new blob.
+  Result<Image> pull(ImageSource& source, std::string_view reference, std::optional<Digest> expected,
+                     std::string_view name, const ProgressCallback& progress = {});
+
+  // An OCI image layout directory: the manifest whose org.opencontainers.image.ref.name is `ref`, or the
+  // only one when `ref` is empty; an index entry is resolved to this host's platform.
+  Result<Image> importLayout(const std::filesystem::path& layout, std::string_view ref, std::string_view name,
+                             const ProgressCallback& progress = {});
+  // A tar file (plain, gzip or zstd): an OCI layout (`skopeo copy ... oci-archive:`), a `docker save`
+  // archive, or else a root filesystem (like `docker import`; `config` gives what it runs).
+  Result<Image> importArchive(const std::filesystem::path& archive, std::string_view name,
+                              const ImageConfig& rootfsConfig = {}, const ProgressCallback& progress = {});
+  // A root filesystem tar (any compression) as a one-layer image with `config` (platform: this host's).
+  Result<Image> importRootfs(const std::filesystem::path& tar, std::string_view name, ImageConfig config,
+                             const ProgressCallback& progress = {});
+
+  // Forgets `name` and collects what no image references any more. NotFound if there is none.
+  Status remove(std::string_view name);
+  // Deletes blobs and layer directories no image references (and none being imported); returns how many.
+  Result<size_t> collectGarbage();
+
+ private:
+  struct IndexEntry {
+    std::string name;
+    Digest manifest;
+    int64_t createdMs = 0;
+  };
+  ImageStore(std::filesystem::path root, BlobStore blobs);
+
+  Result<std::vector<IndexEntry>> readIndex() const;
+  Status writeIndex(const std::vector<IndexEntry>& entries) const;
+  Result<Image> load(const IndexEntry& entry) const;
+  Result<Image> importLayoutPinned(const std::filesystem::path& layout, std::string_view ref,
+                                   std::string_view name, const ProgressCallback& progress);
+  Result<Image> importRootfsPinned(const std::filesystem::path& tar, std::string_view name,
+                                   ImageConfig config, const ProgressCallback& progress);
+  Result<Image> importArchivePinned(const std::filesystem::path& archive, std::string_view name,
+                                    const ImageConfig& rootfsConfig, const ProgressCallback& progress);
+  Result<Image> pullPinned(ImageSource& source, std::string_view reference, std::optional<Digest> expected,
+                           std::string_view name, const ProgressCallback& progress);
+  Result<Image> collectingOnFailure(Result<Image> result);
+  Status unpackLayers(const ImageManifest& manifest, const ProgressCallback& progress);
+  Result<size_t> collectGarbageLocked();
+  std::filesystem::path layerDir(const Digest& layer) const;
+  Result<Digest> storeFile(const std::filesystem::path& file, const std::optional<Digest>& expected,
+                           int64_t expectedSize);
+
+  std::filesystem::path root_;
+  BlobStore blobs_;
+  std::unique_ptr<std::mutex> mutex_;  // guards index.json and the pinned set
+  std::multiset<Digest> pinned_;       // blobs of imports in progress: never collected
+};
+
+}  // namespace corral::images
