@@ -23,6 +23,7 @@
 
 #include "images/oci/blob_store.h"
 #include "images/oci/manifest.h"
+#include "tests/integration/images/layout_builder.h"
 #include "tests/integration/images/root_fixture.h"
 #include "tests/integration/images/tar_builder.h"
 #include "tests/integration/images/tree.h"
@@ -208,43 +209,17 @@ TEST_F(LayerTest, StackedLayersMatchUmocisUnpack) {
   top.fifo("srv/app/fifo");
   top.file("opt/.wh.tool", "");
 
-  // An OCI layout by hand (the way `image import` will read it), with correct diff ids so umoci verifies.
+  // An OCI layout (the way `image import` will read it), with correct diff ids so umoci verifies.
   fs::path layout = work_ / "layout";
-  auto store = BlobStore::open(layout);
-  ASSERT_TRUE(store) << store.error().message();
+  fixtures::LayoutBuilder builder(layout);
   ImageConfig config;
   config.platform = hostPlatform();
   config.cmd = {"/bin/sh"};
-  ImageManifest manifest;
-  manifest.mediaType = std::string(media::kOciManifest);
+  Descriptor manifest = builder.image({&base, &middle, &top}, config);
+  builder.name("test", manifest);
   std::vector<fs::path> layerBlobs;
-  for (TarBuilder* layer : {&base, &middle, &top}) {
-    std::string plain = layer->finish(Compression::none);
-    std::string gz = TarBuilder::gzip(plain);
-    config.diffIds.push_back(digestOf(plain));
-    auto digest = store->put(gz);
-    ASSERT_TRUE(digest) << digest.error().message();
-    manifest.layers.push_back(Descriptor{
-        std::string(media::kOciLayerGzip), *digest, static_cast<int64_t>(gz.size()), std::nullopt, {}});
-    layerBlobs.push_back(store->pathOf(*digest));
-  }
-  std::string configJson = renderImageConfig(config);
-  auto configDigest = store->put(configJson);
-  ASSERT_TRUE(configDigest);
-  manifest.config = Descriptor{std::string(media::kOciConfig),
-                               *configDigest,
-                               static_cast<int64_t>(configJson.size()),
-                               std::nullopt,
-                               {}};
-  std::string manifestJson = renderManifest(manifest);
-  auto manifestDigest = store->put(manifestJson);
-  ASSERT_TRUE(manifestDigest);
-  std::ofstream(layout / "oci-layout") << R"({"imageLayoutVersion":"1.0.0"})";
-  std::ofstream(layout / "index.json")
-      << fmt::format(R"({{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{}","size":{},)"
-                     R"("annotations":{{"org.opencontainers.image.ref.name":"test"}}}}]}})",
-                     media::kOciManifest, manifestDigest->text(), manifestJson.size());
-  fs::remove_all(layout / "ingest");
+  for (const Descriptor& layer : builder.layers(manifest))
+    layerBlobs.push_back(builder.blobPath(layer.digest));
 
   fs::path bundle = work_ / "umoci-bundle";
   std::string command = fmt::format("umoci unpack --image '{}:test' '{}' >'{}/umoci.log' 2>&1",

@@ -76,6 +76,15 @@ class LayoutBuilder {
 
   std::filesystem::path blobPath(const Digest& digest) const { return store_->pathOf(digest); }
 
+  // The layer descriptors (base first) of an image manifest image() made.
+  std::vector<Descriptor> layers(const Descriptor& manifest) const {
+    auto body = store_->read(manifest.digest);
+    if (!body) throw std::runtime_error(body.error().message());
+    auto document = parseManifestDocument(*body);
+    if (!document) throw std::runtime_error(document.error().message());
+    return std::get<ImageManifest>(*document).layers;
+  }
+
  private:
   Digest put(const std::string& bytes) {
     auto digest = store_->put(bytes);

@@ -53,13 +53,8 @@ class RegistryTest : public fixtures::ImagesRootTest {
     LayoutBuilder layout(work_ / "L");
     app_ = layout.image({&base, &top}, config);
     layout.name("app", app_);
-    appLayers_ = {digestOfLayer(layout, 0), digestOfLayer(layout, 1)};
+    for (const Descriptor& layer : layout.layers(app_)) appLayers_.push_back(layer.digest);
   }
-  Digest digestOfLayer(LayoutBuilder& layout, size_t i) {
-    auto manifest = parseManifestDocument(readFile(layout.blobPath(app_.digest)));
-    return std::get<ImageManifest>(*manifest).layers.at(i).digest;
-  }
-
   // docker-registry on 127.0.0.1; with `tls`, a self-signed certificate for 127.0.0.1 and htpasswd users.
   std::unique_ptr<ChildProcess> startRegistry(bool tls, int* port) {
     *port = fixtures::freeLoopbackPort();
