@@ -116,11 +116,11 @@ std::shared_ptr<container::Cgroup> shareCgroup(std::unique_ptr<container::Cgroup
   return std::make_shared<SharedCgroup>(std::move(cgroup));
 }
 
-std::string specText(const container::InstanceSpec& spec) {
+std::string specText(const schema::InstanceSpec& spec) {
   return api::renderRequest(api::RunInstance{spec}).body;
 }
 
-Result<container::InstanceSpec> specFromText(const std::string& text) {
+Result<schema::InstanceSpec> specFromText(const std::string& text) {
   auto request = api::parseRequest("POST", "/v1/instances", text);
   if (!request) return fail(request.error());
   return std::get<api::RunInstance>(*request).spec;
@@ -211,7 +211,7 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
       if (auto restored = network->restoreNic(instance.spec, manager->linkKey(instance.row.name)); !restored)
         log::warn("instance \"{}\": its NIC: {}", instance.row.name, restored.error().message());
     }
-    if (instance.row.kind == "vm") {
+    if (instance.row.kind == schema::InstanceKind::vm) {
       if (auto plan = toVmPlan(instance.spec, hostVmContext(manager->options_.imageDir)); plan) {
         instance.vmPlan = std::move(*plan);
       } else {
@@ -246,16 +246,17 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
     std::string name = instance.row.name;
     manager->instances_.emplace(std::move(name), std::move(instance));
   }
-  bool anyVm = std::any_of(manager->instances_.begin(), manager->instances_.end(),
-                           [](const auto& entry) { return entry.second.row.kind == "vm"; });
+  bool anyVm = std::any_of(manager->instances_.begin(), manager->instances_.end(), [](const auto& entry) {
+    return entry.second.row.kind == schema::InstanceKind::vm;
+  });
   std::error_code ec;
   if (anyVm || !std::filesystem::is_empty(manager->options_.vmsDir, ec)) manager->reconcileDomains();
   manager->supervisor_ = std::thread([raw = manager.get()] { raw->supervise(); });
   // Choose the accelerator early (a KVM probe boot can take seconds) when there is an image to boot.
   if (manager->options_.accelerator == "auto") {
-    container::InstanceSpec probeSpec;
+    schema::InstanceSpec probeSpec;
     probeSpec.name = "kvm-probe";
-    probeSpec.kind = "vm";
+    probeSpec.kind = schema::InstanceKind::vm;
     if (toVmPlan(probeSpec, hostVmContext(manager->options_.imageDir))) {
       manager->acceleratorProbe_ = std::thread([raw = manager.get(), probeSpec] {
         if (auto chosen = raw->acceleratorFor(probeSpec); !chosen)
@@ -292,7 +293,7 @@ container::ValidationContext InstanceManager::validationContext(const InstanceRo
 }
 
 Status InstanceManager::assignIdRange(Instance& instance) {
-  if (!instance.spec.userNamespace || instance.row.kind != "container") return {};
+  if (!instance.spec.userNamespace || instance.row.kind != schema::InstanceKind::container) return {};
   if (!instance.row.userNamespaceStart) {
     if (idPoolError_) return fail(*idPoolError_);
     auto range = idRanges_.allocate();
@@ -500,7 +501,7 @@ void InstanceManager::recordStopped(Instance& instance, const std::string& reaso
   if (network_) network_->detach(row.name);
   if (instance.spec.removeOnExit) {
     const std::string name = row.name;
-    if (row.kind == "vm") {
+    if (row.kind == schema::InstanceKind::vm) {
       std::error_code ec;
       std::filesystem::remove_all(instanceDir(instance), ec);
     } else if (auto removed = container::removeBundle(options_.containersDir / name); !removed) {
@@ -524,7 +525,7 @@ namespace {
 // an instance never fails on it.
 json usageJson(const InstanceRow& row, const container::Cgroup* cgroup) {
   if (row.state != "running") return nullptr;
-  if (row.kind == "vm") {
+  if (row.kind == schema::InstanceKind::vm) {
     if (!row.pid) return nullptr;
     UniqueFd fd(::open(fmt::format("/proc/{}/status", *row.pid).c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return nullptr;
@@ -555,7 +556,7 @@ json InstanceManager::render(const Instance& instance) const {
   if (boot.is_discarded() || boot.empty()) boot = nullptr;
   json spec = json::parse(specText(instance.spec), nullptr, false);
   json vm = nullptr;
-  if (row.kind == "vm") {
+  if (row.kind == schema::InstanceKind::vm) {
     vm = {{"domain", domainName(row.name)},
           {"memory_bytes", instance.vmPlan ? json(instance.vmPlan->memoryBytes) : json(nullptr)},
           {"vcpus", instance.vmPlan ? json(instance.vmPlan->vcpus) : json(nullptr)},
@@ -571,7 +572,7 @@ json InstanceManager::render(const Instance& instance) const {
   bool active = row.state == "running" || row.state == "starting";
   // A container's OOM kills in its cgroup since its last start (live while it runs); a VM's are the guest's.
   json oomKills = nullptr;
-  if (row.kind != "vm") {
+  if (row.kind != schema::InstanceKind::vm) {
     int64_t count = row.oomKills;
     if (row.state == "running" && instance.cgroup) {
       if (auto stats = instance.cgroup->stats(); stats)
@@ -580,7 +581,7 @@ json InstanceManager::render(const Instance& instance) const {
     oomKills = count;
   }
   return {{"name", row.name},
-          {"kind", row.kind},
+          {"kind", schema::instanceKindName(row.kind)},
           {"image", instance.spec.image},
           {"command", instance.config ? json(instance.config->argv) : json(instance.spec.command)},
           {"state", row.state},
@@ -637,7 +638,7 @@ void InstanceManager::replugNics() {
   std::lock_guard lock(mutex_);
   for (auto& [name, instance] : instances_) {
     if (instance.spec.subnet.empty() || !network_->nic(name) || network_->portPresent(name)) continue;
-    if (instance.row.kind == "vm") {
+    if (instance.row.kind == schema::InstanceKind::vm) {
       if (instance.row.state == "running" || instance.row.state == "starting")
         log::warn("instance \"{}\": its VM's NIC is gone (the VPC namespace was recreated); restart it",
                   name);
@@ -652,13 +653,9 @@ void InstanceManager::replugNics() {
   }
 }
 
-Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
+Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
   auto received = Clock::now();
-  if (spec.kind != "container" && spec.kind != "vm") {
-    return fail(
-        invalidField("kind", "\"{}\" is not a kind of instance: use \"container\" or \"vm\"", spec.kind));
-  }
-  const bool isVm = spec.kind == "vm";
+  const bool isVm = spec.kind == schema::InstanceKind::vm;
   Instance instance;
   std::optional<vmm::AcceleratorChoice> accel;
   if (isVm) {
@@ -864,7 +861,8 @@ Result<json> InstanceManager::stop(const std::string& name, int64_t graceSeconds
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
   Instance& instance = it->second;
   if (instance.stopRequested) return fail(conflict("instance \"{}\" is already stopping", name));
-  if (instance.row.kind == "vm" && (instance.row.state == "running" || instance.row.state == "starting")) {
+  if (instance.row.kind == schema::InstanceKind::vm &&
+      (instance.row.state == "running" || instance.row.state == "starting")) {
     return stopVm(lock, instance, graceSeconds);
   }
   if (instance.row.state != "running") {
@@ -895,8 +893,8 @@ Result<json> InstanceManager::start(const std::string& name) {
     std::unique_lock lock(mutex_);
     auto it = instances_.find(name);
     if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
-    if (it->second.row.kind == "vm") {
-      container::InstanceSpec spec = it->second.spec;
+    if (it->second.row.kind == schema::InstanceKind::vm) {
+      schema::InstanceSpec spec = it->second.spec;
       lock.unlock();
       auto chosen = acceleratorFor(spec);
       if (!chosen) return fail(chosen.error().wrap(fmt::format("start instance \"{}\"", name)));
@@ -920,7 +918,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   std::unique_lock lock(mutex_);
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
-  if (it->second.row.kind == "vm" &&
+  if (it->second.row.kind == schema::InstanceKind::vm &&
       (it->second.row.state == "running" || it->second.row.state == "starting")) {
     if (!force) {
       return fail(conflict("instance \"{}\" is {}; stop it first or remove it with force", name,
@@ -956,7 +954,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   json deleted = render(it->second);
   // Whatever the row says, nothing of the instance may outlive it: a crash may have left a process, cgroups,
   // a mount or a domain that no record names.
-  if (it->second.row.kind == "vm") {
+  if (it->second.row.kind == schema::InstanceKind::vm) {
     if (auto destroyed = destroyLeftoverDomain(name); !destroyed)
       return fail(destroyed.error().wrap(fmt::format("remove instance \"{}\"", name)));
   } else if (auto cleared = clearContainerLeftovers(name); !cleared) {
@@ -964,7 +962,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   } else if (!cleared->empty()) {
     log::warn("remove instance \"{}\": it was not running, yet {}", name, *cleared);
   }
-  if (it->second.row.kind == "vm") {
+  if (it->second.row.kind == schema::InstanceKind::vm) {
     std::error_code ec;
     std::filesystem::remove_all(instanceDir(it->second), ec);
     if (ec) {
@@ -974,7 +972,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   } else if (auto removed = container::removeBundle(options_.containersDir / name); !removed) {
     return fail(removed.error().wrap(fmt::format("remove instance \"{}\"", name)));
   }
-  if (it->second.row.kind != "vm") CORRAL_FAILPOINT("rm.after-bundle-removed");
+  if (it->second.row.kind != schema::InstanceKind::vm) CORRAL_FAILPOINT("rm.after-bundle-removed");
   if (auto dropped = store_.deleteInstance(name); !dropped)
     return fail(dropped.error().wrap(fmt::format("remove instance \"{}\"", name)));
   releaseIdRange(it->second.row);
@@ -1028,12 +1026,12 @@ Result<json> InstanceManager::exec(const std::string& name, const std::vector<st
   std::unique_lock lock(mutex_);
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
-  if (it->second.row.kind == "vm" && it->second.row.state == "starting")
+  if (it->second.row.kind == schema::InstanceKind::vm && it->second.row.state == "starting")
     return execVm(lock, it->second, command, env);
   if (it->second.row.state != "running") {
     return fail(conflict("instance \"{}\" is {}, not running", name, it->second.row.state));
   }
-  if (it->second.row.kind == "vm") return execVm(lock, it->second, command, env);
+  if (it->second.row.kind == schema::InstanceKind::vm) return execVm(lock, it->second, command, env);
   if (!it->second.config) return fail(conflict("instance \"{}\": its spec no longer validates", name));
   pid_t initPid = static_cast<pid_t>(*it->second.row.pid);
   std::shared_ptr<container::Cgroup> cgroup = it->second.cgroup;

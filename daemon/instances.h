@@ -82,7 +82,7 @@ class InstanceManager {
   InstanceManager(const InstanceManager&) = delete;
   InstanceManager& operator=(const InstanceManager&) = delete;
 
-  Result<nlohmann::json> run(const container::InstanceSpec& spec);
+  Result<nlohmann::json> run(const schema::InstanceSpec& spec);
   nlohmann::json list();
   Result<nlohmann::json> get(const std::string& name);
   Result<nlohmann::json> stop(const std::string& name, int64_t graceSeconds);
@@ -104,7 +104,7 @@ class InstanceManager {
  private:
   struct Instance {
     InstanceRow row;
-    container::InstanceSpec spec;
+    schema::InstanceSpec spec;
     std::optional<container::ContainerConfig> config;  // absent when the spec no longer validates
     std::shared_ptr<container::Cgroup> cgroup;         // while running
     std::shared_ptr<UniqueFd> pidfd;                   // while running
@@ -131,7 +131,7 @@ class InstanceManager {
   std::optional<vmm::AcceleratorChoice> cachedAcceleratorChoice(const VmPlan& plan);
   Result<nlohmann::json> startVmLocked(Instance& instance, std::chrono::steady_clock::time_point received,
                                        const vmm::AcceleratorChoice& accelerator);
-  Result<vmm::AcceleratorChoice> acceleratorFor(const container::InstanceSpec& spec);
+  Result<vmm::AcceleratorChoice> acceleratorFor(const schema::InstanceSpec& spec);
   void startBootWaiter(const std::string& name, std::shared_ptr<VmSession> session,
                        std::chrono::steady_clock::time_point received,
                        std::chrono::steady_clock::time_point domainStarted);

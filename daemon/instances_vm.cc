@@ -59,8 +59,8 @@ bool isActive(const std::string& state) {
 }  // namespace
 
 std::filesystem::path InstanceManager::instanceDir(const Instance& instance) const {
-  return instance.row.kind == "vm" ? options_.vmsDir / instance.row.name
-                                   : options_.containersDir / instance.row.name;
+  return instance.row.kind == schema::InstanceKind::vm ? options_.vmsDir / instance.row.name
+                                                       : options_.containersDir / instance.row.name;
 }
 
 // Opens libvirt on first need; a daemon without libvirtd still runs containers.
@@ -166,7 +166,7 @@ Result<vmm::AcceleratorChoice> InstanceManager::accelerator(const VmPlan& plan) 
   return decide(choice);
 }
 
-Result<vmm::AcceleratorChoice> InstanceManager::acceleratorFor(const container::InstanceSpec& spec) {
+Result<vmm::AcceleratorChoice> InstanceManager::acceleratorFor(const schema::InstanceSpec& spec) {
   auto plan = toVmPlan(spec, hostVmContext(options_.imageDir));
   if (!plan) return fail(plan.error());
   return accelerator(*plan);
@@ -356,7 +356,9 @@ void InstanceManager::handleDomainEvents() {
   for (const vmm::DomainStopped& event : events) {
     if (!event.domainName.starts_with(options_.domainPrefix)) continue;
     auto it = instances_.find(event.domainName.substr(options_.domainPrefix.size()));
-    if (it == instances_.end() || it->second.row.kind != "vm" || !isActive(it->second.row.state)) continue;
+    if (it == instances_.end() || it->second.row.kind != schema::InstanceKind::vm ||
+        !isActive(it->second.row.state))
+      continue;
     std::string reason(vmm::stopReasonName(event.reason));
     std::optional<std::string> note;
     if (event.reason == vmm::StopReason::Crashed || event.reason == vmm::StopReason::Failed) {
@@ -435,7 +437,8 @@ void InstanceManager::reconcileDomains() {
   for (const vmm::DomainInfo& domain : *domains) {
     std::string name = domain.name.substr(options_.domainPrefix.size());
     auto it = instances_.find(name);
-    bool owned = it != instances_.end() && it->second.row.kind == "vm" && isActive(it->second.row.state);
+    bool owned = it != instances_.end() && it->second.row.kind == schema::InstanceKind::vm &&
+                 isActive(it->second.row.state);
     if (owned || domain.name == options_.domainPrefix + "kvm-probe") continue;
     log::warn("reconcile: destroying domain {}: no running corral instance owns it", domain.name);
     if (auto destroyed = (*lv)->destroy(domain.name); !destroyed)

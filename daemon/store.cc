@@ -1163,10 +1163,11 @@ Status Store::writeInstance(const InstanceRow& row, bool mustBeNew) {
       runBound(db_.get(),
                "INSERT OR REPLACE INTO instances (name, kind, spec, state, pid, pid_start_time, "
                "created_at, started_at, finished_at, exit_code, exit_signal, exit_reason, exit_note, "
-               "boot_steps, log_path, oom_kills, user_ns_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               "boot_steps, log_path, oom_kills, user_ns_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+               "?, ?, ?, ?, ?)",
                [&](Binder& b) {
                  b.text(row.name)
-                     .text(row.kind)
+                     .text(std::string(schema::instanceKindName(row.kind)))
                      .text(row.specJson)
                      .text(row.state)
                      .optionalInteger(row.pid)
@@ -1225,7 +1226,9 @@ Result<std::vector<InstanceRow>> Store::listInstances() const {
         RowReader r(statement, "instances", keyColumn(statement, 0));
         InstanceRow row;
         CORRAL_READ(row.name, r.text(0, "name"));
-        CORRAL_READ(row.kind, r.text(1, "kind"));
+        std::string kind;
+        CORRAL_READ(kind, r.text(1, "kind"));
+        CORRAL_READ(row.kind, schema::parseInstanceKind(kind, "kind"));
         CORRAL_READ(row.specJson, r.text(2, "spec"));
         CORRAL_READ(row.state, r.text(3, "state"));
         CORRAL_READ(row.pid, r.optionalInteger(4, "pid"));

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "net/vpc.h"
+#include "schema/instance.h"
 
 namespace corral::daemon {
 
@@ -22,7 +23,7 @@ inline constexpr int kSchemaVersion = 6;
 // Times are Unix seconds except boot steps (JSON text: {"total_ms": .., "clone_ms": .., ...}).
 struct InstanceRow {
   std::string name;
-  std::string kind = "container";
+  schema::InstanceKind kind = schema::InstanceKind::container;
   std::string specJson;
   std::string state = "created";  // created (VMs) | starting | running | stopped
   std::optional<int64_t> pid;
