@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "daemon/lifecycle.h"
 #include "net/vpc.h"
 #include "schema/instance.h"
 
@@ -25,7 +26,7 @@ struct InstanceRow {
   std::string name;
   schema::InstanceKind kind = schema::InstanceKind::container;
   std::string specJson;
-  std::string state = "created";  // created (VMs) | starting | running | stopped
+  InstanceState state = InstanceState::created;  // a settled one: created (VMs), starting, running, stopped
   std::optional<int64_t> pid;
   std::optional<int64_t> pidStartTime;  // field 22 of /proc/PID/stat: the same process after a restart
   int64_t createdAt = 0;
