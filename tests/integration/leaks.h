@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -64,7 +65,7 @@ inline std::vector<std::string> linksIn(const std::string& netns) {
   std::string out = fs::temp_directory_path() / fmt::format("corral-links-{}", ::getpid());
   pid_t pid = corral::testing::spawnProcess({"/usr/sbin/ip", "-n", netns, "-o", "link", "show"}, out,
                                             "/dev/null", corral::testing::OutputMode::Truncate);
-  if (pid > 0) corral::testing::waitWithDeadline(pid, 10s);
+  if (pid > 0) corral::testing::waitWithDeadline(pid, std::chrono::seconds(10));
   std::vector<std::string> links;
   std::istringstream lines(readFile(out));
   for (std::string line; std::getline(lines, line);) links.push_back(line);
