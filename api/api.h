@@ -8,104 +8,128 @@
 #include <string_view>
 #include <variant>
 
-#include "container/spec.h"
 #include "core/error.h"
-#include "net/vpc.h"
+#include "schema/cidr.h"
+#include "schema/instance.h"
+#include "schema/network.h"
 
 namespace corral::api {
 
 inline constexpr std::string_view kApiPrefix = "/v1";
 inline constexpr size_t kMaxBodyBytes = 1 << 20;
 
-using net::ObjectKind;
+using schema::ObjectKind;
 
 // Collection path segment of each kind: "vpcs", "subnets", "route-tables", "internet-gateways",
 // "nat-gateways", "security-groups", "network-acls".
 std::string_view collectionName(ObjectKind kind);
 
-struct GetInfo {};
+struct GetInfo {
+  bool operator==(const GetInfo&) const = default;
+};
 
 template <ObjectKind K>
 struct List {
   std::string vpc;  // optional filter (?vpc=NAME); ignored for vpcs
+  bool operator==(const List&) const = default;
 };
 template <ObjectKind K>
 struct Get {
   std::string name;
+  bool operator==(const Get&) const = default;
 };
 template <ObjectKind K>
 struct Delete {
   std::string name;
+  bool operator==(const Delete&) const = default;
 };
 template <class Spec>
 struct Create {
   Spec spec;
+  bool operator==(const Create&) const = default;
 };
 
 struct UpdateSubnet {
   std::string name;
-  net::SubnetUpdate update;
+  schema::SubnetUpdate update;
+  bool operator==(const UpdateSubnet&) const = default;
 };
 struct AddRoute {
   std::string table;
-  net::RouteSpec spec;
+  schema::RouteSpec spec;
+  bool operator==(const AddRoute&) const = default;
 };
 struct DeleteRoute {
   std::string table;
   std::string destination;  // a CIDR: DELETE /v1/route-tables/T/routes/10.1.0.0/16
+  bool operator==(const DeleteRoute&) const = default;
 };
 struct AddSecurityGroupRule {
   std::string group;
-  net::SecurityGroupRuleSpec spec;
+  schema::SecurityGroupRuleSpec spec;
+  bool operator==(const AddSecurityGroupRule&) const = default;
 };
 struct DeleteSecurityGroupRule {
   std::string group;
   int64_t id = 0;
+  bool operator==(const DeleteSecurityGroupRule&) const = default;
 };
 struct AddNetworkAclRule {
   std::string acl;
-  net::NetworkAclRuleSpec spec;
+  schema::NetworkAclRuleSpec spec;
+  bool operator==(const AddNetworkAclRule&) const = default;
 };
 struct DeleteNetworkAclRule {
   std::string acl;
   std::string direction;
   int64_t number = 0;
+  bool operator==(const DeleteNetworkAclRule&) const = default;
 };
 
 // GET /v1/vpcs/NAME/topology: the VPC as kernel objects (namespace, bridges, links, routes, gateways)
 // next to the model, with every instance NIC; what `corral net show` draws. Shape: docs/api.md.
 struct GetVpcTopology {
   std::string vpc;
+  bool operator==(const GetVpcTopology&) const = default;
 };
 
 // Instances (containers and VMs): /v1/instances.
 struct RunInstance {  // POST /v1/instances: creates and starts; answers once the command has exec'd
-  container::InstanceSpec spec;
+  schema::InstanceSpec spec;
+  bool operator==(const RunInstance&) const = default;
 };
-struct ListInstances {};  // GET /v1/instances
+struct ListInstances {  // GET /v1/instances
+  bool operator==(const ListInstances&) const = default;
+};
 struct GetInstance {      // GET /v1/instances/NAME[?show_env=true]: everything `corral inspect` shows
   std::string name;
   bool showEnv = false;  // env values unmasked ("KEY=***" otherwise); never on the dashboard port
+  bool operator==(const GetInstance&) const = default;
 };
 struct StopInstance {  // POST /v1/instances/NAME/stop {"grace_seconds": 10}: SIGTERM, then SIGKILL
   std::string name;
   int64_t graceSeconds = 10;
+  bool operator==(const StopInstance&) const = default;
 };
 struct StartInstance {  // POST /v1/instances/NAME/start: a stopped instance runs again, same writable layer
   std::string name;
+  bool operator==(const StartInstance&) const = default;
 };
 struct RemoveInstance {  // DELETE /v1/instances/NAME?force=true: force stops a running one first
   std::string name;
   bool force = false;
+  bool operator==(const RemoveInstance&) const = default;
 };
 struct GetInstanceLogs {  // GET /v1/instances/NAME/logs?offset=N: output from byte N, the next offset, state
   std::string name;
   int64_t offset = 0;
+  bool operator==(const GetInstanceLogs&) const = default;
 };
 struct ExecInstance {  // POST /v1/instances/NAME/exec {"command": [...], "env": [...]}: runs to completion
   std::string name;
   std::vector<std::string> command;
   std::vector<std::string> env;
+  bool operator==(const ExecInstance&) const = default;
 };
 
 // POST /v1/trace {"target": "web", "filter": "tcp", "count": 20, "seconds": 10}: captures frames on a
@@ -116,31 +140,39 @@ struct TraceCapture {
   std::string filter = "all";
   int64_t count = 20;    // 1..10000
   int64_t seconds = 10;  // 1..300
+  bool operator==(const TraceCapture&) const = default;
 };
 
 // The results of `corral compare`, kept by corrald (the newest 20) for the dashboard: /v1/comparisons.
 struct SaveComparison {  // POST /v1/comparisons: the CLI's JSON result; answers {"id", "created_at"}
   nlohmann::json result;
+  bool operator==(const SaveComparison&) const = default;
 };
-struct ListComparisons {};  // GET /v1/comparisons: the kept ones, newest first, summaries without samples
+// GET /v1/comparisons: the kept ones, newest first, summaries without samples
+struct ListComparisons {
+  bool operator==(const ListComparisons&) const = default;
+};
 struct GetComparison {      // GET /v1/comparisons/ID, or /v1/comparisons/latest: one, whole
   std::string id;           // digits, or "latest"
+  bool operator==(const GetComparison&) const = default;
 };
 
 // GET /v1/dashboard: everything the dashboard draws in one answer (host, VPC topologies, instances, the
 // latest comparison's summary) plus a "revision" that changes whenever any of it does. Shape: docs/api.md.
-struct GetDashboard {};
+struct GetDashboard {
+  bool operator==(const GetDashboard&) const = default;
+};
 
 #define CORRAL_KIND_REQUESTS(K) List<ObjectKind::K>, Get<ObjectKind::K>, Delete<ObjectKind::K>
 using Request =
-    std::variant<GetInfo,                                          //
-                 CORRAL_KIND_REQUESTS(Vpc), Create<net::VpcSpec>,  //
-                 CORRAL_KIND_REQUESTS(Subnet), Create<net::SubnetSpec>, UpdateSubnet,
-                 CORRAL_KIND_REQUESTS(RouteTable), Create<net::RouteTableSpec>, AddRoute, DeleteRoute,
-                 CORRAL_KIND_REQUESTS(InternetGateway), Create<net::InternetGatewaySpec>,
-                 CORRAL_KIND_REQUESTS(NatGateway), Create<net::NatGatewaySpec>,
-                 CORRAL_KIND_REQUESTS(SecurityGroup), Create<net::SecurityGroupSpec>, AddSecurityGroupRule,
-                 DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<net::NetworkAclSpec>,
+    std::variant<GetInfo,                                             //
+                 CORRAL_KIND_REQUESTS(Vpc), Create<schema::VpcSpec>,  //
+                 CORRAL_KIND_REQUESTS(Subnet), Create<schema::SubnetSpec>, UpdateSubnet,
+                 CORRAL_KIND_REQUESTS(RouteTable), Create<schema::RouteTableSpec>, AddRoute, DeleteRoute,
+                 CORRAL_KIND_REQUESTS(InternetGateway), Create<schema::InternetGatewaySpec>,
+                 CORRAL_KIND_REQUESTS(NatGateway), Create<schema::NatGatewaySpec>,
+                 CORRAL_KIND_REQUESTS(SecurityGroup), Create<schema::SecurityGroupSpec>, AddSecurityGroupRule,
+                 DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<schema::NetworkAclSpec>,
                  AddNetworkAclRule, DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances,
                  GetInstance, StopInstance, StartInstance, RemoveInstance, GetInstanceLogs, ExecInstance,
                  TraceCapture, SaveComparison, ListComparisons, GetComparison, GetDashboard>;
@@ -150,6 +182,7 @@ struct HttpRequest {
   std::string method;  // "GET", "POST", "PATCH", "DELETE"
   std::string target;  // path and query, e.g. "/v1/subnets?vpc=prod"
   std::string body;    // JSON, empty when the request has none
+  bool operator==(const HttpRequest&) const = default;
 };
 
 // HTTP → Request. Unknown path: NotFound. Wrong method on a known path, malformed JSON, a JSON type
@@ -169,21 +202,8 @@ int httpStatus(ErrorKind kind);
 // {"error": {"kind": "invalid_argument", "message": "...", "field": "cidr"}}
 nlohmann::json errorJson(const Error& error);
 
-// Response bodies: each object with the derived facts a learner wants (a subnet's size, usable addresses,
-// router address, whether it is public).
-nlohmann::json toJson(const net::Topology& topology, const net::Vpc& vpc);
-nlohmann::json toJson(const net::Topology& topology, const net::Subnet& subnet);
-nlohmann::json toJson(const net::RouteTable& table);
-// The same plus "subnets": the names of the subnets associated with the table (needs the topology).
-nlohmann::json toJson(const net::Topology& topology, const net::RouteTable& table);
-nlohmann::json toJson(const net::InternetGateway& gateway);
-nlohmann::json toJson(const net::NatGateway& gateway);
-nlohmann::json toJson(const net::SecurityGroup& group);
-nlohmann::json toJson(const net::SecurityGroupRule& rule);
-nlohmann::json toJson(const net::NetworkAcl& acl);
-nlohmann::json toJson(const net::NetworkAclRule& rule);
 // The CIDR calculator's facts: network, netmask, broadcast, first/last usable, size, usable (AWS), private,
 // class.
-nlohmann::json cidrJson(const net::Cidr& cidr);
+nlohmann::json cidrJson(const schema::Cidr& cidr);
 
 }  // namespace corral::api

@@ -1,6 +1,5 @@
-// Response bodies: errors with their HTTP status, and every model object as snake_case JSON plus the derived
-// facts a learner would otherwise work out by hand (sizes, reserved addresses, reachability, implicit deny).
-#include <algorithm>
+// Response bodies shared by corrald and the CLI: errors with their HTTP status, and the CIDR calculator's
+// facts (corrald renders the VPC objects themselves: daemon/network_json.h).
 #include <string>
 
 #include "api/api.h"
@@ -13,50 +12,16 @@ using nlohmann::json;
 // AWS keeps five addresses of every subnet: network, .1 router, .2 DNS, .3 future use, broadcast.
 constexpr uint64_t kAwsReservedPerSubnet = 5;
 
-uint64_t awsUsable(const net::Cidr& cidr) {
+uint64_t awsUsable(const schema::Cidr& cidr) {
   return cidr.size() > kAwsReservedPerSubnet ? cidr.size() - kAwsReservedPerSubnet : 0;
 }
 
-net::Ipv4Address offset(const net::Cidr& cidr, uint32_t by) {
-  return net::Ipv4Address(cidr.network().value() + by);
+schema::Ipv4Address offset(const schema::Cidr& cidr, uint32_t by) {
+  return schema::Ipv4Address(cidr.network().value() + by);
 }
 
-std::string classText(const net::Cidr& cidr) {
+std::string classText(const schema::Cidr& cidr) {
   return std::string(1, cidr.network().addressClass());
-}
-
-json optionalString(const std::optional<std::string>& value) {
-  return value ? json(*value) : json(nullptr);
-}
-
-// from_port/to_port are null when a rule covers every port (icmp, all, or tcp/udp without ports).
-void addPorts(json& out, const std::optional<net::PortRange>& ports) {
-  out["from_port"] = ports ? json(ports->from) : json(nullptr);
-  out["to_port"] = ports ? json(ports->to) : json(nullptr);
-}
-
-json implicitDeny(net::Direction direction) {
-  return {{"number", "*"},
-          {"direction", net::directionName(direction)},
-          {"action", net::ruleActionName(net::RuleAction::Deny)},
-          {"protocol", net::protocolName(net::Protocol::All)},
-          {"from_port", nullptr},
-          {"to_port", nullptr},
-          {"cidr", "0.0.0.0/0"}};
-}
-
-json routeTableBase(const net::RouteTable& table) {
-  json routes = json::array();
-  for (const net::Route& route : table.routes) {
-    routes.push_back({{"destination", route.destination.str()},
-                      {"target_type", net::routeTargetTypeName(route.target.type)},
-                      {"target", route.target.name.empty() ? json(nullptr) : json(route.target.name)}});
-  }
-  return {{"name", table.name},
-          {"vpc", table.vpc},
-          {"main", table.isMain},
-          {"routes", std::move(routes)},
-          {"created_at", table.createdAt}};
 }
 
 }  // namespace
@@ -86,7 +51,7 @@ json errorJson(const Error& error) {
   return {{"error", std::move(body)}};
 }
 
-json cidrJson(const net::Cidr& cidr) {
+json cidrJson(const schema::Cidr& cidr) {
   uint64_t usable = awsUsable(cidr);
   int hostBits = 32 - cidr.prefix();
   return {
@@ -98,7 +63,7 @@ json cidrJson(const net::Cidr& cidr) {
       // AWS hands out network+4 .. broadcast-1; a block with nothing left has no usable range at all.
       {"first_usable", usable > 0 ? json(offset(cidr, 4).str()) : json(nullptr)},
       {"last_usable",
-       usable > 0 ? json(net::Ipv4Address(cidr.broadcast().value() - 1).str()) : json(nullptr)},
+       usable > 0 ? json(schema::Ipv4Address(cidr.broadcast().value() - 1).str()) : json(nullptr)},
       {"size", cidr.size()},
       {"usable_aws", usable},
       {"private", cidr.isPrivate()},
@@ -106,111 +71,6 @@ json cidrJson(const net::Cidr& cidr) {
       {"explanation", fmt::format("a /{} fixes the first {} bits: 2^(32-{}) = 2^{} = {} addresses",
                                   cidr.prefix(), cidr.prefix(), cidr.prefix(), hostBits, cidr.size())},
   };
-}
-
-json toJson(const net::Topology& topology, const net::Vpc& vpc) {
-  auto nameOf = [](const auto* object) { return object ? json(object->name) : json(nullptr); };
-  return {{"name", vpc.name},
-          {"cidr", vpc.cidr.str()},
-          {"created_at", vpc.createdAt},
-          {"size", vpc.cidr.size()},
-          {"private", vpc.cidr.isPrivate()},
-          {"class", classText(vpc.cidr)},
-          {"main_route_table", nameOf(topology.mainRouteTable(vpc.name))},
-          {"default_network_acl", nameOf(topology.defaultNetworkAcl(vpc.name))},
-          {"default_security_group", nameOf(topology.defaultSecurityGroup(vpc.name))},
-          {"subnet_count", topology.subnets(vpc.name).size()}};
-}
-
-json toJson(const net::Topology& topology, const net::Subnet& subnet) {
-  return {{"name", subnet.name},
-          {"vpc", subnet.vpc},
-          {"cidr", subnet.cidr.str()},
-          {"availability_zone", subnet.availabilityZone},
-          {"map_public_ip", subnet.mapPublicIp},
-          {"route_table", subnet.routeTable},
-          {"network_acl", subnet.networkAcl},
-          {"created_at", subnet.createdAt},
-          {"size", subnet.cidr.size()},
-          {"usable", awsUsable(subnet.cidr)},
-          {"router", offset(subnet.cidr, 1).str()},
-          {"dns", offset(subnet.cidr, 2).str()},
-          {"reachability", net::subnetReachabilityName(topology.reachability(subnet))}};
-}
-
-json toJson(const net::RouteTable& table) {
-  return routeTableBase(table);
-}
-
-json toJson(const net::Topology& topology, const net::RouteTable& table) {
-  json out = routeTableBase(table);
-  json subnets = json::array();
-  for (const net::Subnet* subnet : topology.subnets(table.vpc)) {
-    if (subnet->routeTable == table.name) subnets.push_back(subnet->name);
-  }
-  out["subnets"] = std::move(subnets);
-  return out;
-}
-
-json toJson(const net::InternetGateway& gateway) {
-  return {{"name", gateway.name}, {"vpc", gateway.vpc}, {"created_at", gateway.createdAt}};
-}
-
-json toJson(const net::NatGateway& gateway) {
-  return {{"name", gateway.name},
-          {"vpc", gateway.vpc},
-          {"subnet", gateway.subnet},
-          {"created_at", gateway.createdAt}};
-}
-
-json toJson(const net::SecurityGroupRule& rule) {
-  json out = {{"id", rule.id},
-              {"direction", net::directionName(rule.direction)},
-              {"protocol", net::protocolName(rule.protocol)},
-              {"cidr", rule.cidr ? json(rule.cidr->str()) : json(nullptr)},
-              {"peer_group", optionalString(rule.peerGroup)},
-              {"description", rule.description}};
-  addPorts(out, rule.ports);
-  return out;
-}
-
-json toJson(const net::SecurityGroup& group) {
-  json rules = json::array();
-  for (const net::SecurityGroupRule& rule : group.rules) rules.push_back(toJson(rule));
-  return {{"name", group.name},         {"vpc", group.vpc},          {"description", group.description},
-          {"default", group.isDefault}, {"rules", std::move(rules)}, {"created_at", group.createdAt}};
-}
-
-json toJson(const net::NetworkAclRule& rule) {
-  json out = {{"number", rule.number},
-              {"direction", net::directionName(rule.direction)},
-              {"action", net::ruleActionName(rule.action)},
-              {"protocol", net::protocolName(rule.protocol)},
-              {"cidr", rule.cidr.str()}};
-  addPorts(out, rule.ports);
-  return out;
-}
-
-// Rules in evaluation order (lowest number first, per direction), each direction closed by the implicit
-// deny that AWS applies when no numbered rule matched.
-json toJson(const net::NetworkAcl& acl) {
-  std::vector<const net::NetworkAclRule*> sorted;
-  for (const net::NetworkAclRule& rule : acl.rules) sorted.push_back(&rule);
-  std::ranges::stable_sort(sorted, [](const auto* a, const auto* b) {
-    return std::pair(a->direction, a->number) < std::pair(b->direction, b->number);
-  });
-  json rules = json::array();
-  for (net::Direction direction : {net::Direction::Ingress, net::Direction::Egress}) {
-    for (const net::NetworkAclRule* rule : sorted) {
-      if (rule->direction == direction) rules.push_back(toJson(*rule));
-    }
-    rules.push_back(implicitDeny(direction));
-  }
-  return {{"name", acl.name},
-          {"vpc", acl.vpc},
-          {"default", acl.isDefault},
-          {"rules", std::move(rules)},
-          {"created_at", acl.createdAt}};
 }
 
 }  // namespace corral::api

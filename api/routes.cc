@@ -23,20 +23,20 @@ using nlohmann::json;
 template <class Spec>
 struct SpecKind;
 template <>
-struct SpecKind<net::VpcSpec> : std::integral_constant<ObjectKind, ObjectKind::Vpc> {};
+struct SpecKind<schema::VpcSpec> : std::integral_constant<ObjectKind, ObjectKind::Vpc> {};
 template <>
-struct SpecKind<net::SubnetSpec> : std::integral_constant<ObjectKind, ObjectKind::Subnet> {};
+struct SpecKind<schema::SubnetSpec> : std::integral_constant<ObjectKind, ObjectKind::Subnet> {};
 template <>
-struct SpecKind<net::RouteTableSpec> : std::integral_constant<ObjectKind, ObjectKind::RouteTable> {};
+struct SpecKind<schema::RouteTableSpec> : std::integral_constant<ObjectKind, ObjectKind::RouteTable> {};
 template <>
-struct SpecKind<net::InternetGatewaySpec> : std::integral_constant<ObjectKind, ObjectKind::InternetGateway> {
-};
+struct SpecKind<schema::InternetGatewaySpec>
+    : std::integral_constant<ObjectKind, ObjectKind::InternetGateway> {};
 template <>
-struct SpecKind<net::NatGatewaySpec> : std::integral_constant<ObjectKind, ObjectKind::NatGateway> {};
+struct SpecKind<schema::NatGatewaySpec> : std::integral_constant<ObjectKind, ObjectKind::NatGateway> {};
 template <>
-struct SpecKind<net::SecurityGroupSpec> : std::integral_constant<ObjectKind, ObjectKind::SecurityGroup> {};
+struct SpecKind<schema::SecurityGroupSpec> : std::integral_constant<ObjectKind, ObjectKind::SecurityGroup> {};
 template <>
-struct SpecKind<net::NetworkAclSpec> : std::integral_constant<ObjectKind, ObjectKind::NetworkAcl> {};
+struct SpecKind<schema::NetworkAclSpec> : std::integral_constant<ObjectKind, ObjectKind::NetworkAcl> {};
 
 constexpr std::string_view kInstances = "instances";
 constexpr std::string_view kTrace = "trace";
@@ -171,6 +171,12 @@ Result<std::vector<std::string>> fromJson(std::string_view field, const json& va
     out.push_back(value[i].get<std::string>());
   }
   return out;
+}
+
+// An instance kind, by its API name ("container", "vm").
+Result<schema::InstanceKind> fromJson(std::string_view field, const json& value, schema::InstanceKind*) {
+  if (!value.is_string()) return fail(typeError(field, "a string", value));
+  return schema::parseInstanceKind(value.get<std::string>(), field);
 }
 
 template <class T>
@@ -317,15 +323,15 @@ Result<json> parseBodyObject(std::string_view method, std::string_view path, std
 }
 
 // One pair per spec: fill from JSON (required fields are the ones without a meaningful default) and render.
-void readSpec(BodyFields& f, net::VpcSpec& s) {
+void readSpec(BodyFields& f, schema::VpcSpec& s) {
   f.required("name", s.name);
   f.required("cidr", s.cidr);
 }
-json specJson(const net::VpcSpec& s) {
+json specJson(const schema::VpcSpec& s) {
   return {{"name", s.name}, {"cidr", s.cidr}};
 }
 
-void readSpec(BodyFields& f, net::SubnetSpec& s) {
+void readSpec(BodyFields& f, schema::SubnetSpec& s) {
   f.required("name", s.name);
   f.required("vpc", s.vpc);
   f.required("cidr", s.cidr);
@@ -334,7 +340,7 @@ void readSpec(BodyFields& f, net::SubnetSpec& s) {
   f.optional("route_table", s.routeTable);
   f.optional("network_acl", s.networkAcl);
 }
-json specJson(const net::SubnetSpec& s) {
+json specJson(const schema::SubnetSpec& s) {
   return {{"name", s.name},
           {"vpc", s.vpc},
           {"cidr", s.cidr},
@@ -344,12 +350,12 @@ json specJson(const net::SubnetSpec& s) {
           {"network_acl", s.networkAcl}};
 }
 
-void readSpec(BodyFields& f, net::SubnetUpdate& u) {
+void readSpec(BodyFields& f, schema::SubnetUpdate& u) {
   f.optional("route_table", u.routeTable);
   f.optional("network_acl", u.networkAcl);
   f.optional("map_public_ip", u.mapPublicIp);
 }
-json specJson(const net::SubnetUpdate& u) {
+json specJson(const schema::SubnetUpdate& u) {
   json body = json::object();
   if (u.routeTable) body["route_table"] = *u.routeTable;
   if (u.networkAcl) body["network_acl"] = *u.networkAcl;
@@ -357,51 +363,51 @@ json specJson(const net::SubnetUpdate& u) {
   return body;
 }
 
-void readSpec(BodyFields& f, net::RouteTableSpec& s) {
+void readSpec(BodyFields& f, schema::RouteTableSpec& s) {
   f.required("name", s.name);
   f.required("vpc", s.vpc);
 }
-json specJson(const net::RouteTableSpec& s) {
+json specJson(const schema::RouteTableSpec& s) {
   return {{"name", s.name}, {"vpc", s.vpc}};
 }
 
-void readSpec(BodyFields& f, net::RouteSpec& s) {
+void readSpec(BodyFields& f, schema::RouteSpec& s) {
   f.required("destination", s.destination);
   f.required("target_type", s.targetType);
   f.optional("target", s.targetName);
 }
-json specJson(const net::RouteSpec& s) {
+json specJson(const schema::RouteSpec& s) {
   json body = {{"destination", s.destination}, {"target_type", s.targetType}};
   if (!s.targetName.empty()) body["target"] = s.targetName;
   return body;
 }
 
-void readSpec(BodyFields& f, net::InternetGatewaySpec& s) {
+void readSpec(BodyFields& f, schema::InternetGatewaySpec& s) {
   f.required("name", s.name);
   f.required("vpc", s.vpc);
 }
-json specJson(const net::InternetGatewaySpec& s) {
+json specJson(const schema::InternetGatewaySpec& s) {
   return {{"name", s.name}, {"vpc", s.vpc}};
 }
 
-void readSpec(BodyFields& f, net::NatGatewaySpec& s) {
+void readSpec(BodyFields& f, schema::NatGatewaySpec& s) {
   f.required("name", s.name);
   f.required("subnet", s.subnet);
 }
-json specJson(const net::NatGatewaySpec& s) {
+json specJson(const schema::NatGatewaySpec& s) {
   return {{"name", s.name}, {"subnet", s.subnet}};
 }
 
-void readSpec(BodyFields& f, net::SecurityGroupSpec& s) {
+void readSpec(BodyFields& f, schema::SecurityGroupSpec& s) {
   f.required("name", s.name);
   f.required("vpc", s.vpc);
   f.optional("description", s.description);
 }
-json specJson(const net::SecurityGroupSpec& s) {
+json specJson(const schema::SecurityGroupSpec& s) {
   return {{"name", s.name}, {"vpc", s.vpc}, {"description", s.description}};
 }
 
-void readSpec(BodyFields& f, net::SecurityGroupRuleSpec& s) {
+void readSpec(BodyFields& f, schema::SecurityGroupRuleSpec& s) {
   f.optional("direction", s.direction);
   f.required("protocol", s.protocol);
   f.optional("from_port", s.fromPort);
@@ -410,7 +416,7 @@ void readSpec(BodyFields& f, net::SecurityGroupRuleSpec& s) {
   f.optional("peer_group", s.peerGroup);
   f.optional("description", s.description);
 }
-json specJson(const net::SecurityGroupRuleSpec& s) {
+json specJson(const schema::SecurityGroupRuleSpec& s) {
   json body = {{"direction", s.direction}, {"protocol", s.protocol}, {"description", s.description}};
   if (s.fromPort) body["from_port"] = *s.fromPort;
   if (s.toPort) body["to_port"] = *s.toPort;
@@ -419,15 +425,15 @@ json specJson(const net::SecurityGroupRuleSpec& s) {
   return body;
 }
 
-void readSpec(BodyFields& f, net::NetworkAclSpec& s) {
+void readSpec(BodyFields& f, schema::NetworkAclSpec& s) {
   f.required("name", s.name);
   f.required("vpc", s.vpc);
 }
-json specJson(const net::NetworkAclSpec& s) {
+json specJson(const schema::NetworkAclSpec& s) {
   return {{"name", s.name}, {"vpc", s.vpc}};
 }
 
-void readSpec(BodyFields& f, net::NetworkAclRuleSpec& s) {
+void readSpec(BodyFields& f, schema::NetworkAclRuleSpec& s) {
   f.required("number", s.number);
   f.optional("direction", s.direction);
   f.required("action", s.action);
@@ -436,7 +442,7 @@ void readSpec(BodyFields& f, net::NetworkAclRuleSpec& s) {
   f.optional("to_port", s.toPort);
   f.required("cidr", s.cidr);
 }
-json specJson(const net::NetworkAclRuleSpec& s) {
+json specJson(const schema::NetworkAclRuleSpec& s) {
   json body = {{"number", s.number},
                {"direction", s.direction},
                {"action", s.action},
@@ -447,7 +453,7 @@ json specJson(const net::NetworkAclRuleSpec& s) {
   return body;
 }
 
-void readSpec(BodyFields& f, container::InstanceSpec& s) {
+void readSpec(BodyFields& f, schema::InstanceSpec& s) {
   f.required("name", s.name);
   f.optional("kind", s.kind);
   f.optional("image", s.image);
@@ -474,8 +480,8 @@ void readSpec(BodyFields& f, container::InstanceSpec& s) {
   f.optional("public_address", s.publicAddress);
 }
 
-json specJson(const container::InstanceSpec& s) {
-  json body = {{"name", s.name},       {"kind", s.kind},
+json specJson(const schema::InstanceSpec& s) {
+  json body = {{"name", s.name},       {"kind", schema::instanceKindName(s.kind)},
                {"image", s.image},     {"command", s.command},
                {"env", s.env},         {"hostname", s.hostname},
                {"cap_add", s.capAdd},  {"cap_drop", s.capDrop},
@@ -601,7 +607,7 @@ class Router {
       if (Status s = check({"GET", "POST"}); !s) return fail(s.error());
       if (Status s = noQuery(); !s) return fail(s.error());
       if (method_ == "GET") return Request{ListInstances{}};
-      auto spec = parseSpec<container::InstanceSpec>(method_, target_.path, body_);
+      auto spec = parseSpec<schema::InstanceSpec>(method_, target_.path, body_);
       if (!spec) return fail(spec.error());
       return Request{RunInstance{std::move(*spec)}};
     }
@@ -699,19 +705,19 @@ class Router {
   Result<Request> routeKind(ObjectKind kind) const {
     switch (kind) {
       case ObjectKind::Vpc:
-        return routeCollection<ObjectKind::Vpc, net::VpcSpec>();
+        return routeCollection<ObjectKind::Vpc, schema::VpcSpec>();
       case ObjectKind::Subnet:
-        return routeCollection<ObjectKind::Subnet, net::SubnetSpec>();
+        return routeCollection<ObjectKind::Subnet, schema::SubnetSpec>();
       case ObjectKind::RouteTable:
-        return routeCollection<ObjectKind::RouteTable, net::RouteTableSpec>();
+        return routeCollection<ObjectKind::RouteTable, schema::RouteTableSpec>();
       case ObjectKind::InternetGateway:
-        return routeCollection<ObjectKind::InternetGateway, net::InternetGatewaySpec>();
+        return routeCollection<ObjectKind::InternetGateway, schema::InternetGatewaySpec>();
       case ObjectKind::NatGateway:
-        return routeCollection<ObjectKind::NatGateway, net::NatGatewaySpec>();
+        return routeCollection<ObjectKind::NatGateway, schema::NatGatewaySpec>();
       case ObjectKind::SecurityGroup:
-        return routeCollection<ObjectKind::SecurityGroup, net::SecurityGroupSpec>();
+        return routeCollection<ObjectKind::SecurityGroup, schema::SecurityGroupSpec>();
       case ObjectKind::NetworkAcl:
-        return routeCollection<ObjectKind::NetworkAcl, net::NetworkAclSpec>();
+        return routeCollection<ObjectKind::NetworkAcl, schema::NetworkAclSpec>();
     }
     return fail(noSuchPath());
   }
@@ -763,7 +769,7 @@ class Router {
 
   Result<Request> updateSubnet(std::string name) const {
     if (Status s = noQuery(); !s) return fail(s.error());
-    Result<net::SubnetUpdate> update = parseSpec<net::SubnetUpdate>(method_, target_.path, body_);
+    Result<schema::SubnetUpdate> update = parseSpec<schema::SubnetUpdate>(method_, target_.path, body_);
     if (!update) return fail(update.error());
     if (!update->routeTable && !update->networkAcl && !update->mapPublicIp) {
       return fail(invalidField("body",
@@ -779,7 +785,7 @@ class Router {
     if (seg.size() == 3) {
       if (Status s = check({"POST"}); !s) return fail(s.error());
       if (Status s = noQuery(); !s) return fail(s.error());
-      Result<net::RouteSpec> spec = parseSpec<net::RouteSpec>(method_, target_.path, body_);
+      Result<schema::RouteSpec> spec = parseSpec<schema::RouteSpec>(method_, target_.path, body_);
       if (!spec) return fail(spec.error());
       return Request{AddRoute{std::move(table), std::move(*spec)}};
     }
@@ -797,7 +803,7 @@ class Router {
     if (seg.size() == 3) {
       if (Status s = check({"POST"}); !s) return fail(s.error());
       if (Status s = noQuery(); !s) return fail(s.error());
-      auto spec = parseSpec<net::SecurityGroupRuleSpec>(method_, target_.path, body_);
+      auto spec = parseSpec<schema::SecurityGroupRuleSpec>(method_, target_.path, body_);
       if (!spec) return fail(spec.error());
       return Request{AddSecurityGroupRule{std::move(group), std::move(*spec)}};
     }
@@ -814,7 +820,7 @@ class Router {
     if (seg.size() == 3) {
       if (Status s = check({"POST"}); !s) return fail(s.error());
       if (Status s = noQuery(); !s) return fail(s.error());
-      auto spec = parseSpec<net::NetworkAclRuleSpec>(method_, target_.path, body_);
+      auto spec = parseSpec<schema::NetworkAclRuleSpec>(method_, target_.path, body_);
       if (!spec) return fail(spec.error());
       return Request{AddNetworkAclRule{std::move(acl), std::move(*spec)}};
     }

@@ -1,5 +1,5 @@
-// `corral cidr`: the CIDR calculator, computed here with net::Cidr; no daemon needed.
-#include "net/cidr.h"
+// `corral cidr`: the CIDR calculator, computed here with schema::Cidr; no daemon needed.
+#include "schema/cidr.h"
 
 #include <iostream>
 
@@ -19,7 +19,7 @@ std::string maskBits(uint32_t mask) {
 }
 
 int runCidr(const Invocation& invocation) {
-  Result<net::Cidr> cidr = net::Cidr::parse(invocation.arguments[0], "cidr");
+  Result<schema::Cidr> cidr = schema::Cidr::parse(invocation.arguments[0], "cidr");
   if (!cidr) {
     printError(cidr.error());
     return 1;

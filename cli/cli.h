@@ -199,7 +199,7 @@ Command removeCommand(std::string summary) {
   return leaf("rm", std::move(summary), {nameArgument(K)}, "", nullptr, [](const Invocation& invocation) {
     const std::string& name = invocation.arguments[0];
     return respond(invocation, api::Delete<K>{name},
-                   [&](const json&) { fmt::print("deleted {} {}\n", net::objectKindName(K), name); });
+                   [&](const json&) { fmt::print("deleted {} {}\n", schema::objectKindName(K), name); });
   });
 }
 

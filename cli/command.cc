@@ -246,7 +246,7 @@ std::optional<std::string> oneOf(const Invocation& invocation, std::initializer_
 }
 
 Argument nameArgument(api::ObjectKind kind) {
-  return {"NAME", fmt::format("the {}'s name", net::objectKindName(kind))};
+  return {"NAME", fmt::format("the {}'s name", schema::objectKindName(kind))};
 }
 
 }  // namespace corral::cli

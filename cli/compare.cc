@@ -150,11 +150,13 @@ Status Compare::checkNamesFree() {
 }
 
 Status Compare::startOne(const std::string& kind, int64_t index) {
-  container::InstanceSpec spec;
-  spec.kind = kind;
+  Result<schema::InstanceKind> instanceKind = schema::parseInstanceKind(kind);
+  if (!instanceKind) return fail(instanceKind.error());
+  schema::InstanceSpec spec;
+  spec.kind = *instanceKind;
   spec.image = "busybox";
   spec.name = instanceName(kind, index);
-  if (kind == "container") spec.command = {"sleep", "100000"};
+  if (spec.kind == schema::InstanceKind::container) spec.command = {"sleep", "100000"};
   spec.memory = memory_;
   spec.subnet = subnet_;
   {

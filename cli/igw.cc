@@ -28,11 +28,11 @@ Command internetGatewayCommand() {
                                       "the building it opens");
               },
               [](const Invocation& invocation) {
-                net::InternetGatewaySpec spec;
+                schema::InternetGatewaySpec spec;
                 spec.name = invocation.arguments[0];
                 spec.vpc = invocation.requiredValue("vpc");
                 return respond(
-                    invocation, api::Create<net::InternetGatewaySpec>{spec}, [](const json& gateway) {
+                    invocation, api::Create<schema::InternetGatewaySpec>{spec}, [](const json& gateway) {
                       fmt::print("created internet gateway {}\n", displayText(field(gateway, "name")));
                       printInternetGateway(gateway);
                     });

@@ -49,7 +49,7 @@ Command ruleAddCommand() {
       [](const Invocation& invocation) {
         api::AddNetworkAclRule request;
         request.acl = invocation.arguments[0];
-        net::NetworkAclRuleSpec& spec = request.spec;
+        schema::NetworkAclRuleSpec& spec = request.spec;
         spec.number = parseIntegerFlag("--number", invocation.requiredValue("number"));
         spec.direction = invocation.flag("egress") ? "egress" : "ingress";
         spec.action = invocation.requiredValue("action");
@@ -97,10 +97,10 @@ Command networkAclCommand() {
                                       "the VPC it belongs to");
               },
               [](const Invocation& invocation) {
-                net::NetworkAclSpec spec;
+                schema::NetworkAclSpec spec;
                 spec.name = invocation.arguments[0];
                 spec.vpc = invocation.requiredValue("vpc");
-                return respond(invocation, api::Create<net::NetworkAclSpec>{spec}, [](const json& acl) {
+                return respond(invocation, api::Create<schema::NetworkAclSpec>{spec}, [](const json& acl) {
                   fmt::print("created network ACL {}\n", displayText(field(acl, "name")));
                   printNetworkAcl(acl);
                 });

@@ -27,13 +27,14 @@ Command natGatewayCommand() {
                                       "the subnet it lives in (public, so it can reach the front door)");
               },
               [](const Invocation& invocation) {
-                net::NatGatewaySpec spec;
+                schema::NatGatewaySpec spec;
                 spec.name = invocation.arguments[0];
                 spec.subnet = invocation.requiredValue("subnet");
-                return respond(invocation, api::Create<net::NatGatewaySpec>{spec}, [](const json& gateway) {
-                  fmt::print("created NAT gateway {}\n", displayText(field(gateway, "name")));
-                  printNatGateway(gateway);
-                });
+                return respond(invocation, api::Create<schema::NatGatewaySpec>{spec},
+                               [](const json& gateway) {
+                                 fmt::print("created NAT gateway {}\n", displayText(field(gateway, "name")));
+                                 printNatGateway(gateway);
+                               });
               }),
           listCommand<ObjectKind::NatGateway>(
               "list NAT gateways", {"name", "vpc", "subnet"},

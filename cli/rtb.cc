@@ -96,10 +96,10 @@ Command routeTableCommand() {
                                       "the VPC it routes for");
               },
               [](const Invocation& invocation) {
-                net::RouteTableSpec spec;
+                schema::RouteTableSpec spec;
                 spec.name = invocation.arguments[0];
                 spec.vpc = invocation.requiredValue("vpc");
-                return respond(invocation, api::Create<net::RouteTableSpec>{spec}, [](const json& table) {
+                return respond(invocation, api::Create<schema::RouteTableSpec>{spec}, [](const json& table) {
                   fmt::print("created route table {}\n", displayText(field(table, "name")));
                   printRouteTable(table);
                 });

@@ -32,19 +32,19 @@ std::vector<std::string> values(const Invocation& invocation, const std::string&
   return invocation.options[name].as<std::vector<std::string>>();
 }
 
-container::InstanceSpec specFromFlags(const Invocation& invocation) {
+schema::InstanceSpec specFromFlags(const Invocation& invocation) {
   if (invocation.flag("vm") && invocation.flag("container")) {
     throw UsageError("--vm and --container cannot be used together");
   }
-  container::InstanceSpec spec;
-  spec.kind = invocation.flag("vm") ? "vm" : "container";
-  if (spec.kind == "container" && invocation.command.empty()) {
+  schema::InstanceSpec spec;
+  spec.kind = invocation.flag("vm") ? schema::InstanceKind::vm : schema::InstanceKind::container;
+  if (spec.kind == schema::InstanceKind::container && invocation.command.empty()) {
     throw UsageError("no command given: put it after \"--\", e.g. -- echo hi");
   }
   spec.image = invocation.value("image").value_or("busybox");
   spec.name = invocation.value("name").value_or(generatedName(spec.image));
   // A VM runs its image's init; the command runs through its guest agent once it is ready.
-  if (spec.kind == "container") spec.command = invocation.command;
+  if (spec.kind == schema::InstanceKind::container) spec.command = invocation.command;
   spec.kernel = invocation.value("kernel").value_or("");
   spec.initrd = invocation.value("initrd").value_or("");
   spec.env = values(invocation, "env");
@@ -70,8 +70,9 @@ container::InstanceSpec specFromFlags(const Invocation& invocation) {
   // In the foreground the CLI removes the instance itself once it has read all the output; the daemon's
   // own removal could race the last read of the logs.
   // A VM without a command keeps running after `corral run` returns: --rm then applies when it stops.
-  spec.removeOnExit = invocation.flag("rm") &&
-                      (invocation.flag("detach") || (spec.kind == "vm" && invocation.command.empty()));
+  spec.removeOnExit =
+      invocation.flag("rm") &&
+      (invocation.flag("detach") || (spec.kind == schema::InstanceKind::vm && invocation.command.empty()));
   return spec;
 }
 
@@ -171,7 +172,7 @@ int finishVmRun(const api::Client& client, json instance, const Invocation& invo
 }
 
 int runInstance(const Invocation& invocation) {
-  container::InstanceSpec spec = specFromFlags(invocation);
+  schema::InstanceSpec spec = specFromFlags(invocation);
   bool detach = invocation.flag("detach");
   bool remove = invocation.flag("rm");
   if (!detach) {
@@ -188,7 +189,8 @@ int runInstance(const Invocation& invocation) {
     return 1;
   }
   const std::string name = spec.name;
-  if (spec.kind == "vm") return finishVmRun(client, *instance, invocation, detach, remove);
+  if (spec.kind == schema::InstanceKind::vm)
+    return finishVmRun(client, *instance, invocation, detach, remove);
   if (detach) {
     if (invocation.global.json) {
       std::cout << instance->dump(2) << "\n";

@@ -53,7 +53,7 @@ Command ruleAddCommand() {
       [](const Invocation& invocation) {
         api::AddSecurityGroupRule request;
         request.group = invocation.arguments[0];
-        net::SecurityGroupRuleSpec& spec = request.spec;
+        schema::SecurityGroupRuleSpec& spec = request.spec;
         spec.direction = invocation.flag("egress") ? "egress" : "ingress";
         spec.protocol = invocation.requiredValue("protocol");
         if (auto port = invocation.value("port")) {
@@ -102,14 +102,15 @@ Command securityGroupCommand() {
                     ("description", po::value<std::string>()->value_name("TEXT"), "what the group is for");
               },
               [](const Invocation& invocation) {
-                net::SecurityGroupSpec spec;
+                schema::SecurityGroupSpec spec;
                 spec.name = invocation.arguments[0];
                 spec.vpc = invocation.requiredValue("vpc");
                 spec.description = invocation.value("description").value_or("");
-                return respond(invocation, api::Create<net::SecurityGroupSpec>{spec}, [](const json& group) {
-                  fmt::print("created security group {}\n", displayText(field(group, "name")));
-                  printSecurityGroup(group);
-                });
+                return respond(invocation, api::Create<schema::SecurityGroupSpec>{spec},
+                               [](const json& group) {
+                                 fmt::print("created security group {}\n", displayText(field(group, "name")));
+                                 printSecurityGroup(group);
+                               });
               }),
           listCommand<ObjectKind::SecurityGroup>(
               "list security groups", {"name", "vpc", "default", "rules", "description"},

@@ -49,7 +49,7 @@ Command subnetCommand() {
                      "network ACL to use (default: the VPC's default ACL)");
               },
               [](const Invocation& invocation) {
-                net::SubnetSpec spec;
+                schema::SubnetSpec spec;
                 spec.name = invocation.arguments[0];
                 spec.vpc = invocation.requiredValue("vpc");
                 spec.cidr = invocation.requiredValue("cidr");
@@ -57,7 +57,7 @@ Command subnetCommand() {
                 spec.mapPublicIp = invocation.flag("public");
                 spec.routeTable = invocation.value("route-table").value_or("");
                 spec.networkAcl = invocation.value("nacl").value_or("");
-                return respond(invocation, api::Create<net::SubnetSpec>{spec}, [](const json& subnet) {
+                return respond(invocation, api::Create<schema::SubnetSpec>{spec}, [](const json& subnet) {
                   fmt::print("created subnet {}\n", displayText(field(subnet, "name")));
                   printSubnet(subnet);
                 });

@@ -36,10 +36,10 @@ Command vpcCommand() {
                                       "the building's address range, a /16 to a /28, e.g. 10.0.0.0/16");
               },
               [](const Invocation& invocation) {
-                net::VpcSpec spec;
+                schema::VpcSpec spec;
                 spec.name = invocation.arguments[0];
                 spec.cidr = invocation.requiredValue("cidr");
-                return respond(invocation, api::Create<net::VpcSpec>{spec}, [](const json& vpc) {
+                return respond(invocation, api::Create<schema::VpcSpec>{spec}, [](const json& vpc) {
                   fmt::print("created vpc {}\n", displayText(field(vpc, "name")));
                   printVpc(vpc);
                 });

@@ -4,7 +4,6 @@
 
 #include <unistd.h>
 
-#include <charconv>
 #include <cmath>
 #include <system_error>
 
@@ -12,17 +11,15 @@
 #include "container/devices.h"
 #include "container/seccomp.h"
 #include "core/text.h"
-#include "net/vpc.h"
+#include "schema/names.h"
 
 namespace corral::container {
 namespace {
 
-constexpr uint64_t kMaxMemoryBytes = uint64_t{1} << 40;  // 1 TiB
 // Below this a container's runtime and shell are killed before they start (docker's floor is 6 MiB).
 constexpr uint64_t kMinContainerMemoryBytes = uint64_t{4} << 20;
 constexpr double kMaxCpus = 1024;
 constexpr int64_t kMaxPids = 4194304;  // the kernel's PID_MAX_LIMIT
-constexpr size_t kMaxHostnameLength = 63;
 
 bool isEnvNameStart(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
@@ -83,86 +80,19 @@ Result<uint32_t> cpuMillis(double cpus) {
 
 }  // namespace
 
-// RFC 1123 label: 1-63 of letters, digits and '-', not starting or ending with '-'.
-Status validateHostname(std::string_view hostname) {
-  if (hostname.empty() || hostname.size() > kMaxHostnameLength) {
-    return fail(invalidField("hostname", "\"{}\" must be 1-{} characters long", terminalSafe(hostname),
-                             kMaxHostnameLength));
-  }
-  if (auto control = firstControlCharacter(hostname)) {
-    return fail(invalidField("hostname",
-                             "\"{}\" contains the control character {}; use letters, digits and '-'",
-                             terminalSafe(hostname), *control));
-  }
-  for (char c : hostname) {
-    bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-    if (!allowed) {
-      return fail(invalidField("hostname", "\"{}\" contains '{}'; only letters, digits and '-' are allowed",
-                               hostname, c));
-    }
-  }
-  if (hostname.front() == '-' || hostname.back() == '-') {
-    return fail(invalidField("hostname", "\"{}\" must not start or end with '-'", hostname));
-  }
-  return {};
-}
-
-Result<uint64_t> parseMemorySize(std::string_view text) {
-  auto bad = [&](std::string_view why) {
-    return fail(invalidField("memory",
-                             "\"{}\" {}; give a whole number of bytes with an optional K, M, G or T "
-                             "suffix (powers of 1024), e.g. \"64M\"",
-                             text, why));
-  };
-  if (text.empty()) return bad("is empty");
-  uint64_t number = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
-  if (end == text.data()) return bad("does not start with a digit");
-  if (ec == std::errc::result_out_of_range) return bad("is too large (at most 1T)");
-  std::string_view suffix(end, static_cast<size_t>(text.data() + text.size() - end));
-  unsigned shift = 0;
-  if (suffix.size() == 1) {
-    switch (suffix.front()) {
-      case 'k':
-      case 'K':
-        shift = 10;
-        break;
-      case 'm':
-      case 'M':
-        shift = 20;
-        break;
-      case 'g':
-      case 'G':
-        shift = 30;
-        break;
-      case 't':
-      case 'T':
-        shift = 40;
-        break;
-      default:
-        return bad(fmt::format("has an unknown suffix \"{}\"", suffix));
-    }
-  } else if (!suffix.empty()) {
-    return bad(fmt::format("has an unknown suffix \"{}\"", suffix));
-  }
-  if (number == 0) return bad("is zero");
-  if (number > (kMaxMemoryBytes >> shift)) return bad("is more than 1T");
-  return number << shift;
-}
-
-Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const ValidationContext& context) {
+Result<ContainerConfig> toContainerConfig(const schema::InstanceSpec& spec,
+                                          const ValidationContext& context) {
   ContainerConfig config;
-  if (Status ok = net::validateName(spec.name, "name"); !ok) return fail(ok.error());
-  if (spec.kind != "container") {
-    return fail(
-        invalidField("kind", "kind \"{}\" is not a container (kinds: \"container\", \"vm\")", spec.kind));
+  if (Status ok = schema::validateName(spec.name, "name"); !ok) return fail(ok.error());
+  if (spec.kind != schema::InstanceKind::container) {
+    return fail(invalidField("kind", "kind \"{}\" is not a container", schema::instanceKindName(spec.kind)));
   }
   config.name = spec.name;
   if (!spec.kernel.empty()) return fail(invalidField("kernel", "only a VM boots a kernel of its own"));
   if (!spec.initrd.empty()) return fail(invalidField("initrd", "only a VM boots an initramfs"));
 
   // Image names follow name rules, so the path below cannot leave the image directory.
-  if (Status ok = net::validateName(spec.image, "image"); !ok) return fail(ok.error());
+  if (Status ok = schema::validateName(spec.image, "image"); !ok) return fail(ok.error());
   config.imageRootfs = context.imageDir / spec.image / "rootfs";
   std::error_code error;
   if (!std::filesystem::is_directory(config.imageRootfs, error)) {
@@ -179,10 +109,10 @@ Result<ContainerConfig> toContainerConfig(const InstanceSpec& spec, const Valida
   if (Status ok = validateEnv(spec.env); !ok) return fail(ok.error());
   config.env = spec.env;
   config.hostname = spec.hostname.empty() ? spec.name : spec.hostname;
-  if (Status ok = validateHostname(config.hostname); !ok) return fail(ok.error());
+  if (Status ok = schema::validateHostname(config.hostname); !ok) return fail(ok.error());
 
   if (spec.memory) {
-    auto bytes = parseMemorySize(*spec.memory);
+    auto bytes = schema::parseMemorySize(*spec.memory);
     if (!bytes) return fail(bytes.error());
     if (*bytes < kMinContainerMemoryBytes) {
       return fail(

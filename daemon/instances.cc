@@ -116,11 +116,11 @@ std::shared_ptr<container::Cgroup> shareCgroup(std::unique_ptr<container::Cgroup
   return std::make_shared<SharedCgroup>(std::move(cgroup));
 }
 
-std::string specText(const container::InstanceSpec& spec) {
+std::string specText(const schema::InstanceSpec& spec) {
   return api::renderRequest(api::RunInstance{spec}).body;
 }
 
-Result<container::InstanceSpec> specFromText(const std::string& text) {
+Result<schema::InstanceSpec> specFromText(const std::string& text) {
   auto request = api::parseRequest("POST", "/v1/instances", text);
   if (!request) return fail(request.error());
   return std::get<api::RunInstance>(*request).spec;
@@ -141,7 +141,7 @@ json textJson(const std::string& bytes) {
 }  // namespace
 
 void markLost(InstanceRow& row, std::string note) {
-  row.state = "stopped";
+  row.state = InstanceState::stopped;
   row.finishedAt = now();
   row.exitCode.reset();
   row.exitSignal.reset();
@@ -211,15 +211,16 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
       if (auto restored = network->restoreNic(instance.spec, manager->linkKey(instance.row.name)); !restored)
         log::warn("instance \"{}\": its NIC: {}", instance.row.name, restored.error().message());
     }
-    if (instance.row.kind == "vm") {
+    if (instance.row.kind == schema::InstanceKind::vm) {
       if (auto plan = toVmPlan(instance.spec, hostVmContext(manager->options_.imageDir)); plan) {
         instance.vmPlan = std::move(*plan);
       } else {
         log::warn("instance \"{}\": its spec no longer validates: {}", instance.row.name,
                   plan.error().message());
       }
-      if (instance.row.state == "running" || instance.row.state == "starting") manager->reattachVm(instance);
-      if (instance.row.state == "created") {
+      if (instance.row.state == InstanceState::running || instance.row.state == InstanceState::starting)
+        manager->reattachVm(instance);
+      if (instance.row.state == InstanceState::created) {
         // run() crashed before the domain was recorded: reconcileDomains() below destroys the domain.
         log::warn(
             "instance \"{}\": corrald stopped while creating it; rolled back (its domain, if any, is "
@@ -238,24 +239,25 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
         log::warn("instance \"{}\": its spec no longer validates: {}", instance.row.name,
                   config.error().message());
       }
-      if (instance.row.state == "running") {
+      if (instance.row.state == InstanceState::running) {
         if (auto attached = manager->reattach(instance); !attached) return fail(attached.error());
       }
-      if (instance.row.state != "running") manager->rollBackContainer(instance);
+      if (instance.row.state != InstanceState::running) manager->rollBackContainer(instance);
     }
     std::string name = instance.row.name;
     manager->instances_.emplace(std::move(name), std::move(instance));
   }
-  bool anyVm = std::any_of(manager->instances_.begin(), manager->instances_.end(),
-                           [](const auto& entry) { return entry.second.row.kind == "vm"; });
+  bool anyVm = std::any_of(manager->instances_.begin(), manager->instances_.end(), [](const auto& entry) {
+    return entry.second.row.kind == schema::InstanceKind::vm;
+  });
   std::error_code ec;
   if (anyVm || !std::filesystem::is_empty(manager->options_.vmsDir, ec)) manager->reconcileDomains();
   manager->supervisor_ = std::thread([raw = manager.get()] { raw->supervise(); });
   // Choose the accelerator early (a KVM probe boot can take seconds) when there is an image to boot.
   if (manager->options_.accelerator == "auto") {
-    container::InstanceSpec probeSpec;
+    schema::InstanceSpec probeSpec;
     probeSpec.name = "kvm-probe";
-    probeSpec.kind = "vm";
+    probeSpec.kind = schema::InstanceKind::vm;
     if (toVmPlan(probeSpec, hostVmContext(manager->options_.imageDir))) {
       manager->acceleratorProbe_ = std::thread([raw = manager.get(), probeSpec] {
         if (auto chosen = raw->acceleratorFor(probeSpec); !chosen)
@@ -292,7 +294,7 @@ container::ValidationContext InstanceManager::validationContext(const InstanceRo
 }
 
 Status InstanceManager::assignIdRange(Instance& instance) {
-  if (!instance.spec.userNamespace || instance.row.kind != "container") return {};
+  if (!instance.spec.userNamespace || instance.row.kind != schema::InstanceKind::container) return {};
   if (!instance.row.userNamespaceStart) {
     if (idPoolError_) return fail(*idPoolError_);
     auto range = idRanges_.allocate();
@@ -364,7 +366,7 @@ Result<std::string> InstanceManager::clearContainerLeftovers(const std::string& 
 // record with a note tells the truth where an adopted one would guess.
 void InstanceManager::rollBackContainer(Instance& instance) {
   InstanceRow& row = instance.row;
-  const bool interrupted = row.state == "created" || row.state == "starting";
+  const bool interrupted = row.state == InstanceState::created || row.state == InstanceState::starting;
   auto found = clearContainerLeftovers(row.name);
   if (!found) {
     log::error("instance \"{}\": clearing what an interrupted start left: {}", row.name,
@@ -388,7 +390,7 @@ void InstanceManager::rollBackContainer(Instance& instance) {
 void InstanceManager::checkOomKills() {
   std::lock_guard lock(mutex_);
   for (auto& [name, instance] : instances_) {
-    if (instance.row.state != "running" || !instance.cgroup) continue;
+    if (instance.row.state != InstanceState::running || !instance.cgroup) continue;
     auto stats = instance.cgroup->stats();
     if (!stats || static_cast<int64_t>(stats->oomKills) <= instance.row.oomKills) continue;
     log::warn("instance \"{}\": the kernel OOM-killed {} process(es) in its cgroup ({} since it started)",
@@ -418,7 +420,7 @@ void InstanceManager::supervise() {
     {
       std::lock_guard lock(mutex_);
       for (auto& [name, instance] : instances_) {
-        if (instance.row.state == "running" && instance.pidfd) {
+        if (instance.row.state == InstanceState::running && instance.pidfd) {
           fds.push_back({instance.pidfd->get(), POLLIN, 0});
           watched.emplace_back(name, instance.pidfd);
         }
@@ -467,7 +469,7 @@ void InstanceManager::recordExit(Instance& instance) {
     if (stats) row.oomKills = std::max(row.oomKills, static_cast<int64_t>(stats->oomKills));
   }
   // A stop kills PID 1 with SIGKILL itself: an earlier OOM kill of a child does not make that an OOM.
-  if (instance.stopRequested) reason = "stopped";
+  if (instance.stopAsked()) reason = "stopped";
   if (instance.cgroup) {
     if (auto killed = instance.cgroup->killAll(); !killed)
       log::warn("instance \"{}\": {}", row.name, killed.error().message());
@@ -488,8 +490,7 @@ void InstanceManager::recordStopped(Instance& instance, const std::string& reaso
                                     std::optional<int64_t> code, std::optional<int64_t> signal,
                                     std::optional<std::string> note) {
   InstanceRow& row = instance.row;
-  instance.stopRequested = false;
-  row.state = "stopped";
+  row.state = InstanceState::stopped;
   row.finishedAt = now();
   row.exitCode = code;
   row.exitSignal = signal;
@@ -500,7 +501,7 @@ void InstanceManager::recordStopped(Instance& instance, const std::string& reaso
   if (network_) network_->detach(row.name);
   if (instance.spec.removeOnExit) {
     const std::string name = row.name;
-    if (row.kind == "vm") {
+    if (row.kind == schema::InstanceKind::vm) {
       std::error_code ec;
       std::filesystem::remove_all(instanceDir(instance), ec);
     } else if (auto removed = container::removeBundle(options_.containersDir / name); !removed) {
@@ -523,8 +524,8 @@ namespace {
 // set for a VM (guest RAM it has touched plus QEMU itself). Null when not running or unreadable: rendering
 // an instance never fails on it.
 json usageJson(const InstanceRow& row, const container::Cgroup* cgroup) {
-  if (row.state != "running") return nullptr;
-  if (row.kind == "vm") {
+  if (row.state != InstanceState::running) return nullptr;
+  if (row.kind == schema::InstanceKind::vm) {
     if (!row.pid) return nullptr;
     UniqueFd fd(::open(fmt::format("/proc/{}/status", *row.pid).c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return nullptr;
@@ -555,7 +556,7 @@ json InstanceManager::render(const Instance& instance) const {
   if (boot.is_discarded() || boot.empty()) boot = nullptr;
   json spec = json::parse(specText(instance.spec), nullptr, false);
   json vm = nullptr;
-  if (row.kind == "vm") {
+  if (row.kind == schema::InstanceKind::vm) {
     vm = {{"domain", domainName(row.name)},
           {"memory_bytes", instance.vmPlan ? json(instance.vmPlan->memoryBytes) : json(nullptr)},
           {"vcpus", instance.vmPlan ? json(instance.vmPlan->vcpus) : json(nullptr)},
@@ -568,22 +569,22 @@ json InstanceManager::render(const Instance& instance) const {
                                      : json(nullptr)},
           {"agent_socket", (instanceDir(instance) / "agent.sock").string()}};
   }
-  bool active = row.state == "running" || row.state == "starting";
+  bool active = row.state == InstanceState::running || row.state == InstanceState::starting;
   // A container's OOM kills in its cgroup since its last start (live while it runs); a VM's are the guest's.
   json oomKills = nullptr;
-  if (row.kind != "vm") {
+  if (row.kind != schema::InstanceKind::vm) {
     int64_t count = row.oomKills;
-    if (row.state == "running" && instance.cgroup) {
+    if (row.state == InstanceState::running && instance.cgroup) {
       if (auto stats = instance.cgroup->stats(); stats)
         count = std::max(count, static_cast<int64_t>(stats->oomKills));
     }
     oomKills = count;
   }
   return {{"name", row.name},
-          {"kind", row.kind},
+          {"kind", schema::instanceKindName(row.kind)},
           {"image", instance.spec.image},
           {"command", instance.config ? json(instance.config->argv) : json(instance.spec.command)},
-          {"state", row.state},
+          {"state", instanceStateName(row.state)},
           {"pid", active ? optionalJson(row.pid) : json(nullptr)},
           {"created_at", row.createdAt},
           {"started_at", optionalJson(row.startedAt)},
@@ -637,13 +638,13 @@ void InstanceManager::replugNics() {
   std::lock_guard lock(mutex_);
   for (auto& [name, instance] : instances_) {
     if (instance.spec.subnet.empty() || !network_->nic(name) || network_->portPresent(name)) continue;
-    if (instance.row.kind == "vm") {
-      if (instance.row.state == "running" || instance.row.state == "starting")
+    if (instance.row.kind == schema::InstanceKind::vm) {
+      if (instance.row.state == InstanceState::running || instance.row.state == InstanceState::starting)
         log::warn("instance \"{}\": its VM's NIC is gone (the VPC namespace was recreated); restart it",
                   name);
       continue;
     }
-    if (instance.row.state != "running" || !instance.row.pid) continue;
+    if (instance.row.state != InstanceState::running || !instance.row.pid) continue;
     if (auto plugged = network_->attachContainer(name, static_cast<pid_t>(*instance.row.pid)); !plugged) {
       log::warn("instance \"{}\": plugging its NIC back in: {}", name, plugged.error().message());
     } else {
@@ -652,13 +653,9 @@ void InstanceManager::replugNics() {
   }
 }
 
-Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
+Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
   auto received = Clock::now();
-  if (spec.kind != "container" && spec.kind != "vm") {
-    return fail(
-        invalidField("kind", "\"{}\" is not a kind of instance: use \"container\" or \"vm\"", spec.kind));
-  }
-  const bool isVm = spec.kind == "vm";
+  const bool isVm = spec.kind == schema::InstanceKind::vm;
   Instance instance;
   std::optional<vmm::AcceleratorChoice> accel;
   if (isVm) {
@@ -706,7 +703,7 @@ Result<json> InstanceManager::run(const container::InstanceSpec& spec) {
   instance.row.createdAt = now();
   // A container's row says "starting" before any effect, so a restart after a crash knows to look for
   // what the start left (load()); a VM's says "created" until its domain runs (reconcileDomains()).
-  if (!isVm) instance.row.state = "starting";
+  if (!isVm) instance.row.state = InstanceState::starting;
   const std::filesystem::path dir = instanceDir(instance);
   instance.row.logPath = (dir / "console.log").string();
   std::error_code ec;
@@ -759,9 +756,9 @@ Result<json> InstanceManager::startLocked(std::unique_lock<std::mutex>&, Instanc
   if (!instance.spec.ip.empty()) instance.config->ipAddress = instance.spec.ip;
   // Recorded before any effect (run() inserted it so already): see run().
   std::optional<InstanceRow> before;
-  if (instance.row.state != "starting") {
+  if (instance.row.state != InstanceState::starting) {
     InstanceRow starting = instance.row;
-    starting.state = "starting";
+    starting.state = InstanceState::starting;
     if (auto saved = store_.putInstance(starting); !saved) return fail(saved.error());
     before = std::exchange(instance.row, std::move(starting));
     CORRAL_FAILPOINT("start.after-mark-starting");
@@ -795,7 +792,7 @@ Result<json> InstanceManager::startLocked(std::unique_lock<std::mutex>&, Instanc
                {"network_ms", millis(t.network)},
                {"exec_ms", millis(t.exec)}};
   InstanceRow row = instance.row;
-  row.state = "running";
+  row.state = InstanceState::running;
   row.pid = pid;
   row.pidStartTime = processStartTime(pid);
   row.startedAt = now();
@@ -816,7 +813,6 @@ Result<json> InstanceManager::startLocked(std::unique_lock<std::mutex>&, Instanc
   instance.pidfd = std::make_shared<UniqueFd>(std::move(pidfd));
   instance.cgroup = shareCgroup(std::move(*cgroup));
   instance.ourChild = true;
-  instance.stopRequested = false;
   wakeSupervisor();
   log::info("instance \"{}\" running: pid {}, boot {:.1f} ms", instance.row.name, pid,
             boot["total_ms"].get<double>());
@@ -847,11 +843,20 @@ Status InstanceManager::waitStopped(std::unique_lock<std::mutex>& lock, const st
                                     std::chrono::milliseconds timeout) {
   bool done = changed_.wait_for(lock, timeout, [&] {
     auto it = instances_.find(name);
-    return it == instances_.end() ||
-           (it->second.row.state != "running" && it->second.row.state != "starting");
+    return it == instances_.end() || (it->second.row.state != InstanceState::running &&
+                                      it->second.row.state != InstanceState::starting);
   });
   if (!done) return fail(internalError("instance \"{}\" did not stop within {} ms", name, timeout.count()));
   return {};
+}
+
+Rollback InstanceManager::holdInProgress(std::unique_lock<std::mutex>& lock, Instance& instance,
+                                         InstanceAction action) {
+  instance.inProgress = inProgressState(action);
+  return Rollback([this, &lock, name = instance.row.name] {
+    if (!lock.owns_lock()) lock.lock();
+    if (auto it = instances_.find(name); it != instances_.end()) it->second.inProgress.reset();
+  });
 }
 
 Result<json> InstanceManager::stop(const std::string& name, int64_t graceSeconds) {
@@ -863,14 +868,10 @@ Result<json> InstanceManager::stop(const std::string& name, int64_t graceSeconds
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
   Instance& instance = it->second;
-  if (instance.stopRequested) return fail(conflict("instance \"{}\" is already stopping", name));
-  if (instance.row.kind == "vm" && (instance.row.state == "running" || instance.row.state == "starting")) {
-    return stopVm(lock, instance, graceSeconds);
-  }
-  if (instance.row.state != "running") {
-    return fail(conflict("instance \"{}\" is {}, not running", name, instance.row.state));
-  }
-  instance.stopRequested = true;
+  if (Status fits = checkAction(instance.row.kind, instance.state(), InstanceAction::stop, name); !fits)
+    return fail(fits.error());
+  Rollback settle = holdInProgress(lock, instance, InstanceAction::stop);
+  if (instance.row.kind == schema::InstanceKind::vm) return stopVm(lock, instance, graceSeconds);
   std::shared_ptr<UniqueFd> pidfd = instance.pidfd;
   std::shared_ptr<container::Cgroup> cgroup = instance.cgroup;
   lock.unlock();
@@ -895,8 +896,11 @@ Result<json> InstanceManager::start(const std::string& name) {
     std::unique_lock lock(mutex_);
     auto it = instances_.find(name);
     if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
-    if (it->second.row.kind == "vm") {
-      container::InstanceSpec spec = it->second.spec;
+    if (Status fits = checkAction(it->second.row.kind, it->second.state(), InstanceAction::start, name);
+        !fits)
+      return fail(fits.error());
+    if (it->second.row.kind == schema::InstanceKind::vm) {
+      schema::InstanceSpec spec = it->second.spec;
       lock.unlock();
       auto chosen = acceleratorFor(spec);
       if (!chosen) return fail(chosen.error().wrap(fmt::format("start instance \"{}\"", name)));
@@ -906,10 +910,9 @@ Result<json> InstanceManager::start(const std::string& name) {
   std::unique_lock lock(mutex_);
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
-  if (it->second.row.state != "stopped") {
-    return fail(conflict("instance \"{}\" is {}; only a stopped instance can be started", name,
-                         it->second.row.state));
-  }
+  // Checked again: the accelerator was chosen without the lock.
+  if (Status fits = checkAction(it->second.row.kind, it->second.state(), InstanceAction::start, name); !fits)
+    return fail(fits.error());
   auto started =
       accel ? startVmLocked(it->second, received, *accel) : startLocked(lock, it->second, received);
   if (!started) return fail(started.error().wrap(fmt::format("start instance \"{}\"", name)));
@@ -920,13 +923,14 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   std::unique_lock lock(mutex_);
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
-  if (it->second.row.kind == "vm" &&
-      (it->second.row.state == "running" || it->second.row.state == "starting")) {
-    if (!force) {
-      return fail(conflict("instance \"{}\" is {}; stop it first or remove it with force", name,
-                           it->second.row.state));
-    }
-    it->second.stopRequested = true;
+  const InstanceAction action = force ? InstanceAction::forceRemove : InstanceAction::remove;
+  if (Status fits = checkAction(it->second.row.kind, it->second.state(), action, name); !fits)
+    return fail(fits.error());
+  // Held until the row is gone: a start, stop or exec meanwhile is refused rather than racing the kill.
+  Rollback settle = holdInProgress(lock, it->second, action);
+  const bool active =
+      it->second.row.state == InstanceState::running || it->second.row.state == InstanceState::starting;
+  if (active && it->second.row.kind == schema::InstanceKind::vm) {
     lock.unlock();
     auto lv = libvirt();
     if (!lv) return fail(lv.error().wrap(fmt::format("remove \"{}\"", name)));
@@ -937,12 +941,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
     if (auto waited = waitStopped(lock, name, std::chrono::seconds(15)); !waited) return fail(waited.error());
     it = instances_.find(name);
     if (it == instances_.end()) return json{{"deleted", {{"name", name}, {"state", "removed"}}}};
-  }
-  if (it->second.row.state == "running") {
-    if (!force) {
-      return fail(conflict("instance \"{}\" is running; stop it first or remove it with force", name));
-    }
-    it->second.stopRequested = true;
+  } else if (it->second.row.state == InstanceState::running) {
     std::shared_ptr<container::Cgroup> cgroup = it->second.cgroup;
     lock.unlock();
     if (auto killed = cgroup->killAll(); !killed)
@@ -956,7 +955,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   json deleted = render(it->second);
   // Whatever the row says, nothing of the instance may outlive it: a crash may have left a process, cgroups,
   // a mount or a domain that no record names.
-  if (it->second.row.kind == "vm") {
+  if (it->second.row.kind == schema::InstanceKind::vm) {
     if (auto destroyed = destroyLeftoverDomain(name); !destroyed)
       return fail(destroyed.error().wrap(fmt::format("remove instance \"{}\"", name)));
   } else if (auto cleared = clearContainerLeftovers(name); !cleared) {
@@ -964,7 +963,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   } else if (!cleared->empty()) {
     log::warn("remove instance \"{}\": it was not running, yet {}", name, *cleared);
   }
-  if (it->second.row.kind == "vm") {
+  if (it->second.row.kind == schema::InstanceKind::vm) {
     std::error_code ec;
     std::filesystem::remove_all(instanceDir(it->second), ec);
     if (ec) {
@@ -974,7 +973,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   } else if (auto removed = container::removeBundle(options_.containersDir / name); !removed) {
     return fail(removed.error().wrap(fmt::format("remove instance \"{}\"", name)));
   }
-  if (it->second.row.kind != "vm") CORRAL_FAILPOINT("rm.after-bundle-removed");
+  if (it->second.row.kind != schema::InstanceKind::vm) CORRAL_FAILPOINT("rm.after-bundle-removed");
   if (auto dropped = store_.deleteInstance(name); !dropped)
     return fail(dropped.error().wrap(fmt::format("remove instance \"{}\"", name)));
   releaseIdRange(it->second.row);
@@ -993,7 +992,7 @@ Result<json> InstanceManager::logs(const std::string& name, int64_t offset) {
     if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
     const InstanceRow& row = it->second.row;
     path = row.logPath;
-    status = {{"state", row.state},
+    status = {{"state", instanceStateName(row.state)},
               {"exit_code", optionalJson(row.exitCode)},
               {"exit_signal", optionalJson(row.exitSignal)},
               {"exit_reason", optionalJson(row.exitReason)}};
@@ -1028,12 +1027,9 @@ Result<json> InstanceManager::exec(const std::string& name, const std::vector<st
   std::unique_lock lock(mutex_);
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
-  if (it->second.row.kind == "vm" && it->second.row.state == "starting")
-    return execVm(lock, it->second, command, env);
-  if (it->second.row.state != "running") {
-    return fail(conflict("instance \"{}\" is {}, not running", name, it->second.row.state));
-  }
-  if (it->second.row.kind == "vm") return execVm(lock, it->second, command, env);
+  if (Status fits = checkAction(it->second.row.kind, it->second.state(), InstanceAction::exec, name); !fits)
+    return fail(fits.error());
+  if (it->second.row.kind == schema::InstanceKind::vm) return execVm(lock, it->second, command, env);
   if (!it->second.config) return fail(conflict("instance \"{}\": its spec no longer validates", name));
   pid_t initPid = static_cast<pid_t>(*it->second.row.pid);
   std::shared_ptr<container::Cgroup> cgroup = it->second.cgroup;

@@ -24,7 +24,9 @@
 #include "container/runtime.h"
 #include "container/spec.h"
 #include "core/error.h"
+#include "core/rollback.h"
 #include "core/unique_fd.h"
+#include "daemon/lifecycle.h"
 #include "daemon/network.h"
 #include "daemon/store.h"
 #include "daemon/vm_spec.h"
@@ -82,7 +84,7 @@ class InstanceManager {
   InstanceManager(const InstanceManager&) = delete;
   InstanceManager& operator=(const InstanceManager&) = delete;
 
-  Result<nlohmann::json> run(const container::InstanceSpec& spec);
+  Result<nlohmann::json> run(const schema::InstanceSpec& spec);
   nlohmann::json list();
   Result<nlohmann::json> get(const std::string& name);
   Result<nlohmann::json> stop(const std::string& name, int64_t graceSeconds);
@@ -104,18 +106,27 @@ class InstanceManager {
  private:
   struct Instance {
     InstanceRow row;
-    container::InstanceSpec spec;
+    schema::InstanceSpec spec;
     std::optional<container::ContainerConfig> config;  // absent when the spec no longer validates
     std::shared_ptr<container::Cgroup> cgroup;         // while running
     std::shared_ptr<UniqueFd> pidfd;                   // while running
     bool ourChild = false;                             // false after a daemon restart: no waitpid
-    bool stopRequested = false;
-    bool busy = false;  // a start/stop/remove is in progress outside the lock
+    // A stop or forced remove working on it without the lock (stopping, removing): what the transition
+    // table sees instead of row.state (the settled state, stored and shown) until that request ends.
+    std::optional<InstanceState> inProgress;
+    InstanceState state() const { return inProgress.value_or(row.state); }
+    // Its end was asked for (a stop or a forced remove): the exit is recorded as "stopped".
+    bool stopAsked() const {
+      return inProgress == InstanceState::stopping || inProgress == InstanceState::removing;
+    }
     // VMs only
     std::optional<VmPlan> vmPlan;   // absent when the spec no longer validates
     std::shared_ptr<VmSession> vm;  // while starting or running
   };
 
+  // Holds `instance` in the in-progress state of `action` (daemon/lifecycle.h) until the returned guard
+  // ends, taking `lock` back first if it was released meanwhile.
+  Rollback holdInProgress(std::unique_lock<std::mutex>& lock, Instance& instance, InstanceAction action);
   Status reattach(Instance& instance);
   // What corrald may leave of a container when it dies mid-way (core/failpoint.h names the points): the
   // processes in its cgroups, the cgroups, the overlay at its rootfs. Removes them all; says what it found
@@ -131,14 +142,16 @@ class InstanceManager {
   std::optional<vmm::AcceleratorChoice> cachedAcceleratorChoice(const VmPlan& plan);
   Result<nlohmann::json> startVmLocked(Instance& instance, std::chrono::steady_clock::time_point received,
                                        const vmm::AcceleratorChoice& accelerator);
-  Result<vmm::AcceleratorChoice> acceleratorFor(const container::InstanceSpec& spec);
+  Result<vmm::AcceleratorChoice> acceleratorFor(const schema::InstanceSpec& spec);
   void startBootWaiter(const std::string& name, std::shared_ptr<VmSession> session,
                        std::chrono::steady_clock::time_point received,
                        std::chrono::steady_clock::time_point domainStarted);
   void waitForGuest(std::string name, std::shared_ptr<VmSession> session,
                     std::chrono::steady_clock::time_point received,
                     std::chrono::steady_clock::time_point domainStarted);
-  void recordVmExit(Instance& instance, std::string reason, std::optional<std::string> note);
+  // `reason` is replaced by "stopped" when a stop was asked, unless `reasonStands` (a boot timeout).
+  void recordVmExit(Instance& instance, std::string reason, std::optional<std::string> note,
+                    bool reasonStands = false);
   void reattachVm(Instance& instance);
   void reconcileDomains();
   // rm of a VM that is not active: its domain, should a crash have left one running, is destroyed.

@@ -52,15 +52,15 @@ double unixMillisAt(Clock::time_point at) {
   return std::chrono::duration<double, std::milli>(wall.time_since_epoch()).count();
 }
 
-bool isActive(const std::string& state) {
-  return state == "starting" || state == "running";
+bool isActive(InstanceState state) {
+  return state == InstanceState::starting || state == InstanceState::running;
 }
 
 }  // namespace
 
 std::filesystem::path InstanceManager::instanceDir(const Instance& instance) const {
-  return instance.row.kind == "vm" ? options_.vmsDir / instance.row.name
-                                   : options_.containersDir / instance.row.name;
+  return instance.row.kind == schema::InstanceKind::vm ? options_.vmsDir / instance.row.name
+                                                       : options_.containersDir / instance.row.name;
 }
 
 // Opens libvirt on first need; a daemon without libvirtd still runs containers.
@@ -166,7 +166,7 @@ Result<vmm::AcceleratorChoice> InstanceManager::accelerator(const VmPlan& plan) 
   return decide(choice);
 }
 
-Result<vmm::AcceleratorChoice> InstanceManager::acceleratorFor(const container::InstanceSpec& spec) {
+Result<vmm::AcceleratorChoice> InstanceManager::acceleratorFor(const schema::InstanceSpec& spec) {
   auto plan = toVmPlan(spec, hostVmContext(options_.imageDir));
   if (!plan) return fail(plan.error());
   return accelerator(*plan);
@@ -233,7 +233,7 @@ Result<json> InstanceManager::startVmLocked(Instance& instance, Clock::time_poin
                {"accelerator", vmm::acceleratorName(accel.accelerator)},
                {"accelerator_reason", accel.reason}};
   InstanceRow row = instance.row;
-  row.state = "starting";
+  row.state = InstanceState::starting;
   row.pid = domain->qemuPid ? std::optional<int64_t>(*domain->qemuPid) : std::nullopt;
   row.pidStartTime = row.pid ? processStartTime(static_cast<pid_t>(*row.pid)) : std::nullopt;
   row.startedAt = now();
@@ -250,7 +250,6 @@ Result<json> InstanceManager::startVmLocked(Instance& instance, Clock::time_poin
   }
   CORRAL_FAILPOINT("vm.after-record-starting");
   instance.row = std::move(row);
-  instance.stopRequested = false;
   instance.vm = std::make_shared<VmSession>();
   startBootWaiter(plan.name, instance.vm, received, domainStarted);
   log::info("instance \"{}\": domain {} started ({}), waiting for the guest", plan.name, config.domainName,
@@ -285,13 +284,15 @@ void InstanceManager::waitForGuest(std::string name, std::shared_ptr<VmSession> 
     // The domain may have died already: its stop event ends this wait.
     std::lock_guard lock(mutex_);
     auto it = instances_.find(name);
-    if (it == instances_.end() || it->second.vm != session || it->second.row.state != "starting") return;
+    if (it == instances_.end() || it->second.vm != session || it->second.row.state != InstanceState::starting)
+      return;
   }
   if (quit_) return;  // the next corrald picks the boot up again (reattachVm)
   auto readyAt = Clock::now();
   std::lock_guard lock(mutex_);
   auto it = instances_.find(name);
-  if (it == instances_.end() || it->second.vm != session || it->second.row.state != "starting") return;
+  if (it == instances_.end() || it->second.vm != session || it->second.row.state != InstanceState::starting)
+    return;
   Instance& instance = it->second;
   if (!client) {
     std::string tail = consoleTail(instance.row.logPath, 20);
@@ -299,10 +300,10 @@ void InstanceManager::waitForGuest(std::string name, std::shared_ptr<VmSession> 
       if (auto destroyed = (*lv)->destroy(domainName(name)); !destroyed)
         log::warn("instance \"{}\": {}", name, destroyed.error().message());
     }
-    instance.stopRequested = false;
     recordVmExit(instance, "boot-timeout",
                  fmt::format("the guest was not ready after {} ms ({}); the console's last lines:\n{}",
-                             options_.vmBootTimeout.count(), lastError.message(), tail));
+                             options_.vmBootTimeout.count(), lastError.message(), tail),
+                 /*reasonStands=*/true);
     return;
   }
   const vmm::GuestReady& ready = client->ready();
@@ -319,7 +320,7 @@ void InstanceManager::waitForGuest(std::string name, std::shared_ptr<VmSession> 
   boot["guest_uptime_ms"] = guestUptime;
   boot["guest_kernel"] = ready.kernel;
   InstanceRow row = instance.row;
-  row.state = "running";
+  row.state = InstanceState::running;
   row.bootStepsJson = boot.dump();
   if (auto saved = store_.putInstance(row); !saved) {
     log::error("instance \"{}\": recording it ready: {}", name, saved.error().message());
@@ -335,8 +336,9 @@ void InstanceManager::waitForGuest(std::string name, std::shared_ptr<VmSession> 
 }
 
 // The domain is gone: record why, drop the agent session, remove the instance if it asked (--rm).
-void InstanceManager::recordVmExit(Instance& instance, std::string reason, std::optional<std::string> note) {
-  if (instance.stopRequested) reason = "stopped";
+void InstanceManager::recordVmExit(Instance& instance, std::string reason, std::optional<std::string> note,
+                                   bool reasonStands) {
+  if (instance.stopAsked() && !reasonStands) reason = "stopped";
   instance.vm.reset();
   log::info("instance \"{}\" (vm) stopped: {}", instance.row.name, reason);
   std::error_code ec;
@@ -356,7 +358,9 @@ void InstanceManager::handleDomainEvents() {
   for (const vmm::DomainStopped& event : events) {
     if (!event.domainName.starts_with(options_.domainPrefix)) continue;
     auto it = instances_.find(event.domainName.substr(options_.domainPrefix.size()));
-    if (it == instances_.end() || it->second.row.kind != "vm" || !isActive(it->second.row.state)) continue;
+    if (it == instances_.end() || it->second.row.kind != schema::InstanceKind::vm ||
+        !isActive(it->second.row.state))
+      continue;
     std::string reason(vmm::stopReasonName(event.reason));
     std::optional<std::string> note;
     if (event.reason == vmm::StopReason::Crashed || event.reason == vmm::StopReason::Failed) {
@@ -373,14 +377,14 @@ void InstanceManager::reattachVm(Instance& instance) {
   auto lv = libvirt();
   if (!lv) {
     log::warn("instance \"{}\": cannot check its domain: {}; it stays {} until libvirtd answers", name,
-              lv.error().message(), instance.row.state);
+              lv.error().message(), instanceStateName(instance.row.state));
     instance.vm = std::make_shared<VmSession>();
     return;
   }
   auto domain = (*lv)->lookup(domainName(name));
   if (domain && *domain && (*domain)->running) {
     instance.vm = std::make_shared<VmSession>();
-    if (instance.row.state == "starting") {
+    if (instance.row.state == InstanceState::starting) {
       // The boot is measured from the request the earlier corrald received (its wall-clock time is in the
       // record), so the total still covers every step; the record says a restart happened in between.
       json boot = json::parse(instance.row.bootStepsJson, nullptr, false);
@@ -435,7 +439,8 @@ void InstanceManager::reconcileDomains() {
   for (const vmm::DomainInfo& domain : *domains) {
     std::string name = domain.name.substr(options_.domainPrefix.size());
     auto it = instances_.find(name);
-    bool owned = it != instances_.end() && it->second.row.kind == "vm" && isActive(it->second.row.state);
+    bool owned = it != instances_.end() && it->second.row.kind == schema::InstanceKind::vm &&
+                 isActive(it->second.row.state);
     if (owned || domain.name == options_.domainPrefix + "kvm-probe") continue;
     log::warn("reconcile: destroying domain {}: no running corral instance owns it", domain.name);
     if (auto destroyed = (*lv)->destroy(domain.name); !destroyed)
@@ -469,15 +474,10 @@ Status InstanceManager::destroyLeftoverDomain(const std::string& instanceName) {
 Result<json> InstanceManager::stopVm(std::unique_lock<std::mutex>& lock, Instance& instance,
                                      int64_t graceSeconds) {
   const std::string name = instance.row.name;
-  instance.stopRequested = true;
   std::shared_ptr<VmSession> session = instance.vm;
   lock.unlock();
   auto lv = libvirt();
-  if (!lv) {
-    lock.lock();
-    if (auto it = instances_.find(name); it != instances_.end()) it->second.stopRequested = false;
-    return fail(lv.error().wrap(fmt::format("stop \"{}\"", name)));
-  }
+  if (!lv) return fail(lv.error().wrap(fmt::format("stop \"{}\"", name)));
   // Ask nicely: the agent (which powers off), else the ACPI power button; then destroy after the grace.
   bool asked = false;
   if (session) {
@@ -510,9 +510,6 @@ Result<json> InstanceManager::execVm(std::unique_lock<std::mutex>& lock, Instanc
                                      const std::vector<std::string>& command,
                                      const std::vector<std::string>& env) {
   const std::string name = instance.row.name;
-  if (instance.row.state == "starting") {
-    return fail(conflict("instance \"{}\" is starting; wait until its guest is ready", name));
-  }
   std::shared_ptr<VmSession> session = instance.vm;
   if (!session) return fail(conflict("instance \"{}\" has no guest agent session", name));
   lock.unlock();

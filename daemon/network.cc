@@ -209,8 +209,8 @@ const net::Subnet* NetworkController::nicSubnetLocked(const std::string& instanc
   return topology_.findSubnet(it->second.subnet);
 }
 
-Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const container::InstanceSpec& spec,
-                                                                         const std::string& linkKey) {
+Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const schema::InstanceSpec& spec,
+                                                                        const std::string& linkKey) {
   if (spec.subnet.empty()) {
     if (!spec.ip.empty()) return fail(invalidField("ip", "an address needs a subnet: add --subnet"));
     if (!spec.securityGroups.empty())
@@ -231,7 +231,7 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const co
 
   net::NicAttachment nic;
   nic.instance = spec.name;
-  nic.vm = spec.kind == "vm";
+  nic.vm = spec.kind == schema::InstanceKind::vm;
   nic.subnet = subnet->name;
   nic.linkKey = linkKey;
 
@@ -347,12 +347,12 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const co
   return std::optional<net::NicAttachment>(std::move(nic));
 }
 
-Status NetworkController::restoreNic(const container::InstanceSpec& spec, const std::string& linkKey) {
+Status NetworkController::restoreNic(const schema::InstanceSpec& spec, const std::string& linkKey) {
   if (spec.subnet.empty()) return {};
   if (spec.ip.empty()) return fail(internalError("instance \"{}\": stored without its address", spec.name));
   net::NicAttachment nic;
   nic.instance = spec.name;
-  nic.vm = spec.kind == "vm";
+  nic.vm = spec.kind == schema::InstanceKind::vm;
   nic.subnet = spec.subnet;
   nic.address = spec.ip;
   nic.securityGroups = spec.securityGroups;

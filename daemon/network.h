@@ -60,10 +60,10 @@ class NetworkController {
   // groups of the subnet's VPC, publish needs an internet gateway, ports), allocates its addresses and
   // records the NIC; the firewall learns it at once. Returns the NIC with the assigned addresses (the
   // caller writes them back into the spec). No subnet in the spec: nullopt, nothing recorded.
-  Result<std::optional<net::NicAttachment>> reserveNic(const container::InstanceSpec& spec,
+  Result<std::optional<net::NicAttachment>> reserveNic(const schema::InstanceSpec& spec,
                                                        const std::string& linkKey);
   // A NIC loaded from the store at startup (addresses as assigned then); no kernel change yet.
-  Status restoreNic(const container::InstanceSpec& spec, const std::string& linkKey);
+  Status restoreNic(const schema::InstanceSpec& spec, const std::string& linkKey);
   // The instance is gone: its addresses return to the pools and its port and rules go. Unknown: no-op.
   void releaseNic(const std::string& instance);
   std::optional<net::NicAttachment> nic(const std::string& instance) const;

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "daemon/host_info.h"
 #include "daemon/instance_view.h"
+#include "daemon/network_json.h"
 #include "net/capture.h"
 #include "net/frames.h"
 
@@ -31,49 +32,49 @@ template <>
 struct KindOps<ObjectKind::Vpc> {
   static auto all(const net::Topology& t, std::string_view) { return t.vpcs(); }
   static auto find(const net::Topology& t, std::string_view name) { return t.vpc(name); }
-  static json render(const net::Topology& t, const net::Vpc& v) { return api::toJson(t, v); }
+  static json render(const net::Topology& t, const net::Vpc& v) { return toJson(t, v); }
   static auto remove(net::Topology& t, std::string_view name) { return t.deleteVpc(name); }
 };
 template <>
 struct KindOps<ObjectKind::Subnet> {
   static auto all(const net::Topology& t, std::string_view vpc) { return t.subnets(vpc); }
   static auto find(const net::Topology& t, std::string_view name) { return t.subnet(name); }
-  static json render(const net::Topology& t, const net::Subnet& s) { return api::toJson(t, s); }
+  static json render(const net::Topology& t, const net::Subnet& s) { return toJson(t, s); }
   static auto remove(net::Topology& t, std::string_view name) { return t.deleteSubnet(name); }
 };
 template <>
 struct KindOps<ObjectKind::RouteTable> {
   static auto all(const net::Topology& t, std::string_view vpc) { return t.routeTables(vpc); }
   static auto find(const net::Topology& t, std::string_view name) { return t.routeTable(name); }
-  static json render(const net::Topology& t, const net::RouteTable& r) { return api::toJson(t, r); }
+  static json render(const net::Topology& t, const net::RouteTable& r) { return toJson(t, r); }
   static auto remove(net::Topology& t, std::string_view name) { return t.deleteRouteTable(name); }
 };
 template <>
 struct KindOps<ObjectKind::InternetGateway> {
   static auto all(const net::Topology& t, std::string_view vpc) { return t.internetGateways(vpc); }
   static auto find(const net::Topology& t, std::string_view name) { return t.internetGateway(name); }
-  static json render(const net::Topology&, const net::InternetGateway& g) { return api::toJson(g); }
+  static json render(const net::Topology&, const net::InternetGateway& g) { return toJson(g); }
   static auto remove(net::Topology& t, std::string_view name) { return t.deleteInternetGateway(name); }
 };
 template <>
 struct KindOps<ObjectKind::NatGateway> {
   static auto all(const net::Topology& t, std::string_view vpc) { return t.natGateways(vpc); }
   static auto find(const net::Topology& t, std::string_view name) { return t.natGateway(name); }
-  static json render(const net::Topology&, const net::NatGateway& g) { return api::toJson(g); }
+  static json render(const net::Topology&, const net::NatGateway& g) { return toJson(g); }
   static auto remove(net::Topology& t, std::string_view name) { return t.deleteNatGateway(name); }
 };
 template <>
 struct KindOps<ObjectKind::SecurityGroup> {
   static auto all(const net::Topology& t, std::string_view vpc) { return t.securityGroups(vpc); }
   static auto find(const net::Topology& t, std::string_view name) { return t.securityGroup(name); }
-  static json render(const net::Topology&, const net::SecurityGroup& g) { return api::toJson(g); }
+  static json render(const net::Topology&, const net::SecurityGroup& g) { return toJson(g); }
   static auto remove(net::Topology& t, std::string_view name) { return t.deleteSecurityGroup(name); }
 };
 template <>
 struct KindOps<ObjectKind::NetworkAcl> {
   static auto all(const net::Topology& t, std::string_view vpc) { return t.networkAcls(vpc); }
   static auto find(const net::Topology& t, std::string_view name) { return t.networkAcl(name); }
-  static json render(const net::Topology&, const net::NetworkAcl& a) { return api::toJson(a); }
+  static json render(const net::Topology&, const net::NetworkAcl& a) { return toJson(a); }
   static auto remove(net::Topology& t, std::string_view name) { return t.deleteNetworkAcl(name); }
 };
 

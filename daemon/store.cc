@@ -1148,6 +1148,9 @@ Status Store::writeInstance(const InstanceRow& row, bool mustBeNew) {
   auto wrap = [&](Error error) {
     return fail(std::move(error).wrap(fmt::format("store \"{}\": write instance \"{}\"", path_, row.name)));
   };
+  // Only settled states are stored: an in-progress one ends with its request (daemon/lifecycle.h).
+  if (!parseStoredInstanceState(instanceStateName(row.state)))
+    return wrap(internalError("state \"{}\" is not a stored state", instanceStateName(row.state)));
   std::lock_guard lock(*mutex_);
   auto transaction = Transaction::beginImmediate(db_.get());
   if (!transaction) return wrap(std::move(transaction.error()));
@@ -1163,12 +1166,13 @@ Status Store::writeInstance(const InstanceRow& row, bool mustBeNew) {
       runBound(db_.get(),
                "INSERT OR REPLACE INTO instances (name, kind, spec, state, pid, pid_start_time, "
                "created_at, started_at, finished_at, exit_code, exit_signal, exit_reason, exit_note, "
-               "boot_steps, log_path, oom_kills, user_ns_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               "boot_steps, log_path, oom_kills, user_ns_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+               "?, ?, ?, ?, ?)",
                [&](Binder& b) {
                  b.text(row.name)
-                     .text(row.kind)
+                     .text(std::string(schema::instanceKindName(row.kind)))
                      .text(row.specJson)
-                     .text(row.state)
+                     .text(std::string(instanceStateName(row.state)))
                      .optionalInteger(row.pid)
                      .optionalInteger(row.pidStartTime)
                      .integer(row.createdAt)
@@ -1225,9 +1229,13 @@ Result<std::vector<InstanceRow>> Store::listInstances() const {
         RowReader r(statement, "instances", keyColumn(statement, 0));
         InstanceRow row;
         CORRAL_READ(row.name, r.text(0, "name"));
-        CORRAL_READ(row.kind, r.text(1, "kind"));
+        std::string kind;
+        CORRAL_READ(kind, r.text(1, "kind"));
+        CORRAL_READ(row.kind, schema::parseInstanceKind(kind, "kind"));
         CORRAL_READ(row.specJson, r.text(2, "spec"));
-        CORRAL_READ(row.state, r.text(3, "state"));
+        std::string state;
+        CORRAL_READ(state, r.text(3, "state"));
+        CORRAL_READ(row.state, parseStoredInstanceState(state));
         CORRAL_READ(row.pid, r.optionalInteger(4, "pid"));
         CORRAL_READ(row.pidStartTime, r.optionalInteger(5, "pid_start_time"));
         CORRAL_READ(row.createdAt, r.integer(6, "created_at"));

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "core/error.h"
+#include "daemon/lifecycle.h"
 #include "net/vpc.h"
+#include "schema/instance.h"
 
 namespace corral::daemon {
 
@@ -22,9 +24,9 @@ inline constexpr int kSchemaVersion = 6;
 // Times are Unix seconds except boot steps (JSON text: {"total_ms": .., "clone_ms": .., ...}).
 struct InstanceRow {
   std::string name;
-  std::string kind = "container";
+  schema::InstanceKind kind = schema::InstanceKind::container;
   std::string specJson;
-  std::string state = "created";  // created (VMs) | starting | running | stopped
+  InstanceState state = InstanceState::created;  // a settled one: created (VMs), starting, running, stopped
   std::optional<int64_t> pid;
   std::optional<int64_t> pidStartTime;  // field 22 of /proc/PID/stat: the same process after a restart
   int64_t createdAt = 0;

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "net/vpc.h"
+#include "schema/names.h"
 
 namespace corral::daemon {
 namespace {
@@ -43,10 +43,11 @@ std::string gib(uint64_t bytes) {
 
 }  // namespace
 
-Result<VmPlan> toVmPlan(const container::InstanceSpec& spec, const VmValidationContext& context) {
+Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationContext& context) {
   VmPlan plan;
-  if (Status ok = net::validateName(spec.name, "name"); !ok) return fail(ok.error());
-  if (spec.kind != "vm") return fail(invalidField("kind", "kind \"{}\" is not a VM", spec.kind));
+  if (Status ok = schema::validateName(spec.name, "name"); !ok) return fail(ok.error());
+  if (spec.kind != schema::InstanceKind::vm)
+    return fail(invalidField("kind", "kind \"{}\" is not a VM", schema::instanceKindName(spec.kind)));
   plan.name = spec.name;
 
   // What belongs to containers only: refused by name rather than silently ignored.
@@ -73,7 +74,7 @@ Result<VmPlan> toVmPlan(const container::InstanceSpec& spec, const VmValidationC
   if (spec.init)
     return fail(invalidField("init", "a VM's PID 1 is corral-init already; --init is for containers"));
 
-  if (Status ok = net::validateName(spec.image, "image"); !ok) return fail(ok.error());
+  if (Status ok = schema::validateName(spec.image, "image"); !ok) return fail(ok.error());
   const std::filesystem::path vmDir = context.imageDir / spec.image / "vm";
   auto kernel = bootFile(spec.kernel, vmDir / "vmlinuz", "kernel", spec.image);
   if (!kernel) return fail(kernel.error());
@@ -83,10 +84,10 @@ Result<VmPlan> toVmPlan(const container::InstanceSpec& spec, const VmValidationC
   plan.initrd = std::move(*initrd);
 
   plan.hostname = spec.hostname.empty() ? spec.name : spec.hostname;
-  if (Status ok = container::validateHostname(plan.hostname); !ok) return fail(ok.error());
+  if (Status ok = schema::validateHostname(plan.hostname); !ok) return fail(ok.error());
 
   if (spec.memory) {
-    auto bytes = container::parseMemorySize(*spec.memory);
+    auto bytes = schema::parseMemorySize(*spec.memory);
     if (!bytes) return fail(bytes.error());
     if (*bytes < kVmMinMemory) {
       return fail(

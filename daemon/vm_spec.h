@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <string>
 
-#include "container/spec.h"
 #include "core/error.h"
+#include "schema/instance.h"
 
 namespace corral::daemon {
 
@@ -31,7 +31,7 @@ struct VmValidationContext {
   int hostCpus = 1;                // online CPUs: a VM may not ask for more vCPUs
 };
 
-Result<VmPlan> toVmPlan(const container::InstanceSpec& spec, const VmValidationContext& context);
+Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationContext& context);
 
 // MemTotal from /proc/meminfo and the online CPU count, for VmValidationContext.
 VmValidationContext hostVmContext(std::filesystem::path imageDir);

@@ -12,41 +12,46 @@
 
 #include "core/error.h"
 #include "net/cidr.h"
+#include "schema/names.h"
+#include "schema/network.h"
 
 namespace corral::net {
+
+// The model speaks the schema's vocabulary (schema/network.h, schema/names.h, schema/cidr.h).
+using schema::Direction;
+using schema::directionName;
+using schema::InternetGatewaySpec;
+using schema::kMaxNameLength;
+using schema::NatGatewaySpec;
+using schema::NetworkAclRuleSpec;
+using schema::NetworkAclSpec;
+using schema::ObjectKind;
+using schema::objectKindName;
+using schema::parseDirection;
+using schema::parseProtocol;
+using schema::parseRouteTargetType;
+using schema::parseRuleAction;
+using schema::PortRange;
+using schema::Protocol;
+using schema::protocolName;
+using schema::RouteSpec;
+using schema::RouteTableSpec;
+using schema::RouteTargetType;
+using schema::routeTargetTypeName;
+using schema::RuleAction;
+using schema::ruleActionName;
+using schema::SecurityGroupRuleSpec;
+using schema::SecurityGroupSpec;
+using schema::SubnetSpec;
+using schema::SubnetUpdate;
+using schema::validateName;
+using schema::VpcSpec;
 
 // VPC and subnet prefixes allowed, as in AWS.
 inline constexpr int kMinVpcPrefix = 16;
 inline constexpr int kMaxVpcPrefix = 28;
 inline constexpr int kMinNaclRuleNumber = 1;
 inline constexpr int kMaxNaclRuleNumber = 32766;
-inline constexpr size_t kMaxNameLength = 63;
-
-enum class ObjectKind { Vpc, Subnet, RouteTable, InternetGateway, NatGateway, SecurityGroup, NetworkAcl };
-std::string_view objectKindName(ObjectKind kind);  // "vpc", "subnet", "route table", ...
-
-enum class Protocol { All, Tcp, Udp, Icmp };
-enum class Direction { Ingress, Egress };
-enum class RuleAction { Allow, Deny };
-enum class RouteTargetType { Local, InternetGateway, NatGateway, Blackhole };
-
-std::string_view protocolName(Protocol p);            // "all", "tcp", "udp", "icmp"
-std::string_view directionName(Direction d);          // "ingress", "egress"
-std::string_view ruleActionName(RuleAction a);        // "allow", "deny"
-std::string_view routeTargetTypeName(RouteTargetType t);  // "local", "internet_gateway", "nat_gateway", "blackhole"
-Result<Protocol> parseProtocol(std::string_view text, std::string_view field);
-Result<Direction> parseDirection(std::string_view text, std::string_view field);
-Result<RuleAction> parseRuleAction(std::string_view text, std::string_view field);
-Result<RouteTargetType> parseRouteTargetType(std::string_view text, std::string_view field);
-
-// DNS-label-like: 1-63 of [a-z0-9-], starting with a letter or digit, not ending with '-'.
-Status validateName(std::string_view name, std::string_view field = "name");
-
-struct PortRange {
-  uint16_t from = 0;
-  uint16_t to = 0;
-  auto operator<=>(const PortRange&) const = default;
-};
 
 // ---- Objects (validated; what the store persists and the API shows) ----
 
@@ -134,82 +139,6 @@ struct NetworkAcl {
   bool isDefault = false;
   std::vector<NetworkAclRule> rules;  // sorted by direction, then number; the final implicit deny is not stored
   int64_t createdAt = 0;
-};
-
-// ---- Specs (what a request carries: raw values, validated by Topology with the field named) ----
-
-struct VpcSpec {
-  std::string name;
-  std::string cidr;
-};
-
-struct SubnetSpec {
-  std::string name;
-  std::string vpc;
-  std::string cidr;
-  std::string availabilityZone = "az1";
-  bool mapPublicIp = false;
-  std::string routeTable;  // empty: the VPC's main route table
-  std::string networkAcl;  // empty: the VPC's default network ACL
-};
-
-struct SubnetUpdate {
-  std::optional<std::string> routeTable;
-  std::optional<std::string> networkAcl;
-  std::optional<bool> mapPublicIp;
-};
-
-struct RouteTableSpec {
-  std::string name;
-  std::string vpc;
-};
-
-struct RouteSpec {
-  std::string destination;
-  std::string targetType;  // "internet_gateway", "nat_gateway" or "blackhole"
-  std::string targetName;  // the gateway's name; must be empty for blackhole
-};
-
-struct InternetGatewaySpec {
-  std::string name;
-  std::string vpc;
-};
-
-struct NatGatewaySpec {
-  std::string name;
-  std::string subnet;
-};
-
-struct SecurityGroupSpec {
-  std::string name;
-  std::string vpc;
-  std::string description;
-};
-
-// Ports are wide integers so that 70000 or -1 arrive here and are refused by name, not wrapped.
-struct SecurityGroupRuleSpec {
-  std::string direction = "ingress";
-  std::string protocol = "tcp";
-  std::optional<int64_t> fromPort;
-  std::optional<int64_t> toPort;
-  std::optional<std::string> cidr;
-  std::optional<std::string> peerGroup;
-  std::string description;
-};
-
-struct NetworkAclSpec {
-  std::string name;
-  std::string vpc;
-};
-
-struct NetworkAclRuleSpec {
-  int64_t number = 0;
-  std::string direction = "ingress";
-  std::string action = "allow";
-  std::string protocol = "all";
-  std::optional<int64_t> fromPort;
-  std::optional<int64_t> toPort;
-  std::string cidr = "0.0.0.0/0";
 };
 
 // ---- Changes ----

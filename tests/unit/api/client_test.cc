@@ -110,7 +110,7 @@ std::string httpResponse(int status, std::string_view reason, std::string_view b
 TEST(Client, MissingSocketSaysHowToStartTheDaemon) {
   TempDir dir;
   std::string path = dir.path() + "/corrald.sock";
-  Result<json> r = Client(path).call(List<net::ObjectKind::Vpc>{});
+  Result<json> r = Client(path).call(List<schema::ObjectKind::Vpc>{});
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind(), ErrorKind::Unavailable);
   EXPECT_THAT(r.error().message(), HasSubstr("corrald is not running (no socket at " + path + ")"));
@@ -142,7 +142,7 @@ TEST(Client, SendsTheRenderedRequestAndParsesTheAnswer) {
   TempDir dir;
   std::string path = dir.path() + "/corrald.sock";
   OneShotServer server(path, httpResponse(201, "Created", R"({"name":"prod","cidr":"10.0.0.0/16"})"));
-  Result<json> r = Client(path).call(Create<net::VpcSpec>{{"prod", "10.0.0.0/16"}});
+  Result<json> r = Client(path).call(Create<schema::VpcSpec>{{"prod", "10.0.0.0/16"}});
   ASSERT_TRUE(r.has_value()) << r.error().message();
   EXPECT_EQ((*r)["cidr"], "10.0.0.0/16");
   EXPECT_THAT(server.request(), HasSubstr("POST /v1/vpcs HTTP/1.1\r\n"));
@@ -155,7 +155,7 @@ TEST(Client, EmptySuccessBodyIsNull) {
   TempDir dir;
   std::string path = dir.path() + "/corrald.sock";
   OneShotServer server(path, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-  Result<json> r = Client(path).call(Delete<net::ObjectKind::Vpc>{"prod"});
+  Result<json> r = Client(path).call(Delete<schema::ObjectKind::Vpc>{"prod"});
   ASSERT_TRUE(r.has_value()) << r.error().message();
   EXPECT_TRUE(r->is_null());
   EXPECT_THAT(server.request(), HasSubstr("DELETE /v1/vpcs/prod HTTP/1.1\r\n"));

@@ -1,5 +1,4 @@
 // InstanceSpec validation (container/spec.h): every bad field is refused by name, nothing else is touched.
-// Lives with the daemon's tests because spec.cc uses the VPC model's name rules (corral_net).
 #include "container/spec.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +11,9 @@
 
 namespace corral::container {
 namespace {
+
+using schema::InstanceSpec;
+using schema::parseMemorySize;
 
 class SpecTest : public ::testing::Test {
  protected:
@@ -153,7 +155,7 @@ TEST_F(SpecTest, EveryBadFieldIsNamed) {
   EXPECT_EQ(with([](InstanceSpec& s) { s.image = "/etc"; }), "image");
   EXPECT_EQ(with([](InstanceSpec& s) { s.name = "../x"; }), "name");
   EXPECT_EQ(with([](InstanceSpec& s) { s.name = ""; }), "name");
-  EXPECT_EQ(with([](InstanceSpec& s) { s.kind = "vm"; }), "kind");
+  EXPECT_EQ(with([](InstanceSpec& s) { s.kind = schema::InstanceKind::vm; }), "kind");
   EXPECT_EQ(with([](InstanceSpec& s) { s.memory = "-1"; }), "memory");
   EXPECT_EQ(with([](InstanceSpec& s) { s.memory = "5000T"; }), "memory");
   EXPECT_EQ(with([](InstanceSpec& s) { s.cpus = 0; }), "cpus");

@@ -285,7 +285,7 @@ TEST_F(ServiceTest, InstanceRequestsWithoutContainers) {
   EXPECT_EQ(handle(api::ExecInstance{"nope", {"true"}, {}}).status, 404);
 
   // A refused spec creates nothing: no row, no bundle directory.
-  container::InstanceSpec spec;
+  schema::InstanceSpec spec;
   spec.name = "web";
   spec.memory = "-1";
   Response bad = handle(api::RunInstance{spec});

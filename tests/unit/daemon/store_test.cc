@@ -422,16 +422,14 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   EXPECT_EQ((*rows)[0].exitReason, "exited");
   InstanceRow vm;
   vm.name = "vm1";
-  vm.kind = "vm";
+  vm.kind = schema::InstanceKind::vm;
   vm.specJson = R"({"name":"vm1","kind":"vm"})";
-  vm.state = "starting";
+  vm.state = InstanceState::starting;
   vm.createdAt = 5;
   ASSERT_TRUE(store->insertInstance(vm));
-  vm.state = "stopped";
+  vm.state = InstanceState::stopped;
   vm.exitReason = "boot-timeout";
   EXPECT_TRUE(store->putInstance(vm));
-  vm.kind = "lxc";
-  EXPECT_FALSE(store->putInstance(vm)) << "kind is checked";
 }
 
 TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
@@ -442,7 +440,7 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   InstanceRow row;
   row.name = "web";
   row.specJson = R"({"name":"web"})";
-  row.state = "running";
+  row.state = InstanceState::running;
   row.pid = 1234;
   row.pidStartTime = 987654;
   row.createdAt = 10;
@@ -453,7 +451,7 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   auto again = store->insertInstance(row);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().kind(), ErrorKind::Conflict);
-  row.state = "stopped";
+  row.state = InstanceState::stopped;
   row.pid.reset();
   row.exitCode = 3;
   row.exitReason = "exited";
@@ -467,7 +465,7 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   ASSERT_EQ(rows->size(), 1u);
   const InstanceRow& back = rows->front();
   EXPECT_EQ(back.name, "web");
-  EXPECT_EQ(back.state, "stopped");
+  EXPECT_EQ(back.state, InstanceState::stopped);
   EXPECT_FALSE(back.pid);
   EXPECT_EQ(back.pidStartTime, 987654);
   EXPECT_EQ(back.exitCode, 3);
@@ -478,8 +476,8 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   EXPECT_EQ(back.logPath, row.logPath);
   ASSERT_TRUE(reopened->deleteInstance("web"));
   EXPECT_TRUE(reopened->listInstances()->empty());
-  // The schema refuses a state no corral writes.
-  row.state = "sleeping";
+  // An in-progress state is never stored: it ends with its request.
+  row.state = InstanceState::removing;
   EXPECT_FALSE(reopened->putInstance(row));
 }
 

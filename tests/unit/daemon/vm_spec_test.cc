@@ -25,14 +25,14 @@ class VmSpecTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  container::InstanceSpec spec() const {
-    container::InstanceSpec s;
+  schema::InstanceSpec spec() const {
+    schema::InstanceSpec s;
     s.name = "vm1";
-    s.kind = "vm";
+    s.kind = schema::InstanceKind::vm;
     return s;
   }
   // The field a refused spec names.
-  std::string refusedField(const container::InstanceSpec& s) const {
+  std::string refusedField(const schema::InstanceSpec& s) const {
     auto plan = toVmPlan(s, context_);
     EXPECT_FALSE(plan.has_value());
     return plan ? "" : plan.error().field();

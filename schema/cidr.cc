@@ -1,13 +1,13 @@
 // IPv4 address and CIDR parsing, formatting and block arithmetic. Parsing is strict on purpose: a learner
 // who types "10.0.0.1/24" or "010.0.0.0/8" is told exactly what is wrong instead of getting a guess.
-#include "net/cidr.h"
+#include "schema/cidr.h"
 
 #include <fmt/format.h>
 
 #include <array>
 #include <optional>
 
-namespace corral::net {
+namespace corral::schema {
 namespace {
 
 bool isDigit(char c) {
@@ -185,4 +185,4 @@ bool Cidr::isPrivate() const {
   return false;
 }
 
-}  // namespace corral::net
+}  // namespace corral::schema

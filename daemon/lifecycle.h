@@ -1,0 +1,42 @@
+// An instance's lifecycle: its states, the requests that move it, and the one table that says which
+// request fits which state. Every 409 an instance request gets for its state comes from checkAction().
+// Pure: the manager (daemon/instances.cc) holds the states and asks the table.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+#include "core/error.h"
+#include "schema/instance.h"
+
+namespace corral::daemon {
+
+// Settled states are stored and shown (created, starting, running, stopped). The in-progress ones
+// (stopping, removing) are held in memory while a request works on the instance without the manager's
+// lock; they are shown as the state they left, since a stop or a removal that fails leaves it there.
+enum class InstanceState { created, starting, running, stopping, stopped, removing };
+inline constexpr InstanceState kAllInstanceStates[] = {InstanceState::created, InstanceState::starting,
+                                                       InstanceState::running, InstanceState::stopping,
+                                                       InstanceState::stopped, InstanceState::removing};
+
+// "created", "starting", ...: the text of the store's state column and the API's "state".
+std::string_view instanceStateName(InstanceState state);
+// A settled state's text back (the store's column); an in-progress state is never stored.
+Result<InstanceState> parseStoredInstanceState(std::string_view text);
+
+// What a request asks of an existing instance.
+enum class InstanceAction { start, stop, remove, forceRemove, exec };
+inline constexpr InstanceAction kAllInstanceActions[] = {InstanceAction::start, InstanceAction::stop,
+                                                         InstanceAction::remove, InstanceAction::forceRemove,
+                                                         InstanceAction::exec};
+std::string_view instanceActionName(InstanceAction action);  // "start", "stop", "rm", "rm --force", "exec"
+
+// The transition table: nothing when `action` fits an instance of `kind` in `state`, else a Conflict
+// naming the instance, its state and what to do instead.
+Status checkAction(schema::InstanceKind kind, InstanceState state, InstanceAction action,
+                   std::string_view name);
+
+// The state `action` puts the instance in while it runs (stopping, removing), if any.
+std::optional<InstanceState> inProgressState(InstanceAction action);
+
+}  // namespace corral::daemon

@@ -1,0 +1,60 @@
+// What a user asks an instance (a container or a VM) to be: the one schema filled from CLI flags, the JSON
+// API and, later, a config file. Pure: container/ and daemon/ map it to their own configs and check what
+// needs the host (images, devices, CPUs) there.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+
+namespace corral::schema {
+
+enum class InstanceKind { container, vm };
+std::string_view instanceKindName(InstanceKind kind);  // "container" | "vm": the API's and the store's text
+Result<InstanceKind> parseInstanceKind(std::string_view text, std::string_view field = "kind");
+
+struct InstanceSpec {
+  std::string name;
+  InstanceKind kind = InstanceKind::container;
+  std::string image = "busybox";      // an image name under the daemon's image directory
+  std::vector<std::string> command;   // argv; empty: the image's default, /bin/sh
+  std::vector<std::string> env;       // "K=V"
+  std::string hostname;               // empty: the name
+  std::optional<std::string> memory;  // "64M", "1G", "1048576"; absent: no limit
+  std::optional<double> cpus;         // 0.5 = half a CPU; absent: no limit
+  std::optional<int64_t> pids;        // max processes; absent: no limit
+  std::vector<std::string> capAdd;
+  std::vector<std::string> capDrop;
+  std::string seccomp = "default";  // "default" | "unconfined" | path to a JSON profile
+  bool userNamespace = false;       // root inside maps to an unprivileged host range
+  std::vector<std::string>
+      devices;                // host devices: "HOST_PATH[:CONTAINER_PATH][:PERMS]" (container/devices.h)
+  bool init = false;          // --init: corral-reaper is PID 1, runs the command and reaps orphans
+  bool removeOnExit = false;  // --rm
+  std::string kernel;         // VMs: a kernel image to boot instead of the image's vm/vmlinuz
+  std::string initrd;         // VMs: an initramfs instead of the image's vm/initramfs.img
+  // Networking: without a subnet the instance has only loopback. corrald validates these against the VPC
+  // model and writes the assigned addresses back (ip, public_address), so an instance keeps them across
+  // stop/start and daemon restarts, like an AWS instance's private IP.
+  std::string subnet;
+  std::string ip;                           // the private address wanted; empty: the lowest free one
+  std::vector<std::string> securityGroups;  // empty: the VPC's default group
+  std::vector<std::string> publish;         // "8080:80" or "5353:53/udp": gateway port → instance port
+  std::optional<bool> publicIp;             // 1:1 public address; absent: the subnet's map_public_ip
+  std::string publicAddress;                // the public address wanted (or assigned)
+
+  bool operator==(const InstanceSpec&) const = default;
+};
+
+// "64M" → 67108864. Accepts an integer with an optional K/M/G/T suffix (powers of 1024, also "Ki"/"MiB"
+// spellings may be refused); refuses 0, negatives, fractions, absurd sizes (> 1 TiB) with field "memory".
+Result<uint64_t> parseMemorySize(std::string_view text);
+
+// RFC 1123 label: 1-63 letters, digits and '-', not starting or ending with '-' (field "hostname").
+Status validateHostname(std::string_view hostname);
+
+}  // namespace corral::schema

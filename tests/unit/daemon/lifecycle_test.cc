@@ -1,0 +1,106 @@
+// The instance transition table, every state × action × kind: which requests fit, and that each refusal is
+// a Conflict (409) naming the instance and its state.
+#include "daemon/lifecycle.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <tuple>
+
+namespace corral::daemon {
+namespace {
+
+using schema::InstanceKind;
+using S = InstanceState;
+using A = InstanceAction;
+
+// What fits, written out by hand: anything not listed here must be refused.
+const std::set<std::tuple<InstanceKind, S, A>> kAllowed = {
+    // containers
+    {InstanceKind::container, S::stopped, A::start},
+    {InstanceKind::container, S::running, A::stop},
+    {InstanceKind::container, S::created, A::remove},
+    {InstanceKind::container, S::stopped, A::remove},
+    {InstanceKind::container, S::created, A::forceRemove},
+    {InstanceKind::container, S::starting, A::forceRemove},
+    {InstanceKind::container, S::running, A::forceRemove},
+    {InstanceKind::container, S::stopped, A::forceRemove},
+    {InstanceKind::container, S::running, A::exec},
+    // VMs: also stoppable (and force-removable) while their guest boots
+    {InstanceKind::vm, S::stopped, A::start},
+    {InstanceKind::vm, S::starting, A::stop},
+    {InstanceKind::vm, S::running, A::stop},
+    {InstanceKind::vm, S::created, A::remove},
+    {InstanceKind::vm, S::stopped, A::remove},
+    {InstanceKind::vm, S::created, A::forceRemove},
+    {InstanceKind::vm, S::starting, A::forceRemove},
+    {InstanceKind::vm, S::running, A::forceRemove},
+    {InstanceKind::vm, S::stopped, A::forceRemove},
+    {InstanceKind::vm, S::running, A::exec},
+};
+
+TEST(Lifecycle, EveryStateActionAndKind) {
+  int refusals = 0;
+  for (InstanceKind kind : {InstanceKind::container, InstanceKind::vm}) {
+    for (S state : kAllInstanceStates) {
+      for (A action : kAllInstanceActions) {
+        SCOPED_TRACE(fmt::format("{} {} {}", schema::instanceKindName(kind), instanceStateName(state),
+                                 instanceActionName(action)));
+        Status checked = checkAction(kind, state, action, "web-1");
+        if (kAllowed.contains({kind, state, action})) {
+          EXPECT_TRUE(checked.has_value()) << checked.error().message();
+          continue;
+        }
+        ++refusals;
+        ASSERT_FALSE(checked.has_value());
+        EXPECT_EQ(checked.error().kind(), ErrorKind::Conflict);
+        EXPECT_NE(checked.error().message().find("instance \"web-1\""), std::string::npos)
+            << checked.error().message();
+      }
+    }
+  }
+  EXPECT_EQ(refusals, 2 * 6 * 5 - static_cast<int>(kAllowed.size()));
+}
+
+TEST(Lifecycle, RefusalsSayWhatToDo) {
+  auto message = [](InstanceKind kind, S state, A action) {
+    return checkAction(kind, state, action, "web").error().message();
+  };
+  EXPECT_EQ(message(InstanceKind::container, S::running, A::start),
+            "instance \"web\" is running; only a stopped instance can be started");
+  EXPECT_EQ(message(InstanceKind::container, S::stopped, A::stop),
+            "instance \"web\" is stopped, not running");
+  EXPECT_EQ(message(InstanceKind::vm, S::stopping, A::stop), "instance \"web\" is already stopping");
+  EXPECT_EQ(message(InstanceKind::container, S::running, A::remove),
+            "instance \"web\" is running; stop it first or remove it with force");
+  EXPECT_EQ(message(InstanceKind::vm, S::starting, A::exec),
+            "instance \"web\" is starting; wait until its guest is ready");
+  EXPECT_EQ(message(InstanceKind::container, S::stopping, A::forceRemove),
+            "instance \"web\" is stopping; remove it once it has stopped");
+  // A removal in progress owns the instance: everything else is refused, a second removal too.
+  for (A action : kAllInstanceActions) {
+    EXPECT_EQ(message(InstanceKind::container, S::removing, action), "instance \"web\" is being removed");
+  }
+}
+
+TEST(Lifecycle, OnlySettledStatesAreStored) {
+  for (S state : kAllInstanceStates) {
+    auto parsed = parseStoredInstanceState(instanceStateName(state));
+    bool settled = state != S::stopping && state != S::removing;
+    EXPECT_EQ(parsed.has_value(), settled) << instanceStateName(state);
+    if (settled) {
+      EXPECT_EQ(*parsed, state);
+    }
+  }
+  EXPECT_FALSE(parseStoredInstanceState("exited").has_value());
+}
+
+TEST(Lifecycle, LongRequestsHoldAnInProgressState) {
+  EXPECT_EQ(inProgressState(A::stop), S::stopping);
+  EXPECT_EQ(inProgressState(A::forceRemove), S::removing);
+  EXPECT_EQ(inProgressState(A::start), std::nullopt);
+  EXPECT_EQ(inProgressState(A::exec), std::nullopt);
+}
+
+}  // namespace
+}  // namespace corral::daemon
