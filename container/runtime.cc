@@ -897,7 +897,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
     }
   }
   if (!clonedIntoCgroup && ctx.cgroupTaskFds.empty()) {
-    // No way for the child to join by itself (no CLONE_INTO_CGROUP, or a stand-in tree).
+    // No way for the child to join by itself (a v2 kernel without CLONE_INTO_CGROUP).
     auto joinStart = Clock::now();
     if (auto ok = (*cgroup)->addProcess(pid); !ok) return fail(ok.error().wrap("cgroup"));
     timings.cgroup += since(joinStart);
