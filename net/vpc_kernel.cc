@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/unique_fd.h"
+#include "net/netns.h"
 #include "net/nft.h"
 
 namespace corral::net {
