@@ -17,6 +17,8 @@
 
 namespace corral::container {
 
+class CgroupFiles;  // cgroup_files.h
+
 struct ResourceLimits {
   std::optional<uint64_t> memoryBytes;  // hard limit; swap is limited to the same total (no extra swap)
   std::optional<uint32_t> cpuMillis;    // 500 = half a CPU (CFS quota over a 100 ms period)
@@ -35,7 +37,7 @@ struct CgroupStats {
 // milliseconds, more in a busy multithreaded daemon). Instead, on v2 the child is cloned straight into the
 // group (clone3 with CLONE_INTO_CGROUP and `directory`); on v1 the child, while still single-threaded,
 // writes "0" to each hierarchy's `tasks` file, which moves just the calling thread and skips that lock
-// (kernel cgroup_procs_write_start). Both empty on a stand-in tree: the caller uses addProcess() instead.
+// (kernel cgroup_procs_write_start).
 struct CgroupJoin {
   UniqueFd directory;                  // v2: the group's directory (O_DIRECTORY)
   std::vector<UniqueFd> taskFiles;     // v1: each joined hierarchy's `tasks` file, opened O_WRONLY
@@ -89,5 +91,15 @@ struct ClearedCgroup {
 // tree (on hybrid hosts, its mount under ROOT too). For leftovers of a crash, whatever the row says.
 Result<ClearedCgroup> clearCgroup(CgroupMode mode, const std::string& name,
                                   const CgroupOptions& options = {});
+
+// The same three through `files` instead of the kernel's cgroup filesystems (the unit tests' fake).
+Result<std::unique_ptr<Cgroup>> createCgroup(const CgroupFiles& files, CgroupMode mode,
+                                             const std::string& name, const ResourceLimits& limits,
+                                             const CgroupOptions& options,
+                                             const std::vector<DeviceRule>& devices = defaultDeviceRules());
+Result<std::unique_ptr<Cgroup>> openCgroup(const CgroupFiles& files, CgroupMode mode, const std::string& name,
+                                           const CgroupOptions& options);
+Result<ClearedCgroup> clearCgroup(const CgroupFiles& files, CgroupMode mode, const std::string& name,
+                                  const CgroupOptions& options);
 
 }  // namespace corral::container

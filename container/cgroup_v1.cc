@@ -2,13 +2,9 @@
 // before any process joins, freeze-then-kill, and removal of every directory it made.
 #include "container/cgroup_v1.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <stdlib.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -41,7 +37,7 @@ std::string trimmed(std::string text) {
 
 class CgroupV1 final : public Cgroup {
  public:
-  CgroupV1(std::string relative, CgroupFiles files, bool owned)
+  CgroupV1(std::string relative, const CgroupFiles& files, bool owned)
       : relative_(std::move(relative)), files_(files), owned_(owned) {}
 
   ~CgroupV1() override {
@@ -78,12 +74,11 @@ class CgroupV1 final : public Cgroup {
 
   Result<CgroupJoin> openJoin() const override {
     CgroupJoin join;
-    if (!files_.kernel()) return join;
     for (const auto& h : hierarchies_) {
       std::string path = h.dir + "/tasks";
-      UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-      if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\", O_WRONLY)", path)));
-      join.taskFiles.push_back(std::move(fd));
+      auto fd = files_.openForWriting(path);
+      if (!fd) return fail(fd.error());
+      join.taskFiles.push_back(std::move(*fd));
       join.taskPaths.push_back(std::move(path));
     }
     return join;
@@ -171,7 +166,7 @@ class CgroupV1 final : public Cgroup {
 
  private:
   std::string relative_;
-  CgroupFiles files_;
+  const CgroupFiles& files_;
   bool owned_;
   std::vector<Hierarchy> hierarchies_;
 };
@@ -186,11 +181,12 @@ constexpr const char* kReattachControllers[] = {"memory", "cpu",     "cpuacct", 
                                                 "cpuset", "freezer", "devices"};
 
 template <class Controllers>
-Result<std::vector<Hierarchy>> findHierarchies(const std::string& root, const std::string& relative,
-                                               const ResourceLimits* limits, const Controllers& controllers) {
+Result<std::vector<Hierarchy>> findHierarchies(const CgroupFiles& files, const std::string& root,
+                                               const std::string& relative, const ResourceLimits* limits,
+                                               const Controllers& controllers) {
   std::vector<Hierarchy> found;
   for (const char* controller : controllers) {
-    std::string base = findV1Hierarchy(root, controller);
+    std::string base = findV1Hierarchy(files, root, controller);
     // Without its devices group a container could open every device node of the host.
     bool required = std::string_view(controller) == "memory" ||
                     (limits && std::string_view(controller) == "devices") ||
@@ -212,29 +208,18 @@ Result<std::vector<Hierarchy>> findHierarchies(const std::string& root, const st
 
 }  // namespace
 
-std::string findV1Hierarchy(const std::string& root, const std::string& controller) {
-  CgroupFiles files(true);
-  auto resolve = [](const std::string& path) -> std::string {
-    char* real = ::realpath(path.c_str(), nullptr);
-    if (!real) return {};
-    std::string result(real);
-    ::free(real);
-    return result;
-  };
+std::string findV1Hierarchy(const CgroupFiles& files, const std::string& root,
+                            const std::string& controller) {
+  auto resolve = [&](const std::string& path) { return files.realPath(path).value_or(""); };
   if (files.isDirectory(root + "/" + controller)) return resolve(root + "/" + controller);
-  DIR* dir = ::opendir(root.c_str());
-  if (!dir) return {};
-  std::string match;
-  while (dirent* entry = ::readdir(dir)) {
-    Hierarchy candidate{entry->d_name, "", ""};
+  for (const std::string& name : files.list(root)) {
+    Hierarchy candidate{name, "", ""};
     if (candidate.controllers.find(',') != std::string::npos && candidate.has(controller) &&
-        files.isDirectory(root + "/" + entry->d_name)) {
-      match = resolve(root + "/" + entry->d_name);
-      break;
+        files.isDirectory(root + "/" + name)) {
+      return resolve(root + "/" + name);
     }
   }
-  ::closedir(dir);
-  return match;
+  return {};
 }
 
 std::vector<CgroupFileWrite> cgroupV1LimitWrites(const ResourceLimits& limits, bool memswAccounting) {
@@ -260,13 +245,12 @@ std::vector<CgroupFileWrite> cgroupV1DeviceWrites(const std::vector<DeviceRule>&
   return writes;
 }
 
-Result<std::unique_ptr<Cgroup>> createCgroupV1(const std::string& name, const ResourceLimits& limits,
-                                               const CgroupOptions& options,
+Result<std::unique_ptr<Cgroup>> createCgroupV1(const CgroupFiles& files, const std::string& name,
+                                               const ResourceLimits& limits, const CgroupOptions& options,
                                                const std::vector<DeviceRule>& devices) {
   const std::string relative = "/" + options.parent + "/" + name;
-  auto hierarchies = findHierarchies(options.root, relative, &limits, kControllers);
+  auto hierarchies = findHierarchies(files, options.root, relative, &limits, kControllers);
   if (!hierarchies) return fail(hierarchies.error());
-  CgroupFiles files = CgroupFiles::forTree(hierarchies->front().base);
 
   // Owned from the first directory on: any failure below removes what was made, in reverse order.
   auto cgroup = std::make_unique<CgroupV1>(relative, files, true);
@@ -296,11 +280,11 @@ Result<std::unique_ptr<Cgroup>> createCgroupV1(const std::string& name, const Re
   return std::unique_ptr<Cgroup>(std::move(cgroup));
 }
 
-Result<std::unique_ptr<Cgroup>> openCgroupV1(const std::string& name, const CgroupOptions& options) {
+Result<std::unique_ptr<Cgroup>> openCgroupV1(const CgroupFiles& files, const std::string& name,
+                                             const CgroupOptions& options) {
   const std::string relative = "/" + options.parent + "/" + name;
-  auto hierarchies = findHierarchies(options.root, relative, nullptr, kReattachControllers);
+  auto hierarchies = findHierarchies(files, options.root, relative, nullptr, kReattachControllers);
   if (!hierarchies) return fail(hierarchies.error());
-  CgroupFiles files = CgroupFiles::forTree(hierarchies->front().base);
   if (!files.isDirectory(hierarchies->front().dir))
     return fail(notFound("cgroup \"{}\" does not exist", hierarchies->front().dir));
   // Reattached groups belong to the daemon: dropping the handle leaves them alone.
@@ -310,22 +294,21 @@ Result<std::unique_ptr<Cgroup>> openCgroupV1(const std::string& name, const Cgro
   return std::unique_ptr<Cgroup>(std::move(cgroup));
 }
 
-Result<ClearedCgroup> clearCgroupV1(const std::string& name, const CgroupOptions& options) {
+Result<ClearedCgroup> clearCgroupV1(const CgroupFiles& files, const std::string& name,
+                                    const CgroupOptions& options) {
   const std::string relative = "/" + options.parent + "/" + name;
   std::vector<Hierarchy> found;
-  std::set<std::filesystem::path> bases;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(options.root, ec)) {
-    std::filesystem::path base = std::filesystem::canonical(entry.path(), ec);
-    if (ec || !std::filesystem::is_directory(base, ec) || !bases.insert(base).second) continue;
-    const std::string dir = base.string() + relative;
-    if (std::filesystem::is_directory(dir, ec)) {
-      found.push_back({entry.path().filename().string(), base.string(), dir});
-    }
+  std::set<std::string> bases;
+  std::vector<std::string> entries = files.list(options.root);
+  std::sort(entries.begin(), entries.end());
+  for (const std::string& entry : entries) {
+    std::optional<std::string> base = files.realPath(options.root + "/" + entry);
+    if (!base || !files.isDirectory(*base) || !bases.insert(*base).second) continue;
+    const std::string dir = *base + relative;
+    if (files.isDirectory(dir)) found.push_back({entry, *base, dir});
   }
   ClearedCgroup cleared;
   if (found.empty()) return cleared;
-  CgroupFiles files = CgroupFiles::forTree(found.front().dir);
   CgroupV1 cgroup(relative, files, false);
   for (const Hierarchy& h : found) cgroup.adopt(h);
   auto members = cgroup.members();

@@ -21,13 +21,15 @@ std::vector<CgroupFileWrite> cgroupV1DeviceWrites(const std::vector<DeviceRule>&
 
 // Where a controller's hierarchy is mounted under `root`: ROOT/cpu may be a symlink to ROOT/cpu,cpuacct,
 // or only the co-mounted directory may exist. Empty when the controller is not mounted.
-std::string findV1Hierarchy(const std::string& root, const std::string& controller);
+std::string findV1Hierarchy(const CgroupFiles& files, const std::string& root, const std::string& controller);
 
-Result<std::unique_ptr<Cgroup>> createCgroupV1(const std::string& name, const ResourceLimits& limits,
-                                               const CgroupOptions& options,
+Result<std::unique_ptr<Cgroup>> createCgroupV1(const CgroupFiles& files, const std::string& name,
+                                               const ResourceLimits& limits, const CgroupOptions& options,
                                                const std::vector<DeviceRule>& devices);
-Result<std::unique_ptr<Cgroup>> openCgroupV1(const std::string& name, const CgroupOptions& options);
+Result<std::unique_ptr<Cgroup>> openCgroupV1(const CgroupFiles& files, const std::string& name,
+                                             const CgroupOptions& options);
 // Every directory ROOT/*/PARENT/NAME (each mounted hierarchy, the unified one included), cleared.
-Result<ClearedCgroup> clearCgroupV1(const std::string& name, const CgroupOptions& options);
+Result<ClearedCgroup> clearCgroupV1(const CgroupFiles& files, const std::string& name,
+                                    const CgroupOptions& options);
 
 }  // namespace corral::container

@@ -2,7 +2,6 @@
 // limits and device program, and kills, measures and removes it.
 #include "container/cgroup_v2.h"
 
-#include <fcntl.h>
 #include <fmt/ranges.h>
 #include <signal.h>
 
@@ -11,7 +10,6 @@
 #include <sstream>
 #include <thread>
 
-#include "container/device_bpf.h"
 #include "core/log.h"
 
 namespace corral::container {
@@ -26,7 +24,7 @@ std::set<std::string> splitWords(std::string_view text) {
 
 class CgroupV2 final : public Cgroup {
  public:
-  CgroupV2(std::string dir, std::string relative, CgroupFiles files, bool owned)
+  CgroupV2(std::string dir, std::string relative, const CgroupFiles& files, bool owned)
       : dir_(std::move(dir)), relative_(std::move(relative)), files_(files), owned_(owned) {}
 
   ~CgroupV2() override {
@@ -51,16 +49,16 @@ class CgroupV2 final : public Cgroup {
 
   Result<CgroupJoin> openJoin() const override {
     CgroupJoin join;
-    if (!files_.kernel()) return join;
-    join.directory.reset(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!join.directory) return fail(systemError(errno, fmt::format("open(\"{}\", O_DIRECTORY)", dir_)));
+    auto directory = files_.openDirectory(dir_);
+    if (!directory) return fail(directory.error());
+    join.directory = std::move(*directory);
     return join;
   }
 
   Result<CgroupStats> stats() const override {
     CgroupStats stats;
     // Without the memory controller (not offered by the tree) the memory figures stay 0.
-    if (!files_.kernel() || files_.exists(dir_ + "/memory.current")) {
+    if (files_.exists(dir_ + "/memory.current")) {
       auto current = files_.readNumber(dir_ + "/memory.current");
       if (!current) return fail(current.error());
       stats.memoryCurrentBytes = current->value_or(0);
@@ -115,7 +113,7 @@ class CgroupV2 final : public Cgroup {
  private:
   std::string dir_;
   std::string relative_;
-  CgroupFiles files_;
+  const CgroupFiles& files_;
   bool owned_;
 };
 
@@ -133,12 +131,7 @@ Status enableControllers(const CgroupFiles& files, const std::string& dir,
     change += "+" + controller;
   }
   if (change.empty()) return {};
-  if (files.kernel()) return files.write(path, change);
-  // The stand-in file keeps the resulting list, as the kernel's would read back.
-  for (const auto& controller : wanted) enabled.insert(controller);
-  std::string list;
-  for (const auto& controller : enabled) list += (list.empty() ? "" : " ") + controller;
-  return files.write(path, list + "\n");
+  return files.write(path, change);
 }
 
 }  // namespace
@@ -158,11 +151,10 @@ std::vector<CgroupFileWrite> cgroupV2LimitWrites(const ResourceLimits& limits, b
   return writes;
 }
 
-Result<std::unique_ptr<Cgroup>> createCgroupV2(const std::string& name, const ResourceLimits& limits,
-                                               const CgroupOptions& options,
+Result<std::unique_ptr<Cgroup>> createCgroupV2(const CgroupFiles& files, const std::string& name,
+                                               const ResourceLimits& limits, const CgroupOptions& options,
                                                const std::vector<DeviceRule>& devices) {
   const std::string& root = options.root;
-  CgroupFiles files = CgroupFiles::forTree(root);
   if (!files.isDirectory(root)) return fail(unavailable("cgroup v2 root \"{}\" is not a directory", root));
 
   // Each controller is enabled when the kernel offers it (usage and OOM accounting) and required only when
@@ -205,17 +197,13 @@ Result<std::unique_ptr<Cgroup>> createCgroupV2(const std::string& name, const Re
   for (const auto& write : cgroupV2LimitWrites(limits, swapAccounting)) {
     if (auto ok = files.write(dir + "/" + write.file, write.value); !ok) return fail(ok.error());
   }
-  // The device policy needs no controller: a BPF program on the group (a stand-in tree cannot hold one).
-  if (files.kernel()) {
-    UniqueFd directory(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!directory) return fail(systemError(errno, fmt::format("open(\"{}\", O_DIRECTORY)", dir)));
-    if (auto ok = attachDeviceProgram(directory.get(), dir, devices); !ok) return fail(ok.error());
-  }
+  // The device policy needs no controller: a BPF program on the group.
+  if (auto ok = files.attachDeviceProgram(dir, devices); !ok) return fail(ok.error());
   return std::unique_ptr<Cgroup>(std::move(cgroup));
 }
 
-Result<std::unique_ptr<Cgroup>> openCgroupV2(const std::string& name, const CgroupOptions& options) {
-  CgroupFiles files = CgroupFiles::forTree(options.root);
+Result<std::unique_ptr<Cgroup>> openCgroupV2(const CgroupFiles& files, const std::string& name,
+                                             const CgroupOptions& options) {
   const std::string dir = options.root + "/" + options.parent + "/" + name;
   if (!files.isDirectory(dir)) return fail(notFound("cgroup \"{}\" does not exist", dir));
   // Reattached groups belong to the daemon: dropping the handle leaves them alone.
@@ -223,8 +211,8 @@ Result<std::unique_ptr<Cgroup>> openCgroupV2(const std::string& name, const Cgro
       std::make_unique<CgroupV2>(dir, "/" + options.parent + "/" + name, files, false));
 }
 
-Result<ClearedCgroup> clearCgroupV2(const std::string& name, const CgroupOptions& options) {
-  CgroupFiles files = CgroupFiles::forTree(options.root);
+Result<ClearedCgroup> clearCgroupV2(const CgroupFiles& files, const std::string& name,
+                                    const CgroupOptions& options) {
   const std::string dir = options.root + "/" + options.parent + "/" + name;
   ClearedCgroup cleared;
   if (!files.isDirectory(dir)) return cleared;

@@ -52,7 +52,8 @@ struct HostCgroupHierarchy {
 std::vector<HostCgroupHierarchy> parseHostCgroupHierarchies(std::string_view mountinfo,
                                                             std::string_view root = "/sys/fs/cgroup");
 
-// A file the runtime writes into the container's writable layer before it starts (see runtime.cc).
+// A file the runtime writes into the container's writable layer before it starts (see bundle.cc
+// writeEtcFilesFromParent).
 struct GeneratedFile {
   std::string path;  // "/etc/hosts"
   std::string content;

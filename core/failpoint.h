@@ -15,7 +15,7 @@ namespace corral::failpoint {
 
 // Each is an effect boundary of an instance's lifecycle, in the order the effects happen.
 inline constexpr std::string_view kFailpoints[] = {
-    // Containers: run and start (daemon/instances.cc, container/runtime.cc)
+    // Containers: run and start (daemon/instances.cc, container/start.cc)
     "run.after-insert",            // the row says "starting"; nothing else exists yet
     "start.after-mark-starting",   // start of a stopped container: the row says "starting"
     "container.after-mount",       // the overlay is mounted at bundle/rootfs

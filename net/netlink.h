@@ -1,5 +1,5 @@
-// The sys side of the datapath: network namespaces (named, like `ip netns add`: a bind mount of the nsfs
-// file at /run/netns/NAME) and links, addresses and routes through libnl-route-3 — never by running `ip`.
+// The sys side of the datapath: links, addresses, routes and rules through libnl-route-3, inside a named
+// network namespace (net/netns.h) or any other — never by running `ip`.
 // Every call names the netlink operation, the object and the namespace on error, e.g.
 // `rtnl_link_add(bridge "crlb1a2b3c4d" in netns "corral-vpc-prod"): File exists`.
 #pragma once
@@ -11,18 +11,9 @@
 
 #include "core/error.h"
 #include "core/unique_fd.h"
+#include "net/netns.h"
 
 namespace corral::net {
-
-// ---- Named network namespaces ----
-Status createNetns(const std::string& name);          // conflict when it exists
-Status deleteNetns(const std::string& name);          // a missing one is not an error
-Result<UniqueFd> openNetns(const std::string& name);  // O_RDONLY|O_CLOEXEC fd of /run/netns/NAME
-std::vector<std::string> listNetns();                 // names under /run/netns
-bool netnsExists(const std::string& name);
-// Writes a sysctl inside the namespace (e.g. "net/ipv4/ip_forward", "1"), from a helper thread that
-// setns()es there, so the calling thread never changes namespace.
-Status writeSysctlInNetns(const std::string& netns, const std::string& key, const std::string& value);
 
 struct LinkInfo {
   std::string name;

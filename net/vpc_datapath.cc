@@ -4,8 +4,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <sched.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,14 +13,13 @@
 #include <mutex>
 #include <optional>
 #include <set>
-#include <system_error>
-#include <thread>
 #include <utility>
 
 #include "core/rollback.h"
 #include "core/unique_fd.h"
 #include "net/netlink.h"
 #include "net/nft.h"
+#include "net/vpc_kernel.h"
 
 namespace corral::net {
 namespace {
@@ -81,64 +78,11 @@ const LinkInfo* findLink(const std::vector<LinkInfo>& links, std::string_view na
   return it == links.end() ? nullptr : &*it;
 }
 
-// Reads sysctls inside a namespace from a helper thread (so the caller never moves): a value per key,
-// nullopt for a key the namespace does not have.
-Result<std::vector<std::optional<std::string>>> readSysctlsInNetns(const std::string& netns,
-                                                                   const std::vector<std::string>& keys) {
-  auto nsFd = openNetns(netns);
-  if (!nsFd) return fail(std::move(nsFd).error());
-  std::optional<Result<std::vector<std::optional<std::string>>>> result;
-  try {
-    std::thread helper([&] {
-      if (::setns(nsFd->get(), CLONE_NEWNET) != 0) {
-        result.emplace(fail(systemError(errno, fmt::format("setns(netns \"{}\", CLONE_NEWNET)", netns))));
-        return;
-      }
-      std::vector<std::optional<std::string>> values;
-      for (const std::string& key : keys) {
-        // Opened after setns: /proc/sys/net shows the namespace of the thread that opens it.
-        std::string path = fmt::format("/proc/sys/{}", key);
-        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) {
-          if (errno == ENOENT) {
-            values.emplace_back();
-            continue;
-          }
-          result.emplace(fail(systemError(errno, fmt::format("open(\"{}\")", path))));
-          return;
-        }
-        char buffer[64] = {};
-        ssize_t n = ::read(fd.get(), buffer, sizeof(buffer) - 1);
-        if (n < 0) {
-          result.emplace(fail(systemError(errno, fmt::format("read(\"{}\")", path))));
-          return;
-        }
-        std::string value(buffer, static_cast<size_t>(n));
-        while (!value.empty() && (value.back() == '\n' || value.back() == ' ')) value.pop_back();
-        values.emplace_back(std::move(value));
-      }
-      result.emplace(std::move(values));
-    });
-    helper.join();
-  } catch (const std::system_error& e) {
-    return fail(internalError("starting a thread for netns \"{}\": {}", netns, e.what()));
-  }
-  return std::move(*result);
-}
-
-// The namespace's identity (the nsfs inode): a namespace deleted and made again under the same name
-// is a different one.
-std::optional<ino_t> netnsInode(const std::string& netns) {
-  struct stat info {};
-  if (::stat(fmt::format("/run/netns/{}", netns).c_str(), &info) != 0) return std::nullopt;
-  return info.st_ino;
-}
-
 // What this process knows about a namespace it converged, so that a convergence with nothing to do
 // stays cheap: nft has no cheap "is this what is loaded" (and reloading would be logged as a change).
-// Reset when the namespace is made anew (another inode) and by destroyVpc.
+// Reset when the namespace is made anew (another identity) and by destroyVpc.
 struct NetnsMemo {
-  ino_t inode = 0;
+  uint64_t identity = 0;
   std::optional<std::string> ruleset;     // last applied
   std::optional<std::string> portGuards;  // last applied
 };
@@ -148,22 +92,24 @@ std::map<std::string, NetnsMemo>& memos() {
   return all;
 }
 
-NetnsMemo freshMemo(ino_t inode) {
+NetnsMemo freshMemo(uint64_t identity) {
   NetnsMemo memo;
-  memo.inode = inode;
+  memo.identity = identity;
   return memo;
 }
 
-NetnsMemo loadMemo(const std::string& netns) {
-  std::optional<ino_t> inode = netnsInode(netns);
+NetnsMemo loadMemo(VpcKernel& kernel, const std::string& netns) {
+  std::optional<uint64_t> identity = kernel.netnsIdentity(netns);
   std::lock_guard lock(memosMutex);
   auto it = memos().find(netns);
-  if (!inode || it == memos().end() || it->second.inode != *inode) return freshMemo(inode.value_or(0));
+  if (!identity || it == memos().end() || it->second.identity != *identity) {
+    return freshMemo(identity.value_or(0));
+  }
   return it->second;
 }
 
 void storeMemo(const std::string& netns, const NetnsMemo& memo) {
-  if (memo.inode == 0) return;
+  if (memo.identity == 0) return;
   std::lock_guard lock(memosMutex);
   memos()[netns] = memo;
 }
@@ -176,7 +122,7 @@ void forgetMemo(const std::string& netns) {
 // One convergence run: each step reads the kernel's state and fixes what differs from the plan.
 class Converger {
  public:
-  explicit Converger(const VpcPlan& plan) : plan_(plan) {}
+  Converger(const VpcPlan& plan, VpcKernel& kernel) : plan_(plan), kernel_(kernel) {}
 
   Status run() {
     if (auto s = step("namespace", [&] { return convergeNamespace(); }); !s) return s;
@@ -207,21 +153,18 @@ class Converger {
 
   Status convergeNamespace() {
     bool created = false;
-    if (!netnsExists(plan_.netns)) {
-      if (auto s = createNetns(plan_.netns); !s) return s;
+    if (!kernel_.netnsExists(plan_.netns)) {
+      if (auto s = kernel_.createNetns(plan_.netns); !s) return s;
       record("created netns {}", plan_.netns);
       created = true;
     }
-    memo_ = loadMemo(plan_.netns);
+    memo_ = loadMemo(kernel_, plan_.netns);
     // A namespace made just now knows nothing yet, even if its inode number was used before.
-    if (created) memo_ = freshMemo(memo_.inode);
-    auto netlink = Netlink::open(plan_.netns);
-    if (!netlink) return fail(std::move(netlink).error());
-    vpc_.emplace(std::move(*netlink));
-    auto lo = vpc_->link("lo");
+    if (created) memo_ = freshMemo(memo_.identity);
+    auto lo = kernel_.link(plan_.netns, "lo");
     if (!lo) return fail(std::move(lo).error());
     if (*lo && !(*lo)->up) {
-      if (auto s = vpc_->setUp("lo"); !s) return s;
+      if (auto s = kernel_.setUp(plan_.netns, "lo"); !s) return s;
       record("set link lo up");
     }
     return {};
@@ -238,7 +181,7 @@ class Converger {
     };
     std::vector<std::string> keys;
     for (const auto& [key, value] : kWanted) keys.push_back(key);
-    auto current = readSysctlsInNetns(plan_.netns, keys);
+    auto current = kernel_.readSysctls(plan_.netns, keys);
     if (!current) return fail(std::move(current).error());
     for (size_t i = 0; i < kWanted.size(); ++i) {
       const auto& [key, value] = kWanted[i];
@@ -254,34 +197,34 @@ class Converger {
         return fail(unavailable("{} does not exist in netns \"{}\"", sysctlName(key), plan_.netns));
       }
       if (*now == value) continue;
-      if (auto s = writeSysctlInNetns(plan_.netns, key, value); !s) return s;
+      if (auto s = kernel_.writeSysctl(plan_.netns, key, value); !s) return s;
       record("set {}={} (was {})", sysctlName(key), value, *now);
     }
     return {};
   }
 
   // Exactly `wanted` on `link` (whose current addresses are `current`), and up.
-  Status ensureAddressAndUp(Netlink& netlink, const std::string& kind, const std::string& link,
+  Status ensureAddressAndUp(const std::string& netns, const std::string& kind, const std::string& link,
                             const std::vector<std::string>& current, bool up, const std::string& wanted,
                             std::string_view where) {
     for (const std::string& address : current) {
       if (address == wanted) continue;
-      if (auto s = netlink.deleteAddress(link, address); !s) return s;
+      if (auto s = kernel_.deleteAddress(netns, link, address); !s) return s;
       record("removed address {} from {} {}{}", address, kind, link, where);
     }
     if (std::find(current.begin(), current.end(), wanted) == current.end()) {
-      if (auto s = netlink.addAddress(link, wanted); !s) return s;
+      if (auto s = kernel_.addAddress(netns, link, wanted); !s) return s;
       record("added address {} to {} {}{}", wanted, kind, link, where);
     }
     if (!up) {
-      if (auto s = netlink.setUp(link); !s) return s;
+      if (auto s = kernel_.setUp(netns, link); !s) return s;
       record("set {} {} up{}", kind, link, where);
     }
     return {};
   }
 
   Status convergeBridges() {
-    auto links = vpc_->links();
+    auto links = kernel_.links(plan_.netns);
     if (!links) return fail(std::move(links).error());
     // Stale ones first: a deleted subnet's CIDR may come back as another subnet's.
     for (const LinkInfo& link : *links) {
@@ -289,13 +232,13 @@ class Converger {
       bool planned = std::any_of(plan_.bridges.begin(), plan_.bridges.end(),
                                  [&](const BridgePlan& b) { return b.bridge == link.name; });
       if (planned) continue;
-      if (auto s = vpc_->deleteLink(link.name); !s) return s;
+      if (auto s = kernel_.deleteLink(plan_.netns, link.name); !s) return s;
       record("removed bridge {} (subnet no longer exists)", link.name);
     }
     for (const BridgePlan& bridge : plan_.bridges) {
       const LinkInfo* existing = findLink(*links, bridge.bridge);
       if (existing != nullptr && existing->kind != "bridge") {
-        if (auto s = vpc_->deleteLink(bridge.bridge); !s) return s;
+        if (auto s = kernel_.deleteLink(plan_.netns, bridge.bridge); !s) return s;
         record("removed link {} (a {} where subnet {}'s bridge belongs)", bridge.bridge,
                existing->kind.empty() ? std::string("link") : existing->kind, bridge.subnet);
         existing = nullptr;
@@ -303,14 +246,14 @@ class Converger {
       std::vector<std::string> addresses;
       bool up = false;
       if (existing == nullptr) {
-        if (auto s = vpc_->createBridge(bridge.bridge); !s) return s;
+        if (auto s = kernel_.createBridge(plan_.netns, bridge.bridge); !s) return s;
         record("created bridge {} for subnet {}", bridge.bridge, bridge.subnet);
       } else {
         addresses = existing->addresses;
         up = existing->up;
       }
-      if (auto s =
-              ensureAddressAndUp(*vpc_, "bridge", bridge.bridge, addresses, up, bridge.routerAddress, "");
+      if (auto s = ensureAddressAndUp(plan_.netns, "bridge", bridge.bridge, addresses, up,
+                                      bridge.routerAddress, "");
           !s)
         return s;
     }
@@ -318,7 +261,7 @@ class Converger {
   }
 
   Status convergeGateway() {
-    auto links = vpc_->links();
+    auto links = kernel_.links(plan_.netns);
     if (!links) return fail(std::move(links).error());
     const GatewayPlan* gateway = plan_.gateway ? &*plan_.gateway : nullptr;
     // Gateway links of ours that the plan does not name (no gateway any more): the uplink side dies
@@ -327,7 +270,7 @@ class Converger {
       if (!hasPrefix(link.name, kGatewayPrefix) || (gateway != nullptr && link.name == gateway->vpcLink)) {
         continue;
       }
-      if (auto s = vpc_->deleteLink(link.name); !s) return s;
+      if (auto s = kernel_.deleteLink(plan_.netns, link.name); !s) return s;
       record("removed gateway link {} (internet gateway no longer exists)", link.name);
     }
     if (gateway == nullptr) return {};
@@ -335,9 +278,8 @@ class Converger {
     const std::string uplinkWhere = gateway->uplinkNetns.empty()
                                         ? std::string(" in the uplink namespace")
                                         : fmt::format(" in netns {}", gateway->uplinkNetns);
-    auto uplink = Netlink::open(gateway->uplinkNetns);
-    if (!uplink) return fail(std::move(uplink).error());
-    auto uplinkLinks = uplink->links();
+    const std::string& uplink = gateway->uplinkNetns;
+    auto uplinkLinks = kernel_.links(uplink);
     if (!uplinkLinks) return fail(std::move(uplinkLinks).error());
 
     const LinkInfo* vpcSide = findLink(*links, gateway->vpcLink);
@@ -347,15 +289,15 @@ class Converger {
     bool pairIntact = vpcSide != nullptr && vpcSide->kind == "veth" && uplinkSide != nullptr &&
                       uplinkSide->kind == "veth" && findLink(*links, gateway->uplinkLink) == nullptr;
     if (!pairIntact) {
-      if (auto s = vpc_->deleteLink(gateway->vpcLink); !s) return s;
-      if (auto s = vpc_->deleteLink(gateway->uplinkLink); !s) return s;
-      if (auto s = uplink->deleteLink(gateway->uplinkLink); !s) return s;
+      if (auto s = kernel_.deleteLink(plan_.netns, gateway->vpcLink); !s) return s;
+      if (auto s = kernel_.deleteLink(plan_.netns, gateway->uplinkLink); !s) return s;
+      if (auto s = kernel_.deleteLink(uplink, gateway->uplinkLink); !s) return s;
       if (auto s = createGatewayPair(*gateway); !s) return s;
       record("created gateway veth pair {} <-> {}{} for internet gateway {}", gateway->vpcLink,
              gateway->uplinkLink, uplinkWhere, gateway->name);
-      links = vpc_->links();
+      links = kernel_.links(plan_.netns);
       if (!links) return fail(std::move(links).error());
-      uplinkLinks = uplink->links();
+      uplinkLinks = kernel_.links(uplink);
       if (!uplinkLinks) return fail(std::move(uplinkLinks).error());
       vpcSide = findLink(*links, gateway->vpcLink);
       uplinkSide = findLink(*uplinkLinks, gateway->uplinkLink);
@@ -364,12 +306,13 @@ class Converger {
                                   gateway->vpcLink, gateway->uplinkLink));
       }
     }
-    if (auto s = ensureAddressAndUp(*vpc_, "gateway link", gateway->vpcLink, vpcSide->addresses, vpcSide->up,
-                                    gateway->vpcAddress, "");
+    if (auto s = ensureAddressAndUp(plan_.netns, "gateway link", gateway->vpcLink, vpcSide->addresses,
+                                    vpcSide->up, gateway->vpcAddress, "");
         !s)
       return s;
-    if (auto s = ensureAddressAndUp(*uplink, "uplink link", gateway->uplinkLink, uplinkSide->addresses,
-                                    uplinkSide->up, gateway->uplinkAddress, uplinkWhere);
+    if (auto s =
+            ensureAddressAndUp(gateway->uplinkNetns, "uplink link", gateway->uplinkLink,
+                               uplinkSide->addresses, uplinkSide->up, gateway->uplinkAddress, uplinkWhere);
         !s)
       return s;
 
@@ -383,57 +326,46 @@ class Converger {
                                   .table = kMainTable,
                                   .blackhole = false});
     }
-    auto current = uplink->routes(kMainTable);
+    auto current = kernel_.routes(uplink, kMainTable);
     if (!current) return fail(std::move(current).error());
     for (const RouteEntry& route : *current) {
       bool ours = route.device == gateway->uplinkLink && route.gateway.has_value() &&
                   route.destination.ends_with("/32");
       if (!ours || std::find(wanted.begin(), wanted.end(), route) != wanted.end()) continue;
-      if (auto s = uplink->deleteRoute(route); !s) return s;
+      if (auto s = kernel_.deleteRoute(uplink, route); !s) return s;
       record("removed route {}{} (public address no longer in use)", routeText(route), uplinkWhere);
     }
     for (const RouteEntry& route : wanted) {
       if (std::find(current->begin(), current->end(), route) != current->end()) continue;
-      if (auto s = uplink->addRoute(route); !s) return s;
+      if (auto s = kernel_.addRoute(uplink, route); !s) return s;
       record("added route {}{}", routeText(route), uplinkWhere);
     }
     return {};
   }
 
-  // The veth pair made in the VPC namespace, its uplink end moved out (on failure nothing stays).
+  // The veth pair made in the VPC namespace, its uplink end made in the uplink namespace.
   Status createGatewayPair(const GatewayPlan& gateway) {
-    UniqueFd uplinkFd;
-    if (gateway.uplinkNetns.empty()) {
-      // The caller's namespace: this thread's, which is what Netlink::open("") uses too.
-      uplinkFd.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-      if (!uplinkFd) return fail(systemError(errno, "open(\"/proc/thread-self/ns/net\")"));
-    } else {
-      auto fd = openNetns(gateway.uplinkNetns);
-      if (!fd) return fail(std::move(fd).error());
-      uplinkFd = std::move(*fd);
-    }
-    // The uplink end is born in its namespace (a move would wait for RCU grace periods).
-    return vpc_->createVethPair(gateway.vpcLink, gateway.uplinkLink, uplinkFd.get(), std::nullopt);
+    return kernel_.createVethPair(plan_.netns, gateway.vpcLink, gateway.uplinkNetns, gateway.uplinkLink);
   }
 
   Status convergeNicPorts() {
-    auto links = vpc_->links();
+    auto links = kernel_.links(plan_.netns);
     if (!links) return fail(std::move(links).error());
     for (const LinkInfo& link : *links) {
       if (!hasPrefix(link.name, kVethPrefix) && !hasPrefix(link.name, kTapPrefix)) continue;
       auto nic = std::find_if(plan_.nics.begin(), plan_.nics.end(),
                               [&](const NicPlan& n) { return n.link == link.name; });
       if (nic == plan_.nics.end()) {
-        if (auto s = vpc_->deleteLink(link.name); !s) return s;
+        if (auto s = kernel_.deleteLink(plan_.netns, link.name); !s) return s;
         record("removed NIC port {} (its instance is no longer in the VPC)", link.name);
         continue;
       }
       if (link.master != nic->bridge) {
-        if (auto s = vpc_->setMaster(link.name, nic->bridge); !s) return s;
+        if (auto s = kernel_.setMaster(plan_.netns, link.name, nic->bridge); !s) return s;
         record("attached NIC port {} of instance {} to bridge {}", link.name, nic->nic.instance, nic->bridge);
       }
       if (!link.up) {
-        if (auto s = vpc_->setUp(link.name); !s) return s;
+        if (auto s = kernel_.setUp(plan_.netns, link.name); !s) return s;
         record("set NIC port {} of instance {} up", link.name, nic->nic.instance);
       }
     }
@@ -461,7 +393,7 @@ class Converger {
 
   Status convergeRoutes() {
     // One dump of every table: the kernel cannot list a single table's routes any cheaper.
-    auto all = vpc_->routes(0);
+    auto all = kernel_.routes(plan_.netns, 0);
     if (!all) return fail(std::move(all).error());
     std::map<uint32_t, std::vector<RouteEntry>> byTable;
     for (RouteEntry& route : *all) {
@@ -477,7 +409,7 @@ class Converger {
         bool keep = std::any_of(wanted.begin(), wanted.end(),
                                 [&](const RouteEntry& w) { return w.destination == route.destination; });
         if (keep) continue;
-        if (auto s = vpc_->deleteRoute(route); !s) return s;
+        if (auto s = kernel_.deleteRoute(plan_.netns, route); !s) return s;
         record("removed route {} from table {} (route table {})", routeText(route), table.tableId,
                table.name);
       }
@@ -485,7 +417,7 @@ class Converger {
         auto existing = std::find_if(current.begin(), current.end(),
                                      [&](const RouteEntry& c) { return c.destination == route.destination; });
         if (existing != current.end() && *existing == route) continue;
-        if (auto s = vpc_->addRoute(route); !s) return s;
+        if (auto s = kernel_.addRoute(plan_.netns, route); !s) return s;
         if (existing == current.end()) {
           record("added route {} to table {} (route table {})", routeText(route), table.tableId, table.name);
         } else {
@@ -498,7 +430,7 @@ class Converger {
     for (const auto& [id, routes] : byTable) {
       if (planned.contains(id)) continue;
       for (const RouteEntry& route : routes) {
-        if (auto s = vpc_->deleteRoute(route); !s) return s;
+        if (auto s = kernel_.deleteRoute(plan_.netns, route); !s) return s;
         record("removed route {} from table {} (route table no longer exists)", routeText(route), id);
       }
     }
@@ -518,18 +450,18 @@ class Converger {
                                    .table = table.tableId});
       }
     }
-    auto current = vpc_->rules();
+    auto current = kernel_.rules(plan_.netns);
     if (!current) return fail(std::move(current).error());
     // New rules before the old ones go, so a subnet is never without its table.
     for (const RuleEntry& rule : wanted) {
       if (std::find(current->begin(), current->end(), rule) != current->end()) continue;
-      if (auto s = vpc_->addRule(rule); !s) return s;
+      if (auto s = kernel_.addRule(plan_.netns, rule); !s) return s;
       record("added rule {}", ruleText(rule));
     }
     for (const RuleEntry& rule : *current) {
       if (rule.priority < kFirstOurRulePriority || rule.priority > kLastOurRulePriority) continue;
       if (std::find(wanted.begin(), wanted.end(), rule) != wanted.end()) continue;
-      if (auto s = vpc_->deleteRule(rule); !s) return s;
+      if (auto s = kernel_.deleteRule(plan_.netns, rule); !s) return s;
       record("removed rule {}", ruleText(rule));
     }
     return {};
@@ -540,7 +472,7 @@ class Converger {
     if (memo_.portGuards == plan_.portGuards) return {};
     std::vector<std::string> links;
     for (const NicPlan& nic : plan_.nics) links.push_back(nic.link);
-    auto removed = applyPortGuards(plan_.netns, plan_.portGuards, links);
+    auto removed = kernel_.applyPortGuards(plan_.netns, plan_.portGuards, links);
     if (!removed) return fail(std::move(removed).error());
     record("{} port guards for {} NIC(s) (table bridge corral)", memo_.portGuards ? "replaced" : "loaded",
            links.size());
@@ -553,7 +485,7 @@ class Converger {
 
   Status convergeRuleset() {
     if (memo_.ruleset == plan_.ruleset) return {};
-    if (auto s = applyRuleset(plan_.netns, plan_.ruleset); !s) return s;
+    if (auto s = kernel_.applyRuleset(plan_.netns, plan_.ruleset); !s) return s;
     record("{} ruleset (table inet corral)", memo_.ruleset ? "replaced" : "loaded");
     memo_.ruleset = plan_.ruleset;
     storeMemo(plan_.netns, memo_);
@@ -561,7 +493,7 @@ class Converger {
   }
 
   const VpcPlan& plan_;
-  std::optional<Netlink> vpc_;
+  VpcKernel& kernel_;
   NetnsMemo memo_;
   ChangeLog log_;
 };
@@ -569,7 +501,12 @@ class Converger {
 }  // namespace
 
 Result<ChangeLog> convergeVpc(const VpcPlan& plan) {
-  Converger converger(plan);
+  LinuxVpcKernel kernel;
+  return convergeVpc(plan, kernel);
+}
+
+Result<ChangeLog> convergeVpc(const VpcPlan& plan, VpcKernel& kernel) {
+  Converger converger(plan, kernel);
   if (auto s = converger.run(); !s) {
     return fail(
         std::move(s).error().wrap(fmt::format("converge vpc \"{}\" (netns \"{}\")", plan.vpc, plan.netns)));

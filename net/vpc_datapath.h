@@ -1,6 +1,7 @@
 // The sys side of a VPC: makes the kernel match a VpcPlan (net/datapath.h) and attaches instance NICs.
 // Everything goes through net/netlink.h (namespaces, links, addresses, routes, rules, sysctls) and
-// net/nft.h (the ruleset); nothing runs `ip` or `nft`.
+// net/nft.h (the ruleset); nothing runs `ip` or `nft`. Convergence makes its calls through VpcKernel
+// (net/vpc_kernel.h), so its diff is unit-tested against a fake.
 //
 // convergeVpc is idempotent and declarative, which makes it both "create" and "reconcile": objects that
 // are right are left alone (so connections survive a re-apply), missing ones are created, wrong ones
@@ -16,6 +17,7 @@
 
 #include "core/error.h"
 #include "net/datapath.h"
+#include "net/vpc_kernel.h"
 
 namespace corral::net {
 
@@ -42,6 +44,8 @@ using ChangeLog = std::vector<std::string>;
 // - the ruleset (plan.ruleset) applied atomically, last, and only if it differs from what is loaded.
 // On failure the error names the step and object; what was already converged stays (a retry finishes).
 Result<ChangeLog> convergeVpc(const VpcPlan& plan);
+// The same through `kernel` (net/vpc_kernel.h): the unit tests' recording fake.
+Result<ChangeLog> convergeVpc(const VpcPlan& plan, VpcKernel& kernel);
 
 // Removes the VPC's namespace and with it everything inside (bridges, veths, taps of VMs still running
 // are deleted by the kernel; QEMU sees its NIC gone), and the uplink side of its gateway.

@@ -1,48 +1,31 @@
 // Cgroups without root: name and limit validation, which files get which values per mode, and both drivers
-// run against a plain directory tree standing in for /sys/fs/cgroup (the test creates the kernel's files).
+// run against FakeCgroupFiles, a simulated /sys/fs/cgroup that records every call.
 #include "container/cgroup.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "container/cgroup_v1.h"
 #include "container/cgroup_v2.h"
+#include "tests/unit/container/fake_cgroup_files.h"
 
 namespace corral::container {
 namespace {
 
-namespace fs = std::filesystem;
+using testing::FakeCgroupFiles;
+using Calls = std::vector<std::string>;
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+const std::string kRoot = "/sys/fs/cgroup";
 
-void put(const fs::path& path, const std::string& text) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path) << text;
-}
-
-class TempTree : public ::testing::Test {
+class FakeTree : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "corral-cgroup-test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    root_ = fs::canonical(pattern);
-  }
-  void TearDown() override { fs::remove_all(root_); }
-  CgroupOptions options() const { return {.root = root_.string(), .parent = "corral"}; }
-  fs::path root_;
+  CgroupOptions options() const { return {.root = kRoot, .parent = "corral"}; }
+  std::string text(const std::string& path) const { return files_.file(path).value_or("<missing>"); }
+  FakeCgroupFiles files_;
 };
 
 TEST(CgroupValidation, NamesAreOnePathComponent) {
@@ -106,47 +89,65 @@ TEST(CgroupPlan, V1Files) {
   EXPECT_TRUE(cgroupV1LimitWrites({}, true).empty());
 }
 
-// ---- v2 against a stand-in tree ----
+// ---- v2 ----
 
-class CgroupV2Tree : public TempTree {
+class CgroupV2Tree : public FakeTree {
  protected:
   void SetUp() override {
-    TempTree::SetUp();
-    put(root_ / "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n");
-    put(root_ / "cgroup.subtree_control", "io\n");
+    files_.put(kRoot + "/cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n");
+    files_.put(kRoot + "/cgroup.subtree_control", "io\n");
   }
+  const std::string dir_ = kRoot + "/corral/web-1";
 };
 
 TEST_F(CgroupV2Tree, CreateEnablesControllersWritesLimitsAndDestroys) {
-  // Swap accounting shows as memory.swap.max in the (non-root) parent.
-  put(root_ / "corral" / "memory.swap.max", "max\n");
-  auto cgroup = createCgroup(CgroupMode::Unified, "web-1", kAllLimits, options());
+  // The parent exists and accounts swap (memory.swap.max shows in a non-root group).
+  files_.put(kRoot + "/corral/cgroup.subtree_control", "");
+  files_.put(kRoot + "/corral/memory.swap.max", "max\n");
+  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", kAllLimits, options(),
+                             {{DeviceType::Char, 1, 3, kDeviceAllAccess}});
   ASSERT_TRUE(cgroup) << cgroup.error().message();
-  const fs::path dir = root_ / "corral" / "web-1";
-  EXPECT_EQ((*cgroup)->path(), dir.string());
+  EXPECT_EQ(files_.changes(), (Calls{
+                                  "write /sys/fs/cgroup/cgroup.subtree_control +memory +cpu +pids",
+                                  "write /sys/fs/cgroup/corral/cgroup.subtree_control +memory +cpu +pids",
+                                  "mkdir /sys/fs/cgroup/corral/web-1",
+                                  "write /sys/fs/cgroup/corral/web-1/memory.max 67108864",
+                                  "write /sys/fs/cgroup/corral/web-1/memory.swap.max 0",
+                                  "write /sys/fs/cgroup/corral/web-1/cpu.max 50000 100000",
+                                  "write /sys/fs/cgroup/corral/web-1/pids.max 64",
+                                  "attachDeviceProgram /sys/fs/cgroup/corral/web-1 [c 1:3 rwm]",
+                              }));
+  EXPECT_EQ((*cgroup)->path(), dir_);
   EXPECT_EQ((*cgroup)->relativePath(), "/corral/web-1");
-  EXPECT_EQ(slurp(root_ / "cgroup.subtree_control"), "cpu io memory pids\n");
-  EXPECT_EQ(slurp(root_ / "corral" / "cgroup.subtree_control"), "cpu memory pids\n");
-  EXPECT_EQ(slurp(dir / "memory.max"), "67108864");
-  EXPECT_EQ(slurp(dir / "memory.swap.max"), "0");
-  EXPECT_EQ(slurp(dir / "cpu.max"), "50000 100000");
-  EXPECT_EQ(slurp(dir / "pids.max"), "64");
+  EXPECT_EQ(text(kRoot + "/cgroup.subtree_control"), "cpu io memory pids\n");
+  EXPECT_EQ(text(dir_ + "/memory.max"), "67108864");
 
   // A group left with the same name (a daemon crash) does not block: it is cleared and made again, its
   // limits written afresh.
-  fs::remove(dir / "memory.max");
-  auto again = createCgroup(CgroupMode::Unified, "web-1", kAllLimits, options());
+  files_.takeCalls();
+  auto again = createCgroup(files_, CgroupMode::Unified, "web-1", kAllLimits, options(),
+                            {{DeviceType::Char, 1, 3, kDeviceAllAccess}});
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ(slurp(dir / "memory.max"), "67108864");
+  EXPECT_EQ(files_.changes(), (Calls{
+                                  "mkdir /sys/fs/cgroup/corral/web-1",
+                                  "write /sys/fs/cgroup/corral/web-1/cgroup.kill 1",
+                                  "rmdir /sys/fs/cgroup/corral/web-1",
+                                  "mkdir /sys/fs/cgroup/corral/web-1",
+                                  "write /sys/fs/cgroup/corral/web-1/memory.max 67108864",
+                                  "write /sys/fs/cgroup/corral/web-1/memory.swap.max 0",
+                                  "write /sys/fs/cgroup/corral/web-1/cpu.max 50000 100000",
+                                  "write /sys/fs/cgroup/corral/web-1/pids.max 64",
+                                  "attachDeviceProgram /sys/fs/cgroup/corral/web-1 [c 1:3 rwm]",
+                              }));
   (*again)->release();
 
   ASSERT_TRUE((*cgroup)->addProcess(4242));
-  EXPECT_EQ(slurp(dir / "cgroup.procs"), "4242");
+  EXPECT_EQ(text(dir_ + "/cgroup.procs"), "4242\n");
 
-  put(dir / "memory.current", "1234\n");
-  put(dir / "memory.peak", "5678\n");
-  put(dir / "memory.events", "low 0\nhigh 0\nmax 7\noom 3\noom_kill 2\noom_group_kill 0\n");
-  put(dir / "pids.current", "3\n");
+  files_.put(dir_ + "/memory.current", "1234\n");
+  files_.put(dir_ + "/memory.peak", "5678\n");
+  files_.put(dir_ + "/memory.events", "low 0\nhigh 0\nmax 7\noom 3\noom_kill 2\noom_group_kill 0\n");
+  files_.put(dir_ + "/pids.current", "3\n");
   auto stats = (*cgroup)->stats();
   ASSERT_TRUE(stats) << stats.error().message();
   EXPECT_EQ(stats->memoryCurrentBytes, 1234u);
@@ -154,24 +155,26 @@ TEST_F(CgroupV2Tree, CreateEnablesControllersWritesLimitsAndDestroys) {
   EXPECT_EQ(stats->oomKills, 2u);
   EXPECT_EQ(stats->pidsCurrent, 3u);
 
-  // With cgroup.kill the kernel empties the group; the stand-in's cgroup.procs is emptied by hand.
-  put(dir / "cgroup.kill", "");
-  put(dir / "cgroup.procs", "");
+  // A group with members cannot go; cgroup.kill empties it.
+  auto busy = (*cgroup)->destroy();
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().kind(), ErrorKind::Conflict);
+  files_.takeCalls();
   ASSERT_TRUE((*cgroup)->killAll());
-  EXPECT_EQ(slurp(dir / "cgroup.kill"), "1");
+  EXPECT_EQ(files_.changes(), Calls{"write /sys/fs/cgroup/corral/web-1/cgroup.kill 1"});
 
   ASSERT_TRUE((*cgroup)->destroy());
-  EXPECT_FALSE(fs::exists(dir));
-  EXPECT_TRUE(fs::exists(root_ / "corral"));
-  auto gone = openCgroup(CgroupMode::Unified, "web-1", options());
+  EXPECT_FALSE(files_.hasDirectory(dir_));
+  EXPECT_TRUE(files_.hasDirectory(kRoot + "/corral"));
+  auto gone = openCgroup(files_, CgroupMode::Unified, "web-1", options());
   ASSERT_FALSE(gone);
   EXPECT_EQ(gone.error().kind(), ErrorKind::NotFound);
 }
 
 TEST_F(CgroupV2Tree, NoSwapAccountingNoSwapFile) {
-  auto cgroup = createCgroup(CgroupMode::Unified, "web-1", kAllLimits, options());
+  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", kAllLimits, options());
   ASSERT_TRUE(cgroup) << cgroup.error().message();
-  EXPECT_FALSE(fs::exists(root_ / "corral" / "web-1" / "memory.swap.max"));
+  EXPECT_FALSE(files_.file(dir_ + "/memory.swap.max"));
   // No memory.peak (before 5.19): the peak reads 0.
   auto stats = (*cgroup)->stats();
   ASSERT_TRUE(stats) << stats.error().message();
@@ -179,134 +182,144 @@ TEST_F(CgroupV2Tree, NoSwapAccountingNoSwapFile) {
 }
 
 TEST_F(CgroupV2Tree, MissingControllerIsNamed) {
-  put(root_ / "cgroup.controllers", "cpuset io memory\n");
-  auto cgroup = createCgroup(CgroupMode::Unified, "web-1", {.memoryBytes = {}, .cpuMillis = 500, .pids = {}},
-                             options());
+  files_.put(kRoot + "/cgroup.controllers", "cpuset io memory\n");
+  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1",
+                             {.memoryBytes = {}, .cpuMillis = 500, .pids = {}}, options());
   ASSERT_FALSE(cgroup);
   EXPECT_EQ(cgroup.error().kind(), ErrorKind::Unavailable);
   EXPECT_NE(cgroup.error().message().find("the \"cpu\" controller is not available"), std::string::npos)
       << cgroup.error().message();
-  EXPECT_FALSE(fs::exists(root_ / "corral" / "web-1"));
+  EXPECT_EQ(files_.changes(), Calls{}) << "nothing made";
   // Without limits that need them, missing cpu and pids are fine; only the available ones get enabled.
-  auto memoryOnly = createCgroup(CgroupMode::Unified, "web-2",
+  auto memoryOnly = createCgroup(files_, CgroupMode::Unified, "web-2",
                                  {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}}, options());
   ASSERT_TRUE(memoryOnly) << memoryOnly.error().message();
-  EXPECT_EQ(slurp(root_ / "corral" / "cgroup.subtree_control"), "memory\n");
+  EXPECT_EQ(text(kRoot + "/corral/cgroup.subtree_control"), "memory\n");
 }
 
 // A hybrid host's unified mount offers no controller: without limits that is enough for a group.
 TEST_F(CgroupV2Tree, NoControllersAreNeededWithoutLimits) {
-  put(root_ / "cgroup.controllers", "hugetlb\n");
-  put(root_ / "cgroup.subtree_control", "");
-  auto cgroup = createCgroup(CgroupMode::Unified, "web-1", {}, options());
+  files_.put(kRoot + "/cgroup.controllers", "hugetlb\n");
+  files_.put(kRoot + "/cgroup.subtree_control", "");
+  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", {}, options());
   ASSERT_TRUE(cgroup) << cgroup.error().message();
-  EXPECT_TRUE(fs::is_directory(root_ / "corral" / "web-1"));
-  EXPECT_EQ(slurp(root_ / "cgroup.subtree_control"), "");
-  auto limited = createCgroup(CgroupMode::Unified, "web-2",
+  EXPECT_TRUE(files_.hasDirectory(dir_));
+  EXPECT_EQ(text(kRoot + "/cgroup.subtree_control"), "");
+  // Stats of a group without controllers: zeros, read from nothing that is not there.
+  auto stats = (*cgroup)->stats();
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(stats->memoryCurrentBytes, 0u);
+  auto limited = createCgroup(files_, CgroupMode::Unified, "web-2",
                               {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}}, options());
   ASSERT_FALSE(limited);
   EXPECT_NE(limited.error().message().find("the \"memory\" controller is not available"), std::string::npos)
       << limited.error().message();
-  EXPECT_FALSE(fs::exists(root_ / "corral" / "web-2"));
+  EXPECT_FALSE(files_.hasDirectory(kRoot + "/corral/web-2"));
 }
 
-// A stand-in tree has no kernel to move a process for it: no directory fd for CLONE_INTO_CGROUP, no
-// `tasks` files, so the runtime falls back to addProcess().
-TEST_F(CgroupV2Tree, StandInTreeOffersNoSelfJoin) {
-  put(root_ / "cgroup.controllers", "");
-  put(root_ / "cgroup.subtree_control", "");
-  auto cgroup = createCgroup(CgroupMode::Unified, "web-1", {}, options());
+// The child joins by itself: clone3(CLONE_INTO_CGROUP) with the group's directory.
+TEST_F(CgroupV2Tree, JoinOpensTheGroupsDirectory) {
+  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", {}, options());
   ASSERT_TRUE(cgroup) << cgroup.error().message();
+  files_.takeCalls();
   auto join = (*cgroup)->openJoin();
   ASSERT_TRUE(join) << join.error().message();
-  EXPECT_FALSE(join->directory);
+  EXPECT_TRUE(join->directory);
   EXPECT_TRUE(join->taskFiles.empty());
+  EXPECT_EQ(files_.changes(), Calls{"openDirectory /sys/fs/cgroup/corral/web-1"});
 }
 
 TEST_F(CgroupV2Tree, DroppedUnlessReleasedAndReopened) {
-  const fs::path dir = root_ / "corral" / "web-1";
   {
-    auto cgroup = createCgroup(CgroupMode::Unified, "web-1", {}, options());
+    auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", {}, options());
     ASSERT_TRUE(cgroup) << cgroup.error().message();
-    EXPECT_TRUE(fs::is_directory(dir));
+    EXPECT_TRUE(files_.hasDirectory(dir_));
   }
-  EXPECT_FALSE(fs::exists(dir)) << "an unreleased cgroup is removed when dropped";
+  EXPECT_FALSE(files_.hasDirectory(dir_)) << "an unreleased cgroup is removed when dropped";
   {
-    auto cgroup = createCgroup(CgroupMode::Unified, "web-1", {}, options());
+    auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", {}, options());
     ASSERT_TRUE(cgroup) << cgroup.error().message();
     (*cgroup)->release();
   }
-  ASSERT_TRUE(fs::is_directory(dir));
+  ASSERT_TRUE(files_.hasDirectory(dir_));
   {
-    auto reopened = openCgroup(CgroupMode::Unified, "web-1", options());
+    auto reopened = openCgroup(files_, CgroupMode::Unified, "web-1", options());
     ASSERT_TRUE(reopened) << reopened.error().message();
-    EXPECT_EQ((*reopened)->path(), dir.string());
+    EXPECT_EQ((*reopened)->path(), dir_);
   }
-  EXPECT_TRUE(fs::is_directory(dir)) << "a reattached cgroup belongs to the daemon";
-  auto reopened = openCgroup(CgroupMode::Unified, "web-1", options());
+  EXPECT_TRUE(files_.hasDirectory(dir_)) << "a reattached cgroup belongs to the daemon";
+  auto reopened = openCgroup(files_, CgroupMode::Unified, "web-1", options());
   ASSERT_TRUE(reopened);
   ASSERT_TRUE((*reopened)->destroy());
-  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_FALSE(files_.hasDirectory(dir_));
 }
 
-// ---- v1 against a stand-in tree ----
+// ---- v1 ----
 
-class CgroupV1Tree : public TempTree {
+class CgroupV1Tree : public FakeTree {
  protected:
   void SetUp() override {
-    TempTree::SetUp();
     for (const char* hierarchy : {"memory", "cpu,cpuacct", "pids", "cpuset", "freezer", "devices"})
-      fs::create_directories(root_ / hierarchy);
-    fs::create_directory_symlink("cpu,cpuacct", root_ / "cpu");
-    fs::create_directory_symlink("cpu,cpuacct", root_ / "cpuacct");
-    put(root_ / "memory" / "memory.memsw.limit_in_bytes", "9223372036854771712\n");
-    put(root_ / "cpuset" / "cpuset.cpus", "0-3\n");
-    put(root_ / "cpuset" / "cpuset.mems", "0\n");
+      files_.makeDirectories(kRoot + "/" + hierarchy);
+    files_.symlink(kRoot + "/cpu", kRoot + "/cpu,cpuacct");
+    files_.symlink(kRoot + "/cpuacct", kRoot + "/cpu,cpuacct");
+    files_.put(kRoot + "/memory/memory.memsw.limit_in_bytes", "9223372036854771712\n");
+    files_.put(kRoot + "/cpuset/cpuset.cpus", "0-3\n");
   }
-  std::vector<fs::path> containerDirs(const std::string& name) const {
-    std::vector<fs::path> dirs;
+  std::vector<std::string> containerDirs(const std::string& name) const {
+    std::vector<std::string> dirs;
     for (const char* hierarchy : {"memory", "cpu,cpuacct", "pids", "freezer", "devices"})
-      dirs.push_back(root_ / hierarchy / "corral" / name);
+      dirs.push_back(fmt::format("{}/{}/corral/{}", kRoot, hierarchy, name));
     return dirs;
   }
 };
 
 TEST_F(CgroupV1Tree, FindsCoMountedHierarchies) {
-  EXPECT_EQ(findV1Hierarchy(root_.string(), "cpu"), (root_ / "cpu,cpuacct").string());
-  EXPECT_EQ(findV1Hierarchy(root_.string(), "memory"), (root_ / "memory").string());
-  fs::remove(root_ / "cpu");
-  EXPECT_EQ(findV1Hierarchy(root_.string(), "cpu"), (root_ / "cpu,cpuacct").string())
-      << "without the symlink";
-  EXPECT_EQ(findV1Hierarchy(root_.string(), "blkio"), "");
+  EXPECT_EQ(findV1Hierarchy(files_, kRoot, "cpu"), kRoot + "/cpu,cpuacct");
+  EXPECT_EQ(findV1Hierarchy(files_, kRoot, "memory"), kRoot + "/memory");
+  FakeCgroupFiles noSymlink;
+  noSymlink.makeDirectories(kRoot + "/cpu,cpuacct");
+  EXPECT_EQ(findV1Hierarchy(noSymlink, kRoot, "cpu"), kRoot + "/cpu,cpuacct") << "without the symlink";
+  EXPECT_EQ(findV1Hierarchy(files_, kRoot, "blkio"), "");
 }
 
 TEST_F(CgroupV1Tree, CreateWritesEveryControllerAndDestroys) {
-  auto cgroup = createCgroup(CgroupMode::Hybrid, "web-1", kAllLimits, options());
+  auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", kAllLimits, options(),
+                             {{DeviceType::Char, 1, 3, kDeviceAllAccess}});
   ASSERT_TRUE(cgroup) << cgroup.error().message();
-  for (const auto& dir : containerDirs("web-1")) EXPECT_TRUE(fs::is_directory(dir)) << dir;
-  const fs::path memory = root_ / "memory" / "corral" / "web-1";
-  const fs::path cpu = root_ / "cpu,cpuacct" / "corral" / "web-1";
-  EXPECT_EQ((*cgroup)->path(), memory.string());
+  // Hierarchies that neither limit nor account nor protect are not joined (each costs a write at start):
+  // no cpuset.
+  EXPECT_EQ(files_.changes(),
+            (Calls{
+                "mkdir /sys/fs/cgroup/memory/corral",
+                "mkdir /sys/fs/cgroup/memory/corral/web-1",
+                "mkdir /sys/fs/cgroup/cpu,cpuacct/corral",
+                "mkdir /sys/fs/cgroup/cpu,cpuacct/corral/web-1",
+                "mkdir /sys/fs/cgroup/pids/corral",
+                "mkdir /sys/fs/cgroup/pids/corral/web-1",
+                "mkdir /sys/fs/cgroup/freezer/corral",
+                "mkdir /sys/fs/cgroup/freezer/corral/web-1",
+                "mkdir /sys/fs/cgroup/devices/corral",
+                "mkdir /sys/fs/cgroup/devices/corral/web-1",
+                "write /sys/fs/cgroup/memory/corral/web-1/memory.limit_in_bytes 67108864",
+                "write /sys/fs/cgroup/memory/corral/web-1/memory.memsw.limit_in_bytes 67108864",
+                "write /sys/fs/cgroup/cpu,cpuacct/corral/web-1/cpu.cfs_period_us 100000",
+                "write /sys/fs/cgroup/cpu,cpuacct/corral/web-1/cpu.cfs_quota_us 50000",
+                "write /sys/fs/cgroup/pids/corral/web-1/pids.max 64",
+                "write /sys/fs/cgroup/devices/corral/web-1/devices.deny a",
+                "write /sys/fs/cgroup/devices/corral/web-1/devices.allow c 1:3 rwm",
+            }));
+  const std::string memory = kRoot + "/memory/corral/web-1";
+  EXPECT_EQ((*cgroup)->path(), memory);
   EXPECT_EQ((*cgroup)->relativePath(), "/corral/web-1");
-  EXPECT_EQ(slurp(memory / "memory.limit_in_bytes"), "67108864");
-  EXPECT_EQ(slurp(memory / "memory.memsw.limit_in_bytes"), "67108864");
-  EXPECT_EQ(slurp(cpu / "cpu.cfs_period_us"), "100000");
-  EXPECT_EQ(slurp(cpu / "cpu.cfs_quota_us"), "50000");
-  EXPECT_EQ(slurp(root_ / "pids" / "corral" / "web-1" / "pids.max"), "64");
-  // Hierarchies that neither limit nor account nor protect are not joined (each costs a write at start).
-  EXPECT_FALSE(fs::exists(root_ / "cpuset" / "corral")) << "cpuset is not joined";
-  // The device policy: deny all, then the allow list (the stand-in file keeps the last line written).
-  const fs::path devices = root_ / "devices" / "corral" / "web-1";
-  EXPECT_EQ(slurp(devices / "devices.deny"), "a");
-  EXPECT_EQ(slurp(devices / "devices.allow"), "c 136:* rwm");
 
   ASSERT_TRUE((*cgroup)->addProcess(4242));
-  for (const auto& dir : containerDirs("web-1")) EXPECT_EQ(slurp(dir / "cgroup.procs"), "4242") << dir;
+  for (const auto& dir : containerDirs("web-1")) EXPECT_EQ(text(dir + "/cgroup.procs"), "4242\n") << dir;
 
-  put(memory / "memory.usage_in_bytes", "1000\n");
-  put(memory / "memory.max_usage_in_bytes", "2000\n");
-  put(memory / "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n");
-  put(root_ / "pids" / "corral" / "web-1" / "pids.current", "5\n");
+  files_.put(memory + "/memory.usage_in_bytes", "1000\n");
+  files_.put(memory + "/memory.max_usage_in_bytes", "2000\n");
+  files_.put(memory + "/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n");
+  files_.put(kRoot + "/pids/corral/web-1/pids.current", "5\n");
   auto stats = (*cgroup)->stats();
   ASSERT_TRUE(stats) << stats.error().message();
   EXPECT_EQ(stats->memoryCurrentBytes, 1000u);
@@ -314,21 +327,30 @@ TEST_F(CgroupV1Tree, CreateWritesEveryControllerAndDestroys) {
   EXPECT_EQ(stats->oomKills, 4u);
   EXPECT_EQ(stats->pidsCurrent, 5u);
 
-  // killAll freezes, kills and thaws; the stand-in's member lists are emptied by hand.
-  for (const auto& dir : containerDirs("web-1")) put(dir / "cgroup.procs", "");
+  // killAll freezes, kills and thaws; the fake's member lists (no real process) are emptied by hand.
+  for (const auto& dir : containerDirs("web-1")) files_.put(dir + "/cgroup.procs", "");
+  files_.put(kRoot + "/freezer/corral/web-1/freezer.state", "THAWED\n");
+  files_.takeCalls();
   ASSERT_TRUE((*cgroup)->killAll());
-  EXPECT_EQ(slurp(root_ / "freezer" / "corral" / "web-1" / "freezer.state"), "THAWED");
+  EXPECT_EQ(files_.changes(), (Calls{"write /sys/fs/cgroup/freezer/corral/web-1/freezer.state FROZEN",
+                                     "write /sys/fs/cgroup/freezer/corral/web-1/freezer.state THAWED"}));
 
+  files_.takeCalls();
   ASSERT_TRUE((*cgroup)->destroy());
-  for (const auto& dir : containerDirs("web-1")) EXPECT_FALSE(fs::exists(dir)) << dir;
-
-  auto gone = openCgroup(CgroupMode::Legacy, "web-1", options());
+  EXPECT_EQ(files_.changes(), (Calls{
+                                  "rmdir /sys/fs/cgroup/devices/corral/web-1",
+                                  "rmdir /sys/fs/cgroup/freezer/corral/web-1",
+                                  "rmdir /sys/fs/cgroup/pids/corral/web-1",
+                                  "rmdir /sys/fs/cgroup/cpu,cpuacct/corral/web-1",
+                                  "rmdir /sys/fs/cgroup/memory/corral/web-1",
+                              }));
+  auto gone = openCgroup(files_, CgroupMode::Legacy, "web-1", options());
   ASSERT_FALSE(gone);
   EXPECT_EQ(gone.error().kind(), ErrorKind::NotFound);
 }
 
 TEST_F(CgroupV1Tree, KillAllGivesUpNamingThePidsLeft) {
-  auto cgroup = createCgroup(CgroupMode::Hybrid, "web-1", {}, options());
+  auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", {}, options());
   ASSERT_TRUE(cgroup) << cgroup.error().message();
   pid_t child = fork();
   ASSERT_GE(child, 0);
@@ -337,7 +359,7 @@ TEST_F(CgroupV1Tree, KillAllGivesUpNamingThePidsLeft) {
     _exit(0);
   }
   ASSERT_TRUE((*cgroup)->addProcess(child));
-  // The stand-in never drops the pid from cgroup.procs, as if the process could not be killed.
+  // The fake never drops the pid from cgroup.procs, as if the process could not be killed.
   auto killed = (*cgroup)->killAll();
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
@@ -347,22 +369,21 @@ TEST_F(CgroupV1Tree, KillAllGivesUpNamingThePidsLeft) {
   EXPECT_NE(killed.error().message().find(fmt::format("still running after 5 s: [{}]", child)),
             std::string::npos)
       << killed.error().message();
-  for (const auto& dir : containerDirs("web-1")) put(dir / "cgroup.procs", "");
+  for (const auto& dir : containerDirs("web-1")) files_.put(dir + "/cgroup.procs", "");
   ASSERT_TRUE((*cgroup)->destroy());
 }
 
 TEST_F(CgroupV1Tree, FailureHalfwayRemovesWhatWasMade) {
   // pids/corral is a file: mkdir of the container's pids directory fails after memory and cpu were made.
-  put(root_ / "pids" / "corral", "not a directory");
-  auto cgroup = createCgroup(CgroupMode::Hybrid, "web-1", kAllLimits, options());
+  files_.put(kRoot + "/pids/corral", "not a directory");
+  auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", kAllLimits, options());
   ASSERT_FALSE(cgroup);
-  EXPECT_NE(cgroup.error().message().find(fmt::format("mkdir(\"{}\"): Not a directory",
-                                                      (root_ / "pids" / "corral" / "web-1").string())),
-            std::string::npos)
+  EXPECT_NE(
+      cgroup.error().message().find(fmt::format("mkdir(\"{}/pids/corral/web-1\"): Not a directory", kRoot)),
+      std::string::npos)
       << cgroup.error().message();
-  EXPECT_FALSE(fs::exists(root_ / "memory" / "corral" / "web-1"));
-  EXPECT_FALSE(fs::exists(root_ / "cpu,cpuacct" / "corral" / "web-1"));
-  fs::remove(root_ / "pids" / "corral");
+  EXPECT_FALSE(files_.hasDirectory(kRoot + "/memory/corral/web-1"));
+  EXPECT_FALSE(files_.hasDirectory(kRoot + "/cpu,cpuacct/corral/web-1"));
 }
 
 TEST(CgroupV1Writes, DevicePolicyDeniesAllThenAllowsEachRule) {
@@ -376,8 +397,8 @@ TEST(CgroupV1Writes, DevicePolicyDeniesAllThenAllowsEachRule) {
 }
 
 TEST_F(CgroupV1Tree, DevicesControllerIsRequired) {
-  fs::remove_all(root_ / "devices");
-  auto cgroup = createCgroup(CgroupMode::Hybrid, "web-1", {}, options());
+  files_.remove(kRoot + "/devices");
+  auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", {}, options());
   ASSERT_FALSE(cgroup);
   EXPECT_EQ(cgroup.error().kind(), ErrorKind::Unavailable);
   EXPECT_NE(cgroup.error().message().find("the \"devices\" cgroup v1 controller is not mounted"),
@@ -386,45 +407,68 @@ TEST_F(CgroupV1Tree, DevicesControllerIsRequired) {
 }
 
 TEST_F(CgroupV1Tree, MissingRequiredControllerIsNamed) {
-  fs::remove_all(root_ / "pids");
-  auto cgroup = createCgroup(CgroupMode::Hybrid, "web-1", kAllLimits, options());
+  files_.remove(kRoot + "/pids");
+  auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", kAllLimits, options());
   ASSERT_FALSE(cgroup);
   EXPECT_EQ(cgroup.error().kind(), ErrorKind::Unavailable);
   EXPECT_NE(cgroup.error().message().find("the \"pids\" cgroup v1 controller is not mounted"),
             std::string::npos)
       << cgroup.error().message();
   // Not needed without a pids limit.
-  auto noPids = createCgroup(CgroupMode::Hybrid, "web-1",
+  auto noPids = createCgroup(files_, CgroupMode::Hybrid, "web-1",
                              {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}}, options());
   ASSERT_TRUE(noPids) << noPids.error().message();
 }
 
-TEST_F(CgroupV1Tree, StandInTreeOffersNoSelfJoin) {
-  auto cgroup = createCgroup(CgroupMode::Hybrid, "web-1", {}, options());
+// The child joins by itself: it writes "0" to each hierarchy's tasks file, opened by the parent.
+TEST_F(CgroupV1Tree, JoinOpensEachHierarchysTasksFile) {
+  auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", {}, options());
   ASSERT_TRUE(cgroup) << cgroup.error().message();
+  files_.takeCalls();
   auto join = (*cgroup)->openJoin();
   ASSERT_TRUE(join) << join.error().message();
   EXPECT_FALSE(join->directory);
-  EXPECT_TRUE(join->taskFiles.empty());
-  EXPECT_TRUE(join->taskPaths.empty());
+  EXPECT_EQ(join->taskFiles.size(), 5u);
+  std::vector<std::string> tasks;
+  for (const auto& dir : containerDirs("web-1")) tasks.push_back(dir + "/tasks");
+  EXPECT_EQ(join->taskPaths, tasks);
+  EXPECT_EQ(files_.changes(), (Calls{
+                                  "openForWriting /sys/fs/cgroup/memory/corral/web-1/tasks",
+                                  "openForWriting /sys/fs/cgroup/cpu,cpuacct/corral/web-1/tasks",
+                                  "openForWriting /sys/fs/cgroup/pids/corral/web-1/tasks",
+                                  "openForWriting /sys/fs/cgroup/freezer/corral/web-1/tasks",
+                                  "openForWriting /sys/fs/cgroup/devices/corral/web-1/tasks",
+                              }));
 }
 
 TEST_F(CgroupV1Tree, DroppedUnlessReleasedAndReopened) {
   {
-    auto cgroup = createCgroup(CgroupMode::Hybrid, "web-1", {}, options());
+    auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", {}, options());
     ASSERT_TRUE(cgroup) << cgroup.error().message();
   }
-  for (const auto& dir : containerDirs("web-1")) EXPECT_FALSE(fs::exists(dir)) << dir;
+  for (const auto& dir : containerDirs("web-1")) EXPECT_FALSE(files_.hasDirectory(dir)) << dir;
   {
-    auto cgroup = createCgroup(CgroupMode::Hybrid, "web-1", {}, options());
+    auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", {}, options());
     ASSERT_TRUE(cgroup) << cgroup.error().message();
     (*cgroup)->release();
   }
-  auto reopened = openCgroup(CgroupMode::Hybrid, "web-1", options());
+  auto reopened = openCgroup(files_, CgroupMode::Hybrid, "web-1", options());
   ASSERT_TRUE(reopened) << reopened.error().message();
-  EXPECT_EQ((*reopened)->path(), (root_ / "memory" / "corral" / "web-1").string());
+  EXPECT_EQ((*reopened)->path(), kRoot + "/memory/corral/web-1");
   ASSERT_TRUE((*reopened)->destroy());
-  for (const auto& dir : containerDirs("web-1")) EXPECT_FALSE(fs::exists(dir)) << dir;
+  for (const auto& dir : containerDirs("web-1")) EXPECT_FALSE(files_.hasDirectory(dir)) << dir;
+}
+
+// Leftovers of a crash in every hierarchy, the ones a container never joins included, are cleared.
+TEST_F(CgroupV1Tree, ClearRemovesTheGroupInEveryHierarchy) {
+  files_.put(kRoot + "/cpuset/corral/web-1/cgroup.procs", "");
+  files_.put(kRoot + "/memory/corral/web-1/cgroup.procs", "");
+  auto cleared = clearCgroup(files_, CgroupMode::Hybrid, "web-1", options());
+  ASSERT_TRUE(cleared) << cleared.error().message();
+  EXPECT_EQ(cleared->removed,
+            (std::vector<std::string>{kRoot + "/cpuset/corral/web-1", kRoot + "/memory/corral/web-1"}));
+  EXPECT_FALSE(files_.hasDirectory(kRoot + "/cpuset/corral/web-1"));
+  EXPECT_FALSE(files_.hasDirectory(kRoot + "/memory/corral/web-1"));
 }
 
 }  // namespace

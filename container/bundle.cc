@@ -1,0 +1,176 @@
+// A container's bundle on the host: the overlay over the image, the files the parent writes into it, and
+// its removal.
+#include "container/bundle.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <optional>
+
+#include "container/namespaces.h"
+#include "core/rollback.h"
+#include "core/unique_fd.h"
+
+namespace corral::container {
+
+bool isMountPoint(const std::filesystem::path& path) {
+  struct statx stx {};
+  if (::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) != 0) return false;
+  return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+// The cgroup hierarchies the host mounts under /sys/fs/cgroup, for the container's own view of them.
+Result<std::vector<HostCgroupHierarchy>> hostCgroupHierarchies() {
+  UniqueFd fd(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail(systemError(errno, "open(\"/proc/self/mountinfo\")"));
+  std::string text;
+  char buffer[8192];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(systemError(errno, "read(\"/proc/self/mountinfo\")"));
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return parseHostCgroupHierarchies(text);
+}
+
+// Writes /etc/hostname, /etc/hosts and (with nameservers) /etc/resolv.conf into the merged rootfs, that
+// is into the container's writable layer. Chosen over bind mounts from the bundle (Docker's way): no
+// extra mounts in the child, no bind source the mapped root of a user namespace would have to reach
+// through the bundle's parents, and no bind onto an image path that might be a symlink; the daemon can
+// still rewrite them while the container runs (the overlay stays mounted on the host), and they go with
+// the bundle. An image's symlink at one of these paths is replaced by the file (O_NOFOLLOW throughout:
+// resolved here, on the host, a symlink would point at the host's files). With a user namespace the
+// files belong to the container's root, so it may edit them as it could its own.
+Status writeEtcFilesFromParent(const MountPlan& plan, const ContainerConfig& config) {
+  if (plan.etcFiles.empty()) return {};
+  std::string etc = plan.rootfs + "/etc";
+  UniqueFd dir(::open(etc.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) return fail(systemError(errno, fmt::format("open(\"{}\", O_DIRECTORY|O_NOFOLLOW)", etc)));
+  for (const auto& file : plan.etcFiles) {
+    std::string name = file.path.substr(file.path.rfind('/') + 1);
+    std::string path = plan.rootfs + file.path;
+    struct stat st {};
+    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) {
+      if (S_ISDIR(st.st_mode))
+        return fail(invalidField("image_rootfs", "image rootfs: \"{}\" is a directory", file.path));
+      if (::unlinkat(dir.get(), name.c_str(), 0) != 0)
+        return fail(systemError(errno, fmt::format("unlink(\"{}\")", path)));
+    }
+    UniqueFd fd(
+        ::openat(dir.get(), name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\", O_CREAT|O_NOFOLLOW)", path)));
+    if (::write(fd.get(), file.content.data(), file.content.size()) !=
+        static_cast<ssize_t>(file.content.size()))
+      return fail(systemError(errno, fmt::format("write(\"{}\")", path)));
+    if (config.userNamespace) {
+      uid_t id = config.userNamespace->hostId;
+      if (::fchown(fd.get(), id, id) != 0)
+        return fail(systemError(errno, fmt::format("chown(\"{}\", {})", path, id)));
+    }
+  }
+  return {};
+}
+
+// What the parent creates in the writable layer belongs to the container's root: host root is no one
+// inside a user namespace, and a directory of no one's is one the container's root may not write to.
+Status chownToMappedRoot(const std::string& path, const ContainerConfig& config) {
+  if (!config.userNamespace) return {};
+  uid_t id = config.userNamespace->hostId;
+  if (::lchown(path.c_str(), id, id) != 0)
+    return fail(systemError(errno, fmt::format("chown(\"{}\", {})", path, id)));
+  return {};
+}
+
+// Creates what the mount plan needs in the merged rootfs (as host root, so the image owns nothing new)
+// and the systemd container-interface file. Mount points must be real directories: a symlink there
+// would make the child mount onto a host path.
+Status prepareRootfsFromParent(const MountPlan& plan, const ContainerConfig& config) {
+  for (const auto& dir : plan.requiredDirectories) {
+    std::string path = plan.rootfs + dir;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) {
+        return fail(invalidField("image_rootfs", "image rootfs: \"{}\" is not a directory", dir));
+      }
+      continue;
+    }
+    if (errno != ENOENT) return fail(systemError(errno, fmt::format("lstat(\"{}\")", path)));
+    if (::mkdir(path.c_str(), 0755) != 0) return fail(systemError(errno, fmt::format("mkdir(\"{}\")", path)));
+    if (auto ok = chownToMappedRoot(path, config); !ok) return ok;
+  }
+  if (auto ok = writeEtcFilesFromParent(plan, config); !ok) return ok;
+  std::string manager = plan.rootfs + "/run/host/container-manager";
+  UniqueFd fd(::open(manager.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0444));
+  if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", manager)));
+  static constexpr std::string_view kManager = "corral\n";
+  if (::write(fd.get(), kManager.data(), kManager.size()) != static_cast<ssize_t>(kManager.size())) {
+    return fail(systemError(errno, fmt::format("write(\"{}\")", manager)));
+  }
+  return chownToMappedRoot(manager, config);
+}
+
+// Creates bundle/{upper,work,rootfs} and mounts the overlay at rootfs. Mounted here in the host's mount
+// namespace, by host root, for both layouts: with a user namespace the child could not mount it from
+// the image's root-owned lower layer without userxattr; the child's mount namespace gets a copy.
+// With a user namespace the lower layer is the image idmapped through the container's mapping, so its
+// root-owned files belong to the container's root (crun's "idmap" option does the same), and upper/ and
+// work/ belong to the mapped root: what the container creates lands in upper/ owned by its mapped ids.
+Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& config) {
+  for (const auto& dir : {plan.upperDir, plan.workDir, plan.rootfs}) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", dir)));
+  }
+  if (isMountPoint(plan.rootfs)) return fail(conflict("\"{}\" is already a mount point", plan.rootfs));
+  std::optional<Rollback> detachLower;
+  if (config.userNamespace) {
+    uid_t id = config.userNamespace->hostId;
+    for (const auto& dir : {plan.upperDir, plan.workDir}) {
+      if (::chown(dir.c_str(), id, id) != 0)
+        return fail(systemError(errno, fmt::format("chown(\"{}\", {})", dir, id)));
+    }
+    auto mapping = openMappedUserNamespace(id, config.userNamespace->count);
+    if (!mapping) return fail(mapping.error().wrap("idmap the image"));
+    if (::mkdir(plan.idmappedLower.c_str(), 0700) != 0 && errno != EEXIST)
+      return fail(systemError(errno, fmt::format("mkdir(\"{}\")", plan.idmappedLower)));
+    if (isMountPoint(plan.idmappedLower)) ::umount2(plan.idmappedLower.c_str(), MNT_DETACH);  // a crash's
+    auto idmapped = mountIdmappedFromParent(config.imageRootfs.string(), plan.idmappedLower, mapping->get());
+    if (!idmapped) return fail(idmapped.error().wrap("idmap the image"));
+    // The overlay keeps a private clone of each layer, so the lower mount point is not needed once it is up.
+    detachLower.emplace([&] { ::umount2(plan.idmappedLower.c_str(), MNT_DETACH); });
+  }
+  if (::mount("overlay", plan.rootfs.c_str(), "overlay", 0, plan.overlayData.c_str()) != 0) {
+    return fail(systemError(errno, fmt::format("mount(\"overlay\", \"{}\", \"overlay\", \"{}\")", plan.rootfs,
+                                               plan.overlayData)));
+  }
+  return {};
+}
+
+Status removeBundle(const std::filesystem::path& bundleDir) {
+  // Several starts may have stacked mounts; never delete while anything is mounted (it would reach the
+  // image). lower/ is the idmapped image, mounted only while a start is under way (a crash may leave it).
+  for (const std::filesystem::path& mountPoint : {bundleDir / "rootfs", bundleDir / "lower"}) {
+    for (int attempt = 0; attempt < 16 && isMountPoint(mountPoint); ++attempt) {
+      if (::umount2(mountPoint.c_str(), MNT_DETACH) != 0) {
+        return fail(systemError(
+            errno, fmt::format("remove bundle: umount2(\"{}\", MNT_DETACH)", mountPoint.string())));
+      }
+    }
+    if (isMountPoint(mountPoint))
+      return fail(internalError("remove bundle: \"{}\" is still mounted", mountPoint.string()));
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(bundleDir, ec);
+  if (ec)
+    return fail(
+        systemError(ec.value(), fmt::format("remove bundle: remove_all(\"{}\")", bundleDir.string())));
+  return {};
+}
+
+}  // namespace corral::container

@@ -1,0 +1,350 @@
+// The container's child processes, from clone to execve, and the parent's helpers for launching them.
+#include "container/child.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <grp.h>
+#include <linux/sched.h>  // struct clone_args, CLONE_INTO_CGROUP
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "container/caps.h"
+
+namespace corral::container {
+namespace {
+
+constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+}  // namespace
+
+// Moves the calling process into the container's group of each v1 hierarchy, through `tasks` files the
+// parent opened: "0" there is the calling thread alone, which the kernel migrates without taking the global
+// threadgroup lock (see CgroupJoin). Only correct while the caller is single-threaded, as a fresh clone
+// is. The files are closed after use: the rest of the setup has no business with host cgroup files.
+void joinCgroupInChild(int syncFd, const std::vector<int>& taskFds) {
+  for (size_t i = 0; i < taskFds.size(); ++i) {
+    ssize_t n;
+    do {
+      n = ::write(taskFds[i], "0", 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) childFail(syncFd, ChildStep::JoinCgroup, n < 0 ? errno : EIO, static_cast<int32_t>(i));
+    ::close(taskFds[i]);
+  }
+}
+
+// Environment: the caller's, then container=corral (always ours) and a default PATH if none was given.
+ExecImage prepareExecImage(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  ExecImage image;
+  image.argvStorage = argv;
+  std::string path;
+  for (const auto& entry : env) {
+    if (entry.starts_with("container=")) continue;
+    if (entry.starts_with("PATH=")) path = entry.substr(5);
+    image.envStorage.push_back(entry);
+  }
+  image.envStorage.push_back("container=corral");
+  if (path.empty() && std::none_of(env.begin(), env.end(), [](auto& e) { return e.starts_with("PATH="); })) {
+    image.envStorage.push_back(kDefaultPath);
+    path = std::string(kDefaultPath).substr(5);
+  }
+  // Resolve argv[0] like execvpe, but with the candidate list built here: the child only tries them.
+  const std::string& command = argv.front();
+  if (command.find('/') != std::string::npos) {
+    image.candidates.push_back(command);
+  } else {
+    size_t begin = 0;
+    while (begin <= path.size()) {
+      size_t end = path.find(':', begin);
+      if (end == std::string::npos) end = path.size();
+      std::string dir = path.substr(begin, end - begin);
+      image.candidates.push_back((dir.empty() ? std::string(".") : dir) + "/" + command);
+      begin = end + 1;
+    }
+  }
+  for (const auto& arg : image.argvStorage) image.argv.push_back(arg.c_str());
+  image.argv.push_back(nullptr);
+  for (const auto& entry : image.envStorage) image.envp.push_back(entry.c_str());
+  image.envp.push_back(nullptr);
+  return image;
+}
+
+// The container's environment with the exec's own entries replacing those with the same key.
+std::vector<std::string> mergeEnvironment(const std::vector<std::string>& base,
+                                          const std::vector<std::string>& overrides) {
+  auto key = [](const std::string& entry) { return std::string_view(entry).substr(0, entry.find('=')); };
+  std::vector<std::string> merged;
+  for (const auto& entry : base) {
+    bool replaced =
+        std::any_of(overrides.begin(), overrides.end(), [&](auto& o) { return key(o) == key(entry); });
+    if (!replaced) merged.push_back(entry);
+  }
+  merged.insert(merged.end(), overrides.begin(), overrides.end());
+  return merged;
+}
+
+// What PID 1 runs: the command, or with --init the reaper in front of it.
+std::vector<std::string> initArgv(const ContainerConfig& config) {
+  if (config.initBinary.empty()) return config.argv;
+  std::vector<std::string> argv = {kInitPath, "--"};
+  argv.insert(argv.end(), config.argv.begin(), config.argv.end());
+  return argv;
+}
+
+Status validateCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  if (argv.empty() || argv.front().empty()) return fail(invalidField("argv", "argv: a command is required"));
+  for (size_t i = 0; i < env.size(); ++i) {
+    if (env[i].find('=') == std::string::npos || env[i].front() == '=') {
+      return fail(invalidField("env", "env[{}]: \"{}\" is not KEY=VALUE", i, env[i]));
+    }
+  }
+  return {};
+}
+
+// Tries each candidate path; returns the most telling errno (as execvpe: EACCES beats ENOENT).
+int execCandidatesInChild(const ExecImage& image) {
+  int result = ENOENT;
+  for (const auto& candidate : image.candidates) {
+    ::execve(candidate.c_str(), const_cast<char* const*>(image.argv.data()),
+             const_cast<char* const*>(image.envp.data()));
+    if (errno == EACCES) {
+      result = EACCES;
+    } else if (errno != ENOENT && errno != ENOTDIR) {
+      return errno;
+    }
+  }
+  return result;
+}
+
+// Moves the three stdio fds into place. The sources are first duplicated above 2 so one may safely be
+// another's target (e.g. out=0).
+int setupStdioInChild(const int (&sources)[3]) {
+  int high[3];
+  for (int i = 0; i < 3; ++i) {
+    high[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, 3);
+    if (high[i] < 0) return errno;
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (::dup2(high[i], i) < 0) return errno;  // dup2 clears close-on-exec on the target
+    ::close(high[i]);
+  }
+  return 0;
+}
+
+[[noreturn]] void lockDownAndExecInChild(const LockdownInput& in) {
+  if (int err = setupStdioInChild(in.stdio)) childFail(in.syncFd, ChildStep::Stdio, err);
+  if (int err = dropCapabilitiesInChild(*in.capabilities))
+    childFail(in.syncFd, ChildStep::DropCapabilities, err);
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) childFail(in.syncFd, ChildStep::NoNewPrivs, errno);
+  // The daemon's own fds (sockets, databases) must not leak into the container: close them at execve.
+  if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    childFail(in.syncFd, ChildStep::CloseFds, errno);
+  }
+  // Set up to survive its starter from here on (the daemon supervises it by pidfd and cgroup).
+  ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+  if (in.seccomp != nullptr) {
+    if (int err = in.seccomp->loadInChild()) childFail(in.syncFd, ChildStep::Seccomp, err);
+  }
+  SyncRecord execing;
+  execing.kind = RecordKind::Execing;
+  sendRecord(in.syncFd, execing);
+  childFail(in.syncFd, ChildStep::Execve, execCandidatesInChild(*in.image));
+}
+
+// A clone()d child of the multi-threaded daemon still carries glibc's list of the parent's threads, and
+// glibc's setgroups/setres*id wrappers broadcast the change to every thread on that list and wait for
+// each to acknowledge (nptl's setxid): a thread that was starting or exiting at clone time never does, and
+// the child hangs. The raw system calls change the calling thread, which is the whole child process.
+int clearGroupsInChild() {
+  return static_cast<int>(::syscall(SYS_setgroups, 0, nullptr));
+}
+int becomeRootInChild() {
+  if (::syscall(SYS_setresgid, 0, 0, 0) != 0) return -1;
+  return static_cast<int>(::syscall(SYS_setresuid, 0, 0, 0));
+}
+
+// The container's init, from clone() to execve. It is already in its new user (if any), pid, mount,
+// uts, ipc and net namespaces (and, on v2, in its cgroup). Order (STYLE.md): wait for "go" (id maps and
+// network are done) → join the v1 cgroups → private "/" + rootfs bind → become root of the user ns → cgroup
+// ns → mounts → pivot_root → hostname → loopback up → stdio → capabilities → no_new_privs → seccomp →
+// execve. Only system calls here: the address space is a copy of a possibly multithreaded parent, so
+// malloc's locks may be held.
+int containerInitMain(void* arg) {
+  const InitChildContext& ctx = *static_cast<const InitChildContext*>(arg);
+  const int fd = ctx.syncFd;
+  // If the starter dies before "go", so do we (cleared again right before execve). The death signal does
+  // not always reach a pid namespace's init when the whole daemon is SIGKILLed (seen on 6.18: the child
+  // lived on, outside its v1 cgroups, holding the daemon's sockets), so the sync socket says it too: with
+  // our copy of the parent's end closed, the parent's death reads as EOF in waitForGoInChild.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (ctx.parentSyncFd >= 0) ::close(ctx.parentSyncFd);
+  waitForGoInChild(fd);
+  if (!ctx.cgroupTaskFds.empty()) {
+    joinCgroupInChild(fd, ctx.cgroupTaskFds);
+    SyncRecord joined;
+    joined.kind = RecordKind::CgroupJoined;
+    sendRecord(fd, joined);
+  }
+
+  // Still host uid 0 here, the owner of the bundle's parent directories (see enterRootfsInChild).
+  int rootfsFd = -1;
+  MountFailure mountFailure;
+  if (!enterRootfsInChild(*ctx.plan, &rootfsFd, &mountFailure)) {
+    childFail(fd, ChildStep::Mounts, mountFailure.errnum, mountFailure.index, mountFailure.step);
+  }
+
+  if (ctx.userNamespace) {
+    // Our ids were unmapped until the parent wrote the maps; become the namespace's root (the capabilities
+    // from clone(CLONE_NEWUSER) are kept: we move onto the namespace's root uid, not away from it).
+    if (becomeRootInChild() != 0) childFail(fd, ChildStep::SetIds, errno);
+  } else if (clearGroupsInChild() != 0) {  // the daemon's supplementary groups are not the container's
+    childFail(fd, ChildStep::ClearGroups, errno);
+  }
+
+  // Now that we are in the container's cgroup, that cgroup becomes our namespace's root.
+  if (::unshare(CLONE_NEWCGROUP) != 0) childFail(fd, ChildStep::CgroupNamespace, errno);
+
+  if (!applyMountPlanInChild(*ctx.plan, rootfsFd, &mountFailure) || !pivotRootInChild(&mountFailure)) {
+    childFail(fd, ChildStep::Mounts, mountFailure.errnum, mountFailure.index, mountFailure.step);
+  }
+  ::close(rootfsFd);
+  SyncRecord ready;
+  ready.kind = RecordKind::RootfsReady;
+  sendRecord(fd, ready);
+
+  if (::chdir(ctx.workingDir->c_str()) != 0) childFail(fd, ChildStep::WorkingDir, errno);
+  if (::sethostname(ctx.hostname->data(), ctx.hostname->size()) != 0)
+    childFail(fd, ChildStep::Hostname, errno);
+  // A new network namespace starts with lo down; the parent's hook may have plugged in more, or nothing.
+  if (int err = bringUpLoopbackInChild()) childFail(fd, ChildStep::Loopback, err);
+  lockDownAndExecInChild(ctx.lockdown);
+}
+
+// The exec'd process proper: already in every namespace of the container (its pid namespace included,
+// being a child of a process that joined it) and in its cgroup.
+int execGrandchildMain(void* arg) {
+  const ExecChildContext& ctx = *static_cast<const ExecChildContext*>(arg);
+  if (!ctx.userNamespace && clearGroupsInChild() != 0) childFail(ctx.syncFd, ChildStep::ClearGroups, errno);
+  lockDownAndExecInChild(ctx.lockdown);
+}
+
+// The forked intermediate of exec: waits for "go", joins the container's v1 cgroups (on v2 it was cloned
+// into the group), joins the namespaces (user first), then clones the real process with CLONE_PARENT.
+// setns(CLONE_NEWPID) only applies to children, and CLONE_PARENT makes that child the caller's, so its exit
+// status is the command's, with no relaying; the intermediate reports the pid and leaves.
+[[noreturn]] void execIntermediateMain(const ExecChildContext& ctx) {
+  const int fd = ctx.syncFd;
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  waitForGoInChild(fd);
+  joinCgroupInChild(fd, ctx.cgroupTaskFds);
+  size_t failedIndex = 0;
+  if (int err = joinNamespacesInChild(*ctx.namespaces, &failedIndex)) {
+    childFail(fd, ChildStep::JoinNamespace, err, static_cast<int32_t>(failedIndex));
+  }
+  if (ctx.userNamespace && becomeRootInChild() != 0) childFail(fd, ChildStep::SetIds, errno);
+  // setns(mnt) put us at the container's root; now the configured directory.
+  if (::chdir(ctx.workingDir->c_str()) != 0) childFail(fd, ChildStep::WorkingDir, errno);
+  pid_t pid = ::clone(execGrandchildMain, ctx.grandchildStackTop, CLONE_PARENT | SIGCHLD,
+                      const_cast<ExecChildContext*>(&ctx));
+  if (pid < 0) childFail(fd, ChildStep::CloneIntoNamespaces, errno);
+  SyncRecord record;
+  record.kind = RecordKind::ExecPid;
+  record.pid = pid;
+  sendRecord(fd, record);
+  ::_exit(0);
+}
+
+std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecord& record,
+                          const ExecImage& image, const std::vector<NamespaceFd>* namespaces,
+                          const CgroupJoin& join, const std::string& hostname,
+                          const std::string& workingDir) {
+  switch (step) {
+    case ChildStep::WaitForGo:
+      return "wait for the parent";
+    case ChildStep::JoinCgroup:
+      if (record.index >= 0 && static_cast<size_t>(record.index) < join.taskPaths.size()) {
+        return fmt::format("cgroup: write(\"{}\", \"0\")", join.taskPaths[static_cast<size_t>(record.index)]);
+      }
+      return "cgroup: join";
+    case ChildStep::SetIds:
+      return "setresuid/setresgid(0) in the user namespace";
+    case ChildStep::ClearGroups:
+      return "setgroups(0)";
+    case ChildStep::CgroupNamespace:
+      return "unshare(CLONE_NEWCGROUP)";
+    case ChildStep::Mounts:
+      return plan ? describeMountFailure(*plan, record.mountStep, record.index) : std::string("mounts");
+    case ChildStep::WorkingDir:
+      return fmt::format("chdir(\"{}\")", workingDir);
+    case ChildStep::Hostname:
+      return fmt::format("sethostname(\"{}\")", hostname);
+    case ChildStep::Loopback:
+      return "ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)";
+    case ChildStep::Stdio:
+      return "dup2(stdio)";
+    case ChildStep::DropCapabilities:
+      return "drop capabilities (PR_CAPBSET_DROP, capset)";
+    case ChildStep::NoNewPrivs:
+      return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case ChildStep::CloseFds:
+      return "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)";
+    case ChildStep::Seccomp:
+      return "seccomp: load filter";
+    case ChildStep::Execve:
+      return fmt::format("execve(\"{}\")", image.argvStorage.front());
+    case ChildStep::JoinNamespace:
+      if (namespaces && record.index >= 0 && static_cast<size_t>(record.index) < namespaces->size()) {
+        return fmt::format("setns({} namespace)", (*namespaces)[static_cast<size_t>(record.index)].name);
+      }
+      return "setns";
+    case ChildStep::CloneIntoNamespaces:
+      return "clone(CLONE_PARENT) into the container's pid namespace";
+  }
+  return "child setup";
+}
+
+Result<StdioFds> openStdio(const Stdio& stdio) {
+  StdioFds result;
+  result.devNull.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!result.devNull) return fail(systemError(errno, "open(\"/dev/null\")"));
+  result.fds[0] = stdio.in >= 0 ? stdio.in : result.devNull.get();
+  result.fds[1] = stdio.out >= 0 ? stdio.out : result.devNull.get();
+  result.fds[2] = stdio.err >= 0 ? stdio.err : result.fds[1];
+  return result;
+}
+
+Result<std::optional<CompiledSeccomp>> compileSeccomp(const SeccompProfile& profile) {
+  if (profile.unconfined()) return std::optional<CompiledSeccomp>();
+  auto compiled = CompiledSeccomp::compile(profile);
+  if (!compiled) return fail(compiled.error().wrap("seccomp"));
+  return std::optional<CompiledSeccomp>(std::move(*compiled));
+}
+
+// A fork-like clone3 straight into a v2 group (CLONE_INTO_CGROUP, 5.7 and later): the kernel places the
+// child as it is created, with no cgroup.procs write. Without CLONE_VM the child runs on a copy of the
+// caller's stack, so it needs no stack of its own; like fork, it returns 0 there.
+pid_t cloneIntoCgroup(uint64_t flags, int cgroupDirFd) {
+  clone_args args{};
+  args.flags = flags | CLONE_INTO_CGROUP;
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<uint64_t>(cgroupDirFd);
+  return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+}
+
+// clone3 is missing (before 5.3) or does not know CLONE_INTO_CGROUP (before 5.7): join by cgroup.procs.
+bool cloneIntoCgroupUnavailable(int err) {
+  return err == ENOSYS || err == E2BIG;
+}
+
+std::vector<int> rawFds(const std::vector<UniqueFd>& fds) {
+  std::vector<int> raw;
+  for (const auto& fd : fds) raw.push_back(fd.get());
+  return raw;
+}
+
+}  // namespace corral::container

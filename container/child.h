@@ -1,0 +1,146 @@
+// The container's child processes: what they need (allocated by the parent before clone, since the child
+// may not allocate), their setup from clone to execve (init, and exec's intermediate and process), and the
+// parent's side of launching them: guards, the stdio and seccomp they get, clone3 into a cgroup, and the
+// message for a step that failed. Internal to the runtime (container/runtime.h).
+#pragma once
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "container/cgroup.h"
+#include "container/mounts.h"
+#include "container/namespaces.h"
+#include "container/runtime.h"
+#include "container/seccomp.h"
+#include "container/sync.h"
+#include "core/error.h"
+#include "core/unique_fd.h"
+
+namespace corral::container {
+
+inline constexpr size_t kChildStackSize = 1 << 20;
+
+// ---- What the child needs, all allocated by the parent before clone ----
+
+struct ExecImage {
+  std::vector<std::string> argvStorage, envStorage, candidates;
+  std::vector<const char*> argv, envp;
+};
+
+// Environment: the caller's, then container=corral (always ours) and a default PATH if none was given.
+ExecImage prepareExecImage(const std::vector<std::string>& argv, const std::vector<std::string>& env);
+// The container's environment with the exec's own entries replacing those with the same key.
+std::vector<std::string> mergeEnvironment(const std::vector<std::string>& base,
+                                          const std::vector<std::string>& overrides);
+// What PID 1 runs: the command, or with --init the reaper in front of it.
+std::vector<std::string> initArgv(const ContainerConfig& config);
+Status validateCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env);
+
+// Steps shared by container init and exec'd processes, after their namespaces and root are in place:
+// stdio → capabilities → no_new_privs → close stray fds → seccomp (last) → execve.
+struct LockdownInput {
+  int syncFd;
+  int stdio[3];
+  const std::vector<int>* capabilities;
+  const CompiledSeccomp* seccomp;  // null: unconfined
+  const ExecImage* image;
+};
+
+struct InitChildContext {
+  int syncFd = -1;
+  int parentSyncFd = -1;  // the parent's end, which the child's copy of the fd table holds too
+  bool userNamespace = false;
+  std::vector<int> cgroupTaskFds;  // v1: joined by the child right after "go"; empty when already in
+  const MountPlan* plan = nullptr;
+  const std::string* hostname = nullptr;
+  const std::string* workingDir = nullptr;
+  LockdownInput lockdown{};
+};
+
+// The container's init, from clone() to execve (the order is in child.cc).
+int containerInitMain(void* arg);
+
+struct ExecChildContext {
+  int syncFd = -1;
+  bool userNamespace = false;
+  std::vector<int> cgroupTaskFds;  // as for init: v1 only
+  const std::vector<NamespaceFd>* namespaces = nullptr;
+  const std::string* workingDir = nullptr;
+  void* grandchildStackTop = nullptr;
+  LockdownInput lockdown{};
+};
+
+// The forked intermediate of exec: joins the container, then clones the real process (child.cc).
+[[noreturn]] void execIntermediateMain(const ExecChildContext& ctx);
+
+// ---- Parent-side helpers: guards and messages ----
+
+// Kills and reaps a child unless released (crun cleanup_pidp). Until we reap it the pid cannot be reused,
+// so kill(2) by pid is safe here.
+class ChildGuard {
+ public:
+  ChildGuard() = default;
+  ChildGuard(const ChildGuard&) = delete;
+  ChildGuard& operator=(const ChildGuard&) = delete;
+  ~ChildGuard() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  void arm(pid_t pid) { pid_ = pid; }
+  pid_t release() { return std::exchange(pid_, -1); }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class ChildStack {
+ public:
+  ChildStack() {
+    void* base = ::mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    base_ = base == MAP_FAILED ? nullptr : base;
+  }
+  ~ChildStack() {
+    if (base_ != nullptr) ::munmap(base_, kChildStackSize);
+  }
+  ChildStack(const ChildStack&) = delete;
+  ChildStack& operator=(const ChildStack&) = delete;
+  bool valid() const { return base_ != nullptr; }
+  void* top() const { return static_cast<char*>(base_) + kChildStackSize; }  // stacks grow down on x86/arm
+
+ private:
+  void* base_ = nullptr;
+};
+
+// The message for the step a child reported failing at, naming the call and its arguments.
+std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecord& record,
+                          const ExecImage& image, const std::vector<NamespaceFd>* namespaces,
+                          const CgroupJoin& join, const std::string& hostname, const std::string& workingDir);
+
+struct StdioFds {
+  UniqueFd devNull;
+  int fds[3] = {-1, -1, -1};
+};
+
+Result<StdioFds> openStdio(const Stdio& stdio);
+Result<std::optional<CompiledSeccomp>> compileSeccomp(const SeccompProfile& profile);
+// A fork-like clone3 straight into a v2 group (CLONE_INTO_CGROUP, 5.7 and later): the kernel places the
+// child as it is created, with no cgroup.procs write. Without CLONE_VM the child runs on a copy of the
+// caller's stack, so it needs no stack of its own; like fork, it returns 0 there.
+pid_t cloneIntoCgroup(uint64_t flags, int cgroupDirFd);
+// clone3 is missing (before 5.3) or does not know CLONE_INTO_CGROUP (before 5.7): join by cgroup.procs.
+bool cloneIntoCgroupUnavailable(int err);
+std::vector<int> rawFds(const std::vector<UniqueFd>& fds);
+
+}  // namespace corral::container

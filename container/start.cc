@@ -1,0 +1,265 @@
+// startContainer: the parent's side of starting a container (overlay, cgroup, clone, id maps, the
+// caller's hook, "go"), each host-side effect with its undo, and RunningContainer.
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <optional>
+#include <utility>
+
+#include "container/bundle.h"
+#include "container/caps.h"
+#include "container/child.h"
+#include "container/namespaces.h"
+#include "container/runtime.h"
+#include "container/sync.h"
+#include "core/failpoint.h"
+#include "core/log.h"
+#include "core/rollback.h"
+
+namespace corral::container {
+namespace {
+
+std::chrono::microseconds since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+}
+
+Status validateConfig(const ContainerConfig& config) {
+  if (config.name.empty()) return fail(invalidField("name", "name is empty"));
+  if (auto ok = validateCommand(config.argv, config.env); !ok) return ok;
+  const std::string& hostname = config.hostname.empty() ? config.name : config.hostname;
+  if (hostname.size() > HOST_NAME_MAX) {
+    return fail(
+        invalidField("hostname", "hostname \"{}\" is longer than {} characters", hostname, HOST_NAME_MAX));
+  }
+  if (!config.initBinary.empty() && !config.initBinary.is_absolute()) {
+    return fail(
+        invalidField("init", "the init binary \"{}\" is not an absolute path", config.initBinary.string()));
+  }
+  if (config.workingDir.empty() || config.workingDir.front() != '/') {
+    return fail(invalidField("working_dir", "working_dir \"{}\" is not an absolute path", config.workingDir));
+  }
+  if (config.userNamespace) {
+    const IdMapping& map = *config.userNamespace;
+    if (map.count == 0) return fail(invalidField("user_namespace.count", "user_namespace.count must be > 0"));
+    if (map.hostId == 0)
+      return fail(
+          invalidField("user_namespace", "user_namespace: host id 0 would make root inside root outside"));
+    if (uint64_t{map.hostId} + map.count > uint64_t{UINT32_MAX}) {
+      return fail(invalidField("user_namespace", "user_namespace: {} ids from {} overflow the id space",
+                               map.count, map.hostId));
+    }
+  }
+  struct stat st {};
+  if (::stat(config.imageRootfs.c_str(), &st) != 0) {
+    return fail(systemError(errno, fmt::format("image rootfs \"{}\"", config.imageRootfs.string())));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return fail(
+        invalidField("image_rootfs", "image rootfs \"{}\" is not a directory", config.imageRootfs.string()));
+  }
+  return {};
+}
+
+using FinishStart = Result<RunningContainer> (*)(pid_t, UniqueFd, std::unique_ptr<Cgroup>,
+                                                 std::filesystem::path, StartTimings);
+
+// Everything is allocated up front; the child only reads it. The clone is clone(2) with its own stack
+// rather than fork + unshare: unshare(CLONE_NEWPID) only affects later children (a second fork would be
+// needed for pid 1), whereas clone makes the child pid 1 of its new pid namespace directly and hands the
+// parent its host pid. On v2 it is clone3 with CLONE_INTO_CGROUP instead; on v1 (hybrid hosts too) the
+// child joins each hierarchy itself after "go" (see CgroupJoin), so the cgroup namespace is unshared by
+// the child then instead of being a clone flag.
+Result<RunningContainer> startContainerSteps(const ContainerConfig& config, const Stdio& stdio,
+                                             const ParentHook& beforeStart, FinishStart finish) {
+  if (auto ok = validateConfig(config); !ok) return fail(ok.error());
+  const std::string hostname = config.hostname.empty() ? config.name : config.hostname;
+  auto mode = detectCgroupMode(config.cgroupOptions.root);
+  if (!mode) return fail(mode.error().wrap("cgroup"));
+
+  MountPlanInput planInput;
+  planInput.imageRootfs = config.imageRootfs;
+  planInput.bundleDir = config.bundleDir;
+  planInput.userNamespace = config.userNamespace.has_value();
+  planInput.mappedIds = config.userNamespace ? config.userNamespace->count : 0;
+  planInput.cgroup2 = *mode == CgroupMode::Unified;
+  if (!planInput.cgroup2 && !planInput.userNamespace) {
+    auto hierarchies = hostCgroupHierarchies();
+    if (!hierarchies) return fail(hierarchies.error().wrap("cgroup"));
+    planInput.cgroupV1Hierarchies = std::move(*hierarchies);
+  }
+  planInput.hostname = hostname;
+  planInput.ipAddress = config.ipAddress;
+  planInput.nameservers = config.nameservers;
+  planInput.devices = config.devices;
+  planInput.initBinary = config.initBinary.string();
+  auto plan = buildMountPlan(planInput);
+  if (!plan) return fail(plan.error());
+  auto capabilities = capabilityNumbers(config.capabilities);
+  if (!capabilities) return fail(capabilities.error());
+  auto seccomp = compileSeccomp(config.seccomp);
+  if (!seccomp) return fail(seccomp.error());
+  ExecImage image = prepareExecImage(initArgv(config), config.env);
+  auto stdioFds = openStdio(stdio);
+  if (!stdioFds) return fail(stdioFds.error());
+  auto sync = makeSyncPair();
+  if (!sync) return fail(sync.error());
+  ChildStack stack;
+  if (!stack.valid()) return fail(systemError(errno, "mmap(child stack)"));
+  StartTimings timings;
+
+  // Host-side effects from here on, each with its undo. Destruction runs bottom-up: the child is killed
+  // and reaped before its cgroup is removed, and the overlay is unmounted last.
+  auto rootfsStart = Clock::now();
+  std::error_code existsError;
+  const bool bundleExisted = std::filesystem::exists(config.bundleDir, existsError);
+  Rollback removeCreatedBundle([&] {
+    if (bundleExisted) return;
+    std::error_code ec;
+    std::filesystem::remove_all(config.bundleDir, ec);
+  });
+  if (auto ok = mountOverlayFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
+  Rollback unmountOverlay([&] { ::umount2(plan->rootfs.c_str(), MNT_DETACH); });
+  CORRAL_FAILPOINT("container.after-mount");
+  if (auto ok = prepareRootfsFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
+  auto parentRootfs = since(rootfsStart);
+
+  auto cgroupStart = Clock::now();
+  std::vector<DeviceRule> deviceRules = defaultDeviceRules();
+  for (const DeviceNode& node : config.devices) deviceRules.push_back(deviceNodeRule(node));
+  auto cgroup = createCgroup(*mode, config.name, config.limits, config.cgroupOptions, deviceRules);
+  if (!cgroup) return fail(cgroup.error().wrap("cgroup"));
+  CORRAL_FAILPOINT("container.after-cgroup");
+  auto join = (*cgroup)->openJoin();
+  if (!join) return fail(join.error().wrap("cgroup"));
+  timings.cgroup = since(cgroupStart);
+
+  InitChildContext ctx;
+  ctx.syncFd = sync->child.get();
+  ctx.parentSyncFd = sync->parent.get();
+  ctx.userNamespace = config.userNamespace.has_value();
+  ctx.cgroupTaskFds = rawFds(join->taskFiles);
+  ctx.plan = &*plan;
+  ctx.hostname = &hostname;
+  ctx.workingDir = &config.workingDir;
+  ctx.lockdown = LockdownInput{sync->child.get(),
+                               {stdioFds->fds[0], stdioFds->fds[1], stdioFds->fds[2]},
+                               &*capabilities,
+                               *seccomp ? &**seccomp : nullptr,
+                               &image};
+
+  ChildGuard child;
+  auto cloneStart = Clock::now();
+  const std::string cloneFlagNames =
+      fmt::format("{}CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET",
+                  ctx.userNamespace ? "CLONE_NEWUSER|" : "");
+  pid_t pid = -1;
+  bool clonedIntoCgroup = false;
+  if (join->directory) {
+    pid =
+        cloneIntoCgroup(static_cast<uint64_t>(containerCloneFlags(ctx.userNamespace)), join->directory.get());
+    if (pid == 0) ::_exit(containerInitMain(&ctx));
+    if (pid < 0 && !cloneIntoCgroupUnavailable(errno)) {
+      return fail(systemError(
+          errno, fmt::format("clone3({}|CLONE_INTO_CGROUP \"{}\")", cloneFlagNames, (*cgroup)->path())));
+    }
+    clonedIntoCgroup = pid > 0;
+  }
+  if (pid < 0) {
+    pid = ::clone(containerInitMain, stack.top(), containerCloneFlags(ctx.userNamespace) | SIGCHLD, &ctx);
+    if (pid < 0) return fail(systemError(errno, fmt::format("clone({})", cloneFlagNames)));
+  }
+  timings.clone = since(cloneStart);
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  child.arm(pid);
+  if (!pidfd) return fail(systemError(errno, fmt::format("pidfd_open({})", pid)));
+  sync->child.reset();  // only the child holds its end now, so its execve or exit reads as EOF
+
+  if (config.userNamespace) {
+    if (auto ok = writeIdMapsFromParent(pid, config.userNamespace->hostId, config.userNamespace->count);
+        !ok) {
+      return fail(ok.error().wrap("user namespace"));
+    }
+  }
+  if (!clonedIntoCgroup && ctx.cgroupTaskFds.empty()) {
+    // No way for the child to join by itself (a v2 kernel without CLONE_INTO_CGROUP).
+    auto joinStart = Clock::now();
+    if (auto ok = (*cgroup)->addProcess(pid); !ok) return fail(ok.error().wrap("cgroup"));
+    timings.cgroup += since(joinStart);
+  }
+
+  auto hookStart = Clock::now();
+  if (beforeStart) {
+    if (auto ok = beforeStart(pid); !ok) return fail(ok.error());
+  }
+  timings.network = since(hookStart);
+
+  CORRAL_FAILPOINT("container.after-clone");
+  auto goTime = Clock::now();
+  if (auto ok = sendGo(sync->parent.get()); !ok) return fail(ok.error());
+  auto outcome = readChildRecords(sync->parent.get());
+  if (!outcome) return fail(outcome.error());
+  if (outcome->failure) {
+    const SyncRecord& record = *outcome->failure;
+    return fail(systemError(record.errnum, childStepName(record.step, &*plan, record, image, nullptr, *join,
+                                                         hostname, config.workingDir)));
+  }
+  if (!outcome->reachedExec) return fail(childVanished(pid));
+  CORRAL_FAILPOINT("container.after-exec");
+  auto joinedAt = outcome->cgroupJoined.value_or(goTime);
+  timings.cgroup += std::chrono::duration_cast<std::chrono::microseconds>(joinedAt - goTime);
+  auto readyAt = outcome->rootfsReady.value_or(joinedAt);
+  timings.rootfs = parentRootfs + std::chrono::duration_cast<std::chrono::microseconds>(readyAt - joinedAt);
+  timings.exec = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - readyAt);
+
+  auto result = finish(child.release(), std::move(pidfd), std::move(*cgroup), config.bundleDir, timings);
+  unmountOverlay.dismiss();
+  removeCreatedBundle.dismiss();
+  return result;
+}
+
+}  // namespace
+
+Result<RunningContainer> startContainer(const ContainerConfig& config, const Stdio& stdio,
+                                        const ParentHook& beforeStart) {
+  auto finish = [](pid_t pid, UniqueFd pidfd, std::unique_ptr<Cgroup> cgroup, std::filesystem::path bundleDir,
+                   StartTimings timings) -> Result<RunningContainer> {
+    RunningContainer container;
+    container.pid_ = pid;
+    container.pidfd_ = std::move(pidfd);
+    container.cgroup_ = std::move(cgroup);
+    container.bundleDir_ = std::move(bundleDir);
+    container.timings_ = timings;
+    return container;
+  };
+  auto started = startContainerSteps(config, stdio, beforeStart, finish);
+  if (!started) return fail(started.error().wrap(fmt::format("start container {}", config.name)));
+  return started;
+}
+
+void RunningContainer::release() {
+  released_ = true;
+  if (cgroup_) cgroup_->release();
+}
+
+RunningContainer::~RunningContainer() {
+  if (released_ || !cgroup_) return;  // released, or moved from (the cgroup went with the move)
+  // Through the pidfd: the caller may have reaped the pid already, and then it may be someone else's.
+  if (pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+  while (pid_ > 0 && ::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  // Killing init takes its pid namespace down; exec'd processes of ours may still be dying in the group.
+  if (auto ok = cgroup_->killAll(); !ok) log::warn("container {}: {}", pid_, ok.error().message());
+  if (auto ok = cgroup_->destroy(); !ok) log::warn("container {}: {}", pid_, ok.error().message());
+  if (!bundleDir_.empty()) {
+    if (auto ok = removeBundle(bundleDir_); !ok) log::warn("container {}: {}", pid_, ok.error().message());
+  }
+}
+
+}  // namespace corral::container

@@ -1,0 +1,80 @@
+// The sync protocol between a container's starter and its child (SOCK_SEQPACKET: one record per message):
+// the parent's "go", the child's progress, and on failure the step and errno the parent turns into a
+// message (child.h childStepName). Internal to the runtime (container/runtime.h).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+#include "container/mounts.h"
+#include "core/error.h"
+#include "core/unique_fd.h"
+
+namespace corral::container {
+
+using Clock = std::chrono::steady_clock;
+
+enum class RecordKind : int32_t { Go, CgroupJoined, RootfsReady, Execing, Failure, ExecPid };
+
+// The step a child failed at; the parent turns {step, errno} into a message naming the call.
+enum class ChildStep : int32_t {
+  WaitForGo,
+  JoinCgroup,  // index into CgroupJoin::taskPaths
+  SetIds,
+  ClearGroups,
+  CgroupNamespace,
+  Mounts,  // detail in mountStep/index
+  WorkingDir,
+  Hostname,
+  Loopback,
+  Stdio,
+  DropCapabilities,
+  NoNewPrivs,
+  CloseFds,
+  Seccomp,
+  Execve,
+  JoinNamespace,  // index into the namespace list
+  CloneIntoNamespaces,
+};
+
+struct SyncRecord {
+  RecordKind kind = RecordKind::Go;
+  ChildStep step = ChildStep::WaitForGo;
+  MountStep mountStep = MountStep::Mount;
+  int32_t index = 0;
+  int32_t errnum = 0;
+  int32_t pid = 0;
+};
+
+void sendRecord(int fd, const SyncRecord& record);
+// Sends the failed step to the parent and exits (127).
+[[noreturn]] void childFail(int fd, ChildStep step, int errnum, int32_t index = 0,
+                            MountStep mountStep = MountStep::Mount);
+// Blocks until the parent says "go"; a closed socket means the parent gave up, so the child just leaves.
+void waitForGoInChild(int fd);
+
+struct SyncPair {
+  UniqueFd parent, child;
+};
+
+// Both ends are kept above fd 2 so that the child's stdio setup can never overwrite its own sync socket.
+Result<SyncPair> makeSyncPair();
+Status sendGo(int fd);
+
+struct ReadOutcome {
+  std::optional<SyncRecord> failure;
+  bool reachedExec = false;
+  pid_t execPid = -1;
+  std::optional<Clock::time_point> cgroupJoined;
+  std::optional<Clock::time_point> rootfsReady;
+};
+
+// Reads records until EOF (every copy of the child's end closed: execve's close-on-exec, or exit).
+Result<ReadOutcome> readChildRecords(int fd);
+// A child that closed the socket without saying it reached execve died during setup (a signal, say).
+Error childVanished(pid_t pid);
+
+}  // namespace corral::container
