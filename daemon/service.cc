@@ -380,6 +380,8 @@ Response Service::serve(const api::GetInfo&) {
                   {"api_version", kvm.probe.apiVersion ? json(*kvm.probe.apiVersion) : json(nullptr)},
                   {"usable", kvm.usable},
                   {"reason", kvm.reason}};
+  json namespaces = json::object();
+  for (const auto& [ns, inode] : host.namespaces) namespaces[ns] = inode ? json(*inode) : json(nullptr);
   ObjectCounts n = countsLocked();
   json counts = {{api::collectionName(ObjectKind::Vpc), n.vpcs},
                  {api::collectionName(ObjectKind::Subnet), n.subnets},
@@ -396,6 +398,7 @@ Response Service::serve(const api::GetInfo&) {
            {"hostname", host.hostname},
            {"pid", ::getpid()},
            {"cgroup_mode", host.cgroupMode},
+           {"host", {{"kernel_release", host.kernelRelease}, {"namespaces", std::move(namespaces)}}},
            {"kvm", std::move(kvmJson)},
            {"state", {{"path", store_.path()}, {"schema_version", store_.schemaVersion()}}},
            {"counts", std::move(counts)},

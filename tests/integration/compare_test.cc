@@ -94,6 +94,8 @@ TEST(Compare, TwoOfEachKindUnderTcg) {
   // A container has its own pid and mount namespaces (the VM is not a host namespace at all).
   EXPECT_EQ(result["isolation"]["container"]["namespaces"]["pid"]["equals_host"], false);
   EXPECT_EQ(result["isolation"]["container"]["namespaces"]["mnt"]["equals_host"], false);
+  // ... and shares the host's user namespace (no --user-namespace): the host side is corrald's view.
+  EXPECT_EQ(result["isolation"]["container"]["namespaces"]["user"]["equals_host"], true);
   EXPECT_EQ(result["summary"]["vm"]["boot_ms"]["count"], 2);
   EXPECT_EQ(result["summary"]["container"]["boot_ms"]["count"], 2);
   EXPECT_GT(result["summary"]["vm"]["memory_bytes"].value("median", 0.0), 0.0);
