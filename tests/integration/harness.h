@@ -29,6 +29,7 @@
 
 #include "api/client.h"
 #include "net/netlink.h"
+#include "tests/integration/skip_guard.h"
 
 namespace corral::testing {
 
