@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
@@ -223,17 +224,28 @@ class TestDaemon {
     }
   }
 
+  // Host-uplink mode, as real users run corrald: no --uplink-netns, so internet gateways lead to corrald's
+  // own namespace, which here is `netns`, a namespace the test made to play the host (corrald is started
+  // through `nsenter --net=/run/netns/NETNS`: only its network namespace differs). When the namespace is
+  // missing, nsenter fails and corrald never starts: there is no falling back to the real host's network.
+  void playHostIn(std::string netns) { hostNetns_ = std::move(netns); }
+
   // Spawns corrald and waits up to 30 s for GET /v1/info. False when it did not answer (or exited);
   // log() says why.
   bool start() {
-    std::vector<std::string> args = {CORRALD_PATH,   "--foreground",    "--socket",
-                                     socket(),       "--state-dir",     dir_ + "/state",
-                                     "--image-dir",  CORRAL_IMAGE_DIR,  "--cgroup-parent",
-                                     cgroupParent(), "--domain-prefix", testDomainPrefix()};
+    std::vector<std::string> args;
+    if (!hostNetns_.empty()) args = {"/usr/bin/nsenter", "--net=/run/netns/" + hostNetns_, "--"};
+    args.insert(args.end(), {CORRALD_PATH, "--foreground", "--socket", socket(), "--state-dir",
+                             dir_ + "/state", "--image-dir", CORRAL_IMAGE_DIR, "--cgroup-parent",
+                             cgroupParent(), "--domain-prefix", testDomainPrefix()});
     if (std::find(extraArgs_.begin(), extraArgs_.end(), "--accelerator-cache") == extraArgs_.end()) {
       args.insert(args.end(), {"--accelerator-cache", acceleratorCache()});
     }
-    for (std::string& arg : testNetworkArgs()) args.push_back(std::move(arg));
+    if (hostNetns_.empty()) {
+      for (std::string& arg : testNetworkArgs()) args.push_back(std::move(arg));
+    } else {
+      args.insert(args.end(), {"--netns-prefix", testNetnsPrefix()});
+    }
     args.insert(args.end(), extraArgs_.begin(), extraArgs_.end());
     pid_ = spawnProcess(args, dir_ + "/corrald.out", {}, OutputMode::Append);
     if (pid_ < 0) {
