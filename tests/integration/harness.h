@@ -82,6 +82,27 @@ inline std::optional<int> waitWithDeadline(pid_t pid, std::chrono::milliseconds 
   return status;
 }
 
+// Waits for an event instead of sleeping: polls `happened` every 20 ms until it is true or `deadline`
+// passed. A failure naming `what` when it never happened. Use: ASSERT_TRUE(waitUntil(..., 10s, "..."));
+inline ::testing::AssertionResult waitUntil(const std::function<bool()>& happened,
+                                            std::chrono::milliseconds deadline, const std::string& what) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (!happened()) {
+    if (std::chrono::steady_clock::now() > until)
+      return ::testing::AssertionFailure()
+             << "waited " << deadline.count() << " ms for " << what << ": it did not happen";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// How often `what` occurs in `text` (log lines of an event, to wait for one more).
+inline size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
 // This test process's network namespace prefix: every corrald a test starts names its VPC namespaces
 // "corral-t<pid>-vpc-NAME", so parallel test processes (and a real corrald) never touch each other's.
 inline std::string testNetnsPrefix() {
@@ -402,6 +423,7 @@ class TestDaemon {
  private:
   std::string name_;
   std::vector<std::string> extraArgs_;
+  std::string hostNetns_;  // playHostIn
   std::string dir_;
   pid_t pid_ = 0;
   bool everStarted_ = false;
