@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -100,8 +102,13 @@ TEST(SkipGuardChild, DISABLED_DeclaredSkip) {
   CORRAL_REQUIRE_HOST({.root = false, .cgroupModes = {other}});
 }
 
-// The exit status of this binary running one of the tests above, with CORRAL_REQUIRE_PRIVILEGED as given.
-int runChild(const std::string& test, bool requirePrivileged) {
+struct ChildRun {
+  int status = -1;     // exit status
+  std::string output;  // stdout, as ctest reads it ("[  SKIPPED ]" there makes ctest count a skip)
+};
+
+// This binary running one of the tests above, with CORRAL_REQUIRE_PRIVILEGED as given.
+ChildRun runChild(const std::string& test, bool requirePrivileged) {
   std::vector<std::string> args = {"/proc/self/exe", "--gtest_also_run_disabled_tests",
                                    "--gtest_filter=SkipGuardChild.DISABLED_" + test};
   std::vector<char*> argv;
@@ -115,20 +122,40 @@ int runChild(const std::string& test, bool requirePrivileged) {
   env.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  char outPath[] = "/tmp/corral-skip-guard-XXXXXX";
+  const int outFd = ::mkstemp(outPath);
+  if (outFd < 0) return {};
+  ::close(outFd);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, outPath, O_WRONLY | O_TRUNC, 0);
   pid_t pid = 0;
   int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return -1;
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  ChildRun run;
+  if (rc == 0) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  std::ifstream in(outPath);
+  std::stringstream text;
+  text << in.rdbuf();
+  run.output = text.str();
+  ::unlink(outPath);
+  return run;
 }
 
 TEST(SkipGuard, InCiAnUndeclaredSkipFailsTheTestAndADeclaredOneStands) {
-  EXPECT_EQ(runChild("UndeclaredSkip", false), 0);
-  EXPECT_EQ(runChild("UndeclaredSkip", true), 1);
-  EXPECT_EQ(runChild("DeclaredSkip", true), 0);
+  EXPECT_EQ(runChild("UndeclaredSkip", false).status, 0);
+  ChildRun ci = runChild("UndeclaredSkip", true);
+  EXPECT_EQ(ci.status, 1) << ci.output;
+  EXPECT_NE(ci.output.find("[  FAILED  ] SkipGuardChild.DISABLED_UndeclaredSkip"), std::string::npos)
+      << ci.output;
+  EXPECT_EQ(ci.output.find("[  SKIPPED ]"), std::string::npos) << "ctest would call it skipped:\n"
+                                                               << ci.output;
+  ChildRun declared = runChild("DeclaredSkip", true);
+  EXPECT_EQ(declared.status, 0) << declared.output;
+  EXPECT_NE(declared.output.find("[  SKIPPED ] SkipGuardChild.DISABLED_DeclaredSkip"), std::string::npos)
+      << declared.output;
 }
 
 }  // namespace
