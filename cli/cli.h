@@ -70,6 +70,9 @@ struct Command {
   // Everything after the first "--" is a command to run inside an instance, never parsed as options.
   bool takesCommand = false;
   bool commandOptional = false;  // with takesCommand: "-- CMD" may be left out (corral run --vm)
+  // The last argument may be given several times (`corral rm a b c`, like docker's): every value is in
+  // Invocation::arguments, from that argument's position on.
+  bool lastArgumentRepeats = false;
   // Group only:
   std::vector<Command> subcommands;
   std::string epilog;  // printed at the end of the group's help (the global options, for the root)

@@ -24,6 +24,8 @@ void addCommonOptions(po::options_description& options) {
 std::string usageLine(const Command& command, const std::string& path) {
   std::string line = "Usage: " + path;
   for (const Argument& argument : command.arguments) line += " " + argument.name;
+  if (command.lastArgumentRepeats && !command.arguments.empty())
+    line += " [" + command.arguments.back().name + "...]";
   if (!command.synopsis.empty()) line += " " + command.synopsis;
   return line + " [--json] [--socket PATH]";
 }
@@ -102,11 +104,12 @@ int runLeaf(const Command& command, const std::string& path, const std::vector<s
       throw UsageError(fmt::format("the command to run goes after \"--\": {} ... -- {}", path,
                                    values[command.arguments.size()]));
     }
-    if (values.size() > command.arguments.size()) {
+    if (values.size() > command.arguments.size() && !command.lastArgumentRepeats) {
       throw UsageError(fmt::format("unexpected argument \"{}\"", values[command.arguments.size()]));
     }
     for (size_t i = 0; i < values.size(); ++i) {
-      if (values[i].empty()) throw UsageError(fmt::format("{} must not be empty", command.arguments[i].name));
+      const Argument& argument = command.arguments[std::min(i, command.arguments.size() - 1)];
+      if (values[i].empty()) throw UsageError(fmt::format("{} must not be empty", argument.name));
     }
     GlobalOptions effective = global;
     if (options.count("json")) effective.json = true;

@@ -2,7 +2,6 @@
 // side by side: boot time and its steps, host memory, what a static probe sees inside (isolation), the
 // network between them and the accelerator. Everything it starts it removes again, also on Ctrl-C.
 #include <fcntl.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,31 +46,6 @@ const std::array<std::string, 9> kNamespaces = {"cgroup",           "ipc",  "mnt
 
 std::string instanceName(const std::string& kind, int64_t index) {
   return fmt::format("compare-{}-{}", kind == "vm" ? "v" : "c", index);
-}
-
-// ---- The host's own view, to set the probe's numbers against (the kernel release and namespace ids) ----
-
-json hostView() {
-  json host = {{"kernel_release", nullptr}, {"namespaces", json::object()}};
-  if (utsname uts{}; ::uname(&uts) == 0) host["kernel_release"] = uts.release;
-  for (const std::string& ns : kNamespaces) {
-    char target[256];
-    const std::string link = "/proc/self/ns/" + ns;
-    ssize_t length = ::readlink(link.c_str(), target, sizeof target - 1);
-    json inode = nullptr;
-    if (length > 0) {
-      std::string text(target, static_cast<size_t>(length));
-      size_t open = text.find(":[");
-      if (open != std::string::npos && text.back() == ']') {
-        try {
-          inode = std::stoull(text.substr(open + 2, text.size() - open - 3));
-        } catch (const std::exception&) {
-        }
-      }
-    }
-    host["namespaces"][ns] = inode;
-  }
-  return host;
 }
 
 // ---- Numbers ----
@@ -358,14 +332,15 @@ json Compare::isolation(const json& host) const {
       json inode = field(field(probe, "namespaces"), ns);
       // A VM's kernel numbers its own namespaces from the same starting ids as the host's: equal numbers
       // mean the same namespace only under the same kernel.
-      bool same = release == host["kernel_release"] && inode.is_number() && inode == host["namespaces"][ns];
+      bool same = release == field(host, "kernel_release") && inode.is_number() &&
+                  inode == field(field(host, "namespaces"), ns);
       if (same) ++shared;
       namespaces[ns] = {{"inode", inode}, {"equals_host", same}};
     }
     json interfaces = field(probe, "interfaces");
     table[kind] = {{"instance", sample->name},
                    {"kernel_release", release},
-                   {"kernel_equals_host", release.is_string() && release == host["kernel_release"]},
+                   {"kernel_equals_host", release.is_string() && release == field(host, "kernel_release")},
                    {"pid1", field(probe, "pid1Comm")},
                    {"probe_pid", field(probe, "pid")},
                    {"visible_processes", field(probe, "visiblePidCount")},
@@ -488,7 +463,7 @@ void Compare::printHuman(const json& result) const {
   instances.print();
 
   const json& isolation = result["isolation"];
-  fmt::print("\nisolation (what corral-probe sees inside; host = this machine):\n");
+  fmt::print("\nisolation (what corral-probe sees inside; host = as corrald sees it):\n");
   Table table({"", "container", "vm", "host"});
   printIsolationRow(table, "kernel release", isolation, [](const json& side) {
     std::string release = displayText(field(side, "kernel_release"));
@@ -693,7 +668,7 @@ int Compare::run() {
               {"accelerator", accelerator},
               {"samples", std::move(samples)},
               {"summary", summary()},
-              {"isolation", isolation(hostView())},
+              {"isolation", isolation(field(info, "host"))},
               {"network", network}};
   }
 

@@ -383,9 +383,37 @@ Command execCommand() {
   return command;
 }
 
+// Runs `act` for each NAME of `corral stop|start|rm NAME...` in order, as docker does: a failure is
+// reported (the daemon's message names the instance) and the others still go ahead. With --json, the
+// answer of one name is printed as it is, of several as an array of those that succeeded. Exit status 1
+// when any name failed.
+int forEachInstance(const Invocation& invocation, const std::function<Result<json>(const std::string&)>& act,
+                    const std::function<void(const std::string&, const json&)>& printHuman) {
+  bool failed = false;
+  json answers = json::array();
+  for (const std::string& name : invocation.arguments) {
+    Result<json> answer = act(name);
+    if (!answer) {
+      printError(answer.error());
+      failed = true;
+      continue;
+    }
+    if (!invocation.global.json) {
+      printHuman(name, *answer);
+    } else if (!answer->is_null()) {
+      answers.push_back(std::move(*answer));
+    }
+  }
+  if (invocation.global.json && !answers.empty())
+    std::cout << (invocation.arguments.size() == 1 ? answers.front() : answers).dump(2) << "\n";
+  return failed ? 1 : 0;
+}
+
 Command stopCommand() {
-  return leaf(
-      "stop", "stop an instance: SIGTERM, then SIGKILL after the grace period (its files are kept)",
+  Command command = leaf(
+      "stop",
+      "stop instances: SIGTERM, then SIGKILL after the grace period (their files are kept); each NAME in "
+      "turn",
       {instanceArgument()}, "[-t GRACE]",
       [](po::options_description& options) {
         options.add_options()("time,t", po::value<std::string>()->value_name("GRACE"),
@@ -393,55 +421,63 @@ Command stopCommand() {
       },
       [](const Invocation& invocation) {
         api::StopInstance request;
-        request.name = invocation.arguments[0];
         if (auto grace = invocation.value("time")) request.graceSeconds = parseCountFlag("-t/--time", *grace);
         api::Client client(invocation.global.socketPath,
                            std::chrono::seconds(request.graceSeconds) + std::chrono::seconds(30));
-        Result<json> instance = client.call(request);
-        if (!instance) {
-          printError(instance.error());
-          return 1;
-        }
-        if (invocation.global.json) {
-          std::cout << instance->dump(2) << "\n";
-        } else {
-          fmt::print("stopped {}: {}\n", request.name, displayInstanceState(*instance));
-        }
-        return 0;
+        return forEachInstance(
+            invocation,
+            [&](const std::string& name) {
+              request.name = name;
+              return client.call(request);
+            },
+            [](const std::string& name, const json& instance) {
+              fmt::print("stopped {}: {}\n", name, displayInstanceState(instance));
+            });
       });
+  command.lastArgumentRepeats = true;
+  return command;
 }
 
 Command startCommand() {
-  return leaf("start", "start a stopped instance again (same writable layer, fresh process)",
-              {instanceArgument()}, "", nullptr, [](const Invocation& invocation) {
-                api::Client client(invocation.global.socketPath);
-                Result<json> instance = client.call(api::StartInstance{invocation.arguments[0]});
-                if (instance) instance = waitUntilReady(client, std::move(*instance), nullptr);
-                if (!instance) {
-                  printError(instance.error());
-                  return 1;
-                }
-                if (invocation.global.json) {
-                  std::cout << instance->dump(2) << "\n";
-                } else {
-                  fmt::print("{} {}\n", displayText(field(*instance, "name")), displayReady(*instance));
-                }
-                return 0;
-              });
+  Command command =
+      leaf("start", "start stopped instances again (same writable layer, fresh process); each NAME in turn",
+           {instanceArgument()}, "", nullptr, [](const Invocation& invocation) {
+             api::Client client(invocation.global.socketPath);
+             return forEachInstance(
+                 invocation,
+                 [&](const std::string& name) -> Result<json> {
+                   Result<json> instance = client.call(api::StartInstance{name});
+                   if (!instance) return instance;
+                   return waitUntilReady(client, std::move(*instance), nullptr);
+                 },
+                 [](const std::string&, const json& instance) {
+                   fmt::print("{} {}\n", displayText(field(instance, "name")), displayReady(instance));
+                 });
+           });
+  command.lastArgumentRepeats = true;
+  return command;
 }
 
 Command removeInstanceCommand() {
-  return leaf(
+  Command command = leaf(
       "rm",
-      "remove an instance and its writable layer (cattle, not pets: run a new one instead of fixing it)",
+      "remove instances and their writable layers (cattle, not pets: run a new one instead of fixing it); "
+      "each NAME in turn",
       {instanceArgument()}, "[-f]",
       [](po::options_description& options) {
-        options.add_options()("force,f", "stop it first if it is running");
+        options.add_options()("force,f", "stop each first if it is running");
       },
       [](const Invocation& invocation) {
-        api::RemoveInstance request{invocation.arguments[0], invocation.flag("force")};
-        return respond(invocation, request, [&](const json&) { fmt::print("removed {}\n", request.name); });
+        api::Client client(invocation.global.socketPath);
+        return forEachInstance(
+            invocation,
+            [&](const std::string& name) {
+              return client.call(api::RemoveInstance{name, invocation.flag("force")});
+            },
+            [](const std::string& name, const json&) { fmt::print("removed {}\n", name); });
       });
+  command.lastArgumentRepeats = true;
+  return command;
 }
 
 Command inspectCommand() {

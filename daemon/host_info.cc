@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <vector>
 
@@ -102,6 +103,16 @@ KvmStatus assessKvm(const KvmProbe& probe) {
   return status;
 }
 
+std::optional<uint64_t> namespaceInode(std::string_view link) {
+  const size_t open = link.find(":[");
+  if (open == std::string_view::npos || open == 0 || !link.ends_with(']')) return std::nullopt;
+  std::string_view digits = link.substr(open + 2, link.size() - open - 3);
+  uint64_t inode = 0;
+  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), inode);
+  if (digits.empty() || error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return inode;
+}
+
 HostInfo describeHost() {
   HostInfo host;
   utsname names{};
@@ -115,6 +126,13 @@ HostInfo describeHost() {
     host.cgroupMode = container::cgroupModeName(*mode);
   } else {
     host.cgroupMode = fmt::format("unknown ({})", mode.error().message());
+  }
+  for (std::string_view ns : kHostNamespaces) {
+    char target[256];
+    const std::string path = fmt::format("/proc/self/ns/{}", ns);
+    const ssize_t length = ::readlink(path.c_str(), target, sizeof target);
+    host.namespaces[std::string(ns)] =
+        length > 0 ? namespaceInode(std::string_view(target, static_cast<size_t>(length))) : std::nullopt;
   }
   return host;
 }

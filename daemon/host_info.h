@@ -2,8 +2,11 @@
 // The probing is here; turning probe facts into advice is a pure function so the wording is unit-tested.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace corral::daemon {
 
@@ -33,13 +36,22 @@ struct HostInfo {
   std::string machine;        // uname -m
   std::string hostname;
   std::string cgroupMode;  // cgroupModeName, or "unknown (<why>)"
+  // The host's namespace ids ("net" -> 4026531840, null when unreadable), corrald's own: what `corral
+  // compare` sets the ids seen inside an instance against.
+  std::map<std::string, std::optional<uint64_t>> namespaces;
   KvmStatus kvm;
 };
+
+// The namespaces /proc/PID/ns lists that GET /v1/info reports.
+inline constexpr std::string_view kHostNamespaces[] = {"cgroup",           "ipc",  "mnt",  "net", "pid",
+                                                       "pid_for_children", "time", "user", "uts"};
+// Pure: "net:[4026531840]" (a /proc/PID/ns link) -> 4026531840; nullopt for anything else.
+std::optional<uint64_t> namespaceInode(std::string_view link);
 
 KvmProbe probeKvm(const std::string& device = "/dev/kvm");
 // Pure: decides usability and explains it. KVM's stable API version is 12; any other answer is unusable.
 KvmStatus assessKvm(const KvmProbe& probe);
-// Kernel, machine, hostname and cgroup mode; `kvm` left default.
+// Kernel, machine, hostname, cgroup mode and namespace ids; `kvm` left default.
 HostInfo describeHost();
 // describeHost() plus the KVM probe.
 HostInfo inspectHost();

@@ -11,6 +11,7 @@
 #include <utility>
 #include <variant>
 
+#include "api/trace_render.h"
 #include "core/log.h"
 #include "daemon/host_info.h"
 #include "daemon/instance_view.h"
@@ -224,140 +225,6 @@ Response Service::serveInstance(const api::ExecInstance& request) {
   return resultResponse(200, instances_->exec(request.name, request.command, request.env));
 }
 
-namespace {
-
-json optionalJson(const std::optional<uint16_t>& value) {
-  return value ? json(*value) : json(nullptr);
-}
-
-std::string etherTypeText(uint16_t type) {
-  return fmt::format("0x{:04x}", type);
-}
-
-// One line per frame: "10.0.1.4:41234 → 10.0.2.5:8080 TCP [SYN]".
-std::string frameSummary(const net::DecodedFrame& frame) {
-  if (frame.arp) {
-    const net::ArpPacket& arp = *frame.arp;
-    if (arp.operation == 1)
-      return fmt::format("ARP who has {}? tell {} ({})", arp.targetIp, arp.senderIp, arp.senderMac);
-    if (arp.operation == 2) return fmt::format("ARP {} is at {}", arp.senderIp, arp.senderMac);
-    return fmt::format("ARP operation {} from {}", arp.operation, arp.senderIp);
-  }
-  if (frame.ipv4) {
-    const net::Ipv4Header& ip = *frame.ipv4;
-    if (frame.tcp) {
-      std::string text =
-          fmt::format("{}:{} → {}:{} TCP [{}]", ip.source, frame.tcp->sourcePort, ip.destination,
-                      frame.tcp->destinationPort, net::tcpFlagsText(frame.tcp->flags));
-      if (frame.payloadBytes > 0) text += fmt::format(" {} bytes", frame.payloadBytes);
-      return text;
-    }
-    if (frame.udp) {
-      return fmt::format("{}:{} → {}:{} UDP {} bytes", ip.source, frame.udp->sourcePort, ip.destination,
-                         frame.udp->destinationPort, frame.payloadBytes);
-    }
-    if (frame.icmp) {
-      std::string kind = frame.icmp->type == 8   ? "echo request"
-                         : frame.icmp->type == 0 ? "echo reply"
-                         : frame.icmp->type == 3 ? "destination unreachable"
-                         : frame.icmp->type == 11
-                             ? "time exceeded"
-                             : fmt::format("type {} code {}", frame.icmp->type, frame.icmp->code);
-      return fmt::format("{} → {} ICMP {}", ip.source, ip.destination, kind);
-    }
-    return fmt::format("{} → {} IPv4 protocol {}", ip.source, ip.destination, ip.protocol);
-  }
-  if (frame.ethernet) {
-    std::string text = fmt::format("{} → {} EtherType {}", frame.ethernet->source,
-                                   frame.ethernet->destination, etherTypeText(frame.ethernet->etherType));
-    if (!frame.note.empty()) text += " (" + frame.note + ")";
-    return text;
-  }
-  return frame.note.empty() ? std::string("unreadable frame") : frame.note;
-}
-
-// The frame's text with its time counted from the first frame shown, as in "time".
-std::string describeRelative(net::DecodedFrame frame, size_t number, std::chrono::microseconds first,
-                             const std::optional<std::string>& event) {
-  frame.timestamp -= first;
-  return net::describeFrame(frame, number, event);
-}
-
-json frameJson(const net::DecodedFrame& frame, size_t number, std::chrono::microseconds first, bool outgoing,
-               const std::optional<std::string>& event) {
-  json out = {{"number", number},
-              {"time", static_cast<double>((frame.timestamp - first).count()) / 1e6},
-              {"timestamp_us", frame.timestamp.count()},
-              {"length", frame.length},
-              {"captured", frame.captured},
-              {"outgoing", outgoing},
-              {"summary", frameSummary(frame)},
-              {"text", describeRelative(frame, number, first, event)},
-              {"event", event ? json(*event) : json(nullptr)},
-              {"payload_bytes", frame.payloadBytes},
-              {"note", frame.note}};
-  out["ethernet"] = nullptr;
-  if (frame.ethernet) {
-    const net::EthernetHeader& e = *frame.ethernet;
-    out["ethernet"] = {{"source", e.source},
-                       {"destination", e.destination},
-                       {"ether_type", etherTypeText(e.etherType)},
-                       {"vlan", optionalJson(e.vlan)}};
-  }
-  out["arp"] = nullptr;
-  if (frame.arp) {
-    const net::ArpPacket& a = *frame.arp;
-    out["arp"] = {{"operation", a.operation == 1   ? json("request")
-                                : a.operation == 2 ? json("reply")
-                                                   : json(a.operation)},
-                  {"sender_mac", a.senderMac},
-                  {"sender_ip", a.senderIp},
-                  {"target_mac", a.targetMac},
-                  {"target_ip", a.targetIp}};
-  }
-  out["ipv4"] = nullptr;
-  if (frame.ipv4) {
-    const net::Ipv4Header& ip = *frame.ipv4;
-    out["ipv4"] = {{"source", ip.source},
-                   {"destination", ip.destination},
-                   {"ttl", ip.ttl},
-                   {"protocol", ip.protocol},
-                   {"total_length", ip.totalLength},
-                   {"identification", ip.identification},
-                   {"dont_fragment", ip.dontFragment},
-                   {"more_fragments", ip.moreFragments},
-                   {"fragment_offset", ip.fragmentOffset},
-                   {"header_length", ip.headerLength}};
-  }
-  out["tcp"] = nullptr;
-  if (frame.tcp) {
-    const net::TcpHeader& t = *frame.tcp;
-    out["tcp"] = {{"source_port", t.sourcePort},
-                  {"destination_port", t.destinationPort},
-                  {"seq", t.seq},
-                  {"ack", t.ack},
-                  {"flags", net::tcpFlagsText(t.flags)},
-                  {"window", t.window},
-                  {"header_length", t.headerLength}};
-  }
-  out["udp"] = nullptr;
-  if (frame.udp) {
-    out["udp"] = {{"source_port", frame.udp->sourcePort},
-                  {"destination_port", frame.udp->destinationPort},
-                  {"length", frame.udp->length}};
-  }
-  out["icmp"] = nullptr;
-  if (frame.icmp) {
-    out["icmp"] = {{"type", frame.icmp->type},
-                   {"code", frame.icmp->code},
-                   {"id", optionalJson(frame.icmp->id)},
-                   {"sequence", optionalJson(frame.icmp->sequence)}};
-  }
-  return out;
-}
-
-}  // namespace
-
 Response Service::serveInstance(const api::TraceCapture& request) {
   if (request.count < 1 || request.count > 10000) {
     return errorResponse(
@@ -405,7 +272,7 @@ Response Service::serveInstance(const api::TraceCapture& request) {
     std::optional<std::string> event = tracker.observe(frame);
     if (!net::matchesFilter(frame, *filter)) continue;
     if (frames.empty()) first = captured.timestamp;
-    frames.push_back(frameJson(frame, frames.size() + 1, first, captured.outgoing, event));
+    frames.push_back(api::traceFrameJson(frame, frames.size() + 1, first, captured.outgoing, event));
     pcap += net::pcapRecord(captured.bytes, captured.timestamp, captured.wireLength);
   }
   int64_t matched = static_cast<int64_t>(frames.size());
@@ -514,6 +381,8 @@ Response Service::serve(const api::GetInfo&) {
                   {"api_version", kvm.probe.apiVersion ? json(*kvm.probe.apiVersion) : json(nullptr)},
                   {"usable", kvm.usable},
                   {"reason", kvm.reason}};
+  json namespaces = json::object();
+  for (const auto& [ns, inode] : host.namespaces) namespaces[ns] = inode ? json(*inode) : json(nullptr);
   ObjectCounts n = countsLocked();
   json counts = {{api::collectionName(ObjectKind::Vpc), n.vpcs},
                  {api::collectionName(ObjectKind::Subnet), n.subnets},
@@ -530,6 +399,7 @@ Response Service::serve(const api::GetInfo&) {
            {"hostname", host.hostname},
            {"pid", ::getpid()},
            {"cgroup_mode", host.cgroupMode},
+           {"host", {{"kernel_release", host.kernelRelease}, {"namespaces", std::move(namespaces)}}},
            {"kvm", std::move(kvmJson)},
            {"state", {{"path", store_.path()}, {"schema_version", store_.schemaVersion()}}},
            {"counts", std::move(counts)},

@@ -406,6 +406,51 @@ std::optional<std::string> TcpConversationTracker::observe(const DecodedFrame& f
   return std::nullopt;
 }
 
+std::string etherTypeText(uint16_t type) {
+  return fmt::format("0x{:04x}", type);
+}
+
+std::string frameSummary(const DecodedFrame& frame) {
+  if (frame.arp) {
+    const ArpPacket& arp = *frame.arp;
+    if (arp.operation == 1)
+      return fmt::format("ARP who has {}? tell {} ({})", arp.targetIp, arp.senderIp, arp.senderMac);
+    if (arp.operation == 2) return fmt::format("ARP {} is at {}", arp.senderIp, arp.senderMac);
+    return fmt::format("ARP operation {} from {}", arp.operation, arp.senderIp);
+  }
+  if (frame.ipv4) {
+    const Ipv4Header& ip = *frame.ipv4;
+    if (frame.tcp) {
+      std::string text =
+          fmt::format("{}:{} → {}:{} TCP [{}]", ip.source, frame.tcp->sourcePort, ip.destination,
+                      frame.tcp->destinationPort, tcpFlagsText(frame.tcp->flags));
+      if (frame.payloadBytes > 0) text += fmt::format(" {} bytes", frame.payloadBytes);
+      return text;
+    }
+    if (frame.udp) {
+      return fmt::format("{}:{} → {}:{} UDP {} bytes", ip.source, frame.udp->sourcePort, ip.destination,
+                         frame.udp->destinationPort, frame.payloadBytes);
+    }
+    if (frame.icmp) {
+      std::string kind = frame.icmp->type == 8   ? "echo request"
+                         : frame.icmp->type == 0 ? "echo reply"
+                         : frame.icmp->type == 3 ? "destination unreachable"
+                         : frame.icmp->type == 11
+                             ? "time exceeded"
+                             : fmt::format("type {} code {}", frame.icmp->type, frame.icmp->code);
+      return fmt::format("{} → {} ICMP {}", ip.source, ip.destination, kind);
+    }
+    return fmt::format("{} → {} IPv4 protocol {}", ip.source, ip.destination, ip.protocol);
+  }
+  if (frame.ethernet) {
+    std::string text = fmt::format("{} → {} EtherType {}", frame.ethernet->source,
+                                   frame.ethernet->destination, etherTypeText(frame.ethernet->etherType));
+    if (!frame.note.empty()) text += " (" + frame.note + ")";
+    return text;
+  }
+  return frame.note.empty() ? std::string("unreadable frame") : frame.note;
+}
+
 std::string describeFrame(const DecodedFrame& frame, size_t number, const std::optional<std::string>& event) {
   const auto micros = frame.timestamp.count();
   std::string text = fmt::format("#{}  {}{}.{:06} s  {} bytes", number, micros < 0 ? "-" : "",

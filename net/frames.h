@@ -117,6 +117,11 @@ class TcpConversationTracker {
 // one whose time counts from the first frame shown (cli/trace.cc), so keep the layers below it.
 std::string describeFrame(const DecodedFrame& frame, size_t number, const std::optional<std::string>& event);
 
+// One line per frame, as the trace's list shows it: "10.0.1.4:41234 → 10.0.2.5:8080 TCP [SYN]".
+std::string frameSummary(const DecodedFrame& frame);
+// "0x0800"
+std::string etherTypeText(uint16_t type);
+
 // ---- pcap (libpcap's classic format, microsecond timestamps, LINKTYPE_ETHERNET) ----
 
 std::string pcapFileHeader(uint32_t snapLength = 65535);

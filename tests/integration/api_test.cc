@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -272,6 +273,25 @@ std::string readUntilClosed(int fd, std::chrono::milliseconds deadline, bool& cl
 }
 
 // ---- Info ----
+
+// `host` is corrald's own view (its namespace ids and kernel), which `corral compare` sets the ids seen
+// inside instances against, wherever the CLI itself runs.
+TEST_F(CorraldTest, InfoReportsTheDaemonsNamespaceIds) {
+  Reply info = get("/v1/info");
+  ASSERT_EQ(info.status, 200) << describe(info);
+  const json& host = info.body["host"];
+  ASSERT_TRUE(host.is_object()) << info.body.dump();
+  utsname names{};
+  ASSERT_EQ(::uname(&names), 0);
+  EXPECT_EQ(host["kernel_release"], names.release);
+  const int pid = info.body["pid"].get<int>();
+  ASSERT_EQ(host["namespaces"].size(), 9u) << host.dump();
+  for (const char* ns : {"cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "user", "uts"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat(fmt::format("/proc/{}/ns/{}", pid, ns).c_str(), &st), 0) << ns;
+    EXPECT_EQ(host["namespaces"][ns], static_cast<uint64_t>(st.st_ino)) << ns;
+  }
+}
 
 TEST_F(CorraldTest, InfoDescribesDaemonHostAndState) {
   Reply info = get("/v1/info");

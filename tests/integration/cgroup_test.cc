@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "container/cgroup_mode.h"
+#include "tests/integration/host_needs.h"
 
 namespace corral::container {
 namespace {
@@ -399,7 +400,7 @@ TEST_F(CgroupKernel, FailedLimitWriteRollsBack) {
 // On a hybrid host the v2 mount has no controllers (all are bound to v1 hierarchies): when a limit needs
 // one, the v2 driver says so on the real cgroup2 filesystem instead of failing on a missing file later.
 TEST_F(CgroupKernel, V2DriverNamesAMissingController) {
-  if (mode_ != CgroupMode::Hybrid) GTEST_SKIP() << "only a hybrid host has a v2 mount without controllers";
+  CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid}});  // only there a v2 mount has no controllers
   const std::string unified = std::string(kCgroupRoot) + "/unified";
   auto cgroup =
       createCgroup(CgroupMode::Unified, name_, {.memoryBytes = 16 << 20, .cpuMillis = {}, .pids = {}},
@@ -416,7 +417,7 @@ TEST_F(CgroupKernel, V2DriverNamesAMissingController) {
 // Without limits the v2 driver needs no controller: on the hybrid host's bare unified mount it still
 // groups the processes, reports them, kills them all and removes its directory.
 TEST_F(CgroupKernel, V2DriverWithoutControllersGroupsAndKills) {
-  if (mode_ != CgroupMode::Hybrid) GTEST_SKIP() << "only a hybrid host has a v2 mount without controllers";
+  CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid}});  // only there a v2 mount has no controllers
   const fs::path unified = fs::path(kCgroupRoot) / "unified";
   auto cgroup = createCgroup(CgroupMode::Unified, name_, {}, {.root = unified.string(), .parent = kParent});
   ASSERT_TRUE(cgroup) << cgroup.error().message();

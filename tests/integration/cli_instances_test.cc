@@ -167,6 +167,51 @@ TEST_F(CliInstancesTest, BadInputIsAUsageErrorNamingTheFlag) {
   EXPECT_NE(unknownImage.err.find("image"), std::string::npos) << unknownImage;
 }
 
+// stop, start and rm take several names like docker's: each is done in turn, a name that fails is reported
+// by name while the others still go ahead, and the exit status is 1 when any failed.
+TEST_F(CliInstancesTest, StopStartAndRmTakeSeveralNames) {
+  for (const char* name : {"m1", "m2"}) {
+    CliRun run = cli({"run", "-d", "--name", name, "--", "sleep", "100"});
+    ASSERT_EQ(run.code, 0) << run;
+  }
+  auto stateOf = [&](const std::string& name) {
+    for (const auto& instance : daemon_.instances())
+      if (instance.value("name", "") == name) return instance.value("state", "");
+    return std::string("absent");
+  };
+
+  CliRun stop = cli({"stop", "-t", "1", "m1", "nope", "m2"});
+  EXPECT_EQ(stop.code, 1) << stop;
+  EXPECT_NE(stop.out.find("stopped m1: "), std::string::npos) << stop;
+  EXPECT_NE(stop.out.find("stopped m2: "), std::string::npos) << stop;
+  EXPECT_NE(stop.err.find("instance \"nope\" not found"), std::string::npos) << stop;
+  EXPECT_EQ(stateOf("m1"), "stopped");
+  EXPECT_EQ(stateOf("m2"), "stopped");
+
+  CliRun start = cli({"start", "m1", "m2"});
+  EXPECT_EQ(start.code, 0) << start;
+  EXPECT_NE(start.out.find("m1 running"), std::string::npos) << start;
+  EXPECT_NE(start.out.find("m2 running"), std::string::npos) << start;
+  EXPECT_EQ(stateOf("m1"), "running");
+  EXPECT_EQ(stateOf("m2"), "running");
+
+  CliRun json = cli({"stop", "--json", "-t", "1", "m1", "m2"});
+  EXPECT_EQ(json.code, 0) << json;
+  auto answers = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(answers.is_array()) << json;
+  EXPECT_EQ(answers.size(), 2u) << json;
+
+  // Without -f a stopped instance is removed; "nope" fails alone.
+  CliRun rm = cli({"rm", "nope", "m1", "m2"});
+  EXPECT_EQ(rm.code, 1) << rm;
+  EXPECT_EQ(rm.out, "removed m1\nremoved m2\n") << rm;
+  EXPECT_NE(rm.err.find("instance \"nope\" not found"), std::string::npos) << rm;
+  EXPECT_TRUE(daemon_.instances().empty()) << daemon_.instances().dump();
+
+  CliRun help = cli({"rm", "--help"});
+  EXPECT_NE(help.out.find("Usage: corral rm NAME [NAME...]"), std::string::npos) << help;
+}
+
 // `--memory 1` is refused by the API before anything is made, naming the flag's field ("memory", not the
 // cgroup's "memoryBytes"), and nothing is left behind.
 TEST_F(CliInstancesTest, TooLittleMemoryIsRefusedNamingMemory) {

@@ -94,6 +94,8 @@ TEST(Compare, TwoOfEachKindUnderTcg) {
   // A container has its own pid and mount namespaces (the VM is not a host namespace at all).
   EXPECT_EQ(result["isolation"]["container"]["namespaces"]["pid"]["equals_host"], false);
   EXPECT_EQ(result["isolation"]["container"]["namespaces"]["mnt"]["equals_host"], false);
+  // ... and shares the host's user namespace (no --user-namespace): the host side is corrald's view.
+  EXPECT_EQ(result["isolation"]["container"]["namespaces"]["user"]["equals_host"], true);
   EXPECT_EQ(result["summary"]["vm"]["boot_ms"]["count"], 2);
   EXPECT_EQ(result["summary"]["container"]["boot_ms"]["count"], 2);
   EXPECT_GT(result["summary"]["vm"]["memory_bytes"].value("median", 0.0), 0.0);
@@ -178,9 +180,13 @@ TEST(Compare, InterruptedRemovesEverything) {
     if (!sawVm) std::this_thread::sleep_for(50ms);
   }
   ASSERT_TRUE(sawVm) << daemon.cliErr();
+  const size_t started = daemon.instances().size();
   ::kill(pid, SIGINT);
-  std::this_thread::sleep_for(100ms);
-  ::kill(pid, SIGINT);  // a second Ctrl-C must not cut the cleanup short
+  // A second Ctrl-C while the cleanup runs (the first instance is gone) must not cut it short.
+  ASSERT_TRUE(corral::testing::waitUntil([&] { return daemon.instances().size() < started; }, 60s,
+                                         "the interrupted compare to remove its first instance"))
+      << daemon.cliErr();
+  ::kill(pid, SIGINT);
   EXPECT_EQ(exitCode(corral::testing::waitWithDeadline(pid, 60s)), 130) << daemon.cliErr();
   EXPECT_EQ(daemon.instances().size(), 0u) << daemon.instances().dump(2);
 }

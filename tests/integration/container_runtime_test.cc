@@ -27,6 +27,7 @@
 #include "container/mounts.h"
 #include "container/runtime.h"
 #include "container/seccomp.h"
+#include "tests/integration/host_needs.h"
 
 namespace corral::container {
 namespace {
@@ -276,7 +277,8 @@ TEST_F(ContainerRuntimeTest, CgroupOnTheHostHoldsTheLimitsAndTheInit) {
 TEST_F(ContainerRuntimeTest, CgroupTreeInsideShowsItsOwnLimitsReadOnly) {
   auto mode = detectCgroupMode();
   ASSERT_TRUE(mode.has_value());
-  if (*mode == CgroupMode::Unified) GTEST_SKIP() << "a pure v2 host mounts the cgroup2 tree instead";
+  // A pure v2 host mounts the cgroup2 tree instead.
+  CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid, CgroupMode::Legacy}});
   ContainerConfig c =
       config({"sh", "-c",
               "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
@@ -325,7 +327,8 @@ TEST_F(ContainerRuntimeTest, CgroupTreeInsideShowsItsOwnLimitsReadOnly) {
 TEST_F(ContainerRuntimeTest, UserNamespaceGetsAnEmptyReadOnlyCgroupDirectory) {
   auto mode = detectCgroupMode();
   ASSERT_TRUE(mode.has_value());
-  if (*mode == CgroupMode::Unified) GTEST_SKIP() << "a pure v2 host mounts the cgroup2 tree instead";
+  // A pure v2 host mounts the cgroup2 tree instead.
+  CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid, CgroupMode::Legacy}});
   ContainerConfig c =
       config({"sh", "-c", "echo \"[$(ls -A /sys/fs/cgroup)]\"; touch /sys/fs/cgroup/x && echo WROTE"});
   c.userNamespace = IdMapping{200000, 65536};
@@ -376,7 +379,9 @@ TEST_F(ContainerRuntimeTest, GeneratedEtcFilesAreEditableByAUserNamespaceRoot) {
 TEST_F(ContainerRuntimeTest, ForcedV2OnTheUnifiedMountGroupsKillsAndCleansUp) {
   auto mode = detectCgroupMode();
   ASSERT_TRUE(mode.has_value());
-  if (*mode != CgroupMode::Hybrid) GTEST_SKIP() << "needs a hybrid host's /sys/fs/cgroup/unified";
+  // A hybrid host's /sys/fs/cgroup/unified, and cgroup.kill for the last part.
+  CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid},
+                       .kernelFeatures = {::corral::testing::KernelFeature::CgroupKill}});
   const fs::path unified = "/sys/fs/cgroup/unified";
 
   // A container that exits on its own: populated 1 while it runs, 0 after.
@@ -432,7 +437,7 @@ TEST_F(ContainerRuntimeTest, ForcedV2OnTheUnifiedMountGroupsKillsAndCleansUp) {
     ASSERT_TRUE(container.has_value()) << container.error().message();
     readFrom(outRead.get(), "READY\n");
     dir = unified / container->cgroup().relativePath().substr(1);
-    if (!fs::exists(dir / "cgroup.kill")) GTEST_SKIP() << "this kernel has no cgroup.kill (before 5.14)";
+    ASSERT_TRUE(fs::exists(dir / "cgroup.kill")) << "the kernel release says it has cgroup.kill";
     EXPECT_EQ(lines(readFile(dir / "cgroup.procs")).size(), 2u);
     ASSERT_TRUE(container->cgroup().killAll());
     int status = 0;
@@ -473,7 +478,7 @@ bool isJoinedHierarchy(const std::string& controllers) {
 TEST_F(ContainerRuntimeTest, CgroupV1InitAndExecAreInEveryJoinedHierarchy) {
   auto mode = detectCgroupMode();
   ASSERT_TRUE(mode.has_value());
-  if (*mode == CgroupMode::Unified) GTEST_SKIP() << "a pure v2 host has no v1 hierarchies";
+  CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid, CgroupMode::Legacy}});  // v1 hierarchies
   ContainerConfig c = config({"sh", "-c", "echo READY; exec sleep 600"});
   c.limits.memoryBytes = 64ull << 20;
   c.limits.cpuMillis = 500;
@@ -521,7 +526,7 @@ TEST_F(ContainerRuntimeTest, CgroupV1InitAndExecAreInEveryJoinedHierarchy) {
 TEST_F(ContainerRuntimeTest, CgroupJoinFailureIsNamedAndLeavesNothing) {
   auto mode = detectCgroupMode();
   ASSERT_TRUE(mode.has_value());
-  if (*mode == CgroupMode::Unified) GTEST_SKIP() << "a pure v2 host has no v1 hierarchies";
+  CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid, CgroupMode::Legacy}});  // v1 hierarchies
   ContainerConfig c = config({"true"});
   const fs::path pidsGroup = fs::canonical("/sys/fs/cgroup/pids") / kCgroupParent / c.name;
   auto container = startContainer(c, Stdio{}, [&](pid_t) -> Status {

@@ -321,7 +321,14 @@ TEST(Crash, ContainerThatEndedWhileCorraldWasDownIsLost) {
   ASSERT_GT(pid, 0);
   daemon.kill9();
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
-  std::this_thread::sleep_for(200ms);
+  // Dead (a zombie this subreaper keeps) before corrald looks again.
+  ASSERT_TRUE(corral::testing::waitUntil(
+      [&] {
+        const std::string stat = corral::testing::readFile(fmt::format("/proc/{}/stat", pid));
+        const size_t end = stat.rfind(')');
+        return end != std::string::npos && stat.compare(end + 1, 3, " Z ") == 0;
+      },
+      10s, fmt::format("the container's init (pid {}) to be a zombie", pid)));
   ASSERT_TRUE(daemon.start()) << daemon.log();
   json found = daemon.call("GET", "/v1/instances/gone").body;
   if (found.value("state", "") == "running") found = daemon.waitWhile("gone", "running", 5s);
@@ -413,9 +420,17 @@ TEST(Crash, VmReattachedMidBootKeepsATotalThatCoversItsSteps) {
   Reply run = daemon.call("POST", "/v1/instances",
                           {{"name", "boot"}, {"kind", "vm"}, {"image", "busybox"}, {"memory", "128M"}});
   ASSERT_EQ(run.status, 201) << run.body.dump();
-  std::this_thread::sleep_for(1500ms);  // into the guest's kernel under TCG
-  daemon.kill9();
-  std::this_thread::sleep_for(500ms);
+  // Killed mid boot: once QEMU runs (the instance has its pid) and the guest is not ready yet.
+  json booting;
+  ASSERT_TRUE(corral::testing::waitUntil(
+      [&] {
+        booting = daemon.call("GET", "/v1/instances/boot").body;
+        return booting["pid"].is_number() || booting.value("state", "") != "starting";
+      },
+      60s, "QEMU's pid in the starting instance"))
+      << daemon.logTail();
+  ASSERT_EQ(booting.value("state", ""), "starting") << "not mid boot any more: " << booting.dump();
+  daemon.kill9();  // reaps: corrald is gone when this returns
   ASSERT_TRUE(daemon.start()) << daemon.log();
   json ready = daemon.waitWhile("boot", "starting", 120s);
   ASSERT_EQ(ready.value("state", ""), "running") << ready.dump() << daemon.logTail();

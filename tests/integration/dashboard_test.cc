@@ -243,6 +243,17 @@ TEST_F(Dashboard, ShowsTheBuildingTheInstancesAndTheComparisonAndFollowsChangesL
   EXPECT_EQ(count(*browser, "#compare-chart circle.boot-sample"), 4);
   EXPECT_EQ(count(*browser, "#compare-chart rect.memory-bar"), 2);
   EXPECT_EQ(count(*browser, "#isolation-table tr"), 11);  // the header and ten rows
+  // Every text of the chart lies inside its viewBox as the browser lays it out (the caption and the last
+  // axis label used to run past the card's edge, where the SVG cuts them off).
+  auto outside = browser->evaluate(
+      "(() => { const svg = document.querySelector('#compare-chart svg'); if (!svg) return ['no chart'];"
+      " const box = svg.viewBox.baseVal; const out = [];"
+      " for (const t of svg.querySelectorAll('text')) { const b = t.getBBox();"
+      "   if (b.x < 0 || b.y < 0 || b.x + b.width > box.width || b.y + b.height > box.height)"
+      "     out.push(t.textContent + ' at ' + [b.x, b.y, b.width, b.height].map(Math.round).join(','));"
+      " } return out; })()");
+  ASSERT_TRUE(outside && outside->is_array()) << browser->lastError();
+  EXPECT_TRUE(outside->empty()) << "chart texts past the viewBox: " << outside->dump();
 
   // The pixels: where the DOM says the container, the VM and the memory bars are, their colours are.
   auto image = browser->screenshot();

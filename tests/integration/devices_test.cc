@@ -25,6 +25,7 @@
 #include "container/runtime.h"
 #include "container/seccomp.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/host_needs.h"
 
 namespace corral::container {
 namespace {
@@ -222,8 +223,8 @@ TEST_F(DevicePolicyTest, DefaultContainerOpensOnlyTheDefaultDevices) {
 // A container on the hybrid host's bare cgroup2 mount: the refusals come from the BPF program alone (the
 // container stays in the starter's v1 devices group, which allows everything).
 TEST_F(DevicePolicyTest, V2DeviceProgramRefusesWithoutTheV1Controller) {
-  if (mode_ == CgroupMode::Legacy)
-    GTEST_SKIP() << "a v1-only host has no cgroup2 mount to run a v2 container on";
+  // A v1-only host has no cgroup2 mount to run a v2 container on.
+  CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Unified, CgroupMode::Hybrid}});
   ContainerConfig c = config(defaultPolicyScript());
   if (mode_ == CgroupMode::Hybrid) c.cgroupOptions.root = kUnified.string();
   std::string output = run(c, [&](RunningContainer& container) {

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
@@ -29,6 +30,7 @@
 
 #include "api/client.h"
 #include "net/netlink.h"
+#include "tests/integration/skip_guard.h"
 
 namespace corral::testing {
 
@@ -78,6 +80,27 @@ inline std::optional<int> waitWithDeadline(pid_t pid, std::chrono::milliseconds 
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return status;
+}
+
+// Waits for an event instead of sleeping: polls `happened` every 20 ms until it is true or `deadline`
+// passed. A failure naming `what` when it never happened. Use: ASSERT_TRUE(waitUntil(..., 10s, "..."));
+inline ::testing::AssertionResult waitUntil(const std::function<bool()>& happened,
+                                            std::chrono::milliseconds deadline, const std::string& what) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (!happened()) {
+    if (std::chrono::steady_clock::now() > until)
+      return ::testing::AssertionFailure()
+             << "waited " << deadline.count() << " ms for " << what << ": it did not happen";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// How often `what` occurs in `text` (log lines of an event, to wait for one more).
+inline size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
 }
 
 // This test process's network namespace prefix: every corrald a test starts names its VPC namespaces
@@ -222,17 +245,28 @@ class TestDaemon {
     }
   }
 
+  // Host-uplink mode, as real users run corrald: no --uplink-netns, so internet gateways lead to corrald's
+  // own namespace, which here is `netns`, a namespace the test made to play the host (corrald is started
+  // through `nsenter --net=/run/netns/NETNS`: only its network namespace differs). When the namespace is
+  // missing, nsenter fails and corrald never starts: there is no falling back to the real host's network.
+  void playHostIn(std::string netns) { hostNetns_ = std::move(netns); }
+
   // Spawns corrald and waits up to 30 s for GET /v1/info. False when it did not answer (or exited);
   // log() says why.
   bool start() {
-    std::vector<std::string> args = {CORRALD_PATH,   "--foreground",    "--socket",
-                                     socket(),       "--state-dir",     dir_ + "/state",
-                                     "--image-dir",  CORRAL_IMAGE_DIR,  "--cgroup-parent",
-                                     cgroupParent(), "--domain-prefix", testDomainPrefix()};
+    std::vector<std::string> args;
+    if (!hostNetns_.empty()) args = {"/usr/bin/nsenter", "--net=/run/netns/" + hostNetns_, "--"};
+    args.insert(args.end(), {CORRALD_PATH, "--foreground", "--socket", socket(), "--state-dir",
+                             dir_ + "/state", "--image-dir", CORRAL_IMAGE_DIR, "--cgroup-parent",
+                             cgroupParent(), "--domain-prefix", testDomainPrefix()});
     if (std::find(extraArgs_.begin(), extraArgs_.end(), "--accelerator-cache") == extraArgs_.end()) {
       args.insert(args.end(), {"--accelerator-cache", acceleratorCache()});
     }
-    for (std::string& arg : testNetworkArgs()) args.push_back(std::move(arg));
+    if (hostNetns_.empty()) {
+      for (std::string& arg : testNetworkArgs()) args.push_back(std::move(arg));
+    } else {
+      args.insert(args.end(), {"--netns-prefix", testNetnsPrefix()});
+    }
     args.insert(args.end(), extraArgs_.begin(), extraArgs_.end());
     pid_ = spawnProcess(args, dir_ + "/corrald.out", {}, OutputMode::Append);
     if (pid_ < 0) {
@@ -389,6 +423,7 @@ class TestDaemon {
  private:
   std::string name_;
   std::vector<std::string> extraArgs_;
+  std::string hostNetns_;  // playHostIn
   std::string dir_;
   pid_t pid_ = 0;
   bool everStarted_ = false;

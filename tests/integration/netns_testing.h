@@ -25,6 +25,7 @@
 
 #include "core/unique_fd.h"
 #include "net/netlink.h"
+#include "tests/integration/skip_guard.h"
 
 namespace corral::testing {
 

@@ -64,11 +64,18 @@ std::string connectOnce(const TestDaemon& d, const std::string& serverIp) {
   return run.body.value("stdout", "");
 }
 
-// Starts `trace` in a thread, gives the capture a moment to open, then makes one connection.
+// corrald logs this once the capture socket is open: frames from then on are seen.
+constexpr const char* kCapturing = "trace: capturing on ";
+
+// Starts `trace` in a thread, waits until corrald says the capture is open, then makes one connection.
 Reply traceAround(const TestDaemon& d, const json& trace, const std::string& serverIp, std::string* said) {
   Reply reply;
+  const size_t before = corral::testing::occurrences(d.log(), kCapturing);
   std::thread tracer([&] { reply = d.call("POST", "/v1/trace", trace); });
-  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(
+      corral::testing::waitUntil([&] { return corral::testing::occurrences(d.log(), kCapturing) > before; },
+                                 10s, "corrald's \"trace: capturing on\" line"))
+      << d.logTail();
   *said = connectOnce(d, serverIp);
   tracer.join();
   return reply;
@@ -117,9 +124,9 @@ TEST(Trace, SubnetBridgeShowsTheHandshakeAndCloseAndAPcap) {
   ASSERT_FALSE(network.serverIp.empty());
   ASSERT_FALSE(network.clientIp.empty());
   // The listener may need a moment after the run answered.
-  for (int attempt = 0; attempt < 20 && connectOnce(d, network.serverIp).find("hi") == std::string::npos;
-       ++attempt)
-    std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(corral::testing::waitUntil(
+      [&] { return connectOnce(d, network.serverIp).find("hi") != std::string::npos; }, 10s,
+      "the server container's listener"));
 
   std::string said;
   Reply reply = traceAround(d, {{"target", "tr-web"}, {"filter", "tcp"}, {"count", 12}, {"seconds", 8}},
@@ -200,15 +207,19 @@ TEST(Trace, InstancePortThroughTheCli) {
   TestDaemon d("trace", {"--accelerator", "tcg"});
   ASSERT_TRUE(d.start()) << d.logTail();
   TraceNetwork network = buildNetwork(d);
-  for (int attempt = 0; attempt < 20 && connectOnce(d, network.serverIp).find("hi") == std::string::npos;
-       ++attempt)
-    std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(corral::testing::waitUntil(
+      [&] { return connectOnce(d, network.serverIp).find("hi") != std::string::npos; }, 10s,
+      "the server container's listener"));
 
   const std::string pcapPath = d.dir() + "/port.pcap";
+  const size_t before = corral::testing::occurrences(d.log(), kCapturing);
   pid_t cli = d.spawnCli(
       {"trace", "tr-srv", "--count", "3", "--filter", "tcp", "--seconds", "8", "--pcap", pcapPath});
   ASSERT_GT(cli, 0);
-  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(
+      corral::testing::waitUntil([&] { return corral::testing::occurrences(d.log(), kCapturing) > before; },
+                                 10s, "corrald's \"trace: capturing on\" line"))
+      << d.logTail();
   EXPECT_NE(connectOnce(d, network.serverIp).find("hi"), std::string::npos);
   std::optional<int> status = corral::testing::waitWithDeadline(cli, 60s);
   std::string out = d.cliOut() + d.cliErr();

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
 #include <string>
 
 #include "tests/unit/api/svg_testing.h"
@@ -104,6 +105,54 @@ TEST(CompareRender, ChartHasEverySampleEveryStepAndBothMemoryBars) {
   EXPECT_NE(svg.find("VMs under tcg"), std::string::npos);
   EXPECT_NE(svg.find("median 3.00 s"), std::string::npos);
   EXPECT_NE(svg.find("median 12.0 ms"), std::string::npos);
+}
+
+// Every <text> of the chart fits inside its viewBox, measured generously: 0.65 em a character (DejaVu
+// Sans, the sans-serif a Debian browser picks, averages 0.6 em; bold wider), the anchor honoured. A text
+// past the edge is cut off at the dashboard card's edge and in the --svg file (the caption and the last
+// axis label were). The browser test measures the same with the real font (dashboard_test).
+void expectTextsInsideTheViewBox(const std::string& svg) {
+  std::smatch box;
+  ASSERT_TRUE(std::regex_search(svg, box, std::regex("viewBox=\"0 0 ([0-9.]+) ([0-9.]+)\"")));
+  const double width = std::stod(box[1]), height = std::stod(box[2]);
+  const std::regex textElement("<text ([^>]*)>([^<]*)</text>");
+  int texts = 0;
+  for (std::sregex_iterator it(svg.begin(), svg.end(), textElement), end; it != end; ++it, ++texts) {
+    const std::string attributes = (*it)[1],
+                      content = std::regex_replace(std::string((*it)[2]), std::regex("&[a-z]+;"), "'");
+    auto attribute = [&](const char* name, const std::string& otherwise) {
+      std::smatch value;
+      return std::regex_search(attributes, value, std::regex(std::string(" ?") + name + "=\"([^\"]*)\""))
+                 ? std::string(value[1])
+                 : otherwise;
+    };
+    const double x = std::stod(attribute("x", "0")), y = std::stod(attribute("y", "0"));
+    const double size = std::stod(attribute("font-size", "12"));
+    const double em = attribute("font-weight", "normal") == "bold" ? 0.72 : 0.65;
+    // UTF-8: count characters, not bytes.
+    size_t characters = 0;
+    for (unsigned char c : content) characters += (c & 0xc0) != 0x80;
+    const double extent = static_cast<double>(characters) * em * size;
+    const std::string anchor = attribute("text-anchor", "start");
+    const double left = anchor == "middle" ? x - extent / 2 : anchor == "end" ? x - extent : x;
+    EXPECT_GE(left, 0) << content;
+    EXPECT_LE(left + extent, width) << "\"" << content << "\" ends at " << left + extent << " of " << width;
+    EXPECT_LE(y, height) << content;
+    EXPECT_GE(y - size, 0) << content;
+  }
+  EXPECT_GT(texts, 10);
+}
+
+TEST(CompareRender, EveryTextFitsInsideTheChart) {
+  expectTextsInsideTheViewBox(renderComparisonSvg(compactComparison(result())));
+  // Boots of up to 100 s put the axis's last label, "100.00 s", at the right end; long medians too.
+  json slow = result();
+  for (json& sample : slow["samples"]) sample["boot"]["total_ms"] = sample["kind"] == "vm" ? 95000.0 : 0.4;
+  expectTextsInsideTheViewBox(renderComparisonSvg(compactComparison(slow)));
+  json tenRuns = result();
+  tenRuns["runs"] = 10;
+  tenRuns["accelerator"] = "kvm";
+  expectTextsInsideTheViewBox(renderComparisonSvg(compactComparison(tenRuns)));
 }
 
 TEST(CompareRender, FailedSamplesAndMissingFieldsAreDrawnAsAbsent) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <thread>
@@ -79,10 +80,20 @@ TEST(Reaper, PassesTheExitCodeOn) {
 
 TEST(Reaper, ForwardsTermToTheCommand) {
   // The command traps TERM and exits 42 on it; the reaper itself must not die of TERM.
-  int status = runReaper("trap 'exit 42' TERM; while :; do sleep 0.02; done", [](pid_t reaper) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // TERM goes once the command says its trap is set (a file appears), not after a guessed pause.
+  const std::filesystem::path trapped =
+      std::filesystem::temp_directory_path() / ("corral-reaper-trapped-" + std::to_string(getpid()));
+  std::filesystem::remove(trapped);
+  const std::string command =
+      "trap 'exit 42' TERM; : > " + trapped.string() + "; while :; do sleep 0.02; done";
+  int status = runReaper(command.c_str(), [&](pid_t reaper) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!std::filesystem::exists(trapped) && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_TRUE(std::filesystem::exists(trapped)) << "the command never set its trap (" << trapped << ")";
     kill(reaper, SIGTERM);
   });
+  std::filesystem::remove(trapped);
   ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status);
   EXPECT_EQ(WEXITSTATUS(status), 42);
 }

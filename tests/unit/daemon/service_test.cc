@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <functional>
@@ -310,6 +311,28 @@ TEST(ProcessStartTime, ReadsField22OfOurOwnStat) {
   EXPECT_GT(*self, 0);
   EXPECT_EQ(processStartTime(::getpid()), self);
   EXPECT_FALSE(processStartTime(-1));
+}
+
+TEST(HostInfo, NamespaceIdsComeFromTheLinkText) {
+  EXPECT_EQ(namespaceInode("net:[4026531840]"), 4026531840u);
+  EXPECT_EQ(namespaceInode("pid_for_children:[4026531836]"), 4026531836u);
+  EXPECT_FALSE(namespaceInode("net:[]"));
+  EXPECT_FALSE(namespaceInode("net:[12x]"));
+  EXPECT_FALSE(namespaceInode("net:[-1]"));
+  EXPECT_FALSE(namespaceInode(":[1]"));
+  EXPECT_FALSE(namespaceInode("net 4026531840"));
+  EXPECT_FALSE(namespaceInode("net:[99999999999999999999]"));
+}
+
+// corrald's own ids, every namespace GET /v1/info lists (the kernels this runs on have all nine).
+TEST(HostInfo, DescribesItsOwnNamespaces) {
+  HostInfo host = describeHost();
+  ASSERT_EQ(host.namespaces.size(), std::size(kHostNamespaces));
+  for (std::string_view ns : kHostNamespaces) {
+    struct stat st {};
+    ASSERT_EQ(::stat(fmt::format("/proc/self/ns/{}", ns).c_str(), &st), 0) << ns;
+    EXPECT_EQ(host.namespaces[std::string(ns)], static_cast<uint64_t>(st.st_ino)) << ns;
+  }
 }
 
 TEST(KvmAssessment, MissingDeviceExplainsWhy) {

@@ -336,6 +336,33 @@ TEST(Frames, Ipv6OnlyNoted) {
             std::string::npos);
 }
 
+// The trace list's one line per frame (moved here from corrald's trace handler, next to the decoder).
+TEST(Frames, SummaryIsOneLinePerLayerStack) {
+  EXPECT_EQ(frameSummary(decode(arpFrame(1))), "ARP who has 10.0.1.1? tell 10.0.1.4 (02:c0:aa:00:00:01)");
+  EXPECT_EQ(frameSummary(decode(arpFrame(2))), "ARP 10.0.1.4 is at 02:c0:aa:00:00:01");
+  EXPECT_EQ(frameSummary(decode(tcpFrame("10.0.1.4", "10.0.2.5", 41234, 8080, 1, 0, 0x02))),
+            "10.0.1.4:41234 → 10.0.2.5:8080 TCP [SYN]");
+  EXPECT_EQ(frameSummary(decode(tcpFrame("10.0.1.4", "10.0.2.5", 41234, 8080, 1, 9, 0x18, 5))),
+            "10.0.1.4:41234 → 10.0.2.5:8080 TCP [PSH,ACK] 5 bytes");
+  EXPECT_EQ(frameSummary(decode(udpFrame(33))), "10.0.1.4:5353 → 10.0.2.5:53 UDP 33 bytes");
+
+  Bytes echo = ethernet(0x0800);
+  append(echo, ipv4("10.0.1.4", "10.0.2.5", 1, 8));
+  for (uint8_t byte : {8, 0, 0, 0, 0, 1, 0, 1}) echo.push_back(byte);
+  EXPECT_EQ(frameSummary(decode(echo)), "10.0.1.4 → 10.0.2.5 ICMP echo request");
+  Bytes gre = ethernet(0x0800);
+  append(gre, ipv4("10.0.1.4", "10.0.2.5", 47, 4));
+  gre.resize(gre.size() + 4, 0);
+  EXPECT_EQ(frameSummary(decode(gre)), "10.0.1.4 → 10.0.2.5 IPv4 protocol 47");
+
+  Bytes ipv6 = ethernet(0x86dd);
+  ipv6.resize(14 + 40, 0x60);
+  EXPECT_EQ(frameSummary(decode(ipv6)),
+            "02:c0:aa:00:00:01 → 52:54:00:12:34:56 EtherType 0x86dd (IPv6 not decoded)");
+  EXPECT_EQ(frameSummary(decode(Bytes(6, 0))), "truncated Ethernet header");
+  EXPECT_EQ(frameSummary(DecodedFrame{}), "unreadable frame");
+}
+
 TEST(Frames, FlagsText) {
   EXPECT_EQ(tcpFlagsText(0x02), "SYN");
   EXPECT_EQ(tcpFlagsText(0x12), "SYN,ACK");
