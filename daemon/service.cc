@@ -11,7 +11,7 @@
 #include <utility>
 #include <variant>
 
-#include "api/trace_render.h"
+#include "daemon/trace_render.h"
 #include "core/log.h"
 #include "daemon/host_info.h"
 #include "daemon/instance_view.h"
@@ -272,7 +272,7 @@ Response Service::serveInstance(const api::TraceCapture& request) {
     std::optional<std::string> event = tracker.observe(frame);
     if (!net::matchesFilter(frame, *filter)) continue;
     if (frames.empty()) first = captured.timestamp;
-    frames.push_back(api::traceFrameJson(frame, frames.size() + 1, first, captured.outgoing, event));
+    frames.push_back(traceFrameJson(frame, frames.size() + 1, first, captured.outgoing, event));
     pcap += net::pcapRecord(captured.bytes, captured.timestamp, captured.wireLength);
   }
   int64_t matched = static_cast<int64_t>(frames.size());

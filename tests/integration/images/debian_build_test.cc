@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "tests/integration/images/tree.h"
+#include "tests/integration/skip_guard.h"
 
 namespace corral::images {
 namespace {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "tests/integration/images/tree.h"
+#include "tests/integration/skip_guard.h"
 
 namespace corral::images::fixtures {
 

@@ -1,10 +1,10 @@
 // A traced frame as POST /v1/trace answers it: times from the first frame shown, the layers as docs/api.md
 // lists them (absent layers null), the summary line and the layer-by-layer text.
-#include "api/trace_render.h"
+#include "daemon/trace_render.h"
 
 #include <gtest/gtest.h>
 
-namespace corral::api {
+namespace corral::daemon {
 namespace {
 
 using std::chrono::microseconds;
@@ -81,4 +81,4 @@ TEST(TraceFrameJson, LayersAsDocumentedAndAbsentOnesNull) {
 }
 
 }  // namespace
-}  // namespace corral::api
+}  // namespace corral::daemon

@@ -1,9 +1,9 @@
 // The trace's frame as JSON; see trace_render.h.
-#include "api/trace_render.h"
+#include "daemon/trace_render.h"
 
 #include <utility>
 
-namespace corral::api {
+namespace corral::daemon {
 namespace {
 
 using json = nlohmann::json;
@@ -94,4 +94,4 @@ json traceFrameJson(const net::DecodedFrame& frame, size_t number, std::chrono::
   return out;
 }
 
-}  // namespace corral::api
+}  // namespace corral::daemon

@@ -10,11 +10,11 @@
 
 #include "net/frames.h"
 
-namespace corral::api {
+namespace corral::daemon {
 
 // `number` is the frame's place among those shown (1-based), `first` the first shown frame's timestamp,
 // `event` the TCP tracker's note for it.
 nlohmann::json traceFrameJson(const net::DecodedFrame& frame, size_t number, std::chrono::microseconds first,
                               bool outgoing, const std::optional<std::string>& event);
 
-}  // namespace corral::api
+}  // namespace corral::daemon
