@@ -916,6 +916,9 @@ template <class... Visitors>
 struct Overloaded : Visitors... {
   using Visitors::operator()...;
 };
+// C++20 deduces this for aggregates; clang before 17 (the fuzz build's) needs it spelled out.
+template <class... Visitors>
+Overloaded(Visitors...) -> Overloaded<Visitors...>;
 
 }  // namespace
 

@@ -869,7 +869,8 @@ Result<CompiledSeccomp> CompiledSeccomp::compile(const SeccompProfile& profile) 
                              "the profile compiles to {} BPF instructions; the kernel takes at most {}",
                              instructions, BPF_MAXINSNS));
   compiled.program_.resize(stubBytes + static_cast<size_t>(size));
-  std::memcpy(compiled.program_.data(), stub.data(), stubBytes);
+  // Only with a stub: an empty stub's data() may be null, and memcpy from null is undefined even for 0 bytes.
+  if (stubBytes > 0) std::memcpy(compiled.program_.data(), stub.data(), stubBytes);
   size_t done = 0;
   while (stubBytes + done < compiled.program_.size()) {
     ssize_t n = ::pread(memfd.get(), compiled.program_.data() + stubBytes + done,

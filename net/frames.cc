@@ -558,6 +558,12 @@ Result<std::vector<PcapFrame>> parsePcap(std::span<const uint8_t> file) {
     const uint64_t seconds = reader.u32(at), fraction = reader.u32(at + 4);
     const size_t included = reader.u32(at + 8), original = reader.u32(at + 12);
     at += 16;
+    // A fraction of a second is below one second; a writer that says otherwise wrote a broken file (and
+    // its timestamp could not be written back).
+    if (const uint64_t perSecond = nanoseconds ? 1'000'000'000 : 1'000'000; fraction >= perSecond) {
+      return fail(badPcap(fmt::format("record {}: {} {} is not below one second", number, fraction,
+                                      nanoseconds ? "nanoseconds" : "microseconds")));
+    }
     if (file.size() - at < included) {
       return fail(badPcap(fmt::format("record {}: {} bytes announced, {} left in the file", number, included,
                                       file.size() - at)));

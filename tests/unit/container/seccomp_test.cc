@@ -449,6 +449,20 @@ TEST(CompiledSeccomp, DefaultCompilesUnconfinedIsEmpty) {
   EXPECT_EQ(unconfined->loadInChild(), 0);
 }
 
+// A default-allow profile has no ENOSYS stub in front of libseccomp's program. Found by the sanitized build
+// (scripts/test-sanitized): the empty stub was copied with memcpy from a null pointer, which UBSan reports.
+TEST(CompiledSeccomp, ADefaultAllowProfileIsLibseccompsProgramAlone) {
+  SeccompProfile profile;
+  profile.name = "/deny-read.json";
+  profile.defaultAction = SeccompAction::Allow;
+  SeccompRule rule;
+  rule.syscalls = {"read"};
+  profile.rules = {rule};
+  auto compiled = CompiledSeccomp::compile(profile);
+  ASSERT_TRUE(compiled) << compiled.error().message();
+  EXPECT_FALSE(compiled->empty());
+}
+
 TEST(CompiledSeccomp, RejectedRulesNameTheSyscall) {
   SeccompProfile profile;
   profile.name = "/p.json";

@@ -638,5 +638,32 @@ TEST(Pcap, BadFilesAreRefusedWithTheReason) {
   EXPECT_NE(cutHeader.error().message().find("record 1: truncated record header"), std::string::npos);
 }
 
+// Found by tests/fuzz/frames_fuzz.cc: a microsecond field of 1966079 was read as 1.97 s more, so a record
+// with seconds 0xffffffff read back as a time that no pcap record can hold.
+TEST(Pcap, AFractionOfASecondAboveOneSecondIsRefused) {
+  Bytes syn = tcpFrame("10.0.1.4", "10.0.2.5", 41234, 8080, 1000, 0, 0x02);
+  std::string good = pcapFileHeader() + pcapRecord(syn, microseconds(1), syn.size());
+  Bytes micro = fileBytes(good);
+  micro[28] = 0x40, micro[29] = 0x42, micro[30] = 0x0f, micro[31] = 0;  // 1000000 µs
+  auto refused = parsePcap(micro);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("record 1: 1000000 microseconds is not below one second"),
+            std::string::npos)
+      << refused.error().message();
+  micro[28] = 0x3f;  // 999999 µs
+  auto read = parsePcap(micro);
+  ASSERT_TRUE(read) << read.error().message();
+  EXPECT_EQ(read->front().timestamp, microseconds(999999));
+
+  Bytes nano = fileBytes(good);
+  nano[0] = 0x4d, nano[1] = 0x3c;                                      // 0xa1b23c4d: nanosecond timestamps
+  nano[28] = 0x00, nano[29] = 0xca, nano[30] = 0x9a, nano[31] = 0x3b;  // 1000000000 ns
+  auto refusedNano = parsePcap(nano);
+  ASSERT_FALSE(refusedNano);
+  EXPECT_NE(refusedNano.error().message().find("1000000000 nanoseconds is not below one second"),
+            std::string::npos)
+      << refusedNano.error().message();
+}
+
 }  // namespace
 }  // namespace corral::net
