@@ -485,6 +485,23 @@ TEST_F(CorraldTest, RequestErrorsNameTheProblem) {
   EXPECT_TRUE(get("/v1/vpcs").body["vpcs"].empty());
 }
 
+// A field of the wrong JSON type deep in a body is refused by name; reading it as text must not throw
+// (nlohmann's type_error would end corrald, which catches nothing around a request).
+TEST_F(CorraldTest, AComparisonSampleWhoseKindIsNotTextIs400AndTheDaemonLives) {
+  json comparison = {{"runs", 1},
+                     {"summary", {{"container", json::object()}, {"vm", json::object()}}},
+                     {"samples", {{{"name", "c-1"}, {"kind", 5}}}}};
+  EXPECT_TRUE(isError(post("/v1/comparisons", comparison), 400, "invalid_argument", "samples[0].kind"));
+  comparison["samples"][0]["kind"] = "lxc";
+  Reply unknown = post("/v1/comparisons", comparison);
+  EXPECT_TRUE(isError(unknown, 400, "invalid_argument", "samples[0].kind"));
+  EXPECT_NE(unknown.body["error"]["message"].get<std::string>().find("\"lxc\" is not a kind"),
+            std::string::npos)
+      << unknown.body.dump();
+  EXPECT_EQ(get("/v1/info").status, 200);
+  EXPECT_TRUE(get("/v1/comparisons").body["comparisons"].empty());
+}
+
 TEST_F(CorraldTest, BodyTooLargeIs413) {
   std::string huge =
       fmt::format("{{\"name\": \"prod\", \"cidr\": \"{}\"}}", std::string(api::kMaxBodyBytes + 10, 'x'));
