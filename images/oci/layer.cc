@@ -42,7 +42,9 @@ void removeTree(const char* path) {
   fs::remove_all(path, ignored);
 }
 
-// mkdir -p for a whiteout's or an opaque marker's parent, which tars usually list first anyway.
+// mkdir -p for a whiteout's or an opaque marker's parent, which tars usually list first anyway. Each
+// component must be a directory of the layer's own: the kernel would follow one that is a symlink (ELOOP),
+// and whiteout or xattr land wherever it points, so it is refused as libarchive refuses writing through one.
 int makeParents(const std::string& path) {
   std::string prefix;
   size_t start = 0;
@@ -51,6 +53,10 @@ int makeParents(const std::string& path) {
     if (slash == std::string::npos) slash = path.size();
     prefix = path.substr(0, slash);
     if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) return errno;
+    struct stat st {};
+    if (::lstat(prefix.c_str(), &st) != 0) return errno;
+    if (S_ISLNK(st.st_mode)) return ELOOP;
+    if (!S_ISDIR(st.st_mode)) return ENOTDIR;
     start = slash + 1;
   }
   return 0;
@@ -139,7 +145,7 @@ class ChildUnpacker {
 
       if (base == kOpaqueMarker) {
         std::string parent = parentOf(*path);
-        if (int error = makeParents(parent); error != 0) return failEntry(*path, error, "mkdir");
+        if (int error = makeParents(parent); error != 0) return failParents(*path, error);
         if (::setxattr(parent.c_str(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
           return failEntry(*path, errno, "setxattr(trusted.overlay.opaque)");
         }
@@ -149,8 +155,13 @@ class ChildUnpacker {
       if (base.starts_with(kWhiteoutPrefix)) {
         if (base.starts_with(".wh..wh."))
           continue;  // reserved for the spec's own markers (e.g. .wh..wh.plnk)
-        std::string hidden = parentOf(*path) + "/" + base.substr(kWhiteoutPrefix.size());
-        if (int error = makeParents(parentOf(*path)); error != 0) return failEntry(*path, error, "mkdir");
+        std::string name = base.substr(kWhiteoutPrefix.size());
+        if (name.empty() || name == "." || name == "..") {
+          return fail(EINVAL, fmt::format("layer entry \"{}\": a whiteout must name a file (\"{}\" does not)",
+                                          terminalSafe(*path), terminalSafe(name)));
+        }
+        std::string hidden = parentOf(*path) + "/" + name;
+        if (int error = makeParents(parentOf(*path)); error != 0) return failParents(*path, error);
         removeTree(hidden.c_str());
         if (::mknod(hidden.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
           return failEntry(*path, errno, "mknod(whiteout)");
@@ -199,6 +210,15 @@ class ChildUnpacker {
   }
 
  private:
+  bool failParents(const std::string& path, int errnum) {
+    if (errnum == ELOOP) {
+      return fail(errnum, fmt::format("layer entry \"{}\": a parent directory is a symlink (would write "
+                                      "through it)",
+                                      terminalSafe(path)));
+    }
+    return failEntry(path, errnum, "mkdir");
+  }
+
   bool failEntry(const std::string& path, int errnum, std::string_view what) {
     return fail(errnum,
                 fmt::format("layer entry \"{}\": {}: {}", terminalSafe(path), what, std::strerror(errnum)));
@@ -225,6 +245,23 @@ class ChildUnpacker {
 
   ChildReport& report_;
 };
+
+// The unpacking proper, into the working directory (the child's chroot, or the caller's directory).
+bool unpackIntoWorkingDirectory(int blobFd, ChildReport& report) {
+  mode_t callerMask = ::umask(022);  // parents a tar leaves implicit get 0755, as docker and umoci give them
+  bool ok = ChildUnpacker(report).run(blobFd);
+  ::umask(callerMask);
+  return ok;
+}
+
+// A failed unpack's report as an Error. Archive faults (bad paths, truncated or corrupt data) are the
+// image's: InvalidArgument, so the API answers 400 naming the layer; a system call failing on our side
+// (ENOSPC) is Internal.
+Error reportedError(ChildReport& report) {
+  report.message[sizeof(report.message) - 1] = '\0';
+  return report.hostFault ? Error(ErrorKind::Internal, report.message, {}, report.errnum)
+                          : invalidField("layer", "{}", report.message);
+}
 
 }  // namespace
 
@@ -268,15 +305,15 @@ Result<UnpackStats> unpackLayer(const fs::path& blob, const fs::path& dir) {
     // The child: a fresh copy of this one thread; it only unpacks, reports and exits.
     readEnd.reset();
     ChildReport report;
-    ChildUnpacker unpacker(report);
     bool ok = false;
     if (::fchdir(dirFd.get()) != 0) {
-      unpacker.fail(errno, fmt::format("fchdir(\"{}\"): {}", dir.string(), std::strerror(errno)));
+      ChildUnpacker(report).fail(errno,
+                                 fmt::format("fchdir(\"{}\"): {}", dir.string(), std::strerror(errno)));
     } else if (::chroot(".") != 0) {
-      unpacker.fail(errno, fmt::format("chroot(\"{}\"): {}", dir.string(), std::strerror(errno)));
+      ChildUnpacker(report).fail(errno,
+                                 fmt::format("chroot(\"{}\"): {}", dir.string(), std::strerror(errno)));
     } else {
-      ::umask(022);  // parents a tar leaves implicit get 0755, as docker and umoci give them
-      ok = unpacker.run(blobFd.get());
+      ok = unpackIntoWorkingDirectory(blobFd.get(), report);
     }
     (void)!::write(writeEnd.get(), &report, sizeof(report));
     ::_exit(ok ? 0 : 1);
@@ -298,14 +335,13 @@ Result<UnpackStats> unpackLayer(const fs::path& blob, const fs::path& dir) {
         internalError("unpacking into \"{}\": the unpacking process ended without a report (status {:#x})",
                       dir.string(), status));
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    report.message[sizeof(report.message) - 1] = '\0';
-    // Archive faults (bad paths, truncated or corrupt data) are the image's: InvalidArgument, so the API
-    // answers 400 naming the layer; a system call failing on our side (ENOSPC) is Internal.
-    Error error = report.hostFault ? Error(ErrorKind::Internal, report.message, {}, report.errnum)
-                                   : invalidField("layer", "{}", report.message);
-    return fail(std::move(error));
-  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return fail(reportedError(report));
+  return report.stats;
+}
+
+Result<UnpackStats> unpackLayerInWorkingDirectory(int blobFd) {
+  ChildReport report;
+  if (!unpackIntoWorkingDirectory(blobFd, report)) return fail(reportedError(report));
   return report.stats;
 }
 

@@ -136,6 +136,21 @@ TEST_F(LayerTest, HostilePathsAreRefusedAndNothingLandsOutsideTheLayer) {
          t.file("up/escaped", "x");
        },
        "up"},
+      // Whiteouts and opaque markers are made by the unpacker itself, not libarchive: the same rules.
+      {"whiteout-through-symlink",
+       [](TarBuilder& t) {
+         t.symlink("up", "..");
+         t.file("up/.wh.escaped", "");
+       },
+       "a parent directory is a symlink"},
+      {"opaque-through-symlink",
+       [](TarBuilder& t) {
+         t.symlink("up", "/var/tmp");
+         t.file("up/.wh..wh..opq", "");
+       },
+       "a parent directory is a symlink"},
+      {"whiteout-of-dotdot", [](TarBuilder& t) { t.file(".wh...", ""); }, "a whiteout must name a file"},
+      {"whiteout-of-dot", [](TarBuilder& t) { t.file("etc/.wh..", ""); }, "a whiteout must name a file"},
   };
   for (const Hostile& hostile : cases) {
     TarBuilder tar;
