@@ -72,6 +72,13 @@ std::string baseOf(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// libarchive's message for its last failure. It has none for some (a GNU long-name entry cut short), and
+// fmt throws on a null string, which ended the child without a report.
+const char* archiveMessage(archive* handle) {
+  const char* message = archive_error_string(handle);
+  return message != nullptr ? message : "libarchive gave no reason";
+}
+
 // Drops trusted.overlay.* xattrs an archive might carry: a layer must not set overlayfs' own metadata
 // (opaque, redirect, metacopy) other than through the image spec's markers.
 void dropOverlayXattrs(archive_entry* entry) {
@@ -126,7 +133,7 @@ class ChildUnpacker {
                           ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
     if (archive_read_open_fd(reader.get(), blobFd, 1 << 16) != ARCHIVE_OK) {
       return fail(archive_errno(reader.get()),
-                  fmt::format("not a tar archive: {}", archive_error_string(reader.get())));
+                  fmt::format("not a tar archive: {}", archiveMessage(reader.get())));
     }
     UnpackStats& stats = report_.stats;
     for (;;) {
@@ -135,7 +142,7 @@ class ChildUnpacker {
       if (status == ARCHIVE_EOF) break;
       if (status < ARCHIVE_WARN) {
         return fail(archive_errno(reader.get()),
-                    fmt::format("after {} entries: {}", stats.entries, archive_error_string(reader.get())));
+                    fmt::format("after {} entries: {}", stats.entries, archiveMessage(reader.get())));
       }
       ++stats.entries;
       const char* rawName = archive_entry_pathname(entry);
@@ -189,22 +196,21 @@ class ChildUnpacker {
       // xattr or owner it could not restore as ARCHIVE_WARN, and a layer half restored is no layer.
       status = archive_write_header(writer.get(), entry);
       if (status < ARCHIVE_OK) {
-        return fail(archive_errno(writer.get()), fmt::format("layer entry \"{}\": {}", terminalSafe(*path),
-                                                             archive_error_string(writer.get())));
+        return fail(archive_errno(writer.get()),
+                    fmt::format("layer entry \"{}\": {}", terminalSafe(*path), archiveMessage(writer.get())));
       }
       if (archive_entry_size(entry) > 0 && !archive_entry_hardlink(entry)) {
         if (!copyData(reader.get(), writer.get(), *path)) return false;
       }
       status = archive_write_finish_entry(writer.get());
       if (status < ARCHIVE_OK) {
-        return fail(archive_errno(writer.get()), fmt::format("layer entry \"{}\": {}", terminalSafe(*path),
-                                                             archive_error_string(writer.get())));
+        return fail(archive_errno(writer.get()),
+                    fmt::format("layer entry \"{}\": {}", terminalSafe(*path), archiveMessage(writer.get())));
       }
     }
     // Directory modes and times are applied last (a read-only directory could not be filled otherwise).
     if (archive_write_close(writer.get()) != ARCHIVE_OK) {
-      return fail(archive_errno(writer.get()),
-                  fmt::format("finishing: {}", archive_error_string(writer.get())));
+      return fail(archive_errno(writer.get()), fmt::format("finishing: {}", archiveMessage(writer.get())));
     }
     return true;
   }
@@ -233,11 +239,11 @@ class ChildUnpacker {
       if (status == ARCHIVE_EOF) return true;
       if (status < ARCHIVE_WARN) {
         return fail(archive_errno(reader), fmt::format("layer entry \"{}\": reading: {}", terminalSafe(path),
-                                                       archive_error_string(reader)));
+                                                       archiveMessage(reader)));
       }
       if (archive_write_data_block(writer, block, size, offset) < ARCHIVE_OK) {
         return fail(archive_errno(writer), fmt::format("layer entry \"{}\": writing: {}", terminalSafe(path),
-                                                       archive_error_string(writer)));
+                                                       archiveMessage(writer)));
       }
       report_.stats.bytes += size;
     }
