@@ -14,6 +14,10 @@
 #include <algorithm>
 #include <cerrno>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 #include "container/caps.h"
 
 namespace corral::container {
@@ -22,6 +26,21 @@ namespace {
 constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 }  // namespace
+
+// A child of clone() with a stack of its own is, to AddressSanitizer, still the thread it was copied from,
+// with that thread's stack bounds. At the child's first noreturn call (childFail, the exec) the runtime's
+// __asan_handle_no_return measured a "stack" from there to the thread's stack top, hundreds of GiB, and
+// printed a warning instead. With log_path set (scripts/test-sanitized), a container's init, pid 1 after
+// pivot_root, could not open its log file ("asan.1") there; the runtime died by abort(), which an init
+// ignores, and its deadly-signal handler waited for the report lock in sched_yield for ever: the container
+// spun at full CPU before execve. The fiber-switch interface is how a program says it now runs on another
+// stack; a fork-like clone3 (a copy of the caller's stack) needs nothing.
+void ChildStack::adoptInChild() const {
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_start_switch_fiber(nullptr, base_, kChildStackSize);
+  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+}
 
 // Moves the calling process into the container's group of each v1 hierarchy, through `tasks` files the
 // parent opened: "0" there is the calling thread alone, which the kernel migrates without taking the global
@@ -176,6 +195,7 @@ int becomeRootInChild() {
 // malloc's locks may be held.
 int containerInitMain(void* arg) {
   const InitChildContext& ctx = *static_cast<const InitChildContext*>(arg);
+  if (ctx.stack != nullptr) ctx.stack->adoptInChild();
   const int fd = ctx.syncFd;
   // If the starter dies before "go", so do we (cleared again right before execve). The death signal does
   // not always reach a pid namespace's init when the whole daemon is SIGKILLed (seen on 6.18: the child
@@ -229,6 +249,7 @@ int containerInitMain(void* arg) {
 // being a child of a process that joined it) and in its cgroup.
 int execGrandchildMain(void* arg) {
   const ExecChildContext& ctx = *static_cast<const ExecChildContext*>(arg);
+  ctx.grandchildStack->adoptInChild();
   if (!ctx.userNamespace && clearGroupsInChild() != 0) childFail(ctx.syncFd, ChildStep::ClearGroups, errno);
   lockDownAndExecInChild(ctx.lockdown);
 }
@@ -249,7 +270,7 @@ int execGrandchildMain(void* arg) {
   if (ctx.userNamespace && becomeRootInChild() != 0) childFail(fd, ChildStep::SetIds, errno);
   // setns(mnt) put us at the container's root; now the configured directory.
   if (::chdir(ctx.workingDir->c_str()) != 0) childFail(fd, ChildStep::WorkingDir, errno);
-  pid_t pid = ::clone(execGrandchildMain, ctx.grandchildStackTop, CLONE_PARENT | SIGCHLD,
+  pid_t pid = ::clone(execGrandchildMain, ctx.grandchildStack->top(), CLONE_PARENT | SIGCHLD,
                       const_cast<ExecChildContext*>(&ctx));
   if (pid < 0) childFail(fd, ChildStep::CloneIntoNamespaces, errno);
   SyncRecord record;

@@ -55,6 +55,29 @@ struct LockdownInput {
   const ExecImage* image;
 };
 
+// The stack clone(2) starts a child on (mmap'd; the child has its own copy of it, as of all memory).
+class ChildStack {
+ public:
+  ChildStack() {
+    void* base = ::mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    base_ = base == MAP_FAILED ? nullptr : base;
+  }
+  ~ChildStack() {
+    if (base_ != nullptr) ::munmap(base_, kChildStackSize);
+  }
+  ChildStack(const ChildStack&) = delete;
+  ChildStack& operator=(const ChildStack&) = delete;
+  bool valid() const { return base_ != nullptr; }
+  void* top() const { return static_cast<char*>(base_) + kChildStackSize; }  // stacks grow down on x86/arm
+  // First thing in a child that clone() started on this stack: tells AddressSanitizer (when built with it)
+  // that the child runs here (child.cc says why). Nothing otherwise.
+  void adoptInChild() const;
+
+ private:
+  void* base_ = nullptr;
+};
+
 struct InitChildContext {
   int syncFd = -1;
   int parentSyncFd = -1;  // the parent's end, which the child's copy of the fd table holds too
@@ -64,6 +87,7 @@ struct InitChildContext {
   const std::string* hostname = nullptr;
   const std::string* workingDir = nullptr;
   LockdownInput lockdown{};
+  const ChildStack* stack = nullptr;  // what clone() started the child on; null for a fork-like clone3
 };
 
 // The container's init, from clone() to execve (the order is in child.cc).
@@ -75,7 +99,7 @@ struct ExecChildContext {
   std::vector<int> cgroupTaskFds;  // as for init: v1 only
   const std::vector<NamespaceFd>* namespaces = nullptr;
   const std::string* workingDir = nullptr;
-  void* grandchildStackTop = nullptr;
+  const ChildStack* grandchildStack = nullptr;
   LockdownInput lockdown{};
 };
 
@@ -102,25 +126,6 @@ class ChildGuard {
 
  private:
   pid_t pid_ = -1;
-};
-
-class ChildStack {
- public:
-  ChildStack() {
-    void* base = ::mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    base_ = base == MAP_FAILED ? nullptr : base;
-  }
-  ~ChildStack() {
-    if (base_ != nullptr) ::munmap(base_, kChildStackSize);
-  }
-  ChildStack(const ChildStack&) = delete;
-  ChildStack& operator=(const ChildStack&) = delete;
-  bool valid() const { return base_ != nullptr; }
-  void* top() const { return static_cast<char*>(base_) + kChildStackSize; }  // stacks grow down on x86/arm
-
- private:
-  void* base_ = nullptr;
 };
 
 // The message for the step a child reported failing at, naming the call and its arguments.

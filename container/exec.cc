@@ -40,7 +40,7 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
     ctx.cgroupTaskFds = rawFds(join->taskFiles);
     ctx.namespaces = &*namespaces;
     ctx.workingDir = &config.workingDir;
-    ctx.grandchildStackTop = stack.top();
+    ctx.grandchildStack = &stack;
     ctx.lockdown = LockdownInput{sync->child.get(),
                                  {stdioFds->fds[0], stdioFds->fds[1], stdioFds->fds[2]},
                                  &*capabilities,

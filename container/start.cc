@@ -172,6 +172,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
     clonedIntoCgroup = pid > 0;
   }
   if (pid < 0) {
+    ctx.stack = &stack;
     pid = ::clone(containerInitMain, stack.top(), containerCloneFlags(ctx.userNamespace) | SIGCHLD, &ctx);
     if (pid < 0) return fail(systemError(errno, fmt::format("clone({})", cloneFlagNames)));
   }
