@@ -715,7 +715,15 @@ TEST_F(CorraldTest, SigkillDuringConcurrentWritesLosesNothingAcknowledged) {
         }
       });
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(150 + random() % 250));
+    // The kill lands while writes are in flight: after the round's first acknowledgement (a sanitized
+    // corrald on a loaded host can take longer than a fixed sleep to answer one), then a random moment.
+    EXPECT_TRUE(testing::waitUntil(
+        [&] {
+          std::lock_guard lock(acknowledgedMutex);
+          return acknowledged.size() > before;
+        },
+        std::chrono::seconds(30), fmt::format("round {}'s first acknowledged write", round)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(random() % 250));
     killed = true;
     daemon_->kill(SIGKILL);
     for (auto& writer : writers) writer.join();
