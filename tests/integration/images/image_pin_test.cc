@@ -25,14 +25,16 @@ class ImagePinTest : public fixtures::ImagesRootTest {
     ImagesRootTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
     LayoutBuilder layout(work_ / "layout");
+    std::vector<std::pair<std::string, Descriptor>> made;
     for (const char* tag : {"v1", "v2"}) {
       TarBuilder layer;
       layer.file("version", tag);
       ImageConfig config;
       config.platform = {"linux", "amd64", ""};
       config.cmd = {"/bin/true"};
-      layout.name(tag, layout.image({&layer}, config));
+      made.push_back({tag, layout.image({&layer}, config)});
     }
+    for (const auto& [tag, descriptor] : made) layout.name(tag, descriptor);  // name() ends the blob writing
   }
   Image import(ImageStore& store, const std::string& ref, const std::string& name) {
     auto image = store.importLayout(work_ / "layout", ref, name);
