@@ -51,6 +51,7 @@ struct LockdownInput {
   int syncFd;
   int stdio[3];
   const std::vector<int>* capabilities;
+  const ProcessUser* user;
   const CompiledSeccomp* seccomp;  // null: unconfined
   const ExecImage* image;
 };
@@ -131,7 +132,8 @@ class ChildGuard {
 // The message for the step a child reported failing at, naming the call and its arguments.
 std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecord& record,
                           const ExecImage& image, const std::vector<NamespaceFd>* namespaces,
-                          const CgroupJoin& join, const std::string& hostname, const std::string& workingDir);
+                          const CgroupJoin& join, const std::string& hostname, const std::string& workingDir,
+                          const ProcessUser& user);
 
 struct StdioFds {
   UniqueFd devNull;

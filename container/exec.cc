@@ -44,6 +44,7 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
     ctx.lockdown = LockdownInput{sync->child.get(),
                                  {stdioFds->fds[0], stdioFds->fds[1], stdioFds->fds[2]},
                                  &*capabilities,
+                                 &config.user,
                                  *seccomp ? &**seccomp : nullptr,
                                  &image};
 
@@ -76,8 +77,9 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
     if (!outcome) return fail(outcome.error());
     if (outcome->failure) {
       const SyncRecord& record = *outcome->failure;
-      return fail(systemError(record.errnum, childStepName(record.step, nullptr, record, image, &*namespaces,
-                                                           *join, config.hostname, config.workingDir)));
+      return fail(
+          systemError(record.errnum, childStepName(record.step, nullptr, record, image, &*namespaces, *join,
+                                                   config.hostname, config.workingDir, config.user)));
     }
     if (outcome->execPid <= 0) return fail(childVanished(intermediatePid));
     if (!outcome->reachedExec) return fail(childVanished(outcome->execPid));

@@ -230,8 +230,8 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
         if (auto saved = store.putInstance(instance.row); !saved) return fail(saved.error());
       }
     } else {
-      if (auto config =
-              container::toContainerConfig(instance.spec, manager->validationContext(&instance.row));
+      if (auto config = manager->imageLaunch_.containerConfig(
+              instance.spec, manager->validationContext(&instance.row), ImageLaunch::Pin::existing);
           config) {
         instance.config = std::move(*config);
         if (!instance.spec.ip.empty()) instance.config->ipAddress = instance.spec.ip;
@@ -247,6 +247,11 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
     std::string name = instance.row.name;
     manager->instances_.emplace(std::move(name), std::move(instance));
   }
+  std::set<std::string> containerNames;
+  for (const auto& [name, instance] : manager->instances_) {
+    if (instance.row.kind == schema::InstanceKind::container) containerNames.insert(name);
+  }
+  manager->imageLaunch_.dropPinsExcept(containerNames);
   bool anyVm = std::any_of(manager->instances_.begin(), manager->instances_.end(), [](const auto& entry) {
     return entry.second.row.kind == schema::InstanceKind::vm;
   });
@@ -287,6 +292,7 @@ container::ValidationContext InstanceManager::validationContext(const InstanceRo
   container::IdMapping range{.hostId = 0, .count = container::kIdsPerContainer};  // none: refused at start
   if (row && row->userNamespaceStart) range.hostId = static_cast<uid_t>(*row->userNamespaceStart);
   return {.imageDir = options_.imageDir,
+          .lowerDirs = {},
           .containersDir = options_.containersDir,
           .cgroupOptions = options_.cgroupOptions,
           .userNamespaceRange = range,
@@ -510,6 +516,7 @@ void InstanceManager::recordStopped(Instance& instance, const std::string& reaso
     if (auto deleted = store_.deleteInstance(name); !deleted)
       log::error("instance \"{}\": {}", name, deleted.error().message());
     releaseIdRange(row);
+    if (row.kind == schema::InstanceKind::container) imageLaunch_.release(name);
     instances_.erase(name);
     releaseNic(name);
   } else if (auto saved = store_.putInstance(row); !saved) {
@@ -583,6 +590,9 @@ json InstanceManager::render(const Instance& instance) const {
   return {{"name", row.name},
           {"kind", schema::instanceKindName(row.kind)},
           {"image", instance.spec.image},
+          {"image_digest", row.kind == schema::InstanceKind::container
+                               ? optionalJson(imageLaunch_.imageDigest(row.name))
+                               : json(nullptr)},
           {"command", instance.config ? json(instance.config->argv) : json(instance.spec.command)},
           {"state", instanceStateName(row.state)},
           {"pid", active ? optionalJson(row.pid) : json(nullptr)},
@@ -670,13 +680,18 @@ Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
     auto chosen = accelerator(*instance.vmPlan);
     if (!chosen) return fail(chosen.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
     accel = std::move(*chosen);
-  } else {
-    auto config = container::toContainerConfig(spec, validationContext());
-    if (!config) return fail(config.error());
-    instance.config = std::move(*config);
   }
   std::unique_lock lock(mutex_);
   if (instances_.contains(spec.name)) return fail(conflict("instance \"{}\" already exists", spec.name));
+  // A store image is pinned for the container here, under the lock that makes the name its own.
+  Rollback unpinImage([&] {
+    if (!isVm) imageLaunch_.release(spec.name);
+  });
+  if (!isVm) {
+    auto config = imageLaunch_.containerConfig(spec, validationContext(), ImageLaunch::Pin::create);
+    if (!config) return fail(config.error());
+    instance.config = std::move(*config);
+  }
   instance.spec = spec;
   if (auto assigned = assignIdRange(instance); !assigned)
     return fail(assigned.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
@@ -732,6 +747,7 @@ Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
     return fail(started.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
   }
   returnIdRange.dismiss();
+  unpinImage.dismiss();
   return started;
 }
 
@@ -740,7 +756,8 @@ Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
 Result<json> InstanceManager::startLocked(std::unique_lock<std::mutex>&, Instance& instance,
                                           Clock::time_point received) {
   if (!instance.config) {
-    auto config = container::toContainerConfig(instance.spec, validationContext(&instance.row));
+    auto config = imageLaunch_.containerConfig(instance.spec, validationContext(&instance.row),
+                                               ImageLaunch::Pin::existing);
     if (!config) return fail(config.error());
     instance.config = std::move(*config);
   }
@@ -977,6 +994,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
   if (auto dropped = store_.deleteInstance(name); !dropped)
     return fail(dropped.error().wrap(fmt::format("remove instance \"{}\"", name)));
   releaseIdRange(it->second.row);
+  if (it->second.row.kind == schema::InstanceKind::container) imageLaunch_.release(name);
   instances_.erase(it);
   releaseNic(name);
   return json{{"deleted", std::move(deleted)}};

@@ -26,6 +26,7 @@
 #include "core/error.h"
 #include "core/rollback.h"
 #include "core/unique_fd.h"
+#include "daemon/image_launch.h"
 #include "daemon/lifecycle.h"
 #include "daemon/network.h"
 #include "daemon/store.h"
@@ -38,6 +39,8 @@ namespace corral::daemon {
 
 struct InstanceOptions {
   std::filesystem::path imageDir = "/var/lib/corral/images";
+  std::filesystem::path imageStoreDir =
+      "/var/lib/corral/images";  // <state dir>/images (daemon/image_launch.h)
   std::filesystem::path containersDir = "/var/lib/corral/containers";
   container::CgroupOptions cgroupOptions;
   // VMs
@@ -194,6 +197,7 @@ class InstanceManager {
   Store& store_;
   InstanceOptions options_;
   NetworkController* network_ = nullptr;
+  ImageLaunch imageLaunch_{options_.imageStoreDir};  // which image each container runs, and its pin
   std::mutex mutex_;
   std::condition_variable changed_;
   std::map<std::string, Instance, std::less<>> instances_;
