@@ -47,7 +47,7 @@ Result<container::ContainerConfig> ImageLaunch::containerConfig(const schema::In
   // never gets one.
   std::optional<images::Image> image;
   std::error_code error;
-  if (schema::validateName(spec.name, "name") &&
+  if (pin != Pin::lookup && schema::validateName(spec.name, "name") &&
       std::filesystem::exists(storeRoot_ / "pins" / spec.name, error)) {
     auto images = store();
     if (!images) return fail(images.error());
@@ -56,7 +56,7 @@ Result<container::ContainerConfig> ImageLaunch::containerConfig(const schema::In
     image = std::move(*pinned);
   }
   if (!image && isBuiltInImage(spec, context)) {
-    {
+    if (pin != Pin::lookup) {
       std::lock_guard lock(mutex_);
       digests_.erase(spec.name);
     }
@@ -69,7 +69,7 @@ Result<container::ContainerConfig> ImageLaunch::containerConfig(const schema::In
     if (auto valid = images::validateImageName(spec.image); !valid)
       return fail(Error(ErrorKind::InvalidArgument, valid.error().message(), "image"));
     if (Status name = schema::validateName(spec.name, "name"); !name) return fail(name.error());
-    auto pinned = (*images)->pin(spec.name, spec.image);
+    auto pinned = pin == Pin::create ? (*images)->pin(spec.name, spec.image) : (*images)->get(spec.image);
     if (!pinned && pinned.error().kind() == ErrorKind::NotFound) return fail(imageNotFound(spec, context));
     if (!pinned) return fail(pinned.error());
     image = std::move(*pinned);
@@ -100,8 +100,10 @@ Result<container::ContainerConfig> ImageLaunch::containerConfig(const schema::In
           terminalSafe(image->config.user), config->user.uid, config->user.gid, count));
     }
   }
-  std::lock_guard lock(mutex_);
-  digests_[spec.name] = image->manifestDigest.text();
+  if (pin != Pin::lookup) {
+    std::lock_guard lock(mutex_);
+    digests_[spec.name] = image->manifestDigest.text();
+  }
   return config;
 }
 

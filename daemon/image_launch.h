@@ -22,7 +22,10 @@ class ImageLaunch {
  public:
   explicit ImageLaunch(std::filesystem::path storeRoot) : storeRoot_(std::move(storeRoot)) {}
 
-  enum class Pin { existing, create };
+  // existing: only the instance's pin or a built-in image (a stored instance); lookup: also the store
+  // image named spec.image, not pinned (a run's check before the name is its own); create: that image,
+  // pinned for the instance now (under the lock that makes the name the instance's).
+  enum class Pin { existing, lookup, create };
   // The runtime config of container `spec`. The image is, in this order: the store image the instance
   // pins (whatever its name means now: a container keeps the image it was created from, as docker's
   // does); a built-in image directory (imageDir/NAME/rootfs, its default command /bin/sh); with
