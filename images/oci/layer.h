@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <stop_token>
 #include <string>
 
 #include "core/error.h"
@@ -29,8 +30,10 @@ struct UnpackStats {
 
 // `dir` must exist, be empty and live on a filesystem with trusted xattrs (ext4, xfs, tmpfs); root only.
 // On failure the error names the entry ("layer entry \"a/../b\": ...") and `dir` may hold a partial tree:
-// the caller unpacks into a temporary directory and removes it (see ImageStore).
-Result<UnpackStats> unpackLayer(const std::filesystem::path& blob, const std::filesystem::path& dir);
+// the caller unpacks into a temporary directory and removes it (see ImageStore). Once `stop` is stopped the
+// child is killed and the unpack fails with operationCancelled().
+Result<UnpackStats> unpackLayer(const std::filesystem::path& blob, const std::filesystem::path& dir,
+                                std::stop_token stop = {});
 
 // The checks on one entry's path, pure (unit-tested): "./usr/bin/" → "usr/bin"; "" or "./" → "."; refuses
 // absolute paths, ".." components and NUL-free control characters are kept (file names may have them).
