@@ -164,8 +164,7 @@ TEST_F(ImagesApi, ImportsALayoutAndARootfsTarAndInspectsThem) {
 
   TarBuilder rootfs;
   rootfs.file("bin/hello", "#!/bin/sh\necho hi\n", 0755);
-  std::ofstream(work_ / "tiny.tar.gz", std::ios::binary)
-      << rootfs.finish(images::fixtures::Compression::gzip);
+  std::ofstream(work_ / "tiny.tar.gz", std::ios::binary) << rootfs.finish(images::Compression::gzip);
   auto tiny = stream(api::ImportImage{(work_ / "tiny.tar.gz").string(), ""});
   ASSERT_TRUE(tiny) << tiny.error().message();
   EXPECT_EQ((*tiny)["name"], "tiny") << "the name comes from the file without .tar.gz";
