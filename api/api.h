@@ -8,6 +8,7 @@
 #include <string_view>
 #include <variant>
 
+#include "api/images.h"
 #include "core/error.h"
 #include "schema/cidr.h"
 #include "schema/instance.h"
@@ -175,7 +176,8 @@ using Request =
                  DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<schema::NetworkAclSpec>,
                  AddNetworkAclRule, DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances,
                  GetInstance, StopInstance, StartInstance, RemoveInstance, GetInstanceLogs, ExecInstance,
-                 TraceCapture, SaveComparison, ListComparisons, GetComparison, GetDashboard>;
+                 TraceCapture, SaveComparison, ListComparisons, GetComparison, GetDashboard, ListImages,
+                 GetImage, RemoveImage, PullImage, ImportImage, BuildImage>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {
@@ -201,6 +203,9 @@ Result<std::string> base64Decode(std::string_view text, std::string_view field =
 int httpStatus(ErrorKind kind);
 // {"error": {"kind": "invalid_argument", "message": "...", "field": "cidr"}}
 nlohmann::json errorJson(const Error& error);
+// errorJson's inverse: the kind, message and field back into an Error; anything else keeps `status`'s kind
+// and shows the start of the body.
+Error errorFromJson(const nlohmann::json& body, int status);
 
 // The CIDR calculator's facts: network, netmask, broadcast, first/last usable, size, usable (AWS), private,
 // class.

@@ -68,14 +68,23 @@ ErrorKind errorKindFromStatus(int status) {
   }
 }
 
-// {"error": {"kind", "message", "field"}} back into an Error; anything else keeps the status's kind and
-// shows the start of the body, so a proxy's HTML page or a crash is still visible.
+// {"error": {"kind", "message", "field"}} back into an Error, or the start of whatever else came.
 Error errorFromResponse(const HttpResponse& response) {
   json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_object() && body.contains("error")) return errorFromJson(body, response.status);
+  std::string excerpt = response.body.substr(0, 200);
+  return Error(errorKindFromStatus(response.status),
+               fmt::format("corrald answered HTTP {} without an error body: {}", response.status,
+                           excerpt.empty() ? "(empty)" : excerpt));
+}
+
+}  // namespace
+
+Error errorFromJson(const json& body, int status) {
   if (body.is_object() && body.contains("error") && body["error"].is_object()) {
     const json& error = body["error"];
     if (error.contains("message") && error["message"].is_string()) {
-      ErrorKind kind = errorKindFromStatus(response.status);
+      ErrorKind kind = errorKindFromStatus(status);
       if (error.contains("kind") && error["kind"].is_string()) {
         kind = errorKindFromName(error["kind"].get<std::string>()).value_or(kind);
       }
@@ -84,13 +93,10 @@ Error errorFromResponse(const HttpResponse& response) {
       return Error(kind, error["message"].get<std::string>(), std::move(field));
     }
   }
-  std::string excerpt = response.body.substr(0, 200);
-  return Error(errorKindFromStatus(response.status),
-               fmt::format("corrald answered HTTP {} without an error body: {}", response.status,
-                           excerpt.empty() ? "(empty)" : excerpt));
+  return Error(errorKindFromStatus(status),
+               fmt::format("corrald answered HTTP {} with an error body it cannot read: {}", status,
+                           body.dump().substr(0, 200)));
 }
-
-}  // namespace
 
 Result<HttpResponse> Client::send(const HttpRequest& request) const {
   try {
@@ -155,6 +161,88 @@ Result<HttpResponse> Client::send(const HttpRequest& request) const {
     return HttpResponse{static_cast<int>(response.result_int()), response.body()};
   } catch (const std::exception& e) {
     // The endpoint constructor throws for a path longer than sun_path; Beast may throw on allocation.
+    return fail(unavailable("talking to corrald on {}: {}", socketPath_, e.what()));
+  }
+}
+
+Result<nlohmann::json> Client::stream(const Request& request,
+                                      const std::function<void(const ProgressEvent&)>& onProgress) const {
+  HttpRequest rendered = renderRequest(request);
+  try {
+    asio::io_context io;
+    asio::local::stream_protocol::socket socket(io);
+    boost::system::error_code ec;
+    socket.connect(asio::local::stream_protocol::endpoint(socketPath_), ec);
+    if (ec) return fail(connectError(ec, socketPath_));
+    http::request<http::string_body> message{http::string_to_verb(rendered.method), rendered.target, 11};
+    message.set(http::field::host, "corrald");
+    message.set(http::field::user_agent, "corral/" CORRAL_VERSION);
+    message.set(http::field::accept, std::string(kProgressContentType));
+    message.keep_alive(false);
+    if (!rendered.body.empty()) {
+      message.set(http::field::content_type, "application/json");
+      message.body() = rendered.body;
+    }
+    message.prepare_payload();
+    http::write(socket, message, ec);
+    if (ec) {
+      return fail(unavailable("{} {} on {}: sending the request failed: {}", rendered.method, rendered.target,
+                              socketPath_, ec.message()));
+    }
+
+    // Each chunk's bytes are cut into lines here, as they arrive; the last line is the outcome.
+    std::string pending;
+    std::optional<StreamLine> outcome;
+    std::optional<Error> broken;
+    auto takeLines = [&] {
+      for (size_t newline; (newline = pending.find('\n')) != std::string::npos;) {
+        std::string line = pending.substr(0, newline);
+        pending.erase(0, newline + 1);
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        auto parsed = parseStreamLine(line);
+        if (!parsed) {
+          if (!broken) broken = parsed.error();
+          continue;
+        }
+        if (parsed->kind == StreamLine::Kind::progress) {
+          if (onProgress) onProgress(parsed->progress);
+        } else {
+          outcome = std::move(*parsed);
+        }
+      }
+    };
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(kMaxResponseBytes);
+    auto onChunk = [&](uint64_t, boost::beast::string_view body, boost::system::error_code&) -> size_t {
+      pending.append(body.data(), body.size());
+      takeLines();
+      return body.size();
+    };
+    parser.on_chunk_body(onChunk);
+    http::read(socket, buffer, parser, ec);
+    if (ec) {
+      return fail(unavailable("{} {} on {}: reading the answer failed: {} (corrald stopped?)",
+                              rendered.method, rendered.target, socketPath_, ec.message()));
+    }
+    const auto& response = parser.get();
+    int status = static_cast<int>(response.result_int());
+    if (!parser.chunked()) {
+      // Refused before any work began (a bad field): an ordinary JSON answer.
+      HttpResponse plain{status, response.body()};
+      if (status < 200 || status >= 300) return fail(errorFromResponse(plain));
+      json body = json::parse(plain.body, nullptr, /*allow_exceptions=*/false);
+      if (body.is_object() && body.contains("image")) return body["image"];
+      return fail(internalError("corrald answered HTTP {} without a progress stream: {}", status,
+                                plain.body.substr(0, 200)));
+    }
+    pending += "\n";
+    takeLines();
+    if (broken) return fail(*broken);
+    if (!outcome) return fail(unavailable("corrald ended the progress stream without a result"));
+    if (outcome->kind == StreamLine::Kind::error) return fail(*outcome->error);
+    return outcome->result;
+  } catch (const std::exception& e) {
     return fail(unavailable("talking to corrald on {}: {}", socketPath_, e.what()));
   }
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "api/api.h"
@@ -26,6 +27,11 @@ class Client {
   // send() plus decoding: a 2xx body as JSON, or the daemon's error turned back into an Error with its
   // kind, message and field.
   Result<nlohmann::json> call(const Request& request) const;
+  // For pull, import and build (api/images.h): sends `request`, hands each progress line to `onProgress`
+  // as it arrives, and returns the final line's image (or its error). No deadline while the stream flows:
+  // these take minutes. Closing the connection (the CLI killed by Ctrl-C) cancels the operation in corrald.
+  Result<nlohmann::json> stream(const Request& request,
+                                const std::function<void(const ProgressEvent&)>& onProgress) const;
 
   const std::string& socketPath() const { return socketPath_; }
 

@@ -39,6 +39,7 @@ template <>
 struct SpecKind<schema::NetworkAclSpec> : std::integral_constant<ObjectKind, ObjectKind::NetworkAcl> {};
 
 constexpr std::string_view kInstances = "instances";
+constexpr std::string_view kImages = "images";
 constexpr std::string_view kTrace = "trace";
 constexpr std::string_view kComparisons = "comparisons";
 constexpr std::string_view kDashboard = "dashboard";
@@ -528,6 +529,23 @@ void readSpec(BodyFields& f, TraceCapture& s) {
   f.optional("seconds", s.seconds);
 }
 
+// Bodies of the image operations (api/images.h); the values are checked by the daemon.
+void readSpec(BodyFields& f, PullImage& s) {
+  f.required("reference", s.reference);
+  f.optional("insecure", s.insecure);
+  f.optional("name", s.name);
+}
+void readSpec(BodyFields& f, ImportImage& s) {
+  f.required("path", s.path);
+  f.optional("name", s.name);
+}
+void readSpec(BodyFields& f, BuildImage& s) {
+  f.required("name", s.name);
+  f.required("debian", s.debian);
+  f.optional("cmd", s.cmd);
+  f.optional("file", s.file);
+}
+
 template <class Spec>
 Result<Spec> parseSpec(std::string_view method, std::string_view path, std::string_view body) {
   Result<json> object = parseBodyObject(method, path, body);
@@ -563,6 +581,7 @@ class Router {
       if (!seg.empty() && seg[0] == collectionName(kind)) return routeKind(kind);
     }
     if (!seg.empty() && seg[0] == kInstances) return routeInstances();
+    if (!seg.empty() && seg[0] == kImages) return routeImages();
     if (seg.size() == 1 && seg[0] == kTrace) {
       if (Status s = check({"POST"}); !s) return fail(s.error());
       if (Status s = noQuery(); !s) return fail(s.error());
@@ -599,6 +618,34 @@ class Router {
       return fail(invalidField("id", "comparison id \"{}\" is not a number or \"latest\"", *id));
     }
     return Request{GetComparison{std::move(*id)}};
+  }
+
+  // /v1/images, /v1/images/NAME, and POST /v1/images/{pull,import,build} (an image may be called "pull":
+  // GET and DELETE name images, POST names operations).
+  Result<Request> routeImages() const {
+    const auto& seg = target_.segments;
+    if (Status s = noQuery(); !s) return fail(s.error());
+    if (seg.size() == 1) {
+      if (Status s = check({"GET"}); !s) return fail(s.error());
+      return Request{ListImages{}};
+    }
+    if (seg.size() != 2) return fail(noSuchPath());
+    if (method_ == "POST") {
+      auto operation = [&]<class Spec>(std::type_identity<Spec>) -> Result<Request> {
+        auto spec = parseSpec<Spec>(method_, target_.path, body_);
+        if (!spec) return fail(spec.error());
+        return Request{std::move(*spec)};
+      };
+      if (seg[1] == "pull") return operation(std::type_identity<PullImage>{});
+      if (seg[1] == "import") return operation(std::type_identity<ImportImage>{});
+      if (seg[1] == "build") return operation(std::type_identity<BuildImage>{});
+      return fail(noSuchPath());
+    }
+    if (Status s = check({"GET", "DELETE", "POST"}); !s) return fail(s.error());
+    Result<std::string> name = percentDecode(seg[1], "name");
+    if (!name) return fail(name.error());
+    if (method_ == "GET") return Request{GetImage{std::move(*name)}};
+    return Request{RemoveImage{std::move(*name)}};
   }
 
   Result<Request> routeInstances() const {
@@ -908,6 +955,10 @@ std::string namePath(ObjectKind kind, std::string_view name) {
   return fmt::format("{}/{}/{}", kApiPrefix, collectionName(kind), percentEncode(name));
 }
 
+std::string imagePath(std::string_view name) {
+  return fmt::format("{}/{}/{}", kApiPrefix, kImages, percentEncode(name));
+}
+
 std::string instancePath(std::string_view name) {
   return fmt::format("{}/{}/{}", kApiPrefix, kInstances, percentEncode(name));
 }
@@ -1109,6 +1160,29 @@ HttpRequest renderRequest(const Request& request) {
           },
           [&](const GetDashboard&) {
             return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kDashboard), ""};
+          },
+          [&](const ListImages&) {
+            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kImages), ""};
+          },
+          [&](const GetImage& r) {
+            return HttpRequest{"GET", imagePath(r.name), ""};
+          },
+          [&](const RemoveImage& r) {
+            return HttpRequest{"DELETE", imagePath(r.name), ""};
+          },
+          [&](const PullImage& r) {
+            return HttpRequest{
+                "POST", fmt::format("{}/{}/pull", kApiPrefix, kImages),
+                json{{"reference", r.reference}, {"insecure", r.insecure}, {"name", r.name}}.dump()};
+          },
+          [&](const ImportImage& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}/import", kApiPrefix, kImages),
+                               json{{"path", r.path}, {"name", r.name}}.dump()};
+          },
+          [&](const BuildImage& r) {
+            return HttpRequest{
+                "POST", fmt::format("{}/{}/build", kApiPrefix, kImages),
+                json{{"name", r.name}, {"debian", r.debian}, {"cmd", r.cmd}, {"file", r.file}}.dump()};
           },
           [&](const TraceCapture& r) {
             return HttpRequest{

@@ -32,12 +32,17 @@ Command rootCommand(const po::options_description& globalOptions) {
       "gateway is the front door, and security groups and network ACLs are the guards.\n"
       "Instances are the tenants: a container shares the host's kernel, starts in milliseconds and is\n"
       "cattle, not a pet (run it, throw it away, run another).",
-      {corral::cli::infoCommand(), corral::cli::cidrCommand(), corral::cli::vpcCommand(),
-       corral::cli::subnetCommand(), corral::cli::routeTableCommand(), corral::cli::internetGatewayCommand(),
+      {corral::cli::infoCommand(),       corral::cli::cidrCommand(),
+       corral::cli::vpcCommand(),        corral::cli::subnetCommand(),
+       corral::cli::routeTableCommand(), corral::cli::internetGatewayCommand(),
        corral::cli::natGatewayCommand(), corral::cli::securityGroupCommand(),
-       corral::cli::networkAclCommand(), corral::cli::netCommand(), corral::cli::traceCommand(), corral::cli::compareCommand(), corral::cli::runCommand(), corral::cli::psCommand(),
-       corral::cli::logsCommand(), corral::cli::execCommand(), corral::cli::stopCommand(),
-       corral::cli::startCommand(), corral::cli::removeInstanceCommand(), corral::cli::inspectCommand()});
+       corral::cli::networkAclCommand(), corral::cli::netCommand(),
+       corral::cli::traceCommand(),      corral::cli::compareCommand(),
+       corral::cli::imageCommand(),      corral::cli::runCommand(),
+       corral::cli::psCommand(),         corral::cli::logsCommand(),
+       corral::cli::execCommand(),       corral::cli::stopCommand(),
+       corral::cli::startCommand(),      corral::cli::removeInstanceCommand(),
+       corral::cli::inspectCommand()});
   std::ostringstream text;
   text << globalOptions;
   root.epilog = text.str();

@@ -69,7 +69,7 @@ class ContainerDriver final : public InstanceDriver {
 
   InstanceOptions options_;
   InstanceEvents* events_ = nullptr;
-  ImageLaunch imageLaunch_{options_.imageStoreDir};  // which image each container runs, and its pin
+  ImageLaunch imageLaunch_{options_.imageStoreDir, options_.imageStore};  // which image each container runs, and its pin
 
   std::mutex idMutex_;
   container::IdRangeAllocator idRanges_;

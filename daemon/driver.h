@@ -24,6 +24,7 @@
 #include "core/rollback.h"
 #include "daemon/lifecycle.h"
 #include "daemon/store.h"
+#include "images/oci/image_store.h"
 #include "net/datapath.h"
 #include "schema/instance.h"
 
@@ -33,6 +34,8 @@ namespace corral::daemon {
 struct InstanceOptions {
   std::filesystem::path imageDir = "/var/lib/corral/images";
   std::filesystem::path imageStoreDir = "/var/lib/corral/images";  // <state dir>/images (daemon/image_launch.h)
+  // corrald's one image store (shared with the image API); null: opened at imageStoreDir on first use.
+  std::shared_ptr<images::ImageStore> imageStore{};
   std::filesystem::path containersDir = "/var/lib/corral/containers";
   container::CgroupOptions cgroupOptions;
   // VMs

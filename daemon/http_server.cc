@@ -9,11 +9,13 @@
 #include "daemon/http_server.h"
 
 #include <grp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -21,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -132,8 +135,13 @@ enum class Door { UnixSocket, DashboardPort };
 template <class Protocol>
 class Session : public std::enable_shared_from_this<Session<Protocol>> {
  public:
-  Session(typename Protocol::socket socket, Service& service, std::chrono::milliseconds timeout, Door door)
-      : stream_(std::move(socket)), service_(service), timeout_(timeout), door_(door) {}
+  Session(typename Protocol::socket socket, Service& service, std::chrono::milliseconds timeout, Door door,
+          std::shared_ptr<ActiveStreams> streams)
+      : stream_(std::move(socket)),
+        service_(service),
+        timeout_(timeout),
+        door_(door),
+        streams_(std::move(streams)) {}
 
   void start() { readRequest(); }
 
@@ -231,7 +239,13 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
       if (refused) {
         answer = errorResponse(*refused);
       } else if (auto parsed = api::parseRequest(method, target, request.body())) {
-        answer = service_.handle(*parsed);
+        if (Service::streams(*parsed)) {
+          Status checked = service_.checkImageOperation(*parsed);
+          if (checked) return startStream(std::move(*parsed), method, target, request.version());
+          answer = errorResponse(checked.error());
+        } else {
+          answer = service_.handle(*parsed);
+        }
       } else {
         answer = errorResponse(parsed.error());
       }
@@ -247,6 +261,76 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     log::write(poll ? log::Level::Debug : log::Level::Info,
                fmt::format("{} {} {} {:.1f}ms", method, target, response->result_int(), elapsed));
     write(response, keepAlive ? AfterWrite::ReadNext : AfterWrite::Close);
+  }
+
+  // Pull, import and build: a chunked NDJSON answer (api/images.h) written from a thread of its own, since
+  // the operation takes minutes and must not hold an I/O thread. The client going away (a hangup seen on
+  // the socket, or a write failing) stops the operation, which then leaves no image.
+  void startStream(api::Request request, std::string method, std::string target, unsigned version) {
+    stream_.expires_never();
+    {
+      std::lock_guard lock(streams_->mutex);
+      ++streams_->count;
+    }
+    std::thread([self = this->shared_from_this(), request = std::move(request), method = std::move(method),
+                 target = std::move(target), version] {
+      self->runStream(request, method, target, version);
+      std::lock_guard lock(self->streams_->mutex);
+      --self->streams_->count;
+      self->streams_->idle.notify_all();
+    }).detach();
+  }
+
+  void runStream(const api::Request& request, const std::string& method, const std::string& target,
+                 unsigned version) {
+    auto started = Clock::now();
+    auto& socket = stream_.socket();
+    beast::error_code ec;
+    http::response<http::empty_body> header{http::status::ok, version};
+    header.set(http::field::server, "corrald/" CORRAL_VERSION);
+    header.set(http::field::content_type, std::string(api::kProgressContentType));
+    header.set(http::field::cache_control, "no-store");
+    header.chunked(true);
+    header.keep_alive(false);
+    http::response_serializer<http::empty_body> serializer{header};
+    http::write_header(socket, serializer, ec);
+
+    std::stop_source stop;
+    if (ec) stop.request_stop();
+    auto send = [&](const nlohmann::json& line) {
+      if (stop.stop_requested()) return;
+      std::string text = jsonText(line);
+      asio::write(socket, http::make_chunk(asio::buffer(text)), ec);
+      if (ec) stop.request_stop();
+    };
+    // The request was read whole, so anything but more bytes from the client is it going away.
+    std::atomic<bool> finished{false};
+    std::thread watcher([&, fd = socket.native_handle()] {
+      while (!finished && !stop.stop_requested()) {
+        pollfd peer{.fd = fd, .events = POLLRDHUP, .revents = 0};
+        int ready = ::poll(&peer, 1, 100);
+        if (ready > 0 && (peer.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+          stop.request_stop();
+          return;
+        }
+        if (ready > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+    auto result = service_.runImageOperation(
+        request, [&](const api::ProgressEvent& event) { send(api::progressJson(event)); }, stop.get_token());
+    finished = true;
+    watcher.join();
+    const bool clientLeft = stop.stop_requested();
+    if (!clientLeft) {
+      send(result ? nlohmann::json{{"image", *result}} : api::errorJson(result.error()));
+      asio::write(socket, http::make_chunk_last(), ec);
+    }
+    auto elapsed = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    log::info("{} {} 200 (stream) {:.1f}ms: {}", method, target, elapsed,
+              clientLeft ? "cancelled, the client went away"
+              : result   ? "done"
+                         : result.error().message());
+    close();
   }
 
   enum class AfterWrite { ReadNext, Close, DrainThenClose };
@@ -307,6 +391,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   Service& service_;
   std::chrono::milliseconds timeout_;
   Door door_;
+  std::shared_ptr<ActiveStreams> streams_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::vector<char> drainBuffer_;
@@ -399,7 +484,8 @@ void HttpServer::accept() {
       // EMFILE and friends: keep serving the connections we have and try again.
       log::warn("accept on \"{}\": {}", options_.socketPath, ec.message());
     } else {
-      std::make_shared<Session<Local>>(std::move(socket), service_, options_.readTimeout, Door::UnixSocket)
+      std::make_shared<Session<Local>>(std::move(socket), service_, options_.readTimeout, Door::UnixSocket,
+                                       streams_)
           ->start();
     }
     accept();
@@ -412,7 +498,8 @@ void HttpServer::acceptDashboard() {
     if (ec) {
       log::warn("accept on the dashboard port: {}", ec.message());
     } else {
-      std::make_shared<Session<Tcp>>(std::move(socket), service_, options_.readTimeout, Door::DashboardPort)
+      std::make_shared<Session<Tcp>>(std::move(socket), service_, options_.readTimeout, Door::DashboardPort,
+                                     streams_)
           ->start();
     }
     acceptDashboard();
@@ -443,6 +530,12 @@ void HttpServer::run() {
   for (unsigned i = 1; i < std::max(1u, options_.threads); ++i) workers.emplace_back([this] { io_.run(); });
   io_.run();
   for (auto& worker : workers) worker.join();
+  // Pulls, imports and builds still streaming are stopped (each leaves no image) and waited for.
+  service_.stopImageOperations();
+  {
+    std::unique_lock lock(streams_->mutex);
+    streams_->idle.wait(lock, [&] { return streams_->count == 0; });
+  }
   removeSocketFile();
 }
 

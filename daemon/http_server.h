@@ -11,8 +11,10 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -29,6 +31,14 @@ struct ServerOptions {
   unsigned threads = 4;
   // Also serve the dashboard (read-only, daemon/web.h) on 127.0.0.1:PORT; 0 picks a free port.
   std::optional<uint16_t> dashboardPort;
+};
+
+// The progress streams (pull, import, build) being written, each from a thread of its own: run() waits for
+// them after the I/O threads stop, so none outlives the sockets' io_context.
+struct ActiveStreams {
+  std::mutex mutex;
+  std::condition_variable idle;
+  int count = 0;
 };
 
 class HttpServer {
@@ -63,6 +73,7 @@ class HttpServer {
   Service& service_;
   ServerOptions options_;
   boost::asio::io_context io_;
+  std::shared_ptr<ActiveStreams> streams_ = std::make_shared<ActiveStreams>();
   // The acceptor and the signal set are touched only on this strand, so a signal arriving on one worker
   // thread cannot race the accept loop on another.
   boost::asio::strand<boost::asio::io_context::executor_type> control_;

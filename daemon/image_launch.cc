@@ -31,6 +31,7 @@ Error imageNotFound(const schema::InstanceSpec& spec, const container::Validatio
 }  // namespace
 
 Result<images::ImageStore*> ImageLaunch::store() {
+  if (shared_) return shared_.get();
   std::lock_guard lock(mutex_);
   if (!store_) {
     auto opened = images::ImageStore::open(storeRoot_);

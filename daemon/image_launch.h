@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -20,7 +21,9 @@ namespace corral::daemon {
 
 class ImageLaunch {
  public:
-  explicit ImageLaunch(std::filesystem::path storeRoot) : storeRoot_(std::move(storeRoot)) {}
+  // `shared`: corrald's one store; null: opened at storeRoot on first use (tests of the drivers alone).
+  ImageLaunch(std::filesystem::path storeRoot, std::shared_ptr<images::ImageStore> shared)
+      : storeRoot_(std::move(storeRoot)), shared_(std::move(shared)) {}
 
   // existing: only the instance's pin or a built-in image (a stored instance); lookup: also the store
   // image named spec.image, not pinned (a run's check before the name is its own); create: that image,
@@ -49,6 +52,7 @@ class ImageLaunch {
 
   std::filesystem::path storeRoot_;
   mutable std::mutex mutex_;
+  std::shared_ptr<images::ImageStore> shared_;
   std::optional<images::ImageStore> store_;
   std::map<std::string, std::string, std::less<>> digests_;  // instance → manifest digest
 };

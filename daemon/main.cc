@@ -27,6 +27,7 @@
 #include "daemon/http_server.h"
 #include "daemon/service.h"
 #include "daemon/store.h"
+#include "images/oci/image_store.h"
 #include "net/netlink.h"
 
 namespace corral::daemon {
@@ -39,6 +40,7 @@ struct Options {
   std::string stateDir;
   std::string logFile;
   std::string imageDir;
+  std::string registryAuth;
   std::string containersDir;
   std::string cgroupParent;
   std::string vmsDir;
@@ -86,7 +88,10 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "directory holding state.db (created 0700)")
       ("log-file", po::value(&options.logFile), "log file (default: STATE_DIR/corrald.log)")
       ("image-dir", po::value(&options.imageDir)->default_value("/var/lib/corral/images"),
-       "directory of images (each NAME/rootfs)")
+       "directory of the built images (busybox/rootfs, busybox/vm); busybox/rootfs is kept in the image store "
+       "(STATE_DIR/images) as the image \"busybox\"")
+      ("registry-auth", po::value(&options.registryAuth)->value_name("FILE"),
+       "credentials for image pulls: a docker config.json ({\"auths\": {HOST: {\"auth\": BASE64}}})")
       ("containers-dir", po::value(&options.containersDir),
        "directory of container bundles and logs (default: STATE_DIR/containers)")
       ("cgroup-parent", po::value(&options.cgroupParent)->default_value("corral"),
@@ -352,8 +357,22 @@ int run(const Options& options, StartupReport& report) {
       return 1;
     }
   }
+  // One image store for the image API and the drivers; opening it clears what a crash mid-pull left.
+  const std::string imagesRoot = options.stateDir + "/images";
+  std::filesystem::create_directories(imagesRoot, ec);
+  if (ec) {
+    report.failed(fmt::format("directory \"{}\": mkdir: {}", imagesRoot, ec.message()));
+    return 1;
+  }
+  auto imageStore = images::ImageStore::open(imagesRoot);
+  if (!imageStore) {
+    report.failed(imageStore.error().wrap(fmt::format("images \"{}\"", imagesRoot)).message());
+    return 1;
+  }
+  auto sharedImageStore = std::make_shared<images::ImageStore>(std::move(*imageStore));
   InstanceOptions instanceOptions{.imageDir = options.imageDir,
-                                  .imageStoreDir = options.stateDir + "/images",
+                                  .imageStoreDir = imagesRoot,
+                                  .imageStore = sharedImageStore,
                                   .containersDir = options.containersDir,
                                   .cgroupOptions = {.root = "/sys/fs/cgroup", .parent = options.cgroupParent},
                                   .vmsDir = options.vmsDir,
@@ -379,6 +398,14 @@ int run(const Options& options, StartupReport& report) {
   auto service = Service::load(std::move(*store), std::move(instanceOptions), std::move(networkOptions));
   if (!service) {
     report.failed(service.error().message());
+    return 1;
+  }
+  if (auto images = (*service)->openImages({.root = imagesRoot,
+                                            .busyboxRootfs = options.imageDir + "/busybox/rootfs",
+                                            .authFile = options.registryAuth,
+                                            .store = sharedImageStore});
+      !images) {
+    report.failed(images.error().wrap(fmt::format("images \"{}\"", imagesRoot)).message());
     return 1;
   }
   auto server =

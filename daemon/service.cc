@@ -170,7 +170,10 @@ Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions inst
 Response Service::handle(const api::Request& request) {
   return std::visit(
       [this](const auto& typed) -> Response {
-        if constexpr (requires { serveInstance(typed); }) {
+        if constexpr (requires { serveImage(typed); }) {
+          if (!images_) return errorResponse(unavailable("images are not managed by this service"));
+          return serveImage(typed);
+        } else if constexpr (requires { serveInstance(typed); }) {
           if (!instances_) return errorResponse(unavailable("instances are not managed by this service"));
           return serveInstance(typed);
         } else {
@@ -193,6 +196,64 @@ Response instanceResponse(int status, Result<nlohmann::json> instance) {
   return {status, withEnvMasked(std::move(*instance))};
 }
 }  // namespace
+
+Status Service::openImages(ImageServiceOptions options) {
+  ImageService::UsersOf usersOf = [this](std::string_view image) {
+    std::vector<std::string> users;
+    if (!instances_) return users;
+    nlohmann::json list = instances_->list();
+    for (const nlohmann::json& instance : list["instances"]) {
+      if (instance.value("image", "") == image) users.push_back(instance.value("name", ""));
+    }
+    return users;
+  };
+  auto images = ImageService::open(std::move(options), std::move(usersOf));
+  if (!images) return fail(images.error());
+  images_ = std::move(*images);
+  return {};
+}
+
+Status Service::checkImageOperation(const api::Request& request) {
+  if (!images_) return fail(unavailable("images are not managed by this service"));
+  return images_->check(request);
+}
+
+void Service::stopImageOperations() {
+  if (images_) images_->stopAll();
+}
+
+Result<nlohmann::json> Service::runImageOperation(
+    const api::Request& request, const std::function<void(const api::ProgressEvent&)>& report,
+    std::stop_token stop) {
+  if (!images_) return fail(unavailable("images are not managed by this service"));
+  return images_->run(request, report, std::move(stop));
+}
+
+Response Service::serveImage(const api::ListImages&) {
+  return resultResponse(200, images_->list());
+}
+Response Service::serveImage(const api::GetImage& request) {
+  return resultResponse(200, images_->inspect(request.name));
+}
+Response Service::serveImage(const api::RemoveImage& request) {
+  if (auto removed = images_->remove(request.name); !removed) return errorResponse(removed.error());
+  return {200, {{"removed", request.name}}};
+}
+Response Service::serveImage(const api::PullImage& request) {
+  auto image = images_->run(request, {}, {});
+  if (!image) return errorResponse(image.error());
+  return {201, {{"image", std::move(*image)}}};
+}
+Response Service::serveImage(const api::ImportImage& request) {
+  auto image = images_->run(request, {}, {});
+  if (!image) return errorResponse(image.error());
+  return {201, {{"image", std::move(*image)}}};
+}
+Response Service::serveImage(const api::BuildImage& request) {
+  auto image = images_->run(request, {}, {});
+  if (!image) return errorResponse(image.error());
+  return {201, {{"image", std::move(*image)}}};
+}
 
 Response Service::serveInstance(const api::RunInstance& request) {
   return instanceResponse(201, instances_->run(request.spec));

@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "core/error.h"
+#include "daemon/images_service.h"
 #include "daemon/instances.h"
 #include "daemon/network.h"
 #include "daemon/store.h"
@@ -44,6 +45,19 @@ class Service {
 
   // Safe to call from several threads at once: requests are served one at a time.
   Response handle(const api::Request& request);
+
+  // Opens the image store (daemon/images_service.h); without it the image requests answer 503.
+  Status openImages(ImageServiceOptions options);
+  // Pull, import and build answer with a progress stream (daemon/http_server.cc): checked first (a bad
+  // field is an ordinary error answer), then run with each progress event handed to `report`, until done
+  // or `stop` (the client went away). handle() runs them too, without progress.
+  static bool streams(const api::Request& request) { return ImageService::isOperation(request); }
+  Status checkImageOperation(const api::Request& request);
+  // Asks every running pull, import and build to stop (corrald is shutting down); does not wait.
+  void stopImageOperations();
+  Result<nlohmann::json> runImageOperation(const api::Request& request,
+                                           const std::function<void(const api::ProgressEvent&)>& report,
+                                           std::stop_token stop);
 
   // Where the dashboard's loopback port is (corrald --http-port), for GET /v1/info; nullopt: socket only.
   void setDashboardUrl(std::optional<std::string> url);
@@ -88,6 +102,13 @@ class Service {
   // Blocks for up to request.seconds while it captures, so it takes the same path (the target is resolved
   // under the network controller's lock, briefly; the capture holds no lock).
   Response serveInstance(const api::TraceCapture& request);
+  // Image requests run without mutex_ too (the store has its own lock; a pull takes minutes).
+  Response serveImage(const api::ListImages& request);
+  Response serveImage(const api::GetImage& request);
+  Response serveImage(const api::RemoveImage& request);
+  Response serveImage(const api::PullImage& request);
+  Response serveImage(const api::ImportImage& request);
+  Response serveImage(const api::BuildImage& request);
 
   // Runs `operation` on a copy of the topology, persists what it touched and makes the copy current.
   // On any failure neither memory nor disk changes.
@@ -107,6 +128,8 @@ class Service {
   // Declared after store_ and network_: it refers to them, so it is destroyed first. Null without
   // Service::load.
   std::unique_ptr<InstanceManager> instances_;
+  // Declared last, destroyed first: its destructor stops and waits for running pulls, imports and builds.
+  std::unique_ptr<ImageService> images_;
 };
 
 // An error as the API shows it: its kind's status and {"error": {...}}.

@@ -59,6 +59,10 @@ Result<BlobStore> BlobStore::open(fs::path root) {
   return BlobStore(std::move(root));
 }
 
+Error operationCancelled() {
+  return conflict("cancelled");
+}
+
 fs::path BlobStore::pathOf(const Digest& digest) const {
   return blobPath(root_, digest);
 }
@@ -98,6 +102,7 @@ Status BlobStore::Writer::failWith(Error error) {
 
 Status BlobStore::Writer::write(std::span<const std::byte> bytes) {
   if (done_) return fail(internalError("blob writer used after commit or failure"));
+  if (stop_.stop_requested()) return failWith(operationCancelled());
   if (expectedSize_ >= 0 && written_ + static_cast<int64_t>(bytes.size()) > expectedSize_) {
     return failWith(invalidField("size", "more than the {} bytes its descriptor gives", expectedSize_));
   }

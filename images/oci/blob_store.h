@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,9 @@
 #include "images/oci/digest.h"
 
 namespace corral::images {
+
+// The error of an operation stopped through its std::stop_token (image_store.h): Conflict, "cancelled".
+Error operationCancelled();
 
 class BlobStore {
  public:
@@ -38,6 +42,10 @@ class BlobStore {
     Status write(std::span<const std::byte> bytes);
     Status write(std::string_view bytes);
     int64_t written() const { return written_; }
+    // Once `stop` is stopped, the next write() fails (operationCancelled()) and the bytes are dropped: a
+    // transfer feeding this writer ends at its next block.
+    void stopOn(std::stop_token stop) { stop_ = std::move(stop); }
+    bool stopRequested() const { return stop_.stop_requested(); }
     // fsync, then checks size and digest and renames into place. Mismatch: an InvalidArgument error that
     // names both digests (field "digest"); nothing is stored.
     Result<Digest> commit();
@@ -56,6 +64,7 @@ class BlobStore {
     int64_t written_ = 0;
     Hasher hasher_;
     bool done_ = false;
+    std::stop_token stop_;
   };
 
   // `expected`: the digest the bytes must have (nullopt: whatever they hash to, for documents corral makes

@@ -90,8 +90,8 @@ std::vector<std::string> mmdebstrapCommand(const DebianBuild& build, const fs::p
   return command;
 }
 
-Result<Image> buildDebianImage(ImageStore& store, const DebianBuild& build,
-                               const ProgressCallback& progress) {
+Result<Image> buildDebianImage(ImageStore& store, const DebianBuild& build, const ProgressCallback& progress,
+                               std::stop_token stop) {
   if (auto valid = validateDebianBuild(build); !valid) return fail(valid.error());
   static std::atomic<uint64_t> counter{0};
   fs::path output = store.root() / fmt::format(".build-{}-{}.tar", ::getpid(), counter.fetch_add(1));
@@ -120,6 +120,17 @@ Result<Image> buildDebianImage(ImageStore& store, const DebianBuild& build,
   std::string pending, tail;
   char buffer[4096];
   for (;;) {
+    pollfd ready{.fd = readEnd.get(), .events = POLLIN, .revents = 0};
+    int polled = ::poll(&ready, 1, 100);
+    if (stop.stop_requested()) {
+      ::kill(-child, SIGKILL);
+      ::kill(child, SIGKILL);  // before its setpgid, the group may not exist yet
+      while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      return fail(operationCancelled());
+    }
+    if (polled < 0 && errno == EINTR) continue;
+    if (polled == 0) continue;
     ssize_t n = ::read(readEnd.get(), buffer, sizeof(buffer));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -154,7 +165,7 @@ Result<Image> buildDebianImage(ImageStore& store, const DebianBuild& build,
   config.labels["org.opencontainers.image.description"] = "Debian 12 with " +
                                                           fmt::format("{}", fmt::join(build.packages, ", ")) +
                                                           " (corral image build --debian)";
-  return store.importRootfs(output, build.name, config, progress);
+  return store.importRootfs(output, build.name, config, progress, stop);
 }
 
 }  // namespace corral::images

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -32,8 +33,8 @@ Status validateDebianBuild(const DebianBuild& build);
 std::vector<std::string> mmdebstrapCommand(const DebianBuild& build, const std::filesystem::path& output);
 
 // Runs mmdebstrap (its progress lines go to `progress` as steps), then imports the tar into `store`.
-// A failure or interruption leaves no image and no partial tar.
+// A failure or interruption leaves no image and no partial tar; a stop kills mmdebstrap's process group.
 Result<Image> buildDebianImage(ImageStore& store, const DebianBuild& build,
-                               const ProgressCallback& progress = {});
+                               const ProgressCallback& progress = {}, std::stop_token stop = {});
 
 }  // namespace corral::images

@@ -266,20 +266,23 @@ Result<Image> ImageStore::get(std::string_view name) const {
   return fail(notFound("no image named \"{}\"", terminalSafe(name)));
 }
 
-Status ImageStore::unpackLayers(const ImageManifest& manifest, const ProgressCallback& progress) {
+Status ImageStore::unpackLayers(const ImageManifest& manifest, const ProgressCallback& progress,
+                                const std::stop_token& stop) {
   int64_t total = 0, done = 0;
   for (const Descriptor& layer : manifest.layers) total += layer.size;
   for (size_t i = 0; i < manifest.layers.size(); ++i) {
     const Descriptor& layer = manifest.layers[i];
+    if (stop.stop_requested()) return fail(operationCancelled());
     if (progress)
-      progress({fmt::format("unpacking layer {}/{}", i + 1, manifest.layers.size()), done, total});
+      progress({fmt::format("unpacking layer {}/{}", i + 1, manifest.layers.size()), done, total,
+                static_cast<int64_t>(i), static_cast<int64_t>(manifest.layers.size())});
     fs::path target = layerDir(layer.digest);
     if (!fs::exists(target)) {
       fs::path temp = root_ / "layers" / fmt::format(".tmp-{}", uniqueSuffix());
       std::error_code error;
       fs::create_directory(temp, error);
       if (error) return fail(systemError(error.value(), fmt::format("mkdir(\"{}\")", temp.string())));
-      auto stats = unpackLayer(blobs_.pathOf(layer.digest), temp);
+      auto stats = unpackLayer(blobs_.pathOf(layer.digest), temp, stop);
       if (!stats) {
         fs::remove_all(temp, error);
         return fail(stats.error().wrap(fmt::format("layer {} ({})", i + 1, layer.digest.text())));
@@ -300,7 +303,7 @@ Status ImageStore::unpackLayers(const ImageManifest& manifest, const ProgressCal
 }
 
 Result<Image> ImageStore::commit(std::string_view name, const Digest& manifestDigest,
-                                 const ProgressCallback& progress) {
+                                 const ProgressCallback& progress, std::stop_token stop) {
   if (auto valid = validateImageName(name); !valid) return fail(valid.error());
   auto manifestText = blobs_.read(manifestDigest, kMaxDocumentBytes);
   if (!manifestText) return fail(manifestText.error());
@@ -328,7 +331,8 @@ Result<Image> ImageStore::commit(std::string_view name, const Digest& manifestDi
           notFound("layer {} ({}) is not in the blob store", i + 1, manifest.layers[i].digest.text()));
     }
   }
-  if (auto unpacked = unpackLayers(manifest, progress); !unpacked) return fail(unpacked.error());
+  if (auto unpacked = unpackLayers(manifest, progress, stop); !unpacked) return fail(unpacked.error());
+  if (stop.stop_requested()) return fail(operationCancelled());
 
   std::lock_guard lock(*mutex_);
   auto entries = readIndex();
@@ -342,12 +346,13 @@ Result<Image> ImageStore::commit(std::string_view name, const Digest& manifestDi
 }
 
 Result<Digest> ImageStore::storeFile(const fs::path& file, const std::optional<Digest>& expected,
-                                     int64_t expectedSize) {
+                                     int64_t expectedSize, const std::stop_token& stop) {
   if (expected && blobs_.contains(*expected)) return *expected;
   UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", file.string())));
   auto writer = blobs_.begin(expected, expectedSize);
   if (!writer) return fail(writer.error());
+  writer->stopOn(stop);
   std::vector<std::byte> buffer(1 << 16);
   for (;;) {
     ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
@@ -362,7 +367,8 @@ Result<Digest> ImageStore::storeFile(const fs::path& file, const std::optional<D
 }
 
 Result<Image> ImageStore::importLayoutPinned(const fs::path& layout, std::string_view ref,
-                                             std::string_view name, const ProgressCallback& progress) {
+                                             std::string_view name, const ProgressCallback& progress,
+                                             const std::stop_token& stop) {
   if (auto valid = validateImageName(name); !valid) return fail(valid.error());
   if (!fs::exists(layout / "oci-layout")) {
     return fail(
@@ -397,7 +403,7 @@ Result<Image> ImageStore::importLayoutPinned(const fs::path& layout, std::string
     fs::path file = layout / "blobs" /
                     (descriptor.digest.algorithm == DigestAlgorithm::sha256 ? "sha256" : "sha512") /
                     descriptor.digest.hex;
-    auto stored = storeFile(file, descriptor.digest, descriptor.size);
+    auto stored = storeFile(file, descriptor.digest, descriptor.size, stop);
     if (!stored) return fail(stored.error());
     return *stored;
   };
@@ -429,17 +435,20 @@ Result<Image> ImageStore::importLayoutPinned(const fs::path& layout, std::string
   if (auto stored = fetch(manifest.config); !stored) return fail(stored.error().wrap("config"));
   done += manifest.config.size;
   for (size_t i = 0; i < manifest.layers.size(); ++i) {
-    if (progress) progress({fmt::format("copying layer {}/{}", i + 1, manifest.layers.size()), done, total});
+    if (progress) {
+      progress({fmt::format("copying layer {}/{}", i + 1, manifest.layers.size()), done, total,
+                static_cast<int64_t>(i), static_cast<int64_t>(manifest.layers.size())});
+    }
     if (auto stored = fetch(manifest.layers[i]); !stored) {
       return fail(stored.error().wrap(fmt::format("layer {}", i + 1)));
     }
     done += manifest.layers[i].size;
   }
-  return commit(name, chosen->digest, progress);
+  return commit(name, chosen->digest, progress, stop);
 }
 
 Result<Image> ImageStore::importRootfsPinned(const fs::path& tar, std::string_view name, ImageConfig config,
-                                             const ProgressCallback& progress) {
+                                             const ProgressCallback& progress, const std::stop_token& stop) {
   if (auto valid = validateImageName(name); !valid) return fail(valid.error());
   // The layer is stored uncompressed: its digest is then also its diff id, and nothing is decompressed
   // twice.
@@ -456,6 +465,7 @@ Result<Image> ImageStore::importRootfsPinned(const fs::path& tar, std::string_vi
   PinGuard pins(*mutex_, pinned_);
   auto writer = blobs_.begin(std::nullopt);
   if (!writer) return fail(writer.error());
+  writer->stopOn(stop);
   for (;;) {
     const void* block = nullptr;
     size_t size = 0;
@@ -491,19 +501,19 @@ Result<Image> ImageStore::importRootfsPinned(const fs::path& tar, std::string_vi
   auto manifestDigest = blobs_.put(renderManifest(manifest));
   if (!manifestDigest) return fail(manifestDigest.error());
   pins.pin(*manifestDigest);
-  return commit(name, *manifestDigest, progress);
+  return commit(name, *manifestDigest, progress, stop);
 }
 
 Result<Image> ImageStore::importArchivePinned(const fs::path& archivePath, std::string_view name,
                                               const ImageConfig& rootfsConfig,
-                                              const ProgressCallback& progress) {
+                                              const ProgressCallback& progress, const std::stop_token& stop) {
   if (auto valid = validateImageName(name); !valid) return fail(valid.error());
   auto names = archiveEntryNames(archivePath);
   if (!names) return fail(names.error());
   ArchiveKind kind = names->contains("oci-layout")      ? ArchiveKind::ociLayout
                      : names->contains("manifest.json") ? ArchiveKind::dockerSave
                                                         : ArchiveKind::rootfs;
-  if (kind == ArchiveKind::rootfs) return importRootfsPinned(archivePath, name, rootfsConfig, progress);
+  if (kind == ArchiveKind::rootfs) return importRootfsPinned(archivePath, name, rootfsConfig, progress, stop);
 
   // Both other kinds are unpacked to a scratch directory first (with the layer unpacker: the same
   // refusal of hostile paths), then read like a layout.
@@ -519,11 +529,11 @@ Result<Image> ImageStore::importArchivePinned(const fs::path& archivePath, std::
     }
   } removeScratch{scratch};
   if (progress) progress({"reading archive", 0, 0});
-  if (auto unpacked = unpackLayer(archivePath, scratch); !unpacked) {
+  if (auto unpacked = unpackLayer(archivePath, scratch, stop); !unpacked) {
     return fail(unpacked.error().wrap(fmt::format("archive \"{}\"", archivePath.string())));
   }
   if (kind == ArchiveKind::ociLayout) {
-    return importLayoutPinned(scratch, {}, name, progress);
+    return importLayoutPinned(scratch, {}, name, progress, stop);
   }
 
   // docker save: manifest.json lists, per image, its config file and layer tars (base first).
@@ -564,8 +574,11 @@ Result<Image> ImageStore::importArchivePinned(const fs::path& archivePath, std::
     auto size = static_cast<int64_t>(fs::file_size(*layerPath, sizeError));
     if (sizeError)
       return fail(systemError(sizeError.value(), fmt::format("stat(\"{}\")", layerPath->string())));
-    if (progress) progress({fmt::format("copying layer {}/{}", i + 1, item["Layers"].size()), 0, 0});
-    auto digest = storeFile(*layerPath, std::nullopt, size);
+    if (progress) {
+      progress({fmt::format("copying layer {}/{}", i + 1, item["Layers"].size()), 0, 0,
+                static_cast<int64_t>(i), static_cast<int64_t>(item["Layers"].size())});
+    }
+    auto digest = storeFile(*layerPath, std::nullopt, size, stop);
     if (!digest) return fail(digest.error().wrap(fmt::format("layer {}", i + 1)));
     pins.pin(*digest);
     manifest.layers.push_back({std::string(layerMediaTypeOf(*layerPath)), *digest, size, std::nullopt, {}});
@@ -581,7 +594,7 @@ Result<Image> ImageStore::importArchivePinned(const fs::path& archivePath, std::
   auto manifestDigest = blobs_.put(renderManifest(manifest));
   if (!manifestDigest) return fail(manifestDigest.error());
   pins.pin(*manifestDigest);
-  return commit(name, *manifestDigest, progress);
+  return commit(name, *manifestDigest, progress, stop);
 }
 
 // An import that fails has stored blobs and maybe layers no image references: collect them once its pins
@@ -592,29 +605,30 @@ Result<Image> ImageStore::collectingOnFailure(Result<Image> result) {
 }
 
 Result<Image> ImageStore::importLayout(const fs::path& layout, std::string_view ref, std::string_view name,
-                                       const ProgressCallback& progress) {
-  return collectingOnFailure(importLayoutPinned(layout, ref, name, progress));
+                                       const ProgressCallback& progress, std::stop_token stop) {
+  return collectingOnFailure(importLayoutPinned(layout, ref, name, progress, stop));
 }
 
 Result<Image> ImageStore::importRootfs(const fs::path& tar, std::string_view name, ImageConfig config,
-                                       const ProgressCallback& progress) {
-  return collectingOnFailure(importRootfsPinned(tar, name, std::move(config), progress));
+                                       const ProgressCallback& progress, std::stop_token stop) {
+  return collectingOnFailure(importRootfsPinned(tar, name, std::move(config), progress, stop));
 }
 
 Result<Image> ImageStore::importArchive(const fs::path& archive, std::string_view name,
-                                        const ImageConfig& rootfsConfig, const ProgressCallback& progress) {
-  return collectingOnFailure(importArchivePinned(archive, name, rootfsConfig, progress));
+                                        const ImageConfig& rootfsConfig, const ProgressCallback& progress,
+                                        std::stop_token stop) {
+  return collectingOnFailure(importArchivePinned(archive, name, rootfsConfig, progress, stop));
 }
 
 Result<Image> ImageStore::pull(ImageSource& source, std::string_view reference,
                                std::optional<Digest> expected, std::string_view name,
-                               const ProgressCallback& progress) {
-  return collectingOnFailure(pullPinned(source, reference, std::move(expected), name, progress));
+                               const ProgressCallback& progress, std::stop_token stop) {
+  return collectingOnFailure(pullPinned(source, reference, std::move(expected), name, progress, stop));
 }
 
 Result<Image> ImageStore::pullPinned(ImageSource& source, std::string_view reference,
                                      std::optional<Digest> expected, std::string_view name,
-                                     const ProgressCallback& progress) {
+                                     const ProgressCallback& progress, const std::stop_token& stop) {
   if (auto valid = validateImageName(name); !valid) return fail(valid.error());
   PinGuard pins(*mutex_, pinned_);
   if (progress) progress({"resolving", 0, 0});
@@ -655,18 +669,21 @@ Result<Image> ImageStore::pullPinned(ImageSource& source, std::string_view refer
   const auto& manifest = std::get<ImageManifest>(*document);
   std::vector<const Descriptor*> wanted{&manifest.config};
   for (const Descriptor& layer : manifest.layers) wanted.push_back(&layer);
-  int64_t total = 0, done = 0;
+  int64_t total = 0, done = 0, layersDone = 0;
+  const auto layersTotal = static_cast<int64_t>(manifest.layers.size());
   for (const Descriptor* descriptor : wanted) total += descriptor->size;
   for (size_t i = 0; i < wanted.size(); ++i) {
     const Descriptor& descriptor = *wanted[i];
     pins.pin(descriptor.digest);
     std::string what = i == 0 ? std::string("config") : fmt::format("layer {}/{}", i, manifest.layers.size());
+    if (stop.stop_requested()) return fail(operationCancelled());
     if (!blobs_.contains(descriptor.digest)) {
       auto writer = blobs_.begin(descriptor.digest, descriptor.size);
       if (!writer) return fail(writer.error());
+      writer->stopOn(stop);
       int64_t before = done;
       auto fetchedBlob = source.blob(descriptor, *writer, [&](int64_t bytes) {
-        if (progress) progress({"fetching " + what, before + bytes, total});
+        if (progress) progress({"fetching " + what, before + bytes, total, layersDone, layersTotal});
       });
       if (!fetchedBlob)
         return fail(fetchedBlob.error().wrap(fmt::format("{} {}", what, descriptor.digest.text())));
@@ -675,9 +692,10 @@ Result<Image> ImageStore::pullPinned(ImageSource& source, std::string_view refer
       }
     }
     done += descriptor.size;
-    if (progress) progress({"fetched " + what, done, total});
+    if (i > 0) ++layersDone;
+    if (progress) progress({"fetched " + what, done, total, layersDone, layersTotal});
   }
-  return commit(name, *manifestDigest, progress);
+  return commit(name, *manifestDigest, progress, stop);
 }
 
 Status ImageStore::remove(std::string_view name) {

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -36,8 +37,15 @@ struct ImportProgress {
   std::string step;  // "reading", "unpacking layer 2/5", "done"
   int64_t bytesDone = 0;
   int64_t bytesTotal = 0;
+  int64_t layersDone = 0;   // layers fetched, copied or unpacked so far (of the step's phase)
+  int64_t layersTotal = 0;  // 0: not known
 };
 using ProgressCallback = std::function<void(const ImportProgress&)>;
+
+// Every import, pull and build takes a std::stop_token: once another thread stops it (the API client went
+// away) the operation stops at its next block written, layer or line of output, kills the child process it
+// waits for, and fails with operationCancelled() (blob_store.h), leaving what any failure leaves: no image,
+// and no blob once collected.
 
 // Where a pull reads from: a registry (registry.h), or a fake in tests.
 class ImageSource {
@@ -77,26 +85,27 @@ class ImageStore {
   // after fetching them): unpacks the layers not yet unpacked, then records the name. Replaces an image of
   // the same name (its old blobs are collected if nothing else uses them).
   Result<Image> commit(std::string_view name, const Digest& manifestDigest,
-                       const ProgressCallback& progress = {});
+                       const ProgressCallback& progress = {}, std::stop_token stop = {});
 
   // Fetches `reference` (a tag or digest text) from `source`, resolving an index to this host's platform,
   // verifying every document and blob against its digest (a manifest fetched by tag against `expected`
   // when given), fetching only blobs the store lacks, then commits it as `name`. A failure at any point
   // leaves no image and no new blob.
   Result<Image> pull(ImageSource& source, std::string_view reference, std::optional<Digest> expected,
-                     std::string_view name, const ProgressCallback& progress = {});
+                     std::string_view name, const ProgressCallback& progress = {}, std::stop_token stop = {});
 
   // An OCI image layout directory: the manifest whose org.opencontainers.image.ref.name is `ref`, or the
   // only one when `ref` is empty; an index entry is resolved to this host's platform.
   Result<Image> importLayout(const std::filesystem::path& layout, std::string_view ref, std::string_view name,
-                             const ProgressCallback& progress = {});
+                             const ProgressCallback& progress = {}, std::stop_token stop = {});
   // A tar file (plain, gzip or zstd): an OCI layout (`skopeo copy ... oci-archive:`), a `docker save`
   // archive, or else a root filesystem (like `docker import`; `config` gives what it runs).
   Result<Image> importArchive(const std::filesystem::path& archive, std::string_view name,
-                              const ImageConfig& rootfsConfig = {}, const ProgressCallback& progress = {});
+                              const ImageConfig& rootfsConfig = {}, const ProgressCallback& progress = {},
+                              std::stop_token stop = {});
   // A root filesystem tar (any compression) as a one-layer image with `config` (platform: this host's).
   Result<Image> importRootfs(const std::filesystem::path& tar, std::string_view name, ImageConfig config,
-                             const ProgressCallback& progress = {});
+                             const ProgressCallback& progress = {}, std::stop_token stop = {});
 
   // Forgets `name` and collects what no image references any more. NotFound if there is none.
   Status remove(std::string_view name);
@@ -130,19 +139,24 @@ class ImageStore {
   // Every pin: holder → the image's name when pinned and its manifest (as IndexEntry).
   Result<std::vector<std::pair<std::string, IndexEntry>>> readPins() const;
   Result<Image> importLayoutPinned(const std::filesystem::path& layout, std::string_view ref,
-                                   std::string_view name, const ProgressCallback& progress);
+                                   std::string_view name, const ProgressCallback& progress,
+                                   const std::stop_token& stop);
   Result<Image> importRootfsPinned(const std::filesystem::path& tar, std::string_view name,
-                                   ImageConfig config, const ProgressCallback& progress);
+                                   ImageConfig config, const ProgressCallback& progress,
+                                   const std::stop_token& stop);
   Result<Image> importArchivePinned(const std::filesystem::path& archive, std::string_view name,
-                                    const ImageConfig& rootfsConfig, const ProgressCallback& progress);
+                                    const ImageConfig& rootfsConfig, const ProgressCallback& progress,
+                                    const std::stop_token& stop);
   Result<Image> pullPinned(ImageSource& source, std::string_view reference, std::optional<Digest> expected,
-                           std::string_view name, const ProgressCallback& progress);
+                           std::string_view name, const ProgressCallback& progress,
+                           const std::stop_token& stop);
   Result<Image> collectingOnFailure(Result<Image> result);
-  Status unpackLayers(const ImageManifest& manifest, const ProgressCallback& progress);
+  Status unpackLayers(const ImageManifest& manifest, const ProgressCallback& progress,
+                      const std::stop_token& stop);
   Result<size_t> collectGarbageLocked();
   std::filesystem::path layerDir(const Digest& layer) const;
   Result<Digest> storeFile(const std::filesystem::path& file, const std::optional<Digest>& expected,
-                           int64_t expectedSize);
+                           int64_t expectedSize, const std::stop_token& stop);
 
   std::filesystem::path root_;
   BlobStore blobs_;

@@ -4,6 +4,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -17,6 +19,7 @@
 
 #include "core/text.h"
 #include "core/unique_fd.h"
+#include "images/oci/blob_store.h"
 
 namespace corral::images {
 
@@ -296,7 +299,7 @@ Result<std::string> normalizeLayerPath(std::string_view path) {
   return out.empty() ? std::string(".") : out;
 }
 
-Result<UnpackStats> unpackLayer(const fs::path& blob, const fs::path& dir) {
+Result<UnpackStats> unpackLayer(const fs::path& blob, const fs::path& dir, std::stop_token stop) {
   UniqueFd blobFd(::open(blob.c_str(), O_RDONLY | O_CLOEXEC));
   if (!blobFd) return fail(systemError(errno, fmt::format("open(\"{}\")", blob.string())));
   UniqueFd dirFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -328,6 +331,17 @@ Result<UnpackStats> unpackLayer(const fs::path& blob, const fs::path& dir) {
   ChildReport report;
   size_t got = 0;
   while (got < sizeof(report)) {
+    // Looked at every 100 ms, so a stop (the API client went away) kills a long unpack promptly.
+    pollfd ready{.fd = readEnd.get(), .events = POLLIN, .revents = 0};
+    int polled = ::poll(&ready, 1, 100);
+    if (polled < 0 && errno != EINTR) break;
+    if (stop.stop_requested()) {
+      ::kill(child, SIGKILL);
+      while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      return fail(operationCancelled());
+    }
+    if (polled <= 0) continue;
     ssize_t n = ::read(readEnd.get(), reinterpret_cast<char*>(&report) + got, sizeof(report) - got);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;

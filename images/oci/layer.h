@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <stop_token>
 #include <string>
 
 #include "core/error.h"
@@ -30,8 +31,10 @@ struct UnpackStats {
 
 // `dir` must exist, be empty and live on a filesystem with trusted xattrs (ext4, xfs, tmpfs); root only.
 // On failure the error names the entry ("layer entry \"a/../b\": ...") and `dir` may hold a partial tree:
-// the caller unpacks into a temporary directory and removes it (see ImageStore).
-Result<UnpackStats> unpackLayer(const std::filesystem::path& blob, const std::filesystem::path& dir);
+// the caller unpacks into a temporary directory and removes it (see ImageStore). Once `stop` is stopped the
+// child is killed and the unpack fails with operationCancelled().
+Result<UnpackStats> unpackLayer(const std::filesystem::path& blob, const std::filesystem::path& dir,
+                                std::stop_token stop = {});
 
 // What unpackLayer's child does once chrooted, done in this process without the chroot: unpacks the tar
 // read from `blobFd` (from its current offset) into the working directory. Only the checks of the unpacker

@@ -221,6 +221,19 @@ Result<Registry::Response> Registry::getOnce(const std::string& url, const std::
   curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers.get());
   curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, &onBody);
   curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &state);
+  // Called about once a second even while nothing arrives: a stalled blob is abandoned as soon as its
+  // writer is stopped (the API client went away), not after the low-speed timeout.
+  auto onTransferInfo = +[](void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> int {
+    auto* transfer = static_cast<TransferState*>(user);
+    if (transfer->sink && transfer->sink->stopRequested()) {
+      transfer->sinkError = operationCancelled();
+      return 1;  // aborts the transfer
+    }
+    return 0;
+  };
+  curl_easy_setopt(curl.get(), CURLOPT_XFERINFOFUNCTION, onTransferInfo);
+  curl_easy_setopt(curl.get(), CURLOPT_XFERINFODATA, &state);
+  curl_easy_setopt(curl.get(), CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(curl.get(), CURLOPT_HEADERFUNCTION, onHeader);
   curl_easy_setopt(curl.get(), CURLOPT_HEADERDATA, &headerState);
   curl_easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 1L);  // blobs are often redirected to storage

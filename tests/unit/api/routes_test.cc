@@ -132,6 +132,18 @@ std::vector<Request> everyAlternative() {
   all.push_back(GetComparison{"12"});
   all.push_back(GetComparison{"latest"});
   all.push_back(GetDashboard{});
+  all.push_back(ListImages{});
+  all.push_back(GetImage{"busybox"});
+  all.push_back(GetImage{"127.0.0.1:5000/team/app:1.2"});  // '/' and ':' inside one path segment
+  all.push_back(GetImage{"pull"});  // an image may be called like an operation: GET names images
+  all.push_back(RemoveImage{"docker.io/library/nginx@sha256:" + std::string(64, 'a')});
+  all.push_back(PullImage{"nginx:1.25", false, ""});
+  all.push_back(PullImage{"127.0.0.1:5000/app", true, "app"});
+  all.push_back(ImportImage{"/srv/app layout", ""});
+  all.push_back(ImportImage{"/srv/app.tar", "app"});
+  all.push_back(
+      BuildImage{"flask", {"python3-flask", "curl"}, {"flask", "--app", "/app", "run"}, "/srv/app"});
+  all.push_back(BuildImage{"tools", {"curl"}, {}, ""});
   return all;
 }
 
@@ -160,6 +172,46 @@ TEST(RenderParse, RoundTripDetectsADifference) {
   schema::InstanceSpec withIp = vm;
   withIp.publicAddress = "203.0.113.9";  // the last field: the whole value is compared
   EXPECT_NE(Request(RunInstance{vm}), Request(RunInstance{withIp}));
+}
+
+TEST(Images, ShapesAndBadBodiesNameTheField) {
+  HttpRequest pull = renderRequest(PullImage{"nginx", true, "web"});
+  EXPECT_EQ(pull.method, "POST");
+  EXPECT_EQ(pull.target, "/v1/images/pull");
+  EXPECT_EQ(nlohmann::json::parse(pull.body),
+            (nlohmann::json{{"reference", "nginx"}, {"insecure", true}, {"name", "web"}}));
+  EXPECT_EQ(renderRequest(GetImage{"a/b:1"}).target, "/v1/images/a%2Fb%3A1");
+
+  auto parsed = parseRequest("POST", "/v1/images/pull", R"({"reference": "nginx"})");
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(*parsed, Request(PullImage{"nginx", false, ""})) << "insecure and name are optional";
+
+  struct Case {
+    const char* target;
+    const char* body;
+    const char* field;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"/v1/images/pull", R"({})", "reference"},
+           {"/v1/images/pull", R"({"reference": 5})", "reference"},
+           {"/v1/images/pull", R"({"reference": "a", "insecure": "yes"})", "insecure"},
+           {"/v1/images/pull", R"({"reference": "a", "tag": "1"})", "tag"},
+           {"/v1/images/import", R"({"name": "a"})", "path"},
+           {"/v1/images/build", R"({"name": "a"})", "debian"},
+           {"/v1/images/build", R"({"name": "a", "debian": "curl"})", "debian"},
+           {"/v1/images/build", R"({"name": "a", "debian": ["curl"], "cmd": "sh"})", "cmd"},
+           {"/v1/images/build", R"({"debian": ["curl"]})", "name"},
+       }) {
+    SCOPED_TRACE(std::string(c.target) + " " + c.body);
+    auto refused = parseRequest("POST", c.target, c.body);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(refused.error().field(), c.field) << refused.error().message();
+  }
+  EXPECT_EQ(parseRequest("POST", "/v1/images/push", "{}").error().kind(), ErrorKind::NotFound);
+  EXPECT_EQ(parseRequest("PUT", "/v1/images/app", "").error().kind(), ErrorKind::InvalidArgument);
+  EXPECT_EQ(parseRequest("POST", "/v1/images", "{}").error().kind(), ErrorKind::InvalidArgument);
+  EXPECT_EQ(parseRequest("GET", "/v1/images/a/b", "").error().kind(), ErrorKind::NotFound);
 }
 
 TEST(Trace, Shape) {
