@@ -25,6 +25,7 @@
 #include "core/failpoint.h"
 #include "core/log.h"
 #include "core/rollback.h"
+#include "daemon/vm_image.h"
 
 namespace corral::daemon {
 namespace {
@@ -212,7 +213,9 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
         log::warn("instance \"{}\": its NIC: {}", instance.row.name, restored.error().message());
     }
     if (instance.row.kind == schema::InstanceKind::vm) {
-      if (auto plan = toVmPlan(instance.spec, hostVmContext(manager->options_.imageDir)); plan) {
+      if (auto plan = toVmPlan(instance.spec,
+                               hostVmContext(manager->options_.imageDir, manager->options_.imageStore.get()));
+          plan) {
         instance.vmPlan = std::move(*plan);
       } else {
         log::warn("instance \"{}\": its spec no longer validates: {}", instance.row.name,
@@ -258,7 +261,7 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
     schema::InstanceSpec probeSpec;
     probeSpec.name = "kvm-probe";
     probeSpec.kind = schema::InstanceKind::vm;
-    if (toVmPlan(probeSpec, hostVmContext(manager->options_.imageDir))) {
+    if (toVmPlan(probeSpec, hostVmContext(manager->options_.imageDir, manager->options_.imageStore.get()))) {
       manager->acceleratorProbe_ = std::thread([raw = manager.get(), probeSpec] {
         if (auto chosen = raw->acceleratorFor(probeSpec); !chosen)
           log::warn("accelerator: {}", chosen.error().message());
@@ -562,6 +565,9 @@ json InstanceManager::render(const Instance& instance) const {
           {"vcpus", instance.vmPlan ? json(instance.vmPlan->vcpus) : json(nullptr)},
           {"kernel", instance.vmPlan ? json(instance.vmPlan->kernel.string()) : json(nullptr)},
           {"initrd", instance.vmPlan ? json(instance.vmPlan->initrd.string()) : json(nullptr)},
+          {"image_digest", instance.vmPlan && instance.vmPlan->rootImage
+                               ? json(instance.vmPlan->rootImage->manifestDigest.text())
+                               : json(nullptr)},
           {"accelerator",
            boot.is_object() && boot.contains("accelerator") ? boot["accelerator"] : json(nullptr)},
           {"accelerator_reason", boot.is_object() && boot.contains("accelerator_reason")
@@ -659,7 +665,7 @@ Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
   Instance instance;
   std::optional<vmm::AcceleratorChoice> accel;
   if (isVm) {
-    auto plan = toVmPlan(spec, hostVmContext(options_.imageDir));
+    auto plan = toVmPlan(spec, hostVmContext(options_.imageDir, options_.imageStore.get()));
     if (!plan) return fail(plan.error());
     instance.vmPlan = std::move(*plan);
     {
@@ -670,6 +676,11 @@ Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
     auto chosen = accelerator(*instance.vmPlan);
     if (!chosen) return fail(chosen.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
     accel = std::move(*chosen);
+    // So is the first VM of an image: its base disk is made once (mkfs.ext4, seconds).
+    if (instance.vmPlan->rootImage) {
+      auto base = prepareBaseDisk(*options_.imageStore, *instance.vmPlan->rootImage);
+      if (!base) return fail(base.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
+    }
   } else {
     auto config = container::toContainerConfig(spec, validationContext());
     if (!config) return fail(config.error());

@@ -52,6 +52,8 @@ struct InstanceOptions {
   // Containers with a user namespace: the pool of host ids is the `corral` entry of these (see id_ranges.h).
   std::filesystem::path subuidFile = "/etc/subuid";
   std::filesystem::path subgidFile = "/etc/subgid";
+  // The OCI image store (`<state dir>/images`, daemon/vm_image.h): VMs of its images boot their disks.
+  std::shared_ptr<images::ImageStore> imageStore = nullptr;
 };
 
 // The accelerator VMs get, and why; "probing" while the KVM probe boot runs.

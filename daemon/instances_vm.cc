@@ -12,6 +12,7 @@
 #include "core/failpoint.h"
 #include "core/log.h"
 #include "daemon/instances.h"
+#include "daemon/vm_image.h"
 #include "vmm/agent_protocol.h"
 #include "vmm/domain_xml.h"
 
@@ -167,7 +168,7 @@ Result<vmm::AcceleratorChoice> InstanceManager::accelerator(const VmPlan& plan) 
 }
 
 Result<vmm::AcceleratorChoice> InstanceManager::acceleratorFor(const schema::InstanceSpec& spec) {
-  auto plan = toVmPlan(spec, hostVmContext(options_.imageDir));
+  auto plan = toVmPlan(spec, hostVmContext(options_.imageDir, options_.imageStore.get()));
   if (!plan) return fail(plan.error());
   return accelerator(*plan);
 }
@@ -177,7 +178,7 @@ Result<vmm::AcceleratorChoice> InstanceManager::acceleratorFor(const schema::Ins
 Result<json> InstanceManager::startVmLocked(Instance& instance, Clock::time_point received,
                                             const vmm::AcceleratorChoice& accel) {
   if (!instance.vmPlan) {
-    auto plan = toVmPlan(instance.spec, hostVmContext(options_.imageDir));
+    auto plan = toVmPlan(instance.spec, hostVmContext(options_.imageDir, options_.imageStore.get()));
     if (!plan) return fail(plan.error());
     instance.vmPlan = std::move(*plan);
   }
@@ -202,7 +203,17 @@ Result<json> InstanceManager::startVmLocked(Instance& instance, Clock::time_poin
       .cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, std::nullopt, std::nullopt),
       .consoleLog = dir / "console.log",
       .agentSocket = dir / "agent.sock",
-      .nic = std::nullopt};
+      .nic = std::nullopt,
+      .disks = {}};
+  // A store image's root: its overlay and config disk, found by the guest init through corral.root.
+  std::optional<std::string> rootSerial;
+  if (plan.rootImage) {
+    auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, dir);
+    if (!disks) return fail(disks.error());
+    config.disks = std::move(*disks);
+    rootSerial = vmm::kRootDiskSerial;
+    config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, std::nullopt, std::nullopt, rootSerial);
+  }
   // Its NIC: QEMU opens the tap in our namespace; it moves into the VPC's while the CPUs are paused, and
   // the guest's init takes its address from the kernel command line.
   std::optional<net::NicPlan> nic;
@@ -211,7 +222,8 @@ Result<json> InstanceManager::startVmLocked(Instance& instance, Clock::time_poin
     if (!planned) return fail(planned.error());
     nic = std::move(*planned);
     config.nic = vmm::NicConfig{.tapName = nic->link, .mac = nic->mac};
-    config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, nic->addressWithPrefix, nic->gateway);
+    config.cmdline =
+        vmm::kernelCommandLine(plan.name, plan.hostname, nic->addressWithPrefix, nic->gateway, rootSerial);
   }
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
   CORRAL_FAILPOINT("vm.before-define");

@@ -27,6 +27,7 @@
 #include "daemon/http_server.h"
 #include "daemon/service.h"
 #include "daemon/store.h"
+#include "daemon/vm_image.h"
 #include "net/netlink.h"
 
 namespace corral::daemon {
@@ -352,6 +353,12 @@ int run(const Options& options, StartupReport& report) {
       return 1;
     }
   }
+  // The OCI image store; VMs of its images boot from disks made of them (daemon/vm_image.h).
+  auto imageStore = openImageStore(options.stateDir);
+  if (!imageStore) {
+    report.failed(imageStore.error().message());
+    return 1;
+  }
   InstanceOptions instanceOptions{.imageDir = options.imageDir,
                                   .containersDir = options.containersDir,
                                   .cgroupOptions = {.root = "/sys/fs/cgroup", .parent = options.cgroupParent},
@@ -364,7 +371,8 @@ int run(const Options& options, StartupReport& report) {
                                   .kvmProbeTimeout = std::chrono::seconds(options.kvmProbeTimeoutS),
                                   .reaperPath = options.reaperPath,
                                   .subuidFile = options.subuidFile,
-                                  .subgidFile = options.subgidFile};
+                                  .subgidFile = options.subgidFile,
+                                  .imageStore = *imageStore};
   NetworkOptions networkOptions{.netnsPrefix = options.netnsPrefix,
                                 .uplink = {.netns = options.uplinkNetns,
                                            .transitPool = *net::Cidr::parse(options.transitCidr),
