@@ -63,7 +63,7 @@ ContainerConfig benchConfig(const fs::path& rootfs, const fs::path& bundle, cons
                             std::vector<std::string> argv) {
   ContainerConfig config;
   config.name = name;
-  config.imageRootfs = rootfs;
+  config.lowerDirs = {rootfs};
   config.bundleDir = bundle;
   config.argv = std::move(argv);
   config.hostname = kHostname;
@@ -131,7 +131,7 @@ Result<nlohmann::json> ociConfig(const fs::path& rootfs, const std::string& cgro
   // The plan's mounts without its first two (make "/" private, bind the rootfs onto itself: OCI runtimes do
   // those themselves) and without the device-node binds (OCI runtimes create the same default devices).
   container::MountPlanInput planInput;
-  planInput.imageRootfs = rootfs;
+  planInput.lowerDirs = {rootfs};
   planInput.bundleDir = "/nonexistent-bundle";
   planInput.cgroup2 = *mode == container::CgroupMode::Unified;
   auto plan = container::buildMountPlan(planInput);

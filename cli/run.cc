@@ -21,10 +21,19 @@ double parseCpusFlag(std::string_view text) {
   return value;
 }
 
-// Cattle get numbers, not names: "busybox-3f9a1c" when --name is left out.
+// Cattle get numbers, not names: "busybox-3f9a1c" when --name is left out; an image reference gives its
+// last path part without tag or digest ("docker.io/library/nginx:1.25" → "nginx-3f9a1c").
 std::string generatedName(const std::string& image) {
+  std::string base = image.substr(image.rfind('/') + 1);  // npos + 1 == 0: no '/'
+  base = base.substr(0, base.find_first_of(":@"));
+  for (char& c : base) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) c = '-';
+  }
+  base = base.substr(0, 40);
+  while (!base.empty() && base.front() == '-') base.erase(base.begin());
+  while (!base.empty() && base.back() == '-') base.pop_back();
   std::random_device random;
-  return fmt::format("{}-{:06x}", image.substr(0, 40), random() & 0xffffff);
+  return fmt::format("{}-{:06x}", base.empty() ? "instance" : base, random() & 0xffffff);
 }
 
 std::vector<std::string> values(const Invocation& invocation, const std::string& name) {
@@ -38,8 +47,11 @@ schema::InstanceSpec specFromFlags(const Invocation& invocation) {
   }
   schema::InstanceSpec spec;
   spec.kind = invocation.flag("vm") ? schema::InstanceKind::vm : schema::InstanceKind::container;
-  if (spec.kind == schema::InstanceKind::container && invocation.command.empty()) {
-    throw UsageError("no command given: put it after \"--\", e.g. -- echo hi");
+  // With --image and no command the image runs its own (a store image's Entrypoint + Cmd); a plain
+  // `corral run` still asks for one.
+  if (spec.kind == schema::InstanceKind::container && invocation.command.empty() &&
+      !invocation.value("image")) {
+    throw UsageError("no command given: put it after \"--\", e.g. -- echo hi (or give --image)");
   }
   spec.image = invocation.value("image").value_or("busybox");
   spec.name = invocation.value("name").value_or(generatedName(spec.image));
@@ -83,8 +95,10 @@ void addRunOptions(po::options_description& options) {
       ("kernel", po::value<std::string>()->value_name("PATH"),
        "VMs: boot this kernel instead of the image's")  //
       ("initrd", po::value<std::string>()->value_name("PATH"),
-       "VMs: this initramfs instead of the image's")                                                     //
-      ("image", po::value<std::string>()->value_name("IMAGE"), "the root filesystem (default busybox)")  //
+       "VMs: this initramfs instead of the image's")  //
+      ("image", po::value<std::string>()->value_name("IMAGE"),
+       "the image (default busybox): built in (corrald's --image-dir) or from the image store (corral image "
+       "ls); a store image runs its own Entrypoint + Cmd, Env, WorkingDir and User")  //
       ("name", po::value<std::string>()->value_name("NAME"),
        "1-63 of a-z, 0-9 and '-' (default: IMAGE-RANDOM; cattle, not pets)")  //
       ("memory", po::value<std::string>()->value_name("SIZE"),
@@ -100,11 +114,11 @@ void addRunOptions(po::options_description& options) {
        "drop a capability from the default set, or ALL (repeatable)")  //
       ("seccomp", po::value<std::string>()->value_name("PROFILE"),
        "default (Docker's allow list: other syscalls fail), unconfined, or a JSON profile's path")  //
-      ("user-ns", "a user namespace: root inside is an unprivileged user on the host")             //
+      ("user-ns", "a user namespace: root inside is an unprivileged user on the host")              //
       ("device", po::value<std::vector<std::string>>()->value_name("HOST[:CONTAINER][:PERMS]"),
        "give the container a host device, e.g. /dev/fuse or /dev/fuse:/dev/fuse:rw (PERMS of rwm, default "
-       "rwm; repeatable); every other device stays closed")  //
-      ("init", "run a tiny init as PID 1 that forwards signals and reaps orphaned zombies")       //
+       "rwm; repeatable); every other device stays closed")                                  //
+      ("init", "run a tiny init as PID 1 that forwards signals and reaps orphaned zombies")  //
       ("subnet", po::value<std::string>()->value_name("SUBNET"),
        "plug it into this subnet (its floor's switch); without it the instance has only loopback")  //
       ("ip", po::value<std::string>()->value_name("A.B.C.D"),
@@ -231,16 +245,18 @@ Command runCommand() {
       "without -d its output streams here and corral exits with its command's exit code (Ctrl-C stops it).\n"
       "A --vm boots its own kernel (seconds under TCG): corral waits until its guest is ready, showing\n"
       "progress; CMD, if given, then runs in the guest through its agent (like corral exec).\n"
+      "A container of --image IMAGE without CMD runs the image's own command (Entrypoint + Cmd); with one,\n"
+      "CMD replaces Cmd and keeps Entrypoint, as docker run does.\n"
       "Instances are cattle, not pets: give them --rm and run a fresh one rather than repairing an old one.",
       {},
       "[--container | --vm] [--image IMAGE] [--kernel PATH] [--initrd PATH] [--name NAME] [--memory SIZE] "
       "[--cpus N] [--pids N] [--hostname H] "
       "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] [--init] "
       "[--subnet SUBNET [--ip A.B.C.D] [--sg GROUP]... [--publish PORT:PORT]... [--public-ip]] [--rm] [-d] "
-      "-- CMD [ARGS...]",
+      "[-- CMD [ARGS...]]",
       addRunOptions, runInstance);
   command.takesCommand = true;
-  command.commandOptional = true;  // a VM needs none; a container does (checked in specFromFlags)
+  command.commandOptional = true;  // a VM or an --image needs none; busybox does (checked in specFromFlags)
   return command;
 }
 

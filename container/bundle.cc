@@ -115,12 +115,57 @@ Status prepareRootfsFromParent(const MountPlan& plan, const ContainerConfig& con
   return chownToMappedRoot(manager, config);
 }
 
+namespace {
+
+// mount(2) copies one page of options; past that (some 40 layers of store paths) the new mount API takes
+// the layers one "lowerdir+" at a time (Linux 6.8), with no limit but overlayfs's own stack depth.
+Status mountOverlayWithFsconfig(const MountPlan& plan) {
+  UniqueFd context(::fsopen("overlay", FSOPEN_CLOEXEC));
+  if (!context) return fail(systemError(errno, "fsopen(\"overlay\")"));
+  auto set = [&](const char* key, const std::string& value) -> Status {
+    if (::fsconfig(context.get(), FSCONFIG_SET_STRING, key, value.c_str(), 0) != 0) {
+      if (errno == EINVAL && std::string_view(key) == "lowerdir+") {
+        return fail(systemError(
+            errno, fmt::format("overlay of {} layers: its options take {} bytes, more than mount(2)'s page "
+                               "({}), and this kernel refuses fsconfig(\"lowerdir+\", \"{}\") (Linux 6.8 "
+                               "and later take it)",
+                               plan.lowerDirs.size(), plan.overlayData.size(), kMountDataMax + 1, value)));
+      }
+      return fail(systemError(errno, fmt::format("fsconfig(overlay, \"{}\", \"{}\")", key, value)));
+    }
+    return {};
+  };
+  for (const std::string& dir : plan.lowerDirs) {
+    if (auto ok = set("lowerdir+", dir); !ok) return ok;
+  }
+  if (auto ok = set("upperdir", plan.upperDir); !ok) return ok;
+  if (auto ok = set("workdir", plan.workDir); !ok) return ok;
+  if (::fsconfig(context.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
+    return fail(systemError(
+        errno, fmt::format("fsconfig(overlay of {} layers, FSCONFIG_CMD_CREATE)", plan.lowerDirs.size())));
+  UniqueFd mount(::fsmount(context.get(), FSMOUNT_CLOEXEC, 0));
+  if (!mount) return fail(systemError(errno, "fsmount(overlay)"));
+  if (::move_mount(mount.get(), "", AT_FDCWD, plan.rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    return fail(systemError(errno, fmt::format("move_mount(overlay, \"{}\")", plan.rootfs)));
+  return {};
+}
+
+// Unmounts what a start left at the idmapped layers' mount points (a crash, or the end of a start).
+void detachIdmappedLayers(const MountPlan& plan) {
+  for (const std::string& point : plan.idmappedLayers) {
+    if (isMountPoint(point)) ::umount2(point.c_str(), MNT_DETACH);
+  }
+}
+
+}  // namespace
+
 // Creates bundle/{upper,work,rootfs} and mounts the overlay at rootfs. Mounted here in the host's mount
 // namespace, by host root, for both layouts: with a user namespace the child could not mount it from
-// the image's root-owned lower layer without userxattr; the child's mount namespace gets a copy.
-// With a user namespace the lower layer is the image idmapped through the container's mapping, so its
-// root-owned files belong to the container's root (crun's "idmap" option does the same), and upper/ and
-// work/ belong to the mapped root: what the container creates lands in upper/ owned by its mapped ids.
+// the image's root-owned lower layers without userxattr; the child's mount namespace gets a copy.
+// With a user namespace each layer is mounted idmapped through the container's mapping (one mount per
+// layer, at bundle/lower/<i>), so its root-owned files belong to the container's root (crun's "idmap"
+// option does the same), and upper/ and work/ belong to the mapped root: what the container creates
+// lands in upper/ owned by its mapped ids.
 Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& config) {
   for (const auto& dir : {plan.upperDir, plan.workDir, plan.rootfs}) {
     std::error_code ec;
@@ -128,7 +173,7 @@ Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& conf
     if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", dir)));
   }
   if (isMountPoint(plan.rootfs)) return fail(conflict("\"{}\" is already a mount point", plan.rootfs));
-  std::optional<Rollback> detachLower;
+  std::optional<Rollback> detachLayers;
   if (config.userNamespace) {
     uid_t id = config.userNamespace->hostId;
     for (const auto& dir : {plan.upperDir, plan.workDir}) {
@@ -137,14 +182,23 @@ Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& conf
     }
     auto mapping = openMappedUserNamespace(id, config.userNamespace->count);
     if (!mapping) return fail(mapping.error().wrap("idmap the image"));
-    if (::mkdir(plan.idmappedLower.c_str(), 0700) != 0 && errno != EEXIST)
-      return fail(systemError(errno, fmt::format("mkdir(\"{}\")", plan.idmappedLower)));
-    if (isMountPoint(plan.idmappedLower)) ::umount2(plan.idmappedLower.c_str(), MNT_DETACH);  // a crash's
-    auto idmapped = mountIdmappedFromParent(config.imageRootfs.string(), plan.idmappedLower, mapping->get());
-    if (!idmapped) return fail(idmapped.error().wrap("idmap the image"));
-    // The overlay keeps a private clone of each layer, so the lower mount point is not needed once it is up.
-    detachLower.emplace([&] { ::umount2(plan.idmappedLower.c_str(), MNT_DETACH); });
+    if (::mkdir(plan.idmappedLayersDir.c_str(), 0700) != 0 && errno != EEXIST)
+      return fail(systemError(errno, fmt::format("mkdir(\"{}\")", plan.idmappedLayersDir)));
+    // A crash's: the layers' mounts, or the whole image mounted at lower/ itself (before layers were).
+    if (isMountPoint(plan.idmappedLayersDir)) ::umount2(plan.idmappedLayersDir.c_str(), MNT_DETACH);
+    detachIdmappedLayers(plan);
+    // The overlay keeps a private clone of each layer, so the layers' mount points are not needed once
+    // it is up.
+    detachLayers.emplace([&] { detachIdmappedLayers(plan); });
+    for (size_t i = 0; i < plan.idmappedLayers.size(); ++i) {
+      const std::string& point = plan.idmappedLayers[i];
+      if (::mkdir(point.c_str(), 0700) != 0 && errno != EEXIST)
+        return fail(systemError(errno, fmt::format("mkdir(\"{}\")", point)));
+      auto idmapped = mountIdmappedFromParent(config.lowerDirs[i].string(), point, mapping->get());
+      if (!idmapped) return fail(idmapped.error().wrap("idmap the image"));
+    }
   }
+  if (plan.overlayData.size() > kMountDataMax) return mountOverlayWithFsconfig(plan);
   if (::mount("overlay", plan.rootfs.c_str(), "overlay", 0, plan.overlayData.c_str()) != 0) {
     return fail(systemError(errno, fmt::format("mount(\"overlay\", \"{}\", \"overlay\", \"{}\")", plan.rootfs,
                                                plan.overlayData)));
@@ -154,8 +208,13 @@ Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& conf
 
 Status removeBundle(const std::filesystem::path& bundleDir) {
   // Several starts may have stacked mounts; never delete while anything is mounted (it would reach the
-  // image). lower/ is the idmapped image, mounted only while a start is under way (a crash may leave it).
-  for (const std::filesystem::path& mountPoint : {bundleDir / "rootfs", bundleDir / "lower"}) {
+  // image). lower/<i> are the idmapped layers, mounted only while a start is under way (a crash may leave
+  // them).
+  std::vector<std::filesystem::path> mountPoints = {bundleDir / "rootfs", bundleDir / "lower"};
+  std::error_code listError;
+  for (const auto& entry : std::filesystem::directory_iterator(bundleDir / "lower", listError))
+    mountPoints.push_back(entry.path());
+  for (const std::filesystem::path& mountPoint : mountPoints) {
     for (int attempt = 0; attempt < 16 && isMountPoint(mountPoint); ++attempt) {
       if (::umount2(mountPoint.c_str(), MNT_DETACH) != 0) {
         return fail(systemError(

@@ -4,15 +4,22 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <linux/sched.h>  // struct clone_args, CLONE_INTO_CGROUP
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include "container/caps.h"
 
@@ -22,6 +29,21 @@ namespace {
 constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 }  // namespace
+
+// A child of clone() with a stack of its own is, to AddressSanitizer, still the thread it was copied from,
+// with that thread's stack bounds. At the child's first noreturn call (childFail, the exec) the runtime's
+// __asan_handle_no_return measured a "stack" from there to the thread's stack top, hundreds of GiB, and
+// printed a warning instead. With log_path set (scripts/test-sanitized), a container's init, pid 1 after
+// pivot_root, could not open its log file ("asan.1") there; the runtime died by abort(), which an init
+// ignores, and its deadly-signal handler waited for the report lock in sched_yield for ever: the container
+// spun at full CPU before execve. The fiber-switch interface is how a program says it now runs on another
+// stack; a fork-like clone3 (a copy of the caller's stack) needs nothing.
+void ChildStack::adoptInChild() const {
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_start_switch_fiber(nullptr, base_, kChildStackSize);
+  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+}
 
 // Moves the calling process into the container's group of each v1 hierarchy, through `tasks` files the
 // parent opened: "0" there is the calling thread alone, which the kernel migrates without taking the global
@@ -136,8 +158,47 @@ int setupStdioInChild(const int (&sources)[3]) {
   return 0;
 }
 
+// Switches to the configured ids, keeping the capabilities across a change from root (PR_SET_KEEPCAPS;
+// the effective set, which setresuid clears anyway, is raised back from the permitted one) so that the
+// bounding and capability sets are then dropped as for root; execve of a non-root uid ends with none.
+// Raw system calls, as in clearGroupsInChild. Supplementary groups only when there are some: in a user
+// namespace setgroups(2) works only when the parent wrote "allow" (it does then).
+int setUserInChild(const ProcessUser& user) {
+  if (user.uid == 0 && user.gid == 0 && user.additionalGids.empty()) return 0;
+  if (!user.additionalGids.empty() &&
+      ::syscall(SYS_setgroups, user.additionalGids.size(), user.additionalGids.data()) != 0)
+    return errno;
+  if (::syscall(SYS_setresgid, user.gid, user.gid, user.gid) != 0) return errno;
+  if (user.uid == 0) return 0;
+  if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return errno;
+  if (::syscall(SYS_setresuid, user.uid, user.uid, user.uid) != 0) return errno;
+  if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return errno;
+  __user_cap_header_struct header{};
+  header.version = _LINUX_CAPABILITY_VERSION_3;
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+  if (::syscall(SYS_capget, &header, data) != 0) return errno;
+  for (auto& word : data) word.effective = word.permitted;
+  if (::syscall(SYS_capset, &header, data) != 0) return errno;
+  return 0;
+}
+
+// mkdir -p of the working directory, inside the container (after pivot_root, so an image's symlink on
+// the way resolves in the container's root). No allocation: the path is copied into a stack buffer.
+int makeWorkingDirectoryInChild(const std::string& path) {
+  char buffer[PATH_MAX];
+  if (path.size() >= sizeof buffer) return ENAMETOOLONG;
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i < path.size() && path[i] != '/') continue;
+    path.copy(buffer, i);
+    buffer[i] = '\0';
+    if (::mkdir(buffer, 0755) != 0 && errno != EEXIST) return errno;
+  }
+  return 0;
+}
+
 [[noreturn]] void lockDownAndExecInChild(const LockdownInput& in) {
   if (int err = setupStdioInChild(in.stdio)) childFail(in.syncFd, ChildStep::Stdio, err);
+  if (int err = setUserInChild(*in.user)) childFail(in.syncFd, ChildStep::SetUser, err);
   if (int err = dropCapabilitiesInChild(*in.capabilities))
     childFail(in.syncFd, ChildStep::DropCapabilities, err);
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) childFail(in.syncFd, ChildStep::NoNewPrivs, errno);
@@ -176,6 +237,7 @@ int becomeRootInChild() {
 // malloc's locks may be held.
 int containerInitMain(void* arg) {
   const InitChildContext& ctx = *static_cast<const InitChildContext*>(arg);
+  if (ctx.stack != nullptr) ctx.stack->adoptInChild();
   const int fd = ctx.syncFd;
   // If the starter dies before "go", so do we (cleared again right before execve). The death signal does
   // not always reach a pid namespace's init when the whole daemon is SIGKILLed (seen on 6.18: the child
@@ -217,7 +279,11 @@ int containerInitMain(void* arg) {
   ready.kind = RecordKind::RootfsReady;
   sendRecord(fd, ready);
 
-  if (::chdir(ctx.workingDir->c_str()) != 0) childFail(fd, ChildStep::WorkingDir, errno);
+  if (::chdir(ctx.workingDir->c_str()) != 0) {
+    if (errno != ENOENT) childFail(fd, ChildStep::WorkingDir, errno);
+    if (int err = makeWorkingDirectoryInChild(*ctx.workingDir)) childFail(fd, ChildStep::WorkingDir, err);
+    if (::chdir(ctx.workingDir->c_str()) != 0) childFail(fd, ChildStep::WorkingDir, errno);
+  }
   if (::sethostname(ctx.hostname->data(), ctx.hostname->size()) != 0)
     childFail(fd, ChildStep::Hostname, errno);
   // A new network namespace starts with lo down; the parent's hook may have plugged in more, or nothing.
@@ -229,6 +295,7 @@ int containerInitMain(void* arg) {
 // being a child of a process that joined it) and in its cgroup.
 int execGrandchildMain(void* arg) {
   const ExecChildContext& ctx = *static_cast<const ExecChildContext*>(arg);
+  ctx.grandchildStack->adoptInChild();
   if (!ctx.userNamespace && clearGroupsInChild() != 0) childFail(ctx.syncFd, ChildStep::ClearGroups, errno);
   lockDownAndExecInChild(ctx.lockdown);
 }
@@ -249,7 +316,7 @@ int execGrandchildMain(void* arg) {
   if (ctx.userNamespace && becomeRootInChild() != 0) childFail(fd, ChildStep::SetIds, errno);
   // setns(mnt) put us at the container's root; now the configured directory.
   if (::chdir(ctx.workingDir->c_str()) != 0) childFail(fd, ChildStep::WorkingDir, errno);
-  pid_t pid = ::clone(execGrandchildMain, ctx.grandchildStackTop, CLONE_PARENT | SIGCHLD,
+  pid_t pid = ::clone(execGrandchildMain, ctx.grandchildStack->top(), CLONE_PARENT | SIGCHLD,
                       const_cast<ExecChildContext*>(&ctx));
   if (pid < 0) childFail(fd, ChildStep::CloneIntoNamespaces, errno);
   SyncRecord record;
@@ -261,8 +328,8 @@ int execGrandchildMain(void* arg) {
 
 std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecord& record,
                           const ExecImage& image, const std::vector<NamespaceFd>* namespaces,
-                          const CgroupJoin& join, const std::string& hostname,
-                          const std::string& workingDir) {
+                          const CgroupJoin& join, const std::string& hostname, const std::string& workingDir,
+                          const ProcessUser& user) {
   switch (step) {
     case ChildStep::WaitForGo:
       return "wait for the parent";
@@ -304,6 +371,9 @@ std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecor
       return "setns";
     case ChildStep::CloneIntoNamespaces:
       return "clone(CLONE_PARENT) into the container's pid namespace";
+    case ChildStep::SetUser:
+      return fmt::format("setgroups({} groups)/setresgid({})/setresuid({})", user.additionalGids.size(),
+                         user.gid, user.uid);
   }
   return "child setup";
 }

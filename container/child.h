@@ -51,8 +51,32 @@ struct LockdownInput {
   int syncFd;
   int stdio[3];
   const std::vector<int>* capabilities;
+  const ProcessUser* user;
   const CompiledSeccomp* seccomp;  // null: unconfined
   const ExecImage* image;
+};
+
+// The stack clone(2) starts a child on (mmap'd; the child has its own copy of it, as of all memory).
+class ChildStack {
+ public:
+  ChildStack() {
+    void* base = ::mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    base_ = base == MAP_FAILED ? nullptr : base;
+  }
+  ~ChildStack() {
+    if (base_ != nullptr) ::munmap(base_, kChildStackSize);
+  }
+  ChildStack(const ChildStack&) = delete;
+  ChildStack& operator=(const ChildStack&) = delete;
+  bool valid() const { return base_ != nullptr; }
+  void* top() const { return static_cast<char*>(base_) + kChildStackSize; }  // stacks grow down on x86/arm
+  // First thing in a child that clone() started on this stack: tells AddressSanitizer (when built with it)
+  // that the child runs here (child.cc says why). Nothing otherwise.
+  void adoptInChild() const;
+
+ private:
+  void* base_ = nullptr;
 };
 
 struct InitChildContext {
@@ -64,6 +88,7 @@ struct InitChildContext {
   const std::string* hostname = nullptr;
   const std::string* workingDir = nullptr;
   LockdownInput lockdown{};
+  const ChildStack* stack = nullptr;  // what clone() started the child on; null for a fork-like clone3
 };
 
 // The container's init, from clone() to execve (the order is in child.cc).
@@ -75,7 +100,7 @@ struct ExecChildContext {
   std::vector<int> cgroupTaskFds;  // as for init: v1 only
   const std::vector<NamespaceFd>* namespaces = nullptr;
   const std::string* workingDir = nullptr;
-  void* grandchildStackTop = nullptr;
+  const ChildStack* grandchildStack = nullptr;
   LockdownInput lockdown{};
 };
 
@@ -104,29 +129,11 @@ class ChildGuard {
   pid_t pid_ = -1;
 };
 
-class ChildStack {
- public:
-  ChildStack() {
-    void* base = ::mmap(nullptr, kChildStackSize, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    base_ = base == MAP_FAILED ? nullptr : base;
-  }
-  ~ChildStack() {
-    if (base_ != nullptr) ::munmap(base_, kChildStackSize);
-  }
-  ChildStack(const ChildStack&) = delete;
-  ChildStack& operator=(const ChildStack&) = delete;
-  bool valid() const { return base_ != nullptr; }
-  void* top() const { return static_cast<char*>(base_) + kChildStackSize; }  // stacks grow down on x86/arm
-
- private:
-  void* base_ = nullptr;
-};
-
 // The message for the step a child reported failing at, naming the call and its arguments.
 std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecord& record,
                           const ExecImage& image, const std::vector<NamespaceFd>* namespaces,
-                          const CgroupJoin& join, const std::string& hostname, const std::string& workingDir);
+                          const CgroupJoin& join, const std::string& hostname, const std::string& workingDir,
+                          const ProcessUser& user);
 
 struct StdioFds {
   UniqueFd devNull;

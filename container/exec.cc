@@ -40,10 +40,11 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
     ctx.cgroupTaskFds = rawFds(join->taskFiles);
     ctx.namespaces = &*namespaces;
     ctx.workingDir = &config.workingDir;
-    ctx.grandchildStackTop = stack.top();
+    ctx.grandchildStack = &stack;
     ctx.lockdown = LockdownInput{sync->child.get(),
                                  {stdioFds->fds[0], stdioFds->fds[1], stdioFds->fds[2]},
                                  &*capabilities,
+                                 &config.user,
                                  *seccomp ? &**seccomp : nullptr,
                                  &image};
 
@@ -76,8 +77,9 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
     if (!outcome) return fail(outcome.error());
     if (outcome->failure) {
       const SyncRecord& record = *outcome->failure;
-      return fail(systemError(record.errnum, childStepName(record.step, nullptr, record, image, &*namespaces,
-                                                           *join, config.hostname, config.workingDir)));
+      return fail(
+          systemError(record.errnum, childStepName(record.step, nullptr, record, image, &*namespaces, *join,
+                                                   config.hostname, config.workingDir, config.user)));
     }
     if (outcome->execPid <= 0) return fail(childVanished(intermediatePid));
     if (!outcome->reachedExec) return fail(childVanished(outcome->execPid));

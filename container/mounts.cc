@@ -105,21 +105,41 @@ std::vector<std::string> dockerReadOnlyPaths() {
 }
 
 Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
-  if (auto ok = checkPath(input.imageRootfs, "image_rootfs"); !ok) return fail(ok.error());
+  if (input.lowerDirs.empty())
+    return fail(invalidField("lower_dirs", "no layers: the root needs one at least"));
+  if (input.lowerDirs.size() > kMaxLowerDirs) {
+    return fail(invalidField("lower_dirs", "{} layers: overlayfs stacks at most {}", input.lowerDirs.size(),
+                             kMaxLowerDirs));
+  }
+  auto normalized = [](const std::filesystem::path& path) {
+    std::filesystem::path clean = path.lexically_normal();
+    if (!clean.has_filename() && clean != clean.root_path()) clean = clean.parent_path();
+    return clean;
+  };
+  std::vector<std::string> layers;
+  for (size_t i = 0; i < input.lowerDirs.size(); ++i) {
+    std::string field = fmt::format("lower_dirs[{}]", i);
+    if (auto ok = checkPath(input.lowerDirs[i], field.c_str()); !ok) return fail(ok.error());
+    layers.push_back(normalized(input.lowerDirs[i]).string());
+  }
   if (auto ok = checkPath(input.bundleDir, "bundle_dir"); !ok) return fail(ok.error());
-  std::filesystem::path bundle = input.bundleDir.lexically_normal();
-  std::filesystem::path image = input.imageRootfs.lexically_normal();
-  if (bundle.has_filename() == false) bundle = bundle.parent_path();
-  if (image.has_filename() == false) image = image.parent_path();
+  std::filesystem::path bundle = normalized(input.bundleDir);
 
   MountPlan plan;
   plan.rootfs = (bundle / "rootfs").string();
   plan.upperDir = (bundle / "upper").string();
   plan.workDir = (bundle / "work").string();
-  if (input.userNamespace) plan.idmappedLower = (bundle / "lower").string();
-  plan.overlayData =
-      fmt::format("lowerdir={},upperdir={},workdir={}",
-                  input.userNamespace ? plan.idmappedLower : image.string(), plan.upperDir, plan.workDir);
+  if (input.userNamespace) {
+    plan.idmappedLayersDir = (bundle / "lower").string();
+    for (size_t i = 0; i < layers.size(); ++i)
+      plan.idmappedLayers.push_back(fmt::format("{}/{}", plan.idmappedLayersDir, i));
+    plan.lowerDirs = plan.idmappedLayers;
+  } else {
+    plan.lowerDirs = layers;
+  }
+  std::string lowerdir;
+  for (const std::string& dir : plan.lowerDirs) lowerdir += (lowerdir.empty() ? "" : ":") + dir;
+  plan.overlayData = fmt::format("lowerdir={},upperdir={},workdir={}", lowerdir, plan.upperDir, plan.workDir);
   plan.requiredDirectories = {"/proc", "/sys", "/dev", "/run", "/run/host", "/etc"};
 
   auto add = [&](std::string source, std::string target, std::string fstype, unsigned long flags,

@@ -67,8 +67,10 @@ std::string hostsFileText(std::string_view hostname, const std::optional<std::st
 std::string resolvConfText(const std::vector<std::string>& nameservers);
 
 struct MountPlanInput {
-  std::filesystem::path imageRootfs;  // the overlay's read-only lower layer
-  std::filesystem::path bundleDir;    // upper/, work/ and rootfs/ live here
+  // The overlay's read-only layers, top first (overlayfs's lowerdir order): an image's layer directories,
+  // or one root filesystem directory.
+  std::vector<std::filesystem::path> lowerDirs;
+  std::filesystem::path bundleDir;  // upper/, work/ and rootfs/ live here
   bool userNamespace = false;
   uint32_t mappedIds = 0;  // with a user namespace: how many ids are mapped from container 0 up
   bool cgroup2 = false;    // the host is pure v2: mount the (namespaced) cgroup2 tree read-only
@@ -92,13 +94,19 @@ struct PlannedDevice {
 };
 
 struct MountPlan {
-  std::string rootfs;       // <bundle>/rootfs: the overlay mount point, then the new root
-  std::string upperDir;     // <bundle>/upper
-  std::string workDir;      // <bundle>/work
-  std::string overlayData;  // "lowerdir=...,upperdir=...,workdir=..." (mounted by the parent)
-  // With a user namespace, <bundle>/lower: the image mounted idmapped through the container's mapping
-  // (host 0 reads as the mapped root), the overlay's lower layer instead of the image itself. Empty without.
-  std::string idmappedLower;
+  std::string rootfs;    // <bundle>/rootfs: the overlay mount point, then the new root
+  std::string upperDir;  // <bundle>/upper
+  std::string workDir;   // <bundle>/work
+  // The overlay's lower directories, top first: the input's layers, or with a user namespace their
+  // idmapped mounts (below).
+  std::vector<std::string> lowerDirs;
+  // With a user namespace, <bundle>/lower/<i>: layer i mounted idmapped through the container's mapping
+  // (host 0 reads as the mapped root), one mount per layer, in the order of the input. Empty without.
+  std::vector<std::string> idmappedLayers;
+  std::string idmappedLayersDir;  // <bundle>/lower, their parent (only with a user namespace)
+  // "lowerdir=A:B:...,upperdir=...,workdir=..." for mount(2), which takes one page of options; longer (many
+  // layers), the parent mounts with fsopen/fsconfig instead, one "lowerdir+" per layer (bundle.cc).
+  std::string overlayData;
   // Directories that must exist in the image (created by the parent in the merged rootfs if missing).
   std::vector<std::string> requiredDirectories;
   MountEntry makePrivate;  // "/" recursively private: nothing we mount propagates to the host
@@ -123,9 +131,12 @@ struct MountPlan {
 std::vector<std::string> dockerMaskedPaths();
 std::vector<std::string> dockerReadOnlyPaths();
 
-// Fails (field "image_rootfs" / "bundle_dir") on relative paths and on characters overlayfs cannot take
-// in its options (',', ':', '\n').
+// Fails (field "lower_dirs[i]" / "bundle_dir") on relative paths, on characters overlayfs cannot take in
+// its options (',', ':', '\n'), on no layers and on more than overlayfs stacks (kMaxLowerDirs).
 Result<MountPlan> buildMountPlan(const MountPlanInput& input);
+inline constexpr size_t kMaxLowerDirs = 500;  // overlayfs's OVL_MAX_STACK
+// The most option text mount(2) passes on: it copies one page, and a longer text would be cut silently.
+inline constexpr size_t kMountDataMax = 4095;
 
 // "nosuid,nodev,noexec" for MS_NOSUID|MS_NODEV|MS_NOEXEC; unknown bits as hex.
 std::string mountFlagNames(unsigned long flags);

@@ -47,9 +47,9 @@ std::string idMapLine(uint32_t hostId, uint32_t count) {
   return fmt::format("0 {} {}\n", hostId, count);
 }
 
-Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count) {
+Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count, bool allowSetgroups) {
   std::string proc = fmt::format("/proc/{}", pid);
-  if (auto ok = writeProcFile(proc + "/setgroups", "deny"); !ok) return ok;
+  if (auto ok = writeProcFile(proc + "/setgroups", allowSetgroups ? "allow" : "deny"); !ok) return ok;
   std::string line = idMapLine(hostId, count);
   if (auto ok = writeProcFile(proc + "/gid_map", line); !ok) return ok;
   return writeProcFile(proc + "/uid_map", line);

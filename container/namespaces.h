@@ -21,9 +21,10 @@ int containerCloneFlags(bool userNamespace);
 // "0 100000 65536\n": container id 0 onwards maps to `hostId` onwards.
 std::string idMapLine(uint32_t hostId, uint32_t count);
 
-// Writes /proc/PID/setgroups ("deny", required before an unprivileged gid_map and harmless here), then
-// gid_map and uid_map. Fails naming the file.
-Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count);
+// Writes /proc/PID/setgroups, then gid_map and uid_map. Fails naming the file. setgroups is "deny" unless
+// `allowSetgroups` (the container's user has supplementary groups): host root writes the maps, so "allow"
+// is permitted, as runc does; "deny" keeps a container without such groups from dropping the ones it has.
+Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count, bool allowSetgroups = false);
 
 // A user namespace of its own with the maps "0 hostId count", held by the returned fd (/proc/PID/ns/user
 // of a placeholder process that is gone on return). Used to idmap the image for a container: an idmapped

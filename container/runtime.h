@@ -26,20 +26,33 @@ struct IdMapping {
   uint32_t count = 65536;
 };
 
+// The ids a container's command runs as, as the container sees them (inside its user namespace, if any).
+struct ProcessUser {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> additionalGids;  // supplementary groups
+  bool operator==(const ProcessUser&) const = default;
+};
+
 // Everything the runtime needs, already validated by the caller (the daemon's spec validation).
 struct ContainerConfig {
-  std::string name;                   // also the cgroup name and the default hostname
-  std::filesystem::path imageRootfs;  // read-only lower layer (an image directory from images/)
-  std::filesystem::path bundleDir;    // per-container: upper/, work/, rootfs/ (the overlay mount point)
-  std::vector<std::string> argv;      // argv[0] resolved inside the container's PATH
-  std::vector<std::string> env;       // "K=V"; the runtime adds container=corral and a default PATH
+  std::string name;  // also the cgroup name and the default hostname
+  // The root's read-only layers, top first (overlayfs's lowerdir order): an image's layer directories, or
+  // one root filesystem directory. Each is idmapped on its own with a user namespace.
+  std::vector<std::filesystem::path> lowerDirs;
+  std::filesystem::path bundleDir;  // per-container: upper/, work/, rootfs/ (the overlay mount point)
+  std::vector<std::string> argv;    // argv[0] resolved inside the container's PATH
+  std::vector<std::string> env;     // "K=V"; the runtime adds container=corral and a default PATH
   std::string hostname;
   // /etc/hostname and /etc/hosts are generated for every container (written into its writable layer);
   // hosts puts the hostname on this address once networking assigns one, on 127.0.1.1 until then.
   std::optional<std::string> ipAddress;
   // Written to /etc/resolv.conf as "nameserver X" lines; when empty the image's resolv.conf (if any) stays.
   std::vector<std::string> nameservers;
-  std::string workingDir = "/";
+  std::string workingDir = "/";  // created (0755, the container root's) when missing, as docker does
+  // Init and exec'd processes switch to these ids after the mounts; a user other than root ends with no
+  // capabilities at execve (the kernel's rule for a non-root uid without ambient or file capabilities).
+  ProcessUser user;
   ResourceLimits limits;
   // Host devices given to the container (`--device`) beyond the defaults every container has; each gets
   // its node in /dev and its rule in the cgroup's allow list. Every other device stays closed.

@@ -91,14 +91,19 @@ Result<ContainerConfig> toContainerConfig(const schema::InstanceSpec& spec,
   if (!spec.kernel.empty()) return fail(invalidField("kernel", "only a VM boots a kernel of its own"));
   if (!spec.initrd.empty()) return fail(invalidField("initrd", "only a VM boots an initramfs"));
 
-  // Image names follow name rules, so the path below cannot leave the image directory.
-  if (Status ok = schema::validateName(spec.image, "image"); !ok) return fail(ok.error());
-  config.imageRootfs = context.imageDir / spec.image / "rootfs";
-  std::error_code error;
-  if (!std::filesystem::is_directory(config.imageRootfs, error)) {
-    return fail(Error(ErrorKind::NotFound,
-                      fmt::format("image \"{}\" not found in {}", spec.image, context.imageDir.string()),
-                      "image"));
+  if (!context.lowerDirs.empty()) {
+    config.lowerDirs = context.lowerDirs;
+  } else {
+    // Image names follow name rules, so the path below cannot leave the image directory.
+    if (Status ok = schema::validateName(spec.image, "image"); !ok) return fail(ok.error());
+    const std::filesystem::path rootfs = context.imageDir / spec.image / "rootfs";
+    config.lowerDirs = {rootfs};
+    std::error_code error;
+    if (!std::filesystem::is_directory(rootfs, error)) {
+      return fail(Error(ErrorKind::NotFound,
+                        fmt::format("image \"{}\" not found in {}", spec.image, context.imageDir.string()),
+                        "image"));
+    }
   }
   config.bundleDir = context.containersDir / spec.name;
 

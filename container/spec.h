@@ -15,11 +15,14 @@
 namespace corral::container {
 
 struct ValidationContext {
-  std::filesystem::path imageDir;       // images live at imageDir/NAME/rootfs
+  std::filesystem::path imageDir;  // images live at imageDir/NAME/rootfs
+  // Non-empty: the root's layers, top first, already found by the caller (an image of corrald's store);
+  // spec.image is then not looked up in imageDir.
+  std::vector<std::filesystem::path> lowerDirs;
   std::filesystem::path containersDir;  // bundles at containersDir/NAME
   CgroupOptions cgroupOptions;
-  IdMapping userNamespaceRange;         // used when spec.userNamespace
-  std::filesystem::path reaperPath;     // corral-reaper, for spec.init
+  IdMapping userNamespaceRange;      // used when spec.userNamespace
+  std::filesystem::path reaperPath;  // corral-reaper, for spec.init
 };
 
 // Validates every field (naming it on error: "name", "image", "memory" (4M up), "cpus" (0 < cpus <= online

@@ -56,13 +56,22 @@ Status validateConfig(const ContainerConfig& config) {
                                map.count, map.hostId));
     }
   }
-  struct stat st {};
-  if (::stat(config.imageRootfs.c_str(), &st) != 0) {
-    return fail(systemError(errno, fmt::format("image rootfs \"{}\"", config.imageRootfs.string())));
+  // Ids beyond the mapping would fail at setresuid with a bare EINVAL; say which.
+  const uint64_t idLimit = config.userNamespace ? config.userNamespace->count : uint64_t{UINT32_MAX};
+  std::vector<uint64_t> ids = {config.user.uid, config.user.gid};
+  ids.insert(ids.end(), config.user.additionalGids.begin(), config.user.additionalGids.end());
+  for (uint64_t id : ids) {
+    if (id >= idLimit)
+      return fail(invalidField("user", "id {} is outside the container's {} mapped ids", id, idLimit));
   }
-  if (!S_ISDIR(st.st_mode)) {
-    return fail(
-        invalidField("image_rootfs", "image rootfs \"{}\" is not a directory", config.imageRootfs.string()));
+  if (config.lowerDirs.empty()) return fail(invalidField("lower_dirs", "no layers: the root needs one"));
+  for (size_t i = 0; i < config.lowerDirs.size(); ++i) {
+    struct stat st {};
+    const std::string path = config.lowerDirs[i].string();
+    if (::stat(path.c_str(), &st) != 0)
+      return fail(systemError(errno, fmt::format("lower_dirs[{}]: stat(\"{}\")", i, path)));
+    if (!S_ISDIR(st.st_mode))
+      return fail(invalidField(fmt::format("lower_dirs[{}]", i), "\"{}\" is not a directory", path));
   }
   return {};
 }
@@ -84,7 +93,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   if (!mode) return fail(mode.error().wrap("cgroup"));
 
   MountPlanInput planInput;
-  planInput.imageRootfs = config.imageRootfs;
+  planInput.lowerDirs = config.lowerDirs;
   planInput.bundleDir = config.bundleDir;
   planInput.userNamespace = config.userNamespace.has_value();
   planInput.mappedIds = config.userNamespace ? config.userNamespace->count : 0;
@@ -151,6 +160,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   ctx.lockdown = LockdownInput{sync->child.get(),
                                {stdioFds->fds[0], stdioFds->fds[1], stdioFds->fds[2]},
                                &*capabilities,
+                               &config.user,
                                *seccomp ? &**seccomp : nullptr,
                                &image};
 
@@ -172,6 +182,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
     clonedIntoCgroup = pid > 0;
   }
   if (pid < 0) {
+    ctx.stack = &stack;
     pid = ::clone(containerInitMain, stack.top(), containerCloneFlags(ctx.userNamespace) | SIGCHLD, &ctx);
     if (pid < 0) return fail(systemError(errno, fmt::format("clone({})", cloneFlagNames)));
   }
@@ -182,7 +193,8 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   sync->child.reset();  // only the child holds its end now, so its execve or exit reads as EOF
 
   if (config.userNamespace) {
-    if (auto ok = writeIdMapsFromParent(pid, config.userNamespace->hostId, config.userNamespace->count);
+    if (auto ok = writeIdMapsFromParent(pid, config.userNamespace->hostId, config.userNamespace->count,
+                                        !config.user.additionalGids.empty());
         !ok) {
       return fail(ok.error().wrap("user namespace"));
     }
@@ -208,7 +220,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   if (outcome->failure) {
     const SyncRecord& record = *outcome->failure;
     return fail(systemError(record.errnum, childStepName(record.step, &*plan, record, image, nullptr, *join,
-                                                         hostname, config.workingDir)));
+                                                         hostname, config.workingDir, config.user)));
   }
   if (!outcome->reachedExec) return fail(childVanished(pid));
   CORRAL_FAILPOINT("container.after-exec");

@@ -38,6 +38,7 @@ enum class ChildStep : int32_t {
   Execve,
   JoinNamespace,  // index into the namespace list
   CloneIntoNamespaces,
+  SetUser,  // the configured uid, gid and supplementary groups
 };
 
 struct SyncRecord {

@@ -10,7 +10,7 @@
 
 namespace corral {
 
-// Each kind maps to exactly one HTTP status in the API (see api/http.h).
+// Each kind maps to exactly one HTTP status in the API (api::httpStatus, api/api.h).
 enum class ErrorKind {
   InvalidArgument,  // bad input: a field that fails validation (400)
   NotFound,         // the named object does not exist (404)

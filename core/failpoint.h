@@ -15,8 +15,8 @@ namespace corral::failpoint {
 
 // Each is an effect boundary of an instance's lifecycle, in the order the effects happen.
 inline constexpr std::string_view kFailpoints[] = {
-    // Containers: run and start (daemon/instances.cc, container/start.cc)
-    "run.after-insert",            // the row says "starting"; nothing else exists yet
+    // Containers: run and start (daemon/instances.cc, daemon/container_driver.cc, container/start.cc)
+    "run.after-insert",            // the row says "starting" (a VM's: "created"); nothing else exists yet
     "start.after-mark-starting",   // start of a stopped container: the row says "starting"
     "container.after-mount",       // the overlay is mounted at bundle/rootfs
     "container.after-cgroup",      // its cgroups exist, empty
@@ -28,7 +28,7 @@ inline constexpr std::string_view kFailpoints[] = {
     "exit.after-cgroup-kill",   // the supervisor saw init exit and killed its cgroup; the row says running
     "rm.after-kill",            // a forced rm killed the cgroup; the row is still there
     "rm.after-bundle-removed",  // the bundle is gone; the row is still there
-    // VMs (daemon/instances_vm.cc)
+    // VMs (daemon/vm_driver.cc)
     "vm.before-define",          // the row is written; no domain yet
     "vm.after-define",           // the domain runs; the row does not say "starting" yet
     "vm.after-record-starting",  // the row says "starting"; the guest boots

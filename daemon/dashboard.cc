@@ -10,6 +10,7 @@
 #include "daemon/host_info.h"
 #include "daemon/instance_view.h"
 #include "daemon/service.h"
+#include "schema/instance.h"
 
 namespace corral::daemon {
 namespace {
@@ -69,10 +70,11 @@ Status checkComparison(const json& result) {
   for (const json& sample : result["samples"]) {
     const std::string field = fmt::format("samples[{}]", index++);
     if (!sample.is_object()) return fail(invalidField(field, "must be an object, got {}", typeName(sample)));
-    const std::string kind = sample.value("kind", "");
-    if (kind != "container" && kind != "vm") {
+    if (!sample.contains("kind") || !sample["kind"].is_string()) {
       return fail(invalidField(field + ".kind", "must be \"container\" or \"vm\""));
     }
+    if (auto kind = schema::parseInstanceKind(sample["kind"].get<std::string>(), field + ".kind"); !kind)
+      return fail(kind.error());
     if (!sample.contains("name") || !sample["name"].is_string()) {
       return fail(invalidField(field + ".name", "must be a string"));
     }

@@ -13,14 +13,12 @@ inline constexpr const char* kMaskedEnvValue = "***";
 // The instance with each spec.env entry's value replaced by kMaskedEnvValue; everything else as it is.
 nlohmann::json withEnvMasked(nlohmann::json instance);
 
-// The dashboard's view of an instance: {"name", "kind", "state", "ip", "subnet", "started_at",
-// "boot": {"total_ms", "guest_kernel"} | null, "usage": {"memory_bytes", "source"} | null}. No spec, env,
-// command line, pid, host path or cgroup.
+// The dashboard's view of an instance (its shape: "instances" of GET /v1/dashboard in docs/api.md). No
+// spec, env, command line, pid, host path or cgroup.
 nlohmann::json dashboardInstance(const nlohmann::json& instance);
 
-// The dashboard's view of the latest comparison (compact form with its "svg"): what the page draws —
-// "id", "created_at", "runs", "parallel", "accelerator", "svg", the isolation table's rows and the network
-// pings — and nothing else a client may have kept in it.
+// The dashboard's view of the latest comparison (compact form with its "svg"; its shape: "comparison" of
+// GET /v1/dashboard in docs/api.md): what the page draws and nothing else a client may have kept in it.
 nlohmann::json dashboardComparison(const nlohmann::json& comparison);
 
 }  // namespace corral::daemon

@@ -360,6 +360,7 @@ int run(const Options& options, StartupReport& report) {
     return 1;
   }
   InstanceOptions instanceOptions{.imageDir = options.imageDir,
+                                  .imageStoreDir = options.stateDir + "/images",
                                   .containersDir = options.containersDir,
                                   .cgroupOptions = {.root = "/sys/fs/cgroup", .parent = options.cgroupParent},
                                   .vmsDir = options.vmsDir,

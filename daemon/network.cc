@@ -13,6 +13,7 @@
 #include "net/netlink.h"
 #include "net/nft.h"
 #include "net/vpc_datapath.h"
+#include "schema/instance.h"
 
 namespace corral::daemon {
 namespace {
@@ -529,7 +530,8 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
       for (const net::PortForward& forward : nic.nic.publish) publish.push_back(net::portForwardText(forward));
       auto found = instanceByName.find(nic.nic.instance);
       members.push_back({{"name", nic.nic.instance},
-                         {"kind", nic.nic.vm ? "vm" : "container"},
+                         {"kind", schema::instanceKindName(nic.nic.vm ? schema::InstanceKind::vm
+                                                                      : schema::InstanceKind::container)},
                          {"state", found != instanceByName.end() ? found->second.value("state", "unknown")
                                                                  : std::string("unknown")},
                          {"ip", nic.nic.address},
@@ -666,7 +668,18 @@ json NetworkController::infoJson() const {
           {"kernel", options_.kernel}};
 }
 
-Result<CaptureTarget> NetworkController::captureTarget(const std::string& name, const json& instances) const {
+std::string_view captureKindName(CaptureKind kind) {
+  switch (kind) {
+    case CaptureKind::subnet:
+      return "subnet";
+    case CaptureKind::instance:
+      return "instance";
+  }
+  return "unknown";
+}
+
+Result<CaptureTarget> NetworkController::captureTarget(const std::string& name,
+                                                       std::optional<InstanceState> instanceState) const {
   std::lock_guard lock(mutex_);
   if (!options_.kernel)
     return fail(unavailable("this daemon does not manage the network in the kernel: nothing to trace"));
@@ -675,22 +688,11 @@ Result<CaptureTarget> NetworkController::captureTarget(const std::string& name, 
     if (!plan) return fail(plan.error());
     for (const net::BridgePlan& bridge : plan->bridges) {
       if (bridge.subnet == name)
-        return CaptureTarget{"subnet", name, subnet->vpc, plan->netns, bridge.bridge};
+        return CaptureTarget{CaptureKind::subnet, name, subnet->vpc, plan->netns, bridge.bridge};
     }
     return fail(internalError("subnet \"{}\" is missing from vpc \"{}\"'s plan", name, subnet->vpc));
   }
-  std::optional<std::string> state;  // of the instance of that name, when there is one
-  if (instances.is_object() && instances.contains("instances")) {
-    for (const json& item : instances["instances"]) {
-      auto itemName = item.find("name");
-      if (itemName == item.end() || !itemName->is_string() || itemName->get_ref<const std::string&>() != name)
-        continue;
-      auto itemState = item.find("state");
-      state = itemState != item.end() && itemState->is_string() ? itemState->get_ref<const std::string&>()
-                                                                : std::string("unknown");
-    }
-  }
-  if (!state) {
+  if (!instanceState) {
     return fail(
         Error(ErrorKind::NotFound, fmt::format("no subnet or instance named \"{}\"", name), "target"));
   }
@@ -700,14 +702,15 @@ Result<CaptureTarget> NetworkController::captureTarget(const std::string& name, 
         "instance \"{}\" has no NIC in a subnet (it was run without --subnet): it has no port to trace",
         name));
   }
-  if (*state != "running") {
+  if (*instanceState != InstanceState::running) {
     return fail(conflict("instance \"{}\" is {}: its port exists only while it runs (corral start {})", name,
-                         *state, name));
+                         instanceStateName(*instanceState), name));
   }
   auto plan = planLocked(topology_, subnet->vpc);
   if (!plan) return fail(plan.error());
   for (const net::NicPlan& nic : plan->nics) {
-    if (nic.nic.instance == name) return CaptureTarget{"instance", name, subnet->vpc, plan->netns, nic.link};
+    if (nic.nic.instance == name)
+      return CaptureTarget{CaptureKind::instance, name, subnet->vpc, plan->netns, nic.link};
   }
   return fail(internalError("instance \"{}\": its NIC is missing from vpc \"{}\"'s plan", name, subnet->vpc));
 }

@@ -19,6 +19,7 @@
 
 #include "container/spec.h"
 #include "core/error.h"
+#include "daemon/lifecycle.h"
 #include "net/datapath.h"
 #include "net/vpc.h"
 
@@ -33,8 +34,11 @@ struct NetworkOptions {
 };
 
 // Where `corral trace` captures: a subnet's bridge or an instance's port, in its VPC's namespace.
+enum class CaptureKind { subnet, instance };
+std::string_view captureKindName(CaptureKind kind);  // "subnet", "instance": the trace answer's target.kind
+
 struct CaptureTarget {
-  std::string kind;  // "subnet" or "instance"
+  CaptureKind kind = CaptureKind::subnet;
   std::string name;
   std::string vpc;
   std::string netns;
@@ -51,8 +55,9 @@ class NetworkController {
   // Whether `next` still fits the NICs: their subnets and security groups must exist. Conflict naming the
   // instances otherwise ("subnet web still has instances web-1, web-2: remove them first").
   Status checkTopology(const net::Topology& next) const;
-  // Checks `next` (as above), makes the kernel match it (converges every VPC, destroys the namespaces of deleted VPCs) and makes
-  // it current. On failure the kernel is converged back to the current topology and nothing changes.
+  // Checks `next` (as above), makes the kernel match it (converges every VPC, destroys the namespaces of
+  // deleted VPCs) and makes it current. On failure the kernel is converged back to the current topology and
+  // nothing changes.
   Status applyTopology(const net::Topology& next);
 
   // ---- NICs ----
@@ -89,9 +94,10 @@ class NetworkController {
   Result<nlohmann::json> topologyJson(const std::string& vpc, const nlohmann::json& instances) const;
   nlohmann::json infoJson() const;  // for GET /v1/info
   // `corral trace NAME`: a subnet of that name (its bridge), else an instance (its port; Conflict unless
-  // it is running with a NIC). `instances` is GET /v1/instances's list, for their state. NotFound naming
-  // the field "target" when it is neither; Unavailable when the kernel is not managed.
-  Result<CaptureTarget> captureTarget(const std::string& name, const nlohmann::json& instances) const;
+  // it is running with a NIC). `instanceState` is the state of the instance of that name, if there is
+  // one. NotFound naming the field "target" when it is neither; Unavailable when the kernel is not managed.
+  Result<CaptureTarget> captureTarget(const std::string& name,
+                                      std::optional<InstanceState> instanceState) const;
 
  private:
   Status checkLocked(const net::Topology& next) const;
@@ -107,7 +113,7 @@ class NetworkController {
   NetworkOptions options_;
   mutable std::mutex mutex_;
   net::Topology topology_;
-  std::map<std::string, net::NicAttachment, std::less<>> nics_;  // by instance name
+  std::map<std::string, net::NicAttachment, std::less<>> nics_;     // by instance name
   mutable std::map<std::string, net::Cidr, std::less<>> transits_;  // by VPC: kept while it has a gateway
 };
 

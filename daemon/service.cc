@@ -237,7 +237,17 @@ Response Service::serveInstance(const api::TraceCapture& request) {
   auto filter = net::parseFrameFilter(request.filter, "filter");
   if (!filter) return errorResponse(filter.error());
   if (!network_) return errorResponse(unavailable("the network is not managed by this service"));
-  auto target = network_->captureTarget(request.target, instances_->list());
+  // The state of the instance of that name, if there is one: its API "state", which is always a settled
+  // state (daemon/lifecycle.h), read back into the enum at this edge.
+  std::optional<InstanceState> instanceState;
+  if (auto instance = instances_->get(request.target)) {
+    auto state = parseStoredInstanceState(instance->value("state", ""));
+    if (!state) return errorResponse(state.error().wrap(fmt::format("instance \"{}\"", request.target)));
+    instanceState = *state;
+  } else if (instance.error().kind() != ErrorKind::NotFound) {
+    return errorResponse(instance.error());
+  }
+  auto target = network_->captureTarget(request.target, instanceState);
   if (!target) return errorResponse(target.error());
 
   auto capture = net::PacketCapture::open(target->netns, target->link);
@@ -246,8 +256,8 @@ Response Service::serveInstance(const api::TraceCapture& request) {
         capture.error().wrap(fmt::format("capture on {} in namespace {}", target->link, target->netns)));
   }
   log::info("trace: capturing on {} of {} \"{}\" (netns {}), up to {} frames or {} s, filter {}",
-            target->link, target->kind, target->name, target->netns, request.count, request.seconds,
-            request.filter);
+            target->link, captureKindName(target->kind), target->name, target->netns, request.count,
+            request.seconds, request.filter);
 
   using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline = Clock::now() + std::chrono::seconds(request.seconds);
@@ -278,7 +288,7 @@ Response Service::serveInstance(const api::TraceCapture& request) {
   int64_t matched = static_cast<int64_t>(frames.size());
   return {200,
           {{"target",
-            {{"kind", target->kind},
+            {{"kind", captureKindName(target->kind)},
              {"name", target->name},
              {"vpc", target->vpc},
              {"netns", target->netns},

@@ -21,7 +21,7 @@ namespace corral::daemon {
 inline constexpr int kSchemaVersion = 6;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
-// Times are Unix seconds except boot steps (JSON text: {"total_ms": .., "clone_ms": .., ...}).
+// Times are Unix seconds; the boot steps are the instance's "boot" as JSON text (docs/api.md).
 struct InstanceRow {
   std::string name;
   schema::InstanceKind kind = schema::InstanceKind::container;
@@ -34,7 +34,7 @@ struct InstanceRow {
   std::optional<int64_t> finishedAt;
   std::optional<int64_t> exitCode;
   std::optional<int64_t> exitSignal;
-  std::optional<std::string> exitReason;  // exited | signaled | oom-killed | stopped | lost
+  std::optional<std::string> exitReason;  // the API's exit_reason (docs/api.md)
   std::optional<std::string> exitNote;    // e.g. it ended while corrald was not its parent
   std::string bootStepsJson = "{}";
   std::string logPath;

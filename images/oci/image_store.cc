@@ -169,9 +169,10 @@ Result<ImageStore> ImageStore::open(fs::path root) {
   auto blobs = BlobStore::open(root);
   if (!blobs) return fail(blobs.error().wrap("image store"));
   std::error_code error;
-  fs::create_directories(root / "layers", error);
-  if (error)
-    return fail(systemError(error.value(), fmt::format("mkdir(\"{}\")", (root / "layers").string())));
+  for (const char* dir : {"layers", "pins"}) {
+    fs::create_directories(root / dir, error);
+    if (error) return fail(systemError(error.value(), fmt::format("mkdir(\"{}\")", (root / dir).string())));
+  }
   ImageStore store(std::move(root), std::move(*blobs));
   std::lock_guard lock(*store.mutex_);
   if (auto collected = store.collectGarbageLocked(); !collected)
@@ -712,6 +713,18 @@ Result<size_t> ImageStore::collectGarbageLocked() {
     }
   }
   for (const Digest& digest : pinned_) keepLayers.insert(digest.hex);
+  auto pins = readPins();
+  if (!pins) return fail(pins.error().wrap("collecting garbage"));  // never delete on a damaged pin either
+  for (const auto& [holder, entry] : *pins) {
+    auto image = load(entry);
+    if (!image) return fail(image.error().wrap(fmt::format("collecting garbage: the pin of \"{}\"", holder)));
+    keep.insert(entry.manifest);
+    keep.insert(image->configDigest);
+    for (const Descriptor& layer : image->manifest.layers) {
+      keep.insert(layer.digest);
+      keepLayers.insert(layer.digest.hex);
+    }
+  }
   size_t removed = 0;
   auto blobs = blobs_.list();
   if (!blobs) return fail(blobs.error());
@@ -733,12 +746,20 @@ Result<size_t> ImageStore::collectGarbageLocked() {
   // VM base disks (disk.h) of images that are gone, and what an interrupted disk build left.
   std::set<std::string> keepDisks;
   for (const IndexEntry& entry : *entries) keepDisks.insert(entry.manifest.hex + ".ext4");
+  for (const auto& [holder, entry] : *pins) keepDisks.insert(entry.manifest.hex + ".ext4");
   for (const auto& disk : fs::directory_iterator(root_ / "disks", error)) {
     std::string name = disk.path().filename().string();
     if (keepDisks.contains(name) || (name.starts_with('.') && !pinned_.empty())) continue;
     std::error_code ignored;
     fs::remove_all(disk.path(), ignored);
     ++removed;
+  }
+  // A pin a crash left half written (pins are written under the lock this holds, so none is under way).
+  error.clear();
+  for (const auto& file : fs::directory_iterator(root_ / "pins", error)) {
+    if (file.path().filename().string().find(".tmp-") == std::string::npos) continue;
+    std::error_code ignored;
+    fs::remove(file.path(), ignored);
   }
   error.clear();
   for (const auto& dir : fs::directory_iterator(root_, error)) {
@@ -750,6 +771,103 @@ Result<size_t> ImageStore::collectGarbageLocked() {
     }
   }
   return removed;
+}
+
+namespace {
+
+Status validateHolder(std::string_view holder) {
+  bool valid = !holder.empty() && holder.size() <= 255;
+  for (char c : holder) {
+    valid = valid && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '-');
+  }
+  if (!valid) {
+    return fail(invalidField("holder", "\"{}\" is not a pin holder's name (1-255 of A-Z a-z 0-9 _ -)",
+                             terminalSafe(holder)));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<std::pair<std::string, ImageStore::IndexEntry>>> ImageStore::readPins() const {
+  std::vector<std::pair<std::string, IndexEntry>> pins;
+  std::error_code error;
+  for (const auto& file : fs::directory_iterator(root_ / "pins", error)) {
+    std::string holder = file.path().filename().string();
+    // A pin being written (writeFileDurably's "<holder>.tmp-*"; holders have no '.'), or a crash's.
+    if (holder.find('.') != std::string::npos) continue;
+    auto text = readSmallFile(file.path());
+    if (!text) return fail(text.error());
+    json parsed = json::parse(*text, nullptr, false);
+    if (parsed.is_discarded() || !parsed.is_object() || !parsed.value("name", json()).is_string() ||
+        !parsed.value("manifest", json()).is_string()) {
+      return fail(internalError("\"{}\" is damaged (not a pin corral writes)", file.path().string()));
+    }
+    auto digest = parseDigest(parsed["manifest"].get<std::string>());
+    if (!digest)
+      return fail(internalError("\"{}\" is damaged: {}", file.path().string(), digest.error().message()));
+    pins.push_back({holder, IndexEntry{parsed["name"].get<std::string>(), *digest, 0}});
+  }
+  if (error && error != std::errc::no_such_file_or_directory)
+    return fail(systemError(error.value(), fmt::format("list \"{}\"", (root_ / "pins").string())));
+  std::sort(pins.begin(), pins.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return pins;
+}
+
+Result<Image> ImageStore::pin(std::string_view holder, std::string_view name) {
+  if (auto ok = validateHolder(holder); !ok) return fail(ok.error());
+  std::lock_guard lock(*mutex_);
+  auto pins = readPins();
+  if (!pins) return fail(pins.error());
+  for (const auto& [pinHolder, entry] : *pins) {
+    if (pinHolder == holder) return load(entry);
+  }
+  auto entries = readIndex();
+  if (!entries) return fail(entries.error());
+  auto named =
+      std::find_if(entries->begin(), entries->end(), [&](const IndexEntry& e) { return e.name == name; });
+  if (named == entries->end()) return fail(notFound("no image named \"{}\"", terminalSafe(name)));
+  auto image = load(*named);
+  if (!image) return fail(image.error());
+  std::error_code error;
+  fs::create_directories(root_ / "pins", error);
+  json pinJson = {{"name", named->name}, {"manifest", named->manifest.text()}};
+  if (auto written = writeFileDurably(root_ / "pins" / std::string(holder), pinJson.dump()); !written)
+    return fail(written.error().wrap(fmt::format("pin image \"{}\" for \"{}\"", terminalSafe(name), holder)));
+  return image;
+}
+
+Result<Image> ImageStore::pinned(std::string_view holder) const {
+  if (auto ok = validateHolder(holder); !ok) return fail(ok.error());
+  std::lock_guard lock(*mutex_);
+  auto pins = readPins();
+  if (!pins) return fail(pins.error());
+  for (const auto& [pinHolder, entry] : *pins) {
+    if (pinHolder == holder) return load(entry);
+  }
+  return fail(notFound("\"{}\" pins no image", holder));
+}
+
+Status ImageStore::unpin(std::string_view holder) {
+  if (auto ok = validateHolder(holder); !ok) return fail(ok.error());
+  std::lock_guard lock(*mutex_);
+  fs::path file = root_ / "pins" / std::string(holder);
+  if (::unlink(file.c_str()) != 0) {
+    if (errno == ENOENT) return {};
+    return fail(systemError(errno, fmt::format("unlink(\"{}\")", file.string())));
+  }
+  if (auto collected = collectGarbageLocked(); !collected) return fail(collected.error());
+  return {};
+}
+
+Result<std::vector<std::pair<std::string, Digest>>> ImageStore::pins() const {
+  std::lock_guard lock(*mutex_);
+  auto pins = readPins();
+  if (!pins) return fail(pins.error());
+  std::vector<std::pair<std::string, Digest>> result;
+  for (const auto& [holder, entry] : *pins) result.push_back({holder, entry.manifest});
+  return result;
 }
 
 }  // namespace corral::images

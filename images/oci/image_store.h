@@ -103,6 +103,19 @@ class ImageStore {
   // Deletes blobs and layer directories no image references (and none being imported); returns how many.
   Result<size_t> collectGarbage();
 
+  // An instance's hold on the image it runs (`holder`: the instance's name). pins/<holder> records the
+  // manifest, and collection keeps that manifest's blobs, layers and disk while the file exists: across
+  // restarts of corrald, and whatever becomes of the name (removed, or moved to another manifest by a
+  // pull). pin() of a holder that has a pin returns the pinned image, the one it first started with.
+  // Holder names: 1-255 of [A-Za-z0-9_-] (field "holder").
+  Result<Image> pin(std::string_view holder, std::string_view name);
+  // The image `holder` pinned (its name as it was when pinned); NotFound when there is no pin.
+  Result<Image> pinned(std::string_view holder) const;
+  // Drops the pin (none is fine) and collects what nothing references any more.
+  Status unpin(std::string_view holder);
+  // Every pin: holder and manifest, sorted by holder (`image rm` names the holders of its manifest).
+  Result<std::vector<std::pair<std::string, Digest>>> pins() const;
+
  private:
   struct IndexEntry {
     std::string name;
@@ -114,6 +127,8 @@ class ImageStore {
   Result<std::vector<IndexEntry>> readIndex() const;
   Status writeIndex(const std::vector<IndexEntry>& entries) const;
   Result<Image> load(const IndexEntry& entry) const;
+  // Every pin: holder → the image's name when pinned and its manifest (as IndexEntry).
+  Result<std::vector<std::pair<std::string, IndexEntry>>> readPins() const;
   Result<Image> importLayoutPinned(const std::filesystem::path& layout, std::string_view ref,
                                    std::string_view name, const ProgressCallback& progress);
   Result<Image> importRootfsPinned(const std::filesystem::path& tar, std::string_view name,

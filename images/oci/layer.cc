@@ -42,7 +42,9 @@ void removeTree(const char* path) {
   fs::remove_all(path, ignored);
 }
 
-// mkdir -p for a whiteout's or an opaque marker's parent, which tars usually list first anyway.
+// mkdir -p for a whiteout's or an opaque marker's parent, which tars usually list first anyway. Each
+// component must be a directory of the layer's own: the kernel would follow one that is a symlink (ELOOP),
+// and whiteout or xattr land wherever it points, so it is refused as libarchive refuses writing through one.
 int makeParents(const std::string& path) {
   std::string prefix;
   size_t start = 0;
@@ -51,6 +53,10 @@ int makeParents(const std::string& path) {
     if (slash == std::string::npos) slash = path.size();
     prefix = path.substr(0, slash);
     if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) return errno;
+    struct stat st {};
+    if (::lstat(prefix.c_str(), &st) != 0) return errno;
+    if (S_ISLNK(st.st_mode)) return ELOOP;
+    if (!S_ISDIR(st.st_mode)) return ENOTDIR;
     start = slash + 1;
   }
   return 0;
@@ -64,6 +70,13 @@ std::string parentOf(const std::string& path) {
 std::string baseOf(const std::string& path) {
   size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// libarchive's message for its last failure. It has none for some (a GNU long-name entry cut short), and
+// fmt throws on a null string, which ended the child without a report.
+const char* archiveMessage(archive* handle) {
+  const char* message = archive_error_string(handle);
+  return message != nullptr ? message : "libarchive gave no reason";
 }
 
 // Drops trusted.overlay.* xattrs an archive might carry: a layer must not set overlayfs' own metadata
@@ -120,7 +133,7 @@ class ChildUnpacker {
                           ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
     if (archive_read_open_fd(reader.get(), blobFd, 1 << 16) != ARCHIVE_OK) {
       return fail(archive_errno(reader.get()),
-                  fmt::format("not a tar archive: {}", archive_error_string(reader.get())));
+                  fmt::format("not a tar archive: {}", archiveMessage(reader.get())));
     }
     UnpackStats& stats = report_.stats;
     for (;;) {
@@ -129,7 +142,7 @@ class ChildUnpacker {
       if (status == ARCHIVE_EOF) break;
       if (status < ARCHIVE_WARN) {
         return fail(archive_errno(reader.get()),
-                    fmt::format("after {} entries: {}", stats.entries, archive_error_string(reader.get())));
+                    fmt::format("after {} entries: {}", stats.entries, archiveMessage(reader.get())));
       }
       ++stats.entries;
       const char* rawName = archive_entry_pathname(entry);
@@ -139,7 +152,7 @@ class ChildUnpacker {
 
       if (base == kOpaqueMarker) {
         std::string parent = parentOf(*path);
-        if (int error = makeParents(parent); error != 0) return failEntry(*path, error, "mkdir");
+        if (int error = makeParents(parent); error != 0) return failParents(*path, error);
         if (::setxattr(parent.c_str(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
           return failEntry(*path, errno, "setxattr(trusted.overlay.opaque)");
         }
@@ -149,8 +162,13 @@ class ChildUnpacker {
       if (base.starts_with(kWhiteoutPrefix)) {
         if (base.starts_with(".wh..wh."))
           continue;  // reserved for the spec's own markers (e.g. .wh..wh.plnk)
-        std::string hidden = parentOf(*path) + "/" + base.substr(kWhiteoutPrefix.size());
-        if (int error = makeParents(parentOf(*path)); error != 0) return failEntry(*path, error, "mkdir");
+        std::string name = base.substr(kWhiteoutPrefix.size());
+        if (name.empty() || name == "." || name == "..") {
+          return fail(EINVAL, fmt::format("layer entry \"{}\": a whiteout must name a file (\"{}\" does not)",
+                                          terminalSafe(*path), terminalSafe(name)));
+        }
+        std::string hidden = parentOf(*path) + "/" + name;
+        if (int error = makeParents(parentOf(*path)); error != 0) return failParents(*path, error);
         removeTree(hidden.c_str());
         if (::mknod(hidden.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
           return failEntry(*path, errno, "mknod(whiteout)");
@@ -178,27 +196,35 @@ class ChildUnpacker {
       // xattr or owner it could not restore as ARCHIVE_WARN, and a layer half restored is no layer.
       status = archive_write_header(writer.get(), entry);
       if (status < ARCHIVE_OK) {
-        return fail(archive_errno(writer.get()), fmt::format("layer entry \"{}\": {}", terminalSafe(*path),
-                                                             archive_error_string(writer.get())));
+        return fail(archive_errno(writer.get()),
+                    fmt::format("layer entry \"{}\": {}", terminalSafe(*path), archiveMessage(writer.get())));
       }
       if (archive_entry_size(entry) > 0 && !archive_entry_hardlink(entry)) {
         if (!copyData(reader.get(), writer.get(), *path)) return false;
       }
       status = archive_write_finish_entry(writer.get());
       if (status < ARCHIVE_OK) {
-        return fail(archive_errno(writer.get()), fmt::format("layer entry \"{}\": {}", terminalSafe(*path),
-                                                             archive_error_string(writer.get())));
+        return fail(archive_errno(writer.get()),
+                    fmt::format("layer entry \"{}\": {}", terminalSafe(*path), archiveMessage(writer.get())));
       }
     }
     // Directory modes and times are applied last (a read-only directory could not be filled otherwise).
     if (archive_write_close(writer.get()) != ARCHIVE_OK) {
-      return fail(archive_errno(writer.get()),
-                  fmt::format("finishing: {}", archive_error_string(writer.get())));
+      return fail(archive_errno(writer.get()), fmt::format("finishing: {}", archiveMessage(writer.get())));
     }
     return true;
   }
 
  private:
+  bool failParents(const std::string& path, int errnum) {
+    if (errnum == ELOOP) {
+      return fail(errnum, fmt::format("layer entry \"{}\": a parent directory is a symlink (would write "
+                                      "through it)",
+                                      terminalSafe(path)));
+    }
+    return failEntry(path, errnum, "mkdir");
+  }
+
   bool failEntry(const std::string& path, int errnum, std::string_view what) {
     return fail(errnum,
                 fmt::format("layer entry \"{}\": {}: {}", terminalSafe(path), what, std::strerror(errnum)));
@@ -213,11 +239,11 @@ class ChildUnpacker {
       if (status == ARCHIVE_EOF) return true;
       if (status < ARCHIVE_WARN) {
         return fail(archive_errno(reader), fmt::format("layer entry \"{}\": reading: {}", terminalSafe(path),
-                                                       archive_error_string(reader)));
+                                                       archiveMessage(reader)));
       }
       if (archive_write_data_block(writer, block, size, offset) < ARCHIVE_OK) {
         return fail(archive_errno(writer), fmt::format("layer entry \"{}\": writing: {}", terminalSafe(path),
-                                                       archive_error_string(writer)));
+                                                       archiveMessage(writer)));
       }
       report_.stats.bytes += size;
     }
@@ -225,6 +251,23 @@ class ChildUnpacker {
 
   ChildReport& report_;
 };
+
+// The unpacking proper, into the working directory (the child's chroot, or the caller's directory).
+bool unpackIntoWorkingDirectory(int blobFd, ChildReport& report) {
+  mode_t callerMask = ::umask(022);  // parents a tar leaves implicit get 0755, as docker and umoci give them
+  bool ok = ChildUnpacker(report).run(blobFd);
+  ::umask(callerMask);
+  return ok;
+}
+
+// A failed unpack's report as an Error. Archive faults (bad paths, truncated or corrupt data) are the
+// image's: InvalidArgument, so the API answers 400 naming the layer; a system call failing on our side
+// (ENOSPC) is Internal.
+Error reportedError(ChildReport& report) {
+  report.message[sizeof(report.message) - 1] = '\0';
+  return report.hostFault ? Error(ErrorKind::Internal, report.message, {}, report.errnum)
+                          : invalidField("layer", "{}", report.message);
+}
 
 }  // namespace
 
@@ -268,15 +311,15 @@ Result<UnpackStats> unpackLayer(const fs::path& blob, const fs::path& dir) {
     // The child: a fresh copy of this one thread; it only unpacks, reports and exits.
     readEnd.reset();
     ChildReport report;
-    ChildUnpacker unpacker(report);
     bool ok = false;
     if (::fchdir(dirFd.get()) != 0) {
-      unpacker.fail(errno, fmt::format("fchdir(\"{}\"): {}", dir.string(), std::strerror(errno)));
+      ChildUnpacker(report).fail(errno,
+                                 fmt::format("fchdir(\"{}\"): {}", dir.string(), std::strerror(errno)));
     } else if (::chroot(".") != 0) {
-      unpacker.fail(errno, fmt::format("chroot(\"{}\"): {}", dir.string(), std::strerror(errno)));
+      ChildUnpacker(report).fail(errno,
+                                 fmt::format("chroot(\"{}\"): {}", dir.string(), std::strerror(errno)));
     } else {
-      ::umask(022);  // parents a tar leaves implicit get 0755, as docker and umoci give them
-      ok = unpacker.run(blobFd.get());
+      ok = unpackIntoWorkingDirectory(blobFd.get(), report);
     }
     (void)!::write(writeEnd.get(), &report, sizeof(report));
     ::_exit(ok ? 0 : 1);
@@ -298,14 +341,13 @@ Result<UnpackStats> unpackLayer(const fs::path& blob, const fs::path& dir) {
         internalError("unpacking into \"{}\": the unpacking process ended without a report (status {:#x})",
                       dir.string(), status));
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    report.message[sizeof(report.message) - 1] = '\0';
-    // Archive faults (bad paths, truncated or corrupt data) are the image's: InvalidArgument, so the API
-    // answers 400 naming the layer; a system call failing on our side (ENOSPC) is Internal.
-    Error error = report.hostFault ? Error(ErrorKind::Internal, report.message, {}, report.errnum)
-                                   : invalidField("layer", "{}", report.message);
-    return fail(std::move(error));
-  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return fail(reportedError(report));
+  return report.stats;
+}
+
+Result<UnpackStats> unpackLayerInWorkingDirectory(int blobFd) {
+  ChildReport report;
+  if (!unpackIntoWorkingDirectory(blobFd, report)) return fail(reportedError(report));
   return report.stats;
 }
 

@@ -5,8 +5,9 @@
 //
 // The unpack runs in a child process chrooted into the directory: no entry, symlink or hard link can
 // reach outside it whatever the archive holds. Entries with ".." or absolute paths are refused outright,
-// as is writing through a symlink; device nodes are skipped (a container gets its own /dev); ownership,
-// modes, times, hard links and xattrs are kept, except trusted.overlay.* (those are corral's to set).
+// as is writing through a symlink (whiteouts and opaque markers included) and a whiteout of "." or "..";
+// device nodes are skipped (a container gets its own /dev); ownership, modes, times, hard links and xattrs
+// are kept, except trusted.overlay.* (those are corral's to set).
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,12 @@ struct UnpackStats {
 // On failure the error names the entry ("layer entry \"a/../b\": ...") and `dir` may hold a partial tree:
 // the caller unpacks into a temporary directory and removes it (see ImageStore).
 Result<UnpackStats> unpackLayer(const std::filesystem::path& blob, const std::filesystem::path& dir);
+
+// What unpackLayer's child does once chrooted, done in this process without the chroot: unpacks the tar
+// read from `blobFd` (from its current offset) into the working directory. Only the checks of the unpacker
+// and libarchive keep entries inside that directory here, which is what the layer_tar fuzz target
+// (tests/fuzz/) exercises: the chroot would hide their failures, and a child's coverage is not seen.
+Result<UnpackStats> unpackLayerInWorkingDirectory(int blobFd);
 
 // The checks on one entry's path, pure (unit-tested): "./usr/bin/" → "usr/bin"; "" or "./" → "."; refuses
 // absolute paths, ".." components and NUL-free control characters are kept (file names may have them).

@@ -485,6 +485,23 @@ TEST_F(CorraldTest, RequestErrorsNameTheProblem) {
   EXPECT_TRUE(get("/v1/vpcs").body["vpcs"].empty());
 }
 
+// A field of the wrong JSON type deep in a body is refused by name; reading it as text must not throw
+// (nlohmann's type_error would end corrald, which catches nothing around a request).
+TEST_F(CorraldTest, AComparisonSampleWhoseKindIsNotTextIs400AndTheDaemonLives) {
+  json comparison = {{"runs", 1},
+                     {"summary", {{"container", json::object()}, {"vm", json::object()}}},
+                     {"samples", {{{"name", "c-1"}, {"kind", 5}}}}};
+  EXPECT_TRUE(isError(post("/v1/comparisons", comparison), 400, "invalid_argument", "samples[0].kind"));
+  comparison["samples"][0]["kind"] = "lxc";
+  Reply unknown = post("/v1/comparisons", comparison);
+  EXPECT_TRUE(isError(unknown, 400, "invalid_argument", "samples[0].kind"));
+  EXPECT_NE(unknown.body["error"]["message"].get<std::string>().find("\"lxc\" is not a kind"),
+            std::string::npos)
+      << unknown.body.dump();
+  EXPECT_EQ(get("/v1/info").status, 200);
+  EXPECT_TRUE(get("/v1/comparisons").body["comparisons"].empty());
+}
+
 TEST_F(CorraldTest, BodyTooLargeIs413) {
   std::string huge =
       fmt::format("{{\"name\": \"prod\", \"cidr\": \"{}\"}}", std::string(api::kMaxBodyBytes + 10, 'x'));
@@ -698,7 +715,15 @@ TEST_F(CorraldTest, SigkillDuringConcurrentWritesLosesNothingAcknowledged) {
         }
       });
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(150 + random() % 250));
+    // The kill lands while writes are in flight: after the round's first acknowledgement (a sanitized
+    // corrald on a loaded host can take longer than a fixed sleep to answer one), then a random moment.
+    EXPECT_TRUE(testing::waitUntil(
+        [&] {
+          std::lock_guard lock(acknowledgedMutex);
+          return acknowledged.size() > before;
+        },
+        std::chrono::seconds(30), fmt::format("round {}'s first acknowledged write", round)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(random() % 250));
     killed = true;
     daemon_->kill(SIGKILL);
     for (auto& writer : writers) writer.join();

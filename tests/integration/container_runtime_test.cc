@@ -135,7 +135,7 @@ class ContainerRuntimeTest : public ::testing::Test {
     static int counter = 0;
     ContainerConfig c;
     c.name = fmt::format("rt-{}-{}", ::getpid(), ++counter);
-    c.imageRootfs = kImageRootfs;
+    c.lowerDirs = {kImageRootfs};
     c.bundleDir = tempDir_ / c.name;
     c.argv = std::move(argv);
     c.hostname = "web-1";
@@ -882,18 +882,18 @@ TEST_F(ContainerRuntimeTest, MissingCommandFailsNamingExecveAndLeavesNothing) {
 
 TEST_F(ContainerRuntimeTest, BadRootfsPathFailsBeforeAnythingIsCreated) {
   ContainerConfig c = config({"true"});
-  c.imageRootfs = tempDir_ / "no-such-image";
+  c.lowerDirs = {kImageRootfs, tempDir_ / "no-such-image"};
   auto container = startContainer(c, Stdio{});
   ASSERT_FALSE(container.has_value());
   EXPECT_EQ(container.error().message(),
-            fmt::format("start container {}: image rootfs \"{}\": No such file or directory", c.name,
-                        c.imageRootfs.string()));
+            fmt::format("start container {}: lower_dirs[1]: stat(\"{}\"): No such file or directory", c.name,
+                        c.lowerDirs[1].string()));
   expectNothingLeft(c);
 }
 
 TEST_F(ContainerRuntimeTest, FailureAfterPivotRootRollsBackEverything) {
   ContainerConfig c = config({"true"});
-  c.workingDir = "/no/such/dir";
+  c.workingDir = "/bin/busybox/dir";  // a missing directory would be made; one under a file cannot be
   c.limits.pids = 10;
   bool hookRan = false;
   auto container = startContainer(c, Stdio{}, [&](pid_t pid) -> Status {
@@ -903,7 +903,7 @@ TEST_F(ContainerRuntimeTest, FailureAfterPivotRootRollsBackEverything) {
   ASSERT_FALSE(container.has_value());
   EXPECT_TRUE(hookRan);
   EXPECT_EQ(container.error().message(),
-            fmt::format("start container {}: chdir(\"/no/such/dir\"): No such file or directory", c.name));
+            fmt::format("start container {}: chdir(\"/bin/busybox/dir\"): Not a directory", c.name));
   expectNothingLeft(c);
 }
 

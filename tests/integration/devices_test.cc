@@ -141,7 +141,7 @@ class DevicePolicyTest : public ::testing::Test {
     static int counter = 0;
     ContainerConfig c;
     c.name = fmt::format("dev-{}-{}", ::getpid(), ++counter);
-    c.imageRootfs = kImageRootfs;
+    c.lowerDirs = {kImageRootfs};
     c.bundleDir = tempDir_ / c.name;
     c.argv = {"sh", "-c", script};
     c.capabilities = dockerDefaultCapabilities();  // CAP_MKNOD among them

@@ -18,7 +18,7 @@ MountPlan planFor(MountPlanInput input) {
 
 MountPlanInput defaultInput() {
   MountPlanInput input;
-  input.imageRootfs = "/var/lib/corral/images/busybox/rootfs";
+  input.lowerDirs = {"/var/lib/corral/images/busybox/rootfs"};
   input.bundleDir = "/var/lib/corral/containers/web-1";
   return input;
 }
@@ -40,23 +40,58 @@ TEST(MountPlan, OverlayLayersLiveInTheBundle) {
             "workdir=/var/lib/corral/containers/web-1/work");
 }
 
-// With a user namespace the lower layer is the image idmapped at <bundle>/lower by the parent.
-TEST(MountPlan, UserNamespaceOverlayReadsTheIdmappedImage) {
+// With a user namespace each layer is idmapped at <bundle>/lower/<i> by the parent, in the input's order.
+TEST(MountPlan, UserNamespaceOverlayReadsTheIdmappedLayers) {
   MountPlanInput input = defaultInput();
+  input.lowerDirs = {"/store/layers/top", "/store/layers/base"};
   input.userNamespace = true;
   input.mappedIds = 65536;
   MountPlan plan = planFor(input);
-  EXPECT_EQ(plan.idmappedLower, "/var/lib/corral/containers/web-1/lower");
+  EXPECT_EQ(plan.idmappedLayersDir, "/var/lib/corral/containers/web-1/lower");
+  EXPECT_EQ(plan.idmappedLayers, (std::vector<std::string>{"/var/lib/corral/containers/web-1/lower/0",
+                                                           "/var/lib/corral/containers/web-1/lower/1"}));
+  EXPECT_EQ(plan.lowerDirs, plan.idmappedLayers);
   EXPECT_EQ(plan.overlayData,
-            "lowerdir=/var/lib/corral/containers/web-1/lower,upperdir=/var/lib/corral/containers/web-1/upper,"
-            "workdir=/var/lib/corral/containers/web-1/work");
-  EXPECT_TRUE(planFor(defaultInput()).idmappedLower.empty());
+            "lowerdir=/var/lib/corral/containers/web-1/lower/0:/var/lib/corral/containers/web-1/lower/1,"
+            "upperdir=/var/lib/corral/containers/web-1/upper,workdir=/var/lib/corral/containers/web-1/work");
+  EXPECT_TRUE(planFor(defaultInput()).idmappedLayers.empty());
+}
+
+// Several layers stack top first, as given; mount(2)'s page limit is the runtime's business (bundle.cc),
+// the plan still says what the options are.
+TEST(MountPlan, LayersStackTopFirstInTheGivenOrder) {
+  MountPlanInput input = defaultInput();
+  input.lowerDirs = {"/store/layers/c", "/store/layers/b/", "/store/layers/./a"};
+  MountPlan plan = planFor(input);
+  EXPECT_EQ(plan.lowerDirs,
+            (std::vector<std::string>{"/store/layers/c", "/store/layers/b", "/store/layers/a"}));
+  EXPECT_TRUE(plan.overlayData.starts_with("lowerdir=/store/layers/c:/store/layers/b:/store/layers/a,"))
+      << plan.overlayData;
+
+  input.lowerDirs.assign(
+      60, std::filesystem::path("/var/lib/corral/state/images/layers/") / std::string(64, 'f'));
+  plan = planFor(input);
+  EXPECT_EQ(plan.lowerDirs.size(), 60u);
+  EXPECT_GT(plan.overlayData.size(), kMountDataMax);
+}
+
+TEST(MountPlan, RefusesNoLayersAndMoreThanOverlayfsStacks) {
+  MountPlanInput input = defaultInput();
+  input.lowerDirs.clear();
+  auto plan = buildMountPlan(input);
+  ASSERT_FALSE(plan.has_value());
+  EXPECT_EQ(plan.error().field(), "lower_dirs");
+  input.lowerDirs.assign(kMaxLowerDirs + 1, "/store/layers/a");
+  plan = buildMountPlan(input);
+  ASSERT_FALSE(plan.has_value());
+  EXPECT_EQ(plan.error().field(), "lower_dirs");
+  EXPECT_NE(plan.error().message().find("at most 500"), std::string::npos) << plan.error().message();
 }
 
 TEST(MountPlan, TrailingSlashesAndDotsAreNormalized) {
   MountPlanInput input = defaultInput();
   input.bundleDir = "/var/lib/corral/containers/./web-1/";
-  input.imageRootfs = "/images/busybox/rootfs/";
+  input.lowerDirs = {"/images/busybox/rootfs/"};
   MountPlan plan = planFor(input);
   EXPECT_EQ(plan.rootfs, "/var/lib/corral/containers/web-1/rootfs");
   EXPECT_TRUE(plan.overlayData.starts_with("lowerdir=/images/busybox/rootfs,")) << plan.overlayData;
@@ -396,11 +431,11 @@ TEST(MountPlan, RequiresTheMountPointsAndTheContainerManagerDirectory) {
 
 TEST(MountPlan, RejectsPathsOverlayfsCannotTake) {
   MountPlanInput relative = defaultInput();
-  relative.imageRootfs = "images/busybox";
+  relative.lowerDirs = {"/images/top", "images/busybox"};
   auto plan = buildMountPlan(relative);
   ASSERT_FALSE(plan.has_value());
   EXPECT_EQ(plan.error().kind(), ErrorKind::InvalidArgument);
-  EXPECT_EQ(plan.error().field(), "image_rootfs");
+  EXPECT_EQ(plan.error().field(), "lower_dirs[1]");
   EXPECT_NE(plan.error().message().find("not an absolute path"), std::string::npos) << plan.error().message();
 
   MountPlanInput comma = defaultInput();
@@ -411,10 +446,10 @@ TEST(MountPlan, RejectsPathsOverlayfsCannotTake) {
   EXPECT_NE(plan.error().message().find("','"), std::string::npos) << plan.error().message();
 
   MountPlanInput colon = defaultInput();
-  colon.imageRootfs = "/images/a:b";
+  colon.lowerDirs = {"/images/a:b"};
   plan = buildMountPlan(colon);
   ASSERT_FALSE(plan.has_value());
-  EXPECT_EQ(plan.error().field(), "image_rootfs");
+  EXPECT_EQ(plan.error().field(), "lower_dirs[0]");
 
   MountPlanInput empty = defaultInput();
   empty.bundleDir.clear();

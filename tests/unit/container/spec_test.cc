@@ -72,7 +72,7 @@ TEST_F(SpecTest, ValidSpecBuildsTheRuntimeConfig) {
   EXPECT_EQ(config->name, "web");
   EXPECT_EQ(config->hostname, "web");
   EXPECT_EQ(config->argv, std::vector<std::string>{"/bin/sh"});
-  EXPECT_EQ(config->imageRootfs, root_ / "images" / "busybox" / "rootfs");
+  EXPECT_EQ(config->lowerDirs, std::vector<std::filesystem::path>{root_ / "images" / "busybox" / "rootfs"});
   EXPECT_EQ(config->bundleDir, root_ / "containers" / "web");
   EXPECT_EQ(config->limits.memoryBytes, 32ull << 20);
   EXPECT_EQ(config->limits.cpuMillis, 500u);

@@ -464,6 +464,8 @@ TEST_F(ServiceTest, ABadComparisonNamesItsFieldAndKeepsNothing) {
        [](json& r) { r["summary"]["container"]["boot_ms"]["median"] = "x"; }},
       {"samples", [](json& r) { r["samples"] = json::object(); }},
       {"samples[1].kind", [](json& r) { r["samples"][1]["kind"] = "lxc"; }},
+      {"samples[1].kind", [](json& r) { r["samples"][1]["kind"] = 5; }},
+      {"samples[0].kind", [](json& r) { r["samples"][0].erase("kind"); }},
       {"samples[0].name", [](json& r) { r["samples"][0].erase("name"); }},
   };
   for (const Case& c : cases) {

@@ -1,0 +1,644 @@
+// ContainerDriver (daemon/container_driver.h): containers started by the runtime, watched by pidfd.
+#include "daemon/container_driver.h"
+
+#include <fcntl.h>
+#include <fmt/ranges.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "container/cgroup_mode.h"
+#include "container/cgroup_v2.h"
+#include "container/runtime.h"
+#include "core/failpoint.h"
+#include "core/log.h"
+
+namespace corral::daemon {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxExecOutput = 1 << 20;
+constexpr auto kExecTimeout = std::chrono::seconds(60);
+
+double millis(std::chrono::microseconds us) {
+  return static_cast<double>(us.count()) / 1000.0;
+}
+
+int pidfdOpen(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+int pidfdSendSignal(int pidfd, int signal) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
+}
+
+// True when the process behind `pidfd` has exited (readable), waiting at most `timeout`.
+bool waitExited(int pidfd, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    pollfd p{pidfd, POLLIN, 0};
+    int rc = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (rc > 0) return true;
+    if (rc == 0) return false;
+    if (errno != EINTR) return false;
+  }
+}
+
+// Bytes as a JSON string: invalid UTF-8 is replaced (U+FFFD) rather than failing the whole response.
+json textJson(const std::string& bytes) {
+  return json::parse(json(bytes).dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+// A running container's cgroup is shared: the watcher kills and removes it when the container exits while
+// a stop or a forced remove may be killing it from a request thread (outside the manager's lock, so a slow
+// kill holds up nobody else). One lock per cgroup keeps those calls from overlapping (a destroy() under a
+// running killAll() would free what the kill is still walking).
+class SharedCgroup : public container::Cgroup {
+ public:
+  explicit SharedCgroup(std::unique_ptr<container::Cgroup> inner) : inner_(std::move(inner)) {}
+  std::string path() const override { return inner_->path(); }  // fixed at creation
+  Status addProcess(pid_t pid) override {
+    std::lock_guard lock(mutex_);
+    return inner_->addProcess(pid);
+  }
+  Result<container::CgroupJoin> openJoin() const override {
+    std::lock_guard lock(mutex_);
+    return inner_->openJoin();
+  }
+  Result<container::CgroupStats> stats() const override {
+    std::lock_guard lock(mutex_);
+    return inner_->stats();
+  }
+  // Once destroyed, the group is empty and gone: what a late kill or a second removal wanted.
+  Status killAll() override {
+    std::lock_guard lock(mutex_);
+    if (destroyed_) return {};
+    return inner_->killAll();
+  }
+  Status destroy() override {
+    std::lock_guard lock(mutex_);
+    if (destroyed_) return {};
+    Status done = inner_->destroy();
+    destroyed_ = done.has_value();
+    return done;
+  }
+  void release() override {
+    std::lock_guard lock(mutex_);
+    inner_->release();
+  }
+  std::string relativePath() const override { return inner_->relativePath(); }
+
+ private:
+  mutable std::mutex mutex_;
+  std::unique_ptr<container::Cgroup> inner_;
+  bool destroyed_ = false;
+};
+
+std::shared_ptr<container::Cgroup> shareCgroup(std::unique_ptr<container::Cgroup> cgroup) {
+  return std::make_shared<SharedCgroup>(std::move(cgroup));
+}
+
+}  // namespace
+
+struct ContainerDriver::Run {
+  RunId id = 0;
+  pid_t pid = -1;
+  bool ourChild = false;  // false once adopted after a daemon restart: no waitpid
+  std::shared_ptr<UniqueFd> pidfd;
+  std::shared_ptr<container::Cgroup> cgroup;
+  // Between start() and supervise(): destroying it kills the container and removes what it made.
+  std::optional<container::RunningContainer> starting;
+  int64_t oomKillsSeen = 0;  // the watcher's
+};
+
+namespace {
+
+struct ContainerHandle : InstanceHandle {
+  std::optional<container::ContainerConfig> config;  // absent when the spec no longer validates
+  bool pinAtReserve = false;  // a run's config: its store image is pinned by reserve(), under the lock
+  std::shared_ptr<ContainerDriver::Run> run;         // while running
+};
+
+ContainerHandle& own(InstanceHandle& handle) {
+  return static_cast<ContainerHandle&>(handle);
+}
+const ContainerHandle& own(const InstanceHandle& handle) {
+  return static_cast<const ContainerHandle&>(handle);
+}
+
+}  // namespace
+
+ContainerDriver::ContainerDriver(InstanceOptions options)
+    : options_(std::move(options)), wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  if (auto pool = container::readIdPool(options_.subuidFile, options_.subgidFile); pool) {
+    idRanges_ = container::IdRangeAllocator(*pool);
+  } else {
+    log::warn("user namespaces: {} (containers with one are refused until this is fixed)",
+              pool.error().message());
+    idPoolError_ = pool.error();
+  }
+}
+
+ContainerDriver::~ContainerDriver() {
+  shutdown();
+}
+
+void ContainerDriver::bind(InstanceEvents& events) {
+  events_ = &events;
+  watcher_ = std::thread([this] { watch(); });
+}
+
+void ContainerDriver::shutdown() {
+  quit_ = true;
+  wake();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+std::filesystem::path ContainerDriver::directory(const std::string& name) const {
+  return options_.containersDir / name;
+}
+
+std::unique_ptr<InstanceHandle> ContainerDriver::newHandle() {
+  return std::make_unique<ContainerHandle>();
+}
+
+Result<container::ContainerConfig> ContainerDriver::toConfig(const schema::InstanceSpec& spec,
+                                                             const InstanceRow* row, ImageLaunch::Pin pin) {
+  container::IdMapping range{.hostId = 0, .count = container::kIdsPerContainer};  // none: refused at start
+  if (row && row->userNamespaceStart) range.hostId = static_cast<uid_t>(*row->userNamespaceStart);
+  auto config = imageLaunch_.containerConfig(spec,
+                                             {.imageDir = options_.imageDir,
+                                              .lowerDirs = {},
+                                              .containersDir = options_.containersDir,
+                                              .cgroupOptions = options_.cgroupOptions,
+                                              .userNamespaceRange = range,
+                                              .reaperPath = options_.reaperPath},
+                                             pin);
+  if (!config) return fail(config.error());
+  if (!spec.ip.empty()) config->ipAddress = spec.ip;
+  return config;
+}
+
+Status ContainerDriver::configure(InstanceHandle& handle, const schema::InstanceSpec& spec,
+                                  const InstanceRow* row) {
+  // A run (no row yet) checks its image without pinning it: the name is not the instance's until the
+  // manager's lock says so, and reserve() pins it then.
+  auto config = toConfig(spec, row, row ? ImageLaunch::Pin::existing : ImageLaunch::Pin::lookup);
+  if (!config) return fail(config.error());
+  own(handle).config = std::move(*config);
+  own(handle).pinAtReserve = row == nullptr;
+  return {};
+}
+
+// A container with a user namespace gets its host id range once (run, or the first start of a row stored
+// before ranges were) and keeps it, stored with the row, until it is removed.
+Status ContainerDriver::reserve(InstanceHandle& handle, const schema::InstanceSpec& spec, InstanceRow& row) {
+  ContainerHandle& container = own(handle);
+  if (container.pinAtReserve) {
+    auto config = toConfig(spec, &row, ImageLaunch::Pin::create);
+    if (!config) return fail(config.error());
+    container.config = std::move(*config);
+    container.pinAtReserve = false;
+  }
+  if (!spec.userNamespace) return {};
+  if (!row.userNamespaceStart) {
+    std::lock_guard lock(idMutex_);
+    if (idPoolError_) return fail(*idPoolError_);
+    auto range = idRanges_.allocate();
+    if (!range) return fail(range.error());
+    row.userNamespaceStart = range->hostId;
+  }
+  if (container.config)
+    container.config->userNamespace = container::IdMapping{
+        .hostId = static_cast<uid_t>(*row.userNamespaceStart), .count = container::kIdsPerContainer};
+  return {};
+}
+
+void ContainerDriver::release(const InstanceRow& row) {
+  imageLaunch_.release(row.name);
+  std::lock_guard lock(idMutex_);
+  if (row.userNamespaceStart) idRanges_.release(static_cast<uint32_t>(*row.userNamespaceStart));
+}
+
+void ContainerDriver::reconcile(const std::set<std::string>&, const std::set<std::string>& all) {
+  imageLaunch_.dropPinsExcept(all);
+}
+
+// Starts the container and returns at its execve; the manager records it running, then supervise().
+Result<StartedRun> ContainerDriver::start(InstanceHandle& handle, const schema::InstanceSpec& spec,
+                                          const InstanceRow& row, NicPort* nic, Clock::time_point received) {
+  ContainerHandle& container = own(handle);
+  if (!container.config) {
+    if (Status configured = configure(handle, spec, &row); !configured) return fail(configured.error());
+  }
+  if (!spec.ip.empty()) container.config->ipAddress = spec.ip;
+  const std::filesystem::path bundle = directory(row.name);
+  std::error_code ec;
+  std::filesystem::create_directories(bundle, ec);
+  if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", bundle.string())));
+  // The container writes its log file itself, so output survives a daemon restart.
+  UniqueFd log(::open(row.logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+  if (!log) return fail(systemError(errno, fmt::format("open(\"{}\")", row.logPath)));
+  container::Stdio stdio{.in = -1, .out = log.get(), .err = log.get()};
+  // Its eth0 goes in while the child waits for "go": the command never runs without its network.
+  container::ParentHook plugIn;
+  if (nic) plugIn = [nic](pid_t pid) { return nic->plugIntoProcess(pid); };
+  auto running = container::startContainer(*container.config, stdio, plugIn);
+  if (!running) return fail(running.error());
+  auto readyAt = Clock::now();
+  auto run = std::make_shared<Run>();
+  run->id = nextRunId();
+  run->pid = running->pid();
+  run->ourChild = true;
+  run->pidfd = std::make_shared<UniqueFd>(::fcntl(running->pidfd(), F_DUPFD_CLOEXEC, 0));
+  if (!*run->pidfd) return fail(systemError(errno, "fcntl(pidfd, F_DUPFD_CLOEXEC)"));
+  auto mode = container::detectCgroupMode(options_.cgroupOptions.root);
+  if (!mode) return fail(mode.error());
+  auto cgroup = container::openCgroup(*mode, row.name, options_.cgroupOptions);
+  if (!cgroup) return fail(cgroup.error());
+  (*cgroup)->release();  // the RunningContainer removes it on failure; the watcher once it exits
+  run->cgroup = shareCgroup(std::move(*cgroup));
+  const container::StartTimings& t = running->timings();
+  run->starting.emplace(std::move(*running));
+
+  StartedRun started;
+  started.run = run->id;
+  started.state = InstanceState::running;
+  started.pid = run->pid;
+  started.pidStartTime = processStartTime(run->pid);
+  started.boot = {{"total_ms", std::chrono::duration<double, std::milli>(readyAt - received).count()},
+                  {"clone_ms", millis(t.clone)},
+                  {"cgroup_ms", millis(t.cgroup)},
+                  {"rootfs_ms", millis(t.rootfs)},
+                  {"network_ms", millis(t.network)},
+                  {"exec_ms", millis(t.exec)}};
+  started.undo = Rollback([run] { run->starting.reset(); });
+  container.run = std::move(run);
+  return started;
+}
+
+void ContainerDriver::supervise(InstanceHandle& handle, const std::string& name) {
+  CORRAL_FAILPOINT("start.after-record-running");
+  std::shared_ptr<Run> run = own(handle).run;
+  // From here the watcher supervises it: the RunningContainer no longer kills or cleans up on destruction.
+  if (run->starting) {
+    run->starting->release();
+    run->starting.reset();
+  }
+  {
+    std::lock_guard lock(watchMutex_);
+    watched_[run->id] = {name, run};
+  }
+  wake();
+}
+
+void ContainerDriver::forgetRun(InstanceHandle& handle) {
+  own(handle).run.reset();
+}
+
+Status ContainerDriver::stop(InstanceHandle& handle, const std::string& name,
+                             std::unique_lock<std::mutex>& lock, std::chrono::seconds grace) {
+  std::shared_ptr<Run> run = own(handle).run;
+  if (!run) return {};
+  lock.unlock();
+  // The grace wait happens without the lock: other requests go on meanwhile.
+  pidfdSendSignal(run->pidfd->get(), SIGTERM);
+  if (!waitExited(run->pidfd->get(), grace)) {
+    if (auto killed = run->cgroup->killAll(); !killed)
+      log::warn("stop \"{}\": {}", name, killed.error().message());
+  }
+  CORRAL_FAILPOINT("stop.after-signal");
+  lock.lock();
+  return {};
+}
+
+Status ContainerDriver::kill(InstanceHandle& handle, const std::string&, std::unique_lock<std::mutex>& lock) {
+  std::shared_ptr<Run> run = own(handle).run;
+  if (!run) return {};
+  lock.unlock();
+  Status killed = run->cgroup->killAll();
+  if (killed) CORRAL_FAILPOINT("rm.after-kill");
+  lock.lock();
+  return killed;
+}
+
+Result<json> ContainerDriver::exec(InstanceHandle& handle, const InstanceRow& row,
+                                   std::unique_lock<std::mutex>& lock,
+                                   const std::vector<std::string>& command,
+                                   const std::vector<std::string>& env) {
+  const ContainerHandle& container = own(handle);
+  if (!container.config) return fail(conflict("instance \"{}\": its spec no longer validates", row.name));
+  if (!container.run) return fail(conflict("instance \"{}\" is not running", row.name));
+  const std::string name = row.name;
+  pid_t initPid = container.run->pid;
+  std::shared_ptr<container::Cgroup> cgroup = container.run->cgroup;
+  container::ContainerConfig config = *container.config;
+  lock.unlock();
+
+  int outPipe[2], errPipe[2];
+  if (::pipe2(outPipe, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2"));
+  UniqueFd outRead(outPipe[0]), outWrite(outPipe[1]);
+  if (::pipe2(errPipe, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2"));
+  UniqueFd errRead(errPipe[0]), errWrite(errPipe[1]);
+  container::ExecOptions options{
+      .argv = command, .env = env, .stdio = {.in = -1, .out = outWrite.get(), .err = errWrite.get()}};
+  auto pid = container::execInContainer(initPid, *cgroup, config, options);
+  if (!pid) return fail(pid.error().wrap(fmt::format("exec in instance \"{}\"", name)));
+  outWrite.reset();
+  errWrite.reset();
+
+  std::string out, err;
+  bool truncated = false, timedOut = false;
+  auto deadline = Clock::now() + kExecTimeout;
+  std::vector<pollfd> fds{{outRead.get(), POLLIN, 0}, {errRead.get(), POLLIN, 0}};
+  std::string* sinks[] = {&out, &err};
+  int open = 2;
+  while (open > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      timedOut = true;
+      ::kill(*pid, SIGKILL);
+      break;
+    }
+    int rc = ::poll(fds.data(), fds.size(), static_cast<int>(left));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) break;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buffer[65536];
+      ssize_t got = ::read(fds[i].fd, buffer, sizeof buffer);
+      if (got <= 0) {
+        fds[i].fd = -1;
+        --open;
+        continue;
+      }
+      size_t room = kMaxExecOutput - std::min(kMaxExecOutput, sinks[i]->size());
+      if (static_cast<size_t>(got) > room) truncated = true;
+      sinks[i]->append(buffer, std::min(room, static_cast<size_t>(got)));
+    }
+  }
+  int status = 0;
+  if (timedOut) {
+    ::waitpid(*pid, &status, 0);
+  } else {
+    // Output closed; the process may still linger (a daemonised child kept nothing open): bounded wait.
+    while (::waitpid(*pid, &status, WNOHANG) == 0) {
+      if (Clock::now() > deadline) {
+        timedOut = true;
+        ::kill(*pid, SIGKILL);
+        ::waitpid(*pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  json exitCode = WIFEXITED(status) ? json(WEXITSTATUS(status)) : json(nullptr);
+  json signal = WIFSIGNALED(status) ? json(WTERMSIG(status)) : json(nullptr);
+  return json{{"exit_code", exitCode},   {"signal", signal},       {"stdout", textJson(out)},
+              {"stderr", textJson(err)}, {"truncated", truncated}, {"timed_out", timedOut}};
+}
+
+// What corrald may leave of a container when it dies mid-way (core/failpoint.h names the points): the
+// processes in its cgroups, the cgroups, the overlay at its rootfs.
+Result<std::string> ContainerDriver::clearLeftovers(const std::string& name) {
+  std::vector<std::string> found;
+  auto mode = container::detectCgroupMode(options_.cgroupOptions.root);
+  if (!mode) return fail(mode.error());
+  auto cleared = container::clearCgroup(*mode, name, options_.cgroupOptions);
+  if (!cleared) return fail(cleared.error());
+  if (!cleared->killed.empty())
+    found.push_back(fmt::format("killed its processes {}", container::formatPids(cleared->killed)));
+  if (!cleared->removed.empty())
+    found.push_back(fmt::format("removed its cgroups {}", fmt::join(cleared->removed, ", ")));
+  // Several interrupted starts may have stacked overlays.
+  const std::filesystem::path rootfs = directory(name) / "rootfs";
+  int unmounted = 0;
+  while (unmounted < 16 && ::umount2(rootfs.c_str(), MNT_DETACH) == 0) ++unmounted;
+  if (unmounted > 0) found.push_back(fmt::format("unmounted its rootfs \"{}\"", rootfs.string()));
+  return fmt::format("{}", fmt::join(found, ", "));
+}
+
+Status ContainerDriver::removeDirectory(const std::string& name) {
+  return container::removeBundle(directory(name));
+}
+
+// After a daemon restart: the same process (pid and start time) is taken back under supervision, one that
+// is gone is recorded as lost.
+std::optional<RunId> ContainerDriver::adopt(InstanceHandle& handle, InstanceRow& row) {
+  std::optional<int64_t> startTime = row.pid ? processStartTime(static_cast<pid_t>(*row.pid)) : std::nullopt;
+  bool same = startTime && row.pidStartTime && *startTime == *row.pidStartTime;
+  UniqueFd pidfd(same ? pidfdOpen(static_cast<pid_t>(*row.pid)) : -1);
+  // One that ended while corrald was down may linger as a zombie under a slow reaper (same pid, same start
+  // time): its pidfd is readable already. It ended unwatched, as one that is gone did.
+  const bool ended = pidfd && waitExited(pidfd.get(), std::chrono::milliseconds(0));
+  if (same && !ended) {
+    auto mode = container::detectCgroupMode(options_.cgroupOptions.root);
+    Result<std::unique_ptr<container::Cgroup>> cgroup =
+        mode ? container::openCgroup(*mode, row.name, options_.cgroupOptions)
+             : Result<std::unique_ptr<container::Cgroup>>(std::unexpected(mode.error()));
+    if (pidfd && cgroup) {
+      auto run = std::make_shared<Run>();
+      run->id = nextRunId();
+      run->pid = static_cast<pid_t>(*row.pid);
+      run->ourChild = false;
+      run->pidfd = std::make_shared<UniqueFd>(std::move(pidfd));
+      run->cgroup = shareCgroup(std::move(*cgroup));
+      run->cgroup->release();
+      run->oomKillsSeen = row.oomKills;
+      own(handle).run = run;
+      {
+        std::lock_guard lock(watchMutex_);
+        watched_[run->id] = {row.name, run};
+      }
+      wake();
+      log::info("instance \"{}\": reattached to running pid {}", row.name, *row.pid);
+      return run->id;
+    }
+    log::warn("instance \"{}\": pid {} is alive but could not be reattached ({}); recording it as lost",
+              row.name, *row.pid, cgroup ? "pidfd_open failed" : cgroup.error().message());
+  } else {
+    log::warn("instance \"{}\": pid {} {}; it ended while corrald was down (recorded as lost)", row.name,
+              row.pid.value_or(-1), ended ? "has exited (a zombie not yet reaped)" : "is gone");
+  }
+  markLost(row, "it ended while corrald was not running (nothing watched it), so its exit status is unknown");
+  return std::nullopt;
+}
+
+// A process found in the cgroups of a container that is not running is killed, not adopted: its start was
+// never recorded complete, so nothing says it got its NIC, limits and lockdown before exec; and a "lost"
+// record with a note tells the truth where an adopted one would guess.
+InstanceDriver::Recovery ContainerDriver::recover(InstanceHandle& handle, InstanceRow& row) {
+  if (row.userNamespaceStart) {
+    std::lock_guard lock(idMutex_);
+    if (auto kept = idRanges_.reserve(static_cast<uint32_t>(*row.userNamespaceStart)); !kept)
+      log::error("instance \"{}\": its user namespace range: {}", row.name, kept.error().message());
+  }
+  Recovery recovery;
+  if (row.state == InstanceState::running) {
+    recovery.run = adopt(handle, row);
+    if (recovery.run) return recovery;
+    recovery.rowChanged = true;
+  }
+  const bool interrupted = row.state == InstanceState::created || row.state == InstanceState::starting;
+  auto found = clearLeftovers(row.name);
+  if (!found) {
+    log::error("instance \"{}\": clearing what an interrupted start left: {}", row.name,
+               found.error().message());
+  } else if (!found->empty()) {
+    log::warn(
+        "instance \"{}\" ({}): {}", row.name,
+        interrupted ? "its start was interrupted by a corrald crash; rolled back" : "left over from a crash",
+        *found);
+  }
+  if (!interrupted) return recovery;
+  if (!found || found->empty())
+    log::warn("instance \"{}\": its start was interrupted by a corrald crash before any effect", row.name);
+  markLost(row, "corrald stopped while starting it; the start was rolled back" +
+                    (found && !found->empty() ? " (" + *found + ")" : std::string()));
+  recovery.rowChanged = true;
+  return recovery;
+}
+
+void ContainerDriver::replugNic(InstanceHandle&, const InstanceRow& row, NicPort& nic) {
+  if (row.state != InstanceState::running || !row.pid) return;
+  if (auto plugged = nic.plugIntoProcess(static_cast<pid_t>(*row.pid)); !plugged) {
+    log::warn("instance \"{}\": plugging its NIC back in: {}", row.name, plugged.error().message());
+  } else {
+    log::info("instance \"{}\": NIC was missing, plugged back in", row.name);
+  }
+}
+
+void ContainerDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec& spec,
+                               const InstanceRow& row, json& out) const {
+  const ContainerHandle& container = own(handle);
+  const bool running = row.state == InstanceState::running && container.run && container.run->cgroup;
+  std::optional<container::CgroupStats> stats;
+  if (running) {
+    if (auto read = container.run->cgroup->stats(); read) stats = *read;
+  }
+  // Its OOM kills in its cgroup since its last start (live while it runs).
+  int64_t oomKills = row.oomKills;
+  if (stats) oomKills = std::max(oomKills, static_cast<int64_t>(stats->oomKills));
+  out["command"] = container.config ? json(container.config->argv) : json(spec.command);
+  // The manifest digest of the store image it runs; null for a built-in image.
+  const std::optional<std::string> digest = imageLaunch_.imageDigest(row.name);
+  out["image_digest"] = digest ? json(*digest) : json(nullptr);
+  out["oom_kills"] = oomKills;
+  // The host memory it holds: its cgroup's usage. Null when not running or unreadable.
+  out["usage"] = stats ? json{{"memory_bytes", stats->memoryCurrentBytes},
+                              {"source", "cgroup"},
+                              {"oom_kills", stats->oomKills}}
+                       : json(nullptr);
+  out["cgroup"] = running ? json(container.run->cgroup->path()) : json(nullptr);
+  out["bundle"] = directory(row.name).string();
+  out["vm"] = nullptr;
+  out["user_namespace_range"] = row.userNamespaceStart ? json{{"uid", *row.userNamespaceStart},
+                                                              {"gid", *row.userNamespaceStart},
+                                                              {"count", container::kIdsPerContainer}}
+                                                       : json(nullptr);
+}
+
+void ContainerDriver::wake() {
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t ignored = ::write(wake_.get(), &one, sizeof one);
+}
+
+// The watcher thread: polls every running container's pidfd (and the wake eventfd); an exit is collected
+// here and reported. OOM kills of a child are not seen in any pidfd: the cgroups' counts are read once a
+// second.
+void ContainerDriver::watch() {
+  auto lastOomCheck = Clock::time_point{};
+  while (!quit_) {
+    if (Clock::now() - lastOomCheck >= std::chrono::seconds(1)) {
+      lastOomCheck = Clock::now();
+      checkOomKills();
+    }
+    std::vector<pollfd> fds{{wake_.get(), POLLIN, 0}};
+    std::vector<RunId> ids;
+    {
+      std::lock_guard lock(watchMutex_);
+      for (auto& [id, entry] : watched_) {
+        fds.push_back({entry.second->pidfd->get(), POLLIN, 0});
+        ids.push_back(id);
+      }
+    }
+    int rc = ::poll(fds.data(), fds.size(), 1000);
+    if (rc <= 0) continue;
+    if (fds[0].revents != 0) {
+      uint64_t value = 0;
+      [[maybe_unused]] ssize_t ignored = ::read(wake_.get(), &value, sizeof value);
+    }
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (fds[i].revents == 0 || quit_) continue;
+      std::string name;
+      std::shared_ptr<Run> run;
+      {
+        std::lock_guard lock(watchMutex_);
+        auto it = watched_.find(ids[i - 1]);
+        if (it == watched_.end()) continue;
+        name = it->second.first;
+        run = it->second.second;
+        watched_.erase(it);
+      }
+      InstanceEnding ending = collectExit(name, *run);
+      events_->instanceEnded(name, run->id, std::move(ending));
+    }
+  }
+}
+
+// The container's init has exited: its status collected, its cgroup killed and removed, its overlay
+// unmounted so a later start does not stack another.
+InstanceEnding ContainerDriver::collectExit(const std::string& name, Run& run) {
+  InstanceEnding ending = InstanceEnding::because("exited");
+  if (run.ourChild) {
+    int status = 0;
+    pid_t waited = ::waitpid(run.pid, &status, 0);
+    if (waited == run.pid && WIFEXITED(status)) ending.exitCode = WEXITSTATUS(status);
+    if (waited == run.pid && WIFSIGNALED(status)) {
+      ending.exitSignal = WTERMSIG(status);
+      ending.reason = "signaled";
+    }
+  } else {
+    // Adopted after a restart: corrald saw it end but, not its parent, cannot know how (docs/api.md).
+    ending.reason = "lost";
+    ending.note =
+        "it ended after corrald restarted; corrald was not its parent, so its exit status is unknown";
+  }
+  auto stats = run.cgroup->stats();
+  // A stop kills PID 1 with SIGKILL itself: the manager reads such an end as "stopped" whatever this says.
+  if (ending.exitSignal == SIGKILL && stats && stats->oomKills > 0) ending.reason = "oom-killed";
+  if (stats) ending.oomKills = static_cast<int64_t>(stats->oomKills);
+  if (auto killed = run.cgroup->killAll(); !killed)
+    log::warn("instance \"{}\": {}", name, killed.error().message());
+  CORRAL_FAILPOINT("exit.after-cgroup-kill");
+  if (auto destroyed = run.cgroup->destroy(); !destroyed)
+    log::warn("instance \"{}\": {}", name, destroyed.error().message());
+  ::umount2((directory(name) / "rootfs").c_str(), MNT_DETACH);
+  return ending;
+}
+
+void ContainerDriver::checkOomKills() {
+  std::vector<std::tuple<std::string, RunId, int64_t>> rises;
+  {
+    std::lock_guard lock(watchMutex_);
+    for (auto& [id, entry] : watched_) {
+      auto stats = entry.second->cgroup->stats();
+      if (!stats || static_cast<int64_t>(stats->oomKills) <= entry.second->oomKillsSeen) continue;
+      entry.second->oomKillsSeen = static_cast<int64_t>(stats->oomKills);
+      rises.emplace_back(entry.first, id, entry.second->oomKillsSeen);
+    }
+  }
+  for (auto& [name, id, count] : rises) events_->instanceOomKills(name, id, count);
+}
+
+}  // namespace corral::daemon

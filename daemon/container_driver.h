@@ -1,0 +1,87 @@
+// Containers as instances (daemon/driver.h): the runtime (container/runtime.h) starts them, one thread
+// watches every running container's pidfd and reads its cgroup's OOM kills, and after a daemon restart a
+// container still running (same pid and start time) is adopted by pidfd and cgroup name.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "container/id_ranges.h"
+#include "container/spec.h"
+#include "core/unique_fd.h"
+#include "daemon/driver.h"
+#include "daemon/image_launch.h"
+
+namespace corral::daemon {
+
+class ContainerDriver final : public InstanceDriver {
+ public:
+  explicit ContainerDriver(InstanceOptions options);
+  ~ContainerDriver() override;
+
+  void bind(InstanceEvents& events) override;
+  void shutdown() override;
+  std::filesystem::path directory(const std::string& name) const override;
+  std::unique_ptr<InstanceHandle> newHandle() override;
+  Status configure(InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow* row) override;
+  Status preflight(const schema::InstanceSpec&) override { return {}; }
+  bool recordsStartingFirst() const override { return true; }
+  Status reserve(InstanceHandle& handle, const schema::InstanceSpec& spec, InstanceRow& row) override;
+  void release(const InstanceRow& row) override;
+  Result<StartedRun> start(InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow& row,
+                           NicPort* nic, std::chrono::steady_clock::time_point received) override;
+  void supervise(InstanceHandle& handle, const std::string& name) override;
+  void forgetRun(InstanceHandle& handle) override;
+  Status stop(InstanceHandle& handle, const std::string& name, std::unique_lock<std::mutex>& lock,
+              std::chrono::seconds grace) override;
+  Status kill(InstanceHandle& handle, const std::string& name, std::unique_lock<std::mutex>& lock) override;
+  std::chrono::milliseconds settleTimeout() const override { return std::chrono::seconds(10); }
+  Result<nlohmann::json> exec(InstanceHandle& handle, const InstanceRow& row,
+                              std::unique_lock<std::mutex>& lock, const std::vector<std::string>& command,
+                              const std::vector<std::string>& env) override;
+  Result<std::string> clearLeftovers(const std::string& name) override;
+  Status removeDirectory(const std::string& name) override;
+  Recovery recover(InstanceHandle& handle, InstanceRow& row) override;
+  // Image pins of containers corrald no longer has (a crash between pin and row) go.
+  void reconcile(const std::set<std::string>& active, const std::set<std::string>& all) override;
+  void replugNic(InstanceHandle& handle, const InstanceRow& row, NicPort& nic) override;
+  void describe(const InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow& row,
+                nlohmann::json& out) const override;
+
+  struct Run;  // one start: its pid, pidfd and cgroup
+
+ private:
+  // Where a container's root filesystem and limits come from: the spec validated against its image (a
+  // built-in imageDir/IMAGE/rootfs, or a store image's layers and process config: daemon/image_launch.h),
+  // its bundle directory and, with a user namespace, the row's id range.
+  Result<container::ContainerConfig> toConfig(const schema::InstanceSpec& spec, const InstanceRow* row,
+                                              ImageLaunch::Pin pin);
+  std::optional<RunId> adopt(InstanceHandle& handle, InstanceRow& row);
+  void watch();
+  void wake();
+  InstanceEnding collectExit(const std::string& name, Run& run);
+  void checkOomKills();
+
+  InstanceOptions options_;
+  InstanceEvents* events_ = nullptr;
+  // Which image each container runs, and its pin (in corrald's one store, shared with VmDriver).
+  ImageLaunch imageLaunch_{options_.imageStoreDir, options_.imageStore};
+
+  std::mutex idMutex_;
+  container::IdRangeAllocator idRanges_;
+  std::optional<Error> idPoolError_;  // the id files are unusable: user namespaces are refused
+
+  // The watcher: the runs it polls (by run id), the eventfd that says the set changed.
+  std::mutex watchMutex_;
+  std::map<RunId, std::pair<std::string, std::shared_ptr<Run>>> watched_;
+  UniqueFd wake_;
+  std::atomic<bool> quit_{false};
+  std::thread watcher_;
+};
+
+}  // namespace corral::daemon

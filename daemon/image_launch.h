@@ -1,0 +1,59 @@
+// Containers from images of corrald's image store (issue 14): the store at <state dir>/images (corrald's one
+// ImageStore, InstanceOptions::imageStore, shared with VMs), each container's pin on the image it runs
+// (ImageStore::pin), and the image's launch config (images/oci/launch.h) mapped onto the runtime's.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "container/runtime.h"
+#include "container/spec.h"
+#include "core/error.h"
+#include "images/oci/image_store.h"
+#include "schema/instance.h"
+
+namespace corral::daemon {
+
+class ImageLaunch {
+ public:
+  // `store` is corrald's store at `storeRoot` (null: none, and only built-in images run).
+  ImageLaunch(std::filesystem::path storeRoot, std::shared_ptr<images::ImageStore> store)
+      : storeRoot_(std::move(storeRoot)), store_(std::move(store)) {}
+
+  // existing: only the instance's pin or a built-in image (a stored instance); lookup: also the store
+  // image named spec.image, not pinned (a run's check before the name is its own); create: that image,
+  // pinned for the instance now (under the lock that makes the name the instance's).
+  enum class Pin { existing, lookup, create };
+  // The runtime config of container `spec`. The image is, in this order: the store image the instance
+  // pins (whatever its name means now: a container keeps the image it was created from, as docker's
+  // does); a built-in image directory (imageDir/NAME/rootfs, its default command /bin/sh); with
+  // Pin::create (run), the store image named spec.image, pinned for the instance now. A store image's
+  // Entrypoint/Cmd, Env, WorkingDir and User apply by docker run's rules. Refusals name the field:
+  // "image" (no such image: NotFound), "user" (not in the image's /etc/passwd or /etc/group, or beyond a
+  // user namespace's ids), "command" (nothing to run).
+  Result<container::ContainerConfig> containerConfig(const schema::InstanceSpec& spec,
+                                                     container::ValidationContext context, Pin pin);
+  // The manifest digest ("sha256:...") of the store image `instanceName` runs; nullopt for a built-in
+  // image, or before containerConfig saw the instance.
+  std::optional<std::string> imageDigest(const std::string& instanceName) const;
+  // The instance is gone: its pin goes, and with it whatever of the image nothing else holds if the image
+  // lost its name meanwhile. Failures are logged (the pin then holds the image until the next restart).
+  void release(const std::string& instanceName);
+  // At load: pins of instances corrald no longer has (a crash between pin and record) go.
+  void dropPinsExcept(const std::set<std::string>& instanceNames);
+
+ private:
+  Result<images::ImageStore*> store();  // the shared store, or an error naming "image" without one
+
+  std::filesystem::path storeRoot_;
+  std::shared_ptr<images::ImageStore> store_;
+  mutable std::mutex mutex_;                                 // guards digests_
+  std::map<std::string, std::string, std::less<>> digests_;  // instance → manifest digest
+};
+
+}  // namespace corral::daemon

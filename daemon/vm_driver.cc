@@ -1,0 +1,741 @@
+// VmDriver (daemon/vm_driver.h): domains through libvirt, the guest agent, the accelerator probe.
+#include "daemon/vm_driver.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "core/failpoint.h"
+#include "core/log.h"
+#include "core/unique_fd.h"
+#include "daemon/vm_image.h"
+#include "vmm/agent.h"
+#include "vmm/agent_protocol.h"
+#include "vmm/domain_xml.h"
+
+namespace corral::daemon {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kExecTimeout = std::chrono::seconds(60);
+constexpr auto kAgentReconnect = std::chrono::seconds(3);
+
+int64_t now() {
+  return static_cast<int64_t>(std::time(nullptr));
+}
+
+double msBetween(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+std::string readSmallFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string s = text.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+json textJson(const std::string& bytes) {
+  return json::parse(json(bytes).dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+// The wall-clock time of a steady-clock point, in Unix milliseconds: how a boot's start survives a restart.
+double unixMillisAt(Clock::time_point at) {
+  auto wallNow = std::chrono::system_clock::now();
+  auto wall = wallNow - std::chrono::duration_cast<std::chrono::system_clock::duration>(Clock::now() - at);
+  return std::chrono::duration<double, std::milli>(wall.time_since_epoch()).count();
+}
+
+bool isActive(InstanceState state) {
+  return state == InstanceState::starting || state == InstanceState::running;
+}
+
+// The host memory a running VM holds: the QEMU process's resident set (guest RAM it has touched plus QEMU
+// itself). Null when unreadable: rendering an instance never fails on it.
+json qemuUsage(int64_t pid) {
+  UniqueFd fd(::open(fmt::format("/proc/{}/status", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return nullptr;
+  std::string text(16384, '\0');
+  ssize_t length = ::read(fd.get(), text.data(), text.size());
+  if (length <= 0) return nullptr;
+  text.resize(static_cast<size_t>(length));
+  size_t at = text.find("\nVmRSS:");
+  if (at == std::string::npos) return nullptr;
+  at = text.find_first_of("0123456789", at);
+  if (at == std::string::npos) return nullptr;
+  uint64_t kib = 0;
+  auto [end, ec] = std::from_chars(text.data() + at, text.data() + text.size(), kib);
+  if (ec != std::errc{}) return nullptr;
+  return {{"memory_bytes", kib * 1024}, {"source", "qemu rss"}};
+}
+
+}  // namespace
+
+struct VmDriver::Run {
+  RunId id = 0;
+  std::string name;
+  bool ended = false;  // under runsMutex_: its end was claimed (reported, or undone by the manager)
+  json boot;           // the boot's steps as the start recorded them
+  Clock::time_point received{}, domainStarted{};
+  std::mutex agentMutex;  // one agent request at a time
+  std::optional<vmm::AgentClient> agent;
+};
+
+namespace {
+
+struct VmHandle : InstanceHandle {
+  std::optional<VmPlan> plan;          // absent when the spec no longer validates
+  std::shared_ptr<VmDriver::Run> run;  // while starting or running
+};
+
+VmHandle& own(InstanceHandle& handle) {
+  return static_cast<VmHandle&>(handle);
+}
+const VmHandle& own(const InstanceHandle& handle) {
+  return static_cast<const VmHandle&>(handle);
+}
+
+}  // namespace
+
+VmDriver::VmDriver(InstanceOptions options) : options_(std::move(options)) {}
+
+VmDriver::~VmDriver() {
+  shutdown();
+}
+
+void VmDriver::bind(InstanceEvents& events) {
+  events_ = &events;
+  eventThread_ = std::thread([this] { handleDomainEvents(); });
+}
+
+void VmDriver::shutdown() {
+  quit_ = true;
+  eventsChanged_.notify_all();
+  if (eventThread_.joinable()) eventThread_.join();
+  if (acceleratorProbe_.joinable()) acceleratorProbe_.join();
+  std::vector<std::thread> boots;
+  {
+    std::lock_guard lock(bootThreadsMutex_);
+    boots.swap(bootThreads_);
+  }
+  for (std::thread& boot : boots) boot.join();
+  std::lock_guard lock(libvirtMutex_);
+  libvirt_.reset();  // VMs keep running: their domains belong to libvirtd
+}
+
+std::filesystem::path VmDriver::directory(const std::string& name) const {
+  return options_.vmsDir / name;
+}
+
+std::unique_ptr<InstanceHandle> VmDriver::newHandle() {
+  return std::make_unique<VmHandle>();
+}
+
+Result<VmPlan> VmDriver::toPlan(const schema::InstanceSpec& spec) const {
+  return toVmPlan(spec, hostVmContext(options_.imageDir, options_.imageStore.get()));
+}
+
+Status VmDriver::configure(InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow*) {
+  auto plan = toPlan(spec);
+  if (!plan) return fail(plan.error());
+  own(handle).plan = std::move(*plan);
+  return {};
+}
+
+// Opens libvirt on first need; a daemon without libvirtd still runs containers.
+Result<vmm::Libvirt*> VmDriver::libvirt() {
+  std::lock_guard lock(libvirtMutex_);
+  if (libvirt_) return libvirt_.get();
+  auto opened = vmm::Libvirt::open(options_.libvirtUri, [this](const vmm::DomainStopped& event) {
+    {
+      std::lock_guard events(eventsMutex_);
+      domainEvents_.push_back(event);
+    }
+    eventsChanged_.notify_all();
+  });
+  if (!opened) return fail(opened.error());
+  libvirt_ = std::move(*opened);
+  return libvirt_.get();
+}
+
+Result<std::string> VmDriver::hypervisorVersion() {
+  auto lv = libvirt();
+  if (!lv) return fail(lv.error());
+  return (*lv)->hypervisorVersion();
+}
+
+AcceleratorStatus VmDriver::acceleratorStatus() {
+  std::lock_guard lock(acceleratorStatusMutex_);
+  return acceleratorStatus_;
+}
+
+// The cached decision of an earlier probe on this host boot (any corrald shares it: KVM's fitness is the
+// host's, not one daemon's).
+std::optional<vmm::AcceleratorChoice> VmDriver::cachedAcceleratorChoice() {
+  std::string bootId = readSmallFile("/proc/sys/kernel/random/boot_id");
+  json cached = json::parse(readSmallFile(options_.acceleratorCache), nullptr, false);
+  if (cached.is_discarded() || !cached.is_object() || cached.value("boot_id", "") != bootId)
+    return std::nullopt;
+  std::string name = cached.value("accelerator", "");
+  if (name != "kvm" && name != "tcg") return std::nullopt;
+  return vmm::AcceleratorChoice{name == "kvm" ? vmm::Accelerator::Kvm : vmm::Accelerator::Tcg,
+                                cached.value("reason", "") + " (probed earlier on this host boot)"};
+}
+
+Result<vmm::AcceleratorChoice> VmDriver::accelerator(const VmPlan& plan) {
+  if (options_.accelerator == "tcg") {
+    return vmm::AcceleratorChoice{vmm::Accelerator::Tcg, "chosen by corrald --accelerator tcg"};
+  }
+  if (options_.accelerator == "kvm") {
+    std::string problem = vmm::kvmDeviceProblem();
+    if (!problem.empty()) return fail(unavailable("corrald --accelerator kvm, but {}", problem));
+    return vmm::AcceleratorChoice{vmm::Accelerator::Kvm, "chosen by corrald --accelerator kvm (not probed)"};
+  }
+  std::lock_guard probing(acceleratorMutex_);  // one probe at a time; the others wait for its answer
+  {
+    std::lock_guard lock(acceleratorStatusMutex_);
+    if (acceleratorStatus_.state == "decided") return *acceleratorStatus_.choice;
+  }
+  auto decide = [&](vmm::AcceleratorChoice choice) {
+    std::lock_guard lock(acceleratorStatusMutex_);
+    acceleratorStatus_ = {.state = "decided", .choice = choice};
+    log::info("accelerator: {} ({})", vmm::acceleratorName(choice.accelerator), choice.reason);
+    return choice;
+  };
+  if (auto cached = cachedAcceleratorChoice()) return decide(*cached);
+  // Across daemons too: a lock file beside the cache, so two corralds never boot two probes at once.
+  std::error_code ec;
+  std::filesystem::create_directories(options_.acceleratorCache.parent_path(), ec);
+  std::string lockPath = options_.acceleratorCache.string() + ".lock";
+  UniqueFd lockFd(::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (lockFd) ::flock(lockFd.get(), LOCK_EX);
+  if (auto cached = cachedAcceleratorChoice()) return decide(*cached);
+
+  vmm::AcceleratorChoice choice;
+  if (std::string problem = vmm::kvmDeviceProblem(); !problem.empty()) {
+    choice = {vmm::Accelerator::Tcg, problem};
+  } else {
+    auto lv = libvirt();
+    if (!lv) return fail(lv.error());
+    {
+      std::lock_guard lock(acceleratorStatusMutex_);
+      acceleratorStatus_.state = "probing";
+    }
+    log::info("accelerator: /dev/kvm answers; probing whether a guest really boots under KVM (at most {} ms)",
+              options_.kvmProbeTimeout.count());
+    std::filesystem::path workDir = options_.vmsDir / ".kvm-probe";
+    std::filesystem::create_directories(workDir, ec);
+    choice = vmm::chooseAccelerator(**lv, plan.kernel, plan.initrd, workDir, options_.kvmProbeTimeout,
+                                    options_.domainPrefix + "kvm-probe");
+    std::filesystem::remove_all(workDir, ec);
+  }
+  json cache = {{"boot_id", readSmallFile("/proc/sys/kernel/random/boot_id")},
+                {"accelerator", vmm::acceleratorName(choice.accelerator)},
+                {"reason", choice.reason},
+                {"decided_at", now()}};
+  std::string tmp = options_.acceleratorCache.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << cache.dump(2) << "\n";
+  }
+  if (std::rename(tmp.c_str(), options_.acceleratorCache.c_str()) != 0) {
+    log::warn("accelerator: could not write the cache \"{}\": {}", options_.acceleratorCache.string(),
+              std::strerror(errno));
+  }
+  return decide(choice);
+}
+
+// Before the manager's lock: the first VM on a host may wait for the KVM probe boot.
+Status VmDriver::preflight(const schema::InstanceSpec& spec) {
+  auto plan = toPlan(spec);
+  if (!plan) return fail(plan.error());
+  auto chosen = accelerator(*plan);
+  if (!chosen) return fail(chosen.error());
+  // So is the first VM of a store image: its base disk is made once (mkfs.ext4, seconds).
+  if (plan->rootImage) {
+    auto base = prepareBaseDisk(*options_.imageStore, *plan->rootImage);
+    if (!base) return fail(base.error());
+  }
+  return {};
+}
+
+std::shared_ptr<VmDriver::Run> VmDriver::newRun(const std::string& name, json boot) {
+  auto run = std::make_shared<Run>();
+  run->id = nextRunId();
+  run->name = name;
+  run->boot = std::move(boot);
+  std::lock_guard lock(runsMutex_);
+  runs_[name] = run;
+  return run;
+}
+
+bool VmDriver::claimEnd(Run& run) {
+  std::lock_guard lock(runsMutex_);
+  if (run.ended) return false;
+  run.ended = true;
+  if (auto it = runs_.find(run.name); it != runs_.end() && it->second.get() == &run) runs_.erase(it);
+  runEnded_.notify_all();
+  return true;
+}
+
+// Boots the VM (created or stopped): a transient domain; supervise() then waits for the guest agent's
+// "ready". Creating the domain takes a fraction of a second.
+Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::InstanceSpec& spec,
+                                   const InstanceRow& row, NicPort* nic, Clock::time_point received) {
+  VmHandle& vm = own(handle);
+  if (!vm.plan) {
+    if (Status configured = configure(handle, spec, &row); !configured) return fail(configured.error());
+  }
+  const VmPlan& plan = *vm.plan;
+  auto accel = accelerator(plan);  // decided by preflight(): quick
+  if (!accel) return fail(accel.error());
+  auto lv = libvirt();
+  if (!lv) return fail(lv.error());
+  const std::filesystem::path dir = directory(plan.name);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", dir.string())));
+  std::filesystem::remove(dir / "agent.sock", ec);
+
+  vmm::DomainConfig config{
+      .domainName = domainName(plan.name),
+      .instanceName = plan.name,
+      .accelerator = accel->accelerator,
+      .machine = vmm::Machine::Pc,
+      .memoryBytes = plan.memoryBytes,
+      .vcpus = plan.vcpus,
+      .kernel = plan.kernel,
+      .initrd = plan.initrd,
+      .cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, std::nullopt, std::nullopt),
+      .consoleLog = dir / "console.log",
+      .agentSocket = dir / "agent.sock",
+      .nic = std::nullopt,
+      .disks = {}};
+  // A store image's root: its overlay and config disk, found by the guest init through corral.root.
+  std::optional<std::string> rootSerial;
+  if (plan.rootImage) {
+    auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, dir);
+    if (!disks) return fail(disks.error());
+    config.disks = std::move(*disks);
+    rootSerial = vmm::kRootDiskSerial;
+    config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, std::nullopt, std::nullopt, rootSerial);
+  }
+  // Its NIC: QEMU opens the tap in our namespace; it moves into the VPC's while the CPUs are paused, and
+  // the guest's init takes its address from the kernel command line.
+  if (nic) {
+    auto planned = nic->plan();
+    if (!planned) return fail(planned.error());
+    config.nic = vmm::NicConfig{.tapName = planned->link, .mac = planned->mac};
+    config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, planned->addressWithPrefix,
+                                            planned->gateway, rootSerial);
+  }
+  if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
+  CORRAL_FAILPOINT("vm.before-define");
+  auto domain = (*lv)->createTransient(vmm::domainXml(config), /*paused=*/nic != nullptr);
+  if (!domain) return fail(domain.error());
+  Rollback destroyDomain([lv = *lv, name = config.domainName] { (void)lv->destroy(name); });
+  if (nic) {
+    Status plugged = nic->plugIntoTap();
+    if (plugged) plugged = (*lv)->resume(config.domainName);
+    if (!plugged) return fail(plugged.error());
+  }
+  auto domainStarted = Clock::now();
+  CORRAL_FAILPOINT("vm.after-define");
+
+  json boot = {{"domain_ms", msBetween(received, domainStarted)},
+               {"requested_at_ms", unixMillisAt(received)},
+               {"accelerator", vmm::acceleratorName(accel->accelerator)},
+               {"accelerator_reason", accel->reason}};
+  std::shared_ptr<Run> run = newRun(plan.name, boot);
+  run->received = received;
+  run->domainStarted = domainStarted;
+  destroyDomain.dismiss();
+  StartedRun started;
+  started.run = run->id;
+  started.state = InstanceState::starting;
+  started.pid = domain->qemuPid ? std::optional<int64_t>(*domain->qemuPid) : std::nullopt;
+  started.pidStartTime = started.pid ? processStartTime(static_cast<pid_t>(*started.pid)) : std::nullopt;
+  started.boot = std::move(boot);
+  // Undone: its stop event is not reported, the domain goes.
+  started.undo = Rollback([this, lv = *lv, run, name = config.domainName] {
+    claimEnd(*run);
+    (void)lv->destroy(name);
+  });
+  vm.run = std::move(run);
+  log::info("instance \"{}\": domain {} started ({}), waiting for the guest", plan.name, config.domainName,
+            vmm::acceleratorName(accel->accelerator));
+  return started;
+}
+
+void VmDriver::supervise(InstanceHandle& handle, const std::string&) {
+  CORRAL_FAILPOINT("vm.after-record-starting");
+  std::shared_ptr<Run> run = own(handle).run;
+  startBootWaiter(run, run->received, run->domainStarted);
+}
+
+void VmDriver::forgetRun(InstanceHandle& handle) {
+  own(handle).run.reset();
+}
+
+void VmDriver::startBootWaiter(std::shared_ptr<Run> run, Clock::time_point received,
+                               Clock::time_point domainStarted) {
+  std::lock_guard lock(bootThreadsMutex_);
+  bootThreads_.emplace_back([this, run = std::move(run), received, domainStarted]() mutable {
+    waitForGuest(std::move(run), received, domainStarted);
+  });
+}
+
+// Runs on its own thread: connects to the agent until the guest says "ready" or the boot timeout passes.
+void VmDriver::waitForGuest(std::shared_ptr<Run> run, Clock::time_point received,
+                            Clock::time_point domainStarted) {
+  const std::string& name = run->name;
+  const auto deadline = received + options_.vmBootTimeout;
+  const std::filesystem::path socket = directory(name) / "agent.sock";
+  auto ended = [&] {
+    std::lock_guard lock(runsMutex_);
+    return run->ended;
+  };
+  std::optional<vmm::AgentClient> client;
+  Error lastError = unavailable("guest agent not ready");
+  while (!quit_ && Clock::now() < deadline) {
+    // Short attempts, so a daemon shutdown is never held up by a slow guest.
+    auto attempt =
+        vmm::AgentClient::connect(socket, std::min(deadline, Clock::now() + std::chrono::seconds(1)));
+    if (attempt) {
+      client = std::move(*attempt);
+      break;
+    }
+    lastError = attempt.error();
+    if (ended()) return;  // the domain died already: its stop event ended the run
+  }
+  if (quit_) return;  // the next corrald picks the boot up again (recover())
+  auto readyAt = Clock::now();
+  if (!client) {
+    if (!claimEnd(*run)) return;
+    std::string tail = consoleTail(name, 20);
+    if (auto lv = libvirt(); lv) {
+      if (auto destroyed = (*lv)->destroy(domainName(name)); !destroyed)
+        log::warn("instance \"{}\": {}", name, destroyed.error().message());
+    }
+    std::error_code ec;
+    std::filesystem::remove(socket, ec);
+    InstanceEnding ending = InstanceEnding::because("boot-timeout");
+    ending.note = fmt::format("the guest was not ready after {} ms ({}); the console's last lines:\n{}",
+                              options_.vmBootTimeout.count(), lastError.message(), tail);
+    ending.reasonStands = true;
+    events_->instanceEnded(name, run->id, std::move(ending));
+    return;
+  }
+  if (ended()) return;
+  const vmm::GuestReady& ready = client->ready();
+  json boot = run->boot.is_object() ? run->boot : json::object();
+  // The guest's own clock splits the time since the domain started: firmware and loading (until the
+  // kernel's clock starts), the kernel (until /init), userspace (until the agent said ready).
+  double sinceDomain = msBetween(domainStarted, readyAt);
+  double guestUptime = static_cast<double>(ready.uptimeMs);
+  boot["total_ms"] = msBetween(received, readyAt);
+  boot["firmware_ms"] = std::max(0.0, sinceDomain - guestUptime);
+  boot["kernel_ms"] = static_cast<double>(ready.initStartedMs);
+  boot["userspace_ms"] = static_cast<double>(ready.uptimeMs - ready.initStartedMs);
+  boot["guest_uptime_ms"] = guestUptime;
+  boot["guest_kernel"] = ready.kernel;
+  log::info("instance \"{}\" ready: guest kernel {}, boot {:.0f} ms", name, ready.kernel,
+            boot["total_ms"].get<double>());
+  {
+    std::lock_guard agent(run->agentMutex);
+    run->agent = std::move(client);
+  }
+  events_->instanceReady(name, run->id, std::move(boot));
+}
+
+// Our thread: libvirt's stop events, queued by its event thread, end the runs of their domains.
+void VmDriver::handleDomainEvents() {
+  while (!quit_) {
+    std::vector<vmm::DomainStopped> events;
+    {
+      std::unique_lock lock(eventsMutex_);
+      eventsChanged_.wait_for(lock, std::chrono::seconds(1), [&] { return quit_ || !domainEvents_.empty(); });
+      events.swap(domainEvents_);
+    }
+    for (const vmm::DomainStopped& event : events) {
+      if (quit_ || !event.domainName.starts_with(options_.domainPrefix)) continue;
+      std::string name = event.domainName.substr(options_.domainPrefix.size());
+      std::shared_ptr<Run> run;
+      {
+        std::lock_guard lock(runsMutex_);
+        auto it = runs_.find(name);
+        if (it == runs_.end()) continue;
+        run = it->second;
+      }
+      if (!claimEnd(*run)) continue;
+      InstanceEnding ending = InstanceEnding::because(std::string(vmm::stopReasonName(event.reason)));
+      if (event.reason == vmm::StopReason::Crashed || event.reason == vmm::StopReason::Failed) {
+        ending.note = "the console's last lines:\n" + consoleTail(name, 20);
+      }
+      std::error_code ec;
+      std::filesystem::remove(directory(name) / "agent.sock", ec);
+      events_->instanceEnded(name, run->id, std::move(ending));
+    }
+  }
+}
+
+Status VmDriver::stop(InstanceHandle& handle, const std::string& name, std::unique_lock<std::mutex>& lock,
+                      std::chrono::seconds grace) {
+  std::shared_ptr<Run> run = own(handle).run;
+  lock.unlock();
+  Rollback relock([&] { lock.lock(); });
+  auto lv = libvirt();
+  if (!lv) return fail(lv.error().wrap(fmt::format("stop \"{}\"", name)));
+  // Ask nicely: the agent (which powers off), else the ACPI power button; then destroy after the grace.
+  bool asked = false;
+  if (run) {
+    std::unique_lock agentLock(run->agentMutex, std::try_to_lock);
+    if (agentLock && run->agent) asked = static_cast<bool>(run->agent->shutdown());
+  }
+  if (!asked) {
+    if (auto acpi = (*lv)->shutdownAcpi(domainName(name)); !acpi)
+      log::info("stop \"{}\": ACPI shutdown: {}", name, acpi.error().message());
+  }
+  bool down = false;
+  {
+    std::unique_lock runs(runsMutex_);
+    down = runEnded_.wait_for(runs, grace, [&] { return !run || run->ended; });
+  }
+  if (!down) {
+    CORRAL_FAILPOINT("vm.stop.before-destroy");
+    if (auto destroyed = (*lv)->destroy(domainName(name)); !destroyed)
+      log::warn("stop \"{}\": {}", name, destroyed.error().message());
+  }
+  return {};
+}
+
+Status VmDriver::kill(InstanceHandle&, const std::string& name, std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
+  Rollback relock([&] { lock.lock(); });
+  auto lv = libvirt();
+  if (!lv) return fail(lv.error());
+  if (auto destroyed = (*lv)->destroy(domainName(name)); !destroyed) return fail(destroyed.error());
+  CORRAL_FAILPOINT("vm.rm.after-destroy");
+  return {};
+}
+
+Result<json> VmDriver::exec(InstanceHandle& handle, const InstanceRow& row,
+                            std::unique_lock<std::mutex>& lock, const std::vector<std::string>& command,
+                            const std::vector<std::string>& env) {
+  const std::string name = row.name;
+  std::shared_ptr<Run> run = own(handle).run;
+  if (!run) return fail(conflict("instance \"{}\" has no guest agent session", name));
+  lock.unlock();
+  std::lock_guard agentLock(run->agentMutex);
+  if (!run->agent) {
+    auto client = vmm::AgentClient::connect(directory(name) / "agent.sock", Clock::now() + kAgentReconnect);
+    if (!client) return fail(client.error().wrap(fmt::format("exec in instance \"{}\"", name)));
+    run->agent = std::move(*client);
+  }
+  auto result = run->agent->exec(command, env, kExecTimeout);
+  if (!result) {
+    run->agent.reset();  // the next exec reconnects
+    return fail(result.error().wrap(fmt::format("exec in instance \"{}\"", name)));
+  }
+  json exitCode = result->exitCode ? json(*result->exitCode) : json(nullptr);
+  json signal = result->signal ? json(*result->signal) : json(nullptr);
+  return json{{"exit_code", exitCode},
+              {"signal", signal},
+              {"stdout", textJson(result->stdoutText)},
+              {"stderr", textJson(result->stderrText)},
+              {"truncated", result->truncated},
+              {"timed_out", result->timedOut}};
+}
+
+// rm of a VM that is not active: its domain, should a crash have left one running, is destroyed.
+Result<std::string> VmDriver::clearLeftovers(const std::string& name) {
+  auto lv = libvirt();
+  if (!lv) {
+    // Without libvirtd no domain can run either; the next corrald start reconciles.
+    log::info("remove \"{}\": libvirt not reachable ({}); no domain to look for", name, lv.error().message());
+    return std::string();
+  }
+  auto domain = (*lv)->lookup(domainName(name));
+  if (!domain) return fail(domain.error());
+  if (!*domain) return std::string();
+  if (Status destroyed = (*lv)->destroy(domainName(name)); !destroyed) return fail(destroyed.error());
+  return fmt::format("destroyed its domain {}", domainName(name));
+}
+
+Status VmDriver::removeDirectory(const std::string& name) {
+  std::error_code ec;
+  std::filesystem::remove_all(directory(name), ec);
+  if (ec) return fail(systemError(ec.value(), fmt::format("rm -r \"{}\"", directory(name).string())));
+  return {};
+}
+
+// After a corrald restart: a VM whose domain still runs is taken back (agent reconnected, or the boot wait
+// resumed); one whose domain is gone is recorded as lost; one whose run crashed before its domain was
+// recorded is rolled back (reconcile() destroys the domain).
+InstanceDriver::Recovery VmDriver::recover(InstanceHandle& handle, InstanceRow& row) {
+  const std::string name = row.name;
+  Recovery recovery;
+  if (row.state == InstanceState::created) {
+    log::warn(
+        "instance \"{}\": corrald stopped while creating it; rolled back (its domain, if any, is destroyed) "
+        "and recorded as lost",
+        name);
+    markLost(row, "corrald stopped while creating it; the start was rolled back");
+    recovery.rowChanged = true;
+    return recovery;
+  }
+  if (!isActive(row.state)) return recovery;
+  VmHandle& vm = own(handle);
+  json boot = json::parse(row.bootStepsJson, nullptr, false);
+  if (!boot.is_object()) boot = json::object();
+  auto lv = libvirt();
+  if (!lv) {
+    log::warn("instance \"{}\": cannot check its domain: {}; it stays {} until libvirtd answers", name,
+              lv.error().message(), instanceStateName(row.state));
+    vm.run = newRun(name, boot);
+    recovery.run = vm.run->id;
+    return recovery;
+  }
+  auto domain = (*lv)->lookup(domainName(name));
+  if (domain && *domain && (*domain)->running) {
+    if (row.state == InstanceState::starting) {
+      // The boot is measured from the request the earlier corrald received (its wall-clock time is in the
+      // record), so the total still covers every step; the record says a restart happened in between.
+      auto at = Clock::now();
+      Clock::time_point received = at, domainStarted = at;
+      if (boot.contains("requested_at_ms") && boot["requested_at_ms"].is_number() &&
+          boot.contains("domain_ms") && boot["domain_ms"].is_number()) {
+        double ago = unixMillisAt(at) - boot["requested_at_ms"].get<double>();
+        received = at - std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double, std::milli>(std::max(0.0, ago)));
+        domainStarted =
+            received + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double, std::milli>(boot["domain_ms"].get<double>()));
+      } else {
+        boot["boot_note"] =
+            "corrald restarted during the boot and the record has no request time: total_ms and "
+            "firmware_ms count from the restart only";
+      }
+      boot["daemon_restarted"] = true;
+      row.bootStepsJson = boot.dump();
+      vm.run = newRun(name, boot);
+      recovery.run = vm.run->id;
+      startBootWaiter(vm.run, received, domainStarted);
+      log::info("instance \"{}\": domain still running; waiting again for its guest", name);
+      return recovery;
+    }
+    vm.run = newRun(name, boot);
+    recovery.run = vm.run->id;
+    auto client = vmm::AgentClient::connect(directory(name) / "agent.sock", Clock::now() + kAgentReconnect);
+    if (client) vm.run->agent = std::move(*client);
+    log::info("instance \"{}\": reattached to domain {}{}", name, domainName(name),
+              client ? "" : " (agent not answering yet; exec will retry)");
+    return recovery;
+  }
+  if (!domain) log::warn("instance \"{}\": {}", name, domain.error().message());
+  markLost(row, "its domain was gone when corrald restarted");
+  recovery.rowChanged = true;
+  return recovery;
+}
+
+// Domains named with our prefix that no active VM instance owns (a crash between creating the domain and
+// recording it) are destroyed; so are per-VM directories no instance owns. Then, with an image to boot, the
+// accelerator is chosen early (a KVM probe boot can take seconds).
+void VmDriver::reconcile(const std::set<std::string>& active, const std::set<std::string>& all) {
+  std::error_code ec;
+  if (!all.empty() || !std::filesystem::is_empty(options_.vmsDir, ec)) {
+    if (auto lv = libvirt(); !lv) {
+      log::info("libvirt not reachable ({}); VMs unavailable until it is", lv.error().message());
+    } else if (auto domains = (*lv)->listDomains(options_.domainPrefix); !domains) {
+      log::warn("reconcile: {}", domains.error().message());
+    } else {
+      for (const vmm::DomainInfo& domain : *domains) {
+        std::string name = domain.name.substr(options_.domainPrefix.size());
+        if (active.contains(name) || domain.name == options_.domainPrefix + "kvm-probe") continue;
+        log::warn("reconcile: destroying domain {}: no running corral instance owns it", domain.name);
+        if (auto destroyed = (*lv)->destroy(domain.name); !destroyed)
+          log::warn("reconcile: {}", destroyed.error().message());
+      }
+      for (const auto& entry : std::filesystem::directory_iterator(options_.vmsDir, ec)) {
+        std::string name = entry.path().filename().string();
+        if (name.starts_with(".") || all.contains(name)) continue;
+        log::warn("reconcile: removing \"{}\": no instance owns it", entry.path().string());
+        std::filesystem::remove_all(entry.path(), ec);
+      }
+    }
+  }
+  if (options_.accelerator != "auto") return;
+  schema::InstanceSpec probeSpec;
+  probeSpec.name = "kvm-probe";
+  probeSpec.kind = schema::InstanceKind::vm;
+  if (auto plan = toPlan(probeSpec); plan) {
+    acceleratorProbe_ = std::thread([this, plan = *plan] {
+      if (auto chosen = accelerator(plan); !chosen) log::warn("accelerator: {}", chosen.error().message());
+    });
+  }
+}
+
+void VmDriver::replugNic(InstanceHandle&, const InstanceRow& row, NicPort&) {
+  if (isActive(row.state))
+    log::warn("instance \"{}\": its VM's NIC is gone (the VPC namespace was recreated); restart it",
+              row.name);
+}
+
+void VmDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec& spec,
+                        const InstanceRow& row, json& out) const {
+  const VmHandle& vm = own(handle);
+  json boot = json::parse(row.bootStepsJson, nullptr, false);
+  auto fromBoot = [&](const char* key) {
+    return boot.is_object() && boot.contains(key) ? boot[key] : json(nullptr);
+  };
+  out["command"] = spec.command;
+  // The store image booted as the root disk; null for a built-in image (its initramfs is the guest).
+  out["image_digest"] =
+      vm.plan && vm.plan->rootImage ? json(vm.plan->rootImage->manifestDigest.text()) : json(nullptr);
+  out["oom_kills"] = nullptr;  // a VM's are the guest's
+  out["usage"] = row.state == InstanceState::running && row.pid ? qemuUsage(*row.pid) : json(nullptr);
+  out["cgroup"] = nullptr;
+  out["bundle"] = directory(row.name).string();
+  out["user_namespace_range"] = nullptr;
+  out["vm"] = {{"domain", domainName(row.name)},
+               {"memory_bytes", vm.plan ? json(vm.plan->memoryBytes) : json(nullptr)},
+               {"vcpus", vm.plan ? json(vm.plan->vcpus) : json(nullptr)},
+               {"kernel", vm.plan ? json(vm.plan->kernel.string()) : json(nullptr)},
+               {"initrd", vm.plan ? json(vm.plan->initrd.string()) : json(nullptr)},
+               {"accelerator", fromBoot("accelerator")},
+               {"accelerator_reason", fromBoot("accelerator_reason")},
+               {"agent_socket", (directory(row.name) / "agent.sock").string()}};
+}
+
+std::string VmDriver::consoleTail(const std::string& name, size_t lines) const {
+  const std::string logPath = (directory(name) / "console.log").string();
+  UniqueFd fd(::open(logPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return "(no console output)";
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || st.st_size == 0) return "(no console output)";
+  constexpr off_t kWindow = 16 * 1024;
+  off_t from = std::max<off_t>(0, st.st_size - kWindow);
+  std::string data(static_cast<size_t>(st.st_size - from), '\0');
+  ssize_t got = ::pread(fd.get(), data.data(), data.size(), from);
+  data.resize(got > 0 ? static_cast<size_t>(got) : 0);
+  std::erase(data, '\r');
+  while (!data.empty() && data.back() == '\n') data.pop_back();
+  size_t pos = data.size();
+  for (size_t n = 0; n < lines && pos != std::string::npos && pos > 0; ++n) {
+    pos = data.rfind('\n', pos - 1);
+  }
+  return pos == std::string::npos ? data : data.substr(pos + 1);
+}
+
+}  // namespace corral::daemon

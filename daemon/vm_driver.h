@@ -1,0 +1,115 @@
+// VMs as instances (daemon/driver.h): transient libvirt domains (a stopped VM is only a row in the store),
+// readiness from the guest agent, stop by agent or ACPI then destroy, exec through the agent, libvirt's
+// stop events turned into reports by a thread of this driver, and the accelerator chosen once per host
+// boot by a bounded KVM probe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon/driver.h"
+#include "daemon/vm_spec.h"
+#include "vmm/accel.h"
+#include "vmm/libvirt.h"
+
+namespace corral::daemon {
+
+// The accelerator VMs get, and why; "probing" while the KVM probe boot runs.
+struct AcceleratorStatus {
+  std::string state = "unknown";  // unknown | probing | decided
+  std::optional<vmm::AcceleratorChoice> choice;
+};
+
+class VmDriver final : public InstanceDriver {
+ public:
+  explicit VmDriver(InstanceOptions options);
+  ~VmDriver() override;
+
+  AcceleratorStatus acceleratorStatus();
+  // Whether libvirtd answers, and its version or what to do about it (for `corral info`).
+  Result<std::string> hypervisorVersion();
+
+  void bind(InstanceEvents& events) override;
+  void shutdown() override;
+  std::filesystem::path directory(const std::string& name) const override;
+  std::unique_ptr<InstanceHandle> newHandle() override;
+  Status configure(InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow* row) override;
+  Status preflight(const schema::InstanceSpec& spec) override;
+  bool recordsStartingFirst() const override { return false; }
+  Status reserve(InstanceHandle&, const schema::InstanceSpec&, InstanceRow&) override { return {}; }
+  void release(const InstanceRow&) override {}
+  Result<StartedRun> start(InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow& row,
+                           NicPort* nic, std::chrono::steady_clock::time_point received) override;
+  void supervise(InstanceHandle& handle, const std::string& name) override;
+  void forgetRun(InstanceHandle& handle) override;
+  Status stop(InstanceHandle& handle, const std::string& name, std::unique_lock<std::mutex>& lock,
+              std::chrono::seconds grace) override;
+  Status kill(InstanceHandle& handle, const std::string& name, std::unique_lock<std::mutex>& lock) override;
+  std::chrono::milliseconds settleTimeout() const override { return std::chrono::seconds(15); }
+  Result<nlohmann::json> exec(InstanceHandle& handle, const InstanceRow& row,
+                              std::unique_lock<std::mutex>& lock, const std::vector<std::string>& command,
+                              const std::vector<std::string>& env) override;
+  Result<std::string> clearLeftovers(const std::string& name) override;
+  Status removeDirectory(const std::string& name) override;
+  Recovery recover(InstanceHandle& handle, InstanceRow& row) override;
+  void reconcile(const std::set<std::string>& active, const std::set<std::string>& all) override;
+  void replugNic(InstanceHandle& handle, const InstanceRow& row, NicPort& nic) override;
+  void describe(const InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow& row,
+                nlohmann::json& out) const override;
+
+  struct Run;  // one boot of the domain: its agent session, whether its end was reported
+
+ private:
+  // Where a VM's kernel and root filesystem come from: the spec validated against the image directory
+  // (imageDir/IMAGE/vm/{vmlinuz,initramfs.img}), else the image store (the image's disk as the root,
+  // daemon/vm_image.h), and the host's memory and CPUs.
+  Result<VmPlan> toPlan(const schema::InstanceSpec& spec) const;
+  Result<vmm::Libvirt*> libvirt();
+  Result<vmm::AcceleratorChoice> accelerator(const VmPlan& plan);
+  std::optional<vmm::AcceleratorChoice> cachedAcceleratorChoice();
+  std::string domainName(const std::string& instanceName) const {
+    return options_.domainPrefix + instanceName;
+  }
+  std::shared_ptr<Run> newRun(const std::string& name, nlohmann::json boot);
+  // The run's end is to be reported by the caller: false when another thread claimed it first.
+  bool claimEnd(Run& run);
+  void startBootWaiter(std::shared_ptr<Run> run, std::chrono::steady_clock::time_point received,
+                       std::chrono::steady_clock::time_point domainStarted);
+  void waitForGuest(std::shared_ptr<Run> run, std::chrono::steady_clock::time_point received,
+                    std::chrono::steady_clock::time_point domainStarted);
+  void handleDomainEvents();
+  std::string consoleTail(const std::string& name, size_t lines) const;
+
+  InstanceOptions options_;
+  InstanceEvents* events_ = nullptr;
+  std::atomic<bool> quit_{false};
+
+  // The libvirt connection, opened on first need (a daemon without libvirtd still runs containers).
+  std::mutex libvirtMutex_;
+  std::unique_ptr<vmm::Libvirt> libvirt_;
+  // Libvirt's stop events, queued by its event thread for ours; the runs whose domains run, by instance.
+  std::mutex eventsMutex_;
+  std::condition_variable eventsChanged_;
+  std::vector<vmm::DomainStopped> domainEvents_;
+  std::thread eventThread_;
+  std::mutex runsMutex_;
+  std::condition_variable runEnded_;
+  std::map<std::string, std::shared_ptr<Run>, std::less<>> runs_;
+  // The threads waiting for guests to become ready.
+  std::mutex bootThreadsMutex_;
+  std::vector<std::thread> bootThreads_;
+  // The accelerator decision.
+  std::mutex acceleratorMutex_;  // held while probing: concurrent starts wait for one probe
+  AcceleratorStatus acceleratorStatus_;
+  std::mutex acceleratorStatusMutex_;
+  std::thread acceleratorProbe_;
+};
+
+}  // namespace corral::daemon

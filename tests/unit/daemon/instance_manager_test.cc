@@ -1,0 +1,437 @@
+// InstanceManager's own logic over a fake driver (tests/unit/daemon/fake_driver.h), a real Store in a
+// temporary directory and a NetworkController that keeps the model only: a run failing at any step leaves
+// no row, NIC, directory, reservation or run; stop, start and rm move the instance through the lifecycle;
+// refusals are 409s; a restart adopts what the driver finds running and records the rest as lost.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/api.h"
+#include "daemon/instances.h"
+#include "daemon/store.h"
+#include "tests/unit/daemon/fake_driver.h"
+
+namespace corral::daemon {
+namespace {
+
+using nlohmann::json;
+using testing::FakeDriver;
+
+class InstanceManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/corral-instance-manager-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    dbPath_ = dir_ + "/state.db";
+    auto store = Store::open(dbPath_);
+    ASSERT_TRUE(store) << store.error().message();
+    store_.emplace(std::move(*store));
+    net::Topology topology;
+    ASSERT_TRUE(topology.createVpc({.name = "v", .cidr = "10.0.0.0/16"}, 0));
+    schema::SubnetSpec subnet;
+    subnet.name = "s";
+    subnet.vpc = "v";
+    subnet.cidr = "10.0.1.0/24";
+    ASSERT_TRUE(topology.createSubnet(subnet, 0));
+    network_ = std::make_unique<NetworkController>(NetworkOptions{}, std::move(topology));
+    load();
+  }
+  void TearDown() override {
+    manager_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // A new manager over the same store and network (a daemon restart), with a fresh fake set up by `setup`.
+  void load(const std::function<void(FakeDriver&)>& setup = {}) {
+    manager_.reset();
+    // Forget the NICs as a restart does: load() restores them from the stored specs.
+    for (const char* name : {"web", "a", "b", "c", "v1"}) network_->releaseNic(name);
+    auto fake = std::make_unique<FakeDriver>();
+    if (setup) setup(*fake);
+    fake_ = fake.get();
+    InstanceDrivers drivers;
+    drivers[schema::InstanceKind::container] = std::move(fake);
+    InstanceOptions options;
+    options.domainPrefix = "fake-";
+    auto loaded = InstanceManager::load(*store_, options, network_.get(), std::move(drivers));
+    ASSERT_TRUE(loaded) << loaded.error().message();
+    manager_ = std::move(*loaded);
+  }
+
+  static schema::InstanceSpec spec(const std::string& name, bool withNic = true) {
+    schema::InstanceSpec spec;
+    spec.name = name;
+    spec.image = "busybox";
+    spec.command = {"sleep", "1000"};
+    if (withNic) spec.subnet = "s";
+    return spec;
+  }
+
+  std::vector<InstanceRow> rows() {
+    auto listed = store_->listInstances();
+    EXPECT_TRUE(listed) << listed.error().message();
+    return listed ? *listed : std::vector<InstanceRow>{};
+  }
+  std::optional<InstanceRow> row(const std::string& name) {
+    for (InstanceRow& r : rows())
+      if (r.name == name) return r;
+    return std::nullopt;
+  }
+  std::string state(const std::string& name) {
+    auto got = manager_->get(name);
+    return got ? (*got)["state"].get<std::string>() : "(" + got.error().message() + ")";
+  }
+
+  // Runs SQL on a second connection to the same database, e.g. to make the next write fail.
+  void sql(const std::string& statement) {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(dbPath_.c_str(), &raw), SQLITE_OK);
+    std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
+    char* message = nullptr;
+    int rc = sqlite3_exec(db.get(), statement.c_str(), nullptr, nullptr, &message);
+    std::string text = message ? message : "";
+    sqlite3_free(message);
+    ASSERT_EQ(rc, SQLITE_OK) << text;
+  }
+
+  // Nothing of `name` is left anywhere: row, entry, NIC, directory, reservation, run.
+  void expectNothingLeft(const std::string& name) {
+    EXPECT_FALSE(row(name)) << name << ": row";
+    EXPECT_FALSE(manager_->get(name)) << name << ": entry";
+    EXPECT_FALSE(network_->nic(name)) << name << ": NIC";
+    std::lock_guard lock(fake_->mutex);
+    EXPECT_FALSE(fake_->directories.contains(name)) << name << ": directory";
+    EXPECT_FALSE(fake_->reserved.contains(name)) << name << ": reservation";
+    EXPECT_FALSE(fake_->runs.contains(name)) << name << ": run";
+  }
+
+  std::string dir_, dbPath_;
+  std::optional<Store> store_;
+  std::unique_ptr<NetworkController> network_;
+  std::unique_ptr<InstanceManager> manager_;
+  FakeDriver* fake_ = nullptr;
+};
+
+TEST_F(InstanceManagerTest, RunRecordsTheRowTheNicAndTheRun) {
+  auto ran = manager_->run(spec("web"));
+  ASSERT_TRUE(ran) << ran.error().message();
+  EXPECT_EQ((*ran)["state"], "running");
+  EXPECT_EQ((*ran)["pid"], 4242);
+  EXPECT_EQ((*ran)["kind"], "container");
+  EXPECT_EQ((*ran)["configured"], true);  // the driver's part of the JSON
+  ASSERT_TRUE(network_->nic("web"));
+  EXPECT_EQ((*ran)["ip"], network_->nic("web")->address);
+  auto stored = row("web");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->state, InstanceState::running);
+  EXPECT_EQ(stored->pid, 4242);
+  EXPECT_NE(stored->specJson.find(network_->nic("web")->address), std::string::npos);
+  EXPECT_EQ(stored->logPath, "/nonexistent/corral-fake/web/console.log");
+  EXPECT_TRUE(fake_->called("supervise web"));
+  EXPECT_TRUE(fake_->plugged.contains("web"));
+  EXPECT_NE(fake_->runOf("web"), 0u);
+}
+
+TEST_F(InstanceManagerTest, RunFailingAtEachStepLeavesNothingBehind) {
+  for (const char* step : {"configure", "preflight", "reserve", "start", "start.after-plug"}) {
+    SCOPED_TRACE(step);
+    fake_->failAt = {step};
+    auto ran = manager_->run(spec("web"));
+    ASSERT_FALSE(ran);
+    EXPECT_NE(ran.error().message().find(std::string("the fake fails at ") + step), std::string::npos)
+        << ran.error().message();
+    expectNothingLeft("web");
+    EXPECT_EQ(manager_->count(), 0u);
+  }
+  // And nothing blocks the same name afterwards.
+  fake_->failAt.clear();
+  ASSERT_TRUE(manager_->run(spec("web")));
+  EXPECT_EQ(state("web"), "running");
+}
+
+TEST_F(InstanceManagerTest, RunWhoseRunningRowCannotBeWrittenUndoesTheStartedRun) {
+  sql("CREATE TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.state = 'running' "
+      "BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+  auto ran = manager_->run(spec("web"));
+  ASSERT_FALSE(ran);
+  EXPECT_NE(ran.error().message().find("disk full"), std::string::npos) << ran.error().message();
+  EXPECT_TRUE(fake_->called("undo web"));
+  EXPECT_FALSE(fake_->called("supervise web"));
+  expectNothingLeft("web");
+}
+
+TEST_F(InstanceManagerTest, RunRefusesATakenNameAndAKindWithoutADriver) {
+  ASSERT_TRUE(manager_->run(spec("web")));
+  auto again = manager_->run(spec("web"));
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind(), ErrorKind::Conflict);
+  schema::InstanceSpec vm = spec("v1");
+  vm.kind = schema::InstanceKind::vm;
+  auto refused = manager_->run(vm);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind(), ErrorKind::InvalidArgument);
+  EXPECT_EQ(refused.error().field(), "kind");
+  expectNothingLeft("v1");
+}
+
+TEST_F(InstanceManagerTest, StopStartAndRemoveMoveThroughTheLifecycle) {
+  ASSERT_TRUE(manager_->run(spec("web")));
+  const RunId first = fake_->runOf("web");
+  auto stopped = manager_->stop("web", 5);
+  ASSERT_TRUE(stopped) << stopped.error().message();
+  EXPECT_EQ((*stopped)["state"], "stopped");
+  EXPECT_EQ((*stopped)["exit_reason"], "stopped");  // the driver said "exited", but the stop asked
+  EXPECT_EQ((*stopped)["exit_code"], 143);
+  EXPECT_EQ(row("web")->state, InstanceState::stopped);
+  EXPECT_TRUE(network_->nic("web"));  // a stopped instance keeps its addresses
+
+  auto started = manager_->start("web");
+  ASSERT_TRUE(started) << started.error().message();
+  EXPECT_EQ((*started)["state"], "running");
+  EXPECT_NE(fake_->runOf("web"), first);
+  // A late report about the earlier run changes nothing.
+  fake_->reportEnd("web", first, InstanceEnding::because("exited"));
+  EXPECT_EQ(state("web"), "running");
+
+  auto removed = manager_->remove("web", /*force=*/false);
+  ASSERT_FALSE(removed);
+  EXPECT_EQ(removed.error().kind(), ErrorKind::Conflict);
+  removed = manager_->remove("web", /*force=*/true);
+  ASSERT_TRUE(removed) << removed.error().message();
+  EXPECT_TRUE(fake_->called("kill web"));
+  EXPECT_TRUE(fake_->called("clear-leftovers web"));
+  EXPECT_TRUE(fake_->called("release web"));
+  expectNothingLeft("web");
+}
+
+TEST_F(InstanceManagerTest, StartFailingRestoresTheStoppedRow) {
+  ASSERT_TRUE(manager_->run(spec("web")));
+  ASSERT_TRUE(manager_->stop("web", 0));
+  for (const char* step : {"preflight", "start", "start.after-plug"}) {
+    SCOPED_TRACE(step);
+    fake_->failAt = {step};
+    auto started = manager_->start("web");
+    ASSERT_FALSE(started);
+    EXPECT_EQ(state("web"), "stopped");
+    EXPECT_EQ(row("web")->state, InstanceState::stopped);
+    EXPECT_EQ(row("web")->exitReason, "stopped");
+    EXPECT_EQ(fake_->runOf("web"), 0u);
+  }
+  fake_->failAt.clear();
+  ASSERT_TRUE(manager_->start("web"));
+}
+
+TEST_F(InstanceManagerTest, AnEndTheDriverReportsIsRecordedAndRemoveOnExitForgetsIt) {
+  ASSERT_TRUE(manager_->run(spec("web")));
+  fake_->exit("web", 3);
+  auto got = manager_->get("web");
+  ASSERT_TRUE(got);
+  EXPECT_EQ((*got)["state"], "stopped");
+  EXPECT_EQ((*got)["exit_reason"], "exited");
+  EXPECT_EQ((*got)["exit_code"], 3);
+  EXPECT_EQ(row("web")->exitCode, 3);
+
+  schema::InstanceSpec once = spec("a");
+  once.removeOnExit = true;
+  ASSERT_TRUE(manager_->run(once));
+  fake_->exit("a", 0);
+  expectNothingLeft("a");
+  EXPECT_TRUE(fake_->called("remove-directory a"));
+}
+
+TEST_F(InstanceManagerTest, RequestsThatDoNotFitTheStateAre409s) {
+  ASSERT_TRUE(manager_->run(spec("web")));
+  auto expectConflict = [](const Result<json>& result, const std::string& words) {
+    ASSERT_FALSE(result);
+    EXPECT_EQ(result.error().kind(), ErrorKind::Conflict) << result.error().message();
+    EXPECT_NE(result.error().message().find(words), std::string::npos) << result.error().message();
+  };
+  expectConflict(manager_->start("web"), "only a stopped instance can be started");
+  ASSERT_TRUE(manager_->stop("web", 0));
+  expectConflict(manager_->stop("web", 0), "not running");
+  expectConflict(manager_->exec("web", {"true"}, {}), "not running");
+  EXPECT_EQ(manager_->start("nope").error().kind(), ErrorKind::NotFound);
+  EXPECT_EQ(manager_->stop("web", -1).error().field(), "grace_seconds");
+}
+
+TEST_F(InstanceManagerTest, WhileAStopWorksWithoutTheLockOtherRequestsAreRefused) {
+  ASSERT_TRUE(manager_->run(spec("web")));
+  ASSERT_TRUE(manager_->run(spec("a")));
+  fake_->blockAt = "stop";
+  auto stopping = std::async(std::launch::async, [&] { return manager_->stop("web", 10); });
+  ASSERT_TRUE(fake_->waitBlocked());
+  // The lock is free: other instances and reads go on; this one's requests are refused.
+  EXPECT_EQ(state("web"), "running");  // shown as the state it left
+  EXPECT_TRUE(manager_->exec("a", {"true"}, {}));
+  for (auto result : {manager_->stop("web", 0), manager_->start("web"), manager_->remove("web", true)}) {
+    ASSERT_FALSE(result);
+    EXPECT_EQ(result.error().kind(), ErrorKind::Conflict);
+    EXPECT_NE(result.error().message().find("stopping"), std::string::npos) << result.error().message();
+  }
+  fake_->release();
+  auto stopped = stopping.get();
+  ASSERT_TRUE(stopped) << stopped.error().message();
+  EXPECT_EQ((*stopped)["state"], "stopped");
+  EXPECT_EQ(state("a"), "running");
+}
+
+TEST_F(InstanceManagerTest, WhileAForcedRemoveKillsEverythingElseIsRefused) {
+  ASSERT_TRUE(manager_->run(spec("web")));
+  fake_->blockAt = "kill";
+  auto removing = std::async(std::launch::async, [&] { return manager_->remove("web", true); });
+  ASSERT_TRUE(fake_->waitBlocked());
+  for (auto result : {manager_->stop("web", 0), manager_->start("web"), manager_->exec("web", {"true"}, {}),
+                      manager_->remove("web", true)}) {
+    ASSERT_FALSE(result);
+    EXPECT_EQ(result.error().kind(), ErrorKind::Conflict);
+    EXPECT_NE(result.error().message().find("being removed"), std::string::npos) << result.error().message();
+  }
+  fake_->release();
+  ASSERT_TRUE(removing.get());
+  expectNothingLeft("web");
+}
+
+TEST_F(InstanceManagerTest, RemoveFailingKeepsTheInstanceAndItsNic) {
+  ASSERT_TRUE(manager_->run(spec("web")));
+  ASSERT_TRUE(manager_->stop("web", 0));
+  for (const char* step : {"clear-leftovers", "remove-directory"}) {
+    SCOPED_TRACE(step);
+    fake_->failAt = {step};
+    auto removed = manager_->remove("web", false);
+    ASSERT_FALSE(removed);
+    EXPECT_TRUE(row("web"));
+    EXPECT_TRUE(network_->nic("web"));
+    EXPECT_EQ(state("web"), "stopped");  // not stuck "removing"
+  }
+  fake_->failAt.clear();
+  ASSERT_TRUE(manager_->remove("web", false));
+  expectNothingLeft("web");
+}
+
+TEST_F(InstanceManagerTest, SeveralInstancesLiveSideBySide) {
+  for (const char* name : {"a", "b", "c"}) ASSERT_TRUE(manager_->run(spec(name)));
+  EXPECT_EQ(manager_->list()["instances"].size(), 3u);
+  std::set<std::string> addresses;
+  for (const char* name : {"a", "b", "c"}) addresses.insert(network_->nic(name)->address);
+  EXPECT_EQ(addresses.size(), 3u);
+  ASSERT_TRUE(manager_->stop("b", 0));
+  ASSERT_TRUE(manager_->remove("a", true));
+  EXPECT_EQ(state("b"), "stopped");
+  EXPECT_EQ(state("c"), "running");
+  expectNothingLeft("a");
+  EXPECT_EQ(manager_->count(), 2u);
+}
+
+TEST_F(InstanceManagerTest, ARestartAdoptsWhatRunsAndRecordsTheRestAsLost) {
+  ASSERT_TRUE(manager_->run(spec("a")));
+  ASSERT_TRUE(manager_->run(spec("b")));
+  ASSERT_TRUE(manager_->run(spec("c")));
+  ASSERT_TRUE(manager_->stop("c", 0));
+  // A run interrupted by a crash: its row says "starting".
+  InstanceRow interrupted = *row("c");
+  interrupted.name = "web";
+  interrupted.state = InstanceState::starting;
+  interrupted.specJson = api::renderRequest(api::RunInstance{spec("web", /*withNic=*/false)}).body;
+  ASSERT_TRUE(store_->insertInstance(interrupted));
+
+  load([](FakeDriver& fake) { fake.adopts = {"a"}; });
+  EXPECT_TRUE(fake_->called("recover a"));
+  EXPECT_EQ(state("a"), "running");
+  EXPECT_EQ(state("b"), "stopped");
+  EXPECT_EQ(row("b")->exitReason, "lost");
+  EXPECT_EQ(row("b")->exitNote, "the fake found it gone");
+  EXPECT_EQ(state("c"), "stopped");
+  EXPECT_EQ(row("c")->exitReason, "stopped");  // untouched
+  EXPECT_EQ(row("web")->state, InstanceState::stopped);
+  EXPECT_EQ(row("web")->exitReason, "lost");
+  EXPECT_EQ(fake_->reconciledActive, (std::set<std::string>{"a"}));
+  EXPECT_EQ(fake_->reconciledAll, (std::set<std::string>{"a", "b", "c", "web"}));
+  EXPECT_TRUE(network_->nic("a"));  // restored from the stored spec
+
+  // The adopted run is watched again: its end is recorded, and it can be started and removed.
+  fake_->exit("a", 0);
+  EXPECT_EQ(state("a"), "stopped");
+  ASSERT_TRUE(manager_->start("a"));
+  ASSERT_TRUE(manager_->remove("a", true));
+  expectNothingLeft("a");
+}
+
+TEST_F(InstanceManagerTest, AStoredSpecThatNoLongerValidatesIsConfiguredAgainAtStart) {
+  ASSERT_TRUE(manager_->run(spec("web")));
+  ASSERT_TRUE(manager_->stop("web", 0));
+  load([](FakeDriver& fake) { fake.invalid = {"web"}; });
+  auto got = manager_->get("web");
+  ASSERT_TRUE(got);
+  EXPECT_EQ((*got)["configured"], false);
+  auto refused = manager_->start("web");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().field(), "image");
+  EXPECT_EQ(state("web"), "stopped");
+  fake_->invalid.clear();
+  ASSERT_TRUE(manager_->start("web"));
+  EXPECT_EQ((*manager_->get("web"))["configured"], true);
+}
+
+// A kind whose runs start as "starting" (a VM's) and whose driver records the row only once it runs.
+class InstanceManagerBootingTest : public InstanceManagerTest {
+ protected:
+  void SetUp() override {
+    InstanceManagerTest::SetUp();
+    load([](FakeDriver& fake) {
+      fake.startsStarting = true;
+      fake.recordsStarting = false;
+    });
+  }
+};
+
+TEST_F(InstanceManagerBootingTest, StartingBecomesRunningWhenTheDriverSaysReady) {
+  ASSERT_TRUE(manager_->run(spec("web")));
+  EXPECT_EQ(state("web"), "starting");
+  EXPECT_EQ(row("web")->state, InstanceState::starting);
+  fake_->ready("web");
+  EXPECT_EQ(state("web"), "running");
+  EXPECT_EQ(row("web")->state, InstanceState::running);
+  EXPECT_EQ((*manager_->get("web"))["boot"]["guest_kernel"], "fake");
+}
+
+TEST_F(InstanceManagerBootingTest, ARunFailingAtStartLeavesNoCreatedRow) {
+  fake_->failAt = {"start"};
+  ASSERT_FALSE(manager_->run(spec("web")));
+  expectNothingLeft("web");
+}
+
+TEST_F(InstanceManagerBootingTest, WhileStoppingAnEndReadsStoppedUnlessItsReasonStands) {
+  for (bool stands : {false, true}) {
+    SCOPED_TRACE(stands ? "a boot timeout" : "a power-off");
+    ASSERT_TRUE(manager_->run(spec("web")));
+    fake_->ready("web");
+    fake_->blockAt = "stop";
+    auto stopping = std::async(std::launch::async, [&] { return manager_->stop("web", 10); });
+    ASSERT_TRUE(fake_->waitBlocked());
+    InstanceEnding ending = InstanceEnding::because(stands ? "boot-timeout" : "shutdown");
+    ending.reasonStands = stands;
+    fake_->reportEnd("web", fake_->runOf("web"), std::move(ending));
+    fake_->release();
+    auto stopped = stopping.get();
+    ASSERT_TRUE(stopped) << stopped.error().message();
+    EXPECT_EQ((*stopped)["exit_reason"], stands ? "boot-timeout" : "stopped");
+    EXPECT_EQ(row("web")->exitReason, stands ? "boot-timeout" : "stopped");
+    ASSERT_TRUE(manager_->remove("web", false));
+    load([](FakeDriver& fake) {
+      fake.startsStarting = true;
+      fake.recordsStarting = false;
+    });
+  }
+}
+
+}  // namespace
+}  // namespace corral::daemon

@@ -1,0 +1,86 @@
+// NetworkController's choice of where `corral trace` captures, from the model alone: no call here touches
+// the kernel (the controller only plans; nothing is converged).
+#include "daemon/network.h"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+
+// Specs are written with designated initializers that leave the other fields at their defaults on purpose.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace corral::daemon {
+namespace {
+
+constexpr int64_t kNow = 1700000000;
+
+// A VPC "prod" with subnet "web", and instance "web-1" holding a NIC in it, under a controller that
+// manages the kernel (a trace is refused otherwise); "loner" is an instance without a NIC.
+class CaptureTargetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    net::Topology topology;
+    ASSERT_TRUE(topology.createVpc({.name = "prod", .cidr = "10.0.0.0/16"}, kNow));
+    ASSERT_TRUE(topology.createSubnet({.name = "web", .vpc = "prod", .cidr = "10.0.1.0/24"}, kNow));
+    NetworkOptions options;
+    options.netnsPrefix = "corral-t1-";
+    options.kernel = true;
+    network_.emplace(options, std::move(topology));
+    schema::InstanceSpec spec;
+    spec.name = "web-1";
+    spec.subnet = "web";
+    spec.ip = "10.0.1.4";
+    ASSERT_TRUE(network_->restoreNic(spec, "web-1"));
+  }
+
+  std::optional<NetworkController> network_;
+};
+
+TEST_F(CaptureTargetTest, ARunningInstanceIsCapturedOnItsPort) {
+  auto target = network_->captureTarget("web-1", InstanceState::running);
+  ASSERT_TRUE(target) << target.error().message();
+  EXPECT_EQ(target->kind, CaptureKind::instance);
+  EXPECT_EQ(captureKindName(target->kind), "instance");
+  EXPECT_EQ(target->name, "web-1");
+  EXPECT_EQ(target->vpc, "prod");
+  EXPECT_EQ(target->netns, "corral-t1-vpc-prod");
+  EXPECT_EQ(target->link, net::instanceVethName("web-1"));
+}
+
+TEST_F(CaptureTargetTest, ASubnetIsCapturedOnItsBridgeWhateverTheState) {
+  auto target = network_->captureTarget("web", std::nullopt);
+  ASSERT_TRUE(target) << target.error().message();
+  EXPECT_EQ(target->kind, CaptureKind::subnet);
+  EXPECT_EQ(captureKindName(target->kind), "subnet");
+  EXPECT_EQ(target->link, net::subnetBridgeName("prod", "web"));
+}
+
+TEST_F(CaptureTargetTest, AnInstanceThatDoesNotRunIsRefusedNamingItsState) {
+  for (InstanceState state : kAllInstanceStates) {
+    if (state == InstanceState::running) continue;
+    auto target = network_->captureTarget("web-1", state);
+    ASSERT_FALSE(target) << instanceStateName(state);
+    EXPECT_EQ(target.error().kind(), ErrorKind::Conflict);
+    EXPECT_EQ(target.error().message(), "instance \"web-1\" is " + std::string(instanceStateName(state)) +
+                                            ": its port exists only while it runs (corral start web-1)");
+  }
+}
+
+TEST_F(CaptureTargetTest, NeitherASubnetNorAnInstanceIsNotFoundOnTheTargetField) {
+  auto target = network_->captureTarget("nothing", std::nullopt);
+  ASSERT_FALSE(target);
+  EXPECT_EQ(target.error().kind(), ErrorKind::NotFound);
+  EXPECT_EQ(target.error().field(), "target");
+}
+
+TEST_F(CaptureTargetTest, AnInstanceWithoutANicIsRefusedWhateverItsState) {
+  auto target = network_->captureTarget("loner", InstanceState::running);
+  ASSERT_FALSE(target);
+  EXPECT_EQ(target.error().kind(), ErrorKind::Conflict);
+  EXPECT_NE(target.error().message().find("has no NIC in a subnet"), std::string::npos)
+      << target.error().message();
+}
+
+}  // namespace
+}  // namespace corral::daemon
