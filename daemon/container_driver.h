@@ -69,7 +69,8 @@ class ContainerDriver final : public InstanceDriver {
 
   InstanceOptions options_;
   InstanceEvents* events_ = nullptr;
-  ImageLaunch imageLaunch_{options_.imageStoreDir, options_.imageStore};  // which image each container runs, and its pin
+  // Which image each container runs, and its pin (in corrald's one store, shared with VmDriver).
+  ImageLaunch imageLaunch_{options_.imageStoreDir, options_.imageStore};
 
   std::mutex idMutex_;
   container::IdRangeAllocator idRanges_;

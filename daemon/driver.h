@@ -34,8 +34,6 @@ namespace corral::daemon {
 struct InstanceOptions {
   std::filesystem::path imageDir = "/var/lib/corral/images";
   std::filesystem::path imageStoreDir = "/var/lib/corral/images";  // <state dir>/images (daemon/image_launch.h)
-  // corrald's one image store (shared with the image API); null: opened at imageStoreDir on first use.
-  std::shared_ptr<images::ImageStore> imageStore{};
   std::filesystem::path containersDir = "/var/lib/corral/containers";
   container::CgroupOptions cgroupOptions;
   // VMs
@@ -50,6 +48,9 @@ struct InstanceOptions {
   // Containers with a user namespace: the pool of host ids is the `corral` entry of these (see id_ranges.h).
   std::filesystem::path subuidFile = "/etc/subuid";
   std::filesystem::path subgidFile = "/etc/subgid";
+  // The store at imageStoreDir, opened once per corrald (daemon/vm_image.h openImageStore) and shared by
+  // both kinds: containers run its images' layers, VMs boot their disks. Null: no store images.
+  std::shared_ptr<images::ImageStore> imageStore = nullptr;
 };
 
 // What a driver keeps of one instance between calls (its validated config, what runs now). Made by the

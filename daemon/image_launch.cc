@@ -31,21 +31,16 @@ Error imageNotFound(const schema::InstanceSpec& spec, const container::Validatio
 }  // namespace
 
 Result<images::ImageStore*> ImageLaunch::store() {
-  if (shared_) return shared_.get();
-  std::lock_guard lock(mutex_);
-  if (!store_) {
-    auto opened = images::ImageStore::open(storeRoot_);
-    if (!opened) return fail(opened.error().wrap(fmt::format("image store \"{}\"", storeRoot_.string())));
-    store_.emplace(std::move(*opened));
-  }
-  return &*store_;
+  if (!store_)
+    return fail(Error(ErrorKind::NotFound,
+                      fmt::format("corrald has no image store (\"{}\")", storeRoot_.string()), "image"));
+  return store_.get();
 }
 
 Result<container::ContainerConfig> ImageLaunch::containerConfig(const schema::InstanceSpec& spec,
                                                                 container::ValidationContext context,
                                                                 Pin pin) {
-  // The store is opened only when it may hold the instance's image: a host that runs only built-in images
-  // never gets one.
+  // The store is asked only when it may hold the instance's image.
   std::optional<images::Image> image;
   std::error_code error;
   if (pin != Pin::lookup && schema::validateName(spec.name, "name") &&

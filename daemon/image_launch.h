@@ -1,6 +1,6 @@
-// Containers from images of corrald's image store (issue 14): the store at <state dir>/images (opened
-// here, in one place, until the image API's service shares its own), each container's pin on the image it
-// runs (ImageStore::pin), and the image's launch config (images/oci/launch.h) mapped onto the runtime's.
+// Containers from images of corrald's image store (issue 14): the store at <state dir>/images (corrald's one
+// ImageStore, InstanceOptions::imageStore, shared with VMs), each container's pin on the image it runs
+// (ImageStore::pin), and the image's launch config (images/oci/launch.h) mapped onto the runtime's.
 #pragma once
 
 #include <filesystem>
@@ -21,9 +21,9 @@ namespace corral::daemon {
 
 class ImageLaunch {
  public:
-  // `shared`: corrald's one store; null: opened at storeRoot on first use (tests of the drivers alone).
-  ImageLaunch(std::filesystem::path storeRoot, std::shared_ptr<images::ImageStore> shared)
-      : storeRoot_(std::move(storeRoot)), shared_(std::move(shared)) {}
+  // `store` is corrald's store at `storeRoot` (null: none, and only built-in images run).
+  ImageLaunch(std::filesystem::path storeRoot, std::shared_ptr<images::ImageStore> store)
+      : storeRoot_(std::move(storeRoot)), store_(std::move(store)) {}
 
   // existing: only the instance's pin or a built-in image (a stored instance); lookup: also the store
   // image named spec.image, not pinned (a run's check before the name is its own); create: that image,
@@ -48,12 +48,11 @@ class ImageLaunch {
   void dropPinsExcept(const std::set<std::string>& instanceNames);
 
  private:
-  Result<images::ImageStore*> store();  // opened on first use (open() collects what a crash left)
+  Result<images::ImageStore*> store();  // the shared store, or an error naming "image" without one
 
   std::filesystem::path storeRoot_;
-  mutable std::mutex mutex_;
-  std::shared_ptr<images::ImageStore> shared_;
-  std::optional<images::ImageStore> store_;
+  std::shared_ptr<images::ImageStore> store_;
+  mutable std::mutex mutex_;                                 // guards digests_
   std::map<std::string, std::string, std::less<>> digests_;  // instance → manifest digest
 };
 

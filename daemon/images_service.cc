@@ -201,9 +201,10 @@ Result<std::unique_ptr<ImageService>> ImageService::open(ImageServiceOptions opt
     store = std::make_shared<images::ImageStore>(std::move(*opened));
   }
   std::unique_ptr<ImageService> service(new ImageService(std::move(options), store, std::move(usersOf)));
-  if (auto busybox = service->ensureBusybox(); !busybox) {
-    return fail(busybox.error().wrap("importing the busybox image"));
-  }
+  // The built-in busybox still runs from its directory without it: a failed import is told, not fatal
+  // (a host without GNU tar, such as the pure cgroup-v2 test guest).
+  if (auto busybox = service->ensureBusybox(); !busybox)
+    log::warn("{}", busybox.error().wrap("importing the busybox image into the store").message());
   return service;
 }
 

@@ -27,6 +27,7 @@
 #include "daemon/http_server.h"
 #include "daemon/service.h"
 #include "daemon/store.h"
+#include "daemon/vm_image.h"
 #include "images/oci/image_store.h"
 #include "net/netlink.h"
 
@@ -364,15 +365,14 @@ int run(const Options& options, StartupReport& report) {
     report.failed(fmt::format("directory \"{}\": mkdir: {}", imagesRoot, ec.message()));
     return 1;
   }
-  auto imageStore = images::ImageStore::open(imagesRoot);
+  auto imageStore = openImageStore(options.stateDir);
   if (!imageStore) {
-    report.failed(imageStore.error().wrap(fmt::format("images \"{}\"", imagesRoot)).message());
+    report.failed(imageStore.error().message());
     return 1;
   }
-  auto sharedImageStore = std::make_shared<images::ImageStore>(std::move(*imageStore));
+  std::shared_ptr<images::ImageStore> sharedImageStore = *imageStore;
   InstanceOptions instanceOptions{.imageDir = options.imageDir,
                                   .imageStoreDir = imagesRoot,
-                                  .imageStore = sharedImageStore,
                                   .containersDir = options.containersDir,
                                   .cgroupOptions = {.root = "/sys/fs/cgroup", .parent = options.cgroupParent},
                                   .vmsDir = options.vmsDir,
@@ -384,7 +384,8 @@ int run(const Options& options, StartupReport& report) {
                                   .kvmProbeTimeout = std::chrono::seconds(options.kvmProbeTimeoutS),
                                   .reaperPath = options.reaperPath,
                                   .subuidFile = options.subuidFile,
-                                  .subgidFile = options.subgidFile};
+                                  .subgidFile = options.subgidFile,
+                                  .imageStore = sharedImageStore};
   NetworkOptions networkOptions{.netnsPrefix = options.netnsPrefix,
                                 .uplink = {.netns = options.uplinkNetns,
                                            .transitPool = *net::Cidr::parse(options.transitCidr),

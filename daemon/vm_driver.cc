@@ -15,6 +15,7 @@
 #include "core/failpoint.h"
 #include "core/log.h"
 #include "core/unique_fd.h"
+#include "daemon/vm_image.h"
 #include "vmm/agent.h"
 #include "vmm/agent_protocol.h"
 #include "vmm/domain_xml.h"
@@ -142,7 +143,7 @@ std::unique_ptr<InstanceHandle> VmDriver::newHandle() {
 }
 
 Result<VmPlan> VmDriver::toPlan(const schema::InstanceSpec& spec) const {
-  return toVmPlan(spec, hostVmContext(options_.imageDir));
+  return toVmPlan(spec, hostVmContext(options_.imageDir, options_.imageStore.get()));
 }
 
 Status VmDriver::configure(InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow*) {
@@ -261,6 +262,11 @@ Status VmDriver::preflight(const schema::InstanceSpec& spec) {
   if (!plan) return fail(plan.error());
   auto chosen = accelerator(*plan);
   if (!chosen) return fail(chosen.error());
+  // So is the first VM of a store image: its base disk is made once (mkfs.ext4, seconds).
+  if (plan->rootImage) {
+    auto base = prepareBaseDisk(*options_.imageStore, *plan->rootImage);
+    if (!base) return fail(base.error());
+  }
   return {};
 }
 
@@ -314,15 +320,25 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
       .cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, std::nullopt, std::nullopt),
       .consoleLog = dir / "console.log",
       .agentSocket = dir / "agent.sock",
-      .nic = std::nullopt};
+      .nic = std::nullopt,
+      .disks = {}};
+  // A store image's root: its overlay and config disk, found by the guest init through corral.root.
+  std::optional<std::string> rootSerial;
+  if (plan.rootImage) {
+    auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, dir);
+    if (!disks) return fail(disks.error());
+    config.disks = std::move(*disks);
+    rootSerial = vmm::kRootDiskSerial;
+    config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, std::nullopt, std::nullopt, rootSerial);
+  }
   // Its NIC: QEMU opens the tap in our namespace; it moves into the VPC's while the CPUs are paused, and
   // the guest's init takes its address from the kernel command line.
   if (nic) {
     auto planned = nic->plan();
     if (!planned) return fail(planned.error());
     config.nic = vmm::NicConfig{.tapName = planned->link, .mac = planned->mac};
-    config.cmdline =
-        vmm::kernelCommandLine(plan.name, plan.hostname, planned->addressWithPrefix, planned->gateway);
+    config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, planned->addressWithPrefix,
+                                            planned->gateway, rootSerial);
   }
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
   CORRAL_FAILPOINT("vm.before-define");
@@ -684,7 +700,9 @@ void VmDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec
     return boot.is_object() && boot.contains(key) ? boot[key] : json(nullptr);
   };
   out["command"] = spec.command;
-  out["image_digest"] = nullptr;  // VMs boot built-in images only, so far
+  // The store image booted as the root disk; null for a built-in image (its initramfs is the guest).
+  out["image_digest"] =
+      vm.plan && vm.plan->rootImage ? json(vm.plan->rootImage->manifestDigest.text()) : json(nullptr);
   out["oom_kills"] = nullptr;  // a VM's are the guest's
   out["usage"] = row.state == InstanceState::running && row.pid ? qemuUsage(*row.pid) : json(nullptr);
   out["cgroup"] = nullptr;

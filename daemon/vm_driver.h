@@ -68,7 +68,8 @@ class VmDriver final : public InstanceDriver {
 
  private:
   // Where a VM's kernel and root filesystem come from: the spec validated against the image directory
-  // (imageDir/IMAGE/vm/{vmlinuz,initramfs.img}) and the host's memory and CPUs.
+  // (imageDir/IMAGE/vm/{vmlinuz,initramfs.img}), else the image store (the image's disk as the root,
+  // daemon/vm_image.h), and the host's memory and CPUs.
   Result<VmPlan> toPlan(const schema::InstanceSpec& spec) const;
   Result<vmm::Libvirt*> libvirt();
   Result<vmm::AcceleratorChoice> accelerator(const VmPlan& plan);

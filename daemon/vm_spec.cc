@@ -74,12 +74,38 @@ Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationCont
   if (spec.init)
     return fail(invalidField("init", "a VM's PID 1 is corral-init already; --init is for containers"));
 
-  if (Status ok = schema::validateName(spec.image, "image"); !ok) return fail(ok.error());
-  const std::filesystem::path vmDir = context.imageDir / spec.image / "vm";
-  auto kernel = bootFile(spec.kernel, vmDir / "vmlinuz", "kernel", spec.image);
+  // A built-in image (its own kernel and initramfs) first; else an image of the store, whose disk becomes
+  // the root under the built-in boot image's kernel and init.
+  Status builtInName = schema::validateName(spec.image, "image");
+  std::error_code ec;
+  std::string bootImage = spec.image;
+  if (!builtInName || !std::filesystem::is_directory(context.imageDir / spec.image / "vm", ec)) {
+    // A name no image may have (built-in or stored) is the request's mistake, not a missing image.
+    if (Status storeName = images::validateImageName(spec.image); !builtInName && !storeName)
+      return fail(Error(ErrorKind::InvalidArgument, storeName.error().message(), "image"));
+    if (context.imageStore) {
+      auto image = context.imageStore->get(spec.image);
+      if (image) {
+        plan.rootImage = std::move(*image);
+        bootImage = kVmBootImage;
+      } else if (image.error().kind() != ErrorKind::NotFound) {
+        return fail(image.error().wrap(fmt::format("image \"{}\"", spec.image)));
+      }
+    }
+    if (!plan.rootImage && context.imageStore && spec.kernel.empty()) {
+      return fail(Error(ErrorKind::NotFound,
+                        fmt::format("image \"{}\" is neither in the image store nor a built-in VM image "
+                                    "(\"{}\")",
+                                    spec.image, (context.imageDir / spec.image / "vm").string()),
+                        "image"));
+    }
+    if (!plan.rootImage && !builtInName) return fail(builtInName.error());
+  }
+  const std::filesystem::path vmDir = context.imageDir / bootImage / "vm";
+  auto kernel = bootFile(spec.kernel, vmDir / "vmlinuz", "kernel", bootImage);
   if (!kernel) return fail(kernel.error());
   plan.kernel = std::move(*kernel);
-  auto initrd = bootFile(spec.initrd, vmDir / "initramfs.img", "initrd", spec.image);
+  auto initrd = bootFile(spec.initrd, vmDir / "initramfs.img", "initrd", bootImage);
   if (!initrd) return fail(initrd.error());
   plan.initrd = std::move(*initrd);
 
@@ -112,8 +138,8 @@ Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationCont
   return plan;
 }
 
-VmValidationContext hostVmContext(std::filesystem::path imageDir) {
-  VmValidationContext context{.imageDir = std::move(imageDir)};
+VmValidationContext hostVmContext(std::filesystem::path imageDir, const images::ImageStore* imageStore) {
+  VmValidationContext context{.imageDir = std::move(imageDir), .imageStore = imageStore};
   std::ifstream meminfo("/proc/meminfo");
   std::string key;
   uint64_t kib = 0;

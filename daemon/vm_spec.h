@@ -1,32 +1,43 @@
 // What a VM instance's spec means: the InstanceSpec (the same schema as containers) validated into the
-// kernel, initramfs, memory and vCPUs to boot with. Pure but for looking the files up. Fields that only
+// kernel, initramfs, root image, memory and vCPUs to boot with. Pure but for looking the files and the image
+// store up. Fields that only
 // make sense for a container (capabilities, seccomp, pids, user namespace, env, command) are refused by
 // name: a VM has a kernel of its own, so those knobs live inside the guest.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "core/error.h"
+#include "images/oci/image_store.h"
 #include "schema/instance.h"
 
 namespace corral::daemon {
 
 inline constexpr uint64_t kVmDefaultMemory = 128ull << 20;
 inline constexpr uint64_t kVmMinMemory = 32ull << 20;
+// The built-in image whose kernel and initramfs boot a VM whose root filesystem is a store image.
+inline constexpr const char* kVmBootImage = "busybox";
 
 struct VmPlan {
   std::string name;
   std::string hostname;
   std::filesystem::path kernel;
   std::filesystem::path initrd;
+  // An image of the store: its root filesystem is the VM's (a disk, daemon/vm_image.h), its config the
+  // workload the guest init starts. Absent for a built-in image, whose initramfs is the whole guest.
+  std::optional<images::Image> rootImage;
   uint64_t memoryBytes = kVmDefaultMemory;
   int vcpus = 1;
 };
 
+// `image` is a built-in VM image when imageDir/NAME/vm exists (booted from its initramfs alone), else an
+// image of `imageStore` (its disk as the root, booted with kVmBootImage's kernel and initramfs).
 struct VmValidationContext {
   std::filesystem::path imageDir;  // an image's VM files: imageDir/NAME/vm/{vmlinuz,initramfs.img}
+  const images::ImageStore* imageStore = nullptr;  // absent: built-in images only
   uint64_t hostMemoryBytes = 0;    // MemTotal: a VM may not ask for more
   int hostCpus = 1;                // online CPUs: a VM may not ask for more vCPUs
 };
@@ -34,6 +45,7 @@ struct VmValidationContext {
 Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationContext& context);
 
 // MemTotal from /proc/meminfo and the online CPU count, for VmValidationContext.
-VmValidationContext hostVmContext(std::filesystem::path imageDir);
+VmValidationContext hostVmContext(std::filesystem::path imageDir,
+                                  const images::ImageStore* imageStore = nullptr);
 
 }  // namespace corral::daemon

@@ -36,9 +36,17 @@ inline constexpr std::size_t kAgentMaxLine = 8 << 20;
 //   corral.ip=A.B.C.D/LEN     eth0's address; absent: eth0 stays down (lo is always up)
 //   corral.gw=A.B.C.D         default route via this gateway
 //   corral.mac=..             (informational)
+//   corral.root=SERIAL        the root filesystem is the ext4 on the virtio disk with this serial: the init
+//                             mounts it, moves /dev /proc /sys /run into it, chroots there and runs the
+//                             workload the disk with serial kConfigDiskSerial describes (its bytes up to
+//                             the first NUL are a JSON object: {"argv": [...], "env": ["K=V"],
+//                             "workdir": "/app", "user": "app:app"}); the agent's exec runs there too
 inline constexpr const char* kCmdlineName = "corral.name";
 inline constexpr const char* kCmdlineHostname = "corral.hostname";
 inline constexpr const char* kCmdlineIp = "corral.ip";
 inline constexpr const char* kCmdlineGateway = "corral.gw";
+inline constexpr const char* kCmdlineRoot = "corral.root";
+inline constexpr const char* kRootDiskSerial = "corral-root";
+inline constexpr const char* kConfigDiskSerial = "corral-config";
 
 }  // namespace corral::vmm

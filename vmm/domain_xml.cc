@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include "core/xml.h"
 #include "vmm/agent_protocol.h"
 
@@ -58,6 +61,19 @@ Status validate(const DomainConfig& config) {
   if (auto ok = validatePath(config.initrd, "initrd"); !ok) return ok;
   if (auto ok = validatePath(config.consoleLog, "console_log"); !ok) return ok;
   if (auto ok = validatePath(config.agentSocket, "agent_socket"); !ok) return ok;
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    const DiskConfig& disk = config.disks[i];
+    if (auto ok = validatePath(disk.path, fmt::format("disks[{}].path", i)); !ok) return ok;
+    const bool serialOk = !disk.serial.empty() && disk.serial.size() <= 20 &&
+                          std::all_of(disk.serial.begin(), disk.serial.end(), [](char c) {
+                            return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+                          });
+    // virtio-blk serials are at most 20 bytes (VIRTIO_BLK_ID_BYTES); the guest finds its disks by them.
+    if (!serialOk) {
+      return fail(invalidField(fmt::format("disks[{}].serial", i),
+                               "serial \"{}\" must be 1..20 of [A-Za-z0-9_-]", disk.serial));
+    }
+  }
   if (config.nic) {
     if (config.nic->tapName.empty() || config.nic->tapName.size() > 15)
       return fail(invalidField("nic.tap", "tap name \"{}\" must be 1..15 characters", config.nic->tapName));
@@ -118,6 +134,22 @@ std::string domainXml(const DomainConfig& config) {
                  "      <target type='virtio' name='{}'/>\n"
                  "    </channel>\n",
                  escapePath(config.agentSocket), kAgentChannel);
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    const DiskConfig& disk = config.disks[i];
+    // cache='none' is refused on tmpfs (no O_DIRECT); 'unsafe' would lose the guest's flushes on a host
+    // crash. The default (writeback, flushes honoured) it is.
+    fmt::format_to(out,
+                   "    <disk type='file' device='disk'>\n"
+                   "      <driver name='qemu' type='{}'/>\n"
+                   "      <source file='{}'/>\n"
+                   "      <target dev='vd{}' bus='virtio'/>\n"
+                   "      <serial>{}</serial>\n"
+                   "{}{}"
+                   "    </disk>\n",
+                   disk.format == DiskFormat::Qcow2 ? "qcow2" : "raw", escapePath(disk.path),
+                   static_cast<char>('a' + i), escapeXml(disk.serial),
+                   disk.readOnly ? "      <readonly/>\n" : "", address);
+  }
   if (config.nic) {
     fmt::format_to(out,
                    "    <interface type='ethernet'>\n"
@@ -141,12 +173,14 @@ std::string domainXml(const DomainConfig& config) {
 
 std::string kernelCommandLine(const std::string& instanceName, const std::string& hostname,
                               const std::optional<std::string>& ipWithPrefix,
-                              const std::optional<std::string>& gateway) {
+                              const std::optional<std::string>& gateway,
+                              const std::optional<std::string>& rootSerial) {
   std::string cmdline = fmt::format("console=ttyS0 quiet panic=-1 {}={}", kCmdlineName, instanceName);
   if (!hostname.empty() && hostname != instanceName)
     cmdline += fmt::format(" {}={}", kCmdlineHostname, hostname);
   if (ipWithPrefix) cmdline += fmt::format(" {}={}", kCmdlineIp, *ipWithPrefix);
   if (gateway) cmdline += fmt::format(" {}={}", kCmdlineGateway, *gateway);
+  if (rootSerial) cmdline += fmt::format(" {}={}", kCmdlineRoot, *rootSerial);
   return cmdline;
 }
 

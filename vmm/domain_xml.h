@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -22,6 +23,16 @@ struct NicConfig {           // filled by the networking milestone; absent: no N
   std::string mac;           // "52:54:00:xx:xx:xx"
 };
 
+// A virtio-blk disk. The guest finds it by its serial (/sys/block/vdX/serial), not by its vdX letter: the
+// order is the bus's, which differs between pc (PCI slots) and microvm (virtio-mmio).
+enum class DiskFormat { Raw, Qcow2 };
+struct DiskConfig {
+  std::filesystem::path path;  // a qcow2 overlay's backing file is read from its header (qemu-img -F)
+  DiskFormat format = DiskFormat::Raw;
+  std::string serial;  // 1..20 of [A-Za-z0-9_-]: "corral-root"
+  bool readOnly = false;
+};
+
 struct DomainConfig {
   std::string domainName;      // "corral-web-1": virsh list shows which instance it is
   std::string instanceName;    // "web-1", also stored in <metadata> under corral's namespace
@@ -35,22 +46,26 @@ struct DomainConfig {
   std::filesystem::path consoleLog;     // serial console (ttyS0) written to this file, truncated at start
   std::filesystem::path agentSocket;    // virtio-serial channel kAgentChannel, libvirt binds this socket
   std::optional<NicConfig> nic;
+  std::vector<DiskConfig> disks = {};  // vda, vdb, ... in this order
 };
 
 // Refuses what libvirt would refuse later with a worse message: empty names, relative paths, memory below
-// 32 MiB or above 1 TiB, vcpus outside 1..64 (field names: "memory", "cpus", "kernel", "initrd").
+// 32 MiB or above 1 TiB, vcpus outside 1..64, a disk with a relative path or a bad serial (field names:
+// "memory", "cpus", "kernel", "initrd", "disks[N].path", "disks[N].serial").
 Status validate(const DomainConfig& config);
 
 // The XML: <domain type='kvm'|'qemu'>, <os> with <kernel>/<initrd>/<cmdline>, on_poweroff/reboot/crash all
-// 'destroy', QEMU run as root (static DAC seclabel, relabel='no': nothing of ours is chowned), no disk, no
-// graphics, serial console to consoleLog, the agent channel, the NIC if any. For Machine::Microvm: no PCI
-// device at all (usb controller 'none', memballoon 'none', virtio-mmio addresses). KVM adds
-// <cpu mode='host-passthrough'/>.
+// 'destroy', QEMU run as root (static DAC seclabel, relabel='no': nothing of ours is chowned), the disks as
+// virtio-blk (none by default), no graphics, serial console to consoleLog, the agent channel, the NIC if any.
+// For Machine::Microvm: no PCI device at all (usb controller 'none', memballoon 'none', virtio-mmio
+// addresses). KVM adds <cpu mode='host-passthrough'/>.
 std::string domainXml(const DomainConfig& config);
 
-// "console=ttyS0 quiet panic=-1 corral.name=web-1 ..." for the guest init (vmm/agent_protocol.h).
+// "console=ttyS0 quiet panic=-1 corral.name=web-1 ..." for the guest init (vmm/agent_protocol.h);
+// `rootSerial`: the guest mounts the virtio disk with that serial as its root (corral.root=SERIAL).
 std::string kernelCommandLine(const std::string& instanceName, const std::string& hostname,
                               const std::optional<std::string>& ipWithPrefix,
-                              const std::optional<std::string>& gateway);
+                              const std::optional<std::string>& gateway,
+                              const std::optional<std::string>& rootSerial = std::nullopt);
 
 }  // namespace corral::vmm

@@ -1,12 +1,14 @@
 // corral-init: the VM's PID 1 and guest agent. Mounts the pseudo filesystems, loads the virtio modules,
-// configures hostname and network from the kernel command line, then serves vmm/agent_protocol.h over the
-// virtio-serial port and powers off on "shutdown" or the ACPI power button.
+// configures hostname and network from the kernel command line, with corral.root switches into an image's
+// root disk and starts the image's workload there, then serves vmm/agent_protocol.h over the virtio-serial
+// port and powers off on "shutdown" or the ACPI power button.
 //
 // The pure parts (command line parsing, request decoding, output capping, UTF-8 repair) are free functions
 // so tests/unit/vmm/guest_init_test.cc can include this file with CORRAL_INIT_NO_MAIN and check them.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/input.h>
 #include <net/if.h>
 #include <net/route.h>
@@ -57,6 +59,7 @@ struct BootParams {
   int prefixLength = 0;
   std::optional<in_addr_t> gateway;
   std::string mac;
+  std::string rootSerial;           // corral.root: the virtio disk holding the root filesystem
   std::vector<std::string> errors;  // malformed corral.* values, logged to the console
 
   // corral.hostname, else corral.name, else "corral".
@@ -146,6 +149,8 @@ inline BootParams parseCmdline(std::string_view cmdline) {
       }
     } else if (key == "corral.mac") {
       params.mac = value;
+    } else if (key == vmm::kCmdlineRoot) {
+      params.rootSerial = value;
     }
   }
   if (params.hostname.size() > 64) {
@@ -280,6 +285,151 @@ inline std::vector<std::string> execEnvironment(const std::vector<std::string>& 
     if (!replaced) env.push_back(entry);
   }
   return env;
+}
+
+// What runs in an image's root: the config disk's JSON (vmm/agent_protocol.h, corral.root).
+struct Workload {
+  std::vector<std::string> argv;  // empty: no workload, only the agent
+  std::vector<std::string> env;   // "K=V", on top of execEnvironment's defaults
+  std::string workdir = "/";
+  std::string user;  // as the image says: "", "name", "uid", "uid:gid", "name:group"
+};
+
+// Parses the config disk's text (up to its first NUL); an error names the field.
+inline std::variant<Workload, std::string> parseWorkload(std::string_view text) {
+  const json config = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded() || !config.is_object()) return std::string("config is not a JSON object");
+  Workload workload;
+  auto strings = [&](const char* field, std::vector<std::string>& out) -> std::optional<std::string> {
+    const auto it = config.find(field);
+    if (it == config.end() || it->is_null()) return std::nullopt;
+    if (!it->is_array()) return std::string("\"") + field + "\" must be an array of strings";
+    for (const auto& item : *it) {
+      if (!item.is_string()) return std::string("\"") + field + "\" must be an array of strings";
+      out.push_back(item.get<std::string>());
+    }
+    return std::nullopt;
+  };
+  if (auto error = strings("argv", workload.argv)) return *error;
+  if (auto error = strings("env", workload.env)) return *error;
+  for (const auto& entry : workload.env) {
+    if (entry.find('=') == std::string::npos || entry.front() == '=')
+      return "env entry \"" + toValidUtf8(entry) + "\" is not K=V";
+  }
+  if (!workload.argv.empty() && workload.argv.front().empty()) return std::string("argv[0] is empty");
+  for (const char* field : {"workdir", "user"}) {
+    const auto it = config.find(field);
+    if (it == config.end() || it->is_null()) continue;
+    if (!it->is_string()) return std::string("\"") + field + "\" must be a string";
+    (std::string_view(field) == "workdir" ? workload.workdir : workload.user) = it->get<std::string>();
+  }
+  if (workload.workdir.empty()) workload.workdir = "/";
+  if (workload.workdir.front() != '/') return "workdir \"" + workload.workdir + "\" is not absolute";
+  return workload;
+}
+
+struct Identity {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary, from /etc/group's member lists
+};
+
+inline std::optional<uint32_t> parseId(std::string_view text) {
+  if (text.empty() || text.size() > 10) return std::nullopt;
+  uint64_t value = 0;
+  for (const char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (value > UINT32_MAX - 1) return std::nullopt;
+  return static_cast<uint32_t>(value);
+}
+
+// Splits an /etc/passwd or /etc/group text into lines of colon-separated fields.
+inline std::vector<std::vector<std::string>> colonTable(std::string_view text) {
+  std::vector<std::vector<std::string>> table;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    std::vector<std::string> fields;
+    size_t from = 0;
+    while (true) {
+      const size_t colon = line.find(':', from);
+      fields.emplace_back(
+          line.substr(from, colon == std::string_view::npos ? line.size() - from : colon - from));
+      if (colon == std::string_view::npos) break;
+      from = colon + 1;
+    }
+    table.push_back(std::move(fields));
+  }
+  return table;
+}
+
+// The first entry (of at least 4 fields) whose field `column` is `value`.
+inline std::optional<std::vector<std::string>> findEntry(std::string_view text, std::string_view value,
+                                                         size_t column) {
+  for (auto& fields : colonTable(text)) {
+    if (fields.size() >= 4 && fields[column] == value) return std::move(fields);
+  }
+  return std::nullopt;
+}
+
+// Docker's rules for an image's User: empty is root; a user name is looked up in /etc/passwd (its uid and
+// primary group); a number is taken as is (with its passwd group when there is an entry, else 0); a group
+// after ":" is a name from /etc/group or a number. Supplementary groups: those listing the user by name.
+inline std::variant<Identity, std::string> resolveUser(std::string_view user, std::string_view passwd,
+                                                       std::string_view group) {
+  Identity identity;
+  if (user.empty()) return identity;
+  const size_t colon = user.find(':');
+  const std::string_view userPart = user.substr(0, colon);
+  std::string userName;
+  if (const auto id = parseId(userPart)) {
+    identity.uid = *id;
+    if (const auto entry = findEntry(passwd, userPart, 2)) {
+      userName = (*entry)[0];
+      identity.gid = parseId((*entry)[3]).value_or(0);
+    }
+  } else if (const auto entry = findEntry(passwd, userPart, 0)) {
+    const auto uid = parseId((*entry)[2]);
+    const auto gid = parseId((*entry)[3]);
+    if (!uid || !gid) return "user \"" + std::string(userPart) + "\": malformed /etc/passwd entry";
+    identity.uid = *uid;
+    identity.gid = *gid;
+    userName = userPart;
+  } else {
+    return "user \"" + std::string(userPart) + "\": no such user in the image's /etc/passwd";
+  }
+  if (colon != std::string_view::npos) {
+    const std::string_view groupPart = user.substr(colon + 1);
+    if (const auto id = parseId(groupPart)) {
+      identity.gid = *id;
+    } else if (const auto entry = findEntry(group, groupPart, 0); entry && parseId((*entry)[2])) {
+      identity.gid = *parseId((*entry)[2]);
+    } else {
+      return "group \"" + std::string(groupPart) + "\": no such group in the image's /etc/group";
+    }
+  }
+  if (!userName.empty()) {
+    for (const auto& fields : colonTable(group)) {
+      if (fields.size() < 4) continue;
+      const auto gid = parseId(fields[2]);
+      std::string_view members = fields[3];
+      while (gid && *gid != identity.gid && !members.empty()) {
+        const size_t comma = members.find(',');
+        if (members.substr(0, comma) == userName) {
+          identity.groups.push_back(*gid);
+          break;
+        }
+        if (comma == std::string_view::npos) break;
+        members.remove_prefix(comma + 1);
+      }
+    }
+  }
+  return identity;
 }
 
 struct ReadyInfo {
@@ -537,6 +687,91 @@ inline void configureNetwork(const BootParams& params) {
   ::close(sock);
 }
 
+// "/dev/vda" for the virtio disk whose serial is `serial`, waiting up to waitMs for virtio_blk to probe it
+// (the module loads asynchronously); empty when there is none.
+inline std::string findDiskBySerial(const std::string& serial, int64_t waitMs) {
+  const int64_t deadline = monotonicMs() + waitMs;
+  while (true) {
+    if (DIR* dir = ::opendir("/sys/block")) {
+      std::string found;
+      while (const dirent* entry = ::readdir(dir)) {
+        if (std::strncmp(entry->d_name, "vd", 2) != 0) continue;
+        std::string text = readSmallFile((std::string("/sys/block/") + entry->d_name + "/serial").c_str());
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\0')) text.pop_back();
+        if (text == serial) found = std::string("/dev/") + entry->d_name;
+      }
+      ::closedir(dir);
+      if (!found.empty() && ::access(found.c_str(), F_OK) == 0) return found;
+    }
+    if (monotonicMs() >= deadline) return {};
+    ::usleep(10000);
+  }
+}
+
+// mkdir -p with mode 0755; true when `path` is a directory in the end.
+inline bool makeDirectories(const std::string& path) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    const std::string prefix = path.substr(0, slash);
+    if (!prefix.empty() && ::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) return false;
+    if (slash == std::string::npos) break;
+  }
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// The config disk's JSON: its bytes up to the first NUL (at most 1 MiB); an empty workload without one.
+inline std::variant<Workload, std::string> readWorkload() {
+  // Probed with the root disk, which was found already: a short wait covers the order of the two probes.
+  const std::string device = findDiskBySerial(vmm::kConfigDiskSerial, 1000);
+  if (device.empty()) return Workload{};
+  const int fd = ::open(device.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "open(\"" + device + "\"): " + std::strerror(errno);
+  std::string text;
+  char buffer[4096];
+  ssize_t n;
+  while (text.size() < (1 << 20) && (n = ::read(fd, buffer, sizeof(buffer))) > 0) {
+    const auto chunk = std::string_view(buffer, static_cast<size_t>(n));
+    const size_t nul = chunk.find('\0');
+    text.append(chunk.substr(0, nul));
+    if (nul != std::string_view::npos) break;
+  }
+  ::close(fd);
+  return parseWorkload(text);
+}
+
+// corral.root: mounts the image's disk on /newroot, moves /dev /proc /sys /run into it, binds the probe in
+// (the image may lack it; the file it is bound over lands in the instance's overlay only) and makes it the
+// root (switch_root's MS_MOVE + chroot: the initramfs stays in memory, nothing to free on a VM this small).
+// Returns why not; the caller powers off, since serving exec in the wrong root would mislead.
+inline std::string enterImageRoot(const std::string& rootSerial) {
+  const std::string device = findDiskBySerial(rootSerial, 5000);
+  if (device.empty()) return "no virtio disk with serial \"" + rootSerial + "\" (is virtio_blk loaded?)";
+  ::mkdir("/newroot", 0755);
+  if (::mount(device.c_str(), "/newroot", "ext4", 0, nullptr) != 0)
+    return "mount(\"" + device + "\", \"/newroot\", \"ext4\"): " + std::strerror(errno);
+  const char* probe = "/usr/bin/corral-probe";
+  const std::string probeTarget = std::string("/newroot") + probe;
+  if (::access(probe, X_OK) == 0 && makeDirectories("/newroot/usr/bin")) {
+    const int fd = ::open(probeTarget.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+    if (fd >= 0) ::close(fd);
+    if (::mount(probe, probeTarget.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      logConsole("mount(\"%s\", \"%s\", MS_BIND): %s", probe, probeTarget.c_str(), std::strerror(errno));
+  }
+  for (const char* mountPoint : {"/dev", "/proc", "/sys", "/run"}) {
+    const std::string target = std::string("/newroot") + mountPoint;
+    if (!makeDirectories(target)) return "mkdir(\"" + target + "\"): " + std::strerror(errno);
+    if (::mount(mountPoint, target.c_str(), nullptr, MS_MOVE, nullptr) != 0)
+      return std::string("mount(\"") + mountPoint + "\", \"" + target +
+             "\", MS_MOVE): " + std::strerror(errno);
+  }
+  if (::chdir("/newroot") != 0) return std::string("chdir(\"/newroot\"): ") + std::strerror(errno);
+  if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0)
+    return std::string("mount(\"/newroot\", \"/\", MS_MOVE): ") + std::strerror(errno);
+  if (::chroot(".") != 0) return std::string("chroot(\".\"): ") + std::strerror(errno);
+  if (::chdir("/") != 0) return std::string("chdir(\"/\"): ") + std::strerror(errno);
+  return {};
+}
+
 // "/dev/vport1p1" for the port named kAgentChannel, or empty.
 inline std::string findAgentPort() {
   DIR* dir = ::opendir("/sys/class/virtio-ports");
@@ -613,6 +848,56 @@ class Init {
     ::sigprocmask(SIG_BLOCK, &mask, nullptr);
     signalFd_ = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     if (signalFd_ < 0) logConsole("signalfd(SIGCHLD): %s", std::strerror(errno));
+  }
+
+  // The image's workload, on the console, in its own session. Its end is logged (reapChildren); the VM
+  // keeps running for exec, as a container's stopped process would not, since the guest is more than it.
+  void startWorkload(const Workload& workload) {
+    baseEnv_ = workload.env;
+    if (workload.argv.empty()) return;
+    const auto identity =
+        resolveUser(workload.user, readSmallFile("/etc/passwd"), readSmallFile("/etc/group"));
+    if (const auto* error = std::get_if<std::string>(&identity)) {
+      logConsole("workload not started: %s", error->c_str());
+      return;
+    }
+    const Identity& who = std::get<Identity>(identity);
+    if (!makeDirectories(workload.workdir)) {
+      logConsole("workload not started: workdir \"%s\": %s", workload.workdir.c_str(), std::strerror(errno));
+      return;
+    }
+    const auto env = execEnvironment(workload.env);
+    std::vector<char*> argv, envp;
+    for (const auto& word : workload.argv) argv.push_back(const_cast<char*>(word.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& entry : env) envp.push_back(const_cast<char*>(entry.c_str()));
+    envp.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::setsid();
+      const int devnull = ::open("/dev/null", O_RDONLY);
+      if (devnull >= 0) ::dup2(devnull, 0);
+      const char* step = "chdir";
+      if (::chdir(workload.workdir.c_str()) == 0 &&
+          (step = "setgroups", ::setgroups(who.groups.size(), who.groups.data()) == 0) &&
+          (step = "setgid", ::setgid(who.gid) == 0) && (step = "setuid", ::setuid(who.uid) == 0)) {
+        step = "execvp";
+        environ = envp.data();
+        ::execvp(argv[0], argv.data());
+      }
+      logConsole("workload: %s(\"%s\"): %s", step, argv[0], std::strerror(errno));
+      ::_exit(127);
+    }
+    if (pid < 0) {
+      logConsole("workload: fork: %s", std::strerror(errno));
+      return;
+    }
+    workloadPid_ = pid;
+    logConsole("workload started: pid %d, %s as %u:%u in %s", pid, workload.argv.front().c_str(), who.uid,
+               who.gid, workload.workdir.c_str());
   }
 
   void openPort(int64_t waitMs) {
@@ -760,12 +1045,20 @@ class Init {
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
       if (pid == execPid_) execStatus_ = status;
+      if (pid == workloadPid_) {
+        if (WIFEXITED(status)) logConsole("workload exited with status %d", WEXITSTATUS(status));
+        if (WIFSIGNALED(status)) logConsole("workload killed by signal %d", WTERMSIG(status));
+        workloadPid_ = -1;
+      }
     }
   }
 
   ExecOutcome runCommand(const ExecRequest& request) {
     ExecOutcome outcome;
-    const auto env = execEnvironment(request.env);
+    // The image's Env first, the request's on top (docker exec inherits the container's environment).
+    std::vector<std::string> overrides = baseEnv_;
+    overrides.insert(overrides.end(), request.env.begin(), request.env.end());
+    const auto env = execEnvironment(overrides);
     std::vector<char*> argv;
     for (const auto& word : request.command) argv.push_back(const_cast<char*>(word.c_str()));
     argv.push_back(nullptr);
@@ -890,10 +1183,12 @@ class Init {
   LineReader reader_{vmm::kAgentMaxLine};
   pid_t execPid_ = -1;
   std::optional<int> execStatus_;
+  pid_t workloadPid_ = -1;
+  std::vector<std::string> baseEnv_;
 };
 
 // The boot sequence, in order: pseudo filesystems → console → modules → command line → hostname →
-// network → agent port → serve.
+// network → (corral.root: the image's root and its workload config) → agent port → workload → serve.
 [[noreturn]] inline void runInit() {
   const int64_t initStartedMs = boottimeMs();
   mountPseudoFilesystems();
@@ -908,9 +1203,23 @@ class Init {
     logConsole("sethostname(\"%s\"): %s", hostname.c_str(), std::strerror(errno));
   }
   configureNetwork(params);
+  std::optional<Workload> workload;
+  if (!params.rootSerial.empty()) {
+    if (const std::string error = enterImageRoot(params.rootSerial); !error.empty()) {
+      logConsole("root disk: %s", error.c_str());
+      powerOff("no root filesystem");
+    }
+    auto config = readWorkload();  // /dev moved along: the config disk's node is still /dev/vdX
+    if (const auto* error = std::get_if<std::string>(&config)) {
+      logConsole("config disk: %s", error->c_str());
+      powerOff("bad workload config");
+    }
+    workload = std::get<Workload>(std::move(config));
+  }
   Init init(initStartedMs, std::move(params));
   init.setupSignals();
   init.openPort(5000);
+  if (workload) init.startWorkload(*workload);
   init.run();
   powerOff("agent loop ended");
 }

@@ -147,6 +147,11 @@ TEST_F(VmmTest, VirtXmlValidateAcceptsAllVariants) {
       domain.accelerator = withNic ? Accelerator::Kvm : Accelerator::Tcg;
       domain.kernel = "/tmp/a&b/vmlinuz";  // escaping must keep the XML valid
       if (withNic) domain.nic = NicConfig{"crl-t-x", "52:54:00:12:34:56"};
+      // An image VM's disks: its qcow2 overlay and the read-only config disk.
+      if (withNic) {
+        domain.disks = {{"/var/lib/corral/vms/x/root.qcow2", DiskFormat::Qcow2, "corral-root", false},
+                        {"/var/lib/corral/vms/x/config.img", DiskFormat::Raw, "corral-config", true}};
+      }
       const auto path = workDir_ / "domain.xml";
       std::ofstream(path) << domainXml(domain);
       const std::string command = fmt::format("virt-xml-validate '{}' domain >/dev/null 2>&1", path.string());

@@ -88,6 +88,27 @@ TEST_F(VmSpecTest, RefusesBadFilesByName) {
   EXPECT_EQ(refusedField(s), "image");
 }
 
+TEST_F(VmSpecTest, WithAStoreABuiltInImageStaysBuiltInAndAnUnknownOneNamesBoth) {
+  auto store = images::ImageStore::open(dir_ / "store");
+  ASSERT_TRUE(store) << store.error().message();
+  context_.imageStore = &*store;
+  auto plan = toVmPlan(spec(), context_);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  EXPECT_FALSE(plan->rootImage) << "busybox boots from its initramfs";
+  EXPECT_EQ(plan->kernel, dir_ / "images/busybox/vm/vmlinuz");
+  for (const char* image : {"rootfs-only", "docker.io/library/debian:12"}) {
+    auto s = spec();
+    s.image = image;
+    auto unknown = toVmPlan(s, context_);
+    ASSERT_FALSE(unknown) << image;
+    EXPECT_EQ(unknown.error().kind(), ErrorKind::NotFound) << image;
+    EXPECT_EQ(unknown.error().field(), "image") << image;
+    EXPECT_NE(unknown.error().message().find("neither in the image store nor a built-in VM image"),
+              std::string::npos)
+        << unknown.error().message();
+  }
+}
+
 TEST_F(VmSpecTest, RefusesAbsurdResources) {
   auto s = spec();
   for (const char* memory : {"1M", "31M", "8G", "0", "-1M", "lots"}) {

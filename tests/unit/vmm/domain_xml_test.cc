@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "vmm/agent_protocol.h"
+
 namespace corral::vmm {
 namespace {
 
@@ -70,6 +72,46 @@ TEST(DomainXml, TcgMicrovmWithNic) {
   EXPECT_EQ(xml.find("type='pci'"), std::string::npos);
 }
 
+DomainConfig withImageDisks(DomainConfig config) {
+  config.disks = {{"/var/lib/corral/vms/web-1/root.qcow2", DiskFormat::Qcow2, kRootDiskSerial, false},
+                  {"/var/lib/corral/vms/web-1/config.img", DiskFormat::Raw, kConfigDiskSerial, true}};
+  config.cmdline = kernelCommandLine("web-1", "web-1", std::nullopt, std::nullopt, kRootDiskSerial);
+  return config;
+}
+
+TEST(DomainXml, TcgPcWithImageDisks) {
+  auto config = withImageDisks(baseConfig());
+  ASSERT_TRUE(validate(config));
+  const auto xml = domainXml(config);
+  expectGolden(xml, "tcg_pc_image_disks.xml");
+  EXPECT_NE(xml.find("<target dev='vdb' bus='virtio'/>"), std::string::npos);
+}
+
+TEST(DomainXml, TcgMicrovmWithImageDisks) {
+  auto config = withNic(withImageDisks(baseConfig()));
+  config.machine = Machine::Microvm;
+  config.cmdline = kernelCommandLine("web-1", "web-1", "10.0.1.5/24", "10.0.1.1", kRootDiskSerial);
+  ASSERT_TRUE(validate(config));
+  const auto xml = domainXml(config);
+  expectGolden(xml, "tcg_microvm_image_disks.xml");
+  EXPECT_EQ(xml.find("type='pci'"), std::string::npos);
+}
+
+TEST(DomainXml, ValidateRefusesBadDisks) {
+  auto config = withImageDisks(baseConfig());
+  config.disks[1].path = "config.img";
+  auto result = validate(config);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().field(), "disks[1].path");
+  for (std::string serial : {"", "a serial", "012345678901234567890", "x'y"}) {
+    config = withImageDisks(baseConfig());
+    config.disks[0].serial = serial;
+    result = validate(config);
+    ASSERT_FALSE(result) << serial;
+    EXPECT_EQ(result.error().field(), "disks[0].serial") << serial;
+  }
+}
+
 TEST(DomainXml, EscapesTextAndAttributes) {
   auto config = baseConfig();
   config.kernel = "/tmp/a&b/<k>'\"";
@@ -121,6 +163,8 @@ TEST(DomainXml, KernelCommandLine) {
   EXPECT_EQ(kernelCommandLine("web-1", "www", "10.0.1.5/24", "10.0.1.1"),
             "console=ttyS0 quiet panic=-1 corral.name=web-1 corral.hostname=www corral.ip=10.0.1.5/24 "
             "corral.gw=10.0.1.1");
+  EXPECT_EQ(kernelCommandLine("web-1", "web-1", std::nullopt, std::nullopt, "corral-root"),
+            "console=ttyS0 quiet panic=-1 corral.name=web-1 corral.root=corral-root");
 }
 
 TEST(DomainXml, Names) {

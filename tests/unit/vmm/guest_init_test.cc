@@ -33,6 +33,79 @@ TEST(GuestCmdline, ReadsCorralParameters) {
   EXPECT_TRUE(params.errors.empty());
 }
 
+TEST(GuestCmdline, RootSerialSelectsTheImageRoot) {
+  EXPECT_EQ(parseCmdline("console=ttyS0 corral.name=a corral.root=corral-root").rootSerial, "corral-root");
+  EXPECT_EQ(parseCmdline("console=ttyS0 corral.name=a").rootSerial, "");
+}
+
+TEST(GuestWorkload, ParsesTheConfigDisk) {
+  auto parsed = parseWorkload(
+      R"({"argv": ["python3", "-m", "http.server"], "env": ["PATH=/opt/bin:/bin", "A=b=c"], "workdir": "/app",
+          "user": "app:staff"})");
+  ASSERT_TRUE(std::holds_alternative<Workload>(parsed)) << std::get<std::string>(parsed);
+  const auto& workload = std::get<Workload>(parsed);
+  EXPECT_EQ(workload.argv, (std::vector<std::string>{"python3", "-m", "http.server"}));
+  EXPECT_EQ(workload.env, (std::vector<std::string>{"PATH=/opt/bin:/bin", "A=b=c"}));
+  EXPECT_EQ(workload.workdir, "/app");
+  EXPECT_EQ(workload.user, "app:staff");
+
+  auto empty = parseWorkload("{}");
+  ASSERT_TRUE(std::holds_alternative<Workload>(empty));
+  EXPECT_TRUE(std::get<Workload>(empty).argv.empty());
+  EXPECT_EQ(std::get<Workload>(empty).workdir, "/");
+}
+
+TEST(GuestWorkload, RefusesMalformedConfigsNamingTheField) {
+  auto reason = [](std::string_view text) {
+    auto parsed = parseWorkload(text);
+    return std::holds_alternative<std::string>(parsed) ? std::get<std::string>(parsed)
+                                                       : std::string("parsed");
+  };
+  EXPECT_EQ(reason("not json"), "config is not a JSON object");
+  EXPECT_EQ(reason("[1]"), "config is not a JSON object");
+  EXPECT_EQ(reason(R"({"argv": "sh"})"), "\"argv\" must be an array of strings");
+  EXPECT_EQ(reason(R"({"argv": [""]})"), "argv[0] is empty");
+  EXPECT_EQ(reason(R"({"env": ["NOEQUALS"]})"), "env entry \"NOEQUALS\" is not K=V");
+  EXPECT_EQ(reason(R"({"workdir": 3})"), "\"workdir\" must be a string");
+  EXPECT_EQ(reason(R"({"workdir": "app"})"), "workdir \"app\" is not absolute");
+  EXPECT_EQ(reason(R"({"user": ["x"]})"), "\"user\" must be a string");
+}
+
+TEST(GuestWorkload, ResolvesUsersLikeDocker) {
+  const std::string passwd =
+      "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\nweb:x:33:33::/var/www:/bin/sh\n";
+  const std::string group = "root:x:0:\nstaff:x:50:app,web\napp:x:1001:\naudio:x:29:web\n";
+  auto resolve = [&](std::string_view user) { return resolveUser(user, passwd, group); };
+  auto identity = [&](std::string_view user) {
+    auto resolved = resolve(user);
+    EXPECT_TRUE(std::holds_alternative<Identity>(resolved))
+        << user << ": " << std::get<std::string>(resolved);
+    return std::holds_alternative<Identity>(resolved) ? std::get<Identity>(resolved) : Identity{99, 99, {}};
+  };
+  auto root = identity("");
+  EXPECT_EQ(root.uid, 0u);
+  EXPECT_EQ(root.gid, 0u);
+  auto app = identity("app");
+  EXPECT_EQ(app.uid, 1000u);
+  EXPECT_EQ(app.gid, 1001u);
+  EXPECT_EQ(app.groups, std::vector<gid_t>{50});
+  auto web = identity("33");
+  EXPECT_EQ(web.uid, 33u);
+  EXPECT_EQ(web.gid, 33u);
+  EXPECT_EQ(web.groups, (std::vector<gid_t>{50, 29}));
+  auto unknownId = identity("4242:7");
+  EXPECT_EQ(unknownId.uid, 4242u);
+  EXPECT_EQ(unknownId.gid, 7u);
+  auto named = identity("app:staff");
+  EXPECT_EQ(named.gid, 50u);
+  EXPECT_TRUE(named.groups.empty()) << "staff is the primary group now";
+
+  EXPECT_EQ(std::get<std::string>(resolve("nobody")),
+            "user \"nobody\": no such user in the image's /etc/passwd");
+  EXPECT_EQ(std::get<std::string>(resolve("app:wheel")),
+            "group \"wheel\": no such group in the image's /etc/group");
+}
+
 TEST(GuestCmdline, HostnameOverridesNameAndDefaultsToCorral) {
   EXPECT_EQ(parseCmdline("corral.name=a corral.hostname=b").effectiveHostname(), "b");
   EXPECT_EQ(parseCmdline("console=ttyS0").effectiveHostname(), "corral");

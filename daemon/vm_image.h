@@ -1,0 +1,42 @@
+// VMs from images in the ImageStore (issue 14): the store opened once for corrald, the image's ext4 base disk
+// (built once per image, images/oci/disk.h), and per instance a qcow2 overlay backed by it plus a small raw
+// config disk whose JSON tells the guest init what to run (vmm/agent_protocol.h, corral.root). Both live in
+// the instance's directory, so rm (and a crash's reconcile, which removes directories no instance owns)
+// removes them with it.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "core/error.h"
+#include "images/oci/image_store.h"
+#include "vmm/domain_xml.h"
+
+namespace corral::daemon {
+
+inline constexpr const char* kVmRootDiskFile = "root.qcow2";
+inline constexpr const char* kVmConfigDiskFile = "config.img";
+
+// The image store at `<state dir>/images`. Opened once per corrald: open() empties ingest/ and collects
+// unreferenced blobs, which must never run under an import in progress.
+Result<std::shared_ptr<images::ImageStore>> openImageStore(const std::filesystem::path& stateDir);
+
+// What the guest runs, from the image's config (pure): argv = Entrypoint + Cmd, Env, WorkingDir, User.
+nlohmann::json guestWorkload(const images::ImageConfig& config);
+
+// The config disk's bytes: the workload's JSON, NUL-padded to whole 512-byte sectors (pure).
+std::string configDiskBytes(const nlohmann::json& workload);
+
+// The image's base disk: mkfs.ext4 the first time (seconds for a large image: call it without the
+// manager's lock), the existing file after.
+Result<std::filesystem::path> prepareBaseDisk(const images::ImageStore& store, const images::Image& image);
+
+// The instance's disks in `dir`, in vda, vdb order: root.qcow2 over the base disk (made if absent; a stopped
+// VM keeps its writes until rm) and config.img (written each start, read-only to the guest).
+Result<std::vector<vmm::DiskConfig>> prepareInstanceDisks(const images::ImageStore& store,
+                                                          const images::Image& image,
+                                                          const std::filesystem::path& dir);
+
+}  // namespace corral::daemon
