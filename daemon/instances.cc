@@ -427,6 +427,13 @@ json InstanceManager::list() {
   return {{"instances", std::move(items)}};
 }
 
+std::optional<InstanceState> InstanceManager::stateOf(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return std::nullopt;
+  return it->second.row.state;
+}
+
 size_t InstanceManager::count() {
   std::lock_guard lock(mutex_);
   return instances_.size();

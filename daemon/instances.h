@@ -52,6 +52,8 @@ class InstanceManager final : private InstanceEvents {
   Result<nlohmann::json> exec(const std::string& name, const std::vector<std::string>& command,
                               const std::vector<std::string>& env);
 
+  // The state `name` shows (a settled one: daemon/lifecycle.h), or nullopt when there is no such instance.
+  std::optional<InstanceState> stateOf(const std::string& name);
   size_t count();
   const InstanceOptions& options() const { return options_; }
   // After the network was reconciled at startup: running instances whose NIC went missing (their VPC's

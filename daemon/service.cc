@@ -298,17 +298,7 @@ Response Service::serveInstance(const api::TraceCapture& request) {
   auto filter = net::parseFrameFilter(request.filter, "filter");
   if (!filter) return errorResponse(filter.error());
   if (!network_) return errorResponse(unavailable("the network is not managed by this service"));
-  // The state of the instance of that name, if there is one: its API "state", which is always a settled
-  // state (daemon/lifecycle.h), read back into the enum at this edge.
-  std::optional<InstanceState> instanceState;
-  if (auto instance = instances_->get(request.target)) {
-    auto state = parseStoredInstanceState(instance->value("state", ""));
-    if (!state) return errorResponse(state.error().wrap(fmt::format("instance \"{}\"", request.target)));
-    instanceState = *state;
-  } else if (instance.error().kind() != ErrorKind::NotFound) {
-    return errorResponse(instance.error());
-  }
-  auto target = network_->captureTarget(request.target, instanceState);
+  auto target = network_->captureTarget(request.target, instances_->stateOf(request.target));
   if (!target) return errorResponse(target.error());
 
   auto capture = net::PacketCapture::open(target->netns, target->link);

@@ -403,6 +403,30 @@ TEST_F(InstanceManagerBootingTest, StartingBecomesRunningWhenTheDriverSaysReady)
   EXPECT_EQ((*manager_->get("web"))["boot"]["guest_kernel"], "fake");
 }
 
+// stateOf is the "state" get() shows, as the enum (the trace handler asks it), through a whole lifecycle.
+TEST_F(InstanceManagerBootingTest, StateOfIsTheStateGetShows) {
+  auto expectState = [&](const std::string& name, std::optional<InstanceState> expected) {
+    EXPECT_EQ(manager_->stateOf(name), expected);
+    if (expected) {
+      EXPECT_EQ(state(name), instanceStateName(*expected));
+    }
+  };
+  expectState("web", std::nullopt);
+  ASSERT_TRUE(manager_->run(spec("web")));
+  expectState("web", InstanceState::starting);
+  fake_->ready("web");
+  expectState("web", InstanceState::running);
+  fake_->blockAt = "stop";
+  auto stopping = std::async(std::launch::async, [&] { return manager_->stop("web", 10); });
+  ASSERT_TRUE(fake_->waitBlocked());
+  expectState("web", InstanceState::running);  // a stop in progress shows the state it left
+  fake_->release();
+  ASSERT_TRUE(stopping.get());
+  expectState("web", InstanceState::stopped);
+  ASSERT_TRUE(manager_->remove("web", false));
+  expectState("web", std::nullopt);
+}
+
 TEST_F(InstanceManagerBootingTest, ARunFailingAtStartLeavesNoCreatedRow) {
   fake_->failAt = {"start"};
   ASSERT_FALSE(manager_->run(spec("web")));
