@@ -416,9 +416,10 @@ json Service::acceleratorJson() {
   if (!instances_) return nullptr;
   const InstanceOptions& options = instances_->options();
   AcceleratorStatus status = instances_->acceleratorStatus();
-  json accelerator = {{"mode", options.accelerator}, {"state", status.state}};
-  if (options.accelerator == "tcg") {
-    accelerator["state"] = "decided";
+  json accelerator = {{"mode", acceleratorModeName(options.accelerator)},
+                      {"state", acceleratorStateName(status.state)}};
+  if (options.accelerator == AcceleratorMode::tcg) {
+    accelerator["state"] = acceleratorStateName(AcceleratorState::decided);
     accelerator["name"] = "tcg";
     accelerator["reason"] = "chosen by corrald --accelerator tcg";
   } else if (status.choice) {
@@ -426,9 +427,10 @@ json Service::acceleratorJson() {
     accelerator["reason"] = status.choice->reason;
   } else {
     accelerator["name"] = nullptr;
-    accelerator["reason"] = options.accelerator == "kvm" ? "chosen by corrald --accelerator kvm"
-                            : status.state == "probing"  ? "a probe boot under KVM is running"
-                                                         : "decided when the first VM starts";
+    accelerator["reason"] = options.accelerator == AcceleratorMode::kvm
+                                ? "chosen by corrald --accelerator kvm"
+                            : status.state == AcceleratorState::probing ? "a probe boot under KVM is running"
+                                                                        : "decided when the first VM starts";
   }
   return accelerator;
 }
