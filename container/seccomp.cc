@@ -657,7 +657,7 @@ std::map<std::string, std::vector<unsigned char>>& programCache() {
 // Everything compile() reads from the profile, in one string.
 std::string cacheKey(const SeccompProfile& profile) {
   std::string key = fmt::format("{} {} {}|", static_cast<int>(profile.defaultAction), profile.defaultErrno,
-                                profile.name == "default");
+                                profile.mode == schema::SeccompMode::dockerDefault);
   for (const auto& rule : profile.rules) {
     key += fmt::format("{} {}:", static_cast<int>(rule.action), rule.errnoValue);
     for (const auto& arg : rule.args)
@@ -681,6 +681,7 @@ SeccompProfile dockerDefaultProfile(const std::vector<std::string>& capabilities
   for (const auto& name : capabilities) caps.insert(normalizeCapability(name));
 
   SeccompProfile profile;
+  profile.mode = schema::SeccompMode::dockerDefault;
   profile.name = "default";
   profile.defaultAction = SeccompAction::Errno;
   profile.defaultErrno = EPERM;
@@ -730,6 +731,7 @@ SeccompProfile dockerDefaultProfile(const std::vector<std::string>& capabilities
 
 SeccompProfile unconfinedProfile() {
   SeccompProfile profile;
+  profile.mode = schema::SeccompMode::unconfined;
   profile.name = "unconfined";
   profile.defaultAction = SeccompAction::Allow;
   return profile;
@@ -749,16 +751,17 @@ Result<SeccompProfile> parseSeccompProfile(std::string_view text, std::string_vi
   return profile;
 }
 
-Result<SeccompProfile> resolveSeccompProfile(std::string_view choice,
+Result<SeccompProfile> resolveSeccompProfile(const schema::SeccompChoice& choice,
                                              const std::vector<std::string>& capabilities) {
-  if (choice == "default") return dockerDefaultProfile(capabilities);
-  if (choice == "unconfined") return unconfinedProfile();
-  if (choice.empty() || choice.front() != '/')
-    return fail(invalidField("seccomp",
-                             "must be \"default\", \"unconfined\" or an absolute path to a JSON profile, "
-                             "got \"{}\"",
-                             choice));
-  std::string path(choice);
+  switch (choice.mode) {
+    case schema::SeccompMode::dockerDefault:
+      return dockerDefaultProfile(capabilities);
+    case schema::SeccompMode::unconfined:
+      return unconfinedProfile();
+    case schema::SeccompMode::profileFile:
+      break;
+  }
+  const std::string& path = choice.profilePath;
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     Error e = systemError(errno, fmt::format("open(\"{}\")", path));
@@ -823,7 +826,7 @@ Result<CompiledSeccomp> CompiledSeccomp::compile(const SeccompProfile& profile) 
 
   // Built-in profiles may name syscalls this libseccomp does not know (Docker's list spans kernels); so
   // may allow rules (nothing to allow: the default action applies, or ENOSYS above the table).
-  const bool builtin = profile.name == "default";
+  const bool builtin = profile.mode == schema::SeccompMode::dockerDefault;
   for (const auto& rule : profile.rules) {
     const uint32_t action = libseccompAction(rule.action, rule.errnoValue);
     if (action == defaultAction) continue;  // libseccomp refuses rules that repeat the default

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "schema/instance.h"
 
 namespace corral::container {
 
@@ -40,8 +41,9 @@ struct SeccompProfile {
   // libc trying a syscall newer than the profile falls back to an older one, as it would on an older
   // kernel (runc and crun patch Docker's profile the same way). Numbers within the table keep defaultErrno.
   std::vector<std::string> knownSyscalls;
-  std::string name;  // "default", "unconfined", or the file path; shown by inspect
-  bool unconfined() const { return name == "unconfined"; }
+  schema::SeccompMode mode = schema::SeccompMode::profileFile;  // which policy this is
+  std::string name;  // "default", "unconfined", or the file path: what error messages call it
+  bool unconfined() const { return mode == schema::SeccompMode::unconfined; }
 };
 
 // Docker's default policy (moby 25 and later) as an allow list: default action ERRNO(EPERM); Docker's
@@ -58,8 +60,8 @@ SeccompProfile unconfinedProfile();
 // this host's libseccomp does not know are skipped in SCMP_ACT_ALLOW entries (as runc does: nothing to
 // allow), refused elsewhere.
 Result<SeccompProfile> parseSeccompProfile(std::string_view json, std::string_view origin);
-// "default" | "unconfined" | a path to a JSON file (field "seccomp" in errors).
-Result<SeccompProfile> resolveSeccompProfile(std::string_view choice,
+// The profile an instance's "seccomp" field chose (a file's problems are errors of field "seccomp").
+Result<SeccompProfile> resolveSeccompProfile(const schema::SeccompChoice& choice,
                                              const std::vector<std::string>& capabilities);
 
 // Compiles the profile to BPF now (in the parent: allocation is fine here) so the child only loads it.

@@ -140,7 +140,9 @@ Result<ContainerConfig> toContainerConfig(const schema::InstanceSpec& spec,
   auto capabilities = resolveCapabilities(spec.capAdd, spec.capDrop);
   if (!capabilities) return fail(capabilities.error());
   config.capabilities = std::move(*capabilities);
-  auto seccomp = resolveSeccompProfile(spec.seccomp, config.capabilities);
+  auto seccompChoice = schema::parseSeccompChoice(spec.seccomp);
+  if (!seccompChoice) return fail(seccompChoice.error());
+  auto seccomp = resolveSeccompProfile(*seccompChoice, config.capabilities);
   if (!seccomp) return fail(seccomp.error());
   config.seccomp = std::move(*seccomp);
 

@@ -599,24 +599,24 @@ void ContainerDriver::watch() {
 // The container's init has exited: its status collected, its cgroup killed and removed, its overlay
 // unmounted so a later start does not stack another.
 InstanceEnding ContainerDriver::collectExit(const std::string& name, Run& run) {
-  InstanceEnding ending = InstanceEnding::because("exited");
+  InstanceEnding ending = InstanceEnding::because(ExitReason::exited);
   if (run.ourChild) {
     int status = 0;
     pid_t waited = ::waitpid(run.pid, &status, 0);
     if (waited == run.pid && WIFEXITED(status)) ending.exitCode = WEXITSTATUS(status);
     if (waited == run.pid && WIFSIGNALED(status)) {
       ending.exitSignal = WTERMSIG(status);
-      ending.reason = "signaled";
+      ending.reason = ExitReason::signaled;
     }
   } else {
     // Adopted after a restart: corrald saw it end but, not its parent, cannot know how (docs/api.md).
-    ending.reason = "lost";
+    ending.reason = ExitReason::lost;
     ending.note =
         "it ended after corrald restarted; corrald was not its parent, so its exit status is unknown";
   }
   auto stats = run.cgroup->stats();
   // A stop kills PID 1 with SIGKILL itself: the manager reads such an end as "stopped" whatever this says.
-  if (ending.exitSignal == SIGKILL && stats && stats->oomKills > 0) ending.reason = "oom-killed";
+  if (ending.exitSignal == SIGKILL && stats && stats->oomKills > 0) ending.reason = ExitReason::oomKilled;
   if (stats) ending.oomKills = static_cast<int64_t>(stats->oomKills);
   if (auto killed = run.cgroup->killAll(); !killed)
     log::warn("instance \"{}\": {}", name, killed.error().message());

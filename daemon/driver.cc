@@ -11,6 +11,7 @@
 #include <ctime>
 #include <string_view>
 
+#include "core/text.h"
 #include "core/unique_fd.h"
 #include "daemon/container_driver.h"
 #include "daemon/vm_driver.h"
@@ -24,6 +25,25 @@ InstanceDrivers hostDrivers(const InstanceOptions& options) {
   return drivers;
 }
 
+std::string_view acceleratorModeName(AcceleratorMode mode) {
+  switch (mode) {
+    case AcceleratorMode::automatic:
+      return "auto";
+    case AcceleratorMode::kvm:
+      return "kvm";
+    case AcceleratorMode::tcg:
+      return "tcg";
+  }
+  return "auto";
+}
+
+Result<AcceleratorMode> parseAcceleratorMode(std::string_view text) {
+  for (AcceleratorMode mode : {AcceleratorMode::automatic, AcceleratorMode::kvm, AcceleratorMode::tcg}) {
+    if (text == acceleratorModeName(mode)) return mode;
+  }
+  return fail(invalidField("accelerator", "\"{}\" is not one of auto, kvm, tcg", terminalSafe(text)));
+}
+
 RunId nextRunId() {
   static std::atomic<RunId> last{0};
   return ++last;
@@ -34,7 +54,7 @@ void markLost(InstanceRow& row, std::string note) {
   row.finishedAt = static_cast<int64_t>(std::time(nullptr));
   row.exitCode.reset();
   row.exitSignal.reset();
-  row.exitReason = "lost";
+  row.exitReason = ExitReason::lost;
   row.exitNote = std::move(note);
   row.pid.reset();
   row.pidStartTime.reset();

@@ -30,6 +30,13 @@
 
 namespace corral::daemon {
 
+// corrald --accelerator: auto probes once per host boot whether a guest really boots under KVM; kvm and tcg
+// are taken as given.
+enum class AcceleratorMode { automatic, kvm, tcg };
+std::string_view acceleratorModeName(AcceleratorMode mode);  // "auto" | "kvm" | "tcg"
+// The option's text back; anything else is InvalidArgument naming "accelerator".
+Result<AcceleratorMode> parseAcceleratorMode(std::string_view text);
+
 // How corrald runs instances: where their files go, the cgroup parent, libvirt, the accelerator.
 struct InstanceOptions {
   std::filesystem::path imageDir = "/var/lib/corral/images";
@@ -40,7 +47,7 @@ struct InstanceOptions {
   std::filesystem::path vmsDir = "/var/lib/corral/vms";  // per VM: console.log, agent.sock
   std::string libvirtUri = "qemu:///system";
   std::string domainPrefix = "corral-";  // this daemon's libvirt domains are PREFIX + instance name
-  std::string accelerator = "auto";      // auto | kvm | tcg
+  AcceleratorMode accelerator = AcceleratorMode::automatic;
   std::filesystem::path acceleratorCache = "/run/corral/accelerator.json";  // auto's probe result, per boot
   std::chrono::milliseconds vmBootTimeout{90'000};
   std::chrono::milliseconds kvmProbeTimeout{15'000};
@@ -68,8 +75,7 @@ RunId nextRunId();  // unique in this process
 
 // How a run ended, as its driver saw it.
 struct InstanceEnding {
-  std::string
-      reason;  // exited | signaled | oom-killed | lost | shutdown | crashed | destroyed | boot-timeout ...
+  ExitReason reason = ExitReason::exited;
   std::optional<int64_t> exitCode;
   std::optional<int64_t> exitSignal;
   std::optional<std::string> note;
@@ -77,9 +83,9 @@ struct InstanceEnding {
   bool reasonStands = false;
   std::optional<int64_t> oomKills;  // the count the run's cgroup ended with, if it has one
 
-  static InstanceEnding because(std::string reason) {
+  static InstanceEnding because(ExitReason reason) {
     InstanceEnding ending;
-    ending.reason = std::move(reason);
+    ending.reason = reason;
     return ending;
   }
 };

@@ -48,6 +48,9 @@ json optionalJson(const std::optional<int64_t>& value) {
 json optionalJson(const std::optional<std::string>& value) {
   return value ? json(*value) : json(nullptr);
 }
+json optionalJson(const std::optional<ExitReason>& reason) {
+  return reason ? json(exitReasonName(*reason)) : json(nullptr);
+}
 
 // Bytes as a JSON string: invalid UTF-8 is replaced (U+FFFD) rather than failing the whole response.
 json textJson(const std::string& bytes) {
@@ -174,12 +177,12 @@ void InstanceManager::instanceEnded(const std::string& name, RunId run, Instance
   if (it == instances_.end() || it->second.run != run || !isActive(it->second.row.state)) return;
   Instance& instance = it->second;
   // A stop kills it itself: whatever the driver saw, the end was asked for (but a boot timeout stands).
-  if (instance.stopAsked() && !ending.reasonStands) ending.reason = "stopped";
+  if (instance.stopAsked() && !ending.reasonStands) ending.reason = ExitReason::stopped;
   if (ending.oomKills) instance.row.oomKills = std::max(instance.row.oomKills, *ending.oomKills);
   instance.driver->forgetRun(*instance.handle);
   instance.run.reset();
   log::info("instance \"{}\" ({}) ended: reason {}, code {}, signal {}", name,
-            schema::instanceKindName(instance.row.kind), ending.reason,
+            schema::instanceKindName(instance.row.kind), exitReasonName(ending.reason),
             ending.exitCode ? std::to_string(*ending.exitCode) : "none",
             ending.exitSignal ? std::to_string(*ending.exitSignal) : "none");
   recordStopped(instance, ending.reason, ending.exitCode, ending.exitSignal, std::move(ending.note));
@@ -199,9 +202,8 @@ void InstanceManager::instanceOomKills(const std::string& name, RunId run, int64
     log::error("instance \"{}\": recording its OOM kills: {}", name, saved.error().message());
 }
 
-void InstanceManager::recordStopped(Instance& instance, const std::string& reason,
-                                    std::optional<int64_t> code, std::optional<int64_t> signal,
-                                    std::optional<std::string> note) {
+void InstanceManager::recordStopped(Instance& instance, ExitReason reason, std::optional<int64_t> code,
+                                    std::optional<int64_t> signal, std::optional<std::string> note) {
   InstanceRow& row = instance.row;
   row.state = InstanceState::stopped;
   row.finishedAt = now();
@@ -425,6 +427,13 @@ json InstanceManager::list() {
   json items = json::array();
   for (const auto& [name, instance] : instances_) items.push_back(render(instance));
   return {{"instances", std::move(items)}};
+}
+
+std::optional<InstanceState> InstanceManager::stateOf(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return std::nullopt;
+  return it->second.row.state;
 }
 
 size_t InstanceManager::count() {

@@ -52,6 +52,8 @@ class InstanceManager final : private InstanceEvents {
   Result<nlohmann::json> exec(const std::string& name, const std::vector<std::string>& command,
                               const std::vector<std::string>& env);
 
+  // The state `name` shows (a settled one: daemon/lifecycle.h), or nullopt when there is no such instance.
+  std::optional<InstanceState> stateOf(const std::string& name);
   size_t count();
   const InstanceOptions& options() const { return options_; }
   // After the network was reconciled at startup: running instances whose NIC went missing (their VPC's
@@ -91,7 +93,7 @@ class InstanceManager final : private InstanceEvents {
   Result<nlohmann::json> startLocked(Instance& instance, std::chrono::steady_clock::time_point received);
   // The end every stop shares: the row says stopped, why and when, the NIC leaves its bridge; an instance
   // run with --rm is then forgotten with its files, any other is saved.
-  void recordStopped(Instance& instance, const std::string& reason, std::optional<int64_t> code,
+  void recordStopped(Instance& instance, ExitReason reason, std::optional<int64_t> code,
                      std::optional<int64_t> signal, std::optional<std::string> note);
   // Waits (lock released meanwhile) until `name` is recorded as no longer starting or running.
   Status waitStopped(std::unique_lock<std::mutex>& lock, const std::string& name,

@@ -38,6 +38,43 @@ Result<InstanceState> parseStoredInstanceState(std::string_view text) {
                            terminalSafe(text)));
 }
 
+std::string_view exitReasonName(ExitReason reason) {
+  switch (reason) {
+    case ExitReason::exited:
+      return "exited";
+    case ExitReason::signaled:
+      return "signaled";
+    case ExitReason::oomKilled:
+      return "oom-killed";
+    case ExitReason::stopped:
+      return "stopped";
+    case ExitReason::lost:
+      return "lost";
+    case ExitReason::shutdown:
+      return "shutdown";
+    case ExitReason::crashed:
+      return "crashed";
+    case ExitReason::destroyed:
+      return "destroyed";
+    case ExitReason::failed:
+      return "failed";
+    case ExitReason::other:
+      return "other";
+    case ExitReason::bootTimeout:
+      return "boot-timeout";
+  }
+  return "other";
+}
+
+Result<ExitReason> parseExitReason(std::string_view text) {
+  std::string known;
+  for (ExitReason reason : kAllExitReasons) {
+    if (text == exitReasonName(reason)) return reason;
+    known += fmt::format("{}{}", known.empty() ? "" : ", ", exitReasonName(reason));
+  }
+  return fail(invalidField("exit_reason", "\"{}\" is not an exit reason ({})", terminalSafe(text), known));
+}
+
 std::string_view instanceActionName(InstanceAction action) {
   switch (action) {
     case InstanceAction::start:

@@ -24,6 +24,30 @@ std::string_view instanceStateName(InstanceState state);
 // A settled state's text back (the store's column); an in-progress state is never stored.
 Result<InstanceState> parseStoredInstanceState(std::string_view text);
 
+// Why an instance's last run ended: the store's exit_reason column and the API's "exit_reason"
+// (docs/api.md). Containers end exited, signaled or oom-killed; VMs as libvirt says (shutdown, crashed,
+// destroyed, failed, other) or boot-timeout; any instance stopped (asked for) or lost (ended unseen).
+enum class ExitReason {
+  exited,
+  signaled,
+  oomKilled,
+  stopped,
+  lost,
+  shutdown,
+  crashed,
+  destroyed,
+  failed,
+  other,
+  bootTimeout
+};
+inline constexpr ExitReason kAllExitReasons[] = {
+    ExitReason::exited, ExitReason::signaled, ExitReason::oomKilled,  ExitReason::stopped,
+    ExitReason::lost,   ExitReason::shutdown, ExitReason::crashed,    ExitReason::destroyed,
+    ExitReason::failed, ExitReason::other,    ExitReason::bootTimeout};
+std::string_view exitReasonName(ExitReason reason);  // "exited", "oom-killed", "boot-timeout", ...
+// The store's text back; anything else is InvalidArgument naming "exit_reason".
+Result<ExitReason> parseExitReason(std::string_view text);
+
 // What a request asks of an existing instance.
 enum class InstanceAction { start, stop, remove, forceRemove, exec };
 inline constexpr InstanceAction kAllInstanceActions[] = {InstanceAction::start, InstanceAction::stop,

@@ -47,7 +47,7 @@ struct Options {
   std::string vmsDir;
   std::string libvirtUri;
   std::string domainPrefix;
-  std::string accelerator;
+  AcceleratorMode accelerator = AcceleratorMode::automatic;
   std::string acceleratorCache;
   std::string reaperPath;
   std::string netnsPrefix;
@@ -76,6 +76,7 @@ Result<log::Level> parseLogLevel(const std::string& text) {
 Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   po::options_description described("corrald: the corral daemon (REST/JSON API on a Unix socket)");
   std::string logLevel;
+  std::string accelerator;
   int64_t httpPort = -1;
   Options options;
   // clang-format off
@@ -102,7 +103,7 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("libvirt-uri", po::value(&options.libvirtUri)->default_value("qemu:///system"), "libvirt connection URI")
       ("domain-prefix", po::value(&options.domainPrefix)->default_value("corral-"),
        "libvirt domains of this daemon are named PREFIX + instance name")
-      ("accelerator", po::value(&options.accelerator)->default_value("auto"),
+      ("accelerator", po::value(&accelerator)->default_value("auto"),
        "auto (KVM when a probe boot under KVM reaches the guest's userspace, else TCG), kvm or tcg")
       ("accelerator-cache", po::value(&options.acceleratorCache)->default_value("/run/corral/accelerator.json"),
        "where auto's probe result is kept for the rest of this host boot")
@@ -178,9 +179,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     auto self = std::filesystem::read_symlink("/proc/self/exe", exeError);
     if (!exeError) options.reaperPath = (self.parent_path() / "corral-reaper").string();
   }
-  if (options.accelerator != "auto" && options.accelerator != "kvm" && options.accelerator != "tcg") {
-    return fail(invalidField("accelerator", "\"{}\" is not one of auto, kvm, tcg", options.accelerator));
-  }
+  auto acceleratorMode = parseAcceleratorMode(accelerator);
+  if (!acceleratorMode) return fail(acceleratorMode.error());
+  options.accelerator = *acceleratorMode;
   if (options.vmBootTimeoutS < 1 || options.vmBootTimeoutS > 3600) {
     return fail(invalidField("vm-boot-timeout", "{} is out of range: give 1 to 3600 seconds",
                              options.vmBootTimeoutS));

@@ -298,17 +298,7 @@ Response Service::serveInstance(const api::TraceCapture& request) {
   auto filter = net::parseFrameFilter(request.filter, "filter");
   if (!filter) return errorResponse(filter.error());
   if (!network_) return errorResponse(unavailable("the network is not managed by this service"));
-  // The state of the instance of that name, if there is one: its API "state", which is always a settled
-  // state (daemon/lifecycle.h), read back into the enum at this edge.
-  std::optional<InstanceState> instanceState;
-  if (auto instance = instances_->get(request.target)) {
-    auto state = parseStoredInstanceState(instance->value("state", ""));
-    if (!state) return errorResponse(state.error().wrap(fmt::format("instance \"{}\"", request.target)));
-    instanceState = *state;
-  } else if (instance.error().kind() != ErrorKind::NotFound) {
-    return errorResponse(instance.error());
-  }
-  auto target = network_->captureTarget(request.target, instanceState);
+  auto target = network_->captureTarget(request.target, instances_->stateOf(request.target));
   if (!target) return errorResponse(target.error());
 
   auto capture = net::PacketCapture::open(target->netns, target->link);
@@ -426,9 +416,10 @@ json Service::acceleratorJson() {
   if (!instances_) return nullptr;
   const InstanceOptions& options = instances_->options();
   AcceleratorStatus status = instances_->acceleratorStatus();
-  json accelerator = {{"mode", options.accelerator}, {"state", status.state}};
-  if (options.accelerator == "tcg") {
-    accelerator["state"] = "decided";
+  json accelerator = {{"mode", acceleratorModeName(options.accelerator)},
+                      {"state", acceleratorStateName(status.state)}};
+  if (options.accelerator == AcceleratorMode::tcg) {
+    accelerator["state"] = acceleratorStateName(AcceleratorState::decided);
     accelerator["name"] = "tcg";
     accelerator["reason"] = "chosen by corrald --accelerator tcg";
   } else if (status.choice) {
@@ -436,9 +427,10 @@ json Service::acceleratorJson() {
     accelerator["reason"] = status.choice->reason;
   } else {
     accelerator["name"] = nullptr;
-    accelerator["reason"] = options.accelerator == "kvm" ? "chosen by corrald --accelerator kvm"
-                            : status.state == "probing"  ? "a probe boot under KVM is running"
-                                                         : "decided when the first VM starts";
+    accelerator["reason"] = options.accelerator == AcceleratorMode::kvm
+                                ? "chosen by corrald --accelerator kvm"
+                            : status.state == AcceleratorState::probing ? "a probe boot under KVM is running"
+                                                                        : "decided when the first VM starts";
   }
   return accelerator;
 }

@@ -34,8 +34,8 @@ struct InstanceRow {
   std::optional<int64_t> finishedAt;
   std::optional<int64_t> exitCode;
   std::optional<int64_t> exitSignal;
-  std::optional<std::string> exitReason;  // the API's exit_reason (docs/api.md)
-  std::optional<std::string> exitNote;    // e.g. it ended while corrald was not its parent
+  std::optional<ExitReason> exitReason;  // the API's exit_reason (docs/api.md)
+  std::optional<std::string> exitNote;   // e.g. it ended while corrald was not its parent
   std::string bootStepsJson = "{}";
   std::string logPath;
   int64_t oomKills = 0;  // processes the kernel OOM-killed in a container's cgroup since its last start

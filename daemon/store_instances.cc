@@ -30,6 +30,8 @@ Status Store::writeInstance(const InstanceRow& row, bool mustBeNew) {
     if (!found) return wrap(std::move(found.error()));
     if (*found) return fail(conflict("instance \"{}\" already exists", row.name));
   }
+  std::optional<std::string> exitReason;
+  if (row.exitReason) exitReason = std::string(exitReasonName(*row.exitReason));
   auto status =
       runBound(db_.get(),
                "INSERT OR REPLACE INTO instances (name, kind, spec, state, pid, pid_start_time, "
@@ -48,7 +50,7 @@ Status Store::writeInstance(const InstanceRow& row, bool mustBeNew) {
                      .optionalInteger(row.finishedAt)
                      .optionalInteger(row.exitCode)
                      .optionalInteger(row.exitSignal)
-                     .optionalText(row.exitReason)
+                     .optionalText(exitReason)
                      .optionalText(row.exitNote)
                      .text(row.bootStepsJson)
                      .text(row.logPath)
@@ -105,7 +107,9 @@ Result<std::vector<InstanceRow>> Store::listInstances() const {
         CORRAL_READ(row.finishedAt, r.optionalInteger(8, "finished_at"));
         CORRAL_READ(row.exitCode, r.optionalInteger(9, "exit_code"));
         CORRAL_READ(row.exitSignal, r.optionalInteger(10, "exit_signal"));
-        CORRAL_READ(row.exitReason, r.optionalText(11, "exit_reason"));
+        std::optional<std::string> exitReason;
+        CORRAL_READ(exitReason, r.optionalText(11, "exit_reason"));
+        if (exitReason) CORRAL_READ(row.exitReason, parseExitReason(*exitReason));
         CORRAL_READ(row.exitNote, r.optionalText(12, "exit_note"));
         CORRAL_READ(row.bootStepsJson, r.text(13, "boot_steps"));
         CORRAL_READ(row.logPath, r.text(14, "log_path"));

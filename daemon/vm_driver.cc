@@ -108,6 +108,34 @@ const VmHandle& own(const InstanceHandle& handle) {
 
 }  // namespace
 
+std::string_view acceleratorStateName(AcceleratorState state) {
+  switch (state) {
+    case AcceleratorState::unknown:
+      return "unknown";
+    case AcceleratorState::probing:
+      return "probing";
+    case AcceleratorState::decided:
+      return "decided";
+  }
+  return "unknown";
+}
+
+ExitReason exitReasonOf(vmm::StopReason reason) {
+  switch (reason) {
+    case vmm::StopReason::Shutdown:
+      return ExitReason::shutdown;
+    case vmm::StopReason::Destroyed:
+      return ExitReason::destroyed;
+    case vmm::StopReason::Crashed:
+      return ExitReason::crashed;
+    case vmm::StopReason::Failed:
+      return ExitReason::failed;
+    case vmm::StopReason::Other:
+      return ExitReason::other;
+  }
+  return ExitReason::other;
+}
+
 VmDriver::VmDriver(InstanceOptions options) : options_(std::move(options)) {}
 
 VmDriver::~VmDriver() {
@@ -194,10 +222,10 @@ std::optional<vmm::AcceleratorChoice> VmDriver::cachedAcceleratorChoice() {
 }
 
 Result<vmm::AcceleratorChoice> VmDriver::accelerator(const VmPlan& plan) {
-  if (options_.accelerator == "tcg") {
+  if (options_.accelerator == AcceleratorMode::tcg) {
     return vmm::AcceleratorChoice{vmm::Accelerator::Tcg, "chosen by corrald --accelerator tcg"};
   }
-  if (options_.accelerator == "kvm") {
+  if (options_.accelerator == AcceleratorMode::kvm) {
     std::string problem = vmm::kvmDeviceProblem();
     if (!problem.empty()) return fail(unavailable("corrald --accelerator kvm, but {}", problem));
     return vmm::AcceleratorChoice{vmm::Accelerator::Kvm, "chosen by corrald --accelerator kvm (not probed)"};
@@ -205,11 +233,11 @@ Result<vmm::AcceleratorChoice> VmDriver::accelerator(const VmPlan& plan) {
   std::lock_guard probing(acceleratorMutex_);  // one probe at a time; the others wait for its answer
   {
     std::lock_guard lock(acceleratorStatusMutex_);
-    if (acceleratorStatus_.state == "decided") return *acceleratorStatus_.choice;
+    if (acceleratorStatus_.state == AcceleratorState::decided) return *acceleratorStatus_.choice;
   }
   auto decide = [&](vmm::AcceleratorChoice choice) {
     std::lock_guard lock(acceleratorStatusMutex_);
-    acceleratorStatus_ = {.state = "decided", .choice = choice};
+    acceleratorStatus_ = {.state = AcceleratorState::decided, .choice = choice};
     log::info("accelerator: {} ({})", vmm::acceleratorName(choice.accelerator), choice.reason);
     return choice;
   };
@@ -230,7 +258,7 @@ Result<vmm::AcceleratorChoice> VmDriver::accelerator(const VmPlan& plan) {
     if (!lv) return fail(lv.error());
     {
       std::lock_guard lock(acceleratorStatusMutex_);
-      acceleratorStatus_.state = "probing";
+      acceleratorStatus_.state = AcceleratorState::probing;
     }
     log::info("accelerator: /dev/kvm answers; probing whether a guest really boots under KVM (at most {} ms)",
               options_.kvmProbeTimeout.count());
@@ -430,7 +458,7 @@ void VmDriver::waitForGuest(std::shared_ptr<Run> run, Clock::time_point received
     }
     std::error_code ec;
     std::filesystem::remove(socket, ec);
-    InstanceEnding ending = InstanceEnding::because("boot-timeout");
+    InstanceEnding ending = InstanceEnding::because(ExitReason::bootTimeout);
     ending.note = fmt::format("the guest was not ready after {} ms ({}); the console's last lines:\n{}",
                               options_.vmBootTimeout.count(), lastError.message(), tail);
     ending.reasonStands = true;
@@ -479,7 +507,7 @@ void VmDriver::handleDomainEvents() {
         run = it->second;
       }
       if (!claimEnd(*run)) continue;
-      InstanceEnding ending = InstanceEnding::because(std::string(vmm::stopReasonName(event.reason)));
+      InstanceEnding ending = InstanceEnding::because(exitReasonOf(event.reason));
       if (event.reason == vmm::StopReason::Crashed || event.reason == vmm::StopReason::Failed) {
         ending.note = "the console's last lines:\n" + consoleTail(name, 20);
       }
@@ -675,7 +703,7 @@ void VmDriver::reconcile(const std::set<std::string>& active, const std::set<std
       }
     }
   }
-  if (options_.accelerator != "auto") return;
+  if (options_.accelerator != AcceleratorMode::automatic) return;
   schema::InstanceSpec probeSpec;
   probeSpec.name = "kvm-probe";
   probeSpec.kind = schema::InstanceKind::vm;

@@ -21,11 +21,18 @@
 
 namespace corral::daemon {
 
-// The accelerator VMs get, and why; "probing" while the KVM probe boot runs.
+// Where auto's decision stands: not asked yet, the KVM probe boot running, or decided.
+enum class AcceleratorState { unknown, probing, decided };
+std::string_view acceleratorStateName(AcceleratorState state);  // "unknown" | "probing" | "decided"
+
+// The accelerator VMs get, and why.
 struct AcceleratorStatus {
-  std::string state = "unknown";  // unknown | probing | decided
+  AcceleratorState state = AcceleratorState::unknown;
   std::optional<vmm::AcceleratorChoice> choice;
 };
+
+// How a VM's run ended, by libvirt's stop event: the exit reason of the same name.
+ExitReason exitReasonOf(vmm::StopReason reason);
 
 class VmDriver final : public InstanceDriver {
  public:

@@ -65,7 +65,8 @@ Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationCont
     return fail(invalidField("cap_add", "capabilities are for containers; a VM has its own kernel"));
   if (!spec.capDrop.empty())
     return fail(invalidField("cap_drop", "capabilities are for containers; a VM has its own kernel"));
-  if (spec.seccomp != "default")
+  if (auto seccomp = schema::parseSeccompChoice(spec.seccomp);
+      !seccomp || seccomp->mode != schema::SeccompMode::dockerDefault)
     return fail(invalidField("seccomp", "seccomp profiles are for containers; a VM has its own kernel"));
   if (spec.userNamespace) return fail(invalidField("user_namespace", "user namespaces are for containers"));
   if (!spec.devices.empty())

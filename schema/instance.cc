@@ -34,6 +34,18 @@ Result<InstanceKind> parseInstanceKind(std::string_view text, std::string_view f
                            terminalSafe(text)));
 }
 
+Result<SeccompChoice> parseSeccompChoice(std::string_view text, std::string_view field) {
+  if (text == "default") return SeccompChoice{.mode = SeccompMode::dockerDefault, .profilePath = {}};
+  if (text == "unconfined") return SeccompChoice{.mode = SeccompMode::unconfined, .profilePath = {}};
+  if (text.empty() || text.front() != '/') {
+    return fail(invalidField(std::string(field),
+                             "must be \"default\", \"unconfined\" or an absolute path to a JSON profile, "
+                             "got \"{}\"",
+                             terminalSafe(text)));
+  }
+  return SeccompChoice{.mode = SeccompMode::profileFile, .profilePath = std::string(text)};
+}
+
 // RFC 1123 label: 1-63 of letters, digits and '-', not starting or ending with '-'.
 Status validateHostname(std::string_view hostname) {
   if (hostname.empty() || hostname.size() > kMaxHostnameLength) {

@@ -17,6 +17,17 @@ enum class InstanceKind { container, vm };
 std::string_view instanceKindName(InstanceKind kind);  // "container" | "vm": the API's and the store's text
 Result<InstanceKind> parseInstanceKind(std::string_view text, std::string_view field = "kind");
 
+// What the "seccomp" field chooses: Docker's default policy, none, or an OCI/Docker JSON profile file
+// (container/seccomp.h reads it; VMs take only the default, having their own kernel).
+enum class SeccompMode { dockerDefault, unconfined, profileFile };
+struct SeccompChoice {
+  SeccompMode mode = SeccompMode::dockerDefault;
+  std::string profilePath;  // profileFile: an absolute path
+  bool operator==(const SeccompChoice&) const = default;
+};
+// "default" | "unconfined" | an absolute path; anything else is InvalidArgument naming `field`.
+Result<SeccompChoice> parseSeccompChoice(std::string_view text, std::string_view field = "seccomp");
+
 struct InstanceSpec {
   std::string name;
   InstanceKind kind = InstanceKind::container;
@@ -29,7 +40,7 @@ struct InstanceSpec {
   std::optional<int64_t> pids;        // max processes; absent: no limit
   std::vector<std::string> capAdd;
   std::vector<std::string> capDrop;
-  std::string seccomp = "default";  // "default" | "unconfined" | path to a JSON profile
+  std::string seccomp = "default";  // parseSeccompChoice's text: "default" | "unconfined" | a profile path
   bool userNamespace = false;       // root inside maps to an unprivileged host range
   std::vector<std::string>
       devices;                // host devices: "HOST_PATH[:CONTAINER_PATH][:PERMS]" (container/devices.h)

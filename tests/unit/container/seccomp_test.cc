@@ -221,20 +221,29 @@ TEST(SeccompDefaultProfile, CapabilitiesAddWhatDockerAdds) {
   EXPECT_EQ(rulesFor(others, "clone").size(), 1u);
 }
 
+// The profile the API text `choice` names (the text must parse).
+Result<SeccompProfile> resolveText(std::string_view choice) {
+  auto parsed = schema::parseSeccompChoice(choice);
+  if (!parsed) return fail(parsed.error());
+  return resolveSeccompProfile(*parsed, {});
+}
+
 TEST(SeccompProfileResolve, ChoicesAndErrors) {
-  auto def = resolveSeccompProfile("default", {});
+  auto def = resolveText("default");
   ASSERT_TRUE(def) << def.error().message();
   EXPECT_EQ(def->name, "default");
-  auto unconfined = resolveSeccompProfile("unconfined", {});
+  EXPECT_EQ(def->mode, schema::SeccompMode::dockerDefault);
+  EXPECT_FALSE(def->unconfined());
+  auto unconfined = resolveText("unconfined");
   ASSERT_TRUE(unconfined);
   EXPECT_TRUE(unconfined->unconfined());
 
-  auto relative = resolveSeccompProfile("profile.json", {});
+  auto relative = resolveText("profile.json");
   ASSERT_FALSE(relative);
   EXPECT_EQ(relative.error().field(), "seccomp");
   EXPECT_NE(relative.error().message().find("absolute path"), std::string::npos);
 
-  auto missing = resolveSeccompProfile("/nonexistent/corral-profile.json", {});
+  auto missing = resolveText("/nonexistent/corral-profile.json");
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().kind(), ErrorKind::InvalidArgument);
   EXPECT_EQ(missing.error().field(), "seccomp");
@@ -249,12 +258,14 @@ TEST(SeccompProfileResolve, ChoicesAndErrors) {
     std::ofstream(dir / "bad.json") << R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["nope"],
         "action": "SCMP_ACT_ERRNO"}]})";
   }
-  auto good = resolveSeccompProfile((dir / "good.json").string(), {});
+  auto good = resolveText((dir / "good.json").string());
   ASSERT_TRUE(good) << good.error().message();
   EXPECT_EQ(good->name, (dir / "good.json").string());
+  EXPECT_EQ(good->mode, schema::SeccompMode::profileFile);
+  EXPECT_FALSE(good->unconfined());
   ASSERT_EQ(good->rules.size(), 1u);
   EXPECT_EQ(good->rules[0].errnoValue, 38);
-  auto bad = resolveSeccompProfile((dir / "bad.json").string(), {});
+  auto bad = resolveText((dir / "bad.json").string());
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().field(), "seccomp.syscalls[0].names[0]");
   EXPECT_NE(bad.error().message().find("syscalls[0].names[0]: not a syscall this host's libseccomp knows"),
@@ -295,7 +306,7 @@ TEST(SeccompProfileResolve, ErrorsNeverEchoTheFile) {
   };
   for (const Case& c : cases) {
     std::ofstream(dir / c.file) << c.text;
-    auto profile = resolveSeccompProfile((dir / c.file).string(), {});
+    auto profile = resolveText((dir / c.file).string());
     ASSERT_FALSE(profile) << c.file;
     const std::string& message = profile.error().message();
     EXPECT_EQ(profile.error().field(), c.field) << message;
@@ -487,7 +498,7 @@ TEST(CompiledSeccomp, RejectedRulesNameTheSyscall) {
   profile.rules[0].action = SeccompAction::Allow;  // allowing what the host cannot name allows nothing
   EXPECT_TRUE(CompiledSeccomp::compile(profile));
   profile.rules[0].action = SeccompAction::Errno;
-  profile.name = "default";
+  profile.mode = schema::SeccompMode::dockerDefault;
   EXPECT_TRUE(CompiledSeccomp::compile(profile));
 }
 

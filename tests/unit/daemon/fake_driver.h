@@ -41,7 +41,7 @@ class FakeDriver final : public InstanceDriver {
   // The instance's run ends by itself (reported as a driver's thread would, without the manager's lock).
   void exit(const std::string& name, int64_t code) {
     RunId run = takeRun(name);
-    InstanceEnding ending = InstanceEnding::because("exited");
+    InstanceEnding ending = InstanceEnding::because(ExitReason::exited);
     ending.exitCode = code;
     if (run != 0) events_->instanceEnded(name, run, std::move(ending));
   }

@@ -199,7 +199,7 @@ TEST_F(InstanceManagerTest, StopStartAndRemoveMoveThroughTheLifecycle) {
   EXPECT_EQ((*started)["state"], "running");
   EXPECT_NE(fake_->runOf("web"), first);
   // A late report about the earlier run changes nothing.
-  fake_->reportEnd("web", first, InstanceEnding::because("exited"));
+  fake_->reportEnd("web", first, InstanceEnding::because(ExitReason::exited));
   EXPECT_EQ(state("web"), "running");
 
   auto removed = manager_->remove("web", /*force=*/false);
@@ -223,7 +223,7 @@ TEST_F(InstanceManagerTest, StartFailingRestoresTheStoppedRow) {
     ASSERT_FALSE(started);
     EXPECT_EQ(state("web"), "stopped");
     EXPECT_EQ(row("web")->state, InstanceState::stopped);
-    EXPECT_EQ(row("web")->exitReason, "stopped");
+    EXPECT_EQ(row("web")->exitReason, ExitReason::stopped);
     EXPECT_EQ(fake_->runOf("web"), 0u);
   }
   fake_->failAt.clear();
@@ -347,12 +347,12 @@ TEST_F(InstanceManagerTest, ARestartAdoptsWhatRunsAndRecordsTheRestAsLost) {
   EXPECT_TRUE(fake_->called("recover a"));
   EXPECT_EQ(state("a"), "running");
   EXPECT_EQ(state("b"), "stopped");
-  EXPECT_EQ(row("b")->exitReason, "lost");
+  EXPECT_EQ(row("b")->exitReason, ExitReason::lost);
   EXPECT_EQ(row("b")->exitNote, "the fake found it gone");
   EXPECT_EQ(state("c"), "stopped");
-  EXPECT_EQ(row("c")->exitReason, "stopped");  // untouched
+  EXPECT_EQ(row("c")->exitReason, ExitReason::stopped);  // untouched
   EXPECT_EQ(row("web")->state, InstanceState::stopped);
-  EXPECT_EQ(row("web")->exitReason, "lost");
+  EXPECT_EQ(row("web")->exitReason, ExitReason::lost);
   EXPECT_EQ(fake_->reconciledActive, (std::set<std::string>{"a"}));
   EXPECT_EQ(fake_->reconciledAll, (std::set<std::string>{"a", "b", "c", "web"}));
   EXPECT_TRUE(network_->nic("a"));  // restored from the stored spec
@@ -403,6 +403,30 @@ TEST_F(InstanceManagerBootingTest, StartingBecomesRunningWhenTheDriverSaysReady)
   EXPECT_EQ((*manager_->get("web"))["boot"]["guest_kernel"], "fake");
 }
 
+// stateOf is the "state" get() shows, as the enum (the trace handler asks it), through a whole lifecycle.
+TEST_F(InstanceManagerBootingTest, StateOfIsTheStateGetShows) {
+  auto expectState = [&](const std::string& name, std::optional<InstanceState> expected) {
+    EXPECT_EQ(manager_->stateOf(name), expected);
+    if (expected) {
+      EXPECT_EQ(state(name), instanceStateName(*expected));
+    }
+  };
+  expectState("web", std::nullopt);
+  ASSERT_TRUE(manager_->run(spec("web")));
+  expectState("web", InstanceState::starting);
+  fake_->ready("web");
+  expectState("web", InstanceState::running);
+  fake_->blockAt = "stop";
+  auto stopping = std::async(std::launch::async, [&] { return manager_->stop("web", 10); });
+  ASSERT_TRUE(fake_->waitBlocked());
+  expectState("web", InstanceState::running);  // a stop in progress shows the state it left
+  fake_->release();
+  ASSERT_TRUE(stopping.get());
+  expectState("web", InstanceState::stopped);
+  ASSERT_TRUE(manager_->remove("web", false));
+  expectState("web", std::nullopt);
+}
+
 TEST_F(InstanceManagerBootingTest, ARunFailingAtStartLeavesNoCreatedRow) {
   fake_->failAt = {"start"};
   ASSERT_FALSE(manager_->run(spec("web")));
@@ -417,14 +441,14 @@ TEST_F(InstanceManagerBootingTest, WhileStoppingAnEndReadsStoppedUnlessItsReason
     fake_->blockAt = "stop";
     auto stopping = std::async(std::launch::async, [&] { return manager_->stop("web", 10); });
     ASSERT_TRUE(fake_->waitBlocked());
-    InstanceEnding ending = InstanceEnding::because(stands ? "boot-timeout" : "shutdown");
+    InstanceEnding ending = InstanceEnding::because(stands ? ExitReason::bootTimeout : ExitReason::shutdown);
     ending.reasonStands = stands;
     fake_->reportEnd("web", fake_->runOf("web"), std::move(ending));
     fake_->release();
     auto stopped = stopping.get();
     ASSERT_TRUE(stopped) << stopped.error().message();
     EXPECT_EQ((*stopped)["exit_reason"], stands ? "boot-timeout" : "stopped");
-    EXPECT_EQ(row("web")->exitReason, stands ? "boot-timeout" : "stopped");
+    EXPECT_EQ(row("web")->exitReason, stands ? ExitReason::bootTimeout : ExitReason::stopped);
     ASSERT_TRUE(manager_->remove("web", false));
     load([](FakeDriver& fake) {
       fake.startsStarting = true;

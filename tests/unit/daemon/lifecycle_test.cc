@@ -95,6 +95,32 @@ TEST(Lifecycle, OnlySettledStatesAreStored) {
   EXPECT_FALSE(parseStoredInstanceState("exited").has_value());
 }
 
+TEST(Lifecycle, ExitReasonsRoundTripThroughTheirText) {
+  std::set<std::string_view> names;
+  for (ExitReason reason : kAllExitReasons) {
+    std::string_view name = exitReasonName(reason);
+    EXPECT_TRUE(names.insert(name).second) << name << " names two reasons";
+    auto parsed = parseExitReason(name);
+    ASSERT_TRUE(parsed) << parsed.error().message();
+    EXPECT_EQ(*parsed, reason) << name;
+  }
+  // The store's and the API's spellings (docs/api.md "exit_reason"), unchanged by the enum.
+  EXPECT_EQ(names,
+            (std::set<std::string_view>{"exited", "signaled", "oom-killed", "stopped", "lost", "shutdown",
+                                        "crashed", "destroyed", "failed", "other", "boot-timeout"}));
+}
+
+TEST(Lifecycle, AnUnknownExitReasonIsRefusedNamingTheField) {
+  for (std::string_view text : {"", "oomKilled", "Exited", "exited ", "killed"}) {
+    auto parsed = parseExitReason(text);
+    ASSERT_FALSE(parsed) << text;
+    EXPECT_EQ(parsed.error().kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(parsed.error().field(), "exit_reason");
+    EXPECT_NE(parsed.error().message().find("is not an exit reason"), std::string::npos)
+        << parsed.error().message();
+  }
+}
+
 TEST(Lifecycle, LongRequestsHoldAnInProgressState) {
   EXPECT_EQ(inProgressState(A::stop), S::stopping);
   EXPECT_EQ(inProgressState(A::forceRemove), S::removing);

@@ -419,7 +419,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].name, "old");
-  EXPECT_EQ((*rows)[0].exitReason, "exited");
+  EXPECT_EQ((*rows)[0].exitReason, ExitReason::exited);
   InstanceRow vm;
   vm.name = "vm1";
   vm.kind = schema::InstanceKind::vm;
@@ -428,7 +428,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   vm.createdAt = 5;
   ASSERT_TRUE(store->insertInstance(vm));
   vm.state = InstanceState::stopped;
-  vm.exitReason = "boot-timeout";
+  vm.exitReason = ExitReason::bootTimeout;
   EXPECT_TRUE(store->putInstance(vm));
 }
 
@@ -454,7 +454,7 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   row.state = InstanceState::stopped;
   row.pid.reset();
   row.exitCode = 3;
-  row.exitReason = "exited";
+  row.exitReason = ExitReason::exited;
   row.exitNote = "note";
   row.oomKills = 2;
   ASSERT_TRUE(store->putInstance(row));
@@ -469,7 +469,7 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   EXPECT_FALSE(back.pid);
   EXPECT_EQ(back.pidStartTime, 987654);
   EXPECT_EQ(back.exitCode, 3);
-  EXPECT_EQ(back.exitReason, "exited");
+  EXPECT_EQ(back.exitReason, ExitReason::exited);
   EXPECT_EQ(back.exitNote, "note");
   EXPECT_EQ(back.oomKills, 2);
   EXPECT_EQ(back.bootStepsJson, row.bootStepsJson);
@@ -479,6 +479,35 @@ TEST(Store, InstanceRowsRoundTripAndDuplicatesConflict) {
   // An in-progress state is never stored: it ends with its request.
   row.state = InstanceState::removing;
   EXPECT_FALSE(reopened->putInstance(row));
+}
+
+// Every exit reason is stored as the text the column has always held (old rows load) and comes back.
+TEST(Store, ExitReasonsAreStoredAsTheirText) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  InstanceRow row;
+  row.name = "web";
+  row.specJson = R"({"name":"web"})";
+  row.state = InstanceState::stopped;
+  row.logPath = "/x/console.log";
+  ASSERT_TRUE(store->insertInstance(row));
+  for (ExitReason reason : kAllExitReasons) {
+    SCOPED_TRACE(exitReasonName(reason));
+    row.exitReason = reason;
+    ASSERT_TRUE(store->putInstance(row));
+    EXPECT_EQ(RawDb(path).rows("SELECT exit_reason FROM instances"),
+              std::vector<std::string>{std::string(exitReasonName(reason))});
+    auto rows = store->listInstances();
+    ASSERT_TRUE(rows) << rows.error().message();
+    ASSERT_EQ(rows->size(), 1u);
+    EXPECT_EQ(rows->front().exitReason, reason);
+  }
+  row.exitReason.reset();
+  ASSERT_TRUE(store->putInstance(row));
+  EXPECT_EQ(RawDb(path).rows("SELECT exit_reason FROM instances"), std::vector<std::string>{"NULL"});
+  EXPECT_FALSE(store->listInstances()->front().exitReason);
 }
 
 // A container's user namespace range is kept with it; a version 5 database gains the column, empty.
@@ -722,7 +751,7 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
-  EXPECT_EQ((*rows)[0].exitReason, "oom-killed");
+  EXPECT_EQ((*rows)[0].exitReason, ExitReason::oomKilled);
   EXPECT_EQ((*rows)[0].oomKills, 0) << "unknown before schema 5: counted as none";
 }
 

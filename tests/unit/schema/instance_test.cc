@@ -24,6 +24,32 @@ TEST(InstanceKind, UnknownIsRefusedNamingTheField) {
   EXPECT_NE(parsed.error().message().find("\"container\", \"vm\""), std::string::npos);
 }
 
+TEST(SeccompChoice, TheThreeFormsOfTheText) {
+  auto dockerDefault = parseSeccompChoice("default");
+  ASSERT_TRUE(dockerDefault);
+  EXPECT_EQ(*dockerDefault, (SeccompChoice{.mode = SeccompMode::dockerDefault, .profilePath = {}}));
+  auto unconfined = parseSeccompChoice("unconfined");
+  ASSERT_TRUE(unconfined);
+  EXPECT_EQ(*unconfined, (SeccompChoice{.mode = SeccompMode::unconfined, .profilePath = {}}));
+  auto file = parseSeccompChoice("/etc/corral/default");
+  ASSERT_TRUE(file);
+  EXPECT_EQ(*file, (SeccompChoice{.mode = SeccompMode::profileFile, .profilePath = "/etc/corral/default"}));
+  // The spec's default is Docker's policy.
+  EXPECT_EQ(parseSeccompChoice(InstanceSpec{}.seccomp)->mode, SeccompMode::dockerDefault);
+}
+
+TEST(SeccompChoice, AnythingElseIsRefusedNamingTheField) {
+  for (std::string_view text : {"", "Default", "unconfined ", "profile.json", "./p.json"}) {
+    auto parsed = parseSeccompChoice(text);
+    ASSERT_FALSE(parsed) << text;
+    EXPECT_EQ(parsed.error().kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(parsed.error().field(), "seccomp");
+    EXPECT_NE(parsed.error().message().find("absolute path to a JSON profile"), std::string::npos)
+        << parsed.error().message();
+  }
+  EXPECT_EQ(parseSeccompChoice("nope", "spec.seccomp").error().field(), "spec.seccomp");
+}
+
 TEST(InstanceSpec, EqualityComparesEveryField) {
   InstanceSpec a;
   a.name = "web";

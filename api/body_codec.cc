@@ -1,0 +1,529 @@
+// Request bodies: JSON ⇄ the request types (api/body_codec.h), read field by field so every mistake names
+// the field at fault.
+#include "api/body_codec.h"
+
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace corral::api {
+namespace {
+
+using nlohmann::json;
+
+std::string_view jsonTypeName(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return "integer";
+    case json::value_t::number_float:
+      return "number";
+    case json::value_t::string:
+      return "string";
+    case json::value_t::array:
+      return "array";
+    case json::value_t::object:
+      return "object";
+    case json::value_t::binary:
+      return "binary";
+    case json::value_t::discarded:
+      return "discarded";
+  }
+  return "unknown";
+}
+
+// What a wrong value looked like, short enough for one error line.
+std::string describeValue(const json& value) {
+  std::string text = value.dump();
+  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  return fmt::format("{} {}", jsonTypeName(value), text);
+}
+
+Error typeError(std::string_view field, std::string_view expected, const json& value) {
+  return invalidField(std::string(field), "field \"{}\" must be {}, got {}", field, expected,
+                      describeValue(value));
+}
+
+Result<std::string> fromJson(std::string_view field, const json& value, std::string*) {
+  if (!value.is_string()) return fail(typeError(field, "a string", value));
+  return value.get<std::string>();
+}
+
+Result<bool> fromJson(std::string_view field, const json& value, bool*) {
+  if (!value.is_boolean()) return fail(typeError(field, "a boolean (true or false)", value));
+  return value.get<bool>();
+}
+
+// Only integers: 70000 passes (the model refuses it by name), 1.5 and "22" do not.
+Result<int64_t> fromJson(std::string_view field, const json& value, int64_t*) {
+  if (!value.is_number_integer()) return fail(typeError(field, "an integer", value));
+  if (value.is_number_unsigned() && value.get<uint64_t>() > uint64_t{INT64_MAX}) {
+    return fail(invalidField(std::string(field), "field \"{}\" is out of range: {}", field, value.dump()));
+  }
+  return value.get<int64_t>();
+}
+
+// Any JSON number: cpus may be 0.5 or 2.
+Result<double> fromJson(std::string_view field, const json& value, double*) {
+  if (!value.is_number()) return fail(typeError(field, "a number", value));
+  return value.get<double>();
+}
+
+// An array of strings; a wrong element is named by its index: "command[1]".
+Result<std::vector<std::string>> fromJson(std::string_view field, const json& value,
+                                          std::vector<std::string>*) {
+  if (!value.is_array()) return fail(typeError(field, "an array of strings", value));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (!value[i].is_string()) return fail(typeError(fmt::format("{}[{}]", field, i), "a string", value[i]));
+    out.push_back(value[i].get<std::string>());
+  }
+  return out;
+}
+
+// An instance kind, by its API name ("container", "vm").
+Result<schema::InstanceKind> fromJson(std::string_view field, const json& value, schema::InstanceKind*) {
+  if (!value.is_string()) return fail(typeError(field, "a string", value));
+  return schema::parseInstanceKind(value.get<std::string>(), field);
+}
+
+template <class T>
+struct Unwrapped {
+  using type = T;
+};
+template <class T>
+struct Unwrapped<std::optional<T>> {
+  using type = T;
+};
+
+// Reads a JSON object's fields into a spec. Every read marks its field as known; finish() then reports,
+// in this order, an unknown field (a typo like "cidrr" is the likeliest mistake), else the first missing or
+// mistyped field.
+class BodyFields {
+ public:
+  explicit BodyFields(json object) : object_(std::move(object)) {}
+
+  template <class T>
+  void required(std::string_view field, T& out) {
+    read(field, out, /*isRequired=*/true);
+  }
+  // Absent or null leaves `out` as it is (the spec's default, or nullopt).
+  template <class T>
+  void optional(std::string_view field, T& out) {
+    read(field, out, /*isRequired=*/false);
+  }
+
+  Status finish() const {
+    for (const auto& [key, value] : object_.items()) {
+      if (!known_.contains(key)) {
+        std::string knownList;
+        for (const std::string& name : knownOrder_) knownList += (knownList.empty() ? "" : ", ") + name;
+        return fail(invalidField(key, "unknown field \"{}\" (known fields: {})", key, knownList));
+      }
+    }
+    if (firstError_) return fail(*firstError_);
+    return {};
+  }
+
+ private:
+  template <class T>
+  void read(std::string_view field, T& out, bool isRequired) {
+    known_.emplace(field);
+    knownOrder_.emplace_back(field);
+    if (firstError_) return;
+    auto it = object_.find(field);
+    if (it == object_.end() || (it->is_null() && !isRequired)) {
+      if (isRequired) {
+        firstError_ = invalidField(std::string(field), "missing required field \"{}\"", field);
+      }
+      return;
+    }
+    using Value = typename Unwrapped<T>::type;
+    Result<Value> value = fromJson(field, *it, static_cast<Value*>(nullptr));
+    if (!value) {
+      firstError_ = value.error();
+      return;
+    }
+    out = std::move(*value);
+  }
+
+  json object_;
+  std::set<std::string, std::less<>> known_;
+  std::vector<std::string> knownOrder_;
+  std::optional<Error> firstError_;
+};
+
+// Finds the first key that appears twice in one object while the parser runs (nlohmann keeps the last
+// one silently, so {"name": "a", "name": "b"} would be a different request to each reader). Its path is
+// what error fields use elsewhere: "name", "summary.vm", "samples[1].kind".
+class DuplicateKeyFinder {
+ public:
+  bool operator()(int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        frames_.push_back({event == json::parse_event_t::array_start, childPath(), {}, 0});
+        break;
+      case json::parse_event_t::key: {
+        Frame& object = frames_.back();
+        object.key = parsed.get<std::string>();
+        if (!object.keys.insert(object.key).second && !duplicate_) duplicate_ = pathOf(object, object.key);
+        break;
+      }
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        frames_.pop_back();
+        break;
+      case json::parse_event_t::value:
+        if (!frames_.empty() && frames_.back().isArray) ++frames_.back().index;
+        break;
+    }
+    return true;
+  }
+
+  const std::optional<std::string>& duplicate() const { return duplicate_; }
+
+ private:
+  struct Frame {
+    bool isArray;
+    std::string path;
+    std::set<std::string, std::less<>> keys;
+    size_t index;          // of the next element, in an array
+    std::string key = {};  // the last key read, in an object
+  };
+
+  static std::string pathOf(const Frame& object, std::string_view key) {
+    return object.path.empty() ? std::string(key) : fmt::format("{}.{}", object.path, key);
+  }
+
+  // The path of a value starting now: an element of the array or the member of the object it is in.
+  std::string childPath() {
+    if (frames_.empty()) return {};
+    Frame& parent = frames_.back();
+    if (parent.isArray) return fmt::format("{}[{}]", parent.path, parent.index++);
+    return pathOf(parent, parent.key);
+  }
+
+  std::vector<Frame> frames_;
+  std::optional<std::string> duplicate_;
+};
+
+// One reader per body: required fields are the ones without a meaningful default. bodyJson below writes
+// the same fields.
+void readSpec(BodyFields& f, schema::VpcSpec& s) {
+  f.required("name", s.name);
+  f.required("cidr", s.cidr);
+}
+
+void readSpec(BodyFields& f, schema::SubnetSpec& s) {
+  f.required("name", s.name);
+  f.required("vpc", s.vpc);
+  f.required("cidr", s.cidr);
+  f.optional("availability_zone", s.availabilityZone);
+  f.optional("map_public_ip", s.mapPublicIp);
+  f.optional("route_table", s.routeTable);
+  f.optional("network_acl", s.networkAcl);
+}
+
+void readSpec(BodyFields& f, schema::SubnetUpdate& u) {
+  f.optional("route_table", u.routeTable);
+  f.optional("network_acl", u.networkAcl);
+  f.optional("map_public_ip", u.mapPublicIp);
+}
+
+void readSpec(BodyFields& f, schema::RouteTableSpec& s) {
+  f.required("name", s.name);
+  f.required("vpc", s.vpc);
+}
+
+void readSpec(BodyFields& f, schema::RouteSpec& s) {
+  f.required("destination", s.destination);
+  f.required("target_type", s.targetType);
+  f.optional("target", s.targetName);
+}
+
+void readSpec(BodyFields& f, schema::InternetGatewaySpec& s) {
+  f.required("name", s.name);
+  f.required("vpc", s.vpc);
+}
+
+void readSpec(BodyFields& f, schema::NatGatewaySpec& s) {
+  f.required("name", s.name);
+  f.required("subnet", s.subnet);
+}
+
+void readSpec(BodyFields& f, schema::SecurityGroupSpec& s) {
+  f.required("name", s.name);
+  f.required("vpc", s.vpc);
+  f.optional("description", s.description);
+}
+
+void readSpec(BodyFields& f, schema::SecurityGroupRuleSpec& s) {
+  f.optional("direction", s.direction);
+  f.required("protocol", s.protocol);
+  f.optional("from_port", s.fromPort);
+  f.optional("to_port", s.toPort);
+  f.optional("cidr", s.cidr);
+  f.optional("peer_group", s.peerGroup);
+  f.optional("description", s.description);
+}
+
+void readSpec(BodyFields& f, schema::NetworkAclSpec& s) {
+  f.required("name", s.name);
+  f.required("vpc", s.vpc);
+}
+
+void readSpec(BodyFields& f, schema::NetworkAclRuleSpec& s) {
+  f.required("number", s.number);
+  f.optional("direction", s.direction);
+  f.required("action", s.action);
+  f.required("protocol", s.protocol);
+  f.optional("from_port", s.fromPort);
+  f.optional("to_port", s.toPort);
+  f.required("cidr", s.cidr);
+}
+
+void readSpec(BodyFields& f, schema::InstanceSpec& s) {
+  f.required("name", s.name);
+  f.optional("kind", s.kind);
+  f.optional("image", s.image);
+  f.optional("command", s.command);
+  f.optional("env", s.env);
+  f.optional("hostname", s.hostname);
+  f.optional("memory", s.memory);
+  f.optional("cpus", s.cpus);
+  f.optional("pids", s.pids);
+  f.optional("cap_add", s.capAdd);
+  f.optional("cap_drop", s.capDrop);
+  f.optional("seccomp", s.seccomp);
+  f.optional("user_namespace", s.userNamespace);
+  f.optional("devices", s.devices);
+  f.optional("init", s.init);
+  f.optional("remove_on_exit", s.removeOnExit);
+  f.optional("kernel", s.kernel);
+  f.optional("initrd", s.initrd);
+  f.optional("subnet", s.subnet);
+  f.optional("ip", s.ip);
+  f.optional("security_groups", s.securityGroups);
+  f.optional("publish", s.publish);
+  f.optional("public_ip", s.publicIp);
+  f.optional("public_address", s.publicAddress);
+}
+
+void readSpec(BodyFields& f, StopBody& s) {
+  f.optional("grace_seconds", s.graceSeconds);
+}
+
+void readSpec(BodyFields&, EmptyBody&) {}
+
+void readSpec(BodyFields& f, ExecBody& s) {
+  f.required("command", s.command);
+  f.optional("env", s.env);
+}
+
+// Body of POST /v1/trace; the values are checked by the daemon.
+void readSpec(BodyFields& f, TraceCapture& s) {
+  f.required("target", s.target);
+  f.optional("filter", s.filter);
+  f.optional("count", s.count);
+  f.optional("seconds", s.seconds);
+}
+
+// Bodies of the image operations (api/images.h); the values are checked by the daemon.
+void readSpec(BodyFields& f, PullImage& s) {
+  f.required("reference", s.reference);
+  f.optional("insecure", s.insecure);
+  f.optional("name", s.name);
+}
+
+void readSpec(BodyFields& f, ImportImage& s) {
+  f.required("path", s.path);
+  f.optional("name", s.name);
+}
+
+void readSpec(BodyFields& f, BuildImage& s) {
+  f.required("name", s.name);
+  f.required("debian", s.debian);
+  f.optional("cmd", s.cmd);
+  f.optional("file", s.file);
+}
+
+}  // namespace
+
+Result<json> parseBodyObject(std::string_view method, std::string_view path, std::string_view body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return fail(invalidField("body", "request body is empty; {} {} needs a JSON object", method, path));
+  }
+  json parsed;
+  DuplicateKeyFinder duplicates;
+  try {
+    parsed = json::parse(body, std::ref(duplicates));
+  } catch (const json::exception& e) {
+    return fail(invalidField("body", "request body is not valid JSON: {}", e.what()));
+  }
+  if (duplicates.duplicate()) {
+    return fail(invalidField(*duplicates.duplicate(),
+                             "duplicate key \"{}\" in the request body: give each key once",
+                             *duplicates.duplicate()));
+  }
+  if (!parsed.is_object()) {
+    return fail(invalidField("body", "request body must be a JSON object, got {}", describeValue(parsed)));
+  }
+  return parsed;
+}
+
+template <class Spec>
+Result<Spec> parseBody(std::string_view method, std::string_view path, std::string_view body) {
+  Result<json> object = parseBodyObject(method, path, body);
+  if (!object) return fail(object.error());
+  BodyFields fields(std::move(*object));
+  Spec spec;
+  readSpec(fields, spec);
+  if (Status status = fields.finish(); !status) return fail(status.error());
+  return spec;
+}
+
+// Every body the router reads (a body type missing here is a link error, not a silent gap).
+template Result<schema::VpcSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::SubnetSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::SubnetUpdate> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::RouteTableSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::RouteSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::InternetGatewaySpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::NatGatewaySpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::SecurityGroupSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::SecurityGroupRuleSpec> parseBody(std::string_view, std::string_view,
+                                                         std::string_view);
+template Result<schema::NetworkAclSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::NetworkAclRuleSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::InstanceSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<StopBody> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<EmptyBody> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<ExecBody> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<TraceCapture> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<PullImage> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<ImportImage> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<BuildImage> parseBody(std::string_view, std::string_view, std::string_view);
+
+json bodyJson(const schema::VpcSpec& s) {
+  return {{"name", s.name}, {"cidr", s.cidr}};
+}
+
+json bodyJson(const schema::SubnetSpec& s) {
+  return {{"name", s.name},
+          {"vpc", s.vpc},
+          {"cidr", s.cidr},
+          {"availability_zone", s.availabilityZone},
+          {"map_public_ip", s.mapPublicIp},
+          {"route_table", s.routeTable},
+          {"network_acl", s.networkAcl}};
+}
+
+json bodyJson(const schema::SubnetUpdate& u) {
+  json body = json::object();
+  if (u.routeTable) body["route_table"] = *u.routeTable;
+  if (u.networkAcl) body["network_acl"] = *u.networkAcl;
+  if (u.mapPublicIp) body["map_public_ip"] = *u.mapPublicIp;
+  return body;
+}
+
+json bodyJson(const schema::RouteTableSpec& s) {
+  return {{"name", s.name}, {"vpc", s.vpc}};
+}
+
+json bodyJson(const schema::RouteSpec& s) {
+  json body = {{"destination", s.destination}, {"target_type", s.targetType}};
+  if (!s.targetName.empty()) body["target"] = s.targetName;
+  return body;
+}
+
+json bodyJson(const schema::InternetGatewaySpec& s) {
+  return {{"name", s.name}, {"vpc", s.vpc}};
+}
+
+json bodyJson(const schema::NatGatewaySpec& s) {
+  return {{"name", s.name}, {"subnet", s.subnet}};
+}
+
+json bodyJson(const schema::SecurityGroupSpec& s) {
+  return {{"name", s.name}, {"vpc", s.vpc}, {"description", s.description}};
+}
+
+json bodyJson(const schema::SecurityGroupRuleSpec& s) {
+  json body = {{"direction", s.direction}, {"protocol", s.protocol}, {"description", s.description}};
+  if (s.fromPort) body["from_port"] = *s.fromPort;
+  if (s.toPort) body["to_port"] = *s.toPort;
+  if (s.cidr) body["cidr"] = *s.cidr;
+  if (s.peerGroup) body["peer_group"] = *s.peerGroup;
+  return body;
+}
+
+json bodyJson(const schema::NetworkAclSpec& s) {
+  return {{"name", s.name}, {"vpc", s.vpc}};
+}
+
+json bodyJson(const schema::NetworkAclRuleSpec& s) {
+  json body = {{"number", s.number},
+               {"direction", s.direction},
+               {"action", s.action},
+               {"protocol", s.protocol},
+               {"cidr", s.cidr}};
+  if (s.fromPort) body["from_port"] = *s.fromPort;
+  if (s.toPort) body["to_port"] = *s.toPort;
+  return body;
+}
+
+json bodyJson(const schema::InstanceSpec& s) {
+  json body = {{"name", s.name},       {"kind", schema::instanceKindName(s.kind)},
+               {"image", s.image},     {"command", s.command},
+               {"env", s.env},         {"hostname", s.hostname},
+               {"cap_add", s.capAdd},  {"cap_drop", s.capDrop},
+               {"seccomp", s.seccomp}, {"user_namespace", s.userNamespace},
+               {"init", s.init},       {"remove_on_exit", s.removeOnExit}};
+  if (!s.kernel.empty()) body["kernel"] = s.kernel;
+  if (!s.initrd.empty()) body["initrd"] = s.initrd;
+  if (!s.devices.empty()) body["devices"] = s.devices;
+  if (!s.subnet.empty()) body["subnet"] = s.subnet;
+  if (!s.ip.empty()) body["ip"] = s.ip;
+  if (!s.securityGroups.empty()) body["security_groups"] = s.securityGroups;
+  if (!s.publish.empty()) body["publish"] = s.publish;
+  if (s.publicIp) body["public_ip"] = *s.publicIp;
+  if (!s.publicAddress.empty()) body["public_address"] = s.publicAddress;
+  body["memory"] = s.memory ? json(*s.memory) : json(nullptr);
+  body["cpus"] = s.cpus ? json(*s.cpus) : json(nullptr);
+  body["pids"] = s.pids ? json(*s.pids) : json(nullptr);
+  return body;
+}
+
+json bodyJson(const StopBody& s) {
+  return {{"grace_seconds", s.graceSeconds}};
+}
+
+json bodyJson(const ExecBody& s) {
+  return {{"command", s.command}, {"env", s.env}};
+}
+
+json bodyJson(const TraceCapture& s) {
+  return {{"target", s.target}, {"filter", s.filter}, {"count", s.count}, {"seconds", s.seconds}};
+}
+
+json bodyJson(const PullImage& s) {
+  return {{"reference", s.reference}, {"insecure", s.insecure}, {"name", s.name}};
+}
+
+json bodyJson(const ImportImage& s) {
+  return {{"path", s.path}, {"name", s.name}};
+}
+
+json bodyJson(const BuildImage& s) {
+  return {{"name", s.name}, {"debian", s.debian}, {"cmd", s.cmd}, {"file", s.file}};
+}
+
+}  // namespace corral::api

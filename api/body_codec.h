@@ -1,0 +1,56 @@
+// Request bodies: JSON ⇄ the request types, for the router (api/router.cc) and the request renderer
+// (api/request_render.cc). Malformed JSON, a JSON type mismatch, an unknown, duplicate or missing field:
+// InvalidArgument naming the field. Values are not validated here (that is the model's job).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/api.h"
+#include "core/error.h"
+
+namespace corral::api {
+
+// Bodies of instance operations whose request types carry the name from the path as well.
+struct StopBody {  // POST /v1/instances/NAME/stop; absent fields keep their defaults
+  int64_t graceSeconds = 10;
+};
+struct EmptyBody {};  // POST /v1/instances/NAME/start: nothing, or {}
+struct ExecBody {     // POST /v1/instances/NAME/exec
+  std::vector<std::string> command;
+  std::vector<std::string> env;
+};
+
+// The body of `method path` as a JSON object: refused when blank, not JSON, not an object, or when a key
+// appears twice in one object (the field is that key's path, e.g. "summary.vm").
+Result<nlohmann::json> parseBodyObject(std::string_view method, std::string_view path, std::string_view body);
+
+// The body of `method path` read into a Body: every create spec, SubnetUpdate, RouteSpec, the rule specs,
+// InstanceSpec, StopBody, EmptyBody, ExecBody, TraceCapture, PullImage, ImportImage, BuildImage.
+template <class Body>
+Result<Body> parseBody(std::string_view method, std::string_view path, std::string_view body);
+
+// parseBody's inverse: the JSON a client sends.
+nlohmann::json bodyJson(const schema::VpcSpec& body);
+nlohmann::json bodyJson(const schema::SubnetSpec& body);
+nlohmann::json bodyJson(const schema::SubnetUpdate& body);
+nlohmann::json bodyJson(const schema::RouteTableSpec& body);
+nlohmann::json bodyJson(const schema::RouteSpec& body);
+nlohmann::json bodyJson(const schema::InternetGatewaySpec& body);
+nlohmann::json bodyJson(const schema::NatGatewaySpec& body);
+nlohmann::json bodyJson(const schema::SecurityGroupSpec& body);
+nlohmann::json bodyJson(const schema::SecurityGroupRuleSpec& body);
+nlohmann::json bodyJson(const schema::NetworkAclSpec& body);
+nlohmann::json bodyJson(const schema::NetworkAclRuleSpec& body);
+nlohmann::json bodyJson(const schema::InstanceSpec& body);
+nlohmann::json bodyJson(const StopBody& body);
+nlohmann::json bodyJson(const ExecBody& body);
+nlohmann::json bodyJson(const TraceCapture& body);
+nlohmann::json bodyJson(const PullImage& body);
+nlohmann::json bodyJson(const ImportImage& body);
+nlohmann::json bodyJson(const BuildImage& body);
+
+}  // namespace corral::api

@@ -1,0 +1,15 @@
+// The /v1 path segments beside the object collections (collectionName in api/api.h): what the router
+// (api/router.cc) reads and the request renderer (api/request_render.cc) writes.
+#pragma once
+
+#include <string_view>
+
+namespace corral::api {
+
+inline constexpr std::string_view kInstances = "instances";
+inline constexpr std::string_view kImages = "images";
+inline constexpr std::string_view kTrace = "trace";
+inline constexpr std::string_view kComparisons = "comparisons";
+inline constexpr std::string_view kDashboard = "dashboard";
+
+}  // namespace corral::api

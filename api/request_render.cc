@@ -1,0 +1,176 @@
+// Request → HTTP for the client: the exact inverse of the router (api/router.cc), bodies by the body codec
+// (api/body_codec.h).
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+
+#include "api/api.h"
+#include "api/body_codec.h"
+#include "api/encoding.h"
+#include "api/paths.h"
+
+namespace corral::api {
+namespace {
+
+// The collection each create spec is posted to.
+template <class Spec>
+struct SpecKind;
+template <>
+struct SpecKind<schema::VpcSpec> : std::integral_constant<ObjectKind, ObjectKind::Vpc> {};
+template <>
+struct SpecKind<schema::SubnetSpec> : std::integral_constant<ObjectKind, ObjectKind::Subnet> {};
+template <>
+struct SpecKind<schema::RouteTableSpec> : std::integral_constant<ObjectKind, ObjectKind::RouteTable> {};
+template <>
+struct SpecKind<schema::InternetGatewaySpec>
+    : std::integral_constant<ObjectKind, ObjectKind::InternetGateway> {};
+template <>
+struct SpecKind<schema::NatGatewaySpec> : std::integral_constant<ObjectKind, ObjectKind::NatGateway> {};
+template <>
+struct SpecKind<schema::SecurityGroupSpec> : std::integral_constant<ObjectKind, ObjectKind::SecurityGroup> {};
+template <>
+struct SpecKind<schema::NetworkAclSpec> : std::integral_constant<ObjectKind, ObjectKind::NetworkAcl> {};
+
+std::string namePath(ObjectKind kind, std::string_view name) {
+  return fmt::format("{}/{}/{}", kApiPrefix, collectionName(kind), percentEncode(name));
+}
+
+std::string imagePath(std::string_view name) {
+  return fmt::format("{}/{}/{}", kApiPrefix, kImages, percentEncode(name));
+}
+
+std::string instancePath(std::string_view name) {
+  return fmt::format("{}/{}/{}", kApiPrefix, kInstances, percentEncode(name));
+}
+
+template <class... Visitors>
+struct Overloaded : Visitors... {
+  using Visitors::operator()...;
+};
+// C++20 deduces this for aggregates; clang before 17 (the fuzz build's) needs it spelled out.
+template <class... Visitors>
+Overloaded(Visitors...) -> Overloaded<Visitors...>;
+
+}  // namespace
+
+HttpRequest renderRequest(const Request& request) {
+  auto collection = [](ObjectKind kind) { return fmt::format("{}/{}", kApiPrefix, collectionName(kind)); };
+  return std::visit(
+      Overloaded{
+          [&](const GetInfo&) {
+            return HttpRequest{"GET", fmt::format("{}/info", kApiPrefix), ""};
+          },
+          [&]<ObjectKind K>(const List<K>& r) {
+            std::string target = collection(K);
+            if (K != ObjectKind::Vpc && !r.vpc.empty()) target += "?vpc=" + percentEncode(r.vpc);
+            return HttpRequest{"GET", std::move(target), ""};
+          },
+          [&]<ObjectKind K>(const Get<K>& r) {
+            return HttpRequest{"GET", namePath(K, r.name), ""};
+          },
+          [&]<ObjectKind K>(const Delete<K>& r) {
+            return HttpRequest{"DELETE", namePath(K, r.name), ""};
+          },
+          [&]<class Spec>(const Create<Spec>& r) {
+            return HttpRequest{"POST", collection(SpecKind<Spec>::value), bodyJson(r.spec).dump()};
+          },
+          [&](const UpdateSubnet& r) {
+            return HttpRequest{"PATCH", namePath(ObjectKind::Subnet, r.name), bodyJson(r.update).dump()};
+          },
+          [&](const AddRoute& r) {
+            return HttpRequest{"POST", namePath(ObjectKind::RouteTable, r.table) + "/routes",
+                               bodyJson(r.spec).dump()};
+          },
+          [&](const DeleteRoute& r) {
+            return HttpRequest{"DELETE",
+                               fmt::format("{}/routes/{}", namePath(ObjectKind::RouteTable, r.table),
+                                           percentEncode(r.destination, "/")),
+                               ""};
+          },
+          [&](const AddSecurityGroupRule& r) {
+            return HttpRequest{"POST", namePath(ObjectKind::SecurityGroup, r.group) + "/rules",
+                               bodyJson(r.spec).dump()};
+          },
+          [&](const DeleteSecurityGroupRule& r) {
+            return HttpRequest{
+                "DELETE", fmt::format("{}/rules/{}", namePath(ObjectKind::SecurityGroup, r.group), r.id), ""};
+          },
+          [&](const AddNetworkAclRule& r) {
+            return HttpRequest{"POST", namePath(ObjectKind::NetworkAcl, r.acl) + "/rules",
+                               bodyJson(r.spec).dump()};
+          },
+          [&](const DeleteNetworkAclRule& r) {
+            return HttpRequest{"DELETE",
+                               fmt::format("{}/rules/{}/{}", namePath(ObjectKind::NetworkAcl, r.acl),
+                                           percentEncode(r.direction), r.number),
+                               ""};
+          },
+          [&](const RunInstance& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kInstances), bodyJson(r.spec).dump()};
+          },
+          [&](const ListInstances&) {
+            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kInstances), ""};
+          },
+          [&](const GetInstance& r) {
+            return HttpRequest{"GET", instancePath(r.name) + (r.showEnv ? "?show_env=true" : ""), ""};
+          },
+          [&](const StopInstance& r) {
+            return HttpRequest{"POST", instancePath(r.name) + "/stop",
+                               bodyJson(StopBody{r.graceSeconds}).dump()};
+          },
+          [&](const StartInstance& r) {
+            return HttpRequest{"POST", instancePath(r.name) + "/start", ""};
+          },
+          [&](const RemoveInstance& r) {
+            return HttpRequest{"DELETE", instancePath(r.name) + (r.force ? "?force=true" : ""), ""};
+          },
+          [&](const GetInstanceLogs& r) {
+            return HttpRequest{"GET", fmt::format("{}/logs?offset={}", instancePath(r.name), r.offset), ""};
+          },
+          [&](const GetVpcTopology& r) {
+            return HttpRequest{"GET", namePath(ObjectKind::Vpc, r.vpc) + "/topology", ""};
+          },
+          [&](const ExecInstance& r) {
+            return HttpRequest{"POST", instancePath(r.name) + "/exec",
+                               bodyJson(ExecBody{r.command, r.env}).dump()};
+          },
+          [&](const SaveComparison& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kComparisons), r.result.dump()};
+          },
+          [&](const ListComparisons&) {
+            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kComparisons), ""};
+          },
+          [&](const GetComparison& r) {
+            return HttpRequest{"GET", fmt::format("{}/{}/{}", kApiPrefix, kComparisons, percentEncode(r.id)),
+                               ""};
+          },
+          [&](const GetDashboard&) {
+            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kDashboard), ""};
+          },
+          [&](const ListImages&) {
+            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kImages), ""};
+          },
+          [&](const GetImage& r) {
+            return HttpRequest{"GET", imagePath(r.name), ""};
+          },
+          [&](const RemoveImage& r) {
+            return HttpRequest{"DELETE", imagePath(r.name), ""};
+          },
+          [&](const PullImage& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}/pull", kApiPrefix, kImages), bodyJson(r).dump()};
+          },
+          [&](const ImportImage& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}/import", kApiPrefix, kImages), bodyJson(r).dump()};
+          },
+          [&](const BuildImage& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}/build", kApiPrefix, kImages), bodyJson(r).dump()};
+          },
+          [&](const TraceCapture& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kTrace), bodyJson(r).dump()};
+          },
+      },
+      request);
+}
+
+}  // namespace corral::api
