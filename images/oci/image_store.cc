@@ -525,7 +525,8 @@ la_ssize_t writeTarBlock(archive*, void* client, const void* block, size_t size)
   return static_cast<la_ssize_t>(size);
 }
 
-// Every path under `dir` (not `dir` itself), sorted, so one tree always makes the same tar.
+// Every path under `dir` (not `dir` itself), sorted, so one tree always makes the same tar. Symlinks are
+// entries, never followed (hence lexically_relative, not fs::relative, for their names).
 Result<std::vector<fs::path>> sortedTree(const fs::path& dir) {
   std::vector<fs::path> paths;
   std::error_code error;
@@ -571,7 +572,7 @@ Result<Image> ImageStore::importRootfsDirectoryPinned(const fs::path& dir, std::
   std::vector<fs::path> paths = {dir};
   paths.insert(paths.end(), tree->begin(), tree->end());
   for (const fs::path& path : paths) {
-    const std::string relative = path == dir ? "./" : "./" + fs::relative(path, dir).string();
+    const std::string relative = path == dir ? "./" : "./" + path.lexically_relative(dir).string();
     struct stat info {};
     if (::lstat(path.c_str(), &info) != 0)
       return fail(systemError(errno, fmt::format("lstat(\"{}\")", path.string())));
