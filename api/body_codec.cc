@@ -304,6 +304,7 @@ void readSpec(BodyFields& f, schema::InstanceSpec& s) {
   f.optional("cap_drop", s.capDrop);
   f.optional("seccomp", s.seccomp);
   f.optional("user_namespace", s.userNamespace);
+  f.optional("user", s.user);
   f.optional("devices", s.devices);
   f.optional("init", s.init);
   f.optional("remove_on_exit", s.removeOnExit);
@@ -489,6 +490,7 @@ json bodyJson(const schema::InstanceSpec& s) {
                {"init", s.init},       {"remove_on_exit", s.removeOnExit}};
   if (!s.kernel.empty()) body["kernel"] = s.kernel;
   if (!s.initrd.empty()) body["initrd"] = s.initrd;
+  if (!s.user.empty()) body["user"] = s.user;
   if (!s.devices.empty()) body["devices"] = s.devices;
   if (!s.subnet.empty()) body["subnet"] = s.subnet;
   if (!s.ip.empty()) body["ip"] = s.ip;

@@ -151,6 +151,7 @@ void printInstance(const json& instance) {
       {"cap add", displayText(field(spec, "cap_add"))},
       {"cap drop", displayText(field(spec, "cap_drop"))},
       {"seccomp", displayText(field(spec, "seccomp"))},
+      {"user", orNone(field(spec, "user"), "the image's")},
       {"user namespace",
        userNamespaceText(field(spec, "user_namespace"), field(instance, "user_namespace_range"))},
       {"init", field(spec, "init") == true ? "yes (corral-reaper is PID 1, the command its child)" : "no"},

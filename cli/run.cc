@@ -68,6 +68,7 @@ schema::InstanceSpec specFromFlags(const Invocation& invocation) {
   spec.capDrop = values(invocation, "cap-drop");
   spec.seccomp = invocation.value("seccomp").value_or("default");
   spec.userNamespace = invocation.flag("user-ns");
+  spec.user = invocation.value("user").value_or("");
   spec.devices = values(invocation, "device");
   spec.init = invocation.flag("init");
   spec.subnet = invocation.value("subnet").value_or("");
@@ -96,9 +97,13 @@ void addRunOptions(po::options_description& options) {
        "VMs: boot this kernel instead of the image's")  //
       ("initrd", po::value<std::string>()->value_name("PATH"),
        "VMs: this initramfs instead of the image's")  //
-      ("image", po::value<std::string>()->value_name("IMAGE"),
-       "the image (default busybox): built in (corrald's --image-dir) or from the image store (corral image "
-       "ls); a store image runs its own Entrypoint + Cmd, Env, WorkingDir and User")  //
+      ("image", po::value<std::string>()->value_name("NAME"),
+       "the image (default busybox): any name `corral image ls` shows (pulled, imported or built with corral "
+       "image; busybox is one) or a built-in image of corrald's --image-dir; a store image runs its own "
+       "Entrypoint + Cmd, Env, WorkingDir and User")  //
+      ("user,u", po::value<std::string>()->value_name("USER[:GROUP]"),
+       "run as this user instead of the image's User: a name or uid, :GROUP by name or gid, looked up in "
+       "the image's /etc/passwd and /etc/group (VMs: store images only)")  //
       ("name", po::value<std::string>()->value_name("NAME"),
        "1-63 of a-z, 0-9 and '-' (default: IMAGE-RANDOM; cattle, not pets)")  //
       ("memory", po::value<std::string>()->value_name("SIZE"),
@@ -245,11 +250,13 @@ Command runCommand() {
       "without -d its output streams here and corral exits with its command's exit code (Ctrl-C stops it).\n"
       "A --vm boots its own kernel (seconds under TCG): corral waits until its guest is ready, showing\n"
       "progress; CMD, if given, then runs in the guest through its agent (like corral exec).\n"
-      "A container of --image IMAGE without CMD runs the image's own command (Entrypoint + Cmd); with one,\n"
-      "CMD replaces Cmd and keeps Entrypoint, as docker run does.\n"
+      "--image NAME is any image of corrald's store (corral image ls: pull, import or build one with\n"
+      "corral image) or a built-in one. Without CMD a container of it runs the image's own command\n"
+      "(Entrypoint + Cmd); with one, CMD replaces Cmd and keeps Entrypoint, as docker run does.\n"
       "Instances are cattle, not pets: give them --rm and run a fresh one rather than repairing an old one.",
       {},
-      "[--container | --vm] [--image IMAGE] [--kernel PATH] [--initrd PATH] [--name NAME] [--memory SIZE] "
+      "[--container | --vm] [--image NAME] [--user USER[:GROUP]] [--kernel PATH] [--initrd PATH] [--name NAME] "
+      "[--memory SIZE] "
       "[--cpus N] [--pids N] [--hostname H] "
       "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] [--init] "
       "[--subnet SUBNET [--ip A.B.C.D] [--sg GROUP]... [--publish PORT:PORT]... [--public-ip]] [--rm] [-d] "

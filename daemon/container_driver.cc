@@ -230,9 +230,8 @@ void ContainerDriver::release(const InstanceRow& row) {
   if (row.userNamespaceStart) idRanges_.release(static_cast<uint32_t>(*row.userNamespaceStart));
 }
 
-void ContainerDriver::reconcile(const std::set<std::string>&, const std::set<std::string>& all) {
-  imageLaunch_.dropPinsExcept(all);
-}
+// Image pins of instances corrald no longer has go in InstanceManager::load, which knows both kinds'.
+void ContainerDriver::reconcile(const std::set<std::string>&, const std::set<std::string>&) {}
 
 // Starts the container and returns at its execve; the manager records it running, then supervise().
 Result<StartedRun> ContainerDriver::start(InstanceHandle& handle, const schema::InstanceSpec& spec,

@@ -47,7 +47,6 @@ class ContainerDriver final : public InstanceDriver {
   Result<std::string> clearLeftovers(const std::string& name) override;
   Status removeDirectory(const std::string& name) override;
   Recovery recover(InstanceHandle& handle, InstanceRow& row) override;
-  // Image pins of containers corrald no longer has (a crash between pin and row) go.
   void reconcile(const std::set<std::string>& active, const std::set<std::string>& all) override;
   void replugNic(InstanceHandle& handle, const InstanceRow& row, NicPort& nic) override;
   void describe(const InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow& row,

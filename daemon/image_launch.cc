@@ -28,6 +28,21 @@ Error imageNotFound(const schema::InstanceSpec& spec, const container::Validatio
       "image");
 }
 
+// The process's ids; with a user namespace they must be among the ids it maps.
+Status setUser(container::ContainerConfig& config, const images::LaunchUser& user, std::string_view userText) {
+  config.user = {.uid = user.uid,
+                 .gid = user.gid,
+                 .additionalGids = {user.additionalGids.begin(), user.additionalGids.end()}};
+  if (!config.userNamespace) return {};
+  const uint32_t count = config.userNamespace->count;
+  const bool mapped = config.user.uid < count && config.user.gid < count &&
+                      std::all_of(config.user.additionalGids.begin(), config.user.additionalGids.end(),
+                                  [&](gid_t gid) { return gid < count; });
+  if (mapped) return {};
+  return fail(invalidField("user", "user \"{}\" (uid {}, gid {}) needs ids beyond the {} a user namespace maps",
+                           terminalSafe(userText), config.user.uid, config.user.gid, count));
+}
+
 }  // namespace
 
 Result<images::ImageStore*> ImageLaunch::store() {
@@ -35,6 +50,19 @@ Result<images::ImageStore*> ImageLaunch::store() {
     return fail(Error(ErrorKind::NotFound,
                       fmt::format("corrald has no image store (\"{}\")", storeRoot_.string()), "image"));
   return store_.get();
+}
+
+Result<std::optional<images::Image>> ImageLaunch::lookUpInStore(const schema::InstanceSpec& spec, Pin pin) {
+  if (!store_) return std::optional<images::Image>();
+  if (auto valid = images::validateImageName(spec.image); !valid) {
+    if (schema::validateName(spec.image, "image")) return std::optional<images::Image>();  // built-in only
+    return fail(Error(ErrorKind::InvalidArgument, valid.error().message(), "image"));
+  }
+  if (Status name = schema::validateName(spec.name, "name"); !name) return fail(name.error());
+  auto found = pin == Pin::create ? store_->pin(spec.name, spec.image) : store_->get(spec.image);
+  if (!found && found.error().kind() == ErrorKind::NotFound) return std::optional<images::Image>();
+  if (!found) return fail(found.error());
+  return std::optional<images::Image>(std::move(*found));
 }
 
 Result<container::ContainerConfig> ImageLaunch::containerConfig(const schema::InstanceSpec& spec,
@@ -51,51 +79,43 @@ Result<container::ContainerConfig> ImageLaunch::containerConfig(const schema::In
     if (!pinned) return fail(pinned.error().wrap(fmt::format("image of instance \"{}\"", spec.name)));
     image = std::move(*pinned);
   }
+  if (!image && pin != Pin::existing) {
+    auto found = lookUpInStore(spec, pin);
+    if (!found) return fail(found.error());
+    image = std::move(*found);
+  }
+  // The built-in image's directory: for an instance created from it (no pin), and for a run when the store
+  // lacks the image (busybox's import at startup failed; corrald logged why).
   if (!image && isBuiltInImage(spec, context)) {
+    auto config = container::toContainerConfig(spec, context);
+    if (!config) return fail(config.error());
+    if (!spec.user.empty()) {
+      auto user = images::resolveUserThroughLayers(spec.user, {context.imageDir / spec.image / "rootfs"}, "user");
+      if (!user) return fail(user.error().wrap(fmt::format("image \"{}\"", spec.image)));
+      if (Status mapped = setUser(*config, *user, spec.user); !mapped)
+        return fail(mapped.error().wrap(fmt::format("image \"{}\"", spec.image)));
+    }
     if (pin != Pin::lookup) {
       std::lock_guard lock(mutex_);
       digests_.erase(spec.name);
     }
-    return container::toContainerConfig(spec, context);
+    return config;
   }
-  if (!image) {
-    if (pin == Pin::existing) return fail(imageNotFound(spec, context));
-    auto images = store();
-    if (!images) return fail(images.error());
-    if (auto valid = images::validateImageName(spec.image); !valid)
-      return fail(Error(ErrorKind::InvalidArgument, valid.error().message(), "image"));
-    if (Status name = schema::validateName(spec.name, "name"); !name) return fail(name.error());
-    auto pinned = pin == Pin::create ? (*images)->pin(spec.name, spec.image) : (*images)->get(spec.image);
-    if (!pinned && pinned.error().kind() == ErrorKind::NotFound) return fail(imageNotFound(spec, context));
-    if (!pinned) return fail(pinned.error());
-    image = std::move(*pinned);
-  }
+  if (!image) return fail(imageNotFound(spec, context));
 
   const std::string what =
       fmt::format("image \"{}\" ({})", terminalSafe(image->name), image->manifestDigest.text());
   if (image->layerDirs.empty()) return fail(invalidField("image", "{} has no layers", what));
   context.lowerDirs.assign(image->layerDirs.rbegin(), image->layerDirs.rend());  // overlayfs: top first
-  auto launch = images::launchProcess(image->config, image->layerDirs, spec.command, spec.env);
+  auto launch = images::launchProcess(image->config, image->layerDirs, spec.command, spec.env, spec.user);
   if (!launch) return fail(launch.error().wrap(what));
   auto config = container::toContainerConfig(spec, context);
   if (!config) return fail(config.error());
   config->argv = std::move(launch->argv);
   config->env = std::move(launch->env);
   config->workingDir = std::move(launch->workingDir);
-  config->user = {.uid = launch->user.uid,
-                  .gid = launch->user.gid,
-                  .additionalGids = {launch->user.additionalGids.begin(), launch->user.additionalGids.end()}};
-  if (config->userNamespace) {
-    const uint32_t count = config->userNamespace->count;
-    const bool mapped = config->user.uid < count && config->user.gid < count &&
-                        std::all_of(config->user.additionalGids.begin(), config->user.additionalGids.end(),
-                                    [&](gid_t gid) { return gid < count; });
-    if (!mapped) {
-      return fail(invalidField(
-          "user", "{}: its User \"{}\" (uid {}, gid {}) needs ids beyond the {} a user namespace maps", what,
-          terminalSafe(image->config.user), config->user.uid, config->user.gid, count));
-    }
-  }
+  if (Status mapped = setUser(*config, launch->user, spec.user.empty() ? image->config.user : spec.user); !mapped)
+    return fail(mapped.error().wrap(what));
   if (pin != Pin::lookup) {
     std::lock_guard lock(mutex_);
     digests_[spec.name] = image->manifestDigest.text();
@@ -124,15 +144,10 @@ void ImageLaunch::release(const std::string& instanceName) {
     log::warn("instance \"{}\": dropping its image pin: {}", instanceName, dropped.error().message());
 }
 
-void ImageLaunch::dropPinsExcept(const std::set<std::string>& instanceNames) {
+void dropImagePinsExcept(images::ImageStore* store, const std::set<std::string>& instanceNames) {
   std::error_code error;
-  if (std::filesystem::is_empty(storeRoot_ / "pins", error) || error) return;  // no store, or nothing pinned
-  auto images = store();
-  if (!images) {
-    log::warn("{}", images.error().message());
-    return;
-  }
-  auto pins = (*images)->pins();
+  if (!store || std::filesystem::is_empty(store->root() / "pins", error) || error) return;  // nothing pinned
+  auto pins = store->pins();
   if (!pins) {
     log::warn("image pins: {}", pins.error().message());
     return;
@@ -141,7 +156,7 @@ void ImageLaunch::dropPinsExcept(const std::set<std::string>& instanceNames) {
     if (instanceNames.contains(holder)) continue;
     log::warn("image pin of \"{}\" ({}): no such instance (corrald stopped while creating it); dropped",
               holder, manifest.text());
-    if (auto dropped = (*images)->unpin(holder); !dropped)
+    if (auto dropped = store->unpin(holder); !dropped)
       log::warn("image pin of \"{}\": {}", holder, dropped.error().message());
   }
 }

@@ -31,11 +31,12 @@ class ImageLaunch {
   enum class Pin { existing, lookup, create };
   // The runtime config of container `spec`. The image is, in this order: the store image the instance
   // pins (whatever its name means now: a container keeps the image it was created from, as docker's
-  // does); a built-in image directory (imageDir/NAME/rootfs, its default command /bin/sh); with
-  // Pin::create (run), the store image named spec.image, pinned for the instance now. A store image's
-  // Entrypoint/Cmd, Env, WorkingDir and User apply by docker run's rules. Refusals name the field:
-  // "image" (no such image: NotFound), "user" (not in the image's /etc/passwd or /etc/group, or beyond a
-  // user namespace's ids), "command" (nothing to run).
+  // does); for a run (lookup, create), the store image named spec.image, pinned for the instance with
+  // Pin::create; a built-in image directory (imageDir/NAME/rootfs, its default command /bin/sh), for an
+  // instance created from it before busybox was a store image, or when the store lacks the image (its
+  // import failed). A store image's Entrypoint/Cmd, Env, WorkingDir and User apply by docker run's rules.
+  // Refusals name the field: "image" (no such image: NotFound), "user" (not in the image's /etc/passwd or
+  // /etc/group, or beyond a user namespace's ids), "command" (nothing to run).
   Result<container::ContainerConfig> containerConfig(const schema::InstanceSpec& spec,
                                                      container::ValidationContext context, Pin pin);
   // The manifest digest ("sha256:...") of the store image `instanceName` runs; nullopt for a built-in
@@ -44,16 +45,21 @@ class ImageLaunch {
   // The instance is gone: its pin goes, and with it whatever of the image nothing else holds if the image
   // lost its name meanwhile. Failures are logged (the pin then holds the image until the next restart).
   void release(const std::string& instanceName);
-  // At load: pins of instances corrald no longer has (a crash between pin and record) go.
-  void dropPinsExcept(const std::set<std::string>& instanceNames);
 
  private:
   Result<images::ImageStore*> store();  // the shared store, or an error naming "image" without one
+  // The store image named spec.image (pinned for spec.name with Pin::create); nullopt when the store has
+  // none of that name, or there is no store.
+  Result<std::optional<images::Image>> lookUpInStore(const schema::InstanceSpec& spec, Pin pin);
 
   std::filesystem::path storeRoot_;
   std::shared_ptr<images::ImageStore> store_;
   mutable std::mutex mutex_;                                 // guards digests_
   std::map<std::string, std::string, std::less<>> digests_;  // instance → manifest digest
 };
+
+// At load, once every instance of either kind is known: pins of instances corrald no longer has (a crash
+// between pin and record) go. Failures are logged. Without a store, nothing to do.
+void dropImagePinsExcept(images::ImageStore* store, const std::set<std::string>& instanceNames);
 
 }  // namespace corral::daemon

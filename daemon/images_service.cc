@@ -4,9 +4,7 @@
 
 #include <fcntl.h>
 #include <fmt/chrono.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,8 +16,6 @@
 #include "images/oci/debian_build.h"
 #include "images/oci/reference.h"
 #include "images/oci/registry.h"
-
-extern char** environ;
 
 namespace corral::daemon {
 namespace {
@@ -106,27 +102,6 @@ Status checkHostPath(const std::string& path, std::string_view field, bool wantD
   return {};
 }
 
-// `tar -c` of a directory into `output`, numeric owners and xattrs kept (GNU tar, always on the host).
-Status tarDirectory(const fs::path& dir, const fs::path& output) {
-  std::vector<std::string> args = {"tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--sort=name",
-                                   "-C",  dir.string(),      "-cf",      output.string(),      "."};
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (int error = ::posix_spawnp(&pid, "tar", nullptr, nullptr, argv.data(), environ); error != 0) {
-    return fail(systemError(error, "posix_spawnp(\"tar\")"));
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return fail(internalError("tar -c of \"{}\" into \"{}\" failed (status {:#x})", dir.string(),
-                              output.string(), status));
-  }
-  return {};
-}
-
 }  // namespace
 
 Result<std::string> rootfsFingerprint(const fs::path& rootfs) {
@@ -177,9 +152,8 @@ json imageJson(const images::Image& image, const std::vector<std::string>& usedB
           {"used_by", usedBy}};
 }
 
-ImageService::ImageService(ImageServiceOptions options, std::shared_ptr<images::ImageStore> store,
-                           UsersOf usersOf)
-    : options_(std::move(options)), store_(std::move(store)), usersOf_(std::move(usersOf)) {}
+ImageService::ImageService(ImageServiceOptions options, std::shared_ptr<images::ImageStore> store)
+    : options_(std::move(options)), store_(std::move(store)) {}
 
 ImageService::~ImageService() {
   shutdown_.request_stop();
@@ -187,7 +161,7 @@ ImageService::~ImageService() {
   idle_.wait(lock, [&] { return running_ == 0; });
 }
 
-Result<std::unique_ptr<ImageService>> ImageService::open(ImageServiceOptions options, UsersOf usersOf) {
+Result<std::unique_ptr<ImageService>> ImageService::open(ImageServiceOptions options) {
   std::error_code error;
   fs::create_directories(options.root, error);
   if (error) {
@@ -200,11 +174,13 @@ Result<std::unique_ptr<ImageService>> ImageService::open(ImageServiceOptions opt
       return fail(opened.error().wrap(fmt::format("image store \"{}\"", options.root.string())));
     store = std::make_shared<images::ImageStore>(std::move(*opened));
   }
-  std::unique_ptr<ImageService> service(new ImageService(std::move(options), store, std::move(usersOf)));
-  // The built-in busybox still runs from its directory without it: a failed import is told, not fatal
-  // (a host without GNU tar, such as the pure cgroup-v2 test guest).
-  if (auto busybox = service->ensureBusybox(); !busybox)
-    log::warn("{}", busybox.error().wrap("importing the busybox image into the store").message());
+  std::unique_ptr<ImageService> service(new ImageService(std::move(options), store));
+  // Without it containers of busybox run from the build's directory: a failed import is told, not fatal.
+  if (auto busybox = service->ensureBusybox(); !busybox) {
+    log::warn("{}; containers of busybox run from \"{}\" instead",
+              busybox.error().wrap("importing the busybox image into the store").message(),
+              service->options_.busyboxRootfs.string());
+  }
   return service;
 }
 
@@ -222,19 +198,12 @@ Status ImageService::ensureBusybox() {
     auto label = existing->config.labels.find(std::string(kRootfsFingerprintLabel));
     if (label != existing->config.labels.end() && label->second == *fingerprint) return {};
   }
-  // `.import-*` at the store's root: what a crash leaves of it is cleared by the next open().
-  fs::path tar = options_.root / fmt::format(".import-busybox-{}.tar", ::getpid());
-  struct RemoveTar {
-    fs::path path;
-    ~RemoveTar() { ::unlink(path.c_str()); }
-  } removeTar{tar};
-  if (auto written = tarDirectory(rootfs, tar); !written) return fail(written.error());
   images::ImageConfig config;
   config.cmd = {"/bin/sh"};
   config.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
   config.labels[std::string(kRootfsFingerprintLabel)] = *fingerprint;
   config.labels["org.opencontainers.image.description"] = "busybox and corral-probe, built with corral";
-  auto image = store_->importRootfs(tar, "busybox", std::move(config));
+  auto image = store_->importRootfsDirectory(rootfs, "busybox", std::move(config));
   if (!image) return fail(image.error());
   log::info("image busybox imported from \"{}\" ({})", rootfs.string(), image->manifestDigest.text());
   return {};
@@ -257,7 +226,14 @@ Result<json> ImageService::list() {
 Result<json> ImageService::inspect(const std::string& name) {
   auto image = store_->get(name);
   if (!image) return fail(image.error());
-  json out = imageJson(*image, usersOf_ ? usersOf_(name) : std::vector<std::string>{});
+  // Its users: the instances (of either kind) that pin its manifest.
+  std::vector<std::string> usedBy;
+  auto pins = store_->pins();
+  if (!pins) return fail(pins.error());
+  for (const auto& [holder, manifest] : *pins) {
+    if (manifest == image->manifestDigest) usedBy.push_back(holder);
+  }
+  json out = imageJson(*image, usedBy);
   // On disk: the blobs as stored plus each layer unpacked (layers are shared by the images that have them).
   int64_t unpacked = 0;
   for (size_t i = 0; i < image->layerDirs.size(); ++i) {
@@ -270,16 +246,7 @@ Result<json> ImageService::inspect(const std::string& name) {
 }
 
 Status ImageService::remove(const std::string& name) {
-  if (auto image = store_->get(name); !image) return fail(image.error());
-  std::vector<std::string> users = usersOf_ ? usersOf_(name) : std::vector<std::string>{};
-  if (!users.empty()) {
-    std::string list;
-    for (const std::string& user : users) list += (list.empty() ? "" : ", ") + user;
-    return fail(conflict("image \"{}\" is used by {} instance{}: {}; remove {} first", terminalSafe(name),
-                         users.size(), users.size() == 1 ? "" : "s", list,
-                         users.size() == 1 ? "it" : "them"));
-  }
-  return store_->remove(name);
+  return store_->removeUnlessPinned(name);
 }
 
 bool ImageService::isOperation(const api::Request& request) {

@@ -35,12 +35,9 @@ inline constexpr std::string_view kRootfsFingerprintLabel = "org.corral.rootfs-f
 
 class ImageService {
  public:
-  // The names of the instances that use `image` (a remove is refused while there is any).
-  using UsersOf = std::function<std::vector<std::string>(std::string_view image)>;
-
   // Opens the store (which clears what a crash mid-pull, import or build left: ingest/, .import-*,
   // .build-*, unreferenced blobs and layers), then imports the busybox rootfs when it is new or changed.
-  static Result<std::unique_ptr<ImageService>> open(ImageServiceOptions options, UsersOf usersOf);
+  static Result<std::unique_ptr<ImageService>> open(ImageServiceOptions options);
   ImageService(const ImageService&) = delete;
   ImageService& operator=(const ImageService&) = delete;
   // Stops every operation still running and waits for it.
@@ -48,6 +45,8 @@ class ImageService {
 
   Result<nlohmann::json> list();
   Result<nlohmann::json> inspect(const std::string& name);
+  // Refused (409, naming them) while instances of either kind pin the image: ImageStore::pins, checked and
+  // removed under the store's lock.
   Status remove(const std::string& name);
 
   // Pull, import and build: true for the requests that answer with a progress stream.
@@ -67,13 +66,12 @@ class ImageService {
   Status ensureBusybox();
 
  private:
-  ImageService(ImageServiceOptions options, std::shared_ptr<images::ImageStore> store, UsersOf usersOf);
+  ImageService(ImageServiceOptions options, std::shared_ptr<images::ImageStore> store);
   Result<images::Image> runOperation(const api::Request& operation, const images::ProgressCallback& progress,
                                      const std::stop_token& stop);
 
   ImageServiceOptions options_;
   std::shared_ptr<images::ImageStore> store_;
-  UsersOf usersOf_;
   std::stop_source shutdown_;
   std::mutex mutex_;
   std::condition_variable idle_;

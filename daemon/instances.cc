@@ -13,6 +13,7 @@
 #include "api/api.h"
 #include "core/failpoint.h"
 #include "core/log.h"
+#include "daemon/image_launch.h"
 
 namespace corral::daemon {
 namespace {
@@ -130,10 +131,14 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
     if (isActive(instance.row.state)) names[instance.driver].first.insert(name);
     manager->instances_.emplace(name, std::move(instance));
   }
+  std::set<std::string> everyInstance;
   for (auto& [kind, driver] : manager->drivers_) {
     const auto& [active, all] = names[driver.get()];
     driver->reconcile(active, all);
+    everyInstance.insert(all.begin(), all.end());
   }
+  // Image pins are held by instances of both kinds (ContainerDriver, VmDriver): those of neither go.
+  dropImagePinsExcept(manager->options_.imageStore.get(), everyInstance);
   return manager;
 }
 

@@ -11,11 +11,11 @@
 #include <utility>
 #include <variant>
 
-#include "daemon/trace_render.h"
 #include "core/log.h"
 #include "daemon/host_info.h"
 #include "daemon/instance_view.h"
 #include "daemon/network_json.h"
+#include "daemon/trace_render.h"
 #include "net/capture.h"
 #include "net/frames.h"
 
@@ -198,16 +198,7 @@ Response instanceResponse(int status, Result<nlohmann::json> instance) {
 }  // namespace
 
 Status Service::openImages(ImageServiceOptions options) {
-  ImageService::UsersOf usersOf = [this](std::string_view image) {
-    std::vector<std::string> users;
-    if (!instances_) return users;
-    nlohmann::json list = instances_->list();
-    for (const nlohmann::json& instance : list["instances"]) {
-      if (instance.value("image", "") == image) users.push_back(instance.value("name", ""));
-    }
-    return users;
-  };
-  auto images = ImageService::open(std::move(options), std::move(usersOf));
+  auto images = ImageService::open(std::move(options));
   if (!images) return fail(images.error());
   images_ = std::move(*images);
   return {};

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/unique_fd.h"
 #include "daemon/vm_image.h"
+#include "schema/names.h"
 #include "vmm/agent.h"
 #include "vmm/agent_protocol.h"
 #include "vmm/domain_xml.h"
@@ -170,8 +171,23 @@ std::unique_ptr<InstanceHandle> VmDriver::newHandle() {
   return std::make_unique<VmHandle>();
 }
 
+Result<std::optional<images::Image>> VmDriver::pinnedImage(const std::string& name) const {
+  std::error_code ec;
+  if (!options_.imageStore || !schema::validateName(name, "name") ||
+      !std::filesystem::exists(options_.imageStore->root() / "pins" / name, ec))
+    return std::optional<images::Image>();
+  auto pinned = options_.imageStore->pinned(name);
+  if (!pinned && pinned.error().kind() == ErrorKind::NotFound) return std::optional<images::Image>();
+  if (!pinned) return fail(pinned.error().wrap(fmt::format("image of instance \"{}\"", name)));
+  return std::optional<images::Image>(std::move(*pinned));
+}
+
 Result<VmPlan> VmDriver::toPlan(const schema::InstanceSpec& spec) const {
-  return toVmPlan(spec, hostVmContext(options_.imageDir, options_.imageStore.get()));
+  VmValidationContext context = hostVmContext(options_.imageDir, options_.imageStore.get());
+  auto pinned = pinnedImage(spec.name);
+  if (!pinned) return fail(pinned.error());
+  context.pinnedImage = std::move(*pinned);
+  return toVmPlan(spec, context);
 }
 
 Status VmDriver::configure(InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow*) {
@@ -179,6 +195,32 @@ Status VmDriver::configure(InstanceHandle& handle, const schema::InstanceSpec& s
   if (!plan) return fail(plan.error());
   own(handle).plan = std::move(*plan);
   return {};
+}
+
+// Under the manager's lock, so the name is the instance's: the image the plan found by name is pinned (or
+// was at an earlier start: pin() then returns that one, and so does the plan).
+Status VmDriver::reserve(InstanceHandle& handle, const schema::InstanceSpec& spec, InstanceRow& row) {
+  VmHandle& vm = own(handle);
+  if (!vm.plan) {
+    if (Status configured = configure(handle, spec, &row); !configured) return fail(configured.error());
+  }
+  if (!vm.plan->rootImage || !options_.imageStore) return {};
+  auto pinned = options_.imageStore->pin(spec.name, vm.plan->rootImage->name);
+  if (!pinned && pinned.error().kind() == ErrorKind::NotFound) {
+    return fail(Error(ErrorKind::NotFound,
+                      fmt::format("image \"{}\" is no longer in the image store", spec.image), "image"));
+  }
+  if (!pinned) return fail(pinned.error());
+  vm.plan->rootImage = std::move(*pinned);
+  return {};
+}
+
+void VmDriver::release(const InstanceRow& row) {
+  std::error_code ec;
+  if (!options_.imageStore || !std::filesystem::exists(options_.imageStore->root() / "pins" / row.name, ec))
+    return;
+  if (auto dropped = options_.imageStore->unpin(row.name); !dropped)
+    log::warn("instance \"{}\": dropping its image pin: {}", row.name, dropped.error().message());
 }
 
 // Opens libvirt on first need; a daemon without libvirtd still runs containers.
@@ -353,7 +395,7 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   // A store image's root: its overlay and config disk, found by the guest init through corral.root.
   std::optional<std::string> rootSerial;
   if (plan.rootImage) {
-    auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, dir);
+    auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, dir, plan.user);
     if (!disks) return fail(disks.error());
     config.disks = std::move(*disks);
     rootSerial = vmm::kRootDiskSerial;

@@ -50,8 +50,10 @@ class VmDriver final : public InstanceDriver {
   Status configure(InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow* row) override;
   Status preflight(const schema::InstanceSpec& spec) override;
   bool recordsStartingFirst() const override { return false; }
-  Status reserve(InstanceHandle&, const schema::InstanceSpec&, InstanceRow&) override { return {}; }
-  void release(const InstanceRow&) override {}
+  // A VM of a store image pins it (ImageStore::pin, holder: the instance's name) from its run until rm;
+  // every start boots the pinned manifest, whatever the image's name means by then.
+  Status reserve(InstanceHandle& handle, const schema::InstanceSpec& spec, InstanceRow& row) override;
+  void release(const InstanceRow& row) override;
   Result<StartedRun> start(InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow& row,
                            NicPort* nic, std::chrono::steady_clock::time_point received) override;
   void supervise(InstanceHandle& handle, const std::string& name) override;
@@ -77,7 +79,9 @@ class VmDriver final : public InstanceDriver {
   // Where a VM's kernel and root filesystem come from: the spec validated against the image directory
   // (imageDir/IMAGE/vm/{vmlinuz,initramfs.img}), else the image store (the image's disk as the root,
   // daemon/vm_image.h), and the host's memory and CPUs.
+  // The image the instance pins comes first (daemon/vm_spec.h VmValidationContext::pinnedImage).
   Result<VmPlan> toPlan(const schema::InstanceSpec& spec) const;
+  Result<std::optional<images::Image>> pinnedImage(const std::string& name) const;
   Result<vmm::Libvirt*> libvirt();
   Result<vmm::AcceleratorChoice> accelerator(const VmPlan& plan);
   std::optional<vmm::AcceleratorChoice> cachedAcceleratorChoice();

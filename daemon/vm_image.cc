@@ -65,7 +65,8 @@ Status writeConfigDisk(const fs::path& path, const std::string& bytes) {
 }  // namespace
 
 Result<std::vector<vmm::DiskConfig>> prepareInstanceDisks(const images::ImageStore& store,
-                                                          const images::Image& image, const fs::path& dir) {
+                                                          const images::Image& image, const fs::path& dir,
+                                                          const std::string& user) {
   auto base = prepareBaseDisk(store, image);
   if (!base) return fail(base.error());
   const fs::path root = dir / kVmRootDiskFile;
@@ -74,7 +75,9 @@ Result<std::vector<vmm::DiskConfig>> prepareInstanceDisks(const images::ImageSto
     if (Status made = images::createInstanceDisk(*base, root); !made) return fail(made.error());
   }
   const fs::path config = dir / kVmConfigDiskFile;
-  if (Status written = writeConfigDisk(config, configDiskBytes(guestWorkload(image.config))); !written)
+  images::ImageConfig workload = image.config;
+  if (!user.empty()) workload.user = user;
+  if (Status written = writeConfigDisk(config, configDiskBytes(guestWorkload(workload))); !written)
     return fail(written.error());
   return std::vector<vmm::DiskConfig>{
       {.path = root, .format = vmm::DiskFormat::Qcow2, .serial = vmm::kRootDiskSerial, .readOnly = false},

@@ -34,9 +34,11 @@ std::string configDiskBytes(const nlohmann::json& workload);
 Result<std::filesystem::path> prepareBaseDisk(const images::ImageStore& store, const images::Image& image);
 
 // The instance's disks in `dir`, in vda, vdb order: root.qcow2 over the base disk (made if absent; a stopped
-// VM keeps its writes until rm) and config.img (written each start, read-only to the guest).
+// VM keeps its writes until rm) and config.img (written each start, read-only to the guest), whose user is
+// `user` when given (the instance's --user), else the image's User.
 Result<std::vector<vmm::DiskConfig>> prepareInstanceDisks(const images::ImageStore& store,
                                                           const images::Image& image,
-                                                          const std::filesystem::path& dir);
+                                                          const std::filesystem::path& dir,
+                                                          const std::string& user = {});
 
 }  // namespace corral::daemon

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "images/oci/launch.h"
 #include "schema/names.h"
 
 namespace corral::daemon {
@@ -75,12 +76,15 @@ Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationCont
   if (spec.init)
     return fail(invalidField("init", "a VM's PID 1 is corral-init already; --init is for containers"));
 
-  // A built-in image (its own kernel and initramfs) first; else an image of the store, whose disk becomes
-  // the root under the built-in boot image's kernel and init.
+  // The image the instance pins; else a built-in image (its own kernel and initramfs); else an image of
+  // the store, whose disk becomes the root under the built-in boot image's kernel and init.
   Status builtInName = schema::validateName(spec.image, "image");
   std::error_code ec;
   std::string bootImage = spec.image;
-  if (!builtInName || !std::filesystem::is_directory(context.imageDir / spec.image / "vm", ec)) {
+  if (context.pinnedImage) {
+    plan.rootImage = context.pinnedImage;
+    bootImage = kVmBootImage;
+  } else if (!builtInName || !std::filesystem::is_directory(context.imageDir / spec.image / "vm", ec)) {
     // A name no image may have (built-in or stored) is the request's mistake, not a missing image.
     if (Status storeName = images::validateImageName(spec.image); !builtInName && !storeName)
       return fail(Error(ErrorKind::InvalidArgument, storeName.error().message(), "image"));
@@ -101,6 +105,19 @@ Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationCont
                         "image"));
     }
     if (!plan.rootImage && !builtInName) return fail(builtInName.error());
+  }
+  // --user: the guest init runs a store image's workload as that user; a built-in image has no workload.
+  if (!spec.user.empty()) {
+    if (!plan.rootImage) {
+      return fail(invalidField("user",
+                               "image \"{}\" is a built-in VM image: its guest has no workload to run as a "
+                               "user (run commands as any user with corral exec ... -- su); --user is for "
+                               "store images (corral image ls)",
+                               spec.image));
+    }
+    auto user = images::resolveUserThroughLayers(spec.user, plan.rootImage->layerDirs, "user");
+    if (!user) return fail(user.error().wrap(fmt::format("image \"{}\"", plan.rootImage->name)));
+    plan.user = spec.user;
   }
   const std::filesystem::path vmDir = context.imageDir / bootImage / "vm";
   auto kernel = bootFile(spec.kernel, vmDir / "vmlinuz", "kernel", bootImage);

@@ -29,6 +29,9 @@ struct VmPlan {
   // An image of the store: its root filesystem is the VM's (a disk, daemon/vm_image.h), its config the
   // workload the guest init starts. Absent for a built-in image, whose initramfs is the whole guest.
   std::optional<images::Image> rootImage;
+  // The workload's user when the spec gives one (--user), instead of the image's User; checked against the
+  // image's /etc/passwd and /etc/group here, resolved by the guest init the same way.
+  std::string user;
   uint64_t memoryBytes = kVmDefaultMemory;
   int vcpus = 1;
 };
@@ -38,8 +41,10 @@ struct VmPlan {
 struct VmValidationContext {
   std::filesystem::path imageDir;  // an image's VM files: imageDir/NAME/vm/{vmlinuz,initramfs.img}
   const images::ImageStore* imageStore = nullptr;  // absent: built-in images only
-  uint64_t hostMemoryBytes = 0;    // MemTotal: a VM may not ask for more
-  int hostCpus = 1;                // online CPUs: a VM may not ask for more vCPUs
+  // The store image the instance pins (VmDriver::reserve): what it boots, whatever `image` names now.
+  std::optional<images::Image> pinnedImage{};
+  uint64_t hostMemoryBytes = 0;  // MemTotal: a VM may not ask for more
+  int hostCpus = 1;              // online CPUs: a VM may not ask for more vCPUs
 };
 
 Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationContext& context);

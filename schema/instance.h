@@ -42,6 +42,10 @@ struct InstanceSpec {
   std::vector<std::string> capDrop;
   std::string seccomp = "default";  // parseSeccompChoice's text: "default" | "unconfined" | a profile path
   bool userNamespace = false;       // root inside maps to an unprivileged host range
+  // The process's user, overriding the image's User: "USER[:GROUP]", each a name or a number, resolved
+  // through the image's /etc/passwd and /etc/group as the image's User is (images/oci/launch.h). Empty:
+  // the image's.
+  std::string user;
   std::vector<std::string>
       devices;                // host devices: "HOST_PATH[:CONTAINER_PATH][:PERMS]" (container/devices.h)
   bool init = false;          // --init: corral-reaper is PID 1, runs the command and reaps orphans

@@ -834,6 +834,54 @@ inline bool powerButtonPressed(int fd) {
   while (true) ::pause();
 }
 
+// What a child of the init sets up between fork() and execvp(): the workload's and exec's children differ
+// only in these.
+struct ChildLaunch {
+  char* const* argv;
+  char** envp;
+  const char* what;                       // "workload", "exec": in the console line of a failed step
+  const char* workdir;                    // chdir here,
+  const char* fallbackWorkdir = nullptr;  // or here when that fails (nullptr: the step fails)
+  const Identity* who = nullptr;          // the ids to run as (nullptr: root, as the init)
+  int stdoutFd = -1;                      // -1: the console stays
+  int stderrFd = -1;
+  int failureFd = -1;  // a failed step's errno is written here; -1: it is logged on the console
+};
+
+// In the forked child, async-signal-safe calls only: signals unblocked, a session of its own, stdin
+// /dev/null, the launch's outputs, working directory and ids, then execvp. A failed step is reported and
+// the child exits 127.
+[[noreturn]] void execChild(const ChildLaunch& launch) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::setsid();
+  const int devnull = ::open("/dev/null", O_RDONLY);
+  if (devnull >= 0) ::dup2(devnull, 0);
+  if (launch.stdoutFd >= 0) ::dup2(launch.stdoutFd, 1);
+  if (launch.stderrFd >= 0) ::dup2(launch.stderrFd, 2);
+  const char* step = "chdir";
+  bool ready = ::chdir(launch.workdir) == 0 ||
+               (launch.fallbackWorkdir != nullptr && ::chdir(launch.fallbackWorkdir) == 0);
+  if (ready && launch.who != nullptr) {
+    const Identity& who = *launch.who;
+    ready = (step = "setgroups", ::setgroups(who.groups.size(), who.groups.data()) == 0) &&
+            (step = "setgid", ::setgid(who.gid) == 0) && (step = "setuid", ::setuid(who.uid) == 0);
+  }
+  if (ready) {
+    step = "execvp";
+    environ = launch.envp;
+    ::execvp(launch.argv[0], launch.argv);
+  }
+  const int error = errno;
+  if (launch.failureFd >= 0) {
+    [[maybe_unused]] const auto written = ::write(launch.failureFd, &error, sizeof(error));
+  } else {
+    logConsole("%s: %s(\"%s\"): %s", launch.what, step, launch.argv[0], std::strerror(error));
+  }
+  ::_exit(127);
+}
+
 class Init {
  public:
   Init(int64_t initStartedMs, BootParams params) : initStartedMs_(initStartedMs), params_(std::move(params)) {
@@ -874,22 +922,11 @@ class Init {
     envp.push_back(nullptr);
     const pid_t pid = ::fork();
     if (pid == 0) {
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::setsid();
-      const int devnull = ::open("/dev/null", O_RDONLY);
-      if (devnull >= 0) ::dup2(devnull, 0);
-      const char* step = "chdir";
-      if (::chdir(workload.workdir.c_str()) == 0 &&
-          (step = "setgroups", ::setgroups(who.groups.size(), who.groups.data()) == 0) &&
-          (step = "setgid", ::setgid(who.gid) == 0) && (step = "setuid", ::setuid(who.uid) == 0)) {
-        step = "execvp";
-        environ = envp.data();
-        ::execvp(argv[0], argv.data());
-      }
-      logConsole("workload: %s(\"%s\"): %s", step, argv[0], std::strerror(errno));
-      ::_exit(127);
+      execChild({.argv = argv.data(),
+                 .envp = envp.data(),
+                 .what = "workload",
+                 .workdir = workload.workdir.c_str(),
+                 .who = &who});
     }
     if (pid < 0) {
       logConsole("workload: fork: %s", std::strerror(errno));
@@ -1078,21 +1115,14 @@ class Init {
     }
     const pid_t pid = ::fork();
     if (pid == 0) {
-      // Child: only async-signal-safe calls from here to execvp.
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::setsid();
-      const int devnull = ::open("/dev/null", O_RDONLY);
-      if (devnull >= 0) ::dup2(devnull, 0);
-      ::dup2(out[1], 1);
-      ::dup2(err[1], 2);
-      if (::chdir("/root") != 0 && ::chdir("/") != 0) ::_exit(127);
-      environ = envp.data();
-      ::execvp(argv[0], argv.data());
-      const int error = errno;
-      [[maybe_unused]] const auto written = ::write(failure[1], &error, sizeof(error));
-      ::_exit(127);
+      execChild({.argv = argv.data(),
+                 .envp = envp.data(),
+                 .what = "exec",
+                 .workdir = "/root",
+                 .fallbackWorkdir = "/",
+                 .stdoutFd = out[1],
+                 .stderrFd = err[1],
+                 .failureFd = failure[1]});
     }
     ::close(out[1]), ::close(err[1]), ::close(failure[1]);
     if (pid < 0) {

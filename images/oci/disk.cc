@@ -69,6 +69,9 @@ uint64_t diskSizeFor(uint64_t bytes, uint64_t inodes) {
 Result<fs::path> baseDisk(const ImageStore& store, const Image& image) {
   static std::mutex building;  // one build per process at a time: two VMs of a new image share one
   std::lock_guard lock(building);
+  // Held from before the scratch files exist until the disk is in place: a collection meanwhile (an
+  // `image rm`, an unpin) keeps the image and leaves `.tmp-*`, `.mnt-*` and `.log-*` alone.
+  ImageStore::Hold hold = store.hold(image);
   fs::path disks = store.root() / "disks";
   fs::path target = disks / (image.manifestDigest.hex + ".ext4");
   if (fs::exists(target)) return target;

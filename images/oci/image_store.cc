@@ -12,6 +12,8 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/text.h"
@@ -84,13 +86,22 @@ Status writeFileDurably(const fs::path& path, std::string_view bytes) {
   return {};
 }
 
+// libarchive's message for its last failure, with errno's text when it has none (fmt throws on a null
+// string).
+std::string archiveReason(archive* handle) {
+  if (const char* message = archive_error_string(handle); message != nullptr) return message;
+  if (int error = archive_errno(handle); error > 0) return std::strerror(error);
+  return "libarchive gave no reason";
+}
+
 // The entry names of a tar (any compression), for telling archive kinds apart. Reads headers only.
 Result<std::set<std::string>> archiveEntryNames(const fs::path& path) {
   std::unique_ptr<archive, decltype(&archive_read_free)> reader(archive_read_new(), &archive_read_free);
   archive_read_support_filter_all(reader.get());
   archive_read_support_format_tar(reader.get());
   if (archive_read_open_filename(reader.get(), path.c_str(), 1 << 16) != ARCHIVE_OK) {
-    return fail(invalidField("archive", "\"{}\": {}", path.string(), archive_error_string(reader.get())));
+    return fail(
+        invalidField("archive", "\"{}\": opening it: {}", path.string(), archiveReason(reader.get())));
   }
   std::set<std::string> names;
   archive_entry* entry = nullptr;
@@ -98,10 +109,16 @@ Result<std::set<std::string>> archiveEntryNames(const fs::path& path) {
   while ((status = archive_read_next_header(reader.get(), &entry)) == ARCHIVE_OK || status == ARCHIVE_WARN) {
     auto name = normalizeLayerPath(archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "");
     if (name) names.insert(*name);
-    archive_read_data_skip(reader.get());
+    if (archive_read_data_skip(reader.get()) < ARCHIVE_WARN) {
+      return fail(
+          invalidField("archive", "\"{}\": skipping the data of \"{}\": {}", path.string(),
+                       terminalSafe(archive_entry_pathname(entry) ? archive_entry_pathname(entry) : ""),
+                       archiveReason(reader.get())));
+    }
   }
   if (status != ARCHIVE_EOF) {
-    return fail(invalidField("archive", "\"{}\": {}", path.string(), archive_error_string(reader.get())));
+    return fail(invalidField("archive", "\"{}\": reading its entries: {}", path.string(),
+                             archiveReason(reader.get())));
   }
   return names;
 }
@@ -456,11 +473,13 @@ Result<Image> ImageStore::importRootfsPinned(const fs::path& tar, std::string_vi
   archive_read_support_filter_all(reader.get());
   archive_read_support_format_raw(reader.get());
   if (archive_read_open_filename(reader.get(), tar.c_str(), 1 << 16) != ARCHIVE_OK) {
-    return fail(invalidField("path", "\"{}\": {}", tar.string(), archive_error_string(reader.get())));
+    return fail(invalidField("path", "\"{}\": opening it: {}", tar.string(), archiveReason(reader.get())));
   }
   archive_entry* entry = nullptr;
-  if (archive_read_next_header(reader.get(), &entry) != ARCHIVE_OK) {
-    return fail(invalidField("path", "\"{}\": {}", tar.string(), archive_error_string(reader.get())));
+  if (int status = archive_read_next_header(reader.get(), &entry); status != ARCHIVE_OK) {
+    return fail(
+        invalidField("path", "\"{}\": {}", tar.string(),
+                     status == ARCHIVE_EOF ? std::string("it is empty") : archiveReason(reader.get())));
   }
   PinGuard pins(*mutex_, pinned_);
   auto writer = blobs_.begin(std::nullopt);
@@ -473,7 +492,8 @@ Result<Image> ImageStore::importRootfsPinned(const fs::path& tar, std::string_vi
     int status = archive_read_data_block(reader.get(), &block, &size, &offset);
     if (status == ARCHIVE_EOF) break;
     if (status < ARCHIVE_OK) {
-      return fail(invalidField("path", "\"{}\": {}", tar.string(), archive_error_string(reader.get())));
+      return fail(invalidField("path", "\"{}\": reading it at byte {}: {}", tar.string(), writer->written(),
+                               archiveReason(reader.get())));
     }
     if (auto written = writer->write(std::span(static_cast<const std::byte*>(block), size)); !written) {
       return fail(written.error());
@@ -483,13 +503,140 @@ Result<Image> ImageStore::importRootfsPinned(const fs::path& tar, std::string_vi
   int64_t layerSize = writer->written();
   auto layer = writer->commit();
   if (!layer) return fail(layer.error());
-  pins.pin(*layer);
+  return commitOneLayerImage(
+      *layer, layerSize, name, std::move(config), [&](const Digest& digest) { pins.pin(digest); }, progress,
+      stop);
+}
+
+namespace {
+
+// Where libarchive's tar writer puts its blocks: the blob being written (which hashes and counts them).
+struct TarIntoBlob {
+  BlobStore::Writer* writer;
+  std::optional<Error> error;
+};
+
+la_ssize_t writeTarBlock(archive*, void* client, const void* block, size_t size) {
+  auto* into = static_cast<TarIntoBlob*>(client);
+  if (auto written = into->writer->write(std::span(static_cast<const std::byte*>(block), size)); !written) {
+    into->error = written.error();
+    return -1;
+  }
+  return static_cast<la_ssize_t>(size);
+}
+
+// Every path under `dir` (not `dir` itself), sorted, so one tree always makes the same tar. Symlinks are
+// entries, never followed (hence lexically_relative, not fs::relative, for their names).
+Result<std::vector<fs::path>> sortedTree(const fs::path& dir) {
+  std::vector<fs::path> paths;
+  std::error_code error;
+  auto it = fs::recursive_directory_iterator(dir, error);
+  for (; !error && it != fs::recursive_directory_iterator(); it.increment(error)) paths.push_back(it->path());
+  if (error) return fail(systemError(error.value(), fmt::format("reading the tree \"{}\"", dir.string())));
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+}  // namespace
+
+Result<Image> ImageStore::importRootfsDirectoryPinned(const fs::path& dir, std::string_view name,
+                                                      ImageConfig config, const ProgressCallback& progress,
+                                                      const std::stop_token& stop) {
+  if (auto valid = validateImageName(name); !valid) return fail(valid.error());
+  std::error_code error;
+  if (!fs::is_directory(dir, error))
+    return fail(invalidField("path", "\"{}\" is not a directory", dir.string()));
+  auto tree = sortedTree(dir);
+  if (!tree) return fail(tree.error());
+  PinGuard pins(*mutex_, pinned_);
+  auto writer = blobs_.begin(std::nullopt);
+  if (!writer) return fail(writer.error());
+  writer->stopOn(stop);
+
+  // pax: numeric owners, modes, times, xattrs and hard links kept, as the layer unpacker restores them.
+  TarIntoBlob into{&*writer, std::nullopt};
+  std::unique_ptr<archive, decltype(&archive_write_free)> tar(archive_write_new(), &archive_write_free);
+  std::unique_ptr<archive, decltype(&archive_read_free)> disk(archive_read_disk_new(), &archive_read_free);
+  if (!tar || !disk) return fail(systemError(ENOMEM, "archive_write_new"));
+  auto tarFailure = [&](std::string_view doing) {
+    if (into.error) return into.error->wrap(fmt::format("\"{}\": {}", dir.string(), doing));
+    return internalError("\"{}\": {}: {}", dir.string(), doing, archiveReason(tar.get()));
+  };
+  if (archive_write_set_format_pax_restricted(tar.get()) != ARCHIVE_OK ||
+      archive_write_set_bytes_in_last_block(tar.get(), 1) != ARCHIVE_OK ||
+      archive_write_open2(tar.get(), &into, nullptr, writeTarBlock, nullptr, nullptr) != ARCHIVE_OK)
+    return fail(tarFailure("starting its tar"));
+  // The first path of each inode with more than one link; later ones are written as hard links to it.
+  std::map<std::pair<dev_t, ino_t>, std::string> firstLinks;
+  std::vector<char> buffer(1 << 16);
+  std::vector<fs::path> paths = {dir};
+  paths.insert(paths.end(), tree->begin(), tree->end());
+  for (const fs::path& path : paths) {
+    const std::string relative = path == dir ? "./" : "./" + path.lexically_relative(dir).string();
+    struct stat info {};
+    if (::lstat(path.c_str(), &info) != 0)
+      return fail(systemError(errno, fmt::format("lstat(\"{}\")", path.string())));
+    std::unique_ptr<archive_entry, decltype(&archive_entry_free)> entry(archive_entry_new(),
+                                                                        &archive_entry_free);
+    archive_entry_copy_pathname(entry.get(), relative.c_str());
+    archive_entry_copy_sourcepath(entry.get(), path.c_str());
+    // Mode, owners, times, symlink target and xattrs; no owner names (the layer is read by numbers).
+    if (archive_read_disk_entry_from_file(disk.get(), entry.get(), -1, &info) != ARCHIVE_OK) {
+      return fail(
+          internalError("\"{}\": reading its metadata: {}", path.string(), archiveReason(disk.get())));
+    }
+    // Reading the tree moves access times: without them (and ctime) the same tree makes the same digest.
+    archive_entry_unset_atime(entry.get());
+    archive_entry_unset_ctime(entry.get());
+    archive_entry_unset_birthtime(entry.get());
+    UniqueFd data;
+    if (S_ISREG(info.st_mode)) {
+      if (info.st_nlink > 1) {
+        auto [first, isFirst] = firstLinks.try_emplace({info.st_dev, info.st_ino}, relative);
+        if (!isFirst) {
+          archive_entry_copy_hardlink(entry.get(), first->second.c_str());
+          archive_entry_set_size(entry.get(), 0);
+        }
+      }
+      if (archive_entry_size(entry.get()) > 0) {
+        data = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (!data) return fail(systemError(errno, fmt::format("open(\"{}\")", path.string())));
+      }
+    }
+    if (archive_write_header(tar.get(), entry.get()) < ARCHIVE_WARN)
+      return fail(tarFailure(fmt::format("writing the header of \"{}\"", relative)));
+    for (la_int64_t left = data ? archive_entry_size(entry.get()) : 0; left > 0;) {
+      ssize_t n =
+          ::read(data.get(), buffer.data(), std::min<size_t>(buffer.size(), static_cast<size_t>(left)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return fail(systemError(errno, fmt::format("read(\"{}\")", path.string())));
+      if (n == 0) return fail(internalError("\"{}\" shrank while it was read", path.string()));
+      if (archive_write_data(tar.get(), buffer.data(), static_cast<size_t>(n)) < 0)
+        return fail(tarFailure(fmt::format("writing the data of \"{}\"", relative)));
+      left -= n;
+    }
+    if (progress) progress({"reading", writer->written(), 0});
+  }
+  if (archive_write_close(tar.get()) != ARCHIVE_OK) return fail(tarFailure("ending its tar"));
+  int64_t layerSize = writer->written();
+  auto layer = writer->commit();
+  if (!layer) return fail(layer.error());
+  return commitOneLayerImage(
+      *layer, layerSize, name, std::move(config), [&](const Digest& digest) { pins.pin(digest); }, progress,
+      stop);
+}
+
+Result<Image> ImageStore::commitOneLayerImage(const Digest& layer, int64_t layerSize, std::string_view name,
+                                              ImageConfig config,
+                                              const std::function<void(const Digest&)>& pin,
+                                              const ProgressCallback& progress, const std::stop_token& stop) {
+  pin(layer);
   if (config.platform.os.empty()) config.platform = hostPlatform();
-  config.diffIds = {*layer};
+  config.diffIds = {layer};
   std::string configJson = renderImageConfig(config);
   auto configDigest = blobs_.put(configJson);
   if (!configDigest) return fail(configDigest.error());
-  pins.pin(*configDigest);
+  pin(*configDigest);
   ImageManifest manifest;
   manifest.mediaType = std::string(media::kOciManifest);
   manifest.config = {std::string(media::kOciConfig),
@@ -497,10 +644,10 @@ Result<Image> ImageStore::importRootfsPinned(const fs::path& tar, std::string_vi
                      static_cast<int64_t>(configJson.size()),
                      std::nullopt,
                      {}};
-  manifest.layers = {{std::string(media::kOciLayer), *layer, layerSize, std::nullopt, {}}};
+  manifest.layers = {{std::string(media::kOciLayer), layer, layerSize, std::nullopt, {}}};
   auto manifestDigest = blobs_.put(renderManifest(manifest));
   if (!manifestDigest) return fail(manifestDigest.error());
-  pins.pin(*manifestDigest);
+  pin(*manifestDigest);
   return commit(name, *manifestDigest, progress, stop);
 }
 
@@ -614,6 +761,12 @@ Result<Image> ImageStore::importRootfs(const fs::path& tar, std::string_view nam
   return collectingOnFailure(importRootfsPinned(tar, name, std::move(config), progress, stop));
 }
 
+Result<Image> ImageStore::importRootfsDirectory(const fs::path& dir, std::string_view name,
+                                                ImageConfig config, const ProgressCallback& progress,
+                                                std::stop_token stop) {
+  return collectingOnFailure(importRootfsDirectoryPinned(dir, name, std::move(config), progress, stop));
+}
+
 Result<Image> ImageStore::importArchive(const fs::path& archive, std::string_view name,
                                         const ImageConfig& rootfsConfig, const ProgressCallback& progress,
                                         std::stop_token stop) {
@@ -710,6 +863,55 @@ Status ImageStore::remove(std::string_view name) {
   return {};
 }
 
+Status ImageStore::removeUnlessPinned(std::string_view name) {
+  std::lock_guard lock(*mutex_);
+  auto entries = readIndex();
+  if (!entries) return fail(entries.error());
+  auto named =
+      std::find_if(entries->begin(), entries->end(), [&](const IndexEntry& e) { return e.name == name; });
+  if (named == entries->end()) return fail(notFound("no image named \"{}\"", terminalSafe(name)));
+  auto pins = readPins();
+  if (!pins) return fail(pins.error());
+  std::vector<std::string> holders;
+  for (const auto& [holder, entry] : *pins) {
+    if (entry.manifest == named->manifest) holders.push_back(holder);
+  }
+  if (!holders.empty()) {
+    std::string list;
+    for (const std::string& holder : holders) list += (list.empty() ? "" : ", ") + holder;
+    return fail(conflict("image \"{}\" is used by {} instance{}: {}; remove {} first", terminalSafe(name),
+                         holders.size(), holders.size() == 1 ? "" : "s", list,
+                         holders.size() == 1 ? "it" : "them"));
+  }
+  entries->erase(named);
+  if (auto written = writeIndex(*entries); !written) return fail(written.error());
+  if (auto collected = collectGarbageLocked(); !collected) return fail(collected.error());
+  return {};
+}
+
+ImageStore::Hold::Hold(std::mutex& mutex, std::multiset<Digest>& held, std::vector<Digest> digests)
+    : mutex_(&mutex), held_(&held), digests_(std::move(digests)) {
+  std::lock_guard lock(*mutex_);
+  held_->insert(digests_.begin(), digests_.end());
+}
+
+ImageStore::Hold::Hold(Hold&& other) noexcept
+    : mutex_(other.mutex_), held_(other.held_), digests_(std::move(other.digests_)) {
+  other.digests_.clear();
+}
+
+ImageStore::Hold::~Hold() {
+  if (digests_.empty()) return;
+  std::lock_guard lock(*mutex_);
+  for (const Digest& digest : digests_) held_->erase(held_->find(digest));
+}
+
+ImageStore::Hold ImageStore::hold(const Image& image) const {
+  std::vector<Digest> digests = {image.manifestDigest, image.configDigest};
+  for (const Descriptor& layer : image.manifest.layers) digests.push_back(layer.digest);
+  return Hold(*mutex_, pinned_, std::move(digests));
+}
+
 Result<size_t> ImageStore::collectGarbage() {
   std::lock_guard lock(*mutex_);
   return collectGarbageLocked();
@@ -765,6 +967,7 @@ Result<size_t> ImageStore::collectGarbageLocked() {
   std::set<std::string> keepDisks;
   for (const IndexEntry& entry : *entries) keepDisks.insert(entry.manifest.hex + ".ext4");
   for (const auto& [holder, entry] : *pins) keepDisks.insert(entry.manifest.hex + ".ext4");
+  for (const Digest& digest : pinned_) keepDisks.insert(digest.hex + ".ext4");
   for (const auto& disk : fs::directory_iterator(root_ / "disks", error)) {
     std::string name = disk.path().filename().string();
     if (keepDisks.contains(name) || (name.starts_with('.') && !pinned_.empty())) continue;

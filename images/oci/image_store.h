@@ -107,8 +107,18 @@ class ImageStore {
   Result<Image> importRootfs(const std::filesystem::path& tar, std::string_view name, ImageConfig config,
                              const ProgressCallback& progress = {}, std::stop_token stop = {});
 
+  // A root filesystem directory as a one-layer image with `config`: written as a tar (pax, numeric
+  // owners, modes, times, xattrs, hard links; sorted, so one tree makes one digest) straight into the
+  // layer's blob with libarchive, no external tar (corrald keeps the busybox rootfs so).
+  Result<Image> importRootfsDirectory(const std::filesystem::path& dir, std::string_view name,
+                                      ImageConfig config, const ProgressCallback& progress = {},
+                                      std::stop_token stop = {});
+
   // Forgets `name` and collects what no image references any more. NotFound if there is none.
   Status remove(std::string_view name);
+  // The same, but refused (Conflict, naming the holders) while a pin holds the manifest `name` names: the
+  // check and the removal under one lock, so no pin can come in between.
+  Status removeUnlessPinned(std::string_view name);
   // Deletes blobs and layer directories no image references (and none being imported); returns how many.
   Result<size_t> collectGarbage();
 
@@ -124,6 +134,23 @@ class ImageStore {
   Status unpin(std::string_view holder);
   // Every pin: holder and manifest, sorted by holder (`image rm` names the holders of its manifest).
   Result<std::vector<std::pair<std::string, Digest>>> pins() const;
+
+  // Keeps `image`'s blobs, layers and VM base disk, and every scratch file of the store, from collection
+  // while it lives, as an import in progress keeps its own: a VM base-disk build (disk.h) holds one.
+  class Hold {
+   public:
+    Hold(Hold&& other) noexcept;
+    Hold& operator=(Hold&&) = delete;
+    ~Hold();
+
+   private:
+    friend class ImageStore;
+    Hold(std::mutex& mutex, std::multiset<Digest>& held, std::vector<Digest> digests);
+    std::mutex* mutex_;
+    std::multiset<Digest>* held_;
+    std::vector<Digest> digests_;
+  };
+  Hold hold(const Image& image) const;
 
  private:
   struct IndexEntry {
@@ -144,6 +171,14 @@ class ImageStore {
   Result<Image> importRootfsPinned(const std::filesystem::path& tar, std::string_view name,
                                    ImageConfig config, const ProgressCallback& progress,
                                    const std::stop_token& stop);
+  Result<Image> importRootfsDirectoryPinned(const std::filesystem::path& dir, std::string_view name,
+                                            ImageConfig config, const ProgressCallback& progress,
+                                            const std::stop_token& stop);
+  // The image of one uncompressed layer already stored: its config and manifest written, then commit();
+  // `pin` holds each blob until then.
+  Result<Image> commitOneLayerImage(const Digest& layer, int64_t layerSize, std::string_view name,
+                                    ImageConfig config, const std::function<void(const Digest&)>& pin,
+                                    const ProgressCallback& progress, const std::stop_token& stop);
   Result<Image> importArchivePinned(const std::filesystem::path& archive, std::string_view name,
                                     const ImageConfig& rootfsConfig, const ProgressCallback& progress,
                                     const std::stop_token& stop);
@@ -161,7 +196,8 @@ class ImageStore {
   std::filesystem::path root_;
   BlobStore blobs_;
   std::unique_ptr<std::mutex> mutex_;  // guards index.json and the pinned set
-  std::multiset<Digest> pinned_;       // blobs of imports in progress: never collected
+  // Blobs of imports in progress and of Holds: never collected. Mutable: a Hold changes no content.
+  mutable std::multiset<Digest> pinned_;
 };
 
 }  // namespace corral::images

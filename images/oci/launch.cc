@@ -117,21 +117,21 @@ std::vector<std::string> launchEnv(const ImageConfig& config, const std::vector<
 }
 
 Result<LaunchUser> resolveUser(std::string_view user, const std::optional<std::string>& passwd,
-                               const std::optional<std::string>& group) {
+                               const std::optional<std::string>& group, std::string_view source) {
   const std::string shown = terminalSafe(user);
   size_t colon = user.find(':');
   std::string_view userPart = user.substr(0, colon);
   std::optional<std::string_view> groupPart;
   if (colon != std::string_view::npos) groupPart = user.substr(colon + 1);
   if (groupPart && groupPart->empty())
-    return fail(invalidField("user", "image User \"{}\": the group after ':' is empty", shown));
+    return fail(invalidField("user", "{} \"{}\": the group after ':' is empty", source, shown));
 
   LaunchUser result;
   std::optional<uint32_t> uidArg;
   if (isNumber(userPart)) {
     uidArg = parseId(userPart);
     if (!uidArg)
-      return fail(invalidField("user", "image User \"{}\": uid out of range (0-{})", shown, kMaxId));
+      return fail(invalidField("user", "{} \"{}\": uid out of range (0-{})", source, shown, kMaxId));
   }
   std::vector<PasswdEntry> users = passwd ? parsePasswd(*passwd) : std::vector<PasswdEntry>{};
   auto match = std::find_if(users.begin(), users.end(), [&](const PasswdEntry& entry) {
@@ -146,8 +146,8 @@ Result<LaunchUser> resolveUser(std::string_view user, const std::optional<std::s
     if (!match->home.empty()) result.home = std::string(match->home);
   } else if (!userPart.empty()) {
     if (!uidArg) {
-      return fail(invalidField("user", "image User \"{}\": no user \"{}\" in the image's /etc/passwd{}",
-                               shown, terminalSafe(userPart), passwd ? "" : " (the image has none)"));
+      return fail(invalidField("user", "{} \"{}\": no user \"{}\" in the image's /etc/passwd{}",
+                               source, shown, terminalSafe(userPart), passwd ? "" : " (the image has none)"));
     }
     result.uid = *uidArg;  // a number needs no entry
   }
@@ -159,7 +159,7 @@ Result<LaunchUser> resolveUser(std::string_view user, const std::optional<std::s
     if (isNumber(*groupPart)) {
       gidArg = parseId(*groupPart);
       if (!gidArg)
-        return fail(invalidField("user", "image User \"{}\": gid out of range (0-{})", shown, kMaxId));
+        return fail(invalidField("user", "{} \"{}\": gid out of range (0-{})", source, shown, kMaxId));
     }
     auto found = std::find_if(groups.begin(), groups.end(), [&](const GroupEntry& entry) {
       return gidArg ? entry.gid == *gidArg : entry.name == *groupPart;
@@ -169,8 +169,8 @@ Result<LaunchUser> resolveUser(std::string_view user, const std::optional<std::s
     } else if (gidArg) {
       result.gid = *gidArg;
     } else {
-      return fail(invalidField("user", "image User \"{}\": no group \"{}\" in the image's /etc/group{}",
-                               shown, terminalSafe(*groupPart), group ? "" : " (the image has none)"));
+      return fail(invalidField("user", "{} \"{}\": no group \"{}\" in the image's /etc/group{}",
+                               source, shown, terminalSafe(*groupPart), group ? "" : " (the image has none)"));
     }
     return result;  // supplementary groups only in the implicit form (runc)
   }
@@ -235,19 +235,26 @@ Result<std::optional<std::string>> readThroughLayers(
   return std::optional<std::string>();
 }
 
-Result<LaunchProcess> launchProcess(const ImageConfig& config,
-                                    const std::vector<std::filesystem::path>& layersBaseFirst,
-                                    const std::vector<std::string>& command,
-                                    const std::vector<std::string>& env) {
-  LaunchProcess process;
-  auto argv = launchArgv(config, command);
-  if (!argv) return fail(argv.error());
-  process.argv = std::move(*argv);
+Result<LaunchUser> resolveUserThroughLayers(std::string_view user,
+                                           const std::vector<std::filesystem::path>& layersBaseFirst,
+                                           std::string_view source) {
   auto passwd = readThroughLayers(layersBaseFirst, "/etc/passwd");
   if (!passwd) return fail(passwd.error().wrap("the image's /etc/passwd"));
   auto group = readThroughLayers(layersBaseFirst, "/etc/group");
   if (!group) return fail(group.error().wrap("the image's /etc/group"));
-  auto user = resolveUser(config.user, *passwd, *group);
+  return resolveUser(user, *passwd, *group, source);
+}
+
+Result<LaunchProcess> launchProcess(const ImageConfig& config,
+                                    const std::vector<std::filesystem::path>& layersBaseFirst,
+                                    const std::vector<std::string>& command, const std::vector<std::string>& env,
+                                    std::string_view userOverride) {
+  LaunchProcess process;
+  auto argv = launchArgv(config, command);
+  if (!argv) return fail(argv.error());
+  process.argv = std::move(*argv);
+  auto user = userOverride.empty() ? resolveUserThroughLayers(config.user, layersBaseFirst)
+                                   : resolveUserThroughLayers(userOverride, layersBaseFirst, "user");
   if (!user) return fail(user.error());
   process.user = std::move(*user);
   process.env = launchEnv(config, env, process.user);

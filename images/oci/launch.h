@@ -46,8 +46,14 @@ std::vector<std::string> launchEnv(const ImageConfig& config, const std::vector<
 // a name must have an entry; a number need not (its gid is then 0, or the entry's); an explicit group
 // replaces the entry's gid and brings no supplementary groups, otherwise the groups listing the user's name
 // are the supplementary ones. Refusals name field "user" and say which file lacks what.
+// `source` says whose the text is in refusals ("image User", or "user" for an instance's own --user).
 Result<LaunchUser> resolveUser(std::string_view user, const std::optional<std::string>& passwd,
-                               const std::optional<std::string>& group);
+                               const std::optional<std::string>& group, std::string_view source = "image User");
+
+// resolveUser against the /etc/passwd and /etc/group the layer stack (base first) shows.
+Result<LaunchUser> resolveUserThroughLayers(std::string_view user,
+                                           const std::vector<std::filesystem::path>& layersBaseFirst,
+                                           std::string_view source = "image User");
 
 // Reads `path` (absolute, e.g. "/etc/passwd") through a stack of overlayfs layer directories given base
 // first (Image::layerDirs), as the merged view would show it: the topmost layer that has it wins; a
@@ -58,10 +64,11 @@ Result<std::optional<std::string>> readThroughLayers(
     const std::vector<std::filesystem::path>& layersBaseFirst, std::string_view path);
 
 // All of it for one image: argv, env and working directory from `config` and the user's request, the User
-// resolved through the layers. Errors name the field ("command", "user").
+// (or `userOverride`, docker run's --user, when given) resolved through the layers. Errors name the field
+// ("command", "user").
 Result<LaunchProcess> launchProcess(const ImageConfig& config,
                                     const std::vector<std::filesystem::path>& layersBaseFirst,
-                                    const std::vector<std::string>& command,
-                                    const std::vector<std::string>& env);
+                                    const std::vector<std::string>& command, const std::vector<std::string>& env,
+                                    std::string_view userOverride = {});
 
 }  // namespace corral::images

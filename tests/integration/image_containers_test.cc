@@ -351,5 +351,96 @@ TEST(ImageInstances, RefusalsNameTheFieldAndLeaveNothingBehind) {
   EXPECT_TRUE(!fs::exists(daemon.containersDir()) || fs::is_empty(daemon.containersDir()));
 }
 
+// `user` (corral run --user) replaces the image's User, resolved by the same rules through the image's
+// files; one the files do not resolve is refused naming the field, leaving nothing behind.
+TEST(ImageInstances, UserOverridesTheImagesUser) {
+  if (!testing::requireRoot()) GTEST_SKIP() << "running containers needs root";
+  TestDaemon daemon("imageuser", {"--accelerator", "tcg"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  importIntoDaemon(daemon, "example.org/app:1", "app");
+  const fs::path pins = fs::path(daemon.dir()) / "state" / "images" / "pins";
+  auto runAs = [&](const std::string& name, const std::string& user) {
+    json created = daemon.must("POST", "/v1/instances",
+                               {{"name", name}, {"image", "example.org/app:1"}, {"user", user}});
+    EXPECT_EQ(created["spec"]["user"], user) << created.dump();
+    EXPECT_EQ(daemon.waitWhile(name, "running")["exit_code"], 0);
+    return keyValues(daemon.must("GET", "/v1/instances/" + name + "/logs?offset=0", nullptr, 200)["data"]
+                         .get<std::string>());
+  };
+  auto root = runAs("asroot", "root");
+  EXPECT_EQ(root["uid"], "0 gid=0 groups=0");
+  EXPECT_EQ(root["home"], "/root") << "HOME from the given user's entry";
+  auto staff = runAs("asstaff", "app:staff");
+  EXPECT_EQ(staff["uid"], "1234 gid=50 groups=50");
+  auto numeric = runAs("numeric", "4321:4321");
+  EXPECT_EQ(numeric["uid"], "4321 gid=4321 groups=4321");
+
+  // busybox too (a store image now), and its built-in directory's files would say the same.
+  json busybox = daemon.must("POST", "/v1/instances",
+                             {{"name", "bb"},
+                              {"image", "busybox"},
+                              {"user", "1000:1000"},
+                              {"command", {"/bin/sh", "-c", "echo id=$(id -u):$(id -g)"}}});
+  EXPECT_EQ(daemon.waitWhile("bb", "running")["exit_code"], 0);
+  EXPECT_NE(
+      daemon.must("GET", "/v1/instances/bb/logs?offset=0", nullptr, 200)["data"].get<std::string>().find(
+          "id=1000:1000"),
+      std::string::npos);
+
+  testing::Reply ghost = daemon.call("POST", "/v1/instances",
+                                     {{"name", "ghost"}, {"image", "example.org/app:1"}, {"user", "ghost"}});
+  EXPECT_EQ(ghost.status, 400) << ghost.body.dump();
+  EXPECT_EQ(ghost.body["error"]["field"], "user") << ghost.body.dump();
+  EXPECT_NE(ghost.body.dump().find("user \\\"ghost\\\": no user"), std::string::npos) << ghost.body.dump();
+  testing::Reply group = daemon.call(
+      "POST", "/v1/instances", {{"name", "nogroup"}, {"image", "example.org/app:1"}, {"user", "app:wheel"}});
+  EXPECT_EQ(group.status, 400) << group.body.dump();
+  EXPECT_EQ(group.body["error"]["field"], "user") << group.body.dump();
+  EXPECT_FALSE(fs::exists(pins / "ghost"));
+  EXPECT_FALSE(fs::exists(pins / "nogroup"));
+  EXPECT_EQ(daemon.call("GET", "/v1/instances/ghost").status, 404);
+}
+
+// busybox is an ordinary store image (imported at startup): a container of it runs its layer from the
+// store, pinned like any image's, with the image's PATH; without a command it runs the image's Cmd, /bin/sh.
+TEST(ImageInstances, BusyboxRunsFromTheStoreLikeAnyImage) {
+  if (!testing::requireRoot()) GTEST_SKIP() << "running containers needs root";
+  TestDaemon daemon("imagebusybox", {"--accelerator", "tcg"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  const fs::path storeDir = fs::path(daemon.dir()) / "state" / "images";
+  const json busybox = daemon.must("GET", "/v1/images/busybox", nullptr, 200);
+  ASSERT_EQ(busybox["layers"].size(), 1u) << busybox.dump();
+  const std::string layerDir =
+      (storeDir / "layers" / busybox["layers"][0]["digest"].get<std::string>().substr(7)).string();
+
+  json spec = {{"name", "bb"},
+               {"image", "busybox"},
+               {"command",
+                {"/bin/sh", "-c",
+                 "echo path=$PATH; grep -q '" + layerDir + "' /proc/self/mountinfo && echo lower=store"}}};
+  json created = daemon.must("POST", "/v1/instances", spec);
+  EXPECT_EQ(created["image_digest"], busybox["digest"]) << created.dump();
+  EXPECT_TRUE(fs::exists(storeDir / "pins" / "bb")) << "a busybox container pins its image";
+  EXPECT_EQ(daemon.waitWhile("bb", "running")["exit_code"], 0);
+  const std::string output =
+      daemon.must("GET", "/v1/instances/bb/logs?offset=0", nullptr, 200)["data"].get<std::string>();
+  auto values = keyValues(output);
+  EXPECT_EQ(values["path"], "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") << output;
+  EXPECT_EQ(values["lower"], "store") << "the root's lower directory is the store's layer: " << output;
+
+  // Without a command: the image's Cmd (/bin/sh, which ends at once on /dev/null), as the built-in did.
+  json shell = daemon.must("POST", "/v1/instances", {{"name", "sh"}, {"image", "busybox"}});
+  EXPECT_EQ(shell["command"], json::array({"/bin/sh"})) << shell.dump();
+  EXPECT_EQ(daemon.waitWhile("sh", "running")["exit_code"], 0);
+
+  // The pin outlives the name: a stopped container keeps its image (rm refuses), rm of the instance frees it.
+  testing::Reply refused = daemon.call("DELETE", "/v1/images/busybox");
+  EXPECT_EQ(refused.status, 409) << refused.body.dump();
+  daemon.must("DELETE", "/v1/instances/bb", nullptr, 200);
+  daemon.must("DELETE", "/v1/instances/sh", nullptr, 200);
+  EXPECT_TRUE(fs::is_empty(storeDir / "pins"));
+  daemon.must("DELETE", "/v1/images/busybox", nullptr, 200);
+}
+
 }  // namespace
 }  // namespace corral

@@ -151,6 +151,56 @@ TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
   EXPECT_TRUE(ourDomains().empty());
 }
 
+// A VM pins its image from run to rm: `image rm` is refused while it exists (running or stopped), and a
+// later start, even after a corrald restart and with the name moved to another image, boots the same one.
+TEST(VmImage, AVmKeepsItsImagePinnedAcrossRestartsAndNameMoves) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  TestDaemon daemon("vmpin", {"--accelerator", "tcg"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  images::Image first = importAppImage(daemon, "app");
+  ASSERT_FALSE(HasFailure());
+  const fs::path storeDir = fs::path(daemon.dir()) / "state/images";
+
+  json a = runReady(daemon, "pinned", "app");
+  ASSERT_EQ(a.value("state", ""), "running");
+  EXPECT_TRUE(fs::exists(storeDir / "pins/pinned"));
+  Reply running = daemon.call("DELETE", "/v1/images/app");
+  EXPECT_EQ(running.status, 409) << running.body.dump();
+  ASSERT_EQ(daemon.call("POST", "/v1/instances/pinned/stop", {{"grace_seconds", 20}}).status, 200);
+  Reply stopped = daemon.call("DELETE", "/v1/images/app");
+  EXPECT_EQ(stopped.status, 409) << stopped.body.dump();
+  EXPECT_NE(stopped.body.dump().find("pinned"), std::string::npos) << "names the VM: " << stopped.body.dump();
+  EXPECT_EQ(daemon.must("GET", "/v1/images/app", nullptr, 200)["used_by"], json::array({"pinned"}));
+
+  // The name moves to another image (same tree, another Env), and corrald restarts.
+  {
+    auto store = images::ImageStore::open(storeDir);
+    ASSERT_TRUE(store);
+    images::ImageConfig config = first.config;
+    config.env = {"GREETING=second-image", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+    auto second = store->importRootfs(fs::path(daemon.dir()) / "image-src/rootfs.tar", "app", config);
+    ASSERT_TRUE(second) << second.error().message();
+    ASSERT_NE(second->manifestDigest, first.manifestDigest);
+  }
+  daemon.stop();
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  EXPECT_TRUE(fs::exists(storeDir / "pins/pinned")) << "the restart kept the VM's pin";
+  EXPECT_EQ(daemon.must("GET", "/v1/instances/pinned", nullptr, 200)["image_digest"],
+            first.manifestDigest.text());
+  ASSERT_EQ(daemon.call("POST", "/v1/instances/pinned/start").status, 200);
+  json again = daemon.waitWhile("pinned", "starting");
+  ASSERT_EQ(again.value("state", ""), "running") << again.dump(2) << "\n" << daemon.log();
+  EXPECT_EQ(exec(daemon, "pinned", {"sh", "-c", "echo $GREETING"}),
+            std::make_pair(0, std::string("hello-vm\n")))
+      << "boots the image it was created from";
+
+  // rm lets the pin go: the first image, nameless now, is collected with its disk.
+  EXPECT_EQ(daemon.call("DELETE", "/v1/instances/pinned?force=true").status, 200);
+  EXPECT_FALSE(fs::exists(storeDir / "pins/pinned"));
+  EXPECT_FALSE(fs::exists(storeDir / "disks" / (first.manifestDigest.hex + ".ext4")));
+  EXPECT_TRUE(ourDomains().empty());
+}
+
 // The test, VM half: a `build --debian python3` image's python3 answers in the VM what it answers
 // run straight from the image's tree on the host (the container half runs the same image as a container).
 TEST(VmImage, ADebianPython3ImageRunsItsOwnPython) {

@@ -7,9 +7,11 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tests/integration/images/layout_builder.h"
 #include "tests/integration/images/root_fixture.h"
@@ -71,6 +73,45 @@ TEST_F(DiskTest, TheBaseDiskHoldsTheImageAndInstancesGetOverlays) {
 
   ASSERT_TRUE(store->remove("app"));
   EXPECT_FALSE(fs::exists(*disk)) << "the disk goes with its image";
+}
+
+// A collection (an `image rm` of another image, an unpin) while a base disk is being built leaves the
+// build's scratch files alone and the build succeeds: the build holds its image (ImageStore::Hold).
+TEST_F(DiskTest, ACollectionDuringABuildLeavesTheBuildIntact) {
+  TarBuilder base;
+  for (int i = 0; i < 400; ++i) base.file(fmt::format("data/{}", i), std::string(8192, 'x'));
+  ImageConfig config;
+  config.platform = hostPlatform();
+  fixtures::LayoutBuilder layout(work_ / "L");
+  layout.name("big", layout.image({&base}, config));
+  auto store = ImageStore::open(work_ / "store");
+  ASSERT_TRUE(store);
+  auto image = store->importLayout(work_ / "L", "big", "big");
+  ASSERT_TRUE(image) << image.error().message();
+
+  std::atomic<bool> built{false};
+  std::atomic<int> collections{0};
+  std::atomic<int> sawScratch{0};
+  std::thread collector([&] {
+    while (!built) {
+      std::error_code ignored;
+      for (const auto& entry : fs::directory_iterator(work_ / "store/disks", ignored))
+        sawScratch += entry.path().filename().string().starts_with(".tmp-");
+      auto collected = store->collectGarbage();
+      EXPECT_TRUE(collected) << collected.error().message();
+      ++collections;
+    }
+  });
+  auto disk = baseDisk(*store, *image);
+  built = true;
+  collector.join();
+  ASSERT_TRUE(disk) << disk.error().message();
+  EXPECT_GT(sawScratch.load(), 0) << "the collections ran while the build's scratch disk existed";
+  EXPECT_GT(collections.load(), 1);
+  run("e2fsck -fn " + disk->string() + " >/dev/null");
+  std::vector<fs::path> left;
+  for (const auto& entry : fs::directory_iterator(work_ / "store/disks")) left.push_back(entry.path());
+  EXPECT_EQ(left, std::vector<fs::path>{*disk}) << "nothing else left in disks/";
 }
 
 TEST(DiskSize, LeavesRoomForTheGuest) {

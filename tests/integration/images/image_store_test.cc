@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -154,6 +156,48 @@ TEST_F(ImageStoreTest, ImportsARootFilesystemTarAsOneLayer) {
   EXPECT_EQ(image->config.diffIds[0], image->manifest.layers[0].digest)
       << "stored uncompressed: digest = diff id";
   EXPECT_EQ(readFile(image->layerDirs[0] / "etc/hostname"), "rootfs\n");
+}
+
+// corrald keeps the busybox rootfs as an image so: libarchive writes the tree into the layer's blob, with
+// no tar program (PATH leads nowhere here, as in a guest with busybox alone).
+TEST_F(ImageStoreTest, ImportsARootFilesystemDirectoryWithoutATarProgram) {
+  const fs::path tree = work_ / "tree";
+  run("mkdir -p tree/bin tree/etc tree/srv && printf '#!/bin/sh\\necho hi\\n' >tree/bin/hello && "
+      "chmod 755 tree/bin/hello && echo rootfs >tree/etc/hostname && ln tree/etc/hostname "
+      "tree/etc/hostname.hard "
+      "&& ln -s ../etc/hostname tree/srv/link && echo secret >tree/srv/data && chown 1000:50 tree/srv/data "
+      "&& "
+      "chmod 640 tree/srv/data && mkdir -m 1777 tree/tmp");
+  ASSERT_EQ(::setxattr((tree / "srv/data").c_str(), "user.corral", "kept", 4, 0), 0) << std::strerror(errno);
+  auto store = ImageStore::open(work_ / "store");
+  ASSERT_TRUE(store);
+  ImageConfig config;
+  config.cmd = {"/bin/sh"};
+  const std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  fs::create_directories(work_ / "no-tools");
+  ::setenv("PATH", (work_ / "no-tools").c_str(), 1);
+  auto image = store->importRootfsDirectory(tree, "rootfs", config);
+  auto again = store->importRootfsDirectory(tree, "rootfs-again", config);
+  ::setenv("PATH", path.c_str(), 1);
+  ASSERT_TRUE(image) << image.error().message();
+  ASSERT_TRUE(again) << again.error().message();
+  ASSERT_EQ(image->layerDirs.size(), 1u);
+  EXPECT_EQ(image->config.cmd, config.cmd);
+  EXPECT_EQ(image->config.diffIds[0], image->manifest.layers[0].digest);
+  EXPECT_EQ(treeDifferences(image->layerDirs[0], tree), std::vector<std::string>{});
+  EXPECT_EQ(again->manifestDigest, image->manifestDigest) << "one tree, one digest";
+  struct stat data {};
+  ASSERT_EQ(::stat((image->layerDirs[0] / "srv/data").c_str(), &data), 0);
+  EXPECT_EQ(data.st_uid, 1000u);
+  EXPECT_EQ(data.st_gid, 50u);
+  char value[16] = {};
+  EXPECT_EQ(::getxattr((image->layerDirs[0] / "srv/data").c_str(), "user.corral", value, sizeof(value)), 4);
+  EXPECT_STREQ(value, "kept");
+
+  auto missing = store->importRootfsDirectory(work_ / "nowhere", "gone", config);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().field(), "path") << missing.error().message();
+  EXPECT_NE(missing.error().message().find("nowhere"), std::string::npos) << missing.error().message();
 }
 
 TEST_F(ImageStoreTest, AFailedImportLeavesTheStoreAsItWas) {

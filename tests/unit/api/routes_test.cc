@@ -96,6 +96,7 @@ std::vector<Request> everyAlternative() {
   full.capDrop = {"ALL"};
   full.seccomp = "unconfined";
   full.userNamespace = true;
+  full.user = "app:staff";
   full.devices = {"/dev/fuse", "/dev/net/tun:/dev/tun:rw"};
   full.init = true;
   full.removeOnExit = true;

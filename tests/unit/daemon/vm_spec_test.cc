@@ -158,6 +158,39 @@ TEST_F(VmSpecTest, RefusesContainerOnlyFieldsByName) {
   EXPECT_EQ(refusedField(s), "name");
 }
 
+// The image the instance pins is what it boots, whatever `image` names; --user is checked against that
+// image's own /etc/passwd and /etc/group, and refused for a built-in image (no workload to run as it).
+TEST_F(VmSpecTest, APinnedImageBootsAndUserIsCheckedAgainstItsFiles) {
+  std::filesystem::create_directories(dir_ / "layer/etc");
+  std::ofstream(dir_ / "layer/etc/passwd")
+      << "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+  std::ofstream(dir_ / "layer/etc/group") << "root:x:0:\napp:x:1000:\nstaff:x:50:app\n";
+  images::Image pinned;
+  pinned.name = "app";
+  pinned.layerDirs = {dir_ / "layer"};
+  context_.pinnedImage = pinned;
+  auto s = spec();
+  s.image = "moved-elsewhere";
+  s.user = "app:staff";
+  auto plan = toVmPlan(s, context_);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  ASSERT_TRUE(plan->rootImage.has_value());
+  EXPECT_EQ(plan->rootImage->name, "app");
+  EXPECT_EQ(plan->user, "app:staff");
+  EXPECT_EQ(plan->kernel, dir_ / "images/busybox/vm/vmlinuz") << "booted with busybox's kernel";
+
+  s.user = "ghost";
+  auto ghost = toVmPlan(s, context_);
+  ASSERT_FALSE(ghost.has_value());
+  EXPECT_EQ(ghost.error().field(), "user");
+  EXPECT_NE(ghost.error().message().find("no user \"ghost\""), std::string::npos) << ghost.error().message();
+
+  context_.pinnedImage.reset();
+  s.image = "busybox";
+  s.user = "app";
+  EXPECT_EQ(refusedField(s), "user") << "a built-in VM image has no workload to run as a user";
+}
+
 TEST(VmSpecHost, ReadsThisHostsMemoryAndCpus) {
   VmValidationContext context = hostVmContext("/nonexistent");
   EXPECT_GT(context.hostMemoryBytes, 64ull << 20);

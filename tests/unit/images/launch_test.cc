@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -206,6 +207,30 @@ TEST_F(ReadThroughLayersTest, NonFilesAndNonDirectoriesOnThePathHideWhatIsBelow)
   text = readThroughLayers({base, dirLayer}, "/etc/passwd");
   ASSERT_TRUE(text.has_value());
   EXPECT_FALSE(text->has_value());
+}
+
+// docker run --user: the instance's user replaces the image's, resolved by the same rules through the same
+// files, and a refusal says whose text it was.
+TEST_F(ReadThroughLayersTest, AUserOverrideReplacesTheImagesUser) {
+  fs::path base = layer("base");
+  write(base / "etc/passwd", kPasswd);
+  write(base / "etc/group", kGroup);
+  ImageConfig config = configWith({}, {"/bin/sh"});
+  config.user = "app";
+  auto asImage = launchProcess(config, {base}, {}, {});
+  ASSERT_TRUE(asImage.has_value()) << asImage.error().message();
+  EXPECT_EQ(asImage->user.uid, 1000u);
+  auto overridden = launchProcess(config, {base}, {}, {}, "daemon:staff");
+  ASSERT_TRUE(overridden.has_value()) << overridden.error().message();
+  EXPECT_EQ(overridden->user, (LaunchUser{.uid = 1, .gid = 50, .additionalGids = {}, .home = "/usr/sbin"}));
+  EXPECT_NE(std::find(overridden->env.begin(), overridden->env.end(), "HOME=/usr/sbin"),
+            overridden->env.end());
+  auto refused = launchProcess(config, {base}, {}, {}, "ghost");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().field(), "user");
+  EXPECT_NE(refused.error().message().find("user \"ghost\": no user \"ghost\""), std::string::npos)
+      << refused.error().message();
+  EXPECT_EQ(refused.error().message().find("image User"), std::string::npos) << refused.error().message();
 }
 
 TEST_F(ReadThroughLayersTest, RefusesRelativeAndDotDotPaths) {
