@@ -520,6 +520,14 @@ void readSpec(BodyFields& f, ExecBody& s) {
   f.required("command", s.command);
   f.optional("env", s.env);
 }
+struct WaitPortBody {
+  int64_t port = 0;
+  int64_t timeoutSeconds = 60;
+};
+void readSpec(BodyFields& f, WaitPortBody& s) {
+  f.required("port", s.port);
+  f.optional("timeout_seconds", s.timeoutSeconds);
+}
 
 // Body of POST /v1/trace; the values are checked by the daemon.
 void readSpec(BodyFields& f, TraceCapture& s) {
@@ -716,6 +724,13 @@ class Router {
       auto body = parseSpec<ExecBody>(method_, target_.path, body_);
       if (!body) return fail(body.error());
       return Request{ExecInstance{std::move(*name), std::move(body->command), std::move(body->env)}};
+    }
+    if (seg[2] == "wait-port") {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      auto body = parseSpec<WaitPortBody>(method_, target_.path, body_);
+      if (!body) return fail(body.error());
+      return Request{WaitInstancePort{std::move(*name), body->port, body->timeoutSeconds}};
     }
     return fail(noSuchPath());
   }
@@ -1147,6 +1162,10 @@ HttpRequest renderRequest(const Request& request) {
           [&](const ExecInstance& r) {
             return HttpRequest{"POST", instancePath(r.name) + "/exec",
                                json{{"command", r.command}, {"env", r.env}}.dump()};
+          },
+          [&](const WaitInstancePort& r) {
+            return HttpRequest{"POST", instancePath(r.name) + "/wait-port",
+                               json{{"port", r.port}, {"timeout_seconds", r.timeoutSeconds}}.dump()};
           },
           [&](const SaveComparison& r) {
             return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kComparisons), r.result.dump()};
