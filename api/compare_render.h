@@ -14,7 +14,7 @@ namespace corral::api {
 inline const std::array<std::string, 2> kCompareKinds = {"container", "vm"};
 
 // Whether a key of an instance's "boot" is a step of its own ("kernel_ms"; not "total_ms" or
-// "guest_uptime_ms", which sum steps).
+// "guest_uptime_ms", which sum steps, nor "requested_at_ms", a time of day).
 bool isBootStep(std::string_view key);
 double median(std::vector<double> values);  // of a non-empty list
 // {"median", "min", "max", "count"}, or null for no values.
