@@ -132,6 +132,14 @@ struct ExecInstance {  // POST /v1/instances/NAME/exec {"command": [...], "env":
   std::vector<std::string> env;
   bool operator==(const ExecInstance&) const = default;
 };
+// POST /v1/instances/NAME/wait-port {"port": 5000, "timeout_seconds": 60}: corrald connects to the port at
+// the instance's subnet address until one is accepted; answers when, counted from the start request.
+struct WaitInstancePort {
+  std::string name;
+  int64_t port = 0;             // 1..65535
+  int64_t timeoutSeconds = 60;  // 1..600
+  bool operator==(const WaitInstancePort&) const = default;
+};
 
 // POST /v1/trace {"target": "web", "filter": "tcp", "count": 20, "seconds": 10}: captures frames on a
 // subnet's bridge or an instance's port and answers them decoded layer by layer, plus a pcap (base64).
@@ -176,8 +184,8 @@ using Request =
                  DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<schema::NetworkAclSpec>,
                  AddNetworkAclRule, DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances,
                  GetInstance, StopInstance, StartInstance, RemoveInstance, GetInstanceLogs, ExecInstance,
-                 TraceCapture, SaveComparison, ListComparisons, GetComparison, GetDashboard, ListImages,
-                 GetImage, RemoveImage, PullImage, ImportImage, BuildImage>;
+                 WaitInstancePort, TraceCapture, SaveComparison, ListComparisons, GetComparison, GetDashboard,
+                 ListImages, GetImage, RemoveImage, PullImage, ImportImage, BuildImage>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {

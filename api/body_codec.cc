@@ -329,6 +329,11 @@ void readSpec(BodyFields& f, ExecBody& s) {
   f.optional("env", s.env);
 }
 
+void readSpec(BodyFields& f, WaitPortBody& s) {
+  f.required("port", s.port);
+  f.optional("timeout_seconds", s.timeoutSeconds);
+}
+
 // Body of POST /v1/trace; the values are checked by the daemon.
 void readSpec(BodyFields& f, TraceCapture& s) {
   f.required("target", s.target);
@@ -408,6 +413,7 @@ template Result<schema::InstanceSpec> parseBody(std::string_view, std::string_vi
 template Result<StopBody> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<EmptyBody> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<ExecBody> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<WaitPortBody> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<TraceCapture> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<PullImage> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<ImportImage> parseBody(std::string_view, std::string_view, std::string_view);
@@ -510,6 +516,10 @@ json bodyJson(const StopBody& s) {
 
 json bodyJson(const ExecBody& s) {
   return {{"command", s.command}, {"env", s.env}};
+}
+
+json bodyJson(const WaitPortBody& s) {
+  return {{"port", s.port}, {"timeout_seconds", s.timeoutSeconds}};
 }
 
 json bodyJson(const TraceCapture& s) {

@@ -23,13 +23,17 @@ struct ExecBody {     // POST /v1/instances/NAME/exec
   std::vector<std::string> command;
   std::vector<std::string> env;
 };
+struct WaitPortBody {  // POST /v1/instances/NAME/wait-port
+  int64_t port = 0;
+  int64_t timeoutSeconds = 60;
+};
 
 // The body of `method path` as a JSON object: refused when blank, not JSON, not an object, or when a key
 // appears twice in one object (the field is that key's path, e.g. "summary.vm").
 Result<nlohmann::json> parseBodyObject(std::string_view method, std::string_view path, std::string_view body);
 
 // The body of `method path` read into a Body: every create spec, SubnetUpdate, RouteSpec, the rule specs,
-// InstanceSpec, StopBody, EmptyBody, ExecBody, TraceCapture, PullImage, ImportImage, BuildImage.
+// InstanceSpec, StopBody, EmptyBody, ExecBody, WaitPortBody, TraceCapture, PullImage, ImportImage, BuildImage.
 template <class Body>
 Result<Body> parseBody(std::string_view method, std::string_view path, std::string_view body);
 
@@ -48,6 +52,7 @@ nlohmann::json bodyJson(const schema::NetworkAclRuleSpec& body);
 nlohmann::json bodyJson(const schema::InstanceSpec& body);
 nlohmann::json bodyJson(const StopBody& body);
 nlohmann::json bodyJson(const ExecBody& body);
+nlohmann::json bodyJson(const WaitPortBody& body);
 nlohmann::json bodyJson(const TraceCapture& body);
 nlohmann::json bodyJson(const PullImage& body);
 nlohmann::json bodyJson(const ImportImage& body);

@@ -135,6 +135,10 @@ HttpRequest renderRequest(const Request& request) {
             return HttpRequest{"POST", instancePath(r.name) + "/exec",
                                bodyJson(ExecBody{r.command, r.env}).dump()};
           },
+          [&](const WaitInstancePort& r) {
+            return HttpRequest{"POST", instancePath(r.name) + "/wait-port",
+                               bodyJson(WaitPortBody{r.port, r.timeoutSeconds}).dump()};
+          },
           [&](const SaveComparison& r) {
             return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kComparisons), r.result.dump()};
           },

@@ -181,6 +181,13 @@ class Router {
       if (!body) return fail(body.error());
       return Request{ExecInstance{std::move(*name), std::move(body->command), std::move(body->env)}};
     }
+    if (seg[2] == "wait-port") {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      auto body = parseBody<WaitPortBody>(method_, target_.path, body_);
+      if (!body) return fail(body.error());
+      return Request{WaitInstancePort{std::move(*name), body->port, body->timeoutSeconds}};
+    }
     return fail(noSuchPath());
   }
 

@@ -1,6 +1,8 @@
-// `corral compare`: the same busybox userland booted N times as a container and N times as a VM, measured
-// side by side: boot time and its steps, host memory, what a static probe sees inside (isolation), the
-// network between them and the accelerator. Everything it starts it removes again, also on Ctrl-C.
+// `corral compare`: the same image (busybox's userland, or any image of corrald's store) booted N times as a
+// container and N times as a VM, measured side by side: boot time and its steps (or, with --ready-port, the
+// time until the workload accepts a TCP connect), host memory, what a static probe sees inside
+// (isolation), the network between them and the accelerator. Everything it starts it removes again, also
+// on Ctrl-C.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -55,10 +57,26 @@ std::string instanceName(const std::string& kind, int64_t index) {
 struct Sample {
   std::string name;
   std::string kind;
-  json instance;  // the daemon's view once ready
-  json probe;     // corral-probe's report, or null
+  json instance;   // the daemon's view once ready
+  json probe;      // corral-probe's report, or null
+  json readiness;  // what "ready" meant for this sample, and when (startedReadiness, portReadiness)
   std::string error;
 };
+
+// What "ready" means without --ready-port: what the daemon's boot.total_ms ends at.
+json startedReadiness(const std::string& kind) {
+  return kind == "vm" ? json{{"kind", "guest-agent"}, {"meaning", "the guest's agent answered corrald"}}
+                      : json{{"kind", "exec"}, {"meaning", "the container's command was exec'd"}};
+}
+
+// With --ready-port: the daemon's answer to wait-port (docs/api.md) as the sample's readiness.
+json portReadiness(const json& answer) {
+  return {{"kind", "tcp-connect"},         {"meaning", "the workload accepted a TCP connect on the port"},
+          {"port", field(answer, "port")}, {"ready_ms", field(answer, "ready_ms")},
+          {"from", field(answer, "from")}, {"attempts", field(answer, "attempts")}};
+}
+
+constexpr int64_t kReadyPortTimeoutSeconds = 240;
 
 class Compare {
  public:
@@ -71,8 +89,11 @@ class Compare {
 
  private:
   Status checkNamesFree();
+  Status checkImage();
+  bool busybox() const { return image_ == "busybox"; }
   void startAll();
-  Status startOne(const std::string& kind, int64_t index);
+  // Starts it and, with --ready-port, waits for the port: the readiness to record, or null.
+  Result<json> startOne(const std::string& kind, int64_t index);
   void waitForVms();
   void collect();
   json measureNetwork();
@@ -90,6 +111,8 @@ class Compare {
   api::Client client_;
   api::Client patient_;  // for exec and VM starts, which may take long under TCG
   int64_t runs_ = 3;
+  std::string image_ = "busybox";
+  std::optional<uint16_t> readyPort_;
   std::string subnet_;
   std::string memory_;
   std::vector<std::string> started_;  // every name a start was asked for: removed at the end
@@ -123,14 +146,22 @@ Status Compare::checkNamesFree() {
       fmt::format("instances from an earlier compare exist: {} (remove them with corral rm -f)", names)));
 }
 
-Status Compare::startOne(const std::string& kind, int64_t index) {
+// Before anything starts: an image the store does not have is refused naming it.
+Status Compare::checkImage() {
+  Result<json> image = client_.call(api::GetImage{image_});
+  if (!image) return fail(image.error().wrap(fmt::format("--image {}", image_)));
+  return {};
+}
+
+Result<json> Compare::startOne(const std::string& kind, int64_t index) {
   Result<schema::InstanceKind> instanceKind = schema::parseInstanceKind(kind);
   if (!instanceKind) return fail(instanceKind.error());
   schema::InstanceSpec spec;
   spec.kind = *instanceKind;
-  spec.image = "busybox";
+  spec.image = image_;
   spec.name = instanceName(kind, index);
-  if (spec.kind == schema::InstanceKind::container) spec.command = {"sleep", "100000"};
+  // busybox's container would run its default shell and end; another image runs its own Entrypoint + Cmd.
+  if (spec.kind == schema::InstanceKind::container && busybox()) spec.command = {"sleep", "100000"};
   spec.memory = memory_;
   spec.subnet = subnet_;
   {
@@ -141,7 +172,15 @@ Status Compare::startOne(const std::string& kind, int64_t index) {
   }
   Result<json> instance = patient_.call(api::RunInstance{spec});
   if (!instance) return fail(instance.error().wrap(fmt::format("starting {}", spec.name)));
-  return {};
+  if (!readyPort_) return json(nullptr);
+  // Asked at once: corrald counts from the start request, and a port that answered before the first
+  // connect would be recorded late.
+  api::Client waiter(client_.socketPath(), std::chrono::seconds(kReadyPortTimeoutSeconds + 30));
+  Result<json> answered =
+      waiter.call(api::WaitInstancePort{spec.name, *readyPort_, kReadyPortTimeoutSeconds});
+  if (!answered)
+    return fail(answered.error().wrap(fmt::format("waiting for port {} of {}", *readyPort_, spec.name)));
+  return portReadiness(*answered);
 }
 
 void Compare::startAll() {
@@ -150,29 +189,39 @@ void Compare::startAll() {
     for (const std::string& kind : kKinds) order.emplace_back(kind, i);
   }
   std::map<std::string, std::string> errors;
+  std::map<std::string, json> readiness;
+  auto record = [&](const std::string& name, Result<json> started) {
+    if (!started) {
+      errors[name] = started.error().message();
+    } else if (!started->is_null()) {
+      readiness[name] = std::move(*started);
+    }
+  };
   if (invocation_.flag("parallel")) {
     std::mutex mutex;
     std::vector<std::thread> threads;
     for (const auto& [kind, index] : order) {
       threads.emplace_back([&, kind = kind, index = index] {
-        if (Status started = startOne(kind, index); !started) {
-          std::lock_guard lock(mutex);
-          errors[instanceName(kind, index)] = started.error().message();
-        }
+        Result<json> started = startOne(kind, index);
+        std::lock_guard lock(mutex);
+        record(instanceName(kind, index), std::move(started));
       });
     }
     for (std::thread& thread : threads) thread.join();
     for (const auto& [kind, index] : order) {
-      samples_.push_back({instanceName(kind, index), kind, nullptr, nullptr, ""});
+      samples_.push_back({instanceName(kind, index), kind, nullptr, nullptr, nullptr, ""});
     }
   } else {
     // One at a time: each VM is ready before the next instance starts, so they do not share the CPUs.
     for (const auto& [kind, index] : order) {
       if (stopRequested()) return;
       std::string name = instanceName(kind, index);
-      if (!invocation_.global.json) std::cerr << "corral: starting " << name << "\n";
-      if (Status started = startOne(kind, index); !started) errors[name] = started.error().message();
-      samples_.push_back({name, kind, nullptr, nullptr, ""});
+      if (!invocation_.global.json) {
+        std::cerr << "corral: starting " << name
+                  << (readyPort_ ? fmt::format(" and waiting for port {}", *readyPort_) : "") << "\n";
+      }
+      record(name, startOne(kind, index));
+      samples_.push_back({name, kind, nullptr, nullptr, nullptr, ""});
       if (kind == "vm" && !errors.count(name)) {
         Result<json> now = client_.call(api::GetInstance{name});
         Result<json> ready = now ? waitUntilReady(client_, *now, &interrupted) : now;
@@ -182,6 +231,7 @@ void Compare::startAll() {
   }
   for (Sample& sample : samples_) {
     if (errors.count(sample.name)) sample.error = errors[sample.name];
+    sample.readiness = readiness.count(sample.name) ? readiness[sample.name] : startedReadiness(sample.kind);
   }
 }
 
@@ -208,11 +258,19 @@ void Compare::collect() {
     // The instance again: memory in use now that it is up, not the first moment.
     if (Result<json> now = client_.call(api::GetInstance{sample.name})) sample.instance = *now;
     Result<json> probe = exec(sample.name, {"corral-probe"});
+    json report = probe ? json::parse(outputText(field(*probe, "stdout")), nullptr, false) : json(nullptr);
+    if (!report.is_object() && !busybox()) {
+      // busybox's rootfs carries the probe and a VM gets it from its initramfs; another image's container
+      // has only what the image has.
+      notes_.push_back(fmt::format(
+          "{}: no corral-probe report from the image {} ({}): its isolation is not shown", sample.name,
+          image_, probe ? displayText(field(*probe, "stderr")) : probe.error().message()));
+      continue;
+    }
     if (!probe) {
       sample.error = probe.error().wrap("corral-probe").message();
       continue;
     }
-    json report = json::parse(outputText(field(*probe, "stdout")), nullptr, false);
     if (report.is_discarded() || !report.is_object()) {
       sample.error = fmt::format("corral-probe in {} printed no report: {}", sample.name,
                                  displayText(field(*probe, "stderr")));
@@ -364,7 +422,7 @@ json Compare::isolation(const json& host) const {
 json Compare::summary() const {
   json result = json::object();
   for (const std::string& kind : kKinds) {
-    std::vector<double> totals, memory;
+    std::vector<double> totals, memory, ready;
     std::map<std::string, std::vector<double>> steps;
     for (const Sample& sample : samples_) {
       if (sample.kind != kind || !sample.error.empty()) continue;
@@ -378,12 +436,15 @@ json Compare::summary() const {
       }
       const json& used = field(field(sample.instance, "usage"), "memory_bytes");
       if (used.is_number()) memory.push_back(used.get<double>());
+      const json& readyMs = field(sample.readiness, "ready_ms");
+      if (readyMs.is_number()) ready.push_back(readyMs.get<double>());
     }
     json split = json::object();
     for (const auto& [key, values] : steps) split[key] = api::median(values);
     result[kind] = {{"boot_ms", api::summarize(totals)},
                     {"boot_steps_median_ms", std::move(split)},
                     {"memory_bytes", api::summarize(memory)}};
+    if (readyPort_) result[kind]["ready_ms"] = api::summarize(ready);
   }
   return result;
 }
@@ -428,11 +489,29 @@ void printIsolationRow(Table& table, const std::string& label, const json& isola
 
 void Compare::printHuman(const json& result) const {
   const json& summary = result["summary"];
-  fmt::print("accelerator: {} (VMs), {} runs of each kind{}\n\n", displayText(field(result, "accelerator")),
+  fmt::print("accelerator: {} (VMs), {} runs of each kind{}\n", displayText(field(result, "accelerator")),
              displayText(field(result, "runs")),
              field(result, "parallel") == true ? ", started all at once" : ", started one at a time");
+  const json& readyPort = field(result, "ready_port");
+  if (field(result, "image").is_string()) {
+    fmt::print(
+        "image: {}; ready means {}\n", displayText(result["image"]),
+        readyPort.is_number()
+            ? fmt::format("port {} accepts a TCP connect from corrald (the VPC's router), counted from "
+                          "the start request",
+                          displayText(readyPort))
+            : std::string("the command exec'd (container) or the guest agent answered (VM)"));
+  }
+  fmt::print("\n");
 
   Table boot({"", "container", "vm"});
+  if (readyPort.is_number()) {
+    for (const char* stat : {"median", "min", "max"}) {
+      boot.add({fmt::format("ready (port {}) {}", displayText(readyPort), stat),
+                api::millisecondsText(field(field(summary["container"], "ready_ms"), stat)),
+                api::millisecondsText(field(field(summary["vm"], "ready_ms"), stat))});
+    }
+  }
   for (const char* stat : {"median", "min", "max"}) {
     boot.add({fmt::format("boot {}", stat),
               api::millisecondsText(field(field(summary["container"], "boot_ms"), stat)),
@@ -452,11 +531,16 @@ void Compare::printHuman(const json& result) const {
   boot.print();
 
   fmt::print("\nper instance:\n");
-  Table instances({"name", "kind", "boot", "memory", "memory source", "error"});
+  Table instances({"name", "kind", "boot", "ready", "memory", "memory source", "error"});
   for (const json& sample : result["samples"]) {
     const json& usage = field(sample, "usage");
+    const json& readiness = field(sample, "readiness");
     instances.add({displayText(sample["name"]), displayText(sample["kind"]),
                    api::millisecondsText(field(field(sample, "boot"), "total_ms")),
+                   field(readiness, "ready_ms").is_number()
+                       ? api::millisecondsText(readiness["ready_ms"]) + " (port " +
+                             displayText(field(readiness, "port")) + ")"
+                       : displayText(field(readiness, "kind")),
                    api::bytesText(field(usage, "memory_bytes")), displayText(field(usage, "source")),
                    displayText(field(sample, "error"))});
   }
@@ -625,10 +709,32 @@ int Compare::run() {
   if (runs_ < 1 || runs_ > 20) throw UsageError("--runs: between 1 and 20");
   subnet_ = invocation_.value("subnet").value_or("");
   memory_ = invocation_.value("memory").value_or("128M");
+  if (auto image = invocation_.value("image")) {
+    if (image->empty())
+      throw UsageError("--image: give the name of an image of corrald's store (corral image ls)");
+    image_ = *image;
+  }
+  if (auto port = invocation_.value("ready-port")) {
+    int64_t value = parseCountFlag("--ready-port", *port);
+    if (value < 1 || value > 65535)
+      throw UsageError(fmt::format("--ready-port: a TCP port between 1 and 65535, got {}", value));
+    if (subnet_.empty()) {
+      throw UsageError(
+          "--ready-port needs --subnet: corrald connects to the port at each instance's address on that "
+          "subnet, the same way for a container and a VM");
+    }
+    readyPort_ = static_cast<uint16_t>(value);
+  }
 
   if (Status free = checkNamesFree(); !free) {
     printError(free.error());
     return 1;
+  }
+  if (invocation_.value("image")) {
+    if (Status known = checkImage(); !known) {
+      printError(known.error());
+      return 1;
+    }
   }
   struct sigaction action {};
   action.sa_handler = onInterrupt;
@@ -640,7 +746,14 @@ int Compare::run() {
   if (!stopRequested()) waitForVms();
   if (!stopRequested()) collect();
   json network = nullptr;
-  if (!subnet_.empty() && !stopRequested()) network = measureNetwork();
+  if (!subnet_.empty() && !stopRequested()) {
+    network = busybox()
+                  ? measureNetwork()
+                  : json{{"subnet", subnet_},
+                         {"error", fmt::format("ping and the timed connect run busybox's tools inside the "
+                                               "instances; the image {} is measured by --ready-port only",
+                                               image_)}};
+  }
 
   json result;
   if (!stopRequested()) {
@@ -658,11 +771,14 @@ int Compare::run() {
                          {"kind", sample.kind},
                          {"boot", field(sample.instance, "boot")},
                          {"usage", field(sample.instance, "usage")},
+                         {"readiness", sample.readiness},
                          {"instance", sample.instance},
                          {"probe", sample.probe},
                          {"error", sample.error.empty() ? json(nullptr) : json(sample.error)}});
     }
     result = {{"runs", runs_},
+              {"image", image_},
+              {"ready_port", readyPort_ ? json(*readyPort_) : json(nullptr)},
               {"parallel", invocation_.flag("parallel")},
               {"memory", memory_},
               {"accelerator", accelerator},
@@ -711,14 +827,22 @@ int Compare::run() {
 Command compareCommand() {
   return leaf(
       "compare",
-      "boot N containers and N VMs from the same busybox userland and set boot time, memory, isolation and "
-      "network side by side",
+      "boot N containers and N VMs from the same image (busybox's userland, or --image) and set boot time "
+      "(or "
+      "time until the workload answers), memory, isolation and network side by side",
       {},
-      "[--runs N] [--subnet SUBNET] [--memory SIZE] [--parallel] [--svg FILE] [--keep] [--no-save] | --list "
-      "| --show ID",
+      "[--runs N] [--image NAME] [--subnet SUBNET [--ready-port PORT]] [--memory SIZE] [--parallel] [--svg "
+      "FILE] [--keep] [--no-save] | --list | --show ID",
       [](po::options_description& options) {
         options.add_options()                                                                          //
             ("runs", po::value<std::string>()->value_name("N"), "instances of each kind (default 3)")  //
+            ("image", po::value<std::string>()->value_name("NAME"),
+             "an image of corrald's store (corral image ls) instead of busybox; its containers and VMs run "
+             "the image's own Entrypoint + Cmd")  //
+            ("ready-port", po::value<std::string>()->value_name("PORT"),
+             "ready means the workload accepts a TCP connect on PORT (time to workload, not to init), "
+             "for both kinds: corrald connects from the subnet's router, counting from the start request; "
+             "needs --subnet")  //
             ("subnet", po::value<std::string>()->value_name("SUBNET"),
              "plug them all into this subnet and also measure the network (ping, TCP connect)")  //
             ("memory", po::value<std::string>()->value_name("SIZE"),

@@ -6,14 +6,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <set>
+#include <thread>
 
 #include "api/api.h"
 #include "core/failpoint.h"
 #include "core/log.h"
 #include "daemon/image_launch.h"
+#include "net/netns.h"
 
 namespace corral::daemon {
 namespace {
@@ -419,6 +422,7 @@ Result<json> InstanceManager::startLocked(Instance& instance, Clock::time_point 
   restoreRow.dismiss();
   instance.row = std::move(row);
   instance.run = started->run;
+  instance.startReceived = received;
   driver.supervise(*instance.handle, name);
   if (instance.row.state == InstanceState::running) {
     log::info("instance \"{}\" running: pid {}, boot {:.1f} ms", name, instance.row.pid.value_or(-1),
@@ -606,6 +610,69 @@ Result<json> InstanceManager::exec(const std::string& name, const std::vector<st
   if (Status fits = checkAction(it->second.row.kind, it->second.state(), InstanceAction::exec, name); !fits)
     return fail(fits.error());
   return it->second.driver->exec(*it->second.handle, it->second.row, lock, command, env);
+}
+
+Result<json> InstanceManager::waitForPort(const std::string& name, uint16_t port,
+                                          std::chrono::milliseconds timeout) {
+  using std::chrono::duration;
+  const auto asked = Clock::now();
+  const auto deadline = asked + timeout;
+  std::unique_lock lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  if (it->second.state() != InstanceState::starting && it->second.state() != InstanceState::running) {
+    return fail(conflict("instance \"{}\" is {}: nothing of it listens on port {}", name,
+                         instanceStateName(it->second.state()), port));
+  }
+  if (!network_)
+    return fail(unavailable("the network is not managed by this service: no path to \"{}\"", name));
+  auto path = network_->routerPathTo(name);
+  if (!path) return fail(path.error());
+  const std::optional<RunId> run = it->second.run;
+  const std::optional<Clock::time_point> received = it->second.startReceived;
+  lock.unlock();
+
+  // Each attempt waits at most this long for an answer: a guest whose network is not up yet answers
+  // nothing (no ARP reply), while a closed port answers at once with a reset.
+  constexpr auto kAttemptTimeout = std::chrono::milliseconds(200);
+  // Between attempts: the resolution of the answer, small next to a container's ~10 ms start.
+  constexpr auto kPause = std::chrono::milliseconds(5);
+  int64_t attempts = 0;
+  while (true) {
+    ++attempts;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    auto attemptTimeout = std::clamp(left, std::chrono::milliseconds(1), kAttemptTimeout);
+    auto connected = net::tcpConnectsInNetns(path->netns, path->address, port, attemptTimeout);
+    auto at = Clock::now();
+    if (!connected)
+      return fail(connected.error().wrap(fmt::format("connecting to {}:{}", path->address, port)));
+    if (*connected) {
+      return json{
+          {"instance", name},
+          {"address", path->address},
+          {"port", port},
+          {"from", fmt::format("router namespace {}", path->netns)},
+          {"ready_ms", received ? json(duration<double, std::milli>(at - *received).count()) : json(nullptr)},
+          {"waited_ms", duration<double, std::milli>(at - asked).count()},
+          {"attempts", attempts}};
+    }
+    lock.lock();
+    it = instances_.find(name);
+    if (it == instances_.end() || it->second.run != run ||
+        (it->second.state() != InstanceState::starting && it->second.state() != InstanceState::running)) {
+      std::string now =
+          it == instances_.end() ? "removed" : std::string(instanceStateName(it->second.state()));
+      if (it != instances_.end() && it->second.row.exitReason) now += " (" + *it->second.row.exitReason + ")";
+      return fail(conflict("instance \"{}\" is {}: it ended before port {} answered", name, now, port));
+    }
+    lock.unlock();
+    if (Clock::now() >= deadline) {
+      return fail(
+          unavailable("port {} of instance \"{}\" ({}) did not accept a connection within {} s ({} attempts)",
+                      port, name, path->address, duration<double>(timeout).count(), attempts));
+    }
+    std::this_thread::sleep_for(kPause);
+  }
 }
 
 }  // namespace corral::daemon

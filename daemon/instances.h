@@ -51,6 +51,12 @@ class InstanceManager final : private InstanceEvents {
   Result<nlohmann::json> logs(const std::string& name, int64_t offset);
   Result<nlohmann::json> exec(const std::string& name, const std::vector<std::string>& command,
                               const std::vector<std::string>& env);
+  // POST /v1/instances/NAME/wait-port (docs/api.md): connects to the instance's `port` at its address on
+  // its subnet, from its VPC's router (RouterPath), again and again until one is accepted, it stops or
+  // `timeout` passes; answers when it was first accepted, counted from the start request. Without the
+  // manager's lock while it waits.
+  Result<nlohmann::json> waitForPort(const std::string& name, uint16_t port,
+                                     std::chrono::milliseconds timeout);
 
   // The state `name` shows (a settled one: daemon/lifecycle.h), or nullopt when there is no such instance.
   std::optional<InstanceState> stateOf(const std::string& name);
@@ -70,6 +76,8 @@ class InstanceManager final : private InstanceEvents {
     InstanceDriver* driver = nullptr;
     std::unique_ptr<InstanceHandle> handle;
     std::optional<RunId> run;  // while starting or running: the run its driver reports on
+    // When the API request of the current run's start arrived (not kept across a restart of corrald).
+    std::optional<std::chrono::steady_clock::time_point> startReceived;
     // A stop or forced remove working on it without the lock (stopping, removing): what the transition
     // table sees instead of row.state (the settled state, stored and shown) until that request ends.
     std::optional<InstanceState> inProgress;

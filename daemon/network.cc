@@ -210,6 +210,22 @@ const net::Subnet* NetworkController::nicSubnetLocked(const std::string& instanc
   return topology_.findSubnet(it->second.subnet);
 }
 
+Result<RouterPath> NetworkController::routerPathTo(const std::string& instance) const {
+  std::lock_guard lock(mutex_);
+  if (!options_.kernel)
+    return fail(
+        unavailable("this daemon does not manage the network in the kernel: no path to \"{}\"", instance));
+  auto it = nics_.find(instance);
+  const net::Subnet* subnet = nicSubnetLocked(instance);
+  if (it == nics_.end() || subnet == nullptr) {
+    return fail(
+        conflict("instance \"{}\" has no NIC in a subnet (it was run without --subnet): corrald reaches "
+                 "an instance only at its address on its subnet",
+                 instance));
+  }
+  return RouterPath{net::vpcNetnsName(options_.netnsPrefix, subnet->vpc), it->second.address};
+}
+
 Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const schema::InstanceSpec& spec,
                                                                         const std::string& linkKey) {
   if (spec.subnet.empty()) {

@@ -45,6 +45,14 @@ struct CaptureTarget {
   std::string link;
 };
 
+// Where corrald itself reaches an instance: from its VPC's router namespace to the NIC's address. The
+// router sits on every subnet's bridge and its own traffic passes no security group (net/nft.cc), so this
+// is one path, the same for a container and a VM.
+struct RouterPath {
+  std::string netns;
+  std::string address;
+};
+
 class NetworkController {
  public:
   NetworkController(NetworkOptions options, net::Topology topology);
@@ -80,6 +88,9 @@ class NetworkController {
   Status attachContainer(const std::string& instance, pid_t pid);
   Status attachVm(const std::string& instance);
   void detach(const std::string& instance);
+  // The path to the instance's address (RouterPath); Conflict when it has no NIC or the kernel is not
+  // managed.
+  Result<RouterPath> routerPathTo(const std::string& instance) const;
   // Whether the instance's port exists in its VPC's namespace (after a daemon restart).
   bool portPresent(const std::string& instance) const;
   // What its port guard dropped ({"mac": N, "ip": N, "arp": N, "other": N}, docs/api.md); null without a

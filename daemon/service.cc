@@ -277,6 +277,19 @@ Response Service::serveInstance(const api::ExecInstance& request) {
   return resultResponse(200, instances_->exec(request.name, request.command, request.env));
 }
 
+Response Service::serveInstance(const api::WaitInstancePort& request) {
+  if (request.port < 1 || request.port > 65535) {
+    return errorResponse(
+        invalidField("port", "port must be a TCP port between 1 and 65535, got {}", request.port));
+  }
+  if (request.timeoutSeconds < 1 || request.timeoutSeconds > 600) {
+    return errorResponse(invalidField("timeout_seconds", "timeout_seconds must be between 1 and 600, got {}",
+                                      request.timeoutSeconds));
+  }
+  return resultResponse(200, instances_->waitForPort(request.name, static_cast<uint16_t>(request.port),
+                                                     std::chrono::seconds(request.timeoutSeconds)));
+}
+
 Response Service::serveInstance(const api::TraceCapture& request) {
   if (request.count < 1 || request.count > 10000) {
     return errorResponse(

@@ -99,6 +99,8 @@ class Service {
   Response serveInstance(const api::RemoveInstance& request);
   Response serveInstance(const api::GetInstanceLogs& request);
   Response serveInstance(const api::ExecInstance& request);
+  // Blocks until the port answers, the instance ends or the timeout passes (up to 600 s).
+  Response serveInstance(const api::WaitInstancePort& request);
   // Blocks for up to request.seconds while it captures, so it takes the same path (the target is resolved
   // under the network controller's lock, briefly; the capture holds no lock).
   Response serveInstance(const api::TraceCapture& request);

@@ -2,9 +2,13 @@
 // /run/netns/NAME (iproute2's netns_add), listed, opened and deleted; sysctls written from inside.
 #include "net/netns.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -135,6 +139,31 @@ Status writeSysctlInNetns(const std::string& netns, const std::string& key, cons
   });
   if (!status) return fail(std::move(status).error().wrap(fmt::format("sysctl in netns \"{}\"", netns)));
   return {};
+}
+
+Result<bool> tcpConnectsInNetns(const std::string& netns, const std::string& address, uint16_t port,
+                                std::chrono::milliseconds timeout) {
+  sockaddr_in peer{};
+  peer.sin_family = AF_INET;
+  peer.sin_port = htons(port);
+  if (::inet_pton(AF_INET, address.c_str(), &peer.sin_addr) != 1)
+    return fail(internalError("tcp connect: \"{}\" is no IPv4 address", address));
+  return runInNetns(netns, [&]() -> Result<bool> {
+    // The socket is made on the helper thread, so it belongs to the namespace the thread joined.
+    UniqueFd socket(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!socket) return fail(systemError(errno, "socket(AF_INET, SOCK_STREAM)"));
+    if (::connect(socket.get(), reinterpret_cast<const sockaddr*>(&peer), sizeof peer) == 0) return true;
+    if (errno != EINPROGRESS) return false;  // ECONNREFUSED, ENETUNREACH...: nothing answers yet
+    pollfd waiting{.fd = socket.get(), .events = POLLOUT, .revents = 0};
+    int ready = ::poll(&waiting, 1, static_cast<int>(timeout.count()));
+    if (ready < 0) return fail(systemError(errno, "poll(connecting socket)"));
+    if (ready == 0) return false;
+    int error = 0;
+    socklen_t length = sizeof error;
+    if (::getsockopt(socket.get(), SOL_SOCKET, SO_ERROR, &error, &length) != 0)
+      return fail(systemError(errno, "getsockopt(SO_ERROR)"));
+    return error == 0;
+  });
 }
 
 }  // namespace corral::net

@@ -6,6 +6,8 @@
 #include <sched.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +31,12 @@ bool netnsExists(const std::string& name);
 Status writeSysctlInNetns(const std::string& netns, const std::string& key, const std::string& value);
 
 std::string netnsPath(const std::string& name);  // "/run/netns/NAME"
+
+// Whether a TCP connect from inside `netns` to `address`:`port` is accepted within `timeout` (the
+// connection is closed at once, nothing is sent). A refusal, an unreachable host or no answer in time is
+// false; an error means this side failed (the namespace, the socket, a malformed address).
+Result<bool> tcpConnectsInNetns(const std::string& netns, const std::string& address, uint16_t port,
+                                std::chrono::milliseconds timeout);
 
 // Runs `work` on a helper thread that has joined the namespace `netnsFd` refers to (`label` names it in
 // errors); returns what `work` returns.

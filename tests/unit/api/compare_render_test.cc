@@ -73,6 +73,7 @@ TEST(CompareRender, Statistics) {
   EXPECT_TRUE(isBootStep("kernel_ms"));
   EXPECT_FALSE(isBootStep("total_ms"));
   EXPECT_FALSE(isBootStep("guest_uptime_ms"));
+  EXPECT_FALSE(isBootStep("requested_at_ms")) << "a VM's boot carries the request's Unix time";
   EXPECT_FALSE(isBootStep("accelerator"));
 }
 
@@ -153,6 +154,32 @@ TEST(CompareRender, EveryTextFitsInsideTheChart) {
   tenRuns["runs"] = 10;
   tenRuns["accelerator"] = "kvm";
   expectTextsInsideTheViewBox(renderComparisonSvg(compactComparison(tenRuns)));
+}
+
+// compare --image web --ready-port 5000: the dots are the times until the port answered (readiness), not
+// the boots, and the axis says so.
+TEST(CompareRender, WithAReadyPortTheDotsAreTheTimesToTheWorkload) {
+  json ready = result();
+  ready["image"] = "registry.example.com/team/web-frontend:2024-12";
+  ready["ready_port"] = 5000;
+  const double readyMs[] = {310.0, 330.0, 7100.0, 7300.0};
+  for (size_t i = 0; i < 4; ++i) {
+    ready["samples"][i]["readiness"] = {{"kind", "tcp-connect"}, {"port", 5000}, {"ready_ms", readyMs[i]}};
+  }
+  json compact = compactComparison(ready);
+  EXPECT_EQ(compact["ready_port"], 5000);
+  EXPECT_EQ(compact["image"], ready["image"]);
+  EXPECT_EQ(compact["samples"][2]["ready_ms"], 7100.0);
+  EXPECT_EQ(compact["samples"][2]["boot_ms"], 2900.0);
+  EXPECT_TRUE(compactComparison(result())["samples"][0]["ready_ms"].is_null());
+  const std::string svg = renderComparisonSvg(compact);
+  testing::expectWellFormedSvg(svg);
+  expectTextsInsideTheViewBox(svg);
+  EXPECT_NE(svg.find("time until port 5000 accepts a connect"), std::string::npos) << svg;
+  EXPECT_NE(svg.find("median 7.20 s"), std::string::npos) << svg;
+  EXPECT_NE(svg.find("median 320.0 ms"), std::string::npos) << svg;
+  EXPECT_EQ(svg.find("median 3.00 s"), std::string::npos) << "the boots are not drawn as the times";
+  EXPECT_EQ(count(svg, "class=\"boot-sample\""), 4u);
 }
 
 TEST(CompareRender, FailedSamplesAndMissingFieldsAreDrawnAsAbsent) {

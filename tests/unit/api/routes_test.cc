@@ -126,6 +126,7 @@ std::vector<Request> everyAlternative() {
   all.push_back(RemoveInstance{"web a", true});
   all.push_back(GetInstanceLogs{"web", 4096});
   all.push_back(ExecInstance{"web", {"hostname"}, {"X=1"}});
+  all.push_back(WaitInstancePort{"web", 5000, 90});
   all.push_back(GetVpcTopology{"prod a"});
   all.push_back(TraceCapture{"web", "tcp", 12, 8});
   all.push_back(SaveComparison{nlohmann::json{{"runs", 2}, {"summary", {{"vm", {{"boot_ms", 1.5}}}}}}});
@@ -311,6 +312,16 @@ TEST(Instances, ParseDefaultsAndErrors) {
   auto exec = parseRequest("POST", "/v1/instances/web/exec", R"({"env": []})");
   ASSERT_FALSE(exec.has_value());
   EXPECT_EQ(exec.error().field(), "command");
+  auto waitPort = parseRequest("POST", "/v1/instances/web/wait-port", R"({"port": 5000})");
+  ASSERT_TRUE(waitPort.has_value()) << waitPort.error().message();
+  EXPECT_EQ(std::get<WaitInstancePort>(*waitPort), (WaitInstancePort{"web", 5000, 60}));
+  EXPECT_EQ(parseRequest("POST", "/v1/instances/web/wait-port", "{}").error().field(), "port");
+  EXPECT_EQ(parseRequest("POST", "/v1/instances/web/wait-port", R"({"port": "80"})").error().field(), "port");
+  EXPECT_EQ(parseRequest("POST", "/v1/instances/web/wait-port", R"({"port": 80, "timeout_seconds": 1.5})")
+                .error()
+                .field(),
+            "timeout_seconds");
+  EXPECT_FALSE(parseRequest("GET", "/v1/instances/web/wait-port", "").has_value());
   EXPECT_FALSE(parseRequest("GET", "/v1/instances/web/nothing", "").has_value());
 }
 

@@ -284,6 +284,18 @@ TEST_F(ServiceTest, InstanceRequestsWithoutContainers) {
   EXPECT_EQ(handle(api::RemoveInstance{"nope", true}).status, 404);
   EXPECT_EQ(handle(api::GetInstanceLogs{"nope", 0}).status, 404);
   EXPECT_EQ(handle(api::ExecInstance{"nope", {"true"}, {}}).status, 404);
+  EXPECT_EQ(handle(api::WaitInstancePort{"nope", 80, 1}).status, 404);
+  // The port and the timeout are checked before the instance is looked for.
+  for (int64_t port : {0, -1, 65536, 70000}) {
+    Response badPort = handle(api::WaitInstancePort{"nope", port, 1});
+    EXPECT_EQ(badPort.status, 400) << port;
+    EXPECT_EQ(badPort.body["error"]["field"], "port") << badPort.body.dump();
+  }
+  for (int64_t seconds : {0, 601}) {
+    Response badTimeout = handle(api::WaitInstancePort{"nope", 80, seconds});
+    EXPECT_EQ(badTimeout.status, 400) << seconds;
+    EXPECT_EQ(badTimeout.body["error"]["field"], "timeout_seconds") << badTimeout.body.dump();
+  }
 
   // A refused spec creates nothing: no row, no bundle directory.
   schema::InstanceSpec spec;
