@@ -662,7 +662,8 @@ Result<json> InstanceManager::waitForPort(const std::string& name, uint16_t port
         (it->second.state() != InstanceState::starting && it->second.state() != InstanceState::running)) {
       std::string now =
           it == instances_.end() ? "removed" : std::string(instanceStateName(it->second.state()));
-      if (it != instances_.end() && it->second.row.exitReason) now += " (" + *it->second.row.exitReason + ")";
+      if (it != instances_.end() && it->second.row.exitReason)
+        now += fmt::format(" ({})", exitReasonName(*it->second.row.exitReason));
       return fail(conflict("instance \"{}\" is {}: it ended before port {} answered", name, now, port));
     }
     lock.unlock();
