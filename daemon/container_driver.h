@@ -69,7 +69,7 @@ class ContainerDriver final : public InstanceDriver {
   InstanceOptions options_;
   InstanceEvents* events_ = nullptr;
   // Which image each container runs, and its pin (in corrald's one store, shared with VmDriver).
-  ImageLaunch imageLaunch_{options_.imageStoreDir, options_.imageStore};
+  ImageLaunch imageLaunch_{options_.imageStore};
 
   std::mutex idMutex_;
   container::IdRangeAllocator idRanges_;

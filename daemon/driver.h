@@ -40,7 +40,6 @@ Result<AcceleratorMode> parseAcceleratorMode(std::string_view text);
 // How corrald runs instances: where their files go, the cgroup parent, libvirt, the accelerator.
 struct InstanceOptions {
   std::filesystem::path imageDir = "/var/lib/corral/images";
-  std::filesystem::path imageStoreDir = "/var/lib/corral/images";  // <state dir>/images (daemon/image_launch.h)
   std::filesystem::path containersDir = "/var/lib/corral/containers";
   container::CgroupOptions cgroupOptions;
   // VMs
@@ -55,8 +54,8 @@ struct InstanceOptions {
   // Containers with a user namespace: the pool of host ids is the `corral` entry of these (see id_ranges.h).
   std::filesystem::path subuidFile = "/etc/subuid";
   std::filesystem::path subgidFile = "/etc/subgid";
-  // The store at imageStoreDir, opened once per corrald (daemon/vm_image.h openImageStore) and shared by
-  // both kinds: containers run its images' layers, VMs boot their disks. Null: no store images.
+  // The store at <state dir>/images, opened once per corrald (daemon/vm_image.h openImageStore) and shared
+  // by both kinds: containers run its images' layers, VMs boot their disks. Null: no store images.
   std::shared_ptr<images::ImageStore> imageStore = nullptr;
 };
 

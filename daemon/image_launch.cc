@@ -29,7 +29,8 @@ Error imageNotFound(const schema::InstanceSpec& spec, const container::Validatio
 }
 
 // The process's ids; with a user namespace they must be among the ids it maps.
-Status setUser(container::ContainerConfig& config, const images::LaunchUser& user, std::string_view userText) {
+Status setUser(container::ContainerConfig& config, const images::LaunchUser& user,
+               std::string_view userText) {
   config.user = {.uid = user.uid,
                  .gid = user.gid,
                  .additionalGids = {user.additionalGids.begin(), user.additionalGids.end()}};
@@ -39,18 +40,12 @@ Status setUser(container::ContainerConfig& config, const images::LaunchUser& use
                       std::all_of(config.user.additionalGids.begin(), config.user.additionalGids.end(),
                                   [&](gid_t gid) { return gid < count; });
   if (mapped) return {};
-  return fail(invalidField("user", "user \"{}\" (uid {}, gid {}) needs ids beyond the {} a user namespace maps",
+  return fail(invalidField("user",
+                           "user \"{}\" (uid {}, gid {}) needs ids beyond the {} a user namespace maps",
                            terminalSafe(userText), config.user.uid, config.user.gid, count));
 }
 
 }  // namespace
-
-Result<images::ImageStore*> ImageLaunch::store() {
-  if (!store_)
-    return fail(Error(ErrorKind::NotFound,
-                      fmt::format("corrald has no image store (\"{}\")", storeRoot_.string()), "image"));
-  return store_.get();
-}
 
 Result<std::optional<images::Image>> ImageLaunch::lookUpInStore(const schema::InstanceSpec& spec, Pin pin) {
   if (!store_) return std::optional<images::Image>();
@@ -70,12 +65,8 @@ Result<container::ContainerConfig> ImageLaunch::containerConfig(const schema::In
                                                                 Pin pin) {
   // The store is asked only when it may hold the instance's image.
   std::optional<images::Image> image;
-  std::error_code error;
-  if (pin != Pin::lookup && schema::validateName(spec.name, "name") &&
-      std::filesystem::exists(storeRoot_ / "pins" / spec.name, error)) {
-    auto images = store();
-    if (!images) return fail(images.error());
-    auto pinned = (*images)->pinned(spec.name);
+  if (pin != Pin::lookup && store_ && store_->hasPin(spec.name)) {
+    auto pinned = store_->pinned(spec.name);
     if (!pinned) return fail(pinned.error().wrap(fmt::format("image of instance \"{}\"", spec.name)));
     image = std::move(*pinned);
   }
@@ -90,7 +81,8 @@ Result<container::ContainerConfig> ImageLaunch::containerConfig(const schema::In
     auto config = container::toContainerConfig(spec, context);
     if (!config) return fail(config.error());
     if (!spec.user.empty()) {
-      auto user = images::resolveUserThroughLayers(spec.user, {context.imageDir / spec.image / "rootfs"}, "user");
+      auto user =
+          images::resolveUserThroughLayers(spec.user, {context.imageDir / spec.image / "rootfs"}, "user");
       if (!user) return fail(user.error().wrap(fmt::format("image \"{}\"", spec.image)));
       if (Status mapped = setUser(*config, *user, spec.user); !mapped)
         return fail(mapped.error().wrap(fmt::format("image \"{}\"", spec.image)));
@@ -114,7 +106,8 @@ Result<container::ContainerConfig> ImageLaunch::containerConfig(const schema::In
   config->argv = std::move(launch->argv);
   config->env = std::move(launch->env);
   config->workingDir = std::move(launch->workingDir);
-  if (Status mapped = setUser(*config, launch->user, spec.user.empty() ? image->config.user : spec.user); !mapped)
+  if (Status mapped = setUser(*config, launch->user, spec.user.empty() ? image->config.user : spec.user);
+      !mapped)
     return fail(mapped.error().wrap(what));
   if (pin != Pin::lookup) {
     std::lock_guard lock(mutex_);
@@ -135,12 +128,8 @@ void ImageLaunch::release(const std::string& instanceName) {
     std::lock_guard lock(mutex_);
     digests_.erase(instanceName);
   }
-  std::error_code error;
-  if (!std::filesystem::exists(storeRoot_ / "pins" / instanceName, error)) return;
-  auto images = store();
-  if (!images) return;  // no store, no pin
-  if (Status name = schema::validateName(instanceName, "name"); !name) return;
-  if (auto dropped = (*images)->unpin(instanceName); !dropped)
+  if (!store_ || !store_->hasPin(instanceName)) return;
+  if (auto dropped = store_->unpin(instanceName); !dropped)
     log::warn("instance \"{}\": dropping its image pin: {}", instanceName, dropped.error().message());
 }
 

@@ -21,9 +21,8 @@ namespace corral::daemon {
 
 class ImageLaunch {
  public:
-  // `store` is corrald's store at `storeRoot` (null: none, and only built-in images run).
-  ImageLaunch(std::filesystem::path storeRoot, std::shared_ptr<images::ImageStore> store)
-      : storeRoot_(std::move(storeRoot)), store_(std::move(store)) {}
+  // `store` is corrald's store (null: none, and only built-in images run).
+  explicit ImageLaunch(std::shared_ptr<images::ImageStore> store) : store_(std::move(store)) {}
 
   // existing: only the instance's pin or a built-in image (a stored instance); lookup: also the store
   // image named spec.image, not pinned (a run's check before the name is its own); create: that image,
@@ -47,12 +46,10 @@ class ImageLaunch {
   void release(const std::string& instanceName);
 
  private:
-  Result<images::ImageStore*> store();  // the shared store, or an error naming "image" without one
   // The store image named spec.image (pinned for spec.name with Pin::create); nullopt when the store has
   // none of that name, or there is no store.
   Result<std::optional<images::Image>> lookUpInStore(const schema::InstanceSpec& spec, Pin pin);
 
-  std::filesystem::path storeRoot_;
   std::shared_ptr<images::ImageStore> store_;
   mutable std::mutex mutex_;                                 // guards digests_
   std::map<std::string, std::string, std::less<>> digests_;  // instance → manifest digest

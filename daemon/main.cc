@@ -373,7 +373,6 @@ int run(const Options& options, StartupReport& report) {
   }
   std::shared_ptr<images::ImageStore> sharedImageStore = *imageStore;
   InstanceOptions instanceOptions{.imageDir = options.imageDir,
-                                  .imageStoreDir = imagesRoot,
                                   .containersDir = options.containersDir,
                                   .cgroupOptions = {.root = "/sys/fs/cgroup", .parent = options.cgroupParent},
                                   .vmsDir = options.vmsDir,

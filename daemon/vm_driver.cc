@@ -16,7 +16,6 @@
 #include "core/log.h"
 #include "core/unique_fd.h"
 #include "daemon/vm_image.h"
-#include "schema/names.h"
 #include "vmm/agent.h"
 #include "vmm/agent_protocol.h"
 #include "vmm/domain_xml.h"
@@ -172,10 +171,7 @@ std::unique_ptr<InstanceHandle> VmDriver::newHandle() {
 }
 
 Result<std::optional<images::Image>> VmDriver::pinnedImage(const std::string& name) const {
-  std::error_code ec;
-  if (!options_.imageStore || !schema::validateName(name, "name") ||
-      !std::filesystem::exists(options_.imageStore->root() / "pins" / name, ec))
-    return std::optional<images::Image>();
+  if (!options_.imageStore || !options_.imageStore->hasPin(name)) return std::optional<images::Image>();
   auto pinned = options_.imageStore->pinned(name);
   if (!pinned && pinned.error().kind() == ErrorKind::NotFound) return std::optional<images::Image>();
   if (!pinned) return fail(pinned.error().wrap(fmt::format("image of instance \"{}\"", name)));
@@ -216,9 +212,7 @@ Status VmDriver::reserve(InstanceHandle& handle, const schema::InstanceSpec& spe
 }
 
 void VmDriver::release(const InstanceRow& row) {
-  std::error_code ec;
-  if (!options_.imageStore || !std::filesystem::exists(options_.imageStore->root() / "pins" / row.name, ec))
-    return;
+  if (!options_.imageStore || !options_.imageStore->hasPin(row.name)) return;
   if (auto dropped = options_.imageStore->unpin(row.name); !dropped)
     log::warn("instance \"{}\": dropping its image pin: {}", row.name, dropped.error().message());
 }

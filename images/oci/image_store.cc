@@ -1059,6 +1059,11 @@ Result<Image> ImageStore::pin(std::string_view holder, std::string_view name) {
   return image;
 }
 
+bool ImageStore::hasPin(std::string_view holder) const {
+  std::error_code error;
+  return validateHolder(holder) && fs::exists(root_ / "pins" / std::string(holder), error);
+}
+
 Result<Image> ImageStore::pinned(std::string_view holder) const {
   if (auto ok = validateHolder(holder); !ok) return fail(ok.error());
   std::lock_guard lock(*mutex_);
