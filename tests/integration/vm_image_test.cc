@@ -108,8 +108,15 @@ TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
       },
       20s, "the entrypoint's output file"));
   EXPECT_EQ(entry, "greeting=hello-vm uid=1000 gid=1000 pwd=/home/app\n");
-  Reply logs = daemon.call("GET", "/v1/instances/img-a/logs?offset=0");
-  EXPECT_NE(logs.body.value("data", "").find("workload-says-hello"), std::string::npos) << logs.body.dump();
+  // Its stdout reaches the logs through the serial console, after the file: wait for it too.
+  Reply logs;
+  EXPECT_TRUE(corral::testing::waitUntil(
+      [&] {
+        logs = daemon.call("GET", "/v1/instances/img-a/logs?offset=0");
+        return logs.body.value("data", "").find("workload-says-hello") != std::string::npos;
+      },
+      20s, "the entrypoint's stdout in the logs"))
+      << logs.body.dump();
 
   // The probe still reports, from inside the image's root.
   auto [probeCode, probeOut] = exec(daemon, "img-a", {"/usr/bin/corral-probe"});
