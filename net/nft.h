@@ -1,6 +1,8 @@
-// The VPC firewall as one nftables table per VPC namespace, rendered purely from the model and the NICs
-// attached (golden-file tested), and applied atomically through libnftables: one transaction that
-// creates, flushes and refills table `inet corral`, so a VPC is never without its rules or half-updated.
+// The VPC firewall as one nftables table per VPC namespace, built purely from the model and the NICs
+// attached as structured data (net/firewall.h; its rendering is golden-file tested), and applied
+// atomically through libnftables: whole (one transaction that creates, deletes and refills table `inet
+// corral`) or as the delta from the last applied table (one transaction too), so a VPC is never without
+// its rules or half-updated.
 //
 // Semantics (AWS's):
 // - Network ACLs are stateless, per subnet, numbered, first match wins, implicit deny; they apply where
