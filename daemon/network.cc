@@ -101,9 +101,13 @@ Status NetworkController::applyTopology(const net::Topology& next) {
   Status result;
   for (const net::Vpc* vpc : next.vpcs()) {
     // A VPC the change does not touch keeps its kernel objects as they are (reconcile() at start repairs
-    // drift); converging every VPC on every change would cost each change a netlink dump per VPC.
-    if (topology_.findVpc(vpc->name) && planUnchangedLocked(next, vpc->name)) continue;
-    if (auto ok = convergeLocked(next, vpc->name); !ok) {
+    // drift): an empty delta against what was applied, or, when nothing is known to be applied, the same
+    // plan before and after. One the change touches only in its firewall gets a delta.
+    if (!applied_.contains(vpc->name) && topology_.findVpc(vpc->name) && planUnchangedLocked(next, vpc->name))
+      continue;
+    if (auto ok =
+            topology_.findVpc(vpc->name) ? updateLocked(next, vpc->name) : convergeLocked(next, vpc->name);
+        !ok) {
       result = fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc->name)));
       break;
     }
@@ -111,6 +115,7 @@ Status NetworkController::applyTopology(const net::Topology& next) {
   if (result) {
     for (const net::Vpc* vpc : topology_.vpcs()) {
       if (next.findVpc(vpc->name)) continue;
+      applied_.erase(vpc->name);
       if (auto ok = net::destroyVpc(net::vpcNetnsName(options_.netnsPrefix, vpc->name)); !ok) {
         result = fail(ok.error().wrap(fmt::format("delete vpc \"{}\"", vpc->name)));
         break;
@@ -128,6 +133,7 @@ Status NetworkController::applyTopology(const net::Topology& next) {
   // Back to what the model still says: VPCs only in `next` go, the others are converged to the current.
   for (const net::Vpc* vpc : next.vpcs()) {
     if (topology_.findVpc(vpc->name)) continue;
+    applied_.erase(vpc->name);
     if (auto undone = net::destroyVpc(net::vpcNetnsName(options_.netnsPrefix, vpc->name)); !undone)
       log::warn("rolling back vpc \"{}\": {}", vpc->name, undone.error().message());
     transits_.erase(vpc->name);
@@ -184,7 +190,13 @@ Status NetworkController::convergeLocked(const net::Topology& topology, const st
                                          std::vector<std::string>* changes) {
   auto plan = planLocked(topology, vpc);
   if (!plan) return fail(plan.error());
-  if (plan->gateway && options_.uplink.netns.empty()) {
+  return convergePlanLocked(*plan, changes);
+}
+
+Status NetworkController::convergePlanLocked(const net::VpcPlan& plan, std::vector<std::string>* changes) {
+  // Until this succeeds the kernel is in no known state: the next change converges again.
+  applied_.erase(plan.vpc);
+  if (plan.gateway && options_.uplink.netns.empty()) {
     // The host is the uplink: it forwards and masquerades the VPCs' traffic out of its default route.
     std::ofstream forward("/proc/sys/net/ipv4/ip_forward");
     forward << "1\n";
@@ -193,12 +205,35 @@ Status NetworkController::convergeLocked(const net::Topology& topology, const st
     if (auto ok = net::applyRuleset("", net::hostUplinkRuleset(options_.uplink, table), table); !ok)
       return fail(ok.error().wrap("host uplink"));
   }
-  auto changed = net::convergeVpc(*plan);
+  auto changed = net::convergeVpc(plan);
   if (!changed) return fail(changed.error());
   for (const std::string& line : *changed) {
-    log::info("vpc \"{}\": {}", vpc, line);
-    if (changes) changes->push_back(fmt::format("vpc {}: {}", vpc, line));
+    log::info("vpc \"{}\": {}", plan.vpc, line);
+    if (changes) changes->push_back(fmt::format("vpc {}: {}", plan.vpc, line));
   }
+  applied_.insert_or_assign(plan.vpc, plan);
+  return {};
+}
+
+Status NetworkController::updateLocked(const net::Topology& topology, const std::string& vpc) {
+  auto plan = planLocked(topology, vpc);
+  if (!plan) return fail(plan.error());
+  auto applied = applied_.find(vpc);
+  if (applied == applied_.end() || !net::sameLinksAndRoutes(applied->second, *plan)) {
+    return convergePlanLocked(*plan);
+  }
+  auto inet = net::diffTables(applied->second.firewall, plan->firewall);
+  auto bridge = net::diffTables(applied->second.portGuardTable, plan->portGuardTable);
+  if (!inet || !bridge) return convergePlanLocked(*plan);
+  if (!inet->empty() || !bridge->empty()) {
+    // Port guards first in the batch: a new port's guard exists when its addresses become allowed.
+    if (auto ok = net::applyFirewallDeltas(plan->netns, {*bridge, *inet}); !ok) {
+      log::warn("vpc \"{}\": the firewall delta was refused ({}); converging the vpc whole", vpc,
+                ok.error().message());
+      return convergePlanLocked(*plan);
+    }
+  }
+  applied->second = std::move(*plan);
   return {};
 }
 
@@ -354,9 +389,9 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
 
   nics_.emplace(nic.instance, nic);
   if (options_.kernel) {
-    if (auto ok = convergeLocked(topology_, vpc); !ok) {
+    if (auto ok = updateLocked(topology_, vpc); !ok) {
       nics_.erase(nic.instance);
-      if (auto undone = convergeLocked(topology_, vpc); !undone)
+      if (auto undone = updateLocked(topology_, vpc); !undone)
         log::warn("vpc \"{}\": {}", vpc, undone.error().message());
       return fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc)));
     }
@@ -392,9 +427,27 @@ void NetworkController::releaseNic(const std::string& instance) {
   const net::Subnet* subnet = topology_.findSubnet(it->second.subnet);
   nics_.erase(it);
   if (!subnet || !options_.kernel) return;
-  // Converging drops the NIC's port (if still there), its rules and its public address route.
-  if (auto ok = convergeLocked(topology_, subnet->vpc); !ok)
+  // Its rules and port guard go as a delta; a public address (a route on the uplink side) converges.
+  if (auto ok = updateLocked(topology_, subnet->vpc); !ok)
     log::warn("instance \"{}\": releasing its NIC: {}", instance, ok.error().message());
+}
+
+Status NetworkController::releaseNics(const std::vector<std::string>& instances) {
+  std::lock_guard lock(mutex_);
+  std::set<std::string> vpcs;
+  for (const std::string& instance : instances) {
+    auto it = nics_.find(instance);
+    if (it == nics_.end()) continue;
+    if (const net::Subnet* subnet = topology_.findSubnet(it->second.subnet)) vpcs.insert(subnet->vpc);
+    nics_.erase(it);
+  }
+  if (!options_.kernel) return {};
+  Status result;
+  for (const std::string& vpc : vpcs) {
+    if (auto ok = updateLocked(topology_, vpc); !ok && result)
+      result = fail(ok.error().wrap(fmt::format("releasing NICs in vpc \"{}\"", vpc)));
+  }
+  return result;
 }
 
 std::optional<net::NicAttachment> NetworkController::nic(const std::string& instance) const {
@@ -404,88 +457,64 @@ std::optional<net::NicAttachment> NetworkController::nic(const std::string& inst
   return it->second;
 }
 
+std::optional<NetworkController::PlannedNic> NetworkController::planNicLocked(
+    const std::string& instance) const {
+  auto it = nics_.find(instance);
+  if (it == nics_.end()) return std::nullopt;
+  const net::Subnet* subnet = topology_.findSubnet(it->second.subnet);
+  if (!subnet) return std::nullopt;
+  return PlannedNic{.nic = net::planNic(*subnet, it->second),
+                    .netns = net::vpcNetnsName(options_.netnsPrefix, subnet->vpc)};
+}
+
 Result<net::NicPlan> NetworkController::nicPlan(const std::string& instance) const {
   std::lock_guard lock(mutex_);
-  const net::Subnet* subnet = nicSubnetLocked(instance);
-  if (!subnet) return fail(notFound("instance \"{}\" has no NIC in an existing subnet", instance));
-  auto plan = planLocked(topology_, subnet->vpc);
-  if (!plan) return fail(plan.error());
-  for (const net::NicPlan& nic : plan->nics) {
-    if (nic.nic.instance == instance) return nic;
-  }
-  return fail(internalError("instance \"{}\": its NIC is missing from vpc \"{}\"'s plan", instance, subnet->vpc));
+  auto planned = planNicLocked(instance);
+  if (!planned) return fail(notFound("instance \"{}\" has no NIC in an existing subnet", instance));
+  return std::move(planned->nic);
 }
 
 Status NetworkController::attachContainer(const std::string& instance, pid_t pid) {
   std::lock_guard lock(mutex_);
-  const net::Subnet* subnet = nicSubnetLocked(instance);
-  if (!subnet) return {};  // no NIC: loopback only
-  if (!options_.kernel) return {};
-  auto plan = planLocked(topology_, subnet->vpc);
-  if (!plan) return fail(plan.error());
-  for (const net::NicPlan& nic : plan->nics) {
-    if (nic.nic.instance != instance) continue;
-    if (auto ok = net::attachContainerNic(*plan, nic, pid); !ok)
-      return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", subnet->name)));
-    return {};
-  }
-  return fail(internalError("instance \"{}\": its NIC is missing from the plan", instance));
+  auto planned = planNicLocked(instance);
+  if (!planned || !options_.kernel) return {};  // no NIC: loopback only
+  if (auto ok = net::attachContainerNic(planned->netns, planned->nic, pid); !ok)
+    return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", planned->nic.nic.subnet)));
+  return {};
 }
 
 Status NetworkController::attachVm(const std::string& instance) {
   std::lock_guard lock(mutex_);
-  const net::Subnet* subnet = nicSubnetLocked(instance);
-  if (!subnet || !options_.kernel) return {};
-  auto plan = planLocked(topology_, subnet->vpc);
-  if (!plan) return fail(plan.error());
-  for (const net::NicPlan& nic : plan->nics) {
-    if (nic.nic.instance != instance) continue;
-    if (auto ok = net::attachVmTap(*plan, nic); !ok)
-      return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", subnet->name)));
-    return {};
-  }
-  return fail(internalError("instance \"{}\": its NIC is missing from the plan", instance));
+  auto planned = planNicLocked(instance);
+  if (!planned || !options_.kernel) return {};
+  if (auto ok = net::attachVmTap(planned->netns, planned->nic); !ok)
+    return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", planned->nic.nic.subnet)));
+  return {};
 }
 
 void NetworkController::detach(const std::string& instance) {
   std::lock_guard lock(mutex_);
-  const net::Subnet* subnet = nicSubnetLocked(instance);
-  if (!subnet || !options_.kernel) return;
-  auto plan = planLocked(topology_, subnet->vpc);
-  if (!plan) return;
-  for (const net::NicPlan& nic : plan->nics) {
-    if (nic.nic.instance != instance) continue;
-    if (auto ok = net::detachNic(*plan, nic); !ok)
-      log::warn("instance \"{}\": unplugging: {}", instance, ok.error().message());
-  }
+  auto planned = planNicLocked(instance);
+  if (!planned || !options_.kernel) return;
+  if (auto ok = net::detachNic(planned->netns, planned->nic); !ok)
+    log::warn("instance \"{}\": unplugging: {}", instance, ok.error().message());
 }
 
 bool NetworkController::portPresent(const std::string& instance) const {
   std::lock_guard lock(mutex_);
-  const net::Subnet* subnet = nicSubnetLocked(instance);
-  if (!subnet || !options_.kernel) return true;
-  auto plan = planLocked(topology_, subnet->vpc);
-  if (!plan) return false;
-  auto netlink = net::Netlink::open(plan->netns);
+  auto planned = planNicLocked(instance);
+  if (!planned || !options_.kernel) return true;
+  auto netlink = net::Netlink::open(planned->netns);
   if (!netlink) return false;
-  for (const net::NicPlan& nic : plan->nics) {
-    if (nic.nic.instance != instance) continue;
-    auto link = netlink->link(nic.link);
-    return link && link->has_value();
-  }
-  return false;
+  auto link = netlink->link(planned->nic.link);
+  return link && link->has_value();
 }
 
 json NetworkController::spoofDropsJson(const std::string& instance) const {
   std::lock_guard lock(mutex_);
-  const net::Subnet* subnet = nicSubnetLocked(instance);
-  if (!subnet || !options_.kernel) return nullptr;
-  auto plan = planLocked(topology_, subnet->vpc);
-  if (!plan) return nullptr;
-  for (const net::NicPlan& nic : plan->nics) {
-    if (nic.nic.instance == instance) return portDropsJson(net::spoofDrops(plan->netns), nic.link);
-  }
-  return nullptr;
+  auto planned = planNicLocked(instance);
+  if (!planned || !options_.kernel) return nullptr;
+  return portDropsJson(net::spoofDrops(planned->netns), planned->nic.link);
 }
 
 // ---- Startup and views ----
@@ -722,13 +751,9 @@ Result<CaptureTarget> NetworkController::captureTarget(const std::string& name,
     return fail(conflict("instance \"{}\" is {}: its port exists only while it runs (corral start {})", name,
                          instanceStateName(*instanceState), name));
   }
-  auto plan = planLocked(topology_, subnet->vpc);
-  if (!plan) return fail(plan.error());
-  for (const net::NicPlan& nic : plan->nics) {
-    if (nic.nic.instance == name)
-      return CaptureTarget{CaptureKind::instance, name, subnet->vpc, plan->netns, nic.link};
-  }
-  return fail(internalError("instance \"{}\": its NIC is missing from vpc \"{}\"'s plan", name, subnet->vpc));
+  auto planned = planNicLocked(name);
+  if (!planned) return fail(internalError("instance \"{}\": its NIC has no subnet", name));
+  return CaptureTarget{CaptureKind::instance, name, subnet->vpc, planned->netns, planned->nic.link};
 }
 
 }  // namespace corral::daemon

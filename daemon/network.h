@@ -79,6 +79,10 @@ class NetworkController {
   Status restoreNic(const schema::InstanceSpec& spec, const std::string& linkKey);
   // The instance is gone: its addresses return to the pools and its port and rules go. Unknown: no-op.
   void releaseNic(const std::string& instance);
+  // The same for many instances (`corral rm -f a b c`, a group scaling in): one firewall change per VPC.
+  // Unknown names are skipped. An error (the kernel refused even a full converge) is logged by the caller;
+  // the NICs are released in the model either way, and reconcile() at start repairs the kernel.
+  Status releaseNics(const std::vector<std::string>& instances);
   std::optional<net::NicAttachment> nic(const std::string& instance) const;
   // The NIC as the kernel needs it (link, bridge, MAC, address/prefix, gateway).
   Result<net::NicPlan> nicPlan(const std::string& instance) const;
@@ -117,6 +121,18 @@ class NetworkController {
   bool planUnchangedLocked(const net::Topology& next, const std::string& vpc) const;
   Status convergeLocked(const net::Topology& topology, const std::string& vpc,
                         std::vector<std::string>* log = nullptr);
+  Status convergePlanLocked(const net::VpcPlan& plan, std::vector<std::string>* log = nullptr);
+  // Brings `vpc`'s kernel objects to `topology` + the NICs: when only the firewall differs from what was
+  // last applied (NICs, security groups, network ACLs), as one nft delta; otherwise (links, routes, the
+  // gateway, or nothing applied yet) by a full converge. A delta nft refuses (drift) falls back to the
+  // full converge.
+  Status updateLocked(const net::Topology& topology, const std::string& vpc);
+  // The NIC's plan and its VPC's namespace, from the NIC and its subnet alone (no VPC plan).
+  struct PlannedNic {
+    net::NicPlan nic;
+    std::string netns;
+  };
+  std::optional<PlannedNic> planNicLocked(const std::string& instance) const;
   Result<net::Cidr> transitLocked(const net::Topology& topology, const std::string& vpc) const;
   std::vector<net::NicAttachment> nicsLocked() const;
   const net::Subnet* nicSubnetLocked(const std::string& instance) const;
@@ -126,6 +142,9 @@ class NetworkController {
   net::Topology topology_;
   std::map<std::string, net::NicAttachment, std::less<>> nics_;     // by instance name
   mutable std::map<std::string, net::Cidr, std::less<>> transits_;  // by VPC: kept while it has a gateway
+  // By VPC: the plan its kernel objects were last brought to (by a converge or a delta), so that a change
+  // diffs against it instead of planning "before" again. Missing: unknown (next change converges whole).
+  std::map<std::string, net::VpcPlan, std::less<>> applied_;
 };
 
 }  // namespace corral::daemon

@@ -248,19 +248,27 @@ VpcPlan planVpc(const Topology& topology, std::string_view vpc, std::string_view
     plan.routeTables.push_back(std::move(tablePlan));
   }
 
-  for (const NicAttachment& nic : ours) {
-    const Subnet* subnet = topology.findSubnet(nic.subnet);
-    plan.nics.push_back(NicPlan{.nic = nic,
-                                .link = nic.vm ? instanceTapName(nic.linkKey) : instanceVethName(nic.linkKey),
-                                .bridge = subnetBridgeName(vpc, nic.subnet),
-                                .mac = instanceMac(nic.instance, nic.vm),
-                                .addressWithPrefix = fmt::format("{}/{}", nic.address, subnet->cidr.prefix()),
-                                .gateway = routerAddress(subnet->cidr).str()});
-  }
+  for (const NicAttachment& nic : ours) plan.nics.push_back(planNic(*topology.findSubnet(nic.subnet), nic));
 
-  plan.ruleset = vpcRuleset(topology, vpc, ours, plan.gateway ? &*plan.gateway : nullptr);
-  plan.portGuards = portGuardRuleset(vpc, plan.nics);
+  plan.firewall = vpcFirewall(topology, vpc, ours, plan.gateway ? &*plan.gateway : nullptr);
+  plan.portGuardTable = portGuardTable(vpc, plan.nics);
+  plan.ruleset = renderTable(plan.firewall);
+  plan.portGuards = renderTable(plan.portGuardTable);
   return plan;
+}
+
+NicPlan planNic(const Subnet& subnet, const NicAttachment& nic) {
+  return NicPlan{.nic = nic,
+                 .link = nic.vm ? instanceTapName(nic.linkKey) : instanceVethName(nic.linkKey),
+                 .bridge = subnetBridgeName(subnet.vpc, subnet.name),
+                 .mac = instanceMac(nic.instance, nic.vm),
+                 .addressWithPrefix = fmt::format("{}/{}", nic.address, subnet.cidr.prefix()),
+                 .gateway = routerAddress(subnet.cidr).str()};
+}
+
+bool sameLinksAndRoutes(const VpcPlan& a, const VpcPlan& b) {
+  return a.vpc == b.vpc && a.netns == b.netns && a.cidr == b.cidr && a.bridges == b.bridges &&
+         a.routeTables == b.routeTables && a.gateway == b.gateway;
 }
 
 }  // namespace corral::net

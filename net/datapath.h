@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "net/cidr.h"
+#include "net/firewall.h"
 #include "net/vpc.h"
 
 namespace corral::net {
@@ -146,8 +147,10 @@ struct VpcPlan {
   std::vector<RouteTablePlan> routeTables;  // sorted by name
   std::optional<GatewayPlan> gateway;       // when the VPC has an internet gateway
   std::vector<NicPlan> nics;                // sorted by instance name
-  std::string ruleset;                      // vpcRuleset(...) for table inet corral
-  std::string portGuards;                   // portGuardRuleset(...) for table bridge corral
+  NftTable firewall;                        // vpcFirewall(...): table inet corral
+  NftTable portGuardTable;                  // portGuardTable(...): table bridge corral
+  std::string ruleset;                      // renderTable(firewall)
+  std::string portGuards;                   // renderTable(portGuardTable)
   // Equal plans need nothing done in the kernel: a change to the model converges only the VPCs whose
   // plan it changes.
   bool operator==(const VpcPlan&) const = default;
@@ -158,5 +161,13 @@ struct VpcPlan {
 VpcPlan planVpc(const Topology& topology, std::string_view vpc, std::string_view netnsPrefix,
                 const std::vector<NicAttachment>& nics, const UplinkSettings& uplink,
                 const std::optional<Cidr>& transit);
+
+// One NIC's plan from its subnet alone (what planVpc lists in plan.nics): O(1), no VPC plan needed.
+NicPlan planNic(const Subnet& subnet, const NicAttachment& nic);
+
+// Whether two plans of a VPC need the same links, addresses, routes, rules and gateway: then going from
+// one to the other only changes the firewall (NICs, security groups, network ACLs), which a delta of the
+// two tables does without a netlink dump.
+bool sameLinksAndRoutes(const VpcPlan& a, const VpcPlan& b);
 
 }  // namespace corral::net

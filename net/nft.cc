@@ -1,5 +1,6 @@
-// The VPC firewall: renders table inet corral from the topology and the attached NICs, and replaces it
-// atomically inside a VPC namespace through libnftables.
+// The VPC firewall: builds table inet corral (and the port guards' table bridge corral) from the topology
+// and the attached NICs as structured data (net/firewall.h), and loads it inside a VPC namespace through
+// libnftables, whole or as a delta, each in one transaction.
 //
 // Shape of the forward chain, in order (see net/nft.h for the semantics):
 //   1. IPv6 is dropped: VPCs are IPv4-only, so no IPv6 path may go around the rules below.
@@ -9,15 +10,17 @@
 //      ingress chain. An ACL "allow" is a `return` (the security groups still have their say), "deny" a
 //      `drop`, and every ACL chain ends in the implicit `drop`.
 //   4. ct state established,related accept: security groups are stateful.
-//   5. A new connection from one of our NICs jumps to that NIC's egress chain (allow = `return`, else
-//      drop), then one to one of our NICs to that NIC's ingress chain (allow = `accept`, else drop).
+//   5. A new connection from one of our NICs jumps, through the map sg-egress keyed by its address, to the
+//      egress chain of that NIC's combination of groups (allow = `return`, else drop), then one to one of
+//      our NICs through sg-ingress to its ingress chain (allow = `accept`, else drop).
 // The policy is accept: forwarded traffic that neither leaves nor enters one of our subnets and involves
 // none of our NICs is not the security groups' business. Traffic to or from the router itself goes
 // through the input/output hooks and is left alone, except on the internet gateway's link.
 //
 // With an internet gateway (link G, outside address O) the table also gets:
 //   - forward, after ct state invalid: isolated subnets' traffic out through G is dropped; after the
-//     conntrack shortcut: published ports' DNATed connections (original destination O) are accepted, and
+//     conntrack shortcut: published ports' DNATed connections (original destination O, address and port in
+//     the set `published`) are accepted, and
 //     any other new connection from G that was not DNATed is dropped (1:1 DNATed ones go on to the
 //     security groups);
 //   - input: on G only established/related traffic and ICMP echo requests reach the router;
@@ -71,9 +74,7 @@ struct Nic {
   std::string subnet;
   std::optional<std::string> publicAddress;
   std::vector<PortForward> publish;
-  std::vector<const SecurityGroup*> groups;
-  std::string ingressChain;
-  std::string egressChain;
+  std::vector<const SecurityGroup*> groups;  // sorted by name, each once
 };
 
 std::string joinParts(std::initializer_list<std::string> parts) {
@@ -108,6 +109,30 @@ std::string naclChainName(const NetworkAcl& acl, Direction direction) {
   return fmt::format("nacl-{}-{}", acl.name, directionName(direction));
 }
 
+std::string memberSetName(std::string_view group) {
+  return fmt::format("sg-members-{}", group);
+}
+
+// FNV-1a, 32 bits (as net/datapath.cc names links): a stable short name for a long combination.
+uint32_t fnv1a32(std::string_view text) {
+  uint32_t hash = 2166136261u;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 16777619u;
+  }
+  return hash;
+}
+
+// The chain of one combination of groups: "sg-egress-web.db" (group names have no '.'), "sg-egress-.none"
+// for none; a combination too long for nft's 255-byte names keeps its first group and a hash.
+std::string comboChainName(const std::vector<const SecurityGroup*>& groups, Direction direction) {
+  std::string combo;
+  for (const SecurityGroup* group : groups) combo += (combo.empty() ? "" : ".") + group->name;
+  if (combo.empty()) combo = ".none";
+  if (combo.size() > 200) combo = fmt::format("{}.{:08x}", groups.front()->name, fnv1a32(combo));
+  return fmt::format("sg-{}-{}", directionName(direction), combo);
+}
+
 std::vector<Nic> resolveNics(const Topology& topology, std::string_view vpc,
                              const std::vector<NicAttachment>& attachments) {
   std::vector<Nic> nics;
@@ -125,38 +150,24 @@ std::vector<Nic> resolveNics(const Topology& topology, std::string_view vpc,
     } else {
       for (const std::string& name : attachment.securityGroups) {
         const SecurityGroup* group = topology.findSecurityGroup(name);
-        if (group != nullptr && group->vpc == vpc &&
-            std::find(nic.groups.begin(), nic.groups.end(), group) == nic.groups.end()) {
-          nic.groups.push_back(group);
-        }
+        if (group != nullptr && group->vpc == vpc) nic.groups.push_back(group);
       }
     }
-    nic.ingressChain = fmt::format("sg-ingress-{}-{}", nic.instance, nic.addressText);
-    nic.egressChain = fmt::format("sg-egress-{}-{}", nic.instance, nic.addressText);
+    // A combination is a set of groups: one chain however the NIC listed them.
+    std::sort(nic.groups.begin(), nic.groups.end(),
+              [](const SecurityGroup* a, const SecurityGroup* b) { return a->name < b->name; });
+    nic.groups.erase(std::unique(nic.groups.begin(), nic.groups.end()), nic.groups.end());
     nics.push_back(std::move(nic));
   }
-  // Deterministic text whatever order the caller listed the NICs in.
+  // Deterministic whatever order the caller listed the NICs in.
   std::sort(nics.begin(), nics.end(), [](const Nic& a, const Nic& b) {
     return std::tie(a.address, a.addressText, a.instance) < std::tie(b.address, b.addressText, b.instance);
   });
   return nics;
 }
 
-// The addresses of the NICs in `group`, as an anonymous set; empty when it has no members.
-std::string memberSet(const std::vector<Nic>& nics, std::string_view group) {
-  std::string members;
-  for (const Nic& nic : nics) {
-    bool member = std::any_of(nic.groups.begin(), nic.groups.end(),
-                              [&](const SecurityGroup* g) { return g->name == group; });
-    if (!member) continue;
-    members += members.empty() ? "{ " : ", ";
-    members += nic.addressText;
-  }
-  return members.empty() ? members : members + " }";
-}
-
-void renderNaclChain(std::string& out, const NetworkAcl& acl, Direction direction) {
-  out += fmt::format("  chain {} {{\n", naclChainName(acl, direction));
+NftChain naclChain(const NetworkAcl& acl, Direction direction) {
+  NftChain chain;
   // Ingress rules name the packet's source, egress rules its destination.
   std::string_view peer = direction == Direction::Ingress ? "ip saddr" : "ip daddr";
   std::vector<const NetworkAclRule*> rules;
@@ -166,43 +177,45 @@ void renderNaclChain(std::string& out, const NetworkAcl& acl, Direction directio
   std::sort(rules.begin(), rules.end(),
             [](const NetworkAclRule* a, const NetworkAclRule* b) { return a->number < b->number; });
   for (const NetworkAclRule* rule : rules) {
-    out += fmt::format(
-        "    {} comment \"rule {}\"\n",
+    chain.rules.push_back(fmt::format(
+        "{} comment \"rule {}\"",
         joinParts({fmt::format("{} {}", peer, rule->cidr.str()), protocolMatch(rule->protocol, rule->ports),
                    rule->action == RuleAction::Allow ? "return" : "drop"}),
-        rule->number);
+        rule->number));
   }
-  out += "    drop comment \"implicit deny\"\n";
-  out += "  }\n";
+  chain.rules.push_back("drop comment \"implicit deny\"");
+  return chain;
 }
 
-void renderNicChain(std::string& out, const Nic& nic, const std::vector<Nic>& nics, Direction direction) {
+// The rules of every group of the combination in one direction, then the drop. A peer group is its
+// member set (@sg-members-NAME), so a NIC joining or leaving changes an element, not the chain.
+NftChain comboChain(const std::vector<const SecurityGroup*>& groups, const NftTable& table,
+                    Direction direction) {
   const bool ingress = direction == Direction::Ingress;
-  out += fmt::format("  chain {} {{\n", ingress ? nic.ingressChain : nic.egressChain);
+  NftChain chain;
   std::string_view peer = ingress ? "ip saddr" : "ip daddr";
-  for (const SecurityGroup* group : nic.groups) {
+  for (const SecurityGroup* group : groups) {
     for (const SecurityGroupRule& rule : group->rules) {
       if (rule.direction != direction) continue;
       std::string peerMatch;
       if (rule.cidr) {
         peerMatch = fmt::format("{} {}", peer, rule.cidr->str());
       } else if (rule.peerGroup) {
-        std::string members = memberSet(nics, *rule.peerGroup);
-        if (members.empty()) {
-          out += fmt::format("    # {} rule {}: peer group {} has no members\n", group->name, rule.id,
-                             *rule.peerGroup);
+        if (!table.sets.contains(memberSetName(*rule.peerGroup))) {
+          chain.rules.push_back(fmt::format("# {} rule {}: peer group {} is not in this vpc", group->name,
+                                            rule.id, *rule.peerGroup));
           continue;
         }
-        peerMatch = fmt::format("{} {}", peer, members);
+        peerMatch = fmt::format("{} @{}", peer, memberSetName(*rule.peerGroup));
       }
-      out += fmt::format(
-          "    {} comment \"{} rule {}\"\n",
+      chain.rules.push_back(fmt::format(
+          "{} comment \"{} rule {}\"",
           joinParts({peerMatch, protocolMatch(rule.protocol, rule.ports), ingress ? "accept" : "return"}),
-          group->name, rule.id);
+          group->name, rule.id));
     }
   }
-  out += "    drop\n";
-  out += "  }\n";
+  chain.rules.push_back("drop");
+  return chain;
 }
 
 // What the internet gateway's NAT and filter rules need, resolved once per ruleset.
@@ -234,59 +247,76 @@ GatewayNat resolveGateway(const Topology& topology, const std::vector<const Subn
   return nat;
 }
 
-void renderGatewayInput(std::string& out, const GatewayNat& nat) {
-  out += "  chain input {\n";
-  out += "    type filter hook input priority filter; policy accept;\n";
-  out += fmt::format("    iifname {} ct state established,related accept\n", nat.link);
-  out += fmt::format("    iifname {} icmp type echo-request accept\n", nat.link);
-  out +=
-      fmt::format("    iifname {} drop comment \"the router answers nothing else from outside\"\n", nat.link);
-  out += "  }\n";
-}
+// The gateway's per-NIC parts are elements: published ports (forward's accept and prerouting's DNAT) and
+// public addresses (DNAT in, SNAT out). A lookup that misses makes the rule not match.
+void addGateway(NftTable& table, const GatewayNat& nat, const std::vector<Nic>& nics,
+                const std::vector<const Subnet*>& subnets) {
+  NftSet& published = table.sets["published"];
+  published.keyType = "ipv4_addr . inet_proto . inet_service";
+  NftSet& forwards = table.sets["published-ports"];
+  forwards.keyType = "inet_proto . inet_service";
+  forwards.valueType = "ipv4_addr . inet_service";
+  NftSet& inbound = table.sets["public-to-private"];
+  inbound.keyType = "ipv4_addr";
+  inbound.valueType = "ipv4_addr";
+  NftSet& outbound = table.sets["private-to-public"];
+  outbound.keyType = "ipv4_addr";
+  outbound.valueType = "ipv4_addr";
 
-void renderGatewayPrerouting(std::string& out, const GatewayNat& nat, const std::vector<Nic>& nics) {
-  out += "  chain prerouting {\n";
-  out += "    type nat hook prerouting priority dstnat; policy accept;\n";
+  NftChain& prerouting = table.chains["prerouting"];
+  prerouting.hook = "type nat hook prerouting priority dstnat; policy accept;";
+  prerouting.rules.push_back(fmt::format(
+      "iifname {} dnat ip to ip daddr map @public-to-private comment \"public addresses (1:1)\"", nat.link));
+  prerouting.rules.push_back(
+      fmt::format("iifname {} ip daddr {} dnat ip to meta l4proto . th dport map @published-ports comment "
+                  "\"published ports\"",
+                  nat.link, nat.outside));
   for (const Nic& nic : nics) {
     if (nat.usesPublicAddress(nic)) {
-      out += fmt::format("    iifname {} ip daddr {} dnat ip to {} comment \"public address of {}\"\n",
-                         nat.link, *nic.publicAddress, nic.addressText, nic.instance);
+      const std::string comment = fmt::format("public address of {}", nic.instance);
+      inbound.elements.emplace(*nic.publicAddress, NftElement{.value = nic.addressText, .comment = comment});
+      outbound.elements.emplace(nic.addressText, NftElement{.value = *nic.publicAddress, .comment = comment});
     } else if (nic.publicAddress) {
-      out += fmt::format("    # {}: public address {} unused: subnet {} is not public\n", nic.instance,
-                         *nic.publicAddress, nic.subnet);
+      prerouting.rules.push_back(fmt::format("# {}: public address {} unused: subnet {} is not public",
+                                             nic.instance, *nic.publicAddress, nic.subnet));
     }
     for (const PortForward& forward : nic.publish) {
       if (!nat.publishes(nic)) {
-        out += fmt::format("    # {}: publish {} unused: subnet {} has no route to the internet gateway\n",
-                           nic.instance, portForwardText(forward), nic.subnet);
+        prerouting.rules.push_back(
+            fmt::format("# {}: publish {} unused: subnet {} has no route to the internet gateway",
+                        nic.instance, portForwardText(forward), nic.subnet));
         continue;
       }
-      out +=
-          fmt::format("    iifname {} ip daddr {} {} dport {} dnat ip to {}:{} comment \"{} publishes {}\"\n",
-                      nat.link, nat.outside, protocolName(forward.protocol), forward.outsidePort,
-                      nic.addressText, forward.instancePort, nic.instance, portForwardText(forward));
+      const std::string protocol(protocolName(forward.protocol));
+      const std::string comment = fmt::format("{} publishes {}", nic.instance, portForwardText(forward));
+      forwards.elements.emplace(
+          fmt::format("{} . {}", protocol, forward.outsidePort),
+          NftElement{.value = fmt::format("{} . {}", nic.addressText, forward.instancePort),
+                     .comment = comment});
+      published.elements.emplace(fmt::format("{} . {} . {}", nic.addressText, protocol, forward.instancePort),
+                                 NftElement{.value = {}, .comment = comment});
     }
   }
-  out += "  }\n";
-}
 
-void renderGatewayPostrouting(std::string& out, const GatewayNat& nat, const std::vector<Nic>& nics,
-                              const std::vector<const Subnet*>& subnets) {
-  out += "  chain postrouting {\n";
-  out += "    type nat hook postrouting priority srcnat; policy accept;\n";
+  NftChain& input = table.chains["input"];
+  input.hook = "type filter hook input priority filter; policy accept;";
+  input.rules = {
+      fmt::format("iifname {} ct state established,related accept", nat.link),
+      fmt::format("iifname {} icmp type echo-request accept", nat.link),
+      fmt::format("iifname {} drop comment \"the router answers nothing else from outside\"", nat.link)};
+
+  NftChain& postrouting = table.chains["postrouting"];
+  postrouting.hook = "type nat hook postrouting priority srcnat; policy accept;";
   // The NICs' own public addresses first: they are more specific than their subnet's rule.
-  for (const Nic& nic : nics) {
-    if (!nat.usesPublicAddress(nic)) continue;
-    out += fmt::format("    oifname {} ip saddr {} snat ip to {} comment \"public address of {}\"\n",
-                       nat.link, nic.addressText, *nic.publicAddress, nic.instance);
-  }
+  postrouting.rules.push_back(fmt::format(
+      "oifname {} snat ip to ip saddr map @private-to-public comment \"public addresses (1:1)\"", nat.link));
   for (const Subnet* subnet : subnets) {
     SubnetReachability reachability = nat.reachabilityOf(subnet->name);
     if (reachability == SubnetReachability::Isolated) continue;
-    out += fmt::format("    oifname {} ip saddr {} snat ip to {} comment \"subnet {}: {}\"\n", nat.link,
-                       subnet->cidr.str(), nat.outside, subnet->name, subnetReachabilityName(reachability));
+    postrouting.rules.push_back(fmt::format("oifname {} ip saddr {} snat ip to {} comment \"subnet {}: {}\"",
+                                            nat.link, subnet->cidr.str(), nat.outside, subnet->name,
+                                            subnetReachabilityName(reachability)));
   }
-  out += "  }\n";
 }
 
 // Freeing a context closes its netfilter socket, and after a commit that close waits ~10 ms for the
@@ -302,9 +332,10 @@ void freeInBackground(nft_ctx* ctx) {
 
 // Runs `commands` through a fresh libnftables context, in the calling thread's network namespace; what
 // nft printed (for list commands).
-Result<std::string> runCommands(const std::string& commands) {
+Result<std::string> runCommands(const std::string& commands, bool json = false) {
   std::unique_ptr<nft_ctx, decltype(&freeInBackground)> ctx(nft_ctx_new(NFT_CTX_DEFAULT), freeInBackground);
   if (!ctx) return fail(internalError("nft_ctx_new failed"));
+  if (json) nft_ctx_output_set_flags(ctx.get(), nft_ctx_output_get_flags(ctx.get()) | NFT_CTX_OUTPUT_JSON);
   if (nft_ctx_buffer_output(ctx.get()) != 0 || nft_ctx_buffer_error(ctx.get()) != 0) {
     return fail(internalError("nft_ctx_buffer_output/error failed"));
   }
@@ -318,8 +349,8 @@ Result<std::string> runCommands(const std::string& commands) {
 
 // Runs `commands` through libnftables inside /run/netns/`netns` (empty: the caller's own namespace), from
 // a helper thread so that the caller's own network namespace never changes.
-Result<std::string> runInNamespace(const std::string& netns, const std::string& commands) {
-  if (netns.empty()) return runCommands(commands);
+Result<std::string> runInNamespace(const std::string& netns, const std::string& commands, bool json = false) {
+  if (netns.empty()) return runCommands(commands, json);
   if (netns.find('/') != std::string::npos || netns == "." || netns == "..") {
     return fail(invalidField("netns", "network namespace name \"{}\" is not a plain name", netns));
   }
@@ -336,7 +367,7 @@ Result<std::string> runInNamespace(const std::string& netns, const std::string& 
       result.emplace(fail(systemError(errno, fmt::format("setns(\"{}\", CLONE_NEWNET)", path))));
       return;
     }
-    result.emplace(runCommands(commands));
+    result.emplace(runCommands(commands, json));
   };
   try {
     std::thread worker(work);
@@ -382,85 +413,88 @@ Result<std::string> listPortGuards(const std::string& netns) {
 
 }  // namespace
 
-std::string vpcRuleset(const Topology& topology, std::string_view vpc, const std::vector<NicAttachment>& nics,
-                       const GatewayPlan* gateway) {
+NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::vector<NicAttachment>& nics,
+                     const GatewayPlan* gateway) {
   const std::vector<Nic> resolved = resolveNics(topology, vpc, nics);
   const std::vector<const Subnet*> subnets = topology.subnets(vpc);
   std::optional<GatewayNat> nat;
   if (gateway != nullptr) nat = resolveGateway(topology, subnets, *gateway);
-  std::map<std::string, const NetworkAcl*> acls;  // the ACLs our subnets use, by name
+
+  NftTable table;
+  table.family = "inet";
+  table.name = "corral";
+  table.header = fmt::format("vpc {}: generated by corral; NICs and rules come and go as set elements", vpc);
   for (const Subnet* subnet : subnets) {
-    if (const NetworkAcl* acl = topology.findNetworkAcl(subnet->networkAcl)) acls.emplace(acl->name, acl);
+    const NetworkAcl* acl = topology.findNetworkAcl(subnet->networkAcl);
+    if (acl == nullptr || table.chains.contains(naclChainName(*acl, Direction::Ingress))) continue;
+    table.chains.emplace(naclChainName(*acl, Direction::Ingress), naclChain(*acl, Direction::Ingress));
+    table.chains.emplace(naclChainName(*acl, Direction::Egress), naclChain(*acl, Direction::Egress));
   }
 
-  std::string out = fmt::format("# vpc {}: generated by corral, replaced as a whole on every change\n", vpc);
-  out += "table inet corral {\n";
-  for (const auto& [name, acl] : acls) {
-    renderNaclChain(out, *acl, Direction::Ingress);
-    renderNaclChain(out, *acl, Direction::Egress);
+  // Security groups: who is in each (for peer-group rules), one chain pair per combination of groups NICs
+  // have, and the maps from a NIC's address to its combination's chains.
+  for (const SecurityGroup* group : topology.securityGroups(vpc)) {
+    table.sets[memberSetName(group->name)].keyType = "ipv4_addr";
   }
+  NftSet& egress = table.sets["sg-egress"];
+  egress.keyType = "ipv4_addr";
+  egress.valueType = "verdict";
+  NftSet& ingress = table.sets["sg-ingress"];
+  ingress.keyType = "ipv4_addr";
+  ingress.valueType = "verdict";
   for (const Nic& nic : resolved) {
-    renderNicChain(out, nic, resolved, Direction::Ingress);
-    renderNicChain(out, nic, resolved, Direction::Egress);
+    for (const SecurityGroup* group : nic.groups) {
+      table.sets[memberSetName(group->name)].elements.emplace(
+          nic.addressText, NftElement{.value = {}, .comment = nic.instance});
+    }
+    for (Direction direction : {Direction::Egress, Direction::Ingress}) {
+      const std::string chain = comboChainName(nic.groups, direction);
+      if (!table.chains.contains(chain))
+        table.chains.emplace(chain, comboChain(nic.groups, table, direction));
+      NftSet& map = direction == Direction::Egress ? egress : ingress;
+      map.elements.emplace(nic.addressText, NftElement{.value = "jump " + chain, .comment = nic.instance});
+    }
   }
 
-  out += "  chain forward {\n";
-  out += "    type filter hook forward priority filter; policy accept;\n";
-  out += "    meta nfproto ipv6 drop\n";
-  out += "    ct state invalid drop\n";
+  NftChain& forward = table.chains["forward"];
+  forward.hook = "type filter hook forward priority filter; policy accept;";
+  forward.rules = {"meta nfproto ipv6 drop", "ct state invalid drop"};
   if (nat) {
     for (const Subnet* subnet : subnets) {
       if (nat->reachabilityOf(subnet->name) != SubnetReachability::Isolated) continue;
-      out += fmt::format("    ip saddr {} oifname {} drop comment \"isolated subnet {}\"\n",
-                         subnet->cidr.str(), nat->link, subnet->name);
+      forward.rules.push_back(fmt::format("ip saddr {} oifname {} drop comment \"isolated subnet {}\"",
+                                          subnet->cidr.str(), nat->link, subnet->name));
     }
   }
   for (const Subnet* subnet : subnets) {
     const NetworkAcl* acl = topology.findNetworkAcl(subnet->networkAcl);
     if (acl == nullptr) continue;
     const std::string cidr = subnet->cidr.str();
-    out += fmt::format("    ip saddr {0} ip daddr != {0} jump {1} comment \"leaving {2}\"\n", cidr,
-                       naclChainName(*acl, Direction::Egress), subnet->name);
-    out += fmt::format("    ip daddr {0} ip saddr != {0} jump {1} comment \"entering {2}\"\n", cidr,
-                       naclChainName(*acl, Direction::Ingress), subnet->name);
+    forward.rules.push_back(fmt::format("ip saddr {0} ip daddr != {0} jump {1} comment \"leaving {2}\"", cidr,
+                                        naclChainName(*acl, Direction::Egress), subnet->name));
+    forward.rules.push_back(fmt::format("ip daddr {0} ip saddr != {0} jump {1} comment \"entering {2}\"",
+                                        cidr, naclChainName(*acl, Direction::Ingress), subnet->name));
   }
-  out += "    ct state established,related accept\n";
+  forward.rules.push_back("ct state established,related accept");
   if (nat) {
     // Publishing a port is its allow rule; `ct original` keeps a 1:1 NATed connection to the same
     // address and port facing the security groups.
-    for (const Nic& nic : resolved) {
-      if (!nat->publishes(nic)) continue;
-      for (const PortForward& forward : nic.publish) {
-        out += fmt::format(
-            "    iifname {} ct status dnat ct original ip daddr {} ip daddr {} {} dport {} accept comment "
-            "\"{} "
-            "publishes {}\"\n",
-            nat->link, nat->outside, nic.addressText, protocolName(forward.protocol), forward.instancePort,
-            nic.instance, portForwardText(forward));
-      }
-    }
-    out +=
-        fmt::format("    iifname {} ct status & dnat == 0 drop comment \"unsolicited inbound\"\n", nat->link);
+    forward.rules.push_back(
+        fmt::format("iifname {} ct status dnat ct original ip daddr {} ip daddr . meta l4proto . th dport "
+                    "@published accept comment \"published ports\"",
+                    nat->link, nat->outside));
+    forward.rules.push_back(
+        fmt::format("iifname {} ct status & dnat == 0 drop comment \"unsolicited inbound\"", nat->link));
   }
-  if (!resolved.empty()) {
-    std::string egress;
-    std::string ingress;
-    for (const Nic& nic : resolved) {
-      egress += fmt::format("{}{} : jump {}", egress.empty() ? "" : ", ", nic.addressText, nic.egressChain);
-      ingress +=
-          fmt::format("{}{} : jump {}", ingress.empty() ? "" : ", ", nic.addressText, nic.ingressChain);
-    }
-    out += fmt::format("    ip saddr vmap {{ {} }}\n", egress);
-    out += fmt::format("    ip daddr vmap {{ {} }}\n", ingress);
-  }
-  out += "  }\n";
-  if (nat) {
-    renderGatewayInput(out, *nat);
-    renderGatewayPrerouting(out, *nat, resolved);
-    renderGatewayPostrouting(out, *nat, resolved, subnets);
-  }
-  out += "}\n";
-  return out;
+  forward.rules.push_back("ip saddr vmap @sg-egress");
+  forward.rules.push_back("ip daddr vmap @sg-ingress");
+  if (nat) addGateway(table, *nat, resolved, subnets);
+  return table;
+}
+
+std::string vpcRuleset(const Topology& topology, std::string_view vpc, const std::vector<NicAttachment>& nics,
+                       const GatewayPlan* gateway) {
+  return renderTable(vpcFirewall(topology, vpc, nics, gateway));
 }
 
 std::string hostUplinkRuleset(const UplinkSettings& settings, std::string_view table) {
@@ -529,54 +563,45 @@ std::string portGuardCounterName(std::string_view link, SpoofReason reason) {
   return fmt::format("spoof-{}-{}", link, spoofReasonName(reason));
 }
 
-std::string portGuardRuleset(std::string_view vpc, const std::vector<NicPlan>& nics) {
-  std::vector<const NicPlan*> sorted;
-  for (const NicPlan& nic : nics) sorted.push_back(&nic);
-  std::sort(sorted.begin(), sorted.end(),
-            [](const NicPlan* a, const NicPlan* b) { return a->link < b->link; });
-
-  std::string out = fmt::format(
-      "# vpc {}: port guards (source check), generated by corral, refilled on every change\n", vpc);
-  out += fmt::format("table {} {{\n", kPortGuardTable);
-  for (const NicPlan* nic : sorted) {
-    for (SpoofReason reason : kSpoofReasons) {
-      out += fmt::format("  counter {} {{ }}\n", portGuardCounterName(nic->link, reason));
-    }
-  }
-  for (const NicPlan* nic : sorted) {
+NftTable portGuardTable(std::string_view vpc, const std::vector<NicPlan>& nics) {
+  NftTable table;
+  table.family = "bridge";
+  table.name = "corral";
+  table.header = fmt::format("vpc {}: port guards (source check), generated by corral", vpc);
+  NftSet& ports = table.sets["ports"];
+  ports.keyType = "ifname";
+  ports.valueType = "verdict";
+  for (const NicPlan& nic : nics) {
+    for (SpoofReason reason : kSpoofReasons) table.counters.insert(portGuardCounterName(nic.link, reason));
     auto counter = [&](SpoofReason reason) {
-      return fmt::format("counter name \"{}\"", portGuardCounterName(nic->link, reason));
+      return fmt::format("counter name \"{}\"", portGuardCounterName(nic.link, reason));
     };
-    const std::string& ip = nic->nic.address;
-    out += fmt::format("  chain {} {{\n", portGuardChainName(nic->link));
-    out += fmt::format("    ether saddr != {} {} drop comment \"{}: not its mac\"\n", nic->mac,
-                       counter(SpoofReason::Mac), nic->nic.instance);
-    out += fmt::format("    ether type ip ip saddr != {} {} drop comment \"{}: not its address\"\n", ip,
-                       counter(SpoofReason::Ip), nic->nic.instance);
-    out += "    ether type ip accept\n";
-    out += fmt::format(
-        "    ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 "
-        "arp operation {{ request, reply }} arp saddr ether {} arp saddr ip {} accept\n",
-        nic->mac, ip);
-    out += fmt::format("    ether type arp {} drop comment \"{}: arp for another address\"\n",
-                       counter(SpoofReason::Arp), nic->nic.instance);
-    out += fmt::format("    {} drop comment \"{}: not ipv4 or arp\"\n", counter(SpoofReason::Other),
-                       nic->nic.instance);
-    out += "  }\n";
+    const std::string& ip = nic.nic.address;
+    const std::string& instance = nic.nic.instance;
+    NftChain& chain = table.chains[portGuardChainName(nic.link)];
+    chain.rules = {
+        fmt::format("ether saddr != {} {} drop comment \"{}: not its mac\"", nic.mac,
+                    counter(SpoofReason::Mac), instance),
+        fmt::format("ether type ip ip saddr != {} {} drop comment \"{}: not its address\"", ip,
+                    counter(SpoofReason::Ip), instance),
+        "ether type ip accept",
+        fmt::format("ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 "
+                    "arp operation {{ request, reply }} arp saddr ether {} arp saddr ip {} accept",
+                    nic.mac, ip),
+        fmt::format("ether type arp {} drop comment \"{}: arp for another address\"",
+                    counter(SpoofReason::Arp), instance),
+        fmt::format("{} drop comment \"{}: not ipv4 or arp\"", counter(SpoofReason::Other), instance)};
+    ports.elements.emplace(fmt::format("\"{}\"", nic.link),
+                           NftElement{.value = "jump " + portGuardChainName(nic.link), .comment = instance});
   }
-  out += "  chain prerouting {\n";
-  out += "    type filter hook prerouting priority filter; policy accept;\n";
-  if (!sorted.empty()) {
-    std::string ports;
-    for (const NicPlan* nic : sorted) {
-      ports += fmt::format("{}\"{}\" : jump {}", ports.empty() ? "" : ", ", nic->link,
-                           portGuardChainName(nic->link));
-    }
-    out += fmt::format("    iifname vmap {{ {} }}\n", ports);
-  }
-  out += "  }\n";
-  out += "}\n";
-  return out;
+  NftChain& prerouting = table.chains["prerouting"];
+  prerouting.hook = "type filter hook prerouting priority filter; policy accept;";
+  prerouting.rules = {"iifname vmap @ports"};
+  return table;
+}
+
+std::string portGuardRuleset(std::string_view vpc, const std::vector<NicPlan>& nics) {
+  return renderTable(portGuardTable(vpc, nics));
 }
 
 Result<std::vector<std::string>> applyPortGuards(const std::string& netns, const std::string& ruleset,
@@ -597,6 +622,10 @@ Result<std::vector<std::string>> applyPortGuards(const std::string& netns, const
   // One transaction: the old rules go, the stale chains and counters go, the new rules and any new
   // counters come; counters that stay keep their values (adding an existing counter leaves it alone).
   std::string commands = fmt::format("flush table {}\n", kPortGuardTable);
+  // The port map's elements jump to the chains: emptied before any chain goes (the ruleset refills it).
+  for (const std::string& map : declaredNames(*listing, "map")) {
+    commands += fmt::format("flush map {} {}\n", kPortGuardTable, map);
+  }
   std::set<std::string> removedPorts;
   for (const std::string& chain : declaredNames(*listing, "chain")) {
     if (wantedChains.contains(chain)) continue;
@@ -655,6 +684,24 @@ Result<std::map<std::string, SpoofDrops>> spoofDrops(const std::string& netns) {
     if (reason == spoofReasonName(SpoofReason::Other)) port.other = packets;
   }
   return drops;
+}
+
+Status applyDeltas(const std::string& netns, const std::vector<NftDelta>& deltas) {
+  if (netns.empty()) {
+    return fail(invalidField("netns", "nft deltas belong in a VPC namespace, not the caller's")
+                    .wrap("apply nft delta"));
+  }
+  std::string commands;
+  for (const NftDelta& delta : deltas) commands += delta.text();
+  if (commands.empty()) return {};
+  if (auto s = runInNamespace(netns, commands); !s) return fail(std::move(s).error().wrap("apply nft delta"));
+  return {};
+}
+
+Result<std::string> listTableJson(const std::string& netns, std::string_view family, std::string_view table) {
+  auto listing = runInNamespace(netns, fmt::format("list table {} {}\n", family, table), true);
+  if (!listing) return fail(std::move(listing).error().wrap(fmt::format("list table {} {}", family, table)));
+  return listing;
 }
 
 }  // namespace corral::net

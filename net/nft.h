@@ -1,6 +1,8 @@
-// The VPC firewall as one nftables table per VPC namespace, rendered purely from the model and the NICs
-// attached (golden-file tested), and applied atomically through libnftables: one transaction that
-// creates, flushes and refills table `inet corral`, so a VPC is never without its rules or half-updated.
+// The VPC firewall as one nftables table per VPC namespace, built purely from the model and the NICs
+// attached as structured data (net/firewall.h; its rendering is golden-file tested), and applied
+// atomically through libnftables: whole (one transaction that creates, deletes and refills table `inet
+// corral`) or as the delta from the last applied table (one transaction too), so a VPC is never without
+// its rules or half-updated.
 //
 // Semantics (AWS's):
 // - Network ACLs are stateless, per subnet, numbered, first match wins, implicit deny; they apply where
@@ -24,11 +26,22 @@
 
 #include "core/error.h"
 #include "net/datapath.h"
+#include "net/firewall.h"
 #include "net/vpc.h"
 
 namespace corral::net {
 
-// The whole `table inet corral { ... }` for `vpc` (must exist in topology), deterministic text. With a
+// Table inet corral for `vpc` (must exist in topology) as structured data (net/firewall.h), so that a
+// change can be applied as the difference of two of them. Its size grows with NICs + rules, not NICs²:
+// - each security group's members are a set (sg-members-GROUP) that peer-group rules refer to;
+// - NICs with the same groups share one chain per direction (sg-egress-web.db, sg-ingress-web.db), reached
+//   through the verdict maps sg-egress / sg-ingress keyed by the NIC's address;
+// - the gateway's per-NIC NAT (public addresses, published ports) are elements of maps and sets.
+// So a NIC coming or going changes elements (and a chain pair when its combination of groups is new or
+// its last user), a rule changes its groups' chains.
+NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::vector<NicAttachment>& nics,
+                     const GatewayPlan* gateway = nullptr);
+// renderTable(vpcFirewall(...)): the whole `table inet corral { ... }`, deterministic text. With a
 // gateway (the VPC has an internet gateway, see net/datapath.h) it also holds the NAT:
 // - prerouting (dstnat): from the gateway link, a NIC's public address → its private address (1:1), and
 //   the gateway's outside address + a published port → the NIC's address and port;
@@ -73,7 +86,10 @@ std::string_view spoofReasonName(SpoofReason reason);  // "mac", "ip", "arp", "o
 std::string portGuardChainName(std::string_view link);
 std::string portGuardCounterName(std::string_view link, SpoofReason reason);
 
-// The whole `table bridge corral { ... }` for these NICs (a VPC's plan.nics), deterministic text.
+// Table bridge corral for these NICs (a VPC's plan.nics): per port its chain and counters, and an element
+// of the map `ports` (ifname : jump port-LINK) that the prerouting chain looks the input port up in.
+NftTable portGuardTable(std::string_view vpc, const std::vector<NicPlan>& nics);
+// renderTable(portGuardTable(...)), deterministic text.
 std::string portGuardRuleset(std::string_view vpc, const std::vector<NicPlan>& nics);
 
 // Loads `ruleset` (portGuardRuleset of NICs on `links`) as table bridge corral in `netns`, in one
@@ -98,6 +114,13 @@ Result<std::map<std::string, SpoofDrops>> spoofDrops(const std::string& netns);
 // `ruleset`, atomically (libnftables, run from a helper thread that setns()es into the namespace). A
 // ruleset nft refuses changes nothing; the error carries nft's message.
 Status applyRuleset(const std::string& netns, const std::string& ruleset, std::string_view table = "corral");
+// Applies the deltas (net/firewall.h; tables inet corral and bridge corral) in `netns` (a VPC's, never the
+// caller's) as ONE libnftables transaction: all of it or, when nft refuses any command (the kernel is not
+// what the delta was computed from), nothing.
+Status applyDeltas(const std::string& netns, const std::vector<NftDelta>& deltas);
+// `nft -j list table FAMILY TABLE` in `netns`: the kernel's view, for tests comparing two namespaces.
+Result<std::string> listTableJson(const std::string& netns, std::string_view family, std::string_view table);
+
 // Deletes table inet `table` there (missing: not an error).
 Status deleteRuleset(const std::string& netns, std::string_view table = "corral");
 

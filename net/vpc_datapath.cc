@@ -514,6 +514,17 @@ Result<ChangeLog> convergeVpc(const VpcPlan& plan, VpcKernel& kernel) {
   return converger.takeLog();
 }
 
+Status applyFirewallDeltas(const std::string& netns, const std::vector<NftDelta>& deltas) {
+  {
+    std::lock_guard lock(memosMutex);
+    if (auto it = memos().find(netns); it != memos().end()) {
+      it->second.ruleset.reset();
+      it->second.portGuards.reset();
+    }
+  }
+  return applyDeltas(netns, deltas);
+}
+
 Status destroyVpc(const std::string& netns) {
   forgetMemo(netns);
   if (!netnsExists(netns)) return {};
@@ -546,7 +557,7 @@ std::vector<std::string> listVpcNetns(std::string_view netnsPrefix) {
   return result;
 }
 
-Status attachContainerNic(const VpcPlan& plan, const NicPlan& nic, pid_t pid) {
+Status attachContainerNic(const std::string& netns, const NicPlan& nic, pid_t pid) {
   const std::string context =
       fmt::format("attach NIC of instance {} to subnet {} (pid {})", nic.nic.instance, nic.nic.subnet, pid);
   auto wrapped = [&](Error error) { return fail(std::move(error).wrap(context)); };
@@ -558,7 +569,7 @@ Status attachContainerNic(const VpcPlan& plan, const NicPlan& nic, pid_t pid) {
   UniqueFd instanceNs(::open(nsPath.c_str(), O_RDONLY | O_CLOEXEC));
   if (!instanceNs) return wrapped(systemError(errno, fmt::format("open(\"{}\")", nsPath)));
 
-  auto vpc = Netlink::open(plan.netns);
+  auto vpc = Netlink::open(netns);
   if (!vpc) return wrapped(std::move(vpc).error());
   // A stale port from an earlier run takes its peer with it.
   if (auto s = vpc->deleteLink(nic.link); !s) return wrapped(std::move(s).error());
@@ -580,18 +591,18 @@ Status attachContainerNic(const VpcPlan& plan, const NicPlan& nic, pid_t pid) {
   return {};
 }
 
-Status attachVmTap(const VpcPlan& plan, const NicPlan& nic) {
+Status attachVmTap(const std::string& netns, const NicPlan& nic) {
   const std::string context =
       fmt::format("attach tap {} of instance {} to subnet {}", nic.link, nic.nic.instance, nic.nic.subnet);
   auto wrapped = [&](Error error) { return fail(std::move(error).wrap(context)); };
-  auto vpc = Netlink::open(plan.netns);
+  auto vpc = Netlink::open(netns);
   if (!vpc) return wrapped(std::move(vpc).error());
   auto here = Netlink::open("");
   if (!here) return wrapped(std::move(here).error());
   auto tap = here->link(nic.link);
   if (!tap) return wrapped(std::move(tap).error());
   if (*tap) {
-    auto vpcNs = openNetns(plan.netns);
+    auto vpcNs = openNetns(netns);
     if (!vpcNs) return wrapped(std::move(vpcNs).error());
     if (auto s = here->moveToNetns(nic.link, vpcNs->get()); !s) return wrapped(std::move(s).error());
   } else {
@@ -599,8 +610,8 @@ Status attachVmTap(const VpcPlan& plan, const NicPlan& nic) {
     auto moved = vpc->link(nic.link);
     if (!moved) return wrapped(std::move(moved).error());
     if (!*moved) {
-      return wrapped(notFound("tap \"{}\" exists neither in the daemon's netns nor in netns \"{}\"", nic.link,
-                              plan.netns));
+      return wrapped(
+          notFound("tap \"{}\" exists neither in the daemon's netns nor in netns \"{}\"", nic.link, netns));
     }
   }
   if (auto s = vpc->setMaster(nic.link, nic.bridge); !s) return wrapped(std::move(s).error());
@@ -608,9 +619,9 @@ Status attachVmTap(const VpcPlan& plan, const NicPlan& nic) {
   return {};
 }
 
-Status detachNic(const VpcPlan& plan, const NicPlan& nic) {
-  if (!netnsExists(plan.netns)) return {};
-  auto vpc = Netlink::open(plan.netns);
+Status detachNic(const std::string& netns, const NicPlan& nic) {
+  if (!netnsExists(netns)) return {};
+  auto vpc = Netlink::open(netns);
   if (!vpc)
     return fail(std::move(vpc).error().wrap(fmt::format("detach NIC of instance {}", nic.nic.instance)));
   if (auto s = vpc->deleteLink(nic.link); !s) {

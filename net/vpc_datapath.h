@@ -47,6 +47,13 @@ Result<ChangeLog> convergeVpc(const VpcPlan& plan);
 // The same through `kernel` (net/vpc_kernel.h): the unit tests' recording fake.
 Result<ChangeLog> convergeVpc(const VpcPlan& plan, VpcKernel& kernel);
 
+// The incremental path: applies `deltas` (net/firewall.h: from the tables last loaded to the new ones,
+// inet and bridge corral) in the VPC's namespace as one nft transaction, without reading links or routes.
+// nft refusing it (the kernel drifted from what the deltas were computed from) changes nothing; the caller
+// then converges the VPC whole. Either way the next convergeVpc loads both tables whole (what it remembered
+// of them is forgotten).
+Status applyFirewallDeltas(const std::string& netns, const std::vector<NftDelta>& deltas);
+
 // Removes the VPC's namespace and with it everything inside (bridges, veths, taps of VMs still running
 // are deleted by the kernel; QEMU sees its NIC gone), and the uplink side of its gateway.
 Status destroyVpc(const std::string& netns);
@@ -58,15 +65,15 @@ std::vector<std::string> listVpcNetns(std::string_view netnsPrefix);
 // other moved into the namespace of `pid` (/proc/PID/ns/net) and renamed eth0, given nic.mac and
 // nic.addressWithPrefix, up, with lo up and a default route via nic.gateway. A stale nic.link (from an
 // earlier run) is deleted first. On failure nothing is left behind.
-Status attachContainerNic(const VpcPlan& plan, const NicPlan& nic, pid_t pid);
+Status attachContainerNic(const std::string& netns, const NicPlan& nic, pid_t pid);
 
 // A VM's tap: QEMU created it as nic.link in the caller's namespace (libvirt <interface type='ethernet'>);
 // it is moved into the VPC namespace, made a port of nic.bridge and brought up. The guest configures its
 // own address from the kernel command line.
-Status attachVmTap(const VpcPlan& plan, const NicPlan& nic);
+Status attachVmTap(const std::string& netns, const NicPlan& nic);
 
 // Deletes nic.link in the VPC namespace if it is still there (the instance stopped; normally the kernel
 // already removed it with the container's namespace or QEMU's tap).
-Status detachNic(const VpcPlan& plan, const NicPlan& nic);
+Status detachNic(const std::string& netns, const NicPlan& nic);
 
 }  // namespace corral::net

@@ -415,7 +415,9 @@ TEST_F(GatewayNat, RulesetIsAcceptedAndNatWorksBothWays) {
   ASSERT_TRUE(applied.has_value()) << applied.error().message();
   CommandResult listed = run("ip netns exec " + router_ + " nft list table inet corral");
   ASSERT_EQ(listed.status, 0) << listed.output;
-  EXPECT_NE(listed.output.find("dnat ip to 10.79.1.10:80"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("dnat ip to meta l4proto . th dport map @published-ports"), std::string::npos)
+      << listed.output;
+  EXPECT_NE(listed.output.find(": 10.79.1.10 . 80"), std::string::npos) << listed.output;
 
   // Outbound: the private subnet leaves as the gateway's outside address, the public NIC as its own.
   UniqueFd outside7000 = listenIn(outside_, 7000);

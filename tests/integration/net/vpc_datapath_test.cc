@@ -186,7 +186,7 @@ class VpcDatapath : public ::testing::Test {
       pid_t pid = children_.spawn();
       ASSERT_GT(pid, 0) << "spawning instance " << planned.nic.instance;
       auto start = std::chrono::steady_clock::now();
-      auto attached = attachContainerNic(plan_, planned, pid);
+      auto attached = attachContainerNic(plan_.netns, planned, pid);
       auto took =
           std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
       ASSERT_TRUE(attached) << attached.error().message();
@@ -422,7 +422,7 @@ TEST_F(VpcDatapath, VpcsWithTheSameCidrNeverReachEachOther) {
   ASSERT_TRUE(converged) << converged.error().message();
   pid_t z = children_.spawn();
   ASSERT_GT(z, 0);
-  auto attached = attachContainerNic(b, b.nics.at(0), z);
+  auto attached = attachContainerNic(b.netns, b.nics.at(0), z);
   ASSERT_TRUE(attached) << attached.error().message();
   const std::string zNs = "/proc/" + std::to_string(z) + "/ns/net";
 
@@ -470,7 +470,7 @@ TEST_F(VpcDatapath, AttachFailsCleanlyAndLeavesNothingBehind) {
   bad.bridge = "crlbnotthere";
   pid_t pid = children_.spawn();
   ASSERT_GT(pid, 0);
-  auto attached = attachContainerNic(plan_, bad, pid);
+  auto attached = attachContainerNic(plan_.netns, bad, pid);
   ASSERT_FALSE(attached);
   std::printf("refused as expected: %s\n", attached.error().message().c_str());
   auto vpc = Netlink::open(plan_.netns);
@@ -500,7 +500,7 @@ TEST_F(VpcDatapath, VmTapMovesIntoTheVpcAndJoinsItsBridge) {
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
 
   Status attached = fail(internalError("setns into {} failed", daemonNs));
-  runInNetns(daemonNs, [&] { attached = attachVmTap(plan_, *planned); });
+  runInNetns(daemonNs, [&] { attached = attachVmTap(plan_.netns, *planned); });
   ASSERT_TRUE(attached) << attached.error().message();
 
   auto daemon = Netlink::open(daemonNs);

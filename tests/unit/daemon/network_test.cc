@@ -1,11 +1,14 @@
-// NetworkController's choice of where `corral trace` captures, from the model alone: no call here touches
-// the kernel (the controller only plans; nothing is converged).
+// NetworkController from the model alone: where `corral trace` captures, releasing many NICs at once, and a
+// NIC's plan built from its subnet alone. No call here touches the kernel (nothing is converged).
 #include "daemon/network.h"
 
 #include <gtest/gtest.h>
 
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "schema/instance.h"
 
 // Specs are written with designated initializers that leave the other fields at their defaults on purpose.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -80,6 +83,64 @@ TEST_F(CaptureTargetTest, AnInstanceWithoutANicIsRefusedWhateverItsState) {
   EXPECT_EQ(target.error().kind(), ErrorKind::Conflict);
   EXPECT_NE(target.error().message().find("has no NIC in a subnet"), std::string::npos)
       << target.error().message();
+}
+
+}  // namespace
+}  // namespace corral::daemon
+
+namespace corral::daemon {
+namespace {
+
+// The model side of NICs, under a controller that leaves the kernel alone.
+class NicModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    net::Topology topology;
+    ASSERT_TRUE(topology.createVpc({.name = "prod", .cidr = "10.0.0.0/16"}, kNow));
+    ASSERT_TRUE(topology.createSubnet({.name = "web", .vpc = "prod", .cidr = "10.0.1.0/24"}, kNow));
+    ASSERT_TRUE(topology.createSubnet({.name = "db", .vpc = "prod", .cidr = "10.0.2.0/24"}, kNow));
+    topology_ = topology;
+    network_.emplace(NetworkOptions{}, std::move(topology));
+  }
+
+  std::string reserve(const std::string& name, const std::string& subnet, const std::string& ip = "") {
+    schema::InstanceSpec spec;
+    spec.name = name;
+    spec.subnet = subnet;
+    spec.ip = ip;
+    auto nic = network_->reserveNic(spec, "key-" + name);
+    EXPECT_TRUE(nic && *nic) << (nic ? "no NIC" : nic.error().message());
+    return nic && *nic ? (*nic)->address : std::string();
+  }
+
+  net::Topology topology_;
+  std::optional<NetworkController> network_;
+};
+
+TEST_F(NicModelTest, ReleaseNicsReleasesEveryNamedNicAndSkipsUnknownNames) {
+  const std::string a = reserve("a", "web");
+  const std::string b = reserve("b", "db");
+  reserve("c", "web");
+  ASSERT_TRUE(network_->releaseNics({"a", "nobody", "b"}));
+  EXPECT_FALSE(network_->nic("a"));
+  EXPECT_FALSE(network_->nic("b"));
+  EXPECT_TRUE(network_->nic("c"));
+  // Their addresses are free again.
+  EXPECT_EQ(reserve("a2", "web", a), a);
+  EXPECT_EQ(reserve("b2", "db", b), b);
+}
+
+TEST_F(NicModelTest, ANicsPlanFromItsSubnetIsTheOneTheVpcPlanHolds) {
+  reserve("a", "web");
+  reserve("b", "db");
+  std::vector<net::NicAttachment> nics{*network_->nic("a"), *network_->nic("b")};
+  const net::VpcPlan plan = net::planVpc(topology_, "prod", network_->options().netnsPrefix, nics,
+                                         network_->options().uplink, std::nullopt);
+  for (const net::NicPlan& planned : plan.nics) {
+    auto alone = network_->nicPlan(planned.nic.instance);
+    ASSERT_TRUE(alone) << alone.error().message();
+    EXPECT_EQ(*alone, planned);
+  }
 }
 
 }  // namespace

@@ -366,7 +366,9 @@ TEST(PlanVpc, PortGuardsNameEveryNicWithItsOwnMacAndAddress) {
   EXPECT_EQ(plan.portGuards, portGuardRuleset("prod", plan.nics));
   for (const NicPlan& nic : plan.nics) {
     const std::string chain = portGuardChainName(nic.link);
-    EXPECT_NE(plan.portGuards.find(fmt::format("\"{}\" : jump {}", nic.link, chain)), std::string::npos)
+    EXPECT_NE(plan.portGuards.find(
+                  fmt::format("\"{}\" comment \"{}\" : jump {}", nic.link, nic.nic.instance, chain)),
+              std::string::npos)
         << nic.link << "\n"
         << plan.portGuards;
     EXPECT_NE(plan.portGuards.find(fmt::format("ether saddr != {} ", nic.mac)), std::string::npos) << nic.mac;

@@ -146,27 +146,69 @@ TEST(VpcRuleset, PeerGroupIsTheSetOfItsMembersAddresses) {
   std::vector<NicAttachment> nics = sampleNics();
   nics.push_back(
       {.instance = "bastion-2", .subnet = "private", .address = "10.0.2.9", .securityGroups = {"admin"}});
-  std::string text = vpcRuleset(t, "prod", nics);
-  EXPECT_NE(text.find("ip saddr { 10.0.1.5, 10.0.2.9 } tcp dport 22 accept comment \"web rule 3\""),
+  const NftTable table = vpcFirewall(t, "prod", nics);
+  const std::string text = renderTable(table);
+  EXPECT_NE(text.find("ip saddr @sg-members-admin tcp dport 22 accept comment \"web rule 3\""),
             std::string::npos)
       << text;
+  const auto& members = table.sets.at("sg-members-admin").elements;
+  EXPECT_EQ(members.size(), 2u);
+  EXPECT_TRUE(members.contains("10.0.1.5") && members.contains("10.0.2.9")) << text;
+  EXPECT_EQ(members.at("10.0.2.9").comment, "bastion-2");
+}
+
+TEST(VpcRuleset, NicsWithTheSameGroupsShareOneChainPair) {
+  Topology t = sampleTopology();
+  std::vector<NicAttachment> nics = sampleNics();
+  // Listed in another order and twice: the same combination.
+  nics.push_back(
+      {.instance = "web-2", .subnet = "public", .address = "10.0.1.11", .securityGroups = {"web"}});
+  nics.push_back(
+      {.instance = "both-1", .subnet = "public", .address = "10.0.1.12", .securityGroups = {"web", "admin"}});
+  nics.push_back({.instance = "both-2",
+                  .subnet = "public",
+                  .address = "10.0.1.13",
+                  .securityGroups = {"admin", "web", "web"}});
+  const NftTable table = vpcFirewall(t, "prod", nics);
+  size_t groupChains = 0;
+  for (const auto& [name, chain] : table.chains) groupChains += name.starts_with("sg-") ? 1 : 0;
+  // web, admin, prod-default (db) and admin.web: four combinations, two directions.
+  EXPECT_EQ(groupChains, 8u) << renderTable(table);
+  const auto& egress = table.sets.at("sg-egress").elements;
+  EXPECT_EQ(egress.at("10.0.1.10").value, "jump sg-egress-web");
+  EXPECT_EQ(egress.at("10.0.1.11").value, "jump sg-egress-web");
+  EXPECT_EQ(egress.at("10.0.1.12").value, "jump sg-egress-admin.web");
+  EXPECT_EQ(egress.at("10.0.1.13").value, "jump sg-egress-admin.web");
+  EXPECT_EQ(table.sets.at("sg-ingress").elements.at("10.0.2.7").value, "jump sg-ingress-prod-default");
+  // The combination's chain holds both groups' rules (admin's, then web's), then the drop.
+  EXPECT_EQ(
+      table.chains.at("sg-egress-admin.web").rules,
+      (std::vector<std::string>{"ip daddr 0.0.0.0/0 return comment \"admin rule 1\"",
+                                "ip daddr 10.0.2.0/24 udp dport 5000-5100 return comment \"admin rule 2\"",
+                                "ip daddr 0.0.0.0/0 return comment \"web rule 1\"", "drop"}));
 }
 
 TEST(VpcRuleset, EmptyPeerGroupMatchesNothing) {
   Topology t = sampleTopology();
   std::vector<NicAttachment> nics = sampleNics();
   std::erase_if(nics, [](const NicAttachment& n) { return n.instance == "bastion"; });
-  std::string text = vpcRuleset(t, "prod", nics);
-  EXPECT_NE(text.find("# web rule 3: peer group admin has no members"), std::string::npos) << text;
-  EXPECT_EQ(text.find("tcp dport 22 accept"), std::string::npos) << text;
+  const NftTable table = vpcFirewall(t, "prod", nics);
+  // The rule stays (so a member joining is one element); its set is empty, which nothing matches.
+  EXPECT_TRUE(table.sets.at("sg-members-admin").elements.empty()) << renderTable(table);
+  EXPECT_NE(renderTable(table).find("ip saddr @sg-members-admin tcp dport 22 accept"), std::string::npos);
 }
 
 TEST(VpcRuleset, NicWithoutGroupsGetsTheDefaultGroup) {
   std::string text = vpcRuleset(sampleTopology(), "prod", sampleNics());
   // The default group lets its members in: db is the only member.
-  size_t chain = text.find("chain sg-ingress-db-10.0.2.7 {");
-  ASSERT_NE(chain, std::string::npos);
-  EXPECT_NE(text.find("ip saddr { 10.0.2.7 } accept comment \"prod-default rule 1\"", chain),
+  EXPECT_NE(text.find("10.0.2.7 comment \"db\" : jump sg-ingress-prod-default"), std::string::npos) << text;
+  size_t chain = text.find("chain sg-ingress-prod-default {");
+  ASSERT_NE(chain, std::string::npos) << text;
+  EXPECT_NE(text.find("ip saddr @sg-members-prod-default accept comment \"prod-default rule 1\"", chain),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("set sg-members-prod-default {\n    type ipv4_addr\n    elements = {\n      10.0.2.7 "
+                      "comment \"db\"\n"),
             std::string::npos)
       << text;
 }
@@ -239,28 +281,38 @@ TEST(VpcRuleset, GatewayNatMatchesGolden) {
 TEST(VpcRuleset, GatewayNatFollowsEachSubnetsReachability) {
   GatewayPlan gateway = gatewayPlan();
   const std::string link = "\"" + gateway.vpcLink + "\"";
-  std::string text = vpcRuleset(gatewayTopology(), "shop", gatewayNics(), &gateway);
+  const NftTable table = vpcFirewall(gatewayTopology(), "shop", gatewayNics(), &gateway);
+  std::string text = renderTable(table);
   // Public subnet: 1:1 both ways for web-1, the outside address for the rest; private: the outside address.
-  EXPECT_NE(text.find("iifname " + link + " ip daddr 100.64.128.1 dnat ip to 10.20.1.10"), std::string::npos);
-  EXPECT_NE(text.find("oifname " + link + " ip saddr 10.20.1.10 snat ip to 100.64.128.1"), std::string::npos);
+  EXPECT_NE(text.find("iifname " + link + " dnat ip to ip daddr map @public-to-private"), std::string::npos);
+  EXPECT_NE(text.find("oifname " + link + " snat ip to ip saddr map @private-to-public"), std::string::npos);
+  EXPECT_EQ(table.sets.at("public-to-private").elements,
+            (std::map<std::string, NftElement>{{"100.64.128.1", {"10.20.1.10", "public address of web-1"}}}));
+  EXPECT_EQ(table.sets.at("private-to-public").elements,
+            (std::map<std::string, NftElement>{{"10.20.1.10", {"100.64.128.1", "public address of web-1"}}}));
   EXPECT_NE(text.find("oifname " + link + " ip saddr 10.20.1.0/24 snat ip to 100.64.0.10"),
             std::string::npos);
   EXPECT_NE(text.find("oifname " + link + " ip saddr 10.20.2.0/24 snat ip to 100.64.0.10"),
             std::string::npos);
-  EXPECT_LT(text.find("snat ip to 100.64.128.1"), text.find("ip saddr 10.20.1.0/24 snat"))
+  EXPECT_LT(text.find("map @private-to-public"), text.find("ip saddr 10.20.1.0/24 snat"))
       << "the NIC's own address before its subnet's";
   // A public address outside a public subnet is not used; an isolated subnet gets no NAT and no way out.
-  EXPECT_EQ(text.find("100.64.128.2 dnat"), std::string::npos);
-  EXPECT_EQ(text.find("snat ip to 100.64.128.2"), std::string::npos);
+  EXPECT_EQ(text.find("100.64.128.2 comment"), std::string::npos);
+  EXPECT_EQ(text.find(": 100.64.128.2"), std::string::npos);
   EXPECT_NE(text.find("# app: public address 100.64.128.2 unused"), std::string::npos) << text;
   EXPECT_EQ(text.find("ip saddr 10.20.3.0/24 snat"), std::string::npos);
   EXPECT_NE(text.find("# db: publish 5432:5432/tcp unused"), std::string::npos) << text;
   EXPECT_NE(text.find("ip saddr 10.20.3.0/24 oifname " + link + " drop"), std::string::npos);
   // Published ports: DNAT on the outside address, accepted right after the conntrack shortcut, before the
   // drop of other unsolicited inbound and before the security groups.
-  EXPECT_NE(text.find("ip daddr 100.64.0.10 udp dport 9000 dnat ip to 10.20.2.20:9000"), std::string::npos);
+  EXPECT_NE(text.find("ip daddr 100.64.0.10 dnat ip to meta l4proto . th dport map @published-ports"),
+            std::string::npos);
+  EXPECT_EQ(table.sets.at("published-ports").elements.at("udp . 9000").value, "10.20.2.20 . 9000");
+  EXPECT_EQ(table.sets.at("published-ports").elements.size(), 2u) << "db's subnet is isolated";
+  EXPECT_TRUE(table.sets.at("published").elements.contains("10.20.1.10 . tcp . 80"));
   size_t established = text.find("ct state established,related accept");
-  size_t published = text.find("ct original ip daddr 100.64.0.10 ip daddr 10.20.1.10 tcp dport 80 accept");
+  size_t published =
+      text.find("ct original ip daddr 100.64.0.10 ip daddr . meta l4proto . th dport @published accept");
   size_t unsolicited = text.find("iifname " + link + " ct status & dnat == 0 drop");
   size_t groups = text.find("ip saddr vmap");
   ASSERT_NE(published, std::string::npos) << text;

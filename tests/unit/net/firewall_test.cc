@@ -1,0 +1,157 @@
+// The firewall delta planner (net/firewall.h): for seeded random sequences of model changes, replaying each
+// delta on the previous table gives exactly the new table (as a whole render would), a delta is empty
+// between equal tables, NIC changes touch elements rather than rewriting the big chains, and the replay
+// refuses the orders nft would refuse.
+#include "net/firewall.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/unit/net/firewall_sequence.h"
+
+// Specs and commands are written with designated initializers that leave the other fields at their defaults.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace corral::net {
+namespace {
+
+using Kind = NftCommand::Kind;
+using testing::FirewallSequence;
+
+// Replays diffTables(before, after) on `before` and checks it lands on `after`.
+void expectDeltaReaches(const NftTable& before, const NftTable& after, const std::string& where) {
+  auto delta = diffTables(before, after);
+  ASSERT_TRUE(delta.has_value()) << where << ": no delta between two tables of one VPC";
+  NftTable replayed = before;
+  auto applied = applyDelta(replayed, *delta);
+  ASSERT_TRUE(applied) << where << ": " << applied.error().message() << "\n" << delta->text();
+  EXPECT_EQ(renderTable(replayed), renderTable(after)) << where << "\n" << delta->text();
+  auto none = diffTables(after, after);
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->empty()) << where << ": equal tables, yet\n" << none->text();
+}
+
+TEST(FirewallDelta, RandomSequencesReachTheWholeRenderAfterEveryStep) {
+  for (uint32_t seed : {1u, 2u, 3u, 42u}) {
+    FirewallSequence sequence(seed);
+    NftTable firewall = sequence.firewall();
+    NftTable guards = sequence.portGuards();
+    for (int step = 0; step < 200; ++step) {
+      const FirewallSequence::Step kind = sequence.next();
+      const NftTable nextFirewall = sequence.firewall();
+      const NftTable nextGuards = sequence.portGuards();
+      const std::string where = fmt::format("seed {} step {} (kind {})", seed, step, static_cast<int>(kind));
+      expectDeltaReaches(firewall, nextFirewall, where + " inet");
+      expectDeltaReaches(guards, nextGuards, where + " bridge");
+      if (kind == FirewallSequence::Step::AddNic || kind == FirewallSequence::Step::RemoveNic) {
+        // A NIC is elements (and a chain pair for a new combination of groups): the forward chain and the
+        // chains other NICs use stay as they are.
+        auto delta = diffTables(firewall, nextFirewall);
+        for (const NftCommand& command : delta->commands) {
+          if (command.kind != Kind::FlushChain) continue;
+          EXPECT_TRUE(!nextFirewall.chains.contains(command.name) || command.name == "prerouting")
+              << where << ": a NIC change rewrote chain " << command.name << "\n"
+              << delta->text();
+        }
+      }
+      if (::testing::Test::HasFailure()) return;
+      firewall = nextFirewall;
+      guards = nextGuards;
+    }
+  }
+}
+
+TEST(FirewallDelta, ANicIsAHandfulOfElementsWhateverTheVpcSize) {
+  FirewallSequence sequence(7);
+  // Grow the VPC first; then one more NIC must cost the same few commands.
+  for (int i = 0; i < 300; ++i) sequence.next();
+  Topology topology;
+  ASSERT_TRUE(topology.createVpc({.name = "big", .cidr = "10.0.0.0/16"}, 1));
+  ASSERT_TRUE(topology.createSubnet({.name = "s", .vpc = "big", .cidr = "10.0.0.0/22"}, 1));
+  std::vector<NicAttachment> nics;
+  for (int i = 0; i < 150; ++i) {
+    nics.push_back(NicAttachment{.instance = fmt::format("c{}", i),
+                                 .subnet = "s",
+                                 .address = fmt::format("10.0.{}.{}", i / 200, 4 + i % 200),
+                                 .linkKey = fmt::format("k{}", i)});
+  }
+  const NftTable before = vpcFirewall(topology, "big", nics);
+  nics.push_back(NicAttachment{.instance = "new", .subnet = "s", .address = "10.0.2.9", .linkKey = "knew"});
+  const NftTable after = vpcFirewall(topology, "big", nics);
+  auto delta = diffTables(before, after);
+  ASSERT_TRUE(delta);
+  // The default group's member set, and the two verdict maps.
+  EXPECT_EQ(delta->commands.size(), 3u) << delta->text();
+  for (const NftCommand& command : delta->commands)
+    EXPECT_EQ(command.kind, Kind::AddElement) << delta->text();
+  EXPECT_EQ(delta->text(),
+            "add element inet corral sg-egress { 10.0.2.9 comment \"new\" : jump sg-egress-big-default }\n"
+            "add element inet corral sg-ingress { 10.0.2.9 comment \"new\" : jump sg-ingress-big-default }\n"
+            "add element inet corral sg-members-big-default { 10.0.2.9 comment \"new\" }\n");
+}
+
+NftTable smallTable() {
+  NftTable table{
+      .family = "inet", .name = "corral", .header = {}, .counters = {"hits"}, .sets = {}, .chains = {}};
+  table.sets["peers"] = NftSet{.keyType = "ipv4_addr", .valueType = {}, .elements = {{"10.0.0.1", {}}}};
+  table.sets["dispatch"] = NftSet{.keyType = "ipv4_addr", .valueType = "verdict", .elements = {}};
+  table.chains["allow"] =
+      NftChain{.hook = {}, .rules = {"ip saddr @peers counter name \"hits\" accept", "drop"}};
+  table.sets["dispatch"].elements["10.0.0.1"] = NftElement{.value = "jump allow", .comment = "a"};
+  table.chains["forward"] = NftChain{.hook = "type filter hook forward priority filter; policy accept;",
+                                     .rules = {"ip daddr vmap @dispatch"}};
+  return table;
+}
+
+TEST(FirewallDelta, RemovingEverythingDeletesInAnOrderNftAccepts) {
+  const NftTable before = smallTable();
+  NftTable after = before;
+  after.counters.clear();
+  after.sets.erase("peers");
+  after.sets["dispatch"].elements.clear();
+  after.chains.erase("allow");
+  expectDeltaReaches(before, after, "teardown");
+  auto delta = diffTables(before, after);
+  EXPECT_EQ(delta->text(),
+            "delete element inet corral dispatch { 10.0.0.1 }\n"
+            "flush chain inet corral allow\n"
+            "delete set inet corral peers\n"
+            "delete chain inet corral allow\n"
+            "delete counter inet corral hits\n");
+}
+
+TEST(FirewallDelta, ReplayRefusesWhatNftWouldRefuse) {
+  NftTable table = smallTable();
+  NftDelta deleteReferencedChain{.family = "inet", .table = "corral", .commands = {}};
+  deleteReferencedChain.commands.push_back(NftCommand{.kind = Kind::FlushChain, .name = "allow"});
+  deleteReferencedChain.commands.push_back(NftCommand{.kind = Kind::DeleteChain, .name = "allow"});
+  EXPECT_FALSE(applyDelta(table, deleteReferencedChain)) << "a map element still jumps there";
+
+  table = smallTable();
+  NftDelta ruleBeforeItsSet{.family = "inet", .table = "corral", .commands = {}};
+  ruleBeforeItsSet.commands.push_back(
+      NftCommand{.kind = Kind::AddRule, .name = "allow", .text = "ip saddr @later drop"});
+  EXPECT_FALSE(applyDelta(table, ruleBeforeItsSet));
+
+  table = smallTable();
+  NftDelta elementTwice{.family = "inet", .table = "corral", .commands = {}};
+  elementTwice.commands.push_back(NftCommand{.kind = Kind::AddElement, .name = "peers", .key = "10.0.0.1"});
+  EXPECT_FALSE(applyDelta(table, elementTwice));
+}
+
+TEST(FirewallDelta, TypeOrHookChangesNeedAWholeReplace) {
+  const NftTable before = smallTable();
+  NftTable retyped = before;
+  retyped.sets["peers"].keyType = "ipv4_addr . inet_service";
+  EXPECT_FALSE(diffTables(before, retyped).has_value());
+  NftTable rehooked = before;
+  rehooked.chains["forward"].hook = "type filter hook input priority filter; policy accept;";
+  EXPECT_FALSE(diffTables(before, rehooked).has_value());
+  NftTable other = before;
+  other.family = "bridge";
+  EXPECT_FALSE(diffTables(before, other).has_value());
+}
+
+}  // namespace
+}  // namespace corral::net
