@@ -173,8 +173,8 @@ DashboardView Service::dashboardLocked() {
   // The page's narrow view: the loopback port serves this to any local user (no env, command, pid, paths).
   json shown = json::array();
   if (instances_) {
-    for (const json& instance : instances_->list(InstanceManager::Listing::withoutNetwork)["instances"])
-      shown.push_back(dashboardInstance(instance));
+    const json listed = instances_->list(InstanceManager::Listing::withoutNetwork);
+    for (const json& instance : listed["instances"]) shown.push_back(dashboardInstance(instance));
   }
   body["instances"] = std::move(shown);
   if (whole) {
