@@ -50,7 +50,7 @@ constexpr size_t kMaxDiscardBytes = 8 * api::kMaxBodyBytes;
 // The dashboard's event stream: how often it looks whether the view moved, the least time between two
 // events (a burst of changes goes out as one), and the longest silence before a comment line.
 constexpr std::chrono::milliseconds kEventTick{250};
-constexpr std::chrono::milliseconds kEventGap{500};
+constexpr std::chrono::milliseconds kEventGap{1000};
 constexpr std::chrono::milliseconds kEventKeepAlive{15'000};
 
 // ---- Socket file ----

@@ -460,14 +460,15 @@ Result<json> InstanceManager::startLocked(Instance& instance, Clock::time_point 
 
 json InstanceManager::list(Listing listing) {
   std::lock_guard lock(mutex_);
-  std::map<std::string, NetworkController::NicView, std::less<>> nics;
-  if (network_ && listing == Listing::full) nics = network_->nicViews();
+  std::map<std::string, net::NicPlan, std::less<>> nics;
+  if (network_ && listing == Listing::full) nics = network_->nicPlans();
   json items = json::array();
   for (const auto& [name, instance] : instances_) {
     if (!network_ || instance.spec.subnet.empty() || listing == Listing::withoutNetwork) {
       items.push_back(render(instance, nullptr));
     } else if (auto nic = nics.find(name); nic != nics.end()) {
-      items.push_back(render(instance, nicJson(nic->second.plan, nic->second.spoofDrops)));
+      // The port guard's counters are read for one instance only (get()): a listing reads no kernel.
+      items.push_back(render(instance, nicJson(nic->second, nullptr)));
     } else {
       items.push_back(render(instance));  // not in a plan: networkJson() says why
     }

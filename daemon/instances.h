@@ -43,8 +43,9 @@ class InstanceManager final : private InstanceEvents {
   InstanceManager& operator=(const InstanceManager&) = delete;
 
   Result<nlohmann::json> run(const schema::InstanceSpec& spec);
-  // GET /v1/instances: from what the manager holds; each VPC's NICs planned and counters read once, each
-  // instance's usage read only when its kept reading is older than options().usageMaxAge.
+  // GET /v1/instances: from what the manager holds, with no kernel read but each instance's usage when its
+  // kept reading is older than options().usageMaxAge; each VPC's NICs planned once, and no NIC's
+  // "spoof_drops" (null here: get() reads them).
   enum class Listing { full, withoutNetwork };  // withoutNetwork: "network" is null (the dashboard's)
   nlohmann::json list(Listing listing = Listing::full);
   // {"instances": [{"name", "state"}...]}: what a VPC's topology shows of its instances, with no kernel read.

@@ -488,18 +488,15 @@ json NetworkController::spoofDropsJson(const std::string& instance) const {
   return nullptr;
 }
 
-std::map<std::string, NetworkController::NicView, std::less<>> NetworkController::nicViews() const {
+std::map<std::string, net::NicPlan, std::less<>> NetworkController::nicPlans() const {
   std::lock_guard lock(mutex_);
-  std::map<std::string, NicView, std::less<>> views;
+  std::map<std::string, net::NicPlan, std::less<>> plans;
   for (const net::Vpc* vpc : topology_.vpcs()) {
     auto plan = planLocked(topology_, vpc->name);
-    if (!plan || plan->nics.empty()) continue;
-    Result<std::map<std::string, net::SpoofDrops>> drops = fail(unavailable("the kernel is not managed"));
-    if (options_.kernel) drops = net::spoofDrops(plan->netns);
-    for (const net::NicPlan& nic : plan->nics)
-      views.emplace(nic.nic.instance, NicView{nic, portDropsJson(drops, nic.link)});
+    if (!plan) continue;
+    for (net::NicPlan& nic : plan->nics) plans.emplace(nic.nic.instance, std::move(nic));
   }
-  return views;
+  return plans;
 }
 
 // ---- Startup and views ----
