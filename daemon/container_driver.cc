@@ -517,27 +517,28 @@ void ContainerDriver::replugNic(InstanceHandle&, const InstanceRow& row, NicPort
   }
 }
 
+json ContainerDriver::readUsage(const InstanceHandle& handle, const InstanceRow& row) const {
+  const ContainerHandle& container = own(handle);
+  if (row.state != InstanceState::running || !container.run || !container.run->cgroup) return nullptr;
+  auto stats = container.run->cgroup->stats();
+  if (!stats) return nullptr;
+  // Its cgroup's memory usage, and the OOM kills in it since its last start.
+  return {{"memory_bytes", stats->memoryCurrentBytes}, {"source", "cgroup"}, {"oom_kills", stats->oomKills}};
+}
+
 void ContainerDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec& spec,
-                               const InstanceRow& row, json& out) const {
+                               const InstanceRow& row, const json& usage, json& out) const {
   const ContainerHandle& container = own(handle);
   const bool running = row.state == InstanceState::running && container.run && container.run->cgroup;
-  std::optional<container::CgroupStats> stats;
-  if (running) {
-    if (auto read = container.run->cgroup->stats(); read) stats = *read;
-  }
-  // Its OOM kills in its cgroup since its last start (live while it runs).
+  // Its OOM kills in its cgroup since its last start (live while it runs, as of the usage reading).
   int64_t oomKills = row.oomKills;
-  if (stats) oomKills = std::max(oomKills, static_cast<int64_t>(stats->oomKills));
+  if (usage.is_object() && usage.contains("oom_kills") && usage["oom_kills"].is_number_integer())
+    oomKills = std::max(oomKills, usage["oom_kills"].get<int64_t>());
   out["command"] = container.config ? json(container.config->argv) : json(spec.command);
   // The manifest digest of the store image it runs; null for a built-in image.
   const std::optional<std::string> digest = imageLaunch_.imageDigest(row.name);
   out["image_digest"] = digest ? json(*digest) : json(nullptr);
   out["oom_kills"] = oomKills;
-  // The host memory it holds: its cgroup's usage. Null when not running or unreadable.
-  out["usage"] = stats ? json{{"memory_bytes", stats->memoryCurrentBytes},
-                              {"source", "cgroup"},
-                              {"oom_kills", stats->oomKills}}
-                       : json(nullptr);
   out["cgroup"] = running ? json(container.run->cgroup->path()) : json(nullptr);
   out["bundle"] = directory(row.name).string();
   out["vm"] = nullptr;

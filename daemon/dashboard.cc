@@ -1,5 +1,6 @@
-// The service side of `corral compare`'s kept results (/v1/comparisons) and of the dashboard's one
-// request (/v1/dashboard): everything the page draws, read in one go so a picture is never half old.
+// The service side of `corral compare`'s kept results (/v1/comparisons) and of the dashboard
+// (/v1/dashboard and its event stream): everything the page draws, kept as one view so a picture is never
+// half old, and built again only when something it shows changed.
 #include <chrono>
 #include <ctime>
 #include <string>
@@ -112,6 +113,7 @@ Response Service::serve(const api::SaveComparison& request) {
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
   auto id = store_.insertComparison(now, request.result.dump(), kKeptComparisons);
   if (!id) return errorResponse(id.error());
+  ++viewRevision_;
   log::info("comparison {} saved: {} runs of each kind", *id, request.result["runs"].get<int64_t>());
   return {201, {{"id", *id}, {"created_at", now}}};
 }
@@ -146,13 +148,73 @@ Response Service::serve(const api::GetComparison& request) {
 }
 
 Response Service::serve(const api::GetDashboard&) {
-  HostInfo host = describeHost();  // asked every second: no KVM probe, the page does not show it
-  json instances = instances_ ? instances_->list()["instances"] : json::array();
+  return {200, *dashboardLocked().body};
+}
+
+DashboardView Service::dashboard() {
+  std::lock_guard lock(mutex_);
+  return dashboardLocked();
+}
+
+uint64_t Service::dashboardRevision() const {
+  const uint64_t instances = instances_ ? instances_->revision() : 0;
+  return viewRevision_.load() * 1099511628211ull ^ instances;
+}
+
+DashboardView Service::dashboardLocked() {
+  const auto now = std::chrono::steady_clock::now();
+  const uint64_t revision = dashboardRevision();
+  const bool whole = !dashboard_ || dashboard_->revision != revision || !dashboard_->view.body ||
+                     now - dashboard_->builtAt >= kDashboardKernelEvery;
+  if (!whole && now - dashboard_->usageAt < kDashboardUsageEvery) return dashboard_->view;
+
+  json body = whole ? json::object() : *dashboard_->view.body;
+  body["host"] = dashboardHostLocked();
+  // The page's narrow view: the loopback port serves this to any local user (no env, command, pid, paths).
+  json shown = json::array();
+  if (instances_) {
+    const json listed = instances_->list(InstanceManager::Listing::withoutNetwork);
+    for (const json& instance : listed["instances"]) shown.push_back(dashboardInstance(instance));
+  }
+  body["instances"] = std::move(shown);
+  if (whole) {
+    body["vpcs"] = dashboardVpcsLocked();
+    auto comparison = dashboardComparisonLocked();
+    if (!comparison) log::warn("dashboard: the latest comparison: {}", comparison.error().message());
+    body["comparison"] = comparison ? std::move(*comparison) : json(nullptr);
+  }
+  const bool same = dashboard_ && dashboard_->view.body && [&] {
+    json before = *dashboard_->view.body;
+    before.erase("generated_at_ms");
+    return before == body;
+  }();
+  const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  body["generated_at_ms"] = wall.count();
+  KeptDashboard kept{
+      .revision = revision, .builtAt = whole ? now : dashboard_->builtAt, .usageAt = now, .view = {}};
+  // An unchanged view keeps its number, so a stream has nothing to send.
+  kept.view.sequence = !dashboard_ ? 1 : same ? dashboard_->view.sequence : dashboard_->view.sequence + 1;
+  kept.view.body = same ? dashboard_->view.body : std::make_shared<const json>(std::move(body));
+  dashboard_ = std::move(kept);
+  return dashboard_->view;
+}
+
+json Service::dashboardHostLocked() {
+  HostInfo host = describeHost();  // no KVM probe: the page does not show it
+  return {{"hostname", host.hostname}, {"kernel", host.kernelRelease},
+          {"machine", host.machine},   {"cgroup_mode", host.cgroupMode},
+          {"version", CORRAL_VERSION}, {"accelerator", acceleratorJson()}};
+}
+
+json Service::dashboardVpcsLocked() {
+  // A VPC's picture needs only its instances' states of the manager (the rest is the network's).
+  const json states = instances_ ? instances_->statesJson() : json{{"instances", json::array()}};
   json vpcs = json::array();
   for (const net::Vpc* vpc : topology_.vpcs()) {
     json entry;
     if (network_) {
-      auto drawn = network_->topologyJson(vpc->name, json{{"instances", instances}});
+      auto drawn = network_->topologyJson(vpc->name, states);
       if (drawn) {
         entry = std::move(*drawn);
         entry["svg"] = inlineSvg(api::renderTopologySvg(entry));
@@ -165,33 +227,18 @@ Response Service::serve(const api::GetDashboard&) {
     }
     vpcs.push_back(std::move(entry));
   }
-  json comparison = nullptr;
+  return vpcs;
+}
+
+Result<json> Service::dashboardComparisonLocked() {
   auto latest = store_.listComparisons(std::nullopt, 1);
-  if (!latest) return errorResponse(latest.error());
-  if (!latest->empty()) {
-    auto result = parseRow(latest->front());
-    if (!result) return errorResponse(result.error());
-    comparison = comparisonSummary(latest->front(), *result);
-    comparison["svg"] = api::renderComparisonSvg(comparison);
-    comparison = dashboardComparison(comparison);
-  }
-  // The page's narrow view: the loopback port serves this to any local user (no env, command, pid, paths).
-  json shown = json::array();
-  for (const json& instance : instances) shown.push_back(dashboardInstance(instance));
-  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::system_clock::now().time_since_epoch());
-  return {200,
-          {{"generated_at_ms", now.count()},
-           {"host",
-            {{"hostname", host.hostname},
-             {"kernel", host.kernelRelease},
-             {"machine", host.machine},
-             {"cgroup_mode", host.cgroupMode},
-             {"version", CORRAL_VERSION},
-             {"accelerator", acceleratorJson()}}},
-           {"vpcs", std::move(vpcs)},
-           {"instances", std::move(shown)},
-           {"comparison", std::move(comparison)}}};
+  if (!latest) return fail(latest.error());
+  if (latest->empty()) return json(nullptr);
+  auto result = parseRow(latest->front());
+  if (!result) return fail(result.error());
+  json comparison = comparisonSummary(latest->front(), *result);
+  comparison["svg"] = api::renderComparisonSvg(comparison);
+  return dashboardComparison(comparison);
 }
 
 }  // namespace corral::daemon

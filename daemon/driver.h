@@ -57,6 +57,9 @@ struct InstanceOptions {
   // The store at <state dir>/images, opened once per corrald (daemon/vm_image.h openImageStore) and shared
   // by both kinds: containers run its images' layers, VMs boot their disks. Null: no store images.
   std::shared_ptr<images::ImageStore> imageStore = nullptr;
+  // How long an instance's usage reading (InstanceDriver::readUsage) is shown before it is read again: a
+  // listing of N instances reads the kernel for at most those whose reading is older.
+  std::chrono::milliseconds usageMaxAge{1000};
 };
 
 // What a driver keeps of one instance between calls (its validated config, what runs now). Made by the
@@ -192,10 +195,14 @@ class InstanceDriver {
   // A running instance whose NIC went missing (its VPC's namespace was recreated) gets it back if it can.
   virtual void replugNic(InstanceHandle& handle, const InstanceRow& row, NicPort& nic) = 0;
 
+  // The host memory the instance holds now, read from the kernel ("usage" in docs/api.md, without its
+  // "age_ms"); null when it is not running or the number cannot be read. The manager keeps a reading for
+  // InstanceOptions::usageMaxAge, so a listing reads each instance at most that often.
+  virtual nlohmann::json readUsage(const InstanceHandle& handle, const InstanceRow& row) const = 0;
   // The kind's part of the instance's JSON (docs/api.md "Instances"): "command", "cgroup", "bundle",
-  // "usage", "oom_kills" and "vm".
+  // "oom_kills" and "vm", from what it holds and `usage` (the kept readUsage() answer); no kernel read.
   virtual void describe(const InstanceHandle& handle, const schema::InstanceSpec& spec,
-                        const InstanceRow& row, nlohmann::json& out) const = 0;
+                        const InstanceRow& row, const nlohmann::json& usage, nlohmann::json& out) const = 0;
 };
 
 // One driver per kind: InstanceManager picks an instance's by its kind.

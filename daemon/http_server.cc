@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -46,6 +47,11 @@ constexpr size_t kMaxHeaderBytes = 16 * 1024;
 // After refusing an oversized body we read and discard what the client is still sending (up to this much),
 // so it can finish writing and read our 413 instead of failing with EPIPE.
 constexpr size_t kMaxDiscardBytes = 8 * api::kMaxBodyBytes;
+// The dashboard's event stream: how often it looks whether the view moved, the least time between two
+// events (a burst of changes goes out as one), and the longest silence before a comment line.
+constexpr std::chrono::milliseconds kEventTick{250};
+constexpr std::chrono::milliseconds kEventGap{1000};
+constexpr std::chrono::milliseconds kEventKeepAlive{15'000};
 
 // ---- Socket file ----
 
@@ -224,6 +230,10 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
       hosts.emplace_back(range.first->value().data(), range.first->value().size());
     std::optional<Error> refused = door_ == Door::DashboardPort ? refuseOnDashboardPort(method, target, hosts)
                                                                 : refuseRepeatedHost(hosts.size());
+    if (!refused && isDashboardEvents(method, target)) {
+      log::debug("{} {} 200 (event stream)", method, target);
+      return startEvents(request.version());
+    }
     std::optional<StaticPage> page = refused ? std::nullopt : staticPage(method, target);
     if (page) {
       response->set(http::field::content_type, std::string(page->contentType));
@@ -333,6 +343,85 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     close();
   }
 
+  // GET /v1/dashboard/events: the dashboard's view (Service::dashboard) as server-sent events, one
+  // "dashboard" event whenever it differs from the last one sent, until the client goes. No thread waits:
+  // a timer on this session's strand looks every kEventTick whether the view may have moved (the cheap
+  // Service::dashboardRevision, or usage due), and a read that ends only when the client closes ends it.
+  void startEvents(unsigned version) {
+    stream_.expires_never();
+    eventsOpen_ = true;
+    eventTimer_.emplace(stream_.get_executor());
+    auto header = std::make_shared<http::response<http::empty_body>>(http::status::ok, version);
+    header->set(http::field::server, "corrald/" CORRAL_VERSION);
+    header->set(http::field::content_type, std::string(kEventStreamContentType));
+    header->set(http::field::cache_control, "no-store");
+    header->set("X-Content-Type-Options", "nosniff");
+    header->chunked(true);
+    header->keep_alive(false);
+    auto serializer = std::make_shared<http::response_serializer<http::empty_body>>(*header);
+    http::async_write_header(
+        stream_, *serializer,
+        [self = this->shared_from_this(), header, serializer](beast::error_code ec, size_t) {
+          if (ec) return self->endEvents();
+          self->watchPeer();
+          self->sendEvents();
+        });
+  }
+
+  // The client sends nothing more; the read ends when it closes (or the connection breaks).
+  void watchPeer() {
+    drainBuffer_.resize(4096);
+    stream_.async_read_some(asio::buffer(drainBuffer_),
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->endEvents();
+                              self->watchPeer();
+                            });
+  }
+
+  void sendEvents() {
+    if (!eventsOpen_) return;
+    const auto now = Clock::now();
+    std::string text;
+    const uint64_t revision = service_.dashboardRevision();
+    if (sentSequence_ == 0 || revision != seenRevision_ || now - lastAsked_ >= kDashboardUsageEvery) {
+      seenRevision_ = revision;
+      lastAsked_ = now;
+      DashboardView view = service_.dashboard();
+      if (view.body && view.sequence != sentSequence_) {
+        // The first event also tells the browser how soon to reconnect after a drop.
+        text = fmt::format("{}event: dashboard\nid: {}\ndata: {}\n\n",
+                           sentSequence_ == 0 ? "retry: 2000\n" : "", view.sequence,
+                           view.body->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        sentSequence_ = view.sequence;
+      }
+    }
+    // A comment now and then: a client that vanished without a close is found by the failing write.
+    if (text.empty() && now - lastWrite_ >= kEventKeepAlive) text = ": still here\n\n";
+    if (text.empty()) return waitForEvents(kEventTick);
+    lastWrite_ = now;
+    auto chunk = std::make_shared<std::string>(std::move(text));
+    asio::async_write(stream_, http::make_chunk(asio::buffer(*chunk)),
+                      [self = this->shared_from_this(), chunk](beast::error_code ec, size_t) {
+                        if (ec) return self->endEvents();
+                        self->waitForEvents(kEventGap);
+                      });
+  }
+
+  void waitForEvents(std::chrono::milliseconds after) {
+    eventTimer_->expires_after(after);
+    eventTimer_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (!ec) self->sendEvents();
+    });
+  }
+
+  void endEvents() {
+    if (!eventsOpen_) return;
+    eventsOpen_ = false;
+    eventTimer_->cancel();
+    log::debug("GET /v1/dashboard/events: the stream ended");
+    close();
+  }
+
   enum class AfterWrite { ReadNext, Close, DrainThenClose };
 
   void replyAndClose(int status, const Error& error, bool drain) {
@@ -396,6 +485,12 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::vector<char> drainBuffer_;
   size_t discarded_ = 0;
+  // The dashboard's event stream (startEvents).
+  bool eventsOpen_ = false;
+  std::optional<asio::steady_timer> eventTimer_;
+  uint64_t sentSequence_ = 0;  // of the last view sent; 0 before the first
+  uint64_t seenRevision_ = 0;
+  Clock::time_point lastAsked_{}, lastWrite_{};
 };
 
 }  // namespace

@@ -237,10 +237,11 @@ void InstanceManager::recordStopped(Instance& instance, ExitReason reason, std::
   changed_.notify_all();
 }
 
-json InstanceManager::render(const Instance& instance) const {
+json InstanceManager::render(const Instance& instance, json network) const {
   const InstanceRow& row = instance.row;
   json boot = json::parse(row.bootStepsJson, nullptr, false);
   if (boot.is_discarded() || boot.empty()) boot = nullptr;
+  if (!instance.specView) instance.specView = json::parse(specText(instance.spec), nullptr, false);
   json out = {{"name", row.name},
               {"kind", schema::instanceKindName(row.kind)},
               {"image", instance.spec.image},
@@ -254,32 +255,58 @@ json InstanceManager::render(const Instance& instance) const {
               {"exit_reason", optionalJson(row.exitReason)},
               {"exit_note", optionalJson(row.exitNote)},
               {"boot", std::move(boot)},
-              {"spec", json::parse(specText(instance.spec), nullptr, false)},
+              {"spec", *instance.specView},
               {"log_path", row.logPath},
               {"ip", instance.spec.ip.empty() ? json(nullptr) : json(instance.spec.ip)},
-              {"network", networkJson(instance)}};
-  instance.driver->describe(*instance.handle, instance.spec, row, out);
+              {"network", std::move(network)}};
+  json usage = usageJson(instance);
+  instance.driver->describe(*instance.handle, instance.spec, row, usage, out);
+  out["usage"] = std::move(usage);
   return out;
 }
+
+json InstanceManager::usageJson(const Instance& instance) const {
+  const auto now = Clock::now();
+  auto& kept = instance.usage;
+  if (!kept || kept->run != instance.run || kept->state != instance.row.state ||
+      now - kept->at >= options_.usageMaxAge) {
+    kept = Instance::UsageReading{.run = instance.run,
+                                  .state = instance.row.state,
+                                  .at = now,
+                                  .value = instance.driver->readUsage(*instance.handle, instance.row)};
+  }
+  json usage = kept->value;
+  if (usage.is_object())
+    usage["age_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(now - kept->at).count();
+  return usage;
+}
+
+namespace {
+
+json nicJson(const net::NicPlan& nic, json spoofDrops) {
+  json publish = json::array();
+  for (const net::PortForward& forward : nic.nic.publish) publish.push_back(net::portForwardText(forward));
+  return {{"subnet", nic.nic.subnet},
+          {"ip", nic.nic.address},
+          {"address", nic.addressWithPrefix},
+          {"gateway", nic.gateway},
+          {"mac", nic.mac},
+          {"link", nic.link},
+          {"bridge", nic.bridge},
+          {"public_ip", nic.nic.publicAddress ? json(*nic.nic.publicAddress) : json(nullptr)},
+          {"security_groups", nic.nic.securityGroups},
+          {"publish", std::move(publish)},
+          {"spoof_drops", std::move(spoofDrops)}};
+}
+
+}  // namespace
 
 json InstanceManager::networkJson(const Instance& instance) const {
   if (!network_ || instance.spec.subnet.empty()) return nullptr;
   auto nic = network_->nicPlan(instance.row.name);
   if (!nic)
     return {{"subnet", instance.spec.subnet}, {"ip", instance.spec.ip}, {"error", nic.error().message()}};
-  json publish = json::array();
-  for (const net::PortForward& forward : nic->nic.publish) publish.push_back(net::portForwardText(forward));
-  return {{"subnet", nic->nic.subnet},
-          {"ip", nic->nic.address},
-          {"address", nic->addressWithPrefix},
-          {"gateway", nic->gateway},
-          {"mac", nic->mac},
-          {"link", nic->link},
-          {"bridge", nic->bridge},
-          {"public_ip", nic->nic.publicAddress ? json(*nic->nic.publicAddress) : json(nullptr)},
-          {"security_groups", nic->nic.securityGroups},
-          {"publish", std::move(publish)},
-          {"spoof_drops", network_->spoofDropsJson(instance.row.name)}};
+  return nicJson(*nic, network_->spoofDropsJson(instance.row.name));
 }
 
 void InstanceManager::releaseNic(const std::string& instanceName) {
@@ -431,11 +458,51 @@ Result<json> InstanceManager::startLocked(Instance& instance, Clock::time_point 
   return render(instance);
 }
 
-json InstanceManager::list() {
+json InstanceManager::list(Listing listing) {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, net::NicPlan, std::less<>> nics;
+  if (network_ && listing == Listing::full) nics = network_->nicPlans();
+  json items = json::array();
+  for (const auto& [name, instance] : instances_) {
+    if (!network_ || instance.spec.subnet.empty() || listing == Listing::withoutNetwork) {
+      items.push_back(render(instance, nullptr));
+    } else if (auto nic = nics.find(name); nic != nics.end()) {
+      // The port guard's counters are read for one instance only (get()): a listing reads no kernel.
+      items.push_back(render(instance, nicJson(nic->second, nullptr)));
+    } else {
+      items.push_back(render(instance));  // not in a plan: networkJson() says why
+    }
+  }
+  return {{"instances", std::move(items)}};
+}
+
+json InstanceManager::statesJson() {
   std::lock_guard lock(mutex_);
   json items = json::array();
-  for (const auto& [name, instance] : instances_) items.push_back(render(instance));
+  for (const auto& [name, instance] : instances_)
+    items.push_back({{"name", name}, {"state", instanceStateName(instance.row.state)}});
   return {{"instances", std::move(items)}};
+}
+
+uint64_t InstanceManager::revision() {
+  std::lock_guard lock(mutex_);
+  // FNV-1a over the shown fields, each followed by a separator so that adjacent fields cannot run together.
+  uint64_t hash = 1469598103934665603ull;
+  auto mix = [&](std::string_view text) {
+    for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
+    hash = (hash ^ 0xff) * 1099511628211ull;
+  };
+  for (const auto& [name, instance] : instances_) {
+    const InstanceRow& row = instance.row;
+    mix(name);
+    mix(schema::instanceKindName(row.kind));
+    mix(instanceStateName(row.state));
+    mix(instance.spec.ip);
+    mix(instance.spec.subnet);
+    mix(std::to_string(row.startedAt.value_or(-1)));
+    mix(row.bootStepsJson);
+  }
+  return hash;
 }
 
 std::optional<InstanceState> InstanceManager::stateOf(const std::string& name) {

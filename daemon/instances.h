@@ -43,7 +43,16 @@ class InstanceManager final : private InstanceEvents {
   InstanceManager& operator=(const InstanceManager&) = delete;
 
   Result<nlohmann::json> run(const schema::InstanceSpec& spec);
-  nlohmann::json list();
+  // GET /v1/instances: from what the manager holds, with no kernel read but each instance's usage when its
+  // kept reading is older than options().usageMaxAge; each VPC's NICs planned once, and no NIC's
+  // "spoof_drops" (null here: get() reads them).
+  enum class Listing { full, withoutNetwork };  // withoutNetwork: "network" is null (the dashboard's)
+  nlohmann::json list(Listing listing = Listing::full);
+  // {"instances": [{"name", "state"}...]}: what a VPC's topology shows of its instances, with no kernel read.
+  nlohmann::json statesJson();
+  // A fingerprint of what the dashboard shows of the instances apart from usage (names, kinds, states,
+  // addresses, starts, boots): it differs after any such change. Cheap, no kernel read.
+  uint64_t revision();
   Result<nlohmann::json> get(const std::string& name);
   Result<nlohmann::json> stop(const std::string& name, int64_t graceSeconds);
   Result<nlohmann::json> start(const std::string& name);
@@ -81,6 +90,16 @@ class InstanceManager final : private InstanceEvents {
     // A stop or forced remove working on it without the lock (stopping, removing): what the transition
     // table sees instead of row.state (the settled state, stored and shown) until that request ends.
     std::optional<InstanceState> inProgress;
+    // The latest usage reading of the current run (InstanceDriver::readUsage), kept for usageMaxAge.
+    struct UsageReading {
+      std::optional<RunId> run;
+      InstanceState state = InstanceState::created;
+      std::chrono::steady_clock::time_point at;
+      nlohmann::json value;
+    };
+    mutable std::optional<UsageReading> usage;
+    // render()'s "spec", made at the first render: a held instance's spec does not change.
+    mutable std::optional<nlohmann::json> specView;
     InstanceState state() const { return inProgress.value_or(row.state); }
     // Its end was asked for (a stop or a forced remove): the end is recorded as "stopped".
     bool stopAsked() const {
@@ -106,8 +125,11 @@ class InstanceManager final : private InstanceEvents {
   // Waits (lock released meanwhile) until `name` is recorded as no longer starting or running.
   Status waitStopped(std::unique_lock<std::mutex>& lock, const std::string& name,
                      std::chrono::milliseconds timeout);
-  nlohmann::json render(const Instance& instance) const;
+  nlohmann::json render(const Instance& instance) const { return render(instance, networkJson(instance)); }
+  nlohmann::json render(const Instance& instance, nlohmann::json network) const;
   nlohmann::json networkJson(const Instance& instance) const;  // "network" of render(): null without a NIC
+  // "usage" of render(): the kept reading, read again when older than usageMaxAge or of another run.
+  nlohmann::json usageJson(const Instance& instance) const;
   // The key of the instance's NIC link names (net/datapath.h): unique per host, like a VM's domain name.
   std::string linkKey(const std::string& instanceName) const { return options_.domainPrefix + instanceName; }
   // The instance leaves for good: its addresses go back (no-op without a NIC).

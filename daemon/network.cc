@@ -517,6 +517,15 @@ json NetworkController::spoofDropsJson(const std::string& instance) const {
   return portDropsJson(net::spoofDrops(planned->netns), planned->nic.link);
 }
 
+std::map<std::string, net::NicPlan, std::less<>> NetworkController::nicPlans() const {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, net::NicPlan, std::less<>> plans;
+  for (const auto& [name, nic] : nics_) {
+    if (auto planned = planNicLocked(name)) plans.emplace(name, std::move(planned->nic));
+  }
+  return plans;
+}
+
 // ---- Startup and views ----
 
 std::vector<std::string> NetworkController::reconcile() {

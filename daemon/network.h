@@ -100,6 +100,9 @@ class NetworkController {
   // What its port guard dropped ({"mac": N, "ip": N, "arp": N, "other": N}, docs/api.md); null without a
   // NIC, when the kernel is not managed or the counters cannot be read.
   nlohmann::json spoofDropsJson(const std::string& instance) const;
+  // For a listing: every NIC in an existing subnet, by instance, as nicPlan() answers for it, with each
+  // planned from its subnet alone (no VPC plan). No kernel read.
+  std::map<std::string, net::NicPlan, std::less<>> nicPlans() const;
 
   // ---- Startup and views ----
   // Converges every VPC of the model (recreating what is missing) and removes namespaces of this prefix

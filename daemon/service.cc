@@ -390,12 +390,14 @@ Status Service::commit(Operation&& operation) {
   }
   // Only now, with the transaction committed, does the new state become visible.
   topology_ = std::move(next);
+  ++viewRevision_;
   return {};
 }
 
 Response Service::serve(const api::GetVpcTopology& request) {
   if (!network_) return errorResponse(unavailable("the network is not managed by this service"));
-  nlohmann::json instances = instances_ ? instances_->list() : nlohmann::json::object();
+  // Only the instances' states: the rest of each NIC's picture is the network's own.
+  nlohmann::json instances = instances_ ? instances_->statesJson() : nlohmann::json::object();
   return resultResponse(200, network_->topologyJson(request.vpc, instances));
 }
 

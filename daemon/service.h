@@ -2,6 +2,8 @@
 // A mutation is applied to a copy, persisted in one transaction, and only then made current.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -22,6 +24,18 @@ namespace corral::daemon {
 struct Response {
   int status = 200;
   nlohmann::json body;
+};
+
+// How often the dashboard's view takes new usage figures (and host facts) when nothing else changed, and
+// how often its kernel check (each VPC's topology as the kernel holds it) is read again without a change.
+inline constexpr std::chrono::seconds kDashboardUsageEvery{5};
+inline constexpr std::chrono::seconds kDashboardKernelEvery{60};
+
+// One view of the dashboard (GET /v1/dashboard's answer) and its number: a later view that differs in
+// anything has a larger one.
+struct DashboardView {
+  uint64_t sequence = 0;
+  std::shared_ptr<const nlohmann::json> body;
 };
 
 // How many objects of each kind exist, for startup logs and GET /v1/info.
@@ -61,6 +75,15 @@ class Service {
 
   // Where the dashboard's loopback port is (corrald --http-port), for GET /v1/info; nullopt: socket only.
   void setDashboardUrl(std::optional<std::string> url);
+
+  // The dashboard's view, kept and shared by every page (GET /v1/dashboard and the event stream,
+  // daemon/http_server.cc): built again when dashboardRevision() moved, its host and instance part when
+  // older than kDashboardUsageEvery, all of it when older than kDashboardKernelEvery; else the kept one.
+  DashboardView dashboard();
+  // Differs after any change the dashboard shows apart from usage and the kernel check: the topology, a
+  // comparison saved, an instance's name, state, address, start or boot. Cheap: neither the Service's lock
+  // nor a kernel read.
+  uint64_t dashboardRevision() const;
 
   ObjectCounts counts() const;
   size_t instanceCount() const { return instances_ ? instances_->count() : 0; }
@@ -118,11 +141,23 @@ class Service {
   Status commit(Operation&& operation);
 
   ObjectCounts countsLocked() const;
+  DashboardView dashboardLocked();
+  nlohmann::json dashboardHostLocked();
+  nlohmann::json dashboardVpcsLocked();
+  Result<nlohmann::json> dashboardComparisonLocked();
   nlohmann::json vmInfo();           // libvirt reachability and the accelerator, for GET /v1/info
   nlohmann::json acceleratorJson();  // {"mode", "state", "name", "reason"}
 
   mutable std::mutex mutex_;
   std::optional<std::string> dashboardUrl_;
+  // Moved by every committed topology change and saved comparison (dashboardRevision()).
+  std::atomic<uint64_t> viewRevision_{0};
+  struct KeptDashboard {
+    uint64_t revision = 0;
+    std::chrono::steady_clock::time_point builtAt, usageAt;
+    DashboardView view;
+  };
+  std::optional<KeptDashboard> dashboard_;  // under mutex_
   Store store_;
   net::Topology topology_;
   // Null without Service::load (unit tests): then the model alone changes, no kernel object.

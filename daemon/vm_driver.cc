@@ -756,8 +756,12 @@ void VmDriver::replugNic(InstanceHandle&, const InstanceRow& row, NicPort&) {
               row.name);
 }
 
+json VmDriver::readUsage(const InstanceHandle&, const InstanceRow& row) const {
+  return row.state == InstanceState::running && row.pid ? qemuUsage(*row.pid) : json(nullptr);
+}
+
 void VmDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec& spec,
-                        const InstanceRow& row, json& out) const {
+                        const InstanceRow& row, const json&, json& out) const {
   const VmHandle& vm = own(handle);
   json boot = json::parse(row.bootStepsJson, nullptr, false);
   auto fromBoot = [&](const char* key) {
@@ -768,7 +772,6 @@ void VmDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec
   out["image_digest"] =
       vm.plan && vm.plan->rootImage ? json(vm.plan->rootImage->manifestDigest.text()) : json(nullptr);
   out["oom_kills"] = nullptr;  // a VM's are the guest's
-  out["usage"] = row.state == InstanceState::running && row.pid ? qemuUsage(*row.pid) : json(nullptr);
   out["cgroup"] = nullptr;
   out["bundle"] = directory(row.name).string();
   out["user_namespace_range"] = nullptr;

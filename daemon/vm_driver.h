@@ -70,8 +70,9 @@ class VmDriver final : public InstanceDriver {
   Recovery recover(InstanceHandle& handle, InstanceRow& row) override;
   void reconcile(const std::set<std::string>& active, const std::set<std::string>& all) override;
   void replugNic(InstanceHandle& handle, const InstanceRow& row, NicPort& nic) override;
+  nlohmann::json readUsage(const InstanceHandle& handle, const InstanceRow& row) const override;
   void describe(const InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow& row,
-                nlohmann::json& out) const override;
+                const nlohmann::json& usage, nlohmann::json& out) const override;
 
   struct Run;  // one boot of the domain: its agent session, whether its end was reported
 

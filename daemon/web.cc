@@ -51,6 +51,10 @@ std::optional<StaticPage> staticPage(std::string_view method, std::string_view t
   return std::nullopt;
 }
 
+bool isDashboardEvents(std::string_view method, std::string_view target) {
+  return method == "GET" && pathOf(target) == "/v1/dashboard/events";
+}
+
 std::optional<Error> refuseRepeatedHost(size_t hostHeaders) {
   if (hostHeaders <= 1) return std::nullopt;
   return Error(ErrorKind::InvalidArgument,
@@ -73,10 +77,10 @@ std::optional<Error> refuseOnDashboardPort(std::string_view method, std::string_
   }
   if (staticPage(method, target)) return std::nullopt;
   std::string_view path = pathOf(target);
-  if (path == "/v1/dashboard" && method == "GET") return std::nullopt;
+  if ((path == "/v1/dashboard" && method == "GET") || isDashboardEvents(method, target)) return std::nullopt;
   return forbidden(
-      "the dashboard port is read-only and answers GET / and /v1/dashboard only, not {} {}; the whole API "
-      "is on corrald's Unix socket",
+      "the dashboard port is read-only and answers GET /, /v1/dashboard and /v1/dashboard/events only, not "
+      "{} {}; the whole API is on corrald's Unix socket",
       method, path);
 }
 

@@ -23,10 +23,15 @@ struct StaticPage {
 // which is then an API request.
 std::optional<StaticPage> staticPage(std::string_view method, std::string_view target);
 
+// GET /v1/dashboard/events (any query): the dashboard's view pushed as server-sent events (docs/api.md),
+// served by daemon/http_server.cc on either way in.
+bool isDashboardEvents(std::string_view method, std::string_view target);
+inline constexpr std::string_view kEventStreamContentType = "text/event-stream";
+
 // The loopback TCP port is for a browser on this host, and read-only: anyone on the host can connect to
-// it, while the Unix socket is limited to root and group "corral". It answers the page and GET
-// /v1/dashboard only (what the page draws, daemon/instance_view.h), and only to a request with exactly one
-// Host header that names the loopback, in any letter case and with any port (so a web page elsewhere
+// it, while the Unix socket is limited to root and group "corral". It answers the page, GET /v1/dashboard
+// and its event stream only (what the page draws, daemon/instance_view.h), and only to a request with exactly
+// one Host header that names the loopback, in any letter case and with any port (so a web page elsewhere
 // cannot reach it through a DNS name rebound to 127.0.0.1). `hosts` are the request's Host header values.
 // The refusal (403, or 400 for a missing or repeated Host), or nullopt.
 std::optional<Error> refuseOnDashboardPort(std::string_view method, std::string_view target,

@@ -225,6 +225,9 @@ TEST_F(Dashboard, ShowsTheBuildingTheInstancesAndTheComparisonAndFollowsChangesL
                        15s))
       << browser->lastError();
 
+  // Pushed, not polled: the page listens to GET /v1/dashboard/events.
+  EXPECT_EQ(browser->evaluate("document.body.dataset.transport"), json("events"));
+
   // The DOM: the building with both floors and both instances, the table, the chart, the isolation table.
   EXPECT_EQ(count(*browser, "[data-vpc=\"shop\"] svg"), 1);
   EXPECT_EQ(count(*browser,

@@ -34,6 +34,7 @@ class FakeDriver final : public InstanceDriver {
   std::set<std::string> reserved;     // reserve() .. release()
   std::set<std::string> plugged;      // NICs plugged in by a start
   std::set<std::string> reconciledActive, reconciledAll;
+  mutable int usageReads = 0;  // readUsage() calls
 
   ~FakeDriver() override = default;
 
@@ -192,8 +193,15 @@ class FakeDriver final : public InstanceDriver {
     reconciledAll = all;
   }
   void replugNic(InstanceHandle&, const InstanceRow& row, NicPort&) override { note("replug " + row.name); }
+  // Counts its reads (usageReads): what a listing costs the kernel.
+  nlohmann::json readUsage(const InstanceHandle&, const InstanceRow& row) const override {
+    std::lock_guard lock(mutex);
+    ++usageReads;
+    if (row.state != InstanceState::running) return nullptr;
+    return {{"memory_bytes", 1000 + usageReads}, {"source", "fake"}};
+  }
   void describe(const InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow&,
-                nlohmann::json& out) const override {
+                const nlohmann::json&, nlohmann::json& out) const override {
     out["command"] = spec.command;
     out["configured"] = static_cast<const Handle&>(handle).configured;
   }

@@ -62,6 +62,7 @@ class InstanceManagerTest : public ::testing::Test {
     drivers[schema::InstanceKind::container] = std::move(fake);
     InstanceOptions options;
     options.domainPrefix = "fake-";
+    options.usageMaxAge = usageMaxAge_;
     auto loaded = InstanceManager::load(*store_, options, network_.get(), std::move(drivers));
     ASSERT_TRUE(loaded) << loaded.error().message();
     manager_ = std::move(*loaded);
@@ -114,6 +115,12 @@ class InstanceManagerTest : public ::testing::Test {
     EXPECT_FALSE(fake_->runs.contains(name)) << name << ": run";
   }
 
+  int usageReads() {
+    std::lock_guard lock(fake_->mutex);
+    return fake_->usageReads;
+  }
+
+  std::chrono::milliseconds usageMaxAge_{std::chrono::hours(1)};
   std::string dir_, dbPath_;
   std::optional<Store> store_;
   std::unique_ptr<NetworkController> network_;
@@ -455,6 +462,88 @@ TEST_F(InstanceManagerBootingTest, WhileStoppingAnEndReadsStoppedUnlessItsReason
       fake.recordsStarting = false;
     });
   }
+}
+
+// ps at scale: a listing reads each instance's usage from the kernel only when its kept reading is older
+// than usageMaxAge (here an hour), not once per instance per listing.
+TEST_F(InstanceManagerTest, ListingsWithinTheUsageAgeReadNoInstanceAgain) {
+  for (const char* name : {"a", "b", "c"}) ASSERT_TRUE(manager_->run(spec(name)));
+  const int afterRuns = usageReads();
+  for (int i = 0; i < 5; ++i) {
+    json listed = manager_->list();
+    ASSERT_EQ(listed["instances"].size(), 3u);
+    for (const json& instance : listed["instances"]) {
+      ASSERT_TRUE(instance["usage"].is_object()) << instance.dump();
+      EXPECT_EQ(instance["usage"]["source"], "fake");
+      EXPECT_GE(instance["usage"]["age_ms"].get<int64_t>(), 0);
+    }
+  }
+  EXPECT_EQ(usageReads(), afterRuns) << "a listing read usage the manager already held";
+  // get() shows the same kept reading.
+  auto one = manager_->get("b");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(usageReads(), afterRuns);
+}
+
+TEST_F(InstanceManagerTest, AStopOrANewRunReadsUsageAgainAtOnce) {
+  ASSERT_TRUE(manager_->run(spec("a")));
+  ASSERT_TRUE(manager_->list()["instances"][0]["usage"].is_object());
+  ASSERT_TRUE(manager_->stop("a", 0));
+  // The stop's own answer already read it again: a stopped instance holds nothing.
+  EXPECT_TRUE(manager_->list()["instances"][0]["usage"].is_null());
+  const int stopped = usageReads();
+  ASSERT_TRUE(manager_->start("a"));
+  json usage = manager_->list()["instances"][0]["usage"];
+  ASSERT_TRUE(usage.is_object()) << usage.dump();
+  EXPECT_GT(usageReads(), stopped);
+}
+
+class InstanceManagerFreshUsageTest : public InstanceManagerTest {
+ protected:
+  void SetUp() override {
+    usageMaxAge_ = std::chrono::milliseconds(0);
+    InstanceManagerTest::SetUp();
+  }
+};
+
+TEST_F(InstanceManagerFreshUsageTest, WithNoAgeEveryListingReadsEveryInstance) {
+  for (const char* name : {"a", "b", "c"}) ASSERT_TRUE(manager_->run(spec(name)));
+  const int before = usageReads();
+  manager_->list();
+  manager_->list();
+  EXPECT_EQ(usageReads(), before + 6);
+}
+
+TEST_F(InstanceManagerTest, TheListingShowsEachNicAsGetDoes) {
+  for (const char* name : {"a", "b"}) ASSERT_TRUE(manager_->run(spec(name)));
+  ASSERT_TRUE(manager_->run(spec("c", /*withNic=*/false)));
+  json listed = manager_->list()["instances"];
+  ASSERT_EQ(listed.size(), 3u);
+  for (const json& instance : listed) {
+    auto got = manager_->get(instance["name"]);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(instance["network"], (*got)["network"]) << instance["name"];  // spoof_drops null in both here
+  }
+  EXPECT_EQ(listed[0]["network"]["subnet"], "s");
+  EXPECT_TRUE(listed[2]["network"].is_null());
+  for (const json& instance : manager_->list(InstanceManager::Listing::withoutNetwork)["instances"])
+    EXPECT_TRUE(instance["network"].is_null());
+}
+
+// What the dashboard and a VPC's topology need of the instances, without rendering them.
+TEST_F(InstanceManagerTest, StatesAndTheRevisionFollowWhatTheDashboardShows) {
+  const uint64_t empty = manager_->revision();
+  ASSERT_TRUE(manager_->run(spec("a")));
+  const uint64_t running = manager_->revision();
+  EXPECT_NE(running, empty);
+  EXPECT_EQ(manager_->statesJson(), json::parse(R"({"instances": [{"name": "a", "state": "running"}]})"));
+  manager_->list();
+  EXPECT_EQ(manager_->revision(), running) << "a listing is no change";
+  ASSERT_TRUE(manager_->stop("a", 0));
+  EXPECT_NE(manager_->revision(), running);
+  EXPECT_EQ(manager_->statesJson()["instances"][0]["state"], "stopped");
+  ASSERT_TRUE(manager_->remove("a", false));
+  EXPECT_EQ(manager_->revision(), empty);
 }
 
 }  // namespace

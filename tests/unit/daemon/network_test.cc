@@ -143,5 +143,35 @@ TEST_F(NicModelTest, ANicsPlanFromItsSubnetIsTheOneTheVpcPlanHolds) {
   }
 }
 
+// A listing's view of every NIC (nicPlans) is what asking for each one (nicPlan) gives, across VPCs; an
+// instance without a NIC has none.
+TEST(NicPlans, EveryNicOfEveryVpcAsItsOwnPlanShowsIt) {
+  net::Topology topology;
+  ASSERT_TRUE(topology.createVpc({.name = "prod", .cidr = "10.0.0.0/16"}, kNow));
+  ASSERT_TRUE(topology.createSubnet({.name = "web", .vpc = "prod", .cidr = "10.0.1.0/24"}, kNow));
+  ASSERT_TRUE(topology.createVpc({.name = "lab", .cidr = "10.9.0.0/16"}, kNow));
+  ASSERT_TRUE(topology.createSubnet({.name = "desk", .vpc = "lab", .cidr = "10.9.1.0/24"}, kNow));
+  NetworkController network(NetworkOptions{}, std::move(topology));
+  for (auto [name, subnet] :
+       {std::pair{"web-1", "web"}, std::pair{"web-2", "web"}, std::pair{"pc", "desk"}}) {
+    schema::InstanceSpec spec;
+    spec.name = name;
+    spec.subnet = subnet;
+    auto reserved = network.reserveNic(spec, name);
+    ASSERT_TRUE(reserved) << reserved.error().message();
+  }
+  auto plans = network.nicPlans();
+  ASSERT_EQ(plans.size(), 3u);
+  for (const char* name : {"web-1", "web-2", "pc"}) {
+    auto plan = network.nicPlan(name);
+    ASSERT_TRUE(plan) << plan.error().message();
+    ASSERT_TRUE(plans.contains(name)) << name;
+    EXPECT_EQ(plans.find(name)->second, *plan) << name;
+  }
+  EXPECT_EQ(plans.find("pc")->second.nic.subnet, "desk");
+  network.releaseNic("web-2");
+  EXPECT_FALSE(network.nicPlans().contains("web-2"));
+}
+
 }  // namespace
 }  // namespace corral::daemon

@@ -518,5 +518,38 @@ TEST_F(ServiceTest, DashboardHasTheHostEveryVpcDrawnTheInstancesAndTheLatestComp
   EXPECT_EQ(comparison["isolation"]["container"]["kernel_equals_host"], true);
 }
 
+// One kept view serves every page: asked again with nothing changed, the same view (same number, same
+// body, not built again); a topology change or a saved comparison moves the revision and gives a new view.
+TEST_F(ServiceTest, TheDashboardViewIsKeptUntilSomethingItShowsChanges) {
+  const uint64_t revision = service_->dashboardRevision();
+  DashboardView first = service_->dashboard();
+  ASSERT_TRUE(first.body);
+  DashboardView again = service_->dashboard();
+  EXPECT_EQ(again.sequence, first.sequence);
+  EXPECT_EQ(again.body.get(), first.body.get()) << "built again with nothing changed";
+  EXPECT_EQ(service_->dashboardRevision(), revision);
+  Response answered = handle(api::GetDashboard{});
+  EXPECT_EQ(answered.body, *first.body) << "GET /v1/dashboard answers the kept view";
+
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  const uint64_t afterVpc = service_->dashboardRevision();
+  EXPECT_NE(afterVpc, revision);
+  DashboardView withVpc = service_->dashboard();
+  EXPECT_GT(withVpc.sequence, first.sequence);
+  ASSERT_EQ((*withVpc.body)["vpcs"].size(), 1u);
+  EXPECT_EQ((*withVpc.body)["vpcs"][0]["vpc"]["name"], "prod");
+
+  // A refused change is no change.
+  EXPECT_EQ(createVpc("prod", "10.1.0.0/16").status, 409);
+  EXPECT_EQ(service_->dashboardRevision(), afterVpc);
+  EXPECT_EQ(service_->dashboard().sequence, withVpc.sequence);
+
+  ASSERT_EQ(handle(api::SaveComparison{comparisonResult(1, 3000.0)}).status, 201);
+  EXPECT_NE(service_->dashboardRevision(), afterVpc);
+  DashboardView withComparison = service_->dashboard();
+  EXPECT_GT(withComparison.sequence, withVpc.sequence);
+  EXPECT_EQ((*withComparison.body)["comparison"]["runs"], 1);
+}
+
 }  // namespace
 }  // namespace corral::daemon

@@ -22,10 +22,11 @@ TEST(Web, ThePageIsServedAtTheRootAndOnlyForGetOrHead) {
   EXPECT_FALSE(staticPage("GET", "/dashboard/x"));
 }
 
-TEST(Web, ThePageIsSelfContainedAndPollsTheDashboardRequest) {
+TEST(Web, ThePageIsSelfContainedListensToTheEventsAndCanPoll) {
   const std::string_view page = dashboardPage();
   EXPECT_TRUE(page.starts_with("<!doctype html>"));
   EXPECT_NE(page.find("fetch(\"/v1/dashboard\""), std::string_view::npos);
+  EXPECT_NE(page.find("new EventSource(\"/v1/dashboard/events\")"), std::string_view::npos);
   // No outside resource: the page must work on a host without internet, and the policy forbids them.
   for (const char* outside : {"http://", "https://", "src=\"//", "href=\"//"}) {
     EXPECT_EQ(page.find(outside), std::string_view::npos) << outside;
@@ -37,13 +38,18 @@ TEST(Web, TheDashboardPortIsReadOnly) {
   EXPECT_FALSE(refuseOnDashboardPort("GET", "/", "127.0.0.1:8080"));
   EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/dashboard", "localhost:8080"));
   EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/dashboard?x=1", "[::1]:8080"));
+  EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/dashboard/events", "127.0.0.1:8080"));
+  EXPECT_TRUE(isDashboardEvents("GET", "/v1/dashboard/events?since=3"));
+  EXPECT_FALSE(isDashboardEvents("POST", "/v1/dashboard/events"));
+  EXPECT_FALSE(isDashboardEvents("GET", "/v1/dashboard/events/x"));
   // Only what the page draws: a kept comparison as sent, or an instance (even asking for its env), is not.
   for (auto [method, target] :
        {std::pair{"POST", "/v1/vpcs"}, std::pair{"GET", "/v1/instances"},
         std::pair{"GET", "/v1/instances/web"}, std::pair{"GET", "/v1/instances/web?show_env=true"},
         std::pair{"GET", "/v1/instances/web/logs"}, std::pair{"DELETE", "/v1/vpcs/prod"},
         std::pair{"GET", "/v1/comparisons"}, std::pair{"GET", "/v1/comparisons/latest"},
-        std::pair{"POST", "/v1/comparisons"}, std::pair{"POST", "/v1/trace"}, std::pair{"GET", "/v1/info"}}) {
+        std::pair{"POST", "/v1/comparisons"}, std::pair{"POST", "/v1/trace"}, std::pair{"GET", "/v1/info"},
+        std::pair{"POST", "/v1/dashboard/events"}}) {
     auto refused = refuseOnDashboardPort(method, target, "127.0.0.1:8080");
     ASSERT_TRUE(refused) << method << " " << target;
     EXPECT_EQ(refused->kind(), ErrorKind::Forbidden);
