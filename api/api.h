@@ -121,6 +121,15 @@ struct RemoveInstance {  // DELETE /v1/instances/NAME?force=true: force stops a 
   bool force = false;
   bool operator==(const RemoveInstance&) const = default;
 };
+// POST /v1/instances/remove {"names": [...], "force": true}: removes many in one request, each as DELETE
+// /v1/instances/NAME would (the running ones are killed in parallel); answers each name's result in order,
+// so one missing name does not hide the others. An empty list, a name given twice or a malformed name is
+// refused naming names[i] before anything is removed.
+struct RemoveInstances {
+  std::vector<std::string> names;
+  bool force = false;
+  bool operator==(const RemoveInstances&) const = default;
+};
 struct GetInstanceLogs {  // GET /v1/instances/NAME/logs?offset=N: output from byte N, the next offset, state
   std::string name;
   int64_t offset = 0;
@@ -183,9 +192,9 @@ using Request =
                  CORRAL_KIND_REQUESTS(SecurityGroup), Create<schema::SecurityGroupSpec>, AddSecurityGroupRule,
                  DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<schema::NetworkAclSpec>,
                  AddNetworkAclRule, DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances,
-                 GetInstance, StopInstance, StartInstance, RemoveInstance, GetInstanceLogs, ExecInstance,
-                 WaitInstancePort, TraceCapture, SaveComparison, ListComparisons, GetComparison, GetDashboard,
-                 ListImages, GetImage, RemoveImage, PullImage, ImportImage, BuildImage>;
+                 GetInstance, StopInstance, StartInstance, RemoveInstance, RemoveInstances, GetInstanceLogs,
+                 ExecInstance, WaitInstancePort, TraceCapture, SaveComparison, ListComparisons, GetComparison,
+                 GetDashboard, ListImages, GetImage, RemoveImage, PullImage, ImportImage, BuildImage>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {

@@ -334,6 +334,12 @@ void readSpec(BodyFields& f, WaitPortBody& s) {
   f.optional("timeout_seconds", s.timeoutSeconds);
 }
 
+// Body of POST /v1/instances/remove; the names are checked by the daemon.
+void readSpec(BodyFields& f, RemoveInstances& s) {
+  f.required("names", s.names);
+  f.optional("force", s.force);
+}
+
 // Body of POST /v1/trace; the values are checked by the daemon.
 void readSpec(BodyFields& f, TraceCapture& s) {
   f.required("target", s.target);
@@ -414,6 +420,7 @@ template Result<StopBody> parseBody(std::string_view, std::string_view, std::str
 template Result<EmptyBody> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<ExecBody> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<WaitPortBody> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<RemoveInstances> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<TraceCapture> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<PullImage> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<ImportImage> parseBody(std::string_view, std::string_view, std::string_view);
@@ -520,6 +527,10 @@ json bodyJson(const ExecBody& s) {
 
 json bodyJson(const WaitPortBody& s) {
   return {{"port", s.port}, {"timeout_seconds", s.timeoutSeconds}};
+}
+
+json bodyJson(const RemoveInstances& s) {
+  return {{"names", s.names}, {"force", s.force}};
 }
 
 json bodyJson(const TraceCapture& s) {

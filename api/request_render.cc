@@ -125,6 +125,10 @@ HttpRequest renderRequest(const Request& request) {
           [&](const RemoveInstance& r) {
             return HttpRequest{"DELETE", instancePath(r.name) + (r.force ? "?force=true" : ""), ""};
           },
+          [&](const RemoveInstances& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}/remove", kApiPrefix, kInstances),
+                               bodyJson(r).dump()};
+          },
           [&](const GetInstanceLogs& r) {
             return HttpRequest{"GET", fmt::format("{}/logs?offset={}", instancePath(r.name), r.offset), ""};
           },

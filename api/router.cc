@@ -122,6 +122,13 @@ class Router {
       if (!spec) return fail(spec.error());
       return Request{RunInstance{std::move(*spec)}};
     }
+    // POST names an operation on many (an instance may be called "remove": GET and DELETE name instances).
+    if (seg.size() == 2 && seg[1] == "remove" && method_ == "POST") {
+      if (Status s = noQuery(); !s) return fail(s.error());
+      auto body = parseBody<RemoveInstances>(method_, target_.path, body_);
+      if (!body) return fail(body.error());
+      return Request{std::move(*body)};
+    }
     Result<std::string> name = percentDecode(seg[1], "name");
     if (!name) return fail(name.error());
     if (seg.size() == 2) {

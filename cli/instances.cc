@@ -459,16 +459,47 @@ Command startCommand() {
   return command;
 }
 
+// `corral rm a b c`: one request for all (POST /v1/instances/remove), so corrald kills them in parallel and
+// changes each VPC's network once; each name's failure is reported (the daemon's message names it) and
+// does not hold up the others. Prints as forEachInstance does.
+int removeMany(const Invocation& invocation) {
+  const std::vector<std::string>& names = invocation.arguments;
+  // Each instance may take its kill's settle time, though most are killed in parallel.
+  api::Client client(invocation.global.socketPath,
+                     std::chrono::seconds(30) + std::chrono::seconds(static_cast<int64_t>(names.size())));
+  Result<json> answer = client.call(api::RemoveInstances{names, invocation.flag("force")});
+  if (!answer) {
+    printError(answer.error());
+    return 1;
+  }
+  bool failed = false;
+  json removed = json::array();
+  const json& results = field(*answer, "results");
+  for (const json& result : results.is_array() ? results : json::array()) {
+    if (result.contains("error")) {
+      printError(api::errorFromJson(json{{"error", result["error"]}}, 500));
+      failed = true;
+    } else if (invocation.global.json) {
+      removed.push_back(json{{"deleted", field(result, "deleted")}});
+    } else {
+      fmt::print("removed {}\n", displayText(field(result, "name")));
+    }
+  }
+  if (invocation.global.json && !removed.empty()) std::cout << removed.dump(2) << "\n";
+  return failed ? 1 : 0;
+}
+
 Command removeInstanceCommand() {
   Command command = leaf(
       "rm",
       "remove instances and their writable layers (cattle, not pets: run a new one instead of fixing it); "
-      "each NAME in turn",
+      "several NAMEs go in one request, the running ones (with -f) killed in parallel",
       {instanceArgument()}, "[-f]",
       [](po::options_description& options) {
         options.add_options()("force,f", "stop each first if it is running");
       },
       [](const Invocation& invocation) {
+        if (invocation.arguments.size() > 1) return removeMany(invocation);
         api::Client client(invocation.global.socketPath);
         return forEachInstance(
             invocation,

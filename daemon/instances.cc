@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <ctime>
 #include <set>
+#include <system_error>
 #include <thread>
 
 #include "api/api.h"
@@ -17,6 +19,7 @@
 #include "core/log.h"
 #include "daemon/image_launch.h"
 #include "net/netns.h"
+#include "schema/names.h"
 
 namespace corral::daemon {
 namespace {
@@ -311,6 +314,11 @@ json InstanceManager::networkJson(const Instance& instance) const {
 
 void InstanceManager::releaseNic(const std::string& instanceName) {
   if (network_) network_->releaseNic(instanceName);
+}
+
+void InstanceManager::releaseNicsOf(const std::vector<std::string>& instanceNames) {
+  if (!network_) return;
+  for (const std::string& name : instanceNames) network_->releaseNic(name);
 }
 
 void InstanceManager::replugNics() {
@@ -610,6 +618,114 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
     it = instances_.find(name);
     if (it == instances_.end()) return json{{"deleted", {{"name", name}, {"state", "removed"}}}};
   }
+  auto deleted = dropStopped(it);
+  if (!deleted) return fail(deleted.error());
+  releaseNicsOf({name});
+  return json{{"deleted", std::move(*deleted)}};
+}
+
+Result<std::vector<Result<json>>> InstanceManager::removeMany(const std::vector<std::string>& names,
+                                                              bool force) {
+  if (names.empty()) return fail(invalidField("names", "give at least one instance name"));
+  std::map<std::string_view, size_t> seen;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string field = fmt::format("names[{}]", i);
+    if (Status valid = schema::validateName(names[i], field); !valid) return fail(valid.error());
+    if (auto [first, fresh] = seen.emplace(names[i], i); !fresh)
+      return fail(invalidField(field, "\"{}\" is given twice (also names[{}])", names[i], first->second));
+  }
+  const InstanceAction action = force ? InstanceAction::forceRemove : InstanceAction::remove;
+  std::vector<Result<json>> results(names.size());
+  std::unique_lock lock(mutex_);
+  // Each one that fits its state is held as being removed until its row is gone (as in remove()).
+  std::vector<Rollback> settles;
+  std::vector<size_t> going;
+  std::vector<std::string> active;
+  for (size_t i = 0; i < names.size(); ++i) {
+    auto it = instances_.find(names[i]);
+    if (it == instances_.end()) {
+      results[i] = fail(notFound("instance \"{}\" not found", names[i]));
+      continue;
+    }
+    if (Status fits = checkAction(it->second.row.kind, it->second.state(), action, names[i]); !fits) {
+      results[i] = fail(fits.error());
+      continue;
+    }
+    settles.push_back(holdInProgress(lock, it->second, action));
+    going.push_back(i);
+    if (isActive(it->second.row.state)) active.push_back(names[i]);
+  }
+  std::vector<Status> killed = killInParallel(lock, active);
+  std::map<std::string_view, Error> killErrors;
+  for (size_t k = 0; k < active.size(); ++k) {
+    if (!killed[k]) killErrors.emplace(active[k], killed[k].error());
+  }
+  std::vector<std::string> removed;
+  for (size_t i : going) {
+    const std::string& name = names[i];
+    if (auto error = killErrors.find(name); error != killErrors.end()) {
+      results[i] = fail(error->second.wrap(fmt::format("remove \"{}\"", name)));
+      continue;
+    }
+    auto it = instances_.find(name);
+    if (it != instances_.end() && isActive(it->second.row.state)) {
+      // Killed with the others: its end is reported by its driver's watcher.
+      if (auto waited = waitStopped(lock, name, it->second.driver->settleTimeout()); !waited) {
+        results[i] = fail(waited.error());
+        continue;
+      }
+      it = instances_.find(name);
+    }
+    if (it == instances_.end()) {  // run with --rm: its end removed it
+      results[i] = json{{"deleted", {{"name", name}, {"state", "removed"}}}};
+      continue;
+    }
+    auto deleted = dropStopped(it);
+    if (!deleted) {
+      results[i] = fail(deleted.error());
+      continue;
+    }
+    results[i] = json{{"deleted", std::move(*deleted)}};
+    removed.push_back(name);
+  }
+  releaseNicsOf(removed);
+  return results;
+}
+
+std::vector<Status> InstanceManager::killInParallel(std::unique_lock<std::mutex>& lock,
+                                                    const std::vector<std::string>& names) {
+  // A container's kill freezes its cgroup and polls until it is frozen and empty (5-10 ms steps), a VM's
+  // destroys its domain: each waits on its own, so a few at once take the time of the slowest.
+  constexpr size_t kMaxKillers = 8;
+  std::vector<Status> statuses(names.size());
+  if (names.empty()) return statuses;
+  lock.unlock();
+  std::atomic<size_t> next{0};
+  auto killSome = [&] {
+    for (size_t i = next++; i < names.size(); i = next++) {
+      std::unique_lock own(mutex_);
+      auto it = instances_.find(names[i]);
+      if (it == instances_.end() || !isActive(it->second.row.state)) continue;
+      statuses[i] = it->second.driver->kill(*it->second.handle, names[i], own);
+    }
+  };
+  {
+    std::vector<std::jthread> killers;
+    try {
+      for (size_t k = 1; k < std::min(kMaxKillers, names.size()); ++k) killers.emplace_back(killSome);
+    } catch (const std::system_error& e) {
+      log::warn("removing {} instances: fewer threads to kill them ({}); the others do the rest",
+                names.size(), e.what());
+    }
+    killSome();
+  }  // the killers are joined here
+  lock.lock();
+  return statuses;
+}
+
+Result<json> InstanceManager::dropStopped(std::map<std::string, Instance, std::less<>>::iterator it) {
+  const std::string name = it->first;
+  InstanceDriver& driver = *it->second.driver;
   json deleted = render(it->second);
   // Whatever the row says, nothing of the instance may outlive it: a crash may have left a process, cgroups,
   // a mount or a domain that no record names.
@@ -625,8 +741,7 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
     return fail(dropped.error().wrap(fmt::format("remove instance \"{}\"", name)));
   driver.release(it->second.row);
   instances_.erase(it);
-  releaseNic(name);
-  return json{{"deleted", std::move(deleted)}};
+  return deleted;
 }
 
 Result<json> InstanceManager::logs(const std::string& name, int64_t offset) {

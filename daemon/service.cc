@@ -270,6 +270,27 @@ Response Service::serveInstance(const api::RemoveInstance& request) {
   if (removed->contains("deleted")) (*removed)["deleted"] = withEnvMasked(std::move((*removed)["deleted"]));
   return {200, std::move(*removed)};
 }
+Response Service::serveInstance(const api::RemoveInstances& request) {
+  auto results = instances_->removeMany(request.names, request.force);
+  if (!results) return errorResponse(results.error());
+  nlohmann::json answers = nlohmann::json::array();
+  int64_t removed = 0;
+  for (size_t i = 0; i < results->size(); ++i) {
+    Result<nlohmann::json>& result = (*results)[i];
+    nlohmann::json answer = {{"name", request.names[i]}};
+    if (result) {
+      answer["deleted"] = withEnvMasked(std::move((*result)["deleted"]));
+      ++removed;
+    } else {
+      answer["error"] = api::errorJson(result.error())["error"];
+    }
+    answers.push_back(std::move(answer));
+  }
+  return {200,
+          {{"results", std::move(answers)},
+           {"removed", removed},
+           {"failed", static_cast<int64_t>(results->size()) - removed}}};
+}
 Response Service::serveInstance(const api::GetInstanceLogs& request) {
   return resultResponse(200, instances_->logs(request.name, request.offset));
 }

@@ -120,6 +120,7 @@ class Service {
   Response serveInstance(const api::StopInstance& request);
   Response serveInstance(const api::StartInstance& request);
   Response serveInstance(const api::RemoveInstance& request);
+  Response serveInstance(const api::RemoveInstances& request);  // 200 with a result per name
   Response serveInstance(const api::GetInstanceLogs& request);
   Response serveInstance(const api::ExecInstance& request);
   // Blocks until the port answers, the instance ends or the timeout passes (up to 600 s).

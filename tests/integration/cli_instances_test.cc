@@ -212,6 +212,37 @@ TEST_F(CliInstancesTest, StopStartAndRmTakeSeveralNames) {
   EXPECT_NE(help.out.find("Usage: corral rm NAME [NAME...]"), std::string::npos) << help;
 }
 
+// `corral rm -f` of several names is one request (POST /v1/instances/remove), reported per name in order;
+// a name given twice is refused (naming it) before anything is removed.
+TEST_F(CliInstancesTest, RmOfSeveralNamesIsOneRequest) {
+  for (const char* name : {"r1", "r2", "r3"}) {
+    CliRun run = cli({"run", "-d", "--name", name, "--", "sleep", "100"});
+    ASSERT_EQ(run.code, 0) << run;
+  }
+  CliRun twice = cli({"rm", "-f", "r1", "r2", "r1"});
+  EXPECT_EQ(twice.code, 1) << twice;
+  EXPECT_NE(twice.err.find("names[2]"), std::string::npos) << twice;
+  EXPECT_EQ(daemon_.instances().size(), 3u) << daemon_.instances().dump();
+
+  CliRun rm = cli({"rm", "-f", "r2", "nope", "r1", "r3"});
+  EXPECT_EQ(rm.code, 1) << rm;
+  EXPECT_EQ(rm.out, "removed r2\nremoved r1\nremoved r3\n") << rm;
+  EXPECT_NE(rm.err.find("instance \"nope\" not found"), std::string::npos) << rm;
+  EXPECT_TRUE(daemon_.instances().empty()) << daemon_.instances().dump();
+  const std::string log = daemon_.log();
+  EXPECT_EQ(corral::testing::occurrences(log, "POST /v1/instances/remove 200"), 1u) << log;
+  EXPECT_EQ(corral::testing::occurrences(log, "DELETE /v1/instances/"), 0u) << log;
+
+  for (const char* name : {"j1", "j2"})
+    ASSERT_EQ(cli({"run", "-d", "--name", name, "--", "sleep", "100"}).code, 0);
+  CliRun json = cli({"rm", "--json", "-f", "j1", "j2"});
+  EXPECT_EQ(json.code, 0) << json;
+  auto answers = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(answers.is_array()) << json;
+  ASSERT_EQ(answers.size(), 2u) << json;
+  EXPECT_EQ(answers[1]["deleted"].value("name", ""), "j2") << json;
+}
+
 // `--memory 1` is refused by the API before anything is made, naming the flag's field ("memory", not the
 // cgroup's "memoryBytes"), and nothing is left behind.
 TEST_F(CliInstancesTest, TooLittleMemoryIsRefusedNamingMemory) {

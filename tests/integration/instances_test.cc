@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/leaks.h"
 
 namespace corral {
 namespace {
@@ -23,6 +25,10 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
+using corral::testing::cgroupLeftovers;
+using corral::testing::join;
+using corral::testing::linksIn;
+using corral::testing::mountLeftovers;
 using corral::testing::Reply;
 using corral::testing::requireRoot;
 using corral::testing::TestDaemon;
@@ -153,6 +159,82 @@ TEST(Instances, OutOfMemoryIsReported) {
   EXPECT_EQ(done["state"], "stopped");
   EXPECT_EQ(done["exit_reason"], "oom-killed") << done.dump();
   EXPECT_EQ(daemon.call("DELETE", "/v1/instances/hog").status, 200);
+}
+
+// POST /v1/instances/remove: several instances on a subnet in one request. Bad input is refused naming the
+// field before anything goes; without force the running ones are refused one by one and the stopped one
+// goes; forced, the running ones are killed and a missing name is reported on its own. Nothing is left:
+// processes, cgroups, mounts, bundles, ports in the VPC's namespace, addresses (one is taken again).
+TEST(Instances, RemoveManyInOneRequestLeavesNothing) {
+  if (!requireRoot()) GTEST_SKIP() << "running containers needs root";
+  TestDaemon daemon("inst", kDaemonArgs);
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  daemon.must("POST", "/v1/vpcs", {{"name", "v"}, {"cidr", "10.78.0.0/16"}});
+  daemon.must("POST", "/v1/subnets", {{"name", "s"}, {"vpc", "v"}, {"cidr", "10.78.1.0/24"}});
+  const std::string netns = corral::testing::testNetnsPrefix() + "vpc-v";
+  const std::vector<std::string> linksBefore = linksIn(netns);
+  std::map<std::string, json> started;
+  for (const char* name : {"a", "b", "c"}) {
+    json spec = runSpec(name, {"sleep", "1000"});
+    spec["subnet"] = "s";
+    Reply run = daemon.call("POST", "/v1/instances", spec);
+    ASSERT_EQ(run.status, 201) << run.body.dump() << daemon.logTail();
+    started[name] = run.body;
+  }
+  ASSERT_EQ(daemon.call("POST", "/v1/instances/c/stop", {{"grace_seconds", 0}}).status, 200);
+  EXPECT_EQ(linksIn(netns).size(), linksBefore.size() + 2) << join(linksIn(netns));
+
+  struct Bad {
+    json body;
+    std::string field;
+  };
+  for (const Bad& bad : {Bad{{{"names", json::array()}}, "names"},
+                         Bad{{{"names", {"a", "b", "a"}}, {"force", true}}, "names[2]"},
+                         Bad{{{"names", {"a", "Bad_Name"}}, {"force", true}}, "names[1]"},
+                         Bad{{{"names", {"a"}}, {"force", "yes"}}, "force"}}) {
+    Reply reply = daemon.call("POST", "/v1/instances/remove", bad.body);
+    EXPECT_EQ(reply.status, 400) << bad.body.dump() << " → " << reply.body.dump();
+    EXPECT_EQ(reply.body["error"].value("field", ""), bad.field) << reply.body.dump();
+  }
+  EXPECT_EQ(daemon.instances().size(), 3u) << daemon.instances().dump();
+
+  Reply unforced = daemon.call("POST", "/v1/instances/remove", {{"names", {"a", "c"}}});
+  ASSERT_EQ(unforced.status, 200) << unforced.body.dump();
+  ASSERT_EQ(unforced.body["results"].size(), 2u) << unforced.body.dump();
+  EXPECT_EQ(unforced.body["results"][0]["name"], "a");
+  EXPECT_EQ(unforced.body["results"][0]["error"].value("kind", ""), "conflict") << unforced.body.dump();
+  EXPECT_EQ(unforced.body["results"][1]["deleted"].value("name", ""), "c") << unforced.body.dump();
+  EXPECT_EQ(unforced.body["removed"], 1);
+  EXPECT_EQ(unforced.body["failed"], 1);
+  EXPECT_EQ(daemon.call("GET", "/v1/instances/a").body.value("state", ""), "running");
+
+  Reply forced =
+      daemon.call("POST", "/v1/instances/remove", {{"names", {"a", "nope", "b"}}, {"force", true}});
+  ASSERT_EQ(forced.status, 200) << forced.body.dump();
+  const json& results = forced.body["results"];
+  ASSERT_EQ(results.size(), 3u) << forced.body.dump();
+  EXPECT_EQ(results[0]["deleted"].value("name", ""), "a") << forced.body.dump();
+  EXPECT_EQ(results[1]["name"], "nope");
+  EXPECT_EQ(results[1]["error"].value("kind", ""), "not_found") << forced.body.dump();
+  EXPECT_NE(results[1]["error"].value("message", "").find("\"nope\""), std::string::npos)
+      << forced.body.dump();
+  EXPECT_EQ(results[2]["deleted"].value("name", ""), "b") << forced.body.dump();
+  EXPECT_EQ(forced.body["removed"], 2);
+  EXPECT_EQ(forced.body["failed"], 1);
+
+  EXPECT_TRUE(daemon.instances().empty()) << daemon.instances().dump();
+  for (const char* name : {"a", "b"}) EXPECT_FALSE(alive(started[name]["pid"].get<int>())) << name;
+  EXPECT_TRUE(cgroupLeftovers(daemon).empty()) << join(cgroupLeftovers(daemon));
+  EXPECT_TRUE(mountLeftovers(daemon).empty()) << join(mountLeftovers(daemon));
+  EXPECT_TRUE(std::filesystem::is_empty(daemon.containersDir()));
+  EXPECT_EQ(linksIn(netns).size(), linksBefore.size()) << join(linksIn(netns));
+  // The addresses went back to the subnet: a's is free for a new instance.
+  json again = runSpec("again", {"sleep", "1000"});
+  again["subnet"] = "s";
+  again["ip"] = started["a"]["ip"];
+  Reply rerun = daemon.call("POST", "/v1/instances", again);
+  EXPECT_EQ(rerun.status, 201) << rerun.body.dump();
+  EXPECT_EQ(daemon.call("DELETE", "/v1/instances/again?force=true").status, 200);
 }
 
 TEST(Instances, BadSpecsAreRefusedAndLeaveNothing) {

@@ -124,6 +124,8 @@ std::vector<Request> everyAlternative() {
   all.push_back(StartInstance{"web"});
   all.push_back(RemoveInstance{"web", false});
   all.push_back(RemoveInstance{"web a", true});
+  all.push_back(RemoveInstances{{"web-1", "web-2", "remove"}, true});
+  all.push_back(RemoveInstances{{"web-1"}, false});
   all.push_back(GetInstanceLogs{"web", 4096});
   all.push_back(ExecInstance{"web", {"hostname"}, {"X=1"}});
   all.push_back(WaitInstancePort{"web", 5000, 90});
@@ -323,6 +325,32 @@ TEST(Instances, ParseDefaultsAndErrors) {
             "timeout_seconds");
   EXPECT_FALSE(parseRequest("GET", "/v1/instances/web/wait-port", "").has_value());
   EXPECT_FALSE(parseRequest("GET", "/v1/instances/web/nothing", "").has_value());
+}
+
+TEST(Instances, RemoveManyShapeAndBadBodies) {
+  HttpRequest many = renderRequest(RemoveInstances{{"a", "b"}, true});
+  EXPECT_EQ(many.method, "POST");
+  EXPECT_EQ(many.target, "/v1/instances/remove");
+  EXPECT_EQ(nlohmann::json::parse(many.body), (nlohmann::json{{"names", {"a", "b"}}, {"force", true}}));
+  auto noForce = parseRequest("POST", "/v1/instances/remove", R"({"names": ["a"]})");
+  ASSERT_TRUE(noForce.has_value()) << noForce.error().message();
+  EXPECT_EQ(std::get<RemoveInstances>(*noForce), (RemoveInstances{{"a"}, false}));
+  // An instance may be called "remove": GET and DELETE still name it.
+  EXPECT_EQ(std::get<GetInstance>(*parseRequest("GET", "/v1/instances/remove", "")).name, "remove");
+  EXPECT_EQ(std::get<RemoveInstance>(*parseRequest("DELETE", "/v1/instances/remove", "")).name, "remove");
+  EXPECT_EQ(parseRequest("POST", "/v1/instances/remove", "{}").error().field(), "names");
+  EXPECT_EQ(parseRequest("POST", "/v1/instances/remove", R"({"names": "a"})").error().field(), "names");
+  EXPECT_EQ(parseRequest("POST", "/v1/instances/remove", R"({"names": ["a", 2]})").error().field(),
+            "names[1]");
+  EXPECT_EQ(
+      parseRequest("POST", "/v1/instances/remove", R"({"names": ["a"], "force": "yes"})").error().field(),
+      "force");
+  EXPECT_EQ(
+      parseRequest("POST", "/v1/instances/remove", R"({"names": ["a"], "forse": true})").error().field(),
+      "forse");
+  EXPECT_EQ(parseRequest("POST", "/v1/instances/remove?force=true", R"({"names": ["a"]})").error().field(),
+            "query");
+  EXPECT_FALSE(parseRequest("POST", "/v1/instances/web", R"({"names": ["a"]})").has_value());
 }
 
 // nlohmann keeps the last of two equal keys silently, so {"name": "a", "name": "b"} would mean one thing

@@ -6,12 +6,14 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api/api.h"
@@ -322,6 +324,93 @@ TEST_F(InstanceManagerTest, RemoveFailingKeepsTheInstanceAndItsNic) {
   fake_->failAt.clear();
   ASSERT_TRUE(manager_->remove("web", false));
   expectNothingLeft("web");
+}
+
+TEST_F(InstanceManagerTest, RemoveManyRemovesEachAndReportsTheOthersByName) {
+  for (const char* name : {"a", "b", "c"}) ASSERT_TRUE(manager_->run(spec(name)));
+  ASSERT_TRUE(manager_->stop("b", 0));
+  auto unforced = manager_->removeMany({"a", "b"}, false);
+  ASSERT_TRUE(unforced) << unforced.error().message();
+  ASSERT_EQ(unforced->size(), 2u);
+  ASSERT_FALSE((*unforced)[0]);
+  EXPECT_EQ((*unforced)[0].error().kind(), ErrorKind::Conflict);
+  ASSERT_TRUE((*unforced)[1]) << (*unforced)[1].error().message();
+  EXPECT_EQ((*(*unforced)[1])["deleted"]["name"], "b");
+  expectNothingLeft("b");
+  EXPECT_EQ(state("a"), "running");
+
+  auto forced = manager_->removeMany({"a", "nope", "c"}, true);
+  ASSERT_TRUE(forced) << forced.error().message();
+  ASSERT_EQ(forced->size(), 3u);
+  EXPECT_TRUE((*forced)[0]) << (*forced)[0].error().message();
+  ASSERT_FALSE((*forced)[1]);
+  EXPECT_EQ((*forced)[1].error().kind(), ErrorKind::NotFound);
+  EXPECT_NE((*forced)[1].error().message().find("\"nope\""), std::string::npos);
+  EXPECT_TRUE((*forced)[2]) << (*forced)[2].error().message();
+  for (const char* name : {"a", "c"}) expectNothingLeft(name);
+  EXPECT_EQ(manager_->count(), 0u);
+}
+
+TEST_F(InstanceManagerTest, RemoveManyRefusesBadNamesBeforeRemovingAny) {
+  for (const char* name : {"a", "b"}) ASSERT_TRUE(manager_->run(spec(name)));
+  struct Bad {
+    std::vector<std::string> names;
+    std::string field;
+  };
+  for (const Bad& bad : {Bad{{}, "names"}, Bad{{"a", "b", "a"}, "names[2]"}, Bad{{"a", "B!"}, "names[1]"},
+                         Bad{{"a", ""}, "names[1]"}}) {
+    auto removed = manager_->removeMany(bad.names, true);
+    ASSERT_FALSE(removed) << bad.field;
+    EXPECT_EQ(removed.error().kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(removed.error().field(), bad.field) << removed.error().message();
+  }
+  for (const char* name : {"a", "b"}) {
+    EXPECT_EQ(state(name), "running");
+    EXPECT_TRUE(network_->nic(name));
+  }
+}
+
+// The running ones are killed at once: both kills are under way while the first still blocks.
+TEST_F(InstanceManagerTest, RemoveManyKillsInParallelAndHoldsEachAsBeingRemoved) {
+  for (const char* name : {"a", "b"}) ASSERT_TRUE(manager_->run(spec(name)));
+  fake_->blockAt = "kill";
+  auto removing = std::async(std::launch::async, [&] { return manager_->removeMany({"a", "b"}, true); });
+  ASSERT_TRUE(fake_->waitBlocked());
+  auto bothKilling = [&] {
+    std::lock_guard lock(fake_->mutex);
+    return std::count(fake_->calls.begin(), fake_->calls.end(), "kill a") == 1 &&
+           std::count(fake_->calls.begin(), fake_->calls.end(), "kill b") == 1;
+  };
+  for (int i = 0; i < 500 && !bothKilling(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(bothKilling());
+  auto meanwhile = manager_->stop("b", 0);
+  ASSERT_FALSE(meanwhile);
+  EXPECT_NE(meanwhile.error().message().find("being removed"), std::string::npos)
+      << meanwhile.error().message();
+  fake_->release();
+  auto removed = removing.get();
+  ASSERT_TRUE(removed) << removed.error().message();
+  for (const auto& result : *removed) EXPECT_TRUE(result) << result.error().message();
+  for (const char* name : {"a", "b"}) expectNothingLeft(name);
+}
+
+TEST_F(InstanceManagerTest, RemoveManyWhoseKillsFailKeepsTheInstancesAndTheirNics) {
+  for (const char* name : {"a", "b"}) ASSERT_TRUE(manager_->run(spec(name)));
+  fake_->failAt = {"kill"};
+  auto removed = manager_->removeMany({"a", "b"}, true);
+  ASSERT_TRUE(removed) << removed.error().message();
+  for (const auto& result : *removed) {
+    ASSERT_FALSE(result);
+    EXPECT_NE(result.error().message().find("the fake fails at kill"), std::string::npos);
+  }
+  for (const char* name : {"a", "b"}) {
+    EXPECT_EQ(state(name), "running");  // not stuck "removing"
+    EXPECT_TRUE(row(name));
+    EXPECT_TRUE(network_->nic(name));
+  }
+  fake_->failAt.clear();
+  ASSERT_TRUE(manager_->removeMany({"a", "b"}, true));
+  for (const char* name : {"a", "b"}) expectNothingLeft(name);
 }
 
 TEST_F(InstanceManagerTest, SeveralInstancesLiveSideBySide) {
