@@ -14,6 +14,8 @@
 #include <system_error>
 #include <thread>
 
+#include <fmt/ranges.h>
+
 #include "api/api.h"
 #include "core/failpoint.h"
 #include "core/log.h"
@@ -318,7 +320,8 @@ void InstanceManager::releaseNic(const std::string& instanceName) {
 
 void InstanceManager::releaseNicsOf(const std::vector<std::string>& instanceNames) {
   if (!network_) return;
-  for (const std::string& name : instanceNames) network_->releaseNic(name);
+  if (auto ok = network_->releaseNics(instanceNames); !ok)
+    log::warn("releasing the NICs of {}: {}", fmt::join(instanceNames, ", "), ok.error().message());
 }
 
 void InstanceManager::replugNics() {

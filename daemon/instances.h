@@ -139,9 +139,9 @@ class InstanceManager final : private InstanceEvents {
   std::string linkKey(const std::string& instanceName) const { return options_.domainPrefix + instanceName; }
   // The instance leaves for good: its addresses go back (no-op without a NIC).
   void releaseNic(const std::string& instanceName);
-  // The NICs of instances removed by one request (remove, removeMany): the one call site of that release.
-  // TODO(issue 15, merge): network_->releaseNics(names), one firewall change per VPC, once the network
-  // controller has it; until then one releaseNic per name.
+  // The NICs of instances removed by one request (remove, removeMany): released together, one firewall
+  // change per VPC (NetworkController::releaseNics); a failure is logged (the model has let them go, and
+  // the next change or start-up converge repairs the kernel).
   void releaseNicsOf(const std::vector<std::string>& instanceNames);
   // Kills every listed instance that is still active, several at once (each kill waits on its own cgroup
   // or domain); `lock` is released meanwhile. The status of each, in order (success for one not active).
