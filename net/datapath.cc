@@ -10,9 +10,7 @@
 #include "net/nft.h"
 
 namespace corral::net {
-namespace {
 
-// FNV-1a, 32 bits: small, stable across builds and platforms, good enough to spread names.
 uint32_t fnv1a32(std::string_view text) {
   uint32_t hash = 2166136261u;
   for (unsigned char c : text) {
@@ -21,6 +19,8 @@ uint32_t fnv1a32(std::string_view text) {
   }
   return hash;
 }
+
+namespace {
 
 std::string hashedName(std::string_view kind, std::string_view input) {
   return fmt::format("{}{}{:08x}", kLinkPrefix, kind, fnv1a32(input));

@@ -22,6 +22,10 @@ namespace corral::net {
 inline constexpr std::string_view kDefaultNetnsPrefix = "corral-";  // /run/netns/corral-vpc-<vpc name>
 inline constexpr std::string_view kLinkPrefix = "crl";              // every link we make starts with this
 
+// FNV-1a, 32 bits: small, stable across builds and platforms, good enough to spread names (links here,
+// chains of long security-group combinations in net/nft.cc).
+uint32_t fnv1a32(std::string_view text);
+
 // PREFIX + "vpc-" + vpc: the VPC router's namespace, e.g. "corral-vpc-prod". A daemon owns exactly the
 // namespaces starting with PREFIX + "vpc-" (tests run daemons with their own prefix side by side).
 std::string vpcNetnsName(std::string_view prefix, std::string_view vpc);

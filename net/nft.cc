@@ -113,15 +113,6 @@ std::string memberSetName(std::string_view group) {
   return fmt::format("sg-members-{}", group);
 }
 
-// FNV-1a, 32 bits (as net/datapath.cc names links): a stable short name for a long combination.
-uint32_t fnv1a32(std::string_view text) {
-  uint32_t hash = 2166136261u;
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 16777619u;
-  }
-  return hash;
-}
 
 // The chain of one combination of groups: "sg-egress-web.db" (group names have no '.'), "sg-egress-.none"
 // for none; a combination too long for nft's 255-byte names keeps its first group and a hash.

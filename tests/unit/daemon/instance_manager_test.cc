@@ -615,8 +615,8 @@ TEST_F(InstanceManagerTest, TheListingShowsEachNicAsGetDoes) {
   }
   EXPECT_EQ(listed[0]["network"]["subnet"], "s");
   EXPECT_TRUE(listed[2]["network"].is_null());
-  for (const json& instance : manager_->list(InstanceManager::Listing::withoutNetwork)["instances"])
-    EXPECT_TRUE(instance["network"].is_null());
+  const json bare = manager_->list(InstanceManager::Listing::withoutNetwork);
+  for (const json& instance : bare["instances"]) EXPECT_TRUE(instance["network"].is_null());
 }
 
 // What the dashboard and a VPC's topology need of the instances, without rendering them.
