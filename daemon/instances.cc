@@ -274,9 +274,10 @@ json InstanceManager::usageJson(const Instance& instance) const {
   const auto now = Clock::now();
   auto& kept = instance.usage;
   if (!kept || kept->run != instance.run || kept->state != instance.row.state ||
-      now - kept->at >= options_.usageMaxAge) {
+      kept->oomKills != instance.row.oomKills || now - kept->at >= options_.usageMaxAge) {
     kept = Instance::UsageReading{.run = instance.run,
                                   .state = instance.row.state,
+                                  .oomKills = instance.row.oomKills,
                                   .at = now,
                                   .value = instance.driver->readUsage(*instance.handle, instance.row)};
   }

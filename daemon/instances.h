@@ -95,10 +95,13 @@ class InstanceManager final : private InstanceEvents {
     // A stop or forced remove working on it without the lock (stopping, removing): what the transition
     // table sees instead of row.state (the settled state, stored and shown) until that request ends.
     std::optional<InstanceState> inProgress;
-    // The latest usage reading of the current run (InstanceDriver::readUsage), kept for usageMaxAge.
+    // The latest usage reading of the current run (InstanceDriver::readUsage), kept for usageMaxAge, and
+    // read again at once when the run, the state or the recorded OOM kills change (so an answer never shows
+    // more kills than its usage does).
     struct UsageReading {
       std::optional<RunId> run;
       InstanceState state = InstanceState::created;
+      int64_t oomKills = 0;
       std::chrono::steady_clock::time_point at;
       nlohmann::json value;
     };

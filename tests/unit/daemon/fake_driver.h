@@ -58,6 +58,8 @@ class FakeDriver final : public InstanceDriver {
     RunId run = runOf(name);
     events_->instanceReady(name, run, {{"total_ms", 1.0}, {"guest_kernel", "fake"}});
   }
+  // The kernel OOM-killed processes in its cgroup: `count` since its start, as the driver's watcher reports.
+  void oomKills(const std::string& name, int64_t count) { events_->instanceOomKills(name, runOf(name), count); }
   RunId runOf(const std::string& name) const {
     std::lock_guard lock(mutex);
     auto it = runs.find(name);

@@ -587,6 +587,19 @@ TEST_F(InstanceManagerTest, AStopOrANewRunReadsUsageAgainAtOnce) {
   EXPECT_GT(usageReads(), stopped);
 }
 
+// A recorded OOM kill is news the kept reading cannot hold yet: the next answer reads usage again, so its
+// oom_kills and its usage's agree.
+TEST_F(InstanceManagerTest, ARecordedOomKillReadsUsageAgainAtOnce) {
+  ASSERT_TRUE(manager_->run(spec("a")));
+  ASSERT_TRUE(manager_->list()["instances"][0]["usage"].is_object());
+  const int kept = usageReads();
+  manager_->list();
+  EXPECT_EQ(usageReads(), kept);
+  fake_->oomKills("a", 1);
+  manager_->list();
+  EXPECT_EQ(usageReads(), kept + 1);
+}
+
 class InstanceManagerFreshUsageTest : public InstanceManagerTest {
  protected:
   void SetUp() override {
