@@ -99,7 +99,8 @@ struct RunInstance {  // POST /v1/instances: creates and starts; answers once th
   schema::InstanceSpec spec;
   bool operator==(const RunInstance&) const = default;
 };
-struct ListInstances {  // GET /v1/instances
+struct ListInstances {  // GET /v1/instances, ?view=summary: only what `corral ps` shows of each
+  bool summary = false;
   bool operator==(const ListInstances&) const = default;
 };
 struct GetInstance {      // GET /v1/instances/NAME[?show_env=true]: everything `corral inspect` shows

@@ -309,6 +309,7 @@ void readSpec(BodyFields& f, schema::InstanceSpec& s) {
   f.optional("init", s.init);
   f.optional("remove_on_exit", s.removeOnExit);
   f.optional("kernel", s.kernel);
+  f.optional("machine", s.machine);
   f.optional("initrd", s.initrd);
   f.optional("subnet", s.subnet);
   f.optional("ip", s.ip);
@@ -502,6 +503,7 @@ json bodyJson(const schema::InstanceSpec& s) {
                {"seccomp", s.seccomp}, {"user_namespace", s.userNamespace},
                {"init", s.init},       {"remove_on_exit", s.removeOnExit}};
   if (!s.kernel.empty()) body["kernel"] = s.kernel;
+  if (!s.machine.empty()) body["machine"] = s.machine;
   if (!s.initrd.empty()) body["initrd"] = s.initrd;
   if (!s.user.empty()) body["user"] = s.user;
   if (!s.devices.empty()) body["devices"] = s.devices;

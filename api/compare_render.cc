@@ -87,8 +87,8 @@ json compactComparison(const json& result) {
                        {"error", at(sample, "error")}});
   }
   json compact = json::object();
-  for (const char* key : {"runs", "image", "ready_port", "parallel", "memory", "accelerator", "summary",
-                          "isolation", "network"})
+  for (const char* key : {"runs", "image", "ready_port", "parallel", "memory", "accelerator", "vm_kernel",
+                          "summary", "isolation", "network"})
     compact[key] = at(result, key);
   compact["samples"] = std::move(samples);
   return compact;

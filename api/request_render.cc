@@ -109,8 +109,9 @@ HttpRequest renderRequest(const Request& request) {
           [&](const RunInstance& r) {
             return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kInstances), bodyJson(r.spec).dump()};
           },
-          [&](const ListInstances&) {
-            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kInstances), ""};
+          [&](const ListInstances& r) {
+            return HttpRequest{
+                "GET", fmt::format("{}/{}{}", kApiPrefix, kInstances, r.summary ? "?view=summary" : ""), ""};
           },
           [&](const GetInstance& r) {
             return HttpRequest{"GET", instancePath(r.name) + (r.showEnv ? "?show_env=true" : ""), ""};

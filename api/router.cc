@@ -116,8 +116,20 @@ class Router {
     const auto& seg = target_.segments;
     if (seg.size() == 1) {
       if (Status s = check({"GET", "POST"}); !s) return fail(s.error());
+      if (method_ == "GET") {
+        auto params = queryParams({"view"});
+        if (!params) return fail(params.error());
+        bool summary = false;
+        if (auto it = params->find("view"); it != params->end()) {
+          if (it->second != "summary" && it->second != "full") {
+            return fail(
+                invalidField("view", "query parameter view must be summary or full, got \"{}\"", it->second));
+          }
+          summary = it->second == "summary";
+        }
+        return Request{ListInstances{summary}};
+      }
       if (Status s = noQuery(); !s) return fail(s.error());
-      if (method_ == "GET") return Request{ListInstances{}};
       auto spec = parseBody<schema::InstanceSpec>(method_, target_.path, body_);
       if (!spec) return fail(spec.error());
       return Request{RunInstance{std::move(*spec)}};

@@ -1,9 +1,9 @@
 // bench_vm_boot: VM boot time, corral vs raw QEMU, alternating run by run so both see the same host load.
 // corral: `corral run --vm -d`, then boot.total_ms from `corral --json inspect` (the daemon's own
 // measurement, request received → guest agent ready). raw: qemu-system-x86_64 with the same kernel,
-// initramfs, machine, memory and accelerator (TCG), timed from spawn to the agent's "ready" through
-// vmm::AgentClient. Prints medians, the ratio corral/raw and the RSS of an idle raw QEMU. Run by
-// bench/vm-boot.
+// initramfs, machine, memory, accelerator and TCG translation cache, timed from spawn to the agent's
+// "ready" through vmm::AgentClient. Prints medians, the ratio corral/raw and the RSS of an idle QEMU of
+// each (corral's from `inspect`'s usage, raw's from /proc). Run by bench/vm-boot.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -37,7 +37,11 @@ struct Options {
   std::string corralSocket;  // corrald's socket, when not the default
   std::string machine = "pc";
   std::string accel = "tcg";  // the accelerator corrald chose (bench/vm-boot reads it from corral info)
-  std::string tscKhz;         // microvm only: the host's TSC rate (the guest cannot calibrate without a PIT)
+  std::string
+      tscKhz;  // the host's TSC rate for the guest's command line (corrald gives it to corral's kernel
+               // under TCG; Debian's needs it on microvm): TCG cannot calibrate the TSC reliably
+  std::string kernelName;  // what corral is asked to boot: "corral", "debian" or empty (the --kernel file)
+  int tbSizeMib = 0;  // raw QEMU's TCG translation cache (corrald's size, daemon/vm_driver.cc); 0: QEMU's
   std::string workDir = "/tmp";
   int runs = 10;
   int memoryMib = 128;
@@ -47,7 +51,8 @@ struct Options {
   std::fprintf(
       stderr,
       "bench_vm_boot: %s\nusage: bench_vm_boot --kernel PATH --initrd PATH [--runs N] [--machine pc|microvm]"
-      " [--memory-mib N] [--corral CLI [--socket PATH]] [--work-dir DIR]\n",
+      " [--memory-mib N] [--tb-size-mib N] [--tsc-khz N] [--corral CLI [--socket PATH] [--corral-kernel "
+      "corral|debian]] [--work-dir DIR]\n",
       why);
   std::exit(2);
 }
@@ -72,6 +77,10 @@ Options parseOptions(int argc, char** argv) {
       options.accel = value;
     else if (flag == "--tsc-khz")
       options.tscKhz = value;
+    else if (flag == "--corral-kernel")
+      options.kernelName = value;
+    else if (flag == "--tb-size-mib")
+      options.tbSizeMib = std::atoi(value.c_str());
     else if (flag == "--work-dir")
       options.workDir = value;
     else if (flag == "--runs")
@@ -88,7 +97,6 @@ Options parseOptions(int argc, char** argv) {
   if (options.accel != "tcg" && options.accel != "kvm" && options.accel != "auto")
     usage("--accel is tcg, kvm or auto (what corrald chose; needs --corral)");
   if (options.accel == "auto" && options.corral.empty()) usage("--accel auto needs --corral");
-  if (options.machine == "microvm" && options.tscKhz.empty()) usage("--machine microvm needs --tsc-khz");
   return options;
 }
 
@@ -168,7 +176,9 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
                                    "-nodefaults",
                                    "-no-user-config",
                                    "-accel",
-                                   options.accel,
+                                   options.accel == "tcg" && options.tbSizeMib > 0
+                                       ? "tcg,tb-size=" + std::to_string(options.tbSizeMib)
+                                       : options.accel,
                                    "-m",
                                    std::to_string(options.memoryMib),
                                    "-smp",
@@ -184,9 +194,10 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
                                    "file:" + console,
                                    "-chardev",
                                    "socket,id=agent,path=" + socket + ",server=on,wait=off"};
+  if (!options.tscKhz.empty()) append += " tsc=reliable tsc_early_khz=" + options.tscKhz;
   if (options.machine == "microvm") {
-    append += " tsc=reliable tsc_early_khz=" + options.tscKhz;
-    args.insert(args.end(), {"-machine", "microvm,pit=on,pic=on,rtc=on", "-device", "virtio-serial-device"});
+    // As libvirt starts it: no ACPI (QEMU then lists the virtio-mmio devices on the kernel command line).
+    args.insert(args.end(), {"-machine", "microvm,acpi=off", "-device", "virtio-serial-device"});
   } else {
     args.insert(args.end(), {"-machine", "pc", "-device", "virtio-serial-pci"});
   }
@@ -221,14 +232,28 @@ std::vector<std::string> corralCommand(const Options& options, std::vector<std::
   return args;
 }
 
-// boot.total_ms of one `corral run --vm -d`, or nullopt.
-std::optional<double> bootCorral(const Options& options, int run) {
+struct CorralRun {
+  double readyMs = 0;
+  long rssKib = -1;  // usage.memory_bytes (QEMU's RSS) of the idle VM
+};
+
+// The instance as `corral --json inspect` shows it, or a discarded json.
+json inspect(const Options& options, const std::string& name) {
+  const auto out =
+      runCapturing(corralCommand(options, {"--json", "inspect", name}), std::chrono::seconds(30));
+  return out ? json::parse(*out, nullptr, false) : json(json::value_t::discarded);
+}
+
+// boot.total_ms of one `corral run --vm -d` and its idle RSS, or nullopt.
+std::optional<CorralRun> bootCorral(const Options& options, int run) {
   const std::string name = "corral-bench-vm-" + std::to_string(run);
   std::optional<double> total;
+  long rssKib = -1;
   const auto started = Clock::now();
   if (runCapturing(corralCommand(options, {"run", "--vm", "-d", "--name", name, "--memory",
                                            std::to_string(options.memoryMib) + "M", "--kernel",
-                                           options.kernel, "--initrd", options.initrd}),
+                                           options.kernelName.empty() ? options.kernel : options.kernelName,
+                                           "--machine", options.machine, "--initrd", options.initrd}),
                    std::chrono::seconds(180))) {
     // The daemon records total_ms when the agent says ready; -d may return before that.
     while (!total && Clock::now() - started < std::chrono::seconds(180)) {
@@ -246,10 +271,18 @@ std::optional<double> bootCorral(const Options& options, int run) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   }
-  if (!total)
+  if (total) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // idle, as the raw side measures it
+    const json instance = inspect(options, name);
+    if (instance.is_object() && instance.contains("usage") && instance["usage"].is_object() &&
+        instance["usage"].contains("memory_bytes") && instance["usage"]["memory_bytes"].is_number())
+      rssKib = static_cast<long>(instance["usage"]["memory_bytes"].get<double>() / 1024);
+  } else {
     std::fprintf(stderr, "bench_vm_boot: corral run %d (%s): no boot.total_ms\n", run, name.c_str());
+  }
   runCapturing(corralCommand(options, {"rm", "-f", name}), std::chrono::seconds(60));
-  return total;
+  if (!total) return std::nullopt;
+  return CorralRun{*total, rssKib};
 }
 
 double median(std::vector<double> values) {
@@ -288,14 +321,18 @@ int main(int argc, char** argv) {
     }
     options.accel = *chosen;
   }
-  std::vector<double> corralMs, rawMs, rawRss;
-  std::printf("VM boot, machine %s, %d MiB, %s, %d runs each, alternating\n", options.machine.c_str(),
-              options.memoryMib, options.accel.c_str(), options.runs);
+  std::vector<double> corralMs, corralRss, rawMs, rawRss;
+  std::printf(
+      "VM boot, kernel %s, machine %s, %d MiB, %s (translation cache %s), %d runs each, alternating\n",
+      options.kernel.c_str(), options.machine.c_str(), options.memoryMib, options.accel.c_str(),
+      options.tbSizeMib > 0 ? (std::to_string(options.tbSizeMib) + " MiB").c_str() : "QEMU's default",
+      options.runs);
   for (int run = 0; run < options.runs; ++run) {
     if (!options.corral.empty()) {
-      if (const auto total = bootCorral(options, run)) {
-        corralMs.push_back(*total);
-        std::printf("  run %2d corral %8.1f ms\n", run, *total);
+      if (const auto booted = bootCorral(options, run)) {
+        corralMs.push_back(booted->readyMs);
+        if (booted->rssKib > 0) corralRss.push_back(static_cast<double>(booted->rssKib));
+        std::printf("  run %2d corral %8.1f ms  (qemu rss %ld KiB)\n", run, booted->readyMs, booted->rssKib);
       }
     }
     if (const auto raw = bootRaw(options, run)) {
@@ -320,6 +357,8 @@ int main(int argc, char** argv) {
     const double ratio = median(corralMs) / median(rawMs);
     std::printf("corral     median %8.1f ms to agent ready (%zu/%d runs)\n", median(corralMs),
                 corralMs.size(), options.runs);
+    if (!corralRss.empty())
+      std::printf("corral     median RSS per idle VM %.1f MiB\n", median(corralRss) / 1024);
     std::printf("ratio corral/raw %.2f (target <= 1.15)\n", ratio);
   }
   return 0;

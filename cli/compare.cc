@@ -411,6 +411,7 @@ json Compare::isolation(const json& host) const {
                    {"cpus", field(field(probe, "cpus"), "online")},
                    {"memory_total_kib", field(probe, "memTotalKiB")},
                    {"dev_kvm", field(probe, "devKvm")},
+                   {"virtio_transports", field(probe, "virtioTransports")},
                    {"mounts", field(field(probe, "mounts"), "count")},
                    {"root_mount", field(field(probe, "mounts"), "root")},
                    {"interfaces", interfaces}};
@@ -470,10 +471,25 @@ void Compare::saveResult(json& result) {
 
 void Compare::removeAll() {
   // Ctrl-C from here on must not cut the cleanup short: the flag is no longer looked at.
+  // Many per request (POST /v1/instances/remove): corrald kills them in parallel and changes each VPC's
+  // network once per request, not once per instance.
+  constexpr size_t kPerRequest = 50;
   api::Client remover(client_.socketPath(), std::chrono::minutes(2));
-  for (const std::string& name : started_) {
-    Result<json> removed = remover.call(api::RemoveInstance{name, true});
-    if (!removed && removed.error().kind() != ErrorKind::NotFound) printError(removed.error());
+  for (size_t first = 0; first < started_.size(); first += kPerRequest) {
+    const size_t end = std::min(started_.size(), first + kPerRequest);
+    std::vector<std::string> names(started_.begin() + static_cast<std::ptrdiff_t>(first),
+                                   started_.begin() + static_cast<std::ptrdiff_t>(end));
+    Result<json> removed = remover.call(api::RemoveInstances{std::move(names), true});
+    if (!removed) {
+      printError(removed.error());
+      continue;
+    }
+    const json& results = field(*removed, "results");
+    for (const json& result : results.is_array() ? results : json::array()) {
+      if (!result.contains("error")) continue;
+      Error error = api::errorFromJson(json{{"error", result["error"]}}, 500);
+      if (error.kind() != ErrorKind::NotFound) printError(error);
+    }
   }
 }
 
@@ -492,6 +508,10 @@ void Compare::printHuman(const json& result) const {
   fmt::print("accelerator: {} (VMs), {} runs of each kind{}\n", displayText(field(result, "accelerator")),
              displayText(field(result, "runs")),
              field(result, "parallel") == true ? ", started all at once" : ", started one at a time");
+  if (const json& vmKernel = field(result, "vm_kernel"); vmKernel.is_object()) {
+    fmt::print("VM kernel: {} ({}) on machine {}\n", displayText(field(vmKernel, "kernel_source")),
+               displayText(field(vmKernel, "guest_kernel")), displayText(field(vmKernel, "machine")));
+  }
   const json& readyPort = field(result, "ready_port");
   if (field(result, "image").is_string()) {
     fmt::print(
@@ -599,6 +619,9 @@ void Compare::printHuman(const json& result) const {
   });
   printIsolationRow(table, "/dev/kvm visible", isolation,
                     [](const json& side) { return displayText(field(side, "dev_kvm")); });
+  // The VM's machine type as its guest sees it: virtio on PCI (pc) or on MMIO (microvm).
+  printIsolationRow(table, "virtio transport", isolation,
+                    [](const json& side) { return displayText(field(side, "virtio_transports")); });
   printIsolationRow(table, "mounts seen", isolation,
                     [](const json& side) { return displayText(field(side, "mounts")); });
   printIsolationRow(table, "network interfaces", isolation,
@@ -765,6 +788,16 @@ int Compare::run() {
           accelerator = sample.instance["boot"]["accelerator"];
       }
     }
+    // Which kernel and machine the VMs booted (corrald's boot record of the first that did).
+    json vmKernel = nullptr;
+    for (const Sample& sample : samples_) {
+      const json& boot = field(sample.instance, "boot");
+      if (sample.kind == "vm" && vmKernel.is_null() && field(boot, "kernel_source").is_string()) {
+        vmKernel = {{"kernel_source", boot["kernel_source"]},
+                    {"machine", field(boot, "machine")},
+                    {"guest_kernel", field(boot, "guest_kernel")}};
+      }
+    }
     json samples = json::array();
     for (const Sample& sample : samples_) {
       samples.push_back({{"name", sample.name},
@@ -782,6 +815,7 @@ int Compare::run() {
               {"parallel", invocation_.flag("parallel")},
               {"memory", memory_},
               {"accelerator", accelerator},
+              {"vm_kernel", vmKernel},
               {"samples", std::move(samples)},
               {"summary", summary()},
               {"isolation", isolation(field(info, "host"))},

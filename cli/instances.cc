@@ -117,7 +117,11 @@ void printVm(const json& instance) {
                      ? fmt::format("{} MiB", field(vm, "memory_bytes").get<uint64_t>() >> 20)
                      : "-"},
       {"vcpus", displayText(field(vm, "vcpus"))},
-      {"kernel", displayText(field(vm, "kernel"))},
+      {"kernel", field(vm, "kernel_source").is_string()
+                     ? fmt::format("{} ({})", displayText(field(vm, "kernel_source")),
+                                   displayText(field(vm, "kernel")))
+                     : displayText(field(vm, "kernel"))},
+      {"machine", displayText(field(vm, "machine"))},
       {"initrd", displayText(field(vm, "initrd"))},
       {"remove on exit", displayText(field(spec, "remove_on_exit"))},
       {"created", displayTime(field(instance, "created_at"))},
@@ -315,21 +319,23 @@ int64_t parseCountFlag(std::string_view flag, std::string_view text) {
 }
 
 Command psCommand() {
-  return leaf("ps", "list instances, running and stopped (a container shares the host's kernel)", {}, "",
-              nullptr, [](const Invocation& invocation) {
-                return respond(invocation, api::ListInstances{}, [](const json& response) {
-                  Table table({"name", "kind", "state", "ip", "image", "boot", "age"});
-                  const json& items = field(response, "instances");
-                  for (const json& instance : items.is_array() ? items : json::array()) {
-                    table.add({displayText(field(instance, "name")), displayText(field(instance, "kind")),
-                               displayInstanceState(instance), displayText(field(instance, "ip")),
-                               displayText(field(instance, "image")),
-                               displayMilliseconds(field(field(instance, "boot"), "total_ms")),
-                               displayAge(field(instance, "created_at"))});
-                  }
-                  printList(table, "run one with: corral run --image busybox --name web-1 -d -- sleep 1000");
-                });
-              });
+  return leaf(
+      "ps", "list instances, running and stopped (a container shares the host's kernel)", {}, "", nullptr,
+      [](const Invocation& invocation) {
+        // The summary unless --json asks for everything: a few fields of each, cheap at hundreds.
+        return respond(invocation, api::ListInstances{!invocation.global.json}, [](const json& response) {
+          Table table({"name", "kind", "state", "ip", "image", "boot", "age"});
+          const json& items = field(response, "instances");
+          for (const json& instance : items.is_array() ? items : json::array()) {
+            table.add({displayText(field(instance, "name")), displayText(field(instance, "kind")),
+                       displayInstanceState(instance), displayText(field(instance, "ip")),
+                       displayText(field(instance, "image")),
+                       displayMilliseconds(field(field(instance, "boot"), "total_ms")),
+                       displayAge(field(instance, "created_at"))});
+          }
+          printList(table, "run one with: corral run --image busybox --name web-1 -d -- sleep 1000");
+        });
+      });
 }
 
 Command logsCommand() {

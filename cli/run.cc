@@ -58,6 +58,7 @@ schema::InstanceSpec specFromFlags(const Invocation& invocation) {
   // A VM runs its image's init; the command runs through its guest agent once it is ready.
   if (spec.kind == schema::InstanceKind::container) spec.command = invocation.command;
   spec.kernel = invocation.value("kernel").value_or("");
+  spec.machine = invocation.value("machine").value_or("");
   spec.initrd = invocation.value("initrd").value_or("");
   spec.env = values(invocation, "env");
   spec.hostname = invocation.value("hostname").value_or("");
@@ -93,8 +94,12 @@ void addRunOptions(po::options_description& options) {
   options.add_options()                                                                                //
       ("container", "run a container, which shares the host's kernel (the default)")                   //
       ("vm", "run a virtual machine with its own kernel (libvirt/QEMU; KVM or TCG, see corral info)")  //
-      ("kernel", po::value<std::string>()->value_name("PATH"),
-       "VMs: boot this kernel instead of the image's")  //
+      ("kernel", po::value<std::string>()->value_name("corral|debian|PATH"),
+       "VMs: corral's minimal kernel (the default once built: ninja guest-kernel), the image's Debian "
+       "cloud kernel, or a kernel file")  //
+      ("machine", po::value<std::string>()->value_name("microvm|pc"),
+       "VMs: QEMU's machine type: microvm (virtio-mmio, no PCI or firmware; the default with corral's "
+       "kernel) or pc (the default with the others; Debian's kernel boots on pc only)")  //
       ("initrd", po::value<std::string>()->value_name("PATH"),
        "VMs: this initramfs instead of the image's")  //
       ("image", po::value<std::string>()->value_name("NAME"),
@@ -255,8 +260,8 @@ Command runCommand() {
       "(Entrypoint + Cmd); with one, CMD replaces Cmd and keeps Entrypoint, as docker run does.\n"
       "Instances are cattle, not pets: give them --rm and run a fresh one rather than repairing an old one.",
       {},
-      "[--container | --vm] [--image NAME] [--user USER[:GROUP]] [--kernel PATH] [--initrd PATH] [--name NAME] "
-      "[--memory SIZE] "
+      "[--container | --vm] [--image NAME] [--user USER[:GROUP]] [--kernel corral|debian|PATH] "
+      "[--machine microvm|pc] [--initrd PATH] [--name NAME] [--memory SIZE] "
       "[--cpus N] [--pids N] [--hostname H] "
       "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] [--init] "
       "[--subnet SUBNET [--ip A.B.C.D] [--sg GROUP]... [--publish PORT:PORT]... [--public-ip]] [--rm] [-d] "

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <optional>
 
 #include "container/namespaces.h"
@@ -206,10 +207,12 @@ Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& conf
   return {};
 }
 
-Status removeBundle(const std::filesystem::path& bundleDir) {
-  // Several starts may have stacked mounts; never delete while anything is mounted (it would reach the
-  // image). lower/<i> are the idmapped layers, mounted only while a start is under way (a crash may leave
-  // them).
+namespace {
+
+// Several starts may have stacked mounts; never delete while anything is mounted (it would reach the
+// image). lower/<i> are the idmapped layers, mounted only while a start is under way (a crash may leave
+// them).
+Status unmountBundle(const std::filesystem::path& bundleDir) {
   std::vector<std::filesystem::path> mountPoints = {bundleDir / "rootfs", bundleDir / "lower"};
   std::error_code listError;
   for (const auto& entry : std::filesystem::directory_iterator(bundleDir / "lower", listError))
@@ -224,6 +227,30 @@ Status removeBundle(const std::filesystem::path& bundleDir) {
     if (isMountPoint(mountPoint))
       return fail(internalError("remove bundle: \"{}\" is still mounted", mountPoint.string()));
   }
+  return {};
+}
+
+}  // namespace
+
+Result<bool> moveBundleAside(const std::filesystem::path& bundleDir, const std::filesystem::path& aside) {
+  std::error_code ec;
+  if (!std::filesystem::exists(bundleDir, ec)) return false;
+  if (Status unmounted = unmountBundle(bundleDir); !unmounted) return fail(unmounted.error());
+  std::filesystem::create_directories(aside.parent_path(), ec);
+  if (::rename(bundleDir.c_str(), aside.c_str()) != 0) {
+    // `aside` on another file system: deleted here and now instead.
+    if (errno == EXDEV) {
+      if (Status removed = removeBundle(bundleDir); !removed) return fail(removed.error());
+      return false;
+    }
+    return fail(systemError(
+        errno, fmt::format("remove bundle: rename(\"{}\", \"{}\")", bundleDir.string(), aside.string())));
+  }
+  return true;
+}
+
+Status removeBundle(const std::filesystem::path& bundleDir) {
+  if (Status unmounted = unmountBundle(bundleDir); !unmounted) return fail(unmounted.error());
   std::error_code ec;
   std::filesystem::remove_all(bundleDir, ec);
   if (ec)

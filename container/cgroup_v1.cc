@@ -84,24 +84,34 @@ class CgroupV1 final : public Cgroup {
     return join;
   }
 
+  // usage()'s figures plus the memory peak and the pids count.
   Result<CgroupStats> stats() const override {
+    auto read = usage();
+    if (!read) return fail(read.error());
+    CgroupStats stats = *read;
+    const Hierarchy* memory = find("memory");  // usage() read it
+    if (!memory) return fail(internalError("cgroup {} has no memory hierarchy", relative_));
+    auto peak = files_.readNumber(memory->dir + "/memory.max_usage_in_bytes");
+    if (!peak) return fail(peak.error());
+    stats.memoryPeakBytes = peak->value_or(0);
+    if (const Hierarchy* pids = find("pids")) {
+      auto current = files_.readNumber(pids->dir + "/pids.current");
+      if (!current) return fail(current.error());
+      stats.pidsCurrent = current->value_or(0);
+    }
+    return stats;
+  }
+
+  Result<CgroupStats> usage() const override {
     CgroupStats stats;
     const Hierarchy* memory = find("memory");
     if (!memory) return fail(internalError("cgroup {} has no memory hierarchy", relative_));
     auto usage = files_.readNumber(memory->dir + "/memory.usage_in_bytes");
     if (!usage) return fail(usage.error());
     stats.memoryCurrentBytes = usage->value_or(0);
-    auto peak = files_.readNumber(memory->dir + "/memory.max_usage_in_bytes");
-    if (!peak) return fail(peak.error());
-    stats.memoryPeakBytes = peak->value_or(0);
     auto oomKills = files_.readKeyed(memory->dir + "/memory.oom_control", "oom_kill");  // 4.13 and later
     if (!oomKills) return fail(oomKills.error());
     stats.oomKills = *oomKills;
-    if (const Hierarchy* pids = find("pids")) {
-      auto current = files_.readNumber(pids->dir + "/pids.current");
-      if (!current) return fail(current.error());
-      stats.pidsCurrent = current->value_or(0);
-    }
     return stats;
   }
 
@@ -124,6 +134,7 @@ class CgroupV1 final : public Cgroup {
       if (auto ok = files_.write(state, "THAWED"); !ok) return fail(ok.error());
       if (!pids) return fail(pids.error());
     }
+    auto pause = std::chrono::milliseconds(1);
     for (;;) {
       auto pids = members();
       if (!pids) return fail(pids.error());
@@ -132,7 +143,9 @@ class CgroupV1 final : public Cgroup {
         return fail(conflict("kill every process in cgroup \"{}\": still running after {} s: {}", path(),
                              kKillTimeout.count(), formatPids(*pids)));
       for (pid_t pid : *pids) ::kill(pid, SIGKILL);
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      // A killed process is gone within a millisecond or two: look again soon, then less often.
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(10));
     }
   }
 

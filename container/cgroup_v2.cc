@@ -79,6 +79,20 @@ class CgroupV2 final : public Cgroup {
     return stats;
   }
 
+  Result<CgroupStats> usage() const override {
+    CgroupStats stats;
+    auto current = files_.readNumber(dir_ + "/memory.current");
+    if (!current) {
+      if (files_.exists(dir_ + "/memory.current")) return fail(current.error());
+      return stats;  // without the memory controller the figures stay 0, as in stats()
+    }
+    stats.memoryCurrentBytes = current->value_or(0);
+    auto oomKills = files_.readKeyed(dir_ + "/memory.events", "oom_kill");
+    if (!oomKills) return fail(oomKills.error());
+    stats.oomKills = *oomKills;
+    return stats;
+  }
+
   Status killAll() override {
     const std::string procs = dir_ + "/cgroup.procs";
     const bool haveKill = files_.exists(dir_ + "/cgroup.kill");  // 5.14 and later
@@ -86,6 +100,7 @@ class CgroupV2 final : public Cgroup {
       if (auto ok = files_.write(dir_ + "/cgroup.kill", "1"); !ok) return fail(ok.error());
     }
     const auto deadline = std::chrono::steady_clock::now() + kKillTimeout;
+    auto pause = std::chrono::milliseconds(1);
     for (;;) {
       auto pids = files_.readPids(procs);
       if (!pids) return fail(pids.error());
@@ -96,7 +111,9 @@ class CgroupV2 final : public Cgroup {
       // Without cgroup.kill, a forking process can add pids between reads; keep killing until none is left.
       if (!haveKill)
         for (pid_t pid : *pids) ::kill(pid, SIGKILL);
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      // A killed process is gone within a millisecond or two: look again soon, then less often.
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(10));
     }
   }
 

@@ -124,5 +124,10 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
 
 // Removes the overlay mount and the bundle directory (after the container has exited).
 Status removeBundle(const std::filesystem::path& bundleDir);
+// The fast half of a removal: unmounts what removeBundle would, then renames the bundle to `aside` (on the
+// same file system: one rename), so its name is free at once; removeBundle(aside) deletes the files later.
+// False when nothing was set aside: there was no bundle, or `aside` is on another file system (then the
+// bundle is deleted at once, as removeBundle does).
+Result<bool> moveBundleAside(const std::filesystem::path& bundleDir, const std::filesystem::path& aside);
 
 }  // namespace corral::container

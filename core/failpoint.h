@@ -27,6 +27,7 @@ inline constexpr std::string_view kFailpoints[] = {
     "stop.after-signal",        // SIGTERM sent (and the cgroup killed when the grace ran out)
     "exit.after-cgroup-kill",   // the supervisor saw init exit and killed its cgroup; the row says running
     "rm.after-kill",            // a forced rm killed the cgroup; the row is still there
+    "rm.after-bundle-aside",    // the bundle is renamed aside (its name is free), not yet deleted
     "rm.after-bundle-removed",  // the bundle is gone; the row is still there
     // VMs (daemon/vm_driver.cc)
     "vm.before-define",          // the row is written; no domain yet

@@ -79,6 +79,10 @@ class SharedCgroup : public container::Cgroup {
     std::lock_guard lock(mutex_);
     return inner_->stats();
   }
+  Result<container::CgroupStats> usage() const override {
+    std::lock_guard lock(mutex_);
+    return inner_->usage();
+  }
   // Once destroyed, the group is empty and gone: what a late kill or a second removal wanted.
   Status killAll() override {
     std::lock_guard lock(mutex_);
@@ -119,6 +123,8 @@ struct ContainerDriver::Run {
   // Between start() and supervise(): destroying it kills the container and removes what it made.
   std::optional<container::RunningContainer> starting;
   int64_t oomKillsSeen = 0;  // the watcher's
+  // The watcher's latest usage sample (under watchMutex_): what listings show, with no read of their own.
+  std::optional<UsageSample> sample;
 };
 
 namespace {
@@ -155,13 +161,51 @@ ContainerDriver::~ContainerDriver() {
 
 void ContainerDriver::bind(InstanceEvents& events) {
   events_ = &events;
+  // Bundles a removal set aside and a crash kept from deleting: deleted now, before anything else runs.
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(asideDir(), error)) {
+    if (auto removed = container::removeBundle(entry.path()); !removed)
+      log::warn("a removed container's files: {}", removed.error().message());
+    else
+      log::info("deleted \"{}\", set aside by a removal that corrald did not finish", entry.path().string());
+  }
   watcher_ = std::thread([this] { watch(); });
+  deleter_ = std::thread([this] { deleteAside(); });
 }
 
 void ContainerDriver::shutdown() {
   quit_ = true;
   wake();
   if (watcher_.joinable()) watcher_.join();
+  {
+    std::lock_guard lock(asideMutex_);
+    asideQuit_ = true;
+  }
+  asideWake_.notify_all();
+  if (deleter_.joinable()) deleter_.join();
+}
+
+std::filesystem::path ContainerDriver::asideDir() const {
+  // Beside the containers directory, not in it (which holds only instances' bundles).
+  std::filesystem::path dir = options_.containersDir;
+  if (!dir.has_filename()) dir = dir.parent_path();
+  return dir.string() + ".removed";
+}
+
+// The deleter thread: empties what removeDirectory() set aside, in the background; what shutdown leaves
+// is deleted by the next bind().
+void ContainerDriver::deleteAside() {
+  std::unique_lock lock(asideMutex_);
+  for (;;) {
+    asideWake_.wait(lock, [&] { return asideQuit_ || !aside_.empty(); });
+    if (asideQuit_) return;
+    std::filesystem::path path = std::move(aside_.front());
+    aside_.pop_front();
+    lock.unlock();
+    if (auto removed = container::removeBundle(path); !removed)
+      log::warn("a removed container's files: {}", removed.error().message());
+    lock.lock();
+  }
 }
 
 std::filesystem::path ContainerDriver::directory(const std::string& name) const {
@@ -427,8 +471,21 @@ Result<std::string> ContainerDriver::clearLeftovers(const std::string& name) {
   return fmt::format("{}", fmt::join(found, ", "));
 }
 
+// The bundle is unmounted and renamed aside (its name is free at once) and deleted in the background by
+// the deleter thread: an overlay's upper and work directories take many unlinks, each a chance for a busy
+// host to schedule corrald out. A crash after the rename leaves it in asideDir(), which bind() empties.
 Status ContainerDriver::removeDirectory(const std::string& name) {
-  return container::removeBundle(directory(name));
+  const std::filesystem::path aside = asideDir() / fmt::format("{}.{}", name, ++asideCount_);
+  auto moved = container::moveBundleAside(directory(name), aside);
+  if (!moved) return fail(moved.error());
+  if (!*moved) return {};
+  CORRAL_FAILPOINT("rm.after-bundle-aside");
+  {
+    std::lock_guard lock(asideMutex_);
+    aside_.push_back(aside);
+  }
+  asideWake_.notify_one();
+  return {};
 }
 
 // After a daemon restart: the same process (pid and start time) is taken back under supervision, one that
@@ -526,6 +583,14 @@ json ContainerDriver::readUsage(const InstanceHandle& handle, const InstanceRow&
   return {{"memory_bytes", stats->memoryCurrentBytes}, {"source", "cgroup"}, {"oom_kills", stats->oomKills}};
 }
 
+std::optional<UsageSample> ContainerDriver::sampledUsage(const InstanceHandle& handle,
+                                                         const InstanceRow& row) const {
+  const ContainerHandle& container = own(handle);
+  if (row.state != InstanceState::running || !container.run) return std::nullopt;
+  std::lock_guard lock(watchMutex_);
+  return container.run->sample;
+}
+
 void ContainerDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec& spec,
                                const InstanceRow& row, const json& usage, json& out) const {
   const ContainerHandle& container = own(handle);
@@ -554,14 +619,14 @@ void ContainerDriver::wake() {
 }
 
 // The watcher thread: polls every running container's pidfd (and the wake eventfd); an exit is collected
-// here and reported. OOM kills of a child are not seen in any pidfd: the cgroups' counts are read once a
-// second.
+// here and reported. OOM kills of a child are not seen in any pidfd: every running container's cgroup is
+// sampled once a second (memory usage and OOM kills, two reads), which is also the usage listings show.
 void ContainerDriver::watch() {
   auto lastOomCheck = Clock::time_point{};
   while (!quit_) {
-    if (Clock::now() - lastOomCheck >= std::chrono::seconds(1)) {
+    if (Clock::now() - lastOomCheck >= kUsageSampleEvery) {
       lastOomCheck = Clock::now();
-      checkOomKills();
+      sampleUsage();
     }
     std::vector<pollfd> fds{{wake_.get(), POLLIN, 0}};
     std::vector<RunId> ids;
@@ -627,15 +692,34 @@ InstanceEnding ContainerDriver::collectExit(const std::string& name, Run& run) {
   return ending;
 }
 
-void ContainerDriver::checkOomKills() {
+void ContainerDriver::sampleUsage() {
+  // Read without the watch lock (a listing takes it to show a sample), then kept under it.
+  std::vector<std::tuple<std::string, RunId, std::shared_ptr<Run>>> runs;
+  {
+    std::lock_guard lock(watchMutex_);
+    runs.reserve(watched_.size());
+    for (auto& [id, entry] : watched_) runs.emplace_back(entry.first, id, entry.second);
+  }
+  std::vector<std::optional<UsageSample>> samples(runs.size());
+  for (size_t i = 0; i < runs.size(); ++i) {
+    auto usage = std::get<2>(runs[i])->cgroup->usage();
+    if (!usage) continue;
+    samples[i] = UsageSample{.value = {{"memory_bytes", usage->memoryCurrentBytes},
+                                       {"source", "cgroup"},
+                                       {"oom_kills", usage->oomKills}},
+                             .at = Clock::now()};
+  }
   std::vector<std::tuple<std::string, RunId, int64_t>> rises;
   {
     std::lock_guard lock(watchMutex_);
-    for (auto& [id, entry] : watched_) {
-      auto stats = entry.second->cgroup->stats();
-      if (!stats || static_cast<int64_t>(stats->oomKills) <= entry.second->oomKillsSeen) continue;
-      entry.second->oomKillsSeen = static_cast<int64_t>(stats->oomKills);
-      rises.emplace_back(entry.first, id, entry.second->oomKillsSeen);
+    for (size_t i = 0; i < runs.size(); ++i) {
+      auto& [name, id, run] = runs[i];
+      if (!samples[i]) continue;
+      const auto oomKills = samples[i]->value["oom_kills"].get<int64_t>();
+      run->sample = std::move(samples[i]);
+      if (oomKills <= run->oomKillsSeen) continue;
+      run->oomKillsSeen = oomKills;
+      rises.emplace_back(name, id, oomKills);
     }
   }
   for (auto& [name, id, count] : rises) events_->instanceOomKills(name, id, count);

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,6 +53,10 @@ class ContainerDriver final : public InstanceDriver {
   void reconcile(const std::set<std::string>& active, const std::set<std::string>& all) override;
   void replugNic(InstanceHandle& handle, const InstanceRow& row, NicPort& nic) override;
   nlohmann::json readUsage(const InstanceHandle& handle, const InstanceRow& row) const override;
+  std::optional<UsageSample> sampledUsage(const InstanceHandle& handle,
+                                          const InstanceRow& row) const override;
+  // How often the watcher samples every running container's cgroup (usage and OOM kills).
+  static constexpr std::chrono::seconds kUsageSampleEvery{1};
   void describe(const InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow& row,
                 const nlohmann::json& usage, nlohmann::json& out) const override;
 
@@ -65,7 +72,9 @@ class ContainerDriver final : public InstanceDriver {
   void watch();
   void wake();
   InstanceEnding collectExit(const std::string& name, Run& run);
-  void checkOomKills();
+  void sampleUsage();
+  std::filesystem::path asideDir() const;  // "<containers dir>.removed": bundles being deleted
+  void deleteAside();
 
   InstanceOptions options_;
   InstanceEvents* events_ = nullptr;
@@ -77,11 +86,19 @@ class ContainerDriver final : public InstanceDriver {
   std::optional<Error> idPoolError_;  // the id files are unusable: user namespaces are refused
 
   // The watcher: the runs it polls (by run id), the eventfd that says the set changed.
-  std::mutex watchMutex_;
+  mutable std::mutex watchMutex_;
   std::map<RunId, std::pair<std::string, std::shared_ptr<Run>>> watched_;
   UniqueFd wake_;
   std::atomic<bool> quit_{false};
   std::thread watcher_;
+
+  // Bundles set aside by removeDirectory(), deleted by the deleter thread.
+  std::mutex asideMutex_;
+  std::condition_variable asideWake_;
+  std::deque<std::filesystem::path> aside_;
+  bool asideQuit_ = false;
+  std::atomic<uint64_t> asideCount_{0};
+  std::thread deleter_;
 };
 
 }  // namespace corral::daemon

@@ -171,12 +171,8 @@ DashboardView Service::dashboardLocked() {
   json body = whole ? json::object() : *dashboard_->view.body;
   body["host"] = dashboardHostLocked();
   // The page's narrow view: the loopback port serves this to any local user (no env, command, pid, paths).
-  json shown = json::array();
-  if (instances_) {
-    const json listed = instances_->list(InstanceManager::Listing::withoutNetwork);
-    for (const json& instance : listed["instances"]) shown.push_back(dashboardInstance(instance));
-  }
-  body["instances"] = std::move(shown);
+  // Kept per instance by the manager: only the instances that changed are rendered again.
+  body["instances"] = instances_ ? instances_->dashboardInstances() : json::array();
   if (whole) {
     body["vpcs"] = dashboardVpcsLocked();
     auto comparison = dashboardComparisonLocked();

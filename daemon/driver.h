@@ -60,6 +60,15 @@ struct InstanceOptions {
   // How long an instance's usage reading (InstanceDriver::readUsage) is shown before it is read again: a
   // listing of N instances reads the kernel for at most those whose reading is older.
   std::chrono::milliseconds usageMaxAge{1000};
+  // How old a driver's background sample (InstanceDriver::sampledUsage) may be and still be shown instead
+  // of a reading: a few of the container watcher's 1 s periods, so a late sample is not read again.
+  std::chrono::milliseconds usageSampleMaxAge{3000};
+};
+
+// A usage reading ("usage" in docs/api.md, without "age_ms") and when it was read.
+struct UsageSample {
+  nlohmann::json value;
+  std::chrono::steady_clock::time_point at;
 };
 
 // What a driver keeps of one instance between calls (its validated config, what runs now). Made by the
@@ -199,6 +208,12 @@ class InstanceDriver {
   // "age_ms"); null when it is not running or the number cannot be read. The manager keeps a reading for
   // InstanceOptions::usageMaxAge, so a listing reads each instance at most that often.
   virtual nlohmann::json readUsage(const InstanceHandle& handle, const InstanceRow& row) const = 0;
+  // The driver's own background reading of a running instance's usage (a container's: its watcher samples
+  // every running container's cgroup once a second), or nullopt (none yet, or the kind keeps none). The
+  // manager shows a fresh enough one instead of reading: no kernel read on a listing's path.
+  virtual std::optional<UsageSample> sampledUsage(const InstanceHandle&, const InstanceRow&) const {
+    return std::nullopt;
+  }
   // The kind's part of the instance's JSON (docs/api.md "Instances"): "command", "cgroup", "bundle",
   // "oom_kills" and "vm", from what it holds and `usage` (the kept readUsage() answer); no kernel read.
   virtual void describe(const InstanceHandle& handle, const schema::InstanceSpec& spec,

@@ -3,6 +3,7 @@
 #include "daemon/instances.h"
 
 #include <fcntl.h>
+#include <fmt/ranges.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,12 +15,11 @@
 #include <system_error>
 #include <thread>
 
-#include <fmt/ranges.h>
-
 #include "api/api.h"
 #include "core/failpoint.h"
 #include "core/log.h"
 #include "daemon/image_launch.h"
+#include "daemon/instance_view.h"
 #include "net/netns.h"
 #include "schema/names.h"
 
@@ -65,6 +65,33 @@ json optionalJson(const std::optional<ExitReason>& reason) {
 json textJson(const std::string& bytes) {
   return json::parse(json(bytes).dump(-1, ' ', false, json::error_handler_t::replace));
 }
+
+}  // namespace
+
+// The steps of one removal and how long each took, for the log line that breaks an rm down (bench/scale
+// prints it).
+class StepClock {
+ public:
+  void mark(const char* step) {
+    const auto now = Clock::now();
+    steps_.emplace_back(step, std::chrono::duration<double, std::milli>(now - last_).count());
+    last_ = now;
+  }
+  double totalMs() const { return std::chrono::duration<double, std::milli>(last_ - start_).count(); }
+  std::string text() const {
+    std::string out;
+    for (const auto& [step, ms] : steps_)
+      out += fmt::format("{}{} {:.1f}", out.empty() ? "" : ", ", step, ms);
+    return out;
+  }
+
+ private:
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point last_ = start_;
+  std::vector<std::pair<const char*, double>> steps_;
+};
+
+namespace {
 
 // An instance's NIC as its driver plugs it in, through the network service.
 class NetworkNicPort final : public NicPort {
@@ -137,6 +164,7 @@ Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, Ins
       network->detach(name);
     names[instance.driver].second.insert(name);
     if (isActive(instance.row.state)) names[instance.driver].first.insert(name);
+    instance.version = ++manager->revision_;
     manager->instances_.emplace(name, std::move(instance));
   }
   std::set<std::string> everyInstance;
@@ -181,6 +209,7 @@ void InstanceManager::instanceReady(const std::string& name, RunId run, json boo
   if (auto saved = store_.putInstance(row); !saved)
     log::error("instance \"{}\": recording it ready: {}", name, saved.error().message());
   it->second.row = std::move(row);
+  touch(it->second);
   changed_.notify_all();
 }
 
@@ -211,6 +240,7 @@ void InstanceManager::instanceOomKills(const std::string& name, RunId run, int64
   log::warn("instance \"{}\": the kernel OOM-killed {} process(es) in its cgroup ({} since it started)", name,
             count - row.oomKills, count);
   row.oomKills = count;
+  touch(it->second);
   if (auto saved = store_.putInstance(row); !saved)
     log::error("instance \"{}\": recording its OOM kills: {}", name, saved.error().message());
 }
@@ -226,6 +256,7 @@ void InstanceManager::recordStopped(Instance& instance, ExitReason reason, std::
   row.exitNote = std::move(note);
   row.pid.reset();
   row.pidStartTime.reset();
+  touch(instance);
   if (network_) network_->detach(row.name);
   if (instance.spec.removeOnExit) {
     const std::string name = row.name;
@@ -273,8 +304,22 @@ json InstanceManager::render(const Instance& instance, json network) const {
 json InstanceManager::usageJson(const Instance& instance) const {
   const auto now = Clock::now();
   auto& kept = instance.usage;
-  if (!kept || kept->run != instance.run || kept->state != instance.row.state ||
-      kept->oomKills != instance.row.oomKills || now - kept->at >= options_.usageMaxAge) {
+  const bool sameRun = kept && kept->run == instance.run && kept->state == instance.row.state &&
+                       kept->oomKills == instance.row.oomKills;
+  // The driver's background sample, when it is of the current run, fresh enough and aware of every
+  // recorded OOM kill, is shown as it is (no read); else a reading kept for usageMaxAge.
+  auto sample = instance.run ? instance.driver->sampledUsage(*instance.handle, instance.row) : std::nullopt;
+  const bool sampleFits = sample && now - sample->at < options_.usageSampleMaxAge &&
+                          sample->value.value("oom_kills", instance.row.oomKills) >= instance.row.oomKills;
+  if (sampleFits) {
+    if (!sameRun || kept->at != sample->at) {
+      kept = Instance::UsageReading{.run = instance.run,
+                                    .state = instance.row.state,
+                                    .oomKills = instance.row.oomKills,
+                                    .at = sample->at,
+                                    .value = std::move(sample->value)};
+    }
+  } else if (!sameRun || now - kept->at >= options_.usageMaxAge) {
     kept = Instance::UsageReading{.run = instance.run,
                                   .state = instance.row.state,
                                   .oomKills = instance.row.oomKills,
@@ -307,12 +352,13 @@ json nicJson(const net::NicPlan& nic, json spoofDrops) {
 
 }  // namespace
 
-json InstanceManager::networkJson(const Instance& instance) const {
+json InstanceManager::networkJson(const Instance& instance, Counters counters) const {
   if (!network_ || instance.spec.subnet.empty()) return nullptr;
   auto nic = network_->nicPlan(instance.row.name);
   if (!nic)
     return {{"subnet", instance.spec.subnet}, {"ip", instance.spec.ip}, {"error", nic.error().message()}};
-  return nicJson(*nic, network_->spoofDropsJson(instance.row.name));
+  return nicJson(*nic,
+                 counters == Counters::read ? network_->spoofDropsJson(instance.row.name) : json(nullptr));
 }
 
 void InstanceManager::releaseNic(const std::string& instanceName) {
@@ -395,7 +441,11 @@ Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
   });
   CORRAL_FAILPOINT("run.after-insert");
   auto [it, added] = instances_.emplace(spec.name, std::move(instance));
-  Rollback forgetEntry([this, name = spec.name] { instances_.erase(name); });
+  touch(it->second);
+  Rollback forgetEntry([this, name = spec.name] {
+    instances_.erase(name);
+    ++revision_;
+  });
   Rollback removeDirectory([driver = it->second.driver, name = spec.name] {
     if (auto removed = driver->removeDirectory(name); !removed)
       log::error("instance \"{}\": {}", name, removed.error().message());
@@ -422,11 +472,13 @@ Result<json> InstanceManager::startLocked(Instance& instance, Clock::time_point 
     starting.state = InstanceState::starting;
     if (auto saved = store_.putInstance(starting); !saved) return fail(saved.error());
     before = std::exchange(instance.row, std::move(starting));
+    touch(instance);
     CORRAL_FAILPOINT("start.after-mark-starting");
   }
   Rollback restoreRow([&] {
     if (!before) return;
     instance.row = *before;
+    touch(instance);
     if (auto saved = store_.putInstance(*before); !saved)
       log::error("instance \"{}\": restoring its row: {}", name, saved.error().message());
   });
@@ -461,13 +513,15 @@ Result<json> InstanceManager::startLocked(Instance& instance, Clock::time_point 
   restoreRow.dismiss();
   instance.row = std::move(row);
   instance.run = started->run;
+  touch(instance);
   instance.startReceived = received;
   driver.supervise(*instance.handle, name);
   if (instance.row.state == InstanceState::running) {
     log::info("instance \"{}\" running: pid {}, boot {:.1f} ms", name, instance.row.pid.value_or(-1),
               started->boot.value("total_ms", 0.0));
   }
-  return render(instance);
+  // A new NIC's counters are all 0: not read (an nft listing of the VPC's namespace grows with the VPC).
+  return render(instance, networkJson(instance, Counters::skipped));
 }
 
 json InstanceManager::list(Listing listing) {
@@ -482,8 +536,50 @@ json InstanceManager::list(Listing listing) {
       // The port guard's counters are read for one instance only (get()): a listing reads no kernel.
       items.push_back(render(instance, nicJson(nic->second, nullptr)));
     } else {
-      items.push_back(render(instance));  // not in a plan: networkJson() says why
+      // Not in a plan: networkJson() says why.
+      items.push_back(render(instance, networkJson(instance, Counters::skipped)));
     }
+  }
+  return {{"instances", std::move(items)}};
+}
+
+json InstanceManager::dashboardInstances() {
+  std::lock_guard lock(mutex_);
+  json items = json::array();
+  for (const auto& [name, instance] : instances_) {
+    json usage = usageJson(instance);
+    if (usage.is_object()) usage.erase("age_ms");  // the page shows no age: a new age is no change
+    auto& kept = instance.dashboardEntry;
+    if (!kept || kept->version != instance.version || kept->usage != usage) {
+      // Only an instance that changed is rendered again (its usage as just kept: no second reading).
+      kept = Instance::DashboardEntry{
+          .version = instance.version, .usage = usage, .entry = dashboardInstance(render(instance, nullptr))};
+    }
+    items.push_back(kept->entry);
+  }
+  return items;
+}
+
+json InstanceManager::summaries() {
+  std::lock_guard lock(mutex_);
+  json items = json::array();
+  for (const auto& [name, instance] : instances_) {
+    const InstanceRow& row = instance.row;
+    json boot = nullptr;
+    if (!row.bootStepsJson.empty()) {
+      json steps = json::parse(row.bootStepsJson, nullptr, false);
+      if (steps.is_object() && steps.contains("total_ms")) boot = {{"total_ms", steps["total_ms"]}};
+    }
+    items.push_back({{"name", name},
+                     {"kind", schema::instanceKindName(row.kind)},
+                     {"state", instanceStateName(row.state)},
+                     {"exit_reason", optionalJson(row.exitReason)},
+                     {"exit_code", optionalJson(row.exitCode)},
+                     {"exit_signal", optionalJson(row.exitSignal)},
+                     {"ip", instance.spec.ip.empty() ? json(nullptr) : json(instance.spec.ip)},
+                     {"image", instance.spec.image},
+                     {"boot", std::move(boot)},
+                     {"created_at", row.createdAt}});
   }
   return {{"instances", std::move(items)}};
 }
@@ -497,24 +593,7 @@ json InstanceManager::statesJson() {
 }
 
 uint64_t InstanceManager::revision() {
-  std::lock_guard lock(mutex_);
-  // FNV-1a over the shown fields, each followed by a separator so that adjacent fields cannot run together.
-  uint64_t hash = 1469598103934665603ull;
-  auto mix = [&](std::string_view text) {
-    for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
-    hash = (hash ^ 0xff) * 1099511628211ull;
-  };
-  for (const auto& [name, instance] : instances_) {
-    const InstanceRow& row = instance.row;
-    mix(name);
-    mix(schema::instanceKindName(row.kind));
-    mix(instanceStateName(row.state));
-    mix(instance.spec.ip);
-    mix(instance.spec.subnet);
-    mix(std::to_string(row.startedAt.value_or(-1)));
-    mix(row.bootStepsJson);
-  }
-  return hash;
+  return revision_.load();
 }
 
 std::optional<InstanceState> InstanceManager::stateOf(const std::string& name) {
@@ -606,6 +685,7 @@ Result<json> InstanceManager::start(const std::string& name) {
 }
 
 Result<json> InstanceManager::remove(const std::string& name, bool force) {
+  StepClock clock;
   std::unique_lock lock(mutex_);
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
@@ -619,12 +699,15 @@ Result<json> InstanceManager::remove(const std::string& name, bool force) {
     if (Status killed = driver.kill(*it->second.handle, name, lock); !killed)
       return fail(killed.error().wrap(fmt::format("remove \"{}\"", name)));
     if (auto waited = waitStopped(lock, name, driver.settleTimeout()); !waited) return fail(waited.error());
+    clock.mark("kill and end");
     it = instances_.find(name);
     if (it == instances_.end()) return json{{"deleted", {{"name", name}, {"state", "removed"}}}};
   }
-  auto deleted = dropStopped(it);
+  auto deleted = dropStopped(it, &clock);
   if (!deleted) return fail(deleted.error());
   releaseNicsOf({name});
+  clock.mark("NIC");
+  log::info("instance \"{}\" removed in {:.1f} ms: {}", name, clock.totalMs(), clock.text());
   return json{{"deleted", std::move(*deleted)}};
 }
 
@@ -727,10 +810,17 @@ std::vector<Status> InstanceManager::killInParallel(std::unique_lock<std::mutex>
   return statuses;
 }
 
-Result<json> InstanceManager::dropStopped(std::map<std::string, Instance, std::less<>>::iterator it) {
+Result<json> InstanceManager::dropStopped(std::map<std::string, Instance, std::less<>>::iterator it,
+                                          StepClock* clock) {
+  auto mark = [clock](const char* step) {
+    if (clock) clock->mark(step);
+  };
   const std::string name = it->first;
   InstanceDriver& driver = *it->second.driver;
-  json deleted = render(it->second);
+  // The port guard's counters are not read for an instance that goes (an nft listing of its VPC's whole
+  // namespace: the cost would grow with the VPC).
+  json deleted = render(it->second, networkJson(it->second, Counters::skipped));
+  mark("render");
   // Whatever the row says, nothing of the instance may outlive it: a crash may have left a process, cgroups,
   // a mount or a domain that no record names.
   if (auto cleared = driver.clearLeftovers(name); !cleared) {
@@ -738,13 +828,18 @@ Result<json> InstanceManager::dropStopped(std::map<std::string, Instance, std::l
   } else if (!cleared->empty()) {
     log::warn("remove instance \"{}\": it was not running, yet {}", name, *cleared);
   }
+  mark("leftovers");
   if (auto removed = driver.removeDirectory(name); !removed)
     return fail(removed.error().wrap(fmt::format("remove instance \"{}\"", name)));
+  mark("files");
   CORRAL_FAILPOINT("rm.after-bundle-removed");
   if (auto dropped = store_.deleteInstance(name); !dropped)
     return fail(dropped.error().wrap(fmt::format("remove instance \"{}\"", name)));
+  mark("store");
   driver.release(it->second.row);
   instances_.erase(it);
+  ++revision_;
+  mark("release");
   return deleted;
 }
 

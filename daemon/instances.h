@@ -8,6 +8,7 @@
 // ("Instances"); a crash of corrald at any point is reconciled by load() (docs/api.md, "Crash safety").
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -27,6 +28,8 @@
 #include "daemon/vm_driver.h"
 
 namespace corral::daemon {
+
+class StepClock;  // daemon/instances.cc
 
 class InstanceManager final : private InstanceEvents {
  public:
@@ -48,10 +51,16 @@ class InstanceManager final : private InstanceEvents {
   // "spoof_drops" (null here: get() reads them).
   enum class Listing { full, withoutNetwork };  // withoutNetwork: "network" is null (the dashboard's)
   nlohmann::json list(Listing listing = Listing::full);
+  // The dashboard's narrow view of every instance (daemon/instance_view.h dashboardInstance), kept per
+  // instance: one is rendered again only when it changed (touch()) or its usage figures did.
+  nlohmann::json dashboardInstances();
+  // GET /v1/instances?view=summary (`corral ps`): each instance's name, kind, state, exit (reason, code,
+  // signal), ip, image, boot's total_ms and created_at, from the held rows alone: no driver, no network.
+  nlohmann::json summaries();
   // {"instances": [{"name", "state"}...]}: what a VPC's topology shows of its instances, with no kernel read.
   nlohmann::json statesJson();
-  // A fingerprint of what the dashboard shows of the instances apart from usage (names, kinds, states,
-  // addresses, starts, boots): it differs after any such change. Cheap, no kernel read.
+  // A number that moves on after any change of what the dashboard shows of the instances apart from usage
+  // (names, kinds, states, addresses, starts, boots), and never comes back. A counter: no lock, no scan.
   uint64_t revision();
   Result<nlohmann::json> get(const std::string& name);
   Result<nlohmann::json> stop(const std::string& name, int64_t graceSeconds);
@@ -108,6 +117,15 @@ class InstanceManager final : private InstanceEvents {
     mutable std::optional<UsageReading> usage;
     // render()'s "spec", made at the first render: a held instance's spec does not change.
     mutable std::optional<nlohmann::json> specView;
+    // revision_ when this instance last changed (touch()): what a view kept per instance compares.
+    uint64_t version = 0;
+    // dashboardInstances()'s entry, made at `version` with `usage` (without its age).
+    struct DashboardEntry {
+      uint64_t version = 0;
+      nlohmann::json usage;
+      nlohmann::json entry;
+    };
+    mutable std::optional<DashboardEntry> dashboardEntry;
     InstanceState state() const { return inProgress.value_or(row.state); }
     // Its end was asked for (a stop or a forced remove): the end is recorded as "stopped".
     bool stopAsked() const {
@@ -133,9 +151,13 @@ class InstanceManager final : private InstanceEvents {
   // Waits (lock released meanwhile) until `name` is recorded as no longer starting or running.
   Status waitStopped(std::unique_lock<std::mutex>& lock, const std::string& name,
                      std::chrono::milliseconds timeout);
-  nlohmann::json render(const Instance& instance) const { return render(instance, networkJson(instance)); }
+  nlohmann::json render(const Instance& instance) const {
+    return render(instance, networkJson(instance, Counters::read));
+  }
   nlohmann::json render(const Instance& instance, nlohmann::json network) const;
-  nlohmann::json networkJson(const Instance& instance) const;  // "network" of render(): null without a NIC
+  // "network" of render(): null without a NIC; "spoof_drops" read from the kernel, or null (skipped).
+  enum class Counters { read, skipped };
+  nlohmann::json networkJson(const Instance& instance, Counters counters) const;
   // "usage" of render(): the kept reading, read again when older than usageMaxAge or of another run.
   nlohmann::json usageJson(const Instance& instance) const;
   // The key of the instance's NIC link names (net/datapath.h): unique per host, like a VM's domain name.
@@ -152,7 +174,12 @@ class InstanceManager final : private InstanceEvents {
                                      const std::vector<std::string>& names);
   // The end of every removal, once the instance's processes are gone: leftovers cleared, its files, row and
   // driver state dropped. Answers the instance as it was; the NIC is left to the caller (releaseNicsOf).
-  Result<nlohmann::json> dropStopped(std::map<std::string, Instance, std::less<>>::iterator it);
+  // `clock` (may be null) marks each step's end (remove()'s log line).
+  Result<nlohmann::json> dropStopped(std::map<std::string, Instance, std::less<>>::iterator it,
+                                     StepClock* clock = nullptr);
+
+  // Every change of an instance's row, run or presence: the revision moves on and the instance notes it.
+  void touch(Instance& instance) { instance.version = ++revision_; }
 
   Store& store_;
   InstanceOptions options_;
@@ -162,6 +189,7 @@ class InstanceManager final : private InstanceEvents {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::map<std::string, Instance, std::less<>> instances_;
+  std::atomic<uint64_t> revision_{1};
 };
 
 }  // namespace corral::daemon

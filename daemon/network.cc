@@ -105,9 +105,12 @@ Status NetworkController::applyTopology(const net::Topology& next) {
     // plan before and after. One the change touches only in its firewall gets a delta.
     if (!applied_.contains(vpc->name) && topology_.findVpc(vpc->name) && planUnchangedLocked(next, vpc->name))
       continue;
-    if (auto ok =
-            topology_.findVpc(vpc->name) ? updateLocked(next, vpc->name) : convergeLocked(next, vpc->name);
-        !ok) {
+    auto update = [&]() -> Status {
+      if (!topology_.findVpc(vpc->name)) return convergeLocked(next, vpc->name);
+      if (auto done = updateRulesLocked(next, vpc->name)) return *done;
+      return updateLocked(next, vpc->name);
+    };
+    if (auto ok = update(); !ok) {
       result = fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc->name)));
       break;
     }
@@ -164,18 +167,23 @@ std::vector<net::NicAttachment> NetworkController::nicsLocked() const {
 }
 
 Result<net::VpcPlan> NetworkController::planLocked(const net::Topology& topology, const std::string& vpc) const {
+  // Only NICs whose subnet is in this topology and VPC take part.
+  std::vector<net::NicAttachment> nics;
+  for (const auto& [name, nic] : nics_) {
+    const net::Subnet* subnet = topology.findSubnet(nic.subnet);
+    if (subnet && subnet->vpc == vpc) nics.push_back(nic);
+  }
+  return planWithLocked(topology, vpc, nics);
+}
+
+Result<net::VpcPlan> NetworkController::planWithLocked(const net::Topology& topology, const std::string& vpc,
+                                                       const std::vector<net::NicAttachment>& nics) const {
   if (!topology.findVpc(vpc)) return fail(notFound("vpc \"{}\" not found", vpc));
   std::optional<net::Cidr> transit;
   if (!topology.internetGateways(vpc).empty()) {
     auto chosen = transitLocked(topology, vpc);
     if (!chosen) return fail(chosen.error());
     transit = *chosen;
-  }
-  // Only NICs whose subnet is in this topology and VPC take part.
-  std::vector<net::NicAttachment> nics;
-  for (const auto& [name, nic] : nics_) {
-    const net::Subnet* subnet = topology.findSubnet(nic.subnet);
-    if (subnet && subnet->vpc == vpc) nics.push_back(nic);
   }
   return net::planVpc(topology, vpc, options_.netnsPrefix, nics, options_.uplink, transit);
 }
@@ -234,6 +242,100 @@ Status NetworkController::updateLocked(const net::Topology& topology, const std:
     }
   }
   applied->second = std::move(*plan);
+  return {};
+}
+
+Result<net::VpcPlan> NetworkController::skeletonLocked(const net::Topology& topology,
+                                                       const std::string& vpc) const {
+  return planWithLocked(topology, vpc, {});
+}
+
+namespace {
+
+// Whether two plans have the same links and routes but for the gateway's public addresses (which follow
+// the NICs: a skeleton has none).
+bool sameSkeleton(const net::VpcPlan& a, const net::VpcPlan& b) {
+  auto withoutPublic = [](std::optional<net::GatewayPlan> gateway) {
+    if (gateway) gateway->publicAddresses.clear();
+    return gateway;
+  };
+  return a.vpc == b.vpc && a.netns == b.netns && a.cidr == b.cidr && a.bridges == b.bridges &&
+         a.routeTables == b.routeTables && withoutPublic(a.gateway) == withoutPublic(b.gateway);
+}
+
+}  // namespace
+
+std::optional<Status> NetworkController::updateRulesLocked(const net::Topology& next,
+                                                           const std::string& vpc) {
+  auto applied = applied_.find(vpc);
+  if (applied == applied_.end() || !topology_.findVpc(vpc)) return std::nullopt;
+  auto before = skeletonLocked(topology_, vpc);
+  auto after = skeletonLocked(next, vpc);
+  if (!before || !after || !sameSkeleton(*before, *after) || !sameSkeleton(*before, applied->second))
+    return std::nullopt;
+  net::VpcPlan& plan = applied->second;
+  auto delta = net::vpcFirewallRulesDelta(plan.firewall, topology_, next, vpc, plan.nics,
+                                          plan.gateway ? &*plan.gateway : nullptr);
+  if (!delta) return std::nullopt;
+  if (delta->empty()) return Status{};
+  if (auto ok = net::applyFirewallDeltas(plan.netns, {*delta}); !ok) {
+    log::warn("vpc \"{}\": the firewall delta was refused ({}); converging the vpc whole", vpc,
+              ok.error().message());
+    return convergeLocked(next, vpc);
+  }
+  if (auto replayed = net::applyDelta(plan.firewall, *delta); !replayed) {
+    log::warn("vpc \"{}\": {}; the next change converges it whole", vpc, replayed.error().message());
+    applied_.erase(applied);
+  }
+  return Status{};
+}
+
+Status NetworkController::changeNicsLocked(const std::string& vpc,
+                                           const std::vector<net::NicAttachment>& nics, bool joining) {
+  auto applied = applied_.find(vpc);
+  const bool routed = std::any_of(
+      nics.begin(), nics.end(), [](const net::NicAttachment& nic) { return nic.publicAddress.has_value(); });
+  if (applied == applied_.end() || routed || nics.empty()) return updateLocked(topology_, vpc);
+  net::VpcPlan& plan = applied->second;
+  std::vector<net::NicPlan> planned;
+  for (const net::NicAttachment& nic : nics) {
+    const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
+    if (!subnet || subnet->vpc != vpc) return updateLocked(topology_, vpc);
+    planned.push_back(net::planNic(*subnet, nic));
+  }
+  const net::NftTable inetPart =
+      net::vpcFirewall(topology_, vpc, nics, plan.gateway ? &*plan.gateway : nullptr);
+  const net::NftTable bridgePart = net::portGuardTable(vpc, planned);
+  auto inet =
+      joining ? net::addPartDelta(plan.firewall, inetPart) : net::removePartDelta(plan.firewall, inetPart);
+  auto bridge = joining ? net::addPartDelta(plan.portGuardTable, bridgePart)
+                        : net::removePartDelta(plan.portGuardTable, bridgePart);
+  if (!inet || !bridge) return updateLocked(topology_, vpc);
+  // Port guards first in the batch: a new port's guard exists when its addresses become allowed.
+  if (auto ok = net::applyFirewallDeltas(plan.netns, {*bridge, *inet}); !ok) {
+    log::warn("vpc \"{}\": the firewall delta was refused ({}); converging the vpc whole", vpc,
+              ok.error().message());
+    return convergeLocked(topology_, vpc);
+  }
+  auto inetReplayed = net::applyDelta(plan.firewall, *inet);
+  auto bridgeReplayed = net::applyDelta(plan.portGuardTable, *bridge);
+  if (!inetReplayed || !bridgeReplayed) {
+    log::warn("vpc \"{}\": {}; the next change converges it whole", vpc,
+              (!inetReplayed ? inetReplayed : bridgeReplayed).error().message());
+    applied_.erase(applied);
+    return {};
+  }
+  auto byInstance = [](const net::NicPlan& a, const net::NicPlan& b) {
+    return a.nic.instance < b.nic.instance;
+  };
+  for (net::NicPlan& nic : planned) {
+    auto at = std::lower_bound(plan.nics.begin(), plan.nics.end(), nic, byInstance);
+    if (joining) {
+      plan.nics.insert(at, std::move(nic));
+    } else if (at != plan.nics.end() && at->nic.instance == nic.nic.instance) {
+      plan.nics.erase(at);
+    }
+  }
   return {};
 }
 
@@ -389,7 +491,7 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
 
   nics_.emplace(nic.instance, nic);
   if (options_.kernel) {
-    if (auto ok = updateLocked(topology_, vpc); !ok) {
+    if (auto ok = changeNicsLocked(vpc, {nic}, true); !ok) {
       nics_.erase(nic.instance);
       if (auto undone = updateLocked(topology_, vpc); !undone)
         log::warn("vpc \"{}\": {}", vpc, undone.error().message());
@@ -425,26 +527,28 @@ void NetworkController::releaseNic(const std::string& instance) {
   auto it = nics_.find(instance);
   if (it == nics_.end()) return;
   const net::Subnet* subnet = topology_.findSubnet(it->second.subnet);
+  const net::NicAttachment gone = std::move(it->second);
   nics_.erase(it);
   if (!subnet || !options_.kernel) return;
   // Its rules and port guard go as a delta; a public address (a route on the uplink side) converges.
-  if (auto ok = updateLocked(topology_, subnet->vpc); !ok)
+  if (auto ok = changeNicsLocked(subnet->vpc, {gone}, false); !ok)
     log::warn("instance \"{}\": releasing its NIC: {}", instance, ok.error().message());
 }
 
 Status NetworkController::releaseNics(const std::vector<std::string>& instances) {
   std::lock_guard lock(mutex_);
-  std::set<std::string> vpcs;
+  std::map<std::string, std::vector<net::NicAttachment>> byVpc;
   for (const std::string& instance : instances) {
     auto it = nics_.find(instance);
     if (it == nics_.end()) continue;
-    if (const net::Subnet* subnet = topology_.findSubnet(it->second.subnet)) vpcs.insert(subnet->vpc);
+    if (const net::Subnet* subnet = topology_.findSubnet(it->second.subnet))
+      byVpc[subnet->vpc].push_back(std::move(it->second));
     nics_.erase(it);
   }
   if (!options_.kernel) return {};
   Status result;
-  for (const std::string& vpc : vpcs) {
-    if (auto ok = updateLocked(topology_, vpc); !ok && result)
+  for (const auto& [vpc, gone] : byVpc) {
+    if (auto ok = changeNicsLocked(vpc, gone, false); !ok && result)
       result = fail(ok.error().wrap(fmt::format("releasing NICs in vpc \"{}\"", vpc)));
   }
   return result;
@@ -514,7 +618,9 @@ json NetworkController::spoofDropsJson(const std::string& instance) const {
   std::lock_guard lock(mutex_);
   auto planned = planNicLocked(instance);
   if (!planned || !options_.kernel) return nullptr;
-  return portDropsJson(net::spoofDrops(planned->netns), planned->nic.link);
+  auto drops = net::spoofDropsOf(planned->netns, planned->nic.link);
+  if (!drops) return nullptr;
+  return {{"mac", drops->mac}, {"ip", drops->ip}, {"arp", drops->arp}, {"other", drops->other}};
 }
 
 std::map<std::string, net::NicPlan, std::less<>> NetworkController::nicPlans() const {
@@ -559,8 +665,13 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
   std::lock_guard lock(mutex_);
   const net::Vpc* vpc = topology_.findVpc(vpcName);
   if (!vpc) return fail(notFound("vpc \"{}\" not found", vpcName));
-  auto plan = planLocked(topology_, vpcName);
+  // The VPC's links and routes without its NICs (O(model)), and each NIC planned from its subnet alone.
+  auto plan = skeletonLocked(topology_, vpcName);
   if (!plan) return fail(plan.error());
+  for (const auto& [name, nic] : nics_) {
+    const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
+    if (subnet && subnet->vpc == vpcName) plan->nics.push_back(net::planNic(*subnet, nic));
+  }
 
   std::map<std::string, json> instanceByName;
   if (instances.is_object() && instances.contains("instances")) {
@@ -738,13 +849,9 @@ Result<CaptureTarget> NetworkController::captureTarget(const std::string& name,
   if (!options_.kernel)
     return fail(unavailable("this daemon does not manage the network in the kernel: nothing to trace"));
   if (const net::Subnet* subnet = topology_.findSubnet(name)) {
-    auto plan = planLocked(topology_, subnet->vpc);
-    if (!plan) return fail(plan.error());
-    for (const net::BridgePlan& bridge : plan->bridges) {
-      if (bridge.subnet == name)
-        return CaptureTarget{CaptureKind::subnet, name, subnet->vpc, plan->netns, bridge.bridge};
-    }
-    return fail(internalError("subnet \"{}\" is missing from vpc \"{}\"'s plan", name, subnet->vpc));
+    return CaptureTarget{CaptureKind::subnet, name, subnet->vpc,
+                         net::vpcNetnsName(options_.netnsPrefix, subnet->vpc),
+                         net::subnetBridgeName(subnet->vpc, subnet->name)};
   }
   if (!instanceState) {
     return fail(

@@ -130,6 +130,22 @@ class NetworkController {
   // gateway, or nothing applied yet) by a full converge. A delta nft refuses (drift) falls back to the
   // full converge.
   Status updateLocked(const net::Topology& topology, const std::string& vpc);
+  // The incremental planner's fast paths, O(change) rather than O(NICs in the VPC); each falls back to
+  // updateLocked (the whole plan) when its change does not fit, and a delta nft refuses converges the VPC
+  // whole:
+  // - NICs (already recorded in, or already dropped from, nics_) joining or leaving `vpc`: their parts of
+  //   both tables (net::addPartDelta / removePartDelta) as one nft transaction. A public address is a route
+  //   on the uplink side: the whole path.
+  Status changeNicsLocked(const std::string& vpc, const std::vector<net::NicAttachment>& nics, bool joining);
+  // - `next` differs from the current model in `vpc`'s security groups, their rules or network ACLs only
+  //   (links, routes and the gateway plan the same without NICs): net::vpcFirewallRulesDelta. nullopt when
+  //   it does not apply.
+  std::optional<Status> updateRulesLocked(const net::Topology& next, const std::string& vpc);
+  // planVpc without NICs: the links, routes and gateway (without public addresses) of `vpc`, O(model).
+  Result<net::VpcPlan> skeletonLocked(const net::Topology& topology, const std::string& vpc) const;
+  // planVpc of `vpc` with these NICs (and its transit network when it has an internet gateway).
+  Result<net::VpcPlan> planWithLocked(const net::Topology& topology, const std::string& vpc,
+                                      const std::vector<net::NicAttachment>& nics) const;
   // The NIC's plan and its VPC's namespace, from the NIC and its subnet alone (no VPC plan).
   struct PlannedNic {
     net::NicPlan nic;
@@ -147,6 +163,8 @@ class NetworkController {
   mutable std::map<std::string, net::Cidr, std::less<>> transits_;  // by VPC: kept while it has a gateway
   // By VPC: the plan its kernel objects were last brought to (by a converge or a delta), so that a change
   // diffs against it instead of planning "before" again. Missing: unknown (next change converges whole).
+  // After an incremental change only its tables (firewall, portGuardTable) and nics are kept up to date:
+  // its rendered texts (ruleset, portGuards) are those of the last whole plan, and nothing reads them.
   std::map<std::string, net::VpcPlan, std::less<>> applied_;
 };
 

@@ -249,7 +249,8 @@ Response Service::serveImage(const api::BuildImage& request) {
 Response Service::serveInstance(const api::RunInstance& request) {
   return instanceResponse(201, instances_->run(request.spec));
 }
-Response Service::serveInstance(const api::ListInstances&) {
+Response Service::serveInstance(const api::ListInstances& request) {
+  if (request.summary) return {200, instances_->summaries()};
   nlohmann::json list = instances_->list();
   for (nlohmann::json& instance : list["instances"]) instance = withEnvMasked(std::move(instance));
   return {200, std::move(list)};

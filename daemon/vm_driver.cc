@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "core/failpoint.h"
@@ -28,6 +30,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kExecTimeout = std::chrono::seconds(60);
 constexpr auto kAgentReconnect = std::chrono::seconds(3);
+// QEMU's TCG translation cache for every VM (QEMU's default is 1 GiB, and what it fills stays resident).
+// Measured in vmm/README.md ("TCG translation cache"): idle RSS and boot time against the size.
+constexpr uint64_t kTcgTranslationCacheMiB = 32;
 
 int64_t now() {
   return static_cast<int64_t>(std::time(nullptr));
@@ -78,6 +83,22 @@ json qemuUsage(int64_t pid) {
   auto [end, ec] = std::from_chars(text.data() + at, text.data() + text.size(), kib);
   if (ec != std::errc{}) return nullptr;
   return {{"memory_bytes", kib * 1024}, {"source", "qemu rss"}};
+}
+
+// The host's TSC rate in kHz, from /proc/cpuinfo's first "cpu MHz" (the TSC's rate on a host with an
+// invariant TSC, which every KVM-capable x86 host has); nullopt when unreadable.
+std::optional<uint64_t> hostTscKhz() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (!line.starts_with("cpu MHz")) continue;
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) return std::nullopt;
+    double mhz = std::strtod(line.c_str() + colon + 1, nullptr);
+    if (mhz <= 0) return std::nullopt;
+    return static_cast<uint64_t>(mhz * 1000);
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -300,8 +321,9 @@ Result<vmm::AcceleratorChoice> VmDriver::accelerator(const VmPlan& plan) {
               options_.kvmProbeTimeout.count());
     std::filesystem::path workDir = options_.vmsDir / ".kvm-probe";
     std::filesystem::create_directories(workDir, ec);
-    choice = vmm::chooseAccelerator(**lv, plan.kernel, plan.initrd, workDir, options_.kvmProbeTimeout,
-                                    options_.domainPrefix + "kvm-probe");
+    // The first VM's own kernel and machine: KVM is chosen only if what VMs will boot boots under it.
+    choice = vmm::chooseAccelerator(**lv, plan.kernel, plan.initrd, plan.machine, workDir,
+                                    options_.kvmProbeTimeout, options_.domainPrefix + "kvm-probe");
     std::filesystem::remove_all(workDir, ec);
   }
   json cache = {{"boot_id", readSmallFile("/proc/sys/kernel/random/boot_id")},
@@ -376,7 +398,7 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
       .domainName = domainName(plan.name),
       .instanceName = plan.name,
       .accelerator = accel->accelerator,
-      .machine = vmm::Machine::Pc,
+      .machine = plan.machine,
       .memoryBytes = plan.memoryBytes,
       .vcpus = plan.vcpus,
       .kernel = plan.kernel,
@@ -385,7 +407,8 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
       .consoleLog = dir / "console.log",
       .agentSocket = dir / "agent.sock",
       .nic = std::nullopt,
-      .disks = {}};
+      .disks = {},
+      .tcgTranslationCacheMiB = kTcgTranslationCacheMiB};
   // A store image's root: its overlay and config disk, found by the guest init through corral.root.
   std::optional<std::string> rootSerial;
   if (plan.rootImage) {
@@ -404,6 +427,12 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
     config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, planned->addressWithPrefix,
                                             planned->gateway, rootSerial);
   }
+  // Under TCG the guest's TSC runs at the host's rate, but corral's kernel (no HPET, no ACPI PM timer)
+  // fails to calibrate it against the PIT on a loaded host, marks it unstable and falls back to jiffies:
+  // its clock then runs slow and the boot took ~10 s instead of ~6 s (raw QEMU, load 8; vmm/README.md).
+  if (accel->accelerator == vmm::Accelerator::Tcg && plan.kernelSource == GuestKernel::corral) {
+    if (auto khz = hostTscKhz()) config.cmdline += fmt::format(" tsc=reliable tsc_early_khz={}", *khz);
+  }
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
   CORRAL_FAILPOINT("vm.before-define");
   auto domain = (*lv)->createTransient(vmm::domainXml(config), /*paused=*/nic != nullptr);
@@ -417,10 +446,10 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   auto domainStarted = Clock::now();
   CORRAL_FAILPOINT("vm.after-define");
 
-  json boot = {{"domain_ms", msBetween(received, domainStarted)},
-               {"requested_at_ms", unixMillisAt(received)},
-               {"accelerator", vmm::acceleratorName(accel->accelerator)},
-               {"accelerator_reason", accel->reason}};
+  json boot = {
+      {"domain_ms", msBetween(received, domainStarted)},         {"requested_at_ms", unixMillisAt(received)},
+      {"accelerator", vmm::acceleratorName(accel->accelerator)}, {"accelerator_reason", accel->reason},
+      {"kernel_source", guestKernelName(plan.kernelSource)},     {"machine", vmm::machineName(plan.machine)}};
   std::shared_ptr<Run> run = newRun(plan.name, boot);
   run->received = received;
   run->domainStarted = domainStarted;
@@ -437,8 +466,9 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
     (void)lv->destroy(name);
   });
   vm.run = std::move(run);
-  log::info("instance \"{}\": domain {} started ({}), waiting for the guest", plan.name, config.domainName,
-            vmm::acceleratorName(accel->accelerator));
+  log::info("instance \"{}\": domain {} started ({}, {} kernel on {}), waiting for the guest", plan.name,
+            config.domainName, vmm::acceleratorName(accel->accelerator), guestKernelName(plan.kernelSource),
+            vmm::machineName(plan.machine));
   return started;
 }
 
@@ -779,6 +809,8 @@ void VmDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec
                {"memory_bytes", vm.plan ? json(vm.plan->memoryBytes) : json(nullptr)},
                {"vcpus", vm.plan ? json(vm.plan->vcpus) : json(nullptr)},
                {"kernel", vm.plan ? json(vm.plan->kernel.string()) : json(nullptr)},
+               {"kernel_source", vm.plan ? json(guestKernelName(vm.plan->kernelSource)) : json(nullptr)},
+               {"machine", vm.plan ? json(vmm::machineName(vm.plan->machine)) : json(nullptr)},
                {"initrd", vm.plan ? json(vm.plan->initrd.string()) : json(nullptr)},
                {"accelerator", fromBoot("accelerator")},
                {"accelerator_reason", fromBoot("accelerator_reason")},

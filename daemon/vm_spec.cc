@@ -42,7 +42,40 @@ std::string gib(uint64_t bytes) {
   return fmt::format("{:.1f} GiB", static_cast<double>(bytes) / static_cast<double>(1ull << 30));
 }
 
+// The spec's "machine": empty picks what the kernel boots best on (corral's: microvm, no firmware and no
+// PCI; Debian's and other files: pc). Debian's cloud kernel on microvm is refused: without a PIT-calibrated
+// TSC it hangs at boot under TCG (tsc_early_khz helps but ~1 boot in 10 still hung; images/README.md).
+Result<vmm::Machine> chooseMachine(const std::string& given, GuestKernel kernel) {
+  if (given.empty()) return kernel == GuestKernel::corral ? vmm::Machine::Microvm : vmm::Machine::Pc;
+  if (given == "pc") return vmm::Machine::Pc;
+  if (given != "microvm")
+    return fail(invalidField("machine", "\"{}\" is not a machine type: give microvm or pc", given));
+  if (kernel == GuestKernel::debian) {
+    return fail(
+        invalidField("machine",
+                     "Debian's cloud kernel does not boot reliably on microvm (no PIT to calibrate "
+                     "its TSC: it hangs under TCG); use --machine pc, or --kernel corral on microvm"));
+  }
+  return vmm::Machine::Microvm;
+}
+
 }  // namespace
+
+std::string_view guestKernelName(GuestKernel kernel) {
+  switch (kernel) {
+    case GuestKernel::corral:
+      return "corral";
+    case GuestKernel::debian:
+      return "debian";
+    case GuestKernel::path:
+      return "path";
+  }
+  return "path";
+}
+
+std::filesystem::path corralKernelPath(const std::filesystem::path& imageDir) {
+  return imageDir / "kernels" / "corral" / "vmlinux";
+}
 
 Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationContext& context) {
   VmPlan plan;
@@ -97,7 +130,8 @@ Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationCont
         return fail(image.error().wrap(fmt::format("image \"{}\"", spec.image)));
       }
     }
-    if (!plan.rootImage && context.imageStore && spec.kernel.empty()) {
+    const bool kernelFile = !spec.kernel.empty() && spec.kernel != "corral" && spec.kernel != "debian";
+    if (!plan.rootImage && context.imageStore && !kernelFile) {
       return fail(Error(ErrorKind::NotFound,
                         fmt::format("image \"{}\" is neither in the image store nor a built-in VM image "
                                     "(\"{}\")",
@@ -120,9 +154,32 @@ Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationCont
     plan.user = spec.user;
   }
   const std::filesystem::path vmDir = context.imageDir / bootImage / "vm";
-  auto kernel = bootFile(spec.kernel, vmDir / "vmlinuz", "kernel", bootImage);
-  if (!kernel) return fail(kernel.error());
-  plan.kernel = std::move(*kernel);
+  const std::filesystem::path corralKernel = corralKernelPath(context.imageDir);
+  if (spec.kernel == "corral" ||
+      (spec.kernel.empty() && std::filesystem::is_regular_file(corralKernel, ec))) {
+    if (!std::filesystem::is_regular_file(corralKernel, ec)) {
+      return fail(Error(ErrorKind::NotFound,
+                        fmt::format("corral's guest kernel is not built (no \"{}\"); build it with `ninja "
+                                    "guest-kernel` (images/build-guest-kernel) or give --kernel debian",
+                                    corralKernel.string()),
+                        "kernel"));
+    }
+    plan.kernelSource = GuestKernel::corral;
+    plan.kernel = corralKernel;
+  } else {
+    const bool debian = spec.kernel.empty() || spec.kernel == "debian";
+    if (!debian && !std::filesystem::path(spec.kernel).is_absolute()) {
+      return fail(
+          invalidField("kernel", "\"{}\" is neither corral, debian nor an absolute path", spec.kernel));
+    }
+    auto kernel = bootFile(debian ? std::string() : spec.kernel, vmDir / "vmlinuz", "kernel", bootImage);
+    if (!kernel) return fail(kernel.error());
+    plan.kernelSource = debian ? GuestKernel::debian : GuestKernel::path;
+    plan.kernel = std::move(*kernel);
+  }
+  auto machine = chooseMachine(spec.machine, plan.kernelSource);
+  if (!machine) return fail(machine.error());
+  plan.machine = *machine;
   auto initrd = bootFile(spec.initrd, vmDir / "initramfs.img", "initrd", bootImage);
   if (!initrd) return fail(initrd.error());
   plan.initrd = std::move(*initrd);

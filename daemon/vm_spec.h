@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "images/oci/image_store.h"
 #include "schema/instance.h"
+#include "vmm/domain_xml.h"
 
 namespace corral::daemon {
 
@@ -21,11 +22,22 @@ inline constexpr uint64_t kVmMinMemory = 32ull << 20;
 // The built-in image whose kernel and initramfs boot a VM whose root filesystem is a store image.
 inline constexpr const char* kVmBootImage = "busybox";
 
+// Which kernel a VM boots (the spec's "kernel": "corral", "debian" or an absolute path; empty: corral's
+// when it is built, else Debian's): corral's own minimal kernel (images/build-guest-kernel, a PVH vmlinux
+// in IMAGE_DIR/kernels/corral/), the image's Debian cloud kernel (IMAGE_DIR/IMAGE/vm/vmlinuz), or a file.
+enum class GuestKernel { corral, debian, path };
+std::string_view guestKernelName(GuestKernel kernel);  // "corral" | "debian" | "path"
+// Where images/build-guest-kernel puts corral's kernel under an image directory.
+std::filesystem::path corralKernelPath(const std::filesystem::path& imageDir);
+
 struct VmPlan {
   std::string name;
   std::string hostname;
+  GuestKernel kernelSource = GuestKernel::debian;
   std::filesystem::path kernel;
   std::filesystem::path initrd;
+  // The spec's "machine", else microvm for corral's kernel and pc for the others.
+  vmm::Machine machine = vmm::Machine::Pc;
   // An image of the store: its root filesystem is the VM's (a disk, daemon/vm_image.h), its config the
   // workload the guest init starts. Absent for a built-in image, whose initramfs is the whole guest.
   std::optional<images::Image> rootImage;

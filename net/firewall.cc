@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
 
 namespace corral::net {
 namespace {
@@ -99,6 +100,7 @@ std::string renderTable(const NftTable& table) {
   for (const auto& [name, set] : table.sets) {
     out += fmt::format("  {} {} {{\n", set.isMap() ? "map" : "set", name);
     out += fmt::format("    type {}\n", typeText(set));
+    if (set.counter) out += "    counter\n";
     if (!set.elements.empty()) {
       out += "    elements = {\n";
       size_t left = set.elements.size();
@@ -133,8 +135,8 @@ std::string NftDelta::text() const {
         out += fmt::format("add counter {} {}\n", where, command.name);
         break;
       case NftCommand::Kind::AddSet:
-        out += fmt::format("add {} {} {} {{ type {}; }}\n", command.set.isMap() ? "map" : "set", where,
-                           command.name, typeText(command.set));
+        out += fmt::format("add {} {} {} {{ type {};{} }}\n", command.set.isMap() ? "map" : "set", where,
+                           command.name, typeText(command.set), command.set.counter ? " counter;" : "");
         break;
       case NftCommand::Kind::AddChain:
         if (command.text.empty()) {
@@ -187,7 +189,8 @@ std::optional<NftDelta> diffTables(const NftTable& before, const NftTable& after
   for (const auto& [name, set] : after.sets) {
     auto old = before.sets.find(name);
     if (old != before.sets.end() &&
-        (old->second.keyType != set.keyType || old->second.valueType != set.valueType))
+        (old->second.keyType != set.keyType || old->second.valueType != set.valueType ||
+         old->second.counter != set.counter))
       return std::nullopt;
   }
   for (const auto& [name, chain] : after.chains) {
@@ -209,6 +212,7 @@ std::optional<NftDelta> diffTables(const NftTable& before, const NftTable& after
     NftCommand& command = add(NftCommand::Kind::AddSet, name);
     command.set.keyType = set.keyType;
     command.set.valueType = set.valueType;
+    command.set.counter = set.counter;
   }
   for (bool base : {false, true}) {
     for (const auto& [name, chain] : after.chains) {
@@ -266,6 +270,121 @@ std::optional<NftDelta> diffTables(const NftTable& before, const NftTable& after
   return delta;
 }
 
+namespace {
+
+// The chains `part`'s elements jump to.
+std::set<std::string> elementTargets(const NftTable& part) {
+  std::set<std::string> targets;
+  for (const auto& [name, set] : part.sets) {
+    for (const auto& [key, element] : set.elements) {
+      for (std::string& chain : referencesOf(element.value).chains) targets.insert(std::move(chain));
+    }
+  }
+  return targets;
+}
+
+bool sameDeclaration(const NftSet& a, const NftSet& b) {
+  return a.keyType == b.keyType && a.valueType == b.valueType && a.counter == b.counter;
+}
+
+NftCommand& addCommand(NftDelta& delta, NftCommand::Kind kind, const std::string& name) {
+  delta.commands.push_back(
+      NftCommand{.kind = kind, .name = name, .text = {}, .key = {}, .element = {}, .set = {}});
+  return delta.commands.back();
+}
+
+}  // namespace
+
+std::optional<NftDelta> addPartDelta(const NftTable& table, const NftTable& part) {
+  if (table.family != part.family || table.name != part.name) return std::nullopt;
+  const std::set<std::string> targets = elementTargets(part);
+  NftDelta delta{.family = table.family, .table = table.name, .commands = {}};
+  for (const std::string& counter : part.counters) {
+    if (table.counters.contains(counter)) return std::nullopt;
+    addCommand(delta, NftCommand::Kind::AddCounter, counter);
+  }
+  std::vector<const std::pair<const std::string, NftChain>*> newChains;
+  for (const auto& entry : part.chains) {
+    const auto& [name, chain] = entry;
+    auto held = table.chains.find(name);
+    if (held != table.chains.end()) {
+      if (held->second != chain) return std::nullopt;
+      continue;
+    }
+    if (!chain.hook.empty() || !targets.contains(name)) return std::nullopt;
+    newChains.push_back(&entry);
+  }
+  for (const auto* entry : newChains) addCommand(delta, NftCommand::Kind::AddChain, entry->first);
+  for (const auto* entry : newChains) {
+    for (const std::string& rule : entry->second.rules)
+      addCommand(delta, NftCommand::Kind::AddRule, entry->first).text = rule;
+  }
+  for (const auto& [name, set] : part.sets) {
+    auto held = table.sets.find(name);
+    if (held == table.sets.end() || !sameDeclaration(held->second, set)) return std::nullopt;
+    for (const auto& [key, element] : set.elements) {
+      if (held->second.elements.contains(key)) return std::nullopt;
+      NftCommand& command = addCommand(delta, NftCommand::Kind::AddElement, name);
+      command.key = key;
+      command.element = element;
+      command.set.valueType = set.valueType;
+    }
+  }
+  return delta;
+}
+
+std::optional<NftDelta> removePartDelta(const NftTable& table, const NftTable& part) {
+  if (table.family != part.family || table.name != part.name) return std::nullopt;
+  NftDelta delta{.family = table.family, .table = table.name, .commands = {}};
+  for (const auto& [name, set] : part.sets) {
+    auto held = table.sets.find(name);
+    if (held == table.sets.end() || !sameDeclaration(held->second, set)) return std::nullopt;
+    for (const auto& [key, element] : set.elements) {
+      auto kept = held->second.elements.find(key);
+      if (kept == held->second.elements.end() || kept->second != element) return std::nullopt;
+      NftCommand& command = addCommand(delta, NftCommand::Kind::DeleteElement, name);
+      command.key = key;
+      command.set.valueType = set.valueType;
+    }
+  }
+  // A chain the part's elements jumped to goes when nothing left in the table jumps to it: neither a
+  // rule nor an element of another NIC (the maps' values are scanned, the keys being the part's are not).
+  std::set<std::string> going = elementTargets(part);
+  for (const auto& [name, chain] : part.chains) {
+    auto held = table.chains.find(name);
+    if (held == table.chains.end() || held->second != chain) return std::nullopt;
+    // A note is what a chain says about a NIC (vpcFirewall's unused public address or published port): it
+    // would have to go with the NIC, which only a whole plan knows.
+    if (std::any_of(chain.rules.begin(), chain.rules.end(), isNote)) return std::nullopt;
+  }
+  for (auto it = going.begin(); it != going.end();) {
+    it = part.chains.contains(*it) ? std::next(it) : going.erase(it);
+  }
+  for (const auto& [name, set] : table.sets) {
+    if (going.empty()) break;
+    if (set.valueType != "verdict") continue;
+    auto removed = part.sets.find(name);
+    for (const auto& [key, element] : set.elements) {
+      if (removed != part.sets.end() && removed->second.elements.contains(key)) continue;
+      for (const std::string& chain : referencesOf(element.value).chains) going.erase(chain);
+    }
+  }
+  for (const auto& [name, chain] : table.chains) {
+    for (const std::string& rule : chain.rules) {
+      if (going.empty()) break;
+      if (isNote(rule) || going.contains(name)) continue;
+      for (const std::string& target : referencesOf(rule).chains) going.erase(target);
+    }
+  }
+  for (const std::string& name : going) addCommand(delta, NftCommand::Kind::FlushChain, name);
+  for (const std::string& name : going) addCommand(delta, NftCommand::Kind::DeleteChain, name);
+  for (const std::string& counter : part.counters) {
+    if (!table.counters.contains(counter)) return std::nullopt;
+    addCommand(delta, NftCommand::Kind::DeleteCounter, counter);
+  }
+  return delta;
+}
+
 Status applyDelta(NftTable& table, const NftDelta& delta) {
   if (delta.family != table.family || delta.table != table.name) {
     return fail(invalidField("table", "delta for {} {} applied to {} {}", delta.family, delta.table,
@@ -278,7 +397,10 @@ Status applyDelta(NftTable& table, const NftDelta& delta) {
         if (!table.counters.insert(name).second) return fail(conflict("add counter {}: exists", name));
         break;
       case NftCommand::Kind::AddSet: {
-        NftSet set{.keyType = command.set.keyType, .valueType = command.set.valueType, .elements = {}};
+        NftSet set{.keyType = command.set.keyType,
+                   .valueType = command.set.valueType,
+                   .counter = command.set.counter,
+                   .elements = {}};
         if (!table.sets.emplace(name, std::move(set)).second)
           return fail(conflict("add set {}: exists", name));
         break;

@@ -24,6 +24,9 @@ struct NftElement {
 struct NftSet {
   std::string keyType;  // "ipv4_addr", "ipv4_addr . inet_proto . inet_service"
   std::string valueType;
+  // Each element carries its own counter (`counter;` in the declaration): a lookup that matches counts the
+  // packet on the element. nft keeps the count as long as the element stays.
+  bool counter = false;
   std::map<std::string, NftElement> elements;  // by key as nft spells it ("10.0.1.5", "tcp . 8080")
   bool isMap() const { return !valueType.empty(); }
   bool operator==(const NftSet&) const = default;
@@ -89,6 +92,21 @@ struct NftDelta {
 // The delta from `before` to `after`; nullopt when only a whole replace can get there (another table, a
 // set whose types changed, a base chain whose hook changed). Equal tables: an empty delta.
 std::optional<NftDelta> diffTables(const NftTable& before, const NftTable& after);
+
+// The incremental planner's two moves for NICs coming and going, without the whole table: `part` is the
+// table built for those NICs alone from the same model (vpcFirewall or portGuardTable over them), so its
+// elements are theirs, and so are the regular chains its elements jump to that `table` does not hold yet.
+// - addPartDelta: the delta that adds `part` to `table` (its elements, its counters, and the chains its
+//   elements need that are new);
+// - removePartDelta: the delta that takes `part` (NICs `table` holds) out of `table` (its elements and
+//   counters, and the chains only its elements jumped to).
+// Every other chain of `part` must be in `table` as it is, and every set with the same types, else the
+// part does not fit (the model changed in more than these NICs; a chain of the part holds a note about a
+// NIC, which only the whole plan can take out again): nullopt,
+// and the caller plans the table whole. Applying the delta gives what a whole plan with (without) the
+// NICs gives; the unit tests check that on random sequences.
+std::optional<NftDelta> addPartDelta(const NftTable& table, const NftTable& part);
+std::optional<NftDelta> removePartDelta(const NftTable& table, const NftTable& part);
 
 // Replays `delta` on `table` as nft would, refusing what nft would refuse (a reference to a missing chain,
 // set or counter, deleting something still referred to, adding an element whose key exists, deleting one

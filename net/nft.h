@@ -41,6 +41,16 @@ namespace corral::net {
 // its last user), a rule changes its groups' chains.
 NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::vector<NicAttachment>& nics,
                      const GatewayPlan* gateway = nullptr);
+// The delta of vpcFirewall when the model goes from `before` to `after` in its security groups, their rules
+// and the network ACLs only (the NICs, links and routes as they were): `applied` is vpcFirewall(before,
+// vpc, the NICs of `nics`, gateway). Planned over one NIC per combination of security groups rather than
+// every NIC, so it costs the model's size, not the VPC's: the chains and set declarations change, never
+// an element. nullopt when the change would touch elements, or `applied` is not what `before` plans (a
+// NIC's note in a base chain): the caller plans the VPC whole.
+std::optional<NftDelta> vpcFirewallRulesDelta(const NftTable& applied, const Topology& before,
+                                              const Topology& after, std::string_view vpc,
+                                              const std::vector<NicPlan>& nics, const GatewayPlan* gateway);
+
 // renderTable(vpcFirewall(...)): the whole `table inet corral { ... }`, deterministic text. With a
 // gateway (the VPC has an internet gateway, see net/datapath.h) it also holds the NAT:
 // - prerouting (dstnat): from the gateway link, a NIC's public address → its private address (1:1), and
@@ -65,9 +75,9 @@ std::string hostUplinkRuleset(const UplinkSettings& settings, std::string_view t
 
 // ---- Port guards: AWS's source/destination check ----
 //
-// Table bridge corral in the VPC namespace: a prerouting chain (bridge family, before br_netfilter hands
-// frames to the inet hooks) sends each frame entering the bridge from an instance's port (container veth
-// or VM tap) to that port's chain, which lets through only what carries the NIC's own addresses:
+// Table bridge corral in the VPC namespace: its prerouting chain (bridge family, before br_netfilter hands
+// frames to the inet hooks) checks each frame entering the bridge from an instance's port (container veth
+// or VM tap) against that port's elements, and lets through only what carries the NIC's own addresses:
 // - any frame whose source MAC is not the NIC's is dropped (reason "mac");
 // - IPv4 whose source address is not the NIC's is dropped, 0.0.0.0 included (corral has no DHCP) ("ip");
 // - ARP is allowed only as an Ethernet/IPv4 request or reply whose sender MAC and sender address are the
@@ -75,27 +85,29 @@ std::string hostUplinkRuleset(const UplinkSettings& settings, std::string_view t
 // - every other ethertype is dropped ("other"): IPv6 (VPCs are IPv4-only, and the inet forward chain
 //   drops it when routed anyway; a guest's router solicitations and MLD reports count here), VLAN-tagged
 //   and QinQ frames, STP, LLDP.
-// Each reason of each port has a named counter, read back by spoofDrops. Bridged and routed traffic both
-// enter through the port, so one check covers the switch and the router. Traffic towards the instance is
-// not checked here (the security groups do that).
+// One chain serves every port: the set `ports` says which ports are guarded, the sets port-mac (ifname .
+// MAC), port-ip (ifname . address) and port-arp (ifname . MAC . address) what each may send, and one
+// counter set per reason (drops-mac, drops-ip, drops-arp, drops-other: an element per port, each with its
+// own counter) counts the drops, read back by spoofDrops. So a port coming or going is eight elements in
+// one transaction, whatever the number of ports. Bridged and routed traffic both enter through the port,
+// so one check covers the switch and the router. Traffic towards the instance is not checked here (the
+// security groups do that).
 enum class SpoofReason { Mac, Ip, Arp, Other };
 inline constexpr SpoofReason kSpoofReasons[] = {SpoofReason::Mac, SpoofReason::Ip, SpoofReason::Arp,
                                                 SpoofReason::Other};
 std::string_view spoofReasonName(SpoofReason reason);  // "mac", "ip", "arp", "other"
-// "port-crlv0badf00d", "spoof-crlv0badf00d-ip": names in table bridge corral.
-std::string portGuardChainName(std::string_view link);
-std::string portGuardCounterName(std::string_view link, SpoofReason reason);
+// "drops-ip": the counter set of a reason in table bridge corral.
+std::string portGuardDropSetName(SpoofReason reason);
 
-// Table bridge corral for these NICs (a VPC's plan.nics): per port its chain and counters, and an element
-// of the map `ports` (ifname : jump port-LINK) that the prerouting chain looks the input port up in.
+// Table bridge corral for these NICs (a VPC's plan.nics): the shared chain, and per port its elements.
 NftTable portGuardTable(std::string_view vpc, const std::vector<NicPlan>& nics);
 // renderTable(portGuardTable(...)), deterministic text.
 std::string portGuardRuleset(std::string_view vpc, const std::vector<NicPlan>& nics);
 
 // Loads `ruleset` (portGuardRuleset of NICs on `links`) as table bridge corral in `netns`, in one
-// transaction that keeps the counts of ports still guarded: the table is flushed and refilled rather than
-// deleted, and only the chains and counters of ports not in `links` are deleted. Returns the ports whose
-// guards were removed.
+// transaction that keeps the counts of ports still guarded: their elements of the drop counter sets stay,
+// everything else is refilled, and the elements of ports not in `links` are deleted (as are the per-port
+// chains and named counters of the layout before this one). Returns the ports whose guards were removed.
 Result<std::vector<std::string>> applyPortGuards(const std::string& netns, const std::string& ruleset,
                                                  const std::vector<std::string>& links);
 
@@ -109,6 +121,8 @@ struct SpoofDrops {
 };
 // The counters of every guarded port in `netns`, by link name. A namespace without the table: empty.
 Result<std::map<std::string, SpoofDrops>> spoofDrops(const std::string& netns);
+// The counters of one port (its four elements, not the table's listing); NotFound when it has no guard.
+Result<SpoofDrops> spoofDropsOf(const std::string& netns, const std::string& link);
 
 // Replaces table inet `table` (default "corral") in the named namespace (empty: the caller's) with
 // `ruleset`, atomically (libnftables, run from a helper thread that setns()es into the namespace). A

@@ -50,7 +50,10 @@ struct InstanceSpec {
       devices;                // host devices: "HOST_PATH[:CONTAINER_PATH][:PERMS]" (container/devices.h)
   bool init = false;          // --init: corral-reaper is PID 1, runs the command and reaps orphans
   bool removeOnExit = false;  // --rm
-  std::string kernel;         // VMs: a kernel image to boot instead of the image's vm/vmlinuz
+  // VMs: "corral" (corral's minimal kernel, images/build-guest-kernel), "debian" (the image's
+  // vm/vmlinuz) or an absolute path; empty: corral's when built, else Debian's.
+  std::string kernel;
+  std::string machine;        // VMs: "microvm" | "pc"; empty: microvm for corral's kernel, else pc
   std::string initrd;         // VMs: an initramfs instead of the image's vm/initramfs.img
   // Networking: without a subnet the instance has only loopback. corrald validates these against the VPC
   // model and writes the assigned addresses back (ip, public_address), so an instance keeps them across

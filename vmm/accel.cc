@@ -52,8 +52,9 @@ std::string kvmDeviceProblem() {
 }
 
 AcceleratorChoice chooseAccelerator(Libvirt& libvirt, const std::filesystem::path& kernel,
-                                    const std::filesystem::path& initrd, const std::filesystem::path& workDir,
-                                    std::chrono::milliseconds timeout, const std::string& domainName) {
+                                    const std::filesystem::path& initrd, Machine machine,
+                                    const std::filesystem::path& workDir, std::chrono::milliseconds timeout,
+                                    const std::string& domainName) {
   if (auto problem = kvmDeviceProblem(); !problem.empty()) return {Accelerator::Tcg, problem};
 
   // A probe left by a crashed corrald would make the create below fail.
@@ -63,7 +64,7 @@ AcceleratorChoice chooseAccelerator(Libvirt& libvirt, const std::filesystem::pat
   config.domainName = domainName;
   config.instanceName = kProbeInstance;
   config.accelerator = Accelerator::Kvm;
-  config.machine = Machine::Pc;
+  config.machine = machine;
   config.memoryBytes = kProbeMemory;
   config.kernel = kernel;
   config.initrd = initrd;
@@ -92,7 +93,8 @@ AcceleratorChoice chooseAccelerator(Libvirt& libvirt, const std::filesystem::pat
     return {Accelerator::Tcg,
             fmt::format("KVM probe boot did not reach userspace within {} (nested virtualization?)",
                         secondsText(timeout))};
-  return {Accelerator::Kvm, fmt::format("KVM probe boot reached userspace in {} ms", elapsed.count())};
+  return {Accelerator::Kvm, fmt::format("KVM probe boot ({} on {}) reached userspace in {} ms",
+                                        kernel.filename().string(), machineName(machine), elapsed.count())};
 }
 
 }  // namespace corral::vmm

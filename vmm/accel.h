@@ -25,11 +25,11 @@ struct AcceleratorChoice {
 std::string kvmDeviceProblem();
 
 // The full decision: device checks, then a probe boot of kernel+initrd as transient domain
-// `domainName` (agent socket and console log in workDir) under KVM with the given deadline.
+// `domainName` on `machine` (agent socket and console log in workDir) under KVM with the given deadline.
 // Never throws, never hangs past timeout + a few seconds, always leaves no probe domain behind.
 AcceleratorChoice chooseAccelerator(Libvirt& libvirt, const std::filesystem::path& kernel,
-                                    const std::filesystem::path& initrd, const std::filesystem::path& workDir,
-                                    std::chrono::milliseconds timeout,
+                                    const std::filesystem::path& initrd, Machine machine,
+                                    const std::filesystem::path& workDir, std::chrono::milliseconds timeout,
                                     const std::string& domainName = "corral-kvm-probe");
 
 }  // namespace corral::vmm

@@ -107,7 +107,16 @@ std::string domainXml(const DomainConfig& config) {
   fmt::format_to(out, "    <initrd>{}</initrd>\n", escapePath(config.initrd));
   fmt::format_to(out, "    <cmdline>{}</cmdline>\n  </os>\n", escapeXml(config.cmdline));
   // ACPI gives shutdownAcpi() a power button on pc; microvm is powered off by the agent only.
-  if (!microvm) xml += "  <features>\n    <acpi/>\n  </features>\n";
+  const bool tbCache = config.accelerator == Accelerator::Tcg && config.tcgTranslationCacheMiB > 0;
+  if (!microvm || tbCache) {
+    xml += "  <features>\n";
+    if (!microvm) xml += "    <acpi/>\n";
+    if (tbCache) {
+      fmt::format_to(out, "    <tcg>\n      <tb-cache unit='MiB'>{}</tb-cache>\n    </tcg>\n",
+                     config.tcgTranslationCacheMiB);
+    }
+    xml += "  </features>\n";
+  }
   if (config.accelerator == Accelerator::Kvm) xml += "  <cpu mode='host-passthrough'/>\n";
   xml +=
       "  <on_poweroff>destroy</on_poweroff>\n"
@@ -158,7 +167,10 @@ std::string domainXml(const DomainConfig& config) {
                    "      <model type='virtio'/>\n"
                    "{}"
                    "    </interface>\n",
-                   escapeXml(config.nic->tapName), escapeXml(config.nic->mac), address);
+                   escapeXml(config.nic->tapName), escapeXml(config.nic->mac),
+                   // virtio-net-pci's iPXE ROM is firmware for network boot: QEMU reads and maps it for
+                   // nothing when the kernel is booted directly. virtio-mmio has no ROM.
+                   microvm ? address : std::string("      <rom enabled='no'/>\n"));
   }
   xml += "    <memballoon model='none'/>\n  </devices>\n";
   // QEMU runs as root and libvirt relabels nothing: the kernel, initrd, console log and agent socket stay

@@ -619,10 +619,14 @@ inline void loadModules(const char* loadOrderPath) {
       logConsole("open(\"%s\"): %s", path.c_str(), std::strerror(errno));
       continue;
     }
-    if (::syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST) {
-      logConsole("finit_module(\"%s\"): %s", path.c_str(), std::strerror(errno));
-    }
+    const bool loaded = ::syscall(SYS_finit_module, fd, "", 0) == 0;
+    const int error = errno;
     ::close(fd);
+    // A kernel without module support (corral's own, images/build-guest-kernel) has all of it built in:
+    // the initramfs's modules are for Debian's kernel, and no error.
+    if (!loaded && error == ENOSYS) return;
+    if (!loaded && error != EEXIST)
+      logConsole("finit_module(\"%s\"): %s", path.c_str(), std::strerror(error));
   }
 }
 
@@ -828,9 +832,12 @@ inline bool powerButtonPressed(int fd) {
   logConsole("powering off (%s)", why);
   ::kill(-1, SIGTERM);
   ::sync();
-  ::reboot(RB_POWER_OFF);
+  // Without ACPI (corral's kernel; microvm has none) there is no power-off device: the kernel would halt
+  // and QEMU keep running. A reset ends the domain as well (on_reboot is 'destroy': QEMU exits).
+  const bool acpi = ::access("/sys/firmware/acpi", F_OK) == 0;
+  ::reboot(acpi ? RB_POWER_OFF : RB_AUTOBOOT);
   // Only reached when reboot() fails; PID 1 must not exit.
-  logConsole("reboot(RB_POWER_OFF): %s", std::strerror(errno));
+  logConsole("reboot(%s): %s", acpi ? "RB_POWER_OFF" : "RB_AUTOBOOT", std::strerror(errno));
   while (true) ::pause();
 }
 

@@ -936,6 +936,7 @@ Result<size_t> ImageStore::collectGarbageLocked() {
   auto pins = readPins();
   if (!pins) return fail(pins.error().wrap("collecting garbage"));  // never delete on a damaged pin either
   for (const auto& [holder, entry] : *pins) {
+    if (keep.contains(entry.manifest)) continue;  // its image was loaded already (pins often share one)
     auto image = load(entry);
     if (!image) return fail(image.error().wrap(fmt::format("collecting garbage: the pin of \"{}\"", holder)));
     keep.insert(entry.manifest);
@@ -1011,6 +1012,22 @@ Status validateHolder(std::string_view holder) {
 
 }  // namespace
 
+Result<std::optional<ImageStore::IndexEntry>> ImageStore::readPin(std::string_view holder) const {
+  const fs::path file = root_ / "pins" / std::string(holder);
+  std::error_code error;
+  if (!fs::exists(file, error)) return std::optional<IndexEntry>();
+  auto text = readSmallFile(file);
+  if (!text) return fail(text.error());
+  json parsed = json::parse(*text, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object() || !parsed.value("name", json()).is_string() ||
+      !parsed.value("manifest", json()).is_string()) {
+    return fail(internalError("\"{}\" is damaged (not a pin corral writes)", file.string()));
+  }
+  auto digest = parseDigest(parsed["manifest"].get<std::string>());
+  if (!digest) return fail(internalError("\"{}\" is damaged: {}", file.string(), digest.error().message()));
+  return IndexEntry{parsed["name"].get<std::string>(), *digest, 0};
+}
+
 Result<std::vector<std::pair<std::string, ImageStore::IndexEntry>>> ImageStore::readPins() const {
   std::vector<std::pair<std::string, IndexEntry>> pins;
   std::error_code error;
@@ -1018,17 +1035,9 @@ Result<std::vector<std::pair<std::string, ImageStore::IndexEntry>>> ImageStore::
     std::string holder = file.path().filename().string();
     // A pin being written (writeFileDurably's "<holder>.tmp-*"; holders have no '.'), or a crash's.
     if (holder.find('.') != std::string::npos) continue;
-    auto text = readSmallFile(file.path());
-    if (!text) return fail(text.error());
-    json parsed = json::parse(*text, nullptr, false);
-    if (parsed.is_discarded() || !parsed.is_object() || !parsed.value("name", json()).is_string() ||
-        !parsed.value("manifest", json()).is_string()) {
-      return fail(internalError("\"{}\" is damaged (not a pin corral writes)", file.path().string()));
-    }
-    auto digest = parseDigest(parsed["manifest"].get<std::string>());
-    if (!digest)
-      return fail(internalError("\"{}\" is damaged: {}", file.path().string(), digest.error().message()));
-    pins.push_back({holder, IndexEntry{parsed["name"].get<std::string>(), *digest, 0}});
+    auto entry = readPin(holder);
+    if (!entry) return fail(entry.error());
+    if (*entry) pins.push_back({holder, std::move(**entry)});
   }
   if (error && error != std::errc::no_such_file_or_directory)
     return fail(systemError(error.value(), fmt::format("list \"{}\"", (root_ / "pins").string())));
@@ -1039,11 +1048,10 @@ Result<std::vector<std::pair<std::string, ImageStore::IndexEntry>>> ImageStore::
 Result<Image> ImageStore::pin(std::string_view holder, std::string_view name) {
   if (auto ok = validateHolder(holder); !ok) return fail(ok.error());
   std::lock_guard lock(*mutex_);
-  auto pins = readPins();
-  if (!pins) return fail(pins.error());
-  for (const auto& [pinHolder, entry] : *pins) {
-    if (pinHolder == holder) return load(entry);
-  }
+  // Only the holder's own pin file is read: a start costs the same however many instances hold pins.
+  auto own = readPin(holder);
+  if (!own) return fail(own.error());
+  if (*own) return load(**own);
   auto entries = readIndex();
   if (!entries) return fail(entries.error());
   auto named =
@@ -1067,11 +1075,9 @@ bool ImageStore::hasPin(std::string_view holder) const {
 Result<Image> ImageStore::pinned(std::string_view holder) const {
   if (auto ok = validateHolder(holder); !ok) return fail(ok.error());
   std::lock_guard lock(*mutex_);
-  auto pins = readPins();
-  if (!pins) return fail(pins.error());
-  for (const auto& [pinHolder, entry] : *pins) {
-    if (pinHolder == holder) return load(entry);
-  }
+  auto own = readPin(holder);
+  if (!own) return fail(own.error());
+  if (*own) return load(**own);
   return fail(notFound("\"{}\" pins no image", holder));
 }
 
@@ -1079,9 +1085,21 @@ Status ImageStore::unpin(std::string_view holder) {
   if (auto ok = validateHolder(holder); !ok) return fail(ok.error());
   std::lock_guard lock(*mutex_);
   fs::path file = root_ / "pins" / std::string(holder);
+  // A damaged pin is dropped all the same; the collection then finds out what is still referenced.
+  auto dropped = readPin(holder);
   if (::unlink(file.c_str()) != 0) {
     if (errno == ENOENT) return {};
     return fail(systemError(errno, fmt::format("unlink(\"{}\")", file.string())));
+  }
+  // The pin of a manifest the index still names frees nothing (the index keeps all of that image), so
+  // the collection, which reads every pin, is left out: removing an instance of a named image costs the
+  // same however many instances there are.
+  if (dropped && *dropped) {
+    auto entries = readIndex();
+    if (entries && std::any_of(entries->begin(), entries->end(), [&](const IndexEntry& entry) {
+          return entry.manifest == (*dropped)->manifest;
+        }))
+      return {};
   }
   if (auto collected = collectGarbageLocked(); !collected) return fail(collected.error());
   return {};

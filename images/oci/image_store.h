@@ -168,6 +168,8 @@ class ImageStore {
   Result<Image> load(const IndexEntry& entry) const;
   // Every pin: holder → the image's name when pinned and its manifest (as IndexEntry).
   Result<std::vector<std::pair<std::string, IndexEntry>>> readPins() const;
+  // One holder's pin (nullopt when it has none): one file read, whatever the number of pins.
+  Result<std::optional<IndexEntry>> readPin(std::string_view holder) const;
   Result<Image> importLayoutPinned(const std::filesystem::path& layout, std::string_view ref,
                                    std::string_view name, const ProgressCallback& progress,
                                    const std::stop_token& stop);

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -362,6 +363,29 @@ inline std::vector<std::string> listDirectory(const std::string& path) {
   return names;
 }
 
+// The transport a virtio device sits on, from its sysfs path (/sys/bus/virtio/devices/virtioN resolved):
+// "pci" on machine pc (/sys/devices/pci0000:00/...), "mmio" on microvm (/sys/devices/platform/virtio-mmio.N/
+// or, with devices from the kernel command line, .../virtio-mmio-cmdline/...), else "other".
+inline std::string virtioTransport(std::string_view devicePath) {
+  if (devicePath.find("/virtio-mmio") != std::string_view::npos) return "mmio";
+  if (devicePath.find("/devices/pci") != std::string_view::npos) return "pci";
+  return "other";
+}
+
+// The transports of every virtio device this system has, each once: what machine type a guest runs on.
+inline std::vector<std::string> virtioTransports() {
+  std::vector<std::string> transports;
+  for (const auto& device : listDirectory("/sys/bus/virtio/devices")) {
+    char resolved[PATH_MAX];
+    if (realpath(("/sys/bus/virtio/devices/" + device).c_str(), resolved) == nullptr) continue;
+    std::string transport = virtioTransport(resolved);
+    if (std::find(transports.begin(), transports.end(), transport) == transports.end())
+      transports.push_back(std::move(transport));
+  }
+  std::sort(transports.begin(), transports.end());
+  return transports;
+}
+
 inline std::vector<int64_t> visiblePids() {
   std::vector<int64_t> pids;
   for (const auto& name : listDirectory("/proc")) {
@@ -534,6 +558,8 @@ inline std::string report() {
     json.null();
   }
   json.key("devKvm").value(stat("/dev/kvm", &info) == 0);
+  // A VM's machine type shows in its virtio transports: ["pci"] on pc, ["mmio"] on microvm; [] elsewhere.
+  json.key("virtioTransports").stringArray(virtioTransports());
 
   json.key("mounts").beginObject();
   if (auto mountinfo = readFile("/proc/self/mountinfo")) {

@@ -91,6 +91,13 @@ TEST(Compare, TwoOfEachKindUnderTcg) {
   EXPECT_EQ(result["isolation"]["container"]["kernel_equals_host"], true);
   EXPECT_EQ(result["isolation"]["vm"]["kernel_equals_host"], false);
   EXPECT_EQ(result["isolation"]["vm"]["namespaces_shared_with_host"], 0);
+  // Which kernel and machine the VMs ran, from corrald's record and from inside (the probe's virtio bus).
+  ASSERT_TRUE(result["vm_kernel"].is_object()) << result.dump(2);
+  const std::string machine = result["vm_kernel"].value("machine", "");
+  EXPECT_TRUE(machine == "microvm" || machine == "pc") << result["vm_kernel"];
+  EXPECT_EQ(result["isolation"]["vm"]["virtio_transports"],
+            json::array({machine == "microvm" ? "mmio" : "pci"}))
+      << result["isolation"]["vm"];
   // A container has its own pid and mount namespaces (the VM is not a host namespace at all).
   EXPECT_EQ(result["isolation"]["container"]["namespaces"]["pid"]["equals_host"], false);
   EXPECT_EQ(result["isolation"]["container"]["namespaces"]["mnt"]["equals_host"], false);

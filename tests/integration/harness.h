@@ -429,4 +429,16 @@ class TestDaemon {
   bool everStarted_ = false;
 };
 
+// `command` run in instance `name` through POST /v1/instances/NAME/exec: {exit_code (-1 when the answer has
+// none), stdout followed by stderr}.
+inline std::pair<int, std::string> execIn(const TestDaemon& daemon, const std::string& name,
+                                          const std::vector<std::string>& command) {
+  Reply reply = daemon.call("POST", "/v1/instances/" + name + "/exec", {{"command", command}});
+  EXPECT_EQ(reply.status, 200) << reply.body.dump();
+  int code = reply.body.contains("exit_code") && reply.body["exit_code"].is_number()
+                 ? reply.body["exit_code"].get<int>()
+                 : -1;
+  return {code, reply.body.value("stdout", "") + reply.body.value("stderr", "")};
+}
+
 }  // namespace corral::testing

@@ -1,21 +1,24 @@
 // Test helpers for talking TCP inside network namespaces without the test's own thread ever changing
 // namespace: work runs on a helper thread that setns()es into the namespace, and a socket made there stays
-// in that namespace for good. Plus a guard that deletes the named namespaces a test made.
+// in that namespace for good. Plus TestNamespaces: a test's namespaces, made and deleted at the end.
 // Header-only: used by integration_net_tests (corral_net) and integration_tests alike.
 #pragma once
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -25,6 +28,7 @@
 
 #include "core/unique_fd.h"
 #include "net/netlink.h"
+#include "net/vpc_datapath.h"
 #include "tests/integration/skip_guard.h"
 
 namespace corral::testing {
@@ -154,38 +158,74 @@ inline bool tcpConnects(const std::string& fromNetns, const std::string& address
   return connectWithin(client, address, port, timeout).empty();
 }
 
-// Deletes the named namespaces it holds (newest first, with every link in them), also when a test
-// fails halfway.
-class NetnsGuard {
+// Test namespaces: "corral-t<pid>-SUFFIX" (so parallel test processes, and a real corrald, never meet),
+// made with lo up and deleted (newest first, with every link in them) when this goes out of scope, also
+// when a test fails halfway. Every network integration test makes its namespaces through it.
+class TestNamespaces {
  public:
-  NetnsGuard() = default;
-  NetnsGuard(const NetnsGuard&) = delete;
-  NetnsGuard& operator=(const NetnsGuard&) = delete;
-  ~NetnsGuard() {
+  TestNamespaces() = default;
+  TestNamespaces(const TestNamespaces&) = delete;
+  TestNamespaces& operator=(const TestNamespaces&) = delete;
+  ~TestNamespaces() {
     for (const std::string& failure : removeAll()) std::fprintf(stderr, "cleanup: %s\n", failure.c_str());
   }
 
-  // Creates the named namespace `name` and holds it.
+  // Whether this process may make namespaces (root). Without root a test skips, or fails when
+  // CORRAL_REQUIRE_PRIVILEGED is set. Use: `if (!TestNamespaces::available()) GTEST_SKIP() << why;`
+  static bool available() {
+    if (::geteuid() == 0) return true;
+    if (std::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) ADD_FAILURE() << "needs root";
+    return false;
+  }
+  // This process's prefix, "corral-t<pid>-", and the name of SUFFIX under it.
+  static std::string prefix() { return "corral-t" + std::to_string(::getpid()) + "-"; }
+  static std::string nameOf(const std::string& suffix) { return prefix() + suffix; }
+
+  // Makes the namespace prefix() + SUFFIX with lo up and holds it: its name, or why not.
+  Result<std::string> make(const std::string& suffix) {
+    const std::string name = nameOf(suffix);
+    if (Status made = create(name); !made) return fail(made.error());
+    auto netlink = net::Netlink::open(name);
+    if (!netlink) return fail(netlink.error());
+    if (auto up = netlink->setUp("lo"); !up) return fail(up.error().wrap(name + ": lo up"));
+    return name;
+  }
+  // Creates the named namespace `name` as it is (no lo) and holds it.
   Status create(const std::string& name) {
     Status made = net::createNetns(name);
-    if (made) names_.push_back(name);
+    if (made) hold(name);
     return made;
   }
-  // Holds a namespace made some other way.
-  void hold(const std::string& name) { names_.push_back(name); }
+  // Holds a namespace made some other way (by the code under test).
+  void hold(const std::string& name) {
+    if (std::find(names_.begin(), names_.end(), name) == names_.end()) names_.push_back(name);
+  }
+  // Holds a VPC's namespace (net/vpc_datapath.h): it goes through destroyVpc, which also forgets what was
+  // loaded there (the next test's VPC of the same name loads its tables again) and takes the gateway's
+  // uplink side along.
+  void holdVpc(const std::string& netns) {
+    hold(netns);
+    vpcs_.push_back(netns);
+  }
 
   // Deletes them now: one message per namespace that could not be deleted.
   std::vector<std::string> removeAll() {
     std::vector<std::string> failures;
     for (auto it = names_.rbegin(); it != names_.rend(); ++it) {
-      if (Status deleted = net::deleteNetns(*it); !deleted) failures.push_back(deleted.error().message());
+      const bool vpc = std::find(vpcs_.begin(), vpcs_.end(), *it) != vpcs_.end();
+      if (Status deleted = vpc ? net::destroyVpc(*it) : net::deleteNetns(*it); !deleted)
+        failures.push_back(deleted.error().message());
     }
     names_.clear();
+    vpcs_.clear();
     return failures;
   }
 
  private:
   std::vector<std::string> names_;
+  std::vector<std::string> vpcs_;
 };
+// The name it had before every network test used it (tests/integration/host_uplink_test.cc).
+using NetnsGuard = TestNamespaces;
 
 }  // namespace corral::testing

@@ -24,6 +24,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
+using corral::testing::execIn;
 using corral::testing::ourDomains;
 using corral::testing::Reply;
 using corral::testing::requireRoot;
@@ -71,17 +72,6 @@ json runReady(const TestDaemon& daemon, const std::string& name, const std::stri
   return ready;
 }
 
-// exec in `name`: {exit_code, stdout}.
-std::pair<int, std::string> exec(const TestDaemon& daemon, const std::string& name,
-                                 const std::vector<std::string>& command) {
-  Reply reply = daemon.call("POST", "/v1/instances/" + name + "/exec", {{"command", command}});
-  EXPECT_EQ(reply.status, 200) << reply.body.dump();
-  int code = reply.body.contains("exit_code") && reply.body["exit_code"].is_number()
-                 ? reply.body["exit_code"].get<int>()
-                 : -1;
-  return {code, reply.body.value("stdout", "") + reply.body.value("stderr", "")};
-}
-
 TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
   TestDaemon daemon("vmimg", {"--accelerator", "tcg"});
@@ -93,17 +83,20 @@ TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
   ASSERT_EQ(a.value("state", ""), "running");
   EXPECT_EQ(a.value("image_digest", ""), image.manifestDigest.text()) << a.dump(2);
   EXPECT_FALSE(a["vm"].contains("image_digest")) << a.dump(2);
+  // corral's kernel (built before the integration tests) on microvm: the image's disks on virtio-mmio.
+  EXPECT_EQ(a["vm"].value("kernel_source", ""), "corral") << a.dump(2);
+  EXPECT_EQ(a["vm"].value("machine", ""), "microvm") << a.dump(2);
 
   // exec runs in the image's root (the initramfs has no such file), with the image's Env.
-  EXPECT_EQ(exec(daemon, "img-a", {"cat", "/etc/image-marker"}),
+  EXPECT_EQ(execIn(daemon, "img-a", {"cat", "/etc/image-marker"}),
             std::make_pair(0, std::string("from-the-image\n")));
-  EXPECT_EQ(exec(daemon, "img-a", {"sh", "-c", "echo $GREETING"}),
+  EXPECT_EQ(execIn(daemon, "img-a", {"sh", "-c", "echo $GREETING"}),
             std::make_pair(0, std::string("hello-vm\n")));
   // The entrypoint ran as the image's user in its workdir, with its env.
   std::string entry;
   ASSERT_TRUE(corral::testing::waitUntil(
       [&] {
-        entry = exec(daemon, "img-a", {"cat", "/home/app/entry.out"}).second;
+        entry = execIn(daemon, "img-a", {"cat", "/home/app/entry.out"}).second;
         return entry.starts_with("greeting=");
       },
       20s, "the entrypoint's output file"));
@@ -119,7 +112,7 @@ TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
       << logs.body.dump();
 
   // The probe still reports, from inside the image's root.
-  auto [probeCode, probeOut] = exec(daemon, "img-a", {"/usr/bin/corral-probe"});
+  auto [probeCode, probeOut] = execIn(daemon, "img-a", {"/usr/bin/corral-probe"});
   ASSERT_EQ(probeCode, 0) << probeOut;
   json report = json::parse(probeOut, nullptr, false);
   ASSERT_FALSE(report.is_discarded()) << probeOut;
@@ -131,12 +124,12 @@ TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
   const fs::path base = fs::path(daemon.dir()) / "state/images/disks" / (image.manifestDigest.hex + ".ext4");
   ASSERT_TRUE(fs::exists(base));
   const auto baseTime = fs::last_write_time(base);
-  EXPECT_EQ(exec(daemon, "img-a", {"sh", "-c", "echo mine >/written-by-a && sync"}).first, 0);
+  EXPECT_EQ(execIn(daemon, "img-a", {"sh", "-c", "echo mine >/written-by-a && sync"}).first, 0);
   json b = runReady(daemon, "img-b", "app");
   ASSERT_EQ(b.value("state", ""), "running");
-  EXPECT_EQ(exec(daemon, "img-b", {"cat", "/etc/image-marker"}).first, 0);
-  EXPECT_EQ(exec(daemon, "img-b", {"test", "-e", "/written-by-a"}).first, 1) << "a's write reached b";
-  EXPECT_EQ(exec(daemon, "img-a", {"cat", "/written-by-a"}), std::make_pair(0, std::string("mine\n")));
+  EXPECT_EQ(execIn(daemon, "img-b", {"cat", "/etc/image-marker"}).first, 0);
+  EXPECT_EQ(execIn(daemon, "img-b", {"test", "-e", "/written-by-a"}).first, 1) << "a's write reached b";
+  EXPECT_EQ(execIn(daemon, "img-a", {"cat", "/written-by-a"}), std::make_pair(0, std::string("mine\n")));
   EXPECT_EQ(fs::last_write_time(base), baseTime) << "the base disk was written";
 
   // rm takes the instance's overlay and config disk with it; the base disk stays the image's.
@@ -152,7 +145,7 @@ TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
   ASSERT_EQ(started.status, 200) << started.body.dump();
   json again = daemon.waitWhile("img-a", "starting");
   ASSERT_EQ(again.value("state", ""), "running") << again.dump(2) << "\n" << daemon.log();
-  EXPECT_EQ(exec(daemon, "img-a", {"cat", "/written-by-a"}), std::make_pair(0, std::string("mine\n")));
+  EXPECT_EQ(execIn(daemon, "img-a", {"cat", "/written-by-a"}), std::make_pair(0, std::string("mine\n")));
   EXPECT_EQ(daemon.call("DELETE", "/v1/instances/img-a?force=true").status, 200);
   EXPECT_FALSE(fs::exists(overlayA));
   EXPECT_TRUE(ourDomains().empty());
@@ -197,7 +190,7 @@ TEST(VmImage, AVmKeepsItsImagePinnedAcrossRestartsAndNameMoves) {
   ASSERT_EQ(daemon.call("POST", "/v1/instances/pinned/start").status, 200);
   json again = daemon.waitWhile("pinned", "starting");
   ASSERT_EQ(again.value("state", ""), "running") << again.dump(2) << "\n" << daemon.log();
-  EXPECT_EQ(exec(daemon, "pinned", {"sh", "-c", "echo $GREETING"}),
+  EXPECT_EQ(execIn(daemon, "pinned", {"sh", "-c", "echo $GREETING"}),
             std::make_pair(0, std::string("hello-vm\n")))
       << "boots the image it was created from";
 
@@ -231,8 +224,8 @@ TEST(VmImage, ADebianPython3ImageRunsItsOwnPython) {
 
   json vm = runReady(daemon, "py-vm", "py");
   ASSERT_EQ(vm.value("state", ""), "running");
-  EXPECT_EQ(exec(daemon, "py-vm", {"python3", "--version"}), std::make_pair(0, oracle));
-  auto [osCode, osRelease] = exec(daemon, "py-vm", {"cat", "/etc/os-release"});
+  EXPECT_EQ(execIn(daemon, "py-vm", {"python3", "--version"}), std::make_pair(0, oracle));
+  auto [osCode, osRelease] = execIn(daemon, "py-vm", {"cat", "/etc/os-release"});
   EXPECT_EQ(osCode, 0);
   EXPECT_NE(osRelease.find("Debian GNU/Linux 12"), std::string::npos) << osRelease;
   EXPECT_TRUE(corral::testing::waitUntil(

@@ -282,7 +282,7 @@ TEST_F(VmmTest, ChooseAcceleratorFallsBackToTcgOnThisHost) {
   const auto timeout = 8000ms;
   const auto start = Clock::now();
   auto choice = chooseAccelerator(*libvirt_, kVmImageDir / "vmlinuz", kVmImageDir / "initramfs.img",
-                                  workDir_ / "kvm-probe", timeout);
+                                  Machine::Pc, workDir_ / "kvm-probe", timeout);
   EXPECT_LT(Clock::now() - start, timeout + 10s);
   // This project's host is nested PVM: KVM answers ioctls but a guest hangs. Elsewhere KVM may work.
   if (choice.accelerator == Accelerator::Kvm) {

@@ -114,5 +114,30 @@ TEST_F(ImagePinTest, ADamagedPinStopsCollectionAndAHalfWrittenOneIsCleared) {
   EXPECT_TRUE(fs::exists(image.layerDirs[0]));
 }
 
+// A start and a removal touch only their own pin: pinning, reading and dropping the pin of a named image
+// reads no other holder's (a damaged one shows it), so their cost does not grow with the instances.
+TEST_F(ImagePinTest, PinAndUnpinOfANamedImageReadOnlyTheirOwnPin) {
+  auto store = ImageStore::open(work_ / "store");
+  ASSERT_TRUE(store.has_value());
+  Image v1 = import(*store, "v1", "app");
+  std::ofstream(work_ / "store" / "pins" / "other") << "not json";
+  auto pinned = store->pin("web", "app");
+  ASSERT_TRUE(pinned.has_value()) << pinned.error().message();
+  EXPECT_EQ(pinned->manifestDigest, v1.manifestDigest);
+  EXPECT_EQ(store->pinned("web")->manifestDigest, v1.manifestDigest);
+  EXPECT_EQ(store->pin("web", "app")->manifestDigest, v1.manifestDigest);
+  auto dropped = store->unpin("web");
+  ASSERT_TRUE(dropped.has_value()) << dropped.error().message();
+  EXPECT_FALSE(fs::exists(work_ / "store" / "pins" / "web"));
+  EXPECT_TRUE(fs::exists(v1.layerDirs[0])) << "the name still holds v1";
+  // The pin of an image no name holds any more still frees it (a collection: it stops at the damaged pin).
+  ASSERT_TRUE(store->pin("web", "app").has_value());
+  fs::remove(work_ / "store" / "pins" / "other");
+  ASSERT_TRUE(store->remove("app").has_value());
+  EXPECT_TRUE(fs::exists(v1.layerDirs[0])) << "v1 is pinned";
+  ASSERT_TRUE(store->unpin("web").has_value());
+  EXPECT_FALSE(fs::exists(v1.layerDirs[0])) << "nothing holds v1 any more";
+}
+
 }  // namespace
 }  // namespace corral::images

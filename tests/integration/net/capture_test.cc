@@ -27,10 +27,10 @@ namespace {
 using corral::testing::acceptWithin;
 using corral::testing::connectWithin;
 using corral::testing::listenIn;
-using corral::testing::NetnsGuard;
 using corral::testing::runInNetns;
 using corral::testing::socketAddress;
 using corral::testing::tcpSocketIn;
+using corral::testing::TestNamespaces;
 using corral::testing::waitForFd;
 using std::chrono::milliseconds;
 
@@ -79,16 +79,12 @@ std::vector<std::string> splitKeepingEmpty(const std::string& line, char separat
 class PacketCaptureTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) {
-      if (getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "needs root";
+    if (!TestNamespaces::available())
       GTEST_SKIP() << "needs root: network namespaces, veth pairs and AF_PACKET sockets";
-    }
-    const std::string prefix = "corral-t" + std::to_string(getpid());
-    client_ = prefix + "-cap-a";
-    server_ = prefix + "-cap-b";
-    for (const std::string* ns : {&client_, &server_}) {
-      auto made = namespaces_.create(*ns);
+    for (auto [ns, suffix] : {std::pair{&client_, "cap-a"}, std::pair{&server_, "cap-b"}}) {
+      auto made = namespaces_.make(suffix);
       ASSERT_TRUE(made) << made.error().message();
+      *ns = *made;
     }
     auto serverFd = openNetns(server_);
     ASSERT_TRUE(serverFd) << serverFd.error().message();
@@ -128,7 +124,7 @@ class PacketCaptureTest : public ::testing::Test {
   }
 
   std::string client_, server_;
-  NetnsGuard namespaces_;
+  TestNamespaces namespaces_;
 };
 
 TEST_F(PacketCaptureTest, MissingLinkOrNamespaceIsNotFound) {

@@ -19,7 +19,7 @@
 namespace corral::net {
 namespace {
 
-using corral::testing::NetnsGuard;
+using corral::testing::TestNamespaces;
 using nlohmann::json;
 
 void dropHandles(json& value) {
@@ -83,19 +83,16 @@ void expectSameTables(const std::string& a, const std::string& b, const std::str
 class FirewallDeltaKernel : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) {
-      if (getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "needs root";
-      GTEST_SKIP() << "needs root: network namespaces and nftables";
+    if (!TestNamespaces::available()) GTEST_SKIP() << "needs root: network namespaces and nftables";
+    for (auto [ns, suffix] : {std::pair{&increments_, "fwd-inc"}, std::pair{&whole_, "fwd-whole"},
+                              std::pair{&crashed_, "fwd-crash"}}) {
+      auto made = namespaces_.make(suffix);
+      ASSERT_TRUE(made) << made.error().message();
+      *ns = *made;
     }
-    const std::string prefix = "cfwd" + std::to_string(getpid());
-    increments_ = prefix + "-inc";
-    whole_ = prefix + "-whole";
-    crashed_ = prefix + "-crash";
-    for (const std::string* ns : {&increments_, &whole_, &crashed_})
-      ASSERT_TRUE(namespaces_.create(*ns)) << *ns;
   }
 
-  NetnsGuard namespaces_;
+  TestNamespaces namespaces_;
   std::string increments_, whole_, crashed_;
 };
 

@@ -27,14 +27,14 @@ namespace corral::net {
 namespace {
 
 using corral::testing::listenIn;
-using corral::testing::NetnsGuard;
 using corral::testing::runInNetns;
 using corral::testing::tcpExchange;
+using corral::testing::TestNamespaces;
 
 constexpr std::chrono::milliseconds kConnectTimeout{2000};
 
 std::string testPrefix() {
-  return "corral-t" + std::to_string(::getpid()) + "-";
+  return TestNamespaces::prefix();
 }
 
 std::string readFirstLine(const std::string& path) {
@@ -89,10 +89,8 @@ std::vector<std::string> ourNamespaces() {
 class NetlinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) {
-      if (getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "needs root";
+    if (!TestNamespaces::available())
       GTEST_SKIP() << "needs root: network namespaces, bridges, veth pairs, routes";
-    }
   }
 
   void TearDown() override {
@@ -102,20 +100,12 @@ class NetlinkTest : public ::testing::Test {
 
   // A fresh namespace with lo up; its name.
   std::string netns(const std::string& suffix) {
-    std::string name = testPrefix() + suffix;
-    auto made = namespaces_.create(name);
+    auto made = namespaces_.make(suffix);
     EXPECT_TRUE(made.has_value()) << made.error().message();
-    if (!made) return name;
-    auto netlink = Netlink::open(name);
-    EXPECT_TRUE(netlink.has_value()) << netlink.error().message();
-    if (netlink) {
-      auto up = netlink->setUp("lo");
-      EXPECT_TRUE(up.has_value()) << up.error().message();
-    }
-    return name;
+    return made ? *made : TestNamespaces::nameOf(suffix);
   }
 
-  NetnsGuard namespaces_;
+  TestNamespaces namespaces_;
 };
 
 #define ASSERT_OK(expr)                                                                           \

@@ -26,10 +26,10 @@ namespace corral::net {
 namespace {
 
 using corral::testing::listenIn;
-using corral::testing::NetnsGuard;
 using corral::testing::runInNetns;
 using corral::testing::tcpExchange;
 using corral::testing::TcpExchange;
+using corral::testing::TestNamespaces;
 
 constexpr int64_t kNow = 1700000000;
 constexpr std::chrono::milliseconds kConnectTimeout{1000};
@@ -58,19 +58,12 @@ CommandResult run(const std::string& command) {
 class VpcFirewall : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) {
-      if (getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "needs root";
-      GTEST_SKIP() << "needs root: network namespaces, bridges and nftables";
-    }
-    const std::string prefix = "cnft" + std::to_string(getpid());
-    router_ = prefix + "-r";
-    a_ = prefix + "-a";
-    b_ = prefix + "-b";
-    c_ = prefix + "-c";
-    for (const std::string* ns : {&router_, &a_, &b_, &c_}) {
-      must("ip netns add " + *ns);
-      namespaces_.hold(*ns);
-      must("ip -n " + *ns + " link set lo up");
+    if (!TestNamespaces::available()) GTEST_SKIP() << "needs root: network namespaces, bridges and nftables";
+    for (auto [ns, suffix] : {std::pair{&router_, "nft-r"}, std::pair{&a_, "nft-a"}, std::pair{&b_, "nft-b"},
+                              std::pair{&c_, "nft-c"}}) {
+      auto made = namespaces_.make(suffix);
+      ASSERT_TRUE(made) << made.error().message();
+      *ns = *made;
     }
     for (const auto& [bridge, address] :
          {std::pair{"br1", "10.78.1.1/24"}, std::pair{"br2", "10.78.2.1/24"}}) {
@@ -137,7 +130,7 @@ class VpcFirewall : public ::testing::Test {
   }
 
   std::string router_, a_, b_, c_;
-  NetnsGuard namespaces_;
+  TestNamespaces namespaces_;
   bool brNetfilter_ = false;
   std::string brNetfilterWhy_;
   Topology topology_;
@@ -302,6 +295,10 @@ TEST_F(VpcFirewall, PortGuardsDropForeignSourcesKeepCountsAndForgetRemovedPorts)
   const uint64_t counted = drops->at("va").ip;
   EXPECT_GE(counted, 2u) << "the SYNs from 10.78.1.99";
   EXPECT_EQ(drops->at("vb").ip, 0u);
+  // One port's counts alone (its four elements) say the same.
+  auto one = spoofDropsOf(router_, "va");
+  ASSERT_TRUE(one.has_value()) << one.error().message();
+  EXPECT_EQ(*one, drops->at("va"));
 
   // b goes: its chain and counters go, a's count stays.
   applied = applyPortGuards(router_, portGuardRuleset("v", {both[0]}), {"va"});
@@ -311,12 +308,54 @@ TEST_F(VpcFirewall, PortGuardsDropForeignSourcesKeepCountsAndForgetRemovedPorts)
   ASSERT_TRUE(drops.has_value());
   EXPECT_FALSE(drops->contains("vb"));
   EXPECT_GE(drops->at("va").ip, counted) << "refilling keeps the counts";
+  auto gone = spoofDropsOf(router_, "vb");
+  ASSERT_FALSE(gone.has_value());
   CommandResult listing = run("ip netns exec " + router_ + " nft list table bridge corral");
   EXPECT_EQ(listing.output.find("vb"), std::string::npos) << listing.output;
   // And the same plan again changes nothing (idempotent).
   applied = applyPortGuards(router_, portGuardRuleset("v", {both[0]}), {"va"});
   ASSERT_TRUE(applied.has_value());
   EXPECT_TRUE(applied->empty());
+}
+
+// A corrald of before the shared chain left a chain and four named counters per port: the next whole load
+// replaces that layout in one transaction, and a port only that layout guarded is reported removed.
+TEST_F(VpcFirewall, PortGuardsReplaceTheLayoutOfAChainPerPort) {
+  const std::string old = ::testing::TempDir() + "old-port-guards.nft";
+  {
+    std::ofstream out(old);
+    out << "table bridge corral {\n";
+    for (const char* port : {"va", "vz"}) {
+      for (const char* reason : {"mac", "ip", "arp", "other"})
+        out << fmt::format("  counter spoof-{}-{} {{ }}\n", port, reason);
+      out << fmt::format(
+          "  chain port-{0} {{\n    ether type arp counter name \"spoof-{0}-arp\" drop\n"
+          "    counter name \"spoof-{0}-other\" drop\n  }}\n",
+          port);
+    }
+    out << "  map ports {\n    type ifname : verdict\n    elements = { \"va\" : jump port-va, \"vz\" : jump "
+           "port-vz }\n  }\n"
+           "  chain prerouting {\n    type filter hook prerouting priority filter; policy accept;\n"
+           "    iifname vmap @ports\n  }\n}\n";
+  }
+  must("ip netns exec " + router_ + " nft -f " + old);
+  const NicPlan va{.nic = {.instance = "a", .subnet = "s1", .address = "10.78.1.10"},
+                   .link = "va",
+                   .bridge = "br1",
+                   .mac = "02:c0:00:00:00:0a",
+                   .addressWithPrefix = "10.78.1.10/24",
+                   .gateway = "10.78.1.1"};
+  auto applied = applyPortGuards(router_, portGuardRuleset("v", {va}), {"va"});
+  ASSERT_TRUE(applied.has_value()) << applied.error().message();
+  EXPECT_EQ(*applied, std::vector<std::string>{"vz"});
+  CommandResult listing = run("ip netns exec " + router_ + " nft list table bridge corral");
+  EXPECT_EQ(listing.output.find("chain port-"), std::string::npos) << listing.output;
+  EXPECT_EQ(listing.output.find("counter spoof-"), std::string::npos) << listing.output;
+  EXPECT_EQ(listing.output.find("vz"), std::string::npos) << listing.output;
+  auto drops = spoofDrops(router_);
+  ASSERT_TRUE(drops.has_value()) << drops.error().message();
+  EXPECT_EQ(drops->size(), 1u);
+  EXPECT_TRUE(drops->contains("va"));
 }
 
 // The internet gateway's NAT on the real kernel. Namespaces: the VPC router (named as a daemon with this
@@ -327,11 +366,8 @@ TEST_F(VpcFirewall, PortGuardsDropForeignSourcesKeepCountsAndForgetRemovedPorts)
 class GatewayNat : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) {
-      if (getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "needs root";
-      GTEST_SKIP() << "needs root: network namespaces, veths and nftables";
-    }
-    const std::string prefix = "corral-t" + std::to_string(getpid()) + "-";
+    if (!TestNamespaces::available()) GTEST_SKIP() << "needs root: network namespaces, veths and nftables";
+    const std::string prefix = TestNamespaces::prefix();
     ASSERT_TRUE(topology_.createVpc({.name = "v", .cidr = "10.79.0.0/16"}, kNow));
     ASSERT_TRUE(topology_.createRouteTable({.name = "public-rt", .vpc = "v"}, kNow));
     ASSERT_TRUE(topology_.createRouteTable({.name = "private-rt", .vpc = "v"}, kNow));
@@ -368,9 +404,8 @@ class GatewayNat : public ::testing::Test {
     web_ = prefix + "web";
     app_ = prefix + "app";
     for (const std::string* ns : {&router_, &outside_, &web_, &app_}) {
-      must("ip netns add " + *ns);
-      namespaces_.hold(*ns);
-      must("ip -n " + *ns + " link set lo up");
+      auto made = namespaces_.make(ns->substr(prefix.size()));
+      ASSERT_TRUE(made) << made.error().message();
     }
     for (const BridgePlan& bridge : plan_.bridges) {
       must("ip -n " + router_ + " link add " + bridge.bridge + " type bridge");
@@ -407,7 +442,7 @@ class GatewayNat : public ::testing::Test {
   Topology topology_;
   VpcPlan plan_;
   std::string router_, outside_, web_, app_;
-  NetnsGuard namespaces_;
+  TestNamespaces namespaces_;
 };
 
 TEST_F(GatewayNat, RulesetIsAcceptedAndNatWorksBothWays) {

@@ -36,6 +36,7 @@ using corral::testing::runInNetns;
 using corral::testing::tcpConnects;
 using corral::testing::tcpExchange;
 using corral::testing::TcpExchange;
+using corral::testing::TestNamespaces;
 
 constexpr int64_t kNow = 1700000000;
 constexpr std::chrono::milliseconds kConnectTimeout{700};
@@ -85,26 +86,6 @@ class Children {
   std::vector<pid_t> pids_;
 };
 
-// Removes the namespaces it holds (VPC namespaces through destroyVpc, which takes the gateway's uplink
-// side with it), also when a test fails halfway.
-class Namespaces {
- public:
-  Namespaces() = default;
-  Namespaces(const Namespaces&) = delete;
-  Namespaces& operator=(const Namespaces&) = delete;
-  ~Namespaces() {
-    for (auto it = names_.rbegin(); it != names_.rend(); ++it) {
-      if (auto s = destroyVpc(*it); !s) std::fprintf(stderr, "cleanup: %s\n", s.error().message().c_str());
-    }
-  }
-  void add(const std::string& name) {
-    if (std::find(names_.begin(), names_.end(), name) == names_.end()) names_.push_back(name);
-  }
-
- private:
-  std::vector<std::string> names_;
-};
-
 std::string joined(const ChangeLog& log) {
   std::string text;
   for (const std::string& line : log) text += "\n  " + line;
@@ -122,19 +103,15 @@ std::string joined(const ChangeLog& log) {
 class VpcDatapath : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) {
-      if (getenv("CORRAL_REQUIRE_PRIVILEGED")) FAIL() << "needs root";
+    if (!TestNamespaces::available())
       GTEST_SKIP() << "needs root: network namespaces, bridges, routes and nftables";
-    }
-    prefix_ = "corral-t" + std::to_string(getpid()) + "-";
-    internet_ = prefix_ + "internet";
+    prefix_ = TestNamespaces::prefix();
+    auto internet = namespaces_.make("internet");
+    ASSERT_TRUE(internet) << internet.error().message();
+    internet_ = *internet;
     uplink_.netns = internet_;
-
-    ASSERT_TRUE(createNetns(internet_)) << internet_;
-    namespaces_.add(internet_);
     auto inet = Netlink::open(internet_);
     ASSERT_TRUE(inet) << inet.error().message();
-    ASSERT_TRUE(inet->setUp("lo"));
     auto hostAddress = inet->addAddress("lo", kInternetHost + "/32");
     ASSERT_TRUE(hostAddress) << hostAddress.error().message();
 
@@ -173,7 +150,7 @@ class VpcDatapath : public ::testing::Test {
     ASSERT_TRUE(transit) << transit.error().message();
     transit_ = *transit;
     plan_ = planVpc(topology_, "a", prefix_, nics_, uplink_, transit_);
-    namespaces_.add(plan_.netns);
+    namespaces_.holdVpc(plan_.netns);
     ASSERT_TRUE(plan_.gateway.has_value()) << "a VPC with an internet gateway plans its veth pair";
     outside_ = plan_.gateway->vpcAddress.substr(0, plan_.gateway->vpcAddress.find('/'));
 
@@ -229,7 +206,7 @@ class VpcDatapath : public ::testing::Test {
   }
 
   // Members destroyed in reverse order: instances first, then the namespaces.
-  Namespaces namespaces_;
+  TestNamespaces namespaces_;
   Children children_;
   std::string prefix_, internet_, outside_, publicAddress_;
   UplinkSettings uplink_;
@@ -416,7 +393,7 @@ TEST_F(VpcDatapath, VpcsWithTheSameCidrNeverReachEachOther) {
   ASSERT_TRUE(topology_.createSubnet({.name = "b-pub", .vpc = "b", .cidr = "10.0.1.0/24"}, kNow));
   std::vector<NicAttachment> bNics = {nic("z", "b-pub", "10.0.1.20")};
   VpcPlan b = planVpc(topology_, "b", prefix_, bNics, uplink_, std::nullopt);
-  namespaces_.add(b.netns);
+  namespaces_.holdVpc(b.netns);
   ASSERT_NE(b.netns, plan_.netns);
   auto converged = convergeVpc(b);
   ASSERT_TRUE(converged) << converged.error().message();
@@ -484,8 +461,7 @@ TEST_F(VpcDatapath, VmTapMovesIntoTheVpcAndJoinsItsBridge) {
   // QEMU makes the tap in the daemon's namespace; here a namespace of the test plays the daemon's, and
   // attachVmTap runs on a thread inside it (the "caller's namespace" is the calling thread's).
   const std::string daemonNs = prefix_ + "daemon";
-  ASSERT_TRUE(createNetns(daemonNs));
-  namespaces_.add(daemonNs);
+  ASSERT_TRUE(namespaces_.create(daemonNs));
   NicAttachment vm = nic("vm1", "priv", "10.0.2.20");
   vm.vm = true;
   nics_.push_back(vm);

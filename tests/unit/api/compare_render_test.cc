@@ -41,6 +41,8 @@ json result() {
       {"parallel", false},
       {"memory", "128M"},
       {"accelerator", "tcg"},
+      {"vm_kernel",
+       {{"kernel_source", "corral"}, {"machine", "microvm"}, {"guest_kernel", "6.1.192-corral"}}},
       {"samples",
        {makeSample("compare-c-1", "container", 11.0, 2e6, container),
         makeSample("compare-c-2", "container", 13.0, 3e6, container),
@@ -81,6 +83,7 @@ TEST(CompareRender, CompactKeepsTheNumbersAndDropsTheDocuments) {
   json compact = compactComparison(result());
   EXPECT_EQ(compact["runs"], 2);
   EXPECT_EQ(compact["accelerator"], "tcg");
+  EXPECT_EQ(compact["vm_kernel"]["machine"], "microvm");
   EXPECT_EQ(compact["summary"], result()["summary"]);
   ASSERT_EQ(compact["samples"].size(), 4u);
   const json& vm = compact["samples"][2];

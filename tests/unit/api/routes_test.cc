@@ -118,6 +118,7 @@ std::vector<Request> everyAlternative() {
   minimal.name = "minimal";
   all.push_back(RunInstance{minimal});
   all.push_back(ListInstances{});
+  all.push_back(ListInstances{true});
   all.push_back(GetInstance{"web"});
   all.push_back(GetInstance{"web", true});
   all.push_back(StopInstance{"web", 3});
@@ -283,6 +284,23 @@ TEST(Instances, Shapes) {
   EXPECT_EQ(stop.method, "POST");
   EXPECT_EQ(stop.target, "/v1/instances/web/stop");
   EXPECT_EQ(nlohmann::json::parse(stop.body), (nlohmann::json{{"grace_seconds", 1}}));
+}
+
+// `corral ps` asks for the summary view; anything but summary or full is refused naming "view".
+TEST(Instances, TheListingsSummaryView) {
+  EXPECT_EQ(renderRequest(ListInstances{}).target, "/v1/instances");
+  EXPECT_EQ(renderRequest(ListInstances{true}).target, "/v1/instances?view=summary");
+  auto summary = parseRequest("GET", "/v1/instances?view=summary", "");
+  ASSERT_TRUE(summary.has_value()) << summary.error().message();
+  EXPECT_TRUE(std::get<ListInstances>(*summary).summary);
+  auto full = parseRequest("GET", "/v1/instances?view=full", "");
+  ASSERT_TRUE(full.has_value()) << full.error().message();
+  EXPECT_FALSE(std::get<ListInstances>(*full).summary);
+  auto bad = parseRequest("GET", "/v1/instances?view=short", "");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().field(), "view");
+  EXPECT_FALSE(parseRequest("GET", "/v1/instances?show_env=true", "").has_value());
+  EXPECT_FALSE(parseRequest("POST", "/v1/instances?view=summary", R"({"name": "a"})").has_value());
 }
 
 TEST(Instances, ParseDefaultsAndErrors) {

@@ -21,6 +21,13 @@ std::string jsonQuoted(std::string_view text) {
   return out;
 }
 
+TEST(ProbeVirtio, TransportFromTheDevicesSysfsPath) {
+  EXPECT_EQ(virtioTransport("/sys/devices/pci0000:00/0000:00:03.0/virtio0"), "pci");
+  EXPECT_EQ(virtioTransport("/sys/devices/platform/virtio-mmio.2/virtio2"), "mmio");
+  EXPECT_EQ(virtioTransport("/sys/devices/platform/virtio-mmio-cmdline/virtio-mmio.0/virtio0"), "mmio");
+  EXPECT_EQ(virtioTransport("/sys/devices/virtual/misc/foo"), "other");
+}
+
 TEST(ProbeJson, EscapesQuotesBackslashesAndControlCharacters) {
   EXPECT_EQ(jsonQuoted("plain"), "\"plain\"");
   EXPECT_EQ(jsonQuoted("a\"b\\c"), "\"a\\\"b\\\\c\"");

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -35,6 +37,9 @@ class FakeDriver final : public InstanceDriver {
   std::set<std::string> plugged;      // NICs plugged in by a start
   std::set<std::string> reconciledActive, reconciledAll;
   mutable int usageReads = 0;  // readUsage() calls
+  mutable int describes = 0;   // describe() calls: one per rendering of an instance
+  // When set: sampledUsage() offers a background sample of every running instance, taken then.
+  std::optional<std::chrono::steady_clock::time_point> sampleAt;
 
   ~FakeDriver() override = default;
 
@@ -202,8 +207,17 @@ class FakeDriver final : public InstanceDriver {
     if (row.state != InstanceState::running) return nullptr;
     return {{"memory_bytes", 1000 + usageReads}, {"source", "fake"}};
   }
+  std::optional<UsageSample> sampledUsage(const InstanceHandle&, const InstanceRow& row) const override {
+    std::lock_guard lock(mutex);
+    if (!sampleAt || row.state != InstanceState::running) return std::nullopt;
+    return UsageSample{.value = {{"memory_bytes", 77}, {"source", "fake sample"}}, .at = *sampleAt};
+  }
   void describe(const InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow&,
                 const nlohmann::json&, nlohmann::json& out) const override {
+    {
+      std::lock_guard lock(mutex);
+      ++describes;
+    }
     out["command"] = spec.command;
     out["configured"] = static_cast<const Handle&>(handle).configured;
   }

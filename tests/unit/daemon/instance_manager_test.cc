@@ -644,8 +644,73 @@ TEST_F(InstanceManagerTest, StatesAndTheRevisionFollowWhatTheDashboardShows) {
   ASSERT_TRUE(manager_->stop("a", 0));
   EXPECT_NE(manager_->revision(), running);
   EXPECT_EQ(manager_->statesJson()["instances"][0]["state"], "stopped");
+  const uint64_t stopped = manager_->revision();
   ASSERT_TRUE(manager_->remove("a", false));
-  EXPECT_EQ(manager_->revision(), empty);
+  EXPECT_GT(manager_->revision(), stopped) << "a removal moves the revision on (it never comes back)";
+  EXPECT_NE(manager_->revision(), empty);
+}
+
+// `corral ps`'s summary: the fields it shows, as the whole listing has them, with no usage read.
+TEST_F(InstanceManagerFreshUsageTest, TheSummaryListingHasPsFieldsAndReadsNoUsage) {
+  for (const char* name : {"a", "b"}) ASSERT_TRUE(manager_->run(spec(name)));
+  ASSERT_TRUE(manager_->stop("b", 0));
+  const json full = manager_->list()["instances"];
+  const int reads = usageReads();
+  const int rendered = fake_->describes;
+  const json summary = manager_->summaries()["instances"];
+  EXPECT_EQ(usageReads(), reads) << "a summary read usage";
+  EXPECT_EQ(fake_->describes, rendered) << "a summary rendered instances";
+  ASSERT_EQ(summary.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    for (const char* key :
+         {"name", "kind", "state", "exit_reason", "exit_code", "exit_signal", "ip", "image", "created_at"})
+      EXPECT_EQ(summary[i][key], full[i][key]) << key;
+    if (full[i]["boot"].is_object() && full[i]["boot"].contains("total_ms"))
+      EXPECT_EQ(summary[i]["boot"]["total_ms"], full[i]["boot"]["total_ms"]);
+    else
+      EXPECT_TRUE(summary[i]["boot"].is_null()) << summary[i].dump();
+    EXPECT_FALSE(summary[i].contains("usage"));
+  }
+  EXPECT_EQ(summary[1]["state"], "stopped");
+}
+
+// The dashboard's view is kept per instance: after a change, only the changed instance is rendered again.
+TEST_F(InstanceManagerTest, TheDashboardViewRendersOnlyTheInstanceThatChanged) {
+  for (const char* name : {"a", "b", "c"}) ASSERT_TRUE(manager_->run(spec(name)));
+  const json first = manager_->dashboardInstances();
+  ASSERT_EQ(first.size(), 3u);
+  EXPECT_EQ(first[1]["name"], "b");
+  EXPECT_EQ(first[1]["state"], "running");
+  const int rendered = fake_->describes;
+  EXPECT_EQ(manager_->dashboardInstances(), first);
+  EXPECT_EQ(fake_->describes, rendered) << "nothing changed, yet instances were rendered again";
+  ASSERT_TRUE(manager_->stop("b", 0));
+  const int afterStop = fake_->describes;
+  const json second = manager_->dashboardInstances();
+  EXPECT_EQ(fake_->describes, afterStop + 1) << "only \"b\" changed";
+  EXPECT_EQ(second[1]["state"], "stopped");
+  EXPECT_EQ(second[0], first[0]);
+  EXPECT_EQ(second[2], first[2]);
+}
+
+// ps at 500: the driver's background sample is shown as it is, with its own age; a listing reads nothing.
+TEST_F(InstanceManagerFreshUsageTest, ListingsShowTheDriversSampleWithoutAReading) {
+  for (const char* name : {"a", "b", "c"}) ASSERT_TRUE(manager_->run(spec(name)));
+  fake_->sampleAt = std::chrono::steady_clock::now() - std::chrono::milliseconds(400);
+  const int before = usageReads();
+  for (int i = 0; i < 3; ++i) {
+    const json listing = manager_->list();
+    for (const json& instance : listing["instances"]) {
+      ASSERT_TRUE(instance["usage"].is_object()) << instance.dump();
+      EXPECT_EQ(instance["usage"]["source"], "fake sample");
+      EXPECT_GE(instance["usage"]["age_ms"].get<int64_t>(), 400) << "the sample's own age";
+    }
+  }
+  EXPECT_EQ(usageReads(), before) << "a listing read usage the driver had sampled";
+  // A sample too old (the sampler is stuck) is not shown: the instance is read.
+  fake_->sampleAt = std::chrono::steady_clock::now() - std::chrono::seconds(10);
+  EXPECT_EQ(manager_->list()["instances"][0]["usage"]["source"], "fake");
+  EXPECT_EQ(usageReads(), before + 3);
 }
 
 }  // namespace

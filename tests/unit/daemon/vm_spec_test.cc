@@ -109,6 +109,80 @@ TEST_F(VmSpecTest, WithAStoreABuiltInImageStaysBuiltInAndAnUnknownOneNamesBoth) 
   }
 }
 
+TEST_F(VmSpecTest, WithoutCorralsKernelTheDefaultIsDebiansOnPc) {
+  auto plan = toVmPlan(spec(), context_);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  EXPECT_EQ(plan->kernelSource, GuestKernel::debian);
+  EXPECT_EQ(plan->machine, vmm::Machine::Pc);
+  auto s = spec();
+  s.kernel = "corral";
+  auto missing = toVmPlan(s, context_);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().kind(), ErrorKind::NotFound);
+  EXPECT_EQ(missing.error().field(), "kernel");
+  EXPECT_NE(missing.error().message().find("ninja guest-kernel"), std::string::npos)
+      << missing.error().message();
+}
+
+TEST_F(VmSpecTest, CorralsKernelOnceBuiltIsTheDefaultOnMicrovm) {
+  std::filesystem::create_directories(dir_ / "images/kernels/corral");
+  std::ofstream(dir_ / "images/kernels/corral/vmlinux") << "vmlinux";
+  EXPECT_EQ(corralKernelPath(dir_ / "images"), dir_ / "images/kernels/corral/vmlinux");
+  auto plan = toVmPlan(spec(), context_);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  EXPECT_EQ(plan->kernelSource, GuestKernel::corral);
+  EXPECT_EQ(plan->kernel, dir_ / "images/kernels/corral/vmlinux");
+  EXPECT_EQ(plan->initrd, dir_ / "images/busybox/vm/initramfs.img");
+  EXPECT_EQ(plan->machine, vmm::Machine::Microvm);
+
+  auto s = spec();
+  s.machine = "pc";
+  plan = toVmPlan(s, context_);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  EXPECT_EQ(plan->kernelSource, GuestKernel::corral);
+  EXPECT_EQ(plan->machine, vmm::Machine::Pc);
+
+  s = spec();
+  s.kernel = "debian";
+  plan = toVmPlan(s, context_);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  EXPECT_EQ(plan->kernelSource, GuestKernel::debian);
+  EXPECT_EQ(plan->kernel, dir_ / "images/busybox/vm/vmlinuz");
+  EXPECT_EQ(plan->machine, vmm::Machine::Pc);
+
+  // A kernel file is the user's: pc unless asked, microvm when asked.
+  s = spec();
+  s.kernel = (dir_ / "other-kernel").string();
+  s.machine = "microvm";
+  plan = toVmPlan(s, context_);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  EXPECT_EQ(plan->kernelSource, GuestKernel::path);
+  EXPECT_EQ(plan->machine, vmm::Machine::Microvm);
+}
+
+TEST_F(VmSpecTest, RefusesUnknownKernelsAndMachinesAndDebianOnMicrovm) {
+  auto s = spec();
+  s.kernel = "linux";  // neither a name nor an absolute path
+  auto unknown = toVmPlan(s, context_);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().field(), "kernel");
+  EXPECT_NE(unknown.error().message().find("neither corral, debian nor an absolute path"), std::string::npos)
+      << unknown.error().message();
+  s = spec();
+  for (const char* machine : {"q35", "PC", "microVM", " pc"}) {
+    s.machine = machine;
+    EXPECT_EQ(refusedField(s), "machine") << machine;
+  }
+  s = spec();
+  s.kernel = "debian";
+  s.machine = "microvm";
+  auto debianMicrovm = toVmPlan(s, context_);
+  ASSERT_FALSE(debianMicrovm);
+  EXPECT_EQ(debianMicrovm.error().field(), "machine");
+  EXPECT_NE(debianMicrovm.error().message().find("--machine pc"), std::string::npos)
+      << debianMicrovm.error().message();
+}
+
 TEST_F(VmSpecTest, RefusesAbsurdResources) {
   auto s = spec();
   for (const char* memory : {"1M", "31M", "8G", "0", "-1M", "lots"}) {

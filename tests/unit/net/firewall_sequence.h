@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -65,6 +66,9 @@ class FirewallSequence {
   Step next() {
     const Step step = static_cast<Step>(pick(10));
     constexpr int64_t kNow = 1700000000;
+    previous_ = topology_;
+    added_.reset();
+    removed_.reset();
     switch (step) {
       case Step::AddNic: {
         if (nics_.size() >= 40) return next();
@@ -88,11 +92,16 @@ class FirewallSequence {
         }
         nic.linkKey = "seq-" + nic.instance;
         nic.vm = pick(5) == 0;
+        added_ = nic;
         nics_.push_back(std::move(nic));
         break;
       }
       case Step::RemoveNic:
-        if (!nics_.empty()) nics_.erase(nics_.begin() + pick(nics_.size()));
+        if (!nics_.empty()) {
+          auto gone = nics_.begin() + pick(nics_.size());
+          removed_ = *gone;
+          nics_.erase(gone);
+        }
         break;
       case Step::CreateGroup:
         (void)topology_.createSecurityGroup({.name = fmt::format("g{}", serial_++), .vpc = "lab"}, kNow);
@@ -160,11 +169,26 @@ class FirewallSequence {
   }
 
   NftTable firewall() const { return vpcFirewall(topology_, "lab", nics_, &gateway_); }
-  NftTable portGuards() const {
-    std::vector<NicPlan> plans;
-    for (const NicAttachment& nic : nics_) plans.push_back(planNic(*topology_.findSubnet(nic.subnet), nic));
-    return portGuardTable("lab", plans);
+  NftTable portGuards() const { return portGuardTable("lab", plansOf(nics_)); }
+  // The tables of some NICs alone (the incremental planner's parts).
+  NftTable firewallOf(const std::vector<NicAttachment>& nics) const {
+    return vpcFirewall(topology_, "lab", nics, &gateway_);
   }
+  NftTable portGuardsOf(const std::vector<NicAttachment>& nics) const {
+    return portGuardTable("lab", plansOf(nics));
+  }
+  std::vector<NicPlan> plansOf(const std::vector<NicAttachment>& nics) const {
+    std::vector<NicPlan> plans;
+    for (const NicAttachment& nic : nics) plans.push_back(planNic(*topology_.findSubnet(nic.subnet), nic));
+    return plans;
+  }
+  const std::vector<NicAttachment>& nics() const { return nics_; }
+  const Topology& topology() const { return topology_; }
+  // The model before the last step, and the NIC it added or removed (if it was such a step).
+  const Topology& previousTopology() const { return previous_; }
+  const std::optional<NicAttachment>& added() const { return added_; }
+  const std::optional<NicAttachment>& removed() const { return removed_; }
+  const GatewayPlan& gateway() const { return gateway_; }
   std::vector<std::string> links() const {
     std::vector<std::string> links;
     for (const NicAttachment& nic : nics_) {
@@ -178,6 +202,9 @@ class FirewallSequence {
 
   std::mt19937 random_;
   Topology topology_;
+  Topology previous_;
+  std::optional<NicAttachment> added_;
+  std::optional<NicAttachment> removed_;
   GatewayPlan gateway_;
   std::vector<NicAttachment> nics_;
   uint32_t serial_ = 0;

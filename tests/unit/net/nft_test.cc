@@ -366,37 +366,46 @@ TEST(PortGuards, DeterministicWhateverTheNicOrder) {
   EXPECT_EQ(portGuardRuleset("prod", nics), forward);
 }
 
-TEST(PortGuards, EachPortDropsForeignSourcesBeforeItAcceptsAndCountsEveryDrop) {
+TEST(PortGuards, OneChainDropsForeignSourcesBeforeItAcceptsAndCountsEveryDrop) {
   const std::vector<NicPlan> nics = sampleNicPlans();
-  const std::string text = portGuardRuleset("prod", nics);
-  for (const NicPlan& nic : nics) {
-    const size_t chain = text.find(fmt::format("chain {} {{", portGuardChainName(nic.link)));
-    ASSERT_NE(chain, std::string::npos) << nic.link;
-    const size_t end = text.find("\n  }", chain);
-    const std::string body = text.substr(chain, end - chain);
-    const size_t mac = body.find("ether saddr != " + nic.mac);
-    const size_t ip = body.find("ip saddr != " + nic.nic.address);
-    const size_t acceptIp = body.find("ether type ip accept");
-    const size_t acceptArp = body.find("arp saddr ip " + nic.nic.address + " accept");
-    ASSERT_NE(mac, std::string::npos) << body;
-    ASSERT_NE(ip, std::string::npos) << body;
-    EXPECT_LT(mac, ip);
-    EXPECT_LT(ip, acceptIp) << "the source address is checked before IPv4 is let through";
-    EXPECT_LT(acceptIp, acceptArp);
-    // Every drop names its counter; the chain ends in a counted drop (no policy accept falls through).
-    size_t drops = 0;
-    for (size_t at = body.find(" drop"); at != std::string::npos; at = body.find(" drop", at + 1)) ++drops;
-    EXPECT_EQ(drops, 4u) << body;
-    for (SpoofReason reason : kSpoofReasons) {
-      EXPECT_NE(body.find(fmt::format("counter name \"{}\" drop", portGuardCounterName(nic.link, reason))),
-                std::string::npos)
-          << spoofReasonName(reason) << "\n"
-          << body;
+  const NftTable table = portGuardTable("prod", nics);
+  // One chain for every port; per port, elements only.
+  ASSERT_EQ(table.chains.size(), 1u);
+  EXPECT_TRUE(table.counters.empty());
+  const std::vector<std::string>& rules = table.chains.at("prerouting").rules;
+  auto at = [&](std::string_view text) {
+    for (size_t i = 0; i < rules.size(); ++i) {
+      if (rules[i].find(text) != std::string::npos) return i;
     }
-    EXPECT_TRUE(
-        body.ends_with(fmt::format("counter name \"{}\" drop comment \"{}: not ipv4 or arp\"",
-                                   portGuardCounterName(nic.link, SpoofReason::Other), nic.nic.instance)))
-        << body;
+    ADD_FAILURE() << "no rule with " << text;
+    return rules.size();
+  };
+  EXPECT_EQ(at("iifname != @ports accept"), 0u) << "ports that are not an instance's pass unchecked";
+  EXPECT_LT(at("ether saddr != @port-mac"), at("ip saddr != @port-ip"));
+  EXPECT_LT(at("ip saddr != @port-ip"), at("ether type ip accept"))
+      << "the source address is checked before IPv4 is let through";
+  EXPECT_LT(at("ether type ip accept"), at("@port-arp accept"));
+  // Every drop is counted on the port's element of its reason's set; the chain ends in a counted drop.
+  size_t drops = 0;
+  for (const std::string& rule : rules) {
+    if (rule.find(" drop") == std::string::npos) continue;
+    ++drops;
+    EXPECT_NE(rule.find("iifname @drops-"), std::string::npos) << rule;
+  }
+  EXPECT_EQ(drops, 4u);
+  EXPECT_NE(rules.back().find("iifname @drops-other drop"), std::string::npos) << rules.back();
+  for (SpoofReason reason : kSpoofReasons) {
+    const NftSet& set = table.sets.at(portGuardDropSetName(reason));
+    EXPECT_TRUE(set.counter) << "each element counts its port's drops";
+    EXPECT_EQ(set.elements.size(), nics.size());
+  }
+  for (const NicPlan& nic : nics) {
+    const std::string port = fmt::format("\"{}\"", nic.link);
+    EXPECT_TRUE(table.sets.at("ports").elements.contains(port));
+    EXPECT_TRUE(table.sets.at("port-mac").elements.contains(fmt::format("{} . {}", port, nic.mac)));
+    EXPECT_TRUE(table.sets.at("port-ip").elements.contains(fmt::format("{} . {}", port, nic.nic.address)));
+    EXPECT_TRUE(table.sets.at("port-arp")
+                    .elements.contains(fmt::format("{} . {} . {}", port, nic.mac, nic.nic.address)));
   }
 }
 

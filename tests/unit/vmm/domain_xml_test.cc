@@ -97,6 +97,39 @@ TEST(DomainXml, TcgMicrovmWithImageDisks) {
   EXPECT_EQ(xml.find("type='pci'"), std::string::npos);
 }
 
+// corral's own kernel (a PVH vmlinux) on microvm under TCG with a small translation cache: the default
+// shape of a VM once `ninja guest-kernel` has run.
+TEST(DomainXml, TcgMicrovmCorralKernelWithTranslationCache) {
+  auto config = withNic(baseConfig());
+  config.machine = Machine::Microvm;
+  config.kernel = "/var/lib/corral/images/kernels/corral/vmlinux";
+  config.memoryBytes = 128ull << 20;
+  config.tcgTranslationCacheMiB = 32;
+  ASSERT_TRUE(validate(config));
+  const auto xml = domainXml(config);
+  expectGolden(xml, "tcg_microvm_corral_tb_cache.xml");
+  EXPECT_NE(xml.find("<tb-cache unit='MiB'>32</tb-cache>"), std::string::npos);
+  EXPECT_EQ(xml.find("<acpi/>"), std::string::npos);
+  EXPECT_EQ(xml.find("<rom"), std::string::npos) << "virtio-mmio has no option ROM";
+}
+
+TEST(DomainXml, TcgPcWithTranslationCacheAndNoNicRom) {
+  auto config = withNic(baseConfig());
+  config.tcgTranslationCacheMiB = 48;
+  ASSERT_TRUE(validate(config));
+  const auto xml = domainXml(config);
+  expectGolden(xml, "tcg_pc_nic_tb_cache.xml");
+  EXPECT_NE(xml.find("    <acpi/>\n    <tcg>\n      <tb-cache unit='MiB'>48</tb-cache>"), std::string::npos);
+  EXPECT_NE(xml.find("<rom enabled='no'/>"), std::string::npos);
+}
+
+TEST(DomainXml, KvmHasNoTranslationCache) {
+  auto config = baseConfig();
+  config.accelerator = Accelerator::Kvm;
+  config.tcgTranslationCacheMiB = 32;
+  EXPECT_EQ(domainXml(config).find("tb-cache"), std::string::npos);
+}
+
 TEST(DomainXml, ValidateRefusesBadDisks) {
   auto config = withImageDisks(baseConfig());
   config.disks[1].path = "config.img";
