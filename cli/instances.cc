@@ -106,6 +106,11 @@ void printVm(const json& instance) {
       {"kind", "vm (its own kernel, on a hypervisor)"},
       {"state", displayInstanceState(instance)},
       {"image", displayText(field(instance, "image"))},
+      {"command", field(spec, "command").is_array() && !field(spec, "command").empty()
+                      ? displayCommand(field(spec, "command"))
+                      : "the image's (Entrypoint + Cmd of a store image; none in a built-in one)"},
+      {"user", orNone(field(spec, "user"), "the image's")},
+      {"env", displayText(field(spec, "env"))},
       {"hostname", orNone(field(spec, "hostname"), displayText(field(instance, "name")))},
       {"domain", displayText(field(vm, "domain"))},
       {"accelerator", accelerator},

@@ -111,6 +111,13 @@ TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
       20s, "the entrypoint's stdout in the logs"))
       << logs.body.dump();
 
+  // `corral inspect` shows what the VM runs and as whom, as it does for a container.
+  corral::testing::CliRun inspect = daemon.cli({"inspect", "img-a"});
+  EXPECT_EQ(inspect.code, 0) << inspect.err;
+  EXPECT_NE(inspect.out.find("\ncommand:"), std::string::npos) << inspect.out;
+  EXPECT_NE(inspect.out.find("the image's (Entrypoint + Cmd"), std::string::npos) << inspect.out;
+  EXPECT_NE(inspect.out.find("\nuser:"), std::string::npos) << inspect.out;
+
   // The probe still reports, from inside the image's root.
   auto [probeCode, probeOut] = execIn(daemon, "img-a", {"/usr/bin/corral-probe"});
   ASSERT_EQ(probeCode, 0) << probeOut;
