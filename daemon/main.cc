@@ -102,7 +102,8 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "directory of per-VM files: console.log, agent.sock (default: STATE_DIR/vms)")
       ("libvirt-uri", po::value(&options.libvirtUri)->default_value("qemu:///system"), "libvirt connection URI")
       ("domain-prefix", po::value(&options.domainPrefix)->default_value("corral-"),
-       "libvirt domains of this daemon are named PREFIX + instance name")
+       "libvirt domains of this daemon are named PREFIX + instance name (their metadata names this daemon's "
+       "state directory: another corrald with the same prefix leaves them alone)")
       ("accelerator", po::value(&accelerator)->default_value("auto"),
        "auto (KVM when a probe boot under KVM reaches the guest's userspace, else TCG), kvm or tcg")
       ("accelerator-cache", po::value(&options.acceleratorCache)->default_value("/run/corral/accelerator.json"),

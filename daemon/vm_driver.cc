@@ -397,6 +397,7 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   vmm::DomainConfig config{
       .domainName = domainName(plan.name),
       .instanceName = plan.name,
+      .owner = owner(),
       .accelerator = accel->accelerator,
       .machine = plan.machine,
       .memoryBytes = plan.memoryBytes,
@@ -663,6 +664,10 @@ Result<std::string> VmDriver::clearLeftovers(const std::string& name) {
   auto domain = (*lv)->lookup(domainName(name));
   if (!domain) return fail(domain.error());
   if (!*domain) return std::string();
+  if (!ours(**domain)) {
+    return fmt::format("left domain {} alone: another corrald made it ({})", domainName(name),
+                       (*domain)->owner);
+  }
   if (Status destroyed = (*lv)->destroy(domainName(name)); !destroyed) return fail(destroyed.error());
   return fmt::format("destroyed its domain {}", domainName(name));
 }
@@ -702,6 +707,13 @@ InstanceDriver::Recovery VmDriver::recover(InstanceHandle& handle, InstanceRow& 
     return recovery;
   }
   auto domain = (*lv)->lookup(domainName(name));
+  if (domain && *domain && !ours(**domain)) {
+    log::warn("instance \"{}\": domain {} belongs to another corrald ({}); not taking it over", name,
+              domainName(name), (*domain)->owner);
+    markLost(row, fmt::format("its domain {} was another corrald's when corrald restarted", domainName(name)));
+    recovery.rowChanged = true;
+    return recovery;
+  }
   if (domain && *domain && (*domain)->running) {
     if (row.state == InstanceState::starting) {
       // The boot is measured from the request the earlier corrald received (its wall-clock time is in the
@@ -757,6 +769,11 @@ void VmDriver::reconcile(const std::set<std::string>& active, const std::set<std
       for (const vmm::DomainInfo& domain : *domains) {
         std::string name = domain.name.substr(options_.domainPrefix.size());
         if (active.contains(name) || domain.name == options_.domainPrefix + "kvm-probe") continue;
+        if (!ours(domain)) {
+          log::info("reconcile: leaving domain {} alone: another corrald made it ({})", domain.name,
+                    domain.owner);
+          continue;
+        }
         log::warn("reconcile: destroying domain {}: no running corral instance owns it", domain.name);
         if (auto destroyed = (*lv)->destroy(domain.name); !destroyed)
           log::warn("reconcile: {}", destroyed.error().message());

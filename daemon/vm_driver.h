@@ -89,6 +89,11 @@ class VmDriver final : public InstanceDriver {
   std::string domainName(const std::string& instanceName) const {
     return options_.domainPrefix + instanceName;
   }
+  // This corrald's mark in each domain's metadata (its VM directory), and whether a domain carries it:
+  // one with another corrald's mark is never destroyed nor taken over, one with none (made by hand or
+  // before owners were recorded) is taken as ours.
+  std::string owner() const { return options_.vmsDir.string(); }
+  bool ours(const vmm::DomainInfo& domain) const { return domain.owner.empty() || domain.owner == owner(); }
   std::shared_ptr<Run> newRun(const std::string& name, nlohmann::json boot);
   // The run's end is to be reported by the caller: false when another thread claimed it first.
   bool claimEnd(Run& run);

@@ -96,9 +96,10 @@ std::string domainXml(const DomainConfig& config) {
   fmt::format_to(out, "  <name>{}</name>\n", escapeXml(config.domainName));
   fmt::format_to(out,
                  "  <metadata>\n"
-                 "    <corral:instance xmlns:corral='https://corral.dev/xmlns/instance/1' name='{}'/>\n"
+                 "    <corral:instance xmlns:corral='{}' name='{}'{}/>\n"
                  "  </metadata>\n",
-                 escapeXml(config.instanceName));
+                 kMetadataNamespace, escapeXml(config.instanceName),
+                 config.owner.empty() ? std::string() : fmt::format(" owner='{}'", escapeXml(config.owner)));
   fmt::format_to(out, "  <memory unit='KiB'>{}</memory>\n", memoryKiB);
   fmt::format_to(out, "  <vcpu>{}</vcpu>\n", config.vcpus);
   fmt::format_to(out, "  <os>\n    <type arch='x86_64' machine='{}'>hvm</type>\n",
@@ -194,6 +195,42 @@ std::string kernelCommandLine(const std::string& instanceName, const std::string
   if (gateway) cmdline += fmt::format(" {}={}", kCmdlineGateway, *gateway);
   if (rootSerial) cmdline += fmt::format(" {}={}", kCmdlineRoot, *rootSerial);
   return cmdline;
+}
+
+std::string ownerOf(std::string_view element) {
+  // libvirt hands the element back as libxml2 serialised it: attribute values in either quote, with the
+  // five predefined entities (escapeXml wrote at most those).
+  size_t at = 0;
+  while ((at = element.find("owner=", at)) != std::string_view::npos) {
+    const bool attributeStart = at > 0 && std::isspace(static_cast<unsigned char>(element[at - 1]));
+    at += 6;
+    if (!attributeStart || at >= element.size() || (element[at] != '\'' && element[at] != '"')) continue;
+    const char quote = element[at];
+    const size_t end = element.find(quote, at + 1);
+    if (end == std::string_view::npos) return {};
+    std::string_view raw = element.substr(at + 1, end - at - 1);
+    std::string value;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] != '&') {
+        value += raw[i];
+        continue;
+      }
+      static constexpr std::pair<std::string_view, char> kEntities[] = {
+          {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+      bool known = false;
+      for (const auto& [entity, c] : kEntities) {
+        if (raw.substr(i).starts_with(entity)) {
+          value += c;
+          i += entity.size() - 1;
+          known = true;
+          break;
+        }
+      }
+      if (!known) value += '&';
+    }
+    return value;
+  }
+  return {};
 }
 
 }  // namespace corral::vmm

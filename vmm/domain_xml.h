@@ -36,6 +36,9 @@ struct DiskConfig {
 struct DomainConfig {
   std::string domainName;      // "corral-web-1": virsh list shows which instance it is
   std::string instanceName;    // "web-1", also stored in <metadata> under corral's namespace
+  // Which corrald made it (its VM directory), stored in the same <metadata> element: two corralds that
+  // share a domain prefix leave each other's domains alone (ownerOf). Empty: no owner attribute.
+  std::string owner;
   Accelerator accelerator = Accelerator::Tcg;
   Machine machine = Machine::Pc;
   uint64_t memoryBytes = 128ull << 20;  // rounded up to whole MiB in the XML
@@ -56,6 +59,12 @@ struct DomainConfig {
 // 32 MiB or above 1 TiB, vcpus outside 1..64, a disk with a relative path or a bad serial (field names:
 // "memory", "cpus", "kernel", "initrd", "disks[N].path", "disks[N].serial").
 Status validate(const DomainConfig& config);
+
+// corral's namespace for the <metadata> element domainXml writes, and the element's owner attribute read
+// back from what virDomainGetMetadata returns for that namespace ("" when the element has none: a domain
+// made before owners were recorded, or by hand).
+inline constexpr const char* kMetadataNamespace = "https://corral.dev/xmlns/instance/1";
+std::string ownerOf(std::string_view metadataElement);
 
 // The XML: <domain type='kvm'|'qemu'>, <os> with <kernel>/<initrd>/<cmdline>, on_poweroff/reboot/crash all
 // 'destroy', QEMU run as root (static DAC seclabel, relabel='no': nothing of ours is chowned), the disks as

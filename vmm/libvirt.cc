@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/log.h"
+#include "vmm/domain_xml.h"
 
 namespace corral::vmm {
 namespace {
@@ -141,6 +142,11 @@ Result<DomainInfo> describe(virDomainPtr domain) {
   if (active < 0) return fail(lastError("virDomainIsActive"));
   info.running = active == 1;
   if (info.running) info.qemuPid = readQemuPid(info.name);
+  // No corral metadata (VIR_ERR_NO_DOMAIN_METADATA) is no owner, not a failure.
+  if (char* metadata = virDomainGetMetadata(domain, VIR_DOMAIN_METADATA_ELEMENT, kMetadataNamespace, 0)) {
+    info.owner = ownerOf(metadata);
+    free(metadata);
+  }
   return info;
 }
 

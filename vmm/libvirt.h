@@ -33,6 +33,7 @@ struct DomainInfo {
   std::string uuid;
   bool running = false;
   std::optional<int> qemuPid;   // from /run/libvirt/qemu/NAME.pid when readable
+  std::string owner;            // corral's <metadata> owner attribute (ownerOf); "" when it has none
 };
 
 class Libvirt {

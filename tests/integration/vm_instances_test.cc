@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -156,6 +157,46 @@ TEST(VmInstances, SurvivesDaemonKillAndRecordsGuestPoweroff) {
   json off = daemon.waitWhile("pet", "running", 60s);
   EXPECT_EQ(off.value("state", ""), "stopped") << off.dump();
   EXPECT_EQ(off.value("exit_reason", ""), "shutdown") << off.dump();
+  EXPECT_TRUE(ourDomains().empty());
+}
+
+// Two corralds on one libvirtd with one domain prefix (two state directories, as a second checkout's
+// corrald would be): the second one's start-up reconcile and its rm of a same-named instance leave the first
+// one's running domain alone, because the domain's metadata names the corrald that made it.
+TEST(VmInstances, AnotherCorraldWithTheSamePrefixLeavesOurDomainsAlone) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  TestDaemon first = vmDaemon();
+  ASSERT_TRUE(first.start()) << first.log();
+  json vm = runReady(first, "shared");
+  ASSERT_EQ(vm.value("state", ""), "running");
+  const std::string owner = virsh({"metadata", kPrefix + "shared", "https://corral.dev/xmlns/instance/1"});
+  EXPECT_NE(owner.find(first.vmsDir()), std::string::npos) << owner;
+
+  // The second corrald has a VM of its own, so its restart reconciles the prefix's domains.
+  TestDaemon second("vm-other", {"--accelerator", "tcg"});
+  ASSERT_TRUE(second.start()) << second.log();
+  ASSERT_EQ(runReady(second, "mine").value("state", ""), "running");
+  second.kill9();
+  ASSERT_TRUE(second.start()) << second.log();
+  std::vector<std::string> both = ourDomains();
+  std::sort(both.begin(), both.end());
+  EXPECT_EQ(both, (std::vector<std::string>{kPrefix + "mine", kPrefix + "shared"})) << second.log();
+  EXPECT_EQ(second.call("GET", "/v1/instances/mine").body.value("state", ""), "running");
+  EXPECT_EQ(second.call("DELETE", "/v1/instances/mine?force=true").status, 200);
+  // The same name in the second corrald cannot get the domain name: refused, and its clean-up (the failed
+  // run's rollback, then rm) destroys nothing of the first's.
+  Reply created = second.call("POST", "/v1/instances", vmSpec("shared"));
+  if (created.status == 201) {
+    json ended = second.waitWhile("shared", "starting");
+    EXPECT_NE(ended.value("state", ""), "running") << ended.dump();
+  } else {
+    EXPECT_NE(created.body.dump().find("already exists"), std::string::npos) << created.body.dump();
+  }
+  second.call("DELETE", "/v1/instances/shared?force=true");
+  EXPECT_EQ(ourDomains(), std::vector<std::string>{kPrefix + "shared"}) << second.log();
+  Reply hostname = first.call("POST", "/v1/instances/shared/exec", {{"command", {"hostname"}}});
+  EXPECT_EQ(hostname.status, 200) << hostname.body.dump();
+  EXPECT_EQ(first.call("DELETE", "/v1/instances/shared?force=true").status, 200);
   EXPECT_TRUE(ourDomains().empty());
 }
 

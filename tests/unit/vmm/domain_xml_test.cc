@@ -154,6 +154,25 @@ TEST(DomainXml, EscapesTextAndAttributes) {
   EXPECT_NE(xml.find("name='x&apos;y'"), std::string::npos) << xml;
 }
 
+// The owner (which corrald made the domain) goes into corral's metadata element and reads back from what
+// libvirt returns for it: libxml2 re-serialises with double quotes and entities.
+TEST(DomainXml, OwnerIsWrittenAndReadBack) {
+  auto config = baseConfig();
+  EXPECT_EQ(domainXml(config).find("owner="), std::string::npos) << "no owner, no attribute";
+  config.owner = "/var/lib/o'k&<vms>";
+  const auto xml = domainXml(config);
+  EXPECT_NE(xml.find("owner='/var/lib/o&apos;k&amp;&lt;vms&gt;'"), std::string::npos) << xml;
+  const size_t start = xml.find("<corral:instance");
+  const std::string element = xml.substr(start, xml.find("/>", start) + 2 - start);
+  EXPECT_EQ(ownerOf(element), config.owner) << element;
+  EXPECT_EQ(ownerOf("<corral:instance xmlns:corral=\"https://corral.dev/xmlns/instance/1\" name=\"w\" "
+                    "owner=\"/srv/a &quot;b&quot;/vms\"/>"),
+            "/srv/a \"b\"/vms");
+  EXPECT_EQ(ownerOf("<corral:instance name=\"w\"/>"), "");
+  EXPECT_EQ(ownerOf("<corral:instance name=\"xowner=1\" notowner='no'/>"), "") << "only the owner attribute";
+  EXPECT_EQ(ownerOf("<corral:instance owner=\"/cut"), "") << "an unterminated value is no owner";
+}
+
 TEST(DomainXml, MemoryRoundsUpToWholeMiB) {
   auto config = baseConfig();
   config.memoryBytes = (64ull << 20) + 1;
