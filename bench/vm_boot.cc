@@ -194,7 +194,15 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
                                    "file:" + console,
                                    "-chardev",
                                    "socket,id=agent,path=" + socket + ",server=on,wait=off"};
-  if (!options.tscKhz.empty()) append += " tsc=reliable tsc_early_khz=" + options.tscKhz;
+  // corral's kernel gets what corrald gives it (vmm/domain_xml.h corralKernelTuning), one vCPU as here.
+  if (options.kernelName == "corral") {
+    std::optional<uint64_t> khz;
+    if (!options.tscKhz.empty()) khz = std::stoull(options.tscKhz);
+    append += corral::vmm::corralKernelTuning(
+        options.accel == "kvm" ? corral::vmm::Accelerator::Kvm : corral::vmm::Accelerator::Tcg, khz, 1);
+  } else if (!options.tscKhz.empty()) {
+    append += " tsc=reliable tsc_early_khz=" + options.tscKhz;
+  }
   if (options.machine == "microvm") {
     // As libvirt starts it: no ACPI (QEMU then lists the virtio-mmio devices on the kernel command line).
     args.insert(args.end(), {"-machine", "microvm,acpi=off", "-device", "virtio-serial-device"});

@@ -439,8 +439,10 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   // Under TCG the guest's TSC runs at the host's rate, but corral's kernel (no HPET, no ACPI PM timer)
   // fails to calibrate it against the PIT on a loaded host, marks it unstable and falls back to jiffies:
   // its clock then runs slow and the boot took ~10 s instead of ~6 s (raw QEMU, load 8; vmm/README.md).
-  if (accel->accelerator == vmm::Accelerator::Tcg && plan.kernelSource == GuestKernel::corral) {
-    if (auto khz = hostTscKhz()) config.cmdline += fmt::format(" tsc=reliable tsc_early_khz={}", *khz);
+  if (plan.kernelSource == GuestKernel::corral) {
+    const bool tcg = accel->accelerator == vmm::Accelerator::Tcg;
+    config.cmdline +=
+        vmm::corralKernelTuning(accel->accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
   }
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
   CORRAL_FAILPOINT("vm.before-define");

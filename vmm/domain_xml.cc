@@ -16,7 +16,6 @@ constexpr uint64_t kMiB = 1ull << 20;
 constexpr uint64_t kMinMemory = 32 * kMiB;
 constexpr uint64_t kMaxMemory = 1ull << 40;
 
-
 std::string escapePath(const std::filesystem::path& path) {
   return escapeXml(path.string());
 }
@@ -194,6 +193,15 @@ std::string kernelCommandLine(const std::string& instanceName, const std::string
   if (gateway) cmdline += fmt::format(" {}={}", kCmdlineGateway, *gateway);
   if (rootSerial) cmdline += fmt::format(" {}={}", kCmdlineRoot, *rootSerial);
   return cmdline;
+}
+
+std::string corralKernelTuning(Accelerator accelerator, std::optional<uint64_t> tscKhz, int vcpus) {
+  std::string tuning = " pty.legacy_count=0";
+  if (accelerator != Accelerator::Tcg) return tuning;
+  if (tscKhz) tuning += fmt::format(" tsc=reliable tsc_early_khz={}", *tscKhz);
+  // Several vCPUs would each need the PIT's broadcast ticks instead of a timer of their own.
+  if (vcpus == 1) tuning += " noapictimer";
+  return tuning;
 }
 
 }  // namespace corral::vmm
