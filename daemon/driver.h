@@ -148,6 +148,13 @@ class InstanceDriver {
   // start().
   virtual Status configure(InstanceHandle& handle, const schema::InstanceSpec& spec,
                            const InstanceRow* row) = 0;
+  // What a new instance's spec left to the driver and the driver chose at configure() (a VM's kernel and
+  // machine), written into the spec before it is stored: every later start, and inspect, see that choice
+  // rather than a new one (a VM created before corral's kernel was built keeps Debian's on restart).
+  virtual void settleSpec(const InstanceHandle& handle, schema::InstanceSpec& spec) const {
+    (void)handle;
+    (void)spec;
+  }
   // Slow work a start needs first, done without the manager's lock (a VM's accelerator probe boot).
   virtual Status preflight(const schema::InstanceSpec& spec) = 0;
   // Whether the row says "starting" before the start's first effect, so a crash leaves a row that says to

@@ -401,6 +401,7 @@ Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
   std::unique_lock lock(mutex_);
   if (instances_.contains(spec.name)) return fail(conflict("instance \"{}\" already exists", spec.name));
   instance.spec = spec;
+  instance.driver->settleSpec(*instance.handle, instance.spec);
   instance.row.name = spec.name;
   instance.row.kind = spec.kind;
   if (auto reserved = instance.driver->reserve(*instance.handle, instance.spec, instance.row); !reserved)

@@ -109,7 +109,7 @@ struct VmDriver::Run {
   bool ended = false;  // under runsMutex_: its end was claimed (reported, or undone by the manager)
   json boot;           // the boot's steps as the start recorded them
   Clock::time_point received{}, domainStarted{};
-  std::mutex agentMutex;  // one agent request at a time
+  std::timed_mutex agentMutex;  // one agent request at a time
   std::optional<vmm::AgentClient> agent;
 };
 
@@ -212,6 +212,15 @@ Status VmDriver::configure(InstanceHandle& handle, const schema::InstanceSpec& s
   if (!plan) return fail(plan.error());
   own(handle).plan = std::move(*plan);
   return {};
+}
+
+void VmDriver::settleSpec(const InstanceHandle& handle, schema::InstanceSpec& spec) const {
+  const VmHandle& vm = own(handle);
+  if (!vm.plan) return;
+  spec.kernel = vm.plan->kernelSource == GuestKernel::path
+                    ? vm.plan->kernel.string()
+                    : std::string(guestKernelName(vm.plan->kernelSource));
+  spec.machine = std::string(vmm::machineName(vm.plan->machine));
 }
 
 // Under the manager's lock, so the name is the instance's: the image the plan found by name is pinned (or
@@ -431,13 +440,17 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   // Under TCG the guest's TSC runs at the host's rate, but corral's kernel (no HPET, no ACPI PM timer)
   // fails to calibrate it against the PIT on a loaded host, marks it unstable and falls back to jiffies:
   // its clock then runs slow and the boot took ~10 s instead of ~6 s (raw QEMU, load 8; vmm/README.md).
-  if (accel->accelerator == vmm::Accelerator::Tcg && plan.kernelSource == GuestKernel::corral) {
-    if (auto khz = hostTscKhz()) config.cmdline += fmt::format(" tsc=reliable tsc_early_khz={}", *khz);
+  if (plan.kernelSource == GuestKernel::corral) {
+    const bool tcg = accel->accelerator == vmm::Accelerator::Tcg;
+    config.cmdline +=
+        vmm::corralKernelTuning(accel->accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
   }
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
   CORRAL_FAILPOINT("vm.before-define");
+  const auto creating = Clock::now();
   auto domain = (*lv)->createTransient(vmm::domainXml(config), /*paused=*/nic != nullptr);
   if (!domain) return fail(domain.error());
+  const auto created = Clock::now();
   Rollback destroyDomain([lv = *lv, name = config.domainName] { (void)lv->destroy(name); });
   if (nic) {
     Status plugged = nic->plugIntoTap();
@@ -447,10 +460,18 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   auto domainStarted = Clock::now();
   CORRAL_FAILPOINT("vm.after-define");
 
-  json boot = {
-      {"domain_ms", msBetween(received, domainStarted)},         {"requested_at_ms", unixMillisAt(received)},
-      {"accelerator", vmm::acceleratorName(accel->accelerator)}, {"accelerator_reason", accel->reason},
-      {"kernel_source", guestKernelName(plan.kernelSource)},     {"machine", vmm::machineName(plan.machine)}};
+  // domain_ms split: the plan and the instance's disks, libvirt's virDomainCreateXML (define, cgroup,
+  // namespace, QEMU spawn, QMP handshake), the NIC moved in while paused, and resume.
+  json domainSteps = {{"prepare_ms", msBetween(received, creating)},
+                      {"libvirt_create_ms", msBetween(creating, created)},
+                      {"nic_ms", msBetween(created, domainStarted)}};
+  json boot = {{"domain_ms", msBetween(received, domainStarted)},
+               {"domain_steps", std::move(domainSteps)},
+               {"requested_at_ms", unixMillisAt(received)},
+               {"accelerator", vmm::acceleratorName(accel->accelerator)},
+               {"accelerator_reason", accel->reason},
+               {"kernel_source", guestKernelName(plan.kernelSource)},
+               {"machine", vmm::machineName(plan.machine)}};
   std::shared_ptr<Run> run = newRun(plan.name, boot);
   run->received = received;
   run->domainStarted = domainStarted;
@@ -554,6 +575,27 @@ void VmDriver::waitForGuest(std::shared_ptr<Run> run, Clock::time_point received
   events_->instanceReady(name, run->id, std::move(boot));
 }
 
+// A guest that powered itself off (its init: the agent's shutdown, busybox's poweroff, the power button)
+// said why and how its workload ended on the agent channel just before (vmm/agent_protocol.h): the run
+// ends as "shutdown", with the workload's exit code or signal. A reset is how corral's kernel powers off
+// on microvm (no ACPI: the init reboots, on_reboot is 'destroy', and libvirt reports "destroyed").
+void VmDriver::applyLastWords(Run& run, InstanceEnding& ending) {
+  // An exec in flight fails as the channel closes, and lets go of the agent.
+  std::unique_lock agentLock(run.agentMutex, std::defer_lock);
+  if (!agentLock.try_lock_for(std::chrono::seconds(1)) || !run.agent) return;
+  auto words = run.agent->lastWords(Clock::now() + std::chrono::milliseconds(200));
+  if (!words) return;
+  ending.reason = ExitReason::shutdown;
+  ending.note = fmt::format("the guest powered off: {}", words->reason);
+  if (!words->workloadEnded) return;
+  ending.exitCode = words->workloadExitCode;
+  ending.exitSignal = words->workloadSignal;
+  *ending.note += fmt::format(", after its workload {}",
+                              words->workloadSignal
+                                  ? fmt::format("was killed by signal {}", *words->workloadSignal)
+                                  : fmt::format("exited with {}", words->workloadExitCode.value_or(-1)));
+}
+
 // Our thread: libvirt's stop events, queued by its event thread, end the runs of their domains.
 void VmDriver::handleDomainEvents() {
   while (!quit_) {
@@ -578,6 +620,10 @@ void VmDriver::handleDomainEvents() {
       if (event.reason == vmm::StopReason::Crashed || event.reason == vmm::StopReason::Failed) {
         ending.note = "the console's last lines:\n" + consoleTail(name, 20);
       }
+      // A guest without ACPI powers off by a reset, which libvirt turns into "destroyed" (on_reboot):
+      // its last words tell it from a destroy by someone else.
+      if (event.reason == vmm::StopReason::Shutdown || event.reason == vmm::StopReason::Destroyed)
+        applyLastWords(*run, ending);
       std::error_code ec;
       std::filesystem::remove(directory(name) / "agent.sock", ec);
       events_->instanceEnded(name, run->id, std::move(ending));

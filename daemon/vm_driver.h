@@ -48,6 +48,8 @@ class VmDriver final : public InstanceDriver {
   std::filesystem::path directory(const std::string& name) const override;
   std::unique_ptr<InstanceHandle> newHandle() override;
   Status configure(InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow* row) override;
+  // The kernel ("corral", "debian" or the file's path) and machine ("microvm", "pc") the plan chose.
+  void settleSpec(const InstanceHandle& handle, schema::InstanceSpec& spec) const override;
   Status preflight(const schema::InstanceSpec& spec) override;
   bool recordsStartingFirst() const override { return false; }
   // A VM of a store image pins it (ImageStore::pin, holder: the instance's name) from its run until rm;
@@ -102,6 +104,7 @@ class VmDriver final : public InstanceDriver {
   void waitForGuest(std::shared_ptr<Run> run, std::chrono::steady_clock::time_point received,
                     std::chrono::steady_clock::time_point domainStarted);
   void handleDomainEvents();
+  void applyLastWords(Run& run, InstanceEnding& ending);
   std::string consoleTail(const std::string& name, size_t lines) const;
 
   InstanceOptions options_;

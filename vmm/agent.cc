@@ -65,6 +65,25 @@ std::optional<GuestReady> parseReady(const Json& message) {
   }
 }
 
+// The "poweroff" event, or nullopt for any other line.
+std::optional<GuestPoweroff> parsePoweroff(const Json& message) {
+  try {
+    if (!message.is_object() || message.value("event", "") != "poweroff") return std::nullopt;
+    GuestPoweroff poweroff;
+    poweroff.reason = message.value("reason", "");
+    if (auto workload = message.find("workload"); workload != message.end() && workload->is_object()) {
+      poweroff.workloadEnded = true;
+      if (auto code = workload->find("exit_code"); code != workload->end() && code->is_number_integer())
+        poweroff.workloadExitCode = code->get<int>();
+      if (auto signal = workload->find("signal"); signal != workload->end() && signal->is_number_integer())
+        poweroff.workloadSignal = signal->get<int>();
+    }
+    return poweroff;
+  } catch (const Json::exception&) {
+    return std::nullopt;
+  }
+}
+
 Json parseLine(const std::string& line) {
   return Json::parse(line, nullptr, /*allow_exceptions=*/false);
 }
@@ -188,6 +207,7 @@ Result<std::string> AgentClient::awaitAnswer(int64_t id, Clock::time_point deadl
     if (message.is_discarded() || !message.is_object())
       return fail(internalError("guest agent: malformed answer \"{}\"", line->substr(0, 200)));
     auto answerId = message.find("id");
+    if (auto poweroff = parsePoweroff(message)) poweroff_ = std::move(poweroff);
     if (answerId == message.end() || answerId->is_null()) {
       // An unsolicited event ("ready") is fine; an error without id means the guest could not read ours.
       if (auto error = message.find("error"); error != message.end())
@@ -243,6 +263,15 @@ Status AgentClient::shutdown() {
   if (auto ok = answer.find("ok"); ok == answer.end() || *ok != true)
     return fail(internalError("guest shutdown: malformed answer \"{}\"", *line));
   return {};
+}
+
+std::optional<GuestPoweroff> AgentClient::lastWords(Clock::time_point deadline) {
+  while (!poweroff_) {
+    auto line = readLine(deadline);
+    if (!line) break;
+    if (auto poweroff = parsePoweroff(parseLine(*line))) poweroff_ = std::move(poweroff);
+  }
+  return poweroff_;
 }
 
 }  // namespace corral::vmm

@@ -22,6 +22,14 @@ struct GuestReady {
   std::string hostname;
 };
 
+// The guest's "poweroff" event (vmm/agent_protocol.h): why its init powered off, how the workload ended.
+struct GuestPoweroff {
+  std::string reason;
+  bool workloadEnded = false;
+  std::optional<int> workloadExitCode;
+  std::optional<int> workloadSignal;
+};
+
 struct ExecResult {
   std::optional<int> exitCode;
   std::optional<int> signal;
@@ -45,6 +53,9 @@ class AgentClient {
   Result<ExecResult> exec(const std::vector<std::string>& command, const std::vector<std::string>& env,
                           std::chrono::milliseconds timeout);
   Status shutdown();  // sends shutdown and waits for the "ok" (the guest powers off after it)
+  // Once the guest is gone: its "poweroff" event, if it sent one (read here until the channel closes or
+  // `deadline`, or seen earlier while awaiting an answer).
+  std::optional<GuestPoweroff> lastWords(std::chrono::steady_clock::time_point deadline);
 
  private:
   explicit AgentClient(UniqueFd fd) : fd_(std::move(fd)) {}
@@ -58,6 +69,7 @@ class AgentClient {
   static int64_t takeId();
   UniqueFd fd_;
   GuestReady ready_;
+  std::optional<GuestPoweroff> poweroff_;
   std::string buffer_;  // bytes read past the last full line
 };
 

@@ -7,6 +7,11 @@
 //    "hostname": "web-1", "version": 1}
 //   uptime_ms: the guest's CLOCK_BOOTTIME when it sent this; init_started_ms: CLOCK_BOOTTIME when /init
 //   began (so kernel time ≈ init_started_ms, userspace time ≈ uptime_ms - init_started_ms).
+// Guest → host, unsolicited, just before the guest powers off by its init (the agent's shutdown, the power
+// button, or busybox's halt/poweroff/reboot signalling PID 1; not a `poweroff -f` that calls reboot(2)):
+//   {"event": "poweroff", "reason": "poweroff (SIGUSR2)", "workload": {"exit_code": 3,
+//    "signal": null} | null}
+//   workload: how the image's workload ended; null when there is none or it still ran.
 // Host → guest requests, each with a client-chosen integer "id" echoed in the one answer:
 //   {"id": 1, "op": "hello"}                     → {"id": 1, "event": "ready", ...same fields as above}
 //   {"id": 2, "op": "exec", "command": ["uname", "-r"], "env": ["K=V"], "timeout_ms": 60000}

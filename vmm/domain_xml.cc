@@ -16,7 +16,6 @@ constexpr uint64_t kMiB = 1ull << 20;
 constexpr uint64_t kMinMemory = 32 * kMiB;
 constexpr uint64_t kMaxMemory = 1ull << 40;
 
-
 std::string escapePath(const std::filesystem::path& path) {
   return escapeXml(path.string());
 }
@@ -231,6 +230,15 @@ std::string ownerOf(std::string_view element) {
     return value;
   }
   return {};
+}
+
+std::string corralKernelTuning(Accelerator accelerator, std::optional<uint64_t> tscKhz, int vcpus) {
+  std::string tuning = " pty.legacy_count=0";
+  if (accelerator != Accelerator::Tcg) return tuning;
+  if (tscKhz) tuning += fmt::format(" tsc=reliable tsc_early_khz={}", *tscKhz);
+  // Several vCPUs would each need the PIT's broadcast ticks instead of a timer of their own.
+  if (vcpus == 1) tuning += " noapictimer";
+  return tuning;
 }
 
 }  // namespace corral::vmm

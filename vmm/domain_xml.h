@@ -81,4 +81,11 @@ std::string kernelCommandLine(const std::string& instanceName, const std::string
                               const std::optional<std::string>& gateway,
                               const std::optional<std::string>& rootSerial = std::nullopt);
 
+// What corral's minimal kernel (images/build-guest-kernel) is told on top of kernelCommandLine(), each
+// measured in vmm/README.md ("Where the cold boot's time goes"): " pty.legacy_count=0" always (pty_init
+// made 512 legacy PTY nodes nobody uses); under TCG also " tsc=reliable tsc_early_khz=N" when the host's
+// TSC rate is known (the kernel cannot calibrate it against the PIT on a loaded host) and, with one vCPU,
+// " noapictimer" (the local APIC timer's calibration spins on emulated ticks; the PIT ticks instead).
+std::string corralKernelTuning(Accelerator accelerator, std::optional<uint64_t> tscKhz, int vcpus);
+
 }  // namespace corral::vmm

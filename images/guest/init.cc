@@ -466,6 +466,39 @@ inline void applyWaitStatus(ExecOutcome& outcome, int status) {
   if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
 }
 
+// What a signal to PID 1 asks for, as busybox's halt, poweroff and reboot (without -f) and the kernel's
+// ctrl-alt-del send it.
+inline const char* powerRequestName(int signal) {
+  switch (signal) {
+    case SIGUSR1:
+      return "halt (SIGUSR1)";
+    case SIGUSR2:
+      return "poweroff (SIGUSR2)";
+    case SIGTERM:
+      return "reboot (SIGTERM)";
+    case SIGINT:
+      return "ctrl-alt-del (SIGINT)";
+  }
+  return "signal";
+}
+
+// {"event": "poweroff", "reason": WHY, "workload": {"exit_code": N, "signal": S} | null}: sent just before
+// the guest powers off; workload null while it runs or when there is none.
+inline json poweroffEvent(const std::string& why, std::optional<int> workloadStatus) {
+  json event = json::object();
+  event["event"] = "poweroff";
+  event["reason"] = toValidUtf8(why);
+  if (workloadStatus) {
+    ExecOutcome ended;
+    applyWaitStatus(ended, *workloadStatus);
+    event["workload"] = {{"exit_code", ended.exitCode ? json(*ended.exitCode) : json(nullptr)},
+                         {"signal", ended.signal ? json(*ended.signal) : json(nullptr)}};
+  } else {
+    event["workload"] = nullptr;
+  }
+  return event;
+}
+
 inline json execResult(int64_t id, const ExecOutcome& outcome) {
   json result = json::object();
   result["id"] = id;
@@ -896,13 +929,16 @@ class Init {
     if (::uname(&uts) == 0) kernel_ = uts.release;
   }
 
+  // SIGCHLD, and the requests a guest's own tools send PID 1: busybox's halt, poweroff and reboot (without
+  // -f) signal it USR1, USR2 and TERM, the kernel's ctrl-alt-del INT. Each ends the VM (powerOff).
   void setupSignals() {
     sigset_t mask;
     sigemptyset(&mask);
-    sigaddset(&mask, SIGCHLD);
+    for (const int signal : {SIGCHLD, SIGUSR1, SIGUSR2, SIGTERM, SIGINT}) sigaddset(&mask, signal);
     ::sigprocmask(SIG_BLOCK, &mask, nullptr);
     signalFd_ = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (signalFd_ < 0) logConsole("signalfd(SIGCHLD): %s", std::strerror(errno));
+    if (signalFd_ < 0)
+      logConsole("signalfd(SIGCHLD, SIGUSR1, SIGUSR2, SIGTERM, SIGINT): %s", std::strerror(errno));
   }
 
   // The image's workload, on the console, in its own session. Its end is logged (reapChildren); the VM
@@ -968,6 +1004,8 @@ class Init {
     if (portFd_ >= 0) readyPending_ = true;
 
     while (true) {
+      // A request signalled while a command ran was read off the signalfd by then: acted on before polling.
+      if (powerSignal_ != 0) powerOffTellingHost(powerRequestName(powerSignal_));
       std::vector<pollfd> fds;
       if (signalFd_ >= 0) fds.push_back({signalFd_, POLLIN, 0});
       for (const int fd : powerButtons_) fds.push_back({fd, POLLIN, 0});
@@ -984,10 +1022,11 @@ class Init {
       }
       hostClosed_ = false;
       reapChildren();
+      if (powerSignal_ != 0) powerOffTellingHost(powerRequestName(powerSignal_));
       for (size_t i = 0; i < fds.size(); ++i) {
         if (i == portIndex && watchPort) continue;
         if (fds[i].fd != signalFd_ && (fds[i].revents & POLLIN) && powerButtonPressed(fds[i].fd)) {
-          powerOff("power button");
+          powerOffTellingHost("power button");
         }
       }
       if (portFd_ < 0) {
@@ -1043,16 +1082,25 @@ class Init {
       reply["id"] = shutdown->id;
       reply["ok"] = true;
       send(reply);
-      powerOff("shutdown request");
+      powerOffTellingHost("shutdown request");
     } else {
       const auto& bad = std::get<BadRequest>(request);
       send(errorReply(bad.id, bad.reason));
     }
   }
 
-  // Writes one JSON line. Gives up (dropping the line) when the host makes no progress for 10 s or closes
-  // its side, so a missing reader never wedges PID 1.
-  bool send(const json& message) {
+  // The guest's last words on the agent port, then powerOff(): the host reads them after the domain ended
+  // and records how the workload ended (vmm/agent_protocol.h "poweroff"). At most 500 ms go to a host that
+  // does not read.
+  [[noreturn]] void powerOffTellingHost(const char* why) {
+    reapChildren();
+    if (portFd_ >= 0 && !hostClosed_) send(poweroffEvent(why, workloadEnd_), 500);
+    powerOff(why);
+  }
+
+  // Writes one JSON line. Gives up (dropping the line) when the host makes no progress for `patienceMs`
+  // (10 s) or closes its side, so a missing reader never wedges PID 1.
+  bool send(const json& message, int64_t patienceMs = 10000) {
     std::string line = message.dump(-1, ' ', false, json::error_handler_t::replace);
     line.push_back('\n');
     size_t offset = 0;
@@ -1066,9 +1114,9 @@ class Init {
       }
       if (n < 0 && errno != EAGAIN && errno != EINTR) return false;
       const int64_t waited = monotonicMs() - lastProgress;
-      if (waited >= 10000) return false;
+      if (waited >= patienceMs) return false;
       pollfd out{portFd_, POLLOUT, 0};
-      if (::poll(&out, 1, static_cast<int>(10000 - waited)) > 0 && (out.revents & (POLLHUP | POLLERR)) &&
+      if (::poll(&out, 1, static_cast<int>(patienceMs - waited)) > 0 && (out.revents & (POLLHUP | POLLERR)) &&
           !(out.revents & POLLOUT)) {
         if (offset == 0) return false;
         // Half a line already went out; wait for the host to come back rather than corrupt the stream.
@@ -1082,7 +1130,8 @@ class Init {
   void reapChildren() {
     if (signalFd_ >= 0) {
       signalfd_siginfo info;
-      while (::read(signalFd_, &info, sizeof(info)) > 0) {
+      while (::read(signalFd_, &info, sizeof(info)) == sizeof(info)) {
+        if (info.ssi_signo != SIGCHLD) powerSignal_ = static_cast<int>(info.ssi_signo);
       }
     }
     int status = 0;
@@ -1093,6 +1142,7 @@ class Init {
         if (WIFEXITED(status)) logConsole("workload exited with status %d", WEXITSTATUS(status));
         if (WIFSIGNALED(status)) logConsole("workload killed by signal %d", WTERMSIG(status));
         workloadPid_ = -1;
+        workloadEnd_ = status;
       }
     }
   }
@@ -1221,6 +1271,8 @@ class Init {
   pid_t execPid_ = -1;
   std::optional<int> execStatus_;
   pid_t workloadPid_ = -1;
+  std::optional<int> workloadEnd_;  // the workload's wait status once it ended
+  int powerSignal_ = 0;             // a halt, poweroff or reboot request signalled to PID 1
   std::vector<std::string> baseEnv_;
 };
 

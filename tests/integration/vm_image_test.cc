@@ -144,9 +144,15 @@ TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
   EXPECT_FALSE(fs::exists(fs::path(daemon.vmsDir()) / "img-b"));
   EXPECT_TRUE(fs::exists(base));
 
-  // A stopped VM keeps its writes until rm.
+  // A stopped VM keeps its writes until rm. Its workload's exit code (the entrypoint exited 0 long ago)
+  // comes with the guest's poweroff.
   Reply stopped = daemon.call("POST", "/v1/instances/img-a/stop", {{"grace_seconds", 20}});
   ASSERT_EQ(stopped.status, 200) << stopped.body.dump();
+  EXPECT_EQ(stopped.body.value("exit_code", json(nullptr)), json(0)) << stopped.body.dump();
+  ASSERT_TRUE(stopped.body["exit_note"].is_string()) << stopped.body.dump();
+  EXPECT_NE(stopped.body["exit_note"].get<std::string>().find("after its workload exited with 0"),
+            std::string::npos)
+      << stopped.body.dump();
   EXPECT_TRUE(fs::exists(overlayA));
   Reply started = daemon.call("POST", "/v1/instances/img-a/start");
   ASSERT_EQ(started.status, 200) << started.body.dump();

@@ -27,6 +27,7 @@ class FakeDriver final : public InstanceDriver {
   bool recordsStarting = true;    // recordsStartingFirst()
   std::set<std::string> adopts;   // recover() finds these still running
   std::set<std::string> invalid;  // configure() refuses these names
+  std::string settledMachine;     // settleSpec() writes it into a new spec's machine (a VM driver's choice)
 
   // What the fake holds, and what it was told.
   mutable std::mutex mutex;
@@ -97,6 +98,9 @@ class FakeDriver final : public InstanceDriver {
     if (invalid.contains(spec.name)) return fail(invalidField("image", "the fake refuses \"{}\"", spec.name));
     static_cast<Handle&>(handle).configured = true;
     return {};
+  }
+  void settleSpec(const InstanceHandle&, schema::InstanceSpec& spec) const override {
+    if (!settledMachine.empty()) spec.machine = settledMachine;
   }
   Status preflight(const schema::InstanceSpec& spec) override { return step("preflight", spec.name); }
   bool recordsStartingFirst() const override { return recordsStarting; }

@@ -477,6 +477,24 @@ TEST_F(InstanceManagerTest, AStoredSpecThatNoLongerValidatesIsConfiguredAgainAtS
   EXPECT_EQ((*manager_->get("web"))["configured"], true);
 }
 
+// What the driver chose for a new spec (a VM's kernel and machine) is stored with it: a restart's driver,
+// which would choose otherwise, starts the instance with the stored choice.
+TEST_F(InstanceManagerTest, WhatTheDriverSettlesInANewSpecIsStoredWithIt) {
+  fake_->settledMachine = "chosen-at-run";
+  ASSERT_TRUE(manager_->run(spec("web")));
+  auto stored = row("web");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(nlohmann::json::parse(stored->specJson).value("machine", ""), "chosen-at-run")
+      << stored->specJson;
+  ASSERT_TRUE(manager_->stop("web", 0));
+  load([](FakeDriver& fake) { fake.settledMachine = "chosen-later"; });
+  ASSERT_TRUE(manager_->start("web"));
+  auto got = manager_->get("web");
+  ASSERT_TRUE(got);
+  EXPECT_EQ((*got)["spec"].value("machine", ""), "chosen-at-run") << got->dump();
+  EXPECT_EQ(nlohmann::json::parse(row("web")->specJson).value("machine", ""), "chosen-at-run");
+}
+
 // A kind whose runs start as "starting" (a VM's) and whose driver records the row only once it runs.
 class InstanceManagerBootingTest : public InstanceManagerTest {
  protected:

@@ -137,6 +137,30 @@ TEST(AgentClient, ExecRoundTripAndShutdown) {
   EXPECT_TRUE(down) << down.error().message();
 }
 
+// The guest's "poweroff" event after the shutdown's answer: read once the guest is gone, with how the
+// workload ended; a guest that said nothing leaves none after the deadline.
+TEST(AgentClient, LastWordsAreThePoweroffEvent) {
+  FakeGuest guest(kReady + "\n", [](const Json& request) {
+    return Json{{"id", request["id"]}, {"ok", true}}.dump() + "\n" +
+           R"({"event":"poweroff","reason":"shutdown request","workload":{"exit_code":3,"signal":null}})" +
+           "\n";
+  });
+  auto client = AgentClient::fromConnected(guest.takeHostEnd(), Clock::now() + 5s);
+  ASSERT_TRUE(client) << client.error().message();
+  ASSERT_TRUE(client->shutdown());
+  auto words = client->lastWords(Clock::now() + 2s);
+  ASSERT_TRUE(words);
+  EXPECT_EQ(words->reason, "shutdown request");
+  EXPECT_TRUE(words->workloadEnded);
+  EXPECT_EQ(words->workloadExitCode, 3);
+  EXPECT_FALSE(words->workloadSignal);
+
+  FakeGuest quiet(kReady + "\n", [](const Json&) { return std::string(); });
+  auto silent = AgentClient::fromConnected(quiet.takeHostEnd(), Clock::now() + 5s);
+  ASSERT_TRUE(silent) << silent.error().message();
+  EXPECT_FALSE(silent->lastWords(Clock::now() + 100ms));
+}
+
 TEST(AgentClient, ExecKilledBySignal) {
   FakeGuest guest(kReady + "\n", [](const Json& request) {
     return Json{{"id", request["id"]}, {"exit_code", nullptr}, {"signal", 9},      {"stdout", ""},

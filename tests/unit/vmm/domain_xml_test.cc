@@ -226,5 +226,16 @@ TEST(DomainXml, Names) {
   EXPECT_EQ(machineName(Machine::Microvm), "microvm");
 }
 
+// corral's kernel: no legacy PTYs anywhere; under TCG the host's TSC rate when known and, with one vCPU,
+// the PIT instead of the local APIC timer (its calibration is the slow part under TCG).
+TEST(CorralKernelTuning, TcgAddsTheTscRateAndOneVcpuTheNoApicTimer) {
+  EXPECT_EQ(corralKernelTuning(Accelerator::Tcg, 2596142, 1),
+            " pty.legacy_count=0 tsc=reliable tsc_early_khz=2596142 noapictimer");
+  EXPECT_EQ(corralKernelTuning(Accelerator::Tcg, std::nullopt, 1), " pty.legacy_count=0 noapictimer");
+  EXPECT_EQ(corralKernelTuning(Accelerator::Tcg, 2596142, 2),
+            " pty.legacy_count=0 tsc=reliable tsc_early_khz=2596142");
+  EXPECT_EQ(corralKernelTuning(Accelerator::Kvm, 2596142, 1), " pty.legacy_count=0");
+}
+
 }  // namespace
 }  // namespace corral::vmm

@@ -217,6 +217,19 @@ TEST(GuestReply, ReadyEventFollowsTheProtocol) {
   EXPECT_EQ(readyEvent({1, 1, "k", "h"}, 5)["id"], 5);
 }
 
+TEST(GuestReply, PoweroffEventSaysHowTheWorkloadEnded) {
+  const auto exited = poweroffEvent(powerRequestName(SIGUSR2), 7 << 8);  // exit(7)
+  EXPECT_FALSE(exited.contains("id"));
+  EXPECT_EQ(exited["event"], "poweroff");
+  EXPECT_EQ(exited["reason"], "poweroff (SIGUSR2)");
+  EXPECT_STREQ(powerRequestName(SIGUSR1), "halt (SIGUSR1)");
+  EXPECT_STREQ(powerRequestName(SIGTERM), "reboot (SIGTERM)");
+  EXPECT_EQ(exited["workload"]["exit_code"], 7);
+  EXPECT_TRUE(exited["workload"]["signal"].is_null());
+  EXPECT_EQ(poweroffEvent("power button", SIGKILL)["workload"]["signal"], SIGKILL);
+  EXPECT_TRUE(poweroffEvent("shutdown request", std::nullopt)["workload"].is_null());
+}
+
 TEST(GuestReply, ExecResultEncodesStatusAndRepairsOutput) {
   ExecOutcome exited;
   applyWaitStatus(exited, 3 << 8);  // exit(3)
