@@ -195,6 +195,7 @@ std::string displayInstanceState(const json& instance) {
     how = fmt::format(" ({})", code.get<int64_t>());
   if (reason == "oom-killed") return "oom-killed";
   if (reason == "lost") return "lost";  // it ended while corrald was not watching
+  if (reason == "stopped" && field(instance, "saved") == true) return "stopped (saved)";
   if (reason == "stopped") return "stopped" + how;
   if (reason.is_string() && field(instance, "kind") == "vm")
     return displayText(reason);  // shutdown, crashed, ...
@@ -420,15 +421,17 @@ Command stopCommand() {
   Command command = leaf(
       "stop",
       "stop instances: SIGTERM, then SIGKILL after the grace period (their files are kept); each NAME in "
-      "turn",
-      {instanceArgument()}, "[-t GRACE]",
+      "turn. --save (VMs): save the VM's state and memory instead; `corral start` resumes it where it was",
+      {instanceArgument()}, "[-t GRACE] [--save]",
       [](po::options_description& options) {
         options.add_options()("time,t", po::value<std::string>()->value_name("GRACE"),
-                              "seconds between SIGTERM and SIGKILL (default 10)");
+                              "seconds between SIGTERM and SIGKILL (default 10)")(
+            "save", "VMs: save state and memory (corral start resumes it, the guest's clock set again)");
       },
       [](const Invocation& invocation) {
         api::StopInstance request;
         if (auto grace = invocation.value("time")) request.graceSeconds = parseCountFlag("-t/--time", *grace);
+        request.save = invocation.flag("save");
         api::Client client(invocation.global.socketPath,
                            std::chrono::seconds(request.graceSeconds) + std::chrono::seconds(30));
         return forEachInstance(

@@ -45,6 +45,9 @@ class AgentClient {
   Result<ExecResult> exec(const std::vector<std::string>& command, const std::vector<std::string>& env,
                           std::chrono::milliseconds timeout);
   Status shutdown();  // sends shutdown and waits for the "ok" (the guest powers off after it)
+  // set_clock: the guest's CLOCK_REALTIME becomes the host's now (the request carries the host's time as it
+  // is sent; the channel's latency, well under a millisecond, is not corrected).
+  Status setClock(std::chrono::steady_clock::time_point deadline);
 
  private:
   explicit AgentClient(UniqueFd fd) : fd_(std::move(fd)) {}
