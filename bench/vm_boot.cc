@@ -52,7 +52,8 @@ struct Options {
   std::string workDir = "/tmp";
   int runs = 10;
   int memoryMib = 128;
-  bool restore = false;  // also time a warm start (restore from a saved state) of each
+  bool restore = false;                         // also time a warm start (restore from a saved state) of each
+  std::string namePrefix = "corral-bench-vm-";  // corral's instance names: PREFIX + run
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -60,7 +61,7 @@ struct Options {
       stderr,
       "bench_vm_boot: %s\nusage: bench_vm_boot --kernel PATH --initrd PATH [--runs N] [--machine pc|microvm]"
       " [--memory-mib N] [--tb-size-mib N] [--tsc-khz N] [--corral CLI [--socket PATH] [--corral-kernel "
-      "corral|debian]] [--work-dir DIR] [--restore]\n",
+      "corral|debian] [--name-prefix P]] [--work-dir DIR] [--restore]\n",
       why);
   std::exit(2);
 }
@@ -93,6 +94,8 @@ Options parseOptions(int argc, char** argv) {
       options.kernelName = value;
     else if (flag == "--tb-size-mib")
       options.tbSizeMib = std::atoi(value.c_str());
+    else if (flag == "--name-prefix")
+      options.namePrefix = value;
     else if (flag == "--work-dir")
       options.workDir = value;
     else if (flag == "--runs")
@@ -267,7 +270,8 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
   const std::string monitor = options.workDir + "/raw-" + std::to_string(run) + ".monitor";
   const std::string stateFile = options.workDir + "/raw-" + std::to_string(run) + ".state";
   std::vector<std::string> bootArgs = args;
-  if (options.restore) bootArgs.insert(bootArgs.end(), {"-monitor", "unix:" + monitor + ",server=on,wait=off"});
+  if (options.restore)
+    bootArgs.insert(bootArgs.end(), {"-monitor", "unix:" + monitor + ",server=on,wait=off"});
 
   const auto started = Clock::now();
   const pid_t pid = spawn(bootArgs);
@@ -324,6 +328,7 @@ struct CorralRun {
   double readyMs = 0;
   long rssKib = -1;  // usage.memory_bytes (QEMU's RSS) of the idle VM
   std::optional<double> restoreMs;  // --restore: boot.total_ms of `corral start` after `stop --save`
+  json restoreSteps;                // its boot record: domain_ms (libvirt's restore), agent_ms, clock_ms
 };
 
 // The instance as `corral --json inspect` shows it, or a discarded json.
@@ -335,7 +340,7 @@ json inspect(const Options& options, const std::string& name) {
 
 // boot.total_ms of one `corral run --vm -d` and its idle RSS, or nullopt.
 std::optional<CorralRun> bootCorral(const Options& options, int run) {
-  const std::string name = "corral-bench-vm-" + std::to_string(run);
+  const std::string name = options.namePrefix + std::to_string(run);
   std::optional<double> total;
   long rssKib = -1;
   const auto started = Clock::now();
@@ -370,20 +375,24 @@ std::optional<CorralRun> bootCorral(const Options& options, int run) {
     std::fprintf(stderr, "bench_vm_boot: corral run %d (%s): no boot.total_ms\n", run, name.c_str());
   }
   std::optional<double> restoreMs;
+  json restoreSteps;
   if (total && options.restore) {
     // `corral start` waits until the guest is ready; its boot then is the restore's.
     if (runCapturing(corralCommand(options, {"stop", "--save", name}), std::chrono::seconds(120)) &&
         runCapturing(corralCommand(options, {"start", name}), std::chrono::seconds(180))) {
       const json instance = inspect(options, name);
       if (instance.is_object() && instance.contains("boot") && instance["boot"].is_object() &&
-          instance["boot"].value("restored", false) && instance["boot"]["total_ms"].is_number())
+          instance["boot"].value("restored", false) && instance["boot"]["total_ms"].is_number()) {
         restoreMs = instance["boot"]["total_ms"].get<double>();
+        restoreSteps = instance["boot"];
+      }
     }
-    if (!restoreMs) std::fprintf(stderr, "bench_vm_boot: corral run %d (%s): no restore\n", run, name.c_str());
+    if (!restoreMs)
+      std::fprintf(stderr, "bench_vm_boot: corral run %d (%s): no restore\n", run, name.c_str());
   }
   runCapturing(corralCommand(options, {"rm", "-f", name}), std::chrono::seconds(60));
   if (!total) return std::nullopt;
-  return CorralRun{*total, rssKib, restoreMs};
+  return CorralRun{*total, rssKib, restoreMs, restoreSteps};
 }
 
 double median(std::vector<double> values) {
@@ -436,7 +445,10 @@ int main(int argc, char** argv) {
         std::printf("  run %2d corral %8.1f ms  (qemu rss %ld KiB)", run, booted->readyMs, booted->rssKib);
         if (booted->restoreMs) {
           corralRestoreMs.push_back(*booted->restoreMs);
-          std::printf("  restore %8.1f ms", *booted->restoreMs);
+          const json& steps = booted->restoreSteps;
+          std::printf("  restore %8.1f ms (domain %.0f, agent %.0f, clock %.0f)", *booted->restoreMs,
+                      steps.value("domain_ms", 0.0), steps.value("agent_ms", 0.0),
+                      steps.value("clock_ms", 0.0));
         }
         std::printf("\n");
       }

@@ -113,8 +113,8 @@ Status checkAction(InstanceKind kind, InstanceState state, InstanceAction action
   const std::string_view is = instanceStateName(state);
   auto refuse = [&](std::string message) { return fail(Error(ErrorKind::Conflict, std::move(message))); };
   if (action == InstanceAction::save && !vm) {
-    return fail(invalidField("save", "instance \"{}\" is a container; only a VM's state and memory can be saved",
-                             name));
+    return fail(invalidField(
+        "save", "instance \"{}\" is a container; only a VM's state and memory can be saved", name));
   }
   // A request that works outside the lock owns the instance until it is done.
   if (state == InstanceState::removing) {
@@ -133,11 +133,13 @@ Status checkAction(InstanceKind kind, InstanceState state, InstanceAction action
       if (state == InstanceState::running) return {};
       if (state == InstanceState::starting) {
         return refuse(fmt::format(
-            "instance \"{}\" is starting; its state can be saved once its guest is ready (or stop it)", name));
+            "instance \"{}\" is starting; its state can be saved once its guest is ready (or stop it)",
+            name));
       }
       if (state == InstanceState::stopping)
         return refuse(fmt::format("instance \"{}\" is already stopping", name));
-      return refuse(fmt::format("instance \"{}\" is {}, not running: only a running VM can be saved", name, is));
+      return refuse(
+          fmt::format("instance \"{}\" is {}, not running: only a running VM can be saved", name, is));
     case InstanceAction::remove:
       if (state == InstanceState::stopped || state == InstanceState::created) return {};
       return refuse(fmt::format("instance \"{}\" is {}; stop it first or remove it with force", name, is));

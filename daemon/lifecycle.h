@@ -51,8 +51,8 @@ Result<ExitReason> parseExitReason(std::string_view text);
 // What a request asks of an existing instance. save: stop a VM by saving its state and memory (stop --save),
 // so its next start resumes it.
 enum class InstanceAction { start, stop, save, remove, forceRemove, exec };
-inline constexpr InstanceAction kAllInstanceActions[] = {InstanceAction::start,  InstanceAction::stop,
-                                                         InstanceAction::save,   InstanceAction::remove,
+inline constexpr InstanceAction kAllInstanceActions[] = {InstanceAction::start,       InstanceAction::stop,
+                                                         InstanceAction::save,        InstanceAction::remove,
                                                          InstanceAction::forceRemove, InstanceAction::exec};
 // "start", "stop", "stop --save", "rm", "rm --force", "exec"
 std::string_view instanceActionName(InstanceAction action);

@@ -947,17 +947,18 @@ void VmDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec
   out["cgroup"] = nullptr;
   out["bundle"] = directory(row.name).string();
   out["user_namespace_range"] = nullptr;
-  out["vm"] = {{"domain", domainName(row.name)},
-               {"memory_bytes", vm.plan ? json(vm.plan->memoryBytes) : json(nullptr)},
-               {"vcpus", vm.plan ? json(vm.plan->vcpus) : json(nullptr)},
-               {"kernel", vm.plan ? json(vm.plan->kernel.string()) : json(nullptr)},
-               {"kernel_source", vm.plan ? json(guestKernelName(vm.plan->kernelSource)) : json(nullptr)},
-               {"machine", vm.plan ? json(vmm::machineName(vm.plan->machine)) : json(nullptr)},
-               {"initrd", vm.plan ? json(vm.plan->initrd.string()) : json(nullptr)},
-               {"accelerator", fromBoot("accelerator")},
-               {"accelerator_reason", fromBoot("accelerator_reason")},
-               {"agent_socket", (directory(row.name) / "agent.sock").string()},
-               {"saved_state", vm.saved ? json((directory(row.name) / kSavedStateFile).string()) : json(nullptr)}};
+  out["vm"] = {
+      {"domain", domainName(row.name)},
+      {"memory_bytes", vm.plan ? json(vm.plan->memoryBytes) : json(nullptr)},
+      {"vcpus", vm.plan ? json(vm.plan->vcpus) : json(nullptr)},
+      {"kernel", vm.plan ? json(vm.plan->kernel.string()) : json(nullptr)},
+      {"kernel_source", vm.plan ? json(guestKernelName(vm.plan->kernelSource)) : json(nullptr)},
+      {"machine", vm.plan ? json(vmm::machineName(vm.plan->machine)) : json(nullptr)},
+      {"initrd", vm.plan ? json(vm.plan->initrd.string()) : json(nullptr)},
+      {"accelerator", fromBoot("accelerator")},
+      {"accelerator_reason", fromBoot("accelerator_reason")},
+      {"agent_socket", (directory(row.name) / "agent.sock").string()},
+      {"saved_state", vm.saved ? json((directory(row.name) / kSavedStateFile).string()) : json(nullptr)}};
 }
 
 std::string VmDriver::consoleTail(const std::string& name, size_t lines) const {

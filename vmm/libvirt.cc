@@ -145,7 +145,8 @@ Result<DomainInfo> describe(virDomainPtr domain) {
   if (info.running) info.qemuPid = readQemuPid(info.name);
   int state = VIR_DOMAIN_NOSTATE;
   int reason = 0;
-  if (info.running && virDomainGetState(domain, &state, &reason, 0) == 0) info.paused = state == VIR_DOMAIN_PAUSED;
+  if (info.running && virDomainGetState(domain, &state, &reason, 0) == 0)
+    info.paused = state == VIR_DOMAIN_PAUSED;
   return info;
 }
 

@@ -64,8 +64,7 @@ class Libvirt {
   // virDomainRestoreFlags: a new transient domain from a file saveToFile wrote, with the saved XML (its
   // name, disks, tap, sockets); `paused`: the CPUs wait for resume(). A file that is not a complete save
   // fails here and leaves no domain (libvirt kills the QEMU whose incoming migration failed).
-  Result<DomainInfo> restoreFromFile(const std::filesystem::path& file, const std::string& name,
-                                     bool paused);
+  Result<DomainInfo> restoreFromFile(const std::filesystem::path& file, const std::string& name, bool paused);
   Result<std::string> hypervisorVersion();          // "QEMU 7.2.0 via libvirt 9.0.0"
   const std::string& uri() const;
 

@@ -41,8 +41,8 @@ json runReady(const TestDaemon& daemon, const std::string& name) {
 }
 
 std::string execOut(const TestDaemon& daemon, const std::string& name, const std::string& script) {
-  Reply reply = daemon.call("POST", fmt::format("/v1/instances/{}/exec", name),
-                            {{"command", {"sh", "-c", script}}});
+  Reply reply =
+      daemon.call("POST", fmt::format("/v1/instances/{}/exec", name), {{"command", {"sh", "-c", script}}});
   EXPECT_EQ(reply.status, 200) << reply.body.dump();
   EXPECT_EQ(reply.body.value("exit_code", -1), 0) << script << ": " << reply.body.dump();
   std::string out = reply.body.value("stdout", "");
@@ -55,10 +55,10 @@ TEST(VmSave, ResumeKeepsProcessesFilesAndSetsTheClockAcrossADaemonKill) {
   TestDaemon daemon("vm", {"--accelerator", "tcg"});
   ASSERT_TRUE(daemon.start()) << daemon.log();
   runReady(daemon, "keep");
-  const std::string pid = execOut(
-      daemon, "keep",
-      "mkdir -p /mnt/t && mount -t tmpfs t /mnt/t && echo kept > /mnt/t/file && "
-      "(setsid sleep 100000 </dev/null >/dev/null 2>&1 &) && sleep 0.2 && pidof sleep");
+  const std::string pid =
+      execOut(daemon, "keep",
+              "mkdir -p /mnt/t && mount -t tmpfs t /mnt/t && echo kept > /mnt/t/file && "
+              "(setsid sleep 100000 </dev/null >/dev/null 2>&1 &) && sleep 0.2 && pidof sleep");
   ASSERT_FALSE(pid.empty());
   const std::string bootId = execOut(daemon, "keep", "cat /proc/sys/kernel/random/boot_id");
 
