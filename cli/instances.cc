@@ -53,6 +53,11 @@ std::string oneDecimal(const json& value) {
 // "3412.0 ms total = domain 312.4 + firmware 401.2 + kernel 1830.0 + userspace 868.4 (guest uptime 2698 ms)"
 std::string bootSplit(const json& boot) {
   if (!boot.is_object() || !field(boot, "total_ms").is_number()) return "-";
+  if (field(boot, "restored") == true) {
+    return fmt::format("{} total = restore {} + agent {} + clock {} (resumed from its saved state)",
+                       displayMilliseconds(field(boot, "total_ms")), oneDecimal(field(boot, "domain_ms")),
+                       oneDecimal(field(boot, "agent_ms")), oneDecimal(field(boot, "clock_ms")));
+  }
   if (boot.contains("domain_ms")) {
     return fmt::format(
         "{} total = domain {} + firmware {} + kernel {} + userspace {} (guest uptime {} ms at ready)",
@@ -117,10 +122,10 @@ void printVm(const json& instance) {
                      ? fmt::format("{} MiB", field(vm, "memory_bytes").get<uint64_t>() >> 20)
                      : "-"},
       {"vcpus", displayText(field(vm, "vcpus"))},
-      {"kernel", field(vm, "kernel_source").is_string()
-                     ? fmt::format("{} ({})", displayText(field(vm, "kernel_source")),
-                                   displayText(field(vm, "kernel")))
-                     : displayText(field(vm, "kernel"))},
+      {"kernel",
+       field(vm, "kernel_source").is_string()
+           ? fmt::format("{} ({})", displayText(field(vm, "kernel_source")), displayText(field(vm, "kernel")))
+           : displayText(field(vm, "kernel"))},
       {"machine", displayText(field(vm, "machine"))},
       {"initrd", displayText(field(vm, "initrd"))},
       {"remove on exit", displayText(field(spec, "remove_on_exit"))},
@@ -129,6 +134,7 @@ void printVm(const json& instance) {
       {"finished", displayTime(field(instance, "finished_at"))},
       {"exit reason", displayText(field(instance, "exit_reason"))},
       {"exit note", displayText(field(instance, "exit_note"))},
+      {"saved state", orNone(field(vm, "saved_state"), "-")},
       {"agent socket", displayText(field(vm, "agent_socket"))},
       {"console log", displayText(field(instance, "log_path"))},
   };
@@ -236,7 +242,8 @@ std::string displayReady(const json& instance) {
   if (field(instance, "kind") != "vm") {
     return fmt::format("running (ready in {})", displayMilliseconds(field(boot, "total_ms")));
   }
-  return fmt::format("running: guest ready in {} ({}, guest kernel {})",
+  return fmt::format("running: guest {} in {} ({}, guest kernel {})",
+                     field(boot, "restored") == true ? "resumed from its saved state" : "ready",
                      displayMilliseconds(field(boot, "total_ms")), displayText(field(boot, "accelerator")),
                      displayText(field(boot, "guest_kernel")));
 }

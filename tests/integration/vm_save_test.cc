@@ -85,8 +85,9 @@ TEST(VmSave, ResumeKeepsProcessesFilesAndSetsTheClockAcrossADaemonKill) {
   // The guest's clock stands still meanwhile: without corral setting it, it would be this far behind.
   std::this_thread::sleep_for(4s);
 
-  Reply started = daemon.call("POST", "/v1/instances/keep/start");
-  ASSERT_EQ(started.status, 200) << started.body.dump() << daemon.log();
+  CliRun started = daemon.cli({"start", "keep"});
+  ASSERT_EQ(started.code, 0) << started.out << started.err << daemon.log();
+  EXPECT_NE(started.out.find("resumed from its saved state"), std::string::npos) << started.out;
   json resumed = daemon.waitWhile("keep", "starting");
   ASSERT_EQ(resumed.value("state", ""), "running") << resumed.dump(2) << daemon.log();
   const json& boot = resumed["boot"];
@@ -98,6 +99,8 @@ TEST(VmSave, ResumeKeepsProcessesFilesAndSetsTheClockAcrossADaemonKill) {
   EXPECT_FALSE(boot.contains("kernel_ms")) << "a restore boots no kernel: " << boot.dump();
   EXPECT_EQ(resumed["saved"], false) << "the saved state is spent once the VM runs on";
   EXPECT_FALSE(std::filesystem::exists(file));
+  CliRun inspected = daemon.cli({"inspect", "keep"});
+  EXPECT_NE(inspected.out.find("total = restore "), std::string::npos) << inspected.out;
 
   // The same machine, where it was.
   EXPECT_EQ(execOut(daemon, "keep", fmt::format("kill -0 {} && cat /mnt/t/file", pid)), "kept");
