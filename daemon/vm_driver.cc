@@ -495,7 +495,13 @@ Result<StartedRun> VmDriver::restore(InstanceHandle& handle, const VmPlan& plan,
   const std::filesystem::path dir = directory(plan.name);
   const std::filesystem::path file = dir / kSavedStateFile;
   const std::string domain = domainName(plan.name);
-  auto restored = lv.restoreFromFile(file, domain, /*paused=*/nic != nullptr);
+  // The console log goes on after the boot's lines (the domain XML truncates it at a start: append='off').
+  auto appendConsole = [](std::string xml) {
+    for (size_t at = xml.find("append='off'"); at != std::string::npos; at = xml.find("append='off'", at))
+      xml.replace(at, std::string_view("append='off'").size(), "append='on'");
+    return xml;
+  };
+  auto restored = lv.restoreFromFile(file, domain, /*paused=*/nic != nullptr, appendConsole);
   if (!restored) {
     std::error_code ec;
     if (auto left = lv.lookup(domain); left && *left) (void)lv.destroy(domain);

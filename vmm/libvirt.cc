@@ -6,6 +6,7 @@
 #include <libvirt/virterror.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -322,10 +323,19 @@ Status Libvirt::saveToFile(const std::string& name, const std::filesystem::path&
 }
 
 Result<DomainInfo> Libvirt::restoreFromFile(const std::filesystem::path& file, const std::string& name,
-                                            bool paused) {
+                                            bool paused,
+                                            const std::function<std::string(std::string)>& editXml) {
   return state_->withConnection([&](virConnectPtr conn) -> Result<DomainInfo> {
     const unsigned flags = paused ? VIR_DOMAIN_SAVE_PAUSED : VIR_DOMAIN_SAVE_RUNNING;
-    if (virDomainRestoreFlags(conn, file.c_str(), nullptr, flags) < 0)
+    std::string xml;
+    if (editXml) {
+      char* saved = virDomainSaveImageGetXMLDesc(conn, file.c_str(), VIR_DOMAIN_SAVE_IMAGE_XML_SECURE);
+      if (saved == nullptr)
+        return fail(lastError(fmt::format("virDomainSaveImageGetXMLDesc(\"{}\")", file.string())));
+      xml = editXml(saved);
+      std::free(saved);
+    }
+    if (virDomainRestoreFlags(conn, file.c_str(), editXml ? xml.c_str() : nullptr, flags) < 0)
       return fail(lastError(fmt::format("virDomainRestoreFlags(\"{}\")", file.string())));
     DomainPtr domain(virDomainLookupByName(conn, name.c_str()));
     if (!domain) return fail(lastError(fmt::format("virDomainLookupByName(\"{}\")", name)));

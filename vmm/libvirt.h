@@ -62,9 +62,12 @@ class Libvirt {
   // and the domain ends (its stop event says Saved). On failure the domain keeps running.
   Status saveToFile(const std::string& name, const std::filesystem::path& file);
   // virDomainRestoreFlags: a new transient domain from a file saveToFile wrote, with the saved XML (its
-  // name, disks, tap, sockets); `paused`: the CPUs wait for resume(). A file that is not a complete save
-  // fails here and leaves no domain (libvirt kills the QEMU whose incoming migration failed).
-  Result<DomainInfo> restoreFromFile(const std::filesystem::path& file, const std::string& name, bool paused);
+  // name, disks, tap, sockets) as `editXml` changes it (virDomainSaveImageGetXMLDesc; libvirt refuses a
+  // change of what the guest sees, such as its MAC); `paused`: the CPUs wait for resume(). A file that is
+  // not a complete save fails here and leaves no domain (libvirt kills the QEMU whose incoming migration
+  // failed).
+  Result<DomainInfo> restoreFromFile(const std::filesystem::path& file, const std::string& name, bool paused,
+                                     const std::function<std::string(std::string)>& editXml = nullptr);
   Result<std::string> hypervisorVersion();          // "QEMU 7.2.0 via libvirt 9.0.0"
   const std::string& uri() const;
 

@@ -99,6 +99,9 @@ TEST(VmSave, ResumeKeepsProcessesFilesAndSetsTheClockAcrossADaemonKill) {
   EXPECT_FALSE(boot.contains("kernel_ms")) << "a restore boots no kernel: " << boot.dump();
   EXPECT_EQ(resumed["saved"], false) << "the saved state is spent once the VM runs on";
   EXPECT_FALSE(std::filesystem::exists(file));
+  Reply logs = daemon.call("GET", "/v1/instances/keep/logs?offset=0");
+  EXPECT_NE(logs.body.value("data", "").find("corral-init: ready"), std::string::npos)
+      << "the console log of the boot before the save is kept: " << logs.body.dump();
   CliRun inspected = daemon.cli({"inspect", "keep"});
   EXPECT_NE(inspected.out.find("total = restore "), std::string::npos) << inspected.out;
 
