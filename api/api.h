@@ -108,9 +108,12 @@ struct GetInstance {      // GET /v1/instances/NAME[?show_env=true]: everything 
   bool showEnv = false;  // env values unmasked ("KEY=***" otherwise); never on the dashboard port
   bool operator==(const GetInstance&) const = default;
 };
-struct StopInstance {  // POST /v1/instances/NAME/stop {"grace_seconds": 10}: SIGTERM, then SIGKILL
+// POST /v1/instances/NAME/stop {"grace_seconds": 10, "save": false}: SIGTERM, then SIGKILL; save (VMs
+// only): the VM's state and memory are saved instead, and its next start resumes it
+struct StopInstance {
   std::string name;
   int64_t graceSeconds = 10;
+  bool save = false;
   bool operator==(const StopInstance&) const = default;
 };
 struct StartInstance {  // POST /v1/instances/NAME/start: a stopped instance runs again, same writable layer

@@ -321,6 +321,7 @@ void readSpec(BodyFields& f, schema::InstanceSpec& s) {
 
 void readSpec(BodyFields& f, StopBody& s) {
   f.optional("grace_seconds", s.graceSeconds);
+  f.optional("save", s.save);
 }
 
 void readSpec(BodyFields&, EmptyBody&) {}
@@ -520,7 +521,9 @@ json bodyJson(const schema::InstanceSpec& s) {
 }
 
 json bodyJson(const StopBody& s) {
-  return {{"grace_seconds", s.graceSeconds}};
+  json body = {{"grace_seconds", s.graceSeconds}};
+  if (s.save) body["save"] = true;  // absent when false: what a client that predates it sends
+  return body;
 }
 
 json bodyJson(const ExecBody& s) {

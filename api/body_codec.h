@@ -17,6 +17,7 @@ namespace corral::api {
 // Bodies of instance operations whose request types carry the name from the path as well.
 struct StopBody {  // POST /v1/instances/NAME/stop; absent fields keep their defaults
   int64_t graceSeconds = 10;
+  bool save = false;
 };
 struct EmptyBody {};  // POST /v1/instances/NAME/start: nothing, or {}
 struct ExecBody {     // POST /v1/instances/NAME/exec

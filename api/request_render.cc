@@ -118,7 +118,7 @@ HttpRequest renderRequest(const Request& request) {
           },
           [&](const StopInstance& r) {
             return HttpRequest{"POST", instancePath(r.name) + "/stop",
-                               bodyJson(StopBody{r.graceSeconds}).dump()};
+                               bodyJson(StopBody{r.graceSeconds, r.save}).dump()};
           },
           [&](const StartInstance& r) {
             return HttpRequest{"POST", instancePath(r.name) + "/start", ""};

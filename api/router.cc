@@ -170,7 +170,7 @@ class Router {
         if (!parsed) return fail(parsed.error());
         body = *parsed;
       }
-      return Request{StopInstance{std::move(*name), body.graceSeconds}};
+      return Request{StopInstance{std::move(*name), body.graceSeconds, body.save}};
     }
     if (seg[2] == "start") {
       if (Status s = check({"POST"}); !s) return fail(s.error());

@@ -3,9 +3,16 @@
 // measurement, request received → guest agent ready). raw: qemu-system-x86_64 with the same kernel,
 // initramfs, machine, memory, accelerator and TCG translation cache, timed from spawn to the agent's
 // "ready" through vmm::AgentClient. Prints medians, the ratio corral/raw and the RSS of an idle QEMU of
-// each (corral's from `inspect`'s usage, raw's from /proc). Run by bench/vm-boot.
+// each (corral's from `inspect`'s usage, raw's from /proc). With --restore, also a warm start of each:
+// corral: `corral stop --save` then `corral start` of the same VM (boot.total_ms of the restore, request →
+// agent ready with the guest's clock set); raw: the booted QEMU migrated to a file (HMP `migrate
+// "exec:cat > FILE"`), then a new QEMU with `-incoming "exec:cat FILE"` timed from spawn to the agent's
+// "ready" and its set_clock answer. Run by bench/vm-boot.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +53,8 @@ struct Options {
   std::string workDir = "/tmp";
   int runs = 10;
   int memoryMib = 128;
+  bool restore = false;                         // also time a warm start (restore from a saved state) of each
+  std::string namePrefix = "corral-bench-vm-";  // corral's instance names: PREFIX + run
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -53,7 +62,7 @@ struct Options {
       stderr,
       "bench_vm_boot: %s\nusage: bench_vm_boot --kernel PATH --initrd PATH [--runs N] [--machine pc|microvm]"
       " [--memory-mib N] [--tb-size-mib N] [--tsc-khz N] [--corral CLI [--socket PATH] [--corral-kernel "
-      "corral|debian]] [--work-dir DIR]\n",
+      "corral|debian] [--name-prefix P]] [--work-dir DIR] [--restore]\n",
       why);
   std::exit(2);
 }
@@ -62,6 +71,10 @@ Options parseOptions(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "--restore") {
+      options.restore = true;
+      continue;
+    }
     if (i + 1 >= argc) usage(("missing value for " + flag).c_str());
     const std::string value = argv[++i];
     if (flag == "--kernel")
@@ -82,6 +95,8 @@ Options parseOptions(int argc, char** argv) {
       options.kernelName = value;
     else if (flag == "--tb-size-mib")
       options.tbSizeMib = std::atoi(value.c_str());
+    else if (flag == "--name-prefix")
+      options.namePrefix = value;
     else if (flag == "--work-dir")
       options.workDir = value;
     else if (flag == "--runs")
@@ -164,7 +179,55 @@ long rssKib(pid_t pid) {
 struct RawRun {
   double readyMs = 0;
   long rssKib = -1;
+  std::optional<double> restoreMs;  // --restore: a new QEMU from the migrated state, spawn → ready + clock
 };
+
+// One HMP command over QEMU's monitor socket; returns what it printed up to the next "(qemu) " prompt.
+std::optional<std::string> hmp(int fd, const std::string& command) {
+  const std::string line = command + "\n";
+  if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return std::nullopt;
+  std::string out;
+  char buffer[4096];
+  while (!out.ends_with("(qemu) ")) {
+    pollfd in{fd, POLLIN, 0};
+    if (::poll(&in, 1, 30'000) <= 0) return std::nullopt;
+    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n <= 0) return std::nullopt;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+int connectMonitor(const std::string& path) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) return fd;
+    ::close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
+}
+
+// The running raw VM's state and memory into `file` (QEMU's migration stream, as libvirt's save writes
+// after its header); the source QEMU is left paused.
+bool migrateToFile(const std::string& monitor, const std::string& file) {
+  const int fd = connectMonitor(monitor);
+  if (fd < 0) return false;
+  bool done = false;
+  if (hmp(fd, "") && hmp(fd, "migrate \"exec:cat > " + file + "\"")) {
+    for (int poll = 0; poll < 600 && !done; ++poll) {
+      const auto status = hmp(fd, "info migrate");
+      if (!status || status->find("Migration status: failed") != std::string::npos) break;
+      done = status->find("Migration status: completed") != std::string::npos;
+      if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ::close(fd);
+  return done;
+}
 
 std::optional<RawRun> bootRaw(const Options& options, int run) {
   const std::string socket = options.workDir + "/raw-" + std::to_string(run) + ".sock";
@@ -213,17 +276,44 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
   args.insert(args.end(),
               {"-device", std::string("virtserialport,chardev=agent,name=") + corral::vmm::kAgentChannel,
                "-append", append});
+  const std::string monitor = options.workDir + "/raw-" + std::to_string(run) + ".monitor";
+  const std::string stateFile = options.workDir + "/raw-" + std::to_string(run) + ".state";
+  std::vector<std::string> bootArgs = args;
+  if (options.restore)
+    bootArgs.insert(bootArgs.end(), {"-monitor", "unix:" + monitor + ",server=on,wait=off"});
 
   const auto started = Clock::now();
-  const pid_t pid = spawn(args);
+  const pid_t pid = spawn(bootArgs);
   if (pid < 0) return std::nullopt;
   auto agent = corral::vmm::AgentClient::connect(socket, started + std::chrono::seconds(120));
   std::optional<RawRun> result;
   if (agent) {
-    result = RawRun{std::chrono::duration<double, std::milli>(Clock::now() - started).count(), -1};
+    result = RawRun{std::chrono::duration<double, std::milli>(Clock::now() - started).count(), -1, {}};
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // idle: the agent waits for requests
     result->rssKib = rssKib(pid);
-    if (!agent->shutdown()) ::kill(pid, SIGTERM);
+    if (options.restore) {
+      const bool migrated = migrateToFile(monitor, stateFile);
+      ::kill(pid, SIGKILL);
+      if (!migrated) std::fprintf(stderr, "bench_vm_boot: raw run %d: migrate to a file failed\n", run);
+      waitFor(pid, std::chrono::seconds(30));
+      std::filesystem::remove(socket);
+      if (migrated) {
+        std::vector<std::string> restoreArgs = args;
+        restoreArgs.insert(restoreArgs.end(), {"-incoming", "exec:cat " + stateFile});
+        const auto restoring = Clock::now();
+        const pid_t restored = spawn(restoreArgs);
+        auto again = corral::vmm::AgentClient::connect(socket, restoring + std::chrono::seconds(120));
+        if (again && again->setClock(Clock::now() + std::chrono::seconds(10))) {
+          result->restoreMs = std::chrono::duration<double, std::milli>(Clock::now() - restoring).count();
+        } else {
+          std::fprintf(stderr, "bench_vm_boot: raw run %d: the restored guest did not answer\n", run);
+        }
+        ::kill(restored, SIGKILL);
+        waitFor(restored, std::chrono::seconds(30));
+      }
+    } else if (!agent->shutdown()) {
+      ::kill(pid, SIGTERM);
+    }
   } else {
     std::fprintf(stderr, "bench_vm_boot: raw run %d: %s\n", run, agent.error().message().c_str());
     ::kill(pid, SIGKILL);
@@ -231,6 +321,8 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
   waitFor(pid, std::chrono::seconds(30));
   std::filesystem::remove(socket);
   std::filesystem::remove(console);
+  std::filesystem::remove(monitor);
+  std::filesystem::remove(stateFile);
   return result;
 }
 
@@ -245,6 +337,8 @@ struct CorralRun {
   double readyMs = 0;
   long rssKib = -1;             // usage.memory_bytes (QEMU's RSS) of the idle VM
   double libvirtCreateMs = -1;  // boot.domain_steps.libvirt_create_ms: libvirt's share of the start
+  std::optional<double> restoreMs;  // --restore: boot.total_ms of `corral start` after `stop --save`
+  json restoreSteps;                // its boot record: domain_ms (libvirt's restore), agent_ms, clock_ms
 };
 
 // The instance as `corral --json inspect` shows it, or a discarded json.
@@ -256,7 +350,7 @@ json inspect(const Options& options, const std::string& name) {
 
 // boot.total_ms of one `corral run --vm -d` and its idle RSS, or nullopt.
 std::optional<CorralRun> bootCorral(const Options& options, int run) {
-  const std::string name = "corral-bench-vm-" + std::to_string(run);
+  const std::string name = options.namePrefix + std::to_string(run);
   std::optional<double> total;
   double libvirtCreateMs = -1;
   long rssKib = -1;
@@ -295,9 +389,25 @@ std::optional<CorralRun> bootCorral(const Options& options, int run) {
   } else {
     std::fprintf(stderr, "bench_vm_boot: corral run %d (%s): no boot.total_ms\n", run, name.c_str());
   }
+  std::optional<double> restoreMs;
+  json restoreSteps;
+  if (total && options.restore) {
+    // `corral start` waits until the guest is ready; its boot then is the restore's.
+    if (runCapturing(corralCommand(options, {"stop", "--save", name}), std::chrono::seconds(120)) &&
+        runCapturing(corralCommand(options, {"start", name}), std::chrono::seconds(180))) {
+      const json instance = inspect(options, name);
+      if (instance.is_object() && instance.contains("boot") && instance["boot"].is_object() &&
+          instance["boot"].value("restored", false) && instance["boot"]["total_ms"].is_number()) {
+        restoreMs = instance["boot"]["total_ms"].get<double>();
+        restoreSteps = instance["boot"];
+      }
+    }
+    if (!restoreMs)
+      std::fprintf(stderr, "bench_vm_boot: corral run %d (%s): no restore\n", run, name.c_str());
+  }
   runCapturing(corralCommand(options, {"rm", "-f", name}), std::chrono::seconds(60));
   if (!total) return std::nullopt;
-  return CorralRun{*total, rssKib, libvirtCreateMs};
+  return CorralRun{*total, rssKib, libvirtCreateMs, restoreMs, restoreSteps};
 }
 
 // The 1-minute load average, printed with the numbers it inflates.
@@ -344,7 +454,7 @@ int main(int argc, char** argv) {
     }
     options.accel = *chosen;
   }
-  std::vector<double> corralMs, corralRss, corralLibvirtMs, rawMs, rawRss;
+  std::vector<double> corralMs, corralRss, corralLibvirtMs, rawMs, rawRss, corralRestoreMs, rawRestoreMs;
   std::printf(
       "VM boot, kernel %s, machine %s, %d MiB, %s (translation cache %s), %d runs each, alternating, "
       "load average %s\n",
@@ -357,13 +467,26 @@ int main(int argc, char** argv) {
         corralMs.push_back(booted->readyMs);
         if (booted->rssKib > 0) corralRss.push_back(static_cast<double>(booted->rssKib));
         if (booted->libvirtCreateMs >= 0) corralLibvirtMs.push_back(booted->libvirtCreateMs);
-        std::printf("  run %2d corral %8.1f ms  (qemu rss %ld KiB)\n", run, booted->readyMs, booted->rssKib);
+        std::printf("  run %2d corral %8.1f ms  (qemu rss %ld KiB)", run, booted->readyMs, booted->rssKib);
+        if (booted->restoreMs) {
+          corralRestoreMs.push_back(*booted->restoreMs);
+          const json& steps = booted->restoreSteps;
+          std::printf("  restore %8.1f ms (domain %.0f, agent %.0f, clock %.0f)", *booted->restoreMs,
+                      steps.value("domain_ms", 0.0), steps.value("agent_ms", 0.0),
+                      steps.value("clock_ms", 0.0));
+        }
+        std::printf("\n");
       }
     }
     if (const auto raw = bootRaw(options, run)) {
       rawMs.push_back(raw->readyMs);
       if (raw->rssKib > 0) rawRss.push_back(static_cast<double>(raw->rssKib));
-      std::printf("  run %2d raw    %8.1f ms  (qemu rss %ld KiB)\n", run, raw->readyMs, raw->rssKib);
+      std::printf("  run %2d raw    %8.1f ms  (qemu rss %ld KiB)", run, raw->readyMs, raw->rssKib);
+      if (raw->restoreMs) {
+        rawRestoreMs.push_back(*raw->restoreMs);
+        std::printf("  restore %8.1f ms", *raw->restoreMs);
+      }
+      std::printf("\n");
     }
     std::fflush(stdout);
   }
@@ -388,6 +511,16 @@ int main(int argc, char** argv) {
       std::printf("corral     median libvirt create (boot.domain_steps.libvirt_create_ms) %.1f ms\n",
                   median(corralLibvirtMs));
     std::printf("ratio corral/raw %.2f (target <= 1.15)\n", ratio);
+  }
+  if (options.restore) {
+    if (!rawRestoreMs.empty())
+      std::printf("raw qemu   median %8.1f ms warm (restore to agent ready + clock, %zu/%d runs)\n",
+                  median(rawRestoreMs), rawRestoreMs.size(), options.runs);
+    if (!corralRestoreMs.empty())
+      std::printf("corral     median %8.1f ms warm (start after stop --save, %zu/%d runs; target <= 300)\n",
+                  median(corralRestoreMs), corralRestoreMs.size(), options.runs);
+    if (!rawRestoreMs.empty() && !corralRestoreMs.empty())
+      std::printf("ratio corral/raw warm %.2f\n", median(corralRestoreMs) / median(rawRestoreMs));
   }
   std::printf("load average at the end %s\n", loadAverage().c_str());
   return 0;

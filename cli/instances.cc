@@ -53,6 +53,11 @@ std::string oneDecimal(const json& value) {
 // "3412.0 ms total = domain 312.4 + firmware 401.2 + kernel 1830.0 + userspace 868.4 (guest uptime 2698 ms)"
 std::string bootSplit(const json& boot) {
   if (!boot.is_object() || !field(boot, "total_ms").is_number()) return "-";
+  if (field(boot, "restored") == true) {
+    return fmt::format("{} total = restore {} + agent {} + clock {} (resumed from its saved state)",
+                       displayMilliseconds(field(boot, "total_ms")), oneDecimal(field(boot, "domain_ms")),
+                       oneDecimal(field(boot, "agent_ms")), oneDecimal(field(boot, "clock_ms")));
+  }
   if (boot.contains("domain_ms")) {
     return fmt::format(
         "{} total = domain {} + firmware {} + kernel {} + userspace {} (guest uptime {} ms at ready)",
@@ -122,10 +127,10 @@ void printVm(const json& instance) {
                      ? fmt::format("{} MiB", field(vm, "memory_bytes").get<uint64_t>() >> 20)
                      : "-"},
       {"vcpus", displayText(field(vm, "vcpus"))},
-      {"kernel", field(vm, "kernel_source").is_string()
-                     ? fmt::format("{} ({})", displayText(field(vm, "kernel_source")),
-                                   displayText(field(vm, "kernel")))
-                     : displayText(field(vm, "kernel"))},
+      {"kernel",
+       field(vm, "kernel_source").is_string()
+           ? fmt::format("{} ({})", displayText(field(vm, "kernel_source")), displayText(field(vm, "kernel")))
+           : displayText(field(vm, "kernel"))},
       {"machine", displayText(field(vm, "machine"))},
       {"initrd", displayText(field(vm, "initrd"))},
       {"remove on exit", displayText(field(spec, "remove_on_exit"))},
@@ -134,6 +139,7 @@ void printVm(const json& instance) {
       {"finished", displayTime(field(instance, "finished_at"))},
       {"exit reason", displayText(field(instance, "exit_reason"))},
       {"exit note", displayText(field(instance, "exit_note"))},
+      {"saved state", orNone(field(vm, "saved_state"), "-")},
       {"agent socket", displayText(field(vm, "agent_socket"))},
       {"console log", displayText(field(instance, "log_path"))},
   };
@@ -200,6 +206,7 @@ std::string displayInstanceState(const json& instance) {
     how = fmt::format(" ({})", code.get<int64_t>());
   if (reason == "oom-killed") return "oom-killed";
   if (reason == "lost") return "lost";  // it ended while corrald was not watching
+  if (reason == "stopped" && field(instance, "saved") == true) return "stopped (saved)";
   if (reason == "stopped") return "stopped" + how;
   if (reason.is_string() && field(instance, "kind") == "vm")
     return displayText(reason);  // shutdown, crashed, ...
@@ -240,7 +247,8 @@ std::string displayReady(const json& instance) {
   if (field(instance, "kind") != "vm") {
     return fmt::format("running (ready in {})", displayMilliseconds(field(boot, "total_ms")));
   }
-  return fmt::format("running: guest ready in {} ({}, guest kernel {})",
+  return fmt::format("running: guest {} in {} ({}, guest kernel {})",
+                     field(boot, "restored") == true ? "resumed from its saved state" : "ready",
                      displayMilliseconds(field(boot, "total_ms")), displayText(field(boot, "accelerator")),
                      displayText(field(boot, "guest_kernel")));
 }
@@ -425,15 +433,17 @@ Command stopCommand() {
   Command command = leaf(
       "stop",
       "stop instances: SIGTERM, then SIGKILL after the grace period (their files are kept); each NAME in "
-      "turn",
-      {instanceArgument()}, "[-t GRACE]",
+      "turn. --save (VMs): save the VM's state and memory instead; `corral start` resumes it where it was",
+      {instanceArgument()}, "[-t GRACE] [--save]",
       [](po::options_description& options) {
         options.add_options()("time,t", po::value<std::string>()->value_name("GRACE"),
-                              "seconds between SIGTERM and SIGKILL (default 10)");
+                              "seconds between SIGTERM and SIGKILL (default 10)")(
+            "save", "VMs: save state and memory (corral start resumes it, the guest's clock set again)");
       },
       [](const Invocation& invocation) {
         api::StopInstance request;
         if (auto grace = invocation.value("time")) request.graceSeconds = parseCountFlag("-t/--time", *grace);
+        request.save = invocation.flag("save");
         api::Client client(invocation.global.socketPath,
                            std::chrono::seconds(request.graceSeconds) + std::chrono::seconds(30));
         return forEachInstance(

@@ -184,6 +184,14 @@ class InstanceDriver {
                       std::chrono::seconds grace) = 0;
   virtual Status kill(InstanceHandle& handle, const std::string& name,
                       std::unique_lock<std::mutex>& lock) = 0;
+  // stop --save (a VM): its state and memory go to a file of its own directory and it ends (reported as
+  // usual); its next start() resumes from that file. `lock` as for stop. Kinds without a state to save
+  // never get here (the transition table refuses them).
+  virtual Status save(InstanceHandle&, const std::string& name, std::unique_lock<std::mutex>&) {
+    return fail(invalidField("save", "instance \"{}\": its kind has no state to save", name));
+  }
+  // Whether a stopped instance has a saved state its next start resumes ("saved" in docs/api.md).
+  virtual bool hasSavedState(const InstanceHandle&) const { return false; }
   // How long the manager waits for the end's report after stop() or kill().
   virtual std::chrono::milliseconds settleTimeout() const = 0;
   // exec: `lock` as for stop; the JSON of POST /v1/instances/NAME/exec (docs/api.md).

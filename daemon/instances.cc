@@ -290,6 +290,7 @@ json InstanceManager::render(const Instance& instance, json network) const {
               {"exit_signal", optionalJson(row.exitSignal)},
               {"exit_reason", optionalJson(row.exitReason)},
               {"exit_note", optionalJson(row.exitNote)},
+              {"saved", instance.driver->hasSavedState(*instance.handle)},
               {"boot", std::move(boot)},
               {"spec", *instance.specView},
               {"log_path", row.logPath},
@@ -577,6 +578,7 @@ json InstanceManager::summaries() {
                      {"exit_reason", optionalJson(row.exitReason)},
                      {"exit_code", optionalJson(row.exitCode)},
                      {"exit_signal", optionalJson(row.exitSignal)},
+                     {"saved", instance.driver->hasSavedState(*instance.handle)},
                      {"ip", instance.spec.ip.empty() ? json(nullptr) : json(instance.spec.ip)},
                      {"image", instance.spec.image},
                      {"boot", std::move(boot)},
@@ -635,7 +637,7 @@ Rollback InstanceManager::holdInProgress(std::unique_lock<std::mutex>& lock, Ins
   });
 }
 
-Result<json> InstanceManager::stop(const std::string& name, int64_t graceSeconds) {
+Result<json> InstanceManager::stop(const std::string& name, int64_t graceSeconds, bool save) {
   if (graceSeconds < 0 || graceSeconds > kMaxGraceSeconds) {
     return fail(
         invalidField("grace_seconds", "{} is out of range: give 0 to {}", graceSeconds, kMaxGraceSeconds));
@@ -644,17 +646,19 @@ Result<json> InstanceManager::stop(const std::string& name, int64_t graceSeconds
   auto it = instances_.find(name);
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
   Instance& instance = it->second;
-  if (Status fits = checkAction(instance.row.kind, instance.state(), InstanceAction::stop, name); !fits)
+  const InstanceAction action = save ? InstanceAction::save : InstanceAction::stop;
+  if (Status fits = checkAction(instance.row.kind, instance.state(), action, name); !fits)
     return fail(fits.error());
-  Rollback settle = holdInProgress(lock, instance, InstanceAction::stop);
+  Rollback settle = holdInProgress(lock, instance, action);
   InstanceDriver& driver = *instance.driver;
   // The driver releases the lock while it waits: other requests go on meanwhile.
-  if (Status stopped = driver.stop(*instance.handle, name, lock, std::chrono::seconds(graceSeconds));
-      !stopped)
-    return fail(stopped.error());
+  Status stopped = save ? driver.save(*instance.handle, name, lock)
+                        : driver.stop(*instance.handle, name, lock, std::chrono::seconds(graceSeconds));
+  if (!stopped) return fail(stopped.error());
   if (auto waited = waitStopped(lock, name, driver.settleTimeout()); !waited) return fail(waited.error());
   auto after = instances_.find(name);
   if (after == instances_.end()) return json{{"name", name}, {"state", "removed"}};
+  if (save) touch(after->second);  // "saved" changed after its end was recorded
   return render(after->second);
 }
 

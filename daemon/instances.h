@@ -63,7 +63,8 @@ class InstanceManager final : private InstanceEvents {
   // (names, kinds, states, addresses, starts, boots), and never comes back. A counter: no lock, no scan.
   uint64_t revision();
   Result<nlohmann::json> get(const std::string& name);
-  Result<nlohmann::json> stop(const std::string& name, int64_t graceSeconds);
+  // save: a VM's state and memory are saved instead (stop --save), and its next start resumes it.
+  Result<nlohmann::json> stop(const std::string& name, int64_t graceSeconds, bool save = false);
   Result<nlohmann::json> start(const std::string& name);
   Result<nlohmann::json> remove(const std::string& name, bool force);
   // POST /v1/instances/remove (docs/api.md): each name as remove() would, in one request: the running ones

@@ -81,6 +81,8 @@ std::string_view instanceActionName(InstanceAction action) {
       return "start";
     case InstanceAction::stop:
       return "stop";
+    case InstanceAction::save:
+      return "stop --save";
     case InstanceAction::remove:
       return "rm";
     case InstanceAction::forceRemove:
@@ -94,6 +96,7 @@ std::string_view instanceActionName(InstanceAction action) {
 std::optional<InstanceState> inProgressState(InstanceAction action) {
   switch (action) {
     case InstanceAction::stop:
+    case InstanceAction::save:
       return InstanceState::stopping;
     case InstanceAction::forceRemove:
       return InstanceState::removing;
@@ -109,6 +112,10 @@ Status checkAction(InstanceKind kind, InstanceState state, InstanceAction action
   const bool vm = kind == InstanceKind::vm;
   const std::string_view is = instanceStateName(state);
   auto refuse = [&](std::string message) { return fail(Error(ErrorKind::Conflict, std::move(message))); };
+  if (action == InstanceAction::save && !vm) {
+    return fail(invalidField(
+        "save", "instance \"{}\" is a container; only a VM's state and memory can be saved", name));
+  }
   // A request that works outside the lock owns the instance until it is done.
   if (state == InstanceState::removing) {
     return refuse(fmt::format("instance \"{}\" is being removed", name));
@@ -122,6 +129,17 @@ Status checkAction(InstanceKind kind, InstanceState state, InstanceAction action
       if (state == InstanceState::stopping)
         return refuse(fmt::format("instance \"{}\" is already stopping", name));
       return refuse(fmt::format("instance \"{}\" is {}, not running", name, is));
+    case InstanceAction::save:
+      if (state == InstanceState::running) return {};
+      if (state == InstanceState::starting) {
+        return refuse(fmt::format(
+            "instance \"{}\" is starting; its state can be saved once its guest is ready (or stop it)",
+            name));
+      }
+      if (state == InstanceState::stopping)
+        return refuse(fmt::format("instance \"{}\" is already stopping", name));
+      return refuse(
+          fmt::format("instance \"{}\" is {}, not running: only a running VM can be saved", name, is));
     case InstanceAction::remove:
       if (state == InstanceState::stopped || state == InstanceState::created) return {};
       return refuse(fmt::format("instance \"{}\" is {}; stop it first or remove it with force", name, is));

@@ -48,15 +48,18 @@ std::string_view exitReasonName(ExitReason reason);  // "exited", "oom-killed", 
 // The store's text back; anything else is InvalidArgument naming "exit_reason".
 Result<ExitReason> parseExitReason(std::string_view text);
 
-// What a request asks of an existing instance.
-enum class InstanceAction { start, stop, remove, forceRemove, exec };
-inline constexpr InstanceAction kAllInstanceActions[] = {InstanceAction::start, InstanceAction::stop,
-                                                         InstanceAction::remove, InstanceAction::forceRemove,
-                                                         InstanceAction::exec};
-std::string_view instanceActionName(InstanceAction action);  // "start", "stop", "rm", "rm --force", "exec"
+// What a request asks of an existing instance. save: stop a VM by saving its state and memory (stop --save),
+// so its next start resumes it.
+enum class InstanceAction { start, stop, save, remove, forceRemove, exec };
+inline constexpr InstanceAction kAllInstanceActions[] = {InstanceAction::start,       InstanceAction::stop,
+                                                         InstanceAction::save,        InstanceAction::remove,
+                                                         InstanceAction::forceRemove, InstanceAction::exec};
+// "start", "stop", "stop --save", "rm", "rm --force", "exec"
+std::string_view instanceActionName(InstanceAction action);
 
 // The transition table: nothing when `action` fits an instance of `kind` in `state`, else a Conflict
-// naming the instance, its state and what to do instead.
+// naming the instance, its state and what to do instead. A save asked of a container is InvalidArgument
+// naming the field "save", in any state: only a VM has a state and memory to save.
 Status checkAction(schema::InstanceKind kind, InstanceState state, InstanceAction action,
                    std::string_view name);
 

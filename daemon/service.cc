@@ -260,7 +260,7 @@ Response Service::serveInstance(const api::GetInstance& request) {
   return instanceResponse(200, instances_->get(request.name));
 }
 Response Service::serveInstance(const api::StopInstance& request) {
-  return instanceResponse(200, instances_->stop(request.name, request.graceSeconds));
+  return instanceResponse(200, instances_->stop(request.name, request.graceSeconds, request.save));
 }
 Response Service::serveInstance(const api::StartInstance& request) {
   return instanceResponse(200, instances_->start(request.name));

@@ -30,6 +30,12 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kExecTimeout = std::chrono::seconds(60);
 constexpr auto kAgentReconnect = std::chrono::seconds(3);
+constexpr auto kSetClockAnswer = std::chrono::seconds(5);
+// stop --save's file in the VM's directory (libvirt's save image: the domain XML, device state and
+// memory). Present: the next start restores it instead of booting, then removes it (the guest runs on).
+// One whose restore failed is renamed kRejectedStateFile, kept for a look but never used again.
+constexpr std::string_view kSavedStateFile = "saved.state";
+constexpr std::string_view kRejectedStateFile = "saved.state.rejected";
 // QEMU's TCG translation cache for every VM (QEMU's default is 1 GiB, and what it fills stays resident).
 // Measured in vmm/README.md ("TCG translation cache"): idle RSS and boot time against the size.
 constexpr uint64_t kTcgTranslationCacheMiB = 32;
@@ -109,6 +115,7 @@ struct VmDriver::Run {
   bool ended = false;  // under runsMutex_: its end was claimed (reported, or undone by the manager)
   json boot;           // the boot's steps as the start recorded them
   Clock::time_point received{}, domainStarted{};
+  bool restored = false;        // resumed from stop --save's file, not booted
   std::timed_mutex agentMutex;  // one agent request at a time
   std::optional<vmm::AgentClient> agent;
 };
@@ -118,6 +125,7 @@ namespace {
 struct VmHandle : InstanceHandle {
   std::optional<VmPlan> plan;          // absent when the spec no longer validates
   std::shared_ptr<VmDriver::Run> run;  // while starting or running
+  bool saved = false;                  // kSavedStateFile is there: the next start resumes it
 };
 
 VmHandle& own(InstanceHandle& handle) {
@@ -151,6 +159,7 @@ ExitReason exitReasonOf(vmm::StopReason reason) {
       return ExitReason::crashed;
     case vmm::StopReason::Failed:
       return ExitReason::failed;
+    case vmm::StopReason::Saved:  // not by corral: its stop --save is an asked-for stop
     case vmm::StopReason::Other:
       return ExitReason::other;
   }
@@ -211,6 +220,8 @@ Status VmDriver::configure(InstanceHandle& handle, const schema::InstanceSpec& s
   auto plan = toPlan(spec);
   if (!plan) return fail(plan.error());
   own(handle).plan = std::move(*plan);
+  std::error_code ec;
+  own(handle).saved = std::filesystem::exists(directory(spec.name) / kSavedStateFile, ec);
   return {};
 }
 
@@ -402,6 +413,7 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   std::filesystem::create_directories(dir, ec);
   if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", dir.string())));
   std::filesystem::remove(dir / "agent.sock", ec);
+  if (vm.saved) return restore(handle, plan, *accel, **lv, nic, received);
 
   vmm::DomainConfig config{
       .domainName = domainName(plan.name),
@@ -494,9 +506,112 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   return started;
 }
 
-void VmDriver::supervise(InstanceHandle& handle, const std::string&) {
+// A start of a VM stopped with --save: a new transient domain from the saved file (its XML names the same
+// disks, tap, sockets), the NIC plugged in while paused, as a boot does. The disks are used as they are:
+// they hold what the saved memory expects. A file libvirt cannot restore is renamed aside, so the next
+// start boots cold, and nothing stays in libvirt.
+Result<StartedRun> VmDriver::restore(InstanceHandle& handle, const VmPlan& plan,
+                                     const vmm::AcceleratorChoice& accel, vmm::Libvirt& lv, NicPort* nic,
+                                     Clock::time_point received) {
+  VmHandle& vm = own(handle);
+  const std::filesystem::path dir = directory(plan.name);
+  const std::filesystem::path file = dir / kSavedStateFile;
+  const std::string domain = domainName(plan.name);
+  // The console log goes on after the boot's lines (the domain XML truncates it at a start: append='off').
+  auto appendConsole = [](std::string xml) {
+    for (size_t at = xml.find("append='off'"); at != std::string::npos; at = xml.find("append='off'", at))
+      xml.replace(at, std::string_view("append='off'").size(), "append='on'");
+    return xml;
+  };
+  auto restored = lv.restoreFromFile(file, domain, /*paused=*/nic != nullptr, appendConsole);
+  if (!restored) {
+    std::error_code ec;
+    if (auto left = lv.lookup(domain); left && *left) (void)lv.destroy(domain);
+    std::filesystem::rename(file, dir / kRejectedStateFile, ec);
+    if (ec) std::filesystem::remove(file, ec);
+    vm.saved = false;
+    return fail(restored.error().wrap(fmt::format(
+        "resume from the saved state \"{}\" (set aside as \"{}\"; the next start boots the VM cold)",
+        file.string(), kRejectedStateFile)));
+  }
+  Rollback destroyDomain([&lv, domain] { (void)lv.destroy(domain); });
+  if (nic) {
+    Status plugged = nic->plugIntoTap();
+    if (plugged) plugged = lv.resume(domain);
+    if (!plugged) return fail(plugged.error());
+  }
+  auto domainStarted = Clock::now();
+  json boot = {{"restored", true},
+               {"domain_ms", msBetween(received, domainStarted)},
+               {"requested_at_ms", unixMillisAt(received)},
+               {"accelerator", vmm::acceleratorName(accel.accelerator)},
+               {"accelerator_reason", accel.reason},
+               {"kernel_source", guestKernelName(plan.kernelSource)},
+               {"machine", vmm::machineName(plan.machine)}};
+  std::shared_ptr<Run> run = newRun(plan.name, boot);
+  run->received = received;
+  run->domainStarted = domainStarted;
+  run->restored = true;
+  destroyDomain.dismiss();
+  StartedRun started;
+  started.run = run->id;
+  started.state = InstanceState::starting;
+  started.pid = restored->qemuPid ? std::optional<int64_t>(*restored->qemuPid) : std::nullopt;
+  started.pidStartTime = started.pid ? processStartTime(static_cast<pid_t>(*started.pid)) : std::nullopt;
+  started.boot = std::move(boot);
+  started.undo = Rollback([this, lv = &lv, run, domain] {
+    claimEnd(*run);
+    (void)lv->destroy(domain);
+  });
+  vm.run = std::move(run);
+  log::info("instance \"{}\": domain {} restored from \"{}\", waiting for the guest agent", plan.name, domain,
+            file.string());
+  return started;
+}
+
+// stop --save: libvirt writes the domain's state and memory into the VM's directory and ends the domain
+// (its stop event ends the run, recorded as an asked-for stop). A failed save leaves the domain running
+// and no file. The file is written in place, not renamed into place: a crash of corrald meanwhile leaves
+// the save to libvirtd, which finishes it, and the next corrald finds the domain gone and the file there
+// (recover()), so the state is not lost.
+Status VmDriver::save(InstanceHandle& handle, const std::string& name, std::unique_lock<std::mutex>& lock) {
+  VmHandle& vm = own(handle);
+  const std::filesystem::path file = directory(name) / kSavedStateFile;
+  lock.unlock();
+  Rollback relock([&] { lock.lock(); });
+  auto lv = libvirt();
+  if (!lv) return fail(lv.error().wrap(fmt::format("stop --save \"{}\"", name)));
+  std::error_code ec;
+  std::filesystem::remove(directory(name) / kRejectedStateFile, ec);
+  auto started = Clock::now();
+  if (Status saved = (*lv)->saveToFile(domainName(name), file); !saved) {
+    std::filesystem::remove(file, ec);
+    return fail(saved.error().wrap(fmt::format("stop --save \"{}\"", name)));
+  }
+  log::info("instance \"{}\": state and memory saved to \"{}\" in {:.0f} ms", name, file.string(),
+            msBetween(started, Clock::now()));
+  relock.dismiss();
+  lock.lock();
+  vm.saved = true;  // the instance is held as stopping: the handle is still its
+  return {};
+}
+
+bool VmDriver::hasSavedState(const InstanceHandle& handle) const {
+  return own(handle).saved;
+}
+
+void VmDriver::supervise(InstanceHandle& handle, const std::string& name) {
   CORRAL_FAILPOINT("vm.after-record-starting");
-  std::shared_ptr<Run> run = own(handle).run;
+  VmHandle& vm = own(handle);
+  std::shared_ptr<Run> run = vm.run;
+  // The row says it runs from the restored state: that file is spent (the guest and its disk move on; a
+  // second restore of it would pair old memory with a newer disk).
+  if (run->restored) {
+    std::error_code ec;
+    std::filesystem::remove(directory(name) / kSavedStateFile, ec);
+    if (ec) log::warn("instance \"{}\": removing its spent saved state: {}", name, ec.message());
+    vm.saved = false;
+  }
   startBootWaiter(run, run->received, run->domainStarted);
 }
 
@@ -556,6 +671,27 @@ void VmDriver::waitForGuest(std::shared_ptr<Run> run, Clock::time_point received
   if (ended()) return;
   const vmm::GuestReady& ready = client->ready();
   json boot = run->boot.is_object() ? run->boot : json::object();
+  if (run->restored) {
+    // The guest's clock stood still while its state was on disk: it is set from the host's before the
+    // VM counts as ready. Its uptime goes on from the boot before the save: no kernel or userspace split.
+    Status clockSet = client->setClock(Clock::now() + kSetClockAnswer);
+    auto clockAt = Clock::now();
+    if (!clockSet) log::warn("instance \"{}\": {}", name, clockSet.error().message());
+    boot["total_ms"] = msBetween(received, clockAt);
+    boot["agent_ms"] = msBetween(domainStarted, readyAt);
+    boot["clock_ms"] = msBetween(readyAt, clockAt);
+    boot["clock_set"] = static_cast<bool>(clockSet);
+    boot["guest_uptime_ms"] = static_cast<double>(ready.uptimeMs);
+    boot["guest_kernel"] = ready.kernel;
+    log::info("instance \"{}\" ready: restored from its saved state in {:.0f} ms", name,
+              boot["total_ms"].get<double>());
+    {
+      std::lock_guard agent(run->agentMutex);
+      run->agent = std::move(client);
+    }
+    events_->instanceReady(name, run->id, std::move(boot));
+    return;
+  }
   // The guest's own clock splits the time since the domain started: firmware and loading (until the
   // kernel's clock starts), the kernel (until /init), userspace (until the agent said ready).
   double sinceDomain = msBetween(domainStarted, readyAt);
@@ -760,6 +896,12 @@ InstanceDriver::Recovery VmDriver::recover(InstanceHandle& handle, InstanceRow& 
     recovery.rowChanged = true;
     return recovery;
   }
+  if (domain && *domain && (*domain)->running && vm.saved && !(*domain)->paused) {
+    // A restore whose row said so before supervise() removed the spent file: the guest runs on from it.
+    std::error_code ec;
+    std::filesystem::remove(directory(name) / kSavedStateFile, ec);
+    vm.saved = false;
+  }
   if (domain && *domain && (*domain)->running) {
     if (row.state == InstanceState::starting) {
       // The boot is measured from the request the earlier corrald received (its wall-clock time is in the
@@ -796,6 +938,12 @@ InstanceDriver::Recovery VmDriver::recover(InstanceHandle& handle, InstanceRow& 
     return recovery;
   }
   if (!domain) log::warn("instance \"{}\": {}", name, domain.error().message());
+  if (vm.saved) {
+    // corrald stopped during a stop --save that libvirtd finished: the state is in the file.
+    markLost(row, "its domain was gone when corrald restarted; its saved state is kept, start resumes it");
+    recovery.rowChanged = true;
+    return recovery;
+  }
   markLost(row, "its domain was gone when corrald restarted");
   recovery.rowChanged = true;
   return recovery;
@@ -868,16 +1016,18 @@ void VmDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec
   out["cgroup"] = nullptr;
   out["bundle"] = directory(row.name).string();
   out["user_namespace_range"] = nullptr;
-  out["vm"] = {{"domain", domainName(row.name)},
-               {"memory_bytes", vm.plan ? json(vm.plan->memoryBytes) : json(nullptr)},
-               {"vcpus", vm.plan ? json(vm.plan->vcpus) : json(nullptr)},
-               {"kernel", vm.plan ? json(vm.plan->kernel.string()) : json(nullptr)},
-               {"kernel_source", vm.plan ? json(guestKernelName(vm.plan->kernelSource)) : json(nullptr)},
-               {"machine", vm.plan ? json(vmm::machineName(vm.plan->machine)) : json(nullptr)},
-               {"initrd", vm.plan ? json(vm.plan->initrd.string()) : json(nullptr)},
-               {"accelerator", fromBoot("accelerator")},
-               {"accelerator_reason", fromBoot("accelerator_reason")},
-               {"agent_socket", (directory(row.name) / "agent.sock").string()}};
+  out["vm"] = {
+      {"domain", domainName(row.name)},
+      {"memory_bytes", vm.plan ? json(vm.plan->memoryBytes) : json(nullptr)},
+      {"vcpus", vm.plan ? json(vm.plan->vcpus) : json(nullptr)},
+      {"kernel", vm.plan ? json(vm.plan->kernel.string()) : json(nullptr)},
+      {"kernel_source", vm.plan ? json(guestKernelName(vm.plan->kernelSource)) : json(nullptr)},
+      {"machine", vm.plan ? json(vmm::machineName(vm.plan->machine)) : json(nullptr)},
+      {"initrd", vm.plan ? json(vm.plan->initrd.string()) : json(nullptr)},
+      {"accelerator", fromBoot("accelerator")},
+      {"accelerator_reason", fromBoot("accelerator_reason")},
+      {"agent_socket", (directory(row.name) / "agent.sock").string()},
+      {"saved_state", vm.saved ? json((directory(row.name) / kSavedStateFile).string()) : json(nullptr)}};
 }
 
 std::string VmDriver::consoleTail(const std::string& name, size_t lines) const {

@@ -63,6 +63,9 @@ class VmDriver final : public InstanceDriver {
   Status stop(InstanceHandle& handle, const std::string& name, std::unique_lock<std::mutex>& lock,
               std::chrono::seconds grace) override;
   Status kill(InstanceHandle& handle, const std::string& name, std::unique_lock<std::mutex>& lock) override;
+  // stop --save: virDomainSaveFlags into the VM's directory; the next start() restores from it.
+  Status save(InstanceHandle& handle, const std::string& name, std::unique_lock<std::mutex>& lock) override;
+  bool hasSavedState(const InstanceHandle& handle) const override;
   std::chrono::milliseconds settleTimeout() const override { return std::chrono::seconds(15); }
   Result<nlohmann::json> exec(InstanceHandle& handle, const InstanceRow& row,
                               std::unique_lock<std::mutex>& lock, const std::vector<std::string>& command,
@@ -85,6 +88,9 @@ class VmDriver final : public InstanceDriver {
   // The image the instance pins comes first (daemon/vm_spec.h VmValidationContext::pinnedImage).
   Result<VmPlan> toPlan(const schema::InstanceSpec& spec) const;
   Result<std::optional<images::Image>> pinnedImage(const std::string& name) const;
+  // start() of a VM with a saved state: restored instead of booted.
+  Result<StartedRun> restore(InstanceHandle& handle, const VmPlan& plan, const vmm::AcceleratorChoice& accel,
+                             vmm::Libvirt& lv, NicPort* nic, std::chrono::steady_clock::time_point received);
   Result<vmm::Libvirt*> libvirt();
   Result<vmm::AcceleratorChoice> accelerator(const VmPlan& plan);
   std::optional<vmm::AcceleratorChoice> cachedAcceleratorChoice();

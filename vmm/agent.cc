@@ -274,4 +274,23 @@ std::optional<GuestPoweroff> AgentClient::lastWords(Clock::time_point deadline) 
   return poweroff_;
 }
 
+Status AgentClient::setClock(Clock::time_point deadline) {
+  const int64_t id = takeId();
+  const int64_t unixNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  const Json request = {{"id", id}, {"op", "set_clock"}, {"unix_ns", unixNs}};
+  if (auto sent = sendLine(request.dump(), deadline); !sent)
+    return fail(sent.error().wrap("guest set_clock"));
+  auto line = awaitAnswer(id, deadline);
+  if (!line) return fail(line.error().wrap("guest set_clock"));
+  const Json answer = parseLine(*line);
+  if (auto error = answer.find("error"); error != answer.end())
+    return fail(
+        internalError("guest set_clock: {}", error->is_string() ? error->get<std::string>() : error->dump()));
+  if (auto ok = answer.find("ok"); ok == answer.end() || *ok != true)
+    return fail(internalError("guest set_clock: malformed answer \"{}\"", *line));
+  return {};
+}
+
 }  // namespace corral::vmm

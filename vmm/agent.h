@@ -56,6 +56,9 @@ class AgentClient {
   // Once the guest is gone: its "poweroff" event, if it sent one (read here until the channel closes or
   // `deadline`, or seen earlier while awaiting an answer).
   std::optional<GuestPoweroff> lastWords(std::chrono::steady_clock::time_point deadline);
+  // set_clock: the guest's CLOCK_REALTIME becomes the host's now (the request carries the host's time as it
+  // is sent; the channel's latency, well under a millisecond, is not corrected).
+  Status setClock(std::chrono::steady_clock::time_point deadline);
 
  private:
   explicit AgentClient(UniqueFd fd) : fd_(std::move(fd)) {}

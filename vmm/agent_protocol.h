@@ -20,6 +20,10 @@
 //        stdout/stderr each capped at kAgentOutputCap bytes (truncated true when more came); bytes that are
 //        not UTF-8 become U+FFFD. A command that cannot be started: exit_code 127 and the reason in stderr.
 //   {"id": 3, "op": "shutdown"}                  → {"id": 3, "ok": true}, then sync() and power off.
+//   {"id": 4, "op": "set_clock", "unix_ns": 1796000000123456789}
+//        → {"id": 4, "ok": true} once CLOCK_REALTIME is set to unix_ns (clock_settime), or {"id": 4, "error":
+//          "..."}. Sent by the host after a VM was restored from a saved state: the guest's clock stood
+//          still while the state was on disk.
 //   anything malformed                           → {"id": N | null, "error": "why"}
 // Requests are served one at a time, in order. Lines are at most kAgentMaxLine bytes.
 // The host skips lines whose "id" is not the one it waits for (late answers to repeated hellos) and repeated

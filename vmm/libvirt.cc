@@ -6,6 +6,7 @@
 #include <libvirt/virterror.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -118,6 +119,8 @@ StopReason stopReasonFromDetail(int detail) {
       return StopReason::Crashed;
     case VIR_DOMAIN_EVENT_STOPPED_FAILED:
       return StopReason::Failed;
+    case VIR_DOMAIN_EVENT_STOPPED_SAVED:
+      return StopReason::Saved;
     default:
       return StopReason::Other;
   }
@@ -147,6 +150,10 @@ Result<DomainInfo> describe(virDomainPtr domain) {
     info.owner = ownerOf(metadata);
     free(metadata);
   }
+  int state = VIR_DOMAIN_NOSTATE;
+  int reason = 0;
+  if (info.running && virDomainGetState(domain, &state, &reason, 0) == 0)
+    info.paused = state == VIR_DOMAIN_PAUSED;
   return info;
 }
 
@@ -166,6 +173,8 @@ std::string_view stopReasonName(StopReason reason) {
       return "crashed";
     case StopReason::Failed:
       return "failed";
+    case StopReason::Saved:
+      return "saved";
     case StopReason::Other:
       return "other";
   }
@@ -306,6 +315,37 @@ Status Libvirt::resume(const std::string& name) {
     if (!domain) return fail(lastError(fmt::format("virDomainLookupByName(\"{}\")", name)));
     if (virDomainResume(domain.get()) < 0) return fail(lastError(fmt::format("virDomainResume(\"{}\")", name)));
     return {};
+  });
+}
+
+Status Libvirt::saveToFile(const std::string& name, const std::filesystem::path& file) {
+  return state_->withConnection([&](virConnectPtr conn) -> Status {
+    DomainPtr domain(virDomainLookupByName(conn, name.c_str()));
+    if (!domain) return fail(lastError(fmt::format("virDomainLookupByName(\"{}\")", name)));
+    if (virDomainSaveFlags(domain.get(), file.c_str(), nullptr, 0) < 0)
+      return fail(lastError(fmt::format("virDomainSaveFlags(\"{}\", \"{}\")", name, file.string())));
+    return {};
+  });
+}
+
+Result<DomainInfo> Libvirt::restoreFromFile(const std::filesystem::path& file, const std::string& name,
+                                            bool paused,
+                                            const std::function<std::string(std::string)>& editXml) {
+  return state_->withConnection([&](virConnectPtr conn) -> Result<DomainInfo> {
+    const unsigned flags = paused ? VIR_DOMAIN_SAVE_PAUSED : VIR_DOMAIN_SAVE_RUNNING;
+    std::string xml;
+    if (editXml) {
+      char* saved = virDomainSaveImageGetXMLDesc(conn, file.c_str(), VIR_DOMAIN_SAVE_IMAGE_XML_SECURE);
+      if (saved == nullptr)
+        return fail(lastError(fmt::format("virDomainSaveImageGetXMLDesc(\"{}\")", file.string())));
+      xml = editXml(saved);
+      std::free(saved);
+    }
+    if (virDomainRestoreFlags(conn, file.c_str(), editXml ? xml.c_str() : nullptr, flags) < 0)
+      return fail(lastError(fmt::format("virDomainRestoreFlags(\"{}\")", file.string())));
+    DomainPtr domain(virDomainLookupByName(conn, name.c_str()));
+    if (!domain) return fail(lastError(fmt::format("virDomainLookupByName(\"{}\")", name)));
+    return describe(domain.get());
   });
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -20,8 +21,10 @@ namespace corral::vmm {
 inline constexpr std::string_view kDomainPrefix = "corral-";
 
 // Why a domain stopped, from VIR_DOMAIN_EVENT_STOPPED's detail.
-enum class StopReason { Shutdown, Destroyed, Crashed, Failed, Other };
-std::string_view stopReasonName(StopReason reason);  // "shutdown" | "destroyed" | "crashed" | "failed" | "other"
+// Saved: virDomainSaveFlags wrote its state and memory to a file and the domain ended.
+enum class StopReason { Shutdown, Destroyed, Crashed, Failed, Saved, Other };
+// "shutdown" | "destroyed" | "crashed" | "failed" | "saved" | "other"
+std::string_view stopReasonName(StopReason reason);
 
 struct DomainStopped {
   std::string domainName;
@@ -32,6 +35,7 @@ struct DomainInfo {
   std::string name;
   std::string uuid;
   bool running = false;
+  bool paused = false;          // active with its CPUs stopped (started paused, or being saved)
   std::optional<int> qemuPid;   // from /run/libvirt/qemu/NAME.pid when readable
   std::string owner;            // corral's <metadata> owner attribute (ownerOf); "" when it has none
 };
@@ -55,6 +59,16 @@ class Libvirt {
   Result<std::vector<DomainInfo>> listDomains(std::string_view prefix);  // active domains only
   Status destroy(const std::string& name);          // virDomainDestroy; no such domain is not an error
   Status shutdownAcpi(const std::string& name);     // virDomainShutdownFlags(ACPI_POWER_BTN)
+  // virDomainSaveFlags: the domain's device state and memory go to `file` (written by libvirtd, as root)
+  // and the domain ends (its stop event says Saved). On failure the domain keeps running.
+  Status saveToFile(const std::string& name, const std::filesystem::path& file);
+  // virDomainRestoreFlags: a new transient domain from a file saveToFile wrote, with the saved XML (its
+  // name, disks, tap, sockets) as `editXml` changes it (virDomainSaveImageGetXMLDesc; libvirt refuses a
+  // change of what the guest sees, such as its MAC); `paused`: the CPUs wait for resume(). A file that is
+  // not a complete save fails here and leaves no domain (libvirt kills the QEMU whose incoming migration
+  // failed).
+  Result<DomainInfo> restoreFromFile(const std::filesystem::path& file, const std::string& name, bool paused,
+                                     const std::function<std::string(std::string)>& editXml = nullptr);
   Result<std::string> hypervisorVersion();          // "QEMU 7.2.0 via libvirt 9.0.0"
   const std::string& uri() const;
 

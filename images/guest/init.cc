@@ -211,11 +211,15 @@ struct ExecRequest {
 struct ShutdownRequest {
   int64_t id;
 };
+struct SetClockRequest {
+  int64_t id;
+  int64_t unixNs;
+};
 struct BadRequest {
   std::optional<int64_t> id;
   std::string reason;
 };
-using Request = std::variant<HelloRequest, ExecRequest, ShutdownRequest, BadRequest>;
+using Request = std::variant<HelloRequest, ExecRequest, ShutdownRequest, SetClockRequest, BadRequest>;
 
 // Decodes one request line; anything that does not follow the protocol becomes a BadRequest carrying the
 // id when one could be read.
@@ -234,6 +238,12 @@ inline Request parseRequest(std::string_view line) {
   const auto& op = opField->get_ref<const std::string&>();
   if (op == "hello") return HelloRequest{id};
   if (op == "shutdown") return ShutdownRequest{id};
+  if (op == "set_clock") {
+    const auto unixNs = request.find("unix_ns");
+    if (unixNs == request.end() || !unixNs->is_number_integer() || unixNs->get<int64_t>() <= 0)
+      return BadRequest{id, "set_clock: \"unix_ns\" must be a positive integer (nanoseconds since 1970)"};
+    return SetClockRequest{id, unixNs->get<int64_t>()};
+  }
   if (op != "exec") return BadRequest{id, "unknown op \"" + op + "\""};
 
   ExecRequest exec{id, {}, {}, kDefaultExecTimeoutMs};
@@ -1077,6 +1087,17 @@ class Init {
       if (send(readyEvent(ready(), hello->id))) readyPending_ = false;
     } else if (const auto* exec = std::get_if<ExecRequest>(&request)) {
       send(execResult(exec->id, runCommand(*exec)));
+    } else if (const auto* setClock = std::get_if<SetClockRequest>(&request)) {
+      const timespec to{static_cast<time_t>(setClock->unixNs / 1'000'000'000),
+                        static_cast<long>(setClock->unixNs % 1'000'000'000)};
+      if (::clock_settime(CLOCK_REALTIME, &to) != 0) {
+        send(errorReply(setClock->id, std::string("clock_settime(CLOCK_REALTIME): ") + std::strerror(errno)));
+      } else {
+        json reply = json::object();
+        reply["id"] = setClock->id;
+        reply["ok"] = true;
+        send(reply);
+      }
     } else if (const auto* shutdown = std::get_if<ShutdownRequest>(&request)) {
       json reply = json::object();
       reply["id"] = shutdown->id;

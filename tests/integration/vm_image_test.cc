@@ -164,6 +164,43 @@ TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
   EXPECT_TRUE(ourDomains().empty());
 }
 
+// A store image's VM saved with --save resumes on the same overlay: a write still in the guest's page cache
+// at the save is there after the restore, and on the disk after a later sync and a cold stop and start
+// (the memory and the disk the restore paired belong together).
+TEST(VmImage, ASavedImageVmResumesOnItsOwnOverlay) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  TestDaemon daemon("vmimg", {"--accelerator", "tcg"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  importAppImage(daemon, "app");
+  ASSERT_FALSE(HasFailure());
+  json vm = runReady(daemon, "img-s", "app");
+  ASSERT_EQ(vm.value("state", ""), "running");
+  EXPECT_EQ(execIn(daemon, "img-s", {"sh", "-c", "echo cached >/home/app/cached"}).first, 0);
+
+  Reply saved = daemon.call("POST", "/v1/instances/img-s/stop", {{"save", true}});
+  ASSERT_EQ(saved.status, 200) << saved.body.dump() << "\n" << daemon.log();
+  EXPECT_EQ(saved.body["saved"], true) << saved.body.dump();
+  Reply started = daemon.call("POST", "/v1/instances/img-s/start");
+  ASSERT_EQ(started.status, 200) << started.body.dump() << "\n" << daemon.log();
+  json resumed = daemon.waitWhile("img-s", "starting");
+  ASSERT_EQ(resumed.value("state", ""), "running") << resumed.dump(2) << "\n" << daemon.log();
+  EXPECT_EQ(resumed["boot"]["restored"], true) << resumed["boot"].dump();
+  EXPECT_EQ(execIn(daemon, "img-s", {"cat", "/home/app/cached"}), std::make_pair(0, std::string("cached\n")));
+  EXPECT_EQ(execIn(daemon, "img-s", {"cat", "/etc/image-marker"}),
+            std::make_pair(0, std::string("from-the-image\n")));
+
+  EXPECT_EQ(execIn(daemon, "img-s", {"sync"}).first, 0);
+  ASSERT_EQ(daemon.call("POST", "/v1/instances/img-s/stop", {{"grace_seconds", 20}}).status, 200);
+  ASSERT_EQ(daemon.call("POST", "/v1/instances/img-s/start").status, 200);
+  json cold = daemon.waitWhile("img-s", "starting");
+  ASSERT_EQ(cold.value("state", ""), "running") << cold.dump(2) << "\n" << daemon.log();
+  EXPECT_FALSE(cold["boot"].contains("restored")) << cold["boot"].dump();
+  EXPECT_EQ(execIn(daemon, "img-s", {"cat", "/home/app/cached"}), std::make_pair(0, std::string("cached\n")));
+  EXPECT_EQ(daemon.call("DELETE", "/v1/instances/img-s?force=true").status, 200);
+  EXPECT_FALSE(fs::exists(fs::path(daemon.vmsDir()) / "img-s"));
+  EXPECT_TRUE(ourDomains().empty());
+}
+
 // A VM pins its image from run to rm: `image rm` is refused while it exists (running or stopped), and a
 // later start, even after a corrald restart and with the name moved to another image, boots the same one.
 TEST(VmImage, AVmKeepsItsImagePinnedAcrossRestartsAndNameMoves) {

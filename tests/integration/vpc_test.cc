@@ -283,6 +283,37 @@ class Vpc : public ::testing::Test {
   TestDaemon daemon_{"vpc", {"--accelerator", "tcg"}};
 };
 
+// A VM stopped with --save resumes on its subnet: its tap is plugged into the VPC again, its listener (a
+// process that lived through the save) answers a container, and it reaches the container.
+TEST_F(Vpc, ASavedVmResumesOnItsSubnet) {
+  TestDaemon& d = daemon_;
+  createVpc(d, "prod", "10.0.0.0/16");
+  createSubnet(d, "web", "prod", "10.0.1.0/24");
+  json a = runContainer(d, "a", "web");
+  json vm = runVm(d, "vm1", "web");
+  ASSERT_FALSE(HasFailure());
+  Dial before = dial(d, "a", ipOf(vm), 80);
+  ASSERT_TRUE(before.connected) << before.detail;
+
+  Reply saved = d.call("POST", "/v1/instances/vm1/stop", {{"save", true}});
+  ASSERT_EQ(saved.status, 200) << saved.body.dump() << d.logTail();
+  EXPECT_EQ(saved.body["saved"], true) << saved.body.dump();
+  Reply started = d.call("POST", "/v1/instances/vm1/start");
+  ASSERT_EQ(started.status, 200) << started.body.dump() << d.logTail();
+  json resumed = d.waitWhile("vm1", "starting");
+  ASSERT_EQ(resumed.value("state", ""), "running") << resumed.dump(2) << d.logTail();
+  EXPECT_EQ(resumed["boot"]["restored"], true) << resumed["boot"].dump();
+  EXPECT_EQ(ipOf(resumed), ipOf(vm));
+  EXPECT_EQ(resumed["network"].value("link", ""), vm["network"].value("link", ""));
+
+  Dial toVm = dial(d, "a", ipOf(vm), 80);
+  EXPECT_TRUE(toVm.connected) << toVm.detail;
+  EXPECT_EQ(toVm.said, "vm1:80") << toVm.detail;
+  Dial fromVm = dial(d, "vm1", ipOf(a), 80);
+  EXPECT_TRUE(fromVm.connected) << fromVm.detail;
+  expectNothingLeft(d, {vm["network"].value("link", "")});
+}
+
 // 1. The switch (same subnet), the router (across subnets), containers and a VM alike; two VPCs with the
 // same range never meet.
 TEST_F(Vpc, SameSubnetAcrossSubnetsContainersAndVmButNeverAcrossVpcs) {

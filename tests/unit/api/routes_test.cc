@@ -122,6 +122,7 @@ std::vector<Request> everyAlternative() {
   all.push_back(GetInstance{"web"});
   all.push_back(GetInstance{"web", true});
   all.push_back(StopInstance{"web", 3});
+  all.push_back(StopInstance{"web", 10, true});
   all.push_back(StartInstance{"web"});
   all.push_back(RemoveInstance{"web", false});
   all.push_back(RemoveInstance{"web a", true});
@@ -284,6 +285,8 @@ TEST(Instances, Shapes) {
   EXPECT_EQ(stop.method, "POST");
   EXPECT_EQ(stop.target, "/v1/instances/web/stop");
   EXPECT_EQ(nlohmann::json::parse(stop.body), (nlohmann::json{{"grace_seconds", 1}}));
+  HttpRequest save = renderRequest(StopInstance{"web", 1, true});
+  EXPECT_EQ(nlohmann::json::parse(save.body), (nlohmann::json{{"grace_seconds", 1}, {"save", true}}));
 }
 
 // `corral ps` asks for the summary view; anything but summary or full is refused naming "view".
@@ -307,6 +310,10 @@ TEST(Instances, ParseDefaultsAndErrors) {
   auto stop = parseRequest("POST", "/v1/instances/web/stop", "");
   ASSERT_TRUE(stop.has_value()) << stop.error().message();
   EXPECT_EQ(std::get<StopInstance>(*stop).graceSeconds, 10);
+  EXPECT_FALSE(std::get<StopInstance>(*stop).save);
+  auto badSave = parseRequest("POST", "/v1/instances/web/stop", R"({"save": "yes"})");
+  ASSERT_FALSE(badSave.has_value());
+  EXPECT_EQ(badSave.error().field(), "save");
   auto start = parseRequest("POST", "/v1/instances/web/start", "{}");
   ASSERT_TRUE(start.has_value()) << start.error().message();
   auto run = parseRequest("POST", "/v1/instances", R"({"name": "a", "command": ["sh", 3]})");

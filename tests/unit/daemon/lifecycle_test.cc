@@ -30,6 +30,7 @@ const std::set<std::tuple<InstanceKind, S, A>> kAllowed = {
     {InstanceKind::vm, S::stopped, A::start},
     {InstanceKind::vm, S::starting, A::stop},
     {InstanceKind::vm, S::running, A::stop},
+    {InstanceKind::vm, S::running, A::save},
     {InstanceKind::vm, S::created, A::remove},
     {InstanceKind::vm, S::stopped, A::remove},
     {InstanceKind::vm, S::created, A::forceRemove},
@@ -53,13 +54,19 @@ TEST(Lifecycle, EveryStateActionAndKind) {
         }
         ++refusals;
         ASSERT_FALSE(checked.has_value());
-        EXPECT_EQ(checked.error().kind(), ErrorKind::Conflict);
+        if (kind == InstanceKind::container && action == A::save) {
+          // The request, not the state, is wrong: a container has no VM state to save.
+          EXPECT_EQ(checked.error().kind(), ErrorKind::InvalidArgument);
+          EXPECT_EQ(checked.error().field(), "save");
+        } else {
+          EXPECT_EQ(checked.error().kind(), ErrorKind::Conflict);
+        }
         EXPECT_NE(checked.error().message().find("instance \"web-1\""), std::string::npos)
             << checked.error().message();
       }
     }
   }
-  EXPECT_EQ(refusals, 2 * 6 * 5 - static_cast<int>(kAllowed.size()));
+  EXPECT_EQ(refusals, 2 * 6 * 6 - static_cast<int>(kAllowed.size()));
 }
 
 TEST(Lifecycle, RefusalsSayWhatToDo) {
@@ -77,8 +84,13 @@ TEST(Lifecycle, RefusalsSayWhatToDo) {
             "instance \"web\" is starting; wait until its guest is ready");
   EXPECT_EQ(message(InstanceKind::container, S::stopping, A::forceRemove),
             "instance \"web\" is stopping; remove it once it has stopped");
+  EXPECT_EQ(message(InstanceKind::vm, S::stopped, A::save),
+            "instance \"web\" is stopped, not running: only a running VM can be saved");
+  EXPECT_EQ(message(InstanceKind::container, S::running, A::save),
+            "instance \"web\" is a container; only a VM's state and memory can be saved");
   // A removal in progress owns the instance: everything else is refused, a second removal too.
   for (A action : kAllInstanceActions) {
+    if (action == A::save) continue;  // a container's save is refused for its kind first
     EXPECT_EQ(message(InstanceKind::container, S::removing, action), "instance \"web\" is being removed");
   }
 }

@@ -50,6 +50,9 @@ TEST(ExitReason, EachLibvirtStopReasonIsTheExitReasonOfItsName) {
                                  vmm::StopReason::Crashed, vmm::StopReason::Failed, vmm::StopReason::Other}) {
     EXPECT_EQ(exitReasonName(exitReasonOf(reason)), vmm::stopReasonName(reason));
   }
+  // A save corral did not ask for (virsh save of its domain) leaves no state corral knows of: "other".
+  // corral's own stop --save is recorded as asked, "stopped".
+  EXPECT_EQ(exitReasonOf(vmm::StopReason::Saved), ExitReason::other);
 }
 
 // The kernel and machine a VM's plan chose are written into its spec at creation, so a corral kernel built

@@ -161,6 +161,36 @@ TEST(AgentClient, LastWordsAreThePoweroffEvent) {
   EXPECT_FALSE(silent->lastWords(Clock::now() + 100ms));
 }
 
+// set_clock carries the host's wall-clock time of the moment it is sent; a guest's error fails it.
+TEST(AgentClient, SetClockSendsTheHostsTimeAndReadsTheAnswer) {
+  FakeGuest guest(kReady + "\n", [](const Json& request) -> std::string {
+    if (request["op"] == "hello") return answerHello(request);
+    return Json{{"id", request["id"]}, {"ok", true}}.dump() + "\n";
+  });
+  auto client = AgentClient::fromConnected(guest.takeHostEnd(), Clock::now() + 5s);
+  ASSERT_TRUE(client) << client.error().message();
+  const auto before = std::chrono::system_clock::now();
+  auto set = client->setClock(Clock::now() + 5s);
+  const auto after = std::chrono::system_clock::now();
+  ASSERT_TRUE(set) << set.error().message();
+  const Json& sent = guest.requests().back();
+  EXPECT_EQ(sent["op"], "set_clock");
+  const auto unixNs = std::chrono::nanoseconds(sent["unix_ns"].get<int64_t>());
+  EXPECT_GE(unixNs, before.time_since_epoch());
+  EXPECT_LE(unixNs, after.time_since_epoch());
+
+  FakeGuest refusing(kReady + "\n", [](const Json& request) -> std::string {
+    if (request["op"] == "hello") return answerHello(request);
+    return Json{{"id", request["id"]}, {"error", "clock_settime(CLOCK_REALTIME): EPERM"}}.dump() + "\n";
+  });
+  auto other = AgentClient::fromConnected(refusing.takeHostEnd(), Clock::now() + 5s);
+  ASSERT_TRUE(other) << other.error().message();
+  auto refused = other->setClock(Clock::now() + 5s);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("guest set_clock: clock_settime"), std::string::npos)
+      << refused.error().message();
+}
+
 TEST(AgentClient, ExecKilledBySignal) {
   FakeGuest guest(kReady + "\n", [](const Json& request) {
     return Json{{"id", request["id"]}, {"exit_code", nullptr}, {"signal", 9},      {"stdout", ""},

@@ -167,6 +167,17 @@ TEST(GuestOutput, CapsAndFlagsTruncation) {
 TEST(GuestRequest, DecodesHelloExecShutdown) {
   EXPECT_EQ(std::get<HelloRequest>(parseRequest(R"({"id": 1, "op": "hello"})")).id, 1);
   EXPECT_EQ(std::get<ShutdownRequest>(parseRequest(R"({"id": 3, "op": "shutdown"})")).id, 3);
+  const auto setClock = std::get<SetClockRequest>(
+      parseRequest(R"({"id": 5, "op": "set_clock", "unix_ns": 1796000000123456789})"));
+  EXPECT_EQ(setClock.id, 5);
+  EXPECT_EQ(setClock.unixNs, 1796000000123456789);
+  for (const char* bad :
+       {R"({"id": 6, "op": "set_clock"})", R"({"id": 6, "op": "set_clock", "unix_ns": "1"})",
+        R"({"id": 6, "op": "set_clock", "unix_ns": -5})"}) {
+    const auto refused = std::get<BadRequest>(parseRequest(bad));
+    EXPECT_EQ(refused.id, 6) << bad;
+    EXPECT_NE(refused.reason.find("unix_ns"), std::string::npos) << refused.reason;
+  }
   const auto exec = std::get<ExecRequest>(parseRequest(
       R"({"id": 2, "op": "exec", "command": ["uname", "-r"], "env": ["K=V"], "timeout_ms": 500})"));
   EXPECT_EQ(exec.id, 2);
