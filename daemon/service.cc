@@ -396,14 +396,26 @@ ObjectCounts Service::countsLocked() const {
 
 template <class Operation>
 Status Service::commit(Operation&& operation) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
   net::Topology next = topology_;
   Result<net::Changeset> changes = std::forward<Operation>(operation)(next);
   if (!changes) return fail(std::move(changes.error()));
+  const Clock::time_point modelled = Clock::now();
   // The kernel first: a change it refuses is not saved. Then the state; if that fails, the kernel goes back.
   if (network_) {
     if (auto applied = network_->applyTopology(next); !applied) return fail(applied.error());
   }
-  if (auto saved = store_.apply(next, *changes); !saved) {
+  const Clock::time_point applied = Clock::now();
+  auto saved = store_.apply(next, *changes);
+  const Clock::time_point stored = Clock::now();
+  auto ms = [](Clock::time_point from, Clock::time_point to) {
+    return std::chrono::duration<double, std::milli>(to - from).count();
+  };
+  // Where a change's time goes (bench/scale prints it): the model, the kernel (nft), the store's commit.
+  log::info("topology change in {:.1f} ms: model {:.1f}, network {:.1f}, store {:.1f}", ms(start, stored),
+            ms(start, modelled), ms(modelled, applied), ms(applied, stored));
+  if (!saved) {
     if (network_) {
       if (auto undone = network_->applyTopology(topology_); !undone)
         log::error("restoring the network after a failed save: {}", undone.error().message());
