@@ -131,6 +131,31 @@ struct CreateOps<net::NetworkAclSpec> {
   }
 };
 
+// The VPC an object of `topology` belongs to (a VPC: itself); nullopt when it is not there.
+std::optional<std::string> vpcOfObject(const net::Topology& topology, const net::ObjectRef& ref) {
+  auto owner = [](const auto* object) -> std::optional<std::string> {
+    if (object == nullptr) return std::nullopt;
+    return object->vpc;
+  };
+  switch (ref.kind) {
+    case net::ObjectKind::Vpc:
+      return ref.name;
+    case net::ObjectKind::Subnet:
+      return owner(topology.findSubnet(ref.name));
+    case net::ObjectKind::RouteTable:
+      return owner(topology.findRouteTable(ref.name));
+    case net::ObjectKind::InternetGateway:
+      return owner(topology.findInternetGateway(ref.name));
+    case net::ObjectKind::NatGateway:
+      return owner(topology.findNatGateway(ref.name));
+    case net::ObjectKind::SecurityGroup:
+      return owner(topology.findSecurityGroup(ref.name));
+    case net::ObjectKind::NetworkAcl:
+      return owner(topology.findNetworkAcl(ref.name));
+  }
+  return std::nullopt;
+}
+
 int64_t wallClockSeconds() {
   return static_cast<int64_t>(std::time(nullptr));
 }
@@ -423,6 +448,13 @@ Status Service::commit(Operation&& operation) {
     return fail(saved.error().wrap("saving state"));
   }
   // Only now, with the transaction committed, does the new state become visible.
+  ++topologyChanges_;
+  for (const net::ObjectRef& ref : changes->upserted) {
+    if (auto vpc = vpcOfObject(next, ref)) vpcRevisions_[*vpc] = topologyChanges_;
+  }
+  for (const net::ObjectRef& ref : changes->deleted) {
+    if (auto vpc = vpcOfObject(topology_, ref)) vpcRevisions_[*vpc] = topologyChanges_;
+  }
   topology_ = std::move(next);
   ++viewRevision_;
   return {};
