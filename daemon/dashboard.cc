@@ -177,25 +177,39 @@ DashboardView Service::dashboardLocked() {
                      now - dashboard_->builtAt >= kDashboardKernelEvery;
   if (!whole && now - dashboard_->usageAt < kDashboardUsageEvery) return dashboard_->view;
 
-  json body = whole ? json::object() : *dashboard_->view.body;
+  const json* before = dashboard_ && dashboard_->view.body ? dashboard_->view.body.get() : nullptr;
+  json body = json::object();
   body["host"] = dashboardHostLocked();
   // The page's narrow view: the loopback port serves this to any local user (no env, command, pid, paths).
   // Kept per instance by the manager: only the instances that changed are rendered again.
   body["instances"] = instances_ ? instances_->dashboardInstances() : json::array();
   std::vector<std::shared_ptr<const json>> vpcs = whole ? dashboardVpcsLocked(now) : dashboard_->view.vpcs;
   if (whole) {
-    json drawn = json::array();
-    for (const auto& entry : vpcs) drawn.push_back(*entry);
-    body["vpcs"] = std::move(drawn);
     auto comparison = dashboardComparisonLocked();
     if (!comparison) log::warn("dashboard: the latest comparison: {}", comparison.error().message());
     body["comparison"] = comparison ? std::move(*comparison) : json(nullptr);
+  } else {
+    body["comparison"] = before->contains("comparison") ? (*before)["comparison"] : json(nullptr);
   }
-  const bool same = dashboard_ && dashboard_->view.body && [&] {
-    json before = *dashboard_->view.body;
-    before.erase("generated_at_ms");
-    return before == body;
-  }();
+  // Whether anything differs from the kept view, without copying it: the VPC entries by identity (kept
+  // ones are the same objects) or, when drawn again, by value; the small parts by value.
+  auto unchanged = [&](const char* key) {
+    auto it = before->find(key);
+    return it != before->end() && *it == body[key];
+  };
+  const bool same = before && unchanged("host") && unchanged("instances") && unchanged("comparison") &&
+                    vpcs.size() == dashboard_->view.vpcs.size() && [&] {
+                      for (size_t i = 0; i < vpcs.size(); ++i) {
+                        const auto& old = dashboard_->view.vpcs[i];
+                        if (vpcs[i] != old && *vpcs[i] != *old) return false;
+                      }
+                      return true;
+                    }();
+  if (!same) {
+    json drawn = json::array();
+    for (const auto& entry : vpcs) drawn.push_back(*entry);
+    body["vpcs"] = std::move(drawn);
+  }
   const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::system_clock::now().time_since_epoch());
   body["generated_at_ms"] = wall.count();
