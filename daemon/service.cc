@@ -450,6 +450,11 @@ Status Service::commit(Operation&& operation) {
   // Only now, with the transaction committed, does the new state become visible.
   ++topologyChanges_;
   for (const net::ObjectRef& ref : changes->upserted) {
+    // A group's or an ACL's rules are not drawn (the picture shows names, members and subnets): a rule
+    // added to an existing one leaves its VPC's picture, and its kernel check, as they are.
+    const bool rulesOnly = (ref.kind == net::ObjectKind::SecurityGroup && topology_.findSecurityGroup(ref.name)) ||
+                           (ref.kind == net::ObjectKind::NetworkAcl && topology_.findNetworkAcl(ref.name));
+    if (rulesOnly) continue;
     if (auto vpc = vpcOfObject(next, ref)) vpcRevisions_[*vpc] = topologyChanges_;
   }
   for (const net::ObjectRef& ref : changes->deleted) {

@@ -598,6 +598,18 @@ TEST_F(ServiceTest, AChangeInOneVpcDrawsAndSendsThatVpcAlone) {
   DashboardView again = service_->dashboard();
   EXPECT_EQ(again.sequence, afterBeta.sequence);
   EXPECT_TRUE(dashboardPatch(afterBeta, again)["vpcs"].empty());
+
+  // A rule of a group is not drawn: adding one draws no VPC again (nor reads its kernel).
+  schema::SecurityGroupRuleSpec rule;
+  rule.protocol = "tcp";
+  rule.fromPort = 22;
+  rule.toPort = 22;
+  rule.cidr = "10.0.0.0/8";
+  ASSERT_EQ(handle(api::AddSecurityGroupRule{"beta-default", rule}).status, 201);
+  DashboardView afterRule = service_->dashboard();
+  EXPECT_EQ(entryOf(afterRule, "beta").get(), entryOf(afterBeta, "beta").get());
+  EXPECT_EQ(entryOf(afterRule, "alpha").get(), entryOf(afterBeta, "alpha").get());
+  EXPECT_EQ(afterRule.sequence, afterBeta.sequence);
 }
 
 }  // namespace
