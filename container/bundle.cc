@@ -24,12 +24,13 @@ bool isMountPoint(const std::filesystem::path& path) {
   return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
 
-// The cgroup hierarchies the host mounts under /sys/fs/cgroup, for the container's own view of them.
-Result<std::vector<HostCgroupHierarchy>> hostCgroupHierarchies() {
+namespace {
+
+Result<std::string> readMountinfo() {
   UniqueFd fd(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
   if (!fd) return fail(systemError(errno, "open(\"/proc/self/mountinfo\")"));
   std::string text;
-  char buffer[8192];
+  char buffer[65536];
   for (;;) {
     ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
@@ -37,7 +38,33 @@ Result<std::vector<HostCgroupHierarchy>> hostCgroupHierarchies() {
     if (n == 0) break;
     text.append(buffer, static_cast<size_t>(n));
   }
-  return parseHostCgroupHierarchies(text);
+  return text;
+}
+
+// "memory@42": each directory directly under `root` that is a mount root, with its mount id. A dozen
+// statx calls, whatever the number of mounts elsewhere.
+std::vector<std::string> mountPointsUnder(const std::filesystem::path& root) {
+  std::vector<std::string> points;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    struct statx stx {};
+    if (::statx(AT_FDCWD, it->path().c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_MNT_ID, &stx) != 0)
+      continue;
+    const bool mountRoot =
+        (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+    if (!mountRoot) continue;
+    points.push_back(fmt::format("{}@{}", it->path().filename().string(),
+                                 (stx.stx_mask & STATX_MNT_ID) ? stx.stx_mnt_id : 0));
+  }
+  return points;
+}
+
+}  // namespace
+
+// The cgroup hierarchies the host mounts under /sys/fs/cgroup, for the container's own view of them.
+Result<std::vector<HostCgroupHierarchy>> hostCgroupHierarchies() {
+  static CgroupHierarchyCache cache;
+  return cache.hierarchies(mountPointsUnder("/sys/fs/cgroup"), readMountinfo);
 }
 
 // Writes /etc/hostname, /etc/hosts and (with nameservers) /etc/resolv.conf into the merged rootfs, that

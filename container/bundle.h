@@ -14,7 +14,8 @@
 namespace corral::container {
 
 bool isMountPoint(const std::filesystem::path& path);
-// The cgroup hierarchies the host mounts under /sys/fs/cgroup, for the container's own view of them.
+// The cgroup hierarchies the host mounts under /sys/fs/cgroup, for the container's own view of them;
+// mountinfo is read again only when what is mounted there changed (CgroupHierarchyCache).
 Result<std::vector<HostCgroupHierarchy>> hostCgroupHierarchies();
 // Creates what the mount plan needs in the merged rootfs (as host root, so the image owns nothing new)
 // and the systemd container-interface file.

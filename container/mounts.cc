@@ -38,6 +38,21 @@ Status checkPath(const std::filesystem::path& path, const char* field) {
 
 }  // namespace
 
+Result<std::vector<HostCgroupHierarchy>> CgroupHierarchyCache::hierarchies(
+    std::vector<std::string> mountPoints, const std::function<Result<std::string>()>& readMountinfo) {
+  std::sort(mountPoints.begin(), mountPoints.end());
+  std::lock_guard lock(mutex_);
+  if (mountPoints_ == mountPoints) return kept_;
+  auto mountinfo = readMountinfo();
+  if (!mountinfo) {
+    mountPoints_.reset();
+    return fail(std::move(mountinfo).error());
+  }
+  kept_ = parseHostCgroupHierarchies(*mountinfo);
+  mountPoints_ = std::move(mountPoints);
+  return kept_;
+}
+
 std::vector<HostCgroupHierarchy> parseHostCgroupHierarchies(std::string_view mountinfo,
                                                             std::string_view root) {
   // Mount options that configure a v1 hierarchy rather than select it; mounting an existing hierarchy

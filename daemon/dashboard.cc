@@ -3,6 +3,8 @@
 // half old, and built again only when something it shows changed.
 #include <chrono>
 #include <ctime>
+#include <map>
+#include <set>
 #include <string>
 
 #include "api/compare_render.h"
@@ -92,6 +94,13 @@ json comparisonSummary(const ComparisonRow& row, const json& result) {
   return summary;
 }
 
+// A string member of an object; empty when missing or not a string.
+std::string textMember(const json& object, const char* key) {
+  if (!object.is_object()) return {};
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 // An SVG document made to sit inside the page: no XML declaration.
 std::string inlineSvg(std::string svg) {
   if (svg.starts_with("<?xml")) svg.erase(0, svg.find('\n') + 1);
@@ -168,22 +177,39 @@ DashboardView Service::dashboardLocked() {
                      now - dashboard_->builtAt >= kDashboardKernelEvery;
   if (!whole && now - dashboard_->usageAt < kDashboardUsageEvery) return dashboard_->view;
 
-  json body = whole ? json::object() : *dashboard_->view.body;
+  const json* before = dashboard_ && dashboard_->view.body ? dashboard_->view.body.get() : nullptr;
+  json body = json::object();
   body["host"] = dashboardHostLocked();
   // The page's narrow view: the loopback port serves this to any local user (no env, command, pid, paths).
   // Kept per instance by the manager: only the instances that changed are rendered again.
   body["instances"] = instances_ ? instances_->dashboardInstances() : json::array();
+  std::vector<std::shared_ptr<const json>> vpcs = whole ? dashboardVpcsLocked(now) : dashboard_->view.vpcs;
   if (whole) {
-    body["vpcs"] = dashboardVpcsLocked();
     auto comparison = dashboardComparisonLocked();
     if (!comparison) log::warn("dashboard: the latest comparison: {}", comparison.error().message());
     body["comparison"] = comparison ? std::move(*comparison) : json(nullptr);
+  } else {
+    body["comparison"] = before->contains("comparison") ? (*before)["comparison"] : json(nullptr);
   }
-  const bool same = dashboard_ && dashboard_->view.body && [&] {
-    json before = *dashboard_->view.body;
-    before.erase("generated_at_ms");
-    return before == body;
-  }();
+  // Whether anything differs from the kept view, without copying it: the VPC entries by identity (kept
+  // ones are the same objects) or, when drawn again, by value; the small parts by value.
+  auto unchanged = [&](const char* key) {
+    auto it = before->find(key);
+    return it != before->end() && *it == body[key];
+  };
+  const bool same = before && unchanged("host") && unchanged("instances") && unchanged("comparison") &&
+                    vpcs.size() == dashboard_->view.vpcs.size() && [&] {
+                      for (size_t i = 0; i < vpcs.size(); ++i) {
+                        const auto& old = dashboard_->view.vpcs[i];
+                        if (vpcs[i] != old && *vpcs[i] != *old) return false;
+                      }
+                      return true;
+                    }();
+  if (!same) {
+    json drawn = json::array();
+    for (const auto& entry : vpcs) drawn.push_back(*entry);
+    body["vpcs"] = std::move(drawn);
+  }
   const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::system_clock::now().time_since_epoch());
   body["generated_at_ms"] = wall.count();
@@ -192,6 +218,7 @@ DashboardView Service::dashboardLocked() {
   // An unchanged view keeps its number, so a stream has nothing to send.
   kept.view.sequence = !dashboard_ ? 1 : same ? dashboard_->view.sequence : dashboard_->view.sequence + 1;
   kept.view.body = same ? dashboard_->view.body : std::make_shared<const json>(std::move(body));
+  kept.view.vpcs = same ? dashboard_->view.vpcs : std::move(vpcs);
   dashboard_ = std::move(kept);
   return dashboard_->view;
 }
@@ -203,11 +230,35 @@ json Service::dashboardHostLocked() {
           {"version", CORRAL_VERSION}, {"accelerator", acceleratorJson()}};
 }
 
-json Service::dashboardVpcsLocked() {
+std::vector<std::shared_ptr<const json>> Service::dashboardVpcsLocked(
+    std::chrono::steady_clock::time_point now) {
   // A VPC's picture needs only its instances' states of the manager (the rest is the network's).
   const json states = instances_ ? instances_->statesJson() : json{{"instances", json::array()}};
-  json vpcs = json::array();
+  std::map<std::string, std::string, std::less<>> stateOf;
+  if (auto items = states.find("instances"); items != states.end() && items->is_array()) {
+    for (const json& item : *items) stateOf[textMember(item, "name")] = textMember(item, "state");
+  }
+  const auto members = network_ ? network_->instancesByVpc()
+                                : std::map<std::string, std::vector<std::string>, std::less<>>{};
+  std::vector<std::shared_ptr<const json>> vpcs;
+  std::map<std::string, KeptVpc, std::less<>> kept;
   for (const net::Vpc* vpc : topology_.vpcs()) {
+    VpcInputs inputs;
+    if (auto it = vpcRevisions_.find(vpc->name); it != vpcRevisions_.end()) inputs.topology = it->second;
+    if (network_) inputs.nics = network_->nicRevision(vpc->name);
+    if (auto it = members.find(vpc->name); it != members.end()) {
+      for (const std::string& name : it->second) {
+        auto state = stateOf.find(name);
+        inputs.memberStates.emplace_back(name, state == stateOf.end() ? std::string() : state->second);
+      }
+    }
+    auto held = keptVpcs_.find(vpc->name);
+    if (held != keptVpcs_.end() && held->second.inputs == inputs &&
+        now - held->second.builtAt < kDashboardKernelEvery) {
+      vpcs.push_back(held->second.entry);
+      kept.emplace(vpc->name, std::move(held->second));
+      continue;
+    }
     json entry;
     if (network_) {
       auto drawn = network_->topologyJson(vpc->name, states);
@@ -221,9 +272,36 @@ json Service::dashboardVpcsLocked() {
     } else {
       entry = {{"vpc", {{"name", vpc->name}, {"cidr", vpc->cidr.str()}}}};
     }
-    vpcs.push_back(std::move(entry));
+    auto shared = std::make_shared<const json>(std::move(entry));
+    vpcs.push_back(shared);
+    kept.emplace(vpc->name, KeptVpc{.inputs = std::move(inputs), .builtAt = now, .entry = std::move(shared)});
   }
+  keptVpcs_ = std::move(kept);  // a deleted VPC's entry goes
   return vpcs;
+}
+
+json dashboardPatch(const DashboardView& before, const DashboardView& after) {
+  json parts = json::object();
+  if (after.body) {
+    for (const auto& [key, value] : after.body->items()) {
+      if (key == "vpcs") continue;
+      if (!before.body || !before.body->contains(key) || (*before.body)[key] != value) parts[key] = value;
+    }
+  }
+  std::set<const json*> had;
+  for (const auto& entry : before.vpcs) had.insert(entry.get());
+  json order = json::array();
+  json changed = json::array();
+  for (const auto& entry : after.vpcs) {
+    auto vpc = entry->find("vpc");
+    order.push_back(vpc != entry->end() ? textMember(*vpc, "name") : std::string());
+    if (!had.contains(entry.get())) changed.push_back(*entry);
+  }
+  return {{"base", before.sequence},
+          {"sequence", after.sequence},
+          {"parts", std::move(parts)},
+          {"vpc_order", std::move(order)},
+          {"vpcs", std::move(changed)}};
 }
 
 Result<json> Service::dashboardComparisonLocked() {

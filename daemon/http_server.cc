@@ -343,8 +343,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     close();
   }
 
-  // GET /v1/dashboard/events: the dashboard's view (Service::dashboard) as server-sent events, one
-  // "dashboard" event whenever it differs from the last one sent, until the client goes. No thread waits:
+  // GET /v1/dashboard/events: the dashboard's view (Service::dashboard) as server-sent events, the whole
+  // view first ("dashboard"), then a "dashboard-patch" (daemon/service.h dashboardPatch) whenever it
+  // differs from the last one sent, until the client goes. No thread waits:
   // a timer on this session's strand looks every kEventTick whether the view may have moved (the cheap
   // Service::dashboardRevision, or usage due), and a read that ends only when the client closes ends it.
   void startEvents(unsigned version) {
@@ -388,11 +389,18 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
       lastAsked_ = now;
       DashboardView view = service_.dashboard();
       if (view.body && view.sequence != sentSequence_) {
-        // The first event also tells the browser how soon to reconnect after a drop.
-        text = fmt::format("{}event: dashboard\nid: {}\ndata: {}\n\n",
-                           sentSequence_ == 0 ? "retry: 2000\n" : "", view.sequence,
-                           view.body->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        if (sentSequence_ == 0) {
+          // The whole view first; it also tells the browser how soon to reconnect after a drop.
+          text = fmt::format("retry: 2000\nevent: dashboard\nid: {}\ndata: {}\n\n", view.sequence,
+                             view.body->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        } else {
+          // Then only what changed: a VPC not drawn again is not sent again (~1 KB per instance).
+          text = fmt::format("event: dashboard-patch\nid: {}\ndata: {}\n\n", view.sequence,
+                             dashboardPatch(sent_, view).dump(-1, ' ', false,
+                                                               nlohmann::json::error_handler_t::replace));
+        }
         sentSequence_ = view.sequence;
+        sent_ = std::move(view);
       }
     }
     // A comment now and then: a client that vanished without a close is found by the failing write.
@@ -489,6 +497,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   bool eventsOpen_ = false;
   std::optional<asio::steady_timer> eventTimer_;
   uint64_t sentSequence_ = 0;  // of the last view sent; 0 before the first
+  DashboardView sent_;         // the last view sent, what the next patch is computed from
   uint64_t seenRevision_ = 0;
   Clock::time_point lastAsked_{}, lastWrite_{};
 };

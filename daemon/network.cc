@@ -490,6 +490,7 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   }
 
   nics_.emplace(nic.instance, nic);
+  nicsChangedLocked(nic.subnet);
   if (options_.kernel) {
     if (auto ok = changeNicsLocked(vpc, {nic}, true); !ok) {
       nics_.erase(nic.instance);
@@ -518,6 +519,7 @@ Status NetworkController::restoreNic(const schema::InstanceSpec& spec, const std
   }
   nic.linkKey = linkKey;
   std::lock_guard lock(mutex_);
+  nicsChangedLocked(nic.subnet);
   nics_.insert_or_assign(nic.instance, std::move(nic));
   return {};
 }
@@ -527,6 +529,7 @@ void NetworkController::releaseNic(const std::string& instance) {
   auto it = nics_.find(instance);
   if (it == nics_.end()) return;
   const net::Subnet* subnet = topology_.findSubnet(it->second.subnet);
+  nicsChangedLocked(it->second.subnet);
   const net::NicAttachment gone = std::move(it->second);
   nics_.erase(it);
   if (!subnet || !options_.kernel) return;
@@ -541,6 +544,7 @@ Status NetworkController::releaseNics(const std::vector<std::string>& instances)
   for (const std::string& instance : instances) {
     auto it = nics_.find(instance);
     if (it == nics_.end()) continue;
+    nicsChangedLocked(it->second.subnet);
     if (const net::Subnet* subnet = topology_.findSubnet(it->second.subnet))
       byVpc[subnet->vpc].push_back(std::move(it->second));
     nics_.erase(it);
@@ -621,6 +625,25 @@ json NetworkController::spoofDropsJson(const std::string& instance) const {
   auto drops = net::spoofDropsOf(planned->netns, planned->nic.link);
   if (!drops) return nullptr;
   return {{"mac", drops->mac}, {"ip", drops->ip}, {"arp", drops->arp}, {"other", drops->other}};
+}
+
+void NetworkController::nicsChangedLocked(const std::string& subnet) {
+  if (const net::Subnet* found = topology_.findSubnet(subnet)) nicRevisions_[found->vpc] = ++nicChanges_;
+}
+
+std::map<std::string, std::vector<std::string>, std::less<>> NetworkController::instancesByVpc() const {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, std::vector<std::string>, std::less<>> byVpc;
+  for (const auto& [name, nic] : nics_) {
+    if (const net::Subnet* subnet = topology_.findSubnet(nic.subnet)) byVpc[subnet->vpc].push_back(name);
+  }
+  return byVpc;
+}
+
+uint64_t NetworkController::nicRevision(std::string_view vpc) const {
+  std::lock_guard lock(mutex_);
+  auto it = nicRevisions_.find(vpc);
+  return it == nicRevisions_.end() ? 0 : it->second;
 }
 
 std::map<std::string, net::NicPlan, std::less<>> NetworkController::nicPlans() const {

@@ -100,6 +100,10 @@ class NetworkController {
   // What its port guard dropped ({"mac": N, "ip": N, "arp": N, "other": N}, docs/api.md); null without a
   // NIC, when the kernel is not managed or the counters cannot be read.
   nlohmann::json spoofDropsJson(const std::string& instance) const;
+  // The instances with a NIC in each VPC, by VPC, and a number per VPC that moves whenever a NIC joins or
+  // leaves it (the dashboard rebuilds a VPC's picture only when its part changed).
+  std::map<std::string, std::vector<std::string>, std::less<>> instancesByVpc() const;
+  uint64_t nicRevision(std::string_view vpc) const;
   // For a listing: every NIC in an existing subnet, by instance, as nicPlan() answers for it, with each
   // planned from its subnet alone (no VPC plan). No kernel read.
   std::map<std::string, net::NicPlan, std::less<>> nicPlans() const;
@@ -154,12 +158,15 @@ class NetworkController {
   std::optional<PlannedNic> planNicLocked(const std::string& instance) const;
   Result<net::Cidr> transitLocked(const net::Topology& topology, const std::string& vpc) const;
   std::vector<net::NicAttachment> nicsLocked() const;
+  void nicsChangedLocked(const std::string& subnet);
   const net::Subnet* nicSubnetLocked(const std::string& instance) const;
 
   NetworkOptions options_;
   mutable std::mutex mutex_;
   net::Topology topology_;
   std::map<std::string, net::NicAttachment, std::less<>> nics_;     // by instance name
+  std::map<std::string, uint64_t, std::less<>> nicRevisions_;       // by VPC (nicRevision())
+  uint64_t nicChanges_ = 0;
   mutable std::map<std::string, net::Cidr, std::less<>> transits_;  // by VPC: kept while it has a gateway
   // By VPC: the plan its kernel objects were last brought to (by a converge or a delta), so that a change
   // diffs against it instead of planning "before" again. Missing: unknown (next change converges whole).

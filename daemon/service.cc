@@ -131,6 +131,31 @@ struct CreateOps<net::NetworkAclSpec> {
   }
 };
 
+// The VPC an object of `topology` belongs to (a VPC: itself); nullopt when it is not there.
+std::optional<std::string> vpcOfObject(const net::Topology& topology, const net::ObjectRef& ref) {
+  auto owner = [](const auto* object) -> std::optional<std::string> {
+    if (object == nullptr) return std::nullopt;
+    return object->vpc;
+  };
+  switch (ref.kind) {
+    case net::ObjectKind::Vpc:
+      return ref.name;
+    case net::ObjectKind::Subnet:
+      return owner(topology.findSubnet(ref.name));
+    case net::ObjectKind::RouteTable:
+      return owner(topology.findRouteTable(ref.name));
+    case net::ObjectKind::InternetGateway:
+      return owner(topology.findInternetGateway(ref.name));
+    case net::ObjectKind::NatGateway:
+      return owner(topology.findNatGateway(ref.name));
+    case net::ObjectKind::SecurityGroup:
+      return owner(topology.findSecurityGroup(ref.name));
+    case net::ObjectKind::NetworkAcl:
+      return owner(topology.findNetworkAcl(ref.name));
+  }
+  return std::nullopt;
+}
+
 int64_t wallClockSeconds() {
   return static_cast<int64_t>(std::time(nullptr));
 }
@@ -396,14 +421,26 @@ ObjectCounts Service::countsLocked() const {
 
 template <class Operation>
 Status Service::commit(Operation&& operation) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
   net::Topology next = topology_;
   Result<net::Changeset> changes = std::forward<Operation>(operation)(next);
   if (!changes) return fail(std::move(changes.error()));
+  const Clock::time_point modelled = Clock::now();
   // The kernel first: a change it refuses is not saved. Then the state; if that fails, the kernel goes back.
   if (network_) {
     if (auto applied = network_->applyTopology(next); !applied) return fail(applied.error());
   }
-  if (auto saved = store_.apply(next, *changes); !saved) {
+  const Clock::time_point applied = Clock::now();
+  auto saved = store_.apply(next, *changes);
+  const Clock::time_point stored = Clock::now();
+  auto ms = [](Clock::time_point from, Clock::time_point to) {
+    return std::chrono::duration<double, std::milli>(to - from).count();
+  };
+  // Where a change's time goes (bench/scale prints it): the model, the kernel (nft), the store's commit.
+  log::info("topology change in {:.1f} ms: model {:.1f}, network {:.1f}, store {:.1f}", ms(start, stored),
+            ms(start, modelled), ms(modelled, applied), ms(applied, stored));
+  if (!saved) {
     if (network_) {
       if (auto undone = network_->applyTopology(topology_); !undone)
         log::error("restoring the network after a failed save: {}", undone.error().message());
@@ -411,6 +448,18 @@ Status Service::commit(Operation&& operation) {
     return fail(saved.error().wrap("saving state"));
   }
   // Only now, with the transaction committed, does the new state become visible.
+  ++topologyChanges_;
+  for (const net::ObjectRef& ref : changes->upserted) {
+    // A group's or an ACL's rules are not drawn (the picture shows names, members and subnets): a rule
+    // added to an existing one leaves its VPC's picture, and its kernel check, as they are.
+    const bool rulesOnly = (ref.kind == net::ObjectKind::SecurityGroup && topology_.findSecurityGroup(ref.name)) ||
+                           (ref.kind == net::ObjectKind::NetworkAcl && topology_.findNetworkAcl(ref.name));
+    if (rulesOnly) continue;
+    if (auto vpc = vpcOfObject(next, ref)) vpcRevisions_[*vpc] = topologyChanges_;
+  }
+  for (const net::ObjectRef& ref : changes->deleted) {
+    if (auto vpc = vpcOfObject(topology_, ref)) vpcRevisions_[*vpc] = topologyChanges_;
+  }
   topology_ = std::move(next);
   ++viewRevision_;
   return {};

@@ -5,11 +5,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "api/api.h"
 #include "core/error.h"
@@ -36,7 +39,16 @@ inline constexpr std::chrono::seconds kDashboardKernelEvery{60};
 struct DashboardView {
   uint64_t sequence = 0;
   std::shared_ptr<const nlohmann::json> body;
+  // The body's "vpcs" entries, in its order, each kept by the Service until its VPC's part changes: an
+  // entry here is the same object as in the view before unless that VPC was drawn again.
+  std::vector<std::shared_ptr<const nlohmann::json>> vpcs;
 };
+
+// What a page holding `before` needs to reach `after` (GET /v1/dashboard/events' "dashboard-patch" event,
+// docs/api.md): {"base", "sequence", "parts": the top-level members that differ (host, instances,
+// comparison, generated_at_ms), "vpc_order": every VPC's name in order, "vpcs": the entries drawn again
+// since `before` (the others the page keeps)}.
+nlohmann::json dashboardPatch(const DashboardView& before, const DashboardView& after);
 
 // How many objects of each kind exist, for startup logs and GET /v1/info.
 struct ObjectCounts {
@@ -144,7 +156,10 @@ class Service {
   ObjectCounts countsLocked() const;
   DashboardView dashboardLocked();
   nlohmann::json dashboardHostLocked();
-  nlohmann::json dashboardVpcsLocked();
+  // Every VPC's entry, each drawn again only when its own part moved (topology objects of that VPC, its
+  // NICs, its members' states) or its kernel check is older than kDashboardKernelEvery.
+  std::vector<std::shared_ptr<const nlohmann::json>> dashboardVpcsLocked(
+      std::chrono::steady_clock::time_point now);
   Result<nlohmann::json> dashboardComparisonLocked();
   nlohmann::json vmInfo();           // libvirt reachability and the accelerator, for GET /v1/info
   nlohmann::json acceleratorJson();  // {"mode", "state", "name", "reason"}
@@ -159,6 +174,22 @@ class Service {
     DashboardView view;
   };
   std::optional<KeptDashboard> dashboard_;  // under mutex_
+  // What a VPC's dashboard entry was drawn from: the moment its part of the model, its NICs or its
+  // members' states last moved, so an unchanged VPC is not drawn (nor its kernel read) again.
+  struct VpcInputs {
+    uint64_t topology = 0;
+    uint64_t nics = 0;
+    std::vector<std::pair<std::string, std::string>> memberStates;
+    bool operator==(const VpcInputs&) const = default;
+  };
+  struct KeptVpc {
+    VpcInputs inputs;
+    std::chrono::steady_clock::time_point builtAt;
+    std::shared_ptr<const nlohmann::json> entry;
+  };
+  std::map<std::string, KeptVpc, std::less<>> keptVpcs_;         // under mutex_
+  std::map<std::string, uint64_t, std::less<>> vpcRevisions_;    // by VPC: moved by commits touching it
+  uint64_t topologyChanges_ = 0;
   Store store_;
   net::Topology topology_;
   // Null without Service::load (unit tests): then the model alone changes, no kernel object.

@@ -28,6 +28,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <map>
 #include <tuple>
 #include <utility>
 
@@ -145,6 +146,16 @@ Cidr routeDestination(rtnl_route* route) {
   auto address = ipv4Of(dst);
   int prefix = dst != nullptr ? static_cast<int>(nl_addr_get_prefixlen(dst)) : 0;
   return Cidr::containing(address.value_or(Ipv4Address(0)), std::clamp(prefix, 0, 32));
+}
+
+// "10.0.1.1/24" of an IPv4 address object; nullopt for other families.
+std::optional<std::string> addressText(rtnl_addr* address) {
+  if (rtnl_addr_get_family(address) != AF_INET) return std::nullopt;
+  nl_addr* local = rtnl_addr_get_local(address);
+  if (local == nullptr || nl_addr_get_len(local) != 4) return std::nullopt;
+  char text[INET_ADDRSTRLEN] = {};
+  if (::inet_ntop(AF_INET, nl_addr_get_binary_addr(local), text, sizeof(text)) == nullptr) return std::nullopt;
+  return fmt::format("{}/{}", text, rtnl_addr_get_prefixlen(address));
 }
 
 // What the kernel answered to one request: its errno (0: done) and its extended-ack text, if any.
@@ -566,11 +577,20 @@ Status Netlink::deleteRoute(const RouteEntry& route) {
 }
 
 Result<std::vector<RouteEntry>> Netlink::routes(uint32_t table) {
-  nl_cache* rawLinks = nullptr;
-  if (int err = rtnl_link_alloc_cache(state_->socket.get(), AF_UNSPEC, &rawLinks); err < 0) {
-    return fail(nlError(err, "rtnl_link_alloc_cache", "links", state_->where));
-  }
-  CachePtr linkCache(rawLinks);
+  // A route's device by index, each asked of the kernel once: routes go through the few bridges and
+  // gateway links, so this does not dump the (many) ports.
+  std::map<int, std::optional<std::string>> deviceNames;
+  auto deviceName = [&](int index) -> std::optional<std::string> {
+    auto [it, fresh] = deviceNames.try_emplace(index);
+    if (fresh) {
+      rtnl_link* raw = nullptr;
+      if (rtnl_link_get_kernel(state_->socket.get(), index, nullptr, &raw) >= 0) {
+        LinkPtr device(raw);
+        if (const char* name = rtnl_link_get_name(device.get())) it->second = name;
+      }
+    }
+    return it->second;
+  };
   auto all = dumpRoutes(state_->socket.get(), state_->where);
   if (!all) return fail(std::move(all).error().wrap(fmt::format("routes of table {}", table)));
 
@@ -591,10 +611,7 @@ Result<std::vector<RouteEntry>> Netlink::routes(uint32_t table) {
     // Multipath routes are not made by corral; the first hop stands for them.
     if (rtnl_nexthop* nexthop = rtnl_route_nexthop_n(route, 0); nexthop != nullptr && !entry.blackhole) {
       entry.gateway = ipv4Text(rtnl_route_nh_get_gateway(nexthop));
-      if (int index = rtnl_route_nh_get_ifindex(nexthop); index > 0) {
-        char name[IFNAMSIZ + 1] = {};
-        if (rtnl_link_i2name(linkCache.get(), index, name, sizeof(name)) != nullptr) entry.device = name;
-      }
+      if (int index = rtnl_route_nh_get_ifindex(nexthop); index > 0) entry.device = deviceName(index);
     }
     found.emplace_back(destination, std::move(entry));
   }
@@ -694,16 +711,12 @@ Result<std::vector<LinkInfo>> Netlink::links() {
   for (nl_object* object = nl_cache_get_first(addrCache.get()); object != nullptr;
        object = nl_cache_get_next(object)) {
     auto* address = reinterpret_cast<rtnl_addr*>(object);
-    if (rtnl_addr_get_family(address) != AF_INET) continue;
-    nl_addr* local = rtnl_addr_get_local(address);
-    if (local == nullptr || nl_addr_get_len(local) != 4) continue;
-    char text[INET_ADDRSTRLEN] = {};
-    if (::inet_ntop(AF_INET, nl_addr_get_binary_addr(local), text, sizeof(text)) == nullptr) continue;
+    auto text = addressText(address);
+    if (!text) continue;
     int index = rtnl_addr_get_ifindex(address);
     auto owner =
         std::find_if(result.begin(), result.end(), [&](const LinkInfo& l) { return l.index == index; });
-    if (owner != result.end())
-      owner->addresses.push_back(fmt::format("{}/{}", text, rtnl_addr_get_prefixlen(address)));
+    if (owner != result.end()) owner->addresses.push_back(std::move(*text));
   }
   std::sort(result.begin(), result.end(),
             [](const LinkInfo& a, const LinkInfo& b) { return a.index < b.index; });
@@ -711,12 +724,47 @@ Result<std::vector<LinkInfo>> Netlink::links() {
 }
 
 Result<std::optional<LinkInfo>> Netlink::link(const std::string& name) {
-  auto all = links();
-  if (!all) return fail(std::move(all).error());
-  for (LinkInfo& info : *all) {
-    if (info.name == name) return std::optional<LinkInfo>(std::move(info));
+  // The kernel looks the name up itself (RTM_GETLINK with IFLA_IFNAME): no dump of every link, whose cost
+  // grows with the ports of a VPC's namespace (500 instances: 500 veths).
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    return fail(invalidField("link", "\"{}\" is not a link name (1 to {} characters)", name, IFNAMSIZ - 1));
   }
-  return std::optional<LinkInfo>();
+  rtnl_link* raw = nullptr;
+  if (int err = rtnl_link_get_kernel(state_->socket.get(), 0, name.c_str(), &raw); err < 0) {
+    const int code = err < 0 ? -err : err;
+    if (code == NLE_NODEV || code == NLE_OBJ_NOTFOUND) return std::optional<LinkInfo>();
+    return fail(nlError(err, "rtnl_link_get_kernel", quoted("link", name), state_->where));
+  }
+  LinkPtr found(raw);
+  LinkInfo info;
+  info.name = rtnl_link_get_name(found.get()) ? rtnl_link_get_name(found.get()) : name;
+  info.index = rtnl_link_get_ifindex(found.get());
+  const char* kind = rtnl_link_get_type(found.get());
+  info.kind = kind ? kind : "";
+  info.up = (rtnl_link_get_flags(found.get()) & IFF_UP) != 0;
+  if (int master = rtnl_link_get_master(found.get()); master > 0) {
+    rtnl_link* rawMaster = nullptr;
+    if (int err = rtnl_link_get_kernel(state_->socket.get(), master, nullptr, &rawMaster); err < 0) {
+      return fail(nlError(err, "rtnl_link_get_kernel", fmt::format("master (index {}) of link \"{}\"", master, name),
+                          state_->where));
+    }
+    LinkPtr masterLink(rawMaster);
+    if (const char* masterName = rtnl_link_get_name(masterLink.get())) info.master = masterName;
+  }
+  // Addresses: a namespace's addresses are its router's and gateways' (an instance's own live in the
+  // instance's namespace), so their dump does not grow with the ports.
+  nl_cache* rawAddrs = nullptr;
+  if (int err = rtnl_addr_alloc_cache(state_->socket.get(), &rawAddrs); err < 0) {
+    return fail(nlError(err, "rtnl_addr_alloc_cache", "addresses", state_->where));
+  }
+  CachePtr addrCache(rawAddrs);
+  for (nl_object* object = nl_cache_get_first(addrCache.get()); object != nullptr;
+       object = nl_cache_get_next(object)) {
+    auto* address = reinterpret_cast<rtnl_addr*>(object);
+    if (rtnl_addr_get_ifindex(address) != info.index) continue;
+    if (auto text = addressText(address)) info.addresses.push_back(std::move(*text));
+  }
+  return std::optional<LinkInfo>(std::move(info));
 }
 
 }  // namespace corral::net

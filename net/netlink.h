@@ -77,8 +77,11 @@ class Netlink {
   Status deleteRule(const RuleEntry& rule);  // missing: not an error
   Result<std::vector<RuleEntry>> rules();    // IPv4 rules, the kernel's defaults (0, 32766, 32767) included
   Status deleteLink(const std::string& name);                                  // missing: not an error
+  // One link by name, looked up by the kernel (RTM_GETLINK with IFLA_IFNAME: its cost does not grow with
+  // the number of links there); nullopt when there is none of that name. A name no link can have (empty,
+  // longer than 15 characters): InvalidArgument naming field "link".
   Result<std::optional<LinkInfo>> link(const std::string& name);
-  Result<std::vector<LinkInfo>> links();
+  Result<std::vector<LinkInfo>> links();  // every link (a dump), sorted by index
   const std::string& netns() const;
 
  private:

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -122,16 +123,40 @@ class EventStream {
       if (end == std::string::npos) return std::nullopt;
       std::string event = body_.substr(0, end + 1);
       body_.erase(0, end + 2);
-      if (event.find("event: dashboard\n") == std::string::npos) continue;  // a comment line
+      const bool whole = event.find("event: dashboard\n") != std::string::npos;
+      const bool patch = event.find("event: dashboard-patch\n") != std::string::npos;
       size_t data = event.find("data: ");
-      if (data == std::string::npos) continue;
-      return json::parse(event.substr(data + 6, event.find('\n', data) - data - 6));
+      if ((!whole && !patch) || data == std::string::npos) continue;  // a comment line
+      json sent = json::parse(event.substr(data + 6, event.find('\n', data) - data - 6));
+      if (whole) {
+        view_ = std::move(sent);
+      } else {
+        // As the page does: the parts that changed, the VPCs drawn again, the others as they were.
+        EXPECT_FALSE(view_.is_null()) << "a patch before the whole view";
+        patches_.push_back(sent);
+        for (const auto& [key, value] : sent["parts"].items()) view_[key] = value;
+        std::map<std::string, json> byName;
+        for (const json& entry : view_["vpcs"]) byName[entry["vpc"]["name"]] = entry;
+        for (const json& entry : sent["vpcs"]) byName[entry["vpc"]["name"]] = entry;
+        json vpcs = json::array();
+        for (const json& name : sent["vpc_order"]) vpcs.push_back(byName[name.get<std::string>()]);
+        view_["vpcs"] = std::move(vpcs);
+      }
+      return view_;
     }
   }
+
+ public:
+  // The patches received so far (each "dashboard-patch" event's data).
+  const std::vector<json>& patches() const { return patches_; }
+
+ private:
 
   int fd_;
   std::string raw_, body_, header_;
   json last_;
+  json view_;  // the whole view, patched as events come
+  std::vector<json> patches_;
 };
 
 size_t openFds(pid_t pid) {
@@ -215,6 +240,17 @@ TEST_F(DashboardEvents, TheViewArrivesAtOnceAndAgainOnEachChangeOnBothWaysIn) {
   daemon_.must("POST", "/v1/instances/web-1/stop", {{"grace_seconds", 0}}, 200);
   EXPECT_TRUE(port->until([](const json& view) { return stateIn(view, "web-1") == "stopped"; }, 3s));
   EXPECT_TRUE(socket->until([](const json& view) { return stateIn(view, "web-1") == "stopped"; }, 3s));
+
+  // After the first, only patches come, and a change in another VPC does not send shop's entry again.
+  EXPECT_FALSE(port->patches().empty());
+  const size_t before = port->patches().size();
+  daemon_.must("POST", "/v1/vpcs", {{"name", "lab"}, {"cidr", "10.9.0.0/16"}});
+  ASSERT_TRUE(port->until([](const json& view) { return hasVpc(view, "lab"); }, 3s)) << daemon_.logTail();
+  ASSERT_GT(port->patches().size(), before);
+  for (size_t i = before; i < port->patches().size(); ++i) {
+    for (const json& entry : port->patches()[i]["vpcs"])
+      EXPECT_NE(entry["vpc"]["name"], "shop") << "shop did not change but was sent again";
+  }
 
   // Nothing changes: nothing is sent but, after a while, the memory figures' refresh if they moved.
   auto quiet = port->next(1200ms);

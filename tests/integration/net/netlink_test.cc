@@ -4,6 +4,7 @@
 // remove; the root namespace is only ever read.
 #include "net/netlink.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
@@ -248,6 +249,59 @@ TEST_F(NetlinkTest, BridgeAndVethPairAreBuiltMovedRenamedAndReadBack) {
   ASSERT_OK(aLinks);
   ASSERT_EQ(aLinks->size(), 1u);
   EXPECT_EQ(aLinks->front().name, "lo");
+}
+
+// link(name) asks the kernel for that one link (no dump): among hundreds of ports it finds the one with its
+// master and addresses, answers nullopt for a name that is not there, and refuses one no link can have.
+TEST_F(NetlinkTest, LinkByNameFindsOneAmongManyAndReportsAMissingOne) {
+  std::string a = netns("many");
+  auto opened = Netlink::open(a);
+  ASSERT_OK(opened);
+  Netlink& net = *opened;
+  ASSERT_OK(net.createBridge("br0"));
+  ASSERT_OK(net.addAddress("br0", "10.98.0.1/22"));
+  constexpr int kPairs = 250;
+  for (int i = 0; i < kPairs; ++i) {
+    ASSERT_OK(net.createVethPair(fmt::format("p{}", i), fmt::format("q{}", i)));
+  }
+  ASSERT_OK(net.setMaster("p137", "br0"));
+  ASSERT_OK(net.setUp("p137"));
+  ASSERT_OK(net.addAddress("q137", "10.98.1.37/22"));
+
+  LinkInfo port = linkOrEmpty(net, "p137");
+  EXPECT_EQ(port.name, "p137");
+  EXPECT_EQ(port.kind, "veth");
+  EXPECT_TRUE(port.up);
+  EXPECT_EQ(port.master, std::optional<std::string>("br0"));
+  EXPECT_TRUE(port.addresses.empty());
+  LinkInfo peer = linkOrEmpty(net, "q137");
+  EXPECT_EQ(peer.addresses, std::vector<std::string>{"10.98.1.37/22"});
+  EXPECT_FALSE(peer.master.has_value());
+  EXPECT_GT(peer.index, 0);
+  EXPECT_NE(peer.index, port.index);
+  LinkInfo bridge = linkOrEmpty(net, "br0");
+  EXPECT_EQ(bridge.kind, "bridge");
+  EXPECT_EQ(bridge.addresses, std::vector<std::string>{"10.98.0.1/22"});
+  // The same answers as the dump gives.
+  auto all = net.links();
+  ASSERT_OK(all);
+  EXPECT_EQ(all->size(), 2u * kPairs + 2u);
+  auto inDump = std::find_if(all->begin(), all->end(), [](const LinkInfo& l) { return l.name == "p137"; });
+  ASSERT_NE(inDump, all->end());
+  EXPECT_EQ(inDump->index, port.index);
+  EXPECT_EQ(inDump->master, port.master);
+
+  auto missing = net.link("p999");
+  ASSERT_OK(missing);
+  EXPECT_FALSE(missing->has_value());
+  for (const std::string& impossible : {std::string(), std::string("a-name-of-16-chr")}) {
+    auto refused = net.link(impossible);
+    ASSERT_FALSE(refused.has_value()) << "\"" << impossible << "\"";
+    EXPECT_EQ(refused.error().kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(refused.error().field(), "link");
+    EXPECT_NE(refused.error().message().find("\"" + impossible + "\""), std::string::npos)
+        << refused.error().message();
+  }
 }
 
 TEST_F(NetlinkTest, OpenInActsInTheNamespaceOfAnFdAndNamesItsLabel) {

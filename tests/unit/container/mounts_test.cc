@@ -364,6 +364,52 @@ TEST(HostCgroups, ParsesTheHierarchiesUnderSysFsCgroupFromMountinfo) {
   EXPECT_TRUE(parseHostCgroupHierarchies("garbage\n1 2 3\n").empty());
 }
 
+// A start reads mountinfo (O(every mount on the host, each container's overlay too)) only when what is
+// mounted under /sys/fs/cgroup changed since the kept answer; a failed read keeps nothing.
+TEST(HostCgroups, TheHierarchiesAreReadAgainOnlyWhenTheirMountPointsChange) {
+  const std::string memoryOnly =
+      "33 26 0:30 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+      "34 22 0:40 / /var/lib/corral/containers/web-1/rootfs rw - overlay overlay rw,lowerdir=/a\n";
+  const std::string withPids = memoryOnly + "35 26 0:31 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n";
+  std::string mountinfo = memoryOnly;
+  int reads = 0;
+  bool failRead = false;
+  auto read = [&]() -> Result<std::string> {
+    ++reads;
+    if (failRead) return fail(systemError(EIO, "read(\"/proc/self/mountinfo\")"));
+    return mountinfo;
+  };
+  CgroupHierarchyCache cache;
+  const std::vector<HostCgroupHierarchy> memory{{"memory", "cgroup", "memory"}};
+  auto first = cache.hierarchies({"memory@33"}, read);
+  ASSERT_TRUE(first.has_value()) << first.error().message();
+  EXPECT_EQ(*first, memory);
+  // Another container's overlay is no change under /sys/fs/cgroup: the kept answer, no read.
+  mountinfo += "36 22 0:41 / /var/lib/corral/containers/web-2/rootfs rw - overlay overlay rw,lowerdir=/a\n";
+  for (int i = 0; i < 3; ++i) {
+    auto again = cache.hierarchies({"memory@33"}, read);
+    ASSERT_TRUE(again.has_value());
+    EXPECT_EQ(*again, memory);
+  }
+  EXPECT_EQ(reads, 1);
+  // A hierarchy mounted, or one remounted (a new mount id): read again.
+  mountinfo = withPids;
+  auto added = cache.hierarchies({"pids@35", "memory@33"}, read);
+  ASSERT_TRUE(added.has_value());
+  EXPECT_EQ(*added, (std::vector<HostCgroupHierarchy>{{"memory", "cgroup", "memory"}, {"pids", "cgroup", "pids"}}));
+  EXPECT_EQ(reads, 2);
+  (void)cache.hierarchies({"memory@33", "pids@35"}, read);  // the same set in another order
+  EXPECT_EQ(reads, 2);
+  failRead = true;
+  auto failed = cache.hierarchies({"memory@33", "pids@37"}, read);
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_NE(failed.error().message().find("mountinfo"), std::string::npos) << failed.error().message();
+  failRead = false;
+  mountinfo = memoryOnly;
+  (void)cache.hierarchies({"memory@33", "pids@37"}, read);
+  EXPECT_EQ(reads, 4) << "a failed read is not kept";
+}
+
 TEST(EtcFiles, HostnameAndHostsAreGeneratedAndResolvConfOnlyWithNameservers) {
   MountPlanInput input = defaultInput();
   input.hostname = "web-1";

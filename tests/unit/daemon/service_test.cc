@@ -551,5 +551,66 @@ TEST_F(ServiceTest, TheDashboardViewIsKeptUntilSomethingItShowsChanges) {
   EXPECT_EQ((*withComparison.body)["comparison"]["runs"], 1);
 }
 
+// A change in one VPC draws that VPC again and keeps every other VPC's entry as it was (the same object:
+// not drawn again, its kernel not read); the event stream's patch carries only the VPC drawn again.
+TEST_F(ServiceTest, AChangeInOneVpcDrawsAndSendsThatVpcAlone) {
+  ASSERT_EQ(createVpc("alpha", "10.0.0.0/16").status, 201);
+  ASSERT_EQ(createVpc("beta", "10.1.0.0/16").status, 201);
+  auto entryOf = [](const DashboardView& view, const std::string& name) -> std::shared_ptr<const json> {
+    for (const auto& entry : view.vpcs) {
+      if ((*entry)["vpc"]["name"] == name) return entry;
+    }
+    ADD_FAILURE() << "no entry for vpc " << name;
+    return std::make_shared<const json>(json{{"vpc", {{"name", name}}}});
+  };
+  DashboardView before = service_->dashboard();
+  ASSERT_EQ(before.vpcs.size(), 2u);
+  ASSERT_EQ((*before.body)["vpcs"].size(), 2u);
+
+  ASSERT_EQ(createSubnet("web", "alpha", "10.0.1.0/24").status, 201);
+  DashboardView afterAlpha = service_->dashboard();
+  EXPECT_GT(afterAlpha.sequence, before.sequence);
+  EXPECT_NE(entryOf(afterAlpha, "alpha").get(), entryOf(before, "alpha").get()) << "alpha: drawn again";
+  EXPECT_EQ(entryOf(afterAlpha, "beta").get(), entryOf(before, "beta").get()) << "beta unchanged: kept";
+  EXPECT_EQ((*entryOf(afterAlpha, "alpha"))["subnets"][0]["name"], "web");
+  for (size_t i = 0; i < afterAlpha.vpcs.size(); ++i)
+    EXPECT_EQ((*afterAlpha.body)["vpcs"][i], *afterAlpha.vpcs[i]) << "the body holds the kept entries";
+
+  json patch = dashboardPatch(before, afterAlpha);
+  EXPECT_EQ(patch["base"], before.sequence);
+  EXPECT_EQ(patch["sequence"], afterAlpha.sequence);
+  EXPECT_EQ(patch["vpc_order"], json::array({"alpha", "beta"}));
+  ASSERT_EQ(patch["vpcs"].size(), 1u) << patch.dump();
+  EXPECT_EQ(patch["vpcs"][0]["vpc"]["name"], "alpha");
+  EXPECT_FALSE(patch["parts"].contains("vpcs"));
+  EXPECT_FALSE(patch["parts"].contains("host")) << "the host did not change";
+
+  // And the other way round: a change in beta keeps alpha's entry.
+  ASSERT_EQ(createSubnet("db", "beta", "10.1.1.0/24").status, 201);
+  DashboardView afterBeta = service_->dashboard();
+  EXPECT_EQ(entryOf(afterBeta, "alpha").get(), entryOf(afterAlpha, "alpha").get());
+  EXPECT_NE(entryOf(afterBeta, "beta").get(), entryOf(afterAlpha, "beta").get());
+  json second = dashboardPatch(afterAlpha, afterBeta);
+  ASSERT_EQ(second["vpcs"].size(), 1u) << second.dump();
+  EXPECT_EQ(second["vpcs"][0]["vpc"]["name"], "beta");
+
+  // Nothing changed: nothing drawn, an empty patch.
+  DashboardView again = service_->dashboard();
+  EXPECT_EQ(again.sequence, afterBeta.sequence);
+  EXPECT_TRUE(dashboardPatch(afterBeta, again)["vpcs"].empty());
+
+  // A rule of a group is not drawn: adding one draws no VPC again (nor reads its kernel).
+  schema::SecurityGroupRuleSpec rule;
+  rule.protocol = "tcp";
+  rule.fromPort = 22;
+  rule.toPort = 22;
+  rule.cidr = "10.0.0.0/8";
+  ASSERT_EQ(handle(api::AddSecurityGroupRule{"beta-default", rule}).status, 201);
+  DashboardView afterRule = service_->dashboard();
+  EXPECT_EQ(entryOf(afterRule, "beta").get(), entryOf(afterBeta, "beta").get());
+  EXPECT_EQ(entryOf(afterRule, "alpha").get(), entryOf(afterBeta, "alpha").get());
+  EXPECT_EQ(afterRule.sequence, afterBeta.sequence);
+}
+
 }  // namespace
 }  // namespace corral::daemon

@@ -27,6 +27,8 @@ TEST(Web, ThePageIsSelfContainedListensToTheEventsAndCanPoll) {
   EXPECT_TRUE(page.starts_with("<!doctype html>"));
   EXPECT_NE(page.find("fetch(\"/v1/dashboard\""), std::string_view::npos);
   EXPECT_NE(page.find("new EventSource(\"/v1/dashboard/events\")"), std::string_view::npos);
+  EXPECT_NE(page.find("addEventListener(\"dashboard-patch\""), std::string_view::npos)
+      << "after the whole view corrald sends patches";
   // No outside resource: the page must work on a host without internet, and the policy forbids them.
   for (const char* outside : {"http://", "https://", "src=\"//", "href=\"//"}) {
     EXPECT_EQ(page.find(outside), std::string_view::npos) << outside;
