@@ -39,6 +39,19 @@ struct ExecResult {
   bool timedOut = false;
 };
 
+// What set_identity gives a VM restored from a shared snapshot (see agent_protocol.h).
+struct GuestIdentity {
+  std::string hostname;
+  std::optional<std::string> mac;  // "52:54:00:xx:xx:xx"; none: no NIC
+  std::optional<std::string> ip;   // "A.B.C.D/LEN" (with a MAC); none: eth0 stays down
+  std::optional<std::string> gateway;
+};
+struct IdentityAnswer {
+  std::string hostname;
+  std::optional<std::string> mac;  // eth0's address as the guest reads it back; none: not asked
+  size_t seededBytes = 0;
+};
+
 class AgentClient {
  public:
   // Connects (retrying while the socket does not exist yet or refuses) and waits for "ready": reads the
@@ -59,6 +72,9 @@ class AgentClient {
   // set_clock: the guest's CLOCK_REALTIME becomes the host's now (the request carries the host's time as it
   // is sent; the channel's latency, well under a millisecond, is not corrected).
   Status setClock(std::chrono::steady_clock::time_point deadline);
+  // set_identity: `identity` plus kIdentitySeedBytes from the host's getrandom() and the host's now. The
+  // answer is checked: the guest must report the hostname and MAC it was given.
+  Result<IdentityAnswer> setIdentity(const GuestIdentity& identity, std::chrono::steady_clock::time_point deadline);
 
  private:
   explicit AgentClient(UniqueFd fd) : fd_(std::move(fd)) {}

@@ -6,6 +6,7 @@
 // The pure parts (command line parsing, request decoding, output capping, UTF-8 repair) are free functions
 // so tests/unit/vmm/guest_init_test.cc can include this file with CORRAL_INIT_NO_MAIN and check them.
 #include <arpa/inet.h>
+#include <linux/random.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -215,11 +217,98 @@ struct SetClockRequest {
   int64_t id;
   int64_t unixNs;
 };
+// set_identity: what a VM restored from a shared snapshot makes its own (the cold boot's corral.* command line
+// parameters, plus a random seed and the clock, since every clone starts from the same memory).
+struct SetIdentityRequest {
+  int64_t id;
+  std::string hostname;
+  std::optional<std::array<uint8_t, 6>> mac;      // absent: no NIC, the network is left alone
+  std::optional<std::pair<in_addr_t, int>> ip;  // absent: eth0 is left down
+  std::optional<in_addr_t> gateway;
+  std::vector<uint8_t> seed;  // host random bytes mixed into the guest's pool, credited as entropy
+  int64_t unixNs = 0;
+};
 struct BadRequest {
   std::optional<int64_t> id;
   std::string reason;
 };
-using Request = std::variant<HelloRequest, ExecRequest, ShutdownRequest, SetClockRequest, BadRequest>;
+using Request =
+    std::variant<HelloRequest, ExecRequest, ShutdownRequest, SetClockRequest, SetIdentityRequest, BadRequest>;
+
+inline constexpr size_t kMinSeedBytes = 32;
+inline constexpr size_t kMaxSeedBytes = 512;
+
+// "52:54:00:ab:cd:ef" (either case).
+inline std::optional<std::array<uint8_t, 6>> parseMac(std::string_view text) {
+  if (text.size() != 17) return std::nullopt;
+  std::array<uint8_t, 6> mac{};
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < 6; ++i) {
+    const int high = nibble(text[i * 3]), low = nibble(text[i * 3 + 1]);
+    if (high < 0 || low < 0 || (i < 5 && text[i * 3 + 2] != ':')) return std::nullopt;
+    mac[i] = static_cast<uint8_t>(high << 4 | low);
+  }
+  if (mac[0] & 1) return std::nullopt;  // a multicast address cannot be a NIC's
+  return mac;
+}
+
+inline std::optional<std::vector<uint8_t>> parseHex(std::string_view text) {
+  if (text.size() % 2 != 0) return std::nullopt;
+  std::vector<uint8_t> bytes;
+  bytes.reserve(text.size() / 2);
+  for (size_t i = 0; i < text.size(); i += 2) {
+    unsigned value = 0;
+    for (const char c : text.substr(i, 2)) {
+      value <<= 4;
+      if (c >= '0' && c <= '9') value |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f') value |= static_cast<unsigned>(c - 'a' + 10);
+      else return std::nullopt;
+    }
+    bytes.push_back(static_cast<uint8_t>(value));
+  }
+  return bytes;
+}
+
+inline Request parseSetIdentity(int64_t id, const json& request) {
+  SetIdentityRequest identity{id, {}, std::nullopt, std::nullopt, std::nullopt, {}, 0};
+  const auto hostname = request.find("hostname");
+  if (hostname == request.end() || !hostname->is_string() || hostname->get_ref<const std::string&>().empty() ||
+      hostname->get_ref<const std::string&>().size() > 64)
+    return BadRequest{id, "set_identity: \"hostname\" must be a string of 1 to 64 bytes"};
+  identity.hostname = hostname->get<std::string>();
+  if (const auto mac = request.find("mac"); mac != request.end() && !mac->is_null()) {
+    identity.mac = mac->is_string() ? parseMac(mac->get_ref<const std::string&>()) : std::nullopt;
+    if (!identity.mac)
+      return BadRequest{id, "set_identity: \"mac\" must be a unicast \"xx:xx:xx:xx:xx:xx\" or null"};
+  }
+  if (const auto ip = request.find("ip"); ip != request.end() && !ip->is_null()) {
+    identity.ip = ip->is_string() ? parseIpv4Cidr(ip->get_ref<const std::string&>()) : std::nullopt;
+    if (!identity.ip || !identity.mac)
+      return BadRequest{id, "set_identity: \"ip\" must be \"A.B.C.D/LEN\" (with a \"mac\") or null"};
+  }
+  if (const auto gateway = request.find("gateway"); gateway != request.end() && !gateway->is_null()) {
+    identity.gateway = gateway->is_string() ? parseIpv4(gateway->get_ref<const std::string&>()) : std::nullopt;
+    if (!identity.gateway || !identity.ip)
+      return BadRequest{id, "set_identity: \"gateway\" must be \"A.B.C.D\" (with an \"ip\") or null"};
+  }
+  const auto seed = request.find("seed");
+  auto bytes = seed != request.end() && seed->is_string() ? parseHex(seed->get_ref<const std::string&>())
+                                                          : std::nullopt;
+  if (!bytes || bytes->size() < kMinSeedBytes || bytes->size() > kMaxSeedBytes)
+    return BadRequest{id, "set_identity: \"seed\" must be " + std::to_string(kMinSeedBytes) + " to " +
+                              std::to_string(kMaxSeedBytes) + " bytes in lowercase hex"};
+  identity.seed = std::move(*bytes);
+  const auto unixNs = request.find("unix_ns");
+  if (unixNs == request.end() || !unixNs->is_number_integer() || unixNs->get<int64_t>() <= 0)
+    return BadRequest{id, "set_identity: \"unix_ns\" must be a positive integer (nanoseconds since 1970)"};
+  identity.unixNs = unixNs->get<int64_t>();
+  return identity;
+}
 
 // Decodes one request line; anything that does not follow the protocol becomes a BadRequest carrying the
 // id when one could be read.
@@ -244,6 +333,7 @@ inline Request parseRequest(std::string_view line) {
       return BadRequest{id, "set_clock: \"unix_ns\" must be a positive integer (nanoseconds since 1970)"};
     return SetClockRequest{id, unixNs->get<int64_t>()};
   }
+  if (op == "set_identity") return parseSetIdentity(id, request);
   if (op != "exec") return BadRequest{id, "unknown op \"" + op + "\""};
 
   ExecRequest exec{id, {}, {}, kDefaultExecTimeoutMs};
@@ -734,6 +824,52 @@ inline void configureNetwork(const BootParams& params) {
   ::close(sock);
 }
 
+// Mixes `seed` into the kernel's pool and credits it as entropy (RNDADDENTROPY): clones of one snapshot share
+// the pool's state, so without this their /dev/urandom would give the same bytes. Empty on success.
+inline std::string addEntropy(const std::vector<uint8_t>& seed) {
+  const int fd = ::open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return std::string("open(\"/dev/urandom\"): ") + std::strerror(errno);
+  std::vector<int> words(2 + (seed.size() + sizeof(int) - 1) / sizeof(int), 0);
+  auto* pool = reinterpret_cast<rand_pool_info*>(words.data());
+  pool->entropy_count = static_cast<int>(seed.size() * 8);
+  pool->buf_size = static_cast<int>(seed.size());
+  std::memcpy(pool->buf, seed.data(), seed.size());
+  const bool added = ::ioctl(fd, RNDADDENTROPY, pool) == 0;
+  const int error = errno;
+  ::close(fd);
+  if (!added) return std::string("ioctl(\"/dev/urandom\", RNDADDENTROPY): ") + std::strerror(error);
+  return {};
+}
+
+// eth0 gets the new MAC (down while it changes: virtio-net without the control queue's MAC command refuses a
+// live change), then the address, prefix and default route a cold boot takes from the command line; without
+// an address it stays down. Empty on success.
+inline std::string applyNetworkIdentity(const SetIdentityRequest& identity) {
+  const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return std::string("socket(AF_INET, SOCK_DGRAM): ") + std::strerror(errno);
+  std::string error;
+  ifreq flags{};
+  std::strncpy(flags.ifr_name, "eth0", IFNAMSIZ - 1);
+  ifreq hardware = flags;
+  hardware.ifr_hwaddr.sa_family = 1;  // ARPHRD_ETHER
+  std::memcpy(hardware.ifr_hwaddr.sa_data, identity.mac->data(), identity.mac->size());
+  if (::ioctl(sock, SIOCGIFFLAGS, &flags) != 0) {
+    error = std::string("ioctl(SIOCGIFFLAGS, \"eth0\"): ") + std::strerror(errno);
+  } else if (flags.ifr_flags &= static_cast<short>(~IFF_UP); ::ioctl(sock, SIOCSIFFLAGS, &flags) != 0) {
+    error = std::string("ioctl(SIOCSIFFLAGS, \"eth0\", down): ") + std::strerror(errno);
+  } else if (::ioctl(sock, SIOCSIFHWADDR, &hardware) != 0) {
+    error = std::string("ioctl(SIOCSIFHWADDR, \"eth0\"): ") + std::strerror(errno);
+  }
+  ::close(sock);
+  if (!error.empty() || !identity.ip) return error;
+  BootParams params;
+  params.ip = identity.ip->first;
+  params.prefixLength = identity.ip->second;
+  params.gateway = identity.gateway;
+  configureNetwork(params);  // logs its own failures to the console, as at a cold boot
+  return {};
+}
+
 // "/dev/vda" for the virtio disk whose serial is `serial`, waiting up to waitMs for virtio_blk to probe it
 // (the module loads asynchronously); empty when there is none.
 inline std::string findDiskBySerial(const std::string& serial, int64_t waitMs) {
@@ -1098,6 +1234,8 @@ class Init {
         reply["ok"] = true;
         send(reply);
       }
+    } else if (const auto* identity = std::get_if<SetIdentityRequest>(&request)) {
+      setIdentity(*identity);
     } else if (const auto* shutdown = std::get_if<ShutdownRequest>(&request)) {
       json reply = json::object();
       reply["id"] = shutdown->id;
@@ -1108,6 +1246,37 @@ class Init {
       const auto& bad = std::get<BadRequest>(request);
       send(errorReply(bad.id, bad.reason));
     }
+  }
+
+  // In this order: the random pool first (nothing after it reads the clone's shared state), the clock, the
+  // hostname, the network. The answer carries what the guest now is, so the host can check it.
+  void setIdentity(const SetIdentityRequest& identity) {
+    std::string error = addEntropy(identity.seed);
+    const timespec to{static_cast<time_t>(identity.unixNs / 1'000'000'000),
+                      static_cast<long>(identity.unixNs % 1'000'000'000)};
+    if (error.empty() && ::clock_settime(CLOCK_REALTIME, &to) != 0)
+      error = std::string("clock_settime(CLOCK_REALTIME): ") + std::strerror(errno);
+    if (error.empty() && ::sethostname(identity.hostname.data(), identity.hostname.size()) != 0)
+      error = "sethostname(\"" + identity.hostname + "\"): " + std::strerror(errno);
+    if (error.empty() && identity.mac) error = applyNetworkIdentity(identity);
+    if (!error.empty()) {
+      send(errorReply(identity.id, error));
+      return;
+    }
+    params_.hostname = identity.hostname;
+    json reply = json::object();
+    reply["id"] = identity.id;
+    reply["ok"] = true;
+    reply["hostname"] = identity.hostname;
+    reply["seeded_bytes"] = identity.seed.size();
+    if (identity.mac) {
+      std::string mac = readSmallFile("/sys/class/net/eth0/address");
+      if (!mac.empty() && mac.back() == '\n') mac.pop_back();
+      reply["mac"] = mac;
+    } else {
+      reply["mac"] = nullptr;
+    }
+    send(reply);
   }
 
   // The guest's last words on the agent port, then powerOff(): the host reads them after the domain ended

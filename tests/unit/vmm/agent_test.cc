@@ -1,5 +1,6 @@
 // AgentClient against a fake guest on a socketpair: ready handshake, exec, errors and deadlines.
 #include "vmm/agent.h"
+#include "vmm/agent_protocol.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -188,6 +189,67 @@ TEST(AgentClient, SetClockSendsTheHostsTimeAndReadsTheAnswer) {
   auto refused = other->setClock(Clock::now() + 5s);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message().find("guest set_clock: clock_settime"), std::string::npos)
+      << refused.error().message();
+}
+
+// set_identity sends the identity, fresh host random bytes and the host's time; an answer that does not
+// report what was asked fails it, as does the guest's error.
+TEST(AgentClient, SetIdentitySendsASeedAndChecksTheAnswer) {
+  const GuestIdentity identity{"web-2", "52:54:00:12:34:56", "10.0.1.5/24", "10.0.1.1"};
+  auto echoing = [](const Json& request) -> std::string {
+    if (request["op"] == "hello") return answerHello(request);
+    return Json{{"id", request["id"]},
+                {"ok", true},
+                {"hostname", request["hostname"]},
+                {"mac", request["mac"]},
+                {"seeded_bytes", request["seed"].get<std::string>().size() / 2}}
+               .dump() +
+           "\n";
+  };
+  FakeGuest guest(kReady + "\n", echoing);
+  auto client = AgentClient::fromConnected(guest.takeHostEnd(), Clock::now() + 5s);
+  ASSERT_TRUE(client) << client.error().message();
+  auto answer = client->setIdentity(identity, Clock::now() + 5s);
+  ASSERT_TRUE(answer) << answer.error().message();
+  EXPECT_EQ(answer->seededBytes, kIdentitySeedBytes);
+  auto again = client->setIdentity(identity, Clock::now() + 5s);
+  ASSERT_TRUE(again) << again.error().message();
+  const auto& sent = guest.requests();
+  ASSERT_GE(sent.size(), 2u);
+  const Json& first = sent[sent.size() - 2];
+  const Json& second = sent.back();
+  EXPECT_EQ(first["op"], "set_identity");
+  EXPECT_EQ(first["hostname"], "web-2");
+  EXPECT_EQ(first["mac"], "52:54:00:12:34:56");
+  EXPECT_EQ(first["ip"], "10.0.1.5/24");
+  EXPECT_EQ(first["gateway"], "10.0.1.1");
+  EXPECT_EQ(first["seed"].get<std::string>().size(), 2 * kIdentitySeedBytes);
+  EXPECT_NE(first["seed"], second["seed"]);  // each call draws its own bytes
+  EXPECT_GT(first["unix_ns"].get<int64_t>(), 0);
+
+  FakeGuest lying(kReady + "\n", [](const Json& request) -> std::string {
+    if (request["op"] == "hello") return answerHello(request);
+    return Json{{"id", request["id"]}, {"ok", true}, {"hostname", request["hostname"]},
+                {"mac", "52:54:00:00:00:01"}, {"seeded_bytes", 64}}
+               .dump() +
+           "\n";
+  });
+  auto other = AgentClient::fromConnected(lying.takeHostEnd(), Clock::now() + 5s);
+  ASSERT_TRUE(other) << other.error().message();
+  auto wrongMac = other->setIdentity(identity, Clock::now() + 5s);
+  ASSERT_FALSE(wrongMac);
+  EXPECT_NE(wrongMac.error().message().find("MAC 52:54:00:00:00:01, 64 seed bytes"), std::string::npos)
+      << wrongMac.error().message();
+
+  FakeGuest refusing(kReady + "\n", [](const Json& request) -> std::string {
+    if (request["op"] == "hello") return answerHello(request);
+    return Json{{"id", request["id"]}, {"error", "ioctl(SIOCSIFHWADDR, \"eth0\"): EBUSY"}}.dump() + "\n";
+  });
+  auto third = AgentClient::fromConnected(refusing.takeHostEnd(), Clock::now() + 5s);
+  ASSERT_TRUE(third) << third.error().message();
+  auto refused = third->setIdentity(identity, Clock::now() + 5s);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("guest set_identity: ioctl(SIOCSIFHWADDR"), std::string::npos)
       << refused.error().message();
 }
 
