@@ -311,6 +311,7 @@ void readSpec(BodyFields& f, schema::InstanceSpec& s) {
   f.optional("kernel", s.kernel);
   f.optional("machine", s.machine);
   f.optional("initrd", s.initrd);
+  f.optional("warm", s.warm);
   f.optional("subnet", s.subnet);
   f.optional("ip", s.ip);
   f.optional("security_groups", s.securityGroups);
@@ -506,6 +507,7 @@ json bodyJson(const schema::InstanceSpec& s) {
   if (!s.kernel.empty()) body["kernel"] = s.kernel;
   if (!s.machine.empty()) body["machine"] = s.machine;
   if (!s.initrd.empty()) body["initrd"] = s.initrd;
+  if (s.warm) body["warm"] = true;
   if (!s.user.empty()) body["user"] = s.user;
   if (!s.devices.empty()) body["devices"] = s.devices;
   if (!s.subnet.empty()) body["subnet"] = s.subnet;

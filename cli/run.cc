@@ -60,6 +60,7 @@ schema::InstanceSpec specFromFlags(const Invocation& invocation) {
   spec.kernel = invocation.value("kernel").value_or("");
   spec.machine = invocation.value("machine").value_or("");
   spec.initrd = invocation.value("initrd").value_or("");
+  spec.warm = invocation.flag("warm");
   spec.env = values(invocation, "env");
   spec.hostname = invocation.value("hostname").value_or("");
   spec.memory = invocation.value("memory");
@@ -102,6 +103,10 @@ void addRunOptions(po::options_description& options) {
        "kernel) or pc (the default with the others; Debian's kernel boots on pc only)")  //
       ("initrd", po::value<std::string>()->value_name("PATH"),
        "VMs: this initramfs instead of the image's")  //
+      ("warm",
+       "VMs of a built-in image: restore from a snapshot of a booted guest (made by the first --warm run "
+       "with the same kernel, initramfs, machine, memory and vCPUs), then give it its own hostname, MAC, "
+       "address and random seed")  //
       ("image", po::value<std::string>()->value_name("NAME"),
        "the image (default busybox): any name `corral image ls` shows (pulled, imported or built with corral "
        "image; busybox is one) or a built-in image of corrald's --image-dir; a store image runs its own "
@@ -261,7 +266,7 @@ Command runCommand() {
       "Instances are cattle, not pets: give them --rm and run a fresh one rather than repairing an old one.",
       {},
       "[--container | --vm] [--image NAME] [--user USER[:GROUP]] [--kernel corral|debian|PATH] "
-      "[--machine microvm|pc] [--initrd PATH] [--name NAME] [--memory SIZE] "
+      "[--machine microvm|pc] [--initrd PATH] [--warm] [--name NAME] [--memory SIZE] "
       "[--cpus N] [--pids N] [--hostname H] "
       "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] [--init] "
       "[--subnet SUBNET [--ip A.B.C.D] [--sg GROUP]... [--publish PORT:PORT]... [--public-ip]] [--rm] [-d] "

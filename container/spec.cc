@@ -90,6 +90,7 @@ Result<ContainerConfig> toContainerConfig(const schema::InstanceSpec& spec,
   config.name = spec.name;
   if (!spec.kernel.empty()) return fail(invalidField("kernel", "only a VM boots a kernel of its own"));
   if (!spec.initrd.empty()) return fail(invalidField("initrd", "only a VM boots an initramfs"));
+  if (spec.warm) return fail(invalidField("warm", "only a VM restores from a snapshot"));
 
   if (!context.lowerDirs.empty()) {
     config.lowerDirs = context.lowerDirs;

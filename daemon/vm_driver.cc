@@ -18,6 +18,8 @@
 #include "core/log.h"
 #include "core/unique_fd.h"
 #include "daemon/vm_image.h"
+#include "daemon/vm_snapshot.h"
+#include "images/oci/digest.h"
 #include "vmm/agent.h"
 #include "vmm/agent_protocol.h"
 #include "vmm/domain_xml.h"
@@ -36,6 +38,10 @@ constexpr auto kSetClockAnswer = std::chrono::seconds(5);
 // One whose restore failed is renamed kRejectedStateFile, kept for a look but never used again.
 constexpr std::string_view kSavedStateFile = "saved.state";
 constexpr std::string_view kRejectedStateFile = "saved.state.rejected";
+// Warm snapshots: vmsDir/.snapshots/KEY/{saved.state,template.json,console.log} (no instance name starts
+// with a dot).
+constexpr std::string_view kSnapshotsDir = ".snapshots";
+constexpr std::string_view kSnapshotRecordFile = "template.json";
 // QEMU's TCG translation cache for every VM (QEMU's default is 1 GiB, and what it fills stays resident).
 // Measured in vmm/README.md ("TCG translation cache"): idle RSS and boot time against the size.
 constexpr uint64_t kTcgTranslationCacheMiB = 32;
@@ -115,7 +121,8 @@ struct VmDriver::Run {
   bool ended = false;  // under runsMutex_: its end was claimed (reported, or undone by the manager)
   json boot;           // the boot's steps as the start recorded them
   Clock::time_point received{}, domainStarted{};
-  bool restored = false;        // resumed from stop --save's file, not booted
+  bool restored = false;        // resumed from stop --save's file or a warm snapshot, not booted
+  std::optional<vmm::GuestIdentity> identity;  // warm: what set_identity gives the clone before it is ready
   std::timed_mutex agentMutex;  // one agent request at a time
   std::optional<vmm::AgentClient> agent;
 };
@@ -414,6 +421,7 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", dir.string())));
   std::filesystem::remove(dir / "agent.sock", ec);
   if (vm.saved) return restore(handle, plan, *accel, **lv, nic, received);
+  if (plan.warm) return warmStart(handle, plan, *accel, **lv, nic, received);
 
   vmm::DomainConfig config{
       .domainName = domainName(plan.name),
@@ -569,6 +577,181 @@ Result<StartedRun> VmDriver::restore(InstanceHandle& handle, const VmPlan& plan,
   return started;
 }
 
+// The shared snapshot a warm start restores (daemon/vm_snapshot.h), made now if there is none: a template
+// domain of the plan's boot files, machine, memory and vCPUs (and a NIC of its own when the VM has one,
+// since a restore cannot add one), booted cold without an address until its agent is ready, then saved.
+// It is made in a directory of its own and renamed into place, so a snapshot directory is always complete.
+Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
+                                                     vmm::Libvirt& lv, bool withNic, json& steps) {
+  const auto started = Clock::now();
+  auto kernel = images::digestOfFile(plan.kernel);
+  if (!kernel) return fail(kernel.error().wrap(fmt::format("hash the kernel \"{}\"", plan.kernel.string())));
+  auto initrd = images::digestOfFile(plan.initrd);
+  if (!initrd) return fail(initrd.error().wrap(fmt::format("hash the initramfs \"{}\"", plan.initrd.string())));
+  std::string tuning;
+  if (plan.kernelSource == GuestKernel::corral) {
+    const bool tcg = accel.accelerator == vmm::Accelerator::Tcg;
+    tuning = vmm::corralKernelTuning(accel.accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
+  }
+  const std::string key = snapshotKey({.kernelDigest = kernel->text(),
+                                       .initrdDigest = initrd->text(),
+                                       .machine = plan.machine,
+                                       .accelerator = accel.accelerator,
+                                       .memoryBytes = plan.memoryBytes,
+                                       .vcpus = plan.vcpus,
+                                       .kernelTuning = tuning,
+                                       .withNic = withNic});
+  const std::filesystem::path dir = options_.vmsDir / kSnapshotsDir / key;
+  steps["snapshot"] = key;
+  steps["hash_ms"] = msBetween(started, Clock::now());
+  std::lock_guard making(snapshotMutex_);  // one template per key at a time; a second warm run waits for it
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(dir / kSavedStateFile, ec)) {
+    steps["snapshot_made"] = false;
+    return dir;
+  }
+  const auto making_started = Clock::now();
+  const std::filesystem::path work = dir.string() + ".new";
+  std::filesystem::remove_all(work, ec);
+  std::filesystem::remove_all(dir, ec);  // a directory without its state: a leftover, never complete
+  std::filesystem::create_directories(work, ec);
+  if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", work.string())));
+  Rollback removeWork([work] {
+    std::error_code ignored;
+    std::filesystem::remove_all(work, ignored);
+  });
+  const SnapshotTemplate made = snapshotTemplate(key, options_.domainPrefix, work, withNic);
+  vmm::DomainConfig config{
+      .domainName = made.domainName,
+      .instanceName = made.instanceName,
+      .owner = owner(),
+      .accelerator = accel.accelerator,
+      .machine = plan.machine,
+      .memoryBytes = plan.memoryBytes,
+      .vcpus = plan.vcpus,
+      .kernel = plan.kernel,
+      .initrd = plan.initrd,
+      .cmdline = vmm::kernelCommandLine(made.instanceName.substr(1), "corral-warm", std::nullopt, std::nullopt) +
+                 tuning,
+      .consoleLog = work / "console.log",
+      .agentSocket = work / "agent.sock",
+      .nic = std::nullopt,
+      .disks = {},
+      .tcgTranslationCacheMiB = kTcgTranslationCacheMiB};
+  // The template's MAC is every clone's device MAC until its agent sets the clone's own on eth0, which
+  // stays down until then.
+  if (withNic) config.nic = vmm::NicConfig{.tapName = made.tapName, .mac = "52:54:00:" + key.substr(0, 2) + ":" +
+                                                                          key.substr(2, 2) + ":" + key.substr(4, 2)};
+  if (Status ok = vmm::validate(config); !ok) return fail(ok.error().wrap("warm snapshot template"));
+  auto domain = lv.createTransient(vmm::domainXml(config), /*paused=*/false);
+  if (!domain) return fail(domain.error().wrap("warm snapshot template"));
+  Rollback destroyDomain([&lv, name = made.domainName] { (void)lv.destroy(name); });
+  auto agent = vmm::AgentClient::connect(config.agentSocket, Clock::now() + options_.vmBootTimeout);
+  if (!agent) return fail(agent.error().wrap(fmt::format("warm snapshot template {}", made.domainName)));
+  const auto booted = Clock::now();
+  if (Status saved = lv.saveToFile(made.domainName, work / kSavedStateFile); !saved)
+    return fail(saved.error().wrap(fmt::format("warm snapshot template {}", made.domainName)));
+  destroyDomain.dismiss();  // the save ended it
+  {
+    std::ofstream out(work / kSnapshotRecordFile);
+    out << templateRecord(made);
+    out.close();
+    if (!out)
+      return fail(systemError(errno, fmt::format("write(\"{}\")", (work / kSnapshotRecordFile).string())));
+  }
+  std::filesystem::rename(work, dir, ec);
+  if (ec)
+    return fail(systemError(ec.value(), fmt::format("rename(\"{}\", \"{}\")", work.string(), dir.string())));
+  removeWork.dismiss();
+  steps["snapshot_made"] = true;
+  steps["snapshot_boot_ms"] = msBetween(making_started, booted);
+  steps["snapshot_save_ms"] = msBetween(booted, Clock::now());
+  log::info("warm snapshot {} made in {:.0f} ms (boot {:.0f} ms, save {:.0f} ms)", key,
+            msBetween(making_started, Clock::now()), msBetween(making_started, booted),
+            msBetween(booted, Clock::now()));
+  return dir;
+}
+
+// --warm: a new transient domain restored from the shared snapshot with the clone's name, paths and tap,
+// its NIC plugged in while paused; waitForGuest() then gives the guest its identity. A snapshot libvirt
+// cannot restore is removed (nothing stays in libvirt), so the next warm run makes a new one.
+Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& plan,
+                                       const vmm::AcceleratorChoice& accel, vmm::Libvirt& lv, NicPort* nic,
+                                       Clock::time_point received) {
+  VmHandle& vm = own(handle);
+  const std::filesystem::path dir = directory(plan.name);
+  const std::string domain = domainName(plan.name);
+  std::optional<net::NicPlan> planned;
+  if (nic) {
+    auto nicPlan = nic->plan();
+    if (!nicPlan) return fail(nicPlan.error());
+    planned = std::move(*nicPlan);
+  }
+  json steps = json::object();
+  auto snapshot = warmSnapshot(plan, accel, lv, planned.has_value(), steps);
+  if (!snapshot) return fail(snapshot.error().wrap(fmt::format("warm start of \"{}\"", plan.name)));
+  auto discardSnapshot = [&](Error error) -> Result<StartedRun> {
+    if (auto left = lv.lookup(domain); left && *left) (void)lv.destroy(domain);
+    std::error_code ec;
+    std::filesystem::remove_all(*snapshot, ec);
+    return fail(error.wrap(fmt::format("warm start of \"{}\" from the snapshot \"{}\" (removed; the next warm "
+                                       "run makes a new one)",
+                                       plan.name, snapshot->string())));
+  };
+  auto record = parseTemplateRecord(readSmallFile(*snapshot / kSnapshotRecordFile));
+  if (!record) return discardSnapshot(record.error());
+  const auto restoring = Clock::now();
+  auto restored = lv.restoreFromFile(*snapshot / kSavedStateFile, domain, /*paused=*/nic != nullptr,
+                                     [&](std::string xml) {
+                                       return cloneDomainXml(std::move(xml), *record, domain, plan.name, dir,
+                                                             planned ? planned->link : std::string());
+                                     });
+  if (!restored) return discardSnapshot(restored.error());
+  Rollback destroyDomain([&lv, domain] { (void)lv.destroy(domain); });
+  const auto restoredAt = Clock::now();
+  if (nic) {
+    Status plugged = nic->plugIntoTap();
+    if (plugged) plugged = lv.resume(domain);
+    if (!plugged) return fail(plugged.error());
+  }
+  auto domainStarted = Clock::now();
+  steps["restore_ms"] = msBetween(restoring, restoredAt);
+  steps["nic_ms"] = msBetween(restoredAt, domainStarted);
+  json boot = {{"restored", true},
+               {"warm", true},
+               {"domain_ms", msBetween(received, domainStarted)},
+               {"domain_steps", std::move(steps)},
+               {"requested_at_ms", unixMillisAt(received)},
+               {"accelerator", vmm::acceleratorName(accel.accelerator)},
+               {"accelerator_reason", accel.reason},
+               {"kernel_source", guestKernelName(plan.kernelSource)},
+               {"machine", vmm::machineName(plan.machine)}};
+  std::shared_ptr<Run> run = newRun(plan.name, boot);
+  run->received = received;
+  run->domainStarted = domainStarted;
+  run->restored = true;
+  run->identity = vmm::GuestIdentity{
+      .hostname = plan.hostname,
+      .mac = planned ? std::optional<std::string>(planned->mac) : std::nullopt,
+      .ip = planned ? std::optional<std::string>(planned->addressWithPrefix) : std::nullopt,
+      .gateway = planned && !planned->gateway.empty() ? std::optional<std::string>(planned->gateway) : std::nullopt};
+  destroyDomain.dismiss();
+  StartedRun started;
+  started.run = run->id;
+  started.state = InstanceState::starting;
+  started.pid = restored->qemuPid ? std::optional<int64_t>(*restored->qemuPid) : std::nullopt;
+  started.pidStartTime = started.pid ? processStartTime(static_cast<pid_t>(*started.pid)) : std::nullopt;
+  started.boot = std::move(boot);
+  started.undo = Rollback([this, lv = &lv, run, domain] {
+    claimEnd(*run);
+    (void)lv->destroy(domain);
+  });
+  vm.run = std::move(run);
+  log::info("instance \"{}\": domain {} restored from the warm snapshot \"{}\", waiting for the guest agent",
+            plan.name, domain, snapshot->string());
+  return started;
+}
+
 // stop --save: libvirt writes the domain's state and memory into the VM's directory and ends the domain
 // (its stop event ends the run, recorded as an asked-for stop). A failed save leaves the domain running
 // and no file. The file is written in place, not renamed into place: a crash of corrald meanwhile leaves
@@ -671,6 +854,36 @@ void VmDriver::waitForGuest(std::shared_ptr<Run> run, Clock::time_point received
   if (ended()) return;
   const vmm::GuestReady& ready = client->ready();
   json boot = run->boot.is_object() ? run->boot : json::object();
+  if (run->identity) {
+    // A clone of a warm snapshot is the template until its agent makes it this VM (random pool, clock,
+    // hostname, MAC, address): it is not ready, and does not stay, if that fails.
+    auto identity = client->setIdentity(*run->identity, Clock::now() + kSetClockAnswer);
+    auto identityAt = Clock::now();
+    if (!identity) {
+      if (!claimEnd(*run)) return;
+      if (auto lv = libvirt(); lv) (void)(*lv)->destroy(domainName(name));
+      InstanceEnding ending = InstanceEnding::because(ExitReason::failed);
+      ending.note = fmt::format("the warm clone did not take its identity: {}", identity.error().message());
+      ending.reasonStands = true;
+      events_->instanceEnded(name, run->id, std::move(ending));
+      return;
+    }
+    boot["total_ms"] = msBetween(received, identityAt);
+    boot["agent_ms"] = msBetween(domainStarted, readyAt);
+    boot["identity_ms"] = msBetween(readyAt, identityAt);
+    boot["identity"] = {{"hostname", identity->hostname},
+                        {"mac", identity->mac ? json(*identity->mac) : json(nullptr)},
+                        {"seeded_bytes", identity->seededBytes}};
+    boot["guest_uptime_ms"] = static_cast<double>(ready.uptimeMs);
+    boot["guest_kernel"] = ready.kernel;
+    log::info("instance \"{}\" ready: warm clone in {:.0f} ms", name, boot["total_ms"].get<double>());
+    {
+      std::lock_guard agent(run->agentMutex);
+      run->agent = std::move(client);
+    }
+    events_->instanceReady(name, run->id, std::move(boot));
+    return;
+  }
   if (run->restored) {
     // The guest's clock stood still while its state was on disk: it is set from the host's before the
     // VM counts as ready. Its uptime goes on from the boot before the save: no kernel or userspace split.

@@ -91,6 +91,12 @@ class VmDriver final : public InstanceDriver {
   // start() of a VM with a saved state: restored instead of booted.
   Result<StartedRun> restore(InstanceHandle& handle, const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                              vmm::Libvirt& lv, NicPort* nic, std::chrono::steady_clock::time_point received);
+  // start() of a --warm VM: restored from the shared snapshot (made first if there is none), then given its
+  // identity. warmSnapshot(): the snapshot's directory; `steps` gets its key and what making it took.
+  Result<StartedRun> warmStart(InstanceHandle& handle, const VmPlan& plan, const vmm::AcceleratorChoice& accel,
+                               vmm::Libvirt& lv, NicPort* nic, std::chrono::steady_clock::time_point received);
+  Result<std::filesystem::path> warmSnapshot(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
+                                             vmm::Libvirt& lv, bool withNic, nlohmann::json& steps);
   Result<vmm::Libvirt*> libvirt();
   Result<vmm::AcceleratorChoice> accelerator(const VmPlan& plan);
   std::optional<vmm::AcceleratorChoice> cachedAcceleratorChoice();
@@ -136,6 +142,7 @@ class VmDriver final : public InstanceDriver {
   AcceleratorStatus acceleratorStatus_;
   std::mutex acceleratorStatusMutex_;
   std::thread acceleratorProbe_;
+  std::mutex snapshotMutex_;  // held while a warm snapshot is looked up or made
 };
 
 }  // namespace corral::daemon

@@ -46,6 +46,9 @@ struct VmPlan {
   std::string user;
   uint64_t memoryBytes = kVmDefaultMemory;
   int vcpus = 1;
+  // --warm: restored from the shared snapshot of its boot files, machine, memory and vCPUs
+  // (daemon/vm_snapshot.h), not booted. Built-in images only.
+  bool warm = false;
 };
 
 // `image` is a built-in VM image when imageDir/NAME/vm exists (booted from its initramfs alone), else an

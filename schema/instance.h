@@ -55,6 +55,9 @@ struct InstanceSpec {
   std::string kernel;
   std::string machine;        // VMs: "microvm" | "pc"; empty: microvm for corral's kernel, else pc
   std::string initrd;         // VMs: an initramfs instead of the image's vm/initramfs.img
+  // VMs: restored from a snapshot of a booted guest shared by every VM with the same kernel, initramfs,
+  // machine, memory and vCPUs (made by the first such run), then given their own identity by the agent.
+  bool warm = false;
   // Networking: without a subnet the instance has only loopback. corrald validates these against the VPC
   // model and writes the assigned addresses back (ip, public_address), so an instance keeps them across
   // stop/start and daemon restarts, like an AWS instance's private IP.

@@ -1074,5 +1074,119 @@ TEST_F(Vpc, VmsCannotSpoofAddressesEither) {
   expectNothingLeft(d, {tap});
 }
 
+// --warm: two VMs restored from one shared snapshot are distinct machines (hostname, MAC, address, a fresh
+// random seed the agent reports; the same boot_id, which shows they are clones), talk to each other in
+// their subnet and run the probe; another memory size is another snapshot; a damaged snapshot is refused
+// clearly, leaves nothing in libvirt, and the next warm run makes a new one.
+TEST_F(Vpc, WarmVmsFromOneSnapshotAreDistinctMachinesThatTalk) {
+  TestDaemon& d = daemon_;
+  createVpc(d, "prod", "10.0.0.0/16");
+  createSubnet(d, "web", "prod", "10.0.1.0/24");
+  auto runWarm = [&](const std::string& name, const std::string& memory) {
+    return d.call("POST", "/v1/instances",
+                  {{"name", name}, {"kind", "vm"}, {"image", "busybox"}, {"memory", memory}, {"subnet", "web"},
+                   {"warm", true}});
+  };
+  auto ready = [&](const std::string& name) {
+    json instance = d.waitWhile(name, "starting");
+    EXPECT_EQ(instance.value("state", ""), "running") << instance.dump(2) << "\n" << d.logTail();
+    return instance;
+  };
+  auto run = [&](const std::string& name, std::vector<std::string> command) {
+    Reply reply = d.call("POST", fmt::format("/v1/instances/{}/exec", name), {{"command", command}});
+    EXPECT_EQ(reply.status, 200) << reply.body.dump();
+    std::string out = reply.body.value("stdout", "");
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+  };
+  auto snapshotOf = [](const json& instance) {
+    return instance["boot"]["domain_steps"].value("snapshot", "");
+  };
+
+  ASSERT_EQ(runWarm("w1", "128M").status, 201) << d.logTail();
+  json w1 = ready("w1");
+  ASSERT_EQ(runWarm("w2", "128M").status, 201) << d.logTail();
+  json w2 = ready("w2");
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(w1["boot"]["warm"], true) << w1["boot"].dump();
+  EXPECT_EQ(w1["boot"]["domain_steps"]["snapshot_made"], true) << w1["boot"].dump();
+  EXPECT_EQ(w2["boot"]["domain_steps"]["snapshot_made"], false) << w2["boot"].dump();
+  ASSERT_EQ(snapshotOf(w1), snapshotOf(w2));
+  ASSERT_FALSE(snapshotOf(w1).empty());
+
+  // Distinct machines: what the agent says it set, and what the guests read.
+  std::set<std::string> macs, ips, hostnames, seeds;
+  for (const json* vm : {&w1, &w2}) {
+    const std::string name = vm->value("name", "");
+    const json& identity = (*vm)["boot"]["identity"];
+    EXPECT_EQ(identity.value("seeded_bytes", 0), 64) << identity.dump();
+    EXPECT_EQ(identity.value("hostname", ""), name) << identity.dump();
+    EXPECT_EQ(identity.value("mac", ""), (*vm)["network"].value("mac", "")) << identity.dump();
+    EXPECT_EQ(run(name, {"hostname"}), name);
+    EXPECT_EQ(run(name, {"cat", "/sys/class/net/eth0/address"}), (*vm)["network"].value("mac", ""));
+    EXPECT_NE(run(name, {"ip", "-4", "addr", "show", "eth0"}).find(ipOf(*vm) + "/24"), std::string::npos);
+    EXPECT_NE(run(name, {"ip", "route"}).find("default via 10.0.1.1"), std::string::npos);
+    macs.insert((*vm)["network"].value("mac", ""));
+    ips.insert(ipOf(*vm));
+    hostnames.insert(run(name, {"hostname"}));
+    seeds.insert(run(name, {"sh", "-c", "head -c 16 /dev/urandom | od -An -tx1"}));
+  }
+  EXPECT_EQ(macs.size(), 2u);
+  EXPECT_EQ(ips.size(), 2u);
+  EXPECT_EQ(hostnames.size(), 2u);
+  EXPECT_EQ(seeds.size(), 2u);
+  EXPECT_EQ(run("w1", {"cat", "/proc/sys/kernel/random/boot_id"}),
+            run("w2", {"cat", "/proc/sys/kernel/random/boot_id"}))
+      << "clones of one booted guest share its boot_id";
+
+  // They talk to each other inside the subnet, and the probe runs.
+  for (const char* name : {"w1", "w2"}) {
+    Reply serve = d.call("POST", fmt::format("/v1/instances/{}/exec", name),
+                         {{"command", {"sh", "-c",
+                                       fmt::format("setsid sh -c '{}' </dev/null >/dev/null 2>&1 &",
+                                                   listenerScript(name, {80}))}}});
+    EXPECT_EQ(serve.status, 200) << serve.body.dump();
+  }
+  Dial oneToTwo = dial(d, "w1", ipOf(w2), 80);
+  EXPECT_TRUE(oneToTwo.connected) << oneToTwo.detail;
+  EXPECT_EQ(oneToTwo.said, "w2:80") << oneToTwo.detail;
+  Dial twoToOne = dial(d, "w2", ipOf(w1), 80);
+  EXPECT_TRUE(twoToOne.connected) << twoToOne.detail;
+  EXPECT_EQ(twoToOne.said, "w1:80") << twoToOne.detail;
+  json report = json::parse(run("w2", {"/usr/bin/corral-probe"}), nullptr, false);
+  ASSERT_FALSE(report.is_discarded());
+  EXPECT_EQ(report.value("hostname", ""), "w2") << report.dump();
+  EXPECT_EQ(d.call("DELETE", "/v1/instances/w2?force=true").status, 200);
+
+  // Another memory size: another snapshot, made for it.
+  ASSERT_EQ(runWarm("w3", "160M").status, 201) << d.logTail();
+  json w3 = ready("w3");
+  EXPECT_NE(snapshotOf(w3), snapshotOf(w1)) << w3["boot"].dump();
+  EXPECT_EQ(w3["boot"]["domain_steps"]["snapshot_made"], true) << w3["boot"].dump();
+  EXPECT_EQ(d.call("DELETE", "/v1/instances/w3?force=true").status, 200);
+
+  // A damaged snapshot: a clear error, no domain of it, and the next warm run makes a new one.
+  const std::string snapshotDir = d.vmsDir() + "/.snapshots/" + snapshotOf(w1);
+  const std::string state = snapshotDir + "/saved.state";
+  const auto size = std::filesystem::file_size(state);
+  ASSERT_GT(size, 4096u);
+  std::filesystem::resize_file(state, size / 2);
+  Reply refused = runWarm("w4", "128M");
+  EXPECT_GE(refused.status, 400) << refused.body.dump();
+  const std::string message = refused.body["error"].value("message", "");
+  EXPECT_NE(message.find("snapshot \"" + snapshotDir + "\""), std::string::npos) << message;
+  EXPECT_NE(message.find("the next warm run makes a new one"), std::string::npos) << message;
+  for (const std::string& domain : ourDomains())
+    EXPECT_EQ(domain.find("w4"), std::string::npos) << domain << " left in libvirt";
+  EXPECT_FALSE(std::filesystem::exists(snapshotDir));
+  d.call("DELETE", "/v1/instances/w4?force=true");
+  ASSERT_EQ(runWarm("w5", "128M").status, 201) << d.logTail();
+  json w5 = ready("w5");
+  EXPECT_EQ(snapshotOf(w5), snapshotOf(w1));
+  EXPECT_EQ(w5["boot"]["domain_steps"]["snapshot_made"], true) << w5["boot"].dump();
+  EXPECT_EQ(run("w5", {"hostname"}), "w5");
+  expectNothingLeft(d, {w1["network"].value("link", ""), w5["network"].value("link", "")});
+}
+
 }  // namespace
 }  // namespace corral

@@ -1,0 +1,54 @@
+// Warm starts (`corral run --vm --warm`): the key of the shared snapshot a VM is restored from, and how the
+// snapshot's saved domain XML becomes a clone's. Pure; VmDriver makes, restores and discards snapshots.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "core/error.h"
+#include "vmm/domain_xml.h"
+
+namespace corral::daemon {
+
+// Everything that shapes the guest a snapshot holds: a VM whose inputs differ in any of these gets another
+// snapshot. The initramfs holds corral's guest init, so its digest covers the init too.
+struct SnapshotInputs {
+  std::string kernelDigest;  // "sha256:…" of the kernel file
+  std::string initrdDigest;  // "sha256:…" of the initramfs
+  vmm::Machine machine = vmm::Machine::Pc;
+  vmm::Accelerator accelerator = vmm::Accelerator::Tcg;
+  uint64_t memoryBytes = 0;
+  int vcpus = 1;
+  std::string kernelTuning;  // what corral's kernel is told on top of the common command line
+  bool withNic = false;      // a NIC cannot be added at a restore: a VM in a subnet needs a template with one
+};
+
+// 32 lowercase hex digits of the sha256 of the inputs in a fixed text form: a directory name.
+std::string snapshotKey(const SnapshotInputs& inputs);
+
+// What the template domain was called and where its files were, recorded next to its saved state so a
+// restore can point each at the clone's.
+struct SnapshotTemplate {
+  std::string domainName;
+  std::string instanceName;
+  std::filesystem::path directory;  // the template's console log and agent socket were here
+  std::string tapName;              // empty: no NIC
+};
+
+// The template's names for a key: its domain and instance name ".warm-KEY12" under `domainPrefix`, and
+// its tap "crlw" + 8 key digits (an interface name of at most 15 bytes).
+SnapshotTemplate snapshotTemplate(const std::string& key, const std::string& domainPrefix,
+                                  const std::filesystem::path& directory, bool withNic);
+
+std::string templateRecord(const SnapshotTemplate& record);  // JSON text
+Result<SnapshotTemplate> parseTemplateRecord(std::string_view text);
+
+// The saved XML with the template's names replaced by the clone's: domain name, instance name in the
+// metadata, paths under the template's directory, the tap; the uuid dropped (libvirt gives a new one).
+// The MAC stays the template's (libvirt refuses a change): the guest agent sets the clone's on eth0.
+std::string cloneDomainXml(std::string xml, const SnapshotTemplate& from, const std::string& domainName,
+                           const std::string& instanceName, const std::filesystem::path& directory,
+                           const std::string& tapName);
+
+}  // namespace corral::daemon
