@@ -42,6 +42,46 @@ constexpr std::string_view kRejectedStateFile = "saved.state.rejected";
 // with a dot).
 constexpr std::string_view kSnapshotsDir = ".snapshots";
 constexpr std::string_view kSnapshotRecordFile = "template.json";
+constexpr std::string_view kWarmStateFile = "warm.state";  // a clone's copy, its uuid patched, while restoring
+
+// The shared saved state copied for one clone (copy_file_range: a reflink where the filesystem has them),
+// its header's domain XML and migration cookie made the clone's (names, paths, tap, uuid) in place, each
+// padded with NULs to its old length: libvirt refuses a restore whose XML changes the name or uuid, and two
+// domains may not share a uuid.
+Status copySavedStateForClone(const std::filesystem::path& from, const std::filesystem::path& to,
+                              const std::function<std::string(std::string)>& makeClones) {
+  std::error_code ec;
+  std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) return fail(systemError(ec.value(), fmt::format("copy \"{}\" to \"{}\"", from.string(), to.string())));
+  UniqueFd fd(::open(to.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", to.string())));
+  unsigned char fixed[kSaveHeaderBytes];
+  if (::pread(fd.get(), fixed, sizeof(fixed), 0) != static_cast<ssize_t>(sizeof(fixed)))
+    return fail(internalError("\"{}\": shorter than a save header", from.string()));
+  uint32_t length = 0, cookieOffset = 0;
+  std::memcpy(&length, fixed + 20, sizeof(length));
+  std::memcpy(&cookieOffset, fixed + 32, sizeof(cookieOffset));
+  if (length == 0 || length > (16u << 20) || cookieOffset > length)
+    return fail(internalError("\"{}\": a save header's XML length of {} bytes, cookie at {}", from.string(),
+                              length, cookieOffset));
+  std::string data(length, '\0');
+  if (::pread(fd.get(), data.data(), length, kSaveHeaderBytes) != static_cast<ssize_t>(length))
+    return fail(internalError("\"{}\": shorter than its header says", from.string()));
+  const size_t xmlRoom = cookieOffset > 0 ? cookieOffset : length;
+  for (const auto& [offset, room] : {std::pair<size_t, size_t>{0, xmlRoom}, {xmlRoom, length - xmlRoom}}) {
+    if (room == 0) continue;
+    const std::string part(data.c_str() + offset);  // NUL-terminated inside its room
+    const std::string clone = makeClones(part);
+    if (clone.size() >= room && clone != part)
+      return fail(internalError("\"{}\": the clone's header XML ({} bytes) does not fit in {}", from.string(),
+                                clone.size(), room));
+    std::memcpy(data.data() + offset, clone.data(), clone.size());
+    std::memset(data.data() + offset + clone.size(), 0, room - clone.size());
+  }
+  if (::pwrite(fd.get(), data.data(), length, kSaveHeaderBytes) != static_cast<ssize_t>(length))
+    return fail(systemError(errno, fmt::format("pwrite(\"{}\")", to.string())));
+  return {};
+}
 // QEMU's TCG translation cache for every VM (QEMU's default is 1 GiB, and what it fills stays resident).
 // Measured in vmm/README.md ("TCG translation cache"): idle RSS and boot time against the size.
 constexpr uint64_t kTcgTranslationCacheMiB = 32;
@@ -701,11 +741,19 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
   auto record = parseTemplateRecord(readSmallFile(*snapshot / kSnapshotRecordFile));
   if (!record) return discardSnapshot(record.error());
   const auto restoring = Clock::now();
-  auto restored = lv.restoreFromFile(*snapshot / kSavedStateFile, domain, /*paused=*/nic != nullptr,
-                                     [&](std::string xml) {
-                                       return cloneDomainXml(std::move(xml), *record, domain, plan.name, dir,
-                                                             planned ? planned->link : std::string());
-                                     });
+  const std::string uuid = randomUuid();
+  auto makeClones = [&](std::string xml) {
+    return cloneDomainXml(std::move(xml), *record, domain, plan.name, dir, planned ? planned->link : std::string(),
+                          uuid);
+  };
+  auto copy = copySavedStateForClone(*snapshot / kSavedStateFile, dir / kWarmStateFile, makeClones);
+  if (!copy) return discardSnapshot(copy.error());
+  Rollback removeCopy([file = dir / kWarmStateFile] {
+    std::error_code ignored;
+    std::filesystem::remove(file, ignored);
+  });
+  const auto copied = Clock::now();
+  auto restored = lv.restoreFromFile(dir / kWarmStateFile, domain, /*paused=*/nic != nullptr);
   if (!restored) return discardSnapshot(restored.error());
   Rollback destroyDomain([&lv, domain] { (void)lv.destroy(domain); });
   const auto restoredAt = Clock::now();
@@ -715,7 +763,8 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
     if (!plugged) return fail(plugged.error());
   }
   auto domainStarted = Clock::now();
-  steps["restore_ms"] = msBetween(restoring, restoredAt);
+  steps["copy_ms"] = msBetween(restoring, copied);
+  steps["restore_ms"] = msBetween(copied, restoredAt);
   steps["nic_ms"] = msBetween(restoredAt, domainStarted);
   json boot = {{"restored", true},
                {"warm", true},

@@ -3,7 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "images/oci/digest.h"
 
@@ -31,7 +33,9 @@ std::string snapshotKey(const SnapshotInputs& inputs) {
 
 SnapshotTemplate snapshotTemplate(const std::string& key, const std::string& domainPrefix,
                                   const std::filesystem::path& directory, bool withNic) {
-  const std::string instanceName = ".warm-" + key.substr(0, 12);
+  // As long as any instance name (64 bytes): a clone's names replace it in place in the saved file's header.
+  std::string instanceName = ".warm-" + key;
+  instanceName.resize(kTemplateNameBytes, '.');
   return {.domainName = domainPrefix + instanceName,
           .instanceName = instanceName,
           .directory = directory,
@@ -65,20 +69,39 @@ Result<SnapshotTemplate> parseTemplateRecord(std::string_view text) {
 
 std::string cloneDomainXml(std::string xml, const SnapshotTemplate& from, const std::string& domainName,
                            const std::string& instanceName, const std::filesystem::path& directory,
-                           const std::string& tapName) {
+                           const std::string& tapName, const std::string& uuid) {
   replaceAll(xml, "<name>" + from.domainName + "</name>", "<name>" + domainName + "</name>");
   replaceAll(xml, "name='" + from.instanceName + "'", "name='" + instanceName + "'");
   replaceAll(xml, "name=\"" + from.instanceName + "\"", "name=\"" + instanceName + "\"");  // libxml2's quotes
   replaceAll(xml, from.directory.string() + "/", directory.string() + "/");
   if (!from.tapName.empty()) replaceAll(xml, "dev='" + from.tapName + "'", "dev='" + tapName + "'");
-  if (const auto start = xml.find("<uuid>"); start != std::string::npos) {
-    if (const auto end = xml.find("</uuid>", start); end != std::string::npos) {
-      auto lineStart = xml.rfind('\n', start);
-      lineStart = lineStart == std::string::npos ? start : lineStart;
-      xml.erase(lineStart, end + std::string_view("</uuid>").size() - lineStart);
-    }
-  }
+  replaceSavedUuid(xml, uuid);
   return xml;
+}
+
+bool replaceSavedUuid(std::string& header, const std::string& uuid) {
+  constexpr size_t kUuidText = 36;
+  const auto start = header.find("<uuid>");
+  if (uuid.size() != kUuidText || start == std::string::npos) return false;
+  const std::string old = header.substr(start + 6, kUuidText);
+  if (header.compare(start + 6 + kUuidText, 7, "</uuid>") != 0) return false;
+  for (size_t at = header.find(old); at != std::string::npos; at = header.find(old, at + kUuidText))
+    header.replace(at, kUuidText, uuid);
+  return true;
+}
+
+std::string randomUuid() {
+  std::array<uint8_t, 16> bytes{};
+  std::random_device random;
+  for (auto& byte : bytes) byte = static_cast<uint8_t>(random());
+  bytes[6] = static_cast<uint8_t>((bytes[6] & 0x0f) | 0x40);
+  bytes[8] = static_cast<uint8_t>((bytes[8] & 0x3f) | 0x80);
+  std::string text;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) text += '-';
+    text += fmt::format("{:02x}", bytes[i]);
+  }
+  return text;
 }
 
 }  // namespace corral::daemon

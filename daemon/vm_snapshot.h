@@ -36,7 +36,8 @@ struct SnapshotTemplate {
   std::string tapName;              // empty: no NIC
 };
 
-// The template's names for a key: its domain and instance name ".warm-KEY12" under `domainPrefix`, and
+// The template's names for a key: its domain and instance name ".warm-KEY...." (dots up to 64 bytes, so a
+// clone's name is never longer and fits in its place in the saved header) under `domainPrefix`, and
 // its tap "crlw" + 8 key digits (an interface name of at most 15 bytes).
 SnapshotTemplate snapshotTemplate(const std::string& key, const std::string& domainPrefix,
                                   const std::filesystem::path& directory, bool withNic);
@@ -44,11 +45,23 @@ SnapshotTemplate snapshotTemplate(const std::string& key, const std::string& dom
 std::string templateRecord(const SnapshotTemplate& record);  // JSON text
 Result<SnapshotTemplate> parseTemplateRecord(std::string_view text);
 
+// libvirt's QEMU save file starts with a 92-byte header (magic[16], version, data_len, was_running,
+// compressed, cookieOffset, unused[14]): data_len bytes of domain XML and migration cookie follow (the
+// cookie at cookieOffset), then the memory.
+inline constexpr size_t kSaveHeaderBytes = 92;
+inline constexpr size_t kTemplateNameBytes = 64;
+// The template's uuid (the text of the first <uuid> in `header`, the XML after the header's 92 bytes) replaced by
+// `uuid` everywhere in it, in place (a uuid's text has a fixed length): libvirt refuses a restore whose XML
+// changes the uuid, and two domains may not share one, so each clone restores a copy of the saved state
+// whose XML already carries its own. False when there is no uuid or `uuid` is not 36 bytes.
+bool replaceSavedUuid(std::string& header, const std::string& uuid);
+std::string randomUuid();  // version 4, lowercase
+
 // The saved XML with the template's names replaced by the clone's: domain name, instance name in the
-// metadata, paths under the template's directory, the tap; the uuid dropped (libvirt gives a new one).
+// metadata, paths under the template's directory, the tap; the uuid becomes `uuid`.
 // The MAC stays the template's (libvirt refuses a change): the guest agent sets the clone's on eth0.
 std::string cloneDomainXml(std::string xml, const SnapshotTemplate& from, const std::string& domainName,
                            const std::string& instanceName, const std::filesystem::path& directory,
-                           const std::string& tapName);
+                           const std::string& tapName, const std::string& uuid);
 
 }  // namespace corral::daemon
