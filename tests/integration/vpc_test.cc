@@ -1118,7 +1118,7 @@ TEST_F(Vpc, WarmVmsFromOneSnapshotAreDistinctMachinesThatTalk) {
   std::set<std::string> macs, ips, hostnames, seeds;
   for (const json* vm : {&w1, &w2}) {
     const std::string name = vm->value("name", "");
-    const json& identity = (*vm)["boot"]["identity"];
+    const json identity = (*vm)["boot"].value("identity", json::object());
     EXPECT_EQ(identity.value("seeded_bytes", 0), 64) << identity.dump();
     EXPECT_EQ(identity.value("hostname", ""), name) << identity.dump();
     EXPECT_EQ(identity.value("mac", ""), (*vm)["network"].value("mac", "")) << identity.dump();
@@ -1135,8 +1135,9 @@ TEST_F(Vpc, WarmVmsFromOneSnapshotAreDistinctMachinesThatTalk) {
   EXPECT_EQ(ips.size(), 2u);
   EXPECT_EQ(hostnames.size(), 2u);
   EXPECT_EQ(seeds.size(), 2u);
-  // The kernel makes boot_id from its random pool on the first read, which in a clone comes after the
-  // reseed: clones that still shared the template's pool would show the same one.
+  // The reseed itself is checked through the agent's answer (seeded_bytes) above: the guests' own random
+  // bytes and boot_id (made on its first read, after the restore) differ even without it (checked with
+  // set_identity skipped: the 6.1 kernel's generator takes fresh input of its own after a restore).
   EXPECT_NE(run("w1", {"cat", "/proc/sys/kernel/random/boot_id"}),
             run("w2", {"cat", "/proc/sys/kernel/random/boot_id"}));
 
