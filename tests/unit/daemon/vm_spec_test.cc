@@ -265,6 +265,24 @@ TEST_F(VmSpecTest, APinnedImageBootsAndUserIsCheckedAgainstItsFiles) {
   EXPECT_EQ(refusedField(s), "user") << "a built-in VM image has no workload to run as a user";
 }
 
+// --warm is planned for a built-in image; a store image's VM is refused naming "warm" and saying why.
+TEST_F(VmSpecTest, WarmIsForBuiltInImagesOnly) {
+  auto s = spec();
+  s.warm = true;
+  auto plan = toVmPlan(s, context_);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  EXPECT_TRUE(plan->warm);
+  images::Image pinned;
+  pinned.name = "app";
+  context_.pinnedImage = pinned;
+  auto refused = toVmPlan(s, context_);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().field(), "warm");
+  EXPECT_NE(refused.error().message().find("store image"), std::string::npos) << refused.error().message();
+  s.warm = false;
+  EXPECT_TRUE(toVmPlan(s, context_).has_value());
+}
+
 TEST(VmSpecHost, ReadsThisHostsMemoryAndCpus) {
   VmValidationContext context = hostVmContext("/nonexistent");
   EXPECT_GT(context.hostMemoryBytes, 64ull << 20);
