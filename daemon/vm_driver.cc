@@ -42,7 +42,8 @@ constexpr std::string_view kRejectedStateFile = "saved.state.rejected";
 // with a dot).
 constexpr std::string_view kSnapshotsDir = ".snapshots";
 constexpr std::string_view kSnapshotRecordFile = "template.json";
-constexpr std::string_view kWarmStateFile = "warm.state";  // a clone's copy, its uuid patched, while restoring
+constexpr std::string_view kWarmStateFile =
+    "warm.state";  // a clone's copy, its uuid patched, while restoring
 
 // The shared saved state copied for one clone (copy_file_range: a reflink where the filesystem has them),
 // its header's domain XML and migration cookie made the clone's (names, paths, tap, uuid) in place, each
@@ -52,7 +53,8 @@ Status copySavedStateForClone(const std::filesystem::path& from, const std::file
                               const std::function<std::string(std::string)>& makeClones) {
   std::error_code ec;
   std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing, ec);
-  if (ec) return fail(systemError(ec.value(), fmt::format("copy \"{}\" to \"{}\"", from.string(), to.string())));
+  if (ec)
+    return fail(systemError(ec.value(), fmt::format("copy \"{}\" to \"{}\"", from.string(), to.string())));
   UniqueFd fd(::open(to.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", to.string())));
   unsigned char fixed[kSaveHeaderBytes];
@@ -161,7 +163,7 @@ struct VmDriver::Run {
   bool ended = false;  // under runsMutex_: its end was claimed (reported, or undone by the manager)
   json boot;           // the boot's steps as the start recorded them
   Clock::time_point received{}, domainStarted{};
-  bool restored = false;        // resumed from stop --save's file or a warm snapshot, not booted
+  bool restored = false;  // resumed from stop --save's file or a warm snapshot, not booted
   std::optional<vmm::GuestIdentity> identity;  // warm: what set_identity gives the clone before it is ready
   std::timed_mutex agentMutex;  // one agent request at a time
   std::optional<vmm::AgentClient> agent;
@@ -627,7 +629,8 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
   auto kernel = images::digestOfFile(plan.kernel);
   if (!kernel) return fail(kernel.error().wrap(fmt::format("hash the kernel \"{}\"", plan.kernel.string())));
   auto initrd = images::digestOfFile(plan.initrd);
-  if (!initrd) return fail(initrd.error().wrap(fmt::format("hash the initramfs \"{}\"", plan.initrd.string())));
+  if (!initrd)
+    return fail(initrd.error().wrap(fmt::format("hash the initramfs \"{}\"", plan.initrd.string())));
   std::string tuning;
   if (plan.kernelSource == GuestKernel::corral) {
     const bool tcg = accel.accelerator == vmm::Accelerator::Tcg;
@@ -661,27 +664,29 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
     std::filesystem::remove_all(work, ignored);
   });
   const SnapshotTemplate made = snapshotTemplate(key, options_.domainPrefix, work, withNic);
-  vmm::DomainConfig config{
-      .domainName = made.domainName,
-      .instanceName = made.instanceName,
-      .owner = owner(),
-      .accelerator = accel.accelerator,
-      .machine = plan.machine,
-      .memoryBytes = plan.memoryBytes,
-      .vcpus = plan.vcpus,
-      .kernel = plan.kernel,
-      .initrd = plan.initrd,
-      .cmdline = vmm::kernelCommandLine(made.instanceName.substr(1), "corral-warm", std::nullopt, std::nullopt) +
-                 tuning,
-      .consoleLog = work / "console.log",
-      .agentSocket = work / "agent.sock",
-      .nic = std::nullopt,
-      .disks = {},
-      .tcgTranslationCacheMiB = kTcgTranslationCacheMiB};
+  vmm::DomainConfig config{.domainName = made.domainName,
+                           .instanceName = made.instanceName,
+                           .owner = owner(),
+                           .accelerator = accel.accelerator,
+                           .machine = plan.machine,
+                           .memoryBytes = plan.memoryBytes,
+                           .vcpus = plan.vcpus,
+                           .kernel = plan.kernel,
+                           .initrd = plan.initrd,
+                           .cmdline = vmm::kernelCommandLine(made.instanceName.substr(1), "corral-warm",
+                                                             std::nullopt, std::nullopt) +
+                                      tuning,
+                           .consoleLog = work / "console.log",
+                           .agentSocket = work / "agent.sock",
+                           .nic = std::nullopt,
+                           .disks = {},
+                           .tcgTranslationCacheMiB = kTcgTranslationCacheMiB};
   // The template's MAC is every clone's device MAC until its agent sets the clone's own on eth0, which
   // stays down until then.
-  if (withNic) config.nic = vmm::NicConfig{.tapName = made.tapName, .mac = "52:54:00:" + key.substr(0, 2) + ":" +
-                                                                          key.substr(2, 2) + ":" + key.substr(4, 2)};
+  if (withNic)
+    config.nic = vmm::NicConfig{
+        .tapName = made.tapName,
+        .mac = "52:54:00:" + key.substr(0, 2) + ":" + key.substr(2, 2) + ":" + key.substr(4, 2)};
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error().wrap("warm snapshot template"));
   auto domain = lv.createTransient(vmm::domainXml(config), /*paused=*/false);
   if (!domain) return fail(domain.error().wrap("warm snapshot template"));
@@ -734,17 +739,18 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
     if (auto left = lv.lookup(domain); left && *left) (void)lv.destroy(domain);
     std::error_code ec;
     std::filesystem::remove_all(*snapshot, ec);
-    return fail(error.wrap(fmt::format("warm start of \"{}\" from the snapshot \"{}\" (removed; the next warm "
-                                       "run makes a new one)",
-                                       plan.name, snapshot->string())));
+    return fail(
+        error.wrap(fmt::format("warm start of \"{}\" from the snapshot \"{}\" (removed; the next warm "
+                               "run makes a new one)",
+                               plan.name, snapshot->string())));
   };
   auto record = parseTemplateRecord(readSmallFile(*snapshot / kSnapshotRecordFile));
   if (!record) return discardSnapshot(record.error());
   const auto restoring = Clock::now();
   const std::string uuid = randomUuid();
   auto makeClones = [&](std::string xml) {
-    return cloneDomainXml(std::move(xml), *record, domain, plan.name, dir, planned ? planned->link : std::string(),
-                          uuid);
+    return cloneDomainXml(std::move(xml), *record, domain, plan.name, dir,
+                          planned ? planned->link : std::string(), uuid);
   };
   auto copy = copySavedStateForClone(*snapshot / kSavedStateFile, dir / kWarmStateFile, makeClones);
   if (!copy) return discardSnapshot(copy.error());
@@ -783,7 +789,8 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
       .hostname = plan.hostname,
       .mac = planned ? std::optional<std::string>(planned->mac) : std::nullopt,
       .ip = planned ? std::optional<std::string>(planned->addressWithPrefix) : std::nullopt,
-      .gateway = planned && !planned->gateway.empty() ? std::optional<std::string>(planned->gateway) : std::nullopt};
+      .gateway =
+          planned && !planned->gateway.empty() ? std::optional<std::string>(planned->gateway) : std::nullopt};
   destroyDomain.dismiss();
   StartedRun started;
   started.run = run->id;

@@ -93,8 +93,9 @@ class VmDriver final : public InstanceDriver {
                              vmm::Libvirt& lv, NicPort* nic, std::chrono::steady_clock::time_point received);
   // start() of a --warm VM: restored from the shared snapshot (made first if there is none), then given its
   // identity. warmSnapshot(): the snapshot's directory; `steps` gets its key and what making it took.
-  Result<StartedRun> warmStart(InstanceHandle& handle, const VmPlan& plan, const vmm::AcceleratorChoice& accel,
-                               vmm::Libvirt& lv, NicPort* nic, std::chrono::steady_clock::time_point received);
+  Result<StartedRun> warmStart(InstanceHandle& handle, const VmPlan& plan,
+                               const vmm::AcceleratorChoice& accel, vmm::Libvirt& lv, NicPort* nic,
+                               std::chrono::steady_clock::time_point received);
   Result<std::filesystem::path> warmSnapshot(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                                              vmm::Libvirt& lv, bool withNic, nlohmann::json& steps);
   Result<vmm::Libvirt*> libvirt();

@@ -53,8 +53,9 @@ std::string templateRecord(const SnapshotTemplate& record) {
 Result<SnapshotTemplate> parseTemplateRecord(std::string_view text) {
   const auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   SnapshotTemplate record;
-  for (const auto& [field, out] : {std::pair{"domain", &record.domainName},
-                                   std::pair{"instance", &record.instanceName}, std::pair{"tap", &record.tapName}}) {
+  for (const auto& [field, out] :
+       {std::pair{"domain", &record.domainName}, std::pair{"instance", &record.instanceName},
+        std::pair{"tap", &record.tapName}}) {
     if (!json.is_object() || !json.contains(field) || !json[field].is_string())
       return fail(internalError("warm snapshot record: no string \"{}\"", field));
     *out = json[field].get<std::string>();

@@ -50,10 +50,10 @@ Result<SnapshotTemplate> parseTemplateRecord(std::string_view text);
 // cookie at cookieOffset), then the memory.
 inline constexpr size_t kSaveHeaderBytes = 92;
 inline constexpr size_t kTemplateNameBytes = 64;
-// The template's uuid (the text of the first <uuid> in `header`, the XML after the header's 92 bytes) replaced by
-// `uuid` everywhere in it, in place (a uuid's text has a fixed length): libvirt refuses a restore whose XML
-// changes the uuid, and two domains may not share one, so each clone restores a copy of the saved state
-// whose XML already carries its own. False when there is no uuid or `uuid` is not 36 bytes.
+// The template's uuid (the text of the first <uuid> in `header`, the XML after the header's 92 bytes)
+// replaced by `uuid` everywhere in it, in place (a uuid's text has a fixed length): libvirt refuses a restore
+// whose XML changes the uuid, and two domains may not share one, so each clone restores a copy of the saved
+// state whose XML already carries its own. False when there is no uuid or `uuid` is not 36 bytes.
 bool replaceSavedUuid(std::string& header, const std::string& uuid);
 std::string randomUuid();  // version 4, lowercase
 

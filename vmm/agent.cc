@@ -299,19 +299,24 @@ Result<IdentityAnswer> AgentClient::setIdentity(const GuestIdentity& identity, C
   auto fail = [](Error error) -> Result<IdentityAnswer> { return std::unexpected(std::move(error)); };
   std::array<uint8_t, kIdentitySeedBytes> seed{};
   if (::getrandom(seed.data(), seed.size(), 0) != static_cast<ssize_t>(seed.size()))
-    return fail(internalError("guest set_identity: getrandom({} bytes): {}", seed.size(), std::strerror(errno)));
+    return fail(
+        internalError("guest set_identity: getrandom({} bytes): {}", seed.size(), std::strerror(errno)));
   std::string seedHex;
   for (const uint8_t byte : seed) seedHex += fmt::format("{:02x}", byte);
   const int64_t id = takeId();
   const int64_t unixNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
-  Json request = {{"id", id}, {"op", "set_identity"}, {"hostname", identity.hostname}, {"seed", seedHex},
+  Json request = {{"id", id},
+                  {"op", "set_identity"},
+                  {"hostname", identity.hostname},
+                  {"seed", seedHex},
                   {"unix_ns", unixNs}};
   request["mac"] = identity.mac ? Json(*identity.mac) : Json(nullptr);
   request["ip"] = identity.ip ? Json(*identity.ip) : Json(nullptr);
   request["gateway"] = identity.gateway ? Json(*identity.gateway) : Json(nullptr);
-  if (auto sent = sendLine(request.dump(), deadline); !sent) return fail(sent.error().wrap("guest set_identity"));
+  if (auto sent = sendLine(request.dump(), deadline); !sent)
+    return fail(sent.error().wrap("guest set_identity"));
   auto line = awaitAnswer(id, deadline);
   if (!line) return fail(line.error().wrap("guest set_identity"));
   const Json answer = parseLine(*line);
@@ -321,18 +326,18 @@ Result<IdentityAnswer> AgentClient::setIdentity(const GuestIdentity& identity, C
   IdentityAnswer result;
   if (answer.value("ok", false) != true || !answer.contains("hostname") || !answer["hostname"].is_string() ||
       !answer.contains("mac") || !(answer["mac"].is_string() || answer["mac"].is_null()) ||
-      !answer.contains("seeded_bytes") ||
-      !answer["seeded_bytes"].is_number_unsigned())
+      !answer.contains("seeded_bytes") || !answer["seeded_bytes"].is_number_unsigned())
     return fail(internalError("guest set_identity: malformed answer \"{}\"", *line));
   result.hostname = answer["hostname"].get<std::string>();
   if (answer["mac"].is_string()) result.mac = answer["mac"].get<std::string>();
   result.seededBytes = answer["seeded_bytes"].get<size_t>();
   if (result.hostname != identity.hostname || (identity.mac && result.mac != identity.mac) ||
       result.seededBytes != seed.size())
-    return fail(internalError("guest set_identity: the guest reports hostname \"{}\", MAC {}, {} seed bytes; "
-                              "asked for \"{}\", {}, {}",
-                              result.hostname, result.mac.value_or("none"), result.seededBytes,
-                              identity.hostname, identity.mac.value_or("none"), seed.size()));
+    return fail(
+        internalError("guest set_identity: the guest reports hostname \"{}\", MAC {}, {} seed bytes; "
+                      "asked for \"{}\", {}, {}",
+                      result.hostname, result.mac.value_or("none"), result.seededBytes, identity.hostname,
+                      identity.mac.value_or("none"), seed.size()));
   return result;
 }
 

@@ -74,7 +74,8 @@ class AgentClient {
   Status setClock(std::chrono::steady_clock::time_point deadline);
   // set_identity: `identity` plus kIdentitySeedBytes from the host's getrandom() and the host's now. The
   // answer is checked: the guest must report the hostname and MAC it was given.
-  Result<IdentityAnswer> setIdentity(const GuestIdentity& identity, std::chrono::steady_clock::time_point deadline);
+  Result<IdentityAnswer> setIdentity(const GuestIdentity& identity,
+                                     std::chrono::steady_clock::time_point deadline);
 
  private:
   explicit AgentClient(UniqueFd fd) : fd_(std::move(fd)) {}

@@ -24,9 +24,10 @@
 //        → {"id": 4, "ok": true} once CLOCK_REALTIME is set to unix_ns (clock_settime), or {"id": 4, "error":
 //          "..."}. Sent by the host after a VM was restored from a saved state: the guest's clock stood
 //          still while the state was on disk.
-//   {"id": 5, "op": "set_identity", "hostname": "web-2", "mac": "52:54:00:12:34:56", "ip": "10.0.1.5/24" | null,
-//    "gateway": "10.0.1.1" | null, "seed": "<32 to 512 bytes, lowercase hex>", "unix_ns": 1796000000123456789}
-//        → {"id": 5, "ok": true, "hostname": "web-2", "mac": "52:54:00:12:34:56", "seeded_bytes": 64}
+//   {"id": 5, "op": "set_identity", "hostname": "web-2", "mac": "52:54:00:12:34:56" | null,
+//    "ip": "10.0.1.5/24" | null, "gateway": "10.0.1.1" | null,
+//    "seed": "<32 to 512 bytes, lowercase hex>", "unix_ns": 1796000000123456789}
+//        → {"id": 5, "ok": true, "hostname": "web-2", "mac": "52:54:00:12:34:56" | null, "seeded_bytes": 64}
 //          or {"id": 5, "error": "..."}. Sent by the host to a VM restored from a shared warm snapshot: the
 //          seed is mixed into the random pool and credited (RNDADDENTROPY), then the clock is set, then the
 //          hostname, then eth0's MAC (eth0 down meanwhile), address and default route (null ip: eth0 down).

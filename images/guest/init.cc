@@ -6,11 +6,11 @@
 // The pure parts (command line parsing, request decoding, output capping, UTF-8 repair) are free functions
 // so tests/unit/vmm/guest_init_test.cc can include this file with CORRAL_INIT_NO_MAIN and check them.
 #include <arpa/inet.h>
-#include <linux/random.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/input.h>
+#include <linux/random.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
@@ -217,12 +217,12 @@ struct SetClockRequest {
   int64_t id;
   int64_t unixNs;
 };
-// set_identity: what a VM restored from a shared snapshot makes its own (the cold boot's corral.* command line
-// parameters, plus a random seed and the clock, since every clone starts from the same memory).
+// set_identity: what a VM restored from a shared snapshot makes its own (the cold boot's corral.* command
+// line parameters, plus a random seed and the clock, since every clone starts from the same memory).
 struct SetIdentityRequest {
   int64_t id;
   std::string hostname;
-  std::optional<std::array<uint8_t, 6>> mac;      // absent: no NIC, the network is left alone
+  std::optional<std::array<uint8_t, 6>> mac;    // absent: no NIC, the network is left alone
   std::optional<std::pair<in_addr_t, int>> ip;  // absent: eth0 is left down
   std::optional<in_addr_t> gateway;
   std::vector<uint8_t> seed;  // host random bytes mixed into the guest's pool, credited as entropy
@@ -265,9 +265,12 @@ inline std::optional<std::vector<uint8_t>> parseHex(std::string_view text) {
     unsigned value = 0;
     for (const char c : text.substr(i, 2)) {
       value <<= 4;
-      if (c >= '0' && c <= '9') value |= static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f') value |= static_cast<unsigned>(c - 'a' + 10);
-      else return std::nullopt;
+      if (c >= '0' && c <= '9')
+        value |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        value |= static_cast<unsigned>(c - 'a' + 10);
+      else
+        return std::nullopt;
     }
     bytes.push_back(static_cast<uint8_t>(value));
   }
@@ -277,8 +280,8 @@ inline std::optional<std::vector<uint8_t>> parseHex(std::string_view text) {
 inline Request parseSetIdentity(int64_t id, const json& request) {
   SetIdentityRequest identity{id, {}, std::nullopt, std::nullopt, std::nullopt, {}, 0};
   const auto hostname = request.find("hostname");
-  if (hostname == request.end() || !hostname->is_string() || hostname->get_ref<const std::string&>().empty() ||
-      hostname->get_ref<const std::string&>().size() > 64)
+  if (hostname == request.end() || !hostname->is_string() ||
+      hostname->get_ref<const std::string&>().empty() || hostname->get_ref<const std::string&>().size() > 64)
     return BadRequest{id, "set_identity: \"hostname\" must be a string of 1 to 64 bytes"};
   identity.hostname = hostname->get<std::string>();
   if (const auto mac = request.find("mac"); mac != request.end() && !mac->is_null()) {
@@ -292,7 +295,8 @@ inline Request parseSetIdentity(int64_t id, const json& request) {
       return BadRequest{id, "set_identity: \"ip\" must be \"A.B.C.D/LEN\" (with a \"mac\") or null"};
   }
   if (const auto gateway = request.find("gateway"); gateway != request.end() && !gateway->is_null()) {
-    identity.gateway = gateway->is_string() ? parseIpv4(gateway->get_ref<const std::string&>()) : std::nullopt;
+    identity.gateway =
+        gateway->is_string() ? parseIpv4(gateway->get_ref<const std::string&>()) : std::nullopt;
     if (!identity.gateway || !identity.ip)
       return BadRequest{id, "set_identity: \"gateway\" must be \"A.B.C.D\" (with an \"ip\") or null"};
   }

@@ -1084,7 +1084,11 @@ TEST_F(Vpc, WarmVmsFromOneSnapshotAreDistinctMachinesThatTalk) {
   createSubnet(d, "web", "prod", "10.0.1.0/24");
   auto runWarm = [&](const std::string& name, const std::string& memory) {
     return d.call("POST", "/v1/instances",
-                  {{"name", name}, {"kind", "vm"}, {"image", "busybox"}, {"memory", memory}, {"subnet", "web"},
+                  {{"name", name},
+                   {"kind", "vm"},
+                   {"image", "busybox"},
+                   {"memory", memory},
+                   {"subnet", "web"},
                    {"warm", true}});
   };
   auto ready = [&](const std::string& name) {
@@ -1143,10 +1147,11 @@ TEST_F(Vpc, WarmVmsFromOneSnapshotAreDistinctMachinesThatTalk) {
 
   // They talk to each other inside the subnet, and the probe runs.
   for (const char* name : {"w1", "w2"}) {
-    Reply serve = d.call("POST", fmt::format("/v1/instances/{}/exec", name),
-                         {{"command", {"sh", "-c",
-                                       fmt::format("setsid sh -c '{}' </dev/null >/dev/null 2>&1 &",
-                                                   listenerScript(name, {80}))}}});
+    Reply serve = d.call(
+        "POST", fmt::format("/v1/instances/{}/exec", name),
+        {{"command",
+          {"sh", "-c",
+           fmt::format("setsid sh -c '{}' </dev/null >/dev/null 2>&1 &", listenerScript(name, {80}))}}});
     EXPECT_EQ(serve.status, 200) << serve.body.dump();
   }
   Dial oneToTwo = dial(d, "w1", ipOf(w2), 80);

@@ -39,8 +39,9 @@ TEST(SnapshotKey, EachInputChangesIt) {
 }
 
 TEST(SnapshotTemplate, RecordRoundTripsAndNamesFit) {
-  const SnapshotTemplate made = snapshotTemplate("0123456789abcdef0123456789abcdef", "corral-", "/v/.snapshots/k.new",
-                                                 /*withNic=*/true);
+  const SnapshotTemplate made =
+      snapshotTemplate("0123456789abcdef0123456789abcdef", "corral-", "/v/.snapshots/k.new",
+                       /*withNic=*/true);
   EXPECT_EQ(made.instanceName, ".warm-0123456789abcdef0123456789abcdef" + std::string(26, '.'));
   EXPECT_EQ(made.instanceName.size(), kTemplateNameBytes);
   EXPECT_EQ(made.domainName, "corral-" + made.instanceName);
@@ -61,8 +62,10 @@ TEST(SnapshotTemplate, RecordRoundTripsAndNamesFit) {
 TEST(CloneDomainXml, ReplacesTheTemplatesNamesPathsAndTap) {
   const SnapshotTemplate from{"corral-.warm-0123", ".warm-0123", "/v/.snapshots/k.new", "crlw0123"};
   const std::string saved =
-      "<domain type='qemu'>\n  <name>corral-.warm-0123</name>\n  <uuid>d08e5570-b68e-4406-a090-dee261dc67d8</uuid>\n"
-      "  <metadata>\n    <corral:instance xmlns:corral=\"x\" name=\".warm-0123\" owner=\"/v\"/>\n  </metadata>\n"
+      "<domain type='qemu'>\n  <name>corral-.warm-0123</name>\n  "
+      "<uuid>d08e5570-b68e-4406-a090-dee261dc67d8</uuid>\n"
+      "  <metadata>\n    <corral:instance xmlns:corral=\"x\" name=\".warm-0123\" owner=\"/v\"/>\n  "
+      "</metadata>\n"
       "  <serial type='file'><source path='/v/.snapshots/k.new/console.log' append='off'/></serial>\n"
       "  <channel type='unix'><source mode='bind' path='/v/.snapshots/k.new/agent.sock'/></channel>\n"
       "  <interface type='ethernet'><mac address='52:54:00:01:23:45'/><target dev='crlw0123' managed='yes'/>"

@@ -1,6 +1,5 @@
 // AgentClient against a fake guest on a socketpair: ready handshake, exec, errors and deadlines.
 #include "vmm/agent.h"
-#include "vmm/agent_protocol.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -9,6 +8,8 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
+
+#include "vmm/agent_protocol.h"
 
 namespace corral::vmm {
 namespace {
@@ -229,8 +230,11 @@ TEST(AgentClient, SetIdentitySendsASeedAndChecksTheAnswer) {
 
   FakeGuest lying(kReady + "\n", [](const Json& request) -> std::string {
     if (request["op"] == "hello") return answerHello(request);
-    return Json{{"id", request["id"]}, {"ok", true}, {"hostname", request["hostname"]},
-                {"mac", "52:54:00:00:00:01"}, {"seeded_bytes", 64}}
+    return Json{{"id", request["id"]},
+                {"ok", true},
+                {"hostname", request["hostname"]},
+                {"mac", "52:54:00:00:00:01"},
+                {"seeded_bytes", 64}}
                .dump() +
            "\n";
   });

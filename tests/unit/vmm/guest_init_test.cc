@@ -168,12 +168,14 @@ TEST(GuestRequest, DecodesSetIdentity) {
   const std::string seed(64, 'a');
   const auto identity = std::get<SetIdentityRequest>(parseRequest(
       R"({"id": 7, "op": "set_identity", "hostname": "web-2", "mac": "52:54:00:AB:cd:0f", "ip": "10.0.1.5/24",
-          "gateway": "10.0.1.1", "seed": ")" + seed + R"(", "unix_ns": 1796000000123456789})"));
+          "gateway": "10.0.1.1", "seed": ")" +
+      seed + R"(", "unix_ns": 1796000000123456789})"));
   EXPECT_EQ(identity.id, 7);
   EXPECT_EQ(identity.hostname, "web-2");
   EXPECT_EQ(identity.mac, (std::array<uint8_t, 6>{0x52, 0x54, 0x00, 0xab, 0xcd, 0x0f}));
-  const auto noNic = std::get<SetIdentityRequest>(parseRequest(
-      R"({"id": 8, "op": "set_identity", "hostname": "h", "mac": null, "seed": ")" + seed + R"(", "unix_ns": 1})"));
+  const auto noNic = std::get<SetIdentityRequest>(
+      parseRequest(R"({"id": 8, "op": "set_identity", "hostname": "h", "mac": null, "seed": ")" + seed +
+                   R"(", "unix_ns": 1})"));
   EXPECT_FALSE(noNic.mac);
   ASSERT_TRUE(identity.ip);
   EXPECT_EQ(identity.ip->first, inet_addr("10.0.1.5"));
@@ -184,7 +186,8 @@ TEST(GuestRequest, DecodesSetIdentity) {
 
   const auto noNetwork = std::get<SetIdentityRequest>(parseRequest(
       R"({"id": 8, "op": "set_identity", "hostname": "h", "mac": "52:54:00:00:00:01", "ip": null,
-          "seed": ")" + seed + R"(", "unix_ns": 1})"));
+          "seed": ")" +
+      seed + R"(", "unix_ns": 1})"));
   EXPECT_FALSE(noNetwork.ip);
   EXPECT_FALSE(noNetwork.gateway);
 
@@ -197,18 +200,22 @@ TEST(GuestRequest, DecodesSetIdentity) {
       {R"("hostname": "h", "mac": "52:54:00:00:00", "seed": ")" + seed + R"(", "unix_ns": 1)", "mac"},
       {R"("hostname": "h", "mac": "01:54:00:00:00:01", "seed": ")" + seed + R"(", "unix_ns": 1)", "mac"},
       {R"("hostname": "h", "mac": "52-54-00-00-00-01", "seed": ")" + seed + R"(", "unix_ns": 1)", "mac"},
-      {R"("hostname": "h", "mac": "52:54:00:00:00:01", "ip": "10.0.0.2", "seed": ")" + seed + R"(", "unix_ns": 1)",
+      {R"("hostname": "h", "mac": "52:54:00:00:00:01", "ip": "10.0.0.2", "seed": ")" + seed +
+           R"(", "unix_ns": 1)",
        "ip"},
       {R"("hostname": "h", "ip": "10.0.0.2/24", "seed": ")" + seed + R"(", "unix_ns": 1)", "ip"},
       {R"("hostname": "h", "mac": "52:54:00:00:00:01", "gateway": "10.0.0.1", "seed": ")" + seed +
            R"(", "unix_ns": 1)",
        "gateway"},
       {R"("hostname": "h", "mac": "52:54:00:00:00:01", "seed": "abcd", "unix_ns": 1)", "seed"},
-      {R"("hostname": "h", "mac": "52:54:00:00:00:01", "seed": ")" + std::string(63, 'a') + R"(", "unix_ns": 1)",
+      {R"("hostname": "h", "mac": "52:54:00:00:00:01", "seed": ")" + std::string(63, 'a') +
+           R"(", "unix_ns": 1)",
        "seed"},
-      {R"("hostname": "h", "mac": "52:54:00:00:00:01", "seed": ")" + std::string(64, 'A') + R"(", "unix_ns": 1)",
+      {R"("hostname": "h", "mac": "52:54:00:00:00:01", "seed": ")" + std::string(64, 'A') +
+           R"(", "unix_ns": 1)",
        "seed"},
-      {R"("hostname": "h", "mac": "52:54:00:00:00:01", "seed": ")" + std::string(1026, 'a') + R"(", "unix_ns": 1)",
+      {R"("hostname": "h", "mac": "52:54:00:00:00:01", "seed": ")" + std::string(1026, 'a') +
+           R"(", "unix_ns": 1)",
        "seed"},
       {R"("hostname": "h", "mac": "52:54:00:00:00:01", "seed": ")" + seed + R"(")", "unix_ns"},
   };
