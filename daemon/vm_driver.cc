@@ -422,6 +422,16 @@ Status VmDriver::preflight(const schema::InstanceSpec& spec) {
     auto base = prepareBaseDisk(*options_.imageStore, *plan->rootImage);
     if (!base) return fail(base.error());
   }
+  // And a warm VM's snapshot, when its key has none yet (a template boots and is saved).
+  if (spec.warm) {
+    auto lv = libvirt();
+    if (!lv) return fail(lv.error());
+    json steps = json::object();
+    auto snapshot = warmSnapshot(*plan, *chosen, **lv, !spec.subnet.empty(), steps);
+    if (!snapshot) return fail(snapshot.error().wrap(fmt::format("warm start of \"{}\"", spec.name)));
+    std::lock_guard lock(madeInPreflightMutex_);
+    if (steps.value("snapshot_made", false)) madeInPreflight_[spec.name] = std::move(steps);
+  }
   return {};
 }
 
@@ -735,6 +745,16 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
   json steps = json::object();
   auto snapshot = warmSnapshot(plan, accel, lv, planned.has_value(), steps);
   if (!snapshot) return fail(snapshot.error().wrap(fmt::format("warm start of \"{}\"", plan.name)));
+  {
+    // Made by this run's preflight: its making is this start's (the lookup just now found it).
+    std::lock_guard lock(madeInPreflightMutex_);
+    if (auto made = madeInPreflight_.extract(plan.name);
+        !made.empty() && made.mapped().value("snapshot", "") == steps.value("snapshot", "")) {
+      const double lookupMs = steps.value("hash_ms", 0.0);
+      steps = std::move(made.mapped());
+      steps["lookup_ms"] = lookupMs;
+    }
+  }
   auto discardSnapshot = [&](Error error) -> Result<StartedRun> {
     if (auto left = lv.lookup(domain); left && *left) (void)lv.destroy(domain);
     std::error_code ec;

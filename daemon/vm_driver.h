@@ -144,6 +144,10 @@ class VmDriver final : public InstanceDriver {
   std::mutex acceleratorStatusMutex_;
   std::thread acceleratorProbe_;
   std::mutex snapshotMutex_;  // held while a warm snapshot is looked up or made
+  // What making a warm snapshot took, by the instance it was made for: preflight() makes it without the
+  // instance manager's lock (a template boots and is saved: seconds), warmStart() reports it.
+  std::mutex madeInPreflightMutex_;
+  std::map<std::string, nlohmann::json> madeInPreflight_;
 };
 
 }  // namespace corral::daemon
