@@ -537,32 +537,45 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   json domainSteps = {{"prepare_ms", msBetween(received, creating)},
                       {"libvirt_create_ms", msBetween(creating, created)},
                       {"nic_ms", msBetween(created, domainStarted)}};
-  json boot = {{"domain_ms", msBetween(received, domainStarted)},
-               {"domain_steps", std::move(domainSteps)},
-               {"requested_at_ms", unixMillisAt(received)},
-               {"accelerator", vmm::acceleratorName(accel->accelerator)},
-               {"accelerator_reason", accel->reason},
-               {"kernel_source", guestKernelName(plan.kernelSource)},
-               {"machine", vmm::machineName(plan.machine)}};
+  json boot = bootRecord(plan, *accel, received, domainStarted);
+  boot["domain_steps"] = std::move(domainSteps);
   std::shared_ptr<Run> run = newRun(plan.name, boot);
   run->received = received;
   run->domainStarted = domainStarted;
   destroyDomain.dismiss();
-  StartedRun started;
-  started.run = run->id;
-  started.state = InstanceState::starting;
-  started.pid = domain->qemuPid ? std::optional<int64_t>(*domain->qemuPid) : std::nullopt;
-  started.pidStartTime = started.pid ? processStartTime(static_cast<pid_t>(*started.pid)) : std::nullopt;
-  started.boot = std::move(boot);
-  // Undone: its stop event is not reported, the domain goes.
-  started.undo = Rollback([this, lv = *lv, run, name = config.domainName] {
-    claimEnd(*run);
-    (void)lv->destroy(name);
-  });
+  StartedRun started = handOver(run, domain->qemuPid, std::move(boot), *lv, config.domainName);
   vm.run = std::move(run);
   log::info("instance \"{}\": domain {} started ({}, {} kernel on {}), waiting for the guest", plan.name,
             config.domainName, vmm::acceleratorName(accel->accelerator), guestKernelName(plan.kernelSource),
             vmm::machineName(plan.machine));
+  return started;
+}
+
+// What every start's boot record says: when the domain was asked for and running, and on what.
+json VmDriver::bootRecord(const VmPlan& plan, const vmm::AcceleratorChoice& accel, Clock::time_point received,
+                          Clock::time_point domainStarted) {
+  return {{"domain_ms", msBetween(received, domainStarted)},
+          {"requested_at_ms", unixMillisAt(received)},
+          {"accelerator", vmm::acceleratorName(accel.accelerator)},
+          {"accelerator_reason", accel.reason},
+          {"kernel_source", guestKernelName(plan.kernelSource)},
+          {"machine", vmm::machineName(plan.machine)}};
+}
+
+// A running domain (booted or restored) handed to the instance manager as `run` (the caller keeps it as
+// the VM's). Undone: its stop event is not reported, the domain goes.
+StartedRun VmDriver::handOver(const std::shared_ptr<Run>& run, std::optional<int> qemuPid, json boot,
+                              vmm::Libvirt* lv, const std::string& domain) {
+  StartedRun started;
+  started.run = run->id;
+  started.state = InstanceState::starting;
+  started.pid = qemuPid ? std::optional<int64_t>(*qemuPid) : std::nullopt;
+  started.pidStartTime = started.pid ? processStartTime(static_cast<pid_t>(*started.pid)) : std::nullopt;
+  started.boot = std::move(boot);
+  started.undo = Rollback([this, lv, run, domain] {
+    claimEnd(*run);
+    (void)lv->destroy(domain);
+  });
   return started;
 }
 
@@ -601,28 +614,14 @@ Result<StartedRun> VmDriver::restore(InstanceHandle& handle, const VmPlan& plan,
     if (!plugged) return fail(plugged.error());
   }
   auto domainStarted = Clock::now();
-  json boot = {{"restored", true},
-               {"domain_ms", msBetween(received, domainStarted)},
-               {"requested_at_ms", unixMillisAt(received)},
-               {"accelerator", vmm::acceleratorName(accel.accelerator)},
-               {"accelerator_reason", accel.reason},
-               {"kernel_source", guestKernelName(plan.kernelSource)},
-               {"machine", vmm::machineName(plan.machine)}};
+  json boot = bootRecord(plan, accel, received, domainStarted);
+  boot["restored"] = true;
   std::shared_ptr<Run> run = newRun(plan.name, boot);
   run->received = received;
   run->domainStarted = domainStarted;
   run->restored = true;
   destroyDomain.dismiss();
-  StartedRun started;
-  started.run = run->id;
-  started.state = InstanceState::starting;
-  started.pid = restored->qemuPid ? std::optional<int64_t>(*restored->qemuPid) : std::nullopt;
-  started.pidStartTime = started.pid ? processStartTime(static_cast<pid_t>(*started.pid)) : std::nullopt;
-  started.boot = std::move(boot);
-  started.undo = Rollback([this, lv = &lv, run, domain] {
-    claimEnd(*run);
-    (void)lv->destroy(domain);
-  });
+  StartedRun started = handOver(run, restored->qemuPid, std::move(boot), &lv, domain);
   vm.run = std::move(run);
   log::info("instance \"{}\": domain {} restored from \"{}\", waiting for the guest agent", plan.name, domain,
             file.string());
@@ -792,15 +791,10 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
   steps["copy_ms"] = msBetween(restoring, copied);
   steps["restore_ms"] = msBetween(copied, restoredAt);
   steps["nic_ms"] = msBetween(restoredAt, domainStarted);
-  json boot = {{"restored", true},
-               {"warm", true},
-               {"domain_ms", msBetween(received, domainStarted)},
-               {"domain_steps", std::move(steps)},
-               {"requested_at_ms", unixMillisAt(received)},
-               {"accelerator", vmm::acceleratorName(accel.accelerator)},
-               {"accelerator_reason", accel.reason},
-               {"kernel_source", guestKernelName(plan.kernelSource)},
-               {"machine", vmm::machineName(plan.machine)}};
+  json boot = bootRecord(plan, accel, received, domainStarted);
+  boot["restored"] = true;
+  boot["warm"] = true;
+  boot["domain_steps"] = std::move(steps);
   std::shared_ptr<Run> run = newRun(plan.name, boot);
   run->received = received;
   run->domainStarted = domainStarted;
@@ -812,16 +806,7 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
       .gateway =
           planned && !planned->gateway.empty() ? std::optional<std::string>(planned->gateway) : std::nullopt};
   destroyDomain.dismiss();
-  StartedRun started;
-  started.run = run->id;
-  started.state = InstanceState::starting;
-  started.pid = restored->qemuPid ? std::optional<int64_t>(*restored->qemuPid) : std::nullopt;
-  started.pidStartTime = started.pid ? processStartTime(static_cast<pid_t>(*started.pid)) : std::nullopt;
-  started.boot = std::move(boot);
-  started.undo = Rollback([this, lv = &lv, run, domain] {
-    claimEnd(*run);
-    (void)lv->destroy(domain);
-  });
+  StartedRun started = handOver(run, restored->qemuPid, std::move(boot), &lv, domain);
   vm.run = std::move(run);
   log::info("instance \"{}\": domain {} restored from the warm snapshot \"{}\", waiting for the guest agent",
             plan.name, domain, snapshot->string());

@@ -98,6 +98,11 @@ class VmDriver final : public InstanceDriver {
                                std::chrono::steady_clock::time_point received);
   Result<std::filesystem::path> warmSnapshot(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                                              vmm::Libvirt& lv, bool withNic, nlohmann::json& steps);
+  static nlohmann::json bootRecord(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
+                                   std::chrono::steady_clock::time_point received,
+                                   std::chrono::steady_clock::time_point domainStarted);
+  StartedRun handOver(const std::shared_ptr<Run>& run, std::optional<int> qemuPid, nlohmann::json boot,
+                      vmm::Libvirt* lv, const std::string& domain);
   Result<vmm::Libvirt*> libvirt();
   Result<vmm::AcceleratorChoice> accelerator(const VmPlan& plan);
   std::optional<vmm::AcceleratorChoice> cachedAcceleratorChoice();
