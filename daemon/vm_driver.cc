@@ -165,7 +165,7 @@ struct VmDriver::Run {
   Clock::time_point received{}, domainStarted{};
   bool restored = false;  // resumed from stop --save's file or a warm snapshot, not booted
   std::optional<vmm::GuestIdentity> identity;  // warm: what set_identity gives the clone before it is ready
-  std::timed_mutex agentMutex;  // one agent request at a time
+  std::timed_mutex agentMutex;                 // one agent request at a time
   std::optional<vmm::AgentClient> agent;
 };
 
@@ -554,12 +554,10 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
 // What every start's boot record says: when the domain was asked for and running, and on what.
 json VmDriver::bootRecord(const VmPlan& plan, const vmm::AcceleratorChoice& accel, Clock::time_point received,
                           Clock::time_point domainStarted) {
-  return {{"domain_ms", msBetween(received, domainStarted)},
-          {"requested_at_ms", unixMillisAt(received)},
-          {"accelerator", vmm::acceleratorName(accel.accelerator)},
-          {"accelerator_reason", accel.reason},
-          {"kernel_source", guestKernelName(plan.kernelSource)},
-          {"machine", vmm::machineName(plan.machine)}};
+  return {
+      {"domain_ms", msBetween(received, domainStarted)},        {"requested_at_ms", unixMillisAt(received)},
+      {"accelerator", vmm::acceleratorName(accel.accelerator)}, {"accelerator_reason", accel.reason},
+      {"kernel_source", guestKernelName(plan.kernelSource)},    {"machine", vmm::machineName(plan.machine)}};
 }
 
 // A running domain (booted or restored) handed to the instance manager as `run` (the caller keeps it as
@@ -1166,7 +1164,8 @@ InstanceDriver::Recovery VmDriver::recover(InstanceHandle& handle, InstanceRow& 
   if (domain && *domain && !ours(**domain)) {
     log::warn("instance \"{}\": domain {} belongs to another corrald ({}); not taking it over", name,
               domainName(name), (*domain)->owner);
-    markLost(row, fmt::format("its domain {} was another corrald's when corrald restarted", domainName(name)));
+    markLost(row,
+             fmt::format("its domain {} was another corrald's when corrald restarted", domainName(name)));
     recovery.rowChanged = true;
     return recovery;
   }
