@@ -34,6 +34,13 @@ int pollTimeoutMs(Clock::time_point deadline) {
   return left <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left, 60'000));
 }
 
+// The host's wall-clock time now, as set_clock and set_identity carry it.
+int64_t unixNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 int64_t elapsedMs(Clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count();
 }
@@ -88,6 +95,20 @@ std::optional<GuestPoweroff> parsePoweroff(const Json& message) {
 
 Json parseLine(const std::string& line) {
   return Json::parse(line, nullptr, /*allow_exceptions=*/false);
+}
+
+// An answer line to `op` parsed; the guest's {"error": ...} becomes the failure "guest OP: ...".
+Result<Json> checkedAnswer(const std::string& line, std::string_view op) {
+  Json answer = parseLine(line);
+  if (auto error = answer.find("error"); error != answer.end())
+    return fail(
+        internalError("guest {}: {}", op, error->is_string() ? error->get<std::string>() : error->dump()));
+  return answer;
+}
+
+bool answeredOk(const Json& answer) {
+  auto ok = answer.find("ok");
+  return ok != answer.end() && *ok == true;
 }
 
 std::optional<int> optionalInt(const Json& message, const char* key) {
@@ -251,19 +272,23 @@ Result<ExecResult> AgentClient::exec(const std::vector<std::string>& command,
   }
 }
 
+Result<std::string> AgentClient::roundTrip(int64_t id, const std::string& request, std::string_view op,
+                                           Clock::time_point deadline) {
+  if (auto sent = sendLine(request, deadline); !sent)
+    return fail(sent.error().wrap(fmt::format("guest {}", op)));
+  auto line = awaitAnswer(id, deadline);
+  if (!line) return fail(line.error().wrap(fmt::format("guest {}", op)));
+  return line;
+}
+
 Status AgentClient::shutdown() {
   const auto deadline = Clock::now() + kShutdownAnswer;
   const int64_t id = takeId();
-  const Json request = {{"id", id}, {"op", "shutdown"}};
-  if (auto sent = sendLine(request.dump(), deadline); !sent) return fail(sent.error().wrap("guest shutdown"));
-  auto line = awaitAnswer(id, deadline);
-  if (!line) return fail(line.error().wrap("guest shutdown"));
-  const Json answer = parseLine(*line);
-  if (auto error = answer.find("error"); error != answer.end())
-    return fail(
-        internalError("guest shutdown: {}", error->is_string() ? error->get<std::string>() : error->dump()));
-  if (auto ok = answer.find("ok"); ok == answer.end() || *ok != true)
-    return fail(internalError("guest shutdown: malformed answer \"{}\"", *line));
+  auto line = roundTrip(id, Json{{"id", id}, {"op", "shutdown"}}.dump(), "shutdown", deadline);
+  if (!line) return fail(line.error());
+  auto answer = checkedAnswer(*line, "shutdown");
+  if (!answer) return fail(answer.error());
+  if (!answeredOk(*answer)) return fail(internalError("guest shutdown: malformed answer \"{}\"", *line));
   return {};
 }
 
@@ -278,20 +303,12 @@ std::optional<GuestPoweroff> AgentClient::lastWords(Clock::time_point deadline) 
 
 Status AgentClient::setClock(Clock::time_point deadline) {
   const int64_t id = takeId();
-  const int64_t unixNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
-  const Json request = {{"id", id}, {"op", "set_clock"}, {"unix_ns", unixNs}};
-  if (auto sent = sendLine(request.dump(), deadline); !sent)
-    return fail(sent.error().wrap("guest set_clock"));
-  auto line = awaitAnswer(id, deadline);
-  if (!line) return fail(line.error().wrap("guest set_clock"));
-  const Json answer = parseLine(*line);
-  if (auto error = answer.find("error"); error != answer.end())
-    return fail(
-        internalError("guest set_clock: {}", error->is_string() ? error->get<std::string>() : error->dump()));
-  if (auto ok = answer.find("ok"); ok == answer.end() || *ok != true)
-    return fail(internalError("guest set_clock: malformed answer \"{}\"", *line));
+  const Json request = {{"id", id}, {"op", "set_clock"}, {"unix_ns", unixNowNs()}};
+  auto line = roundTrip(id, request.dump(), "set_clock", deadline);
+  if (!line) return fail(line.error());
+  auto answer = checkedAnswer(*line, "set_clock");
+  if (!answer) return fail(answer.error());
+  if (!answeredOk(*answer)) return fail(internalError("guest set_clock: malformed answer \"{}\"", *line));
   return {};
 }
 
@@ -304,25 +321,19 @@ Result<IdentityAnswer> AgentClient::setIdentity(const GuestIdentity& identity, C
   std::string seedHex;
   for (const uint8_t byte : seed) seedHex += fmt::format("{:02x}", byte);
   const int64_t id = takeId();
-  const int64_t unixNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
   Json request = {{"id", id},
                   {"op", "set_identity"},
                   {"hostname", identity.hostname},
                   {"seed", seedHex},
-                  {"unix_ns", unixNs}};
+                  {"unix_ns", unixNowNs()}};
   request["mac"] = identity.mac ? Json(*identity.mac) : Json(nullptr);
   request["ip"] = identity.ip ? Json(*identity.ip) : Json(nullptr);
   request["gateway"] = identity.gateway ? Json(*identity.gateway) : Json(nullptr);
-  if (auto sent = sendLine(request.dump(), deadline); !sent)
-    return fail(sent.error().wrap("guest set_identity"));
-  auto line = awaitAnswer(id, deadline);
-  if (!line) return fail(line.error().wrap("guest set_identity"));
-  const Json answer = parseLine(*line);
-  if (auto error = answer.find("error"); error != answer.end())
-    return fail(internalError("guest set_identity: {}",
-                              error->is_string() ? error->get<std::string>() : error->dump()));
+  auto line = roundTrip(id, request.dump(), "set_identity", deadline);
+  if (!line) return fail(line.error());
+  auto checked = checkedAnswer(*line, "set_identity");
+  if (!checked) return fail(checked.error());
+  const Json& answer = *checked;
   IdentityAnswer result;
   if (answer.value("ok", false) != true || !answer.contains("hostname") || !answer["hostname"].is_string() ||
       !answer.contains("mac") || !(answer["mac"].is_string() || answer["mac"].is_null()) ||

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -84,6 +85,9 @@ class AgentClient {
   Result<std::string> readLine(std::chrono::steady_clock::time_point deadline);
   // Reads lines until the answer carrying `id`, skipping stale answers and repeated "ready" events.
   Result<std::string> awaitAnswer(int64_t id, std::chrono::steady_clock::time_point deadline);
+  // sendLine(request) then awaitAnswer(id), failures named "guest OP".
+  Result<std::string> roundTrip(int64_t id, const std::string& request, std::string_view op,
+                                std::chrono::steady_clock::time_point deadline);
   // Request ids are unique in the whole process, not per connection: the guest keeps answering hellos a
   // previous connection left in the channel, and such a stale answer must never match a new request.
   static int64_t takeId();
