@@ -449,19 +449,23 @@ Status Service::commit(Operation&& operation) {
   }
   // Only now, with the transaction committed, does the new state become visible.
   ++topologyChanges_;
+  // Whether the dashboard shows anything of the change: a change of rules alone leaves the view, and so
+  // its rebuild and the event stream, alone (a rule change each second costs the change, not the view).
+  bool drawn = !changes->deleted.empty();
   for (const net::ObjectRef& ref : changes->upserted) {
     // A group's or an ACL's rules are not drawn (the picture shows names, members and subnets): a rule
     // added to an existing one leaves its VPC's picture, and its kernel check, as they are.
     const bool rulesOnly = (ref.kind == net::ObjectKind::SecurityGroup && topology_.findSecurityGroup(ref.name)) ||
                            (ref.kind == net::ObjectKind::NetworkAcl && topology_.findNetworkAcl(ref.name));
     if (rulesOnly) continue;
+    drawn = true;
     if (auto vpc = vpcOfObject(next, ref)) vpcRevisions_[*vpc] = topologyChanges_;
   }
   for (const net::ObjectRef& ref : changes->deleted) {
     if (auto vpc = vpcOfObject(topology_, ref)) vpcRevisions_[*vpc] = topologyChanges_;
   }
   topology_ = std::move(next);
-  ++viewRevision_;
+  if (drawn) ++viewRevision_;
   return {};
 }
 

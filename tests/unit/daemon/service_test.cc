@@ -599,7 +599,9 @@ TEST_F(ServiceTest, AChangeInOneVpcDrawsAndSendsThatVpcAlone) {
   EXPECT_EQ(again.sequence, afterBeta.sequence);
   EXPECT_TRUE(dashboardPatch(afterBeta, again)["vpcs"].empty());
 
-  // A rule of a group is not drawn: adding one draws no VPC again (nor reads its kernel).
+  // A rule of a group or an ACL is not drawn: adding one draws no VPC again (nor reads its kernel), and
+  // the view is not even built again (its revision stays), so an open page costs a rule change nothing.
+  const uint64_t revisionBeforeRules = service_->dashboardRevision();
   schema::SecurityGroupRuleSpec rule;
   rule.protocol = "tcp";
   rule.fromPort = 22;
@@ -610,6 +612,15 @@ TEST_F(ServiceTest, AChangeInOneVpcDrawsAndSendsThatVpcAlone) {
   EXPECT_EQ(entryOf(afterRule, "beta").get(), entryOf(afterBeta, "beta").get());
   EXPECT_EQ(entryOf(afterRule, "alpha").get(), entryOf(afterBeta, "alpha").get());
   EXPECT_EQ(afterRule.sequence, afterBeta.sequence);
+  schema::NetworkAclRuleSpec entry;
+  entry.number = 200;
+  entry.direction = "ingress";
+  entry.action = "deny";
+  entry.cidr = "10.9.0.0/16";
+  ASSERT_EQ(handle(api::AddNetworkAclRule{"alpha-default", entry}).status, 201);
+  ASSERT_EQ(handle(api::DeleteNetworkAclRule{"alpha-default", "ingress", 200}).status, 200);
+  EXPECT_EQ(service_->dashboardRevision(), revisionBeforeRules) << "a rule change moved the dashboard's revision";
+  EXPECT_EQ(service_->dashboard().body.get(), afterRule.body.get()) << "the view was built again";
 }
 
 }  // namespace
