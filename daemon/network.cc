@@ -72,21 +72,26 @@ Status NetworkController::checkTopology(const net::Topology& next) const {
 }
 
 Status NetworkController::checkLocked(const net::Topology& next) const {
-  std::map<std::string, std::vector<std::string>> bySubnet, byGroup;
-  for (const auto& [name, nic] : nics_) {
-    if (!next.findSubnet(nic.subnet)) bySubnet[nic.subnet].push_back(name);
-    for (const std::string& group : nic.securityGroups) {
-      if (!next.findSecurityGroup(group)) byGroup[group].push_back(name);
+  // Over the subnets and combinations of groups in use, not every NIC.
+  std::map<std::string, std::set<std::string>> bySubnet, byGroup;
+  for (const auto& [subnet, combinations] : byCombination_) {
+    for (const auto& [groups, instances] : combinations) {
+      if (instances.empty()) continue;
+      if (!next.findSubnet(subnet)) bySubnet[subnet].insert(instances.begin(), instances.end());
+      for (const std::string& group : groups) {
+        if (!next.findSecurityGroup(group)) byGroup[group].insert(instances.begin(), instances.end());
+      }
     }
   }
   if (!bySubnet.empty()) {
     const auto& [subnet, users] = *bySubnet.begin();
-    return fail(conflict("subnet \"{}\" still has instances: {}; remove them first", subnet, joined(users)));
+    return fail(conflict("subnet \"{}\" still has instances: {}; remove them first", subnet,
+                         joined(std::vector<std::string>(users.begin(), users.end()))));
   }
   if (!byGroup.empty()) {
     const auto& [group, users] = *byGroup.begin();
     return fail(conflict("security group \"{}\" is still used by instances: {}; remove them first", group,
-                         joined(users)));
+                         joined(std::vector<std::string>(users.begin(), users.end()))));
   }
   return {};
 }
@@ -274,7 +279,7 @@ std::optional<Status> NetworkController::updateRulesLocked(const net::Topology& 
   if (!before || !after || !sameSkeleton(*before, *after) || !sameSkeleton(*before, applied->second))
     return std::nullopt;
   net::VpcPlan& plan = applied->second;
-  auto delta = net::vpcFirewallRulesDelta(plan.firewall, topology_, next, vpc, plan.nics,
+  auto delta = net::vpcFirewallRulesDelta(plan.firewall, topology_, next, vpc, standsLocked(vpc),
                                           plan.gateway ? &*plan.gateway : nullptr);
   if (!delta) return std::nullopt;
   if (delta->empty()) return Status{};
@@ -489,11 +494,11 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
     }
   }
 
-  nics_.emplace(nic.instance, nic);
+  addNicLocked(nic);
   nicsChangedLocked(nic.subnet);
   if (options_.kernel) {
     if (auto ok = changeNicsLocked(vpc, {nic}, true); !ok) {
-      nics_.erase(nic.instance);
+      eraseNicLocked(nic.instance);
       if (auto undone = updateLocked(topology_, vpc); !undone)
         log::warn("vpc \"{}\": {}", vpc, undone.error().message());
       return fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc)));
@@ -520,7 +525,8 @@ Status NetworkController::restoreNic(const schema::InstanceSpec& spec, const std
   nic.linkKey = linkKey;
   std::lock_guard lock(mutex_);
   nicsChangedLocked(nic.subnet);
-  nics_.insert_or_assign(nic.instance, std::move(nic));
+  eraseNicLocked(nic.instance);
+  addNicLocked(nic);
   return {};
 }
 
@@ -530,8 +536,8 @@ void NetworkController::releaseNic(const std::string& instance) {
   if (it == nics_.end()) return;
   const net::Subnet* subnet = topology_.findSubnet(it->second.subnet);
   nicsChangedLocked(it->second.subnet);
-  const net::NicAttachment gone = std::move(it->second);
-  nics_.erase(it);
+  const net::NicAttachment gone = it->second;
+  eraseNicLocked(instance);
   if (!subnet || !options_.kernel) return;
   // Its rules and port guard go as a delta; a public address (a route on the uplink side) converges.
   if (auto ok = changeNicsLocked(subnet->vpc, {gone}, false); !ok)
@@ -546,8 +552,8 @@ Status NetworkController::releaseNics(const std::vector<std::string>& instances)
     if (it == nics_.end()) continue;
     nicsChangedLocked(it->second.subnet);
     if (const net::Subnet* subnet = topology_.findSubnet(it->second.subnet))
-      byVpc[subnet->vpc].push_back(std::move(it->second));
-    nics_.erase(it);
+      byVpc[subnet->vpc].push_back(it->second);
+    eraseNicLocked(instance);
   }
   if (!options_.kernel) return {};
   Status result;
@@ -625,6 +631,48 @@ json NetworkController::spoofDropsJson(const std::string& instance) const {
   auto drops = net::spoofDropsOf(planned->netns, planned->nic.link);
   if (!drops) return nullptr;
   return {{"mac", drops->mac}, {"ip", drops->ip}, {"arp", drops->arp}, {"other", drops->other}};
+}
+
+namespace {
+
+std::vector<std::string> combinationOf(const net::NicAttachment& nic) {
+  std::vector<std::string> groups = nic.securityGroups;
+  std::sort(groups.begin(), groups.end());
+  return groups;
+}
+
+}  // namespace
+
+void NetworkController::addNicLocked(const net::NicAttachment& nic) {
+  nics_.insert_or_assign(nic.instance, nic);
+  byCombination_[nic.subnet][combinationOf(nic)].insert(nic.instance);
+}
+
+void NetworkController::eraseNicLocked(const std::string& instance) {
+  auto it = nics_.find(instance);
+  if (it == nics_.end()) return;
+  auto subnet = byCombination_.find(it->second.subnet);
+  if (subnet != byCombination_.end()) {
+    auto combination = subnet->second.find(combinationOf(it->second));
+    if (combination != subnet->second.end()) {
+      combination->second.erase(instance);
+      if (combination->second.empty()) subnet->second.erase(combination);
+    }
+    if (subnet->second.empty()) byCombination_.erase(subnet);
+  }
+  nics_.erase(it);
+}
+
+std::vector<net::NicAttachment> NetworkController::standsLocked(const std::string& vpc) const {
+  std::vector<net::NicAttachment> stands;
+  for (const net::Subnet* subnet : topology_.subnets(vpc)) {
+    auto combinations = byCombination_.find(subnet->name);
+    if (combinations == byCombination_.end()) continue;
+    for (const auto& [groups, instances] : combinations->second) {
+      if (!instances.empty()) stands.push_back(nics_.at(*instances.begin()));
+    }
+  }
+  return stands;
 }
 
 void NetworkController::nicsChangedLocked(const std::string& subnet) {

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -159,12 +160,21 @@ class NetworkController {
   Result<net::Cidr> transitLocked(const net::Topology& topology, const std::string& vpc) const;
   std::vector<net::NicAttachment> nicsLocked() const;
   void nicsChangedLocked(const std::string& subnet);
+  // nics_ changes only through these two, which keep byCombination_ in step.
+  void addNicLocked(const net::NicAttachment& nic);
+  void eraseNicLocked(const std::string& instance);
+  // One NIC of each combination of listed security groups among `vpc`'s NICs (O(subnets + combinations)).
+  std::vector<net::NicAttachment> standsLocked(const std::string& vpc) const;
   const net::Subnet* nicSubnetLocked(const std::string& instance) const;
 
   NetworkOptions options_;
   mutable std::mutex mutex_;
   net::Topology topology_;
   std::map<std::string, net::NicAttachment, std::less<>> nics_;     // by instance name
+  // The instances with a NIC, by subnet and by combination of listed security groups (sorted): what a
+  // rule change needs (one NIC per combination) and what a topology check needs (which subnets and groups
+  // are in use) without visiting every NIC, so a rule change costs the model's size, not the VPC's.
+  std::map<std::string, std::map<std::vector<std::string>, std::set<std::string>>, std::less<>> byCombination_;
   std::map<std::string, uint64_t, std::less<>> nicRevisions_;       // by VPC (nicRevision())
   uint64_t nicChanges_ = 0;
   mutable std::map<std::string, net::Cidr, std::less<>> transits_;  // by VPC: kept while it has a gateway

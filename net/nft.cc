@@ -494,15 +494,16 @@ NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::
 
 std::optional<NftDelta> vpcFirewallRulesDelta(const NftTable& applied, const Topology& before,
                                               const Topology& after, std::string_view vpc,
-                                              const std::vector<NicPlan>& nics, const GatewayPlan* gateway) {
+                                              const std::vector<NicAttachment>& nics,
+                                              const GatewayPlan* gateway) {
   // A NIC's elements follow from its list of groups (and its own addresses): one NIC per list stands for
   // all that share it. Publishing and public addresses are left out (elements and notes, not chains).
   std::map<std::vector<std::string>, NicAttachment> representatives;
-  for (const NicPlan& nic : nics) {
-    std::vector<std::string> groups = nic.nic.securityGroups;
+  for (const NicAttachment& nic : nics) {
+    std::vector<std::string> groups = nic.securityGroups;
     std::sort(groups.begin(), groups.end());
     if (representatives.contains(groups)) continue;
-    NicAttachment stand = nic.nic;
+    NicAttachment stand = nic;
     stand.publish.clear();
     stand.publicAddress.reset();
     representatives.emplace(std::move(groups), std::move(stand));

@@ -43,13 +43,16 @@ NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::
                      const GatewayPlan* gateway = nullptr);
 // The delta of vpcFirewall when the model goes from `before` to `after` in its security groups, their rules
 // and the network ACLs only (the NICs, links and routes as they were): `applied` is vpcFirewall(before,
-// vpc, the NICs of `nics`, gateway). Planned over one NIC per combination of security groups rather than
+// vpc, the VPC's NICs, gateway). Planned over one NIC per combination of security groups rather than
 // every NIC, so it costs the model's size, not the VPC's: the chains and set declarations change, never
-// an element. nullopt when the change would touch elements, or `applied` is not what `before` plans (a
-// NIC's note in a base chain): the caller plans the VPC whole.
+// an element. `stands` holds at least one NIC of each combination of listed groups the VPC's NICs have
+// (only their groups and subnet matter; more NICs of a combination are skipped), so the caller need not
+// visit every NIC. nullopt when the change would touch elements, or `applied` is not what `before` plans
+// (a NIC's note in a base chain, a combination missing from `stands`): the caller plans the VPC whole.
 std::optional<NftDelta> vpcFirewallRulesDelta(const NftTable& applied, const Topology& before,
                                               const Topology& after, std::string_view vpc,
-                                              const std::vector<NicPlan>& nics, const GatewayPlan* gateway);
+                                              const std::vector<NicAttachment>& stands,
+                                              const GatewayPlan* gateway);
 
 // renderTable(vpcFirewall(...)): the whole `table inet corral { ... }`, deterministic text. With a
 // gateway (the VPC has an internet gateway, see net/datapath.h) it also holds the NAT:

@@ -143,6 +143,55 @@ TEST_F(NicModelTest, ANicsPlanFromItsSubnetIsTheOneTheVpcPlanHolds) {
   }
 }
 
+// The topology check works from an index of the NICs by subnet and combination of groups (so a rule
+// change need not visit every NIC): it names exactly the instances still using a subnet or a group, and
+// follows NICs reserved, restored and released.
+TEST(NicIndex, ATopologyCheckNamesTheInstancesStillUsingASubnetOrAGroupUntilTheyAreGone) {
+  net::Topology topology;
+  ASSERT_TRUE(topology.createVpc({.name = "prod", .cidr = "10.0.0.0/16"}, kNow));
+  ASSERT_TRUE(topology.createSubnet({.name = "web", .vpc = "prod", .cidr = "10.0.1.0/24"}, kNow));
+  ASSERT_TRUE(topology.createSubnet({.name = "db", .vpc = "prod", .cidr = "10.0.2.0/24"}, kNow));
+  ASSERT_TRUE(topology.createSecurityGroup({.name = "admin", .vpc = "prod"}, kNow));
+  ASSERT_TRUE(topology.createSecurityGroup({.name = "app", .vpc = "prod"}, kNow));
+  NetworkController network(NetworkOptions{}, topology);
+  auto spec = [](std::string name, std::string subnet, std::vector<std::string> groups) {
+    schema::InstanceSpec made;
+    made.name = std::move(name);
+    made.subnet = std::move(subnet);
+    made.securityGroups = std::move(groups);
+    return made;
+  };
+  ASSERT_TRUE(network.reserveNic(spec("w1", "web", {}), "k1"));
+  ASSERT_TRUE(network.reserveNic(spec("w2", "web", {"app", "admin"}), "k2"));
+  ASSERT_TRUE(network.reserveNic(spec("d1", "db", {"admin", "app"}), "k3"));
+  schema::InstanceSpec restored = spec("w3", "web", {"admin"});
+  restored.ip = "10.0.1.99";
+  ASSERT_TRUE(network.restoreNic(restored, "k4"));
+
+  net::Topology noWeb = topology;
+  net::Topology noAdmin = topology;
+  ASSERT_TRUE(noWeb.deleteSubnet("web"));
+  ASSERT_TRUE(noAdmin.deleteSecurityGroup("admin"));
+  auto refusal = [&](const net::Topology& next) {
+    auto checked = network.checkTopology(next);
+    return checked ? std::string("accepted") : checked.error().message();
+  };
+  EXPECT_EQ(refusal(noWeb), "subnet \"web\" still has instances: w1, w2, w3; remove them first");
+  EXPECT_EQ(refusal(noAdmin), "security group \"admin\" is still used by instances: d1, w2, w3; remove them first");
+
+  network.releaseNic("w2");
+  ASSERT_TRUE(network.releaseNics({"d1", "nobody"}));
+  EXPECT_EQ(refusal(noWeb), "subnet \"web\" still has instances: w1, w3; remove them first");
+  EXPECT_EQ(refusal(noAdmin), "security group \"admin\" is still used by instances: w3; remove them first");
+  // Restored again with other groups: only the new ones count.
+  restored.securityGroups = {"app"};
+  ASSERT_TRUE(network.restoreNic(restored, "k4"));
+  EXPECT_EQ(refusal(noAdmin), "accepted");
+  network.releaseNic("w1");
+  network.releaseNic("w3");
+  EXPECT_EQ(refusal(noWeb), "accepted");
+}
+
 // A listing's view of every NIC (nicPlans) is what asking for each one (nicPlan) gives, across VPCs; an
 // instance without a NIC has none.
 TEST(NicPlans, EveryNicOfEveryVpcAsItsOwnPlanShowsIt) {
