@@ -1,6 +1,7 @@
 // The service side of `corral compare`'s kept results (/v1/comparisons) and of the dashboard
 // (/v1/dashboard and its event stream): everything the page draws, kept as one view so a picture is never
 // half old, and built again only when something it shows changed.
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <map>
@@ -253,11 +254,28 @@ std::vector<std::shared_ptr<const json>> Service::dashboardVpcsLocked(
       }
     }
     auto held = keptVpcs_.find(vpc->name);
-    if (held != keptVpcs_.end() && held->second.inputs == inputs &&
-        now - held->second.builtAt < kDashboardKernelEvery) {
+    const bool fresh = held != keptVpcs_.end() && now - held->second.builtAt < kDashboardKernelEvery;
+    if (fresh && held->second.inputs == inputs) {
       vpcs.push_back(held->second.entry);
       kept.emplace(vpc->name, std::move(held->second));
       continue;
+    }
+    // Only members came, went or changed state: their part of the picture alone, from their own ports
+    // (a start or a removal in a VPC of 500 reads one port, not the VPC's links and counters). The
+    // kernel check of the rest keeps its age.
+    if (fresh && network_ && held->second.inputs.topology == inputs.topology) {
+      auto patched = patchVpcEntry(*held->second.entry, held->second.inputs.memberStates, inputs.memberStates,
+                                   [&](const std::string& name, const std::string& state) {
+                                     return network_->memberTopologyJson(name, state);
+                                   });
+      if (patched) {
+        auto shared = std::make_shared<const json>(std::move(*patched));
+        vpcs.push_back(shared);
+        kept.emplace(vpc->name, KeptVpc{.inputs = std::move(inputs),
+                                        .builtAt = held->second.builtAt,
+                                        .entry = std::move(shared)});
+        continue;
+      }
     }
     json entry;
     if (network_) {
@@ -278,6 +296,96 @@ std::vector<std::shared_ptr<const json>> Service::dashboardVpcsLocked(
   }
   keptVpcs_ = std::move(kept);  // a deleted VPC's entry goes
   return vpcs;
+}
+
+std::optional<json> patchVpcEntry(
+    const json& kept, const MemberStates& before, const MemberStates& after,
+    const std::function<Result<json>(const std::string&, const std::string&)>& member) {
+  std::map<std::string, std::string, std::less<>> was(before.begin(), before.end());
+  std::map<std::string, std::string, std::less<>> now(after.begin(), after.end());
+  std::set<std::string, std::less<>> out;  // taken out of the picture
+  std::set<std::string, std::less<>> in;   // put (back) in
+  for (const auto& [name, state] : was) {
+    auto it = now.find(name);
+    if (it == now.end()) out.insert(name);
+    if (it != now.end() && it->second != state) {
+      out.insert(name);
+      in.insert(name);
+    }
+  }
+  for (const auto& [name, state] : now) {
+    if (!was.contains(name)) {
+      out.insert(name);  // a NIC not in the model before may still have an entry of a drift
+      in.insert(name);
+    }
+  }
+  json entry = kept;
+  entry.erase("svg");
+  if (!entry.contains("subnets") || !entry["subnets"].is_array() || !entry.contains("kernel")) return std::nullopt;
+  json& links = entry["kernel"]["links"];
+  auto dropLink = [&](const std::string& link) {
+    if (!links.is_array()) return;
+    for (auto it = links.begin(); it != links.end(); ++it) {
+      if (textMember(*it, "name") == link) {
+        links.erase(it);
+        return;
+      }
+    }
+  };
+  std::map<std::string, json, std::less<>> lastDrops;  // of members put back in: their counters' last reading
+  for (json& subnet : entry["subnets"]) {
+    json& members = subnet["instances"];
+    json keptMembers = json::array();
+    for (json& item : members) {
+      const std::string name = textMember(item, "name");
+      if (out.contains(name)) {
+        dropLink(textMember(item, "link"));
+        if (in.contains(name) && item.contains("spoof_drops")) lastDrops[name] = item["spoof_drops"];
+      } else {
+        keptMembers.push_back(std::move(item));
+      }
+    }
+    members = std::move(keptMembers);
+  }
+  for (const std::string& name : in) {
+    const std::string& state = now.at(name);
+    auto part = member(name, state.empty() ? std::string("unknown") : state);  // as the whole drawing says
+    if (!part) return std::nullopt;
+    const std::string subnetName = textMember(*part, "subnet");
+    json* subnet = nullptr;
+    for (json& candidate : entry["subnets"]) {
+      if (textMember(candidate, "name") == subnetName) subnet = &candidate;
+    }
+    if (subnet == nullptr) return std::nullopt;
+    // Members in name order, as the whole drawing lists them.
+    json& members = (*subnet)["instances"];
+    auto at = std::find_if(members.begin(), members.end(),
+                           [&](const json& item) { return textMember(item, "name") > name; });
+    json& placed = (*part)["member"];
+    if (auto last = lastDrops.find(name); last != lastDrops.end() && !placed["spoof_drops"].is_null())
+      placed["spoof_drops"] = last->second;
+    members.insert(at, std::move(placed));
+    const json& link = (*part)["link"];
+    if (!link.is_null() && links.is_array()) {
+      dropLink(textMember(link, "name"));
+      links.push_back(link);
+    }
+  }
+  // Each group's members as the whole drawing lists them: by subnet, then name.
+  std::map<std::string, json, std::less<>> groupMembers;
+  for (const json& subnet : entry["subnets"]) {
+    for (const json& item : subnet["instances"]) {
+      for (const json& group : item["security_groups"]) groupMembers[group.get<std::string>()].push_back(item["name"]);
+    }
+  }
+  for (json& group : entry["security_groups"]) {
+    auto members = groupMembers.find(textMember(group, "name"));
+    group["members"] = members == groupMembers.end() ? json::array() : std::move(members->second);
+    if (members != groupMembers.end()) groupMembers.erase(members);
+  }
+  if (!groupMembers.empty()) return std::nullopt;  // a member of a group the picture does not have
+  entry["svg"] = inlineSvg(api::renderTopologySvg(entry));
+  return entry;
 }
 
 json dashboardPatch(const DashboardView& before, const DashboardView& after) {

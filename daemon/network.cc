@@ -54,6 +54,14 @@ json portDropsJson(const Result<std::map<std::string, net::SpoofDrops>>& drops, 
   return {{"mac", port.mac}, {"ip", port.ip}, {"arp", port.arp}, {"other", port.other}};
 }
 
+json linkJson(const net::LinkInfo& link) {
+  return {{"name", link.name},
+          {"kind", link.kind},
+          {"up", link.up},
+          {"master", optionalText(link.master)},
+          {"addresses", link.addresses}};
+}
+
 std::string routeTargetText(const net::RouteTarget& target) {
   if (target.name.empty()) return std::string(net::routeTargetTypeName(target.type));
   return fmt::format("{} {}", net::routeTargetTypeName(target.type), target.name);
@@ -757,26 +765,13 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
     json members = json::array();
     for (const net::NicPlan& nic : plan->nics) {
       if (nic.nic.subnet != bridge.subnet) continue;
-      std::vector<std::string> groups = nic.nic.securityGroups;
-      if (groups.empty()) {
-        if (const net::SecurityGroup* group = topology_.defaultSecurityGroup(vpcName)) groups.push_back(group->name);
-      }
-      for (const std::string& group : groups) groupMembers[group].push_back(nic.nic.instance);
-      json publish = json::array();
-      for (const net::PortForward& forward : nic.nic.publish) publish.push_back(net::portForwardText(forward));
       auto found = instanceByName.find(nic.nic.instance);
-      members.push_back({{"name", nic.nic.instance},
-                         {"kind", schema::instanceKindName(nic.nic.vm ? schema::InstanceKind::vm
-                                                                      : schema::InstanceKind::container)},
-                         {"state", found != instanceByName.end() ? found->second.value("state", "unknown")
-                                                                 : std::string("unknown")},
-                         {"ip", nic.nic.address},
-                         {"public_ip", optionalText(nic.nic.publicAddress)},
-                         {"mac", nic.mac},
-                         {"link", nic.link},
-                         {"spoof_drops", portDropsJson(drops, nic.link)},
-                         {"security_groups", groups},
-                         {"publish", std::move(publish)}});
+      json member = memberJsonLocked(
+          nic, found != instanceByName.end() ? found->second.value("state", "unknown") : std::string("unknown"),
+          portDropsJson(drops, nic.link));
+      for (const json& group : member["security_groups"])
+        groupMembers[group.get<std::string>()].push_back(nic.nic.instance);
+      members.push_back(std::move(member));
     }
     subnets.push_back({{"name", bridge.subnet},
                        {"cidr", bridge.cidr.str()},
@@ -852,13 +847,7 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
       kernel["error"] = netlink.error().message();
     } else {
       if (auto links = netlink->links(); links) {
-        for (const net::LinkInfo& link : *links) {
-          kernel["links"].push_back({{"name", link.name},
-                                     {"kind", link.kind},
-                                     {"up", link.up},
-                                     {"master", optionalText(link.master)},
-                                     {"addresses", link.addresses}});
-        }
+        for (const net::LinkInfo& link : *links) kernel["links"].push_back(linkJson(link));
       } else {
         kernel["error"] = links.error().message();
       }
@@ -894,6 +883,46 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
               {"security_groups", std::move(groups)},
               {"network_acls", std::move(acls)},
               {"kernel", std::move(kernel)}};
+}
+
+json NetworkController::memberJsonLocked(const net::NicPlan& nic, const std::string& state, json spoofDrops) const {
+  std::vector<std::string> groups = nic.nic.securityGroups;
+  if (groups.empty()) {
+    const net::Subnet* subnet = topology_.findSubnet(nic.nic.subnet);
+    const net::SecurityGroup* group = subnet ? topology_.defaultSecurityGroup(subnet->vpc) : nullptr;
+    if (group) groups.push_back(group->name);
+  }
+  json publish = json::array();
+  for (const net::PortForward& forward : nic.nic.publish) publish.push_back(net::portForwardText(forward));
+  return {{"name", nic.nic.instance},
+          {"kind", schema::instanceKindName(nic.nic.vm ? schema::InstanceKind::vm : schema::InstanceKind::container)},
+          {"state", state},
+          {"ip", nic.nic.address},
+          {"public_ip", optionalText(nic.nic.publicAddress)},
+          {"mac", nic.mac},
+          {"link", nic.link},
+          {"spoof_drops", std::move(spoofDrops)},
+          {"security_groups", groups},
+          {"publish", std::move(publish)}};
+}
+
+Result<json> NetworkController::memberTopologyJson(const std::string& instance, const std::string& state) const {
+  std::lock_guard lock(mutex_);
+  auto planned = planNicLocked(instance);
+  if (!planned) return fail(notFound("instance \"{}\" has no NIC in an existing subnet", instance));
+  json drops = nullptr;
+  json link = nullptr;
+  if (options_.kernel && net::netnsExists(planned->netns)) {
+    // Its port alone: one link, not the VPC's link dump. Its guard's counters are not read (libnftables
+    // fills its cache with every element of a set to get one): a port that just joined has counted
+    // nothing, and the caller keeps the last reading of one already drawn.
+    drops = {{"mac", 0}, {"ip", 0}, {"arp", 0}, {"other", 0}};
+    if (auto netlink = net::Netlink::open(planned->netns); netlink) {
+      if (auto found = netlink->link(planned->nic.link); found && found->has_value()) link = linkJson(**found);
+    }
+  }
+  json member = memberJsonLocked(planned->nic, state, std::move(drops));
+  return json{{"subnet", planned->nic.nic.subnet}, {"member", std::move(member)}, {"link", std::move(link)}};
 }
 
 json NetworkController::infoJson() const {

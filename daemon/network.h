@@ -115,6 +115,13 @@ class NetworkController {
   std::vector<std::string> reconcile();
   // GET /v1/vpcs/NAME/topology (docs/api.md); `instances` is GET /v1/instances's list, for their state.
   Result<nlohmann::json> topologyJson(const std::string& vpc, const nlohmann::json& instances) const;
+  // One instance's part of topologyJson, for patching a kept picture when its NIC joins or its state
+  // changes (the dashboard), O(1) in the VPC's size: {"subnet": NAME, "member": its entry in that subnet's
+  // "instances", as topologyJson draws it, "link": its port in the kernel's "links", null when absent}.
+  // Its port's link alone is read, not the VPC's links; its guard's counters are not read ("spoof_drops"
+  // all 0, as a port that just joined has them; null when the kernel is not managed). NotFound without a
+  // NIC.
+  Result<nlohmann::json> memberTopologyJson(const std::string& instance, const std::string& state) const;
   nlohmann::json infoJson() const;  // for GET /v1/info
   // `corral trace NAME`: a subnet of that name (its bridge), else an instance (its port; Conflict unless
   // it is running with a NIC). `instanceState` is the state of the instance of that name, if there is
@@ -157,6 +164,9 @@ class NetworkController {
     std::string netns;
   };
   std::optional<PlannedNic> planNicLocked(const std::string& instance) const;
+  // A member's entry in topologyJson's subnet "instances" (its groups: the VPC's default when it lists none).
+  nlohmann::json memberJsonLocked(const net::NicPlan& nic, const std::string& state,
+                                  nlohmann::json spoofDrops) const;
   Result<net::Cidr> transitLocked(const net::Topology& topology, const std::string& vpc) const;
   std::vector<net::NicAttachment> nicsLocked() const;
   void nicsChangedLocked(const std::string& subnet);

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -49,6 +50,19 @@ struct DashboardView {
 // comparison, generated_at_ms), "vpc_order": every VPC's name in order, "vpcs": the entries drawn again
 // since `before` (the others the page keeps)}.
 nlohmann::json dashboardPatch(const DashboardView& before, const DashboardView& after);
+
+// A VPC's kept dashboard entry (NetworkController::topologyJson plus its "svg") brought from the member
+// states `before` to `after` (name and state of each instance with a NIC in the VPC) without drawing it
+// again: members gone are taken out with their port's link, members new or in another state are put in
+// as `member(name, state)` gives them (NetworkController::memberTopologyJson: that port's link alone is
+// read), each security group's members and the svg follow. Equal to drawing it again but for the port
+// guards' counters (a member already drawn keeps its last reading, a new one has counted nothing) and the
+// other ports' links, which keep their last reading until the whole drawing every 60 s. nullopt when a member does not fit the picture
+// (its subnet or a group is not in it, or `member` failed): the caller draws the VPC whole.
+using MemberStates = std::vector<std::pair<std::string, std::string>>;
+std::optional<nlohmann::json> patchVpcEntry(
+    const nlohmann::json& kept, const MemberStates& before, const MemberStates& after,
+    const std::function<Result<nlohmann::json>(const std::string&, const std::string&)>& member);
 
 // How many objects of each kind exist, for startup logs and GET /v1/info.
 struct ObjectCounts {
@@ -179,7 +193,7 @@ class Service {
   struct VpcInputs {
     uint64_t topology = 0;
     uint64_t nics = 0;
-    std::vector<std::pair<std::string, std::string>> memberStates;
+    MemberStates memberStates;
     bool operator==(const VpcInputs&) const = default;
   };
   struct KeptVpc {

@@ -623,5 +623,80 @@ TEST_F(ServiceTest, AChangeInOneVpcDrawsAndSendsThatVpcAlone) {
   EXPECT_EQ(service_->dashboard().body.get(), afterRule.body.get()) << "the view was built again";
 }
 
+// A VPC's picture patched for members that came, went or changed state is what drawing it again gives
+// (the kernel untouched here, so the other ports' readings cannot differ); a member the picture has no
+// place for (a subnet made since) makes the patch decline, so the VPC is drawn whole.
+// The model's specs below are written with designated initializers that leave the other fields at their
+// defaults.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+TEST(DashboardVpcPatch, MembersComingGoingOrChangingStateGiveWhatDrawingItAgainGives) {
+  constexpr int64_t kNow = 1700000000;
+  net::Topology topology;
+  ASSERT_TRUE(topology.createVpc({.name = "prod", .cidr = "10.0.0.0/16"}, kNow));
+  ASSERT_TRUE(topology.createSubnet({.name = "web", .vpc = "prod", .cidr = "10.0.1.0/24"}, kNow));
+  ASSERT_TRUE(topology.createSubnet({.name = "db", .vpc = "prod", .cidr = "10.0.2.0/24"}, kNow));
+  ASSERT_TRUE(topology.createSecurityGroup({.name = "admin", .vpc = "prod"}, kNow));
+  NetworkController network(NetworkOptions{}, topology);
+  auto reserve = [&](const std::string& name, const std::string& subnet, std::vector<std::string> groups) {
+    schema::InstanceSpec spec;
+    spec.name = name;
+    spec.subnet = subnet;
+    spec.securityGroups = std::move(groups);
+    auto nic = network.reserveNic(spec, "key-" + name);
+    ASSERT_TRUE(nic && *nic) << name;
+  };
+  auto statesJson = [](const MemberStates& states) {
+    json instances = json::array();
+    // An empty state is an instance the listing does not have (the dashboard's inputs say so).
+    for (const auto& [name, state] : states) {
+      if (!state.empty()) instances.push_back({{"name", name}, {"state", state}});
+    }
+    return json{{"instances", instances}};
+  };
+  auto member = [&](const std::string& name, const std::string& state) {
+    return network.memberTopologyJson(name, state);
+  };
+  reserve("c", "web", {"admin"});
+  reserve("a", "web", {});
+  reserve("b", "db", {"admin"});
+  const MemberStates before{{"a", "running"}, {"b", "running"}, {"c", "creating"}};
+  auto drawn = network.topologyJson("prod", statesJson(before));
+  ASSERT_TRUE(drawn) << drawn.error().message();
+  json kept = *drawn;
+  kept["svg"] = "<svg>kept</svg>";
+
+  network.releaseNic("a");
+  reserve("d", "web", {});
+  reserve("e", "db", {"admin"});
+  reserve("aa", "web", {"admin"});
+  const MemberStates after{{"aa", "running"}, {"b", "running"}, {"c", "running"}, {"d", "creating"}, {"e", ""}};
+  auto patched = patchVpcEntry(kept, before, after, member);
+  ASSERT_TRUE(patched);
+  auto again = network.topologyJson("prod", statesJson(after));
+  ASSERT_TRUE(again) << again.error().message();
+  json withoutSvg = *patched;
+  withoutSvg.erase("svg");
+  EXPECT_EQ(withoutSvg, *again) << withoutSvg.dump(1) << "\n----\n" << again->dump(1);
+  const std::string svg = (*patched)["svg"];
+  EXPECT_TRUE(svg.starts_with("<svg")) << "drawn again from the patched picture";
+  EXPECT_NE(svg.find("data-name=\"aa\""), std::string::npos) << svg;
+  EXPECT_EQ(svg.find("data-name=\"a\""), std::string::npos) << "a left: " << svg;
+
+  // Nothing changed: the same picture.
+  auto same = patchVpcEntry(*patched, after, after, member);
+  ASSERT_TRUE(same);
+  EXPECT_EQ(*same, *patched);
+
+  // A member in a subnet the kept picture does not have: declined.
+  net::Topology next = topology;
+  ASSERT_TRUE(next.createSubnet({.name = "new", .vpc = "prod", .cidr = "10.0.3.0/24"}, kNow));
+  ASSERT_TRUE(network.applyTopology(next));
+  reserve("f", "new", {});
+  MemberStates withF = after;
+  withF.emplace_back("f", "running");
+  EXPECT_FALSE(patchVpcEntry(*patched, after, withF, member));
+}
+
 }  // namespace
 }  // namespace corral::daemon
