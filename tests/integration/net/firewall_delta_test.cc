@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -130,6 +132,60 @@ TEST_F(FirewallDeltaKernel, TwoHundredIncrementsEqualOneWholeLoadAndACrashIsRepa
   ASSERT_TRUE(loadWhole(whole_, sequence));
   expectSameTables(increments_, whole_, "after 200 increments vs one whole load");
   expectSameTables(crashed_, whole_, "crashed and repaired vs one whole load");
+}
+
+// The same on the incremental planner's own paths, as corrald takes them: a NIC's part added or removed
+// (addPartDelta, removePartDelta), a rule change planned over one NIC per combination of groups
+// (vpcFirewallRulesDelta), and where a path declines the whole plan's difference. 200 of them applied to
+// the kernel one transaction each give the tables one whole load gives, as nft lists them.
+TEST_F(FirewallDeltaKernel, ThePlannersIncrementsEqualOneWholeLoad) {
+  testing::FirewallSequence sequence(77);
+  ASSERT_TRUE(loadWhole(increments_, sequence));
+  NftTable firewall = sequence.firewall();
+  NftTable guards = sequence.portGuards();
+  int parts = 0, rules = 0, whole = 0;
+  for (int step = 0; step < 200; ++step) {
+    sequence.next();
+    const NftTable wholeFirewall = sequence.firewall();
+    const NftTable wholeGuards = sequence.portGuards();
+    std::optional<NftDelta> inet, bridge;
+    if (sequence.added()) {
+      inet = addPartDelta(firewall, sequence.firewallOf({*sequence.added()}));
+      bridge = addPartDelta(guards, sequence.portGuardsOf({*sequence.added()}));
+    } else if (sequence.removed()) {
+      inet = removePartDelta(firewall, sequence.firewallOf({*sequence.removed()}));
+      bridge = removePartDelta(guards, sequence.portGuardsOf({*sequence.removed()}));
+    } else {
+      std::map<std::vector<std::string>, NicAttachment> stands;  // one NIC per combination, as corrald
+      for (const NicAttachment& nic : sequence.nics()) {
+        std::vector<std::string> groups = nic.securityGroups;
+        std::sort(groups.begin(), groups.end());
+        stands.emplace(std::move(groups), nic);
+      }
+      std::vector<NicAttachment> standing;
+      for (const auto& [groups, nic] : stands) standing.push_back(nic);
+      inet = vpcFirewallRulesDelta(firewall, sequence.previousTopology(), sequence.topology(), "lab", standing,
+                                   &sequence.gateway());
+      bridge = diffTables(guards, wholeGuards);
+    }
+    if (inet && bridge) {
+      (sequence.added() || sequence.removed() ? parts : rules)++;
+    } else {
+      ++whole;  // declined: corrald plans the VPC whole and applies the difference
+      inet = diffTables(firewall, wholeFirewall);
+      bridge = diffTables(guards, wholeGuards);
+      ASSERT_TRUE(inet && bridge) << "step " << step;
+    }
+    auto ok = applyDeltas(increments_, {*bridge, *inet});
+    ASSERT_TRUE(ok) << "step " << step << ": " << ok.error().message() << "\n" << bridge->text() << inet->text();
+    ASSERT_TRUE(applyDelta(firewall, *inet)) << "step " << step;
+    ASSERT_TRUE(applyDelta(guards, *bridge)) << "step " << step;
+    ASSERT_EQ(renderTable(firewall), renderTable(wholeFirewall)) << "step " << step;
+  }
+  EXPECT_GT(parts, 10) << rules << " rule deltas, " << whole << " whole";
+  EXPECT_GT(rules, 60) << parts << " parts, " << whole << " whole";
+  ASSERT_TRUE(loadWhole(whole_, sequence));
+  expectSameTables(increments_, whole_, "after 200 of the planner's increments vs one whole load");
 }
 
 TEST_F(FirewallDeltaKernel, ABatchNftRefusesChangesNothing) {
