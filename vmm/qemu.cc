@@ -104,6 +104,9 @@ Status spawnDaemonizing(const std::vector<std::string>& argv, const std::filesys
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, writeEnd.get(), 2);
+  // Nothing else of corrald's goes along, whether marked close-on-exec or not: QEMU outlives corrald, and
+  // an inherited listening socket or database would outlive it with QEMU.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   sigset_t none, all;
@@ -159,6 +162,17 @@ StopReason reasonOfShutdown(const std::string& reason) {
   return StopReason::Destroyed;
 }
 
+// The run directory's name: short whatever the domain's, since the QMP sockets in it are bound to paths of
+// at most 107 bytes (a warm template's domain name alone is ~80).
+std::string runDirName(std::string_view domainName) {
+  uint64_t hash = 14695981039346656037ull;
+  for (char c : domainName) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ull;
+  }
+  return fmt::format("{:016x}", hash);
+}
+
 }  // namespace
 
 struct Qemu::Vm {
@@ -203,8 +217,6 @@ Qemu::Qemu(QemuEngineOptions options, std::function<void(const DomainStopped&)> 
 Result<std::unique_ptr<Qemu>> Qemu::open(QemuEngineOptions options,
                                          std::function<void(const DomainStopped&)> onStopped) {
   std::error_code ec;
-  std::filesystem::create_directories(options.runRoot, ec);
-  if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", options.runRoot.string())));
   std::unique_ptr<Qemu> engine(new Qemu(std::move(options), std::move(onStopped)));
   for (const auto& entry : std::filesystem::directory_iterator(engine->options_.runRoot, ec)) {
     if (entry.is_directory()) engine->adopt(entry.path());
@@ -248,6 +260,7 @@ void Qemu::adopt(const std::filesystem::path& runDir) {
     std::error_code ec;
     if (!vm->agentSocket.empty()) std::filesystem::remove(vm->agentSocket, ec);
     std::filesystem::remove_all(runDir, ec);
+    std::filesystem::remove(options_.runRoot, ec);  // when it was the last
     return;
   }
   vm->name = record.value("name", runDir.filename().string());
@@ -325,6 +338,8 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
     {
       std::lock_guard lock(mutex_);
       if (auto it = vms_.find(vm->name); it != vms_.end() && it->second == vm) vms_.erase(it);
+      // The root goes with the last VM: a corrald that ran VMs leaves no empty directory behind.
+      if (vms_.empty()) std::filesystem::remove(options_.runRoot, ec);
     }
     {
       std::lock_guard lock(vm->mutex);
@@ -351,16 +366,21 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
   vm->instance = config.instanceName;
   vm->owner = config.owner;
   vm->uuid = newUuid();
-  vm->runDir = options_.runRoot / config.domainName;
+  vm->runDir = options_.runRoot / runDirName(config.domainName);
   vm->files = QemuRunFiles::in(vm->runDir);
   vm->agentSocket = config.agentSocket;
   std::error_code ec;
-  std::filesystem::remove_all(vm->runDir, ec);  // a leftover of a VM that is not running
-  std::filesystem::create_directories(vm->runDir, ec);
+  {
+    std::lock_guard lock(mutex_);                         // the last VM's watcher removes the root under it
+    std::filesystem::remove_all(vm->runDir, ec);          // a leftover of a VM that is not running
+    std::filesystem::create_directories(vm->runDir, ec);  // the root too: made at the first VM
+  }
   if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", vm->runDir.string())));
-  Rollback removeDir([vm] {
+  Rollback removeDir([this, vm] {
     std::error_code ignored;
+    std::lock_guard lock(mutex_);
     std::filesystem::remove_all(vm->runDir, ignored);
+    if (vms_.empty()) std::filesystem::remove(options_.runRoot, ignored);
   });
   {
     std::ofstream out(vm->runDir / kRecordFile);
@@ -462,6 +482,12 @@ Result<DomainInfo> Qemu::restoreFromFile(const RestoreRequest& request) {
       if (Clock::now() > migrationDeadline)
         return fail(loadError(unavailable("still loading after {} s", kMigrationTimeout.count())));
       std::this_thread::sleep_for(kMigrationPoll);
+    }
+    // The stream carries the saved VM's run state, which save() stopped first: QEMU keeps it paused
+    // whatever -S says (libvirt's restore resumes it the same way).
+    if (!request.paused) {
+      if (auto ok = client->execute("cont", nullptr, Clock::now() + kQmpTimeout); !ok)
+        return fail(loadError(ok.error()));
     }
   }
   launched->steps.emplace_back("incoming", msSince(loading));

@@ -1,10 +1,11 @@
 // The direct engine: corral runs QEMU itself, without libvirtd (whose virDomainCreateXML alone costs
 // ~0.3-0.45 s per start: vmm/README.md "The direct engine"). Each VM has a run directory
-// RUN_ROOT/DOMAIN/ with QEMU's pidfile, two QMP sockets (commands; events) and domain.json (its name,
-// instance, owner mark and uuid). QEMU daemonizes (own session, reparented away from corrald), so it
-// outlives corrald; a new engine object adopts every VM whose pidfile names a live QEMU started for that
-// directory (/proc/PID/cmdline checked through a pidfd: never a recycled pid) and clears the directories of
-// the rest. The tap is QEMU's own and goes with the process; an ended VM's directory is removed.
+// RUN_ROOT/HASH/ (16 hex digits of the domain name's FNV-1a: unix socket paths stay short) with QEMU's
+// pidfile, two QMP sockets (commands; events) and domain.json (its name, instance, owner mark and uuid). QEMU
+// daemonizes (own session, reparented away from corrald), so it outlives corrald; a new engine object adopts
+// every VM whose pidfile names a live QEMU started for that directory (/proc/PID/cmdline checked through a
+// pidfd: never a recycled pid) and clears the directories of the rest. The tap is QEMU's own and goes with
+// the process; an ended VM's directory is removed.
 #pragma once
 
 #include <condition_variable>
@@ -26,8 +27,9 @@ struct QemuEngineOptions {
 
 class Qemu final : public Hypervisor {
  public:
-  // Creates runRoot, adopts the VMs running from it (their stop events go to onStopped from then on) and
-  // removes the directories of VMs that are gone. onStopped runs on a thread of the VM; keep it short.
+  // Adopts the VMs running from runRoot (made at the first VM, removed with the last) (their stop events go
+  // to onStopped from then on) and removes the directories of VMs that are gone. onStopped runs on a thread
+  // of the VM; keep it short.
   static Result<std::unique_ptr<Qemu>> open(QemuEngineOptions options,
                                             std::function<void(const DomainStopped&)> onStopped);
   ~Qemu() override;  // stops watching; the VMs keep running (the next engine adopts them)

@@ -112,10 +112,19 @@ class QemuEngineTest : public ::testing::Test {
     return config;
   }
 
+  // Whether a run directory of the engine records this VM.
+  bool hasRunDir(const std::string& domainName) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_ / "run", ec))
+      if (readText(entry.path() / "domain.json").find("\"" + domainName + "\"") != std::string::npos)
+        return true;
+    return false;
+  }
+
   // Nothing of the VM is left on the host.
   void expectGone(const DomainConfig& config, int pid) {
     EXPECT_FALSE(processAlive(pid)) << "QEMU pid " << pid;
-    EXPECT_FALSE(fs::exists(dir_ / "run" / config.domainName)) << "run directory";
+    EXPECT_FALSE(hasRunDir(config.domainName)) << "run directory";
     EXPECT_FALSE(fs::exists(config.agentSocket)) << config.agentSocket;
     if (config.nic) {
       EXPECT_FALSE(fs::exists("/sys/class/net/" + config.nic->tapName)) << config.nic->tapName;
@@ -208,7 +217,7 @@ TEST_F(QemuEngineTest, DestroyEndsItAndAVmThatEndedUnwatchedIsClearedAtOpen) {
   engine_.reset();
   ASSERT_EQ(::kill(*b->qemuPid, SIGKILL), 0);
   for (int i = 0; i < 100 && processAlive(*b->qemuPid); ++i) std::this_thread::sleep_for(20ms);
-  EXPECT_TRUE(fs::exists(dir_ / "run" / second.domainName));
+  EXPECT_TRUE(hasRunDir(second.domainName));
   opened = open();
   ASSERT_TRUE(opened);
   engine_ = std::move(*opened);
@@ -250,6 +259,16 @@ TEST_F(QemuEngineTest, SavesToAFileAndRestoresIt) {
   EXPECT_EQ(mark->stdoutText, "before-save\n") << "the guest went on from where it was saved";
   // The console log goes on after the boot's lines.
   EXPECT_NE(readText(vm.consoleLog).find("console-before-save"), std::string::npos);
+  // Saved again and restored running (not paused): the guest goes on without a resume.
+  ASSERT_TRUE(engine_->saveToFile(vm.domainName, state));
+  expectGone(vm, *restored->qemuPid);
+  restored = engine_->restoreFromFile({.file = state, .config = vm, .paused = false});
+  ASSERT_TRUE(restored) << restored.error().message();
+  auto running = engine_->lookup(vm.domainName);
+  ASSERT_TRUE(running && *running);
+  EXPECT_FALSE((*running)->paused);
+  agent = AgentClient::connect(vm.agentSocket, Clock::now() + 60s);
+  ASSERT_TRUE(agent) << agent.error().message();
   ASSERT_TRUE(engine_->destroy(vm.domainName));
   expectGone(vm, *restored->qemuPid);
 
@@ -267,7 +286,7 @@ TEST_F(QemuEngineTest, SavesToAFileAndRestoresIt) {
   auto left = engine_->lookup(vm.domainName);
   ASSERT_TRUE(left);
   EXPECT_FALSE(*left);
-  EXPECT_FALSE(fs::exists(dir_ / "run" / vm.domainName));
+  EXPECT_FALSE(fs::exists(dir_ / "run")) << "the run root goes with its last VM";
   EXPECT_FALSE(fs::exists("/sys/class/net/" + vm.nic->tapName));
 }
 
@@ -281,7 +300,7 @@ TEST_F(QemuEngineTest, QemusOwnErrorIsTheStartsAndNothingStays) {
   ASSERT_FALSE(created);
   EXPECT_NE(created.error().message().find("no-such-vmlinux"), std::string::npos)
       << created.error().message();
-  EXPECT_FALSE(fs::exists(dir_ / "run" / vm.domainName));
+  EXPECT_FALSE(fs::exists(dir_ / "run")) << "the run root goes with its last VM";
   EXPECT_FALSE(fs::exists("/sys/class/net/" + vm.nic->tapName));
   vm.memoryBytes = 1;
   auto invalid = engine_->create(vm, false);
