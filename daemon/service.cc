@@ -485,6 +485,7 @@ json Service::vmInfo() {
   }
   return {{"libvirt", std::move(libvirt)},
           {"accelerator", acceleratorJson()},
+          {"engine", vmEngineModeName(options.vmEngine)},
           {"vms_dir", options.vmsDir.string()},
           {"domain_prefix", options.domainPrefix}};
 }

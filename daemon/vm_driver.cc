@@ -384,18 +384,9 @@ Result<vmm::Hypervisor*> VmDriver::runningEngine(const std::shared_ptr<Run>& run
 }
 
 Result<std::string> VmDriver::hypervisorVersion() {
-  std::string direct;
-  if (auto engine = qemu(); engine) {
-    if (auto version = (*engine)->hypervisorVersion(); version) direct = *version;
-  }
   auto lv = libvirt();
-  if (!lv) {
-    if (options_.vmEngine == VmEngineMode::qemu && !direct.empty()) return direct;
-    return fail(lv.error());
-  }
-  auto version = (*lv)->hypervisorVersion();
-  if (!version) return fail(version.error());
-  return direct.empty() ? *version : fmt::format("{}; {}", *version, direct);
+  if (!lv) return fail(lv.error());
+  return (*lv)->hypervisorVersion();
 }
 
 AcceleratorStatus VmDriver::acceleratorStatus() {

@@ -44,7 +44,7 @@ class VmDriver final : public InstanceDriver {
   ~VmDriver() override;
 
   AcceleratorStatus acceleratorStatus();
-  // Whether the engines answer, and their versions or what to do about it (for `corral info`).
+  // Whether libvirtd answers, and its version or what to do about it (for `corral info`).
   Result<std::string> hypervisorVersion();
 
   void bind(InstanceEvents& events) override;

@@ -379,6 +379,7 @@ TEST(VmInstances, UnreachableLibvirtIsAClearErrorAndContainersStillRun) {
   EXPECT_EQ(daemon.call("GET", "/v1/instances/vm1").status, 404) << "nothing recorded";
   json info = daemon.call("GET", "/v1/info").body;
   EXPECT_EQ(info["vms"]["libvirt"]["reachable"], false) << info.dump();
+  EXPECT_EQ(info["vms"]["engine"], "libvirt") << info.dump();
   Reply container = daemon.call("POST", "/v1/instances", {{"name", "c1"}, {"command", {"true"}}});
   EXPECT_EQ(container.status, 201) << container.body.dump();
   daemon.stop();
@@ -387,6 +388,7 @@ TEST(VmInstances, UnreachableLibvirtIsAClearErrorAndContainersStillRun) {
   TestDaemon direct("vm-direct", {"--accelerator", "tcg", "--libvirt-uri",
                                   "qemu+unix:///system?socket=/nonexistent/libvirt-sock"});
   ASSERT_TRUE(direct.start()) << direct.log();
+  EXPECT_EQ(direct.call("GET", "/v1/info").body["vms"]["engine"], "auto");
   json booted = runReady(direct, "vm2");
   EXPECT_EQ(booted.value("state", ""), "running") << booted.dump() << direct.logTail();
   EXPECT_EQ(booted["boot"].value("engine", ""), "qemu") << booted.dump();
