@@ -336,7 +336,8 @@ std::vector<std::string> corralCommand(const Options& options, std::vector<std::
 struct CorralRun {
   double readyMs = 0;
   long rssKib = -1;             // usage.memory_bytes (QEMU's RSS) of the idle VM
-  double libvirtCreateMs = -1;  // boot.domain_steps.libvirt_create_ms: libvirt's share of the start
+  double engineMs = -1;  // boot.domain_steps.engine_ms: the engine's share of the start (libvirt or direct)
+  std::string engine;    // boot.engine
   std::optional<double> restoreMs;  // --restore: boot.total_ms of `corral start` after `stop --save`
   json restoreSteps;                // its boot record: domain_ms (libvirt's restore), agent_ms, clock_ms
 };
@@ -352,7 +353,8 @@ json inspect(const Options& options, const std::string& name) {
 std::optional<CorralRun> bootCorral(const Options& options, int run) {
   const std::string name = options.namePrefix + std::to_string(run);
   std::optional<double> total;
-  double libvirtCreateMs = -1;
+  double engineMs = -1;
+  std::string engine;
   long rssKib = -1;
   const auto started = Clock::now();
   if (runCapturing(corralCommand(options, {"run", "--vm", "-d", "--name", name, "--memory",
@@ -371,9 +373,12 @@ std::optional<CorralRun> bootCorral(const Options& options, int run) {
             (*boot)["total_ms"].is_number()) {
           total = (*boot)["total_ms"].get<double>();
           const json steps = boot->value("domain_steps", json::object());
-          if (steps.is_object() && steps.contains("libvirt_create_ms") &&
-              steps["libvirt_create_ms"].is_number())
-            libvirtCreateMs = steps["libvirt_create_ms"].get<double>();
+          // engine_ms since the direct engine; libvirt_create_ms was the same step before.
+          for (const char* step : {"engine_ms", "libvirt_create_ms"}) {
+            if (engineMs < 0 && steps.is_object() && steps.contains(step) && steps[step].is_number())
+              engineMs = steps[step].get<double>();
+          }
+          engine = boot->value("engine", "libvirt");
           break;
         }
       }
@@ -407,7 +412,7 @@ std::optional<CorralRun> bootCorral(const Options& options, int run) {
   }
   runCapturing(corralCommand(options, {"rm", "-f", name}), std::chrono::seconds(60));
   if (!total) return std::nullopt;
-  return CorralRun{*total, rssKib, libvirtCreateMs, restoreMs, restoreSteps};
+  return CorralRun{*total, rssKib, engineMs, engine, restoreMs, restoreSteps};
 }
 
 // The 1-minute load average, printed with the numbers it inflates.
@@ -454,7 +459,8 @@ int main(int argc, char** argv) {
     }
     options.accel = *chosen;
   }
-  std::vector<double> corralMs, corralRss, corralLibvirtMs, rawMs, rawRss, corralRestoreMs, rawRestoreMs;
+  std::string corralEngine;
+  std::vector<double> corralMs, corralRss, corralEngineMs, rawMs, rawRss, corralRestoreMs, rawRestoreMs;
   std::printf(
       "VM boot, kernel %s, machine %s, %d MiB, %s (translation cache %s), %d runs each, alternating, "
       "load average %s\n",
@@ -466,7 +472,8 @@ int main(int argc, char** argv) {
       if (const auto booted = bootCorral(options, run)) {
         corralMs.push_back(booted->readyMs);
         if (booted->rssKib > 0) corralRss.push_back(static_cast<double>(booted->rssKib));
-        if (booted->libvirtCreateMs >= 0) corralLibvirtMs.push_back(booted->libvirtCreateMs);
+        if (booted->engineMs >= 0) corralEngineMs.push_back(booted->engineMs);
+        corralEngine = booted->engine;
         std::printf("  run %2d corral %8.1f ms  (qemu rss %ld KiB)", run, booted->readyMs, booted->rssKib);
         if (booted->restoreMs) {
           corralRestoreMs.push_back(*booted->restoreMs);
@@ -474,6 +481,9 @@ int main(int argc, char** argv) {
           std::printf("  restore %8.1f ms (domain %.0f, agent %.0f, clock %.0f)", *booted->restoreMs,
                       steps.value("domain_ms", 0.0), steps.value("agent_ms", 0.0),
                       steps.value("clock_ms", 0.0));
+          const json restoreSteps = steps.value("domain_steps", json::object());
+          if (restoreSteps.is_object() && restoreSteps.contains("incoming_ms"))
+            std::printf(" (incoming %.0f)", restoreSteps.value("incoming_ms", 0.0));
         }
         std::printf("\n");
       }
@@ -507,9 +517,9 @@ int main(int argc, char** argv) {
                 corralMs.size(), options.runs);
     if (!corralRss.empty())
       std::printf("corral     median RSS per idle VM %.1f MiB\n", median(corralRss) / 1024);
-    if (!corralLibvirtMs.empty())
-      std::printf("corral     median libvirt create (boot.domain_steps.libvirt_create_ms) %.1f ms\n",
-                  median(corralLibvirtMs));
+    if (!corralEngineMs.empty())
+      std::printf("corral     median engine start, %s (boot.domain_steps.engine_ms) %.1f ms\n",
+                  corralEngine.c_str(), median(corralEngineMs));
     std::printf("ratio corral/raw %.2f (target <= 1.15)\n", ratio);
   }
   if (options.restore) {

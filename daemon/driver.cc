@@ -44,6 +44,25 @@ Result<AcceleratorMode> parseAcceleratorMode(std::string_view text) {
   return fail(invalidField("accelerator", "\"{}\" is not one of auto, kvm, tcg", terminalSafe(text)));
 }
 
+std::string_view vmEngineModeName(VmEngineMode mode) {
+  switch (mode) {
+    case VmEngineMode::automatic:
+      return "auto";
+    case VmEngineMode::libvirt:
+      return "libvirt";
+    case VmEngineMode::qemu:
+      return "qemu";
+  }
+  return "auto";
+}
+
+Result<VmEngineMode> parseVmEngineMode(std::string_view text) {
+  for (VmEngineMode mode : {VmEngineMode::automatic, VmEngineMode::libvirt, VmEngineMode::qemu}) {
+    if (text == vmEngineModeName(mode)) return mode;
+  }
+  return fail(invalidField("vm-engine", "\"{}\" is not one of auto, libvirt, qemu", terminalSafe(text)));
+}
+
 RunId nextRunId() {
   static std::atomic<RunId> last{0};
   return ++last;

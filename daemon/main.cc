@@ -48,6 +48,7 @@ struct Options {
   std::string libvirtUri;
   std::string domainPrefix;
   AcceleratorMode accelerator = AcceleratorMode::automatic;
+  VmEngineMode vmEngine = VmEngineMode::automatic;
   std::string acceleratorCache;
   std::string reaperPath;
   std::string netnsPrefix;
@@ -77,6 +78,7 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   po::options_description described("corrald: the corral daemon (REST/JSON API on a Unix socket)");
   std::string logLevel;
   std::string accelerator;
+  std::string vmEngine;
   int64_t httpPort = -1;
   Options options;
   // clang-format off
@@ -106,6 +108,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "state directory: another corrald with the same prefix leaves them alone)")
       ("accelerator", po::value(&accelerator)->default_value("auto"),
        "auto (KVM when a probe boot under KVM reaches the guest's userspace, else TCG), kvm or tcg")
+      ("vm-engine", po::value(&vmEngine)->default_value("auto"),
+       "who runs a VM's QEMU: qemu (corrald itself, without libvirt's ~0.4 s per start), libvirt, or auto "
+       "(qemu for microvm, libvirt for pc)")
       ("accelerator-cache", po::value(&options.acceleratorCache)->default_value("/run/corral/accelerator.json"),
        "where auto's probe result is kept for the rest of this host boot")
       ("reaper", po::value(&options.reaperPath)->value_name("PATH"),
@@ -183,6 +188,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   auto acceleratorMode = parseAcceleratorMode(accelerator);
   if (!acceleratorMode) return fail(acceleratorMode.error());
   options.accelerator = *acceleratorMode;
+  auto vmEngineMode = parseVmEngineMode(vmEngine);
+  if (!vmEngineMode) return fail(vmEngineMode.error());
+  options.vmEngine = *vmEngineMode;
   if (options.vmBootTimeoutS < 1 || options.vmBootTimeoutS > 3600) {
     return fail(invalidField("vm-boot-timeout", "{} is out of range: give 1 to 3600 seconds",
                              options.vmBootTimeoutS));
@@ -380,6 +388,7 @@ int run(const Options& options, StartupReport& report) {
                                   .libvirtUri = options.libvirtUri,
                                   .domainPrefix = options.domainPrefix,
                                   .accelerator = options.accelerator,
+                                  .vmEngine = options.vmEngine,
                                   .acceleratorCache = options.acceleratorCache,
                                   .vmBootTimeout = std::chrono::seconds(options.vmBootTimeoutS),
                                   .kvmProbeTimeout = std::chrono::seconds(options.kvmProbeTimeoutS),

@@ -489,6 +489,7 @@ json Service::vmInfo() {
   }
   return {{"libvirt", std::move(libvirt)},
           {"accelerator", acceleratorJson()},
+          {"engine", vmEngineModeName(options.vmEngine)},
           {"vms_dir", options.vmsDir.string()},
           {"domain_prefix", options.domainPrefix}};
 }

@@ -44,6 +44,8 @@ constexpr std::string_view kSnapshotsDir = ".snapshots";
 constexpr std::string_view kSnapshotRecordFile = "template.json";
 constexpr std::string_view kWarmStateFile =
     "warm.state";  // a clone's copy, its uuid patched, while restoring
+// The direct engine's run directories (vmm/qemu.h): vmsDir/.qemu/HASH/.
+constexpr std::string_view kQemuRunDir = ".qemu";
 
 // The shared saved state copied for one clone (copy_file_range: a reflink where the filesystem has them),
 // its header's domain XML and migration cookie made the clone's (names, paths, tap, uuid) in place, each
@@ -159,6 +161,7 @@ std::optional<uint64_t> hostTscKhz() {
 
 struct VmDriver::Run {
   RunId id = 0;
+  vmm::Hypervisor* engine = nullptr;  // the engine running its domain; null: not known (libvirtd away)
   std::string name;
   bool ended = false;  // under runsMutex_: its end was claimed (reported, or undone by the manager)
   json boot;           // the boot's steps as the start recorded them
@@ -237,8 +240,12 @@ void VmDriver::shutdown() {
     boots.swap(bootThreads_);
   }
   for (std::thread& boot : boots) boot.join();
-  std::lock_guard lock(libvirtMutex_);
-  libvirt_.reset();  // VMs keep running: their domains belong to libvirtd
+  {
+    std::lock_guard lock(libvirtMutex_);
+    libvirt_.reset();  // VMs keep running: their domains belong to libvirtd
+  }
+  std::lock_guard lock(qemuMutex_);
+  qemu_.reset();  // VMs keep running: the next corrald's engine adopts them
 }
 
 std::filesystem::path VmDriver::directory(const std::string& name) const {
@@ -321,6 +328,59 @@ Result<vmm::Libvirt*> VmDriver::libvirt() {
   if (!opened) return fail(opened.error());
   libvirt_ = std::move(*opened);
   return libvirt_.get();
+}
+
+Result<vmm::Qemu*> VmDriver::qemu() {
+  std::lock_guard lock(qemuMutex_);
+  if (qemu_) return qemu_.get();
+  auto opened =
+      vmm::Qemu::open({.runRoot = options_.vmsDir / kQemuRunDir}, [this](const vmm::DomainStopped& event) {
+        {
+          std::lock_guard events(eventsMutex_);
+          domainEvents_.push_back(event);
+        }
+        eventsChanged_.notify_all();
+      });
+  if (!opened) return fail(opened.error());
+  qemu_ = std::move(*opened);
+  return qemu_.get();
+}
+
+vmm::Engine VmDriver::engineFor(const VmPlan& plan) const {
+  switch (options_.vmEngine) {
+    case VmEngineMode::libvirt:
+      return vmm::Engine::Libvirt;
+    case VmEngineMode::qemu:
+      return vmm::Engine::Qemu;
+    case VmEngineMode::automatic:
+      break;
+  }
+  return plan.machine == vmm::Machine::Microvm ? vmm::Engine::Qemu : vmm::Engine::Libvirt;
+}
+
+Result<vmm::Hypervisor*> VmDriver::hypervisor(vmm::Engine engine) {
+  if (engine == vmm::Engine::Qemu) {
+    auto direct = qemu();
+    if (!direct) return fail(direct.error());
+    return static_cast<vmm::Hypervisor*>(*direct);
+  }
+  auto lv = libvirt();
+  if (!lv) return fail(lv.error());
+  return static_cast<vmm::Hypervisor*>(*lv);
+}
+
+// The direct engine is asked first: it needs no daemon, and a VM it runs is never libvirt's.
+Result<vmm::Hypervisor*> VmDriver::runningEngine(const std::shared_ptr<Run>& run, const std::string& name) {
+  if (run && run->engine) return run->engine;
+  if (auto direct = qemu(); direct) {
+    auto found = (*direct)->lookup(domainName(name));
+    if (found && *found) return static_cast<vmm::Hypervisor*>(*direct);
+  }
+  auto lv = libvirt();
+  if (!lv) return fail(lv.error());
+  auto found = (*lv)->lookup(domainName(name));
+  if (!found) return fail(found.error());
+  return *found ? static_cast<vmm::Hypervisor*>(*lv) : nullptr;
 }
 
 Result<std::string> VmDriver::hypervisorVersion() {
@@ -424,10 +484,10 @@ Status VmDriver::preflight(const schema::InstanceSpec& spec) {
   }
   // And a warm VM's snapshot, when its key has none yet (a template boots and is saved).
   if (spec.warm) {
-    auto lv = libvirt();
-    if (!lv) return fail(lv.error());
+    auto engine = hypervisor(engineFor(*plan));
+    if (!engine) return fail(engine.error());
     json steps = json::object();
-    auto snapshot = warmSnapshot(*plan, *chosen, **lv, !spec.subnet.empty(), steps);
+    auto snapshot = warmSnapshot(*plan, *chosen, **engine, !spec.subnet.empty(), steps);
     if (!snapshot) return fail(snapshot.error().wrap(fmt::format("warm start of \"{}\"", spec.name)));
     std::lock_guard lock(madeInPreflightMutex_);
     if (steps.value("snapshot_made", false)) madeInPreflight_[spec.name] = std::move(steps);
@@ -465,21 +525,70 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   const VmPlan& plan = *vm.plan;
   auto accel = accelerator(plan);  // decided by preflight(): quick
   if (!accel) return fail(accel.error());
-  auto lv = libvirt();
-  if (!lv) return fail(lv.error());
   const std::filesystem::path dir = directory(plan.name);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", dir.string())));
   std::filesystem::remove(dir / "agent.sock", ec);
-  if (vm.saved) return restore(handle, plan, *accel, **lv, nic, received);
-  if (plan.warm) return warmStart(handle, plan, *accel, **lv, nic, received);
+  if (vm.saved) return restore(handle, plan, *accel, nic, received);
+  auto engine = hypervisor(engineFor(plan));
+  if (!engine) return fail(engine.error());
+  if (plan.warm) return warmStart(handle, plan, *accel, **engine, nic, received);
 
+  std::optional<net::NicPlan> planned;
+  if (nic) {
+    auto nicPlan = nic->plan();
+    if (!nicPlan) return fail(nicPlan.error());
+    planned = std::move(*nicPlan);
+  }
+  auto config = domainConfig(plan, *accel, planned);
+  if (!config) return fail(config.error());
+  CORRAL_FAILPOINT("vm.before-define");
+  const auto creating = Clock::now();
+  auto domain = (*engine)->create(*config, /*paused=*/nic != nullptr);
+  if (!domain) return fail(domain.error());
+  const auto created = Clock::now();
+  Rollback destroyDomain([engine = *engine, name = config->domainName] { (void)engine->destroy(name); });
+  if (nic) {
+    Status plugged = nic->plugIntoTap();
+    if (plugged) plugged = (*engine)->resume(config->domainName);
+    if (!plugged) return fail(plugged.error());
+  }
+  auto domainStarted = Clock::now();
+  CORRAL_FAILPOINT("vm.after-define");
+
+  // domain_ms split: the plan and the instance's disks, the engine's steps (libvirt's virDomainCreateXML:
+  // define, cgroup, namespace, QEMU spawn, QMP handshake; the direct engine's spawn and QMP connection), the
+  // NIC moved in while paused, and resume.
+  json domainSteps = {{"prepare_ms", msBetween(received, creating)}};
+  for (const auto& [step, ms] : domain->steps) domainSteps[step + "_ms"] = ms;
+  domainSteps["engine_ms"] = msBetween(creating, created);
+  domainSteps["nic_ms"] = msBetween(created, domainStarted);
+  json boot = bootRecord(plan, *accel, received, domainStarted);
+  boot["engine"] = vmm::engineName((*engine)->engine());
+  boot["domain_steps"] = std::move(domainSteps);
+  std::shared_ptr<Run> run = newRun(plan.name, boot);
+  run->engine = *engine;
+  run->received = received;
+  run->domainStarted = domainStarted;
+  destroyDomain.dismiss();
+  StartedRun started = handOver(run, domain->qemuPid, std::move(boot), *engine, config->domainName);
+  vm.run = std::move(run);
+  log::info("instance \"{}\": domain {} started by {} ({}, {} kernel on {}), waiting for the guest",
+            plan.name, config->domainName, vmm::engineName((*engine)->engine()),
+            vmm::acceleratorName(accel->accelerator), guestKernelName(plan.kernelSource),
+            vmm::machineName(plan.machine));
+  return started;
+}
+
+Result<vmm::DomainConfig> VmDriver::domainConfig(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
+                                                 const std::optional<net::NicPlan>& planned) {
+  const std::filesystem::path dir = directory(plan.name);
   vmm::DomainConfig config{
       .domainName = domainName(plan.name),
       .instanceName = plan.name,
       .owner = owner(),
-      .accelerator = accel->accelerator,
+      .accelerator = accel.accelerator,
       .machine = plan.machine,
       .memoryBytes = plan.memoryBytes,
       .vcpus = plan.vcpus,
@@ -502,9 +611,7 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   }
   // Its NIC: QEMU opens the tap in our namespace; it moves into the VPC's while the CPUs are paused, and
   // the guest's init takes its address from the kernel command line.
-  if (nic) {
-    auto planned = nic->plan();
-    if (!planned) return fail(planned.error());
+  if (planned) {
     config.nic = vmm::NicConfig{.tapName = planned->link, .mac = planned->mac};
     config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, planned->addressWithPrefix,
                                             planned->gateway, rootSerial);
@@ -513,42 +620,12 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   // fails to calibrate it against the PIT on a loaded host, marks it unstable and falls back to jiffies:
   // its clock then runs slow and the boot took ~10 s instead of ~6 s (raw QEMU, load 8; vmm/README.md).
   if (plan.kernelSource == GuestKernel::corral) {
-    const bool tcg = accel->accelerator == vmm::Accelerator::Tcg;
+    const bool tcg = accel.accelerator == vmm::Accelerator::Tcg;
     config.cmdline +=
-        vmm::corralKernelTuning(accel->accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
+        vmm::corralKernelTuning(accel.accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
   }
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
-  CORRAL_FAILPOINT("vm.before-define");
-  const auto creating = Clock::now();
-  auto domain = (*lv)->createTransient(vmm::domainXml(config), /*paused=*/nic != nullptr);
-  if (!domain) return fail(domain.error());
-  const auto created = Clock::now();
-  Rollback destroyDomain([lv = *lv, name = config.domainName] { (void)lv->destroy(name); });
-  if (nic) {
-    Status plugged = nic->plugIntoTap();
-    if (plugged) plugged = (*lv)->resume(config.domainName);
-    if (!plugged) return fail(plugged.error());
-  }
-  auto domainStarted = Clock::now();
-  CORRAL_FAILPOINT("vm.after-define");
-
-  // domain_ms split: the plan and the instance's disks, libvirt's virDomainCreateXML (define, cgroup,
-  // namespace, QEMU spawn, QMP handshake), the NIC moved in while paused, and resume.
-  json domainSteps = {{"prepare_ms", msBetween(received, creating)},
-                      {"libvirt_create_ms", msBetween(creating, created)},
-                      {"nic_ms", msBetween(created, domainStarted)}};
-  json boot = bootRecord(plan, *accel, received, domainStarted);
-  boot["domain_steps"] = std::move(domainSteps);
-  std::shared_ptr<Run> run = newRun(plan.name, boot);
-  run->received = received;
-  run->domainStarted = domainStarted;
-  destroyDomain.dismiss();
-  StartedRun started = handOver(run, domain->qemuPid, std::move(boot), *lv, config.domainName);
-  vm.run = std::move(run);
-  log::info("instance \"{}\": domain {} started ({}, {} kernel on {}), waiting for the guest", plan.name,
-            config.domainName, vmm::acceleratorName(accel->accelerator), guestKernelName(plan.kernelSource),
-            vmm::machineName(plan.machine));
-  return started;
+  return config;
 }
 
 // What every start's boot record says: when the domain was asked for and running, and on what.
@@ -563,16 +640,16 @@ json VmDriver::bootRecord(const VmPlan& plan, const vmm::AcceleratorChoice& acce
 // A running domain (booted or restored) handed to the instance manager as `run` (the caller keeps it as
 // the VM's). Undone: its stop event is not reported, the domain goes.
 StartedRun VmDriver::handOver(const std::shared_ptr<Run>& run, std::optional<int> qemuPid, json boot,
-                              vmm::Libvirt* lv, const std::string& domain) {
+                              vmm::Hypervisor* engine, const std::string& domain) {
   StartedRun started;
   started.run = run->id;
   started.state = InstanceState::starting;
   started.pid = qemuPid ? std::optional<int64_t>(*qemuPid) : std::nullopt;
   started.pidStartTime = started.pid ? processStartTime(static_cast<pid_t>(*started.pid)) : std::nullopt;
   started.boot = std::move(boot);
-  started.undo = Rollback([this, lv, run, domain] {
+  started.undo = Rollback([this, engine, run, domain] {
     claimEnd(*run);
-    (void)lv->destroy(domain);
+    (void)engine->destroy(domain);
   });
   return started;
 }
@@ -582,47 +659,78 @@ StartedRun VmDriver::handOver(const std::shared_ptr<Run>& run, std::optional<int
 // they hold what the saved memory expects. A file libvirt cannot restore is renamed aside, so the next
 // start boots cold, and nothing stays in libvirt.
 Result<StartedRun> VmDriver::restore(InstanceHandle& handle, const VmPlan& plan,
-                                     const vmm::AcceleratorChoice& accel, vmm::Libvirt& lv, NicPort* nic,
+                                     const vmm::AcceleratorChoice& accel, NicPort* nic,
                                      Clock::time_point received) {
   VmHandle& vm = own(handle);
   const std::filesystem::path dir = directory(plan.name);
   const std::filesystem::path file = dir / kSavedStateFile;
   const std::string domain = domainName(plan.name);
+  vmm::Hypervisor* engine = nullptr;
+  auto setAside = [&](const Error& error) -> Result<StartedRun> {
+    std::error_code ec;
+    if (engine) {
+      if (auto left = engine->lookup(domain); left && *left) (void)engine->destroy(domain);
+    }
+    std::filesystem::rename(file, dir / kRejectedStateFile, ec);
+    if (ec) std::filesystem::remove(file, ec);
+    vm.saved = false;
+    return fail(error.wrap(fmt::format(
+        "resume from the saved state \"{}\" (set aside as \"{}\"; the next start boots the VM cold)",
+        file.string(), kRejectedStateFile)));
+  };
+  // Whoever saved it restores it: libvirt's file and QEMU's stream are not each other's.
+  const std::optional<vmm::Engine> savedBy = vmm::savedStateEngine(file);
+  if (!savedBy) return setAside(internalError("neither a libvirt save file nor a QEMU migration stream"));
+  auto chosen = hypervisor(*savedBy);
+  if (!chosen)
+    return fail(chosen.error().wrap(fmt::format("resume from the saved state \"{}\"", file.string())));
+  engine = *chosen;
+  std::optional<net::NicPlan> planned;
+  if (nic) {
+    auto nicPlan = nic->plan();
+    if (!nicPlan) return fail(nicPlan.error());
+    planned = std::move(*nicPlan);
+  }
+  // The direct engine starts QEMU with the devices of the saved VM, which are this plan's (the disks hold
+  // what the saved memory expects); libvirt reads them from the file.
+  auto config = domainConfig(plan, accel, planned);
+  if (!config) return fail(config.error());
   // The console log goes on after the boot's lines (the domain XML truncates it at a start: append='off').
   auto appendConsole = [](std::string xml) {
     for (size_t at = xml.find("append='off'"); at != std::string::npos; at = xml.find("append='off'", at))
       xml.replace(at, std::string_view("append='off'").size(), "append='on'");
     return xml;
   };
-  auto restored = lv.restoreFromFile(file, domain, /*paused=*/nic != nullptr, appendConsole);
-  if (!restored) {
-    std::error_code ec;
-    if (auto left = lv.lookup(domain); left && *left) (void)lv.destroy(domain);
-    std::filesystem::rename(file, dir / kRejectedStateFile, ec);
-    if (ec) std::filesystem::remove(file, ec);
-    vm.saved = false;
-    return fail(restored.error().wrap(fmt::format(
-        "resume from the saved state \"{}\" (set aside as \"{}\"; the next start boots the VM cold)",
-        file.string(), kRejectedStateFile)));
-  }
-  Rollback destroyDomain([&lv, domain] { (void)lv.destroy(domain); });
+  const auto restoring = Clock::now();
+  auto restored = engine->restoreFromFile(
+      {.file = file, .config = *config, .paused = nic != nullptr, .editXml = appendConsole});
+  if (!restored) return setAside(restored.error());
+  const auto restoredAt = Clock::now();
+  Rollback destroyDomain([engine, domain] { (void)engine->destroy(domain); });
   if (nic) {
     Status plugged = nic->plugIntoTap();
-    if (plugged) plugged = lv.resume(domain);
+    if (plugged) plugged = engine->resume(domain);
     if (!plugged) return fail(plugged.error());
   }
   auto domainStarted = Clock::now();
   json boot = bootRecord(plan, accel, received, domainStarted);
   boot["restored"] = true;
+  boot["engine"] = vmm::engineName(engine->engine());
+  json domainSteps = {{"prepare_ms", msBetween(received, restoring)}};
+  for (const auto& [step, ms] : restored->steps) domainSteps[step + "_ms"] = ms;
+  domainSteps["engine_ms"] = msBetween(restoring, restoredAt);
+  domainSteps["nic_ms"] = msBetween(restoredAt, domainStarted);
+  boot["domain_steps"] = std::move(domainSteps);
   std::shared_ptr<Run> run = newRun(plan.name, boot);
+  run->engine = engine;
   run->received = received;
   run->domainStarted = domainStarted;
   run->restored = true;
   destroyDomain.dismiss();
-  StartedRun started = handOver(run, restored->qemuPid, std::move(boot), &lv, domain);
+  StartedRun started = handOver(run, restored->qemuPid, std::move(boot), engine, domain);
   vm.run = std::move(run);
-  log::info("instance \"{}\": domain {} restored from \"{}\", waiting for the guest agent", plan.name, domain,
-            file.string());
+  log::info("instance \"{}\": domain {} restored by {} from \"{}\", waiting for the guest agent", plan.name,
+            domain, vmm::engineName(engine->engine()), file.string());
   return started;
 }
 
@@ -631,7 +739,7 @@ Result<StartedRun> VmDriver::restore(InstanceHandle& handle, const VmPlan& plan,
 // since a restore cannot add one), booted cold without an address until its agent is ready, then saved.
 // It is made in a directory of its own and renamed into place, so a snapshot directory is always complete.
 Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
-                                                     vmm::Libvirt& lv, bool withNic, json& steps) {
+                                                     vmm::Hypervisor& engine, bool withNic, json& steps) {
   const auto started = Clock::now();
   auto kernel = images::digestOfFile(plan.kernel);
   if (!kernel) return fail(kernel.error().wrap(fmt::format("hash the kernel \"{}\"", plan.kernel.string())));
@@ -650,7 +758,8 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
                                        .memoryBytes = plan.memoryBytes,
                                        .vcpus = plan.vcpus,
                                        .kernelTuning = tuning,
-                                       .withNic = withNic});
+                                       .withNic = withNic,
+                                       .engine = engine.engine()});
   const std::filesystem::path dir = options_.vmsDir / kSnapshotsDir / key;
   steps["snapshot"] = key;
   steps["hash_ms"] = msBetween(started, Clock::now());
@@ -671,37 +780,15 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
     std::filesystem::remove_all(work, ignored);
   });
   const SnapshotTemplate made = snapshotTemplate(key, options_.domainPrefix, work, withNic);
-  vmm::DomainConfig config{.domainName = made.domainName,
-                           .instanceName = made.instanceName,
-                           .owner = owner(),
-                           .accelerator = accel.accelerator,
-                           .machine = plan.machine,
-                           .memoryBytes = plan.memoryBytes,
-                           .vcpus = plan.vcpus,
-                           .kernel = plan.kernel,
-                           .initrd = plan.initrd,
-                           .cmdline = vmm::kernelCommandLine(made.instanceName.substr(1), "corral-warm",
-                                                             std::nullopt, std::nullopt) +
-                                      tuning,
-                           .consoleLog = work / "console.log",
-                           .agentSocket = work / "agent.sock",
-                           .nic = std::nullopt,
-                           .disks = {},
-                           .tcgTranslationCacheMiB = kTcgTranslationCacheMiB};
-  // The template's MAC is every clone's device MAC until its agent sets the clone's own on eth0, which
-  // stays down until then.
-  if (withNic)
-    config.nic = vmm::NicConfig{
-        .tapName = made.tapName,
-        .mac = "52:54:00:" + key.substr(0, 2) + ":" + key.substr(2, 2) + ":" + key.substr(4, 2)};
+  const vmm::DomainConfig config = warmTemplateConfig(plan, accel, made, key, withNic);
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error().wrap("warm snapshot template"));
-  auto domain = lv.createTransient(vmm::domainXml(config), /*paused=*/false);
+  auto domain = engine.create(config, /*paused=*/false);
   if (!domain) return fail(domain.error().wrap("warm snapshot template"));
-  Rollback destroyDomain([&lv, name = made.domainName] { (void)lv.destroy(name); });
+  Rollback destroyDomain([&engine, name = made.domainName] { (void)engine.destroy(name); });
   auto agent = vmm::AgentClient::connect(config.agentSocket, Clock::now() + options_.vmBootTimeout);
   if (!agent) return fail(agent.error().wrap(fmt::format("warm snapshot template {}", made.domainName)));
   const auto booted = Clock::now();
-  if (Status saved = lv.saveToFile(made.domainName, work / kSavedStateFile); !saved)
+  if (Status saved = engine.saveToFile(made.domainName, work / kSavedStateFile); !saved)
     return fail(saved.error().wrap(fmt::format("warm snapshot template {}", made.domainName)));
   destroyDomain.dismiss();  // the save ended it
   {
@@ -724,12 +811,48 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
   return dir;
 }
 
+vmm::DomainConfig VmDriver::warmTemplateConfig(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
+                                               const SnapshotTemplate& made, const std::string& key,
+                                               bool withNic) const {
+  std::string tuning;
+  if (plan.kernelSource == GuestKernel::corral) {
+    const bool tcg = accel.accelerator == vmm::Accelerator::Tcg;
+    tuning = vmm::corralKernelTuning(accel.accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
+  }
+  vmm::DomainConfig config{.domainName = made.domainName,
+                           .instanceName = made.instanceName,
+                           .owner = owner(),
+                           .accelerator = accel.accelerator,
+                           .machine = plan.machine,
+                           .memoryBytes = plan.memoryBytes,
+                           .vcpus = plan.vcpus,
+                           .kernel = plan.kernel,
+                           .initrd = plan.initrd,
+                           .cmdline = vmm::kernelCommandLine(made.instanceName.substr(1), "corral-warm",
+                                                             std::nullopt, std::nullopt) +
+                                      tuning,
+                           .consoleLog = made.directory / "console.log",
+                           .agentSocket = made.directory / "agent.sock",
+                           .nic = std::nullopt,
+                           .disks = {},
+                           .tcgTranslationCacheMiB = kTcgTranslationCacheMiB};
+  // The template's MAC is every clone's device MAC until its agent sets the clone's own on eth0, which
+  // stays down until then.
+  if (withNic)
+    config.nic = vmm::NicConfig{
+        .tapName = made.tapName,
+        .mac = "52:54:00:" + key.substr(0, 2) + ":" + key.substr(2, 2) + ":" + key.substr(4, 2)};
+  return config;
+}
+
 // --warm: a new transient domain restored from the shared snapshot with the clone's name, paths and tap,
-// its NIC plugged in while paused; waitForGuest() then gives the guest its identity. A snapshot libvirt
-// cannot restore is removed (nothing stays in libvirt), so the next warm run makes a new one.
+// its NIC plugged in while paused; waitForGuest() then gives the guest its identity. A snapshot the engine
+// cannot restore is removed (nothing stays running), so the next warm run makes a new one. libvirt restores
+// a copy whose header names the clone; the direct engine reads the shared file itself, QEMU started with
+// the clone's files and tap (nothing of those is in QEMU's migration stream).
 Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& plan,
-                                       const vmm::AcceleratorChoice& accel, vmm::Libvirt& lv, NicPort* nic,
-                                       Clock::time_point received) {
+                                       const vmm::AcceleratorChoice& accel, vmm::Hypervisor& engine,
+                                       NicPort* nic, Clock::time_point received) {
   VmHandle& vm = own(handle);
   const std::filesystem::path dir = directory(plan.name);
   const std::string domain = domainName(plan.name);
@@ -740,7 +863,7 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
     planned = std::move(*nicPlan);
   }
   json steps = json::object();
-  auto snapshot = warmSnapshot(plan, accel, lv, planned.has_value(), steps);
+  auto snapshot = warmSnapshot(plan, accel, engine, planned.has_value(), steps);
   if (!snapshot) return fail(snapshot.error().wrap(fmt::format("warm start of \"{}\"", plan.name)));
   {
     // Made by this run's preflight: its making is this start's (the lookup just now found it).
@@ -753,7 +876,7 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
     }
   }
   auto discardSnapshot = [&](Error error) -> Result<StartedRun> {
-    if (auto left = lv.lookup(domain); left && *left) (void)lv.destroy(domain);
+    if (auto left = engine.lookup(domain); left && *left) (void)engine.destroy(domain);
     std::error_code ec;
     std::filesystem::remove_all(*snapshot, ec);
     return fail(
@@ -764,36 +887,56 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
   auto record = parseTemplateRecord(readSmallFile(*snapshot / kSnapshotRecordFile));
   if (!record) return discardSnapshot(record.error());
   const auto restoring = Clock::now();
-  const std::string uuid = randomUuid();
-  auto makeClones = [&](std::string xml) {
-    return cloneDomainXml(std::move(xml), *record, domain, plan.name, dir,
-                          planned ? planned->link : std::string(), uuid);
-  };
-  auto copy = copySavedStateForClone(*snapshot / kSavedStateFile, dir / kWarmStateFile, makeClones);
-  if (!copy) return discardSnapshot(copy.error());
   Rollback removeCopy([file = dir / kWarmStateFile] {
     std::error_code ignored;
     std::filesystem::remove(file, ignored);
   });
-  const auto copied = Clock::now();
-  auto restored = lv.restoreFromFile(dir / kWarmStateFile, domain, /*paused=*/nic != nullptr);
+  Result<vmm::DomainInfo> restored;
+  Clock::time_point copied = restoring;
+  if (engine.engine() == vmm::Engine::Qemu) {
+    vmm::DomainConfig config =
+        warmTemplateConfig(plan, accel, *record, steps.value("snapshot", ""), planned.has_value());
+    config.domainName = domain;
+    config.instanceName = plan.name;
+    config.consoleLog = dir / "console.log";
+    config.agentSocket = dir / "agent.sock";
+    if (planned) config.nic->tapName = planned->link;
+    restored = engine.restoreFromFile(
+        {.file = *snapshot / kSavedStateFile, .config = config, .paused = nic != nullptr});
+  } else {
+    const std::string uuid = randomUuid();
+    auto makeClones = [&](std::string xml) {
+      return cloneDomainXml(std::move(xml), *record, domain, plan.name, dir,
+                            planned ? planned->link : std::string(), uuid);
+    };
+    auto copy = copySavedStateForClone(*snapshot / kSavedStateFile, dir / kWarmStateFile, makeClones);
+    if (!copy) return discardSnapshot(copy.error());
+    copied = Clock::now();
+    vmm::DomainConfig config;
+    config.domainName = domain;
+    restored =
+        engine.restoreFromFile({.file = dir / kWarmStateFile, .config = config, .paused = nic != nullptr});
+  }
   if (!restored) return discardSnapshot(restored.error());
-  Rollback destroyDomain([&lv, domain] { (void)lv.destroy(domain); });
+  Rollback destroyDomain([&engine, domain] { (void)engine.destroy(domain); });
   const auto restoredAt = Clock::now();
   if (nic) {
     Status plugged = nic->plugIntoTap();
-    if (plugged) plugged = lv.resume(domain);
+    if (plugged) plugged = engine.resume(domain);
     if (!plugged) return fail(plugged.error());
   }
   auto domainStarted = Clock::now();
-  steps["copy_ms"] = msBetween(restoring, copied);
+  if (engine.engine() == vmm::Engine::Libvirt) steps["copy_ms"] = msBetween(restoring, copied);
   steps["restore_ms"] = msBetween(copied, restoredAt);
+  for (const auto& [step, ms] : restored->steps) steps[step + "_ms"] = ms;
   steps["nic_ms"] = msBetween(restoredAt, domainStarted);
   json boot = bootRecord(plan, accel, received, domainStarted);
   boot["restored"] = true;
   boot["warm"] = true;
+  boot["engine"] = vmm::engineName(engine.engine());
   boot["domain_steps"] = std::move(steps);
   std::shared_ptr<Run> run = newRun(plan.name, boot);
+  run->engine = &engine;
   run->received = received;
   run->domainStarted = domainStarted;
   run->restored = true;
@@ -804,7 +947,7 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
       .gateway =
           planned && !planned->gateway.empty() ? std::optional<std::string>(planned->gateway) : std::nullopt};
   destroyDomain.dismiss();
-  StartedRun started = handOver(run, restored->qemuPid, std::move(boot), &lv, domain);
+  StartedRun started = handOver(run, restored->qemuPid, std::move(boot), &engine, domain);
   vm.run = std::move(run);
   log::info("instance \"{}\": domain {} restored from the warm snapshot \"{}\", waiting for the guest agent",
             plan.name, domain, snapshot->string());
@@ -821,12 +964,13 @@ Status VmDriver::save(InstanceHandle& handle, const std::string& name, std::uniq
   const std::filesystem::path file = directory(name) / kSavedStateFile;
   lock.unlock();
   Rollback relock([&] { lock.lock(); });
-  auto lv = libvirt();
-  if (!lv) return fail(lv.error().wrap(fmt::format("stop --save \"{}\"", name)));
+  auto engine = runningEngine(vm.run, name);
+  if (!engine) return fail(engine.error().wrap(fmt::format("stop --save \"{}\"", name)));
+  if (!*engine) return fail(conflict("stop --save \"{}\": its domain is not running", name));
   std::error_code ec;
   std::filesystem::remove(directory(name) / kRejectedStateFile, ec);
   auto started = Clock::now();
-  if (Status saved = (*lv)->saveToFile(domainName(name), file); !saved) {
+  if (Status saved = (*engine)->saveToFile(domainName(name), file); !saved) {
     std::filesystem::remove(file, ec);
     return fail(saved.error().wrap(fmt::format("stop --save \"{}\"", name)));
   }
@@ -897,8 +1041,8 @@ void VmDriver::waitForGuest(std::shared_ptr<Run> run, Clock::time_point received
   if (!client) {
     if (!claimEnd(*run)) return;
     std::string tail = consoleTail(name, 20);
-    if (auto lv = libvirt(); lv) {
-      if (auto destroyed = (*lv)->destroy(domainName(name)); !destroyed)
+    if (auto engine = runningEngine(run, name); engine && *engine) {
+      if (auto destroyed = (*engine)->destroy(domainName(name)); !destroyed)
         log::warn("instance \"{}\": {}", name, destroyed.error().message());
     }
     std::error_code ec;
@@ -920,7 +1064,8 @@ void VmDriver::waitForGuest(std::shared_ptr<Run> run, Clock::time_point received
     auto identityAt = Clock::now();
     if (!identity) {
       if (!claimEnd(*run)) return;
-      if (auto lv = libvirt(); lv) (void)(*lv)->destroy(domainName(name));
+      if (auto engine = runningEngine(run, name); engine && *engine)
+        (void)(*engine)->destroy(domainName(name));
       InstanceEnding ending = InstanceEnding::because(ExitReason::failed);
       ending.note = fmt::format("the warm clone did not take its identity: {}", identity.error().message());
       ending.reasonStands = true;
@@ -1044,16 +1189,16 @@ Status VmDriver::stop(InstanceHandle& handle, const std::string& name, std::uniq
   std::shared_ptr<Run> run = own(handle).run;
   lock.unlock();
   Rollback relock([&] { lock.lock(); });
-  auto lv = libvirt();
-  if (!lv) return fail(lv.error().wrap(fmt::format("stop \"{}\"", name)));
+  auto engine = runningEngine(run, name);
+  if (!engine) return fail(engine.error().wrap(fmt::format("stop \"{}\"", name)));
   // Ask nicely: the agent (which powers off), else the ACPI power button; then destroy after the grace.
   bool asked = false;
   if (run) {
     std::unique_lock agentLock(run->agentMutex, std::try_to_lock);
     if (agentLock && run->agent) asked = static_cast<bool>(run->agent->shutdown());
   }
-  if (!asked) {
-    if (auto acpi = (*lv)->shutdownAcpi(domainName(name)); !acpi)
+  if (!asked && *engine) {
+    if (auto acpi = (*engine)->shutdownAcpi(domainName(name)); !acpi)
       log::info("stop \"{}\": ACPI shutdown: {}", name, acpi.error().message());
   }
   bool down = false;
@@ -1061,9 +1206,9 @@ Status VmDriver::stop(InstanceHandle& handle, const std::string& name, std::uniq
     std::unique_lock runs(runsMutex_);
     down = runEnded_.wait_for(runs, grace, [&] { return !run || run->ended; });
   }
-  if (!down) {
+  if (!down && *engine) {
     CORRAL_FAILPOINT("vm.stop.before-destroy");
-    if (auto destroyed = (*lv)->destroy(domainName(name)); !destroyed)
+    if (auto destroyed = (*engine)->destroy(domainName(name)); !destroyed)
       log::warn("stop \"{}\": {}", name, destroyed.error().message());
   }
   return {};
@@ -1072,9 +1217,11 @@ Status VmDriver::stop(InstanceHandle& handle, const std::string& name, std::uniq
 Status VmDriver::kill(InstanceHandle&, const std::string& name, std::unique_lock<std::mutex>& lock) {
   lock.unlock();
   Rollback relock([&] { lock.lock(); });
-  auto lv = libvirt();
-  if (!lv) return fail(lv.error());
-  if (auto destroyed = (*lv)->destroy(domainName(name)); !destroyed) return fail(destroyed.error());
+  auto engine = runningEngine(nullptr, name);
+  if (!engine) return fail(engine.error());
+  if (*engine) {
+    if (auto destroyed = (*engine)->destroy(domainName(name)); !destroyed) return fail(destroyed.error());
+  }
   CORRAL_FAILPOINT("vm.rm.after-destroy");
   return {};
 }
@@ -1109,6 +1256,14 @@ Result<json> VmDriver::exec(InstanceHandle& handle, const InstanceRow& row,
 
 // rm of a VM that is not active: its domain, should a crash have left one running, is destroyed.
 Result<std::string> VmDriver::clearLeftovers(const std::string& name) {
+  // The direct engine's first (no daemon needed): a VM it runs is ours (its run directory is in vmsDir).
+  if (auto direct = qemu(); direct) {
+    auto found = (*direct)->lookup(domainName(name));
+    if (found && *found) {
+      if (Status destroyed = (*direct)->destroy(domainName(name)); !destroyed) return fail(destroyed.error());
+      return fmt::format("destroyed its VM {} (direct engine)", domainName(name));
+    }
+  }
   auto lv = libvirt();
   if (!lv) {
     // Without libvirtd no domain can run either; the next corrald start reconciles.
@@ -1152,15 +1307,18 @@ InstanceDriver::Recovery VmDriver::recover(InstanceHandle& handle, InstanceRow& 
   VmHandle& vm = own(handle);
   json boot = json::parse(row.bootStepsJson, nullptr, false);
   if (!boot.is_object()) boot = json::object();
-  auto lv = libvirt();
-  if (!lv) {
-    log::warn("instance \"{}\": cannot check its domain: {}; it stays {} until libvirtd answers", name,
-              lv.error().message(), instanceStateName(row.state));
+  // The engine its boot record names (none before the direct engine: libvirt).
+  const vmm::Engine recordedEngine =
+      boot.value("engine", "libvirt") == "qemu" ? vmm::Engine::Qemu : vmm::Engine::Libvirt;
+  auto engine = hypervisor(recordedEngine);
+  if (!engine) {
+    log::warn("instance \"{}\": cannot check its domain: {}; it stays {} until its engine answers", name,
+              engine.error().message(), instanceStateName(row.state));
     vm.run = newRun(name, boot);
     recovery.run = vm.run->id;
     return recovery;
   }
-  auto domain = (*lv)->lookup(domainName(name));
+  auto domain = (*engine)->lookup(domainName(name));
   if (domain && *domain && !ours(**domain)) {
     log::warn("instance \"{}\": domain {} belongs to another corrald ({}); not taking it over", name,
               domainName(name), (*domain)->owner);
@@ -1197,12 +1355,14 @@ InstanceDriver::Recovery VmDriver::recover(InstanceHandle& handle, InstanceRow& 
       boot["daemon_restarted"] = true;
       row.bootStepsJson = boot.dump();
       vm.run = newRun(name, boot);
+      vm.run->engine = *engine;
       recovery.run = vm.run->id;
       startBootWaiter(vm.run, received, domainStarted);
       log::info("instance \"{}\": domain still running; waiting again for its guest", name);
       return recovery;
     }
     vm.run = newRun(name, boot);
+    vm.run->engine = *engine;
     recovery.run = vm.run->id;
     auto client = vmm::AgentClient::connect(directory(name) / "agent.sock", Clock::now() + kAgentReconnect);
     if (client) vm.run->agent = std::move(*client);
@@ -1228,6 +1388,18 @@ InstanceDriver::Recovery VmDriver::recover(InstanceHandle& handle, InstanceRow& 
 void VmDriver::reconcile(const std::set<std::string>& active, const std::set<std::string>& all) {
   std::error_code ec;
   if (!all.empty() || !std::filesystem::is_empty(options_.vmsDir, ec)) {
+    // The direct engine's VMs: opening it adopted the running ones and cleared the rest.
+    if (auto direct = qemu(); !direct) {
+      log::warn("reconcile: direct engine: {}", direct.error().message());
+    } else if (auto vms = (*direct)->listDomains(options_.domainPrefix); vms) {
+      for (const vmm::DomainInfo& domain : *vms) {
+        std::string name = domain.name.substr(options_.domainPrefix.size());
+        if (active.contains(name) || !ours(domain)) continue;
+        log::warn("reconcile: destroying VM {}: no running corral instance owns it", domain.name);
+        if (auto destroyed = (*direct)->destroy(domain.name); !destroyed)
+          log::warn("reconcile: {}", destroyed.error().message());
+      }
+    }
     if (auto lv = libvirt(); !lv) {
       log::info("libvirt not reachable ({}); VMs unavailable until it is", lv.error().message());
     } else if (auto domains = (*lv)->listDomains(options_.domainPrefix); !domains) {
@@ -1297,6 +1469,7 @@ void VmDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec
       {"kernel_source", vm.plan ? json(guestKernelName(vm.plan->kernelSource)) : json(nullptr)},
       {"machine", vm.plan ? json(vmm::machineName(vm.plan->machine)) : json(nullptr)},
       {"initrd", vm.plan ? json(vm.plan->initrd.string()) : json(nullptr)},
+      {"engine", fromBoot("engine")},
       {"accelerator", fromBoot("accelerator")},
       {"accelerator_reason", fromBoot("accelerator_reason")},
       {"agent_socket", (directory(row.name) / "agent.sock").string()},

@@ -1,4 +1,5 @@
-// VMs as instances (daemon/driver.h): transient libvirt domains (a stopped VM is only a row in the store),
+// VMs as instances (daemon/driver.h): run by corrald itself (vmm/qemu.h) or as transient libvirt domains
+// (--vm-engine; auto: the direct engine for microvm), a stopped VM only a row in the store,
 // readiness from the guest agent, stop by agent or ACPI then destroy, exec through the agent, libvirt's
 // stop events turned into reports by a thread of this driver, and the accelerator chosen once per host
 // boot by a bounded KVM probe.
@@ -15,9 +16,12 @@
 #include <vector>
 
 #include "daemon/driver.h"
+#include "daemon/vm_snapshot.h"
 #include "daemon/vm_spec.h"
 #include "vmm/accel.h"
+#include "vmm/hypervisor.h"
 #include "vmm/libvirt.h"
+#include "vmm/qemu.h"
 
 namespace corral::daemon {
 
@@ -89,21 +93,35 @@ class VmDriver final : public InstanceDriver {
   Result<VmPlan> toPlan(const schema::InstanceSpec& spec) const;
   Result<std::optional<images::Image>> pinnedImage(const std::string& name) const;
   // start() of a VM with a saved state: restored instead of booted.
+  // The engine that saved the file restores it, whatever --vm-engine says now.
   Result<StartedRun> restore(InstanceHandle& handle, const VmPlan& plan, const vmm::AcceleratorChoice& accel,
-                             vmm::Libvirt& lv, NicPort* nic, std::chrono::steady_clock::time_point received);
+                             NicPort* nic, std::chrono::steady_clock::time_point received);
   // start() of a --warm VM: restored from the shared snapshot (made first if there is none), then given its
   // identity. warmSnapshot(): the snapshot's directory; `steps` gets its key and what making it took.
   Result<StartedRun> warmStart(InstanceHandle& handle, const VmPlan& plan,
-                               const vmm::AcceleratorChoice& accel, vmm::Libvirt& lv, NicPort* nic,
+                               const vmm::AcceleratorChoice& accel, vmm::Hypervisor& engine, NicPort* nic,
                                std::chrono::steady_clock::time_point received);
   Result<std::filesystem::path> warmSnapshot(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
-                                             vmm::Libvirt& lv, bool withNic, nlohmann::json& steps);
+                                             vmm::Hypervisor& engine, bool withNic, nlohmann::json& steps);
+  // The VM's devices and files: the boot files, its disks (a store image's), its NIC as `nic` plans it.
+  Result<vmm::DomainConfig> domainConfig(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
+                                         const std::optional<net::NicPlan>& nic);
+  // A warm template's config (every clone's devices): the plan's machine and boot files, its NIC's MAC
+  // from the snapshot key.
+  vmm::DomainConfig warmTemplateConfig(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
+                                       const SnapshotTemplate& made, const std::string& key,
+                                       bool withNic) const;
   static nlohmann::json bootRecord(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                                    std::chrono::steady_clock::time_point received,
                                    std::chrono::steady_clock::time_point domainStarted);
   StartedRun handOver(const std::shared_ptr<Run>& run, std::optional<int> qemuPid, nlohmann::json boot,
-                      vmm::Libvirt* lv, const std::string& domain);
+                      vmm::Hypervisor* engine, const std::string& domain);
   Result<vmm::Libvirt*> libvirt();
+  Result<vmm::Qemu*> qemu();  // opened on first need; it adopts the VMs an earlier corrald left running
+  vmm::Engine engineFor(const VmPlan& plan) const;  // --vm-engine for this VM
+  Result<vmm::Hypervisor*> hypervisor(vmm::Engine engine);
+  // The engine running the instance's domain (the run's, else the one that knows it), nullptr if none does.
+  Result<vmm::Hypervisor*> runningEngine(const std::shared_ptr<Run>& run, const std::string& name);
   Result<vmm::AcceleratorChoice> accelerator(const VmPlan& plan);
   std::optional<vmm::AcceleratorChoice> cachedAcceleratorChoice();
   std::string domainName(const std::string& instanceName) const {
@@ -132,7 +150,10 @@ class VmDriver final : public InstanceDriver {
   // The libvirt connection, opened on first need (a daemon without libvirtd still runs containers).
   std::mutex libvirtMutex_;
   std::unique_ptr<vmm::Libvirt> libvirt_;
-  // Libvirt's stop events, queued by its event thread for ours; the runs whose domains run, by instance.
+  // The direct engine, opened on first need.
+  std::mutex qemuMutex_;
+  std::unique_ptr<vmm::Qemu> qemu_;
+  // Both engines' stop events, queued by their threads for ours; the runs whose domains run, by instance.
   std::mutex eventsMutex_;
   std::condition_variable eventsChanged_;
   std::vector<vmm::DomainStopped> domainEvents_;

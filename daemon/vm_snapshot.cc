@@ -22,12 +22,15 @@ void replaceAll(std::string& text, std::string_view from, std::string_view to) {
 }  // namespace
 
 std::string snapshotKey(const SnapshotInputs& inputs) {
-  const std::string text = fmt::format(
+  std::string text = fmt::format(
       "corral warm snapshot v1\nkernel {}\ninitrd {}\nmachine {}\naccelerator {}\nmemory {}\nvcpus {}\n"
       "tuning {}\nnic {}\n",
       inputs.kernelDigest, inputs.initrdDigest, vmm::machineName(inputs.machine),
       vmm::acceleratorName(inputs.accelerator), inputs.memoryBytes, inputs.vcpus, inputs.kernelTuning,
       inputs.withNic ? "yes" : "no");
+  // libvirt's keys as they were before the direct engine: its snapshots stay valid.
+  if (inputs.engine != vmm::Engine::Libvirt)
+    text += fmt::format("engine {}\n", vmm::engineName(inputs.engine));
   return images::digestOf(text).hex.substr(0, 32);
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "vmm/domain_xml.h"
+#include "vmm/hypervisor.h"
 
 namespace corral::daemon {
 
@@ -22,6 +23,8 @@ struct SnapshotInputs {
   int vcpus = 1;
   std::string kernelTuning;  // what corral's kernel is told on top of the common command line
   bool withNic = false;      // a NIC cannot be added at a restore: a VM in a subnet needs a template with one
+  // Who saved it: libvirt's save file and QEMU's own migration stream are restored by their own engine.
+  vmm::Engine engine = vmm::Engine::Libvirt;
 };
 
 // 32 lowercase hex digits of the sha256 of the inputs in a fixed text form: a directory name.

@@ -163,24 +163,6 @@ std::string versionText(unsigned long version) {
 
 }  // namespace
 
-std::string_view stopReasonName(StopReason reason) {
-  switch (reason) {
-    case StopReason::Shutdown:
-      return "shutdown";
-    case StopReason::Destroyed:
-      return "destroyed";
-    case StopReason::Crashed:
-      return "crashed";
-    case StopReason::Failed:
-      return "failed";
-    case StopReason::Saved:
-      return "saved";
-    case StopReason::Other:
-      return "other";
-  }
-  return "other";
-}
-
 struct Libvirt::State {
   std::string uri;
   std::function<void(const DomainStopped&)> onStopped;
@@ -303,17 +285,40 @@ const std::string& Libvirt::uri() const {
 
 Result<DomainInfo> Libvirt::createTransient(const std::string& xml, bool paused) {
   return state_->withConnection([&](virConnectPtr conn) -> Result<DomainInfo> {
-    DomainPtr domain(virDomainCreateXML(conn, xml.c_str(), paused ? VIR_DOMAIN_START_PAUSED : VIR_DOMAIN_NONE));
+    DomainPtr domain(
+        virDomainCreateXML(conn, xml.c_str(), paused ? VIR_DOMAIN_START_PAUSED : VIR_DOMAIN_NONE));
     if (!domain) return fail(lastError("virDomainCreateXML"));
     return describe(domain.get());
   });
+}
+
+Result<DomainInfo> Libvirt::create(const DomainConfig& config, bool paused) {
+  if (Status ok = validate(config); !ok) return fail(ok.error());
+  const auto started = std::chrono::steady_clock::now();
+  auto created = createTransient(domainXml(config), paused);
+  if (!created) return fail(created.error());
+  created->steps.emplace_back(
+      "libvirt_create",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
+  return created;
+}
+
+Result<DomainInfo> Libvirt::restoreFromFile(const RestoreRequest& request) {
+  const auto started = std::chrono::steady_clock::now();
+  auto restored = restoreFromFile(request.file, request.config.domainName, request.paused, request.editXml);
+  if (!restored) return fail(restored.error());
+  restored->steps.emplace_back(
+      "libvirt_restore",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
+  return restored;
 }
 
 Status Libvirt::resume(const std::string& name) {
   return state_->withConnection([&](virConnectPtr conn) -> Status {
     DomainPtr domain(virDomainLookupByName(conn, name.c_str()));
     if (!domain) return fail(lastError(fmt::format("virDomainLookupByName(\"{}\")", name)));
-    if (virDomainResume(domain.get()) < 0) return fail(lastError(fmt::format("virDomainResume(\"{}\")", name)));
+    if (virDomainResume(domain.get()) < 0)
+      return fail(lastError(fmt::format("virDomainResume(\"{}\")", name)));
     return {};
   });
 }

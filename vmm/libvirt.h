@@ -15,53 +15,37 @@
 
 #include "core/error.h"
 #include "vmm/domain_xml.h"
+#include "vmm/hypervisor.h"
 
 namespace corral::vmm {
 
 inline constexpr std::string_view kDomainPrefix = "corral-";
 
-// Why a domain stopped, from VIR_DOMAIN_EVENT_STOPPED's detail.
-// Saved: virDomainSaveFlags wrote its state and memory to a file and the domain ended.
-enum class StopReason { Shutdown, Destroyed, Crashed, Failed, Saved, Other };
-// "shutdown" | "destroyed" | "crashed" | "failed" | "saved" | "other"
-std::string_view stopReasonName(StopReason reason);
-
-struct DomainStopped {
-  std::string domainName;
-  StopReason reason;
-};
-
-struct DomainInfo {
-  std::string name;
-  std::string uuid;
-  bool running = false;
-  bool paused = false;          // active with its CPUs stopped (started paused, or being saved)
-  std::optional<int> qemuPid;   // from /run/libvirt/qemu/NAME.pid when readable
-  std::string owner;            // corral's <metadata> owner attribute (ownerOf); "" when it has none
-};
-
-class Libvirt {
+class Libvirt final : public Hypervisor {
  public:
   // Registers the default event implementation (once per process), starts the event thread and opens the
   // connection. Unreachable libvirtd → ErrorKind::Unavailable with what to do ("start it: libvirtd -d
   // (virtlogd -d first), or systemctl start libvirtd"). onStopped runs on the event thread; keep it short.
   static Result<std::unique_ptr<Libvirt>> open(std::string uri,
                                                std::function<void(const DomainStopped&)> onStopped);
-  ~Libvirt();  // deregisters callbacks, closes the connection, stops and joins the event thread
+  ~Libvirt() override;  // deregisters callbacks, closes the connection, stops and joins the event thread
   Libvirt(const Libvirt&) = delete;
   Libvirt& operator=(const Libvirt&) = delete;
 
   // All calls are thread safe and reconnect once when libvirtd went away and came back.
   // virDomainCreateXML; `paused`: the CPUs wait for resume() (a NIC is plugged in meanwhile).
   Result<DomainInfo> createTransient(const std::string& xml, bool paused = false);
-  Status resume(const std::string& name);           // virDomainResume
-  Result<std::optional<DomainInfo>> lookup(const std::string& name);  // nullopt: no such domain
-  Result<std::vector<DomainInfo>> listDomains(std::string_view prefix);  // active domains only
-  Status destroy(const std::string& name);          // virDomainDestroy; no such domain is not an error
-  Status shutdownAcpi(const std::string& name);     // virDomainShutdownFlags(ACPI_POWER_BTN)
+  Engine engine() const override { return Engine::Libvirt; }
+  // Hypervisor::create: createTransient(domainXml(config)), its one step "libvirt_create".
+  Result<DomainInfo> create(const DomainConfig& config, bool paused) override;
+  Status resume(const std::string& name) override;                                // virDomainResume
+  Result<std::optional<DomainInfo>> lookup(const std::string& name) override;     // nullopt: no such domain
+  Result<std::vector<DomainInfo>> listDomains(std::string_view prefix) override;  // active domains only
+  Status destroy(const std::string& name) override;       // virDomainDestroy; no such domain is not an error
+  Status shutdownAcpi(const std::string& name) override;  // virDomainShutdownFlags(ACPI_POWER_BTN)
   // virDomainSaveFlags: the domain's device state and memory go to `file` (written by libvirtd, as root)
   // and the domain ends (its stop event says Saved). On failure the domain keeps running.
-  Status saveToFile(const std::string& name, const std::filesystem::path& file);
+  Status saveToFile(const std::string& name, const std::filesystem::path& file) override;
   // virDomainRestoreFlags: a new transient domain from a file saveToFile wrote, with the saved XML (its
   // name, disks, tap, sockets) as `editXml` changes it (virDomainSaveImageGetXMLDesc; libvirt refuses a
   // change of what the guest sees, such as its MAC); `paused`: the CPUs wait for resume(). A file that is
@@ -69,7 +53,9 @@ class Libvirt {
   // failed).
   Result<DomainInfo> restoreFromFile(const std::filesystem::path& file, const std::string& name, bool paused,
                                      const std::function<std::string(std::string)>& editXml = nullptr);
-  Result<std::string> hypervisorVersion();          // "QEMU 7.2.0 via libvirt 9.0.0"
+  // Hypervisor::restoreFromFile: the above with request.config.domainName and request.editXml.
+  Result<DomainInfo> restoreFromFile(const RestoreRequest& request) override;
+  Result<std::string> hypervisorVersion() override;  // "QEMU 7.2.0 via libvirt 9.0.0"
   const std::string& uri() const;
 
  private:

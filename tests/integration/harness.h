@@ -176,13 +176,40 @@ inline std::string virsh(const std::vector<std::string>& args) {
   return out;
 }
 
-// The domains of this test process (testDomainPrefix()) that libvirt has running now.
+// The QEMU processes running a domain of this test process, whichever engine started them (both name the
+// guest in QEMU's "-name guest=NAME[,...]"), by pid; zombies (ended, not yet reaped) are not running.
+inline std::vector<std::pair<int, std::string>> ourQemus() {
+  std::vector<std::pair<int, std::string>> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string cmdline = readFile(entry.path().string() + "/cmdline");
+    const std::string needle = std::string("-name") + '\0' + "guest=" + testDomainPrefix();
+    const size_t at = cmdline.find(needle);
+    if (at == std::string::npos) continue;
+    const std::string stat = readFile(entry.path().string() + "/stat");
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] == 'Z') continue;
+    const size_t from = at + 6 + 6;  // past "-name\0guest="
+    const size_t end = cmdline.find_first_of(std::string(",\0", 2), from);
+    found.emplace_back(std::stoi(pid), cmdline.substr(from, end - from));
+  }
+  return found;
+}
+
+// The domains of this test process (testDomainPrefix()) running now: libvirt's, and the direct engine's
+// (vmm/qemu.h) QEMU processes.
 inline std::vector<std::string> ourDomains() {
   std::vector<std::string> names;
   std::istringstream lines(virsh({"list", "--name"}));
   for (std::string line; std::getline(lines, line);) {
     if (line.starts_with(testDomainPrefix())) names.push_back(line);
   }
+  for (const auto& [pid, name] : ourQemus()) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
   return names;
 }
 
@@ -231,6 +258,7 @@ class TestDaemon {
       }
       // Whatever the daemon could not remove.
       for (const std::string& domain : ourDomains()) virsh({"destroy", domain});
+      for (const auto& [pid, name] : ourQemus()) ::kill(pid, SIGKILL);  // the direct engine's
       for (const std::string& netns : net::listNetns()) {
         if (netns.starts_with(testNetnsPrefix() + "vpc-")) [[maybe_unused]]
           auto gone = net::deleteNetns(netns);

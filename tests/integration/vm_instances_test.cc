@@ -80,15 +80,25 @@ TEST(VmInstances, RunExecLogsStopStartRemove) {
   }
   EXPECT_EQ(boot.value("accelerator", ""), "tcg");
   EXPECT_GT(boot["total_ms"].get<double>(), boot["domain_ms"].get<double>());
-  // domain_ms split into its own steps, which add up to it.
+  // domain_ms split into its own steps, which add up to it; the engine's part split into the engine's own
+  // steps (the default engine on microvm, corral's kernel's machine, is the direct one).
+  EXPECT_EQ(boot.value("engine", ""), "qemu") << boot.dump();
+  EXPECT_EQ(vm["vm"].value("engine", ""), "qemu") << vm["vm"].dump();
   double domainSteps = 0;
-  for (const char* step : {"prepare_ms", "libvirt_create_ms", "nic_ms"}) {
+  for (const char* step : {"prepare_ms", "engine_ms", "nic_ms"}) {
     ASSERT_TRUE(boot["domain_steps"].contains(step) && boot["domain_steps"][step].is_number())
         << step << ": " << boot.dump();
     domainSteps += boot["domain_steps"][step].get<double>();
   }
   EXPECT_NEAR(domainSteps, boot["domain_ms"].get<double>(), 1.0) << boot.dump();
-  EXPECT_GT(boot["domain_steps"]["libvirt_create_ms"].get<double>(), 0) << boot.dump();
+  double engineSteps = 0;
+  for (const char* step : {"spawn_ms", "qmp_ms"}) {
+    ASSERT_TRUE(boot["domain_steps"].contains(step) && boot["domain_steps"][step].is_number())
+        << step << ": " << boot.dump();
+    EXPECT_GT(boot["domain_steps"][step].get<double>(), 0) << boot.dump();
+    engineSteps += boot["domain_steps"][step].get<double>();
+  }
+  EXPECT_LE(engineSteps, boot["domain_steps"]["engine_ms"].get<double>() + 0.01) << boot.dump();
   EXPECT_EQ(vm["vm"].value("domain", ""), kPrefix + "vm1");
   EXPECT_TRUE(vm["pid"].is_number()) << "the QEMU pid";
   EXPECT_EQ(ourDomains(), std::vector<std::string>{kPrefix + "vm1"});
@@ -183,7 +193,9 @@ TEST(VmInstances, SurvivesDaemonKillAndRecordsGuestPoweroff) {
 // one's running domain alone, because the domain's metadata names the corrald that made it.
 TEST(VmInstances, AnotherCorraldWithTheSamePrefixLeavesOurDomainsAlone) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
-  TestDaemon first = vmDaemon();
+  // libvirt's metadata is what this is about; the direct engine keeps its VMs under each corrald's own
+  // VMS_DIR, where another corrald never looks.
+  TestDaemon first = vmDaemon({"--accelerator", "tcg", "--vm-engine", "libvirt"});
   ASSERT_TRUE(first.start()) << first.log();
   json vm = runReady(first, "shared");
   ASSERT_EQ(vm.value("state", ""), "running");
@@ -191,7 +203,7 @@ TEST(VmInstances, AnotherCorraldWithTheSamePrefixLeavesOurDomainsAlone) {
   EXPECT_NE(owner.find(first.vmsDir()), std::string::npos) << owner;
 
   // The second corrald has a VM of its own, so its restart reconciles the prefix's domains.
-  TestDaemon second("vm-other", {"--accelerator", "tcg"});
+  TestDaemon second("vm-other", {"--accelerator", "tcg", "--vm-engine", "libvirt"});
   ASSERT_TRUE(second.start()) << second.log();
   ASSERT_EQ(runReady(second, "mine").value("state", ""), "running");
   second.kill9();
@@ -358,8 +370,8 @@ TEST(VmInstances, GuestThatNeverGetsReadyIsDestroyedWithTheConsoleTail) {
 
 TEST(VmInstances, UnreachableLibvirtIsAClearErrorAndContainersStillRun) {
   if (!requireRoot()) GTEST_SKIP() << "needs root";
-  TestDaemon daemon = vmDaemon(
-      {"--accelerator", "tcg", "--libvirt-uri", "qemu+unix:///system?socket=/nonexistent/libvirt-sock"});
+  TestDaemon daemon = vmDaemon({"--accelerator", "tcg", "--vm-engine", "libvirt", "--libvirt-uri",
+                                "qemu+unix:///system?socket=/nonexistent/libvirt-sock"});
   ASSERT_TRUE(daemon.start()) << daemon.log();
   Reply vm = daemon.call("POST", "/v1/instances", vmSpec("vm1"));
   EXPECT_EQ(vm.status, 503) << vm.body.dump();
@@ -367,8 +379,21 @@ TEST(VmInstances, UnreachableLibvirtIsAClearErrorAndContainersStillRun) {
   EXPECT_EQ(daemon.call("GET", "/v1/instances/vm1").status, 404) << "nothing recorded";
   json info = daemon.call("GET", "/v1/info").body;
   EXPECT_EQ(info["vms"]["libvirt"]["reachable"], false) << info.dump();
+  EXPECT_EQ(info["vms"]["engine"], "libvirt") << info.dump();
   Reply container = daemon.call("POST", "/v1/instances", {{"name", "c1"}, {"command", {"true"}}});
   EXPECT_EQ(container.status, 201) << container.body.dump();
+  daemon.stop();
+
+  // The direct engine needs no libvirtd: the same corrald with the default engine boots the microvm VM.
+  TestDaemon direct("vm-direct", {"--accelerator", "tcg", "--libvirt-uri",
+                                  "qemu+unix:///system?socket=/nonexistent/libvirt-sock"});
+  ASSERT_TRUE(direct.start()) << direct.log();
+  EXPECT_EQ(direct.call("GET", "/v1/info").body["vms"]["engine"], "auto");
+  json booted = runReady(direct, "vm2");
+  EXPECT_EQ(booted.value("state", ""), "running") << booted.dump() << direct.logTail();
+  EXPECT_EQ(booted["boot"].value("engine", ""), "qemu") << booted.dump();
+  EXPECT_EQ(direct.call("DELETE", "/v1/instances/vm2?force=true").status, 200);
+  EXPECT_TRUE(ourDomains().empty());
 }
 
 }  // namespace

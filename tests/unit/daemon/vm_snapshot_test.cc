@@ -24,7 +24,7 @@ TEST(SnapshotKey, EachInputChangesIt) {
   const std::string base = snapshotKey(inputs());
   EXPECT_EQ(base.size(), 32u);
   EXPECT_EQ(base, snapshotKey(inputs()));
-  std::vector<SnapshotInputs> changed(8, inputs());
+  std::vector<SnapshotInputs> changed(9, inputs());
   changed[0].kernelDigest = "sha256:" + std::string(64, 'c');
   changed[1].initrdDigest = "sha256:" + std::string(64, 'c');
   changed[2].machine = vmm::Machine::Pc;
@@ -33,9 +33,10 @@ TEST(SnapshotKey, EachInputChangesIt) {
   changed[5].vcpus = 2;
   changed[6].kernelTuning = "";
   changed[7].withNic = false;
+  changed[8].engine = vmm::Engine::Qemu;
   std::set<std::string> keys = {base};
   for (const auto& other : changed) keys.insert(snapshotKey(other));
-  EXPECT_EQ(keys.size(), 9u);
+  EXPECT_EQ(keys.size(), 10u);
 }
 
 TEST(SnapshotTemplate, RecordRoundTripsAndNamesFit) {

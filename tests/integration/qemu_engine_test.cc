@@ -1,0 +1,312 @@
+// The direct engine (vmm/qemu.h) on its own, as root under TCG: corral's kernel booted on microvm with a NIC
+// until its agent answers, QEMU detached from this process, a second engine object adopting the running VM
+// and reporting its end, a VM that ended while no engine watched cleared at the next open, save and restore
+// through QEMU's migration stream, and failures (a kernel QEMU cannot load, a corrupted state file) that
+// leave nothing: no process, no tap, no socket, no run directory.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include "tests/integration/harness.h"
+#include "vmm/agent.h"
+#include "vmm/qemu.h"
+
+namespace corral::vmm {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+const fs::path kCorralKernel = fs::path(CORRAL_IMAGE_DIR) / "kernels/corral/vmlinux";
+const fs::path kInitrd = fs::path(CORRAL_IMAGE_DIR) / "busybox/vm/initramfs.img";
+
+class Stops {
+ public:
+  void record(const DomainStopped& stopped) {
+    std::lock_guard lock(mutex_);
+    stops_.push_back(stopped);
+    changed_.notify_all();
+  }
+  std::optional<StopReason> waitFor(const std::string& name, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    std::optional<StopReason> reason;
+    changed_.wait_for(lock, timeout, [&] {
+      for (const auto& stop : stops_)
+        if (stop.domainName == name) reason = stop.reason;
+      return reason.has_value();
+    });
+    return reason;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<DomainStopped> stops_;
+};
+
+std::string readText(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Running: not gone and not a zombie (QEMU's parent is init, which reaps it a moment after it ends).
+bool processAlive(int pid) {
+  const std::string stat = readText(fmt::format("/proc/{}/stat", pid));
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+}
+
+class QemuEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing::requireRoot()) GTEST_SKIP() << "needs root for QEMU's tap";
+    ASSERT_TRUE(fs::is_regular_file(kCorralKernel)) << kCorralKernel << ": `ninja guest-kernel`";
+    ASSERT_TRUE(fs::is_regular_file(kInitrd)) << kInitrd << ": build image-busybox-vm";
+    dir_ = fs::temp_directory_path() / fmt::format("corral-qemu-engine-{}", ::getpid());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    engine_.reset();
+    // Whatever a failed test left: a new engine adopts it and destroys it.
+    if (!dir_.empty()) {
+      if (auto engine = open(); engine) {
+        if (auto left = (*engine)->listDomains(""); left)
+          for (const auto& vm : *left) (void)(*engine)->destroy(vm.name);
+      }
+      fs::remove_all(dir_);
+    }
+  }
+
+  Result<std::unique_ptr<Qemu>> open() {
+    return Qemu::open({.runRoot = dir_ / "run"},
+                      [this](const DomainStopped& stopped) { stops_.record(stopped); });
+  }
+
+  DomainConfig config(const std::string& suffix, bool withNic) {
+    DomainConfig config;
+    config.instanceName = fmt::format("qe{}-{}", ::getpid(), suffix);
+    config.domainName = "corral-" + config.instanceName;
+    config.owner = dir_.string();
+    config.machine = Machine::Microvm;
+    config.memoryBytes = 128ull << 20;
+    config.kernel = kCorralKernel;
+    config.initrd = kInitrd;
+    config.cmdline = kernelCommandLine(config.instanceName, config.instanceName, std::nullopt, std::nullopt) +
+                     corralKernelTuning(Accelerator::Tcg, std::nullopt, 1);
+    config.consoleLog = dir_ / (suffix + ".console.log");
+    config.agentSocket = dir_ / (suffix + ".agent.sock");
+    config.tcgTranslationCacheMiB = 32;
+    if (withNic)
+      config.nic =
+          NicConfig{fmt::format("crlq{}{}", ::getpid() % 100000, suffix.substr(0, 2)), "52:54:00:aa:bb:01"};
+    return config;
+  }
+
+  // Whether a run directory of the engine records this VM.
+  bool hasRunDir(const std::string& domainName) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_ / "run", ec))
+      if (readText(entry.path() / "domain.json").find("\"" + domainName + "\"") != std::string::npos)
+        return true;
+    return false;
+  }
+
+  // Nothing of the VM is left on the host.
+  void expectGone(const DomainConfig& config, int pid) {
+    EXPECT_FALSE(processAlive(pid)) << "QEMU pid " << pid;
+    EXPECT_FALSE(hasRunDir(config.domainName)) << "run directory";
+    EXPECT_FALSE(fs::exists(config.agentSocket)) << config.agentSocket;
+    if (config.nic) {
+      EXPECT_FALSE(fs::exists("/sys/class/net/" + config.nic->tapName)) << config.nic->tapName;
+    }
+  }
+
+  fs::path dir_;
+  Stops stops_;
+  std::unique_ptr<Qemu> engine_;
+};
+
+TEST_F(QemuEngineTest, BootsDetachedIsAdoptedByANewEngineAndLeavesNothing) {
+  auto opened = open();
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig vm = config("boot", /*withNic=*/true);
+  auto created = engine_->create(vm, /*paused=*/false);
+  ASSERT_TRUE(created) << created.error().message();
+  ASSERT_TRUE(created->qemuPid);
+  const int pid = *created->qemuPid;
+  ASSERT_EQ(created->steps.size(), 2u);
+  EXPECT_EQ(created->steps[0].first, "spawn");
+  EXPECT_EQ(created->steps[1].first, "qmp");
+  // Detached: not our child, in a session of its own; its tap exists.
+  std::istringstream stat(readText(fmt::format("/proc/{}/stat", pid)));
+  std::string field;
+  std::vector<std::string> fields;
+  while (stat >> field) fields.push_back(field);
+  ASSERT_GT(fields.size(), 6u);
+  EXPECT_NE(std::stoi(fields[3]), ::getpid()) << "ppid";
+  EXPECT_NE(std::stoi(fields[5]), ::getsid(0)) << "session";
+  EXPECT_TRUE(fs::exists("/sys/class/net/" + vm.nic->tapName));
+
+  auto agent = AgentClient::connect(vm.agentSocket, Clock::now() + 120s);
+  ASSERT_TRUE(agent) << agent.error().message() << "\n" << readText(vm.consoleLog);
+  auto uname = agent->exec({"uname", "-r"}, {}, 20s);
+  ASSERT_TRUE(uname) << uname.error().message();
+  EXPECT_EQ(uname->exitCode, 0);
+
+  auto listed = engine_->listDomains("corral-qe");
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].owner, dir_.string());
+  EXPECT_FALSE((*listed)[0].paused);
+
+  // A new engine (corrald restarted) adopts it: same pid, same uuid, and its end reported there.
+  engine_.reset();
+  ASSERT_TRUE(processAlive(pid)) << "the VM ended with its engine";
+  opened = open();
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  auto found = engine_->lookup(vm.domainName);
+  ASSERT_TRUE(found) << found.error().message();
+  ASSERT_TRUE(*found);
+  EXPECT_EQ((*found)->qemuPid, pid);
+  EXPECT_EQ((*found)->uuid, created->uuid);
+  // corral's init powers off by a reset on microvm (no ACPI); with -no-reboot that ends QEMU, reported as
+  // libvirt reports on_reboot='destroy' (the driver tells it from a kill by the guest's last words).
+  ASSERT_TRUE(agent->shutdown());
+  EXPECT_EQ(stops_.waitFor(vm.domainName, 60s), StopReason::Destroyed);
+  expectGone(vm, pid);
+  auto none = engine_->lookup(vm.domainName);
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+}
+
+TEST_F(QemuEngineTest, DestroyEndsItAndAVmThatEndedUnwatchedIsClearedAtOpen) {
+  auto opened = open();
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig first = config("kill", /*withNic=*/true);
+  const DomainConfig second = config("gone", /*withNic=*/false);
+  auto a = engine_->create(first, /*paused=*/true);
+  ASSERT_TRUE(a) << a.error().message();
+  auto b = engine_->create(second, /*paused=*/true);
+  ASSERT_TRUE(b) << b.error().message();
+  auto paused = engine_->lookup(first.domainName);
+  ASSERT_TRUE(paused && *paused);
+  EXPECT_TRUE((*paused)->paused);
+  auto again = engine_->create(first, false);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind(), ErrorKind::Conflict);
+
+  ASSERT_TRUE(engine_->destroy(first.domainName));
+  EXPECT_EQ(stops_.waitFor(first.domainName, 5s), StopReason::Destroyed);
+  expectGone(first, *a->qemuPid);
+  EXPECT_TRUE(engine_->destroy(first.domainName)) << "no such VM is not an error";
+
+  // The second ends while no engine watches it (killed from outside): the next open clears its leftovers.
+  engine_.reset();
+  ASSERT_EQ(::kill(*b->qemuPid, SIGKILL), 0);
+  for (int i = 0; i < 100 && processAlive(*b->qemuPid); ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_TRUE(hasRunDir(second.domainName));
+  opened = open();
+  ASSERT_TRUE(opened);
+  engine_ = std::move(*opened);
+  auto listed = engine_->listDomains("");
+  ASSERT_TRUE(listed);
+  EXPECT_TRUE(listed->empty());
+  expectGone(second, *b->qemuPid);
+}
+
+TEST_F(QemuEngineTest, SavesToAFileAndRestoresIt) {
+  auto opened = open();
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig vm = config("save", /*withNic=*/true);
+  auto created = engine_->create(vm, false);
+  ASSERT_TRUE(created) << created.error().message();
+  {
+    auto agent = AgentClient::connect(vm.agentSocket, Clock::now() + 120s);
+    ASSERT_TRUE(agent) << agent.error().message();
+    ASSERT_TRUE(agent->exec(
+        {"sh", "-c", "echo before-save > /tmp/mark; echo console-before-save > /dev/console"}, {}, 20s));
+  }
+  const fs::path state = dir_ / "saved.state";
+  ASSERT_TRUE(engine_->saveToFile(vm.domainName, state));
+  EXPECT_EQ(stops_.waitFor(vm.domainName, 10s), StopReason::Saved);
+  expectGone(vm, *created->qemuPid);
+  EXPECT_EQ(savedStateEngine(state), Engine::Qemu);
+
+  auto restored = engine_->restoreFromFile({.file = state, .config = vm, .paused = true});
+  ASSERT_TRUE(restored) << restored.error().message();
+  ASSERT_EQ(restored->steps.size(), 3u);
+  EXPECT_EQ(restored->steps[2].first, "incoming");
+  EXPECT_TRUE(restored->paused);
+  ASSERT_TRUE(engine_->resume(vm.domainName));
+  auto agent = AgentClient::connect(vm.agentSocket, Clock::now() + 60s);
+  ASSERT_TRUE(agent) << agent.error().message();
+  auto mark = agent->exec({"cat", "/tmp/mark"}, {}, 20s);
+  ASSERT_TRUE(mark) << mark.error().message();
+  EXPECT_EQ(mark->stdoutText, "before-save\n") << "the guest went on from where it was saved";
+  // The console log goes on after the boot's lines.
+  EXPECT_NE(readText(vm.consoleLog).find("console-before-save"), std::string::npos);
+  // Saved again and restored running (not paused): the guest goes on without a resume.
+  ASSERT_TRUE(engine_->saveToFile(vm.domainName, state));
+  expectGone(vm, *restored->qemuPid);
+  restored = engine_->restoreFromFile({.file = state, .config = vm, .paused = false});
+  ASSERT_TRUE(restored) << restored.error().message();
+  auto running = engine_->lookup(vm.domainName);
+  ASSERT_TRUE(running && *running);
+  EXPECT_FALSE((*running)->paused);
+  agent = AgentClient::connect(vm.agentSocket, Clock::now() + 60s);
+  ASSERT_TRUE(agent) << agent.error().message();
+  ASSERT_TRUE(engine_->destroy(vm.domainName));
+  expectGone(vm, *restored->qemuPid);
+
+  // A corrupted state: QEMU cannot load it; the restore fails with QEMU's reason and leaves nothing.
+  {
+    std::fstream file(state, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(4096);
+    const std::string junk(4096, 'x');
+    file.write(junk.data(), junk.size());
+  }
+  auto corrupt = engine_->restoreFromFile({.file = state, .config = vm, .paused = false});
+  ASSERT_FALSE(corrupt);
+  EXPECT_NE(corrupt.error().message().find("restore VM " + vm.domainName), std::string::npos)
+      << corrupt.error().message();
+  auto left = engine_->lookup(vm.domainName);
+  ASSERT_TRUE(left);
+  EXPECT_FALSE(*left);
+  EXPECT_FALSE(fs::exists(dir_ / "run")) << "the run root goes with its last VM";
+  EXPECT_FALSE(fs::exists("/sys/class/net/" + vm.nic->tapName));
+}
+
+TEST_F(QemuEngineTest, QemusOwnErrorIsTheStartsAndNothingStays) {
+  auto opened = open();
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  DomainConfig vm = config("bad", /*withNic=*/true);
+  vm.kernel = dir_ / "no-such-vmlinux";
+  auto created = engine_->create(vm, false);
+  ASSERT_FALSE(created);
+  EXPECT_NE(created.error().message().find("no-such-vmlinux"), std::string::npos)
+      << created.error().message();
+  EXPECT_FALSE(fs::exists(dir_ / "run")) << "the run root goes with its last VM";
+  EXPECT_FALSE(fs::exists("/sys/class/net/" + vm.nic->tapName));
+  vm.memoryBytes = 1;
+  auto invalid = engine_->create(vm, false);
+  ASSERT_FALSE(invalid);
+  EXPECT_EQ(invalid.error().field(), "memory");
+}
+
+}  // namespace
+}  // namespace corral::vmm

@@ -1,0 +1,96 @@
+// The direct engine's QEMU command line (vmm/qemu_argv.h), one argument a line, compared with golden files.
+#include "vmm/qemu_argv.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "vmm/hypervisor.h"
+
+namespace corral::vmm {
+namespace {
+
+const std::filesystem::path kGoldenDir = std::filesystem::path(__FILE__).parent_path() / "golden";
+
+DomainConfig microvmConfig() {
+  DomainConfig config;
+  config.domainName = "corral-web-1";
+  config.instanceName = "web-1";
+  config.machine = Machine::Microvm;
+  config.memoryBytes = 128ull << 20;
+  config.kernel = "/var/lib/corral/kernels/corral/vmlinux";
+  config.initrd = "/var/lib/corral/images/busybox/vm/initramfs.img";
+  config.cmdline = kernelCommandLine("web-1", "web-1", "10.0.1.5/24", "10.0.1.1");
+  config.consoleLog = "/var/lib/corral/vms/web-1/console.log";
+  config.agentSocket = "/var/lib/corral/vms/web-1/agent.sock";
+  config.nic = NicConfig{"crl-t-web1", "52:54:00:12:34:56"};
+  config.tcgTranslationCacheMiB = 32;
+  return config;
+}
+
+std::string readFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void expectGolden(const std::vector<std::string>& argv, const std::string& name) {
+  std::string text;
+  for (const auto& arg : argv) text += arg + "\n";
+  const auto path = kGoldenDir / name;
+  if (getenv("CORRAL_UPDATE_GOLDEN")) std::ofstream(path) << text;
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  EXPECT_EQ(text, readFile(path)) << "golden file " << path;
+}
+
+const QemuRunFiles kFiles = QemuRunFiles::in("/var/lib/corral/vms/.qemu/corral-web-1");
+
+TEST(QemuArgv, TcgMicrovmWithNic) {
+  expectGolden(
+      qemuArgv(microvmConfig(), kFiles, {.paused = true, .uuid = "0b7c5c7e-1b55-4b0e-9a3f-2d7c1f1e9a01"}),
+      "qemu_tcg_microvm_nic.args");
+}
+
+TEST(QemuArgv, KvmPcWithDisksRestoring) {
+  DomainConfig config = microvmConfig();
+  config.machine = Machine::Pc;
+  config.accelerator = Accelerator::Kvm;
+  config.vcpus = 2;
+  config.nic.reset();
+  config.disks = {
+      {.path = "/var/lib/corral/vms/web-1/root.qcow2", .format = DiskFormat::Qcow2, .serial = "corral-root"},
+      {.path = "/var/lib/corral/vms/web-1/config.img", .serial = "corral-config", .readOnly = true}};
+  expectGolden(
+      qemuArgv(config, kFiles,
+               {.incoming = true, .uuid = "0b7c5c7e-1b55-4b0e-9a3f-2d7c1f1e9a01", .binary = "/usr/bin/qemu"}),
+      "qemu_kvm_pc_disks_incoming.args");
+}
+
+// QEMU's option syntax: a comma inside a path is doubled, or it would start another option.
+TEST(QemuArgv, CommasInPathsAreDoubled) {
+  DomainConfig config = microvmConfig();
+  config.consoleLog = "/tmp/a,b/console.log";
+  auto argv = qemuArgv(config, kFiles, {.uuid = "u"});
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "file,id=console,path=/tmp/a,,b/console.log"), argv.end());
+}
+
+TEST(SavedStateEngine, TellsLibvirtFromQemuStreams) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("corral-saved-engine-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "libvirt") << "LibvirtQemudSave" << std::string(100, '\0');
+  std::ofstream(dir / "qemu") << "QEVM" << std::string(100, '\1');
+  std::ofstream(dir / "other") << "something else entirely";
+  std::ofstream(dir / "short") << "QE";
+  EXPECT_EQ(savedStateEngine(dir / "libvirt"), Engine::Libvirt);
+  EXPECT_EQ(savedStateEngine(dir / "qemu"), Engine::Qemu);
+  EXPECT_EQ(savedStateEngine(dir / "other"), std::nullopt);
+  EXPECT_EQ(savedStateEngine(dir / "short"), std::nullopt);
+  EXPECT_EQ(savedStateEngine(dir / "missing"), std::nullopt);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace corral::vmm

@@ -1,0 +1,634 @@
+// The direct engine (vmm/qemu.h): QEMU spawned with posix_spawn and left to daemonize, watched through a
+// pidfd and a QMP event monitor by one thread per VM, driven by QMP commands on a second monitor.
+#include "vmm/qemu.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "core/log.h"
+#include "core/rollback.h"
+#include "vmm/qemu_argv.h"
+#include "vmm/qmp.h"
+
+extern char** environ;
+
+namespace corral::vmm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr auto kSpawnTimeout = 30s;
+constexpr auto kQmpTimeout = 10s;
+constexpr auto kExitTimeout = 30s;
+constexpr auto kMigrationTimeout = 600s;
+constexpr auto kMigrationPoll = 5ms;
+constexpr std::string_view kRecordFile = "domain.json";
+// QEMU 7.2 caps migration at 32 MiB/s unless told otherwise; a save to a local file wants no cap (libvirt
+// lifts it the same way for virDomainSave).
+constexpr uint64_t kUnlimitedBandwidth = 1ull << 40;
+
+double msSince(Clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
+}
+
+std::string readFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The last lines of QEMU's own log (its error after it daemonized), for an error message.
+std::string logTail(const std::filesystem::path& log) {
+  std::string text = readFile(log);
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  if (text.size() > 2000) text = text.substr(text.size() - 2000);
+  return text.empty() ? "(nothing in its log)" : text;
+}
+
+std::string newUuid() {
+  std::string bytes = readFile("/proc/sys/kernel/random/uuid");
+  while (!bytes.empty() && bytes.back() == '\n') bytes.pop_back();
+  return bytes;
+}
+
+Result<UniqueFd> openPidfd(pid_t pid) {
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return fail(systemError(errno, fmt::format("pidfd_open({})", pid)));
+  return UniqueFd(fd);
+}
+
+bool exited(int pidfd) {
+  pollfd in{pidfd, POLLIN, 0};
+  return ::poll(&in, 1, 0) == 1;
+}
+
+// Whether `pid` is the QEMU started with this pidfile: its command line names it (a recycled pid, or
+// another process, does not).
+bool isQemuOf(pid_t pid, const std::filesystem::path& pidFile) {
+  const std::string cmdline = readFile(fmt::format("/proc/{}/cmdline", pid));
+  const std::string needle = std::string("-pidfile") + '\0' + pidFile.string() + '\0';
+  return cmdline.find(needle) != std::string::npos;
+}
+
+std::optional<pid_t> readPid(const std::filesystem::path& pidFile) {
+  std::ifstream in(pidFile);
+  long pid = 0;
+  if (in >> pid && pid > 0) return static_cast<pid_t>(pid);
+  return std::nullopt;
+}
+
+// Runs argv, QEMU's launching process: it exits once the daemonized QEMU is initialised (0) or failed (its
+// error on stderr or, once it forked, in its -D log: a kernel it cannot load, a tap it cannot open).
+Status spawnDaemonizing(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+  int pipeFds[2];
+  if (::pipe2(pipeFds, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2"));
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, writeEnd.get(), 2);
+  // Nothing else of corrald's goes along, whether marked close-on-exec or not: QEMU outlives corrald, and
+  // an inherited listening socket or database would outlive it with QEMU.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &all);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::vector<char*> args;
+  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int spawned = ::posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  writeEnd.reset();
+  if (spawned != 0) return fail(systemError(spawned, fmt::format("posix_spawnp(\"{}\")", argv[0])));
+  // stderr until EOF: the launching process and the daemon's stderr (which QEMU points at its -D log once
+  // initialised) both close it.
+  std::string errors;
+  const auto deadline = Clock::now() + kSpawnTimeout;
+  for (;;) {
+    pollfd in{readEnd.get(), POLLIN, 0};
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) break;
+    const int ready = ::poll(&in, 1, static_cast<int>(left));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) break;
+    char chunk[4096];
+    const ssize_t n = ::read(readEnd.get(), chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (errors.size() < 16384) errors.append(chunk, static_cast<size_t>(n));
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  while (!errors.empty() && (errors.back() == '\n' || errors.back() == ' ')) errors.pop_back();
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return fail(internalError("{} did not start ({}): {}", argv[0],
+                              WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
+                                                : fmt::format("signal {}", WTERMSIG(status)),
+                              errors.empty() ? logTail(log) : errors));
+  }
+  return {};
+}
+
+StopReason reasonOfShutdown(const std::string& reason) {
+  if (reason == "guest-shutdown") return StopReason::Shutdown;
+  if (reason == "guest-panic") return StopReason::Crashed;
+  // guest-reset: with -no-reboot a reset ends QEMU, as libvirt's on_reboot='destroy' does (and reports
+  // "destroyed"); host-qmp-quit, host-signal, host-ui: someone else ended it.
+  return StopReason::Destroyed;
+}
+
+// The run directory's name: short whatever the domain's, since the QMP sockets in it are bound to paths of
+// at most 107 bytes (a warm template's domain name alone is ~80).
+std::string runDirName(std::string_view domainName) {
+  uint64_t hash = 14695981039346656037ull;
+  for (char c : domainName) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ull;
+  }
+  return fmt::format("{:016x}", hash);
+}
+
+}  // namespace
+
+struct Qemu::Vm {
+  std::string name;
+  std::string instance;
+  std::string owner;
+  std::string uuid;
+  std::filesystem::path runDir;
+  QemuRunFiles files;
+  std::filesystem::path agentSocket;  // QEMU's; left behind by a killed QEMU, removed with the run directory
+  pid_t pid = 0;
+  UniqueFd pidfd;
+  UniqueFd wake;  // eventfd: the engine is closing, the watcher returns and leaves the VM running
+  std::optional<QmpClient> events;
+  std::mutex commandMutex;        // the command monitor takes one client at a time
+  std::atomic<int> intended{-1};  // a StopReason corral asked for (Destroyed, Saved); -1: none
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool ended = false;          // under mutex: the process is gone and its directory removed
+  std::string shutdownReason;  // the watcher's: the SHUTDOWN event's reason, if one came
+
+  Result<Json> command(std::string_view command, const Json& arguments, int passFd = -1) {
+    std::lock_guard lock(commandMutex);
+    return commandLocked(command, arguments, passFd);
+  }
+  Result<Json> commandLocked(std::string_view command, const Json& arguments, int passFd = -1) {
+    auto client = QmpClient::connect(files.qmpSocket, Clock::now() + kQmpTimeout);
+    if (!client) return fail(client.error().wrap(fmt::format("VM {}", name)));
+    auto answer = client->execute(command, arguments, Clock::now() + kQmpTimeout, passFd);
+    if (!answer) return fail(answer.error().wrap(fmt::format("VM {}", name)));
+    return answer;
+  }
+  bool waitEnded(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, timeout, [&] { return ended; });
+  }
+};
+
+Qemu::Qemu(QemuEngineOptions options, std::function<void(const DomainStopped&)> onStopped)
+    : options_(std::move(options)), onStopped_(std::move(onStopped)) {}
+
+Result<std::unique_ptr<Qemu>> Qemu::open(QemuEngineOptions options,
+                                         std::function<void(const DomainStopped&)> onStopped) {
+  std::error_code ec;
+  std::unique_ptr<Qemu> engine(new Qemu(std::move(options), std::move(onStopped)));
+  for (const auto& entry : std::filesystem::directory_iterator(engine->options_.runRoot, ec)) {
+    if (entry.is_directory()) engine->adopt(entry.path());
+  }
+  return engine;
+}
+
+Qemu::~Qemu() {
+  std::map<std::string, std::shared_ptr<Vm>, std::less<>> vms;
+  {
+    std::lock_guard lock(mutex_);
+    vms.swap(vms_);
+  }
+  for (auto& [name, vm] : vms) {
+    const uint64_t one = 1;
+    (void)!::write(vm->wake.get(), &one, sizeof(one));
+  }
+  std::unique_lock lock(mutex_);
+  watchersDone_.wait(lock, [&] { return watchers_ == 0; });
+}
+
+// A run directory found at open: its QEMU is adopted when the pidfile names a live process started for
+// this directory; otherwise the directory is a leftover (the VM ended while no engine watched it).
+void Qemu::adopt(const std::filesystem::path& runDir) {
+  auto vm = std::make_shared<Vm>();
+  vm->runDir = runDir;
+  vm->files = QemuRunFiles::in(runDir);
+  Json record = Json::parse(readFile(runDir / kRecordFile), nullptr, false);
+  auto pid = readPid(vm->files.pidFile);
+  std::optional<UniqueFd> pidfd;
+  if (pid) {
+    if (auto opened = openPidfd(*pid); opened) pidfd = std::move(*opened);
+  }
+  // The pidfd is taken first: once the command line matches, the pidfd is that process's, whatever
+  // happens to the pid number later.
+  const bool live = record.is_object() && pidfd && isQemuOf(*pid, vm->files.pidFile) && !exited(pidfd->get());
+  if (record.is_object() && record.contains("agent_socket") && record["agent_socket"].is_string())
+    vm->agentSocket = record["agent_socket"].get<std::string>();
+  if (!live) {
+    log::info("qemu engine: removing \"{}\": its QEMU is gone", runDir.string());
+    std::error_code ec;
+    if (!vm->agentSocket.empty()) std::filesystem::remove(vm->agentSocket, ec);
+    std::filesystem::remove_all(runDir, ec);
+    std::filesystem::remove(options_.runRoot, ec);  // when it was the last
+    return;
+  }
+  vm->name = record.value("name", runDir.filename().string());
+  vm->instance = record.value("instance", "");
+  vm->owner = record.value("owner", "");
+  vm->uuid = record.value("uuid", "");
+  vm->pid = *pid;
+  vm->pidfd = std::move(*pidfd);
+  vm->wake = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  // Events again; a monitor that does not answer (another engine object still holds it) leaves the VM
+  // watched by its pidfd alone, its end then reported without the guest's reason.
+  if (auto events = QmpClient::connect(vm->files.eventSocket, Clock::now() + 2s); events) {
+    vm->events = std::move(*events);
+  } else {
+    log::warn("qemu engine: VM {}: no event monitor ({}); watching its process only", vm->name,
+              events.error().message());
+  }
+  {
+    std::lock_guard lock(mutex_);
+    vms_[vm->name] = vm;
+  }
+  watch(vm);
+  log::info("qemu engine: adopted VM {} (pid {})", vm->name, vm->pid);
+}
+
+// The VM's thread: its events (the SHUTDOWN reason) until the process ends, then the directory goes and the
+// stop is reported.
+void Qemu::watch(const std::shared_ptr<Vm>& vm) {
+  {
+    std::lock_guard lock(mutex_);
+    ++watchers_;
+  }
+  std::thread([this, vm] {
+    Rollback countOut([this] {
+      std::lock_guard lock(mutex_);
+      if (--watchers_ == 0) watchersDone_.notify_all();
+    });
+    for (;;) {
+      pollfd fds[3] = {{vm->pidfd.get(), POLLIN, 0},
+                       {vm->wake.get(), POLLIN, 0},
+                       {vm->events && !vm->events->closed() ? vm->events->fd() : -1, POLLIN, 0}};
+      if (::poll(fds, 3, -1) < 0) {
+        if (errno == EINTR) continue;
+        log::warn("qemu engine: VM {}: poll: {}", vm->name, std::strerror(errno));
+        std::this_thread::sleep_for(100ms);
+        continue;
+      }
+      if (fds[1].revents != 0) return;  // the engine closes; the VM runs on
+      if (fds[2].revents != 0) {
+        // Every event already readable, none waited for.
+        while (auto event = vm->events->nextEvent(Clock::now())) {
+          if (event->name == "SHUTDOWN") vm->shutdownReason = event->data.value("reason", "");
+        }
+      }
+      if (fds[0].revents != 0) break;
+    }
+    // Whatever QEMU still had to say before it went.
+    if (vm->events) {
+      while (auto event = vm->events->nextEvent(Clock::now())) {
+        if (event->name == "SHUTDOWN") vm->shutdownReason = event->data.value("reason", "");
+      }
+    }
+    StopReason reason = StopReason::Crashed;  // no SHUTDOWN event: the process died
+    if (const int intended = vm->intended.load(); intended >= 0)
+      reason = static_cast<StopReason>(intended);
+    else if (!vm->shutdownReason.empty())
+      reason = reasonOfShutdown(vm->shutdownReason);
+    if (reason == StopReason::Crashed)
+      log::warn("qemu engine: VM {} (pid {}) ended without a shutdown: {}", vm->name, vm->pid,
+                logTail(vm->files.log));
+    vm->events.reset();
+    std::error_code ec;
+    if (!vm->agentSocket.empty()) std::filesystem::remove(vm->agentSocket, ec);
+    std::filesystem::remove_all(vm->runDir, ec);
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = vms_.find(vm->name); it != vms_.end() && it->second == vm) vms_.erase(it);
+      // The root goes with the last VM: a corrald that ran VMs leaves no empty directory behind.
+      if (vms_.empty()) std::filesystem::remove(options_.runRoot, ec);
+    }
+    {
+      std::lock_guard lock(vm->mutex);
+      vm->ended = true;
+    }
+    vm->changed.notify_all();
+    if (onStopped_) onStopped_(DomainStopped{vm->name, reason});
+  }).detach();
+}
+
+std::shared_ptr<Qemu::Vm> Qemu::find(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = vms_.find(name);
+  return it == vms_.end() ? nullptr : it->second;
+}
+
+Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool incoming) {
+  if (Status ok = validate(config); !ok) return fail(ok.error());
+  if (config.domainName.find('/') != std::string::npos || config.domainName.starts_with("."))
+    return fail(invalidField("name", "domain name \"{}\" is not a directory name", config.domainName));
+  if (find(config.domainName)) return fail(conflict("VM {} is running already", config.domainName));
+  auto vm = std::make_shared<Vm>();
+  vm->name = config.domainName;
+  vm->instance = config.instanceName;
+  vm->owner = config.owner;
+  vm->uuid = newUuid();
+  vm->runDir = options_.runRoot / runDirName(config.domainName);
+  vm->files = QemuRunFiles::in(vm->runDir);
+  vm->agentSocket = config.agentSocket;
+  std::error_code ec;
+  {
+    std::lock_guard lock(mutex_);                         // the last VM's watcher removes the root under it
+    std::filesystem::remove_all(vm->runDir, ec);          // a leftover of a VM that is not running
+    std::filesystem::create_directories(vm->runDir, ec);  // the root too: made at the first VM
+  }
+  if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", vm->runDir.string())));
+  Rollback removeDir([this, vm] {
+    std::error_code ignored;
+    std::lock_guard lock(mutex_);
+    std::filesystem::remove_all(vm->runDir, ignored);
+    if (vms_.empty()) std::filesystem::remove(options_.runRoot, ignored);
+  });
+  {
+    std::ofstream out(vm->runDir / kRecordFile);
+    out << Json{{"name", vm->name},
+                {"instance", vm->instance},
+                {"owner", vm->owner},
+                {"uuid", vm->uuid},
+                {"agent_socket", config.agentSocket.string()}}
+               .dump()
+        << "\n";
+    if (!out)
+      return fail(systemError(errno, fmt::format("write(\"{}\")", (vm->runDir / kRecordFile).string())));
+  }
+  std::filesystem::remove(config.agentSocket, ec);
+  DomainInfo info;
+  const auto spawning = Clock::now();
+  auto argv = qemuArgv(config, vm->files,
+                       {.paused = paused, .incoming = incoming, .uuid = vm->uuid, .binary = options_.binary});
+  if (Status spawned = spawnDaemonizing(argv, vm->files.log); !spawned)
+    return fail(spawned.error().wrap(fmt::format("start VM {}", vm->name)));
+  auto pid = readPid(vm->files.pidFile);
+  if (!pid) return fail(internalError("start VM {}: no pid in \"{}\"", vm->name, vm->files.pidFile.string()));
+  auto pidfd = openPidfd(*pid);
+  if (!pidfd) return fail(pidfd.error().wrap(fmt::format("start VM {}", vm->name)));
+  vm->pid = *pid;
+  vm->pidfd = std::move(*pidfd);
+  Rollback kill([vm] {
+    ::syscall(SYS_pidfd_send_signal, vm->pidfd.get(), SIGKILL, nullptr, 0);
+    pollfd in{vm->pidfd.get(), POLLIN, 0};
+    ::poll(&in, 1, static_cast<int>(std::chrono::milliseconds(kExitTimeout).count()));
+  });
+  if (!isQemuOf(vm->pid, vm->files.pidFile))
+    return fail(internalError("start VM {}: pid {} is not its QEMU (gone already?): {}", vm->name, vm->pid,
+                              logTail(vm->files.log)));
+  info.steps.emplace_back("spawn", msSince(spawning));
+  const auto connecting = Clock::now();
+  auto events = QmpClient::connect(vm->files.eventSocket, Clock::now() + kQmpTimeout);
+  if (!events) return fail(events.error().wrap(fmt::format("start VM {}: event monitor", vm->name)));
+  vm->events = std::move(*events);
+  vm->wake = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!vm->wake) return fail(systemError(errno, "eventfd"));
+  info.steps.emplace_back("qmp", msSince(connecting));
+  {
+    std::lock_guard lock(mutex_);
+    vms_[vm->name] = vm;
+  }
+  watch(vm);
+  kill.dismiss();
+  removeDir.dismiss();
+  info.name = vm->name;
+  info.uuid = vm->uuid;
+  info.running = true;
+  info.paused = paused || incoming;
+  info.qemuPid = vm->pid;
+  info.owner = vm->owner;
+  return info;
+}
+
+Result<DomainInfo> Qemu::create(const DomainConfig& config, bool paused) {
+  return launch(config, paused, /*incoming=*/false);
+}
+
+Result<DomainInfo> Qemu::restoreFromFile(const RestoreRequest& request) {
+  UniqueFd file(::open(request.file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file) return fail(systemError(errno, fmt::format("open(\"{}\")", request.file.string())));
+  auto launched = launch(request.config, request.paused, /*incoming=*/true);
+  if (!launched) return fail(launched.error());
+  const std::string& name = request.config.domainName;
+  Rollback destroyVm([this, name] { (void)destroy(name); });
+  auto vm = find(name);
+  if (!vm) return fail(internalError("restore VM {}: it ended at its start", name));
+  const auto loading = Clock::now();
+  auto loadError = [&](const Error& error) {
+    vm->waitEnded(2s);  // a stream QEMU cannot load ends it: its log says why
+    return error.wrap(
+        fmt::format("restore VM {} from \"{}\" ({})", name, request.file.string(), logTail(vm->files.log)));
+  };
+  {
+    std::lock_guard lock(vm->commandMutex);
+    auto client = QmpClient::connect(vm->files.qmpSocket, Clock::now() + kQmpTimeout);
+    if (!client) return fail(loadError(client.error()));
+    const auto deadline = Clock::now() + kQmpTimeout;
+    if (auto ok = client->execute("getfd", {{"fdname", "incoming"}}, deadline, file.get()); !ok)
+      return fail(loadError(ok.error()));
+    if (auto ok = client->execute("migrate-incoming", {{"uri", "fd:incoming"}}, deadline); !ok)
+      return fail(loadError(ok.error()));
+    // Loaded when QEMU leaves "inmigrate": "paused" with -S, else "running". A stream it cannot load ends
+    // the process (the monitor closes).
+    const auto migrationDeadline = Clock::now() + kMigrationTimeout;
+    for (;;) {
+      auto status = client->execute("query-status", nullptr, Clock::now() + kQmpTimeout);
+      if (!status) return fail(loadError(status.error()));
+      const std::string state = status->value("status", "");
+      if (state != "inmigrate") {
+        if (state != "paused" && state != "running")
+          return fail(loadError(internalError("VM state \"{}\" after the incoming migration", state)));
+        break;
+      }
+      if (Clock::now() > migrationDeadline)
+        return fail(loadError(unavailable("still loading after {} s", kMigrationTimeout.count())));
+      std::this_thread::sleep_for(kMigrationPoll);
+    }
+    // The stream carries the saved VM's run state, which save() stopped first: QEMU keeps it paused
+    // whatever -S says (libvirt's restore resumes it the same way).
+    if (!request.paused) {
+      if (auto ok = client->execute("cont", nullptr, Clock::now() + kQmpTimeout); !ok)
+        return fail(loadError(ok.error()));
+    }
+  }
+  launched->steps.emplace_back("incoming", msSince(loading));
+  launched->paused = request.paused;
+  destroyVm.dismiss();
+  return launched;
+}
+
+Status Qemu::resume(const std::string& name) {
+  auto vm = find(name);
+  if (!vm) return fail(notFound("VM {} is not running", name));
+  auto answer = vm->command("cont", nullptr);
+  if (!answer) return fail(answer.error());
+  return {};
+}
+
+Result<DomainInfo> Qemu::describe(const std::shared_ptr<Vm>& vm) {
+  DomainInfo info{.name = vm->name,
+                  .uuid = vm->uuid,
+                  .running = true,
+                  .paused = false,
+                  .qemuPid = vm->pid,
+                  .owner = vm->owner};
+  auto status = vm->command("query-status", nullptr);
+  if (status) info.paused = !status->value("running", true);
+  return info;
+}
+
+Result<std::optional<DomainInfo>> Qemu::lookup(const std::string& name) {
+  auto vm = find(name);
+  if (!vm) return std::optional<DomainInfo>();
+  auto info = describe(vm);
+  if (!info) return fail(info.error());
+  return std::optional<DomainInfo>(std::move(*info));
+}
+
+Result<std::vector<DomainInfo>> Qemu::listDomains(std::string_view prefix) {
+  std::vector<std::shared_ptr<Vm>> vms;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [name, vm] : vms_)
+      if (name.starts_with(prefix)) vms.push_back(vm);
+  }
+  std::vector<DomainInfo> result;
+  for (const auto& vm : vms) {
+    auto info = describe(vm);
+    if (info) result.push_back(std::move(*info));
+  }
+  return result;
+}
+
+Status Qemu::destroy(const std::string& name) {
+  auto vm = find(name);
+  if (!vm) return {};
+  vm->intended = static_cast<int>(StopReason::Destroyed);
+  if (::syscall(SYS_pidfd_send_signal, vm->pidfd.get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH)
+    return fail(systemError(errno, fmt::format("pidfd_send_signal(VM {}, pid {}, SIGKILL)", name, vm->pid)));
+  if (!vm->waitEnded(kExitTimeout))
+    return fail(unavailable("VM {} (pid {}) did not end {} s after SIGKILL", name, vm->pid,
+                            std::chrono::seconds(kExitTimeout).count()));
+  return {};
+}
+
+Status Qemu::shutdownAcpi(const std::string& name) {
+  auto vm = find(name);
+  if (!vm) return fail(notFound("VM {} is not running", name));
+  auto answer = vm->command("system_powerdown", nullptr);
+  if (!answer) return fail(answer.error());
+  return {};
+}
+
+Status Qemu::saveToFile(const std::string& name, const std::filesystem::path& file) {
+  auto vm = find(name);
+  if (!vm) return fail(notFound("VM {} is not running", name));
+  UniqueFd out(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!out) return fail(systemError(errno, fmt::format("open(\"{}\")", file.string())));
+  std::unique_lock lock(vm->commandMutex);
+  auto client = QmpClient::connect(vm->files.qmpSocket, Clock::now() + kQmpTimeout);
+  if (!client) return fail(client.error().wrap(fmt::format("save VM {}", name)));
+  auto run = [&](std::string_view command, const Json& arguments, int passFd = -1) -> Result<Json> {
+    auto answer = client->execute(command, arguments, Clock::now() + kQmpTimeout, passFd);
+    if (!answer) return fail(answer.error().wrap(fmt::format("save VM {}", name)));
+    return answer;
+  };
+  auto status = run("query-status", nullptr);
+  if (!status) return fail(status.error());
+  const bool wasRunning = status->value("running", false);
+  // Stopped first, as libvirt's save does: one pass over memory that no longer changes.
+  if (auto ok = run("stop", nullptr); !ok) return fail(ok.error());
+  Rollback continueCpus([&] {
+    if (wasRunning) (void)run("cont", nullptr);
+  });
+  if (auto ok = run("migrate-set-parameters", {{"max-bandwidth", kUnlimitedBandwidth}}); !ok)
+    return fail(ok.error());
+  if (auto ok = run("getfd", {{"fdname", "saving"}}, out.get()); !ok) return fail(ok.error());
+  if (auto ok = run("migrate", {{"uri", "fd:saving"}}); !ok) return fail(ok.error());
+  const auto deadline = Clock::now() + kMigrationTimeout;
+  for (;;) {
+    auto migration = run("query-migrate", nullptr);
+    if (!migration) return fail(migration.error());
+    const std::string state = migration->value("status", "");
+    if (state == "completed") break;
+    if (state == "failed" || state == "cancelled")
+      return fail(
+          internalError("save VM {}: migration {}: {}", name, state, migration->value("error-desc", "")));
+    if (Clock::now() > deadline) {
+      (void)run("migrate_cancel", nullptr);
+      return fail(unavailable("save VM {}: not written after {} s", name, kMigrationTimeout.count()));
+    }
+    std::this_thread::sleep_for(kMigrationPoll);
+  }
+  if (::fdatasync(out.get()) != 0)
+    return fail(systemError(errno, fmt::format("fdatasync(\"{}\")", file.string())));
+  continueCpus.dismiss();
+  vm->intended = static_cast<int>(StopReason::Saved);
+  (void)run("quit", nullptr);  // QEMU may close the monitor before it answers
+  lock.unlock();
+  if (!vm->waitEnded(kExitTimeout)) {
+    ::syscall(SYS_pidfd_send_signal, vm->pidfd.get(), SIGKILL, nullptr, 0);
+    vm->waitEnded(kExitTimeout);
+  }
+  return {};
+}
+
+Result<std::string> Qemu::hypervisorVersion() {
+  static const std::string version = [this] {
+    std::string command = options_.binary + " --version 2>/dev/null";
+    std::string text;
+    if (FILE* pipe = ::popen(command.c_str(), "re")) {
+      char line[256];
+      if (std::fgets(line, sizeof(line), pipe)) text = line;
+      ::pclose(pipe);
+    }
+    // "QEMU emulator version 7.2.22 (Debian ...)"
+    constexpr std::string_view kPrefix = "QEMU emulator version ";
+    if (!text.starts_with(kPrefix)) return std::string();
+    text = text.substr(kPrefix.size());
+    return text.substr(0, text.find_first_of(" \n"));
+  }();
+  if (version.empty()) return fail(unavailable("{} --version did not answer", options_.binary));
+  return fmt::format("QEMU {} (direct, corral runs it)", version);
+}
+
+}  // namespace corral::vmm

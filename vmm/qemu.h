@@ -1,0 +1,77 @@
+// The direct engine: corral runs QEMU itself, without libvirtd (whose virDomainCreateXML alone costs
+// ~0.3-0.45 s per start: vmm/README.md "The direct engine"). Each VM has a run directory
+// RUN_ROOT/HASH/ (16 hex digits of the domain name's FNV-1a: unix socket paths stay short) with QEMU's
+// pidfile, two QMP sockets (commands; events) and domain.json (its name, instance, owner mark and uuid). QEMU
+// daemonizes (own session, reparented away from corrald), so it outlives corrald; a new engine object adopts
+// every VM whose pidfile names a live QEMU started for that directory (/proc/PID/cmdline checked through a
+// pidfd: never a recycled pid) and clears the directories of the rest. The tap is QEMU's own and goes with
+// the process; an ended VM's directory is removed.
+#pragma once
+
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "vmm/hypervisor.h"
+
+namespace corral::vmm {
+
+struct QemuEngineOptions {
+  std::filesystem::path runRoot;  // one directory per VM under it
+  std::string binary = "qemu-system-x86_64";
+};
+
+class Qemu final : public Hypervisor {
+ public:
+  // Adopts the VMs running from runRoot (made at the first VM, removed with the last) (their stop events go
+  // to onStopped from then on) and removes the directories of VMs that are gone. onStopped runs on a thread
+  // of the VM; keep it short.
+  static Result<std::unique_ptr<Qemu>> open(QemuEngineOptions options,
+                                            std::function<void(const DomainStopped&)> onStopped);
+  ~Qemu() override;  // stops watching; the VMs keep running (the next engine adopts them)
+  Qemu(const Qemu&) = delete;
+  Qemu& operator=(const Qemu&) = delete;
+
+  Engine engine() const override { return Engine::Qemu; }
+  // Steps: "spawn" (fork/exec until QEMU has daemonized: its devices are up, the tap exists) and "qmp"
+  // (its event monitor connected).
+  Result<DomainInfo> create(const DomainConfig& config, bool paused) override;
+  Status resume(const std::string& name) override;                             // QMP cont
+  Result<std::optional<DomainInfo>> lookup(const std::string& name) override;  // query-status
+  Result<std::vector<DomainInfo>> listDomains(std::string_view prefix) override;
+  // SIGKILL through the pidfd, then waits for the process to end and its directory to go.
+  Status destroy(const std::string& name) override;
+  Status shutdownAcpi(const std::string& name) override;  // QMP system_powerdown
+  // QMP stop, migrate "exec:cat > FILE" (QEMU's migration stream, starting with "QEVM"), then quit; a
+  // failed migration continues the CPUs. The stop event says Saved.
+  Status saveToFile(const std::string& name, const std::filesystem::path& file) override;
+  // A new QEMU with request.config and -incoming "exec:cat FILE"; steps "spawn", "qmp", "incoming" (until
+  // the migration stream is loaded). A file QEMU cannot load ends that QEMU: an error with its log.
+  Result<DomainInfo> restoreFromFile(const RestoreRequest& request) override;
+  Result<std::string> hypervisorVersion() override;  // "QEMU 7.2.22 (direct)"
+
+  struct Vm;
+
+ private:
+  explicit Qemu(QemuEngineOptions options, std::function<void(const DomainStopped&)> onStopped);
+  Result<DomainInfo> launch(const DomainConfig& config, bool paused, bool incoming);
+  // The adoption of one run directory: a live QEMU of that directory is watched, anything else removed.
+  void adopt(const std::filesystem::path& runDir);
+  std::shared_ptr<Vm> find(const std::string& name);
+  Result<DomainInfo> describe(const std::shared_ptr<Vm>& vm);
+  void watch(const std::shared_ptr<Vm>& vm);
+
+  QemuEngineOptions options_;
+  std::function<void(const DomainStopped&)> onStopped_;
+  std::mutex mutex_;  // guards vms_ and watchers_
+  std::map<std::string, std::shared_ptr<Vm>, std::less<>> vms_;
+  // The watcher threads still running (detached; each counts itself out): the destructor waits for none.
+  int watchers_ = 0;
+  std::condition_variable watchersDone_;
+};
+
+}  // namespace corral::vmm

@@ -1,0 +1,92 @@
+// The QEMU command line of a direct-engine VM, built from DomainConfig (pure).
+#include "vmm/qemu_argv.h"
+
+#include <fmt/format.h>
+
+#include "vmm/agent_protocol.h"
+
+namespace corral::vmm {
+namespace {
+
+constexpr uint64_t kMiB = 1ull << 20;
+
+// QEMU's option syntax: a comma in a value is written twice.
+std::string optionValue(const std::string& value) {
+  std::string escaped;
+  for (char c : value) {
+    escaped += c;
+    if (c == ',') escaped += ',';
+  }
+  return escaped;
+}
+
+}  // namespace
+
+QemuRunFiles QemuRunFiles::in(const std::filesystem::path& runDir) {
+  return {.pidFile = runDir / "qemu.pid",
+          .qmpSocket = runDir / "qmp.sock",
+          .eventSocket = runDir / "events.sock",
+          .log = runDir / "qemu.log"};
+}
+
+std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles& files,
+                                  const QemuLaunch& launch) {
+  const bool microvm = config.machine == Machine::Microvm;
+  // virtio-mmio devices are "-device"s, PCI ones "-pci".
+  const std::string bus = microvm ? "device" : "pci";
+  const uint64_t memoryMiB = (config.memoryBytes + kMiB - 1) / kMiB;
+  std::vector<std::string> argv = {launch.binary,    "-name",     "guest=" + optionValue(config.domainName),
+                                   "-uuid",          launch.uuid, "-nodefaults",
+                                   "-no-user-config"};
+  // As libvirt starts a microvm domain: no ACPI. pc keeps it, for the power button (shutdownAcpi).
+  argv.insert(argv.end(), {"-machine", microvm ? "microvm,acpi=off" : "pc"});
+  if (config.accelerator == Accelerator::Kvm) {
+    argv.insert(argv.end(), {"-accel", "kvm", "-cpu", "host"});
+  } else {
+    argv.insert(argv.end(), {"-accel", config.tcgTranslationCacheMiB > 0
+                                           ? fmt::format("tcg,tb-size={}", config.tcgTranslationCacheMiB)
+                                           : std::string("tcg")});
+  }
+  argv.insert(argv.end(), {"-m", std::to_string(memoryMiB), "-smp", std::to_string(config.vcpus), "-display",
+                           "none", "-no-reboot", "-kernel", config.kernel.string(), "-initrd",
+                           config.initrd.string(), "-append", config.cmdline});
+  argv.insert(argv.end(), {"-chardev",
+                           fmt::format("file,id=console,path={}{}", optionValue(config.consoleLog.string()),
+                                       launch.incoming ? ",append=on" : ""),
+                           "-serial", "chardev:console"});
+  argv.insert(argv.end(), {"-chardev",
+                           fmt::format("socket,id=agent,path={},server=on,wait=off",
+                                       optionValue(config.agentSocket.string())),
+                           "-device", "virtio-serial-" + bus, "-device",
+                           fmt::format("virtserialport,chardev=agent,name={}", kAgentChannel)});
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    const DiskConfig& disk = config.disks[i];
+    // cache: QEMU's default (writeback, flushes honoured), as the libvirt engine's XML (vmm/README.md).
+    argv.insert(argv.end(),
+                {"-drive",
+                 fmt::format("file={},format={},if=none,id=disk{}{}", optionValue(disk.path.string()),
+                             disk.format == DiskFormat::Qcow2 ? "qcow2" : "raw", i,
+                             disk.readOnly ? ",readonly=on" : ""),
+                 "-device", fmt::format("virtio-blk-{},drive=disk{},serial={}", bus, i, disk.serial)});
+  }
+  if (config.nic) {
+    // QEMU opens the tap itself and it goes with the process (not persistent): nothing to clean up after.
+    argv.insert(
+        argv.end(),
+        {"-netdev",
+         fmt::format("tap,id=net0,ifname={},script=no,downscript=no", optionValue(config.nic->tapName)),
+         "-device",
+         // No iPXE option ROM on pc: network-boot firmware a directly booted kernel never uses.
+         fmt::format("virtio-net-{},netdev=net0,mac={}{}", bus, config.nic->mac,
+                     microvm ? "" : ",romfile=")});
+  }
+  argv.insert(argv.end(),
+              {"-qmp", fmt::format("unix:{},server=on,wait=off", optionValue(files.qmpSocket.string())),
+               "-qmp", fmt::format("unix:{},server=on,wait=off", optionValue(files.eventSocket.string())),
+               "-pidfile", files.pidFile.string(), "-D", files.log.string(), "-daemonize"});
+  if (launch.paused) argv.push_back("-S");
+  if (launch.incoming) argv.insert(argv.end(), {"-incoming", "defer"});
+  return argv;
+}
+
+}  // namespace corral::vmm

@@ -1,0 +1,39 @@
+// The QEMU command line of one corral VM on the direct engine (vmm/qemu.h), from the same DomainConfig the
+// libvirt engine renders as domain XML: the same machine, devices and files. Pure; golden-tested.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmm/domain_xml.h"
+
+namespace corral::vmm {
+
+// The files of one running VM in its run directory (vmm/qemu.h).
+struct QemuRunFiles {
+  std::filesystem::path pidFile;      // -pidfile: written by QEMU once it runs
+  std::filesystem::path qmpSocket;    // commands, one connection at a time
+  std::filesystem::path eventSocket;  // a second QMP monitor the engine keeps open for events
+  std::filesystem::path log;          // -D: QEMU's own messages once it has daemonized
+  static QemuRunFiles in(const std::filesystem::path& runDir);
+};
+
+struct QemuLaunch {
+  bool paused = false;  // -S: the CPUs wait for QMP cont
+  // -incoming defer: the VM's state and memory are to come from QMP migrate-incoming (a file QMP migrate
+  // wrote). The console log is then appended to, not truncated (it holds the boot before the save).
+  bool incoming = false;
+  std::string uuid;  // -uuid
+  std::string binary = "qemu-system-x86_64";
+};
+
+// argv[0] is launch.binary. QEMU daemonizes itself (-daemonize: its own session, not corrald's child; the
+// launching process exits once QEMU is initialised, with its error on stderr when it is not), -nodefaults
+// with each device listed: microvm's on virtio-mmio (no ACPI: the kernel learns them from its command line),
+// pc's on PCI with ACPI; -no-reboot, so a guest that resets or powers off ends the process.
+std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles& files,
+                                  const QemuLaunch& launch);
+
+}  // namespace corral::vmm
