@@ -37,6 +37,12 @@ std::string configDiskBytes(const json& workload) {
   return bytes;
 }
 
+std::string instanceConfigDisk(const images::Image& image, const std::string& user) {
+  images::ImageConfig workload = image.config;
+  if (!user.empty()) workload.user = user;
+  return configDiskBytes(guestWorkload(workload));
+}
+
 Result<fs::path> prepareBaseDisk(const images::ImageStore& store, const images::Image& image) {
   auto disk = images::baseDisk(store, image);
   if (!disk) return fail(disk.error().wrap(fmt::format("image \"{}\"", image.name)));
@@ -75,9 +81,7 @@ Result<std::vector<vmm::DiskConfig>> prepareInstanceDisks(const images::ImageSto
     if (Status made = images::createInstanceDisk(*base, root); !made) return fail(made.error());
   }
   const fs::path config = dir / kVmConfigDiskFile;
-  images::ImageConfig workload = image.config;
-  if (!user.empty()) workload.user = user;
-  if (Status written = writeConfigDisk(config, configDiskBytes(guestWorkload(workload))); !written)
+  if (Status written = writeConfigDisk(config, instanceConfigDisk(image, user)); !written)
     return fail(written.error());
   return std::vector<vmm::DiskConfig>{
       {.path = root, .format = vmm::DiskFormat::Qcow2, .serial = vmm::kRootDiskSerial, .readOnly = false},

@@ -29,6 +29,10 @@ nlohmann::json guestWorkload(const images::ImageConfig& config);
 // The config disk's bytes: the workload's JSON, NUL-padded to whole 512-byte sectors (pure).
 std::string configDiskBytes(const nlohmann::json& workload);
 
+// The config disk's bytes for an instance of `image`: its workload with `user` (the instance's --user) when
+// given, else the image's User.
+std::string instanceConfigDisk(const images::Image& image, const std::string& user);
+
 // The image's base disk: mkfs.ext4 the first time (seconds for a large image: call it without the
 // manager's lock), the existing file after.
 Result<std::filesystem::path> prepareBaseDisk(const images::ImageStore& store, const images::Image& image);
