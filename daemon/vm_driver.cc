@@ -799,8 +799,16 @@ Status VmDriver::removeSnapshot(const std::string& key) {
   return {};
 }
 
-std::vector<std::string> VmDriver::pruneSnapshots(const std::set<std::string>& liveDigests) {
+Result<std::vector<std::string>> VmDriver::pruneSnapshots() {
   std::vector<std::string> removed;
+  if (!options_.imageStore) return removed;
+  std::set<std::string> liveDigests;
+  auto named = options_.imageStore->list();
+  if (!named) return fail(named.error().wrap("warm snapshots: the image store's images"));
+  for (const images::Image& image : *named) liveDigests.insert(image.manifestDigest.text());
+  auto pins = options_.imageStore->pins();
+  if (!pins) return fail(pins.error().wrap("warm snapshots: the image store's pins"));
+  for (const auto& [holder, manifest] : *pins) liveDigests.insert(manifest.text());
   std::lock_guard lock(snapshotMutex_);
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(options_.vmsDir / kSnapshotsDir, ec)) {
@@ -1370,6 +1378,7 @@ void VmDriver::reconcile(const std::set<std::string>& active, const std::set<std
       }
     }
   }
+  if (auto pruned = pruneSnapshots(); !pruned) log::warn("reconcile: {}", pruned.error().message());
   if (options_.accelerator != AcceleratorMode::automatic) return;
   schema::InstanceSpec probeSpec;
   probeSpec.name = "kvm-probe";

@@ -82,11 +82,11 @@ class VmDriver final : public InstanceDriver {
 
   // Warm snapshots (VMS_DIR/.snapshots/KEY, docs/api.md "Warm starts"): {"snapshots": [...]} with what each
   // is of and its size; one removed by its key (NotFound for none, InvalidArgument naming "key" for a key
-  // that is not 32 hex digits); those of store images no longer in the store (`liveDigests`: the manifest
-  // digests it holds) removed, their keys returned.
+  // that is not 32 hex digits); those of store images whose manifest no image name and no instance's pin
+  // holds any more removed (after an image's removal, and at startup), their keys returned.
   nlohmann::json listSnapshots();
   Status removeSnapshot(const std::string& key);
-  std::vector<std::string> pruneSnapshots(const std::set<std::string>& liveDigests);
+  Result<std::vector<std::string>> pruneSnapshots();
 
   struct Run;  // one boot of the domain: its agent session, whether its end was reported
 
