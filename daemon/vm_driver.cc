@@ -494,7 +494,8 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
       .agentSocket = dir / "agent.sock",
       .nic = std::nullopt,
       .disks = {},
-      .tcgTranslationCacheMiB = kTcgTranslationCacheMiB};
+      .tcgTranslationCacheMiB = kTcgTranslationCacheMiB,
+      .freePageReporting = plan.kernelSource == GuestKernel::corral};
   // A store image's root: its overlay and config disk, found by the guest init through corral.root.
   std::optional<std::string> rootSerial;
   if (plan.rootImage) {
@@ -706,7 +707,8 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
                            .agentSocket = work / "agent.sock",
                            .nic = std::nullopt,
                            .disks = {},
-                           .tcgTranslationCacheMiB = kTcgTranslationCacheMiB};
+                           .tcgTranslationCacheMiB = kTcgTranslationCacheMiB,
+                           .freePageReporting = plan.kernelSource == GuestKernel::corral};
   // The template's MAC is every clone's device MAC until its agent sets the clone's own on eth0, which
   // stays down until then.
   // A store image's template has an overlay of its own (and the config disk), copied for each clone.
