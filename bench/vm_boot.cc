@@ -239,8 +239,8 @@ bool migrateToFile(const std::string& monitor, const std::string& file) {
 
 // raw QEMU's command line for one VM: what corrald's domain XML gives libvirt, with the agent's socket
 // and the console file as named.
-std::vector<std::string> rawQemuArgs(const Options& options, const std::string& name, const std::string& socket,
-                                     const std::string& console) {
+std::vector<std::string> rawQemuArgs(const Options& options, const std::string& name,
+                                     const std::string& socket, const std::string& console) {
   // The same kernel command line and console-to-file as corral's domains, so both do the same work.
   std::string append = corral::vmm::kernelCommandLine(name, name, std::nullopt, std::nullopt);
   std::vector<std::string> args = {"qemu-system-x86_64",
@@ -285,9 +285,9 @@ std::vector<std::string> rawQemuArgs(const Options& options, const std::string& 
                "-append", append});
   // corrald gives corral's kernel a balloon with free page reporting (DomainConfig::freePageReporting).
   if (options.kernelName == "corral") {
-    args.insert(args.end(), {"-device", options.machine == "microvm"
-                                            ? "virtio-balloon-device,free-page-reporting=on"
-                                            : "virtio-balloon-pci,free-page-reporting=on"});
+    args.insert(args.end(),
+                {"-device", options.machine == "microvm" ? "virtio-balloon-device,free-page-reporting=on"
+                                                         : "virtio-balloon-pci,free-page-reporting=on"});
   }
   return args;
 }
@@ -509,7 +509,8 @@ std::optional<CorralClone> warmCorral(const Options& options, int run) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   }
-  if (!clone) std::fprintf(stderr, "bench_vm_boot: corral warm run %d (%s): no boot.total_ms\n", run, name.c_str());
+  if (!clone)
+    std::fprintf(stderr, "bench_vm_boot: corral warm run %d (%s): no boot.total_ms\n", run, name.c_str());
   runCapturing(corralCommand(options, {"rm", "-f", name}), std::chrono::seconds(60));
   return clone;
 }
@@ -602,10 +603,11 @@ int main(int argc, char** argv) {
     if (options.warm && !options.corral.empty()) {
       if (const auto clone = warmCorral(options, run)) {
         const json steps = clone->boot.value("domain_steps", json::object());
-        std::printf("  run %2d corral warm clone %8.1f ms (copy %.0f, restore %.0f, agent %.0f, identity %.0f)%s\n",
-                    run, clone->readyMs, steps.value("copy_ms", 0.0), steps.value("restore_ms", 0.0),
-                    clone->boot.value("agent_ms", 0.0), clone->boot.value("identity_ms", 0.0),
-                    clone->madeSnapshot ? " (made the snapshot first: not in the median)" : "");
+        std::printf(
+            "  run %2d corral warm clone %8.1f ms (copy %.0f, restore %.0f, agent %.0f, identity %.0f)%s\n",
+            run, clone->readyMs, steps.value("copy_ms", 0.0), steps.value("restore_ms", 0.0),
+            clone->boot.value("agent_ms", 0.0), clone->boot.value("identity_ms", 0.0),
+            clone->madeSnapshot ? " (made the snapshot first: not in the median)" : "");
         if (!clone->madeSnapshot) {
           corralCloneMs.push_back(clone->readyMs);
           corralCloneRestoreMs.push_back(steps.value("restore_ms", 0.0));
@@ -655,13 +657,15 @@ int main(int argc, char** argv) {
   }
   if (options.warm) {
     if (!rawCloneMs.empty())
-      std::printf("raw qemu   median %8.1f ms warm clone (one shared state restored, to set_identity answered, "
-                  "%zu/%d runs)\n",
-                  median(rawCloneMs), rawCloneMs.size(), options.runs);
+      std::printf(
+          "raw qemu   median %8.1f ms warm clone (one shared state restored, to set_identity answered, "
+          "%zu/%d runs)\n",
+          median(rawCloneMs), rawCloneMs.size(), options.runs);
     if (!corralCloneMs.empty())
-      std::printf("corral     median %8.1f ms warm clone (run --warm, %zu runs; libvirt restore %.1f ms; target "
-                  "<= 300)\n",
-                  median(corralCloneMs), corralCloneMs.size(), median(corralCloneRestoreMs));
+      std::printf(
+          "corral     median %8.1f ms warm clone (run --warm, %zu runs; libvirt restore %.1f ms; target "
+          "<= 300)\n",
+          median(corralCloneMs), corralCloneMs.size(), median(corralCloneRestoreMs));
     if (!rawCloneMs.empty() && !corralCloneMs.empty())
       std::printf("ratio corral/raw warm clone %.2f\n", median(corralCloneMs) / median(rawCloneMs));
   }

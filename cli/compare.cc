@@ -477,8 +477,8 @@ json Compare::warmStarts() {
     if (ready && field(*ready, "state") == "running") {
       clone["boot"] = field(*ready, "boot");
     } else {
-      clone["error"] = ready ? fmt::format("{} is {}", spec.name, displayInstanceState(*ready))
-                             : ready.error().message();
+      clone["error"] =
+          ready ? fmt::format("{} is {}", spec.name, displayInstanceState(*ready)) : ready.error().message();
     }
     clones.push_back(std::move(clone));
   }
@@ -496,7 +496,8 @@ json Compare::warmStarts() {
         continue;
       }
       totals.push_back(boot["total_ms"].get<double>());
-      for (const auto& [key, value] : warmSteps(boot).items()) steps[key].push_back(value.get<double>());
+      const json startSteps = warmSteps(boot);  // kept: items() of a temporary would dangle
+      for (const auto& [key, value] : startSteps.items()) steps[key].push_back(value.get<double>());
     }
     json split = json::object();
     for (const auto& [key, values] : steps) split[key] = api::median(values);
@@ -649,15 +650,18 @@ void Compare::printHuman(const json& result) const {
                              api::millisecondsText(value));
       }
       const json& total = field(side, "total_ms");
-      starts.add({label, api::millisecondsText(field(total, "median")), api::millisecondsText(field(total, "min")),
-                  api::millisecondsText(field(total, "max")), split.empty() ? "-" : split});
+      starts.add({label, api::millisecondsText(field(total, "median")),
+                  api::millisecondsText(field(total, "min")), api::millisecondsText(field(total, "max")),
+                  split.empty() ? "-" : split});
     };
     row("resume (stop --save, start)", field(warm, "resume"));
     row("clone of a snapshot (run --warm)", field(warm, "clone"));
     starts.print();
-    if (field(field(warm, "clone"), "made_the_snapshot").is_number() && field(warm, "clone")["made_the_snapshot"] != 0)
-      fmt::print("({} clone made the shared snapshot first, a template's cold boot and save: not in the row)\n",
-                 displayText(field(warm, "clone")["made_the_snapshot"]));
+    if (field(field(warm, "clone"), "made_the_snapshot").is_number() &&
+        field(warm, "clone")["made_the_snapshot"] != 0)
+      fmt::print(
+          "({} clone made the shared snapshot first, a template's cold boot and save: not in the row)\n",
+          displayText(field(warm, "clone")["made_the_snapshot"]));
   }
 
   fmt::print("\nper instance:\n");

@@ -23,8 +23,8 @@ Command snapshotCommand() {
       "snapshot",
       "warm VM snapshots: booted guests saved once, restored by `corral run --vm --warm` (ls, rm)",
       {
-          leaf("ls", "list the warm VM snapshots: what each is of (image, machine, memory) and its size", {}, "",
-               nullptr,
+          leaf("ls", "list the warm VM snapshots: what each is of (image, machine, memory) and its size", {},
+               "", nullptr,
                [](const Invocation& invocation) {
                  return respond(invocation, api::ListVmSnapshots{}, [](const json& response) {
                    Table table({"key", "image", "machine", "memory", "nic", "size", "made"});
@@ -34,19 +34,20 @@ Command snapshotCommand() {
                                 image.is_null() ? "(built-in)" : terminalSafe(displayText(image)),
                                 displayText(field(snapshot, "machine")),
                                 displayMemory(field(snapshot, "memory_bytes")),
-                                displayText(field(snapshot, "with_nic")), displaySize(field(snapshot, "size_bytes")),
+                                displayText(field(snapshot, "with_nic")),
+                                displaySize(field(snapshot, "size_bytes")),
                                 displayTime(field(snapshot, "made_at"))});
                    }
-                   printList(table, "the first `corral run --vm --warm` of a kernel, image and size makes one");
+                   printList(table,
+                             "the first `corral run --vm --warm` of a kernel, image and size makes one");
                  });
                }),
           leaf("rm", "remove a warm VM snapshot (running clones keep their own copies)",
                {{"KEY", "the snapshot's key (32 hex digits, from corral snapshot ls)"}}, "", nullptr,
                [](const Invocation& invocation) {
                  const std::string& key = invocation.arguments[0];
-                 return respond(invocation, api::RemoveVmSnapshot{key}, [&](const json&) {
-                   fmt::print("removed snapshot {}\n", terminalSafe(key));
-                 });
+                 return respond(invocation, api::RemoveVmSnapshot{key},
+                                [&](const json&) { fmt::print("removed snapshot {}\n", terminalSafe(key)); });
                }),
       });
 }

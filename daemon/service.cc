@@ -259,7 +259,8 @@ Response Service::serveImage(const api::RemoveImage& request) {
     if (auto pruned = instances_->pruneVmSnapshots(); pruned)
       answer["vm_snapshots_removed"] = *pruned;
     else
-      log::warn("image \"{}\" removed, but not its warm VM snapshots: {}", request.name, pruned.error().message());
+      log::warn("image \"{}\" removed, but not its warm VM snapshots: {}", request.name,
+                pruned.error().message());
   }
   return {200, std::move(answer)};
 }
@@ -267,7 +268,8 @@ Response Service::serveInstance(const api::ListVmSnapshots&) {
   return resultResponse(200, instances_->vmSnapshots());
 }
 Response Service::serveInstance(const api::RemoveVmSnapshot& request) {
-  if (auto removed = instances_->removeVmSnapshot(request.key); !removed) return errorResponse(removed.error());
+  if (auto removed = instances_->removeVmSnapshot(request.key); !removed)
+    return errorResponse(removed.error());
   return {200, {{"removed", request.key}}};
 }
 Response Service::serveImage(const api::PullImage& request) {

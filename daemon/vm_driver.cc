@@ -824,7 +824,8 @@ Result<std::vector<std::string>> VmDriver::pruneSnapshots() {
       log::warn("warm snapshot {}: rm -r: {}", key, removeError.message());
       continue;
     }
-    log::info("warm snapshot {} removed: its image {} ({}) is gone", key, record->imageName, record->imageDigest);
+    log::info("warm snapshot {} removed: its image {} ({}) is gone", key, record->imageName,
+              record->imageDigest);
     removed.push_back(key);
   }
   return removed;
@@ -885,11 +886,12 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
   if (plan.rootImage) {
     for (const char* disk : {kVmRootDiskFile, kVmConfigDiskFile}) {
       std::error_code ec;
-      std::filesystem::copy_file(*snapshot / disk, dir / disk, std::filesystem::copy_options::overwrite_existing,
-                                 ec);
+      std::filesystem::copy_file(*snapshot / disk, dir / disk,
+                                 std::filesystem::copy_options::overwrite_existing, ec);
       if (ec) {
         return discardSnapshot(systemError(
-            ec.value(), fmt::format("copy \"{}\" to \"{}\"", (*snapshot / disk).string(), (dir / disk).string())));
+            ec.value(),
+            fmt::format("copy \"{}\" to \"{}\"", (*snapshot / disk).string(), (dir / disk).string())));
       }
     }
   } else {

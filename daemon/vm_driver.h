@@ -157,7 +157,7 @@ class VmDriver final : public InstanceDriver {
   AcceleratorStatus acceleratorStatus_;
   std::mutex acceleratorStatusMutex_;
   std::thread acceleratorProbe_;
-  std::mutex snapshotMutex_;  // held while a warm snapshot is looked up, made or removed
+  std::mutex snapshotMutex_;     // held while a warm snapshot is looked up, made or removed
   FileDigests bootFileDigests_;  // the kernel's and initramfs's sha256 for snapshot keys
   // What making a warm snapshot took, by the instance it was made for: preflight() makes it without the
   // instance manager's lock (a template boots and is saved: seconds), warmStart() reports it.

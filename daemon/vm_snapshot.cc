@@ -4,10 +4,9 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
-#include <cerrno>
-
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -27,7 +26,8 @@ void replaceAll(std::string& text, std::string_view from, std::string_view to) {
 
 Result<std::string> FileDigests::of(const std::filesystem::path& path) {
   struct stat before {};
-  if (::stat(path.c_str(), &before) != 0) return fail(systemError(errno, fmt::format("stat(\"{}\")", path.string())));
+  if (::stat(path.c_str(), &before) != 0)
+    return fail(systemError(errno, fmt::format("stat(\"{}\")", path.string())));
   const int64_t mtimeNs = int64_t{before.st_mtim.tv_sec} * 1'000'000'000 + before.st_mtim.tv_nsec;
   const auto size = static_cast<uintmax_t>(before.st_size);
   {
@@ -74,8 +74,9 @@ SnapshotTemplate snapshotTemplate(const std::string& key, const std::string& dom
 }
 
 bool isSnapshotKey(std::string_view text) {
-  return text.size() == 32 &&
-         std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return text.size() == 32 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 std::string templateRecord(const SnapshotTemplate& record) {
@@ -108,8 +109,9 @@ Result<SnapshotTemplate> parseTemplateRecord(std::string_view text) {
     return fail(internalError("warm snapshot record: no \"directory\", \"domain\" or \"instance\""));
   record.directory = json["directory"].get<std::string>();
   // Facts for listing only: a record without them (made before they were written) still restores.
-  for (const auto& [field, out] : {std::pair{"image", &record.imageName}, std::pair{"image_digest", &record.imageDigest},
-                                   std::pair{"kernel", &record.kernel}, std::pair{"machine", &record.machine}}) {
+  for (const auto& [field, out] :
+       {std::pair{"image", &record.imageName}, std::pair{"image_digest", &record.imageDigest},
+        std::pair{"kernel", &record.kernel}, std::pair{"machine", &record.machine}}) {
     if (json.contains(field) && json[field].is_string()) *out = json[field].get<std::string>();
   }
   if (json.contains("memory_bytes") && json["memory_bytes"].is_number_unsigned())

@@ -174,7 +174,8 @@ std::string domainXml(const DomainConfig& config) {
                    microvm ? address : std::string("      <rom enabled='no'/>\n"));
   }
   if (config.freePageReporting) {
-    fmt::format_to(out, "    <memballoon model='virtio' freePageReporting='on'>\n{}    </memballoon>\n", address);
+    fmt::format_to(out, "    <memballoon model='virtio' freePageReporting='on'>\n{}    </memballoon>\n",
+                   address);
   } else {
     xml += "    <memballoon model='none'/>\n";
   }

@@ -74,8 +74,9 @@ std::string ownerOf(std::string_view metadataElement);
 // 'destroy', QEMU run as root (static DAC seclabel, relabel='no': nothing of ours is chowned), the disks as
 // virtio-blk (none by default), no graphics, serial console to consoleLog, the agent channel, the NIC if any.
 // For Machine::Microvm: no PCI device at all (usb controller 'none', virtio-mmio addresses). The balloon
-// is 'none' unless freePageReporting. KVM adds <cpu mode='host-passthrough'/>; TCG with tcgTranslationCacheMiB its <tb-cache>. A
-// NIC on pc loads no option ROM (no iPXE: the kernel is booted directly).
+// is 'none' unless freePageReporting. KVM adds <cpu mode='host-passthrough'/>; TCG with
+// tcgTranslationCacheMiB its <tb-cache>. A NIC on pc loads no option ROM (no iPXE: the kernel is booted
+// directly).
 std::string domainXml(const DomainConfig& config);
 
 // "console=ttyS0 quiet panic=-1 corral.name=web-1 ..." for the guest init (vmm/agent_protocol.h);

@@ -1483,8 +1483,9 @@ class Init {
   std::vector<std::string> baseEnv_;
 };
 
-// The boot sequence, in order: pseudo filesystems → console → page reporting order → modules → command line → hostname →
-// network → (corral.root: the image's root and its workload config) → agent port → workload → serve.
+// The boot sequence, in order: pseudo filesystems → console → page reporting order → modules → command line →
+// hostname → network → (corral.root: the image's root and its workload config) → agent port → workload →
+// serve.
 [[noreturn]] inline void runInit() {
   const int64_t initStartedMs = boottimeMs();
   mountPseudoFilesystems();

@@ -326,7 +326,8 @@ TEST(VmImage, WarmClonesOfAStoreImageHaveTheirOwnDisksAndAChangedImageANewSnapsh
     EXPECT_EQ(execIn(daemon, name, {"hostname"}), std::make_pair(0, std::string(name) + "\n"));
     EXPECT_EQ(execIn(daemon, name, {"cat", "/etc/image-marker"}),
               std::make_pair(0, std::string("from-the-image\n")));
-    EXPECT_EQ(execIn(daemon, name, {"sh", "-c", "echo $GREETING"}), std::make_pair(0, std::string("hello-vm\n")));
+    EXPECT_EQ(execIn(daemon, name, {"sh", "-c", "echo $GREETING"}),
+              std::make_pair(0, std::string("hello-vm\n")));
     EXPECT_EQ(execIn(daemon, name, {"cat", "/home/app/entry.out"}).first, 0)
         << "the template's workload ran on the disk the clone copied";
     EXPECT_TRUE(fs::exists(fs::path(daemon.vmsDir()) / name / "root.qcow2"));

@@ -2,7 +2,6 @@
 #include "daemon/vm_snapshot.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <fstream>
@@ -50,7 +49,8 @@ TEST(SnapshotKey, EachInputChangesIt) {
   otherImage.imageDigest = "sha256:" + std::string(64, '0');
   EXPECT_NE(snapshotKey(otherImage), snapshotKey(changed[8]));
   // A built-in image's key is what it was before store images were in it: its snapshots stay valid.
-  EXPECT_EQ(base, "116260d54e1fc04a70a5fb962eb46443") << "update only if the key's text form changed on purpose";
+  EXPECT_EQ(base, "116260d54e1fc04a70a5fb962eb46443")
+      << "update only if the key's text form changed on purpose";
 }
 
 TEST(SnapshotKey, IsThirtyTwoLowercaseHexDigits) {

@@ -133,7 +133,8 @@ TEST(DomainXml, NoBalloonWithoutFreePageReporting) {
   EXPECT_NE(domainXml(config).find("<memballoon model='none'/>"), std::string::npos);
   config.freePageReporting = true;
   const auto xml = domainXml(config);
-  EXPECT_NE(xml.find("<memballoon model='virtio' freePageReporting='on'>\n    </memballoon>"), std::string::npos)
+  EXPECT_NE(xml.find("<memballoon model='virtio' freePageReporting='on'>\n    </memballoon>"),
+            std::string::npos)
       << "on pc libvirt gives it a PCI slot: " << xml;
 }
 
