@@ -3,7 +3,7 @@
 // measurement, request received → guest agent ready). raw: qemu-system-x86_64 with the same kernel,
 // initramfs, machine, memory, accelerator and TCG translation cache, timed from spawn to the agent's
 // "ready" through vmm::AgentClient. Prints medians, the ratio corral/raw and the RSS of an idle QEMU of
-// each (corral's from `inspect`'s usage, raw's from /proc). With --restore, also a warm start of each:
+// each 3 s after ready (corral's from `inspect`'s usage, raw's from /proc). With --restore, also a warm start of each:
 // corral: `corral stop --save` then `corral start` of the same VM (boot.total_ms of the restore, request →
 // agent ready with the guest's clock set); raw: the booted QEMU migrated to a file (HMP `migrate
 // "exec:cat > FILE"`), then a new QEMU with `-incoming "exec:cat FILE"` timed from spawn to the agent's
@@ -184,6 +184,10 @@ long rssKib(pid_t pid) {
   return kib;
 }
 
+// How long after the agent's ready the idle RSS is read: the guest's free page reporting (corral's kernel
+// with corrald's balloon) gives memory back 2 s after it was freed (vmm/README.md, "Free page reporting").
+constexpr auto kIdleAfterReady = std::chrono::milliseconds(3000);
+
 struct RawRun {
   double readyMs = 0;
   long rssKib = -1;
@@ -311,7 +315,7 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
   std::optional<RawRun> result;
   if (agent) {
     result = RawRun{std::chrono::duration<double, std::milli>(Clock::now() - started).count(), -1, {}};
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // idle: the agent waits for requests
+    std::this_thread::sleep_for(kIdleAfterReady);  // idle: the agent waits for requests
     result->rssKib = rssKib(pid);
     if (options.restore) {
       const bool migrated = migrateToFile(monitor, stateFile);
@@ -451,7 +455,7 @@ std::optional<CorralRun> bootCorral(const Options& options, int run) {
     }
   }
   if (total) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // idle, as the raw side measures it
+    std::this_thread::sleep_for(kIdleAfterReady);  // idle, as the raw side measures it
     const json instance = inspect(options, name);
     if (instance.is_object() && instance.contains("usage") && instance["usage"].is_object() &&
         instance["usage"].contains("memory_bytes") && instance["usage"]["memory_bytes"].is_number())
