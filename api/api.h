@@ -185,6 +185,16 @@ struct GetDashboard {
   bool operator==(const GetDashboard&) const = default;
 };
 
+// GET /v1/vm-snapshots: the warm VM snapshots corrald keeps (docs/api.md "Warm starts"), what each is of.
+struct ListVmSnapshots {
+  bool operator==(const ListVmSnapshots&) const = default;
+};
+// DELETE /v1/vm-snapshots/KEY: one removed (the next warm run of its key makes a new one).
+struct RemoveVmSnapshot {
+  std::string key;  // 32 lowercase hex digits
+  bool operator==(const RemoveVmSnapshot&) const = default;
+};
+
 #define CORRAL_KIND_REQUESTS(K) List<ObjectKind::K>, Get<ObjectKind::K>, Delete<ObjectKind::K>
 using Request =
     std::variant<GetInfo,                                             //
@@ -198,7 +208,8 @@ using Request =
                  AddNetworkAclRule, DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances,
                  GetInstance, StopInstance, StartInstance, RemoveInstance, RemoveInstances, GetInstanceLogs,
                  ExecInstance, WaitInstancePort, TraceCapture, SaveComparison, ListComparisons, GetComparison,
-                 GetDashboard, ListImages, GetImage, RemoveImage, PullImage, ImportImage, BuildImage>;
+                 GetDashboard, ListImages, GetImage, RemoveImage, PullImage, ImportImage, BuildImage,
+                 ListVmSnapshots, RemoveVmSnapshot>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {

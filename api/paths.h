@@ -11,5 +11,6 @@ inline constexpr std::string_view kImages = "images";
 inline constexpr std::string_view kTrace = "trace";
 inline constexpr std::string_view kComparisons = "comparisons";
 inline constexpr std::string_view kDashboard = "dashboard";
+inline constexpr std::string_view kVmSnapshots = "vm-snapshots";
 
 }  // namespace corral::api

@@ -175,6 +175,13 @@ HttpRequest renderRequest(const Request& request) {
           [&](const BuildImage& r) {
             return HttpRequest{"POST", fmt::format("{}/{}/build", kApiPrefix, kImages), bodyJson(r).dump()};
           },
+          [&](const ListVmSnapshots&) {
+            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kVmSnapshots), ""};
+          },
+          [&](const RemoveVmSnapshot& r) {
+            return HttpRequest{"DELETE",
+                               fmt::format("{}/{}/{}", kApiPrefix, kVmSnapshots, percentEncode(r.key)), ""};
+          },
           [&](const TraceCapture& r) {
             return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kTrace), bodyJson(r).dump()};
           },

@@ -54,6 +54,7 @@ class Router {
       return Request{std::move(*trace)};
     }
     if (!seg.empty() && seg[0] == kComparisons) return routeComparisons();
+    if (!seg.empty() && seg[0] == kVmSnapshots) return routeVmSnapshots();
     if (seg.size() == 1 && seg[0] == kDashboard) {
       if (Status s = check({"GET"}); !s) return fail(s.error());
       if (Status s = noQuery(); !s) return fail(s.error());
@@ -82,6 +83,20 @@ class Router {
       return fail(invalidField("id", "comparison id \"{}\" is not a number or \"latest\"", *id));
     }
     return Request{GetComparison{std::move(*id)}};
+  }
+
+  Result<Request> routeVmSnapshots() const {
+    const auto& seg = target_.segments;
+    if (Status s = noQuery(); !s) return fail(s.error());
+    if (seg.size() == 1) {
+      if (Status s = check({"GET"}); !s) return fail(s.error());
+      return Request{ListVmSnapshots{}};
+    }
+    if (seg.size() != 2) return fail(noSuchPath());
+    if (Status s = check({"DELETE"}); !s) return fail(s.error());
+    Result<std::string> key = percentDecode(seg[1], "key");
+    if (!key) return fail(key.error());
+    return Request{RemoveVmSnapshot{std::move(*key)}};
   }
 
   // /v1/images, /v1/images/NAME, and POST /v1/images/{pull,import,build} (an image may be called "pull":

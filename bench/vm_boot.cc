@@ -3,11 +3,14 @@
 // measurement, request received → guest agent ready). raw: qemu-system-x86_64 with the same kernel,
 // initramfs, machine, memory, accelerator and TCG translation cache, timed from spawn to the agent's
 // "ready" through vmm::AgentClient. Prints medians, the ratio corral/raw and the RSS of an idle QEMU of
-// each (corral's from `inspect`'s usage, raw's from /proc). With --restore, also a warm start of each:
+// each 3 s after ready (corral's from `inspect`'s usage, raw's from /proc). With --restore, also a warm start of each:
 // corral: `corral stop --save` then `corral start` of the same VM (boot.total_ms of the restore, request →
 // agent ready with the guest's clock set); raw: the booted QEMU migrated to a file (HMP `migrate
 // "exec:cat > FILE"`), then a new QEMU with `-incoming "exec:cat FILE"` timed from spawn to the agent's
-// "ready" and its set_clock answer. Run by bench/vm-boot.
+// "ready" and its set_clock answer. With --warm, also a warm clone in each run: corral's `run --vm -d --warm`
+// (boot.total_ms: request → the clone's identity set; the run that made the shared snapshot is left out of
+// the median) and raw QEMU restoring one state migrated once from a booted VM, to its agent's answer to
+// set_identity. Run by bench/vm-boot.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -54,6 +57,7 @@ struct Options {
   int runs = 10;
   int memoryMib = 128;
   bool restore = false;                         // also time a warm start (restore from a saved state) of each
+  bool warm = false;  // also time a warm clone: corral's `run --warm`, raw QEMU restoring one shared state
   std::string namePrefix = "corral-bench-vm-";  // corral's instance names: PREFIX + run
 };
 
@@ -62,7 +66,7 @@ struct Options {
       stderr,
       "bench_vm_boot: %s\nusage: bench_vm_boot --kernel PATH --initrd PATH [--runs N] [--machine pc|microvm]"
       " [--memory-mib N] [--tb-size-mib N] [--tsc-khz N] [--corral CLI [--socket PATH] [--corral-kernel "
-      "corral|debian] [--name-prefix P]] [--work-dir DIR] [--restore]\n",
+      "corral|debian] [--name-prefix P]] [--work-dir DIR] [--restore] [--warm]\n",
       why);
   std::exit(2);
 }
@@ -73,6 +77,10 @@ Options parseOptions(int argc, char** argv) {
     const std::string flag = argv[i];
     if (flag == "--restore") {
       options.restore = true;
+      continue;
+    }
+    if (flag == "--warm") {
+      options.warm = true;
       continue;
     }
     if (i + 1 >= argc) usage(("missing value for " + flag).c_str());
@@ -176,6 +184,10 @@ long rssKib(pid_t pid) {
   return kib;
 }
 
+// How long after the agent's ready the idle RSS is read: the guest's free page reporting (corral's kernel
+// with corrald's balloon) gives memory back 2 s after it was freed (vmm/README.md, "Free page reporting").
+constexpr auto kIdleAfterReady = std::chrono::milliseconds(3000);
+
 struct RawRun {
   double readyMs = 0;
   long rssKib = -1;
@@ -229,13 +241,12 @@ bool migrateToFile(const std::string& monitor, const std::string& file) {
   return done;
 }
 
-std::optional<RawRun> bootRaw(const Options& options, int run) {
-  const std::string socket = options.workDir + "/raw-" + std::to_string(run) + ".sock";
-  std::filesystem::remove(socket);
+// raw QEMU's command line for one VM: what corrald's domain XML gives libvirt, with the agent's socket
+// and the console file as named.
+std::vector<std::string> rawQemuArgs(const Options& options, const std::string& name,
+                                     const std::string& socket, const std::string& console) {
   // The same kernel command line and console-to-file as corral's domains, so both do the same work.
-  const std::string name = "bench-raw-" + std::to_string(run);
   std::string append = corral::vmm::kernelCommandLine(name, name, std::nullopt, std::nullopt);
-  const std::string console = options.workDir + "/raw-" + std::to_string(run) + ".console";
   std::vector<std::string> args = {"qemu-system-x86_64",
                                    "-nodefaults",
                                    "-no-user-config",
@@ -276,6 +287,21 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
   args.insert(args.end(),
               {"-device", std::string("virtserialport,chardev=agent,name=") + corral::vmm::kAgentChannel,
                "-append", append});
+  // corrald gives corral's kernel a balloon with free page reporting (DomainConfig::freePageReporting).
+  if (options.kernelName == "corral") {
+    args.insert(args.end(),
+                {"-device", options.machine == "microvm" ? "virtio-balloon-device,free-page-reporting=on"
+                                                         : "virtio-balloon-pci,free-page-reporting=on"});
+  }
+  return args;
+}
+
+std::optional<RawRun> bootRaw(const Options& options, int run) {
+  const std::string socket = options.workDir + "/raw-" + std::to_string(run) + ".sock";
+  std::filesystem::remove(socket);
+  const std::string name = "bench-raw-" + std::to_string(run);
+  const std::string console = options.workDir + "/raw-" + std::to_string(run) + ".console";
+  const std::vector<std::string> args = rawQemuArgs(options, name, socket, console);
   const std::string monitor = options.workDir + "/raw-" + std::to_string(run) + ".monitor";
   const std::string stateFile = options.workDir + "/raw-" + std::to_string(run) + ".state";
   std::vector<std::string> bootArgs = args;
@@ -289,7 +315,7 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
   std::optional<RawRun> result;
   if (agent) {
     result = RawRun{std::chrono::duration<double, std::milli>(Clock::now() - started).count(), -1, {}};
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // idle: the agent waits for requests
+    std::this_thread::sleep_for(kIdleAfterReady);  // idle: the agent waits for requests
     result->rssKib = rssKib(pid);
     if (options.restore) {
       const bool migrated = migrateToFile(monitor, stateFile);
@@ -324,6 +350,54 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
   std::filesystem::remove(monitor);
   std::filesystem::remove(stateFile);
   return result;
+}
+
+// --warm, raw side: one VM booted and migrated to `stateFile` once (the shared snapshot, as corrald's
+// template); false when it did not work.
+bool makeRawSnapshot(const Options& options, const std::string& stateFile) {
+  const std::string socket = options.workDir + "/raw-warm.sock";
+  const std::string monitor = options.workDir + "/raw-warm.monitor";
+  std::filesystem::remove(socket);
+  std::vector<std::string> args =
+      rawQemuArgs(options, "bench-raw-warm", socket, options.workDir + "/raw-warm.console");
+  args.insert(args.end(), {"-monitor", "unix:" + monitor + ",server=on,wait=off"});
+  const pid_t pid = spawn(args);
+  if (pid < 0) return false;
+  auto agent = corral::vmm::AgentClient::connect(socket, Clock::now() + std::chrono::seconds(120));
+  const bool migrated = agent && migrateToFile(monitor, stateFile);
+  ::kill(pid, SIGKILL);
+  waitFor(pid, std::chrono::seconds(30));
+  std::filesystem::remove(socket);
+  std::filesystem::remove(monitor);
+  return migrated;
+}
+
+// --warm, raw side: a new QEMU restoring the shared state, timed from spawn to the agent's answer to
+// set_identity (the clone's hostname, clock and seed: what corrald's warm start waits for).
+std::optional<double> restoreRawClone(const Options& options, int run, const std::string& stateFile) {
+  const std::string socket = options.workDir + "/raw-warm.sock";  // the template's: in the saved state
+  std::filesystem::remove(socket);
+  std::vector<std::string> args =
+      rawQemuArgs(options, "bench-raw-warm", socket, options.workDir + "/raw-warm.console");
+  args.insert(args.end(), {"-incoming", "exec:cat " + stateFile});
+  const auto started = Clock::now();
+  const pid_t pid = spawn(args);
+  if (pid < 0) return std::nullopt;
+  std::optional<double> ms;
+  auto agent = corral::vmm::AgentClient::connect(socket, started + std::chrono::seconds(120));
+  if (agent) {
+    auto identity = agent->setIdentity({.hostname = "bench-raw-clone-" + std::to_string(run),
+                                        .mac = std::nullopt,
+                                        .ip = std::nullopt,
+                                        .gateway = std::nullopt},
+                                       Clock::now() + std::chrono::seconds(10));
+    if (identity) ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+  }
+  if (!ms) std::fprintf(stderr, "bench_vm_boot: raw warm clone %d did not answer\n", run);
+  ::kill(pid, SIGKILL);
+  waitFor(pid, std::chrono::seconds(30));
+  std::filesystem::remove(socket);
+  return ms;
 }
 
 std::vector<std::string> corralCommand(const Options& options, std::vector<std::string> tail) {
@@ -386,7 +460,7 @@ std::optional<CorralRun> bootCorral(const Options& options, int run) {
     }
   }
   if (total) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // idle, as the raw side measures it
+    std::this_thread::sleep_for(kIdleAfterReady);  // idle, as the raw side measures it
     const json instance = inspect(options, name);
     if (instance.is_object() && instance.contains("usage") && instance["usage"].is_object() &&
         instance["usage"].contains("memory_bytes") && instance["usage"]["memory_bytes"].is_number())
@@ -413,6 +487,41 @@ std::optional<CorralRun> bootCorral(const Options& options, int run) {
   runCapturing(corralCommand(options, {"rm", "-f", name}), std::chrono::seconds(60));
   if (!total) return std::nullopt;
   return CorralRun{*total, rssKib, engineMs, engine, restoreMs, restoreSteps};
+}
+
+struct CorralClone {
+  double readyMs = 0;
+  bool madeSnapshot = false;  // its start booted and saved the template first
+  json boot;
+};
+
+// --warm, corral side: `corral run --vm -d --warm`, boot.total_ms of the clone (request → identity set).
+std::optional<CorralClone> warmCorral(const Options& options, int run) {
+  const std::string name = options.namePrefix + "w" + std::to_string(run);
+  std::optional<CorralClone> clone;
+  const auto started = Clock::now();
+  if (runCapturing(corralCommand(options, {"run", "--vm", "-d", "--warm", "--name", name, "--memory",
+                                           std::to_string(options.memoryMib) + "M", "--kernel",
+                                           options.kernelName.empty() ? options.kernel : options.kernelName,
+                                           "--machine", options.machine, "--initrd", options.initrd}),
+                   std::chrono::seconds(240))) {
+    while (!clone && Clock::now() - started < std::chrono::seconds(180)) {
+      const json instance = inspect(options, name);
+      if (instance.is_object() && instance.contains("boot") && instance["boot"].is_object() &&
+          instance["boot"].value("warm", false) && instance["boot"].contains("total_ms") &&
+          instance["boot"]["total_ms"].is_number()) {
+        const json& boot = instance["boot"];
+        const json steps = boot.value("domain_steps", json::object());
+        clone = CorralClone{boot["total_ms"].get<double>(), steps.value("snapshot_made", false), boot};
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  if (!clone)
+    std::fprintf(stderr, "bench_vm_boot: corral warm run %d (%s): no boot.total_ms\n", run, name.c_str());
+  runCapturing(corralCommand(options, {"rm", "-f", name}), std::chrono::seconds(60));
+  return clone;
 }
 
 // The 1-minute load average, printed with the numbers it inflates.
@@ -461,6 +570,13 @@ int main(int argc, char** argv) {
   }
   std::string corralEngine;
   std::vector<double> corralMs, corralRss, corralEngineMs, rawMs, rawRss, corralRestoreMs, rawRestoreMs;
+  std::vector<double> corralCloneMs, corralCloneRestoreMs, rawCloneMs;
+  const std::string rawWarmState = options.workDir + "/raw-warm.state";
+  bool rawSnapshot = false;
+  if (options.warm) {
+    rawSnapshot = makeRawSnapshot(options, rawWarmState);
+    if (!rawSnapshot) std::fprintf(stderr, "bench_vm_boot: the raw warm snapshot could not be made\n");
+  }
   std::printf(
       "VM boot, kernel %s, machine %s, %d MiB, %s (translation cache %s), %d runs each, alternating, "
       "load average %s\n",
@@ -498,8 +614,29 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
     }
+    if (options.warm && !options.corral.empty()) {
+      if (const auto clone = warmCorral(options, run)) {
+        const json steps = clone->boot.value("domain_steps", json::object());
+        std::printf(
+            "  run %2d corral warm clone %8.1f ms (copy %.0f, restore %.0f, agent %.0f, identity %.0f)%s\n",
+            run, clone->readyMs, steps.value("copy_ms", 0.0), steps.value("restore_ms", 0.0),
+            clone->boot.value("agent_ms", 0.0), clone->boot.value("identity_ms", 0.0),
+            clone->madeSnapshot ? " (made the snapshot first: not in the median)" : "");
+        if (!clone->madeSnapshot) {
+          corralCloneMs.push_back(clone->readyMs);
+          corralCloneRestoreMs.push_back(steps.value("restore_ms", 0.0));
+        }
+      }
+    }
+    if (rawSnapshot) {
+      if (const auto ms = restoreRawClone(options, run, rawWarmState)) {
+        rawCloneMs.push_back(*ms);
+        std::printf("  run %2d raw warm clone    %8.1f ms\n", run, *ms);
+      }
+    }
     std::fflush(stdout);
   }
+  std::filesystem::remove(rawWarmState);
   if (rawMs.empty()) {
     std::fprintf(stderr, "bench_vm_boot: no raw run reached ready\n");
     return 1;
@@ -531,6 +668,20 @@ int main(int argc, char** argv) {
                   median(corralRestoreMs), corralRestoreMs.size(), options.runs);
     if (!rawRestoreMs.empty() && !corralRestoreMs.empty())
       std::printf("ratio corral/raw warm %.2f\n", median(corralRestoreMs) / median(rawRestoreMs));
+  }
+  if (options.warm) {
+    if (!rawCloneMs.empty())
+      std::printf(
+          "raw qemu   median %8.1f ms warm clone (one shared state restored, to set_identity answered, "
+          "%zu/%d runs)\n",
+          median(rawCloneMs), rawCloneMs.size(), options.runs);
+    if (!corralCloneMs.empty())
+      std::printf(
+          "corral     median %8.1f ms warm clone (run --warm, %zu runs; libvirt restore %.1f ms; target "
+          "<= 300)\n",
+          median(corralCloneMs), corralCloneMs.size(), median(corralCloneRestoreMs));
+    if (!rawCloneMs.empty() && !corralCloneMs.empty())
+      std::printf("ratio corral/raw warm clone %.2f\n", median(corralCloneMs) / median(rawCloneMs));
   }
   std::printf("load average at the end %s\n", loadAverage().c_str());
   return 0;

@@ -102,6 +102,7 @@ Command netCommand();  // cli/net.cc: `corral net show VPC`
 Command traceCommand();    // cli/trace.cc: `corral trace SUBNET|INSTANCE`
 Command compareCommand();  // cli/compare.cc: `corral compare`
 Command imageCommand();    // cli/image.cc: `corral image ls|pull|import|build|inspect|rm`
+Command snapshotCommand();  // cli/snapshot.cc: `corral snapshot ls|rm`
 // Instances (cli/run.cc, cli/instances.cc): top-level verbs, like `docker run` / `docker ps`.
 Command runCommand();
 Command psCommand();

@@ -50,6 +50,26 @@ std::string instanceName(const std::string& kind, int64_t index) {
   return fmt::format("compare-{}-{}", kind == "vm" ? "v" : "c", index);
 }
 
+// The VMs `--warm` restores from the shared snapshot, next to the booted ones.
+std::string warmCloneName(int64_t index) {
+  return fmt::format("compare-w-{}", index);
+}
+
+// A warm start's steps from its boot record: the top-level ones (domain, agent, clock or identity) and
+// the clone's domain steps (copy of the saved state, libvirt's restore, NIC), each in ms.
+json warmSteps(const json& boot) {
+  json steps = json::object();
+  static const std::set<std::string> kNotSteps = {"total_ms", "requested_at_ms", "guest_uptime_ms"};
+  for (const auto& [key, value] : boot.items()) {
+    if (value.is_number() && key.ends_with("_ms") && !kNotSteps.count(key)) steps[key] = value;
+  }
+  static const std::set<std::string> kCloneSteps = {"copy_ms", "restore_ms", "nic_ms"};
+  for (const auto& [key, value] : field(boot, "domain_steps").items()) {
+    if (value.is_number() && kCloneSteps.count(key)) steps[key] = value;
+  }
+  return steps;
+}
+
 // ---- Numbers ----
 
 // ---- One compare run ----
@@ -102,6 +122,9 @@ class Compare {
   json isolation(const json& host) const;
   json summary() const;
   void removeAll();
+  // --warm: each booted VM stopped with --save and started again (resumed), and `runs` VMs restored from
+  // the shared snapshot of the same boot files (run --warm); their boot records.
+  json warmStarts();
   void printHuman(const json& result) const;
   Status writeSvg(const std::string& path, const json& result) const;
   void saveResult(json& result);
@@ -131,6 +154,7 @@ Status Compare::checkNamesFree() {
   std::set<std::string> ours;
   for (int64_t i = 1; i <= runs_; ++i) {
     for (const std::string& kind : kKinds) ours.insert(instanceName(kind, i));
+    if (invocation_.flag("warm")) ours.insert(warmCloneName(i));
   }
   std::vector<std::string> taken;
   const json& items = list->is_object() && list->contains("instances") ? (*list)["instances"] : *list;
@@ -420,6 +444,72 @@ json Compare::isolation(const json& host) const {
   return table;
 }
 
+json Compare::warmStarts() {
+  json resumes = json::array(), clones = json::array();
+  for (const Sample& sample : samples_) {
+    if (stopRequested()) break;
+    if (sample.kind != "vm" || !sample.error.empty()) continue;
+    json resume = {{"name", sample.name}};
+    Result<json> saved = patient_.call(api::StopInstance{sample.name, 10, true});
+    Result<json> started = saved ? patient_.call(api::StartInstance{sample.name}) : saved;
+    Result<json> ready = started ? waitUntilReady(client_, *started, &interrupted) : started;
+    if (ready && field(*ready, "state") == "running") {
+      resume["boot"] = field(*ready, "boot");
+    } else {
+      resume["error"] = ready ? fmt::format("{} is {}", sample.name, displayInstanceState(*ready))
+                              : ready.error().message();
+    }
+    resumes.push_back(std::move(resume));
+  }
+  for (int64_t i = 1; i <= runs_ && !stopRequested(); ++i) {
+    schema::InstanceSpec spec;
+    spec.kind = schema::InstanceKind::vm;
+    spec.image = image_;
+    spec.name = warmCloneName(i);
+    spec.memory = memory_;
+    spec.subnet = subnet_;
+    spec.warm = true;
+    started_.push_back(spec.name);
+    if (!invocation_.global.json) std::cerr << "corral: starting " << spec.name << " (--warm)\n";
+    json clone = {{"name", spec.name}};
+    Result<json> started = patient_.call(api::RunInstance{spec});
+    Result<json> ready = started ? waitUntilReady(client_, *started, &interrupted) : started;
+    if (ready && field(*ready, "state") == "running") {
+      clone["boot"] = field(*ready, "boot");
+    } else {
+      clone["error"] =
+          ready ? fmt::format("{} is {}", spec.name, displayInstanceState(*ready)) : ready.error().message();
+    }
+    clones.push_back(std::move(clone));
+  }
+  // Medians: a clone whose start made the snapshot (the first, unless one was kept from before) booted a
+  // template first and is left out of them.
+  auto summarize = [](const json& starts, bool skipMade) {
+    std::vector<double> totals;
+    std::map<std::string, std::vector<double>> steps;
+    int made = 0;
+    for (const json& start : starts) {
+      const json& boot = field(start, "boot");
+      if (!boot.is_object() || !field(boot, "total_ms").is_number()) continue;
+      if (skipMade && field(field(boot, "domain_steps"), "snapshot_made") == true) {
+        ++made;
+        continue;
+      }
+      totals.push_back(boot["total_ms"].get<double>());
+      const json startSteps = warmSteps(boot);  // kept: items() of a temporary would dangle
+      for (const auto& [key, value] : startSteps.items()) steps[key].push_back(value.get<double>());
+    }
+    json split = json::object();
+    for (const auto& [key, values] : steps) split[key] = api::median(values);
+    json out = {{"total_ms", api::summarize(totals)}, {"steps_median_ms", std::move(split)}};
+    if (skipMade) out["made_the_snapshot"] = made;
+    return out;
+  };
+  return {{"resumes", resumes},
+          {"clones", clones},
+          {"summary", {{"resume", summarize(resumes, false)}, {"clone", summarize(clones, true)}}}};
+}
+
 json Compare::summary() const {
   json result = json::object();
   for (const std::string& kind : kKinds) {
@@ -549,6 +639,30 @@ void Compare::printHuman(const json& result) const {
   boot.add({"memory median", api::bytesText(field(field(summary["container"], "memory_bytes"), "median")),
             api::bytesText(field(field(summary["vm"], "memory_bytes"), "median"))});
   boot.print();
+
+  if (const json& warm = field(field(result, "warm"), "summary"); warm.is_object()) {
+    fmt::print("\nwarm VM starts (--warm), next to the cold boot above:\n");
+    Table starts({"", "median", "min", "max", "steps (medians)"});
+    auto row = [&](const std::string& label, const json& side) {
+      std::string split;
+      for (const auto& [key, value] : field(side, "steps_median_ms").items()) {
+        split += fmt::format("{}{} {}", split.empty() ? "" : ", ", key.substr(0, key.size() - 3),
+                             api::millisecondsText(value));
+      }
+      const json& total = field(side, "total_ms");
+      starts.add({label, api::millisecondsText(field(total, "median")),
+                  api::millisecondsText(field(total, "min")), api::millisecondsText(field(total, "max")),
+                  split.empty() ? "-" : split});
+    };
+    row("resume (stop --save, start)", field(warm, "resume"));
+    row("clone of a snapshot (run --warm)", field(warm, "clone"));
+    starts.print();
+    if (field(field(warm, "clone"), "made_the_snapshot").is_number() &&
+        field(warm, "clone")["made_the_snapshot"] != 0)
+      fmt::print(
+          "({} clone made the shared snapshot first, a template's cold boot and save: not in the row)\n",
+          displayText(field(warm, "clone")["made_the_snapshot"]));
+  }
 
   fmt::print("\nper instance:\n");
   Table instances({"name", "kind", "boot", "ready", "memory", "memory source", "error"});
@@ -778,6 +892,9 @@ int Compare::run() {
                                                image_)}};
   }
 
+  json warm = nullptr;
+  if (invocation_.flag("warm") && !stopRequested()) warm = warmStarts();
+
   json result;
   if (!stopRequested()) {
     json info = client_.call(api::GetInfo{}).value_or(json(nullptr));
@@ -819,7 +936,8 @@ int Compare::run() {
               {"samples", std::move(samples)},
               {"summary", summary()},
               {"isolation", isolation(field(info, "host"))},
-              {"network", network}};
+              {"network", network},
+              {"warm", warm}};
   }
 
   bool keep = invocation_.flag("keep") && !stopRequested();
@@ -865,8 +983,8 @@ Command compareCommand() {
       "(or "
       "time until the workload answers), memory, isolation and network side by side",
       {},
-      "[--runs N] [--image NAME] [--subnet SUBNET [--ready-port PORT]] [--memory SIZE] [--parallel] [--svg "
-      "FILE] [--keep] [--no-save] | --list | --show ID",
+      "[--runs N] [--image NAME] [--subnet SUBNET [--ready-port PORT]] [--memory SIZE] [--parallel] [--warm] "
+      "[--svg FILE] [--keep] [--no-save] | --list | --show ID",
       [](po::options_description& options) {
         options.add_options()                                                                          //
             ("runs", po::value<std::string>()->value_name("N"), "instances of each kind (default 3)")  //
@@ -882,6 +1000,9 @@ Command compareCommand() {
             ("memory", po::value<std::string>()->value_name("SIZE"),
              "the memory limit of each container and the RAM of each VM (default 128M)")  //
             ("parallel", "start all instances at once instead of one at a time")          //
+            ("warm",
+             "also time warm VM starts: each VM stopped with --save and started again (resumed), and N "
+             "VMs restored from one shared snapshot (run --warm), with their steps")  //
             ("svg", po::value<std::string>()->value_name("FILE"),
              "also draw the boot times and memory as a chart")                         //
             ("keep", "leave the instances running afterwards (default: remove them)")  //

@@ -238,12 +238,17 @@ Command imageCommand() {
                  return respond(invocation, api::GetImage{invocation.arguments[0]}, printImage);
                }),
           leaf("rm",
-               "remove an image (refused while an instance uses it); blobs and layers no image uses go too",
+               "remove an image (refused while an instance uses it); blobs, layers and warm VM snapshots no "
+               "image "
+               "uses go too",
                {{"NAME", "the image's name"}}, "", nullptr,
                [](const Invocation& invocation) {
                  const std::string& name = invocation.arguments[0];
-                 return respond(invocation, api::RemoveImage{name},
-                                [&](const json&) { fmt::print("removed image {}\n", terminalSafe(name)); });
+                 return respond(invocation, api::RemoveImage{name}, [&](const json& response) {
+                   fmt::print("removed image {}\n", terminalSafe(name));
+                   for (const json& key : field(response, "vm_snapshots_removed"))
+                     fmt::print("removed its warm VM snapshot {}\n", displayText(key));
+                 });
                }),
       });
 }

@@ -104,9 +104,9 @@ void addRunOptions(po::options_description& options) {
       ("initrd", po::value<std::string>()->value_name("PATH"),
        "VMs: this initramfs instead of the image's")  //
       ("warm",
-       "VMs of a built-in image: restore from a snapshot of a booted guest (made by the first --warm run "
-       "with the same kernel, initramfs, machine, memory and vCPUs), then give it its own hostname, MAC, "
-       "address and random seed")  //
+       "VMs: restore from a snapshot of a booted guest (made by the first --warm run with the same "
+       "kernel, initramfs, image, machine, memory and vCPUs), then give it its own hostname, MAC, address "
+       "and random seed; a store image's VM runs on its own copy of the template's disk")  //
       ("image", po::value<std::string>()->value_name("NAME"),
        "the image (default busybox): any name `corral image ls` shows (pulled, imported or built with corral "
        "image; busybox is one) or a built-in image of corrald's --image-dir; a store image runs its own "

@@ -198,6 +198,21 @@ Result<std::string> InstanceManager::hypervisorVersion() {
   return vmDriver_->hypervisorVersion();
 }
 
+Result<json> InstanceManager::vmSnapshots() {
+  if (!vmDriver_) return fail(unavailable("this corrald runs no VMs"));
+  return vmDriver_->listSnapshots();
+}
+
+Status InstanceManager::removeVmSnapshot(const std::string& key) {
+  if (!vmDriver_) return fail(unavailable("this corrald runs no VMs"));
+  return vmDriver_->removeSnapshot(key);
+}
+
+Result<std::vector<std::string>> InstanceManager::pruneVmSnapshots() {
+  if (!vmDriver_) return std::vector<std::string>();
+  return vmDriver_->pruneSnapshots();
+}
+
 void InstanceManager::instanceReady(const std::string& name, RunId run, json boot) {
   std::lock_guard lock(mutex_);
   auto it = instances_.find(name);

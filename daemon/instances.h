@@ -92,6 +92,10 @@ class InstanceManager final : private InstanceEvents {
   // The VM driver's (unknown, and "libvirt is not used", without one).
   AcceleratorStatus acceleratorStatus();
   Result<std::string> hypervisorVersion();
+  // Warm VM snapshots (VmDriver): listed, one removed by key, those of removed images pruned.
+  Result<nlohmann::json> vmSnapshots();
+  Status removeVmSnapshot(const std::string& key);
+  Result<std::vector<std::string>> pruneVmSnapshots();
 
  private:
   struct Instance {

@@ -253,7 +253,24 @@ Response Service::serveImage(const api::GetImage& request) {
 }
 Response Service::serveImage(const api::RemoveImage& request) {
   if (auto removed = images_->remove(request.name); !removed) return errorResponse(removed.error());
-  return {200, {{"removed", request.name}}};
+  nlohmann::json answer = {{"removed", request.name}, {"vm_snapshots_removed", nlohmann::json::array()}};
+  // Its warm VM snapshots go with it once no name and no instance holds its manifest.
+  if (instances_) {
+    if (auto pruned = instances_->pruneVmSnapshots(); pruned)
+      answer["vm_snapshots_removed"] = *pruned;
+    else
+      log::warn("image \"{}\" removed, but not its warm VM snapshots: {}", request.name,
+                pruned.error().message());
+  }
+  return {200, std::move(answer)};
+}
+Response Service::serveInstance(const api::ListVmSnapshots&) {
+  return resultResponse(200, instances_->vmSnapshots());
+}
+Response Service::serveInstance(const api::RemoveVmSnapshot& request) {
+  if (auto removed = instances_->removeVmSnapshot(request.key); !removed)
+    return errorResponse(removed.error());
+  return {200, {{"removed", request.key}}};
 }
 Response Service::serveImage(const api::PullImage& request) {
   auto image = images_->run(request, {}, {});

@@ -154,6 +154,8 @@ class Service {
   // Blocks for up to request.seconds while it captures, so it takes the same path (the target is resolved
   // under the network controller's lock, briefly; the capture holds no lock).
   Response serveInstance(const api::TraceCapture& request);
+  Response serveInstance(const api::ListVmSnapshots& request);
+  Response serveInstance(const api::RemoveVmSnapshot& request);
   // Image requests run without mutex_ too (the store has its own lock; a pull takes minutes).
   Response serveImage(const api::ListImages& request);
   Response serveImage(const api::GetImage& request);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -533,7 +534,10 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   if (vm.saved) return restore(handle, plan, *accel, nic, received);
   auto engine = hypervisor(engineFor(plan));
   if (!engine) return fail(engine.error());
-  if (plan.warm) return warmStart(handle, plan, *accel, **engine, nic, received);
+  // A warm VM of a store image restores the template's disk with its memory, once: a later start boots its
+  // own disk cold, which holds what the VM wrote since (a restore would pair the template's memory with it).
+  const bool ownDisk = plan.rootImage && std::filesystem::exists(dir / kVmRootDiskFile, ec);
+  if (plan.warm && !ownDisk) return warmStart(handle, plan, *accel, **engine, nic, received);
 
   std::optional<net::NicPlan> planned;
   if (nic) {
@@ -567,6 +571,7 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   json boot = bootRecord(plan, *accel, received, domainStarted);
   boot["engine"] = vmm::engineName((*engine)->engine());
   boot["domain_steps"] = std::move(domainSteps);
+  if (plan.warm) boot["warm_note"] = "booted cold: the VM's own disk holds its writes since its warm start";
   std::shared_ptr<Run> run = newRun(plan.name, boot);
   run->engine = *engine;
   run->received = received;
@@ -599,7 +604,8 @@ Result<vmm::DomainConfig> VmDriver::domainConfig(const VmPlan& plan, const vmm::
       .agentSocket = dir / "agent.sock",
       .nic = std::nullopt,
       .disks = {},
-      .tcgTranslationCacheMiB = kTcgTranslationCacheMiB};
+      .tcgTranslationCacheMiB = kTcgTranslationCacheMiB,
+      .freePageReporting = plan.kernelSource == GuestKernel::corral};
   // A store image's root: its overlay and config disk, found by the guest init through corral.root.
   std::optional<std::string> rootSerial;
   if (plan.rootImage) {
@@ -741,25 +747,33 @@ Result<StartedRun> VmDriver::restore(InstanceHandle& handle, const VmPlan& plan,
 Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                                                      vmm::Hypervisor& engine, bool withNic, json& steps) {
   const auto started = Clock::now();
-  auto kernel = images::digestOfFile(plan.kernel);
+  auto kernel = bootFileDigests_.of(plan.kernel);
   if (!kernel) return fail(kernel.error().wrap(fmt::format("hash the kernel \"{}\"", plan.kernel.string())));
-  auto initrd = images::digestOfFile(plan.initrd);
+  auto initrd = bootFileDigests_.of(plan.initrd);
   if (!initrd)
     return fail(initrd.error().wrap(fmt::format("hash the initramfs \"{}\"", plan.initrd.string())));
+  // A store image's template mounts the image's disk and starts its workload: both are in the key.
+  std::string imageDigest, workloadDigest;
+  if (plan.rootImage) {
+    imageDigest = plan.rootImage->manifestDigest.text();
+    workloadDigest = images::digestOf(instanceConfigDisk(*plan.rootImage, plan.user)).text();
+  }
   std::string tuning;
   if (plan.kernelSource == GuestKernel::corral) {
     const bool tcg = accel.accelerator == vmm::Accelerator::Tcg;
     tuning = vmm::corralKernelTuning(accel.accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
   }
-  const std::string key = snapshotKey({.kernelDigest = kernel->text(),
-                                       .initrdDigest = initrd->text(),
+  const std::string key = snapshotKey({.kernelDigest = *kernel,
+                                       .initrdDigest = *initrd,
                                        .machine = plan.machine,
                                        .accelerator = accel.accelerator,
                                        .memoryBytes = plan.memoryBytes,
                                        .vcpus = plan.vcpus,
                                        .kernelTuning = tuning,
                                        .withNic = withNic,
-                                       .engine = engine.engine()});
+                                       .engine = engine.engine(),
+                                       .imageDigest = imageDigest,
+                                       .workloadDigest = workloadDigest});
   const std::filesystem::path dir = options_.vmsDir / kSnapshotsDir / key;
   steps["snapshot"] = key;
   steps["hash_ms"] = msBetween(started, Clock::now());
@@ -779,7 +793,18 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
     std::error_code ignored;
     std::filesystem::remove_all(work, ignored);
   });
-  const SnapshotTemplate made = snapshotTemplate(key, options_.domainPrefix, work, withNic);
+  SnapshotTemplate made = snapshotTemplate(key, options_.domainPrefix, work, withNic);
+  made.imageName = plan.rootImage ? plan.rootImage->name : std::string();
+  made.imageDigest = imageDigest;
+  made.kernel = plan.kernel.string();
+  made.machine = vmm::machineName(plan.machine);
+  made.memoryBytes = plan.memoryBytes;
+  made.madeAtUnix = now();
+  // A store image's template has an overlay of its own (and the config disk), copied for each clone.
+  if (plan.rootImage) {
+    auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, work, plan.user);
+    if (!disks) return fail(disks.error().wrap("warm snapshot template"));
+  }
   const vmm::DomainConfig config = warmTemplateConfig(plan, accel, made, key, withNic);
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error().wrap("warm snapshot template"));
   auto domain = engine.create(config, /*paused=*/false);
@@ -835,7 +860,16 @@ vmm::DomainConfig VmDriver::warmTemplateConfig(const VmPlan& plan, const vmm::Ac
                            .agentSocket = made.directory / "agent.sock",
                            .nic = std::nullopt,
                            .disks = {},
-                           .tcgTranslationCacheMiB = kTcgTranslationCacheMiB};
+                           .tcgTranslationCacheMiB = kTcgTranslationCacheMiB,
+                           .freePageReporting = plan.kernelSource == GuestKernel::corral};
+  // A store image's root: the overlay and config disk in the template's directory (a clone's copies in its
+  // own, warmStart()).
+  if (plan.rootImage) {
+    config.disks = instanceDisks(made.directory);
+    config.cmdline = vmm::kernelCommandLine(made.instanceName.substr(1), "corral-warm", std::nullopt,
+                                            std::nullopt, std::string(vmm::kRootDiskSerial)) +
+                     tuning;
+  }
   // The template's MAC is every clone's device MAC until its agent sets the clone's own on eth0, which
   // stays down until then.
   if (withNic)
@@ -843,6 +877,83 @@ vmm::DomainConfig VmDriver::warmTemplateConfig(const VmPlan& plan, const vmm::Ac
         .tapName = made.tapName,
         .mac = "52:54:00:" + key.substr(0, 2) + ":" + key.substr(2, 2) + ":" + key.substr(4, 2)};
   return config;
+}
+
+json VmDriver::listSnapshots() {
+  json list = json::array();
+  std::lock_guard lock(snapshotMutex_);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.vmsDir / kSnapshotsDir, ec)) {
+    const std::string key = entry.path().filename().string();
+    if (!isSnapshotKey(key)) continue;  // KEY.new: one being made
+    auto record = parseTemplateRecord(readSmallFile(entry.path() / kSnapshotRecordFile));
+    uintmax_t bytes = 0;
+    for (const auto& file : std::filesystem::directory_iterator(entry.path(), ec)) {
+      std::error_code sizeError;
+      const uintmax_t size = file.is_regular_file(sizeError) ? file.file_size(sizeError) : 0;
+      if (!sizeError) bytes += size;
+    }
+    json item = {{"key", key}, {"directory", entry.path().string()}, {"size_bytes", bytes}};
+    if (record) {
+      auto orNull = [](const std::string& text) { return text.empty() ? json(nullptr) : json(text); };
+      item["image"] = orNull(record->imageName);
+      item["image_digest"] = orNull(record->imageDigest);
+      item["kernel"] = orNull(record->kernel);
+      item["machine"] = orNull(record->machine);
+      item["memory_bytes"] = record->memoryBytes ? json(record->memoryBytes) : json(nullptr);
+      item["with_nic"] = !record->tapName.empty();
+      item["made_at"] = record->madeAtUnix ? json(record->madeAtUnix) : json(nullptr);
+    } else {
+      item["problem"] = record.error().message();
+    }
+    list.push_back(std::move(item));
+  }
+  std::sort(list.begin(), list.end(), [](const json& a, const json& b) { return a["key"] < b["key"]; });
+  return json{{"snapshots", std::move(list)}};
+}
+
+Status VmDriver::removeSnapshot(const std::string& key) {
+  if (!isSnapshotKey(key))
+    return fail(invalidField("key", "snapshot key \"{}\" is not 32 lowercase hex digits", key));
+  const std::filesystem::path dir = options_.vmsDir / kSnapshotsDir / key;
+  std::lock_guard lock(snapshotMutex_);
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return fail(notFound("warm snapshot \"{}\"", key));
+  // Clones restored from it have their own copies: removing it only makes the next warm run make a new one.
+  std::filesystem::remove_all(dir, ec);
+  if (ec) return fail(systemError(ec.value(), fmt::format("rm -r \"{}\"", dir.string())));
+  log::info("warm snapshot {} removed", key);
+  return {};
+}
+
+Result<std::vector<std::string>> VmDriver::pruneSnapshots() {
+  std::vector<std::string> removed;
+  if (!options_.imageStore) return removed;
+  std::set<std::string> liveDigests;
+  auto named = options_.imageStore->list();
+  if (!named) return fail(named.error().wrap("warm snapshots: the image store's images"));
+  for (const images::Image& image : *named) liveDigests.insert(image.manifestDigest.text());
+  auto pins = options_.imageStore->pins();
+  if (!pins) return fail(pins.error().wrap("warm snapshots: the image store's pins"));
+  for (const auto& [holder, manifest] : *pins) liveDigests.insert(manifest.text());
+  std::lock_guard lock(snapshotMutex_);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.vmsDir / kSnapshotsDir, ec)) {
+    const std::string key = entry.path().filename().string();
+    if (!isSnapshotKey(key)) continue;
+    auto record = parseTemplateRecord(readSmallFile(entry.path() / kSnapshotRecordFile));
+    if (!record || record->imageDigest.empty() || liveDigests.contains(record->imageDigest)) continue;
+    std::error_code removeError;
+    std::filesystem::remove_all(entry.path(), removeError);
+    if (removeError) {
+      log::warn("warm snapshot {}: rm -r: {}", key, removeError.message());
+      continue;
+    }
+    log::info("warm snapshot {} removed: its image {} ({}) is gone", key, record->imageName,
+              record->imageDigest);
+    removed.push_back(key);
+  }
+  return removed;
 }
 
 // --warm: a new transient domain restored from the shared snapshot with the clone's name, paths and tap,
@@ -887,6 +998,27 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
   auto record = parseTemplateRecord(readSmallFile(*snapshot / kSnapshotRecordFile));
   if (!record) return discardSnapshot(record.error());
   const auto restoring = Clock::now();
+  // A store image's clone gets its own copy of the template's disks, as the saved memory left them. Removed
+  // again unless the clone starts.
+  Rollback removeDisks([dir] {
+    std::error_code ignored;
+    std::filesystem::remove(dir / kVmRootDiskFile, ignored);
+    std::filesystem::remove(dir / kVmConfigDiskFile, ignored);
+  });
+  if (plan.rootImage) {
+    for (const char* disk : {kVmRootDiskFile, kVmConfigDiskFile}) {
+      std::error_code ec;
+      std::filesystem::copy_file(*snapshot / disk, dir / disk,
+                                 std::filesystem::copy_options::overwrite_existing, ec);
+      if (ec) {
+        return discardSnapshot(systemError(
+            ec.value(),
+            fmt::format("copy \"{}\" to \"{}\"", (*snapshot / disk).string(), (dir / disk).string())));
+      }
+    }
+  } else {
+    removeDisks.dismiss();
+  }
   Rollback removeCopy([file = dir / kWarmStateFile] {
     std::error_code ignored;
     std::filesystem::remove(file, ignored);
@@ -901,6 +1033,7 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
     config.consoleLog = dir / "console.log";
     config.agentSocket = dir / "agent.sock";
     if (planned) config.nic->tapName = planned->link;
+    if (plan.rootImage) config.disks = instanceDisks(dir);
     restored = engine.restoreFromFile(
         {.file = *snapshot / kSavedStateFile, .config = config, .paused = nic != nullptr});
   } else {
@@ -947,6 +1080,7 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
       .gateway =
           planned && !planned->gateway.empty() ? std::optional<std::string>(planned->gateway) : std::nullopt};
   destroyDomain.dismiss();
+  removeDisks.dismiss();
   StartedRun started = handOver(run, restored->qemuPid, std::move(boot), &engine, domain);
   vm.run = std::move(run);
   log::info("instance \"{}\": domain {} restored from the warm snapshot \"{}\", waiting for the guest agent",
@@ -1425,6 +1559,7 @@ void VmDriver::reconcile(const std::set<std::string>& active, const std::set<std
       }
     }
   }
+  if (auto pruned = pruneSnapshots(); !pruned) log::warn("reconcile: {}", pruned.error().message());
   if (options_.accelerator != AcceleratorMode::automatic) return;
   schema::InstanceSpec probeSpec;
   probeSpec.name = "kvm-probe";

@@ -83,6 +83,14 @@ class VmDriver final : public InstanceDriver {
   void describe(const InstanceHandle& handle, const schema::InstanceSpec& spec, const InstanceRow& row,
                 const nlohmann::json& usage, nlohmann::json& out) const override;
 
+  // Warm snapshots (VMS_DIR/.snapshots/KEY, docs/api.md "Warm starts"): {"snapshots": [...]} with what each
+  // is of and its size; one removed by its key (NotFound for none, InvalidArgument naming "key" for a key
+  // that is not 32 hex digits); those of store images whose manifest no image name and no instance's pin
+  // holds any more removed (after an image's removal, and at startup), their keys returned.
+  nlohmann::json listSnapshots();
+  Status removeSnapshot(const std::string& key);
+  Result<std::vector<std::string>> pruneSnapshots();
+
   struct Run;  // one boot of the domain: its agent session, whether its end was reported
 
  private:
@@ -169,7 +177,8 @@ class VmDriver final : public InstanceDriver {
   AcceleratorStatus acceleratorStatus_;
   std::mutex acceleratorStatusMutex_;
   std::thread acceleratorProbe_;
-  std::mutex snapshotMutex_;  // held while a warm snapshot is looked up or made
+  std::mutex snapshotMutex_;     // held while a warm snapshot is looked up, made or removed
+  FileDigests bootFileDigests_;  // the kernel's and initramfs's sha256 for snapshot keys
   // What making a warm snapshot took, by the instance it was made for: preflight() makes it without the
   // instance manager's lock (a template boots and is saved: seconds), warmStart() reports it.
   std::mutex madeInPreflightMutex_;

@@ -37,6 +37,12 @@ std::string configDiskBytes(const json& workload) {
   return bytes;
 }
 
+std::string instanceConfigDisk(const images::Image& image, const std::string& user) {
+  images::ImageConfig workload = image.config;
+  if (!user.empty()) workload.user = user;
+  return configDiskBytes(guestWorkload(workload));
+}
+
 Result<fs::path> prepareBaseDisk(const images::ImageStore& store, const images::Image& image) {
   auto disk = images::baseDisk(store, image);
   if (!disk) return fail(disk.error().wrap(fmt::format("image \"{}\"", image.name)));
@@ -64,6 +70,17 @@ Status writeConfigDisk(const fs::path& path, const std::string& bytes) {
 
 }  // namespace
 
+std::vector<vmm::DiskConfig> instanceDisks(const fs::path& dir) {
+  return {{.path = dir / kVmRootDiskFile,
+           .format = vmm::DiskFormat::Qcow2,
+           .serial = vmm::kRootDiskSerial,
+           .readOnly = false},
+          {.path = dir / kVmConfigDiskFile,
+           .format = vmm::DiskFormat::Raw,
+           .serial = vmm::kConfigDiskSerial,
+           .readOnly = true}};
+}
+
 Result<std::vector<vmm::DiskConfig>> prepareInstanceDisks(const images::ImageStore& store,
                                                           const images::Image& image, const fs::path& dir,
                                                           const std::string& user) {
@@ -75,13 +92,9 @@ Result<std::vector<vmm::DiskConfig>> prepareInstanceDisks(const images::ImageSto
     if (Status made = images::createInstanceDisk(*base, root); !made) return fail(made.error());
   }
   const fs::path config = dir / kVmConfigDiskFile;
-  images::ImageConfig workload = image.config;
-  if (!user.empty()) workload.user = user;
-  if (Status written = writeConfigDisk(config, configDiskBytes(guestWorkload(workload))); !written)
+  if (Status written = writeConfigDisk(config, instanceConfigDisk(image, user)); !written)
     return fail(written.error());
-  return std::vector<vmm::DiskConfig>{
-      {.path = root, .format = vmm::DiskFormat::Qcow2, .serial = vmm::kRootDiskSerial, .readOnly = false},
-      {.path = config, .format = vmm::DiskFormat::Raw, .serial = vmm::kConfigDiskSerial, .readOnly = true}};
+  return instanceDisks(dir);
 }
 
 }  // namespace corral::daemon

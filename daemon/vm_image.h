@@ -29,9 +29,17 @@ nlohmann::json guestWorkload(const images::ImageConfig& config);
 // The config disk's bytes: the workload's JSON, NUL-padded to whole 512-byte sectors (pure).
 std::string configDiskBytes(const nlohmann::json& workload);
 
+// The config disk's bytes for an instance of `image`: its workload with `user` (the instance's --user) when
+// given, else the image's User.
+std::string instanceConfigDisk(const images::Image& image, const std::string& user);
+
 // The image's base disk: mkfs.ext4 the first time (seconds for a large image: call it without the
 // manager's lock), the existing file after.
 Result<std::filesystem::path> prepareBaseDisk(const images::ImageStore& store, const images::Image& image);
+
+// The disks of an instance (or warm template) whose root.qcow2 and config.img are in `dir`, in vda, vdb
+// order (pure: the files are not looked at).
+std::vector<vmm::DiskConfig> instanceDisks(const std::filesystem::path& dir);
 
 // The instance's disks in `dir`, in vda, vdb order: root.qcow2 over the base disk (made if absent; a stopped
 // VM keeps its writes until rm) and config.img (written each start, read-only to the guest), whose user is

@@ -2,8 +2,11 @@
 #include "daemon/vm_snapshot.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -21,6 +24,25 @@ void replaceAll(std::string& text, std::string_view from, std::string_view to) {
 
 }  // namespace
 
+Result<std::string> FileDigests::of(const std::filesystem::path& path) {
+  struct stat before {};
+  if (::stat(path.c_str(), &before) != 0)
+    return fail(systemError(errno, fmt::format("stat(\"{}\")", path.string())));
+  const int64_t mtimeNs = int64_t{before.st_mtim.tv_sec} * 1'000'000'000 + before.st_mtim.tv_nsec;
+  const auto size = static_cast<uintmax_t>(before.st_size);
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = byPath_.find(path.string());
+        it != byPath_.end() && it->second.size == size && it->second.mtimeNs == mtimeNs)
+      return it->second.digest;
+  }
+  auto digest = images::digestOfFile(path);
+  if (!digest) return fail(digest.error());
+  std::lock_guard lock(mutex_);
+  byPath_[path.string()] = {.size = size, .mtimeNs = mtimeNs, .digest = digest->text()};
+  return digest->text();
+}
+
 std::string snapshotKey(const SnapshotInputs& inputs) {
   std::string text = fmt::format(
       "corral warm snapshot v1\nkernel {}\ninitrd {}\nmachine {}\naccelerator {}\nmemory {}\nvcpus {}\n"
@@ -31,6 +53,9 @@ std::string snapshotKey(const SnapshotInputs& inputs) {
   // libvirt's keys as they were before the direct engine: its snapshots stay valid.
   if (inputs.engine != vmm::Engine::Libvirt)
     text += fmt::format("engine {}\n", vmm::engineName(inputs.engine));
+  // Built-in images' keys stay what they were before store images could be warm.
+  if (!inputs.imageDigest.empty())
+    text += fmt::format("image {}\nworkload {}\n", inputs.imageDigest, inputs.workloadDigest);
   return images::digestOf(text).hex.substr(0, 32);
 }
 
@@ -42,14 +67,32 @@ SnapshotTemplate snapshotTemplate(const std::string& key, const std::string& dom
   return {.domainName = domainPrefix + instanceName,
           .instanceName = instanceName,
           .directory = directory,
-          .tapName = withNic ? "crlw" + key.substr(0, 8) : std::string()};
+          .tapName = withNic ? "crlw" + key.substr(0, 8) : std::string(),
+          .imageName = {},
+          .imageDigest = {},
+          .kernel = {},
+          .machine = {},
+          .memoryBytes = 0,
+          .madeAtUnix = 0};
+}
+
+bool isSnapshotKey(std::string_view text) {
+  return text.size() == 32 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 std::string templateRecord(const SnapshotTemplate& record) {
   return nlohmann::json{{"domain", record.domainName},
                         {"instance", record.instanceName},
                         {"directory", record.directory.string()},
-                        {"tap", record.tapName}}
+                        {"tap", record.tapName},
+                        {"image", record.imageName},
+                        {"image_digest", record.imageDigest},
+                        {"kernel", record.kernel},
+                        {"machine", record.machine},
+                        {"memory_bytes", record.memoryBytes},
+                        {"made_at", record.madeAtUnix}}
       .dump();
 }
 
@@ -68,6 +111,16 @@ Result<SnapshotTemplate> parseTemplateRecord(std::string_view text) {
       record.instanceName.empty())
     return fail(internalError("warm snapshot record: no \"directory\", \"domain\" or \"instance\""));
   record.directory = json["directory"].get<std::string>();
+  // Facts for listing only: a record without them (made before they were written) still restores.
+  for (const auto& [field, out] :
+       {std::pair{"image", &record.imageName}, std::pair{"image_digest", &record.imageDigest},
+        std::pair{"kernel", &record.kernel}, std::pair{"machine", &record.machine}}) {
+    if (json.contains(field) && json[field].is_string()) *out = json[field].get<std::string>();
+  }
+  if (json.contains("memory_bytes") && json["memory_bytes"].is_number_unsigned())
+    record.memoryBytes = json["memory_bytes"].get<uint64_t>();
+  if (json.contains("made_at") && json["made_at"].is_number_integer())
+    record.madeAtUnix = json["made_at"].get<int64_t>();
   return record;
 }
 

@@ -1,8 +1,11 @@
 // Warm starts (`corral run --vm --warm`): the key of the shared snapshot a VM is restored from, and how the
-// snapshot's saved domain XML becomes a clone's. Pure; VmDriver makes, restores and discards snapshots.
+// snapshot's saved domain XML becomes a clone's. Pure but for FileDigests (a stat per lookup); VmDriver
+// makes, restores and discards snapshots.
 #pragma once
 
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -25,6 +28,26 @@ struct SnapshotInputs {
   bool withNic = false;      // a NIC cannot be added at a restore: a VM in a subnet needs a template with one
   // Who saved it: libvirt's save file and QEMU's own migration stream are restored by their own engine.
   vmm::Engine engine = vmm::Engine::Libvirt;
+  // A store image's VM (its root is a disk the snapshot's memory has mounted): the image's manifest digest
+  // and the sha256 of its config disk (the workload the template started). Empty for a built-in image.
+  std::string imageDigest;
+  std::string workloadDigest;
+};
+
+// The sha256 of boot files, each hashed once while its (path, size, mtime) stays the same: a warm start
+// otherwise hashed a ~10 MB kernel and initramfs every time. Thread-safe.
+class FileDigests {
+ public:
+  Result<std::string> of(const std::filesystem::path& path);  // "sha256:…"
+
+ private:
+  struct Entry {
+    uintmax_t size = 0;
+    int64_t mtimeNs = 0;
+    std::string digest;
+  };
+  std::mutex mutex_;
+  std::map<std::string, Entry> byPath_;
 };
 
 // 32 lowercase hex digits of the sha256 of the inputs in a fixed text form: a directory name.
@@ -35,8 +58,15 @@ std::string snapshotKey(const SnapshotInputs& inputs);
 struct SnapshotTemplate {
   std::string domainName;
   std::string instanceName;
-  std::filesystem::path directory;  // the template's console log and agent socket were here
+  std::filesystem::path directory;  // the template's console log, agent socket and disks were here
   std::string tapName;              // empty: no NIC
+  // What the snapshot is of, for listing and housekeeping (absent in records made before: "" and 0).
+  std::string imageName;    // the store image's name when it was made; "" for a built-in image
+  std::string imageDigest;  // its manifest digest: the snapshot goes when no image has it any more
+  std::string kernel;       // the kernel file's path
+  std::string machine;
+  uint64_t memoryBytes = 0;
+  int64_t madeAtUnix = 0;
 };
 
 // The template's names for a key: its domain and instance name ".warm-KEY...." (dots up to 64 bytes, so a
@@ -44,6 +74,9 @@ struct SnapshotTemplate {
 // its tap "crlw" + 8 key digits (an interface name of at most 15 bytes).
 SnapshotTemplate snapshotTemplate(const std::string& key, const std::string& domainPrefix,
                                   const std::filesystem::path& directory, bool withNic);
+
+// A snapshot key as the API takes it: 32 lowercase hex digits (a directory name, never a path).
+bool isSnapshotKey(std::string_view text);
 
 std::string templateRecord(const SnapshotTemplate& record);  // JSON text
 Result<SnapshotTemplate> parseTemplateRecord(std::string_view text);

@@ -184,14 +184,6 @@ Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationCont
   if (!initrd) return fail(initrd.error());
   plan.initrd = std::move(*initrd);
 
-  // A store image's VM has a disk of its own (an overlay on the image's layers) that a shared snapshot's
-  // memory would have to match: not done yet.
-  if (spec.warm && plan.rootImage) {
-    return fail(invalidField("warm",
-                             "image \"{}\" is a store image: its VM's root is a disk of its own, which a "
-                             "shared snapshot cannot restore yet; --warm is for built-in VM images (busybox)",
-                             plan.rootImage->name));
-  }
   plan.warm = spec.warm;
 
   plan.hostname = spec.hostname.empty() ? spec.name : spec.hostname;

@@ -46,8 +46,8 @@ struct VmPlan {
   std::string user;
   uint64_t memoryBytes = kVmDefaultMemory;
   int vcpus = 1;
-  // --warm: restored from the shared snapshot of its boot files, machine, memory and vCPUs
-  // (daemon/vm_snapshot.h), not booted. Built-in images only.
+  // --warm: restored from the shared snapshot of its boot files, machine, memory and vCPUs (and of a store
+  // image's manifest and workload: daemon/vm_snapshot.h), not booted.
   bool warm = false;
 };
 

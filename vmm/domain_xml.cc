@@ -123,7 +123,8 @@ std::string domainXml(const DomainConfig& config) {
       "  <on_reboot>destroy</on_reboot>\n"
       "  <on_crash>destroy</on_crash>\n"
       "  <devices>\n";
-  // No USB controller and no balloon: on pc they are needless PCI devices, on microvm libvirt refuses them.
+  // No USB controller: on pc a needless PCI device, on microvm refused by libvirt. The balloon only for free
+  // page reporting (below).
   xml += "    <controller type='usb' model='none'/>\n";
   fmt::format_to(out, "    <controller type='virtio-serial' index='0'>\n{}    </controller>\n",
                  microvm ? "      <address type='virtio-mmio'/>\n" : "");
@@ -172,7 +173,13 @@ std::string domainXml(const DomainConfig& config) {
                    // nothing when the kernel is booted directly. virtio-mmio has no ROM.
                    microvm ? address : std::string("      <rom enabled='no'/>\n"));
   }
-  xml += "    <memballoon model='none'/>\n  </devices>\n";
+  if (config.freePageReporting) {
+    fmt::format_to(out, "    <memballoon model='virtio' freePageReporting='on'>\n{}    </memballoon>\n",
+                   address);
+  } else {
+    xml += "    <memballoon model='none'/>\n";
+  }
+  xml += "  </devices>\n";
   // QEMU runs as root and libvirt relabels nothing: the kernel, initrd, console log and agent socket stay
   // owned by corrald.
   xml +=

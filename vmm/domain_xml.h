@@ -53,6 +53,10 @@ struct DomainConfig {
   // TCG only: QEMU's translation cache in MiB (libvirt's <tb-cache>); 0 leaves QEMU's default, 1 GiB,
   // which a small guest fills with code it runs once and keeps resident (vmm/README.md: measured RSS).
   uint64_t tcgTranslationCacheMiB = 0;
+  // A virtio-balloon device with free page reporting (libvirt's <memballoon freePageReporting='on'>, QEMU's
+  // virtio-balloon-{device,pci},free-page-reporting=on): the guest reports the memory it freed and QEMU
+  // drops it from its resident set. Off: no balloon at all (vmm/README.md, "idle memory": what it saves).
+  bool freePageReporting = false;
 };
 
 // Refuses what libvirt would refuse later with a worse message: empty names, relative paths, memory below
@@ -69,9 +73,10 @@ std::string ownerOf(std::string_view metadataElement);
 // The XML: <domain type='kvm'|'qemu'>, <os> with <kernel>/<initrd>/<cmdline>, on_poweroff/reboot/crash all
 // 'destroy', QEMU run as root (static DAC seclabel, relabel='no': nothing of ours is chowned), the disks as
 // virtio-blk (none by default), no graphics, serial console to consoleLog, the agent channel, the NIC if any.
-// For Machine::Microvm: no PCI device at all (usb controller 'none', memballoon 'none', virtio-mmio
-// addresses). KVM adds <cpu mode='host-passthrough'/>; TCG with tcgTranslationCacheMiB its <tb-cache>. A
-// NIC on pc loads no option ROM (no iPXE: the kernel is booted directly).
+// For Machine::Microvm: no PCI device at all (usb controller 'none', virtio-mmio addresses). The balloon
+// is 'none' unless freePageReporting. KVM adds <cpu mode='host-passthrough'/>; TCG with
+// tcgTranslationCacheMiB its <tb-cache>. A NIC on pc loads no option ROM (no iPXE: the kernel is booted
+// directly).
 std::string domainXml(const DomainConfig& config);
 
 // "console=ttyS0 quiet panic=-1 corral.name=web-1 ..." for the guest init (vmm/agent_protocol.h);

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -285,6 +286,107 @@ TEST(VmImage, ADebianPython3ImageRunsItsOwnPython) {
       },
       30s, "the image's entrypoint printing on the console"));
   EXPECT_EQ(daemon.call("DELETE", "/v1/instances/py-vm?force=true").status, 200);
+  EXPECT_TRUE(ourDomains().empty());
+}
+
+json warmRunReady(const TestDaemon& daemon, const std::string& name, const std::string& image) {
+  json spec = vmOf(name, image);
+  spec["warm"] = true;
+  Reply created = daemon.call("POST", "/v1/instances", spec);
+  EXPECT_EQ(created.status, 201) << created.body.dump() << "\n" << daemon.log();
+  json ready = daemon.waitWhile(name, "starting");
+  EXPECT_EQ(ready.value("state", ""), "running") << ready.dump(2) << "\n" << daemon.log();
+  EXPECT_EQ(ready["boot"].value("warm", false), true) << ready["boot"].dump();
+  return ready;
+}
+
+// --warm for a store image (issue 16): the clones of one snapshot run on their own copies of the template's
+// disk (the workload's file is there, a clone's writes are its own), each with its own hostname; a stopped
+// clone boots its own disk cold. The image changed under the same name gets a new snapshot (the old key
+// would boot the old image's workload and env), and removing the image removes both snapshots.
+TEST(VmImage, WarmClonesOfAStoreImageHaveTheirOwnDisksAndAChangedImageANewSnapshot) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  TestDaemon daemon("vmwarm", {"--accelerator", "tcg"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  images::Image first = importAppImage(daemon, "app");
+  ASSERT_FALSE(HasFailure());
+  const fs::path snapshots = fs::path(daemon.vmsDir()) / ".snapshots";
+
+  json w1 = warmRunReady(daemon, "w-1", "app");
+  ASSERT_EQ(w1.value("state", ""), "running");
+  const std::string key1 = w1["boot"]["domain_steps"].value("snapshot", "");
+  EXPECT_EQ(w1["boot"]["domain_steps"].value("snapshot_made", false), true) << w1["boot"].dump();
+  json w2 = warmRunReady(daemon, "w-2", "app");
+  ASSERT_EQ(w2.value("state", ""), "running");
+  EXPECT_EQ(w2["boot"]["domain_steps"].value("snapshot", ""), key1);
+  EXPECT_EQ(w2["boot"]["domain_steps"].value("snapshot_made", true), false) << w2["boot"].dump();
+
+  for (const char* name : {"w-1", "w-2"}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(execIn(daemon, name, {"hostname"}), std::make_pair(0, std::string(name) + "\n"));
+    EXPECT_EQ(execIn(daemon, name, {"cat", "/etc/image-marker"}),
+              std::make_pair(0, std::string("from-the-image\n")));
+    EXPECT_EQ(execIn(daemon, name, {"sh", "-c", "echo $GREETING"}),
+              std::make_pair(0, std::string("hello-vm\n")));
+    EXPECT_EQ(execIn(daemon, name, {"cat", "/home/app/entry.out"}).first, 0)
+        << "the template's workload ran on the disk the clone copied";
+    EXPECT_TRUE(fs::exists(fs::path(daemon.vmsDir()) / name / "root.qcow2"));
+  }
+  EXPECT_EQ(execIn(daemon, "w-1", {"sh", "-c", "echo mine >/home/app/w1-only && sync"}).first, 0);
+  EXPECT_NE(execIn(daemon, "w-2", {"cat", "/home/app/w1-only"}).first, 0) << "w-2 runs on its own disk";
+
+  // Listed with what it is of.
+  json listed = daemon.must("GET", "/v1/vm-snapshots", nullptr, 200);
+  ASSERT_EQ(listed["snapshots"].size(), 1u) << listed.dump();
+  EXPECT_EQ(listed["snapshots"][0]["key"], key1);
+  EXPECT_EQ(listed["snapshots"][0]["image"], "app");
+  EXPECT_EQ(listed["snapshots"][0]["image_digest"], first.manifestDigest.text());
+  EXPECT_GT(listed["snapshots"][0].value("size_bytes", 0), 1 << 20);
+
+  // A stopped clone starts again on its own disk, cold.
+  ASSERT_EQ(daemon.call("POST", "/v1/instances/w-1/stop", {{"grace_seconds", 20}}).status, 200);
+  ASSERT_EQ(daemon.call("POST", "/v1/instances/w-1/start").status, 200);
+  json again = daemon.waitWhile("w-1", "starting");
+  ASSERT_EQ(again.value("state", ""), "running") << again.dump(2) << "\n" << daemon.log();
+  EXPECT_FALSE(again["boot"].contains("restored")) << again["boot"].dump();
+  EXPECT_TRUE(again["boot"].contains("warm_note")) << again["boot"].dump();
+  EXPECT_EQ(execIn(daemon, "w-1", {"cat", "/home/app/w1-only"}), std::make_pair(0, std::string("mine\n")));
+
+  // The name moves to a changed image: a new key, the new image's env.
+  {
+    auto store = images::ImageStore::open(fs::path(daemon.dir()) / "state/images");
+    ASSERT_TRUE(store);
+    images::ImageConfig config = first.config;
+    config.env = {"GREETING=second-image", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+    auto second = store->importRootfs(fs::path(daemon.dir()) / "image-src/rootfs.tar", "app", config);
+    ASSERT_TRUE(second) << second.error().message();
+  }
+  json w3 = warmRunReady(daemon, "w-3", "app");
+  ASSERT_EQ(w3.value("state", ""), "running");
+  const std::string key2 = w3["boot"]["domain_steps"].value("snapshot", "");
+  EXPECT_NE(key2, key1) << "a changed image must not use the old image's snapshot";
+  EXPECT_EQ(execIn(daemon, "w-3", {"sh", "-c", "echo $GREETING"}),
+            std::make_pair(0, std::string("second-image\n")));
+
+  // Bad keys: named, nothing removed.
+  Reply bad = daemon.call("DELETE", "/v1/vm-snapshots/..%2Fw-1");
+  EXPECT_EQ(bad.status, 400) << bad.body.dump();
+  EXPECT_EQ(bad.body["error"].value("field", ""), "key") << bad.body.dump();
+  EXPECT_EQ(daemon.call("DELETE", "/v1/vm-snapshots/" + std::string(32, '0')).status, 404);
+  EXPECT_TRUE(fs::exists(snapshots / key1));
+
+  // The clones go, then the image: both snapshots go with it (the first manifest has no name nor pin).
+  for (const char* name : {"w-1", "w-2", "w-3"})
+    EXPECT_EQ(daemon.call("DELETE", std::string("/v1/instances/") + name + "?force=true").status, 200);
+  EXPECT_TRUE(fs::exists(snapshots / key1)) << "kept until the image goes";
+  Reply removed = daemon.call("DELETE", "/v1/images/app");
+  ASSERT_EQ(removed.status, 200) << removed.body.dump();
+  std::set<std::string> gone;
+  for (const json& key : removed.body["vm_snapshots_removed"]) gone.insert(key.get<std::string>());
+  EXPECT_EQ(gone, (std::set<std::string>{key1, key2})) << removed.body.dump();
+  EXPECT_FALSE(fs::exists(snapshots / key1));
+  EXPECT_FALSE(fs::exists(snapshots / key2));
+  EXPECT_EQ(daemon.must("GET", "/v1/vm-snapshots", nullptr, 200)["snapshots"], json::array());
   EXPECT_TRUE(ourDomains().empty());
 }
 

@@ -150,6 +150,8 @@ std::vector<Request> everyAlternative() {
   all.push_back(
       BuildImage{"flask", {"python3-flask", "curl"}, {"flask", "--app", "/app", "run"}, "/srv/app"});
   all.push_back(BuildImage{"tools", {"curl"}, {}, ""});
+  all.push_back(ListVmSnapshots{});
+  all.push_back(RemoveVmSnapshot{"0123456789abcdef0123456789abcdef"});
   return all;
 }
 
@@ -255,6 +257,20 @@ TEST(Comparisons, PathsAndBadInput) {
   EXPECT_FALSE(parseRequest("GET", "/v1/comparisons?all=1", "").has_value());
   EXPECT_FALSE(parseRequest("POST", "/v1/dashboard", "{}").has_value());
   EXPECT_TRUE(parseRequest("GET", "/v1/dashboard", "").has_value());
+}
+
+// The key's form is the daemon's to check (VmDriver::removeSnapshot names "key"); the router takes paths.
+TEST(VmSnapshots, PathsAndMethods) {
+  EXPECT_EQ(renderRequest(ListVmSnapshots{}).target, "/v1/vm-snapshots");
+  HttpRequest remove = renderRequest(RemoveVmSnapshot{"0123456789abcdef0123456789abcdef"});
+  EXPECT_EQ(remove.method, "DELETE");
+  EXPECT_EQ(remove.target, "/v1/vm-snapshots/0123456789abcdef0123456789abcdef");
+  Result<Request> post = parseRequest("POST", "/v1/vm-snapshots", "{}");
+  ASSERT_FALSE(post.has_value());
+  EXPECT_NE(post.error().message().find("GET"), std::string::npos) << post.error().message();
+  EXPECT_FALSE(parseRequest("GET", "/v1/vm-snapshots/0123", "").has_value()) << "one is removed, not shown";
+  EXPECT_FALSE(parseRequest("GET", "/v1/vm-snapshots?image=app", "").has_value());
+  EXPECT_FALSE(parseRequest("DELETE", "/v1/vm-snapshots/a/b", "").has_value());
 }
 
 TEST(Base64, RoundTripsEveryLength) {

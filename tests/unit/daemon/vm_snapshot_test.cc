@@ -2,7 +2,9 @@
 #include "daemon/vm_snapshot.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <fstream>
 #include <set>
 
 namespace corral::daemon {
@@ -16,7 +18,9 @@ SnapshotInputs inputs() {
           .memoryBytes = 128ull << 20,
           .vcpus = 1,
           .kernelTuning = " tsc=reliable",
-          .withNic = true};
+          .withNic = true,
+          .imageDigest = {},
+          .workloadDigest = {}};
 }
 
 // Every input that shapes the guest changes the key; the same inputs give the same key.
@@ -24,7 +28,7 @@ TEST(SnapshotKey, EachInputChangesIt) {
   const std::string base = snapshotKey(inputs());
   EXPECT_EQ(base.size(), 32u);
   EXPECT_EQ(base, snapshotKey(inputs()));
-  std::vector<SnapshotInputs> changed(9, inputs());
+  std::vector<SnapshotInputs> changed(11, inputs());
   changed[0].kernelDigest = "sha256:" + std::string(64, 'c');
   changed[1].initrdDigest = "sha256:" + std::string(64, 'c');
   changed[2].machine = vmm::Machine::Pc;
@@ -34,9 +38,52 @@ TEST(SnapshotKey, EachInputChangesIt) {
   changed[6].kernelTuning = "";
   changed[7].withNic = false;
   changed[8].engine = vmm::Engine::Qemu;
+  // A store image's: its manifest (a re-pulled image under the same name is another) and its workload.
+  changed[9].imageDigest = "sha256:" + std::string(64, 'd');
+  changed[9].workloadDigest = "sha256:" + std::string(64, 'e');
+  changed[10] = changed[9];
+  changed[10].workloadDigest = "sha256:" + std::string(64, 'f');
   std::set<std::string> keys = {base};
   for (const auto& other : changed) keys.insert(snapshotKey(other));
-  EXPECT_EQ(keys.size(), 10u);
+  EXPECT_EQ(keys.size(), 12u);
+  SnapshotInputs otherImage = changed[9];
+  otherImage.imageDigest = "sha256:" + std::string(64, '0');
+  EXPECT_NE(snapshotKey(otherImage), snapshotKey(changed[9]));
+  // A built-in image's key is what it was before store images were in it: its snapshots stay valid.
+  EXPECT_EQ(base, "116260d54e1fc04a70a5fb962eb46443")
+      << "update only if the key's text form changed on purpose";
+}
+
+TEST(SnapshotKey, IsThirtyTwoLowercaseHexDigits) {
+  EXPECT_TRUE(isSnapshotKey(snapshotKey(inputs())));
+  EXPECT_FALSE(isSnapshotKey(""));
+  EXPECT_FALSE(isSnapshotKey("0123456789ABCDEF0123456789abcdef"));
+  EXPECT_FALSE(isSnapshotKey("0123456789abcdef0123456789abcdef.new"));
+  EXPECT_FALSE(isSnapshotKey("../0123456789abcdef0123456789abc"));
+}
+
+// The digest is computed once per (path, size, mtime): a rewritten file is hashed again.
+TEST(FileDigests, HashesAgainOnlyWhenTheFileChanged) {
+  const std::filesystem::path file =
+      std::filesystem::temp_directory_path() / ("corral-digests-" + std::to_string(::getpid()));
+  auto write = [&](const std::string& text) {
+    std::ofstream out(file, std::ios::trunc);
+    out << text;
+  };
+  write("first");
+  FileDigests digests;
+  auto first = digests.of(file);
+  ASSERT_TRUE(first) << first.error().message();
+  EXPECT_EQ(*first, "sha256:a7937b64b8caa58f03721bb6bacf5c78cb235febe0e70b1b84cd99541461a08e");
+  write("second, longer");
+  auto second = digests.of(file);
+  ASSERT_TRUE(second);
+  EXPECT_NE(*second, *first);
+  EXPECT_EQ(*digests.of(file), *second);
+  std::filesystem::remove(file);
+  auto gone = digests.of(file);
+  ASSERT_FALSE(gone);
+  EXPECT_NE(gone.error().message().find("stat("), std::string::npos) << gone.error().message();
 }
 
 TEST(SnapshotTemplate, RecordRoundTripsAndNamesFit) {
@@ -54,6 +101,25 @@ TEST(SnapshotTemplate, RecordRoundTripsAndNamesFit) {
   EXPECT_EQ(back->instanceName, made.instanceName);
   EXPECT_EQ(back->directory, made.directory);
   EXPECT_EQ(back->tapName, made.tapName);
+  SnapshotTemplate described = made;
+  described.imageName = "app";
+  described.imageDigest = "sha256:" + std::string(64, 'd');
+  described.kernel = "/k/vmlinux";
+  described.machine = "microvm";
+  described.memoryBytes = 128ull << 20;
+  described.madeAtUnix = 1700000000;
+  auto facts = parseTemplateRecord(templateRecord(described));
+  ASSERT_TRUE(facts) << facts.error().message();
+  EXPECT_EQ(facts->imageName, "app");
+  EXPECT_EQ(facts->imageDigest, described.imageDigest);
+  EXPECT_EQ(facts->kernel, "/k/vmlinux");
+  EXPECT_EQ(facts->machine, "microvm");
+  EXPECT_EQ(facts->memoryBytes, 128ull << 20);
+  EXPECT_EQ(facts->madeAtUnix, 1700000000);
+  // A record written before these facts still restores.
+  auto old = parseTemplateRecord(R"({"domain":"d","instance":"i","directory":"/x","tap":""})");
+  ASSERT_TRUE(old) << old.error().message();
+  EXPECT_TRUE(old->imageDigest.empty());
   EXPECT_FALSE(parseTemplateRecord("{}"));
   EXPECT_FALSE(parseTemplateRecord("not json"));
   EXPECT_TRUE(snapshotTemplate("0123456789abcdef", "p-", "/d", false).tapName.empty());
@@ -61,7 +127,10 @@ TEST(SnapshotTemplate, RecordRoundTripsAndNamesFit) {
 
 // The saved XML becomes the clone's: name, metadata, paths and tap replaced, uuid dropped, MAC kept.
 TEST(CloneDomainXml, ReplacesTheTemplatesNamesPathsAndTap) {
-  const SnapshotTemplate from{"corral-.warm-0123", ".warm-0123", "/v/.snapshots/k.new", "crlw0123"};
+  SnapshotTemplate from = snapshotTemplate("0123", "corral-", "/v/.snapshots/k.new", true);
+  from.domainName = "corral-.warm-0123";
+  from.instanceName = ".warm-0123";
+  from.tapName = "crlw0123";
   const std::string saved =
       "<domain type='qemu'>\n  <name>corral-.warm-0123</name>\n  "
       "<uuid>d08e5570-b68e-4406-a090-dee261dc67d8</uuid>\n"

@@ -265,8 +265,9 @@ TEST_F(VmSpecTest, APinnedImageBootsAndUserIsCheckedAgainstItsFiles) {
   EXPECT_EQ(refusedField(s), "user") << "a built-in VM image has no workload to run as a user";
 }
 
-// --warm is planned for a built-in image; a store image's VM is refused naming "warm" and saying why.
-TEST_F(VmSpecTest, WarmIsForBuiltInImagesOnly) {
+// --warm is planned for a built-in image and for a store image's VM (its clones get copies of the
+// template's disk: daemon/vm_driver.cc warmStart).
+TEST_F(VmSpecTest, WarmIsPlannedForBothKindsOfImage) {
   auto s = spec();
   s.warm = true;
   auto plan = toVmPlan(s, context_);
@@ -275,12 +276,14 @@ TEST_F(VmSpecTest, WarmIsForBuiltInImagesOnly) {
   images::Image pinned;
   pinned.name = "app";
   context_.pinnedImage = pinned;
-  auto refused = toVmPlan(s, context_);
-  ASSERT_FALSE(refused.has_value());
-  EXPECT_EQ(refused.error().field(), "warm");
-  EXPECT_NE(refused.error().message().find("store image"), std::string::npos) << refused.error().message();
+  auto store = toVmPlan(s, context_);
+  ASSERT_TRUE(store.has_value()) << store.error().message();
+  EXPECT_TRUE(store->warm);
+  ASSERT_TRUE(store->rootImage.has_value());
   s.warm = false;
-  EXPECT_TRUE(toVmPlan(s, context_).has_value());
+  auto cold = toVmPlan(s, context_);
+  ASSERT_TRUE(cold.has_value());
+  EXPECT_FALSE(cold->warm);
 }
 
 TEST(VmSpecHost, ReadsThisHostsMemoryAndCpus) {

@@ -105,9 +105,14 @@ TEST(DomainXml, TcgMicrovmCorralKernelWithTranslationCache) {
   config.kernel = "/var/lib/corral/images/kernels/corral/vmlinux";
   config.memoryBytes = 128ull << 20;
   config.tcgTranslationCacheMiB = 32;
+  config.freePageReporting = true;
   ASSERT_TRUE(validate(config));
   const auto xml = domainXml(config);
   expectGolden(xml, "tcg_microvm_corral_tb_cache.xml");
+  EXPECT_NE(xml.find("    <memballoon model='virtio' freePageReporting='on'>\n"
+                     "      <address type='virtio-mmio'/>\n    </memballoon>\n"),
+            std::string::npos)
+      << "the balloon sits on virtio-mmio like every other device of microvm";
   EXPECT_NE(xml.find("<tb-cache unit='MiB'>32</tb-cache>"), std::string::npos);
   EXPECT_EQ(xml.find("<acpi/>"), std::string::npos);
   EXPECT_EQ(xml.find("<rom"), std::string::npos) << "virtio-mmio has no option ROM";
@@ -121,6 +126,16 @@ TEST(DomainXml, TcgPcWithTranslationCacheAndNoNicRom) {
   expectGolden(xml, "tcg_pc_nic_tb_cache.xml");
   EXPECT_NE(xml.find("    <acpi/>\n    <tcg>\n      <tb-cache unit='MiB'>48</tb-cache>"), std::string::npos);
   EXPECT_NE(xml.find("<rom enabled='no'/>"), std::string::npos);
+}
+
+TEST(DomainXml, NoBalloonWithoutFreePageReporting) {
+  auto config = baseConfig();
+  EXPECT_NE(domainXml(config).find("<memballoon model='none'/>"), std::string::npos);
+  config.freePageReporting = true;
+  const auto xml = domainXml(config);
+  EXPECT_NE(xml.find("<memballoon model='virtio' freePageReporting='on'>\n    </memballoon>"),
+            std::string::npos)
+      << "on pc libvirt gives it a PCI slot: " << xml;
 }
 
 TEST(DomainXml, KvmHasNoTranslationCache) {
