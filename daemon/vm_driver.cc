@@ -818,6 +818,12 @@ Result<std::vector<std::string>> VmDriver::pruneSnapshots() {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(options_.vmsDir / kSnapshotsDir, ec)) {
     const std::string key = entry.path().filename().string();
+    if (key.ends_with(".new") && isSnapshotKey(key.substr(0, key.size() - 4))) {
+      // A template a crashed corrald was making: none is being made while snapshotMutex_ is ours.
+      std::error_code removeError;
+      std::filesystem::remove_all(entry.path(), removeError);
+      continue;
+    }
     if (!isSnapshotKey(key)) continue;
     auto record = parseTemplateRecord(readSmallFile(entry.path() / kSnapshotRecordFile));
     if (!record) continue;

@@ -123,7 +123,8 @@ TEST(VmSave, ResumeKeepsProcessesFilesAndSetsTheClockAcrossADaemonKill) {
 }
 
 // Snapshot housekeeping: a warm snapshot whose initramfs file changed since it was made (a rebuilt image)
-// is removed when corrald starts; while the file is unchanged a restart keeps it.
+// is removed when corrald starts, and so is a half-made template (KEY.new); while the file is unchanged a
+// restart keeps the snapshot.
 TEST(VmSave, WarmSnapshotOfAChangedInitramfsIsPrunedAtStartup) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
   TestDaemon daemon("vmprune", {"--accelerator", "tcg"});
@@ -150,9 +151,13 @@ TEST(VmSave, WarmSnapshotOfAChangedInitramfsIsPrunedAtStartup) {
     std::ofstream out(initrd, std::ios::app | std::ios::binary);
     out << std::string(512, '\0');  // the cpio archive's padding grows: another file as far as the key goes
   }
+  // And a template a crashed corrald left half made.
+  const std::filesystem::path halfMade = snapshot.parent_path() / (std::string(32, 'e') + ".new");
+  std::filesystem::create_directories(halfMade);
   daemon.stop();
   ASSERT_TRUE(daemon.start()) << daemon.log();
   EXPECT_FALSE(std::filesystem::exists(snapshot)) << daemon.log();
+  EXPECT_FALSE(std::filesystem::exists(halfMade));
   EXPECT_EQ(daemon.must("GET", "/v1/vm-snapshots", nullptr, 200)["snapshots"], json::array());
   EXPECT_TRUE(ourDomains().empty());
 }
