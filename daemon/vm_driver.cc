@@ -797,6 +797,9 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
   made.imageName = plan.rootImage ? plan.rootImage->name : std::string();
   made.imageDigest = imageDigest;
   made.kernel = plan.kernel.string();
+  made.kernelDigest = *kernel;
+  made.initrd = plan.initrd.string();
+  made.initrdDigest = *initrd;
   made.machine = vmm::machineName(plan.machine);
   made.memoryBytes = plan.memoryBytes;
   made.madeAtUnix = now();
@@ -940,17 +943,34 @@ Result<std::vector<std::string>> VmDriver::pruneSnapshots() {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(options_.vmsDir / kSnapshotsDir, ec)) {
     const std::string key = entry.path().filename().string();
+    if (key.ends_with(".new") && isSnapshotKey(key.substr(0, key.size() - 4))) {
+      // A template a crashed corrald was making: none is being made while snapshotMutex_ is ours.
+      std::error_code removeError;
+      std::filesystem::remove_all(entry.path(), removeError);
+      continue;
+    }
     if (!isSnapshotKey(key)) continue;
     auto record = parseTemplateRecord(readSmallFile(entry.path() / kSnapshotRecordFile));
-    if (!record || record->imageDigest.empty() || liveDigests.contains(record->imageDigest)) continue;
+    if (!record) continue;
+    // A boot file that is gone or changed (a rebuilt kernel or initramfs): its key is never asked again.
+    auto bootFileChanged = [&](const std::string& path, const std::string& digest) {
+      if (path.empty() || digest.empty()) return false;
+      auto now = bootFileDigests_.of(path);
+      return !now || *now != digest;
+    };
+    const bool imageGone = !record->imageDigest.empty() && !liveDigests.contains(record->imageDigest);
+    if (!imageGone && !bootFileChanged(record->kernel, record->kernelDigest) &&
+        !bootFileChanged(record->initrd, record->initrdDigest))
+      continue;
     std::error_code removeError;
     std::filesystem::remove_all(entry.path(), removeError);
     if (removeError) {
       log::warn("warm snapshot {}: rm -r: {}", key, removeError.message());
       continue;
     }
-    log::info("warm snapshot {} removed: its image {} ({}) is gone", key, record->imageName,
-              record->imageDigest);
+    log::info("warm snapshot {} removed: {}", key,
+              imageGone ? fmt::format("its image {} ({}) is gone", record->imageName, record->imageDigest)
+                        : std::string("its kernel or initramfs changed or is gone"));
     removed.push_back(key);
   }
   return removed;

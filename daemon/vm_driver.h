@@ -86,7 +86,9 @@ class VmDriver final : public InstanceDriver {
   // Warm snapshots (VMS_DIR/.snapshots/KEY, docs/api.md "Warm starts"): {"snapshots": [...]} with what each
   // is of and its size; one removed by its key (NotFound for none, InvalidArgument naming "key" for a key
   // that is not 32 hex digits); those of store images whose manifest no image name and no instance's pin
-  // holds any more removed (after an image's removal, and at startup), their keys returned.
+  // holds any more, and those whose kernel or initramfs file is gone or changed, removed (after an image's
+  // removal, and at startup), their keys returned. A template a crashed corrald left half made (KEY.new)
+  // goes too.
   nlohmann::json listSnapshots();
   Status removeSnapshot(const std::string& key);
   Result<std::vector<std::string>> pruneSnapshots();

@@ -71,6 +71,9 @@ SnapshotTemplate snapshotTemplate(const std::string& key, const std::string& dom
           .imageName = {},
           .imageDigest = {},
           .kernel = {},
+          .kernelDigest = {},
+          .initrd = {},
+          .initrdDigest = {},
           .machine = {},
           .memoryBytes = 0,
           .madeAtUnix = 0};
@@ -90,6 +93,9 @@ std::string templateRecord(const SnapshotTemplate& record) {
                         {"image", record.imageName},
                         {"image_digest", record.imageDigest},
                         {"kernel", record.kernel},
+                        {"kernel_digest", record.kernelDigest},
+                        {"initrd", record.initrd},
+                        {"initrd_digest", record.initrdDigest},
                         {"machine", record.machine},
                         {"memory_bytes", record.memoryBytes},
                         {"made_at", record.madeAtUnix}}
@@ -111,10 +117,12 @@ Result<SnapshotTemplate> parseTemplateRecord(std::string_view text) {
       record.instanceName.empty())
     return fail(internalError("warm snapshot record: no \"directory\", \"domain\" or \"instance\""));
   record.directory = json["directory"].get<std::string>();
-  // Facts for listing only: a record without them (made before they were written) still restores.
+  // Facts for listing and pruning: a record without them (made before they were written) still restores.
   for (const auto& [field, out] :
        {std::pair{"image", &record.imageName}, std::pair{"image_digest", &record.imageDigest},
-        std::pair{"kernel", &record.kernel}, std::pair{"machine", &record.machine}}) {
+        std::pair{"kernel", &record.kernel}, std::pair{"machine", &record.machine},
+        std::pair{"kernel_digest", &record.kernelDigest}, std::pair{"initrd", &record.initrd},
+        std::pair{"initrd_digest", &record.initrdDigest}}) {
     if (json.contains(field) && json[field].is_string()) *out = json[field].get<std::string>();
   }
   if (json.contains("memory_bytes") && json["memory_bytes"].is_number_unsigned())

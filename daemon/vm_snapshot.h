@@ -64,6 +64,9 @@ struct SnapshotTemplate {
   std::string imageName;    // the store image's name when it was made; "" for a built-in image
   std::string imageDigest;  // its manifest digest: the snapshot goes when no image has it any more
   std::string kernel;       // the kernel file's path
+  std::string kernelDigest;  // and what it hashed to: a snapshot of a kernel since rebuilt is pruned
+  std::string initrd;
+  std::string initrdDigest;
   std::string machine;
   uint64_t memoryBytes = 0;
   int64_t madeAtUnix = 0;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -119,6 +120,46 @@ TEST(VmSave, ResumeKeepsProcessesFilesAndSetsTheClockAcrossADaemonKill) {
   EXPECT_EQ(removed.status, 200) << removed.body.dump();
   EXPECT_TRUE(ourDomains().empty());
   EXPECT_FALSE(std::filesystem::exists(daemon.vmsDir() + "/keep"));
+}
+
+// Snapshot housekeeping: a warm snapshot whose initramfs file changed since it was made (a rebuilt image)
+// is removed when corrald starts, and so is a half-made template (KEY.new); while the file is unchanged a
+// restart keeps the snapshot.
+TEST(VmSave, WarmSnapshotOfAChangedInitramfsIsPrunedAtStartup) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  TestDaemon daemon("vmprune", {"--accelerator", "tcg"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  const std::filesystem::path initrd = std::filesystem::path(daemon.dir()) / "initramfs-copy.img";
+  std::filesystem::copy_file(std::filesystem::path(CORRAL_IMAGE_DIR) / "busybox/vm/initramfs.img", initrd);
+  json spec = vmSpec("warm-prune");
+  spec["warm"] = true;
+  spec["initrd"] = initrd.string();
+  Reply created = daemon.call("POST", "/v1/instances", spec);
+  ASSERT_EQ(created.status, 201) << created.body.dump() << "\n" << daemon.log();
+  json ready = daemon.waitWhile("warm-prune", "starting");
+  ASSERT_EQ(ready.value("state", ""), "running") << ready.dump(2) << "\n" << daemon.log();
+  const std::string key = ready["boot"]["domain_steps"].value("snapshot", "");
+  const std::filesystem::path snapshot = std::filesystem::path(daemon.vmsDir()) / ".snapshots" / key;
+  ASSERT_TRUE(std::filesystem::exists(snapshot / "saved.state")) << ready["boot"].dump();
+  EXPECT_EQ(daemon.call("DELETE", "/v1/instances/warm-prune?force=true").status, 200);
+
+  daemon.stop();
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  EXPECT_TRUE(std::filesystem::exists(snapshot)) << "unchanged boot files: kept across a restart";
+
+  {
+    std::ofstream out(initrd, std::ios::app | std::ios::binary);
+    out << std::string(512, '\0');  // the cpio archive's padding grows: another file as far as the key goes
+  }
+  // And a template a crashed corrald left half made.
+  const std::filesystem::path halfMade = snapshot.parent_path() / (std::string(32, 'e') + ".new");
+  std::filesystem::create_directories(halfMade);
+  daemon.stop();
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  EXPECT_FALSE(std::filesystem::exists(snapshot)) << daemon.log();
+  EXPECT_FALSE(std::filesystem::exists(halfMade));
+  EXPECT_EQ(daemon.must("GET", "/v1/vm-snapshots", nullptr, 200)["snapshots"], json::array());
+  EXPECT_TRUE(ourDomains().empty());
 }
 
 TEST(VmSave, DamagedSavedStateIsRefusedClearlyAndTheNextStartBootsCold) {

@@ -105,6 +105,9 @@ TEST(SnapshotTemplate, RecordRoundTripsAndNamesFit) {
   described.imageName = "app";
   described.imageDigest = "sha256:" + std::string(64, 'd');
   described.kernel = "/k/vmlinux";
+  described.kernelDigest = "sha256:" + std::string(64, 'a');
+  described.initrd = "/k/initramfs.img";
+  described.initrdDigest = "sha256:" + std::string(64, 'b');
   described.machine = "microvm";
   described.memoryBytes = 128ull << 20;
   described.madeAtUnix = 1700000000;
@@ -113,6 +116,9 @@ TEST(SnapshotTemplate, RecordRoundTripsAndNamesFit) {
   EXPECT_EQ(facts->imageName, "app");
   EXPECT_EQ(facts->imageDigest, described.imageDigest);
   EXPECT_EQ(facts->kernel, "/k/vmlinux");
+  EXPECT_EQ(facts->kernelDigest, described.kernelDigest);
+  EXPECT_EQ(facts->initrd, "/k/initramfs.img");
+  EXPECT_EQ(facts->initrdDigest, described.initrdDigest);
   EXPECT_EQ(facts->machine, "microvm");
   EXPECT_EQ(facts->memoryBytes, 128ull << 20);
   EXPECT_EQ(facts->madeAtUnix, 1700000000);
