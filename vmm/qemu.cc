@@ -192,6 +192,7 @@ struct Qemu::Vm {
   std::mutex mutex;
   std::condition_variable changed;
   bool ended = false;          // under mutex: the process is gone and its directory removed
+  std::string lastLog;         // under mutex, once ended: the tail of qemu.log (the directory is gone)
   std::string shutdownReason;  // the watcher's: the SHUTDOWN event's reason, if one came
 
   Result<Json> command(std::string_view command, const Json& arguments, int passFd = -1) {
@@ -328,9 +329,9 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
       reason = static_cast<StopReason>(intended);
     else if (!vm->shutdownReason.empty())
       reason = reasonOfShutdown(vm->shutdownReason);
+    const std::string lastLog = logTail(vm->files.log);
     if (reason == StopReason::Crashed)
-      log::warn("qemu engine: VM {} (pid {}) ended without a shutdown: {}", vm->name, vm->pid,
-                logTail(vm->files.log));
+      log::warn("qemu engine: VM {} (pid {}) ended without a shutdown: {}", vm->name, vm->pid, lastLog);
     vm->events.reset();
     std::error_code ec;
     if (!vm->agentSocket.empty()) std::filesystem::remove(vm->agentSocket, ec);
@@ -344,6 +345,7 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
     {
       std::lock_guard lock(vm->mutex);
       vm->ended = true;
+      vm->lastLog = lastLog;
     }
     vm->changed.notify_all();
     if (onStopped_) onStopped_(DomainStopped{vm->name, reason});
@@ -454,9 +456,16 @@ Result<DomainInfo> Qemu::restoreFromFile(const RestoreRequest& request) {
   if (!vm) return fail(internalError("restore VM {}: it ended at its start", name));
   const auto loading = Clock::now();
   auto loadError = [&](const Error& error) {
-    vm->waitEnded(2s);  // a stream QEMU cannot load ends it: its log says why
-    return error.wrap(
-        fmt::format("restore VM {} from \"{}\" ({})", name, request.file.string(), logTail(vm->files.log)));
+    // A stream QEMU cannot load ends it, and its log says why; the watcher keeps the log's tail when it
+    // removes the directory.
+    std::string why;
+    if (vm->waitEnded(2s)) {
+      std::lock_guard lock(vm->mutex);
+      why = vm->lastLog;
+    } else {
+      why = logTail(vm->files.log);
+    }
+    return error.wrap(fmt::format("restore VM {} from \"{}\" (QEMU: {})", name, request.file.string(), why));
   };
   {
     std::lock_guard lock(vm->commandMutex);

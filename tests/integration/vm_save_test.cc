@@ -121,6 +121,36 @@ TEST(VmSave, ResumeKeepsProcessesFilesAndSetsTheClockAcrossADaemonKill) {
   EXPECT_FALSE(std::filesystem::exists(daemon.vmsDir() + "/keep"));
 }
 
+// libvirt's save file and QEMU's own migration stream are not each other's: a VM saved under one
+// --vm-engine is restored by that engine after corrald restarted with the other, and runs on from where it
+// was; boot.engine says which engine restored it.
+TEST(VmSave, ASavedStateIsRestoredByTheEngineThatSavedIt) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  for (const auto& [saver, other] :
+       {std::pair<std::string, std::string>{"libvirt", "qemu"}, {"qemu", "libvirt"}}) {
+    SCOPED_TRACE("saved by " + saver);
+    TestDaemon daemon("vm-" + saver, {"--accelerator", "tcg", "--vm-engine", saver});
+    ASSERT_TRUE(daemon.start()) << daemon.log();
+    json booted = runReady(daemon, "cross");
+    EXPECT_EQ(booted["boot"].value("engine", ""), saver) << booted["boot"].dump();
+    execOut(daemon, "cross", "echo " + saver + " > /tmp/mark");
+    CliRun saved = daemon.cli({"stop", "--save", "cross"});
+    ASSERT_EQ(saved.code, 0) << saved.out << saved.err << daemon.log();
+    daemon.stop();
+    daemon.setExtraArgs({"--accelerator", "tcg", "--vm-engine", other});
+    ASSERT_TRUE(daemon.start()) << daemon.log();
+    CliRun started = daemon.cli({"start", "cross"});
+    ASSERT_EQ(started.code, 0) << started.out << started.err << daemon.log();
+    json resumed = daemon.waitWhile("cross", "starting");
+    ASSERT_EQ(resumed.value("state", ""), "running") << resumed.dump(2) << daemon.logTail();
+    EXPECT_EQ(resumed["boot"].value("engine", ""), saver) << resumed["boot"].dump();
+    EXPECT_EQ(resumed["boot"]["restored"], true) << resumed["boot"].dump();
+    EXPECT_EQ(execOut(daemon, "cross", "cat /tmp/mark"), saver);
+    EXPECT_EQ(daemon.call("DELETE", "/v1/instances/cross?force=true").status, 200);
+    EXPECT_TRUE(ourDomains().empty());
+  }
+}
+
 TEST(VmSave, DamagedSavedStateIsRefusedClearlyAndTheNextStartBootsCold) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
   TestDaemon daemon("vm", {"--accelerator", "tcg"});
