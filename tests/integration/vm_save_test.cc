@@ -9,12 +9,14 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "vmm/qmp.h"
 
 namespace corral {
 namespace {
@@ -149,6 +151,37 @@ TEST(VmSave, ASavedStateIsRestoredByTheEngineThatSavedIt) {
     EXPECT_EQ(daemon.call("DELETE", "/v1/instances/cross?force=true").status, 200);
     EXPECT_TRUE(ourDomains().empty());
   }
+}
+
+// The direct engine's save is corrald's own QMP work: corrald killed after the save stopped the CPUs and
+// began the file leaves a paused QEMU and a partial saved.state. The next corrald continues the guest (the
+// instance was running and still is) and drops the file, so no later start restores it.
+TEST(VmSave, ADirectSaveCutShortByACrashLeavesTheVmRunning) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for QEMU's tap";
+  TestDaemon daemon("vm-cut", {"--accelerator", "tcg", "--vm-engine", "qemu"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  runReady(daemon, "cut");
+  execOut(daemon, "cut", "echo before > /tmp/mark");
+  // The state a save leaves when corrald dies in it: the CPUs stopped (QMP stop), a partial file.
+  std::string qmpSocket;
+  for (const auto& entry : std::filesystem::directory_iterator(daemon.vmsDir() + "/.qemu"))
+    qmpSocket = (entry.path() / "qmp.sock").string();
+  ASSERT_FALSE(qmpSocket.empty());
+  {
+    auto qmp = vmm::QmpClient::connect(qmpSocket, std::chrono::steady_clock::now() + 10s);
+    ASSERT_TRUE(qmp) << qmp.error().message();
+    ASSERT_TRUE(qmp->execute("stop", nullptr, std::chrono::steady_clock::now() + 10s));
+  }
+  daemon.kill9();
+  { std::ofstream(daemon.vmsDir() + "/cut/saved.state") << "QEVM" << std::string(4096, '\0'); }
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  json found = daemon.call("GET", "/v1/instances/cut").body;
+  EXPECT_EQ(found.value("state", ""), "running") << found.dump();
+  EXPECT_EQ(found["saved"], false) << found.dump();
+  EXPECT_FALSE(std::filesystem::exists(daemon.vmsDir() + "/cut/saved.state"));
+  EXPECT_EQ(execOut(daemon, "cut", "cat /tmp/mark"), "before") << "the guest runs again";
+  EXPECT_EQ(daemon.call("DELETE", "/v1/instances/cut?force=true").status, 200);
+  EXPECT_TRUE(ourDomains().empty());
 }
 
 TEST(VmSave, DamagedSavedStateIsRefusedClearlyAndTheNextStartBootsCold) {
