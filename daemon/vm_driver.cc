@@ -1481,6 +1481,19 @@ InstanceDriver::Recovery VmDriver::recover(InstanceHandle& handle, InstanceRow& 
     recovery.rowChanged = true;
     return recovery;
   }
+  if (domain && *domain && (*domain)->running && (*domain)->paused && row.state == InstanceState::running &&
+      (*engine)->engine() == vmm::Engine::Qemu) {
+    // The direct engine's save is corrald's own work: one killed between its stop and its quit left the
+    // CPUs stopped and the file partial. The guest goes on from its memory; the file goes.
+    log::warn("instance \"{}\": its CPUs were stopped by a save corrald did not finish; continuing them",
+              name);
+    if (Status resumed = (*engine)->resume(domainName(name)); !resumed)
+      log::warn("instance \"{}\": {}", name, resumed.error().message());
+    std::error_code ec;
+    std::filesystem::remove(directory(name) / kSavedStateFile, ec);
+    vm.saved = false;
+    if (auto again = (*engine)->lookup(domainName(name)); again) domain = std::move(again);
+  }
   if (domain && *domain && (*domain)->running && vm.saved && !(*domain)->paused) {
     // A restore whose row said so before supervise() removed the spent file: the guest runs on from it.
     std::error_code ec;

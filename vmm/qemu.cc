@@ -1,4 +1,4 @@
-// The direct engine (vmm/qemu.h): QEMU spawned with posix_spawn and left to daemonize, watched through a
+// The direct engine (vmm/qemu.h): QEMU spawned with posix_spawn in its own session, watched through a
 // pidfd and a QMP event monitor by one thread per VM, driven by QMP commands on a second monitor.
 #include "vmm/qemu.h"
 
@@ -53,7 +53,7 @@ std::string readFile(const std::filesystem::path& path) {
   return text.str();
 }
 
-// The last lines of QEMU's own log (its error after it daemonized), for an error message.
+// The last lines of QEMU's log (its stderr: why it did not start, or why it ended), for an error message.
 std::string logTail(const std::filesystem::path& log) {
   std::string text = readFile(log);
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
@@ -86,6 +86,13 @@ bool isQemuOf(pid_t pid, const std::filesystem::path& pidFile) {
   return cmdline.find(needle) != std::string::npos;
 }
 
+// Whether `pid` has QEMU's name (/proc/PID/stat's comm, which a zombie keeps; its cmdline is gone).
+bool isQemuZombie(pid_t pid, const std::string& binary) {
+  const std::string stat = readFile(fmt::format("/proc/{}/stat", pid));
+  const std::string comm = std::filesystem::path(binary).filename().string().substr(0, 15);
+  return stat.find("(" + comm + ") Z") != std::string::npos;
+}
+
 std::optional<pid_t> readPid(const std::filesystem::path& pidFile) {
   std::ifstream in(pidFile);
   long pid = 0;
@@ -93,17 +100,16 @@ std::optional<pid_t> readPid(const std::filesystem::path& pidFile) {
   return std::nullopt;
 }
 
-// Runs argv, QEMU's launching process: it exits once the daemonized QEMU is initialised (0) or failed (its
-// error on stderr or, once it forked, in its -D log: a kernel it cannot load, a tap it cannot open).
-Status spawnDaemonizing(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-  int pipeFds[2];
-  if (::pipe2(pipeFds, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2"));
-  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+// Starts argv: QEMU in its own session (a terminal's signals to corrald's group do not reach it), with
+// nothing of corrald's but stdin from /dev/null and stdout and stderr appended to `log` (its errors, its
+// -msg timestamped messages). QEMU is corrald's child until corrald ends (then init's): its exit is reaped
+// by reap(). It cannot -daemonize under its seccomp filter (qemu_argv.h).
+Result<pid_t> spawnQemu(const std::vector<std::string>& argv, const std::filesystem::path& log) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, writeEnd.get(), 2);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
   // Nothing else of corrald's goes along, whether marked close-on-exec or not: QEMU outlives corrald, and
   // an inherited listening socket or database would outlive it with QEMU.
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
@@ -114,7 +120,7 @@ Status spawnDaemonizing(const std::vector<std::string>& argv, const std::filesys
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attributes, &none);
   posix_spawnattr_setsigdefault(&attributes, &all);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
   std::vector<char*> args;
   for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
@@ -122,36 +128,49 @@ Status spawnDaemonizing(const std::vector<std::string>& argv, const std::filesys
   const int spawned = ::posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
-  writeEnd.reset();
   if (spawned != 0) return fail(systemError(spawned, fmt::format("posix_spawnp(\"{}\")", argv[0])));
-  // stderr until EOF: the launching process and the daemon's stderr (which QEMU points at its -D log once
-  // initialised) both close it.
-  std::string errors;
+  return pid;
+}
+
+// Collects an ended QEMU's exit status when it is this process's child (started by this corrald); one
+// adopted after a restart is init's, and waitid says ECHILD.
+void reap(int pidfd) {
+  siginfo_t info{};
+  while (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) < 0 && errno == EINTR) {
+  }
+}
+
+// Waits until QEMU answers on its event monitor a command its main loop runs (query-status): it has
+// finished initialising (devices up, the tap open, the kernel loaded). A QEMU that ends first failed, and
+// its log says why.
+Result<QmpClient> awaitInitialised(const std::string& vmName, int pidfd, const QemuRunFiles& files) {
   const auto deadline = Clock::now() + kSpawnTimeout;
   for (;;) {
-    pollfd in{readEnd.get(), POLLIN, 0};
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) break;
-    const int ready = ::poll(&in, 1, static_cast<int>(left));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) break;
-    char chunk[4096];
-    const ssize_t n = ::read(readEnd.get(), chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    if (errors.size() < 16384) errors.append(chunk, static_cast<size_t>(n));
+    if (exited(pidfd)) {
+      reap(pidfd);
+      return fail(internalError("QEMU did not start: {}", logTail(files.log)));
+    }
+    if (Clock::now() > deadline)
+      return fail(Error(ErrorKind::Unavailable, fmt::format("QEMU did not initialise within {} s: {}",
+                                                            kSpawnTimeout.count(), logTail(files.log))));
+    auto events = QmpClient::connect(files.eventSocket, deadline);
+    Status answered;
+    if (!events) {
+      answered = fail(events.error());
+    } else if (auto status = events->execute("query-status", nullptr, deadline); !status) {
+      answered = fail(status.error());
+    } else {
+      return std::move(*events);
+    }
+    // A QEMU that fails closes the socket on its way out, a moment before it has ended: it is given a
+    // second to end, and then its log says why.
+    // Unavailable: no socket yet (ENOENT), or nothing listening on it yet: QEMU is still reading its
+    // options, and is asked again 2 ms later.
+    const bool early = answered.error().kind() == ErrorKind::Unavailable;
+    pollfd in{pidfd, POLLIN, 0};
+    if (::poll(&in, 1, early ? 2 : 1000) == 1) continue;
+    if (!early) return fail(answered.error().wrap(fmt::format("VM {}: event monitor", vmName)));
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  while (!errors.empty() && (errors.back() == '\n' || errors.back() == ' ')) errors.pop_back();
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return fail(internalError("{} did not start ({}): {}", argv[0],
-                              WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
-                                                : fmt::format("signal {}", WTERMSIG(status)),
-                              errors.empty() ? logTail(log) : errors));
-  }
-  return {};
 }
 
 StopReason reasonOfShutdown(const std::string& reason) {
@@ -192,6 +211,7 @@ struct Qemu::Vm {
   std::mutex mutex;
   std::condition_variable changed;
   bool ended = false;          // under mutex: the process is gone and its directory removed
+  std::string lastLog;         // under mutex, once ended: the tail of qemu.log (the directory is gone)
   std::string shutdownReason;  // the watcher's: the SHUTDOWN event's reason, if one came
 
   Result<Json> command(std::string_view command, const Json& arguments, int passFd = -1) {
@@ -256,6 +276,13 @@ void Qemu::adopt(const std::filesystem::path& runDir) {
   if (record.is_object() && record.contains("agent_socket") && record["agent_socket"].is_string())
     vm->agentSocket = record["agent_socket"].get<std::string>();
   if (!live) {
+    // Ended while no engine watched, and still a zombie child of this process (started by it, engine
+    // closed and opened again): reaped, when the zombie's name says it is a QEMU (a pid is not reused
+    // before its zombie is reaped). Its other threads may still be on their way out: a second for them.
+    if (pidfd && isQemuZombie(*pid, options_.binary)) {
+      pollfd in{pidfd->get(), POLLIN, 0};
+      if (::poll(&in, 1, 1000) == 1) reap(pidfd->get());
+    }
     log::info("qemu engine: removing \"{}\": its QEMU is gone", runDir.string());
     std::error_code ec;
     if (!vm->agentSocket.empty()) std::filesystem::remove(vm->agentSocket, ec);
@@ -317,6 +344,7 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
       }
       if (fds[0].revents != 0) break;
     }
+    reap(vm->pidfd.get());
     // Whatever QEMU still had to say before it went.
     if (vm->events) {
       while (auto event = vm->events->nextEvent(Clock::now())) {
@@ -328,9 +356,9 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
       reason = static_cast<StopReason>(intended);
     else if (!vm->shutdownReason.empty())
       reason = reasonOfShutdown(vm->shutdownReason);
+    const std::string lastLog = logTail(vm->files.log);
     if (reason == StopReason::Crashed)
-      log::warn("qemu engine: VM {} (pid {}) ended without a shutdown: {}", vm->name, vm->pid,
-                logTail(vm->files.log));
+      log::warn("qemu engine: VM {} (pid {}) ended without a shutdown: {}", vm->name, vm->pid, lastLog);
     vm->events.reset();
     std::error_code ec;
     if (!vm->agentSocket.empty()) std::filesystem::remove(vm->agentSocket, ec);
@@ -344,6 +372,7 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
     {
       std::lock_guard lock(vm->mutex);
       vm->ended = true;
+      vm->lastLog = lastLog;
     }
     vm->changed.notify_all();
     if (onStopped_) onStopped_(DomainStopped{vm->name, reason});
@@ -399,26 +428,28 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
   const auto spawning = Clock::now();
   auto argv = qemuArgv(config, vm->files,
                        {.paused = paused, .incoming = incoming, .uuid = vm->uuid, .binary = options_.binary});
-  if (Status spawned = spawnDaemonizing(argv, vm->files.log); !spawned)
-    return fail(spawned.error().wrap(fmt::format("start VM {}", vm->name)));
-  auto pid = readPid(vm->files.pidFile);
-  if (!pid) return fail(internalError("start VM {}: no pid in \"{}\"", vm->name, vm->files.pidFile.string()));
+  auto pid = spawnQemu(argv, vm->files.log);
+  if (!pid) return fail(pid.error().wrap(fmt::format("start VM {}", vm->name)));
+  // A child's pid is not reused before it is reaped: this pidfd is that QEMU's.
   auto pidfd = openPidfd(*pid);
-  if (!pidfd) return fail(pidfd.error().wrap(fmt::format("start VM {}", vm->name)));
+  if (!pidfd) {
+    ::kill(*pid, SIGKILL);
+    while (::waitpid(*pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return fail(pidfd.error().wrap(fmt::format("start VM {}", vm->name)));
+  }
   vm->pid = *pid;
   vm->pidfd = std::move(*pidfd);
   Rollback kill([vm] {
     ::syscall(SYS_pidfd_send_signal, vm->pidfd.get(), SIGKILL, nullptr, 0);
     pollfd in{vm->pidfd.get(), POLLIN, 0};
     ::poll(&in, 1, static_cast<int>(std::chrono::milliseconds(kExitTimeout).count()));
+    reap(vm->pidfd.get());
   });
-  if (!isQemuOf(vm->pid, vm->files.pidFile))
-    return fail(internalError("start VM {}: pid {} is not its QEMU (gone already?): {}", vm->name, vm->pid,
-                              logTail(vm->files.log)));
   info.steps.emplace_back("spawn", msSince(spawning));
   const auto connecting = Clock::now();
-  auto events = QmpClient::connect(vm->files.eventSocket, Clock::now() + kQmpTimeout);
-  if (!events) return fail(events.error().wrap(fmt::format("start VM {}: event monitor", vm->name)));
+  auto events = awaitInitialised(vm->name, vm->pidfd.get(), vm->files);
+  if (!events) return fail(events.error().wrap(fmt::format("start VM {}", vm->name)));
   vm->events = std::move(*events);
   vm->wake = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!vm->wake) return fail(systemError(errno, "eventfd"));
@@ -454,9 +485,16 @@ Result<DomainInfo> Qemu::restoreFromFile(const RestoreRequest& request) {
   if (!vm) return fail(internalError("restore VM {}: it ended at its start", name));
   const auto loading = Clock::now();
   auto loadError = [&](const Error& error) {
-    vm->waitEnded(2s);  // a stream QEMU cannot load ends it: its log says why
-    return error.wrap(
-        fmt::format("restore VM {} from \"{}\" ({})", name, request.file.string(), logTail(vm->files.log)));
+    // A stream QEMU cannot load ends it, and its log says why; the watcher keeps the log's tail when it
+    // removes the directory.
+    std::string why;
+    if (vm->waitEnded(2s)) {
+      std::lock_guard lock(vm->mutex);
+      why = vm->lastLog;
+    } else {
+      why = logTail(vm->files.log);
+    }
+    return error.wrap(fmt::format("restore VM {} from \"{}\" (QEMU: {})", name, request.file.string(), why));
   };
   {
     std::lock_guard lock(vm->commandMutex);

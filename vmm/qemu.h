@@ -2,7 +2,8 @@
 // ~0.3-0.45 s per start: vmm/README.md "The direct engine"). Each VM has a run directory
 // RUN_ROOT/HASH/ (16 hex digits of the domain name's FNV-1a: unix socket paths stay short) with QEMU's
 // pidfile, two QMP sockets (commands; events) and domain.json (its name, instance, owner mark and uuid). QEMU
-// daemonizes (own session, reparented away from corrald), so it outlives corrald; a new engine object adopts
+// runs in its own session under its seccomp filter (qemu_argv.h), corrald's child until corrald ends (the
+// engine reaps it; init does once corrald is gone), so it outlives corrald; a new engine object adopts
 // every VM whose pidfile names a live QEMU started for that directory (/proc/PID/cmdline checked through a
 // pidfd: never a recycled pid) and clears the directories of the rest. The tap is QEMU's own and goes with
 // the process; an ended VM's directory is removed.
@@ -37,8 +38,8 @@ class Qemu final : public Hypervisor {
   Qemu& operator=(const Qemu&) = delete;
 
   Engine engine() const override { return Engine::Qemu; }
-  // Steps: "spawn" (fork/exec until QEMU has daemonized: its devices are up, the tap exists) and "qmp"
-  // (its event monitor connected).
+  // Steps: "spawn" (posix_spawn) and "qmp" (until QEMU answers query-status on its event monitor: its
+  // main loop runs, its devices are up, the tap exists).
   Result<DomainInfo> create(const DomainConfig& config, bool paused) override;
   Status resume(const std::string& name) override;                             // QMP cont
   Result<std::optional<DomainInfo>> lookup(const std::string& name) override;  // query-status

@@ -83,7 +83,11 @@ std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles
   argv.insert(argv.end(),
               {"-qmp", fmt::format("unix:{},server=on,wait=off", optionValue(files.qmpSocket.string())),
                "-qmp", fmt::format("unix:{},server=on,wait=off", optionValue(files.eventSocket.string())),
-               "-pidfile", files.pidFile.string(), "-D", files.log.string(), "-daemonize"});
+               "-pidfile", files.pidFile.string(), "-msg", "timestamp=on"});
+  // QEMU's seccomp filter, as libvirt's qemu.conf default sets it: no obsolete system calls, no setuid and
+  // friends, no fork or exec, no scheduler or CPU-affinity changes. It is why QEMU is not -daemonize'd
+  // (daemonizing forks and calls setsid, which the filter then forbids): corral detaches it (vmm/qemu.cc).
+  argv.insert(argv.end(), {"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});
   if (launch.paused) argv.push_back("-S");
   if (launch.incoming) argv.insert(argv.end(), {"-incoming", "defer"});
   return argv;

@@ -16,7 +16,7 @@ struct QemuRunFiles {
   std::filesystem::path pidFile;      // -pidfile: written by QEMU once it runs
   std::filesystem::path qmpSocket;    // commands, one connection at a time
   std::filesystem::path eventSocket;  // a second QMP monitor the engine keeps open for events
-  std::filesystem::path log;          // -D: QEMU's own messages once it has daemonized
+  std::filesystem::path log;          // QEMU's stdout and stderr (vmm/qemu.cc), timestamped (-msg)
   static QemuRunFiles in(const std::filesystem::path& runDir);
 };
 
@@ -29,8 +29,8 @@ struct QemuLaunch {
   std::string binary = "qemu-system-x86_64";
 };
 
-// argv[0] is launch.binary. QEMU daemonizes itself (-daemonize: its own session, not corrald's child; the
-// launching process exits once QEMU is initialised, with its error on stderr when it is not), -nodefaults
+// argv[0] is launch.binary. QEMU under its seccomp filter (-sandbox with libvirt's defaults; it cannot then
+// -daemonize, whose fork and setsid the filter forbids: vmm/qemu.cc detaches it), -nodefaults
 // with each device listed: microvm's on virtio-mmio (no ACPI: the kernel learns them from its command line),
 // pc's on PCI with ACPI; -no-reboot, so a guest that resets or powers off ends the process.
 std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles& files,

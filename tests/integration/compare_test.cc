@@ -198,7 +198,9 @@ TEST(Compare, WarmStartsBesideTheColdBoot) {
   EXPECT_EQ(summary["resume"]["total_ms"].value("count", 0), 2) << summary.dump(2);
   EXPECT_EQ(summary["clone"]["total_ms"].value("count", 0), 1) << summary.dump(2);
   EXPECT_EQ(summary["clone"].value("made_the_snapshot", 0), 1) << summary.dump(2);
-  for (const char* step : {"restore_ms", "copy_ms", "agent_ms", "identity_ms"})
+  // copy_ms is libvirt's alone (its clone restores a copy of the saved state): the direct engine on microvm
+  // reads the shared snapshot itself.
+  for (const char* step : {"restore_ms", "agent_ms", "identity_ms"})
     EXPECT_TRUE(summary["clone"]["steps_median_ms"].contains(step)) << step << " " << summary.dump(2);
   for (const char* step : {"domain_ms", "agent_ms", "clock_ms"})
     EXPECT_TRUE(summary["resume"]["steps_median_ms"].contains(step)) << step << " " << summary.dump(2);

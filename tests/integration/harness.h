@@ -246,6 +246,8 @@ class TestDaemon {
     if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp(" + pattern + ") failed");
     dir_ = pattern;
   }
+  // The next start() runs corrald with these instead (a restart with other options, same state).
+  void setExtraArgs(std::vector<std::string> extraArgs) { extraArgs_ = std::move(extraArgs); }
   TestDaemon(const TestDaemon&) = delete;
   TestDaemon& operator=(const TestDaemon&) = delete;
 

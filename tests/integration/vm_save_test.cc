@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "vmm/qmp.h"
 
 namespace corral {
 namespace {
@@ -159,6 +160,66 @@ TEST(VmSave, WarmSnapshotOfAChangedInitramfsIsPrunedAtStartup) {
   EXPECT_FALSE(std::filesystem::exists(snapshot)) << daemon.log();
   EXPECT_FALSE(std::filesystem::exists(halfMade));
   EXPECT_EQ(daemon.must("GET", "/v1/vm-snapshots", nullptr, 200)["snapshots"], json::array());
+}
+
+// libvirt's save file and QEMU's own migration stream are not each other's: a VM saved under one
+// --vm-engine is restored by that engine after corrald restarted with the other, and runs on from where it
+// was; boot.engine says which engine restored it.
+TEST(VmSave, ASavedStateIsRestoredByTheEngineThatSavedIt) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
+  for (const auto& [saver, other] :
+       {std::pair<std::string, std::string>{"libvirt", "qemu"}, {"qemu", "libvirt"}}) {
+    SCOPED_TRACE("saved by " + saver);
+    TestDaemon daemon("vm-" + saver, {"--accelerator", "tcg", "--vm-engine", saver});
+    ASSERT_TRUE(daemon.start()) << daemon.log();
+    json booted = runReady(daemon, "cross");
+    EXPECT_EQ(booted["boot"].value("engine", ""), saver) << booted["boot"].dump();
+    execOut(daemon, "cross", "echo " + saver + " > /tmp/mark");
+    CliRun saved = daemon.cli({"stop", "--save", "cross"});
+    ASSERT_EQ(saved.code, 0) << saved.out << saved.err << daemon.log();
+    daemon.stop();
+    daemon.setExtraArgs({"--accelerator", "tcg", "--vm-engine", other});
+    ASSERT_TRUE(daemon.start()) << daemon.log();
+    CliRun started = daemon.cli({"start", "cross"});
+    ASSERT_EQ(started.code, 0) << started.out << started.err << daemon.log();
+    json resumed = daemon.waitWhile("cross", "starting");
+    ASSERT_EQ(resumed.value("state", ""), "running") << resumed.dump(2) << daemon.logTail();
+    EXPECT_EQ(resumed["boot"].value("engine", ""), saver) << resumed["boot"].dump();
+    EXPECT_EQ(resumed["boot"]["restored"], true) << resumed["boot"].dump();
+    EXPECT_EQ(execOut(daemon, "cross", "cat /tmp/mark"), saver);
+    EXPECT_EQ(daemon.call("DELETE", "/v1/instances/cross?force=true").status, 200);
+    EXPECT_TRUE(ourDomains().empty());
+  }
+}
+
+// The direct engine's save is corrald's own QMP work: corrald killed after the save stopped the CPUs and
+// began the file leaves a paused QEMU and a partial saved.state. The next corrald continues the guest (the
+// instance was running and still is) and drops the file, so no later start restores it.
+TEST(VmSave, ADirectSaveCutShortByACrashLeavesTheVmRunning) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for QEMU's tap";
+  TestDaemon daemon("vm-cut", {"--accelerator", "tcg", "--vm-engine", "qemu"});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  runReady(daemon, "cut");
+  execOut(daemon, "cut", "echo before > /tmp/mark");
+  // The state a save leaves when corrald dies in it: the CPUs stopped (QMP stop), a partial file.
+  std::string qmpSocket;
+  for (const auto& entry : std::filesystem::directory_iterator(daemon.vmsDir() + "/.qemu"))
+    qmpSocket = (entry.path() / "qmp.sock").string();
+  ASSERT_FALSE(qmpSocket.empty());
+  {
+    auto qmp = vmm::QmpClient::connect(qmpSocket, std::chrono::steady_clock::now() + 10s);
+    ASSERT_TRUE(qmp) << qmp.error().message();
+    ASSERT_TRUE(qmp->execute("stop", nullptr, std::chrono::steady_clock::now() + 10s));
+  }
+  daemon.kill9();
+  { std::ofstream(daemon.vmsDir() + "/cut/saved.state") << "QEVM" << std::string(4096, '\0'); }
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  json found = daemon.call("GET", "/v1/instances/cut").body;
+  EXPECT_EQ(found.value("state", ""), "running") << found.dump();
+  EXPECT_EQ(found["saved"], false) << found.dump();
+  EXPECT_FALSE(std::filesystem::exists(daemon.vmsDir() + "/cut/saved.state"));
+  EXPECT_EQ(execOut(daemon, "cut", "cat /tmp/mark"), "before") << "the guest runs again";
+  EXPECT_EQ(daemon.call("DELETE", "/v1/instances/cut?force=true").status, 200);
   EXPECT_TRUE(ourDomains().empty());
 }
 
