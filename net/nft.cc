@@ -780,7 +780,7 @@ Result<std::map<std::string, SpoofDrops>> spoofDrops(const std::string& netns) {
 
 Result<SpoofDrops> spoofDropsOf(const std::string& netns, const std::string& link) {
   if (netns.empty()) return fail(invalidField("netns", "port guards live in a VPC namespace"));
-  // One element of each counter set, not the whole table: O(1) in the VPC's size.
+  // One element of each counter set, not the table's listing (nft still caches every element, net/nft.h).
   std::string commands;
   for (SpoofReason reason : kSpoofReasons)
     commands +=
