@@ -144,4 +144,10 @@ Result<std::string> listTableJson(const std::string& netns, std::string_view fam
 // Deletes table inet `table` there (missing: not an error).
 Status deleteRuleset(const std::string& netns, std::string_view table = "corral");
 
+// Each named namespace's libnftables work goes through one context kept for it (its netfilter socket
+// lives in that namespace and holds it alive), made again when the namespace under that name is a new
+// one. Frees the context kept for `netns`, if any: deleteNetns() calls it before the namespace goes, so
+// no socket of corrald keeps a deleted namespace alive.
+void forgetNftContext(const std::string& netns);
+
 }  // namespace corral::net
