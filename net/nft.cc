@@ -115,7 +115,6 @@ std::string memberSetName(std::string_view group) {
   return fmt::format("sg-members-{}", group);
 }
 
-
 // The chain of one combination of groups: "sg-egress-web.db" (group names have no '.'), "sg-egress-.none"
 // for none; a combination too long for nft's 255-byte names keeps its first group and a hash.
 std::string comboChainName(const std::vector<const SecurityGroup*>& groups, Direction direction) {
@@ -368,14 +367,7 @@ Result<std::string> runCommands(const std::string& commands, bool json = false) 
 struct KeptContext {
   ino_t namespaceInode = 0;
   std::mutex inUse;  // a libnftables context is not thread-safe
-  nft_ctx* ctx = nullptr;
-
-  KeptContext() = default;
-  KeptContext(const KeptContext&) = delete;
-  KeptContext& operator=(const KeptContext&) = delete;
-  ~KeptContext() {
-    if (ctx != nullptr) nft_ctx_free(ctx);
-  }
+  std::unique_ptr<nft_ctx, decltype(&nft_ctx_free)> ctx{nullptr, nft_ctx_free};  // made on first use
 };
 
 struct KeptContexts {
@@ -421,7 +413,8 @@ Result<std::string> runInNamespace(const std::string& netns, const std::string& 
     return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
   }
   struct stat identity {};
-  if (::fstat(nsFd.get(), &identity) != 0) return fail(systemError(errno, fmt::format("fstat(\"{}\")", path)));
+  if (::fstat(nsFd.get(), &identity) != 0)
+    return fail(systemError(errno, fmt::format("fstat(\"{}\")", path)));
   std::shared_ptr<KeptContext> kept = keptContextFor(netns, identity.st_ino);
 
   std::optional<Result<std::string>> result;
@@ -431,12 +424,12 @@ Result<std::string> runInNamespace(const std::string& netns, const std::string& 
       return;
     }
     std::lock_guard guard(kept->inUse);
-    if (kept->ctx == nullptr) kept->ctx = newContext();
-    if (kept->ctx == nullptr) {
+    if (!kept->ctx) kept->ctx.reset(newContext());
+    if (!kept->ctx) {
       result.emplace(fail(internalError("nft_ctx_new or nft_ctx_buffer_output/error failed")));
       return;
     }
-    result.emplace(runCommandsIn(kept->ctx, commands, json));
+    result.emplace(runCommandsIn(kept->ctx.get(), commands, json));
   };
   try {
     std::thread worker(work);
