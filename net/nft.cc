@@ -437,6 +437,9 @@ Result<std::string> runInNamespace(const std::string& netns, const std::string& 
   } catch (const std::system_error& e) {
     return fail(systemError(e.code().value(), "std::thread (nft helper)"));
   }
+  // Deleted (or made again) while this ran: the context kept for it must not outlive it.
+  struct stat now {};
+  if (::stat(path.c_str(), &now) != 0 || now.st_ino != identity.st_ino) forgetNftContext(netns);
   if (!*result) return fail(std::move(result->error()).wrap(fmt::format("netns \"{}\"", netns)));
   return std::move(**result);
 }
