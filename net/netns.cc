@@ -15,6 +15,8 @@
 
 #include <algorithm>
 
+#include "net/nft.h"
+
 namespace corral::net {
 namespace {
 
@@ -84,6 +86,8 @@ Status createNetns(const std::string& name) {
 }
 
 Status deleteNetns(const std::string& name) {
+  // corrald's own netfilter socket in the namespace would keep it alive after the unmount.
+  forgetNftContext(name);
   std::string path = netnsPath(name);
   if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
     return fail(systemError(errno, fmt::format("umount2(\"{}\", MNT_DETACH)", path)));

@@ -125,6 +125,9 @@ struct SpoofDrops {
 // The counters of every guarded port in `netns`, by link name. A namespace without the table: empty.
 Result<std::map<std::string, SpoofDrops>> spoofDrops(const std::string& netns);
 // The counters of one port (its four elements, not the table's listing); NotFound when it has no guard.
+// The answer is that port's, but libnftables (1.0.6) fills its cache with every element of the
+// namespace's sets to give it (~350 KB read and parsed at 500 ports): its cost grows with the VPC, so no
+// per-change path calls it (GET /v1/instances/NAME does).
 Result<SpoofDrops> spoofDropsOf(const std::string& netns, const std::string& link);
 
 // Replaces table inet `table` (default "corral") in the named namespace (empty: the caller's) with
@@ -140,5 +143,11 @@ Result<std::string> listTableJson(const std::string& netns, std::string_view fam
 
 // Deletes table inet `table` there (missing: not an error).
 Status deleteRuleset(const std::string& netns, std::string_view table = "corral");
+
+// Each named namespace's libnftables work goes through one context kept for it (its netfilter socket
+// lives in that namespace and holds it alive), made again when the namespace under that name is a new
+// one. Frees the context kept for `netns`, if any: deleteNetns() calls it before the namespace goes, so
+// no socket of corrald keeps a deleted namespace alive.
+void forgetNftContext(const std::string& netns);
 
 }  // namespace corral::net

@@ -484,5 +484,70 @@ TEST_F(GatewayNat, RulesetIsAcceptedAndNatWorksBothWays) {
       << "private addresses are not reachable";
 }
 
+// corrald keeps one libnftables context per namespace; its netfilter socket holds the namespace alive.
+// These watch a namespace's end through a veth pair into an observer namespace: the kernel deletes the
+// peer when the namespace itself goes, and not while anything still holds it.
+class KeptNftContext : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!TestNamespaces::available()) GTEST_SKIP() << "needs root (network namespaces)";
+    auto observer = namespaces_.make("keep-o");
+    ASSERT_TRUE(observer.has_value()) << observer.error().message();
+    observer_ = *observer;
+    watched_ = TestNamespaces::nameOf("keep-w");
+  }
+  void TearDown() override { (void)deleteNetns(watched_); }
+
+  // Makes the watched namespace and its veth into the observer (peer "kw1").
+  void makeWatched() {
+    ASSERT_TRUE(createNetns(watched_).has_value());
+    CommandResult veth =
+        run("ip -n " + watched_ + " link add kw0 type veth peer name kw1 netns " + observer_);
+    ASSERT_EQ(veth.status, 0) << veth.output;
+  }
+  // Whether the observer's end of the veth is gone within `timeout`: the watched namespace has ended.
+  bool watchedEndsWithin(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (run("ip -n " + observer_ + " link show kw1").status != 0) return true;
+      ::usleep(50'000);
+    }
+    return false;
+  }
+  static std::string tableWithChain(const std::string& chain) {
+    return "table inet corral {\n  chain " + chain + " {\n    counter\n  }\n}\n";
+  }
+
+  TestNamespaces namespaces_;
+  std::string observer_;
+  std::string watched_;
+};
+
+TEST_F(KeptNftContext, DeletingTheNamespaceLeavesNothingOfIt) {
+  makeWatched();
+  ASSERT_TRUE(applyRuleset(watched_, tableWithChain("first")).has_value());
+  ASSERT_TRUE(applyRuleset(watched_, tableWithChain("second")).has_value()) << "the kept context again";
+  ASSERT_TRUE(deleteNetns(watched_).has_value());
+  EXPECT_TRUE(watchedEndsWithin(std::chrono::seconds(10)))
+      << "the namespace lives on after deleteNetns: something (the kept nft context) still holds it";
+}
+
+// Deleted behind corrald's back (`ip netns del`) and made again under the same name: the next transaction
+// goes to the new namespace, and the old one is let go.
+TEST_F(KeptNftContext, ANamespaceMadeAgainUnderItsNameGetsTheNextTransaction) {
+  makeWatched();
+  ASSERT_TRUE(applyRuleset(watched_, tableWithChain("first")).has_value());
+  CommandResult deleted = run("ip netns del " + watched_);
+  ASSERT_EQ(deleted.status, 0) << deleted.output;
+  ASSERT_TRUE(createNetns(watched_).has_value());
+
+  auto applied = applyRuleset(watched_, tableWithChain("second"));
+  ASSERT_TRUE(applied.has_value()) << applied.error().message();
+  CommandResult listed = run("ip netns exec " + watched_ + " nft list table inet corral");
+  ASSERT_EQ(listed.status, 0) << "the table went elsewhere: " << listed.output;
+  EXPECT_NE(listed.output.find("chain second"), std::string::npos) << listed.output;
+  EXPECT_TRUE(watchedEndsWithin(std::chrono::seconds(10))) << "the old namespace is still held";
+}
+
 }  // namespace
 }  // namespace corral::net
