@@ -80,6 +80,10 @@ std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles
          fmt::format("virtio-net-{},netdev=net0,mac={}{}", bus, config.nic->mac,
                      microvm ? "" : ",romfile=")});
   }
+  // Free page reporting: the guest's kernel reports pages it freed and QEMU gives them back to the host (as
+  // the libvirt engine's <memballoon freePageReporting='on'>; vmm/README.md, "Free page reporting").
+  if (config.freePageReporting)
+    argv.insert(argv.end(), {"-device", fmt::format("virtio-balloon-{},free-page-reporting=on", bus)});
   argv.insert(argv.end(),
               {"-qmp", fmt::format("unix:{},server=on,wait=off", optionValue(files.qmpSocket.string())),
                "-qmp", fmt::format("unix:{},server=on,wait=off", optionValue(files.eventSocket.string())),

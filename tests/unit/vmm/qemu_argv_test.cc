@@ -26,6 +26,7 @@ DomainConfig microvmConfig() {
   config.agentSocket = "/var/lib/corral/vms/web-1/agent.sock";
   config.nic = NicConfig{"crl-t-web1", "52:54:00:12:34:56"};
   config.tcgTranslationCacheMiB = 32;
+  config.freePageReporting = true;
   return config;
 }
 
@@ -74,6 +75,14 @@ TEST(QemuArgv, CommasInPathsAreDoubled) {
   config.consoleLog = "/tmp/a,b/console.log";
   auto argv = qemuArgv(config, kFiles, {.uuid = "u"});
   EXPECT_NE(std::find(argv.begin(), argv.end(), "file,id=console,path=/tmp/a,,b/console.log"), argv.end());
+}
+
+// No balloon device without free page reporting (Debian's kernel: the libvirt engine's memballoon 'none').
+TEST(QemuArgv, NoBalloonWithoutFreePageReporting) {
+  DomainConfig config = microvmConfig();
+  config.freePageReporting = false;
+  for (const auto& arg : qemuArgv(config, kFiles, {.uuid = "u"}))
+    EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
 }
 
 TEST(SavedStateEngine, TellsLibvirtFromQemuStreams) {
