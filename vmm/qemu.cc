@@ -162,10 +162,9 @@ Result<QmpClient> awaitInitialised(const std::string& vmName, int pidfd, const Q
     } else {
       return std::move(*events);
     }
-    // A QEMU that fails closes the socket on its way out, a moment before it has ended: it is given a
-    // second to end, and then its log says why.
     // Unavailable: no socket yet (ENOENT), or nothing listening on it yet: QEMU is still reading its
-    // options, and is asked again 2 ms later.
+    // options, and is asked again 2 ms later. Any other failure: a QEMU that fails closes the socket on
+    // its way out, a moment before it has ended; it is given a second to end, and then its log says why.
     const bool early = answered.error().kind() == ErrorKind::Unavailable;
     pollfd in{pidfd, POLLIN, 0};
     if (::poll(&in, 1, early ? 2 : 1000) == 1) continue;
@@ -403,6 +402,7 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
     std::lock_guard lock(mutex_);                         // the last VM's watcher removes the root under it
     std::filesystem::remove_all(vm->runDir, ec);          // a leftover of a VM that is not running
     std::filesystem::create_directories(vm->runDir, ec);  // the root too: made at the first VM
+    if (!ec) std::filesystem::create_directory(vm->files.root, ec);  // -chroot's, empty
   }
   if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", vm->runDir.string())));
   Rollback removeDir([this, vm] {

@@ -26,7 +26,8 @@ QemuRunFiles QemuRunFiles::in(const std::filesystem::path& runDir) {
   return {.pidFile = runDir / "qemu.pid",
           .qmpSocket = runDir / "qmp.sock",
           .eventSocket = runDir / "events.sock",
-          .log = runDir / "qemu.log"};
+          .log = runDir / "qemu.log",
+          .root = runDir / "root"};
 }
 
 std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles& files,
@@ -91,7 +92,11 @@ std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles
   // QEMU's seccomp filter, as libvirt's qemu.conf default sets it: no obsolete system calls, no setuid and
   // friends, no fork or exec, no scheduler or CPU-affinity changes. It is why QEMU is not -daemonize'd
   // (daemonizing forks and calls setsid, which the filter then forbids): corral detaches it (vmm/qemu.cc).
-  argv.insert(argv.end(), {"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});
+  argv.insert(argv.end(),
+              {"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});
+  // Once initialised (devices, tap, sockets and files open), QEMU chroots into an empty directory: what it
+  // opens later (save and restore) comes as fds over QMP. A bar, not a wall: QEMU still runs as root.
+  argv.insert(argv.end(), {"-chroot", files.root.string()});
   if (launch.paused) argv.push_back("-S");
   if (launch.incoming) argv.insert(argv.end(), {"-incoming", "defer"});
   return argv;

@@ -23,8 +23,8 @@ struct QmpEvent {
 
 class QmpClient {
  public:
-  // Connects (no retry: the socket exists once QEMU has daemonized), reads the greeting and negotiates
-  // capabilities. ErrorKind::Unavailable when QEMU does not answer by `deadline`.
+  // Connects (no retry: the direct engine retries while QEMU starts, vmm/qemu.cc), reads the greeting and
+  // negotiates capabilities. ErrorKind::Unavailable when QEMU does not answer by `deadline`.
   static Result<QmpClient> connect(const std::filesystem::path& socket,
                                    std::chrono::steady_clock::time_point deadline);
   // The same on a stream socket that is already connected (tests use a socketpair).

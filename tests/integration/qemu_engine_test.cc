@@ -192,8 +192,8 @@ TEST_F(QemuEngineTest, BootsDetachedIsAdoptedByANewEngineAndLeavesNothing) {
 }
 
 // QEMU's seccomp filter (-sandbox, as libvirt's qemu.conf sets it) is on in a running VM, and holds: the
-// kernel counts a filter, and no new privileges can be gained (elevateprivileges=deny).
-TEST_F(QemuEngineTest, RunsUnderQemusSeccompFilter) {
+// kernel counts a filter, and no new privileges can be gained (elevateprivileges=deny). QEMU has chrooted.
+TEST_F(QemuEngineTest, RunsUnderQemusSeccompFilterInAnEmptyRoot) {
   auto opened = open();
   ASSERT_TRUE(opened) << opened.error().message();
   engine_ = std::move(*opened);
@@ -205,6 +205,12 @@ TEST_F(QemuEngineTest, RunsUnderQemusSeccompFilter) {
   EXPECT_NE(status.find("\nSeccomp:\t2\n"), std::string::npos) << status;
   EXPECT_EQ(status.find("\nSeccomp_filters:\t0\n"), std::string::npos) << status;
   EXPECT_NE(status.find("\nNoNewPrivs:\t1\n"), std::string::npos) << status;
+  // Initialised, it has entered -chroot's empty directory: its root is no longer the host's.
+  std::error_code ec;
+  const fs::path root = fs::read_symlink(fmt::format("/proc/{}/root", *created->qemuPid), ec);
+  EXPECT_NE(root, fs::path("/")) << ec.message();
+  EXPECT_EQ(root.filename(), "root") << root;
+  EXPECT_TRUE(fs::is_empty(root, ec)) << root;
   ASSERT_TRUE(engine_->destroy(vm.domainName));
   expectGone(vm, *created->qemuPid);
 }
