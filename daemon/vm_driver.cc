@@ -315,17 +315,21 @@ void VmDriver::release(const InstanceRow& row) {
     log::warn("instance \"{}\": dropping its image pin: {}", row.name, dropped.error().message());
 }
 
+// Either engine's stop event, from its event thread: handed to ours (handleDomainEvents).
+void VmDriver::queueDomainEvent(const vmm::DomainStopped& event) {
+  {
+    std::lock_guard events(eventsMutex_);
+    domainEvents_.push_back(event);
+  }
+  eventsChanged_.notify_all();
+}
+
 // Opens libvirt on first need; a daemon without libvirtd still runs containers.
 Result<vmm::Libvirt*> VmDriver::libvirt() {
   std::lock_guard lock(libvirtMutex_);
   if (libvirt_) return libvirt_.get();
-  auto opened = vmm::Libvirt::open(options_.libvirtUri, [this](const vmm::DomainStopped& event) {
-    {
-      std::lock_guard events(eventsMutex_);
-      domainEvents_.push_back(event);
-    }
-    eventsChanged_.notify_all();
-  });
+  auto opened = vmm::Libvirt::open(options_.libvirtUri,
+                                   [this](const vmm::DomainStopped& event) { queueDomainEvent(event); });
   if (!opened) return fail(opened.error());
   libvirt_ = std::move(*opened);
   return libvirt_.get();
@@ -334,14 +338,8 @@ Result<vmm::Libvirt*> VmDriver::libvirt() {
 Result<vmm::Qemu*> VmDriver::qemu() {
   std::lock_guard lock(qemuMutex_);
   if (qemu_) return qemu_.get();
-  auto opened =
-      vmm::Qemu::open({.runRoot = options_.vmsDir / kQemuRunDir}, [this](const vmm::DomainStopped& event) {
-        {
-          std::lock_guard events(eventsMutex_);
-          domainEvents_.push_back(event);
-        }
-        eventsChanged_.notify_all();
-      });
+  auto opened = vmm::Qemu::open({.runRoot = options_.vmsDir / kQemuRunDir},
+                                [this](const vmm::DomainStopped& event) { queueDomainEvent(event); });
   if (!opened) return fail(opened.error());
   qemu_ = std::move(*opened);
   return qemu_.get();

@@ -126,6 +126,7 @@ class VmDriver final : public InstanceDriver {
                                    std::chrono::steady_clock::time_point domainStarted);
   StartedRun handOver(const std::shared_ptr<Run>& run, std::optional<int> qemuPid, nlohmann::json boot,
                       vmm::Hypervisor* engine, const std::string& domain);
+  void queueDomainEvent(const vmm::DomainStopped& event);
   Result<vmm::Libvirt*> libvirt();
   Result<vmm::Qemu*> qemu();  // opened on first need; it adopts the VMs an earlier corrald left running
   vmm::Engine engineFor(const VmPlan& plan) const;  // --vm-engine for this VM

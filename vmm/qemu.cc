@@ -402,7 +402,6 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
     std::lock_guard lock(mutex_);                         // the last VM's watcher removes the root under it
     std::filesystem::remove_all(vm->runDir, ec);          // a leftover of a VM that is not running
     std::filesystem::create_directories(vm->runDir, ec);  // the root too: made at the first VM
-    if (!ec) std::filesystem::create_directory(vm->files.root, ec);  // -chroot's, empty
   }
   if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", vm->runDir.string())));
   Rollback removeDir([this, vm] {

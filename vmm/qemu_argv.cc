@@ -26,8 +26,7 @@ QemuRunFiles QemuRunFiles::in(const std::filesystem::path& runDir) {
   return {.pidFile = runDir / "qemu.pid",
           .qmpSocket = runDir / "qmp.sock",
           .eventSocket = runDir / "events.sock",
-          .log = runDir / "qemu.log",
-          .root = runDir / "root"};
+          .log = runDir / "qemu.log"};
 }
 
 std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles& files,
@@ -94,9 +93,8 @@ std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles
   // (daemonizing forks and calls setsid, which the filter then forbids): corral detaches it (vmm/qemu.cc).
   argv.insert(argv.end(),
               {"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});
-  // Once initialised (devices, tap, sockets and files open), QEMU chroots into an empty directory: what it
-  // opens later (save and restore) comes as fds over QMP. A bar, not a wall: QEMU still runs as root.
-  argv.insert(argv.end(), {"-chroot", files.root.string()});
+  // No -chroot: QEMU's block layer opens a disk image again by its path when a migration (a save, a
+  // restore) changes what it may do with it, which fails in an empty root (vmm/README.md, "Confinement").
   if (launch.paused) argv.push_back("-S");
   if (launch.incoming) argv.insert(argv.end(), {"-incoming", "defer"});
   return argv;

@@ -17,7 +17,6 @@ struct QemuRunFiles {
   std::filesystem::path qmpSocket;    // commands, one connection at a time
   std::filesystem::path eventSocket;  // a second QMP monitor the engine keeps open for events
   std::filesystem::path log;          // QEMU's stdout and stderr (vmm/qemu.cc), timestamped (-msg)
-  std::filesystem::path root;         // -chroot: an empty directory QEMU enters once initialised
   static QemuRunFiles in(const std::filesystem::path& runDir);
 };
 

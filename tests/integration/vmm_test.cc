@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "vmm/accel.h"
+#include "tests/integration/stop_recorder.h"
 #include "vmm/agent.h"
 #include "vmm/domain_xml.h"
 #include "vmm/libvirt.h"
@@ -32,30 +33,7 @@ std::string readText(const std::filesystem::path& path) {
   return text.str();
 }
 
-// Stop events from the event thread, waited for by the tests.
-class StopRecorder {
- public:
-  void record(const DomainStopped& stopped) {
-    std::lock_guard lock(mutex_);
-    stops_.push_back(stopped);
-    changed_.notify_all();
-  }
-  std::optional<StopReason> waitFor(const std::string& name, std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mutex_);
-    std::optional<StopReason> reason;
-    changed_.wait_for(lock, timeout, [&] {
-      for (const auto& stop : stops_)
-        if (stop.domainName == name) reason = stop.reason;
-      return reason.has_value();
-    });
-    return reason;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<DomainStopped> stops_;
-};
+using testing::StopRecorder;
 
 class VmmTest : public ::testing::Test {
  protected:
