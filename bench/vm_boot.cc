@@ -677,9 +677,10 @@ int main(int argc, char** argv) {
           median(rawCloneMs), rawCloneMs.size(), options.runs);
     if (!corralCloneMs.empty())
       std::printf(
-          "corral     median %8.1f ms warm clone (run --warm, %zu runs; libvirt restore %.1f ms; target "
-          "<= 300)\n",
-          median(corralCloneMs), corralCloneMs.size(), median(corralCloneRestoreMs));
+          "corral     median %8.1f ms warm clone (run --warm, %zu runs; the %s engine's restore %.1f ms; "
+          "target <= 300)\n",
+          median(corralCloneMs), corralCloneMs.size(), corralEngine.empty() ? "?" : corralEngine.c_str(),
+          median(corralCloneRestoreMs));
     if (!rawCloneMs.empty() && !corralCloneMs.empty())
       std::printf("ratio corral/raw warm clone %.2f\n", median(corralCloneMs) / median(rawCloneMs));
   }
