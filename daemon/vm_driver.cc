@@ -158,6 +158,39 @@ std::optional<uint64_t> hostTscKhz() {
   return std::nullopt;
 }
 
+// What corral's kernel is told on top of the common command line (vmm::corralKernelTuning); "" for another
+// kernel. Under TCG the guest's TSC runs at the host's rate, but corral's kernel (no HPET, no ACPI PM timer)
+// fails to calibrate it against the PIT on a loaded host, marks it unstable and falls back to jiffies: its
+// clock then runs slow and the boot took ~10 s instead of ~6 s (raw QEMU, load 8; vmm/README.md).
+std::string kernelTuning(const VmPlan& plan, const vmm::AcceleratorChoice& accel) {
+  if (plan.kernelSource != GuestKernel::corral) return {};
+  const bool tcg = accel.accelerator == vmm::Accelerator::Tcg;
+  return vmm::corralKernelTuning(accel.accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
+}
+
+// What every VM of `plan` is, whatever it is called and wherever its files are: machine, memory, boot files,
+// console and agent socket in `dir`; no disks, no NIC, no command line (the caller's).
+vmm::DomainConfig planDomainConfig(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
+                                   const std::string& domainName, const std::string& instanceName,
+                                   const std::string& owner, const std::filesystem::path& dir) {
+  return {.domainName = domainName,
+          .instanceName = instanceName,
+          .owner = owner,
+          .accelerator = accel.accelerator,
+          .machine = plan.machine,
+          .memoryBytes = plan.memoryBytes,
+          .vcpus = plan.vcpus,
+          .kernel = plan.kernel,
+          .initrd = plan.initrd,
+          .cmdline = {},
+          .consoleLog = dir / "console.log",
+          .agentSocket = dir / "agent.sock",
+          .nic = std::nullopt,
+          .disks = {},
+          .tcgTranslationCacheMiB = kTcgTranslationCacheMiB,
+          .freePageReporting = plan.kernelSource == GuestKernel::corral};
+}
+
 }  // namespace
 
 struct VmDriver::Run {
@@ -587,23 +620,8 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
 Result<vmm::DomainConfig> VmDriver::domainConfig(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                                                  const std::optional<net::NicPlan>& planned) {
   const std::filesystem::path dir = directory(plan.name);
-  vmm::DomainConfig config{
-      .domainName = domainName(plan.name),
-      .instanceName = plan.name,
-      .owner = owner(),
-      .accelerator = accel.accelerator,
-      .machine = plan.machine,
-      .memoryBytes = plan.memoryBytes,
-      .vcpus = plan.vcpus,
-      .kernel = plan.kernel,
-      .initrd = plan.initrd,
-      .cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, std::nullopt, std::nullopt),
-      .consoleLog = dir / "console.log",
-      .agentSocket = dir / "agent.sock",
-      .nic = std::nullopt,
-      .disks = {},
-      .tcgTranslationCacheMiB = kTcgTranslationCacheMiB,
-      .freePageReporting = plan.kernelSource == GuestKernel::corral};
+  vmm::DomainConfig config = planDomainConfig(plan, accel, domainName(plan.name), plan.name, owner(), dir);
+  config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, std::nullopt, std::nullopt);
   // A store image's root: its overlay and config disk, found by the guest init through corral.root.
   std::optional<std::string> rootSerial;
   if (plan.rootImage) {
@@ -620,14 +638,7 @@ Result<vmm::DomainConfig> VmDriver::domainConfig(const VmPlan& plan, const vmm::
     config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, planned->addressWithPrefix,
                                             planned->gateway, rootSerial);
   }
-  // Under TCG the guest's TSC runs at the host's rate, but corral's kernel (no HPET, no ACPI PM timer)
-  // fails to calibrate it against the PIT on a loaded host, marks it unstable and falls back to jiffies:
-  // its clock then runs slow and the boot took ~10 s instead of ~6 s (raw QEMU, load 8; vmm/README.md).
-  if (plan.kernelSource == GuestKernel::corral) {
-    const bool tcg = accel.accelerator == vmm::Accelerator::Tcg;
-    config.cmdline +=
-        vmm::corralKernelTuning(accel.accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
-  }
+  config.cmdline += kernelTuning(plan, accel);
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
   return config;
 }
@@ -756,11 +767,7 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
     imageDigest = plan.rootImage->manifestDigest.text();
     workloadDigest = images::digestOf(instanceConfigDisk(*plan.rootImage, plan.user)).text();
   }
-  std::string tuning;
-  if (plan.kernelSource == GuestKernel::corral) {
-    const bool tcg = accel.accelerator == vmm::Accelerator::Tcg;
-    tuning = vmm::corralKernelTuning(accel.accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
-  }
+  const std::string tuning = kernelTuning(plan, accel);
   const std::string key = snapshotKey({.kernelDigest = *kernel,
                                        .initrdDigest = *initrd,
                                        .machine = plan.machine,
@@ -840,29 +847,11 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
 vmm::DomainConfig VmDriver::warmTemplateConfig(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                                                const SnapshotTemplate& made, const std::string& key,
                                                bool withNic) const {
-  std::string tuning;
-  if (plan.kernelSource == GuestKernel::corral) {
-    const bool tcg = accel.accelerator == vmm::Accelerator::Tcg;
-    tuning = vmm::corralKernelTuning(accel.accelerator, tcg ? hostTscKhz() : std::nullopt, plan.vcpus);
-  }
-  vmm::DomainConfig config{.domainName = made.domainName,
-                           .instanceName = made.instanceName,
-                           .owner = owner(),
-                           .accelerator = accel.accelerator,
-                           .machine = plan.machine,
-                           .memoryBytes = plan.memoryBytes,
-                           .vcpus = plan.vcpus,
-                           .kernel = plan.kernel,
-                           .initrd = plan.initrd,
-                           .cmdline = vmm::kernelCommandLine(made.instanceName.substr(1), "corral-warm",
-                                                             std::nullopt, std::nullopt) +
-                                      tuning,
-                           .consoleLog = made.directory / "console.log",
-                           .agentSocket = made.directory / "agent.sock",
-                           .nic = std::nullopt,
-                           .disks = {},
-                           .tcgTranslationCacheMiB = kTcgTranslationCacheMiB,
-                           .freePageReporting = plan.kernelSource == GuestKernel::corral};
+  const std::string tuning = kernelTuning(plan, accel);
+  vmm::DomainConfig config =
+      planDomainConfig(plan, accel, made.domainName, made.instanceName, owner(), made.directory);
+  config.cmdline =
+      vmm::kernelCommandLine(made.instanceName.substr(1), "corral-warm", std::nullopt, std::nullopt) + tuning;
   // A store image's root: the overlay and config disk in the template's directory (a clone's copies in its
   // own, warmStart()).
   if (plan.rootImage) {
