@@ -34,6 +34,7 @@
 
 #include "vmm/agent.h"
 #include "vmm/agent_protocol.h"
+#include "vmm/boot_files.h"
 #include "vmm/domain_xml.h"
 
 namespace {
@@ -280,9 +281,13 @@ std::vector<std::string> rawQemuArgs(const Options& options, const std::string& 
   }
   if (options.machine == "microvm") {
     // As libvirt starts it: no ACPI (QEMU then lists the virtio-mmio devices on the kernel command line).
-    args.insert(args.end(), {"-machine", "microvm,acpi=off", "-device", "virtio-serial-device"});
+    args.insert(args.end(),
+                {"-machine", "microvm,acpi=off", "-device",
+                 "virtio-serial-device,max_ports=" + std::to_string(corral::vmm::kAgentSerialPorts)});
   } else {
-    args.insert(args.end(), {"-machine", "pc", "-device", "virtio-serial-pci"});
+    args.insert(args.end(),
+                {"-machine", "pc", "-device",
+                 "virtio-serial-pci,max_ports=" + std::to_string(corral::vmm::kAgentSerialPorts)});
   }
   args.insert(args.end(),
               {"-device", std::string("virtserialport,chardev=agent,name=") + corral::vmm::kAgentChannel,
@@ -315,6 +320,8 @@ std::optional<RawRun> bootRaw(const Options& options, int run) {
   std::optional<RawRun> result;
   if (agent) {
     result = RawRun{std::chrono::duration<double, std::milli>(Clock::now() - started).count(), -1, {}};
+    // As corrald does once a guest is ready: QEMU's copies of the boot files out of its memory.
+    (void)corral::vmm::releaseFileMappings(pid, {options.kernel, options.initrd});
     std::this_thread::sleep_for(kIdleAfterReady);  // idle: the agent waits for requests
     result->rssKib = rssKib(pid);
     if (options.restore) {

@@ -148,6 +148,7 @@ class VmDriver final : public InstanceDriver {
   bool claimEnd(Run& run);
   void startBootWaiter(std::shared_ptr<Run> run, std::chrono::steady_clock::time_point received,
                        std::chrono::steady_clock::time_point domainStarted);
+  void releaseBootFiles(const Run& run);
   void waitForGuest(std::shared_ptr<Run> run, std::chrono::steady_clock::time_point received,
                     std::chrono::steady_clock::time_point domainStarted);
   void handleDomainEvents();

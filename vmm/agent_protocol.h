@@ -43,6 +43,8 @@
 namespace corral::vmm {
 
 inline constexpr const char* kAgentChannel = "org.corral.agent.0";
+// The virtio-serial device has this many ports: 0 (QEMU keeps it for a console) and the agent's.
+inline constexpr int kAgentSerialPorts = 2;
 inline constexpr int kAgentProtocolVersion = 1;
 inline constexpr std::size_t kAgentOutputCap = 1 << 20;
 inline constexpr std::size_t kAgentMaxLine = 8 << 20;

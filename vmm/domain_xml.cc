@@ -126,8 +126,10 @@ std::string domainXml(const DomainConfig& config) {
   // No USB controller: on pc a needless PCI device, on microvm refused by libvirt. The balloon only for free
   // page reporting (below).
   xml += "    <controller type='usb' model='none'/>\n";
-  fmt::format_to(out, "    <controller type='virtio-serial' index='0'>\n{}    </controller>\n",
-                 microvm ? "      <address type='virtio-mmio'/>\n" : "");
+  // Two ports (0, which QEMU keeps for a console, and the agent's) instead of QEMU's 31: each port has two
+  // virtqueues the guest sets up (vmm/README.md, "Idle memory").
+  fmt::format_to(out, "    <controller type='virtio-serial' index='0' ports='{}'>\n{}    </controller>\n",
+                 kAgentSerialPorts, microvm ? "      <address type='virtio-mmio'/>\n" : "");
   fmt::format_to(out,
                  "    <serial type='file'>\n"
                  "      <source path='{0}' append='off'/>\n"

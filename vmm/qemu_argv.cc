@@ -57,8 +57,8 @@ std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles
   argv.insert(argv.end(), {"-chardev",
                            fmt::format("socket,id=agent,path={},server=on,wait=off",
                                        optionValue(config.agentSocket.string())),
-                           "-device", "virtio-serial-" + bus, "-device",
-                           fmt::format("virtserialport,chardev=agent,name={}", kAgentChannel)});
+                           "-device", fmt::format("virtio-serial-{},max_ports={}", bus, kAgentSerialPorts),
+                           "-device", fmt::format("virtserialport,chardev=agent,name={}", kAgentChannel)});
   for (size_t i = 0; i < config.disks.size(); ++i) {
     const DiskConfig& disk = config.disks[i];
     // cache: QEMU's default (writeback, flushes honoured), as the libvirt engine's XML (vmm/README.md).
