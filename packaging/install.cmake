@@ -15,8 +15,8 @@
 # installed, not rebuilt on the user's host; what users add (pulled, imported, built images) lives in
 # corrald's state directory.
 
-# The programs people run. A new one (corral-runtime) is one more name here; it then also gets a man page
-# from help2man when it answers --help and --version like corrald.
+# The programs people run. A new one (corral-runtime) is one more name here: it is installed, its shared
+# libraries go into the package's Depends, and help2man makes its man page from its --help and --version.
 set(CORRAL_INSTALLED_PROGRAMS corral corrald)
 # Run by corrald or inside instances, not by people.
 set(CORRAL_INSTALLED_HELPERS corral-reaper corral-init corral-probe)
@@ -53,22 +53,40 @@ add_custom_command(
   DEPENDS corral-docgen
   COMMENT "Generating corral(1) and corral's bash completion from the command table")
 set(generated_docs ${CORRAL_DOCS_DIR}/corral.1.gz ${CORRAL_DOCS_DIR}/corral.bash-completion)
+# Every other program of CORRAL_INSTALLED_PROGRAMS gets a page in section 8 from its --help and --version by
+# help2man, with packaging/PROGRAM.h2m's sections when that file exists and CORRAL_MAN_NAME_PROGRAM as the
+# NAME line.
+set(CORRAL_MAN_NAME_corrald "the corral daemon: VMs and containers in AWS-VPC-style networks")
 find_program(HELP2MAN help2man)
-if(HELP2MAN)
+foreach(program IN LISTS CORRAL_INSTALLED_PROGRAMS)
+  if(program STREQUAL "corral")
+    continue()
+  endif()
+  if(NOT HELP2MAN)
+    message(WARNING "help2man not found (scripts/install-deps installs it): no ${program}(8) man page")
+    continue()
+  endif()
+  set(page ${CORRAL_DOCS_DIR}/${program}.8)
+  set(include_file ${CMAKE_SOURCE_DIR}/packaging/${program}.h2m)
+  set(include_option)
+  set(include_depends)
+  if(EXISTS ${include_file})
+    set(include_option --include=${include_file})
+    set(include_depends ${include_file})
+  endif()
+  if(NOT DEFINED CORRAL_MAN_NAME_${program})
+    set(CORRAL_MAN_NAME_${program} "part of corral")
+  endif()
   add_custom_command(
-    OUTPUT ${CORRAL_DOCS_DIR}/corrald.8 ${CORRAL_DOCS_DIR}/corrald.8.gz
-    COMMAND ${HELP2MAN} --no-info --section=8 --no-discard-stderr
-            "--name=the corral daemon: VMs and containers in AWS-VPC-style networks"
-            --include=${CMAKE_SOURCE_DIR}/packaging/corrald.h2m --output=${CORRAL_DOCS_DIR}/corrald.8
-            $<TARGET_FILE:corrald>
-    COMMAND gzip -9nf --keep ${CORRAL_DOCS_DIR}/corrald.8
-    DEPENDS corrald ${CMAKE_SOURCE_DIR}/packaging/corrald.h2m
-    COMMENT "Generating corrald(8) from corrald --help (help2man)")
-  list(APPEND generated_docs ${CORRAL_DOCS_DIR}/corrald.8.gz)
-  install(FILES ${CORRAL_DOCS_DIR}/corrald.8.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
-else()
-  message(WARNING "help2man not found (scripts/install-deps installs it): no corrald(8) man page")
-endif()
+    OUTPUT ${page} ${page}.gz
+    COMMAND ${HELP2MAN} --no-info --section=8 --no-discard-stderr "--name=${CORRAL_MAN_NAME_${program}}"
+            ${include_option} --output=${page} $<TARGET_FILE:${program}>
+    COMMAND gzip -9nf --keep ${page}
+    DEPENDS ${program} ${include_depends}
+    COMMENT "Generating ${program}(8) from ${program} --help (help2man)")
+  list(APPEND generated_docs ${page}.gz)
+  install(FILES ${page}.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
+endforeach()
 add_custom_target(docs ALL DEPENDS ${generated_docs})
 install(FILES ${CORRAL_DOCS_DIR}/corral.1.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES ${CORRAL_DOCS_DIR}/corral.bash-completion DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
