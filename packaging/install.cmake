@@ -54,8 +54,8 @@ add_custom_command(
   COMMENT "Generating corral(1) and corral's bash completion from the command table")
 set(generated_docs ${CORRAL_DOCS_DIR}/corral.1.gz ${CORRAL_DOCS_DIR}/corral.bash-completion)
 # Every other program of CORRAL_INSTALLED_PROGRAMS gets a page in section 8 from its --help and --version by
-# help2man, with packaging/PROGRAM.h2m's sections when that file exists and CORRAL_MAN_NAME_PROGRAM as the
-# NAME line.
+# help2man, with the sections of the file PROGRAM.h2m in packaging/ when it exists (corrald.h2m) and
+# CORRAL_MAN_NAME_PROGRAM as the NAME line.
 set(CORRAL_MAN_NAME_corrald "the corral daemon: VMs and containers in AWS-VPC-style networks")
 find_program(HELP2MAN help2man)
 foreach(program IN LISTS CORRAL_INSTALLED_PROGRAMS)
