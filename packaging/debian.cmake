@@ -26,7 +26,6 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # corral_VERSION-RELEASE_ARCH.deb
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://localhost/corral")
 # What corrald runs rather than links: QEMU for VMs, qemu-img for their overlays, mkfs.ext4 for image disks;
 # adduser for the postinst. libvirt (VMs on machine pc, --vm-engine libvirt) and mmdebstrap (image build
 # --debian) are only needed for those. The shared libraries corral and corrald link come first, with the
