@@ -88,6 +88,20 @@ Command group(std::string name, std::string summary, std::vector<Command> subcom
 int dispatch(const Command& command, const std::string& path, std::vector<std::string> args,
              const GlobalOptions& global);
 
+// ---- The command tree (cli/tree.cc) and what is generated from it ----
+po::options_description globalOptionsDescription();
+Command rootCommand(const po::options_description& globalOptions);
+// A leaf's own options, and the options every leaf takes (--json, --socket, --help), as --help lists them.
+po::options_description leafOptionsDescription(const Command& leaf);
+po::options_description commonOptionsDescription();
+// "Usage: corral vpc create NAME --cidr CIDR [--json] [--socket PATH]"
+std::string usageLine(const Command& leaf, const std::string& path);
+// cli/docs.cc: the bash completion script for every command and option, and the man page corral(1) with
+// every command's usage, summary, arguments and options (corral-docgen writes both at build time).
+std::string bashCompletion(const Command& root, const po::options_description& globalOptions);
+std::string manPage(const Command& root, const po::options_description& globalOptions,
+                    std::string_view version, std::string_view date);
+
 // ---- Subcommand groups (one file each) ----
 Command infoCommand();
 Command cidrCommand();

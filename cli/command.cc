@@ -13,12 +13,22 @@ namespace {
 // program_options wraps help at 80 columns by default; our summaries are written for wider lines.
 constexpr unsigned kHelpWidth = 110;
 
-void addCommonOptions(po::options_description& options) {
+}  // namespace
+
+po::options_description commonOptionsDescription() {
+  po::options_description options("Common options", kHelpWidth, kHelpWidth / 2);
   options.add_options()                                           //
       ("json", "print corrald's JSON answer instead of a table")  //
       ("socket", po::value<std::string>()->value_name("PATH"),
        "corrald's socket (default: $CORRAL_SOCKET, else /run/corral/corrald.sock)")  //
       ("help,h", "show this help");
+  return options;
+}
+
+po::options_description leafOptionsDescription(const Command& command) {
+  po::options_description own("Options", kHelpWidth, kHelpWidth / 2);
+  if (command.addOptions) command.addOptions(own);
+  return own;
 }
 
 std::string usageLine(const Command& command, const std::string& path) {
@@ -29,6 +39,8 @@ std::string usageLine(const Command& command, const std::string& path) {
   if (!command.synopsis.empty()) line += " " + command.synopsis;
   return line + " [--json] [--socket PATH]";
 }
+
+namespace {
 
 std::string describe(const po::options_description& options) {
   std::ostringstream text;
@@ -63,10 +75,8 @@ void printGroupHelp(std::ostream& out, const Command& command, const std::string
 
 int runLeaf(const Command& command, const std::string& path, const std::vector<std::string>& args,
             const GlobalOptions& global) {
-  po::options_description own("Options", kHelpWidth, kHelpWidth / 2);
-  if (command.addOptions) command.addOptions(own);
-  po::options_description common("Common options", kHelpWidth, kHelpWidth / 2);
-  addCommonOptions(common);
+  po::options_description own = leafOptionsDescription(command);
+  po::options_description common = commonOptionsDescription();
   po::options_description hidden;
   hidden.add_options()("argument", po::value<std::vector<std::string>>());
   po::positional_options_description positional;

@@ -3,62 +3,15 @@
 // kernel.
 #include <cstdlib>
 #include <iostream>
-#include <sstream>
 
 #include "cli/cli.h"
 
 namespace {
 
 using corral::cli::Command;
+using corral::cli::globalOptionsDescription;
+using corral::cli::rootCommand;
 namespace po = boost::program_options;
-
-po::options_description globalOptionsDescription() {
-  po::options_description options(
-      "Global options (before the command; --json and --socket also work after it)", 110, 55);
-  options.add_options()  //
-      ("socket", po::value<std::string>()->value_name("PATH"),
-       "corrald's socket (default: $CORRAL_SOCKET, else /run/corral/corrald.sock)")  //
-      ("json", "print corrald's JSON answers instead of tables")                     //
-      ("help,h", "show this help")                                                   //
-      ("version", "print corral's version");
-  return options;
-}
-
-Command rootCommand(const po::options_description& globalOptions) {
-  Command root = corral::cli::group(
-      "corral",
-      "corral: a playground for AWS-style networks on one Linux host, as a thin client of corrald.\n"
-      "A VPC is a building, its subnets are floors, route tables are the stairs and corridors, an internet\n"
-      "gateway is the front door, and security groups and network ACLs are the guards.\n"
-      "Instances are the tenants: a container shares the host's kernel, starts in milliseconds and is\n"
-      "cattle, not a pet (run it, throw it away, run another).",
-      {corral::cli::infoCommand(),
-       corral::cli::cidrCommand(),
-       corral::cli::vpcCommand(),
-       corral::cli::subnetCommand(),
-       corral::cli::routeTableCommand(),
-       corral::cli::internetGatewayCommand(),
-       corral::cli::natGatewayCommand(),
-       corral::cli::securityGroupCommand(),
-       corral::cli::networkAclCommand(),
-       corral::cli::netCommand(),
-       corral::cli::traceCommand(),
-       corral::cli::compareCommand(),
-       corral::cli::imageCommand(),
-       corral::cli::snapshotCommand(),
-       corral::cli::runCommand(),
-       corral::cli::psCommand(),
-       corral::cli::logsCommand(),
-       corral::cli::execCommand(),
-       corral::cli::stopCommand(),
-       corral::cli::startCommand(),
-       corral::cli::removeInstanceCommand(),
-       corral::cli::inspectCommand()});
-  std::ostringstream text;
-  text << globalOptions;
-  root.epilog = text.str();
-  return root;
-}
 
 // Global options end at the first word that is not one of them: that word is the command.
 size_t commandIndex(const std::vector<std::string>& args) {

@@ -82,6 +82,25 @@ Result<sockaddr_un> socketAddress(const std::string& path) {
   return address;
 }
 
+}  // namespace
+
+Result<std::optional<gid_t>> socketGroupId(const std::string& name) {
+  const std::string wanted = name.empty() ? "corral" : name;
+  group entry{};
+  group* found = nullptr;
+  std::vector<char> buffer(16384);
+  int error = ::getgrnam_r(wanted.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  if (error == 0 && found) return std::optional<gid_t>(found->gr_gid);
+  if (name.empty()) return std::optional<gid_t>();
+  if (error != 0) {
+    return fail(systemError(error, fmt::format("getgrnam_r(\"{}\")", name)).wrap("socket-group"));
+  }
+  return fail(
+      invalidField("socket-group", "no group \"{}\" on this host (addgroup --system {})", name, name));
+}
+
+namespace {
+
 // A socket file left by a daemon that died is removed; one that answers belongs to a running daemon.
 Status removeStaleSocket(const std::string& path) {
   struct stat info {};
@@ -112,18 +131,15 @@ Status removeStaleSocket(const std::string& path) {
   return {};
 }
 
-Status setSocketPermissions(const std::string& path) {
+Status setSocketPermissions(const std::string& path, std::optional<gid_t> group) {
   if (::chmod(path.c_str(), 0660) != 0)
     return fail(systemError(errno, fmt::format("chmod(\"{}\", 0660)", path)));
-  group entry{};
-  group* found = nullptr;
-  std::vector<char> buffer(4096);
-  if (::getgrnam_r("corral", &entry, buffer.data(), buffer.size(), &found) != 0 || !found) {
-    log::debug("no group \"corral\": \"{}\" stays with the daemon's group", path);
+  if (!group) {
+    log::debug("no socket group: \"{}\" stays with the daemon's group", path);
     return {};
   }
-  if (::chown(path.c_str(), static_cast<uid_t>(-1), found->gr_gid) != 0) {
-    return fail(systemError(errno, fmt::format("chown(\"{}\", group corral)", path)));
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0) {
+    return fail(systemError(errno, fmt::format("chown(\"{}\", -1, {})", path, *group)));
   }
   return {};
 }
@@ -538,7 +554,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::listen(Service& service, ServerO
     server->socketDevice_ = bound.st_dev;
     server->socketInode_ = bound.st_ino;
   }
-  if (auto permissions = setSocketPermissions(path); !permissions) return fail(context(permissions.error()));
+  if (auto permissions = setSocketPermissions(path, server->options_.socketGroup); !permissions)
+    return fail(context(permissions.error()));
   server->acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return fail(context(systemError(ec.value(), fmt::format("listen(\"{}\")", path))));
   if (server->options_.dashboardPort) {

@@ -25,6 +25,8 @@ namespace corral::daemon {
 
 struct ServerOptions {
   std::string socketPath;
+  // The socket's group (socketGroupId()); nullopt leaves it with the daemon's group.
+  std::optional<gid_t> socketGroup;
   // A connection that has not delivered a complete request (or taken its response) within this long is
   // dropped, so a silent client holds nothing but its own socket.
   std::chrono::milliseconds readTimeout{10'000};
@@ -32,6 +34,10 @@ struct ServerOptions {
   // Also serve the dashboard (read-only, daemon/web.h) on 127.0.0.1:PORT; 0 picks a free port.
   std::optional<uint16_t> dashboardPort;
 };
+
+// The socket's group for corrald's --socket-group: the named group, which must exist (else an error naming
+// the field); without a name, "corral" when that group exists (the Debian package creates it), else nullopt.
+Result<std::optional<gid_t>> socketGroupId(const std::string& name);
 
 // The progress streams (pull, import, build) being written, each from a thread of its own: run() waits for
 // them after the I/O threads stop, so none outlives the sockets' io_context.
@@ -45,7 +51,7 @@ class HttpServer {
  public:
   // Prepares the socket file and starts listening: creates the parent directory (0755), removes a stale
   // socket nobody answers on, refuses (Conflict) if another daemon is listening, binds, chmods 0660 and
-  // gives it to group "corral" when that group exists. Requests are served only once run() is called.
+  // gives it to options.socketGroup. Requests are served only once run() is called.
   static Result<std::unique_ptr<HttpServer>> listen(Service& service, ServerOptions options);
 
   HttpServer(const HttpServer&) = delete;

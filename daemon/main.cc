@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "core/unique_fd.h"
 #include "daemon/http_server.h"
+#include "daemon/install_layout.h"
 #include "daemon/service.h"
 #include "daemon/store.h"
 #include "daemon/vm_image.h"
@@ -38,8 +39,11 @@ namespace po = boost::program_options;
 
 struct Options {
   std::string socketPath;
+  std::string socketGroup;
+  std::optional<gid_t> socketGroupId;
   std::string stateDir;
   std::string logFile;
+  std::string pidFile;
   std::string imageDir;
   std::string registryAuth;
   std::string containersDir;
@@ -75,25 +79,35 @@ Result<log::Level> parseLogLevel(const std::string& text) {
 
 // std::nullopt: --help or --version was answered, exit 0.
 Result<std::optional<Options>> parseOptions(int argc, char** argv) {
-  po::options_description described("corrald: the corral daemon (REST/JSON API on a Unix socket)");
+  // As wide as corral's help; help2man turns this help into corrald(8) (packaging/install.cmake).
+  po::options_description described("Options", 110, 55);
   std::string logLevel;
   std::string accelerator;
   std::string vmEngine;
   int64_t httpPort = -1;
   Options options;
+  // Installed, the images and corral-reaper are under PREFIX/lib/corral; in a build tree next to corrald.
+  const InstallLayout layout = currentInstallLayout();
   // clang-format off
   described.add_options()
       ("help,h", "print this help and exit")
       ("version", "print the version and exit")
       ("list-failpoints", "print the names of the crash points CORRAL_FAILPOINTS may arm (for tests) and exit")
       ("socket", po::value(&options.socketPath)->default_value(std::string(api::kDefaultSocketPath)),
-       "Unix socket to serve the API on")
+       "Unix socket to serve the API on (mode 0660)")
+      ("socket-group", po::value(&options.socketGroup)->value_name("GROUP"),
+       "the socket's group: its members may use corral without root (default: \"corral\" when that group "
+       "exists, else the daemon's own group)")
       ("state-dir", po::value(&options.stateDir)->default_value("/var/lib/corral"),
        "directory holding state.db (created 0700)")
       ("log-file", po::value(&options.logFile), "log file (default: STATE_DIR/corrald.log)")
-      ("image-dir", po::value(&options.imageDir)->default_value("/var/lib/corral/images"),
-       "directory of the built images (busybox/rootfs, busybox/vm); busybox/rootfs is kept in the image store "
-       "(STATE_DIR/images) as the image \"busybox\"")
+      ("pid-file", po::value(&options.pidFile)->value_name("PATH"),
+       "write corrald's pid here once the socket listens, removed when it stops (without an init system: "
+       "corrald --pid-file /run/corral/corrald.pid, then kill $(cat /run/corral/corrald.pid))")
+      ("image-dir", po::value(&options.imageDir)->value_name("DIR"),
+       "directory of the built images (busybox/rootfs, busybox/vm, kernels/corral); busybox/rootfs is kept in "
+       "the image store (STATE_DIR/images) as the image \"busybox\" (default: PREFIX/lib/corral/images when "
+       "installed, else /var/lib/corral/images)")
       ("registry-auth", po::value(&options.registryAuth)->value_name("FILE"),
        "credentials for image pulls: a docker config.json ({\"auths\": {HOST: {\"auth\": BASE64}}})")
       ("containers-dir", po::value(&options.containersDir),
@@ -114,8 +128,8 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("accelerator-cache", po::value(&options.acceleratorCache)->default_value("/run/corral/accelerator.json"),
        "where auto's probe result is kept for the rest of this host boot")
       ("reaper", po::value(&options.reaperPath)->value_name("PATH"),
-       "corral-reaper, the static init `run --init` puts at a container's PID 1 (default: corral-reaper "
-       "next to corrald's own binary)")
+       "corral-reaper, the static init `run --init` puts at a container's PID 1 (default: next to corrald's "
+       "own binary in a build tree, PREFIX/lib/corral/corral-reaper when installed)")
       ("netns-prefix", po::value(&options.netnsPrefix)->default_value(std::string(net::kDefaultNetnsPrefix)),
        "each VPC's router is the network namespace PREFIX + \"vpc-\" + VPC name (/run/netns)")
       ("uplink-netns", po::value(&options.uplinkNetns),
@@ -150,7 +164,8 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     return fail(Error(ErrorKind::InvalidArgument, fmt::format("{} (see corrald --help)", e.what())));
   }
   if (values.count("help")) {
-    std::cout << described << "\n";
+    std::cout << "Usage: corrald [OPTIONS]\n\ncorrald: the corral daemon (REST/JSON API on a Unix socket).\n\n"
+              << described << "\n";
     return std::nullopt;
   }
   if (values.count("list-failpoints")) {
@@ -179,12 +194,14 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (options.logFile.empty()) options.logFile = options.stateDir + "/corrald.log";
   if (options.containersDir.empty()) options.containersDir = options.stateDir + "/containers";
   if (options.vmsDir.empty()) options.vmsDir = options.stateDir + "/vms";
-  if (options.reaperPath.empty()) {
-    // Built (and installed) next to corrald; checked when an instance asks for --init, not here.
-    std::error_code exeError;
-    auto self = std::filesystem::read_symlink("/proc/self/exe", exeError);
-    if (!exeError) options.reaperPath = (self.parent_path() / "corral-reaper").string();
+  // Checked when an instance asks for --init, not here.
+  if (options.reaperPath.empty()) options.reaperPath = (layout.helperDir / "corral-reaper").string();
+  if (values.count("socket-group") && options.socketGroup.empty()) {
+    return fail(invalidField("socket-group", "must not be empty: give a group name"));
   }
+  auto socketGroup = socketGroupId(options.socketGroup);
+  if (!socketGroup) return fail(socketGroup.error());
+  options.socketGroupId = *socketGroup;
   auto acceleratorMode = parseAcceleratorMode(accelerator);
   if (!acceleratorMode) return fail(acceleratorMode.error());
   options.accelerator = *acceleratorMode;
@@ -220,13 +237,19 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     return fail(
         invalidField("domain-prefix", "\"{}\" must be 1-32 of a-z, 0-9, '-' and '_'", options.domainPrefix));
   }
-  if (options.imageDir.empty()) return fail(invalidField("image-dir", "must not be empty"));
+  if (values.count("image-dir") && options.imageDir.empty()) {
+    return fail(invalidField("image-dir", "must not be empty"));
+  }
+  if (options.imageDir.empty()) {
+    options.imageDir = layout.imageDir ? layout.imageDir->string() : "/var/lib/corral/images";
+  }
   if (Status ok = net::validateName(options.cgroupParent, "cgroup-parent"); !ok) return fail(ok.error());
   // Absolute paths, because the daemon chdirs to / and the socket path is shown to clients.
   std::error_code ec;
   for (std::string* path :
        {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir, &options.containersDir,
-        &options.vmsDir, &options.acceleratorCache, &options.reaperPath}) {
+        &options.vmsDir, &options.acceleratorCache, &options.reaperPath, &options.pidFile}) {
+    if (path->empty()) continue;
     auto absolute = std::filesystem::absolute(*path, ec);
     if (!ec) *path = absolute.lexically_normal().string();
   }
@@ -250,6 +273,30 @@ Status prepareStateDir(const std::string& dir) {
   if (::access(dir.c_str(), W_OK | X_OK) != 0) {
     return fail(
         systemError(errno, fmt::format("access(\"{}\", W_OK) (the state directory must be writable)", dir)));
+  }
+  return {};
+}
+
+// The pid file, whole or not at all (write-tmp-then-rename), its directory made like the socket's.
+Status writePidFile(const std::string& path) {
+  std::filesystem::path file(path);
+  std::error_code ec;
+  std::filesystem::create_directories(file.parent_path(), ec);
+  if (ec) return fail(systemError(ec.value(), fmt::format("mkdir -p \"{}\"", file.parent_path().string())));
+  const std::string temporary = fmt::format("{}.tmp.{}", path, ::getpid());
+  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", temporary)));
+  const std::string text = fmt::format("{}\n", ::getpid());
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    int error = errno;
+    ::unlink(temporary.c_str());
+    return fail(systemError(error, fmt::format("write(\"{}\")", temporary)));
+  }
+  fd.reset();
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    int error = errno;
+    ::unlink(temporary.c_str());
+    return fail(systemError(error, fmt::format("rename(\"{}\", \"{}\")", temporary, path)));
   }
   return {};
 }
@@ -421,6 +468,7 @@ int run(const Options& options, StartupReport& report) {
   }
   auto server =
       HttpServer::listen(**service, {.socketPath = options.socketPath,
+                                     .socketGroup = options.socketGroupId,
                                      .readTimeout = std::chrono::milliseconds(options.readTimeoutMs),
                                      .dashboardPort = options.httpPort});
   if (!server) {
@@ -443,8 +491,15 @@ int run(const Options& options, StartupReport& report) {
       n.networkAcls);
   log::info("instances: {}; images in \"{}\", bundles in \"{}\", cgroup parent \"{}\"",
             (*service)->instanceCount(), options.imageDir, options.containersDir, options.cgroupParent);
+  if (!options.pidFile.empty()) {
+    if (auto written = writePidFile(options.pidFile); !written) {
+      report.failed(written.error().wrap(fmt::format("--pid-file \"{}\"", options.pidFile)).message());
+      return 1;
+    }
+  }
   report.ready();
   (*server)->run();
+  if (!options.pidFile.empty()) ::unlink(options.pidFile.c_str());
   log::info("corrald stopped; socket \"{}\" removed", options.socketPath);
   return 0;
 }

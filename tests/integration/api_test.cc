@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -810,6 +811,46 @@ TEST(CorraldStartup, DaemonisesAndIsReadyWhenTheLauncherReturns) {
                                     dir.path() + "/out2");
   EXPECT_NE(failed.exitCode, 0);
   EXPECT_NE(failed.output.find("/proc/corral-state"), std::string::npos) << failed.output;
+}
+
+// --socket-group: the socket's group, whose members may use corral without root (the Debian package's
+// "corral" group is the default); a group that does not exist is refused before anything is made.
+// --pid-file (the init-less way to run it): the daemon's pid once the socket listens, gone when it stops.
+TEST(CorraldStartup, TheSocketGroupAndThePidFile) {
+  TempDir dir;
+  struct group* daemonGroup = ::getgrnam("daemon");  // in Debian's base-passwd, gid 1
+  ASSERT_NE(daemonGroup, nullptr);
+  const gid_t wanted = daemonGroup->gr_gid;
+  std::string socket = dir.path() + "/run/s.sock";
+  ProcessResult refused = runProgram({CORRALD_PATH, "--socket", socket, "--state-dir", dir.path() + "/state",
+                                      "--socket-group", "corral-no-such-group"},
+                                     dir.path() + "/refused.out");
+  EXPECT_EQ(refused.exitCode, 2);
+  EXPECT_NE(refused.output.find("--socket-group: no group \"corral-no-such-group\""), std::string::npos)
+      << refused.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/state"));
+  EXPECT_FALSE(std::filesystem::exists(socket));
+
+  const std::string pidFile = dir.path() + "/run/corrald.pid";
+  ProcessResult launched =
+      runProgram(withTestNetwork({CORRALD_PATH, "--socket", socket, "--state-dir", dir.path() + "/state",
+                                  "--socket-group", "daemon", "--pid-file", pidFile}),
+                 dir.path() + "/out");
+  ASSERT_EQ(launched.exitCode, 0) << launched.output;
+  struct stat st {};
+  ASSERT_EQ(::stat(socket.c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, wanted);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  Reply info = call(socket, "GET", "/v1/info");
+  ASSERT_EQ(info.status, 200) << describe(info);
+  pid_t pid = info.body["pid"].get<pid_t>();
+  ASSERT_GT(pid, 1);
+  EXPECT_EQ(readFile(pidFile), std::to_string(pid) + "\n");
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  auto until = Clock::now() + 10s;
+  while (::kill(pid, 0) == 0 && Clock::now() < until) std::this_thread::sleep_for(20ms);
+  EXPECT_NE(::kill(pid, 0), 0) << "corrald did not exit on SIGTERM";
+  EXPECT_FALSE(std::filesystem::exists(pidFile));
 }
 
 // ---- The CLI against a real daemon ----
