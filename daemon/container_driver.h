@@ -81,6 +81,7 @@ class ContainerDriver final : public InstanceDriver {
   std::optional<RunId> adopt(InstanceHandle& handle, InstanceRow& row);
   void watch();
   void wake();
+  void watchPidfd(const Run& run);  // under watchMutex_
   InstanceEnding collectExit(const std::string& name, Run& run);
   void sampleUsage();
   std::filesystem::path asideDir() const;  // "<containers dir>.removed": bundles being deleted
@@ -102,6 +103,7 @@ class ContainerDriver final : public InstanceDriver {
   mutable std::mutex watchMutex_;
   std::map<RunId, std::pair<std::string, std::shared_ptr<Run>>> watched_;
   UniqueFd wake_;
+  UniqueFd epoll_;  // the watcher's: wake_ and every watched run's pidfd
   // sampleUsage()'s buffers, reused every second (the watcher thread's own).
   std::vector<std::shared_ptr<Run>> sampleRuns_;
   std::vector<UsageReading> samples_;
