@@ -214,8 +214,7 @@ const ContainerHandle& own(const InstanceHandle& handle) {
 
 ContainerDriver::ContainerDriver(InstanceOptions options)
     : options_(std::move(options)),
-      usageFileBudget_(std::make_shared<UsageFileBudget>(
-          options_.keptUsageDescriptors.value_or(UsageFileBudget::fromLimit()))),
+      usageFileBudget_(std::make_shared<UsageFileBudget>(UsageFileBudget::fromLimit())),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
   epoll_event wakeEvent{.events = EPOLLIN, .data = {.u64 = 0}};

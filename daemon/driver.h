@@ -71,9 +71,6 @@ struct InstanceOptions {
   // How old a driver's background sample (InstanceDriver::sampledUsage) may be and still be shown instead
   // of a reading: a few of the container watcher's 1 s periods, so a late sample is not read again.
   std::chrono::milliseconds usageSampleMaxAge{3000};
-  // How many descriptors the container watcher may keep open on running containers' usage files (two
-  // each, container/cgroup.h CgroupUsageFiles); nullopt: a quarter of the soft RLIMIT_NOFILE at start.
-  std::optional<int64_t> keptUsageDescriptors = std::nullopt;
 };
 
 // A usage reading ("usage" in docs/api.md, without "age_ms") and when it was read.
