@@ -34,6 +34,41 @@ Status validateResourceLimits(const ResourceLimits& limits) {
   return {};
 }
 
+CgroupUsageFiles::CgroupUsageFiles(const CgroupFiles& files, std::string memoryPath, UniqueFd memory,
+                                   std::string oomPath, UniqueFd oom)
+    : files_(files),
+      memoryPath_(std::move(memoryPath)),
+      memory_(std::move(memory)),
+      oomPath_(std::move(oomPath)),
+      oom_(std::move(oom)) {}
+
+Result<CgroupStats> CgroupUsageFiles::read() const {
+  // memory.events has 6 short lines, memory.oom_control 3: a page is plenty.
+  char buffer[1024];
+  CgroupStats stats;
+  auto text = files_.readOpen(memory_, memoryPath_, buffer);
+  if (!text) return fail(text.error());
+  auto current = parseNumber(*text, memoryPath_);
+  if (!current) return fail(current.error());
+  stats.memoryCurrentBytes = current->value_or(0);
+  text = files_.readOpen(oom_, oomPath_, buffer);
+  if (!text) return fail(text.error());
+  auto oomKills = parseKeyed(*text, "oom_kill", oomPath_);
+  if (!oomKills) return fail(oomKills.error());
+  stats.oomKills = *oomKills;
+  return stats;
+}
+
+Result<std::unique_ptr<CgroupUsageFiles>> openUsageFiles(const CgroupFiles& files, std::string memoryPath,
+                                                         std::string oomPath) {
+  auto memory = files.openForReading(memoryPath);
+  if (!memory) return fail(memory.error());
+  auto oom = files.openForReading(oomPath);
+  if (!oom) return fail(oom.error());
+  return std::make_unique<CgroupUsageFiles>(files, std::move(memoryPath), std::move(*memory),
+                                            std::move(oomPath), std::move(*oom));
+}
+
 std::string formatPids(const std::vector<pid_t>& pids) {
   return fmt::format("[{}]", fmt::join(pids, ", "));
 }

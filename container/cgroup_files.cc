@@ -102,6 +102,24 @@ class KernelCgroupFiles final : public CgroupFiles {
     return fd;
   }
 
+  Result<UniqueFd> openForReading(const std::string& path) const override {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\", O_RDONLY)", path)));
+    return fd;
+  }
+
+  Result<std::string_view> readOpen(const UniqueFd& fd, const std::string& path,
+                                    std::span<char> buffer) const override {
+    ssize_t n;
+    do {
+      n = ::pread(fd.get(), buffer.data(), buffer.size(), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return fail(systemError(errno, fmt::format("pread(\"{}\", 0)", path)));
+    if (static_cast<size_t>(n) == buffer.size())
+      return fail(internalError("pread(\"{}\", 0): more than {} bytes", path, buffer.size()));
+    return std::string_view(buffer.data(), static_cast<size_t>(n));
+  }
+
   Status attachDeviceProgram(const std::string& dir, const std::vector<DeviceRule>& rules) const override {
     auto directory = openDirectory(dir);
     if (!directory) return fail(directory.error());
@@ -137,7 +155,16 @@ Result<std::vector<pid_t>> CgroupFiles::readPids(const std::string& procsPath) c
 Result<std::optional<uint64_t>> CgroupFiles::readNumber(const std::string& path) const {
   auto text = read(path);
   if (!text) return fail(text.error());
-  std::string_view value(*text);
+  return parseNumber(*text, path);
+}
+
+Result<uint64_t> CgroupFiles::readKeyed(const std::string& path, std::string_view key) const {
+  auto text = read(path);
+  if (!text) return fail(text.error());
+  return parseKeyed(*text, key, path);
+}
+
+Result<std::optional<uint64_t>> parseNumber(std::string_view value, const std::string& path) {
   while (!value.empty() && (value.back() == '\n' || value.back() == ' ')) value.remove_suffix(1);
   if (value == "max") return std::optional<uint64_t>();
   uint64_t number = 0;
@@ -147,10 +174,7 @@ Result<std::optional<uint64_t>> CgroupFiles::readNumber(const std::string& path)
   return std::optional<uint64_t>(number);
 }
 
-Result<uint64_t> CgroupFiles::readKeyed(const std::string& path, std::string_view key) const {
-  auto text = read(path);
-  if (!text) return fail(text.error());
-  std::string_view rest(*text);
+Result<uint64_t> parseKeyed(std::string_view rest, std::string_view key, const std::string& path) {
   while (!rest.empty()) {
     size_t newline = rest.find('\n');
     std::string_view line = rest.substr(0, newline);

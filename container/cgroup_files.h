@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,12 @@ class CgroupFiles {
   // opened for writing, both O_CLOEXEC.
   virtual Result<UniqueFd> openDirectory(const std::string& path) const = 0;
   virtual Result<UniqueFd> openForWriting(const std::string& path) const = 0;
+  // A control file kept open to be read again and again (CgroupUsageFiles), O_RDONLY | O_CLOEXEC.
+  virtual Result<UniqueFd> openForReading(const std::string& path) const = 0;
+  // The text of a file opened by openForReading, as of now, in `buffer`: one pread(2) at offset 0 (a
+  // cgroup control file renders its value afresh for each read from the start). `path` is for messages.
+  virtual Result<std::string_view> readOpen(const UniqueFd& fd, const std::string& path,
+                                            std::span<char> buffer) const = 0;
   // v2's device policy: a BPF program attached to the group at `dir` (device_bpf.h).
   virtual Status attachDeviceProgram(const std::string& dir, const std::vector<DeviceRule>& rules) const = 0;
 
@@ -48,6 +55,10 @@ class CgroupFiles {
   // The value of `key` in a flat-keyed file ("oom_kill 3" lines), 0 when the key is absent.
   Result<uint64_t> readKeyed(const std::string& path, std::string_view key) const;
 };
+
+// The parsers themselves, over text already read (`path` names the file in errors).
+Result<std::optional<uint64_t>> parseNumber(std::string_view text, const std::string& path);
+Result<uint64_t> parseKeyed(std::string_view text, std::string_view key, const std::string& path);
 
 // The real cgroup filesystems (one instance for the process).
 const CgroupFiles& kernelCgroupFiles();

@@ -115,6 +115,13 @@ class CgroupV1 final : public Cgroup {
     return stats;
   }
 
+  Result<std::unique_ptr<CgroupUsageFiles>> openUsageFiles() const override {
+    const Hierarchy* memory = find("memory");
+    if (!memory) return fail(internalError("cgroup {} has no memory hierarchy", relative_));
+    return container::openUsageFiles(files_, memory->dir + "/memory.usage_in_bytes",
+                                     memory->dir + "/memory.oom_control");
+  }
+
   Status killAll() override {
     const auto deadline = std::chrono::steady_clock::now() + kKillTimeout;
     // Frozen, the group cannot fork while its pids are read and killed; SIGKILL lands when it thaws.

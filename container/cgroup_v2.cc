@@ -93,6 +93,12 @@ class CgroupV2 final : public Cgroup {
     return stats;
   }
 
+  Result<std::unique_ptr<CgroupUsageFiles>> openUsageFiles() const override {
+    if (!files_.exists(dir_ + "/memory.current"))
+      return fail(notFound("cgroup \"{}\" has no memory controller: no usage files to keep open", dir_));
+    return container::openUsageFiles(files_, dir_ + "/memory.current", dir_ + "/memory.events");
+  }
+
   Status killAll() override {
     const std::string procs = dir_ + "/cgroup.procs";
     const bool haveKill = files_.exists(dir_ + "/cgroup.kill");  // 5.14 and later

@@ -48,6 +48,10 @@ Status validateCgroupName(const std::string& name, const std::string& field = "n
 // InvalidArgument naming memoryBytes, cpuMillis or pids when a value cannot work as a limit.
 Status validateResourceLimits(const ResourceLimits& limits);
 
+// CgroupUsageFiles over the two files at these paths, opened through `files`.
+Result<std::unique_ptr<CgroupUsageFiles>> openUsageFiles(const CgroupFiles& files, std::string memoryPath,
+                                                         std::string oomPath);
+
 // "[1234, 5678]" for messages.
 std::string formatPids(const std::vector<pid_t>& pids);
 

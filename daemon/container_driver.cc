@@ -5,13 +5,18 @@
 #include <fmt/ranges.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "container/cgroup_mode.h"
@@ -59,13 +64,45 @@ json textJson(const std::string& bytes) {
   return json::parse(json(bytes).dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
+}  // namespace
+
+// The descriptors every running container's kept usage files may hold together (CgroupUsageFiles, two a
+// container): a quarter of the soft RLIMIT_NOFILE at start (5000 at 20000: 2,500 containers), leaving the
+// rest to pidfds, log pipes, sockets and nft contexts. A container past it is sampled by opening and closing
+// its files as before; one leaving gives its share back.
+class UsageFileBudget {
+ public:
+  explicit UsageFileBudget(int64_t descriptors) : left_(descriptors) {}
+  static int64_t fromLimit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 4096;
+    return static_cast<int64_t>(limit.rlim_cur / 4);
+  }
+  bool take(int64_t count) {
+    int64_t left = left_.load();
+    while (left >= count)
+      if (left_.compare_exchange_weak(left, left - count)) return true;
+    return false;
+  }
+  void give(int64_t count) { left_ += count; }
+  int64_t left() const { return left_.load(); }
+
+ private:
+  std::atomic<int64_t> left_;
+};
+
+namespace {
+
 // A running container's cgroup is shared: the watcher kills and removes it when the container exits while
 // a stop or a forced remove may be killing it from a request thread (outside the manager's lock, so a slow
 // kill holds up nobody else). One lock per cgroup keeps those calls from overlapping (a destroy() under a
-// running killAll() would free what the kill is still walking).
+// running killAll() would free what the kill is still walking). It also keeps the group's usage files open
+// for the watcher's samples while the budget allows, and closes them before the group is removed.
 class SharedCgroup : public container::Cgroup {
  public:
-  explicit SharedCgroup(std::unique_ptr<container::Cgroup> inner) : inner_(std::move(inner)) {}
+  SharedCgroup(std::unique_ptr<container::Cgroup> inner, std::shared_ptr<UsageFileBudget> budget)
+      : inner_(std::move(inner)), budget_(std::move(budget)) {}
+  ~SharedCgroup() override { closeUsageFiles(); }
   std::string path() const override { return inner_->path(); }  // fixed at creation
   Status addProcess(pid_t pid) override {
     std::lock_guard lock(mutex_);
@@ -79,9 +116,29 @@ class SharedCgroup : public container::Cgroup {
     std::lock_guard lock(mutex_);
     return inner_->stats();
   }
+  // Through the kept files once opened (a failed read drops them: the next sample opens them again).
   Result<container::CgroupStats> usage() const override {
     std::lock_guard lock(mutex_);
+    if (destroyed_) return inner_->usage();
+    if (!usageFiles_ && !noUsageFiles_ && budget_ &&
+        budget_->take(container::CgroupUsageFiles::kDescriptors)) {
+      auto opened = inner_->openUsageFiles();
+      if (opened) {
+        usageFiles_ = std::move(*opened);
+      } else {
+        budget_->give(container::CgroupUsageFiles::kDescriptors);
+        noUsageFiles_ = opened.error().kind() == ErrorKind::NotFound;
+      }
+    }
+    if (usageFiles_) {
+      if (auto read = usageFiles_->read(); read) return read;
+      closeUsageFiles();
+    }
     return inner_->usage();
+  }
+  Result<std::unique_ptr<container::CgroupUsageFiles>> openUsageFiles() const override {
+    std::lock_guard lock(mutex_);
+    return inner_->openUsageFiles();
   }
   // Once destroyed, the group is empty and gone: what a late kill or a second removal wanted.
   Status killAll() override {
@@ -92,6 +149,7 @@ class SharedCgroup : public container::Cgroup {
   Status destroy() override {
     std::lock_guard lock(mutex_);
     if (destroyed_) return {};
+    closeUsageFiles();  // an open control file would keep the removed group around, dying
     Status done = inner_->destroy();
     destroyed_ = done.has_value();
     return done;
@@ -103,13 +161,23 @@ class SharedCgroup : public container::Cgroup {
   std::string relativePath() const override { return inner_->relativePath(); }
 
  private:
+  void closeUsageFiles() const {
+    if (!usageFiles_) return;
+    usageFiles_.reset();
+    budget_->give(container::CgroupUsageFiles::kDescriptors);
+  }
+
   mutable std::mutex mutex_;
   std::unique_ptr<container::Cgroup> inner_;
+  std::shared_ptr<UsageFileBudget> budget_;
+  mutable std::unique_ptr<container::CgroupUsageFiles> usageFiles_;
+  mutable bool noUsageFiles_ = false;  // the group has none (no memory controller): not asked again
   bool destroyed_ = false;
 };
 
-std::shared_ptr<container::Cgroup> shareCgroup(std::unique_ptr<container::Cgroup> cgroup) {
-  return std::make_shared<SharedCgroup>(std::move(cgroup));
+std::shared_ptr<container::Cgroup> shareCgroup(std::unique_ptr<container::Cgroup> cgroup,
+                                               std::shared_ptr<UsageFileBudget> budget) {
+  return std::make_shared<SharedCgroup>(std::move(cgroup), std::move(budget));
 }
 
 }  // namespace
@@ -124,7 +192,7 @@ struct ContainerDriver::Run {
   std::optional<container::RunningContainer> starting;
   int64_t oomKillsSeen = 0;  // the watcher's
   // The watcher's latest usage sample (under watchMutex_): what listings show, with no read of their own.
-  std::optional<UsageSample> sample;
+  std::optional<UsageReading> sample;
 };
 
 namespace {
@@ -145,7 +213,13 @@ const ContainerHandle& own(const InstanceHandle& handle) {
 }  // namespace
 
 ContainerDriver::ContainerDriver(InstanceOptions options)
-    : options_(std::move(options)), wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    : options_(std::move(options)),
+      usageFileBudget_(std::make_shared<UsageFileBudget>(UsageFileBudget::fromLimit())),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
+  epoll_event wakeEvent{.events = EPOLLIN, .data = {.u64 = 0}};
+  if (!wake_ || !epoll_ || ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &wakeEvent) != 0)
+    log::error("container watcher: eventfd/epoll_create1/epoll_ctl: {}", std::strerror(errno));
   if (auto pool = container::readIdPool(options_.subuidFile, options_.subgidFile); pool) {
     idRanges_ = container::IdRangeAllocator(*pool);
   } else {
@@ -310,7 +384,7 @@ Result<StartedRun> ContainerDriver::start(InstanceHandle& handle, const schema::
   auto cgroup = container::openCgroup(*mode, row.name, options_.cgroupOptions);
   if (!cgroup) return fail(cgroup.error());
   (*cgroup)->release();  // the RunningContainer removes it on failure; the watcher once it exits
-  run->cgroup = shareCgroup(std::move(*cgroup));
+  run->cgroup = shareCgroup(std::move(*cgroup), usageFileBudget_);
   const container::StartTimings& t = running->timings();
   run->starting.emplace(std::move(*running));
 
@@ -341,8 +415,8 @@ void ContainerDriver::supervise(InstanceHandle& handle, const std::string& name)
   {
     std::lock_guard lock(watchMutex_);
     watched_[run->id] = {name, run};
+    watchPidfd(*run);
   }
-  wake();
 }
 
 void ContainerDriver::forgetRun(InstanceHandle& handle) {
@@ -508,15 +582,15 @@ std::optional<RunId> ContainerDriver::adopt(InstanceHandle& handle, InstanceRow&
       run->pid = static_cast<pid_t>(*row.pid);
       run->ourChild = false;
       run->pidfd = std::make_shared<UniqueFd>(std::move(pidfd));
-      run->cgroup = shareCgroup(std::move(*cgroup));
+      run->cgroup = shareCgroup(std::move(*cgroup), usageFileBudget_);
       run->cgroup->release();
       run->oomKillsSeen = row.oomKills;
       own(handle).run = run;
       {
         std::lock_guard lock(watchMutex_);
         watched_[run->id] = {row.name, run};
+        watchPidfd(*run);
       }
-      wake();
       log::info("instance \"{}\": reattached to running pid {}", row.name, *row.pid);
       return run->id;
     }
@@ -587,8 +661,15 @@ std::optional<UsageSample> ContainerDriver::sampledUsage(const InstanceHandle& h
                                                          const InstanceRow& row) const {
   const ContainerHandle& container = own(handle);
   if (row.state != InstanceState::running || !container.run) return std::nullopt;
-  std::lock_guard lock(watchMutex_);
-  return container.run->sample;
+  std::optional<UsageReading> sample;
+  {
+    std::lock_guard lock(watchMutex_);
+    sample = container.run->sample;
+  }
+  if (!sample) return std::nullopt;
+  return UsageSample{
+      .value = {{"memory_bytes", sample->memoryBytes}, {"source", "cgroup"}, {"oom_kills", sample->oomKills}},
+      .at = sample->at};
 }
 
 void ContainerDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec& spec,
@@ -613,47 +694,52 @@ void ContainerDriver::describe(const InstanceHandle& handle, const schema::Insta
                                                        : json(nullptr);
 }
 
+// The watcher's epoll set: each watched run's pidfd, keyed by its run id (0 is the wake eventfd).
+void ContainerDriver::watchPidfd(const Run& run) {
+  epoll_event event{.events = EPOLLIN, .data = {.u64 = run.id}};
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, run.pidfd->get(), &event) != 0)
+    log::error("container watcher: epoll_ctl(ADD, pidfd of pid {}): {}", run.pid, std::strerror(errno));
+}
+
 void ContainerDriver::wake() {
   uint64_t one = 1;
   [[maybe_unused]] ssize_t ignored = ::write(wake_.get(), &one, sizeof one);
 }
 
-// The watcher thread: polls every running container's pidfd (and the wake eventfd); an exit is collected
-// here and reported. OOM kills of a child are not seen in any pidfd: every running container's cgroup is
-// sampled once a second (memory usage and OOM kills, two reads), which is also the usage listings show.
+// The watcher thread: waits on an epoll set of every running container's pidfd (and the wake eventfd), so
+// a wait costs the same with 500 containers as with one; an exit is collected here and reported. OOM kills
+// of a child are not seen in any pidfd: every running container's cgroup is sampled once a second (memory
+// usage and OOM kills), which is also the usage listings show.
 void ContainerDriver::watch() {
-  auto lastOomCheck = Clock::time_point{};
+  auto lastSample = Clock::time_point{};
+  std::array<epoll_event, 64> events{};
   while (!quit_) {
-    if (Clock::now() - lastOomCheck >= kUsageSampleEvery) {
-      lastOomCheck = Clock::now();
+    auto now = Clock::now();
+    if (now - lastSample >= kUsageSampleEvery) {
+      lastSample = now;
       sampleUsage();
     }
-    std::vector<pollfd> fds{{wake_.get(), POLLIN, 0}};
-    std::vector<RunId> ids;
-    {
-      std::lock_guard lock(watchMutex_);
-      for (auto& [id, entry] : watched_) {
-        fds.push_back({entry.second->pidfd->get(), POLLIN, 0});
-        ids.push_back(id);
+    const auto untilSample =
+        std::chrono::duration_cast<std::chrono::milliseconds>(lastSample + kUsageSampleEvery - Clock::now());
+    const int ready = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
+                                   static_cast<int>(std::clamp<int64_t>(untilSample.count() + 1, 1, 1000)));
+    for (int i = 0; i < ready && !quit_; ++i) {
+      const RunId id = events[static_cast<size_t>(i)].data.u64;
+      if (id == 0) {
+        uint64_t value = 0;
+        [[maybe_unused]] ssize_t ignored = ::read(wake_.get(), &value, sizeof value);
+        continue;
       }
-    }
-    int rc = ::poll(fds.data(), fds.size(), 1000);
-    if (rc <= 0) continue;
-    if (fds[0].revents != 0) {
-      uint64_t value = 0;
-      [[maybe_unused]] ssize_t ignored = ::read(wake_.get(), &value, sizeof value);
-    }
-    for (size_t i = 1; i < fds.size(); ++i) {
-      if (fds[i].revents == 0 || quit_) continue;
       std::string name;
       std::shared_ptr<Run> run;
       {
         std::lock_guard lock(watchMutex_);
-        auto it = watched_.find(ids[i - 1]);
+        auto it = watched_.find(id);
         if (it == watched_.end()) continue;
         name = it->second.first;
         run = it->second.second;
         watched_.erase(it);
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, run->pidfd->get(), nullptr);
       }
       InstanceEnding ending = collectExit(name, *run);
       events_->instanceEnded(name, run->id, std::move(ending));
@@ -693,35 +779,36 @@ InstanceEnding ContainerDriver::collectExit(const std::string& name, Run& run) {
 }
 
 void ContainerDriver::sampleUsage() {
-  // Read without the watch lock (a listing takes it to show a sample), then kept under it.
-  std::vector<std::tuple<std::string, RunId, std::shared_ptr<Run>>> runs;
+  // Read without the watch lock (a listing takes it to show a sample), then kept under it. The vectors
+  // keep their capacity from one second to the next: a sample of 500 allocates nothing.
+  std::vector<std::shared_ptr<Run>>& runs = sampleRuns_;
   {
     std::lock_guard lock(watchMutex_);
-    runs.reserve(watched_.size());
-    for (auto& [id, entry] : watched_) runs.emplace_back(entry.first, id, entry.second);
+    runs.clear();
+    for (auto& [id, entry] : watched_) runs.push_back(entry.second);
   }
-  std::vector<std::optional<UsageSample>> samples(runs.size());
+  std::vector<UsageReading>& samples = samples_;
+  samples.assign(runs.size(), UsageReading{});
   for (size_t i = 0; i < runs.size(); ++i) {
-    auto usage = std::get<2>(runs[i])->cgroup->usage();
-    if (!usage) continue;
-    samples[i] = UsageSample{.value = {{"memory_bytes", usage->memoryCurrentBytes},
-                                       {"source", "cgroup"},
-                                       {"oom_kills", usage->oomKills}},
-                             .at = Clock::now()};
+    auto usage = runs[i]->cgroup->usage();
+    if (!usage) continue;  // `at` stays empty: the run keeps its last sample
+    samples[i] = {.memoryBytes = usage->memoryCurrentBytes, .oomKills = usage->oomKills, .at = Clock::now()};
   }
   std::vector<std::tuple<std::string, RunId, int64_t>> rises;
   {
     std::lock_guard lock(watchMutex_);
     for (size_t i = 0; i < runs.size(); ++i) {
-      auto& [name, id, run] = runs[i];
-      if (!samples[i]) continue;
-      const auto oomKills = samples[i]->value["oom_kills"].get<int64_t>();
-      run->sample = std::move(samples[i]);
-      if (oomKills <= run->oomKillsSeen) continue;
-      run->oomKillsSeen = oomKills;
-      rises.emplace_back(name, id, oomKills);
+      Run& run = *runs[i];
+      if (samples[i].at == Clock::time_point{}) continue;
+      run.sample = samples[i];
+      const auto oomKills = static_cast<int64_t>(samples[i].oomKills);
+      if (oomKills <= run.oomKillsSeen) continue;
+      run.oomKillsSeen = oomKills;
+      auto watched = watched_.find(run.id);
+      if (watched != watched_.end()) rises.emplace_back(watched->second.first, run.id, oomKills);
     }
   }
+  runs.clear();  // no run is kept alive by the sampler until the next second
   for (auto& [name, id, count] : rises) events_->instanceOomKills(name, id, count);
 }
 

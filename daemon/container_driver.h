@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "container/id_ranges.h"
 #include "container/spec.h"
@@ -21,6 +22,8 @@
 #include "daemon/image_launch.h"
 
 namespace corral::daemon {
+
+class UsageFileBudget;  // container_driver.cc
 
 class ContainerDriver final : public InstanceDriver {
  public:
@@ -61,6 +64,13 @@ class ContainerDriver final : public InstanceDriver {
                 const nlohmann::json& usage, nlohmann::json& out) const override;
 
   struct Run;  // one start: its pid, pidfd and cgroup
+  // A running container's usage as the watcher sampled it: numbers only (the JSON is made when a listing
+  // asks, not for 500 containers every second).
+  struct UsageReading {
+    uint64_t memoryBytes = 0;
+    uint64_t oomKills = 0;
+    std::chrono::steady_clock::time_point at;  // empty: the read failed
+  };
 
  private:
   // Where a container's root filesystem and limits come from: the spec validated against its image (a
@@ -71,6 +81,7 @@ class ContainerDriver final : public InstanceDriver {
   std::optional<RunId> adopt(InstanceHandle& handle, InstanceRow& row);
   void watch();
   void wake();
+  void watchPidfd(const Run& run);  // under watchMutex_
   InstanceEnding collectExit(const std::string& name, Run& run);
   void sampleUsage();
   std::filesystem::path asideDir() const;  // "<containers dir>.removed": bundles being deleted
@@ -85,10 +96,17 @@ class ContainerDriver final : public InstanceDriver {
   container::IdRangeAllocator idRanges_;
   std::optional<Error> idPoolError_;  // the id files are unusable: user namespaces are refused
 
+  // Shared by every running container's cgroup: how many more usage-file descriptors may be kept open.
+  std::shared_ptr<UsageFileBudget> usageFileBudget_;
+
   // The watcher: the runs it polls (by run id), the eventfd that says the set changed.
   mutable std::mutex watchMutex_;
   std::map<RunId, std::pair<std::string, std::shared_ptr<Run>>> watched_;
   UniqueFd wake_;
+  UniqueFd epoll_;  // the watcher's: wake_ and every watched run's pidfd
+  // sampleUsage()'s buffers, reused every second (the watcher thread's own).
+  std::vector<std::shared_ptr<Run>> sampleRuns_;
+  std::vector<UsageReading> samples_;
   std::atomic<bool> quit_{false};
   std::thread watcher_;
 

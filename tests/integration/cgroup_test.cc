@@ -210,6 +210,13 @@ TEST_F(CgroupKernel, LimitsProcessesStatsKillAndDestroy) {
   if (isV1()) {
     EXPECT_NE(membership.find(fmt::format("pids:/{}/{}", kParent, name_)), std::string::npos);
   }
+  // The usage files kept open before the child touches anything: a later read sees its 8 MiB (each
+  // pread at offset 0 of a control file is rendered afresh).
+  auto kept = (*cgroup)->openUsageFiles();
+  ASSERT_TRUE(kept) << kept.error().message();
+  auto early = (*kept)->read();
+  ASSERT_TRUE(early) << early.error().message();
+  EXPECT_LT(early->memoryCurrentBytes, 8u << 20);
   child.start();
 
   Result<CgroupStats> stats = fail(internalError("not read"));
@@ -222,6 +229,11 @@ TEST_F(CgroupKernel, LimitsProcessesStatsKillAndDestroy) {
   EXPECT_GE(stats->memoryCurrentBytes, 8u << 20);
   EXPECT_EQ(stats->pidsCurrent, 1u);
   EXPECT_EQ(stats->oomKills, 0u);
+  auto late = (*kept)->read();
+  ASSERT_TRUE(late) << late.error().message();
+  EXPECT_GE(late->memoryCurrentBytes, 8u << 20);
+  EXPECT_EQ(late->oomKills, 0u);
+  kept->reset();
 
   auto busy = (*cgroup)->destroy();
   ASSERT_FALSE(busy);
@@ -250,6 +262,8 @@ TEST_F(CgroupKernel, OutOfMemoryKillsTheProcess) {
   });
   ASSERT_GT(child.pid(), 0);
   ASSERT_TRUE((*cgroup)->addProcess(child.pid()));
+  auto kept = (*cgroup)->openUsageFiles();  // as the container watcher keeps them
+  ASSERT_TRUE(kept) << kept.error().message();
   child.start();
   int status = child.wait();
   ASSERT_TRUE(WIFSIGNALED(status)) << "exit status " << WEXITSTATUS(status);
@@ -257,6 +271,10 @@ TEST_F(CgroupKernel, OutOfMemoryKillsTheProcess) {
   auto stats = (*cgroup)->stats();
   ASSERT_TRUE(stats) << stats.error().message();
   EXPECT_GE(stats->oomKills, 1u);
+  auto keptRead = (*kept)->read();
+  ASSERT_TRUE(keptRead) << keptRead.error().message();
+  EXPECT_EQ(keptRead->oomKills, stats->oomKills);
+  kept->reset();
   EXPECT_GE(stats->memoryPeakBytes, isV1() || fs::exists(dirFor("memory") / "memory.peak") ? 16u << 20 : 0u);
   ASSERT_TRUE((*cgroup)->destroy());
 }

@@ -2,6 +2,7 @@
 // start, rm, OOM, refused specs leaving nothing behind, and containers surviving a SIGKILLed daemon.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +59,66 @@ json waitStopped(const TestDaemon& daemon, const std::string& name,
 
 json runSpec(const std::string& name, std::vector<std::string> command) {
   return {{"name", name}, {"image", "busybox"}, {"command", std::move(command)}};
+}
+
+// The descriptors corrald holds on running containers' usage files (memory.current and memory.events, or
+// v1's memory.usage_in_bytes and memory.oom_control): from this process's view of corrald's fd table.
+size_t usageFilesOpen(pid_t pid) {
+  size_t count = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", pid), ec)) {
+    std::string target = std::filesystem::read_symlink(entry.path(), ec).string();
+    for (const char* file :
+         {"/memory.current", "/memory.events", "/memory.usage_in_bytes", "/memory.oom_control"})
+      if (target.ends_with(file)) ++count;
+  }
+  return count;
+}
+
+size_t usageFilesSettledAt(pid_t pid, size_t expected) {
+  const auto deadline = Clock::now() + 5s;
+  while (usageFilesOpen(pid) != expected && Clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  return usageFilesOpen(pid);
+}
+
+// The watcher keeps each running container's two usage files open while a quarter of corrald's soft
+// RLIMIT_NOFILE allows (here 80: 20 descriptors, ten containers), samples the others by opening and
+// closing as before, and closes a container's files when it stops or is removed.
+TEST(Instances, UsageFilesStayOpenWithinTheBudgetAndCloseWithTheContainer) {
+  if (!requireRoot()) GTEST_SKIP() << "running containers needs root";
+  TestDaemon daemon("usagefd", kDaemonArgs);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 80;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  const bool started = daemon.start();  // corrald inherits the soft limit
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_TRUE(started) << daemon.log();
+  const pid_t pid = daemon.pid();
+  for (int i = 0; i < 12; ++i) {
+    Reply run = daemon.call("POST", "/v1/instances", runSpec(fmt::format("u{}", i), {"sleep", "1000"}));
+    ASSERT_EQ(run.status, 201) << run.body.dump() << daemon.log();
+  }
+  EXPECT_EQ(usageFilesSettledAt(pid, 20), 20u) << "ten containers' files kept, two sampled without";
+  // Every one is sampled, kept files or not.
+  std::this_thread::sleep_for(1500ms);
+  Reply list = daemon.call("GET", "/v1/instances");
+  ASSERT_EQ(list.status, 200);
+  for (const json& instance : list.body["instances"]) {
+    ASSERT_TRUE(instance["usage"].is_object()) << instance.dump();
+    EXPECT_GT(instance["usage"].value("memory_bytes", 0), 0) << instance.dump();
+    EXPECT_LE(instance["usage"].value("age_ms", 99999), 3000) << instance.dump();
+  }
+  // A stopped container's and a removed one's go; the budget they free is taken by the two left out.
+  ASSERT_EQ(daemon.call("POST", "/v1/instances/u0/stop", {{"grace_seconds", 0}}).status, 200);
+  ASSERT_EQ(daemon.call("DELETE", "/v1/instances/u1?force=true").status, 200);
+  EXPECT_EQ(usageFilesSettledAt(pid, 20), 20u);
+  ASSERT_EQ(daemon.call("DELETE", "/v1/instances/u2?force=true").status, 200);
+  EXPECT_EQ(usageFilesSettledAt(pid, 18), 18u);
+  for (int i = 3; i < 12; ++i)
+    ASSERT_EQ(daemon.call("DELETE", fmt::format("/v1/instances/u{}?force=true", i)).status, 200) << i;
+  EXPECT_EQ(usageFilesSettledAt(pid, 0), 0u) << "corrald kept usage files of removed containers";
 }
 
 TEST(Instances, LifecycleOverTheApi) {

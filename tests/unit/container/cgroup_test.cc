@@ -49,11 +49,10 @@ TEST(CgroupValidation, LimitsThatCannotWork) {
     ResourceLimits limits;
     const char* field;
   };
-  for (const auto& [limits, field] :
-       {Case{{.memoryBytes = 4096, .cpuMillis = {}, .pids = {}}, "memory"},
-        Case{{.memoryBytes = {}, .cpuMillis = 5, .pids = {}}, "cpus"},
-        Case{{.memoryBytes = {}, .cpuMillis = 2000000, .pids = {}}, "cpus"},
-        Case{{.memoryBytes = {}, .cpuMillis = {}, .pids = 0}, "pids"}}) {
+  for (const auto& [limits, field] : {Case{{.memoryBytes = 4096, .cpuMillis = {}, .pids = {}}, "memory"},
+                                      Case{{.memoryBytes = {}, .cpuMillis = 5, .pids = {}}, "cpus"},
+                                      Case{{.memoryBytes = {}, .cpuMillis = 2000000, .pids = {}}, "cpus"},
+                                      Case{{.memoryBytes = {}, .cpuMillis = {}, .pids = 0}, "pids"}}) {
     auto cgroup =
         createCgroup(CgroupMode::Unified, "web-1", limits, {.root = "/nonexistent", .parent = "corral"});
     ASSERT_FALSE(cgroup) << field;
@@ -229,6 +228,46 @@ TEST_F(CgroupV2Tree, JoinOpensTheGroupsDirectory) {
   EXPECT_EQ(files_.changes(), Calls{"openDirectory /sys/fs/cgroup/corral/web-1"});
 }
 
+TEST_F(CgroupV2Tree, UsageFilesStayOpenAndReadFreshFigures) {
+  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", {}, options());
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  files_.put(dir_ + "/memory.current", "1000\n");
+  files_.put(dir_ + "/memory.events", "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\noom_group_kill 0\n");
+  files_.takeCalls();
+  auto usage = (*cgroup)->openUsageFiles();
+  ASSERT_TRUE(usage) << usage.error().message();
+  EXPECT_EQ(files_.takeCalls(), (Calls{"exists /sys/fs/cgroup/corral/web-1/memory.current",
+                                       "openForReading /sys/fs/cgroup/corral/web-1/memory.current",
+                                       "openForReading /sys/fs/cgroup/corral/web-1/memory.events"}));
+  for (uint64_t bytes : {1000u, 5000u}) {
+    files_.put(dir_ + "/memory.current", fmt::format("{}\n", bytes));
+    files_.put(dir_ + "/memory.events", fmt::format("oom 0\noom_kill {}\n", bytes / 1000));
+    auto read = (*usage)->read();
+    ASSERT_TRUE(read) << read.error().message();
+    EXPECT_EQ(read->memoryCurrentBytes, bytes);
+    EXPECT_EQ(read->oomKills, bytes / 1000);
+  }
+  // Each sample is two reads of the open files: nothing opened, nothing closed.
+  EXPECT_EQ(files_.takeCalls(), (Calls{"readOpen /sys/fs/cgroup/corral/web-1/memory.current",
+                                       "readOpen /sys/fs/cgroup/corral/web-1/memory.events",
+                                       "readOpen /sys/fs/cgroup/corral/web-1/memory.current",
+                                       "readOpen /sys/fs/cgroup/corral/web-1/memory.events"}));
+  files_.put(dir_ + "/memory.current", "a lot\n");
+  auto bad = (*usage)->read();
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message(),
+            "\"/sys/fs/cgroup/corral/web-1/memory.current\": expected a number, got \"a lot\"");
+}
+
+TEST_F(CgroupV2Tree, NoUsageFilesWithoutTheMemoryController) {
+  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", {}, options());
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  files_.remove(dir_ + "/memory.current");
+  auto usage = (*cgroup)->openUsageFiles();
+  ASSERT_FALSE(usage);
+  EXPECT_EQ(usage.error().kind(), ErrorKind::NotFound);
+}
+
 TEST_F(CgroupV2Tree, DroppedUnlessReleasedAndReopened) {
   {
     auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", {}, options());
@@ -347,6 +386,27 @@ TEST_F(CgroupV1Tree, CreateWritesEveryControllerAndDestroys) {
   auto gone = openCgroup(files_, CgroupMode::Legacy, "web-1", options());
   ASSERT_FALSE(gone);
   EXPECT_EQ(gone.error().kind(), ErrorKind::NotFound);
+}
+
+TEST_F(CgroupV1Tree, UsageFilesAreTheMemoryHierarchysKeptOpen) {
+  auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", kAllLimits, options());
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  const std::string memory = kRoot + "/memory/corral/web-1";
+  files_.put(memory + "/memory.usage_in_bytes", "1000\n");
+  files_.put(memory + "/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n");
+  files_.takeCalls();
+  auto usage = (*cgroup)->openUsageFiles();
+  ASSERT_TRUE(usage) << usage.error().message();
+  files_.put(memory + "/memory.usage_in_bytes", "3000\n");
+  auto read = (*usage)->read();
+  ASSERT_TRUE(read) << read.error().message();
+  EXPECT_EQ(read->memoryCurrentBytes, 3000u);
+  EXPECT_EQ(read->oomKills, 4u);
+  EXPECT_EQ(files_.takeCalls(),
+            (Calls{"openForReading /sys/fs/cgroup/memory/corral/web-1/memory.usage_in_bytes",
+                   "openForReading /sys/fs/cgroup/memory/corral/web-1/memory.oom_control",
+                   "readOpen /sys/fs/cgroup/memory/corral/web-1/memory.usage_in_bytes",
+                   "readOpen /sys/fs/cgroup/memory/corral/web-1/memory.oom_control"}));
 }
 
 TEST_F(CgroupV1Tree, KillAllGivesUpNamingThePidsLeft) {

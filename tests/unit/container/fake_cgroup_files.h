@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -199,6 +200,31 @@ class FakeCgroupFiles final : public CgroupFiles {
     return UniqueFd(::open("/dev/null", O_WRONLY | O_CLOEXEC));
   }
 
+  // A real descriptor (of /dev/null) stands for the file's; readOpen() answers with the file's text as it
+  // is at that moment (what a pread at offset 0 of a kernel control file gives). openFiles() counts them.
+  Result<UniqueFd> openForReading(const std::string& path) const override {
+    record("openForReading {}", path);
+    if (!files_.contains(resolve(path)))
+      return fail(systemError(ENOENT, fmt::format("open(\"{}\", O_RDONLY)", path)));
+    UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    opened_[fd.get()] = path;
+    return fd;
+  }
+
+  Result<std::string_view> readOpen(const UniqueFd& fd, const std::string& path,
+                                    std::span<char> buffer) const override {
+    record("readOpen {}", path);
+    auto it = opened_.find(fd.get());
+    if (it == opened_.end() || it->second != path)
+      return fail(systemError(EBADF, fmt::format("pread(\"{}\", 0): not opened by openForReading", path)));
+    auto text = file(path);
+    if (!text) return fail(systemError(ENODEV, fmt::format("pread(\"{}\", 0)", path)));  // removed meanwhile
+    if (text->size() >= buffer.size())
+      return fail(internalError("pread(\"{}\", 0): more than {} bytes", path, buffer.size()));
+    std::copy(text->begin(), text->end(), buffer.begin());
+    return std::string_view(buffer.data(), text->size());
+  }
+
   Status attachDeviceProgram(const std::string& dir, const std::vector<DeviceRule>& rules) const override {
     std::vector<std::string> lines;
     for (const DeviceRule& rule : rules) lines.push_back(deviceRuleLine(rule));
@@ -236,6 +262,7 @@ class FakeCgroupFiles final : public CgroupFiles {
   mutable std::map<std::string, std::string> files_;
   std::map<std::string, std::string> links_;  // path -> absolute target
   mutable std::vector<std::string> calls_;
+  mutable std::map<int, std::string> opened_;  // openForReading's descriptors (a reused number is replaced)
 };
 
 }  // namespace corral::container::testing
