@@ -22,6 +22,15 @@ Result<std::vector<std::string>> resolveCapabilities(const std::vector<std::stri
 // Names → capability numbers, computed in the parent so the child does no lookups.
 Result<std::vector<int>> capabilityNumbers(const std::vector<std::string>& names);
 
+// The five sets of an OCI process as numbers (computed in the parent).
+struct CapabilityNumbers {
+  std::vector<int> bounding, effective, permitted, inheritable, ambient;
+};
+// In the child, after its user is set (still holding every capability): drops from the bounding set what
+// `sets.bounding` lacks, sets effective, permitted and inheritable exactly, then raises the ambient ones.
+// Returns 0 or an errno; does not allocate.
+int applyCapabilitySetsInChild(const CapabilityNumbers& sets);
+
 // In the child, as root inside its namespaces, before no_new_privs and seccomp: keeps only `keep` in every
 // set. Returns 0 or an errno; does not allocate.
 int dropCapabilitiesInChild(const std::vector<int>& keep);

@@ -15,6 +15,7 @@
 
 #include "container/cgroup.h"
 #include "container/devices.h"
+#include "container/mounts.h"
 #include "container/seccomp.h"
 #include "core/error.h"
 #include "core/unique_fd.h"
@@ -32,6 +33,54 @@ struct ProcessUser {
   gid_t gid = 0;
   std::vector<gid_t> additionalGids;  // supplementary groups
   bool operator==(const ProcessUser&) const = default;
+};
+
+// The five capability sets of an OCI process, as names ("CAP_CHOWN").
+struct CapabilitySets {
+  std::vector<std::string> bounding, effective, permitted, inheritable, ambient;
+  bool operator==(const CapabilitySets&) const = default;
+};
+
+struct NamespacePath {
+  int type = 0;      // CLONE_NEW*
+  std::string path;  // "/proc/42/ns/net", "/run/netns/x": joined with setns(2)
+  bool operator==(const NamespacePath&) const = default;
+};
+
+struct ProcessRlimit {
+  int resource = 0;  // RLIMIT_*
+  uint64_t soft = 0, hard = 0;
+  std::string name;  // "RLIMIT_NOFILE", for messages
+  bool operator==(const ProcessRlimit&) const = default;
+};
+
+struct Sysctl {
+  std::string key;       // "net.ipv4.ip_forward"
+  std::string procPath;  // "/proc/sys/net/ipv4/ip_forward"
+  std::string value;
+  bool operator==(const Sysctl&) const = default;
+};
+
+// What an OCI bundle sets beyond corrald's own containers (corral-runtime; container/oci_config.h fills
+// it). With it the root is the bundle's directory with the bundle's mounts, the namespaces are those the
+// bundle lists, and `capabilities` of ContainerConfig is unused (the five sets below rule).
+struct BundleSetup {
+  BundleRoot root;
+  int cloneFlags = 0;                // CLONE_NEW* created at clone (the mount namespace always)
+  bool cgroupNamespace = false;      // unshared by the child once it is in its cgroup
+  std::vector<NamespacePath> joins;  // joined by the child right after "go", before any mount
+  bool setHostname = false;          // only with a new uts namespace
+  std::string domainname;
+  std::vector<Sysctl> sysctls;       // written by the child in its new namespaces, before its mounts
+  std::vector<ProcessRlimit> rlimits;  // set by the parent (prlimit) before "go"
+  std::optional<int> oomScoreAdj;    // written by the parent before "go"
+  std::optional<mode_t> umask;
+  bool noNewPrivileges = false;
+  CapabilitySets capabilities;
+  // Non-empty: init, fully set up, waits by opening this FIFO for writing until `start` opens it for
+  // reading (runc's exec fifo); startContainer returns once init waits there.
+  std::filesystem::path execFifo;
+  bool operator==(const BundleSetup&) const = default;
 };
 
 // Everything the runtime needs, already validated by the caller (the daemon's spec validation).
@@ -64,6 +113,9 @@ struct ContainerConfig {
   // Non-empty: this host binary (corral-reaper) is bound read-only at kInitPath and runs as PID 1 with
   // "--" and argv after it; it forwards signals to the command and reaps orphans.
   std::filesystem::path initBinary;
+  // Set for an OCI bundle (corral-runtime); lowerDirs, bundleDir, ipAddress, nameservers and initBinary
+  // are then unused.
+  std::optional<BundleSetup> bundle;
 };
 
 inline constexpr const char* kInitPath = "/dev/init";  // where --init's reaper appears (as in Podman)

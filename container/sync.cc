@@ -98,6 +98,9 @@ Result<ReadOutcome> readChildRecords(int fd) {
       case RecordKind::Execing:
         outcome.reachedExec = true;
         break;
+      case RecordKind::WaitingForStart:
+        outcome.waitingForStart = true;
+        return outcome;
       case RecordKind::ExecPid:
         outcome.execPid = record.pid;
         break;

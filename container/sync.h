@@ -17,7 +17,8 @@ namespace corral::container {
 
 using Clock = std::chrono::steady_clock;
 
-enum class RecordKind : int32_t { Go, CgroupJoined, RootfsReady, Execing, Failure, ExecPid };
+// WaitingForStart: init is set up and waits on the exec fifo (BundleSetup::execFifo) for `start`.
+enum class RecordKind : int32_t { Go, CgroupJoined, RootfsReady, Execing, Failure, ExecPid, WaitingForStart };
 
 // The step a child failed at; the parent turns {step, errno} into a message naming the call.
 enum class ChildStep : int32_t {
@@ -39,6 +40,10 @@ enum class ChildStep : int32_t {
   JoinNamespace,  // index into the namespace list
   CloneIntoNamespaces,
   SetUser,  // the configured uid, gid and supplementary groups
+  JoinNamespacePath,  // index into BundleSetup::joins
+  Sysctl,             // index into BundleSetup::sysctls
+  Domainname,
+  ExecFifo,
 };
 
 struct SyncRecord {
@@ -68,6 +73,7 @@ Status sendGo(int fd);
 struct ReadOutcome {
   std::optional<SyncRecord> failure;
   bool reachedExec = false;
+  bool waitingForStart = false;  // init waits on its exec fifo (the read stopped there)
   pid_t execPid = -1;
   std::optional<Clock::time_point> cgroupJoined;
   std::optional<Clock::time_point> rootfsReady;
