@@ -62,6 +62,15 @@ class Cgroup {
   virtual Status killAll() = 0;
   // Removes the directories; fails with Conflict while processes remain.
   virtual Status destroy() = 0;
+  // The processes in the group (corral-runtime's ps, kill --all).
+  virtual Result<std::vector<pid_t>> processes() const {
+    return fail(internalError("cgroup {}: listing processes is not supported", path()));
+  }
+  // Freezes or thaws every process in the group (v1 freezer, v2 cgroup.freeze) and waits until done.
+  virtual Status setFrozen(bool /*frozen*/) {
+    return fail(internalError("cgroup {}: freezing is not supported", path()));
+  }
+  virtual Result<bool> frozen() const { return false; }
   // After this, destruction no longer removes the cgroup (the daemon owns it; it reattaches by name).
   virtual void release() = 0;
   // The cgroup's path as seen in /proc/PID/cgroup lines, for tests: "/corral/web-1".

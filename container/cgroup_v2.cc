@@ -117,6 +117,27 @@ class CgroupV2 final : public Cgroup {
     }
   }
 
+  Result<std::vector<pid_t>> processes() const override { return files_.readPids(dir_ + "/cgroup.procs"); }
+
+  Status setFrozen(bool frozen) override {
+    if (auto ok = files_.write(dir_ + "/cgroup.freeze", frozen ? "1" : "0"); !ok) return fail(ok.error());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      auto events = files_.readKeyed(dir_ + "/cgroup.events", "frozen");
+      if (!events) return fail(events.error());
+      if ((*events == 1) == frozen) return {};
+      if (std::chrono::steady_clock::now() >= deadline)
+        return fail(conflict("cgroup {}: not {} after 5 s", dir_, frozen ? "frozen" : "thawed"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  Result<bool> frozen() const override {
+    auto value = files_.readNumber(dir_ + "/cgroup.freeze");
+    if (!value) return fail(value.error());
+    return value->value_or(0) == 1;
+  }
+
   Status destroy() override {
     if (!files_.isDirectory(dir_)) {
       owned_ = false;

@@ -22,6 +22,7 @@
 #endif
 
 #include "container/caps.h"
+#include "container/console.h"
 
 namespace corral::container {
 namespace {
@@ -196,7 +197,14 @@ int makeWorkingDirectoryInChild(const std::string& path) {
   return 0;
 }
 
-[[noreturn]] void lockDownAndExecInChild(const LockdownInput& in) {
+[[noreturn]] void lockDownAndExecInChild(const LockdownInput& given) {
+  LockdownInput in = given;
+  if (in.console != nullptr) {
+    int peer = -1, failedCall = 0;
+    if (int err = openConsoleInChild(in.syncFd, *in.console, in.bindDevConsole, &peer, &failedCall))
+      childFail(in.syncFd, ChildStep::Console, err, failedCall);
+    in.stdio[0] = in.stdio[1] = in.stdio[2] = peer;
+  }
   if (int err = setupStdioInChild(in.stdio)) childFail(in.syncFd, ChildStep::Stdio, err);
   if (int err = setUserInChild(*in.user)) childFail(in.syncFd, ChildStep::SetUser, err);
   if (in.capabilitySets != nullptr) {
@@ -209,7 +217,13 @@ int makeWorkingDirectoryInChild(const std::string& path) {
     childFail(in.syncFd, ChildStep::NoNewPrivs, errno);
   if (in.umask >= 0) ::umask(static_cast<mode_t>(in.umask));
   // The daemon's own fds (sockets, databases) must not leak into the container: close them at execve.
-  if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+  // Preserved fds (runc's --preserve-fds, LISTEN_FDS) are passed on: their close-on-exec is cleared.
+  for (int preserved = 3; preserved < 3 + in.preserveFds; ++preserved) {
+    if (preserved == in.syncFd) continue;
+    int flags = ::fcntl(preserved, F_GETFD);
+    if (flags >= 0) ::fcntl(preserved, F_SETFD, flags & ~FD_CLOEXEC);
+  }
+  if (::syscall(SYS_close_range, static_cast<unsigned>(3 + in.preserveFds), ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
     childFail(in.syncFd, ChildStep::CloseFds, errno);
   }
   // Set up to survive its starter from here on (the daemon supervises it by pidfd and cgroup).
@@ -381,6 +395,8 @@ std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecor
       return "sysctl";
     case ChildStep::Domainname:
       return fmt::format("setdomainname(\"{}\")", bundle ? bundle->domainname : std::string());
+    case ChildStep::Console:
+      return fmt::format("terminal: {}", consoleCallName(record.index));
     case ChildStep::ExecFifo:
       return bundle ? fmt::format("open(exec fifo \"{}\")", bundle->execFifo.string()) : "open(exec fifo)";
     case ChildStep::WaitForGo:

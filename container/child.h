@@ -61,6 +61,10 @@ struct LockdownInput {
   bool noNewPrivileges = true;
   int umask = -1;
   const char* execFifoPath = nullptr;
+  int preserveFds = 0;  // fds 3 .. 3+N-1 stay open across execve
+  // Set: a terminal replaces stdio (console.h); init also binds it over /dev/console.
+  const ConsoleSize* console = nullptr;
+  bool bindDevConsole = false;
 };
 
 // The stack clone(2) starts a child on (mmap'd; the child has its own copy of it, as of all memory).

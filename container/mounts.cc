@@ -115,7 +115,12 @@ Result<MountPlan> buildBundleMountPlan(const MountPlanInput& input) {
         mount.fileTarget ? MountTarget::File : MountTarget::Directory);
     plan.mounts.back().propagation = mount.propagation;
   }
+  // The bundle's own node at a default's path replaces the default.
   std::vector<DeviceNode> nodes = defaultDeviceNodes();
+  std::erase_if(nodes, [&](const DeviceNode& node) {
+    return std::any_of(input.devices.begin(), input.devices.end(),
+                       [&](const DeviceNode& given) { return given.path == node.path; });
+  });
   nodes.insert(nodes.end(), input.devices.begin(), input.devices.end());
   for (const DeviceNode& node : nodes) {
     for (size_t slash = node.path.find('/', 5); slash != std::string::npos;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "container/cgroup.h"
+#include "container/console.h"
 #include "container/devices.h"
 #include "container/mounts.h"
 #include "container/seccomp.h"
@@ -80,6 +81,10 @@ struct BundleSetup {
   // Non-empty: init, fully set up, waits by opening this FIFO for writing until `start` opens it for
   // reading (runc's exec fifo); startContainer returns once init waits there.
   std::filesystem::path execFifo;
+  // The cgroup's device allow list (linux.resources.devices after runc's default list); `devices` of
+  // ContainerConfig (linux.devices) get nodes only, as in runc.
+  std::vector<DeviceRule> deviceRules;
+  int preserveFds = 0;  // the starter's fds 3 .. 3+N-1 stay open in the process (--preserve-fds)
   bool operator==(const BundleSetup&) const = default;
 };
 
@@ -116,6 +121,8 @@ struct ContainerConfig {
   // Set for an OCI bundle (corral-runtime); lowerDirs, bundleDir, ipAddress, nameservers and initBinary
   // are then unused.
   std::optional<BundleSetup> bundle;
+  // Set: init gets a terminal (console.h), its master is RunningContainer::takeConsole()'s.
+  std::optional<ConsoleSize> console;
 };
 
 inline constexpr const char* kInitPath = "/dev/init";  // where --init's reaper appears (as in Podman)
@@ -141,6 +148,8 @@ class RunningContainer {
   int pidfd() const { return pidfd_.get(); }  // pidfd_open(2): pollable for exit
   Cgroup& cgroup() { return *cgroup_; }
   const StartTimings& timings() const { return timings_; }
+  // The pty master of a container started with a console (invalid otherwise, or once taken).
+  UniqueFd takeConsole() { return std::move(console_); }
   // Hands the child over to its caller's supervision: destruction no longer kills it or removes its
   // cgroup and bundle mounts.
   void release();
@@ -155,6 +164,7 @@ class RunningContainer {
   std::unique_ptr<Cgroup> cgroup_;
   std::filesystem::path bundleDir_;  // removed with removeBundle() on destruction unless released
   StartTimings timings_;
+  UniqueFd console_;
   bool released_ = false;
 };
 
@@ -168,6 +178,12 @@ struct ExecOptions {
   std::vector<std::string> argv;
   std::vector<std::string> env;
   Stdio stdio;
+  // Set: the process gets a terminal of the container's devpts; its master is stored in *consoleMaster.
+  std::optional<ConsoleSize> console;
+  UniqueFd* consoleMaster = nullptr;
+  // The process's working directory instead of the container's (absolute).
+  std::optional<std::string> workingDir;
+  int preserveFds = 0;  // fds 3 .. 3+N-1 of the caller stay open in the process
 };
 // Joins the container whose init is `initPid`: all its namespaces and its cgroup, then the same
 // capabilities, no_new_privs and seccomp, then execve. Returns the new process's pid (a child of the caller).

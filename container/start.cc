@@ -116,7 +116,7 @@ Status applyProcessLimitsFromParent(pid_t pid, const BundleSetup& bundle) {
 }
 
 using FinishStart = Result<RunningContainer> (*)(pid_t, UniqueFd, std::unique_ptr<Cgroup>,
-                                                 std::filesystem::path, StartTimings);
+                                                 std::filesystem::path, StartTimings, UniqueFd);
 
 // Everything is allocated up front; the child only reads it. The clone is clone(2) with its own stack
 // rather than fork + unshare: unshare(CLONE_NEWPID) only affects later children (a second fork would be
@@ -212,6 +212,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   auto cgroupStart = Clock::now();
   std::vector<DeviceRule> deviceRules = defaultDeviceRules();
   for (const DeviceNode& node : config.devices) deviceRules.push_back(deviceNodeRule(node));
+  if (bundle) deviceRules = bundle->deviceRules;
   auto cgroup = createCgroup(*mode, config.name, config.limits, config.cgroupOptions, deviceRules);
   if (!cgroup) return fail(cgroup.error().wrap("cgroup"));
   CORRAL_FAILPOINT("container.after-cgroup");
@@ -245,6 +246,11 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
     ctx.lockdown.noNewPrivileges = bundle->noNewPrivileges;
     ctx.lockdown.umask = bundle->umask ? static_cast<int>(*bundle->umask) : -1;
     ctx.lockdown.execFifoPath = execFifo ? execFifoPath.c_str() : nullptr;
+    ctx.lockdown.preserveFds = bundle->preserveFds;
+  }
+  if (config.console) {
+    ctx.lockdown.console = &*config.console;
+    ctx.lockdown.bindDevConsole = true;
   }
 
   ChildGuard child;
@@ -315,7 +321,8 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   timings.exec = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - readyAt);
 
   auto result = finish(child.release(), std::move(pidfd), std::move(*cgroup),
-                       bundle ? std::filesystem::path() : config.bundleDir, timings);
+                       bundle ? std::filesystem::path() : config.bundleDir, timings,
+                       std::move(outcome->consoleMaster));
   unmountOverlay.dismiss();
   removeCreatedBundle.dismiss();
   return result;
@@ -326,13 +333,14 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
 Result<RunningContainer> startContainer(const ContainerConfig& config, const Stdio& stdio,
                                         const ParentHook& beforeStart) {
   auto finish = [](pid_t pid, UniqueFd pidfd, std::unique_ptr<Cgroup> cgroup, std::filesystem::path bundleDir,
-                   StartTimings timings) -> Result<RunningContainer> {
+                   StartTimings timings, UniqueFd console) -> Result<RunningContainer> {
     RunningContainer container;
     container.pid_ = pid;
     container.pidfd_ = std::move(pidfd);
     container.cgroup_ = std::move(cgroup);
     container.bundleDir_ = std::move(bundleDir);
     container.timings_ = timings;
+    container.console_ = std::move(console);
     return container;
   };
   auto started = startContainerSteps(config, stdio, beforeStart, finish);

@@ -18,7 +18,17 @@ namespace corral::container {
 using Clock = std::chrono::steady_clock;
 
 // WaitingForStart: init is set up and waits on the exec fifo (BundleSetup::execFifo) for `start`.
-enum class RecordKind : int32_t { Go, CgroupJoined, RootfsReady, Execing, Failure, ExecPid, WaitingForStart };
+// ConsoleMaster: carries the pty master (SCM_RIGHTS) of a process given a terminal (console.h).
+enum class RecordKind : int32_t {
+  Go,
+  CgroupJoined,
+  RootfsReady,
+  Execing,
+  Failure,
+  ExecPid,
+  WaitingForStart,
+  ConsoleMaster
+};
 
 // The step a child failed at; the parent turns {step, errno} into a message naming the call.
 enum class ChildStep : int32_t {
@@ -44,6 +54,7 @@ enum class ChildStep : int32_t {
   Sysctl,             // index into BundleSetup::sysctls
   Domainname,
   ExecFifo,
+  Console,  // index: which call of openConsoleInChild (see consoleCallName)
 };
 
 struct SyncRecord {
@@ -74,6 +85,7 @@ struct ReadOutcome {
   std::optional<SyncRecord> failure;
   bool reachedExec = false;
   bool waitingForStart = false;  // init waits on its exec fifo (the read stopped there)
+  UniqueFd consoleMaster;        // the pty master a ConsoleMaster record brought
   pid_t execPid = -1;
   std::optional<Clock::time_point> cgroupJoined;
   std::optional<Clock::time_point> rootfsReady;
