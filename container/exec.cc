@@ -15,6 +15,11 @@ namespace corral::container {
 
 Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config,
                               const ExecOptions& options) {
+  return execInContainer(initPid, cgroup, config, options, ExecExtras{});
+}
+
+Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config,
+                              const ExecOptions& options, const ExecExtras& extras) {
   auto run = [&]() -> Result<pid_t> {
     if (initPid <= 0) return fail(invalidField("pid", "container init pid {} is not a process", initPid));
     if (auto ok = validateCommand(options.argv, options.env); !ok) return fail(ok.error());
@@ -28,7 +33,7 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
       if (!sets) return fail(sets.error());
       capabilitySets = std::move(*sets);
     }
-    const std::string& workingDir = options.workingDir ? *options.workingDir : config.workingDir;
+    const std::string& workingDir = extras.workingDir ? *extras.workingDir : config.workingDir;
     if (workingDir.empty() || workingDir.front() != '/')
       return fail(invalidField("cwd", "\"{}\" is not an absolute path", workingDir));
     auto seccomp = compileSeccomp(config.seccomp);
@@ -61,8 +66,8 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
       ctx.lockdown.noNewPrivileges = config.bundle->noNewPrivileges;
       ctx.lockdown.umask = config.bundle->umask ? static_cast<int>(*config.bundle->umask) : -1;
     }
-    ctx.lockdown.preserveFds = options.preserveFds;
-    if (options.console) ctx.lockdown.console = &*options.console;
+    ctx.lockdown.preserveFds = extras.preserveFds;
+    if (extras.console) ctx.lockdown.console = &*extras.console;
 
     ChildGuard intermediate;
     pid_t intermediatePid = -1;
@@ -99,7 +104,7 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
                                                    config.bundle ? &*config.bundle : nullptr)));
     }
     if (outcome->execPid <= 0) return fail(childVanished(intermediatePid));
-    if (options.consoleMaster != nullptr) *options.consoleMaster = std::move(outcome->consoleMaster);
+    if (extras.consoleMaster != nullptr) *extras.consoleMaster = std::move(outcome->consoleMaster);
     if (!outcome->reachedExec) return fail(childVanished(outcome->execPid));
     // The intermediate has exited after reporting; reap it (the guard would kill an already dead process).
     while (::waitpid(intermediate.release(), nullptr, 0) < 0 && errno == EINTR) {

@@ -178,6 +178,9 @@ struct ExecOptions {
   std::vector<std::string> argv;
   std::vector<std::string> env;
   Stdio stdio;
+};
+// What corral-runtime's exec sets beyond ExecOptions.
+struct ExecExtras {
   // Set: the process gets a terminal of the container's devpts; its master is stored in *consoleMaster.
   std::optional<ConsoleSize> console;
   UniqueFd* consoleMaster = nullptr;
@@ -189,6 +192,8 @@ struct ExecOptions {
 // capabilities, no_new_privs and seccomp, then execve. Returns the new process's pid (a child of the caller).
 Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config,
                               const ExecOptions& options);
+Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config,
+                              const ExecOptions& options, const ExecExtras& extras);
 
 // Removes the overlay mount and the bundle directory (after the container has exited).
 Status removeBundle(const std::filesystem::path& bundleDir);
