@@ -108,6 +108,10 @@ Result<std::vector<std::string>> resolveCapabilities(const std::vector<std::stri
   return result;
 }
 
+std::vector<std::string> allCapabilityNames() {
+  return allCapabilities();
+}
+
 Result<std::vector<int>> capabilityNumbers(const std::vector<std::string>& names) {
   std::vector<int> numbers;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -146,7 +150,11 @@ int applyCapabilitySetsInChild(const CapabilityNumbers& sets) {
   data[0].inheritable = static_cast<uint32_t>(inheritable);
   data[1].inheritable = static_cast<uint32_t>(inheritable >> 32);
   if (::syscall(SYS_capset, &header, data) != 0) return errno;
+  // The kernel raises an ambient capability only when it is permitted and inheritable; like runc and crun,
+  // the others of the list are left out (OCI configs commonly list ambient ones without inheritable).
   for (int cap : sets.ambient) {
+    const uint64_t bit = uint64_t{1} << cap;
+    if ((permitted & bit) == 0 || (inheritable & bit) == 0) continue;
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) return errno;
   }
   return 0;

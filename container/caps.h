@@ -19,6 +19,9 @@ std::vector<std::string> dockerDefaultCapabilities();
 Result<std::vector<std::string>> resolveCapabilities(const std::vector<std::string>& add,
                                                      const std::vector<std::string>& drop);
 
+// Every capability the running kernel knows, "CAP_CHOWN" ..., in numeric order.
+std::vector<std::string> allCapabilityNames();
+
 // Names → capability numbers, computed in the parent so the child does no lookups.
 Result<std::vector<int>> capabilityNumbers(const std::vector<std::string>& names);
 
