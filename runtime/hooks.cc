@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,8 +20,11 @@ namespace corral::runtime {
 namespace {
 
 Status runHook(const container::OciHook& hook, const std::string& name, const std::string& state) {
+  // stdin is a socket, not a pipe: a hook that exits without reading it must not SIGPIPE us (send's
+  // MSG_NOSIGNAL), and ignoring SIGPIPE instead would pass SIG_IGN on to the container's process.
   int input[2], outputPipe[2];
-  if (::pipe2(input, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2()"));
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, input) != 0)
+    return fail(systemError(errno, "socketpair(AF_UNIX)"));
   UniqueFd inputRead(input[0]), inputWrite(input[1]);
   if (::pipe2(outputPipe, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2()"));
   UniqueFd outputRead(outputPipe[0]), outputWrite(outputPipe[1]);
@@ -43,9 +47,9 @@ Status runHook(const container::OciHook& hook, const std::string& name, const st
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   inputRead.reset();
   outputWrite.reset();
-  // The state fits a pipe's buffer; a hook that does not read it must not block us.
-  ::fcntl(inputWrite.get(), F_SETFL, O_NONBLOCK);
-  (void)!::write(inputWrite.get(), state.data(), state.size());
+  // The state fits the socket's buffer; a hook that does not read it must not block us.
+  (void)!::send(inputWrite.get(), state.data(), state.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::shutdown(inputWrite.get(), SHUT_WR);
   inputWrite.reset();
   ::fcntl(outputRead.get(), F_SETFL, O_NONBLOCK);
   std::string collected;
