@@ -23,6 +23,9 @@ struct ResourceLimits {
   std::optional<uint64_t> memoryBytes;  // hard limit; swap is limited to the same total (no extra swap)
   std::optional<uint32_t> cpuMillis;    // 500 = half a CPU (CFS quota over a 100 ms period)
   std::optional<uint32_t> pids;         // max tasks in the group
+  // The group's CPU weight as v1 shares (2..262144; 1024 is the default): v1 cpu.shares, v2 cpu.weight
+  // converted as runc and crun do (1 + (shares - 2) * 9999 / 262142).
+  std::optional<uint64_t> cpuShares;
 };
 
 struct CgroupStats {

@@ -277,6 +277,7 @@ std::vector<CgroupFileWrite> cgroupV1LimitWrites(const ResourceLimits& limits, b
         {"cpu", "cpu.cfs_quota_us", std::to_string(uint64_t{*limits.cpuMillis} * kCpuPeriodMicros / 1000)});
   }
   if (limits.pids) writes.push_back({"pids", "pids.max", std::to_string(*limits.pids)});
+  if (limits.cpuShares) writes.push_back({"cpu", "cpu.shares", std::to_string(*limits.cpuShares)});
   return writes;
 }
 

@@ -186,6 +186,8 @@ std::vector<CgroupFileWrite> cgroupV2LimitWrites(const ResourceLimits& limits, b
     writes.push_back({"", "cpu.max", fmt::format("{} {}", quota, kCpuPeriodMicros)});
   }
   if (limits.pids) writes.push_back({"", "pids.max", std::to_string(*limits.pids)});
+  if (limits.cpuShares)
+    writes.push_back({"", "cpu.weight", std::to_string(1 + (*limits.cpuShares - 2) * 9999 / 262142)});
   return writes;
 }
 
@@ -204,7 +206,7 @@ Result<std::unique_ptr<Cgroup>> createCgroupV2(const CgroupFiles& files, const s
   std::vector<std::string> wanted;
   for (const char* controller : {"memory", "cpu", "pids"}) {
     bool required = (std::string_view(controller) == "memory" && limits.memoryBytes) ||
-                    (std::string_view(controller) == "cpu" && limits.cpuMillis) ||
+                    (std::string_view(controller) == "cpu" && (limits.cpuMillis || limits.cpuShares)) ||
                     (std::string_view(controller) == "pids" && limits.pids);
     if (availableSet.contains(controller)) {
       wanted.emplace_back(controller);

@@ -642,6 +642,7 @@ Status parseResources(const json& value, const std::string& pointer, ContainerCo
     } else if (key == "cpu") {
       std::optional<int64_t> quota;
       std::optional<uint64_t> period;
+      std::optional<uint64_t> shares;
       ObjectReader cpuReader(ignored);
       auto ok = cpuReader.read(field, path, [&](const std::string& k, const json& v, const std::string& p) -> Result<bool> {
         if (k == "quota") {
@@ -652,9 +653,14 @@ Status parseResources(const json& value, const std::string& pointer, ContainerCo
           auto number = getUnsigned(v, p, 1000000);
           if (!number) return fail(number.error());
           period = *number;
-        } else if (k == "shares" || k == "realtimeRuntime" || k == "realtimePeriod" || k == "cpus" || k == "mems" ||
-                   k == "idle" || k == "burst") {
-          if (asksForSomething(v)) return fail(unsupported(p, "only cpu quota and period"));
+        } else if (k == "shares") {
+          auto number = getUnsigned(v, p, 262144);
+          if (!number) return fail(number.error());
+          if (*number != 0 && *number < 2) return fail(fieldError(p, fmt::format("{} is below 2", *number)));
+          if (*number != 0) shares = *number;
+        } else if (k == "realtimeRuntime" || k == "realtimePeriod" || k == "cpus" || k == "mems" || k == "idle" ||
+                   k == "burst") {
+          if (asksForSomething(v)) return fail(unsupported(p, "only cpu shares, quota and period"));
         } else {
           return false;
         }
@@ -668,6 +674,7 @@ Status parseResources(const json& value, const std::string& pointer, ContainerCo
         if (millis == 0) return fail(fieldError(path + "/quota", "is less than a thousandth of a CPU"));
         config->limits.cpuMillis = static_cast<uint32_t>(std::min<uint64_t>(millis, 1024 * 1000));
       }
+      config->limits.cpuShares = shares;
     } else if (key == "pids") {
       ObjectReader pidsReader(ignored);
       auto ok = pidsReader.read(field, path, [&](const std::string& k, const json& v, const std::string& p) -> Result<bool> {
@@ -951,6 +958,8 @@ Result<OciBundleConfig> parseOciConfig(std::string_view configText, const OciPar
   if ((!config.hostname.empty() || !setup.domainname.empty()) && !setup.setHostname)
     return fail(fieldError(config.hostname.empty() ? "/domainname" : "/hostname",
                            "needs the container's own uts namespace"));
+  // Without a hostname a new uts namespace keeps the one it was copied from, as with runc and crun.
+  if (config.hostname.empty()) setup.setHostname = false;
   return result;
 }
 

@@ -70,7 +70,7 @@ struct BundleSetup {
   int cloneFlags = 0;                // CLONE_NEW* created at clone (the mount namespace always)
   bool cgroupNamespace = false;      // unshared by the child once it is in its cgroup
   std::vector<NamespacePath> joins;  // joined by the child right after "go", before any mount
-  bool setHostname = false;          // only with a new uts namespace
+  bool setHostname = false;          // a new uts namespace and a hostname given
   std::string domainname;
   std::vector<Sysctl> sysctls;       // written by the child in its new namespaces, before its mounts
   std::vector<ProcessRlimit> rlimits;  // set by the parent (prlimit) before "go"

@@ -93,7 +93,7 @@ TEST(OciConfig, ResourcesAndCgroupsPath) {
   json config = baseConfig();
   config["linux"]["cgroupsPath"] = "/default/web";
   config["linux"]["resources"]["memory"] = {{"limit", 64 << 20}, {"swap", 64 << 20}};
-  config["linux"]["resources"]["cpu"] = {{"quota", 50000}, {"period", 100000}};
+  config["linux"]["resources"]["cpu"] = {{"quota", 50000}, {"period", 100000}, {"shares", 512}};
   config["linux"]["resources"]["pids"] = {{"limit", 100}};
   config["linux"]["resources"]["devices"].push_back(
       {{"allow", true}, {"type", "c"}, {"major", 10}, {"minor", 200}, {"access", "rwm"}});
@@ -104,6 +104,7 @@ TEST(OciConfig, ResourcesAndCgroupsPath) {
   EXPECT_EQ(result.cgroupOptions.parent, "default");
   EXPECT_EQ(result.limits.memoryBytes, uint64_t{64} << 20);
   EXPECT_EQ(result.limits.cpuMillis, 500u);
+  EXPECT_EQ(result.limits.cpuShares, 512u);
   EXPECT_EQ(result.limits.pids, 100u);
   const auto& rules = result.bundle->deviceRules;
   EXPECT_EQ(rules.front(), (DeviceRule{DeviceType::Char, 10, 200, kDeviceAllAccess}));
@@ -196,7 +197,9 @@ TEST(OciConfig, RefusesWhatItDoesNotSupportByPointer) {
             "/linux/resources/blockIO");
   EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "2MB"}, {"limit", 1}}}; }),
             "/linux/resources/hugepageLimits");
-  EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["cpu"] = {{"shares", 512}}; }),
+  EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["cpu"] = {{"cpus", "0-1"}}; }),
+            "/linux/resources/cpu/cpus");
+  EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["cpu"] = {{"shares", 1}}; }),
             "/linux/resources/cpu/shares");
   EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["memory"] = {{"limit", 1 << 26}, {"swap", 1 << 27}}; }),
             "/linux/resources/memory/swap");
