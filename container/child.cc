@@ -206,6 +206,12 @@ int makeWorkingDirectoryInChild(const std::string& path) {
     in.stdio[0] = in.stdio[1] = in.stdio[2] = peer;
   }
   if (int err = setupStdioInChild(in.stdio)) childFail(in.syncFd, ChildStep::Stdio, err);
+  // Without no_new_privs only CAP_SYS_ADMIN may load a filter: then it is loaded now, before the ids and
+  // capabilities change (runc's order; the profile must allow the calls that follow, as with runc).
+  const bool seccompEarly = in.seccomp != nullptr && !in.noNewPrivileges;
+  if (seccompEarly) {
+    if (int err = in.seccomp->loadInChild()) childFail(in.syncFd, ChildStep::Seccomp, err);
+  }
   if (int err = setUserInChild(*in.user)) childFail(in.syncFd, ChildStep::SetUser, err);
   if (in.capabilitySets != nullptr) {
     if (int err = applyCapabilitySetsInChild(*in.capabilitySets))
@@ -229,6 +235,11 @@ int makeWorkingDirectoryInChild(const std::string& path) {
   // Set up to survive its starter from here on (the daemon supervises it by pidfd and cgroup).
   ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
   if (in.execFifoPath != nullptr) {
+    // After start nobody hears a failure: a command that cannot be found fails create instead (runc looks
+    // it up before waiting too).
+    bool found = false;
+    for (const auto& candidate : in.image->candidates) found = found || ::access(candidate.c_str(), X_OK) == 0;
+    if (!found) childFail(in.syncFd, ChildStep::Execve, ENOENT);
     // Fully set up: say so (the starter returns from `create` and leaves), then block until `start`
     // opens the fifo for reading. Seccomp comes after, so the profile need not allow this open.
     SyncRecord waiting;
@@ -238,7 +249,7 @@ int makeWorkingDirectoryInChild(const std::string& path) {
     if (fifo < 0 || ::write(fifo, "0", 1) != 1) childFail(in.syncFd, ChildStep::ExecFifo, errno);
     ::close(fifo);
   }
-  if (in.seccomp != nullptr) {
+  if (in.seccomp != nullptr && !seccompEarly) {
     if (int err = in.seccomp->loadInChild()) childFail(in.syncFd, ChildStep::Seccomp, err);
   }
   SyncRecord execing;
