@@ -365,7 +365,7 @@ Result<int> dispatch(const GlobalOptions& global, const std::string& command, co
 int runtimeMain(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
   FlagSpec globalSpec{{"debug", "systemd-cgroup", "version", "rootless"},
-                      {"root", "log", "log-format", "criu"},
+                      {"root", "log", "log-format"},
                       {{"v", "version"}}};
   size_t next = 1;
   Logger logger;
