@@ -546,3 +546,57 @@ TEST_F(RuntimeCli, ListFeaturesSpecVersionAndLogs) {
 
 }  // namespace
 }  // namespace corral
+
+namespace corral {
+namespace {
+
+// What config.json asks for reaches the process, the same as under crun: sysctl (in the container's own
+// network namespace), OOM score, umask, a lowered rlimit, hostname and domainname, supplementary groups,
+// cwd and env, a device node, masked and read-only paths, capability sets, and a network namespace joined by
+// path (another container's).
+TEST_F(RuntimeCli, ConfigFieldsReachTheProcessAsUnderCrun) {
+  const std::string probe =
+      "cat /proc/sys/net/ipv4/ip_forward; cat /proc/self/oom_score_adj; umask; ulimit -n; hostname; "
+      "domainname 2>/dev/null || cat /proc/sys/kernel/domainname; id -G; pwd; echo $GREETING; "
+      "ls -l /dev/myfull | cut -c1,2,3,4,5,6,7,8,9,10; head -c 3 /dev/myfull | od -An -tx1; "
+      "echo kcore=$(cat /proc/kcore | wc -c); touch /proc/sys/kernel/hostname 2>&1 >/dev/null | grep -c Read-only; "
+      "grep -E 'CapBnd|CapEff|CapInh' /proc/self/status; readlink /proc/self/ns/net";
+  for (Runtime* runtime : {&corral_, &crun_}) {
+    SCOPED_TRACE(runtime->name);
+    // The network namespace to join: a sleeping container's.
+    const fs::path holder = bundle("holder-" + runtime->name, {"sleep", "100"});
+    const fs::path pidFile = runtime->work / "holder-pid";
+    ASSERT_EQ(runtime->run({"create", "--bundle", holder.string(), "--pid-file", pidFile.string(), "holder"}).exitCode, 0);
+    const std::string holderNet = "/proc/" + readFile(pidFile) + "/ns/net";
+    const fs::path b = bundle("fields-" + runtime->name, {"sh", "-c", probe}, [&](json& c) {
+      c["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
+      c["process"]["oomScoreAdj"] = 321;
+      c["process"]["user"]["umask"] = 027;
+      c["process"]["user"]["additionalGids"] = {5, 100};
+      c["process"]["rlimits"] = {{{"type", "RLIMIT_NOFILE"}, {"soft", 512}, {"hard", 1024}}};
+      c["process"]["cwd"] = "/tmp";
+      c["process"]["env"].push_back("GREETING=hello");
+      c["process"]["capabilities"]["inheritable"] = {"CAP_KILL"};
+      c["hostname"] = "fields";
+      c["domainname"] = "example.org";
+      c["linux"]["devices"] = {{{"path", "/dev/myfull"}, {"type", "c"}, {"major", 1}, {"minor", 7}, {"fileMode", 0640}}};
+      c["linux"]["resources"]["devices"].push_back({{"allow", true}, {"type", "c"}, {"major", 1}, {"minor", 7}, {"access", "rw"}});
+      for (auto& ns : c["linux"]["namespaces"])
+        if (ns["type"] == "network") ns["path"] = holderNet;
+    });
+    Outcome outcome = runtime->run({"run", "--bundle", b.string(), "f1"});
+    EXPECT_EQ(outcome.exitCode, 0) << outcome.err;
+    const std::string expected = "1\n321\n0027\n512\nfields\nexample.org\n0 5 100\n/tmp\nhello\ncrw-r-----\n 00 00 00\nkcore=0\n1\n";
+    EXPECT_TRUE(outcome.out.starts_with(expected)) << outcome.out;
+    EXPECT_NE(outcome.out.find("CapInh:\t0000000000000020"), std::string::npos) << outcome.out;
+    EXPECT_NE(outcome.out.find("CapBnd:\t0000000020000420"), std::string::npos) << outcome.out;
+    // Joined, not made: the holder's namespace.
+    char link[128] = {};
+    ASSERT_GT(::readlink(holderNet.c_str(), link, sizeof link - 1), 0);
+    EXPECT_NE(outcome.out.find(link), std::string::npos) << outcome.out << " vs " << link;
+    EXPECT_EQ(runtime->run({"delete", "--force", "holder"}).exitCode, 0);
+  }
+}
+
+}  // namespace
+}  // namespace corral
