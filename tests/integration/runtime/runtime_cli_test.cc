@@ -600,3 +600,33 @@ TEST_F(RuntimeCli, ConfigFieldsReachTheProcessAsUnderCrun) {
 
 }  // namespace
 }  // namespace corral
+
+namespace corral {
+namespace {
+
+// A create killed at each of the runtime's crash points (core/failpoint.h) leaves what `delete --force`
+// removes completely: the state dir, the cgroup, any process.
+TEST_F(RuntimeCli, ACreateKilledHalfwayIsCleanedByDeleteForce) {
+  const fs::path b = bundle("crash", {"sleep", "100"});
+  for (const char* point : {"container.after-cgroup", "container.after-clone"}) {
+    SCOPED_TRACE(point);
+    Runtime crashing = corral_;
+    crashing.prefix.insert(crashing.prefix.begin(), {"env", std::string("CORRAL_FAILPOINTS=") + point});
+    Outcome created = crashing.run({"create", "--bundle", b.string(), "k1"});
+    EXPECT_EQ(created.exitCode, 128 + SIGKILL) << created.err;
+    EXPECT_TRUE(fs::exists(corral_.root / "k1" / "state.json"));
+    EXPECT_TRUE(cgroupExists("corral-runtime", "k1"));
+    EXPECT_EQ(corral_.status("k1"), "creating");
+    EXPECT_NE(corral_.run({"delete", "k1"}).exitCode, 0) << "not without --force";
+    Outcome deleted = corral_.run({"delete", "--force", "k1"});
+    EXPECT_EQ(deleted.exitCode, 0) << deleted.err;
+    EXPECT_FALSE(fs::exists(corral_.root / "k1"));
+    EXPECT_FALSE(cgroupExists("corral-runtime", "k1"));
+    // The id is free again and works.
+    Outcome again = corral_.run({"run", "--bundle", bundle("crash-again", {"true"}).string(), "k1"});
+    EXPECT_EQ(again.exitCode, 0) << again.err;
+  }
+}
+
+}  // namespace
+}  // namespace corral
