@@ -74,8 +74,7 @@ int openConsoleInChild(int syncFd, const ConsoleSize& size, bool bindDevConsole,
     int console = ::open("/dev/console", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (console < 0) return failed(5);
     ::close(console);
-    if (::mount(path, "/dev/console", nullptr, MS_BIND, nullptr) != 0)
-      return failed(6);
+    if (::mount(path, "/dev/console", nullptr, MS_BIND, nullptr) != 0) return failed(6);
   }
   // The master to the starter, one record with the fd attached.
   SyncRecord record;

@@ -42,13 +42,13 @@ struct SignalName {
   int number;
 };
 constexpr SignalName kSignals[] = {
-    {"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT},     {"ILL", SIGILL},     {"TRAP", SIGTRAP},
-    {"ABRT", SIGABRT}, {"IOT", SIGIOT},     {"BUS", SIGBUS},       {"FPE", SIGFPE},     {"KILL", SIGKILL},
-    {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},   {"USR2", SIGUSR2},     {"PIPE", SIGPIPE},   {"ALRM", SIGALRM},
-    {"TERM", SIGTERM}, {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD},   {"CONT", SIGCONT},   {"STOP", SIGSTOP},
-    {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},   {"TTOU", SIGTTOU},     {"URG", SIGURG},     {"XCPU", SIGXCPU},
-    {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},   {"WINCH", SIGWINCH}, {"IO", SIGIO},
-    {"POLL", SIGPOLL}, {"PWR", SIGPWR},     {"SYS", SIGSYS},
+    {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT}, {"ILL", SIGILL},     {"TRAP", SIGTRAP},
+    {"ABRT", SIGABRT}, {"IOT", SIGIOT},       {"BUS", SIGBUS},   {"FPE", SIGFPE},     {"KILL", SIGKILL},
+    {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},     {"USR2", SIGUSR2}, {"PIPE", SIGPIPE},   {"ALRM", SIGALRM},
+    {"TERM", SIGTERM}, {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD}, {"CONT", SIGCONT},   {"STOP", SIGSTOP},
+    {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU}, {"URG", SIGURG},     {"XCPU", SIGXCPU},
+    {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+    {"POLL", SIGPOLL}, {"PWR", SIGPWR},       {"SYS", SIGSYS},
 };
 
 StateDir stateDir(const GlobalOptions& global, const std::string& id) {
@@ -56,8 +56,11 @@ StateDir stateDir(const GlobalOptions& global, const std::string& id) {
 }
 
 std::string hookState(const ContainerState& state, const char* status) {
-  json document = {{"ociVersion", state.ociVersion}, {"id", state.id},           {"status", status},
-                   {"pid", state.pid},               {"bundle", state.bundle.string()}};
+  json document = {{"ociVersion", state.ociVersion},
+                   {"id", state.id},
+                   {"status", status},
+                   {"pid", state.pid},
+                   {"bundle", state.bundle.string()}};
   if (!state.annotations.empty()) document["annotations"] = state.annotations;
   return document.dump();
 }
@@ -116,14 +119,16 @@ Result<Created> createContainer(const GlobalOptions& global, const CreateOptions
   auto lock = lockStateDir(dir);
   if (!lock) return fail(lock.error());
 
-  const fs::path bundle = fs::absolute(options.bundle.empty() ? fs::current_path() : options.bundle).lexically_normal();
+  const fs::path bundle =
+      fs::absolute(options.bundle.empty() ? fs::current_path() : options.bundle).lexically_normal();
   auto loaded = loadBundle(bundle, options.id, bundle / "config.json");
   if (!loaded) return fail(loaded.error());
   container::ContainerConfig& config = loaded->container;
   if (auto ok = container::checkBundleOnHost(config); !ok) return fail(ok.error());
   if (loaded->terminal && options.consoleSocket.empty())
-    return fail(invalidField("console-socket", "/process/terminal is true: --console-socket is required to receive "
-                                               "the terminal"));
+    return fail(invalidField("console-socket",
+                             "/process/terminal is true: --console-socket is required to receive "
+                             "the terminal"));
   if (!loaded->terminal && !options.consoleSocket.empty())
     return fail(invalidField("console-socket", "--console-socket given, but /process/terminal is false"));
   if (loaded->terminal) {
@@ -244,12 +249,14 @@ Status releaseInit(const StateDir& dir, const ContainerState& state) {
     int ready = ::poll(fds, 2, 10000);
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) return fail(systemError(errno, "poll(exec fifo)"));
-    if (ready == 0) return fail(internalError("container init {} did not open its exec fifo in 10 s", state.pid));
+    if (ready == 0)
+      return fail(internalError("container init {} did not open its exec fifo in 10 s", state.pid));
     if (fds[0].revents & POLLIN) {
       char byte = 0;
       if (::read(fifo.get(), &byte, 1) == 1) break;
     }
-    if (fds[1].revents & POLLIN) return fail(internalError("container init {} exited before start", state.pid));
+    if (fds[1].revents & POLLIN)
+      return fail(internalError("container init {} exited before start", state.pid));
   }
   if (::unlink(dir.execFifo().c_str()) != 0)
     return fail(systemError(errno, fmt::format("unlink(\"{}\")", dir.execFifo().string())));
@@ -259,7 +266,8 @@ Status releaseInit(const StateDir& dir, const ContainerState& state) {
 Result<int> startLocked(const StateDir& dir, const ContainerState& state) {
   ContainerStatus status = currentStatus(dir, state);
   if (status != ContainerStatus::Created)
-    return fail(conflict("cannot start container \"{}\": it is {}, not created", state.id, statusName(status)));
+    return fail(
+        conflict("cannot start container \"{}\": it is {}, not created", state.id, statusName(status)));
   if (auto ok = startContainerHooks(dir, state); !ok) {
     ::kill(state.pid, SIGKILL);
     return fail(ok.error());
@@ -331,7 +339,8 @@ Result<int> parseSignal(const std::string& text) {
   if (text.empty()) return fail(invalidField("signal", "the signal is empty"));
   if (std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     int number = std::atoi(text.c_str());
-    if (number <= 0 || number > SIGRTMAX) return fail(invalidField("signal", "{} is not a signal number", text));
+    if (number <= 0 || number > SIGRTMAX)
+      return fail(invalidField("signal", "{} is not a signal number", text));
     return number;
   }
   std::string name = text;
@@ -421,7 +430,8 @@ Result<int> killCommand(const GlobalOptions& global, const std::string& id, cons
   }
   // Through a pidfd of the process we checked: the pid cannot be reused under us.
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, state->pid, 0)));
-  if (!pidfd || !processAlive(*state)) return fail(conflict("cannot kill container \"{}\": it has stopped", id));
+  if (!pidfd || !processAlive(*state))
+    return fail(conflict("cannot kill container \"{}\": it has stopped", id));
   if (::syscall(SYS_pidfd_send_signal, pidfd.get(), *signal, nullptr, 0) != 0)
     return fail(systemError(errno, fmt::format("pidfd_send_signal({}, {})", state->pid, *signal)));
   return 0;
@@ -445,7 +455,8 @@ Result<int> deleteCommand(const GlobalOptions& global, const std::string& id, bo
   if (status != ContainerStatus::Stopped && !force)
     return fail(conflict("cannot delete container \"{}\": it is {} (stop it, or use --force)", id,
                          statusName(status)));
-  if (auto ok = destroyContainer(dir, *state); !ok) return fail(ok.error().wrap(fmt::format("delete \"{}\"", id)));
+  if (auto ok = destroyContainer(dir, *state); !ok)
+    return fail(ok.error().wrap(fmt::format("delete \"{}\"", id)));
   return 0;
 }
 
@@ -509,7 +520,8 @@ Result<int> execCommand(const GlobalOptions& global, const ExecCommandOptions& o
     }
   }
   for (const std::string& cap : options.capabilities) {
-    if (!container::capabilityNumbers({cap})) return fail(invalidField("cap", "--cap \"{}\" is not a capability", cap));
+    if (!container::capabilityNumbers({cap}))
+      return fail(invalidField("cap", "--cap \"{}\" is not a capability", cap));
     auto& sets = config.bundle->capabilities;
     for (auto* set : {&sets.bounding, &sets.effective, &sets.permitted, &sets.inheritable, &sets.ambient})
       set->push_back(cap);
@@ -643,15 +655,16 @@ Result<int> listCommand(const GlobalOptions& global, const std::string& format, 
   }
   if (format == "json") {
     json list = json::array();
-    for (const auto& [state, status] : containers) list.push_back(json::parse(stateJson(state, status, false)));
+    for (const auto& [state, status] : containers)
+      list.push_back(json::parse(stateJson(state, status, false)));
     fmt::print("{}\n", list.dump());
     return 0;
   }
   fmt::print("{:<20} {:<8} {:<10} {:<40} {:<32} {}\n", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
   for (const auto& [state, status] : containers) {
-    fmt::print("{:<20} {:<8} {:<10} {:<40} {:<32} {}\n", state.id, status == ContainerStatus::Stopped ? 0 : state.pid,
-               statusName(status), state.bundle.string(), state.created,
-               state.owner == 0 ? "root" : std::to_string(state.owner));
+    fmt::print("{:<20} {:<8} {:<10} {:<40} {:<32} {}\n", state.id,
+               status == ContainerStatus::Stopped ? 0 : state.pid, statusName(status), state.bundle.string(),
+               state.created, state.owner == 0 ? "root" : std::to_string(state.owner));
   }
   return 0;
 }
@@ -681,21 +694,24 @@ Result<int> featuresCommand() {
       {"ociVersionMax", "1.1.0"},
       {"hooks", {"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"}},
       {"mountOptions",
-       {"async", "atime", "bind", "dev", "diratime", "dirsync", "exec", "mand", "noatime", "nodev", "nodiratime",
-        "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind", "relatime", "rprivate",
-        "rshared", "rslave", "runbindable", "ro", "rw", "shared", "slave", "strictatime", "suid", "sync",
-        "unbindable"}},
+       {"async",   "atime",  "bind",       "dev",         "diratime", "dirsync",    "exec",          "mand",
+        "noatime", "nodev",  "nodiratime", "noexec",      "nomand",   "norelatime", "nostrictatime", "nosuid",
+        "private", "rbind",  "relatime",   "rprivate",    "rshared",  "rslave",     "runbindable",   "ro",
+        "rw",      "shared", "slave",      "strictatime", "suid",     "sync",       "unbindable"}},
       {"linux",
        {{"namespaces", {"cgroup", "ipc", "mount", "network", "pid", "uts"}},
         {"capabilities", caps},
         {"cgroup", {{"v1", true}, {"v2", true}, {"systemd", false}, {"systemdUser", false}}},
         {"seccomp",
          {{"enabled", true},
-          {"actions", {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
-                       "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRAP"}},
-          {"operators", {"SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
-                         "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"}},
-          {"archs", {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"}}}},
+          {"actions",
+           {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRAP"}},
+          {"operators",
+           {"SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ",
+            "SCMP_CMP_NE"}},
+          {"archs",
+           {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"}}}},
         {"apparmor", {{"enabled", false}}},
         {"selinux", {{"enabled", false}}}}},
       {"annotations", {{"org.corral.runtime.version", CORRAL_VERSION}}},
@@ -707,8 +723,7 @@ Result<int> featuresCommand() {
 Result<int> specCommand(const fs::path& bundle) {
   const fs::path file = (bundle.empty() ? fs::current_path() : bundle) / "config.json";
   std::error_code error;
-  if (fs::exists(file, error))
-    return fail(conflict("\"{}\" exists already: remove it first", file.string()));
+  if (fs::exists(file, error)) return fail(conflict("\"{}\" exists already: remove it first", file.string()));
   if (auto ok = writeFileAtomically(file, container::defaultOciSpec(), 0644); !ok) return fail(ok.error());
   return 0;
 }

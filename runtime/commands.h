@@ -31,7 +31,7 @@ struct ExecCommandOptions {
   std::vector<std::string> args;
   std::vector<std::string> env;
   std::optional<std::string> cwd;
-  std::optional<std::string> user;  // "UID[:GID]"
+  std::optional<std::string> user;        // "UID[:GID]"
   std::vector<std::string> capabilities;  // --cap: added to every set
   bool tty = false;
   bool detach = false;
@@ -47,7 +47,8 @@ Result<int> createCommand(const GlobalOptions& global, const CreateOptions& opti
 Result<int> startCommand(const GlobalOptions& global, const std::string& id);
 Result<int> runCommand(const GlobalOptions& global, const CreateOptions& options);
 Result<int> stateCommand(const GlobalOptions& global, const std::string& id);
-Result<int> killCommand(const GlobalOptions& global, const std::string& id, const std::string& signal, bool all);
+Result<int> killCommand(const GlobalOptions& global, const std::string& id, const std::string& signal,
+                        bool all);
 Result<int> deleteCommand(const GlobalOptions& global, const std::string& id, bool force);
 Result<int> execCommand(const GlobalOptions& global, const ExecCommandOptions& options);
 Result<int> psCommand(const GlobalOptions& global, const std::string& id, const std::string& format,

@@ -61,7 +61,8 @@ Status runHook(const container::OciHook& hook, const std::string& name, const st
     pollfd fds[2] = {{pidfd.get(), POLLIN, 0}, {outputRead.get(), POLLIN, 0}};
     int timeout = -1;
     if (hook.timeoutSeconds) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
     }
     int ready = ::poll(fds, outputRead ? 2 : 1, timeout);
@@ -85,14 +86,15 @@ Status runHook(const container::OciHook& hook, const std::string& name, const st
   while (!collected.empty() && (collected.back() == '\n' || collected.back() == ' ')) collected.pop_back();
   std::string output = collected.empty() ? "" : fmt::format(": {}", collected);
   if (timedOut)
-    return fail(Error(ErrorKind::Unavailable, fmt::format("{} \"{}\": timed out after {} s{}", name, hook.path,
-                                                          *hook.timeoutSeconds, output)));
+    return fail(Error(ErrorKind::Unavailable, fmt::format("{} \"{}\": timed out after {} s{}", name,
+                                                          hook.path, *hook.timeoutSeconds, output)));
   if (WIFSIGNALED(status))
     return fail(internalError("{} \"{}\": killed by signal {}{}", name, hook.path, WTERMSIG(status), output));
   if (WEXITSTATUS(status) == 127 && collected.empty())
     return fail(internalError("{} \"{}\": could not be run (exit status 127)", name, hook.path));
   if (WEXITSTATUS(status) != 0)
-    return fail(internalError("{} \"{}\": exited with status {}{}", name, hook.path, WEXITSTATUS(status), output));
+    return fail(
+        internalError("{} \"{}\": exited with status {}{}", name, hook.path, WEXITSTATUS(status), output));
   return {};
 }
 

@@ -97,7 +97,8 @@ Result<Parsed> parseFlags(const std::vector<std::string>& args, size_t from, con
     }
     if (spec.booleans.count(name)) {
       if (inlineValue && *inlineValue != "true" && *inlineValue != "false")
-        return fail(invalidField(name, "{}: --{} takes true or false, not \"{}\"", command, name, *inlineValue));
+        return fail(
+            invalidField(name, "{}: --{} takes true or false, not \"{}\"", command, name, *inlineValue));
       if (!inlineValue || *inlineValue == "true") parsed.booleans.insert(name);
       continue;
     }
@@ -160,7 +161,9 @@ Options:
   --no-pivot              refused: corral-runtime always uses pivot_root
   --no-new-keyring        accepted: corral-runtime never creates a session keyring
 )"},
-    {"start", "Usage: corral-runtime start ID\n\nStarts the process of created container ID (runs startContainer and poststart hooks).\n"},
+    {"start",
+     "Usage: corral-runtime start ID\n\nStarts the process of created container ID (runs startContainer and "
+     "poststart hooks).\n"},
     {"run", R"(Usage: corral-runtime run [options] ID
 
 create, then start, then wait for the process in the foreground, forwarding signals, and delete it once it
@@ -169,7 +172,9 @@ exits; the exit status is the process's (128+N when killed by signal N).
 Options: those of create, and
   --detach, -d            return after start (the container stays; delete it later)
 )"},
-    {"state", "Usage: corral-runtime state ID\n\nPrints the runtime spec's state JSON of container ID (status: created, running, paused, stopped).\n"},
+    {"state",
+     "Usage: corral-runtime state ID\n\nPrints the runtime spec's state JSON of container ID (status: "
+     "created, running, paused, stopped).\n"},
     {"kill", R"(Usage: corral-runtime kill [options] ID [SIGNAL]
 
 Sends SIGNAL (a name: TERM, SIGTERM, or a number; default TERM) to container ID's process.
@@ -215,9 +220,12 @@ Options:
   --format, -f FORMAT     table (default) or json (state objects)
   --quiet, -q             ids only
 )"},
-    {"pause", "Usage: corral-runtime pause ID\n\nFreezes every process of running container ID (cgroup freezer).\n"},
+    {"pause",
+     "Usage: corral-runtime pause ID\n\nFreezes every process of running container ID (cgroup freezer).\n"},
     {"resume", "Usage: corral-runtime resume ID\n\nThaws paused container ID.\n"},
-    {"features", "Usage: corral-runtime features\n\nPrints the runtime-spec features JSON: hooks, mount options, namespaces, capabilities, cgroup, seccomp.\n"},
+    {"features",
+     "Usage: corral-runtime features\n\nPrints the runtime-spec features JSON: hooks, mount options, "
+     "namespaces, capabilities, cgroup, seccomp.\n"},
     {"spec", R"(Usage: corral-runtime spec [options]
 
 Writes a default config.json (a shell on a terminal; the runtime spec's usual mounts and namespaces).
@@ -231,7 +239,8 @@ Options:
 Result<std::string> onlyId(const Parsed& parsed, const std::string& command, size_t extraAllowed = 0) {
   if (parsed.positional.empty()) return fail(invalidField("id", "{}: a container id is required", command));
   if (parsed.positional.size() > 1 + extraAllowed)
-    return fail(invalidField("id", "{}: unexpected argument \"{}\"", command, parsed.positional[1 + extraAllowed]));
+    return fail(
+        invalidField("id", "{}: unexpected argument \"{}\"", command, parsed.positional[1 + extraAllowed]));
   return parsed.positional.front();
 }
 
@@ -242,8 +251,8 @@ Result<int> parseCount(const std::string& text, const std::string& field) {
   return std::atoi(text.c_str());
 }
 
-Result<int> dispatch(const GlobalOptions& global, const std::string& command, const std::vector<std::string>& args,
-                     size_t from) {
+Result<int> dispatch(const GlobalOptions& global, const std::string& command,
+                     const std::vector<std::string>& args, size_t from) {
   auto help = [&]() -> Result<int> {
     fmt::print("{}", kCommandHelp.at(command));
     return 0;
@@ -257,7 +266,8 @@ Result<int> dispatch(const GlobalOptions& global, const std::string& command, co
     if (!parsed) return fail(parsed.error());
     if (parsed->has("help")) return help();
     if (parsed->has("no-pivot"))
-      return fail(invalidField("no-pivot", "--no-pivot is not supported: corral-runtime always uses pivot_root"));
+      return fail(
+          invalidField("no-pivot", "--no-pivot is not supported: corral-runtime always uses pivot_root"));
     auto id = onlyId(*parsed, command);
     if (!id) return fail(id.error());
     CreateOptions options;
@@ -301,9 +311,10 @@ Result<int> dispatch(const GlobalOptions& global, const std::string& command, co
     return deleteCommand(global, *id, parsed->has("force"));
   }
   if (command == "exec") {
-    FlagSpec spec{{"detach", "tty", "no-new-privs"},
-                  {"process", "pid-file", "console-socket", "env", "cwd", "user", "cap", "preserve-fds"},
-                  {{"p", "process"}, {"d", "detach"}, {"t", "tty"}, {"e", "env"}, {"u", "user"}, {"c", "cap"}}};
+    FlagSpec spec{
+        {"detach", "tty", "no-new-privs"},
+        {"process", "pid-file", "console-socket", "env", "cwd", "user", "cap", "preserve-fds"},
+        {{"p", "process"}, {"d", "detach"}, {"t", "tty"}, {"e", "env"}, {"u", "user"}, {"c", "cap"}}};
     auto parsed = parseFlags(args, from, spec, command, true);
     if (!parsed) return fail(parsed.error());
     if (parsed->has("help")) return help();
@@ -339,10 +350,12 @@ Result<int> dispatch(const GlobalOptions& global, const std::string& command, co
     return psCommand(global, parsed->positional.front(), parsed->value("format", "table"), psArgs);
   }
   if (command == "list") {
-    auto parsed = parseFlags(args, from, FlagSpec{{"quiet"}, {"format"}, {{"f", "format"}, {"q", "quiet"}}}, command, false);
+    auto parsed = parseFlags(args, from, FlagSpec{{"quiet"}, {"format"}, {{"f", "format"}, {"q", "quiet"}}},
+                             command, false);
     if (!parsed) return fail(parsed.error());
     if (parsed->has("help")) return help();
-    if (!parsed->positional.empty()) return fail(invalidField("list", "list: unexpected argument \"{}\"", parsed->positional[0]));
+    if (!parsed->positional.empty())
+      return fail(invalidField("list", "list: unexpected argument \"{}\"", parsed->positional[0]));
     return listCommand(global, parsed->value("format", "table"), parsed->has("quiet"));
   }
   if (command == "features") {
@@ -352,11 +365,13 @@ Result<int> dispatch(const GlobalOptions& global, const std::string& command, co
     return featuresCommand();
   }
   if (command == "spec") {
-    auto parsed = parseFlags(args, from, FlagSpec{{"rootless"}, {"bundle"}, {{"b", "bundle"}}}, command, false);
+    auto parsed =
+        parseFlags(args, from, FlagSpec{{"rootless"}, {"bundle"}, {{"b", "bundle"}}}, command, false);
     if (!parsed) return fail(parsed.error());
     if (parsed->has("help")) return help();
     if (parsed->has("rootless"))
-      return fail(invalidField("rootless", "spec --rootless is not supported: user namespaces are not implemented yet"));
+      return fail(invalidField("rootless",
+                               "spec --rootless is not supported: user namespaces are not implemented yet"));
     return specCommand(parsed->value("bundle"));
   }
   return fail(invalidField("command", "unknown command \"{}\" (see corral-runtime --help)", command));
@@ -364,9 +379,8 @@ Result<int> dispatch(const GlobalOptions& global, const std::string& command, co
 
 int runtimeMain(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
-  FlagSpec globalSpec{{"debug", "systemd-cgroup", "version", "rootless"},
-                      {"root", "log", "log-format"},
-                      {{"v", "version"}}};
+  FlagSpec globalSpec{
+      {"debug", "systemd-cgroup", "version", "rootless"}, {"root", "log", "log-format"}, {{"v", "version"}}};
   size_t next = 1;
   Logger logger;
   auto globals = parseFlags(args, 1, globalSpec, "corral-runtime", true, &next);
@@ -393,14 +407,16 @@ int runtimeMain(int argc, char** argv) {
   }
   if (globals->has("systemd-cgroup")) {
     const bool systemd = ::access("/run/systemd/system", F_OK) == 0;
-    logger.error(systemd ? "--systemd-cgroup is not supported: corral-runtime manages cgroups through cgroupfs "
-                           "(give a cgroupfs linux.cgroupsPath instead)"
-                         : "--systemd-cgroup: systemd is not running on this host (/run/systemd/system is "
-                           "missing); use cgroupfs (drop the flag)");
+    logger.error(systemd
+                     ? "--systemd-cgroup is not supported: corral-runtime manages cgroups through cgroupfs "
+                       "(give a cgroupfs linux.cgroupsPath instead)"
+                     : "--systemd-cgroup: systemd is not running on this host (/run/systemd/system is "
+                       "missing); use cgroupfs (drop the flag)");
     return 1;
   }
   if (globals->has("rootless")) {
-    logger.error("--rootless is not supported: corral-runtime runs containers as root (no user namespaces yet)");
+    logger.error(
+        "--rootless is not supported: corral-runtime runs containers as root (no user namespaces yet)");
     return 1;
   }
   GlobalOptions global;

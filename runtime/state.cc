@@ -182,14 +182,11 @@ ContainerStatus currentStatus(const StateDir& dir, const ContainerState& state) 
 }
 
 std::string stateJson(const ContainerState& state, ContainerStatus status, bool pretty) {
-  json document = {{"ociVersion", state.ociVersion},
-                   {"id", state.id},
-                   {"status", statusName(status)},
-                   {"pid", status == ContainerStatus::Stopped ? 0 : state.pid},
-                   {"bundle", state.bundle.string()},
-                   {"rootfs", state.rootfs.string()},
-                   {"created", state.created},
-                   {"owner", state.owner == 0 ? "root" : std::to_string(state.owner)}};
+  json document = {
+      {"ociVersion", state.ociVersion},  {"id", state.id},
+      {"status", statusName(status)},    {"pid", status == ContainerStatus::Stopped ? 0 : state.pid},
+      {"bundle", state.bundle.string()}, {"rootfs", state.rootfs.string()},
+      {"created", state.created},        {"owner", state.owner == 0 ? "root" : std::to_string(state.owner)}};
   if (!state.annotations.empty()) document["annotations"] = state.annotations;
   return pretty ? document.dump(2) : document.dump();
 }

@@ -128,8 +128,9 @@ class Containerd : public ::testing::Test {
 TEST_F(Containerd, RunExitCodeAndOutputAgreeWithCrun) {
   std::vector<Outcome> outcomes;
   for (const auto& runtime : runtimes_) {
-    outcomes.push_back(run(runtime, "r-" + fs::path(runtime).filename().string(),
-                           {"/bin/sh", "-c", "echo hello $(cat /proc/self/cgroup | wc -l); ls /dev; exit 5"}));
+    outcomes.push_back(
+        run(runtime, "r-" + fs::path(runtime).filename().string(),
+            {"/bin/sh", "-c", "echo hello $(cat /proc/self/cgroup | wc -l); ls /dev; exit 5"}));
     EXPECT_EQ(outcomes.back().exitCode, 5) << runtime << ": " << outcomes.back().out;
   }
   EXPECT_EQ(outcomes[0].out, outcomes[1].out);
@@ -139,8 +140,8 @@ TEST_F(Containerd, KillExecAndPsAgreeWithCrun) {
   for (const auto& runtime : runtimes_) {
     SCOPED_TRACE(runtime);
     const std::string id = "k-" + fs::path(runtime).filename().string();
-    Outcome started = run(runtime, id, {"/bin/sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.05; done"},
-                          {"--detach"});
+    Outcome started = run(
+        runtime, id, {"/bin/sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.05; done"}, {"--detach"});
     ASSERT_EQ(started.exitCode, 0) << started.out;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     Outcome exec = ctr({"task", "exec", "--exec-id", "e1", id, "/bin/sh", "-c", "echo in-$((40+2)); exit 6"});
@@ -168,8 +169,9 @@ TEST_F(Containerd, KillExecAndPsAgreeWithCrun) {
 TEST_F(Containerd, TerminalAgreesWithCrun) {
   std::vector<std::string> outputs;
   for (const auto& runtime : runtimes_) {
-    const std::string command = "ctr --address " + socket_ + " run -t --rm --rootfs --runc-binary " + runtime + " " +
-                                kImageRootfs.string() + " t-" + fs::path(runtime).filename().string() +
+    const std::string command = "ctr --address " + socket_ + " run -t --rm --rootfs --runc-binary " +
+                                runtime + " " + kImageRootfs.string() + " t-" +
+                                fs::path(runtime).filename().string() +
                                 " /bin/sh -c 'tty; test -t 0 && echo stdin-is-a-tty'";
     Outcome outcome = runCommand({"script", "-qec", command, "/dev/null"}, dir_ / "script-out");
     EXPECT_EQ(outcome.exitCode, 0) << runtime << ": " << outcome.out;

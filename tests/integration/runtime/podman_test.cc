@@ -63,7 +63,8 @@ class Podman : public ::testing::Test {
   Outcome podman(const std::string& runtime, const std::string& args, bool terminal = false) {
     const std::string command = "podman --root " + (dir_ / "root").string() + " --runroot " +
                                 (dir_ / "runroot").string() + " --tmpdir " + (dir_ / "tmp").string() +
-                                " --cgroup-manager cgroupfs --events-backend file --runtime " + runtime + " " + args;
+                                " --cgroup-manager cgroupfs --events-backend file --runtime " + runtime +
+                                " " + args;
     std::string shell = "umount -l /sys/fs/cgroup/unified 2>/dev/null; exec " +
                         (terminal ? "script -qec " + quote(command) + " /dev/null" : command);
     const fs::path output = dir_ / ("out-" + std::to_string(serial_++));
@@ -86,7 +87,8 @@ class Podman : public ::testing::Test {
     return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), text.str()};
   }
   std::string runFlags() const {
-    return "--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --rootfs " + kImageRootfs.string();
+    return "--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --rootfs " +
+           kImageRootfs.string();
   }
 
   fs::path dir_;
@@ -97,9 +99,9 @@ class Podman : public ::testing::Test {
 TEST_F(Podman, RunExitCodeAndOutputAgreeWithCrun) {
   std::vector<std::string> outputs;
   for (const auto& runtime : runtimes_) {
-    Outcome outcome =
-        podman(runtime, "run --rm " + runFlags() + " /bin/sh -c " +
-                            quote("echo hi-$(id -u); ls /dev | tr '\\n' ' '; grep -c . /proc/self/mountinfo >/dev/null; exit 4"));
+    Outcome outcome = podman(runtime, "run --rm " + runFlags() + " /bin/sh -c " +
+                                          quote("echo hi-$(id -u); ls /dev | tr '\\n' ' '; grep -c . "
+                                                "/proc/self/mountinfo >/dev/null; exit 4"));
     EXPECT_EQ(outcome.exitCode, 4) << runtime << ": " << outcome.out;
     outputs.push_back(outcome.out);
   }
@@ -131,10 +133,10 @@ TEST_F(Podman, ExecPsAndStopAgreeWithCrun) {
 TEST_F(Podman, TerminalAgreesWithCrun) {
   std::vector<std::string> outputs;
   for (const auto& runtime : runtimes_) {
-    Outcome outcome = podman(runtime,
-                             "run --rm -t " + runFlags() + " /bin/sh -c " +
-                                 quote("tty; test -t 0 && echo stdin-is-a-tty; exit 2"),
-                             true);
+    Outcome outcome = podman(
+        runtime,
+        "run --rm -t " + runFlags() + " /bin/sh -c " + quote("tty; test -t 0 && echo stdin-is-a-tty; exit 2"),
+        true);
     EXPECT_EQ(outcome.exitCode, 2) << runtime << ": " << outcome.out;
     EXPECT_NE(outcome.out.find("/dev/pts/0"), std::string::npos) << runtime << ": " << outcome.out;
     EXPECT_NE(outcome.out.find("stdin-is-a-tty"), std::string::npos) << runtime << ": " << outcome.out;

@@ -48,8 +48,8 @@ std::string readFile(const fs::path& path) {
   return text.str();
 }
 
-void writeFile(const fs::path& path, const std::string& text, fs::perms perms = fs::perms::owner_read |
-                                                                               fs::perms::owner_write) {
+void writeFile(const fs::path& path, const std::string& text,
+               fs::perms perms = fs::perms::owner_read | fs::perms::owner_write) {
   std::ofstream(path) << text;
   fs::permissions(path, perms);
 }
@@ -217,8 +217,9 @@ TEST_F(RuntimeCli, RunGivesTheExitCodeAndOutputLikeCrunAndRunc) {
 }
 
 TEST_F(RuntimeCli, CreateStartStateKillDeleteAgreeWithCrun) {
-  const fs::path b = bundle("life", {"sh", "-c", "trap 'echo got-usr1' USR1; trap 'echo got-term; exit 7' TERM; "
-                                                 "echo started; while true; do sleep 0.05; done"});
+  const fs::path b = bundle("life", {"sh", "-c",
+                                     "trap 'echo got-usr1' USR1; trap 'echo got-term; exit 7' TERM; "
+                                     "echo started; while true; do sleep 0.05; done"});
   for (Runtime* runtime : {&corral_, &crun_}) {
     SCOPED_TRACE(runtime->name);
     const fs::path pidFile = runtime->work / "pid";
@@ -264,14 +265,16 @@ TEST_F(RuntimeCli, StdioIsInheritedUnchangedWithoutATerminal) {
   for (Runtime* runtime : {&corral_, &crun_}) {
     SCOPED_TRACE(runtime->name);
     // create's stdout/stderr files are the container's: the process writes there after start.
-    Outcome created = runtime->run({"create", "--bundle", b.string(), "--pid-file", (runtime->work / "pid").string(), "s1"});
+    Outcome created = runtime->run(
+        {"create", "--bundle", b.string(), "--pid-file", (runtime->work / "pid").string(), "s1"});
     ASSERT_EQ(created.exitCode, 0) << created.err;
     const pid_t pid = std::stoi(readFile(runtime->work / "pid"));
     const int createSerial = runtime->serial - 1;
     ASSERT_EQ(runtime->run({"start", "s1"}).exitCode, 0);
     EXPECT_EQ(waitForProcess(pid), 0);
     EXPECT_EQ(readFile(runtime->work / Runtime::fmt("out", createSerial)), "to-stdout\n");
-    EXPECT_NE(readFile(runtime->work / Runtime::fmt("err", createSerial)).find("to-stderr"), std::string::npos);
+    EXPECT_NE(readFile(runtime->work / Runtime::fmt("err", createSerial)).find("to-stderr"),
+              std::string::npos);
     EXPECT_EQ(runtime->run({"delete", "s1"}).exitCode, 0);
   }
 }
@@ -294,8 +297,8 @@ TEST_F(RuntimeCli, ExecAndPsAgreeWithCrun) {
     spec.erase("rlimits");
     std::ofstream(process) << spec.dump();
     const fs::path execPid = runtime->work / "exec-pid";
-    Outcome detached = runtime->run({"exec", "--process", process.string(), "--detach", "--pid-file",
-                                     execPid.string(), "e1"});
+    Outcome detached = runtime->run(
+        {"exec", "--process", process.string(), "--detach", "--pid-file", execPid.string(), "e1"});
     ASSERT_EQ(detached.exitCode, 0) << detached.err;
     const pid_t sleeper = std::stoi(readFile(execPid));
     Outcome ps = runtime->run({"ps", "--format", "json", "e1"});
@@ -337,7 +340,8 @@ TEST_F(RuntimeCli, ConsoleSocketHandsOverATerminalLikeCrun) {
     EXPECT_NE(runtime->run({"create", "--bundle", b.string(), "t1"}).exitCode, 0)
         << "a terminal without --console-socket is refused";
     std::thread creator([&] {
-      Outcome created = runtime->run({"create", "--bundle", b.string(), "--console-socket", socketPath.string(), "t1"});
+      Outcome created =
+          runtime->run({"create", "--bundle", b.string(), "--console-socket", socketPath.string(), "t1"});
       EXPECT_EQ(created.exitCode, 0) << created.err;
     });
     int connection = ::accept(listener, nullptr, nullptr);
@@ -364,7 +368,8 @@ TEST_F(RuntimeCli, ConsoleSocketHandsOverATerminalLikeCrun) {
     ASSERT_EQ(::write(master, command.data(), command.size()), static_cast<ssize_t>(command.size()));
     std::string seen;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (seen.find("tty-42 /dev/pts/0 30 100") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    while (seen.find("tty-42 /dev/pts/0 30 100") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
       pollfd ready{master, POLLIN, 0};
       if (::poll(&ready, 1, 100) <= 0) continue;
       char buffer[512];
@@ -383,21 +388,24 @@ TEST_F(RuntimeCli, HooksRunInOrderWithTheStateOnStdin) {
   fs::create_directories(log);
   auto hook = [&](const std::string& stage) {
     return json::array({{{"path", "/bin/sh"},
-                         {"args", {"sh", "-c", "cat > " + (log / (stage + ".state")).string() + "; echo " + stage +
-                                                   " >> " + (log / "order").string()}}}});
+                         {"args",
+                          {"sh", "-c",
+                           "cat > " + (log / (stage + ".state")).string() + "; echo " + stage + " >> " +
+                               (log / "order").string()}}}});
   };
   const fs::path b = bundle("hooks", {"sh", "-c", "echo ran >> /hooklog/order"}, [&](json& config) {
     config["mounts"].push_back({{"destination", "/hooklog"},
                                 {"type", "bind"},
                                 {"source", log.string()},
                                 {"options", {"rbind", "rw"}}});
-    config["hooks"] = {{"prestart", hook("prestart")},
-                       {"createRuntime", hook("createRuntime")},
-                       {"createContainer", hook("createContainer")},
-                       {"startContainer",
-                        {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "echo startContainer >> /hooklog/order"}}}}},
-                       {"poststart", hook("poststart")},
-                       {"poststop", hook("poststop")}};
+    config["hooks"] = {
+        {"prestart", hook("prestart")},
+        {"createRuntime", hook("createRuntime")},
+        {"createContainer", hook("createContainer")},
+        {"startContainer",
+         {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "echo startContainer >> /hooklog/order"}}}}},
+        {"poststart", hook("poststart")},
+        {"poststop", hook("poststop")}};
   });
   for (Runtime* runtime : {&corral_, &crun_}) {
     SCOPED_TRACE(runtime->name);
@@ -419,7 +427,8 @@ TEST_F(RuntimeCli, HooksRunInOrderWithTheStateOnStdin) {
     // before start returns). crun 1.8 runs startContainer in the container after releasing it, racing
     // poststart, so for crun only the set and the create/stop ends are compared.
     if (runtime == &corral_) {
-      EXPECT_EQ(hooksOnly, "prestart createRuntime createContainer startContainer poststart poststop ") << order;
+      EXPECT_EQ(hooksOnly, "prestart createRuntime createContainer startContainer poststart poststop ")
+          << order;
     } else {
       EXPECT_TRUE(hooksOnly.starts_with("prestart createRuntime createContainer ")) << order;
       EXPECT_TRUE(hooksOnly.ends_with("poststop ")) << order;
@@ -439,7 +448,8 @@ TEST_F(RuntimeCli, HooksRunInOrderWithTheStateOnStdin) {
 
 TEST_F(RuntimeCli, AFailingHookFailsCreateAndLeavesNothing) {
   const fs::path b = bundle("badhook", {"true"}, [](json& config) {
-    config["hooks"] = {{"createRuntime", {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "echo hook-broke >&2; exit 9"}}}}}};
+    config["hooks"] = {
+        {"createRuntime", {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "echo hook-broke >&2; exit 9"}}}}}};
   });
   for (Runtime* runtime : {&corral_, &crun_}) {
     SCOPED_TRACE(runtime->name);
@@ -463,9 +473,14 @@ TEST_F(RuntimeCli, BadConfigsAreRefusedByFieldAndLeaveNothing) {
     bool crunRefuses;  // crun 1.8 takes a relative cwd and mount destination (the spec says absolute)
   };
   const std::vector<Case> cases = {
-      {"unknown-ns", [](json& c) { c["linux"]["namespaces"].push_back({{"type", "bogus"}}); }, "/linux/namespaces/6/type", true},
+      {"unknown-ns",
+       [](json& c) {
+         c["linux"]["namespaces"].push_back({{"type", "bogus"}});
+       },
+       "/linux/namespaces/6/type", true},
       {"relative-cwd", [](json& c) { c["process"]["cwd"] = "relative"; }, "/process/cwd", false},
-      {"relative-mount", [](json& c) { c["mounts"][0]["destination"] = "proc"; }, "/mounts/0/destination", false},
+      {"relative-mount", [](json& c) { c["mounts"][0]["destination"] = "proc"; }, "/mounts/0/destination",
+       false},
       {"missing-rootfs", [](json& c) { c["root"]["path"] = "/nonexistent/rootfs"; }, "/root/path", true},
   };
   for (const Case& bad : cases) {
@@ -486,7 +501,8 @@ TEST_F(RuntimeCli, BadConfigsAreRefusedByFieldAndLeaveNothing) {
 TEST_F(RuntimeCli, DeleteForceOfACreatedContainerLeavesNoProcessCgroupOrState) {
   const fs::path b = bundle("force", {"sleep", "100"});
   const fs::path pidFile = corral_.work / "pid";
-  ASSERT_EQ(corral_.run({"create", "--bundle", b.string(), "--pid-file", pidFile.string(), "d1"}).exitCode, 0);
+  ASSERT_EQ(corral_.run({"create", "--bundle", b.string(), "--pid-file", pidFile.string(), "d1"}).exitCode,
+            0);
   const pid_t pid = std::stoi(readFile(pidFile));
   EXPECT_TRUE(cgroupExists("corral-runtime", "d1"));
   EXPECT_NE(corral_.run({"delete", "d1"}).exitCode, 0) << "a created container needs --force";
@@ -559,14 +575,17 @@ TEST_F(RuntimeCli, ConfigFieldsReachTheProcessAsUnderCrun) {
       "cat /proc/sys/net/ipv4/ip_forward; cat /proc/self/oom_score_adj; umask; ulimit -n; hostname; "
       "domainname 2>/dev/null || cat /proc/sys/kernel/domainname; id -G; pwd; echo $GREETING; "
       "ls -l /dev/myfull | cut -c1,2,3,4,5,6,7,8,9,10; head -c 3 /dev/myfull | od -An -tx1; "
-      "echo kcore=$(cat /proc/kcore | wc -c); touch /proc/sys/kernel/hostname 2>&1 >/dev/null | grep -c Read-only; "
+      "echo kcore=$(cat /proc/kcore | wc -c); touch /proc/sys/kernel/hostname 2>&1 >/dev/null | grep -c "
+      "Read-only; "
       "grep -E 'CapBnd|CapEff|CapInh' /proc/self/status; readlink /proc/self/ns/net";
   for (Runtime* runtime : {&corral_, &crun_}) {
     SCOPED_TRACE(runtime->name);
     // The network namespace to join: a sleeping container's.
     const fs::path holder = bundle("holder-" + runtime->name, {"sleep", "100"});
     const fs::path pidFile = runtime->work / "holder-pid";
-    ASSERT_EQ(runtime->run({"create", "--bundle", holder.string(), "--pid-file", pidFile.string(), "holder"}).exitCode, 0);
+    ASSERT_EQ(runtime->run({"create", "--bundle", holder.string(), "--pid-file", pidFile.string(), "holder"})
+                  .exitCode,
+              0);
     const std::string holderNet = "/proc/" + readFile(pidFile) + "/ns/net";
     const fs::path b = bundle("fields-" + runtime->name, {"sh", "-c", probe}, [&](json& c) {
       c["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
@@ -579,14 +598,17 @@ TEST_F(RuntimeCli, ConfigFieldsReachTheProcessAsUnderCrun) {
       c["process"]["capabilities"]["inheritable"] = {"CAP_KILL"};
       c["hostname"] = "fields";
       c["domainname"] = "example.org";
-      c["linux"]["devices"] = {{{"path", "/dev/myfull"}, {"type", "c"}, {"major", 1}, {"minor", 7}, {"fileMode", 0640}}};
-      c["linux"]["resources"]["devices"].push_back({{"allow", true}, {"type", "c"}, {"major", 1}, {"minor", 7}, {"access", "rw"}});
+      c["linux"]["devices"] = {
+          {{"path", "/dev/myfull"}, {"type", "c"}, {"major", 1}, {"minor", 7}, {"fileMode", 0640}}};
+      c["linux"]["resources"]["devices"].push_back(
+          {{"allow", true}, {"type", "c"}, {"major", 1}, {"minor", 7}, {"access", "rw"}});
       for (auto& ns : c["linux"]["namespaces"])
         if (ns["type"] == "network") ns["path"] = holderNet;
     });
     Outcome outcome = runtime->run({"run", "--bundle", b.string(), "f1"});
     EXPECT_EQ(outcome.exitCode, 0) << outcome.err;
-    const std::string expected = "1\n321\n0027\n512\nfields\nexample.org\n0 5 100\n/tmp\nhello\ncrw-r-----\n 00 00 00\nkcore=0\n1\n";
+    const std::string expected =
+        "1\n321\n0027\n512\nfields\nexample.org\n0 5 100\n/tmp\nhello\ncrw-r-----\n 00 00 00\nkcore=0\n1\n";
     EXPECT_TRUE(outcome.out.starts_with(expected)) << outcome.out;
     EXPECT_NE(outcome.out.find("CapInh:\t0000000000000020"), std::string::npos) << outcome.out;
     EXPECT_NE(outcome.out.find("CapBnd:\t0000000020000420"), std::string::npos) << outcome.out;

@@ -113,8 +113,10 @@ TEST(OciConfig, ResourcesAndCgroupsPath) {
 
 TEST(OciConfig, NamespacesJoinedByPathAndSysctls) {
   json config = baseConfig();
-  config["linux"]["namespaces"] = json::array(
-      {{{"type", "mount"}}, {{"type", "pid"}}, {{"type", "network"}, {"path", "/run/netns/x"}}, {{"type", "ipc"}}});
+  config["linux"]["namespaces"] = json::array({{{"type", "mount"}},
+                                               {{"type", "pid"}},
+                                               {{"type", "network"}, {"path", "/run/netns/x"}},
+                                               {{"type", "ipc"}}});
   config.erase("hostname");
   config["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}, {"kernel.shmmax", "1000000"}};
   auto parsed = parse(config);
@@ -146,13 +148,12 @@ TEST(OciConfig, HooksAnnotationsAndIgnoredProperties) {
 
 TEST(OciConfig, SeccompWithArgumentsAndDefaultErrnoRet) {
   json config = baseConfig();
-  config["linux"]["seccomp"] = {
-      {"defaultAction", "SCMP_ACT_ERRNO"},
-      {"defaultErrnoRet", 38},
-      {"syscalls",
-       {{{"names", {"personality"}},
-         {"action", "SCMP_ACT_ALLOW"},
-         {"args", {{{"index", 0}, {"value", 0}, {"op", "SCMP_CMP_EQ"}}}}}}}};
+  config["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_ERRNO"},
+                                {"defaultErrnoRet", 38},
+                                {"syscalls",
+                                 {{{"names", {"personality"}},
+                                   {"action", "SCMP_ACT_ALLOW"},
+                                   {"args", {{{"index", 0}, {"value", 0}, {"op", "SCMP_CMP_EQ"}}}}}}}};
   auto parsed = parse(config);
   ASSERT_TRUE(parsed) << parsed.error().message();
   const SeccompProfile& profile = parsed->container.seccomp;
@@ -168,20 +169,29 @@ TEST(OciConfig, RefusesWhatItDoesNotSupportByPointer) {
     change(config);
     return refusedField(config);
   };
-  EXPECT_EQ(with([](json& c) { c["linux"]["namespaces"].push_back({{"type", "bogus"}}); }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["namespaces"].push_back({{"type", "bogus"}});
+            }),
             "/linux/namespaces/6/type");
-  EXPECT_EQ(with([](json& c) { c["linux"]["namespaces"].push_back({{"type", "user"}}); }), "/linux/namespaces/6");
-  EXPECT_EQ(with([](json& c) { c["linux"]["namespaces"].push_back({{"type", "pid"}}); }),
-            "/linux/namespaces/6/type");  // twice
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["namespaces"].push_back({{"type", "user"}});
+            }),
+            "/linux/namespaces/6");
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["namespaces"].push_back({{"type", "pid"}});
+            }),
+            "/linux/namespaces/6/type");                                                     // twice
   EXPECT_EQ(with([](json& c) { c["linux"]["namespaces"].erase(4); }), "/linux/namespaces");  // no mount ns
   EXPECT_EQ(with([](json& c) { c["linux"]["namespaces"][0]["path"] = "/proc/1/ns/pid"; }),
             "/linux/namespaces/0/path");
-  EXPECT_EQ(with([](json& c) { c["linux"]["namespaces"][1]["path"] = "relative"; }), "/linux/namespaces/1/path");
+  EXPECT_EQ(with([](json& c) { c["linux"]["namespaces"][1]["path"] = "relative"; }),
+            "/linux/namespaces/1/path");
   EXPECT_EQ(with([](json& c) { c["process"]["cwd"] = "relative/dir"; }), "/process/cwd");
   EXPECT_EQ(with([](json& c) { c["process"].erase("args"); }), "/process/args");
   EXPECT_EQ(with([](json& c) { c["process"]["args"] = json::array(); }), "/process/args");
   EXPECT_EQ(with([](json& c) { c["process"]["env"] = {"NOEQUALS"}; }), "/process/env/0");
-  EXPECT_EQ(with([](json& c) { c["process"]["apparmorProfile"] = "docker-default"; }), "/process/apparmorProfile");
+  EXPECT_EQ(with([](json& c) { c["process"]["apparmorProfile"] = "docker-default"; }),
+            "/process/apparmorProfile");
   EXPECT_EQ(with([](json& c) { c["process"]["selinuxLabel"] = "x"; }), "/process/selinuxLabel");
   EXPECT_EQ(with([](json& c) { c["process"]["capabilities"]["bounding"].push_back("CAP_BOGUS"); }),
             "/process/capabilities/bounding/3");
@@ -193,41 +203,70 @@ TEST(OciConfig, RefusesWhatItDoesNotSupportByPointer) {
   EXPECT_EQ(with([](json& c) { c["mounts"][0]["destination"] = "proc"; }), "/mounts/0/destination");
   EXPECT_EQ(with([](json& c) { c["mounts"][0]["options"] = {"idmap"}; }), "/mounts/0/options/0");
   EXPECT_EQ(with([](json& c) { c["mounts"][0].erase("type"); }), "/mounts/0/type");
-  EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["blockIO"] = {{"weight", 10}}; }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["resources"]["blockIO"] = {{"weight", 10}};
+            }),
             "/linux/resources/blockIO");
-  EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "2MB"}, {"limit", 1}}}; }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "2MB"}, {"limit", 1}}};
+            }),
             "/linux/resources/hugepageLimits");
-  EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["cpu"] = {{"cpus", "0-1"}}; }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["resources"]["cpu"] = {{"cpus", "0-1"}};
+            }),
             "/linux/resources/cpu/cpus");
-  EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["cpu"] = {{"shares", 1}}; }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["resources"]["cpu"] = {{"shares", 1}};
+            }),
             "/linux/resources/cpu/shares");
-  EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["memory"] = {{"limit", 1 << 26}, {"swap", 1 << 27}}; }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["resources"]["memory"] = {{"limit", 1 << 26}, {"swap", 1 << 27}};
+            }),
             "/linux/resources/memory/swap");
-  EXPECT_EQ(with([](json& c) { c["linux"]["resources"]["devices"].push_back({{"allow", true}, {"type", "a"}}); }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["resources"]["devices"].push_back({{"allow", true}, {"type", "a"}});
+            }),
             "/linux/resources/devices/1");
-  EXPECT_EQ(with([](json& c) { c["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 1000}, {"size", 1}}}; }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 1000}, {"size", 1}}};
+            }),
             "/linux/uidMappings");
-  EXPECT_EQ(with([](json& c) { c["linux"]["sysctl"] = {{"kernel.panic", "1"}}; }), "/linux/sysctl/kernel.panic");
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["sysctl"] = {{"kernel.panic", "1"}};
+            }),
+            "/linux/sysctl/kernel.panic");
   EXPECT_EQ(with([](json& c) {
               c["linux"]["namespaces"].erase(1);  // no network namespace: a net sysctl would be the host's
               c["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
             }),
             "/linux/sysctl/net.ipv4.ip_forward");
-  EXPECT_EQ(with([](json& c) { c["linux"]["cgroupsPath"] = "machine.slice:libpod:x"; }), "/linux/cgroupsPath");
+  EXPECT_EQ(with([](json& c) { c["linux"]["cgroupsPath"] = "machine.slice:libpod:x"; }),
+            "/linux/cgroupsPath");
   EXPECT_EQ(with([](json& c) { c["linux"]["cgroupsPath"] = "a/../b"; }), "/linux/cgroupsPath");
   EXPECT_EQ(with([](json& c) { c["linux"]["rootfsPropagation"] = "sideways"; }), "/linux/rootfsPropagation");
   EXPECT_EQ(with([](json& c) { c["linux"]["maskedPaths"] = {"proc/kcore"}; }), "/linux/maskedPaths/0");
-  EXPECT_EQ(with([](json& c) { c["linux"]["devices"] = {{{"path", "/dev/fifo"}, {"type", "p"}}}; }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["devices"] = {{{"path", "/dev/fifo"}, {"type", "p"}}};
+            }),
             "/linux/devices/0/type");
-  EXPECT_EQ(with([](json& c) { c["linux"]["devices"] = {{{"path", "/etc/x"}, {"type", "c"}, {"major", 1}, {"minor", 3}}}; }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["devices"] = {{{"path", "/etc/x"}, {"type", "c"}, {"major", 1}, {"minor", 3}}};
+            }),
             "/linux/devices/0/path");
-  EXPECT_EQ(with([](json& c) { c["hooks"] = {{"prestart", {{{"path", "/bin/true"}, {"timeout", 0}}}}}; }),
+  EXPECT_EQ(with([](json& c) {
+              c["hooks"] = {{"prestart", {{{"path", "/bin/true"}, {"timeout", 0}}}}};
+            }),
             "/hooks/prestart/0/timeout");
-  EXPECT_EQ(with([](json& c) { c["hooks"] = {{"poststart", {{{"path", "true"}}}}}; }), "/hooks/poststart/0/path");
+  EXPECT_EQ(with([](json& c) {
+              c["hooks"] = {{"poststart", {{{"path", "true"}}}}};
+            }),
+            "/hooks/poststart/0/path");
   EXPECT_EQ(with([](json& c) { c["ociVersion"] = "2.0.0"; }), "/ociVersion");
   EXPECT_EQ(with([](json& c) { c.erase("root"); }), "/root/path");
   EXPECT_EQ(with([](json& c) { c["windows"] = {{"layerFolders", {"x"}}}; }), "/windows");
-  EXPECT_EQ(with([](json& c) { c["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_BOGUS"}}; }),
+  EXPECT_EQ(with([](json& c) {
+              c["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_BOGUS"}};
+            }),
             "/linux/seccomp/defaultAction");
   EXPECT_EQ(with([](json& c) { c["root"]["readonly"] = "yes"; }), "/root/readonly");
 }
