@@ -652,3 +652,45 @@ TEST_F(RuntimeCli, ACreateKilledHalfwayIsCleanedByDeleteForce) {
 
 }  // namespace
 }  // namespace corral
+
+namespace corral {
+namespace {
+
+// Commands on one container serialize on its lock: of two starts at once exactly one starts it.
+TEST_F(RuntimeCli, ConcurrentStartsStartOnce) {
+  const fs::path b = bundle("race", {"sleep", "100"});
+  ASSERT_EQ(corral_.run({"create", "--bundle", b.string(), "c2"}).exitCode, 0);
+  Runtime first = corral_, second = corral_;
+  first.work = corral_.work / "first";
+  second.work = corral_.work / "second";
+  fs::create_directories(first.work);
+  fs::create_directories(second.work);
+  int codes[2] = {-1, -1};
+  std::thread one([&] { codes[0] = first.run({"start", "c2"}).exitCode; });
+  std::thread two([&] { codes[1] = second.run({"start", "c2"}).exitCode; });
+  one.join();
+  two.join();
+  EXPECT_EQ((codes[0] == 0) + (codes[1] == 0), 1) << codes[0] << " " << codes[1];
+  EXPECT_EQ(corral_.status("c2"), "running");
+  EXPECT_EQ(corral_.run({"delete", "--force", "c2"}).exitCode, 0);
+}
+
+// --preserve-fds N: the caller's fds 3 .. 3+N-1 reach the process (conmon passes its own this way).
+TEST_F(RuntimeCli, PreservedFdsReachTheProcess) {
+  const fs::path b = bundle("fds", {"sh", "-c", "cat <&3; ls /proc/self/fd | wc -l"});
+  const fs::path input = dir_ / "fd3";
+  writeFile(input, "from-fd-3\n");
+  Runtime withFd = corral_;
+  // The shell opens fd 3 for the runtime and hands it on with --preserve-fds 1.
+  withFd.prefix.insert(withFd.prefix.begin(), {"sh", "-c", "exec 3<\"$0\"; exec \"$@\"", input.string()});
+  Outcome outcome = withFd.run({"run", "--preserve-fds", "1", "--bundle", b.string(), "fd1"});
+  EXPECT_EQ(outcome.exitCode, 0) << outcome.err;
+  // fd 3's text, then 0, 1, 2, 3 and the one ls itself opens.
+  EXPECT_EQ(outcome.out, "from-fd-3\n5\n");
+  // Without the flag the caller's fd 3 stays behind (close-on-exec), as runc does.
+  Outcome without = withFd.run({"run", "--bundle", b.string(), "fd2"});
+  EXPECT_EQ(without.out, "4\n") << without.out;
+}
+
+}  // namespace
+}  // namespace corral
