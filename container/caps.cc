@@ -108,6 +108,10 @@ Result<std::vector<std::string>> resolveCapabilities(const std::vector<std::stri
   return result;
 }
 
+std::vector<std::string> allCapabilityNames() {
+  return allCapabilities();
+}
+
 Result<std::vector<int>> capabilityNumbers(const std::vector<std::string>& names) {
   std::vector<int> numbers;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -118,6 +122,42 @@ Result<std::vector<int>> capabilityNumbers(const std::vector<std::string>& names
     if (std::find(numbers.begin(), numbers.end(), *number) == numbers.end()) numbers.push_back(*number);
   }
   return numbers;
+}
+
+int applyCapabilitySetsInChild(const CapabilityNumbers& sets) {
+  auto mask = [](const std::vector<int>& caps) {
+    uint64_t bits = 0;
+    for (int cap : caps) bits |= uint64_t{1} << cap;
+    return bits;
+  };
+  const uint64_t bounding = mask(sets.bounding);
+  for (int cap = 0; cap < 64; ++cap) {
+    int inBounding = ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+    if (inBounding < 0) break;
+    if (inBounding == 1 && (bounding & (uint64_t{1} << cap)) == 0 && ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
+      return errno;
+  }
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+  const uint64_t effective = mask(sets.effective), permitted = mask(sets.permitted),
+                 inheritable = mask(sets.inheritable);
+  __user_cap_header_struct header{};
+  header.version = _LINUX_CAPABILITY_VERSION_3;
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+  data[0].effective = static_cast<uint32_t>(effective);
+  data[1].effective = static_cast<uint32_t>(effective >> 32);
+  data[0].permitted = static_cast<uint32_t>(permitted);
+  data[1].permitted = static_cast<uint32_t>(permitted >> 32);
+  data[0].inheritable = static_cast<uint32_t>(inheritable);
+  data[1].inheritable = static_cast<uint32_t>(inheritable >> 32);
+  if (::syscall(SYS_capset, &header, data) != 0) return errno;
+  // The kernel raises an ambient capability only when it is permitted and inheritable; like runc and crun,
+  // the others of the list are left out (OCI configs commonly list ambient ones without inheritable).
+  for (int cap : sets.ambient) {
+    const uint64_t bit = uint64_t{1} << cap;
+    if ((permitted & bit) == 0 || (inheritable & bit) == 0) continue;
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) return errno;
+  }
+  return 0;
 }
 
 // Runs in the forked child: only system calls, no allocation. We stay uid 0 inside the container, so

@@ -19,8 +19,20 @@ std::vector<std::string> dockerDefaultCapabilities();
 Result<std::vector<std::string>> resolveCapabilities(const std::vector<std::string>& add,
                                                      const std::vector<std::string>& drop);
 
+// Every capability the running kernel knows, "CAP_CHOWN" ..., in numeric order.
+std::vector<std::string> allCapabilityNames();
+
 // Names → capability numbers, computed in the parent so the child does no lookups.
 Result<std::vector<int>> capabilityNumbers(const std::vector<std::string>& names);
+
+// The five sets of an OCI process as numbers (computed in the parent).
+struct CapabilityNumbers {
+  std::vector<int> bounding, effective, permitted, inheritable, ambient;
+};
+// In the child, after its user is set (still holding every capability): drops from the bounding set what
+// `sets.bounding` lacks, sets effective, permitted and inheritable exactly, then raises the ambient ones.
+// Returns 0 or an errno; does not allocate.
+int applyCapabilitySetsInChild(const CapabilityNumbers& sets);
 
 // In the child, as root inside its namespaces, before no_new_privs and seccomp: keeps only `keep` in every
 // set. Returns 0 or an errno; does not allocate.

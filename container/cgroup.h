@@ -23,6 +23,9 @@ struct ResourceLimits {
   std::optional<uint64_t> memoryBytes;  // hard limit; swap is limited to the same total (no extra swap)
   std::optional<uint32_t> cpuMillis;    // 500 = half a CPU (CFS quota over a 100 ms period)
   std::optional<uint32_t> pids;         // max tasks in the group
+  // The group's CPU weight as v1 shares (2..262144; 1024 is the default): v1 cpu.shares, v2 cpu.weight
+  // converted as runc and crun do (1 + (shares - 2) * 9999 / 262142).
+  std::optional<uint64_t> cpuShares;
 };
 
 struct CgroupStats {
@@ -87,6 +90,15 @@ class Cgroup {
   virtual Status killAll() = 0;
   // Removes the directories; fails with Conflict while processes remain.
   virtual Status destroy() = 0;
+  // The processes in the group (corral-runtime's ps, kill --all).
+  virtual Result<std::vector<pid_t>> processes() const {
+    return fail(internalError("cgroup {}: listing processes is not supported", path()));
+  }
+  // Freezes or thaws every process in the group (v1 freezer, v2 cgroup.freeze) and waits until done.
+  virtual Status setFrozen(bool /*frozen*/) {
+    return fail(internalError("cgroup {}: freezing is not supported", path()));
+  }
+  virtual Result<bool> frozen() const { return false; }
   // After this, destruction no longer removes the cgroup (the daemon owns it; it reattaches by name).
   virtual void release() = 0;
   // The cgroup's path as seen in /proc/PID/cgroup lines, for tests: "/corral/web-1".

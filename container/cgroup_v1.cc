@@ -156,6 +156,34 @@ class CgroupV1 final : public Cgroup {
     }
   }
 
+  Result<std::vector<pid_t>> processes() const override { return members(); }
+
+  Status setFrozen(bool frozen) override {
+    const Hierarchy* freezer = find("freezer");
+    if (!freezer) return fail(internalError("cgroup {} has no freezer hierarchy", relative_));
+    const std::string state = freezer->dir + "/freezer.state";
+    const std::string want = frozen ? "FROZEN" : "THAWED";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      // Writing again is how a freeze that went to FREEZING (a process in an uninterruptible sleep) is retried.
+      if (auto ok = files_.write(state, want); !ok) return fail(ok.error());
+      auto now = files_.read(state);
+      if (!now) return fail(now.error());
+      if (trimmed(*now) == want) return {};
+      if (std::chrono::steady_clock::now() >= deadline)
+        return fail(conflict("cgroup {}: still {} after 5 s", freezer->dir, trimmed(*now)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  Result<bool> frozen() const override {
+    const Hierarchy* freezer = find("freezer");
+    if (!freezer) return false;
+    auto now = files_.read(freezer->dir + "/freezer.state");
+    if (!now) return fail(now.error());
+    return trimmed(*now) == "FROZEN";
+  }
+
   // Every pid in any of the group's hierarchies (a process may have been moved out of some).
   Result<std::vector<pid_t>> members() const {
     std::set<pid_t> all;
@@ -256,6 +284,7 @@ std::vector<CgroupFileWrite> cgroupV1LimitWrites(const ResourceLimits& limits, b
         {"cpu", "cpu.cfs_quota_us", std::to_string(uint64_t{*limits.cpuMillis} * kCpuPeriodMicros / 1000)});
   }
   if (limits.pids) writes.push_back({"pids", "pids.max", std::to_string(*limits.pids)});
+  if (limits.cpuShares) writes.push_back({"cpu", "cpu.shares", std::to_string(*limits.cpuShares)});
   return writes;
 }
 

@@ -123,6 +123,27 @@ class CgroupV2 final : public Cgroup {
     }
   }
 
+  Result<std::vector<pid_t>> processes() const override { return files_.readPids(dir_ + "/cgroup.procs"); }
+
+  Status setFrozen(bool frozen) override {
+    if (auto ok = files_.write(dir_ + "/cgroup.freeze", frozen ? "1" : "0"); !ok) return fail(ok.error());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      auto events = files_.readKeyed(dir_ + "/cgroup.events", "frozen");
+      if (!events) return fail(events.error());
+      if ((*events == 1) == frozen) return {};
+      if (std::chrono::steady_clock::now() >= deadline)
+        return fail(conflict("cgroup {}: not {} after 5 s", dir_, frozen ? "frozen" : "thawed"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  Result<bool> frozen() const override {
+    auto value = files_.readNumber(dir_ + "/cgroup.freeze");
+    if (!value) return fail(value.error());
+    return value->value_or(0) == 1;
+  }
+
   Status destroy() override {
     if (!files_.isDirectory(dir_)) {
       owned_ = false;
@@ -171,6 +192,8 @@ std::vector<CgroupFileWrite> cgroupV2LimitWrites(const ResourceLimits& limits, b
     writes.push_back({"", "cpu.max", fmt::format("{} {}", quota, kCpuPeriodMicros)});
   }
   if (limits.pids) writes.push_back({"", "pids.max", std::to_string(*limits.pids)});
+  if (limits.cpuShares)
+    writes.push_back({"", "cpu.weight", std::to_string(1 + (*limits.cpuShares - 2) * 9999 / 262142)});
   return writes;
 }
 
@@ -189,7 +212,7 @@ Result<std::unique_ptr<Cgroup>> createCgroupV2(const CgroupFiles& files, const s
   std::vector<std::string> wanted;
   for (const char* controller : {"memory", "cpu", "pids"}) {
     bool required = (std::string_view(controller) == "memory" && limits.memoryBytes) ||
-                    (std::string_view(controller) == "cpu" && limits.cpuMillis) ||
+                    (std::string_view(controller) == "cpu" && (limits.cpuMillis || limits.cpuShares)) ||
                     (std::string_view(controller) == "pids" && limits.pids);
     if (availableSet.contains(controller)) {
       wanted.emplace_back(controller);

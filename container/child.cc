@@ -22,6 +22,7 @@
 #endif
 
 #include "container/caps.h"
+#include "container/console.h"
 
 namespace corral::container {
 namespace {
@@ -196,19 +197,59 @@ int makeWorkingDirectoryInChild(const std::string& path) {
   return 0;
 }
 
-[[noreturn]] void lockDownAndExecInChild(const LockdownInput& in) {
+[[noreturn]] void lockDownAndExecInChild(const LockdownInput& given) {
+  LockdownInput in = given;
+  if (in.console != nullptr) {
+    int peer = -1, failedCall = 0;
+    if (int err = openConsoleInChild(in.syncFd, *in.console, in.bindDevConsole, &peer, &failedCall))
+      childFail(in.syncFd, ChildStep::Console, err, failedCall);
+    in.stdio[0] = in.stdio[1] = in.stdio[2] = peer;
+  }
   if (int err = setupStdioInChild(in.stdio)) childFail(in.syncFd, ChildStep::Stdio, err);
+  // Without no_new_privs only CAP_SYS_ADMIN may load a filter: then it is loaded now, before the ids and
+  // capabilities change (runc's order; the profile must allow the calls that follow, as with runc).
+  const bool seccompEarly = in.seccomp != nullptr && !in.noNewPrivileges;
+  if (seccompEarly) {
+    if (int err = in.seccomp->loadInChild()) childFail(in.syncFd, ChildStep::Seccomp, err);
+  }
   if (int err = setUserInChild(*in.user)) childFail(in.syncFd, ChildStep::SetUser, err);
-  if (int err = dropCapabilitiesInChild(*in.capabilities))
+  if (in.capabilitySets != nullptr) {
+    if (int err = applyCapabilitySetsInChild(*in.capabilitySets))
+      childFail(in.syncFd, ChildStep::DropCapabilities, err);
+  } else if (int err = dropCapabilitiesInChild(*in.capabilities)) {
     childFail(in.syncFd, ChildStep::DropCapabilities, err);
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) childFail(in.syncFd, ChildStep::NoNewPrivs, errno);
+  }
+  if (in.noNewPrivileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    childFail(in.syncFd, ChildStep::NoNewPrivs, errno);
+  if (in.umask >= 0) ::umask(static_cast<mode_t>(in.umask));
   // The daemon's own fds (sockets, databases) must not leak into the container: close them at execve.
-  if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+  // Preserved fds (runc's --preserve-fds, LISTEN_FDS) are passed on: their close-on-exec is cleared.
+  for (int preserved = 3; preserved < 3 + in.preserveFds; ++preserved) {
+    if (preserved == in.syncFd) continue;
+    int flags = ::fcntl(preserved, F_GETFD);
+    if (flags >= 0) ::fcntl(preserved, F_SETFD, flags & ~FD_CLOEXEC);
+  }
+  if (::syscall(SYS_close_range, static_cast<unsigned>(3 + in.preserveFds), ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
     childFail(in.syncFd, ChildStep::CloseFds, errno);
   }
   // Set up to survive its starter from here on (the daemon supervises it by pidfd and cgroup).
   ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
-  if (in.seccomp != nullptr) {
+  if (in.execFifoPath != nullptr) {
+    // After start nobody hears a failure: a command that cannot be found fails create instead (runc looks
+    // it up before waiting too).
+    bool found = false;
+    for (const auto& candidate : in.image->candidates) found = found || ::access(candidate.c_str(), X_OK) == 0;
+    if (!found) childFail(in.syncFd, ChildStep::Execve, ENOENT);
+    // Fully set up: say so (the starter returns from `create` and leaves), then block until `start`
+    // opens the fifo for reading. Seccomp comes after, so the profile need not allow this open.
+    SyncRecord waiting;
+    waiting.kind = RecordKind::WaitingForStart;
+    sendRecord(in.syncFd, waiting);
+    int fifo = ::open(in.execFifoPath, O_WRONLY | O_CLOEXEC);
+    if (fifo < 0 || ::write(fifo, "0", 1) != 1) childFail(in.syncFd, ChildStep::ExecFifo, errno);
+    ::close(fifo);
+  }
+  if (in.seccomp != nullptr && !seccompEarly) {
     if (int err = in.seccomp->loadInChild()) childFail(in.syncFd, ChildStep::Seccomp, err);
   }
   SyncRecord execing;
@@ -252,6 +293,23 @@ int containerInitMain(void* arg) {
     joined.kind = RecordKind::CgroupJoined;
     sendRecord(fd, joined);
   }
+  if (ctx.bundle != nullptr) {
+    // Existing namespaces first, so the sysctls below land in the namespaces the container ends up in.
+    for (size_t i = 0; i < ctx.joinFds.size(); ++i) {
+      if (::setns(ctx.joinFds[i], ctx.bundle->joins[i].type) != 0)
+        childFail(fd, ChildStep::JoinNamespacePath, errno, static_cast<int32_t>(i));
+      ::close(ctx.joinFds[i]);
+    }
+    // Through the host's /proc, still mounted here: a namespaced sysctl file acts on the writer's
+    // namespace (the validation allowed only namespaced keys, each with its namespace new or joined).
+    for (size_t i = 0; i < ctx.bundle->sysctls.size(); ++i) {
+      const Sysctl& sysctl = ctx.bundle->sysctls[i];
+      int file = ::open(sysctl.procPath.c_str(), O_WRONLY | O_CLOEXEC);
+      if (file < 0 || ::write(file, sysctl.value.data(), sysctl.value.size()) < 0)
+        childFail(fd, ChildStep::Sysctl, errno, static_cast<int32_t>(i));
+      ::close(file);
+    }
+  }
 
   // Still host uid 0 here, the owner of the bundle's parent directories (see enterRootfsInChild).
   int rootfsFd = -1;
@@ -269,7 +327,7 @@ int containerInitMain(void* arg) {
   }
 
   // Now that we are in the container's cgroup, that cgroup becomes our namespace's root.
-  if (::unshare(CLONE_NEWCGROUP) != 0) childFail(fd, ChildStep::CgroupNamespace, errno);
+  if (ctx.unshareCgroup && ::unshare(CLONE_NEWCGROUP) != 0) childFail(fd, ChildStep::CgroupNamespace, errno);
 
   if (!applyMountPlanInChild(*ctx.plan, rootfsFd, &mountFailure) || !pivotRootInChild(&mountFailure)) {
     childFail(fd, ChildStep::Mounts, mountFailure.errnum, mountFailure.index, mountFailure.step);
@@ -284,10 +342,15 @@ int containerInitMain(void* arg) {
     if (int err = makeWorkingDirectoryInChild(*ctx.workingDir)) childFail(fd, ChildStep::WorkingDir, err);
     if (::chdir(ctx.workingDir->c_str()) != 0) childFail(fd, ChildStep::WorkingDir, errno);
   }
-  if (::sethostname(ctx.hostname->data(), ctx.hostname->size()) != 0)
+  if (ctx.setHostname && ::sethostname(ctx.hostname->data(), ctx.hostname->size()) != 0)
     childFail(fd, ChildStep::Hostname, errno);
+  if (ctx.bundle != nullptr && !ctx.bundle->domainname.empty() &&
+      ::setdomainname(ctx.bundle->domainname.data(), ctx.bundle->domainname.size()) != 0)
+    childFail(fd, ChildStep::Domainname, errno);
   // A new network namespace starts with lo down; the parent's hook may have plugged in more, or nothing.
-  if (int err = bringUpLoopbackInChild()) childFail(fd, ChildStep::Loopback, err);
+  if (ctx.bringUpLoopback) {
+    if (int err = bringUpLoopbackInChild()) childFail(fd, ChildStep::Loopback, err);
+  }
   lockDownAndExecInChild(ctx.lockdown);
 }
 
@@ -329,8 +392,24 @@ int execGrandchildMain(void* arg) {
 std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecord& record,
                           const ExecImage& image, const std::vector<NamespaceFd>* namespaces,
                           const CgroupJoin& join, const std::string& hostname, const std::string& workingDir,
-                          const ProcessUser& user) {
+                          const ProcessUser& user, const BundleSetup* bundle) {
+  auto index = static_cast<size_t>(record.index);
   switch (step) {
+    case ChildStep::JoinNamespacePath:
+      if (bundle && record.index >= 0 && index < bundle->joins.size())
+        return fmt::format("setns(\"{}\")", bundle->joins[index].path);
+      return "setns";
+    case ChildStep::Sysctl:
+      if (bundle && record.index >= 0 && index < bundle->sysctls.size())
+        return fmt::format("sysctl {}: write(\"{}\", \"{}\")", bundle->sysctls[index].key,
+                           bundle->sysctls[index].procPath, bundle->sysctls[index].value);
+      return "sysctl";
+    case ChildStep::Domainname:
+      return fmt::format("setdomainname(\"{}\")", bundle ? bundle->domainname : std::string());
+    case ChildStep::Console:
+      return fmt::format("terminal: {}", consoleCallName(record.index));
+    case ChildStep::ExecFifo:
+      return bundle ? fmt::format("open(exec fifo \"{}\")", bundle->execFifo.string()) : "open(exec fifo)";
     case ChildStep::WaitForGo:
       return "wait for the parent";
     case ChildStep::JoinCgroup:
@@ -376,6 +455,26 @@ std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecor
                          user.gid, user.uid);
   }
   return "child setup";
+}
+
+Result<CapabilityNumbers> capabilitySetNumbers(const CapabilitySets& sets) {
+  CapabilityNumbers numbers;
+  const std::pair<const std::vector<std::string>*, std::vector<int>*> pairs[] = {
+      {&sets.bounding, &numbers.bounding},
+      {&sets.effective, &numbers.effective},
+      {&sets.permitted, &numbers.permitted},
+      {&sets.inheritable, &numbers.inheritable},
+      {&sets.ambient, &numbers.ambient}};
+  static constexpr const char* kNames[] = {"bounding", "effective", "permitted", "inheritable", "ambient"};
+  for (size_t i = 0; i < 5; ++i) {
+    auto converted = capabilityNumbers(*pairs[i].first);
+    if (!converted)
+      return fail(Error(ErrorKind::InvalidArgument,
+                        fmt::format("process.capabilities.{}: {}", kNames[i], converted.error().message()),
+                        fmt::format("process.capabilities.{}", kNames[i])));
+    *pairs[i].second = std::move(*converted);
+  }
+  return numbers;
 }
 
 Result<StdioFds> openStdio(const Stdio& stdio) {

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "container/caps.h"
 #include "container/cgroup.h"
 #include "container/mounts.h"
 #include "container/namespaces.h"
@@ -54,6 +55,16 @@ struct LockdownInput {
   const ProcessUser* user;
   const CompiledSeccomp* seccomp;  // null: unconfined
   const ExecImage* image;
+  // OCI processes (BundleSetup): the five sets instead of `capabilities`, no_new_privs only when asked,
+  // the umask, and the exec fifo ("/proc/self/fd/N" of an O_PATH fd) to wait on before seccomp.
+  const CapabilityNumbers* capabilitySets = nullptr;
+  bool noNewPrivileges = true;
+  int umask = -1;
+  const char* execFifoPath = nullptr;
+  int preserveFds = 0;  // fds 3 .. 3+N-1 stay open across execve
+  // Set: a terminal replaces stdio (console.h); init also binds it over /dev/console.
+  const ConsoleSize* console = nullptr;
+  bool bindDevConsole = false;
 };
 
 // The stack clone(2) starts a child on (mmap'd; the child has its own copy of it, as of all memory).
@@ -89,7 +100,16 @@ struct InitChildContext {
   const std::string* workingDir = nullptr;
   LockdownInput lockdown{};
   const ChildStack* stack = nullptr;  // what clone() started the child on; null for a fork-like clone3
+  // corrald's containers have all of these; an OCI bundle chooses (BundleSetup).
+  bool unshareCgroup = true;
+  bool setHostname = true;
+  bool bringUpLoopback = true;
+  const BundleSetup* bundle = nullptr;  // joins, sysctls, domainname
+  std::vector<int> joinFds;             // opened by the parent, one per bundle->joins
 };
+
+// The five sets as numbers; errors name "process.capabilities.<set>[i]".
+Result<CapabilityNumbers> capabilitySetNumbers(const CapabilitySets& sets);
 
 // The container's init, from clone() to execve (the order is in child.cc).
 int containerInitMain(void* arg);
@@ -133,7 +153,7 @@ class ChildGuard {
 std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecord& record,
                           const ExecImage& image, const std::vector<NamespaceFd>* namespaces,
                           const CgroupJoin& join, const std::string& hostname, const std::string& workingDir,
-                          const ProcessUser& user);
+                          const ProcessUser& user, const BundleSetup* bundle = nullptr);
 
 struct StdioFds {
   UniqueFd devNull;

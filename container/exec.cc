@@ -15,6 +15,11 @@ namespace corral::container {
 
 Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config,
                               const ExecOptions& options) {
+  return execInContainer(initPid, cgroup, config, options, ExecExtras{});
+}
+
+Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config,
+                              const ExecOptions& options, const ExecExtras& extras) {
   auto run = [&]() -> Result<pid_t> {
     if (initPid <= 0) return fail(invalidField("pid", "container init pid {} is not a process", initPid));
     if (auto ok = validateCommand(options.argv, options.env); !ok) return fail(ok.error());
@@ -22,6 +27,15 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
     if (!namespaces) return fail(namespaces.error());
     auto capabilities = capabilityNumbers(config.capabilities);
     if (!capabilities) return fail(capabilities.error());
+    std::optional<CapabilityNumbers> capabilitySets;
+    if (config.bundle) {
+      auto sets = capabilitySetNumbers(config.bundle->capabilities);
+      if (!sets) return fail(sets.error());
+      capabilitySets = std::move(*sets);
+    }
+    const std::string& workingDir = extras.workingDir ? *extras.workingDir : config.workingDir;
+    if (workingDir.empty() || workingDir.front() != '/')
+      return fail(invalidField("cwd", "\"{}\" is not an absolute path", workingDir));
     auto seccomp = compileSeccomp(config.seccomp);
     if (!seccomp) return fail(seccomp.error());
     ExecImage image = prepareExecImage(options.argv, mergeEnvironment(config.env, options.env));
@@ -39,7 +53,7 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
     ctx.userNamespace = config.userNamespace.has_value();
     ctx.cgroupTaskFds = rawFds(join->taskFiles);
     ctx.namespaces = &*namespaces;
-    ctx.workingDir = &config.workingDir;
+    ctx.workingDir = &workingDir;
     ctx.grandchildStack = &stack;
     ctx.lockdown = LockdownInput{sync->child.get(),
                                  {stdioFds->fds[0], stdioFds->fds[1], stdioFds->fds[2]},
@@ -47,6 +61,13 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
                                  &config.user,
                                  *seccomp ? &**seccomp : nullptr,
                                  &image};
+    if (config.bundle) {
+      ctx.lockdown.capabilitySets = &*capabilitySets;
+      ctx.lockdown.noNewPrivileges = config.bundle->noNewPrivileges;
+      ctx.lockdown.umask = config.bundle->umask ? static_cast<int>(*config.bundle->umask) : -1;
+    }
+    ctx.lockdown.preserveFds = extras.preserveFds;
+    if (extras.console) ctx.lockdown.console = &*extras.console;
 
     ChildGuard intermediate;
     pid_t intermediatePid = -1;
@@ -79,9 +100,11 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
       const SyncRecord& record = *outcome->failure;
       return fail(
           systemError(record.errnum, childStepName(record.step, nullptr, record, image, &*namespaces, *join,
-                                                   config.hostname, config.workingDir, config.user)));
+                                                   config.hostname, workingDir, config.user,
+                                                   config.bundle ? &*config.bundle : nullptr)));
     }
     if (outcome->execPid <= 0) return fail(childVanished(intermediatePid));
+    if (extras.consoleMaster != nullptr) *extras.consoleMaster = std::move(outcome->consoleMaster);
     if (!outcome->reachedExec) return fail(childVanished(outcome->execPid));
     // The intermediate has exited after reporting; reap it (the guard would kill an already dead process).
     while (::waitpid(intermediate.release(), nullptr, 0) < 0 && errno == EINTR) {

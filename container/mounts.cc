@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstring>
+#include <functional>
 #include <cerrno>
 #include <utility>
 
@@ -34,6 +37,119 @@ Status checkPath(const std::filesystem::path& path, const char* field) {
     }
   }
   return {};
+}
+
+
+using AddMount = std::function<void(std::string source, std::string target, std::string fstype,
+                                    unsigned long flags, std::string data, MountTarget create)>;
+
+// /sys/fs/cgroup: on a pure v2 host the (namespaced) cgroup2 tree read-only; with a user namespace an empty
+// read-only tmpfs (the kernel refuses v1 mounts there); otherwise a tmpfs with each host hierarchy
+// mounted again from inside the container's cgroup namespace, as runc does. `links` gets the v1
+// co-mounts' names ("cpu" for "cpu,cpuacct") and what they point to.
+void planCgroupMounts(const MountPlanInput& input, unsigned long flags, const AddMount& add,
+                      std::vector<std::pair<std::string, std::string>>* links) {
+  if (input.cgroup2) {
+    add("cgroup", "/sys/fs/cgroup", "cgroup2", flags | MS_RDONLY, "", MountTarget::Existing);
+    return;
+  }
+  if (input.userNamespace) {
+    add("tmpfs", "/sys/fs/cgroup", "tmpfs", flags | MS_RDONLY, "mode=755,size=0", MountTarget::Existing);
+    return;
+  }
+  // Writable until the hierarchies' directories and symlinks exist; read-only via readOnlyPaths later.
+  add("tmpfs", "/sys/fs/cgroup", "tmpfs", flags & ~static_cast<unsigned long>(MS_RDONLY), "mode=755",
+      MountTarget::Existing);
+  for (const auto& hierarchy : input.cgroupV1Hierarchies) {
+    add(hierarchy.fstype, "/sys/fs/cgroup/" + hierarchy.name, hierarchy.fstype, flags | MS_RDONLY,
+        hierarchy.options, MountTarget::Directory);
+    if (hierarchy.fstype != "cgroup" || hierarchy.name.find(',') == std::string::npos) continue;
+    std::string_view rest = hierarchy.name;
+    while (!rest.empty()) {
+      std::string_view part = rest.substr(0, rest.find(','));
+      rest.remove_prefix(std::min(rest.size(), part.size() + 1));
+      bool taken = std::any_of(input.cgroupV1Hierarchies.begin(), input.cgroupV1Hierarchies.end(),
+                               [&](const HostCgroupHierarchy& h) { return h.name == part; });
+      if (part.empty() || part.starts_with("name=") || taken) continue;
+      links->emplace_back(std::string(part), hierarchy.name);
+    }
+  }
+}
+
+// The plan of an OCI bundle: its rootfs as it is, its own mounts in order, the default devices and
+// /dev links (runtime-spec "Default Devices"), its masked and read-only paths.
+Result<MountPlan> buildBundleMountPlan(const MountPlanInput& input) {
+  const BundleRoot& root = *input.bundleRoot;
+  if (auto ok = checkPath(root.rootfs, "root.path"); !ok) return fail(ok.error());
+  MountPlan plan;
+  plan.rootfs = root.rootfs.lexically_normal().string();
+  if (plan.rootfs.size() > 1 && plan.rootfs.back() == '/') plan.rootfs.pop_back();
+  plan.makePrivate = MountEntry{"", "(host /)", "/", "", root.propagation, "", MountTarget::Existing, 0};
+  plan.bindRootfs = MountEntry{plan.rootfs, "/", plan.rootfs, "", MS_BIND | MS_REC, "", MountTarget::Existing, 0};
+  auto add = [&](std::string source, std::string target, std::string fstype, unsigned long flags,
+                 std::string data, MountTarget create) {
+    std::string hostTarget = target == "/" ? plan.rootfs : plan.rootfs + target;
+    plan.mounts.push_back(MountEntry{std::move(source), std::move(target), std::move(hostTarget),
+                                     std::move(fstype), flags, std::move(data), create, 0});
+  };
+  std::vector<std::pair<std::string, std::string>> cgroupLinks;
+  bool cgroupReadOnly = false;
+  for (size_t i = 0; i < root.mounts.size(); ++i) {
+    const BundleMount& mount = root.mounts[i];
+    const std::string field = fmt::format("mounts[{}].destination", i);
+    if (mount.destination.empty() || mount.destination.front() != '/')
+      return fail(invalidField(field, "\"{}\" is not an absolute path", mount.destination));
+    if (mount.destination.find("/../") != std::string::npos || mount.destination.ends_with("/.."))
+      return fail(invalidField(field, "\"{}\" leaves the root with \"..\"", mount.destination));
+    if (mount.fstype == "cgroup" || mount.fstype == "cgroup2") {
+      if (mount.destination != "/sys/fs/cgroup")
+        return fail(invalidField(field, "a cgroup mount goes only at /sys/fs/cgroup, not \"{}\"",
+                                 mount.destination));
+      cgroupReadOnly = (mount.flags & MS_RDONLY) != 0;
+      planCgroupMounts(input, mount.flags, add, &cgroupLinks);
+      continue;
+    }
+    std::string destination = std::filesystem::path(mount.destination).lexically_normal().string();
+    if (destination.size() > 1 && destination.back() == '/') destination.pop_back();
+    add(mount.source, destination, mount.fstype, mount.flags, mount.data,
+        mount.fileTarget ? MountTarget::File : MountTarget::Directory);
+    plan.mounts.back().propagation = mount.propagation;
+  }
+  // The bundle's own node at a default's path replaces the default.
+  std::vector<DeviceNode> nodes = defaultDeviceNodes();
+  std::erase_if(nodes, [&](const DeviceNode& node) {
+    return std::any_of(input.devices.begin(), input.devices.end(),
+                       [&](const DeviceNode& given) { return given.path == node.path; });
+  });
+  nodes.insert(nodes.end(), input.devices.begin(), input.devices.end());
+  for (const DeviceNode& node : nodes) {
+    for (size_t slash = node.path.find('/', 5); slash != std::string::npos;
+         slash = node.path.find('/', slash + 1)) {
+      std::string dir = node.path.substr(0, slash);
+      bool planned = std::any_of(plan.deviceDirectories.begin(), plan.deviceDirectories.end(),
+                                 [&](const ContainerPath& p) { return p.path == dir; });
+      if (!planned) plan.deviceDirectories.push_back({dir, plan.rootfs + dir});
+    }
+    plan.devices.push_back({node, plan.rootfs + node.path});
+  }
+  plan.nullDevice = plan.rootfs + "/dev/null";
+  auto link = [&](std::string target, std::string path) {
+    std::string hostPath = plan.rootfs + path;
+    plan.symlinks.push_back(SymlinkEntry{std::move(target), std::move(path), std::move(hostPath)});
+  };
+  link("pts/ptmx", "/dev/ptmx");
+  link("/proc/self/fd", "/dev/fd");
+  link("/proc/self/fd/0", "/dev/stdin");
+  link("/proc/self/fd/1", "/dev/stdout");
+  link("/proc/self/fd/2", "/dev/stderr");
+  link("/proc/kcore", "/dev/core");
+  for (const auto& [name, target] : cgroupLinks) link(target, "/sys/fs/cgroup/" + name);
+  for (const auto& path : root.maskedPaths) plan.maskedPaths.push_back({path, plan.rootfs + path});
+  for (const auto& path : root.readonlyPaths) plan.readOnlyPaths.push_back({path, plan.rootfs + path});
+  if (cgroupReadOnly && !input.cgroup2 && !input.userNamespace)
+    plan.readOnlyPaths.push_back({"/sys/fs/cgroup", plan.rootfs + "/sys/fs/cgroup"});
+  plan.readonlyRoot = root.readonly;
+  return plan;
 }
 
 }  // namespace
@@ -120,6 +236,7 @@ std::vector<std::string> dockerReadOnlyPaths() {
 }
 
 Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
+  if (input.bundleRoot) return buildBundleMountPlan(input);
   if (input.lowerDirs.empty())
     return fail(invalidField("lower_dirs", "no layers: the root needs one at least"));
   if (input.lowerDirs.size() > kMaxLowerDirs) {
@@ -161,39 +278,16 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
                  std::string data, MountTarget create = MountTarget::Existing) {
     std::string hostTarget = target == "/" ? plan.rootfs : plan.rootfs + target;
     plan.mounts.push_back(MountEntry{std::move(source), std::move(target), std::move(hostTarget),
-                                     std::move(fstype), flags, std::move(data), create});
+                                     std::move(fstype), flags, std::move(data), create, 0});
   };
 
-  plan.makePrivate = MountEntry{"", "(host /)", "/", "", MS_REC | MS_PRIVATE, "", MountTarget::Existing};
+  plan.makePrivate = MountEntry{"", "(host /)", "/", "", MS_REC | MS_PRIVATE, "", MountTarget::Existing, 0};
   plan.bindRootfs =
-      MountEntry{plan.rootfs, "/", plan.rootfs, "", MS_BIND | MS_REC, "", MountTarget::Existing};
+      MountEntry{plan.rootfs, "/", plan.rootfs, "", MS_BIND | MS_REC, "", MountTarget::Existing, 0};
   add("proc", "/proc", "proc", kNoSuidDevExec, "");
   add("sysfs", "/sys", "sysfs", kNoSuidDevExec | MS_RDONLY, "");
-  std::vector<std::string> cgroupLinkNames;  // v1 co-mounts: cpu → cpu,cpuacct (as runc does)
-  std::vector<std::string> cgroupLinkTargets;
-  if (input.cgroup2) {
-    add("cgroup", "/sys/fs/cgroup", "cgroup2", kNoSuidDevExec | MS_RDONLY, "");
-  } else if (input.userNamespace) {
-    add("tmpfs", "/sys/fs/cgroup", "tmpfs", kNoSuidDevExec | MS_RDONLY, "mode=755,size=0");
-  } else {
-    // Writable until the hierarchies' directories and symlinks exist; read-only via readOnlyPaths below.
-    add("tmpfs", "/sys/fs/cgroup", "tmpfs", kNoSuidDevExec, "mode=755");
-    for (const auto& hierarchy : input.cgroupV1Hierarchies) {
-      add(hierarchy.fstype, "/sys/fs/cgroup/" + hierarchy.name, hierarchy.fstype, kNoSuidDevExec | MS_RDONLY,
-          hierarchy.options, MountTarget::Directory);
-      if (hierarchy.fstype != "cgroup" || hierarchy.name.find(',') == std::string::npos) continue;
-      std::string_view rest = hierarchy.name;
-      while (!rest.empty()) {
-        std::string_view part = rest.substr(0, rest.find(','));
-        rest.remove_prefix(std::min(rest.size(), part.size() + 1));
-        bool taken = std::any_of(input.cgroupV1Hierarchies.begin(), input.cgroupV1Hierarchies.end(),
-                                 [&](const HostCgroupHierarchy& h) { return h.name == part; });
-        if (part.empty() || part.starts_with("name=") || taken) continue;
-        cgroupLinkNames.emplace_back(part);
-        cgroupLinkTargets.push_back(hierarchy.name);
-      }
-    }
-  }
+  std::vector<std::pair<std::string, std::string>> cgroupLinks;  // v1 co-mounts: cpu → cpu,cpuacct
+  planCgroupMounts(input, kNoSuidDevExec, add, &cgroupLinks);
   add("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
   std::vector<DeviceNode> nodes = defaultDeviceNodes();
   nodes.insert(nodes.end(), input.devices.begin(), input.devices.end());
@@ -230,8 +324,7 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
   link("/proc/self/fd/0", "/dev/stdin");
   link("/proc/self/fd/1", "/dev/stdout");
   link("/proc/self/fd/2", "/dev/stderr");
-  for (size_t i = 0; i < cgroupLinkNames.size(); ++i)
-    link(cgroupLinkTargets[i], "/sys/fs/cgroup/" + cgroupLinkNames[i]);
+  for (const auto& [name, target] : cgroupLinks) link(target, "/sys/fs/cgroup/" + name);
 
   for (const auto& path : dockerMaskedPaths()) plan.maskedPaths.push_back({path, plan.rootfs + path});
   for (const auto& path : dockerReadOnlyPaths()) plan.readOnlyPaths.push_back({path, plan.rootfs + path});
@@ -271,7 +364,7 @@ std::string mountFlagNames(unsigned long flags) {
       {MS_NOEXEC, "noexec"},   {MS_REMOUNT, "remount"},         {MS_BIND, "bind"},
       {MS_REC, "rec"},         {MS_PRIVATE, "private"},         {MS_SLAVE, "slave"},
       {MS_SHARED, "shared"},   {MS_STRICTATIME, "strictatime"}, {MS_RELATIME, "relatime"},
-      {MS_NOATIME, "noatime"},
+      {MS_NOATIME, "noatime"},      {MS_UNBINDABLE, "unbindable"}, {MS_NODIRATIME, "nodiratime"},
   };
   std::string names;
   for (const auto& [bit, name] : kNames) {
@@ -333,6 +426,12 @@ std::string describeMountFailure(const MountPlan& plan, MountStep step, int32_t 
     case MountStep::ReadOnlyPath:
       if (auto* p = at(plan.readOnlyPaths, index)) return fmt::format("make \"{}\" read-only", p->hostPath);
       break;
+    case MountStep::Propagation:
+      if (auto* e = at(plan.mounts, index))
+        return fmt::format("mount(\"{}\", {})", e->hostTarget, mountFlagNames(e->propagation));
+      break;
+    case MountStep::ReadOnlyRoot:
+      return fmt::format("mount(\"{}\", remount,bind,ro)", plan.rootfs);
     case MountStep::PivotRoot:
       return fmt::format("pivot_root(\"{}\")", plan.rootfs);
     case MountStep::UnmountOldRoot:
@@ -404,7 +503,26 @@ int makeDevice(const DeviceNode& node, const char* path, bool bind) {
   return ::fchmodat(AT_FDCWD, path, node.mode & 0777, 0);
 }
 
+// mkdir -p of `path`'s parents (relative to the working directory), in a stack buffer: no allocation.
+int makeParentsInChild(const char* path) {
+  char buffer[PATH_MAX];
+  size_t length = ::strnlen(path, sizeof buffer);
+  if (length >= sizeof buffer) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (size_t i = 1; i < length; ++i) {
+    if (path[i] != '/') continue;
+    ::memcpy(buffer, path, i);
+    buffer[i] = '\0';
+    if (::mkdir(buffer, 0755) != 0 && errno != EEXIST) return -1;
+  }
+  return 0;
+}
+
 int createTarget(const MountEntry& entry, const char* target) {
+  if (entry.create == MountTarget::Existing) return 0;
+  if (makeParentsInChild(target) != 0) return -1;
   if (entry.create == MountTarget::Directory) {
     if (::mkdir(target, 0755) != 0 && errno != EEXIST) return -1;
   } else if (entry.create == MountTarget::File) {
@@ -413,6 +531,22 @@ int createTarget(const MountEntry& entry, const char* target) {
     ::close(fd);
   }
   return 0;
+}
+
+// The flags a bind takes only from a remount (mount(2) ignores them with MS_BIND).
+constexpr unsigned long kBindRemountFlags =
+    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME;
+
+// A bind's remount with its own flags plus those the kernel locks on the source (nosuid, nodev, noexec,
+// refused otherwise in a user namespace).
+int remountBind(const char* path, unsigned long flags) {
+  struct statvfs fs {};
+  if (::statvfs(path, &fs) != 0) return -1;
+  flags |= MS_REMOUNT | MS_BIND;
+  if (fs.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+  if (fs.f_flag & ST_NODEV) flags |= MS_NODEV;
+  if (fs.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  return ::mount(nullptr, path, nullptr, flags, nullptr);
 }
 
 }  // namespace
@@ -441,11 +575,13 @@ bool applyMountPlanInChild(const MountPlan& plan, int rootfsFd, MountFailure* fa
     const char* fstype = entry.fstype.empty() ? nullptr : entry.fstype.c_str();
     const char* data = entry.data.empty() ? nullptr : entry.data.c_str();
     bool bind = (entry.flags & MS_BIND) != 0;
-    unsigned long flags = bind ? entry.flags & ~MS_RDONLY : entry.flags;
+    unsigned long flags = bind ? entry.flags & ~kBindRemountFlags : entry.flags;
     if (::mount(source, target, fstype, flags, data) != 0) return failWith(failure, MountStep::Mount, i);
-    if (bind && (entry.flags & MS_RDONLY) && remountReadOnly(target) != 0) {
+    if (bind && (entry.flags & kBindRemountFlags) && remountBind(target, entry.flags & kBindRemountFlags) != 0) {
       return failWith(failure, MountStep::Remount, i);
     }
+    if (entry.propagation != 0 && ::mount(nullptr, target, nullptr, entry.propagation, nullptr) != 0)
+      return failWith(failure, MountStep::Propagation, i);
   }
   for (size_t i = 0; i < plan.deviceDirectories.size(); ++i) {
     if (::mkdir(relativeToRootfs(plan.deviceDirectories[i].hostPath, plan), 0755) != 0 && errno != EEXIST)
@@ -482,6 +618,7 @@ bool applyMountPlanInChild(const MountPlan& plan, int rootfsFd, MountFailure* fa
     }
     if (remountReadOnly(path) != 0) return failWith(failure, MountStep::ReadOnlyPath, i);
   }
+  if (plan.readonlyRoot && remountBind(".", MS_RDONLY) != 0) return failWith(failure, MountStep::ReadOnlyRoot, 0);
   return true;
 }
 

@@ -2,6 +2,8 @@
 // masked / read-only paths (buildMountPlan, pure), and the child-side code that applies it and pivots.
 #pragma once
 
+#include <sys/mount.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -27,6 +29,8 @@ struct MountEntry {
   unsigned long flags = 0;  // MS_*; MS_BIND|MS_RDONLY is applied as a bind plus a read-only remount
   std::string data;
   MountTarget create = MountTarget::Existing;
+  // MS_PRIVATE, MS_SLAVE, MS_SHARED or MS_UNBINDABLE (| MS_REC), applied after the mount; 0: none.
+  unsigned long propagation = 0;
 };
 
 struct SymlinkEntry {
@@ -86,7 +90,34 @@ std::string hostsFileText(std::string_view hostname, const std::optional<std::st
 // "nameserver X" per server.
 std::string resolvConfText(const std::vector<std::string>& nameservers);
 
+// One mount of an OCI bundle's config.json (corral-runtime), already turned into mount(2)'s terms.
+struct BundleMount {
+  std::string destination;  // absolute, as the container sees it
+  std::string source;       // for binds an absolute host path
+  std::string fstype;       // empty for binds; "cgroup" expands to the host's hierarchies (as runc does)
+  unsigned long flags = 0;  // MS_*; a bind's other flags are applied by a remount
+  unsigned long propagation = 0;
+  std::string data;
+  bool fileTarget = false;  // a bind of a file: its missing target is created as an empty file
+  bool operator==(const BundleMount&) const = default;
+};
+
+// An OCI bundle's root (corral-runtime): its directory becomes "/" as it is, with the bundle's own mounts,
+// masked and read-only paths in place of corral's overlay, generated /etc files and mount list.
+struct BundleRoot {
+  std::filesystem::path rootfs;  // absolute
+  bool readonly = false;
+  unsigned long propagation = MS_REC | MS_PRIVATE;  // linux.rootfsPropagation, applied to "/" first
+  std::vector<BundleMount> mounts;
+  std::vector<std::string> maskedPaths;
+  std::vector<std::string> readonlyPaths;
+  bool operator==(const BundleRoot&) const = default;
+};
+
 struct MountPlanInput {
+  // Set for an OCI bundle: lowerDirs, bundleDir, hostname, ipAddress, nameservers and initBinary are
+  // then unused.
+  std::optional<BundleRoot> bundleRoot;
   // The overlay's read-only layers, top first (overlayfs's lowerdir order): an image's layer directories,
   // or one root filesystem directory.
   std::vector<std::filesystem::path> lowerDirs;
@@ -145,6 +176,7 @@ struct MountPlan {
   std::vector<ContainerPath> readOnlyPaths;  // bound onto themselves and remounted read-only
   std::vector<GeneratedFile> etcFiles;       // written into the writable layer by the parent
   std::string nullDevice;                    // the container's own /dev/null, used to mask files
+  bool readonlyRoot = false;                 // the new root is remounted read-only last (OCI root.readonly)
 };
 
 // Docker's lists (moby oci/defaults.go).
@@ -184,6 +216,8 @@ enum class MountStep : int32_t {
   Symlink,          // index into symlinks
   MaskPath,         // index into maskedPaths
   ReadOnlyPath,     // index into readOnlyPaths
+  Propagation,      // index into mounts
+  ReadOnlyRoot,
   PivotRoot,
   UnmountOldRoot,
 };

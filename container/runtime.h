@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "container/cgroup.h"
+#include "container/console.h"
 #include "container/devices.h"
+#include "container/mounts.h"
 #include "container/seccomp.h"
 #include "core/error.h"
 #include "core/unique_fd.h"
@@ -32,6 +34,58 @@ struct ProcessUser {
   gid_t gid = 0;
   std::vector<gid_t> additionalGids;  // supplementary groups
   bool operator==(const ProcessUser&) const = default;
+};
+
+// The five capability sets of an OCI process, as names ("CAP_CHOWN").
+struct CapabilitySets {
+  std::vector<std::string> bounding, effective, permitted, inheritable, ambient;
+  bool operator==(const CapabilitySets&) const = default;
+};
+
+struct NamespacePath {
+  int type = 0;      // CLONE_NEW*
+  std::string path;  // "/proc/42/ns/net", "/run/netns/x": joined with setns(2)
+  bool operator==(const NamespacePath&) const = default;
+};
+
+struct ProcessRlimit {
+  int resource = 0;  // RLIMIT_*
+  uint64_t soft = 0, hard = 0;
+  std::string name;  // "RLIMIT_NOFILE", for messages
+  bool operator==(const ProcessRlimit&) const = default;
+};
+
+struct Sysctl {
+  std::string key;       // "net.ipv4.ip_forward"
+  std::string procPath;  // "/proc/sys/net/ipv4/ip_forward"
+  std::string value;
+  bool operator==(const Sysctl&) const = default;
+};
+
+// What an OCI bundle sets beyond corrald's own containers (corral-runtime; container/oci_config.h fills
+// it). With it the root is the bundle's directory with the bundle's mounts, the namespaces are those the
+// bundle lists, and `capabilities` of ContainerConfig is unused (the five sets below rule).
+struct BundleSetup {
+  BundleRoot root;
+  int cloneFlags = 0;                // CLONE_NEW* created at clone (the mount namespace always)
+  bool cgroupNamespace = false;      // unshared by the child once it is in its cgroup
+  std::vector<NamespacePath> joins;  // joined by the child right after "go", before any mount
+  bool setHostname = false;          // a new uts namespace and a hostname given
+  std::string domainname;
+  std::vector<Sysctl> sysctls;       // written by the child in its new namespaces, before its mounts
+  std::vector<ProcessRlimit> rlimits;  // set by the parent (prlimit) before "go"
+  std::optional<int> oomScoreAdj;    // written by the parent before "go"
+  std::optional<mode_t> umask;
+  bool noNewPrivileges = false;
+  CapabilitySets capabilities;
+  // Non-empty: init, fully set up, waits by opening this FIFO for writing until `start` opens it for
+  // reading (runc's exec fifo); startContainer returns once init waits there.
+  std::filesystem::path execFifo;
+  // The cgroup's device allow list (linux.resources.devices after runc's default list); `devices` of
+  // ContainerConfig (linux.devices) get nodes only, as in runc.
+  std::vector<DeviceRule> deviceRules;
+  int preserveFds = 0;  // the starter's fds 3 .. 3+N-1 stay open in the process (--preserve-fds)
+  bool operator==(const BundleSetup&) const = default;
 };
 
 // Everything the runtime needs, already validated by the caller (the daemon's spec validation).
@@ -64,6 +118,11 @@ struct ContainerConfig {
   // Non-empty: this host binary (corral-reaper) is bound read-only at kInitPath and runs as PID 1 with
   // "--" and argv after it; it forwards signals to the command and reaps orphans.
   std::filesystem::path initBinary;
+  // Set for an OCI bundle (corral-runtime); lowerDirs, bundleDir, ipAddress, nameservers and initBinary
+  // are then unused.
+  std::optional<BundleSetup> bundle;
+  // Set: init gets a terminal (console.h), its master is RunningContainer::takeConsole()'s.
+  std::optional<ConsoleSize> console;
 };
 
 inline constexpr const char* kInitPath = "/dev/init";  // where --init's reaper appears (as in Podman)
@@ -89,6 +148,8 @@ class RunningContainer {
   int pidfd() const { return pidfd_.get(); }  // pidfd_open(2): pollable for exit
   Cgroup& cgroup() { return *cgroup_; }
   const StartTimings& timings() const { return timings_; }
+  // The pty master of a container started with a console (invalid otherwise, or once taken).
+  UniqueFd takeConsole() { return std::move(console_); }
   // Hands the child over to its caller's supervision: destruction no longer kills it or removes its
   // cgroup and bundle mounts.
   void release();
@@ -103,6 +164,7 @@ class RunningContainer {
   std::unique_ptr<Cgroup> cgroup_;
   std::filesystem::path bundleDir_;  // removed with removeBundle() on destruction unless released
   StartTimings timings_;
+  UniqueFd console_;
   bool released_ = false;
 };
 
@@ -117,10 +179,21 @@ struct ExecOptions {
   std::vector<std::string> env;
   Stdio stdio;
 };
+// What corral-runtime's exec sets beyond ExecOptions.
+struct ExecExtras {
+  // Set: the process gets a terminal of the container's devpts; its master is stored in *consoleMaster.
+  std::optional<ConsoleSize> console;
+  UniqueFd* consoleMaster = nullptr;
+  // The process's working directory instead of the container's (absolute).
+  std::optional<std::string> workingDir;
+  int preserveFds = 0;  // fds 3 .. 3+N-1 of the caller stay open in the process
+};
 // Joins the container whose init is `initPid`: all its namespaces and its cgroup, then the same
 // capabilities, no_new_privs and seccomp, then execve. Returns the new process's pid (a child of the caller).
 Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config,
                               const ExecOptions& options);
+Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConfig& config,
+                              const ExecOptions& options, const ExecExtras& extras);
 
 // Removes the overlay mount and the bundle directory (after the container has exited).
 Status removeBundle(const std::filesystem::path& bundleDir);

@@ -2,7 +2,10 @@
 // caller's hook, "go"), each host-side effect with its undo, and RunningContainer.
 #include <fmt/format.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -64,6 +67,7 @@ Status validateConfig(const ContainerConfig& config) {
     if (id >= idLimit)
       return fail(invalidField("user", "id {} is outside the container's {} mapped ids", id, idLimit));
   }
+  if (config.bundle) return {};  // the root is the bundle's (checked by its plan)
   if (config.lowerDirs.empty()) return fail(invalidField("lower_dirs", "no layers: the root needs one"));
   for (size_t i = 0; i < config.lowerDirs.size(); ++i) {
     struct stat st {};
@@ -76,8 +80,43 @@ Status validateConfig(const ContainerConfig& config) {
   return {};
 }
 
+std::string cloneFlagText(int flags) {
+  static constexpr std::pair<int, const char*> kNames[] = {
+      {CLONE_NEWUSER, "CLONE_NEWUSER"}, {CLONE_NEWPID, "CLONE_NEWPID"}, {CLONE_NEWNS, "CLONE_NEWNS"},
+      {CLONE_NEWUTS, "CLONE_NEWUTS"},   {CLONE_NEWIPC, "CLONE_NEWIPC"}, {CLONE_NEWNET, "CLONE_NEWNET"},
+      {CLONE_NEWCGROUP, "CLONE_NEWCGROUP"}};
+  std::string text;
+  for (const auto& [bit, name] : kNames) {
+    if ((flags & bit) == 0) continue;
+    if (!text.empty()) text += '|';
+    text += name;
+  }
+  return text.empty() ? "0" : text;
+}
+
+// An OCI process's rlimits and OOM score, set on the child before it may continue (it runs nothing of
+// its own yet). Raising a hard limit needs CAP_SYS_RESOURCE, as for runc and crun.
+Status applyProcessLimitsFromParent(pid_t pid, const BundleSetup& bundle) {
+  for (const ProcessRlimit& limit : bundle.rlimits) {
+    struct rlimit64 value {
+      limit.soft, limit.hard
+    };
+    if (::prlimit64(pid, static_cast<__rlimit_resource>(limit.resource), &value, nullptr) != 0)
+      return fail(systemError(errno, fmt::format("process.rlimits: prlimit({}, {}, soft {}, hard {})", pid,
+                                                 limit.name, limit.soft, limit.hard)));
+  }
+  if (bundle.oomScoreAdj) {
+    const std::string path = fmt::format("/proc/{}/oom_score_adj", pid);
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    const std::string value = std::to_string(*bundle.oomScoreAdj);
+    if (!fd || ::write(fd.get(), value.data(), value.size()) < 0)
+      return fail(systemError(errno, fmt::format("process.oomScoreAdj: write(\"{}\", \"{}\")", path, value)));
+  }
+  return {};
+}
+
 using FinishStart = Result<RunningContainer> (*)(pid_t, UniqueFd, std::unique_ptr<Cgroup>,
-                                                 std::filesystem::path, StartTimings);
+                                                 std::filesystem::path, StartTimings, UniqueFd);
 
 // Everything is allocated up front; the child only reads it. The clone is clone(2) with its own stack
 // rather than fork + unshare: unshare(CLONE_NEWPID) only affects later children (a second fork would be
@@ -108,10 +147,34 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   planInput.nameservers = config.nameservers;
   planInput.devices = config.devices;
   planInput.initBinary = config.initBinary.string();
+  const BundleSetup* bundle = config.bundle ? &*config.bundle : nullptr;
+  if (bundle) planInput.bundleRoot = bundle->root;
   auto plan = buildMountPlan(planInput);
   if (!plan) return fail(plan.error());
   auto capabilities = capabilityNumbers(config.capabilities);
   if (!capabilities) return fail(capabilities.error());
+  std::optional<CapabilityNumbers> capabilitySets;
+  if (bundle) {
+    auto sets = capabilitySetNumbers(bundle->capabilities);
+    if (!sets) return fail(sets.error());
+    capabilitySets = std::move(*sets);
+  }
+  // An OCI bundle's namespaces to join, opened now so a bad path fails here, naming it.
+  std::vector<UniqueFd> joinFds;
+  if (bundle) {
+    for (const NamespacePath& join : bundle->joins) {
+      UniqueFd nsFd(::open(join.path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!nsFd) return fail(systemError(errno, fmt::format("open(namespace \"{}\")", join.path)));
+      joinFds.push_back(std::move(nsFd));
+    }
+  }
+  UniqueFd execFifo;
+  std::string execFifoPath;
+  if (bundle && !bundle->execFifo.empty()) {
+    execFifo.reset(::open(bundle->execFifo.c_str(), O_PATH | O_CLOEXEC));
+    if (!execFifo) return fail(systemError(errno, fmt::format("open(\"{}\", O_PATH)", bundle->execFifo.string())));
+    execFifoPath = fmt::format("/proc/self/fd/{}", execFifo.get());
+  }
   auto seccomp = compileSeccomp(config.seccomp);
   if (!seccomp) return fail(seccomp.error());
   ExecImage image = prepareExecImage(initArgv(config), config.env);
@@ -133,15 +196,23 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
     std::error_code ec;
     std::filesystem::remove_all(config.bundleDir, ec);
   });
-  if (auto ok = mountOverlayFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
-  Rollback unmountOverlay([&] { ::umount2(plan->rootfs.c_str(), MNT_DETACH); });
+  if (bundle) removeCreatedBundle.dismiss();  // the bundle is the caller's: nothing of ours to remove
+  if (!bundle) {
+    if (auto ok = mountOverlayFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
+  }
+  Rollback unmountOverlay([&] {
+    if (!bundle) ::umount2(plan->rootfs.c_str(), MNT_DETACH);
+  });
   CORRAL_FAILPOINT("container.after-mount");
-  if (auto ok = prepareRootfsFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
+  if (!bundle) {
+    if (auto ok = prepareRootfsFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
+  }
   auto parentRootfs = since(rootfsStart);
 
   auto cgroupStart = Clock::now();
   std::vector<DeviceRule> deviceRules = defaultDeviceRules();
   for (const DeviceNode& node : config.devices) deviceRules.push_back(deviceNodeRule(node));
+  if (bundle) deviceRules = bundle->deviceRules;
   auto cgroup = createCgroup(*mode, config.name, config.limits, config.cgroupOptions, deviceRules);
   if (!cgroup) return fail(cgroup.error().wrap("cgroup"));
   CORRAL_FAILPOINT("container.after-cgroup");
@@ -163,17 +234,32 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
                                &config.user,
                                *seccomp ? &**seccomp : nullptr,
                                &image};
+  int cloneFlags = containerCloneFlags(ctx.userNamespace);
+  if (bundle) {
+    cloneFlags = bundle->cloneFlags;
+    ctx.unshareCgroup = bundle->cgroupNamespace;
+    ctx.setHostname = bundle->setHostname;
+    ctx.bringUpLoopback = (bundle->cloneFlags & CLONE_NEWNET) != 0;
+    ctx.bundle = bundle;
+    ctx.joinFds = rawFds(joinFds);
+    ctx.lockdown.capabilitySets = &*capabilitySets;
+    ctx.lockdown.noNewPrivileges = bundle->noNewPrivileges;
+    ctx.lockdown.umask = bundle->umask ? static_cast<int>(*bundle->umask) : -1;
+    ctx.lockdown.execFifoPath = execFifo ? execFifoPath.c_str() : nullptr;
+    ctx.lockdown.preserveFds = bundle->preserveFds;
+  }
+  if (config.console) {
+    ctx.lockdown.console = &*config.console;
+    ctx.lockdown.bindDevConsole = true;
+  }
 
   ChildGuard child;
   auto cloneStart = Clock::now();
-  const std::string cloneFlagNames =
-      fmt::format("{}CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET",
-                  ctx.userNamespace ? "CLONE_NEWUSER|" : "");
+  const std::string cloneFlagNames = cloneFlagText(cloneFlags);
   pid_t pid = -1;
   bool clonedIntoCgroup = false;
   if (join->directory) {
-    pid =
-        cloneIntoCgroup(static_cast<uint64_t>(containerCloneFlags(ctx.userNamespace)), join->directory.get());
+    pid = cloneIntoCgroup(static_cast<uint64_t>(cloneFlags), join->directory.get());
     if (pid == 0) ::_exit(containerInitMain(&ctx));
     if (pid < 0 && !cloneIntoCgroupUnavailable(errno)) {
       return fail(systemError(
@@ -183,7 +269,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   }
   if (pid < 0) {
     ctx.stack = &stack;
-    pid = ::clone(containerInitMain, stack.top(), containerCloneFlags(ctx.userNamespace) | SIGCHLD, &ctx);
+    pid = ::clone(containerInitMain, stack.top(), cloneFlags | SIGCHLD, &ctx);
     if (pid < 0) return fail(systemError(errno, fmt::format("clone({})", cloneFlagNames)));
   }
   timings.clone = since(cloneStart);
@@ -206,6 +292,9 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
     timings.cgroup += since(joinStart);
   }
 
+  if (bundle) {
+    if (auto ok = applyProcessLimitsFromParent(pid, *bundle); !ok) return fail(ok.error());
+  }
   auto hookStart = Clock::now();
   if (beforeStart) {
     if (auto ok = beforeStart(pid); !ok) return fail(ok.error());
@@ -220,9 +309,10 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   if (outcome->failure) {
     const SyncRecord& record = *outcome->failure;
     return fail(systemError(record.errnum, childStepName(record.step, &*plan, record, image, nullptr, *join,
-                                                         hostname, config.workingDir, config.user)));
+                                                         hostname, config.workingDir, config.user, bundle)));
   }
-  if (!outcome->reachedExec) return fail(childVanished(pid));
+  const bool waiting = outcome->waitingForStart && execFifo;
+  if (!outcome->reachedExec && !waiting) return fail(childVanished(pid));
   CORRAL_FAILPOINT("container.after-exec");
   auto joinedAt = outcome->cgroupJoined.value_or(goTime);
   timings.cgroup += std::chrono::duration_cast<std::chrono::microseconds>(joinedAt - goTime);
@@ -230,7 +320,9 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   timings.rootfs = parentRootfs + std::chrono::duration_cast<std::chrono::microseconds>(readyAt - joinedAt);
   timings.exec = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - readyAt);
 
-  auto result = finish(child.release(), std::move(pidfd), std::move(*cgroup), config.bundleDir, timings);
+  auto result = finish(child.release(), std::move(pidfd), std::move(*cgroup),
+                       bundle ? std::filesystem::path() : config.bundleDir, timings,
+                       std::move(outcome->consoleMaster));
   unmountOverlay.dismiss();
   removeCreatedBundle.dismiss();
   return result;
@@ -241,13 +333,14 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
 Result<RunningContainer> startContainer(const ContainerConfig& config, const Stdio& stdio,
                                         const ParentHook& beforeStart) {
   auto finish = [](pid_t pid, UniqueFd pidfd, std::unique_ptr<Cgroup> cgroup, std::filesystem::path bundleDir,
-                   StartTimings timings) -> Result<RunningContainer> {
+                   StartTimings timings, UniqueFd console) -> Result<RunningContainer> {
     RunningContainer container;
     container.pid_ = pid;
     container.pidfd_ = std::move(pidfd);
     container.cgroup_ = std::move(cgroup);
     container.bundleDir_ = std::move(bundleDir);
     container.timings_ = timings;
+    container.console_ = std::move(console);
     return container;
   };
   auto started = startContainerSteps(config, stdio, beforeStart, finish);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace corral::container {
 
@@ -82,7 +83,22 @@ Result<ReadOutcome> readChildRecords(int fd) {
   ReadOutcome outcome;
   for (;;) {
     SyncRecord record;
-    ssize_t n = ::recv(fd, &record, sizeof record, 0);
+    iovec data{&record, sizeof record};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr message{};
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
+    if (n > 0) {
+      for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        int passed = -1;
+        std::memcpy(&passed, CMSG_DATA(header), sizeof passed);
+        outcome.consoleMaster.reset(passed);
+      }
+    }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return fail(systemError(errno, "recv(sync socket)"));
     if (n == 0) return outcome;
@@ -98,12 +114,16 @@ Result<ReadOutcome> readChildRecords(int fd) {
       case RecordKind::Execing:
         outcome.reachedExec = true;
         break;
+      case RecordKind::WaitingForStart:
+        outcome.waitingForStart = true;
+        return outcome;
       case RecordKind::ExecPid:
         outcome.execPid = record.pid;
         break;
       case RecordKind::Failure:
         outcome.failure = record;
         return outcome;
+      case RecordKind::ConsoleMaster:
       case RecordKind::Go:
         break;
     }

@@ -17,7 +17,18 @@ namespace corral::container {
 
 using Clock = std::chrono::steady_clock;
 
-enum class RecordKind : int32_t { Go, CgroupJoined, RootfsReady, Execing, Failure, ExecPid };
+// WaitingForStart: init is set up and waits on the exec fifo (BundleSetup::execFifo) for `start`.
+// ConsoleMaster: carries the pty master (SCM_RIGHTS) of a process given a terminal (console.h).
+enum class RecordKind : int32_t {
+  Go,
+  CgroupJoined,
+  RootfsReady,
+  Execing,
+  Failure,
+  ExecPid,
+  WaitingForStart,
+  ConsoleMaster
+};
 
 // The step a child failed at; the parent turns {step, errno} into a message naming the call.
 enum class ChildStep : int32_t {
@@ -39,6 +50,11 @@ enum class ChildStep : int32_t {
   JoinNamespace,  // index into the namespace list
   CloneIntoNamespaces,
   SetUser,  // the configured uid, gid and supplementary groups
+  JoinNamespacePath,  // index into BundleSetup::joins
+  Sysctl,             // index into BundleSetup::sysctls
+  Domainname,
+  ExecFifo,
+  Console,  // index: which call of openConsoleInChild (see consoleCallName)
 };
 
 struct SyncRecord {
@@ -68,6 +84,8 @@ Status sendGo(int fd);
 struct ReadOutcome {
   std::optional<SyncRecord> failure;
   bool reachedExec = false;
+  bool waitingForStart = false;  // init waits on its exec fifo (the read stopped there)
+  UniqueFd consoleMaster;        // the pty master a ConsoleMaster record brought
   pid_t execPid = -1;
   std::optional<Clock::time_point> cgroupJoined;
   std::optional<Clock::time_point> rootfsReady;

@@ -2,7 +2,7 @@
 # "Installing"). Included from CMakeLists.txt after the targets; packaging/debian.cmake turns the same
 # installation into a Debian package.
 #
-#   PREFIX/bin/                       corral, corrald (CORRAL_INSTALLED_PROGRAMS)
+#   PREFIX/bin/                       corral, corrald, corral-runtime (CORRAL_INSTALLED_PROGRAMS)
 #   PREFIX/lib/corral/                corral-reaper, corral-init, corral-probe (CORRAL_INSTALLED_HELPERS)
 #   PREFIX/lib/corral/images/         busybox/rootfs, busybox/vm, kernels/corral: corrald's default --image-dir
 #   PREFIX/share/man/man1/corral.1, PREFIX/share/man/man8/corrald.8
@@ -15,9 +15,9 @@
 # installed, not rebuilt on the user's host; what users add (pulled, imported, built images) lives in
 # corrald's state directory.
 
-# The programs people run. A new one (corral-runtime) is one more name here: it is installed, its shared
-# libraries go into the package's Depends, and help2man makes its man page from its --help and --version.
-set(CORRAL_INSTALLED_PROGRAMS corral corrald)
+# The programs people run. A new one is one more name here: it is installed, its shared libraries go into the
+# package's Depends, and help2man makes its man page from its --help and --version.
+set(CORRAL_INSTALLED_PROGRAMS corral corrald corral-runtime)
 # Run by corrald or inside instances, not by people.
 set(CORRAL_INSTALLED_HELPERS corral-reaper corral-init corral-probe)
 

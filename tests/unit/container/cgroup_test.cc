@@ -49,10 +49,11 @@ TEST(CgroupValidation, LimitsThatCannotWork) {
     ResourceLimits limits;
     const char* field;
   };
-  for (const auto& [limits, field] : {Case{{.memoryBytes = 4096, .cpuMillis = {}, .pids = {}}, "memory"},
-                                      Case{{.memoryBytes = {}, .cpuMillis = 5, .pids = {}}, "cpus"},
-                                      Case{{.memoryBytes = {}, .cpuMillis = 2000000, .pids = {}}, "cpus"},
-                                      Case{{.memoryBytes = {}, .cpuMillis = {}, .pids = 0}, "pids"}}) {
+  for (const auto& [limits, field] :
+       {Case{{.memoryBytes = 4096, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, "memory"},
+        Case{{.memoryBytes = {}, .cpuMillis = 5, .pids = {}, .cpuShares = {}}, "cpus"},
+        Case{{.memoryBytes = {}, .cpuMillis = 2000000, .pids = {}, .cpuShares = {}}, "cpus"},
+        Case{{.memoryBytes = {}, .cpuMillis = {}, .pids = 0, .cpuShares = {}}, "pids"}}) {
     auto cgroup =
         createCgroup(CgroupMode::Unified, "web-1", limits, {.root = "/nonexistent", .parent = "corral"});
     ASSERT_FALSE(cgroup) << field;
@@ -61,7 +62,7 @@ TEST(CgroupValidation, LimitsThatCannotWork) {
   }
 }
 
-const ResourceLimits kAllLimits{.memoryBytes = 64 << 20, .cpuMillis = 500, .pids = 64};
+const ResourceLimits kAllLimits{.memoryBytes = 64 << 20, .cpuMillis = 500, .pids = 64, .cpuShares = {}};
 
 TEST(CgroupPlan, V2Files) {
   EXPECT_EQ(cgroupV2LimitWrites(kAllLimits, true),
@@ -69,7 +70,7 @@ TEST(CgroupPlan, V2Files) {
                                           {"", "memory.swap.max", "0"},
                                           {"", "cpu.max", "50000 100000"},
                                           {"", "pids.max", "64"}}));
-  EXPECT_EQ(cgroupV2LimitWrites({.memoryBytes = 64 << 20, .cpuMillis = 1500, .pids = {}}, false),
+  EXPECT_EQ(cgroupV2LimitWrites({.memoryBytes = 64 << 20, .cpuMillis = 1500, .pids = {}, .cpuShares = {}}, false),
             (std::vector<CgroupFileWrite>{{"", "memory.max", "67108864"}, {"", "cpu.max", "150000 100000"}}));
   EXPECT_TRUE(cgroupV2LimitWrites({}, true).empty());
 }
@@ -81,7 +82,7 @@ TEST(CgroupPlan, V1Files) {
                                           {"cpu", "cpu.cfs_period_us", "100000"},
                                           {"cpu", "cpu.cfs_quota_us", "50000"},
                                           {"pids", "pids.max", "64"}}));
-  EXPECT_EQ(cgroupV1LimitWrites({.memoryBytes = {}, .cpuMillis = 250, .pids = 16}, false),
+  EXPECT_EQ(cgroupV1LimitWrites({.memoryBytes = {}, .cpuMillis = 250, .pids = 16, .cpuShares = {}}, false),
             (std::vector<CgroupFileWrite>{{"cpu", "cpu.cfs_period_us", "100000"},
                                           {"cpu", "cpu.cfs_quota_us", "25000"},
                                           {"pids", "pids.max", "16"}}));
@@ -183,7 +184,7 @@ TEST_F(CgroupV2Tree, NoSwapAccountingNoSwapFile) {
 TEST_F(CgroupV2Tree, MissingControllerIsNamed) {
   files_.put(kRoot + "/cgroup.controllers", "cpuset io memory\n");
   auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1",
-                             {.memoryBytes = {}, .cpuMillis = 500, .pids = {}}, options());
+                             {.memoryBytes = {}, .cpuMillis = 500, .pids = {}, .cpuShares = {}}, options());
   ASSERT_FALSE(cgroup);
   EXPECT_EQ(cgroup.error().kind(), ErrorKind::Unavailable);
   EXPECT_NE(cgroup.error().message().find("the \"cpu\" controller is not available"), std::string::npos)
@@ -191,7 +192,7 @@ TEST_F(CgroupV2Tree, MissingControllerIsNamed) {
   EXPECT_EQ(files_.changes(), Calls{}) << "nothing made";
   // Without limits that need them, missing cpu and pids are fine; only the available ones get enabled.
   auto memoryOnly = createCgroup(files_, CgroupMode::Unified, "web-2",
-                                 {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}}, options());
+                                 {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
   ASSERT_TRUE(memoryOnly) << memoryOnly.error().message();
   EXPECT_EQ(text(kRoot + "/corral/cgroup.subtree_control"), "memory\n");
 }
@@ -209,7 +210,7 @@ TEST_F(CgroupV2Tree, NoControllersAreNeededWithoutLimits) {
   ASSERT_TRUE(stats) << stats.error().message();
   EXPECT_EQ(stats->memoryCurrentBytes, 0u);
   auto limited = createCgroup(files_, CgroupMode::Unified, "web-2",
-                              {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}}, options());
+                              {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
   ASSERT_FALSE(limited);
   EXPECT_NE(limited.error().message().find("the \"memory\" controller is not available"), std::string::npos)
       << limited.error().message();
@@ -476,7 +477,7 @@ TEST_F(CgroupV1Tree, MissingRequiredControllerIsNamed) {
       << cgroup.error().message();
   // Not needed without a pids limit.
   auto noPids = createCgroup(files_, CgroupMode::Hybrid, "web-1",
-                             {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}}, options());
+                             {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
   ASSERT_TRUE(noPids) << noPids.error().message();
 }
 
@@ -529,6 +530,19 @@ TEST_F(CgroupV1Tree, ClearRemovesTheGroupInEveryHierarchy) {
             (std::vector<std::string>{kRoot + "/cpuset/corral/web-1", kRoot + "/memory/corral/web-1"}));
   EXPECT_FALSE(files_.hasDirectory(kRoot + "/cpuset/corral/web-1"));
   EXPECT_FALSE(files_.hasDirectory(kRoot + "/memory/corral/web-1"));
+}
+
+}  // namespace
+}  // namespace corral::container
+
+namespace corral::container {
+namespace {
+
+// An OCI bundle's cpu.shares: v1 writes it as is, v2 as the weight runc and crun compute.
+TEST(CgroupLimits, CpuSharesAreV1SharesAndV2Weight) {
+  const ResourceLimits shares{.memoryBytes = {}, .cpuMillis = {}, .pids = {}, .cpuShares = 512};
+  EXPECT_EQ(cgroupV1LimitWrites(shares, true), (std::vector<CgroupFileWrite>{{"cpu", "cpu.shares", "512"}}));
+  EXPECT_EQ(cgroupV2LimitWrites(shares, true), (std::vector<CgroupFileWrite>{{"", "cpu.weight", "20"}}));
 }
 
 }  // namespace

@@ -529,3 +529,82 @@ TEST(MountPlan, FlagNamesAndDescriptions) {
 
 }  // namespace
 }  // namespace corral::container
+
+namespace corral::container {
+namespace {
+
+// An OCI bundle's plan: its rootfs as it is (no overlay, nothing generated in /etc), its mounts in order
+// with cgroup expanded to the host's v1 hierarchies, the default devices unless the bundle gives its own at
+// the same path, its own masked and read-only paths.
+TEST(MountPlan, BundleRootIsUsedAsGivenWithItsOwnMounts) {
+  MountPlanInput input;
+  BundleRoot root;
+  root.rootfs = "/bundles/b1/rootfs/";
+  root.readonly = true;
+  root.mounts = {{"/proc", "proc", "proc", 0, 0, "", false},
+                 {"/dev", "tmpfs", "tmpfs", MS_NOSUID, 0, "mode=755", false},
+                 {"/etc/resolv.conf", "/host/resolv.conf", "", MS_BIND | MS_RDONLY, MS_PRIVATE, "", true},
+                 {"/sys/fs/cgroup", "cgroup", "cgroup", MS_NOSUID | MS_RDONLY, 0, "", false}};
+  root.maskedPaths = {"/proc/kcore"};
+  root.readonlyPaths = {"/proc/sys"};
+  input.bundleRoot = root;
+  input.cgroupV1Hierarchies = {{"memory", "cgroup", "memory"}, {"cpu,cpuacct", "cgroup", "cpu,cpuacct"}};
+  input.devices = {DeviceNode{"/dev/null", "/dev/null", DeviceType::Char, 1, 3, 0600, 0, 0, kDeviceAllAccess}};
+  MountPlan plan = planFor(input);
+  EXPECT_EQ(plan.rootfs, "/bundles/b1/rootfs");
+  EXPECT_TRUE(plan.overlayData.empty());
+  EXPECT_TRUE(plan.upperDir.empty());
+  EXPECT_TRUE(plan.etcFiles.empty());
+  EXPECT_TRUE(plan.requiredDirectories.empty());
+  EXPECT_TRUE(plan.readonlyRoot);
+  std::vector<std::string> targets;
+  for (const auto& entry : plan.mounts) targets.push_back(entry.target);
+  EXPECT_EQ(targets, (std::vector<std::string>{"/proc", "/dev", "/etc/resolv.conf", "/sys/fs/cgroup",
+                                               "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct"}));
+  const MountEntry* resolv = findMount(plan, "/etc/resolv.conf");
+  ASSERT_NE(resolv, nullptr);
+  EXPECT_EQ(resolv->create, MountTarget::File);
+  EXPECT_EQ(resolv->propagation, static_cast<unsigned long>(MS_PRIVATE));
+  EXPECT_EQ(resolv->hostTarget, "/bundles/b1/rootfs/etc/resolv.conf");
+  EXPECT_EQ(findMount(plan, "/proc")->create, MountTarget::Directory);
+  // The bundle's /dev/null (mode 0600) replaces the default one; the other defaults stay.
+  size_t nulls = std::count_if(plan.devices.begin(), plan.devices.end(),
+                               [](const PlannedDevice& d) { return d.node.path == "/dev/null"; });
+  EXPECT_EQ(nulls, 1u);
+  auto null = std::find_if(plan.devices.begin(), plan.devices.end(),
+                           [](const PlannedDevice& d) { return d.node.path == "/dev/null"; });
+  EXPECT_EQ(null->node.mode, mode_t{0600});
+  EXPECT_EQ(plan.devices.size(), defaultDeviceNodes().size());
+  ASSERT_EQ(plan.maskedPaths.size(), 1u);
+  EXPECT_EQ(plan.maskedPaths[0].hostPath, "/bundles/b1/rootfs/proc/kcore");
+  // Its own read-only path, then the cgroup tmpfs made read-only once its hierarchies are in.
+  ASSERT_EQ(plan.readOnlyPaths.size(), 2u);
+  EXPECT_EQ(plan.readOnlyPaths[1].path, "/sys/fs/cgroup");
+  auto cpuLink = std::find_if(plan.symlinks.begin(), plan.symlinks.end(),
+                              [](const SymlinkEntry& s) { return s.path == "/sys/fs/cgroup/cpu"; });
+  ASSERT_NE(cpuLink, plan.symlinks.end());
+  EXPECT_EQ(cpuLink->linkTarget, "cpu,cpuacct");
+}
+
+TEST(MountPlan, BundleMountsMustStayInsideTheRoot) {
+  MountPlanInput input;
+  BundleRoot root;
+  root.rootfs = "/bundles/b1/rootfs";
+  root.mounts = {{"/a/../../etc", "tmpfs", "tmpfs", 0, 0, "", false}};
+  input.bundleRoot = root;
+  auto plan = buildMountPlan(input);
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().field(), "mounts[0].destination");
+  root.mounts = {{"/sys/fs/other", "cgroup", "cgroup", 0, 0, "", false}};
+  input.bundleRoot = root;
+  EXPECT_FALSE(buildMountPlan(input));
+  root.rootfs = "relative/rootfs";
+  root.mounts.clear();
+  input.bundleRoot = root;
+  plan = buildMountPlan(input);
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().field(), "root.path");
+}
+
+}  // namespace
+}  // namespace corral::container
