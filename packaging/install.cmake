@@ -57,6 +57,7 @@ set(generated_docs ${CORRAL_DOCS_DIR}/corral.1.gz ${CORRAL_DOCS_DIR}/corral.bash
 # help2man, with the sections of the file PROGRAM.h2m in packaging/ when it exists (corrald.h2m) and
 # CORRAL_MAN_NAME_PROGRAM as the NAME line.
 set(CORRAL_MAN_NAME_corrald "the corral daemon: VMs and containers in AWS-VPC-style networks")
+set(CORRAL_MAN_NAME_corral-runtime "an OCI container runtime with runc's command line, built from corral's container runtime")
 find_program(HELP2MAN help2man)
 foreach(program IN LISTS CORRAL_INSTALLED_PROGRAMS)
   if(program STREQUAL "corral")

@@ -239,11 +239,15 @@ Status startContainerHooks(const StateDir& dir, const ContainerState& state) {
 
 // Releases init from the exec fifo: open for reading (never blocking: init may have died), wait for its
 // byte or its exit, then remove the fifo, which is what marks the container as started.
+// The pidfd comes first: once the fifo is open, init may run its command, end and be reaped by its parent
+// (a shim, conmon) before a pidfd_open of its pid could find it.
 Status releaseInit(const StateDir& dir, const ContainerState& state) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, state.pid, 0)));
+  if (!pidfd && errno == ESRCH)
+    return fail(internalError("container init {} exited before start", state.pid));
+  if (!pidfd) return fail(systemError(errno, fmt::format("pidfd_open({})", state.pid)));
   UniqueFd fifo(::open(dir.execFifo().c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (!fifo) return fail(systemError(errno, fmt::format("open(\"{}\")", dir.execFifo().string())));
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, state.pid, 0)));
-  if (!pidfd) return fail(systemError(errno, fmt::format("pidfd_open({})", state.pid)));
   for (;;) {
     pollfd fds[2] = {{fifo.get(), POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
     int ready = ::poll(fds, 2, 10000);

@@ -144,7 +144,14 @@ TEST_F(Containerd, KillExecAndPsAgreeWithCrun) {
         runtime, id, {"/bin/sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.05; done"}, {"--detach"});
     ASSERT_EQ(started.exitCode, 0) << started.out;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    Outcome exec = ctr({"task", "exec", "--exec-id", "e1", id, "/bin/sh", "-c", "echo in-$((40+2)); exit 6"});
+    // Under load ctr sometimes loses a short exec's output (its copy of the fifo races the process's end),
+    // with crun as with corral-runtime: an empty output is tried again, a wrong one is not.
+    Outcome exec;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      exec = ctr({"task", "exec", "--exec-id", "e" + std::to_string(attempt), id, "/bin/sh", "-c",
+                  "echo in-$((40+2)); exit 6"});
+      if (!exec.out.empty()) break;
+    }
     EXPECT_EQ(exec.exitCode, 6) << exec.out;
     EXPECT_EQ(exec.out, "in-42\n");
     Outcome ps = ctr({"task", "ps", id});
@@ -174,6 +181,11 @@ TEST_F(Containerd, TerminalAgreesWithCrun) {
                                 fs::path(runtime).filename().string() +
                                 " /bin/sh -c 'tty; test -t 0 && echo stdin-is-a-tty'";
     Outcome outcome = runCommand({"script", "-qec", command, "/dev/null"}, dir_ / "script-out");
+    // Under load a NUL byte sometimes reaches the container's terminal as input (from the pty chain of
+    // script, ctr and the shim's console copy) and its echo, "^@", lands before or after the output, with
+    // crun as with corral-runtime: not the runtime's doing, so not compared.
+    for (size_t at = outcome.out.find("^@"); at != std::string::npos; at = outcome.out.find("^@"))
+      outcome.out.erase(at, 2);
     EXPECT_EQ(outcome.exitCode, 0) << runtime << ": " << outcome.out;
     EXPECT_NE(outcome.out.find("/dev/pts/0"), std::string::npos) << runtime << ": " << outcome.out;
     EXPECT_NE(outcome.out.find("stdin-is-a-tty"), std::string::npos) << runtime << ": " << outcome.out;
