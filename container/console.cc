@@ -79,22 +79,7 @@ int openConsoleInChild(int syncFd, const ConsoleSize& size, bool bindDevConsole,
   // The master to the starter, one record with the fd attached.
   SyncRecord record;
   record.kind = RecordKind::ConsoleMaster;
-  iovec data{&record, sizeof record};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr message{};
-  message.msg_iov = &data;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  header->cmsg_level = SOL_SOCKET;
-  header->cmsg_type = SCM_RIGHTS;
-  header->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(header), &master, sizeof(int));
-  ssize_t sent;
-  do {
-    sent = ::sendmsg(syncFd, &message, MSG_NOSIGNAL);
-  } while (sent < 0 && errno == EINTR);
+  const ssize_t sent = sendWithFd(syncFd, &record, sizeof record, master);
   if (sent < 0) return failed(7);
   ::close(master);
   if (::setsid() < 0) return failed(8);
@@ -114,19 +99,7 @@ Status sendConsoleToSocket(const std::string& socketPath, int master) {
   if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
     return fail(systemError(errno, fmt::format("connect(\"{}\")", socketPath)));
   char name[] = "/dev/ptmx";
-  iovec data{name, sizeof name - 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr message{};
-  message.msg_iov = &data;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  header->cmsg_level = SOL_SOCKET;
-  header->cmsg_type = SCM_RIGHTS;
-  header->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(header), &master, sizeof(int));
-  if (::sendmsg(socket.get(), &message, MSG_NOSIGNAL) < 0)
+  if (sendWithFd(socket.get(), name, sizeof name - 1, master) < 0)
     return fail(systemError(errno, fmt::format("sendmsg(\"{}\", console master)", socketPath)));
   return {};
 }

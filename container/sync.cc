@@ -16,6 +16,26 @@ void sendRecord(int fd, const SyncRecord& record) {
   }
 }
 
+ssize_t sendWithFd(int socket, const void* data, size_t size, int passed) {
+  iovec payload{const_cast<void*>(data), size};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr message{};
+  message.msg_iov = &payload;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(header), &passed, sizeof(int));
+  ssize_t sent;
+  do {
+    sent = ::sendmsg(socket, &message, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  return sent;
+}
+
 [[noreturn]] void childFail(int fd, ChildStep step, int errnum, int32_t index, MountStep mountStep) {
   SyncRecord record;
   record.kind = RecordKind::Failure;
