@@ -67,8 +67,8 @@ struct SyncRecord {
 };
 
 void sendRecord(int fd, const SyncRecord& record);
-// One message of `size` bytes with `passed` attached (SCM_RIGHTS), retried on EINTR. No allocation: a clone()d
-// child may call it. Returns sendmsg's result (-1 with errno set).
+// One message of `size` bytes with `passed` attached (SCM_RIGHTS), retried on EINTR. No allocation: a
+// clone()d child may call it. Returns sendmsg's result (-1 with errno set).
 ssize_t sendWithFd(int socket, const void* data, size_t size, int passed);
 // Sends the failed step to the parent and exits (127).
 [[noreturn]] void childFail(int fd, ChildStep step, int errnum, int32_t index = 0,
