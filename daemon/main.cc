@@ -99,7 +99,7 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("containers-dir", po::value(&options.containersDir),
        "directory of container bundles and logs (default: STATE_DIR/containers)")
       ("cgroup-parent", po::value(&options.cgroupParent)->default_value("corral"),
-       "cgroup under which every container's cgroup is created")
+       "cgroup under which every container's cgroup, and each direct-engine VM's corral-vm-DOMAIN, is created")
       ("vms-dir", po::value(&options.vmsDir),
        "directory of per-VM files: console.log, agent.sock (default: STATE_DIR/vms)")
       ("libvirt-uri", po::value(&options.libvirtUri)->default_value("qemu:///system"), "libvirt connection URI")

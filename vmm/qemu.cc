@@ -1,11 +1,11 @@
-// The direct engine (vmm/qemu.h): QEMU spawned with posix_spawn in its own session, watched through a
-// pidfd and a QMP event monitor by one thread per VM, driven by QMP commands on a second monitor.
+// The direct engine (vmm/qemu.h): QEMU spawned in its own session and mount namespace (vmm/qemu_spawn.h),
+// watched through a pidfd and a QMP event monitor by one thread per VM, driven by QMP commands on a second
+// monitor.
 #include "vmm/qemu.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -21,9 +21,8 @@
 #include "core/log.h"
 #include "core/rollback.h"
 #include "vmm/qemu_argv.h"
+#include "vmm/qemu_spawn.h"
 #include "vmm/qmp.h"
-
-extern char** environ;
 
 namespace corral::vmm {
 namespace {
@@ -98,38 +97,6 @@ std::optional<pid_t> readPid(const std::filesystem::path& pidFile) {
   long pid = 0;
   if (in >> pid && pid > 0) return static_cast<pid_t>(pid);
   return std::nullopt;
-}
-
-// Starts argv: QEMU in its own session (a terminal's signals to corrald's group do not reach it), with
-// nothing of corrald's but stdin from /dev/null and stdout and stderr appended to `log` (its errors, its
-// -msg timestamped messages). QEMU is corrald's child until corrald ends (then init's): its exit is reaped
-// by reap(). It cannot -daemonize under its seccomp filter (qemu_argv.h).
-Result<pid_t> spawnQemu(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  // Nothing else of corrald's goes along, whether marked close-on-exec or not: QEMU outlives corrald, and
-  // an inherited listening socket or database would outlive it with QEMU.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  posix_spawnattr_setsigdefault(&attributes, &all);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-  std::vector<char*> args;
-  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  const int spawned = ::posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  if (spawned != 0) return fail(systemError(spawned, fmt::format("posix_spawnp(\"{}\")", argv[0])));
-  return pid;
 }
 
 // Collects an ended QEMU's exit status when it is this process's child (started by this corrald); one
@@ -240,6 +207,12 @@ Result<std::unique_ptr<Qemu>> Qemu::open(QemuEngineOptions options,
   for (const auto& entry : std::filesystem::directory_iterator(engine->options_.runRoot, ec)) {
     if (entry.is_directory()) engine->adopt(entry.path());
   }
+  // A cgroup whose VM is not running: its QEMU ended while no engine watched (and its run directory went
+  // with an earlier open, or was never finished).
+  if (engine->options_.cgroups) {
+    for (const auto& name : engine->options_.cgroups->list())
+      if (!engine->find(name)) engine->removeCgroup(name);
+  }
   return engine;
 }
 
@@ -283,6 +256,8 @@ void Qemu::adopt(const std::filesystem::path& runDir) {
       if (::poll(&in, 1, 1000) == 1) reap(pidfd->get());
     }
     log::info("qemu engine: removing \"{}\": its QEMU is gone", runDir.string());
+    if (record.is_object() && record.contains("name") && record["name"].is_string())
+      removeCgroup(record["name"].get<std::string>());
     std::error_code ec;
     if (!vm->agentSocket.empty()) std::filesystem::remove(vm->agentSocket, ec);
     std::filesystem::remove_all(runDir, ec);
@@ -344,6 +319,7 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
       if (fds[0].revents != 0) break;
     }
     reap(vm->pidfd.get());
+    removeCgroup(vm->name);
     // Whatever QEMU still had to say before it went.
     if (vm->events) {
       while (auto event = vm->events->nextEvent(Clock::now())) {
@@ -376,6 +352,12 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
     vm->changed.notify_all();
     if (onStopped_) onStopped_(DomainStopped{vm->name, reason});
   }).detach();
+}
+
+void Qemu::removeCgroup(const std::string& name) {
+  if (!options_.cgroups) return;
+  if (Status ok = options_.cgroups->remove(name); !ok)
+    log::warn("qemu engine: VM {}: cgroup not removed: {}", name, ok.error().message());
 }
 
 std::shared_ptr<Qemu::Vm> Qemu::find(const std::string& name) {
@@ -427,7 +409,22 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
   const auto spawning = Clock::now();
   auto argv = qemuArgv(config, vm->files,
                        {.paused = paused, .incoming = incoming, .uuid = vm->uuid, .binary = options_.binary});
-  auto pid = spawnQemu(argv, vm->files.log);
+  const bool kvm = config.accelerator == Accelerator::Kvm;
+  std::vector<UniqueFd> cgroupJoin;
+  Rollback removeCgroupDir([this, vm] { removeCgroup(vm->name); });
+  if (options_.cgroups) {
+    // QEMU's default TCG translation cache is 1 GiB, allocated as it fills.
+    const uint32_t translationCacheMiB =
+        kvm ? 0 : (config.tcgTranslationCacheMiB ? config.tcgTranslationCacheMiB : 1024);
+    auto joined = options_.cgroups->create(vm->name, vmMemoryLimit(config.memoryBytes, translationCacheMiB));
+    if (!joined) return fail(joined.error().wrap(fmt::format("start VM {}: cgroup", vm->name)));
+    cgroupJoin = std::move(*joined);
+  }
+  QemuSpawn spawn{
+      .argv = std::move(argv), .log = vm->files.log, .devNodes = qemuDevNodes(kvm), .cgroupProcs = {}};
+  for (const auto& fd : cgroupJoin) spawn.cgroupProcs.push_back(fd.get());
+  auto pid = spawnConfinedQemu(spawn);
+  cgroupJoin.clear();
   if (!pid) return fail(pid.error().wrap(fmt::format("start VM {}", vm->name)));
   // A child's pid is not reused before it is reaped: this pidfd is that QEMU's.
   auto pidfd = openPidfd(*pid);
@@ -459,6 +456,7 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
   }
   watch(vm);
   kill.dismiss();
+  removeCgroupDir.dismiss();
   removeDir.dismiss();
   info.name = vm->name;
   info.uuid = vm->uuid;

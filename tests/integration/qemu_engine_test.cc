@@ -2,18 +2,24 @@
 // until its agent answers, QEMU detached from this process, a second engine object adopting the running VM
 // and reporting its end, a VM that ended while no engine watched cleared at the next open, save and restore
 // through QEMU's migration stream, and failures (a kernel QEMU cannot load, a corrupted state file) that
-// leave nothing: no process, no tap, no socket, no run directory.
+// leave nothing: no process, no tap, no socket, no run directory; QEMU in a mount namespace of its own
+// with a private /dev.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 
+#include "core/rollback.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/stop_recorder.h"
 #include "vmm/agent.h"
@@ -186,6 +192,59 @@ TEST_F(QemuEngineTest, RunsUnderQemusSeccompFilter) {
   EXPECT_NE(status.find("\nNoNewPrivs:\t1\n"), std::string::npos) << status;
   ASSERT_TRUE(engine_->destroy(vm.domainName));
   expectGone(vm, *created->qemuPid);
+}
+
+// QEMU runs in a mount namespace of its own whose /dev holds only the nodes it needs (vmm/qemu_spawn.h),
+// and the host's unmounts still reach that namespace: a filesystem unmounted on the host (its mount point
+// kept, as a container's rootfs is) is not held by QEMU's copy of the mount.
+TEST_F(QemuEngineTest, RunsInAMountNamespaceOfItsOwnWithAPrivateDev) {
+  // A shared mount (as / and /run/netns are on systemd hosts) with a tmpfs in it.
+  const fs::path shared = dir_ / "shared", inner = dir_ / "shared/inner";
+  fs::create_directories(shared);
+  ASSERT_EQ(::mount(shared.c_str(), shared.c_str(), nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
+  Rollback unmountShared([&] { ::umount2(shared.c_str(), MNT_DETACH); });
+  ASSERT_EQ(::mount(nullptr, shared.c_str(), nullptr, MS_SHARED, nullptr), 0) << std::strerror(errno);
+  fs::create_directories(inner);
+  ASSERT_EQ(::mount("corral-test", inner.c_str(), "tmpfs", 0, "size=64k"), 0) << std::strerror(errno);
+  Rollback unmountInner([&] { ::umount2(inner.c_str(), MNT_DETACH); });
+  auto opened = open();
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig vm = config("devs", /*withNic=*/true);
+  auto created = engine_->create(vm, /*paused=*/false);
+  ASSERT_TRUE(created) << created.error().message();
+  ASSERT_TRUE(created->qemuPid);
+  const int pid = *created->qemuPid;
+  EXPECT_NE(fs::read_symlink(fmt::format("/proc/{}/ns/mnt", pid)), fs::read_symlink("/proc/self/ns/mnt"))
+      << "QEMU shares corrald's mount namespace";
+  const fs::path dev = fmt::format("/proc/{}/root/dev", pid);
+  std::set<std::string> nodes;
+  for (const auto& entry : fs::recursive_directory_iterator(dev)) {
+    const std::string name = fs::relative(entry.path(), dev).string();
+    if (entry.is_directory()) continue;
+    nodes.insert(name);
+    struct stat st {};
+    ASSERT_EQ(::stat(entry.path().c_str(), &st), 0) << name;
+    EXPECT_TRUE(S_ISCHR(st.st_mode)) << name;
+  }
+  const std::set<std::string> allowed = {"null", "zero", "full", "random", "urandom", "net/tun"};
+  EXPECT_EQ(nodes, allowed);
+  // The tap was opened through the private /dev/net/tun, and the guest boots.
+  EXPECT_TRUE(fs::exists("/sys/class/net/" + vm.nic->tapName));
+  auto agent = AgentClient::connect(vm.agentSocket, Clock::now() + 120s);
+  ASSERT_TRUE(agent) << agent.error().message() << "\n" << readText(vm.consoleLog);
+
+  const std::string mounted = " " + inner.string() + " ";
+  EXPECT_NE(readText(fmt::format("/proc/{}/mountinfo", pid)).find(mounted), std::string::npos)
+      << "QEMU's namespace is a copy of the host's";
+  ASSERT_EQ(::umount2(inner.c_str(), 0), 0) << std::strerror(errno);
+  unmountInner.dismiss();
+  EXPECT_EQ(readText(fmt::format("/proc/{}/mountinfo", pid)).find(mounted), std::string::npos)
+      << "the host's unmount did not reach QEMU's namespace: it keeps that filesystem";
+  // QEMU's /dev is its own: the host's is untouched.
+  EXPECT_TRUE(fs::exists("/dev/pts"));
+  ASSERT_TRUE(engine_->destroy(vm.domainName));
+  expectGone(vm, pid);
 }
 
 TEST_F(QemuEngineTest, DestroyEndsItAndAVmThatEndedUnwatchedIsClearedAtOpen) {
