@@ -18,12 +18,14 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "core/rollback.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/stop_recorder.h"
 #include "vmm/agent.h"
 #include "vmm/qemu.h"
+#include "vmm/vm_cgroup.h"
 
 namespace corral::vmm {
 namespace {
@@ -72,8 +74,8 @@ class QemuEngineTest : public ::testing::Test {
     }
   }
 
-  Result<std::unique_ptr<Qemu>> open() {
-    return Qemu::open({.runRoot = dir_ / "run"},
+  Result<std::unique_ptr<Qemu>> open(std::shared_ptr<VmCgroups> cgroups = nullptr) {
+    return Qemu::open({.runRoot = dir_ / "run", .cgroups = std::move(cgroups)},
                       [this](const DomainStopped& stopped) { stops_.record(stopped); });
   }
 
@@ -245,6 +247,87 @@ TEST_F(QemuEngineTest, RunsInAMountNamespaceOfItsOwnWithAPrivateDev) {
   EXPECT_TRUE(fs::exists("/dev/pts"));
   ASSERT_TRUE(engine_->destroy(vm.domainName));
   expectGone(vm, pid);
+}
+
+// The line of /proc/PID/cgroup for `hierarchy` ("memory", or "" for v2's "0::"), its path.
+std::string cgroupOfPid(int pid, const std::string& hierarchy) {
+  std::istringstream lines(readText(fmt::format("/proc/{}/cgroup", pid)));
+  for (std::string line; std::getline(lines, line);) {
+    const size_t first = line.find(':'), second = line.find(':', first + 1);
+    if (line.substr(first + 1, second - first - 1) == hierarchy) return line.substr(second + 1);
+  }
+  return "";
+}
+
+// A VM's QEMU in a cgroup of its own on the host's hierarchy (v1 here: cpu, cpuacct, memory, pids each
+// mounted apart), joined before exec, with the memory limit; removed when it is destroyed, and at the next
+// open when it ended while no engine watched.
+TEST_F(QemuEngineTest, RunsInACgroupOfItsOwnRemovedWhenItEnds) {
+  const std::string parent = fmt::format("corral-qe{}", ::getpid());
+  auto layout = detectCgroupLayout("/sys/fs/cgroup", parent);
+  ASSERT_TRUE(layout) << layout.error().message();
+  const bool v2 = layout->version == CgroupVersion::V2;
+  const fs::path memoryRoot = v2 ? fs::path("/sys/fs/cgroup") : fs::path("/sys/fs/cgroup/memory");
+  Rollback removeParent([&] {
+    for (const auto& hierarchy : layout->hierarchies) ::rmdir((hierarchy.root / parent).c_str());
+  });
+  std::shared_ptr<VmCgroups> cgroups = kernelVmCgroups(*layout);
+  auto opened = open(cgroups);
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig first = config("cg1", /*withNic=*/false);
+  const DomainConfig second = config("cg2", /*withNic=*/false);
+  auto a = engine_->create(first, /*paused=*/true);
+  ASSERT_TRUE(a) << a.error().message();
+  const fs::path dirA = memoryRoot / parent / vmCgroupName(first.domainName);
+  EXPECT_EQ(cgroupOfPid(*a->qemuPid, v2 ? "" : "memory"),
+            "/" + parent + "/" + vmCgroupName(first.domainName));
+  EXPECT_EQ(readText(dirA / (v2 ? "memory.max" : "memory.limit_in_bytes")),
+            fmt::format("{}\n", vmMemoryLimit(first.memoryBytes, first.tcgTranslationCacheMiB)));
+  if (!v2) {
+    for (const char* hierarchy : {"cpu", "cpuacct", "pids"})
+      EXPECT_EQ(cgroupOfPid(*a->qemuPid, hierarchy), "/" + parent + "/" + vmCgroupName(first.domainName))
+          << hierarchy;
+  }
+  ASSERT_TRUE(engine_->destroy(first.domainName));
+  EXPECT_FALSE(fs::exists(dirA)) << "the cgroup outlived its VM";
+
+  auto b = engine_->create(second, /*paused=*/true);
+  ASSERT_TRUE(b) << b.error().message();
+  const fs::path dirB = memoryRoot / parent / vmCgroupName(second.domainName);
+  engine_.reset();
+  ASSERT_EQ(::kill(*b->qemuPid, SIGKILL), 0);
+  for (int i = 0; i < 100 && processAlive(*b->qemuPid); ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_TRUE(fs::exists(dirB));
+  opened = open(cgroups);
+  ASSERT_TRUE(opened);
+  engine_ = std::move(*opened);
+  EXPECT_FALSE(fs::exists(dirB)) << "a cgroup left by a VM that ended unwatched";
+  expectGone(second, *b->qemuPid);
+}
+
+// The v2 side of the seam on a real cgroup2 mount: the unified root on a v2 host, the hybrid layout's
+// controller-less v2 mount (/sys/fs/cgroup/unified) here. QEMU joins through cgroup.procs before exec, and
+// the group goes with it.
+TEST_F(QemuEngineTest, JoinsACgroupV2ThroughCgroupProcs) {
+  const fs::path root =
+      fs::exists("/sys/fs/cgroup/unified/cgroup.procs") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup";
+  const std::string parent = fmt::format("corral-qe{}-v2", ::getpid());
+  auto layout = detectCgroupLayout(root, parent);
+  ASSERT_TRUE(layout) << layout.error().message();
+  ASSERT_EQ(layout->version, CgroupVersion::V2) << root << " is no cgroup2 mount";
+  Rollback removeParent([&] { ::rmdir((root / parent).c_str()); });
+  auto opened = open(kernelVmCgroups(*layout));
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig vm = config("v2", /*withNic=*/false);
+  auto created = engine_->create(vm, /*paused=*/true);
+  ASSERT_TRUE(created) << created.error().message();
+  EXPECT_EQ(cgroupOfPid(*created->qemuPid, ""), "/" + parent + "/" + vmCgroupName(vm.domainName));
+  EXPECT_EQ(readText(root / parent / vmCgroupName(vm.domainName) / "cgroup.procs"),
+            fmt::format("{}\n", *created->qemuPid));
+  ASSERT_TRUE(engine_->destroy(vm.domainName));
+  EXPECT_FALSE(fs::exists(root / parent / vmCgroupName(vm.domainName)));
 }
 
 TEST_F(QemuEngineTest, DestroyEndsItAndAVmThatEndedUnwatchedIsClearedAtOpen) {
