@@ -386,9 +386,10 @@ Result<vmm::Qemu*> VmDriver::qemu() {
   // Each VM's QEMU in <cgroup parent>/corral-vm-DOMAIN, beside the containers' groups.
   auto layout = vmm::detectCgroupLayout(options_.cgroupOptions.root, options_.cgroupOptions.parent);
   if (!layout) return fail(layout.error().wrap("VM cgroups"));
-  auto opened =
-      vmm::Qemu::open({.runRoot = options_.vmsDir / kQemuRunDir, .cgroups = vmm::kernelVmCgroups(*layout)},
-                      [this](const vmm::DomainStopped& event) { queueDomainEvent(event); });
+  auto opened = vmm::Qemu::open({.runRoot = options_.vmsDir / kQemuRunDir,
+                                 .cgroups = vmm::kernelVmCgroups(*layout),
+                                 .user = options_.vmUser},
+                                [this](const vmm::DomainStopped& event) { queueDomainEvent(event); });
   if (!opened) return fail(opened.error());
   qemu_ = std::move(*opened);
   return qemu_.get();

@@ -4,9 +4,12 @@
 #include "vmm/qemu.h"
 
 #include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -137,6 +140,27 @@ Result<QmpClient> awaitInitialised(const std::string& vmName, int pidfd, const Q
     if (::poll(&in, 1, early ? 2 : 1000) == 1) continue;
     if (!early) return fail(answered.error().wrap(fmt::format("VM {}: event monitor", vmName)));
   }
+}
+
+// The NIC's tap for a QEMU that cannot open it itself (not root), as QEMU would: not persistent (it goes with
+// the last fd, QEMU's once corral closed its own), with the virtio-net header QEMU asks for when it can.
+Result<UniqueFd> openTap(const std::string& name) {
+  if (name.size() >= IFNAMSIZ) return fail(invalidField("nic", "tap name \"{}\" is too long", name));
+  UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+  if (!tun) return fail(systemError(errno, "open(\"/dev/net/tun\")"));
+  ifreq request{};
+  request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  std::memcpy(request.ifr_name, name.data(), name.size());
+  if (::ioctl(tun.get(), TUNSETIFF, &request) != 0)
+    return fail(systemError(errno, fmt::format("ioctl(TUNSETIFF, \"{}\")", name)));
+  return tun;
+}
+
+// Gives the user a file or directory QEMU writes (chown; its mode stays).
+Status handOver(const std::filesystem::path& path, const QemuSpawn::User& user) {
+  if (::chown(path.c_str(), user.uid, user.gid) != 0)
+    return fail(systemError(errno, fmt::format("chown(\"{}\", {}:{})", path.string(), user.uid, user.gid)));
+  return {};
 }
 
 StopReason reasonOfShutdown(const std::string& reason) {
@@ -407,8 +431,34 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
   std::filesystem::remove(config.agentSocket, ec);
   DomainInfo info;
   const auto spawning = Clock::now();
+  UniqueFd tap;
+  if (options_.user) {
+    // What a QEMU that is not root writes: its run directory (pidfile, QMP sockets), the console log (made
+    // here when missing), the agent socket's directory, the disks.
+    std::vector<std::filesystem::path> handed = {vm->runDir, config.consoleLog,
+                                                 config.agentSocket.parent_path()};
+    if (!std::filesystem::exists(config.consoleLog)) {
+      UniqueFd made(::open(config.consoleLog.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+      if (!made) return fail(systemError(errno, fmt::format("open(\"{}\")", config.consoleLog.string())));
+    }
+    for (const auto& disk : config.disks)
+      if (!disk.readOnly) handed.push_back(disk.path);
+    for (const auto& path : handed) {
+      if (Status ok = handOver(path, *options_.user); !ok)
+        return fail(ok.error().wrap(fmt::format("start VM {}", vm->name)));
+    }
+    if (config.nic) {
+      auto opened = openTap(config.nic->tapName);
+      if (!opened) return fail(opened.error().wrap(fmt::format("start VM {}", vm->name)));
+      tap = std::move(*opened);
+    }
+  }
   auto argv = qemuArgv(config, vm->files,
-                       {.paused = paused, .incoming = incoming, .uuid = vm->uuid, .binary = options_.binary});
+                       {.paused = paused,
+                        .incoming = incoming,
+                        .uuid = vm->uuid,
+                        .tapFd = tap ? std::optional<int>(kTapFd) : std::nullopt,
+                        .binary = options_.binary});
   const bool kvm = config.accelerator == Accelerator::Kvm;
   std::vector<UniqueFd> cgroupJoin;
   Rollback removeCgroupDir([this, vm] { removeCgroup(vm->name); });
@@ -420,11 +470,16 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
     if (!joined) return fail(joined.error().wrap(fmt::format("start VM {}: cgroup", vm->name)));
     cgroupJoin = std::move(*joined);
   }
-  QemuSpawn spawn{
-      .argv = std::move(argv), .log = vm->files.log, .devNodes = qemuDevNodes(kvm), .cgroupProcs = {}};
+  QemuSpawn spawn{.argv = std::move(argv),
+                  .log = vm->files.log,
+                  .devNodes = qemuDevNodes(kvm),
+                  .cgroupProcs = {},
+                  .tapFd = tap ? tap.get() : -1,
+                  .user = options_.user};
   for (const auto& fd : cgroupJoin) spawn.cgroupProcs.push_back(fd.get());
   auto pid = spawnConfinedQemu(spawn);
   cgroupJoin.clear();
+  tap.reset();  // QEMU's copy is the tap's only one now
   if (!pid) return fail(pid.error().wrap(fmt::format("start VM {}", vm->name)));
   // A child's pid is not reused before it is reaped: this pidfd is that QEMU's.
   auto pidfd = openPidfd(*pid);

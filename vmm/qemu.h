@@ -19,6 +19,7 @@
 #include <string>
 
 #include "vmm/hypervisor.h"
+#include "vmm/qemu_spawn.h"
 #include "vmm/vm_cgroup.h"
 
 namespace corral::vmm {
@@ -29,6 +30,10 @@ struct QemuEngineOptions {
   // Each VM's QEMU in a cgroup of its own (vmm/vm_cgroup.h), made before its exec and removed when it ends
   // or, at open, when no running VM has it. Null: QEMU stays in corrald's cgroup.
   std::shared_ptr<VmCgroups> cgroups = nullptr;
+  // The user each QEMU runs as (set before its exec; QEMU's own -runas dies under its seccomp filter).
+  // corral then opens the NIC's tap and passes it (-netdev tap,fd=), and gives the user the run directory,
+  // the console log, the agent socket's directory and the disks. Absent: root.
+  std::optional<QemuSpawn::User> user = std::nullopt;
 };
 
 class Qemu final : public Hypervisor {

@@ -41,9 +41,14 @@ enum class SpawnStep : int32_t {
   MakeDevDir,   // index into the node list
   MakeDevNode,  // index into the node list
   ChmodDevNode,
+  ChownDevNode,
   Stdin,
   Log,
+  Tap,
   CloseFds,
+  SetGroups,
+  SetGid,
+  SetUid,
   Execve,
 };
 
@@ -62,6 +67,8 @@ struct ChildPlan {
   std::vector<std::string> nodeDirs;   // "/dev/net" for "net/tun", else ""
   const std::vector<DevNode>* nodes;
   const std::vector<int>* cgroupProcs;
+  int tapFd;
+  const QemuSpawn::User* user;
   int reportFd;
 };
 
@@ -108,6 +115,9 @@ struct ChildPlan {
     // chmod, not mknod's mode: the umask QEMU inherits stays corrald's.
     if (::chmod(plan.nodePaths[i].c_str(), node.mode) != 0)
       failInChild(fd, SpawnStep::ChmodDevNode, errno, index);
+    // A node not open to all (kvm) is the user's group's, as the host gives /dev/kvm to group kvm.
+    if (plan.user && (node.mode & 0007) == 0 && ::chown(plan.nodePaths[i].c_str(), 0, plan.user->gid) != 0)
+      failInChild(fd, SpawnStep::ChownDevNode, errno, index);
   }
   const int in = ::open("/dev/null", O_RDONLY);
   if (in < 0 || ::dup2(in, 0) < 0) failInChild(fd, SpawnStep::Stdin, errno);
@@ -115,10 +125,26 @@ struct ChildPlan {
   const int out = ::open(plan.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
   if (out < 0 || ::dup2(out, 1) < 0 || ::dup2(1, 2) < 0) failInChild(fd, SpawnStep::Log, errno);
   if (out > 2) ::close(out);
+  if (plan.tapFd >= 0) {
+    // dup2 clears close-on-exec on the copy; a tap already at kTapFd keeps the flag, cleared here.
+    if (plan.tapFd == kTapFd ? ::fcntl(kTapFd, F_SETFD, 0) != 0 : ::dup2(plan.tapFd, kTapFd) < 0)
+      failInChild(fd, SpawnStep::Tap, errno);
+  }
   // Nothing else of corrald's goes along, close-on-exec or not: QEMU outlives corrald, and an inherited
   // listening socket or database would outlive it with QEMU. The report pipe closes at execve too.
-  if (::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0)
+  const unsigned firstClosed = plan.tapFd >= 0 ? kTapFd + 1 : 3;
+  if (::syscall(SYS_close_range, firstClosed, ~0u, CLOSE_RANGE_CLOEXEC) != 0)
     failInChild(fd, SpawnStep::CloseFds, errno);
+  // The user last: the namespace, mounts and nodes above need root. Raw system calls: this thread's ids are
+  // the process's (the child has one thread), without glibc's all-threads setxid machinery.
+  if (plan.user) {
+    if (::syscall(SYS_setgroups, plan.user->groups.size(), plan.user->groups.data()) != 0)
+      failInChild(fd, SpawnStep::SetGroups, errno);
+    if (::syscall(SYS_setresgid, plan.user->gid, plan.user->gid, plan.user->gid) != 0)
+      failInChild(fd, SpawnStep::SetGid, errno);
+    if (::syscall(SYS_setresuid, plan.user->uid, plan.user->uid, plan.user->uid) != 0)
+      failInChild(fd, SpawnStep::SetUid, errno);
+  }
   ::execve(plan.binary, plan.argv, environ);
   failInChild(fd, SpawnStep::Execve, errno);
 }
@@ -148,6 +174,16 @@ std::string describeFailure(const SpawnFailure& failure, const QemuSpawn& spawn,
       return fmt::format("mknod({})", node());
     case SpawnStep::ChmodDevNode:
       return fmt::format("chmod({})", node());
+    case SpawnStep::ChownDevNode:
+      return fmt::format("chown({})", node());
+    case SpawnStep::Tap:
+      return fmt::format("dup2(tap, {})", kTapFd);
+    case SpawnStep::SetGroups:
+      return "setgroups";
+    case SpawnStep::SetGid:
+      return fmt::format("setresgid({})", spawn.user ? spawn.user->gid : 0);
+    case SpawnStep::SetUid:
+      return fmt::format("setresuid({})", spawn.user ? spawn.user->uid : 0);
     case SpawnStep::Stdin:
       return "open(\"/dev/null\") as stdin";
     case SpawnStep::Log:
@@ -193,6 +229,8 @@ Result<pid_t> spawnConfinedQemu(const QemuSpawn& spawn) {
                  .nodeDirs = {},
                  .nodes = &spawn.devNodes,
                  .cgroupProcs = &spawn.cgroupProcs,
+                 .tapFd = spawn.tapFd,
+                 .user = spawn.user ? &*spawn.user : nullptr,
                  .reportFd = -1};
   for (const auto& node : spawn.devNodes) {
     plan.nodePaths.push_back("/dev/" + node.path);
@@ -202,6 +240,9 @@ Result<pid_t> spawnConfinedQemu(const QemuSpawn& spawn) {
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return fail(systemError(errno, "spawn QEMU: pipe2"));
   UniqueFd reportRead(report[0]), reportWrite(report[1]);
+  // Above kTapFd, which the child's dup2 of the tap would otherwise overwrite.
+  reportWrite = UniqueFd(::fcntl(report[1], F_DUPFD_CLOEXEC, 10));
+  if (!reportWrite) return fail(systemError(errno, "spawn QEMU: fcntl(F_DUPFD_CLOEXEC)"));
   plan.reportFd = reportWrite.get();
   const pid_t pid = ::fork();
   if (pid < 0) return fail(systemError(errno, "spawn QEMU: fork"));

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,13 +35,26 @@ struct QemuSpawn {
   // cgroup.procs files of the VM's cgroups (one per v1 hierarchy, one on v2), opened by the caller: the
   // child writes "0" to each (itself) before exec, so QEMU's first instruction is accounted there.
   std::vector<int> cgroupProcs;
+  // The NIC's tap (opened by the caller), QEMU's fd kTapFd; -1: none.
+  int tapFd = -1;
+  // The user QEMU runs as, set last before exec; absent: root (corrald's).
+  struct User {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;  // supplementary groups ("kvm" for /dev/kvm)
+  };
+  std::optional<User> user = std::nullopt;
 };
+
+// The fd number QemuSpawn::tapFd has in QEMU (its -netdev tap,fd=).
+inline constexpr int kTapFd = 3;
 
 // Forks; the child, using only async-signal-safe calls (corrald is multi-threaded):
 //   default signal dispositions, empty mask → setsid (a session of its own) → joins spawn.cgroupProcs →
 //   unshare(CLONE_NEWNS) → "/" made a recursive slave (the host's unmounts, such as `ip netns del`, still
 //   reach QEMU's copy; QEMU's mounts never reach the host) → a tmpfs on /dev → mknod of each node →
-//   stdin /dev/null (the private one), stdout and stderr to the log → every other fd close-on-exec → execve.
+//   stdin /dev/null (the private one), stdout and stderr to the log, the tap at kTapFd → every other fd
+//   close-on-exec → setgroups, setgid, setuid (spawn.user; the /dev nodes chowned to it first) → execve.
 // A step that fails sends {step, errno, index} over a close-on-exec pipe and exits 127; the parent reaps it
 // and returns an error naming the call: `spawn QEMU: mknod("/dev/net/tun", c 10:200): EPERM`. On success the
 // pipe closes at execve and the child's pid is returned (the caller's child, to be reaped by it).

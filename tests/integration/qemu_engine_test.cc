@@ -6,6 +6,7 @@
 // with a private /dev.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -74,8 +75,9 @@ class QemuEngineTest : public ::testing::Test {
     }
   }
 
-  Result<std::unique_ptr<Qemu>> open(std::shared_ptr<VmCgroups> cgroups = nullptr) {
-    return Qemu::open({.runRoot = dir_ / "run", .cgroups = std::move(cgroups)},
+  Result<std::unique_ptr<Qemu>> open(std::shared_ptr<VmCgroups> cgroups = nullptr,
+                                     std::optional<QemuSpawn::User> user = std::nullopt) {
+    return Qemu::open({.runRoot = dir_ / "run", .cgroups = std::move(cgroups), .user = std::move(user)},
                       [this](const DomainStopped& stopped) { stops_.record(stopped); });
   }
 
@@ -328,6 +330,46 @@ TEST_F(QemuEngineTest, JoinsACgroupV2ThroughCgroupProcs) {
             fmt::format("{}\n", *created->qemuPid));
   ASSERT_TRUE(engine_->destroy(vm.domainName));
   EXPECT_FALSE(fs::exists(root / parent / vmCgroupName(vm.domainName)));
+}
+
+// QEMU as a user that is not root (libvirt-qemu, as Debian's libvirt runs it; nobody where that user does
+// not exist): set before exec, its tap opened by corral and passed as an fd. It boots, its agent answers, it
+// saves and restores, and it leaves nothing.
+TEST_F(QemuEngineTest, RunsAsAnUnprivilegedUserWithItsTapPassed) {
+  const passwd* account = ::getpwnam("libvirt-qemu");
+  if (account == nullptr) account = ::getpwnam("nobody");
+  ASSERT_NE(account, nullptr) << "neither libvirt-qemu nor nobody exists";
+  const QemuSpawn::User user{.uid = account->pw_uid, .gid = account->pw_gid, .groups = {account->pw_gid}};
+  auto opened = open(nullptr, user);
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig vm = config("user", /*withNic=*/true);
+  auto created = engine_->create(vm, /*paused=*/false);
+  ASSERT_TRUE(created) << created.error().message();
+  const std::string status = readText(fmt::format("/proc/{}/status", *created->qemuPid));
+  const std::string uid = std::to_string(user.uid);
+  EXPECT_NE(status.find(fmt::format("\nUid:\t{0}\t{0}\t{0}\t{0}\n", uid)), std::string::npos) << status;
+  EXPECT_NE(status.find(fmt::format("\nGid:\t{0}\t{0}\t{0}\t{0}\n", user.gid)), std::string::npos) << status;
+  EXPECT_NE(readText(fmt::format("/proc/{}/cmdline", *created->qemuPid)).find("tap,id=net0,fd=3"),
+            std::string::npos);
+  EXPECT_TRUE(fs::exists("/sys/class/net/" + vm.nic->tapName));
+  {
+    auto agent = AgentClient::connect(vm.agentSocket, Clock::now() + 120s);
+    ASSERT_TRUE(agent) << agent.error().message() << "\n" << readText(vm.consoleLog);
+    ASSERT_TRUE(agent->exec({"sh", "-c", "echo as-user > /tmp/mark"}, {}, 20s));
+  }
+  const fs::path state = dir_ / "user.state";
+  ASSERT_TRUE(engine_->saveToFile(vm.domainName, state));
+  expectGone(vm, *created->qemuPid);
+  auto restored = engine_->restoreFromFile({.file = state, .config = vm, .paused = false});
+  ASSERT_TRUE(restored) << restored.error().message();
+  auto agent = AgentClient::connect(vm.agentSocket, Clock::now() + 60s);
+  ASSERT_TRUE(agent) << agent.error().message();
+  auto mark = agent->exec({"cat", "/tmp/mark"}, {}, 20s);
+  ASSERT_TRUE(mark) << mark.error().message();
+  EXPECT_EQ(mark->stdoutText, "as-user\n");
+  ASSERT_TRUE(engine_->destroy(vm.domainName));
+  expectGone(vm, *restored->qemuPid);
 }
 
 TEST_F(QemuEngineTest, DestroyEndsItAndAVmThatEndedUnwatchedIsClearedAtOpen) {

@@ -5,7 +5,9 @@
 // tests and a real corrald on the same libvirtd never see each other's domains.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -253,6 +255,46 @@ TEST(VmInstances, DirectEngineQemuHasItsOwnDevAndCgroupAndLeavesNoCgroup) {
   EXPECT_EQ(removed.status, 200) << removed.body.dump();
   EXPECT_FALSE(std::filesystem::exists(memoryRoot + cgroupOf("kept")))
       << "an adopted VM's cgroup outlived it";
+}
+
+// corrald --vm-user: the direct engine's QEMU runs as that user (libvirt-qemu where Debian's libvirt made it,
+// else nobody), the VM works as root's does, and an unknown user is refused at start, naming the option.
+TEST(VmInstances, DirectEngineRunsQemuAsTheVmUser) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for QEMU's tap and setuid";
+  const passwd* account = ::getpwnam("libvirt-qemu");
+  if (account == nullptr) account = ::getpwnam("nobody");
+  ASSERT_NE(account, nullptr);
+  const std::string user = account->pw_name;
+  const uid_t uid = account->pw_uid;
+  {
+    TestDaemon refused = vmDaemon({"--accelerator", "tcg", "--vm-user", "corral-no-such-user"});
+    EXPECT_FALSE(refused.start());
+    EXPECT_NE(refused.log().find("vm-user"), std::string::npos) << refused.log();
+  }
+  // The VMs' files outside the 0700 state directory (corrald refuses to start otherwise), and the test's
+  // temp directory above both searchable.
+  TestDaemon daemon = vmDaemon({"--accelerator", "tcg", "--vm-user", user});
+  EXPECT_FALSE(daemon.start()) << "VMS_DIR under the 0700 state directory";
+  EXPECT_NE(daemon.log().find("vm-user: \"" + daemon.dir() + "/state\" is not searchable"), std::string::npos)
+      << daemon.log();
+  daemon.setExtraArgs({"--accelerator", "tcg", "--vm-user", user, "--vms-dir", daemon.dir() + "/vms"});
+  ASSERT_EQ(::chmod(daemon.dir().c_str(), 0711), 0);
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  json vm = runReady(daemon, "unpriv");
+  ASSERT_TRUE(vm["pid"].is_number()) << vm.dump() << daemon.logTail();
+  const std::string status = corral::testing::readFile(fmt::format("/proc/{}/status", vm["pid"].get<int>()));
+  EXPECT_NE(status.find(fmt::format("\nUid:\t{0}\t{0}\t{0}\t{0}\n", uid)), std::string::npos) << status;
+  Reply hostname = daemon.call("POST", "/v1/instances/unpriv/exec", {{"command", {"hostname"}}});
+  ASSERT_EQ(hostname.status, 200) << hostname.body.dump();
+  EXPECT_EQ(hostname.body.value("stdout", ""), "unpriv\n");
+  Reply stopped = daemon.call("POST", "/v1/instances/unpriv/stop", {{"grace_seconds", 20}});
+  ASSERT_EQ(stopped.status, 200) << stopped.body.dump();
+  Reply started = daemon.call("POST", "/v1/instances/unpriv/start");
+  ASSERT_EQ(started.status, 200) << started.body.dump();
+  json again = daemon.waitWhile("unpriv", "starting");
+  EXPECT_EQ(again.value("state", ""), "running") << again.dump() << daemon.logTail();
+  Reply removed = daemon.call("DELETE", "/v1/instances/unpriv?force=true");
+  EXPECT_EQ(removed.status, 200) << removed.body.dump();
 }
 
 // Two corralds on one libvirtd with one domain prefix (two state directories, as a second checkout's
