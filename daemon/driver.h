@@ -27,6 +27,7 @@
 #include "images/oci/image_store.h"
 #include "net/datapath.h"
 #include "schema/instance.h"
+#include "vmm/qemu_spawn.h"
 
 namespace corral::daemon {
 
@@ -55,6 +56,8 @@ struct InstanceOptions {
   std::string domainPrefix = "corral-";  // this daemon's libvirt domains are PREFIX + instance name
   AcceleratorMode accelerator = AcceleratorMode::automatic;
   VmEngineMode vmEngine = VmEngineMode::automatic;
+  // corrald --vm-user: the user the direct engine's QEMU runs as (vmm/qemu.h); absent: root.
+  std::optional<vmm::QemuSpawn::User> vmUser = std::nullopt;
   std::filesystem::path acceleratorCache = "/run/corral/accelerator.json";  // auto's probe result, per boot
   std::chrono::milliseconds vmBootTimeout{90'000};
   std::chrono::milliseconds kvmProbeTimeout{15'000};

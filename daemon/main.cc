@@ -7,10 +7,13 @@
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cerrno>
 #include <csignal>
@@ -31,6 +34,7 @@
 #include "daemon/vm_image.h"
 #include "images/oci/image_store.h"
 #include "net/netlink.h"
+#include "vmm/qemu_spawn.h"
 
 namespace corral::daemon {
 namespace {
@@ -53,6 +57,7 @@ struct Options {
   std::string domainPrefix;
   AcceleratorMode accelerator = AcceleratorMode::automatic;
   VmEngineMode vmEngine = VmEngineMode::automatic;
+  std::optional<vmm::QemuSpawn::User> vmUser;
   std::string acceleratorCache;
   std::string reaperPath;
   std::string netnsPrefix;
@@ -84,6 +89,7 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   std::string logLevel;
   std::string accelerator;
   std::string vmEngine;
+  std::string vmUser;
   int64_t httpPort = -1;
   Options options;
   // Installed, the images and corral-reaper are under PREFIX/lib/corral; in a build tree next to corrald.
@@ -113,7 +119,7 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("containers-dir", po::value(&options.containersDir),
        "directory of container bundles and logs (default: STATE_DIR/containers)")
       ("cgroup-parent", po::value(&options.cgroupParent)->default_value("corral"),
-       "cgroup under which every container's cgroup is created")
+       "cgroup under which every container's cgroup, and each direct-engine VM's corral-vm-DOMAIN, is created")
       ("vms-dir", po::value(&options.vmsDir),
        "directory of per-VM files: console.log, agent.sock (default: STATE_DIR/vms)")
       ("libvirt-uri", po::value(&options.libvirtUri)->default_value("qemu:///system"), "libvirt connection URI")
@@ -125,6 +131,8 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("vm-engine", po::value(&vmEngine)->default_value("auto"),
        "who runs a VM's QEMU: qemu (corrald itself, without libvirt's ~0.4 s per start), libvirt, or auto "
        "(qemu for microvm, libvirt for pc)")
+      ("vm-user", po::value(&vmUser)->value_name("USER"),
+       "the user the direct engine runs QEMU as (libvirt-qemu, as Debian's libvirt does); default: root")
       ("accelerator-cache", po::value(&options.acceleratorCache)->default_value("/run/corral/accelerator.json"),
        "where auto's probe result is kept for the rest of this host boot")
       ("reaper", po::value(&options.reaperPath)->value_name("PATH"),
@@ -208,6 +216,19 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   auto vmEngineMode = parseVmEngineMode(vmEngine);
   if (!vmEngineMode) return fail(vmEngineMode.error());
   options.vmEngine = *vmEngineMode;
+  if (!vmUser.empty()) {
+    const passwd* account = ::getpwnam(vmUser.c_str());
+    if (account == nullptr) return fail(invalidField("vm-user", "no user \"{}\" on this host", vmUser));
+    // Its groups too: kvm gives /dev/kvm.
+    int count = 64;
+    std::vector<gid_t> groups(count);
+    if (::getgrouplist(vmUser.c_str(), account->pw_gid, groups.data(), &count) < 0) {
+      groups.resize(count);
+      ::getgrouplist(vmUser.c_str(), account->pw_gid, groups.data(), &count);
+    }
+    groups.resize(count);
+    options.vmUser = vmm::QemuSpawn::User{.uid = account->pw_uid, .gid = account->pw_gid, .groups = groups};
+  }
   if (options.vmBootTimeoutS < 1 || options.vmBootTimeoutS > 3600) {
     return fail(invalidField("vm-boot-timeout", "{} is out of range: give 1 to 3600 seconds",
                              options.vmBootTimeoutS));
@@ -254,6 +275,17 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     if (!ec) *path = absolute.lexically_normal().string();
   }
   return options;
+}
+
+// Whether `user` may pass through `dir` (the search bit that applies to it: owner, group or other's).
+bool searchableBy(const std::filesystem::path& dir, const vmm::QemuSpawn::User& user) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return false;
+  if (st.st_uid == user.uid) return (st.st_mode & S_IXUSR) != 0;
+  const bool inGroup = st.st_gid == user.gid ||
+                       std::find(user.groups.begin(), user.groups.end(), st.st_gid) != user.groups.end();
+  if (inGroup) return (st.st_mode & S_IXGRP) != 0;
+  return (st.st_mode & S_IXOTH) != 0;
 }
 
 // The state directory holds the database and nobody else's business: 0700, parents 0755.
@@ -415,6 +447,19 @@ int run(const Options& options, StartupReport& report) {
       return 1;
     }
   }
+  // --vm-user: QEMU opens its console log, agent socket and run directory under VMS_DIR as that user, so
+  // every directory above it must let the user through (the state directory, 0700, does not).
+  if (options.vmUser) {
+    for (std::filesystem::path dir = options.vmsDir; dir != dir.parent_path(); dir = dir.parent_path()) {
+      if (!searchableBy(dir, *options.vmUser)) {
+        report.failed(
+            fmt::format("vm-user: \"{}\" is not searchable by uid {}, so QEMU could not reach \"{}\" "
+                        "(give --vms-dir outside the 0700 state directory)",
+                        dir.string(), options.vmUser->uid, options.vmsDir));
+        return 1;
+      }
+    }
+  }
   // One image store for the image API and the drivers; opening it clears what a crash mid-pull left.
   const std::string imagesRoot = options.stateDir + "/images";
   std::filesystem::create_directories(imagesRoot, ec);
@@ -436,6 +481,7 @@ int run(const Options& options, StartupReport& report) {
                                   .domainPrefix = options.domainPrefix,
                                   .accelerator = options.accelerator,
                                   .vmEngine = options.vmEngine,
+                                  .vmUser = options.vmUser,
                                   .acceleratorCache = options.acceleratorCache,
                                   .vmBootTimeout = std::chrono::seconds(options.vmBootTimeoutS),
                                   .kvmProbeTimeout = std::chrono::seconds(options.kvmProbeTimeoutS),

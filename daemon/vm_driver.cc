@@ -383,7 +383,12 @@ Result<vmm::Libvirt*> VmDriver::libvirt() {
 Result<vmm::Qemu*> VmDriver::qemu() {
   std::lock_guard lock(qemuMutex_);
   if (qemu_) return qemu_.get();
-  auto opened = vmm::Qemu::open({.runRoot = options_.vmsDir / kQemuRunDir},
+  // Each VM's QEMU in <cgroup parent>/corral-vm-DOMAIN, beside the containers' groups.
+  auto layout = vmm::detectCgroupLayout(options_.cgroupOptions.root, options_.cgroupOptions.parent);
+  if (!layout) return fail(layout.error().wrap("VM cgroups"));
+  auto opened = vmm::Qemu::open({.runRoot = options_.vmsDir / kQemuRunDir,
+                                 .cgroups = vmm::kernelVmCgroups(*layout),
+                                 .user = options_.vmUser},
                                 [this](const vmm::DomainStopped& event) { queueDomainEvent(event); });
   if (!opened) return fail(opened.error());
   qemu_ = std::move(*opened);

@@ -19,7 +19,8 @@ enum class Machine { Pc, Microvm };
 std::string_view machineName(Machine machine);  // "pc" | "microvm"
 
 struct NicConfig {           // filled by the networking milestone; absent: no NIC at all
-  std::string tapName;       // "crl-t-web1", created by QEMU (libvirt <interface type='ethernet'>)
+  std::string tapName;       // "crl-t-web1", created by QEMU (libvirt <interface type='ethernet'>), or by
+                             // corral for a QEMU that is not root (vmm/qemu.h)
   std::string mac;           // "52:54:00:xx:xx:xx"
 };
 

@@ -1,12 +1,15 @@
-// The direct engine (vmm/qemu.h): QEMU spawned with posix_spawn in its own session, watched through a
-// pidfd and a QMP event monitor by one thread per VM, driven by QMP commands on a second monitor.
+// The direct engine (vmm/qemu.h): QEMU spawned in its own session and mount namespace (vmm/qemu_spawn.h),
+// watched through a pidfd and a QMP event monitor by one thread per VM, driven by QMP commands on a second
+// monitor.
 #include "vmm/qemu.h"
 
 #include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,9 +24,8 @@
 #include "core/log.h"
 #include "core/rollback.h"
 #include "vmm/qemu_argv.h"
+#include "vmm/qemu_spawn.h"
 #include "vmm/qmp.h"
-
-extern char** environ;
 
 namespace corral::vmm {
 namespace {
@@ -100,38 +102,6 @@ std::optional<pid_t> readPid(const std::filesystem::path& pidFile) {
   return std::nullopt;
 }
 
-// Starts argv: QEMU in its own session (a terminal's signals to corrald's group do not reach it), with
-// nothing of corrald's but stdin from /dev/null and stdout and stderr appended to `log` (its errors, its
-// -msg timestamped messages). QEMU is corrald's child until corrald ends (then init's): its exit is reaped
-// by reap(). It cannot -daemonize under its seccomp filter (qemu_argv.h).
-Result<pid_t> spawnQemu(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  // Nothing else of corrald's goes along, whether marked close-on-exec or not: QEMU outlives corrald, and
-  // an inherited listening socket or database would outlive it with QEMU.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  posix_spawnattr_setsigdefault(&attributes, &all);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-  std::vector<char*> args;
-  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  const int spawned = ::posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  if (spawned != 0) return fail(systemError(spawned, fmt::format("posix_spawnp(\"{}\")", argv[0])));
-  return pid;
-}
-
 // Collects an ended QEMU's exit status when it is this process's child (started by this corrald); one
 // adopted after a restart is init's, and waitid says ECHILD.
 void reap(int pidfd) {
@@ -170,6 +140,27 @@ Result<QmpClient> awaitInitialised(const std::string& vmName, int pidfd, const Q
     if (::poll(&in, 1, early ? 2 : 1000) == 1) continue;
     if (!early) return fail(answered.error().wrap(fmt::format("VM {}: event monitor", vmName)));
   }
+}
+
+// The NIC's tap for a QEMU that cannot open it itself (not root), as QEMU would: not persistent (it goes with
+// the last fd, QEMU's once corral closed its own), with the virtio-net header QEMU asks for when it can.
+Result<UniqueFd> openTap(const std::string& name) {
+  if (name.size() >= IFNAMSIZ) return fail(invalidField("nic", "tap name \"{}\" is too long", name));
+  UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+  if (!tun) return fail(systemError(errno, "open(\"/dev/net/tun\")"));
+  ifreq request{};
+  request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  std::memcpy(request.ifr_name, name.data(), name.size());
+  if (::ioctl(tun.get(), TUNSETIFF, &request) != 0)
+    return fail(systemError(errno, fmt::format("ioctl(TUNSETIFF, \"{}\")", name)));
+  return tun;
+}
+
+// Gives the user a file or directory QEMU writes (chown; its mode stays).
+Status handOver(const std::filesystem::path& path, const QemuSpawn::User& user) {
+  if (::chown(path.c_str(), user.uid, user.gid) != 0)
+    return fail(systemError(errno, fmt::format("chown(\"{}\", {}:{})", path.string(), user.uid, user.gid)));
+  return {};
 }
 
 StopReason reasonOfShutdown(const std::string& reason) {
@@ -240,6 +231,12 @@ Result<std::unique_ptr<Qemu>> Qemu::open(QemuEngineOptions options,
   for (const auto& entry : std::filesystem::directory_iterator(engine->options_.runRoot, ec)) {
     if (entry.is_directory()) engine->adopt(entry.path());
   }
+  // A cgroup whose VM is not running: its QEMU ended while no engine watched (and its run directory went
+  // with an earlier open, or was never finished).
+  if (engine->options_.cgroups) {
+    for (const auto& name : engine->options_.cgroups->list())
+      if (!engine->find(name)) engine->removeCgroup(name);
+  }
   return engine;
 }
 
@@ -283,6 +280,8 @@ void Qemu::adopt(const std::filesystem::path& runDir) {
       if (::poll(&in, 1, 1000) == 1) reap(pidfd->get());
     }
     log::info("qemu engine: removing \"{}\": its QEMU is gone", runDir.string());
+    if (record.is_object() && record.contains("name") && record["name"].is_string())
+      removeCgroup(record["name"].get<std::string>());
     std::error_code ec;
     if (!vm->agentSocket.empty()) std::filesystem::remove(vm->agentSocket, ec);
     std::filesystem::remove_all(runDir, ec);
@@ -344,6 +343,7 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
       if (fds[0].revents != 0) break;
     }
     reap(vm->pidfd.get());
+    removeCgroup(vm->name);
     // Whatever QEMU still had to say before it went.
     if (vm->events) {
       while (auto event = vm->events->nextEvent(Clock::now())) {
@@ -376,6 +376,12 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
     vm->changed.notify_all();
     if (onStopped_) onStopped_(DomainStopped{vm->name, reason});
   }).detach();
+}
+
+void Qemu::removeCgroup(const std::string& name) {
+  if (!options_.cgroups) return;
+  if (Status ok = options_.cgroups->remove(name); !ok)
+    log::warn("qemu engine: VM {}: cgroup not removed: {}", name, ok.error().message());
 }
 
 std::shared_ptr<Qemu::Vm> Qemu::find(const std::string& name) {
@@ -425,9 +431,55 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
   std::filesystem::remove(config.agentSocket, ec);
   DomainInfo info;
   const auto spawning = Clock::now();
+  UniqueFd tap;
+  if (options_.user) {
+    // What a QEMU that is not root writes: its run directory (pidfile, QMP sockets), the console log (made
+    // here when missing), the agent socket's directory, the disks.
+    std::vector<std::filesystem::path> handed = {vm->runDir, config.consoleLog,
+                                                 config.agentSocket.parent_path()};
+    if (!std::filesystem::exists(config.consoleLog)) {
+      UniqueFd made(::open(config.consoleLog.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+      if (!made) return fail(systemError(errno, fmt::format("open(\"{}\")", config.consoleLog.string())));
+    }
+    for (const auto& disk : config.disks)
+      if (!disk.readOnly) handed.push_back(disk.path);
+    for (const auto& path : handed) {
+      if (Status ok = handOver(path, *options_.user); !ok)
+        return fail(ok.error().wrap(fmt::format("start VM {}", vm->name)));
+    }
+    if (config.nic) {
+      auto opened = openTap(config.nic->tapName);
+      if (!opened) return fail(opened.error().wrap(fmt::format("start VM {}", vm->name)));
+      tap = std::move(*opened);
+    }
+  }
   auto argv = qemuArgv(config, vm->files,
-                       {.paused = paused, .incoming = incoming, .uuid = vm->uuid, .binary = options_.binary});
-  auto pid = spawnQemu(argv, vm->files.log);
+                       {.paused = paused,
+                        .incoming = incoming,
+                        .uuid = vm->uuid,
+                        .tapFd = tap ? std::optional<int>(kTapFd) : std::nullopt,
+                        .binary = options_.binary});
+  const bool kvm = config.accelerator == Accelerator::Kvm;
+  std::vector<UniqueFd> cgroupJoin;
+  Rollback removeCgroupDir([this, vm] { removeCgroup(vm->name); });
+  if (options_.cgroups) {
+    // QEMU's default TCG translation cache is 1 GiB, allocated as it fills.
+    const uint32_t translationCacheMiB =
+        kvm ? 0 : (config.tcgTranslationCacheMiB ? config.tcgTranslationCacheMiB : 1024);
+    auto joined = options_.cgroups->create(vm->name, vmMemoryLimit(config.memoryBytes, translationCacheMiB));
+    if (!joined) return fail(joined.error().wrap(fmt::format("start VM {}: cgroup", vm->name)));
+    cgroupJoin = std::move(*joined);
+  }
+  QemuSpawn spawn{.argv = std::move(argv),
+                  .log = vm->files.log,
+                  .devNodes = qemuDevNodes(kvm),
+                  .cgroupProcs = {},
+                  .tapFd = tap ? tap.get() : -1,
+                  .user = options_.user};
+  for (const auto& fd : cgroupJoin) spawn.cgroupProcs.push_back(fd.get());
+  auto pid = spawnConfinedQemu(spawn);
+  cgroupJoin.clear();
+  tap.reset();  // QEMU's copy is the tap's only one now
   if (!pid) return fail(pid.error().wrap(fmt::format("start VM {}", vm->name)));
   // A child's pid is not reused before it is reaped: this pidfd is that QEMU's.
   auto pidfd = openPidfd(*pid);
@@ -459,6 +511,7 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
   }
   watch(vm);
   kill.dismiss();
+  removeCgroupDir.dismiss();
   removeDir.dismiss();
   info.name = vm->name;
   info.uuid = vm->uuid;

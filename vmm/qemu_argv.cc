@@ -70,15 +70,17 @@ std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles
                  "-device", fmt::format("virtio-blk-{},drive=disk{},serial={}", bus, i, disk.serial)});
   }
   if (config.nic) {
-    // QEMU opens the tap itself and it goes with the process (not persistent): nothing to clean up after.
-    argv.insert(
-        argv.end(),
-        {"-netdev",
-         fmt::format("tap,id=net0,ifname={},script=no,downscript=no", optionValue(config.nic->tapName)),
-         "-device",
-         // No iPXE option ROM on pc: network-boot firmware a directly booted kernel never uses.
-         fmt::format("virtio-net-{},netdev=net0,mac={}{}", bus, config.nic->mac,
-                     microvm ? "" : ",romfile=")});
+    // QEMU opens the tap itself, or holds the only fd of the one corral opened for it: either way it is
+    // not persistent and goes with the process, nothing to clean up after.
+    argv.insert(argv.end(),
+                {"-netdev",
+                 launch.tapFd ? fmt::format("tap,id=net0,fd={}", *launch.tapFd)
+                              : fmt::format("tap,id=net0,ifname={},script=no,downscript=no",
+                                            optionValue(config.nic->tapName)),
+                 "-device",
+                 // No iPXE option ROM on pc: network-boot firmware a directly booted kernel never uses.
+                 fmt::format("virtio-net-{},netdev=net0,mac={}{}", bus, config.nic->mac,
+                             microvm ? "" : ",romfile=")});
   }
   // Free page reporting: the guest's kernel reports pages it freed and QEMU gives them back to the host (as
   // the libvirt engine's <memballoon freePageReporting='on'>; vmm/README.md, "Free page reporting").

@@ -26,6 +26,9 @@ struct QemuLaunch {
   // wrote). The console log is then appended to, not truncated (it holds the boot before the save).
   bool incoming = false;
   std::string uuid;  // -uuid
+  // The NIC's tap, opened by corral and passed as this fd (-netdev tap,fd=N, as libvirt does): a QEMU that
+  // is not root cannot create it. Absent: QEMU opens the tap by its name itself.
+  std::optional<int> tapFd = std::nullopt;
   std::string binary = "qemu-system-x86_64";
 };
 

@@ -2,22 +2,31 @@
 // until its agent answers, QEMU detached from this process, a second engine object adopting the running VM
 // and reporting its end, a VM that ended while no engine watched cleared at the next open, save and restore
 // through QEMU's migration stream, and failures (a kernel QEMU cannot load, a corrupted state file) that
-// leave nothing: no process, no tap, no socket, no run directory.
+// leave nothing: no process, no tap, no socket, no run directory; QEMU in a mount namespace of its own
+// with a private /dev.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
+#include <thread>
 
+#include "core/rollback.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/stop_recorder.h"
 #include "vmm/agent.h"
 #include "vmm/qemu.h"
+#include "vmm/vm_cgroup.h"
 
 namespace corral::vmm {
 namespace {
@@ -66,8 +75,9 @@ class QemuEngineTest : public ::testing::Test {
     }
   }
 
-  Result<std::unique_ptr<Qemu>> open() {
-    return Qemu::open({.runRoot = dir_ / "run"},
+  Result<std::unique_ptr<Qemu>> open(std::shared_ptr<VmCgroups> cgroups = nullptr,
+                                     std::optional<QemuSpawn::User> user = std::nullopt) {
+    return Qemu::open({.runRoot = dir_ / "run", .cgroups = std::move(cgroups), .user = std::move(user)},
                       [this](const DomainStopped& stopped) { stops_.record(stopped); });
   }
 
@@ -186,6 +196,180 @@ TEST_F(QemuEngineTest, RunsUnderQemusSeccompFilter) {
   EXPECT_NE(status.find("\nNoNewPrivs:\t1\n"), std::string::npos) << status;
   ASSERT_TRUE(engine_->destroy(vm.domainName));
   expectGone(vm, *created->qemuPid);
+}
+
+// QEMU runs in a mount namespace of its own whose /dev holds only the nodes it needs (vmm/qemu_spawn.h),
+// and the host's unmounts still reach that namespace: a filesystem unmounted on the host (its mount point
+// kept, as a container's rootfs is) is not held by QEMU's copy of the mount.
+TEST_F(QemuEngineTest, RunsInAMountNamespaceOfItsOwnWithAPrivateDev) {
+  // A shared mount (as / and /run/netns are on systemd hosts) with a tmpfs in it.
+  const fs::path shared = dir_ / "shared", inner = dir_ / "shared/inner";
+  fs::create_directories(shared);
+  ASSERT_EQ(::mount(shared.c_str(), shared.c_str(), nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
+  Rollback unmountShared([&] { ::umount2(shared.c_str(), MNT_DETACH); });
+  ASSERT_EQ(::mount(nullptr, shared.c_str(), nullptr, MS_SHARED, nullptr), 0) << std::strerror(errno);
+  fs::create_directories(inner);
+  ASSERT_EQ(::mount("corral-test", inner.c_str(), "tmpfs", 0, "size=64k"), 0) << std::strerror(errno);
+  Rollback unmountInner([&] { ::umount2(inner.c_str(), MNT_DETACH); });
+  auto opened = open();
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig vm = config("devs", /*withNic=*/true);
+  auto created = engine_->create(vm, /*paused=*/false);
+  ASSERT_TRUE(created) << created.error().message();
+  ASSERT_TRUE(created->qemuPid);
+  const int pid = *created->qemuPid;
+  EXPECT_NE(fs::read_symlink(fmt::format("/proc/{}/ns/mnt", pid)), fs::read_symlink("/proc/self/ns/mnt"))
+      << "QEMU shares corrald's mount namespace";
+  const fs::path dev = fmt::format("/proc/{}/root/dev", pid);
+  std::set<std::string> nodes;
+  for (const auto& entry : fs::recursive_directory_iterator(dev)) {
+    const std::string name = fs::relative(entry.path(), dev).string();
+    if (entry.is_directory()) continue;
+    nodes.insert(name);
+    struct stat st {};
+    ASSERT_EQ(::stat(entry.path().c_str(), &st), 0) << name;
+    EXPECT_TRUE(S_ISCHR(st.st_mode)) << name;
+  }
+  const std::set<std::string> allowed = {"null", "zero", "full", "random", "urandom", "net/tun"};
+  EXPECT_EQ(nodes, allowed);
+  // The tap was opened through the private /dev/net/tun, and the guest boots.
+  EXPECT_TRUE(fs::exists("/sys/class/net/" + vm.nic->tapName));
+  auto agent = AgentClient::connect(vm.agentSocket, Clock::now() + 120s);
+  ASSERT_TRUE(agent) << agent.error().message() << "\n" << readText(vm.consoleLog);
+
+  const std::string mounted = " " + inner.string() + " ";
+  EXPECT_NE(readText(fmt::format("/proc/{}/mountinfo", pid)).find(mounted), std::string::npos)
+      << "QEMU's namespace is a copy of the host's";
+  ASSERT_EQ(::umount2(inner.c_str(), 0), 0) << std::strerror(errno);
+  unmountInner.dismiss();
+  EXPECT_EQ(readText(fmt::format("/proc/{}/mountinfo", pid)).find(mounted), std::string::npos)
+      << "the host's unmount did not reach QEMU's namespace: it keeps that filesystem";
+  // QEMU's /dev is its own: the host's is untouched.
+  EXPECT_TRUE(fs::exists("/dev/pts"));
+  ASSERT_TRUE(engine_->destroy(vm.domainName));
+  expectGone(vm, pid);
+}
+
+// The line of /proc/PID/cgroup for `hierarchy` ("memory", or "" for v2's "0::"), its path.
+std::string cgroupOfPid(int pid, const std::string& hierarchy) {
+  std::istringstream lines(readText(fmt::format("/proc/{}/cgroup", pid)));
+  for (std::string line; std::getline(lines, line);) {
+    const size_t first = line.find(':'), second = line.find(':', first + 1);
+    if (line.substr(first + 1, second - first - 1) == hierarchy) return line.substr(second + 1);
+  }
+  return "";
+}
+
+// A VM's QEMU in a cgroup of its own on the host's hierarchy (v1 here: cpu, cpuacct, memory, pids each
+// mounted apart), joined before exec, with the memory limit; removed when it is destroyed, and at the next
+// open when it ended while no engine watched.
+TEST_F(QemuEngineTest, RunsInACgroupOfItsOwnRemovedWhenItEnds) {
+  const std::string parent = fmt::format("corral-qe{}", ::getpid());
+  auto layout = detectCgroupLayout("/sys/fs/cgroup", parent);
+  ASSERT_TRUE(layout) << layout.error().message();
+  const bool v2 = layout->version == CgroupVersion::V2;
+  const fs::path memoryRoot = v2 ? fs::path("/sys/fs/cgroup") : fs::path("/sys/fs/cgroup/memory");
+  Rollback removeParent([&] {
+    for (const auto& hierarchy : layout->hierarchies) ::rmdir((hierarchy.root / parent).c_str());
+  });
+  std::shared_ptr<VmCgroups> cgroups = kernelVmCgroups(*layout);
+  auto opened = open(cgroups);
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig first = config("cg1", /*withNic=*/false);
+  const DomainConfig second = config("cg2", /*withNic=*/false);
+  auto a = engine_->create(first, /*paused=*/true);
+  ASSERT_TRUE(a) << a.error().message();
+  const fs::path dirA = memoryRoot / parent / vmCgroupName(first.domainName);
+  EXPECT_EQ(cgroupOfPid(*a->qemuPid, v2 ? "" : "memory"),
+            "/" + parent + "/" + vmCgroupName(first.domainName));
+  EXPECT_EQ(readText(dirA / (v2 ? "memory.max" : "memory.limit_in_bytes")),
+            fmt::format("{}\n", vmMemoryLimit(first.memoryBytes, first.tcgTranslationCacheMiB)));
+  if (!v2) {
+    for (const char* hierarchy : {"cpu", "cpuacct", "pids"})
+      EXPECT_EQ(cgroupOfPid(*a->qemuPid, hierarchy), "/" + parent + "/" + vmCgroupName(first.domainName))
+          << hierarchy;
+  }
+  ASSERT_TRUE(engine_->destroy(first.domainName));
+  EXPECT_FALSE(fs::exists(dirA)) << "the cgroup outlived its VM";
+
+  auto b = engine_->create(second, /*paused=*/true);
+  ASSERT_TRUE(b) << b.error().message();
+  const fs::path dirB = memoryRoot / parent / vmCgroupName(second.domainName);
+  engine_.reset();
+  ASSERT_EQ(::kill(*b->qemuPid, SIGKILL), 0);
+  for (int i = 0; i < 100 && processAlive(*b->qemuPid); ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_TRUE(fs::exists(dirB));
+  opened = open(cgroups);
+  ASSERT_TRUE(opened);
+  engine_ = std::move(*opened);
+  EXPECT_FALSE(fs::exists(dirB)) << "a cgroup left by a VM that ended unwatched";
+  expectGone(second, *b->qemuPid);
+}
+
+// The v2 side of the seam on a real cgroup2 mount: the unified root on a v2 host, the hybrid layout's
+// controller-less v2 mount (/sys/fs/cgroup/unified) here. QEMU joins through cgroup.procs before exec, and
+// the group goes with it.
+TEST_F(QemuEngineTest, JoinsACgroupV2ThroughCgroupProcs) {
+  const fs::path root =
+      fs::exists("/sys/fs/cgroup/unified/cgroup.procs") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup";
+  const std::string parent = fmt::format("corral-qe{}-v2", ::getpid());
+  auto layout = detectCgroupLayout(root, parent);
+  ASSERT_TRUE(layout) << layout.error().message();
+  ASSERT_EQ(layout->version, CgroupVersion::V2) << root << " is no cgroup2 mount";
+  Rollback removeParent([&] { ::rmdir((root / parent).c_str()); });
+  auto opened = open(kernelVmCgroups(*layout));
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig vm = config("v2", /*withNic=*/false);
+  auto created = engine_->create(vm, /*paused=*/true);
+  ASSERT_TRUE(created) << created.error().message();
+  EXPECT_EQ(cgroupOfPid(*created->qemuPid, ""), "/" + parent + "/" + vmCgroupName(vm.domainName));
+  EXPECT_EQ(readText(root / parent / vmCgroupName(vm.domainName) / "cgroup.procs"),
+            fmt::format("{}\n", *created->qemuPid));
+  ASSERT_TRUE(engine_->destroy(vm.domainName));
+  EXPECT_FALSE(fs::exists(root / parent / vmCgroupName(vm.domainName)));
+}
+
+// QEMU as a user that is not root (libvirt-qemu, as Debian's libvirt runs it; nobody where that user does
+// not exist): set before exec, its tap opened by corral and passed as an fd. It boots, its agent answers, it
+// saves and restores, and it leaves nothing.
+TEST_F(QemuEngineTest, RunsAsAnUnprivilegedUserWithItsTapPassed) {
+  const passwd* account = ::getpwnam("libvirt-qemu");
+  if (account == nullptr) account = ::getpwnam("nobody");
+  ASSERT_NE(account, nullptr) << "neither libvirt-qemu nor nobody exists";
+  const QemuSpawn::User user{.uid = account->pw_uid, .gid = account->pw_gid, .groups = {account->pw_gid}};
+  auto opened = open(nullptr, user);
+  ASSERT_TRUE(opened) << opened.error().message();
+  engine_ = std::move(*opened);
+  const DomainConfig vm = config("user", /*withNic=*/true);
+  auto created = engine_->create(vm, /*paused=*/false);
+  ASSERT_TRUE(created) << created.error().message();
+  const std::string status = readText(fmt::format("/proc/{}/status", *created->qemuPid));
+  const std::string uid = std::to_string(user.uid);
+  EXPECT_NE(status.find(fmt::format("\nUid:\t{0}\t{0}\t{0}\t{0}\n", uid)), std::string::npos) << status;
+  EXPECT_NE(status.find(fmt::format("\nGid:\t{0}\t{0}\t{0}\t{0}\n", user.gid)), std::string::npos) << status;
+  EXPECT_NE(readText(fmt::format("/proc/{}/cmdline", *created->qemuPid)).find("tap,id=net0,fd=3"),
+            std::string::npos);
+  EXPECT_TRUE(fs::exists("/sys/class/net/" + vm.nic->tapName));
+  {
+    auto agent = AgentClient::connect(vm.agentSocket, Clock::now() + 120s);
+    ASSERT_TRUE(agent) << agent.error().message() << "\n" << readText(vm.consoleLog);
+    ASSERT_TRUE(agent->exec({"sh", "-c", "echo as-user > /tmp/mark"}, {}, 20s));
+  }
+  const fs::path state = dir_ / "user.state";
+  ASSERT_TRUE(engine_->saveToFile(vm.domainName, state));
+  expectGone(vm, *created->qemuPid);
+  auto restored = engine_->restoreFromFile({.file = state, .config = vm, .paused = false});
+  ASSERT_TRUE(restored) << restored.error().message();
+  auto agent = AgentClient::connect(vm.agentSocket, Clock::now() + 60s);
+  ASSERT_TRUE(agent) << agent.error().message();
+  auto mark = agent->exec({"cat", "/tmp/mark"}, {}, 20s);
+  ASSERT_TRUE(mark) << mark.error().message();
+  EXPECT_EQ(mark->stdoutText, "as-user\n");
+  ASSERT_TRUE(engine_->destroy(vm.domainName));
+  expectGone(vm, *restored->qemuPid);
 }
 
 TEST_F(QemuEngineTest, DestroyEndsItAndAVmThatEndedUnwatchedIsClearedAtOpen) {

@@ -5,7 +5,9 @@
 // tests and a real corrald on the same libvirtd never see each other's domains.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -186,6 +189,112 @@ TEST(VmInstances, SurvivesDaemonKillAndRecordsGuestPoweroff) {
       << off.dump();
   EXPECT_TRUE(off["exit_code"].is_null()) << off.dump();
   EXPECT_TRUE(ourDomains().empty());
+}
+
+// The direct engine's QEMU is confined as libvirt's was (vmm/README.md "Confinement"): a mount namespace of
+// its own whose /dev holds only QEMU's nodes, and a cgroup of its own under corrald's cgroup parent that
+// goes with the VM: at rm, at rm after corrald was SIGKILLed and started again, and at that start when the
+// VM's QEMU ended meanwhile.
+TEST(VmInstances, DirectEngineQemuHasItsOwnDevAndCgroupAndLeavesNoCgroup) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for QEMU's tap and cgroups";
+  TestDaemon daemon = vmDaemon();
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  // Where the memory controller's VM cgroups are, and the path /proc/PID/cgroup shows for them.
+  const std::string memoryRoot =
+      std::filesystem::exists("/sys/fs/cgroup/memory") ? "/sys/fs/cgroup/memory" : "/sys/fs/cgroup";
+  auto cgroupOf = [&](const std::string& name) {
+    return "/" + daemon.cgroupParent() + "/corral-vm-" + kPrefix + name;
+  };
+  auto memoryCgroupOfPid = [](int pid) {
+    std::istringstream lines(corral::testing::readFile(fmt::format("/proc/{}/cgroup", pid)));
+    for (std::string line; std::getline(lines, line);) {
+      const size_t first = line.find(':'), second = line.find(':', first + 1);
+      const std::string controllers = line.substr(first + 1, second - first - 1);
+      if (controllers == "memory" ||
+          (controllers.empty() && !std::filesystem::exists("/sys/fs/cgroup/memory")))
+        return line.substr(second + 1);
+    }
+    return std::string();
+  };
+
+  json vm = runReady(daemon, "jail");
+  ASSERT_TRUE(vm["pid"].is_number()) << vm.dump();
+  const int pid = vm["pid"].get<int>();
+  EXPECT_NE(std::filesystem::read_symlink(fmt::format("/proc/{}/ns/mnt", pid)),
+            std::filesystem::read_symlink(fmt::format("/proc/{}/ns/mnt", daemon.pid())))
+      << "QEMU in corrald's mount namespace";
+  std::vector<std::string> devNodes;
+  const std::filesystem::path dev = fmt::format("/proc/{}/root/dev", pid);
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dev))
+    if (!entry.is_directory()) devNodes.push_back(std::filesystem::relative(entry.path(), dev).string());
+  std::sort(devNodes.begin(), devNodes.end());
+  EXPECT_EQ(devNodes, (std::vector<std::string>{"full", "net/tun", "null", "random", "urandom", "zero"}));
+  EXPECT_EQ(memoryCgroupOfPid(pid), cgroupOf("jail"));
+  EXPECT_NE(memoryCgroupOfPid(daemon.pid()), cgroupOf("jail"));
+  const std::string jailDir = memoryRoot + cgroupOf("jail");
+  ASSERT_TRUE(std::filesystem::is_directory(jailDir));
+  Reply removed = daemon.call("DELETE", "/v1/instances/jail?force=true");
+  EXPECT_EQ(removed.status, 200) << removed.body.dump();
+  EXPECT_FALSE(std::filesystem::exists(jailDir)) << "the VM's cgroup outlived it";
+
+  // corrald SIGKILLed with two VMs running; one's QEMU ends while no corrald runs.
+  json kept = runReady(daemon, "kept");
+  json lost = runReady(daemon, "lost");
+  ASSERT_TRUE(kept["pid"].is_number() && lost["pid"].is_number());
+  daemon.kill9();
+  ASSERT_EQ(::kill(lost["pid"].get<int>(), SIGKILL), 0);
+  for (int i = 0; i < 250 && std::filesystem::exists(fmt::format("/proc/{}", lost["pid"].get<int>())); ++i)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_TRUE(std::filesystem::exists(memoryRoot + cgroupOf("lost"))) << "a leftover to reconcile";
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  json found = daemon.call("GET", "/v1/instances/lost").body;
+  EXPECT_NE(found.value("state", ""), "running") << found.dump();
+  EXPECT_FALSE(std::filesystem::exists(memoryRoot + cgroupOf("lost"))) << "left after the restart";
+  EXPECT_EQ(memoryCgroupOfPid(kept["pid"].get<int>()), cgroupOf("kept"));
+  removed = daemon.call("DELETE", "/v1/instances/kept?force=true");
+  EXPECT_EQ(removed.status, 200) << removed.body.dump();
+  EXPECT_FALSE(std::filesystem::exists(memoryRoot + cgroupOf("kept")))
+      << "an adopted VM's cgroup outlived it";
+}
+
+// corrald --vm-user: the direct engine's QEMU runs as that user (libvirt-qemu where Debian's libvirt made it,
+// else nobody), the VM works as root's does, and an unknown user is refused at start, naming the option.
+TEST(VmInstances, DirectEngineRunsQemuAsTheVmUser) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root for QEMU's tap and setuid";
+  const passwd* account = ::getpwnam("libvirt-qemu");
+  if (account == nullptr) account = ::getpwnam("nobody");
+  ASSERT_NE(account, nullptr);
+  const std::string user = account->pw_name;
+  const uid_t uid = account->pw_uid;
+  {
+    TestDaemon refused = vmDaemon({"--accelerator", "tcg", "--vm-user", "corral-no-such-user"});
+    EXPECT_FALSE(refused.start());
+    EXPECT_NE(refused.log().find("vm-user"), std::string::npos) << refused.log();
+  }
+  // The VMs' files outside the 0700 state directory (corrald refuses to start otherwise), and the test's
+  // temp directory above both searchable.
+  TestDaemon daemon = vmDaemon({"--accelerator", "tcg", "--vm-user", user});
+  EXPECT_FALSE(daemon.start()) << "VMS_DIR under the 0700 state directory";
+  EXPECT_NE(daemon.log().find("vm-user: \"" + daemon.dir() + "/state\" is not searchable"), std::string::npos)
+      << daemon.log();
+  daemon.setExtraArgs({"--accelerator", "tcg", "--vm-user", user, "--vms-dir", daemon.dir() + "/vms"});
+  ASSERT_EQ(::chmod(daemon.dir().c_str(), 0711), 0);
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  json vm = runReady(daemon, "unpriv");
+  ASSERT_TRUE(vm["pid"].is_number()) << vm.dump() << daemon.logTail();
+  const std::string status = corral::testing::readFile(fmt::format("/proc/{}/status", vm["pid"].get<int>()));
+  EXPECT_NE(status.find(fmt::format("\nUid:\t{0}\t{0}\t{0}\t{0}\n", uid)), std::string::npos) << status;
+  Reply hostname = daemon.call("POST", "/v1/instances/unpriv/exec", {{"command", {"hostname"}}});
+  ASSERT_EQ(hostname.status, 200) << hostname.body.dump();
+  EXPECT_EQ(hostname.body.value("stdout", ""), "unpriv\n");
+  Reply stopped = daemon.call("POST", "/v1/instances/unpriv/stop", {{"grace_seconds", 20}});
+  ASSERT_EQ(stopped.status, 200) << stopped.body.dump();
+  Reply started = daemon.call("POST", "/v1/instances/unpriv/start");
+  ASSERT_EQ(started.status, 200) << started.body.dump();
+  json again = daemon.waitWhile("unpriv", "starting");
+  EXPECT_EQ(again.value("state", ""), "running") << again.dump() << daemon.logTail();
+  Reply removed = daemon.call("DELETE", "/v1/instances/unpriv?force=true");
+  EXPECT_EQ(removed.status, 200) << removed.body.dump();
 }
 
 // Two corralds on one libvirtd with one domain prefix (two state directories, as a second checkout's

@@ -85,6 +85,13 @@ TEST(QemuArgv, NoBalloonWithoutFreePageReporting) {
     EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
 }
 
+// A QEMU that is not root gets its tap as an fd corral opened (vmm/qemu.h), by number instead of by name.
+TEST(QemuArgv, APassedTapIsNamedByItsFd) {
+  auto argv = qemuArgv(microvmConfig(), kFiles, {.uuid = "u", .tapFd = 3});
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "tap,id=net0,fd=3"), argv.end());
+  for (const auto& arg : argv) EXPECT_EQ(arg.find("ifname="), std::string::npos) << arg;
+}
+
 TEST(SavedStateEngine, TellsLibvirtFromQemuStreams) {
   const auto dir =
       std::filesystem::temp_directory_path() / ("corral-saved-engine-" + std::to_string(getpid()));
