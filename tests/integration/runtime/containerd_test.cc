@@ -69,6 +69,10 @@ class Containerd : public ::testing::Test {
     char pattern[] = "/tmp/corral-containerd-test-XXXXXX";
     ASSERT_NE(::mkdtemp(pattern), nullptr);
     dir_ = pattern;
+    // A copy of the image's root per test: the runtimes and their callers write into a bundle's root
+    // (mount points, podman's /run/.containerenv, hooks' files), which must not change the built image.
+    rootfs_ = dir_ / "rootfs";
+    fs::copy(kImageRootfs, rootfs_, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
     socket_ = (dir_ / "containerd.sock").string();
     std::ofstream(dir_ / "config.toml")
         << "version = 2\n"
@@ -113,12 +117,14 @@ class Containerd : public ::testing::Test {
     std::vector<std::string> args = {"run"};
     args.insert(args.end(), flags.begin(), flags.end());
     args.insert(args.end(), {"--rootfs", "--runtime", "io.containerd.runc.v2", "--runc-binary", runtime,
-                             kImageRootfs.string(), id});
+                             rootfs_.string(), id});
     args.insert(args.end(), command.begin(), command.end());
     return ctr(args);
   }
 
   fs::path dir_;
+
+  fs::path rootfs_;  // this test's copy of kImageRootfs
   std::string socket_;
   pid_t containerd_ = -1;
   int serial_ = 0;
@@ -177,7 +183,7 @@ TEST_F(Containerd, TerminalAgreesWithCrun) {
   std::vector<std::string> outputs;
   for (const auto& runtime : runtimes_) {
     const std::string command = "ctr --address " + socket_ + " run -t --rm --rootfs --runc-binary " +
-                                runtime + " " + kImageRootfs.string() + " t-" +
+                                runtime + " " + rootfs_.string() + " t-" +
                                 fs::path(runtime).filename().string() +
                                 " /bin/sh -c 'tty; test -t 0 && echo stdin-is-a-tty'";
     Outcome outcome = runCommand({"script", "-qec", command, "/dev/null"}, dir_ / "script-out");

@@ -51,6 +51,10 @@ class Podman : public ::testing::Test {
     char pattern[] = "/tmp/corral-podman-test-XXXXXX";
     ASSERT_NE(::mkdtemp(pattern), nullptr);
     dir_ = pattern;
+    // A copy of the image's root per test: the runtimes and their callers write into a bundle's root
+    // (mount points, podman's /run/.containerenv, hooks' files), which must not change the built image.
+    rootfs_ = dir_ / "rootfs";
+    fs::copy(kImageRootfs, rootfs_, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
   }
   void TearDown() override {
     if (dir_.empty()) return;
@@ -87,11 +91,12 @@ class Podman : public ::testing::Test {
     return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), text.str()};
   }
   std::string runFlags() const {
-    return "--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --rootfs " +
-           kImageRootfs.string();
+    return "--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --rootfs " + rootfs_.string();
   }
 
   fs::path dir_;
+
+  fs::path rootfs_;  // this test's copy of kImageRootfs
   int serial_ = 0;
   const std::vector<std::string> runtimes_ = {CORRAL_RUNTIME_PATH, "/usr/bin/crun"};
 };

@@ -145,6 +145,10 @@ class RuntimeCli : public ::testing::Test {
     char pattern[] = "/tmp/corral-runtime-test-XXXXXX";
     ASSERT_NE(::mkdtemp(pattern), nullptr);
     dir_ = pattern;
+    // A copy of the image's root per test: the runtimes and their callers write into a bundle's root
+    // (mount points, podman's /run/.containerenv, hooks' files), which must not change the built image.
+    rootfs_ = dir_ / "rootfs";
+    fs::copy(kImageRootfs, rootfs_, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
     // Container inits outlive `create`; as conmon and containerd's shim are, we are their subreaper.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     // crun 1.8 refuses a hybrid host whose /sys/fs/cgroup/unified offers controllers: it runs with that
@@ -191,7 +195,7 @@ class RuntimeCli : public ::testing::Test {
     const fs::path path = dir_ / ("bundle-" + name);
     fs::create_directories(path);
     json config = json::parse(container::defaultOciSpec());
-    config["root"]["path"] = kImageRootfs.string();
+    config["root"]["path"] = rootfs_.string();
     config["process"]["terminal"] = false;
     config["process"]["args"] = args;
     config["process"].erase("rlimits");  // raising RLIMIT_NOFILE needs CAP_SYS_RESOURCE, absent here
@@ -201,6 +205,8 @@ class RuntimeCli : public ::testing::Test {
   }
 
   fs::path dir_;
+
+  fs::path rootfs_;  // this test's copy of kImageRootfs
   Runtime corral_, crun_, runc_;
 };
 
