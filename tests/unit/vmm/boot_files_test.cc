@@ -79,7 +79,9 @@ uint64_t mappingRss(pid_t pid, const std::filesystem::path& file) {
   bool current = false;
   uint64_t total = 0;
   while (std::getline(in, line)) {
-    if (line.find(" /") != std::string::npos && line.find('-') < line.find(' ')) {
+    // A mapping's header ("start-end perms ..."), named or anonymous; field lines ("Rss:  4 kB") have no '-'
+    // before their first space.
+    if (line.find('-') < line.find(' ')) {
       current = line.ends_with(file.string());
     } else if (unsigned long long kib = 0; current && std::sscanf(line.c_str(), "Rss: %llu kB", &kib) == 1) {
       total += kib * 1024;
