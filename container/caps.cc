@@ -134,7 +134,8 @@ int applyCapabilitySetsInChild(const CapabilityNumbers& sets) {
   for (int cap = 0; cap < 64; ++cap) {
     int inBounding = ::prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
     if (inBounding < 0) break;
-    if (inBounding == 1 && (bounding & (uint64_t{1} << cap)) == 0 && ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
+    if (inBounding == 1 && (bounding & (uint64_t{1} << cap)) == 0 &&
+        ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
       return errno;
   }
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return errno;

@@ -165,7 +165,8 @@ class CgroupV1 final : public Cgroup {
     const std::string want = frozen ? "FROZEN" : "THAWED";
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     for (;;) {
-      // Writing again is how a freeze that went to FREEZING (a process in an uninterruptible sleep) is retried.
+      // Writing again is how a freeze that went to FREEZING (a process in an uninterruptible sleep) is
+      // retried.
       if (auto ok = files_.write(state, want); !ok) return fail(ok.error());
       auto now = files_.read(state);
       if (!now) return fail(now.error());

@@ -238,7 +238,8 @@ int makeWorkingDirectoryInChild(const std::string& path) {
     // After start nobody hears a failure: a command that cannot be found fails create instead (runc looks
     // it up before waiting too).
     bool found = false;
-    for (const auto& candidate : in.image->candidates) found = found || ::access(candidate.c_str(), X_OK) == 0;
+    for (const auto& candidate : in.image->candidates)
+      found = found || ::access(candidate.c_str(), X_OK) == 0;
     if (!found) childFail(in.syncFd, ChildStep::Execve, ENOENT);
     // Fully set up: say so (the starter returns from `create` and leaves), then block until `start`
     // opens the fifo for reading. Seccomp comes after, so the profile need not allow this open.

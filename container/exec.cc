@@ -98,10 +98,9 @@ Result<pid_t> execInContainer(pid_t initPid, Cgroup& cgroup, const ContainerConf
     if (!outcome) return fail(outcome.error());
     if (outcome->failure) {
       const SyncRecord& record = *outcome->failure;
-      return fail(
-          systemError(record.errnum, childStepName(record.step, nullptr, record, image, &*namespaces, *join,
-                                                   config.hostname, workingDir, config.user,
-                                                   config.bundle ? &*config.bundle : nullptr)));
+      return fail(systemError(record.errnum, childStepName(record.step, nullptr, record, image, &*namespaces,
+                                                           *join, config.hostname, workingDir, config.user,
+                                                           config.bundle ? &*config.bundle : nullptr)));
     }
     if (outcome->execPid <= 0) return fail(childVanished(intermediatePid));
     if (extras.consoleMaster != nullptr) *extras.consoleMaster = std::move(outcome->consoleMaster);

@@ -13,10 +13,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstring>
 #include <functional>
-#include <cerrno>
 #include <utility>
 
 #include "core/unique_fd.h"
@@ -38,7 +38,6 @@ Status checkPath(const std::filesystem::path& path, const char* field) {
   }
   return {};
 }
-
 
 using AddMount = std::function<void(std::string source, std::string target, std::string fstype,
                                     unsigned long flags, std::string data, MountTarget create)>;
@@ -85,7 +84,8 @@ Result<MountPlan> buildBundleMountPlan(const MountPlanInput& input) {
   plan.rootfs = root.rootfs.lexically_normal().string();
   if (plan.rootfs.size() > 1 && plan.rootfs.back() == '/') plan.rootfs.pop_back();
   plan.makePrivate = MountEntry{"", "(host /)", "/", "", root.propagation, "", MountTarget::Existing, 0};
-  plan.bindRootfs = MountEntry{plan.rootfs, "/", plan.rootfs, "", MS_BIND | MS_REC, "", MountTarget::Existing, 0};
+  plan.bindRootfs =
+      MountEntry{plan.rootfs, "/", plan.rootfs, "", MS_BIND | MS_REC, "", MountTarget::Existing, 0};
   auto add = [&](std::string source, std::string target, std::string fstype, unsigned long flags,
                  std::string data, MountTarget create) {
     std::string hostTarget = target == "/" ? plan.rootfs : plan.rootfs + target;
@@ -103,8 +103,8 @@ Result<MountPlan> buildBundleMountPlan(const MountPlanInput& input) {
       return fail(invalidField(field, "\"{}\" leaves the root with \"..\"", mount.destination));
     if (mount.fstype == "cgroup" || mount.fstype == "cgroup2") {
       if (mount.destination != "/sys/fs/cgroup")
-        return fail(invalidField(field, "a cgroup mount goes only at /sys/fs/cgroup, not \"{}\"",
-                                 mount.destination));
+        return fail(
+            invalidField(field, "a cgroup mount goes only at /sys/fs/cgroup, not \"{}\"", mount.destination));
       cgroupReadOnly = (mount.flags & MS_RDONLY) != 0;
       planCgroupMounts(input, mount.flags, add, &cgroupLinks);
       continue;
@@ -364,7 +364,7 @@ std::string mountFlagNames(unsigned long flags) {
       {MS_NOEXEC, "noexec"},   {MS_REMOUNT, "remount"},         {MS_BIND, "bind"},
       {MS_REC, "rec"},         {MS_PRIVATE, "private"},         {MS_SLAVE, "slave"},
       {MS_SHARED, "shared"},   {MS_STRICTATIME, "strictatime"}, {MS_RELATIME, "relatime"},
-      {MS_NOATIME, "noatime"},      {MS_UNBINDABLE, "unbindable"}, {MS_NODIRATIME, "nodiratime"},
+      {MS_NOATIME, "noatime"}, {MS_UNBINDABLE, "unbindable"},   {MS_NODIRATIME, "nodiratime"},
   };
   std::string names;
   for (const auto& [bit, name] : kNames) {
@@ -577,7 +577,8 @@ bool applyMountPlanInChild(const MountPlan& plan, int rootfsFd, MountFailure* fa
     bool bind = (entry.flags & MS_BIND) != 0;
     unsigned long flags = bind ? entry.flags & ~kBindRemountFlags : entry.flags;
     if (::mount(source, target, fstype, flags, data) != 0) return failWith(failure, MountStep::Mount, i);
-    if (bind && (entry.flags & kBindRemountFlags) && remountBind(target, entry.flags & kBindRemountFlags) != 0) {
+    if (bind && (entry.flags & kBindRemountFlags) &&
+        remountBind(target, entry.flags & kBindRemountFlags) != 0) {
       return failWith(failure, MountStep::Remount, i);
     }
     if (entry.propagation != 0 && ::mount(nullptr, target, nullptr, entry.propagation, nullptr) != 0)
@@ -618,7 +619,8 @@ bool applyMountPlanInChild(const MountPlan& plan, int rootfsFd, MountFailure* fa
     }
     if (remountReadOnly(path) != 0) return failWith(failure, MountStep::ReadOnlyPath, i);
   }
-  if (plan.readonlyRoot && remountBind(".", MS_RDONLY) != 0) return failWith(failure, MountStep::ReadOnlyRoot, 0);
+  if (plan.readonlyRoot && remountBind(".", MS_RDONLY) != 0)
+    return failWith(failure, MountStep::ReadOnlyRoot, 0);
   return true;
 }
 

@@ -72,9 +72,9 @@ struct BundleSetup {
   std::vector<NamespacePath> joins;  // joined by the child right after "go", before any mount
   bool setHostname = false;          // a new uts namespace and a hostname given
   std::string domainname;
-  std::vector<Sysctl> sysctls;       // written by the child in its new namespaces, before its mounts
+  std::vector<Sysctl> sysctls;         // written by the child in its new namespaces, before its mounts
   std::vector<ProcessRlimit> rlimits;  // set by the parent (prlimit) before "go"
-  std::optional<int> oomScoreAdj;    // written by the parent before "go"
+  std::optional<int> oomScoreAdj;      // written by the parent before "go"
   std::optional<mode_t> umask;
   bool noNewPrivileges = false;
   CapabilitySets capabilities;

@@ -1,9 +1,9 @@
 // startContainer: the parent's side of starting a container (overlay, cgroup, clone, id maps, the
 // caller's hook, "go"), each host-side effect with its undo, and RunningContainer.
-#include <fmt/format.h>
-#include <signal.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -82,8 +82,8 @@ Status validateConfig(const ContainerConfig& config) {
 
 std::string cloneFlagText(int flags) {
   static constexpr std::pair<int, const char*> kNames[] = {
-      {CLONE_NEWUSER, "CLONE_NEWUSER"}, {CLONE_NEWPID, "CLONE_NEWPID"}, {CLONE_NEWNS, "CLONE_NEWNS"},
-      {CLONE_NEWUTS, "CLONE_NEWUTS"},   {CLONE_NEWIPC, "CLONE_NEWIPC"}, {CLONE_NEWNET, "CLONE_NEWNET"},
+      {CLONE_NEWUSER, "CLONE_NEWUSER"},    {CLONE_NEWPID, "CLONE_NEWPID"}, {CLONE_NEWNS, "CLONE_NEWNS"},
+      {CLONE_NEWUTS, "CLONE_NEWUTS"},      {CLONE_NEWIPC, "CLONE_NEWIPC"}, {CLONE_NEWNET, "CLONE_NEWNET"},
       {CLONE_NEWCGROUP, "CLONE_NEWCGROUP"}};
   std::string text;
   for (const auto& [bit, name] : kNames) {
@@ -172,7 +172,8 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   std::string execFifoPath;
   if (bundle && !bundle->execFifo.empty()) {
     execFifo.reset(::open(bundle->execFifo.c_str(), O_PATH | O_CLOEXEC));
-    if (!execFifo) return fail(systemError(errno, fmt::format("open(\"{}\", O_PATH)", bundle->execFifo.string())));
+    if (!execFifo)
+      return fail(systemError(errno, fmt::format("open(\"{}\", O_PATH)", bundle->execFifo.string())));
     execFifoPath = fmt::format("/proc/self/fd/{}", execFifo.get());
   }
   auto seccomp = compileSeccomp(config.seccomp);
@@ -320,9 +321,9 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   timings.rootfs = parentRootfs + std::chrono::duration_cast<std::chrono::microseconds>(readyAt - joinedAt);
   timings.exec = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - readyAt);
 
-  auto result = finish(child.release(), std::move(pidfd), std::move(*cgroup),
-                       bundle ? std::filesystem::path() : config.bundleDir, timings,
-                       std::move(outcome->consoleMaster));
+  auto result =
+      finish(child.release(), std::move(pidfd), std::move(*cgroup),
+             bundle ? std::filesystem::path() : config.bundleDir, timings, std::move(outcome->consoleMaster));
   unmountOverlay.dismiss();
   removeCreatedBundle.dismiss();
   return result;

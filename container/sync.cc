@@ -112,7 +112,8 @@ Result<ReadOutcome> readChildRecords(int fd) {
     message.msg_controllen = sizeof control;
     ssize_t n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
     if (n > 0) {
-      for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr; header = CMSG_NXTHDR(&message, header)) {
+      for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
+           header = CMSG_NXTHDR(&message, header)) {
         if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
         int passed = -1;
         std::memcpy(&passed, CMSG_DATA(header), sizeof passed);

@@ -49,7 +49,7 @@ enum class ChildStep : int32_t {
   Execve,
   JoinNamespace,  // index into the namespace list
   CloneIntoNamespaces,
-  SetUser,  // the configured uid, gid and supplementary groups
+  SetUser,            // the configured uid, gid and supplementary groups
   JoinNamespacePath,  // index into BundleSetup::joins
   Sysctl,             // index into BundleSetup::sysctls
   Domainname,

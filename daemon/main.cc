@@ -172,8 +172,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     return fail(Error(ErrorKind::InvalidArgument, fmt::format("{} (see corrald --help)", e.what())));
   }
   if (values.count("help")) {
-    std::cout << "Usage: corrald [OPTIONS]\n\ncorrald: the corral daemon (REST/JSON API on a Unix socket).\n\n"
-              << described << "\n";
+    std::cout
+        << "Usage: corrald [OPTIONS]\n\ncorrald: the corral daemon (REST/JSON API on a Unix socket).\n\n"
+        << described << "\n";
     return std::nullopt;
   }
   if (values.count("list-failpoints")) {

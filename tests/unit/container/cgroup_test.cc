@@ -70,8 +70,9 @@ TEST(CgroupPlan, V2Files) {
                                           {"", "memory.swap.max", "0"},
                                           {"", "cpu.max", "50000 100000"},
                                           {"", "pids.max", "64"}}));
-  EXPECT_EQ(cgroupV2LimitWrites({.memoryBytes = 64 << 20, .cpuMillis = 1500, .pids = {}, .cpuShares = {}}, false),
-            (std::vector<CgroupFileWrite>{{"", "memory.max", "67108864"}, {"", "cpu.max", "150000 100000"}}));
+  EXPECT_EQ(
+      cgroupV2LimitWrites({.memoryBytes = 64 << 20, .cpuMillis = 1500, .pids = {}, .cpuShares = {}}, false),
+      (std::vector<CgroupFileWrite>{{"", "memory.max", "67108864"}, {"", "cpu.max", "150000 100000"}}));
   EXPECT_TRUE(cgroupV2LimitWrites({}, true).empty());
 }
 
@@ -191,8 +192,9 @@ TEST_F(CgroupV2Tree, MissingControllerIsNamed) {
       << cgroup.error().message();
   EXPECT_EQ(files_.changes(), Calls{}) << "nothing made";
   // Without limits that need them, missing cpu and pids are fine; only the available ones get enabled.
-  auto memoryOnly = createCgroup(files_, CgroupMode::Unified, "web-2",
-                                 {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
+  auto memoryOnly =
+      createCgroup(files_, CgroupMode::Unified, "web-2",
+                   {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
   ASSERT_TRUE(memoryOnly) << memoryOnly.error().message();
   EXPECT_EQ(text(kRoot + "/corral/cgroup.subtree_control"), "memory\n");
 }
@@ -209,8 +211,9 @@ TEST_F(CgroupV2Tree, NoControllersAreNeededWithoutLimits) {
   auto stats = (*cgroup)->stats();
   ASSERT_TRUE(stats) << stats.error().message();
   EXPECT_EQ(stats->memoryCurrentBytes, 0u);
-  auto limited = createCgroup(files_, CgroupMode::Unified, "web-2",
-                              {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
+  auto limited =
+      createCgroup(files_, CgroupMode::Unified, "web-2",
+                   {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
   ASSERT_FALSE(limited);
   EXPECT_NE(limited.error().message().find("the \"memory\" controller is not available"), std::string::npos)
       << limited.error().message();
@@ -476,8 +479,9 @@ TEST_F(CgroupV1Tree, MissingRequiredControllerIsNamed) {
             std::string::npos)
       << cgroup.error().message();
   // Not needed without a pids limit.
-  auto noPids = createCgroup(files_, CgroupMode::Hybrid, "web-1",
-                             {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
+  auto noPids =
+      createCgroup(files_, CgroupMode::Hybrid, "web-1",
+                   {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
   ASSERT_TRUE(noPids) << noPids.error().message();
 }
 

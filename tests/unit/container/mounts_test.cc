@@ -549,7 +549,8 @@ TEST(MountPlan, BundleRootIsUsedAsGivenWithItsOwnMounts) {
   root.readonlyPaths = {"/proc/sys"};
   input.bundleRoot = root;
   input.cgroupV1Hierarchies = {{"memory", "cgroup", "memory"}, {"cpu,cpuacct", "cgroup", "cpu,cpuacct"}};
-  input.devices = {DeviceNode{"/dev/null", "/dev/null", DeviceType::Char, 1, 3, 0600, 0, 0, kDeviceAllAccess}};
+  input.devices = {
+      DeviceNode{"/dev/null", "/dev/null", DeviceType::Char, 1, 3, 0600, 0, 0, kDeviceAllAccess}};
   MountPlan plan = planFor(input);
   EXPECT_EQ(plan.rootfs, "/bundles/b1/rootfs");
   EXPECT_TRUE(plan.overlayData.empty());
