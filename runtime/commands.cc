@@ -371,10 +371,9 @@ Result<int> createCommand(const GlobalOptions& global, const CreateOptions& opti
 
 Result<int> startCommand(const GlobalOptions& global, const std::string& id) {
   const StateDir dir = stateDir(global, id);
-  auto lock = lockStateDir(dir);
-  if (!lock) return fail(lock.error());
-  auto state = loadState(dir);
-  if (!state) return fail(state.error());
+  auto locked = lockAndLoadState(dir);
+  if (!locked) return fail(locked.error());
+  const ContainerState* state = &locked->state;
   return startLocked(dir, *state);
 }
 
@@ -402,10 +401,9 @@ Result<int> runCommand(const GlobalOptions& global, const CreateOptions& options
 
 Result<int> stateCommand(const GlobalOptions& global, const std::string& id) {
   const StateDir dir = stateDir(global, id);
-  auto lock = lockStateDir(dir);
-  if (!lock) return fail(lock.error());
-  auto state = loadState(dir);
-  if (!state) return fail(state.error());
+  auto locked = lockAndLoadState(dir);
+  if (!locked) return fail(locked.error());
+  const ContainerState* state = &locked->state;
   fmt::print("{}\n", stateJson(*state, currentStatus(dir, *state), true));
   return 0;
 }
@@ -415,10 +413,9 @@ Result<int> killCommand(const GlobalOptions& global, const std::string& id, cons
   auto signal = parseSignal(signalText);
   if (!signal) return fail(signal.error());
   const StateDir dir = stateDir(global, id);
-  auto lock = lockStateDir(dir);
-  if (!lock) return fail(lock.error());
-  auto state = loadState(dir);
-  if (!state) return fail(state.error());
+  auto locked = lockAndLoadState(dir);
+  if (!locked) return fail(locked.error());
+  const ContainerState* state = &locked->state;
   ContainerStatus status = currentStatus(dir, *state);
   if (status == ContainerStatus::Stopped || status == ContainerStatus::Creating)
     return fail(conflict("cannot kill container \"{}\": it is {}", id, statusName(status)));
@@ -471,11 +468,9 @@ Result<int> execCommand(const GlobalOptions& global, const ExecCommandOptions& o
   bool terminal = options.tty;
   std::optional<container::ConsoleSize> consoleSize;
   {
-    auto lock = lockStateDir(dir);
-    if (!lock) return fail(lock.error());
-    auto loadedState = loadState(dir);
-    if (!loadedState) return fail(loadedState.error());
-    state = *loadedState;
+    auto locked = lockAndLoadState(dir);
+    if (!locked) return fail(locked.error());
+    state = locked->state;
     ContainerStatus status = currentStatus(dir, state);
     if (status != ContainerStatus::Running && status != ContainerStatus::Created)
       return fail(conflict("cannot exec in container \"{}\": it is {}", options.id, statusName(status)));
@@ -567,10 +562,9 @@ Result<int> psCommand(const GlobalOptions& global, const std::string& id, const 
   const StateDir dir = stateDir(global, id);
   std::vector<pid_t> pids;
   {
-    auto lock = lockStateDir(dir);
-    if (!lock) return fail(lock.error());
-    auto state = loadState(dir);
-    if (!state) return fail(state.error());
+    auto locked = lockAndLoadState(dir);
+    if (!locked) return fail(locked.error());
+    const ContainerState* state = &locked->state;
     if (currentStatus(dir, *state) == ContainerStatus::Stopped) {
       pids.clear();
     } else {
@@ -675,10 +669,9 @@ Result<int> listCommand(const GlobalOptions& global, const std::string& format, 
 
 Result<int> pauseCommand(const GlobalOptions& global, const std::string& id, bool pause) {
   const StateDir dir = stateDir(global, id);
-  auto lock = lockStateDir(dir);
-  if (!lock) return fail(lock.error());
-  auto state = loadState(dir);
-  if (!state) return fail(state.error());
+  auto locked = lockAndLoadState(dir);
+  if (!locked) return fail(locked.error());
+  const ContainerState* state = &locked->state;
   ContainerStatus status = currentStatus(dir, *state);
   if (pause && status != ContainerStatus::Running)
     return fail(conflict("cannot pause container \"{}\": it is {}, not running", id, statusName(status)));

@@ -126,6 +126,14 @@ Result<ContainerState> loadState(const StateDir& dir) {
   }
 }
 
+Result<LockedState> lockAndLoadState(const StateDir& dir) {
+  auto lock = lockStateDir(dir);
+  if (!lock) return fail(lock.error());
+  auto state = loadState(dir);
+  if (!state) return fail(state.error());
+  return LockedState{std::move(*lock), std::move(*state)};
+}
+
 std::optional<uint64_t> processStartTime(pid_t pid) {
   if (pid <= 0) return std::nullopt;
   auto text = readTextFile(fmt::format("/proc/{}/stat", pid));

@@ -47,6 +47,12 @@ Result<UniqueFd> lockStateDir(const StateDir& dir);
 Status saveState(const StateDir& dir, const ContainerState& state);
 // NotFound "container \"ID\" does not exist" when there is no such container.
 Result<ContainerState> loadState(const StateDir& dir);
+// The lock and then the state: what most commands begin with. `state` is valid while `lock` is held.
+struct LockedState {
+  UniqueFd lock;
+  ContainerState state;
+};
+Result<LockedState> lockAndLoadState(const StateDir& dir);
 
 // The start time of `pid` from /proc/PID/stat; nullopt when it is gone or a zombie.
 std::optional<uint64_t> processStartTime(pid_t pid);
