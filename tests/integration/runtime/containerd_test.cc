@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/runtime/runtime_test_support.h"
 #include "tests/integration/skip_guard.h"
 
 namespace corral {
@@ -25,35 +26,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kImageRootfs = fs::path(CORRAL_IMAGE_DIR) / "busybox" / "rootfs";
-
-struct Outcome {
-  int exitCode = -1;
-  std::string out;
-};
-
-Outcome runCommand(const std::vector<std::string>& argv, const fs::path& outputFile) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int devNull = ::open("/dev/null", O_RDONLY);
-    int out = ::open(outputFile.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(devNull, 0);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    std::vector<char*> args;
-    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  std::ifstream in(outputFile);
-  std::stringstream text;
-  text << in.rdbuf();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), text.str()};
-}
+using runtime_tests::Outcome;
+using runtime_tests::runCommand;
 
 class Containerd : public ::testing::Test {
  protected:
@@ -69,10 +43,7 @@ class Containerd : public ::testing::Test {
     char pattern[] = "/tmp/corral-containerd-test-XXXXXX";
     ASSERT_NE(::mkdtemp(pattern), nullptr);
     dir_ = pattern;
-    // A copy of the image's root per test: the runtimes and their callers write into a bundle's root
-    // (mount points, podman's /run/.containerenv, hooks' files), which must not change the built image.
-    rootfs_ = dir_ / "rootfs";
-    fs::copy(kImageRootfs, rootfs_, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+    rootfs_ = runtime_tests::copyImageRootfs(dir_);
     socket_ = (dir_ / "containerd.sock").string();
     std::ofstream(dir_ / "config.toml")
         << "version = 2\n"
@@ -124,7 +95,7 @@ class Containerd : public ::testing::Test {
 
   fs::path dir_;
 
-  fs::path rootfs_;  // this test's copy of kImageRootfs
+  fs::path rootfs_;  // this test's copy of the image's root
   std::string socket_;
   pid_t containerd_ = -1;
   int serial_ = 0;

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/runtime/runtime_test_support.h"
 #include "tests/integration/skip_guard.h"
 
 namespace corral {
@@ -24,12 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kImageRootfs = fs::path(CORRAL_IMAGE_DIR) / "busybox" / "rootfs";
-
-struct Outcome {
-  int exitCode = -1;
-  std::string out;
-};
+using runtime_tests::Outcome;
 
 std::string quote(const std::string& text) {
   std::string quoted = "'";
@@ -51,10 +47,7 @@ class Podman : public ::testing::Test {
     char pattern[] = "/tmp/corral-podman-test-XXXXXX";
     ASSERT_NE(::mkdtemp(pattern), nullptr);
     dir_ = pattern;
-    // A copy of the image's root per test: the runtimes and their callers write into a bundle's root
-    // (mount points, podman's /run/.containerenv, hooks' files), which must not change the built image.
-    rootfs_ = dir_ / "rootfs";
-    fs::copy(kImageRootfs, rootfs_, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+    rootfs_ = runtime_tests::copyImageRootfs(dir_);
   }
   void TearDown() override {
     if (dir_.empty()) return;
@@ -71,24 +64,8 @@ class Podman : public ::testing::Test {
                                 " " + args;
     std::string shell = "umount -l /sys/fs/cgroup/unified 2>/dev/null; exec " +
                         (terminal ? "script -qec " + quote(command) + " /dev/null" : command);
-    const fs::path output = dir_ / ("out-" + std::to_string(serial_++));
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int devNull = ::open("/dev/null", O_RDONLY);
-      int out = ::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(devNull, 0);
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-      ::execlp("unshare", "unshare", "-m", "--propagation", "private", "sh", "-c", shell.c_str(), nullptr);
-      ::_exit(127);
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    std::ifstream in(output);
-    std::stringstream text;
-    text << in.rdbuf();
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), text.str()};
+    return runtime_tests::runCommand({"unshare", "-m", "--propagation", "private", "sh", "-c", shell},
+                                     dir_ / ("out-" + std::to_string(serial_++)));
   }
   std::string runFlags() const {
     return "--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --rootfs " + rootfs_.string();
@@ -96,7 +73,7 @@ class Podman : public ::testing::Test {
 
   fs::path dir_;
 
-  fs::path rootfs_;  // this test's copy of kImageRootfs
+  fs::path rootfs_;  // this test's copy of the image's root
   int serial_ = 0;
   const std::vector<std::string> runtimes_ = {CORRAL_RUNTIME_PATH, "/usr/bin/crun"};
 };

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "container/oci_config.h"
+#include "tests/integration/runtime/runtime_test_support.h"
 #include "tests/integration/skip_guard.h"
 
 namespace corral {
@@ -34,7 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const fs::path kImageRootfs = fs::path(CORRAL_IMAGE_DIR) / "busybox" / "rootfs";
+using runtime_tests::kImageRootfs;
 
 struct Outcome {
   int exitCode = -1;
@@ -145,10 +146,7 @@ class RuntimeCli : public ::testing::Test {
     char pattern[] = "/tmp/corral-runtime-test-XXXXXX";
     ASSERT_NE(::mkdtemp(pattern), nullptr);
     dir_ = pattern;
-    // A copy of the image's root per test: the runtimes and their callers write into a bundle's root
-    // (mount points, podman's /run/.containerenv, hooks' files), which must not change the built image.
-    rootfs_ = dir_ / "rootfs";
-    fs::copy(kImageRootfs, rootfs_, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+    rootfs_ = runtime_tests::copyImageRootfs(dir_);
     // Container inits outlive `create`; as conmon and containerd's shim are, we are their subreaper.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     // crun 1.8 refuses a hybrid host whose /sys/fs/cgroup/unified offers controllers: it runs with that
@@ -206,7 +204,7 @@ class RuntimeCli : public ::testing::Test {
 
   fs::path dir_;
 
-  fs::path rootfs_;  // this test's copy of kImageRootfs
+  fs::path rootfs_;  // this test's copy of the image's root
   Runtime corral_, crun_, runc_;
 };
 
