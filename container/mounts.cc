@@ -24,6 +24,21 @@
 namespace corral::container {
 namespace {
 
+// Each node under the plan's /dev, with the parents of nested nodes made first, each once, outermost first:
+// "/dev/net" for "/dev/net/tun".
+void planDeviceNodes(const std::vector<DeviceNode>& nodes, MountPlan& plan) {
+  for (const DeviceNode& node : nodes) {
+    for (size_t slash = node.path.find('/', 5); slash != std::string::npos;
+         slash = node.path.find('/', slash + 1)) {
+      std::string dir = node.path.substr(0, slash);
+      bool planned = std::any_of(plan.deviceDirectories.begin(), plan.deviceDirectories.end(),
+                                 [&](const ContainerPath& p) { return p.path == dir; });
+      if (!planned) plan.deviceDirectories.push_back({dir, plan.rootfs + dir});
+    }
+    plan.devices.push_back({node, plan.rootfs + node.path});
+  }
+}
+
 constexpr unsigned long kNoSuidDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 
 Status checkPath(const std::filesystem::path& path, const char* field) {
@@ -122,16 +137,7 @@ Result<MountPlan> buildBundleMountPlan(const MountPlanInput& input) {
                        [&](const DeviceNode& given) { return given.path == node.path; });
   });
   nodes.insert(nodes.end(), input.devices.begin(), input.devices.end());
-  for (const DeviceNode& node : nodes) {
-    for (size_t slash = node.path.find('/', 5); slash != std::string::npos;
-         slash = node.path.find('/', slash + 1)) {
-      std::string dir = node.path.substr(0, slash);
-      bool planned = std::any_of(plan.deviceDirectories.begin(), plan.deviceDirectories.end(),
-                                 [&](const ContainerPath& p) { return p.path == dir; });
-      if (!planned) plan.deviceDirectories.push_back({dir, plan.rootfs + dir});
-    }
-    plan.devices.push_back({node, plan.rootfs + node.path});
-  }
+  planDeviceNodes(nodes, plan);
   plan.nullDevice = plan.rootfs + "/dev/null";
   auto link = [&](std::string target, std::string path) {
     std::string hostPath = plan.rootfs + path;
@@ -291,17 +297,7 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
   add("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
   std::vector<DeviceNode> nodes = defaultDeviceNodes();
   nodes.insert(nodes.end(), input.devices.begin(), input.devices.end());
-  for (const DeviceNode& node : nodes) {
-    // Parents of nested nodes, each once, outermost first: "/dev/net" for "/dev/net/tun".
-    for (size_t slash = node.path.find('/', 5); slash != std::string::npos;
-         slash = node.path.find('/', slash + 1)) {
-      std::string dir = node.path.substr(0, slash);
-      bool planned = std::any_of(plan.deviceDirectories.begin(), plan.deviceDirectories.end(),
-                                 [&](const ContainerPath& p) { return p.path == dir; });
-      if (!planned) plan.deviceDirectories.push_back({dir, plan.rootfs + dir});
-    }
-    plan.devices.push_back({node, plan.rootfs + node.path});
-  }
+  planDeviceNodes(nodes, plan);
   plan.bindDevices = input.userNamespace;
   // In a user namespace the host's node (bound there anyway; binding the bind is refused).
   plan.nullDevice = input.userNamespace ? "/dev/null" : plan.rootfs + "/dev/null";
