@@ -6,12 +6,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/unit/vmm/golden.h"
 #include "vmm/agent_protocol.h"
 
 namespace corral::vmm {
 namespace {
-
-const std::filesystem::path kGoldenDir = std::filesystem::path(__FILE__).parent_path() / "golden";
 
 DomainConfig baseConfig() {
   DomainConfig config;
@@ -31,21 +30,6 @@ DomainConfig withNic(DomainConfig config) {
   config.nic = NicConfig{"crl-t-web1", "52:54:00:12:34:56"};
   config.cmdline = kernelCommandLine("web-1", "web-1", "10.0.1.5/24", "10.0.1.1");
   return config;
-}
-
-std::string readFile(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// CORRAL_UPDATE_GOLDEN=1 rewrites the golden files from the current output.
-void expectGolden(const std::string& xml, const std::string& name) {
-  const auto path = kGoldenDir / name;
-  if (getenv("CORRAL_UPDATE_GOLDEN")) std::ofstream(path) << xml;
-  ASSERT_TRUE(std::filesystem::exists(path)) << path;
-  EXPECT_EQ(xml, readFile(path)) << "golden file " << path;
 }
 
 TEST(DomainXml, TcgPcWithoutNic) {

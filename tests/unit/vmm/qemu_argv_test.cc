@@ -6,12 +6,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/unit/vmm/golden.h"
 #include "vmm/hypervisor.h"
 
 namespace corral::vmm {
 namespace {
-
-const std::filesystem::path kGoldenDir = std::filesystem::path(__FILE__).parent_path() / "golden";
 
 DomainConfig microvmConfig() {
   DomainConfig config;
@@ -30,20 +29,10 @@ DomainConfig microvmConfig() {
   return config;
 }
 
-std::string readFile(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 void expectGolden(const std::vector<std::string>& argv, const std::string& name) {
   std::string text;
   for (const auto& arg : argv) text += arg + "\n";
-  const auto path = kGoldenDir / name;
-  if (getenv("CORRAL_UPDATE_GOLDEN")) std::ofstream(path) << text;
-  ASSERT_TRUE(std::filesystem::exists(path)) << path;
-  EXPECT_EQ(text, readFile(path)) << "golden file " << path;
+  vmm::expectGolden(text, name);
 }
 
 const QemuRunFiles kFiles = QemuRunFiles::in("/var/lib/corral/vms/.qemu/corral-web-1");
