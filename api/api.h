@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -165,6 +166,30 @@ struct TraceCapture {
   bool operator==(const TraceCapture&) const = default;
 };
 
+// POST /v1/reach {"source": "web-1", "destination": "db-1", "protocol": "tcp", "port": 5432}: the
+// reachability analyzer (net/reach.h), the hop-by-hop path computed from the model. Values are checked by
+// the daemon. Shape: docs/api.md.
+struct ReachAnalysis {
+  std::string source;  // an instance, a subnet, an address or "internet"
+  std::string destination;
+  std::string protocol = "tcp";  // tcp, udp or icmp
+  std::optional<int64_t> port;   // tcp and udp: required
+  bool operator==(const ReachAnalysis&) const = default;
+};
+
+// GET /v1/flow-logs?vpc=V|subnet=S|instance=I|name=N&action=accept|reject&limit=N&follow=true: the VPC flow
+// logs corrald keeps (daemon/flow_logs.h), oldest first: of one VPC, subnet or instance (name: a VPC of that
+// name, else a subnet, else an instance), or of every VPC; the newest `limit` (1..10000). follow: a
+// newline-delimited JSON stream, those records first, then each new one as it is stored. Values are checked
+// by the daemon. Shape: docs/api.md.
+struct GetFlowLogs {
+  std::string vpc, subnet, instance, name;  // at most one
+  std::string action;                       // empty: both
+  int64_t limit = 1000;
+  bool follow = false;
+  bool operator==(const GetFlowLogs&) const = default;
+};
+
 // The results of `corral compare`, kept by corrald (the newest 20) for the dashboard: /v1/comparisons.
 struct SaveComparison {  // POST /v1/comparisons: the CLI's JSON result; answers {"id", "created_at"}
   nlohmann::json result;
@@ -207,9 +232,9 @@ using Request =
                  DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<schema::NetworkAclSpec>,
                  AddNetworkAclRule, DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances,
                  GetInstance, StopInstance, StartInstance, RemoveInstance, RemoveInstances, GetInstanceLogs,
-                 ExecInstance, WaitInstancePort, TraceCapture, SaveComparison, ListComparisons, GetComparison,
-                 GetDashboard, ListImages, GetImage, RemoveImage, PullImage, ImportImage, BuildImage,
-                 ListVmSnapshots, RemoveVmSnapshot>;
+                 ExecInstance, WaitInstancePort, TraceCapture, ReachAnalysis, GetFlowLogs, SaveComparison,
+                 ListComparisons, GetComparison, GetDashboard, ListImages, GetImage, RemoveImage, PullImage,
+                 ImportImage, BuildImage, ListVmSnapshots, RemoveVmSnapshot>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {

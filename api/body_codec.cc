@@ -308,6 +308,8 @@ void readSpec(BodyFields& f, schema::InstanceSpec& s) {
   f.optional("devices", s.devices);
   f.optional("init", s.init);
   f.optional("remove_on_exit", s.removeOnExit);
+  f.optional("tty", s.tty);
+  f.optional("stdin", s.stdinOpen);
   f.optional("kernel", s.kernel);
   f.optional("machine", s.machine);
   f.optional("initrd", s.initrd);
@@ -318,6 +320,7 @@ void readSpec(BodyFields& f, schema::InstanceSpec& s) {
   f.optional("publish", s.publish);
   f.optional("public_ip", s.publicIp);
   f.optional("public_address", s.publicAddress);
+  f.optional("user_data", s.userData);
 }
 
 void readSpec(BodyFields& f, StopBody& s) {
@@ -349,6 +352,14 @@ void readSpec(BodyFields& f, TraceCapture& s) {
   f.optional("filter", s.filter);
   f.optional("count", s.count);
   f.optional("seconds", s.seconds);
+}
+
+// Body of POST /v1/reach; the values are checked by the daemon (net/reach.h's makeReachQuery).
+void readSpec(BodyFields& f, ReachAnalysis& s) {
+  f.required("source", s.source);
+  f.required("destination", s.destination);
+  f.optional("protocol", s.protocol);
+  f.optional("port", s.port);
 }
 
 // Bodies of the image operations (api/images.h); the values are checked by the daemon.
@@ -425,6 +436,7 @@ template Result<ExecBody> parseBody(std::string_view, std::string_view, std::str
 template Result<WaitPortBody> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<RemoveInstances> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<TraceCapture> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<ReachAnalysis> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<PullImage> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<ImportImage> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<BuildImage> parseBody(std::string_view, std::string_view, std::string_view);
@@ -508,6 +520,8 @@ json bodyJson(const schema::InstanceSpec& s) {
   if (!s.machine.empty()) body["machine"] = s.machine;
   if (!s.initrd.empty()) body["initrd"] = s.initrd;
   if (s.warm) body["warm"] = true;
+  if (s.tty) body["tty"] = true;
+  if (s.stdinOpen) body["stdin"] = true;
   if (!s.user.empty()) body["user"] = s.user;
   if (!s.devices.empty()) body["devices"] = s.devices;
   if (!s.subnet.empty()) body["subnet"] = s.subnet;
@@ -516,6 +530,7 @@ json bodyJson(const schema::InstanceSpec& s) {
   if (!s.publish.empty()) body["publish"] = s.publish;
   if (s.publicIp) body["public_ip"] = *s.publicIp;
   if (!s.publicAddress.empty()) body["public_address"] = s.publicAddress;
+  if (!s.userData.empty()) body["user_data"] = s.userData;
   body["memory"] = s.memory ? json(*s.memory) : json(nullptr);
   body["cpus"] = s.cpus ? json(*s.cpus) : json(nullptr);
   body["pids"] = s.pids ? json(*s.pids) : json(nullptr);
@@ -542,6 +557,12 @@ json bodyJson(const RemoveInstances& s) {
 
 json bodyJson(const TraceCapture& s) {
   return {{"target", s.target}, {"filter", s.filter}, {"count", s.count}, {"seconds", s.seconds}};
+}
+
+json bodyJson(const ReachAnalysis& s) {
+  json body{{"source", s.source}, {"destination", s.destination}, {"protocol", s.protocol}};
+  if (s.port) body["port"] = *s.port;
+  return body;
 }
 
 json bodyJson(const PullImage& s) {

@@ -34,8 +34,8 @@ struct WaitPortBody {  // POST /v1/instances/NAME/wait-port
 Result<nlohmann::json> parseBodyObject(std::string_view method, std::string_view path, std::string_view body);
 
 // The body of `method path` read into a Body: every create spec, SubnetUpdate, RouteSpec, the rule specs,
-// InstanceSpec, StopBody, EmptyBody, ExecBody, WaitPortBody, RemoveInstances, TraceCapture, PullImage,
-// ImportImage, BuildImage.
+// InstanceSpec, StopBody, EmptyBody, ExecBody, WaitPortBody, RemoveInstances, TraceCapture, ReachAnalysis,
+// PullImage, ImportImage, BuildImage.
 template <class Body>
 Result<Body> parseBody(std::string_view method, std::string_view path, std::string_view body);
 
@@ -57,6 +57,7 @@ nlohmann::json bodyJson(const ExecBody& body);
 nlohmann::json bodyJson(const WaitPortBody& body);
 nlohmann::json bodyJson(const RemoveInstances& body);
 nlohmann::json bodyJson(const TraceCapture& body);
+nlohmann::json bodyJson(const ReachAnalysis& body);
 nlohmann::json bodyJson(const PullImage& body);
 nlohmann::json bodyJson(const ImportImage& body);
 nlohmann::json bodyJson(const BuildImage& body);

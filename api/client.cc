@@ -247,6 +247,70 @@ Result<nlohmann::json> Client::stream(const Request& request,
   }
 }
 
+Status Client::follow(const Request& request,
+                      const std::function<bool(const nlohmann::json&)>& onLine) const {
+  HttpRequest rendered = renderRequest(request);
+  try {
+    asio::io_context io;
+    asio::local::stream_protocol::socket socket(io);
+    boost::system::error_code ec;
+    socket.connect(asio::local::stream_protocol::endpoint(socketPath_), ec);
+    if (ec) return fail(connectError(ec, socketPath_));
+    http::request<http::string_body> message{http::string_to_verb(rendered.method), rendered.target, 11};
+    message.set(http::field::host, "corrald");
+    message.set(http::field::user_agent, "corral/" CORRAL_VERSION);
+    message.set(http::field::accept, "application/x-ndjson");
+    message.keep_alive(false);
+    message.prepare_payload();
+    http::write(socket, message, ec);
+    if (ec) {
+      return fail(unavailable("{} {} on {}: sending the request failed: {}", rendered.method, rendered.target,
+                              socketPath_, ec.message()));
+    }
+    std::string pending;
+    bool stopped = false;
+    auto takeLines = [&] {
+      for (size_t newline; !stopped && (newline = pending.find('\n')) != std::string::npos;) {
+        std::string line = pending.substr(0, newline);
+        pending.erase(0, newline + 1);
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // a keep-alive
+        json parsed = json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (parsed.is_discarded()) continue;
+        if (!onLine(parsed)) stopped = true;
+      }
+    };
+    boost::beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(kMaxResponseBytes);
+    auto onChunk = [&](uint64_t, boost::beast::string_view body, boost::system::error_code& cec) -> size_t {
+      pending.append(body.data(), body.size());
+      takeLines();
+      if (stopped) cec = boost::asio::error::operation_aborted;
+      return body.size();
+    };
+    parser.on_chunk_body(onChunk);
+    http::read(socket, buffer, parser, ec);
+    if (stopped) return {};
+    if (ec) {
+      return fail(unavailable("{} {} on {}: reading the answer failed: {} (corrald stopped?)",
+                              rendered.method, rendered.target, socketPath_, ec.message()));
+    }
+    const auto& response = parser.get();
+    const int status = static_cast<int>(response.result_int());
+    if (!parser.chunked()) {
+      HttpResponse plain{status, response.body()};
+      if (status < 200 || status >= 300) return fail(errorFromResponse(plain));
+      return fail(
+          internalError("corrald answered HTTP {} without a stream: {}", status, plain.body.substr(0, 200)));
+    }
+    pending += "\n";
+    takeLines();
+    return {};
+  } catch (const std::exception& e) {
+    return fail(unavailable("talking to corrald on {}: {}", socketPath_, e.what()));
+  }
+}
+
 Result<nlohmann::json> Client::call(const Request& request) const {
   Result<HttpResponse> response = send(renderRequest(request));
   if (!response) return fail(response.error());

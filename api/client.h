@@ -33,6 +33,11 @@ class Client {
   Result<nlohmann::json> stream(const Request& request,
                                 const std::function<void(const ProgressEvent&)>& onProgress) const;
 
+  // For a newline-delimited JSON answer (GET /v1/flow-logs?follow=true): sends `request` and hands each
+  // line to `onLine` as it arrives, until corrald ends the stream or `onLine` returns false. An error
+  // answer (a bad field) is returned as the Error it carries. No deadline while the stream flows.
+  Status follow(const Request& request, const std::function<bool(const nlohmann::json&)>& onLine) const;
+
   const std::string& socketPath() const { return socketPath_; }
 
  private:

@@ -9,6 +9,8 @@ namespace corral::api {
 inline constexpr std::string_view kInstances = "instances";
 inline constexpr std::string_view kImages = "images";
 inline constexpr std::string_view kTrace = "trace";
+inline constexpr std::string_view kReach = "reach";
+inline constexpr std::string_view kFlowLogs = "flow-logs";
 inline constexpr std::string_view kComparisons = "comparisons";
 inline constexpr std::string_view kDashboard = "dashboard";
 inline constexpr std::string_view kVmSnapshots = "vm-snapshots";

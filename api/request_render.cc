@@ -185,6 +185,24 @@ HttpRequest renderRequest(const Request& request) {
           [&](const TraceCapture& r) {
             return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kTrace), bodyJson(r).dump()};
           },
+          [&](const ReachAnalysis& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kReach), bodyJson(r).dump()};
+          },
+          [&](const GetFlowLogs& r) {
+            std::string query;
+            auto add = [&](std::string_view key, const std::string& value) {
+              if (value.empty()) return;
+              query += fmt::format("{}{}={}", query.empty() ? "?" : "&", key, percentEncode(value));
+            };
+            add("vpc", r.vpc);
+            add("subnet", r.subnet);
+            add("instance", r.instance);
+            add("name", r.name);
+            add("action", r.action);
+            if (r.limit != 1000) add("limit", std::to_string(r.limit));
+            if (r.follow) add("follow", "true");
+            return HttpRequest{"GET", fmt::format("{}/{}{}", kApiPrefix, kFlowLogs, query), ""};
+          },
       },
       request);
 }

@@ -53,6 +53,14 @@ class Router {
       if (!trace) return fail(trace.error());
       return Request{std::move(*trace)};
     }
+    if (seg.size() == 1 && seg[0] == kReach) {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      auto reach = parseBody<ReachAnalysis>(method_, target_.path, body_);
+      if (!reach) return fail(reach.error());
+      return Request{std::move(*reach)};
+    }
+    if (seg.size() == 1 && seg[0] == kFlowLogs) return routeFlowLogs();
     if (!seg.empty() && seg[0] == kComparisons) return routeComparisons();
     if (!seg.empty() && seg[0] == kVmSnapshots) return routeVmSnapshots();
     if (seg.size() == 1 && seg[0] == kDashboard) {
@@ -64,6 +72,38 @@ class Router {
   }
 
  private:
+  Result<Request> routeFlowLogs() const {
+    if (Status s = check({"GET"}); !s) return fail(s.error());
+    auto params = queryParams({"vpc", "subnet", "instance", "name", "action", "limit", "follow"});
+    if (!params) return fail(params.error());
+    GetFlowLogs request;
+    auto take = [&](const std::string& key, std::string& into) {
+      if (auto it = params->find(key); it != params->end()) into = it->second;
+    };
+    take("vpc", request.vpc);
+    take("subnet", request.subnet);
+    take("instance", request.instance);
+    take("name", request.name);
+    take("action", request.action);
+    if (auto it = params->find("limit"); it != params->end()) {
+      int64_t limit = 0;
+      const std::string& text = it->second;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), limit);
+      if (ec != std::errc() || end != text.data() + text.size())
+        return fail(invalidField("limit", "query parameter limit must be a number, got \"{}\"", text));
+      request.limit = limit;
+    }
+    if (auto it = params->find("follow"); it != params->end()) {
+      if (it->second == "true" || it->second == "1") {
+        request.follow = true;
+      } else if (it->second != "false" && it->second != "0") {
+        return fail(
+            invalidField("follow", "query parameter follow must be true or false, got \"{}\"", it->second));
+      }
+    }
+    return Request{std::move(request)};
+  }
+
   Result<Request> routeComparisons() const {
     const auto& seg = target_.segments;
     if (Status s = noQuery(); !s) return fail(s.error());

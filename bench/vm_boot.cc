@@ -396,7 +396,9 @@ std::optional<double> restoreRawClone(const Options& options, int run, const std
     auto identity = agent->setIdentity({.hostname = "bench-raw-clone-" + std::to_string(run),
                                         .mac = std::nullopt,
                                         .ip = std::nullopt,
-                                        .gateway = std::nullopt},
+                                        .gateway = std::nullopt,
+                                        .nameserver = std::nullopt,
+                                        .search = std::nullopt},
                                        Clock::now() + std::chrono::seconds(10));
     if (identity) ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   }

@@ -22,6 +22,7 @@
 
 #include "api/api.h"
 #include "api/client.h"
+#include "api/terminal.h"
 #include "core/error.h"
 
 namespace corral::cli {
@@ -114,6 +115,8 @@ Command securityGroupCommand();
 Command networkAclCommand();
 Command netCommand();  // cli/net.cc: `corral net show VPC`
 Command traceCommand();    // cli/trace.cc: `corral trace SUBNET|INSTANCE`
+Command reachCommand();    // cli/reach.cc: `corral reach SRC DST`
+Command flowLogsCommand();  // cli/flow_logs.cc: `corral flow-logs VPC|SUBNET|INSTANCE`
 Command compareCommand();  // cli/compare.cc: `corral compare`
 Command imageCommand();    // cli/image.cc: `corral image ls|pull|import|build|inspect|rm`
 Command snapshotCommand();  // cli/snapshot.cc: `corral snapshot ls|rm`
@@ -126,6 +129,10 @@ Command stopCommand();
 Command startCommand();
 Command removeInstanceCommand();
 Command inspectCommand();
+Command consoleCommand();  // cli/instances.cc: `corral console NAME`
+// cli/terminal.cc: one upgraded exec or console session with this terminal; corral's exit code. `detached`
+// (when given) tells whether the user left a console with the detach key (the program still runs).
+int runTerminal(const std::string& socketPath, api::TerminalTarget target, bool* detached = nullptr);
 
 // ---- Flag values the CLI itself must understand ----
 

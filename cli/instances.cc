@@ -374,18 +374,36 @@ Command logsCommand() {
 
 Command execCommand() {
   Command command = leaf(
-      "exec", "run one more command inside a running instance (same namespaces, cgroup and limits)",
-      {instanceArgument()}, "[--env K=V]... -- CMD [ARGS...]",
+      "exec",
+      "run one more command inside a running instance (same namespaces, cgroup and limits); with -i its\n"
+      "stdin is ours, with -t it gets a terminal (exec -it NAME -- sh: a shell; its exit code is ours)",
+      {instanceArgument()}, "[-i] [-t] [--env K=V]... -- CMD [ARGS...]",
       [](po::options_description& options) {
         options.add_options()("env,e", po::value<std::vector<std::string>>()->value_name("K=V"),
-                              "an environment variable for the command (repeatable)");
+                              "an environment variable for the command (repeatable)")             //
+            ("interactive,i", "keep stdin open: what we read reaches the command (its EOF too)")  //
+            ("tty,t",
+             "a terminal for the command (a pty of the instance's own devpts); ours goes raw while it runs, "
+             "the window size follows ours; Ctrl-C and Ctrl-D reach the command");
       },
       [](const Invocation& invocation) {
+        std::vector<std::string> env;
+        if (invocation.options.count("env")) env = invocation.options["env"].as<std::vector<std::string>>();
+        if (invocation.flag("interactive") || invocation.flag("tty")) {
+          if (invocation.global.json) throw UsageError("--json does not go with -i or -t");
+          api::TerminalTarget target;
+          target.kind = api::TerminalTarget::Kind::exec;
+          target.name = invocation.arguments[0];
+          target.request.command = invocation.command;
+          target.request.env = env;
+          target.request.tty = invocation.flag("tty");
+          target.request.stdinOpen = invocation.flag("interactive");
+          return runTerminal(invocation.global.socketPath, std::move(target));
+        }
         api::ExecInstance request;
         request.name = invocation.arguments[0];
         request.command = invocation.command;
-        if (invocation.options.count("env"))
-          request.env = invocation.options["env"].as<std::vector<std::string>>();
+        request.env = env;
         api::Client client(invocation.global.socketPath, kExecTimeout);
         Result<json> result = client.call(request);
         if (!result) {
@@ -401,6 +419,24 @@ Command execCommand() {
       });
   command.takesCommand = true;
   return command;
+}
+
+Command consoleCommand() {
+  return leaf(
+      "console",
+      "attach to an instance's console: a VM's serial line, or the terminal (-t) or stdin (-i) of a\n"
+      "container's first process. Ctrl-] detaches and leaves it running; one client at a time. Output while\n"
+      "nobody is attached still goes to corral logs (and its last 16 KiB is shown at the next attach).",
+      {instanceArgument()}, "", [](po::options_description&) {},
+      [](const Invocation& invocation) {
+        if (invocation.global.json) throw UsageError("--json does not go with console");
+        api::TerminalTarget target;
+        target.kind = api::TerminalTarget::Kind::console;
+        target.name = invocation.arguments[0];
+        target.request.tty = true;
+        target.request.stdinOpen = true;
+        return runTerminal(invocation.global.socketPath, std::move(target));
+      });
 }
 
 // Runs `act` for each NAME of `corral stop|start|rm NAME...` in order, as docker does: a failure is

@@ -2,7 +2,9 @@
 // ready in milliseconds; in the foreground its output streams here and its exit code becomes ours.
 #include <charconv>
 #include <cmath>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <random>
 
 #include "cli/cli.h"
@@ -19,6 +21,16 @@ double parseCpusFlag(std::string_view text) {
     throw UsageError(fmt::format("--cpus: \"{}\" is not a number of CPUs (e.g. 0.5 for half a CPU)", text));
   }
   return value;
+}
+
+// --user-data FILE: its bytes, base64 as the API takes them; the size is corrald's to refuse, but a file
+// that cannot be read is ours.
+std::string userDataFromFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw UsageError(fmt::format("--user-data: cannot read \"{}\"", path));
+  std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (file.bad()) throw UsageError(fmt::format("--user-data: error reading \"{}\"", path));
+  return api::base64Encode(bytes);
 }
 
 // Cattle get numbers, not names: "busybox-3f9a1c" when --name is left out; an image reference gives its
@@ -57,12 +69,18 @@ schema::InstanceSpec specFromFlags(const Invocation& invocation) {
   spec.name = invocation.value("name").value_or(generatedName(spec.image));
   // A VM runs its image's init; the command runs through its guest agent once it is ready.
   if (spec.kind == schema::InstanceKind::container) spec.command = invocation.command;
+  // A container's first process gets the terminal (or stdin) itself; a VM's command gets them through exec.
+  if (spec.kind == schema::InstanceKind::container) {
+    spec.tty = invocation.flag("tty");
+    spec.stdinOpen = invocation.flag("interactive");
+  }
   spec.kernel = invocation.value("kernel").value_or("");
   spec.machine = invocation.value("machine").value_or("");
   spec.initrd = invocation.value("initrd").value_or("");
   spec.warm = invocation.flag("warm");
   spec.env = values(invocation, "env");
   spec.hostname = invocation.value("hostname").value_or("");
+  if (auto file = invocation.value("user-data")) spec.userData = userDataFromFile(*file);
   spec.memory = invocation.value("memory");
   if (auto cpus = invocation.value("cpus")) spec.cpus = parseCpusFlag(*cpus);
   if (auto pids = invocation.value("pids")) spec.pids = parseIntegerFlag("--pids", *pids);
@@ -121,6 +139,8 @@ void addRunOptions(po::options_description& options) {
       ("cpus", po::value<std::string>()->value_name("N"), "CPU limit, e.g. 0.5 for half a CPU")          //
       ("pids", po::value<std::string>()->value_name("N"), "most processes at once (stops fork bombs)")   //
       ("hostname", po::value<std::string>()->value_name("NAME"), "the hostname inside (default: NAME)")  //
+      ("user-data", po::value<std::string>()->value_name("FILE"),
+       "what the instance metadata serves at /latest/user-data (at most 16 KiB, as in AWS)")  //
       ("env,e", po::value<std::vector<std::string>>()->value_name("K=V"),
        "an environment variable (repeatable)")  //
       ("cap-add", po::value<std::vector<std::string>>()->value_name("CAP"),
@@ -144,7 +164,14 @@ void addRunOptions(po::options_description& options) {
        "forward the internet gateway's PORT to the instance's PORT (repeatable)")  //
       ("public-ip", "give it a public address (1:1 NAT at the internet gateway)")  //
       ("no-public-ip", "no public address even if the subnet maps one")            //
-      ("rm", "remove the instance once its command exits")                         //
+      ("interactive,i",
+       "keep stdin open: what we read reaches the command (echo hi | corral run -i --rm -- cat); a "
+       "container's "
+       "stays open for corral console")  //
+      ("tty,t",
+       "a terminal for the command (containers: a pty of its own devpts, also its /dev/console; VMs: one the "
+       "guest agent opens); ours goes raw while attached, Ctrl-] detaches from a container's")  //
+      ("rm", "remove the instance once its command exits")                                      //
       ("detach,d", "start it and return at once, printing the boot time");
 }
 
@@ -185,6 +212,20 @@ int finishVmRun(const api::Client& client, json instance, const Invocation& invo
     return 0;
   }
   api::Client patient(client.socketPath(), std::chrono::hours(24));
+  if (invocation.flag("tty") || invocation.flag("interactive")) {
+    // -it: the command runs through the agent with a terminal (exec -it), its exit code ours.
+    api::TerminalTarget target;
+    target.name = name;
+    target.request.command = invocation.command;
+    target.request.tty = invocation.flag("tty");
+    target.request.stdinOpen = invocation.flag("interactive");
+    int code = runTerminal(client.socketPath(), std::move(target));
+    if (remove) {
+      Result<json> removed = patient.call(api::RemoveInstance{name, true});
+      if (!removed && removed.error().kind() != ErrorKind::NotFound) printError(removed.error());
+    }
+    return code;
+  }
   Result<json> result = patient.call(api::ExecInstance{name, invocation.command, {}});
   int code = 1;
   if (!result) {
@@ -230,6 +271,21 @@ int runInstance(const Invocation& invocation) {
     return 0;
   }
   if (interrupted) return stopAfterInterrupt(client, name, remove);
+  if (spec.tty || spec.stdinOpen) {
+    // Attached to its first process's terminal or stdin through its console; leaving with Ctrl-] keeps it.
+    api::TerminalTarget target;
+    target.kind = api::TerminalTarget::Kind::console;
+    target.name = name;
+    target.request.tty = spec.tty;
+    target.request.stdinOpen = true;
+    bool detached = false;
+    int code = runTerminal(client.socketPath(), std::move(target), &detached);
+    if (remove && !detached) {
+      Result<json> removed = client.call(api::RemoveInstance{name, true});
+      if (!removed && removed.error().kind() != ErrorKind::NotFound) printError(removed.error());
+    }
+    return code;
+  }
 
   Result<json> logs = streamLogs(client, name, /*follow=*/true, &interrupted);
   if (interrupted) return stopAfterInterrupt(client, name, remove);
@@ -263,13 +319,18 @@ Command runCommand() {
       "--image NAME is any image of corrald's store (corral image ls: pull, import or build one with\n"
       "corral image) or a built-in one. Without CMD a container of it runs the image's own command\n"
       "(Entrypoint + Cmd); with one, CMD replaces Cmd and keeps Entrypoint, as docker run does.\n"
+      "-it gives the command a terminal (a container's first process: a pty of its own devpts and its\n"
+      "/dev/console; a VM's command: through exec -it), -i alone pipes our stdin to it; Ctrl-] detaches "
+      "from\n"
+      "a container's, corral console NAME attaches again.\n"
       "Instances are cattle, not pets: give them --rm and run a fresh one rather than repairing an old one.",
       {},
       "[--container | --vm] [--image NAME] [--user USER[:GROUP]] [--kernel corral|debian|PATH] "
       "[--machine microvm|pc] [--initrd PATH] [--warm] [--name NAME] [--memory SIZE] "
       "[--cpus N] [--pids N] [--hostname H] "
       "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] [--init] "
-      "[--subnet SUBNET [--ip A.B.C.D] [--sg GROUP]... [--publish PORT:PORT]... [--public-ip]] [--rm] [-d] "
+      "[--subnet SUBNET [--ip A.B.C.D] [--sg GROUP]... [--publish PORT:PORT]... [--public-ip]] [-i] [-t] "
+      "[--rm] [-d] "
       "[-- CMD [ARGS...]]",
       addRunOptions, runInstance);
   command.takesCommand = true;

@@ -29,9 +29,10 @@ Command rootCommand(const po::options_description& globalOptions) {
       {infoCommand(),       cidrCommand(),          vpcCommand(),
        subnetCommand(),     routeTableCommand(),    internetGatewayCommand(),
        natGatewayCommand(), securityGroupCommand(), networkAclCommand(),
-       netCommand(),        traceCommand(),         compareCommand(),
-       imageCommand(),      snapshotCommand(),      runCommand(),
-       psCommand(),         logsCommand(),          execCommand(),
+       netCommand(),        traceCommand(),         reachCommand(),
+       flowLogsCommand(),   compareCommand(),       imageCommand(),
+       snapshotCommand(),   runCommand(),           psCommand(),
+       logsCommand(),       execCommand(),          consoleCommand(),
        stopCommand(),       startCommand(),         removeInstanceCommand(),
        inspectCommand()});
   std::ostringstream text;

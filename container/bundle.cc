@@ -189,7 +189,8 @@ void detachIdmappedLayers(const MountPlan& plan) {
 
 // Creates bundle/{upper,work,rootfs} and mounts the overlay at rootfs. Mounted here in the host's mount
 // namespace, by host root, for both layouts: with a user namespace the child could not mount it from
-// the image's root-owned lower layers without userxattr; the child's mount namespace gets a copy.
+// the image's root-owned lower layers without userxattr; detachOverlayFromParent then hands it to the
+// child's mount namespace alone.
 // With a user namespace each layer is mounted idmapped through the container's mapping (one mount per
 // layer, at bundle/lower/<i>), so its root-owned files belong to the container's root (crun's "idmap"
 // option does the same), and upper/ and work/ belong to the mapped root: what the container creates
@@ -232,6 +233,18 @@ Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& conf
                                                plan.overlayData)));
   }
   return {};
+}
+
+// corrald's own mount namespace keeps none of its containers' overlays: each clone(CLONE_NEWNS) copies the
+// starter's whole mount table, and the child's pivot_root detaches that copy again, so 500 overlays there
+// made every start pay for 500 mounts twice (bench/README.md, issue 15).
+Result<UniqueFd> detachOverlayFromParent(const MountPlan& plan) {
+  UniqueFd overlay(::open_tree(AT_FDCWD, plan.rootfs.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (!overlay)
+    return fail(systemError(errno, fmt::format("open_tree(\"{}\", OPEN_TREE_CLONE)", plan.rootfs)));
+  if (::umount2(plan.rootfs.c_str(), MNT_DETACH) != 0)
+    return fail(systemError(errno, fmt::format("umount2(\"{}\", MNT_DETACH)", plan.rootfs)));
+  return overlay;
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include "container/mounts.h"
 #include "container/runtime.h"
 #include "core/error.h"
+#include "core/unique_fd.h"
 
 namespace corral::container {
 
@@ -22,5 +23,10 @@ Result<std::vector<HostCgroupHierarchy>> hostCgroupHierarchies();
 Status prepareRootfsFromParent(const MountPlan& plan, const ContainerConfig& config);
 // Creates bundle/{upper,work,rootfs} and mounts the overlay at rootfs.
 Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& config);
+// Takes the overlay at plan.rootfs out of the caller's mount namespace: returns a detached clone of it
+// (open_tree OPEN_TREE_CLONE), which the child attaches in its own namespace (enterRootfsInChild), and
+// unmounts it here. Once the child is gone the overlay goes with its namespace; until the child has it,
+// with the returned descriptor.
+Result<UniqueFd> detachOverlayFromParent(const MountPlan& plan);
 
 }  // namespace corral::container

@@ -3,6 +3,10 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
 #include "container/cgroup_files.h"
 #include "container/cgroup_v1.h"
 #include "container/cgroup_v2.h"
@@ -31,7 +35,60 @@ Status validateResourceLimits(const ResourceLimits& limits) {
         "cpus", "{} thousandths of a CPU is out of range (10 = 1% of a CPU, up to 1000000 = 1000 CPUs)",
         *limits.cpuMillis));
   if (limits.pids && *limits.pids == 0) return fail(invalidField("pids", "must be at least 1"));
+  std::set<std::string> sizes;
+  for (size_t i = 0; i < limits.hugepages.size(); ++i) {
+    // The size becomes part of a control file's name: digits and a unit, nothing else.
+    const std::string& size = limits.hugepages[i].pageSize;
+    const size_t digits = size.find_first_not_of("0123456789");
+    const std::string unit = digits == std::string::npos ? "" : size.substr(digits);
+    if (digits == 0 || digits == std::string::npos || size[0] == '0' ||
+        (unit != "KB" && unit != "MB" && unit != "GB"))
+      return fail(invalidField(fmt::format("hugepages[{}].pageSize", i),
+                               "\"{}\" is not a huge page size as the kernel names it (2MB, 1GB, 64KB)",
+                               size));
+    if (!sizes.insert(size).second)
+      return fail(invalidField(fmt::format("hugepages[{}].pageSize", i), "\"{}\" is limited twice", size));
+  }
   return {};
+}
+
+std::string hugepageSizeName(uint64_t kibibytes) {
+  if (kibibytes >= (uint64_t{1} << 20)) return fmt::format("{}GB", kibibytes >> 20);
+  if (kibibytes >= (uint64_t{1} << 10)) return fmt::format("{}MB", kibibytes >> 10);
+  return fmt::format("{}KB", kibibytes);
+}
+
+Result<std::vector<std::string>> hostHugepageSizes(const std::string& dir) {
+  std::error_code error;
+  std::filesystem::directory_iterator entries(dir, error);
+  if (error)
+    return fail(notFound("no huge pages on this host: \"{}\": {} (a kernel without CONFIG_HUGETLBFS)", dir,
+                         error.message()));
+  std::vector<std::string> sizes;
+  for (const auto& entry : entries) {
+    // "hugepages-2048kB"
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with("hugepages-") || !name.ends_with("kB")) continue;
+    const std::string number = name.substr(10, name.size() - 12);
+    if (number.empty() || number.find_first_not_of("0123456789") != std::string::npos) continue;
+    sizes.push_back(hugepageSizeName(std::stoull(number)));
+  }
+  std::sort(sizes.begin(), sizes.end());
+  return sizes;
+}
+
+std::vector<CgroupFileWrite> cgroupHugetlbWrites(const std::vector<HugepageLimit>& limits, bool v2,
+                                                 bool reservations) {
+  const std::string controller = v2 ? "" : "hugetlb";
+  const std::string suffix = v2 ? "max" : "limit_in_bytes";
+  std::vector<CgroupFileWrite> writes;
+  for (const HugepageLimit& limit : limits) {
+    const std::string value = std::to_string(limit.bytes);
+    writes.push_back({controller, fmt::format("hugetlb.{}.{}", limit.pageSize, suffix), value});
+    if (reservations)
+      writes.push_back({controller, fmt::format("hugetlb.{}.rsvd.{}", limit.pageSize, suffix), value});
+  }
+  return writes;
 }
 
 CgroupUsageFiles::CgroupUsageFiles(const CgroupFiles& files, std::string memoryPath, UniqueFd memory,

@@ -19,6 +19,13 @@ namespace corral::container {
 
 class CgroupFiles;  // cgroup_files.h
 
+// A limit on one huge page size's usage (OCI linux.resources.hugepageLimits).
+struct HugepageLimit {
+  std::string pageSize;  // as the kernel names it in hugetlb control files: "2MB", "1GB", "64KB"
+  uint64_t bytes = 0;
+  bool operator==(const HugepageLimit&) const = default;
+};
+
 struct ResourceLimits {
   std::optional<uint64_t> memoryBytes;  // hard limit; swap is limited to the same total (no extra swap)
   std::optional<uint32_t> cpuMillis;    // 500 = half a CPU (CFS quota over a 100 ms period)
@@ -26,7 +33,17 @@ struct ResourceLimits {
   // The group's CPU weight as v1 shares (2..262144; 1024 is the default): v1 cpu.shares, v2 cpu.weight
   // converted as runc and crun do (1 + (shares - 2) * 9999 / 262142).
   std::optional<uint64_t> cpuShares;
+  // Per huge page size: v1 hugetlb.SIZE.limit_in_bytes, v2 hugetlb.SIZE.max (and their .rsvd. twins where
+  // the kernel has them, as runc writes both). The hugetlb controller is joined only when this is set.
+  std::vector<HugepageLimit> hugepages;
 };
+
+// The kernel's name of a huge page size in hugetlb control files (mm/hugetlb_cgroup.c): 2048 KiB → "2MB",
+// 1048576 KiB → "1GB", 64 KiB → "64KB".
+std::string hugepageSizeName(uint64_t kibibytes);
+// The huge page sizes this host has, by that name: one per `hugepages-NkB` directory in `dir`. NotFound
+// when `dir` is missing (a kernel without CONFIG_HUGETLBFS).
+Result<std::vector<std::string>> hostHugepageSizes(const std::string& dir = "/sys/kernel/mm/hugepages");
 
 struct CgroupStats {
   uint64_t memoryCurrentBytes = 0;

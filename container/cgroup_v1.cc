@@ -224,10 +224,11 @@ class CgroupV1 final : public Cgroup {
 // that limit, account or protect: each joined v1 hierarchy costs a cgroup.procs write at start and an
 // rmdir at removal (bench/README.md has the numbers). freezer stays for killAll; devices holds the device
 // policy (in the root group every device node can be opened); cpuset would only repeat the parent's.
-constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids", "freezer", "devices"};
+// hugetlb only for a container with huge page limits.
+constexpr const char* kControllers[] = {"memory", "cpu", "cpuacct", "pids", "freezer", "devices", "hugetlb"};
 // Reattaching also looks at the hierarchies containers of earlier versions joined.
 constexpr const char* kReattachControllers[] = {"memory", "cpu",     "cpuacct", "pids",
-                                                "cpuset", "freezer", "devices"};
+                                                "cpuset", "freezer", "devices", "hugetlb"};
 
 template <class Controllers>
 Result<std::vector<Hierarchy>> findHierarchies(const CgroupFiles& files, const std::string& root,
@@ -235,16 +236,18 @@ Result<std::vector<Hierarchy>> findHierarchies(const CgroupFiles& files, const s
                                                const Controllers& controllers) {
   std::vector<Hierarchy> found;
   for (const char* controller : controllers) {
+    const bool hugetlb = std::string_view(controller) == "hugetlb";
+    if (limits && hugetlb && limits->hugepages.empty()) continue;
     std::string base = findV1Hierarchy(files, root, controller);
     // Without its devices group a container could open every device node of the host.
     bool required = std::string_view(controller) == "memory" ||
                     (limits && std::string_view(controller) == "devices") ||
                     (limits && std::string_view(controller) == "cpu" && limits->cpuMillis) ||
-                    (limits && std::string_view(controller) == "pids" && limits->pids);
+                    (limits && std::string_view(controller) == "pids" && limits->pids) || (limits && hugetlb);
     if (base.empty()) {
       if (required)
-        return fail(
-            unavailable("the \"{}\" cgroup v1 controller is not mounted under \"{}\"", controller, root));
+        return fail(unavailable("the \"{}\" cgroup v1 controller is not mounted under \"{}\"{}", controller,
+                                root, hugetlb ? " (huge page limits need it)" : ""));
       continue;
     }
     if (std::any_of(found.begin(), found.end(), [&](const Hierarchy& h) { return h.base == base; })) continue;
@@ -321,6 +324,12 @@ Result<std::unique_ptr<Cgroup>> createCgroupV1(const CgroupFiles& files, const s
   // The root memory group has memory.memsw.* exactly when the kernel accounts swap.
   const bool memswAccounting = files.exists(hierarchies->front().base + "/memory.memsw.limit_in_bytes");
   std::vector<CgroupFileWrite> writes = cgroupV1LimitWrites(limits, memswAccounting);
+  if (const Hierarchy* hugetlb = cgroup->find("hugetlb"); hugetlb && !limits.hugepages.empty()) {
+    const bool reservations = files.exists(
+        fmt::format("{}/hugetlb.{}.rsvd.limit_in_bytes", hugetlb->dir, limits.hugepages.front().pageSize));
+    for (auto& write : cgroupHugetlbWrites(limits.hugepages, false, reservations))
+      writes.push_back(std::move(write));
+  }
   for (auto& write : cgroupV1DeviceWrites(devices)) writes.push_back(std::move(write));
   for (const auto& write : writes) {
     const Hierarchy* h = cgroup->find(write.controller);

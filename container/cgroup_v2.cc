@@ -210,10 +210,13 @@ Result<std::unique_ptr<Cgroup>> createCgroupV2(const CgroupFiles& files, const s
   if (!available) return fail(available.error());
   const std::set<std::string> availableSet = splitWords(*available);
   std::vector<std::string> wanted;
-  for (const char* controller : {"memory", "cpu", "pids"}) {
+  // hugetlb only for a container with huge page limits.
+  for (const char* controller : {"memory", "cpu", "pids", "hugetlb"}) {
+    const bool hugetlb = std::string_view(controller) == "hugetlb";
+    if (hugetlb && limits.hugepages.empty()) continue;
     bool required = (std::string_view(controller) == "memory" && limits.memoryBytes) ||
                     (std::string_view(controller) == "cpu" && (limits.cpuMillis || limits.cpuShares)) ||
-                    (std::string_view(controller) == "pids" && limits.pids);
+                    (std::string_view(controller) == "pids" && limits.pids) || hugetlb;
     if (availableSet.contains(controller)) {
       wanted.emplace_back(controller);
     } else if (required) {
@@ -240,7 +243,14 @@ Result<std::unique_ptr<Cgroup>> createCgroupV2(const CgroupFiles& files, const s
   // Owned from here: a failed write below removes the directory on the way out.
   auto cgroup = std::make_unique<CgroupV2>(dir, "/" + options.parent + "/" + name, files, true);
   const bool swapAccounting = files.exists(parentDir + "/memory.swap.max");
-  for (const auto& write : cgroupV2LimitWrites(limits, swapAccounting)) {
+  std::vector<CgroupFileWrite> writes = cgroupV2LimitWrites(limits, swapAccounting);
+  if (!limits.hugepages.empty()) {
+    const bool reservations =
+        files.exists(fmt::format("{}/hugetlb.{}.rsvd.max", dir, limits.hugepages.front().pageSize));
+    for (auto& write : cgroupHugetlbWrites(limits.hugepages, true, reservations))
+      writes.push_back(std::move(write));
+  }
+  for (const auto& write : writes) {
     if (auto ok = files.write(dir + "/" + write.file, write.value); !ok) return fail(ok.error());
   }
   // The device policy needs no controller: a BPF program on the group.

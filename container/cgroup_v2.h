@@ -45,7 +45,12 @@ Result<ClearedCgroup> clearCgroupV2(const CgroupFiles& files, const std::string&
 
 // InvalidArgument with field "name": empty, "/", "..", or not a single path component.
 Status validateCgroupName(const std::string& name, const std::string& field = "name");
-// InvalidArgument naming memoryBytes, cpuMillis or pids when a value cannot work as a limit.
+// Huge page limits in order: each size's limit (v1 hugetlb.SIZE.limit_in_bytes in the "hugetlb" hierarchy,
+// v2 hugetlb.SIZE.max), then its reservation limit (.rsvd., Linux 5.7 and later) when `reservations`.
+std::vector<CgroupFileWrite> cgroupHugetlbWrites(const std::vector<HugepageLimit>& limits, bool v2,
+                                                 bool reservations);
+
+// InvalidArgument naming memoryBytes, cpuMillis, pids or hugepages when a value cannot work as a limit.
 Status validateResourceLimits(const ResourceLimits& limits);
 
 // CgroupUsageFiles over the two files at these paths, opened through `files`.

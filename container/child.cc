@@ -8,6 +8,8 @@
 #include <linux/sched.h>  // struct clone_args, CLONE_INTO_CGROUP
 #include <sched.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -16,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <system_error>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -26,6 +29,12 @@
 
 namespace corral::container {
 namespace {
+
+// A failure once `start` may have released init: told to `start` through the exec fifo as well.
+[[noreturn]] void failAfterStartInChild(int startedFifo, int syncFd, ChildStep step, int err) {
+  if (startedFifo >= 0) childFailAfterStart(startedFifo, syncFd, step, err);
+  childFail(syncFd, step, err);
+}
 
 constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -222,6 +231,7 @@ int makeWorkingDirectoryInChild(const std::string& path) {
   if (in.noNewPrivileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     childFail(in.syncFd, ChildStep::NoNewPrivs, errno);
   if (in.umask >= 0) ::umask(static_cast<mode_t>(in.umask));
+  int startedFifo = -1;  // the exec fifo once `start` opened it (bundles only)
   // The daemon's own fds (sockets, databases) must not leak into the container: close them at execve.
   // Preserved fds (runc's --preserve-fds, LISTEN_FDS) are passed on: their close-on-exec is cleared.
   for (int preserved = 3; preserved < 3 + in.preserveFds; ++preserved) {
@@ -246,17 +256,20 @@ int makeWorkingDirectoryInChild(const std::string& path) {
     SyncRecord waiting;
     waiting.kind = RecordKind::WaitingForStart;
     sendRecord(in.syncFd, waiting);
-    int fifo = ::open(in.execFifoPath, O_WRONLY | O_CLOEXEC);
-    if (fifo < 0 || ::write(fifo, "0", 1) != 1) childFail(in.syncFd, ChildStep::ExecFifo, errno);
-    ::close(fifo);
+    // Kept open (close-on-exec) after the byte: a failure from here on is written to it for `start` to
+    // report, and its closing at execve says that the command runs.
+    startedFifo = ::open(in.execFifoPath, O_WRONLY | O_CLOEXEC);
+    if (startedFifo < 0 || ::write(startedFifo, "0", 1) != 1)
+      childFail(in.syncFd, ChildStep::ExecFifo, errno);
   }
   if (in.seccomp != nullptr && !seccompEarly) {
-    if (int err = in.seccomp->loadInChild()) childFail(in.syncFd, ChildStep::Seccomp, err);
+    if (int err = in.seccomp->loadInChild())
+      failAfterStartInChild(startedFifo, in.syncFd, ChildStep::Seccomp, err);
   }
   SyncRecord execing;
   execing.kind = RecordKind::Execing;
   sendRecord(in.syncFd, execing);
-  childFail(in.syncFd, ChildStep::Execve, execCandidatesInChild(*in.image));
+  failAfterStartInChild(startedFifo, in.syncFd, ChildStep::Execve, execCandidatesInChild(*in.image));
 }
 
 // A clone()d child of the multi-threaded daemon still carries glibc's list of the parent's threads, and
@@ -315,6 +328,16 @@ int containerInitMain(void* arg) {
   // Still host uid 0 here, the owner of the bundle's parent directories (see enterRootfsInChild).
   int rootfsFd = -1;
   MountFailure mountFailure;
+  if (ctx.overlayFd >= 0) {
+    // The plan's first step, taken early: under a shared "/" the attached overlay would propagate back
+    // into the starter's namespace, which it was detached from (detachOverlayFromParent).
+    const MountEntry& priv = ctx.plan->makePrivate;
+    if (::mount(nullptr, priv.hostTarget.c_str(), nullptr, priv.flags, nullptr) != 0)
+      childFail(fd, ChildStep::Mounts, errno, 0, MountStep::MakePrivate);
+    if (::move_mount(ctx.overlayFd, "", AT_FDCWD, ctx.plan->rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      childFail(fd, ChildStep::AttachOverlay, errno);
+    ::close(ctx.overlayFd);
+  }
   if (!enterRootfsInChild(*ctx.plan, &rootfsFd, &mountFailure)) {
     childFail(fd, ChildStep::Mounts, mountFailure.errnum, mountFailure.index, mountFailure.step);
   }
@@ -330,9 +353,16 @@ int containerInitMain(void* arg) {
   // Now that we are in the container's cgroup, that cgroup becomes our namespace's root.
   if (ctx.unshareCgroup && ::unshare(CLONE_NEWCGROUP) != 0) childFail(fd, ChildStep::CgroupNamespace, errno);
 
-  if (!applyMountPlanInChild(*ctx.plan, rootfsFd, &mountFailure) || !pivotRootInChild(&mountFailure)) {
+  if (!applyMountPlanInChild(*ctx.plan, rootfsFd, &mountFailure))
     childFail(fd, ChildStep::Mounts, mountFailure.errnum, mountFailure.index, mountFailure.step);
+  if (ctx.waitBeforePivotRoot) {  // the parent runs createContainer hooks in our mount namespace now
+    SyncRecord mounted;
+    mounted.kind = RecordKind::MountsReady;
+    sendRecord(fd, mounted);
+    waitForGoInChild(fd);
   }
+  if (!pivotRootInChild(&mountFailure))
+    childFail(fd, ChildStep::Mounts, mountFailure.errnum, mountFailure.index, mountFailure.step);
   ::close(rootfsFd);
   SyncRecord ready;
   ready.kind = RecordKind::RootfsReady;
@@ -390,6 +420,54 @@ int execGrandchildMain(void* arg) {
   ::_exit(0);
 }
 
+// The child's first step: say that it runs (its pid is in pid_ by now), then be the container's child.
+int SharedMemoryClone::startedInChild(void* self) {
+  auto* clone = static_cast<SharedMemoryClone*>(self);
+  ::eventfd_write(clone->started_.get(), 1);
+  return clone->main_(clone->arg_);
+}
+
+pid_t SharedMemoryClone::start(int (*main)(void*), void* arg, const ChildStack& stack, int flags) {
+  main_ = main;
+  arg_ = arg;
+  started_.reset(::eventfd(0, EFD_CLOEXEC));
+  if (!started_) return -1;
+  try {
+    thread_ = std::thread([this, &stack, flags] {
+      pid_t pid = ::clone(startedInChild, stack.top(),
+                          flags | CLONE_VM | CLONE_VFORK | CLONE_PARENT_SETTID | SIGCHLD, this, &pid_);
+      // Back here at once if clone failed, else once the child has called execve or exited: said again in
+      // case the child died before it could say that it runs.
+      if (pid < 0) cloneError_ = errno;
+      ::eventfd_write(started_.get(), 1);
+    });
+  } catch (const std::system_error& error) {
+    errno = error.code().value();
+    return -1;
+  }
+  eventfd_t value = 0;
+  while (::eventfd_read(started_.get(), &value) != 0) {
+    if (errno == EINTR) continue;
+    const int readError = errno;
+    if (pid_ > 0) {  // cannot tell whether it runs: leave no child waiting for a "go" that never comes
+      ::kill(pid_, SIGKILL);
+      while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+    errno = readError;
+    return -1;
+  }
+  if (cloneError_ != 0) {
+    errno = cloneError_;
+    return -1;
+  }
+  return pid_;
+}
+
+SharedMemoryClone::~SharedMemoryClone() {
+  if (thread_.joinable()) thread_.join();
+}
+
 std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecord& record,
                           const ExecImage& image, const std::vector<NamespaceFd>* namespaces,
                           const CgroupJoin& join, const std::string& hostname, const std::string& workingDir,
@@ -413,6 +491,8 @@ std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecor
       return bundle ? fmt::format("open(exec fifo \"{}\")", bundle->execFifo.string()) : "open(exec fifo)";
     case ChildStep::WaitForGo:
       return "wait for the parent";
+    case ChildStep::AttachOverlay:
+      return plan ? fmt::format("move_mount(overlay, \"{}\")", plan->rootfs) : "move_mount(overlay)";
     case ChildStep::JoinCgroup:
       if (record.index >= 0 && static_cast<size_t>(record.index) < join.taskPaths.size()) {
         return fmt::format("cgroup: write(\"{}\", \"0\")", join.taskPaths[static_cast<size_t>(record.index)]);

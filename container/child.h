@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -96,6 +97,7 @@ struct InitChildContext {
   bool userNamespace = false;
   std::vector<int> cgroupTaskFds;  // v1: joined by the child right after "go"; empty when already in
   const MountPlan* plan = nullptr;
+  int overlayFd = -1;  // the root's overlay, detached by the parent: attached in our mount namespace only
   const std::string* hostname = nullptr;
   const std::string* workingDir = nullptr;
   LockdownInput lockdown{};
@@ -106,6 +108,7 @@ struct InitChildContext {
   bool bringUpLoopback = true;
   const BundleSetup* bundle = nullptr;  // joins, sysctls, domainname
   std::vector<int> joinFds;             // opened by the parent, one per bundle->joins
+  bool waitBeforePivotRoot = false;     // say MountsReady and wait for "go" between mounts and pivot_root
 };
 
 // The five sets as numbers; errors name "process.capabilities.<set>[i]".
@@ -147,6 +150,46 @@ class ChildGuard {
 
  private:
   pid_t pid_ = -1;
+};
+
+// clone(2) of a child that runs in the caller's address space (CLONE_VM) instead of a copy of it. A copying
+// clone costs corrald what its page tables cost to copy, and the child's execve as much again to tear the
+// copy down: ~0.5 ms each per 10 MiB of corrald's heap, which grows with its instances (bench/README.md,
+// issue 15). Sharing is safe for the container's init because it already keeps to what a copy of a
+// multithreaded parent allows (child.cc): it reads only what was allocated for it before the clone and
+// writes only its own ChildStack, until execve gives it an address space of its own. What a shared child
+// would share besides is the cloning thread's TLS: errno, which any failed system call writes. So the
+// clone is made by a thread of its own that the kernel keeps suspended (CLONE_VFORK) until the child has
+// called execve or exited, while the caller goes on with the parent's steps (id maps, cgroup, network).
+// Not for a child that outlives its starter's frame before execve (an OCI exec fifo), nor one whose
+// /proc/PID/oom_score_adj is written (the kernel sets it on every process sharing the memory).
+class SharedMemoryClone {
+ public:
+  // AddressSanitizer keeps per-thread state that the child's stack switch (ChildStack::adoptInChild)
+  // would change under the suspended thread's feet: sanitized builds copy as before.
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr bool kAvailable = false;
+#else
+  static constexpr bool kAvailable = true;
+#endif
+  SharedMemoryClone() = default;
+  SharedMemoryClone(const SharedMemoryClone&) = delete;
+  SharedMemoryClone& operator=(const SharedMemoryClone&) = delete;
+  // Joins the cloning thread, which returns once the child has called execve or exited: declare it
+  // before the ChildGuard that kills a child left waiting, so that the guard runs first.
+  ~SharedMemoryClone();
+  // clone(main, stack, flags | CLONE_VM | CLONE_VFORK | SIGCHLD, arg); returns once the child runs, with
+  // its pid (in the caller's pid namespace), or -1 with errno as clone(2) or eventfd(2) set it.
+  pid_t start(int (*main)(void*), void* arg, const ChildStack& stack, int flags);
+
+ private:
+  static int startedInChild(void* self);
+  int (*main_)(void*) = nullptr;
+  void* arg_ = nullptr;
+  UniqueFd started_;  // eventfd: written by the child as it starts, or by the thread if clone fails
+  pid_t pid_ = 0;     // written by the kernel (CLONE_PARENT_SETTID) before the child runs
+  int cloneError_ = 0;
+  std::thread thread_;
 };
 
 // The message for the step a child reported failing at, naming the call and its arguments.

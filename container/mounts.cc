@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -19,6 +20,7 @@
 #include <functional>
 #include <utility>
 
+#include "container/rootfs_path.h"
 #include "core/unique_fd.h"
 
 namespace corral::container {
@@ -56,6 +58,24 @@ Status checkPath(const std::filesystem::path& path, const char* field) {
 
 using AddMount = std::function<void(std::string source, std::string target, std::string fstype,
                                     unsigned long flags, std::string data, MountTarget create)>;
+
+// How both plans start: "/" made `propagation` (private: nothing we mount reaches the host), then the
+// rootfs bound onto itself (enterRootfsInChild).
+void enterRootfsPlan(MountPlan& plan, unsigned long propagation) {
+  plan.makePrivate = MountEntry{"", "(host /)", "/", "", propagation, "", MountTarget::Existing, 0};
+  plan.bindRootfs =
+      MountEntry{plan.rootfs, "/", plan.rootfs, "", MS_BIND | MS_REC, "", MountTarget::Existing, 0};
+}
+
+// Appends a mount at a container path to plan.mounts, with its place before pivot_root.
+AddMount mountAdder(MountPlan& plan) {
+  return [&plan](std::string source, std::string target, std::string fstype, unsigned long flags,
+                 std::string data, MountTarget create) {
+    std::string hostTarget = target == "/" ? plan.rootfs : plan.rootfs + target;
+    plan.mounts.push_back(MountEntry{std::move(source), std::move(target), std::move(hostTarget),
+                                     std::move(fstype), flags, std::move(data), create, 0});
+  };
+}
 
 // /sys/fs/cgroup: on a pure v2 host the (namespaced) cgroup2 tree read-only; with a user namespace an empty
 // read-only tmpfs (the kernel refuses v1 mounts there); otherwise a tmpfs with each host hierarchy
@@ -98,15 +118,8 @@ Result<MountPlan> buildBundleMountPlan(const MountPlanInput& input) {
   MountPlan plan;
   plan.rootfs = root.rootfs.lexically_normal().string();
   if (plan.rootfs.size() > 1 && plan.rootfs.back() == '/') plan.rootfs.pop_back();
-  plan.makePrivate = MountEntry{"", "(host /)", "/", "", root.propagation, "", MountTarget::Existing, 0};
-  plan.bindRootfs =
-      MountEntry{plan.rootfs, "/", plan.rootfs, "", MS_BIND | MS_REC, "", MountTarget::Existing, 0};
-  auto add = [&](std::string source, std::string target, std::string fstype, unsigned long flags,
-                 std::string data, MountTarget create) {
-    std::string hostTarget = target == "/" ? plan.rootfs : plan.rootfs + target;
-    plan.mounts.push_back(MountEntry{std::move(source), std::move(target), std::move(hostTarget),
-                                     std::move(fstype), flags, std::move(data), create, 0});
-  };
+  enterRootfsPlan(plan, root.propagation);
+  const AddMount add = mountAdder(plan);
   std::vector<std::pair<std::string, std::string>> cgroupLinks;
   bool cgroupReadOnly = false;
   for (size_t i = 0; i < root.mounts.size(); ++i) {
@@ -138,7 +151,9 @@ Result<MountPlan> buildBundleMountPlan(const MountPlanInput& input) {
   });
   nodes.insert(nodes.end(), input.devices.begin(), input.devices.end());
   planDeviceNodes(nodes, plan);
-  plan.nullDevice = plan.rootfs + "/dev/null";
+  // In a user namespace mknod is refused: the host's nodes are bound, and masks bind the host's /dev/null.
+  plan.bindDevices = input.userNamespace;
+  plan.nullDevice = input.userNamespace ? "/dev/null" : plan.rootfs + "/dev/null";
   auto link = [&](std::string target, std::string path) {
     std::string hostPath = plan.rootfs + path;
     plan.symlinks.push_back(SymlinkEntry{std::move(target), std::move(path), std::move(hostPath)});
@@ -225,9 +240,11 @@ std::string hostsFileText(std::string_view hostname, const std::optional<std::st
                      address.value_or("127.0.1.1"), hostname);
 }
 
-std::string resolvConfText(const std::vector<std::string>& nameservers) {
+std::string resolvConfText(const std::vector<std::string>& nameservers,
+                           const std::vector<std::string>& searchDomains) {
   std::string text;
   for (const auto& server : nameservers) text += fmt::format("nameserver {}\n", server);
+  if (!searchDomains.empty()) text += fmt::format("search {}\n", fmt::join(searchDomains, " "));
   return text;
 }
 
@@ -280,20 +297,17 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
   plan.overlayData = fmt::format("lowerdir={},upperdir={},workdir={}", lowerdir, plan.upperDir, plan.workDir);
   plan.requiredDirectories = {"/proc", "/sys", "/dev", "/run", "/run/host", "/etc"};
 
+  enterRootfsPlan(plan, MS_REC | MS_PRIVATE);
+  const AddMount addMount = mountAdder(plan);
   auto add = [&](std::string source, std::string target, std::string fstype, unsigned long flags,
                  std::string data, MountTarget create = MountTarget::Existing) {
-    std::string hostTarget = target == "/" ? plan.rootfs : plan.rootfs + target;
-    plan.mounts.push_back(MountEntry{std::move(source), std::move(target), std::move(hostTarget),
-                                     std::move(fstype), flags, std::move(data), create, 0});
+    addMount(std::move(source), std::move(target), std::move(fstype), flags, std::move(data), create);
   };
 
-  plan.makePrivate = MountEntry{"", "(host /)", "/", "", MS_REC | MS_PRIVATE, "", MountTarget::Existing, 0};
-  plan.bindRootfs =
-      MountEntry{plan.rootfs, "/", plan.rootfs, "", MS_BIND | MS_REC, "", MountTarget::Existing, 0};
   add("proc", "/proc", "proc", kNoSuidDevExec, "");
   add("sysfs", "/sys", "sysfs", kNoSuidDevExec | MS_RDONLY, "");
   std::vector<std::pair<std::string, std::string>> cgroupLinks;  // v1 co-mounts: cpu → cpu,cpuacct
-  planCgroupMounts(input, kNoSuidDevExec, add, &cgroupLinks);
+  planCgroupMounts(input, kNoSuidDevExec, addMount, &cgroupLinks);
   add("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
   std::vector<DeviceNode> nodes = defaultDeviceNodes();
   nodes.insert(nodes.end(), input.devices.begin(), input.devices.end());
@@ -345,12 +359,21 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
       return fail(invalidField(fmt::format("nameservers[{}]", i), "\"{}\" is not an IPv4 or IPv6 address",
                                input.nameservers[i]));
   }
+  for (size_t i = 0; i < input.searchDomains.size(); ++i) {
+    const std::string& domain = input.searchDomains[i];
+    if (domain.empty() || domain.size() > 253 ||
+        domain.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
+            std::string::npos)
+      return fail(invalidField(fmt::format("search_domains[{}]", i),
+                               "\"{}\" is not a domain name (1-253 of letters, digits, '.' and '-')",
+                               domain));
+  }
   if (!input.hostname.empty()) {
     plan.etcFiles.push_back({"/etc/hostname", input.hostname + "\n"});
     plan.etcFiles.push_back({"/etc/hosts", hostsFileText(input.hostname, input.ipAddress)});
   }
   if (!input.nameservers.empty())
-    plan.etcFiles.push_back({"/etc/resolv.conf", resolvConfText(input.nameservers)});
+    plan.etcFiles.push_back({"/etc/resolv.conf", resolvConfText(input.nameservers, input.searchDomains)});
   return plan;
 }
 
@@ -461,20 +484,10 @@ bool failWith(MountFailure* failure, MountStep step, size_t index) {
   return false;
 }
 
-// A read-only remount of a bind must repeat the flags the kernel locks (nosuid, nodev, noexec), or it is
-// refused in a user namespace.
-int remountReadOnly(const char* path) {
-  struct statvfs fs {};
-  if (::statvfs(path, &fs) != 0) return -1;
-  unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY;
-  if (fs.f_flag & ST_NOSUID) flags |= MS_NOSUID;
-  if (fs.f_flag & ST_NODEV) flags |= MS_NODEV;
-  if (fs.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
-  return ::mount(nullptr, path, nullptr, flags, nullptr);
-}
-
-// hostTarget relative to the rootfs (the working directory): "<rootfs>/dev/pts" → "dev/pts", the rootfs
-// itself → ".", anything else (the host's "/") stays absolute. Points into `hostPath`: no allocation.
+// hostTarget relative to the rootfs: "<rootfs>/dev/pts" → "dev/pts", the rootfs itself → ".". Every
+// such path is then resolved inside the root (rootfs_path.h), never by the host's lookup: an image's
+// symlink ("proc -> /", "mnt -> ../../etc") must not take a mount, mask or node out of the root. Points
+// into `hostPath`: no allocation.
 const char* relativeToRootfs(const std::string& hostPath, const MountPlan& plan) {
   if (hostPath == plan.rootfs) return ".";
   if (hostPath.size() > plan.rootfs.size() + 1 && hostPath.compare(0, plan.rootfs.size(), plan.rootfs) == 0 &&
@@ -484,49 +497,65 @@ const char* relativeToRootfs(const std::string& hostPath, const MountPlan& plan)
   return hostPath.c_str();
 }
 
-// One node of the plan at `path` (relative to the rootfs, in the fresh /dev tmpfs: nothing there is a
-// symlink). mknod's mode is cut by the umask, so the mode is set again afterwards.
-int makeDevice(const DeviceNode& node, const char* path, bool bind) {
+bool insideRootfs(const std::string& hostPath, const MountPlan& plan) {
+  return relativeToRootfs(hostPath, plan) != hostPath.c_str();
+}
+
+// An fd closed when it goes out of scope, errno kept (the child reports the failure that came before).
+class ChildFd {
+ public:
+  explicit ChildFd(int fd = -1) : fd_(fd) {}
+  ChildFd(const ChildFd&) = delete;
+  ChildFd& operator=(const ChildFd&) = delete;
+  ~ChildFd() { reset(); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) {
+      int saved = errno;
+      ::close(fd_);
+      errno = saved;
+    }
+    fd_ = fd;
+  }
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+// One node of the plan at `path` inside the root. The node is made in its parent directory's fd (resolved
+// inside the root) by name, with no lookup of its own; mknod's mode is cut by the umask, so the mode is
+// set again afterwards. With `bind` an empty file gets the host's node bound onto it.
+int makeDevice(int rootfsFd, const DeviceNode& node, const char* path, bool bind) {
+  const char* name = nullptr;
+  ChildFd parent(openParentInRoot(rootfsFd, path, &name));
+  if (!parent) return -1;
   if (bind) {
-    int fd = ::open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) return -1;
-    ::close(fd);
-    return ::mount(node.hostPath.c_str(), path, nullptr, MS_BIND, nullptr);
+    if (::mknodat(parent.get(), name, S_IFREG | 0644, 0) != 0) return -1;
+    ChildFd target(openInRoot(rootfsFd, path, O_PATH));
+    if (!target) return -1;
+    return ::mount(node.hostPath.c_str(), FdPath(target.get()).c_str(), nullptr, MS_BIND, nullptr);
   }
   const mode_t type = node.type == DeviceType::Char ? S_IFCHR : S_IFBLK;
-  if (::mknod(path, type | (node.mode & 0777), ::makedev(node.major, node.minor)) != 0) return -1;
-  if (::fchownat(AT_FDCWD, path, node.uid, node.gid, AT_SYMLINK_NOFOLLOW) != 0) return -1;
-  return ::fchmodat(AT_FDCWD, path, node.mode & 0777, 0);
-}
-
-// mkdir -p of `path`'s parents (relative to the working directory), in a stack buffer: no allocation.
-int makeParentsInChild(const char* path) {
-  char buffer[PATH_MAX];
-  size_t length = ::strnlen(path, sizeof buffer);
-  if (length >= sizeof buffer) {
-    errno = ENAMETOOLONG;
+  if (::mknodat(parent.get(), name, type | (node.mode & 0777), ::makedev(node.major, node.minor)) != 0)
     return -1;
-  }
-  for (size_t i = 1; i < length; ++i) {
-    if (path[i] != '/') continue;
-    ::memcpy(buffer, path, i);
-    buffer[i] = '\0';
-    if (::mkdir(buffer, 0755) != 0 && errno != EEXIST) return -1;
-  }
-  return 0;
+  if (::fchownat(parent.get(), name, node.uid, node.gid, AT_SYMLINK_NOFOLLOW) != 0) return -1;
+  return ::fchmodat(parent.get(), name, node.mode & 0777, 0);
 }
 
-int createTarget(const MountEntry& entry, const char* target) {
-  if (entry.create == MountTarget::Existing) return 0;
-  if (makeParentsInChild(target) != 0) return -1;
-  if (entry.create == MountTarget::Directory) {
-    if (::mkdir(target, 0755) != 0 && errno != EEXIST) return -1;
-  } else if (entry.create == MountTarget::File) {
-    int fd = ::open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) return -1;
-    ::close(fd);
+// The mount's target inside the root, made first if the plan says so (a directory, or an empty file for
+// the bind of a file). Returns an O_PATH fd or -1.
+int openTarget(int rootfsFd, const MountEntry& entry, const char* target) {
+  switch (entry.create) {
+    case MountTarget::Existing:
+      return openInRoot(rootfsFd, target, O_PATH);
+    case MountTarget::Directory:
+      return makeDirectoriesInRoot(rootfsFd, target);
+    case MountTarget::File:
+      return makeFileInRoot(rootfsFd, target);
   }
-  return 0;
+  errno = EINVAL;
+  return -1;
 }
 
 // The flags a bind takes only from a remount (mount(2) ignores them with MS_BIND).
@@ -543,6 +572,34 @@ int remountBind(const char* path, unsigned long flags) {
   if (fs.f_flag & ST_NODEV) flags |= MS_NODEV;
   if (fs.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
   return ::mount(nullptr, path, nullptr, flags, nullptr);
+}
+
+// One mount of the plan onto what `target` resolves to inside the root. The fd names the directory under
+// the new mount, so the remount and propagation change look the target up again (inside the root) to
+// reach the mount itself.
+bool mountEntryInChild(int rootfsFd, const MountEntry& entry, const char* target, size_t index,
+                       MountFailure* failure) {
+  ChildFd at(openTarget(rootfsFd, entry, target));
+  if (!at)
+    return failWith(
+        failure, entry.create == MountTarget::Existing ? MountStep::Mount : MountStep::CreateTarget, index);
+  const char* source = entry.source.empty() ? nullptr : entry.source.c_str();
+  const char* fstype = entry.fstype.empty() ? nullptr : entry.fstype.c_str();
+  const char* data = entry.data.empty() ? nullptr : entry.data.c_str();
+  const bool bind = (entry.flags & MS_BIND) != 0;
+  const unsigned long flags = bind ? entry.flags & ~kBindRemountFlags : entry.flags;
+  if (::mount(source, FdPath(at.get()).c_str(), fstype, flags, data) != 0)
+    return failWith(failure, MountStep::Mount, index);
+  const bool remount = bind && (entry.flags & kBindRemountFlags) != 0;
+  if (!remount && entry.propagation == 0) return true;
+  at.reset(openInRoot(rootfsFd, target, O_PATH));
+  if (!at) return failWith(failure, remount ? MountStep::Remount : MountStep::Propagation, index);
+  const FdPath mounted(at.get());
+  if (remount && remountBind(mounted.c_str(), entry.flags & kBindRemountFlags) != 0)
+    return failWith(failure, MountStep::Remount, index);
+  if (entry.propagation != 0 && ::mount(nullptr, mounted.c_str(), nullptr, entry.propagation, nullptr) != 0)
+    return failWith(failure, MountStep::Propagation, index);
+  return true;
 }
 
 }  // namespace
@@ -565,55 +622,61 @@ bool applyMountPlanInChild(const MountPlan& plan, int rootfsFd, MountFailure* fa
   if (::fchdir(rootfsFd) != 0) return failWith(failure, MountStep::OpenRootfs, 0);
   for (size_t i = 0; i < plan.mounts.size(); ++i) {
     const MountEntry& entry = plan.mounts[i];
-    const char* target = relativeToRootfs(entry.hostTarget, plan);
-    if (createTarget(entry, target) != 0) return failWith(failure, MountStep::CreateTarget, i);
-    const char* source = entry.source.empty() ? nullptr : entry.source.c_str();
-    const char* fstype = entry.fstype.empty() ? nullptr : entry.fstype.c_str();
-    const char* data = entry.data.empty() ? nullptr : entry.data.c_str();
-    bool bind = (entry.flags & MS_BIND) != 0;
-    unsigned long flags = bind ? entry.flags & ~kBindRemountFlags : entry.flags;
-    if (::mount(source, target, fstype, flags, data) != 0) return failWith(failure, MountStep::Mount, i);
-    if (bind && (entry.flags & kBindRemountFlags) &&
-        remountBind(target, entry.flags & kBindRemountFlags) != 0) {
-      return failWith(failure, MountStep::Remount, i);
-    }
-    if (entry.propagation != 0 && ::mount(nullptr, target, nullptr, entry.propagation, nullptr) != 0)
-      return failWith(failure, MountStep::Propagation, i);
+    if (!mountEntryInChild(rootfsFd, entry, relativeToRootfs(entry.hostTarget, plan), i, failure))
+      return false;
   }
   for (size_t i = 0; i < plan.deviceDirectories.size(); ++i) {
-    if (::mkdir(relativeToRootfs(plan.deviceDirectories[i].hostPath, plan), 0755) != 0 && errno != EEXIST)
-      return failWith(failure, MountStep::DeviceDirectory, i);
+    ChildFd dir(makeDirectoriesInRoot(rootfsFd, relativeToRootfs(plan.deviceDirectories[i].hostPath, plan)));
+    if (!dir) return failWith(failure, MountStep::DeviceDirectory, i);
   }
   for (size_t i = 0; i < plan.devices.size(); ++i) {
-    if (makeDevice(plan.devices[i].node, relativeToRootfs(plan.devices[i].hostPath, plan),
+    if (makeDevice(rootfsFd, plan.devices[i].node, relativeToRootfs(plan.devices[i].hostPath, plan),
                    plan.bindDevices) != 0)
       return failWith(failure, MountStep::MakeDevice, i);
   }
   for (size_t i = 0; i < plan.symlinks.size(); ++i) {
     const SymlinkEntry& link = plan.symlinks[i];
-    if (::symlink(link.linkTarget.c_str(), relativeToRootfs(link.hostPath, plan)) != 0 && errno != EEXIST) {
+    const char* name = nullptr;
+    ChildFd parent(openParentInRoot(rootfsFd, relativeToRootfs(link.hostPath, plan), &name));
+    if (!parent || (::symlinkat(link.linkTarget.c_str(), parent.get(), name) != 0 && errno != EEXIST))
       return failWith(failure, MountStep::Symlink, i);
-    }
   }
+  // The container's own /dev/null masks files: looked up in the root too (the host's in a user namespace,
+  // where binding the bind of it is refused).
+  ChildFd nullDevice;
+  if (!plan.maskedPaths.empty() && insideRootfs(plan.nullDevice, plan)) {
+    nullDevice.reset(openInRoot(rootfsFd, relativeToRootfs(plan.nullDevice, plan), O_PATH));
+    if (!nullDevice) return failWith(failure, MountStep::MaskPath, 0);
+  }
+  const FdPath nullDevicePath(nullDevice.get());
+  const char* nullSource = nullDevice ? nullDevicePath.c_str() : plan.nullDevice.c_str();
   for (size_t i = 0; i < plan.maskedPaths.size(); ++i) {
-    const char* path = relativeToRootfs(plan.maskedPaths[i].hostPath, plan);
-    struct stat st {};
-    if (::lstat(path, &st) != 0) {
+    ChildFd masked(openInRoot(rootfsFd, relativeToRootfs(plan.maskedPaths[i].hostPath, plan), O_PATH));
+    if (!masked) {
       if (errno == ENOENT) continue;  // this kernel has no such file: nothing to hide
       return failWith(failure, MountStep::MaskPath, i);
     }
+    struct stat st {};
+    if (::fstat(masked.get(), &st) != 0) return failWith(failure, MountStep::MaskPath, i);
+    const FdPath target(masked.get());
     int rc = S_ISDIR(st.st_mode)
-                 ? ::mount("tmpfs", path, "tmpfs", MS_RDONLY | kNoSuidDevExec, "size=0,mode=0555")
-                 : ::mount(plan.nullDevice.c_str(), path, nullptr, MS_BIND, nullptr);
+                 ? ::mount("tmpfs", target.c_str(), "tmpfs", MS_RDONLY | kNoSuidDevExec, "size=0,mode=0555")
+                 : ::mount(nullSource, target.c_str(), nullptr, MS_BIND, nullptr);
     if (rc != 0) return failWith(failure, MountStep::MaskPath, i);
   }
   for (size_t i = 0; i < plan.readOnlyPaths.size(); ++i) {
     const char* path = relativeToRootfs(plan.readOnlyPaths[i].hostPath, plan);
-    if (::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+    ChildFd readOnly(openInRoot(rootfsFd, path, O_PATH));
+    if (!readOnly) {
       if (errno == ENOENT) continue;
       return failWith(failure, MountStep::ReadOnlyPath, i);
     }
-    if (remountReadOnly(path) != 0) return failWith(failure, MountStep::ReadOnlyPath, i);
+    const FdPath target(readOnly.get());
+    if (::mount(target.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+      return failWith(failure, MountStep::ReadOnlyPath, i);
+    readOnly.reset(openInRoot(rootfsFd, path, O_PATH));  // the bind just made, not what it covers
+    if (!readOnly || remountBind(FdPath(readOnly.get()).c_str(), MS_RDONLY) != 0)
+      return failWith(failure, MountStep::ReadOnlyPath, i);
   }
   if (plan.readonlyRoot && remountBind(".", MS_RDONLY) != 0)
     return failWith(failure, MountStep::ReadOnlyRoot, 0);

@@ -18,7 +18,7 @@
 
 namespace corral::container {
 
-// What the child creates at a mount's target when it is missing (only ever inside its own tmpfs /dev).
+// What the child creates at a mount's target when it is missing (inside the root, see rootfs_path.h).
 enum class MountTarget { Existing, Directory, File };
 
 struct MountEntry {
@@ -87,8 +87,9 @@ struct GeneratedFile {
 // "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", then the hostname on
 // `address` (the container's own IP), or on 127.0.1.1 while it has none.
 std::string hostsFileText(std::string_view hostname, const std::optional<std::string>& address);
-// "nameserver X" per server.
-std::string resolvConfText(const std::vector<std::string>& nameservers);
+// "nameserver X" per server, then "search D1 D2" when there are search domains.
+std::string resolvConfText(const std::vector<std::string>& nameservers,
+                           const std::vector<std::string>& searchDomains = {});
 
 // One mount of an OCI bundle's config.json (corral-runtime), already turned into mount(2)'s terms.
 struct BundleMount {
@@ -133,6 +134,7 @@ struct MountPlanInput {
   std::string hostname;
   std::optional<std::string> ipAddress;
   std::vector<std::string> nameservers;
+  std::vector<std::string> searchDomains;  // resolv.conf's "search" line (with nameservers only)
   // Device nodes beyond the defaults (defaultDeviceNodes()), already checked (deviceNodeFromHost).
   std::vector<DeviceNode> devices;
   std::string initBinary;  // non-empty: bound read-only (a file) at /dev/init
@@ -233,9 +235,9 @@ std::string describeMountFailure(const MountPlan& plan, MountStep step, int32_t 
 // child is still host uid 0, the owner of the bundle's parent directories, which the mapped root of a user
 // namespace may not be allowed to walk (a 0700 parent, say).
 bool enterRootfsInChild(const MountPlan& plan, int* rootfsFd, MountFailure* failure);
-// Changes into `rootfsFd` and makes plan.mounts, device nodes, symlinks, masked and read-only paths
-// relative to it.
-// Returns false and fills `failure` on the first error.
+// Changes into `rootfsFd` and makes plan.mounts, device nodes, symlinks, masked and read-only paths in it,
+// each path resolved inside the root (rootfs_path.h: an image's symlinks lead nowhere outside it) and
+// mounted onto the resolved fd. Returns false and fills `failure` on the first error.
 bool applyMountPlanInChild(const MountPlan& plan, int rootfsFd, MountFailure* failure);
 // From inside the rootfs (applyMountPlanInChild's working directory): pivot_root(".", ".");
 // umount2(".", MNT_DETACH); chdir("/"). Not chroot: the old root leaves the namespace, so nothing can walk

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,6 +56,36 @@ Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count, bool al
   return writeProcFile(proc + "/uid_map", line);
 }
 
+std::string timeOffsetsText(const std::optional<ClockOffset>& monotonic,
+                            const std::optional<ClockOffset>& boottime) {
+  std::string text;
+  if (monotonic) text += fmt::format("monotonic {} {}\n", monotonic->seconds, monotonic->nanoseconds);
+  if (boottime) text += fmt::format("boottime {} {}\n", boottime->seconds, boottime->nanoseconds);
+  return text;
+}
+
+Status unshareTimeNamespaceFromParent(const std::optional<ClockOffset>& monotonic,
+                                      const std::optional<ClockOffset>& boottime) {
+  if (::unshare(CLONE_NEWTIME) != 0) {
+    if (errno == EINVAL)
+      return fail(
+          systemError(errno, "unshare(CLONE_NEWTIME): the kernel has no time namespaces (CONFIG_TIME_NS)"));
+    return fail(systemError(errno, "unshare(CLONE_NEWTIME)"));
+  }
+  const std::string text = timeOffsetsText(monotonic, boottime);
+  if (text.empty()) return {};
+  if (auto ok = writeProcFile("/proc/self/timens_offsets", text); !ok)
+    return fail(ok.error().wrap("linux.timeOffsets"));
+  return {};
+}
+
+Status leaveTimeNamespaceFromParent(int ownTime) {
+  if (::setns(ownTime, CLONE_NEWTIME) != 0)
+    return fail(
+        systemError(errno, "setns(\"/proc/self/ns/time\", CLONE_NEWTIME): back to the runtime's own"));
+  return {};
+}
+
 Result<UniqueFd> openMappedUserNamespace(uint32_t hostId, uint32_t count) {
   // A fork-like clone3 (no CLONE_VM): the child runs on a copy of our stack and only waits to be killed.
   clone_args args{};
@@ -83,13 +114,26 @@ Result<std::vector<NamespaceFd>> openNamespacesFromParent(pid_t pid, bool userNa
     int type;
     const char* name;
   };
-  static constexpr Kind kOrder[] = {{CLONE_NEWUSER, "user"},    {CLONE_NEWIPC, "ipc"}, {CLONE_NEWUTS, "uts"},
-                                    {CLONE_NEWNET, "net"},      {CLONE_NEWPID, "pid"}, {CLONE_NEWNS, "mnt"},
-                                    {CLONE_NEWCGROUP, "cgroup"}};
+  static constexpr Kind kOrder[] = {
+      {CLONE_NEWTIME, "time"}, {CLONE_NEWUSER, "user"}, {CLONE_NEWIPC, "ipc"}, {CLONE_NEWUTS, "uts"},
+      {CLONE_NEWNET, "net"},   {CLONE_NEWPID, "pid"},   {CLONE_NEWNS, "mnt"},  {CLONE_NEWCGROUP, "cgroup"}};
   std::vector<NamespaceFd> namespaces;
   for (const Kind& kind : kOrder) {
     if (kind.type == CLONE_NEWUSER && !userNamespace) continue;
     std::string path = fmt::format("/proc/{}/ns/{}", pid, kind.name);
+    if (kind.type == CLONE_NEWTIME) {
+      // Joining our own would need a single-threaded caller for nothing; a kernel without time
+      // namespaces has no such file.
+      struct stat theirs {
+      }, ours{};
+      if (::stat(path.c_str(), &theirs) != 0) {
+        if (errno == ENOENT && ::access("/proc/self/ns/time", F_OK) != 0) continue;
+        return fail(systemError(errno, fmt::format("stat(\"{}\")", path)));
+      }
+      if (::stat("/proc/self/ns/time", &ours) == 0 && ours.st_ino == theirs.st_ino &&
+          ours.st_dev == theirs.st_dev)
+        continue;
+    }
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
     namespaces.push_back(NamespaceFd{kind.type, kind.name, std::move(fd)});

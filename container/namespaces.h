@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,14 +33,39 @@ Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count, bool al
 // exist before the overlay is mounted, that is before the container is cloned.
 Result<UniqueFd> openMappedUserNamespace(uint32_t hostId, uint32_t count);
 
+// How far a container's clock is ahead of the host's (OCI linux.timeOffsets; may be negative).
+struct ClockOffset {
+  int64_t seconds = 0;
+  int64_t nanoseconds = 0;  // 0 .. 999999999
+  bool operator==(const ClockOffset&) const = default;
+};
+
+// The text written to /proc/self/timens_offsets: "monotonic S N\nboottime S N\n", each given clock a line.
+std::string timeOffsetsText(const std::optional<ClockOffset>& monotonic,
+                            const std::optional<ClockOffset>& boottime);
+
+// Makes the caller's next child be born in a new time namespace with these offsets: unshare(CLONE_NEWTIME)
+// sets only the caller's time_for_children (the caller's own clocks stay), and the offsets are written
+// before any process is in it, since the kernel freezes them when the first one enters. CLONE_NEWTIME
+// cannot be a clone(2) flag (its bit is CSIGNAL's), and with clone3 the child would be in the namespace
+// before anyone could write its offsets. Undo with leaveTimeNamespaceFromParent.
+Status unshareTimeNamespaceFromParent(const std::optional<ClockOffset>& monotonic,
+                                      const std::optional<ClockOffset>& boottime);
+// The caller back in its own time namespace `ownTime` (/proc/self/ns/time opened before), for itself and
+// its later children (hooks, exec). setns to a time namespace needs a single-threaded caller (EUSERS).
+Status leaveTimeNamespaceFromParent(int ownTime);
+
 struct NamespaceFd {
   int type = 0;           // CLONE_NEW*
   const char* name = "";  // "user", "ipc", ... as in /proc/PID/ns/
   UniqueFd fd;
 };
 
-// Opens /proc/PID/ns/{user,ipc,uts,net,pid,mnt,cgroup} (user only when asked), in the order they must be
-// joined: user first, so the rest are joined with the capabilities it grants.
+// Opens /proc/PID/ns/{time,user,ipc,uts,net,pid,mnt,cgroup} (user only when asked; time only when the
+// container's is not ours, as for a container without one of its own), in the order they must be joined:
+// time before user (a time namespace belongs to the host's user namespace, where the caller has
+// CAP_SYS_ADMIN only before it joins the container's), then user, so the rest are joined with the
+// capabilities it grants.
 Result<std::vector<NamespaceFd>> openNamespacesFromParent(pid_t pid, bool userNamespace);
 
 // setns(2) on each in order. Returns 0, or the errno with `*failedIndex` set. Does not allocate.

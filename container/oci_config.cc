@@ -3,6 +3,7 @@
 #include "container/oci_config.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
@@ -13,9 +14,11 @@
 #include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "container/caps.h"
+#include "container/cgroup_v2.h"
 #include "container/devices.h"
 #include "container/seccomp.h"
 
@@ -126,6 +129,13 @@ bool asksForSomething(const json& value) {
   if (value.is_null()) return false;
   if (value.is_string() || value.is_array() || value.is_object()) return !value.empty();
   if (value.is_boolean()) return value.get<bool>();
+  return true;
+}
+
+// The one shape of every refusal of a property corral-runtime does not implement: taken (true, for the
+// property readers) when it asks for nothing, refused by its pointer otherwise.
+Result<bool> refuseIfAsked(const json& value, const std::string& pointer, std::string_view why) {
+  if (asksForSomething(value)) return fail(unsupported(pointer, why));
   return true;
 }
 
@@ -241,7 +251,7 @@ Status parseMount(const json& value, const std::string& pointer, const OciParseC
                       if (!list) return fail(list.error());
                       options = std::move(*list);
                     } else if (key == "uidMappings" || key == "gidMappings") {
-                      if (asksForSomething(field)) return fail(unsupported(path, "idmapped mounts"));
+                      return refuseIfAsked(field, path, "idmapped mounts");
                     } else {
                       return false;
                     }
@@ -271,8 +281,14 @@ struct NamespaceKind {
 };
 constexpr NamespaceKind kNamespaces[] = {
     {"pid", CLONE_NEWPID}, {"network", CLONE_NEWNET}, {"mount", CLONE_NEWNS},      {"ipc", CLONE_NEWIPC},
-    {"uts", CLONE_NEWUTS}, {"user", CLONE_NEWUSER},   {"cgroup", CLONE_NEWCGROUP}, {"time", 0},
+    {"uts", CLONE_NEWUTS}, {"user", CLONE_NEWUSER},   {"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME},
 };
+
+bool namespaceOwned(const BundleSetup& setup, int flag) {
+  return (setup.cloneFlags & flag) != 0 ||
+         std::any_of(setup.joins.begin(), setup.joins.end(),
+                     [&](const NamespacePath& p) { return p.type == flag; });
+}
 
 Status parseNamespaces(const json& value, const std::string& pointer, BundleSetup* setup,
                        std::vector<std::string>* ignored) {
@@ -301,8 +317,15 @@ Status parseNamespaces(const json& value, const std::string& pointer, BundleSetu
                                                   type)));
     if (!seen.insert(type).second)
       return fail(fieldError(entry + "/type", fmt::format("namespace \"{}\" is given twice", type)));
-    if (type == "user") return fail(unsupported(entry, "user namespaces"));
-    if (type == "time") return fail(unsupported(entry, "time namespaces"));
+    if (type == "user" && !path.empty())
+      return fail(unsupported(entry + "/path", "joining an existing user namespace"));
+    if (kind->flag == CLONE_NEWTIME) {
+      if (!path.empty() && path.front() != '/')
+        return fail(fieldError(entry + "/path", fmt::format("\"{}\" is not an absolute path", path)));
+      setup->newTimeNamespace = path.empty();
+      setup->timeNamespacePath = path;
+      continue;
+    }
     if (path.empty()) {
       setup->cloneFlags |= kind->flag;
       if (kind->flag == CLONE_NEWCGROUP) {
@@ -313,20 +336,16 @@ Status parseNamespaces(const json& value, const std::string& pointer, BundleSetu
     }
     if (path.front() != '/')
       return fail(fieldError(entry + "/path", fmt::format("\"{}\" is not an absolute path", path)));
-    if (kind->flag == CLONE_NEWPID || kind->flag == CLONE_NEWNS)
-      return fail(unsupported(entry + "/path", fmt::format("joining an existing {} namespace", type)));
+    if (kind->flag == CLONE_NEWPID) {
+      setup->pidNamespacePath = path;
+      continue;
+    }
     setup->joins.push_back(NamespacePath{kind->flag, path});
   }
-  if ((setup->cloneFlags & CLONE_NEWNS) == 0)
-    return fail(fieldError(pointer, "a new mount namespace is required (add {\"type\": \"mount\"})"));
+  if (!namespaceOwned(*setup, CLONE_NEWNS))
+    return fail(fieldError(pointer, "a mount namespace is required (add {\"type\": \"mount\"})"));
   setup->setHostname = (setup->cloneFlags & CLONE_NEWUTS) != 0;
   return {};
-}
-
-bool namespaceOwned(const BundleSetup& setup, int flag) {
-  return (setup.cloneFlags & flag) != 0 ||
-         std::any_of(setup.joins.begin(), setup.joins.end(),
-                     [&](const NamespacePath& p) { return p.type == flag; });
 }
 
 // runc's rule: only sysctls of a namespace the container has of its own.
@@ -429,7 +448,7 @@ Status parseProcess(const json& value, const std::string& pointer, ContainerConf
                     config->user.additionalGids.push_back(static_cast<gid_t>(*id));
                   }
                 } else if (k == "username") {
-                  if (asksForSomething(v)) return fail(unsupported(at, "a user name is Windows-only"));
+                  return refuseIfAsked(v, at, "a user name is Windows-only");
                 } else {
                   return false;
                 }
@@ -443,7 +462,7 @@ Status parseProcess(const json& value, const std::string& pointer, ContainerConf
           config->argv = std::move(*args);
           haveArgs = true;
         } else if (key == "commandLine") {
-          if (asksForSomething(field)) return fail(unsupported(path, "commandLine is Windows-only"));
+          return refuseIfAsked(field, path, "commandLine is Windows-only");
         } else if (key == "env") {
           auto env = getStrings(field, path);
           if (!env) return fail(env.error());
@@ -528,11 +547,11 @@ Status parseProcess(const json& value, const std::string& pointer, ContainerConf
             return fail(fieldError(path, fmt::format("{} is outside -1000..1000", *score)));
           setup->oomScoreAdj = static_cast<int>(*score);
         } else if (key == "apparmorProfile") {
-          if (asksForSomething(field)) return fail(unsupported(path, "AppArmor profiles"));
+          return refuseIfAsked(field, path, "AppArmor profiles");
         } else if (key == "selinuxLabel") {
-          if (asksForSomething(field)) return fail(unsupported(path, "SELinux labels"));
+          return refuseIfAsked(field, path, "SELinux labels");
         } else if (key == "ioPriority" || key == "scheduler" || key == "execCPUAffinity") {
-          if (asksForSomething(field)) return fail(unsupported(path, key));
+          return refuseIfAsked(field, path, key);
         } else {
           return false;
         }
@@ -658,6 +677,46 @@ Status parseDeviceCgroup(const json& value, const std::string& pointer, std::vec
   return {};
 }
 
+// linux.resources.hugepageLimits: [{"pageSize": "2MB", "limit": BYTES}], sizes as the kernel names them
+// (whether the host has them is checkBundleOnHost's).
+Status parseHugepageLimits(const json& value, const std::string& pointer, std::vector<HugepageLimit>* limits,
+                           std::vector<std::string>* ignored) {
+  if (value.is_null()) return {};
+  if (auto ok = expect(value, json::value_t::array, pointer); !ok) return ok;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const std::string at = fmt::format("{}/{}", pointer, i);
+    HugepageLimit limit;
+    bool haveSize = false, haveLimit = false;
+    ObjectReader reader(ignored);
+    auto ok = reader.read(value[i], at,
+                          [&](const std::string& k, const json& v, const std::string& p) -> Result<bool> {
+                            if (k == "pageSize") {
+                              auto size = getString(v, p);
+                              if (!size) return fail(size.error());
+                              limit.pageSize = *size;
+                              haveSize = true;
+                            } else if (k == "limit") {
+                              auto bytes = getUnsigned(v, p);
+                              if (!bytes) return fail(bytes.error());
+                              limit.bytes = *bytes;
+                              haveLimit = true;
+                            } else {
+                              return false;
+                            }
+                            return true;
+                          });
+    if (!ok) return ok;
+    if (!haveSize) return fail(fieldError(at + "/pageSize", "is required"));
+    if (!haveLimit) return fail(fieldError(at + "/limit", "is required"));
+    limits->push_back(std::move(limit));
+    ResourceLimits check;
+    check.hugepages = *limits;
+    if (auto valid = validateResourceLimits(check); !valid)
+      return fail(fieldError(at + "/pageSize", valid.error().message()));
+  }
+  return {};
+}
+
 Status parseResources(const json& value, const std::string& pointer, ContainerConfig* config,
                       BundleSetup* setup, std::vector<std::string>* ignored) {
   ObjectReader reader(ignored);
@@ -678,8 +737,7 @@ Status parseResources(const json& value, const std::string& pointer, ContainerCo
                   (k == "limit" ? limit : swap) = *number;
                 } else if (k == "reservation" || k == "kernel" || k == "kernelTCP" || k == "swappiness" ||
                            k == "disableOOMKiller" || k == "useHierarchy" || k == "checkBeforeUpdate") {
-                  if (asksForSomething(v))
-                    return fail(unsupported(p, "only memory limit and swap (equal to it)"));
+                  return refuseIfAsked(v, p, "only memory limit and swap (equal to it)");
                 } else {
                   return false;
                 }
@@ -720,7 +778,7 @@ Status parseResources(const json& value, const std::string& pointer, ContainerCo
                   if (*number != 0) shares = *number;
                 } else if (k == "realtimeRuntime" || k == "realtimePeriod" || k == "cpus" || k == "mems" ||
                            k == "idle" || k == "burst") {
-                  if (asksForSomething(v)) return fail(unsupported(p, "only cpu shares, quota and period"));
+                  return refuseIfAsked(v, p, "only cpu shares, quota and period");
                 } else {
                   return false;
                 }
@@ -748,9 +806,11 @@ Status parseResources(const json& value, const std::string& pointer, ContainerCo
                 return true;
               });
           if (!ok) return fail(ok.error());
-        } else if (key == "hugepageLimits" || key == "blockIO" || key == "network" || key == "rdma" ||
-                   key == "unified") {
-          if (asksForSomething(field)) return fail(unsupported(path, key));
+        } else if (key == "hugepageLimits") {
+          if (auto ok = parseHugepageLimits(field, path, &config->limits.hugepages, ignored); !ok)
+            return fail(ok.error());
+        } else if (key == "blockIO" || key == "network" || key == "rdma" || key == "unified") {
+          return refuseIfAsked(field, path, key);
         } else {
           return false;
         }
@@ -836,12 +896,108 @@ Status parseCgroupsPath(const std::string& text, const std::string& pointer, con
   return {};
 }
 
+// linux.uidMappings / gidMappings: corral's user namespaces map one range from container id 0 (as corrald's
+// do, and podman's and containerd's usual mapping); more ranges are refused by pointer.
+Result<IdMapping> parseIdMappings(const json& value, const std::string& pointer,
+                                  std::vector<std::string>* ignored) {
+  if (auto ok = expect(value, json::value_t::array, pointer); !ok) return fail(ok.error());
+  if (value.size() != 1)
+    return fail(
+        unsupported(pointer, fmt::format("{} id ranges: one range from container id 0", value.size())));
+  const std::string entry = pointer + "/0";
+  int64_t containerId = -1, hostId = -1, size = -1;
+  ObjectReader reader(ignored);
+  auto ok = reader.read(
+      value[0], entry, [&](const std::string& key, const json& field, const std::string& at) -> Result<bool> {
+        int64_t* target = key == "containerID" ? &containerId
+                          : key == "hostID"    ? &hostId
+                          : key == "size"      ? &size
+                                               : nullptr;
+        if (target == nullptr) return false;
+        auto number = getInt(field, at);
+        if (!number) return fail(number.error());
+        if (*number < 0 || *number > UINT32_MAX)
+          return fail(fieldError(at, fmt::format("{} is not an id", *number)));
+        *target = *number;
+        return true;
+      });
+  if (!ok) return fail(ok.error());
+  for (auto [name, number] : {std::pair{"containerID", containerId}, {"hostID", hostId}, {"size", size}})
+    if (number < 0) return fail(fieldError(entry + "/" + name, "is required"));
+  if (containerId != 0)
+    return fail(unsupported(entry + "/containerID", "a range that does not start at container id 0"));
+  if (size == 0) return fail(fieldError(entry + "/size", "must be > 0"));
+  IdMapping mapping;
+  mapping.hostId = static_cast<uid_t>(hostId);
+  mapping.count = static_cast<uint32_t>(size);
+  return mapping;
+}
+
+// A user namespace and its mappings come together; uid and gid map the same way (corral's IdMapping).
+Status checkUserNamespace(const std::optional<IdMapping>& uid, const std::optional<IdMapping>& gid,
+                          const std::string& uidPointer, const std::string& gidPointer,
+                          ContainerConfig* config, const BundleSetup* setup) {
+  const bool userNamespace = (setup->cloneFlags & CLONE_NEWUSER) != 0;
+  if (!userNamespace) {
+    if (uid || gid)
+      return fail(fieldError(uid ? uidPointer : gidPointer, "id mappings need a user namespace"));
+    return {};
+  }
+  if (!uid) return fail(fieldError(uidPointer, "a user namespace needs uidMappings"));
+  if (!gid) return fail(fieldError(gidPointer, "a user namespace needs gidMappings"));
+  if (uid->hostId != gid->hostId || uid->count != gid->count)
+    return fail(unsupported(gidPointer, "gidMappings other than uidMappings"));
+  config->userNamespace = *uid;
+  // Where mknod is refused the host's node is bound instead: the same path on the host (as runc does).
+  for (DeviceNode& node : config->devices)
+    if (node.hostPath.empty()) node.hostPath = node.path;
+  return {};
+}
+
+// linux.timeOffsets: {"monotonic": {"secs": S, "nanosecs": N}, "boottime": {...}}, the two clocks a time
+// namespace offsets.
+Status parseTimeOffsets(const json& value, const std::string& pointer, BundleSetup* setup,
+                        std::vector<std::string>* ignored) {
+  ObjectReader reader(ignored);
+  return reader.read(
+      value, pointer,
+      [&](const std::string& clock, const json& field, const std::string& path) -> Result<bool> {
+        if (clock != "monotonic" && clock != "boottime")
+          return fail(fieldError(
+              path,
+              fmt::format("\"{}\" is not a clock a time namespace offsets (monotonic, boottime)", clock)));
+        ClockOffset offset;
+        ObjectReader offsetReader(ignored);
+        auto read = offsetReader.read(
+            field, path, [&](const std::string& k, const json& v, const std::string& at) -> Result<bool> {
+              if (k == "secs") {
+                auto seconds = getInt(v, at);
+                if (!seconds) return fail(seconds.error());
+                offset.seconds = *seconds;
+              } else if (k == "nanosecs") {
+                auto nanoseconds = getUnsigned(v, at, 999999999);
+                if (!nanoseconds) return fail(nanoseconds.error());
+                offset.nanoseconds = static_cast<int64_t>(*nanoseconds);
+              } else {
+                return false;
+              }
+              return true;
+            });
+        if (!read) return fail(read.error());
+        (clock == "monotonic" ? setup->monotonicOffset : setup->boottimeOffset) = offset;
+        return true;
+      });
+}
+
 Status parseLinux(const json& value, const std::string& pointer, const OciParseContext& context,
                   ContainerConfig* config, BundleSetup* setup, std::vector<std::string>* ignored) {
   bool haveNamespaces = false;
+  std::optional<IdMapping> uidMapping, gidMapping;
+  std::string uidPointer = pointer + "/uidMappings", gidPointer = pointer + "/gidMappings";
   std::string cgroupsPath;
   std::map<std::string, std::string> sysctls;
   const json* seccomp = nullptr;
+  std::string timeOffsetsPointer;
   ObjectReader reader(ignored);
   auto ok = reader.read(
       value, pointer,
@@ -851,7 +1007,10 @@ Status parseLinux(const json& value, const std::string& pointer, const OciParseC
             return fail(parsed.error());
           haveNamespaces = true;
         } else if (key == "uidMappings" || key == "gidMappings") {
-          if (asksForSomething(field)) return fail(unsupported(path, "user namespaces"));
+          auto mapping = parseIdMappings(field, path, ignored);
+          if (!mapping) return fail(mapping.error());
+          (key == "uidMappings" ? uidMapping : gidMapping) = *mapping;
+          (key == "uidMappings" ? uidPointer : gidPointer) = path;
         } else if (key == "devices") {
           if (auto parsed = parseLinuxDevices(field, path, config, ignored); !parsed)
             return fail(parsed.error());
@@ -893,10 +1052,13 @@ Status parseLinux(const json& value, const std::string& pointer, const OciParseC
           }
           (key == "maskedPaths" ? setup->root.maskedPaths : setup->root.readonlyPaths) = std::move(*paths);
         } else if (key == "mountLabel") {
-          if (asksForSomething(field)) return fail(unsupported(path, "SELinux mount labels"));
-        } else if (key == "intelRdt" || key == "personality" || key == "timeOffsets" ||
-                   key == "memoryPolicy") {
-          if (asksForSomething(field)) return fail(unsupported(path, key));
+          return refuseIfAsked(field, path, "SELinux mount labels");
+        } else if (key == "timeOffsets") {
+          if (auto parsed = parseTimeOffsets(field, path, setup, ignored); !parsed)
+            return fail(parsed.error());
+          if (setup->monotonicOffset || setup->boottimeOffset) timeOffsetsPointer = path;
+        } else if (key == "intelRdt" || key == "personality" || key == "memoryPolicy") {
+          return refuseIfAsked(field, path, key);
         } else {
           return false;
         }
@@ -905,6 +1067,15 @@ Status parseLinux(const json& value, const std::string& pointer, const OciParseC
   if (!ok) return ok;
   if (!haveNamespaces)
     return fail(fieldError(pointer + "/namespaces", "is required (a mount namespace at least)"));
+  // runc's rule: offsets are set when a time namespace is made, never on one that exists.
+  if (!timeOffsetsPointer.empty() && !setup->newTimeNamespace)
+    return fail(fieldError(timeOffsetsPointer,
+                           setup->timeNamespacePath.empty()
+                               ? "needs a time namespace of the container's own (add {\"type\": \"time\"})"
+                               : "cannot change the offsets of a time namespace joined by path"));
+  if (auto mapped = checkUserNamespace(uidMapping, gidMapping, uidPointer, gidPointer, config, setup);
+      !mapped)
+    return mapped;
   for (const auto& [name, setting] : sysctls) {
     const std::string at = pointer + "/sysctl/" + name;
     if (auto checked = checkSysctl(name, *setup, at); !checked) return checked;
@@ -1028,7 +1199,7 @@ Result<OciBundleConfig> parseOciConfig(std::string_view configText, const OciPar
             return fail(parsed.error());
           haveLinux = true;
         } else if (key == "solaris" || key == "windows" || key == "vm" || key == "zos") {
-          if (asksForSomething(field)) return fail(unsupported(path, "corral-runtime runs Linux containers"));
+          return refuseIfAsked(field, path, "corral-runtime runs Linux containers");
         } else {
           return false;
         }
@@ -1077,6 +1248,18 @@ Status checkBundleOnHost(ContainerConfig& config) {
                       "/root/path", errno));
   if (!S_ISDIR(st.st_mode))
     return fail(fieldError("/root/path", fmt::format("\"{}\" is not a directory", root.rootfs.string())));
+  if (!config.limits.hugepages.empty()) {
+    auto sizes = hostHugepageSizes();
+    if (!sizes) return fail(fieldError("/linux/resources/hugepageLimits", sizes.error().message()));
+    for (size_t i = 0; i < config.limits.hugepages.size(); ++i) {
+      const std::string& size = config.limits.hugepages[i].pageSize;
+      if (std::find(sizes->begin(), sizes->end(), size) == sizes->end())
+        return fail(fieldError(
+            fmt::format("/linux/resources/hugepageLimits/{}/pageSize", i),
+            fmt::format("\"{}\" is not a huge page size of this host (it has {})", size,
+                        sizes->empty() ? std::string("none") : fmt::format("{}", fmt::join(*sizes, ", ")))));
+    }
+  }
   for (size_t i = 0; i < root.mounts.size(); ++i) {
     BundleMount& mount = root.mounts[i];
     if ((mount.flags & MS_BIND) == 0) continue;

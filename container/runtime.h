@@ -17,6 +17,7 @@
 #include "container/console.h"
 #include "container/devices.h"
 #include "container/mounts.h"
+#include "container/namespaces.h"
 #include "container/seccomp.h"
 #include "core/error.h"
 #include "core/unique_fd.h"
@@ -67,10 +68,21 @@ struct Sysctl {
 // bundle lists, and `capabilities` of ContainerConfig is unused (the five sets below rule).
 struct BundleSetup {
   BundleRoot root;
-  int cloneFlags = 0;                // CLONE_NEW* created at clone (the mount namespace always)
-  bool cgroupNamespace = false;      // unshared by the child once it is in its cgroup
-  std::vector<NamespacePath> joins;  // joined by the child right after "go", before any mount
-  bool setHostname = false;          // a new uts namespace and a hostname given
+  int cloneFlags = 0;            // CLONE_NEW* created at clone (the mount namespace unless joined)
+  bool cgroupNamespace = false;  // unshared by the child once it is in its cgroup
+  // Joined by the child right after "go", before any mount (a mount namespace too: the container's mounts
+  // and pivot_root are then made in it, as runc does).
+  std::vector<NamespacePath> joins;
+  // An existing pid namespace: entered by the parent (setns, for its children) around the clone, since a
+  // process cannot change its own.
+  std::string pidNamespacePath;
+  // A time namespace of its own, its offsets written before the clone (unshareTimeNamespaceFromParent); or
+  // an existing one by path, entered by the parent around the clone as for pid (a process joining it
+  // itself would need CAP_SYS_ADMIN in the host's user namespace, which a new user namespace's lacks).
+  bool newTimeNamespace = false;
+  std::optional<ClockOffset> monotonicOffset, boottimeOffset;
+  std::string timeNamespacePath;
+  bool setHostname = false;  // a new uts namespace and a hostname given
   std::string domainname;
   std::vector<Sysctl> sysctls;         // written by the child in its new namespaces, before its mounts
   std::vector<ProcessRlimit> rlimits;  // set by the parent (prlimit) before "go"
@@ -103,6 +115,7 @@ struct ContainerConfig {
   std::optional<std::string> ipAddress;
   // Written to /etc/resolv.conf as "nameserver X" lines; when empty the image's resolv.conf (if any) stays.
   std::vector<std::string> nameservers;
+  std::vector<std::string> searchDomains;  // its "search" line, with nameservers only
   std::string workingDir = "/";  // created (0755, the container root's) when missing, as docker does
   // Init and exec'd processes switch to these ids after the mounts; a user other than root ends with no
   // capabilities at execve (the kernel's rule for a non-root uid without ambient or file capabilities).
@@ -157,7 +170,8 @@ class RunningContainer {
   RunningContainer(RunningContainer&&) noexcept = default;
 
  private:
-  friend Result<RunningContainer> startContainer(const ContainerConfig&, const Stdio&, const ParentHook&);
+  friend Result<RunningContainer> startContainer(const ContainerConfig&, const Stdio&, const ParentHook&,
+                                                 const ParentHook&);
   RunningContainer() = default;
   pid_t pid_ = -1;
   UniqueFd pidfd_;
@@ -170,9 +184,12 @@ class RunningContainer {
 
 // Returns once the child has called execve on the user's command (the close-on-exec sync socket closes),
 // or an error from the step that failed, e.g. `pivot_root("/var/lib/corral/.../rootfs"): EINVAL`; on
-// error nothing is left behind (process, cgroup, overlay mount).
+// error nothing is left behind (process, cgroup, overlay mount). `beforePivotRoot`, if set, runs once the
+// child has made its mounts and waits before pivot_root (OCI createContainer hooks: in the container's
+// mount namespace, with the host's root still reachable).
 Result<RunningContainer> startContainer(const ContainerConfig& config, const Stdio& stdio,
-                                        const ParentHook& beforeStart = {});
+                                        const ParentHook& beforeStart = {},
+                                        const ParentHook& beforePivotRoot = {});
 
 struct ExecOptions {
   std::vector<std::string> argv;

@@ -125,7 +125,8 @@ using FinishStart = Result<RunningContainer> (*)(pid_t, UniqueFd, std::unique_pt
 // child joins each hierarchy itself after "go" (see CgroupJoin), so the cgroup namespace is unshared by
 // the child then instead of being a clone flag.
 Result<RunningContainer> startContainerSteps(const ContainerConfig& config, const Stdio& stdio,
-                                             const ParentHook& beforeStart, FinishStart finish) {
+                                             const ParentHook& beforeStart, const ParentHook& beforePivotRoot,
+                                             FinishStart finish) {
   if (auto ok = validateConfig(config); !ok) return fail(ok.error());
   const std::string hostname = config.hostname.empty() ? config.name : config.hostname;
   auto mode = detectCgroupMode(config.cgroupOptions.root);
@@ -145,6 +146,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   planInput.hostname = hostname;
   planInput.ipAddress = config.ipAddress;
   planInput.nameservers = config.nameservers;
+  planInput.searchDomains = config.searchDomains;
   planInput.devices = config.devices;
   planInput.initBinary = config.initBinary.string();
   const BundleSetup* bundle = config.bundle ? &*config.bundle : nullptr;
@@ -167,6 +169,27 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
       if (!nsFd) return fail(systemError(errno, fmt::format("open(namespace \"{}\")", join.path)));
       joinFds.push_back(std::move(nsFd));
     }
+  }
+  UniqueFd joinPid, ownPid;
+  if (bundle && !bundle->pidNamespacePath.empty()) {
+    joinPid.reset(::open(bundle->pidNamespacePath.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!joinPid)
+      return fail(systemError(errno, fmt::format("open(namespace \"{}\")", bundle->pidNamespacePath)));
+    ownPid.reset(::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC));
+    if (!ownPid) return fail(systemError(errno, "open(\"/proc/self/ns/pid\")"));
+  }
+  // A time namespace, new or joined, is made the one our next child is born in; ownTime takes us back.
+  UniqueFd joinTime, ownTime;
+  if (bundle && (bundle->newTimeNamespace || !bundle->timeNamespacePath.empty())) {
+    if (!bundle->timeNamespacePath.empty()) {
+      joinTime.reset(::open(bundle->timeNamespacePath.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!joinTime)
+        return fail(systemError(errno, fmt::format("open(namespace \"{}\")", bundle->timeNamespacePath)));
+    }
+    ownTime.reset(::open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC));
+    if (!ownTime)
+      return fail(systemError(
+          errno, "open(\"/proc/self/ns/time\"): the kernel has no time namespaces (CONFIG_TIME_NS)"));
   }
   UniqueFd execFifo;
   std::string execFifoPath;
@@ -205,8 +228,12 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
     if (!bundle) ::umount2(plan->rootfs.c_str(), MNT_DETACH);
   });
   CORRAL_FAILPOINT("container.after-mount");
+  UniqueFd overlay;  // closing it before the child has attached it unmounts it for good
   if (!bundle) {
     if (auto ok = prepareRootfsFromParent(*plan, config); !ok) return fail(ok.error().wrap("rootfs"));
+    auto detached = detachOverlayFromParent(*plan);
+    if (!detached) return fail(detached.error().wrap("rootfs"));
+    overlay = std::move(*detached);
   }
   auto parentRootfs = since(rootfsStart);
 
@@ -227,6 +254,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   ctx.userNamespace = config.userNamespace.has_value();
   ctx.cgroupTaskFds = rawFds(join->taskFiles);
   ctx.plan = &*plan;
+  ctx.overlayFd = overlay.get();
   ctx.hostname = &hostname;
   ctx.workingDir = &config.workingDir;
   ctx.lockdown = LockdownInput{sync->child.get(),
@@ -249,16 +277,34 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
     ctx.lockdown.execFifoPath = execFifo ? execFifoPath.c_str() : nullptr;
     ctx.lockdown.preserveFds = bundle->preserveFds;
   }
+  ctx.waitBeforePivotRoot = static_cast<bool>(beforePivotRoot);
   if (config.console) {
     ctx.lockdown.console = &*config.console;
     ctx.lockdown.bindDevConsole = true;
   }
 
+  // Before the guard: a child left waiting is killed first, which lets the cloning thread return.
+  SharedMemoryClone sharedClone;
   ChildGuard child;
   auto cloneStart = Clock::now();
   const std::string cloneFlagNames = cloneFlagText(cloneFlags);
   pid_t pid = -1;
   bool clonedIntoCgroup = false;
+  // An existing pid namespace is the one our next child is born in (pid_for_children), ours again after.
+  if (joinPid && ::setns(joinPid.get(), CLONE_NEWPID) != 0)
+    return fail(systemError(errno, fmt::format("setns(\"{}\", CLONE_NEWPID)", bundle->pidNamespacePath)));
+  Rollback leavePidNamespace([&] {
+    if (ownPid) ::setns(ownPid.get(), CLONE_NEWPID);
+  });
+  if (joinTime && ::setns(joinTime.get(), CLONE_NEWTIME) != 0)
+    return fail(systemError(errno, fmt::format("setns(\"{}\", CLONE_NEWTIME)", bundle->timeNamespacePath)));
+  Rollback leaveTimeNamespace([&] {
+    if (ownTime) (void)leaveTimeNamespaceFromParent(ownTime.get());
+  });
+  if (bundle && bundle->newTimeNamespace) {
+    if (auto ok = unshareTimeNamespaceFromParent(bundle->monotonicOffset, bundle->boottimeOffset); !ok)
+      return fail(ok.error().wrap("time namespace"));
+  }
   if (join->directory) {
     pid = cloneIntoCgroup(static_cast<uint64_t>(cloneFlags), join->directory.get());
     if (pid == 0) ::_exit(containerInitMain(&ctx));
@@ -270,13 +316,25 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   }
   if (pid < 0) {
     ctx.stack = &stack;
-    pid = ::clone(containerInitMain, stack.top(), cloneFlags | SIGCHLD, &ctx);
-    if (pid < 0) return fail(systemError(errno, fmt::format("clone({})", cloneFlagNames)));
+    // An OCI bundle's init may wait on its exec fifo after we return, and its oom_score_adj is written
+    // from here: it gets a copy of our memory (corral-runtime's is small anyway).
+    if (SharedMemoryClone::kAvailable && !bundle) {
+      pid = sharedClone.start(containerInitMain, &ctx, stack, cloneFlags);
+      if (pid < 0)
+        return fail(systemError(errno, fmt::format("clone(CLONE_VM|CLONE_VFORK|{})", cloneFlagNames)));
+    } else {
+      pid = ::clone(containerInitMain, stack.top(), cloneFlags | SIGCHLD, &ctx);
+      if (pid < 0) return fail(systemError(errno, fmt::format("clone({})", cloneFlagNames)));
+    }
   }
+  leavePidNamespace.run();
+  leaveTimeNamespace.dismiss();
+  Status backInOwnTime = ownTime ? leaveTimeNamespaceFromParent(ownTime.get()) : Status{};
   timings.clone = since(cloneStart);
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   child.arm(pid);
   if (!pidfd) return fail(systemError(errno, fmt::format("pidfd_open({})", pid)));
+  if (!backInOwnTime) return fail(backInOwnTime.error().wrap("time namespace"));
   sync->child.reset();  // only the child holds its end now, so its execve or exit reads as EOF
 
   if (config.userNamespace) {
@@ -307,6 +365,14 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   if (auto ok = sendGo(sync->parent.get()); !ok) return fail(ok.error());
   auto outcome = readChildRecords(sync->parent.get());
   if (!outcome) return fail(outcome.error());
+  if (outcome->mountsReady && !outcome->failure) {
+    if (auto ok = beforePivotRoot(pid); !ok) return fail(ok.error());
+    if (auto ok = sendGo(sync->parent.get()); !ok) return fail(ok.error());
+    auto rest = readChildRecords(sync->parent.get());
+    if (!rest) return fail(rest.error());
+    rest->cgroupJoined = outcome->cgroupJoined;
+    outcome = std::move(rest);
+  }
   if (outcome->failure) {
     const SyncRecord& record = *outcome->failure;
     return fail(systemError(record.errnum, childStepName(record.step, &*plan, record, image, nullptr, *join,
@@ -332,7 +398,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
 }  // namespace
 
 Result<RunningContainer> startContainer(const ContainerConfig& config, const Stdio& stdio,
-                                        const ParentHook& beforeStart) {
+                                        const ParentHook& beforeStart, const ParentHook& beforePivotRoot) {
   auto finish = [](pid_t pid, UniqueFd pidfd, std::unique_ptr<Cgroup> cgroup, std::filesystem::path bundleDir,
                    StartTimings timings, UniqueFd console) -> Result<RunningContainer> {
     RunningContainer container;
@@ -344,7 +410,7 @@ Result<RunningContainer> startContainer(const ContainerConfig& config, const Std
     container.console_ = std::move(console);
     return container;
   };
-  auto started = startContainerSteps(config, stdio, beforeStart, finish);
+  auto started = startContainerSteps(config, stdio, beforeStart, beforePivotRoot, finish);
   if (!started) return fail(started.error().wrap(fmt::format("start container {}", config.name)));
   return started;
 }

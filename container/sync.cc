@@ -47,6 +47,25 @@ ssize_t sendWithFd(int socket, const void* data, size_t size, int passed) {
   ::_exit(127);
 }
 
+[[noreturn]] void childFailAfterStart(int execFifo, int fd, ChildStep step, int errnum) {
+  SyncRecord record;
+  record.kind = RecordKind::Failure;
+  record.step = step;
+  record.errnum = errnum;
+  // One record is far below PIPE_BUF: written whole or not at all.
+  while (::write(execFifo, &record, sizeof record) < 0 && errno == EINTR) {
+  }
+  childFail(fd, step, errnum);
+}
+
+std::optional<SyncRecord> failureAfterStart(const void* data, size_t size) {
+  SyncRecord record;
+  if (size != sizeof record) return std::nullopt;
+  std::memcpy(&record, data, sizeof record);
+  if (record.kind != RecordKind::Failure) return std::nullopt;
+  return record;
+}
+
 // Blocks until the parent says "go"; a closed socket means the parent gave up, so the child just leaves.
 void waitForGoInChild(int fd) {
   SyncRecord record;
@@ -137,6 +156,9 @@ Result<ReadOutcome> readChildRecords(int fd) {
         break;
       case RecordKind::WaitingForStart:
         outcome.waitingForStart = true;
+        return outcome;
+      case RecordKind::MountsReady:
+        outcome.mountsReady = true;
         return outcome;
       case RecordKind::ExecPid:
         outcome.execPid = record.pid;

@@ -27,7 +27,8 @@ enum class RecordKind : int32_t {
   Failure,
   ExecPid,
   WaitingForStart,
-  ConsoleMaster
+  ConsoleMaster,
+  MountsReady,  // mounts made, pivot_root not yet: waits for "go" (InitChildContext::waitBeforePivotRoot)
 };
 
 // The step a child failed at; the parent turns {step, errno} into a message naming the call.
@@ -54,7 +55,8 @@ enum class ChildStep : int32_t {
   Sysctl,             // index into BundleSetup::sysctls
   Domainname,
   ExecFifo,
-  Console,  // index: which call of openConsoleInChild (see consoleCallName)
+  Console,        // index: which call of openConsoleInChild (see consoleCallName)
+  AttachOverlay,  // move_mount of the parent's detached overlay onto the rootfs mount point
 };
 
 struct SyncRecord {
@@ -73,6 +75,12 @@ ssize_t sendWithFd(int socket, const void* data, size_t size, int passed);
 // Sends the failed step to the parent and exits (127).
 [[noreturn]] void childFail(int fd, ChildStep step, int errnum, int32_t index = 0,
                             MountStep mountStep = MountStep::Mount);
+// After `start` released init from its exec fifo (kept open, close-on-exec, by the child) no one reads the
+// sync socket: the failure goes into the fifo first, where `start` waits for its end (execve closes it),
+// then to the socket as before.
+[[noreturn]] void childFailAfterStart(int execFifo, int fd, ChildStep step, int errnum);
+// What `start` read from the exec fifo after init's byte: a failure record, or nothing (execve happened).
+std::optional<SyncRecord> failureAfterStart(const void* data, size_t size);
 // Blocks until the parent says "go"; a closed socket means the parent gave up, so the child just leaves.
 void waitForGoInChild(int fd);
 
@@ -88,6 +96,7 @@ struct ReadOutcome {
   std::optional<SyncRecord> failure;
   bool reachedExec = false;
   bool waitingForStart = false;  // init waits on its exec fifo (the read stopped there)
+  bool mountsReady = false;      // init waits for "go" before pivot_root (the read stopped there)
   UniqueFd consoleMaster;        // the pty master a ConsoleMaster record brought
   pid_t execPid = -1;
   std::optional<Clock::time_point> cgroupJoined;

@@ -24,6 +24,7 @@
 #include "container/runtime.h"
 #include "core/failpoint.h"
 #include "core/log.h"
+#include "daemon/container_stdio.h"
 
 namespace corral::daemon {
 namespace {
@@ -193,6 +194,8 @@ struct ContainerDriver::Run {
   int64_t oomKillsSeen = 0;  // the watcher's
   // The watcher's latest usage sample (under watchMutex_): what listings show, with no read of their own.
   std::optional<UsageReading> sample;
+  // Started with -t or -i: its first process's pty master or stdin, kept for `corral console`.
+  std::shared_ptr<ContainerConsole> console;
 };
 
 namespace {
@@ -359,24 +362,64 @@ Result<StartedRun> ContainerDriver::start(InstanceHandle& handle, const schema::
     if (Status configured = configure(handle, spec, &row); !configured) return fail(configured.error());
   }
   if (!spec.ip.empty()) container.config->ipAddress = spec.ip;
+  // In a VPC its resolv.conf names the subnet's VPC resolver and searches the VPC's domain.
+  if (nic) {
+    auto planned = nic->plan();
+    if (!planned) return fail(planned.error());
+    container.config->nameservers = {planned->resolver};
+    container.config->searchDomains = {planned->searchDomain};
+  }
   const std::filesystem::path bundle = directory(row.name);
   std::error_code ec;
   std::filesystem::create_directories(bundle, ec);
   if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", bundle.string())));
-  // The container writes its log file itself, so output survives a daemon restart.
+  // The container writes its log file itself, so output survives a daemon restart. With -t or -i corrald
+  // holds the other end of its stdio (a pty master, pipes) and its console pump writes the log: a -t
+  // container's terminal hangs up (SIGHUP) and a -i one's pipes break when corrald stops (docs/api.md).
   UniqueFd log(::open(row.logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
   if (!log) return fail(systemError(errno, fmt::format("open(\"{}\")", row.logPath)));
   container::Stdio stdio{.in = -1, .out = log.get(), .err = log.get()};
+  const container::ContainerConfig* config = &*container.config;
+  std::optional<container::ContainerConfig> withConsole;
+  UniqueFd stdinRead, stdinWrite, stdoutRead, stdoutWrite, stderrRead, stderrWrite;
+  if (spec.tty) {
+    withConsole = *container.config;
+    withConsole->console = container::ConsoleSize{};  // the client's window comes with its first attach
+    config = &*withConsole;
+  } else if (spec.stdinOpen) {
+    for (auto [read, write] : {std::pair{&stdinRead, &stdinWrite}, std::pair{&stdoutRead, &stdoutWrite},
+                               std::pair{&stderrRead, &stderrWrite}}) {
+      int ends[2];
+      if (::pipe2(ends, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2(O_CLOEXEC)"));
+      read->reset(ends[0]);
+      write->reset(ends[1]);
+    }
+    stdio = {.in = stdinRead.get(), .out = stdoutWrite.get(), .err = stderrWrite.get()};
+  }
   // Its eth0 goes in while the child waits for "go": the command never runs without its network.
   container::ParentHook plugIn;
   if (nic) plugIn = [nic](pid_t pid) { return nic->plugIntoProcess(pid); };
-  auto running = container::startContainer(*container.config, stdio, plugIn);
+  auto running = container::startContainer(*config, stdio, plugIn);
   if (!running) return fail(running.error());
+  std::shared_ptr<ContainerConsole> console;
+  if (spec.tty || spec.stdinOpen) {
+    stdinRead.reset();
+    stdoutWrite.reset();
+    stderrWrite.reset();
+    UniqueFd master = running->takeConsole();
+    if (spec.tty && !master)
+      return fail(internalError("instance \"{}\": its terminal's master did not come back", row.name));
+    auto started = ContainerConsole::start(row.name, spec.tty, std::move(master), std::move(stdinWrite),
+                                           std::move(stdoutRead), std::move(stderrRead), std::move(log));
+    if (!started) return fail(started.error().wrap("console"));
+    console = std::move(*started);
+  }
   auto readyAt = Clock::now();
   auto run = std::make_shared<Run>();
   run->id = nextRunId();
   run->pid = running->pid();
   run->ourChild = true;
+  run->console = std::move(console);
   run->pidfd = std::make_shared<UniqueFd>(::fcntl(running->pidfd(), F_DUPFD_CLOEXEC, 0));
   if (!*run->pidfd) return fail(systemError(errno, "fcntl(pidfd, F_DUPFD_CLOEXEC)"));
   auto mode = container::detectCgroupMode(options_.cgroupOptions.root);
@@ -523,6 +566,66 @@ Result<json> ContainerDriver::exec(InstanceHandle& handle, const InstanceRow& ro
   json signal = WIFSIGNALED(status) ? json(WTERMSIG(status)) : json(nullptr);
   return json{{"exit_code", exitCode},   {"signal", signal},       {"stdout", textJson(out)},
               {"stderr", textJson(err)}, {"truncated", truncated}, {"timed_out", timedOut}};
+}
+
+// exec -it: a pty of the container's own devpts (container/console.h) is the program's controlling terminal
+// and stdio, its master comes back here; exec -i: pipes. The program is corrald's child, like exec's.
+Result<std::unique_ptr<StdioSession>> ContainerDriver::execInteractive(InstanceHandle& handle,
+                                                                       const InstanceRow& row,
+                                                                       std::unique_lock<std::mutex>& lock,
+                                                                       const StdioRequest& request) {
+  const ContainerHandle& container = own(handle);
+  if (!container.config) return fail(conflict("instance \"{}\": its spec no longer validates", row.name));
+  if (!container.run) return fail(conflict("instance \"{}\" is not running", row.name));
+  const std::string name = row.name;
+  pid_t initPid = container.run->pid;
+  std::shared_ptr<container::Cgroup> cgroup = container.run->cgroup;
+  container::ContainerConfig config = *container.config;
+  lock.unlock();
+
+  container::ExecOptions options{
+      .argv = request.command.empty() ? std::vector<std::string>{"/bin/sh"} : request.command,
+      .env = request.env,
+      .stdio = {}};
+  container::ExecExtras extras;
+  UniqueFd master, stdinWrite, stdoutRead, stderrRead, stdinRead, stdoutWrite, stderrWrite;
+  auto pipe = [](UniqueFd& read, UniqueFd& write) -> Status {
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2(O_CLOEXEC)"));
+    read.reset(ends[0]);
+    write.reset(ends[1]);
+    return {};
+  };
+  if (request.tty) {
+    extras.console = container::ConsoleSize{request.size.rows, request.size.cols};
+    extras.consoleMaster = &master;
+  } else {
+    if (request.stdinOpen) {
+      if (auto made = pipe(stdinRead, stdinWrite); !made) return fail(made.error());
+    }
+    if (auto made = pipe(stdoutRead, stdoutWrite); !made) return fail(made.error());
+    if (auto made = pipe(stderrRead, stderrWrite); !made) return fail(made.error());
+    options.stdio = {.in = stdinRead.get(), .out = stdoutWrite.get(), .err = stderrWrite.get()};
+  }
+  auto pid = container::execInContainer(initPid, *cgroup, config, options, extras);
+  if (!pid) return fail(pid.error().wrap(fmt::format("exec in instance \"{}\"", name)));
+  if (request.tty && !master) {
+    ::kill(*pid, SIGKILL);
+    ::waitpid(*pid, nullptr, 0);
+    return fail(internalError("exec in instance \"{}\": the terminal's master did not come back", name));
+  }
+  return execSession(*pid, std::move(master), std::move(stdinWrite), std::move(stdoutRead),
+                     std::move(stderrRead));
+}
+
+Result<std::unique_ptr<StdioSession>> ContainerDriver::attachConsole(InstanceHandle& handle,
+                                                                     const InstanceRow& row,
+                                                                     std::unique_lock<std::mutex>&) {
+  const ContainerHandle& container = own(handle);
+  if (!container.run) return fail(conflict("instance \"{}\" is not running", row.name));
+  if (!container.run->console)
+    return fail(conflict("instance \"{}\" has no console: it was started without -t or -i", row.name));
+  return container.run->console->attach();
 }
 
 // What corrald may leave of a container when it dies mid-way (core/failpoint.h names the points): the
@@ -742,6 +845,16 @@ void ContainerDriver::watch() {
         ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, run->pidfd->get(), nullptr);
       }
       InstanceEnding ending = collectExit(name, *run);
+      if (run->console) {
+        // The attached client (if any) gets the first process's end as its exit frame.
+        StdioExit exit;
+        if (ending.exitSignal) {
+          exit.signal = static_cast<int>(*ending.exitSignal);
+        } else {
+          exit.exitCode = static_cast<int>(ending.exitCode.value_or(0));
+        }
+        run->console->ended(exit);
+      }
       events_->instanceEnded(name, run->id, std::move(ending));
     }
   }

@@ -50,6 +50,11 @@ class ContainerDriver final : public InstanceDriver {
   Result<nlohmann::json> exec(InstanceHandle& handle, const InstanceRow& row,
                               std::unique_lock<std::mutex>& lock, const std::vector<std::string>& command,
                               const std::vector<std::string>& env) override;
+  Result<std::unique_ptr<StdioSession>> execInteractive(InstanceHandle& handle, const InstanceRow& row,
+                                                        std::unique_lock<std::mutex>& lock,
+                                                        const StdioRequest& request) override;
+  Result<std::unique_ptr<StdioSession>> attachConsole(InstanceHandle& handle, const InstanceRow& row,
+                                                      std::unique_lock<std::mutex>& lock) override;
   Result<std::string> clearLeftovers(const std::string& name) override;
   Status removeDirectory(const std::string& name) override;
   Recovery recover(InstanceHandle& handle, InstanceRow& row) override;

@@ -22,8 +22,10 @@
 #include "container/cgroup.h"
 #include "core/error.h"
 #include "core/rollback.h"
+#include "core/stdio_session.h"
 #include "daemon/lifecycle.h"
 #include "daemon/store.h"
+#include "daemon/vm_user.h"
 #include "images/oci/image_store.h"
 #include "net/datapath.h"
 #include "schema/instance.h"
@@ -56,8 +58,8 @@ struct InstanceOptions {
   std::string domainPrefix = "corral-";  // this daemon's libvirt domains are PREFIX + instance name
   AcceleratorMode accelerator = AcceleratorMode::automatic;
   VmEngineMode vmEngine = VmEngineMode::automatic;
-  // corrald --vm-user: the user the direct engine's QEMU runs as (vmm/qemu.h); absent: root.
-  std::optional<vmm::QemuSpawn::User> vmUser = std::nullopt;
+  // corrald --vm-user: the user the direct engine's QEMU runs as (vmm/qemu.h; vmUser.user absent: root).
+  VmUserChoice vmUser = VmUserChoice{};
   std::filesystem::path acceleratorCache = "/run/corral/accelerator.json";  // auto's probe result, per boot
   std::chrono::milliseconds vmBootTimeout{90'000};
   std::chrono::milliseconds kvmProbeTimeout{15'000};
@@ -210,6 +212,19 @@ class InstanceDriver {
                                       std::unique_lock<std::mutex>& lock,
                                       const std::vector<std::string>& command,
                                       const std::vector<std::string>& env) = 0;
+  // exec -it / -i: starts `request` in the running instance and hands its stdio over (core/stdio_session.h);
+  // `lock` as for exec. A conflict by default.
+  virtual Result<std::unique_ptr<StdioSession>> execInteractive(InstanceHandle&, const InstanceRow&,
+                                                                std::unique_lock<std::mutex>&,
+                                                                const StdioRequest&) {
+    return fail(conflict("interactive exec is not supported for this kind of instance"));
+  }
+  // console: attaches to the instance's console (a VM's serial line; a container started with a tty: its
+  // first process's pty). A conflict by default.
+  virtual Result<std::unique_ptr<StdioSession>> attachConsole(InstanceHandle&, const InstanceRow&,
+                                                              std::unique_lock<std::mutex>&) {
+    return fail(conflict("this instance has no console"));
+  }
 
   // Removal of an instance that does not run: whatever a crash may have left that no row names (processes,
   // cgroups, a mount, a domain); says what it found ("" when nothing).

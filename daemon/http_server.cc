@@ -8,6 +8,7 @@
 
 #include "daemon/http_server.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -16,12 +17,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <optional>
 #include <stop_token>
@@ -29,6 +33,7 @@
 #include <vector>
 
 #include "api/api.h"
+#include "api/terminal.h"
 #include "core/log.h"
 #include "core/unique_fd.h"
 #include "daemon/web.h"
@@ -39,6 +44,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using Local = asio::local::stream_protocol;
 using Tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
@@ -143,6 +149,230 @@ Status setSocketPermissions(const std::string& path, std::optional<gid_t> group)
   }
   return {};
 }
+
+// ---- Terminals ----
+
+// How long the end of a program waits for its output to drain (a pty whose slave a background process keeps
+// open never reads EOF) before the exit frame goes out anyway.
+constexpr std::chrono::milliseconds kOutputDrain{1000};
+constexpr size_t kTerminalChunk = 32 * 1024;
+
+// One upgraded exec or console connection (api/terminal.h): the program's output descriptors are read
+// with asio and sent as binary frames, the client's stdin frames are written to its input, its text frames
+// resize or end the input. All handlers run on the connection's strand; no thread waits on a descriptor.
+// The client going away detaches (core/stdio_session.h: an exec'd program is killed, a console is not).
+template <class Protocol>
+class TerminalBridge : public std::enable_shared_from_this<TerminalBridge<Protocol>> {
+ public:
+  TerminalBridge(beast::basic_stream<Protocol>&& stream, std::unique_ptr<StdioSession> session,
+                 http::request<http::string_body> request, std::string what)
+      : ws_(std::move(stream)),
+        session_(std::move(session)),
+        request_(std::move(request)),
+        what_(std::move(what)),
+        input_(ws_.get_executor()),
+        output_(ws_.get_executor()),
+        error_(ws_.get_executor()),
+        exit_(ws_.get_executor()),
+        drain_(ws_.get_executor()) {}
+
+  void start() {
+    beast::get_lowest_layer(ws_).expires_never();
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& response) {
+      response.set(http::field::server, "corrald/" CORRAL_VERSION);
+    }));
+    ws_.read_message_max(api::kMaxBodyBytes);
+    ws_.async_accept(request_, [self = this->shared_from_this()](beast::error_code ec) {
+      if (ec) {
+        log::info("{}: WebSocket handshake: {}", self->what_, ec.message());
+        return self->end(/*clientGone=*/true);
+      }
+      self->begin();
+    });
+  }
+
+ private:
+  using Descriptor = asio::posix::stream_descriptor;
+
+  // A dup of the session's descriptor for asio to own (the session keeps its own).
+  static bool assign(Descriptor& descriptor, int fd) {
+    if (fd < 0) return false;
+    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) return false;
+    beast::error_code ec;
+    descriptor.assign(copy, ec);
+    if (ec) ::close(copy);
+    return !ec;
+  }
+
+  void begin() {
+    log::info("{}: attached ({})", what_, session_->tty() ? "tty" : "pipes");
+    assign(input_, session_->inputFd());
+    if (assign(output_, session_->outputFd())) readOutput(output_, api::StdioStream::output, outputBuffer_);
+    if (assign(error_, session_->errorFd())) readOutput(error_, api::StdioStream::error, errorBuffer_);
+    if (assign(exit_, session_->exitFd())) {
+      exit_.async_wait(Descriptor::wait_read, [self = this->shared_from_this()](beast::error_code ec) {
+        if (ec) return;
+        self->exited_ = true;
+        self->drain_.expires_after(kOutputDrain);
+        self->drain_.async_wait([self](beast::error_code timer) {
+          if (!timer) self->finish();
+        });
+        self->maybeFinish();
+      });
+    }
+    readClient();
+  }
+
+  void readOutput(Descriptor& from, api::StdioStream stream, std::vector<char>& buffer) {
+    ++outputsOpen_;
+    buffer.resize(kTerminalChunk);
+    readMore(from, stream, buffer);
+  }
+
+  void readMore(Descriptor& from, api::StdioStream stream, std::vector<char>& buffer) {
+    from.async_read_some(asio::buffer(buffer), [self = this->shared_from_this(), &from, stream, &buffer](
+                                                   beast::error_code ec, size_t n) {
+      if (ec || n == 0) {  // EOF, or EIO once a pty's last slave closed: the program's output ended
+        --self->outputsOpen_;
+        return self->maybeFinish();
+      }
+      // The next read waits for this frame's write: a slow client slows the program, it does not fill memory.
+      self->send(api::encodeStreamFrame(stream, std::string_view(buffer.data(), n)), false,
+                 [self, &from, stream, &buffer] {
+                   if (!self->ended_) self->readMore(from, stream, buffer);
+                 });
+    });
+  }
+
+  void readClient() {
+    ws_.async_read(readBuffer_, [self = this->shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->end(/*clientGone=*/true);
+      const std::string frame = beast::buffers_to_string(self->readBuffer_.data());
+      self->readBuffer_.consume(self->readBuffer_.size());
+      if (self->ws_.got_text()) return self->onControl(frame);
+      auto decoded = api::decodeClientFrame(frame);
+      if (!decoded) {
+        self->sendError(decoded.error());
+        return self->readClient();
+      }
+      if (!self->input_.is_open()) {
+        self->sendError(
+            invalidField("stream", "stdin is not open: {}",
+                         self->inputClosed_ ? "the client ended it (eof)" : "ask with stdin=true"));
+        return self->readClient();
+      }
+      auto data = std::make_shared<std::string>(decoded->data);
+      asio::async_write(self->input_, asio::buffer(*data), [self, data](beast::error_code wec, size_t) {
+        if (wec) log::debug("{}: writing stdin: {}", self->what_, wec.message());
+        self->readClient();
+      });
+    });
+  }
+
+  void onControl(const std::string& text) {
+    auto control = api::parseClientControl(text);
+    if (!control) {
+      sendError(control.error());
+    } else if (const auto* resize = std::get_if<api::ResizeControl>(&*control)) {
+      if (Status resized = session_->resize(resize->size); !resized) sendError(resized.error());
+    } else {
+      beast::error_code ignored;
+      input_.close(ignored);
+      inputClosed_ = true;
+      session_->closeInput();
+    }
+    readClient();
+  }
+
+  void sendError(const Error& error) {
+    log::info("{}: refused: {}", what_, error.message());
+    send(api::renderServerControl(api::ErrorControl{error}), true, {});
+  }
+
+  void send(std::string frame, bool text, std::function<void()> after) {
+    if (ended_) return;
+    queue_.push_back({std::move(frame), text, std::move(after)});
+    if (queue_.size() == 1) writeNext();
+  }
+
+  void writeNext() {
+    if (queue_.empty() || ended_) return;
+    ws_.text(queue_.front().text);
+    ws_.async_write(asio::buffer(queue_.front().frame),
+                    [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                      if (ec) return self->end(/*clientGone=*/true);
+                      auto after = std::move(self->queue_.front().after);
+                      self->queue_.pop_front();
+                      if (after) after();
+                      if (self->closing_ && self->queue_.empty()) return self->closeSocket();
+                      self->writeNext();
+                    });
+  }
+
+  void maybeFinish() {
+    if (outputsOpen_ > 0) return;
+    if (exit_.is_open() && !exited_) return;
+    finish();
+  }
+
+  // The program has ended and its output is sent: the exit frame, then a normal close.
+  void finish() {
+    if (finished_ || ended_) return;
+    finished_ = true;
+    auto status = session_->exitStatus();
+    if (status) {
+      log::info("{}: ended ({})", what_,
+                status->signal ? fmt::format("signal {}", *status->signal)
+                               : fmt::format("exit code {}", status->exitCode.value_or(0)));
+      send(api::renderServerControl(api::ExitControl{*status}), true, {});
+    } else {
+      sendError(status.error());
+    }
+    closing_ = true;
+    if (queue_.empty()) closeSocket();
+  }
+
+  void closeSocket() {
+    ws_.async_close(websocket::close_code::normal,
+                    [self = this->shared_from_this()](beast::error_code) { self->end(false); });
+  }
+
+  void end(bool clientGone) {
+    if (ended_) return;
+    ended_ = true;
+    if (clientGone && !finished_) {
+      log::info("{}: the client went away; detaching", what_);
+      session_->detach();
+    }
+    beast::error_code ignored;
+    input_.close(ignored);
+    output_.close(ignored);
+    error_.close(ignored);
+    exit_.close(ignored);
+    drain_.cancel();
+    beast::get_lowest_layer(ws_).close();
+  }
+
+  struct Outgoing {
+    std::string frame;
+    bool text = false;
+    std::function<void()> after;  // once written
+  };
+
+  websocket::stream<beast::basic_stream<Protocol>> ws_;
+  std::unique_ptr<StdioSession> session_;
+  http::request<http::string_body> request_;
+  std::string what_;  // "exec in web-1", for the log
+  Descriptor input_, output_, error_, exit_;
+  asio::steady_timer drain_;
+  std::vector<char> outputBuffer_, errorBuffer_;
+  beast::flat_buffer readBuffer_;
+  std::deque<Outgoing> queue_;
+  int outputsOpen_ = 0;
+  bool exited_ = false, finished_ = false, closing_ = false, ended_ = false, inputClosed_ = false;
+};
 
 // ---- Sessions ----
 
@@ -250,6 +480,33 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
       log::debug("{} {} 200 (event stream)", method, target);
       return startEvents(request.version());
     }
+    // An upgraded exec or console (api/terminal.h): on the Unix socket only (the dashboard port is
+    // read-only).
+    std::optional<Error> terminalRefused;
+    if (!refused && door_ == Door::UnixSocket) {
+      auto terminal = api::parseTerminalTarget(method, target);
+      if (!terminal) {
+        terminalRefused = terminal.error();
+      } else if (*terminal && !websocket::is_upgrade(request)) {
+        terminalRefused = invalidField("upgrade",
+                                       "{} {} needs \"Connection: Upgrade\" and \"Upgrade: websocket\" "
+                                       "(docs/api.md, Terminals)",
+                                       method, (*terminal)->name);
+      } else if (*terminal) {
+        auto session = service_.openTerminal(**terminal);
+        if (session) {
+          const bool exec = (*terminal)->kind == api::TerminalTarget::Kind::exec;
+          std::string what = fmt::format("{} {}", exec ? "exec in" : "console of", (*terminal)->name);
+          log::info("{} {} 101 {:.1f}ms", method, target,
+                    std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+          return std::make_shared<TerminalBridge<Protocol>>(std::move(stream_), std::move(*session),
+                                                            std::move(request), std::move(what))
+              ->start();
+        }
+        terminalRefused = session.error();
+      }
+    }
+    if (!refused && terminalRefused) refused = std::move(terminalRefused);
     std::optional<StaticPage> page = refused ? std::nullopt : staticPage(method, target);
     if (page) {
       response->set(http::field::content_type, std::string(page->contentType));
@@ -265,7 +522,14 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
       if (refused) {
         answer = errorResponse(*refused);
       } else if (auto parsed = api::parseRequest(method, target, request.body())) {
-        if (Service::streams(*parsed)) {
+        if (Service::followsFlowLogs(*parsed)) {
+          auto filter = service_.flowLogFilter(std::get<api::GetFlowLogs>(*parsed));
+          if (filter) {
+            log::info("{} {} 200 (flow log stream)", method, target);
+            return startFlowLogs(std::move(*filter), request.version());
+          }
+          answer = errorResponse(filter.error());
+        } else if (Service::streams(*parsed)) {
           Status checked = service_.checkImageOperation(*parsed);
           if (checked) return startStream(std::move(*parsed), method, target, request.version());
           answer = errorResponse(checked.error());
@@ -395,6 +659,75 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
                             });
   }
 
+  // GET /v1/flow-logs?follow=true: newline-delimited JSON, the newest records the filter wants first, then
+  // every record stored after them, until the client goes. Like the dashboard's events, no thread waits: a
+  // timer on this session's strand looks every kEventTick whether the flow logs' revision moved, and an
+  // empty line now and then finds a client that vanished.
+  void startFlowLogs(FlowLogFilter filter, unsigned version) {
+    stream_.expires_never();
+    eventsOpen_ = true;
+    flowFilter_ = std::move(filter);
+    eventTimer_.emplace(stream_.get_executor());
+    auto header = std::make_shared<http::response<http::empty_body>>(http::status::ok, version);
+    header->set(http::field::server, "corrald/" CORRAL_VERSION);
+    header->set(http::field::content_type, "application/x-ndjson");
+    header->set(http::field::cache_control, "no-store");
+    header->set("X-Content-Type-Options", "nosniff");
+    header->chunked(true);
+    header->keep_alive(false);
+    auto serializer = std::make_shared<http::response_serializer<http::empty_body>>(*header);
+    http::async_write_header(
+        stream_, *serializer,
+        [self = this->shared_from_this(), header, serializer](beast::error_code ec, size_t) {
+          if (ec) return self->endEvents();
+          self->watchPeer();
+          self->sendFlowLogs();
+        });
+  }
+
+  void sendFlowLogs() {
+    if (!eventsOpen_) return;
+    const auto now = Clock::now();
+    std::string text;
+    const uint64_t revision = service_.flowLogRevision();
+    if (!flowStarted_ || revision != seenRevision_) {
+      seenRevision_ = revision;
+      auto records = service_.flowLogRecords(flowFilter_);
+      if (records) {
+        for (const nlohmann::json& record : *records) {
+          text += record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+          text += '\n';
+          flowFilter_.afterId = std::max(flowFilter_.afterId, record.value("id", int64_t{0}));
+        }
+      } else {
+        log::warn("GET /v1/flow-logs (follow): {}", records.error().message());
+      }
+      if (!flowStarted_) {
+        // Only the newest at first; afterwards, everything new however much it is.
+        flowStarted_ = true;
+        flowFilter_.newest = kFlowLogsPerVpc;
+      }
+    }
+    if (text.empty() && now - lastWrite_ >= kEventKeepAlive) text = "\n";
+    if (text.empty()) {
+      eventTimer_->expires_after(kEventTick);
+      eventTimer_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
+        if (!ec) self->sendFlowLogs();
+      });
+      return;
+    }
+    lastWrite_ = now;
+    auto chunk = std::make_shared<std::string>(std::move(text));
+    asio::async_write(stream_, http::make_chunk(asio::buffer(*chunk)),
+                      [self = this->shared_from_this(), chunk](beast::error_code ec, size_t) {
+                        if (ec) return self->endEvents();
+                        self->eventTimer_->expires_after(kEventTick);
+                        self->eventTimer_->async_wait([self](beast::error_code wec) {
+                          if (!wec) self->sendFlowLogs();
+                        });
+                      });
+  }
+
   void sendEvents() {
     if (!eventsOpen_) return;
     const auto now = Clock::now();
@@ -516,6 +849,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   DashboardView sent_;         // the last view sent, what the next patch is computed from
   uint64_t seenRevision_ = 0;
   Clock::time_point lastAsked_{}, lastWrite_{};
+  // The flow log stream (startFlowLogs): what it follows, past the last record sent.
+  FlowLogFilter flowFilter_;
+  bool flowStarted_ = false;
 };
 
 }  // namespace

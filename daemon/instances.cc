@@ -399,6 +399,10 @@ void InstanceManager::replugNics() {
 
 Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
   auto received = Clock::now();
+  // Refused before anything is reserved: what the instance metadata would serve at /latest/user-data.
+  if (!spec.userData.empty()) {
+    if (auto decoded = decodeUserData(spec.userData); !decoded) return fail(decoded.error());
+  }
   auto driver = driverFor(spec.kind);
   if (!driver) return fail(driver.error());
   Instance instance;
@@ -880,10 +884,14 @@ Result<json> InstanceManager::logs(const std::string& name, int64_t offset) {
   }
   std::string data;
   int64_t size = 0;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // A VM's log is in a directory its (unprivileged) QEMU owns: never followed through a link, nor read
+  // unless it is a regular file.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (fd) {
     struct stat st {};
-    if (::fstat(fd.get(), &st) == 0) size = st.st_size;
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+      return fail(internalError("log \"{}\" is not a regular file", path));
+    size = st.st_size;
     if (offset < size) {
       data.resize(static_cast<size_t>(std::min(kMaxLogChunk, size - offset)));
       ssize_t got = ::pread(fd.get(), data.data(), data.size(), offset);
@@ -911,6 +919,28 @@ Result<json> InstanceManager::exec(const std::string& name, const std::vector<st
   if (Status fits = checkAction(it->second.row.kind, it->second.state(), InstanceAction::exec, name); !fits)
     return fail(fits.error());
   return it->second.driver->exec(*it->second.handle, it->second.row, lock, command, env);
+}
+
+Result<std::unique_ptr<StdioSession>> InstanceManager::execInteractive(const std::string& name,
+                                                                       const StdioRequest& request) {
+  if (!request.command.empty() && request.command.front().empty())
+    return fail(invalidField("command", "the program to run is empty"));
+  std::unique_lock lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  if (Status fits = checkAction(it->second.row.kind, it->second.state(), InstanceAction::exec, name); !fits)
+    return fail(fits.error());
+  return it->second.driver->execInteractive(*it->second.handle, it->second.row, lock, request);
+}
+
+Result<std::unique_ptr<StdioSession>> InstanceManager::attachConsole(const std::string& name) {
+  std::unique_lock lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  if (it->second.state() != InstanceState::running)
+    return fail(conflict("instance \"{}\" is {}, not running: it has no console to attach to", name,
+                         instanceStateName(it->second.state())));
+  return it->second.driver->attachConsole(*it->second.handle, it->second.row, lock);
 }
 
 Result<json> InstanceManager::waitForPort(const std::string& name, uint16_t port,

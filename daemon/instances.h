@@ -75,6 +75,11 @@ class InstanceManager final : private InstanceEvents {
   Result<nlohmann::json> logs(const std::string& name, int64_t offset);
   Result<nlohmann::json> exec(const std::string& name, const std::vector<std::string>& command,
                               const std::vector<std::string>& env);
+  // GET /v1/instances/NAME/exec upgraded (api/terminal.h): `request` started in the running instance, its
+  // stdio handed over; refused (nothing started) when it is not running.
+  Result<std::unique_ptr<StdioSession>> execInteractive(const std::string& name, const StdioRequest& request);
+  // GET /v1/instances/NAME/console upgraded: the running instance's console (its driver's attachConsole).
+  Result<std::unique_ptr<StdioSession>> attachConsole(const std::string& name);
   // POST /v1/instances/NAME/wait-port (docs/api.md): connects to the instance's `port` at its address on
   // its subnet, from its VPC's router (RouterPath), again and again until one is accepted, it stops or
   // `timeout` passes; answers when it was first accepted, counted from the start request. Without the

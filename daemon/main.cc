@@ -19,8 +19,10 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include "api/client.h"
@@ -32,6 +34,7 @@
 #include "daemon/service.h"
 #include "daemon/store.h"
 #include "daemon/vm_image.h"
+#include "daemon/vm_user.h"
 #include "images/oci/image_store.h"
 #include "net/netlink.h"
 #include "vmm/qemu_spawn.h"
@@ -57,11 +60,14 @@ struct Options {
   std::string domainPrefix;
   AcceleratorMode accelerator = AcceleratorMode::automatic;
   VmEngineMode vmEngine = VmEngineMode::automatic;
-  std::optional<vmm::QemuSpawn::User> vmUser;
+  VmUserChoice vmUser;
   std::string acceleratorCache;
   std::string reaperPath;
   std::string netnsPrefix;
   std::string uplinkNetns;
+  std::string uplinkResolver;
+  std::string resolverDir;
+  std::string dnsmasq;
   std::string transitCidr;
   std::string publicCidr;
   std::string subuidFile;
@@ -131,8 +137,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("vm-engine", po::value(&vmEngine)->default_value("auto"),
        "who runs a VM's QEMU: qemu (corrald itself, without libvirt's ~0.4 s per start), libvirt, or auto "
        "(qemu for microvm, libvirt for pc)")
-      ("vm-user", po::value(&vmUser)->value_name("USER"),
-       "the user the direct engine runs QEMU as (libvirt-qemu, as Debian's libvirt does); default: root")
+      ("vm-user", po::value(&vmUser)->value_name("USER")->default_value("auto"),
+       "the user the direct engine runs QEMU as: auto (libvirt-qemu, which Debian's libvirt makes, when it "
+       "exists and can reach VMS_DIR, else root), root, or a user name")
       ("accelerator-cache", po::value(&options.acceleratorCache)->default_value("/run/corral/accelerator.json"),
        "where auto's probe result is kept for the rest of this host boot")
       ("reaper", po::value(&options.reaperPath)->value_name("PATH"),
@@ -143,6 +150,14 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("uplink-netns", po::value(&options.uplinkNetns),
        "where internet gateways lead: this named network namespace (a lab \"internet\") instead of the "
        "host, which otherwise forwards and masquerades VPC traffic out of its default route")
+      ("uplink-resolver", po::value(&options.uplinkResolver)->value_name("ADDRESS[#PORT]"),
+       "the resolver the VPC resolvers forward outside names to, for subnets that reach the internet "
+       "(default: the host's first non-loopback nameserver in /etc/resolv.conf; none with --uplink-netns, "
+       "then outside names are refused)")
+      ("resolver-dir", po::value(&options.resolverDir)->value_name("DIR"),
+       "where the VPC resolvers' dnsmasq files go (default: /run/corral/resolvers/ + the netns prefix)")
+      ("dnsmasq", po::value(&options.dnsmasq)->default_value("dnsmasq"),
+       "the dnsmasq binary each VPC's resolver runs (looked up in PATH)")
       ("transit-cidr", po::value(&options.transitCidr)->default_value("100.64.0.0/17"),
        "pool of the /30 links between internet gateways and the uplink")
       ("public-cidr", po::value(&options.publicCidr)->default_value("100.64.128.0/17"),
@@ -217,19 +232,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   auto vmEngineMode = parseVmEngineMode(vmEngine);
   if (!vmEngineMode) return fail(vmEngineMode.error());
   options.vmEngine = *vmEngineMode;
-  if (!vmUser.empty()) {
-    const passwd* account = ::getpwnam(vmUser.c_str());
-    if (account == nullptr) return fail(invalidField("vm-user", "no user \"{}\" on this host", vmUser));
-    // Its groups too: kvm gives /dev/kvm.
-    int count = 64;
-    std::vector<gid_t> groups(count);
-    if (::getgrouplist(vmUser.c_str(), account->pw_gid, groups.data(), &count) < 0) {
-      groups.resize(count);
-      ::getgrouplist(vmUser.c_str(), account->pw_gid, groups.data(), &count);
-    }
-    groups.resize(count);
-    options.vmUser = vmm::QemuSpawn::User{.uid = account->pw_uid, .gid = account->pw_gid, .groups = groups};
-  }
+  auto chosenVmUser = parseVmUser(vmUser);
+  if (!chosenVmUser) return fail(chosenVmUser.error());
+  options.vmUser = std::move(*chosenVmUser);
   if (options.vmBootTimeoutS < 1 || options.vmBootTimeoutS > 3600) {
     return fail(invalidField("vm-boot-timeout", "{} is out of range: give 1 to 3600 seconds",
                              options.vmBootTimeoutS));
@@ -244,6 +249,19 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     return fail(
         invalidField("uplink-netns", "\"{}\" is not a namespace name under /run/netns", options.uplinkNetns));
   }
+  if (!options.uplinkResolver.empty()) {
+    const std::string& text = options.uplinkResolver;
+    const size_t hash = text.find('#');
+    auto address = net::Ipv4Address::parse(text.substr(0, hash), "uplink-resolver");
+    if (!address) return fail(address.error());
+    if (hash != std::string::npos) {
+      const std::string port = text.substr(hash + 1);
+      if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoi(port) == 0 || std::stoi(port) > 65535)
+        return fail(invalidField("uplink-resolver", "\"{}\": the port after '#' must be 1-65535", text));
+    }
+  }
+  if (options.resolverDir.empty()) options.resolverDir = "/run/corral/resolvers/" + options.netnsPrefix;
   for (auto [field, text] :
        {std::pair{"transit-cidr", &options.transitCidr}, std::pair{"public-cidr", &options.publicCidr}}) {
     auto cidr = net::Cidr::parse(*text, field);
@@ -268,9 +286,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (Status ok = net::validateName(options.cgroupParent, "cgroup-parent"); !ok) return fail(ok.error());
   // Absolute paths, because the daemon chdirs to / and the socket path is shown to clients.
   std::error_code ec;
-  for (std::string* path :
-       {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir, &options.containersDir,
-        &options.vmsDir, &options.acceleratorCache, &options.reaperPath, &options.pidFile}) {
+  for (std::string* path : {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir,
+                            &options.containersDir, &options.vmsDir, &options.acceleratorCache,
+                            &options.reaperPath, &options.pidFile, &options.resolverDir}) {
     if (path->empty()) continue;
     auto absolute = std::filesystem::absolute(*path, ec);
     if (!ec) *path = absolute.lexically_normal().string();
@@ -278,15 +296,21 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   return options;
 }
 
-// Whether `user` may pass through `dir` (the search bit that applies to it: owner, group or other's).
-bool searchableBy(const std::filesystem::path& dir, const vmm::QemuSpawn::User& user) {
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) return false;
-  if (st.st_uid == user.uid) return (st.st_mode & S_IXUSR) != 0;
-  const bool inGroup = st.st_gid == user.gid ||
-                       std::find(user.groups.begin(), user.groups.end(), st.st_gid) != user.groups.end();
-  if (inGroup) return (st.st_mode & S_IXGRP) != 0;
-  return (st.st_mode & S_IXOTH) != 0;
+// Where the VPC resolvers send outside names: --uplink-resolver, else (the host being the uplink) the
+// host's first nameserver that a VPC namespace can reach (not loopback: 127.0.0.53 is the host's alone).
+std::optional<std::string> uplinkResolver(const Options& options) {
+  if (!options.uplinkResolver.empty()) return options.uplinkResolver;
+  if (!options.uplinkNetns.empty()) return std::nullopt;
+  std::ifstream resolvConf("/etc/resolv.conf");
+  std::string line;
+  while (std::getline(resolvConf, line)) {
+    std::istringstream words(line);
+    std::string keyword, server;
+    if (!(words >> keyword >> server) || keyword != "nameserver") continue;
+    auto address = net::Ipv4Address::parse(server);
+    if (address && address->octet(0) != 127) return server;
+  }
+  return std::nullopt;
 }
 
 // The state directory holds the database and nobody else's business: 0700, parents 0755.
@@ -449,18 +473,16 @@ int run(const Options& options, StartupReport& report) {
     }
   }
   // --vm-user: QEMU opens its console log, agent socket and run directory under VMS_DIR as that user, so
-  // every directory above it must let the user through (the state directory, 0700, does not).
-  if (options.vmUser) {
-    for (std::filesystem::path dir = options.vmsDir; dir != dir.parent_path(); dir = dir.parent_path()) {
-      if (!searchableBy(dir, *options.vmUser)) {
-        report.failed(
-            fmt::format("vm-user: \"{}\" is not searchable by uid {}, so QEMU could not reach \"{}\" "
-                        "(give --vms-dir outside the 0700 state directory)",
-                        dir.string(), options.vmUser->uid, options.vmsDir));
-        return 1;
-      }
-    }
+  // the state directory lets it pass (0711) and keeps everything else in it private.
+  VmUserChoice vmUser = options.vmUser;
+  if (Status settled = settleVmUser(vmUser, options.stateDir, options.vmsDir); !settled) {
+    const Error& error = settled.error();
+    report.failed(error.field().empty() ? error.message()
+                                        : fmt::format("--{}: {}", error.field(), error.message()));
+    return 1;
   }
+  if (vmUser.mode == VmUserChoice::Mode::automatic)
+    log::info("vm-user auto: QEMU runs as {}: {}", vmUser.name, vmUser.reason);
   // One image store for the image API and the drivers; opening it clears what a crash mid-pull left.
   const std::string imagesRoot = options.stateDir + "/images";
   std::filesystem::create_directories(imagesRoot, ec);
@@ -474,6 +496,12 @@ int run(const Options& options, StartupReport& report) {
     return 1;
   }
   std::shared_ptr<images::ImageStore> sharedImageStore = *imageStore;
+  // The database, the log, the image store and the containers' directory exist now: none of them is the VM
+  // user's business.
+  if (Status kept = privatiseStateDir(options.stateDir, options.vmsDir); !kept) {
+    report.failed(kept.error().wrap("state directory").message());
+    return 1;
+  }
   InstanceOptions instanceOptions{.imageDir = options.imageDir,
                                   .containersDir = options.containersDir,
                                   .cgroupOptions = {.root = "/sys/fs/cgroup", .parent = options.cgroupParent},
@@ -482,7 +510,7 @@ int run(const Options& options, StartupReport& report) {
                                   .domainPrefix = options.domainPrefix,
                                   .accelerator = options.accelerator,
                                   .vmEngine = options.vmEngine,
-                                  .vmUser = options.vmUser,
+                                  .vmUser = vmUser,
                                   .acceleratorCache = options.acceleratorCache,
                                   .vmBootTimeout = std::chrono::seconds(options.vmBootTimeoutS),
                                   .kvmProbeTimeout = std::chrono::seconds(options.kvmProbeTimeoutS),
@@ -494,7 +522,10 @@ int run(const Options& options, StartupReport& report) {
                                 .uplink = {.netns = options.uplinkNetns,
                                            .transitPool = *net::Cidr::parse(options.transitCidr),
                                            .publicPool = *net::Cidr::parse(options.publicCidr)},
-                                .kernel = true};
+                                .kernel = true,
+                                .resolverDir = options.resolverDir,
+                                .dnsmasq = options.dnsmasq,
+                                .upstreamResolver = uplinkResolver(options)};
   if (!networkOptions.uplink.netns.empty() && !net::netnsExists(networkOptions.uplink.netns)) {
     report.failed(fmt::format("--uplink-netns: namespace \"{}\" does not exist (ip netns add {})",
                               networkOptions.uplink.netns, networkOptions.uplink.netns));

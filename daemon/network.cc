@@ -12,6 +12,7 @@
 #include "net/ipam.h"
 #include "net/netlink.h"
 #include "net/nft.h"
+#include "net/resolver.h"
 #include "net/vpc_datapath.h"
 #include "schema/instance.h"
 
@@ -132,6 +133,12 @@ Status NetworkController::applyTopology(const net::Topology& next) {
     for (const net::Vpc* vpc : topology_.vpcs()) {
       if (next.findVpc(vpc->name)) continue;
       applied_.erase(vpc->name);
+      if (metadata_) metadata_->close(vpc->name);
+      if (flowLogs_) flowLogs_->forget(vpc->name);
+      if (resolvers_) {
+        if (auto ok = resolvers_->remove(vpc->name); !ok)
+          log::warn("delete vpc \"{}\": its resolver: {}", vpc->name, ok.error().message());
+      }
       if (auto ok = net::destroyVpc(net::vpcNetnsName(options_.netnsPrefix, vpc->name)); !ok) {
         result = fail(ok.error().wrap(fmt::format("delete vpc \"{}\"", vpc->name)));
         break;
@@ -144,6 +151,7 @@ Status NetworkController::applyTopology(const net::Topology& next) {
     for (auto it = transits_.begin(); it != transits_.end();) {
       it = topology_.internetGateways(it->first).empty() ? transits_.erase(it) : std::next(it);
     }
+    for (const net::Vpc* vpc : topology_.vpcs()) syncResolverLocked(vpc->name);
     return {};
   }
   // Back to what the model still says: VPCs only in `next` go, the others are converged to the current.
@@ -511,6 +519,7 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
         log::warn("vpc \"{}\": {}", vpc, undone.error().message());
       return fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc)));
     }
+    syncResolverLocked(vpc);
   }
   return std::optional<net::NicAttachment>(std::move(nic));
 }
@@ -550,6 +559,7 @@ void NetworkController::releaseNic(const std::string& instance) {
   // Its rules and port guard go as a delta; a public address (a route on the uplink side) converges.
   if (auto ok = changeNicsLocked(subnet->vpc, {gone}, false); !ok)
     log::warn("instance \"{}\": releasing its NIC: {}", instance, ok.error().message());
+  syncResolverLocked(subnet->vpc);
 }
 
 Status NetworkController::releaseNics(const std::vector<std::string>& instances) {
@@ -568,6 +578,7 @@ Status NetworkController::releaseNics(const std::vector<std::string>& instances)
   for (const auto& [vpc, gone] : byVpc) {
     if (auto ok = changeNicsLocked(vpc, gone, false); !ok && result)
       result = fail(ok.error().wrap(fmt::format("releasing NICs in vpc \"{}\"", vpc)));
+    syncResolverLocked(vpc);
   }
   return result;
 }
@@ -711,12 +722,142 @@ std::map<std::string, net::NicPlan, std::less<>> NetworkController::nicPlans() c
   return plans;
 }
 
+void NetworkController::syncResolverLocked(const std::string& vpc) {
+  if (metadata_ && topology_.findVpc(vpc)) {
+    if (auto ok = metadata_->listen(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc)); !ok)
+      log::error("vpc \"{}\": {}", vpc, ok.error().message());
+  }
+  if (flowLogs_ && options_.kernel && topology_.findVpc(vpc)) {
+    if (auto ok =
+            flowLogs_->watch(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc), flowDirectoryLocked(vpc));
+        !ok)
+      log::error("{}", ok.error().message());
+  }
+  if (!resolvers_ || !topology_.findVpc(vpc)) return;
+  std::vector<net::NicAttachment> nics;
+  for (const net::Subnet* subnet : topology_.subnets(vpc)) {
+    auto combinations = byCombination_.find(subnet->name);
+    if (combinations == byCombination_.end()) continue;
+    for (const auto& [groups, instances] : combinations->second) {
+      for (const std::string& instance : instances) nics.push_back(nics_.at(instance));
+    }
+  }
+  if (auto ok = resolvers_->apply(net::planResolver(topology_, vpc, options_.netnsPrefix, nics)); !ok)
+    log::error("vpc \"{}\": its resolver: {}", vpc, ok.error().message());
+}
+
+net::FlowDirectory NetworkController::flowDirectoryLocked(const std::string& vpc) const {
+  net::FlowDirectory directory;
+  auto ipv4 = [](const std::string& text) { return net::Ipv4Address::parse(text); };
+  if (auto metadata = ipv4(kMetadataAddress)) directory.router.push_back(metadata->value());
+  for (const net::Subnet* subnet : topology_.subnets(vpc)) {
+    directory.router.push_back(subnet->cidr.first().value() + 1);  // the router on the bridge
+    directory.router.push_back(net::resolverAddress(subnet->cidr).value());
+    auto combinations = byCombination_.find(subnet->name);
+    if (combinations == byCombination_.end()) continue;
+    for (const auto& [groups, instances] : combinations->second) {
+      std::string names;
+      if (groups.empty()) {
+        if (const net::SecurityGroup* group = topology_.defaultSecurityGroup(vpc)) names = group->name;
+      }
+      for (const std::string& group : groups) names += (names.empty() ? "" : ".") + group;
+      for (const std::string& instance : instances) {
+        const net::NicAttachment& nic = nics_.at(instance);
+        auto address = ipv4(nic.address);
+        if (!address) continue;
+        directory.nics[address->value()] = net::FlowEndpoint{.instance = instance,
+                                                             .interfaceId = net::planNic(*subnet, nic).link,
+                                                             .subnet = subnet->name,
+                                                             .groups = names};
+      }
+    }
+  }
+  return directory;
+}
+
+void NetworkController::setFlowLogs(FlowLogs* flowLogs) {
+  std::lock_guard lock(mutex_);
+  flowLogs_ = flowLogs;
+}
+
+std::optional<std::string> NetworkController::vpcOfSubnet(const std::string& subnet) const {
+  std::lock_guard lock(mutex_);
+  const net::Subnet* found = topology_.findSubnet(subnet);
+  if (found == nullptr) return std::nullopt;
+  return found->vpc;
+}
+
+void NetworkController::setMetadataLookup(MetadataLookup lookup) {
+  std::lock_guard lock(mutex_);
+  metadataLookup_ = std::move(lookup);
+}
+
+std::optional<MetadataIdentity> NetworkController::metadataIdentity(const std::string& vpc,
+                                                                    const std::string& address) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [name, nic] : nics_) {
+    if (nic.address != address) continue;
+    const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
+    if (!subnet || subnet->vpc != vpc) continue;
+    MetadataIdentity identity{.instanceId = name,
+                              .localIpv4 = nic.address,
+                              .mac = net::instanceMac(name, nic.vm),
+                              .hostname = name,
+                              .publicIpv4 = nic.publicAddress.value_or(""),
+                              .securityGroups = nic.securityGroups,
+                              .availabilityZone = subnet->availabilityZone,
+                              .userData = {}};
+    if (identity.securityGroups.empty()) {
+      if (const net::SecurityGroup* group = topology_.defaultSecurityGroup(vpc))
+        identity.securityGroups.push_back(group->name);
+    }
+    return identity;
+  }
+  return std::nullopt;
+}
+
+void NetworkController::stopMetadata() {
+  std::unique_ptr<InstanceMetadataServer> stopping;
+  {
+    std::lock_guard lock(mutex_);
+    stopping = std::move(metadata_);
+    metadataLookup_ = nullptr;
+  }
+  stopping.reset();  // joins its thread, whose sessions may be waiting for mutex_
+}
+
+json NetworkController::resolverJson(const std::string& vpc) const {
+  std::lock_guard lock(mutex_);
+  if (!resolvers_) return nullptr;
+  return resolvers_->statusJson(vpc);
+}
+
 // ---- Startup and views ----
 
 std::vector<std::string> NetworkController::reconcile() {
   std::lock_guard lock(mutex_);
   std::vector<std::string> changes;
   if (!options_.kernel) return changes;
+  if (!metadata_ && metadataLookup_) {
+    auto opened = InstanceMetadataServer::open(metadataLookup_);
+    if (opened) {
+      metadata_ = std::move(*opened);
+    } else {
+      log::error("instance metadata: {}", opened.error().message());
+    }
+  }
+  if (!resolvers_ && !options_.resolverDir.empty()) {
+    auto opened = VpcResolvers::open(
+        {.dir = options_.resolverDir, .dnsmasq = options_.dnsmasq, .upstream = options_.upstreamResolver});
+    if (opened) {
+      resolvers_ = std::move(*opened);
+      std::set<std::string> vpcNames;
+      for (const net::Vpc* vpc : topology_.vpcs()) vpcNames.insert(vpc->name);
+      for (std::string& line : resolvers_->reconcile(vpcNames)) changes.push_back(std::move(line));
+    } else {
+      log::error("vpc resolvers: {}; instances get no names", opened.error().message());
+    }
+  }
   // Older VPCs first: they keep the transit networks they had (chooseTransit probes past taken ones).
   std::vector<const net::Vpc*> vpcs = topology_.vpcs();
   std::stable_sort(vpcs.begin(), vpcs.end(),
@@ -726,6 +867,7 @@ std::vector<std::string> NetworkController::reconcile() {
       log::error("reconcile vpc \"{}\": {}", vpc->name, ok.error().message());
       changes.push_back(fmt::format("vpc {}: FAILED: {}", vpc->name, ok.error().message()));
     }
+    syncResolverLocked(vpc->name);
   }
   for (const std::string& netns : net::listVpcNetns(options_.netnsPrefix)) {
     auto vpc = net::vpcFromNetnsName(options_.netnsPrefix, netns);
@@ -882,7 +1024,8 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
               {"nat_gateways", std::move(natGateways)},
               {"security_groups", std::move(groups)},
               {"network_acls", std::move(acls)},
-              {"kernel", std::move(kernel)}};
+              {"kernel", std::move(kernel)},
+              {"resolver", resolvers_ ? resolvers_->statusJson(vpc->name) : json(nullptr)}};
 }
 
 json NetworkController::memberJsonLocked(const net::NicPlan& nic, const std::string& state, json spoofDrops) const {
@@ -941,6 +1084,11 @@ std::string_view captureKindName(CaptureKind kind) {
       return "instance";
   }
   return "unknown";
+}
+
+Result<std::vector<net::ReachPath>> NetworkController::reach(const net::ReachQuery& query) const {
+  std::lock_guard lock(mutex_);
+  return net::analyzeReach(topology_, nicsLocked(), query);
 }
 
 Result<CaptureTarget> NetworkController::captureTarget(const std::string& name,

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,8 +21,12 @@
 
 #include "container/spec.h"
 #include "core/error.h"
+#include "daemon/flow_logs.h"
+#include "daemon/instance_metadata.h"
 #include "daemon/lifecycle.h"
+#include "daemon/vpc_resolvers.h"
 #include "net/datapath.h"
+#include "net/reach.h"
 #include "net/vpc.h"
 
 namespace corral::daemon {
@@ -32,6 +37,12 @@ struct NetworkOptions {
   // Off (the default, so that a Service made in a unit test can never touch the host's network): the
   // model is kept, nothing touches the kernel. corrald turns it on.
   bool kernel = false;
+  // The VPC resolvers (daemon/vpc_resolvers.h), run with the kernel only: where their files go (empty:
+  // no resolvers), the dnsmasq binary, and the uplink's resolver that outside names are forwarded to
+  // (none: refused everywhere).
+  std::string resolverDir;
+  std::string dnsmasq = "dnsmasq";
+  std::optional<std::string> upstreamResolver;
 };
 
 // Where `corral trace` captures: a subnet's bridge or an instance's port, in its VPC's namespace.
@@ -123,6 +134,30 @@ class NetworkController {
   // NIC.
   Result<nlohmann::json> memberTopologyJson(const std::string& instance, const std::string& state) const;
   nlohmann::json infoJson() const;  // for GET /v1/info
+  // `corral reach`: the reachability analyzer (net/reach.h) over the current model and every NIC. No kernel
+  // read: the answer is what the model says the kernel does.
+  Result<std::vector<net::ReachPath>> reach(const net::ReachQuery& query) const;
+
+  // The VPC's resolver processes (VpcResolvers::statusJson); null when corrald runs none.
+  nlohmann::json resolverJson(const std::string& vpc) const;
+
+  // ---- Flow logs (daemon/flow_logs.h) ----
+  // Who reads each VPC's namespace for flow logs; set before reconcile(), which then starts reading
+  // every VPC (and every new VPC's after, with the NICs as they come and go). Must outlive this object.
+  void setFlowLogs(FlowLogs* flowLogs);
+  // Which VPC the name is, for GET /v1/flow-logs: a VPC of that name, else the VPC of a subnet of that
+  // name; nullopt when neither.
+  std::optional<std::string> vpcOfSubnet(const std::string& subnet) const;
+
+  // ---- Instance metadata (daemon/instance_metadata.h) ----
+  // Who answers for the instances' other fields (the Service: hostname, user data); set before
+  // reconcile(), which then listens at 169.254.169.254 in every VPC namespace (and every new VPC's after).
+  void setMetadataLookup(MetadataLookup lookup);
+  // The network's part of an instance's metadata (name, addresses, MAC, groups, zone) by (VPC, private
+  // address); nullopt when no NIC of that VPC has it.
+  std::optional<MetadataIdentity> metadataIdentity(const std::string& vpc, const std::string& address) const;
+  // Closes the listeners and stops answering (before what the lookup reads goes away).
+  void stopMetadata();
   // `corral trace NAME`: a subnet of that name (its bridge), else an instance (its port; Conflict unless
   // it is running with a NIC). `instanceState` is the state of the instance of that name, if there is
   // one. NotFound naming the field "target" when it is neither; Unavailable when the kernel is not managed.
@@ -176,6 +211,11 @@ class NetworkController {
   // One NIC of each combination of listed security groups among `vpc`'s NICs (O(subnets + combinations)).
   std::vector<net::NicAttachment> standsLocked(const std::string& vpc) const;
   const net::Subnet* nicSubnetLocked(const std::string& instance) const;
+  // Brings `vpc`'s resolver (its hosts file, its dnsmasq) to the current model and NICs; failures are
+  // logged (names are a convenience the network works without).
+  void syncResolverLocked(const std::string& vpc);
+  // Who each address of `vpc` is, for its flow logs: its NICs and the router's own addresses.
+  net::FlowDirectory flowDirectoryLocked(const std::string& vpc) const;
 
   NetworkOptions options_;
   mutable std::mutex mutex_;
@@ -193,6 +233,10 @@ class NetworkController {
   // After an incremental change only its tables (firewall, portGuardTable) and nics are kept up to date:
   // its rendered texts (ruleset, portGuards) are those of the last whole plan, and nothing reads them.
   std::map<std::string, net::VpcPlan, std::less<>> applied_;
+  std::unique_ptr<VpcResolvers> resolvers_;  // opened by reconcile() when options_.resolverDir is set
+  FlowLogs* flowLogs_ = nullptr;
+  MetadataLookup metadataLookup_;
+  std::unique_ptr<InstanceMetadataServer> metadata_;  // opened by reconcile() when a lookup is set
 };
 
 }  // namespace corral::daemon

@@ -158,4 +158,23 @@ json toJson(const net::NetworkAcl& acl) {
           {"created_at", acl.createdAt}};
 }
 
+json toJson(const net::ReachPath& path) {
+  json hops = json::array();
+  for (const net::ReachHop& hop : path.hops) {
+    hops.push_back({{"component", hop.component},
+                    {"name", hop.name},
+                    {"leg", hop.leg},
+                    {"passes", hop.passes},
+                    {"rule", hop.rule},
+                    {"text", hop.text}});
+  }
+  return {{"source", path.source},
+          {"destination", path.destination},
+          {"source_address", path.sourceAddress},
+          {"destination_address", path.destinationAddress},
+          {"reachable", path.reachable},
+          {"verdict", path.verdict},
+          {"hops", std::move(hops)}};
+}
+
 }  // namespace corral::daemon

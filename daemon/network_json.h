@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "net/reach.h"
 #include "net/vpc.h"
 
 namespace corral::daemon {
@@ -19,5 +20,7 @@ nlohmann::json toJson(const net::SecurityGroup& group);
 nlohmann::json toJson(const net::SecurityGroupRule& rule);
 nlohmann::json toJson(const net::NetworkAcl& acl);
 nlohmann::json toJson(const net::NetworkAclRule& rule);
+// One path of `corral reach` (docs/api.md "Reachability").
+nlohmann::json toJson(const net::ReachPath& path);
 
 }  // namespace corral::daemon

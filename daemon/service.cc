@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -180,16 +181,40 @@ Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions inst
   auto topology = store.loadTopology();
   if (!topology) return fail(topology.error().wrap(fmt::format("loading state from \"{}\"", store.path())));
   auto service = std::make_unique<Service>(std::move(store), std::move(*topology));
+  const bool kernel = networkOptions.kernel;
   service->network_ = std::make_unique<NetworkController>(std::move(networkOptions), service->topology_);
+  if (kernel) {
+    service->flowLogs_ = std::make_unique<FlowLogs>(service->store_);
+    service->network_->setFlowLogs(service->flowLogs_.get());
+  }
   auto instances =
       InstanceManager::load(service->store_, std::move(instanceOptions), service->network_.get());
   if (!instances)
     return fail(instances.error().wrap(fmt::format("loading state from \"{}\"", service->store_.path())));
   service->instances_ = std::move(*instances);
+  service->network_->setMetadataLookup(
+      [raw = service.get()](const std::string& vpc, const std::string& address) {
+        return raw->metadataIdentity(vpc, address);
+      });
+  service->metadataStop_.network = service->network_.get();
   // The instances' NICs are known now, so reconciling keeps their ports.
   service->network_->reconcile();
   service->instances_->replugNics();
   return service;
+}
+
+std::optional<MetadataIdentity> Service::metadataIdentity(const std::string& vpc,
+                                                          const std::string& address) {
+  auto identity = network_->metadataIdentity(vpc, address);
+  if (!identity) return std::nullopt;
+  auto instance = instances_->get(identity->instanceId);
+  if (!instance) return std::nullopt;
+  const json spec = instance->value("spec", json::object());
+  const std::string hostname = spec.value("hostname", "");
+  if (!hostname.empty()) identity->hostname = hostname;
+  if (auto userData = decodeUserData(spec.value("user_data", "")); userData)
+    identity->userData = std::move(*userData);
+  return identity;
 }
 
 Response Service::handle(const api::Request& request) {
@@ -198,6 +223,15 @@ Response Service::handle(const api::Request& request) {
         if constexpr (requires { serveImage(typed); }) {
           if (!images_) return errorResponse(unavailable("images are not managed by this service"));
           return serveImage(typed);
+        } else if constexpr (std::is_same_v<std::decay_t<decltype(typed)>, api::GetFlowLogs>) {
+          // Its checks take the lock themselves; reading the store needs none.
+          auto filter = flowLogFilter(typed);
+          if (!filter) return errorResponse(filter.error());
+          auto records = flowLogRecords(*filter);
+          if (!records) return errorResponse(records.error());
+          return {200, json{{"records", std::move(*records)},
+                            {"kept_per_vpc", kFlowLogsPerVpc},
+                            {"window_seconds", net::kFlowWindowMs / 1000}}};
         } else if constexpr (requires { serveInstance(typed); }) {
           if (!instances_) return errorResponse(unavailable("instances are not managed by this service"));
           return serveInstance(typed);
@@ -207,6 +241,12 @@ Response Service::handle(const api::Request& request) {
         }
       },
       request);
+}
+
+Result<std::unique_ptr<StdioSession>> Service::openTerminal(const api::TerminalTarget& target) {
+  if (!instances_) return fail(unavailable("instances are not managed by this service"));
+  if (target.kind == api::TerminalTarget::Kind::console) return instances_->attachConsole(target.name);
+  return instances_->execInteractive(target.name, target.request);
 }
 
 namespace {
@@ -493,6 +533,88 @@ Response Service::serve(const api::GetVpcTopology& request) {
   return resultResponse(200, network_->topologyJson(request.vpc, instances));
 }
 
+Result<FlowLogFilter> Service::flowLogFilter(const api::GetFlowLogs& request) {
+  FlowLogFilter filter;
+  int given = 0;
+  for (const std::string* name : {&request.vpc, &request.subnet, &request.instance, &request.name})
+    given += name->empty() ? 0 : 1;
+  if (given > 1) {
+    return fail(invalidField("name", "give at most one of vpc, subnet, instance and name"));
+  }
+  if (!request.action.empty()) {
+    auto action = net::parseFlowAction(request.action);
+    if (!action) return fail(action.error());
+    filter.action = std::string(net::flowActionName(*action));
+  }
+  if (request.limit < 1 || request.limit > static_cast<int64_t>(kFlowLogsPerVpc)) {
+    return fail(
+        invalidField("limit", "limit must be between 1 and {}, got {}", kFlowLogsPerVpc, request.limit));
+  }
+  filter.newest = static_cast<size_t>(request.limit);
+  auto isInstance = [&](const std::string& name) {
+    return instances_ && instances_->stateOf(name).has_value();
+  };
+  std::lock_guard lock(mutex_);
+  if (!request.vpc.empty()) {
+    if (!topology_.findVpc(request.vpc))
+      return fail(Error(ErrorKind::NotFound, fmt::format("vpc \"{}\" does not exist", request.vpc), "vpc"));
+    filter.vpc = request.vpc;
+  } else if (!request.subnet.empty()) {
+    if (!topology_.findSubnet(request.subnet))
+      return fail(
+          Error(ErrorKind::NotFound, fmt::format("subnet \"{}\" does not exist", request.subnet), "subnet"));
+    filter.subnet = request.subnet;
+  } else if (!request.instance.empty()) {
+    if (!isInstance(request.instance))
+      return fail(Error(ErrorKind::NotFound, fmt::format("instance \"{}\" does not exist", request.instance),
+                        "instance"));
+    filter.instance = request.instance;
+  } else if (!request.name.empty()) {
+    if (topology_.findVpc(request.name)) {
+      filter.vpc = request.name;
+    } else if (topology_.findSubnet(request.name)) {
+      filter.subnet = request.name;
+    } else if (isInstance(request.name)) {
+      filter.instance = request.name;
+    } else {
+      return fail(Error(ErrorKind::NotFound,
+                        fmt::format("\"{}\" is neither a vpc, a subnet nor an instance", request.name),
+                        "name"));
+    }
+  }
+  return filter;
+}
+
+Result<nlohmann::json> Service::flowLogRecords(const FlowLogFilter& filter) const {
+  json records = json::array();
+  if (!flowLogs_) return records;
+  auto listed = flowLogs_->list(filter);
+  if (!listed) return fail(std::move(listed.error()));
+  for (const net::FlowRecord& record : *listed) records.push_back(net::flowRecordJson(record));
+  return records;
+}
+
+Response Service::serve(const api::ReachAnalysis& request) {
+  auto query = net::makeReachQuery(request.source, request.destination, request.protocol, request.port);
+  if (!query) return errorResponse(query.error());
+  auto paths = network_ ? network_->reach(*query) : net::analyzeReach(topology_, {}, *query);
+  if (!paths) return errorResponse(paths.error());
+  json listed = json::array();
+  bool all = true;
+  for (const net::ReachPath& path : *paths) {
+    all = all && path.reachable;
+    listed.push_back(toJson(path));
+  }
+  return {200,
+          {{"source", request.source},
+           {"destination", request.destination},
+           {"protocol", request.protocol},
+           {"port", query->port ? json(*query->port) : json(nullptr)},
+           {"ephemeral_ports", {net::kEphemeralPorts.from, net::kEphemeralPorts.to}},
+           {"reachable", all},
+           {"paths", std::move(listed)}}};
+}
+
 json Service::vmInfo() {
   if (!instances_) return nullptr;
   const InstanceOptions& options = instances_->options();
@@ -507,6 +629,10 @@ json Service::vmInfo() {
   return {{"libvirt", std::move(libvirt)},
           {"accelerator", acceleratorJson()},
           {"engine", vmEngineModeName(options.vmEngine)},
+          {"qemu_user",
+           {{"mode", vmUserModeName(options.vmUser.mode)},
+            {"name", options.vmUser.name},
+            {"reason", options.vmUser.reason}}},
           {"vms_dir", options.vmsDir.string()},
           {"domain_prefix", options.domainPrefix}};
 }

@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "api/api.h"
+#include "api/terminal.h"
 #include "core/error.h"
+#include "daemon/flow_logs.h"
 #include "daemon/images_service.h"
 #include "daemon/instances.h"
 #include "daemon/network.h"
@@ -99,6 +101,21 @@ class Service {
                                            const std::function<void(const api::ProgressEvent&)>& report,
                                            std::stop_token stop);
 
+  // GET /v1/flow-logs: the request checked (the named VPC, subnet or instance exists; action and limit
+  // valid) and turned into the store's filter; the records it wants as the API shows them; a number that
+  // moves when records are stored. For the follow stream (daemon/http_server.cc), without the Service's
+  // lock while it waits.
+  Result<FlowLogFilter> flowLogFilter(const api::GetFlowLogs& request);
+  Result<nlohmann::json> flowLogRecords(const FlowLogFilter& filter) const;
+  uint64_t flowLogRevision() const { return flowLogs_ ? flowLogs_->revision() : 0; }
+  static bool followsFlowLogs(const api::Request& request) {
+    const auto* flows = std::get_if<api::GetFlowLogs>(&request);
+    return flows != nullptr && flows->follow;
+  }
+
+  // An upgraded exec or console request (api/terminal.h): the program's stdio, for the connection to carry.
+  Result<std::unique_ptr<StdioSession>> openTerminal(const api::TerminalTarget& target);
+
   // Where the dashboard's loopback port is (corrald --http-port), for GET /v1/info; nullopt: socket only.
   void setDashboardUrl(std::optional<std::string> url);
 
@@ -116,6 +133,8 @@ class Service {
   const std::string& statePath() const { return store_.path(); }
 
  private:
+  // The instance at (VPC, private address) as its metadata shows it (daemon/instance_metadata.h).
+  std::optional<MetadataIdentity> metadataIdentity(const std::string& vpc, const std::string& address);
   // One overload per request type; std::visit in handle() fails to compile if one is missing.
   Response serve(const api::GetInfo&);
   template <net::ObjectKind K>
@@ -134,6 +153,7 @@ class Service {
   Response serve(const api::AddNetworkAclRule& request);
   Response serve(const api::DeleteNetworkAclRule& request);
   Response serve(const api::GetVpcTopology& request);
+  Response serve(const api::ReachAnalysis& request);
   Response serve(const api::SaveComparison& request);
   Response serve(const api::ListComparisons& request);
   Response serve(const api::GetComparison& request);
@@ -208,11 +228,22 @@ class Service {
   uint64_t topologyChanges_ = 0;
   Store store_;
   net::Topology topology_;
+  // Reads every VPC's namespace for flow logs (null without Service::load, or when the kernel is not
+  // managed); declared before network_, which refers to it, so it is destroyed after.
+  std::unique_ptr<FlowLogs> flowLogs_;
   // Null without Service::load (unit tests): then the model alone changes, no kernel object.
   std::unique_ptr<NetworkController> network_;
   // Declared after store_ and network_: it refers to them, so it is destroyed first. Null without
   // Service::load.
   std::unique_ptr<InstanceManager> instances_;
+  // Declared after instances_, destroyed before it: stops the instance metadata listeners, whose lookups
+  // (metadataIdentity) read instances_.
+  struct MetadataStop {
+    NetworkController* network = nullptr;
+    ~MetadataStop() {
+      if (network) network->stopMetadata();
+    }
+  } metadataStop_;
   // Declared last, destroyed first: its destructor stops and waits for running pulls, imports and builds.
   std::unique_ptr<ImageService> images_;
 };

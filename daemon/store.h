@@ -18,7 +18,7 @@
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 6;
+inline constexpr int kSchemaVersion = 7;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
 // Times are Unix seconds; the boot steps are the instance's "boot" as JSON text (docs/api.md).
@@ -49,6 +49,20 @@ struct ComparisonRow {
   std::string resultJson;
 };
 
+// One stored flow-log record (net/flow_log.h): its number, the columns queries filter on, and the record
+// as JSON text (flowRecordJson).
+struct FlowLogRow {
+  int64_t id = 0;
+  std::string recordJson;
+};
+// Which flow-log records a query wants: each field set narrows it.
+struct FlowLogFilter {
+  std::optional<std::string> vpc, subnet, instance;
+  std::optional<std::string> action;  // "ACCEPT" or "REJECT"
+  int64_t afterId = 0;                // only records numbered above this
+  size_t newest = 1000;               // at most this many, the newest
+};
+
 class Store {
  public:
   // Opens (creating if needed) the database at `path` and migrates it to kSchemaVersion. A database
@@ -75,6 +89,18 @@ class Store {
   // that is given); empty when there is none.
   Result<std::vector<ComparisonRow>> listComparisons(std::optional<int64_t> id = std::nullopt,
                                                      std::optional<size_t> newest = std::nullopt) const;
+
+  // Flow logs: each record's row takes its number in one transaction with the others of `records` (JSON
+  // text by VPC, subnet, instance, action), and each VPC written to keeps only its newest `keepPerVpc`;
+  // the numbers given, in order.
+  struct NewFlowLog {
+    std::string vpc, subnet, instance, action, recordJson;
+  };
+  Result<std::vector<int64_t>> insertFlowLogs(const std::vector<NewFlowLog>& records, size_t keepPerVpc);
+  // The records `filter` wants, oldest first.
+  Result<std::vector<FlowLogRow>> listFlowLogs(const FlowLogFilter& filter) const;
+  // A VPC is deleted: its records go with it.
+  Status deleteFlowLogs(const std::string& vpc);
 
   int schemaVersion() const;
   const std::string& path() const { return path_; }

@@ -197,6 +197,21 @@ ALTER TABLE instances ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0;
     R"sql(
 ALTER TABLE instances ADD COLUMN user_ns_start INTEGER CHECK (user_ns_start BETWEEN 65536 AND 4294901759);
 )sql",
+    // 6 -> 7: VPC flow logs (daemon/flow_logs.h), a ring of the newest records per VPC. The record is its
+    // API JSON, so a field added to it needs no migration; the columns are what queries filter on. Only
+    // the oldest rows of a VPC are deleted (or all of a deleted VPC's), so ids keep growing without
+    // AUTOINCREMENT as long as one row is left; a follower asks for ids above the last it saw.
+    R"sql(
+CREATE TABLE flow_logs (
+  id INTEGER PRIMARY KEY,
+  vpc TEXT NOT NULL,
+  subnet TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  action TEXT NOT NULL CHECK (action IN ('ACCEPT', 'REJECT')),
+  record TEXT NOT NULL
+) STRICT;
+CREATE INDEX flow_logs_by_vpc ON flow_logs(vpc, id);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 

@@ -25,6 +25,7 @@
 #include "vmm/agent_protocol.h"
 #include "vmm/boot_files.h"
 #include "vmm/domain_xml.h"
+#include "vmm/serial_console.h"
 
 namespace corral::daemon {
 namespace {
@@ -34,6 +35,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kExecTimeout = std::chrono::seconds(60);
 constexpr auto kAgentReconnect = std::chrono::seconds(3);
+constexpr auto kSessionOpen = std::chrono::seconds(10);  // the guest answers "open" once the program runs
 constexpr auto kSetClockAnswer = std::chrono::seconds(5);
 // stop --save's file in the VM's directory (libvirt's save image: the domain XML, device state and
 // memory). Present: the next start restores it instead of booting, then removes it (the guest runs on).
@@ -44,6 +46,7 @@ constexpr std::string_view kRejectedStateFile = "saved.state.rejected";
 // with a dot).
 constexpr std::string_view kSnapshotsDir = ".snapshots";
 constexpr std::string_view kSnapshotRecordFile = "template.json";
+constexpr std::string_view kSnapshotWorkPrefix = "new-";  // a template being made: .snapshots/new-KEY8
 constexpr std::string_view kWarmStateFile =
     "warm.state";  // a clone's copy, its uuid patched, while restoring
 // The direct engine's run directories (vmm/qemu.h): vmsDir/.qemu/HASH/.
@@ -195,6 +198,7 @@ vmm::DomainConfig planDomainConfig(const VmPlan& plan, const vmm::AcceleratorCho
           .cmdline = {},
           .consoleLog = dir / "console.log",
           .agentSocket = dir / "agent.sock",
+          .consoleSocket = dir / "console.sock",
           .nic = std::nullopt,
           .disks = {},
           .tcgTranslationCacheMiB = tcgTranslationCacheMiB(plan),
@@ -214,6 +218,8 @@ struct VmDriver::Run {
   std::optional<vmm::GuestIdentity> identity;  // warm: what set_identity gives the clone before it is ready
   std::timed_mutex agentMutex;                 // one agent request at a time
   std::optional<vmm::AgentClient> agent;
+  // The attached console's token (under the instance's lock): QEMU serves one console client at a time.
+  std::weak_ptr<void> console;
   std::optional<int> qemuPid;                    // when the engine knows it
   std::vector<std::filesystem::path> bootFiles;  // kernel and initramfs: paged out of QEMU once it is ready
 };
@@ -388,7 +394,7 @@ Result<vmm::Qemu*> VmDriver::qemu() {
   if (!layout) return fail(layout.error().wrap("VM cgroups"));
   auto opened = vmm::Qemu::open({.runRoot = options_.vmsDir / kQemuRunDir,
                                  .cgroups = vmm::kernelVmCgroups(*layout),
-                                 .user = options_.vmUser},
+                                 .user = options_.vmUser.user},
                                 [this](const vmm::DomainStopped& event) { queueDomainEvent(event); });
   if (!opened) return fail(opened.error());
   qemu_ = std::move(*opened);
@@ -579,6 +585,7 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   std::filesystem::create_directories(dir, ec);
   if (ec) return fail(systemError(ec.value(), fmt::format("mkdir(\"{}\")", dir.string())));
   std::filesystem::remove(dir / "agent.sock", ec);
+  std::filesystem::remove(dir / "console.sock", ec);
   if (vm.saved) return restore(handle, plan, *accel, nic, received);
   auto engine = hypervisor(engineFor(plan));
   if (!engine) return fail(engine.error());
@@ -643,7 +650,7 @@ Result<vmm::DomainConfig> VmDriver::domainConfig(const VmPlan& plan, const vmm::
   // A store image's root: its overlay and config disk, found by the guest init through corral.root.
   std::optional<std::string> rootSerial;
   if (plan.rootImage) {
-    auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, dir, plan.user);
+    auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, dir, plan.user, diskReaders());
     if (!disks) return fail(disks.error());
     config.disks = std::move(*disks);
     rootSerial = vmm::kRootDiskSerial;
@@ -655,6 +662,7 @@ Result<vmm::DomainConfig> VmDriver::domainConfig(const VmPlan& plan, const vmm::
     config.nic = vmm::NicConfig{.tapName = planned->link, .mac = planned->mac};
     config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, planned->addressWithPrefix,
                                             planned->gateway, rootSerial);
+    config.cmdline += vmm::resolverCommandLine(planned->resolver, planned->searchDomain);
   }
   config.cmdline += kernelTuning(plan, accel);
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error());
@@ -809,7 +817,10 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
     return dir;
   }
   const auto making_started = Clock::now();
-  const std::filesystem::path work = dir.string() + ".new";
+  // Made beside it under a short name (only one template is made at a time: snapshotMutex_), so that its
+  // console and agent sockets' paths stay within a Unix socket address with a long --state-dir.
+  const std::filesystem::path work =
+      dir.parent_path() / (std::string(kSnapshotWorkPrefix) + key.substr(0, 8));
   std::filesystem::remove_all(work, ec);
   std::filesystem::remove_all(dir, ec);  // a directory without its state: a leftover, never complete
   std::filesystem::create_directories(work, ec);
@@ -830,7 +841,7 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
   made.madeAtUnix = now();
   // A store image's template has an overlay of its own (and the config disk), copied for each clone.
   if (plan.rootImage) {
-    auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, work, plan.user);
+    auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, work, plan.user, diskReaders());
     if (!disks) return fail(disks.error().wrap("warm snapshot template"));
   }
   const vmm::DomainConfig config = warmTemplateConfig(plan, accel, made, key, withNic);
@@ -950,7 +961,8 @@ Result<std::vector<std::string>> VmDriver::pruneSnapshots() {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(options_.vmsDir / kSnapshotsDir, ec)) {
     const std::string key = entry.path().filename().string();
-    if (key.ends_with(".new") && isSnapshotKey(key.substr(0, key.size() - 4))) {
+    if (key.starts_with(kSnapshotWorkPrefix) ||
+        (key.ends_with(".new") && isSnapshotKey(key.substr(0, key.size() - 4)))) {
       // A template a crashed corrald was making: none is being made while snapshotMutex_ is ours.
       std::error_code removeError;
       std::filesystem::remove_all(entry.path(), removeError);
@@ -1031,18 +1043,10 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
     std::error_code ignored;
     std::filesystem::remove(dir / kVmRootDiskFile, ignored);
     std::filesystem::remove(dir / kVmConfigDiskFile, ignored);
+    std::filesystem::remove(dir / kVmBaseDiskLink, ignored);
   });
   if (plan.rootImage) {
-    for (const char* disk : {kVmRootDiskFile, kVmConfigDiskFile}) {
-      std::error_code ec;
-      std::filesystem::copy_file(*snapshot / disk, dir / disk,
-                                 std::filesystem::copy_options::overwrite_existing, ec);
-      if (ec) {
-        return discardSnapshot(systemError(
-            ec.value(),
-            fmt::format("copy \"{}\" to \"{}\"", (*snapshot / disk).string(), (dir / disk).string())));
-      }
-    }
+    if (Status copied = copyTemplateDisks(*snapshot, dir); !copied) return discardSnapshot(copied.error());
   } else {
     removeDisks.dismiss();
   }
@@ -1059,6 +1063,7 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
     config.instanceName = plan.name;
     config.consoleLog = dir / "console.log";
     config.agentSocket = dir / "agent.sock";
+    config.consoleSocket = dir / "console.sock";
     if (planned) config.nic->tapName = planned->link;
     if (plan.rootImage) config.disks = instanceDisks(dir);
     restored = engine.restoreFromFile(
@@ -1106,7 +1111,12 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
       .mac = planned ? std::optional<std::string>(planned->mac) : std::nullopt,
       .ip = planned ? std::optional<std::string>(planned->addressWithPrefix) : std::nullopt,
       .gateway =
-          planned && !planned->gateway.empty() ? std::optional<std::string>(planned->gateway) : std::nullopt};
+          planned && !planned->gateway.empty() ? std::optional<std::string>(planned->gateway) : std::nullopt,
+      .nameserver = planned && !planned->resolver.empty() ? std::optional<std::string>(planned->resolver)
+                                                          : std::nullopt,
+      .search = planned && !planned->resolver.empty() && !planned->searchDomain.empty()
+                    ? std::optional<std::string>(planned->searchDomain)
+                    : std::nullopt};
   destroyDomain.dismiss();
   removeDisks.dismiss();
   StartedRun started = handOver(run, restored->qemuPid, std::move(boot), &engine, domain);
@@ -1440,6 +1450,65 @@ Result<json> VmDriver::exec(InstanceHandle& handle, const InstanceRow& row,
               {"timed_out", result->timedOut}};
 }
 
+Result<std::unique_ptr<StdioSession>> VmDriver::execInteractive(InstanceHandle& handle,
+                                                                const InstanceRow& row,
+                                                                std::unique_lock<std::mutex>& lock,
+                                                                const StdioRequest& request) {
+  const std::string name = row.name;
+  std::shared_ptr<Run> run = own(handle).run;
+  if (!run) return fail(conflict("instance \"{}\" has no guest agent session", name));
+  lock.unlock();
+  std::lock_guard agentLock(run->agentMutex);
+  if (!run->agent) {
+    auto client = vmm::AgentClient::connect(directory(name) / "agent.sock", Clock::now() + kAgentReconnect);
+    if (!client) return fail(client.error().wrap(fmt::format("exec in instance \"{}\"", name)));
+    run->agent = std::move(*client);
+  }
+  auto session = run->agent->openSession(request, Clock::now() + kSessionOpen);
+  if (!session) {
+    // Only a channel that failed is dropped (the next request reconnects); the guest refusing (no such
+    // program, too many sessions, an old agent) or bad input leaves it good.
+    if (session.error().kind() == ErrorKind::Unavailable) run->agent.reset();
+    return fail(session.error().wrap(fmt::format("exec in instance \"{}\"", name)));
+  }
+  return session;
+}
+
+// A wrapper that gives the console's token back when the client is done with it.
+class VmDriver::HeldConsole final : public StdioSession {
+ public:
+  HeldConsole(std::unique_ptr<StdioSession> console, std::shared_ptr<void> token)
+      : console_(std::move(console)), token_(std::move(token)) {}
+  bool tty() const override { return console_->tty(); }
+  int inputFd() const override { return console_->inputFd(); }
+  int outputFd() const override { return console_->outputFd(); }
+  int errorFd() const override { return console_->errorFd(); }
+  void closeInput() override { console_->closeInput(); }
+  Status resize(TerminalSize size) override { return console_->resize(size); }
+  int exitFd() const override { return console_->exitFd(); }
+  Result<StdioExit> exitStatus() override { return console_->exitStatus(); }
+  void detach() override { console_->detach(); }
+
+ private:
+  std::unique_ptr<StdioSession> console_;
+  std::shared_ptr<void> token_;
+};
+
+Result<std::unique_ptr<StdioSession>> VmDriver::attachConsole(InstanceHandle& handle, const InstanceRow& row,
+                                                              std::unique_lock<std::mutex>& lock) {
+  const std::string name = row.name;
+  std::shared_ptr<Run> run = own(handle).run;
+  if (!run) return fail(conflict("instance \"{}\" is not running", name));
+  if (!run->console.expired())
+    return fail(conflict("the console of instance \"{}\" is attached already (one client at a time)", name));
+  auto console = vmm::attachSerialConsole(directory(name) / "console.sock");
+  if (!console) return fail(console.error().wrap(fmt::format("console of instance \"{}\"", name)));
+  auto token = std::make_shared<int>(0);
+  run->console = token;
+  lock.unlock();
+  return std::unique_ptr<StdioSession>(std::make_unique<HeldConsole>(std::move(*console), std::move(token)));
+}
+
 // rm of a VM that is not active: its domain, should a crash have left one running, is destroyed.
 Result<std::string> VmDriver::clearLeftovers(const std::string& name) {
   // The direct engine's first (no daemon needed): a VM it runs is ours (its run directory is in vmsDir).
@@ -1680,10 +1749,11 @@ void VmDriver::describe(const InstanceHandle& handle, const schema::InstanceSpec
 
 std::string VmDriver::consoleTail(const std::string& name, size_t lines) const {
   const std::string logPath = (directory(name) / "console.log").string();
-  UniqueFd fd(::open(logPath.c_str(), O_RDONLY | O_CLOEXEC));
+  // In the directory the VM's QEMU owns: not followed through a link, read only as a regular file.
+  UniqueFd fd(::open(logPath.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd) return "(no console output)";
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || st.st_size == 0) return "(no console output)";
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return "(no console output)";
   constexpr off_t kWindow = 16 * 1024;
   off_t from = std::max<off_t>(0, st.st_size - kWindow);
   std::string data(static_cast<size_t>(st.st_size - from), '\0');

@@ -74,6 +74,11 @@ class VmDriver final : public InstanceDriver {
   Result<nlohmann::json> exec(InstanceHandle& handle, const InstanceRow& row,
                               std::unique_lock<std::mutex>& lock, const std::vector<std::string>& command,
                               const std::vector<std::string>& env) override;
+  Result<std::unique_ptr<StdioSession>> execInteractive(InstanceHandle& handle, const InstanceRow& row,
+                                                        std::unique_lock<std::mutex>& lock,
+                                                        const StdioRequest& request) override;
+  Result<std::unique_ptr<StdioSession>> attachConsole(InstanceHandle& handle, const InstanceRow& row,
+                                                      std::unique_lock<std::mutex>& lock) override;
   Result<std::string> clearLeftovers(const std::string& name) override;
   Status removeDirectory(const std::string& name) override;
   Recovery recover(InstanceHandle& handle, InstanceRow& row) override;
@@ -87,15 +92,20 @@ class VmDriver final : public InstanceDriver {
   // is of and its size; one removed by its key (NotFound for none, InvalidArgument naming "key" for a key
   // that is not 32 hex digits); those of store images whose manifest no image name and no instance's pin
   // holds any more, and those whose kernel or initramfs file is gone or changed, removed (after an image's
-  // removal, and at startup), their keys returned. A template a crashed corrald left half made (KEY.new)
-  // goes too.
+  // removal, and at startup), their keys returned. A template a crashed corrald left half made (new-KEY8,
+  // or an older corrald's KEY.new) goes too.
   nlohmann::json listSnapshots();
   Status removeSnapshot(const std::string& key);
   Result<std::vector<std::string>> pruneSnapshots();
 
-  struct Run;  // one boot of the domain: its agent session, whether its end was reported
+  struct Run;         // one boot of the domain: its agent session, whether its end was reported
+  class HeldConsole;  // an attached console and its token (Run::console)
 
  private:
+  // The group a VM's base disk is readable by: the VM user's (its QEMU reads it), none when QEMU is root.
+  std::optional<gid_t> diskReaders() const {
+    return options_.vmUser.user ? std::optional<gid_t>(options_.vmUser.user->gid) : std::nullopt;
+  }
   // Where a VM's kernel and root filesystem come from: the spec validated against the image directory
   // (imageDir/IMAGE/vm/{vmlinuz,initramfs.img}), else the image store (the image's disk as the root,
   // daemon/vm_image.h), and the host's memory and CPUs.

@@ -2,6 +2,7 @@
 #include "daemon/vm_image.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -81,20 +82,73 @@ std::vector<vmm::DiskConfig> instanceDisks(const fs::path& dir) {
            .readOnly = true}};
 }
 
+namespace {
+
+// `dir`/base.ext4, a hard link to the store's base disk; made when missing. An overlay made before the link
+// existed names the store's path as its backing file: rebased onto the link (metadata only).
+Status linkBaseDisk(const fs::path& base, const fs::path& dir, std::optional<gid_t> readers) {
+  const fs::path link = dir / kVmBaseDiskLink;
+  std::error_code ec;
+  if (!fs::exists(link, ec)) {
+    if (::link(base.c_str(), link.c_str()) != 0) {
+      const int error = errno;
+      return fail(
+          systemError(error, fmt::format("link(\"{}\", \"{}\"){}", base.string(), link.string(),
+                                         error == EXDEV ? " (VMS_DIR must be on the state directory's "
+                                                          "filesystem)"
+                                                        : "")));
+    }
+    if (fs::exists(dir / kVmRootDiskFile, ec)) {
+      if (Status rebased = images::rebaseInstanceDisk(dir / kVmRootDiskFile, kVmBaseDiskLink); !rebased)
+        return fail(rebased.error());
+    }
+  }
+  if (readers) {
+    if (::chown(link.c_str(), 0, *readers) != 0)
+      return fail(systemError(errno, fmt::format("chown(\"{}\", 0:{})", link.string(), *readers)));
+    if (::chmod(link.c_str(), 0640) != 0)
+      return fail(systemError(errno, fmt::format("chmod(\"{}\", 0640)", link.string())));
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<std::vector<vmm::DiskConfig>> prepareInstanceDisks(const images::ImageStore& store,
                                                           const images::Image& image, const fs::path& dir,
-                                                          const std::string& user) {
+                                                          const std::string& user,
+                                                          std::optional<gid_t> readers) {
   auto base = prepareBaseDisk(store, image);
   if (!base) return fail(base.error());
+  if (Status linked = linkBaseDisk(*base, dir, readers); !linked) return fail(linked.error());
   const fs::path root = dir / kVmRootDiskFile;
   std::error_code ec;
   if (!fs::exists(root, ec)) {
-    if (Status made = images::createInstanceDisk(*base, root); !made) return fail(made.error());
+    if (Status made = images::createInstanceDisk(kVmBaseDiskLink, root); !made) return fail(made.error());
   }
   const fs::path config = dir / kVmConfigDiskFile;
   if (Status written = writeConfigDisk(config, instanceConfigDisk(image, user)); !written)
     return fail(written.error());
   return instanceDisks(dir);
+}
+
+Status copyTemplateDisks(const fs::path& snapshotDir, const fs::path& dir) {
+  for (const char* disk : {kVmRootDiskFile, kVmConfigDiskFile}) {
+    std::error_code ec;
+    fs::copy_file(snapshotDir / disk, dir / disk, fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return fail(systemError(ec.value(), fmt::format("copy \"{}\" to \"{}\"", (snapshotDir / disk).string(),
+                                                      (dir / disk).string())));
+    }
+  }
+  const fs::path link = dir / kVmBaseDiskLink;
+  std::error_code ec;
+  fs::remove(link, ec);
+  if (::link((snapshotDir / kVmBaseDiskLink).c_str(), link.c_str()) != 0) {
+    return fail(systemError(
+        errno, fmt::format("link(\"{}\", \"{}\")", (snapshotDir / kVmBaseDiskLink).string(), link.string())));
+  }
+  return {};
 }
 
 }  // namespace corral::daemon

@@ -5,9 +5,12 @@
 // removes them with it.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
@@ -18,6 +21,7 @@ namespace corral::daemon {
 
 inline constexpr const char* kVmRootDiskFile = "root.qcow2";
 inline constexpr const char* kVmConfigDiskFile = "config.img";
+inline constexpr const char* kVmBaseDiskLink = "base.ext4";
 
 // The image store at `<state dir>/images`. Opened once per corrald: open() empties ingest/ and collects
 // unreferenced blobs, which must never run under an import in progress.
@@ -43,10 +47,17 @@ std::vector<vmm::DiskConfig> instanceDisks(const std::filesystem::path& dir);
 
 // The instance's disks in `dir`, in vda, vdb order: root.qcow2 over the base disk (made if absent; a stopped
 // VM keeps its writes until rm) and config.img (written each start, read-only to the guest), whose user is
-// `user` when given (the instance's --user), else the image's User.
+// `user` when given (the instance's --user), else the image's User. The base disk is reached through a hard
+// link in `dir` (kVmBaseDiskLink, the overlay's relative backing file), so a QEMU that is not root needs no
+// way into the image store; with `readers`, the base disk's inode is made root:READERS 0640 for it.
 Result<std::vector<vmm::DiskConfig>> prepareInstanceDisks(const images::ImageStore& store,
                                                           const images::Image& image,
                                                           const std::filesystem::path& dir,
-                                                          const std::string& user = {});
+                                                          const std::string& user = {},
+                                                          std::optional<gid_t> readers = std::nullopt);
+
+// A warm clone's disks: the template's overlay and config disk copied from `snapshotDir` into `dir`, and the
+// base disk linked as the template's is (its relative backing file then resolves in `dir`).
+Status copyTemplateDisks(const std::filesystem::path& snapshotDir, const std::filesystem::path& dir);
 
 }  // namespace corral::daemon

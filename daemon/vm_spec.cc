@@ -108,6 +108,11 @@ Result<VmPlan> toVmPlan(const schema::InstanceSpec& spec, const VmValidationCont
         invalidField("devices", "host devices are for containers; a VM has its own virtual hardware"));
   if (spec.init)
     return fail(invalidField("init", "a VM's PID 1 is corral-init already; --init is for containers"));
+  if (spec.tty || spec.stdinOpen)
+    return fail(
+        invalidField(spec.tty ? "tty" : "stdin",
+                     "a VM's console is its serial line (corral console NAME); corral run -it --vm runs "
+                     "its command through exec -it once the guest is ready"));
 
   // The image the instance pins; else a built-in image (its own kernel and initramfs); else an image of
   // the store, whose disk becomes the root under the built-in boot image's kernel and init.

@@ -78,8 +78,11 @@ std::optional<Error> refuseOnDashboardPort(std::string_view method, std::string_
   if (staticPage(method, target)) return std::nullopt;
   std::string_view path = pathOf(target);
   if ((path == "/v1/dashboard" && method == "GET") || isDashboardEvents(method, target)) return std::nullopt;
+  // The flow log panel reads them (and follows them) too.
+  if (path == "/v1/flow-logs" && method == "GET") return std::nullopt;
   return forbidden(
-      "the dashboard port is read-only and answers GET /, /v1/dashboard and /v1/dashboard/events only, not "
+      "the dashboard port is read-only and answers GET /, /v1/dashboard, /v1/dashboard/events and "
+      "/v1/flow-logs only, not "
       "{} {}; the whole API is on corrald's Unix socket",
       method, path);
 }

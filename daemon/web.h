@@ -29,11 +29,11 @@ bool isDashboardEvents(std::string_view method, std::string_view target);
 inline constexpr std::string_view kEventStreamContentType = "text/event-stream";
 
 // The loopback TCP port is for a browser on this host, and read-only: anyone on the host can connect to
-// it, while the Unix socket is limited to root and group "corral". It answers the page, GET /v1/dashboard
-// and its event stream only (what the page draws, daemon/instance_view.h), and only to a request with exactly
-// one Host header that names the loopback, in any letter case and with any port (so a web page elsewhere
-// cannot reach it through a DNS name rebound to 127.0.0.1). `hosts` are the request's Host header values.
-// The refusal (403, or 400 for a missing or repeated Host), or nullopt.
+// it, while the Unix socket is limited to root and group "corral". It answers the page, GET /v1/dashboard,
+// its event stream and GET /v1/flow-logs only (what the page draws, daemon/instance_view.h), and only to a
+// request with exactly one Host header that names the loopback, in any letter case and with any port (so a
+// web page elsewhere cannot reach it through a DNS name rebound to 127.0.0.1). `hosts` are the request's Host
+// header values. The refusal (403, or 400 for a missing or repeated Host), or nullopt.
 std::optional<Error> refuseOnDashboardPort(std::string_view method, std::string_view target,
                                            std::span<const std::string_view> hosts);
 inline std::optional<Error> refuseOnDashboardPort(std::string_view method, std::string_view target,

@@ -8,6 +8,7 @@
 #include <charconv>
 
 #include "net/nft.h"
+#include "net/resolver.h"
 
 namespace corral::net {
 
@@ -176,7 +177,8 @@ VpcPlan planVpc(const Topology& topology, std::string_view vpc, std::string_view
         .subnet = subnet->name,
         .bridge = subnetBridgeName(vpc, subnet->name),
         .cidr = subnet->cidr,
-        .routerAddress = fmt::format("{}/{}", routerAddress(subnet->cidr).str(), subnet->cidr.prefix())});
+        .routerAddress = fmt::format("{}/{}", routerAddress(subnet->cidr).str(), subnet->cidr.prefix()),
+        .resolverAddress = fmt::format("{}/{}", resolverAddress(subnet->cidr).str(), subnet->cidr.prefix())});
   }
 
   // The NICs of this VPC only: a NIC belongs where its subnet does.
@@ -263,7 +265,9 @@ NicPlan planNic(const Subnet& subnet, const NicAttachment& nic) {
                  .bridge = subnetBridgeName(subnet.vpc, subnet.name),
                  .mac = instanceMac(nic.instance, nic.vm),
                  .addressWithPrefix = fmt::format("{}/{}", nic.address, subnet.cidr.prefix()),
-                 .gateway = routerAddress(subnet.cidr).str()};
+                 .gateway = routerAddress(subnet.cidr).str(),
+                 .resolver = resolverAddress(subnet.cidr).str(),
+                 .searchDomain = vpcDomain(subnet.vpc)};
 }
 
 bool sameLinksAndRoutes(const VpcPlan& a, const VpcPlan& b) {

@@ -98,6 +98,7 @@ struct BridgePlan {
   std::string bridge;  // link name in the VPC namespace
   Cidr cidr;
   std::string routerAddress;  // "10.0.1.1/24": the subnet's first host on the bridge
+  std::string resolverAddress;  // "10.0.1.2/24": where the VPC resolver answers (net/resolver.h)
   bool operator==(const BridgePlan&) const = default;
 };
 
@@ -140,6 +141,8 @@ struct NicPlan {
   std::string mac;      // instanceMac(nic.instance, nic.vm)
   std::string addressWithPrefix;  // "10.0.1.5/24"
   std::string gateway;  // "10.0.1.1"
+  std::string resolver;      // "10.0.1.2": the subnet's VPC resolver, the instance's nameserver
+  std::string searchDomain;  // "VPC.internal": the instance's resolv.conf search domain
   bool operator==(const NicPlan&) const = default;
 };
 

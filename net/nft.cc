@@ -13,6 +13,9 @@
 //   5. A new connection from one of our NICs jumps, through the map sg-egress keyed by its address, to the
 //      egress chain of that NIC's combination of groups (allow = `return`, else drop), then one to one of
 //      our NICs through sg-ingress to its ingress chain (allow = `accept`, else drop).
+// Every drop that a guard decides (an ACL's deny rule and implicit deny, a combination's final drop, the
+// gateway's refusals, an isolated subnet) logs the packet first to NFLOG with the guard in the prefix
+// (net/flow_log.h), and chain no-route logs new connections the routing decision will drop: the flow logs.
 // The policy is accept: forwarded traffic that neither leaves nor enters one of our subnets and involves
 // none of our NICs is not the security groups' business. Traffic to or from the router itself goes
 // through the input/output hooks and is left alone, except on the internet gateway's link.
@@ -54,6 +57,7 @@
 #include <utility>
 
 #include "core/unique_fd.h"
+#include "net/flow_log.h"
 
 namespace corral::net {
 namespace {
@@ -105,6 +109,14 @@ std::string protocolMatch(Protocol protocol, const std::optional<PortRange>& por
     }
   }
   return {};
+}
+
+// The flow log's statement on a reject path (net/flow_log.h): the packet goes to the VPC namespace's NFLOG
+// group with the deciding guard in its prefix, and on to the drop that follows. Only rejected packets
+// pass here, so accepted traffic pays nothing for it.
+std::string flowLog(const FlowGuard& guard) {
+  return fmt::format("log prefix \"{}\" group {} snaplen {}", encodeLogPrefix(guard), kFlowLogGroup,
+                     kFlowLogSnaplen);
 }
 
 std::string naclChainName(const NetworkAcl& acl, Direction direction) {
@@ -168,14 +180,18 @@ NftChain naclChain(const NetworkAcl& acl, Direction direction) {
   }
   std::sort(rules.begin(), rules.end(),
             [](const NetworkAclRule* a, const NetworkAclRule* b) { return a->number < b->number; });
+  const bool ingress = direction == Direction::Ingress;
   for (const NetworkAclRule* rule : rules) {
+    const bool allow = rule->action == RuleAction::Allow;
+    const FlowGuard guard = makeGuard(FlowGuard::Kind::NetworkAcl, ingress, acl.name, rule->number);
     chain.rules.push_back(fmt::format(
         "{} comment \"rule {}\"",
         joinParts({fmt::format("{} {}", peer, rule->cidr.str()), protocolMatch(rule->protocol, rule->ports),
-                   rule->action == RuleAction::Allow ? "return" : "drop"}),
+                   allow ? "return" : flowLog(guard) + " drop"}),
         rule->number));
   }
-  chain.rules.push_back("drop comment \"implicit deny\"");
+  chain.rules.push_back(fmt::format("{} drop comment \"implicit deny\"",
+                                    flowLog(makeGuard(FlowGuard::Kind::NetworkAcl, ingress, acl.name))));
   return chain;
 }
 
@@ -206,7 +222,10 @@ NftChain comboChain(const std::vector<const SecurityGroup*>& groups, const NftTa
           group->name, rule.id));
     }
   }
-  chain.rules.push_back("drop");
+  std::string names;
+  for (const SecurityGroup* group : groups) names += (names.empty() ? "" : ".") + group->name;
+  if (names.empty()) names = "none";
+  chain.rules.push_back(flowLog(makeGuard(FlowGuard::Kind::SecurityGroup, ingress, names)) + " drop");
   return chain;
 }
 
@@ -292,10 +311,10 @@ void addGateway(NftTable& table, const GatewayNat& nat, const std::vector<Nic>& 
 
   NftChain& input = table.chains["input"];
   input.hook = "type filter hook input priority filter; policy accept;";
-  input.rules = {
-      fmt::format("iifname {} ct state established,related accept", nat.link),
-      fmt::format("iifname {} icmp type echo-request accept", nat.link),
-      fmt::format("iifname {} drop comment \"the router answers nothing else from outside\"", nat.link)};
+  input.rules = {fmt::format("iifname {} ct state established,related accept", nat.link),
+                 fmt::format("iifname {} icmp type echo-request accept", nat.link),
+                 fmt::format("iifname {} {} drop comment \"the router answers nothing else from outside\"",
+                             nat.link, flowLog(makeGuard(FlowGuard::Kind::RouterInbound)))};
 
   NftChain& postrouting = table.chains["postrouting"];
   postrouting.hook = "type nat hook postrouting priority srcnat; policy accept;";
@@ -536,8 +555,9 @@ NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::
   if (nat) {
     for (const Subnet* subnet : subnets) {
       if (nat->reachabilityOf(subnet->name) != SubnetReachability::Isolated) continue;
-      forward.rules.push_back(fmt::format("ip saddr {} oifname {} drop comment \"isolated subnet {}\"",
-                                          subnet->cidr.str(), nat->link, subnet->name));
+      forward.rules.push_back(fmt::format(
+          "ip saddr {} oifname {} {} drop comment \"isolated subnet {}\"", subnet->cidr.str(), nat->link,
+          flowLog(makeGuard(FlowGuard::Kind::IsolatedSubnet, false, subnet->name)), subnet->name));
     }
   }
   for (const Subnet* subnet : subnets) {
@@ -558,10 +578,20 @@ NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::
                     "@published accept comment \"published ports\"",
                     nat->link, nat->outside));
     forward.rules.push_back(
-        fmt::format("iifname {} ct status & dnat == 0 drop comment \"unsolicited inbound\"", nat->link));
+        fmt::format("iifname {} ct status & dnat == 0 {} drop comment \"unsolicited inbound\"", nat->link,
+                    flowLog(makeGuard(FlowGuard::Kind::Unsolicited))));
   }
   forward.rules.push_back("ip saddr vmap @sg-egress");
   forward.rules.push_back("ip daddr vmap @sg-ingress");
+  // The routing decision drops a packet that has no route (or a blackhole one) before any hook sees it
+  // drop; this looks the route up first (the kernel's lookup includes the source, so the subnet's own
+  // route table answers) and logs the new connections that will find none. It drops nothing itself.
+  NftChain& noRoute = table.chains["no-route"];
+  noRoute.hook = "type filter hook prerouting priority filter; policy accept;";
+  noRoute.rules = {
+      fmt::format("meta nfproto ipv4 ct state new meta pkttype host fib daddr type != local fib "
+                  "daddr oif missing {}",
+                  flowLog(makeGuard(FlowGuard::Kind::NoRoute)))};
   if (nat) addGateway(table, *nat, resolved, subnets);
   return table;
 }

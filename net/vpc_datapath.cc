@@ -207,14 +207,20 @@ class Converger {
   Status ensureAddressAndUp(const std::string& netns, const std::string& kind, const std::string& link,
                             const std::vector<std::string>& current, bool up, const std::string& wanted,
                             std::string_view where) {
+    return ensureAddressesAndUp(netns, kind, link, current, up, {wanted}, where);
+  }
+  Status ensureAddressesAndUp(const std::string& netns, const std::string& kind, const std::string& link,
+                              const std::vector<std::string>& current, bool up,
+                              const std::vector<std::string>& wanted, std::string_view where) {
     for (const std::string& address : current) {
-      if (address == wanted) continue;
+      if (std::find(wanted.begin(), wanted.end(), address) != wanted.end()) continue;
       if (auto s = kernel_.deleteAddress(netns, link, address); !s) return s;
       record("removed address {} from {} {}{}", address, kind, link, where);
     }
-    if (std::find(current.begin(), current.end(), wanted) == current.end()) {
-      if (auto s = kernel_.addAddress(netns, link, wanted); !s) return s;
-      record("added address {} to {} {}{}", wanted, kind, link, where);
+    for (const std::string& address : wanted) {
+      if (std::find(current.begin(), current.end(), address) != current.end()) continue;
+      if (auto s = kernel_.addAddress(netns, link, address); !s) return s;
+      record("added address {} to {} {}{}", address, kind, link, where);
     }
     if (!up) {
       if (auto s = kernel_.setUp(netns, link); !s) return s;
@@ -252,8 +258,10 @@ class Converger {
         addresses = existing->addresses;
         up = existing->up;
       }
-      if (auto s = ensureAddressAndUp(plan_.netns, "bridge", bridge.bridge, addresses, up,
-                                      bridge.routerAddress, "");
+      // The router first: the kernel makes the first address of a prefix primary (the source of the
+      // router's own packets), the resolver's a secondary.
+      if (auto s = ensureAddressesAndUp(plan_.netns, "bridge", bridge.bridge, addresses, up,
+                                        {bridge.routerAddress, bridge.resolverAddress}, "");
           !s)
         return s;
     }

@@ -15,7 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -26,6 +28,7 @@
 #include "container/oci_config.h"
 #include "container/runtime.h"
 #include "container/seccomp.h"
+#include "container/sync.h"
 #include "core/log.h"
 #include "core/rollback.h"
 #include "runtime/hooks.h"
@@ -145,6 +148,12 @@ Result<Created> createContainer(const GlobalOptions& global, const CreateOptions
 
   if (::mkfifo(dir.execFifo().c_str(), 0622) != 0)
     return fail(systemError(errno, fmt::format("mkfifo(\"{}\")", dir.execFifo().string())));
+  // Init opens it as the root of its user namespace, which host root's 0600 fifo refuses (runc chowns too).
+  if (config.userNamespace) {
+    const uid_t root = config.userNamespace->hostId;
+    if (::chown(dir.execFifo().c_str(), root, root) != 0)
+      return fail(systemError(errno, fmt::format("chown(\"{}\", {})", dir.execFifo().string(), root)));
+  }
   config.bundle->execFifo = dir.execFifo();
   config.bundle->preserveFds = options.preserveFds + listenFds(&config.env);
 
@@ -167,11 +176,17 @@ Result<Created> createContainer(const GlobalOptions& global, const CreateOptions
     creating.pid = pid;
     const std::string hookInput = hookState(creating, "creating");
     if (auto ok = runHooks(hooks.prestart, "prestart", hookInput); !ok) return ok;
-    if (auto ok = runHooks(hooks.createRuntime, "createRuntime", hookInput); !ok) return ok;
-    return runHooks(hooks.createContainer, "createContainer", hookInput);
+    return runHooks(hooks.createRuntime, "createRuntime", hookInput);
+  };
+  // In the container's namespaces once its mounts are made, before pivot_root (runc's place for them).
+  auto beforePivotRoot = [&](pid_t pid) -> Status {
+    ContainerState creating = state;
+    creating.pid = pid;
+    return runHooks(hooks.createContainer, "createContainer", hookState(creating, "creating"), pid);
   };
   container::Stdio stdio{0, 1, 2};
-  auto running = container::startContainer(config, stdio, beforeStart);
+  auto running = container::startContainer(
+      config, stdio, beforeStart, hooks.createContainer.empty() ? container::ParentHook() : beforePivotRoot);
   if (!running) return fail(running.error());
   state.pid = running->pid();
   if (loaded->terminal) {
@@ -237,6 +252,43 @@ Status startContainerHooks(const StateDir& dir, const ContainerState& state) {
   return {};
 }
 
+// After its byte init keeps the fifo open until execve closes it; a failure on the way (seccomp, execve)
+// comes as a record before that. Reported as runc does: `start` (and `run`) fail with the message, and
+// the container, its init gone, is stopped.
+Status waitForExecve(const StateDir& dir, const ContainerState& state, int fifo, int pidfd) {
+  char record[sizeof(container::SyncRecord)];
+  size_t received = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd ready{fifo, POLLIN, 0};
+    int polled = ::poll(&ready, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (polled < 0 && errno == EINTR) continue;
+    if (polled < 0) return fail(systemError(errno, "poll(exec fifo)"));
+    if (polled == 0) return {};  // still not exec'd: nothing more to wait for here (the state tells)
+    ssize_t n = ::read(fifo, record + received, sizeof record - received);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) break;
+    received += static_cast<size_t>(n);
+    if (received == sizeof record) break;
+  }
+  auto failure = container::failureAfterStart(record, received);
+  if (!failure) return {};
+  // Init exits right after its record: wait for that, so the state reads `stopped` once start returns.
+  pollfd exited{pidfd, POLLIN, 0};
+  while (::poll(&exited, 1, 5000) < 0 && errno == EINTR) {
+  }
+  std::string call = "seccomp: load filter";
+  if (failure->step == container::ChildStep::Execve) {
+    auto loaded = loadBundle(state.bundle, state.id, dir.configFile());
+    const std::string command = loaded && !loaded->container.argv.empty() ? loaded->container.argv.front()
+                                                                          : std::string("process.args[0]");
+    call = fmt::format("exec \"{}\": execve", command);
+  }
+  return fail(systemError(failure->errnum, fmt::format("container init {}: {}", state.pid, call)));
+}
+
 // Releases init from the exec fifo: open for reading (never blocking: init may have died), wait for its
 // byte or its exit, then remove the fifo, which is what marks the container as started.
 // The pidfd comes first: once the fifo is open, init may run its command, end and be reaped by its parent
@@ -264,7 +316,7 @@ Status releaseInit(const StateDir& dir, const ContainerState& state) {
   }
   if (::unlink(dir.execFifo().c_str()) != 0)
     return fail(systemError(errno, fmt::format("unlink(\"{}\")", dir.execFifo().string())));
-  return {};
+  return waitForExecve(dir, state, fifo.get(), pidfd.get());
 }
 
 Result<int> startLocked(const StateDir& dir, const ContainerState& state) {
@@ -696,7 +748,7 @@ Result<int> featuresCommand() {
         "private", "rbind",  "relatime",   "rprivate",    "rshared",  "rslave",     "runbindable",   "ro",
         "rw",      "shared", "slave",      "strictatime", "suid",     "sync",       "unbindable"}},
       {"linux",
-       {{"namespaces", {"cgroup", "ipc", "mount", "network", "pid", "uts"}},
+       {{"namespaces", {"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"}},
         {"capabilities", caps},
         {"cgroup", {{"v1", true}, {"v2", true}, {"systemd", false}, {"systemdUser", false}}},
         {"seccomp",

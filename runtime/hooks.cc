@@ -6,20 +6,74 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 
 #include "core/unique_fd.h"
 
 namespace corral::runtime {
 namespace {
 
-Status runHook(const container::OciHook& hook, const std::string& name, const std::string& state) {
+// The namespaces of `pid` that differ from ours, opened, in the order setns wants them.
+Result<std::vector<UniqueFd>> openNamespacesOf(pid_t pid) {
+  std::vector<UniqueFd> fds;
+  if (pid <= 0) return fds;
+  // time before user: a time namespace belongs to the host's user namespace, where the hook has
+  // CAP_SYS_ADMIN only until it joins the container's.
+  for (const char* type : {"time", "user", "cgroup", "ipc", "uts", "net", "pid", "mnt"}) {
+    const std::string theirs = fmt::format("/proc/{}/ns/{}", pid, type);
+    struct stat theirStat {};
+    struct stat ourStat {};
+    if (::stat(theirs.c_str(), &theirStat) != 0) {
+      if (errno == ENOENT && std::string_view(type) == "time" && ::access("/proc/self/ns/time", F_OK) != 0)
+        continue;  // a kernel without time namespaces
+      return fail(systemError(errno, fmt::format("stat(\"{}\")", theirs)));
+    }
+    const std::string ours = fmt::format("/proc/self/ns/{}", type);
+    if (::stat(ours.c_str(), &ourStat) == 0 && ourStat.st_ino == theirStat.st_ino &&
+        ourStat.st_dev == theirStat.st_dev)
+      continue;
+    UniqueFd fd(::open(theirs.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", theirs)));
+    fds.push_back(std::move(fd));
+  }
+  return fds;
+}
+
+// In the forked hook process: joins `namespaces`; if a pid namespace was among them, only a child of ours
+// is in it, so we fork once more and pass its exit on. Returns in the process that is to exec the hook.
+void enterNamespacesInHook(const std::vector<UniqueFd>& namespaces) {
+  for (const UniqueFd& fd : namespaces) {
+    if (::setns(fd.get(), 0) != 0) {
+      dprintf(2, "setns(hook into the container's namespaces): %s\n", std::strerror(errno));
+      ::_exit(126);
+    }
+  }
+  if (namespaces.empty()) return;
+  pid_t inside = ::fork();
+  if (inside < 0) ::_exit(126);
+  if (inside == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    return;
+  }
+  int status = 0;
+  while (::waitpid(inside, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status)) ::kill(::getpid(), WTERMSIG(status));
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 126);
+}
+
+Status runHook(const container::OciHook& hook, const std::string& name, const std::string& state,
+               const std::vector<UniqueFd>& namespaces) {
   // stdin is a socket, not a pipe: a hook that exits without reading it must not SIGPIPE us (send's
   // MSG_NOSIGNAL), and ignoring SIGPIPE instead would pass SIG_IGN on to the container's process.
   int input[2], outputPipe[2];
@@ -41,6 +95,7 @@ Status runHook(const container::OciHook& hook, const std::string& name, const st
     ::dup2(inputRead.get(), 0);
     ::dup2(outputWrite.get(), 1);
     ::dup2(outputWrite.get(), 2);
+    enterNamespacesInHook(namespaces);
     ::execve(hook.path.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
@@ -101,9 +156,13 @@ Status runHook(const container::OciHook& hook, const std::string& name, const st
 }  // namespace
 
 Status runHooks(const std::vector<container::OciHook>& hooks, const std::string& stage,
-                const std::string& stateJson) {
+                const std::string& stateJson, pid_t namespacesOf) {
+  if (hooks.empty()) return {};
+  auto namespaces = openNamespacesOf(namespacesOf);
+  if (!namespaces) return fail(namespaces.error().wrap(fmt::format("hooks.{}", stage)));
   for (size_t i = 0; i < hooks.size(); ++i) {
-    if (auto ok = runHook(hooks[i], fmt::format("hooks.{}[{}]", stage, i), stateJson); !ok) return ok;
+    if (auto ok = runHook(hooks[i], fmt::format("hooks.{}[{}]", stage, i), stateJson, *namespaces); !ok)
+      return ok;
   }
   return {};
 }

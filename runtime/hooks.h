@@ -10,9 +10,11 @@
 
 namespace corral::runtime {
 
-// Runs `hooks` in order in the runtime's namespaces, stopping at the first failure. `stage` names them
-// in messages ("prestart").
+// Runs `hooks` in order, stopping at the first failure. `stage` names them in messages ("prestart").
+// In the runtime's namespaces, or with `namespacesOf` in that process's (each one it does not share with
+// us: user first, mount last; a pid namespace through one more fork), as runc runs createContainer hooks
+// from its init before pivot_root. The hook's path is resolved where the process stands then.
 Status runHooks(const std::vector<container::OciHook>& hooks, const std::string& stage,
-                const std::string& stateJson);
+                const std::string& stateJson, pid_t namespacesOf = 0);
 
 }  // namespace corral::runtime

@@ -163,7 +163,8 @@ Options:
 )"},
     {"start",
      "Usage: corral-runtime start ID\n\nStarts the process of created container ID (runs startContainer and "
-     "poststart hooks).\n"},
+     "poststart hooks).\nFails, naming the call and its error, when the process cannot be started (its "
+     "execve fails, say); the container is then stopped.\n"},
     {"run", R"(Usage: corral-runtime run [options] ID
 
 create, then start, then wait for the process in the foreground, forwarding signals, and delete it once it
@@ -232,7 +233,7 @@ Writes a default config.json (a shell on a terminal; the runtime spec's usual mo
 
 Options:
   --bundle, -b DIR        where to write it (default: the working directory)
-  --rootless              refused: user namespaces are not supported yet
+  --rootless              refused: corral-runtime runs as root (a user namespace with uidMappings is fine)
 )"},
 };
 
@@ -244,10 +245,13 @@ Result<std::string> onlyId(const Parsed& parsed, const std::string& command, siz
   return parsed.positional.front();
 }
 
-Result<int> parseCount(const std::string& text, const std::string& field) {
+// --preserve-fds N of create, run and exec; 0 when not given.
+Result<int> preserveFdsFlag(const Parsed& parsed) {
+  if (!parsed.values.count("preserve-fds")) return 0;
+  const std::string text = parsed.value("preserve-fds");
   if (text.empty() || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
       text.size() > 6)
-    return fail(invalidField(field, "--{} \"{}\" is not a count", field, text));
+    return fail(invalidField("preserve-fds", "--preserve-fds \"{}\" is not a count", text));
   return std::atoi(text.c_str());
 }
 
@@ -275,11 +279,9 @@ Result<int> dispatch(const GlobalOptions& global, const std::string& command,
     options.bundle = parsed->value("bundle");
     options.pidFile = parsed->value("pid-file");
     options.consoleSocket = parsed->value("console-socket");
-    if (parsed->values.count("preserve-fds")) {
-      auto count = parseCount(parsed->value("preserve-fds"), "preserve-fds");
-      if (!count) return fail(count.error());
-      options.preserveFds = *count;
-    }
+    auto preserveFds = preserveFdsFlag(*parsed);
+    if (!preserveFds) return fail(preserveFds.error());
+    options.preserveFds = *preserveFds;
     options.detach = parsed->has("detach");
     return command == "create" ? createCommand(global, options) : runCommand(global, options);
   }
@@ -334,11 +336,9 @@ Result<int> dispatch(const GlobalOptions& global, const std::string& command,
     options.noNewPrivileges = parsed->has("no-new-privs");
     options.pidFile = parsed->value("pid-file");
     options.consoleSocket = parsed->value("console-socket");
-    if (parsed->values.count("preserve-fds")) {
-      auto count = parseCount(parsed->value("preserve-fds"), "preserve-fds");
-      if (!count) return fail(count.error());
-      options.preserveFds = *count;
-    }
+    auto preserveFds = preserveFdsFlag(*parsed);
+    if (!preserveFds) return fail(preserveFds.error());
+    options.preserveFds = *preserveFds;
     return execCommand(global, options);
   }
   if (command == "ps") {
@@ -371,7 +371,8 @@ Result<int> dispatch(const GlobalOptions& global, const std::string& command,
     if (parsed->has("help")) return help();
     if (parsed->has("rootless"))
       return fail(invalidField("rootless",
-                               "spec --rootless is not supported: user namespaces are not implemented yet"));
+                               "spec --rootless is not supported: corral-runtime runs as root (add a user "
+                               "namespace with uidMappings/gidMappings to the spec instead)"));
     return specCommand(parsed->value("bundle"));
   }
   return fail(invalidField("command", "unknown command \"{}\" (see corral-runtime --help)", command));
@@ -416,7 +417,8 @@ int runtimeMain(int argc, char** argv) {
   }
   if (globals->has("rootless")) {
     logger.error(
-        "--rootless is not supported: corral-runtime runs containers as root (no user namespaces yet)");
+        "--rootless is not supported: corral-runtime runs as root (a container may still have a user "
+        "namespace: linux.uidMappings/gidMappings)");
     return 1;
   }
   GlobalOptions global;

@@ -50,6 +50,10 @@ struct InstanceSpec {
       devices;                // host devices: "HOST_PATH[:CONTAINER_PATH][:PERMS]" (container/devices.h)
   bool init = false;          // --init: corral-reaper is PID 1, runs the command and reaps orphans
   bool removeOnExit = false;  // --rm
+  // Containers: the first process gets a pty of the container's devpts (and /dev/console), whose master
+  // corrald keeps for `corral console` (-t); its stdin stays open for the console's client (-i).
+  bool tty = false;
+  bool stdinOpen = false;
   // VMs: "corral" (corral's minimal kernel, images/build-guest-kernel), "debian" (the image's
   // vm/vmlinuz) or an absolute path; empty: corral's when built, else Debian's.
   std::string kernel;
@@ -67,6 +71,9 @@ struct InstanceSpec {
   std::vector<std::string> publish;         // "8080:80" or "5353:53/udp": gateway port → instance port
   std::optional<bool> publicIp;             // 1:1 public address; absent: the subnet's map_public_ip
   std::string publicAddress;                // the public address wanted (or assigned)
+  // What the instance metadata serves at /latest/user-data: base64 (as AWS's API takes it) of at most
+  // kMaxUserDataBytes bytes. Empty: none.
+  std::string userData;
 
   bool operator==(const InstanceSpec&) const = default;
 };
@@ -74,6 +81,8 @@ struct InstanceSpec {
 // "64M" → 67108864. Accepts an integer with an optional K/M/G/T suffix (powers of 1024, also "Ki"/"MiB"
 // spellings may be refused); refuses 0, negatives, fractions, absurd sizes (> 1 TiB) with field "memory".
 Result<uint64_t> parseMemorySize(std::string_view text);
+
+inline constexpr size_t kMaxUserDataBytes = 16 * 1024;  // AWS's limit, before base64
 
 // RFC 1123 label: 1-63 letters, digits and '-', not starting or ending with '-' (field "hostname").
 Status validateHostname(std::string_view hostname);

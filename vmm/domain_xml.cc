@@ -2,6 +2,7 @@
 #include "vmm/domain_xml.h"
 
 #include <fmt/format.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <cctype>
@@ -24,6 +25,19 @@ Status validatePath(const std::filesystem::path& path, std::string_view field) {
   if (path.empty()) return fail(invalidField(std::string(field), "{} path is empty", field));
   if (!path.is_absolute())
     return fail(invalidField(std::string(field), "{} path \"{}\" is not absolute", field, path.string()));
+  return {};
+}
+
+// A socket QEMU listens on: absolute, and short enough for sockaddr_un's sun_path with its NUL.
+Status validateSocketPath(const std::filesystem::path& path, std::string_view field) {
+  if (auto ok = validatePath(path, field); !ok) return ok;
+  constexpr size_t kMax = sizeof(sockaddr_un::sun_path) - 1;
+  if (path.string().size() > kMax)
+    return fail(
+        invalidField(std::string(field),
+                     "{} path \"{}\" is {} bytes, more than the {} a Unix socket address holds (a shorter "
+                     "--state-dir or --vms-dir helps)",
+                     field, path.string(), path.string().size(), kMax));
   return {};
 }
 
@@ -59,7 +73,10 @@ Status validate(const DomainConfig& config) {
   if (auto ok = validatePath(config.kernel, "kernel"); !ok) return ok;
   if (auto ok = validatePath(config.initrd, "initrd"); !ok) return ok;
   if (auto ok = validatePath(config.consoleLog, "console_log"); !ok) return ok;
-  if (auto ok = validatePath(config.agentSocket, "agent_socket"); !ok) return ok;
+  if (auto ok = validateSocketPath(config.agentSocket, "agent_socket"); !ok) return ok;
+  if (!config.consoleSocket.empty()) {
+    if (auto ok = validateSocketPath(config.consoleSocket, "console_socket"); !ok) return ok;
+  }
   for (size_t i = 0; i < config.disks.size(); ++i) {
     const DiskConfig& disk = config.disks[i];
     if (auto ok = validatePath(disk.path, fmt::format("disks[{}].path", i)); !ok) return ok;
@@ -130,16 +147,33 @@ std::string domainXml(const DomainConfig& config) {
   // virtqueues the guest sets up (vmm/README.md, "Idle memory").
   fmt::format_to(out, "    <controller type='virtio-serial' index='0' ports='{}'>\n{}    </controller>\n",
                  kAgentSerialPorts, microvm ? "      <address type='virtio-mmio'/>\n" : "");
-  fmt::format_to(out,
-                 "    <serial type='file'>\n"
-                 "      <source path='{0}' append='off'/>\n"
-                 "      <target port='0'/>\n"
-                 "    </serial>\n"
-                 "    <console type='file'>\n"
-                 "      <source path='{0}' append='off'/>\n"
-                 "      <target type='serial' port='0'/>\n"
-                 "    </console>\n",
-                 escapePath(config.consoleLog));
+  if (config.consoleSocket.empty()) {
+    fmt::format_to(out,
+                   "    <serial type='file'>\n"
+                   "      <source path='{0}' append='off'/>\n"
+                   "      <target port='0'/>\n"
+                   "    </serial>\n"
+                   "    <console type='file'>\n"
+                   "      <source path='{0}' append='off'/>\n"
+                   "      <target type='serial' port='0'/>\n"
+                   "    </console>\n",
+                   escapePath(config.consoleLog));
+  } else {
+    // QEMU listens on the socket without waiting for a client; what the guest writes also goes to the log,
+    // connected or not.
+    fmt::format_to(out,
+                   "    <serial type='unix'>\n"
+                   "      <source mode='bind' path='{0}'/>\n"
+                   "      <log file='{1}' append='off'/>\n"
+                   "      <target port='0'/>\n"
+                   "    </serial>\n"
+                   "    <console type='unix'>\n"
+                   "      <source mode='bind' path='{0}'/>\n"
+                   "      <log file='{1}' append='off'/>\n"
+                   "      <target type='serial' port='0'/>\n"
+                   "    </console>\n",
+                   escapePath(config.consoleSocket), escapePath(config.consoleLog));
+  }
   fmt::format_to(out,
                  "    <channel type='unix'>\n"
                  "      <source mode='bind' path='{}'/>\n"
@@ -203,6 +237,12 @@ std::string kernelCommandLine(const std::string& instanceName, const std::string
   if (gateway) cmdline += fmt::format(" {}={}", kCmdlineGateway, *gateway);
   if (rootSerial) cmdline += fmt::format(" {}={}", kCmdlineRoot, *rootSerial);
   return cmdline;
+}
+
+std::string resolverCommandLine(const std::string& nameserver, const std::string& search) {
+  std::string words = fmt::format(" {}={}", kCmdlineDns, nameserver);
+  if (!search.empty()) words += fmt::format(" {}={}", kCmdlineSearch, search);
+  return words;
 }
 
 std::string ownerOf(std::string_view element) {

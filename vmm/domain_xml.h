@@ -18,10 +18,10 @@ std::string_view acceleratorName(Accelerator accelerator);  // "kvm" | "tcg"
 enum class Machine { Pc, Microvm };
 std::string_view machineName(Machine machine);  // "pc" | "microvm"
 
-struct NicConfig {           // filled by the networking milestone; absent: no NIC at all
-  std::string tapName;       // "crl-t-web1", created by QEMU (libvirt <interface type='ethernet'>), or by
-                             // corral for a QEMU that is not root (vmm/qemu.h)
-  std::string mac;           // "52:54:00:xx:xx:xx"
+struct NicConfig {      // filled by the networking milestone; absent: no NIC at all
+  std::string tapName;  // "crl-t-web1", created by QEMU (libvirt <interface type='ethernet'>), or by
+                        // corral for a QEMU that is not root (vmm/qemu.h)
+  std::string mac;      // "52:54:00:xx:xx:xx"
 };
 
 // A virtio-blk disk. The guest finds it by its serial (/sys/block/vdX/serial), not by its vdX letter: the
@@ -35,8 +35,8 @@ struct DiskConfig {
 };
 
 struct DomainConfig {
-  std::string domainName;      // "corral-web-1": virsh list shows which instance it is
-  std::string instanceName;    // "web-1", also stored in <metadata> under corral's namespace
+  std::string domainName;    // "corral-web-1": virsh list shows which instance it is
+  std::string instanceName;  // "web-1", also stored in <metadata> under corral's namespace
   // Which corrald made it (its VM directory), stored in the same <metadata> element: two corralds that
   // share a domain prefix leave each other's domains alone (ownerOf). Empty: no owner attribute.
   std::string owner;
@@ -46,9 +46,12 @@ struct DomainConfig {
   int vcpus = 1;
   std::filesystem::path kernel;
   std::filesystem::path initrd;
-  std::string cmdline;                  // the whole kernel command line
-  std::filesystem::path consoleLog;     // serial console (ttyS0) written to this file, truncated at start
-  std::filesystem::path agentSocket;    // virtio-serial channel kAgentChannel, libvirt binds this socket
+  std::string cmdline;                // the whole kernel command line
+  std::filesystem::path consoleLog;   // serial console (ttyS0) written to this file, truncated at start
+  std::filesystem::path agentSocket;  // virtio-serial channel kAgentChannel, libvirt binds this socket
+  // The serial console as a unix socket QEMU listens on (`corral console`), its output still logged to
+  // consoleLog; empty: the console goes to consoleLog only.
+  std::filesystem::path consoleSocket;
   std::optional<NicConfig> nic;
   std::vector<DiskConfig> disks = {};  // vda, vdb, ... in this order
   // TCG only: QEMU's translation cache in MiB (libvirt's <tb-cache>); 0 leaves QEMU's default, 1 GiB,
@@ -86,6 +89,9 @@ std::string kernelCommandLine(const std::string& instanceName, const std::string
                               const std::optional<std::string>& ipWithPrefix,
                               const std::optional<std::string>& gateway,
                               const std::optional<std::string>& rootSerial = std::nullopt);
+// The resolver words for a VM in a VPC: " corral.dns=A.B.C.D corral.search=DOMAIN" (empty `search`: no
+// search word).
+std::string resolverCommandLine(const std::string& nameserver, const std::string& search);
 
 // What corral's minimal kernel (images/build-guest-kernel) is told on top of kernelCommandLine(), each
 // measured in vmm/README.md ("Where the cold boot's time goes"): " pty.legacy_count=0" always (pty_init

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -192,6 +193,7 @@ struct Qemu::Vm {
   std::filesystem::path runDir;
   QemuRunFiles files;
   std::filesystem::path agentSocket;  // QEMU's; left behind by a killed QEMU, removed with the run directory
+  std::filesystem::path consoleSocket;  // the same (empty: the console goes to a file only)
   pid_t pid = 0;
   UniqueFd pidfd;
   UniqueFd wake;  // eventfd: the engine is closing, the watcher returns and leaves the VM running
@@ -271,6 +273,8 @@ void Qemu::adopt(const std::filesystem::path& runDir) {
   const bool live = record.is_object() && pidfd && isQemuOf(*pid, vm->files.pidFile) && !exited(pidfd->get());
   if (record.is_object() && record.contains("agent_socket") && record["agent_socket"].is_string())
     vm->agentSocket = record["agent_socket"].get<std::string>();
+  if (record.is_object() && record.contains("console_socket") && record["console_socket"].is_string())
+    vm->consoleSocket = record["console_socket"].get<std::string>();
   if (!live) {
     // Ended while no engine watched, and still a zombie child of this process (started by it, engine
     // closed and opened again): reaped, when the zombie's name says it is a QEMU (a pid is not reused
@@ -284,6 +288,7 @@ void Qemu::adopt(const std::filesystem::path& runDir) {
       removeCgroup(record["name"].get<std::string>());
     std::error_code ec;
     if (!vm->agentSocket.empty()) std::filesystem::remove(vm->agentSocket, ec);
+    if (!vm->consoleSocket.empty()) std::filesystem::remove(vm->consoleSocket, ec);
     std::filesystem::remove_all(runDir, ec);
     std::filesystem::remove(options_.runRoot, ec);  // when it was the last
     return;
@@ -361,6 +366,7 @@ void Qemu::watch(const std::shared_ptr<Vm>& vm) {
     vm->events.reset();
     std::error_code ec;
     if (!vm->agentSocket.empty()) std::filesystem::remove(vm->agentSocket, ec);
+    if (!vm->consoleSocket.empty()) std::filesystem::remove(vm->consoleSocket, ec);
     std::filesystem::remove_all(vm->runDir, ec);
     {
       std::lock_guard lock(mutex_);
@@ -403,6 +409,7 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
   vm->runDir = options_.runRoot / runDirName(config.domainName);
   vm->files = QemuRunFiles::in(vm->runDir);
   vm->agentSocket = config.agentSocket;
+  vm->consoleSocket = config.consoleSocket;
   std::error_code ec;
   {
     std::lock_guard lock(mutex_);                         // the last VM's watcher removes the root under it
@@ -422,30 +429,39 @@ Result<DomainInfo> Qemu::launch(const DomainConfig& config, bool paused, bool in
                 {"instance", vm->instance},
                 {"owner", vm->owner},
                 {"uuid", vm->uuid},
-                {"agent_socket", config.agentSocket.string()}}
+                {"agent_socket", config.agentSocket.string()},
+                {"console_socket", config.consoleSocket.string()}}
                .dump()
         << "\n";
     if (!out)
       return fail(systemError(errno, fmt::format("write(\"{}\")", (vm->runDir / kRecordFile).string())));
   }
   std::filesystem::remove(config.agentSocket, ec);
+  if (!config.consoleSocket.empty()) std::filesystem::remove(config.consoleSocket, ec);
   DomainInfo info;
   const auto spawning = Clock::now();
   UniqueFd tap;
   if (options_.user) {
-    // What a QEMU that is not root writes: its run directory (pidfile, QMP sockets), the console log (made
+    // What a QEMU that is not root opens: its run directory (pidfile, QMP sockets), the console log (made
     // here when missing), the agent socket's directory, the disks.
     std::vector<std::filesystem::path> handed = {vm->runDir, config.consoleLog,
                                                  config.agentSocket.parent_path()};
+    if (!config.consoleSocket.empty() &&
+        config.consoleSocket.parent_path() != config.agentSocket.parent_path())
+      handed.push_back(config.consoleSocket.parent_path());
     if (!std::filesystem::exists(config.consoleLog)) {
       UniqueFd made(::open(config.consoleLog.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
       if (!made) return fail(systemError(errno, fmt::format("open(\"{}\")", config.consoleLog.string())));
     }
-    for (const auto& disk : config.disks)
-      if (!disk.readOnly) handed.push_back(disk.path);
+    for (const auto& disk : config.disks) handed.push_back(disk.path);  // read-only ones are opened too
     for (const auto& path : handed) {
       if (Status ok = handOver(path, *options_.user); !ok)
         return fail(ok.error().wrap(fmt::format("start VM {}", vm->name)));
+    }
+    // The agent socket's directory (the VM's, where its disks are) is the user's alone.
+    if (::chmod(config.agentSocket.parent_path().c_str(), 0700) != 0) {
+      return fail(systemError(errno, fmt::format("start VM {}: chmod(\"{}\", 0700)", vm->name,
+                                                 config.agentSocket.parent_path().string())));
     }
     if (config.nic) {
       auto opened = openTap(config.nic->tapName);

@@ -50,10 +50,14 @@ std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles
   argv.insert(argv.end(), {"-m", std::to_string(memoryMiB), "-smp", std::to_string(config.vcpus), "-display",
                            "none", "-no-reboot", "-kernel", config.kernel.string(), "-initrd",
                            config.initrd.string(), "-append", config.cmdline});
-  argv.insert(argv.end(), {"-chardev",
-                           fmt::format("file,id=console,path={}{}", optionValue(config.consoleLog.string()),
-                                       launch.incoming ? ",append=on" : ""),
-                           "-serial", "chardev:console"});
+  const std::string consoleBackend =
+      config.consoleSocket.empty()
+          ? fmt::format("file,id=console,path={}{}", optionValue(config.consoleLog.string()),
+                        launch.incoming ? ",append=on" : "")
+          : fmt::format("socket,id=console,path={},server=on,wait=off,logfile={},logappend={}",
+                        optionValue(config.consoleSocket.string()), optionValue(config.consoleLog.string()),
+                        launch.incoming ? "on" : "off");
+  argv.insert(argv.end(), {"-chardev", consoleBackend, "-serial", "chardev:console"});
   argv.insert(argv.end(), {"-chardev",
                            fmt::format("socket,id=agent,path={},server=on,wait=off",
                                        optionValue(config.agentSocket.string())),

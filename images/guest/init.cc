@@ -25,6 +25,7 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -62,6 +64,8 @@ struct BootParams {
   std::optional<in_addr_t> gateway;
   std::string mac;
   std::string rootSerial;           // corral.root: the virtio disk holding the root filesystem
+  std::optional<in_addr_t> nameserver;  // corral.dns: network byte order
+  std::string search;                   // corral.search
   std::vector<std::string> errors;  // malformed corral.* values, logged to the console
 
   // corral.hostname, else corral.name, else "corral".
@@ -101,6 +105,12 @@ inline std::optional<in_addr_t> parseIpv4(std::string_view text) {
   in_addr address{};
   if (copy.empty() || inet_pton(AF_INET, copy.c_str(), &address) != 1) return std::nullopt;
   return address.s_addr;
+}
+
+// A resolver search domain as corral writes it: lowercase letters, digits, dots and dashes, 1 to 253 bytes.
+inline bool isDomainName(std::string_view text) {
+  return !text.empty() && text.size() <= 253 &&
+         text.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") == std::string_view::npos;
 }
 
 // "A.B.C.D/LEN" with LEN 0..32.
@@ -153,6 +163,18 @@ inline BootParams parseCmdline(std::string_view cmdline) {
       params.mac = value;
     } else if (key == vmm::kCmdlineRoot) {
       params.rootSerial = value;
+    } else if (key == vmm::kCmdlineDns) {
+      if (const auto server = parseIpv4(value)) {
+        params.nameserver = *server;
+      } else {
+        params.errors.push_back(std::string(key) + "=\"" + std::string(value) + "\": not A.B.C.D");
+      }
+    } else if (key == vmm::kCmdlineSearch) {
+      if (isDomainName(value)) {
+        params.search = value;
+      } else {
+        params.errors.push_back(std::string(key) + "=\"" + std::string(value) + "\": not a domain name");
+      }
     }
   }
   if (params.hostname.size() > 64) {
@@ -225,15 +247,117 @@ struct SetIdentityRequest {
   std::optional<std::array<uint8_t, 6>> mac;    // absent: no NIC, the network is left alone
   std::optional<std::pair<in_addr_t, int>> ip;  // absent: eth0 is left down
   std::optional<in_addr_t> gateway;
+  std::optional<in_addr_t> nameserver;  // absent: /etc/resolv.conf is left as the snapshot has it
+  std::string search;                   // the resolver's search domain; only with a nameserver
   std::vector<uint8_t> seed;  // host random bytes mixed into the guest's pool, credited as entropy
   int64_t unixNs = 0;
+};
+// "open": an interactive session (vmm/agent_protocol.h), the host's number for it.
+struct OpenRequest {
+  int64_t id;
+  int64_t session;
+  std::vector<std::string> command;  // never empty: /bin/sh when the host sent []
+  std::vector<std::string> env;
+  bool tty = false;
+  bool stdinOpen = true;
+  uint16_t rows = 0, cols = 0;
+};
+// The requests on a running session, which carry no id and get no answer.
+struct SessionRequest {
+  enum class Op { Input, Ack, Resize, CloseInput, Signal, Close } op;
+  int64_t session;
+  std::string data;    // input: the decoded bytes
+  uint64_t bytes = 0;  // ack
+  uint16_t rows = 0, cols = 0;
+  int signal = 0;
 };
 struct BadRequest {
   std::optional<int64_t> id;
   std::string reason;
+  bool answered = true;  // false: a malformed session request, which has no id to answer; logged instead
 };
-using Request =
-    std::variant<HelloRequest, ExecRequest, ShutdownRequest, SetClockRequest, SetIdentityRequest, BadRequest>;
+using Request = std::variant<HelloRequest, ExecRequest, ShutdownRequest, SetClockRequest, SetIdentityRequest,
+                             OpenRequest, SessionRequest, BadRequest>;
+
+// "rows"/"cols": absent or 0..65535.
+inline std::optional<uint16_t> windowDimension(const json& request, const char* key) {
+  const auto it = request.find(key);
+  if (it == request.end() || it->is_null()) return uint16_t{0};
+  if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > 65535) return std::nullopt;
+  return static_cast<uint16_t>(it->get<int64_t>());
+}
+
+inline Request parseSessionRequest(const std::string& op, const json& request) {
+  auto bad = [&](const std::string& why) { return BadRequest{std::nullopt, op + ": " + why, false}; };
+  const auto session = request.find("session");
+  if (session == request.end() || !session->is_number_integer()) return bad("\"session\" must be an integer");
+  SessionRequest parsed{SessionRequest::Op::Input, session->get<int64_t>(), {}, 0, 0, 0, 0};
+  if (op == "input") {
+    const auto data = request.find("data");
+    auto bytes = data != request.end() && data->is_string()
+                     ? vmm::base64Decode(data->get_ref<const std::string&>())
+                     : std::nullopt;
+    if (!bytes) return bad("\"data\" must be base64");
+    parsed.data = std::move(*bytes);
+  } else if (op == "ack") {
+    parsed.op = SessionRequest::Op::Ack;
+    const auto bytes = request.find("bytes");
+    if (bytes == request.end() || !bytes->is_number_unsigned())
+      return bad("\"bytes\" must be a non-negative integer");
+    parsed.bytes = bytes->get<uint64_t>();
+  } else if (op == "resize") {
+    parsed.op = SessionRequest::Op::Resize;
+    const auto rows = windowDimension(request, "rows"), cols = windowDimension(request, "cols");
+    if (!rows || !cols) return bad("\"rows\" and \"cols\" must be integers from 0 to 65535");
+    parsed.rows = *rows, parsed.cols = *cols;
+  } else if (op == "close_input") {
+    parsed.op = SessionRequest::Op::CloseInput;
+  } else if (op == "signal") {
+    parsed.op = SessionRequest::Op::Signal;
+    const auto signal = request.find("signal");
+    if (signal == request.end() || !signal->is_number_integer() || signal->get<int64_t>() < 1 ||
+        signal->get<int64_t>() > 64)
+      return bad("\"signal\" must be a signal number from 1 to 64");
+    parsed.signal = signal->get<int>();
+  } else if (op == "close") {
+    parsed.op = SessionRequest::Op::Close;
+  } else {
+    return bad("unknown op without an \"id\"");
+  }
+  return parsed;
+}
+
+// The strings of an "env" array, each K=V; an error names the op.
+inline std::optional<std::string> parseEnv(const json& request, const char* op,
+                                           std::vector<std::string>& out);
+
+inline Request parseOpen(int64_t id, const json& request) {
+  OpenRequest open{id, 0, {}, {}, false, true, 0, 0};
+  const auto session = request.find("session");
+  if (session == request.end() || !session->is_number_integer())
+    return BadRequest{id, "open: \"session\" must be an integer"};
+  open.session = session->get<int64_t>();
+  if (const auto command = request.find("command"); command != request.end() && !command->is_null()) {
+    if (!command->is_array()) return BadRequest{id, "open: \"command\" must be an array of strings"};
+    for (const auto& word : *command) {
+      if (!word.is_string()) return BadRequest{id, "open: \"command\" must be an array of strings"};
+      open.command.push_back(word.get<std::string>());
+    }
+  }
+  if (open.command.empty()) open.command = {"/bin/sh"};
+  if (open.command.front().empty()) return BadRequest{id, "open: command[0] is empty"};
+  if (auto error = parseEnv(request, "open", open.env)) return BadRequest{id, *error};
+  for (const auto& [key, flag] : {std::pair{"tty", &open.tty}, std::pair{"stdin", &open.stdinOpen}}) {
+    const auto it = request.find(key);
+    if (it == request.end() || it->is_null()) continue;
+    if (!it->is_boolean()) return BadRequest{id, std::string("open: \"") + key + "\" must be a boolean"};
+    *flag = it->get<bool>();
+  }
+  const auto rows = windowDimension(request, "rows"), cols = windowDimension(request, "cols");
+  if (!rows || !cols) return BadRequest{id, "open: \"rows\" and \"cols\" must be integers from 0 to 65535"};
+  open.rows = *rows, open.cols = *cols;
+  return open;
+}
 
 inline constexpr size_t kMinSeedBytes = 32;
 inline constexpr size_t kMaxSeedBytes = 512;
@@ -278,7 +402,7 @@ inline std::optional<std::vector<uint8_t>> parseHex(std::string_view text) {
 }
 
 inline Request parseSetIdentity(int64_t id, const json& request) {
-  SetIdentityRequest identity{id, {}, std::nullopt, std::nullopt, std::nullopt, {}, 0};
+  SetIdentityRequest identity{id, {}, std::nullopt, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0};
   const auto hostname = request.find("hostname");
   if (hostname == request.end() || !hostname->is_string() ||
       hostname->get_ref<const std::string&>().empty() || hostname->get_ref<const std::string&>().size() > 64)
@@ -300,6 +424,18 @@ inline Request parseSetIdentity(int64_t id, const json& request) {
     if (!identity.gateway || !identity.ip)
       return BadRequest{id, "set_identity: \"gateway\" must be \"A.B.C.D\" (with an \"ip\") or null"};
   }
+  if (const auto server = request.find("nameserver"); server != request.end() && !server->is_null()) {
+    identity.nameserver =
+        server->is_string() ? parseIpv4(server->get_ref<const std::string&>()) : std::nullopt;
+    if (!identity.nameserver)
+      return BadRequest{id, "set_identity: \"nameserver\" must be \"A.B.C.D\" or null"};
+  }
+  if (const auto search = request.find("search"); search != request.end() && !search->is_null()) {
+    const bool domain = search->is_string() && isDomainName(search->get_ref<const std::string&>());
+    if (!domain || !identity.nameserver)
+      return BadRequest{id, "set_identity: \"search\" must be a domain name (with a \"nameserver\") or null"};
+    identity.search = search->get<std::string>();
+  }
   const auto seed = request.find("seed");
   auto bytes = seed != request.end() && seed->is_string() ? parseHex(seed->get_ref<const std::string&>())
                                                           : std::nullopt;
@@ -320,6 +456,8 @@ inline Request parseRequest(std::string_view line) {
   const json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded()) return BadRequest{std::nullopt, "request is not valid JSON"};
   if (!request.is_object()) return BadRequest{std::nullopt, "request is not a JSON object"};
+  if (const auto op = request.find("op"); op != request.end() && op->is_string() && !request.contains("id"))
+    return parseSessionRequest(op->get<std::string>(), request);
   const auto idField = request.find("id");
   if (idField == request.end() || !idField->is_number_integer()) {
     return BadRequest{std::nullopt, "request has no integer \"id\""};
@@ -338,6 +476,7 @@ inline Request parseRequest(std::string_view line) {
     return SetClockRequest{id, unixNs->get<int64_t>()};
   }
   if (op == "set_identity") return parseSetIdentity(id, request);
+  if (op == "open") return parseOpen(id, request);
   if (op != "exec") return BadRequest{id, "unknown op \"" + op + "\""};
 
   ExecRequest exec{id, {}, {}, kDefaultExecTimeoutMs};
@@ -350,17 +489,7 @@ inline Request parseRequest(std::string_view line) {
     exec.command.push_back(word.get<std::string>());
   }
   if (exec.command.front().empty()) return BadRequest{id, "exec: command[0] is empty"};
-  if (const auto env = request.find("env"); env != request.end() && !env->is_null()) {
-    if (!env->is_array()) return BadRequest{id, "exec: \"env\" must be an array of \"K=V\" strings"};
-    for (const auto& entry : *env) {
-      if (!entry.is_string()) return BadRequest{id, "exec: \"env\" must be an array of \"K=V\" strings"};
-      const auto& text = entry.get_ref<const std::string&>();
-      if (text.find('=') == std::string::npos || text.front() == '=') {
-        return BadRequest{id, "exec: env entry \"" + toValidUtf8(text) + "\" is not K=V"};
-      }
-      exec.env.push_back(text);
-    }
-  }
+  if (auto error = parseEnv(request, "exec", exec.env)) return BadRequest{id, *error};
   if (const auto timeout = request.find("timeout_ms"); timeout != request.end() && !timeout->is_null()) {
     if (!timeout->is_number_integer() || timeout->get<int64_t>() <= 0 ||
         timeout->get<int64_t>() > INT32_MAX) {
@@ -369,6 +498,22 @@ inline Request parseRequest(std::string_view line) {
     exec.timeoutMs = static_cast<int>(timeout->get<int64_t>());
   }
   return exec;
+}
+
+inline std::optional<std::string> parseEnv(const json& request, const char* op,
+                                           std::vector<std::string>& out) {
+  const auto env = request.find("env");
+  if (env == request.end() || env->is_null()) return std::nullopt;
+  const std::string notStrings = std::string(op) + ": \"env\" must be an array of \"K=V\" strings";
+  if (!env->is_array()) return notStrings;
+  for (const auto& entry : *env) {
+    if (!entry.is_string()) return notStrings;
+    const auto& text = entry.get_ref<const std::string&>();
+    if (text.find('=') == std::string::npos || text.front() == '=')
+      return std::string(op) + ": env entry \"" + toValidUtf8(text) + "\" is not K=V";
+    out.push_back(text);
+  }
+  return std::nullopt;
 }
 
 // The environment of an exec'd command: a sane default with the request's K=V entries applied on top
@@ -806,6 +951,32 @@ inline void setIpv4(int sock, const char* name, unsigned long request, in_addr_t
     logConsole("ioctl(%s, \"%s\"): %s", what, name, std::strerror(errno));
 }
 
+// "nameserver A.B.C.D" and "search DOMAIN" from corral.dns and corral.search, into the root the workload
+// sees (after corral.root switched to the image's). A symlink there (systemd-resolved's) is replaced.
+// Empty on success, else what failed (also logged on the console).
+inline std::string writeResolvConf(const BootParams& params) {
+  if (!params.nameserver) return {};
+  char server[INET_ADDRSTRLEN] = {};
+  in_addr address{.s_addr = *params.nameserver};
+  ::inet_ntop(AF_INET, &address, server, sizeof server);
+  std::string text = std::string("nameserver ") + server + "\n";
+  if (!params.search.empty()) text += "search " + params.search + "\n";
+  auto failed = [](const char* what) {
+    std::string error = std::string(what) + ": " + std::strerror(errno);
+    logConsole("%s", error.c_str());
+    return error;
+  };
+  if (::mkdir("/etc", 0755) != 0 && errno != EEXIST) return failed("mkdir(\"/etc\")");
+  ::unlink("/etc/resolv.conf");
+  const int fd = ::open("/etc/resolv.conf", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return failed("open(\"/etc/resolv.conf\")");
+  std::string error;
+  if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    error = failed("write(\"/etc/resolv.conf\")");
+  ::close(fd);
+  return error;
+}
+
 inline void configureNetwork(const BootParams& params) {
   const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (sock < 0) {
@@ -1046,9 +1217,13 @@ struct ChildLaunch {
   const char* workdir;                    // chdir here,
   const char* fallbackWorkdir = nullptr;  // or here when that fails (nullptr: the step fails)
   const Identity* who = nullptr;          // the ids to run as (nullptr: root, as the init)
+  int stdinFd = -1;                       // -1: /dev/null
   int stdoutFd = -1;                      // -1: the console stays
   int stderrFd = -1;
   int failureFd = -1;  // a failed step's errno is written here; -1: it is logged on the console
+  // A terminal to make the controlling one and stdin, stdout and stderr (a session's pty slave, the
+  // console's tty); the fds above are then unused.
+  const char* terminal = nullptr;
 };
 
 // In the forked child, async-signal-safe calls only: signals unblocked, a session of its own, stdin
@@ -1059,13 +1234,25 @@ struct ChildLaunch {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::setsid();
-  const int devnull = ::open("/dev/null", O_RDONLY);
-  if (devnull >= 0) ::dup2(devnull, 0);
-  if (launch.stdoutFd >= 0) ::dup2(launch.stdoutFd, 1);
-  if (launch.stderrFd >= 0) ::dup2(launch.stderrFd, 2);
   const char* step = "chdir";
-  bool ready = ::chdir(launch.workdir) == 0 ||
-               (launch.fallbackWorkdir != nullptr && ::chdir(launch.fallbackWorkdir) == 0);
+  bool ready = true;
+  if (launch.terminal != nullptr) {
+    step = "open terminal";
+    const int terminal = ::open(launch.terminal, O_RDWR);
+    ready = terminal >= 0 && (step = "TIOCSCTTY", ::ioctl(terminal, TIOCSCTTY, 1) == 0);
+    if (ready) {
+      for (int fd = 0; fd <= 2; ++fd) ::dup2(terminal, fd);
+      if (terminal > 2) ::close(terminal);
+    }
+  } else {
+    const int input = launch.stdinFd >= 0 ? launch.stdinFd : ::open("/dev/null", O_RDONLY);
+    if (input >= 0) ::dup2(input, 0);
+    if (launch.stdoutFd >= 0) ::dup2(launch.stdoutFd, 1);
+    if (launch.stderrFd >= 0) ::dup2(launch.stderrFd, 2);
+  }
+  if (ready) step = "chdir";
+  ready = ready && (::chdir(launch.workdir) == 0 ||
+                    (launch.fallbackWorkdir != nullptr && ::chdir(launch.fallbackWorkdir) == 0));
   if (ready && launch.who != nullptr) {
     const Identity& who = *launch.who;
     ready = (step = "setgroups", ::setgroups(who.groups.size(), who.groups.data()) == 0) &&
@@ -1165,18 +1352,27 @@ class Init {
                static_cast<long long>(readyMs), static_cast<long long>(initStartedMs_),
                static_cast<long long>(readyMs - initStartedMs_), params_.effectiveHostname().c_str());
     if (portFd_ >= 0) readyPending_ = true;
+    consoleTerminal_ = consoleDevice();
+    if (!consoleTerminal_.empty()) logConsole("press Enter on the console for a shell");
 
     while (true) {
       // A request signalled while a command ran was read off the signalfd by then: acted on before polling.
       if (powerSignal_ != 0) powerOffTellingHost(powerRequestName(powerSignal_));
       std::vector<pollfd> fds;
       if (signalFd_ >= 0) fds.push_back({signalFd_, POLLIN, 0});
+      const size_t buttonsIndex = fds.size();
       for (const int fd : powerButtons_) fds.push_back({fd, POLLIN, 0});
       const size_t portIndex = fds.size();
       // While the host side is closed the port polls as HUP; then it is looked at again every 50 ms.
       const bool watchPort = portFd_ >= 0 && !hostClosed_;
       if (watchPort) fds.push_back({portFd_, static_cast<short>(POLLIN | (readyPending_ ? POLLOUT : 0)), 0});
-      const int timeout = portFd_ < 0 ? 1000 : (hostClosed_ ? 50 : -1);
+      // The console's input, while no shell runs there: a line (Enter) starts one.
+      const bool watchConsole = consoleShellPid_ < 0 && !consoleTerminal_.empty();
+      const size_t consoleIndex = fds.size();
+      if (watchConsole) fds.push_back({STDIN_FILENO, POLLIN, 0});
+      const bool sessionsEnding = pollSessions(fds);
+      int timeout = portFd_ < 0 ? 1000 : (hostClosed_ ? 50 : -1);
+      if (sessionsEnding) timeout = timeout < 0 ? 50 : std::min(timeout, 50);
       const int n = ::poll(fds.data(), fds.size(), timeout);
       if (n < 0 && errno != EINTR) {
         logConsole("poll: %s", std::strerror(errno));
@@ -1186,12 +1382,11 @@ class Init {
       hostClosed_ = false;
       reapChildren();
       if (powerSignal_ != 0) powerOffTellingHost(powerRequestName(powerSignal_));
-      for (size_t i = 0; i < fds.size(); ++i) {
-        if (i == portIndex && watchPort) continue;
-        if (fds[i].fd != signalFd_ && (fds[i].revents & POLLIN) && powerButtonPressed(fds[i].fd)) {
-          powerOffTellingHost("power button");
-        }
+      for (size_t i = buttonsIndex; i < portIndex; ++i) {
+        if ((fds[i].revents & POLLIN) && powerButtonPressed(fds[i].fd)) powerOffTellingHost("power button");
       }
+      if (watchConsole && (fds[consoleIndex].revents & POLLIN)) startConsoleShell();
+      if (portFd_ >= 0 && !hostClosed_) serviceSessions();
       if (portFd_ < 0) {
         openPort(0);
         if (portFd_ >= 0) readyPending_ = true;
@@ -1201,8 +1396,10 @@ class Init {
       const short revents = fds[portIndex].revents;
       if (revents & POLLIN) {
         readPort();
+        // A request may have changed a session without a descriptor to wake the next poll (close_input).
+        if (!hostClosed_) serviceSessions();
       } else if (revents & (POLLHUP | POLLERR)) {
-        hostClosed_ = true;
+        hostWentAway();
         continue;
       }
       if (readyPending_ && (revents & POLLOUT)) {
@@ -1218,11 +1415,11 @@ class Init {
     char buffer[65536];
     const ssize_t n = ::read(portFd_, buffer, sizeof(buffer));
     if (n == 0) {
-      hostClosed_ = true;
+      hostWentAway();
       return;
     }
     if (n < 0) {
-      if (errno != EAGAIN && errno != EINTR) hostClosed_ = true;
+      if (errno != EAGAIN && errno != EINTR) hostWentAway();
       return;
     }
     reader_.feed(std::string_view(buffer, static_cast<size_t>(n)));
@@ -1253,6 +1450,10 @@ class Init {
       }
     } else if (const auto* identity = std::get_if<SetIdentityRequest>(&request)) {
       setIdentity(*identity);
+    } else if (const auto* open = std::get_if<OpenRequest>(&request)) {
+      openSession(*open);
+    } else if (const auto* onSession = std::get_if<SessionRequest>(&request)) {
+      sessionRequest(*onSession);
     } else if (const auto* shutdown = std::get_if<ShutdownRequest>(&request)) {
       json reply = json::object();
       reply["id"] = shutdown->id;
@@ -1261,7 +1462,10 @@ class Init {
       powerOffTellingHost("shutdown request");
     } else {
       const auto& bad = std::get<BadRequest>(request);
-      send(errorReply(bad.id, bad.reason));
+      if (bad.answered)
+        send(errorReply(bad.id, bad.reason));
+      else
+        logConsole("agent: %s", bad.reason.c_str());
     }
   }
 
@@ -1276,6 +1480,13 @@ class Init {
     if (error.empty() && ::sethostname(identity.hostname.data(), identity.hostname.size()) != 0)
       error = "sethostname(\"" + identity.hostname + "\"): " + std::strerror(errno);
     if (error.empty() && identity.mac) error = applyNetworkIdentity(identity);
+    if (error.empty() && identity.nameserver) {
+      // The snapshot's resolv.conf is the template's: the clone's subnet has its own resolver.
+      BootParams resolver;
+      resolver.nameserver = identity.nameserver;
+      resolver.search = identity.search;
+      error = writeResolvConf(resolver);
+    }
     if (!error.empty()) {
       send(errorReply(identity.id, error));
       return;
@@ -1345,6 +1556,15 @@ class Init {
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
       if (pid == execPid_) execStatus_ = status;
+      for (auto& [number, session] : sessions_) {
+        if (pid != session.pid) continue;
+        session.status = status;
+        session.endedAt = monotonicMs();
+      }
+      if (pid == consoleShellPid_) {
+        consoleShellPid_ = -1;
+        logConsole("console shell ended; press Enter for another");
+      }
       if (pid == workloadPid_) {
         if (WIFEXITED(status)) logConsole("workload exited with status %d", WEXITSTATUS(status));
         if (WIFSIGNALED(status)) logConsole("workload killed by signal %d", WTERMSIG(status));
@@ -1459,6 +1679,322 @@ class Init {
     return outcome;
   }
 
+  // ---- Interactive sessions (vmm/agent_protocol.h "open") ----
+
+  // A session's program and its streams. With a tty, input and stdout are the same pty master.
+  struct Session {
+    pid_t pid = -1;
+    bool tty = false;
+    int input = -1;             // the pty master or the write end of the program's stdin; -1 once closed
+    int outputs[2] = {-1, -1};  // the read ends of stdout (the pty master) and stderr
+    std::string pendingInput;   // from the host, not yet written: at most a window
+    bool closeInputWhenWritten = false;
+    uint64_t outputInFlight = 0;  // sent to the host and not acked yet
+    std::optional<int> status;    // the wait status once reaped
+    int64_t endedAt = 0, lastOutputAt = 0;
+  };
+
+  static void closeSession(Session& session) {
+    int closed[3] = {-1, -1, -1};
+    int count = 0;
+    for (const int fd : {session.input, session.outputs[0], session.outputs[1]}) {
+      if (fd < 0 || std::find(closed, closed + count, fd) != closed + count) continue;
+      ::close(fd);
+      closed[count++] = fd;
+    }
+    session.input = session.outputs[0] = session.outputs[1] = -1;
+  }
+
+  void openSession(const OpenRequest& request) {
+    if (sessions_.count(request.session) != 0) {
+      send(errorReply(request.id, "open: session " + std::to_string(request.session) + " is already open"));
+      return;
+    }
+    if (sessions_.size() >= vmm::kAgentMaxSessions) {
+      send(errorReply(request.id,
+                      "open: " + std::to_string(vmm::kAgentMaxSessions) + " sessions are open already"));
+      return;
+    }
+    Session session;
+    session.tty = request.tty;
+    std::string ptyPath;
+    int childIn = -1, childOut = -1, childErr = -1;
+    auto failed = [&](const std::string& what) {
+      const std::string reason = "open: " + what + ": " + std::strerror(errno);
+      closeSession(session);
+      for (const int fd : {childIn, childOut, childErr}) {
+        if (fd >= 0) ::close(fd);
+      }
+      send(errorReply(request.id, reason));
+    };
+    if (request.tty) {
+      const int master = ::open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+      if (master < 0) return failed("open(\"/dev/pts/ptmx\")");
+      session.input = session.outputs[0] = master;
+      int unlock = 0, number = -1;
+      if (::ioctl(master, TIOCSPTLCK, &unlock) != 0 || ::ioctl(master, TIOCGPTN, &number) != 0)
+        return failed("ioctl(TIOCSPTLCK, TIOCGPTN)");
+      ptyPath = "/dev/pts/" + std::to_string(number);
+      if (request.rows != 0 || request.cols != 0) {
+        const winsize size{request.rows, request.cols, 0, 0};
+        if (::ioctl(master, TIOCSWINSZ, &size) != 0) return failed("ioctl(TIOCSWINSZ)");
+      }
+    } else {
+      int in[2] = {-1, -1}, out[2], err[2];
+      if (request.stdinOpen && ::pipe2(in, O_CLOEXEC) != 0) return failed("pipe2");
+      session.input = in[1], childIn = in[0];
+      if (::pipe2(out, O_CLOEXEC) != 0) return failed("pipe2");
+      session.outputs[0] = out[0], childOut = out[1];
+      if (::pipe2(err, O_CLOEXEC) != 0) return failed("pipe2");
+      session.outputs[1] = err[0], childErr = err[1];
+      for (const int fd : {session.input, session.outputs[0], session.outputs[1]}) {
+        if (fd >= 0) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+      }
+    }
+    int failure[2];
+    if (::pipe2(failure, O_CLOEXEC) != 0) return failed("pipe2");
+    std::vector<std::string> overrides = baseEnv_;
+    overrides.insert(overrides.end(), request.env.begin(), request.env.end());
+    const auto env = execEnvironment(overrides);
+    std::vector<char*> argv, envp;
+    for (const auto& word : request.command) argv.push_back(const_cast<char*>(word.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& entry : env) envp.push_back(const_cast<char*>(entry.c_str()));
+    envp.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      execChild({.argv = argv.data(),
+                 .envp = envp.data(),
+                 .what = "session",
+                 .workdir = "/root",
+                 .fallbackWorkdir = "/",
+                 .stdinFd = childIn,
+                 .stdoutFd = childOut,
+                 .stderrFd = childErr,
+                 .failureFd = failure[1],
+                 .terminal = request.tty ? ptyPath.c_str() : nullptr});
+    }
+    ::close(failure[1]);
+    if (pid < 0) {
+      ::close(failure[0]);
+      return failed("fork");
+    }
+    for (const int fd : {childIn, childOut, childErr}) {
+      if (fd >= 0) ::close(fd);
+    }
+    childIn = childOut = childErr = -1;
+    int childErrno = 0;
+    const bool startFailed = ::read(failure[0], &childErrno, sizeof(childErrno)) == sizeof(childErrno);
+    ::close(failure[0]);
+    if (startFailed) {
+      closeSession(session);  // the child exited 127; reapChildren reaps it
+      // "field": the request's command is what failed (no such program, not executable), not the guest.
+      json reply = errorReply(
+          request.id, "open: start \"" + request.command.front() + "\": " + std::strerror(childErrno));
+      reply["field"] = "command";
+      send(reply);
+      return;
+    }
+    session.pid = pid;
+    sessions_.emplace(request.session, std::move(session));
+    json reply = json::object();
+    reply["id"] = request.id;
+    reply["ok"] = true;
+    reply["session"] = request.session;
+    reply["pty"] = request.tty ? json(ptyPath) : json(nullptr);
+    send(reply);
+  }
+
+  void sessionRequest(const SessionRequest& request) {
+    const auto found = sessions_.find(request.session);
+    if (found == sessions_.end()) return;  // ended (its exit event may cross this request) or never opened
+    Session& session = found->second;
+    using Op = SessionRequest::Op;
+    switch (request.op) {
+      case Op::Input:
+        // The host keeps within the window; more is dropped rather than buffered without bound.
+        if (session.input >= 0 &&
+            session.pendingInput.size() + request.data.size() <= vmm::kAgentSessionWindow)
+          session.pendingInput += request.data;
+        else
+          sendWritten(request.session, request.data.size());
+        break;
+      case Op::Ack:
+        session.outputInFlight -= std::min<uint64_t>(request.bytes, session.outputInFlight);
+        break;
+      case Op::Resize:
+        if (session.tty && session.input >= 0) {
+          const winsize size{request.rows, request.cols, 0, 0};
+          ::ioctl(session.input, TIOCSWINSZ, &size);
+        }
+        break;
+      case Op::CloseInput:
+        if (!session.tty) session.closeInputWhenWritten = true;
+        break;
+      case Op::Signal:
+        ::kill(-session.pid, request.signal);
+        break;
+      case Op::Close:
+        if (!session.status) {
+          ::kill(-session.pid, SIGKILL);
+          ::kill(session.pid, SIGKILL);
+        }
+        closeSession(session);
+        sessions_.erase(found);  // reapChildren reaps the program
+        break;
+    }
+  }
+
+  // The host closed its end of the channel (corrald stopped or lost the connection): nobody reads the
+  // sessions any more, and a later connection numbers its own from 1 again, so they end here, killed.
+  void hostWentAway() {
+    hostClosed_ = true;
+    for (auto& [number, session] : sessions_) {
+      if (!session.status) {
+        ::kill(-session.pid, SIGKILL);
+        ::kill(session.pid, SIGKILL);
+      }
+      closeSession(session);
+    }
+    sessions_.clear();
+  }
+
+  void sendWritten(int64_t number, size_t bytes) {
+    json event = json::object();
+    event["session"] = number;
+    event["event"] = "written";
+    event["bytes"] = bytes;
+    send(event);
+  }
+
+  // Adds the sessions' streams to `fds`: output while the host's window has room, input while bytes wait.
+  // True when a session's program ended and its output is still being read (poll then wakes every 50 ms).
+  bool pollSessions(std::vector<pollfd>& fds) const {
+    bool ending = false;
+    for (const auto& [number, session] : sessions_) {
+      const bool room = session.outputInFlight < vmm::kAgentSessionWindow;
+      for (const int fd : session.outputs) {
+        if (fd >= 0 && room) fds.push_back({fd, POLLIN, 0});
+      }
+      if (session.input >= 0 && !session.pendingInput.empty()) fds.push_back({session.input, POLLOUT, 0});
+      if (session.status) ending = true;
+    }
+    return ending;
+  }
+
+  // Moves bytes both ways without blocking, then ends the sessions whose program ended and whose output
+  // was read to the end.
+  void serviceSessions() {
+    const int64_t now = monotonicMs();
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      const int64_t number = it->first;
+      Session& session = it->second;
+      if (session.input >= 0 && !session.pendingInput.empty()) {
+        const ssize_t n = ::write(session.input, session.pendingInput.data(), session.pendingInput.size());
+        if (n > 0) {
+          session.pendingInput.erase(0, static_cast<size_t>(n));
+          sendWritten(number, static_cast<size_t>(n));
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+          // The program closed its stdin (EPIPE; PID 1 gets no SIGPIPE): what waits is dropped, and acked
+          // so the host does not stall.
+          sendWritten(number, session.pendingInput.size());
+          session.pendingInput.clear();
+          if (!session.tty) session.closeInputWhenWritten = true;
+        }
+      }
+      if (session.closeInputWhenWritten && session.pendingInput.empty() && session.input >= 0) {
+        ::close(session.input);
+        session.input = -1;
+      }
+      for (int stream = 0; stream < 2; ++stream) {
+        while (session.outputs[stream] >= 0 && session.outputInFlight < vmm::kAgentSessionWindow) {
+          char buffer[vmm::kAgentSessionChunk];
+          const size_t room =
+              std::min<size_t>(sizeof(buffer), vmm::kAgentSessionWindow - session.outputInFlight);
+          const ssize_t n = ::read(session.outputs[stream], buffer, room);
+          if (n > 0) {
+            json event = json::object();
+            event["session"] = number;
+            event["event"] = "output";
+            event["stream"] = stream == 0 ? "stdout" : "stderr";
+            event["data"] = vmm::base64Encode(std::string_view(buffer, static_cast<size_t>(n)));
+            send(event);
+            session.outputInFlight += static_cast<uint64_t>(n);
+            session.lastOutputAt = now;
+            continue;
+          }
+          if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+          // EOF, or EIO from a pty master whose slave every process closed.
+          if (session.tty) {
+            closeSession(session);
+          } else {
+            ::close(session.outputs[stream]);
+            session.outputs[stream] = -1;
+          }
+        }
+      }
+      const bool outputOpen = session.outputs[0] >= 0 || session.outputs[1] >= 0;
+      const bool canRead = session.outputInFlight < vmm::kAgentSessionWindow;
+      // A background process may keep the pty or a pipe open: 250 ms without output after the program
+      // ended (while the host's window had room) ends the session, as for exec.
+      const bool quiet = canRead && now - std::max(session.endedAt, session.lastOutputAt) >= 250;
+      if (!session.status || (outputOpen && !quiet)) {
+        ++it;
+        continue;
+      }
+      ExecOutcome ended;
+      applyWaitStatus(ended, *session.status);
+      json event = json::object();
+      event["session"] = number;
+      event["event"] = "exit";
+      event["exit_code"] = ended.exitCode ? json(*ended.exitCode) : json(nullptr);
+      event["signal"] = ended.signal ? json(*ended.signal) : json(nullptr);
+      send(event);
+      closeSession(session);
+      it = sessions_.erase(it);
+    }
+  }
+
+  // ---- The console shell ----
+
+  // The tty behind /dev/console (the last of /sys/class/tty/console/active), or "" when the console is no
+  // terminal (then no shell is offered).
+  static std::string consoleDevice() {
+    if (!::isatty(STDIN_FILENO)) return {};
+    std::string active = readSmallFile("/sys/class/tty/console/active");
+    while (!active.empty() && (active.back() == '\n' || active.back() == ' ')) active.pop_back();
+    const size_t space = active.rfind(' ');
+    const std::string name = space == std::string::npos ? active : active.substr(space + 1);
+    if (name.empty()) return {};
+    return "/dev/" + name;
+  }
+
+  // A root shell (the image's /bin/sh, or the initramfs's) in a session of its own with the console's tty
+  // as its controlling terminal; no login, as the console is reachable only through corrald.
+  void startConsoleShell() {
+    ::tcflush(STDIN_FILENO, TCIFLUSH);  // the Enter that asked for it
+    const auto env = execEnvironment(baseEnv_);
+    std::vector<char*> envp;
+    for (const auto& entry : env) envp.push_back(const_cast<char*>(entry.c_str()));
+    envp.push_back(nullptr);
+    char shell[] = "/bin/sh";
+    char* argv[] = {shell, nullptr};
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      execChild({.argv = argv,
+                 .envp = envp.data(),
+                 .what = "console shell",
+                 .workdir = "/root",
+                 .fallbackWorkdir = "/",
+                 .terminal = consoleTerminal_.c_str()});
+    }
+    if (pid < 0) {
+      logConsole("console shell: fork: %s", std::strerror(errno));
+      return;
+    }
+    consoleShellPid_ = pid;
+  }
+
   static ExecOutcome startFailure(const char* what) {
     ExecOutcome outcome;
     outcome.exitCode = 127;
@@ -1481,6 +2017,9 @@ class Init {
   std::optional<int> workloadEnd_;  // the workload's wait status once it ended
   int powerSignal_ = 0;             // a halt, poweroff or reboot request signalled to PID 1
   std::vector<std::string> baseEnv_;
+  std::map<int64_t, Session> sessions_;  // by the host's session number
+  std::string consoleTerminal_;          // "/dev/ttyS0"; "" when the console offers no shell
+  pid_t consoleShellPid_ = -1;
 };
 
 // The boot sequence, in order: pseudo filesystems → console → page reporting order → modules → command line →
@@ -1514,6 +2053,7 @@ class Init {
     }
     workload = std::get<Workload>(std::move(config));
   }
+  writeResolvConf(params);
   Init init(initStartedMs, std::move(params));
   init.setupSignals();
   init.openPort(5000);

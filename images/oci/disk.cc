@@ -146,19 +146,35 @@ Result<fs::path> baseDisk(const ImageStore& store, const Image& image) {
   return target;
 }
 
-Status createInstanceDisk(const fs::path& base, const fs::path& path) {
-  if (fs::exists(path)) return fail(conflict("instance disk \"{}\" exists already", path.string()));
+namespace {
+
+// Runs `args` (qemu-img ...), its output in PATH.log while it runs; the error says what `doing` was.
+Status runQemuImg(const std::vector<std::string>& args, const fs::path& path, std::string_view doing) {
   fs::path log = path;
   log += ".log";
-  int code = runTool(
-      {"qemu-img", "create", "-q", "-f", "qcow2", "-b", base.string(), "-F", "raw", path.string()}, log);
+  int code = runTool(args, log);
   std::string why = tail(log);
   std::error_code ignored;
   fs::remove(log, ignored);
   if (code == 127)
     return fail(unavailable("qemu-img is not installed (scripts/install-deps installs qemu-utils)"));
-  if (code != 0) return fail(internalError("qemu-img create \"{}\": {}", path.string(), why));
+  if (code != 0) return fail(internalError("qemu-img {} \"{}\": {}", doing, path.string(), why));
   return {};
+}
+
+}  // namespace
+
+Status createInstanceDisk(const fs::path& base, const fs::path& path) {
+  if (fs::exists(path)) return fail(conflict("instance disk \"{}\" exists already", path.string()));
+  return runQemuImg(
+      {"qemu-img", "create", "-q", "-f", "qcow2", "-b", base.string(), "-F", "raw", path.string()}, path,
+      "create");
+}
+
+Status rebaseInstanceDisk(const fs::path& path, const fs::path& base) {
+  return runQemuImg(
+      {"qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-b", base.string(), "-F", "raw", path.string()},
+      path, "rebase");
 }
 
 }  // namespace corral::images

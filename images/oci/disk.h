@@ -16,7 +16,11 @@ namespace corral::images {
 Result<std::filesystem::path> baseDisk(const ImageStore& store, const Image& image);
 
 // A new qcow2 file at `path` whose backing file is `base` (raw); fails if `path` exists.
+// A relative `base` is taken relative to `path`'s directory (and kept relative in the file).
 Status createInstanceDisk(const std::filesystem::path& base, const std::filesystem::path& path);
+// Points the overlay at `path` to another backing file `base` (raw) with the same contents (qemu-img rebase
+// -u: only the header changes).
+Status rebaseInstanceDisk(const std::filesystem::path& path, const std::filesystem::path& base);
 
 // The size the ext4 image gets for a tree of `bytes` in `inodes` files: the tree with 25 % slack plus
 // 1 GiB for the guest's writes, rounded to MiB (sparse: unused space costs nothing on the host). Pure.

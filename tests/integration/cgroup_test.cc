@@ -170,7 +170,8 @@ class CgroupKernel : public ::testing::Test {
 };
 
 TEST_F(CgroupKernel, LimitsProcessesStatsKillAndDestroy) {
-  const ResourceLimits limits{.memoryBytes = 64 << 20, .cpuMillis = 500, .pids = 32, .cpuShares = {}};
+  const ResourceLimits limits{
+      .memoryBytes = 64 << 20, .cpuMillis = 500, .pids = 32, .cpuShares = {}, .hugepages = {}};
   auto cgroup = createCgroup(mode_, name_, limits, options());
   ASSERT_TRUE(cgroup) << cgroup.error().message();
   EXPECT_EQ((*cgroup)->relativePath(), fmt::format("/{}/{}", kParent, name_));
@@ -251,7 +252,8 @@ TEST_F(CgroupKernel, LimitsProcessesStatsKillAndDestroy) {
 
 TEST_F(CgroupKernel, OutOfMemoryKillsTheProcess) {
   auto cgroup = createCgroup(
-      mode_, name_, {.memoryBytes = 32 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
+      mode_, name_, {.memoryBytes = 32 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}, .hugepages = {}},
+      options());
   ASSERT_TRUE(cgroup) << cgroup.error().message();
   GatedChild child([] {
     constexpr size_t kSize = 256u << 20;
@@ -281,8 +283,9 @@ TEST_F(CgroupKernel, OutOfMemoryKillsTheProcess) {
 }
 
 TEST_F(CgroupKernel, ForkBombStopsAtPidsMax) {
-  auto cgroup = createCgroup(mode_, name_, {.memoryBytes = {}, .cpuMillis = {}, .pids = 16, .cpuShares = {}},
-                             options());
+  auto cgroup = createCgroup(
+      mode_, name_, {.memoryBytes = {}, .cpuMillis = {}, .pids = 16, .cpuShares = {}, .hugepages = {}},
+      options());
   ASSERT_TRUE(cgroup) << cgroup.error().message();
   int report[2];
   ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
@@ -347,8 +350,9 @@ TEST_F(CgroupKernel, ForkBombStopsAtPidsMax) {
 TEST_F(CgroupKernel, ReattachAfterRestart) {
   std::string path;
   {
-    auto cgroup = createCgroup(mode_, name_, {.memoryBytes = {}, .cpuMillis = {}, .pids = 8, .cpuShares = {}},
-                               options());
+    auto cgroup = createCgroup(
+        mode_, name_, {.memoryBytes = {}, .cpuMillis = {}, .pids = 8, .cpuShares = {}, .hugepages = {}},
+        options());
     ASSERT_TRUE(cgroup) << cgroup.error().message();
     path = (*cgroup)->path();
     (*cgroup)->release();  // the daemon keeps it, then "restarts"
@@ -379,7 +383,8 @@ TEST_F(CgroupKernel, ReattachAfterRestart) {
 TEST_F(CgroupKernel, UnreleasedCgroupIsRemovedWhenDropped) {
   {
     auto cgroup = createCgroup(
-        mode_, name_, {.memoryBytes = 16 << 20, .cpuMillis = 100, .pids = 4, .cpuShares = {}}, options());
+        mode_, name_,
+        {.memoryBytes = 16 << 20, .cpuMillis = 100, .pids = 4, .cpuShares = {}, .hugepages = {}}, options());
     ASSERT_TRUE(cgroup) << cgroup.error().message();
     for (const auto& dir : usedDirs()) EXPECT_TRUE(fs::is_directory(dir)) << dir;
   }
@@ -395,7 +400,8 @@ TEST_F(CgroupKernel, FailedLimitWriteRollsBack) {
     std::ofstream(cpuParent / "cpu.cfs_quota_us") << "10000";
     ASSERT_EQ(slurp(cpuParent / "cpu.cfs_quota_us"), "10000");
     auto cgroup = createCgroup(
-        mode_, name_, {.memoryBytes = 16 << 20, .cpuMillis = 500, .pids = 4, .cpuShares = {}}, rollback);
+        mode_, name_,
+        {.memoryBytes = 16 << 20, .cpuMillis = 500, .pids = 4, .cpuShares = {}, .hugepages = {}}, rollback);
     ASSERT_FALSE(cgroup);
     EXPECT_NE(
         cgroup.error().message().find(fmt::format(
@@ -408,7 +414,8 @@ TEST_F(CgroupKernel, FailedLimitWriteRollsBack) {
     fs::create_directories(parent);
     std::ofstream(parent / "cgroup.max.descendants") << "0";
     auto cgroup = createCgroup(
-        mode_, name_, {.memoryBytes = 16 << 20, .cpuMillis = 500, .pids = 4, .cpuShares = {}}, rollback);
+        mode_, name_,
+        {.memoryBytes = 16 << 20, .cpuMillis = 500, .pids = 4, .cpuShares = {}, .hugepages = {}}, rollback);
     ASSERT_FALSE(cgroup);
     EXPECT_NE(cgroup.error().message().find(fmt::format("mkdir(\"{}/{}\")", parent.string(), name_)),
               std::string::npos)
@@ -423,9 +430,10 @@ TEST_F(CgroupKernel, FailedLimitWriteRollsBack) {
 TEST_F(CgroupKernel, V2DriverNamesAMissingController) {
   CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid}});  // only there a v2 mount has no controllers
   const std::string unified = std::string(kCgroupRoot) + "/unified";
-  auto cgroup = createCgroup(CgroupMode::Unified, name_,
-                             {.memoryBytes = 16 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}},
-                             {.root = unified, .parent = kParent});
+  auto cgroup =
+      createCgroup(CgroupMode::Unified, name_,
+                   {.memoryBytes = 16 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}, .hugepages = {}},
+                   {.root = unified, .parent = kParent});
   ASSERT_FALSE(cgroup);
   EXPECT_EQ(cgroup.error().kind(), ErrorKind::Unavailable);
   EXPECT_NE(cgroup.error().message().find(fmt::format(

@@ -4,14 +4,18 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <linux/kcmp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -38,6 +42,12 @@ using nlohmann::json;
 // Per test process: ctest runs tests in parallel processes, and one test's teardown removes its parent.
 const std::string kCgroupParent = fmt::format("corral-test-runtime-{}", ::getpid());
 const fs::path kImageRootfs = fs::path(CORRAL_IMAGE_DIR) / "busybox" / "rootfs";
+// Sanitized builds start containers on a copy of the starter's memory (container/child.h SharedMemoryClone).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kStartSharesMemory = false;
+#else
+constexpr bool kStartSharesMemory = true;
+#endif
 
 std::string readFile(const fs::path& path) {
   std::ifstream in(path);
@@ -542,6 +552,100 @@ TEST_F(ContainerRuntimeTest, CgroupJoinFailureIsNamedAndLeavesNothing) {
   EXPECT_FALSE(fs::exists(c.bundleDir)) << "the bundle the failed start created is removed";
 }
 
+// A start does not copy the starter's address space (issue 15: the copy, and its teardown at the child's
+// execve, grew with corrald's heap): init runs on our memory (kcmp KCMP_VM) until its execve, and on its
+// own after it. Sanitized builds copy (SharedMemoryClone in container/child.h says why).
+TEST_F(ContainerRuntimeTest, InitSharesTheStartersMemoryUntilItsExecve) {
+  ContainerConfig c = config({"sleep", "30"});
+  long beforeGo = -2;
+  {
+    auto container = startContainer(c, Stdio{}, [&](pid_t pid) -> Status {
+      beforeGo = ::syscall(SYS_kcmp, ::getpid(), pid, KCMP_VM, 0, 0);
+      return {};
+    });
+    ASSERT_TRUE(container.has_value()) << container.error().message();
+    ASSERT_GE(beforeGo, 0) << "kcmp(KCMP_VM): " << std::strerror(errno);
+    // On a pure v2 host init is cloned straight into its group (clone3 CLONE_INTO_CGROUP), fork-like.
+    auto mode = container::detectCgroupMode();
+    ASSERT_TRUE(mode.has_value()) << mode.error().message();
+    const bool shares = kStartSharesMemory && *mode != container::CgroupMode::Unified;
+    EXPECT_EQ(beforeGo == 0, shares) << "kcmp(KCMP_VM) of init before \"go\": " << beforeGo;
+    EXPECT_NE(::syscall(SYS_kcmp, ::getpid(), container->pid(), KCMP_VM, 0, 0), 0)
+        << "after execve init has its own address space";
+  }
+  expectNothingLeft(c);
+}
+
+// A clone that fails (here: the starter's thread is in a v1 pids group that has room for the thread
+// that clones and not for the child) names the call with its flags, and leaves nothing behind.
+TEST_F(ContainerRuntimeTest, CloneFailureIsNamedAndLeavesNothing) {
+  CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid, CgroupMode::Legacy}});  // a thread's own group
+  const fs::path pidsRoot = fs::canonical("/sys/fs/cgroup/pids");
+  std::string original;
+  for (const auto& line : lines(readFile("/proc/thread-self/cgroup"))) {
+    if (line.find(":pids:") != std::string::npos) original = line.substr(line.find(":pids:") + 6);
+  }
+  ASSERT_FALSE(original.empty()) << "no pids line in /proc/thread-self/cgroup";
+  const fs::path limited = pidsRoot / kCgroupParent / "clone-limit";
+  fs::create_directories(limited);
+  auto writeTo = [](const fs::path& path, const std::string& value) {
+    std::ofstream out(path);
+    out << value;
+    out.close();
+    return out.good();
+  };
+  ASSERT_TRUE(writeTo(limited / "pids.max", "2"));
+  ASSERT_TRUE(writeTo(limited / "tasks", std::to_string(::gettid())));
+  ContainerConfig c = config({"true"});
+  auto container = startContainer(c, Stdio{});
+  EXPECT_TRUE(writeTo(pidsRoot / fs::path(original).relative_path() / "tasks", std::to_string(::gettid())));
+  EXPECT_EQ(::rmdir(limited.c_str()), 0) << std::strerror(errno);
+  ASSERT_FALSE(container.has_value());
+  const std::string message = container.error().message();
+  EXPECT_TRUE(message.starts_with(fmt::format("start container {}: clone({}CLONE_NEWPID", c.name,
+                                              kStartSharesMemory ? "CLONE_VM|CLONE_VFORK|" : "")))
+      << message;
+  EXPECT_TRUE(message.ends_with("): Resource temporarily unavailable")) << message;
+  EXPECT_EQ(container.error().errnum(), EAGAIN);
+  expectNothingLeft(c);
+  EXPECT_FALSE(fs::exists(c.bundleDir)) << "the bundle the failed start created is removed";
+}
+
+// The root's overlay is in the container's mount namespace only, not in the starter's (issue 15: each
+// clone(CLONE_NEWNS) copies the starter's table, and corrald's held every running container's overlay),
+// with a user namespace (idmapped layers) too; what the container writes lands in its upper directory.
+TEST_F(ContainerRuntimeTest, OverlayIsMountedInTheContainersNamespaceOnly) {
+  for (bool userNamespace : {false, true}) {
+    SCOPED_TRACE(userNamespace ? "user namespace" : "no user namespace");
+    ContainerConfig c = config({"sh", "-c", "echo written > /root/file; exec sleep 30"});
+    if (userNamespace) c.userNamespace = IdMapping{200000, 65536};
+    {
+      auto container = startContainer(c, Stdio{});
+      ASSERT_TRUE(container.has_value()) << container.error().message();
+      EXPECT_EQ(readFile("/proc/self/mountinfo").find(c.bundleDir.string()), std::string::npos)
+          << "the overlay is in the starter's mount table";
+      // A fork-like start (pure v2: clone3 into the group) returns before init has switched roots: wait.
+      bool rootIsOverlay = false;
+      for (int i = 0; i < 200 && !rootIsOverlay; ++i) {
+        if (i > 0) ::usleep(10000);
+        for (const auto& line : lines(readFile(fmt::format("/proc/{}/mountinfo", container->pid())))) {
+          std::istringstream fields(line);
+          std::string id, parent, device, root, mountPoint;
+          fields >> id >> parent >> device >> root >> mountPoint;
+          const size_t separator = line.find(" - ");
+          if (mountPoint == "/" && separator != std::string::npos)
+            rootIsOverlay = line.compare(separator + 3, 8, "overlay ") == 0;
+        }
+      }
+      EXPECT_TRUE(rootIsOverlay) << readFile(fmt::format("/proc/{}/mountinfo", container->pid()));
+      const fs::path written = c.bundleDir / "upper" / "root" / "file";
+      for (int i = 0; i < 200 && !fs::exists(written); ++i) ::usleep(10000);
+      EXPECT_EQ(readFile(written), "written\n");
+    }
+    expectNothingLeft(c);
+  }
+}
+
 TEST_F(ContainerRuntimeTest, CapAddAndDropAreReflected) {
   auto caps = resolveCapabilities({"NET_ADMIN"}, {"CHOWN", "NET_RAW"});
   ASSERT_TRUE(caps.has_value());
@@ -928,7 +1032,10 @@ TEST_F(ContainerRuntimeTest, RemoveBundleUnmountsAndDeletes) {
     container->release();  // destruction now leaves the cgroup and the bundle to us
   }
   EXPECT_TRUE(fs::exists(c.bundleDir / "upper" / "root" / "file"));
-  EXPECT_NE(readFile("/proc/self/mountinfo").find((c.bundleDir / "rootfs").string()), std::string::npos);
+  ASSERT_TRUE(fs::create_directories(c.bundleDir / "lower" / "0"));  // what a crash mid-start leaves
+  ASSERT_EQ(::mount("tmpfs", (c.bundleDir / "rootfs").c_str(), "tmpfs", 0, nullptr), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(::mount("tmpfs", (c.bundleDir / "lower" / "0").c_str(), "tmpfs", 0, nullptr), 0);
   auto removed = removeBundle(c.bundleDir);
   ASSERT_TRUE(removed.has_value()) << removed.error().message();
   EXPECT_FALSE(fs::exists(c.bundleDir));

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -160,20 +161,25 @@ inline std::string testDomainPrefix() {
   return "corral-t" + std::to_string(::getpid()) + "-";
 }
 
-// `virsh ARGS` against the system libvirtd: what it printed on stdout, to see libvirt's side with
-// libvirt's own tool.
-inline std::string virsh(const std::vector<std::string>& args) {
-  char pattern[] = "/tmp/corral-virsh-XXXXXX";
+// What `argv` printed on stdout (given 30 s), to see a tool's side of things with the tool itself.
+inline std::string programOutput(const std::vector<std::string>& argv) {
+  char pattern[] = "/tmp/corral-output-XXXXXX";
   int fd = ::mkstemp(pattern);
   if (fd < 0) return {};
   ::close(fd);
-  std::vector<std::string> argv = {"/usr/bin/virsh", "-c", "qemu:///system"};
-  argv.insert(argv.end(), args.begin(), args.end());
   pid_t pid = spawnProcess(argv, pattern, "/dev/null", OutputMode::Truncate);
   if (pid > 0) waitWithDeadline(pid, std::chrono::seconds(30));
   std::string out = readFile(pattern);
   ::unlink(pattern);
   return out;
+}
+
+// `virsh ARGS` against the system libvirtd: what it printed on stdout, to see libvirt's side with
+// libvirt's own tool.
+inline std::string virsh(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/usr/bin/virsh", "-c", "qemu:///system"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return programOutput(argv);
 }
 
 // The QEMU processes running a domain of this test process, whichever engine started them (both name the
@@ -245,6 +251,8 @@ class TestDaemon {
     std::string pattern = "/tmp/corral-" + name_ + "-XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp(" + pattern + ") failed");
     dir_ = pattern;
+    // Passable like /var/lib, so corrald's default --vm-user (auto: libvirt-qemu) can reach STATE_DIR/vms.
+    ::chmod(dir_.c_str(), 0711);
   }
   // The next start() runs corrald with these instead (a restart with other options, same state).
   void setExtraArgs(std::vector<std::string> extraArgs) { extraArgs_ = std::move(extraArgs); }

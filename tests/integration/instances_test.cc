@@ -330,6 +330,10 @@ TEST(Instances, ContainersSurviveADaemonKill) {
   Reply run = daemon.call("POST", "/v1/instances", runSpec("survivor", {"sleep", "1000"}));
   ASSERT_EQ(run.status, 201) << run.body.dump();
   const int pid = run.body["pid"].get<int>();
+  // Its overlay is in its own mount namespace only, not in corrald's (whose every start copied them all).
+  const std::string bundle = daemon.containersDir() + "/survivor";
+  EXPECT_EQ(slurp(fmt::format("/proc/{}/mountinfo", daemon.pid())).find(bundle), std::string::npos);
+  EXPECT_NE(slurp(fmt::format("/proc/{}/mountinfo", pid)).find(" / / "), std::string::npos);
 
   daemon.kill9();
   std::this_thread::sleep_for(200ms);

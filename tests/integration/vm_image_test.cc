@@ -4,6 +4,7 @@
 // them), a stop/start keeps them, and rm removes the overlay. Boots cost ~5 s each: the tests are few.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -73,6 +74,26 @@ json runReady(const TestDaemon& daemon, const std::string& name, const std::stri
   return ready;
 }
 
+// The uid a running instance's QEMU has (the Uid: line of /proc/PID/status); -1 when unreadable.
+long qemuUid(const json& instance) {
+  if (!instance["pid"].is_number()) return -1;
+  const std::string status =
+      corral::testing::readFile(fmt::format("/proc/{}/status", instance["pid"].get<int>()));
+  const size_t at = status.find("\nUid:\t");
+  return at == std::string::npos ? -1 : std::strtol(status.c_str() + at + 6, nullptr, 10);
+}
+
+// corrald's default --vm-user (auto): libvirt-qemu, which Debian's libvirt makes.
+long defaultVmUid() {
+  const passwd* account = ::getpwnam("libvirt-qemu");
+  return account == nullptr ? 0 : static_cast<long>(account->pw_uid);
+}
+
+mode_t modeOf(const fs::path& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 ? st.st_mode & 07777 : 0;
+}
+
 TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for libvirt";
   TestDaemon daemon("vmimg", {"--accelerator", "tcg"});
@@ -87,6 +108,20 @@ TEST(VmImage, BootsTheImageRunsItsEntrypointAndKeepsWritesPerInstance) {
   // corral's kernel (built before the integration tests) on microvm: the image's disks on virtio-mmio.
   EXPECT_EQ(a["vm"].value("kernel_source", ""), "corral") << a.dump(2);
   EXPECT_EQ(a["vm"].value("machine", ""), "microvm") << a.dump(2);
+  // Run by corral's own engine as the default VM user, who reaches the image's base disk only through the
+  // VM directory's hard link (the overlay's relative backing file); the state directory is passable, not
+  // listable, and the database and the image store in it stay root's.
+  EXPECT_EQ(qemuUid(a), defaultVmUid()) << a.dump(2);
+  const fs::path stateDir = fs::path(daemon.dir()) / "state";
+  EXPECT_EQ(modeOf(stateDir), defaultVmUid() == 0 ? 0700u : 0711u);
+  EXPECT_EQ(modeOf(stateDir / "state.db"), 0600u);
+  EXPECT_EQ(modeOf(stateDir / "images"), 0700u);
+  EXPECT_EQ(modeOf(stateDir / "containers"), 0700u);
+  EXPECT_EQ(modeOf(fs::path(daemon.vmsDir()) / "img-a"), 0700u);
+  const std::string backing = corral::testing::programOutput(
+      {"/usr/bin/qemu-img", "info", "-U", (fs::path(daemon.vmsDir()) / "img-a/root.qcow2").string()});
+  EXPECT_NE(backing.find("backing file: base.ext4"), std::string::npos) << backing;
+  EXPECT_EQ(modeOf(fs::path(daemon.vmsDir()) / "img-a/base.ext4"), defaultVmUid() == 0 ? 0644u : 0640u);
 
   // exec runs in the image's root (the initramfs has no such file), with the image's Env.
   EXPECT_EQ(execIn(daemon, "img-a", {"cat", "/etc/image-marker"}),
@@ -321,6 +356,10 @@ TEST(VmImage, WarmClonesOfAStoreImageHaveTheirOwnDisksAndAChangedImageANewSnapsh
   EXPECT_EQ(w2["boot"]["domain_steps"].value("snapshot", ""), key1);
   EXPECT_EQ(w2["boot"]["domain_steps"].value("snapshot_made", true), false) << w2["boot"].dump();
 
+  // Clones run as the default VM user too, on their own link to the base disk.
+  EXPECT_EQ(qemuUid(w1), defaultVmUid()) << w1.dump(2);
+  EXPECT_EQ(qemuUid(w2), defaultVmUid()) << w2.dump(2);
+  EXPECT_TRUE(fs::exists(fs::path(daemon.vmsDir()) / "w-2/base.ext4"));
   for (const char* name : {"w-1", "w-2"}) {
     SCOPED_TRACE(name);
     EXPECT_EQ(execIn(daemon, name, {"hostname"}), std::make_pair(0, std::string(name) + "\n"));

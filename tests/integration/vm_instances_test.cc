@@ -257,8 +257,9 @@ TEST(VmInstances, DirectEngineQemuHasItsOwnDevAndCgroupAndLeavesNoCgroup) {
       << "an adopted VM's cgroup outlived it";
 }
 
-// corrald --vm-user: the direct engine's QEMU runs as that user (libvirt-qemu where Debian's libvirt made it,
-// else nobody), the VM works as root's does, and an unknown user is refused at start, naming the option.
+// corrald --vm-user: the direct engine's QEMU runs as that user (auto, the default: libvirt-qemu where
+// Debian's libvirt made it), the VM works as root's does, and an unknown user is refused at start, naming
+// the option. A user that cannot reach VMS_DIR: refused when named, root (and why, in /v1/info) for auto.
 TEST(VmInstances, DirectEngineRunsQemuAsTheVmUser) {
   if (!requireRoot()) GTEST_SKIP() << "needs root for QEMU's tap and setuid";
   const passwd* account = ::getpwnam("libvirt-qemu");
@@ -271,13 +272,26 @@ TEST(VmInstances, DirectEngineRunsQemuAsTheVmUser) {
     EXPECT_FALSE(refused.start());
     EXPECT_NE(refused.log().find("vm-user"), std::string::npos) << refused.log();
   }
-  // The VMs' files outside the 0700 state directory (corrald refuses to start otherwise), and the test's
-  // temp directory above both searchable.
   TestDaemon daemon = vmDaemon({"--accelerator", "tcg", "--vm-user", user});
-  EXPECT_FALSE(daemon.start()) << "VMS_DIR under the 0700 state directory";
-  EXPECT_NE(daemon.log().find("vm-user: \"" + daemon.dir() + "/state\" is not searchable"), std::string::npos)
+  // The test's temp directory above the state directory closed: a named user is refused, auto is root.
+  ASSERT_EQ(::chmod(daemon.dir().c_str(), 0700), 0);
+  EXPECT_FALSE(daemon.start()) << "VMS_DIR unreachable by " << user;
+  EXPECT_NE(daemon.log().find("--vm-user: \"" + daemon.dir() + "\" is not searchable"), std::string::npos)
       << daemon.log();
-  daemon.setExtraArgs({"--accelerator", "tcg", "--vm-user", user, "--vms-dir", daemon.dir() + "/vms"});
+  if (user == "libvirt-qemu") {
+    daemon.setExtraArgs({"--accelerator", "tcg"});
+    ASSERT_TRUE(daemon.start()) << daemon.log();
+    json qemuUser = daemon.call("GET", "/v1/info").body["vms"]["qemu_user"];
+    EXPECT_EQ(qemuUser.value("mode", ""), "auto") << qemuUser.dump();
+    EXPECT_EQ(qemuUser.value("name", ""), "root") << qemuUser.dump();
+    EXPECT_NE(qemuUser.value("reason", "").find("cannot reach VMS_DIR"), std::string::npos)
+        << qemuUser.dump();
+    struct stat state {};
+    ASSERT_EQ(::stat((daemon.dir() + "/state").c_str(), &state), 0);
+    EXPECT_EQ(state.st_mode & 0777, 0700u) << "a state directory nobody needs to pass kept passable";
+    daemon.stop();
+  }
+  daemon.setExtraArgs({"--accelerator", "tcg", "--vm-user", user});
   ASSERT_EQ(::chmod(daemon.dir().c_str(), 0711), 0);
   ASSERT_TRUE(daemon.start()) << daemon.log();
   json vm = runReady(daemon, "unpriv");

@@ -1130,6 +1130,8 @@ TEST_F(Vpc, WarmVmsFromOneSnapshotAreDistinctMachinesThatTalk) {
     EXPECT_EQ(run(name, {"cat", "/sys/class/net/eth0/address"}), (*vm)["network"].value("mac", ""));
     EXPECT_NE(run(name, {"ip", "-4", "addr", "show", "eth0"}).find(ipOf(*vm) + "/24"), std::string::npos);
     EXPECT_NE(run(name, {"ip", "route"}).find("default via 10.0.1.1"), std::string::npos);
+    // The template's resolv.conf is replaced by the clone's subnet's resolver.
+    EXPECT_EQ(run(name, {"cat", "/etc/resolv.conf"}), "nameserver 10.0.1.2\nsearch prod.internal");
     macs.insert((*vm)["network"].value("mac", ""));
     ips.insert(ipOf(*vm));
     hostnames.insert(run(name, {"hostname"}));

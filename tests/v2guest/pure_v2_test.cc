@@ -85,9 +85,10 @@ TEST(PureV2, HostMountsOnlyCgroup2WithTheControllersEnabled) {
 TEST(PureV2, KillAllUsesCgroupKillAndReachesNestedGroups) {
   ASSERT_EQ(::geteuid(), 0) << "needs root";
   const std::string parent = fmt::format("corral-test-v2kill-{}", ::getpid());
-  auto cgroup = container::createCgroup(container::CgroupMode::Unified, "nested",
-                                        {.memoryBytes = {}, .cpuMillis = {}, .pids = 8, .cpuShares = {}},
-                                        {.root = "/sys/fs/cgroup", .parent = parent});
+  auto cgroup = container::createCgroup(
+      container::CgroupMode::Unified, "nested",
+      {.memoryBytes = {}, .cpuMillis = {}, .pids = 8, .cpuShares = {}, .hugepages = {}},
+      {.root = "/sys/fs/cgroup", .parent = parent});
   ASSERT_TRUE(cgroup) << cgroup.error().message();
   const fs::path group = (*cgroup)->path();
   ASSERT_TRUE(fs::exists(group / "cgroup.kill")) << "the kernel has cgroup.kill (5.14 and later)";

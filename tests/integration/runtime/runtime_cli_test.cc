@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "container/oci_config.h"
+#include "core/rollback.h"
 #include "tests/integration/runtime/runtime_test_support.h"
 #include "tests/integration/skip_guard.h"
 
@@ -69,12 +70,14 @@ struct Runtime {
     ++serial;
     std::vector<std::string> all = prefix;
     all.insert(all.end(), args.begin(), args.end());
+    // stdin: an empty file of the test's own, not /dev/null (runtime_test_support.h, runCommand).
+    const fs::path in = work / fmt("in", serial - 1);
     pid_t pid = ::fork();
     if (pid == 0) {
-      int devNull = ::open("/dev/null", O_RDONLY);
+      int emptyIn = ::open(in.c_str(), O_RDWR | O_CREAT, 0644);
       int outFd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       int errFd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(devNull, 0);
+      ::dup2(emptyIn, 0);
       ::dup2(outFd, 1);
       ::dup2(errFd, 2);
       if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
@@ -405,7 +408,15 @@ TEST_F(RuntimeCli, HooksRunInOrderWithTheStateOnStdin) {
     config["hooks"] = {
         {"prestart", hook("prestart")},
         {"createRuntime", hook("createRuntime")},
-        {"createContainer", hook("createContainer")},
+        // In the container's mount namespace, before pivot_root: its bind at <rootfs>/hooklog is there.
+        {"createContainer",
+         {{{"path", "/bin/sh"},
+           {"args",
+            {"sh", "-c",
+             "cat > " + (log / "createContainer.state").string() + "; echo createContainer >> " +
+                 (log / "order").string() + "; readlink /proc/self/ns/mnt > " + (log / "mntns").string() +
+                 "; grep -c ' " + (rootfs_ / "hooklog").string() + " ' /proc/self/mountinfo > " +
+                 (log / "seen").string()}}}}},
         {"startContainer",
          {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "echo startContainer >> /hooklog/order"}}}}},
         {"poststart", hook("poststart")},
@@ -418,6 +429,12 @@ TEST_F(RuntimeCli, HooksRunInOrderWithTheStateOnStdin) {
     Outcome created = runtime->run({"create", "--bundle", b.string(), "--pid-file", pidFile.string(), "h1"});
     ASSERT_EQ(created.exitCode, 0) << created.err;
     const pid_t pid = std::stoi(readFile(pidFile));
+    char initMountNamespace[128] = {};
+    ASSERT_GT(::readlink(("/proc/" + std::to_string(pid) + "/ns/mnt").c_str(), initMountNamespace,
+                         sizeof initMountNamespace - 1),
+              0);
+    EXPECT_EQ(readFile(log / "mntns"), std::string(initMountNamespace) + "\n");
+    EXPECT_EQ(readFile(log / "seen"), "1\n");
     ASSERT_EQ(runtime->run({"start", "h1"}).exitCode, 0);
     EXPECT_EQ(waitForProcess(pid), 0);
     EXPECT_EQ(runtime->run({"delete", "h1"}).exitCode, 0);
@@ -694,6 +711,495 @@ TEST_F(RuntimeCli, PreservedFdsReachTheProcess) {
   // Without the flag the caller's fd 3 stays behind (close-on-exec), as runc does.
   Outcome without = withFd.run({"run", "--bundle", b.string(), "fd2"});
   EXPECT_EQ(without.out, "4\n") << without.out;
+}
+
+}  // namespace
+}  // namespace corral
+
+namespace corral {
+namespace {
+
+// An image is other people's files: its symlinks at mount points, masked paths and /dev must be resolved
+// inside its root (runc's securejoin, crun's openat2), never on the host. Each case runs under corral-runtime
+// and crun on a fresh copy of the image; the host's sentinel directory and "/" must stay untouched.
+// crun 1.8 refuses a mount point through a symlink to nothing ("openat2 `mnt1`: No such file or
+// directory") where corral-runtime, as runc, makes the link's target inside the root; and it writes the
+// default device nodes through an image's "dev" symlink onto the host (checked here without crun).
+TEST_F(RuntimeCli, HostileRootfsSymlinksStayInsideTheRootLikeCrun) {
+  const fs::path sentinel = dir_ / "host-sentinel";
+  fs::create_directories(sentinel);
+  writeFile(sentinel / "keep", "host\n");
+  // A name no host has at its root, which an escaping mkdir would create there.
+  const std::string hostRootName = "corral-hostile-" + std::to_string(::getpid());
+  struct Case {
+    std::string name;
+    std::function<void(const fs::path& rootfs)> layout;
+    std::function<void(json&)> change;
+    std::string script;
+    std::string expected;
+    enum class Crun { Agrees, Refuses, Escapes } crun = Crun::Agrees;
+  };
+  const std::string inSentinel = sentinel.string();
+  auto mountAt = [](const std::string& destination) {
+    return [destination](json& c) {
+      c["mounts"].push_back({{"destination", destination},
+                             {"type", "tmpfs"},
+                             {"source", "tmpfs"},
+                             {"options", {"nosuid", "nodev", "size=64k"}}});
+    };
+  };
+  auto mountedAt = [](const std::string& path) { return "grep -c ' " + path + " ' /proc/self/mountinfo"; };
+  const std::vector<Case> cases = {
+      {"absolute-host-path", [&](const fs::path& rootfs) { fs::create_symlink(sentinel, rootfs / "mnt1"); },
+       mountAt("/mnt1/sub"), mountedAt(inSentinel + "/sub"), "1\n", Case::Crun::Refuses},
+      {"dotdot-chain",
+       [&](const fs::path& rootfs) {
+         fs::create_symlink("../../../../../../../../.." + inSentinel, rootfs / "up");
+       },
+       mountAt("/up/sub2"), mountedAt(inSentinel + "/sub2"), "1\n", Case::Crun::Refuses},
+      {"to-slash", [&](const fs::path& rootfs) { fs::create_symlink("/", rootfs / "slash"); },
+       mountAt("/slash/" + hostRootName), mountedAt("/" + hostRootName), "1\n"},
+      {"masked-symlink",
+       [&](const fs::path& rootfs) {
+         writeFile(rootfs / "etc" / "secret", "secret\n", fs::perms::owner_read | fs::perms::others_read);
+         fs::create_symlink("/etc/secret", rootfs / "masklink");
+       },
+       [](json& c) { c["linux"]["maskedPaths"].push_back("/masklink"); }, "echo \"[$(cat /etc/secret)]\"",
+       "[]\n"},
+      {"dev-symlink",
+       [&](const fs::path& rootfs) {
+         fs::remove_all(rootfs / "dev");
+         fs::create_symlink(sentinel, rootfs / "dev");
+       },
+       [](json& c) {
+         // No /dev tmpfs: the default nodes go into the image's "dev", a symlink to a host path.
+         auto& mounts = c["mounts"];
+         for (size_t i = mounts.size(); i-- > 0;)
+           if (mounts[i]["destination"].get<std::string>().starts_with("/dev")) mounts.erase(i);
+       },
+       "ls " + inSentinel + " | grep -c -E '^(null|zero|full|random|urandom|tty)$'", "6\n",
+       Case::Crun::Escapes},
+  };
+  for (const Case& hostile : cases) {
+    for (Runtime* runtime : {&corral_, &crun_}) {
+      if (runtime == &crun_ && hostile.crun == Case::Crun::Escapes) continue;
+      const bool refused = runtime == &crun_ && hostile.crun == Case::Crun::Refuses;
+      SCOPED_TRACE(hostile.name + " under " + runtime->name);
+      const fs::path copy = dir_ / ("hostile-" + hostile.name + "-" + runtime->name);
+      fs::create_directories(copy);
+      const fs::path rootfs = runtime_tests::copyImageRootfs(copy);
+      hostile.layout(rootfs);
+      const fs::path b =
+          bundle(hostile.name + "-" + runtime->name, {"sh", "-c", hostile.script}, [&](json& c) {
+            c["root"]["path"] = rootfs.string();
+            hostile.change(c);
+          });
+      Outcome outcome = runtime->run({"run", "--bundle", b.string(), "h1"});
+      if (refused) {
+        EXPECT_NE(outcome.exitCode, 0) << outcome.out;
+      } else {
+        EXPECT_EQ(outcome.exitCode, 0) << outcome.err;
+        EXPECT_EQ(outcome.out, hostile.expected) << outcome.err;
+      }
+      std::vector<std::string> hostEntries;
+      for (const auto& entry : fs::directory_iterator(sentinel))
+        hostEntries.push_back(entry.path().filename());
+      EXPECT_EQ(hostEntries, std::vector<std::string>{"keep"}) << "the host's directory was written to";
+      EXPECT_EQ(readFile(sentinel / "keep"), "host\n");
+      EXPECT_FALSE(fs::exists("/" + hostRootName)) << "the host's / was written to";
+      // Leave the host as it was even when the runtime did not.
+      for (const auto& entry : fs::directory_iterator(sentinel))
+        if (entry.path().filename() != "keep") fs::remove_all(entry.path());
+      if (fs::exists("/" + hostRootName)) fs::remove("/" + hostRootName);
+      runtime->run({"delete", "--force", "h1"});
+    }
+  }
+}
+
+}  // namespace
+}  // namespace corral
+
+namespace corral {
+namespace {
+
+// A command that passes create's lookup but cannot be executed (not a binary, no #!): execve fails after
+// `start` released init. `start` and `run` fail with the path and the errno, as runc's do, the error goes
+// to --log too, and the container is stopped.
+TEST_F(RuntimeCli, AnExecFailureAfterStartIsReportedByStartAndRun) {
+  writeFile(rootfs_ / "notexec", "this is not a program\n", fs::perms::owner_all | fs::perms::others_read);
+  const fs::path b = bundle("notexec", {"/notexec"});
+  const fs::path log = corral_.work / "log";
+  Runtime logged = corral_;
+  logged.prefix.insert(logged.prefix.begin() + 1, {"--log", log.string()});
+  ASSERT_EQ(logged.run({"create", "--bundle", b.string(), "e1"}).exitCode, 0);
+  Outcome started = logged.run({"start", "e1"});
+  EXPECT_NE(started.exitCode, 0);
+  for (const std::string& text : {started.err, readFile(log)}) {
+    EXPECT_NE(text.find("\"/notexec\""), std::string::npos) << text;
+    EXPECT_NE(text.find(std::strerror(ENOEXEC)), std::string::npos) << text;
+  }
+  EXPECT_EQ(logged.status("e1"), "stopped");
+  EXPECT_EQ(logged.run({"delete", "e1"}).exitCode, 0);
+
+  Outcome ran = corral_.run({"run", "--bundle", b.string(), "e2"});
+  EXPECT_NE(ran.exitCode, 0);
+  EXPECT_NE(ran.err.find("\"/notexec\""), std::string::npos) << ran.err;
+  EXPECT_NE(ran.err.find(std::strerror(ENOEXEC)), std::string::npos) << ran.err;
+  EXPECT_EQ(corral_.run({"list", "-q"}).out, "");
+  EXPECT_FALSE(cgroupExists("corral-runtime", "e2"));
+  // crun too fails the container, though at its own time: its `run` exits non-zero.
+  EXPECT_NE(crun_.run({"run", "--bundle", b.string(), "e3"}).exitCode, 0);
+}
+
+}  // namespace
+}  // namespace corral
+
+namespace corral {
+namespace {
+
+std::string namespaceLink(const std::string& path) {
+  char link[128] = {};
+  return ::readlink(path.c_str(), link, sizeof link - 1) > 0 ? std::string(link) : std::string("(none)");
+}
+
+// linux.namespaces with a path for pid (entered by the runtime around the clone: the process is born in
+// it) and for mount (the container's mounts and pivot_root then happen in it), as under crun.
+TEST_F(RuntimeCli, PidAndMountNamespacesAreJoinedByPathLikeCrun) {
+  for (Runtime* runtime : {&corral_, &crun_}) {
+    SCOPED_TRACE(runtime->name);
+    // The pid namespace to join: a sleeping container's.
+    const fs::path holder = bundle("pid-holder-" + runtime->name, {"sleep", "100"});
+    const fs::path pidFile = runtime->work / "holder-pid";
+    ASSERT_EQ(runtime->run({"create", "--bundle", holder.string(), "--pid-file", pidFile.string(), "holder"})
+                  .exitCode,
+              0);
+    const std::string holderPid = readFile(pidFile);
+    // The mount namespace to join: a fresh private one of its own, held by a sleep.
+    pid_t mountHolder = ::fork();
+    if (mountHolder == 0) {
+      ::execlp("unshare", "unshare", "-m", "--propagation", "private", "sleep", "100", nullptr);
+      ::_exit(127);
+    }
+    const std::string mountNs = "/proc/" + std::to_string(mountHolder) + "/ns/mnt";
+    for (int i = 0; i < 200 && namespaceLink(mountNs) == namespaceLink("/proc/self/ns/mnt"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_NE(namespaceLink(mountNs), namespaceLink("/proc/self/ns/mnt"));
+    const std::string expectedMountNs = namespaceLink(mountNs);
+    const fs::path b = bundle(
+        "joins-" + runtime->name,
+        {"sh", "-c", "readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt; test $$ != 1 && echo not-1"},
+        [&](json& c) {
+          for (auto& ns : c["linux"]["namespaces"]) {
+            if (ns["type"] == "pid") ns["path"] = "/proc/" + holderPid + "/ns/pid";
+            if (ns["type"] == "mount") ns["path"] = mountNs;
+          }
+        });
+    Outcome outcome = runtime->run({"run", "--bundle", b.string(), "j1"});
+    EXPECT_EQ(outcome.exitCode, 0) << outcome.err;
+    EXPECT_EQ(outcome.out,
+              namespaceLink("/proc/" + holderPid + "/ns/pid") + "\n" + expectedMountNs + "\nnot-1\n")
+        << outcome.err;
+    ::kill(mountHolder, SIGKILL);
+    waitForProcess(mountHolder);
+    EXPECT_EQ(runtime->run({"delete", "--force", "holder"}).exitCode, 0);
+  }
+}
+
+}  // namespace
+}  // namespace corral
+
+namespace corral {
+namespace {
+
+// A user namespace with one id range (linux.uidMappings / gidMappings): the process is root inside, the
+// host's ids outside the range are nobody, and the default devices are the host's nodes bound in (mknod is
+// refused there), as under crun.
+TEST_F(RuntimeCli, UserNamespaceWithIdMappingsLikeCrun) {
+  // crun makes the root private as the namespace's root, which host root's 0700 test directory refuses.
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+  std::string outputs[2];
+  int index = 0;
+  for (Runtime* runtime : {&corral_, &crun_}) {
+    SCOPED_TRACE(runtime->name);
+    const fs::path b =
+        bundle("userns-" + runtime->name,
+               {"sh", "-c",
+                "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; stat -c %u:%g /bin/busybox; "
+                "head -c 3 /dev/zero | od -An -tx1; echo $(hostname)"},
+               [&](json& c) {
+                 c["linux"]["namespaces"].push_back({{"type", "user"}});
+                 const json range = json::array({{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}});
+                 c["linux"]["uidMappings"] = range;
+                 c["linux"]["gidMappings"] = range;
+               });
+    Outcome outcome = runtime->run({"run", "--bundle", b.string(), "u1"});
+    EXPECT_EQ(outcome.exitCode, 0) << outcome.err;
+    outputs[index++] = outcome.out;
+  }
+  EXPECT_NE(outputs[0].find("100000"), std::string::npos) << outputs[0];
+  EXPECT_NE(outputs[0].find("\n0\n0\n65534:65534\n 00 00 00\ncorral\n"), std::string::npos) << outputs[0];
+  EXPECT_EQ(outputs[0], outputs[1]);
+  // Neither runtime gave a host file outside the bundle to the container's root.
+  struct stat devNull {};
+  ASSERT_EQ(::stat("/dev/null", &devNull), 0);
+  EXPECT_EQ(devNull.st_uid, 0u);
+  EXPECT_EQ(devNull.st_gid, 0u);
+}
+
+}  // namespace
+}  // namespace corral
+
+namespace corral {
+namespace {
+
+// CLOCK_BOOTTIME in seconds, as /proc/uptime's first field shows it to the reader.
+double uptimeSeconds(const std::string& text) {
+  return std::stod(text.substr(0, text.find(' ')));
+}
+
+// /proc/self/timens_offsets of a process that util-linux's unshare puts in a new time namespace with these
+// offsets: the reference. crun 1.8 fails on time namespaces ("cannot setns to target timens") and runc 1.1
+// does not know them ("namespace time does not exist"), so the kernel's own tool is the oracle here.
+std::string unshareTimeOffsets(const fs::path& work, const std::string& monotonic,
+                               const std::string& boottime) {
+  return runtime_tests::runCommand({"unshare", "--time", "--monotonic", monotonic, "--boottime", boottime,
+                                    "--fork", "cat", "/proc/self/timens_offsets"},
+                                   work / "unshare-out")
+      .out;
+}
+
+// A time namespace of the container's own with linux.timeOffsets: the process's /proc/uptime
+// (CLOCK_BOOTTIME) is ahead of the host's by the boottime offset and its timens_offsets read as unshare
+// makes them; an exec'd process and a startContainer hook are in the same namespace, while the runtime's
+// own createRuntime hook is not (the runtime went back to its own time namespace after the clone).
+TEST_F(RuntimeCli, TimeNamespaceWithOffsetsAsUnshareMakesIt) {
+  const std::string expected = unshareTimeOffsets(corral_.work, "100000", "200000");
+  ASSERT_NE(expected.find("200000"), std::string::npos) << expected;
+  const fs::path log = dir_ / "time-hooks";
+  fs::create_directories(log);
+  fs::create_directories(rootfs_ / "tmp");
+  const fs::path b = bundle(
+      "timens",
+      {"sh", "-c",
+       "cat /proc/self/timens_offsets > /tmp/offsets; cat /proc/uptime > /tmp/uptime.new; "
+       "mv /tmp/uptime.new /tmp/uptime; exec sleep 100"},
+      [&](json& c) {
+        c["root"]["readonly"] = false;
+        c["linux"]["namespaces"].push_back({{"type", "time"}});
+        c["linux"]["timeOffsets"] = {{"monotonic", {{"secs", 100000}, {"nanosecs", 0}}},
+                                     {"boottime", {{"secs", 200000}}}};
+        c["hooks"] = {
+            {"createRuntime",
+             {{{"path", "/bin/sh"},
+               {"args", {"sh", "-c", "cat /proc/self/timens_offsets > " + (log / "runtime").string()}}}}},
+            {"startContainer",
+             {{{"path", "/bin/sh"}, {"args", {"sh", "-c", "cat /proc/self/timens_offsets > /tmp/hook"}}}}}};
+      });
+  const double hostBefore = uptimeSeconds(readFile("/proc/uptime"));
+  const fs::path pidFile = corral_.work / "pid";
+  Outcome created = corral_.run({"create", "--bundle", b.string(), "--pid-file", pidFile.string(), "t1"});
+  ASSERT_EQ(created.exitCode, 0) << created.err;
+  const pid_t pid = std::stoi(readFile(pidFile));
+  ASSERT_EQ(corral_.run({"start", "t1"}).exitCode, 0);
+  for (int i = 0; i < 500 && !fs::exists(rootfs_ / "tmp" / "uptime"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const double hostAfter = uptimeSeconds(readFile("/proc/uptime"));
+  EXPECT_EQ(readFile(rootfs_ / "tmp" / "offsets"), expected);
+  const std::string uptime = readFile(rootfs_ / "tmp" / "uptime");
+  ASSERT_FALSE(uptime.empty());
+  const double inside = uptimeSeconds(uptime);
+  EXPECT_GE(inside, hostBefore + 200000 - 1) << uptime;
+  EXPECT_LE(inside, hostAfter + 200000 + 1) << uptime;
+  EXPECT_EQ(readFile(rootfs_ / "tmp" / "hook"), expected) << "startContainer runs in the container's";
+  EXPECT_EQ(readFile(log / "runtime"), unshareTimeOffsets(corral_.work, "0", "0"))
+      << "createRuntime runs in the runtime's own time namespace";
+  Outcome exec = corral_.run({"exec", "t1", "cat", "/proc/self/timens_offsets"});
+  EXPECT_EQ(exec.exitCode, 0) << exec.err;
+  EXPECT_EQ(exec.out, expected);
+  EXPECT_NE(namespaceLink("/proc/" + std::to_string(pid) + "/ns/time"), namespaceLink("/proc/self/ns/time"));
+  EXPECT_EQ(corral_.run({"kill", "t1", "KILL"}).exitCode, 0);
+  waitForProcess(pid);
+  EXPECT_EQ(corral_.run({"delete", "t1"}).exitCode, 0);
+}
+
+// linux.namespaces time with a path: the process is born in that namespace (entered by the runtime around
+// the clone) and reads its offsets; offsets with a joined namespace, and a path that is not a time
+// namespace, are refused by field and leave nothing.
+TEST_F(RuntimeCli, TimeNamespaceJoinedByPath) {
+  const fs::path holder = bundle("time-holder", {"sleep", "100"}, [](json& c) {
+    c["linux"]["namespaces"].push_back({{"type", "time"}});
+    c["linux"]["timeOffsets"] = {{"boottime", {{"secs", 300000}}}};
+  });
+  const fs::path pidFile = corral_.work / "holder-pid";
+  ASSERT_EQ(
+      corral_.run({"create", "--bundle", holder.string(), "--pid-file", pidFile.string(), "holder"}).exitCode,
+      0);
+  const std::string holderTime = "/proc/" + readFile(pidFile) + "/ns/time";
+  const fs::path b = bundle(
+      "time-join", {"sh", "-c", "readlink /proc/self/ns/time; cat /proc/self/timens_offsets"}, [&](json& c) {
+        c["linux"]["namespaces"].push_back({{"type", "time"}, {"path", holderTime}});
+      });
+  Outcome outcome = corral_.run({"run", "--bundle", b.string(), "j1"});
+  EXPECT_EQ(outcome.exitCode, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, namespaceLink(holderTime) + "\n" + unshareTimeOffsets(corral_.work, "0", "300000"));
+
+  const fs::path withOffsets = bundle("time-join-offsets", {"true"}, [&](json& c) {
+    c["linux"]["namespaces"].push_back({{"type", "time"}, {"path", holderTime}});
+    c["linux"]["timeOffsets"] = {{"monotonic", {{"secs", 1}}}};
+  });
+  Outcome refused = corral_.run({"create", "--bundle", withOffsets.string(), "x1"});
+  EXPECT_NE(refused.exitCode, 0);
+  EXPECT_NE(refused.err.find("/linux/timeOffsets"), std::string::npos) << refused.err;
+  const fs::path notTime = bundle("time-join-net", {"true"}, [&](json& c) {
+    c["linux"]["namespaces"].push_back(
+        {{"type", "time"}, {"path", "/proc/" + readFile(pidFile) + "/ns/net"}});
+  });
+  Outcome wrong = corral_.run({"create", "--bundle", notTime.string(), "x1"});
+  EXPECT_NE(wrong.exitCode, 0);
+  EXPECT_NE(wrong.err.find("CLONE_NEWTIME"), std::string::npos) << wrong.err;
+  EXPECT_NE(wrong.err.find("/ns/net"), std::string::npos) << wrong.err;
+  EXPECT_FALSE(fs::exists(corral_.root / "x1"));
+  EXPECT_FALSE(cgroupExists("corral-runtime", "x1"));
+  EXPECT_EQ(corral_.run({"delete", "--force", "holder"}).exitCode, 0);
+}
+
+}  // namespace
+}  // namespace corral
+
+namespace corral {
+namespace {
+
+// The hierarchy id of a controller in /proc/cgroups (0: not mounted as a v1 hierarchy).
+int v1HierarchyOf(const std::string& controller) {
+  std::istringstream lines(readFile("/proc/cgroups"));
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    std::string name;
+    int hierarchy = -1;
+    if (fields >> name >> hierarchy && name == controller) return hierarchy;
+  }
+  return -1;
+}
+
+// linux.resources.hugepageLimits on cgroup v1, for real, as under crun. This hybrid host leaves the hugetlb
+// controller unmounted (unused in the v2 tree), so the test mounts a hierarchy of its own, seen only in a
+// private mount namespace held by a sleeping shell: there /sys/fs/cgroup is rebuilt on a tmpfs from the
+// host's hierarchies (bound in) plus hugetlb, and both runtimes run in it (nsenter). Afterwards every group
+// in that hierarchy is removed and the namespace let go, so the controller goes back to the v2 tree
+// (checked in /proc/cgroups): nothing of it outlives the test. Outside it, the same bundle is refused.
+TEST_F(RuntimeCli, HugepageLimitsReachTheHugetlbCgroupLikeCrun) {
+  if (!fs::exists("/sys/kernel/mm/hugepages/hugepages-2048kB")) {
+    if (std::getenv("CORRAL_REQUIRE_PRIVILEGED") != nullptr) FAIL() << "no 2 MB huge pages on this kernel";
+    GTEST_SKIP() << "no 2 MB huge pages on this kernel";
+  }
+  ASSERT_EQ(v1HierarchyOf("hugetlb"), 0) << "this test needs the hugetlb controller free of v1 hierarchies";
+  auto limited = [&](const std::string& name) {
+    return bundle(name, {"sh", "-c", "grep hugetlb /proc/self/cgroup | cut -d: -f2-; exec sleep 100"},
+                  [](json& c) {
+                    c["linux"]["cgroupsPath"] = "corral-test-huge/h1";
+                    c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "2MB"}, {"limit", 8 << 20}}};
+                  });
+  };
+  // Outside the namespace, on this host as it is: refused, naming the controller, leaving nothing.
+  const fs::path plain = limited("huge-plain");
+  Outcome refused = corral_.run({"create", "--bundle", plain.string(), "h1"});
+  EXPECT_NE(refused.exitCode, 0);
+  EXPECT_NE(refused.err.find("the \"hugetlb\" cgroup v1 controller is not mounted"), std::string::npos)
+      << refused.err;
+  EXPECT_FALSE(fs::exists(corral_.root / "h1"));
+  EXPECT_FALSE(cgroupExists("corral-test-huge", "h1"));
+  const fs::path oddSize = bundle("huge-odd", {"true"}, [](json& c) {
+    c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "3MB"}, {"limit", 1}}};
+  });
+  Outcome odd = corral_.run({"create", "--bundle", oddSize.string(), "h2"});
+  EXPECT_NE(odd.exitCode, 0);
+  EXPECT_NE(odd.err.find("/linux/resources/hugepageLimits/0/pageSize"), std::string::npos) << odd.err;
+  EXPECT_NE(odd.err.find("2MB"), std::string::npos) << odd.err << ": names the host's sizes";
+
+  const fs::path setup = dir_ / "hugetlb-namespace";
+  writeFile(setup,
+            "#!/bin/sh\nset -e\nD=\"$1\"\nmkdir -p \"$D/host-cgroup\"\n"
+            "mount --rbind /sys/fs/cgroup \"$D/host-cgroup\"\n"
+            // Unmounted, not covered: hidden mounts would still be listed in mountinfo.
+            "umount -R /sys/fs/cgroup\n"
+            "mount -t tmpfs -o mode=755 cgroup-root /sys/fs/cgroup\n"
+            "for entry in \"$D\"/host-cgroup/*; do\n"
+            "  name=$(basename \"$entry\")\n"
+            "  if [ -L \"$entry\" ]; then ln -s \"$(readlink \"$entry\")\" \"/sys/fs/cgroup/$name\"\n"
+            "  else mkdir \"/sys/fs/cgroup/$name\"; mount --rbind \"$entry\" \"/sys/fs/cgroup/$name\"; fi\n"
+            "done\n"
+            "mkdir /sys/fs/cgroup/hugetlb\nmount -t cgroup -o hugetlb hugetlb /sys/fs/cgroup/hugetlb\n"
+            "touch \"$D/ready\"\nexec sleep 1000\n",
+            fs::perms::owner_all);
+  pid_t holder = ::fork();
+  if (holder == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);  // the namespace goes with the test, whatever happens
+    ::execlp("unshare", "unshare", "-m", "--propagation", "private", setup.c_str(), dir_.c_str(), nullptr);
+    ::_exit(127);
+  }
+  for (int i = 0; i < 500 && !fs::exists(dir_ / "ready"); ++i) {
+    if (::waitpid(holder, nullptr, WNOHANG) == holder) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!fs::exists(dir_ / "ready")) {
+    ::kill(holder, SIGKILL);
+    waitForProcess(holder);
+    FAIL() << "the private hugetlb hierarchy could not be mounted";
+  }
+  const std::string inNamespace = std::to_string(holder);
+  auto hostSide = [&](const std::string& command) {
+    return runtime_tests::runCommand({"nsenter", "-m", "-t", inNamespace, "sh", "-c", command},
+                                     dir_ / "nsenter-out")
+        .out;
+  };
+  const std::string group = "/sys/fs/cgroup/hugetlb/corral-test-huge/h1";
+  Runtime corralThere =
+      makeRuntime("corral-hugetlb", {"nsenter", "-m", "-t", inNamespace, CORRAL_RUNTIME_PATH});
+  Runtime crunThere = makeRuntime("crun-hugetlb", {"nsenter", "-m", "-t", inNamespace, crun_.prefix.front()});
+  // Whatever fails below: containers deleted, the hierarchy emptied of groups, then let go with the
+  // namespace, so hugetlb is the v2 tree's again.
+  Rollback release([&] {
+    for (Runtime* runtime : {&corralThere, &crunThere}) runtime->run({"delete", "--force", "h1"});
+    hostSide(
+        "find /sys/fs/cgroup/hugetlb -mindepth 1 -depth -type d -exec rmdir {} \\;; "
+        "rmdir /sys/fs/cgroup/*/corral-test-huge 2>/dev/null; true");
+    ::kill(holder, SIGKILL);
+    waitForProcess(holder);
+    // A hierarchy unmounted while a removed group was still dying stays, unmounted, with the controller:
+    // mounted again (the same hierarchy) and unmounted once that group is gone, it is released.
+    for (int i = 1; i <= 200 && v1HierarchyOf("hugetlb") != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (i % 40 != 0) continue;  // its release takes a while; help it along once a second or two
+      const fs::path again = dir_ / "hugetlb-again";
+      fs::create_directories(again);
+      runtime_tests::runCommand(
+          {"unshare", "-m", "--propagation", "private", "sh", "-c",
+           "mount -t cgroup -o hugetlb hugetlb " + again.string() + " && umount " + again.string()},
+          dir_ / "hugetlb-again-out");
+    }
+  });
+  const fs::path b = limited("huge");
+  for (Runtime* runtime : {&corralThere, &crunThere}) {
+    SCOPED_TRACE(runtime->name);
+    const fs::path pidFile = runtime->work / "pid";
+    Outcome created = runtime->run({"create", "--bundle", b.string(), "--pid-file", pidFile.string(), "h1"});
+    ASSERT_EQ(created.exitCode, 0) << created.err;
+    const std::string pid = readFile(pidFile);
+    EXPECT_EQ(hostSide("cat " + group + "/hugetlb.2MB.limit_in_bytes"), "8388608\n");
+    // runc writes the reservation limit too, where the kernel has one (5.7 and later).
+    if (runtime == &corralThere &&
+        hostSide("test -e /sys/fs/cgroup/hugetlb/hugetlb.2MB.rsvd.limit_in_bytes && echo yes") == "yes\n") {
+      EXPECT_EQ(hostSide("cat " + group + "/hugetlb.2MB.rsvd.limit_in_bytes"), "8388608\n");
+    }
+    EXPECT_NE(hostSide("cat " + group + "/cgroup.procs").find(pid), std::string::npos) << "init joined it";
+    ASSERT_EQ(runtime->run({"start", "h1"}).exitCode, 0);
+    EXPECT_EQ(runtime->run({"delete", "--force", "h1"}).exitCode, 0);
+    waitForProcess(std::stoi(pid));
+    EXPECT_EQ(hostSide("test -d " + group + " && echo left || echo gone"), "gone\n");
+  }
+  release.run();
+  EXPECT_EQ(v1HierarchyOf("hugetlb"), 0) << "the private hugetlb hierarchy outlived the test";
 }
 
 }  // namespace

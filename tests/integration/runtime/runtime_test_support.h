@@ -33,13 +33,16 @@ struct Outcome {
   std::string out;  // stdout and stderr together
 };
 
-// `argv` with stdin from /dev/null and its output in `outputFile`, waited for.
+// `argv` with stdin from an empty file of the test's own (OUTPUT.stdin) and its output in `outputFile`,
+// waited for. Not /dev/null: crun (the reference) chowns the std streams of a container with a user
+// namespace to the container's root, and would give the host's /dev/null to uid 100000.
 inline Outcome runCommand(const std::vector<std::string>& argv, const std::filesystem::path& outputFile) {
+  const std::string stdinFile = outputFile.string() + ".stdin";
   pid_t pid = ::fork();
   if (pid == 0) {
-    int devNull = ::open("/dev/null", O_RDONLY);
+    int emptyIn = ::open(stdinFile.c_str(), O_RDWR | O_CREAT, 0644);
     int out = ::open(outputFile.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(devNull, 0);
+    ::dup2(emptyIn, 0);
     ::dup2(out, 1);
     ::dup2(out, 2);
     std::vector<char*> args;

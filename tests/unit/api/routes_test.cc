@@ -133,6 +133,13 @@ std::vector<Request> everyAlternative() {
   all.push_back(WaitInstancePort{"web", 5000, 90});
   all.push_back(GetVpcTopology{"prod a"});
   all.push_back(TraceCapture{"web", "tcp", 12, 8});
+  all.push_back(ReachAnalysis{"web-1", "db subnet", "udp", 53});
+  all.push_back(ReachAnalysis{"internet", "web-1", "icmp", std::nullopt});
+  all.push_back(GetFlowLogs{});
+  all.push_back(GetFlowLogs{"prod a", "", "", "", "reject", 50, true});
+  all.push_back(GetFlowLogs{"", "web&db", "", "", "", 1000, false});
+  all.push_back(GetFlowLogs{"", "", "web-1", "", "ACCEPT", 1, false});
+  all.push_back(GetFlowLogs{"", "", "", "web=1", "", 1000, true});
   all.push_back(SaveComparison{nlohmann::json{{"runs", 2}, {"summary", {{"vm", {{"boot_ms", 1.5}}}}}}});
   all.push_back(ListComparisons{});
   all.push_back(GetComparison{"12"});
@@ -220,6 +227,26 @@ TEST(Images, ShapesAndBadBodiesNameTheField) {
   EXPECT_EQ(parseRequest("PUT", "/v1/images/app", "").error().kind(), ErrorKind::InvalidArgument);
   EXPECT_EQ(parseRequest("POST", "/v1/images", "{}").error().kind(), ErrorKind::InvalidArgument);
   EXPECT_EQ(parseRequest("GET", "/v1/images/a/b", "").error().kind(), ErrorKind::NotFound);
+}
+
+TEST(Reach, Shape) {
+  HttpRequest http = renderRequest(ReachAnalysis{"web-1", "db-1", "tcp", 5432});
+  EXPECT_EQ(http.method, "POST");
+  EXPECT_EQ(http.target, "/v1/reach");
+  EXPECT_EQ(
+      nlohmann::json::parse(http.body),
+      (nlohmann::json{{"source", "web-1"}, {"destination", "db-1"}, {"protocol", "tcp"}, {"port", 5432}}));
+  Result<Request> minimal = parseRequest("POST", "/v1/reach", R"({"source": "a", "destination": "b"})");
+  ASSERT_TRUE(minimal.has_value()) << minimal.error().message();
+  const auto& reach = std::get<ReachAnalysis>(*minimal);
+  EXPECT_EQ(reach.protocol, "tcp");
+  EXPECT_FALSE(reach.port.has_value());
+  EXPECT_EQ(parseRequest("POST", "/v1/reach", R"({"source": "a"})").error().field(), "destination");
+  EXPECT_EQ(parseRequest("POST", "/v1/reach", R"({"source": "a", "destination": "b", "port": "80"})")
+                .error()
+                .field(),
+            "port");
+  EXPECT_FALSE(parseRequest("GET", "/v1/reach", "").has_value());
 }
 
 TEST(Trace, Shape) {

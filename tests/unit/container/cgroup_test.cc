@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <string>
 
 #include "container/cgroup_v1.h"
@@ -50,10 +52,10 @@ TEST(CgroupValidation, LimitsThatCannotWork) {
     const char* field;
   };
   for (const auto& [limits, field] :
-       {Case{{.memoryBytes = 4096, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, "memory"},
-        Case{{.memoryBytes = {}, .cpuMillis = 5, .pids = {}, .cpuShares = {}}, "cpus"},
-        Case{{.memoryBytes = {}, .cpuMillis = 2000000, .pids = {}, .cpuShares = {}}, "cpus"},
-        Case{{.memoryBytes = {}, .cpuMillis = {}, .pids = 0, .cpuShares = {}}, "pids"}}) {
+       {Case{{.memoryBytes = 4096, .cpuMillis = {}, .pids = {}, .cpuShares = {}, .hugepages = {}}, "memory"},
+        Case{{.memoryBytes = {}, .cpuMillis = 5, .pids = {}, .cpuShares = {}, .hugepages = {}}, "cpus"},
+        Case{{.memoryBytes = {}, .cpuMillis = 2000000, .pids = {}, .cpuShares = {}, .hugepages = {}}, "cpus"},
+        Case{{.memoryBytes = {}, .cpuMillis = {}, .pids = 0, .cpuShares = {}, .hugepages = {}}, "pids"}}) {
     auto cgroup =
         createCgroup(CgroupMode::Unified, "web-1", limits, {.root = "/nonexistent", .parent = "corral"});
     ASSERT_FALSE(cgroup) << field;
@@ -62,7 +64,8 @@ TEST(CgroupValidation, LimitsThatCannotWork) {
   }
 }
 
-const ResourceLimits kAllLimits{.memoryBytes = 64 << 20, .cpuMillis = 500, .pids = 64, .cpuShares = {}};
+const ResourceLimits kAllLimits{
+    .memoryBytes = 64 << 20, .cpuMillis = 500, .pids = 64, .cpuShares = {}, .hugepages = {}};
 
 TEST(CgroupPlan, V2Files) {
   EXPECT_EQ(cgroupV2LimitWrites(kAllLimits, true),
@@ -71,7 +74,8 @@ TEST(CgroupPlan, V2Files) {
                                           {"", "cpu.max", "50000 100000"},
                                           {"", "pids.max", "64"}}));
   EXPECT_EQ(
-      cgroupV2LimitWrites({.memoryBytes = 64 << 20, .cpuMillis = 1500, .pids = {}, .cpuShares = {}}, false),
+      cgroupV2LimitWrites(
+          {.memoryBytes = 64 << 20, .cpuMillis = 1500, .pids = {}, .cpuShares = {}, .hugepages = {}}, false),
       (std::vector<CgroupFileWrite>{{"", "memory.max", "67108864"}, {"", "cpu.max", "150000 100000"}}));
   EXPECT_TRUE(cgroupV2LimitWrites({}, true).empty());
 }
@@ -83,7 +87,8 @@ TEST(CgroupPlan, V1Files) {
                                           {"cpu", "cpu.cfs_period_us", "100000"},
                                           {"cpu", "cpu.cfs_quota_us", "50000"},
                                           {"pids", "pids.max", "64"}}));
-  EXPECT_EQ(cgroupV1LimitWrites({.memoryBytes = {}, .cpuMillis = 250, .pids = 16, .cpuShares = {}}, false),
+  EXPECT_EQ(cgroupV1LimitWrites(
+                {.memoryBytes = {}, .cpuMillis = 250, .pids = 16, .cpuShares = {}, .hugepages = {}}, false),
             (std::vector<CgroupFileWrite>{{"cpu", "cpu.cfs_period_us", "100000"},
                                           {"cpu", "cpu.cfs_quota_us", "25000"},
                                           {"pids", "pids.max", "16"}}));
@@ -184,17 +189,18 @@ TEST_F(CgroupV2Tree, NoSwapAccountingNoSwapFile) {
 
 TEST_F(CgroupV2Tree, MissingControllerIsNamed) {
   files_.put(kRoot + "/cgroup.controllers", "cpuset io memory\n");
-  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1",
-                             {.memoryBytes = {}, .cpuMillis = 500, .pids = {}, .cpuShares = {}}, options());
+  auto cgroup = createCgroup(
+      files_, CgroupMode::Unified, "web-1",
+      {.memoryBytes = {}, .cpuMillis = 500, .pids = {}, .cpuShares = {}, .hugepages = {}}, options());
   ASSERT_FALSE(cgroup);
   EXPECT_EQ(cgroup.error().kind(), ErrorKind::Unavailable);
   EXPECT_NE(cgroup.error().message().find("the \"cpu\" controller is not available"), std::string::npos)
       << cgroup.error().message();
   EXPECT_EQ(files_.changes(), Calls{}) << "nothing made";
   // Without limits that need them, missing cpu and pids are fine; only the available ones get enabled.
-  auto memoryOnly =
-      createCgroup(files_, CgroupMode::Unified, "web-2",
-                   {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
+  auto memoryOnly = createCgroup(
+      files_, CgroupMode::Unified, "web-2",
+      {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}, .hugepages = {}}, options());
   ASSERT_TRUE(memoryOnly) << memoryOnly.error().message();
   EXPECT_EQ(text(kRoot + "/corral/cgroup.subtree_control"), "memory\n");
 }
@@ -211,9 +217,9 @@ TEST_F(CgroupV2Tree, NoControllersAreNeededWithoutLimits) {
   auto stats = (*cgroup)->stats();
   ASSERT_TRUE(stats) << stats.error().message();
   EXPECT_EQ(stats->memoryCurrentBytes, 0u);
-  auto limited =
-      createCgroup(files_, CgroupMode::Unified, "web-2",
-                   {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
+  auto limited = createCgroup(
+      files_, CgroupMode::Unified, "web-2",
+      {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}, .hugepages = {}}, options());
   ASSERT_FALSE(limited);
   EXPECT_NE(limited.error().message().find("the \"memory\" controller is not available"), std::string::npos)
       << limited.error().message();
@@ -479,9 +485,9 @@ TEST_F(CgroupV1Tree, MissingRequiredControllerIsNamed) {
             std::string::npos)
       << cgroup.error().message();
   // Not needed without a pids limit.
-  auto noPids =
-      createCgroup(files_, CgroupMode::Hybrid, "web-1",
-                   {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}}, options());
+  auto noPids = createCgroup(
+      files_, CgroupMode::Hybrid, "web-1",
+      {.memoryBytes = 8 << 20, .cpuMillis = {}, .pids = {}, .cpuShares = {}, .hugepages = {}}, options());
   ASSERT_TRUE(noPids) << noPids.error().message();
 }
 
@@ -544,9 +550,172 @@ namespace {
 
 // An OCI bundle's cpu.shares: v1 writes it as is, v2 as the weight runc and crun compute.
 TEST(CgroupLimits, CpuSharesAreV1SharesAndV2Weight) {
-  const ResourceLimits shares{.memoryBytes = {}, .cpuMillis = {}, .pids = {}, .cpuShares = 512};
+  const ResourceLimits shares{
+      .memoryBytes = {}, .cpuMillis = {}, .pids = {}, .cpuShares = 512, .hugepages = {}};
   EXPECT_EQ(cgroupV1LimitWrites(shares, true), (std::vector<CgroupFileWrite>{{"cpu", "cpu.shares", "512"}}));
   EXPECT_EQ(cgroupV2LimitWrites(shares, true), (std::vector<CgroupFileWrite>{{"", "cpu.weight", "20"}}));
+}
+
+}  // namespace
+}  // namespace corral::container
+
+namespace corral::container {
+namespace {
+
+const ResourceLimits kHugepageLimits{.memoryBytes = {},
+                                     .cpuMillis = {},
+                                     .pids = {},
+                                     .cpuShares = {},
+                                     .hugepages = {{"2MB", 4 << 20}, {"1GB", 0}}};
+
+// linux.resources.hugepageLimits: each size's limit file, then its reservation twin when the kernel has
+// them (as runc writes both).
+TEST(CgroupHugetlb, WritesPerPageSizeForEachVersion) {
+  EXPECT_EQ(cgroupHugetlbWrites(kHugepageLimits.hugepages, false, true),
+            (std::vector<CgroupFileWrite>{{"hugetlb", "hugetlb.2MB.limit_in_bytes", "4194304"},
+                                          {"hugetlb", "hugetlb.2MB.rsvd.limit_in_bytes", "4194304"},
+                                          {"hugetlb", "hugetlb.1GB.limit_in_bytes", "0"},
+                                          {"hugetlb", "hugetlb.1GB.rsvd.limit_in_bytes", "0"}}));
+  EXPECT_EQ(cgroupHugetlbWrites(kHugepageLimits.hugepages, true, false),
+            (std::vector<CgroupFileWrite>{{"", "hugetlb.2MB.max", "4194304"}, {"", "hugetlb.1GB.max", "0"}}));
+  EXPECT_TRUE(cgroupHugetlbWrites({}, true, true).empty());
+}
+
+TEST(CgroupHugetlb, PageSizesAreNamedAsTheKernelNamesThem) {
+  EXPECT_EQ(hugepageSizeName(2048), "2MB");
+  EXPECT_EQ(hugepageSizeName(1048576), "1GB");
+  EXPECT_EQ(hugepageSizeName(64), "64KB");
+  EXPECT_EQ(hugepageSizeName(32768), "32MB");
+  char pattern[] = "/tmp/corral-hugepages-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  const std::filesystem::path dir = pattern;
+  for (const char* name : {"hugepages-2048kB", "hugepages-1048576kB", "not-a-size", "hugepages-xkB"})
+    std::filesystem::create_directory(dir / name);
+  auto sizes = hostHugepageSizes(dir.string());
+  ASSERT_TRUE(sizes) << sizes.error().message();
+  EXPECT_EQ(*sizes, (std::vector<std::string>{"1GB", "2MB"}));
+  std::filesystem::remove_all(dir);
+  auto none = hostHugepageSizes(dir.string());
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().kind(), ErrorKind::NotFound);
+  EXPECT_NE(none.error().message().find("CONFIG_HUGETLBFS"), std::string::npos) << none.error().message();
+}
+
+TEST(CgroupHugetlb, PageSizesThatCannotNameAFileAreRefused) {
+  for (const char* bad : {"", "2", "MB", "02MB", "2mb", "2MB/../x", "2 MB", "2TB"}) {
+    ResourceLimits limits;
+    limits.hugepages = {{bad, 1}};
+    auto valid = validateResourceLimits(limits);
+    ASSERT_FALSE(valid) << bad;
+    EXPECT_EQ(valid.error().field(), "hugepages[0].pageSize") << bad;
+  }
+  ResourceLimits twice;
+  twice.hugepages = {{"2MB", 1}, {"2MB", 2}};
+  auto valid = validateResourceLimits(twice);
+  ASSERT_FALSE(valid);
+  EXPECT_EQ(valid.error().field(), "hugepages[1].pageSize");
+}
+
+class CgroupV2Hugetlb : public FakeTree {
+ protected:
+  void SetUp() override {
+    files_.put(kRoot + "/cgroup.controllers", "cpuset cpu io memory hugetlb pids\n");
+    files_.put(kRoot + "/cgroup.subtree_control", "");
+  }
+};
+
+TEST_F(CgroupV2Hugetlb, TheControllerIsEnabledAndEachSizeLimited) {
+  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", kHugepageLimits, options(), {});
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  EXPECT_EQ(files_.changes(),
+            (Calls{
+                "write /sys/fs/cgroup/cgroup.subtree_control +memory +cpu +pids +hugetlb",
+                "mkdir /sys/fs/cgroup/corral",
+                "write /sys/fs/cgroup/corral/cgroup.subtree_control +memory +cpu +pids +hugetlb",
+                "mkdir /sys/fs/cgroup/corral/web-1",
+                "write /sys/fs/cgroup/corral/web-1/hugetlb.2MB.max 4194304",
+                "write /sys/fs/cgroup/corral/web-1/hugetlb.2MB.rsvd.max 4194304",
+                "write /sys/fs/cgroup/corral/web-1/hugetlb.1GB.max 0",
+                "write /sys/fs/cgroup/corral/web-1/hugetlb.1GB.rsvd.max 0",
+                "attachDeviceProgram /sys/fs/cgroup/corral/web-1 []",
+            }));
+  // Without limits, the controller is left alone.
+  files_.takeCalls();
+  auto plain = createCgroup(files_, CgroupMode::Unified, "web-2", {}, options(), {});
+  ASSERT_TRUE(plain) << plain.error().message();
+  EXPECT_EQ(files_.changes(), (Calls{"mkdir /sys/fs/cgroup/corral/web-2",
+                                     "attachDeviceProgram /sys/fs/cgroup/corral/web-2 []"}));
+  EXPECT_EQ(text(kRoot + "/corral/web-2/hugetlb.2MB.max"), "max\n") << "as the parent's: unlimited";
+}
+
+TEST_F(CgroupV2Hugetlb, WithoutReservationFilesOnlyTheLimits) {
+  files_.hugetlbReservations = false;
+  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", kHugepageLimits, options(), {});
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  EXPECT_EQ(text(kRoot + "/corral/web-1/hugetlb.2MB.max"), "4194304");
+  EXPECT_FALSE(files_.file(kRoot + "/corral/web-1/hugetlb.2MB.rsvd.max"));
+}
+
+TEST_F(CgroupV2Hugetlb, AMissingControllerIsNamedAndNothingMade) {
+  files_.put(kRoot + "/cgroup.controllers", "cpu io memory pids\n");
+  auto cgroup = createCgroup(files_, CgroupMode::Unified, "web-1", kHugepageLimits, options(), {});
+  ASSERT_FALSE(cgroup);
+  EXPECT_EQ(cgroup.error().kind(), ErrorKind::Unavailable);
+  EXPECT_NE(cgroup.error().message().find("the \"hugetlb\" controller is not available"), std::string::npos)
+      << cgroup.error().message();
+  EXPECT_EQ(files_.changes(), Calls{});
+}
+
+class CgroupV1Hugetlb : public FakeTree {
+ protected:
+  void SetUp() override {
+    for (const char* hierarchy : {"memory", "cpu,cpuacct", "pids", "freezer", "devices", "hugetlb"})
+      files_.makeDirectories(kRoot + "/" + hierarchy);
+  }
+};
+
+TEST_F(CgroupV1Hugetlb, JoinedOnlyWithLimitsWrittenAndRemoved) {
+  auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", kHugepageLimits, options(), {});
+  ASSERT_TRUE(cgroup) << cgroup.error().message();
+  const std::string dir = kRoot + "/hugetlb/corral/web-1";
+  const Calls changes = files_.changes();
+  EXPECT_NE(std::find(changes.begin(), changes.end(), "mkdir " + dir), changes.end());
+  const Calls hugetlbWrites(
+      std::find(changes.begin(), changes.end(), "write " + dir + "/hugetlb.2MB.limit_in_bytes 4194304"),
+      changes.end());
+  EXPECT_EQ(hugetlbWrites, (Calls{
+                               "write " + dir + "/hugetlb.2MB.limit_in_bytes 4194304",
+                               "write " + dir + "/hugetlb.2MB.rsvd.limit_in_bytes 4194304",
+                               "write " + dir + "/hugetlb.1GB.limit_in_bytes 0",
+                               "write " + dir + "/hugetlb.1GB.rsvd.limit_in_bytes 0",
+                               "write /sys/fs/cgroup/devices/corral/web-1/devices.deny a",
+                           }));
+  auto join = (*cgroup)->openJoin();
+  ASSERT_TRUE(join) << join.error().message();
+  EXPECT_EQ(join->taskPaths.back(), dir + "/tasks") << "the child joins it too";
+  (*cgroup)->release();
+  // After a restart the group is found again, the hugetlb one included, and removed whole.
+  auto reopened = openCgroup(files_, CgroupMode::Hybrid, "web-1", options());
+  ASSERT_TRUE(reopened) << reopened.error().message();
+  ASSERT_TRUE((*reopened)->destroy());
+  EXPECT_FALSE(files_.hasDirectory(dir));
+
+  files_.takeCalls();
+  auto plain = createCgroup(files_, CgroupMode::Hybrid, "web-2", {}, options(), {});
+  ASSERT_TRUE(plain) << plain.error().message();
+  EXPECT_FALSE(files_.hasDirectory(kRoot + "/hugetlb/corral/web-2")) << "no limits: not joined";
+}
+
+TEST_F(CgroupV1Hugetlb, AnUnmountedControllerIsNamedAndNothingLeft) {
+  files_.remove(kRoot + "/hugetlb");
+  auto cgroup = createCgroup(files_, CgroupMode::Hybrid, "web-1", kHugepageLimits, options(), {});
+  ASSERT_FALSE(cgroup);
+  EXPECT_EQ(cgroup.error().kind(), ErrorKind::Unavailable);
+  EXPECT_NE(cgroup.error().message().find("the \"hugetlb\" cgroup v1 controller is not mounted under "
+                                          "\"/sys/fs/cgroup\" (huge page limits need it)"),
+            std::string::npos)
+      << cgroup.error().message();
+  EXPECT_EQ(files_.changes(), Calls{});
 }
 
 }  // namespace

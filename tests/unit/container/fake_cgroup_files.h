@@ -49,6 +49,11 @@ class FakeCgroupFiles final : public CgroupFiles {
   }
   bool hasDirectory(const std::string& path) const { return dirs_.contains(resolve(path)); }
 
+  // The huge page sizes whose hugetlb files a new group gets (in a v1 "hugetlb" hierarchy, or on v2 with
+  // the controller enabled), and whether the reservation files (.rsvd., Linux 5.7 and later) come too.
+  std::vector<std::string> hugepageSizes = {"2MB", "1GB"};
+  bool hugetlbReservations = true;
+
   const std::vector<std::string>& calls() const { return calls_; }
   std::vector<std::string> takeCalls() { return std::exchange(calls_, {}); }
   // The calls that change something (mkdir, write, rmdir, open, attach), without the reads.
@@ -131,6 +136,7 @@ class FakeCgroupFiles final : public CgroupFiles {
     auto parentControl = files_.find(parent + "/cgroup.subtree_control");
     if (parentControl == files_.end()) {
       files_[real + "/tasks"] = "";  // v1
+      if (real.find("/hugetlb/") != std::string::npos) addHugetlbFiles(real, "limit_in_bytes");
       return {};
     }
     const std::set<std::string> enabled = words(parentControl->second);
@@ -143,6 +149,7 @@ class FakeCgroupFiles final : public CgroupFiles {
       files_[real + "/memory.events"] = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n";
     }
     if (enabled.contains("cpu")) files_[real + "/cpu.max"] = "max 100000\n";
+    if (enabled.contains("hugetlb")) addHugetlbFiles(real, "max");
     if (enabled.contains("pids")) {
       files_[real + "/pids.current"] = "0\n";
       files_[real + "/pids.max"] = "max\n";
@@ -235,6 +242,16 @@ class FakeCgroupFiles final : public CgroupFiles {
   }
 
  private:
+  void addHugetlbFiles(const std::string& dir, const std::string& suffix) const {
+    for (const std::string& size : hugepageSizes) {
+      files_[fmt::format("{}/hugetlb.{}.{}", dir, size, suffix)] =
+          suffix == "max" ? "max\n" : "9223372036854771712\n";
+      if (hugetlbReservations)
+        files_[fmt::format("{}/hugetlb.{}.rsvd.{}", dir, size, suffix)] =
+            suffix == "max" ? "max\n" : "9223372036854771712\n";
+    }
+  }
+
   static std::string parentOf(const std::string& path) {
     size_t slash = path.rfind('/');
     return slash == 0 || slash == std::string::npos ? std::string("/") : path.substr(0, slash);

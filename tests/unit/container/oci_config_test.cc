@@ -125,6 +125,7 @@ TEST(OciConfig, NamespacesJoinedByPathAndSysctls) {
   EXPECT_EQ(setup.cloneFlags, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC);
   EXPECT_EQ(setup.joins, (std::vector<NamespacePath>{{CLONE_NEWNET, "/run/netns/x"}}));
   EXPECT_FALSE(setup.setHostname);
+  EXPECT_EQ(setup.pidNamespacePath, "");
   ASSERT_EQ(setup.sysctls.size(), 2u);
   EXPECT_EQ(setup.sysctls[0].procPath, "/proc/sys/kernel/shmmax");
   EXPECT_EQ(setup.sysctls[1].procPath, "/proc/sys/net/ipv4/ip_forward");
@@ -163,6 +164,112 @@ TEST(OciConfig, SeccompWithArgumentsAndDefaultErrnoRet) {
   ASSERT_EQ(profile.rules[0].args.size(), 1u);
 }
 
+// A pid namespace by path is the parent's to enter around the clone; a mount namespace by path the child's,
+// and it stands for the mount namespace the container needs.
+TEST(OciConfig, PidAndMountNamespacesJoinedByPath) {
+  json config = baseConfig();
+  config["linux"]["namespaces"] = json::array(
+      {{{"type", "mount"}, {"path", "/proc/7/ns/mnt"}}, {{"type", "pid"}, {"path", "/proc/7/ns/pid"}}});
+  config.erase("hostname");
+  config["linux"].erase("sysctl");
+  auto parsed = parse(config);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  const BundleSetup& setup = *parsed->container.bundle;
+  EXPECT_EQ(setup.cloneFlags, 0);
+  EXPECT_EQ(setup.pidNamespacePath, "/proc/7/ns/pid");
+  EXPECT_EQ(setup.joins, (std::vector<NamespacePath>{{CLONE_NEWNS, "/proc/7/ns/mnt"}}));
+}
+
+// One range from container id 0, the same for uid and gid: corral's IdMapping; the device nodes then bind
+// the host's node at the same path.
+TEST(OciConfig, UserNamespaceWithOneIdRange) {
+  json config = baseConfig();
+  config["linux"]["namespaces"].push_back({{"type", "user"}});
+  const json range = json::array({{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}});
+  config["linux"]["uidMappings"] = range;
+  config["linux"]["gidMappings"] = range;
+  auto parsed = parse(config);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  ASSERT_TRUE(parsed->container.userNamespace);
+  EXPECT_EQ(parsed->container.userNamespace->hostId, 100000u);
+  EXPECT_EQ(parsed->container.userNamespace->count, 65536u);
+  EXPECT_TRUE(parsed->container.bundle->cloneFlags & CLONE_NEWUSER);
+
+  auto refused = [&](auto change) {
+    json changed = config;
+    change(changed);
+    return refusedField(changed);
+  };
+  EXPECT_EQ(refused([](json& c) { c["linux"].erase("uidMappings"); }), "/linux/uidMappings");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["gidMappings"][0]["hostID"] = 200000; }), "/linux/gidMappings");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"][0]["containerID"] = 1; }),
+            "/linux/uidMappings/0/containerID");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"].push_back(c["linux"]["uidMappings"][0]); }),
+            "/linux/uidMappings");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"][0].erase("size"); }),
+            "/linux/uidMappings/0/size");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["namespaces"][6]["path"] = "/proc/1/ns/user"; }),
+            "/linux/namespaces/6/path");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["namespaces"].erase(6); }), "/linux/uidMappings");
+}
+
+// A new time namespace with its clocks' offsets, or one joined by path (offsets then refused, as by runc).
+TEST(OciConfig, TimeNamespaceNewWithOffsetsOrJoinedByPath) {
+  json config = baseConfig();
+  config["linux"]["namespaces"].push_back({{"type", "time"}});
+  config["linux"]["timeOffsets"] = {{"monotonic", {{"secs", 5000}, {"nanosecs", 7}}},
+                                    {"boottime", {{"secs", -60}}}};
+  auto parsed = parse(config);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  const BundleSetup& setup = *parsed->container.bundle;
+  EXPECT_TRUE(setup.newTimeNamespace);
+  EXPECT_TRUE(setup.timeNamespacePath.empty());
+  EXPECT_EQ(setup.monotonicOffset, (ClockOffset{5000, 7}));
+  EXPECT_EQ(setup.boottimeOffset, (ClockOffset{-60, 0}));
+  EXPECT_EQ((setup.cloneFlags & CLONE_NEWTIME), 0) << "not a clone flag: unshared by the parent";
+  EXPECT_EQ(timeOffsetsText(setup.monotonicOffset, setup.boottimeOffset),
+            "monotonic 5000 7\nboottime -60 0\n");
+  EXPECT_EQ(timeOffsetsText(std::nullopt, ClockOffset{1, 2}), "boottime 1 2\n");
+
+  json joined = baseConfig();
+  joined["linux"]["namespaces"].push_back({{"type", "time"}, {"path", "/proc/42/ns/time"}});
+  parsed = parse(joined);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  EXPECT_FALSE(parsed->container.bundle->newTimeNamespace);
+  EXPECT_EQ(parsed->container.bundle->timeNamespacePath, "/proc/42/ns/time");
+  EXPECT_TRUE(parsed->container.bundle->joins.empty()) << "entered by the parent, not the child";
+
+  auto refused = [](const json& base, auto change) {
+    json changed = base;
+    change(changed);
+    auto result = parse(changed);
+    return result ? std::string() : result.error().field();
+  };
+  EXPECT_EQ(refused(joined,
+                    [](json& c) {
+                      c["linux"]["timeOffsets"] = {{"monotonic", {{"secs", 1}}}};
+                    }),
+            "/linux/timeOffsets");
+  EXPECT_EQ(refused(baseConfig(),
+                    [](json& c) {
+                      c["linux"]["timeOffsets"] = {{"boottime", {{"secs", 1}}}};
+                    }),
+            "/linux/timeOffsets");
+  EXPECT_EQ(refused(baseConfig(), [](json& c) { c["linux"]["timeOffsets"] = json::object(); }), "")
+      << "no offsets asked for";
+  EXPECT_EQ(refused(config,
+                    [](json& c) {
+                      c["linux"]["timeOffsets"]["realtime"] = {{"secs", 1}};
+                    }),
+            "/linux/timeOffsets/realtime");
+  EXPECT_EQ(refused(config, [](json& c) { c["linux"]["timeOffsets"]["monotonic"]["nanosecs"] = 1000000000; }),
+            "/linux/timeOffsets/monotonic/nanosecs");
+  EXPECT_EQ(refused(config, [](json& c) { c["linux"]["timeOffsets"]["monotonic"]["secs"] = "1"; }),
+            "/linux/timeOffsets/monotonic/secs");
+  EXPECT_EQ(refused(joined, [](json& c) { c["linux"]["namespaces"][6]["path"] = "proc/1/ns/time"; }),
+            "/linux/namespaces/6/path");
+}
+
 TEST(OciConfig, RefusesWhatItDoesNotSupportByPointer) {
   auto with = [](auto change) {
     json config = baseConfig();
@@ -174,16 +281,10 @@ TEST(OciConfig, RefusesWhatItDoesNotSupportByPointer) {
             }),
             "/linux/namespaces/6/type");
   EXPECT_EQ(with([](json& c) {
-              c["linux"]["namespaces"].push_back({{"type", "user"}});
-            }),
-            "/linux/namespaces/6");
-  EXPECT_EQ(with([](json& c) {
               c["linux"]["namespaces"].push_back({{"type", "pid"}});
             }),
             "/linux/namespaces/6/type");                                                     // twice
   EXPECT_EQ(with([](json& c) { c["linux"]["namespaces"].erase(4); }), "/linux/namespaces");  // no mount ns
-  EXPECT_EQ(with([](json& c) { c["linux"]["namespaces"][0]["path"] = "/proc/1/ns/pid"; }),
-            "/linux/namespaces/0/path");
   EXPECT_EQ(with([](json& c) { c["linux"]["namespaces"][1]["path"] = "relative"; }),
             "/linux/namespaces/1/path");
   EXPECT_EQ(with([](json& c) { c["process"]["cwd"] = "relative/dir"; }), "/process/cwd");
@@ -207,10 +308,6 @@ TEST(OciConfig, RefusesWhatItDoesNotSupportByPointer) {
               c["linux"]["resources"]["blockIO"] = {{"weight", 10}};
             }),
             "/linux/resources/blockIO");
-  EXPECT_EQ(with([](json& c) {
-              c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "2MB"}, {"limit", 1}}};
-            }),
-            "/linux/resources/hugepageLimits");
   EXPECT_EQ(with([](json& c) {
               c["linux"]["resources"]["cpu"] = {{"cpus", "0-1"}};
             }),
@@ -294,6 +391,67 @@ TEST(OciConfig, MissingRootfsIsRefusedOnTheHost) {
   std::filesystem::create_directories(bundle / "rootfs");
   EXPECT_TRUE(checkBundleOnHost(parsed->container));
   std::filesystem::remove_all(bundle);
+}
+
+// linux.resources.hugepageLimits into the cgroup's limits; a size is checked against the host's on create.
+TEST(OciConfig, HugepageLimitsBySizeCheckedAgainstTheHost) {
+  json config = baseConfig();
+  config["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "2MB"}, {"limit", 8 << 20}},
+                                                    {{"pageSize", "1GB"}, {"limit", 0}}};
+  auto parsed = parse(config);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  EXPECT_EQ(parsed->container.limits.hugepages, (std::vector<HugepageLimit>{{"2MB", 8 << 20}, {"1GB", 0}}));
+
+  auto refused = [](auto change) {
+    json changed = baseConfig();
+    change(changed);
+    return refusedField(changed);
+  };
+  EXPECT_EQ(refused([](json& c) {
+              c["linux"]["resources"]["hugepageLimits"] = {{{"limit", 1}}};
+            }),
+            "/linux/resources/hugepageLimits/0/pageSize");
+  EXPECT_EQ(refused([](json& c) {
+              c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "2MB"}}};
+            }),
+            "/linux/resources/hugepageLimits/0/limit");
+  EXPECT_EQ(refused([](json& c) {
+              c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "2MB"}, {"limit", -1}}};
+            }),
+            "/linux/resources/hugepageLimits/0/limit");
+  EXPECT_EQ(refused([](json& c) {
+              c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "2M"}, {"limit", 1}}};
+            }),
+            "/linux/resources/hugepageLimits/0/pageSize");
+  EXPECT_EQ(refused([](json& c) {
+              c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "../x"}, {"limit", 1}}};
+            }),
+            "/linux/resources/hugepageLimits/0/pageSize");
+  EXPECT_EQ(refused([](json& c) {
+              c["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "2MB"}, {"limit", 1}},
+                                                           {{"pageSize", "2MB"}, {"limit", 2}}};
+            }),
+            "/linux/resources/hugepageLimits/1/pageSize");
+
+  // No host has 3 MB pages: refused by pointer, naming the sizes the host has.
+  char pattern[] = "/tmp/corral-oci-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  const std::filesystem::path bundle = pattern;
+  std::filesystem::create_directories(bundle / "rootfs");
+  json odd = baseConfig();
+  odd["linux"]["resources"]["hugepageLimits"] = {{{"pageSize", "3MB"}, {"limit", 1}}};
+  auto oddParsed = parseOciConfig(odd.dump(), OciParseContext{bundle, "c1"});
+  ASSERT_TRUE(oddParsed) << oddParsed.error().message();
+  auto checked = checkBundleOnHost(oddParsed->container);
+  std::filesystem::remove_all(bundle);
+  ASSERT_FALSE(checked);
+  if (!std::filesystem::exists("/sys/kernel/mm/hugepages")) {  // a kernel without huge pages
+    EXPECT_EQ(checked.error().field(), "/linux/resources/hugepageLimits");
+    return;
+  }
+  EXPECT_EQ(checked.error().field(), "/linux/resources/hugepageLimits/0/pageSize");
+  EXPECT_NE(checked.error().message().find("\"3MB\" is not a huge page size of this host"), std::string::npos)
+      << checked.error().message();
 }
 
 TEST(OciConfig, ExecProcessReplacesTheContainersProcess) {

@@ -90,6 +90,47 @@ void expectError(const Response& response, int status, const std::string& kind,
   }
 }
 
+TEST_F(ServiceTest, FlowLogsRefuseBadQueriesNamingTheField) {
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  ASSERT_EQ(createSubnet("web", "prod", "10.0.1.0/24").status, 201);
+  auto query = [](std::string vpc, std::string subnet, std::string name, std::string action, int64_t limit) {
+    api::GetFlowLogs request;
+    request.vpc = std::move(vpc);
+    request.subnet = std::move(subnet);
+    request.name = std::move(name);
+    request.action = std::move(action);
+    request.limit = limit;
+    return request;
+  };
+  expectError(handle(query("nope", "", "", "", 10)), 404, "not_found", "vpc");
+  expectError(handle(query("", "nope", "", "", 10)), 404, "not_found", "subnet");
+  expectError(handle(query("", "", "nope", "", 10)), 404, "not_found", "name");
+  expectError(handle(query("prod", "web", "", "", 10)), 400, "invalid_argument", "name");
+  expectError(handle(query("prod", "", "", "drop", 10)), 400, "invalid_argument", "action");
+  expectError(handle(query("prod", "", "", "", 0)), 400, "invalid_argument", "limit");
+  expectError(handle(query("prod", "", "", "", 10001)), 400, "invalid_argument", "limit");
+  // Known names answer, with no record yet (this Service reads no kernel).
+  for (const auto& request : {query("prod", "", "", "reject", 10), query("", "", "web", "ACCEPT", 1),
+                              query("", "", "prod", "", 1000)}) {
+    Response answer = handle(request);
+    EXPECT_EQ(answer.status, 200) << answer.body.dump();
+    EXPECT_EQ(answer.body["records"], nlohmann::json::array()) << answer.body.dump();
+  }
+}
+
+TEST_F(ServiceTest, ReachRefusesBadQueriesNamingTheField) {
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  ASSERT_EQ(createSubnet("web", "prod", "10.0.1.0/24").status, 201);
+  expectError(handle(api::ReachAnalysis{"nobody", "internet", "tcp", 80}), 404, "not_found", "source");
+  expectError(handle(api::ReachAnalysis{"web", "internet", "tcp", 80}), 400, "invalid_argument", "source");
+  expectError(handle(api::ReachAnalysis{"internet", "10.0.1.9", "tcp", 80}), 404, "not_found", "destination");
+  expectError(handle(api::ReachAnalysis{"internet", "8.8.8.8", "tcp", 80}), 400, "invalid_argument",
+              "destination");
+  expectError(handle(api::ReachAnalysis{"a", "b", "tcp", std::nullopt}), 400, "invalid_argument", "port");
+  expectError(handle(api::ReachAnalysis{"a", "b", "sctp", 80}), 400, "invalid_argument", "protocol");
+  expectError(handle(api::ReachAnalysis{"a", "b", "icmp", 7}), 400, "invalid_argument", "port");
+}
+
 TEST_F(ServiceTest, CreateVpcAnswers201WithTheVpcAndItsDefaults) {
   Response created = createVpc("prod", "10.0.0.0/16");
   ASSERT_EQ(created.status, 201) << created.body.dump();

@@ -104,9 +104,19 @@ class RawDb {
 };
 
 const std::vector<std::string> kTables = {
-    "vpcs",         "subnets",         "route_tables",         "routes",       "internet_gateways",
-    "nat_gateways", "security_groups", "security_group_rules", "network_acls", "network_acl_rules",
-    "instances",    "comparisons",
+    "vpcs",
+    "subnets",
+    "route_tables",
+    "routes",
+    "internet_gateways",
+    "nat_gateways",
+    "security_groups",
+    "security_group_rules",
+    "network_acls",
+    "network_acl_rules",
+    "instances",
+    "comparisons",
+    "flow_logs",
 };
 
 // The whole content of the database, table by table, each table's rows sorted.
@@ -304,11 +314,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 6);
+  EXPECT_EQ(kSchemaVersion, 7);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "6");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "7");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -378,12 +388,12 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
     // What corral 1 left behind: the VPC tables only, user_version 1, and a VPC in them.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE comparisons; DROP TABLE instances; PRAGMA user_version = 1; "
+        "DROP TABLE flow_logs; DROP TABLE comparisons; DROP TABLE instances; PRAGMA user_version = 1; "
         "INSERT INTO vpcs (name, cidr, created_at) VALUES ('old', '10.0.0.0/16', 1)");
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 6);
+  EXPECT_EQ(store->schemaVersion(), 7);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -401,7 +411,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
     // What corral 2 left behind: its instances table (no 'starting', no VM exit reasons) with a row.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE comparisons; DROP TABLE instances; "
+        "DROP TABLE flow_logs; DROP TABLE comparisons; DROP TABLE instances; "
         "CREATE TABLE instances (name TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
         "state TEXT NOT NULL CHECK (state IN ('created', 'running', 'stopped')), pid INTEGER, "
         "pid_start_time INTEGER, created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, "
@@ -414,7 +424,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 6);
+  EXPECT_EQ(store->schemaVersion(), 7);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -522,10 +532,11 @@ TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFiveRowsMigrateWithout) {
     row.specJson = R"({"name":"old"})";
     ASSERT_TRUE(store->insertInstance(row));
   }
-  RawDb(path).exec("ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 5");
+  RawDb(path).exec(
+      "DROP TABLE flow_logs; ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 5");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 6);
+  EXPECT_EQ(store->schemaVersion(), 7);
   InstanceRow mapped;
   mapped.name = "mapped";
   mapped.specJson = R"({"name":"mapped","user_namespace":true})";
@@ -726,11 +737,11 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE comparisons; ALTER TABLE instances DROP COLUMN oom_kills; "
+      "DROP TABLE flow_logs; DROP TABLE comparisons; ALTER TABLE instances DROP COLUMN oom_kills; "
       "ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 3");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 6);
+  EXPECT_EQ(store->schemaVersion(), 7);
   auto rows = store->listComparisons();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -741,13 +752,14 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "ALTER TABLE instances DROP COLUMN user_ns_start; ALTER TABLE instances DROP COLUMN oom_kills; "
+      "DROP TABLE flow_logs; ALTER TABLE instances DROP COLUMN user_ns_start; "
+      "ALTER TABLE instances DROP COLUMN oom_kills; "
       "INSERT INTO instances VALUES ('old', 'container', '{\"name\":\"old\"}', 'stopped', NULL, NULL, 1, "
       "2, 3, NULL, 9, 'oom-killed', NULL, '{}', '/x/console.log'); "
       "PRAGMA user_version = 4");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 6);
+  EXPECT_EQ(store->schemaVersion(), 7);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -790,6 +802,76 @@ TEST(Store, ComparisonsAreNumberedNewestFirstAndOnlyTheNewestAreKept) {
   EXPECT_TRUE(forgotten->empty());
 }
 
+TEST(Store, FlowLogsKeepTheNewestPerVpcAndFilter) {
+  TempDir dir;
+  const std::string path = dir.file("state.db");
+  auto filter = [](std::string vpc, std::string subnet, std::string instance, std::string action) {
+    FlowLogFilter f;
+    if (!vpc.empty()) f.vpc = vpc;
+    if (!subnet.empty()) f.subnet = subnet;
+    if (!instance.empty()) f.instance = instance;
+    if (!action.empty()) f.action = action;
+    return f;
+  };
+  std::vector<int64_t> ids;
+  {
+    auto store = Store::open(path);
+    ASSERT_TRUE(store) << store.error().message();
+    std::vector<Store::NewFlowLog> batch;
+    for (int i = 0; i < 5; ++i) {
+      batch.push_back(Store::NewFlowLog{"prod", i % 2 ? "web" : "db", fmt::format("i-{}", i),
+                                        i % 2 ? "ACCEPT" : "REJECT", fmt::format(R"({{"n":{}}})", i)});
+    }
+    batch.push_back(Store::NewFlowLog{"lab", "s", "x", "ACCEPT", "{}"});
+    auto inserted = store->insertFlowLogs(batch, /*keepPerVpc=*/3);
+    ASSERT_TRUE(inserted) << inserted.error().message();
+    ids = *inserted;
+    ASSERT_EQ(ids.size(), 6u);
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+
+    auto prod = store->listFlowLogs(filter("prod", "", "", ""));
+    ASSERT_TRUE(prod) << prod.error().message();
+    ASSERT_EQ(prod->size(), 3u) << "only the newest 3 of a VPC are kept";
+    EXPECT_EQ((*prod)[0].recordJson, R"({"n":2})") << "oldest first";
+    EXPECT_EQ((*prod)[2].recordJson, R"({"n":4})");
+    auto lab = store->listFlowLogs(filter("lab", "", "", ""));
+    ASSERT_TRUE(lab);
+    EXPECT_EQ(lab->size(), 1u) << "another VPC's ring is its own";
+
+    auto rejects = store->listFlowLogs(filter("prod", "", "", "REJECT"));
+    ASSERT_TRUE(rejects);
+    EXPECT_EQ(rejects->size(), 2u);
+    auto web = store->listFlowLogs(filter("", "web", "", ""));
+    ASSERT_TRUE(web);
+    ASSERT_EQ(web->size(), 1u);
+    EXPECT_EQ((*web)[0].recordJson, R"({"n":3})");
+    auto one = store->listFlowLogs(filter("", "", "i-4", ""));
+    ASSERT_TRUE(one);
+    EXPECT_EQ(one->size(), 1u);
+    FlowLogFilter after;
+    after.afterId = ids[3];
+    auto later = store->listFlowLogs(after);
+    ASSERT_TRUE(later);
+    EXPECT_EQ(later->size(), 2u) << "i-4 and lab's";
+    FlowLogFilter newest;
+    newest.newest = 1;
+    auto last = store->listFlowLogs(newest);
+    ASSERT_TRUE(last);
+    ASSERT_EQ(last->size(), 1u);
+    EXPECT_EQ((*last)[0].id, ids[5]);
+  }
+  // They survive a reopen; a deleted VPC's go.
+  auto reopened = Store::open(path);
+  ASSERT_TRUE(reopened) << reopened.error().message();
+  auto again = reopened->listFlowLogs(FlowLogFilter{});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->size(), 4u);
+  ASSERT_TRUE(reopened->deleteFlowLogs("prod"));
+  again = reopened->listFlowLogs(FlowLogFilter{});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->size(), 1u);
+}
+
 TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   TempDir dir;
   std::string path = dir.file("state.db");
@@ -801,7 +883,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 6); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 7); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);

@@ -41,6 +41,7 @@ TEST(Web, TheDashboardPortIsReadOnly) {
   EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/dashboard", "localhost:8080"));
   EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/dashboard?x=1", "[::1]:8080"));
   EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/dashboard/events", "127.0.0.1:8080"));
+  EXPECT_FALSE(refuseOnDashboardPort("GET", "/v1/flow-logs?follow=true&limit=30", "127.0.0.1:8080"));
   EXPECT_TRUE(isDashboardEvents("GET", "/v1/dashboard/events?since=3"));
   EXPECT_FALSE(isDashboardEvents("POST", "/v1/dashboard/events"));
   EXPECT_FALSE(isDashboardEvents("GET", "/v1/dashboard/events/x"));
@@ -51,7 +52,7 @@ TEST(Web, TheDashboardPortIsReadOnly) {
         std::pair{"GET", "/v1/instances/web/logs"}, std::pair{"DELETE", "/v1/vpcs/prod"},
         std::pair{"GET", "/v1/comparisons"}, std::pair{"GET", "/v1/comparisons/latest"},
         std::pair{"POST", "/v1/comparisons"}, std::pair{"POST", "/v1/trace"}, std::pair{"GET", "/v1/info"},
-        std::pair{"POST", "/v1/dashboard/events"}}) {
+        std::pair{"POST", "/v1/dashboard/events"}, std::pair{"POST", "/v1/flow-logs"}}) {
     auto refused = refuseOnDashboardPort(method, target, "127.0.0.1:8080");
     ASSERT_TRUE(refused) << method << " " << target;
     EXPECT_EQ(refused->kind(), ErrorKind::Forbidden);

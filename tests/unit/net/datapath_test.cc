@@ -255,7 +255,7 @@ TEST(PlanVpc, AChangeToOneVpcLeavesTheOthersPlanEqualAndChangesItsOwn) {
   EXPECT_NE(planVpc(ruleAdded, "prod", "corral-t7-", gatewayNics(), UplinkSettings{}, kTransit), prod);
 }
 
-TEST(PlanVpc, BridgesOnePerSubnetWithTheRouterAddress) {
+TEST(PlanVpc, BridgesOnePerSubnetWithTheRouterAndResolverAddresses) {
   VpcPlan plan = planVpc(gatewayTopology(), "prod", "corral-t7-", gatewayNics(), UplinkSettings{}, kTransit);
   EXPECT_EQ(plan.vpc, "prod");
   EXPECT_EQ(plan.netns, "corral-t7-vpc-prod");
@@ -265,7 +265,12 @@ TEST(PlanVpc, BridgesOnePerSubnetWithTheRouterAddress) {
   EXPECT_EQ(plan.bridges[0].bridge, subnetBridgeName("prod", "a-public"));
   EXPECT_EQ(plan.bridges[0].cidr, cidr("10.0.1.0/24"));
   EXPECT_EQ(plan.bridges[0].routerAddress, "10.0.1.1/24");
+  EXPECT_EQ(plan.bridges[0].resolverAddress, "10.0.1.2/24");
   EXPECT_EQ(plan.bridges[1].subnet, "b-private");
+  EXPECT_EQ(plan.bridges[2].resolverAddress, "10.0.3.2/24");
+  ASSERT_FALSE(plan.nics.empty());
+  EXPECT_EQ(plan.nics[0].resolver, "10.0.2.2") << plan.nics[0].nic.instance;
+  EXPECT_EQ(plan.nics[0].searchDomain, "prod.internal");
   EXPECT_EQ(plan.bridges[2].routerAddress, "10.0.3.1/24");
 }
 

@@ -114,9 +114,13 @@ TEST(VpcRuleset, NaclDenyWithLowerNumberComesFirst) {
   std::string text = vpcRuleset(sampleTopology(), "prod", sampleNics());
   size_t chain = text.find("chain nacl-strict-ingress {");
   ASSERT_NE(chain, std::string::npos);
-  size_t deny = text.find("ip saddr 10.0.1.0/24 tcp dport 22 drop comment \"rule 50\"", chain);
+  size_t deny = text.find(
+      "ip saddr 10.0.1.0/24 tcp dport 22 log prefix \"crl:n:i:50:strict\" group 1 snaplen 64 drop comment "
+      "\"rule 50\"",
+      chain);
   size_t allow = text.find("ip saddr 10.0.0.0/16 return comment \"rule 100\"", chain);
-  size_t implicit = text.find("drop comment \"implicit deny\"", chain);
+  size_t implicit =
+      text.find("log prefix \"crl:n:i:*:strict\" group 1 snaplen 64 drop comment \"implicit deny\"", chain);
   ASSERT_NE(deny, std::string::npos);
   ASSERT_NE(allow, std::string::npos);
   EXPECT_LT(deny, allow);
@@ -185,7 +189,8 @@ TEST(VpcRuleset, NicsWithTheSameGroupsShareOneChainPair) {
       table.chains.at("sg-egress-admin.web").rules,
       (std::vector<std::string>{"ip daddr 0.0.0.0/0 return comment \"admin rule 1\"",
                                 "ip daddr 10.0.2.0/24 udp dport 5000-5100 return comment \"admin rule 2\"",
-                                "ip daddr 0.0.0.0/0 return comment \"web rule 1\"", "drop"}));
+                                "ip daddr 0.0.0.0/0 return comment \"web rule 1\"",
+                                "log prefix \"crl:s:o:admin.web\" group 1 snaplen 64 drop"}));
 }
 
 TEST(VpcRuleset, EmptyPeerGroupMatchesNothing) {
@@ -302,7 +307,8 @@ TEST(VpcRuleset, GatewayNatFollowsEachSubnetsReachability) {
   EXPECT_NE(text.find("# app: public address 100.64.128.2 unused"), std::string::npos) << text;
   EXPECT_EQ(text.find("ip saddr 10.20.3.0/24 snat"), std::string::npos);
   EXPECT_NE(text.find("# db: publish 5432:5432/tcp unused"), std::string::npos) << text;
-  EXPECT_NE(text.find("ip saddr 10.20.3.0/24 oifname " + link + " drop"), std::string::npos);
+  EXPECT_NE(text.find("ip saddr 10.20.3.0/24 oifname " + link + " log prefix \"crl:x:"), std::string::npos)
+      << text;
   // Published ports: DNAT on the outside address, accepted right after the conntrack shortcut, before the
   // drop of other unsolicited inbound and before the security groups.
   EXPECT_NE(text.find("ip daddr 100.64.0.10 dnat ip to meta l4proto . th dport map @published-ports"),
@@ -313,7 +319,8 @@ TEST(VpcRuleset, GatewayNatFollowsEachSubnetsReachability) {
   size_t established = text.find("ct state established,related accept");
   size_t published =
       text.find("ct original ip daddr 100.64.0.10 ip daddr . meta l4proto . th dport @published accept");
-  size_t unsolicited = text.find("iifname " + link + " ct status & dnat == 0 drop");
+  size_t unsolicited =
+      text.find("iifname " + link + " ct status & dnat == 0 log prefix \"crl:u\" group 1 snaplen 64 drop");
   size_t groups = text.find("ip saddr vmap");
   ASSERT_NE(published, std::string::npos) << text;
   EXPECT_LT(established, published);

@@ -196,7 +196,8 @@ TEST(AgentClient, SetClockSendsTheHostsTimeAndReadsTheAnswer) {
 // set_identity sends the identity, fresh host random bytes and the host's time; an answer that does not
 // report what was asked fails it, as does the guest's error.
 TEST(AgentClient, SetIdentitySendsASeedAndChecksTheAnswer) {
-  const GuestIdentity identity{"web-2", "52:54:00:12:34:56", "10.0.1.5/24", "10.0.1.1"};
+  const GuestIdentity identity{"web-2",    "52:54:00:12:34:56", "10.0.1.5/24",
+                               "10.0.1.1", "10.0.1.2",          "lab.internal"};
   auto echoing = [](const Json& request) -> std::string {
     if (request["op"] == "hello") return answerHello(request);
     return Json{{"id", request["id"]},
@@ -224,6 +225,8 @@ TEST(AgentClient, SetIdentitySendsASeedAndChecksTheAnswer) {
   EXPECT_EQ(first["mac"], "52:54:00:12:34:56");
   EXPECT_EQ(first["ip"], "10.0.1.5/24");
   EXPECT_EQ(first["gateway"], "10.0.1.1");
+  EXPECT_EQ(first["nameserver"], "10.0.1.2");
+  EXPECT_EQ(first["search"], "lab.internal");
   EXPECT_EQ(first["seed"].get<std::string>().size(), 2 * kIdentitySeedBytes);
   EXPECT_NE(first["seed"], second["seed"]);  // each call draws its own bytes
   EXPECT_GT(first["unix_ns"].get<int64_t>(), 0);

@@ -23,6 +23,7 @@ DomainConfig baseConfig() {
   config.cmdline = kernelCommandLine("web-1", "web-1", std::nullopt, std::nullopt);
   config.consoleLog = "/var/lib/corral/instances/web-1/console.log";
   config.agentSocket = "/run/corral/instances/web-1/agent.sock";
+  config.consoleSocket = "/run/corral/instances/web-1/console.sock";
   return config;
 }
 
@@ -206,6 +207,37 @@ TEST(DomainXml, ValidateRefusesBadFields) {
   config = baseConfig();
   config.domainName.clear();
   expectField(config, "name");
+}
+
+// Without a console socket the serial line goes to the log file only (the accelerator probe's VM).
+TEST(DomainXml, ConsoleWithoutSocketIsAFile) {
+  auto config = baseConfig();
+  EXPECT_NE(domainXml(config).find("<serial type='unix'>\n      <source mode='bind' "
+                                   "path='/run/corral/instances/web-1/console.sock'/>\n      <log "
+                                   "file='/var/lib/corral/instances/web-1/console.log' append='off'/>"),
+            std::string::npos);
+  config.consoleSocket.clear();
+  const std::string xml = domainXml(config);
+  EXPECT_EQ(xml.find("console.sock"), std::string::npos);
+  EXPECT_NE(xml.find("<serial type='file'>\n      <source path='/var/lib/corral/instances/web-1/console.log' "
+                     "append='off'/>"),
+            std::string::npos);
+  config.consoleSocket = "console.sock";
+  auto refused = validate(config);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().field(), "console_socket");
+  // Longer than a Unix socket address holds: refused here, not by QEMU at start.
+  config.consoleSocket = "/var/lib/" + std::string(90, 'd') + "/console.sock";
+  auto tooLong = validate(config);
+  ASSERT_FALSE(tooLong);
+  EXPECT_EQ(tooLong.error().field(), "console_socket");
+  EXPECT_NE(tooLong.error().message().find("112 bytes, more than the 107"), std::string::npos)
+      << tooLong.error().message();
+  config.consoleSocket = "/run/corral/instances/web-1/console.sock";
+  config.agentSocket = "/var/lib/" + std::string(100, 'd') + "/agent.sock";
+  auto agentTooLong = validate(config);
+  ASSERT_FALSE(agentTooLong);
+  EXPECT_EQ(agentTooLong.error().field(), "agent_socket");
 }
 
 TEST(DomainXml, KernelCommandLine) {

@@ -33,6 +33,19 @@ TEST(GuestCmdline, ReadsCorralParameters) {
   EXPECT_TRUE(params.errors.empty());
 }
 
+TEST(GuestCmdline, ResolverAndSearchDomainForResolvConf) {
+  const auto params =
+      parseCmdline("console=ttyS0 corral.name=a corral.dns=10.1.2.2 corral.search=lab.internal");
+  ASSERT_TRUE(params.nameserver);
+  EXPECT_EQ(dotted(*params.nameserver), "10.1.2.2");
+  EXPECT_EQ(params.search, "lab.internal");
+  EXPECT_TRUE(params.errors.empty());
+  const auto bad = parseCmdline("corral.name=a corral.dns=10.1.2 corral.search=lab/internal");
+  EXPECT_FALSE(bad.nameserver);
+  EXPECT_EQ(bad.search, "");
+  EXPECT_EQ(bad.errors.size(), 2u);
+}
+
 TEST(GuestCmdline, RootSerialSelectsTheImageRoot) {
   EXPECT_EQ(parseCmdline("console=ttyS0 corral.name=a corral.root=corral-root").rootSerial, "corral-root");
   EXPECT_EQ(parseCmdline("console=ttyS0 corral.name=a").rootSerial, "");
@@ -190,6 +203,14 @@ TEST(GuestRequest, DecodesSetIdentity) {
       seed + R"(", "unix_ns": 1})"));
   EXPECT_FALSE(noNetwork.ip);
   EXPECT_FALSE(noNetwork.gateway);
+  EXPECT_FALSE(noNetwork.nameserver);
+  EXPECT_TRUE(noNetwork.search.empty());
+  const auto withResolver = std::get<SetIdentityRequest>(parseRequest(
+      R"({"id": 8, "op": "set_identity", "hostname": "h", "mac": "52:54:00:00:00:01", "ip": "10.0.1.5/24",
+          "nameserver": "10.0.1.2", "search": "lab.internal", "seed": ")" +
+      seed + R"(", "unix_ns": 1})"));
+  EXPECT_EQ(withResolver.nameserver, inet_addr("10.0.1.2"));
+  EXPECT_EQ(withResolver.search, "lab.internal");
 
   // Each bad field is named in the refusal.
   const std::vector<std::pair<std::string, std::string>> bad = {
@@ -207,6 +228,12 @@ TEST(GuestRequest, DecodesSetIdentity) {
       {R"("hostname": "h", "mac": "52:54:00:00:00:01", "gateway": "10.0.0.1", "seed": ")" + seed +
            R"(", "unix_ns": 1)",
        "gateway"},
+      {R"("hostname": "h", "nameserver": "10.0.1", "seed": ")" + seed + R"(", "unix_ns": 1)", "nameserver"},
+      {R"("hostname": "h", "nameserver": 5, "seed": ")" + seed + R"(", "unix_ns": 1)", "nameserver"},
+      {R"("hostname": "h", "search": "lab.internal", "seed": ")" + seed + R"(", "unix_ns": 1)", "search"},
+      {R"("hostname": "h", "nameserver": "10.0.1.2", "search": "Lab Internal", "seed": ")" + seed +
+           R"(", "unix_ns": 1)",
+       "search"},
       {R"("hostname": "h", "mac": "52:54:00:00:00:01", "seed": "abcd", "unix_ns": 1)", "seed"},
       {R"("hostname": "h", "mac": "52:54:00:00:00:01", "seed": ")" + std::string(63, 'a') +
            R"(", "unix_ns": 1)",
@@ -271,6 +298,73 @@ TEST(GuestRequest, MalformedRequestsKeepTheIdWhenThereIsOne) {
     const auto request = parseRequest(bad);
     ASSERT_TRUE(std::holds_alternative<BadRequest>(request)) << bad;
     EXPECT_EQ(std::get<BadRequest>(request).id, 7) << bad;
+    EXPECT_FALSE(std::get<BadRequest>(request).reason.empty()) << bad;
+  }
+}
+
+TEST(GuestRequest, DecodesOpenAndTheSessionRequests) {
+  const auto open = std::get<OpenRequest>(parseRequest(
+      R"({"id": 9, "op": "open", "session": 12, "command": ["sh", "-c", "tty"], "env": ["TERM=xterm"],
+          "tty": true, "rows": 40, "cols": 120, "stdin": true})"));
+  EXPECT_EQ(open.id, 9);
+  EXPECT_EQ(open.session, 12);
+  EXPECT_EQ(open.command, (std::vector<std::string>{"sh", "-c", "tty"}));
+  EXPECT_EQ(open.env, (std::vector<std::string>{"TERM=xterm"}));
+  EXPECT_TRUE(open.tty);
+  EXPECT_TRUE(open.stdinOpen);
+  EXPECT_EQ(open.rows, 40);
+  EXPECT_EQ(open.cols, 120);
+  const auto shell =
+      std::get<OpenRequest>(parseRequest(R"({"id": 9, "op": "open", "session": 13, "command": []})"));
+  EXPECT_EQ(shell.command, (std::vector<std::string>{"/bin/sh"}));
+  EXPECT_FALSE(shell.tty);
+  EXPECT_TRUE(shell.stdinOpen);
+  EXPECT_EQ(shell.rows, 0);
+
+  using Op = SessionRequest::Op;
+  const auto input =
+      std::get<SessionRequest>(parseRequest(R"({"op": "input", "session": 12, "data": "AP9oaQ=="})"));
+  EXPECT_EQ(input.op, Op::Input);
+  EXPECT_EQ(input.session, 12);
+  EXPECT_EQ(input.data, std::string("\0\xffhi", 4));
+  EXPECT_EQ(std::get<SessionRequest>(parseRequest(R"({"op": "ack", "session": 12, "bytes": 4096})")).bytes,
+            4096u);
+  const auto resize =
+      std::get<SessionRequest>(parseRequest(R"({"op": "resize", "session": 12, "rows": 50, "cols": 132})"));
+  EXPECT_EQ(resize.op, Op::Resize);
+  EXPECT_EQ(resize.rows, 50);
+  EXPECT_EQ(resize.cols, 132);
+  EXPECT_EQ(std::get<SessionRequest>(parseRequest(R"({"op": "close_input", "session": 12})")).op,
+            Op::CloseInput);
+  const auto signal =
+      std::get<SessionRequest>(parseRequest(R"({"op": "signal", "session": 12, "signal": 2})"));
+  EXPECT_EQ(signal.op, Op::Signal);
+  EXPECT_EQ(signal.signal, 2);
+  EXPECT_EQ(std::get<SessionRequest>(parseRequest(R"({"op": "close", "session": 12})")).op, Op::Close);
+}
+
+// A malformed "open" is answered (it has an id); a malformed session request has none to answer and is
+// only logged, so it never fails the request the host waits for.
+TEST(GuestRequest, MalformedSessionRequestsAreNotAnswered) {
+  for (const char* bad : {R"({"id": 7, "op": "open"})", R"({"id": 7, "op": "open", "session": "1"})",
+                          R"({"id": 7, "op": "open", "session": 1, "command": "sh"})",
+                          R"({"id": 7, "op": "open", "session": 1, "command": [""]})",
+                          R"({"id": 7, "op": "open", "session": 1, "tty": "yes"})",
+                          R"({"id": 7, "op": "open", "session": 1, "rows": 70000})",
+                          R"({"id": 7, "op": "open", "session": 1, "env": ["NOEQUALS"]})"}) {
+    const auto request = parseRequest(bad);
+    ASSERT_TRUE(std::holds_alternative<BadRequest>(request)) << bad;
+    EXPECT_EQ(std::get<BadRequest>(request).id, 7) << bad;
+    EXPECT_TRUE(std::get<BadRequest>(request).answered) << bad;
+  }
+  for (const char* bad :
+       {R"({"op": "input", "session": 1, "data": "not base64"})", R"({"op": "input", "session": 1})",
+        R"({"op": "input", "data": "AA=="})", R"({"op": "ack", "session": 1, "bytes": -1})",
+        R"({"op": "resize", "session": 1, "rows": -1, "cols": 80})",
+        R"({"op": "signal", "session": 1, "signal": 0})", R"({"op": "reboot", "session": 1})"}) {
+    const auto request = parseRequest(bad);
+    ASSERT_TRUE(std::holds_alternative<BadRequest>(request)) << bad;
+    EXPECT_FALSE(std::get<BadRequest>(request).answered) << bad;
     EXPECT_FALSE(std::get<BadRequest>(request).reason.empty()) << bad;
   }
 }

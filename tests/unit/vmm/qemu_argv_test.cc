@@ -23,6 +23,7 @@ DomainConfig microvmConfig() {
   config.cmdline = kernelCommandLine("web-1", "web-1", "10.0.1.5/24", "10.0.1.1");
   config.consoleLog = "/var/lib/corral/vms/web-1/console.log";
   config.agentSocket = "/var/lib/corral/vms/web-1/agent.sock";
+  config.consoleSocket = "/var/lib/corral/vms/web-1/console.sock";
   config.nic = NicConfig{"crl-t-web1", "52:54:00:12:34:56"};
   config.tcgTranslationCacheMiB = 32;
   config.freePageReporting = true;
@@ -62,8 +63,25 @@ TEST(QemuArgv, KvmPcWithDisksRestoring) {
 TEST(QemuArgv, CommasInPathsAreDoubled) {
   DomainConfig config = microvmConfig();
   config.consoleLog = "/tmp/a,b/console.log";
+  config.consoleSocket = "/tmp/a,b/console.sock";
   auto argv = qemuArgv(config, kFiles, {.uuid = "u"});
+  EXPECT_NE(std::find(argv.begin(), argv.end(),
+                      "socket,id=console,path=/tmp/a,,b/console.sock,server=on,wait=off,"
+                      "logfile=/tmp/a,,b/console.log,logappend=off"),
+            argv.end());
+  config.consoleSocket.clear();
+  argv = qemuArgv(config, kFiles, {.uuid = "u"});
   EXPECT_NE(std::find(argv.begin(), argv.end(), "file,id=console,path=/tmp/a,,b/console.log"), argv.end());
+}
+
+// A restored VM's console log goes on after the boot's lines, with a socket as with a file.
+TEST(QemuArgv, ConsoleSocketLogAppendsWhenRestoring) {
+  DomainConfig config = microvmConfig();
+  auto argv = qemuArgv(config, kFiles, {.incoming = true, .uuid = "u"});
+  const auto console = std::find_if(
+      argv.begin(), argv.end(), [](const std::string& arg) { return arg.starts_with("socket,id=console,"); });
+  ASSERT_NE(console, argv.end());
+  EXPECT_TRUE(console->ends_with(",logappend=on")) << *console;
 }
 
 // No balloon device without free page reporting (Debian's kernel: the libvirt engine's memballoon 'none').

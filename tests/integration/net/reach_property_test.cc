@@ -1,0 +1,481 @@
+// The reachability analyzer (net/reach.h) against the kernel, as a property: for many random small VPCs
+// (three floors, route tables with and without a way out, blackholes, security groups with peer-group
+// rules, network ACLs with ordered allow/deny rules, internet and NAT gateways present or not) the
+// analyzer's verdict for random probes equals what one real packet exchange sees through the datapath
+// (planVpc + convergeVpc, instances as child processes in their own namespaces, "the internet" a namespace
+// of its own). Seeded: the seed and the configuration are printed on a disagreement
+// (CORRAL_REACH_SEED=N repeats one run, CORRAL_REACH_ROUNDS=N sets how many configurations).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/unique_fd.h"
+#include "net/netlink.h"
+#include "net/reach.h"
+#include "net/vpc_datapath.h"
+#include "tests/integration/netns_testing.h"
+
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace corral::net {
+namespace {
+
+using corral::testing::listenIn;
+using corral::testing::runInNetns;
+using corral::testing::socketAddress;
+using corral::testing::tcpExchange;
+using corral::testing::TestNamespaces;
+
+constexpr int64_t kNow = 1700000000;
+constexpr std::chrono::milliseconds kTimeout{600};
+const std::string kInternetHost = "198.51.100.10";
+
+// Kills and reaps the instance processes it holds.
+class Children {
+ public:
+  Children() = default;
+  Children(const Children&) = delete;
+  Children& operator=(const Children&) = delete;
+  ~Children() {
+    for (pid_t pid : pids_) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  // A child in a fresh network namespace, paused until killed: an instance without a program.
+  pid_t spawn() {
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) return -1;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(ready[0]);
+      if (::unshare(CLONE_NEWNET) != 0) ::_exit(1);
+      char ok = 'r';
+      if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
+      for (;;) ::pause();
+    }
+    ::close(ready[1]);
+    if (pid < 0) {
+      ::close(ready[0]);
+      return -1;
+    }
+    pids_.push_back(pid);
+    char ok = 0;
+    ssize_t n = ::read(ready[0], &ok, 1);
+    ::close(ready[0]);
+    return n == 1 ? pid : -1;
+  }
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
+// One UDP datagram from `fromNetns` (bound to `fromAddress` when given) to address:port: whether a socket
+// bound to `port` in `toNetns` receives it.
+bool udpArrives(const std::string& fromNetns, const std::string& toNetns, const std::string& address,
+                uint16_t port, const std::optional<std::string>& fromAddress) {
+  int receiver = -1, sender = -1;
+  runInNetns(toNetns, [&] { receiver = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); });
+  runInNetns(fromNetns, [&] { sender = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); });
+  UniqueFd in(receiver), out(sender);
+  if (!in || !out) return false;
+  sockaddr_in any = socketAddress("0.0.0.0", port);
+  if (::bind(in.get(), reinterpret_cast<sockaddr*>(&any), sizeof any) != 0) return false;
+  if (fromAddress) {
+    sockaddr_in from = socketAddress(*fromAddress, 0);
+    if (::bind(out.get(), reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) return false;
+  }
+  sockaddr_in to = socketAddress(address, port);
+  if (::sendto(out.get(), "ping", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) != 4) return false;
+  pollfd wait{.fd = in.get(), .events = POLLIN, .revents = 0};
+  if (::poll(&wait, 1, static_cast<int>(kTimeout.count())) != 1) return false;
+  char data[8] = {};
+  return ::recv(in.get(), data, sizeof data, 0) == 4;
+}
+
+uint16_t icmpChecksum(const uint8_t* data, size_t length) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < length; i += 2) sum += static_cast<uint32_t>(data[i] << 8 | data[i + 1]);
+  if (length % 2 != 0) sum += static_cast<uint32_t>(data[length - 1] << 8);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// One ICMP echo request from `fromNetns` (from `fromAddress` when given) to `address`: whether its echo
+// reply comes back. A raw socket (root), so no ping binary is needed.
+bool pingAnswers(const std::string& fromNetns, const std::string& address,
+                 const std::optional<std::string>& fromAddress, uint16_t id) {
+  int fd = -1;
+  runInNetns(fromNetns, [&] { fd = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP); });
+  UniqueFd raw(fd);
+  if (!raw) return false;
+  if (fromAddress) {
+    sockaddr_in from = socketAddress(*fromAddress, 0);
+    if (::bind(raw.get(), reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) return false;
+  }
+  uint8_t request[16] = {
+      8,   0,   0,   0,  static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id), 0, 1, 'c', 'o', 'r', 'r',
+      'a', 'l', '!', '!'};
+  const uint16_t sum = icmpChecksum(request, sizeof request);
+  request[2] = static_cast<uint8_t>(sum >> 8);
+  request[3] = static_cast<uint8_t>(sum);
+  sockaddr_in to = socketAddress(address, 0);
+  if (::sendto(raw.get(), request, sizeof request, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) !=
+      static_cast<ssize_t>(sizeof request))
+    return false;
+  const auto deadline = std::chrono::steady_clock::now() + kTimeout;
+  for (;;) {
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd wait{.fd = raw.get(), .events = POLLIN, .revents = 0};
+    if (::poll(&wait, 1, static_cast<int>(left.count())) != 1) return false;
+    uint8_t packet[256];
+    ssize_t n = ::recv(raw.get(), packet, sizeof packet, 0);
+    if (n < 20) continue;
+    const size_t header = static_cast<size_t>(packet[0] & 0x0f) * 4;
+    if (static_cast<size_t>(n) < header + 8) continue;
+    const uint8_t* icmp = packet + header;
+    if (icmp[0] == 0 && (icmp[4] << 8 | icmp[5]) == id) return true;
+  }
+}
+
+// ---- Random configurations ----
+
+struct Probe {
+  std::string source, destination;  // as `corral reach` takes them
+  std::string protocol;
+  std::optional<int64_t> port;
+};
+
+std::string describe(const Probe& probe) {
+  return fmt::format("reach {} {} --protocol {}{}", probe.source, probe.destination, probe.protocol,
+                     probe.port ? fmt::format(" --port {}", *probe.port) : "");
+}
+
+class ReachProperty : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!TestNamespaces::available())
+      GTEST_SKIP() << "needs root: network namespaces, bridges, routes and nftables";
+    prefix_ = TestNamespaces::prefix();
+    auto internet = namespaces_.make("inet");
+    ASSERT_TRUE(internet) << internet.error().message();
+    internet_ = *internet;
+    uplink_.netns = internet_;
+    auto inet = Netlink::open(internet_);
+    ASSERT_TRUE(inet) << inet.error().message();
+    ASSERT_TRUE(inet->addAddress("lo", kInternetHost + "/32"));
+    auto transit = chooseTransit(uplink_, "r", {});
+    ASSERT_TRUE(transit) << transit.error().message();
+    transit_ = *transit;
+    outside_ = Ipv4Address(transit_.network().value() + 2).str();
+    auto publicAddress = choosePublicAddress(uplink_, {});
+    ASSERT_TRUE(publicAddress);
+    publicAddress_ = publicAddress->str();
+  }
+
+  std::string instanceNs(const std::string& instance) const {
+    return "/proc/" + std::to_string(pids_.at(instance)) + "/ns/net";
+  }
+  std::string internetNs() const { return "/run/netns/" + internet_; }
+
+  // One random VPC "r": three floors, their tables, gateways, groups and ACLs; the four instances' groups.
+  Topology randomTopology(std::mt19937& rng, std::vector<NicAttachment>& nics, std::string& text) {
+    auto chance = [&](double p) { return std::bernoulli_distribution(p)(rng); };
+    auto pick = [&](const auto& list) {
+      return list[std::uniform_int_distribution<size_t>(0, list.size() - 1)(rng)];
+    };
+    Topology t;
+    auto must = [&](const auto& result, const std::string& what) {
+      EXPECT_TRUE(result.has_value()) << what << ": " << result.error().message();
+      text += what + "\n";
+    };
+    must(t.createVpc({.name = "r", .cidr = "10.0.0.0/16"}, kNow), "vpc r 10.0.0.0/16");
+    const bool igw = chance(0.75);
+    if (igw) must(t.createInternetGateway({.name = "igw", .vpc = "r"}, kNow), "igw");
+    const std::vector<std::string> subnets = {"s1", "s2", "s3"};
+    for (size_t i = 0; i < subnets.size(); ++i) {
+      std::string table;
+      if (chance(0.7)) {
+        table = "rt-" + subnets[i];
+        must(t.createRouteTable({.name = table, .vpc = "r"}, kNow), "route table " + table);
+      }
+      must(t.createSubnet({.name = subnets[i],
+                           .vpc = "r",
+                           .cidr = fmt::format("10.0.{}.0/24", i + 1),
+                           .routeTable = table},
+                          kNow),
+           fmt::format("subnet {} 10.0.{}.0/24 table {}", subnets[i], i + 1, table.empty() ? "main" : table));
+    }
+    const bool nat = igw && chance(0.6);
+    if (nat) must(t.createNatGateway({.name = "nat", .subnet = "s1"}, kNow), "nat gateway in s1");
+    for (const RouteTable* table : t.routeTables("r")) {
+      const std::string name = table->name;
+      std::vector<std::pair<std::string, std::string>> targets = {{"blackhole", ""}};
+      if (igw) targets.emplace_back("internet_gateway", "igw");
+      if (nat) targets.emplace_back("nat_gateway", "nat");
+      for (std::string destination : {"0.0.0.0/0", "198.51.100.0/24"}) {
+        if (!chance(destination == "0.0.0.0/0" ? 0.8 : 0.3)) continue;
+        auto [type, target] = pick(targets);
+        must(t.addRoute(name, {.destination = destination, .targetType = type, .targetName = target}),
+             fmt::format("route {} {} -> {} {}", name, destination, type, target));
+      }
+    }
+    const std::vector<std::string> protocols = {"tcp", "udp", "icmp", "all", "all"};
+    const std::vector<std::optional<std::pair<int64_t, int64_t>>> portChoices = {
+        std::nullopt,
+        std::pair<int64_t, int64_t>{80, 80},
+        std::pair<int64_t, int64_t>{443, 443},
+        std::pair<int64_t, int64_t>{5000, 5000},
+        std::pair<int64_t, int64_t>{1024, 65535},
+        std::pair<int64_t, int64_t>{32768, 60999}};
+    const std::vector<std::string> cidrs = {"0.0.0.0/0",    "0.0.0.0/0",       "10.0.0.0/16",
+                                            "10.0.0.0/16",  "10.0.1.0/24",     "10.0.2.0/24",
+                                            "10.0.3.10/32", "198.51.100.0/24", "10.0.1.11/32"};
+    const std::vector<std::string> groups = {"g1", "g2", "g3"};
+    for (const std::string& group : groups) {
+      must(t.createSecurityGroup({.name = group, .vpc = "r"}, kNow), "security group " + group);
+      if (chance(0.25)) must(t.deleteSecurityGroupRule(group, 1), "  no allow-all egress");
+      const int rules = std::uniform_int_distribution<int>(1, 4)(rng);
+      for (int i = 0; i < rules; ++i) {
+        SecurityGroupRuleSpec rule;
+        rule.direction = chance(0.75) ? "ingress" : "egress";
+        rule.protocol = pick(protocols);
+        if (rule.protocol == "tcp" || rule.protocol == "udp") {
+          if (auto ports = pick(portChoices)) {
+            rule.fromPort = ports->first;
+            rule.toPort = ports->second;
+          }
+        }
+        if (chance(0.4)) {
+          rule.peerGroup = chance(0.25) ? std::string("r-default") : pick(groups);
+        } else {
+          rule.cidr = pick(cidrs);
+        }
+        auto added = t.addSecurityGroupRule(group, rule);
+        text += fmt::format("  {} {} {} {}-{} {}{}\n", added ? "rule" : "(refused)", rule.direction,
+                            rule.protocol, rule.fromPort.value_or(-1), rule.toPort.value_or(-1),
+                            rule.cidr.value_or(""), rule.peerGroup ? "group " + *rule.peerGroup : "");
+      }
+    }
+    for (const std::string& subnet : subnets) {
+      if (!chance(0.5)) continue;
+      const std::string acl = "acl-" + subnet;
+      must(t.createNetworkAcl({.name = acl, .vpc = "r"}, kNow), "network acl " + acl);
+      for (std::string direction : {"ingress", "egress"}) {
+        const int rules = std::uniform_int_distribution<int>(1, 4)(rng);
+        for (int i = 0; i < rules; ++i) {
+          NetworkAclRuleSpec rule;
+          rule.number = std::uniform_int_distribution<int64_t>(1, 200)(rng);
+          rule.direction = direction;
+          rule.action = chance(0.7) ? "allow" : "deny";
+          rule.protocol = pick(protocols);
+          if (rule.protocol == "tcp" || rule.protocol == "udp") {
+            if (auto ports = pick(portChoices)) {
+              rule.fromPort = ports->first;
+              rule.toPort = ports->second;
+            }
+          }
+          rule.cidr = pick(cidrs);
+          auto added = t.addNetworkAclRule(acl, rule);
+          text += fmt::format("  {} {} {} {} {} {}-{} {}\n", added ? "rule" : "(refused)", rule.number,
+                              direction, rule.action, rule.protocol, rule.fromPort.value_or(-1),
+                              rule.toPort.value_or(-1), rule.cidr);
+        }
+        // Often a catch-all after the numbered rules, as most real ACLs end.
+        if (chance(0.6)) {
+          must(t.addNetworkAclRule(acl, {.number = 300, .direction = direction, .action = "allow"}),
+               fmt::format("  rule 300 {} allow all 0.0.0.0/0", direction));
+        }
+      }
+      must(t.updateSubnet(subnet, {.networkAcl = acl}), "subnet " + subnet + " uses " + acl);
+    }
+    for (NicAttachment& nic : nics) {
+      nic.securityGroups.clear();
+      for (const std::string& group : groups) {
+        if (chance(0.4)) nic.securityGroups.push_back(group);
+      }
+      std::string list;
+      for (const std::string& group : nic.securityGroups) list += group + " ";
+      text += fmt::format("nic {} {} {} groups [{}]\n", nic.instance, nic.subnet, nic.address, list);
+    }
+    return t;
+  }
+
+  Probe randomProbe(std::mt19937& rng) {
+    auto pick = [&](const auto& list) {
+      return list[std::uniform_int_distribution<size_t>(0, list.size() - 1)(rng)];
+    };
+    const std::vector<std::string> instances = {"a1", "a2", "b1", "c1"};
+    Probe probe;
+    probe.protocol = pick(std::vector<std::string>{"tcp", "tcp", "udp", "icmp"});
+    if (probe.protocol != "icmp") probe.port = pick(std::vector<int64_t>{80, 443, 5000});
+    switch (std::uniform_int_distribution<int>(0, 3)(rng)) {
+      case 0:
+      case 1:
+        probe.source = pick(instances);
+        do probe.destination = pick(instances);
+        while (probe.destination == probe.source);
+        break;
+      case 2:
+        probe.source = pick(instances);
+        probe.destination = kInternetHost;
+        break;
+      default:
+        probe.source = kInternetHost;  // the internet, as the address the kernel's probe comes from
+        if (std::bernoulli_distribution(0.5)(rng)) {
+          probe.destination = publicAddress_;  // a1's public address
+        } else {
+          probe.destination = "b1";  // publishes 8080:80/tcp
+          if (probe.protocol == "tcp") probe.port = 8080;
+        }
+    }
+    return probe;
+  }
+
+  // The probe through the kernel: true when the exchange completed (udp: the datagram arrived).
+  bool kernelSays(const Probe& probe, const std::vector<NicAttachment>& nics, uint16_t icmpId) {
+    auto addressOf = [&](const std::string& instance) {
+      for (const NicAttachment& nic : nics) {
+        if (nic.instance == instance) return nic.address;
+      }
+      return std::string();
+    };
+    const bool fromInternet = probe.source == kInternetHost;
+    const std::string fromNs = fromInternet ? internetNs() : instanceNs(probe.source);
+    const std::optional<std::string> fromAddress =
+        fromInternet ? std::optional<std::string>(kInternetHost) : std::nullopt;
+    std::string toNs, address;
+    uint16_t port = probe.port ? static_cast<uint16_t>(*probe.port) : 0;
+    uint16_t listenPort = port;
+    if (probe.destination == kInternetHost) {
+      toNs = internetNs();
+      address = kInternetHost;
+    } else if (probe.destination == publicAddress_) {
+      toNs = instanceNs("a1");
+      address = publicAddress_;
+    } else if (fromInternet) {  // b1 through its published port, or its private address
+      toNs = instanceNs(probe.destination);
+      if (probe.protocol == "tcp" && port == 8080) {
+        address = outside_;
+        listenPort = 80;
+      } else {
+        address = addressOf(probe.destination);
+      }
+    } else {
+      toNs = instanceNs(probe.destination);
+      address = addressOf(probe.destination);
+    }
+    if (probe.protocol == "icmp") return pingAnswers(fromNs, address, fromAddress, icmpId);
+    if (probe.protocol == "udp") return udpArrives(fromNs, toNs, address, port, fromAddress);
+    UniqueFd listener = listenIn(toNs, listenPort);
+    if (!listener) return false;
+    return tcpExchange(fromNs, address, port, listener, kTimeout, fromAddress).ok;
+  }
+
+  TestNamespaces namespaces_;
+  Children children_;
+  std::string prefix_, internet_, outside_, publicAddress_;
+  UplinkSettings uplink_;
+  Cidr transit_;
+  std::map<std::string, pid_t> pids_;
+};
+
+TEST_F(ReachProperty, AnalyzerAgreesWithTheKernel) {
+  const char* seedText = std::getenv("CORRAL_REACH_SEED");
+  const char* roundsText = std::getenv("CORRAL_REACH_ROUNDS");
+  const uint32_t seed = seedText != nullptr ? static_cast<uint32_t>(std::strtoul(seedText, nullptr, 10))
+                                            : static_cast<uint32_t>(std::random_device{}());
+  const int rounds = roundsText != nullptr ? std::atoi(roundsText) : 30;
+  constexpr int kProbesPerRound = 8;
+  std::printf("seed %u (CORRAL_REACH_SEED=%u repeats this run), %d configurations\n", seed, seed, rounds);
+  std::mt19937 rng(seed);
+
+  std::vector<NicAttachment> nics = {
+      NicAttachment{.instance = "a1",
+                    .subnet = "s1",
+                    .address = "10.0.1.10",
+                    .publicAddress = publicAddress_,
+                    .linkKey = prefix_ + "a1"},
+      NicAttachment{.instance = "a2", .subnet = "s1", .address = "10.0.1.11", .linkKey = prefix_ + "a2"},
+      NicAttachment{
+          .instance = "b1",
+          .subnet = "s2",
+          .address = "10.0.2.10",
+          .publish = {PortForward{.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 80}},
+          .linkKey = prefix_ + "b1"},
+      NicAttachment{.instance = "c1", .subnet = "s3", .address = "10.0.3.10", .linkKey = prefix_ + "c1"},
+  };
+  int agreed = 0, reachable = 0;
+  std::map<std::string, int> blockedBy;
+  uint16_t icmpId = static_cast<uint16_t>(seed);
+  for (int round = 0; round < rounds; ++round) {
+    std::string text;
+    Topology topology = randomTopology(rng, nics, text);
+    VpcPlan plan = planVpc(topology, "r", prefix_, nics, uplink_, transit_);
+    namespaces_.holdVpc(plan.netns);
+    auto converged = convergeVpc(plan);
+    ASSERT_TRUE(converged) << "seed " << seed << " round " << round << ": " << converged.error().message()
+                           << "\n"
+                           << text;
+    if (pids_.empty()) {
+      for (const NicPlan& planned : plan.nics) {
+        pid_t pid = children_.spawn();
+        ASSERT_GT(pid, 0);
+        auto attached = attachContainerNic(plan.netns, planned, pid);
+        ASSERT_TRUE(attached) << attached.error().message();
+        pids_[planned.nic.instance] = pid;
+      }
+    }
+    for (int i = 0; i < kProbesPerRound; ++i) {
+      Probe probe = randomProbe(rng);
+      auto query = makeReachQuery(probe.source, probe.destination, probe.protocol, probe.port);
+      ASSERT_TRUE(query) << query.error().message();
+      auto paths = analyzeReach(topology, nics, *query);
+      ASSERT_TRUE(paths) << describe(probe) << ": " << paths.error().message();
+      ASSERT_EQ(paths->size(), 1u);
+      const ReachPath& path = paths->front();
+      const bool kernel = kernelSays(probe, nics, ++icmpId);
+      if (kernel != path.reachable) {
+        std::string hops;
+        for (const ReachHop& hop : path.hops) {
+          hops += fmt::format("  {} {} {} {} [{}] {}\n", hop.passes ? "ok" : "BLOCKED", hop.component,
+                              hop.name, hop.leg, hop.rule, hop.text);
+        }
+        ADD_FAILURE() << "seed " << seed << " round " << round << ": " << describe(probe) << ": the kernel "
+                      << (kernel ? "delivered it" : "did not deliver it") << ", the analyzer says "
+                      << path.verdict << "\n"
+                      << hops << "configuration:\n"
+                      << text << "ruleset:\n"
+                      << plan.ruleset;
+        return;
+      }
+      ++agreed;
+      reachable += kernel ? 1 : 0;
+      if (!kernel) ++blockedBy[path.hops.back().component + " (" + path.hops.back().rule + ")"];
+    }
+  }
+  std::printf("%d probes agreed (%d reachable, %d blocked)\n", agreed, reachable, agreed - reachable);
+  for (const auto& [what, count] : blockedBy) std::printf("  blocked by %s: %d\n", what.c_str(), count);
+  EXPECT_GT(reachable, 0) << "no probe got through: the configurations say too little";
+  EXPECT_LT(reachable, agreed) << "every probe got through: the configurations say too little";
+}
+
+}  // namespace
+}  // namespace corral::net
