@@ -7,6 +7,7 @@
 #include <cctype>
 #include <fstream>
 #include <set>
+#include <utility>
 
 #include "core/log.h"
 #include "net/ipam.h"
@@ -133,6 +134,7 @@ Status NetworkController::applyTopology(const net::Topology& next) {
     for (const net::Vpc* vpc : topology_.vpcs()) {
       if (next.findVpc(vpc->name)) continue;
       applied_.erase(vpc->name);
+      resolverStale_.erase(vpc->name);
       if (metadata_) metadata_->close(vpc->name);
       if (flowLogs_) flowLogs_->forget(vpc->name);
       if (resolvers_) {
@@ -147,11 +149,17 @@ Status NetworkController::applyTopology(const net::Topology& next) {
     }
   }
   if (result) {
-    topology_ = next;
+    net::Topology before = std::exchange(topology_, next);
     for (auto it = transits_.begin(); it != transits_.end();) {
       it = topology_.internetGateways(it->first).empty() ? transits_.erase(it) : std::next(it);
     }
-    for (const net::Vpc* vpc : topology_.vpcs()) syncResolverLocked(vpc->name);
+    // Only the VPCs whose resolver inputs changed, or that are owed a sync (a converge, a failure): a rule
+    // change syncs none, so its cost does not follow the NICs of every VPC (issue 15).
+    for (const net::Vpc* vpc : topology_.vpcs()) {
+      if (resolverStale_.contains(vpc->name) ||
+          resolverInputs(before, vpc->name) != resolverInputs(topology_, vpc->name))
+        syncResolverLocked(vpc->name);
+    }
     return {};
   }
   // Back to what the model still says: VPCs only in `next` go, the others are converged to the current.
@@ -225,6 +233,9 @@ Status NetworkController::convergeLocked(const net::Topology& topology, const st
 Status NetworkController::convergePlanLocked(const net::VpcPlan& plan, std::vector<std::string>* changes) {
   // Until this succeeds the kernel is in no known state: the next change converges again.
   applied_.erase(plan.vpc);
+  // A converge may make the namespace anew (it went missing): the flow logs' watch and the metadata
+  // listener follow it at the next sync, which this asks for.
+  resolverStale_.insert(plan.vpc);
   if (plan.gateway && options_.uplink.netns.empty()) {
     // The host is the uplink: it forwards and masquerades the VPCs' traffic out of its default route.
     std::ofstream forward("/proc/sys/net/ipv4/ip_forward");
@@ -722,16 +733,32 @@ std::map<std::string, net::NicPlan, std::less<>> NetworkController::nicPlans() c
   return plans;
 }
 
+NetworkController::ResolverInputs NetworkController::resolverInputs(const net::Topology& topology,
+                                                                   const std::string& vpc) {
+  ResolverInputs inputs;
+  inputs.exists = topology.findVpc(vpc) != nullptr;
+  for (const net::Subnet* subnet : topology.subnets(vpc))
+    inputs.subnets.emplace_back(subnet->name, subnet->cidr, topology.reachability(*subnet));
+  if (const net::SecurityGroup* group = topology.defaultSecurityGroup(vpc)) inputs.defaultGroup = group->name;
+  return inputs;
+}
+
 void NetworkController::syncResolverLocked(const std::string& vpc) {
+  // Owed again below if any part fails: the next topology change retries it.
+  resolverStale_.erase(vpc);
   if (metadata_ && topology_.findVpc(vpc)) {
-    if (auto ok = metadata_->listen(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc)); !ok)
+    if (auto ok = metadata_->listen(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc)); !ok) {
       log::error("vpc \"{}\": {}", vpc, ok.error().message());
+      resolverStale_.insert(vpc);
+    }
   }
   if (flowLogs_ && options_.kernel && topology_.findVpc(vpc)) {
     if (auto ok =
             flowLogs_->watch(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc), flowDirectoryLocked(vpc));
-        !ok)
+        !ok) {
       log::error("{}", ok.error().message());
+      resolverStale_.insert(vpc);
+    }
   }
   if (!resolvers_ || !topology_.findVpc(vpc)) return;
   std::vector<net::NicAttachment> nics;
@@ -742,8 +769,10 @@ void NetworkController::syncResolverLocked(const std::string& vpc) {
       for (const std::string& instance : instances) nics.push_back(nics_.at(instance));
     }
   }
-  if (auto ok = resolvers_->apply(net::planResolver(topology_, vpc, options_.netnsPrefix, nics)); !ok)
+  if (auto ok = resolvers_->apply(net::planResolver(topology_, vpc, options_.netnsPrefix, nics)); !ok) {
     log::error("vpc \"{}\": its resolver: {}", vpc, ok.error().message());
+    resolverStale_.insert(vpc);
+  }
 }
 
 net::FlowDirectory NetworkController::flowDirectoryLocked(const std::string& vpc) const {
