@@ -530,7 +530,7 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
         log::warn("vpc \"{}\": {}", vpc, undone.error().message());
       return fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc)));
     }
-    syncResolverLocked(vpc);
+    syncNicsLocked(vpc, {nic}, true);
   }
   return std::optional<net::NicAttachment>(std::move(nic));
 }
@@ -570,7 +570,7 @@ void NetworkController::releaseNic(const std::string& instance) {
   // Its rules and port guard go as a delta; a public address (a route on the uplink side) converges.
   if (auto ok = changeNicsLocked(subnet->vpc, {gone}, false); !ok)
     log::warn("instance \"{}\": releasing its NIC: {}", instance, ok.error().message());
-  syncResolverLocked(subnet->vpc);
+  syncNicsLocked(subnet->vpc, {gone}, false);
 }
 
 Status NetworkController::releaseNics(const std::vector<std::string>& instances) {
@@ -589,7 +589,7 @@ Status NetworkController::releaseNics(const std::vector<std::string>& instances)
   for (const auto& [vpc, gone] : byVpc) {
     if (auto ok = changeNicsLocked(vpc, gone, false); !ok && result)
       result = fail(ok.error().wrap(fmt::format("releasing NICs in vpc \"{}\"", vpc)));
-    syncResolverLocked(vpc);
+    syncNicsLocked(vpc, gone, false);
   }
   return result;
 }
@@ -743,7 +743,28 @@ NetworkController::ResolverInputs NetworkController::resolverInputs(const net::T
   return inputs;
 }
 
-void NetworkController::syncResolverLocked(const std::string& vpc) {
+void NetworkController::syncNicsLocked(const std::string& vpc, const std::vector<net::NicAttachment>& nics,
+                                       bool joining) {
+  if (!flowLogs_ || !options_.kernel || resolverStale_.contains(vpc) || !topology_.findVpc(vpc))
+    return syncResolverLocked(vpc);
+  std::vector<std::pair<uint32_t, std::optional<net::FlowEndpoint>>> changed;
+  for (const net::NicAttachment& nic : nics) {
+    const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
+    if (!subnet || subnet->vpc != vpc) return syncResolverLocked(vpc);
+    auto endpoint = flowEndpointLocked(*subnet, nic);
+    if (!endpoint) continue;  // the whole directory leaves it out as well
+    if (joining) {
+      changed.emplace_back(endpoint->first, std::move(endpoint->second));
+    } else {
+      changed.emplace_back(endpoint->first, std::nullopt);
+    }
+  }
+  if (!flowLogs_->updateNics(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc), changed))
+    return syncResolverLocked(vpc);
+  syncResolverLocked(vpc, /*flowDirectoryDone=*/true);
+}
+
+void NetworkController::syncResolverLocked(const std::string& vpc, bool flowDirectoryDone) {
   // Owed again below if any part fails: the next topology change retries it.
   resolverStale_.erase(vpc);
   if (metadata_ && topology_.findVpc(vpc)) {
@@ -752,7 +773,7 @@ void NetworkController::syncResolverLocked(const std::string& vpc) {
       resolverStale_.insert(vpc);
     }
   }
-  if (flowLogs_ && options_.kernel && topology_.findVpc(vpc)) {
+  if (flowLogs_ && options_.kernel && topology_.findVpc(vpc) && !flowDirectoryDone) {
     if (auto ok =
             flowLogs_->watch(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc), flowDirectoryLocked(vpc));
         !ok) {
@@ -785,23 +806,33 @@ net::FlowDirectory NetworkController::flowDirectoryLocked(const std::string& vpc
     auto combinations = byCombination_.find(subnet->name);
     if (combinations == byCombination_.end()) continue;
     for (const auto& [groups, instances] : combinations->second) {
-      std::string names;
-      if (groups.empty()) {
-        if (const net::SecurityGroup* group = topology_.defaultSecurityGroup(vpc)) names = group->name;
-      }
-      for (const std::string& group : groups) names += (names.empty() ? "" : ".") + group;
       for (const std::string& instance : instances) {
-        const net::NicAttachment& nic = nics_.at(instance);
-        auto address = ipv4(nic.address);
-        if (!address) continue;
-        directory.nics[address->value()] = net::FlowEndpoint{.instance = instance,
-                                                             .interfaceId = net::planNic(*subnet, nic).link,
-                                                             .subnet = subnet->name,
-                                                             .groups = names};
+        if (auto endpoint = flowEndpointLocked(*subnet, nics_.at(instance)))
+          directory.nics.insert_or_assign(endpoint->first, std::move(endpoint->second));
       }
     }
   }
   return directory;
+}
+
+std::optional<std::pair<uint32_t, net::FlowEndpoint>> NetworkController::flowEndpointLocked(
+    const net::Subnet& subnet, const net::NicAttachment& nic) const {
+  auto address = net::Ipv4Address::parse(nic.address);
+  if (!address) return std::nullopt;
+  // Its groups as listed (sorted: byCombination_'s key), else the VPC's default.
+  const std::vector<std::string> groups = combinationOf(nic);
+  std::string names;
+  if (groups.empty()) {
+    if (const net::SecurityGroup* group = topology_.defaultSecurityGroup(subnet.vpc)) names = group->name;
+  }
+  for (const std::string& group : groups) names += (names.empty() ? "" : ".") + group;
+  // The port's name alone (what planNic names it), not the NIC's whole plan.
+  return std::pair{address->value(),
+                   net::FlowEndpoint{.instance = nic.instance,
+                                     .interfaceId = nic.vm ? net::instanceTapName(nic.linkKey)
+                                                           : net::instanceVethName(nic.linkKey),
+                                     .subnet = subnet.name,
+                                     .groups = std::move(names)}};
 }
 
 void NetworkController::setFlowLogs(FlowLogs* flowLogs) {

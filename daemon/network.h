@@ -18,6 +18,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "container/spec.h"
@@ -215,7 +216,13 @@ class NetworkController {
   // Brings `vpc`'s resolver (its hosts file, its dnsmasq), its metadata listener and its flow logs' watch
   // and directory to the current model and NICs; failures are logged (names are a convenience the network
   // works without) and leave the VPC in resolverStale_, so the next topology change tries again.
-  void syncResolverLocked(const std::string& vpc);
+  void syncResolverLocked(const std::string& vpc, bool flowDirectoryDone = false);
+  // The same after `nics` joined (`joining`) or left `vpc`: the flow logs' directory is patched for them
+  // alone when its capture reads the VPC's namespace and no full sync is owed; otherwise as above.
+  void syncNicsLocked(const std::string& vpc, const std::vector<net::NicAttachment>& nics, bool joining);
+  // Who a NIC of `subnet` is in its VPC's flow logs, by address; nullopt when its address does not parse.
+  std::optional<std::pair<uint32_t, net::FlowEndpoint>> flowEndpointLocked(
+      const net::Subnet& subnet, const net::NicAttachment& nic) const;
   // What syncResolverLocked reads of the model for a VPC besides its NICs: whether it exists, its subnets
   // (name, range, how each reaches out: which resolver role serves it) and its default security group's
   // name (the flow logs' directory). A topology change that leaves these equal (a rule, a route that keeps
