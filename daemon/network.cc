@@ -734,7 +734,7 @@ std::map<std::string, net::NicPlan, std::less<>> NetworkController::nicPlans() c
 }
 
 NetworkController::ResolverInputs NetworkController::resolverInputs(const net::Topology& topology,
-                                                                   const std::string& vpc) {
+                                                                    const std::string& vpc) {
   ResolverInputs inputs;
   inputs.exists = topology.findVpc(vpc) != nullptr;
   for (const net::Subnet* subnet : topology.subnets(vpc))
