@@ -52,6 +52,26 @@ FlowLogs::~FlowLogs() {
   flush(/*everything=*/true);
 }
 
+bool FlowLogs::updateNics(const std::string& vpc, const std::string& netns,
+                          const std::vector<std::pair<uint32_t, std::optional<net::FlowEndpoint>>>& nics) {
+  std::lock_guard lock(mutex_);
+  auto it = watched_.find(vpc);
+  // The same test as watch()'s: only a capture reading that very namespace keeps its directory.
+  if (it == watched_.end() || !it->second.capture || it->second.netns != netns ||
+      it->second.inode != netnsInode(netns))
+    return false;
+  std::lock_guard flowsLock(it->second.flows->mutex);
+  std::map<uint32_t, net::FlowEndpoint>& directory = it->second.flows->directory.nics;
+  for (const auto& [address, endpoint] : nics) {
+    if (endpoint) {
+      directory.insert_or_assign(address, *endpoint);
+    } else {
+      directory.erase(address);
+    }
+  }
+  return true;
+}
+
 Status FlowLogs::watch(const std::string& vpc, const std::string& netns, net::FlowDirectory directory) {
   std::unique_ptr<net::FlowCapture> replaced;  // stopped outside the lock
   std::lock_guard lock(mutex_);

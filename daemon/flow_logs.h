@@ -14,8 +14,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -40,6 +42,10 @@ class FlowLogs {
   // Reads `vpc`'s namespace from now on (a capture is started unless one reads that very namespace) and
   // resolves addresses through `directory` (the NICs as they are now).
   Status watch(const std::string& vpc, const std::string& netns, net::FlowDirectory directory);
+  // NICs joining (an endpoint) or leaving (nullopt) a VPC already read in that very namespace: its directory
+  // patched in place, O(NICs changed). False (nothing done) when the VPC is not read there: watch() then.
+  bool updateNics(const std::string& vpc, const std::string& netns,
+                  const std::vector<std::pair<uint32_t, std::optional<net::FlowEndpoint>>>& nics);
   // The VPC is deleted: its capture stops (before its namespace goes: the sockets would hold it) and its
   // records go.
   void forget(const std::string& vpc);

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <fstream>
 #include <set>
+#include <utility>
 
 #include "core/log.h"
 #include "net/ipam.h"
@@ -133,6 +134,7 @@ Status NetworkController::applyTopology(const net::Topology& next) {
     for (const net::Vpc* vpc : topology_.vpcs()) {
       if (next.findVpc(vpc->name)) continue;
       applied_.erase(vpc->name);
+      resolverStale_.erase(vpc->name);
       if (metadata_) metadata_->close(vpc->name);
       if (flowLogs_) flowLogs_->forget(vpc->name);
       if (resolvers_) {
@@ -147,11 +149,17 @@ Status NetworkController::applyTopology(const net::Topology& next) {
     }
   }
   if (result) {
-    topology_ = next;
+    net::Topology before = std::exchange(topology_, next);
     for (auto it = transits_.begin(); it != transits_.end();) {
       it = topology_.internetGateways(it->first).empty() ? transits_.erase(it) : std::next(it);
     }
-    for (const net::Vpc* vpc : topology_.vpcs()) syncResolverLocked(vpc->name);
+    // Only the VPCs whose resolver inputs changed, or that are owed a sync (a converge, a failure): a rule
+    // change syncs none, so its cost does not follow the NICs of every VPC (issue 15).
+    for (const net::Vpc* vpc : topology_.vpcs()) {
+      if (resolverStale_.contains(vpc->name) ||
+          resolverInputs(before, vpc->name) != resolverInputs(topology_, vpc->name))
+        syncResolverLocked(vpc->name);
+    }
     return {};
   }
   // Back to what the model still says: VPCs only in `next` go, the others are converged to the current.
@@ -225,6 +233,9 @@ Status NetworkController::convergeLocked(const net::Topology& topology, const st
 Status NetworkController::convergePlanLocked(const net::VpcPlan& plan, std::vector<std::string>* changes) {
   // Until this succeeds the kernel is in no known state: the next change converges again.
   applied_.erase(plan.vpc);
+  // A converge may make the namespace anew (it went missing): the flow logs' watch and the metadata
+  // listener follow it at the next sync, which this asks for.
+  resolverStale_.insert(plan.vpc);
   if (plan.gateway && options_.uplink.netns.empty()) {
     // The host is the uplink: it forwards and masquerades the VPCs' traffic out of its default route.
     std::ofstream forward("/proc/sys/net/ipv4/ip_forward");
@@ -519,7 +530,7 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
         log::warn("vpc \"{}\": {}", vpc, undone.error().message());
       return fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc)));
     }
-    syncResolverLocked(vpc);
+    syncNicsLocked(vpc, {nic}, true);
   }
   return std::optional<net::NicAttachment>(std::move(nic));
 }
@@ -559,7 +570,7 @@ void NetworkController::releaseNic(const std::string& instance) {
   // Its rules and port guard go as a delta; a public address (a route on the uplink side) converges.
   if (auto ok = changeNicsLocked(subnet->vpc, {gone}, false); !ok)
     log::warn("instance \"{}\": releasing its NIC: {}", instance, ok.error().message());
-  syncResolverLocked(subnet->vpc);
+  syncNicsLocked(subnet->vpc, {gone}, false);
 }
 
 Status NetworkController::releaseNics(const std::vector<std::string>& instances) {
@@ -578,7 +589,7 @@ Status NetworkController::releaseNics(const std::vector<std::string>& instances)
   for (const auto& [vpc, gone] : byVpc) {
     if (auto ok = changeNicsLocked(vpc, gone, false); !ok && result)
       result = fail(ok.error().wrap(fmt::format("releasing NICs in vpc \"{}\"", vpc)));
-    syncResolverLocked(vpc);
+    syncNicsLocked(vpc, gone, false);
   }
   return result;
 }
@@ -722,16 +733,53 @@ std::map<std::string, net::NicPlan, std::less<>> NetworkController::nicPlans() c
   return plans;
 }
 
-void NetworkController::syncResolverLocked(const std::string& vpc) {
-  if (metadata_ && topology_.findVpc(vpc)) {
-    if (auto ok = metadata_->listen(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc)); !ok)
-      log::error("vpc \"{}\": {}", vpc, ok.error().message());
+NetworkController::ResolverInputs NetworkController::resolverInputs(const net::Topology& topology,
+                                                                    const std::string& vpc) {
+  ResolverInputs inputs;
+  inputs.exists = topology.findVpc(vpc) != nullptr;
+  for (const net::Subnet* subnet : topology.subnets(vpc))
+    inputs.subnets.emplace_back(subnet->name, subnet->cidr, topology.reachability(*subnet));
+  if (const net::SecurityGroup* group = topology.defaultSecurityGroup(vpc)) inputs.defaultGroup = group->name;
+  return inputs;
+}
+
+void NetworkController::syncNicsLocked(const std::string& vpc, const std::vector<net::NicAttachment>& nics,
+                                       bool joining) {
+  if (!flowLogs_ || !options_.kernel || resolverStale_.contains(vpc) || !topology_.findVpc(vpc))
+    return syncResolverLocked(vpc);
+  std::vector<std::pair<uint32_t, std::optional<net::FlowEndpoint>>> changed;
+  for (const net::NicAttachment& nic : nics) {
+    const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
+    if (!subnet || subnet->vpc != vpc) return syncResolverLocked(vpc);
+    auto endpoint = flowEndpointLocked(*subnet, nic);
+    if (!endpoint) continue;  // the whole directory leaves it out as well
+    if (joining) {
+      changed.emplace_back(endpoint->first, std::move(endpoint->second));
+    } else {
+      changed.emplace_back(endpoint->first, std::nullopt);
+    }
   }
-  if (flowLogs_ && options_.kernel && topology_.findVpc(vpc)) {
+  if (!flowLogs_->updateNics(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc), changed))
+    return syncResolverLocked(vpc);
+  syncResolverLocked(vpc, /*flowDirectoryDone=*/true);
+}
+
+void NetworkController::syncResolverLocked(const std::string& vpc, bool flowDirectoryDone) {
+  // Owed again below if any part fails: the next topology change retries it.
+  resolverStale_.erase(vpc);
+  if (metadata_ && topology_.findVpc(vpc)) {
+    if (auto ok = metadata_->listen(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc)); !ok) {
+      log::error("vpc \"{}\": {}", vpc, ok.error().message());
+      resolverStale_.insert(vpc);
+    }
+  }
+  if (flowLogs_ && options_.kernel && topology_.findVpc(vpc) && !flowDirectoryDone) {
     if (auto ok =
             flowLogs_->watch(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc), flowDirectoryLocked(vpc));
-        !ok)
+        !ok) {
       log::error("{}", ok.error().message());
+      resolverStale_.insert(vpc);
+    }
   }
   if (!resolvers_ || !topology_.findVpc(vpc)) return;
   std::vector<net::NicAttachment> nics;
@@ -742,8 +790,10 @@ void NetworkController::syncResolverLocked(const std::string& vpc) {
       for (const std::string& instance : instances) nics.push_back(nics_.at(instance));
     }
   }
-  if (auto ok = resolvers_->apply(net::planResolver(topology_, vpc, options_.netnsPrefix, nics)); !ok)
+  if (auto ok = resolvers_->apply(net::planResolver(topology_, vpc, options_.netnsPrefix, nics)); !ok) {
     log::error("vpc \"{}\": its resolver: {}", vpc, ok.error().message());
+    resolverStale_.insert(vpc);
+  }
 }
 
 net::FlowDirectory NetworkController::flowDirectoryLocked(const std::string& vpc) const {
@@ -756,23 +806,33 @@ net::FlowDirectory NetworkController::flowDirectoryLocked(const std::string& vpc
     auto combinations = byCombination_.find(subnet->name);
     if (combinations == byCombination_.end()) continue;
     for (const auto& [groups, instances] : combinations->second) {
-      std::string names;
-      if (groups.empty()) {
-        if (const net::SecurityGroup* group = topology_.defaultSecurityGroup(vpc)) names = group->name;
-      }
-      for (const std::string& group : groups) names += (names.empty() ? "" : ".") + group;
       for (const std::string& instance : instances) {
-        const net::NicAttachment& nic = nics_.at(instance);
-        auto address = ipv4(nic.address);
-        if (!address) continue;
-        directory.nics[address->value()] = net::FlowEndpoint{.instance = instance,
-                                                             .interfaceId = net::planNic(*subnet, nic).link,
-                                                             .subnet = subnet->name,
-                                                             .groups = names};
+        if (auto endpoint = flowEndpointLocked(*subnet, nics_.at(instance)))
+          directory.nics.insert_or_assign(endpoint->first, std::move(endpoint->second));
       }
     }
   }
   return directory;
+}
+
+std::optional<std::pair<uint32_t, net::FlowEndpoint>> NetworkController::flowEndpointLocked(
+    const net::Subnet& subnet, const net::NicAttachment& nic) const {
+  auto address = net::Ipv4Address::parse(nic.address);
+  if (!address) return std::nullopt;
+  // Its groups as listed (sorted: byCombination_'s key), else the VPC's default.
+  const std::vector<std::string> groups = combinationOf(nic);
+  std::string names;
+  if (groups.empty()) {
+    if (const net::SecurityGroup* group = topology_.defaultSecurityGroup(subnet.vpc)) names = group->name;
+  }
+  for (const std::string& group : groups) names += (names.empty() ? "" : ".") + group;
+  // The port's name alone (what planNic names it), not the NIC's whole plan.
+  return std::pair{address->value(),
+                   net::FlowEndpoint{.instance = nic.instance,
+                                     .interfaceId = nic.vm ? net::instanceTapName(nic.linkKey)
+                                                           : net::instanceVethName(nic.linkKey),
+                                     .subnet = subnet.name,
+                                     .groups = std::move(names)}};
 }
 
 void NetworkController::setFlowLogs(FlowLogs* flowLogs) {

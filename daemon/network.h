@@ -17,6 +17,8 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "container/spec.h"
@@ -211,9 +213,27 @@ class NetworkController {
   // One NIC of each combination of listed security groups among `vpc`'s NICs (O(subnets + combinations)).
   std::vector<net::NicAttachment> standsLocked(const std::string& vpc) const;
   const net::Subnet* nicSubnetLocked(const std::string& instance) const;
-  // Brings `vpc`'s resolver (its hosts file, its dnsmasq) to the current model and NICs; failures are
-  // logged (names are a convenience the network works without).
-  void syncResolverLocked(const std::string& vpc);
+  // Brings `vpc`'s resolver (its hosts file, its dnsmasq), its metadata listener and its flow logs' watch
+  // and directory to the current model and NICs; failures are logged (names are a convenience the network
+  // works without) and leave the VPC in resolverStale_, so the next topology change tries again.
+  void syncResolverLocked(const std::string& vpc, bool flowDirectoryDone = false);
+  // The same after `nics` joined (`joining`) or left `vpc`: the flow logs' directory is patched for them
+  // alone when its capture reads the VPC's namespace and no full sync is owed; otherwise as above.
+  void syncNicsLocked(const std::string& vpc, const std::vector<net::NicAttachment>& nics, bool joining);
+  // Who a NIC of `subnet` is in its VPC's flow logs, by address; nullopt when its address does not parse.
+  std::optional<std::pair<uint32_t, net::FlowEndpoint>> flowEndpointLocked(
+      const net::Subnet& subnet, const net::NicAttachment& nic) const;
+  // What syncResolverLocked reads of the model for a VPC besides its NICs: whether it exists, its subnets
+  // (name, range, how each reaches out: which resolver role serves it) and its default security group's
+  // name (the flow logs' directory). A topology change that leaves these equal (a rule, a route that keeps
+  // every subnet's reachability, another VPC's objects) needs no sync. O(subnets), not O(NICs).
+  struct ResolverInputs {
+    bool exists = false;
+    std::vector<std::tuple<std::string, net::Cidr, net::SubnetReachability>> subnets;
+    std::string defaultGroup;
+    bool operator==(const ResolverInputs&) const = default;
+  };
+  static ResolverInputs resolverInputs(const net::Topology& topology, const std::string& vpc);
   // Who each address of `vpc` is, for its flow logs: its NICs and the router's own addresses.
   net::FlowDirectory flowDirectoryLocked(const std::string& vpc) const;
 
@@ -234,6 +254,9 @@ class NetworkController {
   // its rendered texts (ruleset, portGuards) are those of the last whole plan, and nothing reads them.
   std::map<std::string, net::VpcPlan, std::less<>> applied_;
   std::unique_ptr<VpcResolvers> resolvers_;  // opened by reconcile() when options_.resolverDir is set
+  // VPCs owed a syncResolverLocked whatever the next topology change is: converged since their last sync
+  // (their namespace may be new) or their last sync failed in part.
+  std::set<std::string, std::less<>> resolverStale_;
   FlowLogs* flowLogs_ = nullptr;
   MetadataLookup metadataLookup_;
   std::unique_ptr<InstanceMetadataServer> metadata_;  // opened by reconcile() when a lookup is set

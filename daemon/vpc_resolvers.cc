@@ -43,8 +43,15 @@ std::chrono::milliseconds restartDelay(int failures) {
                   std::chrono::milliseconds(5000));
 }
 
+// Whether a written file must reach the disk before it replaces the old one. The hosts file and the
+// configurations are derived: every corrald writes them afresh from its state at start, before it starts a
+// dnsmasq, and a power loss ends the dnsmasqs too. Their fsync was the largest cost a NIC joining or
+// leaving paid for names (/run is on the disk on some hosts: 1-15 ms per start and rm under a busy disk).
+// The pid files are what the next corrald kills a crashed one's dnsmasqs by: synced.
+enum class Durability { derived, synced };
+
 // Write-temp-then-rename: dnsmasq (and a crash) sees the old file or the new one, never half of one.
-Status writeAtomically(const std::string& path, const std::string& text) {
+Status writeAtomically(const std::string& path, const std::string& text, Durability durability) {
   const std::string temp = path + ".tmp";
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\", O_CREAT)", temp)));
@@ -57,7 +64,8 @@ Status writeAtomically(const std::string& path, const std::string& text) {
     if (n < 0) return fail(systemError(errno, fmt::format("write(\"{}\")", temp)));
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd.get()) != 0) return fail(systemError(errno, fmt::format("fsync(\"{}\")", temp)));
+  if (durability == Durability::synced && ::fsync(fd.get()) != 0)
+    return fail(systemError(errno, fmt::format("fsync(\"{}\")", temp)));
   if (::rename(temp.c_str(), path.c_str()) != 0)
     return fail(systemError(errno, fmt::format("rename(\"{}\", \"{}\")", temp, path)));
   return {};
@@ -160,7 +168,7 @@ Status VpcResolvers::apply(const net::ResolverPlan& plan) {
   auto written = hostsTexts_.find(plan.vpc);
   const bool hostsChanged = written == hostsTexts_.end() || written->second != hosts;
   if (hostsChanged) {
-    if (auto ok = writeAtomically(files.hostsFile, hosts); !ok) return fail(ok.error());
+    if (auto ok = writeAtomically(files.hostsFile, hosts, Durability::derived); !ok) return fail(ok.error());
     hostsTexts_.insert_or_assign(plan.vpc, hosts);
   }
   bool wake = false;
@@ -181,7 +189,8 @@ Status VpcResolvers::apply(const net::ResolverPlan& plan) {
     }
     Resolver& resolver = it->second;
     if (!resolver.wanted || resolver.config != *config || resolver.netns != plan.netns) {
-      if (auto ok = writeAtomically(fileOf(plan.vpc, role, "conf"), *config); !ok) return fail(ok.error());
+      if (auto ok = writeAtomically(fileOf(plan.vpc, role, "conf"), *config, Durability::derived); !ok)
+        return fail(ok.error());
       resolver.config = *config;
       resolver.netns = plan.netns;
       resolver.listen = role == ResolverRole::forwarding ? plan.forwardingListen : plan.localListen;
@@ -420,7 +429,7 @@ Status VpcResolvers::spawnLocked(Resolver& resolver) {
   resolver.runningConfig = resolver.config;
   resolver.startedAt = Clock::now();
   const std::string pidText = fmt::format("{} {}\n", pid, processStartTime(pid).value_or(0));
-  if (auto ok = writeAtomically(fileOf(resolver.vpc, resolver.role, "pid"), pidText); !ok)
+  if (auto ok = writeAtomically(fileOf(resolver.vpc, resolver.role, "pid"), pidText, Durability::synced); !ok)
     log::warn("vpc \"{}\": {}", resolver.vpc, ok.error().message());
   log::info("vpc \"{}\": {} resolver started (dnsmasq {}, in netns {}, on {})", resolver.vpc,
             net::resolverRoleName(resolver.role), pid, resolver.netns, fmt::join(resolver.listen, ", "));
