@@ -165,30 +165,40 @@ Result<HttpResponse> Client::send(const HttpRequest& request) const {
   }
 }
 
+// The opening of the streamed calls (stream, follow): connects `socket` to corrald and sends `rendered`,
+// asking for `accept`, on a connection that ends with the answer.
+static Status sendStreamRequest(asio::local::stream_protocol::socket& socket, const std::string& socketPath,
+                                const HttpRequest& rendered, std::string_view accept) {
+  boost::system::error_code ec;
+  socket.connect(asio::local::stream_protocol::endpoint(socketPath), ec);
+  if (ec) return fail(connectError(ec, socketPath));
+  http::request<http::string_body> message{http::string_to_verb(rendered.method), rendered.target, 11};
+  message.set(http::field::host, "corrald");
+  message.set(http::field::user_agent, "corral/" CORRAL_VERSION);
+  message.set(http::field::accept, std::string(accept));
+  message.keep_alive(false);
+  if (!rendered.body.empty()) {
+    message.set(http::field::content_type, "application/json");
+    message.body() = rendered.body;
+  }
+  message.prepare_payload();
+  http::write(socket, message, ec);
+  if (ec) {
+    return fail(unavailable("{} {} on {}: sending the request failed: {}", rendered.method, rendered.target,
+                            socketPath, ec.message()));
+  }
+  return {};
+}
+
 Result<nlohmann::json> Client::stream(const Request& request,
                                       const std::function<void(const ProgressEvent&)>& onProgress) const {
   HttpRequest rendered = renderRequest(request);
   try {
     asio::io_context io;
     asio::local::stream_protocol::socket socket(io);
+    if (auto sent = sendStreamRequest(socket, socketPath_, rendered, kProgressContentType); !sent)
+      return fail(sent.error());
     boost::system::error_code ec;
-    socket.connect(asio::local::stream_protocol::endpoint(socketPath_), ec);
-    if (ec) return fail(connectError(ec, socketPath_));
-    http::request<http::string_body> message{http::string_to_verb(rendered.method), rendered.target, 11};
-    message.set(http::field::host, "corrald");
-    message.set(http::field::user_agent, "corral/" CORRAL_VERSION);
-    message.set(http::field::accept, std::string(kProgressContentType));
-    message.keep_alive(false);
-    if (!rendered.body.empty()) {
-      message.set(http::field::content_type, "application/json");
-      message.body() = rendered.body;
-    }
-    message.prepare_payload();
-    http::write(socket, message, ec);
-    if (ec) {
-      return fail(unavailable("{} {} on {}: sending the request failed: {}", rendered.method, rendered.target,
-                              socketPath_, ec.message()));
-    }
 
     // Each chunk's bytes are cut into lines here, as they arrive; the last line is the outcome.
     std::string pending;
@@ -253,20 +263,9 @@ Status Client::follow(const Request& request,
   try {
     asio::io_context io;
     asio::local::stream_protocol::socket socket(io);
+    if (auto sent = sendStreamRequest(socket, socketPath_, rendered, "application/x-ndjson"); !sent)
+      return fail(sent.error());
     boost::system::error_code ec;
-    socket.connect(asio::local::stream_protocol::endpoint(socketPath_), ec);
-    if (ec) return fail(connectError(ec, socketPath_));
-    http::request<http::string_body> message{http::string_to_verb(rendered.method), rendered.target, 11};
-    message.set(http::field::host, "corrald");
-    message.set(http::field::user_agent, "corral/" CORRAL_VERSION);
-    message.set(http::field::accept, "application/x-ndjson");
-    message.keep_alive(false);
-    message.prepare_payload();
-    http::write(socket, message, ec);
-    if (ec) {
-      return fail(unavailable("{} {} on {}: sending the request failed: {}", rendered.method, rendered.target,
-                              socketPath_, ec.message()));
-    }
     std::string pending;
     bool stopped = false;
     auto takeLines = [&] {

@@ -213,6 +213,21 @@ const ContainerHandle& own(const InstanceHandle& handle) {
   return static_cast<const ContainerHandle&>(handle);
 }
 
+// What an exec into a running container needs, copied under the instance's lock, which it then lets go.
+struct ExecTarget {
+  pid_t initPid;
+  std::shared_ptr<container::Cgroup> cgroup;
+  container::ContainerConfig config;
+};
+Result<ExecTarget> execTarget(InstanceHandle& handle, const InstanceRow& row, std::unique_lock<std::mutex>& lock) {
+  const ContainerHandle& container = own(handle);
+  if (!container.config) return fail(conflict("instance \"{}\": its spec no longer validates", row.name));
+  if (!container.run) return fail(conflict("instance \"{}\" is not running", row.name));
+  ExecTarget target{.initPid = container.run->pid, .cgroup = container.run->cgroup, .config = *container.config};
+  lock.unlock();
+  return target;
+}
+
 }  // namespace
 
 ContainerDriver::ContainerDriver(InstanceOptions options)
@@ -496,14 +511,10 @@ Result<json> ContainerDriver::exec(InstanceHandle& handle, const InstanceRow& ro
                                    std::unique_lock<std::mutex>& lock,
                                    const std::vector<std::string>& command,
                                    const std::vector<std::string>& env) {
-  const ContainerHandle& container = own(handle);
-  if (!container.config) return fail(conflict("instance \"{}\": its spec no longer validates", row.name));
-  if (!container.run) return fail(conflict("instance \"{}\" is not running", row.name));
+  auto target = execTarget(handle, row, lock);
+  if (!target) return fail(target.error());
   const std::string name = row.name;
-  pid_t initPid = container.run->pid;
-  std::shared_ptr<container::Cgroup> cgroup = container.run->cgroup;
-  container::ContainerConfig config = *container.config;
-  lock.unlock();
+  auto& [initPid, cgroup, config] = *target;
 
   int outPipe[2], errPipe[2];
   if (::pipe2(outPipe, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2"));
@@ -574,14 +585,10 @@ Result<std::unique_ptr<StdioSession>> ContainerDriver::execInteractive(InstanceH
                                                                        const InstanceRow& row,
                                                                        std::unique_lock<std::mutex>& lock,
                                                                        const StdioRequest& request) {
-  const ContainerHandle& container = own(handle);
-  if (!container.config) return fail(conflict("instance \"{}\": its spec no longer validates", row.name));
-  if (!container.run) return fail(conflict("instance \"{}\" is not running", row.name));
+  auto target = execTarget(handle, row, lock);
+  if (!target) return fail(target.error());
   const std::string name = row.name;
-  pid_t initPid = container.run->pid;
-  std::shared_ptr<container::Cgroup> cgroup = container.run->cgroup;
-  container::ContainerConfig config = *container.config;
-  lock.unlock();
+  auto& [initPid, cgroup, config] = *target;
 
   container::ExecOptions options{
       .argv = request.command.empty() ? std::vector<std::string>{"/bin/sh"} : request.command,

@@ -628,13 +628,17 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   // differs from the last one sent, until the client goes. No thread waits:
   // a timer on this session's strand looks every kEventTick whether the view may have moved (the cheap
   // Service::dashboardRevision, or usage due), and a read that ends only when the client closes ends it.
-  void startEvents(unsigned version) {
+  void startEvents(unsigned version) { startStream(version, kEventStreamContentType, &Session::sendEvents); }
+
+  // The head of an endless chunked response (the dashboard's events, the flow logs followed), then `send`
+  // on this session's strand and a read that ends the stream when the client closes.
+  void startStream(unsigned version, std::string_view contentType, void (Session::*send)()) {
     stream_.expires_never();
     eventsOpen_ = true;
     eventTimer_.emplace(stream_.get_executor());
     auto header = std::make_shared<http::response<http::empty_body>>(http::status::ok, version);
     header->set(http::field::server, "corrald/" CORRAL_VERSION);
-    header->set(http::field::content_type, std::string(kEventStreamContentType));
+    header->set(http::field::content_type, std::string(contentType));
     header->set(http::field::cache_control, "no-store");
     header->set("X-Content-Type-Options", "nosniff");
     header->chunked(true);
@@ -642,10 +646,10 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     auto serializer = std::make_shared<http::response_serializer<http::empty_body>>(*header);
     http::async_write_header(
         stream_, *serializer,
-        [self = this->shared_from_this(), header, serializer](beast::error_code ec, size_t) {
+        [self = this->shared_from_this(), header, serializer, send](beast::error_code ec, size_t) {
           if (ec) return self->endEvents();
           self->watchPeer();
-          self->sendEvents();
+          ((*self).*send)();
         });
   }
 
@@ -664,25 +668,8 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   // timer on this session's strand looks every kEventTick whether the flow logs' revision moved, and an
   // empty line now and then finds a client that vanished.
   void startFlowLogs(FlowLogFilter filter, unsigned version) {
-    stream_.expires_never();
-    eventsOpen_ = true;
     flowFilter_ = std::move(filter);
-    eventTimer_.emplace(stream_.get_executor());
-    auto header = std::make_shared<http::response<http::empty_body>>(http::status::ok, version);
-    header->set(http::field::server, "corrald/" CORRAL_VERSION);
-    header->set(http::field::content_type, "application/x-ndjson");
-    header->set(http::field::cache_control, "no-store");
-    header->set("X-Content-Type-Options", "nosniff");
-    header->chunked(true);
-    header->keep_alive(false);
-    auto serializer = std::make_shared<http::response_serializer<http::empty_body>>(*header);
-    http::async_write_header(
-        stream_, *serializer,
-        [self = this->shared_from_this(), header, serializer](beast::error_code ec, size_t) {
-          if (ec) return self->endEvents();
-          self->watchPeer();
-          self->sendFlowLogs();
-        });
+    startStream(version, "application/x-ndjson", &Session::sendFlowLogs);
   }
 
   void sendFlowLogs() {

@@ -218,6 +218,16 @@ struct VmDriver::Run {
   std::optional<vmm::GuestIdentity> identity;  // warm: what set_identity gives the clone before it is ready
   std::timed_mutex agentMutex;                 // one agent request at a time
   std::optional<vmm::AgentClient> agent;
+
+  // The agent channel (agentMutex held), connected again first where a failure dropped it.
+  Result<vmm::AgentClient*> connectedAgent(const std::filesystem::path& socket) {
+    if (!agent) {
+      auto client = vmm::AgentClient::connect(socket, Clock::now() + kAgentReconnect);
+      if (!client) return fail(client.error());
+      agent = std::move(*client);
+    }
+    return &*agent;
+  }
   // The attached console's token (under the instance's lock): QEMU serves one console client at a time.
   std::weak_ptr<void> console;
   std::optional<int> qemuPid;                    // when the engine knows it
@@ -1430,12 +1440,9 @@ Result<json> VmDriver::exec(InstanceHandle& handle, const InstanceRow& row,
   if (!run) return fail(conflict("instance \"{}\" has no guest agent session", name));
   lock.unlock();
   std::lock_guard agentLock(run->agentMutex);
-  if (!run->agent) {
-    auto client = vmm::AgentClient::connect(directory(name) / "agent.sock", Clock::now() + kAgentReconnect);
-    if (!client) return fail(client.error().wrap(fmt::format("exec in instance \"{}\"", name)));
-    run->agent = std::move(*client);
-  }
-  auto result = run->agent->exec(command, env, kExecTimeout);
+  auto agent = run->connectedAgent(directory(name) / "agent.sock");
+  if (!agent) return fail(agent.error().wrap(fmt::format("exec in instance \"{}\"", name)));
+  auto result = (*agent)->exec(command, env, kExecTimeout);
   if (!result) {
     run->agent.reset();  // the next exec reconnects
     return fail(result.error().wrap(fmt::format("exec in instance \"{}\"", name)));
@@ -1459,12 +1466,9 @@ Result<std::unique_ptr<StdioSession>> VmDriver::execInteractive(InstanceHandle& 
   if (!run) return fail(conflict("instance \"{}\" has no guest agent session", name));
   lock.unlock();
   std::lock_guard agentLock(run->agentMutex);
-  if (!run->agent) {
-    auto client = vmm::AgentClient::connect(directory(name) / "agent.sock", Clock::now() + kAgentReconnect);
-    if (!client) return fail(client.error().wrap(fmt::format("exec in instance \"{}\"", name)));
-    run->agent = std::move(*client);
-  }
-  auto session = run->agent->openSession(request, Clock::now() + kSessionOpen);
+  auto agent = run->connectedAgent(directory(name) / "agent.sock");
+  if (!agent) return fail(agent.error().wrap(fmt::format("exec in instance \"{}\"", name)));
+  auto session = (*agent)->openSession(request, Clock::now() + kSessionOpen);
   if (!session) {
     // Only a channel that failed is dropped (the next request reconnects); the guest refusing (no such
     // program, too many sessions, an old agent) or bad input leaves it good.
