@@ -23,7 +23,7 @@ inline constexpr size_t kMaxBodyBytes = 1 << 20;
 using schema::ObjectKind;
 
 // Collection path segment of each kind: "vpcs", "subnets", "route-tables", "internet-gateways",
-// "nat-gateways", "security-groups", "network-acls".
+// "nat-gateways", "security-groups", "network-acls", "peerings".
 std::string_view collectionName(ObjectKind kind);
 
 struct GetInfo {
@@ -230,7 +230,8 @@ using Request =
                  CORRAL_KIND_REQUESTS(NatGateway), Create<schema::NatGatewaySpec>,
                  CORRAL_KIND_REQUESTS(SecurityGroup), Create<schema::SecurityGroupSpec>, AddSecurityGroupRule,
                  DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<schema::NetworkAclSpec>,
-                 AddNetworkAclRule, DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances,
+                 AddNetworkAclRule, DeleteNetworkAclRule, CORRAL_KIND_REQUESTS(Peering), Create<schema::PeeringSpec>,
+                 GetVpcTopology, RunInstance, ListInstances,
                  GetInstance, StopInstance, StartInstance, RemoveInstance, RemoveInstances, GetInstanceLogs,
                  ExecInstance, WaitInstancePort, TraceCapture, ReachAnalysis, GetFlowLogs, SaveComparison,
                  ListComparisons, GetComparison, GetDashboard, ListImages, GetImage, RemoveImage, PullImage,

@@ -259,6 +259,12 @@ void readSpec(BodyFields& f, schema::NatGatewaySpec& s) {
   f.required("subnet", s.subnet);
 }
 
+void readSpec(BodyFields& f, schema::PeeringSpec& s) {
+  f.required("name", s.name);
+  f.required("vpc", s.vpc);
+  f.required("peer_vpc", s.peerVpc);
+}
+
 void readSpec(BodyFields& f, schema::SecurityGroupSpec& s) {
   f.required("name", s.name);
   f.required("vpc", s.vpc);
@@ -424,6 +430,7 @@ template Result<schema::RouteTableSpec> parseBody(std::string_view, std::string_
 template Result<schema::RouteSpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::InternetGatewaySpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::NatGatewaySpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::PeeringSpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::SecurityGroupSpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::SecurityGroupRuleSpec> parseBody(std::string_view, std::string_view,
                                                          std::string_view);
@@ -479,6 +486,10 @@ json bodyJson(const schema::InternetGatewaySpec& s) {
 
 json bodyJson(const schema::NatGatewaySpec& s) {
   return {{"name", s.name}, {"subnet", s.subnet}};
+}
+
+json bodyJson(const schema::PeeringSpec& s) {
+  return {{"name", s.name}, {"vpc", s.vpc}, {"peer_vpc", s.peerVpc}};
 }
 
 json bodyJson(const schema::SecurityGroupSpec& s) {

@@ -80,6 +80,14 @@ struct KindOps<ObjectKind::NetworkAcl> {
   static auto remove(net::Topology& t, std::string_view name) { return t.deleteNetworkAcl(name); }
 };
 
+template <>
+struct KindOps<ObjectKind::Peering> {
+  static auto all(const net::Topology& t, std::string_view vpc) { return t.peerings(vpc); }
+  static auto find(const net::Topology& t, std::string_view name) { return t.peering(name); }
+  static json render(const net::Topology& t, const net::Peering& p) { return toJson(t, p); }
+  static auto remove(net::Topology& t, std::string_view name) { return t.deletePeering(name); }
+};
+
 // Which kind each create spec makes, and the model call that makes it.
 template <class Spec>
 struct CreateOps;
@@ -132,6 +140,14 @@ struct CreateOps<net::NetworkAclSpec> {
   }
 };
 
+template <>
+struct CreateOps<net::PeeringSpec> {
+  static constexpr ObjectKind kind = ObjectKind::Peering;
+  static auto create(net::Topology& t, const net::PeeringSpec& s, int64_t now) {
+    return t.createPeering(s, now);
+  }
+};
+
 // The VPC an object of `topology` belongs to (a VPC: itself); nullopt when it is not there.
 std::optional<std::string> vpcOfObject(const net::Topology& topology, const net::ObjectRef& ref) {
   auto owner = [](const auto* object) -> std::optional<std::string> {
@@ -153,8 +169,18 @@ std::optional<std::string> vpcOfObject(const net::Topology& topology, const net:
       return owner(topology.findSecurityGroup(ref.name));
     case net::ObjectKind::NetworkAcl:
       return owner(topology.findNetworkAcl(ref.name));
+    case net::ObjectKind::Peering:
+      return owner(topology.findPeering(ref.name));  // its requester; the peer side: peerVpcOfObject
   }
   return std::nullopt;
+}
+
+// A peering's other VPC (it shows in both VPCs' pictures); nullopt for every other object.
+std::optional<std::string> peerVpcOfObject(const net::Topology& topology, const net::ObjectRef& ref) {
+  if (ref.kind != net::ObjectKind::Peering) return std::nullopt;
+  const net::Peering* peering = topology.findPeering(ref.name);
+  if (peering == nullptr) return std::nullopt;
+  return peering->peerVpc;
 }
 
 int64_t wallClockSeconds() {
@@ -473,7 +499,8 @@ ObjectCounts Service::countsLocked() const {
           .internetGateways = topology_.internetGateways().size(),
           .natGateways = topology_.natGateways().size(),
           .securityGroups = topology_.securityGroups().size(),
-          .networkAcls = topology_.networkAcls().size()};
+          .networkAcls = topology_.networkAcls().size(),
+          .peerings = topology_.peerings().size()};
 }
 
 template <class Operation>
@@ -517,9 +544,11 @@ Status Service::commit(Operation&& operation) {
     if (rulesOnly) continue;
     drawn = true;
     if (auto vpc = vpcOfObject(next, ref)) vpcRevisions_[*vpc] = topologyChanges_;
+    if (auto vpc = peerVpcOfObject(next, ref)) vpcRevisions_[*vpc] = topologyChanges_;
   }
   for (const net::ObjectRef& ref : changes->deleted) {
     if (auto vpc = vpcOfObject(topology_, ref)) vpcRevisions_[*vpc] = topologyChanges_;
+    if (auto vpc = peerVpcOfObject(topology_, ref)) vpcRevisions_[*vpc] = topologyChanges_;
   }
   topology_ = std::move(next);
   if (drawn) ++viewRevision_;
@@ -679,6 +708,7 @@ Response Service::serve(const api::GetInfo&) {
                  {api::collectionName(ObjectKind::NatGateway), n.natGateways},
                  {api::collectionName(ObjectKind::SecurityGroup), n.securityGroups},
                  {api::collectionName(ObjectKind::NetworkAcl), n.networkAcls},
+                 {api::collectionName(ObjectKind::Peering), n.peerings},
                  {"instances", instanceCount()}};
   return {200,
           {{"version", CORRAL_VERSION},

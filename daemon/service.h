@@ -69,7 +69,7 @@ std::optional<nlohmann::json> patchVpcEntry(
 // How many objects of each kind exist, for startup logs and GET /v1/info.
 struct ObjectCounts {
   size_t vpcs = 0, subnets = 0, routeTables = 0, internetGateways = 0, natGateways = 0, securityGroups = 0,
-         networkAcls = 0;
+         networkAcls = 0, peerings = 0;
 };
 
 class Service {

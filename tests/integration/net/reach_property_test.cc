@@ -1,6 +1,7 @@
 // The reachability analyzer (net/reach.h) against the kernel, as a property: for many random small VPCs
 // (three floors, route tables with and without a way out, blackholes, security groups with peer-group
-// rules, network ACLs with ordered allow/deny rules, internet and NAT gateways present or not) the
+// rules, network ACLs with ordered allow/deny rules, internet and NAT gateways present or not, a second VPC
+// "p" peered or not, routed to on one side, both or neither, its groups named across the peering) the
 // analyzer's verdict for random probes equals what one real packet exchange sees through the datapath
 // (planVpc + convergeVpc, instances as child processes in their own namespaces, "the internet" a namespace
 // of its own). Seeded: the seed and the configuration are printed on a disagreement
@@ -225,8 +226,23 @@ class ReachProperty : public ::testing::Test {
     }
     const bool nat = igw && chance(0.6);
     if (nat) must(t.createNatGateway({.name = "nat", .subnet = "s1"}, kNow), "nat gateway in s1");
+    // The second VPC, p, with one floor and instance p1, peered with r most of the time.
+    must(t.createVpc({.name = "p", .cidr = "10.1.0.0/16"}, kNow), "vpc p 10.1.0.0/16");
+    must(t.createSubnet({.name = "ps", .vpc = "p", .cidr = "10.1.1.0/24"}, kNow), "subnet ps 10.1.1.0/24");
+    const bool peered = chance(0.8);
+    if (peered) {
+      must(t.createPeering({.name = "rp", .vpc = "r", .peerVpc = "p"}, kNow), "peering rp r <-> p");
+      if (chance(0.7))
+        must(t.addRoute("p-main", {.destination = "10.0.0.0/16", .targetType = "peering", .targetName = "rp"}),
+             "route p-main 10.0.0.0/16 -> peering rp");
+    }
     for (const RouteTable* table : t.routeTables("r")) {
       const std::string name = table->name;
+      if (peered && chance(0.6)) {
+        const std::string destination = chance(0.5) ? "10.1.0.0/16" : "10.1.1.0/24";
+        must(t.addRoute(name, {.destination = destination, .targetType = "peering", .targetName = "rp"}),
+             fmt::format("route {} {} -> peering rp", name, destination));
+      }
       std::vector<std::pair<std::string, std::string>> targets = {{"blackhole", ""}};
       if (igw) targets.emplace_back("internet_gateway", "igw");
       if (nat) targets.emplace_back("nat_gateway", "nat");
@@ -264,7 +280,8 @@ class ReachProperty : public ::testing::Test {
           }
         }
         if (chance(0.4)) {
-          rule.peerGroup = chance(0.25) ? std::string("r-default") : pick(groups);
+          rule.peerGroup = chance(0.25) ? std::string(peered && chance(0.5) ? "p-default" : "r-default")
+                                        : pick(groups);
         } else {
           rule.cidr = pick(cidrs);
         }
@@ -306,7 +323,20 @@ class ReachProperty : public ::testing::Test {
       }
       must(t.updateSubnet(subnet, {.networkAcl = acl}), "subnet " + subnet + " uses " + acl);
     }
+    // p's default group: what it lets in from r, by address or (across the peering) by r's groups.
+    if (chance(0.8)) {
+      SecurityGroupRuleSpec rule{.direction = "ingress", .protocol = pick(protocols)};
+      if (peered && chance(0.5)) {
+        rule.peerGroup = pick(std::vector<std::string>{"g1", "g2", "r-default"});
+      } else {
+        rule.cidr = pick(std::vector<std::string>{"10.0.0.0/16", "10.0.1.0/24", "0.0.0.0/0"});
+      }
+      auto added = t.addSecurityGroupRule("p-default", rule);
+      text += fmt::format("  p-default {} ingress {} {}{}\n", added ? "rule" : "(refused)", rule.protocol,
+                          rule.cidr.value_or(""), rule.peerGroup ? "group " + *rule.peerGroup : "");
+    }
     for (NicAttachment& nic : nics) {
+      if (nic.subnet == "ps") continue;  // p's default group
       nic.securityGroups.clear();
       for (const std::string& group : groups) {
         if (chance(0.4)) nic.securityGroups.push_back(group);
@@ -322,7 +352,7 @@ class ReachProperty : public ::testing::Test {
     auto pick = [&](const auto& list) {
       return list[std::uniform_int_distribution<size_t>(0, list.size() - 1)(rng)];
     };
-    const std::vector<std::string> instances = {"a1", "a2", "b1", "c1"};
+    const std::vector<std::string> instances = {"a1", "a2", "b1", "c1", "p1", "p1"};
     Probe probe;
     probe.protocol = pick(std::vector<std::string>{"tcp", "tcp", "udp", "icmp"});
     if (probe.protocol != "icmp") probe.port = pick(std::vector<int64_t>{80, 443, 5000});
@@ -421,6 +451,7 @@ TEST_F(ReachProperty, AnalyzerAgreesWithTheKernel) {
           .publish = {PortForward{.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 80}},
           .linkKey = prefix_ + "b1"},
       NicAttachment{.instance = "c1", .subnet = "s3", .address = "10.0.3.10", .linkKey = prefix_ + "c1"},
+      NicAttachment{.instance = "p1", .subnet = "ps", .address = "10.1.1.10", .linkKey = prefix_ + "p1"},
   };
   int agreed = 0, reachable = 0;
   std::map<std::string, int> blockedBy;
@@ -429,18 +460,26 @@ TEST_F(ReachProperty, AnalyzerAgreesWithTheKernel) {
     std::string text;
     Topology topology = randomTopology(rng, nics, text);
     VpcPlan plan = planVpc(topology, "r", prefix_, nics, uplink_, transit_);
+    VpcPlan peerPlan = planVpc(topology, "p", prefix_, nics, uplink_, std::nullopt);
     namespaces_.holdVpc(plan.netns);
-    auto converged = convergeVpc(plan);
-    ASSERT_TRUE(converged) << "seed " << seed << " round " << round << ": " << converged.error().message()
-                           << "\n"
-                           << text;
+    namespaces_.holdVpc(peerPlan.netns);
+    // r, then p (which makes the peering's pair once both namespaces exist), then r again (its routes
+    // through the pair), as corrald's reconcile does.
+    for (const VpcPlan* converging : {&plan, &peerPlan, &plan}) {
+      auto converged = convergeVpc(*converging);
+      ASSERT_TRUE(converged) << "seed " << seed << " round " << round << ": " << converging->vpc << ": "
+                             << converged.error().message() << "\n"
+                             << text;
+    }
     if (pids_.empty()) {
-      for (const NicPlan& planned : plan.nics) {
-        pid_t pid = children_.spawn();
-        ASSERT_GT(pid, 0);
-        auto attached = attachContainerNic(plan.netns, planned, pid);
-        ASSERT_TRUE(attached) << attached.error().message();
-        pids_[planned.nic.instance] = pid;
+      for (const VpcPlan* owner : {&plan, &peerPlan}) {
+        for (const NicPlan& planned : owner->nics) {
+          pid_t pid = children_.spawn();
+          ASSERT_GT(pid, 0);
+          auto attached = attachContainerNic(owner->netns, planned, pid);
+          ASSERT_TRUE(attached) << attached.error().message();
+          pids_[planned.nic.instance] = pid;
+        }
       }
     }
     for (int i = 0; i < kProbesPerRound; ++i) {
@@ -463,7 +502,8 @@ TEST_F(ReachProperty, AnalyzerAgreesWithTheKernel) {
                       << path.verdict << "\n"
                       << hops << "configuration:\n"
                       << text << "ruleset:\n"
-                      << plan.ruleset;
+                      << plan.ruleset << "ruleset of p:\n"
+                      << peerPlan.ruleset;
         return;
       }
       ++agreed;

@@ -48,6 +48,12 @@ std::vector<Request> everyAlternative() {
   all.push_back(Get<ObjectKind::NatGateway>{"nat"});
   all.push_back(Delete<ObjectKind::NatGateway>{"nat"});
   all.push_back(Create<schema::NatGatewaySpec>{{.name = "nat", .subnet = "web"}});
+  all.push_back(List<ObjectKind::Peering>{"prod"});
+  all.push_back(Get<ObjectKind::Peering>{"prod-dev"});
+  all.push_back(Delete<ObjectKind::Peering>{"prod-dev"});
+  all.push_back(Create<schema::PeeringSpec>{{.name = "prod-dev", .vpc = "prod", .peerVpc = "dev"}});
+  all.push_back(
+      AddRoute{"public", {.destination = "10.1.0.0/16", .targetType = "peering", .targetName = "prod-dev"}});
   all.push_back(List<ObjectKind::SecurityGroup>{"prod"});
   all.push_back(Get<ObjectKind::SecurityGroup>{"web-sg"});
   all.push_back(Delete<ObjectKind::SecurityGroup>{"web-sg"});
@@ -678,6 +684,7 @@ TEST(Collection, NamesOfEveryKind) {
   EXPECT_EQ(collectionName(ObjectKind::NatGateway), "nat-gateways");
   EXPECT_EQ(collectionName(ObjectKind::SecurityGroup), "security-groups");
   EXPECT_EQ(collectionName(ObjectKind::NetworkAcl), "network-acls");
+  EXPECT_EQ(collectionName(ObjectKind::Peering), "peerings");
 }
 
 }  // namespace
