@@ -174,6 +174,7 @@ struct ReachAnalysis {
   std::string destination;
   std::string protocol = "tcp";  // tcp, udp or icmp
   std::optional<int64_t> port;   // tcp and udp: required
+  bool verify = false;           // also send one real probe along each path (net/probe.h)
   bool operator==(const ReachAnalysis&) const = default;
 };
 

@@ -366,6 +366,7 @@ void readSpec(BodyFields& f, ReachAnalysis& s) {
   f.required("destination", s.destination);
   f.optional("protocol", s.protocol);
   f.optional("port", s.port);
+  f.optional("verify", s.verify);
 }
 
 // Bodies of the image operations (api/images.h); the values are checked by the daemon.
@@ -573,6 +574,7 @@ json bodyJson(const TraceCapture& s) {
 json bodyJson(const ReachAnalysis& s) {
   json body{{"source", s.source}, {"destination", s.destination}, {"protocol", s.protocol}};
   if (s.port) body["port"] = *s.port;
+  if (s.verify) body["verify"] = true;
   return body;
 }
 

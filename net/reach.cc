@@ -277,6 +277,8 @@ class PathWalker {
     path_.destination = destination.label;
     path_.sourceAddress = source.address.str();
     path_.destinationAddress = destination.address.str();
+    if (source.nic != nullptr) path_.sourceInstance = source.nic->instance;
+    if (destination.nic != nullptr) path_.destinationInstance = destination.nic->instance;
   }
 
   ReachPath walk() {

@@ -62,6 +62,8 @@ struct ReachPath {
   std::string destination;
   std::string sourceAddress;  // "10.0.1.5"
   std::string destinationAddress;
+  std::string sourceInstance;  // the instance at each end; "" for the internet or an outside address
+  std::string destinationInstance;
   bool reachable = false;
   std::vector<ReachHop> hops;  // in path order, up to and including the one that blocks
   std::string verdict;         // one sentence: "reachable: ..." or "blocked by network ACL x rule 10: ..."
