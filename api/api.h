@@ -23,7 +23,7 @@ inline constexpr size_t kMaxBodyBytes = 1 << 20;
 using schema::ObjectKind;
 
 // Collection path segment of each kind: "vpcs", "subnets", "route-tables", "internet-gateways",
-// "nat-gateways", "security-groups", "network-acls".
+// "nat-gateways", "security-groups", "network-acls", "peerings".
 std::string_view collectionName(ObjectKind kind);
 
 struct GetInfo {
@@ -174,6 +174,7 @@ struct ReachAnalysis {
   std::string destination;
   std::string protocol = "tcp";  // tcp, udp or icmp
   std::optional<int64_t> port;   // tcp and udp: required
+  bool verify = false;           // also send one real probe along each path (net/probe.h)
   bool operator==(const ReachAnalysis&) const = default;
 };
 
@@ -230,7 +231,8 @@ using Request =
                  CORRAL_KIND_REQUESTS(NatGateway), Create<schema::NatGatewaySpec>,
                  CORRAL_KIND_REQUESTS(SecurityGroup), Create<schema::SecurityGroupSpec>, AddSecurityGroupRule,
                  DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<schema::NetworkAclSpec>,
-                 AddNetworkAclRule, DeleteNetworkAclRule, GetVpcTopology, RunInstance, ListInstances,
+                 AddNetworkAclRule, DeleteNetworkAclRule, CORRAL_KIND_REQUESTS(Peering), Create<schema::PeeringSpec>,
+                 GetVpcTopology, RunInstance, ListInstances,
                  GetInstance, StopInstance, StartInstance, RemoveInstance, RemoveInstances, GetInstanceLogs,
                  ExecInstance, WaitInstancePort, TraceCapture, ReachAnalysis, GetFlowLogs, SaveComparison,
                  ListComparisons, GetComparison, GetDashboard, ListImages, GetImage, RemoveImage, PullImage,

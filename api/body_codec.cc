@@ -259,6 +259,12 @@ void readSpec(BodyFields& f, schema::NatGatewaySpec& s) {
   f.required("subnet", s.subnet);
 }
 
+void readSpec(BodyFields& f, schema::PeeringSpec& s) {
+  f.required("name", s.name);
+  f.required("vpc", s.vpc);
+  f.required("peer_vpc", s.peerVpc);
+}
+
 void readSpec(BodyFields& f, schema::SecurityGroupSpec& s) {
   f.required("name", s.name);
   f.required("vpc", s.vpc);
@@ -360,6 +366,7 @@ void readSpec(BodyFields& f, ReachAnalysis& s) {
   f.required("destination", s.destination);
   f.optional("protocol", s.protocol);
   f.optional("port", s.port);
+  f.optional("verify", s.verify);
 }
 
 // Bodies of the image operations (api/images.h); the values are checked by the daemon.
@@ -424,6 +431,7 @@ template Result<schema::RouteTableSpec> parseBody(std::string_view, std::string_
 template Result<schema::RouteSpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::InternetGatewaySpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::NatGatewaySpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::PeeringSpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::SecurityGroupSpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::SecurityGroupRuleSpec> parseBody(std::string_view, std::string_view,
                                                          std::string_view);
@@ -479,6 +487,10 @@ json bodyJson(const schema::InternetGatewaySpec& s) {
 
 json bodyJson(const schema::NatGatewaySpec& s) {
   return {{"name", s.name}, {"subnet", s.subnet}};
+}
+
+json bodyJson(const schema::PeeringSpec& s) {
+  return {{"name", s.name}, {"vpc", s.vpc}, {"peer_vpc", s.peerVpc}};
 }
 
 json bodyJson(const schema::SecurityGroupSpec& s) {
@@ -562,6 +574,7 @@ json bodyJson(const TraceCapture& s) {
 json bodyJson(const ReachAnalysis& s) {
   json body{{"source", s.source}, {"destination", s.destination}, {"protocol", s.protocol}};
   if (s.port) body["port"] = *s.port;
+  if (s.verify) body["verify"] = true;
   return body;
 }
 

@@ -47,6 +47,7 @@ nlohmann::json bodyJson(const schema::RouteTableSpec& body);
 nlohmann::json bodyJson(const schema::RouteSpec& body);
 nlohmann::json bodyJson(const schema::InternetGatewaySpec& body);
 nlohmann::json bodyJson(const schema::NatGatewaySpec& body);
+nlohmann::json bodyJson(const schema::PeeringSpec& body);
 nlohmann::json bodyJson(const schema::SecurityGroupSpec& body);
 nlohmann::json bodyJson(const schema::SecurityGroupRuleSpec& body);
 nlohmann::json bodyJson(const schema::NetworkAclSpec& body);

@@ -31,6 +31,8 @@ template <>
 struct SpecKind<schema::SecurityGroupSpec> : std::integral_constant<ObjectKind, ObjectKind::SecurityGroup> {};
 template <>
 struct SpecKind<schema::NetworkAclSpec> : std::integral_constant<ObjectKind, ObjectKind::NetworkAcl> {};
+template <>
+struct SpecKind<schema::PeeringSpec> : std::integral_constant<ObjectKind, ObjectKind::Peering> {};
 
 std::string namePath(ObjectKind kind, std::string_view name) {
   return fmt::format("{}/{}/{}", kApiPrefix, collectionName(kind), percentEncode(name));

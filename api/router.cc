@@ -21,7 +21,7 @@ using nlohmann::json;
 
 constexpr ObjectKind kAllKinds[] = {
     ObjectKind::Vpc,        ObjectKind::Subnet,        ObjectKind::RouteTable, ObjectKind::InternetGateway,
-    ObjectKind::NatGateway, ObjectKind::SecurityGroup, ObjectKind::NetworkAcl};
+    ObjectKind::NatGateway, ObjectKind::SecurityGroup, ObjectKind::NetworkAcl, ObjectKind::Peering};
 
 // The parts of one request target, as the router sees them.
 struct ParsedTarget {
@@ -310,6 +310,8 @@ class Router {
         return routeCollection<ObjectKind::SecurityGroup, schema::SecurityGroupSpec>();
       case ObjectKind::NetworkAcl:
         return routeCollection<ObjectKind::NetworkAcl, schema::NetworkAclSpec>();
+      case ObjectKind::Peering:
+        return routeCollection<ObjectKind::Peering, schema::PeeringSpec>();
     }
     return fail(noSuchPath());
   }
@@ -514,6 +516,8 @@ std::string_view collectionName(ObjectKind kind) {
       return "security-groups";
     case ObjectKind::NetworkAcl:
       return "network-acls";
+    case ObjectKind::Peering:
+      return "peerings";
   }
   return "unknown";
 }

@@ -85,7 +85,7 @@ bool contains(const json& array, const std::string& text) {
   return std::any_of(array.begin(), array.end(), [&](const json& item) { return str(item) == text; });
 }
 
-// A route's target: "local", "blackhole", "internet_gateway door", "nat_gateway nat1".
+// A route's target: "local", "blackhole", "internet_gateway door", "nat_gateway nat1", "peering p1".
 struct Target {
   std::string kind;
   std::string name;
@@ -102,6 +102,7 @@ std::string targetText(const Target& target) {
   if (target.kind == "blackhole") return "blackhole (dropped)";
   if (target.kind == "internet_gateway") return "internet gateway " + target.name + " (the front door)";
   if (target.kind == "nat_gateway") return "NAT gateway " + target.name;
+  if (target.kind == "peering") return "peering " + target.name + " (the corridor to the peer building)";
   return target.kind + (target.name.empty() ? "" : " " + target.name);
 }
 
@@ -178,6 +179,10 @@ Check checkRoute(const Kernel& kernel, const json& vpc, const json& table, const
     if (!truthy(*found, "blackhole")) return {"WRONG", kernelRouteText(*found) + " (should be a blackhole)"};
     return {"ok", kernelRouteText(*found)};
   }
+  if (target.kind == "peering") {
+    if (!found) return {"MISSING", where + " via peering " + target.name};
+    return {"ok", kernelRouteText(*found)};
+  }
   if (!found) {
     if (!haveInternetGateway) return {"ok", where + " left out: no internet gateway to leave through"};
     return {"MISSING", where + " via the internet gateway"};
@@ -247,6 +252,24 @@ std::vector<Check> kernelChecks(const json& topology) {
       checks.push_back({"WRONG", fmt::format("{}: without the outside address {}", what, address)});
     } else {
       checks.push_back({"ok", fmt::format("{}, outside address {}", what, address)});
+    }
+  }
+
+  for (const json& peering : items(topology, "peerings")) {
+    const std::string link = str(peering, "link");
+    known.push_back(link);
+    const std::string what =
+        fmt::format("link {} (peering {} to vpc {})", link, str(peering, "name"), str(peering, "peer_vpc"));
+    const std::string address = str(peering, "address") + "/30";
+    const json* found = kernel.link(link);
+    if (!found) {
+      checks.push_back({"MISSING", what});
+    } else if (!contains(items(*found, "addresses"), address)) {
+      checks.push_back({"WRONG", fmt::format("{}: without its address {}", what, address)});
+    } else if (!truthy(*found, "up")) {
+      checks.push_back({"WRONG", what + ": down"});
+    } else {
+      checks.push_back({"ok", fmt::format("{}, up, address {}", what, address)});
     }
   }
 
@@ -435,6 +458,13 @@ Node gatewaysNode(const json& topology) {
   for (const json& nat : items(topology, "nat_gateways"))
     root.add(fmt::format("NAT gateway {} in subnet {}: private floors go out through it, nobody comes in",
                          str(nat, "name"), str(nat, "subnet")));
+  for (const json& peering : items(topology, "peerings")) {
+    Node& corridor =
+        root.add(fmt::format("peering {}: a corridor to vpc {} ({}), not transitive", str(peering, "name"),
+                             str(peering, "peer_vpc"), str(peering, "peer_cidr")));
+    corridor.add(fmt::format("link {} in the VPC namespace, address {}; the peer router at {}",
+                             str(peering, "link"), str(peering, "address"), str(peering, "peer_address")));
+  }
   return root;
 }
 
@@ -590,7 +620,9 @@ std::string renderTopologyText(const json& topology) {
   const std::string table = tables.empty() ? std::string("100") : str(tables[0], "table_id");
   out += "look for yourself (as root):\n";
   out += fmt::format(
-      "  {} ip -br link                # bridges (crlb), ports (crlv, crlt), the gateway (crlg)\n", exec);
+      "  {} ip -br link                # bridges (crlb), ports (crlv, crlt), gateway (crlg), peerings "
+      "(crlp)\n",
+      exec);
   out += fmt::format("  {} bridge link                # which port is on which floor's switch\n", exec);
   out += fmt::format("  {} ip rule                    # which subnet uses which routing table\n", exec);
   out += fmt::format("  {} ip route show table {:<5}  # a route table as the kernel has it\n", exec, table);
@@ -664,6 +696,7 @@ std::string renderTopologyDot(const json& topology) {
       std::string node;
       if (target.kind == "internet_gateway" && gateway.is_object()) node = "igw/" + target.name;
       if (target.kind == "nat_gateway") node = "nat/" + target.name;
+      if (target.kind == "peering") node = "peering/" + target.name;
       if (target.kind == "blackhole") node = "blackhole";
       if (node.empty()) continue;
       auto it =
@@ -671,6 +704,17 @@ std::string renderTopologyDot(const json& topology) {
       if (it == exits.end()) it = exits.insert(exits.end(), {node, {}});
       it->second.push_back(str(table, "name") + ": " + str(route, "destination"));
     }
+  }
+  for (const json& peering : items(topology, "peerings")) {
+    const std::string node = "peering/" + str(peering, "name");
+    out +=
+        fmt::format("  {} [shape=cds, label={}];\n", dotId(node),
+                    dotLabel({"peering " + str(peering, "name"),
+                              "to vpc " + str(member(peering, "peer_vpc")) + " " + str(peering, "peer_cidr"),
+                              str(peering, "link") + " " + str(peering, "address")}));
+    if (std::none_of(exits.begin(), exits.end(), [&](const auto& exit) { return exit.first == node; }))
+      out += fmt::format("  \"router\" -- {} [style=dashed, label={}];\n", dotId(node),
+                         dotLabel({"no route uses it"}));
   }
   for (const auto& [node, routes] : exits) {
     if (node == "blackhole") out += "  \"blackhole\" [shape=point, xlabel=\"blackhole (dropped)\"];\n";
@@ -778,6 +822,20 @@ std::string renderTopologySvg(const json& topology) {
     svg.text(buildingRight + 20, cloudY + 16, "transit " + str(gateway, "transit"), "small");
   } else {
     svg.text(buildingRight + 20, cloudY - 8, "no front door", "small");
+  }
+  // Peerings: corridors from the router out of the building's wall towards the peer VPCs, below the door.
+  int corridorY = firstFloorY + floorsHeight - 16;
+  for (const json& peering : items(topology, "peerings")) {
+    svg.line(routerX + kRouterWidth, corridorY, buildingRight + 40, corridorY, "uplink");
+    svg.text(buildingRight + 46, corridorY + 4,
+             fmt::format("peering {} ⇄ VPC {} {}", str(peering, "name"), str(peering, "peer_vpc"),
+                         str(peering, "peer_cidr")),
+             "name");
+    svg.text(buildingRight + 46, corridorY + 18,
+             fmt::format("{} {} → {}", str(peering, "link"), str(peering, "address"),
+                         str(peering, "peer_address")),
+             "small");
+    corridorY -= 40;
   }
   svg.body +=
       fmt::format("<ellipse cx=\"{}\" cy=\"{}\" rx=\"80\" ry=\"36\" class=\"cloud\"/>\n", cloudX, cloudY);

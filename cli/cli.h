@@ -111,6 +111,7 @@ Command subnetCommand();
 Command routeTableCommand();
 Command internetGatewayCommand();
 Command natGatewayCommand();
+Command peeringCommand();
 Command securityGroupCommand();
 Command networkAclCommand();
 Command netCommand();  // cli/net.cc: `corral net show VPC`

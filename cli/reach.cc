@@ -1,5 +1,6 @@
 // `corral reach SRC DST`: can SRC reach DST, hop by hop, and if not, which guard or which missing route
-// stops it. corrald computes it from the model (net/reach.h); the CLI prints its answer.
+// stops it. corrald computes it from the model (net/reach.h), and with --verify also sends one real probe
+// (net/probe.h); the CLI prints its answer.
 #include <iostream>
 
 #include "cli/cli.h"
@@ -22,6 +23,13 @@ void printPath(const json& path) {
     fmt::print("          {}\n", terminalSafeLines(displayText(field(hop, "text"))));
   }
   fmt::print("{}\n", terminalSafeLines(displayText(field(path, "verdict"))));
+  const json& kernel = field(path, "kernel");
+  if (!kernel.is_object()) return;
+  const bool agrees = field(kernel, "agrees").is_boolean() && kernel["agrees"].get<bool>();
+  fmt::print("kernel: {} ({}){}\n", displayText(field(kernel, "verdict")),
+             terminalSafeLines(displayText(field(kernel, "detail"))),
+             agrees ? "" : "\n  the model and the kernel DISAGREE: the model says " +
+                               std::string(field(path, "reachable") == true ? "reachable" : "blocked"));
 }
 
 int reach(const Invocation& invocation) {
@@ -30,6 +38,7 @@ int reach(const Invocation& invocation) {
   request.destination = invocation.arguments[1];
   if (auto protocol = invocation.value("protocol")) request.protocol = *protocol;
   if (auto port = invocation.value("port")) request.port = parseIntegerFlag("--port", *port);
+  request.verify = invocation.flag("verify");
   return respond(invocation, request, [&](const json& answer) {
     bool first = true;
     for (const json& path : field(answer, "paths")) {
@@ -46,19 +55,23 @@ Command reachCommand() {
   return leaf(
       "reach",
       "can SRC reach DST? the hop-by-hop path through security groups, network ACLs, route tables, the "
-      "router and the gateways, computed from the model (no packet sent), and the exact rule that blocks",
+      "router and the gateways, computed from the model (no packet sent unless --verify), and the exact rule "
+      "that blocks",
       {{"SRC", "an instance, a subnet (each of its instances), an instance's address, or internet"},
        {"DST",
         "an instance, a subnet, an address (an instance's, its public one, or one outside the VPCs), or "
         "internet"}},
-      "[--protocol tcp|udp|icmp] [--port P]",
+      "[--protocol tcp|udp|icmp] [--port P] [--verify]",
       [](po::options_description& options) {
         options.add_options()  //
             ("protocol", po::value<std::string>()->value_name("PROTO"),
              "tcp (default), udp (one way: the datagram arriving) or icmp (a ping and its reply)")  //
             ("port", po::value<std::string>()->value_name("P"),
              "the destination port, required for tcp and udp; from the internet, a published port is its "
-             "outside port");
+             "outside port")  //
+            ("verify",
+             "then send one real probe along each path (from the source container's network namespace, a "
+             "listener of its own at the destination) and say whether the kernel agrees; containers only");
       },
       reach);
 }

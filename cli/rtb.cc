@@ -34,9 +34,9 @@ void printRouteTable(const json& table) {
 
 Command routeAddCommand() {
   return leaf(
-      "add", "add a route: send traffic for a destination to a gateway, or drop it",
+      "add", "add a route: send traffic for a destination to a gateway or a peered VPC, or drop it",
       {{"TABLE", "the route table's name"}},
-      "--destination CIDR (--igw GATEWAY | --natgw GATEWAY | --blackhole)",
+      "--destination CIDR (--igw GATEWAY | --natgw GATEWAY | --peering PEERING | --blackhole)",
       [](po::options_description& options) {
         options.add_options()  //
             ("destination", po::value<std::string>()->value_name("CIDR"),
@@ -44,19 +44,24 @@ Command routeAddCommand() {
             ("igw", po::value<std::string>()->value_name("GATEWAY"),
              "out through this internet gateway (front door)")                                          //
             ("natgw", po::value<std::string>()->value_name("GATEWAY"), "out through this NAT gateway")  //
+            ("peering", po::value<std::string>()->value_name("PEERING"),
+             "to the peer VPC through this VPC peering (destination inside the peer's CIDR)")  //
             ("blackhole", "drop the traffic");
       },
       [](const Invocation& invocation) {
         api::AddRoute request;
         request.table = invocation.arguments[0];
         request.spec.destination = invocation.requiredValue("destination");
-        std::string target = *oneOf(invocation, {"igw", "natgw", "blackhole"}, true);
+        std::string target = *oneOf(invocation, {"igw", "natgw", "peering", "blackhole"}, true);
         if (target == "igw") {
           request.spec.targetType = "internet_gateway";
           request.spec.targetName = invocation.requiredValue("igw");
         } else if (target == "natgw") {
           request.spec.targetType = "nat_gateway";
           request.spec.targetName = invocation.requiredValue("natgw");
+        } else if (target == "peering") {
+          request.spec.targetType = "peering";
+          request.spec.targetName = invocation.requiredValue("peering");
         } else {
           request.spec.targetType = "blackhole";
         }

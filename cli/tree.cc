@@ -28,7 +28,7 @@ Command rootCommand(const po::options_description& globalOptions) {
       "cattle, not a pet (run it, throw it away, run another).",
       {infoCommand(),       cidrCommand(),          vpcCommand(),
        subnetCommand(),     routeTableCommand(),    internetGatewayCommand(),
-       natGatewayCommand(), securityGroupCommand(), networkAclCommand(),
+       natGatewayCommand(), peeringCommand(), securityGroupCommand(), networkAclCommand(),
        netCommand(),        traceCommand(),         reachCommand(),
        flowLogsCommand(),   compareCommand(),       imageCommand(),
        snapshotCommand(),   runCommand(),           psCommand(),

@@ -943,6 +943,28 @@ Result<std::unique_ptr<StdioSession>> InstanceManager::attachConsole(const std::
   return it->second.driver->attachConsole(*it->second.handle, it->second.row, lock);
 }
 
+Result<UniqueFd> InstanceManager::openNetworkNamespace(const std::string& name, std::string_view field) {
+  std::lock_guard lock(mutex_);
+  auto it = instances_.find(name);
+  if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
+  const Instance& instance = it->second;
+  if (instance.row.kind != schema::InstanceKind::container) {
+    return fail(invalidField(std::string(field),
+                             "instance \"{}\" is a VM: its network stack is its guest's own kernel, which "
+                             "corrald cannot send a probe from or listen in; --verify works between containers",
+                             name));
+  }
+  if (instance.state() != InstanceState::running || !instance.row.pid) {
+    return fail(conflict("instance \"{}\" is {}: a probe needs it running", name,
+                         instanceStateName(instance.state())));
+  }
+  // The driver holds the container's pidfd while it runs, so the pid names no other process.
+  const std::string path = fmt::format("/proc/{}/ns/net", *instance.row.pid);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
+  return fd;
+}
+
 Result<json> InstanceManager::waitForPort(const std::string& name, uint16_t port,
                                           std::chrono::milliseconds timeout) {
   using std::chrono::duration;

@@ -17,9 +17,11 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
+#include "core/unique_fd.h"
 #include "core/rollback.h"
 #include "daemon/driver.h"
 #include "daemon/lifecycle.h"
@@ -86,6 +88,11 @@ class InstanceManager final : private InstanceEvents {
   // manager's lock while it waits.
   Result<nlohmann::json> waitForPort(const std::string& name, uint16_t port,
                                      std::chrono::milliseconds timeout);
+
+  // The network namespace of the running container `name` (an fd of /proc/PID/ns/net), for a probe sent
+  // from or received in it (corral reach --verify). A VM's network stack is its guest's kernel: refused,
+  // naming `field`, as is an instance that is not running.
+  Result<UniqueFd> openNetworkNamespace(const std::string& name, std::string_view field);
 
   // The state `name` shows (a settled one: daemon/lifecycle.h), or nullopt when there is no such instance.
   std::optional<InstanceState> stateOf(const std::string& name);

@@ -196,11 +196,12 @@ std::vector<net::NicAttachment> NetworkController::nicsLocked() const {
 }
 
 Result<net::VpcPlan> NetworkController::planLocked(const net::Topology& topology, const std::string& vpc) const {
-  // Only NICs whose subnet is in this topology and VPC take part.
+  // Only NICs whose subnet is in this topology and VPC take part, and those of peered VPCs (members of
+  // groups our rules may name).
   std::vector<net::NicAttachment> nics;
   for (const auto& [name, nic] : nics_) {
     const net::Subnet* subnet = topology.findSubnet(nic.subnet);
-    if (subnet && subnet->vpc == vpc) nics.push_back(nic);
+    if (subnet && (subnet->vpc == vpc || topology.peeringBetween(vpc, subnet->vpc))) nics.push_back(nic);
   }
   return planWithLocked(topology, vpc, nics);
 }
@@ -292,7 +293,8 @@ bool sameSkeleton(const net::VpcPlan& a, const net::VpcPlan& b) {
     return gateway;
   };
   return a.vpc == b.vpc && a.netns == b.netns && a.cidr == b.cidr && a.bridges == b.bridges &&
-         a.routeTables == b.routeTables && withoutPublic(a.gateway) == withoutPublic(b.gateway);
+         a.routeTables == b.routeTables && withoutPublic(a.gateway) == withoutPublic(b.gateway) &&
+         a.peerings == b.peerings;
 }
 
 }  // namespace
@@ -307,7 +309,7 @@ std::optional<Status> NetworkController::updateRulesLocked(const net::Topology& 
     return std::nullopt;
   net::VpcPlan& plan = applied->second;
   auto delta = net::vpcFirewallRulesDelta(plan.firewall, topology_, next, vpc, standsLocked(vpc),
-                                          plan.gateway ? &*plan.gateway : nullptr);
+                                          plan.gateway ? &*plan.gateway : nullptr, peerNicsLocked(vpc));
   if (!delta) return std::nullopt;
   if (delta->empty()) return Status{};
   if (auto ok = net::applyFirewallDeltas(plan.netns, {*delta}); !ok) {
@@ -369,6 +371,33 @@ Status NetworkController::changeNicsLocked(const std::string& vpc,
     }
   }
   return {};
+}
+
+std::vector<net::NicAttachment> NetworkController::peerNicsLocked(const std::string& vpc) const {
+  std::vector<net::NicAttachment> nics;
+  if (topology_.peerings(vpc).empty()) return nics;
+  for (const auto& [name, nic] : nics_) {
+    const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
+    if (subnet && subnet->vpc != vpc && topology_.peeringBetween(vpc, subnet->vpc)) nics.push_back(nic);
+  }
+  return nics;
+}
+
+void NetworkController::updatePeersLocked(const std::string& vpc) {
+  for (const net::Peering* peering : topology_.peerings(vpc)) {
+    const std::string peer = peering->otherSide(vpc);
+    auto applied = applied_.find(peer);
+    // Only a peer whose rules name a group of `vpc` holds our NICs (as members of that group's set).
+    bool names = applied == applied_.end();
+    for (const net::SecurityGroup* group : topology_.securityGroups(vpc)) {
+      if (names) break;
+      names = applied->second.firewall.sets.contains("sg-members-" + group->name);
+    }
+    if (!names) continue;
+    if (auto ok = updateLocked(topology_, peer); !ok)
+      log::warn("vpc \"{}\": updating what it knows of peer vpc \"{}\"'s NICs: {}", peer, vpc,
+                ok.error().message());
+  }
 }
 
 // ---- NICs ----
@@ -530,6 +559,7 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
         log::warn("vpc \"{}\": {}", vpc, undone.error().message());
       return fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc)));
     }
+    updatePeersLocked(vpc);
     syncNicsLocked(vpc, {nic}, true);
   }
   return std::optional<net::NicAttachment>(std::move(nic));
@@ -570,6 +600,7 @@ void NetworkController::releaseNic(const std::string& instance) {
   // Its rules and port guard go as a delta; a public address (a route on the uplink side) converges.
   if (auto ok = changeNicsLocked(subnet->vpc, {gone}, false); !ok)
     log::warn("instance \"{}\": releasing its NIC: {}", instance, ok.error().message());
+  updatePeersLocked(subnet->vpc);
   syncNicsLocked(subnet->vpc, {gone}, false);
 }
 
@@ -589,6 +620,7 @@ Status NetworkController::releaseNics(const std::vector<std::string>& instances)
   for (const auto& [vpc, gone] : byVpc) {
     if (auto ok = changeNicsLocked(vpc, gone, false); !ok && result)
       result = fail(ok.error().wrap(fmt::format("releasing NICs in vpc \"{}\"", vpc)));
+    updatePeersLocked(vpc);
     syncNicsLocked(vpc, gone, false);
   }
   return result;
@@ -929,6 +961,13 @@ std::vector<std::string> NetworkController::reconcile() {
     }
     syncResolverLocked(vpc->name);
   }
+  // A peering's pair needs both namespaces: a VPC converged before its peer's namespace existed gets its
+  // routes through the peering now.
+  for (const net::Vpc* vpc : vpcs) {
+    if (topology_.peerings(vpc->name).empty()) continue;
+    if (auto ok = convergeLocked(topology_, vpc->name, &changes); !ok)
+      log::error("reconcile vpc \"{}\": {}", vpc->name, ok.error().message());
+  }
   for (const std::string& netns : net::listVpcNetns(options_.netnsPrefix)) {
     auto vpc = net::vpcFromNetnsName(options_.netnsPrefix, netns);
     if (!vpc || topology_.findVpc(*vpc)) continue;
@@ -1021,6 +1060,15 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
   json natGateways = json::array();
   for (const net::NatGateway* nat : topology_.natGateways(vpcName))
     natGateways.push_back({{"name", nat->name}, {"subnet", nat->subnet}});
+  json peerings = json::array();
+  for (const net::PeeringPlan& peering : plan->peerings) {
+    peerings.push_back({{"name", peering.name},
+                        {"peer_vpc", peering.peerVpc},
+                        {"peer_cidr", peering.peerCidr.str()},
+                        {"link", peering.link},
+                        {"address", peering.address.substr(0, peering.address.find('/'))},
+                        {"peer_address", peering.peerAddress.substr(0, peering.peerAddress.find('/'))}});
+  }
   json groups = json::array();
   for (const net::SecurityGroup* group : topology_.securityGroups(vpcName)) {
     groups.push_back({{"name", group->name}, {"default", group->isDefault}, {"members", groupMembers[group->name]}});
@@ -1082,6 +1130,7 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
               {"route_tables", std::move(tables)},
               {"internet_gateway", std::move(gateway)},
               {"nat_gateways", std::move(natGateways)},
+              {"peerings", std::move(peerings)},
               {"security_groups", std::move(groups)},
               {"network_acls", std::move(acls)},
               {"kernel", std::move(kernel)},

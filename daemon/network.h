@@ -213,6 +213,10 @@ class NetworkController {
   // One NIC of each combination of listed security groups among `vpc`'s NICs (O(subnets + combinations)).
   std::vector<net::NicAttachment> standsLocked(const std::string& vpc) const;
   const net::Subnet* nicSubnetLocked(const std::string& instance) const;
+  // The NICs of the VPCs peered with `vpc` (members of groups its rules may name).
+  std::vector<net::NicAttachment> peerNicsLocked(const std::string& vpc) const;
+  // NICs of `vpc` came or went: the peers whose rules name `vpc`'s groups update their member sets.
+  void updatePeersLocked(const std::string& vpc);
   // Brings `vpc`'s resolver (its hosts file, its dnsmasq), its metadata listener and its flow logs' watch
   // and directory to the current model and NICs; failures are logged (names are a convenience the network
   // works without) and leave the VPC in resolverStale_, so the next topology change tries again.

@@ -108,6 +108,21 @@ json toJson(const net::NatGateway& gateway) {
           {"created_at", gateway.createdAt}};
 }
 
+json toJson(const net::Topology& topology, const net::Peering& peering) {
+  auto cidrOf = [&](const std::string& vpc) {
+    const net::Vpc* found = topology.findVpc(vpc);
+    return found ? json(found->cidr.str()) : json(nullptr);
+  };
+  return {{"name", peering.name},
+          {"vpc", peering.vpc},
+          {"peer_vpc", peering.peerVpc},
+          {"vpc_cidr", cidrOf(peering.vpc)},
+          {"peer_cidr", cidrOf(peering.peerVpc)},
+          {"status", "active"},
+          {"link", peering.link.str()},
+          {"created_at", peering.createdAt}};
+}
+
 json toJson(const net::SecurityGroupRule& rule) {
   json out = {{"id", rule.id},
               {"direction", net::directionName(rule.direction)},

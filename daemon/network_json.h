@@ -16,6 +16,8 @@ nlohmann::json toJson(const net::RouteTable& table);
 nlohmann::json toJson(const net::Topology& topology, const net::RouteTable& table);
 nlohmann::json toJson(const net::InternetGateway& gateway);
 nlohmann::json toJson(const net::NatGateway& gateway);
+// With "peer_cidr" and "vpc_cidr" (needs the topology) and "link" (its /30).
+nlohmann::json toJson(const net::Topology& topology, const net::Peering& peering);
 nlohmann::json toJson(const net::SecurityGroup& group);
 nlohmann::json toJson(const net::SecurityGroupRule& rule);
 nlohmann::json toJson(const net::NetworkAcl& acl);

@@ -19,6 +19,7 @@
 #include "daemon/trace_render.h"
 #include "net/capture.h"
 #include "net/frames.h"
+#include "net/probe.h"
 
 namespace corral::daemon {
 namespace {
@@ -80,6 +81,14 @@ struct KindOps<ObjectKind::NetworkAcl> {
   static auto remove(net::Topology& t, std::string_view name) { return t.deleteNetworkAcl(name); }
 };
 
+template <>
+struct KindOps<ObjectKind::Peering> {
+  static auto all(const net::Topology& t, std::string_view vpc) { return t.peerings(vpc); }
+  static auto find(const net::Topology& t, std::string_view name) { return t.peering(name); }
+  static json render(const net::Topology& t, const net::Peering& p) { return toJson(t, p); }
+  static auto remove(net::Topology& t, std::string_view name) { return t.deletePeering(name); }
+};
+
 // Which kind each create spec makes, and the model call that makes it.
 template <class Spec>
 struct CreateOps;
@@ -132,6 +141,14 @@ struct CreateOps<net::NetworkAclSpec> {
   }
 };
 
+template <>
+struct CreateOps<net::PeeringSpec> {
+  static constexpr ObjectKind kind = ObjectKind::Peering;
+  static auto create(net::Topology& t, const net::PeeringSpec& s, int64_t now) {
+    return t.createPeering(s, now);
+  }
+};
+
 // The VPC an object of `topology` belongs to (a VPC: itself); nullopt when it is not there.
 std::optional<std::string> vpcOfObject(const net::Topology& topology, const net::ObjectRef& ref) {
   auto owner = [](const auto* object) -> std::optional<std::string> {
@@ -153,8 +170,18 @@ std::optional<std::string> vpcOfObject(const net::Topology& topology, const net:
       return owner(topology.findSecurityGroup(ref.name));
     case net::ObjectKind::NetworkAcl:
       return owner(topology.findNetworkAcl(ref.name));
+    case net::ObjectKind::Peering:
+      return owner(topology.findPeering(ref.name));  // its requester; the peer side: peerVpcOfObject
   }
   return std::nullopt;
+}
+
+// A peering's other VPC (it shows in both VPCs' pictures); nullopt for every other object.
+std::optional<std::string> peerVpcOfObject(const net::Topology& topology, const net::ObjectRef& ref) {
+  if (ref.kind != net::ObjectKind::Peering) return std::nullopt;
+  const net::Peering* peering = topology.findPeering(ref.name);
+  if (peering == nullptr) return std::nullopt;
+  return peering->peerVpc;
 }
 
 int64_t wallClockSeconds() {
@@ -232,6 +259,8 @@ Response Service::handle(const api::Request& request) {
           return {200, json{{"records", std::move(*records)},
                             {"kept_per_vpc", kFlowLogsPerVpc},
                             {"window_seconds", net::kFlowWindowMs / 1000}}};
+        } else if constexpr (std::is_same_v<std::decay_t<decltype(typed)>, api::ReachAnalysis>) {
+          return serveReach(typed);
         } else if constexpr (requires { serveInstance(typed); }) {
           if (!instances_) return errorResponse(unavailable("instances are not managed by this service"));
           return serveInstance(typed);
@@ -473,7 +502,8 @@ ObjectCounts Service::countsLocked() const {
           .internetGateways = topology_.internetGateways().size(),
           .natGateways = topology_.natGateways().size(),
           .securityGroups = topology_.securityGroups().size(),
-          .networkAcls = topology_.networkAcls().size()};
+          .networkAcls = topology_.networkAcls().size(),
+          .peerings = topology_.peerings().size()};
 }
 
 template <class Operation>
@@ -512,14 +542,17 @@ Status Service::commit(Operation&& operation) {
   for (const net::ObjectRef& ref : changes->upserted) {
     // A group's or an ACL's rules are not drawn (the picture shows names, members and subnets): a rule
     // added to an existing one leaves its VPC's picture, and its kernel check, as they are.
-    const bool rulesOnly = (ref.kind == net::ObjectKind::SecurityGroup && topology_.findSecurityGroup(ref.name)) ||
-                           (ref.kind == net::ObjectKind::NetworkAcl && topology_.findNetworkAcl(ref.name));
+    const bool rulesOnly =
+        (ref.kind == net::ObjectKind::SecurityGroup && topology_.findSecurityGroup(ref.name)) ||
+        (ref.kind == net::ObjectKind::NetworkAcl && topology_.findNetworkAcl(ref.name));
     if (rulesOnly) continue;
     drawn = true;
     if (auto vpc = vpcOfObject(next, ref)) vpcRevisions_[*vpc] = topologyChanges_;
+    if (auto vpc = peerVpcOfObject(next, ref)) vpcRevisions_[*vpc] = topologyChanges_;
   }
   for (const net::ObjectRef& ref : changes->deleted) {
     if (auto vpc = vpcOfObject(topology_, ref)) vpcRevisions_[*vpc] = topologyChanges_;
+    if (auto vpc = peerVpcOfObject(topology_, ref)) vpcRevisions_[*vpc] = topologyChanges_;
   }
   topology_ = std::move(next);
   if (drawn) ++viewRevision_;
@@ -594,25 +627,107 @@ Result<nlohmann::json> Service::flowLogRecords(const FlowLogFilter& filter) cons
   return records;
 }
 
-Response Service::serve(const api::ReachAnalysis& request) {
+Response Service::serveReach(const api::ReachAnalysis& request) {
   auto query = net::makeReachQuery(request.source, request.destination, request.protocol, request.port);
   if (!query) return errorResponse(query.error());
-  auto paths = network_ ? network_->reach(*query) : net::analyzeReach(topology_, {}, *query);
+  Result<std::vector<net::ReachPath>> paths = [&] {
+    std::lock_guard lock(mutex_);
+    return network_ ? network_->reach(*query) : net::analyzeReach(topology_, {}, *query);
+  }();
   if (!paths) return errorResponse(paths.error());
+  std::vector<net::ProbeResult> probes;
+  if (request.verify) {
+    auto probed = probeReachPaths(*query, *paths);
+    if (!probed) return errorResponse(probed.error());
+    probes = std::move(*probed);
+  }
   json listed = json::array();
   bool all = true;
-  for (const net::ReachPath& path : *paths) {
+  bool agree = true;
+  for (size_t i = 0; i < paths->size(); ++i) {
+    const net::ReachPath& path = (*paths)[i];
     all = all && path.reachable;
-    listed.push_back(toJson(path));
+    json entry = toJson(path);
+    if (request.verify) {
+      const net::ProbeResult& probe = probes[i];
+      const bool agrees = probe.verdict == net::ProbeVerdict::Undetermined ||
+                          (probe.verdict == net::ProbeVerdict::Reached) == path.reachable;
+      agree = agree && agrees;
+      entry["kernel"] = {{"verdict", std::string(net::probeVerdictName(probe.verdict))},
+                         {"detail", probe.detail},
+                         {"agrees", agrees}};
+    }
+    listed.push_back(std::move(entry));
   }
-  return {200,
-          {{"source", request.source},
-           {"destination", request.destination},
-           {"protocol", request.protocol},
-           {"port", query->port ? json(*query->port) : json(nullptr)},
-           {"ephemeral_ports", {net::kEphemeralPorts.from, net::kEphemeralPorts.to}},
-           {"reachable", all},
-           {"paths", std::move(listed)}}};
+  json answer = {{"source", request.source},
+                 {"destination", request.destination},
+                 {"protocol", request.protocol},
+                 {"port", query->port ? json(*query->port) : json(nullptr)},
+                 {"ephemeral_ports", {net::kEphemeralPorts.from, net::kEphemeralPorts.to}},
+                 {"reachable", all},
+                 {"paths", std::move(listed)}};
+  if (request.verify) answer["kernel_agrees"] = agree;
+  return {200, std::move(answer)};
+}
+
+Result<std::vector<net::ProbeResult>> Service::probeReachPaths(const net::ReachQuery& query,
+                                                               const std::vector<net::ReachPath>& paths) {
+  // Each blocked path waits out its timeout: a bound on how long one request may take.
+  constexpr size_t kMaxProbedPaths = 16;
+  constexpr std::chrono::milliseconds kProbeTimeout{800};
+  if (paths.size() > kMaxProbedPaths) {
+    return fail(invalidField("verify",
+                             "--verify sends at most {} probes and this question has {} paths: name "
+                             "instances rather than subnets",
+                             kMaxProbedPaths, paths.size()));
+  }
+  struct Ends {
+    UniqueFd from, to;
+  };
+  std::vector<Ends> ends;
+  for (const net::ReachPath& path : paths) {
+    if (path.sourceInstance.empty()) {
+      return fail(invalidField("source",
+                               "--verify sends probes between instances only: {} is outside every VPC, and a "
+                               "probe from there would have to leave corral's namespaces",
+                               path.source));
+    }
+    if (path.destinationInstance.empty()) {
+      return fail(invalidField("destination",
+                               "--verify sends probes between instances only: {} is outside every VPC, and a "
+                               "probe to it would leave corral's namespaces",
+                               path.destination));
+    }
+  }
+  if (!instances_)
+    return fail(unavailable("instances are not managed by this service: nothing to probe from"));
+  for (const net::ReachPath& path : paths) {
+    auto from = instances_->openNetworkNamespace(path.sourceInstance, "source");
+    if (!from) return fail(from.error());
+    auto to = instances_->openNetworkNamespace(path.destinationInstance, "destination");
+    if (!to) return fail(to.error());
+    ends.push_back({std::move(*from), std::move(*to)});
+  }
+  // ICMP echo identifiers, so that a reply is told from another probe's.
+  static std::atomic<uint16_t> nextIcmpId{static_cast<uint16_t>(::getpid())};
+  std::vector<net::ProbeResult> results;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    auto probe = net::sendProbe({.protocol = query.protocol,
+                                 .fromNetns = ends[i].from.get(),
+                                 .fromAddress = std::nullopt,
+                                 .toNetns = ends[i].to.get(),
+                                 .address = paths[i].destinationAddress,
+                                 .port = query.port.value_or(0),
+                                 .listenPort = 0,
+                                 .icmpId = nextIcmpId++,
+                                 .timeout = kProbeTimeout});
+    if (!probe) {
+      return fail(std::move(probe.error())
+                      .wrap(fmt::format("probe {} -> {}", paths[i].source, paths[i].destination)));
+    }
+    results.push_back(std::move(*probe));
+  }
+  return results;
 }
 
 json Service::vmInfo() {
@@ -679,6 +794,7 @@ Response Service::serve(const api::GetInfo&) {
                  {api::collectionName(ObjectKind::NatGateway), n.natGateways},
                  {api::collectionName(ObjectKind::SecurityGroup), n.securityGroups},
                  {api::collectionName(ObjectKind::NetworkAcl), n.networkAcls},
+                 {api::collectionName(ObjectKind::Peering), n.peerings},
                  {"instances", instanceCount()}};
   return {200,
           {{"version", CORRAL_VERSION},

@@ -23,6 +23,8 @@
 #include "daemon/instances.h"
 #include "daemon/network.h"
 #include "daemon/store.h"
+#include "net/probe.h"
+#include "net/reach.h"
 #include "net/vpc.h"
 
 namespace corral::daemon {
@@ -69,7 +71,7 @@ std::optional<nlohmann::json> patchVpcEntry(
 // How many objects of each kind exist, for startup logs and GET /v1/info.
 struct ObjectCounts {
   size_t vpcs = 0, subnets = 0, routeTables = 0, internetGateways = 0, natGateways = 0, securityGroups = 0,
-         networkAcls = 0;
+         networkAcls = 0, peerings = 0;
 };
 
 class Service {
@@ -153,7 +155,13 @@ class Service {
   Response serve(const api::AddNetworkAclRule& request);
   Response serve(const api::DeleteNetworkAclRule& request);
   Response serve(const api::GetVpcTopology& request);
-  Response serve(const api::ReachAnalysis& request);
+  // The analysis under mutex_; --verify's probes (up to a few seconds) without it.
+  Response serveReach(const api::ReachAnalysis& request);
+  // One real probe per path (net/probe.h), each from the source container's network namespace, with a
+  // listener of its own in the destination's. Refused, before anything is sent, for an end outside the
+  // VPCs (the probe would leave corral's namespaces), a VM, or too many paths.
+  Result<std::vector<net::ProbeResult>> probeReachPaths(const net::ReachQuery& query,
+                                                         const std::vector<net::ReachPath>& paths);
   Response serve(const api::SaveComparison& request);
   Response serve(const api::ListComparisons& request);
   Response serve(const api::GetComparison& request);

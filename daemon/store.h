@@ -18,7 +18,7 @@
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 7;
+inline constexpr int kSchemaVersion = 8;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
 // Times are Unix seconds; the boot steps are the instance's "boot" as JSON text (docs/api.md).

@@ -212,6 +212,21 @@ CREATE TABLE flow_logs (
 ) STRICT;
 CREATE INDEX flow_logs_by_vpc ON flow_logs(vpc, id);
 )sql",
+    // 7 -> 8: VPC peerings, each with the /30 its veth pair is addressed from (kept: the kernel's
+    // addresses must not move when another peering comes or goes). A route's target naming one is not a
+    // foreign key (as with the gateways); loadTopology()'s integrity check covers it.
+    R"sql(
+CREATE TABLE peerings (
+  name TEXT PRIMARY KEY NOT NULL,
+  vpc TEXT NOT NULL REFERENCES vpcs(name) DEFERRABLE INITIALLY DEFERRED,
+  peer_vpc TEXT NOT NULL REFERENCES vpcs(name) DEFERRABLE INITIALLY DEFERRED,
+  link TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  CHECK (vpc <> peer_vpc)
+) STRICT;
+CREATE INDEX peerings_by_vpc ON peerings(vpc);
+CREATE INDEX peerings_by_peer_vpc ON peerings(peer_vpc);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 

@@ -168,6 +168,21 @@ Result<net::Topology> readTopology(sqlite3* db) {
                                 });
   if (!natGateways) return fail(std::move(natGateways.error()));
 
+  auto peerings = forEachRow(db, "SELECT name, vpc, peer_vpc, link, created_at FROM peerings ORDER BY name",
+                             [&](sqlite3_stmt* s) -> Status {
+                               net::Peering peering;
+                               peering.name = keyColumn(s, 0);
+                               RowReader row(s, "peerings", fmt::format("\"{}\"", peering.name));
+                               CORRAL_READ(peering.name, row.text(0, "name"));
+                               CORRAL_READ(peering.vpc, row.text(1, "vpc"));
+                               CORRAL_READ(peering.peerVpc, row.text(2, "peer_vpc"));
+                               CORRAL_READ(peering.link, row.cidr(3, "link"));
+                               CORRAL_READ(peering.createdAt, row.integer(4, "created_at"));
+                               topology.insert(std::move(peering));
+                               return {};
+                             });
+  if (!peerings) return fail(std::move(peerings.error()));
+
   std::map<std::string, net::SecurityGroup, std::less<>> securityGroups;
   auto groups = forEachRow(db,
                            "SELECT name, vpc, description, is_default, next_rule_id, created_at FROM "
@@ -311,6 +326,20 @@ Status writeObject(sqlite3* db, const net::NatGateway& gateway) {
                   });
 }
 
+Status writeObject(sqlite3* db, const net::Peering& peering) {
+  return runBound(db,
+                  "INSERT INTO peerings (name, vpc, peer_vpc, link, created_at) VALUES (?, ?, ?, ?, ?) "
+                  "ON CONFLICT (name) DO UPDATE SET vpc = excluded.vpc, peer_vpc = excluded.peer_vpc, "
+                  "link = excluded.link, created_at = excluded.created_at",
+                  [&](Binder& b) {
+                    b.text(peering.name)
+                        .text(peering.vpc)
+                        .text(peering.peerVpc)
+                        .text(peering.link.str())
+                        .integer(peering.createdAt);
+                  });
+}
+
 Status writeObject(sqlite3* db, const net::SecurityGroup& group) {
   auto status =
       runBound(db,
@@ -385,6 +414,8 @@ std::string_view tableOf(net::ObjectKind kind) {
       return "security_groups";
     case net::ObjectKind::NetworkAcl:
       return "network_acls";
+    case net::ObjectKind::Peering:
+      return "peerings";
   }
   return "";
 }
@@ -414,6 +445,9 @@ Result<bool> withObject(const net::Topology& topology, const net::ObjectRef& ref
       return false;
     case net::ObjectKind::NetworkAcl:
       if (auto* object = topology.findNetworkAcl(ref.name)) return use(*object);
+      return false;
+    case net::ObjectKind::Peering:
+      if (auto* object = topology.findPeering(ref.name)) return use(*object);
       return false;
   }
   return false;

@@ -93,6 +93,10 @@ std::string uplinkLinkName(std::string_view netns) {
   return hashedName("u", netns);
 }
 
+std::string peeringLinkName(std::string_view netns, std::string_view peering) {
+  return hashedName("p", fmt::format("{}/{}", netns, peering));
+}
+
 // ---- Addresses outside the VPCs ----
 
 Result<Cidr> chooseTransit(const UplinkSettings& settings, std::string_view vpc,
@@ -181,11 +185,41 @@ VpcPlan planVpc(const Topology& topology, std::string_view vpc, std::string_view
         .resolverAddress = fmt::format("{}/{}", resolverAddress(subnet->cidr).str(), subnet->cidr.prefix())});
   }
 
-  // The NICs of this VPC only: a NIC belongs where its subnet does.
+  // The NICs of this VPC: a NIC belongs where its subnet does. Those of peered VPCs matter only as
+  // members of groups our rules may name.
   std::vector<NicAttachment> ours;
+  std::vector<NicAttachment> peered;
   for (const NicAttachment& nic : nics) {
     const Subnet* subnet = topology.findSubnet(nic.subnet);
-    if (subnet != nullptr && subnet->vpc == vpc) ours.push_back(nic);
+    if (subnet == nullptr) continue;
+    if (subnet->vpc == vpc) {
+      ours.push_back(nic);
+    } else if (topology.peeringBetween(vpc, subnet->vpc)) {
+      peered.push_back(nic);
+    }
+  }
+  std::sort(peered.begin(), peered.end(),
+            [](const NicAttachment& a, const NicAttachment& b) { return a.instance < b.instance; });
+
+  // peerings() is sorted by name.
+  for (const Peering* peering : topology.peerings(vpc)) {
+    const bool requester = peering->vpc == vpc;
+    const std::string& peerVpc = peering->otherSide(vpc);
+    const Vpc* peer = topology.findVpc(peerVpc);
+    if (peer == nullptr) continue;
+    const std::string peerNetns = vpcNetnsName(netnsPrefix, peerVpc);
+    auto address = [&](uint32_t host) {
+      return fmt::format("{}/{}", Ipv4Address(peering->link.network().value() + host).str(),
+                         peering->link.prefix());
+    };
+    plan.peerings.push_back(PeeringPlan{.name = peering->name,
+                                        .peerVpc = peerVpc,
+                                        .link = peeringLinkName(plan.netns, peering->name),
+                                        .peerNetns = peerNetns,
+                                        .peerLink = peeringLinkName(peerNetns, peering->name),
+                                        .address = address(requester ? 1 : 2),
+                                        .peerAddress = address(requester ? 2 : 1),
+                                        .peerCidr = peer->cidr});
   }
   std::sort(ours.begin(), ours.end(), [](const NicAttachment& a, const NicAttachment& b) {
     return std::tie(a.instance, a.address) < std::tie(b.instance, b.address);
@@ -228,12 +262,14 @@ VpcPlan planVpc(const Topology& topology, std::string_view vpc, std::string_view
         case RouteTargetType::Local:
           break;  // one rule for the whole VPC (kLocalRulePriority)
         case RouteTargetType::Blackhole:
-          tablePlan.routes.push_back(RoutePlan{.destination = route.destination, .blackhole = true});
+          tablePlan.routes.push_back(
+              RoutePlan{.destination = route.destination, .blackhole = true, .peering = {}});
           break;
         case RouteTargetType::InternetGateway: {
           const InternetGateway* gateway = topology.findInternetGateway(route.target.name);
           if (plan.gateway && gateway != nullptr && gateway->name == plan.gateway->name) {
-            tablePlan.routes.push_back(RoutePlan{.destination = route.destination, .blackhole = false});
+            tablePlan.routes.push_back(
+                RoutePlan{.destination = route.destination, .blackhole = false, .peering = {}});
           }
           break;
         }
@@ -241,7 +277,17 @@ VpcPlan planVpc(const Topology& topology, std::string_view vpc, std::string_view
           // A NAT gateway sends its traffic on through the VPC's internet gateway (as in AWS).
           const NatGateway* gateway = topology.findNatGateway(route.target.name);
           if (plan.gateway && gateway != nullptr && gateway->vpc == vpc) {
-            tablePlan.routes.push_back(RoutePlan{.destination = route.destination, .blackhole = false});
+            tablePlan.routes.push_back(
+                RoutePlan{.destination = route.destination, .blackhole = false, .peering = {}});
+          }
+          break;
+        }
+        case RouteTargetType::Peering: {
+          bool planned = std::any_of(plan.peerings.begin(), plan.peerings.end(),
+                                     [&](const PeeringPlan& p) { return p.name == route.target.name; });
+          if (planned) {
+            tablePlan.routes.push_back(RoutePlan{
+                .destination = route.destination, .blackhole = false, .peering = route.target.name});
           }
           break;
         }
@@ -252,7 +298,7 @@ VpcPlan planVpc(const Topology& topology, std::string_view vpc, std::string_view
 
   for (const NicAttachment& nic : ours) plan.nics.push_back(planNic(*topology.findSubnet(nic.subnet), nic));
 
-  plan.firewall = vpcFirewall(topology, vpc, ours, plan.gateway ? &*plan.gateway : nullptr);
+  plan.firewall = vpcFirewall(topology, vpc, ours, plan.gateway ? &*plan.gateway : nullptr, peered);
   plan.portGuardTable = portGuardTable(vpc, plan.nics);
   plan.ruleset = renderTable(plan.firewall);
   plan.portGuards = renderTable(plan.portGuardTable);
@@ -272,7 +318,7 @@ NicPlan planNic(const Subnet& subnet, const NicAttachment& nic) {
 
 bool sameLinksAndRoutes(const VpcPlan& a, const VpcPlan& b) {
   return a.vpc == b.vpc && a.netns == b.netns && a.cidr == b.cidr && a.bridges == b.bridges &&
-         a.routeTables == b.routeTables && a.gateway == b.gateway;
+         a.routeTables == b.routeTables && a.gateway == b.gateway && a.peerings == b.peerings;
 }
 
 }  // namespace corral::net

@@ -44,6 +44,8 @@ std::string instanceMac(std::string_view instance, bool vm);
 // (hash of the VPC's namespace name, unique per host).
 std::string gatewayLinkName(std::string_view netns);
 std::string uplinkLinkName(std::string_view netns);
+// A VPC peering's end in a VPC namespace: "crlp" + hash of the namespace and the peering's name.
+std::string peeringLinkName(std::string_view netns, std::string_view peering);
 
 // ---- Addresses outside the VPCs ----
 
@@ -105,6 +107,7 @@ struct BridgePlan {
 struct RoutePlan {
   Cidr destination;
   bool blackhole = false;  // else: via the internet gateway's uplink side (IGW and NAT gateway targets)
+  std::string peering;     // non-empty: via this peering's link to the peer VPC's router
   auto operator<=>(const RoutePlan&) const = default;
 };
 
@@ -134,6 +137,21 @@ struct GatewayPlan {
   bool operator==(const GatewayPlan&) const = default;
 };
 
+// One VPC peering seen from one of its VPCs: a veth pair between the two routers' namespaces, each end
+// with its address of the peering's /30 (Peering::link: .1 on the requester's side, .2 on the
+// accepter's). Whichever side converges first while both namespaces exist makes the pair.
+struct PeeringPlan {
+  std::string name;
+  std::string peerVpc;
+  std::string link;         // peeringLinkName(netns, name): our end
+  std::string peerNetns;    // the peer VPC's namespace
+  std::string peerLink;     // peeringLinkName(peerNetns, name): its end
+  std::string address;      // "169.254.248.1/30": ours
+  std::string peerAddress;  // "169.254.248.2/30": the peer router's, where our routes point
+  Cidr peerCidr;
+  bool operator==(const PeeringPlan&) const = default;
+};
+
 struct NicPlan {
   NicAttachment nic;
   std::string link;     // instanceVethName/instanceTapName(nic.linkKey): the port in the VPC namespace
@@ -153,6 +171,7 @@ struct VpcPlan {
   std::vector<BridgePlan> bridges;          // one per subnet, sorted by subnet name
   std::vector<RouteTablePlan> routeTables;  // sorted by name
   std::optional<GatewayPlan> gateway;       // when the VPC has an internet gateway
+  std::vector<PeeringPlan> peerings;        // sorted by name
   std::vector<NicPlan> nics;                // sorted by instance name
   NftTable firewall;                        // vpcFirewall(...): table inet corral
   NftTable portGuardTable;                  // portGuardTable(...): table bridge corral
@@ -164,7 +183,8 @@ struct VpcPlan {
 };
 
 // The kernel objects a VPC needs (from the topology, which must hold `vpc`). `transit` is required when
-// the VPC has an internet gateway (chooseTransit); NICs of other VPCs are ignored.
+// the VPC has an internet gateway (chooseTransit); NICs of VPCs peered with it fill the member sets of
+// their groups that our security group rules name (peer group references), others are ignored.
 VpcPlan planVpc(const Topology& topology, std::string_view vpc, std::string_view netnsPrefix,
                 const std::vector<NicAttachment>& nics, const UplinkSettings& uplink,
                 const std::optional<Cidr>& transit);

@@ -507,7 +507,7 @@ Result<std::string> listPortGuards(const std::string& netns) {
 }  // namespace
 
 NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::vector<NicAttachment>& nics,
-                     const GatewayPlan* gateway) {
+                     const GatewayPlan* gateway, const std::vector<NicAttachment>& peerNics) {
   const std::vector<Nic> resolved = resolveNics(topology, vpc, nics);
   const std::vector<const Subnet*> subnets = topology.subnets(vpc);
   std::optional<GatewayNat> nat;
@@ -528,6 +528,25 @@ NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::
   // have, and the maps from a NIC's address to its combination's chains.
   for (const SecurityGroup* group : topology.securityGroups(vpc)) {
     table.sets[memberSetName(group->name)].keyType = "ipv4_addr";
+  }
+  // Groups of peered VPCs that our rules name: their members, from the peer's NICs.
+  for (const SecurityGroup* group : topology.securityGroups(vpc)) {
+    for (const SecurityGroupRule& rule : group->rules) {
+      if (!rule.peerGroup) continue;
+      const SecurityGroup* peer = topology.findSecurityGroup(*rule.peerGroup);
+      if (peer == nullptr || peer->vpc == vpc || !topology.peeringBetween(vpc, peer->vpc)) continue;
+      NftSet& members = table.sets[memberSetName(peer->name)];
+      members.keyType = "ipv4_addr";
+      for (const NicAttachment& nic : peerNics) {
+        const Subnet* subnet = topology.findSubnet(nic.subnet);
+        if (subnet == nullptr || subnet->vpc != peer->vpc) continue;
+        bool member = nic.securityGroups.empty()
+                          ? peer->isDefault
+                          : std::find(nic.securityGroups.begin(), nic.securityGroups.end(), peer->name) !=
+                                nic.securityGroups.end();
+        if (member) members.elements.emplace(nic.address, NftElement{.value = {}, .comment = nic.instance});
+      }
+    }
   }
   NftSet& egress = table.sets["sg-egress"];
   egress.keyType = "ipv4_addr";
@@ -552,6 +571,20 @@ NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::
   NftChain& forward = table.chains["forward"];
   forward.hook = "type filter hook forward priority filter; policy accept;";
   forward.rules = {"meta nfproto ipv6 drop", "ct state invalid drop"};
+  if (!topology.peerings(vpc).empty()) {
+    if (const Vpc* own = topology.findVpc(vpc)) {
+      // A peering carries only traffic between the two VPCs themselves (AWS): what arrives through one
+      // goes to this VPC's addresses, what leaves through one comes from them. So no VPC reaches a third
+      // through us, and nothing goes between a peering and the internet gateway either way.
+      const std::string peeringLinks = fmt::format("\"{}p*\"", kLinkPrefix);
+      forward.rules.push_back(
+          fmt::format("iifname {} ip daddr != {} drop comment \"peering: only to this vpc (not transitive)\"",
+                      peeringLinks, own->cidr.str()));
+      forward.rules.push_back(fmt::format(
+          "oifname {} ip saddr != {} drop comment \"peering: only from this vpc (not transitive)\"",
+          peeringLinks, own->cidr.str()));
+    }
+  }
   if (nat) {
     for (const Subnet* subnet : subnets) {
       if (nat->reachabilityOf(subnet->name) != SubnetReachability::Isolated) continue;
@@ -599,7 +632,8 @@ NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::
 std::optional<NftDelta> vpcFirewallRulesDelta(const NftTable& applied, const Topology& before,
                                               const Topology& after, std::string_view vpc,
                                               const std::vector<NicAttachment>& nics,
-                                              const GatewayPlan* gateway) {
+                                              const GatewayPlan* gateway,
+                                              const std::vector<NicAttachment>& peerNics) {
   // A NIC's elements follow from its list of groups (and its own addresses): one NIC per list stands for
   // all that share it. Publishing and public addresses are left out (elements and notes, not chains).
   std::map<std::vector<std::string>, NicAttachment> representatives;
@@ -614,8 +648,10 @@ std::optional<NftDelta> vpcFirewallRulesDelta(const NftTable& applied, const Top
   }
   std::vector<NicAttachment> stands;
   for (auto& [groups, nic] : representatives) stands.push_back(std::move(nic));
-  const NftTable was = vpcFirewall(before, vpc, stands, gateway);
-  const NftTable will = vpcFirewall(after, vpc, stands, gateway);
+  // The peer VPCs' NICs are elements (of their groups' member sets): all of them, so that a set that stays
+  // shows no element change and a new one is refused below (its elements need the whole plan).
+  const NftTable was = vpcFirewall(before, vpc, stands, gateway, peerNics);
+  const NftTable will = vpcFirewall(after, vpc, stands, gateway, peerNics);
   // `applied` must be what `before` plans in everything but elements.
   if (was.chains != applied.chains || was.sets.size() != applied.sets.size()) return std::nullopt;
   for (const auto& [name, set] : was.sets) {

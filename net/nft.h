@@ -39,8 +39,12 @@ namespace corral::net {
 // - the gateway's per-NIC NAT (public addresses, published ports) are elements of maps and sets.
 // So a NIC coming or going changes elements (and a chain pair when its combination of groups is new or
 // its last user), a rule changes its groups' chains.
+// With VPC peerings (topology.peerings(vpc)) it also holds, in forward: traffic from a peering link must be
+// for this VPC and traffic out through one must come from it (not transitive, no edge-to-edge routing);
+// and a member set for each group of a peered VPC that our rules name, filled from `peerNics` (NICs of
+// peered VPCs; others are ignored).
 NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::vector<NicAttachment>& nics,
-                     const GatewayPlan* gateway = nullptr);
+                     const GatewayPlan* gateway = nullptr, const std::vector<NicAttachment>& peerNics = {});
 // The delta of vpcFirewall when the model goes from `before` to `after` in its security groups, their rules
 // and the network ACLs only (the NICs, links and routes as they were): `applied` is vpcFirewall(before,
 // vpc, the VPC's NICs, gateway). Planned over one NIC per combination of security groups rather than
@@ -52,7 +56,8 @@ NftTable vpcFirewall(const Topology& topology, std::string_view vpc, const std::
 std::optional<NftDelta> vpcFirewallRulesDelta(const NftTable& applied, const Topology& before,
                                               const Topology& after, std::string_view vpc,
                                               const std::vector<NicAttachment>& stands,
-                                              const GatewayPlan* gateway);
+                                              const GatewayPlan* gateway,
+                                              const std::vector<NicAttachment>& peerNics = {});
 
 // renderTable(vpcFirewall(...)): the whole `table inet corral { ... }`, deterministic text. With a
 // gateway (the VPC has an internet gateway, see net/datapath.h) it also holds the NAT:

@@ -154,12 +154,13 @@ bool protocolMatches(Protocol rule, const std::optional<PortRange>& ports, Proto
 
 // The first rule of `groups` in `direction` (the kernel's chain order: groups by name, rules by id) that
 // allows `packet` to/from `peer`; nullopt when none does. A peer group matches the addresses of its members
-// in the same VPC.
+// in the same VPC, or in a VPC peered with it.
 struct GroupRule {
   const SecurityGroup* group;
   const SecurityGroupRule* rule;
 };
-std::optional<GroupRule> securityGroupAllows(const std::vector<const SecurityGroup*>& groups,
+std::optional<GroupRule> securityGroupAllows(const Topology& topology,
+                                             const std::vector<const SecurityGroup*>& groups,
                                              Direction direction, const Endpoint& peer, Protocol protocol,
                                              std::optional<uint16_t> port) {
   for (const SecurityGroup* group : groups) {
@@ -171,7 +172,8 @@ std::optional<GroupRule> securityGroupAllows(const std::vector<const SecurityGro
         peerMatches = rule.cidr->contains(peer.address);
       } else if (rule.peerGroup) {
         peerMatches = std::any_of(peer.groups.begin(), peer.groups.end(), [&](const SecurityGroup* member) {
-          return member->name == *rule.peerGroup && member->vpc == group->vpc;
+          return member->name == *rule.peerGroup &&
+                 (member->vpc == group->vpc || topology.peeringBetween(member->vpc, group->vpc) != nullptr);
         });
       }
       if (peerMatches) return GroupRule{group, &rule};
@@ -275,6 +277,8 @@ class PathWalker {
     path_.destination = destination.label;
     path_.sourceAddress = source.address.str();
     path_.destinationAddress = destination.address.str();
+    if (source.nic != nullptr) path_.sourceInstance = source.nic->instance;
+    if (destination.nic != nullptr) path_.destinationInstance = destination.nic->instance;
   }
 
   ReachPath walk() {
@@ -338,7 +342,8 @@ class PathWalker {
 
   // The source NIC's groups, for a new connection.
   bool groupsOut(const Endpoint& to) {
-    auto allowed = securityGroupAllows(source_.groups, Direction::Egress, to, query_.protocol, query_.port);
+    auto allowed =
+        securityGroupAllows(topology_, source_.groups, Direction::Egress, to, query_.protocol, query_.port);
     ReachHop hop = hopAt("security group", groupNames(source_.groups), "out");
     if (!allowed) {
       hop.rule = "no allow rule";
@@ -360,7 +365,8 @@ class PathWalker {
 
   // The destination NIC's groups, for a new connection from `from` to port `port`.
   bool groupsIn(const Endpoint& from, std::optional<uint16_t> port) {
-    auto allowed = securityGroupAllows(destination_.groups, Direction::Ingress, from, query_.protocol, port);
+    auto allowed =
+        securityGroupAllows(topology_, destination_.groups, Direction::Ingress, from, query_.protocol, port);
     ReachHop hop = hopAt("security group", groupNames(destination_.groups), "in");
     if (!allowed) {
       hop.rule = "no allow rule";
@@ -456,6 +462,10 @@ class PathWalker {
         const NatGateway* nat = topology_.findNatGateway(route.target.name);
         if (internetGateway == nullptr || nat == nullptr || nat->vpc != table.vpc) continue;
       }
+      if (route.target.type == RouteTargetType::Peering) {
+        const Peering* peering = topology_.findPeering(route.target.name);
+        if (peering == nullptr || !peering->joins(table.vpc)) continue;
+      }
       if (best == nullptr || route.destination.prefix() > best->destination.prefix()) best = &route;
     }
     return best;
@@ -548,15 +558,94 @@ class PathWalker {
   void betweenVpcs() {
     deliveredPort_ = query_.port;
     start();
-    block(ReachHop{
-        .component = "route table",
-        .name = source_.subnet->routeTable,
-        .leg = "out",
-        .passes = false,
-        .rule = "no route",
-        .text = fmt::format("{} is a private address in VPC {}, another building: no route table of VPC "
-                            "{} leads there and the internet does not route private addresses",
-                            destination_.address.str(), destination_.subnet->vpc, source_.subnet->vpc)});
+    const Subnet& from = *source_.subnet;
+    const Subnet& to = *destination_.subnet;
+    const Peering* peering = topology_.peeringBetween(from.vpc, to.vpc);
+    if (peering == nullptr) {
+      std::string text = fmt::format(
+          "{} is a private address in VPC {}, another building: no peering joins VPC {} and VPC {}, and "
+          "the internet does not route private addresses",
+          destination_.address.str(), to.vpc, from.vpc, to.vpc);
+      if (!topology_.peerings(from.vpc).empty() && !topology_.peerings(to.vpc).empty())
+        text += " (peering is not transitive: two peerings through a third VPC do not join them)";
+      block(ReachHop{.component = "route table",
+                     .name = from.routeTable,
+                     .leg = "out",
+                     .passes = false,
+                     .rule = "no peering",
+                     .text = std::move(text)});
+      return;
+    }
+    if (!groupsOut(destination_)) return;
+    const PortRange port = portRange(query_.port);
+    if (!acl(from, Direction::Egress, destination_.address, port, false)) return;
+    if (!routeToPeer(from, destination_.address, *peering, false)) return;
+    pass(ReachHop{
+        .component = "router",
+        .name = from.vpc,
+        .leg = "",
+        .passes = true,
+        .rule = "",
+        .text = fmt::format("the router of VPC {} sends it through peering {}", from.vpc, peering->name)});
+    pass(ReachHop{.component = "peering",
+                  .name = peering->name,
+                  .leg = "",
+                  .passes = true,
+                  .rule = "",
+                  .text = fmt::format("the corridor between VPC {} and VPC {} ({}) carries it to VPC {}'s "
+                                      "router, which hands it only to its own floors (not transitive)",
+                                      peering->vpc, peering->peerVpc, peering->link.str(), to.vpc)});
+    pass(ReachHop{.component = "router",
+                  .name = to.vpc,
+                  .leg = "",
+                  .passes = true,
+                  .rule = "",
+                  .text = fmt::format("the router of VPC {} forwards it to floor {}", to.vpc, to.name)});
+    if (!acl(to, Direction::Ingress, source_.address, port, false)) return;
+    if (!groupsIn(source_, query_.port)) return;
+    if (needsReplies()) {
+      const PortRange ephemeral = kEphemeralPorts;
+      if (!acl(to, Direction::Egress, source_.address, ephemeral, true)) return;
+      if (!routeToPeer(to, source_.address, *peering, true)) return;
+      if (!acl(from, Direction::Ingress, destination_.address, ephemeral, true)) return;
+    }
+    arrive();
+  }
+
+  // `subnet`'s route table must send `to` (in the peer VPC) through `peering`: the way there, or for
+  // `replies` the way back (traffic flows only where both sides route to each other).
+  bool routeToPeer(const Subnet& subnet, Ipv4Address to, const Peering& peering, bool replies) {
+    ReachHop hop = hopAt("route table", subnet.routeTable, replies ? "return" : "out");
+    const RouteTable* table = topology_.findRouteTable(subnet.routeTable);
+    const Route* route = table != nullptr ? routeOutside(*table, to) : nullptr;
+    const std::string peer = peering.otherSide(subnet.vpc);
+    if (route == nullptr || route->target.type != RouteTargetType::Peering ||
+        route->target.name != peering.name) {
+      hop.rule = route == nullptr
+                     ? std::string("no route")
+                     : fmt::format("route {} -> {}", route->destination.str(),
+                                   route->target.name.empty() ? routeTargetTypeName(route->target.type)
+                                                              : std::string_view(route->target.name));
+      hop.text = fmt::format(
+          "route table {} of subnet {} has no route to {} through peering {}{}: {}", subnet.routeTable,
+          subnet.name, to.str(), peering.name,
+          route == nullptr ? ""
+                           : fmt::format(" (its best match, {}, leads elsewhere)", route->destination.str()),
+          replies ? fmt::format("the replies cannot go back to VPC {}; a peering carries traffic only where "
+                                "both sides route to each other",
+                                peer)
+                  : fmt::format("add one: corral rtb route add {} --destination <VPC {}'s CIDR> --peering {}",
+                                subnet.routeTable, peer, peering.name));
+      block(std::move(hop));
+      return false;
+    }
+    hop.rule = fmt::format("route {} -> {}", route->destination.str(), peering.name);
+    hop.text = fmt::format(
+        "the router looks up {} in route table {} of subnet {}: route {} leads through "
+        "peering {} to VPC {}",
+        to.str(), subnet.routeTable, subnet.name, route->destination.str(), peering.name, peer);
+    pass(std::move(hop));
+    return true;
   }
 
   const InternetGateway* internetGatewayOf(std::string_view vpc) const {

@@ -2,7 +2,8 @@
 // component and which rule stop it. Computed from the model alone, no packet sent (AWS's Reachability
 // Analyzer), by the same rules net/nft.cc and net/datapath.cc give the kernel:
 // - a security group is stateful and checked for a new connection only: the source NIC's groups out, the
-//   destination NIC's groups in (a peer group matches the addresses of its members in the same VPC);
+//   destination NIC's groups in (a peer group matches the addresses of its members in the same VPC or in
+//   a peered one);
 // - a network ACL is stateless and checked only where traffic crosses its subnet's boundary (the router
 //   between two floors, never the switch inside one), first matching rule by number, implicit deny; the
 //   replies of a TCP connection or a ping cross the same ACLs the other way, towards the client's
@@ -11,6 +12,8 @@
 // - inside the VPC the local route always wins (one rule for the VPC's CIDR); leaving it, the source
 //   subnet's route table decides (longest prefix; a route to a gateway that does not exist is not in the
 //   kernel); an isolated subnet (no 0.0.0.0/0 to a gateway) never leaves through the internet gateway;
+// - between two VPCs only a peering carries traffic, and only where both sides' route tables send the
+//   other VPC's addresses through it (the replies take the way back); it is not transitive;
 // - from the internet only a public address (1:1 NAT, public subnet) or a published port gets in; a NAT
 //   gateway refuses unsolicited inbound.
 // UDP is one way: "reachable" means the datagram arrives (a reply is a datagram of its own).
@@ -45,7 +48,7 @@ Result<ReachQuery> makeReachQuery(std::string source, std::string destination, s
 
 struct ReachHop {
   std::string component;  // "instance", "security group", "network ACL", "route table", "router",
-                          // "switch", "internet gateway", "NAT gateway", "internet"
+                          // "switch", "internet gateway", "NAT gateway", "peering", "internet"
   std::string name;       // the object(s): "web-1", "web, db", "acl-private"
   std::string leg;        // "out", "in", "return" (the replies' way back), or "" for a place on the path
   bool passes = true;
@@ -59,6 +62,8 @@ struct ReachPath {
   std::string destination;
   std::string sourceAddress;  // "10.0.1.5"
   std::string destinationAddress;
+  std::string sourceInstance;  // the instance at each end; "" for the internet or an outside address
+  std::string destinationInstance;
   bool reachable = false;
   std::vector<ReachHop> hops;  // in path order, up to and including the one that blocks
   std::string verdict;         // one sentence: "reachable: ..." or "blocked by network ACL x rule 10: ..."

@@ -281,6 +281,7 @@ Result<Changeset> Topology::deleteVpc(std::string_view name) {
   collect("network acls", namesOf(networkAcls(name), [](const NetworkAcl& a) { return !a.isDefault; }));
   collect("security groups",
           namesOf(securityGroups(name), [](const SecurityGroup& g) { return !g.isDefault; }));
+  collect("peerings", namesOf(peerings(name), all));
   if (!blockers.empty()) {
     return fail(conflict("vpc \"{}\" still has {}", name, fmt::join(blockers, "; ")));
   }
@@ -507,6 +508,32 @@ Result<Changeset> Topology::addRoute(std::string_view table, const RouteSpec& sp
       }
       break;
     }
+    case RouteTargetType::Peering: {
+      if (spec.targetName.empty())
+        return fail(invalidField("target", "a peering route needs the peering's name"));
+      const Peering* peering = findPeering(spec.targetName);
+      if (!peering) {
+        return fail(Error(
+            ErrorKind::NotFound,
+            fmt::format("route to a missing peering: peering \"{}\" not found", spec.targetName), "target"));
+      }
+      if (!peering->joins(current.vpc)) {
+        return fail(invalidField(
+            "target", "peering \"{}\" joins vpcs \"{}\" and \"{}\", not vpc \"{}\" of route table \"{}\"",
+            peering->name, peering->vpc, peering->peerVpc, current.vpc, table));
+      }
+      // As in AWS: any destination inside the peer's CIDR; beyond it the peer would have to forward
+      // for us, and peering is not transitive.
+      const Vpc* peer = findVpc(peering->otherSide(current.vpc));
+      if (peer && !peer->cidr.contains(*destination)) {
+        return fail(
+            invalidField("destination",
+                         "{} is not inside peer vpc \"{}\" ({}): a peering carries traffic only to the "
+                         "peer vpc itself (peering is not transitive)",
+                         destination->str(), peer->name, peer->cidr.str()));
+      }
+      break;
+    }
   }
 
   const Vpc* owner = findVpc(current.vpc);
@@ -620,6 +647,83 @@ Result<Changeset> Topology::deleteNatGateway(std::string_view name) {
   return Changeset{.upserted = {}, .deleted = {{ObjectKind::NatGateway, gatewayName}}};
 }
 
+// ---- Peerings ----
+
+Result<Changeset> Topology::createPeering(const PeeringSpec& spec, int64_t now) {
+  if (Status ok = validateName(spec.name, "name"); !ok) return fail(ok.error());
+  if (Status ok = checkNameFree(peerings_, ObjectKind::Peering, spec.name); !ok) return fail(ok.error());
+  if (spec.vpc.empty()) return fail(invalidField("vpc", "a peering needs a vpc"));
+  if (spec.peerVpc.empty()) return fail(invalidField("peer_vpc", "a peering needs a peer vpc"));
+  auto side = lookupIn(vpcs_, ObjectKind::Vpc, spec.vpc, "vpc");
+  if (!side) return fail(side.error());
+  auto peer = lookupIn(vpcs_, ObjectKind::Vpc, spec.peerVpc, "peer_vpc");
+  if (!peer) return fail(peer.error());
+  if (spec.vpc == spec.peerVpc) {
+    return fail(invalidField("peer_vpc", "vpc \"{}\" cannot be peered with itself", spec.vpc));
+  }
+  if ((*side)->cidr.overlaps((*peer)->cidr)) {
+    return fail(
+        conflict("vpc \"{}\" ({}) and vpc \"{}\" ({}) have overlapping CIDRs; peered vpcs need "
+                 "disjoint address ranges",
+                 spec.vpc, (*side)->cidr.str(), spec.peerVpc, (*peer)->cidr.str()));
+  }
+  if (const Peering* existing = peeringBetween(spec.vpc, spec.peerVpc)) {
+    return fail(conflict("vpcs \"{}\" and \"{}\" are already peered by peering \"{}\"", spec.vpc,
+                         spec.peerVpc, existing->name));
+  }
+  // The lowest /30 of the link pool no other peering holds.
+  const Cidr pool = *Cidr::parse(kPeeringLinkPool);
+  std::optional<Cidr> link;
+  for (uint64_t offset = 0; offset + 4 <= pool.size() && !link; offset += 4) {
+    Cidr candidate =
+        Cidr::containing(Ipv4Address(pool.network().value() + static_cast<uint32_t>(offset)), 30);
+    bool taken = std::any_of(peerings_.begin(), peerings_.end(),
+                             [&](const auto& entry) { return entry.second.link == candidate; });
+    if (!taken) link = candidate;
+  }
+  if (!link) {
+    return fail(
+        conflict("the peering link pool {} is full: at most {} peerings", pool.str(), pool.size() / 4));
+  }
+  peerings_.emplace(
+      spec.name,
+      Peering{.name = spec.name, .vpc = spec.vpc, .peerVpc = spec.peerVpc, .link = *link, .createdAt = now});
+  return Changeset{.upserted = {{ObjectKind::Peering, spec.name}}, .deleted = {}};
+}
+
+Result<Changeset> Topology::deletePeering(std::string_view name) {
+  auto found = peering(name);
+  if (!found) return fail(found.error());
+  const Peering& current = **found;
+  // Refused rather than AWS's blackholed routes: a route or rule that silently stops working is harder
+  // to see than an error naming it.
+  if (auto uses = routesTargeting(routeTables_, RouteTargetType::Peering, name); !uses.empty()) {
+    return fail(conflict("peering \"{}\" is still the target of routes: {}; delete them first", name,
+                         joinNames(uses)));
+  }
+  std::vector<std::string> rules;
+  for (const auto& [groupName, group] : securityGroups_) {
+    if (!current.joins(group.vpc)) continue;
+    const std::string& other = current.otherSide(group.vpc);
+    for (const SecurityGroupRule& rule : group.rules) {
+      if (!rule.peerGroup) continue;
+      const SecurityGroup* peer = findSecurityGroup(*rule.peerGroup);
+      if (peer && peer->vpc == other) {
+        rules.push_back(fmt::format("{} rule {} (peer group {})", groupName, rule.id, *rule.peerGroup));
+      }
+    }
+  }
+  if (!rules.empty()) {
+    return fail(
+        conflict("peering \"{}\" is still relied on by security group rules naming the other vpc's "
+                 "groups: {}; delete them first",
+                 name, joinNames(rules)));
+  }
+  std::string peeringName(name);
+  peerings_.erase(peeringName);
+  return Changeset{.upserted = {}, .deleted = {{ObjectKind::Peering, peeringName}}};
+}
+
 // ---- Security groups ----
 
 Result<Changeset> Topology::createSecurityGroup(const SecurityGroupSpec& spec, int64_t now) {
@@ -696,9 +800,17 @@ Result<Changeset> Topology::addSecurityGroupRule(std::string_view group, const S
     if (!parsed) return fail(parsed.error());
     cidr = *parsed;
   } else {
-    auto peer =
-        lookupInVpc(securityGroups_, ObjectKind::SecurityGroup, *spec.peerGroup, current.vpc, "peer_group");
+    if (spec.peerGroup->empty()) return fail(invalidField("peer_group", "a security group name is required"));
+    auto peer = lookupIn(securityGroups_, ObjectKind::SecurityGroup, *spec.peerGroup, "peer_group");
     if (!peer) return fail(peer.error());
+    // A group of another vpc is allowed while a peering joins the two (AWS's peer security group
+    // reference); deletePeering refuses while such a rule exists.
+    if ((*peer)->vpc != current.vpc && !peeringBetween(current.vpc, (*peer)->vpc)) {
+      return fail(invalidField("peer_group",
+                               "security group \"{}\" belongs to vpc \"{}\", not vpc \"{}\", and no peering "
+                               "joins the two",
+                               *spec.peerGroup, (*peer)->vpc, current.vpc));
+    }
   }
   if (Status ok = checkDescription(spec.description); !ok) return fail(ok.error());
 
@@ -848,6 +960,15 @@ const SecurityGroup* Topology::findSecurityGroup(std::string_view name) const {
 const NetworkAcl* Topology::findNetworkAcl(std::string_view name) const {
   return findIn(networkAcls_, name);
 }
+const Peering* Topology::findPeering(std::string_view name) const {
+  return findIn(peerings_, name);
+}
+const Peering* Topology::peeringBetween(std::string_view a, std::string_view b) const {
+  for (const auto& [name, p] : peerings_) {
+    if ((p.vpc == a && p.peerVpc == b) || (p.vpc == b && p.peerVpc == a)) return &p;
+  }
+  return nullptr;
+}
 
 Result<const Vpc*> Topology::vpc(std::string_view name) const {
   return lookupIn(vpcs_, ObjectKind::Vpc, name);
@@ -869,6 +990,9 @@ Result<const SecurityGroup*> Topology::securityGroup(std::string_view name) cons
 }
 Result<const NetworkAcl*> Topology::networkAcl(std::string_view name) const {
   return lookupIn(networkAcls_, ObjectKind::NetworkAcl, name);
+}
+Result<const Peering*> Topology::peering(std::string_view name) const {
+  return lookupIn(peerings_, ObjectKind::Peering, name);
 }
 
 std::vector<const Vpc*> Topology::vpcs() const {
@@ -893,6 +1017,13 @@ std::vector<const SecurityGroup*> Topology::securityGroups(std::string_view vpc)
 }
 std::vector<const NetworkAcl*> Topology::networkAcls(std::string_view vpc) const {
   return listIn(networkAcls_, vpc);
+}
+std::vector<const Peering*> Topology::peerings(std::string_view vpc) const {
+  std::vector<const Peering*> list;
+  for (const auto& [name, p] : peerings_) {
+    if (vpc.empty() || p.joins(vpc)) list.push_back(&p);
+  }
+  return list;
 }
 
 const RouteTable* Topology::mainRouteTable(std::string_view vpc) const {
@@ -961,6 +1092,10 @@ void Topology::insert(SecurityGroup g) {
   std::string key = g.name;
   securityGroups_.insert_or_assign(std::move(key), std::move(g));
 }
+void Topology::insert(Peering p) {
+  std::string key = p.name;
+  peerings_.insert_or_assign(std::move(key), std::move(p));
+}
 void Topology::insert(NetworkAcl a) {
   std::string key = a.name;
   sortAclRules(a.rules);
@@ -1007,6 +1142,9 @@ Status Topology::checkIntegrity() const {
       if (route.target.type == RouteTargetType::NatGateway && !natGateways_.contains(route.target.name)) {
         missing("route table", name, relation, ObjectKind::NatGateway, route.target.name);
       }
+      if (route.target.type == RouteTargetType::Peering && !peerings_.contains(route.target.name)) {
+        missing("route table", name, relation, ObjectKind::Peering, route.target.name);
+      }
     }
   }
   for (const auto& [name, group] : securityGroups_) {
@@ -1015,6 +1153,11 @@ Status Topology::checkIntegrity() const {
         missing("security group", name, fmt::format("rule {} peers with", rule.id), ObjectKind::SecurityGroup,
                 *rule.peerGroup);
       }
+    }
+  }
+  for (const auto& [name, p] : peerings_) {
+    for (const std::string& side : {p.vpc, p.peerVpc}) {
+      if (!vpcs_.contains(side)) missing("peering", name, "joins", ObjectKind::Vpc, side);
     }
   }
   for (const auto& [name, v] : vpcs_) {

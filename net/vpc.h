@@ -31,6 +31,7 @@ using schema::parseDirection;
 using schema::parseProtocol;
 using schema::parseRouteTargetType;
 using schema::parseRuleAction;
+using schema::PeeringSpec;
 using schema::PortRange;
 using schema::Protocol;
 using schema::protocolName;
@@ -102,6 +103,23 @@ struct NatGateway {
   std::string vpc;
   std::string subnet;
   int64_t createdAt = 0;
+};
+
+// Each VPC peering gets a /30 of this link-local block for the veth pair between the two VPC routers:
+// .1 on the VPC side, .2 on the peer VPC side (169.254.169.254, the metadata address, lies outside it).
+inline constexpr std::string_view kPeeringLinkPool = "169.254.248.0/22";
+
+// A VPC peering connection (AWS's pcx), active from creation: both VPCs see it and may route to each
+// other through it. Not transitive: traffic of a third VPC never crosses it.
+struct Peering {
+  std::string name;
+  std::string vpc;      // the requester side
+  std::string peerVpc;  // the accepter side
+  Cidr link;            // its /30 of kPeeringLinkPool, chosen at creation and kept
+  int64_t createdAt = 0;
+  // The other side, seen from `side` (one of vpc, peerVpc).
+  const std::string& otherSide(std::string_view side) const { return side == vpc ? peerVpc : vpc; }
+  bool joins(std::string_view side) const { return side == vpc || side == peerVpc; }
 };
 
 struct SecurityGroupRule {
@@ -182,6 +200,11 @@ class Topology {
   Result<Changeset> createNatGateway(const NatGatewaySpec& spec, int64_t now);
   Result<Changeset> deleteNatGateway(std::string_view name);
 
+  // Refused for a VPC peered with itself, overlapping CIDRs, and a pair of VPCs already peered.
+  Result<Changeset> createPeering(const PeeringSpec& spec, int64_t now);
+  // Refused while a route targets it or a security group rule of one side names a group of the other.
+  Result<Changeset> deletePeering(std::string_view name);
+
   Result<Changeset> createSecurityGroup(const SecurityGroupSpec& spec, int64_t now);
   Result<Changeset> deleteSecurityGroup(std::string_view name);
   // On success the new rule is the group's last rule.
@@ -201,6 +224,9 @@ class Topology {
   const NatGateway* findNatGateway(std::string_view name) const;
   const SecurityGroup* findSecurityGroup(std::string_view name) const;
   const NetworkAcl* findNetworkAcl(std::string_view name) const;
+  const Peering* findPeering(std::string_view name) const;
+  // The peering joining these two VPCs (either order), if any.
+  const Peering* peeringBetween(std::string_view a, std::string_view b) const;
 
   // The same lookups, as a NotFound error naming the kind and name.
   Result<const Vpc*> vpc(std::string_view name) const;
@@ -210,6 +236,7 @@ class Topology {
   Result<const NatGateway*> natGateway(std::string_view name) const;
   Result<const SecurityGroup*> securityGroup(std::string_view name) const;
   Result<const NetworkAcl*> networkAcl(std::string_view name) const;
+  Result<const Peering*> peering(std::string_view name) const;
 
   // All objects of a kind sorted by name; `vpc` non-empty filters to one VPC.
   std::vector<const Vpc*> vpcs() const;
@@ -219,6 +246,8 @@ class Topology {
   std::vector<const NatGateway*> natGateways(std::string_view vpc = {}) const;
   std::vector<const SecurityGroup*> securityGroups(std::string_view vpc = {}) const;
   std::vector<const NetworkAcl*> networkAcls(std::string_view vpc = {}) const;
+  // `vpc` non-empty: the peerings it is a side of.
+  std::vector<const Peering*> peerings(std::string_view vpc = {}) const;
 
   const RouteTable* mainRouteTable(std::string_view vpc) const;
   const NetworkAcl* defaultNetworkAcl(std::string_view vpc) const;
@@ -234,6 +263,7 @@ class Topology {
   void insert(NatGateway g);
   void insert(SecurityGroup g);
   void insert(NetworkAcl a);
+  void insert(Peering p);
   Status checkIntegrity() const;
 
  private:
@@ -244,6 +274,7 @@ class Topology {
   std::map<std::string, NatGateway, std::less<>> natGateways_;
   std::map<std::string, SecurityGroup, std::less<>> securityGroups_;
   std::map<std::string, NetworkAcl, std::less<>> networkAcls_;
+  std::map<std::string, Peering, std::less<>> peerings_;
 };
 
 }  // namespace corral::net

@@ -40,7 +40,7 @@ const std::string kBridgePrefix = fmt::format("{}b", kLinkPrefix);
 const std::string kVethPrefix = fmt::format("{}v", kLinkPrefix);
 const std::string kTapPrefix = fmt::format("{}t", kLinkPrefix);
 const std::string kGatewayPrefix = fmt::format("{}g", kLinkPrefix);
-
+const std::string kPeeringPrefix = fmt::format("{}p", kLinkPrefix);
 
 bool hasPrefix(std::string_view text, std::string_view prefix) {
   return text.substr(0, prefix.size()) == prefix;
@@ -130,6 +130,7 @@ class Converger {
     if (auto s = step("bridges", [&] { return convergeBridges(); }); !s) return s;
     if (auto s = step("port guards", [&] { return convergePortGuards(); }); !s) return s;
     if (auto s = step("internet gateway", [&] { return convergeGateway(); }); !s) return s;
+    if (auto s = step("peerings", [&] { return convergePeerings(); }); !s) return s;
     if (auto s = step("NIC ports", [&] { return convergeNicPorts(); }); !s) return s;
     if (auto s = step("routes", [&] { return convergeRoutes(); }); !s) return s;
     if (auto s = step("rules", [&] { return convergeRules(); }); !s) return s;
@@ -356,6 +357,57 @@ class Converger {
     return kernel_.createVethPair(plan_.netns, gateway.vpcLink, gateway.uplinkNetns, gateway.uplinkLink);
   }
 
+  // Each peering's veth pair between the two VPC namespaces. The peer's namespace may not exist yet (a
+  // reconcile converges VPCs one by one): then the pair waits for the peer's own converge, and routes
+  // through it are left out until then.
+  Status convergePeerings() {
+    auto links = kernel_.links(plan_.netns);
+    if (!links) return fail(std::move(links).error());
+    for (const LinkInfo& link : *links) {
+      if (!hasPrefix(link.name, kPeeringPrefix)) continue;
+      bool planned = std::any_of(plan_.peerings.begin(), plan_.peerings.end(),
+                                 [&](const PeeringPlan& p) { return p.link == link.name; });
+      if (planned) continue;
+      // The peer's end goes with it.
+      if (auto s = kernel_.deleteLink(plan_.netns, link.name); !s) return s;
+      record("removed peering link {} (peering no longer exists)", link.name);
+    }
+    for (const PeeringPlan& peering : plan_.peerings) {
+      const std::string where = fmt::format(" (peering {} to vpc {})", peering.name, peering.peerVpc);
+      const bool peerExists = kernel_.netnsExists(peering.peerNetns);
+      const LinkInfo* ours = findLink(*links, peering.link);
+      if (ours == nullptr) {
+        if (!peerExists) continue;
+        // A leftover end on the peer's side (its pair was cut) is in the way of the new pair.
+        if (auto s = kernel_.deleteLink(peering.peerNetns, peering.peerLink); !s) return s;
+        if (auto s = kernel_.createVethPair(plan_.netns, peering.link, peering.peerNetns, peering.peerLink);
+            !s)
+          return s;
+        record("created peering link {} <-> {} in netns {}{}", peering.link, peering.peerLink,
+               peering.peerNetns, where);
+      }
+      auto mine = kernel_.link(plan_.netns, peering.link);
+      if (!mine) return fail(std::move(mine).error());
+      if (!*mine)
+        return fail(internalError("peering link {} is missing right after it was created", peering.link));
+      if (auto s = ensureAddressAndUp(plan_.netns, "peering link", peering.link, (*mine)->addresses,
+                                      (*mine)->up, peering.address, where);
+          !s)
+        return s;
+      if (!peerExists) continue;
+      auto theirs = kernel_.link(peering.peerNetns, peering.peerLink);
+      if (!theirs) return fail(std::move(theirs).error());
+      if (!*theirs) continue;  // not our pair's end: the peer's converge sorts it out
+      if (auto s = ensureAddressAndUp(peering.peerNetns, "peering link", peering.peerLink,
+                                      (*theirs)->addresses, (*theirs)->up, peering.peerAddress,
+                                      fmt::format("{} in netns {}", where, peering.peerNetns));
+          !s)
+        return s;
+      connected_.insert(peering.name);
+    }
+    return {};
+  }
+
   Status convergeNicPorts() {
     auto links = kernel_.links(plan_.netns);
     if (!links) return fail(std::move(links).error());
@@ -388,6 +440,12 @@ class Converger {
       entry.table = table.tableId;
       if (route.blackhole) {
         entry.blackhole = true;
+      } else if (!route.peering.empty()) {
+        auto peering = std::find_if(plan_.peerings.begin(), plan_.peerings.end(),
+                                    [&](const PeeringPlan& p) { return p.name == route.peering; });
+        if (peering == plan_.peerings.end() || !connected_.contains(route.peering)) continue;
+        entry.gateway = hostPart(peering->peerAddress);
+        entry.device = peering->link;
       } else {
         // planVpc leaves out routes to a missing gateway; a plan made by hand might not.
         if (!plan_.gateway) continue;
@@ -502,6 +560,7 @@ class Converger {
 
   const VpcPlan& plan_;
   VpcKernel& kernel_;
+  std::set<std::string> connected_;  // peerings whose pair is up on both ends (routes may use them)
   NetnsMemo memo_;
   ChangeLog log_;
 };
@@ -545,7 +604,8 @@ Status destroyVpc(const std::string& netns) {
     auto links = netlink->links();
     if (!links) return fail(std::move(links).error().wrap(fmt::format("destroy vpc netns \"{}\"", netns)));
     for (const LinkInfo& link : *links) {
-      if (!hasPrefix(link.name, kGatewayPrefix)) continue;
+      // Peering links too: their other ends live in the peers' namespaces.
+      if (!hasPrefix(link.name, kGatewayPrefix) && !hasPrefix(link.name, kPeeringPrefix)) continue;
       if (auto s = netlink->deleteLink(link.name); !s) {
         return fail(std::move(s).error().wrap(fmt::format("destroy vpc netns \"{}\"", netns)));
       }

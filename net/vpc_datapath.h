@@ -39,6 +39,9 @@ using ChangeLog = std::vector<std::string>;
 //   or the caller's namespace when empty), addresses, up, and on the uplink side one /32 route per public
 //   address via the VPC side; without a gateway in the plan, a leftover crlg link is deleted (its peer
 //   goes with it);
+// - each VPC peering: the veth pair between this namespace and the peer VPC's (made when both exist; a
+//   corral peering link (crlp*) the plan no longer names is deleted, its peer end with it), both ends
+//   addressed and up; routes through a peering whose pair is not there yet are left out;
 // - NIC ports already present (a running instance's veth or tap) are checked: attached to the right
 //   bridge and up. Missing ones are not created here (that needs the instance: attach* below);
 // - the ruleset (plan.ruleset) applied atomically, last, and only if it differs from what is loaded.

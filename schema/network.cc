@@ -21,6 +21,8 @@ std::string_view objectKindName(ObjectKind kind) {
       return "security group";
     case ObjectKind::NetworkAcl:
       return "network acl";
+    case ObjectKind::Peering:
+      return "peering";
   }
   return "object";
 }
@@ -69,6 +71,8 @@ std::string_view routeTargetTypeName(RouteTargetType t) {
       return "nat_gateway";
     case RouteTargetType::Blackhole:
       return "blackhole";
+    case RouteTargetType::Peering:
+      return "peering";
   }
   return "blackhole";
 }
@@ -97,13 +101,15 @@ Result<RuleAction> parseRuleAction(std::string_view text, std::string_view field
 }
 
 Result<RouteTargetType> parseRouteTargetType(std::string_view text, std::string_view field) {
-  for (RouteTargetType t : {RouteTargetType::Local, RouteTargetType::InternetGateway,
-                            RouteTargetType::NatGateway, RouteTargetType::Blackhole}) {
+  for (RouteTargetType t :
+       {RouteTargetType::Local, RouteTargetType::InternetGateway, RouteTargetType::NatGateway,
+        RouteTargetType::Blackhole, RouteTargetType::Peering}) {
     if (text == routeTargetTypeName(t)) return t;
   }
   return fail(invalidField(
       std::string(field),
-      "\"{}\" is not a route target type (expected internet_gateway, nat_gateway or blackhole)", text));
+      "\"{}\" is not a route target type (expected internet_gateway, nat_gateway, peering or blackhole)",
+      text));
 }
 
 }  // namespace corral::schema

@@ -12,19 +12,28 @@
 
 namespace corral::schema {
 
-enum class ObjectKind { Vpc, Subnet, RouteTable, InternetGateway, NatGateway, SecurityGroup, NetworkAcl };
-std::string_view objectKindName(ObjectKind kind);  // "vpc", "subnet", "route table", ...
+enum class ObjectKind {
+  Vpc,
+  Subnet,
+  RouteTable,
+  InternetGateway,
+  NatGateway,
+  SecurityGroup,
+  NetworkAcl,
+  Peering
+};
+std::string_view objectKindName(ObjectKind kind);  // "vpc", "subnet", "route table", ..., "peering"
 
 enum class Protocol { All, Tcp, Udp, Icmp };
 enum class Direction { Ingress, Egress };
 enum class RuleAction { Allow, Deny };
-enum class RouteTargetType { Local, InternetGateway, NatGateway, Blackhole };
+enum class RouteTargetType { Local, InternetGateway, NatGateway, Blackhole, Peering };
 
 std::string_view protocolName(Protocol p);      // "all", "tcp", "udp", "icmp"
 std::string_view directionName(Direction d);    // "ingress", "egress"
 std::string_view ruleActionName(RuleAction a);  // "allow", "deny"
 std::string_view routeTargetTypeName(
-    RouteTargetType t);  // "local", "internet_gateway", "nat_gateway", "blackhole"
+    RouteTargetType t);  // "local", "internet_gateway", "nat_gateway", "blackhole", "peering"
 Result<Protocol> parseProtocol(std::string_view text, std::string_view field);
 Result<Direction> parseDirection(std::string_view text, std::string_view field);
 Result<RuleAction> parseRuleAction(std::string_view text, std::string_view field);
@@ -68,8 +77,8 @@ struct RouteTableSpec {
 
 struct RouteSpec {
   std::string destination;
-  std::string targetType;  // "internet_gateway", "nat_gateway" or "blackhole"
-  std::string targetName;  // the gateway's name; must be empty for blackhole
+  std::string targetType;  // "internet_gateway", "nat_gateway", "peering" or "blackhole"
+  std::string targetName;  // the gateway's or peering's name; must be empty for blackhole
   bool operator==(const RouteSpec&) const = default;
 };
 
@@ -83,6 +92,14 @@ struct NatGatewaySpec {
   std::string name;
   std::string subnet;
   bool operator==(const NatGatewaySpec&) const = default;
+};
+
+// A VPC peering connection between two VPCs (AWS's pcx), accepted both ways when created.
+struct PeeringSpec {
+  std::string name;
+  std::string vpc;
+  std::string peerVpc;
+  bool operator==(const PeeringSpec&) const = default;
 };
 
 struct SecurityGroupSpec {

@@ -409,7 +409,7 @@ class TestDaemon {
         }
       }
       for (const char* kind : {"nat-gateways", "internet-gateways", "subnets", "route-tables",
-                               "security-groups", "network-acls", "vpcs"}) {
+                               "security-groups", "network-acls", "peerings", "vpcs"}) {
         for (const nlohmann::json& object : list(kind)) {
           // The main route tables, default ACLs and groups go with their VPC.
           if (object.value("main", false) || object.value("default", false)) continue;

@@ -1,15 +1,14 @@
 // The reachability analyzer (net/reach.h) against the kernel, as a property: for many random small VPCs
 // (three floors, route tables with and without a way out, blackholes, security groups with peer-group
-// rules, network ACLs with ordered allow/deny rules, internet and NAT gateways present or not) the
+// rules, network ACLs with ordered allow/deny rules, internet and NAT gateways present or not, a second VPC
+// "p" peered or not, routed to on one side, both or neither, its groups named across the peering) the
 // analyzer's verdict for random probes equals what one real packet exchange sees through the datapath
 // (planVpc + convergeVpc, instances as child processes in their own namespaces, "the internet" a namespace
-// of its own). Seeded: the seed and the configuration are printed on a disagreement
-// (CORRAL_REACH_SEED=N repeats one run, CORRAL_REACH_ROUNDS=N sets how many configurations).
+// of its own; the probe is net/probe.h's, the one `corral reach --verify` sends). Seeded: the seed and the
+// configuration are printed on a disagreement (CORRAL_REACH_SEED=N repeats one run, CORRAL_REACH_ROUNDS=N
+// sets how many configurations).
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/ip.h>
-#include <netinet/ip_icmp.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -25,6 +24,7 @@
 
 #include "core/unique_fd.h"
 #include "net/netlink.h"
+#include "net/probe.h"
 #include "net/reach.h"
 #include "net/vpc_datapath.h"
 #include "tests/integration/netns_testing.h"
@@ -34,10 +34,6 @@
 namespace corral::net {
 namespace {
 
-using corral::testing::listenIn;
-using corral::testing::runInNetns;
-using corral::testing::socketAddress;
-using corral::testing::tcpExchange;
 using corral::testing::TestNamespaces;
 
 constexpr int64_t kNow = 1700000000;
@@ -84,76 +80,6 @@ class Children {
  private:
   std::vector<pid_t> pids_;
 };
-
-// One UDP datagram from `fromNetns` (bound to `fromAddress` when given) to address:port: whether a socket
-// bound to `port` in `toNetns` receives it.
-bool udpArrives(const std::string& fromNetns, const std::string& toNetns, const std::string& address,
-                uint16_t port, const std::optional<std::string>& fromAddress) {
-  int receiver = -1, sender = -1;
-  runInNetns(toNetns, [&] { receiver = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); });
-  runInNetns(fromNetns, [&] { sender = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); });
-  UniqueFd in(receiver), out(sender);
-  if (!in || !out) return false;
-  sockaddr_in any = socketAddress("0.0.0.0", port);
-  if (::bind(in.get(), reinterpret_cast<sockaddr*>(&any), sizeof any) != 0) return false;
-  if (fromAddress) {
-    sockaddr_in from = socketAddress(*fromAddress, 0);
-    if (::bind(out.get(), reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) return false;
-  }
-  sockaddr_in to = socketAddress(address, port);
-  if (::sendto(out.get(), "ping", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) != 4) return false;
-  pollfd wait{.fd = in.get(), .events = POLLIN, .revents = 0};
-  if (::poll(&wait, 1, static_cast<int>(kTimeout.count())) != 1) return false;
-  char data[8] = {};
-  return ::recv(in.get(), data, sizeof data, 0) == 4;
-}
-
-uint16_t icmpChecksum(const uint8_t* data, size_t length) {
-  uint32_t sum = 0;
-  for (size_t i = 0; i + 1 < length; i += 2) sum += static_cast<uint32_t>(data[i] << 8 | data[i + 1]);
-  if (length % 2 != 0) sum += static_cast<uint32_t>(data[length - 1] << 8);
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
-}
-
-// One ICMP echo request from `fromNetns` (from `fromAddress` when given) to `address`: whether its echo
-// reply comes back. A raw socket (root), so no ping binary is needed.
-bool pingAnswers(const std::string& fromNetns, const std::string& address,
-                 const std::optional<std::string>& fromAddress, uint16_t id) {
-  int fd = -1;
-  runInNetns(fromNetns, [&] { fd = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP); });
-  UniqueFd raw(fd);
-  if (!raw) return false;
-  if (fromAddress) {
-    sockaddr_in from = socketAddress(*fromAddress, 0);
-    if (::bind(raw.get(), reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) return false;
-  }
-  uint8_t request[16] = {
-      8,   0,   0,   0,  static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id), 0, 1, 'c', 'o', 'r', 'r',
-      'a', 'l', '!', '!'};
-  const uint16_t sum = icmpChecksum(request, sizeof request);
-  request[2] = static_cast<uint8_t>(sum >> 8);
-  request[3] = static_cast<uint8_t>(sum);
-  sockaddr_in to = socketAddress(address, 0);
-  if (::sendto(raw.get(), request, sizeof request, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) !=
-      static_cast<ssize_t>(sizeof request))
-    return false;
-  const auto deadline = std::chrono::steady_clock::now() + kTimeout;
-  for (;;) {
-    auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd wait{.fd = raw.get(), .events = POLLIN, .revents = 0};
-    if (::poll(&wait, 1, static_cast<int>(left.count())) != 1) return false;
-    uint8_t packet[256];
-    ssize_t n = ::recv(raw.get(), packet, sizeof packet, 0);
-    if (n < 20) continue;
-    const size_t header = static_cast<size_t>(packet[0] & 0x0f) * 4;
-    if (static_cast<size_t>(n) < header + 8) continue;
-    const uint8_t* icmp = packet + header;
-    if (icmp[0] == 0 && (icmp[4] << 8 | icmp[5]) == id) return true;
-  }
-}
 
 // ---- Random configurations ----
 
@@ -225,8 +151,24 @@ class ReachProperty : public ::testing::Test {
     }
     const bool nat = igw && chance(0.6);
     if (nat) must(t.createNatGateway({.name = "nat", .subnet = "s1"}, kNow), "nat gateway in s1");
+    // The second VPC, p, with one floor and instance p1, peered with r most of the time.
+    must(t.createVpc({.name = "p", .cidr = "10.1.0.0/16"}, kNow), "vpc p 10.1.0.0/16");
+    must(t.createSubnet({.name = "ps", .vpc = "p", .cidr = "10.1.1.0/24"}, kNow), "subnet ps 10.1.1.0/24");
+    const bool peered = chance(0.8);
+    if (peered) {
+      must(t.createPeering({.name = "rp", .vpc = "r", .peerVpc = "p"}, kNow), "peering rp r <-> p");
+      if (chance(0.7))
+        must(
+            t.addRoute("p-main", {.destination = "10.0.0.0/16", .targetType = "peering", .targetName = "rp"}),
+            "route p-main 10.0.0.0/16 -> peering rp");
+    }
     for (const RouteTable* table : t.routeTables("r")) {
       const std::string name = table->name;
+      if (peered && chance(0.6)) {
+        const std::string destination = chance(0.5) ? "10.1.0.0/16" : "10.1.1.0/24";
+        must(t.addRoute(name, {.destination = destination, .targetType = "peering", .targetName = "rp"}),
+             fmt::format("route {} {} -> peering rp", name, destination));
+      }
       std::vector<std::pair<std::string, std::string>> targets = {{"blackhole", ""}};
       if (igw) targets.emplace_back("internet_gateway", "igw");
       if (nat) targets.emplace_back("nat_gateway", "nat");
@@ -264,7 +206,8 @@ class ReachProperty : public ::testing::Test {
           }
         }
         if (chance(0.4)) {
-          rule.peerGroup = chance(0.25) ? std::string("r-default") : pick(groups);
+          rule.peerGroup =
+              chance(0.25) ? std::string(peered && chance(0.5) ? "p-default" : "r-default") : pick(groups);
         } else {
           rule.cidr = pick(cidrs);
         }
@@ -306,7 +249,20 @@ class ReachProperty : public ::testing::Test {
       }
       must(t.updateSubnet(subnet, {.networkAcl = acl}), "subnet " + subnet + " uses " + acl);
     }
+    // p's default group: what it lets in from r, by address or (across the peering) by r's groups.
+    if (chance(0.8)) {
+      SecurityGroupRuleSpec rule{.direction = "ingress", .protocol = pick(protocols)};
+      if (peered && chance(0.5)) {
+        rule.peerGroup = pick(std::vector<std::string>{"g1", "g2", "r-default"});
+      } else {
+        rule.cidr = pick(std::vector<std::string>{"10.0.0.0/16", "10.0.1.0/24", "0.0.0.0/0"});
+      }
+      auto added = t.addSecurityGroupRule("p-default", rule);
+      text += fmt::format("  p-default {} ingress {} {}{}\n", added ? "rule" : "(refused)", rule.protocol,
+                          rule.cidr.value_or(""), rule.peerGroup ? "group " + *rule.peerGroup : "");
+    }
     for (NicAttachment& nic : nics) {
+      if (nic.subnet == "ps") continue;  // p's default group
       nic.securityGroups.clear();
       for (const std::string& group : groups) {
         if (chance(0.4)) nic.securityGroups.push_back(group);
@@ -322,7 +278,7 @@ class ReachProperty : public ::testing::Test {
     auto pick = [&](const auto& list) {
       return list[std::uniform_int_distribution<size_t>(0, list.size() - 1)(rng)];
     };
-    const std::vector<std::string> instances = {"a1", "a2", "b1", "c1"};
+    const std::vector<std::string> instances = {"a1", "a2", "b1", "c1", "p1", "p1"};
     Probe probe;
     probe.protocol = pick(std::vector<std::string>{"tcp", "tcp", "udp", "icmp"});
     if (probe.protocol != "icmp") probe.port = pick(std::vector<int64_t>{80, 443, 5000});
@@ -382,11 +338,26 @@ class ReachProperty : public ::testing::Test {
       toNs = instanceNs(probe.destination);
       address = addressOf(probe.destination);
     }
-    if (probe.protocol == "icmp") return pingAnswers(fromNs, address, fromAddress, icmpId);
-    if (probe.protocol == "udp") return udpArrives(fromNs, toNs, address, port, fromAddress);
-    UniqueFd listener = listenIn(toNs, listenPort);
-    if (!listener) return false;
-    return tcpExchange(fromNs, address, port, listener, kTimeout, fromAddress).ok;
+    UniqueFd from(::open(fromNs.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd to(::open(toNs.c_str(), O_RDONLY | O_CLOEXEC));
+    EXPECT_TRUE(from && to) << fromNs << ", " << toNs;
+    if (!from || !to) return false;
+    const Protocol protocol = probe.protocol == "icmp"  ? Protocol::Icmp
+                              : probe.protocol == "udp" ? Protocol::Udp
+                                                        : Protocol::Tcp;
+    auto result = sendProbe({.protocol = protocol,
+                             .fromNetns = from.get(),
+                             .fromAddress = fromAddress,
+                             .toNetns = to.get(),
+                             .address = address,
+                             .port = port,
+                             .listenPort = listenPort,
+                             .icmpId = icmpId,
+                             .timeout = kTimeout});
+    EXPECT_TRUE(result) << describe(probe) << ": " << result.error().message();
+    if (!result) return false;
+    EXPECT_NE(result->verdict, ProbeVerdict::Undetermined) << describe(probe) << ": " << result->detail;
+    return result->verdict == ProbeVerdict::Reached;
   }
 
   TestNamespaces namespaces_;
@@ -421,6 +392,7 @@ TEST_F(ReachProperty, AnalyzerAgreesWithTheKernel) {
           .publish = {PortForward{.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 80}},
           .linkKey = prefix_ + "b1"},
       NicAttachment{.instance = "c1", .subnet = "s3", .address = "10.0.3.10", .linkKey = prefix_ + "c1"},
+      NicAttachment{.instance = "p1", .subnet = "ps", .address = "10.1.1.10", .linkKey = prefix_ + "p1"},
   };
   int agreed = 0, reachable = 0;
   std::map<std::string, int> blockedBy;
@@ -429,18 +401,26 @@ TEST_F(ReachProperty, AnalyzerAgreesWithTheKernel) {
     std::string text;
     Topology topology = randomTopology(rng, nics, text);
     VpcPlan plan = planVpc(topology, "r", prefix_, nics, uplink_, transit_);
+    VpcPlan peerPlan = planVpc(topology, "p", prefix_, nics, uplink_, std::nullopt);
     namespaces_.holdVpc(plan.netns);
-    auto converged = convergeVpc(plan);
-    ASSERT_TRUE(converged) << "seed " << seed << " round " << round << ": " << converged.error().message()
-                           << "\n"
-                           << text;
+    namespaces_.holdVpc(peerPlan.netns);
+    // r, then p (which makes the peering's pair once both namespaces exist), then r again (its routes
+    // through the pair), as corrald's reconcile does.
+    for (const VpcPlan* converging : {&plan, &peerPlan, &plan}) {
+      auto converged = convergeVpc(*converging);
+      ASSERT_TRUE(converged) << "seed " << seed << " round " << round << ": " << converging->vpc << ": "
+                             << converged.error().message() << "\n"
+                             << text;
+    }
     if (pids_.empty()) {
-      for (const NicPlan& planned : plan.nics) {
-        pid_t pid = children_.spawn();
-        ASSERT_GT(pid, 0);
-        auto attached = attachContainerNic(plan.netns, planned, pid);
-        ASSERT_TRUE(attached) << attached.error().message();
-        pids_[planned.nic.instance] = pid;
+      for (const VpcPlan* owner : {&plan, &peerPlan}) {
+        for (const NicPlan& planned : owner->nics) {
+          pid_t pid = children_.spawn();
+          ASSERT_GT(pid, 0);
+          auto attached = attachContainerNic(owner->netns, planned, pid);
+          ASSERT_TRUE(attached) << attached.error().message();
+          pids_[planned.nic.instance] = pid;
+        }
       }
     }
     for (int i = 0; i < kProbesPerRound; ++i) {
@@ -463,7 +443,8 @@ TEST_F(ReachProperty, AnalyzerAgreesWithTheKernel) {
                       << path.verdict << "\n"
                       << hops << "configuration:\n"
                       << text << "ruleset:\n"
-                      << plan.ruleset;
+                      << plan.ruleset << "ruleset of p:\n"
+                      << peerPlan.ruleset;
         return;
       }
       ++agreed;

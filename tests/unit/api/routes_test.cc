@@ -48,6 +48,12 @@ std::vector<Request> everyAlternative() {
   all.push_back(Get<ObjectKind::NatGateway>{"nat"});
   all.push_back(Delete<ObjectKind::NatGateway>{"nat"});
   all.push_back(Create<schema::NatGatewaySpec>{{.name = "nat", .subnet = "web"}});
+  all.push_back(List<ObjectKind::Peering>{"prod"});
+  all.push_back(Get<ObjectKind::Peering>{"prod-dev"});
+  all.push_back(Delete<ObjectKind::Peering>{"prod-dev"});
+  all.push_back(Create<schema::PeeringSpec>{{.name = "prod-dev", .vpc = "prod", .peerVpc = "dev"}});
+  all.push_back(
+      AddRoute{"public", {.destination = "10.1.0.0/16", .targetType = "peering", .targetName = "prod-dev"}});
   all.push_back(List<ObjectKind::SecurityGroup>{"prod"});
   all.push_back(Get<ObjectKind::SecurityGroup>{"web-sg"});
   all.push_back(Delete<ObjectKind::SecurityGroup>{"web-sg"});
@@ -133,8 +139,8 @@ std::vector<Request> everyAlternative() {
   all.push_back(WaitInstancePort{"web", 5000, 90});
   all.push_back(GetVpcTopology{"prod a"});
   all.push_back(TraceCapture{"web", "tcp", 12, 8});
-  all.push_back(ReachAnalysis{"web-1", "db subnet", "udp", 53});
-  all.push_back(ReachAnalysis{"internet", "web-1", "icmp", std::nullopt});
+  all.push_back(ReachAnalysis{"web-1", "db subnet", "udp", 53, false});
+  all.push_back(ReachAnalysis{"internet", "web-1", "icmp", std::nullopt, true});
   all.push_back(GetFlowLogs{});
   all.push_back(GetFlowLogs{"prod a", "", "", "", "reject", 50, true});
   all.push_back(GetFlowLogs{"", "web&db", "", "", "", 1000, false});
@@ -230,7 +236,7 @@ TEST(Images, ShapesAndBadBodiesNameTheField) {
 }
 
 TEST(Reach, Shape) {
-  HttpRequest http = renderRequest(ReachAnalysis{"web-1", "db-1", "tcp", 5432});
+  HttpRequest http = renderRequest(ReachAnalysis{"web-1", "db-1", "tcp", 5432, false});
   EXPECT_EQ(http.method, "POST");
   EXPECT_EQ(http.target, "/v1/reach");
   EXPECT_EQ(
@@ -241,6 +247,14 @@ TEST(Reach, Shape) {
   const auto& reach = std::get<ReachAnalysis>(*minimal);
   EXPECT_EQ(reach.protocol, "tcp");
   EXPECT_FALSE(reach.port.has_value());
+  EXPECT_FALSE(reach.verify);
+  EXPECT_EQ(nlohmann::json::parse(renderRequest(ReachAnalysis{"a", "b", "icmp", std::nullopt, true}).body)
+                .value("verify", false),
+            true);
+  EXPECT_EQ(parseRequest("POST", "/v1/reach", R"({"source": "a", "destination": "b", "verify": "yes"})")
+                .error()
+                .field(),
+            "verify");
   EXPECT_EQ(parseRequest("POST", "/v1/reach", R"({"source": "a"})").error().field(), "destination");
   EXPECT_EQ(parseRequest("POST", "/v1/reach", R"({"source": "a", "destination": "b", "port": "80"})")
                 .error()
@@ -678,6 +692,7 @@ TEST(Collection, NamesOfEveryKind) {
   EXPECT_EQ(collectionName(ObjectKind::NatGateway), "nat-gateways");
   EXPECT_EQ(collectionName(ObjectKind::SecurityGroup), "security-groups");
   EXPECT_EQ(collectionName(ObjectKind::NetworkAcl), "network-acls");
+  EXPECT_EQ(collectionName(ObjectKind::Peering), "peerings");
 }
 
 }  // namespace

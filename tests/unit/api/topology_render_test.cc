@@ -95,6 +95,46 @@ TEST(TopologyRenderTest, TextShowsEachPortsSourceCheckDrops) {
   EXPECT_NE(text.find("drops unknown (no guard in the kernel)"), std::string::npos) << text;
 }
 
+// A peering: drawn as a corridor with its link and addresses, its route's target named, its link checked
+// against the kernel (present and addressed: ok; gone: MISSING), and an edge in the DOT drawing.
+TEST(TopologyRenderTest, PeeringIsDrawnAndItsLinkChecked) {
+  json topology = consistentFixture();
+  topology["peerings"] = json::array({{{"name", "prod-dev"},
+                                       {"peer_vpc", "dev"},
+                                       {"peer_cidr", "10.1.0.0/16"},
+                                       {"link", "crlp55555555"},
+                                       {"address", "169.254.248.1"},
+                                       {"peer_address", "169.254.248.2"}}});
+  topology["route_tables"][0]["routes"].push_back({{"destination", "10.1.0.0/16"}, {"target", "peering prod-dev"}});
+  topology["kernel"]["routes"].push_back({{"table", 100},
+                                          {"destination", "10.1.0.0/16"},
+                                          {"gateway", "169.254.248.2"},
+                                          {"device", "crlp55555555"},
+                                          {"blackhole", false}});
+  json present = topology;
+  present["kernel"]["links"].push_back({{"name", "crlp55555555"},
+                                        {"kind", "veth"},
+                                        {"up", true},
+                                        {"master", nullptr},
+                                        {"addresses", {"169.254.248.1/30"}}});
+  std::string text = renderTopologyText(present);
+  EXPECT_NE(text.find("peering prod-dev: a corridor to vpc dev (10.1.0.0/16), not transitive"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("10.1.0.0/16 → peering prod-dev (the corridor to the peer building)"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("ok       link crlp55555555 (peering prod-dev to vpc dev), up, address 169.254.248.1/30"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("the kernel matches the model"), std::string::npos) << text;
+  text = renderTopologyText(topology);
+  EXPECT_NE(text.find("MISSING  link crlp55555555 (peering prod-dev to vpc dev)"), std::string::npos) << text;
+  const std::string dot = renderTopologyDot(present);
+  EXPECT_NE(dot.find("\"peering/prod-dev\" [shape=cds"), std::string::npos) << dot;
+  EXPECT_NE(dot.find("\"router\" -- \"peering/prod-dev\""), std::string::npos) << dot;
+  const std::string svg = renderTopologySvg(present);
+  EXPECT_NE(svg.find("peering prod-dev ⇄ VPC dev 10.1.0.0/16"), std::string::npos);
+}
+
 TEST(TopologyRenderTest, TextSaysWhenTheKernelMatches) {
   const std::string text = renderTopologyText(consistentFixture());
   EXPECT_NE(text.find("the kernel matches the model"), std::string::npos) << text;

@@ -222,6 +222,20 @@ TEST_F(InstanceManagerTest, StopStartAndRemoveMoveThroughTheLifecycle) {
   expectNothingLeft("web");
 }
 
+// `corral reach --verify` probes from an instance's network namespace: only a running one has one to give.
+TEST_F(InstanceManagerTest, ANetworkNamespaceIsOpenedOnlyForARunningContainer) {
+  auto unknown = manager_->openNetworkNamespace("nobody", "source");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().kind(), ErrorKind::NotFound);
+  ASSERT_TRUE(manager_->run(spec("web")));
+  ASSERT_TRUE(manager_->stop("web", 5));
+  auto stopped = manager_->openNetworkNamespace("web", "destination");
+  ASSERT_FALSE(stopped);
+  EXPECT_EQ(stopped.error().kind(), ErrorKind::Conflict);
+  EXPECT_NE(stopped.error().message().find("instance \"web\" is stopped"), std::string::npos)
+      << stopped.error().message();
+}
+
 TEST_F(InstanceManagerTest, StartFailingRestoresTheStoppedRow) {
   ASSERT_TRUE(manager_->run(spec("web")));
   ASSERT_TRUE(manager_->stop("web", 0));

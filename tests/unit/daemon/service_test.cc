@@ -121,14 +121,17 @@ TEST_F(ServiceTest, FlowLogsRefuseBadQueriesNamingTheField) {
 TEST_F(ServiceTest, ReachRefusesBadQueriesNamingTheField) {
   ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
   ASSERT_EQ(createSubnet("web", "prod", "10.0.1.0/24").status, 201);
-  expectError(handle(api::ReachAnalysis{"nobody", "internet", "tcp", 80}), 404, "not_found", "source");
-  expectError(handle(api::ReachAnalysis{"web", "internet", "tcp", 80}), 400, "invalid_argument", "source");
-  expectError(handle(api::ReachAnalysis{"internet", "10.0.1.9", "tcp", 80}), 404, "not_found", "destination");
-  expectError(handle(api::ReachAnalysis{"internet", "8.8.8.8", "tcp", 80}), 400, "invalid_argument",
+  expectError(handle(api::ReachAnalysis{"nobody", "internet", "tcp", 80, false}), 404, "not_found", "source");
+  expectError(handle(api::ReachAnalysis{"web", "internet", "tcp", 80, false}), 400, "invalid_argument",
+              "source");
+  expectError(handle(api::ReachAnalysis{"internet", "10.0.1.9", "tcp", 80, false}), 404, "not_found",
               "destination");
-  expectError(handle(api::ReachAnalysis{"a", "b", "tcp", std::nullopt}), 400, "invalid_argument", "port");
-  expectError(handle(api::ReachAnalysis{"a", "b", "sctp", 80}), 400, "invalid_argument", "protocol");
-  expectError(handle(api::ReachAnalysis{"a", "b", "icmp", 7}), 400, "invalid_argument", "port");
+  expectError(handle(api::ReachAnalysis{"internet", "8.8.8.8", "tcp", 80, false}), 400, "invalid_argument",
+              "destination");
+  expectError(handle(api::ReachAnalysis{"a", "b", "tcp", std::nullopt, false}), 400, "invalid_argument",
+              "port");
+  expectError(handle(api::ReachAnalysis{"a", "b", "sctp", 80, false}), 400, "invalid_argument", "protocol");
+  expectError(handle(api::ReachAnalysis{"a", "b", "icmp", 7, false}), 400, "invalid_argument", "port");
 }
 
 TEST_F(ServiceTest, CreateVpcAnswers201WithTheVpcAndItsDefaults) {
@@ -660,7 +663,8 @@ TEST_F(ServiceTest, AChangeInOneVpcDrawsAndSendsThatVpcAlone) {
   entry.cidr = "10.9.0.0/16";
   ASSERT_EQ(handle(api::AddNetworkAclRule{"alpha-default", entry}).status, 201);
   ASSERT_EQ(handle(api::DeleteNetworkAclRule{"alpha-default", "ingress", 200}).status, 200);
-  EXPECT_EQ(service_->dashboardRevision(), revisionBeforeRules) << "a rule change moved the dashboard's revision";
+  EXPECT_EQ(service_->dashboardRevision(), revisionBeforeRules)
+      << "a rule change moved the dashboard's revision";
   EXPECT_EQ(service_->dashboard().body.get(), afterRule.body.get()) << "the view was built again";
 }
 
@@ -711,7 +715,8 @@ TEST(DashboardVpcPatch, MembersComingGoingOrChangingStateGiveWhatDrawingItAgainG
   reserve("d", "web", {});
   reserve("e", "db", {"admin"});
   reserve("aa", "web", {"admin"});
-  const MemberStates after{{"aa", "running"}, {"b", "running"}, {"c", "running"}, {"d", "creating"}, {"e", ""}};
+  const MemberStates after{
+      {"aa", "running"}, {"b", "running"}, {"c", "running"}, {"d", "creating"}, {"e", ""}};
   auto patched = patchVpcEntry(kept, before, after, member);
   ASSERT_TRUE(patched);
   auto again = network.topologyJson("prod", statesJson(after));

@@ -117,6 +117,7 @@ const std::vector<std::string> kTables = {
     "instances",
     "comparisons",
     "flow_logs",
+    "peerings",
 };
 
 // The whole content of the database, table by table, each table's rows sorted.
@@ -162,6 +163,10 @@ std::vector<std::string> describe(const Topology& topology) {
   for (const net::NatGateway* g : topology.natGateways()) {
     lines.push_back(
         fmt::format("nat name={} vpc={} subnet={} createdAt={}", g->name, g->vpc, g->subnet, g->createdAt));
+  }
+  for (const net::Peering* p : topology.peerings()) {
+    lines.push_back(fmt::format("peering name={} vpc={} peerVpc={} link={} createdAt={}", p->name, p->vpc,
+                                p->peerVpc, p->link.str(), p->createdAt));
   }
   for (const net::SecurityGroup* g : topology.securityGroups()) {
     lines.push_back(fmt::format(
@@ -314,11 +319,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 7);
+  EXPECT_EQ(kSchemaVersion, 8);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "7");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "8");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -388,12 +393,13 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
     // What corral 1 left behind: the VPC tables only, user_version 1, and a VPC in them.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE flow_logs; DROP TABLE comparisons; DROP TABLE instances; PRAGMA user_version = 1; "
+        "DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; DROP TABLE instances; PRAGMA "
+        "user_version = 1; "
         "INSERT INTO vpcs (name, cidr, created_at) VALUES ('old', '10.0.0.0/16', 1)");
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 7);
+  EXPECT_EQ(store->schemaVersion(), 8);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -411,7 +417,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
     // What corral 2 left behind: its instances table (no 'starting', no VM exit reasons) with a row.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE flow_logs; DROP TABLE comparisons; DROP TABLE instances; "
+        "DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; DROP TABLE instances; "
         "CREATE TABLE instances (name TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
         "state TEXT NOT NULL CHECK (state IN ('created', 'running', 'stopped')), pid INTEGER, "
         "pid_start_time INTEGER, created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, "
@@ -424,7 +430,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 7);
+  EXPECT_EQ(store->schemaVersion(), 8);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -533,10 +539,11 @@ TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFiveRowsMigrateWithout) {
     ASSERT_TRUE(store->insertInstance(row));
   }
   RawDb(path).exec(
-      "DROP TABLE flow_logs; ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 5");
+      "DROP TABLE flow_logs; DROP TABLE peerings; ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA "
+      "user_version = 5");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 7);
+  EXPECT_EQ(store->schemaVersion(), 8);
   InstanceRow mapped;
   mapped.name = "mapped";
   mapped.specJson = R"({"name":"mapped","user_namespace":true})";
@@ -597,6 +604,64 @@ TEST(Store, FullTopologyRoundTripsExactlyAfterReopening) {
   EXPECT_EQ(raw.value("SELECT protocol, from_port, to_port, cidr, peer_group FROM security_group_rules "
                       "WHERE security_group = 'app-sg' AND id = 2"),
             "tcp|8080|8090|NULL|web-sg");
+}
+
+// Two peered VPCs, a route through the peering on each side and a rule naming the peer VPC's group: all of
+// it comes back after reopening, the peering with the /30 it was given.
+TEST(Store, PeeringsRoundTripWithTheirLinkAndGoWhenDeleted) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  Topology topology;
+  {
+    auto store = Store::open(path);
+    ASSERT_TRUE(store) << store.error().message();
+    ASSERT_TRUE(persisted(*store, topology, topology.createVpc({.name = "a", .cidr = "10.0.0.0/16"}, 1000)));
+    ASSERT_TRUE(persisted(*store, topology, topology.createVpc({.name = "b", .cidr = "10.1.0.0/16"}, 1001)));
+    ASSERT_TRUE(persisted(*store, topology,
+                          topology.createPeering({.name = "ab", .vpc = "a", .peerVpc = "b"}, 1002)));
+    ASSERT_TRUE(persisted(
+        *store, topology,
+        topology.addRoute("a-main",
+                          {.destination = "10.1.0.0/16", .targetType = "peering", .targetName = "ab"})));
+    ASSERT_TRUE(persisted(*store, topology,
+                          topology.addSecurityGroupRule("b-default", {.direction = "ingress",
+                                                                      .protocol = "all",
+                                                                      .fromPort = std::nullopt,
+                                                                      .toPort = std::nullopt,
+                                                                      .cidr = std::nullopt,
+                                                                      .peerGroup = "a-default",
+                                                                      .description = ""})));
+  }
+  auto loaded = reopenAndLoad(path);
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  EXPECT_EQ(describe(*loaded), describe(topology));
+  const net::Peering* ab = loaded->findPeering("ab");
+  ASSERT_NE(ab, nullptr);
+  EXPECT_EQ(ab->vpc, "a");
+  EXPECT_EQ(ab->peerVpc, "b");
+  EXPECT_EQ(ab->link.str(), "169.254.248.0/30");
+  EXPECT_EQ(ab->createdAt, 1002);
+  EXPECT_EQ(RawDb(path).value("SELECT target_type, target_name FROM routes WHERE route_table = 'a-main' AND "
+                              "destination = '10.1.0.0/16'"),
+            "peering|ab");
+
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  ASSERT_TRUE(persisted(*store, topology, topology.deleteRoute("a-main", "10.1.0.0/16")));
+  ASSERT_TRUE(persisted(*store, topology, topology.deleteSecurityGroupRule("b-default", 3)));
+  ASSERT_TRUE(persisted(*store, topology, topology.deletePeering("ab")));
+  EXPECT_EQ(RawDb(path).value("SELECT count(*) FROM peerings"), "0");
+}
+
+TEST(Store, VersionSevenDatabaseMigratesToNoPeerings) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  ASSERT_TRUE(Store::open(path));
+  RawDb(path).exec("DROP TABLE peerings; PRAGMA user_version = 7");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 8);
+  EXPECT_EQ(RawDb(path).value("SELECT count(*) FROM peerings"), "0");
 }
 
 TEST(Store, RewritingAnObjectReplacesItsChildRowsExactly) {
@@ -737,11 +802,12 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE flow_logs; DROP TABLE comparisons; ALTER TABLE instances DROP COLUMN oom_kills; "
+      "DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; ALTER TABLE instances DROP COLUMN "
+      "oom_kills; "
       "ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 3");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 7);
+  EXPECT_EQ(store->schemaVersion(), 8);
   auto rows = store->listComparisons();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -752,14 +818,14 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE flow_logs; ALTER TABLE instances DROP COLUMN user_ns_start; "
+      "DROP TABLE flow_logs; DROP TABLE peerings; ALTER TABLE instances DROP COLUMN user_ns_start; "
       "ALTER TABLE instances DROP COLUMN oom_kills; "
       "INSERT INTO instances VALUES ('old', 'container', '{\"name\":\"old\"}', 'stopped', NULL, NULL, 1, "
       "2, 3, NULL, 9, 'oom-killed', NULL, '{}', '/x/console.log'); "
       "PRAGMA user_version = 4");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 7);
+  EXPECT_EQ(store->schemaVersion(), 8);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -883,7 +949,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 7); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 8); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);

@@ -128,8 +128,9 @@ TEST(VpcNames, EnumNamesRoundTripThroughTheirParsers) {
   for (RuleAction a : {RuleAction::Allow, RuleAction::Deny}) {
     EXPECT_EQ(parseRuleAction(ruleActionName(a), "action").value(), a);
   }
-  for (RouteTargetType type : {RouteTargetType::Local, RouteTargetType::InternetGateway,
-                               RouteTargetType::NatGateway, RouteTargetType::Blackhole}) {
+  for (RouteTargetType type :
+       {RouteTargetType::Local, RouteTargetType::InternetGateway, RouteTargetType::NatGateway,
+        RouteTargetType::Blackhole, RouteTargetType::Peering}) {
     EXPECT_EQ(parseRouteTargetType(routeTargetTypeName(type), "target_type").value(), type);
   }
   EXPECT_EQ(protocolName(Protocol::Icmp), "icmp");
@@ -141,6 +142,8 @@ TEST(VpcNames, EnumNamesRoundTripThroughTheirParsers) {
   EXPECT_EQ(objectKindName(ObjectKind::SecurityGroup), "security group");
   EXPECT_EQ(objectKindName(ObjectKind::NetworkAcl), "network acl");
   EXPECT_EQ(objectKindName(ObjectKind::Subnet), "subnet");
+  EXPECT_EQ(objectKindName(ObjectKind::Peering), "peering");
+  EXPECT_EQ(routeTargetTypeName(RouteTargetType::Peering), "peering");
   EXPECT_EQ(subnetReachabilityName(SubnetReachability::Public), "public");
   EXPECT_EQ(subnetReachabilityName(SubnetReachability::PrivateWithNat), "private (NAT)");
   EXPECT_EQ(subnetReachabilityName(SubnetReachability::Isolated), "isolated");
