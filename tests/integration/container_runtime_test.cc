@@ -341,7 +341,7 @@ TEST_F(ContainerRuntimeTest, UserNamespaceGetsAnEmptyReadOnlyCgroupDirectory) {
   CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid, CgroupMode::Legacy}});
   ContainerConfig c =
       config({"sh", "-c", "echo \"[$(ls -A /sys/fs/cgroup)]\"; touch /sys/fs/cgroup/x && echo WROTE"});
-  c.userNamespace = IdMapping{200000, 65536};
+  c.userNamespace = IdMapping::oneRange(200000, 65536);
   Output output = run(c);
   EXPECT_EQ(output.exitCode(), 1) << output.text;
   EXPECT_EQ(lines(output.text).front(), "[]") << output.text;
@@ -378,7 +378,7 @@ TEST_F(ContainerRuntimeTest, HostnameHostsAndResolvConfAreGenerated) {
 // With a user namespace the generated files belong to the container's root, which may edit them.
 TEST_F(ContainerRuntimeTest, GeneratedEtcFilesAreEditableByAUserNamespaceRoot) {
   ContainerConfig c = config({"sh", "-c", "echo '10.0.0.9 extra' >> /etc/hosts && tail -n 1 /etc/hosts"});
-  c.userNamespace = IdMapping{200000, 65536};
+  c.userNamespace = IdMapping::oneRange(200000, 65536);
   Output output = run(c);
   EXPECT_EQ(output.exitCode(), 0) << output.text;
   EXPECT_EQ(output.text, "10.0.0.9 extra\n");
@@ -618,7 +618,7 @@ TEST_F(ContainerRuntimeTest, OverlayIsMountedInTheContainersNamespaceOnly) {
   for (bool userNamespace : {false, true}) {
     SCOPED_TRACE(userNamespace ? "user namespace" : "no user namespace");
     ContainerConfig c = config({"sh", "-c", "echo written > /root/file; exec sleep 30"});
-    if (userNamespace) c.userNamespace = IdMapping{200000, 65536};
+    if (userNamespace) c.userNamespace = IdMapping::oneRange(200000, 65536);
     {
       auto container = startContainer(c, Stdio{});
       ASSERT_TRUE(container.has_value()) << container.error().message();
@@ -771,7 +771,7 @@ TEST_F(ContainerRuntimeTest, UserNamespaceMapsRootToAnUnprivilegedHostId) {
   ContainerConfig c = config({"sh", "-c",
                               "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/made-inside; "
                               "echo made=$?; grep CapEff /proc/self/status"});
-  c.userNamespace = IdMapping{231072, 65536};
+  c.userNamespace = IdMapping::oneRange(231072, 65536);
   struct stat st {};
   int statResult = -1;
   Output output =
@@ -805,7 +805,7 @@ TEST_F(ContainerRuntimeTest, UserNamespaceRootOwnsTheIdmappedImageAndWritesAsIts
               "echo hi > /etc/x && cat /etc/x && ls -ln /bin/busybox | awk '{print $3, $4}' && "
               "stat -c '%u:%g %n' /etc/passwd /etc/hosts /run/host/container-manager / && touch /root/x && "
               "touch /owned && chown 1000:1000 /owned && mkdir -p /var/new && echo DONE"});
-  c.userNamespace = IdMapping{kStart, 65536};
+  c.userNamespace = IdMapping::oneRange(kStart, 65536);
   std::map<std::string, std::string> hostOwners;  // path under upper/ → "uid:gid" on the host
   Output output = run(c, [&] {
     for (const char* path : {"", "etc/x", "root/x", "owned", "var/new", "etc/hosts"}) {
@@ -942,7 +942,7 @@ TEST_F(ContainerRuntimeTest, ExecJoinsTheSameNamespacesCgroupAndRestrictions) {
 
 TEST_F(ContainerRuntimeTest, ExecInAUserNamespaceContainer) {
   ContainerConfig c = config({"sh", "-c", "echo READY; exec sleep 600"});
-  c.userNamespace = IdMapping{296608, 65536};
+  c.userNamespace = IdMapping::oneRange(296608, 65536);
   int pipeFds[2];
   ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
   UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
