@@ -1057,7 +1057,7 @@ TEST_F(RuntimeCli, UserNamespaceJoinedByPathLikeCrun) {
     ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size())) << path;
     ::close(fd);
   }
-  std::string outputs[2], owners[2];
+  std::string outputs[2], owners[2], execOutputs[2];
   int index = 0;
   for (Runtime* runtime : {&corral_, &crun_}) {
     SCOPED_TRACE(runtime->name);
@@ -1077,8 +1077,23 @@ TEST_F(RuntimeCli, UserNamespaceJoinedByPathLikeCrun) {
     Outcome outcome = runtime->run({"run", "--bundle", b.string(), "j1"});
     EXPECT_EQ(outcome.exitCode, 0) << outcome.err;
     outputs[index] = outcome.out;
-    owners[index++] = hostOwner(rootfs / "tmp" / "made-by-0");
+    owners[index] = hostOwner(rootfs / "tmp" / "made-by-0");
+    // exec joins the container's user namespace, which is the joined one: the same ids and link.
+    const fs::path running = bundle("joined-running-" + runtime->name, {"sleep", "100"}, [&](json& c) {
+      c["root"]["path"] = rootfs.string();
+      c["linux"]["namespaces"].push_back({{"type", "user"}, {"path", holderNs}});
+    });
+    ASSERT_EQ(runtime->run({"create", "--bundle", running.string(), "j2"}).exitCode, 0);
+    ASSERT_EQ(runtime->run({"start", "j2"}).exitCode, 0);
+    Outcome exec =
+        runtime->run({"exec", "j2", "sh", "-c", "id; cat /proc/self/uid_map; readlink /proc/self/ns/user"});
+    EXPECT_EQ(exec.exitCode, 0) << exec.err;
+    execOutputs[index++] = exec.out;
+    EXPECT_EQ(runtime->run({"delete", "--force", "j2"}).exitCode, 0);
   }
+  EXPECT_EQ(execOutputs[0],
+            "uid=0(root) gid=0(root)\n         0     500000      65536\n" + namespaceLink(holderNs) + "\n");
+  EXPECT_EQ(execOutputs[0], execOutputs[1]);
   const std::string expected =
       "         0     500000      65536\n         0     600000       1000\n      1000     "
       "700000      64536\nuid=0(root) gid=0(root)";
