@@ -832,6 +832,50 @@ TEST_F(ContainerRuntimeTest, UserNamespaceRootOwnsTheIdmappedImageAndWritesAsIts
   expectNothingLeft(c);
 }
 
+// The library takes any ranges (corral-runtime's bundles give them): uid 1000 and up map through a second
+// uid range, gids through their own. The parent's files for the container (upper/, the generated /etc
+// files) belong to the host ids uid 0 and gid 0 map to, and the idmapped image is root's inside.
+TEST_F(ContainerRuntimeTest, UserNamespaceWithSeveralRangesMapsEachIdThroughItsRange) {
+  ContainerConfig c = config({"sh", "-c",
+                              "cat /proc/self/uid_map /proc/self/gid_map; stat -c '%u:%g' /bin/busybox "
+                              "/etc/hosts; touch /owned && chown 1000:1000 /owned && echo DONE"});
+  c.userNamespace =
+      IdMapping{.uids = {{0, 500000, 1000}, {1000, 600000, 64536}}, .gids = {{0, 700000, 65536}}};
+  std::map<std::string, std::string> hostOwners;  // path under upper/ → "uid:gid" on the host
+  Output output = run(c, [&] {
+    for (const char* path : {"", "owned", "etc/hosts"}) {
+      struct stat st {};
+      hostOwners[path] = ::lstat((c.bundleDir / "upper" / path).c_str(), &st) == 0
+                             ? fmt::format("{}:{}", st.st_uid, st.st_gid)
+                             : std::string("missing");
+    }
+  });
+  ASSERT_EQ(output.exitCode(), 0) << output.text;
+  EXPECT_EQ(
+      output.text,
+      "         0     500000       1000\n      1000     600000      64536\n         0     700000      65536\n"
+      "0:0\n0:0\nDONE\n");
+  EXPECT_EQ(hostOwners[""], "500000:700000") << "upper/ itself";
+  EXPECT_EQ(hostOwners["etc/hosts"], "500000:700000");
+  EXPECT_EQ(hostOwners["owned"], "600000:701000");
+  expectNothingLeft(c);
+
+  // An id no range maps is refused before anything is made, naming it.
+  c.user = {.uid = 70000, .gid = 0, .additionalGids = {}};
+  auto refused = startContainer(c, Stdio{});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().field(), "user") << refused.error().message();
+  EXPECT_NE(refused.error().message().find("uid 70000 is not mapped"), std::string::npos)
+      << refused.error().message();
+  // Overlapping host ranges are refused naming the range.
+  c.user = {};
+  c.userNamespace->uids[1].hostId = 500500;
+  auto overlapping = startContainer(c, Stdio{});
+  ASSERT_FALSE(overlapping);
+  EXPECT_EQ(overlapping.error().field(), "user_namespace.uids[1].hostID") << overlapping.error().message();
+  expectNothingLeft(c);
+}
+
 TEST_F(ContainerRuntimeTest, RootfsIsPivotedAndProcAndDevAreLockedDown) {
   std::string hostOnly = (tempDir_ / "host-only-marker").string();
   std::ofstream(hostOnly) << "x";
