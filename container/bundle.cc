@@ -48,7 +48,8 @@ std::vector<std::string> mountPointsUnder(const std::filesystem::path& root) {
   std::error_code ec;
   for (std::filesystem::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
     struct statx stx {};
-    if (::statx(AT_FDCWD, it->path().c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_MNT_ID, &stx) != 0)
+    if (::statx(AT_FDCWD, it->path().c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_MNT_ID, &stx) !=
+        0)
       continue;
     const bool mountRoot =
         (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
@@ -97,9 +98,10 @@ Status writeEtcFilesFromParent(const MountPlan& plan, const ContainerConfig& con
         static_cast<ssize_t>(file.content.size()))
       return fail(systemError(errno, fmt::format("write(\"{}\")", path)));
     if (config.userNamespace) {
-      uid_t id = config.userNamespace->hostId;
-      if (::fchown(fd.get(), id, id) != 0)
-        return fail(systemError(errno, fmt::format("chown(\"{}\", {})", path, id)));
+      auto root = config.userNamespace->hostRoot();
+      if (!root) return fail(root.error());
+      if (::fchown(fd.get(), root->uid, root->gid) != 0)
+        return fail(systemError(errno, fmt::format("chown(\"{}\", {}, {})", path, root->uid, root->gid)));
     }
   }
   return {};
@@ -109,9 +111,10 @@ Status writeEtcFilesFromParent(const MountPlan& plan, const ContainerConfig& con
 // inside a user namespace, and a directory of no one's is one the container's root may not write to.
 Status chownToMappedRoot(const std::string& path, const ContainerConfig& config) {
   if (!config.userNamespace) return {};
-  uid_t id = config.userNamespace->hostId;
-  if (::lchown(path.c_str(), id, id) != 0)
-    return fail(systemError(errno, fmt::format("chown(\"{}\", {})", path, id)));
+  auto root = config.userNamespace->hostRoot();
+  if (!root) return fail(root.error());
+  if (::lchown(path.c_str(), root->uid, root->gid) != 0)
+    return fail(systemError(errno, fmt::format("chown(\"{}\", {}, {})", path, root->uid, root->gid)));
   return {};
 }
 
@@ -204,12 +207,13 @@ Status mountOverlayFromParent(const MountPlan& plan, const ContainerConfig& conf
   if (isMountPoint(plan.rootfs)) return fail(conflict("\"{}\" is already a mount point", plan.rootfs));
   std::optional<Rollback> detachLayers;
   if (config.userNamespace) {
-    uid_t id = config.userNamespace->hostId;
+    auto root = config.userNamespace->hostRoot();
+    if (!root) return fail(root.error());
     for (const auto& dir : {plan.upperDir, plan.workDir}) {
-      if (::chown(dir.c_str(), id, id) != 0)
-        return fail(systemError(errno, fmt::format("chown(\"{}\", {})", dir, id)));
+      if (::chown(dir.c_str(), root->uid, root->gid) != 0)
+        return fail(systemError(errno, fmt::format("chown(\"{}\", {}, {})", dir, root->uid, root->gid)));
     }
-    auto mapping = openMappedUserNamespace(id, config.userNamespace->count);
+    auto mapping = openMappedUserNamespace(*config.userNamespace);
     if (!mapping) return fail(mapping.error().wrap("idmap the image"));
     if (::mkdir(plan.idmappedLayersDir.c_str(), 0700) != 0 && errno != EEXIST)
       return fail(systemError(errno, fmt::format("mkdir(\"{}\")", plan.idmappedLayersDir)));

@@ -18,6 +18,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 #include <system_error>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -385,6 +389,38 @@ int containerInitMain(void* arg) {
   lockDownAndExecInChild(ctx.lockdown);
 }
 
+[[noreturn]] void joinUserNamespaceThenCloneInit(const InitChildContext& ctx, int userNamespaceFd,
+                                                 int cloneFlags) {
+  const int fd = ctx.syncFd;
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (::setns(userNamespaceFd, CLONE_NEWUSER) != 0) childFail(fd, ChildStep::JoinUserNamespace, errno);
+  int pidfd = -1;
+  clone_args args{};
+  // With CLONE_PARENT the kernel takes the exit signal from us (SIGCHLD) and refuses one given here.
+  args.flags = static_cast<uint64_t>(cloneFlags) | CLONE_PARENT | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  pid_t pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+  if (pid == 0) ::_exit(containerInitMain(const_cast<InitChildContext*>(&ctx)));
+  if (pid < 0) childFail(fd, ChildStep::CloneInit, errno);
+  SyncRecord record;
+  record.kind = RecordKind::InitPidfd;
+  if (sendWithFd(fd, &record, sizeof record, pidfd) < 0) {
+    ::kill(pid, SIGKILL);
+    childFail(fd, ChildStep::CloneInit, errno);
+  }
+  ::_exit(0);
+}
+
+pid_t pidOfPidfd(int pidfd) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Pid:", 0) == 0) return static_cast<pid_t>(std::strtol(line.c_str() + 4, nullptr, 10));
+  }
+  return -1;
+}
+
 // The exec'd process proper: already in every namespace of the container (its pid namespace included,
 // being a child of a process that joined it) and in its cgroup.
 int execGrandchildMain(void* arg) {
@@ -531,6 +567,11 @@ std::string childStepName(ChildStep step, const MountPlan* plan, const SyncRecor
       return "setns";
     case ChildStep::CloneIntoNamespaces:
       return "clone(CLONE_PARENT) into the container's pid namespace";
+    case ChildStep::JoinUserNamespace:
+      return fmt::format("setns(\"{}\", CLONE_NEWUSER)", bundle ? bundle->userNamespacePath : std::string());
+    case ChildStep::CloneInit:
+      return fmt::format("clone3(CLONE_PARENT) of init in user namespace \"{}\"",
+                         bundle ? bundle->userNamespacePath : std::string());
     case ChildStep::SetUser:
       return fmt::format("setgroups({} groups)/setresgid({})/setresuid({})", user.additionalGids.size(),
                          user.gid, user.uid);

@@ -117,6 +117,16 @@ Result<CapabilityNumbers> capabilitySetNumbers(const CapabilitySets& sets);
 // The container's init, from clone() to execve (the order is in child.cc).
 int containerInitMain(void* arg);
 
+// For an OCI bundle that joins a user namespace (BundleSetup::userNamespacePath), the forked intermediate
+// between the parent and init: joins that namespace, then clones init with `cloneFlags` as the parent's
+// child (CLONE_PARENT), so that init's new namespaces belong to the joined one (runc's nsexec stages and
+// crun do the same: a process cannot give namespaces it already has a new owner). Sends init's pidfd
+// (InitPidfd, SCM_RIGHTS: init's pid may be in a pid namespace the parent does not see it by) and exits.
+[[noreturn]] void joinUserNamespaceThenCloneInit(const InitChildContext& ctx, int userNamespaceFd,
+                                                 int cloneFlags);
+// The pid of the process `pidfd` refers to, in the caller's pid namespace (/proc/self/fdinfo), or -1.
+pid_t pidOfPidfd(int pidfd);
+
 struct ExecChildContext {
   int syncFd = -1;
   bool userNamespace = false;

@@ -157,11 +157,11 @@ bool IdRangeAllocator::overlapsTaken(uint64_t start) const {
   return it != taken_.end() && *it < start + kIdsPerContainer;
 }
 
-Result<IdMapping> IdRangeAllocator::allocate() {
+Result<IdMapRange> IdRangeAllocator::allocate() {
   for (uint64_t start = pool_.start; start + kIdsPerContainer <= pool_.end(); start += kIdsPerContainer) {
     if (overlapsTaken(start)) continue;
     taken_.insert(start);
-    return IdMapping{static_cast<uid_t>(start), kIdsPerContainer};
+    return IdMapRange{.containerId = 0, .hostId = static_cast<uint32_t>(start), .count = kIdsPerContainer};
   }
   return fail(
       conflict("user namespace: no free id range: all {} ranges of {} ids in the pool {}-{} are in use "

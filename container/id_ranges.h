@@ -62,7 +62,7 @@ class IdRangeAllocator {
   explicit IdRangeAllocator(IdRange pool = kDefaultIdPool) : pool_(pool) {}
   const IdRange& pool() const { return pool_; }
   // Conflict when every range of the pool is in use.
-  Result<IdMapping> allocate();
+  Result<IdMapRange> allocate();  // "0 START 65536": the line of both maps
   // Marks the range at `start` as in use, even outside the pool (the pool may have changed since it was
   // given); Conflict when it overlaps a range in use.
   Status reserve(uint32_t start);

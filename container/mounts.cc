@@ -320,7 +320,7 @@ Result<MountPlan> buildMountPlan(const MountPlanInput& input) {
     add(input.initBinary, "/dev/init", "", MS_BIND | MS_RDONLY, "", MountTarget::File);
   // gid 5 is "tty" in every distribution; it must be mapped for the mount to succeed in a user namespace.
   std::string ptsData = "newinstance,ptmxmode=0666,mode=0620";
-  if (!input.userNamespace || input.mappedIds > 5) ptsData += ",gid=5";
+  if (!input.userNamespace || input.ttyGroupMapped) ptsData += ",gid=5";
   add("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, ptsData, MountTarget::Directory);
   add("shm", "/dev/shm", "tmpfs", kNoSuidDevExec, "mode=1777,size=65536k", MountTarget::Directory);
   add("mqueue", "/dev/mqueue", "mqueue", kNoSuidDevExec, "", MountTarget::Directory);

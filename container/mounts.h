@@ -124,8 +124,8 @@ struct MountPlanInput {
   std::vector<std::filesystem::path> lowerDirs;
   std::filesystem::path bundleDir;  // upper/, work/ and rootfs/ live here
   bool userNamespace = false;
-  uint32_t mappedIds = 0;  // with a user namespace: how many ids are mapped from container 0 up
-  bool cgroup2 = false;    // the host is pure v2: mount the (namespaced) cgroup2 tree read-only
+  bool ttyGroupMapped = false;  // with a user namespace: gid 5 ("tty", devpts's gid=5) is mapped
+  bool cgroup2 = false;         // the host is pure v2: mount the (namespaced) cgroup2 tree read-only
   // Otherwise (v1 or hybrid host): the host's hierarchies, re-mounted read-only from inside the container's
   // cgroup namespace on a tmpfs at /sys/fs/cgroup, as runc does. Ignored with a user namespace, where the
   // kernel refuses v1 cgroup mounts: /sys/fs/cgroup is then an empty read-only tmpfs.

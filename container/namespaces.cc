@@ -17,7 +17,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "core/rollback.h"
 
@@ -44,16 +47,142 @@ int containerCloneFlags(bool userNamespace) {
   return flags;
 }
 
-std::string idMapLine(uint32_t hostId, uint32_t count) {
-  return fmt::format("0 {} {}\n", hostId, count);
+IdMapping IdMapping::oneRange(uint32_t hostId, uint32_t count) {
+  const IdMapRange range{.containerId = 0, .hostId = hostId, .count = count};
+  return IdMapping{.uids = {range}, .gids = {range}};
 }
 
-Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count, bool allowSetgroups) {
+std::optional<uint32_t> mapId(const std::vector<IdMapRange>& ranges, uint32_t id) {
+  for (const IdMapRange& range : ranges) {
+    if (id >= range.containerId && uint64_t{id} < uint64_t{range.containerId} + range.count)
+      return range.hostId + (id - range.containerId);
+  }
+  return std::nullopt;
+}
+
+std::optional<uint32_t> IdMapping::hostUid(uint32_t containerUid) const {
+  return mapId(uids, containerUid);
+}
+
+std::optional<uint32_t> IdMapping::hostGid(uint32_t containerGid) const {
+  return mapId(gids, containerGid);
+}
+
+Result<HostIds> IdMapping::hostRoot() const {
+  auto uid = hostUid(0);
+  if (!uid) return fail(invalidField("user_namespace", "user namespace: container uid 0 is not mapped"));
+  auto gid = hostGid(0);
+  if (!gid) return fail(invalidField("user_namespace", "user namespace: container gid 0 is not mapped"));
+  return HostIds{.uid = *uid, .gid = *gid};
+}
+
+std::optional<IdMapProblem> findIdMapProblem(const std::vector<IdMapRange>& ranges) {
+  if (ranges.empty()) return IdMapProblem{0, "", "no id ranges: a user namespace needs at least one"};
+  if (ranges.size() > kMaxIdMapRanges)
+    return IdMapProblem{
+        kMaxIdMapRanges, "",
+        fmt::format("{} id ranges: the kernel takes at most {}", ranges.size(), kMaxIdMapRanges)};
+  // (uint32_t)-1 is no id; the kernel refuses a range whose end wraps past it.
+  constexpr uint64_t kIdEnd = UINT32_MAX;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const IdMapRange& range = ranges[i];
+    if (range.count == 0) return IdMapProblem{i, "size", "must be > 0"};
+    for (auto [name, first] : {std::pair{"containerID", range.containerId}, {"hostID", range.hostId}}) {
+      if (uint64_t{first} + range.count > kIdEnd)
+        return IdMapProblem{
+            i, name, fmt::format("{} ids from {} run past the last id {}", range.count, first, kIdEnd - 1)};
+    }
+    for (size_t j = 0; j < i; ++j) {
+      const IdMapRange& other = ranges[j];
+      auto overlaps = [&](uint32_t a, uint32_t b) {
+        return uint64_t{a} < uint64_t{b} + other.count && uint64_t{b} < uint64_t{a} + range.count;
+      };
+      if (overlaps(range.containerId, other.containerId))
+        return IdMapProblem{i, "containerID",
+                            fmt::format("ids {}..{} inside overlap range {}'s {}..{}", range.containerId,
+                                        uint64_t{range.containerId} + range.count - 1, j, other.containerId,
+                                        uint64_t{other.containerId} + other.count - 1)};
+      if (overlaps(range.hostId, other.hostId))
+        return IdMapProblem{i, "hostID",
+                            fmt::format("host ids {}..{} overlap range {}'s {}..{}", range.hostId,
+                                        uint64_t{range.hostId} + range.count - 1, j, other.hostId,
+                                        uint64_t{other.hostId} + other.count - 1)};
+    }
+  }
+  return std::nullopt;
+}
+
+std::string idMapText(const std::vector<IdMapRange>& ranges) {
+  std::string text;
+  for (const IdMapRange& range : ranges)
+    text += fmt::format("{} {} {}\n", range.containerId, range.hostId, range.count);
+  return text;
+}
+
+Result<std::vector<IdMapRange>> parseIdMapText(std::string_view text) {
+  std::vector<IdMapRange> ranges;
+  std::istringstream lines{std::string(text)};
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    std::istringstream fields(line);
+    IdMapRange range;
+    if (!(fields >> range.containerId >> range.hostId >> range.count))
+      return fail(internalError("id map line \"{}\" is not \"INSIDE OUTSIDE COUNT\"", line));
+    ranges.push_back(range);
+  }
+  return ranges;
+}
+
+Status writeIdMapsFromParent(pid_t pid, const IdMapping& mapping, bool allowSetgroups) {
   std::string proc = fmt::format("/proc/{}", pid);
   if (auto ok = writeProcFile(proc + "/setgroups", allowSetgroups ? "allow" : "deny"); !ok) return ok;
-  std::string line = idMapLine(hostId, count);
-  if (auto ok = writeProcFile(proc + "/gid_map", line); !ok) return ok;
-  return writeProcFile(proc + "/uid_map", line);
+  if (auto ok = writeProcFile(proc + "/gid_map", idMapText(mapping.gids)); !ok) return ok;
+  return writeProcFile(proc + "/uid_map", idMapText(mapping.uids));
+}
+
+Result<IdMapping> readUserNamespaceMaps(const std::string& path) {
+  UniqueFd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
+  // The joiner says it is in (or why not) through a pipe, then waits to be killed; its maps are the
+  // namespace's, shown in the host's ids.
+  int pipeFds[2];
+  if (::pipe2(pipeFds, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2"));
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  clone_args args{};
+  args.exit_signal = SIGCHLD;
+  pid_t pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+  if (pid < 0) return fail(systemError(errno, "clone3()"));
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    int err = ::setns(ns.get(), CLONE_NEWUSER) == 0 ? 0 : errno;
+    (void)!::write(writeEnd.get(), &err, sizeof err);
+    for (;;) ::pause();
+  }
+  Rollback reap([pid] {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  });
+  writeEnd.reset();
+  int err = 0;
+  ssize_t got;
+  while ((got = ::read(readEnd.get(), &err, sizeof err)) < 0 && errno == EINTR) {
+  }
+  if (got != static_cast<ssize_t>(sizeof err))
+    return fail(internalError("setns(\"{}\"): the joiner died", path));
+  if (err != 0) return fail(systemError(err, fmt::format("setns(\"{}\", CLONE_NEWUSER)", path)));
+  IdMapping mapping;
+  for (auto [name, ranges] : {std::pair{"uid_map", &mapping.uids}, {"gid_map", &mapping.gids}}) {
+    const std::string file = fmt::format("/proc/{}/{}", pid, name);
+    std::ifstream in(file);
+    if (!in) return fail(systemError(errno, fmt::format("open(\"{}\")", file)));
+    std::stringstream text;
+    text << in.rdbuf();
+    auto parsed = parseIdMapText(text.str());
+    if (!parsed) return fail(parsed.error().wrap(fmt::format("\"{}\" of \"{}\"", file, path)));
+    *ranges = std::move(*parsed);
+  }
+  return mapping;
 }
 
 std::string timeOffsetsText(const std::optional<ClockOffset>& monotonic,
@@ -86,7 +215,7 @@ Status leaveTimeNamespaceFromParent(int ownTime) {
   return {};
 }
 
-Result<UniqueFd> openMappedUserNamespace(uint32_t hostId, uint32_t count) {
+Result<UniqueFd> openMappedUserNamespace(const IdMapping& mapping) {
   // A fork-like clone3 (no CLONE_VM): the child runs on a copy of our stack and only waits to be killed.
   clone_args args{};
   args.flags = CLONE_NEWUSER;
@@ -102,7 +231,7 @@ Result<UniqueFd> openMappedUserNamespace(uint32_t hostId, uint32_t count) {
     while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
   });
-  if (auto ok = writeIdMapsFromParent(pid, hostId, count); !ok) return fail(ok.error());
+  if (auto ok = writeIdMapsFromParent(pid, mapping); !ok) return fail(ok.error());
   std::string path = fmt::format("/proc/{}/ns/user", pid);
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", path)));

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -19,19 +20,68 @@ namespace corral::container {
 // namespace's root is the container's cgroup and /proc/self/cgroup reads "/".
 int containerCloneFlags(bool userNamespace);
 
-// "0 100000 65536\n": container id 0 onwards maps to `hostId` onwards.
-std::string idMapLine(uint32_t hostId, uint32_t count);
+// One line of a uid_map or gid_map: `count` ids from `containerId` inside are `hostId` onwards outside.
+struct IdMapRange {
+  uint32_t containerId = 0;
+  uint32_t hostId = 0;
+  uint32_t count = 0;
+  bool operator==(const IdMapRange&) const = default;
+};
+
+// The kernel's limit on the lines of one map (user_namespaces(7)); runc and crun write OCI maps as given.
+inline constexpr size_t kMaxIdMapRanges = 340;
+
+struct HostIds {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// A user namespace's two maps, independent of each other. corrald's containers map one range from 0 for
+// both (oneRange); an OCI bundle's may have up to kMaxIdMapRanges of each, or be those of a namespace it
+// joins (BundleSetup::userNamespacePath), read from the kernel.
+struct IdMapping {
+  std::vector<IdMapRange> uids, gids;
+  static IdMapping oneRange(uint32_t hostId, uint32_t count);
+  // The host id a container id maps to; none when no range holds it.
+  std::optional<uint32_t> hostUid(uint32_t containerUid) const;
+  std::optional<uint32_t> hostGid(uint32_t containerGid) const;
+  // Who the container's root is on the host: what the parent's files for it are chowned to. Fails naming
+  // the id when uid 0 or gid 0 is unmapped.
+  Result<HostIds> hostRoot() const;
+  bool operator==(const IdMapping&) const = default;
+};
+
+std::optional<uint32_t> mapId(const std::vector<IdMapRange>& ranges, uint32_t id);
+
+// What the kernel refuses in a map, found before writing it: no ranges or more than kMaxIdMapRanges, a count
+// of 0, a range running past id 4294967294 (the last valid one), or two ranges overlapping inside or
+// outside. `field` names the offending range's member ("size", "containerID", "hostID") or is empty.
+struct IdMapProblem {
+  size_t index = 0;
+  std::string field;
+  std::string reason;
+};
+std::optional<IdMapProblem> findIdMapProblem(const std::vector<IdMapRange>& ranges);
+
+// "0 100000 65536\n" per range: the text of a uid_map / gid_map, written with one write(2).
+std::string idMapText(const std::vector<IdMapRange>& ranges);
+// The reverse, for /proc/PID/uid_map as the kernel shows it (columns padded with spaces).
+Result<std::vector<IdMapRange>> parseIdMapText(std::string_view text);
 
 // Writes /proc/PID/setgroups, then gid_map and uid_map. Fails naming the file. setgroups is "deny" unless
 // `allowSetgroups` (the container's user has supplementary groups): host root writes the maps, so "allow"
 // is permitted, as runc does; "deny" keeps a container without such groups from dropping the ones it has.
-Status writeIdMapsFromParent(pid_t pid, uint32_t hostId, uint32_t count, bool allowSetgroups = false);
+Status writeIdMapsFromParent(pid_t pid, const IdMapping& mapping, bool allowSetgroups = false);
 
-// A user namespace of its own with the maps "0 hostId count", held by the returned fd (/proc/PID/ns/user
+// The maps of an existing user namespace (a path such as "/proc/PID/ns/user", or a bind mount of one), as
+// the host sees them: a short-lived process joins it and its /proc/PID/{uid,gid}_map are read.
+Result<IdMapping> readUserNamespaceMaps(const std::string& path);
+
+// A user namespace of its own with `mapping`'s maps, held by the returned fd (/proc/PID/ns/user
 // of a placeholder process that is gone on return). Used to idmap the image for a container: an idmapped
 // mount takes only the mapping from it, so it need not be the container's own namespace, and it must
 // exist before the overlay is mounted, that is before the container is cloned.
-Result<UniqueFd> openMappedUserNamespace(uint32_t hostId, uint32_t count);
+Result<UniqueFd> openMappedUserNamespace(const IdMapping& mapping);
 
 // How far a container's clock is ahead of the host's (OCI linux.timeOffsets; may be negative).
 struct ClockOffset {

@@ -317,8 +317,12 @@ Status parseNamespaces(const json& value, const std::string& pointer, BundleSetu
                                                   type)));
     if (!seen.insert(type).second)
       return fail(fieldError(entry + "/type", fmt::format("namespace \"{}\" is given twice", type)));
-    if (type == "user" && !path.empty())
-      return fail(unsupported(entry + "/path", "joining an existing user namespace"));
+    if (kind->flag == CLONE_NEWUSER && !path.empty()) {
+      if (path.front() != '/')
+        return fail(fieldError(entry + "/path", fmt::format("\"{}\" is not an absolute path", path)));
+      setup->userNamespacePath = path;
+      continue;
+    }
     if (kind->flag == CLONE_NEWTIME) {
       if (!path.empty() && path.front() != '/')
         return fail(fieldError(entry + "/path", fmt::format("\"{}\" is not an absolute path", path)));
@@ -896,58 +900,79 @@ Status parseCgroupsPath(const std::string& text, const std::string& pointer, con
   return {};
 }
 
-// linux.uidMappings / gidMappings: corral's user namespaces map one range from container id 0 (as corrald's
-// do, and podman's and containerd's usual mapping); more ranges are refused by pointer.
-Result<IdMapping> parseIdMappings(const json& value, const std::string& pointer,
-                                  std::vector<std::string>* ignored) {
+// linux.uidMappings / gidMappings: up to 340 ranges each (the kernel's limit), uids and gids independent,
+// checked as the kernel checks a map (findIdMapProblem) so a refusal names the range and its member.
+Result<std::vector<IdMapRange>> parseIdMappings(const json& value, const std::string& pointer,
+                                                std::vector<std::string>* ignored) {
   if (auto ok = expect(value, json::value_t::array, pointer); !ok) return fail(ok.error());
-  if (value.size() != 1)
-    return fail(
-        unsupported(pointer, fmt::format("{} id ranges: one range from container id 0", value.size())));
-  const std::string entry = pointer + "/0";
-  int64_t containerId = -1, hostId = -1, size = -1;
-  ObjectReader reader(ignored);
-  auto ok = reader.read(
-      value[0], entry, [&](const std::string& key, const json& field, const std::string& at) -> Result<bool> {
-        int64_t* target = key == "containerID" ? &containerId
-                          : key == "hostID"    ? &hostId
-                          : key == "size"      ? &size
-                                               : nullptr;
-        if (target == nullptr) return false;
-        auto number = getInt(field, at);
-        if (!number) return fail(number.error());
-        if (*number < 0 || *number > UINT32_MAX)
-          return fail(fieldError(at, fmt::format("{} is not an id", *number)));
-        *target = *number;
-        return true;
-      });
-  if (!ok) return fail(ok.error());
-  for (auto [name, number] : {std::pair{"containerID", containerId}, {"hostID", hostId}, {"size", size}})
-    if (number < 0) return fail(fieldError(entry + "/" + name, "is required"));
-  if (containerId != 0)
-    return fail(unsupported(entry + "/containerID", "a range that does not start at container id 0"));
-  if (size == 0) return fail(fieldError(entry + "/size", "must be > 0"));
-  IdMapping mapping;
-  mapping.hostId = static_cast<uid_t>(hostId);
-  mapping.count = static_cast<uint32_t>(size);
-  return mapping;
+  std::vector<IdMapRange> ranges;
+  for (size_t i = 0; i < value.size() && i <= kMaxIdMapRanges; ++i) {
+    const std::string entry = fmt::format("{}/{}", pointer, i);
+    int64_t containerId = -1, hostId = -1, size = -1;
+    ObjectReader reader(ignored);
+    auto ok =
+        reader.read(value[i], entry,
+                    [&](const std::string& key, const json& field, const std::string& at) -> Result<bool> {
+                      int64_t* target = key == "containerID" ? &containerId
+                                        : key == "hostID"    ? &hostId
+                                        : key == "size"      ? &size
+                                                             : nullptr;
+                      if (target == nullptr) return false;
+                      auto number = getInt(field, at);
+                      if (!number) return fail(number.error());
+                      if (*number < 0 || *number > UINT32_MAX)
+                        return fail(fieldError(at, fmt::format("{} is not an id", *number)));
+                      *target = *number;
+                      return true;
+                    });
+    if (!ok) return fail(ok.error());
+    for (auto [name, number] : {std::pair{"containerID", containerId}, {"hostID", hostId}, {"size", size}})
+      if (number < 0) return fail(fieldError(entry + "/" + name, "is required"));
+    ranges.push_back(IdMapRange{.containerId = static_cast<uint32_t>(containerId),
+                                .hostId = static_cast<uint32_t>(hostId),
+                                .count = static_cast<uint32_t>(size)});
+  }
+  if (auto problem = findIdMapProblem(ranges)) {
+    std::string at = ranges.empty() || ranges.size() > kMaxIdMapRanges
+                         ? pointer
+                         : fmt::format("{}/{}{}", pointer, problem->index,
+                                       problem->field.empty() ? "" : "/" + problem->field);
+    std::string reason =
+        ranges.size() > kMaxIdMapRanges
+            ? fmt::format("{} ranges: the kernel takes at most {}", value.size(), kMaxIdMapRanges)
+            : problem->reason;
+    return fail(fieldError(at, reason));
+  }
+  return ranges;
 }
 
-// A user namespace and its mappings come together; uid and gid map the same way (corral's IdMapping).
-Status checkUserNamespace(const std::optional<IdMapping>& uid, const std::optional<IdMapping>& gid,
-                          const std::string& uidPointer, const std::string& gidPointer,
-                          ContainerConfig* config, const BundleSetup* setup) {
-  const bool userNamespace = (setup->cloneFlags & CLONE_NEWUSER) != 0;
-  if (!userNamespace) {
+// A user namespace of the container's own and its mappings come together; one joined by path has its
+// maps already, read by checkBundleOnHost, and mappings beside it are refused: they could only be ignored
+// (crun 1.8 and runc 1.1 take them and write nothing).
+Status checkUserNamespace(const std::optional<std::vector<IdMapRange>>& uid,
+                          const std::optional<std::vector<IdMapRange>>& gid, const std::string& uidPointer,
+                          const std::string& gidPointer, ContainerConfig* config, const BundleSetup* setup) {
+  const bool newUserNamespace = (setup->cloneFlags & CLONE_NEWUSER) != 0;
+  const bool joined = !setup->userNamespacePath.empty();
+  if (joined) {
+    if (uid || gid)
+      return fail(fieldError(uid ? uidPointer : gidPointer,
+                             fmt::format("the user namespace is joined by path (\"{}\"): its maps exist and "
+                                         "cannot be changed, give no mappings",
+                                         setup->userNamespacePath)));
+    config->userNamespace = IdMapping{};
+  } else if (!newUserNamespace) {
     if (uid || gid)
       return fail(fieldError(uid ? uidPointer : gidPointer, "id mappings need a user namespace"));
     return {};
+  } else {
+    if (!uid) return fail(fieldError(uidPointer, "a user namespace needs uidMappings"));
+    if (!gid) return fail(fieldError(gidPointer, "a user namespace needs gidMappings"));
+    // The process becomes the namespace's root before anything else (as under runc, which refuses too).
+    if (!mapId(*uid, 0)) return fail(fieldError(uidPointer, "container uid 0 is not mapped"));
+    if (!mapId(*gid, 0)) return fail(fieldError(gidPointer, "container gid 0 is not mapped"));
+    config->userNamespace = IdMapping{.uids = *uid, .gids = *gid};
   }
-  if (!uid) return fail(fieldError(uidPointer, "a user namespace needs uidMappings"));
-  if (!gid) return fail(fieldError(gidPointer, "a user namespace needs gidMappings"));
-  if (uid->hostId != gid->hostId || uid->count != gid->count)
-    return fail(unsupported(gidPointer, "gidMappings other than uidMappings"));
-  config->userNamespace = *uid;
   // Where mknod is refused the host's node is bound instead: the same path on the host (as runc does).
   for (DeviceNode& node : config->devices)
     if (node.hostPath.empty()) node.hostPath = node.path;
@@ -992,7 +1017,7 @@ Status parseTimeOffsets(const json& value, const std::string& pointer, BundleSet
 Status parseLinux(const json& value, const std::string& pointer, const OciParseContext& context,
                   ContainerConfig* config, BundleSetup* setup, std::vector<std::string>* ignored) {
   bool haveNamespaces = false;
-  std::optional<IdMapping> uidMapping, gidMapping;
+  std::optional<std::vector<IdMapRange>> uidMapping, gidMapping;
   std::string uidPointer = pointer + "/uidMappings", gidPointer = pointer + "/gidMappings";
   std::string cgroupsPath;
   std::map<std::string, std::string> sysctls;
@@ -1248,6 +1273,14 @@ Status checkBundleOnHost(ContainerConfig& config) {
                       "/root/path", errno));
   if (!S_ISDIR(st.st_mode))
     return fail(fieldError("/root/path", fmt::format("\"{}\" is not a directory", root.rootfs.string())));
+  if (!config.bundle->userNamespacePath.empty()) {
+    auto maps = readUserNamespaceMaps(config.bundle->userNamespacePath);
+    if (!maps)
+      return fail(fieldError("/linux/namespaces",
+                             fmt::format("user namespace \"{}\": {}", config.bundle->userNamespacePath,
+                                         maps.error().message())));
+    config.userNamespace = std::move(*maps);
+  }
   if (!config.limits.hugepages.empty()) {
     auto sizes = hostHugepageSizes();
     if (!sizes) return fail(fieldError("/linux/resources/hugepageLimits", sizes.error().message()));

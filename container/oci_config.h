@@ -67,8 +67,9 @@ struct OciProcess {
 };
 Result<OciProcess> parseOciProcess(std::string_view json, const ContainerConfig& base);
 
-// What needs the host: the root directory exists (a missing one is "/root/path"), and each bind's
-// source exists and says whether its target is a file.
+// What needs the host: the root directory exists (a missing one is "/root/path"), each bind's source
+// exists and says whether its target is a file, and a user namespace joined by path is there: its maps
+// become config.userNamespace (a failure names "/linux/namespaces").
 Status checkBundleOnHost(ContainerConfig& config);
 
 // runc's `spec`: a default config.json for a rootless-free container running "sh" (the runtime-spec

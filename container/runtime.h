@@ -24,11 +24,6 @@
 
 namespace corral::container {
 
-struct IdMapping {
-  uid_t hostId = 0;  // first host uid/gid that container root (0) maps to
-  uint32_t count = 65536;
-};
-
 // The ids a container's command runs as, as the container sees them (inside its user namespace, if any).
 struct ProcessUser {
   uid_t uid = 0;
@@ -70,6 +65,11 @@ struct BundleSetup {
   BundleRoot root;
   int cloneFlags = 0;            // CLONE_NEW* created at clone (the mount namespace unless joined)
   bool cgroupNamespace = false;  // unshared by the child once it is in its cgroup
+  // An existing user namespace (linux.namespaces "user" with a path): joined first, by an intermediate
+  // process that then clones init with cloneFlags, so every new namespace belongs to it (as runc and crun
+  // order it). Its maps exist: ContainerConfig::userNamespace holds them as read (checkBundleOnHost), and
+  // none are written.
+  std::string userNamespacePath;
   // Joined by the child right after "go", before any mount (a mount namespace too: the container's mounts
   // and pivot_root are then made in it, as runc does).
   std::vector<NamespacePath> joins;
@@ -126,6 +126,9 @@ struct ContainerConfig {
   std::vector<DeviceNode> devices;
   std::vector<std::string> capabilities;  // the final set (see caps.h)
   SeccompProfile seccomp;
+  // Set: the container has a user namespace, with these maps: written by the parent into a new one, or
+  // those of the one an OCI bundle joins (BundleSetup::userNamespacePath). The container's root is
+  // hostRoot() on the host: what the parent creates for it is chowned there.
   std::optional<IdMapping> userNamespace;
   CgroupOptions cgroupOptions;
   // Non-empty: this host binary (corral-reaper) is bound read-only at kInitPath and runs as PID 1 with

@@ -151,7 +151,9 @@ Result<ContainerConfig> toContainerConfig(const schema::InstanceSpec& spec,
   if (!devices) return fail(devices.error());
   config.devices = std::move(*devices);
 
-  if (spec.userNamespace) config.userNamespace = context.userNamespaceRange;
+  if (spec.userNamespace)
+    config.userNamespace =
+        IdMapping::oneRange(context.userNamespaceRange.hostId, context.userNamespaceRange.count);
   if (spec.init) {
     std::error_code statError;
     if (context.reaperPath.empty() || !std::filesystem::is_regular_file(context.reaperPath, statError))

@@ -21,7 +21,7 @@ struct ValidationContext {
   std::vector<std::filesystem::path> lowerDirs;
   std::filesystem::path containersDir;  // bundles at containersDir/NAME
   CgroupOptions cgroupOptions;
-  IdMapping userNamespaceRange;      // used when spec.userNamespace
+  IdMapRange userNamespaceRange;     // used when spec.userNamespace, for uids and gids alike
   std::filesystem::path reaperPath;  // corral-reaper, for spec.init
 };
 

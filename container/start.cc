@@ -50,22 +50,41 @@ Status validateConfig(const ContainerConfig& config) {
   }
   if (config.userNamespace) {
     const IdMapping& map = *config.userNamespace;
-    if (map.count == 0) return fail(invalidField("user_namespace.count", "user_namespace.count must be > 0"));
-    if (map.hostId == 0)
-      return fail(
-          invalidField("user_namespace", "user_namespace: host id 0 would make root inside root outside"));
-    if (uint64_t{map.hostId} + map.count > uint64_t{UINT32_MAX}) {
-      return fail(invalidField("user_namespace", "user_namespace: {} ids from {} overflow the id space",
-                               map.count, map.hostId));
+    for (auto [name, ranges] : {std::pair{"uid", &map.uids}, {"gid", &map.gids}}) {
+      if (auto problem = findIdMapProblem(*ranges)) {
+        const std::string field = fmt::format("user_namespace.{}s[{}]{}", name, problem->index,
+                                              problem->field.empty() ? "" : "." + problem->field);
+        return fail(invalidField(field, "{}: {}", field, problem->reason));
+      }
+    }
+    auto root = map.hostRoot();
+    if (!root) return fail(root.error());
+    // Host root behind a container id would make that id root outside.
+    for (size_t i = 0; i < map.uids.size(); ++i) {
+      if (map.uids[i].hostId == 0)
+        return fail(invalidField(fmt::format("user_namespace.uids[{}].hostID", i),
+                                 "user_namespace: container uid {} would be host uid 0, root outside",
+                                 map.uids[i].containerId));
     }
   }
-  // Ids beyond the mapping would fail at setresuid with a bare EINVAL; say which.
-  const uint64_t idLimit = config.userNamespace ? config.userNamespace->count : uint64_t{UINT32_MAX};
-  std::vector<uint64_t> ids = {config.user.uid, config.user.gid};
-  ids.insert(ids.end(), config.user.additionalGids.begin(), config.user.additionalGids.end());
-  for (uint64_t id : ids) {
-    if (id >= idLimit)
-      return fail(invalidField("user", "id {} is outside the container's {} mapped ids", id, idLimit));
+  // Ids without a mapping would fail at setresuid with a bare EINVAL; say which.
+  if (config.userNamespace) {
+    const IdMapping& map = *config.userNamespace;
+    if (!map.hostUid(config.user.uid))
+      return fail(
+          invalidField("user", "uid {} is not mapped in the container's user namespace", config.user.uid));
+    std::vector<gid_t> gids = {config.user.gid};
+    gids.insert(gids.end(), config.user.additionalGids.begin(), config.user.additionalGids.end());
+    for (gid_t gid : gids) {
+      if (!map.hostGid(gid))
+        return fail(invalidField("user", "gid {} is not mapped in the container's user namespace", gid));
+    }
+  } else {
+    std::vector<uint64_t> ids = {config.user.uid, config.user.gid};
+    ids.insert(ids.end(), config.user.additionalGids.begin(), config.user.additionalGids.end());
+    for (uint64_t id : ids) {
+      if (id >= UINT32_MAX) return fail(invalidField("user", "id {} is not an id", id));
+    }
   }
   if (config.bundle) return {};  // the root is the bundle's (checked by its plan)
   if (config.lowerDirs.empty()) return fail(invalidField("lower_dirs", "no layers: the root needs one"));
@@ -136,7 +155,7 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   planInput.lowerDirs = config.lowerDirs;
   planInput.bundleDir = config.bundleDir;
   planInput.userNamespace = config.userNamespace.has_value();
-  planInput.mappedIds = config.userNamespace ? config.userNamespace->count : 0;
+  planInput.ttyGroupMapped = config.userNamespace && config.userNamespace->hostGid(5).has_value();
   planInput.cgroup2 = *mode == CgroupMode::Unified;
   if (!planInput.cgroup2 && !planInput.userNamespace) {
     auto hierarchies = hostCgroupHierarchies();
@@ -169,6 +188,13 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
       if (!nsFd) return fail(systemError(errno, fmt::format("open(namespace \"{}\")", join.path)));
       joinFds.push_back(std::move(nsFd));
     }
+  }
+  // A user namespace to join: opened now too; its maps were read by checkBundleOnHost.
+  UniqueFd joinUser;
+  if (bundle && !bundle->userNamespacePath.empty()) {
+    joinUser.reset(::open(bundle->userNamespacePath.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!joinUser)
+      return fail(systemError(errno, fmt::format("open(namespace \"{}\")", bundle->userNamespacePath)));
   }
   UniqueFd joinPid, ownPid;
   if (bundle && !bundle->pidNamespacePath.empty()) {
@@ -305,7 +331,44 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
     if (auto ok = unshareTimeNamespaceFromParent(bundle->monotonicOffset, bundle->boottimeOffset); !ok)
       return fail(ok.error().wrap("time namespace"));
   }
-  if (join->directory) {
+  UniqueFd pidfd;
+  if (joinUser) {
+    // Through an intermediate that joins the user namespace and clones init (its sibling) from there.
+    ChildGuard intermediate;
+    pid_t intermediatePid = -1;
+    if (join->directory) {
+      intermediatePid = cloneIntoCgroup(0, join->directory.get());
+      if (intermediatePid == 0) joinUserNamespaceThenCloneInit(ctx, joinUser.get(), cloneFlags);
+      if (intermediatePid < 0 && !cloneIntoCgroupUnavailable(errno))
+        return fail(systemError(errno, fmt::format("clone3(CLONE_INTO_CGROUP \"{}\")", (*cgroup)->path())));
+      clonedIntoCgroup = intermediatePid > 0;
+    }
+    if (intermediatePid < 0) {
+      intermediatePid = ::fork();
+      if (intermediatePid < 0) return fail(systemError(errno, "fork()"));
+      if (intermediatePid == 0) joinUserNamespaceThenCloneInit(ctx, joinUser.get(), cloneFlags);
+    }
+    intermediate.arm(intermediatePid);
+    sync->child.reset();  // the intermediate's copy closing tells us it died without a word
+    auto report = readChildRecords(sync->parent.get());
+    if (!report) return fail(report.error());
+    if (report->failure) {
+      const SyncRecord& record = *report->failure;
+      return fail(
+          systemError(record.errnum, childStepName(record.step, &*plan, record, image, nullptr, *join,
+                                                   hostname, config.workingDir, config.user, bundle)));
+    }
+    if (!report->initPidfd) return fail(childVanished(intermediatePid));
+    pidfd = std::move(report->initPidfd);
+    pid = pidOfPidfd(pidfd.get());
+    if (pid <= 0) {
+      ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+      return fail(internalError("init's pid from its pidfd (/proc/self/fdinfo/{})", pidfd.get()));
+    }
+    while (::waitpid(intermediate.release(), nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (pid < 0 && join->directory) {
     pid = cloneIntoCgroup(static_cast<uint64_t>(cloneFlags), join->directory.get());
     if (pid == 0) ::_exit(containerInitMain(&ctx));
     if (pid < 0 && !cloneIntoCgroupUnavailable(errno)) {
@@ -331,15 +394,14 @@ Result<RunningContainer> startContainerSteps(const ContainerConfig& config, cons
   leaveTimeNamespace.dismiss();
   Status backInOwnTime = ownTime ? leaveTimeNamespaceFromParent(ownTime.get()) : Status{};
   timings.clone = since(cloneStart);
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   child.arm(pid);
   if (!pidfd) return fail(systemError(errno, fmt::format("pidfd_open({})", pid)));
   if (!backInOwnTime) return fail(backInOwnTime.error().wrap("time namespace"));
   sync->child.reset();  // only the child holds its end now, so its execve or exit reads as EOF
 
-  if (config.userNamespace) {
-    if (auto ok = writeIdMapsFromParent(pid, config.userNamespace->hostId, config.userNamespace->count,
-                                        !config.user.additionalGids.empty());
+  if (config.userNamespace && !joinUser) {
+    if (auto ok = writeIdMapsFromParent(pid, *config.userNamespace, !config.user.additionalGids.empty());
         !ok) {
       return fail(ok.error().wrap("user namespace"));
     }

@@ -130,13 +130,14 @@ Result<ReadOutcome> readChildRecords(int fd) {
     message.msg_control = control;
     message.msg_controllen = sizeof control;
     ssize_t n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
+    UniqueFd passed;
     if (n > 0) {
       for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
            header = CMSG_NXTHDR(&message, header)) {
         if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
-        int passed = -1;
-        std::memcpy(&passed, CMSG_DATA(header), sizeof passed);
-        outcome.consoleMaster.reset(passed);
+        int received = -1;
+        std::memcpy(&received, CMSG_DATA(header), sizeof received);
+        passed.reset(received);
       }
     }
     if (n < 0 && errno == EINTR) continue;
@@ -167,6 +168,11 @@ Result<ReadOutcome> readChildRecords(int fd) {
         outcome.failure = record;
         return outcome;
       case RecordKind::ConsoleMaster:
+        outcome.consoleMaster = std::move(passed);
+        break;
+      case RecordKind::InitPidfd:
+        outcome.initPidfd = std::move(passed);
+        return outcome;
       case RecordKind::Go:
         break;
     }

@@ -29,6 +29,7 @@ enum class RecordKind : int32_t {
   WaitingForStart,
   ConsoleMaster,
   MountsReady,  // mounts made, pivot_root not yet: waits for "go" (InitChildContext::waitBeforePivotRoot)
+  InitPidfd,    // from the intermediate that joined a user namespace: init's pidfd (SCM_RIGHTS)
 };
 
 // The step a child failed at; the parent turns {step, errno} into a message naming the call.
@@ -55,8 +56,10 @@ enum class ChildStep : int32_t {
   Sysctl,             // index into BundleSetup::sysctls
   Domainname,
   ExecFifo,
-  Console,        // index: which call of openConsoleInChild (see consoleCallName)
-  AttachOverlay,  // move_mount of the parent's detached overlay onto the rootfs mount point
+  Console,            // index: which call of openConsoleInChild (see consoleCallName)
+  AttachOverlay,      // move_mount of the parent's detached overlay onto the rootfs mount point
+  JoinUserNamespace,  // setns of BundleSetup::userNamespacePath, by the intermediate
+  CloneInit,          // the intermediate's clone3 of init in the joined user namespace
 };
 
 struct SyncRecord {
@@ -98,6 +101,7 @@ struct ReadOutcome {
   bool waitingForStart = false;  // init waits on its exec fifo (the read stopped there)
   bool mountsReady = false;      // init waits for "go" before pivot_root (the read stopped there)
   UniqueFd consoleMaster;        // the pty master a ConsoleMaster record brought
+  UniqueFd initPidfd;            // init's pidfd an InitPidfd record brought (the read stopped there)
   pid_t execPid = -1;
   std::optional<Clock::time_point> cgroupJoined;
   std::optional<Clock::time_point> rootfsReady;

@@ -203,7 +203,7 @@ namespace {
 struct ContainerHandle : InstanceHandle {
   std::optional<container::ContainerConfig> config;  // absent when the spec no longer validates
   bool pinAtReserve = false;  // a run's config: its store image is pinned by reserve(), under the lock
-  std::shared_ptr<ContainerDriver::Run> run;         // while running
+  std::shared_ptr<ContainerDriver::Run> run;  // while running
 };
 
 ContainerHandle& own(InstanceHandle& handle) {
@@ -310,7 +310,7 @@ std::unique_ptr<InstanceHandle> ContainerDriver::newHandle() {
 
 Result<container::ContainerConfig> ContainerDriver::toConfig(const schema::InstanceSpec& spec,
                                                              const InstanceRow* row, ImageLaunch::Pin pin) {
-  container::IdMapping range{.hostId = 0, .count = container::kIdsPerContainer};  // none: refused at start
+  container::IdMapRange range{.hostId = 0, .count = container::kIdsPerContainer};  // none: refused at start
   if (row && row->userNamespaceStart) range.hostId = static_cast<uid_t>(*row->userNamespaceStart);
   auto config = imageLaunch_.containerConfig(spec,
                                              {.imageDir = options_.imageDir,
@@ -355,8 +355,8 @@ Status ContainerDriver::reserve(InstanceHandle& handle, const schema::InstanceSp
     row.userNamespaceStart = range->hostId;
   }
   if (container.config)
-    container.config->userNamespace = container::IdMapping{
-        .hostId = static_cast<uid_t>(*row.userNamespaceStart), .count = container::kIdsPerContainer};
+    container.config->userNamespace = container::IdMapping::oneRange(
+        static_cast<uint32_t>(*row.userNamespaceStart), container::kIdsPerContainer);
   return {};
 }
 

@@ -35,14 +35,13 @@ Status setUser(container::ContainerConfig& config, const images::LaunchUser& use
                  .gid = user.gid,
                  .additionalGids = {user.additionalGids.begin(), user.additionalGids.end()}};
   if (!config.userNamespace) return {};
-  const uint32_t count = config.userNamespace->count;
-  const bool mapped = config.user.uid < count && config.user.gid < count &&
+  const container::IdMapping& map = *config.userNamespace;
+  const bool mapped = map.hostUid(config.user.uid) && map.hostGid(config.user.gid) &&
                       std::all_of(config.user.additionalGids.begin(), config.user.additionalGids.end(),
-                                  [&](gid_t gid) { return gid < count; });
+                                  [&](gid_t gid) { return map.hostGid(gid).has_value(); });
   if (mapped) return {};
-  return fail(invalidField("user",
-                           "user \"{}\" (uid {}, gid {}) needs ids beyond the {} a user namespace maps",
-                           terminalSafe(userText), config.user.uid, config.user.gid, count));
+  return fail(invalidField("user", "user \"{}\" (uid {}, gid {}) needs ids its user namespace does not map",
+                           terminalSafe(userText), config.user.uid, config.user.gid));
 }
 
 }  // namespace

@@ -148,11 +148,17 @@ Result<Created> createContainer(const GlobalOptions& global, const CreateOptions
 
   if (::mkfifo(dir.execFifo().c_str(), 0622) != 0)
     return fail(systemError(errno, fmt::format("mkfifo(\"{}\")", dir.execFifo().string())));
+  // 0622 whatever the umask (runc clears it around its mkfifo): a process.user other than the container's
+  // root opens it for writing as "other".
+  if (::chmod(dir.execFifo().c_str(), 0622) != 0)
+    return fail(systemError(errno, fmt::format("chmod(\"{}\", 0622)", dir.execFifo().string())));
   // Init opens it as the root of its user namespace, which host root's 0600 fifo refuses (runc chowns too).
   if (config.userNamespace) {
-    const uid_t root = config.userNamespace->hostId;
-    if (::chown(dir.execFifo().c_str(), root, root) != 0)
-      return fail(systemError(errno, fmt::format("chown(\"{}\", {})", dir.execFifo().string(), root)));
+    auto root = config.userNamespace->hostRoot();
+    if (!root) return fail(root.error());
+    if (::chown(dir.execFifo().c_str(), root->uid, root->gid) != 0)
+      return fail(systemError(
+          errno, fmt::format("chown(\"{}\", {}, {})", dir.execFifo().string(), root->uid, root->gid)));
   }
   config.bundle->execFifo = dir.execFifo();
   config.bundle->preserveFds = options.preserveFds + listenFds(&config.env);

@@ -341,7 +341,7 @@ TEST_F(ContainerRuntimeTest, UserNamespaceGetsAnEmptyReadOnlyCgroupDirectory) {
   CORRAL_REQUIRE_HOST({.cgroupModes = {CgroupMode::Hybrid, CgroupMode::Legacy}});
   ContainerConfig c =
       config({"sh", "-c", "echo \"[$(ls -A /sys/fs/cgroup)]\"; touch /sys/fs/cgroup/x && echo WROTE"});
-  c.userNamespace = IdMapping{200000, 65536};
+  c.userNamespace = IdMapping::oneRange(200000, 65536);
   Output output = run(c);
   EXPECT_EQ(output.exitCode(), 1) << output.text;
   EXPECT_EQ(lines(output.text).front(), "[]") << output.text;
@@ -378,7 +378,7 @@ TEST_F(ContainerRuntimeTest, HostnameHostsAndResolvConfAreGenerated) {
 // With a user namespace the generated files belong to the container's root, which may edit them.
 TEST_F(ContainerRuntimeTest, GeneratedEtcFilesAreEditableByAUserNamespaceRoot) {
   ContainerConfig c = config({"sh", "-c", "echo '10.0.0.9 extra' >> /etc/hosts && tail -n 1 /etc/hosts"});
-  c.userNamespace = IdMapping{200000, 65536};
+  c.userNamespace = IdMapping::oneRange(200000, 65536);
   Output output = run(c);
   EXPECT_EQ(output.exitCode(), 0) << output.text;
   EXPECT_EQ(output.text, "10.0.0.9 extra\n");
@@ -618,7 +618,7 @@ TEST_F(ContainerRuntimeTest, OverlayIsMountedInTheContainersNamespaceOnly) {
   for (bool userNamespace : {false, true}) {
     SCOPED_TRACE(userNamespace ? "user namespace" : "no user namespace");
     ContainerConfig c = config({"sh", "-c", "echo written > /root/file; exec sleep 30"});
-    if (userNamespace) c.userNamespace = IdMapping{200000, 65536};
+    if (userNamespace) c.userNamespace = IdMapping::oneRange(200000, 65536);
     {
       auto container = startContainer(c, Stdio{});
       ASSERT_TRUE(container.has_value()) << container.error().message();
@@ -771,7 +771,7 @@ TEST_F(ContainerRuntimeTest, UserNamespaceMapsRootToAnUnprivilegedHostId) {
   ContainerConfig c = config({"sh", "-c",
                               "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/made-inside; "
                               "echo made=$?; grep CapEff /proc/self/status"});
-  c.userNamespace = IdMapping{231072, 65536};
+  c.userNamespace = IdMapping::oneRange(231072, 65536);
   struct stat st {};
   int statResult = -1;
   Output output =
@@ -805,7 +805,7 @@ TEST_F(ContainerRuntimeTest, UserNamespaceRootOwnsTheIdmappedImageAndWritesAsIts
               "echo hi > /etc/x && cat /etc/x && ls -ln /bin/busybox | awk '{print $3, $4}' && "
               "stat -c '%u:%g %n' /etc/passwd /etc/hosts /run/host/container-manager / && touch /root/x && "
               "touch /owned && chown 1000:1000 /owned && mkdir -p /var/new && echo DONE"});
-  c.userNamespace = IdMapping{kStart, 65536};
+  c.userNamespace = IdMapping::oneRange(kStart, 65536);
   std::map<std::string, std::string> hostOwners;  // path under upper/ → "uid:gid" on the host
   Output output = run(c, [&] {
     for (const char* path : {"", "etc/x", "root/x", "owned", "var/new", "etc/hosts"}) {
@@ -829,6 +829,50 @@ TEST_F(ContainerRuntimeTest, UserNamespaceRootOwnsTheIdmappedImageAndWritesAsIts
   ASSERT_EQ(::stat((kImageRootfs / "bin" / "busybox").c_str(), &image), 0);
   EXPECT_EQ(image.st_uid, 0u) << "the image itself is untouched";
   EXPECT_FALSE(fs::exists(kImageRootfs / "etc" / "x"));
+  expectNothingLeft(c);
+}
+
+// The library takes any ranges (corral-runtime's bundles give them): uid 1000 and up map through a second
+// uid range, gids through their own. The parent's files for the container (upper/, the generated /etc
+// files) belong to the host ids uid 0 and gid 0 map to, and the idmapped image is root's inside.
+TEST_F(ContainerRuntimeTest, UserNamespaceWithSeveralRangesMapsEachIdThroughItsRange) {
+  ContainerConfig c = config({"sh", "-c",
+                              "cat /proc/self/uid_map /proc/self/gid_map; stat -c '%u:%g' /bin/busybox "
+                              "/etc/hosts; touch /owned && chown 1000:1000 /owned && echo DONE"});
+  c.userNamespace =
+      IdMapping{.uids = {{0, 500000, 1000}, {1000, 600000, 64536}}, .gids = {{0, 700000, 65536}}};
+  std::map<std::string, std::string> hostOwners;  // path under upper/ → "uid:gid" on the host
+  Output output = run(c, [&] {
+    for (const char* path : {"", "owned", "etc/hosts"}) {
+      struct stat st {};
+      hostOwners[path] = ::lstat((c.bundleDir / "upper" / path).c_str(), &st) == 0
+                             ? fmt::format("{}:{}", st.st_uid, st.st_gid)
+                             : std::string("missing");
+    }
+  });
+  ASSERT_EQ(output.exitCode(), 0) << output.text;
+  EXPECT_EQ(
+      output.text,
+      "         0     500000       1000\n      1000     600000      64536\n         0     700000      65536\n"
+      "0:0\n0:0\nDONE\n");
+  EXPECT_EQ(hostOwners[""], "500000:700000") << "upper/ itself";
+  EXPECT_EQ(hostOwners["etc/hosts"], "500000:700000");
+  EXPECT_EQ(hostOwners["owned"], "600000:701000");
+  expectNothingLeft(c);
+
+  // An id no range maps is refused before anything is made, naming it.
+  c.user = {.uid = 70000, .gid = 0, .additionalGids = {}};
+  auto refused = startContainer(c, Stdio{});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().field(), "user") << refused.error().message();
+  EXPECT_NE(refused.error().message().find("uid 70000 is not mapped"), std::string::npos)
+      << refused.error().message();
+  // Overlapping host ranges are refused naming the range.
+  c.user = {};
+  c.userNamespace->uids[1].hostId = 500500;
+  auto overlapping = startContainer(c, Stdio{});
+  ASSERT_FALSE(overlapping);
+  EXPECT_EQ(overlapping.error().field(), "user_namespace.uids[1].hostID") << overlapping.error().message();
   expectNothingLeft(c);
 }
 
@@ -942,7 +986,7 @@ TEST_F(ContainerRuntimeTest, ExecJoinsTheSameNamespacesCgroupAndRestrictions) {
 
 TEST_F(ContainerRuntimeTest, ExecInAUserNamespaceContainer) {
   ContainerConfig c = config({"sh", "-c", "echo READY; exec sleep 600"});
-  c.userNamespace = IdMapping{296608, 65536};
+  c.userNamespace = IdMapping::oneRange(296608, 65536);
   int pipeFds[2];
   ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
   UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);

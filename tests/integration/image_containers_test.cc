@@ -220,7 +220,7 @@ TEST_F(ImageContainerTest, RunsTheLayerStackAsTheImagesUserInItsWorkdirWithItsEn
 TEST_F(ImageContainerTest, RunsTheLayerStackInAUserNamespace) {
   images::Image image = import([](LayoutBuilder& layout) { return appImage(layout, "app"); });
   container::ContainerConfig c = configFor(image);
-  c.userNamespace = container::IdMapping{.hostId = 300000, .count = 65536};
+  c.userNamespace = container::IdMapping::oneRange(300000, 65536);
   auto [output, code] = run(c);
   EXPECT_EQ(code, 0) << output;
   expectTheImagesView(output, "0");
@@ -253,7 +253,7 @@ TEST_F(ImageContainerTest, StacksMoreLayersThanMountOptionsHold) {
   ASSERT_GT(optionBytes, 4096u) << "the layers' paths must not fit in one page for this test";
   for (bool userNamespace : {false, true}) {
     container::ContainerConfig c = configFor(image);
-    if (userNamespace) c.userNamespace = container::IdMapping{.hostId = 300000, .count = 65536};
+    if (userNamespace) c.userNamespace = container::IdMapping::oneRange(300000, 65536);
     auto [output, code] = run(c);
     EXPECT_EQ(code, 0) << output;
     EXPECT_NE(output.find(fmt::format("count={} top={} first=1", kLayers + 1, kLayers)), std::string::npos)

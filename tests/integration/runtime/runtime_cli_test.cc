@@ -503,6 +503,22 @@ TEST_F(RuntimeCli, BadConfigsAreRefusedByFieldAndLeaveNothing) {
       {"relative-mount", [](json& c) { c["mounts"][0]["destination"] = "proc"; }, "/mounts/0/destination",
        false},
       {"missing-rootfs", [](json& c) { c["root"]["path"] = "/nonexistent/rootfs"; }, "/root/path", true},
+      // The kernel refuses both maps, so crun fails writing them.
+      {"overlapping-uid-ranges",
+       [](json& c) {
+         c["linux"]["namespaces"].push_back({{"type", "user"}});
+         c["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 1000}},
+                                      {{"containerID", 500}, {"hostID", 200000}, {"size", 1000}}};
+         c["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+       },
+       "/linux/uidMappings/1/containerID", true},
+      {"zero-size-gid-range",
+       [](json& c) {
+         c["linux"]["namespaces"].push_back({{"type", "user"}});
+         c["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+         c["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 0}}};
+       },
+       "/linux/gidMappings/0/size", true},
   };
   for (const Case& bad : cases) {
     SCOPED_TRACE(bad.name);
@@ -945,6 +961,168 @@ TEST_F(RuntimeCli, UserNamespaceWithIdMappingsLikeCrun) {
   ASSERT_EQ(::stat("/dev/null", &devNull), 0);
   EXPECT_EQ(devNull.st_uid, 0u);
   EXPECT_EQ(devNull.st_gid, 0u);
+}
+
+}  // namespace
+}  // namespace corral
+
+namespace corral {
+namespace {
+
+std::string hostOwner(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "(missing)";
+  return std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid);
+}
+
+// What a container's process sees of its ids, and a file it creates in /tmp.
+const std::vector<std::string> kIdsProbe = {"sh", "-c",
+                                            "cat /proc/self/uid_map /proc/self/gid_map; id; touch "
+                                            "/tmp/made-by-$(id -u); stat -c %u:%g /tmp/made-by-$(id -u)"};
+
+// Several uid ranges and gid ranges of their own (linux.uidMappings / gidMappings): each runtime writes
+// the maps as given, the process's ids are those of the config inside, and the files it makes belong on
+// the host to what its ids map to: for root 100000:200000, for 1000:1000 the second uid range's 300000
+// and the gid range's 201000. The same under crun.
+TEST_F(RuntimeCli, SeveralIdRangesMapUidsAndGidsIndependentlyLikeCrun) {
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+  const json uidMappings = {{{"containerID", 0}, {"hostID", 100000}, {"size", 1000}},
+                            {{"containerID", 1000}, {"hostID", 300000}, {"size", 64536}}};
+  const json gidMappings = {{{"containerID", 0}, {"hostID", 200000}, {"size", 65536}}};
+  for (int uid : {0, 1000}) {
+    SCOPED_TRACE("uid " + std::to_string(uid));
+    std::string outputs[2], owners[2];
+    int index = 0;
+    for (Runtime* runtime : {&corral_, &crun_}) {
+      SCOPED_TRACE(runtime->name);
+      // Each runtime its own root copy, so the files made are told apart.
+      const fs::path rootCopy = dir_ / ("ranges-root-" + runtime->name + std::to_string(uid));
+      fs::create_directories(rootCopy);
+      const fs::path rootfs = runtime_tests::copyImageRootfs(rootCopy);
+      fs::create_directories(rootfs / "tmp");
+      fs::permissions(rootfs / "tmp", fs::perms::all | fs::perms::sticky_bit);
+      fs::permissions(rootCopy, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+      const fs::path b = bundle("ranges-" + runtime->name + std::to_string(uid), kIdsProbe, [&](json& c) {
+        c["root"]["path"] = rootfs.string();
+        c["root"]["readonly"] = false;
+        c["process"]["user"] = {{"uid", uid}, {"gid", uid}};
+        c["linux"]["namespaces"].push_back({{"type", "user"}});
+        c["linux"]["uidMappings"] = uidMappings;
+        c["linux"]["gidMappings"] = gidMappings;
+      });
+      Outcome outcome = runtime->run({"run", "--bundle", b.string(), "r1"});
+      EXPECT_EQ(outcome.exitCode, 0) << outcome.err;
+      outputs[index] = outcome.out;
+      owners[index++] = hostOwner(rootfs / "tmp" / ("made-by-" + std::to_string(uid)));
+    }
+    const std::string maps =
+        "         0     100000       1000\n      1000     300000      64536\n         0     200000      "
+        "65536\n";
+    EXPECT_EQ(outputs[0].substr(0, maps.size()), maps) << outputs[0];
+    const std::string ids = uid == 0 ? "uid=0(root) gid=0(root)" : "uid=1000 gid=1000";
+    EXPECT_NE(outputs[0].find(ids), std::string::npos) << outputs[0];
+    EXPECT_EQ(outputs[0], outputs[1]);
+    EXPECT_EQ(owners[0], uid == 0 ? "100000:200000" : "300000:201000");
+    EXPECT_EQ(owners[0], owners[1]);
+  }
+}
+
+// A user namespace joined by path ({"type": "user", "path": "/proc/PID/ns/user"}), of a process that
+// `unshare --user` made and the test gave maps (0 -> 500000 for uids; two ranges for gids): the container
+// is in that namespace (the same ns link), sees its maps, is root there, and its file belongs to
+// 500000:600000 on the host. No maps are written (they exist); the same under crun.
+TEST_F(RuntimeCli, UserNamespaceJoinedByPathLikeCrun) {
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+  pid_t holder = ::fork();
+  if (holder == 0) {
+    ::execlp("unshare", "unshare", "--user", "sleep", "100", nullptr);
+    ::_exit(127);
+  }
+  Rollback stopHolder([&] {
+    ::kill(holder, SIGKILL);
+    waitForProcess(holder);
+  });
+  const std::string holderNs = "/proc/" + std::to_string(holder) + "/ns/user";
+  for (int i = 0; i < 200 && namespaceLink(holderNs) == namespaceLink("/proc/self/ns/user"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_NE(namespaceLink(holderNs), namespaceLink("/proc/self/ns/user"));
+  // Each map in one write(2), as the kernel wants.
+  for (auto [file, text] : {std::pair<std::string, std::string>{"uid_map", "0 500000 65536\n"},
+                            {"gid_map", "0 600000 1000\n1000 700000 64536\n"}}) {
+    const std::string path = "/proc/" + std::to_string(holder) + "/" + file;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << path;
+    ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size())) << path;
+    ::close(fd);
+  }
+  std::string outputs[2], owners[2], execOutputs[2];
+  int index = 0;
+  for (Runtime* runtime : {&corral_, &crun_}) {
+    SCOPED_TRACE(runtime->name);
+    const fs::path rootCopy = dir_ / ("joined-root-" + runtime->name);
+    fs::create_directories(rootCopy);
+    const fs::path rootfs = runtime_tests::copyImageRootfs(rootCopy);
+    fs::create_directories(rootfs / "tmp");
+    fs::permissions(rootfs / "tmp", fs::perms::all | fs::perms::sticky_bit);
+    fs::permissions(rootCopy, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+    std::vector<std::string> probe = kIdsProbe;
+    probe.back() += "; readlink /proc/self/ns/user";
+    const fs::path b = bundle("joined-" + runtime->name, probe, [&](json& c) {
+      c["root"]["path"] = rootfs.string();
+      c["root"]["readonly"] = false;
+      c["linux"]["namespaces"].push_back({{"type", "user"}, {"path", holderNs}});
+    });
+    Outcome outcome = runtime->run({"run", "--bundle", b.string(), "j1"});
+    EXPECT_EQ(outcome.exitCode, 0) << outcome.err;
+    outputs[index] = outcome.out;
+    owners[index] = hostOwner(rootfs / "tmp" / "made-by-0");
+    // exec joins the container's user namespace, which is the joined one: the same ids and link.
+    const fs::path running = bundle("joined-running-" + runtime->name, {"sleep", "100"}, [&](json& c) {
+      c["root"]["path"] = rootfs.string();
+      c["linux"]["namespaces"].push_back({{"type", "user"}, {"path", holderNs}});
+    });
+    ASSERT_EQ(runtime->run({"create", "--bundle", running.string(), "j2"}).exitCode, 0);
+    ASSERT_EQ(runtime->run({"start", "j2"}).exitCode, 0);
+    Outcome exec =
+        runtime->run({"exec", "j2", "sh", "-c", "id; cat /proc/self/uid_map; readlink /proc/self/ns/user"});
+    EXPECT_EQ(exec.exitCode, 0) << exec.err;
+    execOutputs[index++] = exec.out;
+    EXPECT_EQ(runtime->run({"delete", "--force", "j2"}).exitCode, 0);
+  }
+  EXPECT_EQ(execOutputs[0],
+            "uid=0(root) gid=0(root)\n         0     500000      65536\n" + namespaceLink(holderNs) + "\n");
+  EXPECT_EQ(execOutputs[0], execOutputs[1]);
+  const std::string expected =
+      "         0     500000      65536\n         0     600000       1000\n      1000     "
+      "700000      64536\nuid=0(root) gid=0(root)";
+  EXPECT_EQ(outputs[0].substr(0, expected.size()), expected) << outputs[0];
+  EXPECT_NE(outputs[0].find(namespaceLink(holderNs)), std::string::npos) << outputs[0];
+  EXPECT_EQ(outputs[0], outputs[1]);
+  EXPECT_EQ(owners[0], "500000:600000");
+  EXPECT_EQ(owners[0], owners[1]);
+
+  // Mappings beside a joined user namespace are refused by pointer (crun 1.8 ignores them), and nothing
+  // is left: no state, no cgroup.
+  const fs::path bad = bundle("joined-with-maps", {"true"}, [&](json& c) {
+    c["linux"]["namespaces"].push_back({{"type", "user"}, {"path", holderNs}});
+    c["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 500000}, {"size", 65536}}};
+  });
+  Outcome refused = corral_.run({"create", "--bundle", bad.string(), "x1"});
+  EXPECT_NE(refused.exitCode, 0);
+  EXPECT_NE(refused.err.find("/linux/uidMappings"), std::string::npos) << refused.err;
+  EXPECT_FALSE(fs::exists(corral_.root / "x1"));
+  EXPECT_FALSE(cgroupExists("corral-runtime", "x1"));
+  // A path that is no user namespace: refused at create naming the namespaces, nothing left.
+  const fs::path missing = bundle("joined-missing", {"true"}, [&](json& c) {
+    c["linux"]["namespaces"].push_back({{"type", "user"}, {"path", "/proc/self/ns/nonexistent"}});
+  });
+  refused = corral_.run({"create", "--bundle", missing.string(), "x2"});
+  EXPECT_NE(refused.exitCode, 0);
+  EXPECT_NE(refused.err.find("/linux/namespaces"), std::string::npos) << refused.err;
+  EXPECT_FALSE(fs::exists(corral_.root / "x2"));
+  EXPECT_FALSE(cgroupExists("corral-runtime", "x2"));
 }
 
 }  // namespace

@@ -45,7 +45,7 @@ TEST(MountPlan, UserNamespaceOverlayReadsTheIdmappedLayers) {
   MountPlanInput input = defaultInput();
   input.lowerDirs = {"/store/layers/top", "/store/layers/base"};
   input.userNamespace = true;
-  input.mappedIds = 65536;
+  input.ttyGroupMapped = true;
   MountPlan plan = planFor(input);
   EXPECT_EQ(plan.idmappedLayersDir, "/var/lib/corral/containers/web-1/lower");
   EXPECT_EQ(plan.idmappedLayers, (std::vector<std::string>{"/var/lib/corral/containers/web-1/lower/0",
@@ -170,7 +170,7 @@ TEST(MountPlan, DevHoldsExactlyTheDockerDeviceNodesMadeByTheChild) {
   // A user namespace may not mknod: the host's nodes are bound instead.
   MountPlanInput input = defaultInput();
   input.userNamespace = true;
-  input.mappedIds = 65536;
+  input.ttyGroupMapped = true;
   EXPECT_TRUE(planFor(input).bindDevices);
 }
 
@@ -223,7 +223,7 @@ TEST(MountPlan, DevptsIsANewInstanceWithAWorldUsablePtmx) {
   // gid 5 cannot be named when it is not mapped into the user namespace.
   MountPlanInput input = defaultInput();
   input.userNamespace = true;
-  input.mappedIds = 1;
+  input.ttyGroupMapped = false;
   MountPlan small = planFor(input);
   const MountEntry* smallPts = findMount(small, "/dev/pts");
   ASSERT_NE(smallPts, nullptr);
@@ -324,7 +324,7 @@ TEST(MountPlan, CoMountedControllersGetSymlinksAsOnTheHost) {
 TEST(MountPlan, UserNamespaceGetsAnEmptyReadOnlyCgroupTmpfs) {
   MountPlanInput input = defaultInput();
   input.userNamespace = true;
-  input.mappedIds = 65536;
+  input.ttyGroupMapped = true;
   input.cgroupV1Hierarchies = hybridHierarchies();
   MountPlan plan = planFor(input);
   const MountEntry* tmpfs = findMount(plan, "/sys/fs/cgroup");
@@ -370,7 +370,8 @@ TEST(HostCgroups, TheHierarchiesAreReadAgainOnlyWhenTheirMountPointsChange) {
   const std::string memoryOnly =
       "33 26 0:30 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
       "34 22 0:40 / /var/lib/corral/containers/web-1/rootfs rw - overlay overlay rw,lowerdir=/a\n";
-  const std::string withPids = memoryOnly + "35 26 0:31 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n";
+  const std::string withPids =
+      memoryOnly + "35 26 0:31 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n";
   std::string mountinfo = memoryOnly;
   int reads = 0;
   bool failRead = false;
@@ -396,7 +397,8 @@ TEST(HostCgroups, TheHierarchiesAreReadAgainOnlyWhenTheirMountPointsChange) {
   mountinfo = withPids;
   auto added = cache.hierarchies({"pids@35", "memory@33"}, read);
   ASSERT_TRUE(added.has_value());
-  EXPECT_EQ(*added, (std::vector<HostCgroupHierarchy>{{"memory", "cgroup", "memory"}, {"pids", "cgroup", "pids"}}));
+  EXPECT_EQ(*added,
+            (std::vector<HostCgroupHierarchy>{{"memory", "cgroup", "memory"}, {"pids", "cgroup", "pids"}}));
   EXPECT_EQ(reads, 2);
   (void)cache.hierarchies({"memory@33", "pids@35"}, read);  // the same set in another order
   EXPECT_EQ(reads, 2);

@@ -180,7 +180,7 @@ TEST(OciConfig, PidAndMountNamespacesJoinedByPath) {
   EXPECT_EQ(setup.joins, (std::vector<NamespacePath>{{CLONE_NEWNS, "/proc/7/ns/mnt"}}));
 }
 
-// One range from container id 0, the same for uid and gid: corral's IdMapping; the device nodes then bind
+// One range from container id 0, the same for uid and gid (corrald's shape); the device nodes then bind
 // the host's node at the same path.
 TEST(OciConfig, UserNamespaceWithOneIdRange) {
   json config = baseConfig();
@@ -191,26 +191,141 @@ TEST(OciConfig, UserNamespaceWithOneIdRange) {
   auto parsed = parse(config);
   ASSERT_TRUE(parsed) << parsed.error().message();
   ASSERT_TRUE(parsed->container.userNamespace);
-  EXPECT_EQ(parsed->container.userNamespace->hostId, 100000u);
-  EXPECT_EQ(parsed->container.userNamespace->count, 65536u);
+  EXPECT_EQ(*parsed->container.userNamespace, IdMapping::oneRange(100000, 65536));
   EXPECT_TRUE(parsed->container.bundle->cloneFlags & CLONE_NEWUSER);
+  EXPECT_TRUE(parsed->container.bundle->userNamespacePath.empty());
+}
 
+// Several ranges, uids and gids each their own, as runc and crun write them.
+TEST(OciConfig, UserNamespaceWithSeveralIndependentRanges) {
+  json config = baseConfig();
+  config["linux"]["namespaces"].push_back({{"type", "user"}});
+  config["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 1000}},
+                                    {{"containerID", 1000}, {"hostID", 300000}, {"size", 64536}}};
+  config["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 200000}, {"size", 65536}}};
+  auto parsed = parse(config);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  const IdMapping& map = *parsed->container.userNamespace;
+  EXPECT_EQ(map.uids, (std::vector<IdMapRange>{{0, 100000, 1000}, {1000, 300000, 64536}}));
+  EXPECT_EQ(map.gids, (std::vector<IdMapRange>{{0, 200000, 65536}}));
+  EXPECT_EQ(map.hostUid(0), 100000u);
+  EXPECT_EQ(map.hostUid(999), 100999u);
+  EXPECT_EQ(map.hostUid(1000), 300000u);
+  EXPECT_EQ(map.hostUid(65535), 364535u);
+  EXPECT_EQ(map.hostUid(65536), std::nullopt);
+  EXPECT_EQ(map.hostGid(1000), 201000u);
+  auto root = map.hostRoot();
+  ASSERT_TRUE(root);
+  EXPECT_EQ(root->uid, 100000u);
+  EXPECT_EQ(root->gid, 200000u);
+  EXPECT_EQ(idMapText(map.uids), "0 100000 1000\n1000 300000 64536\n");
+
+  // The kernel's limit: 340 ranges are taken, 341 are not.
+  json many = config;
+  many["linux"]["uidMappings"] = json::array();
+  for (int i = 0; i < 340; ++i)
+    many["linux"]["uidMappings"].push_back(
+        {{"containerID", i * 10}, {"hostID", 100000 + i * 10}, {"size", 10}});
+  auto manyParsed = parse(many);
+  ASSERT_TRUE(manyParsed) << manyParsed.error().message();
+  EXPECT_EQ(manyParsed->container.userNamespace->uids.size(), 340u);
+  many["linux"]["uidMappings"].push_back({{"containerID", 3400}, {"hostID", 103400}, {"size", 10}});
+  EXPECT_EQ(refusedField(many), "/linux/uidMappings");
+}
+
+// Each refusal names its pointer: what the kernel would refuse in a map, and what a user namespace needs.
+TEST(OciConfig, BadIdMappingsAreRefusedByPointer) {
+  json config = baseConfig();
+  config["linux"]["namespaces"].push_back({{"type", "user"}});
+  config["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", 100000}, {"size", 1000}},
+                                    {{"containerID", 1000}, {"hostID", 300000}, {"size", 64536}}};
+  config["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", 200000}, {"size", 65536}}};
+  ASSERT_EQ(refusedField(config), "");
   auto refused = [&](auto change) {
     json changed = config;
     change(changed);
     return refusedField(changed);
   };
   EXPECT_EQ(refused([](json& c) { c["linux"].erase("uidMappings"); }), "/linux/uidMappings");
-  EXPECT_EQ(refused([](json& c) { c["linux"]["gidMappings"][0]["hostID"] = 200000; }), "/linux/gidMappings");
-  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"][0]["containerID"] = 1; }),
-            "/linux/uidMappings/0/containerID");
-  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"].push_back(c["linux"]["uidMappings"][0]); }),
-            "/linux/uidMappings");
+  EXPECT_EQ(refused([](json& c) { c["linux"].erase("gidMappings"); }), "/linux/gidMappings");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"] = json::array(); }), "/linux/uidMappings");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"][1]["size"] = 0; }), "/linux/uidMappings/1/size");
+  // Overlap inside (container ids 500.. against 0..999) and outside (host ids against range 0's).
+  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"][1]["containerID"] = 500; }),
+            "/linux/uidMappings/1/containerID");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"][1]["hostID"] = 100999; }),
+            "/linux/uidMappings/1/hostID");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["gidMappings"].push_back(c["linux"]["gidMappings"][0]); }),
+            "/linux/gidMappings/1/containerID");
+  // Past the last id (4294967294): overflow of the container side and of the host side.
+  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"][1]["containerID"] = 4294967295u - 10; }),
+            "/linux/uidMappings/1/containerID");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["gidMappings"][0]["hostID"] = 4294967295u - 100; }),
+            "/linux/gidMappings/0/hostID");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"][0]["hostID"] = 4294967296ll; }),
+            "/linux/uidMappings/0/hostID");
   EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"][0].erase("size"); }),
             "/linux/uidMappings/0/size");
-  EXPECT_EQ(refused([](json& c) { c["linux"]["namespaces"][6]["path"] = "/proc/1/ns/user"; }),
-            "/linux/namespaces/6/path");
+  // The process becomes the namespace's root first: uid 0 and gid 0 must be mapped.
+  EXPECT_EQ(refused([](json& c) { c["linux"]["uidMappings"].erase(0); }), "/linux/uidMappings");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["gidMappings"][0]["containerID"] = 1; }), "/linux/gidMappings");
+  // Mappings without a user namespace.
   EXPECT_EQ(refused([](json& c) { c["linux"]["namespaces"].erase(6); }), "/linux/uidMappings");
+}
+
+// A user namespace joined by path: no new one is made, its maps are the kernel's (read at create, by
+// checkBundleOnHost), and mappings beside it are refused naming them.
+TEST(OciConfig, UserNamespaceJoinedByPath) {
+  json config = baseConfig();
+  config["linux"]["namespaces"].push_back({{"type", "user"}, {"path", "/proc/42/ns/user"}});
+  auto parsed = parse(config);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  const ContainerConfig& container = parsed->container;
+  EXPECT_EQ(container.bundle->userNamespacePath, "/proc/42/ns/user");
+  EXPECT_FALSE(container.bundle->cloneFlags & CLONE_NEWUSER);
+  for (const NamespacePath& join : container.bundle->joins)
+    EXPECT_NE(join.type, CLONE_NEWUSER) << "joined first, by the intermediate: not among the joins after go";
+  ASSERT_TRUE(container.userNamespace);
+  EXPECT_TRUE(container.userNamespace->uids.empty());
+
+  auto refused = [&](auto change) {
+    json changed = config;
+    change(changed);
+    return refusedField(changed);
+  };
+  const json range = json::array({{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}});
+  EXPECT_EQ(refused([&](json& c) { c["linux"]["uidMappings"] = range; }), "/linux/uidMappings");
+  EXPECT_EQ(refused([&](json& c) { c["linux"]["gidMappings"] = range; }), "/linux/gidMappings");
+  EXPECT_EQ(refused([](json& c) { c["linux"]["namespaces"][6]["path"] = "proc/42/ns/user"; }),
+            "/linux/namespaces/6/path");
+}
+
+// The kernel's checks on a map, before it is written (corrald's maps go through them too, at start).
+TEST(IdMapping, ProblemsAreFoundAsTheKernelFindsThem) {
+  EXPECT_EQ(findIdMapProblem({{0, 100000, 65536}}), std::nullopt);
+  EXPECT_EQ(findIdMapProblem({{0, 100000, 1}, {1, 100001, 1}}), std::nullopt) << "adjacent is fine";
+  auto problem = [](std::vector<IdMapRange> ranges) {
+    auto found = findIdMapProblem(ranges);
+    return found ? std::to_string(found->index) + ":" + found->field : std::string("none");
+  };
+  EXPECT_EQ(problem({}), "0:");
+  EXPECT_EQ(problem({{0, 100000, 0}}), "0:size");
+  EXPECT_EQ(problem({{0, 100000, 10}, {5, 200000, 10}}), "1:containerID");
+  EXPECT_EQ(problem({{0, 100000, 10}, {10, 100009, 10}}), "1:hostID");
+  EXPECT_EQ(problem({{0, 4294967295u - 1, 1}}), "none") << "the last id, 4294967294";
+  EXPECT_EQ(problem({{0, 4294967295u - 1, 2}}), "0:hostID");
+  EXPECT_EQ(problem({{4294967295u, 1, 1}}), "0:containerID");
+  std::vector<IdMapRange> many;
+  for (uint32_t i = 0; i < 341; ++i) many.push_back({i, 100000 + i, 1});
+  EXPECT_EQ(problem(many), "340:");
+  many.pop_back();
+  EXPECT_EQ(problem(many), "none");
+
+  EXPECT_EQ(parseIdMapText("         0     100000       1000\n      1000     300000      64536\n"),
+            (std::vector<IdMapRange>{{0, 100000, 1000}, {1000, 300000, 64536}}));
+  EXPECT_FALSE(parseIdMapText("0 100000\n"));
+  EXPECT_FALSE(IdMapping{}.hostRoot());
+  EXPECT_FALSE((IdMapping{.uids = {{0, 5, 1}}, .gids = {{1, 5, 1}}}.hostRoot()));
 }
 
 // A new time namespace with its clocks' offsets, or one joined by path (offsets then refused, as by runc).
