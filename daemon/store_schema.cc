@@ -212,6 +212,23 @@ CREATE TABLE flow_logs (
 ) STRICT;
 CREATE INDEX flow_logs_by_vpc ON flow_logs(vpc, id);
 )sql",
+    // 7 -> 8: load balancers and target groups (issue 19). Each is one JSON document (lb/codec.h): its
+    // listeners, rules and targets change together and are always read whole. The VPC is a column so that
+    // a VPC cannot be deleted from under them.
+    R"sql(
+CREATE TABLE target_groups (
+  name TEXT PRIMARY KEY NOT NULL,
+  vpc TEXT NOT NULL REFERENCES vpcs(name) DEFERRABLE INITIALLY DEFERRED,
+  document TEXT NOT NULL
+) STRICT;
+CREATE INDEX target_groups_by_vpc ON target_groups(vpc);
+CREATE TABLE load_balancers (
+  name TEXT PRIMARY KEY NOT NULL,
+  vpc TEXT NOT NULL REFERENCES vpcs(name) DEFERRABLE INITIALLY DEFERRED,
+  document TEXT NOT NULL
+) STRICT;
+CREATE INDEX load_balancers_by_vpc ON load_balancers(vpc);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 

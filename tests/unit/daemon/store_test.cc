@@ -117,6 +117,8 @@ const std::vector<std::string> kTables = {
     "instances",
     "comparisons",
     "flow_logs",
+    "target_groups",
+    "load_balancers",
 };
 
 // The whole content of the database, table by table, each table's rows sorted.
@@ -314,11 +316,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 7);
+  EXPECT_EQ(kSchemaVersion, 8);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "7");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "8");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -388,12 +390,13 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
     // What corral 1 left behind: the VPC tables only, user_version 1, and a VPC in them.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE flow_logs; DROP TABLE comparisons; DROP TABLE instances; PRAGMA user_version = 1; "
+        "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE comparisons; "
+        "DROP TABLE instances; PRAGMA user_version = 1; "
         "INSERT INTO vpcs (name, cidr, created_at) VALUES ('old', '10.0.0.0/16', 1)");
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 7);
+  EXPECT_EQ(store->schemaVersion(), 8);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -411,7 +414,8 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
     // What corral 2 left behind: its instances table (no 'starting', no VM exit reasons) with a row.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE flow_logs; DROP TABLE comparisons; DROP TABLE instances; "
+        "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE comparisons; "
+        "DROP TABLE instances; "
         "CREATE TABLE instances (name TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
         "state TEXT NOT NULL CHECK (state IN ('created', 'running', 'stopped')), pid INTEGER, "
         "pid_start_time INTEGER, created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, "
@@ -424,7 +428,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 7);
+  EXPECT_EQ(store->schemaVersion(), 8);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -533,10 +537,11 @@ TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFiveRowsMigrateWithout) {
     ASSERT_TRUE(store->insertInstance(row));
   }
   RawDb(path).exec(
-      "DROP TABLE flow_logs; ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 5");
+      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; ALTER TABLE instances DROP "
+      "COLUMN user_ns_start; PRAGMA user_version = 5");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 7);
+  EXPECT_EQ(store->schemaVersion(), 8);
   InstanceRow mapped;
   mapped.name = "mapped";
   mapped.specJson = R"({"name":"mapped","user_namespace":true})";
@@ -737,14 +742,31 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE flow_logs; DROP TABLE comparisons; ALTER TABLE instances DROP COLUMN oom_kills; "
+      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE comparisons; "
+      "ALTER TABLE instances DROP COLUMN oom_kills; "
       "ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 3");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 7);
+  EXPECT_EQ(store->schemaVersion(), 8);
   auto rows = store->listComparisons();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
+}
+
+// A version 7 database (flow logs, no load balancers) migrates to empty load balancer and target group
+// tables.
+TEST(Store, VersionSevenDatabaseMigratesToNoLoadBalancers) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  ASSERT_TRUE(Store::open(path));
+  RawDb(path).exec("DROP TABLE load_balancers; DROP TABLE target_groups; PRAGMA user_version = 7");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 8);
+  auto balancers = store->loadBalancers();
+  ASSERT_TRUE(balancers) << balancers.error().message();
+  EXPECT_TRUE(balancers->loadBalancers().empty());
+  EXPECT_TRUE(balancers->targetGroups().empty());
 }
 
 TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
@@ -752,14 +774,15 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE flow_logs; ALTER TABLE instances DROP COLUMN user_ns_start; "
+      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; ALTER TABLE instances DROP "
+      "COLUMN user_ns_start; "
       "ALTER TABLE instances DROP COLUMN oom_kills; "
       "INSERT INTO instances VALUES ('old', 'container', '{\"name\":\"old\"}', 'stopped', NULL, NULL, 1, "
       "2, 3, NULL, 9, 'oom-killed', NULL, '{}', '/x/console.log'); "
       "PRAGMA user_version = 4");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 7);
+  EXPECT_EQ(store->schemaVersion(), 8);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -883,7 +906,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 7); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 8); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);
