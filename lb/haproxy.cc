@@ -7,6 +7,8 @@
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <linux/close_range.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -143,6 +145,9 @@ Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& fil
     ::dup2(out, STDERR_FILENO);
     int null = ::open("/dev/null", O_RDONLY);
     if (null >= 0) ::dup2(null, STDIN_FILENO);
+    // Nothing else of the parent goes along (corrald's API socket, its database): HAProxy outlives it, and
+    // an inherited listening socket would make the next corrald believe one still listens.
+    if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) die(4);
     ::execvp(argv[0], argv.data());
     die(3);
   }
@@ -154,6 +159,8 @@ Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& fil
   } while (n < 0 && errno == EINTR);
   if (n == sizeof record) {
     ::waitpid(pid, nullptr, 0);
+    if (record[0] == 4)
+      return fail(systemError(record[1], "start haproxy: close_range(3, ~0, CLOSE_RANGE_CLOEXEC)"));
     const char* steps[] = {"", "setns(\"", "open(\"", "execvp(\""};
     const std::string& what = record[0] == 1 ? netnsPath : record[0] == 2 ? log : binary;
     return fail(systemError(record[1], fmt::format("start haproxy: {}{}\")", steps[record[0] & 3], what)));
