@@ -1,10 +1,10 @@
 // Load balancers end to end through a real corrald (as root): corrald runs one HAProxy per load balancer in
 // a namespace of its own, joined to its subnet by a NIC with an address from IPAM, in front of containers
-// serving HTTP with busybox httpd; a client container asks with busybox wget. Covers round robin across two
+// serving HTTP with busybox httpd; a client container asks with busybox nc. Covers round robin across two
 // healthy targets, a stopped target taken out of rotation and put back, a path rule, an L7 deny rule's 403
-// and its counter, no failed request across reloads, an instance removed leaving its target groups, bad
-// input refused with nothing changed, a corrald killed with -9 whose successor adopts the HAProxy, and a
-// deleted load balancer leaving no process, namespace or file.
+// and its counter, no failed request across reloads, a killed HAProxy started again, an instance removed
+// leaving its target groups, bad input refused with nothing changed, a corrald killed with -9 whose
+// successor adopts the HAProxy, and a deleted load balancer leaving no process, namespace or file.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -276,6 +276,23 @@ TEST_F(LoadBalancers, HaproxyRunByCorraldBalancesChecksFiltersReloadsAndIsAdopte
   EXPECT_EQ(loop.out.find("FAIL"), std::string::npos) << loop.out;
   EXPECT_GE(changes, 2) << "the request loop ended before the reloads";
   EXPECT_EQ(balancer(d, "front")["process"].value("reloads", 0), reloadsBefore + changes);
+
+  // A HAProxy that dies is started again, and serves.
+  const pid_t killed = balancer(d, "front")["process"].value("pid", 0);
+  ASSERT_GT(killed, 0);
+  ASSERT_EQ(::kill(killed, SIGKILL), 0);
+  json restarted;
+  for (auto end = Clock::now() + 15s; Clock::now() < end; std::this_thread::sleep_for(200ms)) {
+    restarted = balancer(d, "front");
+    const json& process = restarted["process"];
+    if (process.is_object() && process["pid"].is_number() && process["pid"].get<pid_t>() != killed) break;
+  }
+  EXPECT_EQ(restarted["process"].value("restarts", 0), 1) << restarted.dump(2) << "\n" << d.logTail();
+  EXPECT_EQ(restarted.value("state", ""), "running") << restarted.dump(2);
+  ASSERT_TRUE(waitForHealth(d, "web", "web-1", "healthy")) << balancer(d, "front").dump(2);
+  ASSERT_TRUE(waitForHealth(d, "web", "web-2", "healthy")) << balancer(d, "front").dump(2);
+  EXPECT_NE(request(d, address, "/"), "") << d.logTail();
+  EXPECT_EQ(request(d, address, "/admin/"), "HTTP 403");
 
   // An instance removed leaves its target groups.
   d.must("DELETE", "/v1/instances/api-1?force=true", nullptr, 200);
