@@ -134,6 +134,9 @@ class Daemon {
         CORRALD_PATH,  "--foreground", "--socket",          socket_,
         "--state-dir", stateDir_,      "--read-timeout-ms", std::to_string(kReadTimeout.count())};
     for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
+    // The load balancers' HAProxy files go with the state (not /run/corral/lb/PREFIX, which would stay).
+    if (std::find(extraArgs.begin(), extraArgs.end(), "--lb-dir") == extraArgs.end())
+      args.insert(args.end(), {"--lb-dir", stateDir_ + "/lb"});
     args.insert(args.end(), extraArgs.begin(), extraArgs.end());
     int rc = 0;
     pid_ = corral::testing::spawnProcess(args, logPath_, {}, corral::testing::OutputMode::Append, &rc);

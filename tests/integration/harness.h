@@ -301,6 +301,10 @@ class TestDaemon {
     if (std::find(extraArgs_.begin(), extraArgs_.end(), "--accelerator-cache") == extraArgs_.end()) {
       args.insert(args.end(), {"--accelerator-cache", acceleratorCache()});
     }
+    // The load balancers' HAProxy files go with the temp dir (not /run/corral/lb/PREFIX, which would stay).
+    if (std::find(extraArgs_.begin(), extraArgs_.end(), "--lb-dir") == extraArgs_.end()) {
+      args.insert(args.end(), {"--lb-dir", dir_ + "/lb"});
+    }
     if (hostNetns_.empty()) {
       for (std::string& arg : testNetworkArgs()) args.push_back(std::move(arg));
     } else {
