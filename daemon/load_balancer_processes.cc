@@ -139,6 +139,8 @@ LoadBalancerProcesses::~LoadBalancerProcesses() {
   }
   wakeSupervisor();
   if (supervisor_.joinable()) supervisor_.join();
+  // Without a load balancer the directory is empty: it goes (rmdir leaves it when one has files there).
+  ::rmdir(options_.dir.c_str());
 }
 
 lb::HaproxyFiles LoadBalancerProcesses::filesOf(const std::string& balancer) const {
