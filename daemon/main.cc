@@ -295,10 +295,10 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (Status ok = net::validateName(options.cgroupParent, "cgroup-parent"); !ok) return fail(ok.error());
   // Absolute paths, because the daemon chdirs to / and the socket path is shown to clients.
   std::error_code ec;
-  for (std::string* path : {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir,
-                            &options.containersDir, &options.vmsDir, &options.acceleratorCache,
-                            &options.reaperPath, &options.pidFile, &options.resolverDir,
-                            &options.loadBalancerDir}) {
+  for (std::string* path :
+       {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir, &options.containersDir,
+        &options.vmsDir, &options.acceleratorCache, &options.reaperPath, &options.pidFile,
+        &options.resolverDir, &options.loadBalancerDir}) {
     if (path->empty()) continue;
     auto absolute = std::filesystem::absolute(*path, ec);
     if (!ec) *path = absolute.lexically_normal().string();
