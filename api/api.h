@@ -8,11 +8,13 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "api/images.h"
 #include "core/error.h"
 #include "schema/cidr.h"
 #include "schema/instance.h"
+#include "schema/load_balancer.h"
 #include "schema/network.h"
 
 namespace corral::api {
@@ -221,6 +223,86 @@ struct RemoveVmSnapshot {
   bool operator==(const RemoveVmSnapshot&) const = default;
 };
 
+// Load balancers (issue 19, docs/api.md "Load balancers"): /v1/load-balancers with listeners, their rules
+// and firewall rules as sub-resources, and /v1/target-groups with their targets.
+struct CreateLoadBalancer {  // POST /v1/load-balancers
+  schema::LoadBalancerSpec spec;
+  bool operator==(const CreateLoadBalancer&) const = default;
+};
+struct ListLoadBalancers {  // GET /v1/load-balancers[?vpc=V]
+  std::string vpc;
+  bool operator==(const ListLoadBalancers&) const = default;
+};
+struct GetLoadBalancer {  // GET /v1/load-balancers/NAME: with its listeners and the firewall's counters
+  std::string name;
+  bool operator==(const GetLoadBalancer&) const = default;
+};
+struct DeleteLoadBalancer {  // DELETE /v1/load-balancers/NAME
+  std::string name;
+  bool operator==(const DeleteLoadBalancer&) const = default;
+};
+struct AddListener {  // POST /v1/load-balancers/NAME/listeners
+  std::string balancer;
+  schema::ListenerSpec spec;
+  bool operator==(const AddListener&) const = default;
+};
+struct DeleteListener {  // DELETE /v1/load-balancers/NAME/listeners/PORT
+  std::string balancer;
+  int64_t port = 0;
+  bool operator==(const DeleteListener&) const = default;
+};
+struct AddListenerRule {  // POST /v1/load-balancers/NAME/listeners/PORT/rules
+  std::string balancer;
+  int64_t port = 0;
+  schema::ListenerRuleSpec spec;
+  bool operator==(const AddListenerRule&) const = default;
+};
+struct DeleteListenerRule {  // DELETE /v1/load-balancers/NAME/listeners/PORT/rules/PRIORITY
+  std::string balancer;
+  int64_t port = 0;
+  int64_t priority = 0;
+  bool operator==(const DeleteListenerRule&) const = default;
+};
+struct AddFirewallRule {  // POST /v1/load-balancers/NAME/listeners/PORT/firewall
+  std::string balancer;
+  int64_t port = 0;
+  schema::FirewallRuleSpec spec;
+  bool operator==(const AddFirewallRule&) const = default;
+};
+struct DeleteFirewallRule {  // DELETE /v1/load-balancers/NAME/listeners/PORT/firewall/ID
+  std::string balancer;
+  int64_t port = 0;
+  int64_t id = 0;
+  bool operator==(const DeleteFirewallRule&) const = default;
+};
+struct CreateTargetGroup {  // POST /v1/target-groups
+  schema::TargetGroupSpec spec;
+  bool operator==(const CreateTargetGroup&) const = default;
+};
+struct ListTargetGroups {  // GET /v1/target-groups[?vpc=V]
+  std::string vpc;
+  bool operator==(const ListTargetGroups&) const = default;
+};
+struct GetTargetGroup {  // GET /v1/target-groups/NAME: with each target's health
+  std::string name;
+  bool operator==(const GetTargetGroup&) const = default;
+};
+struct DeleteTargetGroup {  // DELETE /v1/target-groups/NAME
+  std::string name;
+  bool operator==(const DeleteTargetGroup&) const = default;
+};
+// POST /v1/target-groups/NAME/register and .../deregister {"targets": ["web-1", ...]}
+struct RegisterTargets {
+  std::string group;
+  std::vector<std::string> targets;
+  bool operator==(const RegisterTargets&) const = default;
+};
+struct DeregisterTargets {
+  std::string group;
+  std::vector<std::string> targets;
+  bool operator==(const DeregisterTargets&) const = default;
+};
+
 #define CORRAL_KIND_REQUESTS(K) List<ObjectKind::K>, Get<ObjectKind::K>, Delete<ObjectKind::K>
 using Request =
     std::variant<GetInfo,                                             //
@@ -236,7 +318,10 @@ using Request =
                  GetInstance, StopInstance, StartInstance, RemoveInstance, RemoveInstances, GetInstanceLogs,
                  ExecInstance, WaitInstancePort, TraceCapture, ReachAnalysis, GetFlowLogs, SaveComparison,
                  ListComparisons, GetComparison, GetDashboard, ListImages, GetImage, RemoveImage, PullImage,
-                 ImportImage, BuildImage, ListVmSnapshots, RemoveVmSnapshot>;
+                 ImportImage, BuildImage, ListVmSnapshots, RemoveVmSnapshot, CreateLoadBalancer,
+                 ListLoadBalancers, GetLoadBalancer, DeleteLoadBalancer, AddListener, DeleteListener,
+                 AddListenerRule, DeleteListenerRule, AddFirewallRule, DeleteFirewallRule, CreateTargetGroup,
+                 ListTargetGroups, GetTargetGroup, DeleteTargetGroup, RegisterTargets, DeregisterTargets>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {

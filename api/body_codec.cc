@@ -94,6 +94,10 @@ Result<schema::InstanceKind> fromJson(std::string_view field, const json& value,
   return schema::parseInstanceKind(value.get<std::string>(), field);
 }
 
+Result<schema::HealthCheckSpec> fromJson(std::string_view field, const json& value, schema::HealthCheckSpec*);
+Result<schema::ListenerActionSpec> fromJson(std::string_view field, const json& value,
+                                            schema::ListenerActionSpec*);
+
 template <class T>
 struct Unwrapped {
   using type = T;
@@ -281,6 +285,85 @@ void readSpec(BodyFields& f, schema::SecurityGroupRuleSpec& s) {
   f.optional("description", s.description);
 }
 
+void readSpec(BodyFields& f, schema::LoadBalancerSpec& s) {
+  f.required("name", s.name);
+  f.required("vpc", s.vpc);
+  f.required("subnets", s.subnets);
+  f.optional("internal", s.internal);
+  f.optional("type", s.type);
+  f.optional("security_group", s.securityGroup);
+}
+
+void readSpec(BodyFields& f, schema::HealthCheckSpec& s) {
+  f.optional("path", s.path);
+  f.optional("interval", s.intervalSeconds);
+  f.optional("timeout", s.timeoutSeconds);
+  f.optional("healthy_threshold", s.healthyThreshold);
+  f.optional("unhealthy_threshold", s.unhealthyThreshold);
+}
+
+void readSpec(BodyFields& f, schema::ListenerActionSpec& s) {
+  f.optional("type", s.type);
+  f.optional("target_group", s.targetGroup);
+  f.optional("status", s.status);
+  f.optional("body", s.body);
+  f.optional("content_type", s.contentType);
+}
+
+void readSpec(BodyFields& f, schema::TargetGroupSpec& s) {
+  f.required("name", s.name);
+  f.required("vpc", s.vpc);
+  f.optional("port", s.port);
+  f.optional("protocol", s.protocol);
+  f.optional("health_check", s.healthCheck);
+  f.optional("targets", s.targets);
+}
+
+void readSpec(BodyFields& f, schema::ListenerSpec& s) {
+  f.required("port", s.port);
+  f.optional("protocol", s.protocol);
+  f.required("default_action", s.defaultAction);
+}
+
+void readSpec(BodyFields& f, schema::ListenerRuleSpec& s) {
+  f.required("priority", s.priority);
+  f.optional("host", s.host);
+  f.optional("path", s.path);
+  f.required("action", s.action);
+}
+
+void readSpec(BodyFields& f, schema::FirewallRuleSpec& s) {
+  f.required("part", s.part);
+  f.optional("header", s.header);
+  f.required("pattern", s.pattern);
+  f.optional("description", s.description);
+}
+
+void readSpec(BodyFields& f, TargetsBody& s) {
+  f.required("targets", s.targets);
+}
+
+// A nested object read with its own fields; errors name "outer.inner".
+template <class Spec>
+Result<Spec> nestedFromJson(std::string_view field, const json& value) {
+  if (!value.is_object()) return fail(typeError(field, "an object", value));
+  BodyFields fields(value);
+  Spec spec;
+  readSpec(fields, spec);
+  if (Status status = fields.finish(); !status) return fail(Error(status.error()).inField(field));
+  return spec;
+}
+
+Result<schema::HealthCheckSpec> fromJson(std::string_view field, const json& value,
+                                         schema::HealthCheckSpec*) {
+  return nestedFromJson<schema::HealthCheckSpec>(field, value);
+}
+
+Result<schema::ListenerActionSpec> fromJson(std::string_view field, const json& value,
+                                            schema::ListenerActionSpec*) {
+  return nestedFromJson<schema::ListenerActionSpec>(field, value);
+}
+
 void readSpec(BodyFields& f, schema::NetworkAclSpec& s) {
   f.required("name", s.name);
   f.required("vpc", s.vpc);
@@ -448,6 +531,12 @@ template Result<ReachAnalysis> parseBody(std::string_view, std::string_view, std
 template Result<PullImage> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<ImportImage> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<BuildImage> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::LoadBalancerSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::ListenerSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::ListenerRuleSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::FirewallRuleSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::TargetGroupSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<TargetsBody> parseBody(std::string_view, std::string_view, std::string_view);
 
 json bodyJson(const schema::VpcSpec& s) {
   return {{"name", s.name}, {"cidr", s.cidr}};
@@ -504,6 +593,64 @@ json bodyJson(const schema::SecurityGroupRuleSpec& s) {
   if (s.cidr) body["cidr"] = *s.cidr;
   if (s.peerGroup) body["peer_group"] = *s.peerGroup;
   return body;
+}
+
+namespace {
+
+json actionJson(const schema::ListenerActionSpec& a) {
+  json body = {{"type", a.type}};
+  if (!a.targetGroup.empty()) body["target_group"] = a.targetGroup;
+  if (a.status) body["status"] = *a.status;
+  if (!a.body.empty()) body["body"] = a.body;
+  if (a.contentType != "text/plain") body["content_type"] = a.contentType;
+  return body;
+}
+
+}  // namespace
+
+json bodyJson(const schema::LoadBalancerSpec& s) {
+  json body = {
+      {"name", s.name}, {"vpc", s.vpc}, {"subnets", s.subnets}, {"internal", s.internal}, {"type", s.type}};
+  if (!s.securityGroup.empty()) body["security_group"] = s.securityGroup;
+  return body;
+}
+
+json bodyJson(const schema::ListenerSpec& s) {
+  json body = {{"protocol", s.protocol}, {"default_action", actionJson(s.defaultAction)}};
+  if (s.port) body["port"] = *s.port;
+  return body;
+}
+
+json bodyJson(const schema::ListenerRuleSpec& s) {
+  json body = {{"host", s.host}, {"path", s.path}, {"action", actionJson(s.action)}};
+  if (s.priority) body["priority"] = *s.priority;
+  return body;
+}
+
+json bodyJson(const schema::FirewallRuleSpec& s) {
+  json body = {{"part", s.part}, {"pattern", s.pattern}, {"description", s.description}};
+  if (!s.header.empty()) body["header"] = s.header;
+  return body;
+}
+
+json bodyJson(const schema::TargetGroupSpec& s) {
+  const schema::HealthCheckSpec& h = s.healthCheck;
+  json check = {{"path", h.path}};
+  if (h.intervalSeconds) check["interval"] = *h.intervalSeconds;
+  if (h.timeoutSeconds) check["timeout"] = *h.timeoutSeconds;
+  if (h.healthyThreshold) check["healthy_threshold"] = *h.healthyThreshold;
+  if (h.unhealthyThreshold) check["unhealthy_threshold"] = *h.unhealthyThreshold;
+  json body = {{"name", s.name},
+               {"vpc", s.vpc},
+               {"protocol", s.protocol},
+               {"health_check", check},
+               {"targets", s.targets}};
+  if (s.port) body["port"] = *s.port;
+  return body;
+}
+
+json bodyJson(const TargetsBody& s) {
+  return {{"targets", s.targets}};
 }
 
 json bodyJson(const schema::NetworkAclSpec& s) {

@@ -24,6 +24,9 @@ struct ExecBody {     // POST /v1/instances/NAME/exec
   std::vector<std::string> command;
   std::vector<std::string> env;
 };
+struct TargetsBody {  // POST /v1/target-groups/NAME/register and .../deregister
+  std::vector<std::string> targets;
+};
 struct WaitPortBody {  // POST /v1/instances/NAME/wait-port
   int64_t port = 0;
   int64_t timeoutSeconds = 60;
@@ -35,7 +38,7 @@ Result<nlohmann::json> parseBodyObject(std::string_view method, std::string_view
 
 // The body of `method path` read into a Body: every create spec, SubnetUpdate, RouteSpec, the rule specs,
 // InstanceSpec, StopBody, EmptyBody, ExecBody, WaitPortBody, RemoveInstances, TraceCapture, ReachAnalysis,
-// PullImage, ImportImage, BuildImage.
+// PullImage, ImportImage, BuildImage, the load balancer specs, TargetsBody.
 template <class Body>
 Result<Body> parseBody(std::string_view method, std::string_view path, std::string_view body);
 
@@ -62,5 +65,11 @@ nlohmann::json bodyJson(const ReachAnalysis& body);
 nlohmann::json bodyJson(const PullImage& body);
 nlohmann::json bodyJson(const ImportImage& body);
 nlohmann::json bodyJson(const BuildImage& body);
+nlohmann::json bodyJson(const schema::LoadBalancerSpec& body);
+nlohmann::json bodyJson(const schema::ListenerSpec& body);
+nlohmann::json bodyJson(const schema::ListenerRuleSpec& body);
+nlohmann::json bodyJson(const schema::FirewallRuleSpec& body);
+nlohmann::json bodyJson(const schema::TargetGroupSpec& body);
+nlohmann::json bodyJson(const TargetsBody& body);
 
 }  // namespace corral::api

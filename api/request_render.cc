@@ -42,6 +42,22 @@ std::string imagePath(std::string_view name) {
   return fmt::format("{}/{}/{}", kApiPrefix, kImages, percentEncode(name));
 }
 
+std::string balancerPath(std::string_view name) {
+  return fmt::format("{}/{}/{}", kApiPrefix, kLoadBalancers, percentEncode(name));
+}
+
+std::string listenerPath(std::string_view balancer, int64_t port) {
+  return fmt::format("{}/listeners/{}", balancerPath(balancer), port);
+}
+
+std::string targetGroupPath(std::string_view name) {
+  return fmt::format("{}/{}/{}", kApiPrefix, kTargetGroups, percentEncode(name));
+}
+
+std::string withVpc(std::string path, std::string_view vpc) {
+  return vpc.empty() ? path : path + "?vpc=" + percentEncode(vpc);
+}
+
 std::string instancePath(std::string_view name) {
   return fmt::format("{}/{}/{}", kApiPrefix, kInstances, percentEncode(name));
 }
@@ -179,6 +195,61 @@ HttpRequest renderRequest(const Request& request) {
           },
           [&](const ListVmSnapshots&) {
             return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kVmSnapshots), ""};
+          },
+          [&](const CreateLoadBalancer& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kLoadBalancers),
+                               bodyJson(r.spec).dump()};
+          },
+          [&](const ListLoadBalancers& r) {
+            return HttpRequest{"GET", withVpc(fmt::format("{}/{}", kApiPrefix, kLoadBalancers), r.vpc), ""};
+          },
+          [&](const GetLoadBalancer& r) {
+            return HttpRequest{"GET", balancerPath(r.name), ""};
+          },
+          [&](const DeleteLoadBalancer& r) {
+            return HttpRequest{"DELETE", balancerPath(r.name), ""};
+          },
+          [&](const AddListener& r) {
+            return HttpRequest{"POST", balancerPath(r.balancer) + "/listeners", bodyJson(r.spec).dump()};
+          },
+          [&](const DeleteListener& r) {
+            return HttpRequest{"DELETE", listenerPath(r.balancer, r.port), ""};
+          },
+          [&](const AddListenerRule& r) {
+            return HttpRequest{"POST", listenerPath(r.balancer, r.port) + "/rules", bodyJson(r.spec).dump()};
+          },
+          [&](const DeleteListenerRule& r) {
+            return HttpRequest{"DELETE",
+                               fmt::format("{}/rules/{}", listenerPath(r.balancer, r.port), r.priority), ""};
+          },
+          [&](const AddFirewallRule& r) {
+            return HttpRequest{"POST", listenerPath(r.balancer, r.port) + "/firewall",
+                               bodyJson(r.spec).dump()};
+          },
+          [&](const DeleteFirewallRule& r) {
+            return HttpRequest{"DELETE",
+                               fmt::format("{}/firewall/{}", listenerPath(r.balancer, r.port), r.id), ""};
+          },
+          [&](const CreateTargetGroup& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kTargetGroups),
+                               bodyJson(r.spec).dump()};
+          },
+          [&](const ListTargetGroups& r) {
+            return HttpRequest{"GET", withVpc(fmt::format("{}/{}", kApiPrefix, kTargetGroups), r.vpc), ""};
+          },
+          [&](const GetTargetGroup& r) {
+            return HttpRequest{"GET", targetGroupPath(r.name), ""};
+          },
+          [&](const DeleteTargetGroup& r) {
+            return HttpRequest{"DELETE", targetGroupPath(r.name), ""};
+          },
+          [&](const RegisterTargets& r) {
+            return HttpRequest{"POST", targetGroupPath(r.group) + "/register",
+                               bodyJson(TargetsBody{r.targets}).dump()};
+          },
+          [&](const DeregisterTargets& r) {
+            return HttpRequest{"POST", targetGroupPath(r.group) + "/deregister",
+                               bodyJson(TargetsBody{r.targets}).dump()};
           },
           [&](const RemoveVmSnapshot& r) {
             return HttpRequest{"DELETE",

@@ -61,6 +61,8 @@ class Router {
       return Request{std::move(*reach)};
     }
     if (seg.size() == 1 && seg[0] == kFlowLogs) return routeFlowLogs();
+    if (!seg.empty() && seg[0] == kLoadBalancers) return routeLoadBalancers();
+    if (!seg.empty() && seg[0] == kTargetGroups) return routeTargetGroups();
     if (!seg.empty() && seg[0] == kComparisons) return routeComparisons();
     if (!seg.empty() && seg[0] == kVmSnapshots) return routeVmSnapshots();
     if (seg.size() == 1 && seg[0] == kDashboard) {
@@ -72,6 +74,110 @@ class Router {
   }
 
  private:
+  // ?vpc=NAME, optional: the only filter of a load balancer or target group list.
+  Result<std::string> vpcFilter() const {
+    auto params = queryParams({"vpc"});
+    if (!params) return fail(params.error());
+    auto it = params->find("vpc");
+    return it == params->end() ? std::string() : it->second;
+  }
+
+  template <class Spec>
+  Result<Spec> body() const {
+    if (Status s = noQuery(); !s) return fail(s.error());
+    return parseBody<Spec>(method_, target_.path, body_);
+  }
+
+  // /v1/load-balancers[/NAME[/listeners[/PORT[/rules[/PRIORITY]|/firewall[/ID]]]]]
+  Result<Request> routeLoadBalancers() const {
+    const auto& seg = target_.segments;
+    if (seg.size() == 1) {
+      if (Status s = check({"GET", "POST"}); !s) return fail(s.error());
+      if (method_ == "GET") {
+        auto vpc = vpcFilter();
+        if (!vpc) return fail(vpc.error());
+        return Request{ListLoadBalancers{std::move(*vpc)}};
+      }
+      auto spec = body<schema::LoadBalancerSpec>();
+      if (!spec) return fail(spec.error());
+      return Request{CreateLoadBalancer{std::move(*spec)}};
+    }
+    Result<std::string> name = percentDecode(seg[1], "name");
+    if (!name) return fail(name.error());
+    if (seg.size() == 2) {
+      if (Status s = check({"GET", "DELETE"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      if (method_ == "GET") return Request{GetLoadBalancer{std::move(*name)}};
+      return Request{DeleteLoadBalancer{std::move(*name)}};
+    }
+    if (seg[2] != "listeners") return fail(noSuchPath());
+    if (seg.size() == 3) {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      auto spec = body<schema::ListenerSpec>();
+      if (!spec) return fail(spec.error());
+      return Request{AddListener{std::move(*name), std::move(*spec)}};
+    }
+    Result<int64_t> port = pathInteger(seg[3], "port", "listener port");
+    if (!port) return fail(port.error());
+    if (seg.size() == 4) {
+      if (Status s = check({"DELETE"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      return Request{DeleteListener{std::move(*name), *port}};
+    }
+    const bool rules = seg[4] == "rules";
+    if (!rules && seg[4] != "firewall") return fail(noSuchPath());
+    if (seg.size() == 5) {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      if (rules) {
+        auto spec = body<schema::ListenerRuleSpec>();
+        if (!spec) return fail(spec.error());
+        return Request{AddListenerRule{std::move(*name), *port, std::move(*spec)}};
+      }
+      auto spec = body<schema::FirewallRuleSpec>();
+      if (!spec) return fail(spec.error());
+      return Request{AddFirewallRule{std::move(*name), *port, std::move(*spec)}};
+    }
+    if (seg.size() != 6) return fail(noSuchPath());
+    if (Status s = check({"DELETE"}); !s) return fail(s.error());
+    if (Status s = noQuery(); !s) return fail(s.error());
+    Result<int64_t> key =
+        pathInteger(seg[5], rules ? "priority" : "id", rules ? "rule priority" : "firewall rule id");
+    if (!key) return fail(key.error());
+    if (rules) return Request{DeleteListenerRule{std::move(*name), *port, *key}};
+    return Request{DeleteFirewallRule{std::move(*name), *port, *key}};
+  }
+
+  // /v1/target-groups[/NAME[/register|/deregister]]
+  Result<Request> routeTargetGroups() const {
+    const auto& seg = target_.segments;
+    if (seg.size() == 1) {
+      if (Status s = check({"GET", "POST"}); !s) return fail(s.error());
+      if (method_ == "GET") {
+        auto vpc = vpcFilter();
+        if (!vpc) return fail(vpc.error());
+        return Request{ListTargetGroups{std::move(*vpc)}};
+      }
+      auto spec = body<schema::TargetGroupSpec>();
+      if (!spec) return fail(spec.error());
+      return Request{CreateTargetGroup{std::move(*spec)}};
+    }
+    Result<std::string> name = percentDecode(seg[1], "name");
+    if (!name) return fail(name.error());
+    if (seg.size() == 2) {
+      if (Status s = check({"GET", "DELETE"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      if (method_ == "GET") return Request{GetTargetGroup{std::move(*name)}};
+      return Request{DeleteTargetGroup{std::move(*name)}};
+    }
+    if (seg.size() != 3 || (seg[2] != "register" && seg[2] != "deregister")) return fail(noSuchPath());
+    if (Status s = check({"POST"}); !s) return fail(s.error());
+    auto targets = body<TargetsBody>();
+    if (!targets) return fail(targets.error());
+    if (seg[2] == "register") return Request{RegisterTargets{std::move(*name), std::move(targets->targets)}};
+    return Request{DeregisterTargets{std::move(*name), std::move(targets->targets)}};
+  }
+
+
   Result<Request> routeFlowLogs() const {
     if (Status s = check({"GET"}); !s) return fail(s.error());
     auto params = queryParams({"vpc", "subnet", "instance", "name", "action", "limit", "follow"});

@@ -114,6 +114,8 @@ Command natGatewayCommand();
 Command peeringCommand();
 Command securityGroupCommand();
 Command networkAclCommand();
+Command loadBalancerCommand();  // cli/lb.cc: `corral lb`
+Command targetGroupCommand();   // cli/lb.cc: `corral tg`
 Command netCommand();  // cli/net.cc: `corral net show VPC`
 Command traceCommand();    // cli/trace.cc: `corral trace SUBNET|INSTANCE`
 Command reachCommand();    // cli/reach.cc: `corral reach SRC DST`

@@ -29,7 +29,7 @@ Command rootCommand(const po::options_description& globalOptions) {
       {infoCommand(),       cidrCommand(),          vpcCommand(),
        subnetCommand(),     routeTableCommand(),    internetGatewayCommand(),
        natGatewayCommand(), peeringCommand(), securityGroupCommand(), networkAclCommand(),
-       netCommand(),        traceCommand(),         reachCommand(),
+       loadBalancerCommand(), targetGroupCommand(), netCommand(), traceCommand(), reachCommand(),
        flowLogsCommand(),   compareCommand(),       imageCommand(),
        snapshotCommand(),   runCommand(),           psCommand(),
        logsCommand(),       execCommand(),          consoleCommand(),

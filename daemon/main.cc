@@ -68,6 +68,8 @@ struct Options {
   std::string uplinkResolver;
   std::string resolverDir;
   std::string dnsmasq;
+  std::string loadBalancerDir;
+  std::string haproxy;
   std::string transitCidr;
   std::string publicCidr;
   std::string subuidFile;
@@ -158,6 +160,10 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "where the VPC resolvers' dnsmasq files go (default: /run/corral/resolvers/ + the netns prefix)")
       ("dnsmasq", po::value(&options.dnsmasq)->default_value("dnsmasq"),
        "the dnsmasq binary each VPC's resolver runs (looked up in PATH)")
+      ("lb-dir", po::value(&options.loadBalancerDir)->value_name("DIR"),
+       "where the load balancers' HAProxy files go (default: /run/corral/lb/ + the netns prefix)")
+      ("haproxy", po::value(&options.haproxy)->default_value("haproxy"),
+       "the haproxy binary each load balancer runs (looked up in PATH)")
       ("transit-cidr", po::value(&options.transitCidr)->default_value("100.64.0.0/17"),
        "pool of the /30 links between internet gateways and the uplink")
       ("public-cidr", po::value(&options.publicCidr)->default_value("100.64.128.0/17"),
@@ -262,6 +268,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     }
   }
   if (options.resolverDir.empty()) options.resolverDir = "/run/corral/resolvers/" + options.netnsPrefix;
+  if (values.count("lb-dir") && options.loadBalancerDir.empty())
+    return fail(invalidField("lb-dir", "must not be empty"));
+  if (options.loadBalancerDir.empty()) options.loadBalancerDir = "/run/corral/lb/" + options.netnsPrefix;
   for (auto [field, text] :
        {std::pair{"transit-cidr", &options.transitCidr}, std::pair{"public-cidr", &options.publicCidr}}) {
     auto cidr = net::Cidr::parse(*text, field);
@@ -286,9 +295,10 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (Status ok = net::validateName(options.cgroupParent, "cgroup-parent"); !ok) return fail(ok.error());
   // Absolute paths, because the daemon chdirs to / and the socket path is shown to clients.
   std::error_code ec;
-  for (std::string* path : {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir,
-                            &options.containersDir, &options.vmsDir, &options.acceleratorCache,
-                            &options.reaperPath, &options.pidFile, &options.resolverDir}) {
+  for (std::string* path :
+       {&options.socketPath, &options.stateDir, &options.logFile, &options.imageDir, &options.containersDir,
+        &options.vmsDir, &options.acceleratorCache, &options.reaperPath, &options.pidFile,
+        &options.resolverDir, &options.loadBalancerDir}) {
     if (path->empty()) continue;
     auto absolute = std::filesystem::absolute(*path, ec);
     if (!ec) *path = absolute.lexically_normal().string();
@@ -525,7 +535,9 @@ int run(const Options& options, StartupReport& report) {
                                 .kernel = true,
                                 .resolverDir = options.resolverDir,
                                 .dnsmasq = options.dnsmasq,
-                                .upstreamResolver = uplinkResolver(options)};
+                                .upstreamResolver = uplinkResolver(options),
+                                .loadBalancerDir = options.loadBalancerDir,
+                                .haproxy = options.haproxy};
   if (!networkOptions.uplink.netns.empty() && !net::netnsExists(networkOptions.uplink.netns)) {
     report.failed(fmt::format("--uplink-netns: namespace \"{}\" does not exist (ip netns add {})",
                               networkOptions.uplink.netns, networkOptions.uplink.netns));

@@ -45,6 +45,10 @@ struct NetworkOptions {
   std::string resolverDir;
   std::string dnsmasq = "dnsmasq";
   std::optional<std::string> upstreamResolver;
+  // The load balancers' HAProxies (daemon/load_balancer_processes.h), run with the kernel only: where their
+  // files go (empty: load balancers are a model only) and the haproxy binary.
+  std::string loadBalancerDir;
+  std::string haproxy = "haproxy";
 };
 
 // Where `corral trace` captures: a subnet's bridge or an instance's port, in its VPC's namespace.

@@ -207,7 +207,10 @@ Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions inst
                                                NetworkOptions networkOptions) {
   auto topology = store.loadTopology();
   if (!topology) return fail(topology.error().wrap(fmt::format("loading state from \"{}\"", store.path())));
+  auto balancers = store.loadBalancers();
+  if (!balancers) return fail(balancers.error().wrap(fmt::format("loading state from \"{}\"", store.path())));
   auto service = std::make_unique<Service>(std::move(store), std::move(*topology));
+  service->balancers_ = std::move(*balancers);
   const bool kernel = networkOptions.kernel;
   service->network_ = std::make_unique<NetworkController>(std::move(networkOptions), service->topology_);
   if (kernel) {
@@ -224,9 +227,12 @@ Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions inst
         return raw->metadataIdentity(vpc, address);
       });
   service->metadataStop_.network = service->network_.get();
+  // The load balancers' NICs are kept like the instances' (their ports survive the reconcile below).
+  service->restoreBalancerNics();
   // The instances' NICs are known now, so reconciling keeps their ports.
   service->network_->reconcile();
   service->instances_->replugNics();
+  service->startBalancers();
   return service;
 }
 
@@ -379,12 +385,18 @@ Response Service::serveInstance(const api::StartInstance& request) {
 Response Service::serveInstance(const api::RemoveInstance& request) {
   auto removed = instances_->remove(request.name, request.force);
   if (!removed) return errorResponse(removed.error());
+  forgetInstances({request.name});
   if (removed->contains("deleted")) (*removed)["deleted"] = withEnvMasked(std::move((*removed)["deleted"]));
   return {200, std::move(*removed)};
 }
 Response Service::serveInstance(const api::RemoveInstances& request) {
   auto results = instances_->removeMany(request.names, request.force);
   if (!results) return errorResponse(results.error());
+  std::vector<std::string> gone;
+  for (size_t i = 0; i < results->size(); ++i) {
+    if ((*results)[i]) gone.push_back(request.names[i]);
+  }
+  forgetInstances(gone);
   nlohmann::json answers = nlohmann::json::array();
   int64_t removed = 0;
   for (size_t i = 0; i < results->size(); ++i) {
@@ -839,6 +851,7 @@ template <ObjectKind K>
 Response Service::serve(const api::Delete<K>& request) {
   auto found = KindOps<K>::find(topology_, request.name);
   if (!found) return errorResponse(found.error());
+  if (auto used = usedByLoadBalancerLocked(K, request.name)) return errorResponse(*used);
   json deleted = KindOps<K>::render(topology_, **found);
   auto done = commit([&](net::Topology& t) { return KindOps<K>::remove(t, request.name); });
   if (!done) return errorResponse(done.error());

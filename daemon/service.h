@@ -21,8 +21,10 @@
 #include "daemon/flow_logs.h"
 #include "daemon/images_service.h"
 #include "daemon/instances.h"
+#include "daemon/load_balancer_processes.h"
 #include "daemon/network.h"
 #include "daemon/store.h"
+#include "lb/model.h"
 #include "net/probe.h"
 #include "net/reach.h"
 #include "net/vpc.h"
@@ -61,8 +63,9 @@ nlohmann::json dashboardPatch(const DashboardView& before, const DashboardView& 
 // as `member(name, state)` gives them (NetworkController::memberTopologyJson: that port's link alone is
 // read), each security group's members and the svg follow. Equal to drawing it again but for the port
 // guards' counters (a member already drawn keeps its last reading, a new one has counted nothing) and the
-// other ports' links, which keep their last reading until the whole drawing every 60 s. nullopt when a member does not fit the picture
-// (its subnet or a group is not in it, or `member` failed): the caller draws the VPC whole.
+// other ports' links, which keep their last reading until the whole drawing every 60 s. nullopt when a member
+// does not fit the picture (its subnet or a group is not in it, or `member` failed): the caller draws the VPC
+// whole.
 using MemberStates = std::vector<std::pair<std::string, std::string>>;
 std::optional<nlohmann::json> patchVpcEntry(
     const nlohmann::json& kept, const MemberStates& before, const MemberStates& after,
@@ -166,6 +169,23 @@ class Service {
   Response serve(const api::ListComparisons& request);
   Response serve(const api::GetComparison& request);
   Response serve(const api::GetDashboard& request);
+  // Load balancers and target groups (daemon/load_balancers.cc).
+  Response serve(const api::CreateLoadBalancer& request);
+  Response serve(const api::ListLoadBalancers& request);
+  Response serve(const api::GetLoadBalancer& request);
+  Response serve(const api::DeleteLoadBalancer& request);
+  Response serve(const api::AddListener& request);
+  Response serve(const api::DeleteListener& request);
+  Response serve(const api::AddListenerRule& request);
+  Response serve(const api::DeleteListenerRule& request);
+  Response serve(const api::AddFirewallRule& request);
+  Response serve(const api::DeleteFirewallRule& request);
+  Response serve(const api::CreateTargetGroup& request);
+  Response serve(const api::ListTargetGroups& request);
+  Response serve(const api::GetTargetGroup& request);
+  Response serve(const api::DeleteTargetGroup& request);
+  Response serve(const api::RegisterTargets& request);
+  Response serve(const api::DeregisterTargets& request);
   // Instance requests run without mutex_ (the manager has its own lock, and a stop's grace wait or an exec
   // must not hold up other requests).
   Response serveInstance(const api::RunInstance& request);
@@ -196,6 +216,36 @@ class Service {
   // On any failure neither memory nor disk changes.
   template <class Operation>
   Status commit(Operation&& operation);
+
+  // The same for the load balancers: a copy changed, persisted in one transaction, then made current.
+  template <class Operation>
+  Status commitBalancers(Operation&& operation);
+  // Which VPCs each instance has a NIC in, and each instance's address (the first NIC's), for target groups.
+  lb::InstancePlacement placementLocked() const;
+  std::map<std::string, std::string> targetAddressesLocked() const;
+  nlohmann::json loadBalancerJsonLocked(const lb::LoadBalancer& balancer) const;
+  nlohmann::json targetGroupJsonLocked(const lb::TargetGroup& group) const;
+  // Why `kind` `name` cannot be deleted while a load balancer uses it (a VPC, subnet or security group).
+  std::optional<Error> usedByLoadBalancerLocked(net::ObjectKind kind, std::string_view name) const;
+  // A load balancer's NIC in `subnet` is kept by the network like an instance's, under this name (never an
+  // instance's: '.' is not allowed in instance names).
+  static std::string balancerNicName(std::string_view balancer, std::string_view subnet);
+  // Reserves one NIC per subnet of `balancer` (addresses from IPAM, its security group, a public address
+  // when internet-facing and the subnet reaches an internet gateway); `reserved` collects the names given
+  // back on failure by the caller. Empty without a network.
+  Result<std::vector<lb::LoadBalancerNic>> reserveBalancerNicsLocked(const lb::LoadBalancer& balancer,
+                                                                     std::vector<std::string>& reserved);
+  // Brings the load balancer's HAProxy (its NICs, its configuration) to the model; a failure is logged and
+  // shown in its "process" (the model change stands).
+  void syncBalancerLocked(const std::string& name);
+  // At load: NICs restored (or reserved for load balancers stored without), leftovers reconciled, every
+  // load balancer run.
+  void restoreBalancerNics();
+  void startBalancers();
+  // Instances removed: deregistered from every target group (Balancers::forgetInstance), HAProxy told.
+  void forgetInstances(const std::vector<std::string>& names);
+  // What a load balancer's JSON shows of its running HAProxy: state, target health, firewall counters.
+  void addRuntimeJsonLocked(const lb::LoadBalancer& balancer, nlohmann::json& out) const;
 
   ObjectCounts countsLocked() const;
   DashboardView dashboardLocked();
@@ -236,6 +286,7 @@ class Service {
   uint64_t topologyChanges_ = 0;
   Store store_;
   net::Topology topology_;
+  lb::Balancers balancers_;  // under mutex_
   // Reads every VPC's namespace for flow logs (null without Service::load, or when the kernel is not
   // managed); declared before network_, which refers to it, so it is destroyed after.
   std::unique_ptr<FlowLogs> flowLogs_;
@@ -244,6 +295,9 @@ class Service {
   // Declared after store_ and network_: it refers to them, so it is destroyed first. Null without
   // Service::load.
   std::unique_ptr<InstanceManager> instances_;
+  // One HAProxy per load balancer (daemon/load_balancer_processes.h); null without Service::load, when the
+  // kernel is not managed or no load balancer directory is set: then load balancers are kept as a model.
+  std::unique_ptr<LoadBalancerProcesses> balancerProcesses_;
   // Declared after instances_, destroyed before it: stops the instance metadata listeners, whose lookups
   // (metadataIdentity) read instances_.
   struct MetadataStop {

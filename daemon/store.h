@@ -13,12 +13,13 @@
 
 #include "core/error.h"
 #include "daemon/lifecycle.h"
+#include "lb/model.h"
 #include "net/vpc.h"
 #include "schema/instance.h"
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 8;
+inline constexpr int kSchemaVersion = 9;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
 // Times are Unix seconds; the boot steps are the instance's "boot" as JSON text (docs/api.md).
@@ -75,6 +76,11 @@ class Store {
   // Writes the objects `changes` names, as they are in `after`, and removes the deleted ones, in one
   // transaction: all or nothing.
   Status apply(const net::Topology& after, const net::Changeset& changes);
+
+  // Load balancers and target groups (issue 19): the whole set, and one change written in one transaction
+  // (the objects `changes` names, as they are in `after`).
+  Result<lb::Balancers> loadBalancers() const;
+  Status apply(const lb::Balancers& after, const lb::Changes& changes);
 
   // Instances: each call is one transaction. putInstance inserts or replaces the whole row; insertInstance
   // fails with Conflict when the name is taken.

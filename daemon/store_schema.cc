@@ -227,6 +227,23 @@ CREATE TABLE peerings (
 CREATE INDEX peerings_by_vpc ON peerings(vpc);
 CREATE INDEX peerings_by_peer_vpc ON peerings(peer_vpc);
 )sql",
+    // 8 -> 9: load balancers and target groups (issue 19). Each is one JSON document (lb/codec.h): its
+    // listeners, rules and targets change together and are always read whole. The VPC is a column so that
+    // a VPC cannot be deleted from under them.
+    R"sql(
+CREATE TABLE target_groups (
+  name TEXT PRIMARY KEY NOT NULL,
+  vpc TEXT NOT NULL REFERENCES vpcs(name) DEFERRABLE INITIALLY DEFERRED,
+  document TEXT NOT NULL
+) STRICT;
+CREATE INDEX target_groups_by_vpc ON target_groups(vpc);
+CREATE TABLE load_balancers (
+  name TEXT PRIMARY KEY NOT NULL,
+  vpc TEXT NOT NULL REFERENCES vpcs(name) DEFERRABLE INITIALLY DEFERRED,
+  document TEXT NOT NULL
+) STRICT;
+CREATE INDEX load_balancers_by_vpc ON load_balancers(vpc);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 

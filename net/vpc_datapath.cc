@@ -625,37 +625,94 @@ std::vector<std::string> listVpcNetns(std::string_view netnsPrefix) {
   return result;
 }
 
+namespace {
+
+// A veth port of nic.bridge whose peer is born inside `targetNs` as `ifname`, with the NIC's MAC and
+// address, up, lo up, and (when `defaultRoute`) a default route via the subnet's router.
+Status attachVethInto(const std::string& netns, const NicPlan& nic, int targetNs, const std::string& ifname,
+                      bool defaultRoute) {
+  auto vpc = Netlink::open(netns);
+  if (!vpc) return fail(std::move(vpc).error());
+  // A stale port from an earlier run takes its peer with it.
+  if (auto s = vpc->deleteLink(nic.link); !s) return fail(std::move(s).error());
+  // The peer is born inside the target namespace: moving a link there afterwards would wait for RCU
+  // grace periods (~15 ms here), ten times the rest of the attach.
+  if (auto s = vpc->createVethPair(nic.link, ifname, targetNs, nic.mac); !s)
+    return fail(std::move(s).error());
+  Rollback removePort([&] { (void)vpc->deleteLink(nic.link); });
+  if (auto s = vpc->setMaster(nic.link, nic.bridge); !s) return fail(std::move(s).error());
+  if (auto s = vpc->setUp(nic.link); !s) return fail(std::move(s).error());
+
+  auto inside = Netlink::openIn(targetNs, fmt::format("instance {}", nic.nic.instance));
+  if (!inside) return fail(std::move(inside).error());
+  if (auto s = inside->addAddress(ifname, nic.addressWithPrefix); !s) return fail(std::move(s).error());
+  if (auto s = inside->setUp(ifname); !s) return fail(std::move(s).error());
+  if (auto s = inside->setUp("lo"); !s) return fail(std::move(s).error());
+  if (defaultRoute) {
+    if (auto s = inside->addDefaultRoute(nic.gateway); !s) return fail(std::move(s).error());
+  }
+  removePort.dismiss();
+  return {};
+}
+
+Status checkVethPortName(const NicPlan& nic) {
+  if (!hasPrefix(nic.link, kVethPrefix) || nic.link.size() <= kVethPrefix.size()) {
+    return fail(
+        invalidField("link", "\"{}\" is not a container NIC port name ({}...)", nic.link, kVethPrefix));
+  }
+  return {};
+}
+
+}  // namespace
+
 Status attachContainerNic(const std::string& netns, const NicPlan& nic, pid_t pid) {
   const std::string context =
       fmt::format("attach NIC of instance {} to subnet {} (pid {})", nic.nic.instance, nic.nic.subnet, pid);
   auto wrapped = [&](Error error) { return fail(std::move(error).wrap(context)); };
-  if (!hasPrefix(nic.link, kVethPrefix) || nic.link.size() <= kVethPrefix.size()) {
-    return wrapped(
-        invalidField("link", "\"{}\" is not a container NIC port name ({}...)", nic.link, kVethPrefix));
-  }
+  if (auto s = checkVethPortName(nic); !s) return wrapped(std::move(s).error());
   const std::string nsPath = fmt::format("/proc/{}/ns/net", pid);
   UniqueFd instanceNs(::open(nsPath.c_str(), O_RDONLY | O_CLOEXEC));
   if (!instanceNs) return wrapped(systemError(errno, fmt::format("open(\"{}\")", nsPath)));
-
-  auto vpc = Netlink::open(netns);
-  if (!vpc) return wrapped(std::move(vpc).error());
-  // A stale port from an earlier run takes its peer with it.
-  if (auto s = vpc->deleteLink(nic.link); !s) return wrapped(std::move(s).error());
-  // eth0 is born inside the instance's namespace: moving a link there afterwards would wait for RCU
-  // grace periods (~15 ms here), ten times the rest of the attach.
-  if (auto s = vpc->createVethPair(nic.link, "eth0", instanceNs.get(), nic.mac); !s)
+  if (auto s = attachVethInto(netns, nic, instanceNs.get(), "eth0", true); !s)
     return wrapped(std::move(s).error());
-  Rollback removePort([&] { (void)vpc->deleteLink(nic.link); });
-  if (auto s = vpc->setMaster(nic.link, nic.bridge); !s) return wrapped(std::move(s).error());
-  if (auto s = vpc->setUp(nic.link); !s) return wrapped(std::move(s).error());
+  return {};
+}
 
-  auto inside = Netlink::openIn(instanceNs.get(), fmt::format("instance {}", nic.nic.instance));
+Status attachNamespaceNic(const std::string& netns, const NicPlan& nic, const std::string& targetNetnsPath,
+                          const std::string& ifname, bool defaultRoute, std::optional<uint32_t> sourceTable) {
+  const std::string context = fmt::format("attach NIC {} of {} to subnet {} (netns \"{}\")", ifname,
+                                          nic.nic.instance, nic.nic.subnet, targetNetnsPath);
+  auto wrapped = [&](Error error) { return fail(std::move(error).wrap(context)); };
+  if (auto s = checkVethPortName(nic); !s) return wrapped(std::move(s).error());
+  UniqueFd targetNs(::open(targetNetnsPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!targetNs) return wrapped(systemError(errno, fmt::format("open(\"{}\")", targetNetnsPath)));
+  if (auto s = attachVethInto(netns, nic, targetNs.get(), ifname, defaultRoute); !s)
+    return wrapped(std::move(s).error());
+  if (!sourceTable) return {};
+  // Replies leave by the NIC that owns their source address: its subnet's port guard drops anything else.
+  auto inside = Netlink::openIn(targetNs.get(), targetNetnsPath);
   if (!inside) return wrapped(std::move(inside).error());
-  if (auto s = inside->addAddress("eth0", nic.addressWithPrefix); !s) return wrapped(std::move(s).error());
-  if (auto s = inside->setUp("eth0"); !s) return wrapped(std::move(s).error());
-  if (auto s = inside->setUp("lo"); !s) return wrapped(std::move(s).error());
-  if (auto s = inside->addDefaultRoute(nic.gateway); !s) return wrapped(std::move(s).error());
-  removePort.dismiss();
+  const size_t slash = nic.addressWithPrefix.find('/');
+  const std::string address = nic.addressWithPrefix.substr(0, slash);
+  auto parsed = Ipv4Address::parse(address, "address");
+  if (!parsed) return wrapped(std::move(parsed).error());
+  const Cidr network = Cidr::containing(*parsed, std::stoi(nic.addressWithPrefix.substr(slash + 1)));
+  if (auto s = inside->addRoute({.destination = network.str(),
+                                        .gateway = std::nullopt,
+                                        .device = ifname,
+                                        .table = *sourceTable,
+                                        .blackhole = false}); !s)
+    return wrapped(std::move(s).error());
+  if (auto s = inside->addRoute({.destination = "0.0.0.0/0",
+                                 .gateway = nic.gateway,
+                                 .device = ifname,
+                                 .table = *sourceTable,
+                                 .blackhole = false});
+      !s)
+    return wrapped(std::move(s).error());
+  if (auto s = inside->addRule(
+          {.priority = *sourceTable, .from = address + "/32", .to = std::nullopt, .table = *sourceTable}); !s)
+    return wrapped(std::move(s).error());
   return {};
 }
 

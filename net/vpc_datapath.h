@@ -12,6 +12,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +71,15 @@ std::vector<std::string> listVpcNetns(std::string_view netnsPrefix);
 // nic.addressWithPrefix, up, with lo up and a default route via nic.gateway. A stale nic.link (from an
 // earlier run) is deleted first. On failure nothing is left behind.
 Status attachContainerNic(const std::string& netns, const NicPlan& nic, pid_t pid);
+
+// The same port for a namespace that is not a container's (a load balancer's, lb/haproxy.h): the peer is
+// made inside the namespace at `targetNetnsPath` as `ifname`; only the NIC that carries the default route
+// gets one (`defaultRoute`), so a namespace can hold one NIC per subnet. With `sourceTable`, traffic from
+// the NIC's address is routed by its own table (that number: its subnet and a default route via its
+// router, selected by a rule of that priority), so a reply always leaves by the NIC it came in on.
+Status attachNamespaceNic(const std::string& netns, const NicPlan& nic, const std::string& targetNetnsPath,
+                          const std::string& ifname, bool defaultRoute,
+                          std::optional<uint32_t> sourceTable = std::nullopt);
 
 // A VM's tap: QEMU created it as nic.link in the caller's namespace (libvirt <interface type='ethernet'>);
 // it is moved into the VPC namespace, made a port of nic.bridge and brought up. The guest configures its

@@ -27,12 +27,12 @@ set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # What corrald runs rather than links: QEMU for VMs, qemu-img for their overlays, mkfs.ext4 for image disks;
-# adduser for the postinst; dnsmasq-base for the VPC resolvers. libvirt (VMs on machine pc, --vm-engine
+# adduser for the postinst; dnsmasq-base for the VPC resolvers; haproxy for load balancers. libvirt (VMs on machine pc, --vm-engine
 # libvirt) and mmdebstrap (image build --debian) are only needed for those. The shared libraries corral and corrald link come first, with the
 # versions dpkg-shlibdeps reads from the binaries: the generated shlibdeps.cmake below, run by cpack. (CPack's own
 # CPACK_DEBIAN_PACKAGE_SHLIBDEPS cannot be used: it passes every file to `file` as a CMake list, which the
 # busybox rootfs's "[" and "[[" break.)
-set(CORRAL_DEBIAN_RUNTIME_DEPENDS "qemu-system-x86, qemu-utils, e2fsprogs, adduser, dnsmasq-base")
+set(CORRAL_DEBIAN_RUNTIME_DEPENDS "qemu-system-x86, qemu-utils, e2fsprogs, adduser, dnsmasq-base, haproxy")
 set(CORRAL_DEBIAN_LINKED_BINARIES)
 foreach(program ${CORRAL_INSTALLED_PROGRAMS})
   list(APPEND CORRAL_DEBIAN_LINKED_BINARIES $<TARGET_FILE:${program}>)

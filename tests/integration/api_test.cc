@@ -81,8 +81,8 @@ ProcessResult runProgram(const std::vector<std::string>& args, const std::string
                          std::chrono::milliseconds deadline = 20s) {
   const std::string errorPath = outputPath + ".err";
   int spawnError = 0;
-  pid_t pid = corral::testing::spawnProcess(args, outputPath, errorPath, corral::testing::OutputMode::Truncate,
-                                            &spawnError);
+  pid_t pid = corral::testing::spawnProcess(args, outputPath, errorPath,
+                                            corral::testing::OutputMode::Truncate, &spawnError);
   ProcessResult result;
   if (pid < 0) {
     result.exitCode = -2;
@@ -134,6 +134,9 @@ class Daemon {
         CORRALD_PATH,  "--foreground", "--socket",          socket_,
         "--state-dir", stateDir_,      "--read-timeout-ms", std::to_string(kReadTimeout.count())};
     for (std::string& arg : corral::testing::testNetworkArgs()) args.push_back(std::move(arg));
+    // The load balancers' HAProxy files go with the state (not /run/corral/lb/PREFIX, which would stay).
+    if (std::find(extraArgs.begin(), extraArgs.end(), "--lb-dir") == extraArgs.end())
+      args.insert(args.end(), {"--lb-dir", stateDir_ + "/lb"});
     args.insert(args.end(), extraArgs.begin(), extraArgs.end());
     int rc = 0;
     pid_ = corral::testing::spawnProcess(args, logPath_, {}, corral::testing::OutputMode::Append, &rc);
@@ -465,6 +468,103 @@ TEST_F(CorraldTest, FullCrudOfEveryKind) {
   for (const auto& [collection, count] : info.body["counts"].items()) EXPECT_EQ(count, 0) << collection;
 }
 
+// A load balancer's JSON without what its running HAProxy reports (state, process, health, counters): the
+// model, which a refused change or a restart leaves as it was.
+json balancerModel(json balancer) {
+  for (const char* runtime : {"state", "process", "target_health"}) balancer.erase(runtime);
+  for (json& listener : balancer["listeners"]) {
+    for (json& rule : listener["firewall"]) rule.erase("denied");
+  }
+  return balancer;
+}
+json groupsModel(json groups) {
+  for (json& group : groups["target_groups"]) group.erase("target_health");
+  return groups;
+}
+
+// Load balancers and target groups through the API: created, shown, refused by field with nothing changed
+// (a target group of another VPC, a rule an earlier one covers, a port out of range, an unknown instance),
+// kept across a restart, and guarding the VPC objects they use.
+TEST_F(CorraldTest, LoadBalancersAndTargetGroupsAreValidatedAndKept) {
+  ASSERT_EQ(post("/v1/vpcs", {{"name", "prod"}, {"cidr", "10.0.0.0/16"}}).status, 201);
+  ASSERT_EQ(post("/v1/vpcs", {{"name", "dev"}, {"cidr", "10.1.0.0/16"}}).status, 201);
+  ASSERT_EQ(post("/v1/subnets",
+                 {{"name", "a"}, {"vpc", "prod"}, {"cidr", "10.0.1.0/24"}, {"availability_zone", "az1"}})
+                .status,
+            201);
+  ASSERT_EQ(post("/v1/subnets",
+                 {{"name", "b"}, {"vpc", "prod"}, {"cidr", "10.0.2.0/24"}, {"availability_zone", "az2"}})
+                .status,
+            201);
+  Reply web =
+      post("/v1/target-groups", {{"name", "web"},
+                                 {"vpc", "prod"},
+                                 {"port", 8080},
+                                 {"health_check", {{"path", "/health"}, {"interval", 5}, {"timeout", 2}}}});
+  ASSERT_EQ(web.status, 201) << describe(web);
+  EXPECT_EQ(web.body["health_check"]["healthy_threshold"], 3);
+  EXPECT_EQ(web.body["target_health"], json::array());
+  ASSERT_EQ(post("/v1/target-groups", {{"name", "api"}, {"vpc", "prod"}}).status, 201);
+  ASSERT_EQ(post("/v1/target-groups", {{"name", "devtg"}, {"vpc", "dev"}}).status, 201);
+  Reply front = post("/v1/load-balancers", {{"name", "front"}, {"vpc", "prod"}, {"subnets", {"a", "b"}}});
+  ASSERT_EQ(front.status, 201) << describe(front);
+  EXPECT_EQ(front.body["scheme"], "internet-facing");
+  EXPECT_EQ(front.body["availability_zones"][1]["availability_zone"], "az2");
+  Reply listener = post("/v1/load-balancers/front/listeners",
+                        {{"port", 80}, {"default_action", {{"target_group", "web"}}}});
+  ASSERT_EQ(listener.status, 201) << describe(listener);
+  Reply rule = post("/v1/load-balancers/front/listeners/80/rules",
+                    {{"priority", 10}, {"path", "/api/*"}, {"action", {{"target_group", "api"}}}});
+  ASSERT_EQ(rule.status, 201) << describe(rule);
+  Reply deny = post("/v1/load-balancers/front/listeners/80/firewall",
+                    {{"part", "header"}, {"header", "User-Agent"}, {"pattern", "sqlmap"}});
+  ASSERT_EQ(deny.status, 201) << describe(deny);
+  EXPECT_EQ(deny.body["listeners"][0]["firewall"][0]["id"], 1);
+
+  const json before = balancerModel(get("/v1/load-balancers/front").body);
+  const json groupsBefore = groupsModel(get("/v1/target-groups").body);
+  EXPECT_TRUE(isError(post("/v1/load-balancers/front/listeners",
+                           {{"port", 8080}, {"default_action", {{"target_group", "devtg"}}}}),
+                      400, "invalid_argument", "default_action.target_group"));
+  EXPECT_TRUE(isError(post("/v1/load-balancers/front/listeners/80/rules",
+                           {{"priority", 20}, {"path", "/api/v1/*"}, {"action", {{"target_group", "web"}}}}),
+                      400, "invalid_argument", "priority"));
+  EXPECT_TRUE(isError(post("/v1/load-balancers/front/listeners/80/rules",
+                           {{"priority", 10}, {"path", "/other"}, {"action", {{"target_group", "web"}}}}),
+                      409, "conflict"));
+  EXPECT_TRUE(isError(post("/v1/load-balancers/front/listeners",
+                           {{"port", 70000}, {"default_action", {{"target_group", "web"}}}}),
+                      400, "invalid_argument", "port"));
+  EXPECT_TRUE(isError(post("/v1/load-balancers/front/listeners",
+                           {{"port", 80}, {"default_action", {{"target_group", "web"}}}}),
+                      409, "conflict"));
+  EXPECT_TRUE(isError(post("/v1/target-groups/web/register", {{"targets", {"ghost"}}}), 404, "not_found"));
+  EXPECT_TRUE(isError(
+      post("/v1/target-groups", {{"name", "x"}, {"vpc", "prod"}, {"health_check", {{"interval", 1}}}}), 400,
+      "invalid_argument", "health_check.interval"));
+  EXPECT_TRUE(
+      isError(post("/v1/load-balancers", {{"name", "x"}, {"vpc", "prod"}, {"subnets", json::array()}}), 400,
+              "invalid_argument", "subnets"));
+  EXPECT_EQ(balancerModel(get("/v1/load-balancers/front").body), before) << "refused changes changed nothing";
+  EXPECT_EQ(groupsModel(get("/v1/target-groups").body), groupsBefore);
+
+  // What they use cannot go from under them.
+  EXPECT_TRUE(isError(del("/v1/subnets/a"), 409, "conflict"));
+  EXPECT_TRUE(isError(del("/v1/target-groups/web"), 409, "conflict"));
+  EXPECT_TRUE(isError(del("/v1/vpcs/dev"), 409, "conflict")) << "it holds target group devtg";
+
+  restart();
+  EXPECT_EQ(balancerModel(get("/v1/load-balancers/front").body), before) << "kept across a restart";
+  EXPECT_EQ(get("/v1/load-balancers?vpc=prod").body["load_balancers"].size(), 1u);
+  EXPECT_EQ(get("/v1/load-balancers?vpc=dev").body["load_balancers"].size(), 0u);
+
+  ASSERT_EQ(del("/v1/load-balancers/front").status, 200);
+  for (const char* group : {"web", "api", "devtg"})
+    ASSERT_EQ(del(fmt::format("/v1/target-groups/{}", group)).status, 200);
+  EXPECT_EQ(del("/v1/vpcs/dev").status, 200);
+  EXPECT_TRUE(isError(get("/v1/load-balancers/front"), 404, "not_found"));
+}
+
 TEST_F(CorraldTest, RequestErrorsNameTheProblem) {
   Reply badJson = call(socket_, "POST", "/v1/vpcs", "{\"name\": \"prod\",");
   EXPECT_TRUE(isError(badJson, 400, "invalid_argument", "body"));
@@ -613,10 +713,9 @@ TEST_F(CorraldTest, StateSurvivesSigtermAndTheSocketIsRemoved) {
 
 TEST_F(CorraldTest, ASecondDaemonOnTheSameSocketRefusesToStart) {
   TempDir other;
-  ProcessResult second =
-      runProgram(withTestNetwork({CORRALD_PATH, "--foreground", "--socket", socket_, "--state-dir",
-                                  other.path() + "/state"}),
-                 other.path() + "/out");
+  ProcessResult second = runProgram(withTestNetwork({CORRALD_PATH, "--foreground", "--socket", socket_,
+                                                     "--state-dir", other.path() + "/state"}),
+                                    other.path() + "/out");
   EXPECT_NE(second.exitCode, 0);
   EXPECT_NE(second.output.find("already listening"), std::string::npos) << second.output;
   // The first one is untouched and its socket still there.
@@ -789,9 +888,9 @@ TEST(CorraldStartup, RefusesBadOptions) {
 TEST(CorraldStartup, DaemonisesAndIsReadyWhenTheLauncherReturns) {
   TempDir dir;
   std::string socket = dir.path() + "/run/s.sock";  // the parent directory is created too
-  ProcessResult launched = runProgram(
-      withTestNetwork({CORRALD_PATH, "--socket", socket, "--state-dir", dir.path() + "/state"}),
-      dir.path() + "/out");
+  ProcessResult launched =
+      runProgram(withTestNetwork({CORRALD_PATH, "--socket", socket, "--state-dir", dir.path() + "/state"}),
+                 dir.path() + "/out");
   ASSERT_EQ(launched.exitCode, 0) << launched.output;
   Reply info = call(socket, "GET", "/v1/info");
   ASSERT_EQ(info.status, 200) << describe(info);

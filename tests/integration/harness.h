@@ -270,7 +270,8 @@ class TestDaemon {
       for (const std::string& domain : ourDomains()) virsh({"destroy", domain});
       for (const auto& [pid, name] : ourQemus()) ::kill(pid, SIGKILL);  // the direct engine's
       for (const std::string& netns : net::listNetns()) {
-        if (netns.starts_with(testNetnsPrefix() + "vpc-")) [[maybe_unused]]
+        if (netns.starts_with(testNetnsPrefix() + "vpc-") || netns.starts_with(testNetnsPrefix() + "lb-"))
+            [[maybe_unused]]
           auto gone = net::deleteNetns(netns);
       }
     }
@@ -299,6 +300,10 @@ class TestDaemon {
                              cgroupParent(), "--domain-prefix", testDomainPrefix()});
     if (std::find(extraArgs_.begin(), extraArgs_.end(), "--accelerator-cache") == extraArgs_.end()) {
       args.insert(args.end(), {"--accelerator-cache", acceleratorCache()});
+    }
+    // The load balancers' HAProxy files go with the temp dir (not /run/corral/lb/PREFIX, which would stay).
+    if (std::find(extraArgs_.begin(), extraArgs_.end(), "--lb-dir") == extraArgs_.end()) {
+      args.insert(args.end(), {"--lb-dir", dir_ + "/lb"});
     }
     if (hostNetns_.empty()) {
       for (std::string& arg : testNetworkArgs()) args.push_back(std::move(arg));
@@ -401,6 +406,15 @@ class TestDaemon {
     if (!instances().empty()) return failed;
     for (int pass = 0; pass < 3; ++pass) {
       failed.clear();
+      // Load balancers before the target groups they forward to, both before their VPC's objects.
+      for (auto [kind, key] :
+           {std::pair{"load-balancers", "load_balancers"}, std::pair{"target-groups", "target_groups"}}) {
+        Reply listed = call("GET", fmt::format("/v1/{}", kind));
+        if (listed.status != 200 || !listed.body.contains(key)) continue;
+        for (const nlohmann::json& object : listed.body[key]) {
+          remove(fmt::format("/v1/{}/{}", kind, object["name"].get<std::string>()));
+        }
+      }
       for (const nlohmann::json& table : list("route-tables")) {
         for (const nlohmann::json& route : table.value("routes", nlohmann::json::array())) {
           if (route.value("target_type", "") == "local") continue;

@@ -165,6 +165,31 @@ std::vector<Request> everyAlternative() {
   all.push_back(BuildImage{"tools", {"curl"}, {}, ""});
   all.push_back(ListVmSnapshots{});
   all.push_back(RemoveVmSnapshot{"0123456789abcdef0123456789abcdef"});
+  all.push_back(CreateLoadBalancer{{"front", "prod", {"web-a", "web-b"}, true, "application", "lb-sg"}});
+  all.push_back(CreateLoadBalancer{{"nlb", "prod", {"web-a"}, false, "network", ""}});
+  all.push_back(ListLoadBalancers{});
+  all.push_back(ListLoadBalancers{"prod a"});
+  all.push_back(GetLoadBalancer{"front"});
+  all.push_back(DeleteLoadBalancer{"front"});
+  all.push_back(AddListener{"front", {80, "http", {"forward", "web", std::nullopt, "", "text/plain"}}});
+  all.push_back(
+      AddListener{"front", {8080, "http", {"fixed-response", "", 404, "nothing here", "text/html"}}});
+  all.push_back(DeleteListener{"front", 80});
+  all.push_back(AddListenerRule{
+      "front", 80, {10, "api.example", "/api/*", {"forward", "api", std::nullopt, "", "text/plain"}}});
+  all.push_back(DeleteListenerRule{"front", 80, 10});
+  all.push_back(AddFirewallRule{"front", 80, {"header", "User-Agent", "sqlmap", "scanners"}});
+  all.push_back(AddFirewallRule{"front", 80, {"body", "", "' OR 1=1", ""}});
+  all.push_back(DeleteFirewallRule{"front", 80, 2});
+  all.push_back(
+      CreateTargetGroup{{"web", "prod", 8080, "http", {"/health", 5, 2, 2, 3}, {"web-1", "web-2"}}});
+  all.push_back(CreateTargetGroup{{"db", "prod", std::nullopt, "tcp", {}, {}}});
+  all.push_back(ListTargetGroups{});
+  all.push_back(ListTargetGroups{"prod"});
+  all.push_back(GetTargetGroup{"web"});
+  all.push_back(DeleteTargetGroup{"web"});
+  all.push_back(RegisterTargets{"web", {"web-3"}});
+  all.push_back(DeregisterTargets{"web", {"web-1", "web-2"}});
   return all;
 }
 
@@ -193,6 +218,23 @@ TEST(RenderParse, RoundTripDetectsADifference) {
   schema::InstanceSpec withIp = vm;
   withIp.publicAddress = "203.0.113.9";  // the last field: the whole value is compared
   EXPECT_NE(Request(RunInstance{vm}), Request(RunInstance{withIp}));
+}
+
+TEST(LoadBalancers, NestedBodiesNameTheNestedField) {
+  auto badCheck = parseRequest("POST", "/v1/target-groups",
+                               R"({"name": "web", "vpc": "prod", "health_check": {"interval": "5"}})");
+  ASSERT_FALSE(badCheck);
+  EXPECT_EQ(badCheck.error().field(), "health_check.interval");
+  auto unknown = parseRequest("POST", "/v1/load-balancers/front/listeners",
+                              R"({"port": 80, "default_action": {"target": "web"}})");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().field(), "default_action.target");
+  auto badPort = parseRequest("DELETE", "/v1/load-balancers/front/listeners/eighty", "");
+  ASSERT_FALSE(badPort);
+  EXPECT_EQ(badPort.error().field(), "port");
+  auto noSuch = parseRequest("GET", "/v1/load-balancers/front/targets", "");
+  ASSERT_FALSE(noSuch);
+  EXPECT_EQ(noSuch.error().kind(), ErrorKind::NotFound);
 }
 
 TEST(Images, ShapesAndBadBodiesNameTheField) {

@@ -16,6 +16,9 @@
 #include "daemon/host_info.h"
 #include "daemon/store.h"
 
+// Specs are written with designated initializers that leave the other fields at their defaults on purpose.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 namespace corral::daemon {
 namespace {
 
@@ -116,6 +119,74 @@ TEST_F(ServiceTest, FlowLogsRefuseBadQueriesNamingTheField) {
     EXPECT_EQ(answer.status, 200) << answer.body.dump();
     EXPECT_EQ(answer.body["records"], nlohmann::json::array()) << answer.body.dump();
   }
+}
+
+// Load balancers and target groups: created, refused by field with nothing changed, kept across a reopen
+// of the store, and guarding the VPC objects they use.
+TEST_F(ServiceTest, LoadBalancersAreValidatedPersistedAndGuardWhatTheyUse) {
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  ASSERT_EQ(createVpc("dev", "10.1.0.0/16").status, 201);
+  net::SubnetSpec b{.name = "b", .vpc = "prod", .cidr = "10.0.2.0/24", .availabilityZone = "az2"};
+  ASSERT_EQ(createSubnet("a", "prod", "10.0.1.0/24").status, 201);
+  ASSERT_EQ(handle(api::Create<net::SubnetSpec>{b}).status, 201);
+  schema::TargetGroupSpec web{.name = "web", .vpc = "prod", .port = 8080};
+  web.healthCheck.path = "/health";
+  Response group = handle(api::CreateTargetGroup{web});
+  ASSERT_EQ(group.status, 201) << group.body.dump();
+  EXPECT_EQ(group.body["health_check"]["interval"], 10);
+  ASSERT_EQ(handle(api::CreateTargetGroup{{.name = "devtg", .vpc = "dev"}}).status, 201);
+  Response front = handle(api::CreateLoadBalancer{{.name = "front", .vpc = "prod", .subnets = {"a", "b"}}});
+  ASSERT_EQ(front.status, 201) << front.body.dump();
+  EXPECT_EQ(front.body["availability_zones"][0]["availability_zone"], "az1");
+  EXPECT_EQ(front.body["availability_zones"][1]["availability_zone"], "az2");
+  // A NIC per subnet, addresses from each subnet's IPAM (no kernel here: nothing runs it).
+  ASSERT_EQ(front.body["nics"].size(), 2u) << front.body.dump();
+  EXPECT_EQ(front.body["nics"][0]["subnet"], "a");
+  EXPECT_TRUE(front.body["nics"][0]["address"].get<std::string>().starts_with("10.0.1.")) << front.body.dump();
+  EXPECT_TRUE(front.body["nics"][1]["address"].get<std::string>().starts_with("10.0.2.")) << front.body.dump();
+  EXPECT_EQ(front.body["state"], "configured");
+  schema::ListenerSpec listener{.port = 80};
+  listener.defaultAction.targetGroup = "web";
+  ASSERT_EQ(handle(api::AddListener{"front", listener}).status, 201);
+  schema::ListenerRuleSpec rule{.priority = 10, .path = "/api/*"};
+  rule.action.targetGroup = "web";
+  ASSERT_EQ(handle(api::AddListenerRule{"front", 80, rule}).status, 201);
+  Response firewall = handle(api::AddFirewallRule{"front", 80, {.part = "method", .pattern = "DELETE"}});
+  ASSERT_EQ(firewall.status, 201) << firewall.body.dump();
+  EXPECT_EQ(firewall.body["listeners"][0]["firewall"][0]["id"], 1);
+
+  const json before = handle(api::GetLoadBalancer{"front"}).body;
+  schema::ListenerSpec other{.port = 8080};
+  other.defaultAction.targetGroup = "devtg";
+  expectError(handle(api::AddListener{"front", other}), 400, "invalid_argument",
+              "default_action.target_group");
+  other.port = 70000;
+  other.defaultAction.targetGroup = "web";
+  expectError(handle(api::AddListener{"front", other}), 400, "invalid_argument", "port");
+  schema::ListenerRuleSpec shadowed{.priority = 20, .path = "/api/v1/*"};
+  shadowed.action.targetGroup = "web";
+  expectError(handle(api::AddListenerRule{"front", 80, shadowed}), 400, "invalid_argument", "priority");
+  shadowed.priority = 10;
+  shadowed.path = "/other";
+  expectError(handle(api::AddListenerRule{"front", 80, shadowed}), 409, "conflict");
+  expectError(handle(api::RegisterTargets{"web", {"ghost"}}), 404, "not_found");
+  expectError(
+      handle(api::CreateLoadBalancer{{.name = "x", .vpc = "prod", .subnets = {"a", "b"}, .type = "classic"}}),
+      400, "invalid_argument", "type");
+  EXPECT_EQ(handle(api::GetLoadBalancer{"front"}).body, before) << "refused changes changed nothing";
+
+  expectError(handle(api::Delete<ObjectKind::Subnet>{"a"}), 409, "conflict");
+  expectError(handle(api::Delete<ObjectKind::Vpc>{"dev"}), 409, "conflict");
+  expectError(handle(api::DeleteTargetGroup{"web"}), 409, "conflict");
+
+  reopen();
+  EXPECT_EQ(handle(api::GetLoadBalancer{"front"}).body, before) << "kept in the store";
+  EXPECT_EQ(handle(api::ListLoadBalancers{"dev"}).body["load_balancers"].size(), 0u);
+  EXPECT_EQ(handle(api::ListTargetGroups{}).body["target_groups"].size(), 2u);
+  ASSERT_EQ(handle(api::DeleteLoadBalancer{"front"}).status, 200);
+  ASSERT_EQ(handle(api::DeleteTargetGroup{"devtg"}).status, 200);
+  EXPECT_EQ(handle(api::Delete<ObjectKind::Vpc>{"dev"}).status, 200);
+  expectError(handle(api::GetLoadBalancer{"front"}), 404, "not_found");
 }
 
 TEST_F(ServiceTest, ReachRefusesBadQueriesNamingTheField) {

@@ -118,6 +118,8 @@ const std::vector<std::string> kTables = {
     "comparisons",
     "flow_logs",
     "peerings",
+    "target_groups",
+    "load_balancers",
 };
 
 // The whole content of the database, table by table, each table's rows sorted.
@@ -393,13 +395,13 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
     // What corral 1 left behind: the VPC tables only, user_version 1, and a VPC in them.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; DROP TABLE instances; PRAGMA "
-        "user_version = 1; "
+        "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; "
+        "DROP TABLE instances; PRAGMA user_version = 1; "
         "INSERT INTO vpcs (name, cidr, created_at) VALUES ('old', '10.0.0.0/16', 1)");
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 8);
+  EXPECT_EQ(store->schemaVersion(), 9);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -417,7 +419,8 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
     // What corral 2 left behind: its instances table (no 'starting', no VM exit reasons) with a row.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; DROP TABLE instances; "
+        "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; "
+        "DROP TABLE instances; "
         "CREATE TABLE instances (name TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
         "state TEXT NOT NULL CHECK (state IN ('created', 'running', 'stopped')), pid INTEGER, "
         "pid_start_time INTEGER, created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, "
@@ -430,7 +433,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 8);
+  EXPECT_EQ(store->schemaVersion(), 9);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -539,11 +542,11 @@ TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFiveRowsMigrateWithout) {
     ASSERT_TRUE(store->insertInstance(row));
   }
   RawDb(path).exec(
-      "DROP TABLE flow_logs; DROP TABLE peerings; ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA "
-      "user_version = 5");
+      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER TABLE instances DROP "
+      "COLUMN user_ns_start; PRAGMA user_version = 5");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 8);
+  EXPECT_EQ(store->schemaVersion(), 9);
   InstanceRow mapped;
   mapped.name = "mapped";
   mapped.specJson = R"({"name":"mapped","user_namespace":true})";
@@ -653,14 +656,15 @@ TEST(Store, PeeringsRoundTripWithTheirLinkAndGoWhenDeleted) {
   EXPECT_EQ(RawDb(path).value("SELECT count(*) FROM peerings"), "0");
 }
 
-TEST(Store, VersionSevenDatabaseMigratesToNoPeerings) {
+TEST(Store, VersionSevenDatabaseMigratesToNoPeeringsAndNoLoadBalancers) {
   TempDir dir;
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
-  RawDb(path).exec("DROP TABLE peerings; PRAGMA user_version = 7");
+  RawDb(path).exec(
+      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE peerings; PRAGMA user_version = 7");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 8);
+  EXPECT_EQ(store->schemaVersion(), 9);
   EXPECT_EQ(RawDb(path).value("SELECT count(*) FROM peerings"), "0");
 }
 
@@ -802,15 +806,31 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; ALTER TABLE instances DROP COLUMN "
-      "oom_kills; "
+      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; "
+      "ALTER TABLE instances DROP COLUMN oom_kills; "
       "ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 3");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 8);
+  EXPECT_EQ(store->schemaVersion(), 9);
   auto rows = store->listComparisons();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
+}
+
+// A version 8 database (peerings, no load balancers) migrates to empty load balancer and target group
+// tables.
+TEST(Store, VersionEightDatabaseMigratesToNoLoadBalancers) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  ASSERT_TRUE(Store::open(path));
+  RawDb(path).exec("DROP TABLE load_balancers; DROP TABLE target_groups; PRAGMA user_version = 8");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 9);
+  auto balancers = store->loadBalancers();
+  ASSERT_TRUE(balancers) << balancers.error().message();
+  EXPECT_TRUE(balancers->loadBalancers().empty());
+  EXPECT_TRUE(balancers->targetGroups().empty());
 }
 
 TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
@@ -818,14 +838,15 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE flow_logs; DROP TABLE peerings; ALTER TABLE instances DROP COLUMN user_ns_start; "
+      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER TABLE instances DROP "
+      "COLUMN user_ns_start; "
       "ALTER TABLE instances DROP COLUMN oom_kills; "
       "INSERT INTO instances VALUES ('old', 'container', '{\"name\":\"old\"}', 'stopped', NULL, NULL, 1, "
       "2, 3, NULL, 9, 'oom-killed', NULL, '{}', '/x/console.log'); "
       "PRAGMA user_version = 4");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 8);
+  EXPECT_EQ(store->schemaVersion(), 9);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -949,7 +970,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 8); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 9); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);

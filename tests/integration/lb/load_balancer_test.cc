@@ -1,0 +1,328 @@
+// Load balancers end to end through a real corrald (as root): corrald runs one HAProxy per load balancer in
+// a namespace of its own, joined to its subnet by a NIC with an address from IPAM, in front of containers
+// serving HTTP with busybox httpd; a client container asks with busybox nc. Covers round robin across two
+// healthy targets, a stopped target taken out of rotation and put back, a path rule, an L7 deny rule's 403
+// and its counter, no failed request across reloads, a killed HAProxy started again, an instance removed
+// leaving its target groups, bad input refused with nothing changed, a corrald killed with -9 whose
+// successor adopts the HAProxy, and a deleted load balancer leaving no process, namespace or file.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/unique_fd.h"
+#include "net/netns.h"
+#include "tests/integration/harness.h"
+
+namespace corral {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using corral::testing::Reply;
+using corral::testing::requireRoot;
+using corral::testing::TestDaemon;
+
+// A container serving `name` at / (and at /api/ for an "api" one) and ok at /health.txt on port 8080.
+json runServer(const TestDaemon& d, const std::string& name) {
+  const std::string script = fmt::format(
+      "mkdir -p /tmp/www/api && echo {0} > /tmp/www/index.html && echo {0} api > /tmp/www/api/index.html && "
+      "echo ok > /tmp/www/health.txt && exec httpd -f -p 8080 -h /tmp/www",
+      name);
+  return d.must("POST", "/v1/instances",
+                {{"name", name}, {"image", "busybox"}, {"command", {"sh", "-c", script}}, {"subnet", "a"}});
+}
+
+struct Fetched {
+  int exitCode = -1;
+  std::string out;
+};
+
+// `script` in the client container (sh -c); its exit code and stdout+stderr.
+Fetched inClient(const TestDaemon& d, const std::string& script) {
+  Reply run = d.call("POST", "/v1/instances/client/exec", {{"command", {"sh", "-c", script}}});
+  Fetched fetched;
+  const bool exited =
+      run.status == 200 && run.body.contains("exit_code") && run.body["exit_code"].is_number();
+  fetched.exitCode = exited ? run.body["exit_code"].get<int>() : -1;
+  if (run.body.contains("stdout") && run.body["stdout"].is_string())
+    fetched.out += run.body["stdout"].get<std::string>();
+  if (run.body.contains("stderr") && run.body["stderr"].is_string())
+    fetched.out += run.body["stderr"].get<std::string>();
+  if (!exited) fetched.out = "exec: " + run.body.dump();
+  return fetched;
+}
+
+// One HTTP/1.0 request from the client with busybox nc (busybox wget dies of SIGSEGV in this image, even
+// for an address): the body, trimmed, when the status is 200; "HTTP NNN" otherwise.
+std::string request(const TestDaemon& d, const std::string& address, const std::string& path) {
+  Fetched f = inClient(
+      d, fmt::format("printf 'GET {} HTTP/1.0\\r\\nHost: shop\\r\\n\\r\\n' | nc -w 5 {} 80", path, address));
+  const std::string& out = f.out;
+  const size_t headerEnd = out.find("\r\n\r\n");
+  if (!out.starts_with("HTTP/1.") || out.size() < 12 || headerEnd == std::string::npos)
+    return "no answer: " + out;
+  const std::string status = out.substr(9, 3);
+  if (status != "200") return "HTTP " + status;
+  std::string body = out.substr(headerEnd + 4);
+  while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+  return body;
+}
+
+// One GET from inside a namespace of the test's own (no corrald needed): the body, trimmed.
+std::string getFromNamespace(const std::string& netns, const std::string& url) {
+  const std::string command = fmt::format("nsenter --net=/run/netns/{} curl -s -m 5 '{}' 2>&1", netns, url);
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return "";
+  std::string out;
+  char buffer[4096];
+  size_t n;
+  while ((n = ::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+  ::pclose(pipe);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+json balancer(const TestDaemon& d, const std::string& name) {
+  Reply reply = d.call("GET", "/v1/load-balancers/" + name);
+  return reply.status == 200 ? reply.body : json(nullptr);
+}
+
+// The health of `target` in `group` as the load balancer shows it ("healthy", "unhealthy", ...).
+std::string healthOf(const TestDaemon& d, const std::string& group, const std::string& target) {
+  json lb = balancer(d, "front");
+  if (!lb.is_object() || !lb.contains("target_health") || !lb["target_health"].contains(group)) return "";
+  for (const json& entry : lb["target_health"][group]) {
+    if (entry.value("target", "") == target) return entry.value("state", "");
+  }
+  return "";
+}
+
+bool waitForHealth(const TestDaemon& d, const std::string& group, const std::string& target,
+                   const std::string& state, std::chrono::seconds timeout = 30s) {
+  for (auto end = Clock::now() + timeout; Clock::now() < end; std::this_thread::sleep_for(300ms)) {
+    if (healthOf(d, group, target) == state) return true;
+  }
+  return false;
+}
+
+// HAProxy processes whose command line names `dir` (the test's --lb-dir).
+std::vector<pid_t> haproxiesUnder(const std::string& dir) {
+  std::vector<pid_t> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // read(2): istreambuf_iterator trips GCC 12's -Wnull-dereference at -O2.
+    std::string cmdline;
+    UniqueFd fd(::open((entry.path() / "cmdline").c_str(), O_RDONLY | O_CLOEXEC));
+    char buffer[4096];
+    ssize_t n = 0;
+    while (fd && (n = ::read(fd.get(), buffer, sizeof buffer)) > 0)
+      cmdline.append(buffer, static_cast<size_t>(n));
+    if (cmdline.starts_with("haproxy") && cmdline.find(dir) != std::string::npos)
+      found.push_back(std::stoi(name));
+  }
+  return found;
+}
+
+class LoadBalancers : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!requireRoot()) GTEST_SKIP() << "namespaces, containers and HAProxy need root";
+    char pattern[] = "/tmp/corral-lbrun-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    lbDir_ = pattern;
+    daemon_ = std::make_unique<TestDaemon>("lb", std::vector<std::string>{"--lb-dir", lbDir_});
+    ASSERT_TRUE(daemon_->start()) << daemon_->log();
+  }
+  void TearDown() override {
+    daemon_.reset();
+    for (pid_t pid : haproxiesUnder(lbDir_)) ::kill(pid, SIGKILL);
+    std::error_code ignored;
+    if (!lbDir_.empty()) std::filesystem::remove_all(lbDir_, ignored);
+  }
+  std::string lbDir_;
+  std::unique_ptr<TestDaemon> daemon_;
+};
+
+TEST_F(LoadBalancers, HaproxyRunByCorraldBalancesChecksFiltersReloadsAndIsAdopted) {
+  TestDaemon& d = *daemon_;
+  d.must("POST", "/v1/vpcs", {{"name", "shop"}, {"cidr", "10.50.0.0/16"}});
+  d.must("POST", "/v1/vpcs", {{"name", "dev"}, {"cidr", "10.51.0.0/16"}});
+  d.must("POST", "/v1/subnets", {{"name", "a"}, {"vpc", "shop"}, {"cidr", "10.50.1.0/24"}});
+  d.must("POST", "/v1/subnets", {{"name", "d"}, {"vpc", "dev"}, {"cidr", "10.51.1.0/24"}});
+  runServer(d, "web-1");
+  runServer(d, "web-2");
+  runServer(d, "api-1");
+  d.must("POST", "/v1/instances",
+         {{"name", "client"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "a"}});
+  const json health = {{"path", "/health.txt"},
+                       {"interval", 5},
+                       {"timeout", 2},
+                       {"healthy_threshold", 2},
+                       {"unhealthy_threshold", 2}};
+  d.must("POST", "/v1/target-groups",
+         {{"name", "web"}, {"vpc", "shop"}, {"port", 8080}, {"health_check", health}});
+  d.must("POST", "/v1/target-groups",
+         {{"name", "api"}, {"vpc", "shop"}, {"port", 8080}, {"health_check", health}});
+  d.must("POST", "/v1/target-groups", {{"name", "elsewhere"}, {"vpc", "dev"}, {"port", 8080}});
+  d.must("POST", "/v1/target-groups/web/register", {{"targets", {"web-1", "web-2"}}}, 200);
+  d.must("POST", "/v1/target-groups/api/register", {{"targets", {"api-1"}}}, 200);
+  ASSERT_FALSE(HasFailure());
+
+  // Bad input: an unknown subnet, then a listener forwarding to another VPC's group: refused by field,
+  // nothing made (no load balancer, no namespace, no address taken).
+  Reply unknown =
+      d.call("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "shop"}, {"subnets", {"nope"}}});
+  EXPECT_EQ(unknown.status, 404) << unknown.body.dump();
+  EXPECT_NE(unknown.body["error"].value("message", "").find("subnets[0]"), std::string::npos)
+      << unknown.body.dump();
+  EXPECT_NE(unknown.body["error"].value("message", "").find("\"nope\""), std::string::npos)
+      << unknown.body.dump();
+  EXPECT_EQ(d.call("GET", "/v1/load-balancers").body["load_balancers"], json::array());
+  EXPECT_FALSE(net::netnsExists(corral::testing::testNetnsPrefix() + "lb-front"));
+
+  json created =
+      d.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "shop"}, {"subnets", {"a"}}});
+  ASSERT_EQ(created["nics"].size(), 1u) << created.dump(2);
+  const std::string address = created["nics"][0].value("address", "");
+  EXPECT_TRUE(address.starts_with("10.50.1.")) << created.dump(2);
+  EXPECT_TRUE(net::netnsExists(corral::testing::testNetnsPrefix() + "lb-front"));
+
+  Reply crossVpc = d.call("POST", "/v1/load-balancers/front/listeners",
+                          {{"port", 80}, {"default_action", {{"target_group", "elsewhere"}}}});
+  EXPECT_EQ(crossVpc.status, 400) << crossVpc.body.dump();
+  EXPECT_EQ(crossVpc.body["error"].value("field", ""), "default_action.target_group") << crossVpc.body.dump();
+  EXPECT_EQ(balancer(d, "front")["listeners"], json::array());
+
+  d.must("POST", "/v1/load-balancers/front/listeners",
+         {{"port", 80}, {"default_action", {{"target_group", "web"}}}});
+  ASSERT_FALSE(HasFailure());
+  json running = balancer(d, "front");
+  EXPECT_EQ(running.value("state", ""), "running") << running.dump(2) << "\n" << d.logTail();
+
+  // Round robin across two healthy targets.
+  ASSERT_TRUE(waitForHealth(d, "web", "web-1", "healthy")) << balancer(d, "front").dump(2) << d.logTail();
+  ASSERT_TRUE(waitForHealth(d, "web", "web-2", "healthy")) << balancer(d, "front").dump(2);
+  const std::string url = fmt::format("http://{}/", address);
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 6; ++i) ++seen[request(d, address, "/")];
+  EXPECT_EQ(seen, (std::map<std::string, int>{{"web-1", 3}, {"web-2", 3}}));
+
+  // web-2 stopped: out of rotation after two failed checks; started again: back in.
+  d.must("POST", "/v1/instances/web-2/stop", json::object(), 200);
+  ASSERT_TRUE(waitForHealth(d, "web", "web-2", "unhealthy")) << balancer(d, "front").dump(2);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(request(d, address, "/"), "web-1");
+  d.must("POST", "/v1/instances/web-2/start", json::object(), 200);
+  ASSERT_TRUE(waitForHealth(d, "web", "web-2", "healthy")) << balancer(d, "front").dump(2);
+  seen.clear();
+  for (int i = 0; i < 4; ++i) ++seen[request(d, address, "/")];
+  EXPECT_EQ(seen, (std::map<std::string, int>{{"web-1", 2}, {"web-2", 2}}));
+
+  // A path rule sends /api/ to the api group.
+  d.must("POST", "/v1/load-balancers/front/listeners/80/rules",
+         {{"priority", 10}, {"path", "/api/*"}, {"action", {{"target_group", "api"}}}});
+  ASSERT_TRUE(waitForHealth(d, "api", "api-1", "healthy")) << balancer(d, "front").dump(2);
+  EXPECT_EQ(request(d, address, "/api/"), "api-1 api");
+
+  // An L7 deny rule: 403, and its counter counts.
+  json denied = d.must("POST", "/v1/load-balancers/front/listeners/80/firewall",
+                       {{"part", "path"}, {"pattern", "/admin*"}, {"description", "no admin"}});
+  EXPECT_EQ(request(d, address, "/admin/"), "HTTP 403");
+  EXPECT_EQ(request(d, address, "/admin/x"), "HTTP 403");
+  json counted = balancer(d, "front");
+  EXPECT_EQ(counted["listeners"][0]["firewall"][0]["denied"], 2) << counted.dump(2);
+  auto shown = d.cli({"lb", "show", "front"});
+  EXPECT_EQ(shown.code, 0) << shown;
+  EXPECT_NE(shown.out.find("healthy"), std::string::npos) << shown;
+  EXPECT_NE(shown.out.find("no admin"), std::string::npos) << shown;
+
+  // No failed request across reloads: 300 requests from the client while the rules change five times.
+  ASSERT_TRUE(waitForHealth(d, "web", "web-1", "healthy"));
+  const int reloadsBefore = balancer(d, "front")["process"].value("reloads", 0);
+  std::atomic<bool> looping{true};
+  Fetched loop;
+  std::thread client([&] {
+    loop = inClient(
+        d, fmt::format("ok=0; for i in $(seq 1 300); do if printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {} "
+                       "80 | head -1 | grep -q ' 200 '; then ok=$((ok+1)); else echo FAIL $i; fi; done; "
+                       "echo ok=$ok",
+                       address));
+    looping = false;
+  });
+  int changes = 0;
+  for (int i = 0; i < 5 && looping; ++i) {
+    d.must("POST", "/v1/load-balancers/front/listeners/80/rules",
+           {{"priority", 20 + i}, {"path", fmt::format("/v{}/*", i)}, {"action", {{"target_group", "api"}}}});
+    ++changes;
+  }
+  client.join();
+  EXPECT_EQ(loop.exitCode, 0) << loop.out;
+  EXPECT_NE(loop.out.find("ok=300"), std::string::npos) << loop.out;
+  EXPECT_EQ(loop.out.find("FAIL"), std::string::npos) << loop.out;
+  EXPECT_GE(changes, 2) << "the request loop ended before the reloads";
+  EXPECT_EQ(balancer(d, "front")["process"].value("reloads", 0), reloadsBefore + changes);
+
+  // A HAProxy that dies is started again, and serves.
+  const pid_t killed = balancer(d, "front")["process"].value("pid", 0);
+  ASSERT_GT(killed, 0);
+  ASSERT_EQ(::kill(killed, SIGKILL), 0);
+  json restarted;
+  for (auto end = Clock::now() + 15s; Clock::now() < end; std::this_thread::sleep_for(200ms)) {
+    restarted = balancer(d, "front");
+    const json& process = restarted["process"];
+    if (process.is_object() && process["pid"].is_number() && process["pid"].get<pid_t>() != killed) break;
+  }
+  EXPECT_EQ(restarted["process"].value("restarts", 0), 1) << restarted.dump(2) << "\n" << d.logTail();
+  EXPECT_EQ(restarted.value("state", ""), "running") << restarted.dump(2);
+  ASSERT_TRUE(waitForHealth(d, "web", "web-1", "healthy")) << balancer(d, "front").dump(2);
+  ASSERT_TRUE(waitForHealth(d, "web", "web-2", "healthy")) << balancer(d, "front").dump(2);
+  EXPECT_NE(request(d, address, "/"), "") << d.logTail();
+  EXPECT_EQ(request(d, address, "/admin/"), "HTTP 403");
+
+  // An instance removed leaves its target groups.
+  d.must("DELETE", "/v1/instances/api-1?force=true", nullptr, 200);
+  EXPECT_EQ(d.call("GET", "/v1/target-groups/api").body["targets"], json::array());
+
+  // corrald killed with -9: HAProxy lives on and serves; the next corrald adopts it.
+  const std::vector<pid_t> before = haproxiesUnder(lbDir_);
+  const pid_t master = balancer(d, "front")["process"].value("pid", 0);
+  ASSERT_GT(master, 0);
+  d.kill9();
+  EXPECT_EQ(getFromNamespace(corral::testing::testNetnsPrefix() + "lb-front", url), "web-1")
+      << "served while no corrald runs";
+  ASSERT_TRUE(d.start()) << d.log();
+  json adopted = balancer(d, "front");
+  EXPECT_EQ(adopted["process"].value("pid", 0), master) << adopted.dump(2) << "\n" << d.logTail();
+  EXPECT_NE(d.log().find("adopted HAProxy"), std::string::npos) << d.logTail();
+  seen.clear();
+  for (int i = 0; i < 4; ++i) ++seen[request(d, address, "/")];
+  EXPECT_EQ(seen, (std::map<std::string, int>{{"web-1", 2}, {"web-2", 2}}));
+  for (pid_t pid : haproxiesUnder(lbDir_))
+    EXPECT_NE(std::find(before.begin(), before.end(), pid), before.end()) << "haproxy " << pid << " is new";
+
+  // Deleted: no HAProxy, no namespace, no files; its address is free again.
+  d.must("DELETE", "/v1/load-balancers/front", nullptr, 200);
+  EXPECT_TRUE(haproxiesUnder(lbDir_).empty());
+  EXPECT_FALSE(net::netnsExists(corral::testing::testNetnsPrefix() + "lb-front"));
+  EXPECT_FALSE(std::filesystem::exists(lbDir_ + "/front"));
+  json again = d.must("POST", "/v1/load-balancers", {{"name", "back"}, {"vpc", "shop"}, {"subnets", {"a"}}});
+  EXPECT_EQ(again["nics"].size(), 1u) << again.dump(2);
+}
+
+}  // namespace
+}  // namespace corral

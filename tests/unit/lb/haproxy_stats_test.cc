@@ -1,0 +1,53 @@
+// `show stat` as HAProxy 2.6 writes it, read into target health and the firewall's per-rule counters.
+#include <gtest/gtest.h>
+
+#include "lb/haproxy.h"
+
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace corral::lb {
+namespace {
+
+// The columns corral reads, in HAProxy's order, with others between them (what matters is the header).
+constexpr std::string_view kStats =
+    "# pxname,svname,qcur,scur,stot,dreq,status,weight,check_status,\n"
+    "listener-80,FRONTEND,,,9,3,OPEN,,,\n"
+    "deny-80-1,BACKEND,0,0,2,2,UP,0,,\n"
+    "deny-80-3,BACKEND,0,0,1,1,UP,0,,\n"
+    "tg-web,web-1,0,0,4,,UP,1,L7OK,\n"
+    "tg-web,web-2,0,0,2,,DOWN,1,L4CON,\n"
+    "tg-web,BACKEND,0,0,6,0,UP,1,,\n"
+    "\n";
+
+TEST(HaproxyStats, ParsedByHeader) {
+  auto stats = parseShowStat(kStats);
+  ASSERT_TRUE(stats) << stats.error().message();
+  ASSERT_EQ(stats->size(), 6u);
+  EXPECT_EQ((*stats)[3].proxy, "tg-web");
+  EXPECT_EQ((*stats)[3].server, "web-1");
+  EXPECT_EQ((*stats)[3].sessions, 4);
+  EXPECT_EQ((*stats)[4].checkStatus, "L4CON");
+  EXPECT_EQ((*stats)[1].denied, 2);
+  EXPECT_FALSE(parseShowStat("pxname,svname\n"));
+  EXPECT_FALSE(parseShowStat("# pxname,svname,stot\nx,y,1\n")) << "a needed column is missing";
+}
+
+TEST(HaproxyStats, TargetHealthAndFirewallCounts) {
+  auto stats = parseShowStat(kStats);
+  ASSERT_TRUE(stats);
+  TargetGroup group{.name = "web", .targets = {"web-1", "web-2", "web-3", "web-4"}};
+  auto health = targetHealth(group, *stats, {{"web-1", "10.0.1.10"}, {"web-2", "10.0.1.11"}, {"web-4", "10.0.1.13"}});
+  ASSERT_EQ(health.size(), 4u);
+  EXPECT_EQ(health[0].state, "healthy");
+  EXPECT_EQ(health[0].requests, 4);
+  EXPECT_EQ(health[1].state, "unhealthy");
+  EXPECT_EQ(health[1].reason, "DOWN (L4CON)");
+  EXPECT_EQ(health[2].state, "unused") << "no address: not running";
+  EXPECT_EQ(health[3].state, "unknown") << "an address but no stats (a reload under way)";
+
+  Listener listener{.port = 80, .firewall = {{.id = 1}, {.id = 2}, {.id = 3}}};
+  EXPECT_EQ(firewallCounts(listener, *stats), (std::map<int64_t, int64_t>{{1, 2}, {2, 0}, {3, 1}}));
+}
+
+}  // namespace
+}  // namespace corral::lb
