@@ -321,11 +321,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 8);
+  EXPECT_EQ(kSchemaVersion, 9);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "8");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "9");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
