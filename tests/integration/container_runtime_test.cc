@@ -639,7 +639,9 @@ TEST_F(ContainerRuntimeTest, OverlayIsMountedInTheContainersNamespaceOnly) {
       }
       EXPECT_TRUE(rootIsOverlay) << readFile(fmt::format("/proc/{}/mountinfo", container->pid()));
       const fs::path written = c.bundleDir / "upper" / "root" / "file";
-      for (int i = 0; i < 200 && !fs::exists(written); ++i) ::usleep(10000);
+      // The shell creates the file, then writes it: wait for the line, not only the file (under TCG the
+      // pure-v2 guest read it in between).
+      for (int i = 0; i < 200 && readFile(written) != "written\n"; ++i) ::usleep(10000);
       EXPECT_EQ(readFile(written), "written\n");
     }
     expectNothingLeft(c);
