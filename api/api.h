@@ -106,7 +106,7 @@ struct ListInstances {  // GET /v1/instances, ?view=summary: only what `corral p
   bool summary = false;
   bool operator==(const ListInstances&) const = default;
 };
-struct GetInstance {      // GET /v1/instances/NAME[?show_env=true]: everything `corral inspect` shows
+struct GetInstance {  // GET /v1/instances/NAME[?show_env=true]: everything `corral inspect` shows
   std::string name;
   bool showEnv = false;  // env values unmasked ("KEY=***" otherwise); never on the dashboard port
   bool operator==(const GetInstance&) const = default;
@@ -202,8 +202,8 @@ struct SaveComparison {  // POST /v1/comparisons: the CLI's JSON result; answers
 struct ListComparisons {
   bool operator==(const ListComparisons&) const = default;
 };
-struct GetComparison {      // GET /v1/comparisons/ID, or /v1/comparisons/latest: one, whole
-  std::string id;           // digits, or "latest"
+struct GetComparison {  // GET /v1/comparisons/ID, or /v1/comparisons/latest: one, whole
+  std::string id;       // digits, or "latest"
   bool operator==(const GetComparison&) const = default;
 };
 
@@ -304,24 +304,22 @@ struct DeregisterTargets {
 };
 
 #define CORRAL_KIND_REQUESTS(K) List<ObjectKind::K>, Get<ObjectKind::K>, Delete<ObjectKind::K>
-using Request =
-    std::variant<GetInfo,                                             //
-                 CORRAL_KIND_REQUESTS(Vpc), Create<schema::VpcSpec>,  //
-                 CORRAL_KIND_REQUESTS(Subnet), Create<schema::SubnetSpec>, UpdateSubnet,
-                 CORRAL_KIND_REQUESTS(RouteTable), Create<schema::RouteTableSpec>, AddRoute, DeleteRoute,
-                 CORRAL_KIND_REQUESTS(InternetGateway), Create<schema::InternetGatewaySpec>,
-                 CORRAL_KIND_REQUESTS(NatGateway), Create<schema::NatGatewaySpec>,
-                 CORRAL_KIND_REQUESTS(SecurityGroup), Create<schema::SecurityGroupSpec>, AddSecurityGroupRule,
-                 DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<schema::NetworkAclSpec>,
-                 AddNetworkAclRule, DeleteNetworkAclRule, CORRAL_KIND_REQUESTS(Peering), Create<schema::PeeringSpec>,
-                 GetVpcTopology, RunInstance, ListInstances,
-                 GetInstance, StopInstance, StartInstance, RemoveInstance, RemoveInstances, GetInstanceLogs,
-                 ExecInstance, WaitInstancePort, TraceCapture, ReachAnalysis, GetFlowLogs, SaveComparison,
-                 ListComparisons, GetComparison, GetDashboard, ListImages, GetImage, RemoveImage, PullImage,
-                 ImportImage, BuildImage, ListVmSnapshots, RemoveVmSnapshot, CreateLoadBalancer,
-                 ListLoadBalancers, GetLoadBalancer, DeleteLoadBalancer, AddListener, DeleteListener,
-                 AddListenerRule, DeleteListenerRule, AddFirewallRule, DeleteFirewallRule, CreateTargetGroup,
-                 ListTargetGroups, GetTargetGroup, DeleteTargetGroup, RegisterTargets, DeregisterTargets>;
+using Request = std::variant<
+    GetInfo,                                             //
+    CORRAL_KIND_REQUESTS(Vpc), Create<schema::VpcSpec>,  //
+    CORRAL_KIND_REQUESTS(Subnet), Create<schema::SubnetSpec>, UpdateSubnet, CORRAL_KIND_REQUESTS(RouteTable),
+    Create<schema::RouteTableSpec>, AddRoute, DeleteRoute, CORRAL_KIND_REQUESTS(InternetGateway),
+    Create<schema::InternetGatewaySpec>, CORRAL_KIND_REQUESTS(NatGateway), Create<schema::NatGatewaySpec>,
+    CORRAL_KIND_REQUESTS(SecurityGroup), Create<schema::SecurityGroupSpec>, AddSecurityGroupRule,
+    DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<schema::NetworkAclSpec>,
+    AddNetworkAclRule, DeleteNetworkAclRule, CORRAL_KIND_REQUESTS(Peering), Create<schema::PeeringSpec>,
+    GetVpcTopology, RunInstance, ListInstances, GetInstance, StopInstance, StartInstance, RemoveInstance,
+    RemoveInstances, GetInstanceLogs, ExecInstance, WaitInstancePort, TraceCapture, ReachAnalysis,
+    GetFlowLogs, SaveComparison, ListComparisons, GetComparison, GetDashboard, ListImages, GetImage,
+    RemoveImage, PullImage, ImportImage, BuildImage, ListVmSnapshots, RemoveVmSnapshot, CreateLoadBalancer,
+    ListLoadBalancers, GetLoadBalancer, DeleteLoadBalancer, AddListener, DeleteListener, AddListenerRule,
+    DeleteListenerRule, AddFirewallRule, DeleteFirewallRule, CreateTargetGroup, ListTargetGroups,
+    GetTargetGroup, DeleteTargetGroup, RegisterTargets, DeregisterTargets>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {

@@ -177,7 +177,6 @@ class Router {
     return Request{DeregisterTargets{std::move(*name), std::move(targets->targets)}};
   }
 
-
   Result<Request> routeFlowLogs() const {
     if (Status s = check({"GET"}); !s) return fail(s.error());
     auto params = queryParams({"vpc", "subnet", "instance", "name", "action", "limit", "follow"});

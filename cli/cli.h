@@ -116,13 +116,13 @@ Command securityGroupCommand();
 Command networkAclCommand();
 Command loadBalancerCommand();  // cli/lb.cc: `corral lb`
 Command targetGroupCommand();   // cli/lb.cc: `corral tg`
-Command netCommand();  // cli/net.cc: `corral net show VPC`
-Command traceCommand();    // cli/trace.cc: `corral trace SUBNET|INSTANCE`
-Command reachCommand();    // cli/reach.cc: `corral reach SRC DST`
-Command flowLogsCommand();  // cli/flow_logs.cc: `corral flow-logs VPC|SUBNET|INSTANCE`
-Command compareCommand();  // cli/compare.cc: `corral compare`
-Command imageCommand();    // cli/image.cc: `corral image ls|pull|import|build|inspect|rm`
-Command snapshotCommand();  // cli/snapshot.cc: `corral snapshot ls|rm`
+Command netCommand();           // cli/net.cc: `corral net show VPC`
+Command traceCommand();         // cli/trace.cc: `corral trace SUBNET|INSTANCE`
+Command reachCommand();         // cli/reach.cc: `corral reach SRC DST`
+Command flowLogsCommand();      // cli/flow_logs.cc: `corral flow-logs VPC|SUBNET|INSTANCE`
+Command compareCommand();       // cli/compare.cc: `corral compare`
+Command imageCommand();         // cli/image.cc: `corral image ls|pull|import|build|inspect|rm`
+Command snapshotCommand();      // cli/snapshot.cc: `corral snapshot ls|rm`
 // Instances (cli/run.cc, cli/instances.cc): top-level verbs, like `docker run` / `docker ps`.
 Command runCommand();
 Command psCommand();

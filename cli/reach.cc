@@ -28,8 +28,9 @@ void printPath(const json& path) {
   const bool agrees = field(kernel, "agrees").is_boolean() && kernel["agrees"].get<bool>();
   fmt::print("kernel: {} ({}){}\n", displayText(field(kernel, "verdict")),
              terminalSafeLines(displayText(field(kernel, "detail"))),
-             agrees ? "" : "\n  the model and the kernel DISAGREE: the model says " +
-                               std::string(field(path, "reachable") == true ? "reachable" : "blocked"));
+             agrees ? ""
+                    : "\n  the model and the kernel DISAGREE: the model says " +
+                          std::string(field(path, "reachable") == true ? "reachable" : "blocked"));
 }
 
 int reach(const Invocation& invocation) {

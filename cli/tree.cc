@@ -26,14 +26,15 @@ Command rootCommand(const po::options_description& globalOptions) {
       "gateway is the front door, and security groups and network ACLs are the guards.\n"
       "Instances are the tenants: a container shares the host's kernel, starts in milliseconds and is\n"
       "cattle, not a pet (run it, throw it away, run another).",
-      {infoCommand(),       cidrCommand(),          vpcCommand(),
-       subnetCommand(),     routeTableCommand(),    internetGatewayCommand(),
-       natGatewayCommand(), peeringCommand(), securityGroupCommand(), networkAclCommand(),
-       loadBalancerCommand(), targetGroupCommand(), netCommand(), traceCommand(), reachCommand(),
-       flowLogsCommand(),   compareCommand(),       imageCommand(),
-       snapshotCommand(),   runCommand(),           psCommand(),
-       logsCommand(),       execCommand(),          consoleCommand(),
-       stopCommand(),       startCommand(),         removeInstanceCommand(),
+      {infoCommand(),       cidrCommand(),         vpcCommand(),
+       subnetCommand(),     routeTableCommand(),   internetGatewayCommand(),
+       natGatewayCommand(), peeringCommand(),      securityGroupCommand(),
+       networkAclCommand(), loadBalancerCommand(), targetGroupCommand(),
+       netCommand(),        traceCommand(),        reachCommand(),
+       flowLogsCommand(),   compareCommand(),      imageCommand(),
+       snapshotCommand(),   runCommand(),          psCommand(),
+       logsCommand(),       execCommand(),         consoleCommand(),
+       stopCommand(),       startCommand(),        removeInstanceCommand(),
        inspectCommand()});
   std::ostringstream text;
   text << globalOptions;

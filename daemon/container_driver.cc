@@ -219,11 +219,13 @@ struct ExecTarget {
   std::shared_ptr<container::Cgroup> cgroup;
   container::ContainerConfig config;
 };
-Result<ExecTarget> execTarget(InstanceHandle& handle, const InstanceRow& row, std::unique_lock<std::mutex>& lock) {
+Result<ExecTarget> execTarget(InstanceHandle& handle, const InstanceRow& row,
+                              std::unique_lock<std::mutex>& lock) {
   const ContainerHandle& container = own(handle);
   if (!container.config) return fail(conflict("instance \"{}\": its spec no longer validates", row.name));
   if (!container.run) return fail(conflict("instance \"{}\" is not running", row.name));
-  ExecTarget target{.initPid = container.run->pid, .cgroup = container.run->cgroup, .config = *container.config};
+  ExecTarget target{
+      .initPid = container.run->pid, .cgroup = container.run->cgroup, .config = *container.config};
   lock.unlock();
   return target;
 }

@@ -731,9 +731,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
                              view.body->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         } else {
           // Then only what changed: a VPC not drawn again is not sent again (~1 KB per instance).
-          text = fmt::format("event: dashboard-patch\nid: {}\ndata: {}\n\n", view.sequence,
-                             dashboardPatch(sent_, view).dump(-1, ' ', false,
-                                                               nlohmann::json::error_handler_t::replace));
+          text = fmt::format(
+              "event: dashboard-patch\nid: {}\ndata: {}\n\n", view.sequence,
+              dashboardPatch(sent_, view).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         }
         sentSequence_ = view.sequence;
         sent_ = std::move(view);

@@ -949,10 +949,11 @@ Result<UniqueFd> InstanceManager::openNetworkNamespace(const std::string& name, 
   if (it == instances_.end()) return fail(notFound("instance \"{}\" not found", name));
   const Instance& instance = it->second;
   if (instance.row.kind != schema::InstanceKind::container) {
-    return fail(invalidField(std::string(field),
-                             "instance \"{}\" is a VM: its network stack is its guest's own kernel, which "
-                             "corrald cannot send a probe from or listen in; --verify works between containers",
-                             name));
+    return fail(
+        invalidField(std::string(field),
+                     "instance \"{}\" is a VM: its network stack is its guest's own kernel, which "
+                     "corrald cannot send a probe from or listen in; --verify works between containers",
+                     name));
   }
   if (instance.state() != InstanceState::running || !instance.row.pid) {
     return fail(conflict("instance \"{}\" is {}: a probe needs it running", name,

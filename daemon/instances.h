@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/unique_fd.h"
 #include "core/rollback.h"
+#include "core/unique_fd.h"
 #include "daemon/driver.h"
 #include "daemon/lifecycle.h"
 #include "daemon/network.h"

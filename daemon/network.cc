@@ -177,7 +177,8 @@ Status NetworkController::applyTopology(const net::Topology& next) {
   return result;
 }
 
-Result<net::Cidr> NetworkController::transitLocked(const net::Topology& topology, const std::string& vpc) const {
+Result<net::Cidr> NetworkController::transitLocked(const net::Topology& topology,
+                                                   const std::string& vpc) const {
   if (auto it = transits_.find(vpc); it != transits_.end()) return it->second;
   std::set<net::Cidr> taken;
   for (const auto& [other, transit] : transits_) taken.insert(transit);
@@ -195,7 +196,8 @@ std::vector<net::NicAttachment> NetworkController::nicsLocked() const {
   return nics;
 }
 
-Result<net::VpcPlan> NetworkController::planLocked(const net::Topology& topology, const std::string& vpc) const {
+Result<net::VpcPlan> NetworkController::planLocked(const net::Topology& topology,
+                                                   const std::string& vpc) const {
   // Only NICs whose subnet is in this topology and VPC take part, and those of peered VPCs (members of
   // groups our rules may name).
   std::vector<net::NicAttachment> nics;
@@ -440,7 +442,8 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   const net::Subnet* subnet = topology_.findSubnet(spec.subnet);
   if (!subnet) {
     return fail(Error(ErrorKind::NotFound,
-                      fmt::format("subnet \"{}\" not found (corral subnet ls lists them)", spec.subnet), "subnet"));
+                      fmt::format("subnet \"{}\" not found (corral subnet ls lists them)", spec.subnet),
+                      "subnet"));
   }
   const std::string& vpc = subnet->vpc;
 
@@ -494,20 +497,23 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   for (const auto& [name, other] : nics_) {
     const net::Subnet* otherSubnet = topology_.findSubnet(other.subnet);
     if (!otherSubnet || otherSubnet->vpc != vpc) continue;
-    for (const net::PortForward& forward : other.publish) usedPorts.emplace(forward.protocol, forward.outsidePort);
+    for (const net::PortForward& forward : other.publish)
+      usedPorts.emplace(forward.protocol, forward.outsidePort);
   }
   for (size_t i = 0; i < spec.publish.size(); ++i) {
     const std::string field = fmt::format("publish[{}]", i);
     auto forward = net::parsePortForward(spec.publish[i], field);
     if (!forward) return fail(forward.error());
     if (!hasGateway) {
-      return fail(invalidField(field, "vpc \"{}\" has no internet gateway to publish on: corral igw create", vpc));
+      return fail(
+          invalidField(field, "vpc \"{}\" has no internet gateway to publish on: corral igw create", vpc));
     }
     if (topology_.reachability(*subnet) == net::SubnetReachability::Isolated) {
-      return fail(invalidField(field,
-                               "subnet \"{}\" is isolated: its route table sends 0.0.0.0/0 nowhere, so answers "
-                               "could not leave; route it to the internet gateway or a NAT gateway",
-                               subnet->name));
+      return fail(
+          invalidField(field,
+                       "subnet \"{}\" is isolated: its route table sends 0.0.0.0/0 nowhere, so answers "
+                       "could not leave; route it to the internet gateway or a NAT gateway",
+                       subnet->name));
     }
     if (!usedPorts.emplace(forward->protocol, forward->outsidePort).second) {
       return fail(Error(ErrorKind::Conflict,
@@ -1008,22 +1014,24 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
       if (nic.nic.subnet != bridge.subnet) continue;
       auto found = instanceByName.find(nic.nic.instance);
       json member = memberJsonLocked(
-          nic, found != instanceByName.end() ? found->second.value("state", "unknown") : std::string("unknown"),
+          nic,
+          found != instanceByName.end() ? found->second.value("state", "unknown") : std::string("unknown"),
           portDropsJson(drops, nic.link));
       for (const json& group : member["security_groups"])
         groupMembers[group.get<std::string>()].push_back(nic.nic.instance);
       members.push_back(std::move(member));
     }
-    subnets.push_back({{"name", bridge.subnet},
-                       {"cidr", bridge.cidr.str()},
-                       {"availability_zone", subnet ? subnet->availabilityZone : ""},
-                       {"bridge", bridge.bridge},
-                       {"router", bridge.routerAddress.substr(0, bridge.routerAddress.find('/'))},
-                       {"route_table", subnet ? subnet->routeTable : ""},
-                       {"network_acl", subnet ? subnet->networkAcl : ""},
-                       {"reachability", subnet ? std::string(net::subnetReachabilityName(topology_.reachability(*subnet)))
-                                               : std::string("isolated")},
-                       {"instances", std::move(members)}});
+    subnets.push_back(
+        {{"name", bridge.subnet},
+         {"cidr", bridge.cidr.str()},
+         {"availability_zone", subnet ? subnet->availabilityZone : ""},
+         {"bridge", bridge.bridge},
+         {"router", bridge.routerAddress.substr(0, bridge.routerAddress.find('/'))},
+         {"route_table", subnet ? subnet->routeTable : ""},
+         {"network_acl", subnet ? subnet->networkAcl : ""},
+         {"reachability", subnet ? std::string(net::subnetReachabilityName(topology_.reachability(*subnet)))
+                                 : std::string("isolated")},
+         {"instances", std::move(members)}});
   }
 
   json tables = json::array();
@@ -1071,7 +1079,8 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
   }
   json groups = json::array();
   for (const net::SecurityGroup* group : topology_.securityGroups(vpcName)) {
-    groups.push_back({{"name", group->name}, {"default", group->isDefault}, {"members", groupMembers[group->name]}});
+    groups.push_back(
+        {{"name", group->name}, {"default", group->isDefault}, {"members", groupMembers[group->name]}});
   }
   json acls = json::array();
   for (const net::NetworkAcl* acl : topology_.networkAcls(vpcName)) {
@@ -1137,7 +1146,8 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
               {"resolver", resolvers_ ? resolvers_->statusJson(vpc->name) : json(nullptr)}};
 }
 
-json NetworkController::memberJsonLocked(const net::NicPlan& nic, const std::string& state, json spoofDrops) const {
+json NetworkController::memberJsonLocked(const net::NicPlan& nic, const std::string& state,
+                                         json spoofDrops) const {
   std::vector<std::string> groups = nic.nic.securityGroups;
   if (groups.empty()) {
     const net::Subnet* subnet = topology_.findSubnet(nic.nic.subnet);
@@ -1147,7 +1157,8 @@ json NetworkController::memberJsonLocked(const net::NicPlan& nic, const std::str
   json publish = json::array();
   for (const net::PortForward& forward : nic.nic.publish) publish.push_back(net::portForwardText(forward));
   return {{"name", nic.nic.instance},
-          {"kind", schema::instanceKindName(nic.nic.vm ? schema::InstanceKind::vm : schema::InstanceKind::container)},
+          {"kind",
+           schema::instanceKindName(nic.nic.vm ? schema::InstanceKind::vm : schema::InstanceKind::container)},
           {"state", state},
           {"ip", nic.nic.address},
           {"public_ip", optionalText(nic.nic.publicAddress)},
@@ -1158,7 +1169,8 @@ json NetworkController::memberJsonLocked(const net::NicPlan& nic, const std::str
           {"publish", std::move(publish)}};
 }
 
-Result<json> NetworkController::memberTopologyJson(const std::string& instance, const std::string& state) const {
+Result<json> NetworkController::memberTopologyJson(const std::string& instance,
+                                                   const std::string& state) const {
   std::lock_guard lock(mutex_);
   auto planned = planNicLocked(instance);
   if (!planned) return fail(notFound("instance \"{}\" has no NIC in an existing subnet", instance));
@@ -1170,7 +1182,8 @@ Result<json> NetworkController::memberTopologyJson(const std::string& instance, 
     // nothing, and the caller keeps the last reading of one already drawn.
     drops = {{"mac", 0}, {"ip", 0}, {"arp", 0}, {"other", 0}};
     if (auto netlink = net::Netlink::open(planned->netns); netlink) {
-      if (auto found = netlink->link(planned->nic.link); found && found->has_value()) link = linkJson(**found);
+      if (auto found = netlink->link(planned->nic.link); found && found->has_value())
+        link = linkJson(**found);
     }
   }
   json member = memberJsonLocked(planned->nic, state, std::move(drops));

@@ -248,12 +248,13 @@ class NetworkController {
   NetworkOptions options_;
   mutable std::mutex mutex_;
   net::Topology topology_;
-  std::map<std::string, net::NicAttachment, std::less<>> nics_;     // by instance name
+  std::map<std::string, net::NicAttachment, std::less<>> nics_;  // by instance name
   // The instances with a NIC, by subnet and by combination of listed security groups (sorted): what a
   // rule change needs (one NIC per combination) and what a topology check needs (which subnets and groups
   // are in use) without visiting every NIC, so a rule change costs the model's size, not the VPC's.
-  std::map<std::string, std::map<std::vector<std::string>, std::set<std::string>>, std::less<>> byCombination_;
-  std::map<std::string, uint64_t, std::less<>> nicRevisions_;       // by VPC (nicRevision())
+  std::map<std::string, std::map<std::vector<std::string>, std::set<std::string>>, std::less<>>
+      byCombination_;
+  std::map<std::string, uint64_t, std::less<>> nicRevisions_;  // by VPC (nicRevision())
   uint64_t nicChanges_ = 0;
   mutable std::map<std::string, net::Cidr, std::less<>> transits_;  // by VPC: kept while it has a gateway
   // By VPC: the plan its kernel objects were last brought to (by a converge or a delta), so that a change

@@ -164,7 +164,7 @@ class Service {
   // listener of its own in the destination's. Refused, before anything is sent, for an end outside the
   // VPCs (the probe would leave corral's namespaces), a VM, or too many paths.
   Result<std::vector<net::ProbeResult>> probeReachPaths(const net::ReachQuery& query,
-                                                         const std::vector<net::ReachPath>& paths);
+                                                        const std::vector<net::ReachPath>& paths);
   Response serve(const api::SaveComparison& request);
   Response serve(const api::ListComparisons& request);
   Response serve(const api::GetComparison& request);
@@ -281,8 +281,8 @@ class Service {
     std::chrono::steady_clock::time_point builtAt;
     std::shared_ptr<const nlohmann::json> entry;
   };
-  std::map<std::string, KeptVpc, std::less<>> keptVpcs_;         // under mutex_
-  std::map<std::string, uint64_t, std::less<>> vpcRevisions_;    // by VPC: moved by commits touching it
+  std::map<std::string, KeptVpc, std::less<>> keptVpcs_;       // under mutex_
+  std::map<std::string, uint64_t, std::less<>> vpcRevisions_;  // by VPC: moved by commits touching it
   uint64_t topologyChanges_ = 0;
   Store store_;
   net::Topology topology_;

@@ -85,11 +85,11 @@ struct NicAttachment {
   std::string instance;
   bool vm = false;
   std::string subnet;
-  std::string address;                      // "10.0.1.5"
-  std::vector<std::string> securityGroups;  // empty: the VPC's default group
-  std::optional<std::string> publicAddress; // 1:1 NAT through the internet gateway
-  std::vector<PortForward> publish;         // DNAT from the gateway's outside address
-  std::string linkKey;                      // input of instanceVethName/instanceTapName (see there)
+  std::string address;                       // "10.0.1.5"
+  std::vector<std::string> securityGroups;   // empty: the VPC's default group
+  std::optional<std::string> publicAddress;  // 1:1 NAT through the internet gateway
+  std::vector<PortForward> publish;          // DNAT from the gateway's outside address
+  std::string linkKey;                       // input of instanceVethName/instanceTapName (see there)
   bool operator==(const NicAttachment&) const = default;
 };
 
@@ -99,7 +99,7 @@ struct BridgePlan {
   std::string subnet;
   std::string bridge;  // link name in the VPC namespace
   Cidr cidr;
-  std::string routerAddress;  // "10.0.1.1/24": the subnet's first host on the bridge
+  std::string routerAddress;    // "10.0.1.1/24": the subnet's first host on the bridge
   std::string resolverAddress;  // "10.0.1.2/24": where the VPC resolver answers (net/resolver.h)
   bool operator==(const BridgePlan&) const = default;
 };
@@ -116,9 +116,9 @@ struct RoutePlan {
 // main), so it never needs copying into each table.
 struct RouteTablePlan {
   std::string name;
-  uint32_t tableId = 0;          // 100 + index of the table among the VPC's, sorted by name
-  std::vector<Cidr> subnets;     // whose traffic follows this table, sorted
-  std::vector<RoutePlan> routes; // without the local route; routes to a missing gateway are left out
+  uint32_t tableId = 0;           // 100 + index of the table among the VPC's, sorted by name
+  std::vector<Cidr> subnets;      // whose traffic follows this table, sorted
+  std::vector<RoutePlan> routes;  // without the local route; routes to a missing gateway are left out
   bool operator==(const RouteTablePlan&) const = default;
 };
 
@@ -126,13 +126,13 @@ inline constexpr uint32_t kLocalRulePriority = 900;    // to VPC_CIDR lookup mai
 inline constexpr uint32_t kSubnetRulePriority = 1000;  // from SUBNET lookup TABLE
 
 struct GatewayPlan {
-  std::string name;          // the internet gateway's name
-  std::string vpcLink;       // gatewayLinkName: in the VPC namespace
-  std::string uplinkLink;    // uplinkLinkName: in settings.netns (or the daemon's namespace)
-  std::string uplinkNetns;   // settings.netns
-  Cidr transit;              // the /30
-  std::string vpcAddress;    // "100.64.0.6/30"
-  std::string uplinkAddress; // "100.64.0.5/30"
+  std::string name;                          // the internet gateway's name
+  std::string vpcLink;                       // gatewayLinkName: in the VPC namespace
+  std::string uplinkLink;                    // uplinkLinkName: in settings.netns (or the daemon's namespace)
+  std::string uplinkNetns;                   // settings.netns
+  Cidr transit;                              // the /30
+  std::string vpcAddress;                    // "100.64.0.6/30"
+  std::string uplinkAddress;                 // "100.64.0.5/30"
   std::vector<Ipv4Address> publicAddresses;  // routed by the uplink side to the VPC side, sorted
   bool operator==(const GatewayPlan&) const = default;
 };
@@ -154,13 +154,13 @@ struct PeeringPlan {
 
 struct NicPlan {
   NicAttachment nic;
-  std::string link;     // instanceVethName/instanceTapName(nic.linkKey): the port in the VPC namespace
-  std::string bridge;   // its subnet's bridge
-  std::string mac;      // instanceMac(nic.instance, nic.vm)
+  std::string link;    // instanceVethName/instanceTapName(nic.linkKey): the port in the VPC namespace
+  std::string bridge;  // its subnet's bridge
+  std::string mac;     // instanceMac(nic.instance, nic.vm)
   std::string addressWithPrefix;  // "10.0.1.5/24"
-  std::string gateway;  // "10.0.1.1"
-  std::string resolver;      // "10.0.1.2": the subnet's VPC resolver, the instance's nameserver
-  std::string searchDomain;  // "VPC.internal": the instance's resolv.conf search domain
+  std::string gateway;            // "10.0.1.1"
+  std::string resolver;           // "10.0.1.2": the subnet's VPC resolver, the instance's nameserver
+  std::string searchDomain;       // "VPC.internal": the instance's resolv.conf search domain
   bool operator==(const NicPlan&) const = default;
 };
 

@@ -124,10 +124,11 @@ Result<ProbeResult> probeUdp(const ProbeSpec& spec) {
   if (!receiver) return fail(receiver.error());
   if (Status bound = bindTo(*receiver, "0.0.0.0", listenPort); !bound) {
     if (bound.error().errnum() != EADDRINUSE) return fail(bound.error());
-    return ProbeResult{.verdict = ProbeVerdict::Undetermined,
-                       .detail = fmt::format("port {}/udp is taken in the destination: a datagram would go to "
-                                             "its program, where the probe cannot see it",
-                                             listenPort)};
+    return ProbeResult{
+        .verdict = ProbeVerdict::Undetermined,
+        .detail = fmt::format("port {}/udp is taken in the destination: a datagram would go to "
+                              "its program, where the probe cannot see it",
+                              listenPort)};
   }
   auto sender = socketIn(spec.fromNetns, "source's namespace", SOCK_DGRAM, 0);
   if (!sender) return fail(sender.error());
@@ -140,7 +141,8 @@ Result<ProbeResult> probeUdp(const ProbeSpec& spec) {
     return blocked(fmt::format("sendto: {}", std::strerror(errno)));
   if (!waitFor(receiver->get(), POLLIN, spec.timeout)) return blocked(noAnswer("no datagram", spec.timeout));
   char data[8] = {};
-  if (::recv(receiver->get(), data, sizeof data, 0) != 4) return blocked("a datagram of another size arrived");
+  if (::recv(receiver->get(), data, sizeof data, 0) != 4)
+    return blocked("a datagram of another size arrived");
   return reached("the datagram arrived");
 }
 

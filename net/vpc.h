@@ -126,8 +126,8 @@ struct SecurityGroupRule {
   int64_t id = 0;  // unique within its group, never reused
   Direction direction = Direction::Ingress;
   Protocol protocol = Protocol::All;
-  std::optional<PortRange> ports;   // tcp/udp only; absent = all ports
-  std::optional<Cidr> cidr;         // exactly one of cidr and peerGroup
+  std::optional<PortRange> ports;  // tcp/udp only; absent = all ports
+  std::optional<Cidr> cidr;        // exactly one of cidr and peerGroup
   std::optional<std::string> peerGroup;
   std::string description;
 };
@@ -155,7 +155,8 @@ struct NetworkAcl {
   std::string name;
   std::string vpc;
   bool isDefault = false;
-  std::vector<NetworkAclRule> rules;  // sorted by direction, then number; the final implicit deny is not stored
+  std::vector<NetworkAclRule>
+      rules;  // sorted by direction, then number; the final implicit deny is not stored
   int64_t createdAt = 0;
 };
 

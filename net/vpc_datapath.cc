@@ -463,7 +463,8 @@ class Converger {
     if (!all) return fail(std::move(all).error());
     std::map<uint32_t, std::vector<RouteEntry>> byTable;
     for (RouteEntry& route : *all) {
-      if (route.table < kFirstOurTable || route.table > kLastOurTable || isReservedTable(route.table)) continue;
+      if (route.table < kFirstOurTable || route.table > kLastOurTable || isReservedTable(route.table))
+        continue;
       byTable[route.table].push_back(std::move(route));
     }
     std::set<uint32_t> planned;
@@ -698,10 +699,11 @@ Status attachNamespaceNic(const std::string& netns, const NicPlan& nic, const st
   if (!parsed) return wrapped(std::move(parsed).error());
   const Cidr network = Cidr::containing(*parsed, std::stoi(nic.addressWithPrefix.substr(slash + 1)));
   if (auto s = inside->addRoute({.destination = network.str(),
-                                        .gateway = std::nullopt,
-                                        .device = ifname,
-                                        .table = *sourceTable,
-                                        .blackhole = false}); !s)
+                                 .gateway = std::nullopt,
+                                 .device = ifname,
+                                 .table = *sourceTable,
+                                 .blackhole = false});
+      !s)
     return wrapped(std::move(s).error());
   if (auto s = inside->addRoute({.destination = "0.0.0.0/0",
                                  .gateway = nic.gateway,
@@ -711,7 +713,8 @@ Status attachNamespaceNic(const std::string& netns, const NicPlan& nic, const st
       !s)
     return wrapped(std::move(s).error());
   if (auto s = inside->addRule(
-          {.priority = *sourceTable, .from = address + "/32", .to = std::nullopt, .table = *sourceTable}); !s)
+          {.priority = *sourceTable, .from = address + "/32", .to = std::nullopt, .table = *sourceTable});
+      !s)
     return wrapped(std::move(s).error());
   return {};
 }

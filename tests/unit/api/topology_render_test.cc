@@ -105,7 +105,8 @@ TEST(TopologyRenderTest, PeeringIsDrawnAndItsLinkChecked) {
                                        {"link", "crlp55555555"},
                                        {"address", "169.254.248.1"},
                                        {"peer_address", "169.254.248.2"}}});
-  topology["route_tables"][0]["routes"].push_back({{"destination", "10.1.0.0/16"}, {"target", "peering prod-dev"}});
+  topology["route_tables"][0]["routes"].push_back(
+      {{"destination", "10.1.0.0/16"}, {"target", "peering prod-dev"}});
   topology["kernel"]["routes"].push_back({{"table", 100},
                                           {"destination", "10.1.0.0/16"},
                                           {"gateway", "169.254.248.2"},
@@ -118,12 +119,15 @@ TEST(TopologyRenderTest, PeeringIsDrawnAndItsLinkChecked) {
                                         {"master", nullptr},
                                         {"addresses", {"169.254.248.1/30"}}});
   std::string text = renderTopologyText(present);
-  EXPECT_NE(text.find("peering prod-dev: a corridor to vpc dev (10.1.0.0/16), not transitive"), std::string::npos)
-      << text;
-  EXPECT_NE(text.find("10.1.0.0/16 → peering prod-dev (the corridor to the peer building)"), std::string::npos)
-      << text;
-  EXPECT_NE(text.find("ok       link crlp55555555 (peering prod-dev to vpc dev), up, address 169.254.248.1/30"),
+  EXPECT_NE(text.find("peering prod-dev: a corridor to vpc dev (10.1.0.0/16), not transitive"),
             std::string::npos)
+      << text;
+  EXPECT_NE(text.find("10.1.0.0/16 → peering prod-dev (the corridor to the peer building)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find("ok       link crlp55555555 (peering prod-dev to vpc dev), up, address 169.254.248.1/30"),
+      std::string::npos)
       << text;
   EXPECT_NE(text.find("the kernel matches the model"), std::string::npos) << text;
   text = renderTopologyText(topology);

@@ -142,8 +142,10 @@ TEST_F(ServiceTest, LoadBalancersAreValidatedPersistedAndGuardWhatTheyUse) {
   // A NIC per subnet, addresses from each subnet's IPAM (no kernel here: nothing runs it).
   ASSERT_EQ(front.body["nics"].size(), 2u) << front.body.dump();
   EXPECT_EQ(front.body["nics"][0]["subnet"], "a");
-  EXPECT_TRUE(front.body["nics"][0]["address"].get<std::string>().starts_with("10.0.1.")) << front.body.dump();
-  EXPECT_TRUE(front.body["nics"][1]["address"].get<std::string>().starts_with("10.0.2.")) << front.body.dump();
+  EXPECT_TRUE(front.body["nics"][0]["address"].get<std::string>().starts_with("10.0.1."))
+      << front.body.dump();
+  EXPECT_TRUE(front.body["nics"][1]["address"].get<std::string>().starts_with("10.0.2."))
+      << front.body.dump();
   EXPECT_EQ(front.body["state"], "configured");
   schema::ListenerSpec listener{.port = 80};
   listener.defaultAction.targetGroup = "web";

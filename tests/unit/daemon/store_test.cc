@@ -395,7 +395,8 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
     // What corral 1 left behind: the VPC tables only, user_version 1, and a VPC in them.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; "
+        "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; "
+        "DROP TABLE comparisons; "
         "DROP TABLE instances; PRAGMA user_version = 1; "
         "INSERT INTO vpcs (name, cidr, created_at) VALUES ('old', '10.0.0.0/16', 1)");
   }
@@ -419,7 +420,8 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
     // What corral 2 left behind: its instances table (no 'starting', no VM exit reasons) with a row.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; "
+        "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; "
+        "DROP TABLE comparisons; "
         "DROP TABLE instances; "
         "CREATE TABLE instances (name TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
         "state TEXT NOT NULL CHECK (state IN ('created', 'running', 'stopped')), pid INTEGER, "
@@ -542,7 +544,8 @@ TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFiveRowsMigrateWithout) {
     ASSERT_TRUE(store->insertInstance(row));
   }
   RawDb(path).exec(
-      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER TABLE instances DROP "
+      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER "
+      "TABLE instances DROP "
       "COLUMN user_ns_start; PRAGMA user_version = 5");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
@@ -806,7 +809,8 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP TABLE comparisons; "
+      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP "
+      "TABLE comparisons; "
       "ALTER TABLE instances DROP COLUMN oom_kills; "
       "ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 3");
   auto store = Store::open(path);
@@ -838,7 +842,8 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER TABLE instances DROP "
+      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER "
+      "TABLE instances DROP "
       "COLUMN user_ns_start; "
       "ALTER TABLE instances DROP COLUMN oom_kills; "
       "INSERT INTO instances VALUES ('old', 'container', '{\"name\":\"old\"}', 'stopped', NULL, NULL, 1, "

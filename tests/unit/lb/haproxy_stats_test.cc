@@ -36,7 +36,8 @@ TEST(HaproxyStats, TargetHealthAndFirewallCounts) {
   auto stats = parseShowStat(kStats);
   ASSERT_TRUE(stats);
   TargetGroup group{.name = "web", .targets = {"web-1", "web-2", "web-3", "web-4"}};
-  auto health = targetHealth(group, *stats, {{"web-1", "10.0.1.10"}, {"web-2", "10.0.1.11"}, {"web-4", "10.0.1.13"}});
+  auto health =
+      targetHealth(group, *stats, {{"web-1", "10.0.1.10"}, {"web-2", "10.0.1.11"}, {"web-4", "10.0.1.13"}});
   ASSERT_EQ(health.size(), 4u);
   EXPECT_EQ(health[0].state, "healthy");
   EXPECT_EQ(health[0].requests, 4);
