@@ -962,6 +962,10 @@ Result<UniqueFd> InstanceManager::openNetworkNamespace(const std::string& name, 
   // The driver holds the container's pidfd while it runs, so the pid names no other process.
   const std::string path = fmt::format("/proc/{}/ns/net", *instance.row.pid);
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd && errno == ENOENT) {
+    // Its init has ended and is not reaped yet (a zombie has no namespaces): it is no longer running.
+    return fail(conflict("instance \"{}\": its program has ended: a probe needs it running", name));
+  }
   if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\")", path)));
   return fd;
 }

@@ -686,7 +686,7 @@ Result<std::vector<net::ProbeResult>> Service::probeReachPaths(const net::ReachQ
                                                                const std::vector<net::ReachPath>& paths) {
   // Each blocked path waits out its timeout: a bound on how long one request may take.
   constexpr size_t kMaxProbedPaths = 16;
-  constexpr std::chrono::milliseconds kProbeTimeout{800};
+  constexpr std::chrono::milliseconds kProbeTimeout{1500};
   if (paths.size() > kMaxProbedPaths) {
     return fail(invalidField("verify",
                              "--verify sends at most {} probes and this question has {} paths: name "

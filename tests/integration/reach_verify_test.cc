@@ -53,7 +53,8 @@ class ReachVerify : public ::testing::Test {
     d.must("POST", "/v1/instances",
            {{"name", "db1"},
             {"image", "busybox"},
-            {"command", {"sh", "-c", "nc -ll -p 80 -e /bin/echo db1"}},
+            // httpd, not `nc -ll`: busybox nc ends when a probe's connection is gone before its accept.
+            {"command", {"sh", "-c", "mkdir -p /tmp/www && exec httpd -f -p 80 -h /tmp/www"}},
             {"subnet", "floor"},
             {"security_groups", {"db"}}});
   }
