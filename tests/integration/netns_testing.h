@@ -10,7 +10,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -227,5 +229,48 @@ class TestNamespaces {
 };
 // The name it had before every network test used it (tests/integration/host_uplink_test.cc).
 using NetnsGuard = TestNamespaces;
+
+// Processes each in a fresh network namespace, paused until killed (instances without a program); killed and
+// reaped when this goes.
+class NetnsChildren {
+ public:
+  NetnsChildren() = default;
+  NetnsChildren(const NetnsChildren&) = delete;
+  NetnsChildren& operator=(const NetnsChildren&) = delete;
+  ~NetnsChildren() {
+    for (pid_t pid : pids_) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  // The new child's pid once its namespace exists, or -1.
+  pid_t spawn() {
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) return -1;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      // Only async-signal-safe calls between fork and _exit: the test process has threads.
+      ::close(ready[0]);
+      if (::unshare(CLONE_NEWNET) != 0) ::_exit(1);
+      char ok = 'r';
+      if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
+      for (;;) ::pause();
+    }
+    ::close(ready[1]);
+    if (pid < 0) {
+      ::close(ready[0]);
+      return -1;
+    }
+    pids_.push_back(pid);
+    char ok = 0;
+    ssize_t n = ::read(ready[0], &ok, 1);
+    ::close(ready[0]);
+    return n == 1 ? pid : -1;
+  }
+
+ private:
+  std::vector<pid_t> pids_;
+};
 
 }  // namespace corral::testing

@@ -40,46 +40,7 @@ constexpr int64_t kNow = 1700000000;
 constexpr std::chrono::milliseconds kTimeout{600};
 const std::string kInternetHost = "198.51.100.10";
 
-// Kills and reaps the instance processes it holds.
-class Children {
- public:
-  Children() = default;
-  Children(const Children&) = delete;
-  Children& operator=(const Children&) = delete;
-  ~Children() {
-    for (pid_t pid : pids_) {
-      ::kill(pid, SIGKILL);
-      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-      }
-    }
-  }
-  // A child in a fresh network namespace, paused until killed: an instance without a program.
-  pid_t spawn() {
-    int ready[2];
-    if (::pipe2(ready, O_CLOEXEC) != 0) return -1;
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::close(ready[0]);
-      if (::unshare(CLONE_NEWNET) != 0) ::_exit(1);
-      char ok = 'r';
-      if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
-      for (;;) ::pause();
-    }
-    ::close(ready[1]);
-    if (pid < 0) {
-      ::close(ready[0]);
-      return -1;
-    }
-    pids_.push_back(pid);
-    char ok = 0;
-    ssize_t n = ::read(ready[0], &ok, 1);
-    ::close(ready[0]);
-    return n == 1 ? pid : -1;
-  }
-
- private:
-  std::vector<pid_t> pids_;
-};
+using Children = corral::testing::NetnsChildren;
 
 // ---- Random configurations ----
 

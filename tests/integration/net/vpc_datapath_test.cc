@@ -44,47 +44,7 @@ const std::string kInternetHost = "198.51.100.10";
 
 // ---- Guards ----
 
-// Kills and reaps the instance processes it holds.
-class Children {
- public:
-  Children() = default;
-  Children(const Children&) = delete;
-  Children& operator=(const Children&) = delete;
-  ~Children() {
-    for (pid_t pid : pids_) {
-      ::kill(pid, SIGKILL);
-      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-      }
-    }
-  }
-  // A child in a fresh network namespace, paused until killed: an instance without a program.
-  pid_t spawn() {
-    int ready[2];
-    if (::pipe2(ready, O_CLOEXEC) != 0) return -1;
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      // Only async-signal-safe calls between fork and _exit: the test process has threads.
-      ::close(ready[0]);
-      if (::unshare(CLONE_NEWNET) != 0) ::_exit(1);
-      char ok = 'r';
-      if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
-      for (;;) ::pause();
-    }
-    ::close(ready[1]);
-    if (pid < 0) {
-      ::close(ready[0]);
-      return -1;
-    }
-    pids_.push_back(pid);
-    char ok = 0;
-    ssize_t n = ::read(ready[0], &ok, 1);
-    ::close(ready[0]);
-    return n == 1 ? pid : -1;
-  }
-
- private:
-  std::vector<pid_t> pids_;
-};
+using Children = corral::testing::NetnsChildren;
 
 std::string joined(const ChangeLog& log) {
   std::string text;
@@ -492,7 +452,8 @@ TEST_F(VpcDatapath, VmTapMovesIntoTheVpcAndJoinsItsBridge) {
   EXPECT_EQ((*tap)->master, subnetBridgeName("a", "priv"));
   EXPECT_TRUE((*tap)->up);
   ChangeLog changes = reconverge();
-  EXPECT_EQ(changes.size(), 2u) << "the VM's NIC changes only the port guards and the ruleset:" << joined(changes);
+  EXPECT_EQ(changes.size(), 2u) << "the VM's NIC changes only the port guards and the ruleset:"
+                                << joined(changes);
 
   // The VM goes away from the plan: convergence removes its tap.
   std::erase_if(nics_, [](const NicAttachment& n) { return n.vm; });
