@@ -20,7 +20,9 @@ TEST(TerminalFrames, StreamFramesRoundTripWithTheirIdByte) {
   EXPECT_EQ(decoded->stream, StdioStream::input);
   EXPECT_EQ(decoded->data, std::string_view("ls\r\0\xff", 5));
 
-  auto out = decodeServerFrame(encodeStreamFrame(StdioStream::error, "oops"));
+  // A decoded frame views the bytes it was decoded from, so they must outlive it.
+  std::string errorFrame = encodeStreamFrame(StdioStream::error, "oops");
+  auto out = decodeServerFrame(errorFrame);
   ASSERT_TRUE(out);
   EXPECT_EQ(out->stream, StdioStream::error);
   EXPECT_EQ(out->data, "oops");
