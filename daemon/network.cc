@@ -783,23 +783,42 @@ NetworkController::ResolverInputs NetworkController::resolverInputs(const net::T
 
 void NetworkController::syncNicsLocked(const std::string& vpc, const std::vector<net::NicAttachment>& nics,
                                        bool joining) {
-  if (!flowLogs_ || !options_.kernel || resolverStale_.contains(vpc) || !topology_.findVpc(vpc))
-    return syncResolverLocked(vpc);
-  std::vector<std::pair<uint32_t, std::optional<net::FlowEndpoint>>> changed;
+  if (resolverStale_.contains(vpc) || !topology_.findVpc(vpc)) return syncResolverLocked(vpc);
   for (const net::NicAttachment& nic : nics) {
     const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
     if (!subnet || subnet->vpc != vpc) return syncResolverLocked(vpc);
-    auto endpoint = flowEndpointLocked(*subnet, nic);
-    if (!endpoint) continue;  // the whole directory leaves it out as well
+  }
+  const bool patchFlows = flowLogs_ && options_.kernel;
+  if (patchFlows) {
+    std::vector<std::pair<uint32_t, std::optional<net::FlowEndpoint>>> changed;
+    for (const net::NicAttachment& nic : nics) {
+      auto endpoint = flowEndpointLocked(*topology_.findSubnet(nic.subnet), nic);
+      if (!endpoint) continue;  // the whole directory leaves it out as well
+      if (joining) {
+        changed.emplace_back(endpoint->first, std::move(endpoint->second));
+      } else {
+        changed.emplace_back(endpoint->first, std::nullopt);
+      }
+    }
+    if (!flowLogs_->updateNics(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc), changed))
+      return syncResolverLocked(vpc);
+  }
+  if (!resolvers_) return;
+  // Only these NICs' names: the files of the others stay as they are (net::planResolver names every NIC
+  // of the VPC by its instance and address).
+  std::vector<net::ResolverHost> joined;
+  std::vector<std::string> left;
+  for (const net::NicAttachment& nic : nics) {
     if (joining) {
-      changed.emplace_back(endpoint->first, std::move(endpoint->second));
+      joined.push_back(net::ResolverHost{.address = nic.address, .name = nic.instance});
     } else {
-      changed.emplace_back(endpoint->first, std::nullopt);
+      left.push_back(nic.instance);
     }
   }
-  if (!flowLogs_->updateNics(vpc, net::vpcNetnsName(options_.netnsPrefix, vpc), changed))
-    return syncResolverLocked(vpc);
-  syncResolverLocked(vpc, /*flowDirectoryDone=*/true);
+  if (auto ok = resolvers_->updateHosts(vpc, net::vpcDomain(vpc), joined, left); !ok) {
+    log::debug("vpc \"{}\": {}; syncing it whole", vpc, ok.error().message());
+    syncResolverLocked(vpc, /*flowDirectoryDone=*/patchFlows);
+  }
 }
 
 void NetworkController::syncResolverLocked(const std::string& vpc, bool flowDirectoryDone) {

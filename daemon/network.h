@@ -221,12 +221,13 @@ class NetworkController {
   std::vector<net::NicAttachment> peerNicsLocked(const std::string& vpc) const;
   // NICs of `vpc` came or went: the peers whose rules name `vpc`'s groups update their member sets.
   void updatePeersLocked(const std::string& vpc);
-  // Brings `vpc`'s resolver (its hosts file, its dnsmasq), its metadata listener and its flow logs' watch
+  // Brings `vpc`'s resolver (its host files, its dnsmasq), its metadata listener and its flow logs' watch
   // and directory to the current model and NICs; failures are logged (names are a convenience the network
   // works without) and leave the VPC in resolverStale_, so the next topology change tries again.
   void syncResolverLocked(const std::string& vpc, bool flowDirectoryDone = false);
-  // The same after `nics` joined (`joining`) or left `vpc`: the flow logs' directory is patched for them
-  // alone when its capture reads the VPC's namespace and no full sync is owed; otherwise as above.
+  // The same after `nics` joined (`joining`) or left `vpc`, for them alone when no full sync is owed: their
+  // host files in the resolver, and their entries in the flow logs' directory when its capture reads the
+  // VPC's namespace. Otherwise (or when a part fails) as above.
   void syncNicsLocked(const std::string& vpc, const std::vector<net::NicAttachment>& nics, bool joining);
   // Who a NIC of `subnet` is in its VPC's flow logs, by address; nullopt when its address does not parse.
   std::optional<std::pair<uint32_t, net::FlowEndpoint>> flowEndpointLocked(

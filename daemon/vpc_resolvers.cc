@@ -50,9 +50,11 @@ std::chrono::milliseconds restartDelay(int failures) {
 // The pid files are what the next corrald kills a crashed one's dnsmasqs by: synced.
 enum class Durability { derived, synced };
 
-// Write-temp-then-rename: dnsmasq (and a crash) sees the old file or the new one, never half of one.
+// Write-temp-then-rename: dnsmasq (and a crash) sees the old file or the new one, never half of one. The
+// temporary name starts with '.', which dnsmasq skips in a directory it watches.
 Status writeAtomically(const std::string& path, const std::string& text, Durability durability) {
-  const std::string temp = path + ".tmp";
+  const auto slash = path.rfind('/');
+  const std::string temp = path.substr(0, slash + 1) + "." + path.substr(slash + 1) + ".tmp";
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\", O_CREAT)", temp)));
   if (::fchmod(fd.get(), 0644) != 0)
@@ -155,21 +157,80 @@ void VpcResolvers::wakeSupervisor() {
   [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
 }
 
+std::string VpcResolvers::hostsDir(const std::string& vpc) const {
+  return vpcDir(vpc) + "/hosts.d";
+}
+
+Status VpcResolvers::writeHostLocked(const std::string& vpc,
+                                     std::map<std::string, std::string, std::less<>>& written,
+                                     const net::ResolverHost& host, std::string_view domain) {
+  // Names are instance names (schema/names.h) or LB NICs' NAME.SUBNET.lb: never a path, never hidden.
+  if (host.name.empty() || host.name.front() == '.' || host.name.find('/') != std::string::npos)
+    return fail(internalError("vpc \"{}\": \"{}\" cannot name a host file", vpc, host.name));
+  std::string text = net::resolverHostText(host, domain);
+  auto it = written.find(host.name);
+  if (it != written.end() && it->second == text) return {};
+  if (auto ok = writeAtomically(hostsDir(vpc) + "/" + host.name, text, Durability::derived); !ok)
+    return fail(ok.error());
+  written.insert_or_assign(host.name, std::move(text));
+  return {};
+}
+
+Status VpcResolvers::removeHostLocked(const std::string& vpc,
+                                      std::map<std::string, std::string, std::less<>>& written,
+                                      const std::string& name) {
+  const std::string path = hostsDir(vpc) + "/" + name;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return fail(systemError(errno, fmt::format("unlink(\"{}\")", path)));
+  written.erase(name);
+  return {};
+}
+
 Status VpcResolvers::apply(const net::ResolverPlan& plan) {
   const std::string dir = vpcDir(plan.vpc);
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-    return fail(systemError(errno, fmt::format("mkdir(\"{}\")", dir)));
-  if (::chmod(dir.c_str(), 0755) != 0)
-    return fail(systemError(errno, fmt::format("chmod(\"{}\", 0755)", dir)));
-  const net::ResolverFiles files{.hostsFile = dir + "/hosts"};
+  for (const std::string& made : {dir, hostsDir(plan.vpc)}) {
+    if (::mkdir(made.c_str(), 0755) != 0 && errno != EEXIST)
+      return fail(systemError(errno, fmt::format("mkdir(\"{}\")", made)));
+    if (::chmod(made.c_str(), 0755) != 0)
+      return fail(systemError(errno, fmt::format("chmod(\"{}\", 0755)", made)));
+  }
+  const net::ResolverFiles files{.hostsDir = hostsDir(plan.vpc)};
 
   std::lock_guard lock(mutex_);
-  const std::string hosts = net::resolverHostsText(plan);
-  auto written = hostsTexts_.find(plan.vpc);
-  const bool hostsChanged = written == hostsTexts_.end() || written->second != hosts;
-  if (hostsChanged) {
-    if (auto ok = writeAtomically(files.hostsFile, hosts, Durability::derived); !ok) return fail(ok.error());
-    hostsTexts_.insert_or_assign(plan.vpc, hosts);
+  auto [known, first] = hostFiles_.try_emplace(plan.vpc);
+  auto& written = known->second;
+  std::set<std::string, std::less<>> wanted;
+  for (const net::ResolverHost& host : plan.hosts) wanted.insert(host.name);
+  if (first) {
+    // Whatever an earlier corrald left: every file not in the plan goes (temporaries too), and the single
+    // hosts file of corrald before hosts.d.
+    if (const std::string old = dir + "/hosts"; ::unlink(old.c_str()) != 0 && errno != ENOENT)
+      log::warn("vpc \"{}\": unlink(\"{}\"): {}", plan.vpc, old, std::strerror(errno));
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(files.hostsDir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (!wanted.contains(name)) {
+        if (auto ok = removeHostLocked(plan.vpc, written, name); !ok) {
+          hostFiles_.erase(known);
+          return fail(ok.error());
+        }
+      }
+    }
+    if (ec) {
+      hostFiles_.erase(known);
+      return fail(systemError(ec.value(), fmt::format("listing \"{}\"", files.hostsDir)));
+    }
+  } else {
+    std::vector<std::string> gone;
+    for (const auto& [name, text] : written) {
+      if (!wanted.contains(name)) gone.push_back(name);
+    }
+    for (const std::string& name : gone) {
+      if (auto ok = removeHostLocked(plan.vpc, written, name); !ok) return fail(ok.error());
+    }
+  }
+  for (const net::ResolverHost& host : plan.hosts) {
+    if (auto ok = writeHostLocked(plan.vpc, written, host, plan.domain); !ok) return fail(ok.error());
   }
   bool wake = false;
   for (ResolverRole role : kRoles) {
@@ -198,14 +259,24 @@ Status VpcResolvers::apply(const net::ResolverPlan& plan) {
       resolver.failures = 0;
       resolver.notBefore = Clock::time_point{};
       wake = true;
-    } else if (hostsChanged && resolver.pid > 0) {
-      // Same configuration: a reload rereads the hosts file and clears the cache.
-      if (::kill(resolver.pid, SIGHUP) != 0)
-        log::warn("vpc \"{}\": kill({}, SIGHUP) for its {} resolver: {}", plan.vpc, resolver.pid,
-                  net::resolverRoleName(role), std::strerror(errno));
     }
   }
   if (wake) wakeSupervisor();
+  return {};
+}
+
+Status VpcResolvers::updateHosts(const std::string& vpc, std::string_view domain,
+                                 const std::vector<net::ResolverHost>& joined,
+                                 const std::vector<std::string>& left) {
+  std::lock_guard lock(mutex_);
+  auto known = hostFiles_.find(vpc);
+  if (known == hostFiles_.end()) return fail(conflict("vpc \"{}\": its resolver has not been applied", vpc));
+  for (const std::string& name : left) {
+    if (auto ok = removeHostLocked(vpc, known->second, name); !ok) return fail(ok.error());
+  }
+  for (const net::ResolverHost& host : joined) {
+    if (auto ok = writeHostLocked(vpc, known->second, host, domain); !ok) return fail(ok.error());
+  }
   return {};
 }
 
@@ -218,7 +289,7 @@ Status VpcResolvers::remove(const std::string& vpc) {
       stopLocked(it->second);
       resolvers_.erase(it);
     }
-    hostsTexts_.erase(vpc);
+    hostFiles_.erase(vpc);
   }
   std::error_code ec;
   std::filesystem::remove_all(vpcDir(vpc), ec);

@@ -3,12 +3,13 @@
 // namespace, listening on the subnets' .2 addresses. Supervised from one thread, which forks them,
 // restarts one that dies (with a growing delay while it keeps dying), and restarts one whose
 // configuration changed. They outlive a corrald killed with -9 (PR_SET_PDEATHSIG is cleared when dnsmasq
-// drops to nobody): reconcile() in the next one kills them from their pid files. Instances coming and
-// going only rewrite the VPC's hosts file (temp + rename) and SIGHUP the running ones.
+// drops to nobody): reconcile() in the next one kills them from their pid files. An instance coming or
+// going writes or removes only its own file in the VPC's hosts directory (temp + rename), which dnsmasq
+// watches and reads by itself: no signal, no reread of the others, no cache flush.
 //
-// Files, per VPC under options.dir/VPC/: hosts, ROLE.conf, ROLE.pid ("PID STARTTIME", what reconcile()
-// kills after a crash), ROLE.log (dnsmasq's own log). The directory is 0755 and the files 0644: dnsmasq
-// drops to nobody and rereads the hosts file as nobody.
+// Files, per VPC under options.dir/VPC/: hosts.d/NAME (one per host), ROLE.conf, ROLE.pid ("PID
+// STARTTIME", what reconcile() kills after a crash), ROLE.log (dnsmasq's own log). The directories are 0755
+// and the files 0644: dnsmasq drops to nobody and reads the host files as nobody.
 #pragma once
 
 #include <sys/types.h>
@@ -49,10 +50,15 @@ class VpcResolvers {
 
   const VpcResolversOptions& options() const { return options_; }
 
-  // Makes the VPC's resolvers match `plan`: the hosts file and configurations are written now (a changed
-  // hosts file is reloaded with SIGHUP at once); processes are started, restarted or stopped by the
-  // supervising thread moments later.
+  // Makes the VPC's resolvers match `plan`: the host files that differ and the configurations are written
+  // now (running dnsmasqs see host files at once); processes are started, restarted or stopped by the
+  // supervising thread moments later. The first apply of a VPC since corrald started also removes host
+  // files the plan does not name.
   Status apply(const net::ResolverPlan& plan);
+  // Hosts of an applied VPC came or went: writes the files of `joined`, removes those of `left`, touching
+  // nothing else. A conflict when the VPC has not been applied since corrald started (apply it).
+  Status updateHosts(const std::string& vpc, std::string_view domain,
+                     const std::vector<net::ResolverHost>& joined, const std::vector<std::string>& left);
   // The VPC is gone: its dnsmasq are killed and reaped, its directory removed.
   Status remove(const std::string& vpc);
   // At start, before any apply(): kills dnsmasq left by an earlier corrald (from their pid files, checked
@@ -91,12 +97,18 @@ class VpcResolvers {
   Status spawnLocked(Resolver& resolver);
   void stopLocked(Resolver& resolver);
   void reapedLocked(Resolver& resolver, int status);
+  std::string hostsDir(const std::string& vpc) const;
+  Status writeHostLocked(const std::string& vpc, std::map<std::string, std::string, std::less<>>& written,
+                         const net::ResolverHost& host, std::string_view domain);
+  Status removeHostLocked(const std::string& vpc, std::map<std::string, std::string, std::less<>>& written,
+                          const std::string& name);
 
   VpcResolversOptions options_;
   UniqueFd wake_;  // eventfd: apply/remove/stop tell the supervisor to look again
   mutable std::mutex mutex_;
   std::map<Key, Resolver> resolvers_;
-  std::map<std::string, std::string> hostsTexts_;  // by VPC: the hosts file as last written
+  // By VPC, then host name: each host file as last written. A VPC is here once applied.
+  std::map<std::string, std::map<std::string, std::string, std::less<>>> hostFiles_;
   bool stopping_ = false;
   std::thread supervisor_;
 };

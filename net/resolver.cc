@@ -45,12 +45,8 @@ ResolverPlan planResolver(const Topology& topology, std::string_view vpc, std::s
   return plan;
 }
 
-std::string resolverHostsText(const ResolverPlan& plan) {
-  std::string text = fmt::format("# corral: the instances of vpc {} (generated)\n", plan.vpc);
-  for (const ResolverHost& host : plan.hosts) {
-    text += fmt::format("{}\t{}.{} {}\n", host.address, host.name, plan.domain, host.name);
-  }
-  return text;
+std::string resolverHostText(const ResolverHost& host, std::string_view domain) {
+  return fmt::format("{}\t{}.{} {}\n", host.address, host.name, domain, host.name);
 }
 
 std::optional<std::string> dnsmasqConfig(const ResolverPlan& plan, ResolverRole role,
@@ -71,16 +67,17 @@ std::optional<std::string> dnsmasqConfig(const ResolverPlan& plan, ResolverRole 
       resolverRoleName(role), plan.vpc);
   for (const std::string& address : listen) text += fmt::format("listen-address={}\n", address);
   text += fmt::format(
-      "addn-hosts={}\n"
+      "# One file per instance, read when it is written or removed (inotify): no reload, no cache flush.\n"
+      "hostsdir={}\n"
       "# The VPC's names are answered here or not at all; so are reverse lookups of private addresses.\n"
       "local=/{}/\n"
       "domain-needed\n"
       "bogus-priv\n"
-      "# Names follow instances as they come and go: short TTLs, and the cache is cleared on every reload.\n"
+      "# Names follow instances as they come and go: short TTLs.\n"
       "local-ttl=5\n"
       "user=nobody\n"
       "group=nogroup\n",
-      files.hostsFile, plan.domain);
+      files.hostsDir, plan.domain);
   if (forwards) {
     text +=
         fmt::format("# Outside names go to the uplink's resolver, from {} (its subnet's routes and NAT).\n",

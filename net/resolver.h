@@ -52,12 +52,14 @@ struct ResolverPlan {
 ResolverPlan planResolver(const Topology& topology, std::string_view vpc, std::string_view netnsPrefix,
                           const std::vector<NicAttachment>& nics);
 
-// The addn-hosts file: "ADDRESS\tNAME.DOMAIN NAME" per host (the first name is what PTR answers).
-std::string resolverHostsText(const ResolverPlan& plan);
+// One host's file in the resolver's hosts directory: "ADDRESS\tNAME.DOMAIN NAME\n" (the first name is
+// what PTR answers). One file per instance, so an instance coming or going writes or removes its own file
+// and dnsmasq (watching the directory) reads only that one: the cost of a change does not grow with the VPC.
+std::string resolverHostText(const ResolverHost& host, std::string_view domain);
 
 // Where a resolver's files are, as its configuration names them.
 struct ResolverFiles {
-  std::string hostsFile;
+  std::string hostsDir;  // one file per host, named after it (resolverHostText)
 };
 
 // One dnsmasq's configuration file for `role`; nullopt when the plan has no subnet of that role. The

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -320,8 +321,27 @@ TEST_F(VpcDns, ResolversAreSupervisedAndLeaveNothingBehind) {
   // its own; the container, which lived on, resolves.
   const std::vector<pid_t> before = ourDnsmasqs();
   ASSERT_EQ(before.size(), 2u);
+  // One file per name in the hosts directory: web-1's alone.
+  const std::string hostsDir = resolverDir() + "/lab/hosts.d";
+  auto hostFiles = [&] {
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(hostsDir))
+      names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  EXPECT_EQ(hostFiles(), std::vector<std::string>{"web-1"});
   d.kill9();
+  // A name whose instance went while no corrald ran: the next one removes its file before its dnsmasqs
+  // start (they would read it), so it does not resolve.
+  {
+    std::ofstream ghost(hostsDir + "/ghost");
+    ghost << "10.30.1.99\tghost.lab.internal ghost\n";
+  }
   ASSERT_TRUE(d.start()) << d.log();
+  EXPECT_EQ(hostFiles(), std::vector<std::string>{"web-1"});
+  Lookup ghostGone = resolvesNot(d, "web-1", "ghost");
+  EXPECT_NE(ghostGone.output.find("NXDOMAIN"), std::string::npos) << ghostGone.detail;
   for (pid_t pid : before) EXPECT_FALSE(running(pid)) << "dnsmasq " << pid << " of the killed corrald";
   Lookup afterRestart = resolves(d, "web-1", "web-1", web);
   EXPECT_TRUE(answers(afterRestart, web)) << afterRestart.detail << "\n" << d.logTail();

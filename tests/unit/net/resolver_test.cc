@@ -60,10 +60,8 @@ TEST(Resolver, AnswersOnEachSubnetsSecondAddressSplitByWhetherItReachesTheIntern
   EXPECT_EQ(plan.upstreamSource, "10.0.1.2");
   // Only this VPC's instances, by name.
   EXPECT_EQ(plan.hosts, (std::vector<ResolverHost>{{"10.0.3.7", "db"}, {"10.0.1.10", "web-1"}}));
-  EXPECT_EQ(resolverHostsText(plan),
-            "# corral: the instances of vpc prod (generated)\n"
-            "10.0.3.7\tdb.prod.internal db\n"
-            "10.0.1.10\tweb-1.prod.internal web-1\n");
+  EXPECT_EQ(resolverHostText(plan.hosts[0], plan.domain), "10.0.3.7\tdb.prod.internal db\n");
+  EXPECT_EQ(resolverHostText(plan.hosts[1], plan.domain), "10.0.1.10\tweb-1.prod.internal web-1\n");
 }
 
 TEST(Resolver, ARouteChangeMovesASubnetBetweenTheResolvers) {
@@ -81,12 +79,12 @@ TEST(Resolver, ARouteChangeMovesASubnetBetweenTheResolvers) {
 
 TEST(Resolver, ForwardingConfigSendsOutsideNamesUpstreamFromAPublicSubnet) {
   ResolverPlan plan = planResolver(threeKinds(), "prod", "corral-", nics());
-  const ResolverFiles files{.hostsFile = "/run/corral/resolvers/corral-/prod/hosts"};
+  const ResolverFiles files{.hostsDir = "/run/corral/resolvers/corral-/prod/hosts.d"};
   auto forwarding = dnsmasqConfig(plan, ResolverRole::forwarding, "198.51.100.53", files);
   ASSERT_TRUE(forwarding.has_value());
   for (const char* line :
        {"\nno-hosts\n", "\nno-resolv\n", "\nbind-dynamic\n", "\nlisten-address=10.0.1.2\n",
-        "\nlisten-address=10.0.2.2\n", "\naddn-hosts=/run/corral/resolvers/corral-/prod/hosts\n",
+        "\nlisten-address=10.0.2.2\n", "\nhostsdir=/run/corral/resolvers/corral-/prod/hosts.d\n",
         "\nlocal=/prod.internal/\n", "\nbogus-priv\n", "\nserver=198.51.100.53@10.0.1.2\n"}) {
     EXPECT_NE(forwarding->find(line), std::string::npos) << line << " in\n" << *forwarding;
   }
