@@ -453,12 +453,8 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   nic.subnet = subnet->name;
   nic.linkKey = linkKey;
 
-  // The private address: IPAM over the subnet with every other NIC's address taken.
-  net::SubnetIpam ipam(subnet->cidr);
-  for (const auto& [name, other] : nics_) {
-    if (other.subnet != subnet->name) continue;
-    if (auto address = net::Ipv4Address::parse(other.address); address) (void)ipam.restore(*address);
-  }
+  // The private address from the subnet's pool; given back by the lease if a check below refuses.
+  net::SubnetIpam& ipam = *ipamLocked(subnet->name);
   Result<net::IpLease> lease = [&]() -> Result<net::IpLease> {
     if (spec.ip.empty()) return ipam.allocate();
     auto wanted = net::Ipv4Address::parse(spec.ip, "ip");
@@ -471,7 +467,7 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
     return taken;
   }();
   if (!lease) return fail(lease.error().wrap(fmt::format("subnet \"{}\"", subnet->name)));
-  nic.address = lease->keep().str();
+  nic.address = lease->address().str();
 
   // Security groups: of this VPC; none named = the VPC's default group.
   for (size_t i = 0; i < spec.securityGroups.size(); ++i) {
@@ -494,7 +490,9 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   const bool hasGateway = !topology_.internetGateways(vpc).empty();
   // Published ports: DNAT from the gateway's outside address, unique per VPC and protocol.
   std::set<std::pair<net::Protocol, uint16_t>> usedPorts;
+  // Only a NIC that publishes needs the VPC's published ports.
   for (const auto& [name, other] : nics_) {
+    if (spec.publish.empty()) break;
     const net::Subnet* otherSubnet = topology_.findSubnet(other.subnet);
     if (!otherSubnet || otherSubnet->vpc != vpc) continue;
     for (const net::PortForward& forward : other.publish)
@@ -556,6 +554,7 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
     }
   }
 
+  lease->keep();  // the NIC holds it now; eraseNicLocked gives it back
   addNicLocked(nic);
   nicsChangedLocked(nic.subnet);
   if (options_.kernel) {
@@ -714,6 +713,28 @@ std::vector<std::string> combinationOf(const net::NicAttachment& nic) {
 void NetworkController::addNicLocked(const net::NicAttachment& nic) {
   nics_.insert_or_assign(nic.instance, nic);
   byCombination_[nic.subnet][combinationOf(nic)].insert(nic.instance);
+  if (net::SubnetIpam* ipam = ipamLocked(nic.subnet)) {
+    // Already taken when reserveNic leased it; a stored address outside the range stays out of the pool.
+    if (auto address = net::Ipv4Address::parse(nic.address); address) (void)ipam->restore(*address);
+  }
+}
+
+net::SubnetIpam* NetworkController::ipamLocked(const std::string& subnet) {
+  const net::Subnet* found = topology_.findSubnet(subnet);
+  if (!found) return nullptr;
+  auto it = ipams_.find(subnet);
+  if (it != ipams_.end() && it->second->subnet() == found->cidr) return it->second.get();
+  // First use (or a subnet of that name with another range): from the NICs it has.
+  auto ipam = std::make_unique<net::SubnetIpam>(found->cidr);
+  if (auto combinations = byCombination_.find(subnet); combinations != byCombination_.end()) {
+    for (const auto& [groups, instances] : combinations->second) {
+      for (const std::string& instance : instances) {
+        if (auto address = net::Ipv4Address::parse(nics_.at(instance).address); address)
+          (void)ipam->restore(*address);
+      }
+    }
+  }
+  return ipams_.insert_or_assign(subnet, std::move(ipam)).first->second.get();
 }
 
 void NetworkController::eraseNicLocked(const std::string& instance) {
@@ -727,6 +748,11 @@ void NetworkController::eraseNicLocked(const std::string& instance) {
       if (combination->second.empty()) subnet->second.erase(combination);
     }
     if (subnet->second.empty()) byCombination_.erase(subnet);
+  }
+  if (auto ipam = ipams_.find(it->second.subnet); ipam != ipams_.end()) {
+    if (auto address = net::Ipv4Address::parse(it->second.address); address)
+      (void)ipam->second->release(*address);
+    if (ipam->second->freeCount() == ipam->second->usableCount()) ipams_.erase(ipam);
   }
   nics_.erase(it);
 }

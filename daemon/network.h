@@ -28,6 +28,7 @@
 #include "daemon/lifecycle.h"
 #include "daemon/vpc_resolvers.h"
 #include "net/datapath.h"
+#include "net/ipam.h"
 #include "net/reach.h"
 #include "net/vpc.h"
 
@@ -211,9 +212,12 @@ class NetworkController {
   Result<net::Cidr> transitLocked(const net::Topology& topology, const std::string& vpc) const;
   std::vector<net::NicAttachment> nicsLocked() const;
   void nicsChangedLocked(const std::string& subnet);
-  // nics_ changes only through these two, which keep byCombination_ in step.
+  // nics_ changes only through these two, which keep byCombination_ and ipams_ in step.
   void addNicLocked(const net::NicAttachment& nic);
   void eraseNicLocked(const std::string& instance);
+  // The subnet's pool with its NICs' addresses taken (made on first use); nullptr for a subnet not in the
+  // model.
+  net::SubnetIpam* ipamLocked(const std::string& subnet);
   // One NIC of each combination of listed security groups among `vpc`'s NICs (O(subnets + combinations)).
   std::vector<net::NicAttachment> standsLocked(const std::string& vpc) const;
   const net::Subnet* nicSubnetLocked(const std::string& instance) const;
@@ -255,6 +259,9 @@ class NetworkController {
   // are in use) without visiting every NIC, so a rule change costs the model's size, not the VPC's.
   std::map<std::string, std::map<std::vector<std::string>, std::set<std::string>>, std::less<>>
       byCombination_;
+  // By subnet: the addresses its NICs hold, so that reserving one costs O(log N), not a pass over every
+  // NIC. Dropped when its last NIC goes (a subnet of the same name made later may have another range).
+  std::map<std::string, std::unique_ptr<net::SubnetIpam>, std::less<>> ipams_;
   std::map<std::string, uint64_t, std::less<>> nicRevisions_;  // by VPC (nicRevision())
   uint64_t nicChanges_ = 0;
   mutable std::map<std::string, net::Cidr, std::less<>> transits_;  // by VPC: kept while it has a gateway

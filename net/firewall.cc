@@ -365,6 +365,8 @@ std::optional<NftDelta> removePartDelta(const NftTable& table, const NftTable& p
     if (set.valueType != "verdict") continue;
     auto removed = part.sets.find(name);
     for (const auto& [key, element] : set.elements) {
+      // Usually the first other NIC of the same groups keeps the chain: no pass over all of them.
+      if (going.empty()) break;
       if (removed != part.sets.end() && removed->second.elements.contains(key)) continue;
       for (const std::string& chain : referencesOf(element.value).chains) going.erase(chain);
     }
