@@ -1,5 +1,6 @@
 // `corral flow-logs VPC|SUBNET|INSTANCE`: which packets the VPC's guards accepted and rejected, one record
-// per flow and capture window in AWS's default flow-log format, with the guard that decided at the end.
+// per flow and capture window in AWS's default flow-log format, with the guard that decided at the end (an
+// accepted flow: the rules that allowed it).
 // corrald reads the kernel and keeps the records (daemon/flow_logs.h); the CLI prints them.
 #include <iostream>
 
@@ -62,7 +63,8 @@ Command flowLogsCommand() {
       "flow-logs",
       "which packets the guards of a VPC, subnet or instance accepted and rejected: one record per flow in "
       "AWS's flow-log format, with the guard that decided (security group, network ACL rule, no route, the "
-      "gateway refusing unsolicited inbound)",
+      "gateway refusing unsolicited inbound; for an accepted flow the security group and network ACL rules "
+      "that allowed it); SKIPDATA where the capture lost records",
       {{"NAME", "a VPC, else a subnet, else an instance of that name"}},
       "[--action accept|reject] [--follow] [--limit N]",
       [](po::options_description& options) {

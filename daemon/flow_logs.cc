@@ -25,7 +25,7 @@ ino_t netnsInode(const std::string& netns) {
 
 }  // namespace
 
-FlowLogs::FlowLogs(Store& store) : store_(store) {
+FlowLogs::FlowLogs(Store& store, int captureBuffer) : store_(store), captureBuffer_(captureBuffer) {
   flusher_ = std::thread([this] {
     std::unique_lock lock(stopMutex_);
     while (!stopping_) {
@@ -105,10 +105,15 @@ Status FlowLogs::watch(const std::string& vpc, const std::string& netns, net::Fl
             std::lock_guard flowsLock(flows->mutex);
             flows->aggregator.forgetAllBut(live);
           },
-      .lost = [vpc](const std::string& what) { log::warn("flow logs of vpc \"{}\": {}", vpc, what); },
+      .lost =
+          [vpc, flows](net::FlowAction kind, const std::string& what) {
+            log::warn("flow logs of vpc \"{}\": {}", vpc, what);
+            std::lock_guard flowsLock(flows->mutex);
+            flows->aggregator.noteLost(nowMs(), kind, what);
+          },
   };
-  auto capture =
-      net::FlowCapture::start(netns, std::chrono::milliseconds(net::kFlowWindowMs), std::move(sink));
+  auto capture = net::FlowCapture::start(netns, std::chrono::milliseconds(net::kFlowWindowMs), captureBuffer_,
+                                         std::move(sink));
   watched_[vpc] = Watched{
       .netns = netns, .inode = inode, .flows = flows, .capture = capture ? std::move(*capture) : nullptr};
   if (!capture) return fail(std::move(capture.error()).wrap(fmt::format("flow logs of vpc \"{}\"", vpc)));
@@ -146,7 +151,16 @@ void FlowLogs::flush(bool everything) {
       std::lock_guard flowsLock(flows->mutex);
       records = flows->aggregator.take(now, everything);
     }
+    std::vector<net::FlowRecord*> accepted;
+    for (net::FlowRecord& record : records) {
+      if (record.connection) accepted.push_back(&record);
+    }
+    if (!accepted.empty()) {
+      std::lock_guard explainLock(explainMutex_);
+      if (explainer_) explainer_(accepted.front()->vpc, accepted);
+    }
     for (const net::FlowRecord& record : records) {
+      // A SKIPDATA record is filed under the kind of records it lost (it shows no action, as in AWS).
       rows.push_back({.vpc = record.vpc,
                       .subnet = record.subnet,
                       .instance = record.instance,
@@ -160,6 +174,11 @@ void FlowLogs::flush(bool everything) {
     return;
   }
   revision_++;
+}
+
+void FlowLogs::setExplainer(FlowExplainer explainer) {
+  std::lock_guard explainLock(explainMutex_);
+  explainer_ = std::move(explainer);
 }
 
 Result<std::vector<net::FlowRecord>> FlowLogs::list(const FlowLogFilter& filter) const {

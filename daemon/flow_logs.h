@@ -11,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,10 +31,15 @@ namespace corral::daemon {
 // How many records corrald keeps per VPC (older ones go as new ones come).
 inline constexpr size_t kFlowLogsPerVpc = 10'000;
 
+// Fills an accepted record's allowedBy from its connection (the model's answer: net::flowAllowedBy).
+// Called with a batch of one VPC's records, at most once a second, outside every lock of FlowLogs.
+using FlowExplainer = std::function<void(const std::string& vpc, std::vector<net::FlowRecord*>& accepted)>;
+
 class FlowLogs {
  public:
-  // `store` must outlive this object.
-  explicit FlowLogs(Store& store);
+  // `store` must outlive this object. `captureBuffer`: each capture's socket receive buffer in bytes
+  // (corrald --flow-log-buffer); what the kernel drops past it is a SKIPDATA record.
+  explicit FlowLogs(Store& store, int captureBuffer = net::kFlowCaptureBuffer);
   // Stops every capture, and stores what the open windows hold.
   ~FlowLogs();
   FlowLogs(const FlowLogs&) = delete;
@@ -56,6 +62,10 @@ class FlowLogs {
   uint64_t revision() const { return revision_.load(); }
   // Stores every closed window now (tests and shutdown; the flusher does it every second).
   void flush(bool everything = false);
+  // Who says what allowed accepted flows (the network controller, which has the model); null: nobody,
+  // their records name no rule. Waits for a running call to end, so that after it the old one is not
+  // called again.
+  void setExplainer(FlowExplainer explainer);
 
  private:
   struct VpcFlows {
@@ -72,6 +82,9 @@ class FlowLogs {
   };
 
   Store& store_;
+  int captureBuffer_;
+  std::mutex explainMutex_;  // held while explainer_ runs
+  FlowExplainer explainer_;
   mutable std::mutex mutex_;
   std::map<std::string, Watched, std::less<>> watched_;
   std::atomic<uint64_t> revision_{0};

@@ -78,6 +78,7 @@ struct Options {
   int64_t kvmProbeTimeoutS = 15;
   bool foreground = false;
   int64_t readTimeoutMs = 10'000;
+  int64_t flowLogBuffer = net::kFlowCaptureBuffer;
   std::optional<uint16_t> httpPort;
   log::Level logLevel = log::Level::Info;
 };
@@ -178,6 +179,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "seconds the KVM probe boot has to reach the guest's userspace")
       ("foreground", po::bool_switch(&options.foreground),
        "stay attached to the terminal instead of daemonising")
+      ("flow-log-buffer", po::value(&options.flowLogBuffer)->value_name("BYTES")->default_value(net::kFlowCaptureBuffer),
+       "receive buffer of each VPC's flow-log capture (NFLOG and conntrack events); what the kernel drops past "
+       "it shows as a SKIPDATA flow-log record (4096 to 268435456)")
       ("read-timeout-ms", po::value(&options.readTimeoutMs)->default_value(10'000),
        "drop a connection that has not sent a complete request within this many milliseconds")
       ("http-port", po::value(&httpPort)->value_name("PORT"),
@@ -209,6 +213,10 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   auto level = parseLogLevel(logLevel);
   if (!level) return fail(level.error());
   options.logLevel = *level;
+  if (options.flowLogBuffer < 4096 || options.flowLogBuffer > (256 << 20)) {
+    return fail(invalidField("flow-log-buffer", "{} is out of range: give 4096 to 268435456 bytes",
+                             options.flowLogBuffer));
+  }
   if (options.readTimeoutMs <= 0) {
     return fail(invalidField("read-timeout-ms", "must be a positive number of milliseconds, not {}",
                              options.readTimeoutMs));
@@ -537,7 +545,8 @@ int run(const Options& options, StartupReport& report) {
                                 .dnsmasq = options.dnsmasq,
                                 .upstreamResolver = uplinkResolver(options),
                                 .loadBalancerDir = options.loadBalancerDir,
-                                .haproxy = options.haproxy};
+                                .haproxy = options.haproxy,
+                                .flowLogBuffer = static_cast<int>(options.flowLogBuffer)};
   if (!networkOptions.uplink.netns.empty() && !net::netnsExists(networkOptions.uplink.netns)) {
     report.failed(fmt::format("--uplink-netns: namespace \"{}\" does not exist (ip netns add {})",
                               networkOptions.uplink.netns, networkOptions.uplink.netns));

@@ -13,6 +13,7 @@
 #include "net/ipam.h"
 #include "net/netlink.h"
 #include "net/nft.h"
+#include "net/reach.h"
 #include "net/resolver.h"
 #include "net/vpc_datapath.h"
 #include "schema/instance.h"
@@ -73,6 +74,16 @@ std::string routeTargetText(const net::RouteTarget& target) {
 
 NetworkController::NetworkController(NetworkOptions options, net::Topology topology)
     : options_(std::move(options)), topology_(std::move(topology)) {}
+
+NetworkController::~NetworkController() {
+  FlowLogs* flowLogs = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    flowLogs = flowLogs_;
+  }
+  // Outside mutex_: the explainer takes it, and this waits for a running one.
+  if (flowLogs) flowLogs->setExplainer(nullptr);
+}
 
 // ---- Topology ----
 
@@ -919,8 +930,37 @@ std::optional<std::pair<uint32_t, net::FlowEndpoint>> NetworkController::flowEnd
 }
 
 void NetworkController::setFlowLogs(FlowLogs* flowLogs) {
+  {
+    std::lock_guard lock(mutex_);
+    flowLogs_ = flowLogs;
+  }
+  // Outside mutex_: FlowLogs calls the explainer holding its own lock, and the explainer takes mutex_.
+  if (flowLogs) {
+    flowLogs->setExplainer([this](const std::string& vpc, std::vector<net::FlowRecord*>& accepted) {
+      explainAcceptedFlows(vpc, accepted);
+    });
+  }
+}
+
+void NetworkController::explainAcceptedFlows(const std::string& vpc,
+                                             std::vector<net::FlowRecord*>& accepted) const {
   std::lock_guard lock(mutex_);
-  flowLogs_ = flowLogs;
+  if (!topology_.findVpc(vpc)) return;
+  // The NICs of the VPC and of its peers (whose ranges do not overlap it) by address: once per batch.
+  std::map<uint32_t, const net::NicAttachment*> byAddress;
+  for (const auto& [instance, nic] : nics_) {
+    const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
+    if (subnet == nullptr || (subnet->vpc != vpc && topology_.peeringBetween(subnet->vpc, vpc) == nullptr))
+      continue;
+    if (auto address = net::Ipv4Address::parse(nic.address)) byAddress.emplace(address->value(), &nic);
+  }
+  const auto nicAt = [&](uint32_t address) -> const net::NicAttachment* {
+    auto it = byAddress.find(address);
+    return it == byAddress.end() ? nullptr : it->second;
+  };
+  for (net::FlowRecord* record : accepted) {
+    if (record->connection) record->allowedBy = net::flowAllowedBy(topology_, nicAt, *record->connection);
+  }
 }
 
 std::optional<std::string> NetworkController::vpcOfSubnet(const std::string& subnet) const {

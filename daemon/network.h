@@ -50,6 +50,8 @@ struct NetworkOptions {
   // files go (empty: load balancers are a model only) and the haproxy binary.
   std::string loadBalancerDir;
   std::string haproxy = "haproxy";
+  // The flow logs' capture sockets' receive buffer in bytes (daemon/flow_logs.h), with the kernel only.
+  int flowLogBuffer = net::kFlowCaptureBuffer;
 };
 
 // Where `corral trace` captures: a subnet's bridge or an instance's port, in its VPC's namespace.
@@ -75,6 +77,10 @@ struct RouterPath {
 class NetworkController {
  public:
   NetworkController(NetworkOptions options, net::Topology topology);
+  // Stops answering the flow logs' questions (they outlive this object).
+  ~NetworkController();
+  NetworkController(const NetworkController&) = delete;
+  NetworkController& operator=(const NetworkController&) = delete;
 
   const NetworkOptions& options() const { return options_; }
 
@@ -152,6 +158,9 @@ class NetworkController {
   // Who reads each VPC's namespace for flow logs; set before reconcile(), which then starts reading
   // every VPC (and every new VPC's after, with the NICs as they come and go). Must outlive this object.
   void setFlowLogs(FlowLogs* flowLogs);
+  // What allowed each accepted flow of `vpc`, by the model as it is now (net::flowAllowedBy; the
+  // analyzer's rule matching): fills each record's allowedBy from its connection. FlowLogs asks it.
+  void explainAcceptedFlows(const std::string& vpc, std::vector<net::FlowRecord*>& accepted) const;
   // Which VPC the name is, for GET /v1/flow-logs: a VPC of that name, else the VPC of a subnet of that
   // name; nullopt when neither.
   std::optional<std::string> vpcOfSubnet(const std::string& subnet) const;

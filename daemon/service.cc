@@ -212,9 +212,10 @@ Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions inst
   auto service = std::make_unique<Service>(std::move(store), std::move(*topology));
   service->balancers_ = std::move(*balancers);
   const bool kernel = networkOptions.kernel;
+  const int flowLogBuffer = networkOptions.flowLogBuffer;
   service->network_ = std::make_unique<NetworkController>(std::move(networkOptions), service->topology_);
   if (kernel) {
-    service->flowLogs_ = std::make_unique<FlowLogs>(service->store_);
+    service->flowLogs_ = std::make_unique<FlowLogs>(service->store_, flowLogBuffer);
     service->network_->setFlowLogs(service->flowLogs_.get());
   }
   auto instances =

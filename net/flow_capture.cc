@@ -85,6 +85,7 @@ std::optional<ConntrackFlow> flowOf(const nf_conntrack* ct) {
 struct FlowCapture::State {
   std::string netns;
   std::chrono::milliseconds dumpEvery{kFlowWindowMs};
+  int receiveBuffer = kFlowCaptureBuffer;
   FlowCaptureSink sink;
   UniqueFd stop;  // an eventfd: written to stop the thread
   std::thread thread;
@@ -128,8 +129,7 @@ struct FlowCapture::State {
     if (!events) return fail(systemError(errno, "nfct_open(CONNTRACK, NF_NETLINK_CONNTRACK_DESTROY)"));
     nfct_callback_register(events, NFCT_T_DESTROY, &State::onEvent, this);
     setNonBlocking(nfct_fd(events));
-    // A bigger buffer: a burst of short flows ends at once.
-    const int size = 4 << 20;
+    const int size = receiveBuffer;
     ::setsockopt(nfct_fd(events), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
     ::setsockopt(nflog_fd(log), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
 
@@ -177,8 +177,8 @@ struct FlowCapture::State {
     return NFCT_CB_CONTINUE;
   }
 
-  void lost(std::string_view what) {
-    if (sink.lost) sink.lost(std::string(what));
+  void lost(FlowAction kind, std::string_view what) {
+    if (sink.lost) sink.lost(kind, std::string(what));
   }
 
   void readLog() {
@@ -187,7 +187,7 @@ struct FlowCapture::State {
       const ssize_t n = ::recv(nflog_fd(log), buffer, sizeof buffer, 0);
       if (n < 0) {
         if (errno == ENOBUFS) {
-          lost("NFLOG: the socket's buffer overflowed, rejected packets were not logged");
+          lost(FlowAction::Reject, "NFLOG: the socket's buffer overflowed, rejected packets were not logged");
           continue;
         }
         return;  // EAGAIN: all read
@@ -199,7 +199,8 @@ struct FlowCapture::State {
   void readEvents() {
     // Non-blocking: nfct_catch returns once the socket is empty.
     if (nfct_catch(events) < 0 && errno == ENOBUFS)
-      lost("conntrack: the event socket's buffer overflowed, ended flows were not logged");
+      lost(FlowAction::Accept,
+           "conntrack: the event socket's buffer overflowed, ended flows were not logged");
   }
 
   void dump() {
@@ -238,12 +239,13 @@ struct FlowCapture::State {
 
 Result<std::unique_ptr<FlowCapture>> FlowCapture::start(const std::string& netns,
                                                         std::chrono::milliseconds dumpEvery,
-                                                        FlowCaptureSink sink) {
+                                                        int receiveBuffer, FlowCaptureSink sink) {
   if (netns.empty() || netns.find('/') != std::string::npos || netns == "." || netns == "..")
     return fail(invalidField("netns", "network namespace name \"{}\" is not a plain name", netns));
   auto state = std::make_unique<State>();
   state->netns = netns;
   state->dumpEvery = dumpEvery;
+  state->receiveBuffer = receiveBuffer;
   state->sink = std::move(sink);
   state->stop = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!state->stop) return fail(systemError(errno, "eventfd()"));

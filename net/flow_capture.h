@@ -16,6 +16,9 @@
 
 namespace corral::net {
 
+// The default receive buffer of the capture's sockets: a burst of short flows ends at once.
+inline constexpr int kFlowCaptureBuffer = 4 << 20;
+
 // Called on the capture's thread; keep them short.
 struct FlowCaptureSink {
   std::function<void(const RejectedPacket&)> rejected;
@@ -23,17 +26,20 @@ struct FlowCaptureSink {
   std::function<void(const ConntrackFlow&)> flow;
   // After a whole dump: the ids of every entry the namespace has now.
   std::function<void(const std::vector<uint32_t>&)> dumped;
-  // Events the kernel could not queue for us (the socket's buffer was full): records are missing.
-  std::function<void(const std::string&)> lost;
+  // Messages the kernel could not queue for us (the socket's buffer was full): records of that kind are
+  // missing (NFLOG: rejects; conntrack events: accepted flows that ended).
+  std::function<void(FlowAction, const std::string&)> lost;
 };
 
 class FlowCapture {
  public:
   // Enters /run/netns/`netns` on a new thread, turns on accounting, opens the NFLOG group and the
   // conntrack sockets there; answers once they are open (or why not: the group taken by another reader
-  // is EBUSY). `dumpEvery` is how often open flows are dumped.
+  // is EBUSY). `dumpEvery` is how often open flows are dumped; `receiveBuffer` is the NFLOG and conntrack
+  // event sockets' receive buffer in bytes (SO_RCVBUFFORCE; the kernel doubles it and keeps a minimum):
+  // what the kernel queues while this thread reads, beyond which it drops messages (sink.lost).
   static Result<std::unique_ptr<FlowCapture>> start(const std::string& netns,
-                                                    std::chrono::milliseconds dumpEvery,
+                                                    std::chrono::milliseconds dumpEvery, int receiveBuffer,
                                                     FlowCaptureSink sink);
   // Stops the thread and closes the sockets (they hold the namespace alive until then).
   ~FlowCapture();

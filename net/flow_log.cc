@@ -123,6 +123,39 @@ std::string flowGuardText(const FlowGuard& guard) {
   return "-";
 }
 
+std::string_view flowAllowingKindName(FlowAllowingRule::Kind kind) {
+  switch (kind) {
+    case FlowAllowingRule::Kind::SecurityGroup:
+      return "security-group";
+    case FlowAllowingRule::Kind::NetworkAcl:
+      return "network-acl";
+    case FlowAllowingRule::Kind::PublishedPort:
+      return "published-port";
+  }
+  return "security-group";
+}
+
+std::string flowAllowingRuleText(const FlowAllowingRule& rule) {
+  const std::string_view way = rule.ingress ? "inbound" : "outbound";
+  switch (rule.kind) {
+    case FlowAllowingRule::Kind::SecurityGroup:
+      return fmt::format("security group {} rule {} ({}) allows {}{}", rule.name, rule.rule, way,
+                         rule.matches, rule.reply ? " (its replies pass with it: stateful)" : "");
+    case FlowAllowingRule::Kind::NetworkAcl:
+      return fmt::format("network ACL {} rule {} ({}) allows", rule.name, rule.rule, way);
+    case FlowAllowingRule::Kind::PublishedPort:
+      return fmt::format("{} publishes {} (its own allow rule, no security group asked)", rule.name,
+                         rule.matches);
+  }
+  return "-";
+}
+
+std::string flowAllowedText(const std::vector<FlowAllowingRule>& rules) {
+  std::string text;
+  for (const FlowAllowingRule& rule : rules) text += (text.empty() ? "" : "; ") + flowAllowingRuleText(rule);
+  return text.empty() ? "-" : text;
+}
+
 std::string encodeLogPrefix(const FlowGuard& guard) {
   const std::string way = guard.ingress ? "i" : "o";
   switch (guard.kind) {
@@ -213,6 +246,15 @@ bool FlowDirectory::isRouter(uint32_t address) const {
 }
 
 std::string flowRecordLine(const FlowRecord& r) {
+  if (r.logStatus == kLogStatusSkipData) {
+    return fmt::format("2 {} - - - - - - - {} {} - {} {}", r.interfaceId, r.start, r.end, r.logStatus,
+                       r.skipped.empty() ? "-" : r.skipped);
+  }
+  if (r.action == FlowAction::Accept) {
+    return fmt::format("2 {} {} {} {} {} {} {} {} {} {} {} {} {}", r.interfaceId, r.sourceAddress,
+                       r.destinationAddress, r.sourcePort, r.destinationPort, r.protocol, r.packets, r.bytes,
+                       r.start, r.end, flowActionName(r.action), r.logStatus, flowAllowedText(r.allowedBy));
+  }
   return fmt::format("2 {} {} {} {} {} {} {} {} {} {} {} {} {}", r.interfaceId, r.sourceAddress,
                      r.destinationAddress, r.sourcePort, r.destinationPort, r.protocol, r.packets, r.bytes,
                      r.start, r.end, flowActionName(r.action), r.logStatus, flowGuardText(r.guard));
@@ -226,6 +268,44 @@ nlohmann::json flowRecordJson(const FlowRecord& r) {
   if (!r.guard.name.empty()) guard["name"] = r.guard.name;
   if (r.guard.rule) guard["rule"] = *r.guard.rule;
   if (r.guard.kind == FlowGuard::Kind::None) guard = nullptr;
+  if (r.action == FlowAction::Accept && !r.allowedBy.empty()) {
+    nlohmann::json rules = nlohmann::json::array();
+    for (const FlowAllowingRule& rule : r.allowedBy) {
+      nlohmann::json item = {{"kind", flowAllowingKindName(rule.kind)},
+                             {"direction", rule.ingress ? "inbound" : "outbound"},
+                             {"name", rule.name},
+                             {"text", flowAllowingRuleText(rule)}};
+      if (rule.kind != FlowAllowingRule::Kind::PublishedPort) item["rule"] = rule.rule;
+      if (!rule.matches.empty()) item["matches"] = rule.matches;
+      if (rule.kind == FlowAllowingRule::Kind::SecurityGroup) item["reply"] = rule.reply;
+      rules.push_back(std::move(item));
+    }
+    guard = {{"kind", "allowed"}, {"text", flowAllowedText(r.allowedBy)}, {"rules", std::move(rules)}};
+  }
+  if (r.logStatus == kLogStatusSkipData) {
+    // AWS's "-": nothing of a flow to fill in, only the window and what was lost in it.
+    return {{"id", r.id},
+            {"vpc", r.vpc},
+            {"version", 2},
+            {"interface_id", r.interfaceId},
+            {"instance", nullptr},
+            {"subnet", nullptr},
+            {"srcaddr", nullptr},
+            {"dstaddr", nullptr},
+            {"srcport", nullptr},
+            {"dstport", nullptr},
+            {"protocol", nullptr},
+            {"protocol_name", nullptr},
+            {"packets", nullptr},
+            {"bytes", nullptr},
+            {"start", r.start},
+            {"end", r.end},
+            {"action", nullptr},
+            {"log_status", r.logStatus},
+            {"skipped", r.skipped},
+            {"guard", nullptr},
+            {"line", flowRecordLine(r)}};
+  }
   const std::string_view protocolName = protocolText(r.protocol);
   return {{"id", r.id},
           {"vpc", r.vpc},
@@ -255,6 +335,13 @@ Result<FlowRecord> flowRecordFromJson(const nlohmann::json& j) {
     r.id = j.at("id").get<int64_t>();
     r.vpc = j.at("vpc").get<std::string>();
     r.interfaceId = j.at("interface_id").get<std::string>();
+    if (j.value("log_status", "") == kLogStatusSkipData) {
+      r.logStatus = std::string(kLogStatusSkipData);
+      r.start = j.at("start").get<int64_t>();
+      r.end = j.at("end").get<int64_t>();
+      r.skipped = j.value("skipped", "");
+      return r;
+    }
     if (j.at("instance").is_string()) r.instance = j["instance"].get<std::string>();
     if (j.at("subnet").is_string()) r.subnet = j["subnet"].get<std::string>();
     r.sourceAddress = j.at("srcaddr").get<std::string>();
@@ -271,7 +358,27 @@ Result<FlowRecord> flowRecordFromJson(const nlohmann::json& j) {
     r.action = *action;
     r.logStatus = j.at("log_status").get<std::string>();
     const nlohmann::json& guard = j.at("guard");
-    if (!guard.is_null()) {
+    if (guard.is_object() && guard.value("kind", "") == "allowed") {
+      for (const nlohmann::json& item : guard.at("rules")) {
+        FlowAllowingRule rule;
+        const std::string kind = item.at("kind").get<std::string>();
+        bool known = false;
+        for (auto candidate : {FlowAllowingRule::Kind::SecurityGroup, FlowAllowingRule::Kind::NetworkAcl,
+                               FlowAllowingRule::Kind::PublishedPort}) {
+          if (flowAllowingKindName(candidate) == kind) {
+            rule.kind = candidate;
+            known = true;
+          }
+        }
+        if (!known) return fail(invalidField("guard.rules.kind", "unknown rule kind \"{}\"", kind));
+        rule.ingress = item.value("direction", "") == "inbound";
+        rule.name = item.at("name").get<std::string>();
+        rule.rule = item.value("rule", int64_t{0});
+        rule.matches = item.value("matches", "");
+        rule.reply = item.value("reply", false);
+        r.allowedBy.push_back(std::move(rule));
+      }
+    } else if (!guard.is_null()) {
       const std::string kind = guard.at("kind").get<std::string>();
       bool known = false;
       for (auto candidate :
@@ -313,6 +420,10 @@ void FlowAggregator::addRejected(const RejectedPacket& packet, const FlowDirecto
   if (guard->kind == FlowGuard::Kind::SecurityGroup && nic != nullptr && !nic->groups.empty())
     guard->name = nic->groups;
   WindowKey key{.interfaceId = nic ? nic->interfaceId : "-", .tuple = t, .prefix = packet.prefix};
+  if (windows_.size() >= maxFlows_ && !windows_.contains(key)) {
+    openSkipped(FlowAction::Reject, packet.atMs).flowsOverCap += 1;
+    return;
+  }
   auto [it, opened] = windows_.try_emplace(key);
   FlowRecord& record = it->second;
   if (opened) {
@@ -337,6 +448,44 @@ void FlowAggregator::addRejected(const RejectedPacket& packet, const FlowDirecto
   record.end = std::max(record.end, packet.atMs / 1000);
 }
 
+FlowAggregator::Skipped& FlowAggregator::openSkipped(FlowAction kind, int64_t atMs) {
+  auto [it, opened] = skipped_.try_emplace(kind);
+  if (opened) it->second.openedMs = atMs;
+  return it->second;
+}
+
+void FlowAggregator::noteLost(int64_t atMs, FlowAction kind, const std::string& what) {
+  Skipped& skipped = openSkipped(kind, atMs);
+  auto it = std::find_if(skipped.lost.begin(), skipped.lost.end(),
+                         [&](const auto& seen) { return seen.first == what; });
+  if (it == skipped.lost.end()) {
+    skipped.lost.emplace_back(what, 1);
+  } else {
+    it->second += 1;
+  }
+}
+
+FlowRecord FlowAggregator::skipRecord(FlowAction kind, const Skipped& skipped) const {
+  FlowRecord r;
+  r.vpc = vpc_;
+  r.interfaceId = "-";
+  r.start = skipped.openedMs / 1000;
+  r.end = (skipped.openedMs + kFlowWindowMs) / 1000;
+  r.action = kind;
+  r.logStatus = std::string(kLogStatusSkipData);
+  for (const auto& [what, times] : skipped.lost) {
+    r.skipped += fmt::format("{}{}{}", r.skipped.empty() ? "" : "; ", what,
+                             times > 1 ? fmt::format(" ({} times)", times) : "");
+  }
+  if (skipped.flowsOverCap > 0) {
+    r.skipped += fmt::format(
+        "{}{} packet{} of new rejected flows not logged: the window already held {} flows, the most corrald "
+        "keeps per VPC",
+        r.skipped.empty() ? "" : "; ", skipped.flowsOverCap, skipped.flowsOverCap == 1 ? "" : "s", maxFlows_);
+  }
+  return r;
+}
+
 void FlowAggregator::addFlow(const ConntrackFlow& flow, const FlowDirectory& directory, int64_t nowMs) {
   Reported& last = reported_[flow.id];
   // A counter that went down is another entry under a reused id: count from zero.
@@ -359,8 +508,8 @@ void FlowAggregator::addFlow(const ConntrackFlow& flow, const FlowDirectory& dir
   for (uint32_t at : {client, server}) {
     const FlowEndpoint* nic = directory.find(at);
     if (nic == nullptr || (at == server && client == server)) continue;
-    auto record = [&](uint32_t from, uint16_t fromPort, uint32_t to, uint16_t toPort, uint64_t packets,
-                      uint64_t bytes) {
+    auto record = [&](bool replies, uint32_t from, uint16_t fromPort, uint32_t to, uint16_t toPort,
+                      uint64_t packets, uint64_t bytes) {
       if (packets == 0) return;
       FlowRecord r;
       r.vpc = vpc_;
@@ -377,10 +526,11 @@ void FlowAggregator::addFlow(const ConntrackFlow& flow, const FlowDirectory& dir
       r.start = startMs / 1000;
       r.end = nowMs / 1000;
       r.action = FlowAction::Accept;
+      r.connection = AcceptedConnection{.original = flow.original, .reply = flow.reply, .replies = replies};
       ready_.push_back(std::move(r));
     };
-    record(client, clientPort, server, serverPort, originalPackets, originalBytes);
-    record(server, serverPort, client, clientPort, replyPackets, replyBytes);
+    record(false, client, clientPort, server, serverPort, originalPackets, originalBytes);
+    record(true, server, serverPort, client, clientPort, replyPackets, replyBytes);
   }
 }
 
@@ -390,17 +540,28 @@ void FlowAggregator::forgetAllBut(const std::vector<uint32_t>& live) {
 }
 
 std::vector<FlowRecord> FlowAggregator::take(int64_t nowMs, bool everything) {
-  std::vector<std::pair<int64_t, WindowKey>> closed;
+  // The closed windows by when they opened: the rejects' and the SKIPDATA ones (no key).
+  std::vector<std::tuple<int64_t, int, std::optional<WindowKey>, FlowAction>> closed;
   for (const auto& [key, opened] : windowOpenedMs_) {
-    if (everything || nowMs - opened >= kFlowWindowMs) closed.emplace_back(opened, key);
+    if (everything || nowMs - opened >= kFlowWindowMs)
+      closed.emplace_back(opened, 0, key, FlowAction::Reject);
+  }
+  for (const auto& [kind, skipped] : skipped_) {
+    if (everything || nowMs - skipped.openedMs >= kFlowWindowMs)
+      closed.emplace_back(skipped.openedMs, 1, std::nullopt, kind);
   }
   std::sort(closed.begin(), closed.end());
   std::vector<FlowRecord> out = std::move(ready_);
   ready_.clear();
-  for (const auto& [opened, key] : closed) {
-    out.push_back(std::move(windows_.at(key)));
-    windows_.erase(key);
-    windowOpenedMs_.erase(key);
+  for (const auto& [opened, order, key, kind] : closed) {
+    if (!key) {
+      out.push_back(skipRecord(kind, skipped_.at(kind)));
+      skipped_.erase(kind);
+      continue;
+    }
+    out.push_back(std::move(windows_.at(*key)));
+    windows_.erase(*key);
+    windowOpenedMs_.erase(*key);
   }
   return out;
 }

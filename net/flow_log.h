@@ -26,6 +26,10 @@ inline constexpr uint32_t kFlowLogSnaplen = 64;
 inline constexpr size_t kMaxLogPrefix = 127;
 // AWS aggregates per capture window (1 or 10 minutes); corral's window is short enough to watch live.
 inline constexpr int64_t kFlowWindowMs = 10'000;
+// At most this many rejected flows (interface, 5-tuple, guard) are aggregated per VPC in the windows open
+// at once: a flood of packets that are each a flow of their own (spoofed sources, a port scan) is counted
+// as SKIPDATA past it instead of growing corrald's memory (about 300 bytes a flow: ~3 MB per VPC).
+inline constexpr size_t kMaxFlowsPerWindow = 10'000;
 
 enum class FlowAction { Accept, Reject };
 std::string_view flowActionName(FlowAction action);  // "ACCEPT", "REJECT" (AWS's spelling)
@@ -115,6 +119,44 @@ struct FlowDirectory {
   bool isRouter(uint32_t address) const;
 };
 
+// One rule that allowed an accepted flow, computed from the model (net/reach.h flowAllowedBy: the
+// kernel only says the flow was accepted).
+struct FlowAllowingRule {
+  enum class Kind {
+    SecurityGroup,  // a rule of the group `name` allowed the connection (new connections only: stateful)
+    NetworkAcl,     // rule `rule` of the ACL `name` allowed these packets across its subnet's boundary
+    PublishedPort,  // instance `name` publishes the port: its own allow rule, no security group is asked
+  };
+  Kind kind = Kind::SecurityGroup;
+  bool ingress = false;  // SecurityGroup, NetworkAcl: inbound (entering) or outbound (leaving)
+  std::string name;      // the group, the ACL, the publishing instance
+  int64_t rule = 0;      // the group rule's id, the ACL rule's number
+  std::string matches;   // SecurityGroup: what the rule says ("tcp port 80 from 0.0.0.0/0"); a published
+                         // port: "8080:80/tcp"
+  bool reply = false;    // SecurityGroup: the record counts the replies of the connection the rule allowed
+  bool operator==(const FlowAllowingRule&) const = default;
+};
+std::string_view flowAllowingKindName(FlowAllowingRule::Kind kind);  // "security-group", ...
+// "security group web rule 2 (inbound) allows tcp port 80 from 0.0.0.0/0", "network ACL default rule 100
+// (inbound) allows".
+std::string flowAllowingRuleText(const FlowAllowingRule& rule);
+// The rules joined by "; " (the record line's last column for an accepted flow); "-" when none.
+std::string flowAllowedText(const std::vector<FlowAllowingRule>& rules);
+
+// What conntrack saw of an accepted flow, kept with its record until the daemon asks the model what
+// allowed it (it is not stored).
+struct AcceptedConnection {
+  PacketTuple original;  // as the client sent it (its destination before any DNAT)
+  PacketTuple reply;     // as the server answered (its source is the server's real address)
+  bool replies = false;  // the record counts the server's replies, not the client's packets
+  bool operator==(const AcceptedConnection&) const = default;
+};
+
+// AWS's log-status values: the record counts traffic, or some records of its window were skipped (the
+// kernel dropped messages the capture could not read in time, or the window held kMaxFlowsPerWindow).
+inline constexpr std::string_view kLogStatusOk = "OK";
+inline constexpr std::string_view kLogStatusSkipData = "SKIPDATA";
+
 struct FlowRecord {
   int64_t id = 0;  // the store's number, growing; 0 before it is stored
   std::string vpc;
@@ -127,13 +169,20 @@ struct FlowRecord {
   uint64_t packets = 0, bytes = 0;
   int64_t start = 0, end = 0;  // Unix seconds
   FlowAction action = FlowAction::Accept;
-  std::string logStatus = "OK";
-  FlowGuard guard;
+  std::string logStatus = std::string(kLogStatusOk);
+  FlowGuard guard;                               // a reject's guard; Kind::None for an accepted flow
+  std::vector<FlowAllowingRule> allowedBy;       // an accepted flow: the rules that allowed it, in path order
+  std::optional<AcceptedConnection> connection;  // an accepted flow, until allowedBy is computed
+  // SKIPDATA: what was lost in the window (start..end), in words; AWS leaves every other field "-". Its
+  // `action` is the kind of records lost (the store files it under that action), not shown.
+  std::string skipped;
   bool operator==(const FlowRecord&) const = default;
 };
 
 // AWS's default format, space-separated, and the guard after it: "2 crlv0a1b 10.0.1.5 10.0.2.6 43512 80 6
-// 3 180 1700000000 1700000010 REJECT OK security group web (inbound): no rule allows it".
+// 3 180 1700000000 1700000010 REJECT OK security group web (inbound): no rule allows it"; an accepted
+// flow ends with the rules that allowed it, a SKIPDATA record has "-" where AWS has it and what was lost:
+// "2 - - - - - - - - 1700000000 1700000010 - SKIPDATA NFLOG: ...".
 std::string flowRecordLine(const FlowRecord& record);
 // The API's shape (docs/api.md, Flow logs) and back.
 nlohmann::json flowRecordJson(const FlowRecord& record);
@@ -145,10 +194,18 @@ Result<FlowRecord> flowRecordFromJson(const nlohmann::json& json);
 // - an accepted flow gives, for each NIC of ours at either end, one record per direction (as AWS logs a
 //   flow at each network interface it passes) with the packets and bytes since the last report of that
 //   entry: a dump reports a long flow's progress every window, its end the rest.
+// - the rejects of one window are capped at kMaxFlowsPerWindow flows (so a flood of packets, each its
+//   own flow, cannot grow the map without bound): a packet of a new flow beyond it is counted, not kept;
+// - data lost (the cap, or the kernel dropping messages: noteLost) makes one SKIPDATA record per kind of
+//   record lost for the window in which it happened (opened by the first loss, kFlowWindowMs long),
+//   saying what was lost.
 class FlowAggregator {
  public:
-  explicit FlowAggregator(std::string vpc) : vpc_(std::move(vpc)) {}
+  explicit FlowAggregator(std::string vpc, size_t maxFlowsPerWindow = kMaxFlowsPerWindow)
+      : vpc_(std::move(vpc)), maxFlows_(maxFlowsPerWindow) {}
   void addRejected(const RejectedPacket& packet, const FlowDirectory& directory);
+  // The capture lost records of `kind` at `atMs` (the kernel dropped messages); `what` says which.
+  void noteLost(int64_t atMs, FlowAction kind, const std::string& what);
   void addFlow(const ConntrackFlow& flow, const FlowDirectory& directory, int64_t nowMs);
   // Conntrack dumped every entry it has: the ids not in `live` ended without an event reaching us.
   void forgetAllBut(const std::vector<uint32_t>& live);
@@ -172,6 +229,18 @@ class FlowAggregator {
   std::map<WindowKey, int64_t> windowOpenedMs_;
   std::map<uint32_t, Reported> reported_;  // by conntrack id
   std::vector<FlowRecord> ready_;
+  size_t maxFlows_;
+  // An open SKIPDATA window, one per kind of record lost (rejects, accepted flows): when it opened, what
+  // was lost (in the order first seen, each once, with how often), and the new reject flows the cap
+  // turned away.
+  struct Skipped {
+    int64_t openedMs = 0;
+    std::vector<std::pair<std::string, uint64_t>> lost;
+    uint64_t flowsOverCap = 0;
+  };
+  std::map<FlowAction, Skipped> skipped_;
+  Skipped& openSkipped(FlowAction kind, int64_t atMs);
+  FlowRecord skipRecord(FlowAction kind, const Skipped& skipped) const;
 };
 
 std::string ipv4Text(uint32_t address);

@@ -152,34 +152,11 @@ bool protocolMatches(Protocol rule, const std::optional<PortRange>& ports, Proto
   return ports->from <= *port && *port <= ports->to;
 }
 
-// The first rule of `groups` in `direction` (the kernel's chain order: groups by name, rules by id) that
-// allows `packet` to/from `peer`; nullopt when none does. A peer group matches the addresses of its members
-// in the same VPC, or in a VPC peered with it.
-struct GroupRule {
-  const SecurityGroup* group;
-  const SecurityGroupRule* rule;
-};
-std::optional<GroupRule> securityGroupAllows(const Topology& topology,
-                                             const std::vector<const SecurityGroup*>& groups,
-                                             Direction direction, const Endpoint& peer, Protocol protocol,
-                                             std::optional<uint16_t> port) {
-  for (const SecurityGroup* group : groups) {
-    for (const SecurityGroupRule& rule : group->rules) {
-      if (rule.direction != direction) continue;
-      if (!protocolMatches(rule.protocol, rule.ports, protocol, port)) continue;
-      bool peerMatches = false;
-      if (rule.cidr) {
-        peerMatches = rule.cidr->contains(peer.address);
-      } else if (rule.peerGroup) {
-        peerMatches = std::any_of(peer.groups.begin(), peer.groups.end(), [&](const SecurityGroup* member) {
-          return member->name == *rule.peerGroup &&
-                 (member->vpc == group->vpc || topology.peeringBetween(member->vpc, group->vpc) != nullptr);
-        });
-      }
-      if (peerMatches) return GroupRule{group, &rule};
-    }
-  }
-  return std::nullopt;
+std::optional<SecurityGroupMatch> groupsAllow(const Topology& topology,
+                                              const std::vector<const SecurityGroup*>& groups,
+                                              Direction direction, const Endpoint& peer, Protocol protocol,
+                                              std::optional<uint16_t> port) {
+  return securityGroupAllows(topology, groups, direction, peer.address, peer.groups, protocol, port);
 }
 
 std::string groupNames(const std::vector<const SecurityGroup*>& groups) {
@@ -189,7 +166,9 @@ std::string groupNames(const std::vector<const SecurityGroup*>& groups) {
   return names;
 }
 
-std::string sgRuleText(const SecurityGroupRule& rule) {
+}  // namespace
+
+std::string securityGroupRuleText(const SecurityGroupRule& rule) {
   const std::string peer =
       rule.cidr ? rule.cidr->str() : fmt::format("group {}", rule.peerGroup.value_or("?"));
   const std::string what = rule.protocol == Protocol::All ? std::string("all traffic")
@@ -198,6 +177,8 @@ std::string sgRuleText(const SecurityGroupRule& rule) {
                                : fmt::format("{} {}", protocolName(rule.protocol), portsText(rule.ports));
   return fmt::format("{} {} {}", what, rule.direction == Direction::Ingress ? "from" : "to", peer);
 }
+
+namespace {
 
 // A network ACL's decision for packets to/from `peer` of `protocol` over a range of destination ports: the
 // range cut where the deciding rule changes. `rule` null: the implicit deny.
@@ -343,7 +324,7 @@ class PathWalker {
   // The source NIC's groups, for a new connection.
   bool groupsOut(const Endpoint& to) {
     auto allowed =
-        securityGroupAllows(topology_, source_.groups, Direction::Egress, to, query_.protocol, query_.port);
+        groupsAllow(topology_, source_.groups, Direction::Egress, to, query_.protocol, query_.port);
     ReachHop hop = hopAt("security group", groupNames(source_.groups), "out");
     if (!allowed) {
       hop.rule = "no allow rule";
@@ -358,7 +339,7 @@ class PathWalker {
     hop.text = fmt::format(
         "{} rule {} ({}) allows the new connection out; being stateful, the group lets its "
         "replies back in without a rule",
-        allowed->group->name, allowed->rule->id, sgRuleText(*allowed->rule));
+        allowed->group->name, allowed->rule->id, securityGroupRuleText(*allowed->rule));
     pass(std::move(hop));
     return true;
   }
@@ -366,7 +347,7 @@ class PathWalker {
   // The destination NIC's groups, for a new connection from `from` to port `port`.
   bool groupsIn(const Endpoint& from, std::optional<uint16_t> port) {
     auto allowed =
-        securityGroupAllows(topology_, destination_.groups, Direction::Ingress, from, query_.protocol, port);
+        groupsAllow(topology_, destination_.groups, Direction::Ingress, from, query_.protocol, port);
     ReachHop hop = hopAt("security group", groupNames(destination_.groups), "in");
     if (!allowed) {
       hop.rule = "no allow rule";
@@ -377,7 +358,7 @@ class PathWalker {
     }
     hop.rule = fmt::format("{} rule {}", allowed->group->name, allowed->rule->id);
     hop.text = fmt::format("{} rule {} ({}) allows it in", allowed->group->name, allowed->rule->id,
-                           sgRuleText(*allowed->rule));
+                           securityGroupRuleText(*allowed->rule));
     pass(std::move(hop));
     return true;
   }
@@ -880,6 +861,150 @@ Result<std::vector<ReachPath>> analyzeReach(const Topology& topology, const std:
                              query.destination));
   }
   return paths;
+}
+
+std::vector<const SecurityGroup*> nicSecurityGroups(const Topology& topology, const NicAttachment& nic) {
+  const Subnet* subnet = topology.findSubnet(nic.subnet);
+  if (subnet == nullptr) return {};
+  return groupsOf(topology, nic, subnet->vpc);
+}
+
+std::optional<SecurityGroupMatch> securityGroupAllows(const Topology& topology,
+                                                      const std::vector<const SecurityGroup*>& groups,
+                                                      Direction direction, Ipv4Address peerAddress,
+                                                      const std::vector<const SecurityGroup*>& peerGroups,
+                                                      Protocol protocol, std::optional<uint16_t> port) {
+  for (const SecurityGroup* group : groups) {
+    for (const SecurityGroupRule& rule : group->rules) {
+      if (rule.direction != direction) continue;
+      if (!protocolMatches(rule.protocol, rule.ports, protocol, port)) continue;
+      bool peerMatches = false;
+      if (rule.cidr) {
+        peerMatches = rule.cidr->contains(peerAddress);
+      } else if (rule.peerGroup) {
+        peerMatches = std::any_of(peerGroups.begin(), peerGroups.end(), [&](const SecurityGroup* member) {
+          return member->name == *rule.peerGroup &&
+                 (member->vpc == group->vpc || topology.peeringBetween(member->vpc, group->vpc) != nullptr);
+        });
+      }
+      if (peerMatches) return SecurityGroupMatch{group, &rule};
+    }
+  }
+  return std::nullopt;
+}
+
+const NetworkAclRule* networkAclDecides(const NetworkAcl& acl, Direction direction, Ipv4Address peer,
+                                        Protocol protocol, std::optional<uint16_t> port) {
+  // One port is one piece: the rule that decides it (null: the implicit deny).
+  const std::vector<AclPiece> pieces = aclDecides(acl, direction, peer, protocol, portRange(port));
+  return pieces.empty() ? nullptr : pieces.front().rule;
+}
+
+std::vector<FlowAllowingRule> flowAllowedBy(const Topology& topology,
+                                            const std::function<const NicAttachment*(uint32_t)>& nicAt,
+                                            const AcceptedConnection& connection) {
+  Protocol protocol = Protocol::All;
+  switch (connection.original.protocol) {
+    case 1:
+      protocol = Protocol::Icmp;
+      break;
+    case 6:
+      protocol = Protocol::Tcp;
+      break;
+    case 17:
+      protocol = Protocol::Udp;
+      break;
+    default:
+      return {};  // the model's rules name no other protocol but "all": nothing to say per protocol
+  }
+  const bool ports = protocol != Protocol::Icmp;
+  // The client as it sent; the server as it answered (its real address, after any DNAT).
+  struct End {
+    Ipv4Address address;
+    uint16_t port = 0;
+    const NicAttachment* nic = nullptr;
+    const Subnet* subnet = nullptr;
+    std::vector<const SecurityGroup*> groups;
+  };
+  auto endAt = [&](uint32_t address, uint16_t port) {
+    End end{.address = Ipv4Address(address),
+            .port = port,
+            .nic = nicAt(address),
+            .subnet = nullptr,
+            .groups = {}};
+    if (end.nic != nullptr) {
+      end.subnet = topology.findSubnet(end.nic->subnet);
+      end.groups = nicSecurityGroups(topology, *end.nic);
+    }
+    if (end.subnet == nullptr) end.nic = nullptr;
+    return end;
+  };
+  const End client = endAt(connection.original.source, connection.original.sourcePort);
+  const End server = endAt(connection.reply.source, connection.reply.sourcePort);
+  const std::optional<uint16_t> serverPort = ports ? std::optional<uint16_t>(server.port) : std::nullopt;
+
+  // Reached through a published port (DNAT to the gateway's outside address, not to a public address)?
+  std::optional<PortForward> published;
+  if (server.nic != nullptr && ports && connection.original.destination != server.address.value()) {
+    std::optional<Ipv4Address> publicAddress;
+    if (server.nic->publicAddress) {
+      if (auto parsed = Ipv4Address::parse(*server.nic->publicAddress)) publicAddress = *parsed;
+    }
+    if (!publicAddress || publicAddress->value() != connection.original.destination) {
+      for (const PortForward& forward : server.nic->publish) {
+        if (forward.protocol == protocol && forward.outsidePort == connection.original.destinationPort &&
+            forward.instancePort == server.port)
+          published = forward;
+      }
+    }
+  }
+
+  std::vector<FlowAllowingRule> rules;
+  auto group = [&](const End& self, Direction direction, const End& peer) {
+    auto match = securityGroupAllows(topology, self.groups, direction, peer.address, peer.groups, protocol,
+                                     serverPort);
+    if (!match) return;
+    rules.push_back(FlowAllowingRule{.kind = FlowAllowingRule::Kind::SecurityGroup,
+                                     .ingress = direction == Direction::Ingress,
+                                     .name = match->group->name,
+                                     .rule = match->rule->id,
+                                     .matches = securityGroupRuleText(*match->rule),
+                                     .reply = connection.replies});
+  };
+  // A network ACL guards its subnet's boundary only: packets leaving for, or entering from, elsewhere.
+  auto acl = [&](const Subnet& subnet, Direction direction, const End& peer, std::optional<uint16_t> port) {
+    const NetworkAcl* found = topology.findNetworkAcl(subnet.networkAcl);
+    if (found == nullptr) return;
+    const NetworkAclRule* rule = networkAclDecides(*found, direction, peer.address, protocol, port);
+    if (rule == nullptr || rule->action != RuleAction::Allow) return;
+    rules.push_back(FlowAllowingRule{.kind = FlowAllowingRule::Kind::NetworkAcl,
+                                     .ingress = direction == Direction::Ingress,
+                                     .name = found->name,
+                                     .rule = rule->number,
+                                     .matches = {},
+                                     .reply = false});
+  };
+  // The record's packets: the client's, or the server's replies to the client's port.
+  const End& from = connection.replies ? server : client;
+  const End& to = connection.replies ? client : server;
+  const std::optional<uint16_t> toPort = ports ? std::optional<uint16_t>(to.port) : std::nullopt;
+  const bool sameSubnet =
+      from.subnet != nullptr && to.subnet != nullptr && from.subnet->name == to.subnet->name;
+
+  if (client.nic != nullptr) group(client, Direction::Egress, server);
+  if (from.subnet != nullptr && !sameSubnet) acl(*from.subnet, Direction::Egress, to, toPort);
+  if (to.subnet != nullptr && !sameSubnet) acl(*to.subnet, Direction::Ingress, from, toPort);
+  if (published) {
+    rules.push_back(FlowAllowingRule{.kind = FlowAllowingRule::Kind::PublishedPort,
+                                     .ingress = true,
+                                     .name = server.nic->instance,
+                                     .rule = 0,
+                                     .matches = portForwardText(*published),
+                                     .reply = connection.replies});
+  } else if (server.nic != nullptr) {
+    group(server, Direction::Ingress, client);
+  }
+  return rules;
 }
 
 }  // namespace corral::net

@@ -20,12 +20,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "net/datapath.h"
+#include "net/flow_log.h"
 #include "net/vpc.h"
 
 namespace corral::net {
@@ -75,5 +77,43 @@ struct ReachPath {
 // (InvalidArgument naming the field).
 Result<std::vector<ReachPath>> analyzeReach(const Topology& topology, const std::vector<NicAttachment>& nics,
                                             const ReachQuery& query);
+
+// ---- The analyzer's rule matching, one rule at a time (the flow logs ask it what allowed a flow) ----
+
+// A NIC's security groups as the kernel applies them: the ones it lists in its own VPC, by name, or the
+// VPC's default group when it lists none.
+std::vector<const SecurityGroup*> nicSecurityGroups(const Topology& topology, const NicAttachment& nic);
+
+struct SecurityGroupMatch {
+  const SecurityGroup* group = nullptr;
+  const SecurityGroupRule* rule = nullptr;
+};
+// The first rule of `groups` in `direction` (the kernel's chain order: groups by name, rules by id) that
+// allows a new connection of `protocol` to `port` with the peer at `peerAddress`, whose own groups are
+// `peerGroups` (a peer group matches its members in the same VPC or in a peered one); nullopt when none
+// does.
+std::optional<SecurityGroupMatch> securityGroupAllows(const Topology& topology,
+                                                      const std::vector<const SecurityGroup*>& groups,
+                                                      Direction direction, Ipv4Address peerAddress,
+                                                      const std::vector<const SecurityGroup*>& peerGroups,
+                                                      Protocol protocol, std::optional<uint16_t> port);
+// The rule of `acl` that decides a packet in `direction` to/from `peer` of `protocol` to destination port
+// `port` (none for icmp): the first matching rule by number; null for the implicit deny.
+const NetworkAclRule* networkAclDecides(const NetworkAcl& acl, Direction direction, Ipv4Address peer,
+                                        Protocol protocol, std::optional<uint16_t> port);
+// "tcp port 80 from 0.0.0.0/0", "all traffic to group web"
+std::string securityGroupRuleText(const SecurityGroupRule& rule);
+
+// What allowed an accepted flow that conntrack reported (the record's `connection`), by the model as it is
+// now: the client NIC's security group rule out and the server NIC's rule in (a stateful group lets the
+// replies through because it allowed the connection; a published port is its own allow rule, no group is
+// asked), and the network ACL rules the record's packets crossed: out of the subnet they left, into the
+// one they entered (none inside one subnet: the switch, no router). `nicAt` finds a NIC of any VPC by
+// address (null: not an instance's). A guard that would refuse it now (the model changed after the flow
+// began; an established connection outlives the rule that let it in) names no rule: that guard is left
+// out. Empty for a protocol other than tcp, udp and icmp.
+std::vector<FlowAllowingRule> flowAllowedBy(const Topology& topology,
+                                            const std::function<const NicAttachment*(uint32_t)>& nicAt,
+                                            const AcceptedConnection& connection);
 
 }  // namespace corral::net

@@ -177,7 +177,8 @@ TEST(NicIndex, ATopologyCheckNamesTheInstancesStillUsingASubnetOrAGroupUntilThey
     return checked ? std::string("accepted") : checked.error().message();
   };
   EXPECT_EQ(refusal(noWeb), "subnet \"web\" still has instances: w1, w2, w3; remove them first");
-  EXPECT_EQ(refusal(noAdmin), "security group \"admin\" is still used by instances: d1, w2, w3; remove them first");
+  EXPECT_EQ(refusal(noAdmin),
+            "security group \"admin\" is still used by instances: d1, w2, w3; remove them first");
 
   network.releaseNic("w2");
   ASSERT_TRUE(network.releaseNics({"d1", "nobody"}));
@@ -220,6 +221,56 @@ TEST(NicPlans, EveryNicOfEveryVpcAsItsOwnPlanShowsIt) {
   EXPECT_EQ(plans.find("pc")->second.nic.subnet, "desk");
   network.releaseNic("web-2");
   EXPECT_FALSE(network.nicPlans().contains("web-2"));
+}
+
+// What allowed an accepted flow, asked by the flow logs: the model of the record's VPC (and its peers), never
+// a NIC of another VPC that happens to have the same address.
+TEST(FlowExplainer, AcceptedFlowsNameTheirRulesFromTheirOwnVpc) {
+  net::Topology topology;
+  ASSERT_TRUE(topology.createVpc({.name = "prod", .cidr = "10.0.0.0/16"}, kNow));
+  ASSERT_TRUE(topology.createSubnet({.name = "web", .vpc = "prod", .cidr = "10.0.1.0/24"}, kNow));
+  ASSERT_TRUE(topology.createSubnet({.name = "db", .vpc = "prod", .cidr = "10.0.2.0/24"}, kNow));
+  ASSERT_TRUE(topology.createVpc({.name = "lab", .cidr = "10.0.0.0/16"}, kNow));
+  ASSERT_TRUE(topology.createSubnet({.name = "lab-web", .vpc = "lab", .cidr = "10.0.2.0/24"}, kNow));
+  NetworkController network(NetworkOptions{}, std::move(topology));
+  auto nic = [&](std::string name, std::string subnet, std::string ip) {
+    schema::InstanceSpec spec;
+    spec.name = name;
+    spec.subnet = std::move(subnet);
+    spec.ip = std::move(ip);
+    ASSERT_TRUE(network.restoreNic(spec, name));
+  };
+  nic("web-1", "web", "10.0.1.4");
+  nic("lab-1", "lab-web", "10.0.2.9");  // the address prod's flow goes to, in another building
+
+  auto at = [](std::string_view address) { return net::Ipv4Address::parse(address)->value(); };
+  net::FlowRecord out{.vpc = "prod", .action = net::FlowAction::Accept};
+  out.connection = net::AcceptedConnection{.original = {.source = at("10.0.1.4"),
+                                                        .destination = at("10.0.2.9"),
+                                                        .protocol = 6,
+                                                        .sourcePort = 40000,
+                                                        .destinationPort = 5432},
+                                           .reply = {.source = at("10.0.2.9"),
+                                                     .destination = at("10.0.1.4"),
+                                                     .protocol = 6,
+                                                     .sourcePort = 5432,
+                                                     .destinationPort = 40000},
+                                           .replies = false};
+  net::FlowRecord untouched{.vpc = "prod", .action = net::FlowAction::Accept};
+  std::vector<net::FlowRecord*> batch{&out, &untouched};
+  network.explainAcceptedFlows("prod", batch);
+  std::vector<std::string> texts;
+  for (const net::FlowAllowingRule& rule : out.allowedBy) texts.push_back(net::flowAllowingRuleText(rule));
+  // web-1's group out and its floor's ACL out; lab-1's floor and groups are another VPC's.
+  ASSERT_EQ(texts.size(), 2u) << ::testing::PrintToString(texts);
+  EXPECT_NE(texts[0].find("security group prod-default rule "), std::string::npos) << texts[0];
+  EXPECT_NE(texts[0].find("(outbound) allows all traffic to 0.0.0.0/0"), std::string::npos) << texts[0];
+  EXPECT_EQ(texts[1], "network ACL prod-default rule 100 (outbound) allows");
+  EXPECT_TRUE(untouched.allowedBy.empty());
+  // A VPC that is gone: nothing to say.
+  out.allowedBy.clear();
+  network.explainAcceptedFlows("gone", batch);
+  EXPECT_TRUE(out.allowedBy.empty());
 }
 
 }  // namespace

@@ -175,6 +175,16 @@ TEST(FlowAggregator, AcceptedFlowsGiveEachNicBothDirectionsOnce) {
   EXPECT_EQ(records[0].start, 5000);
   EXPECT_EQ(records[0].end, 5010);
   EXPECT_EQ(records[0].action, FlowAction::Accept);
+  // Each keeps what conntrack saw, for the daemon to ask the model what allowed it.
+  ASSERT_TRUE(records[0].connection.has_value());
+  EXPECT_EQ(records[0].connection->original, flow.original);
+  EXPECT_EQ(records[0].connection->reply, flow.reply);
+  EXPECT_FALSE(records[0].connection->replies);
+  ASSERT_TRUE(records[1].connection.has_value());
+  EXPECT_TRUE(records[1].connection->replies) << "the second record counts db-1's replies";
+  EXPECT_EQ(flowRecordLine(records[0]),
+            "2 crlv00000001 10.0.1.5 10.0.2.6 40000 5432 6 10 100520 5000 5010 ACCEPT OK -")
+      << "no rule named until the daemon asked the model";
   // Its end: only what came since the dump; then nothing more is owed.
   flow.originalPackets = 12;
   flow.originalBytes = 100'640;
@@ -242,6 +252,199 @@ TEST(FlowRecordJson, RoundTrips) {
   back = flowRecordFromJson(flowRecordJson(record));
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(*back, record);
+}
+
+TEST(FlowRecordJson, AnAcceptedFlowNamesTheRulesThatAllowedIt) {
+  FlowRecord record{.id = 7,
+                    .vpc = "prod",
+                    .interfaceId = "crlv00000002",
+                    .instance = "web-1",
+                    .subnet = "pub",
+                    .sourceAddress = "10.0.2.6",
+                    .destinationAddress = "10.0.1.5",
+                    .sourcePort = 40000,
+                    .destinationPort = 80,
+                    .protocol = 6,
+                    .packets = 5,
+                    .bytes = 400,
+                    .start = 1000,
+                    .end = 1010,
+                    .action = FlowAction::Accept};
+  record.allowedBy = {
+      {.kind = FlowAllowingRule::Kind::SecurityGroup,
+       .ingress = false,
+       .name = "app",
+       .rule = 1,
+       .matches = "all traffic to 0.0.0.0/0"},
+      {.kind = FlowAllowingRule::Kind::NetworkAcl, .ingress = false, .name = "strict", .rule = 90},
+      {.kind = FlowAllowingRule::Kind::NetworkAcl, .ingress = true, .name = "default", .rule = 100},
+      {.kind = FlowAllowingRule::Kind::SecurityGroup,
+       .ingress = true,
+       .name = "web",
+       .rule = 2,
+       .matches = "tcp port 80 from 0.0.0.0/0"},
+  };
+  EXPECT_EQ(
+      flowRecordLine(record),
+      "2 crlv00000002 10.0.2.6 10.0.1.5 40000 80 6 5 400 1000 1010 ACCEPT OK security group app rule 1 "
+      "(outbound) allows all traffic to 0.0.0.0/0; network ACL strict rule 90 (outbound) allows; network "
+      "ACL default rule 100 (inbound) allows; security group web rule 2 (inbound) allows tcp port 80 "
+      "from 0.0.0.0/0");
+  const nlohmann::json json = flowRecordJson(record);
+  EXPECT_EQ(json["guard"]["kind"], "allowed");
+  ASSERT_EQ(json["guard"]["rules"].size(), 4u);
+  EXPECT_EQ(
+      json["guard"]["rules"][3],
+      (nlohmann::json{{"kind", "security-group"},
+                      {"direction", "inbound"},
+                      {"name", "web"},
+                      {"rule", 2},
+                      {"matches", "tcp port 80 from 0.0.0.0/0"},
+                      {"reply", false},
+                      {"text", "security group web rule 2 (inbound) allows tcp port 80 from 0.0.0.0/0"}}));
+  EXPECT_EQ(json["guard"]["rules"][2]["rule"], 100);
+  EXPECT_FALSE(json["guard"]["rules"][2].contains("matches"));
+  auto back = flowRecordFromJson(json);
+  ASSERT_TRUE(back.has_value()) << back.error().message();
+  EXPECT_EQ(*back, record);
+
+  // The replies pass a stateful group because it allowed the connection; a published port is its own rule.
+  EXPECT_EQ(
+      flowAllowingRuleText({.kind = FlowAllowingRule::Kind::SecurityGroup,
+                            .ingress = true,
+                            .name = "web",
+                            .rule = 2,
+                            .matches = "tcp port 80 from 0.0.0.0/0",
+                            .reply = true}),
+      "security group web rule 2 (inbound) allows tcp port 80 from 0.0.0.0/0 (its replies pass with it: "
+      "stateful)");
+  EXPECT_EQ(flowAllowingRuleText({.kind = FlowAllowingRule::Kind::PublishedPort,
+                                  .ingress = true,
+                                  .name = "app-1",
+                                  .matches = "9000:8080/tcp"}),
+            "app-1 publishes 9000:8080/tcp (its own allow rule, no security group asked)");
+  // Records stored before rules were named read back as they were.
+  record.allowedBy.clear();
+  EXPECT_EQ(flowRecordJson(record)["guard"], nullptr);
+}
+
+TEST(FlowRecordJson, SkipDataHasDashesWhereAwsHasThem) {
+  FlowRecord record{.id = 9, .vpc = "prod", .interfaceId = "-", .start = 1000, .end = 1010};
+  record.logStatus = std::string(kLogStatusSkipData);
+  record.skipped = "NFLOG: the socket's buffer overflowed, rejected packets were not logged";
+  EXPECT_EQ(flowRecordLine(record),
+            "2 - - - - - - - - 1000 1010 - SKIPDATA NFLOG: the socket's buffer overflowed, rejected packets "
+            "were not logged");
+  const nlohmann::json json = flowRecordJson(record);
+  EXPECT_EQ(json["log_status"], "SKIPDATA");
+  EXPECT_EQ(json["action"], nullptr);
+  EXPECT_EQ(json["srcaddr"], nullptr);
+  EXPECT_EQ(json["packets"], nullptr);
+  EXPECT_EQ(json["skipped"], record.skipped);
+  auto back = flowRecordFromJson(json);
+  ASSERT_TRUE(back.has_value()) << back.error().message();
+  EXPECT_EQ(*back, record);
+}
+
+PacketTuple scanTuple(uint16_t port) {
+  return {.source = ip(10, 0, 1, 5),
+          .destination = ip(10, 0, 2, 6),
+          .protocol = 6,
+          .sourcePort = 40000,
+          .destinationPort = port};
+}
+
+TEST(FlowAggregator, LostDataIsOneSkipDataRecordPerWindowAndKind) {
+  FlowAggregator aggregator("prod");
+  const FlowDirectory directory = twoNics();
+  const std::string ingress =
+      encodeLogPrefix({.kind = FlowGuard::Kind::SecurityGroup, .ingress = true, .name = "db"});
+  aggregator.addRejected({.prefix = ingress, .tuple = scanTuple(1), .bytes = 60, .atMs = 999'000}, directory);
+  aggregator.noteLost(1'000'000, FlowAction::Reject, "NFLOG: lost");
+  aggregator.noteLost(1'002'000, FlowAction::Accept, "conntrack: lost");
+  aggregator.noteLost(1'004'000, FlowAction::Reject, "NFLOG: lost");
+  aggregator.addRejected({.prefix = ingress, .tuple = scanTuple(2), .bytes = 60, .atMs = 1'001'000},
+                         directory);
+  EXPECT_TRUE(aggregator.take(1'005'000).empty()) << "no window closed yet";
+  auto records = aggregator.take(1'000'000 + kFlowWindowMs);
+  ASSERT_EQ(records.size(), 2u) << "the reject that opened first, then the rejects' SKIPDATA window";
+  EXPECT_EQ(records[0].logStatus, "OK");
+  const FlowRecord& skipped = records[1];
+  EXPECT_EQ(skipped.logStatus, kLogStatusSkipData);
+  EXPECT_EQ(skipped.action, FlowAction::Reject) << "filed under the kind it lost";
+  EXPECT_EQ(skipped.vpc, "prod");
+  EXPECT_EQ(skipped.interfaceId, "-");
+  EXPECT_EQ(skipped.start, 1000);
+  EXPECT_EQ(skipped.end, 1010);
+  EXPECT_EQ(skipped.skipped, "NFLOG: lost (2 times)");
+  records = aggregator.take(1'002'000 + kFlowWindowMs);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].destinationPort, 2);
+  EXPECT_EQ(records[1].action, FlowAction::Accept);
+  EXPECT_EQ(records[1].skipped, "conntrack: lost");
+  EXPECT_EQ(records[1].start, 1002);
+  // Nothing lost since: no SKIPDATA; a later loss opens a window of its own.
+  EXPECT_TRUE(aggregator.take(2'000'000, /*everything=*/true).empty());
+  aggregator.noteLost(3'000'000, FlowAction::Reject, "NFLOG: lost");
+  records = aggregator.take(0, /*everything=*/true);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].start, 3000);
+  EXPECT_EQ(records[0].skipped, "NFLOG: lost");
+}
+
+TEST(FlowAggregator, OpenRejectFlowsStopAtTheCapAndTheRestIsSkipData) {
+  FlowAggregator aggregator("prod");
+  const FlowDirectory directory = twoNics();
+  const std::string ingress =
+      encodeLogPrefix({.kind = FlowGuard::Kind::SecurityGroup, .ingress = true, .name = "db"});
+  // A port scan: every packet a flow of its own, kMaxFlowsPerWindow + 5 of them.
+  for (size_t port = 1; port <= kMaxFlowsPerWindow + 5; ++port) {
+    aggregator.addRejected({.prefix = ingress,
+                            .tuple = scanTuple(static_cast<uint16_t>(port)),
+                            .bytes = 60,
+                            .atMs = 1'000'000 + static_cast<int64_t>(port % 1000)},
+                           directory);
+  }
+  EXPECT_EQ(aggregator.openWindows(), kMaxFlowsPerWindow);
+  // At the cap a flow already open still counts its packets.
+  aggregator.addRejected({.prefix = ingress, .tuple = scanTuple(1), .bytes = 60, .atMs = 1'002'000},
+                         directory);
+  aggregator.addRejected({.prefix = ingress, .tuple = scanTuple(60'000), .bytes = 60, .atMs = 1'002'000},
+                         directory);
+  EXPECT_EQ(aggregator.openWindows(), kMaxFlowsPerWindow);
+  auto records = aggregator.take(0, /*everything=*/true);
+  ASSERT_EQ(records.size(), kMaxFlowsPerWindow + 1);
+  size_t skipData = 0;
+  for (const FlowRecord& record : records) {
+    if (record.logStatus != kLogStatusSkipData) {
+      if (record.destinationPort == 1) {
+        EXPECT_EQ(record.packets, 2u);
+      }
+      continue;
+    }
+    ++skipData;
+    EXPECT_EQ(record.skipped,
+              "6 packets of new rejected flows not logged: the window already held 10000 flows, the most "
+              "corrald keeps per VPC");
+  }
+  EXPECT_EQ(skipData, 1u);
+  // Once the windows closed there is room again.
+  aggregator.addRejected({.prefix = ingress, .tuple = scanTuple(60'000), .bytes = 60, .atMs = 2'000'000},
+                         directory);
+  EXPECT_EQ(aggregator.openWindows(), 1u);
+}
+
+TEST(FlowAggregator, TheCapIsPerAggregator) {
+  FlowAggregator aggregator("prod", /*maxFlowsPerWindow=*/2);
+  const FlowDirectory directory = twoNics();
+  for (uint16_t port = 1; port <= 3; ++port)
+    aggregator.addRejected({.prefix = "crl:r", .tuple = scanTuple(port), .bytes = 60, .atMs = 1'000'000},
+                           directory);
+  auto records = aggregator.take(0, /*everything=*/true);
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[2].logStatus, kLogStatusSkipData) << "opened at the same ms: after the flows";
+  EXPECT_NE(records[2].skipped.find("1 packet of new rejected flows not logged"), std::string::npos)
+      << records[2].skipped;
 }
 
 TEST(FlowAction, ParsesEitherCaseAndNamesTheField) {

@@ -282,5 +282,113 @@ TEST_F(ReachTest, TwoVpcsAreTwoBuildings) {
   EXPECT_EQ(hop.component, "route table");
 }
 
+// ---- What allowed an accepted flow (the flow logs ask the analyzer's matching) ----
+
+class FlowAllowedByTest : public ReachTest {
+ protected:
+  static uint32_t at(std::string_view address) { return Ipv4Address::parse(address)->value(); }
+  // A connection as conntrack reports it: the client's packets and the server's replies.
+  static AcceptedConnection connection(std::string_view client, uint16_t clientPort, std::string_view server,
+                                       uint16_t serverPort, uint8_t protocol = 6, bool replies = false,
+                                       std::optional<std::string_view> dialled = std::nullopt,
+                                       std::optional<uint16_t> dialledPort = std::nullopt) {
+    return AcceptedConnection{.original = {.source = at(client),
+                                           .destination = at(dialled.value_or(server)),
+                                           .protocol = protocol,
+                                           .sourcePort = clientPort,
+                                           .destinationPort = dialledPort.value_or(serverPort)},
+                              .reply = {.source = at(server),
+                                        .destination = at(client),
+                                        .protocol = protocol,
+                                        .sourcePort = serverPort,
+                                        .destinationPort = clientPort},
+                              .replies = replies};
+  }
+  std::vector<std::string> allowed(const AcceptedConnection& flow) {
+    auto nicAt = [&](uint32_t address) -> const NicAttachment* {
+      for (const NicAttachment& nic : nics) {
+        if (at(nic.address) == address) return &nic;
+      }
+      return nullptr;
+    };
+    std::vector<std::string> texts;
+    for (const FlowAllowingRule& rule : flowAllowedBy(t, nicAt, flow))
+      texts.push_back(flowAllowingRuleText(rule));
+    return texts;
+  }
+};
+
+TEST_F(FlowAllowedByTest, BetweenFloorsBothGroupsAndBothAclsInPathOrder) {
+  EXPECT_EQ(allowed(connection("10.0.1.10", 40000, "10.0.2.10", 8080)),
+            (std::vector<std::string>{
+                "security group web rule 1 (outbound) allows all traffic to 0.0.0.0/0",
+                "network ACL prod-default rule 100 (outbound) allows",
+                "network ACL prod-default rule 100 (inbound) allows",
+                "security group app rule 2 (inbound) allows tcp port 8080 from group web",
+            }));
+  // The same rules as the analyzer's path names.
+  ReachPath path = one("web-1", "app-1", "tcp", 8080);
+  EXPECT_EQ(path.hops[1].rule, "web rule 1");
+  EXPECT_EQ(path.hops[6].rule, "app rule 2");
+}
+
+TEST_F(FlowAllowedByTest, RepliesCrossTheAclsTheOtherWayToTheClientsPort) {
+  // priv's ACL lets out replies to 32768-60999 only through rule 90; the connection's own way uses 100.
+  ok(t.createNetworkAcl({.name = "strict", .vpc = "prod"}, kNow));
+  aclRule("strict", 100, "ingress", "allow", "all", std::nullopt, std::nullopt, "0.0.0.0/0");
+  aclRule("strict", 90, "egress", "allow", "tcp", 32768, 60999, "10.0.0.0/16");
+  ok(t.updateSubnet("priv", {.networkAcl = "strict"}));
+  const std::vector<std::string> replies =
+      allowed(connection("10.0.1.10", 40000, "10.0.2.10", 8080, 6, true));
+  EXPECT_EQ(replies, (std::vector<std::string>{
+                         "security group web rule 1 (outbound) allows all traffic to 0.0.0.0/0 (its replies "
+                         "pass with it: stateful)",
+                         "network ACL strict rule 90 (outbound) allows",
+                         "network ACL prod-default rule 100 (inbound) allows",
+                         "security group app rule 2 (inbound) allows tcp port 8080 from group web (its "
+                         "replies pass with it: stateful)",
+                     }));
+  // The client's packets: strict has no egress rule for them, but they enter priv through rule 100.
+  EXPECT_EQ(allowed(connection("10.0.1.10", 40000, "10.0.2.10", 8080))[2],
+            "network ACL strict rule 100 (inbound) allows");
+}
+
+TEST_F(FlowAllowedByTest, SameFloorHasNoAclAndAGuardThatRefusesNowIsLeftOut) {
+  // web-1 to web-2 on one floor: the switch, no router, no ACL.
+  EXPECT_EQ(allowed(connection("10.0.1.10", 40000, "10.0.1.11", 80)),
+            (std::vector<std::string>{
+                "security group web rule 1 (outbound) allows all traffic to 0.0.0.0/0",
+                "security group web rule 2 (inbound) allows tcp port 80 from 0.0.0.0/0",
+            }));
+  // A connection to 22 began before its rule was deleted: the model names no rule that allows it now.
+  EXPECT_EQ(
+      allowed(connection("10.0.1.10", 40000, "10.0.1.11", 22)),
+      (std::vector<std::string>{"security group web rule 1 (outbound) allows all traffic to 0.0.0.0/0"}));
+}
+
+TEST_F(FlowAllowedByTest, FromTheInternetThroughAPublicAddressOrAPublishedPort) {
+  // 1:1 NAT to web-1's public address: pub's ACL in, web's group in.
+  EXPECT_EQ(allowed(connection("198.51.100.7", 50000, "10.0.1.10", 80, 6, false, "100.64.128.5")),
+            (std::vector<std::string>{
+                "network ACL prod-default rule 100 (inbound) allows",
+                "security group web rule 2 (inbound) allows tcp port 80 from 0.0.0.0/0",
+            }));
+  // app-1 publishes 9000 -> 8080 on the gateway's outside address: no group asked.
+  EXPECT_EQ(allowed(connection("198.51.100.7", 50000, "10.0.2.10", 8080, 6, false, "100.64.0.2", 9000)),
+            (std::vector<std::string>{
+                "network ACL prod-default rule 100 (inbound) allows",
+                "app-1 publishes 9000:8080/tcp (its own allow rule, no security group asked)",
+            }));
+  // Out to the internet (masqueraded after the ACL): the group out and the ACL out.
+  EXPECT_EQ(allowed(connection("10.0.2.10", 40000, "198.51.100.7", 443)),
+            (std::vector<std::string>{
+                "security group app rule 1 (outbound) allows all traffic to 0.0.0.0/0",
+                "network ACL prod-default rule 100 (outbound) allows",
+            }));
+  // Icmp has no ports; another protocol has no rule of its own to name.
+  EXPECT_EQ(allowed(connection("10.0.1.10", 0, "10.0.1.11", 0, 1)).size(), 1u);
+  EXPECT_TRUE(allowed(connection("10.0.1.10", 0, "10.0.2.10", 0, 47)).empty());
+}
+
 }  // namespace
 }  // namespace corral::net
