@@ -280,7 +280,12 @@ std::vector<std::string> LoadBalancerProcesses::reconcile(const std::set<std::st
     if (in >> pid >> startTime && pid > 0 && processStartTime(pid) == startTime &&
         processName(pid) == "haproxy") {
       UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-      if (kept && pidfd) {
+      // One started elsewhere than its run directory (by a corrald from before the sockets' paths were
+      // relative to it) would bind the next configuration's sockets there on a reload: started afresh.
+      std::error_code cwdError;
+      const bool inRunDir =
+          std::filesystem::read_symlink(fmt::format("/proc/{}/cwd", pid), cwdError) == entry.path();
+      if (kept && pidfd && inRunDir) {
         Proxy& proxy = proxies_[name];
         proxy.name = name;
         proxy.pid = pid;

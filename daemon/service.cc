@@ -270,6 +270,13 @@ Response Service::handle(const api::Request& request) {
         } else if constexpr (requires { serveInstance(typed); }) {
           if (!instances_) return errorResponse(unavailable("instances are not managed by this service"));
           return serveInstance(typed);
+        } else if constexpr (requires { serveBalancer(typed); }) {
+          BalancerAnswer answer = [&] {
+            std::lock_guard lock(mutex_);
+            return serveBalancer(typed);
+          }();
+          completeStats(answer);
+          return std::move(answer.response);
         } else {
           std::lock_guard lock(mutex_);
           return serve(typed);

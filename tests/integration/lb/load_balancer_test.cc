@@ -4,17 +4,23 @@
 // healthy targets, a stopped target taken out of rotation and put back, a path rule, an L7 deny rule's 403
 // and its counter, no failed request across reloads, a killed HAProxy started again, an instance removed
 // leaving its target groups, bad input refused with nothing changed, a corrald killed with -9 whose
-// successor adopts the HAProxy, and a deleted load balancer leaving no process, namespace or file.
+// successor adopts the HAProxy, and a deleted load balancer leaving no process, namespace or file. Then the
+// rough edges: a stats socket that does not answer holds up no other request, and a --lb-dir long enough
+// that its sockets' paths pass sun_path still runs HAProxy.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -322,6 +328,84 @@ TEST_F(LoadBalancers, HaproxyRunByCorraldBalancesChecksFiltersReloadsAndIsAdopte
   EXPECT_FALSE(std::filesystem::exists(lbDir_ + "/front"));
   json again = d.must("POST", "/v1/load-balancers", {{"name", "back"}, {"vpc", "shop"}, {"subnets", {"a"}}});
   EXPECT_EQ(again["nics"].size(), 1u) << again.dump(2);
+}
+
+// A load balancer in subnet "a" of VPC "shop" with a listener on 80 answering a fixed response, running.
+void fixedResponseBalancer(const TestDaemon& d) {
+  d.must("POST", "/v1/vpcs", {{"name", "shop"}, {"cidr", "10.50.0.0/16"}});
+  d.must("POST", "/v1/subnets", {{"name", "a"}, {"vpc", "shop"}, {"cidr", "10.50.1.0/24"}});
+  d.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "shop"}, {"subnets", {"a"}}});
+  d.must("POST", "/v1/load-balancers/front/listeners",
+         {{"port", 80}, {"default_action", {{"type", "fixed-response"}, {"body", "hello"}}}});
+  d.must("POST", "/v1/load-balancers/front/listeners/80/firewall",
+         {{"part", "path"}, {"pattern", "/admin*"}});
+}
+
+// GET /v1/load-balancers/NAME reads HAProxy's stats socket without the service's lock: while its read waits
+// on a socket that accepts and never answers (a test double in place of HAProxy's), another request is
+// answered. The proof is causal, not a timing: the other answer arrives while the stats connection is
+// still open (the read gives up after 1 s and closes it).
+TEST_F(LoadBalancers, AStatsSocketThatDoesNotAnswerHoldsUpNoOtherRequest) {
+  TestDaemon& d = *daemon_;
+  fixedResponseBalancer(d);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_EQ(balancer(d, "front").value("state", ""), "running") << balancer(d, "front").dump(2);
+
+  const std::string path = lbDir_ + "/front/admin.sock";
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  UniqueFd stuck(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{.sun_family = AF_UNIX, .sun_path = {}};
+  ASSERT_LT(path.size(), sizeof address.sun_path);
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(stuck.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(stuck.get(), 4), 0);
+
+  Reply slow;
+  std::thread reader([&] { slow = d.call("GET", "/v1/load-balancers/front"); });
+  pollfd incoming{.fd = stuck.get(), .events = POLLIN, .revents = 0};
+  ASSERT_EQ(::poll(&incoming, 1, 10000), 1) << "corrald never asked the stats socket";
+  UniqueFd asked(::accept4(stuck.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(asked);
+  char command[64];
+  ASSERT_GT(::read(asked.get(), command, sizeof command), 0);
+
+  Reply other = d.call("GET", "/v1/vpcs/shop");
+  EXPECT_EQ(other.status, 200) << other.body.dump();
+  pollfd closed{.fd = asked.get(), .events = POLLIN, .revents = 0};
+  EXPECT_EQ(::poll(&closed, 1, 0), 0)
+      << "the stats read had ended (its connection closed) before the other request was answered";
+  reader.join();
+  EXPECT_EQ(slow.status, 200) << slow.body.dump();
+  EXPECT_EQ(slow.body.value("state", ""), "running") << slow.body.dump(2);
+  EXPECT_TRUE(slow.body["listeners"][0]["firewall"][0]["denied"].is_null())
+      << "no stats: no counter, rather than a made-up 0: " << slow.body.dump(2);
+}
+
+// A --lb-dir whose sockets' absolute paths pass sun_path (108 bytes) and HAProxy's own limit (97): HAProxy
+// binds them relative to its run directory and corrald reaches them through it, so the load balancer runs
+// and its counters are read.
+TEST(LoadBalancerDir, LongerThanASocketPathStillRunsHaproxyAndReadsItsStats) {
+  if (!requireRoot()) GTEST_SKIP() << "namespaces and HAProxy need root";
+  char pattern[] = "/tmp/corral-lblong-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  const std::string top = pattern;
+  const std::string dir = top + "/" + std::string(50, 'l') + "/" + std::string(50, 'b');
+  ASSERT_GT((dir + "/front/admin.sock").size(), sizeof(sockaddr_un::sun_path));
+  {
+    TestDaemon d("lblong", {"--lb-dir", dir});
+    ASSERT_TRUE(d.start()) << d.log();
+    fixedResponseBalancer(d);
+    json shown = balancer(d, "front");
+    EXPECT_EQ(shown.value("state", ""), "running") << shown.dump(2) << "\n" << d.logTail();
+    EXPECT_TRUE(shown["process"]["error"].is_null()) << shown.dump(2);
+    EXPECT_EQ(shown["listeners"][0]["firewall"][0]["denied"], 0) << "the stats were read: " << shown.dump(2);
+    EXPECT_TRUE(std::filesystem::exists(dir + "/front/admin.sock"));
+    d.must("DELETE", "/v1/load-balancers/front", nullptr, 200);
+    EXPECT_TRUE(haproxiesUnder(dir).empty());
+  }
+  for (pid_t pid : haproxiesUnder(dir)) ::kill(pid, SIGKILL);
+  std::error_code ignored;
+  std::filesystem::remove_all(top, ignored);
 }
 
 }  // namespace
