@@ -63,7 +63,7 @@ Status Service::commitBalancers(Operation&& operation) {
 }
 
 std::string Service::balancerNicName(std::string_view balancer, std::string_view subnet) {
-  return fmt::format("{}.{}.lb", balancer, subnet);
+  return loadBalancerNicName(balancer, subnet);
 }
 
 Result<std::vector<lb::LoadBalancerNic>> Service::reserveBalancerNicsLocked(
@@ -279,11 +279,26 @@ void Service::completeStats(BalancerAnswer& answer) const {
   }
 }
 
+void Service::addBalancerStatesLocked(json& states) const {
+  if (!states.is_object()) states = json::object();
+  if (!states.contains("instances") || !states["instances"].is_array()) states["instances"] = json::array();
+  for (const auto* balancer : balancers_.loadBalancers()) {
+    std::string state = "configured";
+    if (balancerProcesses_) {
+      json process = balancerProcesses_->statusJson(balancer->name);
+      state = process.is_object() ? process.value("state", "starting") : "starting";
+    }
+    for (const auto& nic : balancer->nics)
+      states["instances"].push_back(
+          {{"name", balancerNicName(balancer->name, nic.subnet)}, {"state", state}});
+  }
+}
+
 lb::InstancePlacement Service::placementLocked() const {
   lb::InstancePlacement placement;
   if (!network_) return placement;
   for (const auto& [instance, plan] : network_->nicPlans()) {
-    if (instance.find('.') != std::string::npos) continue;  // a load balancer's NIC (balancerNicName)
+    if (loadBalancerOfNic(instance)) continue;  // not an instance
     if (const auto* subnet = topology_.findSubnet(plan.nic.subnet)) placement[instance].insert(subnet->vpc);
   }
   return placement;

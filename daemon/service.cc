@@ -582,6 +582,7 @@ Response Service::serve(const api::GetVpcTopology& request) {
   if (!network_) return errorResponse(unavailable("the network is not managed by this service"));
   // Only the instances' states: the rest of each NIC's picture is the network's own.
   nlohmann::json instances = instances_ ? instances_->statesJson() : nlohmann::json::object();
+  addBalancerStatesLocked(instances);
   return resultResponse(200, network_->topologyJson(request.vpc, instances));
 }
 

@@ -266,6 +266,9 @@ class Service {
   void startBalancers();
   // Instances removed: deregistered from every target group (Balancers::forgetInstance), HAProxy told.
   void forgetInstances(const std::vector<std::string>& names);
+  // Each load balancer NIC's state (its HAProxy's: running, starting, failed, configured) added to the
+  // members' states ({"instances": [{"name", "state"}]}) that the topology and the dashboard draw from.
+  void addBalancerStatesLocked(nlohmann::json& states) const;
   // What a load balancer's JSON shows of its running HAProxy: its state now, and a stats read for target
   // health and firewall counters.
   void addRuntimeJsonLocked(const lb::LoadBalancer& balancer, nlohmann::json& out, BalancerAnswer& answer,

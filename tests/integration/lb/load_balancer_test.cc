@@ -6,7 +6,8 @@
 // leaving its target groups, bad input refused with nothing changed, a corrald killed with -9 whose
 // successor adopts the HAProxy, and a deleted load balancer leaving no process, namespace or file. Then the
 // rough edges: a stats socket that does not answer holds up no other request, and a --lb-dir long enough
-// that its sockets' paths pass sun_path still runs HAProxy.
+// that its sockets' paths pass sun_path still runs HAProxy. And a public load balancer reached from the
+// internet (the test's uplink namespace) at its public address, an internal one not.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -29,8 +30,10 @@
 #include <vector>
 
 #include "core/unique_fd.h"
+#include "net/netlink.h"
 #include "net/netns.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/netns_testing.h"
 
 namespace corral {
 namespace {
@@ -43,13 +46,14 @@ using corral::testing::requireRoot;
 using corral::testing::TestDaemon;
 
 // A container serving `name` at / (and at /api/ for an "api" one) and ok at /health.txt on port 8080.
-json runServer(const TestDaemon& d, const std::string& name) {
+json runServer(const TestDaemon& d, const std::string& name, const json& extra = json::object()) {
   const std::string script = fmt::format(
       "mkdir -p /tmp/www/api && echo {0} > /tmp/www/index.html && echo {0} api > /tmp/www/api/index.html && "
       "echo ok > /tmp/www/health.txt && exec httpd -f -p 8080 -h /tmp/www",
       name);
-  return d.must("POST", "/v1/instances",
-                {{"name", name}, {"image", "busybox"}, {"command", {"sh", "-c", script}}, {"subnet", "a"}});
+  json spec = {{"name", name}, {"image", "busybox"}, {"command", {"sh", "-c", script}}, {"subnet", "a"}};
+  spec.update(extra);
+  return d.must("POST", "/v1/instances", spec);
 }
 
 struct Fetched {
@@ -328,6 +332,162 @@ TEST_F(LoadBalancers, HaproxyRunByCorraldBalancesChecksFiltersReloadsAndIsAdopte
   EXPECT_FALSE(std::filesystem::exists(lbDir_ + "/front"));
   json again = d.must("POST", "/v1/load-balancers", {{"name", "back"}, {"vpc", "shop"}, {"subnets", {"a"}}});
   EXPECT_EQ(again["nics"].size(), 1u) << again.dump(2);
+}
+
+// "The internet host": a documentation address (RFC 5737) on the lo of the test's uplink namespace, as in
+// tests/integration/vpc_test.cc; and an attacker's, another one there.
+constexpr const char* kInternetHost = "198.51.100.10";
+constexpr const char* kAttacker = "198.51.100.66";
+
+void ensureInternetHost() {
+  auto netlink = net::Netlink::open(corral::testing::testUplinkNetns());
+  ASSERT_TRUE(netlink.has_value()) << netlink.error().message();
+  auto lo = netlink->link("lo");
+  ASSERT_TRUE(lo.has_value() && lo->has_value());
+  for (const char* host : {kInternetHost, kAttacker}) {
+    const std::string wanted = std::string(host) + "/32";
+    if (std::find((*lo)->addresses.begin(), (*lo)->addresses.end(), wanted) == (*lo)->addresses.end()) {
+      auto added = netlink->addAddress("lo", wanted);
+      ASSERT_TRUE(added.has_value()) << added.error().message();
+    }
+  }
+  auto up = netlink->setUp("lo");
+  ASSERT_TRUE(up.has_value()) << up.error().message();
+}
+
+// GET `path` from the internet host to address:80: the body, trimmed, on a 200; else "HTTP NNN", or
+// "no connection: WHY" when the TCP handshake did not complete.
+std::string getFromInternet(const std::string& address, const std::string& path = "/",
+                            const char* from = kInternetHost) {
+  using namespace corral::testing;
+  UniqueFd client = tcpSocketIn(testUplinkNetns());
+  if (!client) return "no connection: no socket in the uplink namespace";
+  if (!bindTo(client, from)) return std::string("no connection: bind: ") + std::strerror(errno);
+  const std::string notConnected = connectWithin(client, address, 80, 2s);
+  if (!notConnected.empty()) return "no connection: " + notConnected;
+  const std::string ask = fmt::format("GET {} HTTP/1.0\r\nHost: shop\r\n\r\n", path);
+  if (::send(client.get(), ask.data(), ask.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(ask.size()))
+    return std::string("send: ") + std::strerror(errno);
+  std::string out;
+  char buffer[4096];
+  while (waitForFd(client.get(), POLLIN, 5s)) {
+    ssize_t n = ::read(client.get(), buffer, sizeof buffer);
+    if (n <= 0) break;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  const size_t headerEnd = out.find("\r\n\r\n");
+  if (!out.starts_with("HTTP/1.") || out.size() < 12 || headerEnd == std::string::npos)
+    return "no answer: " + out;
+  if (out.substr(9, 3) != "200") return "HTTP " + out.substr(9, 3);
+  std::string body = out.substr(headerEnd + 4);
+  while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+  return body;
+}
+
+// Issue 19: "A public load balancer gets an address at the internet gateway like an instance's public IP."
+// An internet-facing load balancer in a public subnet gets a public address; the internet host sends HTTP
+// there and reaches both targets in turn. An internal one gets none, and the internet reaches it by no
+// address.
+TEST_F(LoadBalancers, APublicLoadBalancerIsReachedFromTheInternetAndAnInternalOneIsNot) {
+  TestDaemon& d = *daemon_;
+  ensureInternetHost();
+  d.must("POST", "/v1/vpcs", {{"name", "shop"}, {"cidr", "10.52.0.0/16"}});
+  d.must("POST", "/v1/internet-gateways", {{"name", "door"}, {"vpc", "shop"}});
+  d.must("POST", "/v1/route-tables", {{"name", "public"}, {"vpc", "shop"}});
+  d.must("POST", "/v1/route-tables/public/routes",
+         {{"destination", "0.0.0.0/0"}, {"target_type", "internet_gateway"}, {"target", "door"}});
+  d.must("POST", "/v1/subnets",
+         {{"name", "a"}, {"vpc", "shop"}, {"cidr", "10.52.1.0/24"}, {"route_table", "public"}});
+  // The load balancer's guard admits HTTP from anywhere; its targets admit 8080 from inside the VPC.
+  d.must("POST", "/v1/security-groups", {{"name", "web"}, {"vpc", "shop"}, {"description", "web"}});
+  d.must("POST", "/v1/security-groups/web/rules",
+         {{"direction", "ingress"},
+          {"protocol", "tcp"},
+          {"from_port", 80},
+          {"to_port", 80},
+          {"cidr", "0.0.0.0/0"}});
+  d.must("POST", "/v1/security-groups/web/rules",
+         {{"direction", "ingress"},
+          {"protocol", "tcp"},
+          {"from_port", 8080},
+          {"to_port", 8080},
+          {"cidr", "10.52.0.0/16"}});
+  const json guarded = {{"security_groups", {"web"}}, {"public_ip", false}};
+  runServer(d, "web-1", guarded);
+  runServer(d, "web-2", guarded);
+  d.must("POST", "/v1/target-groups",
+         {{"name", "web"},
+          {"vpc", "shop"},
+          {"port", 8080},
+          {"health_check",
+           {{"path", "/health.txt"}, {"interval", 5}, {"timeout", 2}, {"healthy_threshold", 2}}}});
+  d.must("POST", "/v1/target-groups/web/register", {{"targets", {"web-1", "web-2"}}}, 200);
+  ASSERT_FALSE(HasFailure());
+
+  json front = d.must("POST", "/v1/load-balancers",
+                      {{"name", "front"}, {"vpc", "shop"}, {"subnets", {"a"}}, {"security_group", "web"}});
+  json inner = d.must("POST", "/v1/load-balancers",
+                      {{"name", "inner"},
+                       {"vpc", "shop"},
+                       {"subnets", {"a"}},
+                       {"security_group", "web"},
+                       {"internal", true}});
+  ASSERT_FALSE(HasFailure());
+  const std::string publicAddress = front["nics"][0].value("public_address", "");
+  EXPECT_TRUE(publicAddress.starts_with("100.64.")) << front.dump(2);
+  EXPECT_TRUE(inner["nics"][0]["public_address"].is_null()) << inner.dump(2);
+  const std::string innerAddress = inner["nics"][0].value("address", "");
+  for (const char* name : {"front", "inner"}) {
+    d.must("POST", fmt::format("/v1/load-balancers/{}/listeners", name),
+           {{"port", 80}, {"default_action", {{"target_group", "web"}}}});
+  }
+  ASSERT_TRUE(waitForHealth(d, "web", "web-1", "healthy")) << balancer(d, "front").dump(2) << d.logTail();
+  ASSERT_TRUE(waitForHealth(d, "web", "web-2", "healthy")) << balancer(d, "front").dump(2);
+
+  // From the internet to the public address: round robin over the two targets.
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 4; ++i) ++seen[getFromInternet(publicAddress)];
+  EXPECT_EQ(seen, (std::map<std::string, int>{{"web-1", 2}, {"web-2", 2}})) << d.logTail();
+
+  // L4 passes, L7 stops: an attack on /admin from the internet is admitted by the load balancer's
+  // security group (tcp/80 from anywhere: a flow-log ACCEPT at its NIC) and answered 403 by the L7
+  // firewall's rule, which counts it.
+  d.must("POST", "/v1/load-balancers/front/listeners/80/firewall",
+         {{"part", "path"}, {"pattern", "/admin*"}, {"description", "no admin"}});
+  EXPECT_EQ(getFromInternet(publicAddress, "/admin/login", kAttacker), "HTTP 403");
+  json counted = balancer(d, "front");
+  EXPECT_EQ(counted["listeners"][0]["firewall"][0]["denied"], 1) << counted.dump(2);
+  const std::string frontAddress = front["nics"][0].value("address", "");
+  json accepted;
+  ASSERT_TRUE(corral::testing::waitUntil(
+      [&] {
+        for (const json& r :
+             d.call("GET", "/v1/flow-logs?vpc=shop&action=accept").body.value("records", json::array())) {
+          if (r.value("srcaddr", "") == kAttacker && r.value("dstaddr", "") == frontAddress &&
+              r.value("dstport", 0) == 80) {
+            accepted = r;
+            return true;
+          }
+        }
+        std::this_thread::sleep_for(500ms);
+        return false;
+      },
+      40s, "the attack's flow record"))
+      << d.call("GET", "/v1/flow-logs?vpc=shop").body.dump(1);
+  EXPECT_EQ(accepted["action"], "ACCEPT") << accepted.dump();
+  EXPECT_EQ(accepted["instance"], "front.a.lb") << "at the load balancer's NIC: " << accepted.dump();
+  EXPECT_TRUE(accepted["guard"].is_null()) << "no L4 guard refused it: " << accepted.dump();
+  auto shown = d.cli({"lb", "show", "front"});
+  EXPECT_NE(shown.out.find("no admin"), std::string::npos) << shown;
+
+  // The internal one: no public address, and its private one is not reachable from the internet.
+  const std::string fromInternet = getFromInternet(innerAddress);
+  EXPECT_TRUE(fromInternet.starts_with("no connection")) << fromInternet;
+  // It does serve inside the VPC (so the refusal above is the internet's, not a dead load balancer).
+  d.must("POST", "/v1/instances",
+         {{"name", "client"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "a"}});
+  const std::string inside = request(d, innerAddress, "/");
+  EXPECT_TRUE(inside == "web-1" || inside == "web-2") << inside;
 }
 
 // A load balancer in subnet "a" of VPC "shop" with a listener on 80 answering a fixed response, running.
