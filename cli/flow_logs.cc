@@ -63,7 +63,8 @@ Command flowLogsCommand() {
       "which packets the guards of a VPC, subnet or instance accepted and rejected: one record per flow in "
       "AWS's flow-log format, with the guard that decided (security group, network ACL rule, no route, the "
       "gateway refusing unsolicited inbound)",
-      {{"NAME", "a VPC, else a subnet, else an instance of that name"}},
+      {{"NAME",
+        "a VPC, else a subnet, else an instance (or a load balancer's NIC, LB.SUBNET.lb) of that name"}},
       "[--action accept|reject] [--follow] [--limit N]",
       [](po::options_description& options) {
         options.add_options()  //

@@ -604,8 +604,15 @@ Result<FlowLogFilter> Service::flowLogFilter(const api::GetFlowLogs& request) {
         invalidField("limit", "limit must be between 1 and {}, got {}", kFlowLogsPerVpc, request.limit));
   }
   filter.newest = static_cast<size_t>(request.limit);
+  // An instance, or a load balancer's NIC (LB.SUBNET.lb): its port's flows are recorded like an instance's.
   auto isInstance = [&](const std::string& name) {
-    return instances_ && instances_->stateOf(name).has_value();
+    if (instances_ && instances_->stateOf(name).has_value()) return true;
+    const auto owner = loadBalancerOfNic(name);
+    const lb::LoadBalancer* balancer = owner ? balancers_.findLoadBalancer(*owner) : nullptr;
+    if (!balancer) return false;
+    return std::any_of(balancer->nics.begin(), balancer->nics.end(), [&](const lb::LoadBalancerNic& nic) {
+      return balancerNicName(*owner, nic.subnet) == name;
+    });
   };
   std::lock_guard lock(mutex_);
   if (!request.vpc.empty()) {

@@ -461,8 +461,8 @@ TEST_F(LoadBalancers, APublicLoadBalancerIsReachedFromTheInternetAndAnInternalOn
   json accepted;
   ASSERT_TRUE(corral::testing::waitUntil(
       [&] {
-        for (const json& r :
-             d.call("GET", "/v1/flow-logs?vpc=shop&action=accept").body.value("records", json::array())) {
+        for (const json& r : d.call("GET", "/v1/flow-logs?instance=front.a.lb&action=accept")
+                                 .body.value("records", json::array())) {
           if (r.value("srcaddr", "") == kAttacker && r.value("dstaddr", "") == frontAddress &&
               r.value("dstport", 0) == 80) {
             accepted = r;
@@ -479,6 +479,8 @@ TEST_F(LoadBalancers, APublicLoadBalancerIsReachedFromTheInternetAndAnInternalOn
   EXPECT_TRUE(accepted["guard"].is_null()) << "no L4 guard refused it: " << accepted.dump();
   auto shown = d.cli({"lb", "show", "front"});
   EXPECT_NE(shown.out.find("no admin"), std::string::npos) << shown;
+  auto flows = d.cli({"flow-logs", "front.a.lb", "--action", "accept"});
+  EXPECT_NE(flows.out.find(kAttacker), std::string::npos) << flows;
 
   // The internal one: no public address, and its private one is not reachable from the internet.
   const std::string fromInternet = getFromInternet(innerAddress);
