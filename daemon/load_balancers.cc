@@ -201,6 +201,26 @@ json targetHealthJson(const lb::TargetGroup& group, const std::vector<lb::ProxyS
   return targets;
 }
 
+// A load balancer's JSON completed by its HAProxy's stats (null: none answered): each firewall rule's
+// "denied", each forwarded-to group's "target_health".
+void addBalancerStats(json& drawn, const std::vector<lb::Listener>& listeners,
+                      const std::map<std::string, lb::TargetGroup>& groups,
+                      const std::map<std::string, std::string>& addresses,
+                      const std::vector<lb::ProxyStat>* stats) {
+  const std::vector<lb::ProxyStat> none;
+  const auto& rows = stats ? *stats : none;
+  for (size_t i = 0; i < listeners.size(); ++i) {
+    const auto counts = lb::firewallCounts(listeners[i], rows);
+    for (auto& rule : drawn["listeners"][i]["firewall"]) {
+      auto found = counts.find(rule.value("id", int64_t{0}));
+      rule["denied"] = stats && found != counts.end() ? json(found->second) : json(nullptr);
+    }
+  }
+  json health = json::object();
+  for (const auto& [name, group] : groups) health[name] = targetHealthJson(group, rows, addresses);
+  drawn["target_health"] = std::move(health);
+}
+
 // {"deleted": what the answer held}, its stats reads moved along.
 BalancerAnswer wrapDeleted(BalancerAnswer answer) {
   answer.response.body = {{"deleted", std::move(answer.response.body)}};
@@ -236,20 +256,7 @@ void Service::addRuntimeJsonLocked(const lb::LoadBalancer& balancer, json& out, 
                           .complete = [listeners = balancer.listeners, groups = std::move(groups),
                                        addresses = targetAddressesLocked()](
                                           json& drawn, const std::vector<lb::ProxyStat>* stats) {
-                            const std::vector<lb::ProxyStat> none;
-                            const auto& rows = stats ? *stats : none;
-                            for (size_t i = 0; i < listeners.size(); ++i) {
-                              const auto counts = lb::firewallCounts(listeners[i], rows);
-                              for (auto& rule : drawn["listeners"][i]["firewall"]) {
-                                auto found = counts.find(rule.value("id", int64_t{0}));
-                                rule["denied"] =
-                                    stats && found != counts.end() ? json(found->second) : json(nullptr);
-                              }
-                            }
-                            json health = json::object();
-                            for (const auto& [name, group] : groups)
-                              health[name] = targetHealthJson(group, rows, addresses);
-                            drawn["target_health"] = std::move(health);
+                            addBalancerStats(drawn, listeners, groups, addresses, stats);
                           }});
 }
 
