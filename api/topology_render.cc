@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -355,8 +356,13 @@ std::string spoofDropsText(const json& drops) {
 
 Node instanceNode(const json& instance, const std::string& bridge) {
   const bool vm = str(instance, "kind") == "vm";
-  Node node{fmt::format("{} {} ({}){}", vm ? "vm" : "container", str(instance, "name"),
-                        str(instance, "state"), vm ? ": own kernel" : ": shares the host's kernel"),
+  const bool balancer = str(instance, "kind") == "load-balancer";
+  Node node{balancer
+                ? fmt::format("load balancer {}: NIC {} ({}): its HAProxy listens here, in a namespace "
+                              "of its own",
+                              str(instance, "load_balancer"), str(instance, "name"), str(instance, "state"))
+                : fmt::format("{} {} ({}){}", vm ? "vm" : "container", str(instance, "name"),
+                              str(instance, "state"), vm ? ": own kernel" : ": shares the host's kernel"),
             {}};
   const json& publicIp = member(instance, "public_ip");
   node.add(fmt::format("ip {}, {}", str(instance, "ip"),
@@ -470,10 +476,26 @@ Node gatewaysNode(const json& topology) {
 
 Node guardsNode(const json& topology) {
   Node root{"guards", {}};
+  // A member that is a load balancer's NIC is named as such (the subnets' members say whose it is).
+  std::map<std::string, std::string> balancerOf;
+  for (const json& subnet : items(topology, "subnets")) {
+    for (const json& instance : items(subnet, "instances")) {
+      if (str(instance, "kind") == "load-balancer")
+        balancerOf[str(instance, "name")] = str(instance, "load_balancer");
+    }
+  }
   Node& groups = root.add("security groups: at each instance's door, stateful (answers come back in)");
-  for (const json& group : items(topology, "security_groups"))
+  for (const json& group : items(topology, "security_groups")) {
+    json members = json::array();
+    for (const json& name : items(group, "members")) {
+      auto balancer = balancerOf.find(str(name));
+      members.push_back(balancer == balancerOf.end()
+                            ? str(name)
+                            : fmt::format("load balancer {} (NIC {})", balancer->second, str(name)));
+    }
     groups.add(fmt::format("{}{}: {}", str(group, "name"), truthy(group, "default") ? " (default)" : "",
-                           orNone(joined(items(group, "members")), "no members")));
+                           orNone(joined(members), "no members")));
+  }
   Node& acls = root.add("network ACLs: at each floor's entrance, stateless (each direction checked alone)");
   for (const json& acl : items(topology, "network_acls"))
     acls.add(fmt::format("{}{}: {}", str(acl, "name"), truthy(acl, "default") ? " (default)" : "",
@@ -559,19 +581,26 @@ struct Svg {
   // instances by these); a stopped one is drawn faded.
   void instance(int x, int y, const json& instance) {
     const bool vm = str(instance, "kind") == "vm";
+    const bool balancer = str(instance, "kind") == "load-balancer";
     const std::string state = str(instance, "state");
+    const std::string kind = vm ? "vm" : balancer ? "load-balancer" : "container";
     body += fmt::format("<g class=\"instance-node{}\" data-name=\"{}\" data-kind=\"{}\" data-state=\"{}\">\n",
-                        state == "stopped" ? " stopped" : "", escapeXml(str(instance, "name")),
-                        vm ? "vm" : "container", escapeXml(state));
-    if (vm) {
+                        state == "stopped" ? " stopped" : "", escapeXml(str(instance, "name")), kind,
+                        escapeXml(state));
+    if (balancer) {
+      // A load balancer's NIC: a plain box, its load balancer's name on it (not an instance).
+      rect(x, y, kBoxWidth, kBoxHeight, "load-balancer", 2);
+    } else if (vm) {
       rect(x, y, kBoxWidth, kBoxHeight, "vm");
       rect(x + 4, y + 4, kBoxWidth - 8, kBoxHeight - 8, "vm-inner");
     } else {
       rect(x, y, kBoxWidth, kBoxHeight, "container", 10);
     }
     const int middle = x + kBoxWidth / 2;
-    text(middle, y + 18, fmt::format("{} {}", vm ? "vm" : "container", str(instance, "name")), "name",
-         "middle");
+    text(middle, y + 18,
+         balancer ? "load balancer " + str(instance, "load_balancer")
+                  : fmt::format("{} {}", vm ? "vm" : "container", str(instance, "name")),
+         "name", "middle");
     text(middle, y + 33, str(instance, "ip"), "small", "middle");
     const json& publicIp = member(instance, "public_ip");
     text(middle, y + 47, publicIp.is_null() ? str(instance, "state") : "public " + str(publicIp), "small",
@@ -597,6 +626,7 @@ constexpr std::string_view kSvgStyle =
     ".vm { fill: #dbe8fb; stroke: #2f5f9e; stroke-width: 1.5; }\n"
     ".vm-inner { fill: none; stroke: #2f5f9e; stroke-width: 1; }\n"
     ".container { fill: #e2f4e0; stroke: #3c7d35; stroke-width: 1.5; stroke-dasharray: 5 3; }\n"
+    ".load-balancer { fill: #f8e6f0; stroke: #8a3b6c; stroke-width: 1.5; }\n"
     ".nat { fill: #fdf0d5; stroke: #b07a12; stroke-width: 1.5; }\n"
     ".router { fill: #efe3f6; stroke: #6c3b8a; stroke-width: 2; }\n"
     ".door { fill: #c98b4a; stroke: #6b4218; stroke-width: 2; }\n"
@@ -661,12 +691,18 @@ std::string renderTopologyDot(const json& topology) {
                        dotLabel({"switch (L2)", "bridge " + str(subnet, "bridge")}));
     for (const json& instance : items(subnet, "instances")) {
       const bool vm = str(instance, "kind") == "vm";
-      std::vector<std::string> lines{(vm ? "vm " : "container ") + str(instance, "name"),
+      const bool balancer = str(instance, "kind") == "load-balancer";
+      std::vector<std::string> lines{balancer ? "load balancer " + str(instance, "load_balancer") + " (NIC " +
+                                                    str(instance, "name") + ")"
+                                              : (vm ? "vm " : "container ") + str(instance, "name"),
                                      str(instance, "ip")};
       if (!member(instance, "public_ip").is_null()) lines.push_back("public " + str(instance, "public_ip"));
       lines.push_back(str(instance, "mac"));
       out += fmt::format("      {} [shape={}, label={}];\n", dotId("instance/" + str(instance, "name")),
-                         vm ? "box3d" : "component", dotLabel(lines));
+                         vm         ? "box3d"
+                         : balancer ? "hexagon"
+                                    : "component",
+                         dotLabel(lines));
     }
     for (const json& nat : items(topology, "nat_gateways"))
       if (str(nat, "subnet") == name)

@@ -65,7 +65,8 @@ Command flowLogsCommand() {
       "AWS's flow-log format, with the guard that decided (security group, network ACL rule, no route, the "
       "gateway refusing unsolicited inbound; for an accepted flow the security group and network ACL rules "
       "that allowed it); SKIPDATA where the capture lost records",
-      {{"NAME", "a VPC, else a subnet, else an instance of that name"}},
+      {{"NAME",
+        "a VPC, else a subnet, else an instance (or a load balancer's NIC, LB.SUBNET.lb) of that name"}},
       "[--action accept|reject] [--follow] [--limit N]",
       [](po::options_description& options) {
         options.add_options()  //

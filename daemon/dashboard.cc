@@ -234,13 +234,14 @@ json Service::dashboardHostLocked() {
 std::vector<std::shared_ptr<const json>> Service::dashboardVpcsLocked(
     std::chrono::steady_clock::time_point now) {
   // A VPC's picture needs only its instances' states of the manager (the rest is the network's).
-  const json states = instances_ ? instances_->statesJson() : json{{"instances", json::array()}};
+  json states = instances_ ? instances_->statesJson() : json{{"instances", json::array()}};
+  addBalancerStatesLocked(states);
   std::map<std::string, std::string, std::less<>> stateOf;
   if (auto items = states.find("instances"); items != states.end() && items->is_array()) {
     for (const json& item : *items) stateOf[textMember(item, "name")] = textMember(item, "state");
   }
-  const auto members = network_ ? network_->instancesByVpc()
-                                : std::map<std::string, std::vector<std::string>, std::less<>>{};
+  const auto members =
+      network_ ? network_->instancesByVpc() : std::map<std::string, std::vector<std::string>, std::less<>>{};
   std::vector<std::shared_ptr<const json>> vpcs;
   std::map<std::string, KeptVpc, std::less<>> kept;
   for (const net::Vpc* vpc : topology_.vpcs()) {
@@ -321,7 +322,8 @@ std::optional<json> patchVpcEntry(
   }
   json entry = kept;
   entry.erase("svg");
-  if (!entry.contains("subnets") || !entry["subnets"].is_array() || !entry.contains("kernel")) return std::nullopt;
+  if (!entry.contains("subnets") || !entry["subnets"].is_array() || !entry.contains("kernel"))
+    return std::nullopt;
   json& links = entry["kernel"]["links"];
   auto dropLink = [&](const std::string& link) {
     if (!links.is_array()) return;
@@ -375,7 +377,8 @@ std::optional<json> patchVpcEntry(
   std::map<std::string, json, std::less<>> groupMembers;
   for (const json& subnet : entry["subnets"]) {
     for (const json& item : subnet["instances"]) {
-      for (const json& group : item["security_groups"]) groupMembers[group.get<std::string>()].push_back(item["name"]);
+      for (const json& group : item["security_groups"])
+        groupMembers[group.get<std::string>()].push_back(item["name"]);
     }
   }
   for (json& group : entry["security_groups"]) {

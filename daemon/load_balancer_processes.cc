@@ -280,7 +280,13 @@ std::vector<std::string> LoadBalancerProcesses::reconcile(const std::set<std::st
     if (in >> pid >> startTime && pid > 0 && processStartTime(pid) == startTime &&
         processName(pid) == "haproxy") {
       UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-      if (kept && pidfd) {
+      // One started elsewhere than its run directory (by a corrald from before the sockets' paths were
+      // relative to it) would bind the next configuration's sockets there on a reload: started afresh.
+      // (The same directory, not the same text: --lb-dir may pass through a symlink such as /var/run.)
+      std::error_code cwdError;
+      const bool inRunDir =
+          std::filesystem::equivalent(fmt::format("/proc/{}/cwd", pid), entry.path(), cwdError) && !cwdError;
+      if (kept && pidfd && inRunDir) {
         Proxy& proxy = proxies_[name];
         proxy.name = name;
         proxy.pid = pid;

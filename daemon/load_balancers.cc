@@ -63,7 +63,7 @@ Status Service::commitBalancers(Operation&& operation) {
 }
 
 std::string Service::balancerNicName(std::string_view balancer, std::string_view subnet) {
-  return fmt::format("{}.{}.lb", balancer, subnet);
+  return loadBalancerNicName(balancer, subnet);
 }
 
 Result<std::vector<lb::LoadBalancerNic>> Service::reserveBalancerNicsLocked(
@@ -98,11 +98,8 @@ void Service::syncBalancerLocked(const std::string& name) {
   const lb::LoadBalancer* balancer = balancers_.findLoadBalancer(name);
   if (!balancer) return;
   LoadBalancerRunPlan plan{.name = name, .nics = {}, .config = {}};
-  lb::HaproxyInputs inputs{.balancer = balancer,
-                           .groups = {},
-                           .listenAddresses = {},
-                           .targetAddresses = targetAddressesLocked(),
-                           .runDir = balancerProcesses_->runDirOf(name)};
+  lb::HaproxyInputs inputs{
+      .balancer = balancer, .groups = {}, .listenAddresses = {}, .targetAddresses = targetAddressesLocked()};
   for (const auto& nic : balancer->nics) {
     auto nicPlan = network_->nicPlan(balancerNicName(name, nic.subnet));
     if (!nicPlan) {
@@ -190,7 +187,51 @@ void Service::forgetInstances(const std::vector<std::string>& names) {
     log::warn("deregistering removed instances from their target groups: {}", done.error().message());
 }
 
-void Service::addRuntimeJsonLocked(const lb::LoadBalancer& balancer, json& out) const {
+namespace {
+
+json targetHealthJson(const lb::TargetGroup& group, const std::vector<lb::ProxyStat>& rows,
+                      const std::map<std::string, std::string>& addresses) {
+  json targets = json::array();
+  for (const auto& entry : lb::targetHealth(group, rows, addresses)) {
+    targets.push_back({{"target", entry.target},
+                       {"state", entry.state},
+                       {"reason", entry.reason},
+                       {"requests", entry.requests}});
+  }
+  return targets;
+}
+
+// A load balancer's JSON completed by its HAProxy's stats (null: none answered): each firewall rule's
+// "denied", each forwarded-to group's "target_health".
+void addBalancerStats(json& drawn, const std::vector<lb::Listener>& listeners,
+                      const std::map<std::string, lb::TargetGroup>& groups,
+                      const std::map<std::string, std::string>& addresses,
+                      const std::vector<lb::ProxyStat>* stats) {
+  const std::vector<lb::ProxyStat> none;
+  const auto& rows = stats ? *stats : none;
+  for (size_t i = 0; i < listeners.size(); ++i) {
+    const auto counts = lb::firewallCounts(listeners[i], rows);
+    for (auto& rule : drawn["listeners"][i]["firewall"]) {
+      auto found = counts.find(rule.value("id", int64_t{0}));
+      rule["denied"] = stats && found != counts.end() ? json(found->second) : json(nullptr);
+    }
+  }
+  json health = json::object();
+  for (const auto& [name, group] : groups) health[name] = targetHealthJson(group, rows, addresses);
+  drawn["target_health"] = std::move(health);
+}
+
+// {"deleted": what the answer held}, its stats reads moved along.
+BalancerAnswer wrapDeleted(BalancerAnswer answer) {
+  answer.response.body = {{"deleted", std::move(answer.response.body)}};
+  for (auto& read : answer.reads) read.at = json::json_pointer("/deleted") / read.at;
+  return answer;
+}
+
+}  // namespace
+
+void Service::addRuntimeJsonLocked(const lb::LoadBalancer& balancer, json& out, BalancerAnswer& answer,
+                                   const json::json_pointer& at) const {
   if (!balancerProcesses_) {
     // Kept as a model only (no kernel, or no load balancer directory): nothing runs it.
     out["state"] = "configured";
@@ -200,43 +241,71 @@ void Service::addRuntimeJsonLocked(const lb::LoadBalancer& balancer, json& out) 
   json process = balancerProcesses_->statusJson(balancer.name);
   out["state"] = process.is_object() ? process["state"] : json("starting");
   out["process"] = std::move(process);
-  auto stats = balancerProcesses_->stats(balancer.name);
-  const std::vector<lb::ProxyStat> none;
-  const auto& rows = stats ? *stats : none;
-  const auto addresses = targetAddressesLocked();
-  json health = json::object();
-  std::set<std::string> groups;
-  for (size_t i = 0; i < balancer.listeners.size(); ++i) {
-    const lb::Listener& listener = balancer.listeners[i];
-    const auto counts = lb::firewallCounts(listener, rows);
-    json& firewall = out["listeners"][i]["firewall"];
-    for (auto& rule : firewall) {
-      auto found = counts.find(rule.value("id", int64_t{0}));
-      rule["denied"] = stats && found != counts.end() ? json(found->second) : json(nullptr);
-    }
-    groups.insert(listener.defaultAction.targetGroup);
-    for (const auto& rule : listener.rules) groups.insert(rule.action.targetGroup);
+  // What the stats are read into, copied now: the model may change before they answer.
+  std::map<std::string, lb::TargetGroup> groups;
+  for (const auto& listener : balancer.listeners) {
+    auto take = [&](const std::string& name) {
+      if (const lb::TargetGroup* group = name.empty() ? nullptr : balancers_.findTargetGroup(name))
+        groups.emplace(name, *group);
+    };
+    take(listener.defaultAction.targetGroup);
+    for (const auto& rule : listener.rules) take(rule.action.targetGroup);
   }
-  for (const auto& name : groups) {
-    const lb::TargetGroup* group = name.empty() ? nullptr : balancers_.findTargetGroup(name);
-    if (!group) continue;
-    json targets = json::array();
-    for (const auto& entry : lb::targetHealth(*group, rows, addresses)) {
-      targets.push_back({{"target", entry.target},
-                         {"state", entry.state},
-                         {"reason", entry.reason},
-                         {"requests", entry.requests}});
+  answer.reads.push_back({.at = at,
+                          .balancers = {balancer.name},
+                          .complete = [listeners = balancer.listeners, groups = std::move(groups),
+                                       addresses = targetAddressesLocked()](
+                                          json& drawn, const std::vector<lb::ProxyStat>* stats) {
+                            addBalancerStats(drawn, listeners, groups, addresses, stats);
+                          }});
+}
+
+BalancerAnswer Service::loadBalancerAnswerLocked(int status, const lb::LoadBalancer& balancer) const {
+  BalancerAnswer answer{.response = {status, json::object()}, .reads = {}};
+  loadBalancerJsonLocked(balancer, answer, json::json_pointer());
+  return answer;
+}
+
+BalancerAnswer Service::targetGroupAnswerLocked(int status, const lb::TargetGroup& group) const {
+  BalancerAnswer answer{.response = {status, json::object()}, .reads = {}};
+  targetGroupJsonLocked(group, answer, json::json_pointer());
+  return answer;
+}
+
+void Service::completeStats(BalancerAnswer& answer) const {
+  for (auto& read : answer.reads) {
+    std::optional<std::vector<lb::ProxyStat>> stats;
+    for (const auto& name : read.balancers) {
+      if (!balancerProcesses_) break;
+      if (auto got = balancerProcesses_->stats(name); got) {
+        stats = std::move(*got);
+        break;
+      }
     }
-    health[name] = std::move(targets);
+    read.complete(answer.response.body[read.at], stats ? &*stats : nullptr);
   }
-  out["target_health"] = std::move(health);
+}
+
+void Service::addBalancerStatesLocked(json& states) const {
+  if (!states.is_object()) states = json::object();
+  if (!states.contains("instances") || !states["instances"].is_array()) states["instances"] = json::array();
+  for (const auto* balancer : balancers_.loadBalancers()) {
+    std::string state = "configured";
+    if (balancerProcesses_) {
+      json process = balancerProcesses_->statusJson(balancer->name);
+      state = process.is_object() ? process.value("state", "starting") : "starting";
+    }
+    for (const auto& nic : balancer->nics)
+      states["instances"].push_back(
+          {{"name", balancerNicName(balancer->name, nic.subnet)}, {"state", state}});
+  }
 }
 
 lb::InstancePlacement Service::placementLocked() const {
   lb::InstancePlacement placement;
   if (!network_) return placement;
   for (const auto& [instance, plan] : network_->nicPlans()) {
-    if (instance.find('.') != std::string::npos) continue;  // a load balancer's NIC (balancerNicName)
+    if (loadBalancerOfNic(instance)) continue;  // not an instance
     if (const auto* subnet = topology_.findSubnet(plan.nic.subnet)) placement[instance].insert(subnet->vpc);
   }
   return placement;
@@ -249,7 +318,8 @@ std::map<std::string, std::string> Service::targetAddressesLocked() const {
   return addresses;
 }
 
-json Service::loadBalancerJsonLocked(const lb::LoadBalancer& balancer) const {
+void Service::loadBalancerJsonLocked(const lb::LoadBalancer& balancer, BalancerAnswer& answer,
+                                     const json::json_pointer& at) const {
   json out = lb::toJson(balancer);
   json zones = json::array();
   for (const auto& name : balancer.subnets) {
@@ -260,32 +330,23 @@ json Service::loadBalancerJsonLocked(const lb::LoadBalancer& balancer) const {
   out["availability_zones"] = std::move(zones);
   out.erase("next_firewall_rule_id");
   for (auto& listener : out["listeners"]) listener.erase("next_firewall_rule_id");
-  addRuntimeJsonLocked(balancer, out);
-  return out;
+  addRuntimeJsonLocked(balancer, out, answer, at);
+  answer.response.body[at] = std::move(out);
 }
 
-json Service::targetGroupJsonLocked(const lb::TargetGroup& group) const {
+void Service::targetGroupJsonLocked(const lb::TargetGroup& group, BalancerAnswer& answer,
+                                    const json::json_pointer& at) const {
   json out = lb::toJson(group);
-  // Health comes from the stats socket of the first running load balancer that forwards to the group.
-  std::vector<lb::ProxyStat> stats;
-  if (balancerProcesses_) {
-    for (const auto& name : balancers_.loadBalancersUsing(group.name)) {
-      if (auto read = balancerProcesses_->stats(name); read) {
-        stats = std::move(*read);
-        break;
-      }
-    }
-  }
-  json health = json::array();
-  for (const auto& entry : lb::targetHealth(group, stats, targetAddressesLocked())) {
-    health.push_back({{"target", entry.target},
-                      {"state", entry.state},
-                      {"reason", entry.reason},
-                      {"requests", entry.requests}});
-  }
-  out["target_health"] = std::move(health);
   out["load_balancers"] = balancers_.loadBalancersUsing(group.name);
-  return out;
+  // Health comes from the stats socket of the first running load balancer that forwards to the group.
+  answer.reads.push_back({.at = at,
+                          .balancers = balancers_.loadBalancersUsing(group.name),
+                          .complete = [group, addresses = targetAddressesLocked()](
+                                          json& drawn, const std::vector<lb::ProxyStat>* stats) {
+                            drawn["target_health"] = targetHealthJson(
+                                group, stats ? *stats : std::vector<lb::ProxyStat>{}, addresses);
+                          }});
+  answer.response.body[at] = std::move(out);
 }
 
 std::optional<Error> Service::usedByLoadBalancerLocked(net::ObjectKind kind, std::string_view name) const {
@@ -320,7 +381,7 @@ std::optional<Error> Service::usedByLoadBalancerLocked(net::ObjectKind kind, std
 
 // ---- Load balancers ----
 
-Response Service::serve(const api::CreateLoadBalancer& request) {
+BalancerAnswer Service::serveBalancer(const api::CreateLoadBalancer& request) {
   // Its NICs are reserved with the model change and given back if it fails (nothing changed then).
   std::vector<std::string> reserved;
   Rollback release([&] {
@@ -336,126 +397,131 @@ Response Service::serve(const api::CreateLoadBalancer& request) {
     }
     return changes;
   });
-  if (!done) return errorResponse(done.error());
+  if (!done) return {errorResponse(done.error()), {}};
   release.dismiss();
-  return {201, loadBalancerJsonLocked(*balancers_.findLoadBalancer(request.spec.name))};
+  return loadBalancerAnswerLocked(201, *balancers_.findLoadBalancer(request.spec.name));
 }
 
-Response Service::serve(const api::ListLoadBalancers& request) {
-  json items = json::array();
+BalancerAnswer Service::serveBalancer(const api::ListLoadBalancers& request) {
+  BalancerAnswer answer{.response = {200, {{"load_balancers", json::array()}}}, .reads = {}};
+  size_t listed = 0;
   for (const auto* balancer : balancers_.loadBalancers()) {
     if (request.vpc.empty() || balancer->vpc == request.vpc)
-      items.push_back(loadBalancerJsonLocked(*balancer));
+      loadBalancerJsonLocked(*balancer, answer,
+                             json::json_pointer(fmt::format("/load_balancers/{}", listed++)));
   }
-  return {200, {{"load_balancers", std::move(items)}}};
+  return answer;
 }
 
-Response Service::serve(const api::GetLoadBalancer& request) {
+BalancerAnswer Service::serveBalancer(const api::GetLoadBalancer& request) {
   auto found = balancers_.loadBalancer(request.name);
-  if (!found) return errorResponse(found.error());
-  return {200, loadBalancerJsonLocked(**found)};
+  if (!found) return {errorResponse(found.error()), {}};
+  return loadBalancerAnswerLocked(200, **found);
 }
 
-Response Service::serve(const api::DeleteLoadBalancer& request) {
+BalancerAnswer Service::serveBalancer(const api::DeleteLoadBalancer& request) {
   auto found = balancers_.loadBalancer(request.name);
-  if (!found) return errorResponse(found.error());
-  json deleted = loadBalancerJsonLocked(**found);
+  if (!found) return {errorResponse(found.error()), {}};
+  // Drawn before it goes; its stats are read after (its HAProxy is gone by then: no counters).
+  BalancerAnswer answer = loadBalancerAnswerLocked(200, **found);
   auto done = commitBalancers([&](lb::Balancers& b) { return b.deleteLoadBalancer(request.name); });
-  if (!done) return errorResponse(done.error());
-  return {200, {{"deleted", std::move(deleted)}}};
+  if (!done) return {errorResponse(done.error()), {}};
+  return wrapDeleted(std::move(answer));
 }
 
 // Listeners and their rules are parts of the load balancer: each change answers the whole load balancer
 // (201 when something was added).
-Response Service::serve(const api::AddListener& request) {
+BalancerAnswer Service::serveBalancer(const api::AddListener& request) {
   auto done =
       commitBalancers([&](lb::Balancers& b) { return b.addListener(request.balancer, request.spec); });
-  if (!done) return errorResponse(done.error());
-  return {201, loadBalancerJsonLocked(*balancers_.findLoadBalancer(request.balancer))};
+  if (!done) return {errorResponse(done.error()), {}};
+  return loadBalancerAnswerLocked(201, *balancers_.findLoadBalancer(request.balancer));
 }
 
-Response Service::serve(const api::DeleteListener& request) {
+BalancerAnswer Service::serveBalancer(const api::DeleteListener& request) {
   auto done =
       commitBalancers([&](lb::Balancers& b) { return b.deleteListener(request.balancer, request.port); });
-  if (!done) return errorResponse(done.error());
-  return {200, loadBalancerJsonLocked(*balancers_.findLoadBalancer(request.balancer))};
+  if (!done) return {errorResponse(done.error()), {}};
+  return loadBalancerAnswerLocked(200, *balancers_.findLoadBalancer(request.balancer));
 }
 
-Response Service::serve(const api::AddListenerRule& request) {
+BalancerAnswer Service::serveBalancer(const api::AddListenerRule& request) {
   auto done = commitBalancers(
       [&](lb::Balancers& b) { return b.addRule(request.balancer, request.port, request.spec); });
-  if (!done) return errorResponse(done.error());
-  return {201, loadBalancerJsonLocked(*balancers_.findLoadBalancer(request.balancer))};
+  if (!done) return {errorResponse(done.error()), {}};
+  return loadBalancerAnswerLocked(201, *balancers_.findLoadBalancer(request.balancer));
 }
 
-Response Service::serve(const api::DeleteListenerRule& request) {
+BalancerAnswer Service::serveBalancer(const api::DeleteListenerRule& request) {
   auto done = commitBalancers(
       [&](lb::Balancers& b) { return b.deleteRule(request.balancer, request.port, request.priority); });
-  if (!done) return errorResponse(done.error());
-  return {200, loadBalancerJsonLocked(*balancers_.findLoadBalancer(request.balancer))};
+  if (!done) return {errorResponse(done.error()), {}};
+  return loadBalancerAnswerLocked(200, *balancers_.findLoadBalancer(request.balancer));
 }
 
-Response Service::serve(const api::AddFirewallRule& request) {
+BalancerAnswer Service::serveBalancer(const api::AddFirewallRule& request) {
   auto done = commitBalancers(
       [&](lb::Balancers& b) { return b.addFirewallRule(request.balancer, request.port, request.spec); });
-  if (!done) return errorResponse(done.error());
-  return {201, loadBalancerJsonLocked(*balancers_.findLoadBalancer(request.balancer))};
+  if (!done) return {errorResponse(done.error()), {}};
+  return loadBalancerAnswerLocked(201, *balancers_.findLoadBalancer(request.balancer));
 }
 
-Response Service::serve(const api::DeleteFirewallRule& request) {
+BalancerAnswer Service::serveBalancer(const api::DeleteFirewallRule& request) {
   auto done = commitBalancers(
       [&](lb::Balancers& b) { return b.deleteFirewallRule(request.balancer, request.port, request.id); });
-  if (!done) return errorResponse(done.error());
-  return {200, loadBalancerJsonLocked(*balancers_.findLoadBalancer(request.balancer))};
+  if (!done) return {errorResponse(done.error()), {}};
+  return loadBalancerAnswerLocked(200, *balancers_.findLoadBalancer(request.balancer));
 }
 
 // ---- Target groups ----
 
-Response Service::serve(const api::CreateTargetGroup& request) {
+BalancerAnswer Service::serveBalancer(const api::CreateTargetGroup& request) {
   const auto placement = placementLocked();
   auto done = commitBalancers([&](lb::Balancers& b) {
     return b.createTargetGroup(request.spec, topology_, placement, nowSeconds());
   });
-  if (!done) return errorResponse(done.error());
-  return {201, targetGroupJsonLocked(*balancers_.findTargetGroup(request.spec.name))};
+  if (!done) return {errorResponse(done.error()), {}};
+  return targetGroupAnswerLocked(201, *balancers_.findTargetGroup(request.spec.name));
 }
 
-Response Service::serve(const api::ListTargetGroups& request) {
-  json items = json::array();
+BalancerAnswer Service::serveBalancer(const api::ListTargetGroups& request) {
+  BalancerAnswer answer{.response = {200, {{"target_groups", json::array()}}}, .reads = {}};
+  size_t listed = 0;
   for (const auto* group : balancers_.targetGroups()) {
-    if (request.vpc.empty() || group->vpc == request.vpc) items.push_back(targetGroupJsonLocked(*group));
+    if (request.vpc.empty() || group->vpc == request.vpc)
+      targetGroupJsonLocked(*group, answer, json::json_pointer(fmt::format("/target_groups/{}", listed++)));
   }
-  return {200, {{"target_groups", std::move(items)}}};
+  return answer;
 }
 
-Response Service::serve(const api::GetTargetGroup& request) {
+BalancerAnswer Service::serveBalancer(const api::GetTargetGroup& request) {
   auto found = balancers_.targetGroup(request.name);
-  if (!found) return errorResponse(found.error());
-  return {200, targetGroupJsonLocked(**found)};
+  if (!found) return {errorResponse(found.error()), {}};
+  return targetGroupAnswerLocked(200, **found);
 }
 
-Response Service::serve(const api::DeleteTargetGroup& request) {
+BalancerAnswer Service::serveBalancer(const api::DeleteTargetGroup& request) {
   auto found = balancers_.targetGroup(request.name);
-  if (!found) return errorResponse(found.error());
-  json deleted = targetGroupJsonLocked(**found);
+  if (!found) return {errorResponse(found.error()), {}};
+  BalancerAnswer answer = targetGroupAnswerLocked(200, **found);
   auto done = commitBalancers([&](lb::Balancers& b) { return b.deleteTargetGroup(request.name); });
-  if (!done) return errorResponse(done.error());
-  return {200, {{"deleted", std::move(deleted)}}};
+  if (!done) return {errorResponse(done.error()), {}};
+  return wrapDeleted(std::move(answer));
 }
 
-Response Service::serve(const api::RegisterTargets& request) {
+BalancerAnswer Service::serveBalancer(const api::RegisterTargets& request) {
   const auto placement = placementLocked();
   auto done = commitBalancers(
       [&](lb::Balancers& b) { return b.registerTargets(request.group, request.targets, placement); });
-  if (!done) return errorResponse(done.error());
-  return {200, targetGroupJsonLocked(*balancers_.findTargetGroup(request.group))};
+  if (!done) return {errorResponse(done.error()), {}};
+  return targetGroupAnswerLocked(200, *balancers_.findTargetGroup(request.group));
 }
 
-Response Service::serve(const api::DeregisterTargets& request) {
+BalancerAnswer Service::serveBalancer(const api::DeregisterTargets& request) {
   auto done =
       commitBalancers([&](lb::Balancers& b) { return b.deregisterTargets(request.group, request.targets); });
-  if (!done) return errorResponse(done.error());
-  return {200, targetGroupJsonLocked(*balancers_.findTargetGroup(request.group))};
+  if (!done) return {errorResponse(done.error()), {}};
+  return targetGroupAnswerLocked(200, *balancers_.findTargetGroup(request.group));
 }
 
 }  // namespace corral::daemon

@@ -1231,6 +1231,16 @@ Result<json> NetworkController::topologyJson(const std::string& vpcName, const j
               {"resolver", resolvers_ ? resolvers_->statusJson(vpc->name) : json(nullptr)}};
 }
 
+std::string loadBalancerNicName(std::string_view balancer, std::string_view subnet) {
+  return fmt::format("{}.{}.lb", balancer, subnet);
+}
+
+std::optional<std::string> loadBalancerOfNic(std::string_view nic) {
+  const size_t dot = nic.find('.');
+  if (dot == std::string_view::npos || dot == 0 || !nic.ends_with(".lb")) return std::nullopt;
+  return std::string(nic.substr(0, dot));
+}
+
 json NetworkController::memberJsonLocked(const net::NicPlan& nic, const std::string& state,
                                          json spoofDrops) const {
   std::vector<std::string> groups = nic.nic.securityGroups;
@@ -1241,17 +1251,24 @@ json NetworkController::memberJsonLocked(const net::NicPlan& nic, const std::str
   }
   json publish = json::array();
   for (const net::PortForward& forward : nic.nic.publish) publish.push_back(net::portForwardText(forward));
-  return {{"name", nic.nic.instance},
-          {"kind",
-           schema::instanceKindName(nic.nic.vm ? schema::InstanceKind::vm : schema::InstanceKind::container)},
-          {"state", state},
-          {"ip", nic.nic.address},
-          {"public_ip", optionalText(nic.nic.publicAddress)},
-          {"mac", nic.mac},
-          {"link", nic.link},
-          {"spoof_drops", std::move(spoofDrops)},
-          {"security_groups", groups},
-          {"publish", std::move(publish)}};
+  const auto balancer = loadBalancerOfNic(nic.nic.instance);
+  const std::string kind =
+      balancer ? std::string("load-balancer")
+               : std::string(schema::instanceKindName(nic.nic.vm ? schema::InstanceKind::vm
+                                                                 : schema::InstanceKind::container));
+  json member = {{"name", nic.nic.instance},
+                 {"kind", kind},
+                 {"state", state},
+                 {"ip", nic.nic.address},
+                 {"public_ip", optionalText(nic.nic.publicAddress)},
+                 {"mac", nic.mac},
+                 {"link", nic.link},
+                 {"spoof_drops", std::move(spoofDrops)},
+                 {"security_groups", groups},
+                 {"publish", std::move(publish)}};
+  // Whose NIC it is: the load balancer's name for one of theirs (its HAProxy's state is `state`).
+  if (balancer) member["load_balancer"] = *balancer;
+  return member;
 }
 
 Result<json> NetworkController::memberTopologyJson(const std::string& instance,

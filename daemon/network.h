@@ -54,6 +54,12 @@ struct NetworkOptions {
   int flowLogBuffer = net::kFlowCaptureBuffer;
 };
 
+// A load balancer's NIC in a subnet is kept like an instance's, under "BALANCER.SUBNET.lb" ('.' is never in
+// an instance's name): views show it as the load balancer's (kind "load-balancer"), not as an instance.
+std::string loadBalancerNicName(std::string_view balancer, std::string_view subnet);
+// The load balancer a NIC name belongs to; nullopt for an instance's.
+std::optional<std::string> loadBalancerOfNic(std::string_view nic);
+
 // Where `corral trace` captures: a subnet's bridge or an instance's port, in its VPC's namespace.
 enum class CaptureKind { subnet, instance };
 std::string_view captureKindName(CaptureKind kind);  // "subnet", "instance": the trace answer's target.kind

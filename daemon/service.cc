@@ -271,6 +271,13 @@ Response Service::handle(const api::Request& request) {
         } else if constexpr (requires { serveInstance(typed); }) {
           if (!instances_) return errorResponse(unavailable("instances are not managed by this service"));
           return serveInstance(typed);
+        } else if constexpr (requires { serveBalancer(typed); }) {
+          BalancerAnswer answer = [&] {
+            std::lock_guard lock(mutex_);
+            return serveBalancer(typed);
+          }();
+          completeStats(answer);
+          return std::move(answer.response);
         } else {
           std::lock_guard lock(mutex_);
           return serve(typed);
@@ -576,6 +583,7 @@ Response Service::serve(const api::GetVpcTopology& request) {
   if (!network_) return errorResponse(unavailable("the network is not managed by this service"));
   // Only the instances' states: the rest of each NIC's picture is the network's own.
   nlohmann::json instances = instances_ ? instances_->statesJson() : nlohmann::json::object();
+  addBalancerStatesLocked(instances);
   return resultResponse(200, network_->topologyJson(request.vpc, instances));
 }
 
@@ -597,8 +605,15 @@ Result<FlowLogFilter> Service::flowLogFilter(const api::GetFlowLogs& request) {
         invalidField("limit", "limit must be between 1 and {}, got {}", kFlowLogsPerVpc, request.limit));
   }
   filter.newest = static_cast<size_t>(request.limit);
+  // An instance, or a load balancer's NIC (LB.SUBNET.lb): its port's flows are recorded like an instance's.
   auto isInstance = [&](const std::string& name) {
-    return instances_ && instances_->stateOf(name).has_value();
+    if (instances_ && instances_->stateOf(name).has_value()) return true;
+    const auto owner = loadBalancerOfNic(name);
+    const lb::LoadBalancer* balancer = owner ? balancers_.findLoadBalancer(*owner) : nullptr;
+    if (!balancer) return false;
+    return std::any_of(balancer->nics.begin(), balancer->nics.end(), [&](const lb::LoadBalancerNic& nic) {
+      return balancerNicName(*owner, nic.subnet) == name;
+    });
   };
   std::lock_guard lock(mutex_);
   if (!request.vpc.empty()) {

@@ -36,6 +36,20 @@ struct Response {
   nlohmann::json body;
 };
 
+// An answer about load balancers or target groups: drawn from the model under the service's lock, then
+// completed without it by what their HAProxies' stats sockets say (target health, firewall counters), so
+// a slow or stuck HAProxy holds up its own answers only.
+struct BalancerAnswer {
+  struct StatsRead {
+    nlohmann::json::json_pointer at;     // the object in response.body it completes
+    std::vector<std::string> balancers;  // whose stats: the first that answers
+    // Called with the stats read, or null when none answered.
+    std::function<void(nlohmann::json&, const std::vector<lb::ProxyStat>*)> complete;
+  };
+  Response response;
+  std::vector<StatsRead> reads;
+};
+
 // How often the dashboard's view takes new usage figures (and host facts) when nothing else changed, and
 // how often its kernel check (each VPC's topology as the kernel holds it) is read again without a change.
 inline constexpr std::chrono::seconds kDashboardUsageEvery{5};
@@ -169,23 +183,25 @@ class Service {
   Response serve(const api::ListComparisons& request);
   Response serve(const api::GetComparison& request);
   Response serve(const api::GetDashboard& request);
-  // Load balancers and target groups (daemon/load_balancers.cc).
-  Response serve(const api::CreateLoadBalancer& request);
-  Response serve(const api::ListLoadBalancers& request);
-  Response serve(const api::GetLoadBalancer& request);
-  Response serve(const api::DeleteLoadBalancer& request);
-  Response serve(const api::AddListener& request);
-  Response serve(const api::DeleteListener& request);
-  Response serve(const api::AddListenerRule& request);
-  Response serve(const api::DeleteListenerRule& request);
-  Response serve(const api::AddFirewallRule& request);
-  Response serve(const api::DeleteFirewallRule& request);
-  Response serve(const api::CreateTargetGroup& request);
-  Response serve(const api::ListTargetGroups& request);
-  Response serve(const api::GetTargetGroup& request);
-  Response serve(const api::DeleteTargetGroup& request);
-  Response serve(const api::RegisterTargets& request);
-  Response serve(const api::DeregisterTargets& request);
+  // Load balancers and target groups (daemon/load_balancers.cc), under mutex_; handle() completes their
+  // answers' stats without it (completeStats).
+  BalancerAnswer serveBalancer(const api::CreateLoadBalancer& request);
+  BalancerAnswer serveBalancer(const api::ListLoadBalancers& request);
+  BalancerAnswer serveBalancer(const api::GetLoadBalancer& request);
+  BalancerAnswer serveBalancer(const api::DeleteLoadBalancer& request);
+  BalancerAnswer serveBalancer(const api::AddListener& request);
+  BalancerAnswer serveBalancer(const api::DeleteListener& request);
+  BalancerAnswer serveBalancer(const api::AddListenerRule& request);
+  BalancerAnswer serveBalancer(const api::DeleteListenerRule& request);
+  BalancerAnswer serveBalancer(const api::AddFirewallRule& request);
+  BalancerAnswer serveBalancer(const api::DeleteFirewallRule& request);
+  BalancerAnswer serveBalancer(const api::CreateTargetGroup& request);
+  BalancerAnswer serveBalancer(const api::ListTargetGroups& request);
+  BalancerAnswer serveBalancer(const api::GetTargetGroup& request);
+  BalancerAnswer serveBalancer(const api::DeleteTargetGroup& request);
+  BalancerAnswer serveBalancer(const api::RegisterTargets& request);
+  BalancerAnswer serveBalancer(const api::DeregisterTargets& request);
+  void completeStats(BalancerAnswer& answer) const;
   // Instance requests run without mutex_ (the manager has its own lock, and a stop's grace wait or an exec
   // must not hold up other requests).
   Response serveInstance(const api::RunInstance& request);
@@ -223,8 +239,14 @@ class Service {
   // Which VPCs each instance has a NIC in, and each instance's address (the first NIC's), for target groups.
   lb::InstancePlacement placementLocked() const;
   std::map<std::string, std::string> targetAddressesLocked() const;
-  nlohmann::json loadBalancerJsonLocked(const lb::LoadBalancer& balancer) const;
-  nlohmann::json targetGroupJsonLocked(const lb::TargetGroup& group) const;
+  // The JSON at `at` in `answer`'s body, its stats read asked for (BalancerAnswer).
+  void loadBalancerJsonLocked(const lb::LoadBalancer& balancer, BalancerAnswer& answer,
+                              const nlohmann::json::json_pointer& at) const;
+  void targetGroupJsonLocked(const lb::TargetGroup& group, BalancerAnswer& answer,
+                             const nlohmann::json::json_pointer& at) const;
+  // An answer holding just that one (with its status).
+  BalancerAnswer loadBalancerAnswerLocked(int status, const lb::LoadBalancer& balancer) const;
+  BalancerAnswer targetGroupAnswerLocked(int status, const lb::TargetGroup& group) const;
   // Why `kind` `name` cannot be deleted while a load balancer uses it (a VPC, subnet or security group).
   std::optional<Error> usedByLoadBalancerLocked(net::ObjectKind kind, std::string_view name) const;
   // A load balancer's NIC in `subnet` is kept by the network like an instance's, under this name (never an
@@ -244,8 +266,13 @@ class Service {
   void startBalancers();
   // Instances removed: deregistered from every target group (Balancers::forgetInstance), HAProxy told.
   void forgetInstances(const std::vector<std::string>& names);
-  // What a load balancer's JSON shows of its running HAProxy: state, target health, firewall counters.
-  void addRuntimeJsonLocked(const lb::LoadBalancer& balancer, nlohmann::json& out) const;
+  // Each load balancer NIC's state (its HAProxy's: running, starting, failed, configured) added to the
+  // members' states ({"instances": [{"name", "state"}]}) that the topology and the dashboard draw from.
+  void addBalancerStatesLocked(nlohmann::json& states) const;
+  // What a load balancer's JSON shows of its running HAProxy: its state now, and a stats read for target
+  // health and firewall counters.
+  void addRuntimeJsonLocked(const lb::LoadBalancer& balancer, nlohmann::json& out, BalancerAnswer& answer,
+                            const nlohmann::json::json_pointer& at) const;
 
   ObjectCounts countsLocked() const;
   DashboardView dashboardLocked();

@@ -62,12 +62,23 @@ Result<Captured> runCaptured(const std::vector<std::string>& args) {
   return result;
 }
 
+// A path longer than sun_path (108 bytes with its NUL, under a long --lb-dir) is reached through its
+// directory: opened O_PATH, the socket is /proc/self/fd/N/NAME (as systemd's connect_unix_path does).
 Result<UniqueFd> connectUnix(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof address.sun_path)
-    return fail(invalidField("path", "socket path \"{}\" is too long", path));
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd directory;
+  std::string reachable = path;
+  if (path.size() >= sizeof address.sun_path) {
+    const size_t slash = path.rfind('/');
+    const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    directory = UniqueFd(::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!directory) return fail(systemError(errno, fmt::format("open(\"{}\", O_PATH)", parent)));
+    reachable = fmt::format("/proc/self/fd/{}/{}", directory.get(), path.substr(slash + 1));
+    if (reachable.size() >= sizeof address.sun_path)
+      return fail(invalidField("path", "socket name \"{}\" is too long", path.substr(slash + 1)));
+  }
+  std::memcpy(address.sun_path, reachable.c_str(), reachable.size() + 1);
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return fail(systemError(errno, "socket(AF_UNIX)"));
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
@@ -120,7 +131,10 @@ Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& fil
   // A stale socket from a killed predecessor would answer nothing; HAProxy binds afresh.
   ::unlink(files.adminSocket().c_str());
   ::unlink(files.masterSocket().c_str());
-  const std::vector<std::string> args = {binary, "-W", "-S", files.masterSocket(), "-f", files.config()};
+  // The sockets' paths are relative to the run directory, HAProxy's working directory (a reload's re-exec
+  // keeps it): under a long --lb-dir an absolute one would not fit sun_path.
+  const std::string runDir = files.runDir;
+  const std::vector<std::string> args = {binary, "-W", "-S", "unix@master.sock", "-f", files.config()};
   std::vector<char*> argv;
   for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
@@ -139,6 +153,7 @@ Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& fil
     };
     ::setsid();
     if (::setns(netns.get(), CLONE_NEWNET) != 0) die(1);
+    if (::chdir(runDir.c_str()) != 0) die(5);
     int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (out < 0) die(2);
     ::dup2(out, STDOUT_FILENO);
@@ -161,9 +176,10 @@ Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& fil
     ::waitpid(pid, nullptr, 0);
     if (record[0] == 4)
       return fail(systemError(record[1], "start haproxy: close_range(3, ~0, CLOSE_RANGE_CLOEXEC)"));
-    const char* steps[] = {"", "setns(\"", "open(\"", "execvp(\""};
-    const std::string& what = record[0] == 1 ? netnsPath : record[0] == 2 ? log : binary;
-    return fail(systemError(record[1], fmt::format("start haproxy: {}{}\")", steps[record[0] & 3], what)));
+    const char* steps[] = {"", "setns(\"", "open(\"", "execvp(\"", "", "chdir(\""};
+    const int step = record[0] >= 1 && record[0] <= 5 ? record[0] : 0;
+    const std::string& what = step == 1 ? netnsPath : step == 2 ? log : step == 5 ? runDir : binary;
+    return fail(systemError(record[1], fmt::format("start haproxy: {}{}\")", steps[step], what)));
   }
   const auto deadline = Clock::now() + timeout;
   for (;;) {

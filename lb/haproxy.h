@@ -30,13 +30,15 @@ struct HaproxyFiles {
 // HAProxy's own complaint.
 Status checkHaproxyConfig(const std::string& configPath, const std::string& binary = "haproxy");
 
-// Starts `haproxy -W -S master.sock -f haproxy.cfg` in the namespace at `netnsPath` (/run/netns/NAME) as
-// a child of this process, and waits until its admin socket answers. The master's pid.
+// Starts `haproxy -W -S unix@master.sock -f haproxy.cfg` in the namespace at `netnsPath` (/run/netns/NAME)
+// as a child of this process, working in `files.runDir` (its sockets' paths are relative to it, so a run
+// directory of any length works), and waits until its admin socket answers. The master's pid.
 Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& files,
                            std::chrono::milliseconds timeout = std::chrono::seconds(10),
                            const std::string& binary = "haproxy");
 
-// One command on a HAProxy CLI socket (admin or master); the whole answer.
+// One command on a HAProxy CLI socket (admin or master); the whole answer. A path longer than sun_path is
+// reached through its directory (/proc/self/fd/N/NAME).
 Result<std::string> haproxyCommand(const std::string& socketPath, std::string_view command,
                                    std::chrono::milliseconds timeout = std::chrono::seconds(5));
 

@@ -132,10 +132,12 @@ std::string renderHaproxyConfig(const HaproxyInputs& inputs) {
                  balancer.name, balancer.vpc);
   // expose-fd listeners: a reload's new worker takes over the listening sockets from the old one, so no
   // connection attempt is refused while both run. hard-stop-after bounds how long the old worker may
-  // finish its requests.
+  // finish its requests. The socket's path is relative to HAProxy's working directory (its run
+  // directory): an absolute one under a long --lb-dir would pass HAProxy's limit (97 bytes, sun_path less
+  // its ".PID.tmp" while binding).
   fmt::format_to(out,
                  "global\n"
-                 "    stats socket {}/admin.sock mode 600 level admin expose-fd listeners\n"
+                 "    stats socket unix@admin.sock mode 600 level admin expose-fd listeners\n"
                  "    stats timeout 30s\n"
                  "    hard-stop-after 30s\n"
                  "\ndefaults\n"
@@ -144,8 +146,7 @@ std::string renderHaproxyConfig(const HaproxyInputs& inputs) {
                  "    timeout server 30s\n"
                  "    timeout http-request 10s\n"
                  "    retries 2\n"
-                 "    option redispatch\n",
-                 inputs.runDir);
+                 "    option redispatch\n");
   for (const auto& listener : balancer.listeners) renderFrontend(out, inputs, listener);
   for (const auto& listener : balancer.listeners) {
     for (const auto& rule : listener.firewall) {

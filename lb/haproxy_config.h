@@ -1,7 +1,8 @@
 // One load balancer's HAProxy configuration, rendered purely from the model (lb/model.h): a frontend per
 // listener (the L7 firewall's deny rules first, then the listener rules by priority, then the default
 // action), a backend per target group with health checks, and the admin stats socket corrald reads for
-// target health and counters. Golden-tested (tests/unit/lb/golden/).
+// target health and counters (`admin.sock` in HAProxy's working directory, its run directory: a path of
+// any length fits, see startHaproxy). Golden-tested (tests/unit/lb/golden/).
 #pragma once
 
 #include <map>
@@ -17,7 +18,6 @@ struct HaproxyInputs {
   std::map<std::string, const TargetGroup*> groups;    // every group the listeners forward to, by name
   std::vector<std::string> listenAddresses;            // the load balancer's NIC addresses
   std::map<std::string, std::string> targetAddresses;  // instance name -> IPv4 address in the VPC
-  std::string runDir;                                  // holds admin.sock
 };
 
 std::string renderHaproxyConfig(const HaproxyInputs& inputs);

@@ -4,17 +4,24 @@
 // healthy targets, a stopped target taken out of rotation and put back, a path rule, an L7 deny rule's 403
 // and its counter, no failed request across reloads, a killed HAProxy started again, an instance removed
 // leaving its target groups, bad input refused with nothing changed, a corrald killed with -9 whose
-// successor adopts the HAProxy, and a deleted load balancer leaving no process, namespace or file.
+// successor adopts the HAProxy, and a deleted load balancer leaving no process, namespace or file. Then the
+// rough edges: a stats socket that does not answer holds up no other request, and a --lb-dir long enough
+// that its sockets' paths pass sun_path still runs HAProxy. And a public load balancer reached from the
+// internet (the test's uplink namespace) at its public address, an internal one not.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -23,8 +30,10 @@
 #include <vector>
 
 #include "core/unique_fd.h"
+#include "net/netlink.h"
 #include "net/netns.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/netns_testing.h"
 
 namespace corral {
 namespace {
@@ -37,13 +46,14 @@ using corral::testing::requireRoot;
 using corral::testing::TestDaemon;
 
 // A container serving `name` at / (and at /api/ for an "api" one) and ok at /health.txt on port 8080.
-json runServer(const TestDaemon& d, const std::string& name) {
+json runServer(const TestDaemon& d, const std::string& name, const json& extra = json::object()) {
   const std::string script = fmt::format(
       "mkdir -p /tmp/www/api && echo {0} > /tmp/www/index.html && echo {0} api > /tmp/www/api/index.html && "
       "echo ok > /tmp/www/health.txt && exec httpd -f -p 8080 -h /tmp/www",
       name);
-  return d.must("POST", "/v1/instances",
-                {{"name", name}, {"image", "busybox"}, {"command", {"sh", "-c", script}}, {"subnet", "a"}});
+  json spec = {{"name", name}, {"image", "busybox"}, {"command", {"sh", "-c", script}}, {"subnet", "a"}};
+  spec.update(extra);
+  return d.must("POST", "/v1/instances", spec);
 }
 
 struct Fetched {
@@ -322,6 +332,242 @@ TEST_F(LoadBalancers, HaproxyRunByCorraldBalancesChecksFiltersReloadsAndIsAdopte
   EXPECT_FALSE(std::filesystem::exists(lbDir_ + "/front"));
   json again = d.must("POST", "/v1/load-balancers", {{"name", "back"}, {"vpc", "shop"}, {"subnets", {"a"}}});
   EXPECT_EQ(again["nics"].size(), 1u) << again.dump(2);
+}
+
+// "The internet host": a documentation address (RFC 5737) on the lo of the test's uplink namespace, as in
+// tests/integration/vpc_test.cc; and an attacker's, another one there.
+constexpr const char* kInternetHost = "198.51.100.10";
+constexpr const char* kAttacker = "198.51.100.66";
+
+void ensureInternetHost() {
+  auto netlink = net::Netlink::open(corral::testing::testUplinkNetns());
+  ASSERT_TRUE(netlink.has_value()) << netlink.error().message();
+  auto lo = netlink->link("lo");
+  ASSERT_TRUE(lo.has_value() && lo->has_value());
+  for (const char* host : {kInternetHost, kAttacker}) {
+    const std::string wanted = std::string(host) + "/32";
+    if (std::find((*lo)->addresses.begin(), (*lo)->addresses.end(), wanted) == (*lo)->addresses.end()) {
+      auto added = netlink->addAddress("lo", wanted);
+      ASSERT_TRUE(added.has_value()) << added.error().message();
+    }
+  }
+  auto up = netlink->setUp("lo");
+  ASSERT_TRUE(up.has_value()) << up.error().message();
+}
+
+// GET `path` from the internet host to address:80: the body, trimmed, on a 200; else "HTTP NNN", or
+// "no connection: WHY" when the TCP handshake did not complete.
+std::string getFromInternet(const std::string& address, const std::string& path = "/",
+                            const char* from = kInternetHost) {
+  using namespace corral::testing;
+  UniqueFd client = tcpSocketIn(testUplinkNetns());
+  if (!client) return "no connection: no socket in the uplink namespace";
+  if (!bindTo(client, from)) return std::string("no connection: bind: ") + std::strerror(errno);
+  const std::string notConnected = connectWithin(client, address, 80, 2s);
+  if (!notConnected.empty()) return "no connection: " + notConnected;
+  const std::string ask = fmt::format("GET {} HTTP/1.0\r\nHost: shop\r\n\r\n", path);
+  if (::send(client.get(), ask.data(), ask.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(ask.size()))
+    return std::string("send: ") + std::strerror(errno);
+  std::string out;
+  char buffer[4096];
+  while (waitForFd(client.get(), POLLIN, 5s)) {
+    ssize_t n = ::read(client.get(), buffer, sizeof buffer);
+    if (n <= 0) break;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  const size_t headerEnd = out.find("\r\n\r\n");
+  if (!out.starts_with("HTTP/1.") || out.size() < 12 || headerEnd == std::string::npos)
+    return "no answer: " + out;
+  if (out.substr(9, 3) != "200") return "HTTP " + out.substr(9, 3);
+  std::string body = out.substr(headerEnd + 4);
+  while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+  return body;
+}
+
+// Issue 19: "A public load balancer gets an address at the internet gateway like an instance's public IP."
+// An internet-facing load balancer in a public subnet gets a public address; the internet host sends HTTP
+// there and reaches both targets in turn. An internal one gets none, and the internet reaches it by no
+// address.
+TEST_F(LoadBalancers, APublicLoadBalancerIsReachedFromTheInternetAndAnInternalOneIsNot) {
+  TestDaemon& d = *daemon_;
+  ensureInternetHost();
+  d.must("POST", "/v1/vpcs", {{"name", "shop"}, {"cidr", "10.52.0.0/16"}});
+  d.must("POST", "/v1/internet-gateways", {{"name", "door"}, {"vpc", "shop"}});
+  d.must("POST", "/v1/route-tables", {{"name", "public"}, {"vpc", "shop"}});
+  d.must("POST", "/v1/route-tables/public/routes",
+         {{"destination", "0.0.0.0/0"}, {"target_type", "internet_gateway"}, {"target", "door"}});
+  d.must("POST", "/v1/subnets",
+         {{"name", "a"}, {"vpc", "shop"}, {"cidr", "10.52.1.0/24"}, {"route_table", "public"}});
+  // The load balancer's guard admits HTTP from anywhere; its targets admit 8080 from inside the VPC.
+  d.must("POST", "/v1/security-groups", {{"name", "web"}, {"vpc", "shop"}, {"description", "web"}});
+  d.must("POST", "/v1/security-groups/web/rules",
+         {{"direction", "ingress"},
+          {"protocol", "tcp"},
+          {"from_port", 80},
+          {"to_port", 80},
+          {"cidr", "0.0.0.0/0"}});
+  d.must("POST", "/v1/security-groups/web/rules",
+         {{"direction", "ingress"},
+          {"protocol", "tcp"},
+          {"from_port", 8080},
+          {"to_port", 8080},
+          {"cidr", "10.52.0.0/16"}});
+  const json guarded = {{"security_groups", {"web"}}, {"public_ip", false}};
+  runServer(d, "web-1", guarded);
+  runServer(d, "web-2", guarded);
+  d.must("POST", "/v1/target-groups",
+         {{"name", "web"},
+          {"vpc", "shop"},
+          {"port", 8080},
+          {"health_check",
+           {{"path", "/health.txt"}, {"interval", 5}, {"timeout", 2}, {"healthy_threshold", 2}}}});
+  d.must("POST", "/v1/target-groups/web/register", {{"targets", {"web-1", "web-2"}}}, 200);
+  ASSERT_FALSE(HasFailure());
+
+  json front = d.must("POST", "/v1/load-balancers",
+                      {{"name", "front"}, {"vpc", "shop"}, {"subnets", {"a"}}, {"security_group", "web"}});
+  json inner = d.must("POST", "/v1/load-balancers",
+                      {{"name", "inner"},
+                       {"vpc", "shop"},
+                       {"subnets", {"a"}},
+                       {"security_group", "web"},
+                       {"internal", true}});
+  ASSERT_FALSE(HasFailure());
+  const std::string publicAddress = front["nics"][0].value("public_address", "");
+  EXPECT_TRUE(publicAddress.starts_with("100.64.")) << front.dump(2);
+  EXPECT_TRUE(inner["nics"][0]["public_address"].is_null()) << inner.dump(2);
+  const std::string innerAddress = inner["nics"][0].value("address", "");
+  for (const char* name : {"front", "inner"}) {
+    d.must("POST", fmt::format("/v1/load-balancers/{}/listeners", name),
+           {{"port", 80}, {"default_action", {{"target_group", "web"}}}});
+  }
+  ASSERT_TRUE(waitForHealth(d, "web", "web-1", "healthy")) << balancer(d, "front").dump(2) << d.logTail();
+  ASSERT_TRUE(waitForHealth(d, "web", "web-2", "healthy")) << balancer(d, "front").dump(2);
+
+  // From the internet to the public address: round robin over the two targets.
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 4; ++i) ++seen[getFromInternet(publicAddress)];
+  EXPECT_EQ(seen, (std::map<std::string, int>{{"web-1", 2}, {"web-2", 2}})) << d.logTail();
+
+  // L4 passes, L7 stops: an attack on /admin from the internet is admitted by the load balancer's
+  // security group (tcp/80 from anywhere: a flow-log ACCEPT at its NIC) and answered 403 by the L7
+  // firewall's rule, which counts it.
+  d.must("POST", "/v1/load-balancers/front/listeners/80/firewall",
+         {{"part", "path"}, {"pattern", "/admin*"}, {"description", "no admin"}});
+  EXPECT_EQ(getFromInternet(publicAddress, "/admin/login", kAttacker), "HTTP 403");
+  json counted = balancer(d, "front");
+  EXPECT_EQ(counted["listeners"][0]["firewall"][0]["denied"], 1) << counted.dump(2);
+  const std::string frontAddress = front["nics"][0].value("address", "");
+  json accepted;
+  ASSERT_TRUE(corral::testing::waitUntil(
+      [&] {
+        for (const json& r : d.call("GET", "/v1/flow-logs?instance=front.a.lb&action=accept")
+                                 .body.value("records", json::array())) {
+          if (r.value("srcaddr", "") == kAttacker && r.value("dstaddr", "") == frontAddress &&
+              r.value("dstport", 0) == 80) {
+            accepted = r;
+            return true;
+          }
+        }
+        std::this_thread::sleep_for(500ms);
+        return false;
+      },
+      40s, "the attack's flow record"))
+      << d.call("GET", "/v1/flow-logs?vpc=shop").body.dump(1);
+  EXPECT_EQ(accepted["action"], "ACCEPT") << accepted.dump();
+  EXPECT_EQ(accepted["instance"], "front.a.lb") << "at the load balancer's NIC: " << accepted.dump();
+  EXPECT_TRUE(accepted["guard"].is_null()) << "no L4 guard refused it: " << accepted.dump();
+  auto shown = d.cli({"lb", "show", "front"});
+  EXPECT_NE(shown.out.find("no admin"), std::string::npos) << shown;
+  auto flows = d.cli({"flow-logs", "front.a.lb", "--action", "accept"});
+  EXPECT_NE(flows.out.find(kAttacker), std::string::npos) << flows;
+
+  // The internal one: no public address, and its private one is not reachable from the internet.
+  const std::string fromInternet = getFromInternet(innerAddress);
+  EXPECT_TRUE(fromInternet.starts_with("no connection")) << fromInternet;
+  // It does serve inside the VPC (so the refusal above is the internet's, not a dead load balancer).
+  d.must("POST", "/v1/instances",
+         {{"name", "client"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "a"}});
+  const std::string inside = request(d, innerAddress, "/");
+  EXPECT_TRUE(inside == "web-1" || inside == "web-2") << inside;
+}
+
+// A load balancer in subnet "a" of VPC "shop" with a listener on 80 answering a fixed response, running.
+void fixedResponseBalancer(const TestDaemon& d) {
+  d.must("POST", "/v1/vpcs", {{"name", "shop"}, {"cidr", "10.50.0.0/16"}});
+  d.must("POST", "/v1/subnets", {{"name", "a"}, {"vpc", "shop"}, {"cidr", "10.50.1.0/24"}});
+  d.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "shop"}, {"subnets", {"a"}}});
+  d.must("POST", "/v1/load-balancers/front/listeners",
+         {{"port", 80}, {"default_action", {{"type", "fixed-response"}, {"body", "hello"}}}});
+  d.must("POST", "/v1/load-balancers/front/listeners/80/firewall",
+         {{"part", "path"}, {"pattern", "/admin*"}});
+}
+
+// GET /v1/load-balancers/NAME reads HAProxy's stats socket without the service's lock: while its read waits
+// on a socket that accepts and never answers (a test double in place of HAProxy's), another request is
+// answered. The proof is causal, not a timing: the other answer arrives while the stats connection is
+// still open (the read gives up after 1 s and closes it).
+TEST_F(LoadBalancers, AStatsSocketThatDoesNotAnswerHoldsUpNoOtherRequest) {
+  TestDaemon& d = *daemon_;
+  fixedResponseBalancer(d);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_EQ(balancer(d, "front").value("state", ""), "running") << balancer(d, "front").dump(2);
+
+  const std::string path = lbDir_ + "/front/admin.sock";
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  UniqueFd stuck(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{.sun_family = AF_UNIX, .sun_path = {}};
+  ASSERT_LT(path.size(), sizeof address.sun_path);
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(stuck.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(stuck.get(), 4), 0);
+
+  Reply slow;
+  std::thread reader([&] { slow = d.call("GET", "/v1/load-balancers/front"); });
+  pollfd incoming{.fd = stuck.get(), .events = POLLIN, .revents = 0};
+  ASSERT_EQ(::poll(&incoming, 1, 10000), 1) << "corrald never asked the stats socket";
+  UniqueFd asked(::accept4(stuck.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(asked);
+  char command[64];
+  ASSERT_GT(::read(asked.get(), command, sizeof command), 0);
+
+  Reply other = d.call("GET", "/v1/vpcs/shop");
+  EXPECT_EQ(other.status, 200) << other.body.dump();
+  pollfd closed{.fd = asked.get(), .events = POLLIN, .revents = 0};
+  EXPECT_EQ(::poll(&closed, 1, 0), 0)
+      << "the stats read had ended (its connection closed) before the other request was answered";
+  reader.join();
+  EXPECT_EQ(slow.status, 200) << slow.body.dump();
+  EXPECT_EQ(slow.body.value("state", ""), "running") << slow.body.dump(2);
+  EXPECT_TRUE(slow.body["listeners"][0]["firewall"][0]["denied"].is_null())
+      << "no stats: no counter, rather than a made-up 0: " << slow.body.dump(2);
+}
+
+// A --lb-dir whose sockets' absolute paths pass sun_path (108 bytes) and HAProxy's own limit (97): HAProxy
+// binds them relative to its run directory and corrald reaches them through it, so the load balancer runs
+// and its counters are read.
+TEST(LoadBalancerDir, LongerThanASocketPathStillRunsHaproxyAndReadsItsStats) {
+  if (!requireRoot()) GTEST_SKIP() << "namespaces and HAProxy need root";
+  char pattern[] = "/tmp/corral-lblong-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  const std::string top = pattern;
+  const std::string dir = top + "/" + std::string(50, 'l') + "/" + std::string(50, 'b');
+  ASSERT_GT((dir + "/front/admin.sock").size(), sizeof(sockaddr_un::sun_path));
+  {
+    TestDaemon d("lblong", {"--lb-dir", dir});
+    ASSERT_TRUE(d.start()) << d.log();
+    fixedResponseBalancer(d);
+    json shown = balancer(d, "front");
+    EXPECT_EQ(shown.value("state", ""), "running") << shown.dump(2) << "\n" << d.logTail();
+    EXPECT_TRUE(shown["process"]["error"].is_null()) << shown.dump(2);
+    EXPECT_EQ(shown["listeners"][0]["firewall"][0]["denied"], 0) << "the stats were read: " << shown.dump(2);
+    EXPECT_TRUE(std::filesystem::exists(dir + "/front/admin.sock"));
+    d.must("DELETE", "/v1/load-balancers/front", nullptr, 200);
+    EXPECT_TRUE(haproxiesUnder(dir).empty());
+  }
+  for (pid_t pid : haproxiesUnder(dir)) ::kill(pid, SIGKILL);
+  std::error_code ignored;
+  std::filesystem::remove_all(top, ignored);
 }
 
 }  // namespace

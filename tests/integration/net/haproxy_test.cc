@@ -150,9 +150,7 @@ class HaproxyTest : public ::testing::Test {
 
   // Renders the configuration for the model as it is now into haproxy.cfg.
   void writeConfig() {
-    HaproxyInputs inputs{.balancer = balancers.findLoadBalancer("front"),
-                         .listenAddresses = {"127.0.0.1"},
-                         .runDir = files.runDir};
+    HaproxyInputs inputs{.balancer = balancers.findLoadBalancer("front"), .listenAddresses = {"127.0.0.1"}};
     for (const auto& [name, address] : kServers) inputs.targetAddresses[name] = address;
     for (const auto* group : balancers.targetGroups()) inputs.groups[group->name] = group;
     std::ofstream(files.config()) << renderHaproxyConfig(inputs);
@@ -414,8 +412,7 @@ class LoadBalancerInVpcTest : public ::testing::Test {
     HaproxyInputs inputs{.balancer = balancers.findLoadBalancer("front"),
                          .groups = {{"web", balancers.findTargetGroup("web")}},
                          .listenAddresses = {"10.0.1.5", "10.0.2.5"},
-                         .targetAddresses = {{"t1", "10.0.1.10"}, {"t2", "10.0.2.10"}},
-                         .runDir = files.runDir};
+                         .targetAddresses = {{"t1", "10.0.1.10"}, {"t2", "10.0.2.10"}}};
     std::ofstream(files.config()) << renderHaproxyConfig(inputs);
     auto pid = startHaproxy(testing::netnsPath(lbNetns), files);
     ASSERT_TRUE(pid) << pid.error().message();

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "api/topology_render.h"
 #include "daemon/host_info.h"
 #include "daemon/store.h"
 
@@ -123,6 +124,39 @@ TEST_F(ServiceTest, FlowLogsRefuseBadQueriesNamingTheField) {
 
 // Load balancers and target groups: created, refused by field with nothing changed, kept across a reopen
 // of the store, and guarding the VPC objects they use.
+// A load balancer's NIC among a VPC's members is shown as the load balancer's (kind "load-balancer", its
+// name, its HAProxy's state: "configured" here, nothing runs it), never as an instance of unknown state:
+// in the topology, its text and picture, the security groups' members and the dashboard.
+TEST_F(ServiceTest, LoadBalancerNicsAreShownAsTheLoadBalancersInEveryView) {
+  ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
+  ASSERT_EQ(createSubnet("a", "prod", "10.0.1.0/24").status, 201);
+  ASSERT_EQ(handle(api::CreateLoadBalancer{{.name = "front", .vpc = "prod", .subnets = {"a"}}}).status, 201);
+
+  Response topology = handle(api::GetVpcTopology{"prod"});
+  ASSERT_EQ(topology.status, 200) << topology.body.dump();
+  const json& members = topology.body["subnets"][0]["instances"];
+  ASSERT_EQ(members.size(), 1u) << topology.body.dump(1);
+  EXPECT_EQ(members[0]["name"], "front.a.lb");
+  EXPECT_EQ(members[0]["kind"], "load-balancer");
+  EXPECT_EQ(members[0]["load_balancer"], "front");
+  EXPECT_EQ(members[0]["state"], "configured");
+
+  const std::string text = api::renderTopologyText(topology.body);
+  EXPECT_NE(text.find("load balancer front: NIC front.a.lb (configured)"), std::string::npos) << text;
+  EXPECT_NE(text.find("default (default): load balancer front (NIC front.a.lb)"), std::string::npos) << text;
+  EXPECT_EQ(text.find("container front.a.lb"), std::string::npos) << text;
+  const std::string svg = api::renderTopologySvg(topology.body);
+  EXPECT_NE(svg.find("data-kind=\"load-balancer\" data-state=\"configured\""), std::string::npos) << svg;
+  EXPECT_NE(api::renderTopologyDot(topology.body).find("load balancer front (NIC front.a.lb)"),
+            std::string::npos);
+
+  DashboardView view = service_->dashboard();
+  ASSERT_EQ(view.vpcs.size(), 1u);
+  const json& drawn = (*view.vpcs[0])["subnets"][0]["instances"][0];
+  EXPECT_EQ(drawn["kind"], "load-balancer") << drawn.dump();
+  EXPECT_EQ(drawn["state"], "configured") << drawn.dump();
+}
+
 TEST_F(ServiceTest, LoadBalancersAreValidatedPersistedAndGuardWhatTheyUse) {
   ASSERT_EQ(createVpc("prod", "10.0.0.0/16").status, 201);
   ASSERT_EQ(createVpc("dev", "10.1.0.0/16").status, 201);

@@ -53,8 +53,7 @@ class HaproxyConfigTest : public ::testing::Test {
     HaproxyInputs inputs{
         .balancer = balancers.findLoadBalancer(name),
         .listenAddresses = {"10.0.1.4", "10.0.2.4"},
-        .targetAddresses = {{"web-1", "10.0.1.10"}, {"web-2", "10.0.2.10"}, {"db-1", "10.0.1.20"}},
-        .runDir = "/run/corral/lb/" + name};
+        .targetAddresses = {{"web-1", "10.0.1.10"}, {"web-2", "10.0.2.10"}, {"db-1", "10.0.1.20"}}};
     for (const auto& listener : inputs.balancer->listeners) {
       auto add = [&](const ListenerAction& action) {
         if (action.type == ListenerActionType::Forward)

@@ -1,6 +1,18 @@
 // `show stat` as HAProxy 2.6 writes it, read into target health and the firewall's per-rule counters.
+#include <fcntl.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "core/unique_fd.h"
 #include "lb/haproxy.h"
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -48,6 +60,43 @@ TEST(HaproxyStats, TargetHealthAndFirewallCounts) {
 
   Listener listener{.port = 80, .firewall = {{.id = 1}, {.id = 2}, {.id = 3}}};
   EXPECT_EQ(firewallCounts(listener, *stats), (std::map<int64_t, int64_t>{{1, 2}, {2, 0}, {3, 1}}));
+}
+
+// A run directory under a long --lb-dir: the admin socket's path passes sun_path's 108 bytes, and is
+// still reached (through its directory, /proc/self/fd/N/admin.sock). A test double answers one command.
+TEST(HaproxyCommand, ReachesASocketWhosePathPassesSunPath) {
+  char pattern[] = "/tmp/corral-lbsock-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  const std::string top = pattern;
+  const std::string dir = top + "/" + std::string(60, 'd') + "/" + std::string(60, 'e');
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/admin.sock";
+  ASSERT_GT(path.size(), sizeof(sockaddr_un::sun_path));
+
+  UniqueFd directory(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(directory);
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{.sun_family = AF_UNIX};
+  const std::string bound = fmt::format("/proc/self/fd/{}/admin.sock", directory.get());
+  std::memcpy(address.sun_path, bound.c_str(), bound.size() + 1);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  std::string asked;
+  std::thread server([&] {
+    UniqueFd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn) return;
+    char buffer[64];
+    ssize_t n = ::read(conn.get(), buffer, sizeof buffer);
+    if (n > 0) asked.assign(buffer, static_cast<size_t>(n));
+    (void)!::write(conn.get(), "Name: HAProxy\n", 14);
+  });
+  auto answer = haproxyCommand(path, "show info", std::chrono::seconds(5));
+  server.join();
+  std::filesystem::remove_all(top);
+  ASSERT_TRUE(answer) << answer.error().message();
+  EXPECT_EQ(*answer, "Name: HAProxy\n");
+  EXPECT_EQ(asked, "show info\n");
 }
 
 }  // namespace
