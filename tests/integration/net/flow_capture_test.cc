@@ -95,7 +95,7 @@ TEST_F(FlowCaptureTest, RejectsArriveWithTheirGuardAndAcceptedFlowsWithTheirByte
   std::mutex mutex;
   std::vector<RejectedPacket> rejected;
   std::vector<ConntrackFlow> flows;
-  auto capture = FlowCapture::start(router_, 300ms,
+  auto capture = FlowCapture::start(router_, 300ms, kFlowCaptureBuffer,
                                     {.rejected =
                                          [&](const RejectedPacket& p) {
                                            std::lock_guard l(mutex);
@@ -110,7 +110,7 @@ TEST_F(FlowCaptureTest, RejectsArriveWithTheirGuardAndAcceptedFlowsWithTheirByte
                                      .lost = nullptr});
   ASSERT_TRUE(capture) << capture.error().message();
   // A second reader of the same group in the same namespace is refused, naming it.
-  auto second = FlowCapture::start(router_, 300ms, {});
+  auto second = FlowCapture::start(router_, 300ms, kFlowCaptureBuffer, {});
   EXPECT_FALSE(second);
 
   // Accepted: a sends 50000 bytes to c:8080 and closes.
