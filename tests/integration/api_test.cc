@@ -879,6 +879,12 @@ TEST(CorraldStartup, RefusesBadOptions) {
                       dir.path() + "/out");
   EXPECT_NE(result.exitCode, 0);
   EXPECT_NE(result.output.find("read-timeout-ms"), std::string::npos) << result.output;
+  result = runProgram({CORRALD_PATH, "--foreground", "--flow-log-buffer", "100", "--socket",
+                       dir.path() + "/s.sock", "--state-dir", dir.path() + "/state"},
+                      dir.path() + "/out");
+  EXPECT_NE(result.exitCode, 0);
+  EXPECT_NE(result.output.find("flow-log-buffer"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("give 4096 to 268435456 bytes"), std::string::npos) << result.output;
   result = runProgram({CORRALD_PATH, "--version"}, dir.path() + "/out");
   EXPECT_EQ(result.exitCode, 0);
   EXPECT_NE(result.output.find(CORRAL_VERSION), std::string::npos) << result.output;

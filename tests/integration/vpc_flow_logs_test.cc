@@ -15,7 +15,9 @@
 #include <string>
 #include <thread>
 
+#include "core/unique_fd.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/netns_testing.h"
 
 namespace corral {
 namespace {
@@ -83,12 +85,14 @@ TEST_F(VpcFlowLogs, RejectsNameTheirGuardAndAcceptedFlowsCountTheirBytes) {
   for (const json& rule : group.value("rules", json::array())) {
     d.must("DELETE", fmt::format("/v1/security-groups/db/rules/{}", rule["id"].get<int>()), nullptr, 200);
   }
-  d.must("POST", "/v1/security-groups/db/rules",
-         {{"direction", "ingress"},
-          {"protocol", "tcp"},
-          {"from_port", 8080},
-          {"to_port", 8080},
-          {"cidr", "10.71.1.0/24"}});
+  group = d.must("POST", "/v1/security-groups/db/rules",
+                 {{"direction", "ingress"},
+                  {"protocol", "tcp"},
+                  {"from_port", 8080},
+                  {"to_port", 8080},
+                  {"cidr", "10.71.1.0/24"}});
+  ASSERT_FALSE(group.value("rules", json::array()).empty()) << group.dump();
+  const int64_t dbRule = group["rules"].back()["id"].get<int64_t>();  // the new rule is last
   // db swallows what it is sent on 8080 and 9090.
   json db = d.must("POST", "/v1/instances",
                    {{"name", "db"},
@@ -116,6 +120,66 @@ TEST_F(VpcFlowLogs, RejectsNameTheirGuardAndAcceptedFlowsCountTheirBytes) {
   execIn(d, "one", fmt::format("head -c {} /dev/zero | nc -w 2 {} 8080", kPayloadBytes, dbIp));
   // Rejected by db's security group: two is in fl-b, not fl-a.
   EXPECT_NE(execIn(d, "two", fmt::format("nc -w 2 {} 8080 </dev/null", dbIp)), 0);
+
+  json accepted = waitForRecord(d, "instance=one&action=accept", [&](const json& r) {
+    return r["srcaddr"] == oneIp && r["dstaddr"] == dbIp && r["dstport"] == 8080 &&
+           r["bytes"].get<int64_t>() >= kPayloadBytes;
+  });
+  if (!accepted.is_null()) {
+    // The payload plus one IP and TCP header per packet (at most 60 + 60 bytes).
+    EXPECT_LE(accepted["bytes"].get<int64_t>(), kPayloadBytes + 120 * accepted["packets"].get<int64_t>())
+        << accepted.dump();
+    EXPECT_EQ(accepted["protocol"], 6);
+    EXPECT_EQ(accepted["action"], "ACCEPT");
+    EXPECT_EQ(accepted["vpc"], "fl");
+    EXPECT_EQ(accepted["subnet"], "fl-a");
+    // What allowed it, from the model: one's group out (the VPC's default group), the floors' ACLs (both
+    // the VPC's default, rule 100) out of fl-a and into fl-b, and db's rule in.
+    const json& guard = accepted["guard"];
+    ASSERT_TRUE(guard.is_object()) << accepted.dump(1);
+    EXPECT_EQ(guard["kind"], "allowed") << guard.dump(1);
+    const json& rules = guard["rules"];
+    ASSERT_EQ(rules.size(), 4u) << guard.dump(1);
+    EXPECT_EQ(rules[0]["kind"], "security-group");
+    EXPECT_EQ(rules[0]["name"], "fl-default");
+    EXPECT_EQ(rules[0]["direction"], "outbound");
+    EXPECT_EQ(rules[1], (json{{"kind", "network-acl"},
+                              {"direction", "outbound"},
+                              {"name", "fl-default"},
+                              {"rule", 100},
+                              {"text", "network ACL fl-default rule 100 (outbound) allows"}}));
+    EXPECT_EQ(rules[2]["text"], "network ACL fl-default rule 100 (inbound) allows");
+    EXPECT_EQ(rules[3]["kind"], "security-group");
+    EXPECT_EQ(rules[3]["name"], "db");
+    EXPECT_EQ(rules[3]["rule"], dbRule);
+    EXPECT_EQ(rules[3]["direction"], "inbound");
+    const std::string dbAllows =
+        fmt::format("security group db rule {} (inbound) allows tcp port 8080 from 10.71.1.0/24", dbRule);
+    EXPECT_EQ(rules[3]["text"], dbAllows);
+    EXPECT_NE(
+        accepted["line"].get<std::string>().find(
+            "ACCEPT OK security group fl-default rule " + std::to_string(rules[0]["rule"].get<int64_t>()) +
+            " (outbound) allows all traffic to 0.0.0.0/0; network ACL fl-default rule 100 (outbound) allows; "
+            "network ACL fl-default rule 100 (inbound) allows; " +
+            dbAllows),
+        std::string::npos)
+        << accepted["line"];
+    // The CLI prints the same line.
+    auto cli = d.cli({"flow-logs", "one", "--action", "accept"});
+    EXPECT_EQ(cli.code, 0) << cli;
+    EXPECT_NE(cli.out.find(dbAllows), std::string::npos) << cli;
+  }
+  // db's replies at one's NIC: the connection's groups let them through (stateful).
+  json reply = waitForRecord(d, "instance=one&action=accept", [&](const json& r) {
+    return r["srcaddr"] == dbIp && r["dstaddr"] == oneIp && r["srcport"] == 8080;
+  });
+  if (!reply.is_null()) {
+    ASSERT_TRUE(reply["guard"].is_object()) << reply.dump(1);
+    EXPECT_NE(reply["line"].get<std::string>().find("(its replies pass with it: stateful)"),
+              std::string::npos)
+        << reply["line"];
+  }
+
   // Rejected by fl-b's network ACL, rule 50, before the group is asked.
   d.must("POST", "/v1/network-acls", {{"name", "strict"}, {"vpc", "fl"}});
   for (const std::string direction : {"ingress", "egress"}) {
@@ -137,20 +201,6 @@ TEST_F(VpcFlowLogs, RejectsNameTheirGuardAndAcceptedFlowsCountTheirBytes) {
   d.must("PATCH", "/v1/subnets/fl-b", {{"network_acl", "strict"}}, 200);
   EXPECT_NE(execIn(d, "one", fmt::format("nc -w 2 {} 9090 </dev/null", dbIp)), 0);
 
-  json accepted = waitForRecord(d, "instance=one&action=accept", [&](const json& r) {
-    return r["srcaddr"] == oneIp && r["dstaddr"] == dbIp && r["dstport"] == 8080 &&
-           r["bytes"].get<int64_t>() >= kPayloadBytes;
-  });
-  if (!accepted.is_null()) {
-    // The payload plus one IP and TCP header per packet (at most 60 + 60 bytes).
-    EXPECT_LE(accepted["bytes"].get<int64_t>(), kPayloadBytes + 120 * accepted["packets"].get<int64_t>())
-        << accepted.dump();
-    EXPECT_EQ(accepted["protocol"], 6);
-    EXPECT_EQ(accepted["action"], "ACCEPT");
-    EXPECT_EQ(accepted["guard"], nullptr);
-    EXPECT_EQ(accepted["vpc"], "fl");
-    EXPECT_EQ(accepted["subnet"], "fl-a");
-  }
   json sgReject = waitForRecord(d, "instance=db&action=reject",
                                 [&](const json& r) { return r["srcaddr"] == twoIp && r["dstport"] == 8080; });
   if (!sgReject.is_null()) {
@@ -218,6 +268,105 @@ TEST_F(VpcFlowLogs, RejectsNameTheirGuardAndAcceptedFlowsCountTheirBytes) {
   const json again = records(d, "vpc=fl");
   ASSERT_GE(again.size(), kept.size());
   EXPECT_EQ(again[0]["id"], kept[0]["id"]);
+}
+
+// corrald with the smallest capture buffer the kernel takes: a burst of rejected packets overflows it, the
+// kernel drops NFLOG messages, and the window in which it did is a SKIPDATA record.
+class VpcFlowLogsSmallBuffer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!requireRoot()) GTEST_SKIP() << "VPC namespaces, NFLOG and conntrack need root";
+    ASSERT_TRUE(daemon_.start()) << daemon_.log();
+  }
+  TestDaemon daemon_{"flowskip", {"--flow-log-buffer", "4096"}};
+};
+
+TEST_F(VpcFlowLogsSmallBuffer, LostRejectsAreASkipDataRecord) {
+  TestDaemon& d = daemon_;
+  d.must("POST", "/v1/vpcs", {{"name", "fs"}, {"cidr", "10.73.0.0/16"}});
+  d.must("POST", "/v1/subnets", {{"name", "fs-a"}, {"vpc", "fs"}, {"cidr", "10.73.1.0/24"}});
+  // "closed" admits nothing: every datagram to its member is a logged reject.
+  json group =
+      d.must("POST", "/v1/security-groups", {{"name", "closed"}, {"vpc", "fs"}, {"description", "x"}});
+  for (const json& rule : group.value("rules", json::array())) {
+    d.must("DELETE", fmt::format("/v1/security-groups/closed/rules/{}", rule["id"].get<int>()), nullptr, 200);
+  }
+  json target = d.must("POST", "/v1/instances",
+                       {{"name", "target"},
+                        {"image", "busybox"},
+                        {"command", {"sleep", "3600"}},
+                        {"subnet", "fs-a"},
+                        {"security_groups", {"closed"}}});
+  d.must("POST", "/v1/instances",
+         {{"name", "flood"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "fs-a"}});
+  ASSERT_FALSE(HasFailure());
+  const std::string targetIp = target.value("ip", "");
+  const int floodPid = d.call("GET", "/v1/instances/flood").body.value("pid", 0);
+  ASSERT_GT(floodPid, 0);
+
+  // From flood's namespace, bursts of small datagrams (each its own NFLOG message) faster than corrald
+  // reads them through a buffer of a few messages; a few bursts, in case the first one is kept up with.
+  const sockaddr_in to = corral::testing::socketAddress(targetIp, 9999);
+  size_t sent = 0;
+  auto burst = [&] {
+    ASSERT_TRUE(corral::testing::runInNetns(fmt::format("/proc/{}/ns/net", floodPid), [&] {
+      UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      if (!udp) return;
+      const char payload[16] = {};
+      for (int i = 0; i < 20'000; ++i) {
+        if (::sendto(udp.get(), payload, sizeof payload, 0, reinterpret_cast<const sockaddr*>(&to),
+                     sizeof to) > 0)
+          ++sent;
+      }
+    }));
+  };
+  auto skipData = [&](const std::string& query) {
+    for (const json& r : records(d, query)) {
+      if (r["log_status"] == "SKIPDATA") return r;
+    }
+    return json();
+  };
+  json skipped;
+  for (int attempt = 0; attempt < 3 && skipped.is_null(); ++attempt) {
+    burst();
+    waitUntil(
+        [&] {
+          skipped = skipData("vpc=fs");
+          if (!skipped.is_null()) return true;
+          std::this_thread::sleep_for(500ms);
+          return false;
+        },
+        15s, "a SKIPDATA record");
+  }
+  ASSERT_FALSE(skipped.is_null()) << sent << " datagrams sent, no SKIPDATA record; have "
+                                  << records(d, "vpc=fs").dump(1) << "\n"
+                                  << d.logTail();
+  EXPECT_GT(sent, 0u);
+  EXPECT_EQ(skipped["vpc"], "fs");
+  EXPECT_EQ(skipped["interface_id"], "-");
+  EXPECT_EQ(skipped["action"], nullptr);
+  EXPECT_EQ(skipped["srcaddr"], nullptr);
+  EXPECT_EQ(skipped["packets"], nullptr);
+  EXPECT_GE(skipped["end"].get<int64_t>(), skipped["start"].get<int64_t>());
+  EXPECT_NE(skipped["skipped"].get<std::string>().find("NFLOG"), std::string::npos) << skipped.dump();
+  EXPECT_EQ(skipped["line"].get<std::string>().find("2 - - - - - - - - "), 0u) << skipped["line"];
+  EXPECT_NE(skipped["line"].get<std::string>().find(" - SKIPDATA NFLOG"), std::string::npos)
+      << skipped["line"];
+  // What was read still counts: rejects of the flood at target's NIC.
+  bool rejectSeen = false;
+  for (const json& r : records(d, "vpc=fs&action=reject"))
+    rejectSeen = rejectSeen || (r["action"] == "REJECT" && r["dstaddr"] == targetIp);
+  EXPECT_TRUE(rejectSeen) << records(d, "vpc=fs").dump(1);
+  // Filed under the kind of records it lost (rejects); the VPC's, not one instance's.
+  EXPECT_FALSE(skipData("vpc=fs&action=reject").is_null());
+  const json acceptSkip = skipData("name=fs&action=accept");
+  EXPECT_TRUE(acceptSkip.is_null() ||
+              acceptSkip["skipped"].get<std::string>().find("NFLOG") == std::string::npos)
+      << acceptSkip.dump();
+  EXPECT_TRUE(skipData("instance=target").is_null());
+  auto cli = d.cli({"flow-logs", "fs"});
+  EXPECT_EQ(cli.code, 0) << cli;
+  EXPECT_NE(cli.out.find(" - SKIPDATA NFLOG"), std::string::npos) << cli;
 }
 
 TEST_F(VpcFlowLogs, BadInputIsRefusedNamingTheField) {
