@@ -168,7 +168,8 @@ DashboardView Service::dashboard() {
 
 uint64_t Service::dashboardRevision() const {
   const uint64_t instances = instances_ ? instances_->revision() : 0;
-  return viewRevision_.load() * 1099511628211ull ^ instances;
+  const uint64_t groups = groups_ ? groups_->revision() : 0;
+  return (viewRevision_.load() * 1099511628211ull ^ instances) * 1099511628211ull ^ groups;
 }
 
 DashboardView Service::dashboardLocked() {
@@ -184,6 +185,14 @@ DashboardView Service::dashboardLocked() {
   // The page's narrow view: the loopback port serves this to any local user (no env, command, pid, paths).
   // Kept per instance by the manager: only the instances that changed are rendered again.
   body["instances"] = instances_ ? instances_->dashboardInstances() : json::array();
+  // Each group, its members' states and its newest events (no template: it may carry env values).
+  body["groups"] = json::array();
+  if (groups_) {
+    for (json group : groups_->dashboardJson()) {
+      group.erase("template");
+      body["groups"].push_back(std::move(group));
+    }
+  }
   std::vector<std::shared_ptr<const json>> vpcs = whole ? dashboardVpcsLocked(now) : dashboard_->view.vpcs;
   if (whole) {
     auto comparison = dashboardComparisonLocked();
@@ -198,8 +207,8 @@ DashboardView Service::dashboardLocked() {
     auto it = before->find(key);
     return it != before->end() && *it == body[key];
   };
-  const bool same = before && unchanged("host") && unchanged("instances") && unchanged("comparison") &&
-                    vpcs.size() == dashboard_->view.vpcs.size() && [&] {
+  const bool same = before && unchanged("host") && unchanged("instances") && unchanged("groups") &&
+                    unchanged("comparison") && vpcs.size() == dashboard_->view.vpcs.size() && [&] {
                       for (size_t i = 0; i < vpcs.size(); ++i) {
                         const auto& old = dashboard_->view.vpcs[i];
                         if (vpcs[i] != old && *vpcs[i] != *old) return false;
@@ -239,8 +248,8 @@ std::vector<std::shared_ptr<const json>> Service::dashboardVpcsLocked(
   if (auto items = states.find("instances"); items != states.end() && items->is_array()) {
     for (const json& item : *items) stateOf[textMember(item, "name")] = textMember(item, "state");
   }
-  const auto members = network_ ? network_->instancesByVpc()
-                                : std::map<std::string, std::vector<std::string>, std::less<>>{};
+  const auto members =
+      network_ ? network_->instancesByVpc() : std::map<std::string, std::vector<std::string>, std::less<>>{};
   std::vector<std::shared_ptr<const json>> vpcs;
   std::map<std::string, KeptVpc, std::less<>> kept;
   for (const net::Vpc* vpc : topology_.vpcs()) {
@@ -321,7 +330,8 @@ std::optional<json> patchVpcEntry(
   }
   json entry = kept;
   entry.erase("svg");
-  if (!entry.contains("subnets") || !entry["subnets"].is_array() || !entry.contains("kernel")) return std::nullopt;
+  if (!entry.contains("subnets") || !entry["subnets"].is_array() || !entry.contains("kernel"))
+    return std::nullopt;
   json& links = entry["kernel"]["links"];
   auto dropLink = [&](const std::string& link) {
     if (!links.is_array()) return;
@@ -375,7 +385,8 @@ std::optional<json> patchVpcEntry(
   std::map<std::string, json, std::less<>> groupMembers;
   for (const json& subnet : entry["subnets"]) {
     for (const json& item : subnet["instances"]) {
-      for (const json& group : item["security_groups"]) groupMembers[group.get<std::string>()].push_back(item["name"]);
+      for (const json& group : item["security_groups"])
+        groupMembers[group.get<std::string>()].push_back(item["name"]);
     }
   }
   for (json& group : entry["security_groups"]) {

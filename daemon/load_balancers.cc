@@ -190,6 +190,37 @@ void Service::forgetInstances(const std::vector<std::string>& names) {
     log::warn("deregistering removed instances from their target groups: {}", done.error().message());
 }
 
+std::optional<std::string> Service::unhealthyReason(const std::string& targetGroup,
+                                                    const std::string& instance) {
+  std::lock_guard lock(mutex_);
+  const lb::TargetGroup* group = balancers_.findTargetGroup(targetGroup);
+  if (!group || !balancerProcesses_ || !group->targets.contains(instance)) return std::nullopt;
+  for (const auto& name : balancers_.loadBalancersUsing(group->name)) {
+    auto stats = balancerProcesses_->stats(name);
+    if (!stats) continue;
+    for (const auto& entry : lb::targetHealth(*group, *stats, targetAddressesLocked())) {
+      // Only DOWN counts: "UP 1/3" is a check streak under way, "unknown" not checked yet.
+      if (entry.target == instance && entry.state == "unhealthy" && entry.reason.starts_with("DOWN"))
+        return fmt::format("{} says {}", name, entry.reason);
+    }
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+Status Service::registerTarget(const std::string& targetGroup, const std::string& instance) {
+  std::lock_guard lock(mutex_);
+  const lb::TargetGroup* group = balancers_.findTargetGroup(targetGroup);
+  if (!group) return fail(notFound("target group \"{}\" not found", targetGroup));
+  if (group->targets.contains(instance)) return {};
+  const auto placement = placementLocked();
+  return commitBalancers([&](lb::Balancers& b) { return b.registerTargets(targetGroup, {instance}, placement); });
+}
+
+void Service::deregisterEverywhere(const std::vector<std::string>& instances) {
+  forgetInstances(instances);
+}
+
 void Service::addRuntimeJsonLocked(const lb::LoadBalancer& balancer, json& out) const {
   if (!balancerProcesses_) {
     // Kept as a model only (no kernel, or no load balancer directory): nothing runs it.
