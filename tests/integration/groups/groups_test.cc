@@ -117,6 +117,15 @@ bool hasEvent(const TestDaemon& daemon, const std::string& group, const std::str
   return false;
 }
 
+// The controller records an event once the removal it made returned, so a test that saw the instance go
+// may ask before the event is written: this waits a little for it.
+bool waitForEvent(const TestDaemon& daemon, const std::string& group, const std::string& kind,
+                  const std::string& instance, std::chrono::milliseconds deadline = 5s) {
+  for (auto until = Clock::now() + deadline; Clock::now() < until; std::this_thread::sleep_for(100ms))
+    if (hasEvent(daemon, group, kind, instance)) return true;
+  return false;
+}
+
 // Member names of every instance corrald holds (GET /v1/instances), counting duplicates.
 std::multiset<std::string> instanceNames(const TestDaemon& daemon) {
   std::multiset<std::string> names;
@@ -220,8 +229,8 @@ TEST(Groups, KeepsDesiredReplacesAKilledMemberScalesAndRemovesCleanly) {
   auto healed = waitForMembers(daemon, "web", {"web-2", "web-3"}, 10s);
   EXPECT_EQ(healed, (std::set<std::string>{"web-2", "web-3"})) << daemon.logTail();
   EXPECT_LT(Clock::now() - killedAt, 5s);
-  EXPECT_TRUE(hasEvent(daemon, "web", "terminated", "web-1"));
-  EXPECT_TRUE(hasEvent(daemon, "web", "launched", "web-3"));
+  EXPECT_TRUE(waitForEvent(daemon, "web", "terminated", "web-1"));
+  EXPECT_TRUE(waitForEvent(daemon, "web", "launched", "web-3"));
   // Why, as the CLI and the dashboard show it.
   auto shown = daemon.cli({"group", "events", "web"});
   EXPECT_EQ(shown.code, 0) << shown.err;
@@ -247,7 +256,7 @@ TEST(Groups, KeepsDesiredReplacesAKilledMemberScalesAndRemovesCleanly) {
   EXPECT_EQ(waitForRunning(daemon, "web", 4), (std::set<std::string>{"web-2", "web-3", "web-4", "web-5"}));
   daemon.must("PATCH", "/v1/groups/web", {{"desired", 1}}, 200);
   EXPECT_EQ(waitForRunning(daemon, "web", 1), (std::set<std::string>{"web-2"}));
-  EXPECT_TRUE(hasEvent(daemon, "web", "terminated", "web-5"));
+  EXPECT_TRUE(waitForEvent(daemon, "web", "terminated", "web-5"));
   bool scaled = false;
   for (const json& event : events(daemon, "web")) scaled = scaled || event["kind"] == "scaled";
   EXPECT_TRUE(scaled);
@@ -413,7 +422,7 @@ TEST(Groups, MembersJoinTheTargetGroupAndOneItsCheckMarksDownIsReplaced) {
   };
   EXPECT_TRUE(waitForTargets({"web-1", "web-2"}, 10s))
       << join(std::vector<std::string>(targets().begin(), targets().end()));
-  EXPECT_TRUE(hasEvent(daemon, "web", "launched", "web-1"));
+  EXPECT_TRUE(waitForEvent(daemon, "web", "launched", "web-1"));
 
   // Requests through the load balancer reach the members (a client container in subnet a, busybox nc).
   daemon.must("POST", "/v1/instances",
@@ -475,7 +484,7 @@ TEST(Groups, VmGroupReplacesAKilledQemu) {
   ASSERT_TRUE(vm["pid"].is_number_integer()) << vm.dump();
   ASSERT_EQ(::kill(vm["pid"].get<pid_t>(), SIGKILL), 0);
   EXPECT_EQ(waitForMembers(daemon, "vms", {"vms-2"}, 90s), (std::set<std::string>{"vms-2"})) << daemon.logTail();
-  EXPECT_TRUE(hasEvent(daemon, "vms", "terminated", "vms-1"));
+  EXPECT_TRUE(waitForEvent(daemon, "vms", "terminated", "vms-1"));
 }
 
 }  // namespace
