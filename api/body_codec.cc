@@ -743,12 +743,9 @@ json bodyJson(const schema::InstanceSpec& s) {
 json bodyJson(const schema::GroupSpec& s) {
   json launch = bodyJson(s.launch);
   if (s.launch.name.empty()) launch.erase("name");
-  json body = {{"name", s.name},
-               {"template", std::move(launch)},
-               {"subnets", s.subnets},
-               {"min", s.min},
-               {"max", s.max},
-               {"health", schema::groupHealthName(s.health)}};
+  json body = {{"name", s.name},       {"template", std::move(launch)},
+               {"subnets", s.subnets}, {"min", s.min},
+               {"max", s.max},         {"health", schema::groupHealthName(s.health)}};
   if (s.desired) body["desired"] = *s.desired;
   if (!s.targetGroup.empty()) body["target_group"] = s.targetGroup;
   return body;

@@ -392,8 +392,8 @@ class Router {
         bool force = false;
         if (auto it = params->find("force"); it != params->end()) {
           if (it->second != "true" && it->second != "false")
-            return fail(invalidField("force", "query parameter force must be true or false, got \"{}\"",
-                                     it->second));
+            return fail(
+                invalidField("force", "query parameter force must be true or false, got \"{}\"", it->second));
           force = it->second == "true";
         }
         return Request{RemoveGroup{std::move(*name), force}};

@@ -154,10 +154,10 @@ Command groupCommand() {
               }),
           leaf(
               "policy",
-              "target tracking: keep the members' average CPU near PERCENT (of one CPU each). Sampled every\n"
-              "period (10 s, corrald --group-policy-period) from their cgroups; out after 2 periods above, in\n"
-              "after 3 below half, within min and max, 3 periods apart at least. Containers only (a VM's CPU\n"
-              "is not sampled yet).",
+              "target tracking: keep the members' average CPU near PERCENT (of one CPU each), sampled\n"
+              "every period (10 s, corrald --group-policy-period) from their cgroups: out after 2 periods\n"
+              "above, in after 3 below half, within min and max, 3 periods apart at least. Containers\n"
+              "only (a VM's CPU is not sampled yet).",
               {{"NAME", "the group"}}, "--cpu-target PERCENT | --none",
               [](po::options_description& options) {
                 options.add_options()("cpu-target", po::value<std::string>()->value_name("PERCENT"),

@@ -166,7 +166,8 @@ void addRunOptions(po::options_description& options) {
       ("name", po::value<std::string>()->value_name("NAME"),
        "1-63 of a-z, 0-9 and '-' (default: IMAGE-RANDOM; cattle, not pets)")  //
       ("count", po::value<std::string>()->value_name("N"),
-       "start N instances at once, NAME-1..NAME-N (implies -d; all or none: if one fails, those started are removed)")  //
+       "start N instances at once, NAME-1..NAME-N (implies -d; all or none: if one fails, those started are "
+       "removed)")  //
       ("subnet", po::value<std::string>()->value_name("SUBNET"),
        "plug it into this subnet (its floor's switch); without it the instance has only loopback")  //
       ("ip", po::value<std::string>()->value_name("A.B.C.D"),

@@ -64,9 +64,10 @@ std::vector<Member> newestFirst(std::vector<Member> members, const std::string& 
 
 Result<std::unique_ptr<GroupController>> GroupController::load(Store& store, InstanceManager& instances,
                                                                SpecCheck check, CpuUsageReader cpu,
-                                                               TargetGroupSeam* targetGroups, GroupOptions options) {
-  auto controller =
-      std::make_unique<GroupController>(store, instances, std::move(check), std::move(cpu), targetGroups, options);
+                                                               TargetGroupSeam* targetGroups,
+                                                               GroupOptions options) {
+  auto controller = std::make_unique<GroupController>(store, instances, std::move(check), std::move(cpu),
+                                                      targetGroups, options);
   auto rows = store.listGroups();
   if (!rows) return fail(rows.error());
   for (GroupRow& row : *rows) {

@@ -214,7 +214,8 @@ Status Service::registerTarget(const std::string& targetGroup, const std::string
   if (!group) return fail(notFound("target group \"{}\" not found", targetGroup));
   if (group->targets.contains(instance)) return {};
   const auto placement = placementLocked();
-  return commitBalancers([&](lb::Balancers& b) { return b.registerTargets(targetGroup, {instance}, placement); });
+  return commitBalancers(
+      [&](lb::Balancers& b) { return b.registerTargets(targetGroup, {instance}, placement); });
 }
 
 void Service::deregisterEverywhere(const std::vector<std::string>& instances) {

@@ -91,7 +91,8 @@ std::set<std::string> waitForRunning(const TestDaemon& daemon, const std::string
 
 // Waits until the group's members are exactly `wanted`, all running; the last set seen.
 std::set<std::string> waitForMembers(const TestDaemon& daemon, const std::string& group,
-                                     const std::set<std::string>& wanted, std::chrono::milliseconds deadline) {
+                                     const std::set<std::string>& wanted,
+                                     std::chrono::milliseconds deadline) {
   auto until = Clock::now() + deadline;
   std::set<std::string> seen;
   while (Clock::now() < until) {
@@ -483,7 +484,8 @@ TEST(Groups, VmGroupReplacesAKilledQemu) {
   json vm = daemon.call("GET", "/v1/instances/vms-1").body;
   ASSERT_TRUE(vm["pid"].is_number_integer()) << vm.dump();
   ASSERT_EQ(::kill(vm["pid"].get<pid_t>(), SIGKILL), 0);
-  EXPECT_EQ(waitForMembers(daemon, "vms", {"vms-2"}, 90s), (std::set<std::string>{"vms-2"})) << daemon.logTail();
+  EXPECT_EQ(waitForMembers(daemon, "vms", {"vms-2"}, 90s), (std::set<std::string>{"vms-2"}))
+      << daemon.logTail();
   EXPECT_TRUE(waitForEvent(daemon, "vms", "terminated", "vms-1"));
 }
 
