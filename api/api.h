@@ -13,6 +13,7 @@
 #include "api/images.h"
 #include "core/error.h"
 #include "schema/cidr.h"
+#include "schema/group.h"
 #include "schema/instance.h"
 #include "schema/load_balancer.h"
 #include "schema/network.h"
@@ -155,6 +156,39 @@ struct WaitInstancePort {
   int64_t port = 0;             // 1..65535
   int64_t timeoutSeconds = 60;  // 1..600
   bool operator==(const WaitInstancePort&) const = default;
+};
+
+// Groups of cattle (daemon/groups.h): /v1/groups. Shapes: docs/api.md ("Groups").
+struct CreateGroup {  // POST /v1/groups: stored, then its members are launched by the controller
+  schema::GroupSpec spec;
+  bool operator==(const CreateGroup&) const = default;
+};
+struct ListGroups {  // GET /v1/groups
+  bool operator==(const ListGroups&) const = default;
+};
+struct GetGroup {  // GET /v1/groups/NAME: the group, its members and their states
+  std::string name;
+  bool operator==(const GetGroup&) const = default;
+};
+struct RemoveGroup {  // DELETE /v1/groups/NAME?force=true: force removes its members too (else refused)
+  std::string name;
+  bool force = false;
+  bool operator==(const RemoveGroup&) const = default;
+};
+struct ScaleGroup {  // PATCH /v1/groups/NAME {"desired": K}
+  std::string name;
+  int64_t desired = 0;
+  bool operator==(const ScaleGroup&) const = default;
+};
+struct GetGroupEvents {  // GET /v1/groups/NAME/events: the newest 200, oldest first
+  std::string name;
+  bool operator==(const GetGroupEvents&) const = default;
+};
+// POST /v1/groups/NAME/policy {"cpu_target": 50}: target tracking on the members' average CPU; null removes
+struct SetGroupPolicy {
+  std::string name;
+  std::optional<schema::CpuPolicy> policy;
+  bool operator==(const SetGroupPolicy&) const = default;
 };
 
 // POST /v1/trace {"target": "web", "filter": "tcp", "count": 20, "seconds": 10}: captures frames on a
@@ -314,7 +348,8 @@ using Request = std::variant<
     DeleteSecurityGroupRule, CORRAL_KIND_REQUESTS(NetworkAcl), Create<schema::NetworkAclSpec>,
     AddNetworkAclRule, DeleteNetworkAclRule, CORRAL_KIND_REQUESTS(Peering), Create<schema::PeeringSpec>,
     GetVpcTopology, RunInstance, ListInstances, GetInstance, StopInstance, StartInstance, RemoveInstance,
-    RemoveInstances, GetInstanceLogs, ExecInstance, WaitInstancePort, TraceCapture, ReachAnalysis,
+    RemoveInstances, GetInstanceLogs, ExecInstance, WaitInstancePort, CreateGroup, ListGroups, GetGroup,
+    RemoveGroup, ScaleGroup, GetGroupEvents, SetGroupPolicy, TraceCapture, ReachAnalysis,
     GetFlowLogs, SaveComparison, ListComparisons, GetComparison, GetDashboard, ListImages, GetImage,
     RemoveImage, PullImage, ImportImage, BuildImage, ListVmSnapshots, RemoveVmSnapshot, CreateLoadBalancer,
     ListLoadBalancers, GetLoadBalancer, DeleteLoadBalancer, AddListener, DeleteListener, AddListenerRule,

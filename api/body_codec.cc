@@ -94,6 +94,12 @@ Result<schema::InstanceKind> fromJson(std::string_view field, const json& value,
   return schema::parseInstanceKind(value.get<std::string>(), field);
 }
 
+Result<schema::GroupHealth> fromJson(std::string_view field, const json& value, schema::GroupHealth*) {
+  if (!value.is_string()) return fail(typeError(field, "a string", value));
+  return schema::parseGroupHealth(value.get<std::string>(), field);
+}
+
+Result<schema::InstanceSpec> fromJson(std::string_view field, const json& value, schema::InstanceSpec*);
 Result<schema::HealthCheckSpec> fromJson(std::string_view field, const json& value, schema::HealthCheckSpec*);
 Result<schema::ListenerActionSpec> fromJson(std::string_view field, const json& value,
                                             schema::ListenerActionSpec*);
@@ -410,6 +416,40 @@ void readSpec(BodyFields& f, schema::InstanceSpec& s) {
   f.optional("public_ip", s.publicIp);
   f.optional("public_address", s.publicAddress);
   f.optional("user_data", s.userData);
+  f.optional("group", s.group);
+}
+
+// A group's launch template: an instance spec whose name may be left out (the group names its members).
+Result<schema::InstanceSpec> fromJson(std::string_view field, const json& value, schema::InstanceSpec*) {
+  if (!value.is_object()) return fail(typeError(field, "an object (an instance spec)", value));
+  json object = value;
+  if (!object.contains("name")) object["name"] = "";
+  BodyFields fields(std::move(object));
+  schema::InstanceSpec spec;
+  readSpec(fields, spec);
+  if (Status status = fields.finish(); !status) return fail(std::move(status.error()).inField(field));
+  return spec;
+}
+
+void readSpec(BodyFields& f, schema::GroupSpec& s) {
+  f.required("name", s.name);
+  f.required("template", s.launch);
+  f.required("subnets", s.subnets);
+  f.required("min", s.min);
+  f.required("max", s.max);
+  f.optional("desired", s.desired);
+  f.optional("health", s.health);
+  f.optional("target_group", s.targetGroup);
+}
+
+void readSpec(BodyFields& f, ScaleBody& s) {
+  f.required("desired", s.desired);
+}
+
+void readSpec(BodyFields& f, PolicyBody& s) {
+  std::optional<double> target;
+  f.optional("cpu_target", target);
+  if (target) s.policy = schema::CpuPolicy{*target};
 }
 
 void readSpec(BodyFields& f, StopBody& s) {
@@ -521,6 +561,9 @@ template Result<schema::SecurityGroupRuleSpec> parseBody(std::string_view, std::
 template Result<schema::NetworkAclSpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::NetworkAclRuleSpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::InstanceSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<schema::GroupSpec> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<ScaleBody> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<PolicyBody> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<StopBody> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<EmptyBody> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<ExecBody> parseBody(std::string_view, std::string_view, std::string_view);
@@ -690,10 +733,30 @@ json bodyJson(const schema::InstanceSpec& s) {
   if (s.publicIp) body["public_ip"] = *s.publicIp;
   if (!s.publicAddress.empty()) body["public_address"] = s.publicAddress;
   if (!s.userData.empty()) body["user_data"] = s.userData;
+  if (!s.group.empty()) body["group"] = s.group;
   body["memory"] = s.memory ? json(*s.memory) : json(nullptr);
   body["cpus"] = s.cpus ? json(*s.cpus) : json(nullptr);
   body["pids"] = s.pids ? json(*s.pids) : json(nullptr);
   return body;
+}
+
+json bodyJson(const schema::GroupSpec& s) {
+  json launch = bodyJson(s.launch);
+  if (s.launch.name.empty()) launch.erase("name");
+  json body = {{"name", s.name},       {"template", std::move(launch)},
+               {"subnets", s.subnets}, {"min", s.min},
+               {"max", s.max},         {"health", schema::groupHealthName(s.health)}};
+  if (s.desired) body["desired"] = *s.desired;
+  if (!s.targetGroup.empty()) body["target_group"] = s.targetGroup;
+  return body;
+}
+
+json bodyJson(const ScaleBody& s) {
+  return {{"desired", s.desired}};
+}
+
+json bodyJson(const PolicyBody& s) {
+  return {{"cpu_target", s.policy ? json(s.policy->targetPercent) : json(nullptr)}};
 }
 
 json bodyJson(const StopBody& s) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,12 @@ struct ExecBody {     // POST /v1/instances/NAME/exec
 };
 struct TargetsBody {  // POST /v1/target-groups/NAME/register and .../deregister
   std::vector<std::string> targets;
+};
+struct ScaleBody {  // PATCH /v1/groups/NAME
+  int64_t desired = 0;
+};
+struct PolicyBody {  // POST /v1/groups/NAME/policy: {"cpu_target": 50}; null or absent removes the policy
+  std::optional<schema::CpuPolicy> policy;
 };
 struct WaitPortBody {  // POST /v1/instances/NAME/wait-port
   int64_t port = 0;
@@ -56,6 +63,9 @@ nlohmann::json bodyJson(const schema::SecurityGroupRuleSpec& body);
 nlohmann::json bodyJson(const schema::NetworkAclSpec& body);
 nlohmann::json bodyJson(const schema::NetworkAclRuleSpec& body);
 nlohmann::json bodyJson(const schema::InstanceSpec& body);
+nlohmann::json bodyJson(const schema::GroupSpec& body);
+nlohmann::json bodyJson(const ScaleBody& body);
+nlohmann::json bodyJson(const PolicyBody& body);
 nlohmann::json bodyJson(const StopBody& body);
 nlohmann::json bodyJson(const ExecBody& body);
 nlohmann::json bodyJson(const WaitPortBody& body);

@@ -8,6 +8,7 @@ namespace corral::api {
 
 inline constexpr std::string_view kInstances = "instances";
 inline constexpr std::string_view kImages = "images";
+inline constexpr std::string_view kGroups = "groups";
 inline constexpr std::string_view kTrace = "trace";
 inline constexpr std::string_view kReach = "reach";
 inline constexpr std::string_view kFlowLogs = "flow-logs";

@@ -62,6 +62,10 @@ std::string instancePath(std::string_view name) {
   return fmt::format("{}/{}/{}", kApiPrefix, kInstances, percentEncode(name));
 }
 
+std::string groupPath(std::string_view name) {
+  return fmt::format("{}/{}/{}", kApiPrefix, kGroups, percentEncode(name));
+}
+
 template <class... Visitors>
 struct Overloaded : Visitors... {
   using Visitors::operator()...;
@@ -161,6 +165,21 @@ HttpRequest renderRequest(const Request& request) {
           [&](const WaitInstancePort& r) {
             return HttpRequest{"POST", instancePath(r.name) + "/wait-port",
                                bodyJson(WaitPortBody{r.port, r.timeoutSeconds}).dump()};
+          },
+          [&](const CreateGroup& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kGroups), bodyJson(r.spec).dump()};
+          },
+          [&](const ListGroups&) { return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kGroups), ""}; },
+          [&](const GetGroup& r) { return HttpRequest{"GET", groupPath(r.name), ""}; },
+          [&](const RemoveGroup& r) {
+            return HttpRequest{"DELETE", groupPath(r.name) + (r.force ? "?force=true" : ""), ""};
+          },
+          [&](const ScaleGroup& r) {
+            return HttpRequest{"PATCH", groupPath(r.name), bodyJson(ScaleBody{r.desired}).dump()};
+          },
+          [&](const GetGroupEvents& r) { return HttpRequest{"GET", groupPath(r.name) + "/events", ""}; },
+          [&](const SetGroupPolicy& r) {
+            return HttpRequest{"POST", groupPath(r.name) + "/policy", bodyJson(PolicyBody{r.policy}).dump()};
           },
           [&](const SaveComparison& r) {
             return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kComparisons), r.result.dump()};

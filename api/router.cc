@@ -46,6 +46,7 @@ class Router {
     }
     if (!seg.empty() && seg[0] == kInstances) return routeInstances();
     if (!seg.empty() && seg[0] == kImages) return routeImages();
+    if (!seg.empty() && seg[0] == kGroups) return routeGroups();
     if (seg.size() == 1 && seg[0] == kTrace) {
       if (Status s = check({"POST"}); !s) return fail(s.error());
       if (Status s = noQuery(); !s) return fail(s.error());
@@ -366,6 +367,54 @@ class Router {
       auto body = parseBody<WaitPortBody>(method_, target_.path, body_);
       if (!body) return fail(body.error());
       return Request{WaitInstancePort{std::move(*name), body->port, body->timeoutSeconds}};
+    }
+    return fail(noSuchPath());
+  }
+
+  // /v1/groups, /v1/groups/NAME (GET, PATCH, DELETE?force=), /v1/groups/NAME/{events,policy}.
+  Result<Request> routeGroups() const {
+    const auto& seg = target_.segments;
+    if (seg.size() == 1) {
+      if (Status s = check({"GET", "POST"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      if (method_ == "GET") return Request{ListGroups{}};
+      auto spec = parseBody<schema::GroupSpec>(method_, target_.path, body_);
+      if (!spec) return fail(spec.error());
+      return Request{CreateGroup{std::move(*spec)}};
+    }
+    Result<std::string> name = percentDecode(seg[1], "name");
+    if (!name) return fail(name.error());
+    if (seg.size() == 2) {
+      if (Status s = check({"GET", "PATCH", "DELETE"}); !s) return fail(s.error());
+      if (method_ == "DELETE") {
+        auto params = queryParams({"force"});
+        if (!params) return fail(params.error());
+        bool force = false;
+        if (auto it = params->find("force"); it != params->end()) {
+          if (it->second != "true" && it->second != "false")
+            return fail(
+                invalidField("force", "query parameter force must be true or false, got \"{}\"", it->second));
+          force = it->second == "true";
+        }
+        return Request{RemoveGroup{std::move(*name), force}};
+      }
+      if (Status s = noQuery(); !s) return fail(s.error());
+      if (method_ == "GET") return Request{GetGroup{std::move(*name)}};
+      auto body = parseBody<ScaleBody>(method_, target_.path, body_);
+      if (!body) return fail(body.error());
+      return Request{ScaleGroup{std::move(*name), body->desired}};
+    }
+    if (seg.size() != 3) return fail(noSuchPath());
+    if (Status s = noQuery(); !s) return fail(s.error());
+    if (seg[2] == "events") {
+      if (Status s = check({"GET"}); !s) return fail(s.error());
+      return Request{GetGroupEvents{std::move(*name)}};
+    }
+    if (seg[2] == "policy") {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      auto body = parseBody<PolicyBody>(method_, target_.path, body_);
+      if (!body) return fail(body.error());
+      return Request{SetGroupPolicy{std::move(*name), body->policy}};
     }
     return fail(noSuchPath());
   }

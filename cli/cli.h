@@ -133,6 +133,11 @@ Command startCommand();
 Command removeInstanceCommand();
 Command inspectCommand();
 Command consoleCommand();  // cli/instances.cc: `corral console NAME`
+Command groupCommand();    // cli/group.cc: `corral group create|ls|show|scale|policy|events|rm`
+// cli/run.cc: the flags of an instance's spec that `corral run` and `corral group create` (its launch
+// template) share, and the spec they give (run's own flags, like --name and --subnet, absent there).
+void addInstanceTemplateOptions(po::options_description& options);
+schema::InstanceSpec specFromFlags(const Invocation& invocation);
 // cli/terminal.cc: one upgraded exec or console session with this terminal; corral's exit code. `detached`
 // (when given) tells whether the user left a console with the detach key (the program still runs).
 int runTerminal(const std::string& socketPath, api::TerminalTarget target, bool* detached = nullptr);

@@ -53,6 +53,8 @@ std::vector<std::string> values(const Invocation& invocation, const std::string&
   return invocation.options[name].as<std::vector<std::string>>();
 }
 
+}  // namespace
+
 schema::InstanceSpec specFromFlags(const Invocation& invocation) {
   if (invocation.flag("vm") && invocation.flag("container")) {
     throw UsageError("--vm and --container cannot be used together");
@@ -109,7 +111,7 @@ schema::InstanceSpec specFromFlags(const Invocation& invocation) {
   return spec;
 }
 
-void addRunOptions(po::options_description& options) {
+void addInstanceTemplateOptions(po::options_description& options) {
   options.add_options()                                                                                //
       ("container", "run a container, which shares the host's kernel (the default)")                   //
       ("vm", "run a virtual machine with its own kernel (libvirt/QEMU; KVM or TCG, see corral info)")  //
@@ -132,8 +134,6 @@ void addRunOptions(po::options_description& options) {
       ("user,u", po::value<std::string>()->value_name("USER[:GROUP]"),
        "run as this user instead of the image's User: a name or uid, :GROUP by name or gid, looked up in "
        "the image's /etc/passwd and /etc/group (VMs: store images only)")  //
-      ("name", po::value<std::string>()->value_name("NAME"),
-       "1-63 of a-z, 0-9 and '-' (default: IMAGE-RANDOM; cattle, not pets)")  //
       ("memory", po::value<std::string>()->value_name("SIZE"),
        "memory limit, e.g. 64M or 1G; above it the kernel's OOM killer ends the command")                //
       ("cpus", po::value<std::string>()->value_name("N"), "CPU limit, e.g. 0.5 for half a CPU")          //
@@ -154,12 +154,24 @@ void addRunOptions(po::options_description& options) {
        "give the container a host device, e.g. /dev/fuse or /dev/fuse:/dev/fuse:rw (PERMS of rwm, default "
        "rwm; repeatable); every other device stays closed")                                  //
       ("init", "run a tiny init as PID 1 that forwards signals and reaps orphaned zombies")  //
+      ("sg", po::value<std::vector<std::string>>()->value_name("GROUP"),
+       "a security group (a guard at its door; repeatable; default: the VPC's default group)");
+}
+
+namespace {
+
+void addRunOptions(po::options_description& options) {
+  addInstanceTemplateOptions(options);
+  options.add_options()  //
+      ("name", po::value<std::string>()->value_name("NAME"),
+       "1-63 of a-z, 0-9 and '-' (default: IMAGE-RANDOM; cattle, not pets)")  //
+      ("count", po::value<std::string>()->value_name("N"),
+       "start N instances at once, NAME-1..NAME-N (implies -d; all or none: if one fails, those started are "
+       "removed)")  //
       ("subnet", po::value<std::string>()->value_name("SUBNET"),
        "plug it into this subnet (its floor's switch); without it the instance has only loopback")  //
       ("ip", po::value<std::string>()->value_name("A.B.C.D"),
        "its private address in the subnet (default: the lowest free one)")  //
-      ("sg", po::value<std::vector<std::string>>()->value_name("GROUP"),
-       "a security group (a guard at its door; repeatable; default: the VPC's default group)")  //
       ("publish,p", po::value<std::vector<std::string>>()->value_name("PORT:PORT[/udp]"),
        "forward the internet gateway's PORT to the instance's PORT (repeatable)")  //
       ("public-ip", "give it a public address (1:1 NAT at the internet gateway)")  //
@@ -241,7 +253,48 @@ int finishVmRun(const api::Client& client, json instance, const Invocation& invo
   return code;
 }
 
+// --count N: BASE-1..BASE-N, all or none: one request each, and when one fails the ones started are
+// removed (force) before the error is shown, so nothing is left half-done.
+int runMany(const Invocation& invocation, int64_t count) {
+  if (count < 1 || count > 100) throw UsageError(fmt::format("--count: {} is not between 1 and 100", count));
+  for (const char* shared : {"ip", "publish", "interactive", "tty"}) {
+    if (invocation.flag(shared))
+      throw UsageError(fmt::format("--{} cannot be shared by the {} instances of --count", shared, count));
+  }
+  schema::InstanceSpec spec = specFromFlags(invocation);
+  const std::string base = spec.name;
+  if (base.empty()) throw UsageError("--count needs --name BASE: the instances are BASE-1..BASE-N");
+  api::Client client(invocation.global.socketPath);
+  std::vector<std::string> started;
+  json answers = json::array();
+  for (int64_t i = 1; i <= count; ++i) {
+    spec.name = fmt::format("{}-{}", base, i);
+    Result<json> instance = client.call(api::RunInstance{spec});
+    if (!instance) {
+      printError(instance.error());
+      if (!started.empty()) {
+        std::cerr << fmt::format("corral: removing the {} instance(s) already started: {}\n", started.size(),
+                                 fmt::join(started, ", "));
+        api::Client patient(client.socketPath(), std::chrono::seconds(120));
+        if (Result<json> removed = patient.call(api::RemoveInstances{started, true}); !removed)
+          printError(removed.error());
+      }
+      return 1;
+    }
+    started.push_back(spec.name);
+    answers.push_back(std::move(*instance));
+  }
+  if (invocation.global.json) {
+    std::cout << json{{"instances", answers}}.dump(2) << "\n";
+    return 0;
+  }
+  for (const json& instance : answers)
+    fmt::print("{} {}\n", displayText(field(instance, "name")), displayText(field(instance, "state")));
+  return 0;
+}
+
 int runInstance(const Invocation& invocation) {
+  if (auto count = invocation.value("count")) return runMany(invocation, parseIntegerFlag("--count", *count));
   schema::InstanceSpec spec = specFromFlags(invocation);
   bool detach = invocation.flag("detach");
   bool remove = invocation.flag("rm");
@@ -323,14 +376,16 @@ Command runCommand() {
       "/dev/console; a VM's command: through exec -it), -i alone pipes our stdin to it; Ctrl-] detaches "
       "from\n"
       "a container's, corral console NAME attaches again.\n"
-      "Instances are cattle, not pets: give them --rm and run a fresh one rather than repairing an old one.",
+      "Instances are cattle, not pets: give them --rm and run a fresh one rather than repairing an old one.\n"
+      "--count N starts NAME-1..NAME-N at once (detached; all or none). For a herd that heals and scales\n"
+      "itself, see corral group.",
       {},
       "[--container | --vm] [--image NAME] [--user USER[:GROUP]] [--kernel corral|debian|PATH] "
       "[--machine microvm|pc] [--initrd PATH] [--warm] [--name NAME] [--memory SIZE] "
       "[--cpus N] [--pids N] [--hostname H] "
       "[--env K=V]... [--cap-add CAP]... [--cap-drop CAP]... [--seccomp PROFILE] [--user-ns] [--init] "
       "[--subnet SUBNET [--ip A.B.C.D] [--sg GROUP]... [--publish PORT:PORT]... [--public-ip]] [-i] [-t] "
-      "[--rm] [-d] "
+      "[--rm] [-d] [--count N] "
       "[-- CMD [ARGS...]]",
       addRunOptions, runInstance);
   command.takesCommand = true;

@@ -168,7 +168,8 @@ DashboardView Service::dashboard() {
 
 uint64_t Service::dashboardRevision() const {
   const uint64_t instances = instances_ ? instances_->revision() : 0;
-  return viewRevision_.load() * 1099511628211ull ^ instances;
+  const uint64_t groups = groups_ ? groups_->revision() : 0;
+  return (viewRevision_.load() * 1099511628211ull ^ instances) * 1099511628211ull ^ groups;
 }
 
 DashboardView Service::dashboardLocked() {
@@ -184,6 +185,14 @@ DashboardView Service::dashboardLocked() {
   // The page's narrow view: the loopback port serves this to any local user (no env, command, pid, paths).
   // Kept per instance by the manager: only the instances that changed are rendered again.
   body["instances"] = instances_ ? instances_->dashboardInstances() : json::array();
+  // Each group, its members' states and its newest events (no template: it may carry env values).
+  body["groups"] = json::array();
+  if (groups_) {
+    for (json group : groups_->dashboardJson()) {
+      group.erase("template");
+      body["groups"].push_back(std::move(group));
+    }
+  }
   std::vector<std::shared_ptr<const json>> vpcs = whole ? dashboardVpcsLocked(now) : dashboard_->view.vpcs;
   if (whole) {
     auto comparison = dashboardComparisonLocked();
@@ -198,8 +207,8 @@ DashboardView Service::dashboardLocked() {
     auto it = before->find(key);
     return it != before->end() && *it == body[key];
   };
-  const bool same = before && unchanged("host") && unchanged("instances") && unchanged("comparison") &&
-                    vpcs.size() == dashboard_->view.vpcs.size() && [&] {
+  const bool same = before && unchanged("host") && unchanged("instances") && unchanged("groups") &&
+                    unchanged("comparison") && vpcs.size() == dashboard_->view.vpcs.size() && [&] {
                       for (size_t i = 0; i < vpcs.size(); ++i) {
                         const auto& old = dashboard_->view.vpcs[i];
                         if (vpcs[i] != old && *vpcs[i] != *old) return false;

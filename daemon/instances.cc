@@ -243,6 +243,7 @@ void InstanceManager::instanceEnded(const std::string& name, RunId run, Instance
             ending.exitCode ? std::to_string(*ending.exitCode) : "none",
             ending.exitSignal ? std::to_string(*ending.exitSignal) : "none");
   recordStopped(instance, ending.reason, ending.exitCode, ending.exitSignal, std::move(ending.note));
+  if (endedListener_) endedListener_();
 }
 
 void InstanceManager::instanceOomKills(const std::string& name, RunId run, int64_t count) {
@@ -579,6 +580,29 @@ json InstanceManager::dashboardInstances() {
     items.push_back(kept->entry);
   }
   return items;
+}
+
+std::vector<InstanceManager::GroupMember> InstanceManager::groupMembers() {
+  std::lock_guard lock(mutex_);
+  std::vector<GroupMember> members;
+  for (const auto& [name, instance] : instances_) {
+    if (instance.spec.group.empty()) continue;
+    members.push_back({.name = name,
+                       .group = instance.spec.group,
+                       .subnet = instance.spec.subnet,
+                       .state = instance.state(),
+                       .exitReason = instance.row.exitReason,
+                       .exitCode = instance.row.exitCode,
+                       .exitSignal = instance.row.exitSignal});
+  }
+  return members;
+}
+
+Status InstanceManager::check(const schema::InstanceSpec& spec) {
+  auto driver = driverFor(spec.kind);
+  if (!driver) return fail(driver.error());
+  auto handle = (*driver)->newHandle();
+  return (*driver)->configure(*handle, spec, nullptr);
 }
 
 json InstanceManager::summaries() {

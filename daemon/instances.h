@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <map>
 #include <memory>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -88,6 +89,26 @@ class InstanceManager final : private InstanceEvents {
   // manager's lock while it waits.
   Result<nlohmann::json> waitForPort(const std::string& name, uint16_t port,
                                      std::chrono::milliseconds timeout);
+
+  // Groups (daemon/groups.h): every instance whose spec names a group, as its controller counts them.
+  struct GroupMember {
+    std::string name;
+    std::string group;
+    std::string subnet;
+    InstanceState state = InstanceState::created;
+    std::optional<ExitReason> exitReason;
+    std::optional<int64_t> exitCode;
+    std::optional<int64_t> exitSignal;
+  };
+  std::vector<GroupMember> groupMembers();
+  // Checks `spec` as run() would before reserving anything (its driver's configure: the image, the
+  // limits), starting nothing.
+  Status check(const schema::InstanceSpec& spec);
+  // Called (under the manager's lock: it must not call back in) after any instance was recorded as ended.
+  void setEndedListener(std::function<void()> listener) {
+    std::lock_guard lock(mutex_);
+    endedListener_ = std::move(listener);
+  }
 
   // The network namespace of the running container `name` (an fd of /proc/PID/ns/net), for a probe sent
   // from or received in it (corral reach --verify). A VM's network stack is its guest's kernel: refused,
@@ -207,6 +228,7 @@ class InstanceManager final : private InstanceEvents {
   std::condition_variable changed_;
   std::map<std::string, Instance, std::less<>> instances_;
   std::atomic<uint64_t> revision_{1};
+  std::function<void()> endedListener_;  // under mutex_
 };
 
 }  // namespace corral::daemon

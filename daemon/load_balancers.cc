@@ -187,6 +187,48 @@ void Service::forgetInstances(const std::vector<std::string>& names) {
     log::warn("deregistering removed instances from their target groups: {}", done.error().message());
 }
 
+std::optional<std::string> Service::unhealthyReason(const std::string& targetGroup,
+                                                    const std::string& instance) {
+  // The model is copied under the lock; HAProxy's stats socket is read outside it (a slow HAProxy must not
+  // hold up the API).
+  lb::TargetGroup group;
+  std::vector<std::string> balancers;
+  std::map<std::string, std::string> addresses;
+  {
+    std::lock_guard lock(mutex_);
+    const lb::TargetGroup* found = balancers_.findTargetGroup(targetGroup);
+    if (!found || !balancerProcesses_ || !found->targets.contains(instance)) return std::nullopt;
+    group = *found;
+    balancers = balancers_.loadBalancersUsing(group.name);
+    addresses = targetAddressesLocked();
+  }
+  for (const auto& name : balancers) {
+    auto stats = balancerProcesses_->stats(name);
+    if (!stats) continue;
+    for (const auto& entry : lb::targetHealth(group, *stats, addresses)) {
+      // Only DOWN counts: "UP 1/3" is a check streak under way, "unknown" not checked yet.
+      if (entry.target == instance && entry.state == "unhealthy" && entry.reason.starts_with("DOWN"))
+        return fmt::format("{} says {}", name, entry.reason);
+    }
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+Status Service::registerTarget(const std::string& targetGroup, const std::string& instance) {
+  std::lock_guard lock(mutex_);
+  const lb::TargetGroup* group = balancers_.findTargetGroup(targetGroup);
+  if (!group) return fail(notFound("target group \"{}\" not found", targetGroup));
+  if (group->targets.contains(instance)) return {};
+  const auto placement = placementLocked();
+  return commitBalancers(
+      [&](lb::Balancers& b) { return b.registerTargets(targetGroup, {instance}, placement); });
+}
+
+void Service::deregisterEverywhere(const std::vector<std::string>& instances) {
+  forgetInstances(instances);
+}
+
 namespace {
 
 json targetHealthJson(const lb::TargetGroup& group, const std::vector<lb::ProxyStat>& rows,

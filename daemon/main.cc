@@ -75,6 +75,7 @@ struct Options {
   std::string subuidFile;
   std::string subgidFile;
   int64_t vmBootTimeoutS = 90;
+  int64_t groupPolicyPeriodS = 10;
   int64_t kvmProbeTimeoutS = 15;
   bool foreground = false;
   int64_t readTimeoutMs = 10'000;
@@ -173,6 +174,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "a \"corral:START:COUNT\" line here (and the same in --subgid-file) is the pool of host ids that "
        "containers with a user namespace get 65536 each of; without one, 1879048192-2147352575")
       ("subgid-file", po::value(&options.subgidFile)->default_value("/etc/subgid"), "see --subuid-file")
+      ("group-policy-period", po::value(&options.groupPolicyPeriodS)->default_value(10)->value_name("SECONDS"),
+       "how often the groups' target-tracking policies sample their members' CPU; a policy scales out after 2 "
+       "periods above its target, in after 3 below half of it, and waits 3 periods after each scaling")
       ("vm-boot-timeout", po::value(&options.vmBootTimeoutS)->default_value(90),
        "seconds a VM's guest has to become ready before it is destroyed")
       ("kvm-probe-timeout", po::value(&options.kvmProbeTimeoutS)->default_value(15),
@@ -284,6 +288,10 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     auto cidr = net::Cidr::parse(*text, field);
     if (!cidr) return fail(cidr.error());
     if (cidr->prefix() > 28) return fail(invalidField(field, "{} is too small: give a /28 or larger", *text));
+  }
+  if (options.groupPolicyPeriodS < 1 || options.groupPolicyPeriodS > 600) {
+    return fail(invalidField("group-policy-period", "{} is out of range: give 1 to 600 seconds",
+                             options.groupPolicyPeriodS));
   }
   if (options.kvmProbeTimeoutS < 1 || options.kvmProbeTimeoutS > 600) {
     return fail(invalidField("kvm-probe-timeout", "{} is out of range: give 1 to 600 seconds",
@@ -552,7 +560,10 @@ int run(const Options& options, StartupReport& report) {
                               networkOptions.uplink.netns, networkOptions.uplink.netns));
     return 1;
   }
-  auto service = Service::load(std::move(*store), std::move(instanceOptions), std::move(networkOptions));
+  GroupOptions groupOptions;
+  groupOptions.policyPeriod = std::chrono::seconds(options.groupPolicyPeriodS);
+  auto service =
+      Service::load(std::move(*store), std::move(instanceOptions), std::move(networkOptions), groupOptions);
   if (!service) {
     report.failed(service.error().message());
     return 1;

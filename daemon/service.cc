@@ -204,7 +204,7 @@ Response errorResponse(const Error& error) {
 }
 
 Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions instanceOptions,
-                                               NetworkOptions networkOptions) {
+                                               NetworkOptions networkOptions, GroupOptions groupOptions) {
   auto topology = store.loadTopology();
   if (!topology) return fail(topology.error().wrap(fmt::format("loading state from \"{}\"", store.path())));
   auto balancers = store.loadBalancers();
@@ -234,6 +234,14 @@ Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions inst
   service->network_->reconcile();
   service->instances_->replugNics();
   service->startBalancers();
+  auto groups = GroupController::load(
+      service->store_, *service->instances_,
+      [raw = service.get()](const schema::GroupSpec& spec) { return raw->checkGroupSpec(spec); },
+      cgroupCpuReader(*service->instances_), static_cast<TargetGroupSeam*>(service.get()), groupOptions);
+  if (!groups)
+    return fail(groups.error().wrap(fmt::format("loading groups from \"{}\"", service->store_.path())));
+  service->groups_ = std::move(*groups);
+  service->groups_->start();
   return service;
 }
 
@@ -257,6 +265,9 @@ Response Service::handle(const api::Request& request) {
         if constexpr (requires { serveImage(typed); }) {
           if (!images_) return errorResponse(unavailable("images are not managed by this service"));
           return serveImage(typed);
+        } else if constexpr (requires { serveGroup(typed); }) {
+          if (!groups_) return errorResponse(unavailable("groups are not managed by this service"));
+          return serveGroup(typed);
         } else if constexpr (std::is_same_v<std::decay_t<decltype(typed)>, api::GetFlowLogs>) {
           // Its checks take the lock themselves; reading the store needs none.
           auto filter = flowLogFilter(typed);
@@ -372,7 +383,71 @@ Response Service::serveImage(const api::BuildImage& request) {
 }
 
 Response Service::serveInstance(const api::RunInstance& request) {
+  // Only a group's controller makes members: a user's instance is never counted as one.
+  if (!request.spec.group.empty())
+    return errorResponse(
+        invalidField("group", "members of a group are launched by the group (corral group create)"));
   return instanceResponse(201, instances_->run(request.spec));
+}
+
+Status Service::checkGroupSpec(const schema::GroupSpec& spec) {
+  std::lock_guard lock(mutex_);
+  std::string vpc;
+  for (size_t i = 0; i < spec.subnets.size(); ++i) {
+    const std::string field = fmt::format("subnets[{}]", i);
+    auto subnet = topology_.subnet(spec.subnets[i]);
+    if (!subnet) return fail(invalidField(field, "subnet \"{}\" not found", spec.subnets[i]));
+    if (i == 0)
+      vpc = (*subnet)->vpc;
+    else if ((*subnet)->vpc != vpc)
+      return fail(
+          invalidField(field,
+                       "subnet \"{}\" is in VPC \"{}\", subnet \"{}\" in VPC \"{}\": a group's subnets "
+                       "share one VPC",
+                       spec.subnets[i], (*subnet)->vpc, spec.subnets[0], vpc));
+  }
+  for (size_t i = 0; i < spec.launch.securityGroups.size(); ++i) {
+    const std::string field = fmt::format("template.security_groups[{}]", i);
+    auto group = topology_.securityGroup(spec.launch.securityGroups[i]);
+    if (!group)
+      return fail(invalidField(field, "security group \"{}\" not found", spec.launch.securityGroups[i]));
+    if ((*group)->vpc != vpc)
+      return fail(invalidField(field, "security group \"{}\" is in VPC \"{}\", the group's subnets in \"{}\"",
+                               spec.launch.securityGroups[i], (*group)->vpc, vpc));
+  }
+  if (!spec.targetGroup.empty()) {
+    const lb::TargetGroup* targetGroup = balancers_.findTargetGroup(spec.targetGroup);
+    if (!targetGroup)
+      return fail(invalidField("target_group", "target group \"{}\" not found", spec.targetGroup));
+    if (targetGroup->vpc != vpc)
+      return fail(invalidField("target_group",
+                               "target group \"{}\" is in VPC \"{}\", the group's subnets in \"{}\": its "
+                               "members could not be reached",
+                               spec.targetGroup, targetGroup->vpc, vpc));
+  }
+  return {};
+}
+
+Response Service::serveGroup(const api::CreateGroup& request) {
+  return resultResponse(201, groups_->create(request.spec));
+}
+Response Service::serveGroup(const api::ListGroups&) {
+  return {200, groups_->list()};
+}
+Response Service::serveGroup(const api::GetGroup& request) {
+  return resultResponse(200, groups_->get(request.name));
+}
+Response Service::serveGroup(const api::RemoveGroup& request) {
+  return resultResponse(200, groups_->remove(request.name, request.force));
+}
+Response Service::serveGroup(const api::ScaleGroup& request) {
+  return resultResponse(200, groups_->scale(request.name, request.desired));
+}
+Response Service::serveGroup(const api::GetGroupEvents& request) {
+  return resultResponse(200, groups_->events(request.name));
+}
+Response Service::serveGroup(const api::SetGroupPolicy& request) {
+  return resultResponse(200, groups_->setPolicy(request.name, request.policy));
 }
 Response Service::serveInstance(const api::ListInstances& request) {
   if (request.summary) return {200, instances_->summaries()};

@@ -19,6 +19,7 @@
 #include "api/terminal.h"
 #include "core/error.h"
 #include "daemon/flow_logs.h"
+#include "daemon/groups.h"
 #include "daemon/images_service.h"
 #include "daemon/instances.h"
 #include "daemon/load_balancer_processes.h"
@@ -91,14 +92,15 @@ struct ObjectCounts {
          networkAcls = 0, peerings = 0;
 };
 
-class Service {
+class Service final : private TargetGroupSeam {
  public:
   // Loads the topology from `store`; fails if the stored state does not load or is inconsistent.
   // Also loads the instances and reattaches to the running ones.
   // Also loads the instances and reattaches to the running ones, then reconciles the kernel's network
   // with the state (net/vpc_datapath.h) and plugs running instances back in where their NIC went missing.
   static Result<std::unique_ptr<Service>> load(Store store, InstanceOptions instanceOptions = {},
-                                               NetworkOptions networkOptions = {});
+                                               NetworkOptions networkOptions = {},
+                                               GroupOptions groupOptions = {});
 
   Service(Store store, net::Topology topology) : store_(std::move(store)), topology_(std::move(topology)) {}
   Service(const Service&) = delete;
@@ -220,6 +222,22 @@ class Service {
   Response serveInstance(const api::TraceCapture& request);
   Response serveInstance(const api::ListVmSnapshots& request);
   Response serveInstance(const api::RemoveVmSnapshot& request);
+  // Group requests run without mutex_ (the controller has its own locks; removing members takes time).
+  Response serveGroup(const api::CreateGroup& request);
+  Response serveGroup(const api::ListGroups& request);
+  Response serveGroup(const api::GetGroup& request);
+  Response serveGroup(const api::RemoveGroup& request);
+  Response serveGroup(const api::ScaleGroup& request);
+  Response serveGroup(const api::GetGroupEvents& request);
+  Response serveGroup(const api::SetGroupPolicy& request);
+  // A group's subnets exist and share one VPC, its security groups and target group are in that VPC
+  // (under mutex_).
+  Status checkGroupSpec(const schema::GroupSpec& spec);
+  // TargetGroupSeam, for the group controller's thread (each takes mutex_; daemon/load_balancers.cc).
+  std::optional<std::string> unhealthyReason(const std::string& targetGroup,
+                                             const std::string& instance) override;
+  Status registerTarget(const std::string& targetGroup, const std::string& instance) override;
+  void deregisterEverywhere(const std::vector<std::string>& instances) override;
   // Image requests run without mutex_ too (the store has its own lock; a pull takes minutes).
   Response serveImage(const api::ListImages& request);
   Response serveImage(const api::GetImage& request);
@@ -325,6 +343,9 @@ class Service {
   // One HAProxy per load balancer (daemon/load_balancer_processes.h); null without Service::load, when the
   // kernel is not managed or no load balancer directory is set: then load balancers are kept as a model.
   std::unique_ptr<LoadBalancerProcesses> balancerProcesses_;
+  // Declared after instances_ and balancerProcesses_, destroyed before them: its thread launches and
+  // removes instances and registers them in target groups. Null without Service::load.
+  std::unique_ptr<GroupController> groups_;
   // Declared after instances_, destroyed before it: stops the instance metadata listeners, whose lookups
   // (metadataIdentity) read instances_.
   struct MetadataStop {

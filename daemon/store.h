@@ -19,7 +19,7 @@
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 9;
+inline constexpr int kSchemaVersion = 10;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
 // Times are Unix seconds; the boot steps are the instance's "boot" as JSON text (docs/api.md).
@@ -64,6 +64,24 @@ struct FlowLogFilter {
   size_t newest = 1000;               // at most this many, the newest
 };
 
+// One group (daemon/groups.h) as stored: its spec (the POST /v1/groups body, JSON text), what changes apart
+// from it, and the number its next member gets.
+struct GroupRow {
+  std::string name;
+  std::string specJson;
+  int64_t desired = 0;
+  std::optional<std::string> policyJson;  // POST /v1/groups/NAME/policy's body; null: none
+  int64_t nextMember = 1;
+  int64_t createdAt = 0;
+};
+struct GroupEventRow {
+  int64_t id = 0;
+  int64_t atMs = 0;  // Unix milliseconds
+  std::string kind;  // launched, terminated, scaled, launch-failed, ...
+  std::optional<std::string> instance;
+  std::string message;
+};
+
 class Store {
  public:
   // Opens (creating if needed) the database at `path` and migrates it to kSchemaVersion. A database
@@ -95,6 +113,16 @@ class Store {
   // that is given); empty when there is none.
   Result<std::vector<ComparisonRow>> listComparisons(std::optional<int64_t> id = std::nullopt,
                                                      std::optional<size_t> newest = std::nullopt) const;
+
+  // Groups: each call is one transaction. insertGroup fails with Conflict when the name is taken;
+  // deleteGroup drops its events too.
+  Status insertGroup(const GroupRow& row);
+  Status putGroup(const GroupRow& row);
+  Status deleteGroup(const std::string& name);
+  Result<std::vector<GroupRow>> listGroups() const;
+  // Appends one event and, in the same transaction, forgets all but the group's newest `keep`.
+  Status insertGroupEvent(const std::string& group, const GroupEventRow& event, size_t keep);
+  Result<std::vector<GroupEventRow>> listGroupEvents(const std::string& group) const;  // oldest first
 
   // Flow logs: each record's row takes its number in one transaction with the others of `records` (JSON
   // text by VPC, subnet, instance, action), and each VPC written to keeps only its newest `keepPerVpc`;

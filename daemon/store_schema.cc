@@ -244,6 +244,31 @@ CREATE TABLE load_balancers (
 ) STRICT;
 CREATE INDEX load_balancers_by_vpc ON load_balancers(vpc);
 )sql",
+    // 9 -> 10: groups of cattle (daemon/groups.h). The spec is the API's own JSON (POST /v1/groups), so a
+    // field added to it needs no migration; `desired` and the policy (its JSON) change apart from it.
+    // next_member is the number the next member gets: stored before that member is launched, so no number
+    // is used twice. A group's members are not listed here: each member's spec names its group (counted
+    // from the instances table after a crash). Events: only the newest few hundred per group are kept.
+    R"sql(
+CREATE TABLE instance_groups (
+  name TEXT PRIMARY KEY NOT NULL,
+  spec TEXT NOT NULL,
+  desired INTEGER NOT NULL CHECK (desired >= 0),
+  policy TEXT,
+  next_member INTEGER NOT NULL CHECK (next_member >= 1),
+  created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE group_events (
+  id INTEGER PRIMARY KEY,
+  group_name TEXT NOT NULL REFERENCES instance_groups(name) ON DELETE CASCADE,
+  at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  instance TEXT,
+  message TEXT NOT NULL
+) STRICT;
+CREATE INDEX group_events_by_group ON group_events(group_name, id);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 

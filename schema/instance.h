@@ -74,6 +74,9 @@ struct InstanceSpec {
   // What the instance metadata serves at /latest/user-data: base64 (as AWS's API takes it) of at most
   // kMaxUserDataBytes bytes. Empty: none.
   std::string userData;
+  // The group (daemon/groups.h) this instance is a member of: set by corrald on the members it launches,
+  // refused in a user's POST /v1/instances, so a user's own instance is never taken for a member.
+  std::string group;
 
   bool operator==(const InstanceSpec&) const = default;
 };

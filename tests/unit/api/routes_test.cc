@@ -137,6 +137,31 @@ std::vector<Request> everyAlternative() {
   all.push_back(GetInstanceLogs{"web", 4096});
   all.push_back(ExecInstance{"web", {"hostname"}, {"X=1"}});
   all.push_back(WaitInstancePort{"web", 5000, 90});
+  {
+    schema::GroupSpec group;
+    group.name = "web";
+    group.launch.command = {"sleep", "1000"};
+    group.launch.memory = "64M";
+    group.launch.securityGroups = {"web-sg"};
+    group.subnets = {"a", "b"};
+    group.min = 1;
+    group.max = 4;
+    group.desired = 2;
+    all.push_back(CreateGroup{group});
+    group.launch.kind = schema::InstanceKind::vm;
+    group.desired.reset();
+    group.health = schema::GroupHealth::elb;
+    group.targetGroup = "tg";
+    all.push_back(CreateGroup{group});
+  }
+  all.push_back(ListGroups{});
+  all.push_back(GetGroup{"web"});
+  all.push_back(RemoveGroup{"web", false});
+  all.push_back(RemoveGroup{"web", true});
+  all.push_back(ScaleGroup{"web", 3});
+  all.push_back(GetGroupEvents{"web"});
+  all.push_back(SetGroupPolicy{"web", schema::CpuPolicy{50}});
+  all.push_back(SetGroupPolicy{"web", std::nullopt});
   all.push_back(GetVpcTopology{"prod a"});
   all.push_back(TraceCapture{"web", "tcp", 12, 8});
   all.push_back(ReachAnalysis{"web-1", "db subnet", "udp", 53, false});

@@ -120,6 +120,8 @@ const std::vector<std::string> kTables = {
     "peerings",
     "target_groups",
     "load_balancers",
+    "instance_groups",
+    "group_events",
 };
 
 // The whole content of the database, table by table, each table's rows sorted.
@@ -321,11 +323,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 9);
+  EXPECT_EQ(kSchemaVersion, 10);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "9");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "10");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -395,14 +397,15 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
     // What corral 1 left behind: the VPC tables only, user_version 1, and a VPC in them.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; "
+        "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+        "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; "
         "DROP TABLE comparisons; "
         "DROP TABLE instances; PRAGMA user_version = 1; "
         "INSERT INTO vpcs (name, cidr, created_at) VALUES ('old', '10.0.0.0/16', 1)");
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 9);
+  EXPECT_EQ(store->schemaVersion(), 10);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -420,7 +423,8 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
     // What corral 2 left behind: its instances table (no 'starting', no VM exit reasons) with a row.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; "
+        "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+        "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; "
         "DROP TABLE comparisons; "
         "DROP TABLE instances; "
         "CREATE TABLE instances (name TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL, "
@@ -435,7 +439,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 9);
+  EXPECT_EQ(store->schemaVersion(), 10);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -544,12 +548,13 @@ TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFiveRowsMigrateWithout) {
     ASSERT_TRUE(store->insertInstance(row));
   }
   RawDb(path).exec(
-      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER "
+      "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER "
       "TABLE instances DROP "
       "COLUMN user_ns_start; PRAGMA user_version = 5");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 9);
+  EXPECT_EQ(store->schemaVersion(), 10);
   InstanceRow mapped;
   mapped.name = "mapped";
   mapped.specJson = R"({"name":"mapped","user_namespace":true})";
@@ -664,10 +669,11 @@ TEST(Store, VersionSevenDatabaseMigratesToNoPeeringsAndNoLoadBalancers) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE peerings; PRAGMA user_version = 7");
+      "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "target_groups; DROP TABLE peerings; PRAGMA user_version = 7");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 9);
+  EXPECT_EQ(store->schemaVersion(), 10);
   EXPECT_EQ(RawDb(path).value("SELECT count(*) FROM peerings"), "0");
 }
 
@@ -809,13 +815,14 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP "
+      "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP "
       "TABLE comparisons; "
       "ALTER TABLE instances DROP COLUMN oom_kills; "
       "ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 3");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 9);
+  EXPECT_EQ(store->schemaVersion(), 10);
   auto rows = store->listComparisons();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -827,14 +834,36 @@ TEST(Store, VersionEightDatabaseMigratesToNoLoadBalancers) {
   TempDir dir;
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
-  RawDb(path).exec("DROP TABLE load_balancers; DROP TABLE target_groups; PRAGMA user_version = 8");
+  RawDb(path).exec(
+      "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "target_groups; PRAGMA user_version = 8");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 9);
+  EXPECT_EQ(store->schemaVersion(), 10);
   auto balancers = store->loadBalancers();
   ASSERT_TRUE(balancers) << balancers.error().message();
   EXPECT_TRUE(balancers->loadBalancers().empty());
   EXPECT_TRUE(balancers->targetGroups().empty());
+}
+
+// A version 9 database (load balancers, no groups) migrates to empty group and group event tables.
+TEST(Store, VersionNineDatabaseMigratesToNoGroups) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  ASSERT_TRUE(Store::open(path));
+  RawDb(path).exec("DROP TABLE group_events; DROP TABLE instance_groups; PRAGMA user_version = 9");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 10);
+  auto groups = store->listGroups();
+  ASSERT_TRUE(groups) << groups.error().message();
+  EXPECT_TRUE(groups->empty());
+  ASSERT_TRUE(store->insertGroup(GroupRow{.name = "web",
+                                          .specJson = "{}",
+                                          .desired = 1,
+                                          .policyJson = std::nullopt,
+                                          .nextMember = 1,
+                                          .createdAt = 1}));
 }
 
 TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
@@ -842,7 +871,8 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE load_balancers; DROP TABLE target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER "
+      "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER "
       "TABLE instances DROP "
       "COLUMN user_ns_start; "
       "ALTER TABLE instances DROP COLUMN oom_kills; "
@@ -851,7 +881,7 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
       "PRAGMA user_version = 4");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 9);
+  EXPECT_EQ(store->schemaVersion(), 10);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -975,7 +1005,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 9); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 10); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);
@@ -1091,6 +1121,61 @@ TEST(Store, ACommittedApplySurvivesSigkill) {
   EXPECT_EQ(vpc->createdAt, 4242);
   EXPECT_NE(loaded->mainRouteTable("durable"), nullptr);
   EXPECT_NE(loaded->defaultSecurityGroup("durable"), nullptr);
+}
+
+}  // namespace
+}  // namespace corral::daemon
+
+namespace corral::daemon {
+namespace {
+
+// Groups: a row written again keeps its events (updated in place, not replaced), events are bounded per
+// group, and a deleted group's events go with it.
+TEST(StoreGroups, RowsEventsAndTheirBound) {
+  TempDir dir;
+  auto store = Store::open(dir.file("state.db"));
+  ASSERT_TRUE(store) << store.error().message();
+  GroupRow row{.name = "web",
+               .specJson = "{}",
+               .desired = 2,
+               .policyJson = std::nullopt,
+               .nextMember = 1,
+               .createdAt = 5};
+  ASSERT_TRUE(store->insertGroup(row));
+  auto again = store->insertGroup(row);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind(), ErrorKind::Conflict);
+  ASSERT_TRUE(store->insertGroup(GroupRow{.name = "db",
+                                          .specJson = "{}",
+                                          .desired = 0,
+                                          .policyJson = std::nullopt,
+                                          .nextMember = 1,
+                                          .createdAt = 0}));
+  for (int i = 0; i < 7; ++i)
+    ASSERT_TRUE(store->insertGroupEvent(
+        "web", {.id = 0, .atMs = i, .kind = "launched", .instance = "web-1", .message = "m"}, 5));
+  ASSERT_TRUE(store->insertGroupEvent(
+      "db", {.id = 0, .atMs = 1, .kind = "created", .instance = std::nullopt, .message = "m"}, 5));
+  row.nextMember = 4;
+  row.desired = 3;
+  row.policyJson = R"({"cpu_target":50})";
+  ASSERT_TRUE(store->putGroup(row));
+  auto events = store->listGroupEvents("web");
+  ASSERT_TRUE(events) << events.error().message();
+  ASSERT_EQ(events->size(), 5u);
+  EXPECT_EQ(events->front().atMs, 2);
+  EXPECT_EQ(events->back().atMs, 6);
+  EXPECT_EQ(events->back().instance, "web-1");
+  auto rows = store->listGroups();
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[1].name, "web");
+  EXPECT_EQ((*rows)[1].nextMember, 4);
+  EXPECT_EQ((*rows)[1].desired, 3);
+  EXPECT_EQ((*rows)[1].policyJson, R"({"cpu_target":50})");
+  ASSERT_TRUE(store->deleteGroup("web"));
+  EXPECT_TRUE(store->listGroupEvents("web")->empty());
+  EXPECT_EQ(store->listGroupEvents("db")->size(), 1u);
 }
 
 }  // namespace

@@ -1,0 +1,140 @@
+// Groups of cattle (auto scaling): corrald keeps `desired` healthy members of each group, replacing the
+// ones that ended and adding or removing members as the group is scaled (by hand or by its CPU policy).
+// Members are ordinary instances whose spec names the group (schema::InstanceSpec::group), so membership
+// is counted from the stored instances and survives a crash of corrald; a member's number comes from the
+// group's stored counter and is never used twice. Shapes: docs/api.md ("Groups").
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "daemon/instances.h"
+#include "daemon/store.h"
+#include "schema/group.h"
+
+namespace corral::daemon {
+
+// The seam to the load balancers' target groups (the Service implements it over lb/model.h and the HAProxy
+// stats; tests may fake it): members join their group's target group once running, leave every target
+// group before they are removed, and with health "elb" a member the target group's health check marks
+// DOWN is replaced. Without one, groups with a target group or health elb are refused.
+class TargetGroupSeam {
+ public:
+  virtual ~TargetGroupSeam() = default;
+  // Why `instance` is unhealthy in `targetGroup` ("DOWN (L7STS)"), or nullopt while it is healthy or not
+  // judged yet (no load balancer forwards to the group, no stats, not registered).
+  virtual std::optional<std::string> unhealthyReason(const std::string& targetGroup,
+                                                     const std::string& instance) = 0;
+  // Registers `instance` in `targetGroup`; nothing changes when it is registered already.
+  virtual Status registerTarget(const std::string& targetGroup, const std::string& instance) = 0;
+  // Deregisters the instances from every target group that has them.
+  virtual void deregisterEverywhere(const std::vector<std::string>& instances) = 0;
+};
+
+// A member's CPU time so far, in microseconds (its cgroup's), or nullopt when it cannot be read (a VM, an
+// instance that is not running). A seam so the policy's sampling can be tested with synthetic figures.
+using CpuUsageReader = std::function<std::optional<int64_t>(const std::string& instance)>;
+
+struct GroupOptions {
+  std::chrono::milliseconds reconcileEvery{1000};
+  // How often the policies sample their members' CPU (corrald --group-policy-period); the cooldown after a
+  // policy scaled is three periods.
+  std::chrono::seconds policyPeriod{schema::kPolicyPeriodSeconds};
+  std::chrono::seconds maxBackoff{30};  // between launch attempts after failures
+  size_t keptEvents = 200;
+};
+
+class GroupController {
+ public:
+  // What the host must confirm of a new group's spec: its subnets exist and share one VPC, its security
+  // groups are in that VPC (the Service's model, under its lock).
+  using SpecCheck = std::function<Status(const schema::GroupSpec&)>;
+
+  static Result<std::unique_ptr<GroupController>> load(Store& store, InstanceManager& instances,
+                                                       SpecCheck check, CpuUsageReader cpu,
+                                                       TargetGroupSeam* targetGroups = nullptr, GroupOptions options = {});
+  GroupController(Store& store, InstanceManager& instances, SpecCheck check, CpuUsageReader cpu,
+                  TargetGroupSeam* targetGroups, GroupOptions options);
+  ~GroupController();  // stops the controller's thread; the members keep running
+  GroupController(const GroupController&) = delete;
+  GroupController& operator=(const GroupController&) = delete;
+
+  void start();  // the thread that reconciles every reconcileEvery and when a member ends
+  void wake();
+
+  Result<nlohmann::json> create(const schema::GroupSpec& spec);
+  nlohmann::json list();
+  Result<nlohmann::json> get(const std::string& name);
+  // force: its members are removed with it; without force a group with members is refused.
+  Result<nlohmann::json> remove(const std::string& name, bool force);
+  Result<nlohmann::json> scale(const std::string& name, int64_t desired);
+  Result<nlohmann::json> events(const std::string& name);
+  Result<nlohmann::json> setPolicy(const std::string& name, std::optional<schema::CpuPolicy> policy);
+  // Every group, its members and newest events, for the dashboard; and a number that moves on any change.
+  nlohmann::json dashboardJson();
+  uint64_t revision() const { return revision_.load(); }
+
+  // One reconciling pass over every group (the thread's work; tests may call it directly).
+  void reconcileAll();
+
+ private:
+  struct Group {
+    schema::GroupSpec spec;
+    GroupRow row;
+    std::optional<schema::CpuPolicy> policy;
+    schema::PolicyState policyState;
+    int launchFailures = 0;
+    std::chrono::steady_clock::time_point nextLaunchAt{};
+    std::optional<double> lastCpuPercent;
+  };
+  struct CpuSample {
+    int64_t usageMicros = 0;
+    std::chrono::steady_clock::time_point at;
+  };
+
+  void loop(std::stop_token stop);
+  void reconcileGroup(const std::string& name, std::vector<InstanceManager::GroupMember> members);
+  void removeOrphans(const std::vector<InstanceManager::GroupMember>& members);
+  // Leaves every target group first (no new requests reach them), then removes the instances.
+  Result<std::vector<Result<nlohmann::json>>> terminate(const std::vector<std::string>& names);
+  void samplePolicies();
+  Status launchMember(const std::string& group, const std::vector<InstanceManager::GroupMember>& healthy);
+  void record(const std::string& group, std::string kind, std::optional<std::string> instance,
+              std::string message);
+  nlohmann::json render(const Group& group, const std::vector<InstanceManager::GroupMember>& members) const;
+
+  Store& store_;
+  InstanceManager& instances_;
+  SpecCheck check_;
+  CpuUsageReader cpu_;
+  TargetGroupSeam* targetGroups_ = nullptr;
+  GroupOptions options_;
+  std::mutex mutex_;  // groups_, woken_
+  std::condition_variable wakeUp_;
+  bool woken_ = false;
+  std::map<std::string, Group, std::less<>> groups_;
+  // Held by a reconciling pass and by remove(): a group is never removed while its members are launched.
+  std::mutex passMutex_;
+  std::map<std::string, CpuSample> cpuSamples_;  // under passMutex_
+  std::chrono::steady_clock::time_point lastPolicyAt_{};
+  std::atomic<uint64_t> revision_{1};
+  std::jthread thread_;
+};
+
+// The kernel's CpuUsageReader: the member's cgroup (GET's "cgroup") cpu.stat usage_usec (v2) or cpuacct.usage
+// (v1, in ns).
+CpuUsageReader cgroupCpuReader(InstanceManager& instances);
+
+}  // namespace corral::daemon
