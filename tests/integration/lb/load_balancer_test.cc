@@ -476,7 +476,11 @@ TEST_F(LoadBalancers, APublicLoadBalancerIsReachedFromTheInternetAndAnInternalOn
       << d.call("GET", "/v1/flow-logs?vpc=shop").body.dump(1);
   EXPECT_EQ(accepted["action"], "ACCEPT") << accepted.dump();
   EXPECT_EQ(accepted["instance"], "front.a.lb") << "at the load balancer's NIC: " << accepted.dump();
-  EXPECT_TRUE(accepted["guard"].is_null()) << "no L4 guard refused it: " << accepted.dump();
+  // The L4 guard let it through, and says which rule did; the L7 rule stopped it (the 403 above).
+  EXPECT_EQ(accepted["guard"].value("kind", ""), "allowed") << accepted.dump();
+  EXPECT_NE(accepted["guard"].value("text", "").find("security group web rule 2 (inbound) allows tcp port 80"),
+            std::string::npos)
+      << accepted.dump();
   auto shown = d.cli({"lb", "show", "front"});
   EXPECT_NE(shown.out.find("no admin"), std::string::npos) << shown;
   auto flows = d.cli({"flow-logs", "front.a.lb", "--action", "accept"});
