@@ -126,7 +126,23 @@ class Daemon {
       : socket_(std::move(socket)), stateDir_(std::move(stateDir)), logPath_(std::move(logPath)) {}
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
-  ~Daemon() { kill(SIGKILL); }
+  ~Daemon() { stop(); }
+
+  // Ends corrald as a service manager would: SIGTERM, on which it stops the dnsmasqs and HAProxies it runs
+  // (they outlive a SIGKILL by design, for the next corrald of the same prefix to reconcile, and no next
+  // one comes after a test); SIGKILL if it has not ended within 10 s.
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    for (auto end = Clock::now() + 10s; Clock::now() < end; std::this_thread::sleep_for(20ms)) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = 0;
+        return;
+      }
+    }
+    kill(SIGKILL);
+  }
 
   // Starts and waits until GET /v1/info answers; the gtest failure says why if it does not.
   ::testing::AssertionResult start(std::vector<std::string> extraArgs = {}) {
