@@ -134,14 +134,8 @@ class Daemon {
   void stop() {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGTERM);
-    for (auto end = Clock::now() + 10s; Clock::now() < end; std::this_thread::sleep_for(20ms)) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = 0;
-        return;
-      }
-    }
-    kill(SIGKILL);
+    corral::testing::waitWithDeadline(pid_, 10s);
+    pid_ = 0;
   }
 
   // Starts and waits until GET /v1/info answers; the gtest failure says why if it does not.
