@@ -16,7 +16,9 @@ namespace corral::net::ovsdb {
 // ---- Framing -------------------------------------------------------------------------------------------
 
 namespace {
-bool isJsonWhitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool isJsonWhitespace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 }  // namespace
 
 std::optional<Result<Json>> JsonStreamSplitter::next() {
@@ -175,9 +177,15 @@ Result<std::optional<std::string>> SocketTransport::receive(std::chrono::millise
 
 // ---- Encodings -----------------------------------------------------------------------------------------
 
-Json uuid(std::string_view value) { return Json::array({"uuid", value}); }
-Json namedUuid(std::string_view name) { return Json::array({"named-uuid", name}); }
-Json set(std::vector<Json> elements) { return Json::array({"set", Json(std::move(elements))}); }
+Json uuid(std::string_view value) {
+  return Json::array({"uuid", value});
+}
+Json namedUuid(std::string_view name) {
+  return Json::array({"named-uuid", name});
+}
+Json set(std::vector<Json> elements) {
+  return Json::array({"set", Json(std::move(elements))});
+}
 Json map(std::vector<std::pair<Json, Json>> pairs) {
   Json list = Json::array();
   for (auto& [key, value] : pairs) list.push_back(Json::array({std::move(key), std::move(value)}));
@@ -251,7 +259,8 @@ Json mutation(std::string_view column, std::string_view mutator, Json value) {
 }
 
 Json mutateOp(std::string_view table, Where where, std::vector<Json> mutations) {
-  return {{"op", "mutate"}, {"table", table}, {"where", std::move(where)}, {"mutations", std::move(mutations)}};
+  return {
+      {"op", "mutate"}, {"table", table}, {"where", std::move(where)}, {"mutations", std::move(mutations)}};
 }
 
 Json deleteOp(std::string_view table, Where where) {
@@ -260,14 +269,20 @@ Json deleteOp(std::string_view table, Where where) {
 
 Json waitOp(std::string_view table, Where where, std::vector<std::string> columns, std::string_view until,
             std::vector<Json> rows, int timeoutMs) {
-  return {{"op", "wait"},       {"table", table},  {"where", std::move(where)}, {"columns", std::move(columns)},
-          {"until", until},     {"rows", std::move(rows)}, {"timeout", timeoutMs}};
+  return {{"op", "wait"},
+          {"table", table},
+          {"where", std::move(where)},
+          {"columns", std::move(columns)},
+          {"until", until},
+          {"rows", std::move(rows)},
+          {"timeout", timeoutMs}};
 }
 
 namespace {
 
 // The kind of an OVSDB error string (RFC 7047 sections 4.1.3 and 5.2): a refusal because of the data
-// (constraint, reference, a wait that did not hold) is a conflict; the rest is a fault of ours or the server's.
+// (constraint, reference, a wait that did not hold) is a conflict; the rest is a fault of ours or the
+// server's.
 ErrorKind kindOfOvsdbError(std::string_view error) {
   if (error == "constraint violation" || error == "referential integrity violation" || error == "timed out" ||
       error == "not owner" || error == "aborted") {
@@ -326,10 +341,14 @@ Result<std::vector<Json>> checkTransactResult(std::string_view database, const s
 
 std::string_view rowChangeKindName(RowChange::Kind kind) {
   switch (kind) {
-    case RowChange::Kind::Initial: return "initial";
-    case RowChange::Kind::Insert: return "insert";
-    case RowChange::Kind::Modify: return "modify";
-    case RowChange::Kind::Delete: return "delete";
+    case RowChange::Kind::Initial:
+      return "initial";
+    case RowChange::Kind::Insert:
+      return "insert";
+    case RowChange::Kind::Modify:
+      return "modify";
+    case RowChange::Kind::Delete:
+      return "delete";
   }
   return "?";
 }
@@ -343,8 +362,8 @@ Result<std::vector<RowChange>> decodeTableUpdates(const Json& updates, bool init
       bool hasOld = update.contains("old"), hasNew = update.contains("new");
       RowChange change{.table = table, .uuid = rowUuid, .kind = RowChange::Kind::Insert, .row = {}};
       if (hasNew) {
-        change.kind = initial ? RowChange::Kind::Initial
-                              : (hasOld ? RowChange::Kind::Modify : RowChange::Kind::Insert);
+        change.kind =
+            initial ? RowChange::Kind::Initial : (hasOld ? RowChange::Kind::Modify : RowChange::Kind::Insert);
         change.row = update["new"];
       } else if (hasOld) {
         change.kind = RowChange::Kind::Delete;
@@ -430,7 +449,8 @@ Result<std::optional<Json>> OvsdbClient::readOne(std::chrono::milliseconds timeo
   }
   if (!*message) return fail(message->error());
   Json& value = **message;
-  if (!value.is_object()) return fail(internalError("ovsdb: a message is not an object: {:.200}", value.dump()));
+  if (!value.is_object())
+    return fail(internalError("ovsdb: a message is not an object: {:.200}", value.dump()));
   if (value.contains("method")) {
     if (auto handled = handleNotification(value); !handled) return fail(handled.error());
     return std::optional<Json>();
@@ -444,9 +464,11 @@ Result<Json> OvsdbClient::call(std::string_view method, Json params) {
   if (auto sent = transport_->send(request.dump()); !sent) return fail(sent.error().wrap(method));
   const auto deadline = std::chrono::steady_clock::now() + callTimeout_;
   while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      return fail(unavailable("{}: no reply from the ovsdb server within {} ms", method, callTimeout_.count()));
+      return fail(
+          unavailable("{}: no reply from the ovsdb server within {} ms", method, callTimeout_.count()));
     }
     auto message = readOne(left);
     if (!message) return fail(message.error().wrap(method));
@@ -477,7 +499,8 @@ Result<Json> OvsdbClient::getSchema(std::string_view database) {
   return call("get_schema", Json::array({database}));
 }
 
-Result<std::vector<Json>> OvsdbClient::transact(std::string_view database, const std::vector<Json>& operations) {
+Result<std::vector<Json>> OvsdbClient::transact(std::string_view database,
+                                                const std::vector<Json>& operations) {
   Json params = Json::array({database});
   for (const Json& op : operations) params.push_back(op);
   auto result = call("transact", std::move(params));
@@ -485,7 +508,9 @@ Result<std::vector<Json>> OvsdbClient::transact(std::string_view database, const
   return checkTransactResult(database, operations, *result);
 }
 
-Result<Json> OvsdbClient::echo(Json payload) { return call("echo", std::move(payload)); }
+Result<Json> OvsdbClient::echo(Json payload) {
+  return call("echo", std::move(payload));
+}
 
 Result<std::vector<RowChange>> OvsdbClient::monitor(std::string_view database, const Json& monitorId,
                                                     const std::vector<MonitorRequest>& requests) {
@@ -523,7 +548,8 @@ Status OvsdbClient::monitorCancel(const Json& monitorId) {
 Result<std::optional<MonitorUpdate>> OvsdbClient::nextUpdate(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (updates_.empty()) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     auto message = readOne(std::max(left, std::chrono::milliseconds(0)));
     if (!message) return fail(message.error().wrap("waiting for a monitor update"));
     if (left.count() <= 0 && !*message) break;  // out of time and nothing more buffered to read

@@ -41,8 +41,8 @@ class JsonStreamSplitter {
 
  private:
   std::string buffer_;
-  size_t start_ = 0;     // where the current value begins
-  size_t scanned_ = 0;   // how far the scan of the current value got (resumes there)
+  size_t start_ = 0;    // where the current value begins
+  size_t scanned_ = 0;  // how far the scan of the current value got (resumes there)
   int depth_ = 0;
   bool inString_ = false;
   bool escaped_ = false;
@@ -85,9 +85,9 @@ class SocketTransport final : public OvsdbTransport {
 
 // ---- OVSDB's JSON encodings (RFC 7047 section 5.1) -----------------------------------------------------
 
-Json uuid(std::string_view value);         // ["uuid", "0f3e..."]
-Json namedUuid(std::string_view name);     // ["named-uuid", "ls0"]: a row inserted earlier in this transact
-Json set(std::vector<Json> elements);      // ["set", [...]]
+Json uuid(std::string_view value);      // ["uuid", "0f3e..."]
+Json namedUuid(std::string_view name);  // ["named-uuid", "ls0"]: a row inserted earlier in this transact
+Json set(std::vector<Json> elements);   // ["set", [...]]
 Json map(std::vector<std::pair<Json, Json>> pairs);  // ["map", [[k, v], ...]]
 // Decoders accept both of OVSDB's spellings of a set: a bare atom is a set of one.
 Result<std::string> decodeUuid(const Json& value);

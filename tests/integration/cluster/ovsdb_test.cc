@@ -25,7 +25,8 @@ class OvsdbServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!std::filesystem::exists(testing::kOvnNorthboundSchema)) {
-      GTEST_SKIP() << testing::kOvnNorthboundSchema << " is missing: scripts/install-deps installs ovn-central";
+      GTEST_SKIP() << testing::kOvnNorthboundSchema
+                   << " is missing: scripts/install-deps installs ovn-central";
     }
     ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
     server_.emplace(dir_, "nb", testing::kOvnNorthboundSchema);
@@ -67,9 +68,10 @@ TEST_F(OvsdbServerTest, ListsDatabasesAndReadsTheSchema) {
 }
 
 TEST_F(OvsdbServerTest, CreatesASwitchAndPortThatNbctlAndAMonitorSee) {
-  auto initial = client_->monitor(kNorthbound, "corral",
-                                  {{.table = "Logical_Switch", .columns = {"name", "ports"}, .where = {}},
-                                   {.table = "Logical_Switch_Port", .columns = {"name", "addresses"}, .where = {}}});
+  auto initial =
+      client_->monitor(kNorthbound, "corral",
+                       {{.table = "Logical_Switch", .columns = {"name", "ports"}, .where = {}},
+                        {.table = "Logical_Switch_Port", .columns = {"name", "addresses"}, .where = {}}});
   ASSERT_TRUE(initial) << initial.error().message();
   EXPECT_TRUE(initial->empty());
 
@@ -77,7 +79,8 @@ TEST_F(OvsdbServerTest, CreatesASwitchAndPortThatNbctlAndAMonitorSee) {
   auto created = client_->transact(
       kNorthbound,
       {insertOp("Logical_Switch_Port",
-                {{"name", "web-1"}, {"addresses", set({"00:00:0a:00:01:05 10.0.1.5"})},
+                {{"name", "web-1"},
+                 {"addresses", set({"00:00:0a:00:01:05 10.0.1.5"})},
                  {"external_ids", map({{"corral-instance", "web-1"}})}},
                 "port"),
        insertOp("Logical_Switch", {{"name", "subnet-a"}, {"ports", set({namedUuid("port")})}}, "switch")});
@@ -115,7 +118,8 @@ TEST_F(OvsdbServerTest, CreatesASwitchAndPortThatNbctlAndAMonitorSee) {
 
   // Read back with select, then update, mutate, wait and delete, each checked with the oracle.
   Where bySwitchName = {condition("name", "==", "subnet-a")};
-  auto selected = client_->transact(kNorthbound, {selectOp("Logical_Switch", bySwitchName, {"name", "ports"})});
+  auto selected =
+      client_->transact(kNorthbound, {selectOp("Logical_Switch", bySwitchName, {"name", "ports"})});
   ASSERT_TRUE(selected) << selected.error().message();
   ASSERT_EQ((*selected)[0]["rows"].size(), 1u);
   EXPECT_EQ((*selected)[0]["rows"][0]["name"], "subnet-a");
@@ -140,8 +144,9 @@ TEST_F(OvsdbServerTest, CreatesASwitchAndPortThatNbctlAndAMonitorSee) {
   // Deleting the port from the switch's set, and then the switch: the port row is not a root, so it goes
   // with its last reference.
   auto deleted = client_->transact(
-      kNorthbound, {mutateOp("Logical_Switch", bySwitchName, {mutation("ports", "delete", set({uuid(*portUuid)}))}),
-                    deleteOp("Logical_Switch", bySwitchName)});
+      kNorthbound,
+      {mutateOp("Logical_Switch", bySwitchName, {mutation("ports", "delete", set({uuid(*portUuid)}))}),
+       deleteOp("Logical_Switch", bySwitchName)});
   ASSERT_TRUE(deleted) << deleted.error().message();
   EXPECT_EQ((*deleted)[1]["count"], 1);
   EXPECT_EQ(nbctl({"show"}), "");
@@ -149,7 +154,8 @@ TEST_F(OvsdbServerTest, CreatesASwitchAndPortThatNbctlAndAMonitorSee) {
   auto gone = client_->nextUpdate(5s);
   ASSERT_TRUE(gone && gone->has_value());
   ASSERT_EQ((*gone)->changes.size(), 2u);
-  for (const RowChange& change : (*gone)->changes) EXPECT_EQ(change.kind, RowChange::Kind::Delete) << change.table;
+  for (const RowChange& change : (*gone)->changes)
+    EXPECT_EQ(change.kind, RowChange::Kind::Delete) << change.table;
 }
 
 TEST_F(OvsdbServerTest, ARefusedTransactionIsAClearErrorAndChangesNothing) {
@@ -166,7 +172,8 @@ TEST_F(OvsdbServerTest, ARefusedTransactionIsAClearErrorAndChangesNothing) {
                     insertOp("Logical_Switch", {{"name", "subnet-b"}, {"ports", set({namedUuid("dup")})}})});
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().kind(), ErrorKind::Conflict);
-  EXPECT_TRUE(refused.error().message().starts_with("transact OVN_Northbound: commit: constraint violation: "))
+  EXPECT_TRUE(
+      refused.error().message().starts_with("transact OVN_Northbound: commit: constraint violation: "))
       << refused.error().message();
   EXPECT_NE(refused.error().message().find("web-1"), std::string::npos) << refused.error().message();
   EXPECT_EQ(nbctl({"show"}), before);
@@ -178,15 +185,17 @@ TEST_F(OvsdbServerTest, ARefusedTransactionIsAClearErrorAndChangesNothing) {
                     updateOp("Logical_Switch", byName, {{"external_ids", map({{"corral-vpc", "prod"}})}})});
   ASSERT_FALSE(waited);
   EXPECT_EQ(waited.error().kind(), ErrorKind::Conflict);
-  EXPECT_TRUE(waited.error().message().starts_with("transact OVN_Northbound: operation 0 (wait Logical_Switch): "
-                                                   "timed out"))
+  EXPECT_TRUE(
+      waited.error().message().starts_with("transact OVN_Northbound: operation 0 (wait Logical_Switch): "
+                                           "timed out"))
       << waited.error().message();
   EXPECT_EQ(nbctl({"get", "Logical_Switch", "subnet-a", "external_ids"}), "{}\n");
 
   // An operation the schema does not allow (an unknown column) names its operation too.
   auto bad = client_->transact(kNorthbound, {insertOp("Logical_Switch", {{"no_such_column", 1}})});
   ASSERT_FALSE(bad);
-  EXPECT_TRUE(bad.error().message().starts_with("transact OVN_Northbound: operation 0 (insert Logical_Switch): "))
+  EXPECT_TRUE(
+      bad.error().message().starts_with("transact OVN_Northbound: operation 0 (insert Logical_Switch): "))
       << bad.error().message();
   EXPECT_EQ(nbctl({"show"}), before);
 }

@@ -42,7 +42,9 @@ TEST(JsonStreamSplitter, JoinsAMessageSplitAcrossReads) {
 
 TEST(JsonStreamSplitter, SplitsSeveralMessagesInOneRead) {
   JsonStreamSplitter splitter;
-  splitter.feed(R"({"id":1,"result":{}}  {"id":2,"result":[]})" "\n" R"([1,[2,{"a":3}]]{"id":)");
+  splitter.feed(R"({"id":1,"result":{}}  {"id":2,"result":[]})"
+                "\n"
+                R"([1,[2,{"a":3}]]{"id":)");
   auto values = drain(splitter);
   ASSERT_EQ(values.size(), 3u);
   EXPECT_EQ(values[0]["id"], 1);
@@ -150,7 +152,8 @@ TEST(OvsdbClient, SkipsALateReplyToAnEarlierCall) {
 }
 
 TEST(OvsdbClient, ReportsAJsonRpcErrorNamingTheMethod) {
-  ScriptedClient s({R"({"id":$ID,"result":null,"error":{"error":"unknown database","details":"get_schema request specifies unknown database Nope"}})"});
+  ScriptedClient s(
+      {R"({"id":$ID,"result":null,"error":{"error":"unknown database","details":"get_schema request specifies unknown database Nope"}})"});
   auto schema = s.client->getSchema("Nope");
   ASSERT_FALSE(schema);
   EXPECT_EQ(schema.error().kind(), ErrorKind::NotFound);
@@ -196,8 +199,9 @@ TEST(OvsdbEncoding, EncodesAndDecodesAtomsSetsAndMaps) {
 
 TEST(OvsdbEncoding, BuildsEachTransactOperation) {
   Where byName = {condition("name", "==", "ls0")};
-  EXPECT_EQ(insertOp("Logical_Switch", {{"name", "ls0"}}, "ls0"),
-            Json::parse(R"({"op":"insert","table":"Logical_Switch","row":{"name":"ls0"},"uuid-name":"ls0"})"));
+  EXPECT_EQ(
+      insertOp("Logical_Switch", {{"name", "ls0"}}, "ls0"),
+      Json::parse(R"({"op":"insert","table":"Logical_Switch","row":{"name":"ls0"},"uuid-name":"ls0"})"));
   EXPECT_EQ(insertOp("Logical_Switch", {{"name", "ls0"}}),
             Json::parse(R"({"op":"insert","table":"Logical_Switch","row":{"name":"ls0"}})"));
   EXPECT_EQ(selectOp("Logical_Switch", byName, {"name", "ports"}),
@@ -240,13 +244,13 @@ TEST(OvsdbTransactResult, NamesTheFailingOperationOrTheCommit) {
       Json::parse(R"([{"uuid":["uuid","1"]},{"error":"constraint violation","details":"bad port"}])"));
   ASSERT_FALSE(failedOp);
   EXPECT_EQ(failedOp.error().kind(), ErrorKind::Conflict);
-  EXPECT_EQ(failedOp.error().message(),
-            "transact OVN_Northbound: operation 1 (insert Logical_Switch_Port): constraint violation: bad port");
+  EXPECT_EQ(
+      failedOp.error().message(),
+      "transact OVN_Northbound: operation 1 (insert Logical_Switch_Port): constraint violation: bad port");
 
   // One result more than operations: the commit failed after every operation succeeded.
-  auto failedCommit = checkTransactResult(
-      "OVN_Northbound", ops,
-      Json::parse(R"([{"uuid":["uuid","1"]},{"uuid":["uuid","2"]},
+  auto failedCommit =
+      checkTransactResult("OVN_Northbound", ops, Json::parse(R"([{"uuid":["uuid","1"]},{"uuid":["uuid","2"]},
                       {"error":"referential integrity violation","details":"dangling"}])"));
   ASSERT_FALSE(failedCommit);
   EXPECT_EQ(failedCommit.error().message(),
@@ -261,11 +265,13 @@ TEST(OvsdbTransactResult, NamesTheFailingOperationOrTheCommit) {
 
 TEST(OvsdbClient, MonitorReturnsInitialRowsThenQueuesUpdates) {
   // The initial reply and an update notification arrive in one read, the next update split in two.
-  ScriptedClient s({R"({"id":$ID,"result":{"Logical_Switch":{"u1":{"new":{"name":"ls0"}}}},"error":null})"
-                    R"({"id":null,"method":"update","params":["m",{"Logical_Switch":{"u2":{"new":{"name":"ls1"}}}}]})",
-                    R"({"id":null,"method":"update","params":["m",{"Logical_Switch":{"u1":{"old":{"name":"ls0"}},)",
-                    R"("u2":{"old":{"name":"ls1"},"new":{"name":"ls2"}}}}]})"});
-  auto initial = s.client->monitor("OVN_Northbound", "m", {{.table = "Logical_Switch", .columns = {"name"}, .where = {}}});
+  ScriptedClient s(
+      {R"({"id":$ID,"result":{"Logical_Switch":{"u1":{"new":{"name":"ls0"}}}},"error":null})"
+       R"({"id":null,"method":"update","params":["m",{"Logical_Switch":{"u2":{"new":{"name":"ls1"}}}}]})",
+       R"({"id":null,"method":"update","params":["m",{"Logical_Switch":{"u1":{"old":{"name":"ls0"}},)",
+       R"("u2":{"old":{"name":"ls1"},"new":{"name":"ls2"}}}}]})"});
+  auto initial = s.client->monitor("OVN_Northbound", "m",
+                                   {{.table = "Logical_Switch", .columns = {"name"}, .where = {}}});
   ASSERT_TRUE(initial) << initial.error().message();
   ASSERT_EQ(initial->size(), 1u);
   EXPECT_EQ((*initial)[0].kind, RowChange::Kind::Initial);
@@ -293,9 +299,10 @@ TEST(OvsdbClient, MonitorReturnsInitialRowsThenQueuesUpdates) {
 }
 
 TEST(OvsdbClient, MonitorCondSendsWhereClausesAndDecodesUpdate2) {
-  ScriptedClient s({R"({"id":$ID,"result":{"Logical_Switch_Port":{"p1":{"initial":{"name":"web-1"}}}},"error":null})",
-                    R"({"id":null,"method":"update2","params":["c",{"Logical_Switch_Port":{"p1":{"modify":{"up":true}},)"
-                    R"("p2":{"insert":{"name":"web-2"}},"p3":{"delete":null}}}]})"});
+  ScriptedClient s(
+      {R"({"id":$ID,"result":{"Logical_Switch_Port":{"p1":{"initial":{"name":"web-1"}}}},"error":null})",
+       R"({"id":null,"method":"update2","params":["c",{"Logical_Switch_Port":{"p1":{"modify":{"up":true}},)"
+       R"("p2":{"insert":{"name":"web-2"}},"p3":{"delete":null}}}]})"});
   auto initial = s.client->monitorCond(
       "OVN_Northbound", "c",
       {{.table = "Logical_Switch_Port", .columns = {"name", "up"}, .where = {condition("name", "!=", "")}}});
