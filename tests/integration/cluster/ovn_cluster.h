@@ -1,6 +1,7 @@
 // Test plumbing for OVSDB and OVN on one machine: a temp dir that goes away, processes that are killed and
-// reaped when the test ends (also when it fails), and a private ovsdb-server on a Unix socket in that dir,
-// never the system's. Header-only: integration_cluster_tests.
+// reaped when the test ends (also when it fails), a private ovsdb-server on a Unix socket in that dir,
+// never the system's, and OvnCluster, the simulated two-host OVN of ovn_cluster.sh as an object.
+// Header-only: integration_cluster_tests.
 #pragma once
 
 #include <fcntl.h>
@@ -190,5 +191,71 @@ class OvsdbServer {
   std::string error_;
   ProcessSet processes_;
 };
+
+// The two-host OVN of tests/integration/cluster/ovn_cluster.sh, up while the object lives: `up` in the
+// constructor, `down` in stop() or, at the latest, in the destructor (so a failed assertion halfway still
+// leaves nothing). Namespaces are PREFIX{ovn-c,ovn-h1,ovn-h2,ovn-w1,ovn-w2}; with the harness's prefix
+// corral-t<PID>- scripts/sweep-test-leftovers removes what a killed test process left.
+class OvnCluster {
+ public:
+  OvnCluster(std::string script, std::string dir, std::string prefix)
+      : script_(std::move(script)), dir_(std::move(dir)), prefix_(std::move(prefix)) {
+    ToolRun up = runTool({"bash", script_, "up", dir_, prefix_}, {}, std::chrono::seconds(120));
+    if (up.exitCode != 0)
+      error_ = "ovn_cluster.sh up: exit " + std::to_string(up.exitCode) + ": " + up.output;
+    running_ = true;
+  }
+  ~OvnCluster() { stop(); }
+  OvnCluster(const OvnCluster&) = delete;
+  OvnCluster& operator=(const OvnCluster&) = delete;
+
+  // Empty when everything came up.
+  const std::string& error() const { return error_; }
+  // Kills every process and deletes every namespace; what `down` printed and its exit code (1 when
+  // something was left).
+  ToolRun stop() {
+    if (!running_) return {0, ""};
+    running_ = false;
+    return runTool({"bash", script_, "down", dir_}, {}, std::chrono::seconds(60));
+  }
+
+  std::string northbound() const { return "unix:" + dir_ + "/nb.sock"; }
+  std::string hostNetns(int host) const { return prefix_ + "ovn-h" + std::to_string(host); }
+  std::string workloadNetns(int host) const { return prefix_ + "ovn-w" + std::to_string(host); }
+  std::vector<std::string> namespaces() const {
+    return {prefix_ + "ovn-c", hostNetns(1), hostNetns(2), workloadNetns(1), workloadNetns(2)};
+  }
+  // Every OVS/OVN log of the cluster, for a failure message.
+  std::string logs() const {
+    std::string all;
+    std::error_code ignored;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_, ignored)) {
+      if (entry.path().extension() == ".log") {
+        all += "==> " + entry.path().string() + "\n" + readWholeFile(entry.path().string());
+      }
+    }
+    return all;
+  }
+
+ private:
+  std::string script_;
+  std::string dir_;
+  std::string prefix_;
+  std::string error_;
+  bool running_ = false;
+};
+
+// Pids of processes whose command line mentions `text` (a test's temp dir: what it started is there).
+inline std::vector<pid_t> processesMentioning(const std::string& text) {
+  std::vector<pid_t> pids;
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ignored)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = readWholeFile(entry.path().string() + "/cmdline");
+    if (cmdline.find(text) != std::string::npos) pids.push_back(std::stoi(name));
+  }
+  return pids;
+}
 
 }  // namespace corral::testing

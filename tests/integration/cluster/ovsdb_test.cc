@@ -44,7 +44,8 @@ class OvsdbServerTest : public ::testing::Test {
     return run.output;
   }
 
-  TempDir dir_{"corral-ovsdb"};
+  // corral-t<PID>-: scripts/sweep-test-leftovers stops the server of a test process that was killed.
+  TempDir dir_{"corral-t" + std::to_string(::getpid()) + "-ovsdb"};
   std::optional<OvsdbServer> server_;
   std::optional<OvsdbClient> client_;
 };
