@@ -422,6 +422,7 @@ Status OvsdbClient::handleNotification(const Json& message) {
   if (method == "echo" && !id.is_null()) {
     // ovsdb-server's keep-alive: unanswered, it drops the connection after its inactivity probe.
     Json reply = {{"result", params}, {"error", nullptr}, {"id", id}};
+    ++echoesAnswered_;
     return transport_->send(reply.dump());
   }
   if ((method == "update" || method == "update2") && params.is_array() && params.size() == 2) {

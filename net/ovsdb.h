@@ -177,6 +177,10 @@ class OvsdbClient {
   // The next monitor update, reading from the server for at most `timeout`; std::nullopt when none came.
   Result<std::optional<MonitorUpdate>> nextUpdate(std::chrono::milliseconds timeout);
 
+  // How many of the server's echo requests this client answered (its keep-alive: over TCP, ovsdb-server
+  // drops a connection that leaves them unanswered).
+  uint64_t echoesAnswered() const { return echoesAnswered_; }
+
   // A raw JSON-RPC call: its "result", or an Error from its "error".
   Result<Json> call(std::string_view method, Json params);
 
@@ -191,6 +195,7 @@ class OvsdbClient {
   JsonStreamSplitter splitter_;
   std::deque<MonitorUpdate> updates_;
   uint64_t nextId_ = 1;
+  uint64_t echoesAnswered_ = 0;
 };
 
 }  // namespace corral::net::ovsdb

@@ -153,7 +153,9 @@ inline constexpr const char* kOvnNorthboundSchema = "/usr/share/ovn/ovn-nb.ovssc
 // the system's /run/openvswitch.
 class OvsdbServer {
  public:
-  OvsdbServer(const TempDir& dir, const std::string& name, const std::string& schema)
+  // `extraArgs` go to ovsdb-server before the database (e.g. another --remote).
+  OvsdbServer(const TempDir& dir, const std::string& name, const std::string& schema,
+              const std::vector<std::string>& extraArgs = {})
       : dir_(dir.path()), name_(name) {
     const std::string db = dir / (name + ".db");
     ToolRun created = runTool({"ovsdb-tool", "create", db, schema});
@@ -161,10 +163,15 @@ class OvsdbServer {
       error_ = "ovsdb-tool create " + db + " " + schema + ": " + created.output;
       return;
     }
-    pid_t pid = spawnWithEnv({"ovsdb-server", "--remote=punix:" + socketPath(), "--no-chdir",
-                              "--pidfile=" + (dir / (name + ".pid")), "--unixctl=" + (dir / (name + ".ctl")),
-                              "--log-file=" + logPath(), db},
-                             environment(), dir / (name + ".out"));
+    std::vector<std::string> args = {"ovsdb-server",
+                                     "--remote=punix:" + socketPath(),
+                                     "--no-chdir",
+                                     "--pidfile=" + (dir / (name + ".pid")),
+                                     "--unixctl=" + (dir / (name + ".ctl")),
+                                     "--log-file=" + logPath()};
+    args.insert(args.end(), extraArgs.begin(), extraArgs.end());
+    args.push_back(db);
+    pid_t pid = spawnWithEnv(args, environment(), dir / (name + ".out"));
     if (pid < 0) {
       error_ = "could not start ovsdb-server";
       return;

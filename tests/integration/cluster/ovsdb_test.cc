@@ -29,7 +29,9 @@ class OvsdbServerTest : public ::testing::Test {
                    << " is missing: scripts/install-deps installs ovn-central";
     }
     ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
-    server_.emplace(dir_, "nb", testing::kOvnNorthboundSchema);
+    // Also listening where NB_Global's connections say, as OVN's own ovsdb-server does (none at first).
+    server_.emplace(dir_, "nb", testing::kOvnNorthboundSchema,
+                    std::vector<std::string>{"--remote=db:OVN_Northbound,NB_Global,connections"});
     ASSERT_EQ(server_->error(), "");
     auto connected = OvsdbClient::connect(server_->remote());
     ASSERT_TRUE(connected) << connected.error().message();
@@ -199,6 +201,55 @@ TEST_F(OvsdbServerTest, ARefusedTransactionIsAClearErrorAndChangesNothing) {
       bad.error().message().starts_with("transact OVN_Northbound: operation 0 (insert Logical_Switch): "))
       << bad.error().message();
   EXPECT_EQ(nbctl({"show"}), before);
+}
+
+TEST_F(OvsdbServerTest, KeepsATcpConnectionAliveByAnsweringTheServersEcho) {
+  // A TCP listener on loopback with a 1 s inactivity probe: the server sends echo after 1 s of silence and
+  // drops a connection that has not answered by the next probe.
+  auto configured = client_->transact(
+      kNorthbound,
+      {insertOp("Connection", {{"target", "ptcp:0:127.0.0.1"}, {"inactivity_probe", 1000}}, "tcp"),
+       insertOp("NB_Global", {{"connections", set({namedUuid("tcp")})}})});
+  ASSERT_TRUE(configured) << configured.error().message();
+  std::string port;
+  ASSERT_TRUE(testing::pollUntil(
+      [&] {
+        auto rows = client_->transact(kNorthbound, {selectOp("Connection", {}, {"status"})});
+        if (!rows || (*rows)[0]["rows"].empty()) return false;
+        auto status = decodeMap((*rows)[0]["rows"][0]["status"]);
+        if (!status) return false;
+        for (const auto& [key, value] : *status) {
+          if (key == "bound_port") port = value.template get<std::string>();
+        }
+        return !port.empty();
+      },
+      10s))
+      << "no bound_port in Connection's status";
+
+  auto tcp = OvsdbClient::connect("tcp:127.0.0.1:" + port);
+  ASSERT_TRUE(tcp) << tcp.error().message();
+  // A second connection that never answers: the server's probe is real when this one is dropped.
+  auto silent = SocketTransport::connect(parseRemote("tcp:127.0.0.1:" + port).value());
+  ASSERT_TRUE(silent) << silent.error().message();
+
+  auto idle = tcp->nextUpdate(3500ms);  // reads (and answers) whatever the server sends meanwhile
+  ASSERT_TRUE(idle) << idle.error().message();
+  EXPECT_FALSE(idle->has_value());
+  EXPECT_GE(tcp->echoesAnswered(), 2u);
+  auto dbs = tcp->listDbs();
+  ASSERT_TRUE(dbs) << "the answered connection was dropped: " << dbs.error().message();
+
+  Status dropped = fail(internalError("not yet"));
+  while (true) {  // the silent one got echo requests, then the end of the stream
+    auto bytes = (*silent)->receive(1s);
+    if (!bytes) {
+      dropped = fail(bytes.error());
+      break;
+    }
+    if (!*bytes) break;
+  }
+  ASSERT_FALSE(dropped);
+  EXPECT_EQ(dropped.error().kind(), ErrorKind::Unavailable) << dropped.error().message();
 }
 
 TEST(OvsdbConnect, AMissingServerIsUnavailableAndABadRemoteNamesTheField) {

@@ -142,6 +142,17 @@ TEST(OvsdbClient, AnswersTheServersEchoWhileWaitingForAReply) {
   EXPECT_EQ(s.transport->sent[0]["method"], "get_schema");
   EXPECT_EQ(s.transport->sent[0]["params"], Json::array({"OVN_Northbound"}));
   EXPECT_EQ(s.transport->sent[1], Json::parse(R"({"id":"echo","result":[],"error":null})"));
+  EXPECT_EQ(s.client->echoesAnswered(), 1u);
+}
+
+TEST(OvsdbClient, AnswersEchoWhileWaitingForUpdatesAndRefusesOtherRequests) {
+  ScriptedClient s({R"({"id":7,"method":"echo","params":["x"]}{"id":8,"method":"lock","params":["l"]})"});
+  auto none = s.client->nextUpdate(20ms);
+  ASSERT_TRUE(none) << none.error().message();
+  EXPECT_FALSE(*none);
+  ASSERT_EQ(s.transport->sent.size(), 2u);
+  EXPECT_EQ(s.transport->sent[0], Json::parse(R"({"id":7,"result":["x"],"error":null})"));
+  EXPECT_EQ(s.transport->sent[1], Json::parse(R"({"id":8,"result":null,"error":"unknown method lock"})"));
 }
 
 TEST(OvsdbClient, SkipsALateReplyToAnEarlierCall) {
