@@ -1,6 +1,6 @@
 // Test plumbing for OVSDB and OVN on one machine: a temp dir that goes away, processes that are killed and
 // reaped when the test ends (also when it fails), a private ovsdb-server on a Unix socket in that dir,
-// never the system's, and OvnCluster, the simulated two-host OVN of ovn_cluster.sh as an object.
+// never the system's, and OvnCluster, the simulated multi-host OVN of ovn_cluster.sh as an object.
 // Header-only: integration_cluster_tests.
 #pragma once
 
@@ -199,15 +199,16 @@ class OvsdbServer {
   ProcessSet processes_;
 };
 
-// The two-host OVN of tests/integration/cluster/ovn_cluster.sh, up while the object lives: `up` in the
+// The multi-host OVN of tests/integration/cluster/ovn_cluster.sh, up while the object lives: `up` in the
 // constructor, `down` in stop() or, at the latest, in the destructor (so a failed assertion halfway still
-// leaves nothing). Namespaces are PREFIX{ovn-c,ovn-h1,ovn-h2,ovn-w1,ovn-w2}; with the harness's prefix
-// corral-t<PID>- scripts/sweep-test-leftovers removes what a killed test process left.
+// leaves nothing). Namespaces are PREFIXovn-{c,u,h1..hN,w1..wN}; with the harness's prefix corral-t<PID>-
+// scripts/sweep-test-leftovers removes what a killed test process left.
 class OvnCluster {
  public:
-  OvnCluster(std::string script, std::string dir, std::string prefix)
-      : script_(std::move(script)), dir_(std::move(dir)), prefix_(std::move(prefix)) {
-    ToolRun up = runTool({"bash", script_, "up", dir_, prefix_}, {}, std::chrono::seconds(120));
+  OvnCluster(std::string script, std::string dir, std::string prefix, int hosts = 2)
+      : script_(std::move(script)), dir_(std::move(dir)), prefix_(std::move(prefix)), hosts_(hosts) {
+    ToolRun up = runTool({"bash", script_, "up", dir_, prefix_, std::to_string(hosts_)}, {},
+                         std::chrono::seconds(120));
     if (up.exitCode != 0)
       error_ = "ovn_cluster.sh up: exit " + std::to_string(up.exitCode) + ": " + up.output;
     running_ = true;
@@ -226,11 +227,19 @@ class OvnCluster {
     return runTool({"bash", script_, "down", dir_}, {}, std::chrono::seconds(60));
   }
 
+  // Host `host`'s processes die (SIGKILL), as when the machine goes away; its namespaces stay until stop().
+  ToolRun killHost(int host) { return runTool({"bash", script_, "kill-host", dir_, std::to_string(host)}); }
+
   std::string northbound() const { return "unix:" + dir_ + "/nb.sock"; }
   std::string hostNetns(int host) const { return prefix_ + "ovn-h" + std::to_string(host); }
   std::string workloadNetns(int host) const { return prefix_ + "ovn-w" + std::to_string(host); }
   std::vector<std::string> namespaces() const {
-    return {prefix_ + "ovn-c", hostNetns(1), hostNetns(2), workloadNetns(1), workloadNetns(2)};
+    std::vector<std::string> names = {prefix_ + "ovn-c", prefix_ + "ovn-u"};
+    for (int host = 1; host <= hosts_; ++host) {
+      names.push_back(hostNetns(host));
+      names.push_back(workloadNetns(host));
+    }
+    return names;
   }
   // Every OVS/OVN log of the cluster, for a failure message.
   std::string logs() const {
@@ -248,6 +257,7 @@ class OvnCluster {
   std::string script_;
   std::string dir_;
   std::string prefix_;
+  int hosts_;
   std::string error_;
   bool running_ = false;
 };

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# A simulated two-host OVN on one machine (issue 20, docs/cluster.md): the central part (NB and SB
-# ovsdb-servers, ovn-northd) and two "hosts", each a network namespace with its own ovsdb-server (conf.db),
-# ovs-vswitchd (userspace datapath: datapath_type=netdev, this kind of host has no openvswitch module) and
-# ovn-controller with Geneve over a veth underlay between the hosts. Each host has one workload: an OVS
-# internal port of br-int (external_ids:iface-id=wN) moved into a namespace of its own, 10.0.0.N/24, MTU
-# 1400 for Geneve's overhead. The logical network (a switch with ports w1 and w2) is the caller's to make,
-# in the NB database at unix:DIR/nb.sock.
+# A simulated multi-host OVN on one machine (issue 20, docs/cluster.md): the central part (NB and SB
+# ovsdb-servers, ovn-northd) and N "hosts" (2 by default), each a network namespace with its own
+# ovsdb-server (conf.db), ovs-vswitchd (userspace datapath: datapath_type=netdev, this kind of host has no
+# openvswitch module) and ovn-controller with Geneve over the underlay: a Linux bridge in a namespace of its
+# own, a veth to each host (10.250.0.N/24). Each host N has one workload: an OVS internal port of br-int
+# (external_ids:iface-id=wN) moved into a namespace of its own, 10.0.0.N/24, MTU 1400 for Geneve's
+# overhead. The logical network (a switch with ports w1..wN) is the caller's to make, in the NB database at
+# unix:DIR/nb.sock.
 #
-#   ovn_cluster.sh up DIR PREFIX   everything under DIR (pid files, sockets, logs, databases); namespaces
-#                                  named PREFIX{ovn-c,ovn-h1,ovn-h2,ovn-w1,ovn-w2}, listed in DIR/netns
-#   ovn_cluster.sh down DIR        kills every process DIR's pid files name (only those whose command line
-#                                  names DIR), deletes DIR/netns's namespaces; exits 1 if anything is left
+#   ovn_cluster.sh up DIR PREFIX [N]   everything under DIR (pid files, sockets, logs, databases);
+#                                      namespaces PREFIXovn-{c,u,h1..hN,w1..wN}, listed in DIR/netns
+#   ovn_cluster.sh kill-host DIR N     SIGKILLs host N's ovsdb-server, ovs-vswitchd and ovn-controller, as a
+#                                      host's death would (its namespaces stay until down)
+#   ovn_cluster.sh down DIR            kills every process DIR's pid files name (only those whose command
+#                                      line names DIR), deletes DIR/netns's namespaces; exits 1 if anything
+#                                      is left
 #
 # All traffic stays inside the namespaces this script creates; the central part talks over Unix sockets.
 set -Eeuo pipefail
@@ -48,7 +52,8 @@ start_ovsdb() {  # DIR NS NAME SCHEMA: an ovsdb-server on DIR/NAME.sock with dat
 }
 
 up() {
-  local dir=$1 prefix=$2
+  local dir=$1 prefix=$2 hosts=$3
+  [[ $hosts =~ ^[1-9][0-9]?$ ]] || { log "up: the number of hosts must be 1-99, not \"$hosts\""; return 2; }
   mkdir -p "$dir"
   : >"$dir/netns"
   trap 'log "up failed; tearing down"; down "$dir" || true' ERR
@@ -61,15 +66,20 @@ up() {
   in_ns "$central" "$dir" ovn-northd $(daemon_opts "$dir" northd) \
     --ovnnb-db="unix:$dir/nb.sock" --ovnsb-db="unix:$dir/sb.sock"
 
-  local h
-  for h in 1 2; do
+  # The underlay: a bridge in its own namespace, a veth from it to each host, made in those namespaces
+  # directly (never in the root one).
+  local underlay=${prefix}ovn-u h
+  add_netns "$dir" "$underlay"
+  ip -n "$underlay" link add ul type bridge
+  ip -n "$underlay" link set ul up
+  for h in $(seq "$hosts"); do
     add_netns "$dir" "${prefix}ovn-h$h"
     add_netns "$dir" "${prefix}ovn-w$h"
+    ip link add ul0 netns "${prefix}ovn-h$h" type veth peer name "h$h" netns "$underlay"
+    ip -n "$underlay" link set "h$h" master ul up
   done
-  # The underlay: one veth between the two hosts' namespaces, made there directly (never in the root one).
-  ip link add ul0 netns "${prefix}ovn-h1" type veth peer name ul0 netns "${prefix}ovn-h2"
 
-  for h in 1 2; do
+  for h in $(seq "$hosts"); do
     local ns=${prefix}ovn-h$h home=$dir/h$h
     mkdir -p "$home"
     start_ovsdb "$home" "$ns" conf "$ovs_schema"
@@ -102,7 +112,7 @@ up() {
     ip -n "$w" addr add "10.0.0.$h/24" dev "w$h"
   done
   trap - ERR
-  log "up: NB at unix:$dir/nb.sock; workloads ${prefix}ovn-w1 (10.0.0.1) and ${prefix}ovn-w2 (10.0.0.2)"
+  log "up: NB at unix:$dir/nb.sock; workloads ${prefix}ovn-w1..w$hosts at 10.0.0.1..$hosts"
 }
 
 # The processes DIR's pid files name that are still ours: their command line names DIR (a pid file of a
@@ -114,6 +124,15 @@ our_pids() {
     [[ $pid =~ ^[0-9]+$ ]] || continue
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir" && echo "$pid"
   done < <(find "$dir" -name '*.pid' -print0 2>/dev/null)
+  return 0
+}
+
+kill_host() {
+  local dir=$1 host=$2 name pid
+  for name in ovn-controller ovs-vswitchd conf; do
+    pid=$(cat "$dir/h$host/$name.pid" 2>/dev/null) || continue
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir" && kill -KILL "$pid"
+  done
   return 0
 }
 
@@ -156,10 +175,11 @@ down() {
 }
 
 case ${1:-} in
-  up) up "${2:?usage: ovn_cluster.sh up DIR PREFIX}" "${3:?usage: ovn_cluster.sh up DIR PREFIX}" ;;
+  up) up "${2:?usage: ovn_cluster.sh up DIR PREFIX [N]}" "${3:?usage: ovn_cluster.sh up DIR PREFIX [N]}" "${4:-2}" ;;
+  kill-host) kill_host "${2:?usage: ovn_cluster.sh kill-host DIR N}" "${3:?usage: ovn_cluster.sh kill-host DIR N}" ;;
   down) down "${2:?usage: ovn_cluster.sh down DIR}" ;;
   *)
-    echo "usage: ovn_cluster.sh up DIR PREFIX | down DIR" >&2
+    echo "usage: ovn_cluster.sh up DIR PREFIX [N] | kill-host DIR N | down DIR" >&2
     exit 2
     ;;
 esac

@@ -1,9 +1,10 @@
-// The simulated two-host OVN (ovn_cluster.sh): a logical switch made through corral's OVSDB client, with a
-// port on each "host", carries a ping and a TCP transfer from one host's workload to the other's over
-// Geneve on the veth underlay; after stopping, no process and no namespace of the cluster is left, also
-// when the test gives up halfway.
+// The simulated multi-host OVN (ovn_cluster.sh): a logical switch made through corral's OVSDB client, with
+// a port on each "host", carries a ping and a TCP transfer from one host's workload to the other's over
+// Geneve on the veth underlay; with three hosts, the death of one leaves the other two talking; after
+// stopping, no process and no namespace of the cluster is left, also when the test gives up halfway.
 #include "tests/integration/cluster/ovn_cluster.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -159,10 +160,49 @@ TEST_F(OvnClusterTest, GivingUpHalfwayStillLeavesNothing) {
     // Leaving the scope without stop(), as a failed ASSERT would: the destructor tears down.
   }
   EXPECT_EQ(testing::processesMentioning(dir_.path()), std::vector<pid_t>{});
-  for (const std::string& ns : {testPrefix() + "ovn-c", testPrefix() + "ovn-h1", testPrefix() + "ovn-h2",
-                                testPrefix() + "ovn-w1", testPrefix() + "ovn-w2"}) {
-    EXPECT_FALSE(std::filesystem::exists("/run/netns/" + ns)) << ns << " left behind";
+  for (const std::string ns : {"ovn-c", "ovn-u", "ovn-h1", "ovn-h2", "ovn-w1", "ovn-w2"}) {
+    EXPECT_FALSE(std::filesystem::exists("/run/netns/" + testPrefix() + ns)) << ns << " left behind";
   }
+}
+
+// Issue 20's cluster has three hosts; when one dies, nothing of the others breaks.
+TEST_F(OvnClusterTest, ThreeHostsAndWhenOneDiesTheOthersStillReachEachOther) {
+  OvnCluster cluster(kScript, dir_.path(), testPrefix(), 3);
+  ASSERT_EQ(cluster.error(), "") << cluster.logs();
+  auto client = OvsdbClient::connect(cluster.northbound());
+  ASSERT_TRUE(client) << client.error().message();
+  std::vector<Json> ops;
+  std::vector<Json> ports;
+  for (int host = 1; host <= 3; ++host) {
+    const std::string name = "w" + std::to_string(host);
+    ops.push_back(insertOp(
+        "Logical_Switch_Port",
+        {{"name", name}, {"addresses", set({fmt::format("0a:00:00:00:00:0{} 10.0.0.{}", host, host)})}},
+        name));
+    ports.push_back(namedUuid(name));
+  }
+  ops.push_back(insertOp("Logical_Switch", {{"name", "ls0"}, {"ports", set(ports)}}));
+  auto created = client->transact("OVN_Northbound", ops);
+  ASSERT_TRUE(created) << created.error().message();
+
+  for (const std::string to : {"10.0.0.2", "10.0.0.3"}) {
+    EXPECT_TRUE(testing::pollUntil([&] { return ping(cluster, 1, to, 1).exitCode == 0; }, 30s))
+        << "w1 does not reach " << to << "\n"
+        << cluster.logs();
+  }
+
+  testing::ToolRun killed = cluster.killHost(3);
+  ASSERT_EQ(killed.exitCode, 0) << killed.output;
+  EXPECT_NE(ping(cluster, 1, "10.0.0.3", 1).exitCode, 0) << "host 3 is dead, yet its workload answers";
+  testing::ToolRun survivors = ping(cluster, 1, "10.0.0.2", 3);
+  EXPECT_EQ(survivors.exitCode, 0) << survivors.output;
+  EXPECT_NE(survivors.output.find("3 packets received"), std::string::npos) << survivors.output;
+  testing::ToolRun back = ping(cluster, 2, "10.0.0.1", 3);
+  EXPECT_EQ(back.exitCode, 0) << back.output;
+
+  testing::ToolRun down = cluster.stop();
+  EXPECT_EQ(down.exitCode, 0) << down.output;
+  expectNothingLeft(cluster);
 }
 
 }  // namespace
