@@ -386,7 +386,9 @@ Result<std::vector<RowChange>> decodeTableUpdates2(const Json& updates) {
       if (!update.is_object() || update.size() != 1) {
         return fail(internalError("ovsdb: row-update2 of {} {} is not a one-member object", table, rowUuid));
       }
-      const auto& [what, row] = *update.items().begin();
+      // The object's one member; items() would hand out a proxy that dies with its temporary iterator.
+      const std::string& what = update.begin().key();
+      const Json& row = update.begin().value();
       RowChange change{.table = table, .uuid = rowUuid, .kind = RowChange::Kind::Insert, .row = row};
       if (what == "initial") {
         change.kind = RowChange::Kind::Initial;
