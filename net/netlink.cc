@@ -702,6 +702,7 @@ Result<std::vector<LinkInfo>> Netlink::links() {
     const char* kind = rtnl_link_get_type(link);
     info.kind = kind ? kind : "";
     info.up = (rtnl_link_get_flags(link) & IFF_UP) != 0;
+    info.running = (rtnl_link_get_flags(link) & IFF_RUNNING) != 0;
     if (int master = rtnl_link_get_master(link); master > 0) {
       char name[IFNAMSIZ + 1] = {};
       if (rtnl_link_i2name(linkCache.get(), master, name, sizeof(name)) != nullptr) info.master = name;
@@ -742,6 +743,7 @@ Result<std::optional<LinkInfo>> Netlink::link(const std::string& name) {
   const char* kind = rtnl_link_get_type(found.get());
   info.kind = kind ? kind : "";
   info.up = (rtnl_link_get_flags(found.get()) & IFF_UP) != 0;
+  info.running = (rtnl_link_get_flags(found.get()) & IFF_RUNNING) != 0;
   if (int master = rtnl_link_get_master(found.get()); master > 0) {
     rtnl_link* rawMaster = nullptr;
     if (int err = rtnl_link_get_kernel(state_->socket.get(), master, nullptr, &rawMaster); err < 0) {

@@ -20,6 +20,8 @@ struct LinkInfo {
   int index = 0;
   std::string kind;  // "bridge", "veth", "tun", "" for others
   bool up = false;
+  bool running =
+      false;  // IFF_RUNNING: operationally up (a veth once its peer is up too, as linkwatch saw it)
   std::optional<std::string> master;   // the bridge it is a port of
   std::vector<std::string> addresses;  // "10.0.1.1/24"
 };
