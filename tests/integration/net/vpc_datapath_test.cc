@@ -240,6 +240,29 @@ TEST_F(VpcDatapath, AnAddressTakenOverByANewInstanceIsReachedAtOnce) {
   EXPECT_TRUE(reached.ok) << "w2 reaches w4 at once at w3's old address";
 }
 
+// The router's .1 sits on the subnet's bridge, whose MAC corral sets when it makes it: a bridge left to
+// choose takes the lowest MAC of its ports, so the router's MAC changed when an instance with a lower one
+// came or the lowest went, and the floor's instances sent to the old one until their ARP entries expired
+// (the demo's wget across floors hung for a minute after a VM on its floor ended).
+TEST_F(VpcDatapath, TheRoutersMacStaysAsPortsComeAndGo) {
+  auto vpc = Netlink::open(plan_.netns);
+  ASSERT_TRUE(vpc) << vpc.error().message();
+  const std::string bridge = subnetBridgeName("a", "pub");
+  auto macNow = [&]() -> std::string {
+    auto link = vpc->link(bridge);
+    return link && *link ? (*link)->mac : "no bridge " + bridge;
+  };
+  EXPECT_EQ(macNow(), subnetBridgeMac(bridge));
+  // A port with a lower MAC than any joins, then leaves.
+  ASSERT_TRUE(vpc->createVethPair("crlvlowmac", "crlvlowpeer"));
+  ASSERT_TRUE(vpc->setMac("crlvlowmac", "02:00:00:00:00:01"));
+  ASSERT_TRUE(vpc->setMaster("crlvlowmac", bridge));
+  ASSERT_TRUE(vpc->setUp("crlvlowmac"));
+  EXPECT_EQ(macNow(), subnetBridgeMac(bridge)) << "a port with a lower MAC joined";
+  ASSERT_TRUE(vpc->deleteLink("crlvlowmac"));
+  EXPECT_EQ(macNow(), subnetBridgeMac(bridge)) << "it left";
+}
+
 TEST_F(VpcDatapath, PrivateSubnetReachesTheInternetThroughNatButNotTheOtherWay) {
   UniqueFd internetListener = listenIn(internetNs(), 7000);
   UniqueFd pListener = listenIn(ns("p"), 5000);
