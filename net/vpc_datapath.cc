@@ -8,15 +8,18 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "core/rollback.h"
 #include "core/unique_fd.h"
+#include "net/announce.h"
 #include "net/netlink.h"
 #include "net/nft.h"
 #include "net/vpc_kernel.h"
@@ -30,6 +33,9 @@ constexpr uint32_t kLastOurRulePriority = 1999;
 constexpr uint32_t kFirstOurTable = 100;
 constexpr uint32_t kLastOurTable = 1099;
 constexpr uint32_t kMainTable = 254;
+// How long an attach waits for the bridge to take its new port before announcing the address anyway
+// (typically well under a millisecond: the kernel's linkwatch runs urgently for a veth's carrier).
+constexpr std::chrono::milliseconds kPortRunningWait{500};
 
 // default (253), main (254) and local (255) lie inside our range but are the kernel's.
 bool isReservedTable(uint32_t id) {
@@ -651,6 +657,20 @@ Status attachVethInto(const std::string& netns, const NicPlan& nic, int targetNs
   if (auto s = inside->setUp("lo"); !s) return fail(std::move(s).error());
   if (defaultRoute) {
     if (auto s = inside->addDefaultRoute(nic.gateway); !s) return fail(std::move(s).error());
+  }
+  // The address may have been another instance's a moment ago (the IPAM hands out the lowest free one):
+  // tell the neighbours its new MAC. The bridge forwards from the port once the kernel's linkwatch has
+  // seen its carrier (the peer's up, asynchronously): a frame sent earlier would be dropped at the port.
+  for (auto until = std::chrono::steady_clock::now() + kPortRunningWait;;) {
+    auto port = vpc->link(nic.link);
+    if (!port) return fail(std::move(port).error());
+    if ((*port && (*port)->running) || std::chrono::steady_clock::now() >= until) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  if (auto s = announceAddress(targetNs, fmt::format("instance {}", nic.nic.instance), ifname, nic.mac,
+                               nic.nic.address);
+      !s) {
+    return fail(std::move(s).error());
   }
   removePort.dismiss();
   return {};
