@@ -472,8 +472,7 @@ Result<Json> EtcdClient::call(std::string_view operation, const std::string& pat
         continue;
       }
       // The request may have reached the member: sending it elsewhere could apply it twice.
-      return fail(unavailable("{}: cluster store has no quorum (etcd: {}{})", operation, reply.error().reason,
-                              reply.error().timedOut ? ", no answer in time" : ""));
+      return fail(unavailable("{}: cluster store has no quorum (etcd: {})", operation, reply.error().reason));
     }
     if (reply->status != 200) return fail(errorFromReply(operation, reply->status, reply->body));
     Json parsed = Json::parse(reply->body, nullptr, /*allow_exceptions=*/false);
