@@ -13,14 +13,16 @@ namespace corral::net::etcd {
 
 namespace {
 
-constexpr std::string_view kBase64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::string_view kBase64Alphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 // The gateway writes int64 fields as strings ("revision": "5") and leaves out zero values.
 Result<int64_t> int64Field(const Json& object, std::string_view name) {
   auto it = object.find(name);
   if (it == object.end() || it->is_null()) return 0;
   if (it->is_number_integer()) return it->get<int64_t>();
-  if (!it->is_string()) return fail(internalError("etcd reply: \"{}\" is not a number: {}", name, it->dump()));
+  if (!it->is_string())
+    return fail(internalError("etcd reply: \"{}\" is not a number: {}", name, it->dump()));
   const std::string& text = it->get_ref<const std::string&>();
   int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -33,7 +35,8 @@ Result<int64_t> int64Field(const Json& object, std::string_view name) {
 Result<std::string> bytesField(const Json& object, std::string_view name) {
   auto it = object.find(name);
   if (it == object.end() || it->is_null()) return std::string();
-  if (!it->is_string()) return fail(internalError("etcd reply: \"{}\" is not a string: {}", name, it->dump()));
+  if (!it->is_string())
+    return fail(internalError("etcd reply: \"{}\" is not a string: {}", name, it->dump()));
   auto decoded = decodeBase64(it->get_ref<const std::string&>());
   if (!decoded) return fail(decoded.error().wrap(fmt::format("etcd reply: \"{}\"", name)));
   return decoded;
@@ -64,29 +67,40 @@ Result<KeyValue> decodeKeyValue(const Json& kv) {
 
 std::string_view compareTargetName(Compare::Target target) {
   switch (target) {
-    case Compare::Target::Version: return "VERSION";
-    case Compare::Target::CreateRevision: return "CREATE";
-    case Compare::Target::ModRevision: return "MOD";
-    case Compare::Target::Value: return "VALUE";
+    case Compare::Target::Version:
+      return "VERSION";
+    case Compare::Target::CreateRevision:
+      return "CREATE";
+    case Compare::Target::ModRevision:
+      return "MOD";
+    case Compare::Target::Value:
+      return "VALUE";
   }
   return "MOD";
 }
 
 std::string_view compareResultName(Compare::Result result) {
   switch (result) {
-    case Compare::Result::Equal: return "EQUAL";
-    case Compare::Result::NotEqual: return "NOT_EQUAL";
-    case Compare::Result::Greater: return "GREATER";
-    case Compare::Result::Less: return "LESS";
+    case Compare::Result::Equal:
+      return "EQUAL";
+    case Compare::Result::NotEqual:
+      return "NOT_EQUAL";
+    case Compare::Result::Greater:
+      return "GREATER";
+    case Compare::Result::Less:
+      return "LESS";
   }
   return "EQUAL";
 }
 
 Json requestOp(const TxnOp& op) {
   switch (op.kind) {
-    case TxnOp::Kind::Get: return {{"request_range", rangeRequest(op.key, op.prefix)}};
-    case TxnOp::Kind::Put: return {{"request_put", putRequest(op.key, op.value, op.lease)}};
-    case TxnOp::Kind::Delete: return {{"request_delete_range", deleteRequest(op.key, op.prefix)}};
+    case TxnOp::Kind::Get:
+      return {{"request_range", rangeRequest(op.key, op.prefix)}};
+    case TxnOp::Kind::Put:
+      return {{"request_put", putRequest(op.key, op.value, op.lease)}};
+    case TxnOp::Kind::Delete:
+      return {{"request_delete_range", deleteRequest(op.key, op.prefix)}};
   }
   return Json::object();
 }
@@ -117,7 +131,8 @@ std::string encodeBase64(std::string_view bytes) {
 }
 
 Result<std::string> decodeBase64(std::string_view text) {
-  if (text.size() % 4 != 0) return fail(internalError("base64: length {} is not a multiple of 4", text.size()));
+  if (text.size() % 4 != 0)
+    return fail(internalError("base64: length {} is not a multiple of 4", text.size()));
   std::string out;
   out.reserve(text.size() / 4 * 3);
   for (size_t i = 0; i < text.size(); i += 4) {
@@ -193,10 +208,18 @@ Json txnRequest(const std::vector<Compare>& compares, const std::vector<TxnOp>& 
                 {"target", compareTargetName(c.target)},
                 {"result", compareResultName(c.result)}};
     switch (c.target) {
-      case Compare::Target::Version: one["version"] = std::to_string(c.number); break;
-      case Compare::Target::CreateRevision: one["create_revision"] = std::to_string(c.number); break;
-      case Compare::Target::ModRevision: one["mod_revision"] = std::to_string(c.number); break;
-      case Compare::Target::Value: one["value"] = encodeBase64(c.value); break;
+      case Compare::Target::Version:
+        one["version"] = std::to_string(c.number);
+        break;
+      case Compare::Target::CreateRevision:
+        one["create_revision"] = std::to_string(c.number);
+        break;
+      case Compare::Target::ModRevision:
+        one["mod_revision"] = std::to_string(c.number);
+        break;
+      case Compare::Target::Value:
+        one["value"] = encodeBase64(c.value);
+        break;
     }
     compare.push_back(std::move(one));
   }
@@ -267,7 +290,8 @@ Result<TxnResult> decodeTxn(const Json& reply) {
 }
 
 Result<WatchResponse> decodeWatchResponse(const Json& message) {
-  if (!message.is_object()) return fail(internalError("etcd watch message is not an object: {}", message.dump()));
+  if (!message.is_object())
+    return fail(internalError("etcd watch message is not an object: {}", message.dump()));
   if (auto error = message.find("error"); error != message.end()) {
     return fail(errorFromReply("watch", 0, message.dump()));
   }
@@ -335,12 +359,16 @@ Error errorFromReply(std::string_view operation, long httpStatus, std::string_vi
                         reason.find("leader changed") != std::string::npos || httpStatus == 503;
   if (noQuorum) return unavailable("{}: cluster store has no quorum (etcd: {})", operation, reason);
   switch (code) {
-    case 3: return Error(ErrorKind::InvalidArgument, fmt::format("{}: etcd refused: {}", operation, reason));
-    case 5: return notFound("{}: etcd refused: {}", operation, reason);
+    case 3:
+      return Error(ErrorKind::InvalidArgument, fmt::format("{}: etcd refused: {}", operation, reason));
+    case 5:
+      return notFound("{}: etcd refused: {}", operation, reason);
     case 6:
     case 9:
-    case 11: return conflict("{}: etcd refused: {}", operation, reason);
-    default: return internalError("{}: etcd refused: {}", operation, reason);
+    case 11:
+      return conflict("{}: etcd refused: {}", operation, reason);
+    default:
+      return internalError("{}: etcd refused: {}", operation, reason);
   }
 }
 
@@ -444,7 +472,8 @@ HttpResult CurlTransport::post(const std::string& endpoint, const std::string& p
   return perform(endpoint, path, body, timeout, transfer);
 }
 
-HttpResult CurlTransport::stream(const std::string& endpoint, const std::string& path, const std::string& body,
+HttpResult CurlTransport::stream(const std::string& endpoint, const std::string& path,
+                                 const std::string& body,
                                  const std::function<bool(std::string_view)>& onBytes,
                                  const std::atomic<bool>& stop) {
   Transfer transfer;
@@ -552,7 +581,8 @@ Result<int64_t> EtcdClient::keepAliveOnce(int64_t lease) {
 }
 
 Status EtcdClient::revokeLease(int64_t lease) {
-  auto reply = call(fmt::format("revoke lease {:x}", lease), "/v3/lease/revoke", Json{{"ID", std::to_string(lease)}});
+  auto reply =
+      call(fmt::format("revoke lease {:x}", lease), "/v3/lease/revoke", Json{{"ID", std::to_string(lease)}});
   if (!reply) return fail(reply.error());
   return {};
 }
@@ -584,7 +614,8 @@ void LeaseKeeper::stop() {
 }
 
 Result<std::unique_ptr<Watch>> EtcdClient::watch(std::string_view prefix, int64_t startRevision) {
-  if (endpoints_.empty()) return fail(invalidField("endpoints", "no etcd endpoint to watch {}", quotedKey(prefix)));
+  if (endpoints_.empty())
+    return fail(invalidField("endpoints", "no etcd endpoint to watch {}", quotedKey(prefix)));
   std::unique_ptr<Watch> watch(new Watch());
   watch->thread_ = std::thread(&Watch::run, watch.get(), std::ref(*transport_), endpoints_,
                                watchCreateRequest(prefix, startRevision).dump(), std::string(prefix));
@@ -607,10 +638,11 @@ void Watch::run(EtcdTransport& transport, std::vector<std::string> endpoints, st
           return false;
         }
         if ((*message)->canceled) {
-          streamError = conflict("{}: etcd cancelled the watch: {}{}", operation, (*message)->cancelReason,
-                                 (*message)->compactRevision != 0
-                                     ? fmt::format(" (compacted up to revision {})", (*message)->compactRevision)
-                                     : "");
+          streamError =
+              conflict("{}: etcd cancelled the watch: {}{}", operation, (*message)->cancelReason,
+                       (*message)->compactRevision != 0
+                           ? fmt::format(" (compacted up to revision {})", (*message)->compactRevision)
+                           : "");
           return false;
         }
         for (WatchEvent& event : (*message)->events) events_.push_back(std::move(event));
@@ -632,7 +664,8 @@ void Watch::run(EtcdTransport& transport, std::vector<std::string> endpoints, st
     } else if (reply->status != 200) {
       failure_ = errorFromReply(operation, reply->status, reply->body);
     } else {
-      failure_ = unavailable("{}: cluster store has no quorum (etcd: {} ended the stream)", operation, endpoint);
+      failure_ =
+          unavailable("{}: cluster store has no quorum (etcd: {} ended the stream)", operation, endpoint);
     }
     changed_.notify_all();
     return;

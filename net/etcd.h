@@ -77,7 +77,9 @@ struct TxnOp {
   std::string value;    // Put
   int64_t lease = 0;    // Put: 0 for none
   bool prefix = false;  // Get, Delete: every key under `key`
-  static TxnOp get(std::string key, bool prefix = false) { return {Kind::Get, std::move(key), {}, 0, prefix}; }
+  static TxnOp get(std::string key, bool prefix = false) {
+    return {Kind::Get, std::move(key), {}, 0, prefix};
+  }
   static TxnOp put(std::string key, std::string value, int64_t lease = 0) {
     return {Kind::Put, std::move(key), std::move(value), lease, false};
   }
@@ -174,7 +176,8 @@ class CurlTransport final : public EtcdTransport {
   HttpResult post(const std::string& endpoint, const std::string& path, const std::string& body,
                   std::chrono::milliseconds timeout) override;
   HttpResult stream(const std::string& endpoint, const std::string& path, const std::string& body,
-                    const std::function<bool(std::string_view)>& onBytes, const std::atomic<bool>& stop) override;
+                    const std::function<bool(std::string_view)>& onBytes,
+                    const std::atomic<bool>& stop) override;
 };
 
 // ---- The client ----------------------------------------------------------------------------------------
@@ -195,7 +198,8 @@ class Watch {
  private:
   friend class EtcdClient;
   Watch() = default;
-  void run(EtcdTransport& transport, std::vector<std::string> endpoints, std::string body, std::string prefix);
+  void run(EtcdTransport& transport, std::vector<std::string> endpoints, std::string body,
+           std::string prefix);
 
   std::mutex mutex_;
   std::condition_variable changed_;

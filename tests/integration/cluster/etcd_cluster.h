@@ -78,7 +78,9 @@ class EtcdCluster {
   const std::string& error() const { return error_; }
   const std::string& dir() const { return dir_.path(); }
   size_t size() const { return members_.size(); }
-  std::string endpoint(size_t i) const { return "http://127.0.0.1:" + std::to_string(members_[i].clientPort); }
+  std::string endpoint(size_t i) const {
+    return "http://127.0.0.1:" + std::to_string(members_[i].clientPort);
+  }
   std::vector<std::string> endpoints() const {
     std::vector<std::string> all;
     for (size_t i = 0; i < members_.size(); ++i) all.push_back(endpoint(i));
@@ -91,11 +93,29 @@ class EtcdCluster {
     Member& m = members_[i];
     if (m.pid > 0) return true;
     const std::string data = dir_ / m.name;
-    m.pid = spawnWithEnv({kEtcdBinary, "--name", m.name, "--data-dir", data, "--listen-client-urls", endpoint(i),
-                          "--advertise-client-urls", endpoint(i), "--listen-peer-urls", peerUrl(m),
-                          "--initial-advertise-peer-urls", peerUrl(m), "--initial-cluster", initialCluster_,
-                          "--initial-cluster-state", "new", "--initial-cluster-token", token_,
-                          "--heartbeat-interval", "100", "--election-timeout", "1000"},
+    m.pid = spawnWithEnv({kEtcdBinary,
+                          "--name",
+                          m.name,
+                          "--data-dir",
+                          data,
+                          "--listen-client-urls",
+                          endpoint(i),
+                          "--advertise-client-urls",
+                          endpoint(i),
+                          "--listen-peer-urls",
+                          peerUrl(m),
+                          "--initial-advertise-peer-urls",
+                          peerUrl(m),
+                          "--initial-cluster",
+                          initialCluster_,
+                          "--initial-cluster-state",
+                          "new",
+                          "--initial-cluster-token",
+                          token_,
+                          "--heartbeat-interval",
+                          "100",
+                          "--election-timeout",
+                          "1000"},
                          {}, dir_ / (m.name + ".log"));
     if (m.pid <= 0) {
       error_ = std::string("could not start ") + kEtcdBinary;
@@ -118,8 +138,8 @@ class EtcdCluster {
     if (endpoints.empty()) endpoints = this->endpoints();
     std::string joined;
     for (const auto& e : endpoints) joined += (joined.empty() ? "" : ",") + e;
-    args.insert(args.begin(), {kEtcdctlBinary, "--endpoints=" + joined, "--dial-timeout=2s",
-                               "--command-timeout=5s"});
+    args.insert(args.begin(),
+                {kEtcdctlBinary, "--endpoints=" + joined, "--dial-timeout=2s", "--command-timeout=5s"});
     return runTool(args, {"ETCDCTL_API=3"});
   }
 

@@ -90,8 +90,9 @@ TEST_F(EtcdClusterTest, CompareRevisionTransactionsSeeTheirOwnReads) {
   ASSERT_TRUE(moved) << moved.error().message();
   EXPECT_TRUE(moved->succeeded);
   // The same compare again is stale now: not an error, the else-branch's read says what is there.
-  auto stale = client_->txn({Compare::modRevision("/corral/instances/i-1", seen)},
-                            {TxnOp::put("/corral/instances/i-1", "h3")}, {TxnOp::get("/corral/instances/i-1")});
+  auto stale =
+      client_->txn({Compare::modRevision("/corral/instances/i-1", seen)},
+                   {TxnOp::put("/corral/instances/i-1", "h3")}, {TxnOp::get("/corral/instances/i-1")});
   ASSERT_TRUE(stale) << stale.error().message();
   EXPECT_FALSE(stale->succeeded);
   ASSERT_EQ(stale->reads.size(), 1u);
@@ -191,12 +192,14 @@ TEST_F(EtcdClusterTest, WithoutQuorumWritesAndLinearizableReadsFailClearlyAndCha
   EXPECT_NE(read.error().message().find("cluster store has no quorum"), std::string::npos)
       << read.error().message();
 
-  auto txn = client_->txn({Compare::absent("/corral/instances/i-9")}, {TxnOp::put("/corral/instances/i-9", "h1")});
+  auto txn =
+      client_->txn({Compare::absent("/corral/instances/i-9")}, {TxnOp::put("/corral/instances/i-9", "h1")});
   ASSERT_FALSE(txn);
   EXPECT_EQ(txn.error().kind(), ErrorKind::Unavailable) << txn.error().message();
 
   // Nothing changed: the survivor's own (serializable) read still has the old value and no new key.
-  testing::ToolRun local = cluster_->etcdctl({"get", "/corral/", "--prefix", "--consistency=s"}, {cluster_->endpoint(2)});
+  testing::ToolRun local =
+      cluster_->etcdctl({"get", "/corral/", "--prefix", "--consistency=s"}, {cluster_->endpoint(2)});
   EXPECT_EQ(local.exitCode, 0) << local.output;
   EXPECT_NE(local.output.find("before"), std::string::npos) << local.output;
   EXPECT_EQ(local.output.find("after"), std::string::npos) << local.output;
@@ -207,9 +210,10 @@ TEST_F(EtcdClusterTest, WithoutQuorumWritesAndLinearizableReadsFailClearlyAndCha
   const auto restarted = Clock::now();
   ASSERT_TRUE(testing::pollUntil([&] { return client_->put("/corral/azs/az1", "after").has_value(); }, 30s))
       << "writes did not come back within 30 s of the members' restart";
-  RecordProperty("writes_back_after_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                            Clock::now() - restarted)
-                                                            .count()));
+  RecordProperty(
+      "writes_back_after_ms",
+      std::to_string(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restarted).count()));
   EXPECT_EQ(etcdctlValue("/corral/azs/az1"), "after");
 }
 

@@ -59,14 +59,17 @@ TEST(EtcdCodec, RequestsCarryBase64KeysAndStringNumbers) {
 }
 
 TEST(EtcdCodec, TxnRequestHasComparesAndBothBranches) {
-  Json request = txnRequest({Compare::absent("/a"), Compare::modRevision("/b", 9), Compare::valueIs("/c", "x")},
-                            {TxnOp::put("/a", "1", 3)}, {TxnOp::get("/a"), TxnOp::remove("/d/", true)});
+  Json request =
+      txnRequest({Compare::absent("/a"), Compare::modRevision("/b", 9), Compare::valueIs("/c", "x")},
+                 {TxnOp::put("/a", "1", 3)}, {TxnOp::get("/a"), TxnOp::remove("/d/", true)});
   EXPECT_EQ(request["compare"][0],
             Json::parse(R"({"key":"L2E=","target":"CREATE","result":"EQUAL","create_revision":"0"})"));
   EXPECT_EQ(request["compare"][1],
             Json::parse(R"({"key":"L2I=","target":"MOD","result":"EQUAL","mod_revision":"9"})"));
-  EXPECT_EQ(request["compare"][2], Json::parse(R"({"key":"L2M=","target":"VALUE","result":"EQUAL","value":"eA=="})"));
-  EXPECT_EQ(request["success"][0], Json::parse(R"({"request_put":{"key":"L2E=","value":"MQ==","lease":"3"}})"));
+  EXPECT_EQ(request["compare"][2],
+            Json::parse(R"({"key":"L2M=","target":"VALUE","result":"EQUAL","value":"eA=="})"));
+  EXPECT_EQ(request["success"][0],
+            Json::parse(R"({"request_put":{"key":"L2E=","value":"MQ==","lease":"3"}})"));
   EXPECT_EQ(request["failure"][0], Json::parse(R"({"request_range":{"key":"L2E="}})"));
   EXPECT_EQ(request["failure"][1],
             Json::parse(R"({"request_delete_range":{"key":"L2Qv","range_end":"L2Qw"}})"));
@@ -98,7 +101,8 @@ TEST(EtcdCodec, RefusesARangeWithBrokenFields) {
 }
 
 TEST(EtcdCodec, DecodesATxnThatSucceeded) {
-  auto txn = decodeTxn(reply(R"(,"succeeded":true,"responses":[{"response_put":{"header":{"revision":"7"}}}])"));
+  auto txn =
+      decodeTxn(reply(R"(,"succeeded":true,"responses":[{"response_put":{"header":{"revision":"7"}}}])"));
   ASSERT_TRUE(txn) << txn.error().message();
   EXPECT_TRUE(txn->succeeded);
   EXPECT_EQ(txn->revision, 7);
@@ -175,7 +179,8 @@ TEST(EtcdWatchStream, DecodesTheSameEventsWhereverTheStreamIsCut) {
 
 TEST(EtcdWatchStream, AnErrorMessageIsAnError) {
   WatchStreamDecoder decoder;
-  decoder.feed(R"({"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader","http_status":"Service Unavailable"}})");
+  decoder.feed(
+      R"({"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader","http_status":"Service Unavailable"}})");
   auto next = decoder.next();
   ASSERT_TRUE(next);
   ASSERT_FALSE(*next);
@@ -184,7 +189,8 @@ TEST(EtcdWatchStream, AnErrorMessageIsAnError) {
 
 TEST(EtcdWatchStream, ACancelledWatchSaysSo) {
   WatchStreamDecoder decoder;
-  decoder.feed(R"({"result":{"header":{"revision":"9"},"canceled":true,"compact_revision":"5","cancel_reason":"mvcc: required revision has been compacted"}})");
+  decoder.feed(
+      R"({"result":{"header":{"revision":"9"},"canceled":true,"compact_revision":"5","cancel_reason":"mvcc: required revision has been compacted"}})");
   auto next = decoder.next();
   ASSERT_TRUE(next && *next);
   EXPECT_TRUE((*next)->canceled);
@@ -214,7 +220,8 @@ class ScriptedTransport final : public EtcdTransport {
     return next;
   }
   HttpResult stream(const std::string& endpoint, const std::string& path, const std::string& body,
-                    const std::function<bool(std::string_view)>& onBytes, const std::atomic<bool>& stop) override {
+                    const std::function<bool(std::string_view)>& onBytes,
+                    const std::atomic<bool>& stop) override {
     sent.push_back({endpoint, path, Json::parse(body)});
     for (const auto& chunk : streamChunks) {
       if (!onBytes(chunk)) return HttpReply{200, ""};
@@ -249,7 +256,8 @@ TEST(EtcdClient, NeverResendsARequestThatMayHaveArrived) {
   transport->replies = {std::unexpected(HttpFailure{false, true, "http://127.0.0.1:1/v3/kv/txn: timed out"}),
                         ok(reply())};
   EtcdClient client({"http://127.0.0.1:1", "http://127.0.0.1:2"}, transport);
-  auto txn = client.txn({Compare::absent("/corral/instances/i-1")}, {TxnOp::put("/corral/instances/i-1", "h1")});
+  auto txn =
+      client.txn({Compare::absent("/corral/instances/i-1")}, {TxnOp::put("/corral/instances/i-1", "h1")});
   ASSERT_FALSE(txn);
   EXPECT_EQ(txn.error().kind(), ErrorKind::Unavailable);
   EXPECT_NE(txn.error().message().find("txn on \"/corral/instances/i-1\": cluster store has no quorum"),
@@ -264,9 +272,10 @@ TEST(EtcdClient, NoMemberReachableIsUnavailable) {
   auto got = client.get("/corral/azs/az1");
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().kind(), ErrorKind::Unavailable);
-  EXPECT_NE(got.error().message().find("get \"/corral/azs/az1\": cluster store has no quorum (etcd: no member "
-                                       "reachable: http://127.0.0.1:1: nothing scripted; http://127.0.0.1:2"),
-            std::string::npos)
+  EXPECT_NE(
+      got.error().message().find("get \"/corral/azs/az1\": cluster store has no quorum (etcd: no member "
+                                 "reachable: http://127.0.0.1:1: nothing scripted; http://127.0.0.1:2"),
+      std::string::npos)
       << got.error().message();
 }
 
@@ -290,9 +299,10 @@ TEST(EtcdClient, ARefusedRequestNamesTheKey) {
 
 TEST(EtcdClient, LeasesGrantKeepAliveAndExpire) {
   auto transport = std::make_shared<ScriptedTransport>();
-  transport->replies = {ok(reply(R"(,"ID":"7587869410432419841","TTL":"2")")),
-                        ok(Json::parse(std::string(R"({"result":{)") + kHeader + R"(,"ID":"7587869410432419841","TTL":"2"}})")),
-                        ok(Json::parse(std::string(R"({"result":{)") + kHeader + R"(,"ID":"7587869410432419841"}})"))};
+  transport->replies = {
+      ok(reply(R"(,"ID":"7587869410432419841","TTL":"2")")),
+      ok(Json::parse(std::string(R"({"result":{)") + kHeader + R"(,"ID":"7587869410432419841","TTL":"2"}})")),
+      ok(Json::parse(std::string(R"({"result":{)") + kHeader + R"(,"ID":"7587869410432419841"}})"))};
   EtcdClient client({"http://127.0.0.1:1"}, transport);
   auto lease = client.grantLease(2);
   ASSERT_TRUE(lease) << lease.error().message();
