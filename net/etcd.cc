@@ -181,9 +181,10 @@ Compare Compare::valueIs(std::string key, std::string value, Result result) {
   return {std::move(key), Target::Value, result, 0, std::move(value)};
 }
 
-Json rangeRequest(std::string_view key, bool prefix, bool serializable) {
+Json rangeRequest(std::string_view key, bool prefix, int64_t revision, bool serializable) {
   Json request = {{"key", encodeBase64(key)}};
   if (prefix) request["range_end"] = encodeBase64(prefixRangeEnd(key));
+  if (revision > 0) request["revision"] = std::to_string(revision);
   if (serializable) request["serializable"] = true;
   return request;
 }
@@ -514,9 +515,10 @@ Result<Json> EtcdClient::call(std::string_view operation, const std::string& pat
                           fmt::join(unreachable, "; ")));
 }
 
-Result<RangeResult> EtcdClient::get(std::string_view key, bool prefix) {
-  const std::string operation = fmt::format("get {}", quotedKey(key));
-  auto reply = call(operation, "/v3/kv/range", rangeRequest(key, prefix));
+Result<RangeResult> EtcdClient::get(std::string_view key, bool prefix, int64_t revision) {
+  const std::string operation = revision > 0 ? fmt::format("get {} at revision {}", quotedKey(key), revision)
+                                             : fmt::format("get {}", quotedKey(key));
+  auto reply = call(operation, "/v3/kv/range", rangeRequest(key, prefix, revision));
   if (!reply) return fail(reply.error());
   auto decoded = decodeRange(*reply);
   if (!decoded) return fail(decoded.error().wrap(operation));

@@ -111,7 +111,8 @@ struct WatchResponse {
   std::vector<WatchEvent> events;
 };
 
-Json rangeRequest(std::string_view key, bool prefix, bool serializable = false);
+// `revision` 0: the latest; otherwise the keys as they were at that revision (until compacted).
+Json rangeRequest(std::string_view key, bool prefix, int64_t revision = 0, bool serializable = false);
 Json putRequest(std::string_view key, std::string_view value, int64_t lease);
 Json deleteRequest(std::string_view key, bool prefix);
 Json txnRequest(const std::vector<Compare>& compares, const std::vector<TxnOp>& then,
@@ -243,8 +244,9 @@ class EtcdClient {
   EtcdClient(std::vector<std::string> endpoints, std::shared_ptr<EtcdTransport> transport = nullptr,
              std::chrono::milliseconds requestTimeout = std::chrono::seconds(5));
 
-  // A linearizable read of `key` (or of every key under it, `prefix`).
-  Result<RangeResult> get(std::string_view key, bool prefix = false);
+  // A linearizable read of `key` (or of every key under it, `prefix`), as it is now or, with `revision`, as
+  // it was at that revision.
+  Result<RangeResult> get(std::string_view key, bool prefix = false, int64_t revision = 0);
   // The new revision.
   Result<int64_t> put(std::string_view key, std::string_view value, int64_t lease = 0);
   // How many keys were deleted.

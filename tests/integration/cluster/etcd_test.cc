@@ -67,6 +67,15 @@ TEST_F(EtcdClusterTest, PutGetDeleteAgreeWithEtcdctl) {
   EXPECT_GT(got->kvs[0].modRevision, *revision);
   EXPECT_EQ(got->kvs[0].createRevision, got->kvs[0].modRevision);
 
+  // The same key as it was at the put's revision, before etcdctl's write.
+  auto overwrite = cluster_->etcdctl({"put", "/corral/hosts/h1", "changed"});
+  ASSERT_EQ(overwrite.exitCode, 0) << overwrite.output;
+  auto then = client_->get("/corral/hosts/h1", /*prefix=*/false, *revision);
+  ASSERT_TRUE(then) << then.error().message();
+  ASSERT_EQ(then->kvs.size(), 1u);
+  EXPECT_EQ(then->kvs[0].value, R"({"address":"10.0.0.1","az":"az1"})");
+  EXPECT_EQ(then->kvs[0].modRevision, *revision);
+
   auto all = client_->get("/corral/", /*prefix=*/true);
   ASSERT_TRUE(all) << all.error().message();
   EXPECT_EQ(all->count, 2);
