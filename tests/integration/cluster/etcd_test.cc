@@ -1,7 +1,8 @@
 // The etcd client against a real, private three-member etcd on 127.0.0.1 (EtcdCluster), with etcdctl as the
 // oracle: what the client writes etcdctl reads and the other way round; two clients racing a
 // create-if-absent transaction, exactly one wins; a host's lease-bound key stays while kept alive and a
-// watcher sees it deleted within TTL + 1 s once it is not; with two of three members killed, writes and
+// watcher sees it deleted within TTL + 1 s once it is not; with one of three members killed writes go on,
+// with two of three killed writes and
 // linearizable reads fail with "cluster store has no quorum" within a bounded time and change nothing, and
 // work again once the members are back.
 #include "net/etcd.h"
@@ -177,8 +178,11 @@ TEST_F(EtcdClusterTest, RevokingALeaseDeletesItsKeys) {
 }
 
 TEST_F(EtcdClusterTest, WithoutQuorumWritesAndLinearizableReadsFailClearlyAndChangeNothing) {
-  ASSERT_TRUE(client_->put("/corral/azs/az1", "before"));
+  // One member of three lost: the other two are a majority, writes go on (the client's first endpoint
+  // refuses connections now, so it goes on to the next).
   cluster_->kill(0);
+  ASSERT_TRUE(testing::pollUntil([&] { return client_->put("/corral/azs/az1", "before").has_value(); }, 10s))
+      << "no write within 10 s with two members of three";
   cluster_->kill(1);
   // The client starts at the dead members: connections refused, so it goes on to the survivor.
   const auto start = Clock::now();
@@ -224,6 +228,25 @@ TEST_F(EtcdClusterTest, WithoutQuorumWritesAndLinearizableReadsFailClearlyAndCha
       std::to_string(
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restarted).count()));
   EXPECT_EQ(etcdctlValue("/corral/azs/az1"), "after");
+}
+
+TEST_F(EtcdClusterTest, AWatchWhoseMemberDiesSaysSo) {
+  EtcdClient onlyFirst({cluster_->endpoint(0)});
+  // From the next revision, so the put below is seen however late the watch's stream is set up.
+  auto now = onlyFirst.get("/corral/hosts/", /*prefix=*/true);
+  ASSERT_TRUE(now) << now.error().message();
+  auto watch = onlyFirst.watch("/corral/hosts/", now->revision + 1);
+  ASSERT_TRUE(watch) << watch.error().message();
+  ASSERT_TRUE(client_->put("/corral/hosts/h1", "x"));
+  auto event = (*watch)->next(3s);
+  ASSERT_TRUE(event && event->has_value()) << "the watch saw no put";
+  cluster_->kill(0);
+  auto after = (*watch)->next(3s);
+  ASSERT_FALSE(after) << "the watch went on after its member died";
+  EXPECT_EQ(after.error().kind(), ErrorKind::Unavailable);
+  EXPECT_NE(after.error().message().find("watch \"/corral/hosts/\": cluster store has no quorum"),
+            std::string::npos)
+      << after.error().message();
 }
 
 TEST_F(EtcdClusterTest, NoMemberReachableIsUnavailable) {
