@@ -2,9 +2,8 @@
 // oracle: what the client writes etcdctl reads and the other way round; two clients racing a
 // create-if-absent transaction, exactly one wins; a host's lease-bound key stays while kept alive and a
 // watcher sees it deleted within TTL + 1 s once it is not; with one of three members killed writes go on,
-// with two of three killed writes and
-// linearizable reads fail with "cluster store has no quorum" within a bounded time and change nothing, and
-// work again once the members are back.
+// with two killed writes and linearizable reads fail with "cluster store has no quorum" within a bounded
+// time and change nothing, and work again once the members are back.
 #include "net/etcd.h"
 
 #include <gtest/gtest.h>
