@@ -1,0 +1,278 @@
+// A small etcd v3 client over etcd 3.4's JSON gateway (POST /v3/kv/*, /v3/lease/*, /v3/watch; keys and
+// values base64 in JSON, 64-bit numbers as strings): get, put, delete, compare-and-swap transactions,
+// leases and prefix watches, across several endpoints. corral's cluster state lives in etcd
+// (docs/cluster.md). The HTTP sits behind EtcdTransport, so the codec is unit-tested without etcd.
+// It lives in net/ next to the OVSDB client: both are clients of the cluster's engines, and
+// integration_cluster_tests links corral_net only.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "net/ovsdb.h"
+
+namespace corral::net::etcd {
+
+using Json = nlohmann::json;
+
+// ---- Codec (pure) --------------------------------------------------------------------------------------
+
+std::string encodeBase64(std::string_view bytes);
+Result<std::string> decodeBase64(std::string_view text);
+// The end of the range that holds every key starting with `prefix` (etcdctl's --prefix): the prefix with
+// its last byte incremented ("/a/" -> "/a0"); "\0" (every key) for an empty prefix.
+std::string prefixRangeEnd(std::string_view prefix);
+
+struct KeyValue {
+  std::string key;
+  std::string value;
+  int64_t createRevision = 0;
+  int64_t modRevision = 0;
+  int64_t version = 0;
+  int64_t lease = 0;
+  bool operator==(const KeyValue&) const = default;
+};
+
+struct RangeResult {
+  int64_t revision = 0;  // the store's revision when the read was served
+  std::vector<KeyValue> kvs;
+  int64_t count = 0;
+};
+
+// One comparison of a transaction; a key that does not exist has create/mod revision and version 0.
+struct Compare {
+  enum class Target { Version, CreateRevision, ModRevision, Value };
+  enum class Result { Equal, NotEqual, Greater, Less };
+  std::string key;
+  Target target = Target::ModRevision;
+  Result result = Result::Equal;
+  int64_t number = 0;  // Version, CreateRevision, ModRevision
+  std::string value;   // Value
+  static Compare modRevision(std::string key, int64_t revision, Result result = Result::Equal);
+  static Compare createRevision(std::string key, int64_t revision, Result result = Result::Equal);
+  static Compare valueIs(std::string key, std::string value, Result result = Result::Equal);
+  // "the key does not exist": create_revision == 0.
+  static Compare absent(std::string key) { return createRevision(std::move(key), 0); }
+};
+
+// One operation of a transaction's then or else branch.
+struct TxnOp {
+  enum class Kind { Get, Put, Delete };
+  Kind kind = Kind::Get;
+  std::string key;
+  std::string value;    // Put
+  int64_t lease = 0;    // Put: 0 for none
+  bool prefix = false;  // Get, Delete: every key under `key`
+  static TxnOp get(std::string key, bool prefix = false) {
+    return {Kind::Get, std::move(key), {}, 0, prefix};
+  }
+  static TxnOp put(std::string key, std::string value, int64_t lease = 0) {
+    return {Kind::Put, std::move(key), std::move(value), lease, false};
+  }
+  static TxnOp remove(std::string key, bool prefix = false) {
+    return {Kind::Delete, std::move(key), {}, 0, prefix};
+  }
+};
+
+struct TxnResult {
+  bool succeeded = false;  // the compares held and the then-branch ran; otherwise the else-branch ran
+  int64_t revision = 0;
+  // One per operation of the branch that ran: the Get's result; empty for Put and Delete.
+  std::vector<RangeResult> reads;
+};
+
+struct WatchEvent {
+  enum class Type { Put, Delete };
+  Type type = Type::Put;
+  KeyValue kv;  // for Delete, the key and the revision of the deletion (mod_revision)
+};
+
+// One message of a watch stream.
+struct WatchResponse {
+  int64_t revision = 0;
+  bool created = false;
+  bool canceled = false;
+  int64_t compactRevision = 0;  // set when the start revision was compacted away
+  std::string cancelReason;
+  std::vector<WatchEvent> events;
+};
+
+// `revision` 0: the latest; otherwise the keys as they were at that revision (until compacted).
+Json rangeRequest(std::string_view key, bool prefix, int64_t revision = 0, bool serializable = false);
+Json putRequest(std::string_view key, std::string_view value, int64_t lease);
+Json deleteRequest(std::string_view key, bool prefix);
+Json txnRequest(const std::vector<Compare>& compares, const std::vector<TxnOp>& then,
+                const std::vector<TxnOp>& otherwise);
+Json watchCreateRequest(std::string_view prefix, int64_t startRevision);
+
+Result<RangeResult> decodeRange(const Json& reply);
+Result<TxnResult> decodeTxn(const Json& reply);
+Result<int64_t> decodeRevision(const Json& reply);  // header.revision
+Result<WatchResponse> decodeWatchResponse(const Json& message);
+
+// The Error for a reply etcd refused: `operation` names the call and its key ("put \"/corral/x\"").
+// Lost quorum (no leader, request timed out, deadline exceeded, gRPC Unavailable) is Unavailable
+// "cluster store has no quorum (etcd: ...)"; anything else names etcd's reason.
+Error errorFromReply(std::string_view operation, long httpStatus, std::string_view body);
+
+// Splits a watch (or keepalive) stream into its messages, whatever the chunking: the gateway writes one
+// JSON object per message, {"result": ...} or {"error": ...}.
+class WatchStreamDecoder {
+ public:
+  void feed(std::string_view bytes) { splitter_.feed(bytes); }
+  // The next whole response; std::nullopt when more bytes are needed; an error for an {"error": ...}
+  // message or bytes that are not JSON.
+  std::optional<Result<WatchResponse>> next();
+
+ private:
+  ovsdb::JsonStreamSplitter splitter_;
+};
+
+// ---- Transport -----------------------------------------------------------------------------------------
+
+struct HttpReply {
+  long status = 0;
+  std::string body;
+};
+// A request that got no reply. `beforeSending`: the connection was never made (refused, unreachable), so
+// nothing reached etcd and another endpoint may be tried; otherwise it may have been applied.
+struct HttpFailure {
+  bool beforeSending = false;
+  bool timedOut = false;
+  std::string reason;
+};
+using HttpResult = std::expected<HttpReply, HttpFailure>;
+
+class EtcdTransport {
+ public:
+  virtual ~EtcdTransport() = default;
+  // POSTs `body` to ENDPOINT PATH (endpoint "http://127.0.0.1:2379") and waits at most `timeout`.
+  virtual HttpResult post(const std::string& endpoint, const std::string& path, const std::string& body,
+                          std::chrono::milliseconds timeout) = 0;
+  // A streaming POST: `onBytes` gets each chunk as it comes and returns false to end the stream; the call
+  // also ends when `stop` is set (checked at least every 100 ms). The reply's body is empty for 200.
+  virtual HttpResult stream(const std::string& endpoint, const std::string& path, const std::string& body,
+                            const std::function<bool(std::string_view)>& onBytes,
+                            const std::atomic<bool>& stop) = 0;
+};
+
+// libcurl, one easy handle per request. Every request carries "Grpc-Metadata-hasleader: true" so that a
+// member without a leader refuses at once ("etcdserver: no leader") instead of waiting out its timeout.
+class CurlTransport final : public EtcdTransport {
+ public:
+  HttpResult post(const std::string& endpoint, const std::string& path, const std::string& body,
+                  std::chrono::milliseconds timeout) override;
+  HttpResult stream(const std::string& endpoint, const std::string& path, const std::string& body,
+                    const std::function<bool(std::string_view)>& onBytes,
+                    const std::atomic<bool>& stop) override;
+};
+
+// ---- The client ----------------------------------------------------------------------------------------
+
+class EtcdClient;
+
+// A watch of every key under a prefix from a revision, read on a thread of its own; events are polled
+// with next(). Ends (and joins its thread) when destroyed.
+class Watch {
+ public:
+  ~Watch();
+  Watch(const Watch&) = delete;
+  Watch& operator=(const Watch&) = delete;
+  // The next event within `timeout`; std::nullopt when none came; an error when the stream failed or
+  // etcd cancelled the watch (then the watch is over).
+  Result<std::optional<WatchEvent>> next(std::chrono::milliseconds timeout);
+
+ private:
+  friend class EtcdClient;
+  Watch() = default;
+  void run(EtcdTransport& transport, std::vector<std::string> endpoints, std::string body,
+           std::string prefix);
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<WatchEvent> events_;
+  std::optional<Error> failure_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Keeps a lease alive from a thread of its own (a keepalive every third of its TTL) until destroyed or
+// stopped; a key attached to the lease then expires within the TTL.
+class LeaseKeeper {
+ public:
+  ~LeaseKeeper() { stop(); }
+  LeaseKeeper(const LeaseKeeper&) = delete;
+  LeaseKeeper& operator=(const LeaseKeeper&) = delete;
+  void stop();
+  // How many keepalives etcd answered with the lease still alive.
+  uint64_t renewals() const { return renewals_.load(); }
+
+ private:
+  friend class EtcdClient;
+  LeaseKeeper() = default;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> renewals_{0};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::thread thread_;
+};
+
+struct Lease {
+  int64_t id = 0;
+  int64_t ttlSeconds = 0;
+};
+
+// The cluster store's client. Each call tries the endpoints in order, moving to the next only when a
+// connection could not be made (a request that reached a member is never sent twice). Thread-safe: calls
+// share no state but the transport.
+class EtcdClient {
+ public:
+  EtcdClient(std::vector<std::string> endpoints, std::shared_ptr<EtcdTransport> transport = nullptr,
+             std::chrono::milliseconds requestTimeout = std::chrono::seconds(5));
+
+  // A linearizable read of `key` (or of every key under it, `prefix`), as it is now or, with `revision`, as
+  // it was at that revision.
+  Result<RangeResult> get(std::string_view key, bool prefix = false, int64_t revision = 0);
+  // The new revision.
+  Result<int64_t> put(std::string_view key, std::string_view value, int64_t lease = 0);
+  // How many keys were deleted.
+  Result<int64_t> remove(std::string_view key, bool prefix = false);
+  // A compare that does not hold is not an error: succeeded is false and the else-branch ran.
+  Result<TxnResult> txn(const std::vector<Compare>& compares, const std::vector<TxnOp>& then,
+                        const std::vector<TxnOp>& otherwise = {});
+
+  Result<Lease> grantLease(int64_t ttlSeconds);
+  // The lease's remaining TTL; 0 when it expired (or never was).
+  Result<int64_t> keepAliveOnce(int64_t lease);
+  Status revokeLease(int64_t lease);
+  std::unique_ptr<LeaseKeeper> keepAlive(const Lease& lease);
+
+  // Events on keys under `prefix` from `startRevision` (0: from now).
+  Result<std::unique_ptr<Watch>> watch(std::string_view prefix, int64_t startRevision = 0);
+
+  const std::vector<std::string>& endpoints() const { return endpoints_; }
+
+ private:
+  // POSTs to the first endpoint that accepts a connection; errors name `operation`.
+  Result<Json> call(std::string_view operation, const std::string& path, const Json& request);
+
+  std::vector<std::string> endpoints_;
+  std::shared_ptr<EtcdTransport> transport_;
+  std::chrono::milliseconds requestTimeout_;
+};
+
+}  // namespace corral::net::etcd
