@@ -13,7 +13,8 @@
 
 namespace corral::failpoint {
 
-// Each is an effect boundary of an instance's lifecycle, in the order the effects happen.
+// Each is an effect boundary of an instance's lifecycle (or of a process corrald runs), in the order the
+// effects happen.
 inline constexpr std::string_view kFailpoints[] = {
     // Containers: run and start (daemon/instances.cc, daemon/container_driver.cc, container/start.cc)
     "run.after-insert",            // the row says "starting" (a VM's: "created"); nothing else exists yet
@@ -35,6 +36,11 @@ inline constexpr std::string_view kFailpoints[] = {
     "vm.after-record-starting",  // the row says "starting"; the guest boots
     "vm.stop.before-destroy",    // a stop asked the guest to power off; the domain is about to be destroyed
     "vm.rm.after-destroy",       // a forced rm destroyed the domain; the row is still there
+    // The processes corrald runs for a VPC (daemon/vpc_resolvers.cc, daemon/load_balancer_processes.cc)
+    "resolver.before-pid-file",  // a VPC resolver's dnsmasq is forked, waiting at its gate; no pid file yet
+    "resolver.after-start",      // the dnsmasq runs and its pid file names it
+    "lb.before-pid-file",        // a load balancer's HAProxy is forked, waiting at its gate; no pid file yet
+    "lb.after-start",            // the HAProxy answers and its pid file names it
 };
 
 consteval bool known(std::string_view name) {

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "core/failpoint.h"
 #include "core/log.h"
 #include "core/rollback.h"
 #include "daemon/driver.h"
@@ -430,12 +431,19 @@ void LoadBalancerProcesses::stopLocked(Proxy& proxy) {
 }
 
 // HAProxy runs in its own session (startHaproxy) without a parent-death signal: it outlives a corrald
-// killed with -9, and the next one adopts it (reconcile()).
+// killed with -9, and the next one adopts it (reconcile()). Its pid file is written before it may exec, so
+// there is no moment when a HAProxy runs that no pid file names.
 Status LoadBalancerProcesses::spawnLocked(Proxy& proxy) {
   const lb::HaproxyFiles files = filesOf(proxy.name);
+  const std::string pidFile = files.runDir + "/haproxy.pid";
+  auto recordPid = [&](pid_t child) -> Status {
+    CORRAL_FAILPOINT("lb.before-pid-file");
+    return writeAtomically(pidFile, fmt::format("{} {}\n", child, processStartTime(child).value_or(0)));
+  };
   auto pid = lb::startHaproxy(net::netnsPath(netnsOf(proxy.name)), files, std::chrono::seconds(10),
-                              options_.haproxy);
+                              options_.haproxy, recordPid);
   if (!pid) {
+    ::unlink(pidFile.c_str());
     proxy.error = pid.error().message();
     return fail(std::move(pid.error()));
   }
@@ -453,9 +461,7 @@ Status LoadBalancerProcesses::spawnLocked(Proxy& proxy) {
   proxy.runningConfig = readFile(files.config());
   proxy.startedAt = Clock::now();
   proxy.error.clear();
-  const std::string pidText = fmt::format("{} {}\n", *pid, processStartTime(*pid).value_or(0));
-  if (auto ok = writeAtomically(files.runDir + "/haproxy.pid", pidText); !ok)
-    log::warn("load balancer \"{}\": {}", proxy.name, ok.error().message());
+  CORRAL_FAILPOINT("lb.after-start");
   log::info("load balancer \"{}\": HAProxy {} started in netns {}", proxy.name, *pid, netnsOf(proxy.name));
   return {};
 }

@@ -821,15 +821,18 @@ NetworkController::ResolverInputs NetworkController::resolverInputs(const net::T
 void NetworkController::syncNicsLocked(const std::string& vpc, const std::vector<net::NicAttachment>& nics,
                                        bool joining) {
   if (resolverStale_.contains(vpc) || !topology_.findVpc(vpc)) return syncResolverLocked(vpc);
+  std::vector<const net::Subnet*> subnets;  // each NIC's, in order
   for (const net::NicAttachment& nic : nics) {
     const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
     if (!subnet || subnet->vpc != vpc) return syncResolverLocked(vpc);
+    subnets.push_back(subnet);
   }
   const bool patchFlows = flowLogs_ && options_.kernel;
   if (patchFlows) {
     std::vector<std::pair<uint32_t, std::optional<net::FlowEndpoint>>> changed;
-    for (const net::NicAttachment& nic : nics) {
-      auto endpoint = flowEndpointLocked(*topology_.findSubnet(nic.subnet), nic);
+    for (size_t i = 0; i < nics.size(); ++i) {
+      const net::NicAttachment& nic = nics[i];
+      auto endpoint = flowEndpointLocked(*subnets[i], nic);
       if (!endpoint) continue;  // the whole directory leaves it out as well
       if (joining) {
         changed.emplace_back(endpoint->first, std::move(endpoint->second));

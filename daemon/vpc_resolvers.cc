@@ -22,6 +22,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "core/failpoint.h"
 #include "core/log.h"
 #include "daemon/driver.h"
 #include "net/netns.h"
@@ -141,6 +142,9 @@ VpcResolvers::~VpcResolvers() {
   }
   wakeSupervisor();
   if (supervisor_.joinable()) supervisor_.join();
+  // Its dnsmasqs are stopped; a directory no VPC uses any more does not stay behind (one holding a VPC's
+  // files does: the next corrald of this prefix starts from them).
+  ::rmdir(options_.dir.c_str());
 }
 
 std::string VpcResolvers::vpcDir(const std::string& vpc) const {
@@ -445,7 +449,9 @@ void VpcResolvers::stopLocked(Resolver& resolver) {
 
 // Forked from the supervising thread, which lives as long as this object: PR_SET_PDEATHSIG follows the
 // thread that forked. It covers the child until dnsmasq drops to nobody (the kernel clears it then); after
-// that a corrald killed with -9 leaves it running, and the next one's reconcile() kills it.
+// that a corrald killed with -9 leaves it running, and the next one's reconcile() kills it. So reconcile()
+// can find every dnsmasq, the child waits at a gate (a pipe) until its pid file is on disk: killed before,
+// corrald takes the waiting child with it; killed after, the pid file names it.
 Status VpcResolvers::spawnLocked(Resolver& resolver) {
   auto netns = net::openNetns(resolver.netns);
   if (!netns) return fail(netns.error());
@@ -467,6 +473,11 @@ Status VpcResolvers::spawnLocked(Resolver& resolver) {
   const int inFd = devNull.get();
   const char* failedSetns = "corrald: setns(CLONE_NEWNET) into the vpc's namespace failed\n";
   const char* failedExec = "corrald: execvp(dnsmasq) failed (is dnsmasq installed?)\n";
+  int gate[2];
+  if (::pipe2(gate, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2()"));
+  UniqueFd gateRead(gate[0]), gateWrite(gate[1]);
+  const int gateFd = gateRead.get();
+  const int gateWriteFd = gateWrite.get();
 
   pid_t pid = ::fork();
   if (pid < 0) return fail(systemError(errno, "fork()"));
@@ -474,6 +485,13 @@ Status VpcResolvers::spawnLocked(Resolver& resolver) {
     // The child of a threaded parent: async-signal-safe calls only until execvp.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(1);
+    ::close(gateWriteFd);  // the child's copy, or the gate would never end
+    char go = 0;
+    ssize_t got;
+    do {
+      got = ::read(gateFd, &go, 1);
+    } while (got < 0 && errno == EINTR);
+    if (got != 1) ::_exit(1);  // the parent refused to go on, or is gone
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -488,20 +506,31 @@ Status VpcResolvers::spawnLocked(Resolver& resolver) {
     [[maybe_unused]] ssize_t n = ::write(logFd, failedExec, std::strlen(failedExec));
     ::_exit(127);
   }
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) {
-    int error = errno;
+  gateRead.reset();
+  auto refuse = [&](Error error) -> Status {
+    gateWrite.reset();  // the child reads the end of the gate and exits
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
-    return fail(systemError(error, fmt::format("pidfd_open({})", pid)));
+    return fail(std::move(error));
+  };
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return refuse(systemError(errno, fmt::format("pidfd_open({})", pid)));
+  CORRAL_FAILPOINT("resolver.before-pid-file");
+  const std::string pidFile = fileOf(resolver.vpc, resolver.role, "pid");
+  const std::string pidText = fmt::format("{} {}\n", pid, processStartTime(pid).value_or(0));
+  if (auto ok = writeAtomically(pidFile, pidText, Durability::synced); !ok)
+    return refuse(std::move(ok.error()));
+  const char go = 1;
+  if (::write(gateWrite.get(), &go, 1) != 1) {
+    ::unlink(pidFile.c_str());
+    return refuse(systemError(errno, "write(the dnsmasq child's gate)"));
   }
+  gateWrite.reset();
   resolver.pid = pid;
   resolver.pidfd = std::move(pidfd);
   resolver.runningConfig = resolver.config;
   resolver.startedAt = Clock::now();
-  const std::string pidText = fmt::format("{} {}\n", pid, processStartTime(pid).value_or(0));
-  if (auto ok = writeAtomically(fileOf(resolver.vpc, resolver.role, "pid"), pidText, Durability::synced); !ok)
-    log::warn("vpc \"{}\": {}", resolver.vpc, ok.error().message());
+  CORRAL_FAILPOINT("resolver.after-start");
   log::info("vpc \"{}\": {} resolver started (dnsmasq {}, in netns {}, on {})", resolver.vpc,
             net::resolverRoleName(resolver.role), pid, resolver.netns, fmt::join(resolver.listen, ", "));
   return {};

@@ -125,7 +125,8 @@ Status checkHaproxyConfig(const std::string& configPath, const std::string& bina
 }
 
 Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& files,
-                           std::chrono::milliseconds timeout, const std::string& binary) {
+                           std::chrono::milliseconds timeout, const std::string& binary,
+                           const std::function<Status(pid_t)>& recordPid) {
   UniqueFd netns(::open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
   if (!netns) return fail(systemError(errno, fmt::format("open(\"{}\")", netnsPath)));
   // A stale socket from a killed predecessor would answer nothing; HAProxy binds afresh.
@@ -142,6 +143,9 @@ Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& fil
   int statusPipe[2];
   if (::pipe2(statusPipe, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2()"));
   UniqueFd statusRead(statusPipe[0]), statusWrite(statusPipe[1]);
+  int gatePipe[2];
+  if (::pipe2(gatePipe, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2()"));
+  UniqueFd gateRead(gatePipe[0]), gateWrite(gatePipe[1]);
   pid_t pid = ::fork();
   if (pid < 0) return fail(systemError(errno, "fork()"));
   if (pid == 0) {
@@ -152,6 +156,15 @@ Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& fil
       ::_exit(127);
     };
     ::setsid();
+    // The gate: one byte once the parent has written the pid down; its end (nothing read) when the
+    // parent refused or died, and then no HAProxy runs.
+    ::close(gateWrite.get());  // the child's copy, or the gate would never end
+    char go = 0;
+    ssize_t got;
+    do {
+      got = ::read(gateRead.get(), &go, 1);
+    } while (got < 0 && errno == EINTR);
+    if (got != 1) ::_exit(126);
     if (::setns(netns.get(), CLONE_NEWNET) != 0) die(1);
     if (::chdir(runDir.c_str()) != 0) die(5);
     int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -167,6 +180,22 @@ Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& fil
     die(3);
   }
   statusWrite.reset();
+  gateRead.reset();
+  if (recordPid) {
+    if (Status recorded = recordPid(pid); !recorded) {
+      gateWrite.reset();
+      ::waitpid(pid, nullptr, 0);
+      return fail(std::move(recorded.error()));
+    }
+  }
+  const char go = 1;
+  if (::write(gateWrite.get(), &go, 1) != 1) {
+    const int error = errno;
+    gateWrite.reset();
+    ::waitpid(pid, nullptr, 0);
+    return fail(systemError(error, "start haproxy: write(the child's gate)"));
+  }
+  gateWrite.reset();
   int record[2] = {0, 0};
   ssize_t n;
   do {

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -34,9 +35,14 @@ Status checkHaproxyConfig(const std::string& configPath, const std::string& bina
 // Starts `haproxy -W -S unix@master.sock -f haproxy.cfg` in the namespace at `netnsPath` (/run/netns/NAME)
 // as a child of this process, working in `files.runDir` (its sockets' paths are relative to it, so a run
 // directory of any length works), and waits until its admin socket answers. The master's pid.
+// `recordPid`, when given, runs in this process while the forked child waits, before it may exec HAProxy:
+// where the caller writes the pid down (HAProxy outlives its parent, so a parent killed before that would
+// leave one nobody knows of). Its failure is returned, and the child ends without running HAProxy; a
+// parent that dies meanwhile takes the waiting child with it.
 Result<pid_t> startHaproxy(const std::string& netnsPath, const HaproxyFiles& files,
                            std::chrono::milliseconds timeout = std::chrono::seconds(10),
-                           const std::string& binary = "haproxy");
+                           const std::string& binary = "haproxy",
+                           const std::function<Status(pid_t)>& recordPid = {});
 
 // One command on a HAProxy CLI socket (admin or master); the whole answer. A path longer than sun_path is
 // reached through its directory (/proc/self/fd/N/NAME).

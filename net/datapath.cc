@@ -85,6 +85,12 @@ std::string instanceMac(std::string_view instance, bool vm) {
   return fmt::format("02:c0:{:02x}:{:02x}:{:02x}:{:02x}", byte(0), byte(1), byte(2), byte(3));
 }
 
+std::string subnetBridgeMac(std::string_view bridge) {
+  uint32_t hash = fnv1a32(bridge);
+  auto byte = [hash](int index) { return static_cast<unsigned>((hash >> (24 - 8 * index)) & 0xff); };
+  return fmt::format("02:c1:{:02x}:{:02x}:{:02x}:{:02x}", byte(0), byte(1), byte(2), byte(3));
+}
+
 std::string gatewayLinkName(std::string_view netns) {
   return hashedName("g", netns);
 }

@@ -40,6 +40,11 @@ std::string instanceVethName(std::string_view key);
 std::string instanceTapName(std::string_view key);
 // 52:54:00 (QEMU's OUI) for VMs, 02:c0 (locally administered) for containers; stable per instance.
 std::string instanceMac(std::string_view instance, bool vm);
+// The subnet's bridge, which carries the router's .1: 02:c1 (locally administered) + a hash of the bridge's
+// name. Set when the bridge is made: a bridge left to choose takes the lowest MAC of its ports, and so the
+// router's MAC changed whenever an instance came or went, and the floor's instances sent to the old one
+// until their ARP entries expired.
+std::string subnetBridgeMac(std::string_view bridge);
 // The internet gateway's veth pair: "crlg" + hash in the VPC namespace, "crlu" + hash on the uplink side
 // (hash of the VPC's namespace name, unique per host).
 std::string gatewayLinkName(std::string_view netns);

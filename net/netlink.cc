@@ -73,6 +73,14 @@ Error nlError(int err, std::string_view op, std::string_view object, std::string
   }
 }
 
+// A link's hardware address as "02:c1:aa:bb:cc:dd"; empty when it has none of 6 bytes.
+std::string macText(nl_addr* address) {
+  if (address == nullptr || nl_addr_get_len(address) != 6) return "";
+  const auto* bytes = static_cast<const unsigned char*>(nl_addr_get_binary_addr(address));
+  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", bytes[0], bytes[1], bytes[2], bytes[3],
+                     bytes[4], bytes[5]);
+}
+
 // "10.0.1.1/24" -> address and prefix length.
 struct ParsedAddress {
   Ipv4Address address;
@@ -354,10 +362,20 @@ Result<Netlink> Netlink::openIn(int netnsFd, const std::string& label) {
   return Netlink(std::move(state));
 }
 
-Status Netlink::createBridge(const std::string& name) {
+Status Netlink::createBridge(const std::string& name, const std::optional<std::string>& mac) {
   LinkPtr bridge(rtnl_link_bridge_alloc());
   if (!bridge) return fail(internalError("rtnl_link_bridge_alloc: out of memory"));
   rtnl_link_set_name(bridge.get(), name.c_str());
+  NlAddrPtr address;
+  if (mac) {
+    nl_addr* parsed = nullptr;
+    if (int err = nl_addr_parse(mac->c_str(), AF_LLC, &parsed); err < 0 || nl_addr_get_len(parsed) != 6) {
+      if (parsed) nl_addr_put(parsed);
+      return fail(invalidField("mac", "\"{}\" is not a 6-byte MAC address", *mac));
+    }
+    address.reset(parsed);
+    rtnl_link_set_addr(bridge.get(), address.get());
+  }
   nl_msg* message = nullptr;
   int built = rtnl_link_build_add_request(bridge.get(), NLM_F_CREATE | NLM_F_EXCL, &message);
   return sendRequest(state_->socket.get(), built, message, "rtnl_link_add", quoted("bridge", name),
@@ -702,6 +720,8 @@ Result<std::vector<LinkInfo>> Netlink::links() {
     const char* kind = rtnl_link_get_type(link);
     info.kind = kind ? kind : "";
     info.up = (rtnl_link_get_flags(link) & IFF_UP) != 0;
+    info.running = (rtnl_link_get_flags(link) & IFF_RUNNING) != 0;
+    info.mac = macText(rtnl_link_get_addr(link));
     if (int master = rtnl_link_get_master(link); master > 0) {
       char name[IFNAMSIZ + 1] = {};
       if (rtnl_link_i2name(linkCache.get(), master, name, sizeof(name)) != nullptr) info.master = name;
@@ -742,6 +762,8 @@ Result<std::optional<LinkInfo>> Netlink::link(const std::string& name) {
   const char* kind = rtnl_link_get_type(found.get());
   info.kind = kind ? kind : "";
   info.up = (rtnl_link_get_flags(found.get()) & IFF_UP) != 0;
+  info.running = (rtnl_link_get_flags(found.get()) & IFF_RUNNING) != 0;
+  info.mac = macText(rtnl_link_get_addr(found.get()));
   if (int master = rtnl_link_get_master(found.get()); master > 0) {
     rtnl_link* rawMaster = nullptr;
     if (int err = rtnl_link_get_kernel(state_->socket.get(), master, nullptr, &rawMaster); err < 0) {

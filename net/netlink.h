@@ -20,6 +20,9 @@ struct LinkInfo {
   int index = 0;
   std::string kind;  // "bridge", "veth", "tun", "" for others
   bool up = false;
+  // IFF_RUNNING: operationally up (a veth once its peer is up too, as the kernel's linkwatch saw it).
+  bool running = false;
+  std::string mac;                     // "02:c1:aa:bb:cc:dd"; empty for a link without one of 6 bytes
   std::optional<std::string> master;   // the bridge it is a port of
   std::vector<std::string> addresses;  // "10.0.1.1/24"
 };
@@ -53,7 +56,8 @@ class Netlink {
   Netlink& operator=(Netlink&&) noexcept;
   ~Netlink();
 
-  Status createBridge(const std::string& name);
+  // With `mac`, the bridge keeps that address whichever ports come and go.
+  Status createBridge(const std::string& name, const std::optional<std::string>& mac = {});
   // A veth pair `name` <-> `peer`, both here; then moveToNetns(peer or name, fd).
   Status createVethPair(const std::string& name, const std::string& peer);
   // The same with the peer made directly inside the namespace `peerNetnsFd` (with `peerMac` if given):

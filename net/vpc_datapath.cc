@@ -2,35 +2,25 @@
 // internet gateway's veth pair, the ruleset) and plugs instance NICs into subnet bridges.
 #include "net/vpc_datapath.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <linux/if_ether.h>
-#include <linux/if_packet.h>
-#include <net/if.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
-#include <cstring>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
-#include <system_error>
 #include <thread>
 #include <utility>
 
-#include "core/log.h"
 #include "core/rollback.h"
 #include "core/unique_fd.h"
+#include "net/announce.h"
 #include "net/netlink.h"
-#include "net/netns.h"
 #include "net/nft.h"
 #include "net/vpc_kernel.h"
 
@@ -43,6 +33,9 @@ constexpr uint32_t kLastOurRulePriority = 1999;
 constexpr uint32_t kFirstOurTable = 100;
 constexpr uint32_t kLastOurTable = 1099;
 constexpr uint32_t kMainTable = 254;
+// How long an attach waits for the bridge to take its new port before announcing the address anyway
+// (typically well under a millisecond: the kernel's linkwatch runs urgently for a veth's carrier).
+constexpr std::chrono::milliseconds kPortRunningWait{500};
 
 // default (253), main (254) and local (255) lie inside our range but are the kernel's.
 bool isReservedTable(uint32_t id) {
@@ -641,48 +634,6 @@ std::vector<std::string> listVpcNetns(std::string_view netnsPrefix) {
 
 namespace {
 
-// One gratuitous ARP (a request for its own address, to everyone) from `ifname` in `targetNs`: an instance
-// given the address of one that just went (a group's replacement; its MAC differs, being made from its
-// name) is found at once by the router, the load balancers and its neighbours, which update the entry they
-// hold, instead of once that entry for the old MAC has failed: HAProxy's checks then took 40-60 s to see the
-// replacement (bench/group-replace). Sent by hand after the NIC is up rather than by the kernel's arp_notify,
-// which sends as the link comes up, before the bridge has the new port forwarding (that frame is dropped).
-// Fails (NotFound, errno) once the link is gone.
-Status announceAddress(int targetNs, const NicPlan& nic, const std::string& ifname) {
-  std::array<uint8_t, 6> mac{};
-  if (std::sscanf(nic.mac.c_str(), "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &mac[0], &mac[1], &mac[2], &mac[3],
-                  &mac[4], &mac[5]) != 6)
-    return fail(invalidField("mac", "\"{}\" is not a MAC address", nic.mac));
-  in_addr address{};
-  const std::string ip = nic.addressWithPrefix.substr(0, nic.addressWithPrefix.find('/'));
-  if (::inet_pton(AF_INET, ip.c_str(), &address) != 1)
-    return fail(invalidField("address", "\"{}\" is not an IPv4 address", ip));
-  std::array<uint8_t, 42> frame{};
-  std::fill_n(frame.begin(), 6, 0xff);                                   // to everyone
-  std::copy(mac.begin(), mac.end(), frame.begin() + 6);                  // from the NIC
-  frame[12] = 0x08, frame[13] = 0x06;                                    // ARP
-  const uint8_t header[8] = {0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01};  // Ethernet/IPv4, request
-  std::copy(std::begin(header), std::end(header), frame.begin() + 14);
-  std::copy(mac.begin(), mac.end(), frame.begin() + 22);  // sender MAC
-  std::memcpy(frame.data() + 28, &address, 4);            // sender IP
-  std::memcpy(frame.data() + 38, &address, 4);            // target IP: the same (gratuitous)
-  return runInNetnsFd(targetNs, fmt::format("instance {}", nic.nic.instance), [&]() -> Status {
-    UniqueFd fd(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
-    if (!fd) return fail(systemError(errno, "socket(AF_PACKET, SOCK_RAW)"));
-    sockaddr_ll to{};
-    to.sll_family = AF_PACKET;
-    to.sll_protocol = htons(ETH_P_ARP);
-    to.sll_ifindex = static_cast<int>(::if_nametoindex(ifname.c_str()));
-    to.sll_halen = 6;
-    std::fill_n(to.sll_addr, 6, 0xff);
-    if (to.sll_ifindex == 0) return fail(systemError(errno, fmt::format("if_nametoindex(\"{}\")", ifname)));
-    if (::sendto(fd.get(), frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) !=
-        static_cast<ssize_t>(frame.size()))
-      return fail(systemError(errno, fmt::format("sendto(\"{}\", gratuitous ARP)", ifname)));
-    return {};
-  });
-}
-
 // A veth port of nic.bridge whose peer is born inside `targetNs` as `ifname`, with the NIC's MAC and
 // address, up, lo up, and (when `defaultRoute`) a default route via the subnet's router.
 Status attachVethInto(const std::string& netns, const NicPlan& nic, int targetNs, const std::string& ifname,
@@ -707,23 +658,19 @@ Status attachVethInto(const std::string& netns, const NicPlan& nic, int targetNs
   if (defaultRoute) {
     if (auto s = inside->addDefaultRoute(nic.gateway); !s) return fail(std::move(s).error());
   }
-  // Best effort: the NIC works without it, only a neighbour's stale entry lasts longer. The bridge starts
-  // forwarding the new port once the kernel's link watch has seen its carrier (asynchronously: on a busy
-  // host a first frame sent now was lost 1 time in 2), so it is sent again 0.2 s and 1 s later from a
-  // detached thread that holds its own reference to the namespace (like `arping -U -c 3`).
-  if (auto s = announceAddress(targetNs, nic, ifname); !s)
-    log::warn("instance {}: gratuitous ARP: {}", nic.nic.instance, s.error().message());
-  if (UniqueFd again(::fcntl(targetNs, F_DUPFD_CLOEXEC, 0)); again) {
-    try {
-      std::thread([again = std::move(again), nic, ifname] {
-        for (auto wait : {std::chrono::milliseconds(200), std::chrono::milliseconds(800)}) {
-          std::this_thread::sleep_for(wait);
-          if (!announceAddress(again.get(), nic, ifname)) return;  // the NIC or the instance is gone
-        }
-      }).detach();
-    } catch (const std::system_error&) {
-      // No thread: the first announcement stands alone.
-    }
+  // The address may have been another instance's a moment ago (the IPAM hands out the lowest free one):
+  // tell the neighbours its new MAC. The bridge forwards from the port once the kernel's linkwatch has
+  // seen its carrier (the peer's up, asynchronously): a frame sent earlier would be dropped at the port.
+  for (auto until = std::chrono::steady_clock::now() + kPortRunningWait;;) {
+    auto port = vpc->link(nic.link);
+    if (!port) return fail(std::move(port).error());
+    if ((*port && (*port)->running) || std::chrono::steady_clock::now() >= until) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  if (auto s = announceAddress(targetNs, fmt::format("instance {}", nic.nic.instance), ifname, nic.mac,
+                               nic.nic.address);
+      !s) {
+    return fail(std::move(s).error());
   }
   removePort.dismiss();
   return {};

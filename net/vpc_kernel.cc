@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/unique_fd.h"
+#include "net/datapath.h"
 #include "net/netns.h"
 #include "net/nft.h"
 
@@ -106,7 +107,7 @@ Result<std::vector<LinkInfo>> LinuxVpcKernel::links(const std::string& netns) {
 Status LinuxVpcKernel::createBridge(const std::string& netns, const std::string& name) {
   auto socket = socketIn(netns);
   if (!socket) return fail(std::move(socket).error());
-  return (*socket)->createBridge(name);
+  return (*socket)->createBridge(name, subnetBridgeMac(name));
 }
 
 Status LinuxVpcKernel::createVethPair(const std::string& netns, const std::string& name,

@@ -35,6 +35,7 @@
 #include "core/unique_fd.h"
 #include "daemon/store.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/leaks.h"
 
 extern char** environ;
 
@@ -198,7 +199,17 @@ class CorraldTest : public ::testing::Test {
     daemon_ = std::make_unique<Daemon>(socket_, stateDir_, dir_.path() + "/corrald.out");
     ASSERT_TRUE(daemon_->start());
   }
-  void TearDown() override { daemon_.reset(); }
+  // The daemon ends with SIGTERM and takes its VPCs' dnsmasqs and HAProxies with it. Its resolvers' files
+  // are in the default --resolver-dir (this test process's network prefix under /run/corral/resolvers: the
+  // temp dir is private, and dnsmasq runs as nobody), removed here.
+  void TearDown() override {
+    daemon_.reset();
+    const std::string resolvers = "/run/corral/resolvers/" + corral::testing::testNetnsPrefix();
+    EXPECT_EQ(corral::testing::join(corral::testing::processesNamingAny({"dnsmasq"}, resolvers + "/")), "");
+    EXPECT_EQ(corral::testing::join(corral::testing::processesNamingAny({"haproxy"}, dir_.path() + "/")), "");
+    std::error_code ignored;
+    std::filesystem::remove_all(resolvers, ignored);
+  }
 
   Reply get(const std::string& target) { return call(socket_, "GET", target); }
   Reply post(const std::string& target, const json& body) {

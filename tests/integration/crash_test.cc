@@ -44,6 +44,7 @@ using corral::testing::readFile;
 using corral::testing::Reply;
 using corral::testing::requireRoot;
 using corral::testing::TestDaemon;
+using corral::testing::vpcProcessLeftovers;
 
 const std::vector<std::string> kDaemonArgs = {"--accelerator", "tcg"};
 
@@ -182,7 +183,8 @@ TEST(Crash, ContainerKilledAtEveryFailpointLeavesNothingStuckOrLeaked) {
   daemon.stop();
   int covered = 0;
   for (const std::string& point : listFailpoints()) {
-    if (point.starts_with("vm.")) continue;
+    // The VMs' points and those of the processes corrald runs for a VPC have their own tests below.
+    if (point.starts_with("vm.") || point.starts_with("resolver.") || point.starts_with("lb.")) continue;
     SCOPED_TRACE(point);
     const std::string name = "c" + std::to_string(covered);
     ASSERT_TRUE(startArmed(daemon, point)) << daemon.log();
@@ -223,6 +225,79 @@ TEST(Crash, ContainerKilledAtEveryFailpointLeavesNothingStuckOrLeaked) {
     ++covered;
   }
   EXPECT_GE(covered, 10);
+}
+
+// The processes of `program` under `dir` whose parent is not one of them: HAProxy's master, not its worker.
+std::vector<pid_t> leaders(const std::string& program, const std::string& dir) {
+  const std::vector<pid_t> all = corral::testing::processesNaming(program, dir);
+  std::vector<pid_t> found;
+  for (pid_t pid : all) {
+    const std::string stat = corral::testing::readProcFile(fmt::format("/proc/{}/stat", pid));
+    std::istringstream fields(stat.substr(std::min(stat.size(), stat.rfind(')') + 2)));
+    std::string state;
+    pid_t parent = 0;
+    fields >> state >> parent;
+    if (std::find(all.begin(), all.end(), parent) == all.end()) found.push_back(pid);
+  }
+  return found;
+}
+
+// The processes corrald runs for a VPC (its resolver's dnsmasq, a load balancer's HAProxy) outlive a
+// corrald killed with -9, by design: the next corrald finds them by their pid files. Killed at any point of
+// their start, every one is found: the next corrald runs one of each, and deleting the VPC's objects then
+// leaves none.
+TEST(Crash, VpcProcessesKilledAtTheirStartAreFoundByTheNextCorrald) {
+  if (!requireRoot()) GTEST_SKIP() << "namespaces, dnsmasq and HAProxy need root";
+  TestDaemon daemon("crash", kDaemonArgs);
+  int covered = 0;
+  for (const std::string& point : listFailpoints()) {
+    if (!point.starts_with("resolver.") && !point.starts_with("lb.")) continue;
+    SCOPED_TRACE(point);
+    const std::string vpc = "v" + std::to_string(covered);
+    const std::string subnet = vpc + "-a";
+    const json subnetSpec = {
+        {"name", subnet}, {"vpc", vpc}, {"cidr", fmt::format("10.{}.1.0/24", 60 + covered)}};
+    ASSERT_TRUE(startArmed(daemon, point)) << daemon.log();
+    daemon.must("POST", "/v1/vpcs", {{"name", vpc}, {"cidr", fmt::format("10.{}.0.0/16", 60 + covered)}});
+    if (point.starts_with("resolver.")) {
+      // The first subnet gives the VPC its resolver.
+      daemon.call("POST", "/v1/subnets", subnetSpec, 10s);
+    } else {
+      daemon.must("POST", "/v1/subnets", subnetSpec);
+      daemon.must("POST", "/v1/target-groups", {{"name", vpc + "-tg"}, {"vpc", vpc}, {"port", 8080}});
+      // The load balancer's HAProxy starts with it, or with its first listener.
+      Reply made = daemon.call("POST", "/v1/load-balancers",
+                               {{"name", vpc + "-lb"}, {"vpc", vpc}, {"subnets", {subnet}}}, 15s);
+      if (made.status == 201)
+        daemon.call("POST", "/v1/load-balancers/" + vpc + "-lb/listeners",
+                    {{"port", 80}, {"default_action", {{"target_group", vpc + "-tg"}}}}, 15s);
+    }
+    ASSERT_TRUE(diedWithin(daemon, 15s)) << "corrald did not die at " << point << "\n" << daemon.logTail();
+    ASSERT_TRUE(daemon.start()) << daemon.log();
+    // The next corrald runs what the state wants: one of each for what was committed before the kill (the
+    // kernel is changed before the state is saved, so the object being made may not be).
+    const bool lb = point.starts_with("lb.");
+    const std::string program = lb ? "haproxy" : "dnsmasq";
+    const std::string dir =
+        lb ? daemon.dir() + "/lb/" + vpc + "-lb/" : daemon.resolverDir() + "/" + vpc + "/";
+    const std::string object = lb ? "/v1/load-balancers/" + vpc + "-lb" : "/v1/subnets/" + subnet;
+    const bool kept = daemon.call("GET", object).status == 200;
+    const size_t wanted = kept ? 1 : 0;
+    EXPECT_TRUE(corral::testing::waitUntil([&] { return leaders(program, dir).size() == wanted; }, 15s,
+                                           fmt::format("{} {} under {}", wanted, program, dir)))
+        << join(vpcProcessLeftovers(daemon)) << daemon.logTail();
+    if (kept) daemon.must("DELETE", object, nullptr, 200);
+    for (const std::string& more : {"/v1/target-groups/" + vpc + "-tg", "/v1/subnets/" + subnet}) {
+      if (daemon.call("GET", more).status == 200) daemon.must("DELETE", more, nullptr, 200);
+    }
+    daemon.must("DELETE", "/v1/vpcs/" + vpc, nullptr, 200);
+    EXPECT_TRUE(corral::testing::waitUntil([&] { return vpcProcessLeftovers(daemon).empty(); }, 10s,
+                                           "no dnsmasq or haproxy of the test daemon"))
+        << join(vpcProcessLeftovers(daemon));
+    daemon.stop();
+    ++covered;
+  }
+  EXPECT_EQ(covered, 4);
 }
 
 // As the red team did: SIGKILL 1-12 ms into POST /v1/instances, wherever that lands.

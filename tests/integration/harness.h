@@ -301,9 +301,13 @@ class TestDaemon {
     if (std::find(extraArgs_.begin(), extraArgs_.end(), "--accelerator-cache") == extraArgs_.end()) {
       args.insert(args.end(), {"--accelerator-cache", acceleratorCache()});
     }
-    // The load balancers' HAProxy files go with the temp dir (not /run/corral/lb/PREFIX, which would stay).
+    // The load balancers' HAProxy files and the VPC resolvers' dnsmasq files go with the temp dir (not
+    // /run/corral/lb/PREFIX or /run/corral/resolvers/PREFIX, which would stay).
     if (std::find(extraArgs_.begin(), extraArgs_.end(), "--lb-dir") == extraArgs_.end()) {
       args.insert(args.end(), {"--lb-dir", dir_ + "/lb"});
+    }
+    if (std::find(extraArgs_.begin(), extraArgs_.end(), "--resolver-dir") == extraArgs_.end()) {
+      args.insert(args.end(), {"--resolver-dir", resolverDir()});
     }
     if (hostNetns_.empty()) {
       for (std::string& arg : testNetworkArgs()) args.push_back(std::move(arg));
@@ -458,6 +462,7 @@ class TestDaemon {
 
   std::string socket() const { return dir_ + "/s.sock"; }
   std::string dir() const { return dir_; }
+  std::string resolverDir() const { return dir_ + "/resolvers"; }
   std::string containersDir() const { return dir_ + "/state/containers"; }
   std::string vmsDir() const { return dir_ + "/state/vms"; }
   std::string acceleratorCache() const { return dir_ + "/accelerator.json"; }

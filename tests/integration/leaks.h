@@ -2,16 +2,20 @@
 // VPC namespaces), so tests running in parallel never see each other's: for crash and race tests.
 #pragma once
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <initializer_list>
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "core/unique_fd.h"
 #include "tests/integration/harness.h"
 
 namespace corral::testing {
@@ -71,6 +75,51 @@ inline std::vector<std::string> linksIn(const std::string& netns) {
   for (std::string line; std::getline(lines, line);) links.push_back(line);
   fs::remove(out);
   return links;
+}
+
+// A small /proc file whole (read(2): istreambuf_iterator trips GCC 12's -Wnull-dereference at -O2).
+inline std::string readProcFile(const fs::path& path) {
+  std::string text;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return text;
+  char buffer[4096];
+  ssize_t n = 0;
+  while ((n = ::read(fd.get(), buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<size_t>(n));
+  return text;
+}
+
+// Running (not zombie) processes of `program` (the last part of their argv[0]) whose command line names
+// `dir`: the dnsmasqs (--conf-file=DIR/...) and HAProxies (-f DIR/...) a test daemon runs.
+inline std::vector<pid_t> processesNaming(std::string_view program, const std::string& dir) {
+  std::vector<pid_t> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string cmdline = readProcFile(entry.path() / "cmdline");
+    const std::string argv0 = cmdline.substr(0, cmdline.find('\0'));
+    if (fs::path(argv0).filename() != program || cmdline.find(dir) == std::string::npos) continue;
+    const std::string stat = readProcFile(entry.path() / "stat");
+    const size_t close = stat.rfind(')');
+    if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z') continue;
+    found.push_back(std::stoi(name));
+  }
+  return found;
+}
+
+// processesNaming() for each of `programs`, as "PROGRAM PID".
+inline std::vector<std::string> processesNamingAny(std::initializer_list<std::string_view> programs,
+                                                   const std::string& dir) {
+  std::vector<std::string> found;
+  for (std::string_view program : programs)
+    for (pid_t pid : processesNaming(program, dir)) found.push_back(fmt::format("{} {}", program, pid));
+  return found;
+}
+
+// The dnsmasqs and HAProxies still running from the test daemon's directory (its --resolver-dir and
+// --lb-dir), as "dnsmasq N" and "haproxy N".
+inline std::vector<std::string> vpcProcessLeftovers(const TestDaemon& daemon) {
+  return processesNamingAny({"dnsmasq", "haproxy"}, daemon.dir() + "/");
 }
 
 inline std::string join(const std::vector<std::string>& items) {

@@ -28,6 +28,7 @@
 #include "net/netlink.h"
 #include "net/netns.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/leaks.h"
 
 namespace corral {
 namespace {
@@ -35,6 +36,7 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using corral::testing::readProcFile;
 using corral::testing::Reply;
 using corral::testing::requireRoot;
 using corral::testing::TestDaemon;
@@ -44,38 +46,9 @@ constexpr const char* kUplinkResolver = "198.51.100.53";
 constexpr const char* kOutsideName = "www.example.test";
 constexpr const char* kOutsideAddress = "203.0.113.77";
 
-std::string resolverDir() {
-  return "/run/corral/resolvers/" + corral::testing::testNetnsPrefix();
-}
-
-// A small /proc file whole (read(2): istreambuf_iterator trips GCC 12's -Wnull-dereference at -O2).
-std::string readProcFile(const std::string& path) {
-  std::string text;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return text;
-  char buffer[4096];
-  ssize_t n = 0;
-  while ((n = ::read(fd.get(), buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<size_t>(n));
-  return text;
-}
-
-// dnsmasq processes whose command line names this test's resolver directory (pid → cmdline); zombies are
-// not running.
-std::vector<pid_t> ourDnsmasqs() {
-  std::vector<pid_t> found;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const std::string cmdline = readProcFile(entry.path() / "cmdline");
-    if (cmdline.find("dnsmasq") == std::string::npos || cmdline.find(resolverDir()) == std::string::npos)
-      continue;
-    const std::string statText = readProcFile(entry.path() / "stat");
-    const size_t close = statText.rfind(')');
-    if (close != std::string::npos && close + 2 < statText.size() && statText[close + 2] == 'Z') continue;
-    found.push_back(std::stoi(name));
-  }
-  return found;
+// dnsmasq processes whose command line names the test daemon's resolver directory.
+std::vector<pid_t> ourDnsmasqs(const TestDaemon& d) {
+  return corral::testing::processesNaming("dnsmasq", d.resolverDir() + "/");
 }
 
 bool running(pid_t pid) {
@@ -203,18 +176,8 @@ void buildLab(const TestDaemon& d) {
   d.must("POST", "/v1/subnets", {{"name", "iso"}, {"vpc", "lab"}, {"cidr", "10.30.2.0/24"}});
 }
 
-// Declared before the daemon in a fixture, so destroyed after it: the resolver directory of this test
-// process goes (corrald leaves it, empty, when every VPC is gone).
-struct ResolverDirRemover {
-  ~ResolverDirRemover() {
-    std::error_code ignored;
-    std::filesystem::remove_all(resolverDir(), ignored);
-  }
-};
-
 class VpcDns : public ::testing::Test {
  protected:
-  ResolverDirRemover removeResolverDir_;
   void SetUp() override {
     if (!requireRoot()) GTEST_SKIP() << "VPC namespaces, dnsmasq and libvirt need root";
     std::string why;
@@ -300,7 +263,7 @@ TEST_F(VpcDns, ResolversAreSupervisedAndLeaveNothingBehind) {
   EXPECT_EQ(resolver["local"]["listen"], json({"10.30.2.2"})) << resolver.dump();
   const pid_t first = resolver["forwarding"].value("pid", 0);
   ASSERT_GT(first, 0) << resolver.dump();
-  EXPECT_EQ(ourDnsmasqs().size(), 2u);
+  EXPECT_EQ(ourDnsmasqs(d).size(), 2u);
 
   // Killed: restarted, and it answers again.
   ASSERT_EQ(::kill(first, SIGKILL), 0);
@@ -319,10 +282,10 @@ TEST_F(VpcDns, ResolversAreSupervisedAndLeaveNothingBehind) {
   // corrald killed with -9 (dnsmasq, having dropped to nobody, outlives it: the kernel clears the
   // parent-death signal on that change): the next corrald kills the leftovers from their pid files and runs
   // its own; the container, which lived on, resolves.
-  const std::vector<pid_t> before = ourDnsmasqs();
+  const std::vector<pid_t> before = ourDnsmasqs(d);
   ASSERT_EQ(before.size(), 2u);
   // One file per name in the hosts directory: web-1's alone.
-  const std::string hostsDir = resolverDir() + "/lab/hosts.d";
+  const std::string hostsDir = d.resolverDir() + "/lab/hosts.d";
   auto hostFiles = [&] {
     std::vector<std::string> names;
     for (const auto& entry : std::filesystem::directory_iterator(hostsDir))
@@ -345,7 +308,7 @@ TEST_F(VpcDns, ResolversAreSupervisedAndLeaveNothingBehind) {
   for (pid_t pid : before) EXPECT_FALSE(running(pid)) << "dnsmasq " << pid << " of the killed corrald";
   Lookup afterRestart = resolves(d, "web-1", "web-1", web);
   EXPECT_TRUE(answers(afterRestart, web)) << afterRestart.detail << "\n" << d.logTail();
-  const std::vector<pid_t> after = ourDnsmasqs();
+  const std::vector<pid_t> after = ourDnsmasqs(d);
   EXPECT_EQ(after.size(), 2u);
   for (pid_t pid : after) EXPECT_EQ(std::find(before.begin(), before.end(), pid), before.end()) << pid;
   EXPECT_NE(d.log().find("left by an earlier corrald"), std::string::npos) << d.logTail();
@@ -353,8 +316,8 @@ TEST_F(VpcDns, ResolversAreSupervisedAndLeaveNothingBehind) {
   // Deleting everything: no dnsmasq, no files.
   std::vector<std::string> failed = d.removeEverything();
   EXPECT_TRUE(failed.empty()) << fmt::format("{}", fmt::join(failed, "\n"));
-  EXPECT_TRUE(ourDnsmasqs().empty());
-  EXPECT_FALSE(std::filesystem::exists(resolverDir() + "/lab")) << resolverDir();
+  EXPECT_TRUE(ourDnsmasqs(d).empty());
+  EXPECT_FALSE(std::filesystem::exists(d.resolverDir() + "/lab")) << d.resolverDir();
 }
 
 // A malformed --uplink-resolver stops corrald at once, naming the option.
@@ -403,7 +366,6 @@ int hostRun(const std::vector<std::string>& args) {
 
 class VpcMetadata : public ::testing::Test {
  protected:
-  ResolverDirRemover removeResolverDir_;
   void SetUp() override {
     if (!requireRoot()) GTEST_SKIP() << "VPC namespaces need root";
     ASSERT_TRUE(daemon_.start()) << daemon_.log();

@@ -35,6 +35,7 @@
 #include "net/netlink.h"
 #include "net/netns.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/leaks.h"
 #include "tests/integration/netns_testing.h"
 
 namespace corral {
@@ -133,22 +134,7 @@ bool waitForHealth(const TestDaemon& d, const std::string& group, const std::str
 
 // HAProxy processes whose command line names `dir` (the test's --lb-dir).
 std::vector<pid_t> haproxiesUnder(const std::string& dir) {
-  std::vector<pid_t> found;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    // read(2): istreambuf_iterator trips GCC 12's -Wnull-dereference at -O2.
-    std::string cmdline;
-    UniqueFd fd(::open((entry.path() / "cmdline").c_str(), O_RDONLY | O_CLOEXEC));
-    char buffer[4096];
-    ssize_t n = 0;
-    while (fd && (n = ::read(fd.get(), buffer, sizeof buffer)) > 0)
-      cmdline.append(buffer, static_cast<size_t>(n));
-    if (cmdline.starts_with("haproxy") && cmdline.find(dir) != std::string::npos)
-      found.push_back(std::stoi(name));
-  }
-  return found;
+  return corral::testing::processesNaming("haproxy", dir);
 }
 
 class LoadBalancers : public ::testing::Test {

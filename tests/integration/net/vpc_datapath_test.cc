@@ -202,6 +202,67 @@ TEST_F(VpcDatapath, InstancesReachEachOtherAsTheirGroupsAllow) {
       << "w is not in p's group, so only return traffic gets from w to p";
 }
 
+// An address freed by an instance that died and taken by a new one (the IPAM gives the lowest free address,
+// as when a group replaces a killed member behind a load balancer): the new instance has another MAC, and
+// a neighbour that had talked to the old one (the load balancer) still holds the old MAC in its ARP cache,
+// for up to ~45 s. The attach announces the address (a gratuitous ARP), so the neighbour reaches the new
+// instance at once.
+TEST_F(VpcDatapath, AnAddressTakenOverByANewInstanceIsReachedAtOnce) {
+  UniqueFd w3Listener = listenIn(ns("w3"), 5000);
+  ASSERT_TRUE(w3Listener);
+  ASSERT_TRUE(tcpExchange(ns("w2"), "10.0.1.12", 5000, w3Listener, kConnectTimeout).ok)
+      << "w2 reaches w3, and caches w3's MAC";
+  w3Listener.reset();
+
+  // w3 dies (its namespace and NIC go with it); w4 takes its address.
+  const pid_t w3 = pids_.at("w3");
+  ASSERT_EQ(::kill(w3, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(w3, nullptr, 0), w3);
+  pids_.erase("w3");
+  auto w3At =
+      std::find_if(nics_.begin(), nics_.end(), [](const NicAttachment& n) { return n.instance == "w3"; });
+  ASSERT_NE(w3At, nics_.end());
+  *w3At = nic("w4", "pub", "10.0.1.12");
+  reconverge();
+  auto w4Plan = std::find_if(plan_.nics.begin(), plan_.nics.end(),
+                             [](const NicPlan& n) { return n.nic.instance == "w4"; });
+  ASSERT_NE(w4Plan, plan_.nics.end());
+  ASSERT_NE(w4Plan->mac, instanceMac("w3", false)) << "another instance, another MAC";
+  const pid_t w4 = children_.spawn();
+  ASSERT_GT(w4, 0);
+  auto attached = attachContainerNic(plan_.netns, *w4Plan, w4);
+  ASSERT_TRUE(attached) << attached.error().message();
+  pids_["w4"] = w4;
+
+  UniqueFd w4Listener = listenIn(ns("w4"), 5000);
+  ASSERT_TRUE(w4Listener);
+  TcpExchange reached = tcpExchange(ns("w2"), "10.0.1.12", 5000, w4Listener, kConnectTimeout);
+  EXPECT_TRUE(reached.ok) << "w2 reaches w4 at once at w3's old address";
+}
+
+// The router's .1 sits on the subnet's bridge, whose MAC corral sets when it makes it: a bridge left to
+// choose takes the lowest MAC of its ports, so the router's MAC changed when an instance with a lower one
+// came or the lowest went, and the floor's instances sent to the old one until their ARP entries expired
+// (the demo's wget across floors hung for a minute after a VM on its floor ended).
+TEST_F(VpcDatapath, TheRoutersMacStaysAsPortsComeAndGo) {
+  auto vpc = Netlink::open(plan_.netns);
+  ASSERT_TRUE(vpc) << vpc.error().message();
+  const std::string bridge = subnetBridgeName("a", "pub");
+  auto macNow = [&]() -> std::string {
+    auto link = vpc->link(bridge);
+    return link && *link ? (*link)->mac : "no bridge " + bridge;
+  };
+  EXPECT_EQ(macNow(), subnetBridgeMac(bridge));
+  // A port with a lower MAC than any joins, then leaves.
+  ASSERT_TRUE(vpc->createVethPair("crlvlowmac", "crlvlowpeer"));
+  ASSERT_TRUE(vpc->setMac("crlvlowmac", "02:00:00:00:00:01"));
+  ASSERT_TRUE(vpc->setMaster("crlvlowmac", bridge));
+  ASSERT_TRUE(vpc->setUp("crlvlowmac"));
+  EXPECT_EQ(macNow(), subnetBridgeMac(bridge)) << "a port with a lower MAC joined";
+  ASSERT_TRUE(vpc->deleteLink("crlvlowmac"));
+  EXPECT_EQ(macNow(), subnetBridgeMac(bridge)) << "it left";
+}
+
 TEST_F(VpcDatapath, PrivateSubnetReachesTheInternetThroughNatButNotTheOtherWay) {
   UniqueFd internetListener = listenIn(internetNs(), 7000);
   UniqueFd pListener = listenIn(ns("p"), 5000);

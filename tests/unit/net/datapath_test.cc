@@ -72,6 +72,14 @@ TEST(DatapathNames, MacsAreLocalForContainersAndQemuForVms) {
   EXPECT_NE(instanceMac("web-1", false), instanceMac("web-2", false));
 }
 
+TEST(DatapathNames, ASubnetsBridgeHasAStableLocalMacOfItsOwn) {
+  const std::string bridge = subnetBridgeName("prod", "web");
+  EXPECT_TRUE(subnetBridgeMac(bridge).starts_with("02:c1:")) << "locally administered, apart from instances'";
+  EXPECT_EQ(subnetBridgeMac(bridge).size(), 17u);
+  EXPECT_EQ(subnetBridgeMac(bridge), subnetBridgeMac(subnetBridgeName("prod", "web"))) << "stable";
+  EXPECT_NE(subnetBridgeMac(bridge), subnetBridgeMac(subnetBridgeName("prod", "db")));
+}
+
 // ---- Transit and public addresses ----
 
 UplinkSettings smallPools() {

@@ -306,6 +306,8 @@ class FakeVpcKernel final : public VpcKernel {
                     .index = 0,
                     .kind = link.kind,
                     .up = link.up,
+                    .running = link.up,
+                    .mac = "",
                     .master = link.master,
                     .addresses = link.addresses};
   }

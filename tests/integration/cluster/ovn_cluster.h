@@ -1,0 +1,278 @@
+// Test plumbing for OVSDB and OVN on one machine: a temp dir that goes away, processes that are killed and
+// reaped when the test ends (also when it fails), a private ovsdb-server on a Unix socket in that dir,
+// never the system's, and OvnCluster, the simulated multi-host OVN of ovn_cluster.sh as an object.
+// Header-only: integration_cluster_tests.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace corral::testing {
+
+inline std::string readWholeFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A directory under /tmp, removed with everything in it when the test ends.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& stem) {
+    std::string pattern = "/tmp/" + stem + "-XXXXXX";
+    if (::mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Starts args[0] (a path or a name looked up in PATH) with stdin from /dev/null, stdout and stderr into
+// `logPath`, and `extraEnv` ("NAME=value") added to this process's environment. -1 when it did not start.
+inline pid_t spawnWithEnv(const std::vector<std::string>& args, const std::vector<std::string>& extraEnv,
+                          const std::string& logPath) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<std::string> envStrings;
+  for (char** e = environ; *e != nullptr; ++e) envStrings.emplace_back(*e);
+  for (const auto& e : extraEnv) envStrings.push_back(e);
+  std::vector<char*> envp;
+  for (auto& e : envStrings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = ::posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+// Reaps `pid`, killing it with SIGKILL once `deadline` passed. The wait status, nullopt when it was late.
+inline std::optional<int> reapWithin(pid_t pid, std::chrono::milliseconds deadline) {
+  int status = 0;
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > until) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return status;
+}
+
+struct ToolRun {
+  int exitCode = -1;   // -1: did not start, or killed
+  std::string output;  // stdout and stderr together
+};
+
+// Runs a tool to its end (given `deadline`) and returns what it printed.
+inline ToolRun runTool(const std::vector<std::string>& args, const std::vector<std::string>& extraEnv = {},
+                       std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
+  char pattern[] = "/tmp/corral-tool-XXXXXX";
+  int fd = ::mkstemp(pattern);
+  if (fd < 0) return {};
+  ::close(fd);
+  ToolRun run;
+  pid_t pid = spawnWithEnv(args, extraEnv, pattern);
+  if (pid > 0) {
+    auto status = reapWithin(pid, deadline);
+    if (status && WIFEXITED(*status)) run.exitCode = WEXITSTATUS(*status);
+  }
+  run.output = readWholeFile(pattern);
+  ::unlink(pattern);
+  return run;
+}
+
+inline bool pollUntil(const std::function<bool()>& happened, std::chrono::milliseconds deadline) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (!happened()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+// Processes a test started: each is sent SIGTERM and reaped (SIGKILL after 5 s) when the set goes, last
+// started first.
+class ProcessSet {
+ public:
+  ProcessSet() = default;
+  ProcessSet(const ProcessSet&) = delete;
+  ProcessSet& operator=(const ProcessSet&) = delete;
+  ~ProcessSet() { stopAll(); }
+  void adopt(pid_t pid) { pids_.push_back(pid); }
+  void stopAll() {
+    for (auto it = pids_.rbegin(); it != pids_.rend(); ++it) {
+      ::kill(*it, SIGTERM);
+      reapWithin(*it, std::chrono::seconds(5));
+    }
+    pids_.clear();
+  }
+  bool alive(pid_t pid) const { return ::kill(pid, 0) == 0; }
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
+inline constexpr const char* kOvnNorthboundSchema = "/usr/share/ovn/ovn-nb.ovsschema";
+
+// A private ovsdb-server with one database made from `schema`, listening on DIR/NAME.sock; its pid file,
+// control socket and log in DIR too. OVS_RUNDIR/OVS_DBDIR/OVS_LOGDIR point at DIR so nothing defaults to
+// the system's /run/openvswitch.
+class OvsdbServer {
+ public:
+  // `extraArgs` go to ovsdb-server before the database (e.g. another --remote).
+  OvsdbServer(const TempDir& dir, const std::string& name, const std::string& schema,
+              const std::vector<std::string>& extraArgs = {})
+      : dir_(dir.path()), name_(name) {
+    const std::string db = dir / (name + ".db");
+    ToolRun created = runTool({"ovsdb-tool", "create", db, schema});
+    if (created.exitCode != 0) {
+      error_ = "ovsdb-tool create " + db + " " + schema + ": " + created.output;
+      return;
+    }
+    std::vector<std::string> args = {"ovsdb-server",
+                                     "--remote=punix:" + socketPath(),
+                                     "--no-chdir",
+                                     "--pidfile=" + (dir / (name + ".pid")),
+                                     "--unixctl=" + (dir / (name + ".ctl")),
+                                     "--log-file=" + logPath()};
+    args.insert(args.end(), extraArgs.begin(), extraArgs.end());
+    args.push_back(db);
+    pid_t pid = spawnWithEnv(args, environment(), dir / (name + ".out"));
+    if (pid < 0) {
+      error_ = "could not start ovsdb-server";
+      return;
+    }
+    processes_.adopt(pid);
+    if (!pollUntil([&] { return std::filesystem::exists(socketPath()); }, std::chrono::seconds(10))) {
+      error_ = "ovsdb-server made no socket within 10 s: " + readWholeFile(logPath()) +
+               readWholeFile(dir / (name + ".out"));
+    }
+  }
+  // Empty when the server is up.
+  const std::string& error() const { return error_; }
+  std::string socketPath() const { return dir_ + "/" + name_ + ".sock"; }
+  std::string remote() const { return "unix:" + socketPath(); }
+  std::string logPath() const { return dir_ + "/" + name_ + ".log"; }
+  std::vector<std::string> environment() const {
+    return {"OVS_RUNDIR=" + dir_, "OVS_DBDIR=" + dir_, "OVS_LOGDIR=" + dir_};
+  }
+  void stop() { processes_.stopAll(); }
+
+ private:
+  std::string dir_;
+  std::string name_;
+  std::string error_;
+  ProcessSet processes_;
+};
+
+// The multi-host OVN of tests/integration/cluster/ovn_cluster.sh, up while the object lives: `up` in the
+// constructor, `down` in stop() or, at the latest, in the destructor (so a failed assertion halfway still
+// leaves nothing). Namespaces are PREFIXovn-{c,u,h1..hN,w1..wN}; with the harness's prefix corral-t<PID>-
+// scripts/sweep-test-leftovers removes what a killed test process left.
+class OvnCluster {
+ public:
+  OvnCluster(std::string script, std::string dir, std::string prefix, int hosts = 2)
+      : script_(std::move(script)), dir_(std::move(dir)), prefix_(std::move(prefix)), hosts_(hosts) {
+    ToolRun up = runTool({"bash", script_, "up", dir_, prefix_, std::to_string(hosts_)}, {},
+                         std::chrono::seconds(120));
+    if (up.exitCode != 0)
+      error_ = "ovn_cluster.sh up: exit " + std::to_string(up.exitCode) + ": " + up.output;
+    running_ = true;
+  }
+  ~OvnCluster() { stop(); }
+  OvnCluster(const OvnCluster&) = delete;
+  OvnCluster& operator=(const OvnCluster&) = delete;
+
+  // Empty when everything came up.
+  const std::string& error() const { return error_; }
+  // Kills every process and deletes every namespace; what `down` printed and its exit code (1 when
+  // something was left).
+  ToolRun stop() {
+    if (!running_) return {0, ""};
+    running_ = false;
+    return runTool({"bash", script_, "down", dir_}, {}, std::chrono::seconds(60));
+  }
+
+  // Host `host`'s processes die (SIGKILL), as when the machine goes away; its namespaces stay until stop().
+  ToolRun killHost(int host) { return runTool({"bash", script_, "kill-host", dir_, std::to_string(host)}); }
+
+  std::string northbound() const { return "unix:" + dir_ + "/nb.sock"; }
+  std::string hostNetns(int host) const { return prefix_ + "ovn-h" + std::to_string(host); }
+  std::string workloadNetns(int host) const { return prefix_ + "ovn-w" + std::to_string(host); }
+  std::vector<std::string> namespaces() const {
+    std::vector<std::string> names = {prefix_ + "ovn-c", prefix_ + "ovn-u"};
+    for (int host = 1; host <= hosts_; ++host) {
+      names.push_back(hostNetns(host));
+      names.push_back(workloadNetns(host));
+    }
+    return names;
+  }
+  // Every OVS/OVN log of the cluster, for a failure message.
+  std::string logs() const {
+    std::string all;
+    std::error_code ignored;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_, ignored)) {
+      if (entry.path().extension() == ".log") {
+        all += "==> " + entry.path().string() + "\n" + readWholeFile(entry.path().string());
+      }
+    }
+    return all;
+  }
+
+ private:
+  std::string script_;
+  std::string dir_;
+  std::string prefix_;
+  int hosts_;
+  std::string error_;
+  bool running_ = false;
+};
+
+// Pids of processes whose command line mentions `text` (a test's temp dir: what it started is there).
+inline std::vector<pid_t> processesMentioning(const std::string& text) {
+  std::vector<pid_t> pids;
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ignored)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = readWholeFile(entry.path().string() + "/cmdline");
+    if (cmdline.find(text) != std::string::npos) pids.push_back(std::stoi(name));
+  }
+  return pids;
+}
+
+}  // namespace corral::testing
