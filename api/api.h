@@ -184,21 +184,25 @@ struct GetGroupEvents {  // GET /v1/groups/NAME/events: the newest 200, oldest f
   std::string name;
   bool operator==(const GetGroupEvents&) const = default;
 };
-// POST /v1/groups/NAME/policy {"cpu_target": 50}: target tracking on the members' average CPU; null removes
+// POST /v1/groups/NAME/policy {"cpu_target": 50} or {"requests_per_target": 100}: target tracking on the
+// members' average CPU or on the requests per target of the group's target group; null removes
 struct SetGroupPolicy {
   std::string name;
-  std::optional<schema::CpuPolicy> policy;
+  std::optional<schema::ScalingPolicy> policy;
   bool operator==(const SetGroupPolicy&) const = default;
 };
 
 // POST /v1/trace {"target": "web", "filter": "tcp", "count": 20, "seconds": 10}: captures frames on a
-// subnet's bridge or an instance's port and answers them decoded layer by layer, plus a pcap (base64).
-// Blocks until `count` frames matched `filter` or `seconds` passed. Shape: docs/api.md.
+// subnet's bridge, an instance's port or a load balancer's NIC ({"load_balancer": "front", "subnet": "a"}
+// instead of target) and answers them decoded layer by layer, plus a pcap (base64). Blocks until `count`
+// frames matched `filter` or `seconds` passed. Shape: docs/api.md.
 struct TraceCapture {
-  std::string target;  // a subnet name, else an instance name
+  std::string target;  // a subnet name, else an instance name, else a load balancer NIC's (NAME.SUBNET.lb)
   std::string filter = "all";
   int64_t count = 20;    // 1..10000
   int64_t seconds = 10;  // 1..300
+  std::string loadBalancer;  // instead of target: the load balancer's NIC in `subnet`
+  std::string subnet;        // with loadBalancer; may be empty when it has one NIC
   bool operator==(const TraceCapture&) const = default;
 };
 

@@ -130,6 +130,11 @@ class BodyFields {
     read(field, out, /*isRequired=*/false);
   }
 
+  // A refusal of the whole body's shape (two fields that exclude each other), kept if it is the first.
+  void refuse(Error error) {
+    if (!firstError_) firstError_ = std::move(error);
+  }
+
   Status finish() const {
     for (const auto& [key, value] : object_.items()) {
       if (!known_.contains(key)) {
@@ -447,9 +452,15 @@ void readSpec(BodyFields& f, ScaleBody& s) {
 }
 
 void readSpec(BodyFields& f, PolicyBody& s) {
-  std::optional<double> target;
-  f.optional("cpu_target", target);
-  if (target) s.policy = schema::CpuPolicy{*target};
+  std::optional<double> cpu;
+  std::optional<double> requests;
+  f.optional("cpu_target", cpu);
+  f.optional("requests_per_target", requests);
+  if (cpu && requests)
+    f.refuse(invalidField("requests_per_target",
+                          "one policy at a time: give cpu_target or requests_per_target, not both"));
+  if (cpu) s.policy = schema::ScalingPolicy{*cpu, schema::PolicyMetric::cpu};
+  if (requests) s.policy = schema::ScalingPolicy{*requests, schema::PolicyMetric::requestsPerTarget};
 }
 
 void readSpec(BodyFields& f, StopBody& s) {
@@ -477,7 +488,15 @@ void readSpec(BodyFields& f, RemoveInstances& s) {
 
 // Body of POST /v1/trace; the values are checked by the daemon.
 void readSpec(BodyFields& f, TraceCapture& s) {
-  f.required("target", s.target);
+  f.optional("target", s.target);
+  f.optional("load_balancer", s.loadBalancer);
+  f.optional("subnet", s.subnet);
+  if (s.target.empty() && s.loadBalancer.empty())
+    f.refuse(invalidField("target", "missing required field \"target\" (or \"load_balancer\")"));
+  else if (!s.target.empty() && !s.loadBalancer.empty())
+    f.refuse(invalidField("load_balancer", "give target or load_balancer, not both"));
+  else if (!s.subnet.empty() && s.loadBalancer.empty())
+    f.refuse(invalidField("subnet", "subnet picks a load balancer's NIC: it needs load_balancer"));
   f.optional("filter", s.filter);
   f.optional("count", s.count);
   f.optional("seconds", s.seconds);
@@ -756,7 +775,8 @@ json bodyJson(const ScaleBody& s) {
 }
 
 json bodyJson(const PolicyBody& s) {
-  return {{"cpu_target", s.policy ? json(s.policy->targetPercent) : json(nullptr)}};
+  if (!s.policy) return {{"cpu_target", nullptr}};
+  return {{std::string(schema::policyMetricField(s.policy->metric)), s.policy->target}};
 }
 
 json bodyJson(const StopBody& s) {
@@ -778,7 +798,11 @@ json bodyJson(const RemoveInstances& s) {
 }
 
 json bodyJson(const TraceCapture& s) {
-  return {{"target", s.target}, {"filter", s.filter}, {"count", s.count}, {"seconds", s.seconds}};
+  json body = {{"filter", s.filter}, {"count", s.count}, {"seconds", s.seconds}};
+  if (!s.target.empty()) body["target"] = s.target;
+  if (!s.loadBalancer.empty()) body["load_balancer"] = s.loadBalancer;
+  if (!s.subnet.empty()) body["subnet"] = s.subnet;
+  return body;
 }
 
 json bodyJson(const ReachAnalysis& s) {

@@ -31,8 +31,10 @@ struct TargetsBody {  // POST /v1/target-groups/NAME/register and .../deregister
 struct ScaleBody {  // PATCH /v1/groups/NAME
   int64_t desired = 0;
 };
-struct PolicyBody {  // POST /v1/groups/NAME/policy: {"cpu_target": 50}; null or absent removes the policy
-  std::optional<schema::CpuPolicy> policy;
+// POST /v1/groups/NAME/policy: {"cpu_target": 50} or {"requests_per_target": 100} (one at a time); null or
+// absent removes the policy.
+struct PolicyBody {
+  std::optional<schema::ScalingPolicy> policy;
 };
 struct WaitPortBody {  // POST /v1/instances/NAME/wait-port
   int64_t port = 0;

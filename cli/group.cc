@@ -24,8 +24,22 @@ std::string membersText(const json& group) {
   return text.empty() ? "-" : text;
 }
 
+// A policy's target as typed: 120, not 120.0.
+std::string targetText(const json& value) {
+  return value.is_number() ? fmt::format("{:g}", value.get<double>()) : displayText(value);
+}
+
+// "average CPU 50%", "100 requests per target per minute", or "-".
+std::string policyText(const json& policy) {
+  if (policy.is_null()) return "-";
+  if (policy.contains("requests_per_target"))
+    return fmt::format("{} requests per target per minute", targetText(field(policy, "requests_per_target")));
+  return fmt::format("average CPU {}%", targetText(field(policy, "cpu_target")));
+}
+
 void printGroup(const json& group) {
   const json& policy = field(group, "policy");
+  const json& requests = field(group, "requests_per_target");
   printFields({
       {"name", displayText(field(group, "name"))},
       {"image", displayText(field(field(group, "template"), "image"))},
@@ -37,11 +51,12 @@ void printGroup(const json& group) {
       {"healthy", displayText(field(group, "healthy"))},
       {"health", displayText(field(group, "health"))},
       {"target group", displayText(field(group, "target_group"))},
-      {"policy",
-       policy.is_null() ? "-" : fmt::format("average CPU {}%", displayText(field(policy, "cpu_target")))},
+      {"policy", policyText(policy)},
       {"cpu (last period)", field(group, "cpu_percent").is_null()
                                 ? "-"
                                 : fmt::format("{:.1f}%", field(group, "cpu_percent").get<double>())},
+      {"requests/target/min (last period)",
+       requests.is_number() ? fmt::format("{:.1f}", requests.get<double>()) : "-"},
       {"members", membersText(group)},
       {"created", displayTime(field(group, "created_at"))},
   });
@@ -123,9 +138,11 @@ Command groupCommand() {
                                 displayText(field(field(group, "template"), "image")),
                                 displayText(field(group, "min")), displayText(field(group, "desired")),
                                 displayText(field(group, "max")), displayText(field(group, "healthy")),
-                                policy.is_null()
-                                    ? "-"
-                                    : fmt::format("cpu {}%", displayText(field(policy, "cpu_target"))),
+                                policy.is_null() ? "-"
+                                : policy.contains("requests_per_target")
+                                    ? fmt::format("{} req/target/min",
+                                                  targetText(field(policy, "requests_per_target")))
+                                    : fmt::format("cpu {}%", targetText(field(policy, "cpu_target"))),
                                 displayText(field(group, "subnets"))});
                    }
                    printList(
@@ -154,22 +171,33 @@ Command groupCommand() {
               }),
           leaf(
               "policy",
-              "target tracking: keep the members' average CPU near PERCENT (of one CPU each), sampled\n"
-              "every period (10 s, corrald --group-policy-period) from their cgroups: out after 2 periods\n"
-              "above, in after 3 below half, within min and max, 3 periods apart at least. Containers\n"
-              "only (a VM's CPU is not sampled yet).",
-              {{"NAME", "the group"}}, "--cpu-target PERCENT | --none",
+              "target tracking, one policy at a time: keep the members' average CPU near PERCENT (of\n"
+              "one CPU each; containers only, a VM's CPU is not sampled yet), or keep the requests per\n"
+              "target near N per minute (the requests the load balancers forwarded to the group's target\n"
+              "group over the period, divided by its healthy targets, like AWS's\n"
+              "ALBRequestCountPerTarget; needs --target-group). Sampled every period (10 s, corrald\n"
+              "--group-policy-period): out after 2 periods above, in after 3 below half, within min and\n"
+              "max, 3 periods apart at least.",
+              {{"NAME", "the group"}}, "--cpu-target PERCENT | --requests-per-target N | --none",
               [](po::options_description& options) {
                 options.add_options()("cpu-target", po::value<std::string>()->value_name("PERCENT"),
                                       "the average CPU to keep, 1..1000")  //
+                    ("requests-per-target", po::value<std::string>()->value_name("N"),
+                     "the requests per healthy target per minute to keep, 1..1000000")  //
                     ("none", "remove the policy (desired stays where it is)");
               },
               [](const Invocation& invocation) {
-                auto chosen = oneOf(invocation, {"cpu-target", "none"}, true);
-                std::optional<schema::CpuPolicy> policy;
+                auto chosen = oneOf(invocation, {"cpu-target", "requests-per-target", "none"}, true);
+                std::optional<schema::ScalingPolicy> policy;
                 if (*chosen == "cpu-target")
-                  policy = schema::CpuPolicy{
-                      static_cast<double>(parseIntegerFlag("--cpu-target", *invocation.value("cpu-target")))};
+                  policy = schema::ScalingPolicy{
+                      static_cast<double>(parseIntegerFlag("--cpu-target", *invocation.value("cpu-target"))),
+                      schema::PolicyMetric::cpu};
+                if (*chosen == "requests-per-target")
+                  policy = schema::ScalingPolicy{
+                      static_cast<double>(parseIntegerFlag("--requests-per-target",
+                                                           *invocation.value("requests-per-target"))),
+                      schema::PolicyMetric::requestsPerTarget};
                 return respond(invocation, api::SetGroupPolicy{invocation.arguments[0], policy}, printGroup);
               }),
           leaf("events", "what the group did and why: launched, terminated, scaled, launch-failed",

@@ -1,6 +1,7 @@
-// `corral trace SUBNET|INSTANCE`: watch the frames on a floor's switch (the subnet's bridge) or at one
-// instance's door (its port), decoded layer by layer, with TCP's handshake and close named as they happen.
-// corrald captures and decodes; the CLI prints its answer and writes the pcap file.
+// `corral trace SUBNET|INSTANCE|LOAD_BALANCER`: watch the frames on a floor's switch (the subnet's bridge),
+// at one instance's door (its port) or at a load balancer's NIC (its port), decoded layer by layer, with
+// TCP's handshake and close named as they happen. corrald captures and decodes; the CLI prints its answer and
+// writes the pcap file.
 #include <unistd.h>
 
 #include <cerrno>
@@ -43,13 +44,20 @@ std::string frameText(const json& frame) {
 int trace(const Invocation& invocation) {
   api::TraceCapture request;
   request.target = invocation.arguments[0];
+  if (auto subnet = invocation.value("subnet")) {
+    // Only a load balancer has a NIC per subnet.
+    request.loadBalancer = request.target;
+    request.target.clear();
+    request.subnet = *subnet;
+  }
+  const std::string shown = request.target.empty() ? request.loadBalancer : request.target;
   if (auto count = invocation.value("count")) request.count = parseCountFlag("--count", *count);
   if (auto seconds = invocation.value("seconds")) request.seconds = parseCountFlag("--seconds", *seconds);
   if (auto filter = invocation.value("filter")) request.filter = *filter;
   const std::optional<std::string> pcapPath = invocation.value("pcap");
 
   if (!invocation.global.json && ::isatty(STDERR_FILENO) != 0) {
-    fmt::print(stderr, "tracing {}: waiting for up to {} frames or {} s ...\n", request.target, request.count,
+    fmt::print(stderr, "tracing {}: waiting for up to {} frames or {} s ...\n", shown, request.count,
                request.seconds);
   }
   api::Client client(invocation.global.socketPath, std::chrono::seconds(request.seconds) + kAnswerMargin);
@@ -107,16 +115,22 @@ int trace(const Invocation& invocation) {
 Command traceCommand() {
   return leaf(
       "trace",
-      "watch the frames on a subnet's switch (its bridge) or at an instance's port, layer by layer: Ethernet "
-      "(L2, the switch's MACs), IPv4 (L3, the router's addresses, TTL), TCP/UDP (L4 ports, flags), with "
+      "watch the frames on a subnet's switch (its bridge), at an instance's port or at a load balancer's "
+      "NIC, layer by layer: Ethernet (L2, the switch's MACs), IPv4 (L3, the router's addresses, TTL), "
+      "TCP/UDP (L4 ports, flags), with "
       "TCP's "
       "3-way handshake and close named",
       {{"TARGET",
         "a subnet (capture on its bridge: the floor's L2 switch, every frame between its instances and the "
-        "router) or an instance (capture on its port: only its own frames; it must be running)"}},
-      "[--count N] [--filter tcp|udp|icmp|arp|all] [--seconds S] [--pcap FILE]",
+        "router), an instance (capture on its port: only its own frames; it must be running), or a load "
+        "balancer (capture on its NIC's port: the clients' connections to its listeners and its own to the "
+        "targets; with a NIC in several subnets give --subnet; NAME.SUBNET.lb as `corral net show` lists it "
+        "also works). An instance of the same name comes before a load balancer"}},
+      "[--subnet S] [--count N] [--filter tcp|udp|icmp|arp|all] [--seconds S] [--pcap FILE]",
       [](po::options_description& options) {
         options.add_options()  //
+            ("subnet", po::value<std::string>()->value_name("S"),
+             "TARGET is a load balancer: trace its NIC in subnet S")  //
             ("count", po::value<std::string>()->value_name("N"),
              "stop after N frames that match the filter (1-10000, default 20)")  //
             ("filter", po::value<std::string>()->value_name("PROTO"),

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "api/body_codec.h"
 #include "core/log.h"
@@ -37,9 +39,17 @@ bool isBusy(InstanceState state) {
   return state == InstanceState::stopping || state == InstanceState::removing;
 }
 
-std::optional<std::string> policyJson(const std::optional<schema::CpuPolicy>& policy) {
+json policyObject(const schema::ScalingPolicy& policy) {
+  return json{{std::string(schema::policyMetricField(policy.metric)), policy.target}};
+}
+
+std::optional<std::string> policyJson(const std::optional<schema::ScalingPolicy>& policy) {
   if (!policy) return std::nullopt;
-  return json{{"cpu_target", policy->targetPercent}}.dump();
+  return policyObject(*policy).dump();
+}
+
+std::string_view policyName(schema::PolicyMetric metric) {
+  return metric == schema::PolicyMetric::requestsPerTarget ? "requests-per-target" : "CPU";
 }
 
 std::string endingText(const Member& member) {
@@ -61,6 +71,10 @@ std::vector<Member> newestFirst(std::vector<Member> members, const std::string& 
 }
 
 }  // namespace
+
+int64_t TargetGroupSnapshot::healthyTargets() const {
+  return std::count_if(targets.begin(), targets.end(), [](const Target& t) { return t.state == "healthy"; });
+}
 
 Result<std::unique_ptr<GroupController>> GroupController::load(Store& store, InstanceManager& instances,
                                                                SpecCheck check, CpuUsageReader cpu,
@@ -176,6 +190,7 @@ void GroupController::reconcileGroup(const std::string& name, std::vector<Member
     targetGroup = it->second.spec.targetGroup;
     elbHealth = it->second.spec.health == schema::GroupHealth::elb;
   }
+  if (!targetGroup.empty() && targetGroups_) refreshTargetHealth(name, targetGroup);
   // 1. Members that ended (exited, killed, failed to start) or, with health elb, that their target group's
   // health check marks DOWN, are terminated, to be replaced.
   std::vector<std::string> ended;
@@ -342,34 +357,38 @@ void GroupController::record(const std::string& group, std::string kind, std::op
 void GroupController::samplePolicies() {
   const auto now = Clock::now();
   std::map<std::string, CpuSample> samples;
-  std::vector<std::pair<std::string, schema::CpuPolicy>> withPolicy;
+  std::vector<std::tuple<std::string, schema::ScalingPolicy, std::string>> withPolicy;
   {
     std::lock_guard lock(mutex_);
     for (const auto& [name, group] : groups_)
-      if (group.policy) withPolicy.emplace_back(name, *group.policy);
+      if (group.policy) withPolicy.emplace_back(name, *group.policy, group.spec.targetGroup);
   }
   if (withPolicy.empty()) {
     cpuSamples_.clear();
     return;
   }
   std::vector<Member> members = instances_.groupMembers();
-  for (auto& [name, policy] : withPolicy) {
-    double total = 0;
-    int counted = 0;
-    for (const Member& member : members) {
-      if (member.group != name || member.state != InstanceState::running) continue;
-      std::optional<int64_t> usage = cpu_ ? cpu_(member.name) : std::nullopt;
-      if (!usage) continue;
-      samples[member.name] = {*usage, now};
-      auto before = cpuSamples_.find(member.name);
-      if (before == cpuSamples_.end()) continue;
-      const double micros = std::chrono::duration<double, std::micro>(now - before->second.at).count();
-      if (micros <= 0) continue;
-      total += 100.0 * static_cast<double>(*usage - before->second.usageMicros) / micros;
-      ++counted;
+  for (auto& [name, policy, targetGroup] : withPolicy) {
+    std::optional<double> measured;
+    if (policy.metric == schema::PolicyMetric::requestsPerTarget) {
+      measured = sampleRequests(name, targetGroup);
+    } else {
+      double total = 0;
+      int counted = 0;
+      for (const Member& member : members) {
+        if (member.group != name || member.state != InstanceState::running) continue;
+        std::optional<int64_t> usage = cpu_ ? cpu_(member.name) : std::nullopt;
+        if (!usage) continue;
+        samples[member.name] = {*usage, now};
+        auto before = cpuSamples_.find(member.name);
+        if (before == cpuSamples_.end()) continue;
+        const double micros = std::chrono::duration<double, std::micro>(now - before->second.at).count();
+        if (micros <= 0) continue;
+        total += 100.0 * static_cast<double>(*usage - before->second.usageMicros) / micros;
+        ++counted;
+      }
+      if (counted > 0) measured = total / counted;
     }
-    std::optional<double> average;
-    if (counted > 0) average = total / counted;
     GroupRow row;
     std::optional<schema::PolicyDecision> decision;
     {
@@ -377,8 +396,11 @@ void GroupController::samplePolicies() {
       auto it = groups_.find(name);
       if (it == groups_.end()) continue;
       Group& group = it->second;
-      group.lastCpuPercent = average;
-      decision = schema::decideScaling(policy, group.policyState, average, group.row.desired, group.spec.min,
+      if (policy.metric == schema::PolicyMetric::requestsPerTarget)
+        group.lastRequestsPerTarget = measured;
+      else
+        group.lastCpuPercent = measured;
+      decision = schema::decideScaling(policy, group.policyState, measured, group.row.desired, group.spec.min,
                                        group.spec.max, nowSeconds(), 3 * options_.policyPeriod.count());
       if (!decision) continue;
       row = group.row;
@@ -390,9 +412,59 @@ void GroupController::samplePolicies() {
       group.row = row;
     }
     record(name, "scaled", std::nullopt,
-           fmt::format("desired {} by the CPU policy: {}", decision->desired, decision->reason));
+           fmt::format("desired {} by the {} policy: {}", decision->desired, policyName(policy.metric),
+                       decision->reason));
   }
   cpuSamples_ = std::move(samples);
+}
+
+std::optional<double> GroupController::sampleRequests(const std::string& name,
+                                                      const std::string& targetGroup) {
+  if (!targetGroups_ || targetGroup.empty()) return std::nullopt;
+  std::optional<TargetGroupSnapshot> seen = targetGroups_->snapshot(targetGroup);
+  const auto now = Clock::now();
+  std::lock_guard lock(mutex_);
+  auto it = groups_.find(name);
+  if (it == groups_.end()) return std::nullopt;
+  Group& group = it->second;
+  if (!seen) {
+    group.requestSample.reset();
+    return std::nullopt;
+  }
+  std::optional<double> measured;
+  if (group.requestSample) {
+    const auto& [before, at] = *group.requestSample;
+    measured = schema::requestsPerTargetPerMinute(schema::requestsBetween(before, seen->requests),
+                                                  seen->healthyTargets(),
+                                                  std::chrono::duration<double>(now - at).count());
+  }
+  group.requestSample.emplace(seen->requests, now);
+  return measured;
+}
+
+// The dashboard's view of the group's target group, read every targetHealthEvery by the controller's pass
+// (the page's polls read what is kept); a change of health moves the revision so the page is drawn again.
+void GroupController::refreshTargetHealth(const std::string& name, const std::string& targetGroup) {
+  {
+    std::lock_guard lock(mutex_);
+    auto it = groups_.find(name);
+    if (it == groups_.end() || Clock::now() - it->second.targetHealthAt < options_.targetHealthEvery) return;
+  }
+  std::optional<TargetGroupSnapshot> seen = targetGroups_->snapshot(targetGroup);
+  bool changed = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = groups_.find(name);
+    if (it == groups_.end()) return;
+    Group& group = it->second;
+    group.targetHealthAt = Clock::now();
+    const auto& was = group.targetHealth;
+    changed = was.has_value() != seen.has_value() ||
+              (seen && (was->loadBalancers != seen->loadBalancers || was->judgedBy != seen->judgedBy ||
+                        was->targets != seen->targets));
+    group.targetHealth = std::move(seen);
+  }
+  if (changed) ++revision_;
 }
 
 Result<json> GroupController::create(const schema::GroupSpec& requested) {
@@ -450,8 +522,10 @@ json GroupController::render(const Group& group, const std::vector<Member>& memb
           {"desired", group.row.desired},
           {"health", schema::groupHealthName(group.spec.health)},
           {"target_group", group.spec.targetGroup.empty() ? json(nullptr) : json(group.spec.targetGroup)},
-          {"policy", group.policy ? json{{"cpu_target", group.policy->targetPercent}} : json(nullptr)},
+          {"policy", group.policy ? policyObject(*group.policy) : json(nullptr)},
           {"cpu_percent", group.lastCpuPercent ? json(*group.lastCpuPercent) : json(nullptr)},
+          {"requests_per_target",
+           group.lastRequestsPerTarget ? json(*group.lastRequestsPerTarget) : json(nullptr)},
           {"healthy", healthy},
           {"members", std::move(items)},
           {"next_member", group.row.nextMember},
@@ -558,30 +632,63 @@ Result<json> GroupController::events(const std::string& name) {
   return json{{"group", name}, {"events", std::move(items)}};
 }
 
-Result<json> GroupController::setPolicy(const std::string& name, std::optional<schema::CpuPolicy> policy) {
+Result<json> GroupController::setPolicy(const std::string& name,
+                                        std::optional<schema::ScalingPolicy> policy) {
   if (policy) {
-    if (Status valid = schema::validateCpuPolicy(*policy); !valid) return fail(valid.error());
+    if (Status valid = schema::validateScalingPolicy(*policy); !valid) return fail(valid.error());
   }
   {
     std::lock_guard lock(mutex_);
     auto it = groups_.find(name);
     if (it == groups_.end()) return fail(notFound("group \"{}\" not found", name));
+    if (policy && policy->metric == schema::PolicyMetric::requestsPerTarget &&
+        (it->second.spec.targetGroup.empty() || !targetGroups_))
+      return fail(invalidField("requests_per_target",
+                               "group \"{}\" has no target group: requests per target are counted by the "
+                               "load balancers forwarding to its target group (create the group with "
+                               "--target-group), or use cpu_target",
+                               name));
     GroupRow row = it->second.row;
     row.policyJson = policyJson(policy);
     if (Status saved = store_.putGroup(row); !saved) return fail(saved.error());
     it->second.row = row;
     it->second.policy = policy;
     it->second.policyState = {};
+    it->second.requestSample.reset();
+    it->second.lastCpuPercent.reset();
+    it->second.lastRequestsPerTarget.reset();
   }
-  record(name, "policy", std::nullopt,
-         policy ? fmt::format("target average CPU {:.0f}%", policy->targetPercent)
-                : std::string("policy removed"));
+  std::string what = "policy removed";
+  if (policy && policy->metric == schema::PolicyMetric::requestsPerTarget)
+    what = fmt::format("target {} requests per target per minute", policy->target);
+  else if (policy)
+    what = fmt::format("target average CPU {:.0f}%", policy->target);
+  record(name, "policy", std::nullopt, what);
   return get(name);
 }
 
 json GroupController::dashboardJson() {
   json groups = list()["groups"];
+  std::map<std::string, std::optional<TargetGroupSnapshot>> health;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [name, group] : groups_) health[name] = group.targetHealth;
+  }
   for (json& group : groups) {
+    // Which load balancers forward to its target group and each target's health, as last read.
+    json shown = nullptr;
+    const std::optional<TargetGroupSnapshot>& seen = health[group["name"].get<std::string>()];
+    if (!group["target_group"].is_null() && seen) {
+      json targets = json::array();
+      for (const auto& target : seen->targets)
+        targets.push_back({{"target", target.name}, {"state", target.state}, {"reason", target.reason}});
+      shown = {{"name", group["target_group"]},
+               {"load_balancers", seen->loadBalancers},
+               {"judged_by", seen->judgedBy.empty() ? json(nullptr) : json(seen->judgedBy)},
+               {"healthy", seen->healthyTargets()},
+               {"targets", std::move(targets)}};
+    }
+    group["target_health"] = std::move(shown);
     auto events = this->events(group["name"].get<std::string>());
     json recent = json::array();
     if (events) {

@@ -1,5 +1,6 @@
 // Groups of cattle (auto scaling): corrald keeps `desired` healthy members of each group, replacing the
-// ones that ended and adding or removing members as the group is scaled (by hand or by its CPU policy).
+// ones that ended and adding or removing members as the group is scaled (by hand or by its policy: CPU or
+// requests per target).
 // Members are ordinary instances whose spec names the group (schema::InstanceSpec::group), so membership
 // is counted from the stored instances and survives a crash of corrald; a member's number comes from the
 // group's stored counter and is never used twice. Shapes: docs/api.md ("Groups").
@@ -30,9 +31,27 @@ namespace corral::daemon {
 // stats; tests may fake it): members join their group's target group once running, leave every target
 // group before they are removed, and with health "elb" a member the target group's health check marks
 // DOWN is replaced. Without one, groups with a target group or health elb are refused.
+// What the load balancers know of one target group right now: read from the HAProxy stats of those
+// forwarding to it, for the requests policy and (kept by the controller) the dashboard.
+struct TargetGroupSnapshot {
+  struct Target {
+    std::string name;
+    std::string state;   // "healthy", "unhealthy", "unused" (not running), "unknown" (no stats)
+    std::string reason;  // HAProxy's status and check when not healthy
+    bool operator==(const Target&) const = default;
+  };
+  std::vector<std::string> loadBalancers;  // forwarding to the group
+  std::string judgedBy;                    // whose stats gave the health; empty: none answered
+  std::vector<Target> targets;
+  schema::RequestCounters requests;  // each answering load balancer's backend counter
+  int64_t healthyTargets() const;
+};
+
 class TargetGroupSeam {
  public:
   virtual ~TargetGroupSeam() = default;
+  // The target group as the load balancers see it, or nullopt when it does not exist.
+  virtual std::optional<TargetGroupSnapshot> snapshot(const std::string& targetGroup) = 0;
   // Why `instance` is unhealthy in `targetGroup` ("DOWN (L7STS)"), or nullopt while it is healthy or not
   // judged yet (no load balancer forwards to the group, no stats, not registered).
   virtual std::optional<std::string> unhealthyReason(const std::string& targetGroup,
@@ -52,6 +71,8 @@ struct GroupOptions {
   // How often the policies sample their members' CPU (corrald --group-policy-period); the cooldown after a
   // policy scaled is three periods.
   std::chrono::seconds policyPeriod{schema::kPolicyPeriodSeconds};
+  // How often a group's target group is looked at for the dashboard (its health, from HAProxy's stats).
+  std::chrono::milliseconds targetHealthEvery{2000};
   std::chrono::seconds maxBackoff{30};  // between launch attempts after failures
   size_t keptEvents = 200;
 };
@@ -81,8 +102,10 @@ class GroupController {
   Result<nlohmann::json> remove(const std::string& name, bool force);
   Result<nlohmann::json> scale(const std::string& name, int64_t desired);
   Result<nlohmann::json> events(const std::string& name);
-  Result<nlohmann::json> setPolicy(const std::string& name, std::optional<schema::CpuPolicy> policy);
-  // Every group, its members and newest events, for the dashboard; and a number that moves on any change.
+  // A requests-per-target policy needs the group's target group (field "requests_per_target").
+  Result<nlohmann::json> setPolicy(const std::string& name, std::optional<schema::ScalingPolicy> policy);
+  // Every group, its members, newest events and its target group's health as last seen (no HAProxy call),
+  // for the dashboard; and a number that moves on any change.
   nlohmann::json dashboardJson();
   uint64_t revision() const { return revision_.load(); }
 
@@ -93,11 +116,16 @@ class GroupController {
   struct Group {
     schema::GroupSpec spec;
     GroupRow row;
-    std::optional<schema::CpuPolicy> policy;
+    std::optional<schema::ScalingPolicy> policy;
     schema::PolicyState policyState;
     int launchFailures = 0;
     std::chrono::steady_clock::time_point nextLaunchAt{};
     std::optional<double> lastCpuPercent;
+    std::optional<double> lastRequestsPerTarget;
+    // The requests policy's previous sample: the counters and when they were read.
+    std::optional<std::pair<schema::RequestCounters, std::chrono::steady_clock::time_point>> requestSample;
+    std::optional<TargetGroupSnapshot> targetHealth;  // for the dashboard
+    std::chrono::steady_clock::time_point targetHealthAt{};
   };
   struct CpuSample {
     int64_t usageMicros = 0;
@@ -110,6 +138,9 @@ class GroupController {
   // Leaves every target group first (no new requests reach them), then removes the instances.
   Result<std::vector<Result<nlohmann::json>>> terminate(const std::vector<std::string>& names);
   void samplePolicies();
+  // The requests policy's figure for `group` from a fresh snapshot (nullopt: no sample this period).
+  std::optional<double> sampleRequests(const std::string& group, const std::string& targetGroup);
+  void refreshTargetHealth(const std::string& group, const std::string& targetGroup);
   Status launchMember(const std::string& group, const std::vector<InstanceManager::GroupMember>& healthy);
   void record(const std::string& group, std::string kind, std::optional<std::string> instance,
               std::string message);

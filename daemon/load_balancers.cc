@@ -215,6 +215,40 @@ std::optional<std::string> Service::unhealthyReason(const std::string& targetGro
   return std::nullopt;
 }
 
+std::optional<TargetGroupSnapshot> Service::snapshot(const std::string& targetGroup) {
+  // As unhealthyReason: the model copied under the lock, the stats read outside it.
+  lb::TargetGroup group;
+  std::map<std::string, std::string> addresses;
+  TargetGroupSnapshot seen;
+  {
+    std::lock_guard lock(mutex_);
+    const lb::TargetGroup* found = balancers_.findTargetGroup(targetGroup);
+    if (!found) return std::nullopt;
+    group = *found;
+    seen.loadBalancers = balancers_.loadBalancersUsing(group.name);
+    addresses = targetAddressesLocked();
+  }
+  std::vector<lb::ProxyStat> judged;
+  for (const auto& name : seen.loadBalancers) {
+    if (!balancerProcesses_) break;
+    // The generation first: a reload between the two reads shows as a counter that went down.
+    json process = balancerProcesses_->statusJson(name);
+    auto stats = balancerProcesses_->stats(name);
+    if (!stats) continue;
+    if (auto total = lb::targetGroupRequests(group, *stats); total && process.is_object())
+      seen.requests[name] = {
+          .generation = process.value("restarts", int64_t{0}) + process.value("reloads", int64_t{0}),
+          .total = *total};
+    if (seen.judgedBy.empty()) {
+      seen.judgedBy = name;
+      judged = std::move(*stats);
+    }
+  }
+  for (const auto& entry : lb::targetHealth(group, judged, addresses))
+    seen.targets.push_back({.name = entry.target, .state = entry.state, .reason = entry.reason});
+  return seen;
+}
+
 Status Service::registerTarget(const std::string& targetGroup, const std::string& instance) {
   std::lock_guard lock(mutex_);
   const lb::TargetGroup* group = balancers_.findTargetGroup(targetGroup);

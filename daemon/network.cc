@@ -1309,6 +1309,8 @@ std::string_view captureKindName(CaptureKind kind) {
       return "subnet";
     case CaptureKind::instance:
       return "instance";
+    case CaptureKind::loadBalancer:
+      return "load-balancer";
   }
   return "unknown";
 }
@@ -1327,6 +1329,14 @@ Result<CaptureTarget> NetworkController::captureTarget(const std::string& name,
     return CaptureTarget{CaptureKind::subnet, name, subnet->vpc,
                          net::vpcNetnsName(options_.netnsPrefix, subnet->vpc),
                          net::subnetBridgeName(subnet->vpc, subnet->name)};
+  }
+  if (loadBalancerOfNic(name)) {
+    // A load balancer's NIC: its port is there while the load balancer is (HAProxy running or not).
+    const net::Subnet* subnet = nicSubnetLocked(name);
+    auto planned = planNicLocked(name);
+    if (!subnet || !planned)
+      return fail(Error(ErrorKind::NotFound, fmt::format("no load balancer NIC \"{}\"", name), "target"));
+    return CaptureTarget{CaptureKind::loadBalancer, name, subnet->vpc, planned->netns, planned->nic.link};
   }
   if (!instanceState) {
     return fail(

@@ -60,9 +60,11 @@ std::string loadBalancerNicName(std::string_view balancer, std::string_view subn
 // The load balancer a NIC name belongs to; nullopt for an instance's.
 std::optional<std::string> loadBalancerOfNic(std::string_view nic);
 
-// Where `corral trace` captures: a subnet's bridge or an instance's port, in its VPC's namespace.
-enum class CaptureKind { subnet, instance };
-std::string_view captureKindName(CaptureKind kind);  // "subnet", "instance": the trace answer's target.kind
+// Where `corral trace` captures: a subnet's bridge, an instance's port or a load balancer NIC's port, in
+// its VPC's namespace.
+enum class CaptureKind { subnet, instance, loadBalancer };
+// "subnet", "instance", "load-balancer": the trace answer's target.kind
+std::string_view captureKindName(CaptureKind kind);
 
 struct CaptureTarget {
   CaptureKind kind = CaptureKind::subnet;

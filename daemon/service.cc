@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <optional>
@@ -530,7 +531,49 @@ Response Service::serveInstance(const api::TraceCapture& request) {
   auto filter = net::parseFrameFilter(request.filter, "filter");
   if (!filter) return errorResponse(filter.error());
   if (!network_) return errorResponse(unavailable("the network is not managed by this service"));
-  auto target = network_->captureTarget(request.target, instances_->stateOf(request.target));
+  // A load balancer's NIC in the subnet asked for (or its only one), named as the network keeps it.
+  auto balancerNic = [&](const std::string& balancerName) -> Result<std::string> {
+    std::lock_guard lock(mutex_);
+    const lb::LoadBalancer* balancer = balancers_.findLoadBalancer(balancerName);
+    if (!balancer)
+      return fail(Error(ErrorKind::NotFound, fmt::format("load balancer \"{}\" not found", balancerName),
+                        "load_balancer"));
+    std::string subnets;
+    for (const auto& nic : balancer->nics) subnets += (subnets.empty() ? "" : ", ") + nic.subnet;
+    if (balancer->nics.empty())
+      return fail(conflict("load balancer \"{}\" has no NIC yet: nothing to trace", balancer->name));
+    std::string subnet = request.subnet;
+    if (subnet.empty() && balancer->nics.size() > 1)
+      return fail(invalidField("subnet", "load balancer \"{}\" has a NIC in each of {}: give one",
+                               balancer->name, subnets));
+    if (subnet.empty()) subnet = balancer->nics.front().subnet;
+    if (std::none_of(balancer->nics.begin(), balancer->nics.end(),
+                     [&](const lb::LoadBalancerNic& nic) { return nic.subnet == subnet; }))
+      return fail(invalidField("subnet", "load balancer \"{}\" has no NIC in subnet \"{}\" (its NICs: {})",
+                               balancer->name, subnet, subnets));
+    return balancerNicName(balancer->name, subnet);
+  };
+  std::string name = request.target;
+  if (!request.loadBalancer.empty()) {
+    auto nic = balancerNic(request.loadBalancer);
+    if (!nic) return errorResponse(nic.error());
+    name = *nic;
+  }
+  auto target =
+      network_->captureTarget(name, loadBalancerOfNic(name) ? std::nullopt : instances_->stateOf(name));
+  if (!target && target.error().kind() == ErrorKind::NotFound && request.loadBalancer.empty()) {
+    // Neither a subnet nor an instance: a load balancer's name (an instance of the same name comes first).
+    bool isBalancer = false;
+    {
+      std::lock_guard lock(mutex_);
+      isBalancer = balancers_.findLoadBalancer(name) != nullptr;
+    }
+    if (isBalancer) {
+      auto nic = balancerNic(name);
+      if (!nic) return errorResponse(nic.error());
+      target = network_->captureTarget(*nic, std::nullopt);
+    }
+  }
   if (!target) return errorResponse(target.error());
 
   auto capture = net::PacketCapture::open(target->netns, target->link);

@@ -236,6 +236,7 @@ class Service final : private TargetGroupSeam {
   // TargetGroupSeam, for the group controller's thread (each takes mutex_; daemon/load_balancers.cc).
   std::optional<std::string> unhealthyReason(const std::string& targetGroup,
                                              const std::string& instance) override;
+  std::optional<TargetGroupSnapshot> snapshot(const std::string& targetGroup) override;
   Status registerTarget(const std::string& targetGroup, const std::string& instance) override;
   void deregisterEverywhere(const std::vector<std::string>& instances) override;
   // Image requests run without mutex_ too (the store has its own lock; a pull takes minutes).

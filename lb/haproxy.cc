@@ -284,7 +284,8 @@ Result<std::vector<ProxyStat>> parseShowStat(std::string_view csv) {
     return -1;
   };
   const int pxname = column("pxname"), svname = column("svname"), status = column("status"),
-            checkStatus = column("check_status"), stot = column("stot"), dreq = column("dreq");
+            checkStatus = column("check_status"), stot = column("stot"), dreq = column("dreq"),
+            reqTot = column("req_tot");  // absent from older HAProxy's CSV, empty on TCP rows
   if (pxname < 0 || svname < 0 || status < 0 || stot < 0 || dreq < 0 || checkStatus < 0)
     return fail(internalError("show stat: header lacks pxname, svname, status, check_status, stot or dreq"));
   std::vector<ProxyStat> stats;
@@ -298,12 +299,15 @@ Result<std::vector<ProxyStat>> parseShowStat(std::string_view csv) {
     auto fields = splitCsv(line);
     if (fields.size() < header.size()) return fail(internalError("show stat: short line \"{}\"", line));
     try {
-      stats.push_back({.proxy = fields[pxname],
-                       .server = fields[svname],
-                       .status = fields[status],
-                       .checkStatus = fields[checkStatus],
-                       .sessions = number(fields[stot]),
-                       .denied = number(fields[dreq])});
+      const int64_t sessions = number(fields[stot]);
+      stats.push_back(
+          {.proxy = fields[pxname],
+           .server = fields[svname],
+           .status = fields[status],
+           .checkStatus = fields[checkStatus],
+           .sessions = sessions,
+           .denied = number(fields[dreq]),
+           .requests = reqTot >= 0 && !fields[reqTot].empty() ? number(fields[reqTot]) : sessions});
     } catch (const std::exception&) {
       return fail(internalError("show stat: a counter in \"{}\" is not a number", line));
     }
@@ -332,6 +336,13 @@ std::vector<TargetHealth> targetHealth(const TargetGroup& group, const std::vect
     health.push_back(std::move(entry));
   }
   return health;
+}
+
+std::optional<int64_t> targetGroupRequests(const TargetGroup& group, const std::vector<ProxyStat>& stats) {
+  const std::string backend = targetGroupBackendName(group.name);
+  for (const auto& stat : stats)
+    if (stat.proxy == backend && stat.server == "BACKEND") return stat.requests;
+  return std::nullopt;
 }
 
 std::map<int64_t, int64_t> firewallCounts(const Listener& listener, const std::vector<ProxyStat>& stats) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,7 @@ struct ProxyStat {
   std::string checkStatus;  // L7OK, L4CON, L7STS, ... (servers with checks)
   int64_t sessions = 0;     // stot: requests (sessions) sent to it
   int64_t denied = 0;       // dreq
+  int64_t requests = 0;     // req_tot (HTTP requests, frontends and backends), else stot
 };
 Result<std::vector<ProxyStat>> parseShowStat(std::string_view csv);
 
@@ -73,6 +75,10 @@ struct TargetHealth {
 };
 std::vector<TargetHealth> targetHealth(const TargetGroup& group, const std::vector<ProxyStat>& stats,
                                        const std::map<std::string, std::string>& targetAddresses);
+
+// The cumulative requests a target group's backend forwarded (its BACKEND row's `requests`), or nullopt
+// when the stats have no such backend (no listener of this load balancer forwards to the group).
+std::optional<int64_t> targetGroupRequests(const TargetGroup& group, const std::vector<ProxyStat>& stats);
 
 // Requests each firewall rule of `listener` denied since the last reload, by rule id.
 std::map<int64_t, int64_t> firewallCounts(const Listener& listener, const std::vector<ProxyStat>& stats);

@@ -1,4 +1,4 @@
-// Groups: validation, member names and the CPU policy's decision (schema/group.h).
+// Groups: validation, member names and the scaling policy's decision (schema/group.h).
 #include "schema/group.h"
 
 #include <fmt/format.h>
@@ -87,32 +87,70 @@ std::optional<int64_t> groupMemberNumber(std::string_view group, std::string_vie
   return number;
 }
 
-Status validateCpuPolicy(const CpuPolicy& policy) {
-  if (!(policy.targetPercent >= 1 && policy.targetPercent <= 1000))
+std::string_view policyMetricField(PolicyMetric metric) {
+  return metric == PolicyMetric::requestsPerTarget ? "requests_per_target" : "cpu_target";
+}
+
+Status validateScalingPolicy(const ScalingPolicy& policy) {
+  if (policy.metric == PolicyMetric::requestsPerTarget) {
+    if (!(policy.target >= 1 && policy.target <= 1000000))
+      return fail(invalidField("requests_per_target",
+                               "requests per target {} is not between 1 and 1000000 (per target per minute)",
+                               policy.target));
+    return {};
+  }
+  if (!(policy.target >= 1 && policy.target <= 1000))
     return fail(invalidField("cpu_target", "CPU target {} is not between 1 and 1000 (percent of one CPU)",
-                             policy.targetPercent));
+                             policy.target));
   return {};
 }
 
-std::optional<PolicyDecision> decideScaling(const CpuPolicy& policy, PolicyState& state,
-                                            std::optional<double> averagePercent, int64_t desired,
-                                            int64_t min, int64_t max, int64_t now, int64_t cooldownSeconds) {
-  if (!averagePercent) return std::nullopt;
-  const double average = *averagePercent;
-  state.periodsAbove = average > policy.targetPercent ? state.periodsAbove + 1 : 0;
-  state.periodsBelow = average < policy.targetPercent / 2 ? state.periodsBelow + 1 : 0;
+std::string policyFigure(PolicyMetric metric, double value) {
+  return metric == PolicyMetric::requestsPerTarget ? fmt::format("{:.0f}/min", value)
+                                                   : fmt::format("{:.0f}%", value);
+}
+
+int64_t requestsBetween(const RequestCounters& before, const RequestCounters& now) {
+  int64_t requests = 0;
+  for (const auto& [balancer, counter] : now) {
+    auto earlier = before.find(balancer);
+    if (earlier == before.end()) continue;
+    const RequestCounter& was = earlier->second;
+    if (counter.generation != was.generation || counter.total < was.total)
+      requests += std::max<int64_t>(counter.total, 0);
+    else
+      requests += counter.total - was.total;
+  }
+  return requests;
+}
+
+std::optional<double> requestsPerTargetPerMinute(int64_t requests, int64_t healthyTargets, double seconds) {
+  if (healthyTargets < 1 || !(seconds > 0)) return std::nullopt;
+  return static_cast<double>(requests) / static_cast<double>(healthyTargets) * 60.0 / seconds;
+}
+
+std::optional<PolicyDecision> decideScaling(const ScalingPolicy& policy, PolicyState& state,
+                                            std::optional<double> measured, int64_t desired, int64_t min,
+                                            int64_t max, int64_t now, int64_t cooldownSeconds) {
+  if (!measured) return std::nullopt;
+  const double value = *measured;
+  state.periodsAbove = value > policy.target ? state.periodsAbove + 1 : 0;
+  state.periodsBelow = value < policy.target / 2 ? state.periodsBelow + 1 : 0;
   if (state.lastScaledAt && now - *state.lastScaledAt < cooldownSeconds) return std::nullopt;
+  const std::string what =
+      policy.metric == PolicyMetric::requestsPerTarget ? "requests per target" : "average CPU";
+  const std::string figure = policyFigure(policy.metric, value);
+  const std::string target = policyFigure(policy.metric, policy.target);
   std::optional<PolicyDecision> decision;
   if (state.periodsAbove >= kScaleOutPeriods && desired < max) {
     const auto wanted = static_cast<int64_t>(
-        std::ceil(static_cast<double>(std::max<int64_t>(desired, 1)) * average / policy.targetPercent));
-    decision = PolicyDecision{std::clamp<int64_t>(std::max(wanted, desired + 1), min, max),
-                              fmt::format("average CPU {:.0f}% above target {:.0f}% for {} periods", average,
-                                          policy.targetPercent, state.periodsAbove)};
-  } else if (state.periodsBelow >= kScaleInPeriods && desired > min) {
+        std::ceil(static_cast<double>(std::max<int64_t>(desired, 1)) * value / policy.target));
     decision = PolicyDecision{
-        desired - 1, fmt::format("average CPU {:.0f}% below half of target {:.0f}% for {} periods", average,
-                                 policy.targetPercent, state.periodsBelow)};
+        std::clamp<int64_t>(std::max(wanted, desired + 1), min, max),
+        fmt::format("{} {} above target {} for {} periods", what, figure, target, state.periodsAbove)};
+  } else if (state.periodsBelow >= kScaleInPeriods && desired > min) {
+    decision = PolicyDecision{desired - 1, fmt::format("{} {} below half of target {} for {} periods", what,
+                                                       figure, target, state.periodsBelow)};
   }
   if (decision) {
     state.lastScaledAt = now;

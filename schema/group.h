@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,12 +49,37 @@ std::string groupMemberName(std::string_view group, int64_t number);
 // n of a name groupMemberName made for `group`, or nullopt.
 std::optional<int64_t> groupMemberNumber(std::string_view group, std::string_view name);
 
-// A simple target-tracking policy on the members' average CPU (percent of one CPU each).
-struct CpuPolicy {
-  double targetPercent = 0;  // 1..1000
-  bool operator==(const CpuPolicy&) const = default;
+// A simple target-tracking policy: keep a metric of the group near `target`. One kind at a time per group.
+// - cpu: the members' average CPU, in percent of one CPU each (1..1000; containers only).
+// - requestsPerTarget: requests the group's target group's HAProxy backends forwarded over the period,
+//   per healthy target and per minute (AWS's ALBRequestCountPerTarget; 1..1000000). Needs a target group.
+enum class PolicyMetric { cpu, requestsPerTarget };
+std::string_view policyMetricField(PolicyMetric metric);  // "cpu_target", "requests_per_target"
+struct ScalingPolicy {
+  double target = 0;
+  PolicyMetric metric = PolicyMetric::cpu;
+  bool operator==(const ScalingPolicy&) const = default;
 };
-Status validateCpuPolicy(const CpuPolicy& policy);
+Status validateScalingPolicy(const ScalingPolicy& policy);  // the target's range, naming the metric's field
+// "average CPU 90% above target 50%"'s figures: "90%" or "150/min".
+std::string policyFigure(PolicyMetric metric, double value);
+
+// One load balancer's cumulative request count for a target group's backend (HAProxy's req_tot, else stot)
+// and the generation of the HAProxy worker it was read from (its restarts plus reloads: a new worker counts
+// from 0).
+struct RequestCounter {
+  int64_t generation = 0;
+  int64_t total = 0;
+  bool operator==(const RequestCounter&) const = default;
+};
+using RequestCounters = std::map<std::string, RequestCounter, std::less<>>;  // by load balancer
+// Requests counted between two samples, summed over the load balancers: each one's difference; one whose
+// generation changed or whose counter went down (HAProxy reloaded or restarted: its counters began again
+// at 0) counts what it holds now (the requests since the reset, never a negative or a whole history); one
+// not sampled before counts nothing (its history is not this period's).
+int64_t requestsBetween(const RequestCounters& before, const RequestCounters& now);
+// Requests per healthy target per minute over `seconds`; nullopt without a healthy target or time.
+std::optional<double> requestsPerTargetPerMinute(int64_t requests, int64_t healthyTargets, double seconds);
 
 inline constexpr int kScaleOutPeriods = 2;  // periods above target before scaling out
 inline constexpr int kScaleInPeriods = 3;   // periods below half the target before scaling in
@@ -70,13 +96,14 @@ struct PolicyDecision {
   int64_t desired = 0;
   std::string reason;
 };
-// One period's decision: `averagePercent` is the members' average over the period (nullopt: no sample,
-// nothing counted). Scales out after kScaleOutPeriods periods above target (to ceil(desired * average /
-// target), at least one more), in after kScaleInPeriods periods below half the target (one fewer), within
-// [min, max], not within `cooldownSeconds` of the last scaling. nullopt: desired stays.
-std::optional<PolicyDecision> decideScaling(const CpuPolicy& policy, PolicyState& state,
-                                            std::optional<double> averagePercent, int64_t desired,
-                                            int64_t min, int64_t max, int64_t now,
+// One period's decision: `measured` is the policy's metric over the period (the members' average CPU, or
+// requests per target per minute; nullopt: no sample, nothing counted). Scales out after kScaleOutPeriods
+// periods above target (to ceil(desired * measured / target), at least one more), in after
+// kScaleInPeriods periods below half the target (one fewer), within [min, max], not within
+// `cooldownSeconds` of the last scaling. nullopt: desired stays.
+std::optional<PolicyDecision> decideScaling(const ScalingPolicy& policy, PolicyState& state,
+                                            std::optional<double> measured, int64_t desired, int64_t min,
+                                            int64_t max, int64_t now,
                                             int64_t cooldownSeconds = kPolicyCooldownSeconds);
 
 }  // namespace corral::schema

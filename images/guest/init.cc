@@ -991,6 +991,14 @@ inline void configureNetwork(const BootParams& params) {
     }
     setIpv4(sock, "eth0", SIOCSIFADDR, *params.ip, "SIOCSIFADDR");
     setIpv4(sock, "eth0", SIOCSIFNETMASK, prefixToNetmask(params.prefixLength), "SIOCSIFNETMASK");
+    // A gratuitous ARP as eth0 comes up (arp_notify): a VM given the address of an instance that just went
+    // is found at once by the router, the load balancers and its neighbours (a container's NIC does the
+    // same: net/vpc_datapath.cc).
+    if (const int notify = ::open("/proc/sys/net/ipv4/conf/eth0/arp_notify", O_WRONLY | O_CLOEXEC);
+        notify >= 0) {
+      if (::write(notify, "1", 1) != 1) logConsole("write(arp_notify): %s", std::strerror(errno));
+      ::close(notify);
+    }
     if (setInterfaceUp(sock, "eth0") && params.gateway) {
       rtentry route{};
       sockaddr_in any{};

@@ -1,8 +1,9 @@
 // The dashboard in a real browser: corrald with --http-port serves the page, headless Chromium loads it from
 // the loopback port, and the test checks what the page shows both in its DOM and in screenshots (the
 // pixels where the DOM says an instance or a chart bar is drawn), then changes the state through the API
-// and watches the page follow. Also: the port is read-only and answers only loopback host names, and the
-// page is on the Unix socket too.
+// and watches the page follow. A group's card shows its target group: the load balancer in front of it and
+// each target's health, following a failing health check live. Also: the port is read-only and answers only
+// loopback host names, and the page is on the Unix socket too.
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -312,6 +313,71 @@ TEST_F(Dashboard, ShowsTheBuildingTheInstancesAndTheComparisonAndFollowsChangesL
   daemon_.kill9();
   EXPECT_TRUE(browser->waitFor("document.getElementById('live').classList.contains('d-down')", 5s))
       << browser->lastError();
+}
+
+// A group of one busybox httpd behind a load balancer: its card names the target group, the load balancer
+// and the member's health as HAProxy judges it (healthy, then unhealthy with HAProxy's reason once its
+// health file is gone), drawn from what corrald already read (GET /v1/dashboard's target_health).
+TEST_F(Dashboard, AGroupsCardShowsItsTargetGroupAndEachTargetsHealth) {
+  buildVpc();
+  struct GroupGone {  // before the fixture's daemon removes the member (the group would launch another)
+    TestDaemon& daemon;
+    ~GroupGone() { daemon.call("DELETE", "/v1/groups/web?force=true"); }
+  } groupGone{daemon_};
+  daemon_.must("POST", "/v1/target-groups",
+               {{"name", "tg"},
+                {"vpc", "shop"},
+                {"port", 8080},
+                {"health_check",
+                 {{"path", "/health.txt"},
+                  {"interval", 5},
+                  {"timeout", 2},
+                  {"healthy_threshold", 2},
+                  {"unhealthy_threshold", 2}}}});
+  daemon_.must("POST", "/v1/load-balancers", {{"name", "edge"}, {"vpc", "shop"}, {"subnets", {"back"}}});
+  daemon_.must("POST", "/v1/load-balancers/edge/listeners",
+               {{"port", 80}, {"default_action", {{"target_group", "tg"}}}});
+  daemon_.must(
+      "POST", "/v1/groups",
+      {{"name", "web"},
+       {"template",
+        {{"image", "busybox"},
+         {"command",
+          {"sh", "-c",
+           "mkdir -p /tmp/www && echo ok > /tmp/www/health.txt && exec httpd -f -p 8080 -h /tmp/www"}}}},
+       {"subnets", {"back"}},
+       {"min", 1},
+       {"max", 1},
+       {"target_group", "tg"}});
+
+  std::string error;
+  auto browser = HeadlessBrowser::launch(1280, 1400, &error);
+  ASSERT_TRUE(browser) << error;
+  ASSERT_TRUE(browser->navigate(url_, 20s)) << browser->lastError() << browser->log();
+  const std::string card = "#groups .d-group[data-group=\"web\"] .d-target-group[data-target-group=\"tg\"]";
+  ASSERT_TRUE(
+      browser->waitFor(fmt::format("document.querySelector({})",
+                                   json(card + " tr[data-target=\"web-1\"] td.d-health-healthy").dump()),
+                       40s))
+      << browser->lastError() << daemon_.call("GET", "/v1/dashboard").body["groups"].dump();
+  auto text = browser->evaluate(fmt::format("document.querySelector({}).innerText", json(card).dump()));
+  ASSERT_TRUE(text && text->is_string()) << browser->lastError();
+  for (const char* shown :
+       {"target group tg", "behind edge", "1 healthy of 1", "health checks of edge", "web-1"})
+    EXPECT_NE(text->get<std::string>().find(shown), std::string::npos) << shown << " in " << *text;
+  keepScreenshot(*browser, "dashboard-test-target-group");
+
+  // Its health check fails from now on: HAProxy marks it DOWN after two checks, and the card follows.
+  daemon_.must("POST", "/v1/instances/web-1/exec", {{"command", {"rm", "/tmp/www/health.txt"}}}, 200);
+  EXPECT_TRUE(
+      browser->waitFor(fmt::format("document.querySelector({})",
+                                   json(card + " tr[data-target=\"web-1\"] td.d-health-unhealthy").dump()),
+                       30s))
+      << browser->lastError() << daemon_.call("GET", "/v1/dashboard").body["groups"].dump();
+  auto down = browser->evaluate(fmt::format("document.querySelector({}).innerText", json(card).dump()));
+  ASSERT_TRUE(down && down->is_string());
+  EXPECT_NE(down->get<std::string>().find("DOWN"), std::string::npos) << *down;
+  EXPECT_TRUE(browser->consoleErrors().empty()) << browser->consoleErrors().front();
 }
 
 TEST_F(Dashboard, ThePortIsReadOnlyAndLoopbackOnlyAndThePageIsOnTheSocketToo) {

@@ -3,7 +3,9 @@
 // CLI and the dashboard), scaling out and in, a corrald kill -9 and restart duplicates no member,
 // `group rm --force` leaves no cgroup or link, members join their target group (HAProxy sends them
 // requests) and leave it, a member whose health check fails (health elb) is replaced, a member made to
-// burn a CPU drives the CPU policy out to max and back in, and a VM group of 1 replaces a killed QEMU.
+// burn a CPU drives the CPU policy out to max and back in, requests driven through a load balancer drive
+// the requests-per-target policy out and back in (the dashboard showing the target group's health), and a
+// VM group of 1 replaces a killed QEMU.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -376,6 +378,117 @@ TEST(Groups, CpuPolicyScalesOutUnderLoadAndBackInWithout) {
   daemon.must("DELETE", "/v1/groups/busy?force=true", nullptr, 200);
 }
 
+// Requests per target: a bounded loop of HTTP requests from a client container through the load balancer
+// pushes the requests its backend counted per healthy target above the target, the group scales out (each
+// new member's registration reloads HAProxy, whose counters start again: no spike, no negative figure);
+// once the loop stops the figure falls to 0 and the group scales back in to min. A group without a target
+// group refuses the policy naming the field. The dashboard shows the group's target group and its targets'
+// health.
+TEST(Groups, RequestsPerTargetPolicyScalesOutUnderRequestsAndBackIn) {
+  if (!requireRoot()) GTEST_SKIP() << "containers and HAProxy need root";
+  TestDaemon daemon("groups", {"--accelerator", "tcg", "--group-policy-period", "2"});
+  GroupsRemovedFirst groupsRemovedFirst{daemon};
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  makeNetwork(daemon);
+  daemon.must("POST", "/v1/groups", groupSpec("plain", 0, 1, 0));
+  auto refused = daemon.call("POST", "/v1/groups/plain/policy", {{"requests_per_target", 100}});
+  EXPECT_EQ(refused.status, 400) << refused.body.dump();
+  EXPECT_EQ(refused.body["error"].value("field", ""), "requests_per_target") << refused.body.dump();
+  EXPECT_TRUE(daemon.call("GET", "/v1/groups/plain").body["policy"].is_null());
+  auto both =
+      daemon.call("POST", "/v1/groups/plain/policy", {{"requests_per_target", 100}, {"cpu_target", 5}});
+  EXPECT_EQ(both.status, 400) << both.body.dump();
+
+  daemon.must("POST", "/v1/target-groups",
+              {{"name", "tg"},
+               {"vpc", "v"},
+               {"port", 8080},
+               {"health_check", {{"path", "/health.txt"}, {"interval", 5}, {"timeout", 2}}}});
+  json front =
+      daemon.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "v"}, {"subnets", {"a"}}});
+  const std::string address = front["nics"][0].value("address", "");
+  daemon.must("POST", "/v1/load-balancers/front/listeners",
+              {{"port", 80}, {"default_action", {{"target_group", "tg"}}}});
+  json spec = groupSpec("web", 1, 3, 1);
+  spec["template"]["command"] = {
+      "sh", "-c",
+      "mkdir -p /tmp/www && hostname > /tmp/www/index.html && echo ok > /tmp/www/health.txt && "
+      "exec httpd -f -p 8080 -h /tmp/www"};
+  spec["target_group"] = "tg";
+  daemon.must("POST", "/v1/groups", spec);
+  ASSERT_EQ(waitForRunning(daemon, "web", 1), (std::set<std::string>{"web-1"})) << daemon.logTail();
+  daemon.must("POST", "/v1/instances",
+              {{"name", "client"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "a"}});
+  const std::string once = fmt::format("printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 {} 80", address);
+  bool served = false;
+  for (auto until = Clock::now() + 30s; Clock::now() < until && !served; std::this_thread::sleep_for(300ms))
+    served = daemon.call("POST", "/v1/instances/client/exec", {{"command", {"sh", "-c", once}}})
+                 .body.value("stdout", "")
+                 .find("web-1") != std::string::npos;
+  ASSERT_TRUE(served) << daemon.logTail();
+
+  // The dashboard: the group's target group, behind which load balancer, each target's health.
+  json shown;
+  for (auto until = Clock::now() + 15s; Clock::now() < until; std::this_thread::sleep_for(300ms)) {
+    json dashboard = daemon.call("GET", "/v1/dashboard").body;
+    for (const json& group : dashboard.value("groups", json::array()))
+      if (group["name"] == "web") shown = group.value("target_health", json(nullptr));
+    if (shown.is_object() && shown.value("healthy", 0) == 1) break;
+  }
+  ASSERT_TRUE(shown.is_object()) << shown.dump();
+  EXPECT_EQ(shown["name"], "tg");
+  EXPECT_EQ(shown["load_balancers"], json::array({"front"}));
+  EXPECT_EQ(shown["judged_by"], "front");
+  ASSERT_EQ(shown["targets"].size(), 1u) << shown.dump();
+  EXPECT_EQ(shown["targets"][0]["target"], "web-1");
+  EXPECT_EQ(shown["targets"][0]["state"], "healthy") << shown.dump();
+
+  auto policy = daemon.cli({"group", "policy", "web", "--requests-per-target", "120"});
+  ASSERT_EQ(policy.code, 0) << policy;
+  EXPECT_NE(policy.out.find("120 requests per target per minute"), std::string::npos) << policy.out;
+  auto desiredNow = [&] { return daemon.call("GET", "/v1/groups/web").body.value("desired", int64_t{-1}); };
+  auto waitForDesired = [&](int64_t wanted, std::chrono::seconds deadline) {
+    for (auto until = Clock::now() + deadline; Clock::now() < until; std::this_thread::sleep_for(200ms))
+      if (desiredNow() == wanted) return true;
+    return false;
+  };
+  // Idle: nothing moves (already at min).
+  std::this_thread::sleep_for(5s);
+  EXPECT_EQ(desiredNow(), 1);
+
+  // A bounded loop in the background of the client: at most 5000 requests, stopped early by /tmp/stop.
+  daemon.must("POST", "/v1/instances/client/exec",
+              {{"command",
+                {"sh", "-c",
+                 fmt::format("(i=0; while [ $i -lt 5000 ] && [ ! -e /tmp/stop ]; do printf 'GET / "
+                             "HTTP/1.0\r\n\r\n' | nc -w 2 {} 80 >/dev/null 2>&1; i=$((i+1)); done; "
+                             "echo $i > /tmp/done) </dev/null >/dev/null 2>&1 &",
+                             address)}}},
+              200);
+  EXPECT_TRUE(waitForDesired(3, 60s)) << daemon.call("GET", "/v1/groups/web").body.dump() << daemon.logTail();
+  EXPECT_EQ(waitForRunning(daemon, "web", 3, 30s).size(), 3u);
+  json busy = daemon.call("GET", "/v1/groups/web").body;
+  EXPECT_TRUE(busy["requests_per_target"].is_number()) << busy.dump();
+
+  daemon.must("POST", "/v1/instances/client/exec", {{"command", {"touch", "/tmp/stop"}}}, 200);
+  EXPECT_TRUE(waitForDesired(1, 90s)) << daemon.call("GET", "/v1/groups/web").body.dump() << daemon.logTail();
+  EXPECT_EQ(waitForRunning(daemon, "web", 1, 30s), (std::set<std::string>{"web-1"}));
+
+  int out = 0, in = 0;
+  for (const json& event : events(daemon, "web")) {
+    if (event["kind"] != "scaled") continue;
+    const std::string message = event["message"].get<std::string>();
+    if (message.find("requests-per-target policy") == std::string::npos) continue;
+    EXPECT_EQ(message.find("requests per target -"), std::string::npos) << "a negative figure: " << message;
+    if (message.find("above target") != std::string::npos) ++out;
+    if (message.find("below half") != std::string::npos) ++in;
+  }
+  EXPECT_GE(out, 1);
+  EXPECT_EQ(in, 2);  // 3 -> 2 -> 1, one at a time
+  daemon.must("DELETE", "/v1/groups/web?force=true", nullptr, 200);
+  daemon.must("DELETE", "/v1/instances/client?force=true", nullptr, 200);
+}
+
 // Target groups of the load balancers: members register once running (the load balancer's HAProxy answers
 // with them), leave on scale in and removal; with health elb a member whose check fails (its health file
 // removed) is marked DOWN by HAProxy and replaced by a new member, which registers in its place.
@@ -467,6 +580,69 @@ TEST(Groups, MembersJoinTheTargetGroupAndOneItsCheckMarksDownIsReplaced) {
   EXPECT_TRUE(waitForTargets({"web-2"}, 10s));
   daemon.must("DELETE", "/v1/groups/web?force=true", nullptr, 200);
   EXPECT_TRUE(waitForTargets({}, 10s));
+  daemon.must("DELETE", "/v1/instances/client?force=true", nullptr, 200);
+}
+
+// A member killed from the host is replaced by one that gets the same address (IPAM hands out the lowest
+// free) with another MAC; the load balancer reaches it within seconds, not once its ARP entry for the old
+// MAC failed (40-60 s before corrald sent a gratuitous ARP from each new NIC: bench/group-replace).
+TEST(Groups, AReplacementWithItsPredecessorsAddressServesThroughTheLoadBalancerAtOnce) {
+  if (!requireRoot()) GTEST_SKIP() << "containers and HAProxy need root";
+  TestDaemon daemon("groups", kDaemonArgs);
+  GroupsRemovedFirst groupsRemovedFirst{daemon};
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  makeNetwork(daemon);
+  daemon.must("POST", "/v1/target-groups",
+              {{"name", "tg"},
+               {"vpc", "v"},
+               {"port", 8080},
+               {"health_check", {{"path", "/health.txt"}, {"interval", 5}, {"timeout", 2}}}});
+  json front =
+      daemon.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "v"}, {"subnets", {"a"}}});
+  const std::string address = front["nics"][0].value("address", "");
+  daemon.must("POST", "/v1/load-balancers/front/listeners",
+              {{"port", 80}, {"default_action", {{"target_group", "tg"}}}});
+  daemon.must("POST", "/v1/instances",
+              {{"name", "client"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "a"}});
+  json spec = groupSpec("web", 1, 1, 1);
+  spec["subnets"] = {"a"};
+  spec["template"]["command"] = {
+      "sh", "-c",
+      "mkdir -p /tmp/www && hostname > /tmp/www/index.html && echo ok > /tmp/www/health.txt && "
+      "exec httpd -f -p 8080 -h /tmp/www"};
+  spec["target_group"] = "tg";
+  daemon.must("POST", "/v1/groups", spec);
+  ASSERT_EQ(waitForRunning(daemon, "web", 1), (std::set<std::string>{"web-1"})) << daemon.logTail();
+  auto answer = [&] {
+    std::string body =
+        daemon
+            .call("POST", "/v1/instances/client/exec",
+                  {{"command",
+                    {"sh", "-c",
+                     fmt::format("printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 1 {} 80 | tail -n 1", address)}}})
+            .body.value("stdout", "");
+    while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+    return body;
+  };
+  auto waitForAnswer = [&](const std::string& wanted, std::chrono::seconds deadline) {
+    for (auto until = Clock::now() + deadline; Clock::now() < until; std::this_thread::sleep_for(100ms))
+      if (answer() == wanted) return true;
+    return false;
+  };
+  ASSERT_TRUE(waitForAnswer("web-1", 30s)) << daemon.logTail();
+  json first = daemon.call("GET", "/v1/instances/web-1").body;
+  ASSERT_TRUE(first["pid"].is_number_integer()) << first.dump();
+  const std::string firstIp = first.value("ip", "");
+
+  ASSERT_EQ(::kill(first["pid"].get<pid_t>(), SIGKILL), 0);
+  const auto killed = Clock::now();
+  EXPECT_TRUE(waitForAnswer("web-2", 10s))
+      << "no answer from the replacement within 10 s: " << answer() << daemon.logTail();
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed);
+  EXPECT_EQ(daemon.call("GET", "/v1/instances/web-2").body.value("ip", ""), firstIp)
+      << "the replacement got another address: this test no longer shows the stale ARP entry";
+  RecordProperty("replacement_ms", static_cast<int>(took.count()));
+  daemon.must("DELETE", "/v1/groups/web?force=true", nullptr, 200);
   daemon.must("DELETE", "/v1/instances/client?force=true", nullptr, 200);
 }
 

@@ -7,7 +7,8 @@
 // successor adopts the HAProxy, and a deleted load balancer leaving no process, namespace or file. Then the
 // rough edges: a stats socket that does not answer holds up no other request, and a --lb-dir long enough
 // that its sockets' paths pass sun_path still runs HAProxy. And a public load balancer reached from the
-// internet (the test's uplink namespace) at its public address, an internal one not.
+// internet (the test's uplink namespace) at its public address, an internal one not. And `corral trace` on
+// a load balancer's NIC: a client's HTTP request to it seen there, handshake and request.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -29,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/api.h"
 #include "core/unique_fd.h"
 #include "net/netlink.h"
 #include "net/netns.h"
@@ -531,6 +533,96 @@ TEST_F(LoadBalancers, AStatsSocketThatDoesNotAnswerHoldsUpNoOtherRequest) {
   EXPECT_EQ(slow.body.value("state", ""), "running") << slow.body.dump(2);
   EXPECT_TRUE(slow.body["listeners"][0]["firewall"][0]["denied"].is_null())
       << "no stats: no counter, rather than a made-up 0: " << slow.body.dump(2);
+}
+
+// `corral trace` at a load balancer's NIC (its port on the subnet's switch): a client's HTTP request to the
+// listener is seen there as the 3-way handshake and then the request itself (its bytes in the pcap), next
+// to HAProxy's own connection on to the target. Bad input names the field.
+TEST_F(LoadBalancers, TraceCapturesAtTheLoadBalancersNic) {
+  TestDaemon& d = *daemon_;
+  d.must("POST", "/v1/vpcs", {{"name", "shop"}, {"cidr", "10.50.0.0/16"}});
+  d.must("POST", "/v1/subnets", {{"name", "a"}, {"vpc", "shop"}, {"cidr", "10.50.1.0/24"}});
+  runServer(d, "web-1");
+  d.must("POST", "/v1/instances",
+         {{"name", "client"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "a"}});
+  d.must("POST", "/v1/target-groups",
+         {{"name", "web"},
+          {"vpc", "shop"},
+          {"port", 8080},
+          {"health_check", {{"path", "/health.txt"}, {"interval", 5}, {"timeout", 2}}}});
+  d.must("POST", "/v1/target-groups/web/register", {{"targets", {"web-1"}}}, 200);
+  json created =
+      d.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "shop"}, {"subnets", {"a"}}});
+  const std::string address = created["nics"][0].value("address", "");
+  d.must("POST", "/v1/load-balancers/front/listeners",
+         {{"port", 80}, {"default_action", {{"target_group", "web"}}}});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(waitForHealth(d, "web", "web-1", "healthy")) << balancer(d, "front").dump(2) << d.logTail();
+  ASSERT_EQ(request(d, address, "/"), "web-1");
+
+  Reply unknown = d.call("POST", "/v1/trace", {{"load_balancer", "nope"}, {"seconds", 1}});
+  EXPECT_EQ(unknown.status, 404) << unknown.body.dump();
+  EXPECT_EQ(unknown.body["error"].value("field", ""), "load_balancer") << unknown.body.dump();
+  Reply badSubnet =
+      d.call("POST", "/v1/trace", {{"load_balancer", "front"}, {"subnet", "b"}, {"seconds", 1}});
+  EXPECT_EQ(badSubnet.status, 400) << badSubnet.body.dump();
+  EXPECT_EQ(badSubnet.body["error"].value("field", ""), "subnet") << badSubnet.body.dump();
+
+  Reply reply;
+  const size_t before = corral::testing::occurrences(d.log(), "trace: capturing on ");
+  std::thread tracer([&] {
+    reply = d.call(
+        "POST", "/v1/trace",
+        {{"load_balancer", "front"}, {"subnet", "a"}, {"filter", "tcp"}, {"count", 40}, {"seconds", 6}});
+  });
+  EXPECT_TRUE(corral::testing::waitUntil(
+      [&] { return corral::testing::occurrences(d.log(), "trace: capturing on ") > before; }, 10s,
+      "corrald's \"trace: capturing on\" line"))
+      << d.logTail();
+  const std::string answered = request(d, address, "/");
+  tracer.join();
+  EXPECT_EQ(answered, "web-1");
+  ASSERT_EQ(reply.status, 200) << reply.body.dump(2) << d.logTail();
+  const json& answer = reply.body;
+  EXPECT_EQ(answer["target"]["kind"], "load-balancer") << answer["target"].dump();
+  EXPECT_EQ(answer["target"]["name"], "front.a.lb") << answer["target"].dump();
+  EXPECT_EQ(answer["target"]["vpc"], "shop");
+
+  // The client's connection to the listener: its frames, in order, with the handshake's three steps
+  // before the request's bytes.
+  std::vector<std::string> steps;
+  std::string requestPayload;
+  bool toTarget = false;
+  for (const json& frame : answer["frames"]) {
+    if (!frame["tcp"].is_object() || !frame["ipv4"].is_object()) continue;
+    const bool toListener = frame["ipv4"]["destination"] == address && frame["tcp"]["destination_port"] == 80;
+    const bool fromListener = frame["ipv4"]["source"] == address && frame["tcp"]["source_port"] == 80;
+    if (frame["tcp"]["destination_port"] == 8080 && frame["ipv4"]["source"] == address) toTarget = true;
+    if (!toListener && !fromListener) continue;
+    if (frame["event"].is_string()) steps.push_back(frame["event"].get<std::string>());
+    if (toListener && frame["payload_bytes"].get<size_t>() > 0 && steps.size() >= 3 && requestPayload.empty())
+      requestPayload = "after the handshake";
+  }
+  ASSERT_GE(steps.size(), 3u) << answer.dump(2);
+  EXPECT_TRUE(steps[0].starts_with("handshake 1/3")) << steps[0];
+  EXPECT_TRUE(steps[1].starts_with("handshake 2/3")) << steps[1];
+  EXPECT_TRUE(steps[2].starts_with("handshake 3/3")) << steps[2];
+  EXPECT_EQ(requestPayload, "after the handshake") << answer.dump(2);
+  EXPECT_TRUE(toTarget) << "HAProxy's own connection on to the target leaves from the same NIC";
+  Result<std::string> pcap = api::base64Decode(answer["pcap"].get<std::string>());
+  ASSERT_TRUE(pcap) << pcap.error().message();
+  EXPECT_NE(pcap->find("GET / HTTP/1.0\r\nHost: shop"), std::string::npos) << "the HTTP request at the NIC";
+
+  // The CLI: a load balancer's name as the target (it has one NIC), and its NIC's name as net show lists it.
+  auto byName = d.cli({"trace", "front", "--filter", "arp", "--seconds", "1"});
+  EXPECT_EQ(byName.code, 0) << byName.out << byName.err;
+  EXPECT_NE(byName.out.find("port "), std::string::npos) << byName.out;
+  EXPECT_NE(byName.out.find("of load-balancer front.a.lb"), std::string::npos) << byName.out;
+  auto byNic = d.cli({"trace", "front.a.lb", "--filter", "arp", "--seconds", "1"});
+  EXPECT_EQ(byNic.code, 0) << byNic.out << byNic.err;
+  auto bySubnet = d.cli({"trace", "front", "--subnet", "b", "--seconds", "1"});
+  EXPECT_NE(bySubnet.code, 0) << bySubnet.out;
+  EXPECT_NE(bySubnet.err.find("subnet"), std::string::npos) << bySubnet.err;
 }
 
 // A --lb-dir whose sockets' absolute paths pass sun_path (108 bytes) and HAProxy's own limit (97): HAProxy

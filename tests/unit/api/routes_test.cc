@@ -160,10 +160,13 @@ std::vector<Request> everyAlternative() {
   all.push_back(RemoveGroup{"web", true});
   all.push_back(ScaleGroup{"web", 3});
   all.push_back(GetGroupEvents{"web"});
-  all.push_back(SetGroupPolicy{"web", schema::CpuPolicy{50}});
+  all.push_back(SetGroupPolicy{"web", schema::ScalingPolicy{50}});
   all.push_back(SetGroupPolicy{"web", std::nullopt});
+  all.push_back(SetGroupPolicy{"web", schema::ScalingPolicy{100, schema::PolicyMetric::requestsPerTarget}});
   all.push_back(GetVpcTopology{"prod a"});
-  all.push_back(TraceCapture{"web", "tcp", 12, 8});
+  all.push_back(TraceCapture{"web", "tcp", 12, 8, "", ""});
+  all.push_back(TraceCapture{"", "tcp", 12, 8, "front", "a"});
+  all.push_back(TraceCapture{"", "all", 20, 10, "front", ""});
   all.push_back(ReachAnalysis{"web-1", "db subnet", "udp", 53, false});
   all.push_back(ReachAnalysis{"internet", "web-1", "icmp", std::nullopt, true});
   all.push_back(GetFlowLogs{});
@@ -331,7 +334,7 @@ TEST(Reach, Shape) {
 }
 
 TEST(Trace, Shape) {
-  HttpRequest http = renderRequest(TraceCapture{"web", "udp", 5, 3});
+  HttpRequest http = renderRequest(TraceCapture{"web", "udp", 5, 3, "", ""});
   EXPECT_EQ(http.method, "POST");
   EXPECT_EQ(http.target, "/v1/trace");
   EXPECT_EQ(nlohmann::json::parse(http.body),
@@ -350,6 +353,32 @@ TEST(Trace, Shape) {
   ASSERT_FALSE(wrongType.has_value());
   EXPECT_EQ(wrongType.error().field(), "count");
   EXPECT_FALSE(parseRequest("GET", "/v1/trace", "").has_value());
+  // A load balancer's NIC instead of a target: exactly one of the two; subnet only with load_balancer.
+  Result<Request> balancer =
+      parseRequest("POST", "/v1/trace", R"({"load_balancer": "front", "subnet": "a"})");
+  ASSERT_TRUE(balancer.has_value()) << balancer.error().message();
+  EXPECT_EQ(std::get<TraceCapture>(*balancer).loadBalancer, "front");
+  EXPECT_EQ(std::get<TraceCapture>(*balancer).subnet, "a");
+  EXPECT_EQ(
+      parseRequest("POST", "/v1/trace", R"({"target": "web", "load_balancer": "front"})").error().field(),
+      "load_balancer");
+  EXPECT_EQ(parseRequest("POST", "/v1/trace", R"({"target": "web", "subnet": "a"})").error().field(),
+            "subnet");
+}
+
+// One policy kind at a time: cpu_target or requests_per_target, never both; null removes.
+TEST(Groups, PolicyBodyTakesOneKind) {
+  auto requests = parseRequest("POST", "/v1/groups/web/policy", R"({"requests_per_target": 100})");
+  ASSERT_TRUE(requests.has_value()) << requests.error().message();
+  EXPECT_EQ(std::get<SetGroupPolicy>(*requests).policy,
+            (schema::ScalingPolicy{100, schema::PolicyMetric::requestsPerTarget}));
+  auto both =
+      parseRequest("POST", "/v1/groups/web/policy", R"({"cpu_target": 50, "requests_per_target": 100})");
+  ASSERT_FALSE(both.has_value());
+  EXPECT_EQ(both.error().field(), "requests_per_target");
+  auto none = parseRequest("POST", "/v1/groups/web/policy", R"({"requests_per_target": null})");
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(std::get<SetGroupPolicy>(*none).policy, std::nullopt);
 }
 
 TEST(Comparisons, PathsAndBadInput) {

@@ -44,6 +44,24 @@ TEST(HaproxyStats, ParsedByHeader) {
   EXPECT_FALSE(parseShowStat("# pxname,svname,stot\nx,y,1\n")) << "a needed column is missing";
 }
 
+// The requests policy's counter: a backend's req_tot (HTTP requests) where HAProxy writes one, else its
+// stot (sessions, as a TCP backend's only count), and no figure for a group no backend serves.
+TEST(HaproxyStats, TargetGroupRequestsFromReqTotElseStot) {
+  constexpr std::string_view withReqTot =
+      "# pxname,svname,stot,dreq,status,check_status,req_tot,\n"
+      "tg-web,web-1,3,,UP,L7OK,,\n"
+      "tg-web,BACKEND,3,0,UP,,41,\n"
+      "tg-db,BACKEND,7,0,UP,,,\n";
+  auto stats = parseShowStat(withReqTot);
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(targetGroupRequests(TargetGroup{.name = "web"}, *stats), 41);
+  EXPECT_EQ(targetGroupRequests(TargetGroup{.name = "db"}, *stats), 7) << "an empty req_tot: stot";
+  EXPECT_EQ(targetGroupRequests(TargetGroup{.name = "api"}, *stats), std::nullopt);
+  auto older = parseShowStat(kStats);
+  ASSERT_TRUE(older);
+  EXPECT_EQ(targetGroupRequests(TargetGroup{.name = "web"}, *older), 6) << "no req_tot column: stot";
+}
+
 TEST(HaproxyStats, TargetHealthAndFirewallCounts) {
   auto stats = parseShowStat(kStats);
   ASSERT_TRUE(stats);

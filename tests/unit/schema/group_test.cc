@@ -119,7 +119,7 @@ TEST(GroupMembers, NamesRoundTripAndOthersAreNotMembers) {
 // The policy, period by period, with synthetic averages: out after 2 above, in after 3 below half,
 // within [min, max], and nothing within the cooldown.
 TEST(CpuPolicyDecision, ScalesOutAfterTwoPeriodsAbove) {
-  CpuPolicy policy{50};
+  ScalingPolicy policy{50};
   PolicyState state;
   int64_t t = 1000;
   EXPECT_FALSE(decideScaling(policy, state, 90, 2, 1, 6, t));
@@ -130,7 +130,7 @@ TEST(CpuPolicyDecision, ScalesOutAfterTwoPeriodsAbove) {
 }
 
 TEST(CpuPolicyDecision, OnePeriodBelowResetsTheCount) {
-  CpuPolicy policy{50};
+  ScalingPolicy policy{50};
   PolicyState state;
   EXPECT_FALSE(decideScaling(policy, state, 90, 2, 1, 6, 0));
   EXPECT_FALSE(decideScaling(policy, state, 40, 2, 1, 6, 10));
@@ -139,7 +139,7 @@ TEST(CpuPolicyDecision, OnePeriodBelowResetsTheCount) {
 }
 
 TEST(CpuPolicyDecision, NeverAboveMaxOrBelowMin) {
-  CpuPolicy policy{10};
+  ScalingPolicy policy{10};
   PolicyState state;
   EXPECT_FALSE(decideScaling(policy, state, 100, 3, 1, 4, 0));
   auto decision = decideScaling(policy, state, 100, 3, 1, 4, 10);
@@ -153,7 +153,7 @@ TEST(CpuPolicyDecision, NeverAboveMaxOrBelowMin) {
 }
 
 TEST(CpuPolicyDecision, ScalesInOneAtATimeAfterThreePeriodsBelowHalf) {
-  CpuPolicy policy{50};
+  ScalingPolicy policy{50};
   PolicyState state;
   EXPECT_FALSE(decideScaling(policy, state, 10, 3, 1, 6, 0));
   EXPECT_FALSE(decideScaling(policy, state, 10, 3, 1, 6, 10));
@@ -166,7 +166,7 @@ TEST(CpuPolicyDecision, ScalesInOneAtATimeAfterThreePeriodsBelowHalf) {
 }
 
 TEST(CpuPolicyDecision, CooldownHoldsTheNextDecision) {
-  CpuPolicy policy{50};
+  ScalingPolicy policy{50};
   PolicyState state;
   decideScaling(policy, state, 90, 1, 1, 6, 0);
   ASSERT_TRUE(decideScaling(policy, state, 90, 1, 1, 6, 10));
@@ -177,7 +177,7 @@ TEST(CpuPolicyDecision, CooldownHoldsTheNextDecision) {
 
 // A shorter period (corrald --group-policy-period) brings a shorter cooldown with it.
 TEST(CpuPolicyDecision, CooldownIsAParameter) {
-  CpuPolicy policy{50};
+  ScalingPolicy policy{50};
   PolicyState state;
   decideScaling(policy, state, 90, 1, 1, 6, 0, 3);
   ASSERT_TRUE(decideScaling(policy, state, 90, 1, 1, 6, 1, 3));
@@ -187,18 +187,74 @@ TEST(CpuPolicyDecision, CooldownIsAParameter) {
 }
 
 TEST(CpuPolicyDecision, NoSampleCountsNothing) {
-  CpuPolicy policy{50};
+  ScalingPolicy policy{50};
   PolicyState state;
   EXPECT_FALSE(decideScaling(policy, state, 90, 2, 1, 6, 0));
   EXPECT_FALSE(decideScaling(policy, state, std::nullopt, 2, 1, 6, 10));
   EXPECT_EQ(state.periodsAbove, 1);
 }
 
-TEST(CpuPolicy, TargetIsChecked) {
-  EXPECT_TRUE(validateCpuPolicy({50}));
-  auto refused = validateCpuPolicy({0});
+TEST(ScalingPolicy, TargetIsChecked) {
+  EXPECT_TRUE(validateScalingPolicy({50}));
+  auto refused = validateScalingPolicy({0});
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().field(), "cpu_target");
+}
+
+TEST(ScalingPolicy, RequestsPerTargetIsCheckedNamingItsField) {
+  EXPECT_TRUE(validateScalingPolicy({100, PolicyMetric::requestsPerTarget}));
+  auto refused = validateScalingPolicy({0, PolicyMetric::requestsPerTarget});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().field(), "requests_per_target");
+  EXPECT_FALSE(validateScalingPolicy({2000000, PolicyMetric::requestsPerTarget}));
+}
+
+// The requests counted between two samples of the load balancers' backend counters.
+TEST(RequestsPolicy, CountersAreDifferencedPerLoadBalancer) {
+  RequestCounters before{{"front", {0, 100}}, {"back", {2, 40}}};
+  RequestCounters now{{"front", {0, 160}}, {"back", {2, 45}}};
+  EXPECT_EQ(requestsBetween(before, now), 65);
+  EXPECT_EQ(requestsBetween(now, now), 0);
+}
+
+// A reload (a new generation) or a restart HAProxy's counters began again at 0 from: what the new worker
+// counted, never a negative figure nor the old worker's whole history as a spike.
+TEST(RequestsPolicy, AResetCounterCountsOnlyWhatCameSince) {
+  RequestCounters before{{"front", {3, 5000}}};
+  EXPECT_EQ(requestsBetween(before, {{"front", {4, 30}}}), 30) << "reloaded: a new generation";
+  EXPECT_EQ(requestsBetween(before, {{"front", {4, 9000}}}), 9000)
+      << "reloaded and busy since: still only the new worker's count";
+  EXPECT_EQ(requestsBetween(before, {{"front", {3, 12}}}), 12)
+      << "the counter went down within one generation (a reload between the two reads)";
+  EXPECT_EQ(requestsBetween({{"front", {0, 0}}}, {{"front", {0, 0}}, {"new", {0, 123456}}}), 0)
+      << "a load balancer not sampled before counts nothing this period";
+  EXPECT_EQ(requestsBetween(before, {}), 0) << "one that stopped answering counts nothing";
+}
+
+TEST(RequestsPolicy, PerHealthyTargetPerMinute) {
+  EXPECT_EQ(requestsPerTargetPerMinute(300, 3, 60), 100.0);
+  EXPECT_EQ(requestsPerTargetPerMinute(20, 2, 2), 300.0);  // 10 each in 2 s: 300 a minute
+  EXPECT_EQ(requestsPerTargetPerMinute(20, 0, 2), std::nullopt) << "no healthy target: no figure";
+  EXPECT_EQ(requestsPerTargetPerMinute(20, 2, 0), std::nullopt);
+}
+
+// The same decision as the CPU policy's, on requests per target per minute, with synthetic figures.
+TEST(RequestsPolicy, DecidesOutAndInOnRequestsPerTarget) {
+  ScalingPolicy policy{100, PolicyMetric::requestsPerTarget};
+  PolicyState state;
+  EXPECT_FALSE(decideScaling(policy, state, 250, 2, 1, 6, 0));
+  auto out = decideScaling(policy, state, 250, 2, 1, 6, 10);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->desired, 5);  // ceil(2 * 250 / 100): the requests spread over five
+  EXPECT_NE(out->reason.find("requests per target 250/min above target 100/min"), std::string::npos)
+      << out->reason;
+  PolicyState idle;
+  EXPECT_FALSE(decideScaling(policy, idle, 0, 5, 1, 6, 100));
+  EXPECT_FALSE(decideScaling(policy, idle, 0, 5, 1, 6, 110));
+  auto in = decideScaling(policy, idle, 0, 5, 1, 6, 120);
+  ASSERT_TRUE(in);
+  EXPECT_EQ(in->desired, 4);
+  EXPECT_NE(in->reason.find("below half of target 100/min"), std::string::npos) << in->reason;
 }
 
 }  // namespace
