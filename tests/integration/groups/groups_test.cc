@@ -646,6 +646,74 @@ TEST(Groups, AReplacementWithItsPredecessorsAddressServesThroughTheLoadBalancerA
   daemon.must("DELETE", "/v1/instances/client?force=true", nullptr, 200);
 }
 
+// A member killed behind the load balancer costs no request: a bounded loop of requests from an instance
+// (one every 0.1 s, each given 2 s) runs while one of two members is killed from the host and replaced.
+// Every request is answered (HAProxy retries a connection that fails on the other server: retries 2,
+// option redispatch), and the replacement serves before the loop ends.
+TEST(Groups, NoRequestFailsWhileAKilledMemberIsReplaced) {
+  if (!requireRoot()) GTEST_SKIP() << "containers and HAProxy need root";
+  TestDaemon daemon("groups", kDaemonArgs);
+  GroupsRemovedFirst groupsRemovedFirst{daemon};
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  makeNetwork(daemon);
+  daemon.must("POST", "/v1/target-groups",
+              {{"name", "tg"},
+               {"vpc", "v"},
+               {"port", 8080},
+               {"health_check", {{"path", "/health.txt"}, {"interval", 5}, {"timeout", 2}}}});
+  json front =
+      daemon.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "v"}, {"subnets", {"a"}}});
+  const std::string address = front["nics"][0].value("address", "");
+  daemon.must("POST", "/v1/load-balancers/front/listeners",
+              {{"port", 80}, {"default_action", {{"target_group", "tg"}}}});
+  daemon.must("POST", "/v1/instances",
+              {{"name", "client"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "a"}});
+  json spec = groupSpec("web", 2, 2, 2);
+  spec["subnets"] = {"a"};
+  spec["template"]["command"] = {
+      "sh", "-c",
+      "mkdir -p /tmp/www && hostname > /tmp/www/index.html && echo ok > /tmp/www/health.txt && "
+      "exec httpd -f -p 8080 -h /tmp/www"};
+  spec["target_group"] = "tg";
+  daemon.must("POST", "/v1/groups", spec);
+  ASSERT_EQ(waitForRunning(daemon, "web", 2), (std::set<std::string>{"web-1", "web-2"})) << daemon.logTail();
+  const std::string request =
+      fmt::format("printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 {} 80 | tail -n 1", address);
+  // Both members answer through the load balancer before the loop starts.
+  std::set<std::string> answered;
+  for (auto until = Clock::now() + 30s; Clock::now() < until && answered.size() < 2;
+       std::this_thread::sleep_for(100ms)) {
+    std::string body = daemon.call("POST", "/v1/instances/client/exec", {{"command", {"sh", "-c", request}}})
+                           .body.value("stdout", "");
+    while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+    if (body == "web-1" || body == "web-2") answered.insert(body);
+  }
+  ASSERT_EQ(answered.size(), 2u) << daemon.logTail();
+
+  // 150 requests, ~20 s; each answer's last line is the member's hostname, anything else is a failure.
+  const std::string loop = fmt::format(
+      "ok=0; bad=0; i=0; while [ $i -lt 150 ]; do b=$({}); case \"$b\" in web-*) ok=$((ok+1)); "
+      "echo \"$b\" >> /tmp/seen;; *) bad=$((bad+1));; esac; i=$((i+1)); sleep 0.1; done; "
+      "echo \"ok=$ok bad=$bad\"; sort /tmp/seen | uniq -c",
+      request);
+  json result;
+  std::thread client([&] {
+    result = daemon.call("POST", "/v1/instances/client/exec", {{"command", {"sh", "-c", loop}}}, 90s).body;
+  });
+  std::this_thread::sleep_for(3s);
+  json victim = daemon.call("GET", "/v1/instances/web-1").body;
+  const bool killed = victim["pid"].is_number_integer() && ::kill(victim["pid"].get<pid_t>(), SIGKILL) == 0;
+  client.join();
+  ASSERT_TRUE(killed) << victim.dump();
+  const std::string out = result.value("stdout", "");
+  EXPECT_NE(out.find("ok=150 bad=0"), std::string::npos) << result.dump() << daemon.logTail();
+  EXPECT_NE(out.find(" web-3"), std::string::npos)
+      << "the replacement did not serve within the loop: " << out;
+  EXPECT_TRUE(waitForEvent(daemon, "web", "terminated", "web-1"));
+  daemon.must("DELETE", "/v1/groups/web?force=true", nullptr, 200);
+  daemon.must("DELETE", "/v1/instances/client?force=true", nullptr, 200);
+}
+
 // A VM group of one: its QEMU killed from the host, a new member replaces it (TCG: allow 60 s).
 TEST(Groups, VmGroupReplacesAKilledQemu) {
   if (!requireRoot()) GTEST_SKIP() << "running VMs needs root";
