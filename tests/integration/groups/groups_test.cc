@@ -583,14 +583,10 @@ TEST(Groups, MembersJoinTheTargetGroupAndOneItsCheckMarksDownIsReplaced) {
   daemon.must("DELETE", "/v1/instances/client?force=true", nullptr, 200);
 }
 
-// A member killed from the host is replaced by one that gets the same address (IPAM hands out the lowest
-// free) with another MAC; the load balancer reaches it within seconds, not once its ARP entry for the old
-// MAC failed (40-60 s before corrald sent a gratuitous ARP from each new NIC: bench/group-replace).
-TEST(Groups, AReplacementWithItsPredecessorsAddressServesThroughTheLoadBalancerAtOnce) {
-  if (!requireRoot()) GTEST_SKIP() << "containers and HAProxy need root";
-  TestDaemon daemon("groups", kDaemonArgs);
-  GroupsRemovedFirst groupsRemovedFirst{daemon};
-  ASSERT_TRUE(daemon.start()) << daemon.log();
+// The network, a load balancer "front" in subnet a listening on 80 for target group tg, an instance
+// "client" in a, and a group "web" of `members` busybox httpds in tg (each answers with its hostname). The
+// load balancer's address.
+std::string webBehindFront(TestDaemon& daemon, int members) {
   makeNetwork(daemon);
   daemon.must("POST", "/v1/target-groups",
               {{"name", "tg"},
@@ -599,12 +595,11 @@ TEST(Groups, AReplacementWithItsPredecessorsAddressServesThroughTheLoadBalancerA
                {"health_check", {{"path", "/health.txt"}, {"interval", 5}, {"timeout", 2}}}});
   json front =
       daemon.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "v"}, {"subnets", {"a"}}});
-  const std::string address = front["nics"][0].value("address", "");
   daemon.must("POST", "/v1/load-balancers/front/listeners",
               {{"port", 80}, {"default_action", {{"target_group", "tg"}}}});
   daemon.must("POST", "/v1/instances",
               {{"name", "client"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "a"}});
-  json spec = groupSpec("web", 1, 1, 1);
+  json spec = groupSpec("web", members, members, members);
   spec["subnets"] = {"a"};
   spec["template"]["command"] = {
       "sh", "-c",
@@ -612,6 +607,18 @@ TEST(Groups, AReplacementWithItsPredecessorsAddressServesThroughTheLoadBalancerA
       "exec httpd -f -p 8080 -h /tmp/www"};
   spec["target_group"] = "tg";
   daemon.must("POST", "/v1/groups", spec);
+  return front["nics"][0].value("address", "");
+}
+
+// A member killed from the host is replaced by one that gets the same address (IPAM hands out the lowest
+// free) with another MAC; the load balancer reaches it within seconds, not once its ARP entry for the old
+// MAC failed (40-60 s before corrald sent a gratuitous ARP from each new NIC: bench/group-replace).
+TEST(Groups, AReplacementWithItsPredecessorsAddressServesThroughTheLoadBalancerAtOnce) {
+  if (!requireRoot()) GTEST_SKIP() << "containers and HAProxy need root";
+  TestDaemon daemon("groups", kDaemonArgs);
+  GroupsRemovedFirst groupsRemovedFirst{daemon};
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  const std::string address = webBehindFront(daemon, 1);
   ASSERT_EQ(waitForRunning(daemon, "web", 1), (std::set<std::string>{"web-1"})) << daemon.logTail();
   auto answer = [&] {
     std::string body =
@@ -655,27 +662,7 @@ TEST(Groups, NoRequestFailsWhileAKilledMemberIsReplaced) {
   TestDaemon daemon("groups", kDaemonArgs);
   GroupsRemovedFirst groupsRemovedFirst{daemon};
   ASSERT_TRUE(daemon.start()) << daemon.log();
-  makeNetwork(daemon);
-  daemon.must("POST", "/v1/target-groups",
-              {{"name", "tg"},
-               {"vpc", "v"},
-               {"port", 8080},
-               {"health_check", {{"path", "/health.txt"}, {"interval", 5}, {"timeout", 2}}}});
-  json front =
-      daemon.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "v"}, {"subnets", {"a"}}});
-  const std::string address = front["nics"][0].value("address", "");
-  daemon.must("POST", "/v1/load-balancers/front/listeners",
-              {{"port", 80}, {"default_action", {{"target_group", "tg"}}}});
-  daemon.must("POST", "/v1/instances",
-              {{"name", "client"}, {"image", "busybox"}, {"command", {"sleep", "3600"}}, {"subnet", "a"}});
-  json spec = groupSpec("web", 2, 2, 2);
-  spec["subnets"] = {"a"};
-  spec["template"]["command"] = {
-      "sh", "-c",
-      "mkdir -p /tmp/www && hostname > /tmp/www/index.html && echo ok > /tmp/www/health.txt && "
-      "exec httpd -f -p 8080 -h /tmp/www"};
-  spec["target_group"] = "tg";
-  daemon.must("POST", "/v1/groups", spec);
+  const std::string address = webBehindFront(daemon, 2);
   ASSERT_EQ(waitForRunning(daemon, "web", 2), (std::set<std::string>{"web-1", "web-2"})) << daemon.logTail();
   const std::string request =
       fmt::format("printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 {} 80 | tail -n 1", address);
