@@ -51,6 +51,18 @@ Result<uint16_t> parsePort(std::string_view text, std::string_view what, std::st
   return static_cast<uint16_t>(value);
 }
 
+// Byte `index` (0 = most significant) of `key`'s FNV-1a hash.
+unsigned hashByte(std::string_view key, int index) {
+  return (fnv1a32(key) >> (24 - 8 * index)) & 0xff;
+}
+
+// 02:KIND:... with four bytes of `key`'s hash: locally administered, unicast; KIND keeps corral's kinds of
+// MAC (c0 containers, c1 subnet bridges) apart from each other and from other local MACs.
+std::string localMac(unsigned kind, std::string_view key) {
+  return fmt::format("02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", kind, hashByte(key, 0), hashByte(key, 1),
+                     hashByte(key, 2), hashByte(key, 3));
+}
+
 }  // namespace
 
 std::string vpcNetnsName(std::string_view prefix, std::string_view vpc) {
@@ -78,17 +90,14 @@ std::string instanceTapName(std::string_view key) {
 }
 
 std::string instanceMac(std::string_view instance, bool vm) {
-  uint32_t hash = fnv1a32(instance);
-  auto byte = [hash](int index) { return static_cast<unsigned>((hash >> (24 - 8 * index)) & 0xff); };
-  if (vm) return fmt::format("52:54:00:{:02x}:{:02x}:{:02x}", byte(1), byte(2), byte(3));
-  // 0x02: locally administered, unicast; the second byte keeps containers apart from other local MACs.
-  return fmt::format("02:c0:{:02x}:{:02x}:{:02x}:{:02x}", byte(0), byte(1), byte(2), byte(3));
+  if (vm)
+    return fmt::format("52:54:00:{:02x}:{:02x}:{:02x}", hashByte(instance, 1), hashByte(instance, 2),
+                       hashByte(instance, 3));
+  return localMac(0xc0, instance);
 }
 
 std::string subnetBridgeMac(std::string_view bridge) {
-  uint32_t hash = fnv1a32(bridge);
-  auto byte = [hash](int index) { return static_cast<unsigned>((hash >> (24 - 8 * index)) & 0xff); };
-  return fmt::format("02:c1:{:02x}:{:02x}:{:02x}:{:02x}", byte(0), byte(1), byte(2), byte(3));
+  return localMac(0xc1, bridge);
 }
 
 std::string gatewayLinkName(std::string_view netns) {

@@ -110,6 +110,19 @@ Result<NlAddrPtr> ipv4NlAddr(Ipv4Address address, int prefix) {
   return addr;
 }
 
+// A MAC address as libnl takes it; refused, naming the field, unless it is six bytes.
+Result<NlAddrPtr> parseMac(const std::string& mac) {
+  nl_addr* parsed = nullptr;
+  if (int err = nl_addr_parse(mac.c_str(), AF_LLC, &parsed); err < 0) {
+    return fail(invalidField("mac", "\"{}\" is not a MAC address: {}", mac, nl_geterror(err)));
+  }
+  NlAddrPtr address(parsed);
+  if (nl_addr_get_len(address.get()) != 6) {
+    return fail(invalidField("mac", "\"{}\" is not a 6-byte MAC address", mac));
+  }
+  return address;
+}
+
 std::string quoted(std::string_view kind, std::string_view name) {
   return fmt::format("{} \"{}\"", kind, name);
 }
@@ -162,7 +175,8 @@ std::optional<std::string> addressText(rtnl_addr* address) {
   nl_addr* local = rtnl_addr_get_local(address);
   if (local == nullptr || nl_addr_get_len(local) != 4) return std::nullopt;
   char text[INET_ADDRSTRLEN] = {};
-  if (::inet_ntop(AF_INET, nl_addr_get_binary_addr(local), text, sizeof(text)) == nullptr) return std::nullopt;
+  if (::inet_ntop(AF_INET, nl_addr_get_binary_addr(local), text, sizeof(text)) == nullptr)
+    return std::nullopt;
   return fmt::format("{}/{}", text, rtnl_addr_get_prefixlen(address));
 }
 
@@ -366,15 +380,10 @@ Status Netlink::createBridge(const std::string& name, const std::optional<std::s
   LinkPtr bridge(rtnl_link_bridge_alloc());
   if (!bridge) return fail(internalError("rtnl_link_bridge_alloc: out of memory"));
   rtnl_link_set_name(bridge.get(), name.c_str());
-  NlAddrPtr address;
   if (mac) {
-    nl_addr* parsed = nullptr;
-    if (int err = nl_addr_parse(mac->c_str(), AF_LLC, &parsed); err < 0 || nl_addr_get_len(parsed) != 6) {
-      if (parsed) nl_addr_put(parsed);
-      return fail(invalidField("mac", "\"{}\" is not a 6-byte MAC address", *mac));
-    }
-    address.reset(parsed);
-    rtnl_link_set_addr(bridge.get(), address.get());
+    auto address = parseMac(*mac);
+    if (!address) return fail(std::move(address).error());
+    rtnl_link_set_addr(bridge.get(), address->get());
   }
   nl_msg* message = nullptr;
   int built = rtnl_link_build_add_request(bridge.get(), NLM_F_CREATE | NLM_F_EXCL, &message);
@@ -395,18 +404,16 @@ Status Netlink::createVethPair(const std::string& name, const std::string& peer,
   rtnl_link_set_name(peerLink.get(), peer.c_str());
   if (peerNetnsFd >= 0) rtnl_link_set_ns_fd(peerLink.get(), peerNetnsFd);
   if (peerMac) {
-    nl_addr* mac = nullptr;
-    if (int err = nl_addr_parse(peerMac->c_str(), AF_LLC, &mac); err < 0) {
-      return fail(invalidField("mac", "\"{}\" is not a MAC address", *peerMac));
-    }
-    rtnl_link_set_addr(peerLink.get(), mac);
-    nl_addr_put(mac);
+    auto address = parseMac(*peerMac);
+    if (!address) return fail(std::move(address).error());
+    rtnl_link_set_addr(peerLink.get(), address->get());
   }
   nl_msg* message = nullptr;
   int built = rtnl_link_build_add_request(veth.get(), NLM_F_CREATE | NLM_F_EXCL, &message);
   return sendRequest(state_->socket.get(), built, message, "rtnl_link_add",
-                     peerNetnsFd >= 0 ? fmt::format("veth \"{}\" (peer \"{}\" in netns fd {})", name, peer, peerNetnsFd)
-                                      : fmt::format("veth \"{}\" (peer \"{}\")", name, peer),
+                     peerNetnsFd >= 0
+                         ? fmt::format("veth \"{}\" (peer \"{}\" in netns fd {})", name, peer, peerNetnsFd)
+                         : fmt::format("veth \"{}\" (peer \"{}\")", name, peer),
                      state_->where);
 }
 
@@ -437,17 +444,11 @@ Status Netlink::setUp(const std::string& link) {
 }
 
 Status Netlink::setMac(const std::string& link, const std::string& mac) {
-  nl_addr* parsed = nullptr;
-  if (int err = nl_addr_parse(mac.c_str(), AF_LLC, &parsed); err < 0) {
-    return fail(invalidField("mac", "\"{}\" is not a MAC address: {}", mac, nl_geterror(err)));
-  }
-  NlAddrPtr address(parsed);
-  if (nl_addr_get_len(address.get()) != 6) {
-    return fail(invalidField("mac", "\"{}\" is not a 6-byte MAC address", mac));
-  }
+  auto address = parseMac(mac);
+  if (!address) return fail(std::move(address).error());
   LinkPtr changes(rtnl_link_alloc());
   if (!changes) return fail(internalError("rtnl_link_alloc: out of memory"));
-  rtnl_link_set_addr(changes.get(), address.get());
+  rtnl_link_set_addr(changes.get(), address->get());
   return state_->change(link, changes.get(), fmt::format("address {}", mac));
 }
 
@@ -618,7 +619,8 @@ Result<std::vector<RouteEntry>> Netlink::routes(uint32_t table) {
     if (rtnl_route_get_family(route) != AF_INET) continue;
     const uint32_t routeTable = rtnl_route_get_table(route);
     // The kernel's own local and default tables are never ours to show or change.
-    if (table == 0 ? (routeTable == RT_TABLE_LOCAL || routeTable == RT_TABLE_DEFAULT) : routeTable != table) continue;
+    if (table == 0 ? (routeTable == RT_TABLE_LOCAL || routeTable == RT_TABLE_DEFAULT) : routeTable != table)
+      continue;
     uint8_t type = rtnl_route_get_type(route);
     if (type != RTN_UNICAST && type != RTN_BLACKHOLE) continue;
     Cidr destination = routeDestination(route);
@@ -767,8 +769,8 @@ Result<std::optional<LinkInfo>> Netlink::link(const std::string& name) {
   if (int master = rtnl_link_get_master(found.get()); master > 0) {
     rtnl_link* rawMaster = nullptr;
     if (int err = rtnl_link_get_kernel(state_->socket.get(), master, nullptr, &rawMaster); err < 0) {
-      return fail(nlError(err, "rtnl_link_get_kernel", fmt::format("master (index {}) of link \"{}\"", master, name),
-                          state_->where));
+      return fail(nlError(err, "rtnl_link_get_kernel",
+                          fmt::format("master (index {}) of link \"{}\"", master, name), state_->where));
     }
     LinkPtr masterLink(rawMaster);
     if (const char* masterName = rtnl_link_get_name(masterLink.get())) info.master = masterName;
