@@ -232,12 +232,8 @@ std::vector<pid_t> leaders(const std::string& program, const std::string& dir) {
   const std::vector<pid_t> all = corral::testing::processesNaming(program, dir);
   std::vector<pid_t> found;
   for (pid_t pid : all) {
-    const std::string stat = corral::testing::readProcFile(fmt::format("/proc/{}/stat", pid));
-    std::istringstream fields(stat.substr(std::min(stat.size(), stat.rfind(')') + 2)));
-    std::string state;
-    pid_t parent = 0;
-    fields >> state >> parent;
-    if (std::find(all.begin(), all.end(), parent) == all.end()) found.push_back(pid);
+    auto stat = corral::testing::procStat(pid);
+    if (stat && std::find(all.begin(), all.end(), stat->parent) == all.end()) found.push_back(pid);
   }
   return found;
 }

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <initializer_list>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -88,6 +89,22 @@ inline std::string readProcFile(const fs::path& path) {
   return text;
 }
 
+// A process's state letter and parent, from /proc/PID/stat (past the command name, which may hold spaces
+// and parentheses); nullopt when it is gone.
+struct ProcStat {
+  char state = '?';
+  pid_t parent = 0;
+};
+inline std::optional<ProcStat> procStat(pid_t pid) {
+  const std::string stat = readProcFile(fmt::format("/proc/{}/stat", pid));
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(close + 1));
+  ProcStat found;
+  if (!(fields >> found.state >> found.parent)) return std::nullopt;
+  return found;
+}
+
 // Running (not zombie) processes of `program` (the last part of their argv[0]) whose command line names
 // `dir`: the dnsmasqs (--conf-file=DIR/...) and HAProxies (-f DIR/...) a test daemon runs.
 inline std::vector<pid_t> processesNaming(std::string_view program, const std::string& dir) {
@@ -99,10 +116,9 @@ inline std::vector<pid_t> processesNaming(std::string_view program, const std::s
     const std::string cmdline = readProcFile(entry.path() / "cmdline");
     const std::string argv0 = cmdline.substr(0, cmdline.find('\0'));
     if (fs::path(argv0).filename() != program || cmdline.find(dir) == std::string::npos) continue;
-    const std::string stat = readProcFile(entry.path() / "stat");
-    const size_t close = stat.rfind(')');
-    if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z') continue;
-    found.push_back(std::stoi(name));
+    const pid_t pid = std::stoi(name);
+    if (auto stat = procStat(pid); stat && stat->state == 'Z') continue;
+    found.push_back(pid);
   }
   return found;
 }
