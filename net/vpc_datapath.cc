@@ -14,9 +14,11 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <system_error>
 #include <thread>
 #include <utility>
 
+#include "core/log.h"
 #include "core/rollback.h"
 #include "core/unique_fd.h"
 #include "net/announce.h"
@@ -634,6 +636,38 @@ std::vector<std::string> listVpcNetns(std::string_view netnsPrefix) {
 
 namespace {
 
+// The address may have been another instance's a moment ago (the IPAM hands out the lowest free one):
+// tell the neighbours its new MAC with a gratuitous ARP. The bridge forwards from the port once the
+// kernel's linkwatch has seen its carrier (the peer's up, asynchronously, up to a second later): a frame
+// sent earlier is dropped at the port. Both the wait and the frame's flood to every port of the floor (500
+// ports in a class lab) happen on a thread of their own, off the attach's path; a failure is logged.
+void announceWhenPortRuns(Netlink vpc, const NicPlan& nic, int targetNs, const std::string& ifname) {
+  UniqueFd instanceNs(::fcntl(targetNs, F_DUPFD_CLOEXEC, 0));
+  if (!instanceNs) {
+    log::warn("instance {}: no gratuitous ARP for {}: {}", nic.nic.instance, nic.nic.address,
+              std::system_category().message(errno));
+    return;
+  }
+  auto announce = [vpc = std::move(vpc), instanceNs = std::move(instanceNs), port = nic.link, ifname,
+                   mac = nic.mac, address = nic.nic.address, instance = nic.nic.instance]() mutable {
+    for (auto until = std::chrono::steady_clock::now() + kPortRunningWait;;) {
+      auto link = vpc.link(port);
+      if (!link || !*link) return;  // the port is gone: its instance went before it was announced
+      if ((*link)->running || std::chrono::steady_clock::now() >= until) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    if (auto s = announceAddress(instanceNs.get(), fmt::format("instance {}", instance), ifname, mac, address);
+        !s) {
+      log::warn("instance {}: {}", instance, s.error().message());
+    }
+  };
+  try {
+    std::thread(std::move(announce)).detach();
+  } catch (const std::system_error& e) {
+    log::warn("instance {}: no gratuitous ARP for {}: {}", nic.nic.instance, nic.nic.address, e.what());
+  }
+}
+
 // A veth port of nic.bridge whose peer is born inside `targetNs` as `ifname`, with the NIC's MAC and
 // address, up, lo up, and (when `defaultRoute`) a default route via the subnet's router.
 Status attachVethInto(const std::string& netns, const NicPlan& nic, int targetNs, const std::string& ifname,
@@ -658,21 +692,8 @@ Status attachVethInto(const std::string& netns, const NicPlan& nic, int targetNs
   if (defaultRoute) {
     if (auto s = inside->addDefaultRoute(nic.gateway); !s) return fail(std::move(s).error());
   }
-  // The address may have been another instance's a moment ago (the IPAM hands out the lowest free one):
-  // tell the neighbours its new MAC. The bridge forwards from the port once the kernel's linkwatch has
-  // seen its carrier (the peer's up, asynchronously): a frame sent earlier would be dropped at the port.
-  for (auto until = std::chrono::steady_clock::now() + kPortRunningWait;;) {
-    auto port = vpc->link(nic.link);
-    if (!port) return fail(std::move(port).error());
-    if ((*port && (*port)->running) || std::chrono::steady_clock::now() >= until) break;
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
-  if (auto s = announceAddress(targetNs, fmt::format("instance {}", nic.nic.instance), ifname, nic.mac,
-                               nic.nic.address);
-      !s) {
-    return fail(std::move(s).error());
-  }
   removePort.dismiss();
+  announceWhenPortRuns(std::move(*vpc), nic, targetNs, ifname);
   return {};
 }
 
