@@ -452,6 +452,13 @@ Status Netlink::setMac(const std::string& link, const std::string& mac) {
   return state_->change(link, changes.get(), fmt::format("address {}", mac));
 }
 
+Status Netlink::setMtu(const std::string& link, unsigned mtu) {
+  LinkPtr changes(rtnl_link_alloc());
+  if (!changes) return fail(internalError("rtnl_link_alloc: out of memory"));
+  rtnl_link_set_mtu(changes.get(), mtu);
+  return state_->change(link, changes.get(), fmt::format("mtu {}", mtu));
+}
+
 Status Netlink::addAddress(const std::string& link, const std::string& cidrAddress) {
   auto parsed = parseCidrAddress(cidrAddress, "address");
   if (!parsed) return fail(std::move(parsed).error());

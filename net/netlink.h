@@ -68,19 +68,20 @@ class Netlink {
   Status setMaster(const std::string& link, const std::string& bridge);
   Status setUp(const std::string& link);
   Status setMac(const std::string& link, const std::string& mac);
-  Status addAddress(const std::string& link, const std::string& cidrAddress);  // "10.0.1.1/24"
+  Status setMtu(const std::string& link, unsigned mtu);
+  Status addAddress(const std::string& link, const std::string& cidrAddress);     // "10.0.1.1/24"
   Status deleteAddress(const std::string& link, const std::string& cidrAddress);  // missing: not an error
-  Status addDefaultRoute(const std::string& gateway);                          // via gateway, main table
+  Status addDefaultRoute(const std::string& gateway);                             // via gateway, main table
   // Routes and policy rules (IPv4). addRoute replaces a route with the same table and destination.
   Status addRoute(const RouteEntry& route);
   Status deleteRoute(const RouteEntry& route);  // by table + destination; missing: not an error
   // Unicast and blackhole routes of one table (254 = main), protocol kernel included, sorted by destination;
   // table 0: of every table but the kernel's local (255) and default (253), sorted by table, destination.
   Result<std::vector<RouteEntry>> routes(uint32_t table);
-  Status addRule(const RuleEntry& rule);     // an existing identical rule: not an error
-  Status deleteRule(const RuleEntry& rule);  // missing: not an error
-  Result<std::vector<RuleEntry>> rules();    // IPv4 rules, the kernel's defaults (0, 32766, 32767) included
-  Status deleteLink(const std::string& name);                                  // missing: not an error
+  Status addRule(const RuleEntry& rule);       // an existing identical rule: not an error
+  Status deleteRule(const RuleEntry& rule);    // missing: not an error
+  Result<std::vector<RuleEntry>> rules();      // IPv4 rules, the kernel's defaults (0, 32766, 32767) included
+  Status deleteLink(const std::string& name);  // missing: not an error
   // One link by name, looked up by the kernel (RTM_GETLINK with IFLA_IFNAME: its cost does not grow with
   // the number of links there); nullopt when there is none of that name. A name no link can have (empty,
   // longer than 15 characters): InvalidArgument naming field "link".
