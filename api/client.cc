@@ -6,7 +6,9 @@
 // in boost/asio/detail/impl/scheduler.ipp); the diagnostic is about Boost's code, not ours.
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
@@ -41,6 +43,11 @@ Error connectError(const boost::system::error_code& ec, const std::string& socke
                        socketPath);
   }
   return unavailable("connect(\"{}\"): {}", socketPath, ec.message());
+}
+
+// A peer's port refused or unreachable: another host's corrald, not this one's.
+Error peerConnectError(const boost::system::error_code& ec, const std::string& where) {
+  return unavailable("the corrald at {} is not reachable: {}", where, ec.message());
 }
 
 std::optional<ErrorKind> errorKindFromName(std::string_view name) {
@@ -78,6 +85,9 @@ Error errorFromResponse(const HttpResponse& response) {
                            excerpt.empty() ? "(empty)" : excerpt));
 }
 
+using Socket = asio::generic::stream_protocol::socket;
+using Endpoint = asio::generic::stream_protocol::endpoint;
+
 }  // namespace
 
 Error errorFromJson(const json& body, int status) {
@@ -98,6 +108,27 @@ Error errorFromJson(const json& body, int status) {
                            body.dump().substr(0, 200)));
 }
 
+Client Client::peer(std::string address, uint16_t port, std::string token,
+                    std::chrono::milliseconds timeout) {
+  Client client(
+      fmt::format("{}:{}", address.find(':') == std::string::npos ? address : "[" + address + "]", port),
+      timeout);
+  client.peer_ = PeerPort{.address = std::move(address), .port = port, .token = std::move(token)};
+  return client;
+}
+
+namespace {
+
+// Where a Client connects: its Unix socket, or a peer's TCP port (an address that is no IP throws, as an
+// over-long socket path does; the callers turn that into Unavailable).
+Endpoint endpointOf(const std::string& socketPath, const std::optional<std::string>& peerAddress,
+                    uint16_t port) {
+  if (peerAddress) return Endpoint(asio::ip::tcp::endpoint(asio::ip::make_address(*peerAddress), port));
+  return Endpoint(asio::local::stream_protocol::endpoint(socketPath));
+}
+
+}  // namespace
+
 Result<HttpResponse> Client::send(const HttpRequest& request) const {
   try {
     http::verb verb = http::string_to_verb(request.method);
@@ -107,6 +138,7 @@ Result<HttpResponse> Client::send(const HttpRequest& request) const {
     http::request<http::string_body> message{verb, request.target, 11};
     message.set(http::field::host, "corrald");
     message.set(http::field::user_agent, "corral/" CORRAL_VERSION);
+    if (peer_) message.set(http::field::authorization, "Bearer " + peer_->token);
     message.keep_alive(false);
     if (!request.body.empty()) {
       message.set(http::field::content_type, "application/json");
@@ -115,8 +147,9 @@ Result<HttpResponse> Client::send(const HttpRequest& request) const {
     message.prepare_payload();
 
     asio::io_context io;
-    asio::local::stream_protocol::socket socket(io);
-    asio::local::stream_protocol::endpoint endpoint(socketPath_);
+    Socket socket(io);
+    const Endpoint endpoint = endpointOf(socketPath_, peer_ ? std::optional(peer_->address) : std::nullopt,
+                                         peer_ ? peer_->port : 0);
     boost::beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(kMaxResponseBytes);
@@ -148,7 +181,8 @@ Result<HttpResponse> Client::send(const HttpRequest& request) const {
     io.run_for(timeout_);
 
     if (failure) {
-      if (step == Step::Connecting) return fail(connectError(failure, socketPath_));
+      if (step == Step::Connecting)
+        return fail(peer_ ? peerConnectError(failure, socketPath_) : connectError(failure, socketPath_));
       return fail(unavailable("{} {} on {}: {} failed: {}", request.method, request.target, socketPath_,
                               step == Step::Writing ? "sending the request" : "reading the answer",
                               failure.message()));
@@ -167,15 +201,17 @@ Result<HttpResponse> Client::send(const HttpRequest& request) const {
 
 // The opening of the streamed calls (stream, follow): connects `socket` to corrald and sends `rendered`,
 // asking for `accept`, on a connection that ends with the answer.
-static Status sendStreamRequest(asio::local::stream_protocol::socket& socket, const std::string& socketPath,
-                                const HttpRequest& rendered, std::string_view accept) {
+static Status sendStreamRequest(Socket& socket, const std::string& socketPath, const Endpoint& endpoint,
+                                const std::optional<std::string>& token, const HttpRequest& rendered,
+                                std::string_view accept) {
   boost::system::error_code ec;
-  socket.connect(asio::local::stream_protocol::endpoint(socketPath), ec);
-  if (ec) return fail(connectError(ec, socketPath));
+  socket.connect(endpoint, ec);
+  if (ec) return fail(token ? peerConnectError(ec, socketPath) : connectError(ec, socketPath));
   http::request<http::string_body> message{http::string_to_verb(rendered.method), rendered.target, 11};
   message.set(http::field::host, "corrald");
   message.set(http::field::user_agent, "corral/" CORRAL_VERSION);
   message.set(http::field::accept, std::string(accept));
+  if (token) message.set(http::field::authorization, "Bearer " + *token);
   message.keep_alive(false);
   if (!rendered.body.empty()) {
     message.set(http::field::content_type, "application/json");
@@ -195,8 +231,13 @@ Result<nlohmann::json> Client::stream(const Request& request,
   HttpRequest rendered = renderRequest(request);
   try {
     asio::io_context io;
-    asio::local::stream_protocol::socket socket(io);
-    if (auto sent = sendStreamRequest(socket, socketPath_, rendered, kProgressContentType); !sent)
+    Socket socket(io);
+    const Endpoint endpoint = endpointOf(socketPath_, peer_ ? std::optional(peer_->address) : std::nullopt,
+                                         peer_ ? peer_->port : 0);
+    if (auto sent = sendStreamRequest(socket, socketPath_, endpoint,
+                                      peer_ ? std::optional(peer_->token) : std::nullopt, rendered,
+                                      kProgressContentType);
+        !sent)
       return fail(sent.error());
     boost::system::error_code ec;
 
@@ -262,8 +303,13 @@ Status Client::follow(const Request& request,
   HttpRequest rendered = renderRequest(request);
   try {
     asio::io_context io;
-    asio::local::stream_protocol::socket socket(io);
-    if (auto sent = sendStreamRequest(socket, socketPath_, rendered, "application/x-ndjson"); !sent)
+    Socket socket(io);
+    const Endpoint endpoint = endpointOf(socketPath_, peer_ ? std::optional(peer_->address) : std::nullopt,
+                                         peer_ ? peer_->port : 0);
+    if (auto sent = sendStreamRequest(socket, socketPath_, endpoint,
+                                      peer_ ? std::optional(peer_->token) : std::nullopt, rendered,
+                                      "application/x-ndjson");
+        !sent)
       return fail(sent.error());
     boost::system::error_code ec;
     std::string pending;

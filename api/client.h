@@ -1,8 +1,11 @@
-// A blocking HTTP/1.1 client for corrald's Unix socket (Boost.Beast). Used by the CLI and by tests.
+// A blocking HTTP/1.1 client for corrald's Unix socket (Boost.Beast). Used by the CLI and by tests; and by
+// one corrald for another's peer port (TCP, with the cluster's token: docs/cluster.md).
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "api/api.h"
@@ -21,6 +24,10 @@ class Client {
  public:
   explicit Client(std::string socketPath, std::chrono::milliseconds timeout = std::chrono::seconds(30))
       : socketPath_(std::move(socketPath)), timeout_(timeout) {}
+  // Another corrald's peer port (corrald --peer-listen): `address` an IP address, each request carrying
+  // "Authorization: Bearer TOKEN".
+  static Client peer(std::string address, uint16_t port, std::string token,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   // One request on a fresh connection. Unavailable (with what to do) when nothing listens on the socket.
   Result<HttpResponse> send(const HttpRequest& request) const;
@@ -38,11 +45,18 @@ class Client {
   // answer (a bad field) is returned as the Error it carries. No deadline while the stream flows.
   Status follow(const Request& request, const std::function<bool(const nlohmann::json&)>& onLine) const;
 
+  // The socket's path, or "ADDRESS:PORT" of a peer port: what errors name.
   const std::string& socketPath() const { return socketPath_; }
 
  private:
+  struct PeerPort {
+    std::string address;
+    uint16_t port = 0;
+    std::string token;
+  };
   std::string socketPath_;
   std::chrono::milliseconds timeout_;
+  std::optional<PeerPort> peer_;
 };
 
 }  // namespace corral::api

@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -24,6 +25,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -381,19 +383,50 @@ std::string jsonText(const nlohmann::json& body) {
 }
 
 // Which way a connection came in: the Unix socket serves everything, the loopback TCP port only the
-// dashboard (daemon/web.h).
-enum class Door { UnixSocket, DashboardPort };
+// dashboard (daemon/web.h), the peer port everything to the cluster's corralds that show its token.
+enum class Door { UnixSocket, DashboardPort, PeerPort };
+
+using PeerToken = std::function<std::optional<std::string>()>;
+
+// Compares every byte the two have in common whatever they hold, so the time taken tells nothing of how
+// much of a guess was right (only whether its length was: tokens have one length).
+bool sameToken(std::string_view presented, std::string_view token) {
+  if (token.empty()) return false;
+  unsigned differ = presented.size() == token.size() ? 0 : 1;
+  const size_t common = std::min(presented.size(), token.size());
+  for (size_t i = 0; i < common; ++i)
+    differ |= static_cast<unsigned>(static_cast<unsigned char>(presented[i]) ^
+                                    static_cast<unsigned char>(token[i]));
+  return differ == 0;
+}
+
+// The peer port's door: the cluster's token as a bearer credential (RFC 6750), or Forbidden.
+std::optional<Error> refuseOnPeerPort(std::string_view authorization, const PeerToken& peerToken) {
+  std::optional<std::string> token = peerToken ? peerToken() : std::nullopt;
+  if (!token || token->empty())
+    return forbidden("this corrald takes no requests from peers: it is in no cluster");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!authorization.starts_with(kBearer)) {
+    return Error(ErrorKind::Forbidden,
+                 "a request on the peer port needs \"Authorization: Bearer TOKEN\" with the cluster's token",
+                 "authorization");
+  }
+  if (!sameToken(authorization.substr(kBearer.size()), *token))
+    return Error(ErrorKind::Forbidden, "the token is not this cluster's", "authorization");
+  return std::nullopt;
+}
 
 template <class Protocol>
 class Session : public std::enable_shared_from_this<Session<Protocol>> {
  public:
   Session(typename Protocol::socket socket, Service& service, std::chrono::milliseconds timeout, Door door,
-          std::shared_ptr<ActiveStreams> streams)
+          std::shared_ptr<ActiveStreams> streams, const PeerToken* peerToken = nullptr)
       : stream_(std::move(socket)),
         service_(service),
         timeout_(timeout),
         door_(door),
-        streams_(std::move(streams)) {}
+        streams_(std::move(streams)),
+        peerToken_(peerToken) {}
 
   void start() { readRequest(); }
 
@@ -476,14 +509,18 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
       hosts.emplace_back(range.first->value().data(), range.first->value().size());
     std::optional<Error> refused = door_ == Door::DashboardPort ? refuseOnDashboardPort(method, target, hosts)
                                                                 : refuseRepeatedHost(hosts.size());
+    if (!refused && door_ == Door::PeerPort) {
+      const auto authorization = request[http::field::authorization];
+      refused = refuseOnPeerPort(std::string_view(authorization.data(), authorization.size()),
+                                 peerToken_ ? *peerToken_ : PeerToken());
+    }
     if (!refused && isDashboardEvents(method, target)) {
       log::debug("{} {} 200 (event stream)", method, target);
       return startEvents(request.version());
     }
-    // An upgraded exec or console (api/terminal.h): on the Unix socket only (the dashboard port is
-    // read-only).
+    // An upgraded exec or console (api/terminal.h): not on the dashboard port (it is read-only).
     std::optional<Error> terminalRefused;
-    if (!refused && door_ == Door::UnixSocket) {
+    if (!refused && door_ != Door::DashboardPort) {
       auto terminal = api::parseTerminalTarget(method, target);
       if (!terminal) {
         terminalRefused = terminal.error();
@@ -825,6 +862,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   std::chrono::milliseconds timeout_;
   Door door_;
   std::shared_ptr<ActiveStreams> streams_;
+  const PeerToken* peerToken_;  // the server's, which outlives every session
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::vector<char> drainBuffer_;
@@ -843,12 +881,32 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
 
 }  // namespace
 
+Result<PeerEndpoint> parsePeerEndpoint(std::string_view text, std::string_view field) {
+  const std::string name(field);
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0)
+    return fail(invalidField(name, "\"{}\" is not ADDRESS:PORT (e.g. 10.0.0.5:7443, [::1]:7443)", text));
+  std::string_view address = text.substr(0, colon);
+  if (address.starts_with('[') && address.ends_with(']')) address = address.substr(1, address.size() - 2);
+  beast::error_code ec;
+  asio::ip::make_address(std::string(address), ec);
+  if (ec) return fail(invalidField(name, "\"{}\" is not an IP address (a name is not taken)", address));
+  const std::string_view portText = text.substr(colon + 1);
+  unsigned port = 0;
+  auto [end, error] = std::from_chars(portText.data(), portText.data() + portText.size(), port);
+  if (portText.empty() || error != std::errc() || end != portText.data() + portText.size() || port > 65535)
+    return fail(
+        invalidField(name, "\"{}\" is not a TCP port: give 1 to 65535, or 0 for a free one", portText));
+  return PeerEndpoint{.address = std::string(address), .port = static_cast<uint16_t>(port)};
+}
+
 HttpServer::HttpServer(Service& service, ServerOptions options)
     : service_(service),
       options_(std::move(options)),
       control_(asio::make_strand(io_)),
       acceptor_(control_),
       dashboard_(control_),
+      peers_(control_),
       signals_(control_, SIGTERM, SIGINT) {}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::listen(Service& service, ServerOptions options) {
@@ -902,6 +960,27 @@ Result<std::unique_ptr<HttpServer>> HttpServer::listen(Service& service, ServerO
     }
     server->dashboardBound_ = server->dashboard_.local_endpoint(ec).port();
   }
+  if (server->options_.peer) {
+    const PeerEndpoint& peer = *server->options_.peer;
+    auto address = asio::ip::make_address(peer.address, ec);
+    if (ec) return fail(invalidField("peer-listen", "\"{}\" is not an IP address", peer.address));
+    Tcp::endpoint peerEndpoint(address, peer.port);
+    server->peers_.open(peerEndpoint.protocol(), ec);
+    if (!ec) server->peers_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) server->peers_.bind(peerEndpoint, ec);
+    if (ec == asio::error::address_in_use) {
+      return fail(invalidField("peer-listen", "{}:{} is in use by another program", peer.address, peer.port));
+    }
+    if (ec == boost::system::errc::address_not_available) {
+      return fail(invalidField("peer-listen", "{} is not an address of this host", peer.address));
+    }
+    if (!ec) server->peers_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return fail(
+          systemError(ec.value(), fmt::format("peer port: listen on {}:{}", peer.address, peer.port)));
+    }
+    server->peerBound_ = server->peers_.local_endpoint(ec).port();
+  }
   return server;
 }
 
@@ -950,10 +1029,25 @@ void HttpServer::acceptDashboard() {
   });
 }
 
+void HttpServer::acceptPeers() {
+  peers_.async_accept(asio::make_strand(io_), [this](beast::error_code ec, Tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !peers_.is_open()) return;
+    if (ec) {
+      log::warn("accept on the peer port: {}", ec.message());
+    } else {
+      std::make_shared<Session<Tcp>>(std::move(socket), service_, options_.readTimeout, Door::PeerPort,
+                                     streams_, &options_.peerToken)
+          ->start();
+    }
+    acceptPeers();
+  });
+}
+
 void HttpServer::shutdown() {
   beast::error_code ignored;
   acceptor_.close(ignored);
   dashboard_.close(ignored);
+  peers_.close(ignored);
   signals_.cancel(ignored);
   removeSocketFile();
   // Handlers already running (a request in Service::handle) complete; the rest are abandoned.
@@ -969,6 +1063,7 @@ void HttpServer::run() {
     });
     accept();
     if (dashboard_.is_open()) acceptDashboard();
+    if (peers_.is_open()) acceptPeers();
   });
   std::vector<std::thread> workers;
   for (unsigned i = 1; i < std::max(1u, options_.threads); ++i) workers.emplace_back([this] { io_.run(); });

@@ -13,15 +13,25 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "core/error.h"
 #include "daemon/service.h"
 
 namespace corral::daemon {
+
+// Where the peer API listens: an IPv4 or IPv6 address (no name) and a port.
+struct PeerEndpoint {
+  std::string address;
+  uint16_t port = 0;
+};
+// "10.0.0.5:7443", "[::1]:7443": an InvalidArgument naming `field` otherwise.
+Result<PeerEndpoint> parsePeerEndpoint(std::string_view text, std::string_view field);
 
 struct ServerOptions {
   std::string socketPath;
@@ -33,6 +43,12 @@ struct ServerOptions {
   unsigned threads = 4;
   // Also serve the dashboard (read-only, daemon/web.h) on 127.0.0.1:PORT; 0 picks a free port.
   std::optional<uint16_t> dashboardPort;
+  // Also serve the whole API to the cluster's other corralds on ADDRESS:PORT (TCP; port 0 picks a free one),
+  // for the requests they forward (docs/cluster.md). Every request there must carry
+  // "Authorization: Bearer TOKEN" with the token `peerToken` returns at that moment; nullopt (this host is
+  // in no cluster) refuses them all.
+  std::optional<PeerEndpoint> peer;
+  std::function<std::optional<std::string>()> peerToken;
 };
 
 // The socket's group for corrald's --socket-group: the named group, which must exist (else an error naming
@@ -68,11 +84,14 @@ class HttpServer {
   const std::string& socketPath() const { return options_.socketPath; }
   // The dashboard's loopback port as bound (the chosen one when asked for 0), or nullopt without one.
   std::optional<uint16_t> dashboardPort() const { return dashboardBound_; }
+  // The peer API's port as bound, or nullopt without one.
+  std::optional<uint16_t> peerPort() const { return peerBound_; }
 
  private:
   HttpServer(Service& service, ServerOptions options);
   void accept();
   void acceptDashboard();
+  void acceptPeers();
   void shutdown();
   void removeSocketFile();
 
@@ -86,6 +105,8 @@ class HttpServer {
   boost::asio::local::stream_protocol::acceptor acceptor_;
   boost::asio::ip::tcp::acceptor dashboard_;
   std::optional<uint16_t> dashboardBound_;
+  boost::asio::ip::tcp::acceptor peers_;
+  std::optional<uint16_t> peerBound_;
   boost::asio::signal_set signals_;
   // Identity of the socket file we bound, so we never unlink a file another process put there since.
   dev_t socketDevice_ = 0;

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -81,8 +82,32 @@ struct Options {
   int64_t readTimeoutMs = 10'000;
   int64_t flowLogBuffer = net::kFlowCaptureBuffer;
   std::optional<uint16_t> httpPort;
+  std::optional<PeerEndpoint> peerListen;
+  std::string peerTokenFile;
   log::Level logLevel = log::Level::Info;
 };
+
+// The cluster's token for the peer port (--peer-token-file), read at each request so a token written or
+// replaced later counts at once: nullopt when the file is missing or empty, or when others may read it (a
+// token anyone on the host can read authenticates nothing).
+std::optional<std::string> readPeerToken(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return std::nullopt;
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) return std::nullopt;
+  if ((info.st_mode & 077) != 0) {
+    log::warn("--peer-token-file \"{}\": refusing peers: others may read it (mode {:04o}; chmod 600)", path,
+              info.st_mode & 07777);
+    return std::nullopt;
+  }
+  std::string token(256, '\0');
+  const ssize_t n = ::read(fd.get(), token.data(), token.size());
+  if (n <= 0) return std::nullopt;
+  token.resize(static_cast<size_t>(n));
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (token.empty()) return std::nullopt;
+  return token;
+}
 
 Result<log::Level> parseLogLevel(const std::string& text) {
   if (text == "debug") return log::Level::Debug;
@@ -101,6 +126,7 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   std::string vmEngine;
   std::string vmUser;
   int64_t httpPort = -1;
+  std::string peerListen;
   Options options;
   // Installed, the images and corral-reaper are under PREFIX/lib/corral; in a build tree next to corrald.
   const InstallLayout layout = currentInstallLayout();
@@ -191,6 +217,11 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("http-port", po::value(&httpPort)->value_name("PORT"),
        "also serve the dashboard, read-only, on http://127.0.0.1:PORT/ (0 picks a free port; the page is "
        "always on the socket too)")
+      ("peer-listen", po::value(&peerListen)->value_name("ADDRESS:PORT"),
+       "also serve the whole API over TCP to the cluster's other corralds (the requests they forward to this "
+       "host); each must carry the token of --peer-token-file (docs/cluster.md)")
+      ("peer-token-file", po::value(&options.peerTokenFile)->value_name("PATH"),
+       "the cluster's token, read at each peer request (mode 0600; missing: every peer request is refused)")
       ("log-level", po::value(&logLevel)->default_value("info"), "debug, info, warn or error");
   // clang-format on
   po::variables_map values;
@@ -231,6 +262,14 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
           invalidField("http-port", "{} is not a TCP port: give 1 to 65535, or 0 for a free one", httpPort));
     }
     options.httpPort = static_cast<uint16_t>(httpPort);
+  }
+  if (values.count("peer-listen")) {
+    auto peer = parsePeerEndpoint(peerListen, "peer-listen");
+    if (!peer) return fail(peer.error());
+    if (options.peerTokenFile.empty())
+      return fail(
+          invalidField("peer-token-file", "--peer-listen needs the file holding the cluster's token"));
+    options.peerListen = *peer;
   }
   if (options.stateDir.empty()) return fail(invalidField("state-dir", "must not be empty"));
   if (options.logFile.empty()) options.logFile = options.stateDir + "/corrald.log";
@@ -576,11 +615,13 @@ int run(const Options& options, StartupReport& report) {
     report.failed(images.error().wrap(fmt::format("images \"{}\"", imagesRoot)).message());
     return 1;
   }
-  auto server =
-      HttpServer::listen(**service, {.socketPath = options.socketPath,
-                                     .socketGroup = options.socketGroupId,
-                                     .readTimeout = std::chrono::milliseconds(options.readTimeoutMs),
-                                     .dashboardPort = options.httpPort});
+  auto server = HttpServer::listen(
+      **service, {.socketPath = options.socketPath,
+                  .socketGroup = options.socketGroupId,
+                  .readTimeout = std::chrono::milliseconds(options.readTimeoutMs),
+                  .dashboardPort = options.httpPort,
+                  .peer = options.peerListen,
+                  .peerToken = [file = options.peerTokenFile] { return readPeerToken(file); }});
   if (!server) {
     const Error& error = server.error();
     report.failed(error.field().empty() ? error.message()
@@ -592,6 +633,10 @@ int run(const Options& options, StartupReport& report) {
   (*service)->setDashboardUrl(dashboardUrl);
   log::info("dashboard: {} (and http://corrald/ on the socket)",
             dashboardUrl.value_or("no TCP port (--http-port)"));
+  if (auto port = (*server)->peerPort()) {
+    log::info("peer API: {}:{} (requests carry the token of \"{}\")", options.peerListen->address, *port,
+              options.peerTokenFile);
+  }
   ObjectCounts n = (*service)->counts();
   log::info("corrald {} listening on \"{}\" (pid {})", CORRAL_VERSION, options.socketPath, ::getpid());
   log::info(
