@@ -42,8 +42,10 @@ wait_listen() {
   die "nothing listens on port $2 in $1 after 10 s"
 }
 
-# iperf_once SERVER_WHERE SERVER_IP CLIENT_WHERE: one iperf3 run of $seconds s; sets gbps (received).
+# iperf_once SERVER_WHERE SERVER_IP CLIENT_WHERE: one iperf3 run of $seconds s; sets gbps (received) and
+# retransmits (the sender's TCP retransmissions: segments lost, or taken for lost, on the way).
 gbps=
+retransmits=
 iperf_once() {
   local server=$1 ip=$2 client=$3 server_pid out
   in_ns "$server" timeout $((seconds + 30)) iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
@@ -54,6 +56,7 @@ iperf_once() {
     die "iperf3 -c $ip from $client failed: $(jq -r '.error // empty' <<<"$out" 2>/dev/null)"
   wait "$server_pid" 2>/dev/null || true
   gbps=$(jq -r '.end.sum_received.bits_per_second / 1e9' <<<"$out")
+  retransmits=$(jq -r '.end.sum_sent.retransmits // 0' <<<"$out")
 }
 
 # ping_rtts WHERE IP COUNT: COUNT pings 50 ms apart; sets rtts to their round-trip times (ms).
