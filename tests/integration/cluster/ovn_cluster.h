@@ -230,7 +230,20 @@ class OvnCluster {
   // Host `host`'s processes die (SIGKILL), as when the machine goes away; its namespaces stay until stop().
   ToolRun killHost(int host) { return runTool({"bash", script_, "kill-host", dir_, std::to_string(host)}); }
 
+  // Another workload on host `host` bound to logical port `ifaceId` (ovn_cluster.sh add-workload): its
+  // namespace is workloadNetns(name); it goes with the cluster.
+  ToolRun addWorkload(int host, const std::string& name, const std::string& ifaceId, const std::string& mac,
+                      const std::string& addressWithPrefix, const std::string& gateway) {
+    ToolRun run = runTool({"bash", script_, "add-workload", dir_, prefix_, std::to_string(host), name,
+                           ifaceId, mac, addressWithPrefix, gateway});
+    if (run.exitCode == 0) extraWorkloads_.push_back(name);
+    return run;
+  }
+  std::string workloadNetns(const std::string& name) const { return prefix_ + "ovn-v-" + name; }
+
   std::string northbound() const { return "unix:" + dir_ + "/nb.sock"; }
+  std::string southbound() const { return "unix:" + dir_ + "/sb.sock"; }
+  const std::string& dir() const { return dir_; }
   std::string hostNetns(int host) const { return prefix_ + "ovn-h" + std::to_string(host); }
   std::string workloadNetns(int host) const { return prefix_ + "ovn-w" + std::to_string(host); }
   std::vector<std::string> namespaces() const {
@@ -239,6 +252,7 @@ class OvnCluster {
       names.push_back(hostNetns(host));
       names.push_back(workloadNetns(host));
     }
+    for (const std::string& name : extraWorkloads_) names.push_back(workloadNetns(name));
     return names;
   }
   // Every OVS/OVN log of the cluster, for a failure message.
@@ -258,6 +272,7 @@ class OvnCluster {
   std::string dir_;
   std::string prefix_;
   int hosts_;
+  std::vector<std::string> extraWorkloads_;
   std::string error_;
   bool running_ = false;
 };
