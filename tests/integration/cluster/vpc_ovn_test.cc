@@ -50,7 +50,8 @@ class OvnVpcTest : public ::testing::Test {
                              "/usr/bin/ovn-trace", "/bin/busybox"}) {
       if (!std::filesystem::exists(tool)) return;
     }
-    dir_ = new TempDir("corral-t" + std::to_string(::getpid()) + "-ovnvpc");
+    // corral-t<PID>-ovn-*: scripts/sweep-test-leftovers stops the cluster of a test process that was killed.
+    dir_ = new TempDir("corral-t" + std::to_string(::getpid()) + "-ovn-vpc");
     cluster_ = new OvnCluster(kScript, dir_->path(), "corral-t" + std::to_string(::getpid()) + "-", 3);
   }
   static void TearDownTestSuite() {
