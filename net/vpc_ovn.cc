@@ -20,6 +20,14 @@ std::string underscored(std::string_view name) {
   return out;
 }
 
+// The gateway port's MAC: 02:c2 (locally administered; beside the nftables backend's 02:c0 instances and
+// 02:c1 subnet bridges) and four bytes of a hash of the VPC's name.
+std::string gatewayMac(std::string_view vpc) {
+  const uint32_t hash = fnv1a32(fmt::format("gateway/{}", vpc));
+  return fmt::format("02:c2:{:02x}:{:02x}:{:02x}:{:02x}", hash >> 24, (hash >> 16) & 0xff, (hash >> 8) & 0xff,
+                     hash & 0xff);
+}
+
 Ipv4Address routerAddressOf(const Cidr& subnet) {
   return Ipv4Address(subnet.first().value() + 1);
 }
@@ -200,6 +208,12 @@ std::string ovnSwitchRouterPortName(std::string_view subnet) {
 std::string ovnNicPortName(std::string_view instance) {
   return fmt::format("corral.nic.{}", instance);
 }
+std::string ovnOutsideSwitchName(std::string_view vpc) {
+  return fmt::format("corral.outside.{}", vpc);
+}
+std::string ovnGatewayPortName(std::string_view vpc) {
+  return fmt::format("corral.gateway.{}", vpc);
+}
 std::string ovnPortGroupName(std::string_view group) {
   return fmt::format("corral_sg_{}", underscored(group));
 }
@@ -208,6 +222,8 @@ const std::vector<std::string>& ovnTableOrder() {
   static const std::vector<std::string> order = {"ACL",
                                                  "Logical_Router_Policy",
                                                  "Logical_Router_Static_Route",
+                                                 "NAT",
+                                                 "Gateway_Chassis",
                                                  "Logical_Switch_Port",
                                                  "Logical_Router_Port",
                                                  "Logical_Switch",
@@ -224,7 +240,7 @@ const OvnRow* OvnVpcPlan::find(std::string_view object) const {
 }
 
 Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
-                              const std::vector<NicAttachment>& nics) {
+                              const std::vector<NicAttachment>& nics, const OvnGatewaySettings* gateway) {
   if (topology.findVpc(vpc) == nullptr) {
     return fail(invalidField("vpc", "no vpc named \"{}\"", vpc));
   }
@@ -291,15 +307,97 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
     }
   }
 
+  // The internet gateway needs both the object and where it meets the outside; without either, routes
+  // towards it are left out, as planVpc leaves out routes to a gateway it cannot plan.
+  const std::vector<const InternetGateway*> internetGateways = topology.internetGateways(vpc);
+  const InternetGateway* internetGateway =
+      internetGateways.empty() || gateway == nullptr ? nullptr : internetGateways.front();
+  std::string outsideHop;  // the transit's .1
+  if (internetGateway != nullptr) {
+    outsideHop = Ipv4Address(gateway->transit.network().value() + 1).str();
+    const std::string outsideAddress = Ipv4Address(gateway->transit.network().value() + 2).str();
+    const std::string base = fmt::format("internet-gateway/{}", internetGateway->name);
+    OvnRow& outside =
+        builder.add(OvnRow{.table = "Logical_Switch",
+                           .object = base + "/switch",
+                           .columns = {{"name", ovnOutsideSwitchName(vpc)},
+                                       {"other_config", stringMap({{"subnet", gateway->transit.str()}})}},
+                           .references = {}});
+    outside.references["acls"];
+    outside.references["ports"] = {base + "/localnet", base + "/switch-router-port"};
+    builder.add(OvnRow{.table = "Logical_Switch_Port",
+                       .object = base + "/localnet",
+                       .columns = {{"name", ovnOutsideSwitchName(vpc) + ".localnet"},
+                                   {"type", "localnet"},
+                                   {"addresses", stringSet({"unknown"})},
+                                   {"options", stringMap({{"network_name", gateway->network}})}},
+                       .references = {}});
+    builder.add(OvnRow{.table = "Logical_Switch_Port",
+                       .object = base + "/switch-router-port",
+                       .columns = {{"name", fmt::format("corral.gateway-port.{}", vpc)},
+                                   {"type", "router"},
+                                   {"addresses", stringSet({"router"})},
+                                   {"options", stringMap({{"router-port", ovnGatewayPortName(vpc)}})}},
+                       .references = {}});
+    router.references["ports"].push_back(base + "/router-port");
+    OvnRow& gatewayPort = builder.add(
+        OvnRow{.table = "Logical_Router_Port",
+               .object = base + "/router-port",
+               .columns = {{"name", ovnGatewayPortName(vpc)},
+                           {"mac", gatewayMac(vpc)},
+                           {"networks",
+                            stringSet({fmt::format("{}/{}", outsideAddress, gateway->transit.prefix())})},
+                           {"options", stringMap({})}},
+               .references = {}});
+    gatewayPort.references["gateway_chassis"] = {base + "/chassis"};
+    builder.add(OvnRow{.table = "Gateway_Chassis",
+                       .object = base + "/chassis",
+                       .columns = {{"name", fmt::format("{}.{}", ovnGatewayPortName(vpc), gateway->chassis)},
+                                   {"chassis_name", gateway->chassis},
+                                   {"priority", 1}},
+                       .references = {}});
+    router.references["nat"];
+    for (const Subnet* subnet : topology.subnets(vpc)) {
+      const SubnetReachability reachability = topology.reachability(*subnet);
+      if (reachability == SubnetReachability::Isolated) continue;
+      std::string object = fmt::format("{}/snat/{}", base, subnet->name);
+      router.references["nat"].push_back(object);
+      builder.add(OvnRow{
+          .table = "NAT",
+          .object = std::move(object),
+          .columns = {{"type", "snat"}, {"external_ip", outsideAddress}, {"logical_ip", subnet->cidr.str()}},
+          .references = {}});
+    }
+  }
+
   for (const RouteTable* table : topology.routeTables(vpc)) {
     for (const Route& route : table->routes) {
-      if (route.target.type != RouteTargetType::Blackhole) continue;
+      std::string nexthop;
+      switch (route.target.type) {
+        case RouteTargetType::Blackhole:
+          nexthop = "discard";
+          break;
+        case RouteTargetType::InternetGateway:
+          if (internetGateway != nullptr && route.target.name == internetGateway->name) nexthop = outsideHop;
+          break;
+        case RouteTargetType::NatGateway: {
+          // A NAT gateway sends its traffic on through the VPC's internet gateway (as in AWS).
+          const NatGateway* natGateway = topology.findNatGateway(route.target.name);
+          if (internetGateway != nullptr && natGateway != nullptr && natGateway->vpc == vpc)
+            nexthop = outsideHop;
+          break;
+        }
+        case RouteTargetType::Local:
+        case RouteTargetType::Peering:
+          break;
+      }
+      if (nexthop.empty()) continue;
       std::string object = fmt::format("route-table/{}/route/{}", table->name, route.destination.str());
       router.references["static_routes"].push_back(object);
       builder.add(OvnRow{.table = "Logical_Router_Static_Route",
                          .object = std::move(object),
                          .columns = {{"ip_prefix", route.destination.str()},
-                                     {"nexthop", "discard"},
+                                     {"nexthop", nexthop},
                                      {"route_table", table->name}},
                          .references = {}});
     }
@@ -336,6 +434,22 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
                                    {"port_security", stringSet({port})},
                                    {"options", stringMap({})}},
                        .references = {}});
+    if (internetGateway != nullptr && nic.publicAddress &&
+        topology.reachability(*subnet) == SubnetReachability::Public) {
+      auto publicAddress = Ipv4Address::parse(*nic.publicAddress);
+      if (!publicAddress) {
+        return fail(
+            invalidField(field + ".publicAddress", "\"{}\" is not an IPv4 address", *nic.publicAddress));
+      }
+      std::string natObject = object + "/public-address";
+      router.references["nat"].push_back(natObject);
+      builder.add(OvnRow{.table = "NAT",
+                         .object = std::move(natObject),
+                         .columns = {{"type", "dnat_and_snat"},
+                                     {"external_ip", publicAddress->str()},
+                                     {"logical_ip", nic.address}},
+                         .references = {}});
+    }
     std::vector<std::string> groups = nic.securityGroups;
     if (groups.empty() && defaultGroup != nullptr) groups.push_back(defaultGroup->name);
     for (size_t j = 0; j < groups.size(); ++j) {

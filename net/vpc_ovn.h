@@ -42,6 +42,15 @@ inline constexpr int kOvnSecurityGroupRulePriority = 2000;
 inline constexpr int kOvnSecurityGroupDropPriority = 1000;
 inline constexpr int kOvnNaclTopPriority = 32767;  // rule number N: 32767 - N; the implicit deny: 0
 
+// Where a VPC's internet gateway meets the outside: the OVN counterpart of the nftables backend's uplink
+// (UplinkSettings and the VPC's transit /30, net/datapath.h).
+struct OvnGatewaySettings {
+  std::string chassis;  // the host (its ovn-controller's system-id) that carries the gateway port
+  std::string network;  // the physical network that host maps to the outside (ovn-bridge-mappings)
+  Cidr transit;         // the VPC's /30 (chooseTransit): .1 the outside's side, .2 the gateway's address
+  bool operator==(const OvnGatewaySettings&) const = default;
+};
+
 // Names of the OVN rows (unique in the northbound database, as corral's names are in the topology).
 std::string ovnRouterName(std::string_view vpc);               // "corral.vpc.prod": Logical_Router
 std::string ovnSwitchName(std::string_view subnet);            // "corral.subnet.web": Logical_Switch
@@ -50,6 +59,11 @@ std::string ovnSwitchRouterPortName(std::string_view subnet);  // "corral.router
 // "corral.nic.web-1": the NIC's Logical_Switch_Port; a host binds its br-int port to it with
 // external_ids:iface-id set to this name.
 std::string ovnNicPortName(std::string_view instance);
+// The internet gateway: the outside switch "corral.outside.prod" with its localnet port
+// "corral.outside.prod.localnet", the router's gateway port "corral.gateway.prod" and its switch side
+// "corral.gateway-port.prod".
+std::string ovnOutsideSwitchName(std::string_view vpc);
+std::string ovnGatewayPortName(std::string_view vpc);
 // "corral_sg_web_db": Port_Group (an identifier: OVN matches name it as @PG and $PG_ip4).
 std::string ovnPortGroupName(std::string_view group);
 
@@ -82,12 +96,20 @@ const std::vector<std::string>& ovnTableOrder();
 //   port_security "MAC IP" (MAC: instanceMac, as the nftables backend);
 // - security groups and network ACLs as described at the top of this file;
 // - route tables: each blackhole route a Logical_Router_Static_Route with nexthop "discard" in the table's
-//   route_table; routes to gateways and peerings are not planned yet (the OVN backend has neither).
+//   route_table; a route to the internet gateway or to a NAT gateway one with nexthop the transit's .1
+//   (a NAT gateway sends on through the internet gateway, as in AWS), planned only with `gateway`;
+//   routes to peerings are not planned (the OVN backend has none yet);
+// - the internet gateway, when the VPC has one and `gateway` is given: an outside switch with a localnet
+//   port on gateway->network and a port of type router to the router's gateway port (the transit's .2,
+//   bound to gateway->chassis: a distributed gateway port), SNAT of each public or NAT-routed subnet to the
+//   .2, and 1:1 NAT (dnat_and_snat) of each NIC's public address when its subnet is public, as the
+//   nftables backend does. Published ports are not planned yet.
 // NICs of other VPCs' subnets are ignored. Errors name the field: `vpc` unknown, `nics[I].subnet` unknown,
 // `nics[I].address` not an address of its subnet, `nics[I].securityGroups[J]` not a group of the VPC,
 // `nics[I].instance` with a second NIC in the VPC.
 Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
-                              const std::vector<NicAttachment>& nics);
+                              const std::vector<NicAttachment>& nics,
+                              const OvnGatewaySettings* gateway = nullptr);
 
 // The plan as text, one row after the other ("TABLE OBJECT", then "  column = value" and
 // "  column -> object, ..."): the unit tests' golden files.

@@ -241,6 +241,15 @@ class OvnCluster {
   }
   std::string workloadNetns(const std::string& name) const { return prefix_ + "ovn-v-" + name; }
 
+  // "The outside" on host `host` (ovn_cluster.sh add-uplink): physical network `network` of that host leads
+  // to link up0 of namespace outsideNetns(), which has no address until the caller gives it one.
+  ToolRun addUplink(int host, const std::string& network) {
+    ToolRun run = runTool({"bash", script_, "add-uplink", dir_, prefix_, std::to_string(host), network});
+    if (run.exitCode == 0) uplink_ = true;
+    return run;
+  }
+  std::string outsideNetns() const { return prefix_ + "ovn-i"; }
+
   std::string northbound() const { return "unix:" + dir_ + "/nb.sock"; }
   std::string southbound() const { return "unix:" + dir_ + "/sb.sock"; }
   const std::string& dir() const { return dir_; }
@@ -253,6 +262,7 @@ class OvnCluster {
       names.push_back(workloadNetns(host));
     }
     for (const std::string& name : extraWorkloads_) names.push_back(workloadNetns(name));
+    if (uplink_) names.push_back(outsideNetns());
     return names;
   }
   // Every OVS/OVN log of the cluster, for a failure message.
@@ -273,6 +283,7 @@ class OvnCluster {
   std::string prefix_;
   int hosts_;
   std::vector<std::string> extraWorkloads_;
+  bool uplink_ = false;
   std::string error_;
   bool running_ = false;
 };

@@ -452,5 +452,116 @@ TEST_F(OvnVpcTest, VpcConnectivityAcrossHostsFollowsSecurityGroupsAndNetworkAcls
   ok(destroyOvnVpc(*client_, "other"));
 }
 
+// ---- The internet gateway ----
+
+// VPC shop: pub (routed to the internet gateway), priv (routed to a NAT gateway in pub), iso (main table,
+// no default route); group web lets tcp/80 in from anywhere.
+Topology gatewayTopology() {
+  Topology t;
+  ok(t.createVpc({.name = "shop", .cidr = "10.2.0.0/16"}, kNow));
+  ok(t.createRouteTable({.name = "pub-rt", .vpc = "shop"}, kNow));
+  ok(t.createRouteTable({.name = "priv-rt", .vpc = "shop"}, kNow));
+  ok(t.createSubnet({.name = "pub", .vpc = "shop", .cidr = "10.2.1.0/24", .routeTable = "pub-rt"}, kNow));
+  ok(t.createSubnet({.name = "priv", .vpc = "shop", .cidr = "10.2.2.0/24", .routeTable = "priv-rt"}, kNow));
+  ok(t.createSubnet({.name = "iso", .vpc = "shop", .cidr = "10.2.3.0/24"}, kNow));
+  ok(t.createInternetGateway({.name = "shop-igw", .vpc = "shop"}, kNow));
+  ok(t.createNatGateway({.name = "shop-nat", .subnet = "pub"}, kNow));
+  ok(t.addRoute("pub-rt",
+                {.destination = "0.0.0.0/0", .targetType = "internet_gateway", .targetName = "shop-igw"}));
+  ok(t.addRoute("priv-rt",
+                {.destination = "0.0.0.0/0", .targetType = "nat_gateway", .targetName = "shop-nat"}));
+  ok(t.createSecurityGroup({.name = "shop-web", .vpc = "shop"}, kNow));
+  ok(t.addSecurityGroupRule(
+      "shop-web",
+      {.direction = "ingress", .protocol = "tcp", .fromPort = 80, .toPort = 80, .cidr = "0.0.0.0/0"}));
+  return t;
+}
+
+TEST_F(OvnVpcTest, InternetGatewayNatsOutAndLetsInOnlyToPublicAddresses) {
+  // The outside meets host 1; the gateway port is bound there, the workloads live on hosts 2 and 3.
+  ToolRun uplink = cluster_->addUplink(1, "corral-uplink");
+  ASSERT_EQ(uplink.exitCode, 0) << uplink.output;
+  const Topology topology = gatewayTopology();
+  const Cidr transit = ok(chooseTransit(UplinkSettings{}, "shop", {}));
+  const std::string outsideSide = Ipv4Address(transit.network().value() + 1).str();
+  const std::string gatewaySide = Ipv4Address(transit.network().value() + 2).str();
+  const OvnGatewaySettings settings{.chassis = "h1", .network = "corral-uplink", .transit = transit};
+  const std::vector<Workload> workloads = {
+      {.name = "p2", .host = 2, .subnet = "pub", .address = "10.2.1.12", .groups = {"shop-web"}},
+      {.name = "q3", .host = 3, .subnet = "priv", .address = "10.2.2.13", .groups = {}},
+      {.name = "i3", .host = 3, .subnet = "iso", .address = "10.2.3.13", .groups = {}},
+  };
+  const std::string publicAddress = "100.64.128.12";
+  std::vector<NicAttachment> nics;
+  for (const Workload& w : workloads) {
+    const Subnet* subnet = topology.findSubnet(w.subnet);
+    ASSERT_NE(subnet, nullptr);
+    ToolRun added = cluster_->addWorkload(w.host, w.name, ovnNicPortName(w.name), instanceMac(w.name, false),
+                                          fmt::format("{}/{}", w.address, subnet->cidr.prefix()),
+                                          Ipv4Address(subnet->cidr.first().value() + 1).str());
+    ASSERT_EQ(added.exitCode, 0) << added.output;
+    nics.push_back(
+        {.instance = w.name, .subnet = w.subnet, .address = w.address, .securityGroups = w.groups});
+  }
+  nics[0].publicAddress = publicAddress;
+  // The outside's side of the transit, and the public pool routed to the gateway, as the nftables
+  // backend's uplink side has them.
+  const std::string outside = cluster_->outsideNetns();
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"ip", "-n", outside, "addr", "add", outsideSide + "/30", "dev", "up0"},
+        std::vector<std::string>{"ip", "-n", outside, "route", "add", "100.64.128.0/17", "via",
+                                 gatewaySide}}) {
+    ToolRun run = testing::runTool(args);
+    ASSERT_EQ(run.exitCode, 0) << run.output;
+  }
+
+  auto plan = planOvnVpc(topology, "shop", nics, &settings);
+  ASSERT_TRUE(plan) << plan.error().message();
+  ASSERT_TRUE(convergeOvnVpc(*client_, *plan));
+  for (const Workload& w : workloads) {
+    ASSERT_TRUE(testing::pollUntil(
+        [&] {
+          return nbctl({"--bare", "get", "Logical_Switch_Port", ovnNicPortName(w.name), "up"}).output ==
+                 "true\n";
+        },
+        30s))
+        << w.name << " not up\n"
+        << cluster_->logs();
+  }
+  ToolRun synced = nbctl({"--wait=hv", "sync"});
+  ASSERT_EQ(synced.exitCode, 0) << synced.output;
+
+  // A whole TCP exchange to the outside's side of the transit: whom the outside saw, empty when it failed.
+  auto outward = [&](const std::string& from, uint16_t port) {
+    UniqueFd listener = testing::listenIn(outside, port);
+    EXPECT_TRUE(listener) << "listen in " << outside;
+    testing::TcpExchange exchange =
+        testing::tcpExchange(cluster_->workloadNetns(from), outsideSide, port, listener, 2s);
+    return exchange.ok ? exchange.peer : std::string();
+  };
+  auto inward = [&](const Workload& to, const std::string& address, uint16_t port) {
+    UniqueFd listener = testing::listenIn(cluster_->workloadNetns(to.name), port);
+    EXPECT_TRUE(listener) << "listen in " << to.name;
+    testing::TcpExchange exchange = testing::tcpExchange(outside, address, port, listener, 2s);
+    return exchange.ok ? exchange.peer : std::string();
+  };
+
+  // NAT out: the private subnet through the NAT gateway leaves as the gateway's .2; the public NIC as its
+  // own public address (1:1); the isolated subnet not at all.
+  std::string seen;
+  EXPECT_TRUE(testing::pollUntil([&] { return !(seen = outward("q3", 9000)).empty(); }, 20s))
+      << cluster_->logs();
+  EXPECT_EQ(seen, gatewaySide) << "the private subnet leaves as the gateway's address";
+  EXPECT_EQ(outward("p2", 9001), publicAddress) << "the public NIC leaves as its public address";
+  EXPECT_EQ(outward("i3", 9002), "") << "an isolated subnet has no way out";
+
+  // In: only to the public address, and only where the NIC's groups let it in.
+  EXPECT_EQ(inward(workloads[0], publicAddress, 80), outsideSide) << "the public address leads to p2";
+  EXPECT_EQ(inward(workloads[0], publicAddress, 81), "") << "shop-web lets only tcp/80 in";
+  EXPECT_EQ(inward(workloads[0], gatewaySide, 80), "") << "nothing is published on the gateway's address";
+
+  ok(destroyOvnVpc(*client_, "shop"));
+}
+
 }  // namespace
 }  // namespace corral::net

@@ -176,6 +176,69 @@ TEST(OvnVpcPlan, NicsOfOtherVpcsAreIgnored) {
   EXPECT_EQ(other.find("nic/web-1"), nullptr);
 }
 
+// The nftables backend's gateway sample (tests/unit/net/nft_test.cc): public (routed to the internet
+// gateway), private (routed to a NAT gateway) and isolated subnets; web-1 and app with public addresses.
+Topology gatewayTopology() {
+  Topology t;
+  ok(t.createVpc({.name = "shop", .cidr = "10.20.0.0/16"}, kNow));
+  ok(t.createRouteTable({.name = "public-rt", .vpc = "shop"}, kNow));
+  ok(t.createRouteTable({.name = "private-rt", .vpc = "shop"}, kNow));
+  ok(t.createSubnet({.name = "public", .vpc = "shop", .cidr = "10.20.1.0/24", .routeTable = "public-rt"},
+                    kNow));
+  ok(t.createSubnet({.name = "private", .vpc = "shop", .cidr = "10.20.2.0/24", .routeTable = "private-rt"},
+                    kNow));
+  ok(t.createSubnet({.name = "isolated", .vpc = "shop", .cidr = "10.20.3.0/24"}, kNow));
+  ok(t.createInternetGateway({.name = "shop-igw", .vpc = "shop"}, kNow));
+  ok(t.createNatGateway({.name = "shop-nat", .subnet = "public"}, kNow));
+  ok(t.addRoute("public-rt",
+                {.destination = "0.0.0.0/0", .targetType = "internet_gateway", .targetName = "shop-igw"}));
+  ok(t.addRoute("private-rt",
+                {.destination = "0.0.0.0/0", .targetType = "nat_gateway", .targetName = "shop-nat"}));
+  return t;
+}
+
+std::vector<NicAttachment> gatewayNics() {
+  return {{.instance = "web-1", .subnet = "public", .address = "10.20.1.10", .publicAddress = "100.64.128.1"},
+          {.instance = "app", .subnet = "private", .address = "10.20.2.20", .publicAddress = "100.64.128.2"},
+          {.instance = "db", .subnet = "isolated", .address = "10.20.3.30"}};
+}
+
+const OvnGatewaySettings kGateway{
+    .chassis = "h1", .network = "corral-uplink", .transit = *Cidr::parse("100.64.0.8/30")};
+
+TEST(OvnVpcPlan, InternetGatewayMatchesGolden) {
+  expectGolden(renderOvnVpcPlan(ok(planOvnVpc(gatewayTopology(), "shop", gatewayNics(), &kGateway))),
+               "ovn_gateway.txt");
+}
+
+TEST(OvnVpcPlan, InternetGatewayNatsFollowEachSubnetsReachability) {
+  const OvnVpcPlan plan = ok(planOvnVpc(gatewayTopology(), "shop", gatewayNics(), &kGateway));
+  // The gateway port: the transit's .2, on the chosen chassis.
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/router-port").columns["networks"],
+            ovsdb::set({"100.64.0.10/30"}));
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/chassis").columns["chassis_name"], "h1");
+  // Public and NAT-routed subnets leave as the .2; the isolated one not at all.
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/snat/public").columns["logical_ip"], "10.20.1.0/24");
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/snat/private").columns["external_ip"], "100.64.0.10");
+  EXPECT_EQ(plan.find("internet-gateway/shop-igw/snat/isolated"), nullptr);
+  // A public address is 1:1 NAT only in a public subnet (app's, in the private one, is not used).
+  EXPECT_EQ(row(plan, "nic/web-1/public-address").columns["type"], "dnat_and_snat");
+  EXPECT_EQ(plan.find("nic/app/public-address"), nullptr);
+  // Both default routes lead to the outside's .1, each in its own table.
+  EXPECT_EQ(row(plan, "route-table/private-rt/route/0.0.0.0/0").columns["nexthop"], "100.64.0.9");
+  EXPECT_EQ(row(plan, "route-table/public-rt/route/0.0.0.0/0").columns["route_table"], "public-rt");
+  EXPECT_EQ(row(plan, "subnet/public/router-port").columns["options"],
+            ovsdb::map({{"route_table", "public-rt"}}));
+
+  // Without the outside's settings nothing of the gateway is planned, nor any route towards it.
+  const OvnVpcPlan alone = ok(planOvnVpc(gatewayTopology(), "shop", gatewayNics()));
+  for (const OvnRow& r : alone.rows) {
+    EXPECT_FALSE(r.object.starts_with("internet-gateway/")) << r.object;
+    EXPECT_NE(r.table, "Logical_Router_Static_Route") << r.object;
+    EXPECT_NE(r.table, "NAT") << r.object;
+  }
+}
+
 TEST(OvnVpcPlan, BadInputIsAnErrorNamingTheField) {
   const Topology t = sampleTopology();
   auto unknownVpc = planOvnVpc(t, "nope", sampleNics());
