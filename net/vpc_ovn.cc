@@ -224,6 +224,7 @@ const std::vector<std::string>& ovnTableOrder() {
                                                  "Logical_Router_Static_Route",
                                                  "NAT",
                                                  "Gateway_Chassis",
+                                                 "Load_Balancer",
                                                  "Logical_Switch_Port",
                                                  "Logical_Router_Port",
                                                  "Logical_Switch",
@@ -312,10 +313,11 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
   const std::vector<const InternetGateway*> internetGateways = topology.internetGateways(vpc);
   const InternetGateway* internetGateway =
       internetGateways.empty() || gateway == nullptr ? nullptr : internetGateways.front();
-  std::string outsideHop;  // the transit's .1
+  std::string outsideHop;      // the transit's .1
+  std::string outsideAddress;  // the transit's .2
   if (internetGateway != nullptr) {
     outsideHop = Ipv4Address(gateway->transit.network().value() + 1).str();
-    const std::string outsideAddress = Ipv4Address(gateway->transit.network().value() + 2).str();
+    outsideAddress = Ipv4Address(gateway->transit.network().value() + 2).str();
     const std::string base = fmt::format("internet-gateway/{}", internetGateway->name);
     OvnRow& outside =
         builder.add(OvnRow{.table = "Logical_Switch",
@@ -357,6 +359,7 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
                                    {"priority", 1}},
                        .references = {}});
     router.references["nat"];
+    router.references["load_balancer"];
     for (const Subnet* subnet : topology.subnets(vpc)) {
       const SubnetReachability reachability = topology.reachability(*subnet);
       if (reachability == SubnetReachability::Isolated) continue;
@@ -404,7 +407,10 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
   }
 
   const SecurityGroup* defaultGroup = topology.defaultSecurityGroup(vpc);
+  const Cidr vpcCidr = topology.findVpc(vpc)->cidr;
   std::set<std::string> instances;
+  // Published ports: "OUTSIDE:PORT" -> "NIC:PORT" by protocol, one load balancer each on the router.
+  std::map<std::string, std::map<std::string, std::string>> published;
   for (size_t i = 0; i < nics.size(); ++i) {
     const NicAttachment& nic = nics[i];
     const std::string field = fmt::format("nics[{}]", i);
@@ -450,6 +456,30 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
                                      {"logical_ip", nic.address}},
                          .references = {}});
     }
+    // A published port's replies follow the subnet's route table, so it must lead to the gateway (as the
+    // nftables backend has it); publishing is the allow rule, as with Docker's -p: an ACL on the NIC's port
+    // lets in what comes from outside the VPC to the instance's port, whatever its groups say.
+    if (internetGateway != nullptr && topology.reachability(*subnet) != SubnetReachability::Isolated) {
+      for (size_t j = 0; j < nic.publish.size(); ++j) {
+        const PortForward& forward = nic.publish[j];
+        const std::string protocol(protocolName(forward.protocol));
+        const std::string vip = fmt::format("{}:{}", outsideAddress, forward.outsidePort);
+        auto [it, fresh] =
+            published[protocol].emplace(vip, fmt::format("{}:{}", nic.address, forward.instancePort));
+        if (!fresh) {
+          return fail(invalidField(fmt::format("{}.publish[{}]", field, j),
+                                   "outside port {}/{} is published twice in vpc {}", forward.outsidePort,
+                                   protocol, vpc));
+        }
+        std::string aclObject = fmt::format("{}/publish/{}/{}", object, protocol, forward.outsidePort);
+        switches.at(subnet->name)->references["acls"].push_back(aclObject);
+        builder.add(
+            aclRow(std::move(aclObject), "to-lport", kOvnSecurityGroupRulePriority,
+                   fmt::format("outport == \"{}\" && ip4 && ip4.src != {} && {}.dst == {}",
+                               ovnNicPortName(nic.instance), vpcCidr.str(), protocol, forward.instancePort),
+                   "allow-related"));
+      }
+    }
     std::vector<std::string> groups = nic.securityGroups;
     if (groups.empty() && defaultGroup != nullptr) groups.push_back(defaultGroup->name);
     for (size_t j = 0; j < groups.size(); ++j) {
@@ -461,6 +491,17 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
       std::vector<std::string>& members = portGroup->second->references["ports"];
       if (std::find(members.begin(), members.end(), object) == members.end()) members.push_back(object);
     }
+  }
+  for (const auto& [protocol, vips] : published) {
+    std::string object = fmt::format("internet-gateway/{}/publish/{}", internetGateway->name, protocol);
+    router.references["load_balancer"].push_back(object);
+    std::vector<std::pair<std::string, std::string>> pairs(vips.begin(), vips.end());
+    builder.add(OvnRow{.table = "Load_Balancer",
+                       .object = std::move(object),
+                       .columns = {{"name", fmt::format("corral.publish.{}.{}", vpc, protocol)},
+                                   {"protocol", protocol},
+                                   {"vips", stringMap(std::move(pairs))}},
+                       .references = {}});
   }
   return builder.finish(vpc);
 }

@@ -103,10 +103,14 @@ const std::vector<std::string>& ovnTableOrder();
 //   port on gateway->network and a port of type router to the router's gateway port (the transit's .2,
 //   bound to gateway->chassis: a distributed gateway port), SNAT of each public or NAT-routed subnet to the
 //   .2, and 1:1 NAT (dnat_and_snat) of each NIC's public address when its subnet is public, as the
-//   nftables backend does. Published ports are not planned yet.
+//   nftables backend does; each published port of a NIC in a subnet that reaches the gateway a VIP of the
+//   router's load balancer for its protocol (the .2 and the outside port to the NIC's address and port),
+//   and an allow-related ACL on the NIC's port for what comes from outside the VPC to that port
+//   (publishing is the allow rule, as in the nftables backend).
 // NICs of other VPCs' subnets are ignored. Errors name the field: `vpc` unknown, `nics[I].subnet` unknown,
 // `nics[I].address` not an address of its subnet, `nics[I].securityGroups[J]` not a group of the VPC,
-// `nics[I].instance` with a second NIC in the VPC.
+// `nics[I].instance` with a second NIC in the VPC, `nics[I].publicAddress` not an address,
+// `nics[I].publish[J]` an outside port published twice.
 Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
                               const std::vector<NicAttachment>& nics,
                               const OvnGatewaySettings* gateway = nullptr);

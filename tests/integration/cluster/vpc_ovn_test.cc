@@ -329,6 +329,7 @@ TEST_F(OvnVpcTest, VpcConnectivityAcrossHostsFollowsSecurityGroupsAndNetworkAcls
   const auto started = std::chrono::steady_clock::now();
   apply(topology, "prod", nics);
   apply(topology, "other", nics);
+  EXPECT_EQ(apply(topology, "prod", nics), ChangeLog{}) << "converged once";
   for (const Workload& w : kWorkloads) {
     ASSERT_TRUE(testing::pollUntil(
         [&] {
@@ -504,6 +505,9 @@ TEST_F(OvnVpcTest, InternetGatewayNatsOutAndLetsInOnlyToPublicAddresses) {
         {.instance = w.name, .subnet = w.subnet, .address = w.address, .securityGroups = w.groups});
   }
   nics[0].publicAddress = publicAddress;
+  // q3 publishes its port 80 as the gateway's 8080; i3, in the isolated subnet, cannot publish.
+  nics[1].publish = {{.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 80}};
+  nics[2].publish = {{.protocol = Protocol::Tcp, .outsidePort = 5432, .instancePort = 5432}};
   // The outside's side of the transit, and the public pool routed to the gateway, as the nftables
   // backend's uplink side has them.
   const std::string outside = cluster_->outsideNetns();
@@ -518,6 +522,7 @@ TEST_F(OvnVpcTest, InternetGatewayNatsOutAndLetsInOnlyToPublicAddresses) {
   auto plan = planOvnVpc(topology, "shop", nics, &settings);
   ASSERT_TRUE(plan) << plan.error().message();
   ASSERT_TRUE(convergeOvnVpc(*client_, *plan));
+  EXPECT_EQ(ok(convergeOvnVpc(*client_, *plan)), ChangeLog{}) << "the gateway's rows converge once too";
   for (const Workload& w : workloads) {
     ASSERT_TRUE(testing::pollUntil(
         [&] {
@@ -530,6 +535,8 @@ TEST_F(OvnVpcTest, InternetGatewayNatsOutAndLetsInOnlyToPublicAddresses) {
   }
   ToolRun synced = nbctl({"--wait=hv", "sync"});
   ASSERT_EQ(synced.exitCode, 0) << synced.output;
+  const std::string northd = testing::readWholeFile(cluster_->dir() + "/northd.log");
+  EXPECT_EQ(northd.find("parse"), std::string::npos) << northd;
 
   // A whole TCP exchange to the outside's side of the transit: whom the outside saw, empty when it failed.
   auto outward = [&](const std::string& from, uint16_t port) {
@@ -539,8 +546,9 @@ TEST_F(OvnVpcTest, InternetGatewayNatsOutAndLetsInOnlyToPublicAddresses) {
         testing::tcpExchange(cluster_->workloadNetns(from), outsideSide, port, listener, 2s);
     return exchange.ok ? exchange.peer : std::string();
   };
-  auto inward = [&](const Workload& to, const std::string& address, uint16_t port) {
-    UniqueFd listener = testing::listenIn(cluster_->workloadNetns(to.name), port);
+  // From the outside to address:port, `to` listening on `toPort` (the port itself unless published).
+  auto inward = [&](const Workload& to, const std::string& address, uint16_t port, uint16_t toPort = 0) {
+    UniqueFd listener = testing::listenIn(cluster_->workloadNetns(to.name), toPort == 0 ? port : toPort);
     EXPECT_TRUE(listener) << "listen in " << to.name;
     testing::TcpExchange exchange = testing::tcpExchange(outside, address, port, listener, 2s);
     return exchange.ok ? exchange.peer : std::string();
@@ -558,7 +566,17 @@ TEST_F(OvnVpcTest, InternetGatewayNatsOutAndLetsInOnlyToPublicAddresses) {
   // In: only to the public address, and only where the NIC's groups let it in.
   EXPECT_EQ(inward(workloads[0], publicAddress, 80), outsideSide) << "the public address leads to p2";
   EXPECT_EQ(inward(workloads[0], publicAddress, 81), "") << "shop-web lets only tcp/80 in";
-  EXPECT_EQ(inward(workloads[0], gatewaySide, 80), "") << "nothing is published on the gateway's address";
+  EXPECT_EQ(inward(workloads[0], gatewaySide, 80), "") << "nothing is published on the gateway's 80";
+  // A published port: the gateway's 8080 leads to q3's 80 though q3's group lets nothing in from outside
+  // (publishing is the allow rule); from inside the VPC q3's group still decides (p2 is not a member).
+  EXPECT_EQ(inward(workloads[1], gatewaySide, 8080, 80), outsideSide) << "published 8080 -> q3:80";
+  EXPECT_EQ(inward(workloads[2], gatewaySide, 5432), "") << "an isolated subnet publishes nothing";
+  {
+    UniqueFd listener = testing::listenIn(cluster_->workloadNetns("q3"), 80);
+    EXPECT_FALSE(
+        testing::tcpExchange(cluster_->workloadNetns("p2"), workloads[1].address, 80, listener, 2s).ok)
+        << "publishing opens the port to the outside only";
+  }
 
   ok(destroyOvnVpc(*client_, "shop"));
 }

@@ -198,9 +198,20 @@ Topology gatewayTopology() {
 }
 
 std::vector<NicAttachment> gatewayNics() {
-  return {{.instance = "web-1", .subnet = "public", .address = "10.20.1.10", .publicAddress = "100.64.128.1"},
-          {.instance = "app", .subnet = "private", .address = "10.20.2.20", .publicAddress = "100.64.128.2"},
-          {.instance = "db", .subnet = "isolated", .address = "10.20.3.30"}};
+  return {{.instance = "web-1",
+           .subnet = "public",
+           .address = "10.20.1.10",
+           .publicAddress = "100.64.128.1",
+           .publish = {{.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 80}}},
+          {.instance = "app",
+           .subnet = "private",
+           .address = "10.20.2.20",
+           .publicAddress = "100.64.128.2",
+           .publish = {{.protocol = Protocol::Udp, .outsidePort = 9000, .instancePort = 9000}}},
+          {.instance = "db",
+           .subnet = "isolated",
+           .address = "10.20.3.30",
+           .publish = {{.protocol = Protocol::Tcp, .outsidePort = 5432, .instancePort = 5432}}}};
 }
 
 const OvnGatewaySettings kGateway{
@@ -224,6 +235,15 @@ TEST(OvnVpcPlan, InternetGatewayNatsFollowEachSubnetsReachability) {
   // A public address is 1:1 NAT only in a public subnet (app's, in the private one, is not used).
   EXPECT_EQ(row(plan, "nic/web-1/public-address").columns["type"], "dnat_and_snat");
   EXPECT_EQ(plan.find("nic/app/public-address"), nullptr);
+  // Published ports: a VIP on the gateway's .2 per port, one load balancer per protocol, and the allow
+  // rule on the NIC's port; an isolated subnet's NIC publishes nothing.
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/publish/tcp").columns["vips"],
+            ovsdb::map({{"100.64.0.10:8080", "10.20.1.10:80"}}));
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/publish/udp").columns["vips"],
+            ovsdb::map({{"100.64.0.10:9000", "10.20.2.20:9000"}}));
+  EXPECT_EQ(row(plan, "nic/web-1/publish/tcp/8080").columns["match"],
+            "outport == \"corral.nic.web-1\" && ip4 && ip4.src != 10.20.0.0/16 && tcp.dst == 80");
+  EXPECT_EQ(plan.find("nic/db/publish/tcp/5432"), nullptr);
   // Both default routes lead to the outside's .1, each in its own table.
   EXPECT_EQ(row(plan, "route-table/private-rt/route/0.0.0.0/0").columns["nexthop"], "100.64.0.9");
   EXPECT_EQ(row(plan, "route-table/public-rt/route/0.0.0.0/0").columns["route_table"], "public-rt");
@@ -264,6 +284,12 @@ TEST(OvnVpcPlan, BadInputIsAnErrorNamingTheField) {
   auto unknownGroup = planOvnVpc(t, "prod", nics);
   ASSERT_FALSE(unknownGroup);
   EXPECT_EQ(unknownGroup.error().field(), "nics[0].securityGroups[1]");
+
+  std::vector<NicAttachment> twicePublished = gatewayNics();
+  twicePublished[1].publish.push_back({.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 81});
+  auto published = planOvnVpc(gatewayTopology(), "shop", twicePublished, &kGateway);
+  ASSERT_FALSE(published);
+  EXPECT_EQ(published.error().field(), "nics[1].publish[1]");
 
   nics = sampleNics();
   nics.push_back({.instance = "web-1", .subnet = "private", .address = "10.0.2.8"});
