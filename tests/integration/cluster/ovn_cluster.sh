@@ -144,8 +144,8 @@ add_uplink() {
   local ns=${prefix}ovn-h$host outside=${prefix}ovn-i home=$dir/h$host
   local vsctl=(ovs-vsctl --db="unix:$home/conf.sock" --timeout=30)
   add_netns "$dir" "$outside"
-  # An internal port, like the workloads, not a veth: the userspace datapath takes a veth's TCP segments
-  # with the checksum left to offload as invalid when it un-NATs them (SYN-ACKs never came back).
+  # An internal port, like the workloads, not a veth: through a veth the SYN-ACKs of a NATed connection
+  # never came back (most likely the checksum the veth leaves to offload, invalid to userspace conntrack).
   "${vsctl[@]}" add-br br-ex -- set Bridge br-ex datapath_type=netdev -- \
     add-port br-ex up0 -- set Interface up0 type=internal
   ip -n "$ns" link set up0 netns "$outside"
