@@ -230,7 +230,29 @@ class OvnCluster {
   // Host `host`'s processes die (SIGKILL), as when the machine goes away; its namespaces stay until stop().
   ToolRun killHost(int host) { return runTool({"bash", script_, "kill-host", dir_, std::to_string(host)}); }
 
+  // Another workload on host `host` bound to logical port `ifaceId` (ovn_cluster.sh add-workload): its
+  // namespace is workloadNetns(name); it goes with the cluster.
+  ToolRun addWorkload(int host, const std::string& name, const std::string& ifaceId, const std::string& mac,
+                      const std::string& addressWithPrefix, const std::string& gateway) {
+    ToolRun run = runTool({"bash", script_, "add-workload", dir_, prefix_, std::to_string(host), name,
+                           ifaceId, mac, addressWithPrefix, gateway});
+    if (run.exitCode == 0) extraWorkloads_.push_back(name);
+    return run;
+  }
+  std::string workloadNetns(const std::string& name) const { return prefix_ + "ovn-v-" + name; }
+
+  // "The outside" on host `host` (ovn_cluster.sh add-uplink): physical network `network` of that host leads
+  // to link up0 of namespace outsideNetns(), which has no address until the caller gives it one.
+  ToolRun addUplink(int host, const std::string& network) {
+    ToolRun run = runTool({"bash", script_, "add-uplink", dir_, prefix_, std::to_string(host), network});
+    if (run.exitCode == 0) uplink_ = true;
+    return run;
+  }
+  std::string outsideNetns() const { return prefix_ + "ovn-i"; }
+
   std::string northbound() const { return "unix:" + dir_ + "/nb.sock"; }
+  std::string southbound() const { return "unix:" + dir_ + "/sb.sock"; }
+  const std::string& dir() const { return dir_; }
   std::string hostNetns(int host) const { return prefix_ + "ovn-h" + std::to_string(host); }
   std::string workloadNetns(int host) const { return prefix_ + "ovn-w" + std::to_string(host); }
   std::vector<std::string> namespaces() const {
@@ -239,6 +261,8 @@ class OvnCluster {
       names.push_back(hostNetns(host));
       names.push_back(workloadNetns(host));
     }
+    for (const std::string& name : extraWorkloads_) names.push_back(workloadNetns(name));
+    if (uplink_) names.push_back(outsideNetns());
     return names;
   }
   // Every OVS/OVN log of the cluster, for a failure message.
@@ -258,6 +282,8 @@ class OvnCluster {
   std::string dir_;
   std::string prefix_;
   int hosts_;
+  std::vector<std::string> extraWorkloads_;
+  bool uplink_ = false;
   std::string error_;
   bool running_ = false;
 };

@@ -10,6 +10,15 @@
 #
 #   ovn_cluster.sh up DIR PREFIX [N]   everything under DIR (pid files, sockets, logs, databases);
 #                                      namespaces PREFIXovn-{c,u,h1..hN,w1..wN}, listed in DIR/netns
+#   ovn_cluster.sh add-workload DIR PREFIX HOST NAME IFACE_ID MAC ADDRESS/LEN GATEWAY
+#                                      another workload on host HOST: an internal port NAME of its br-int
+#                                      (external_ids:iface-id=IFACE_ID: a logical port someone else made)
+#                                      moved into namespace PREFIXovn-v-NAME with MAC, ADDRESS/LEN, MTU 1400
+#                                      and a default route via GATEWAY (NAME: at most 15 bytes, not wN)
+#   ovn_cluster.sh add-uplink DIR PREFIX HOST NETWORK
+#                                      "the outside" on host HOST: a bridge br-ex (netdev) mapped to physical
+#                                      network NETWORK (ovn-bridge-mappings), whose internal port up0 is
+#                                      moved into namespace PREFIXovn-i (up, no address: the caller's to give)
 #   ovn_cluster.sh kill-host DIR N     SIGKILLs host N's ovsdb-server, ovs-vswitchd and ovn-controller, as a
 #                                      host's death would (its namespaces stay until down)
 #   ovn_cluster.sh down DIR            kills every process DIR's pid files name (only those whose command
@@ -115,6 +124,35 @@ up() {
   log "up: NB at unix:$dir/nb.sock; workloads ${prefix}ovn-w1..w$hosts at 10.0.0.1..$hosts"
 }
 
+add_workload() {
+  local dir=$1 prefix=$2 host=$3 name=$4 iface=$5 mac=$6 address=$7 gateway=$8
+  [[ $name =~ ^[a-z0-9][a-z0-9-]{0,14}$ ]] || { log "add-workload: name \"$name\" is not 1-15 of a-z, 0-9, -"; return 2; }
+  [ -d "$dir/h$host" ] || { log "add-workload: no host $host in $dir"; return 2; }
+  local ns=${prefix}ovn-h$host w=${prefix}ovn-v-$name home=$dir/h$host
+  add_netns "$dir" "$w"
+  ovs-vsctl --db="unix:$home/conf.sock" --timeout=30 add-port br-int "$name" -- \
+    set Interface "$name" type=internal external_ids:iface-id="$iface"
+  ip -n "$ns" link set "$name" netns "$w"
+  ip -n "$w" link set "$name" address "$mac" mtu 1400 up
+  ip -n "$w" addr add "$address" dev "$name"
+  ip -n "$w" route add default via "$gateway"
+}
+
+add_uplink() {
+  local dir=$1 prefix=$2 host=$3 network=$4
+  [ -d "$dir/h$host" ] || { log "add-uplink: no host $host in $dir"; return 2; }
+  local ns=${prefix}ovn-h$host outside=${prefix}ovn-i home=$dir/h$host
+  local vsctl=(ovs-vsctl --db="unix:$home/conf.sock" --timeout=30)
+  add_netns "$dir" "$outside"
+  # An internal port, like the workloads, not a veth: through a veth the SYN-ACKs of a NATed connection
+  # never came back (most likely the checksum the veth leaves to offload, invalid to userspace conntrack).
+  "${vsctl[@]}" add-br br-ex -- set Bridge br-ex datapath_type=netdev -- \
+    add-port br-ex up0 -- set Interface up0 type=internal
+  ip -n "$ns" link set up0 netns "$outside"
+  ip -n "$outside" link set up0 up
+  "${vsctl[@]}" set Open_vSwitch . external_ids:ovn-bridge-mappings="$network:br-ex"
+}
+
 # The processes DIR's pid files name that are still ours: their command line names DIR (a pid file of a
 # process long gone may name a pid that was reused since).
 our_pids() {
@@ -176,10 +214,18 @@ down() {
 
 case ${1:-} in
   up) up "${2:?usage: ovn_cluster.sh up DIR PREFIX [N]}" "${3:?usage: ovn_cluster.sh up DIR PREFIX [N]}" "${4:-2}" ;;
+  add-workload)
+    [ $# -eq 9 ] || { echo "usage: ovn_cluster.sh add-workload DIR PREFIX HOST NAME IFACE_ID MAC ADDRESS/LEN GATEWAY" >&2; exit 2; }
+    add_workload "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9"
+    ;;
+  add-uplink)
+    [ $# -eq 5 ] || { echo "usage: ovn_cluster.sh add-uplink DIR PREFIX HOST NETWORK" >&2; exit 2; }
+    add_uplink "$2" "$3" "$4" "$5"
+    ;;
   kill-host) kill_host "${2:?usage: ovn_cluster.sh kill-host DIR N}" "${3:?usage: ovn_cluster.sh kill-host DIR N}" ;;
   down) down "${2:?usage: ovn_cluster.sh down DIR}" ;;
   *)
-    echo "usage: ovn_cluster.sh up DIR PREFIX [N] | kill-host DIR N | down DIR" >&2
+    echo "usage: ovn_cluster.sh up DIR PREFIX [N] | add-workload DIR PREFIX HOST NAME IFACE_ID MAC ADDRESS/LEN GATEWAY | add-uplink DIR PREFIX HOST NETWORK | kill-host DIR N | down DIR" >&2
     exit 2
     ;;
 esac

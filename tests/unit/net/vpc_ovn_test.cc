@@ -1,0 +1,302 @@
+// The OVN plan of a VPC, purely: the golden rows of a two-subnet VPC with security groups and a network
+// ACL, the encoding's properties (NACL priority order, disjoint stages, peer groups as address sets), and
+// bad input refused by field.
+#include "net/vpc_ovn.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+// Specs are written with designated initializers that leave the other fields at their defaults on purpose.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace corral::net {
+namespace {
+
+constexpr int64_t kNow = 1700000000;
+const std::filesystem::path kGoldenDir = std::filesystem::path(__FILE__).parent_path() / "golden";
+
+template <class T>
+T ok(Result<T> result) {
+  EXPECT_TRUE(result.has_value()) << result.error().message();
+  return std::move(result).value();
+}
+
+// CORRAL_UPDATE_GOLDEN=1 rewrites the golden file from the current output.
+void expectGolden(const std::string& text, const std::string& name) {
+  const auto path = kGoldenDir / name;
+  if (std::getenv("CORRAL_UPDATE_GOLDEN")) std::ofstream(path) << text;
+  std::ifstream in(path);
+  std::stringstream golden;
+  golden << in.rdbuf();
+  EXPECT_EQ(text, golden.str()) << "golden file " << path;
+}
+
+// The nftables backend's sample (tests/unit/net/nft_test.cc): "public" on the default ACL, "private" on
+// "strict" (deny tcp/22 at 50 before allow-all at 100 in, ephemeral ports out); groups "web" and "admin";
+// three NICs, db in the default group. Plus a blackhole route in the main table.
+Topology sampleTopology() {
+  Topology t;
+  ok(t.createVpc({.name = "prod", .cidr = "10.0.0.0/16"}, kNow));
+  ok(t.createSubnet({.name = "public", .vpc = "prod", .cidr = "10.0.1.0/24"}, kNow));
+  ok(t.createNetworkAcl({.name = "strict", .vpc = "prod"}, kNow));
+  ok(t.createSubnet({.name = "private", .vpc = "prod", .cidr = "10.0.2.0/24", .networkAcl = "strict"}, kNow));
+  ok(t.addNetworkAclRule(
+      "strict",
+      {.number = 100, .direction = "ingress", .action = "allow", .protocol = "all", .cidr = "10.0.0.0/16"}));
+  ok(t.addNetworkAclRule("strict", {.number = 50,
+                                    .direction = "ingress",
+                                    .action = "deny",
+                                    .protocol = "tcp",
+                                    .fromPort = 22,
+                                    .toPort = 22,
+                                    .cidr = "10.0.1.0/24"}));
+  ok(t.addNetworkAclRule("strict", {.number = 100,
+                                    .direction = "egress",
+                                    .action = "allow",
+                                    .protocol = "tcp",
+                                    .fromPort = 1024,
+                                    .toPort = 65535,
+                                    .cidr = "0.0.0.0/0"}));
+  ok(t.createSecurityGroup({.name = "web", .vpc = "prod", .description = "web servers"}, kNow));
+  ok(t.createSecurityGroup({.name = "admin", .vpc = "prod", .description = "bastions"}, kNow));
+  ok(t.addSecurityGroupRule(
+      "web",
+      {.direction = "ingress", .protocol = "tcp", .fromPort = 8080, .toPort = 8080, .cidr = "10.0.1.0/24"}));
+  ok(t.addSecurityGroupRule(
+      "web",
+      {.direction = "ingress", .protocol = "tcp", .fromPort = 22, .toPort = 22, .peerGroup = "admin"}));
+  ok(t.addSecurityGroupRule("web", {.direction = "ingress", .protocol = "icmp", .cidr = "0.0.0.0/0"}));
+  ok(t.addSecurityGroupRule(
+      "admin",
+      {.direction = "egress", .protocol = "udp", .fromPort = 5000, .toPort = 5100, .cidr = "10.0.2.0/24"}));
+  ok(t.addRoute("prod-main", {.destination = "192.0.2.0/24", .targetType = "blackhole"}));
+  return t;
+}
+
+std::vector<NicAttachment> sampleNics() {
+  return {
+      {.instance = "web-1", .subnet = "public", .address = "10.0.1.10", .securityGroups = {"web"}},
+      {.instance = "bastion", .subnet = "public", .address = "10.0.1.5", .securityGroups = {"admin"}},
+      {.instance = "db", .vm = true, .subnet = "private", .address = "10.0.2.7", .securityGroups = {}},
+  };
+}
+
+const OvnRow& row(const OvnVpcPlan& plan, std::string_view object) {
+  const OvnRow* found = plan.find(object);
+  EXPECT_NE(found, nullptr) << object;
+  static const OvnRow none;
+  return found ? *found : none;
+}
+
+TEST(OvnVpcPlan, TwoSubnetsWithGroupsAndANetworkAclMatchGolden) {
+  expectGolden(renderOvnVpcPlan(ok(planOvnVpc(sampleTopology(), "prod", sampleNics()))),
+               "ovn_two_subnets.txt");
+}
+
+TEST(OvnVpcPlan, IsTheSameWhateverOrderTheNicsCameIn) {
+  std::vector<NicAttachment> reversed = sampleNics();
+  std::reverse(reversed.begin(), reversed.end());
+  EXPECT_EQ(ok(planOvnVpc(sampleTopology(), "prod", sampleNics())),
+            ok(planOvnVpc(sampleTopology(), "prod", reversed)));
+}
+
+TEST(OvnVpcPlan, NaclRulesTakePrioritiesByNumberAndEndInAnImplicitDeny) {
+  const OvnVpcPlan plan = ok(planOvnVpc(sampleTopology(), "prod", sampleNics()));
+  const OvnRow& deny = row(plan, "subnet/private/network-acl/strict/ingress/50");
+  const OvnRow& allow = row(plan, "subnet/private/network-acl/strict/ingress/100");
+  const OvnRow& implicit = row(plan, "subnet/private/network-acl/strict/ingress/implicit-deny");
+  // Lower number, higher priority: OVN takes the highest-priority match, so deny 50 wins over allow 100.
+  EXPECT_GT(deny.columns["priority"].get<int>(), allow.columns["priority"].get<int>());
+  EXPECT_GT(allow.columns["priority"].get<int>(), implicit.columns["priority"].get<int>());
+  EXPECT_EQ(deny.columns["action"], "drop");
+  EXPECT_EQ(allow.columns["action"], "allow-stateless") << "network ACLs are stateless";
+  // "In" is what enters the subnet from the router: the switch's router port, from-lport.
+  EXPECT_EQ(allow.columns["direction"], "from-lport");
+  EXPECT_EQ(allow.columns["match"],
+            "inport == \"corral.router-port.private\" && ip4 && ip4.src == 10.0.0.0/16");
+  // "Out" is what leaves it for the router: a policy of the router on the subnet's router port.
+  const OvnRow& out = row(plan, "subnet/private/network-acl/strict/egress/100");
+  EXPECT_EQ(out.table, "Logical_Router_Policy");
+  EXPECT_EQ(out.columns["match"],
+            "inport == \"corral.router.private\" && ip4 && tcp.dst >= 1024 && "
+            "tcp.dst <= 65535");
+  EXPECT_EQ(out.columns["action"], "allow");
+  const auto& policies = row(plan, "vpc/prod").references.at("policies");
+  EXPECT_NE(
+      std::find(policies.begin(), policies.end(), "subnet/private/network-acl/strict/egress/implicit-deny"),
+      policies.end());
+}
+
+TEST(OvnVpcPlan, GroupsAreStatefulPortGroupsWithADefaultDropAndPeerGroupsAsAddressSets) {
+  const OvnVpcPlan plan = ok(planOvnVpc(sampleTopology(), "prod", sampleNics()));
+  const OvnRow& web = row(plan, "security-group/web");
+  EXPECT_EQ(web.columns["name"], "corral_sg_web");
+  EXPECT_EQ(web.references.at("ports"), std::vector<std::string>{"nic/web-1"});
+  const OvnRow& ssh = row(plan, "security-group/web/rule/3");  // 1: a new group's egress to anywhere
+  EXPECT_EQ(ssh.columns["action"], "allow-related");
+  EXPECT_EQ(ssh.columns["direction"], "to-lport");
+  EXPECT_EQ(ssh.columns["match"],
+            "outport == @corral_sg_web && ip4 && ip4.src == $corral_sg_admin_ip4 && tcp.dst == 22");
+  const OvnRow& drop = row(plan, "security-group/web/drop-ingress");
+  EXPECT_EQ(drop.columns["action"], "drop");
+  EXPECT_LT(drop.columns["priority"].get<int>(), ssh.columns["priority"].get<int>());
+  // A NIC without groups is in the VPC's default group, whose members reach each other.
+  EXPECT_EQ(row(plan, "security-group/prod-default").references.at("ports"),
+            std::vector<std::string>{"nic/db"});
+  EXPECT_EQ(row(plan, "security-group/prod-default").columns["name"], "corral_sg_prod_default");
+}
+
+TEST(OvnVpcPlan, NicPortsCarryTheInstanceMacAndAddressAndLockThemDown) {
+  const OvnVpcPlan plan = ok(planOvnVpc(sampleTopology(), "prod", sampleNics()));
+  const OvnRow& db = row(plan, "nic/db");
+  EXPECT_EQ(db.columns["name"], ovnNicPortName("db"));
+  const std::string port = instanceMac("db", true) + " 10.0.2.7";
+  EXPECT_EQ(db.columns["addresses"], ovsdb::set({port}));
+  EXPECT_EQ(db.columns["port_security"], ovsdb::set({port}));
+  // The router's port on the subnet: .1, with the MAC the nftables backend gives the subnet's bridge.
+  const OvnRow& routerPort = row(plan, "subnet/private/router-port");
+  EXPECT_EQ(routerPort.columns["networks"], ovsdb::set({"10.0.2.1/24"}));
+  EXPECT_EQ(routerPort.columns["mac"], subnetBridgeMac(subnetBridgeName("prod", "private")));
+}
+
+TEST(OvnVpcPlan, NicsOfOtherVpcsAreIgnored) {
+  Topology t = sampleTopology();
+  ok(t.createVpc({.name = "other", .cidr = "10.1.0.0/16"}, kNow));
+  ok(t.createSubnet({.name = "elsewhere", .vpc = "other", .cidr = "10.1.1.0/24"}, kNow));
+  std::vector<NicAttachment> nics = sampleNics();
+  nics.push_back({.instance = "far", .subnet = "elsewhere", .address = "10.1.1.9"});
+  EXPECT_EQ(ok(planOvnVpc(t, "prod", nics)), ok(planOvnVpc(t, "prod", sampleNics())));
+  const OvnVpcPlan other = ok(planOvnVpc(t, "other", nics));
+  EXPECT_NE(other.find("nic/far"), nullptr);
+  EXPECT_EQ(other.find("nic/web-1"), nullptr);
+}
+
+// The nftables backend's gateway sample (tests/unit/net/nft_test.cc): public (routed to the internet
+// gateway), private (routed to a NAT gateway) and isolated subnets; web-1 and app with public addresses.
+Topology gatewayTopology() {
+  Topology t;
+  ok(t.createVpc({.name = "shop", .cidr = "10.20.0.0/16"}, kNow));
+  ok(t.createRouteTable({.name = "public-rt", .vpc = "shop"}, kNow));
+  ok(t.createRouteTable({.name = "private-rt", .vpc = "shop"}, kNow));
+  ok(t.createSubnet({.name = "public", .vpc = "shop", .cidr = "10.20.1.0/24", .routeTable = "public-rt"},
+                    kNow));
+  ok(t.createSubnet({.name = "private", .vpc = "shop", .cidr = "10.20.2.0/24", .routeTable = "private-rt"},
+                    kNow));
+  ok(t.createSubnet({.name = "isolated", .vpc = "shop", .cidr = "10.20.3.0/24"}, kNow));
+  ok(t.createInternetGateway({.name = "shop-igw", .vpc = "shop"}, kNow));
+  ok(t.createNatGateway({.name = "shop-nat", .subnet = "public"}, kNow));
+  ok(t.addRoute("public-rt",
+                {.destination = "0.0.0.0/0", .targetType = "internet_gateway", .targetName = "shop-igw"}));
+  ok(t.addRoute("private-rt",
+                {.destination = "0.0.0.0/0", .targetType = "nat_gateway", .targetName = "shop-nat"}));
+  return t;
+}
+
+std::vector<NicAttachment> gatewayNics() {
+  return {{.instance = "web-1",
+           .subnet = "public",
+           .address = "10.20.1.10",
+           .publicAddress = "100.64.128.1",
+           .publish = {{.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 80}}},
+          {.instance = "app",
+           .subnet = "private",
+           .address = "10.20.2.20",
+           .publicAddress = "100.64.128.2",
+           .publish = {{.protocol = Protocol::Udp, .outsidePort = 9000, .instancePort = 9000}}},
+          {.instance = "db",
+           .subnet = "isolated",
+           .address = "10.20.3.30",
+           .publish = {{.protocol = Protocol::Tcp, .outsidePort = 5432, .instancePort = 5432}}}};
+}
+
+const OvnGatewaySettings kGateway{
+    .chassis = "h1", .network = "corral-uplink", .transit = *Cidr::parse("100.64.0.8/30")};
+
+TEST(OvnVpcPlan, InternetGatewayMatchesGolden) {
+  expectGolden(renderOvnVpcPlan(ok(planOvnVpc(gatewayTopology(), "shop", gatewayNics(), &kGateway))),
+               "ovn_gateway.txt");
+}
+
+TEST(OvnVpcPlan, InternetGatewayNatsFollowEachSubnetsReachability) {
+  const OvnVpcPlan plan = ok(planOvnVpc(gatewayTopology(), "shop", gatewayNics(), &kGateway));
+  // The gateway port: the transit's .2, on the chosen chassis.
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/router-port").columns["networks"],
+            ovsdb::set({"100.64.0.10/30"}));
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/chassis").columns["chassis_name"], "h1");
+  // Public and NAT-routed subnets leave as the .2; the isolated one not at all.
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/snat/public").columns["logical_ip"], "10.20.1.0/24");
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/snat/private").columns["external_ip"], "100.64.0.10");
+  EXPECT_EQ(plan.find("internet-gateway/shop-igw/snat/isolated"), nullptr);
+  // A public address is 1:1 NAT only in a public subnet (app's, in the private one, is not used).
+  EXPECT_EQ(row(plan, "nic/web-1/public-address").columns["type"], "dnat_and_snat");
+  EXPECT_EQ(plan.find("nic/app/public-address"), nullptr);
+  // Published ports: a VIP on the gateway's .2 per port, one load balancer per protocol, and the allow
+  // rule on the NIC's port; an isolated subnet's NIC publishes nothing.
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/publish/tcp").columns["vips"],
+            ovsdb::map({{"100.64.0.10:8080", "10.20.1.10:80"}}));
+  EXPECT_EQ(row(plan, "internet-gateway/shop-igw/publish/udp").columns["vips"],
+            ovsdb::map({{"100.64.0.10:9000", "10.20.2.20:9000"}}));
+  EXPECT_EQ(row(plan, "nic/web-1/publish/tcp/8080").columns["match"],
+            "outport == \"corral.nic.web-1\" && ip4 && ip4.src != 10.20.0.0/16 && tcp.dst == 80");
+  EXPECT_EQ(plan.find("nic/db/publish/tcp/5432"), nullptr);
+  // Both default routes lead to the outside's .1, each in its own table.
+  EXPECT_EQ(row(plan, "route-table/private-rt/route/0.0.0.0/0").columns["nexthop"], "100.64.0.9");
+  EXPECT_EQ(row(plan, "route-table/public-rt/route/0.0.0.0/0").columns["route_table"], "public-rt");
+  EXPECT_EQ(row(plan, "subnet/public/router-port").columns["options"],
+            ovsdb::map({{"route_table", "public-rt"}}));
+
+  // Without the outside's settings nothing of the gateway is planned, nor any route towards it.
+  const OvnVpcPlan alone = ok(planOvnVpc(gatewayTopology(), "shop", gatewayNics()));
+  for (const OvnRow& r : alone.rows) {
+    EXPECT_FALSE(r.object.starts_with("internet-gateway/")) << r.object;
+    EXPECT_NE(r.table, "Logical_Router_Static_Route") << r.object;
+    EXPECT_NE(r.table, "NAT") << r.object;
+  }
+}
+
+TEST(OvnVpcPlan, BadInputIsAnErrorNamingTheField) {
+  const Topology t = sampleTopology();
+  auto unknownVpc = planOvnVpc(t, "nope", sampleNics());
+  ASSERT_FALSE(unknownVpc);
+  EXPECT_EQ(unknownVpc.error().field(), "vpc");
+  EXPECT_NE(unknownVpc.error().message().find("nope"), std::string::npos);
+
+  std::vector<NicAttachment> nics = sampleNics();
+  nics.push_back({.instance = "lost", .subnet = "nowhere", .address = "10.0.9.9"});
+  auto unknownSubnet = planOvnVpc(t, "prod", nics);
+  ASSERT_FALSE(unknownSubnet);
+  EXPECT_EQ(unknownSubnet.error().field(), "nics[3].subnet");
+  EXPECT_NE(unknownSubnet.error().message().find("nowhere"), std::string::npos);
+
+  nics = sampleNics();
+  nics[1].address = "10.0.2.5";
+  auto outside = planOvnVpc(t, "prod", nics);
+  ASSERT_FALSE(outside);
+  EXPECT_EQ(outside.error().field(), "nics[1].address");
+
+  nics = sampleNics();
+  nics[0].securityGroups = {"web", "ghosts"};
+  auto unknownGroup = planOvnVpc(t, "prod", nics);
+  ASSERT_FALSE(unknownGroup);
+  EXPECT_EQ(unknownGroup.error().field(), "nics[0].securityGroups[1]");
+
+  std::vector<NicAttachment> twicePublished = gatewayNics();
+  twicePublished[1].publish.push_back({.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 81});
+  auto published = planOvnVpc(gatewayTopology(), "shop", twicePublished, &kGateway);
+  ASSERT_FALSE(published);
+  EXPECT_EQ(published.error().field(), "nics[1].publish[1]");
+
+  nics = sampleNics();
+  nics.push_back({.instance = "web-1", .subnet = "private", .address = "10.0.2.8"});
+  auto twice = planOvnVpc(t, "prod", nics);
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().field(), "nics[3].instance");
+}
+
+}  // namespace
+}  // namespace corral::net
