@@ -38,6 +38,7 @@
 #include "daemon/vm_user.h"
 #include "images/oci/image_store.h"
 #include "net/netlink.h"
+#include "net/ovsdb.h"
 #include "vmm/qemu_spawn.h"
 
 namespace corral::daemon {
@@ -83,6 +84,11 @@ struct Options {
   int64_t flowLogBuffer = net::kFlowCaptureBuffer;
   std::optional<uint16_t> httpPort;
   std::optional<PeerEndpoint> peerListen;
+  std::string ovnNorthbound;
+  std::string ovsDatabase;
+  std::string ovsNetns;
+  std::string ovnGatewayChassis;
+  std::string ovnOutsideNetwork;
   std::string peerTokenFile;
   log::Level logLevel = log::Level::Info;
 };
@@ -222,6 +228,17 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "host); each must carry the token of --peer-token-file (docs/cluster.md)")
       ("peer-token-file", po::value(&options.peerTokenFile)->value_name("PATH"),
        "the cluster's token, read at each peer request (mode 0600; missing: every peer request is refused)")
+      ("ovn-northbound", po::value(&options.ovnNorthbound)->value_name("REMOTE"),
+       "put the VPCs on OVN: their objects become rows of this northbound database (unix:PATH or tcp:IP:PORT) "
+       "and container NICs ports of br-int (docs/cluster.md; needs --ovs-database)")
+      ("ovs-database", po::value(&options.ovsDatabase)->value_name("REMOTE"),
+       "this host's Open_vSwitch database, whose br-int ovn-controller binds (with --ovn-northbound)")
+      ("ovs-netns", po::value(&options.ovsNetns)->value_name("NAME"),
+       "the network namespace ovs-vswitchd runs in (default: corrald's own)")
+      ("ovn-gateway-chassis", po::value(&options.ovnGatewayChassis)->value_name("SYSTEM_ID"),
+       "on OVN, the chassis that carries the internet gateways (its ovn-controller's system-id)")
+      ("ovn-outside-network", po::value(&options.ovnOutsideNetwork)->value_name("NAME"),
+       "on OVN, the physical network that chassis maps to the outside (ovn-bridge-mappings)")
       ("log-level", po::value(&logLevel)->default_value("info"), "debug, info, warn or error");
   // clang-format on
   po::variables_map values;
@@ -270,6 +287,27 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       return fail(
           invalidField("peer-token-file", "--peer-listen needs the file holding the cluster's token"));
     options.peerListen = *peer;
+  }
+  if (!options.ovnNorthbound.empty() || !options.ovsDatabase.empty()) {
+    if (options.ovnNorthbound.empty())
+      return fail(invalidField("ovn-northbound", "--ovs-database needs the northbound database too"));
+    if (options.ovsDatabase.empty())
+      return fail(
+          invalidField("ovs-database", "--ovn-northbound needs this host's Open_vSwitch database too"));
+    if (auto remote = net::ovsdb::parseRemote(options.ovnNorthbound); !remote)
+      return fail(invalidField("ovn-northbound", "{}", remote.error().message()));
+    if (auto remote = net::ovsdb::parseRemote(options.ovsDatabase); !remote)
+      return fail(invalidField("ovs-database", "{}", remote.error().message()));
+  } else if (!options.ovsNetns.empty() || !options.ovnGatewayChassis.empty() ||
+             !options.ovnOutsideNetwork.empty()) {
+    return fail(invalidField("ovn-northbound",
+                             "--ovs-netns and --ovn-gateway-* belong to the OVN backend: give "
+                             "--ovn-northbound and --ovs-database"));
+  }
+  if (options.ovnGatewayChassis.empty() != options.ovnOutsideNetwork.empty()) {
+    return fail(
+        invalidField(options.ovnGatewayChassis.empty() ? "ovn-gateway-chassis" : "ovn-outside-network",
+                     "--ovn-gateway-chassis and --ovn-outside-network go together"));
   }
   if (options.stateDir.empty()) return fail(invalidField("state-dir", "must not be empty"));
   if (options.logFile.empty()) options.logFile = options.stateDir + "/corrald.log";
@@ -593,7 +631,20 @@ int run(const Options& options, StartupReport& report) {
                                 .upstreamResolver = uplinkResolver(options),
                                 .loadBalancerDir = options.loadBalancerDir,
                                 .haproxy = options.haproxy,
-                                .flowLogBuffer = static_cast<int>(options.flowLogBuffer)};
+                                .flowLogBuffer = static_cast<int>(options.flowLogBuffer),
+                                .ovn = std::nullopt,
+                                .ovnGatewayChassis = options.ovnGatewayChassis,
+                                .ovnOutsideNetwork = options.ovnOutsideNetwork};
+  if (!options.ovnNorthbound.empty()) {
+    if (!options.ovsNetns.empty() && !net::netnsExists(options.ovsNetns)) {
+      report.failed(fmt::format("--ovs-netns: namespace \"{}\" does not exist", options.ovsNetns));
+      return 1;
+    }
+    networkOptions.ovn = OvnFabricOptions{.northbound = options.ovnNorthbound,
+                                          .ovsDatabase = options.ovsDatabase,
+                                          .ovsNetns = options.ovsNetns,
+                                          .prefix = options.netnsPrefix};
+  }
   if (!networkOptions.uplink.netns.empty() && !net::netnsExists(networkOptions.uplink.netns)) {
     report.failed(fmt::format("--uplink-netns: namespace \"{}\" does not exist (ip netns add {})",
                               networkOptions.uplink.netns, networkOptions.uplink.netns));

@@ -73,7 +73,9 @@ std::string routeTargetText(const net::RouteTarget& target) {
 }  // namespace
 
 NetworkController::NetworkController(NetworkOptions options, net::Topology topology)
-    : options_(std::move(options)), topology_(std::move(topology)) {}
+    : options_(std::move(options)), topology_(std::move(topology)) {
+  if (options_.kernel && options_.ovn) ovn_ = std::make_unique<OvnFabric>(*options_.ovn);
+}
 
 NetworkController::~NetworkController() {
   FlowLogs* flowLogs = nullptr;
@@ -114,7 +116,146 @@ Status NetworkController::checkLocked(const net::Topology& next) const {
     return fail(conflict("security group \"{}\" is still used by instances: {}; remove them first", group,
                          joined(std::vector<std::string>(users.begin(), users.end()))));
   }
+  if (ovn_) return checkOvnLocked(next);
   return {};
+}
+
+// ---- The OVN backend ----
+
+Status NetworkController::checkOvnLocked(const net::Topology& next) const {
+  for (const net::Vpc* vpc : next.vpcs()) {
+    if (!next.peerings(vpc->name).empty()) {
+      return fail(conflict("vpc \"{}\": peerings are not on the OVN backend yet (corrald --ovn-northbound)",
+                           vpc->name));
+    }
+    if (!next.internetGateways(vpc->name).empty() &&
+        (options_.ovnGatewayChassis.empty() || options_.ovnOutsideNetwork.empty())) {
+      return fail(
+          conflict("vpc \"{}\": an internet gateway on OVN needs the chassis that carries it and the "
+                   "network it maps to the outside (corrald --ovn-gateway-chassis, "
+                   "--ovn-outside-network)",
+                   vpc->name));
+    }
+  }
+  return {};
+}
+
+Result<net::OvnVpcPlan> NetworkController::ovnPlanLocked(const net::Topology& topology,
+                                                         const std::string& vpc) const {
+  std::vector<net::NicAttachment> nics;
+  for (const auto& [name, nic] : nics_) {
+    const net::Subnet* subnet = topology.findSubnet(nic.subnet);
+    if (subnet && subnet->vpc == vpc) nics.push_back(nic);
+  }
+  std::optional<net::OvnGatewaySettings> gateway;
+  if (!topology.internetGateways(vpc).empty()) {
+    auto transit = transitLocked(topology, vpc);
+    if (!transit) return fail(transit.error());
+    gateway = net::OvnGatewaySettings{
+        .chassis = options_.ovnGatewayChassis, .network = options_.ovnOutsideNetwork, .transit = *transit};
+  }
+  return net::planOvnVpc(topology, vpc, nics, gateway ? &*gateway : nullptr);
+}
+
+Status NetworkController::convergeOvnLocked(const net::Topology& topology, const std::string& vpc,
+                                            std::vector<std::string>* changes) {
+  auto plan = ovnPlanLocked(topology, vpc);
+  if (!plan) return fail(plan.error());
+  ovnApplied_.erase(vpc);  // until this succeeds the rows are in no known state
+  auto changed = ovn_->converge(*plan);
+  if (!changed) return fail(changed.error());
+  for (const std::string& line : *changed) {
+    log::info("vpc \"{}\" (OVN): {}", vpc, line);
+    if (changes) changes->push_back(fmt::format("vpc {}: {}", vpc, line));
+  }
+  ovnApplied_.insert_or_assign(vpc, std::move(*plan));
+  return {};
+}
+
+Status NetworkController::applyTopologyOvnLocked(const net::Topology& next) {
+  Status result;
+  std::vector<std::string> touched;
+  for (const net::Vpc* vpc : next.vpcs()) {
+    auto plan = ovnPlanLocked(next, vpc->name);
+    if (!plan) {
+      result = fail(plan.error().wrap(fmt::format("vpc \"{}\"", vpc->name)));
+      break;
+    }
+    auto applied = ovnApplied_.find(vpc->name);
+    if (applied != ovnApplied_.end() && applied->second == *plan) continue;
+    touched.push_back(vpc->name);
+    if (auto ok = convergeOvnLocked(next, vpc->name); !ok) {
+      result = fail(ok.error().wrap(fmt::format("vpc \"{}\"", vpc->name)));
+      break;
+    }
+  }
+  if (result) {
+    for (const net::Vpc* vpc : topology_.vpcs()) {
+      if (next.findVpc(vpc->name)) continue;
+      ovnApplied_.erase(vpc->name);
+      if (auto ok = ovn_->destroy(vpc->name); !ok) {
+        result = fail(ok.error().wrap(fmt::format("delete vpc \"{}\"", vpc->name)));
+        break;
+      }
+      transits_.erase(vpc->name);
+    }
+  }
+  if (result) {
+    topology_ = next;
+    for (auto it = transits_.begin(); it != transits_.end();) {
+      it = topology_.internetGateways(it->first).empty() ? transits_.erase(it) : std::next(it);
+    }
+    return {};
+  }
+  // Back to what the model still says.
+  for (const std::string& vpc : touched) {
+    Status undone = topology_.findVpc(vpc) ? convergeOvnLocked(topology_, vpc) : Status{};
+    if (!topology_.findVpc(vpc)) {
+      if (auto destroyed = ovn_->destroy(vpc); !destroyed) undone = fail(destroyed.error());
+    }
+    if (!undone) log::warn("rolling back vpc \"{}\" (OVN): {}", vpc, undone.error().message());
+  }
+  return result;
+}
+
+std::vector<std::string> NetworkController::reconcileOvnLocked() {
+  std::vector<std::string> changes;
+  std::vector<const net::Vpc*> vpcs = topology_.vpcs();
+  std::stable_sort(vpcs.begin(), vpcs.end(),
+                   [](const net::Vpc* a, const net::Vpc* b) { return a->createdAt < b->createdAt; });
+  for (const net::Vpc* vpc : vpcs) {
+    if (auto ok = convergeOvnLocked(topology_, vpc->name, &changes); !ok) {
+      log::error("reconcile vpc \"{}\" (OVN): {}", vpc->name, ok.error().message());
+      changes.push_back(fmt::format("vpc {}: FAILED: {}", vpc->name, ok.error().message()));
+    }
+  }
+  if (auto inDatabase = ovn_->vpcs(); inDatabase) {
+    for (const std::string& vpc : *inDatabase) {
+      if (topology_.findVpc(vpc)) continue;
+      if (auto ok = ovn_->destroy(vpc); !ok) {
+        log::error("reconcile: removing the OVN rows of vpc \"{}\": {}", vpc, ok.error().message());
+        continue;
+      }
+      changes.push_back(fmt::format("removed the OVN rows of vpc {} (not in the state)", vpc));
+    }
+  } else {
+    log::error("reconcile (OVN): {}", inDatabase.error().message());
+  }
+  // A port on br-int whose instance has no NIC any more (corrald was killed before it took the port away).
+  if (auto ports = ovn_->ports(); ports) {
+    for (const OvnFabricPort& port : *ports) {
+      if (nics_.contains(port.instance)) continue;
+      if (auto ok = ovn_->removePort(port.name); !ok) {
+        log::error("reconcile: removing br-int port {}: {}", port.name, ok.error().message());
+        continue;
+      }
+      changes.push_back(
+          fmt::format("removed br-int port {} (instance {} has no NIC)", port.name, port.instance));
+    }
+  } else {
+    log::error("reconcile (OVN): {}", ports.error().message());
+  }
+  return changes;
 }
 
 Status NetworkController::applyTopology(const net::Topology& next) {
@@ -124,6 +265,7 @@ Status NetworkController::applyTopology(const net::Topology& next) {
     topology_ = next;
     return {};
   }
+  if (ovn_) return applyTopologyOvnLocked(next);
   Status result;
   for (const net::Vpc* vpc : next.vpcs()) {
     // A VPC the change does not touch keeps its kernel objects as they are (reconcile() at start repairs
@@ -339,6 +481,7 @@ std::optional<Status> NetworkController::updateRulesLocked(const net::Topology& 
 
 Status NetworkController::changeNicsLocked(const std::string& vpc,
                                            const std::vector<net::NicAttachment>& nics, bool joining) {
+  if (ovn_) return convergeOvnLocked(topology_, vpc);
   auto applied = applied_.find(vpc);
   const bool routed = std::any_of(
       nics.begin(), nics.end(), [](const net::NicAttachment& nic) { return nic.publicAddress.has_value(); });
@@ -397,6 +540,7 @@ std::vector<net::NicAttachment> NetworkController::peerNicsLocked(const std::str
 }
 
 void NetworkController::updatePeersLocked(const std::string& vpc) {
+  if (ovn_) return;  // no peerings on OVN (checkOvnLocked)
   for (const net::Peering* peering : topology_.peerings(vpc)) {
     const std::string peer = peering->otherSide(vpc);
     auto applied = applied_.find(peer);
@@ -426,6 +570,12 @@ Result<RouterPath> NetworkController::routerPathTo(const std::string& instance) 
   if (!options_.kernel)
     return fail(
         unavailable("this daemon does not manage the network in the kernel: no path to \"{}\"", instance));
+  if (ovn_) {
+    return fail(
+        conflict("no path from corrald to instance \"{}\": the OVN backend has no router namespace "
+                 "(waiting for a port, health checks and trace are not on OVN yet)",
+                 instance));
+  }
   auto it = nics_.find(instance);
   const net::Subnet* subnet = nicSubnetLocked(instance);
   if (it == nics_.end() || subnet == nullptr) {
@@ -450,6 +600,14 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   }
   std::lock_guard lock(mutex_);
   if (nics_.contains(spec.name)) return fail(conflict("instance \"{}\" already has a NIC", spec.name));
+  if (ovn_ && loadBalancerOfNic(spec.name))
+    return fail(conflict("subnet \"{}\": load balancers are not on the OVN backend yet", spec.subnet));
+  if (ovn_ && spec.kind == schema::InstanceKind::vm) {
+    return fail(
+        Error(ErrorKind::Conflict,
+              fmt::format("subnet \"{}\": VMs are not on the OVN backend yet (containers are)", spec.subnet),
+              "subnet"));
+  }
   const net::Subnet* subnet = topology_.findSubnet(spec.subnet);
   if (!subnet) {
     return fail(Error(ErrorKind::NotFound,
@@ -670,6 +828,11 @@ Status NetworkController::attachContainer(const std::string& instance, pid_t pid
   std::lock_guard lock(mutex_);
   auto planned = planNicLocked(instance);
   if (!planned || !options_.kernel) return {};  // no NIC: loopback only
+  if (ovn_) {
+    if (auto ok = ovn_->attachContainer(planned->nic, pid); !ok)
+      return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", planned->nic.nic.subnet)));
+    return {};
+  }
   if (auto ok = net::attachContainerNic(planned->netns, planned->nic, pid); !ok)
     return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", planned->nic.nic.subnet)));
   return {};
@@ -679,6 +842,10 @@ Status NetworkController::attachVm(const std::string& instance) {
   std::lock_guard lock(mutex_);
   auto planned = planNicLocked(instance);
   if (!planned || !options_.kernel) return {};
+  if (ovn_) {
+    return fail(conflict("plug into subnet \"{}\": VMs are not on the OVN backend yet (containers are)",
+                         planned->nic.nic.subnet));
+  }
   if (auto ok = net::attachVmTap(planned->netns, planned->nic); !ok)
     return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", planned->nic.nic.subnet)));
   return {};
@@ -688,6 +855,11 @@ void NetworkController::detach(const std::string& instance) {
   std::lock_guard lock(mutex_);
   auto planned = planNicLocked(instance);
   if (!planned || !options_.kernel) return;
+  if (ovn_) {
+    if (auto ok = ovn_->detach(planned->nic); !ok)
+      log::warn("instance \"{}\": unplugging from br-int: {}", instance, ok.error().message());
+    return;
+  }
   if (auto ok = net::detachNic(planned->netns, planned->nic); !ok)
     log::warn("instance \"{}\": unplugging: {}", instance, ok.error().message());
 }
@@ -695,7 +867,7 @@ void NetworkController::detach(const std::string& instance) {
 bool NetworkController::portPresent(const std::string& instance) const {
   std::lock_guard lock(mutex_);
   auto planned = planNicLocked(instance);
-  if (!planned || !options_.kernel) return true;
+  if (!planned || !options_.kernel || ovn_) return true;
   auto netlink = net::Netlink::open(planned->netns);
   if (!netlink) return false;
   auto link = netlink->link(planned->nic.link);
@@ -705,7 +877,7 @@ bool NetworkController::portPresent(const std::string& instance) const {
 json NetworkController::spoofDropsJson(const std::string& instance) const {
   std::lock_guard lock(mutex_);
   auto planned = planNicLocked(instance);
-  if (!planned || !options_.kernel) return nullptr;
+  if (!planned || !options_.kernel || ovn_) return nullptr;
   auto drops = net::spoofDropsOf(planned->netns, planned->nic.link);
   if (!drops) return nullptr;
   return {{"mac", drops->mac}, {"ip", drops->ip}, {"arp", drops->arp}, {"other", drops->other}};
@@ -820,6 +992,7 @@ NetworkController::ResolverInputs NetworkController::resolverInputs(const net::T
 
 void NetworkController::syncNicsLocked(const std::string& vpc, const std::vector<net::NicAttachment>& nics,
                                        bool joining) {
+  if (ovn_) return;  // no VPC resolver, flow logs or metadata service on OVN yet
   if (resolverStale_.contains(vpc) || !topology_.findVpc(vpc)) return syncResolverLocked(vpc);
   std::vector<const net::Subnet*> subnets;  // each NIC's, in order
   for (const net::NicAttachment& nic : nics) {
@@ -862,6 +1035,7 @@ void NetworkController::syncNicsLocked(const std::string& vpc, const std::vector
 }
 
 void NetworkController::syncResolverLocked(const std::string& vpc, bool flowDirectoryDone) {
+  if (ovn_) return;
   // Owed again below if any part fails: the next topology change retries it.
   resolverStale_.erase(vpc);
   if (metadata_ && topology_.findVpc(vpc)) {
@@ -1024,6 +1198,7 @@ std::vector<std::string> NetworkController::reconcile() {
   std::lock_guard lock(mutex_);
   std::vector<std::string> changes;
   if (!options_.kernel) return changes;
+  if (ovn_) return reconcileOvnLocked();
   if (!metadata_ && metadataLookup_) {
     auto opened = InstanceMetadataServer::open(metadataLookup_);
     if (opened) {

@@ -26,11 +26,13 @@
 #include "daemon/flow_logs.h"
 #include "daemon/instance_metadata.h"
 #include "daemon/lifecycle.h"
+#include "daemon/ovn_fabric.h"
 #include "daemon/vpc_resolvers.h"
 #include "net/datapath.h"
 #include "net/ipam.h"
 #include "net/reach.h"
 #include "net/vpc.h"
+#include "net/vpc_ovn.h"
 
 namespace corral::daemon {
 
@@ -52,6 +54,15 @@ struct NetworkOptions {
   std::string haproxy = "haproxy";
   // The flow logs' capture sockets' receive buffer in bytes (daemon/flow_logs.h), with the kernel only.
   int flowLogBuffer = net::kFlowCaptureBuffer;
+  // The OVN backend (daemon/ovn_fabric.h), with the kernel only: VPCs become rows of OVN's northbound
+  // database and NICs ports of this host's br-int, instead of namespaces, bridges and nftables. What it
+  // does not carry yet is refused with a clear error: VMs, load balancers, peerings, VPC resolvers, flow
+  // logs, trace and reach.
+  std::optional<OvnFabricOptions> ovn;
+  // The internet gateways on OVN: the chassis (an ovn-controller's system-id) that carries them and the
+  // physical network it maps to the outside (ovn-bridge-mappings). Empty: internet gateways are refused.
+  std::string ovnGatewayChassis;
+  std::string ovnOutsideNetwork;
 };
 
 // A load balancer's NIC in a subnet is kept like an instance's, under "BALANCER.SUBNET.lb" ('.' is never in
@@ -190,6 +201,14 @@ class NetworkController {
 
  private:
   Status checkLocked(const net::Topology& next) const;
+  // The OVN backend's side of the same (ovn_ set): what it does not carry refused, the plan of one VPC,
+  // converging it, and a topology change.
+  Status checkOvnLocked(const net::Topology& next) const;
+  Result<net::OvnVpcPlan> ovnPlanLocked(const net::Topology& topology, const std::string& vpc) const;
+  Status convergeOvnLocked(const net::Topology& topology, const std::string& vpc,
+                           std::vector<std::string>* changes = nullptr);
+  Status applyTopologyOvnLocked(const net::Topology& next);
+  std::vector<std::string> reconcileOvnLocked();
   Result<net::VpcPlan> planLocked(const net::Topology& topology, const std::string& vpc) const;
   // Whether `vpc` plans the same in `next` as now (so the change leaves its kernel objects alone).
   bool planUnchangedLocked(const net::Topology& next, const std::string& vpc) const;
@@ -294,6 +313,9 @@ class NetworkController {
   FlowLogs* flowLogs_ = nullptr;
   MetadataLookup metadataLookup_;
   std::unique_ptr<InstanceMetadataServer> metadata_;  // opened by reconcile() when a lookup is set
+  // The OVN backend (options_.ovn with the kernel), and by VPC the plan its rows were last converged to.
+  std::unique_ptr<OvnFabric> ovn_;
+  std::map<std::string, net::OvnVpcPlan, std::less<>> ovnApplied_;
 };
 
 }  // namespace corral::daemon

@@ -1,0 +1,146 @@
+// corrald's VPCs on OVN (daemon/ovn_fabric.h): the northbound and Open_vSwitch connections and the calls
+// through them.
+#include "daemon/ovn_fabric.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <set>
+#include <utility>
+
+#include "core/unique_fd.h"
+#include "net/ovs_port.h"
+
+namespace corral::daemon {
+namespace {
+
+using net::ovsdb::Json;
+
+constexpr std::string_view kInstanceKey = "corral-instance";
+constexpr std::string_view kPrefixKey = "corral-prefix";
+
+// A call through `client` that failed drops the connection (the next call makes a new one): after a broken
+// stream or a timeout nothing says what the server will send next.
+template <class T>
+Result<T> dropOnFailure(std::optional<net::ovsdb::OvsdbClient>& client, Result<T> result) {
+  if (!result &&
+      (result.error().kind() == ErrorKind::Unavailable || result.error().kind() == ErrorKind::Internal))
+    client.reset();
+  return result;
+}
+
+}  // namespace
+
+Result<net::ovsdb::OvsdbClient*> OvnFabric::connectLocked(std::optional<net::ovsdb::OvsdbClient>& client,
+                                                          const std::string& remote, std::string_view which) {
+  if (client) return &*client;
+  auto connected = net::ovsdb::OvsdbClient::connect(remote);
+  if (!connected) {
+    return fail(unavailable("{} at {}: {} (is it running? corrald --{})", which, remote,
+                            connected.error().message(),
+                            which == "OVN northbound database" ? "ovn-northbound" : "ovs-database"));
+  }
+  client.emplace(std::move(*connected));
+  return &*client;
+}
+
+Result<net::ChangeLog> OvnFabric::converge(const net::OvnVpcPlan& plan) {
+  std::lock_guard lock(mutex_);
+  auto nb = connectLocked(northbound_, options_.northbound, "OVN northbound database");
+  if (!nb) return fail(nb.error());
+  return dropOnFailure(northbound_, net::convergeOvnVpc(**nb, plan));
+}
+
+Result<net::ChangeLog> OvnFabric::destroy(const std::string& vpc) {
+  std::lock_guard lock(mutex_);
+  auto nb = connectLocked(northbound_, options_.northbound, "OVN northbound database");
+  if (!nb) return fail(nb.error());
+  return dropOnFailure(northbound_, net::destroyOvnVpc(**nb, vpc));
+}
+
+Result<std::vector<std::string>> OvnFabric::vpcs() {
+  std::lock_guard lock(mutex_);
+  auto nb = connectLocked(northbound_, options_.northbound, "OVN northbound database");
+  if (!nb) return fail(nb.error());
+  auto rows = dropOnFailure(
+      northbound_,
+      (*nb)->transact(net::kOvnNorthbound, {net::ovsdb::selectOp("Logical_Router", {}, {"external_ids"})}));
+  if (!rows) return fail(rows.error());
+  std::set<std::string> names;
+  for (const Json& row : rows->at(0).value("rows", Json::array())) {
+    auto ids = net::ovsdb::decodeMap(row["external_ids"]);
+    if (!ids) continue;
+    for (const auto& [key, value] : *ids) {
+      if (key == net::kOvnVpcKey && value.is_string()) names.insert(value.get<std::string>());
+    }
+  }
+  return std::vector<std::string>(names.begin(), names.end());
+}
+
+Status OvnFabric::attachContainer(const net::NicPlan& nic, pid_t pid) {
+  std::lock_guard lock(mutex_);
+  const std::string context = fmt::format("plug instance {} into br-int", nic.nic.instance);
+  auto ovs = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
+  if (!ovs) return fail(ovs.error().wrap(context));
+  // A port of an earlier run of the instance (corrald killed before it took it away) goes first.
+  if (auto gone = dropOnFailure(ovs_, net::removeOvsPort(**ovs, net::kIntegrationBridge, nic.link)); !gone)
+    return fail(gone.error().wrap(context));
+  auto again = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
+  if (!again) return fail(again.error().wrap(context));
+  const net::OvsPort port{.bridge = std::string(net::kIntegrationBridge),
+                          .name = nic.link,
+                          .ifaceId = net::ovnNicPortName(nic.nic.instance),
+                          .externalIds = {{std::string(kInstanceKey), nic.nic.instance},
+                                          {std::string(kPrefixKey), options_.prefix}}};
+  if (auto added = dropOnFailure(ovs_, net::addOvsPort(**again, port)); !added)
+    return fail(added.error().wrap(context));
+  const std::string nsPath = fmt::format("/proc/{}/ns/net", pid);
+  UniqueFd instanceNs(::open(nsPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!instanceNs) return fail(systemError(errno, fmt::format("open(\"{}\")", nsPath)).wrap(context));
+  auto plugged = net::plugOvsPort(nic.link, {.hostNetns = options_.ovsNetns,
+                                             .targetNetnsFd = instanceNs.get(),
+                                             .label = fmt::format("instance {}", nic.nic.instance),
+                                             .ifname = "eth0",
+                                             .mac = nic.mac,
+                                             .mtu = 1400,
+                                             .addressWithPrefix = nic.addressWithPrefix,
+                                             .gateway = nic.gateway});
+  if (!plugged) {
+    (void)dropOnFailure(ovs_, net::removeOvsPort(**again, net::kIntegrationBridge, nic.link));
+    return fail(plugged.error().wrap(context));
+  }
+  return {};
+}
+
+Status OvnFabric::detach(const net::NicPlan& nic) {
+  return removePort(nic.link);
+}
+
+Status OvnFabric::removePort(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto ovs = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
+  if (!ovs) return fail(ovs.error());
+  return dropOnFailure(ovs_, net::removeOvsPort(**ovs, net::kIntegrationBridge, name));
+}
+
+Result<std::vector<OvnFabricPort>> OvnFabric::ports() {
+  std::lock_guard lock(mutex_);
+  auto ovs = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
+  if (!ovs) return fail(ovs.error());
+  auto listed = dropOnFailure(ovs_, net::listOvsPorts(**ovs, net::kIntegrationBridge));
+  if (!listed) return fail(listed.error());
+  std::vector<OvnFabricPort> ours;
+  for (const net::OvsPortState& port : *listed) {
+    auto prefix = port.externalIds.find(std::string(kPrefixKey));
+    auto instance = port.externalIds.find(std::string(kInstanceKey));
+    if (prefix == port.externalIds.end() || prefix->second != options_.prefix ||
+        instance == port.externalIds.end())
+      continue;
+    ours.push_back({.name = port.name, .instance = instance->second});
+  }
+  return ours;
+}
+
+}  // namespace corral::daemon

@@ -1,0 +1,74 @@
+// corrald's VPCs on OVN (issue 20, docs/cluster.md): with `corrald --ovn-northbound REMOTE --ovs-database
+// REMOTE`, a VPC's objects are rows of OVN's northbound database (net/vpc_ovn.h) instead of a namespace
+// with bridges and nftables, and an instance's NIC is a port of this host's br-int (net/ovs_port.h) that
+// this host's ovn-controller binds. The NetworkController (daemon/network.h) plans and decides; this class
+// holds the two database connections and does the I/O.
+//
+// A connection that fails is dropped and made again at the next call: ovsdb-server restarting costs the
+// calls made while it is away, nothing more.
+#pragma once
+
+#include <sys/types.h>
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "net/datapath.h"
+#include "net/ovsdb.h"
+#include "net/vpc_datapath.h"
+#include "net/vpc_ovn.h"
+
+namespace corral::daemon {
+
+struct OvnFabricOptions {
+  std::string northbound;   // OVN's northbound database: "unix:/run/ovn/ovnnb_db.sock", "tcp:10.0.0.1:6641"
+  std::string ovsDatabase;  // this host's Open_vSwitch database: "unix:/run/openvswitch/db.sock"
+  // The namespace ovs-vswitchd runs in, where it makes br-int's internal ports (empty: corrald's own).
+  std::string ovsNetns;
+  // Marks this corrald's ports on br-int (external_ids:corral-prefix), so reconcile takes away only its own
+  // (corrald's --netns-prefix).
+  std::string prefix;
+};
+
+// Each br-int port of this corrald: its name and the instance it is for.
+struct OvnFabricPort {
+  std::string name;
+  std::string instance;
+};
+
+class OvnFabric {
+ public:
+  explicit OvnFabric(OvnFabricOptions options) : options_(std::move(options)) {}
+
+  const OvnFabricOptions& options() const { return options_; }
+
+  // convergeOvnVpc / destroyOvnVpc through the northbound connection.
+  Result<net::ChangeLog> converge(const net::OvnVpcPlan& plan);
+  Result<net::ChangeLog> destroy(const std::string& vpc);
+  // The VPCs that have rows in the northbound database (their routers' external_ids:corral-vpc).
+  Result<std::vector<std::string>> vpcs();
+
+  // The NIC's port on br-int, bound to its logical port (net::ovnNicPortName), plugged into the namespace of
+  // `pid` as eth0. A stale port of that name (an earlier run of the instance) is replaced.
+  Status attachContainer(const net::NicPlan& nic, pid_t pid);
+  // Its port off br-int (the logical port goes with the next convergence of its VPC). Missing: no error.
+  Status detach(const net::NicPlan& nic);
+  // This corrald's ports on br-int.
+  Result<std::vector<OvnFabricPort>> ports();
+  Status removePort(const std::string& name);
+
+ private:
+  // The connection, made when there is none; `which` names it in errors.
+  Result<net::ovsdb::OvsdbClient*> connectLocked(std::optional<net::ovsdb::OvsdbClient>& client,
+                                                 const std::string& remote, std::string_view which);
+
+  OvnFabricOptions options_;
+  std::mutex mutex_;
+  std::optional<net::ovsdb::OvsdbClient> northbound_;
+  std::optional<net::ovsdb::OvsdbClient> ovs_;
+};
+
+}  // namespace corral::daemon
