@@ -242,6 +242,7 @@ TEST_F(OvnVpcTest, ConvergesOnceRepairsDriftLeavesForeignRowsAndDestroys) {
   EXPECT_EQ(sorted, (std::vector<std::string>{
                         "deleted ACL (security-group/conv-web/rule/2)",
                         "deleted Logical_Switch_Port corral.nic.conv-3 (nic/conv-3)",
+                        "updated DNS (vpc/conv/dns): records",
                         "updated Logical_Switch corral.subnet.conv-b (subnet/conv-b): ports",
                         "updated Port_Group corral_sg_conv_default (security-group/conv-default): ports",
                         "updated Port_Group corral_sg_conv_web (security-group/conv-web): acls",
