@@ -7,6 +7,8 @@
 #include <set>
 #include <utility>
 
+#include "net/resolver.h"
+
 namespace corral::net {
 
 using ovsdb::Json;
@@ -225,6 +227,7 @@ const std::vector<std::string>& ovnTableOrder() {
                                                  "NAT",
                                                  "Gateway_Chassis",
                                                  "Load_Balancer",
+                                                 "DNS",
                                                  "Logical_Switch_Port",
                                                  "Logical_Router_Port",
                                                  "Logical_Switch",
@@ -268,6 +271,10 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
     planSecurityGroup(builder, portGroup, *group, topology, vpc);
   }
 
+  // The VPC's names (the resolver's: every NIC as NAME and NAME.VPC.internal), one DNS row that every
+  // subnet's switch holds; records are added with the NICs below.
+  const std::string dnsObject = fmt::format("vpc/{}/dns", vpc);
+  std::vector<std::pair<std::string, std::string>> records;
   std::map<std::string, OvnRow*, std::less<>> switches;
   for (const Subnet* subnet : topology.subnets(vpc)) {
     const std::string subnetObject = fmt::format("subnet/{}", subnet->name);
@@ -300,8 +307,13 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
                .columns = {{"name", ovnSwitchRouterPortName(subnet->name)},
                            {"type", "router"},
                            {"addresses", stringSet({"router"})},
-                           {"options", stringMap({{"router-port", ovnRouterPortName(subnet->name)}})}},
+                           // The subnet's .2, the VPC resolver's address: answered for ARP with the
+                           // router's MAC, so instances send their queries; OVN's DNS answers them on the
+                           // switch before they go anywhere.
+                           {"options", stringMap({{"arp_proxy", resolverAddress(subnet->cidr).str()},
+                                                  {"router-port", ovnRouterPortName(subnet->name)}})}},
                .references = {}});
+    logicalSwitch.references["dns_records"] = {dnsObject};
 
     if (const NetworkAcl* acl = topology.findNetworkAcl(subnet->networkAcl)) {
       planNetworkAcl(builder, logicalSwitch, router, *subnet, *acl);
@@ -480,6 +492,8 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
                    "allow-related"));
       }
     }
+    records.emplace_back(nic.instance, nic.address);
+    records.emplace_back(fmt::format("{}.{}", nic.instance, vpcDomain(vpc)), nic.address);
     std::vector<std::string> groups = nic.securityGroups;
     if (groups.empty() && defaultGroup != nullptr) groups.push_back(defaultGroup->name);
     for (size_t j = 0; j < groups.size(); ++j) {
@@ -492,6 +506,11 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
       if (std::find(members.begin(), members.end(), object) == members.end()) members.push_back(object);
     }
   }
+  std::sort(records.begin(), records.end());
+  builder.add(OvnRow{.table = "DNS",
+                     .object = dnsObject,
+                     .columns = {{"records", stringMap(std::move(records))}},
+                     .references = {}});
   for (const auto& [protocol, vips] : published) {
     std::string object = fmt::format("internet-gateway/{}/publish/{}", internetGateway->name, protocol);
     router.references["load_balancer"].push_back(object);

@@ -94,6 +94,10 @@ const std::vector<std::string>& ovnTableOrder();
 //   port of type router to it; options:route_table = the subnet's route table;
 // - each NIC of the VPC's subnets: a Logical_Switch_Port ovnNicPortName(instance), addresses and
 //   port_security "MAC IP" (MAC: instanceMac, as the nftables backend);
+// - the VPC resolver's names (net/resolver.h: each NIC as NAME and NAME.VPC.internal) as one DNS row held
+//   by every subnet's switch, OVN answering the queries on the switch; the switch's router port answers
+//   ARP for the subnet's .2 (options:arp_proxy), so instances send their queries there. Names OVN does not
+//   know get no answer (the nftables backend's resolver forwards them or refuses them);
 // - security groups and network ACLs as described at the top of this file;
 // - route tables: each blackhole route a Logical_Router_Static_Route with nexthop "discard" in the table's
 //   route_table; a route to the internet gateway or to a NAT gateway one with nexthop the transit's .1

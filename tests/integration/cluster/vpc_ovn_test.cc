@@ -242,6 +242,7 @@ TEST_F(OvnVpcTest, ConvergesOnceRepairsDriftLeavesForeignRowsAndDestroys) {
   EXPECT_EQ(sorted, (std::vector<std::string>{
                         "deleted ACL (security-group/conv-web/rule/2)",
                         "deleted Logical_Switch_Port corral.nic.conv-3 (nic/conv-3)",
+                        "updated DNS (vpc/conv/dns): records",
                         "updated Logical_Switch corral.subnet.conv-b (subnet/conv-b): ports",
                         "updated Port_Group corral_sg_conv_default (security-group/conv-default): ports",
                         "updated Port_Group corral_sg_conv_web (security-group/conv-web): acls",
@@ -372,6 +373,25 @@ TEST_F(OvnVpcTest, VpcConnectivityAcrossHostsFollowsSecurityGroupsAndNetworkAcls
   EXPECT_TRUE(ping("a2", a1.address));
   EXPECT_TRUE(exchange("a1", a2, 8000));
   EXPECT_TRUE(ping("a1", "10.0.1.1")) << "the router answers on the subnet's .1";
+
+  // The VPC's names, answered by OVN on each subnet's switch at the subnet's .2: NAME.VPC.internal and
+  // NAME, whichever subnet asks; the other VPC's resolver does not know them.
+  auto lookup = [&](const std::string& from, const std::string& name, const std::string& server) {
+    return testing::runTool(
+               {"ip", "netns", "exec", netns(from), "busybox", "nslookup", "-type=a", name, server}, {}, 10s)
+        .output;
+  };
+  const auto lookups = std::chrono::steady_clock::now();
+  std::string answer = lookup("a1", "b3.prod.internal", "10.0.1.2");
+  EXPECT_NE(answer.find("Address: 10.0.2.13"), std::string::npos) << answer;
+  answer = lookup("b3", "a2", "10.0.2.2");
+  EXPECT_NE(answer.find("Address: 10.0.1.12"), std::string::npos) << answer;
+  answer = lookup("c1", "a1.prod.internal", "10.1.1.2");
+  EXPECT_EQ(answer.find("10.0.1.11"), std::string::npos) << answer;
+  std::fprintf(stderr, "three lookups in %lld ms\n",
+               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::steady_clock::now() - lookups)
+                                          .count()));
 
   // Across subnets through the VPC's router (host 1 to host 3): db's rule names the default group.
   EXPECT_TRUE(testing::pollUntil([&] { return exchange("a1", b3, 5432); }, 10s));

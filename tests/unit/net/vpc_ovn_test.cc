@@ -1,11 +1,14 @@
 // The OVN plan of a VPC, purely: the golden rows of a two-subnet VPC with security groups and a network
-// ACL, the encoding's properties (NACL priority order, disjoint stages, peer groups as address sets), and
-// bad input refused by field.
+// ACL and of one with an internet gateway, the encoding's properties (NACL priority order, disjoint stages,
+// peer groups as address sets, NAT by reachability), bad input refused by field; and convergence over a
+// scripted server (one read, one write; nothing written when the database holds the plan).
 #include "net/vpc_ovn.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -296,6 +299,142 @@ TEST(OvnVpcPlan, BadInputIsAnErrorNamingTheField) {
   auto twice = planOvnVpc(t, "prod", nics);
   ASSERT_FALSE(twice);
   EXPECT_EQ(twice.error().field(), "nics[3].instance");
+}
+
+// ---- Convergence over a scripted server ----
+
+using ovsdb::Json;
+
+// Plays back the server's replies (each "$ID" becomes the id of the last request) and records what the
+// client sent: the seam tests/unit/net/ovsdb_test.cc uses too.
+class ScriptedTransport final : public ovsdb::OvsdbTransport {
+ public:
+  explicit ScriptedTransport(std::deque<std::string> replies) : replies_(std::move(replies)) {}
+  Status send(std::string_view bytes) override {
+    sent.push_back(Json::parse(bytes));
+    return {};
+  }
+  Result<std::optional<std::string>> receive(std::chrono::milliseconds) override {
+    if (replies_.empty()) return std::optional<std::string>();
+    std::string reply = std::move(replies_.front());
+    replies_.pop_front();
+    const std::string id = sent.empty() ? "0" : sent.back()["id"].dump();
+    for (size_t at; (at = reply.find("$ID")) != std::string::npos;) reply.replace(at, 3, id);
+    return std::optional<std::string>(reply);
+  }
+  std::vector<Json> sent;
+
+ private:
+  std::deque<std::string> replies_;
+};
+
+std::string reply(const Json& result) {
+  return fmt::format(R"({{"id":$ID,"result":{},"error":null}})", result.dump());
+}
+
+// The select results of a database that holds exactly `plan`'s rows (uuids made up), one per table.
+Json databaseHolding(const OvnVpcPlan& plan) {
+  std::map<std::string, std::string> uuidOf;
+  for (size_t i = 0; i < plan.rows.size(); ++i) {
+    uuidOf[plan.rows[i].object] = fmt::format("00000000-0000-0000-0000-{:012}", i);
+  }
+  Json results = Json::array();
+  for (const std::string& table : ovnTableOrder()) {
+    Json rows = Json::array();
+    for (const OvnRow& row : plan.rows) {
+      if (row.table != table) continue;
+      Json stored = row.columns;
+      stored["_uuid"] = ovsdb::uuid(uuidOf[row.object]);
+      stored["external_ids"] = ovsdb::map({{"corral-object", row.object}, {"corral-vpc", plan.vpc}});
+      for (const auto& [column, objects] : row.references) {
+        std::vector<Json> uuids;
+        for (const std::string& object : objects) uuids.push_back(ovsdb::uuid(uuidOf[object]));
+        // OVSDB writes a set of one as the bare atom: the comparison must not mind.
+        stored[column] = uuids.size() == 1 ? uuids.front() : ovsdb::set(uuids);
+      }
+      rows.push_back(stored);
+    }
+    results.push_back(Json{{"rows", rows}});
+  }
+  return results;
+}
+
+TEST(ConvergeOvnVpc, AnEmptyDatabaseGetsEveryRowInOneTransaction) {
+  const OvnVpcPlan plan = ok(planOvnVpc(sampleTopology(), "prod", sampleNics()));
+  Json empty = Json::array();
+  for (size_t i = 0; i < ovnTableOrder().size(); ++i) empty.push_back(Json{{"rows", Json::array()}});
+  Json inserted = Json::array();
+  for (size_t i = 0; i < plan.rows.size(); ++i) {
+    inserted.push_back(Json{{"uuid", ovsdb::uuid(fmt::format("00000000-0000-0000-0000-{:012}", i))}});
+  }
+  auto owned = std::make_unique<ScriptedTransport>(std::deque<std::string>{reply(empty), reply(inserted)});
+  ScriptedTransport* transport = owned.get();
+  ovsdb::OvsdbClient client(std::move(owned), std::chrono::milliseconds(200));
+  ChangeLog changes = ok(convergeOvnVpc(client, plan));
+  EXPECT_EQ(changes.size(), plan.rows.size());
+  ASSERT_EQ(transport->sent.size(), 2u) << "one read, one write";
+  // The read: one select per table, of the rows marked with the VPC.
+  const Json& selects = transport->sent[0]["params"];
+  ASSERT_EQ(selects.size(), 1 + ovnTableOrder().size());
+  EXPECT_EQ(selects[1]["op"], "select");
+  EXPECT_EQ(selects[1]["where"][0],
+            Json::parse(R"(["external_ids","includes",["map",[["corral-vpc","prod"]]]])"));
+  // The write: an insert per row, each named, children before the parents that name them.
+  const Json& ops = transport->sent[1]["params"];
+  ASSERT_EQ(ops.size(), 1 + plan.rows.size());
+  std::set<std::string> named;
+  for (size_t i = 1; i < ops.size(); ++i) {
+    EXPECT_EQ(ops[i]["op"], "insert");
+    EXPECT_EQ(ops[i]["row"]["external_ids"],
+              ovsdb::map({{"corral-object", plan.rows[i - 1].object}, {"corral-vpc", "prod"}}));
+    for (const auto& [column, value] : ops[i]["row"].items()) {
+      for (const Json& element : ovsdb::decodeSet(value).value_or(std::vector<Json>{})) {
+        if (element.is_array() && element.size() == 2 && element[0] == "named-uuid") {
+          EXPECT_TRUE(named.contains(element[1]))
+              << ops[i]["table"] << " names " << element[1] << " before it";
+        }
+      }
+    }
+    named.insert(ops[i]["uuid-name"].get<std::string>());
+  }
+}
+
+TEST(ConvergeOvnVpc, ADatabaseHoldingThePlanIsOnlyRead) {
+  const OvnVpcPlan plan = ok(planOvnVpc(sampleTopology(), "prod", sampleNics()));
+  auto owned = std::make_unique<ScriptedTransport>(std::deque<std::string>{reply(databaseHolding(plan))});
+  ScriptedTransport* transport = owned.get();
+  ovsdb::OvsdbClient client(std::move(owned), std::chrono::milliseconds(200));
+  EXPECT_EQ(ok(convergeOvnVpc(client, plan)), ChangeLog{});
+  EXPECT_EQ(transport->sent.size(), 1u) << "nothing to write";
+}
+
+TEST(ConvergeOvnVpc, DriftIsRepairedAndARefusalNamesTheVpc) {
+  const OvnVpcPlan plan = ok(planOvnVpc(sampleTopology(), "prod", sampleNics()));
+  Json held = databaseHolding(plan);
+  // An ACL whose action someone changed, and a marked row the plan does not name.
+  const size_t acl = 0;
+  held[acl]["rows"][0]["action"] = "allow";
+  held[acl]["rows"].push_back(
+      Json{{"_uuid", ovsdb::uuid("99999999-0000-0000-0000-000000000000")},
+           {"external_ids",
+            ovsdb::map({{"corral-object", "security-group/gone/rule/1"}, {"corral-vpc", "prod"}})}});
+  auto owned = std::make_unique<ScriptedTransport>(std::deque<std::string>{
+      reply(held),
+      R"({"id":$ID,"result":[{"count":1},{"count":1},{"error":"constraint violation","details":"made up"}],"error":null})"});
+  ScriptedTransport* transport = owned.get();
+  ovsdb::OvsdbClient client(std::move(owned), std::chrono::milliseconds(200));
+  auto refused = convergeOvnVpc(client, plan);
+  ASSERT_FALSE(refused);
+  // OVSDB applies a transaction whole or not at all: the commit's refusal changed nothing.
+  EXPECT_NE(refused.error().message().find("converge vpc prod in OVN"), std::string::npos)
+      << refused.error().message();
+  ASSERT_EQ(transport->sent.size(), 2u);
+  const Json& ops = transport->sent[1]["params"];
+  ASSERT_EQ(ops.size(), 3u);
+  EXPECT_EQ(ops[1]["op"], "update");
+  EXPECT_EQ(ops[1]["row"], Json({{"action", plan.rows[0].columns["action"]}}));
+  EXPECT_EQ(ops[2]["op"], "delete");
+  EXPECT_EQ(ops[2]["where"][0][2], ovsdb::uuid("99999999-0000-0000-0000-000000000000"));
 }
 
 }  // namespace
