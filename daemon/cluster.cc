@@ -28,6 +28,7 @@ using net::etcd::TxnOp;
 
 constexpr std::string_view kHostsPrefix = "/corral/hosts/";
 constexpr std::string_view kAliveSuffix = "/alive";
+constexpr std::string_view kInstancesSuffix = "/instances";
 constexpr const char* kRootUser = "root";
 
 Result<std::string> randomHex(size_t bytes) {
@@ -204,6 +205,7 @@ Status Cluster::registerAlive(EtcdClient& client) {
   }
   std::lock_guard lock(mutex_);
   lease_ = lease->id;
+  publishedInstances_ = -1;  // the count goes on the new lease at the next beat
   return {};
 }
 
@@ -366,10 +368,16 @@ Result<json> Cluster::hosts() {
   if (!members) return fail(members.error().wrap("cluster ls"));
   std::map<std::string, json> hosts;
   std::map<std::string, bool> alive;
+  std::map<std::string, json> instances;
   for (const auto& kv : read->kvs) {
     std::string rest = kv.key.substr(kHostsPrefix.size());
     if (rest.ends_with(kAliveSuffix)) {
       alive[rest.substr(0, rest.size() - kAliveSuffix.size())] = true;
+      continue;
+    }
+    if (rest.ends_with(kInstancesSuffix)) {
+      json count = json::parse(kv.value, nullptr, false);
+      if (count.is_number_integer()) instances[rest.substr(0, rest.size() - kInstancesSuffix.size())] = count;
       continue;
     }
     json host = json::parse(kv.value, nullptr, false);
@@ -402,7 +410,11 @@ Result<json> Cluster::hosts() {
       out["member"] = member.learner ? "learner" : member.started() ? "started" : "unstarted";
       out["member_id"] = memberIdText(member.id);
     }
-    if (name == options_.hostName) out["instances"] = localInstances_ ? localInstances_() : 0;
+    if (name == options_.hostName) {
+      out["instances"] = localInstances_ ? localInstances_() : 0;
+    } else if (auto it = instances.find(name); it != instances.end() && alive.contains(name)) {
+      out["instances"] = it->second;  // as its corrald last published it
+    }
     list.push_back(std::move(out));
   }
   for (const auto& member : *members) {
@@ -485,7 +497,7 @@ Result<json> Cluster::leave() {
     return fail(members.error().wrap("cluster leave"));
   }
   const std::string key = hostKey(options_.hostName);
-  const std::vector<TxnOp> removeKeys{TxnOp::remove(key), TxnOp::remove(key + std::string(kAliveSuffix))};
+  const std::vector<TxnOp> removeKeys{TxnOp::remove(key), TxnOp::remove(key + "/", /*prefix=*/true)};
   const bool last = members->size() <= 1;
   std::optional<std::string> warning;
   if (last) {
@@ -584,6 +596,24 @@ void Cluster::heartbeat() {
         log::warn("cluster: the alive lease of host \"{}\" expired; a new one", options_.hostName);
         std::lock_guard relock(mutex_);
         if (lease_ == lease) lease_ = 0;
+      }
+    }
+    if (beat && localInstances_) {
+      // This host's instance count for the other hosts' `cluster ls`, on the alive lease (gone with it).
+      const int64_t count = static_cast<int64_t>(localInstances_());
+      int64_t published = 0, onLease = 0;
+      {
+        std::lock_guard relock(mutex_);
+        published = publishedInstances_;
+        onLease = lease_;
+      }
+      if (count != published && onLease != 0) {
+        auto put = client->put(hostKey(options_.hostName) + std::string(kInstancesSuffix),
+                               std::to_string(count), onLease);
+        if (put) {
+          std::lock_guard relock(mutex_);
+          if (lease_ == onLease) publishedInstances_ = count;
+        }
       }
     }
     if (!beat && !complained) log::warn("cluster: heartbeat: {}", beat.error().message());

@@ -3,7 +3,8 @@
 // kept alive; a watch of /corral/hosts/ that notes when another host's alive key goes.
 //
 // Keys: /corral/hosts/NAME = {"name", "address", "az", "client_url", "peer_url", "member_id"},
-// /corral/hosts/NAME/alive on a lease of options.aliveTtlSeconds. The join token is etcd's own credential
+// /corral/hosts/NAME/alive on a lease of options.aliveTtlSeconds, /corral/hosts/NAME/instances (this host's
+// instance count, for the others' `cluster ls`) on the same lease. The join token is etcd's own credential
 // (the root user's password), so a wrong one is refused by etcd. What this host is in survives a restart
 // in DIR/member.json (0600: it holds the token); the etcd data in DIR/etcd/data.
 #pragma once
@@ -89,6 +90,7 @@ class Cluster {
   std::optional<Membership> membership_;           // under mutex_
   std::shared_ptr<net::etcd::EtcdClient> client_;  // under mutex_: authenticated, when a member
   int64_t lease_ = 0;                              // under mutex_
+  int64_t publishedInstances_ = -1;                // under mutex_: the count on lease_, -1 none yet
   bool heartbeatPaused_ = false;                   // under mutex_: leave() deletes the keys
   std::map<std::string, int64_t> lostAt_;          // under mutex_: host -> unix seconds its alive key went
   bool stopping_ = false;

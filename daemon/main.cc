@@ -272,15 +272,24 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     return fail(invalidField("cluster-alive-ttl", "{} is out of range: give 1 to 60 seconds",
                              options.clusterAliveTtlS));
   }
-  if (options.hostName.empty()) {
-    char name[256] = {};
-    ::gethostname(name, sizeof name - 1);
-    std::string text(name);
-    text = text.substr(0, text.find('.'));
-    std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
-    options.hostName = text;
+  // Only a cluster host needs a name: a single host's machine name may be anything.
+  const bool namedHost = values.count("host-name") > 0;
+  if (!options.clusterAddress.empty() || namedHost) {
+    if (!namedHost) {
+      char name[256] = {};
+      ::gethostname(name, sizeof name - 1);
+      std::string text(name);
+      text = text.substr(0, text.find('.'));
+      std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+      options.hostName = text;
+    }
+    if (auto ok = schema::validateName(options.hostName, "host-name"); !ok) {
+      return fail(
+          Error(ErrorKind::InvalidArgument,
+                ok.error().message() + (namedHost ? "" : " (the machine's hostname: give --host-name)"),
+                "host-name"));
+    }
   }
-  if (auto ok = schema::validateName(options.hostName, "host-name"); !ok) return fail(ok.error());
   if (options.logFile.empty()) options.logFile = options.stateDir + "/corrald.log";
   if (options.containersDir.empty()) options.containersDir = options.stateDir + "/containers";
   if (options.vmsDir.empty()) options.vmsDir = options.stateDir + "/vms";
