@@ -238,12 +238,16 @@ Result<json> Cluster::init(const std::string& az) {
       std::make_shared<EtcdClient>(std::vector<std::string>{clientUrl()}, nullptr, options_.requestTimeout);
   if (Status serving = waitUntilServing(*client, nullptr, std::chrono::seconds(20)); !serving)
     return undo(serving.error());
+  // The etcd that answers is the one just started (not another one on the same port).
+  auto members = client->memberList();
+  if (!members) return undo(members.error());
+  if (members->size() != 1 || members->front().name != options_.hostName ||
+      members->front().peerUrls != std::vector<std::string>{peerUrl()})
+    return undo(
+        conflict("another etcd answers at {}: its members are not this host's new cluster", clientUrl()));
+  const uint64_t memberId = members->front().id;
   if (Status auth = client->enableAuth(kRootUser, *token); !auth) return undo(auth.error());
   if (Status auth = client->authenticate(kRootUser, *token); !auth) return undo(auth.error());
-  auto members = client->memberList();
-  if (!members || members->empty())
-    return undo(members ? internalError("etcd lists no member") : members.error());
-  const uint64_t memberId = members->front().id;
   if (auto put = client->put(hostKey(options_.hostName), hostJson(az, memberId).dump()); !put)
     return undo(put.error());
   if (Status alive = registerAlive(*client); !alive) return undo(alive.error());
@@ -354,14 +358,26 @@ Result<json> Cluster::join(const std::string& address, const std::string& token,
               {"member_id", memberIdText(memberId)}};
 }
 
-Result<json> Cluster::hosts() {
+Result<std::shared_ptr<EtcdClient>> Cluster::memberClient() {
   std::shared_ptr<EtcdClient> client;
+  std::string token;
   {
     std::lock_guard lock(mutex_);
     if (!membership_)
       return fail(conflict("cluster: this host is in no cluster (corral cluster init, or join)"));
     client = client_;
+    token = membership_->token;
   }
+  if (!client->authenticated()) {
+    if (Status auth = client->authenticate(kRootUser, token); !auth) return fail(auth.error());
+  }
+  return client;
+}
+
+Result<json> Cluster::hosts() {
+  auto authed = memberClient();
+  if (!authed) return fail(authed.error().wrap("cluster ls"));
+  std::shared_ptr<EtcdClient> client = *authed;
   auto read = client->get(kHostsPrefix, true);
   if (!read) return fail(read.error().wrap("cluster ls"));
   auto members = client->memberList();
@@ -442,13 +458,9 @@ Result<json> Cluster::setAz(const std::string& host, const std::string& az) {
   std::lock_guard serial(requests_);
   if (Status ok = schema::validateName(host, "name"); !ok) return fail(ok.error());
   if (Status ok = validateAz(az); !ok) return fail(ok.error());
-  std::shared_ptr<EtcdClient> client;
-  {
-    std::lock_guard lock(mutex_);
-    if (!membership_)
-      return fail(conflict("cluster: this host is in no cluster (corral cluster init, or join)"));
-    client = client_;
-  }
+  auto authed = memberClient();
+  if (!authed) return fail(authed.error().wrap(fmt::format("cluster set {}", host)));
+  std::shared_ptr<EtcdClient> client = *authed;
   const std::string key = hostKey(host);
   for (int attempt = 0; attempt < 5; ++attempt) {
     auto read = client->get(key);
@@ -476,13 +488,14 @@ Result<json> Cluster::setAz(const std::string& host, const std::string& az) {
 
 Result<json> Cluster::leave() {
   std::lock_guard serial(requests_);
-  std::shared_ptr<EtcdClient> client;
+  auto authed = memberClient();
+  if (!authed) return fail(authed.error().wrap("cluster leave"));
+  std::shared_ptr<EtcdClient> client = *authed;
   Membership m;
   int64_t lease = 0;
   {
     std::lock_guard lock(mutex_);
     if (!membership_) return fail(conflict("cluster: this host is in no cluster"));
-    client = client_;
     m = *membership_;
     lease = lease_;
     heartbeatPaused_ = true;

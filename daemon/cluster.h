@@ -80,6 +80,9 @@ class Cluster {
   // A lease and the alive key on it, now.
   Status registerAlive(net::etcd::EtcdClient& client);
   void heartbeat();
+  // The member's client, authenticated (a corrald started again has a client the heartbeat authenticates
+  // once the store answers: a request before that authenticates itself). Conflict when not a member.
+  Result<std::shared_ptr<net::etcd::EtcdClient>> memberClient();
 
   ClusterOptions options_;
   std::function<size_t()> localInstances_;

@@ -258,6 +258,12 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (values.count("cluster-address")) {
     auto address = net::Ipv4Address::parse(options.clusterAddress, "cluster-address");
     if (!address) return fail(address.error());
+    if (address->octet(0) == 0 || address->octet(0) >= 224) {
+      return fail(invalidField("cluster-address",
+                               "{} is not an address other hosts can reach: give this host's "
+                               "unicast address",
+                               options.clusterAddress));
+    }
   }
   for (auto [flag, port] : {std::pair{"cluster-client-port", options.clusterClientPort},
                             std::pair{"cluster-peer-port", options.clusterPeerPort}}) {

@@ -306,6 +306,7 @@ class EtcdClient {
   // refused for an expired token authenticates again once and is sent again (it was not applied). A wrong
   // password is InvalidArgument "authenticate as USER: etcd refused: ...authentication failed...".
   Status authenticate(std::string user, std::string password);
+  bool authenticated() const { return !token().empty(); }
   // Turns auth on: the user with `password`, the root role granted to it, auth enabled (etcdctl's
   // `user add root` and `auth enable`). The caller authenticates afterwards.
   Status enableAuth(std::string_view user, std::string_view password);
