@@ -22,7 +22,7 @@ Command clusterCommand() {
   return group(
       "cluster",
       "several hosts as one corral: each runs corrald with --cluster-address and a member of the cluster's\n"
-      "etcd; AZs are hosts (init, join, ls, token, set, leave)",
+      "etcd; each host is in an AZ (init, join, ls, token, set, leave)",
       {
           leaf(
               "init",
