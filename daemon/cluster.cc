@@ -494,11 +494,13 @@ Result<json> Cluster::leave() {
   Membership m;
   int64_t lease = 0;
   {
-    std::lock_guard lock(mutex_);
+    // The heartbeat paused, and a beat under way finished: none puts the alive key back after its delete.
+    std::unique_lock lock(mutex_);
     if (!membership_) return fail(conflict("cluster: this host is in no cluster"));
+    heartbeatPaused_ = true;
+    wake_.wait(lock, [this] { return !beating_; });
     m = *membership_;
     lease = lease_;
-    heartbeatPaused_ = true;
   }
   auto resume = [this] {
     std::lock_guard lock(mutex_);
@@ -595,6 +597,7 @@ void Cluster::heartbeat() {
     auto client = client_;
     const std::string token = membership_->token;
     int64_t lease = lease_;
+    beating_ = true;
     lock.unlock();
     Status beat = {};
     if (lease == 0) {
@@ -629,6 +632,11 @@ void Cluster::heartbeat() {
         }
       }
     }
+    {
+      std::lock_guard relock(mutex_);
+      beating_ = false;
+    }
+    wake_.notify_all();
     if (!beat && !complained) log::warn("cluster: heartbeat: {}", beat.error().message());
     complained = !beat;
     if (watching != client) {

@@ -95,6 +95,7 @@ class Cluster {
   int64_t lease_ = 0;                              // under mutex_
   int64_t publishedInstances_ = -1;                // under mutex_: the count on lease_, -1 none yet
   bool heartbeatPaused_ = false;                   // under mutex_: leave() deletes the keys
+  bool beating_ = false;                           // under mutex_: a keepalive or registration under way
   std::map<std::string, int64_t> lostAt_;          // under mutex_: host -> unix seconds its alive key went
   bool stopping_ = false;
   std::thread heartbeat_;
