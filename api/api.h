@@ -199,8 +199,8 @@ struct SetGroupPolicy {
 struct TraceCapture {
   std::string target;  // a subnet name, else an instance name, else a load balancer NIC's (NAME.SUBNET.lb)
   std::string filter = "all";
-  int64_t count = 20;    // 1..10000
-  int64_t seconds = 10;  // 1..300
+  int64_t count = 20;        // 1..10000
+  int64_t seconds = 10;      // 1..300
   std::string loadBalancer;  // instead of target: the load balancer's NIC in `subnet`
   std::string subnet;        // with loadBalancer; may be empty when it has one NIC
   bool operator==(const TraceCapture&) const = default;
@@ -341,6 +341,36 @@ struct DeregisterTargets {
   bool operator==(const DeregisterTargets&) const = default;
 };
 
+// The cluster (issue 20, docs/cluster.md, docs/api.md "Cluster"): /v1/cluster. A corrald started with
+// --cluster-address runs a member of the cluster's etcd once it inits or joins; without it every cluster
+// request is refused.
+struct InitCluster {  // POST /v1/cluster {"az": "az1"}: a new cluster of this one host; answers the token
+  std::string az = "az1";
+  bool operator==(const InitCluster&) const = default;
+};
+// POST /v1/cluster/join {"address": "10.0.0.1[:2379]", "token": "...", "az": "az1"}: this host joins the
+// cluster whose etcd listens for clients at address (port: this corrald's --cluster-client-port if left out)
+struct JoinCluster {
+  std::string address;
+  std::string token;
+  std::string az = "az1";
+  bool operator==(const JoinCluster&) const = default;
+};
+struct ListClusterHosts {  // GET /v1/cluster/hosts: every host, its AZ, health, etcd member, instances
+  bool operator==(const ListClusterHosts&) const = default;
+};
+struct GetClusterToken {  // GET /v1/cluster/token: the join token again
+  bool operator==(const GetClusterToken&) const = default;
+};
+struct UpdateClusterHost {  // PATCH /v1/cluster/hosts/NAME {"az": "az2"}
+  std::string name;
+  std::string az;
+  bool operator==(const UpdateClusterHost&) const = default;
+};
+struct LeaveCluster {  // POST /v1/cluster/leave: this host leaves (the last one ends the cluster)
+  bool operator==(const LeaveCluster&) const = default;
+};
+
 #define CORRAL_KIND_REQUESTS(K) List<ObjectKind::K>, Get<ObjectKind::K>, Delete<ObjectKind::K>
 using Request = std::variant<
     GetInfo,                                             //
@@ -353,12 +383,13 @@ using Request = std::variant<
     AddNetworkAclRule, DeleteNetworkAclRule, CORRAL_KIND_REQUESTS(Peering), Create<schema::PeeringSpec>,
     GetVpcTopology, RunInstance, ListInstances, GetInstance, StopInstance, StartInstance, RemoveInstance,
     RemoveInstances, GetInstanceLogs, ExecInstance, WaitInstancePort, CreateGroup, ListGroups, GetGroup,
-    RemoveGroup, ScaleGroup, GetGroupEvents, SetGroupPolicy, TraceCapture, ReachAnalysis,
-    GetFlowLogs, SaveComparison, ListComparisons, GetComparison, GetDashboard, ListImages, GetImage,
-    RemoveImage, PullImage, ImportImage, BuildImage, ListVmSnapshots, RemoveVmSnapshot, CreateLoadBalancer,
+    RemoveGroup, ScaleGroup, GetGroupEvents, SetGroupPolicy, TraceCapture, ReachAnalysis, GetFlowLogs,
+    SaveComparison, ListComparisons, GetComparison, GetDashboard, ListImages, GetImage, RemoveImage,
+    PullImage, ImportImage, BuildImage, ListVmSnapshots, RemoveVmSnapshot, CreateLoadBalancer,
     ListLoadBalancers, GetLoadBalancer, DeleteLoadBalancer, AddListener, DeleteListener, AddListenerRule,
     DeleteListenerRule, AddFirewallRule, DeleteFirewallRule, CreateTargetGroup, ListTargetGroups,
-    GetTargetGroup, DeleteTargetGroup, RegisterTargets, DeregisterTargets>;
+    GetTargetGroup, DeleteTargetGroup, RegisterTargets, DeregisterTargets, InitCluster, JoinCluster,
+    ListClusterHosts, GetClusterToken, UpdateClusterHost, LeaveCluster>;
 #undef CORRAL_KIND_REQUESTS
 
 struct HttpRequest {

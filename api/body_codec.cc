@@ -350,6 +350,20 @@ void readSpec(BodyFields& f, schema::FirewallRuleSpec& s) {
   f.optional("description", s.description);
 }
 
+void readSpec(BodyFields& f, InitCluster& s) {
+  f.optional("az", s.az);
+}
+
+void readSpec(BodyFields& f, JoinCluster& s) {
+  f.required("address", s.address);
+  f.required("token", s.token);
+  f.optional("az", s.az);
+}
+
+void readSpec(BodyFields& f, ClusterHostBody& s) {
+  f.required("az", s.az);
+}
+
 void readSpec(BodyFields& f, TargetsBody& s) {
   f.required("targets", s.targets);
 }
@@ -599,6 +613,9 @@ template Result<schema::ListenerRuleSpec> parseBody(std::string_view, std::strin
 template Result<schema::FirewallRuleSpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<schema::TargetGroupSpec> parseBody(std::string_view, std::string_view, std::string_view);
 template Result<TargetsBody> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<InitCluster> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<JoinCluster> parseBody(std::string_view, std::string_view, std::string_view);
+template Result<ClusterHostBody> parseBody(std::string_view, std::string_view, std::string_view);
 
 json bodyJson(const schema::VpcSpec& s) {
   return {{"name", s.name}, {"cidr", s.cidr}};
@@ -709,6 +726,18 @@ json bodyJson(const schema::TargetGroupSpec& s) {
                {"targets", s.targets}};
   if (s.port) body["port"] = *s.port;
   return body;
+}
+
+json bodyJson(const InitCluster& s) {
+  return {{"az", s.az}};
+}
+
+json bodyJson(const JoinCluster& s) {
+  return {{"address", s.address}, {"token", s.token}, {"az", s.az}};
+}
+
+json bodyJson(const ClusterHostBody& s) {
+  return {{"az", s.az}};
 }
 
 json bodyJson(const TargetsBody& s) {

@@ -36,6 +36,9 @@ struct ScaleBody {  // PATCH /v1/groups/NAME
 struct PolicyBody {
   std::optional<schema::ScalingPolicy> policy;
 };
+struct ClusterHostBody {  // PATCH /v1/cluster/hosts/NAME
+  std::string az;
+};
 struct WaitPortBody {  // POST /v1/instances/NAME/wait-port
   int64_t port = 0;
   int64_t timeoutSeconds = 60;
@@ -71,6 +74,9 @@ nlohmann::json bodyJson(const PolicyBody& body);
 nlohmann::json bodyJson(const StopBody& body);
 nlohmann::json bodyJson(const ExecBody& body);
 nlohmann::json bodyJson(const WaitPortBody& body);
+nlohmann::json bodyJson(const InitCluster& body);
+nlohmann::json bodyJson(const JoinCluster& body);
+nlohmann::json bodyJson(const ClusterHostBody& body);
 nlohmann::json bodyJson(const RemoveInstances& body);
 nlohmann::json bodyJson(const TraceCapture& body);
 nlohmann::json bodyJson(const ReachAnalysis& body);

@@ -15,6 +15,7 @@ inline constexpr std::string_view kFlowLogs = "flow-logs";
 inline constexpr std::string_view kComparisons = "comparisons";
 inline constexpr std::string_view kDashboard = "dashboard";
 inline constexpr std::string_view kVmSnapshots = "vm-snapshots";
+inline constexpr std::string_view kCluster = "cluster";
 inline constexpr std::string_view kLoadBalancers = "load-balancers";
 inline constexpr std::string_view kTargetGroups = "target-groups";
 

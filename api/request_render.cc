@@ -169,15 +169,21 @@ HttpRequest renderRequest(const Request& request) {
           [&](const CreateGroup& r) {
             return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kGroups), bodyJson(r.spec).dump()};
           },
-          [&](const ListGroups&) { return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kGroups), ""}; },
-          [&](const GetGroup& r) { return HttpRequest{"GET", groupPath(r.name), ""}; },
+          [&](const ListGroups&) {
+            return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kGroups), ""};
+          },
+          [&](const GetGroup& r) {
+            return HttpRequest{"GET", groupPath(r.name), ""};
+          },
           [&](const RemoveGroup& r) {
             return HttpRequest{"DELETE", groupPath(r.name) + (r.force ? "?force=true" : ""), ""};
           },
           [&](const ScaleGroup& r) {
             return HttpRequest{"PATCH", groupPath(r.name), bodyJson(ScaleBody{r.desired}).dump()};
           },
-          [&](const GetGroupEvents& r) { return HttpRequest{"GET", groupPath(r.name) + "/events", ""}; },
+          [&](const GetGroupEvents& r) {
+            return HttpRequest{"GET", groupPath(r.name) + "/events", ""};
+          },
           [&](const SetGroupPolicy& r) {
             return HttpRequest{"POST", groupPath(r.name) + "/policy", bodyJson(PolicyBody{r.policy}).dump()};
           },
@@ -211,6 +217,26 @@ HttpRequest renderRequest(const Request& request) {
           },
           [&](const BuildImage& r) {
             return HttpRequest{"POST", fmt::format("{}/{}/build", kApiPrefix, kImages), bodyJson(r).dump()};
+          },
+          [&](const InitCluster& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kCluster), bodyJson(r).dump()};
+          },
+          [&](const JoinCluster& r) {
+            return HttpRequest{"POST", fmt::format("{}/{}/join", kApiPrefix, kCluster), bodyJson(r).dump()};
+          },
+          [&](const LeaveCluster&) {
+            return HttpRequest{"POST", fmt::format("{}/{}/leave", kApiPrefix, kCluster), "{}"};
+          },
+          [&](const GetClusterToken&) {
+            return HttpRequest{"GET", fmt::format("{}/{}/token", kApiPrefix, kCluster), ""};
+          },
+          [&](const ListClusterHosts&) {
+            return HttpRequest{"GET", fmt::format("{}/{}/hosts", kApiPrefix, kCluster), ""};
+          },
+          [&](const UpdateClusterHost& r) {
+            return HttpRequest{"PATCH",
+                               fmt::format("{}/{}/hosts/{}", kApiPrefix, kCluster, percentEncode(r.name)),
+                               bodyJson(ClusterHostBody{r.az}).dump()};
           },
           [&](const ListVmSnapshots&) {
             return HttpRequest{"GET", fmt::format("{}/{}", kApiPrefix, kVmSnapshots), ""};

@@ -66,6 +66,7 @@ class Router {
     if (!seg.empty() && seg[0] == kTargetGroups) return routeTargetGroups();
     if (!seg.empty() && seg[0] == kComparisons) return routeComparisons();
     if (!seg.empty() && seg[0] == kVmSnapshots) return routeVmSnapshots();
+    if (!seg.empty() && seg[0] == kCluster) return routeCluster();
     if (seg.size() == 1 && seg[0] == kDashboard) {
       if (Status s = check({"GET"}); !s) return fail(s.error());
       if (Status s = noQuery(); !s) return fail(s.error());
@@ -229,6 +230,48 @@ class Router {
       return fail(invalidField("id", "comparison id \"{}\" is not a number or \"latest\"", *id));
     }
     return Request{GetComparison{std::move(*id)}};
+  }
+
+  // /v1/cluster, /v1/cluster/join, /v1/cluster/leave, /v1/cluster/token, /v1/cluster/hosts[/NAME]
+  Result<Request> routeCluster() const {
+    const auto& seg = target_.segments;
+    if (seg.size() == 1) {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      auto init = body<InitCluster>();
+      if (!init) return fail(init.error());
+      return Request{std::move(*init)};
+    }
+    if (seg.size() == 2 && seg[1] == "join") {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      auto join = body<JoinCluster>();
+      if (!join) return fail(join.error());
+      return Request{std::move(*join)};
+    }
+    if (seg.size() == 2 && seg[1] == "leave") {
+      if (Status s = check({"POST"}); !s) return fail(s.error());
+      auto empty = body<EmptyBody>();
+      if (!empty) return fail(empty.error());
+      return Request{LeaveCluster{}};
+    }
+    if (seg.size() == 2 && seg[1] == "token") {
+      if (Status s = check({"GET"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      return Request{GetClusterToken{}};
+    }
+    if (seg.size() == 2 && seg[1] == "hosts") {
+      if (Status s = check({"GET"}); !s) return fail(s.error());
+      if (Status s = noQuery(); !s) return fail(s.error());
+      return Request{ListClusterHosts{}};
+    }
+    if (seg.size() == 3 && seg[1] == "hosts") {
+      if (Status s = check({"PATCH"}); !s) return fail(s.error());
+      Result<std::string> name = percentDecode(seg[2], "name");
+      if (!name) return fail(name.error());
+      auto update = body<ClusterHostBody>();
+      if (!update) return fail(update.error());
+      return Request{UpdateClusterHost{std::move(*name), std::move(update->az)}};
+    }
+    return fail(noSuchPath());
   }
 
   Result<Request> routeVmSnapshots() const {

@@ -123,6 +123,7 @@ Command flowLogsCommand();      // cli/flow_logs.cc: `corral flow-logs VPC|SUBNE
 Command compareCommand();       // cli/compare.cc: `corral compare`
 Command imageCommand();         // cli/image.cc: `corral image ls|pull|import|build|inspect|rm`
 Command snapshotCommand();      // cli/snapshot.cc: `corral snapshot ls|rm`
+Command clusterCommand();       // cli/cluster.cc: `corral cluster init|join|ls|token|set|leave`
 // Instances (cli/run.cc, cli/instances.cc): top-level verbs, like `docker run` / `docker ps`.
 Command runCommand();
 Command psCommand();

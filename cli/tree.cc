@@ -35,7 +35,7 @@ Command rootCommand(const po::options_description& globalOptions) {
        snapshotCommand(),   runCommand(),          psCommand(),
        logsCommand(),       execCommand(),         consoleCommand(),
        stopCommand(),       startCommand(),        removeInstanceCommand(),
-       inspectCommand(),    groupCommand()});
+       inspectCommand(),    groupCommand(),        clusterCommand()});
   std::ostringstream text;
   text << globalOptions;
   root.epilog = text.str();

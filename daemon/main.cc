@@ -39,6 +39,7 @@
 #include "images/oci/image_store.h"
 #include "net/netlink.h"
 #include "net/ovsdb.h"
+#include "schema/names.h"
 #include "vmm/qemu_spawn.h"
 
 namespace corral::daemon {
@@ -90,6 +91,12 @@ struct Options {
   std::string ovnGatewayChassis;
   std::string ovnOutsideNetwork;
   std::string peerTokenFile;
+  std::string clusterAddress;
+  std::string hostName;
+  int64_t clusterClientPort = 2379;
+  int64_t clusterPeerPort = 2380;
+  int64_t clusterAliveTtlS = 3;
+  std::string etcd;
   log::Level logLevel = log::Level::Info;
 };
 
@@ -239,6 +246,21 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "on OVN, the chassis that carries the internet gateways (its ovn-controller's system-id)")
       ("ovn-outside-network", po::value(&options.ovnOutsideNetwork)->value_name("NAME"),
        "on OVN, the physical network that chassis maps to the outside (ovn-bridge-mappings)")
+      ("cluster-address", po::value(&options.clusterAddress)->value_name("IP"),
+       "run as a host of a cluster (corral cluster init/join): the IPv4 address where this host's etcd member "
+       "listens for clients and peers, and how the other hosts reach it (default: none, a single host)")
+      ("host-name", po::value(&options.hostName)->value_name("NAME"),
+       "this host's name in the cluster: 1-63 of a-z, 0-9 and '-' (default: the machine's hostname up to its "
+       "first '.', lower-cased)")
+      ("cluster-client-port", po::value(&options.clusterClientPort)->default_value(2379)->value_name("PORT"),
+       "the TCP port of this host's etcd for clients (and the default port of `corral cluster join ADDR`)")
+      ("cluster-peer-port", po::value(&options.clusterPeerPort)->default_value(2380)->value_name("PORT"),
+       "the TCP port of this host's etcd for its peers")
+      ("cluster-alive-ttl", po::value(&options.clusterAliveTtlS)->default_value(3)->value_name("SECONDS"),
+       "the lease of this host's alive key (kept alive every third of it): a host whose corrald died is "
+       "shown lost within this many seconds (and one more) (1 to 60)")
+      ("etcd", po::value(&options.etcd)->default_value("etcd"),
+       "the etcd binary this host's cluster member runs (looked up in PATH)")
       ("log-level", po::value(&logLevel)->default_value("info"), "debug, info, warn or error");
   // clang-format on
   po::variables_map values;
@@ -310,6 +332,47 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
                      "--ovn-gateway-chassis and --ovn-outside-network go together"));
   }
   if (options.stateDir.empty()) return fail(invalidField("state-dir", "must not be empty"));
+  if (values.count("cluster-address")) {
+    auto address = net::Ipv4Address::parse(options.clusterAddress, "cluster-address");
+    if (!address) return fail(address.error());
+    if (address->octet(0) == 0 || address->octet(0) >= 224) {
+      return fail(invalidField("cluster-address",
+                               "{} is not an address other hosts can reach: give this host's "
+                               "unicast address",
+                               options.clusterAddress));
+    }
+  }
+  for (auto [flag, port] : {std::pair{"cluster-client-port", options.clusterClientPort},
+                            std::pair{"cluster-peer-port", options.clusterPeerPort}}) {
+    if (port < 1 || port > 65535)
+      return fail(invalidField(flag, "{} is not a TCP port: give 1 to 65535", port));
+  }
+  if (options.clusterClientPort == options.clusterPeerPort) {
+    return fail(invalidField("cluster-peer-port", "{} is the client port too: give two different ports",
+                             options.clusterPeerPort));
+  }
+  if (options.clusterAliveTtlS < 1 || options.clusterAliveTtlS > 60) {
+    return fail(invalidField("cluster-alive-ttl", "{} is out of range: give 1 to 60 seconds",
+                             options.clusterAliveTtlS));
+  }
+  // Only a cluster host needs a name: a single host's machine name may be anything.
+  const bool namedHost = values.count("host-name") > 0;
+  if (!options.clusterAddress.empty() || namedHost) {
+    if (!namedHost) {
+      char name[256] = {};
+      ::gethostname(name, sizeof name - 1);
+      std::string text(name);
+      text = text.substr(0, text.find('.'));
+      std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+      options.hostName = text;
+    }
+    if (auto ok = schema::validateName(options.hostName, "host-name"); !ok) {
+      return fail(
+          Error(ErrorKind::InvalidArgument,
+                ok.error().message() + (namedHost ? "" : " (the machine's hostname: give --host-name)"),
+                "host-name"));
+    }
+  }
   if (options.logFile.empty()) options.logFile = options.stateDir + "/corrald.log";
   if (options.containersDir.empty()) options.containersDir = options.stateDir + "/containers";
   if (options.vmsDir.empty()) options.vmsDir = options.stateDir + "/vms";
@@ -657,6 +720,20 @@ int run(const Options& options, StartupReport& report) {
   if (!service) {
     report.failed(service.error().message());
     return 1;
+  }
+  if (!options.clusterAddress.empty()) {
+    if (auto cluster =
+            (*service)->openCluster({.address = options.clusterAddress,
+                                     .hostName = options.hostName,
+                                     .clientPort = static_cast<uint16_t>(options.clusterClientPort),
+                                     .peerPort = static_cast<uint16_t>(options.clusterPeerPort),
+                                     .dir = options.stateDir + "/cluster",
+                                     .etcd = options.etcd,
+                                     .aliveTtlSeconds = options.clusterAliveTtlS});
+        !cluster) {
+      report.failed(cluster.error().message());
+      return 1;
+    }
   }
   if (auto images = (*service)->openImages({.root = imagesRoot,
                                             .busyboxRootfs = options.imageDir + "/busybox/rootfs",

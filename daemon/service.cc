@@ -263,7 +263,14 @@ std::optional<MetadataIdentity> Service::metadataIdentity(const std::string& vpc
 Response Service::handle(const api::Request& request) {
   return std::visit(
       [this](const auto& typed) -> Response {
-        if constexpr (requires { serveImage(typed); }) {
+        if constexpr (requires { serveCluster(typed); }) {
+          if (!cluster_)
+            return errorResponse(
+                conflict("cluster: this corrald runs as a single host; start it with --cluster-address to "
+                         "init or join a "
+                         "cluster"));
+          return serveCluster(typed);
+        } else if constexpr (requires { serveImage(typed); }) {
           if (!images_) return errorResponse(unavailable("images are not managed by this service"));
           return serveImage(typed);
         } else if constexpr (requires { serveGroup(typed); }) {
@@ -316,6 +323,32 @@ Response instanceResponse(int status, Result<nlohmann::json> instance) {
   return {status, withEnvMasked(std::move(*instance))};
 }
 }  // namespace
+
+Status Service::openCluster(ClusterOptions options) {
+  auto cluster = Cluster::open(std::move(options), [this] { return instanceCount(); });
+  if (!cluster) return fail(cluster.error());
+  cluster_ = std::move(*cluster);
+  return {};
+}
+
+Response Service::serveCluster(const api::InitCluster& request) {
+  return resultResponse(201, cluster_->init(request.az));
+}
+Response Service::serveCluster(const api::JoinCluster& request) {
+  return resultResponse(201, cluster_->join(request.address, request.token, request.az));
+}
+Response Service::serveCluster(const api::ListClusterHosts&) {
+  return resultResponse(200, cluster_->hosts());
+}
+Response Service::serveCluster(const api::GetClusterToken&) {
+  return resultResponse(200, cluster_->token());
+}
+Response Service::serveCluster(const api::UpdateClusterHost& request) {
+  return resultResponse(200, cluster_->setAz(request.name, request.az));
+}
+Response Service::serveCluster(const api::LeaveCluster&) {
+  return resultResponse(200, cluster_->leave());
+}
 
 Status Service::openImages(ImageServiceOptions options) {
   auto images = ImageService::open(std::move(options));

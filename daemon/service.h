@@ -18,6 +18,7 @@
 #include "api/api.h"
 #include "api/terminal.h"
 #include "core/error.h"
+#include "daemon/cluster.h"
 #include "daemon/flow_logs.h"
 #include "daemon/groups.h"
 #include "daemon/images_service.h"
@@ -109,6 +110,9 @@ class Service final : private TargetGroupSeam {
   // Safe to call from several threads at once: requests are served one at a time.
   Response handle(const api::Request& request);
 
+  // This host's cluster membership (daemon/cluster.h), with --cluster-address; without it every cluster
+  // request is refused.
+  Status openCluster(ClusterOptions options);
   // Opens the image store (daemon/images_service.h); without it the image requests answer 503.
   Status openImages(ImageServiceOptions options);
   // Pull, import and build answer with a progress stream (daemon/http_server.cc): checked first (a bad
@@ -239,6 +243,13 @@ class Service final : private TargetGroupSeam {
   std::optional<TargetGroupSnapshot> snapshot(const std::string& targetGroup) override;
   Status registerTarget(const std::string& targetGroup, const std::string& instance) override;
   void deregisterEverywhere(const std::vector<std::string>& instances) override;
+  // Cluster requests run without mutex_ (the cluster has its own locks; a join waits for etcd to start).
+  Response serveCluster(const api::InitCluster& request);
+  Response serveCluster(const api::JoinCluster& request);
+  Response serveCluster(const api::ListClusterHosts& request);
+  Response serveCluster(const api::GetClusterToken& request);
+  Response serveCluster(const api::UpdateClusterHost& request);
+  Response serveCluster(const api::LeaveCluster& request);
   // Image requests run without mutex_ too (the store has its own lock; a pull takes minutes).
   Response serveImage(const api::ListImages& request);
   Response serveImage(const api::GetImage& request);
@@ -357,6 +368,8 @@ class Service final : private TargetGroupSeam {
   } metadataStop_;
   // Declared last, destroyed first: its destructor stops and waits for running pulls, imports and builds.
   std::unique_ptr<ImageService> images_;
+  // Destroyed before instances_, whose count it reads. Null without --cluster-address.
+  std::unique_ptr<Cluster> cluster_;
 };
 
 // An error as the API shows it: its kind's status and {"error": {...}}.

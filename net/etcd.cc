@@ -329,6 +329,127 @@ Result<WatchResponse> decodeWatchResponse(const Json& message) {
   return out;
 }
 
+// ---- Auth and membership codec -------------------------------------------------------------------------
+
+namespace {
+
+Result<uint64_t> uint64Field(const Json& object, std::string_view name) {
+  auto it = object.find(name);
+  if (it == object.end() || it->is_null()) return 0;
+  if (it->is_number_unsigned()) return it->get<uint64_t>();
+  if (!it->is_string())
+    return fail(internalError("etcd reply: \"{}\" is not a number: {}", name, it->dump()));
+  const std::string& text = it->get_ref<const std::string&>();
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return fail(internalError("etcd reply: \"{}\" is not a number: \"{}\"", name, text));
+  }
+  return value;
+}
+
+Result<std::vector<std::string>> stringsField(const Json& object, std::string_view name) {
+  std::vector<std::string> out;
+  auto it = object.find(name);
+  if (it == object.end() || it->is_null()) return out;
+  if (!it->is_array()) return fail(internalError("etcd reply: \"{}\" is not an array: {}", name, it->dump()));
+  for (const Json& item : *it) {
+    if (!item.is_string())
+      return fail(internalError("etcd reply: \"{}\" holds a non-string: {}", name, item.dump()));
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+Json authUserAddRequest(std::string_view user, std::string_view password) {
+  return {{"name", user}, {"password", password}};
+}
+Json authRoleAddRequest(std::string_view role) {
+  return {{"name", role}};
+}
+Json authUserGrantRoleRequest(std::string_view user, std::string_view role) {
+  return {{"user", user}, {"role", role}};
+}
+Json authenticateRequest(std::string_view user, std::string_view password) {
+  return {{"name", user}, {"password", password}};
+}
+Json memberAddRequest(const std::vector<std::string>& peerUrls) {
+  return {{"peerURLs", peerUrls}};
+}
+Json memberRemoveRequest(uint64_t id) {
+  return {{"ID", std::to_string(id)}};
+}
+
+Result<std::string> decodeAuthenticate(const Json& reply) {
+  if (!reply.is_object()) return fail(internalError("etcd reply is not an object: {}", reply.dump()));
+  auto token = reply.find("token");
+  if (token == reply.end() || !token->is_string() || token->get_ref<const std::string&>().empty()) {
+    return fail(internalError("etcd reply has no token: {}", reply.dump()));
+  }
+  return token->get<std::string>();
+}
+
+Result<Member> decodeMember(const Json& member) {
+  if (!member.is_object())
+    return fail(internalError("etcd reply: a member is not an object: {}", member.dump()));
+  Member out;
+  auto id = uint64Field(member, "ID");
+  if (!id) return fail(id.error());
+  auto peers = stringsField(member, "peerURLs");
+  if (!peers) return fail(peers.error());
+  auto clients = stringsField(member, "clientURLs");
+  if (!clients) return fail(clients.error());
+  out.id = *id;
+  out.name = member.value("name", std::string());
+  out.peerUrls = std::move(*peers);
+  out.clientUrls = std::move(*clients);
+  out.learner = member.value("isLearner", false);
+  return out;
+}
+
+Result<std::vector<Member>> decodeMemberList(const Json& reply) {
+  if (!reply.is_object()) return fail(internalError("etcd reply is not an object: {}", reply.dump()));
+  std::vector<Member> out;
+  auto members = reply.find("members");
+  if (members == reply.end() || members->is_null()) return out;
+  if (!members->is_array())
+    return fail(internalError("etcd reply: \"members\" is not an array: {}", members->dump()));
+  for (const Json& member : *members) {
+    auto decoded = decodeMember(member);
+    if (!decoded) return fail(decoded.error());
+    out.push_back(std::move(*decoded));
+  }
+  return out;
+}
+
+Result<MemberAddResult> decodeMemberAdd(const Json& reply) {
+  auto members = decodeMemberList(reply);
+  if (!members) return fail(members.error());
+  auto added = reply.find("member");
+  if (added == reply.end()) return fail(internalError("etcd reply has no member: {}", reply.dump()));
+  auto member = decodeMember(*added);
+  if (!member) return fail(member.error());
+  return MemberAddResult{std::move(*member), std::move(*members)};
+}
+
+std::string initialClusterFlag(const std::vector<Member>& members, std::string_view joining) {
+  std::string flag;
+  for (const Member& member : members) {
+    for (const std::string& url : member.peerUrls) {
+      if (!flag.empty()) flag += ',';
+      flag += fmt::format("{}={}", member.started() ? std::string_view(member.name) : joining, url);
+    }
+  }
+  return flag;
+}
+
+bool isInvalidToken(long httpStatus, std::string_view body) {
+  return body.find("invalid auth token") != std::string_view::npos ||
+         (httpStatus == 401 && body.find("auth") != std::string_view::npos);
+}
+
 Error errorFromReply(std::string_view operation, long httpStatus, std::string_view body) {
   std::string reason;
   int code = -1;
@@ -426,7 +547,8 @@ int progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 }
 
 HttpResult perform(const std::string& endpoint, const std::string& path, const std::string& body,
-                   std::optional<std::chrono::milliseconds> timeout, Transfer& transfer) {
+                   std::optional<std::chrono::milliseconds> timeout, const std::string& token,
+                   Transfer& transfer) {
   initCurlOnce();
   std::unique_ptr<CURL, CurlEasyDeleter> handle(curl_easy_init());
   if (!handle) return std::unexpected(HttpFailure{true, false, "curl_easy_init failed"});
@@ -434,6 +556,10 @@ HttpResult perform(const std::string& endpoint, const std::string& path, const s
   std::unique_ptr<curl_slist, CurlListDeleter> headers(
       curl_slist_append(nullptr, "Content-Type: application/json"));
   headers.reset(curl_slist_append(headers.release(), "Grpc-Metadata-hasleader: true"));
+  if (!token.empty()) {
+    const std::string authorization = "Authorization: " + token;
+    headers.reset(curl_slist_append(headers.release(), authorization.c_str()));
+  }
   const std::string url = endpoint + path;
   char errorText[CURL_ERROR_SIZE] = {};
   CURL* h = handle.get();
@@ -468,19 +594,19 @@ HttpResult perform(const std::string& endpoint, const std::string& path, const s
 }  // namespace
 
 HttpResult CurlTransport::post(const std::string& endpoint, const std::string& path, const std::string& body,
-                               std::chrono::milliseconds timeout) {
+                               std::chrono::milliseconds timeout, const std::string& token) {
   Transfer transfer;
-  return perform(endpoint, path, body, timeout, transfer);
+  return perform(endpoint, path, body, timeout, token, transfer);
 }
 
 HttpResult CurlTransport::stream(const std::string& endpoint, const std::string& path,
                                  const std::string& body,
                                  const std::function<bool(std::string_view)>& onBytes,
-                                 const std::atomic<bool>& stop) {
+                                 const std::atomic<bool>& stop, const std::string& token) {
   Transfer transfer;
   transfer.onBytes = &onBytes;
   transfer.stop = &stop;
-  return perform(endpoint, path, body, std::nullopt, transfer);
+  return perform(endpoint, path, body, std::nullopt, token, transfer);
 }
 
 // ---- The client ----------------------------------------------------------------------------------------
@@ -491,11 +617,16 @@ EtcdClient::EtcdClient(std::vector<std::string> endpoints, std::shared_ptr<EtcdT
       transport_(transport ? std::move(transport) : std::make_shared<CurlTransport>()),
       requestTimeout_(requestTimeout) {}
 
-Result<Json> EtcdClient::call(std::string_view operation, const std::string& path, const Json& request) {
-  const std::string body = request.dump();
+std::string EtcdClient::token() const {
+  std::lock_guard lock(auth_->mutex);
+  return auth_->token;
+}
+
+Result<Json> EtcdClient::callOnce(std::string_view operation, const std::string& path,
+                                  const std::string& body, const std::string& token, bool& invalidToken) {
   std::vector<std::string> unreachable;
   for (const std::string& endpoint : endpoints_) {
-    HttpResult reply = transport_->post(endpoint, path, body, requestTimeout_);
+    HttpResult reply = transport_->post(endpoint, path, body, requestTimeout_, token);
     if (!reply) {
       if (reply.error().beforeSending) {
         unreachable.push_back(reply.error().reason);
@@ -504,7 +635,10 @@ Result<Json> EtcdClient::call(std::string_view operation, const std::string& pat
       // The request may have reached the member: sending it elsewhere could apply it twice.
       return fail(unavailable("{}: cluster store has no quorum (etcd: {})", operation, reply.error().reason));
     }
-    if (reply->status != 200) return fail(errorFromReply(operation, reply->status, reply->body));
+    if (reply->status != 200) {
+      invalidToken = !token.empty() && isInvalidToken(reply->status, reply->body);
+      return fail(errorFromReply(operation, reply->status, reply->body));
+    }
     Json parsed = Json::parse(reply->body, nullptr, /*allow_exceptions=*/false);
     if (parsed.is_discarded()) {
       return fail(internalError("{}: etcd reply is not JSON: {}", operation, reply->body.substr(0, 200)));
@@ -513,6 +647,78 @@ Result<Json> EtcdClient::call(std::string_view operation, const std::string& pat
   }
   return fail(unavailable("{}: cluster store has no quorum (etcd: no member reachable: {})", operation,
                           fmt::join(unreachable, "; ")));
+}
+
+Result<Json> EtcdClient::call(std::string_view operation, const std::string& path, const Json& request) {
+  const std::string body = request.dump();
+  bool invalidToken = false;
+  auto reply = callOnce(operation, path, body, token(), invalidToken);
+  if (reply || !invalidToken) return reply;
+  // Simple tokens expire after minutes unused: a refused token was not applied, so authenticate and resend.
+  std::string user, password;
+  {
+    std::lock_guard lock(auth_->mutex);
+    user = auth_->user;
+    password = auth_->password;
+  }
+  if (user.empty()) return reply;
+  if (Status renewed = authenticate(user, password); !renewed) return fail(renewed.error().wrap(operation));
+  return callOnce(operation, path, body, token(), invalidToken);
+}
+
+Status EtcdClient::authenticate(std::string user, std::string password) {
+  const std::string operation = fmt::format("authenticate as {}", user);
+  bool invalidToken = false;
+  auto reply = callOnce(operation, "/v3/auth/authenticate", authenticateRequest(user, password).dump(), "",
+                        invalidToken);
+  if (!reply) return fail(reply.error());
+  auto token = decodeAuthenticate(*reply);
+  if (!token) return fail(token.error().wrap(operation));
+  std::lock_guard lock(auth_->mutex);
+  auth_->user = std::move(user);
+  auth_->password = std::move(password);
+  auth_->token = std::move(*token);
+  return {};
+}
+
+Status EtcdClient::enableAuth(std::string_view user, std::string_view password) {
+  if (auto added =
+          call(fmt::format("add user {}", user), "/v3/auth/user/add", authUserAddRequest(user, password));
+      !added)
+    return fail(added.error());
+  if (auto role = call("add role root", "/v3/auth/role/add", authRoleAddRequest("root")); !role)
+    return fail(role.error());
+  if (auto granted = call(fmt::format("grant role root to {}", user), "/v3/auth/user/grant",
+                          authUserGrantRoleRequest(user, "root"));
+      !granted)
+    return fail(granted.error());
+  if (auto enabled = call("enable auth", "/v3/auth/enable", Json::object()); !enabled)
+    return fail(enabled.error());
+  return {};
+}
+
+Result<std::vector<Member>> EtcdClient::memberList() {
+  auto reply = call("member list", "/v3/cluster/member/list", Json::object());
+  if (!reply) return fail(reply.error());
+  auto members = decodeMemberList(*reply);
+  if (!members) return fail(members.error().wrap("member list"));
+  return members;
+}
+
+Result<MemberAddResult> EtcdClient::memberAdd(const std::vector<std::string>& peerUrls) {
+  const std::string operation = fmt::format("member add {}", fmt::join(peerUrls, ","));
+  auto reply = call(operation, "/v3/cluster/member/add", memberAddRequest(peerUrls));
+  if (!reply) return fail(reply.error());
+  auto added = decodeMemberAdd(*reply);
+  if (!added) return fail(added.error().wrap(operation));
+  return added;
+}
+
+Status EtcdClient::memberRemove(uint64_t id) {
+  auto reply =
+      call(fmt::format("member remove {:x}", id), "/v3/cluster/member/remove", memberRemoveRequest(id));
+  if (!reply) return fail(reply.error());
+  return {};
 }
 
 Result<RangeResult> EtcdClient::get(std::string_view key, bool prefix, int64_t revision) {
@@ -619,13 +825,14 @@ Result<std::unique_ptr<Watch>> EtcdClient::watch(std::string_view prefix, int64_
   if (endpoints_.empty())
     return fail(invalidField("endpoints", "no etcd endpoint to watch {}", quotedKey(prefix)));
   std::unique_ptr<Watch> watch(new Watch());
-  watch->thread_ = std::thread(&Watch::run, watch.get(), std::ref(*transport_), endpoints_,
-                               watchCreateRequest(prefix, startRevision).dump(), std::string(prefix));
+  watch->thread_ =
+      std::thread(&Watch::run, watch.get(), std::ref(*transport_), endpoints_,
+                  watchCreateRequest(prefix, startRevision).dump(), std::string(prefix), token());
   return watch;
 }
 
 void Watch::run(EtcdTransport& transport, std::vector<std::string> endpoints, std::string body,
-                std::string prefix) {
+                std::string prefix, std::string token) {
   const std::string operation = fmt::format("watch \"{}\"", prefix);
   std::vector<std::string> unreachable;
   for (const std::string& endpoint : endpoints) {
@@ -652,7 +859,7 @@ void Watch::run(EtcdTransport& transport, std::vector<std::string> endpoints, st
       }
       return true;
     };
-    HttpResult reply = transport.stream(endpoint, "/v3/watch", body, onBytes, stop_);
+    HttpResult reply = transport.stream(endpoint, "/v3/watch", body, onBytes, stop_, token);
     std::lock_guard lock(mutex_);
     if (stop_.load()) return;
     if (!reply && reply.error().beforeSending) {

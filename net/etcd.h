@@ -124,6 +124,46 @@ Result<TxnResult> decodeTxn(const Json& reply);
 Result<int64_t> decodeRevision(const Json& reply);  // header.revision
 Result<WatchResponse> decodeWatchResponse(const Json& message);
 
+// ---- Auth and membership (pure) ---------------------------------------------------------------------------
+// etcd's own auth is the cluster's credential: a "root" user whose password is the join token, the "root"
+// role granted to it, then auth enabled. A client authenticates with name and password and sends the simple
+// token it gets back as the Authorization header; a wrong password is refused by etcd itself.
+
+// One member of the etcd cluster (/v3/cluster/member/*). A member added but not started yet has no name
+// and no client URLs.
+struct Member {
+  uint64_t id = 0;
+  std::string name;
+  std::vector<std::string> peerUrls;
+  std::vector<std::string> clientUrls;
+  bool learner = false;
+  bool started() const { return !name.empty(); }
+  bool operator==(const Member&) const = default;
+};
+
+struct MemberAddResult {
+  Member added;
+  std::vector<Member> members;  // every member after the add, the new one among them
+};
+
+Json authUserAddRequest(std::string_view user, std::string_view password);
+Json authRoleAddRequest(std::string_view role);
+Json authUserGrantRoleRequest(std::string_view user, std::string_view role);
+Json authenticateRequest(std::string_view user, std::string_view password);
+Json memberAddRequest(const std::vector<std::string>& peerUrls);
+Json memberRemoveRequest(uint64_t id);
+
+// The simple token of an /v3/auth/authenticate reply.
+Result<std::string> decodeAuthenticate(const Json& reply);
+Result<Member> decodeMember(const Json& member);
+Result<std::vector<Member>> decodeMemberList(const Json& reply);  // "members"
+Result<MemberAddResult> decodeMemberAdd(const Json& reply);       // "member" and "members"
+// "m1=http://10.0.0.1:2380,m2=...": etcd's --initial-cluster for a member joining `members`; the member
+// not started yet (the joining one) is named `joining`.
+std::string initialClusterFlag(const std::vector<Member>& members, std::string_view joining);
+// Whether a refusal means the simple token expired or was never valid (authenticate again).
+bool isInvalidToken(long httpStatus, std::string_view body);
+
 // The Error for a reply etcd refused: `operation` names the call and its key ("put \"/corral/x\"").
 // Lost quorum (no leader, request timed out, deadline exceeded, gRPC Unavailable) is Unavailable
 // "cluster store has no quorum (etcd: ...)"; anything else names etcd's reason.
@@ -161,13 +201,14 @@ class EtcdTransport {
  public:
   virtual ~EtcdTransport() = default;
   // POSTs `body` to ENDPOINT PATH (endpoint "http://127.0.0.1:2379") and waits at most `timeout`.
+  // `token`: the Authorization header's value (an auth token), none when empty.
   virtual HttpResult post(const std::string& endpoint, const std::string& path, const std::string& body,
-                          std::chrono::milliseconds timeout) = 0;
+                          std::chrono::milliseconds timeout, const std::string& token) = 0;
   // A streaming POST: `onBytes` gets each chunk as it comes and returns false to end the stream; the call
   // also ends when `stop` is set (checked at least every 100 ms). The reply's body is empty for 200.
   virtual HttpResult stream(const std::string& endpoint, const std::string& path, const std::string& body,
                             const std::function<bool(std::string_view)>& onBytes,
-                            const std::atomic<bool>& stop) = 0;
+                            const std::atomic<bool>& stop, const std::string& token) = 0;
 };
 
 // libcurl, one easy handle per request. Every request carries "Grpc-Metadata-hasleader: true" so that a
@@ -175,10 +216,10 @@ class EtcdTransport {
 class CurlTransport final : public EtcdTransport {
  public:
   HttpResult post(const std::string& endpoint, const std::string& path, const std::string& body,
-                  std::chrono::milliseconds timeout) override;
+                  std::chrono::milliseconds timeout, const std::string& token) override;
   HttpResult stream(const std::string& endpoint, const std::string& path, const std::string& body,
-                    const std::function<bool(std::string_view)>& onBytes,
-                    const std::atomic<bool>& stop) override;
+                    const std::function<bool(std::string_view)>& onBytes, const std::atomic<bool>& stop,
+                    const std::string& token) override;
 };
 
 // ---- The client ----------------------------------------------------------------------------------------
@@ -199,8 +240,8 @@ class Watch {
  private:
   friend class EtcdClient;
   Watch() = default;
-  void run(EtcdTransport& transport, std::vector<std::string> endpoints, std::string body,
-           std::string prefix);
+  void run(EtcdTransport& transport, std::vector<std::string> endpoints, std::string body, std::string prefix,
+           std::string token);
 
   std::mutex mutex_;
   std::condition_variable changed_;
@@ -261,6 +302,20 @@ class EtcdClient {
   Status revokeLease(int64_t lease);
   std::unique_ptr<LeaseKeeper> keepAlive(const Lease& lease);
 
+  // Auth: from a successful authenticate() on, every request (and watch) carries the token, and a request
+  // refused for an expired token authenticates again once and is sent again (it was not applied). A wrong
+  // password is InvalidArgument "authenticate as USER: etcd refused: ...authentication failed...".
+  Status authenticate(std::string user, std::string password);
+  bool authenticated() const { return !token().empty(); }
+  // Turns auth on: the user with `password`, the root role granted to it, auth enabled (etcdctl's
+  // `user add root` and `auth enable`). The caller authenticates afterwards.
+  Status enableAuth(std::string_view user, std::string_view password);
+
+  // Membership (/v3/cluster/member/*).
+  Result<std::vector<Member>> memberList();
+  Result<MemberAddResult> memberAdd(const std::vector<std::string>& peerUrls);
+  Status memberRemove(uint64_t id);
+
   // Events on keys under `prefix` from `startRevision` (0: from now).
   Result<std::unique_ptr<Watch>> watch(std::string_view prefix, int64_t startRevision = 0);
 
@@ -270,9 +325,20 @@ class EtcdClient {
   // POSTs to the first endpoint that accepts a connection; errors name `operation`.
   Result<Json> call(std::string_view operation, const std::string& path, const Json& request);
 
+  Result<Json> callOnce(std::string_view operation, const std::string& path, const std::string& body,
+                        const std::string& token, bool& invalidToken);
+  std::string token() const;
+
+  // Shared by copies of the client (a LeaseKeeper's), so a token renewed by one serves all.
+  struct Auth {
+    mutable std::mutex mutex;
+    std::string user, password, token;
+  };
+
   std::vector<std::string> endpoints_;
   std::shared_ptr<EtcdTransport> transport_;
   std::chrono::milliseconds requestTimeout_;
+  std::shared_ptr<Auth> auth_ = std::make_shared<Auth>();
 };
 
 }  // namespace corral::net::etcd

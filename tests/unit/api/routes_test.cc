@@ -193,6 +193,13 @@ std::vector<Request> everyAlternative() {
   all.push_back(BuildImage{"tools", {"curl"}, {}, ""});
   all.push_back(ListVmSnapshots{});
   all.push_back(RemoveVmSnapshot{"0123456789abcdef0123456789abcdef"});
+  all.push_back(InitCluster{});
+  all.push_back(InitCluster{"az2"});
+  all.push_back(JoinCluster{"127.0.0.2:2379", "0123abcd", "az3"});
+  all.push_back(ListClusterHosts{});
+  all.push_back(GetClusterToken{});
+  all.push_back(UpdateClusterHost{"host b", "az2"});
+  all.push_back(LeaveCluster{});
   all.push_back(CreateLoadBalancer{{"front", "prod", {"web-a", "web-b"}, true, "application", "lb-sg"}});
   all.push_back(CreateLoadBalancer{{"nlb", "prod", {"web-a"}, false, "network", ""}});
   all.push_back(ListLoadBalancers{});
@@ -408,6 +415,25 @@ TEST(VmSnapshots, PathsAndMethods) {
   EXPECT_FALSE(parseRequest("GET", "/v1/vm-snapshots/0123", "").has_value()) << "one is removed, not shown";
   EXPECT_FALSE(parseRequest("GET", "/v1/vm-snapshots?image=app", "").has_value());
   EXPECT_FALSE(parseRequest("DELETE", "/v1/vm-snapshots/a/b", "").has_value());
+}
+
+TEST(Cluster, PathsMethodsAndFields) {
+  EXPECT_EQ(renderRequest(InitCluster{}).target, "/v1/cluster");
+  EXPECT_EQ(renderRequest(JoinCluster{"a", "t", "az1"}).target, "/v1/cluster/join");
+  EXPECT_EQ(renderRequest(UpdateClusterHost{"h1", "az2"}).method, "PATCH");
+  EXPECT_EQ(renderRequest(UpdateClusterHost{"h1", "az2"}).target, "/v1/cluster/hosts/h1");
+  Result<Request> init = parseRequest("POST", "/v1/cluster", "{}");
+  ASSERT_TRUE(init) << init.error().message();
+  EXPECT_EQ(std::get<InitCluster>(*init).az, "az1");
+  Result<Request> noToken = parseRequest("POST", "/v1/cluster/join", R"({"address":"127.0.0.2"})");
+  ASSERT_FALSE(noToken);
+  EXPECT_EQ(noToken.error().field(), "token");
+  Result<Request> noAz = parseRequest("PATCH", "/v1/cluster/hosts/h1", "{}");
+  ASSERT_FALSE(noAz);
+  EXPECT_EQ(noAz.error().field(), "az");
+  EXPECT_FALSE(parseRequest("DELETE", "/v1/cluster/hosts/h1", "").has_value());
+  EXPECT_FALSE(parseRequest("GET", "/v1/cluster", "").has_value());
+  EXPECT_FALSE(parseRequest("GET", "/v1/cluster/hosts?az=a", "").has_value());
 }
 
 TEST(Base64, RoundTripsEveryLength) {

@@ -204,6 +204,7 @@ struct Sent {
   std::string endpoint;
   std::string path;
   Json body;
+  std::string token;
 };
 
 class ScriptedTransport final : public EtcdTransport {
@@ -213,17 +214,17 @@ class ScriptedTransport final : public EtcdTransport {
   std::vector<std::string> streamChunks;
 
   HttpResult post(const std::string& endpoint, const std::string& path, const std::string& body,
-                  std::chrono::milliseconds) override {
-    sent.push_back({endpoint, path, Json::parse(body)});
+                  std::chrono::milliseconds, const std::string& token) override {
+    sent.push_back({endpoint, path, Json::parse(body), token});
     if (replies.empty()) return std::unexpected(HttpFailure{true, false, endpoint + ": nothing scripted"});
     HttpResult next = std::move(replies.front());
     replies.pop_front();
     return next;
   }
   HttpResult stream(const std::string& endpoint, const std::string& path, const std::string& body,
-                    const std::function<bool(std::string_view)>& onBytes,
-                    const std::atomic<bool>& stop) override {
-    sent.push_back({endpoint, path, Json::parse(body)});
+                    const std::function<bool(std::string_view)>& onBytes, const std::atomic<bool>& stop,
+                    const std::string& token) override {
+    sent.push_back({endpoint, path, Json::parse(body), token});
     for (const auto& chunk : streamChunks) {
       if (!onBytes(chunk)) return HttpReply{200, ""};
     }
@@ -333,6 +334,136 @@ TEST(EtcdClient, AWatchDeliversEventsInOrder) {
   EXPECT_FALSE(*none);
   watch->reset();  // stops the stream and joins the thread
   EXPECT_EQ(transport->sent[0].body, watchCreateRequest("/a/", 2));
+}
+
+// ---- Auth and membership ----
+
+TEST(EtcdAuthCodec, RequestsNameUserRoleAndPassword) {
+  EXPECT_EQ(authUserAddRequest("root", "s3cret"), Json::parse(R"({"name":"root","password":"s3cret"})"));
+  EXPECT_EQ(authRoleAddRequest("root"), Json::parse(R"({"name":"root"})"));
+  EXPECT_EQ(authUserGrantRoleRequest("root", "root"), Json::parse(R"({"user":"root","role":"root"})"));
+  EXPECT_EQ(authenticateRequest("root", "t"), Json::parse(R"({"name":"root","password":"t"})"));
+}
+
+TEST(EtcdAuthCodec, DecodesTheTokenAndRefusesAReplyWithout) {
+  auto token = decodeAuthenticate(Json::parse(std::string("{") + kHeader + R"(,"token":"abc.42"})"));
+  ASSERT_TRUE(token) << token.error().message();
+  EXPECT_EQ(*token, "abc.42");
+  EXPECT_FALSE(decodeAuthenticate(Json::parse(std::string("{") + kHeader + "}")));
+}
+
+TEST(EtcdAuthCodec, AnExpiredTokenIsToldFromAWrongPassword) {
+  EXPECT_TRUE(isInvalidToken(401, R"({"error":"etcdserver: invalid auth token","code":16})"));
+  EXPECT_FALSE(isInvalidToken(
+      400, R"({"error":"etcdserver: authentication failed, invalid user ID or password","code":3})"));
+  Error wrong = errorFromReply(
+      "authenticate as root", 400,
+      R"({"error":"etcdserver: authentication failed, invalid user ID or password","code":3})");
+  EXPECT_EQ(wrong.kind(), ErrorKind::InvalidArgument);
+  EXPECT_NE(wrong.message().find("authentication failed"), std::string::npos);
+}
+
+constexpr const char* kMembers = R"("members":[
+  {"ID":"10276657743932975437","name":"h1","peerURLs":["http://127.0.0.1:2380"],"clientURLs":["http://127.0.0.1:2379"]},
+  {"ID":"18249187646912138824","peerURLs":["http://127.0.0.2:2380"],"isLearner":true}])";
+
+TEST(EtcdMemberCodec, RequestsCarryPeerUrlsAndIdsAsStrings) {
+  EXPECT_EQ(memberAddRequest({"http://127.0.0.2:2380"}),
+            Json::parse(R"({"peerURLs":["http://127.0.0.2:2380"]})"));
+  EXPECT_EQ(memberRemoveRequest(18249187646912138824ull), Json::parse(R"({"ID":"18249187646912138824"})"));
+}
+
+TEST(EtcdMemberCodec, DecodesAListWithAnUnstartedMember) {
+  auto members = decodeMemberList(Json::parse(std::string("{") + kHeader + "," + kMembers + "}"));
+  ASSERT_TRUE(members) << members.error().message();
+  ASSERT_EQ(members->size(), 2u);
+  EXPECT_EQ((*members)[0].id, 10276657743932975437ull);
+  EXPECT_EQ((*members)[0].name, "h1");
+  EXPECT_TRUE((*members)[0].started());
+  EXPECT_EQ((*members)[0].clientUrls, std::vector<std::string>{"http://127.0.0.1:2379"});
+  EXPECT_FALSE((*members)[1].started());
+  EXPECT_TRUE((*members)[1].learner);
+  EXPECT_TRUE((*members)[1].clientUrls.empty());
+  EXPECT_EQ(initialClusterFlag(*members, "h2"), "h1=http://127.0.0.1:2380,h2=http://127.0.0.2:2380");
+  EXPECT_TRUE(decodeMemberList(Json::parse(std::string("{") + kHeader + "}"))->empty());
+  EXPECT_FALSE(decodeMemberList(Json::parse(R"({"members":[{"ID":"x"}]})")));
+  EXPECT_FALSE(decodeMemberList(Json::parse(R"({"members":[{"ID":"1","peerURLs":"http://a"}]})")));
+}
+
+TEST(EtcdMemberCodec, DecodesAnAddWithTheNewMemberAndTheList) {
+  auto added = decodeMemberAdd(Json::parse(
+      std::string("{") + kHeader +
+      R"(,"member":{"ID":"18249187646912138824","peerURLs":["http://127.0.0.2:2380"]},)" + kMembers + "}"));
+  ASSERT_TRUE(added) << added.error().message();
+  EXPECT_EQ(added->added.id, 18249187646912138824ull);
+  EXPECT_FALSE(added->added.started());
+  EXPECT_EQ(added->members.size(), 2u);
+  EXPECT_FALSE(decodeMemberAdd(Json::parse(std::string("{") + kHeader + "," + kMembers + "}")));
+}
+
+TEST(EtcdClient, AuthenticatesThenSendsTheTokenAndRenewsAnExpiredOne) {
+  auto transport = std::make_shared<ScriptedTransport>();
+  const std::string expired = R"({"error":"etcdserver: invalid auth token","code":16})";
+  transport->replies = {ok(reply(R"(,"token":"tok.1")")), ok(reply()), HttpReply{401, expired},
+                        ok(reply(R"(,"token":"tok.2")")), ok(reply())};
+  EtcdClient client({"http://127.0.0.1:1"}, transport);
+  ASSERT_TRUE(client.authenticate("root", "pw"));
+  EXPECT_EQ(transport->sent[0].path, "/v3/auth/authenticate");
+  EXPECT_EQ(transport->sent[0].token, "");
+  ASSERT_TRUE(client.put("/a", "1"));
+  EXPECT_EQ(transport->sent[1].token, "tok.1");
+  auto again = client.put("/a", "2");
+  ASSERT_TRUE(again) << again.error().message();
+  ASSERT_EQ(transport->sent.size(), 5u);
+  EXPECT_EQ(transport->sent[3].path, "/v3/auth/authenticate");
+  EXPECT_EQ(transport->sent[3].body, authenticateRequest("root", "pw"));
+  EXPECT_EQ(transport->sent[4].token, "tok.2");
+  EXPECT_EQ(transport->sent[4].body, putRequest("/a", "2", 0));
+}
+
+TEST(EtcdClient, AWrongPasswordIsRefusedByEtcd) {
+  auto transport = std::make_shared<ScriptedTransport>();
+  transport->replies = {HttpReply{
+      400, R"({"error":"etcdserver: authentication failed, invalid user ID or password","code":3})"}};
+  EtcdClient client({"http://127.0.0.1:1"}, transport);
+  Status status = client.authenticate("root", "wrong");
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().kind(), ErrorKind::InvalidArgument);
+  EXPECT_EQ(
+      status.error().message(),
+      "authenticate as root: etcd refused: etcdserver: authentication failed, invalid user ID or password");
+}
+
+TEST(EtcdClient, EnableAuthAddsTheUserAndRoleThenEnables) {
+  auto transport = std::make_shared<ScriptedTransport>();
+  transport->replies = {ok(reply()), ok(reply()), ok(reply()), ok(reply())};
+  EtcdClient client({"http://127.0.0.1:1"}, transport);
+  ASSERT_TRUE(client.enableAuth("root", "tok"));
+  ASSERT_EQ(transport->sent.size(), 4u);
+  EXPECT_EQ(transport->sent[0].path, "/v3/auth/user/add");
+  EXPECT_EQ(transport->sent[1].path, "/v3/auth/role/add");
+  EXPECT_EQ(transport->sent[2].path, "/v3/auth/user/grant");
+  EXPECT_EQ(transport->sent[3].path, "/v3/auth/enable");
+}
+
+TEST(EtcdClient, MemberAddListAndRemove) {
+  auto transport = std::make_shared<ScriptedTransport>();
+  transport->replies = {
+      ok(Json::parse(std::string("{") + kHeader +
+                     R"(,"member":{"ID":"18249187646912138824","peerURLs":["http://127.0.0.2:2380"]},)" +
+                     kMembers + "}")),
+      ok(Json::parse(std::string("{") + kHeader + "," + kMembers + "}")), ok(reply())};
+  EtcdClient client({"http://127.0.0.1:1"}, transport);
+  auto added = client.memberAdd({"http://127.0.0.2:2380"});
+  ASSERT_TRUE(added) << added.error().message();
+  EXPECT_EQ(transport->sent[0].path, "/v3/cluster/member/add");
+  auto members = client.memberList();
+  ASSERT_TRUE(members) << members.error().message();
+  EXPECT_EQ(members->size(), 2u);
+  EXPECT_EQ(transport->sent[1].path, "/v3/cluster/member/list");
+  ASSERT_TRUE(client.memberRemove(added->added.id));
+  EXPECT_EQ(transport->sent[2].path, "/v3/cluster/member/remove");
+  EXPECT_EQ(transport->sent[2].body, memberRemoveRequest(18249187646912138824ull));
 }
 
 }  // namespace

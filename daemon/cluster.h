@@ -1,0 +1,104 @@
+// This host's membership of a corral cluster (issue 20, docs/cluster.md): init, join, the host list, a
+// host's AZ, leave; the etcd member it runs (daemon/etcd_process.h); its host key and lease-bound alive key
+// kept alive; a watch of /corral/hosts/ that notes when another host's alive key goes.
+//
+// Keys: /corral/hosts/NAME = {"name", "address", "az", "client_url", "peer_url", "member_id"},
+// /corral/hosts/NAME/alive on a lease of options.aliveTtlSeconds, /corral/hosts/NAME/instances (this host's
+// instance count, for the others' `cluster ls`) on the same lease. The join token is etcd's own credential
+// (the root user's password), so a wrong one is refused by etcd. What this host is in survives a restart
+// in DIR/member.json (0600: it holds the token); the etcd data in DIR/etcd/data.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "daemon/etcd_process.h"
+#include "net/etcd.h"
+
+namespace corral::daemon {
+
+struct ClusterOptions {
+  std::string address;  // IPv4 where this host's etcd listens (clients and peers) and others reach it
+  std::string hostName;
+  uint16_t clientPort = 2379;
+  uint16_t peerPort = 2380;
+  std::string dir;  // STATE_DIR/cluster
+  std::string etcd = "etcd";
+  int64_t aliveTtlSeconds = 3;
+  std::chrono::milliseconds requestTimeout = std::chrono::seconds(5);
+};
+
+class Cluster {
+ public:
+  // Kills an etcd an earlier corrald left; when this host is a member (member.json), starts its etcd on
+  // the same data and registers the host again in the background (the store may have no quorum now).
+  static Result<std::unique_ptr<Cluster>> open(ClusterOptions options,
+                                               std::function<size_t()> localInstances);
+  ~Cluster();  // stops the heartbeat and the etcd member (its data stays for the next start)
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Each answers the API's JSON (docs/api.md "Cluster").
+  Result<nlohmann::json> init(const std::string& az);
+  Result<nlohmann::json> join(const std::string& address, const std::string& token, const std::string& az);
+  Result<nlohmann::json> hosts();
+  Result<nlohmann::json> token();
+  Result<nlohmann::json> setAz(const std::string& host, const std::string& az);
+  Result<nlohmann::json> leave();
+
+ private:
+  struct Membership {
+    std::string az;
+    std::string token;
+    uint64_t memberId = 0;
+    std::vector<std::string> endpoints;  // this host's client URL first, then the other members'
+  };
+
+  Cluster(ClusterOptions options, std::function<size_t()> localInstances, std::unique_ptr<EtcdProcess> etcd);
+  std::string clientUrl() const;
+  std::string peerUrl() const;
+  std::string hostKey(std::string_view host) const;
+  nlohmann::json hostJson(const std::string& az, uint64_t memberId) const;
+  Status saveMembership(const Membership& membership) const;
+  void forgetMembership();
+  Result<Membership> membership() const;
+  // Waits until the local etcd serves a linearizable read (authenticating first when `password` is set).
+  Status waitUntilServing(net::etcd::EtcdClient& client, const std::string* password,
+                          std::chrono::seconds timeout);
+  // A lease and the alive key on it, now.
+  Status registerAlive(net::etcd::EtcdClient& client);
+  void heartbeat();
+  // The member's client, authenticated (a corrald started again has a client the heartbeat authenticates
+  // once the store answers: a request before that authenticates itself). Conflict when not a member.
+  Result<std::shared_ptr<net::etcd::EtcdClient>> memberClient();
+
+  ClusterOptions options_;
+  std::function<size_t()> localInstances_;
+  std::unique_ptr<EtcdProcess> etcd_;
+  std::mutex requests_;  // one init, join, set or leave at a time
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::optional<Membership> membership_;           // under mutex_
+  std::shared_ptr<net::etcd::EtcdClient> client_;  // under mutex_: authenticated, when a member
+  int64_t lease_ = 0;                              // under mutex_
+  int64_t publishedInstances_ = -1;                // under mutex_: the count on lease_, -1 none yet
+  bool heartbeatPaused_ = false;                   // under mutex_: leave() deletes the keys
+  bool beating_ = false;                           // under mutex_: a keepalive or registration under way
+  std::map<std::string, int64_t> lostAt_;          // under mutex_: host -> unix seconds its alive key went
+  bool stopping_ = false;
+  std::thread heartbeat_;
+};
+
+}  // namespace corral::daemon
