@@ -47,7 +47,8 @@ class ClusterPeerPort : public ::testing::Test {
   }
   void TearDown() override {
     // The last host leaving ends the cluster; its etcd and data go.
-    for (auto it = hosts_.rbegin(); it != hosts_.rend(); ++it) it->daemon->call("POST", "/v1/cluster/leave", json::object());
+    for (auto it = hosts_.rbegin(); it != hosts_.rend(); ++it)
+      it->daemon->call("POST", "/v1/cluster/leave", json::object());
   }
 
   api::Client peer(const PeerHost& host, const std::string& token) const {
