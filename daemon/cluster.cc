@@ -135,8 +135,18 @@ std::string Cluster::hostKey(std::string_view host) const {
 }
 
 json Cluster::hostJson(const std::string& az, uint64_t memberId) const {
-  return {{"name", options_.hostName}, {"address", options_.address}, {"az", az},
-          {"client_url", clientUrl()}, {"peer_url", peerUrl()},       {"member_id", memberIdText(memberId)}};
+  json host = {
+      {"name", options_.hostName}, {"address", options_.address}, {"az", az},
+      {"client_url", clientUrl()}, {"peer_url", peerUrl()},       {"member_id", memberIdText(memberId)}};
+  if (options_.apiPort != 0)
+    host["api_url"] = fmt::format("http://{}:{}", options_.address, options_.apiPort);
+  return host;
+}
+
+std::optional<std::string> Cluster::peerToken() const {
+  std::lock_guard lock(mutex_);
+  if (!membership_ || membership_->token.empty()) return std::nullopt;
+  return membership_->token;
 }
 
 Status Cluster::saveMembership(const Membership& m) const {
@@ -415,6 +425,7 @@ Result<json> Cluster::hosts() {
                 {"lost_since", nullptr},
                 {"member", "none"},
                 {"member_id", host.value("member_id", "")},
+                {"api_url", host.contains("api_url") ? host["api_url"] : json(nullptr)},
                 {"instances", nullptr},
                 {"local", name == options_.hostName}};
     if (host.value("joining", false)) out["health"] = "joining";

@@ -37,6 +37,9 @@ struct ClusterOptions {
   std::string dir;  // STATE_DIR/cluster
   std::string etcd = "etcd";
   int64_t aliveTtlSeconds = 3;
+  // The TCP port of this host's peer API (corrald --cluster-api-port) on `address`, advertised in its host
+  // key as api_url for the other corralds; 0: none.
+  uint16_t apiPort = 0;
   std::chrono::milliseconds requestTimeout = std::chrono::seconds(5);
 };
 
@@ -57,6 +60,9 @@ class Cluster {
   Result<nlohmann::json> token();
   Result<nlohmann::json> setAz(const std::string& host, const std::string& az);
   Result<nlohmann::json> leave();
+  // The cluster's token while this host is in a cluster (what a peer's request must carry, daemon/
+  // http_server.h); nullopt otherwise.
+  std::optional<std::string> peerToken() const;
 
  private:
   struct Membership {

@@ -96,6 +96,7 @@ struct Options {
   int64_t clusterClientPort = 2379;
   int64_t clusterPeerPort = 2380;
   int64_t clusterAliveTtlS = 3;
+  int64_t clusterApiPort = 0;
   std::string etcd;
   log::Level logLevel = log::Level::Info;
 };
@@ -256,6 +257,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "the TCP port of this host's etcd for clients (and the default port of `corral cluster join ADDR`)")
       ("cluster-peer-port", po::value(&options.clusterPeerPort)->default_value(2380)->value_name("PORT"),
        "the TCP port of this host's etcd for its peers")
+      ("cluster-api-port", po::value(&options.clusterApiPort)->value_name("PORT"),
+       "serve the peer API (the whole API for the cluster's other corralds, each request carrying the cluster's "
+       "token) on CLUSTER_ADDRESS:PORT and advertise it in this host's key as api_url (default: none)")
       ("cluster-alive-ttl", po::value(&options.clusterAliveTtlS)->default_value(3)->value_name("SECONDS"),
        "the lease of this host's alive key (kept alive every third of it): a host whose corrald died is "
        "shown lost within this many seconds (and one more) (1 to 60)")
@@ -350,6 +354,23 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
   if (options.clusterClientPort == options.clusterPeerPort) {
     return fail(invalidField("cluster-peer-port", "{} is the client port too: give two different ports",
                              options.clusterPeerPort));
+  }
+  if (values.count("cluster-api-port")) {
+    if (options.clusterApiPort < 1 || options.clusterApiPort > 65535)
+      return fail(
+          invalidField("cluster-api-port", "{} is not a TCP port: give 1 to 65535", options.clusterApiPort));
+    if (options.clusterAddress.empty())
+      return fail(invalidField("cluster-api-port", "needs --cluster-address (the address it listens on)"));
+    if (options.peerListen)
+      return fail(
+          invalidField("cluster-api-port", "--peer-listen names the peer port already: give one of them"));
+    if (options.clusterApiPort == options.clusterClientPort ||
+        options.clusterApiPort == options.clusterPeerPort) {
+      return fail(invalidField("cluster-api-port", "{} is one of etcd's ports: give another",
+                               options.clusterApiPort));
+    }
+    options.peerListen = PeerEndpoint{.address = options.clusterAddress,
+                                      .port = static_cast<uint16_t>(options.clusterApiPort)};
   }
   if (options.clusterAliveTtlS < 1 || options.clusterAliveTtlS > 60) {
     return fail(invalidField("cluster-alive-ttl", "{} is out of range: give 1 to 60 seconds",
@@ -729,7 +750,8 @@ int run(const Options& options, StartupReport& report) {
                                      .peerPort = static_cast<uint16_t>(options.clusterPeerPort),
                                      .dir = options.stateDir + "/cluster",
                                      .etcd = options.etcd,
-                                     .aliveTtlSeconds = options.clusterAliveTtlS});
+                                     .aliveTtlSeconds = options.clusterAliveTtlS,
+                                     .apiPort = static_cast<uint16_t>(options.clusterApiPort)});
         !cluster) {
       report.failed(cluster.error().message());
       return 1;
@@ -744,12 +766,17 @@ int run(const Options& options, StartupReport& report) {
     return 1;
   }
   auto server = HttpServer::listen(
-      **service, {.socketPath = options.socketPath,
-                  .socketGroup = options.socketGroupId,
-                  .readTimeout = std::chrono::milliseconds(options.readTimeoutMs),
-                  .dashboardPort = options.httpPort,
-                  .peer = options.peerListen,
-                  .peerToken = [file = options.peerTokenFile] { return readPeerToken(file); }});
+      **service,
+      {.socketPath = options.socketPath,
+       .socketGroup = options.socketGroupId,
+       .readTimeout = std::chrono::milliseconds(options.readTimeoutMs),
+       .dashboardPort = options.httpPort,
+       .peer = options.peerListen,
+       // --peer-token-file's token, else (--cluster-api-port) the cluster's while this host is in one.
+       .peerToken = [file = options.peerTokenFile, service = service->get()]() -> std::optional<std::string> {
+         if (!file.empty()) return readPeerToken(file);
+         return service->clusterPeerToken();
+       }});
   if (!server) {
     const Error& error = server.error();
     report.failed(error.field().empty() ? error.message()
@@ -762,8 +789,9 @@ int run(const Options& options, StartupReport& report) {
   log::info("dashboard: {} (and http://corrald/ on the socket)",
             dashboardUrl.value_or("no TCP port (--http-port)"));
   if (auto port = (*server)->peerPort()) {
-    log::info("peer API: {}:{} (requests carry the token of \"{}\")", options.peerListen->address, *port,
-              options.peerTokenFile);
+    log::info("peer API: {}:{} (requests carry {})", options.peerListen->address, *port,
+              options.peerTokenFile.empty() ? std::string("the cluster's token")
+                                            : fmt::format("the token of \"{}\"", options.peerTokenFile));
   }
   ObjectCounts n = (*service)->counts();
   log::info("corrald {} listening on \"{}\" (pid {})", CORRAL_VERSION, options.socketPath, ::getpid());

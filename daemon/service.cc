@@ -331,6 +331,10 @@ Status Service::openCluster(ClusterOptions options) {
   return {};
 }
 
+std::optional<std::string> Service::clusterPeerToken() const {
+  return cluster_ ? cluster_->peerToken() : std::nullopt;
+}
+
 Response Service::serveCluster(const api::InitCluster& request) {
   return resultResponse(201, cluster_->init(request.az));
 }

@@ -113,6 +113,8 @@ class Service final : private TargetGroupSeam {
   // This host's cluster membership (daemon/cluster.h), with --cluster-address; without it every cluster
   // request is refused.
   Status openCluster(ClusterOptions options);
+  // The cluster's token for the peer port while this host is in a cluster (Cluster::peerToken).
+  std::optional<std::string> clusterPeerToken() const;
   // Opens the image store (daemon/images_service.h); without it the image requests answer 503.
   Status openImages(ImageServiceOptions options);
   // Pull, import and build answer with a progress stream (daemon/http_server.cc): checked first (a bad

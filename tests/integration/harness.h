@@ -1,6 +1,5 @@
-// Process plumbing shared by the integration tests: start a real binary with its output in files, wait for
-// it with a deadline, read what it wrote; and TestDaemon, the one "corrald under test" of the daemon-level
-// tests.
+// What the daemon-level integration tests share: the process plumbing of tests/integration/process.h, the
+// test network's names, and TestDaemon, the one "corrald under test".
 #pragma once
 
 #include <fcntl.h>
@@ -31,71 +30,10 @@
 
 #include "api/client.h"
 #include "net/netlink.h"
+#include "tests/integration/process.h"
 #include "tests/integration/skip_guard.h"
 
 namespace corral::testing {
-
-inline std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-enum class OutputMode { Truncate, Append };
-
-// Starts args[0] with stdin from /dev/null, stdout into `outPath` and stderr into `errPath` (into `outPath`
-// too when `errPath` is empty). Returns the pid, or -1 with posix_spawn's error number in `*spawnError`.
-inline pid_t spawnProcess(const std::vector<std::string>& args, const std::string& outPath,
-                          const std::string& errPath, OutputMode mode, int* spawnError = nullptr) {
-  const int flags = O_WRONLY | O_CREAT | (mode == OutputMode::Append ? O_APPEND : O_TRUNC);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, outPath.c_str(), flags, 0644);
-  if (errPath.empty()) {
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  } else {
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, errPath.c_str(), flags, 0644);
-  }
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (spawnError != nullptr) *spawnError = rc;
-  return rc == 0 ? pid : -1;
-}
-
-// Reaps `pid`; past `deadline` kills it with SIGKILL first. The wait status, or nullopt when it was late.
-inline std::optional<int> waitWithDeadline(pid_t pid, std::chrono::milliseconds deadline) {
-  int status = 0;
-  auto until = std::chrono::steady_clock::now() + deadline;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return std::nullopt;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return status;
-}
-
-// Waits for an event instead of sleeping: polls `happened` every 20 ms until it is true or `deadline`
-// passed. A failure naming `what` when it never happened. Use: ASSERT_TRUE(waitUntil(..., 10s, "..."));
-inline ::testing::AssertionResult waitUntil(const std::function<bool()>& happened,
-                                            std::chrono::milliseconds deadline, const std::string& what) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (!happened()) {
-    if (std::chrono::steady_clock::now() > until)
-      return ::testing::AssertionFailure()
-             << "waited " << deadline.count() << " ms for " << what << ": it did not happen";
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return ::testing::AssertionSuccess();
-}
 
 // How often `what` occurs in `text` (log lines of an event, to wait for one more).
 inline size_t occurrences(const std::string& text, const std::string& what) {

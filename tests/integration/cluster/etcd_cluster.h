@@ -93,7 +93,7 @@ class EtcdCluster {
     Member& m = members_[i];
     if (m.pid > 0) return true;
     const std::string data = dir_ / m.name;
-    m.pid = spawnWithEnv({kEtcdBinary,
+    m.pid = spawnProcess({kEtcdBinary,
                           "--name",
                           m.name,
                           "--data-dir",
@@ -116,7 +116,7 @@ class EtcdCluster {
                           "100",
                           "--election-timeout",
                           "1000"},
-                         {}, dir_ / (m.name + ".log"));
+                         dir_ / (m.name + ".log"), {}, OutputMode::Append, nullptr, {});
     if (m.pid <= 0) {
       error_ = std::string("could not start ") + kEtcdBinary;
       return false;
@@ -143,7 +143,7 @@ class EtcdCluster {
     return runTool(args, {"ETCDCTL_API=3"});
   }
 
-  std::string log(size_t i) const { return readWholeFile(dir_ / (members_[i].name + ".log")); }
+  std::string log(size_t i) const { return readFile(dir_ / (members_[i].name + ".log")); }
 
  private:
   struct Member {

@@ -52,7 +52,7 @@ struct Host {
 // Running (a zombie waiting for its reaper is not).
 bool processAlive(pid_t pid) {
   if (pid <= 0 || ::kill(pid, 0) != 0) return false;
-  std::string text = readWholeFile("/proc/" + std::to_string(pid) + "/stat");
+  std::string text = readFile("/proc/" + std::to_string(pid) + "/stat");
   const size_t paren = text.rfind(')');
   return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] != 'Z';
 }

@@ -23,14 +23,9 @@
 #include <utility>
 #include <vector>
 
-namespace corral::testing {
+#include "tests/integration/process.h"
 
-inline std::string readWholeFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+namespace corral::testing {
 
 // A directory under /tmp, removed with everything in it when the test ends.
 class TempDir {
@@ -52,46 +47,6 @@ class TempDir {
   std::string path_;
 };
 
-// Starts args[0] (a path or a name looked up in PATH) with stdin from /dev/null, stdout and stderr into
-// `logPath`, and `extraEnv` ("NAME=value") added to this process's environment. -1 when it did not start.
-inline pid_t spawnWithEnv(const std::vector<std::string>& args, const std::vector<std::string>& extraEnv,
-                          const std::string& logPath) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                   0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::vector<std::string> envStrings;
-  for (char** e = environ; *e != nullptr; ++e) envStrings.emplace_back(*e);
-  for (const auto& e : extraEnv) envStrings.push_back(e);
-  std::vector<char*> envp;
-  for (auto& e : envStrings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
-
-// Reaps `pid`, killing it with SIGKILL once `deadline` passed. The wait status, nullopt when it was late.
-inline std::optional<int> reapWithin(pid_t pid, std::chrono::milliseconds deadline) {
-  int status = 0;
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return std::nullopt;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return status;
-}
-
 struct ToolRun {
   int exitCode = -1;   // -1: did not start, or killed
   std::string output;  // stdout and stderr together
@@ -105,23 +60,14 @@ inline ToolRun runTool(const std::vector<std::string>& args, const std::vector<s
   if (fd < 0) return {};
   ::close(fd);
   ToolRun run;
-  pid_t pid = spawnWithEnv(args, extraEnv, pattern);
+  pid_t pid = spawnProcess(args, pattern, {}, OutputMode::Truncate, nullptr, extraEnv);
   if (pid > 0) {
-    auto status = reapWithin(pid, deadline);
+    auto status = waitWithDeadline(pid, deadline);
     if (status && WIFEXITED(*status)) run.exitCode = WEXITSTATUS(*status);
   }
-  run.output = readWholeFile(pattern);
+  run.output = readFile(pattern);
   ::unlink(pattern);
   return run;
-}
-
-inline bool pollUntil(const std::function<bool()>& happened, std::chrono::milliseconds deadline) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (!happened()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
 }
 
 // Processes a test started: each is sent SIGTERM and reaped (SIGKILL after 5 s) when the set goes, last
@@ -136,7 +82,7 @@ class ProcessSet {
   void stopAll() {
     for (auto it = pids_.rbegin(); it != pids_.rend(); ++it) {
       ::kill(*it, SIGTERM);
-      reapWithin(*it, std::chrono::seconds(5));
+      waitWithDeadline(*it, std::chrono::seconds(5));
     }
     pids_.clear();
   }
@@ -171,15 +117,15 @@ class OvsdbServer {
                                      "--log-file=" + logPath()};
     args.insert(args.end(), extraArgs.begin(), extraArgs.end());
     args.push_back(db);
-    pid_t pid = spawnWithEnv(args, environment(), dir / (name + ".out"));
+    pid_t pid = spawnProcess(args, dir / (name + ".out"), {}, OutputMode::Append, nullptr, environment());
     if (pid < 0) {
       error_ = "could not start ovsdb-server";
       return;
     }
     processes_.adopt(pid);
     if (!pollUntil([&] { return std::filesystem::exists(socketPath()); }, std::chrono::seconds(10))) {
-      error_ = "ovsdb-server made no socket within 10 s: " + readWholeFile(logPath()) +
-               readWholeFile(dir / (name + ".out"));
+      error_ =
+          "ovsdb-server made no socket within 10 s: " + readFile(logPath()) + readFile(dir / (name + ".out"));
     }
   }
   // Empty when the server is up.
@@ -271,7 +217,7 @@ class OvnCluster {
     std::error_code ignored;
     for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_, ignored)) {
       if (entry.path().extension() == ".log") {
-        all += "==> " + entry.path().string() + "\n" + readWholeFile(entry.path().string());
+        all += "==> " + entry.path().string() + "\n" + readFile(entry.path().string());
       }
     }
     return all;
@@ -295,7 +241,7 @@ inline std::vector<pid_t> processesMentioning(const std::string& text) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc", ignored)) {
     const std::string name = entry.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = readWholeFile(entry.path().string() + "/cmdline");
+    std::string cmdline = readFile(entry.path().string() + "/cmdline");
     if (cmdline.find(text) != std::string::npos) pids.push_back(std::stoi(name));
   }
   return pids;

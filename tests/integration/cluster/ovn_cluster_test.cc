@@ -123,9 +123,9 @@ TEST_F(OvnClusterTest, APortOnEachHostReachesAcrossGeneveAndNothingIsLeftAfterSt
   // the workloads' MTU at 1400: at 1500 a full-sized segment plus Geneve's 58 bytes does not fit the
   // underlay, and nothing arrives (tried: 0 bytes received).
   testing::ProcessSet servers;
-  pid_t server = testing::spawnWithEnv(
+  pid_t server = testing::spawnProcess(
       {"ip", "netns", "exec", cluster.workloadNetns(2), "iperf3", "--server", "--one-off", "--port", "5201"},
-      {}, dir_ / "iperf3-server.log");
+      dir_ / "iperf3-server.log", {}, testing::OutputMode::Append);
   ASSERT_GT(server, 0);
   servers.adopt(server);
   ASSERT_TRUE(testing::pollUntil(
@@ -135,7 +135,7 @@ TEST_F(OvnClusterTest, APortOnEachHostReachesAcrossGeneveAndNothingIsLeftAfterSt
                     .output.empty();
       },
       10s))
-      << "iperf3 --server did not listen: " << testing::readWholeFile(dir_ / "iperf3-server.log");
+      << "iperf3 --server did not listen: " << testing::readFile(dir_ / "iperf3-server.log");
   testing::ToolRun transfer =
       testing::runTool({"ip", "netns", "exec", cluster.workloadNetns(1), "iperf3", "--client", "10.0.0.2",
                         "--port", "5201", "--time", "2", "--json", "--connect-timeout", "2000"},

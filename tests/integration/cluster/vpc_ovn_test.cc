@@ -348,7 +348,7 @@ TEST_F(OvnVpcTest, VpcConnectivityAcrossHostsFollowsSecurityGroupsAndNetworkAcls
                                           std::chrono::steady_clock::now() - started)
                                           .count()));
   // northd compiled every match (a match it cannot parse is logged, and that ACL matches nothing).
-  const std::string northd = testing::readWholeFile(cluster_->dir() + "/northd.log");
+  const std::string northd = testing::readFile(cluster_->dir() + "/northd.log");
   EXPECT_EQ(northd.find("parse"), std::string::npos) << northd;
 
   auto netns = [&](const std::string& name) { return cluster_->workloadNetns(name); };
@@ -555,7 +555,7 @@ TEST_F(OvnVpcTest, InternetGatewayNatsOutAndLetsInOnlyToPublicAddresses) {
   }
   ToolRun synced = nbctl({"--wait=hv", "sync"});
   ASSERT_EQ(synced.exitCode, 0) << synced.output;
-  const std::string northd = testing::readWholeFile(cluster_->dir() + "/northd.log");
+  const std::string northd = testing::readFile(cluster_->dir() + "/northd.log");
   EXPECT_EQ(northd.find("parse"), std::string::npos) << northd;
 
   // A whole TCP exchange to the outside's side of the transit: whom the outside saw, empty when it failed.
