@@ -18,6 +18,7 @@
 
 #include "core/log.h"
 #include "daemon/driver.h"
+#include "daemon/gated_spawn.h"
 
 namespace corral::daemon {
 namespace {
@@ -222,58 +223,23 @@ Status EtcdProcess::spawnLocked() {
     args.push_back("--initial-cluster-token");
     args.push_back(launch.clusterToken);
   }
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const int logFd = log.get();
-  const int inFd = devNull.get();
-  const char* failedExec = "corrald: execvp(etcd) failed (is etcd-server installed?)\n";
-  int gate[2];
-  if (::pipe2(gate, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2()"));
-  UniqueFd gateRead(gate[0]), gateWrite(gate[1]);
-  const int gateFd = gateRead.get();
-  const int gateWriteFd = gateWrite.get();
-
-  pid_t pid = ::fork();
-  if (pid < 0) return fail(systemError(errno, "fork()"));
-  if (pid == 0) {
-    // The child of a threaded parent: async-signal-safe calls only until execvp.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(1);
-    ::close(gateWriteFd);
-    char go = 0;
-    ssize_t got;
-    do {
-      got = ::read(gateFd, &go, 1);
-    } while (got < 0 && errno == EINTR);
-    if (got != 1) ::_exit(1);  // the parent refused to go on, or is gone
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::setpgid(0, 0);  // out of corrald's process group: a terminal's ^C is corrald's to handle
-    ::dup2(inFd, 0);
-    ::dup2(logFd, 1);
-    ::dup2(logFd, 2);
-    ::execvp(argv[0], argv.data());
-    [[maybe_unused]] ssize_t n = ::write(logFd, failedExec, std::strlen(failedExec));
-    ::_exit(127);
-  }
-  gateRead.reset();
-  auto refuse = [&](Error error) -> Status {
-    gateWrite.reset();  // the child reads the end of the gate and exits
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return fail(std::move(error));
-  };
-  const std::string pidText = fmt::format("{} {}\n", pid, processStartTime(pid).value_or(0));
-  if (auto ok = writeFileAtomically(pidFile(), pidText); !ok) return refuse(std::move(ok.error()));
-  const char go = 1;
-  if (::write(gateWrite.get(), &go, 1) != 1) {
+  auto started = spawnGated({.args = std::move(args),
+                             .stdinFd = devNull.get(),
+                             .outputFd = log.get(),
+                             .netnsFd = -1,
+                             .ownProcessGroup = true,
+                             .setnsFailed = {},
+                             .execFailed = "corrald: execvp(etcd) failed (is etcd-server installed?)\n"},
+                            [&](pid_t child) -> Status {
+                              const std::string pidText =
+                                  fmt::format("{} {}\n", child, processStartTime(child).value_or(0));
+                              return writeFileAtomically(pidFile(), pidText);
+                            });
+  if (!started) {
     ::unlink(pidFile().c_str());
-    return refuse(systemError(errno, "write(the etcd child's gate)"));
+    return fail(started.error());
   }
-  gateWrite.reset();
+  const pid_t pid = *started;
   pid_ = pid;
   startedAt_ = Clock::now();
   log::info("cluster: etcd {} started as member \"{}\" (clients {}, peers {}, {} cluster)", pid, launch.name,

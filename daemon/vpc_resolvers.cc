@@ -25,6 +25,7 @@
 #include "core/failpoint.h"
 #include "core/log.h"
 #include "daemon/driver.h"
+#include "daemon/gated_spawn.h"
 #include "net/netns.h"
 
 namespace corral::daemon {
@@ -464,68 +465,29 @@ Status VpcResolvers::spawnLocked(Resolver& resolver) {
   const std::string configPath = fileOf(resolver.vpc, resolver.role, "conf");
   std::vector<std::string> args{options_.dnsmasq, "--keep-in-foreground", "--conf-file=" + configPath,
                                 "--pid-file=", "--log-facility=-"};
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const int netnsFd = netns->get();
-  const int logFd = log.get();
-  const int inFd = devNull.get();
-  const char* failedSetns = "corrald: setns(CLONE_NEWNET) into the vpc's namespace failed\n";
-  const char* failedExec = "corrald: execvp(dnsmasq) failed (is dnsmasq installed?)\n";
-  int gate[2];
-  if (::pipe2(gate, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2()"));
-  UniqueFd gateRead(gate[0]), gateWrite(gate[1]);
-  const int gateFd = gateRead.get();
-  const int gateWriteFd = gateWrite.get();
-
-  pid_t pid = ::fork();
-  if (pid < 0) return fail(systemError(errno, "fork()"));
-  if (pid == 0) {
-    // The child of a threaded parent: async-signal-safe calls only until execvp.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(1);
-    ::close(gateWriteFd);  // the child's copy, or the gate would never end
-    char go = 0;
-    ssize_t got;
-    do {
-      got = ::read(gateFd, &go, 1);
-    } while (got < 0 && errno == EINTR);
-    if (got != 1) ::_exit(1);  // the parent refused to go on, or is gone
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (::setns(netnsFd, CLONE_NEWNET) != 0) {
-      [[maybe_unused]] ssize_t n = ::write(logFd, failedSetns, std::strlen(failedSetns));
-      ::_exit(126);
-    }
-    ::dup2(inFd, 0);
-    ::dup2(logFd, 1);
-    ::dup2(logFd, 2);
-    ::execvp(argv[0], argv.data());
-    [[maybe_unused]] ssize_t n = ::write(logFd, failedExec, std::strlen(failedExec));
-    ::_exit(127);
-  }
-  gateRead.reset();
-  auto refuse = [&](Error error) -> Status {
-    gateWrite.reset();  // the child reads the end of the gate and exits
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return fail(std::move(error));
-  };
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) return refuse(systemError(errno, fmt::format("pidfd_open({})", pid)));
-  CORRAL_FAILPOINT("resolver.before-pid-file");
   const std::string pidFile = fileOf(resolver.vpc, resolver.role, "pid");
-  const std::string pidText = fmt::format("{} {}\n", pid, processStartTime(pid).value_or(0));
-  if (auto ok = writeAtomically(pidFile, pidText, Durability::synced); !ok)
-    return refuse(std::move(ok.error()));
-  const char go = 1;
-  if (::write(gateWrite.get(), &go, 1) != 1) {
+  UniqueFd pidfd;
+  auto started = spawnGated({.args = std::move(args),
+                             .stdinFd = devNull.get(),
+                             .outputFd = log.get(),
+                             .netnsFd = netns->get(),
+                             .ownProcessGroup = false,
+                             .setnsFailed = "corrald: setns(CLONE_NEWNET) into the vpc's namespace failed\n",
+                             .execFailed = "corrald: execvp(dnsmasq) failed (is dnsmasq installed?)\n"},
+                            [&](pid_t child) -> Status {
+                              pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
+                              if (!pidfd)
+                                return fail(systemError(errno, fmt::format("pidfd_open({})", child)));
+                              CORRAL_FAILPOINT("resolver.before-pid-file");
+                              const std::string pidText =
+                                  fmt::format("{} {}\n", child, processStartTime(child).value_or(0));
+                              return writeAtomically(pidFile, pidText, Durability::synced);
+                            });
+  if (!started) {
     ::unlink(pidFile.c_str());
-    return refuse(systemError(errno, "write(the dnsmasq child's gate)"));
+    return fail(started.error());
   }
-  gateWrite.reset();
+  const pid_t pid = *started;
   resolver.pid = pid;
   resolver.pidfd = std::move(pidfd);
   resolver.runningConfig = resolver.config;
