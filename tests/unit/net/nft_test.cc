@@ -12,6 +12,8 @@
 #include <sstream>
 #include <string>
 
+#include "tests/unit/net/sample_vpc.h"
+
 // Specs are written with designated initializers that leave the other fields at their defaults on purpose.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
@@ -41,54 +43,13 @@ void expectGolden(const std::string& text, const std::string& name) {
   EXPECT_EQ(text, readFile(path)) << "golden file " << path;
 }
 
-// Two subnets: "public" on the default ACL, "private" on a custom ACL whose deny rule 50 comes before the
-// allow rule 100; groups "web" (tcp/8080 from the public subnet, ssh from the "admin" group, icmp from
-// anywhere) and "admin" (no rules of its own but an egress restriction); three NICs.
+// The backends' sample VPC (sample_vpc.h).
 Topology sampleTopology() {
-  Topology t;
-  ok(t.createVpc({.name = "prod", .cidr = "10.0.0.0/16"}, kNow));
-  ok(t.createSubnet({.name = "public", .vpc = "prod", .cidr = "10.0.1.0/24"}, kNow));
-  ok(t.createNetworkAcl({.name = "strict", .vpc = "prod"}, kNow));
-  ok(t.createSubnet({.name = "private", .vpc = "prod", .cidr = "10.0.2.0/24", .networkAcl = "strict"}, kNow));
-  // Added out of number order on purpose: rendering sorts by number.
-  ok(t.addNetworkAclRule(
-      "strict",
-      {.number = 100, .direction = "ingress", .action = "allow", .protocol = "all", .cidr = "10.0.0.0/16"}));
-  ok(t.addNetworkAclRule("strict", {.number = 50,
-                                    .direction = "ingress",
-                                    .action = "deny",
-                                    .protocol = "tcp",
-                                    .fromPort = 22,
-                                    .toPort = 22,
-                                    .cidr = "10.0.1.0/24"}));
-  ok(t.addNetworkAclRule("strict", {.number = 100,
-                                    .direction = "egress",
-                                    .action = "allow",
-                                    .protocol = "tcp",
-                                    .fromPort = 1024,
-                                    .toPort = 65535,
-                                    .cidr = "0.0.0.0/0"}));
-  ok(t.createSecurityGroup({.name = "web", .vpc = "prod", .description = "web servers"}, kNow));
-  ok(t.createSecurityGroup({.name = "admin", .vpc = "prod", .description = "bastions"}, kNow));
-  ok(t.addSecurityGroupRule(
-      "web",
-      {.direction = "ingress", .protocol = "tcp", .fromPort = 8080, .toPort = 8080, .cidr = "10.0.1.0/24"}));
-  ok(t.addSecurityGroupRule(
-      "web",
-      {.direction = "ingress", .protocol = "tcp", .fromPort = 22, .toPort = 22, .peerGroup = "admin"}));
-  ok(t.addSecurityGroupRule("web", {.direction = "ingress", .protocol = "icmp", .cidr = "0.0.0.0/0"}));
-  ok(t.addSecurityGroupRule(
-      "admin",
-      {.direction = "egress", .protocol = "udp", .fromPort = 5000, .toPort = 5100, .cidr = "10.0.2.0/24"}));
-  return t;
+  return sample::topology();
 }
 
 std::vector<NicAttachment> sampleNics() {
-  return {
-      {.instance = "web-1", .subnet = "public", .address = "10.0.1.10", .securityGroups = {"web"}},
-      {.instance = "bastion", .subnet = "public", .address = "10.0.1.5", .securityGroups = {"admin"}},
-      {.instance = "db", .subnet = "private", .address = "10.0.2.7", .securityGroups = {}},
-  };
+  return sample::nics();
 }
 
 TEST(VpcRuleset, TwoSubnetsThreeNicsMatchesGolden) {

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string>
 
+#include "tests/unit/net/sample_vpc.h"
+
 // Specs are written with designated initializers that leave the other fields at their defaults on purpose.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
@@ -39,54 +41,15 @@ void expectGolden(const std::string& text, const std::string& name) {
   EXPECT_EQ(text, golden.str()) << "golden file " << path;
 }
 
-// The nftables backend's sample (tests/unit/net/nft_test.cc): "public" on the default ACL, "private" on
-// "strict" (deny tcp/22 at 50 before allow-all at 100 in, ephemeral ports out); groups "web" and "admin";
-// three NICs, db in the default group. Plus a blackhole route in the main table.
+// The backends' sample VPC (sample_vpc.h), plus a blackhole route in the main table; db is a VM.
 Topology sampleTopology() {
-  Topology t;
-  ok(t.createVpc({.name = "prod", .cidr = "10.0.0.0/16"}, kNow));
-  ok(t.createSubnet({.name = "public", .vpc = "prod", .cidr = "10.0.1.0/24"}, kNow));
-  ok(t.createNetworkAcl({.name = "strict", .vpc = "prod"}, kNow));
-  ok(t.createSubnet({.name = "private", .vpc = "prod", .cidr = "10.0.2.0/24", .networkAcl = "strict"}, kNow));
-  ok(t.addNetworkAclRule(
-      "strict",
-      {.number = 100, .direction = "ingress", .action = "allow", .protocol = "all", .cidr = "10.0.0.0/16"}));
-  ok(t.addNetworkAclRule("strict", {.number = 50,
-                                    .direction = "ingress",
-                                    .action = "deny",
-                                    .protocol = "tcp",
-                                    .fromPort = 22,
-                                    .toPort = 22,
-                                    .cidr = "10.0.1.0/24"}));
-  ok(t.addNetworkAclRule("strict", {.number = 100,
-                                    .direction = "egress",
-                                    .action = "allow",
-                                    .protocol = "tcp",
-                                    .fromPort = 1024,
-                                    .toPort = 65535,
-                                    .cidr = "0.0.0.0/0"}));
-  ok(t.createSecurityGroup({.name = "web", .vpc = "prod", .description = "web servers"}, kNow));
-  ok(t.createSecurityGroup({.name = "admin", .vpc = "prod", .description = "bastions"}, kNow));
-  ok(t.addSecurityGroupRule(
-      "web",
-      {.direction = "ingress", .protocol = "tcp", .fromPort = 8080, .toPort = 8080, .cidr = "10.0.1.0/24"}));
-  ok(t.addSecurityGroupRule(
-      "web",
-      {.direction = "ingress", .protocol = "tcp", .fromPort = 22, .toPort = 22, .peerGroup = "admin"}));
-  ok(t.addSecurityGroupRule("web", {.direction = "ingress", .protocol = "icmp", .cidr = "0.0.0.0/0"}));
-  ok(t.addSecurityGroupRule(
-      "admin",
-      {.direction = "egress", .protocol = "udp", .fromPort = 5000, .toPort = 5100, .cidr = "10.0.2.0/24"}));
+  Topology t = sample::topology();
   ok(t.addRoute("prod-main", {.destination = "192.0.2.0/24", .targetType = "blackhole"}));
   return t;
 }
 
 std::vector<NicAttachment> sampleNics() {
-  return {
-      {.instance = "web-1", .subnet = "public", .address = "10.0.1.10", .securityGroups = {"web"}},
-      {.instance = "bastion", .subnet = "public", .address = "10.0.1.5", .securityGroups = {"admin"}},
-      {.instance = "db", .vm = true, .subnet = "private", .address = "10.0.2.7", .securityGroups = {}},
-  };
+  return sample::nics(/*dbIsVm=*/true);
 }
 
 const OvnRow& row(const OvnVpcPlan& plan, std::string_view object) {
