@@ -262,7 +262,8 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "token) on CLUSTER_ADDRESS:PORT and advertise it in this host's key as api_url (default: none)")
       ("cluster-alive-ttl", po::value(&options.clusterAliveTtlS)->default_value(3)->value_name("SECONDS"),
        "the lease of this host's alive key (kept alive every third of it): a host whose corrald died is "
-       "shown lost within this many seconds (and one more) (1 to 60)")
+       "shown lost within this many seconds and one more, or a few more when its etcd member was the "
+       "leader (an election, then etcd extends every lease) (1 to 60)")
       ("etcd", po::value(&options.etcd)->default_value("etcd"),
        "the etcd binary this host's cluster member runs (looked up in PATH)")
       ("log-level", po::value(&logLevel)->default_value("info"), "debug, info, warn or error");
