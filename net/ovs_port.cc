@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <thread>
 #include <utility>
 
@@ -75,12 +76,8 @@ struct InterfaceRow {
   std::map<std::string, std::string> externalIds;
 };
 
-Result<std::optional<InterfaceRow>> readInterface(ovsdb::OvsdbClient& db, std::string_view name) {
-  auto rows = selectRows(db, "Interface", {ovsdb::condition("name", "==", name)},
-                         {"ofport", "error", "external_ids"});
-  if (!rows) return fail(std::move(rows).error());
-  if (rows->empty()) return std::optional<InterfaceRow>();
-  const Json& row = rows->front();
+// An Interface row's ofport, error and external_ids.
+Result<InterfaceRow> decodeInterface(const Json& row) {
   InterfaceRow result;
   if (auto ofport = optionalValue(row["ofport"]); ofport && ofport->is_number_integer())
     result.ofport = ofport->get<int64_t>();
@@ -89,7 +86,18 @@ Result<std::optional<InterfaceRow>> readInterface(ovsdb::OvsdbClient& db, std::s
   auto ids = decodeStringMap(row["external_ids"]);
   if (!ids) return fail(std::move(ids).error());
   result.externalIds = std::move(*ids);
-  return std::optional<InterfaceRow>(std::move(result));
+  return result;
+}
+
+const std::vector<std::string> kInterfaceColumns = {"name", "ofport", "error", "external_ids"};
+
+Result<std::optional<InterfaceRow>> readInterface(ovsdb::OvsdbClient& db, std::string_view name) {
+  auto rows = selectRows(db, "Interface", {ovsdb::condition("name", "==", name)}, kInterfaceColumns);
+  if (!rows) return fail(std::move(rows).error());
+  if (rows->empty()) return std::optional<InterfaceRow>();
+  auto decoded = decodeInterface(rows->front());
+  if (!decoded) return fail(std::move(decoded).error());
+  return std::optional<InterfaceRow>(std::move(*decoded));
 }
 
 }  // namespace
@@ -163,27 +171,42 @@ Status removeOvsPort(ovsdb::OvsdbClient& db, std::string_view bridge, std::strin
 
 Result<std::vector<OvsPortState>> listOvsPorts(ovsdb::OvsdbClient& db, std::string_view bridge) {
   const std::string context = fmt::format("list ports of {}", bridge);
-  auto bridges = selectRows(db, "Bridge", {ovsdb::condition("name", "==", bridge)}, {"ports"});
-  if (!bridges) return fail(std::move(bridges).error().wrap(context));
-  if (bridges->empty())
+  // One read: the bridge's ports, every Port's name and every Interface (a port and its interface share
+  // their name here, as ovs-vsctl add-port makes them).
+  auto results = db.transact(
+      kOpenVswitchDatabase,
+      {ovsdb::selectOp("Bridge", {ovsdb::condition("name", "==", bridge)}, {"ports"}),
+       ovsdb::selectOp("Port", {}, {"_uuid", "name"}), ovsdb::selectOp("Interface", {}, kInterfaceColumns)});
+  if (!results) return fail(std::move(results).error().wrap(context));
+  auto rowsOf = [&](size_t i) { return results->at(i).value("rows", Json::array()); };
+  const Json bridges = rowsOf(0);
+  if (bridges.empty())
     return fail(notFound("{}: no bridge \"{}\" in the Open_vSwitch database", context, bridge));
-  auto portSet = ovsdb::decodeSet(bridges->front()["ports"]);
+  auto portSet = ovsdb::decodeSet(bridges.front()["ports"]);
   if (!portSet) return fail(std::move(portSet).error().wrap(context));
+  std::map<std::string, std::string> portNames;  // uuid -> name
+  for (const Json& row : rowsOf(1)) {
+    auto uuid = ovsdb::decodeUuid(row["_uuid"]);
+    if (uuid && row["name"].is_string()) portNames[*uuid] = row["name"].get<std::string>();
+  }
+  std::map<std::string, Json> interfaces;  // name -> row
+  for (const Json& row : rowsOf(2)) {
+    if (row["name"].is_string()) interfaces[row["name"].get<std::string>()] = row;
+  }
   std::vector<OvsPortState> result;
   for (const Json& portRef : *portSet) {
     auto uuid = ovsdb::decodeUuid(portRef);
     if (!uuid) return fail(std::move(uuid).error().wrap(context));
-    auto rows = selectRows(db, "Port", {ovsdb::condition("_uuid", "==", ovsdb::uuid(*uuid))}, {"name"});
-    if (!rows) return fail(std::move(rows).error().wrap(context));
-    if (rows->empty() || !rows->front()["name"].is_string()) continue;
+    auto name = portNames.find(*uuid);
+    if (name == portNames.end()) continue;
     OvsPortState state;
-    state.name = rows->front()["name"].get<std::string>();
-    auto iface = readInterface(db, state.name);
-    if (!iface) return fail(std::move(iface).error().wrap(context));
-    if (*iface) {
-      state.ofport = (*iface)->ofport;
-      state.error = (*iface)->error;
-      state.externalIds = (*iface)->externalIds;
+    state.name = name->second;
+    if (auto row = interfaces.find(state.name); row != interfaces.end()) {
+      auto iface = decodeInterface(row->second);
+      if (!iface) return fail(std::move(iface).error().wrap(context));
+      state.ofport = iface->ofport;
+      state.error = iface->error;
+      state.externalIds = std::move(iface->externalIds);
       if (auto it = state.externalIds.find("iface-id"); it != state.externalIds.end())
         state.ifaceId = it->second;
     }
