@@ -105,6 +105,9 @@ struct RunInstance {  // POST /v1/instances: creates and starts; answers once th
 };
 struct ListInstances {  // GET /v1/instances, ?view=summary: only what `corral ps` shows of each
   bool summary = false;
+  // ?scope=host: a cluster host's own instances only (what one corrald asks another for); otherwise every
+  // host's.
+  bool hostOnly = false;
   bool operator==(const ListInstances&) const = default;
 };
 struct GetInstance {  // GET /v1/instances/NAME[?show_env=true]: everything `corral inspect` shows

@@ -436,6 +436,7 @@ void readSpec(BodyFields& f, schema::InstanceSpec& s) {
   f.optional("public_address", s.publicAddress);
   f.optional("user_data", s.userData);
   f.optional("group", s.group);
+  f.optional("host", s.host);
 }
 
 // A group's launch template: an instance spec whose name may be left out (the group names its members).
@@ -782,6 +783,7 @@ json bodyJson(const schema::InstanceSpec& s) {
   if (!s.publicAddress.empty()) body["public_address"] = s.publicAddress;
   if (!s.userData.empty()) body["user_data"] = s.userData;
   if (!s.group.empty()) body["group"] = s.group;
+  if (!s.host.empty()) body["host"] = s.host;
   body["memory"] = s.memory ? json(*s.memory) : json(nullptr);
   body["cpus"] = s.cpus ? json(*s.cpus) : json(nullptr);
   body["pids"] = s.pids ? json(*s.pids) : json(nullptr);

@@ -132,8 +132,9 @@ HttpRequest renderRequest(const Request& request) {
             return HttpRequest{"POST", fmt::format("{}/{}", kApiPrefix, kInstances), bodyJson(r.spec).dump()};
           },
           [&](const ListInstances& r) {
-            return HttpRequest{
-                "GET", fmt::format("{}/{}{}", kApiPrefix, kInstances, r.summary ? "?view=summary" : ""), ""};
+            std::string query = r.summary ? "?view=summary" : "";
+            if (r.hostOnly) query += query.empty() ? "?scope=host" : "&scope=host";
+            return HttpRequest{"GET", fmt::format("{}/{}{}", kApiPrefix, kInstances, query), ""};
           },
           [&](const GetInstance& r) {
             return HttpRequest{"GET", instancePath(r.name) + (r.showEnv ? "?show_env=true" : ""), ""};

@@ -321,9 +321,17 @@ class Router {
     if (seg.size() == 1) {
       if (Status s = check({"GET", "POST"}); !s) return fail(s.error());
       if (method_ == "GET") {
-        auto params = queryParams({"view"});
+        auto params = queryParams({"view", "scope"});
         if (!params) return fail(params.error());
         bool summary = false;
+        bool hostOnly = false;
+        if (auto it = params->find("scope"); it != params->end()) {
+          if (it->second != "host" && it->second != "cluster") {
+            return fail(invalidField("scope", "query parameter scope must be host or cluster, got \"{}\"",
+                                     it->second));
+          }
+          hostOnly = it->second == "host";
+        }
         if (auto it = params->find("view"); it != params->end()) {
           if (it->second != "summary" && it->second != "full") {
             return fail(
@@ -331,7 +339,7 @@ class Router {
           }
           summary = it->second == "summary";
         }
-        return Request{ListInstances{summary}};
+        return Request{ListInstances{summary, hostOnly}};
       }
       if (Status s = noQuery(); !s) return fail(s.error());
       auto spec = parseBody<schema::InstanceSpec>(method_, target_.path, body_);

@@ -337,14 +337,22 @@ Command psCommand() {
       [](const Invocation& invocation) {
         // The summary unless --json asks for everything: a few fields of each, cheap at hundreds.
         return respond(invocation, api::ListInstances{!invocation.global.json}, [](const json& response) {
-          Table table({"name", "kind", "state", "ip", "image", "boot", "age"});
           const json& items = field(response, "instances");
+          // A cluster host lists every host's instances, each with its host.
+          bool clustered = false;
+          for (const json& instance : items.is_array() ? items : json::array())
+            clustered = clustered || instance.contains("host");
+          std::vector<std::string> columns{"name", "kind", "state", "ip", "image", "boot", "age"};
+          if (clustered) columns.insert(columns.begin() + 1, "host");
+          Table table(columns);
           for (const json& instance : items.is_array() ? items : json::array()) {
-            table.add({displayText(field(instance, "name")), displayText(field(instance, "kind")),
-                       displayInstanceState(instance), displayText(field(instance, "ip")),
-                       displayText(field(instance, "image")),
-                       displayMilliseconds(field(field(instance, "boot"), "total_ms")),
-                       displayAge(field(instance, "created_at"))});
+            std::vector<std::string> row{displayText(field(instance, "name")), displayText(field(instance, "kind")),
+                                         displayInstanceState(instance), displayText(field(instance, "ip")),
+                                         displayText(field(instance, "image")),
+                                         displayMilliseconds(field(field(instance, "boot"), "total_ms")),
+                                         displayAge(field(instance, "created_at"))};
+            if (clustered) row.insert(row.begin() + 1, displayText(field(instance, "host")));
+            table.add(row);
           }
           printList(table, "run one with: corral run --image busybox --name web-1 -d -- sleep 1000");
         });

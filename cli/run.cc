@@ -94,6 +94,7 @@ schema::InstanceSpec specFromFlags(const Invocation& invocation) {
   spec.devices = values(invocation, "device");
   spec.init = invocation.flag("init");
   spec.subnet = invocation.value("subnet").value_or("");
+  spec.host = invocation.value("host").value_or("");
   spec.ip = invocation.value("ip").value_or("");
   spec.securityGroups = values(invocation, "sg");
   spec.publish = values(invocation, "publish");
@@ -170,6 +171,9 @@ void addRunOptions(po::options_description& options) {
        "removed)")  //
       ("subnet", po::value<std::string>()->value_name("SUBNET"),
        "plug it into this subnet (its floor's switch); without it the instance has only loopback")  //
+      ("host", po::value<std::string>()->value_name("HOST"),
+       "a cluster's host to run it on (corral cluster ls; it must be in the subnet's availability zone); "
+       "default: a host of the subnet's zone")  //
       ("ip", po::value<std::string>()->value_name("A.B.C.D"),
        "its private address in the subnet (default: the lowest free one)")  //
       ("publish,p", po::value<std::vector<std::string>>()->value_name("PORT:PORT[/udp]"),

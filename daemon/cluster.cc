@@ -368,6 +368,11 @@ Result<json> Cluster::join(const std::string& address, const std::string& token,
               {"member_id", memberIdText(memberId)}};
 }
 
+bool Cluster::member() const {
+  std::lock_guard lock(mutex_);
+  return membership_.has_value();
+}
+
 Result<std::shared_ptr<EtcdClient>> Cluster::memberClient() {
   std::shared_ptr<EtcdClient> client;
   std::string token;
@@ -562,8 +567,18 @@ Result<json> Cluster::leave() {
     // Then its keys, through the members that stay.
     EtcdClient staying(std::vector<std::string>(others.begin(), others.end() - 1), nullptr,
                        options_.requestTimeout);
-    Status auth = staying.authenticate(kRootUser, m.token);
-    auto removed = auth ? staying.txn({}, removeKeys) : Result<net::etcd::TxnResult>(fail(auth.error()));
+    // When the member that left was the leader, the others elect one first ("leader changed", "no
+    // leader"): the keys go once they have (a second or two).
+    auto removeHostKeys = [&] {
+      Status auth = staying.authenticate(kRootUser, m.token);
+      return auth ? staying.txn({}, removeKeys) : Result<net::etcd::TxnResult>(fail(auth.error()));
+    };
+    auto removed = removeHostKeys();
+    for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+         !removed && removed.error().kind() == ErrorKind::Unavailable && std::chrono::steady_clock::now() < deadline;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      removed = removeHostKeys();
+    }
     if (!removed) {
       warning = fmt::format("the member was removed but its host keys stay: {}", removed.error().message());
       log::warn("cluster leave: {}", *warning);

@@ -63,6 +63,12 @@ class Cluster {
   // The cluster's token while this host is in a cluster (what a peer's request must carry, daemon/
   // http_server.h); nullopt otherwise.
   std::optional<std::string> peerToken() const;
+  // Whether this host is in a cluster now (after init or join, until leave).
+  bool member() const;
+  const std::string& hostName() const { return options_.hostName; }
+  // The cluster store's client, authenticated (the model log and the instances' placement use it).
+  // Conflict when this host is in no cluster; the store's own error when it does not answer.
+  Result<std::shared_ptr<net::etcd::EtcdClient>> store() { return memberClient(); }
 
  private:
   struct Membership {

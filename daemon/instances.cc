@@ -380,9 +380,11 @@ json InstanceManager::networkJson(const Instance& instance, Counters counters) c
 
 void InstanceManager::releaseNic(const std::string& instanceName) {
   if (network_) network_->releaseNic(instanceName);
+  if (InstanceClaims* claims = claims_.load()) claims->release({instanceName});
 }
 
 void InstanceManager::releaseNicsOf(const std::vector<std::string>& instanceNames) {
+  if (InstanceClaims* claims = claims_.load(); claims && !instanceNames.empty()) claims->release(instanceNames);
   if (!network_) return;
   if (auto ok = network_->releaseNics(instanceNames); !ok)
     log::warn("releasing the NICs of {}: {}", fmt::join(instanceNames, ", "), ok.error().message());
@@ -429,19 +431,44 @@ Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
     return fail(reserved.error().wrap(fmt::format("run instance \"{}\"", spec.name)));
   Rollback releaseReserved([driver = instance.driver, row = instance.row] { driver->release(row); });
   // Its NIC: addresses assigned now and written into the spec, so they stay the instance's.
+  // On a cluster host the name and the addresses are claimed in the cluster store too: an address another
+  // host gave a moment ago is learnt, and another is reserved.
   std::optional<net::NicAttachment> nic;
-  if (network_) {
-    auto reservedNic = network_->reserveNic(spec, linkKey(spec.name));
-    if (!reservedNic) return fail(reservedNic.error());
-    nic = std::move(*reservedNic);
-  } else if (!spec.subnet.empty()) {
-    return fail(invalidField("subnet", "this corrald manages no network"));
+  InstanceClaims* claims = claims_.load();
+  if (!network_ && !spec.subnet.empty()) return fail(invalidField("subnet", "this corrald manages no network"));
+  // Only what this run reserved goes back: a NIC of that name may be another host's instance's.
+  auto unreserve = [&] {
+    if (nic) network_->releaseNic(spec.name);
+    nic.reset();
+  };
+  constexpr int kClaimAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    if (network_) {
+      auto reservedNic = network_->reserveNic(spec, linkKey(spec.name));
+      if (!reservedNic) return fail(reservedNic.error());
+      nic = std::move(*reservedNic);
+    }
+    if (nic) {
+      instance.spec.ip = nic->address;
+      instance.spec.publicAddress = nic->publicAddress.value_or("");
+    }
+    if (!claims) break;
+    auto claimed = claims->claim(instance.spec, linkKey(spec.name));
+    if (!claimed) {
+      unreserve();
+      return fail(claimed.error());
+    }
+    if (*claimed) break;
+    unreserve();
+    if (!spec.ip.empty() || attempt == kClaimAttempts) {
+      return fail(conflict("instance \"{}\": address {} is another instance's in the cluster", spec.name,
+                           instance.spec.ip));
+    }
   }
-  Rollback giveNicBack([this, name = spec.name] { releaseNic(name); });
-  if (nic) {
-    instance.spec.ip = nic->address;
-    instance.spec.publicAddress = nic->publicAddress.value_or("");
-  }
+  Rollback giveNicBack([this, name = spec.name, reserved = nic.has_value()] {
+    if (reserved && network_) network_->releaseNic(name);
+    if (InstanceClaims* held = claims_.load()) held->release({name});
+  });
   instance.row.specJson = specText(instance.spec);
   instance.row.createdAt = now();
   // The row says "starting" before any effect when the driver wants a crash to leave that trace (a

@@ -34,6 +34,19 @@ namespace corral::daemon {
 
 class StepClock;  // daemon/instances.cc
 
+// A cluster host's record of its instances in the cluster store (daemon/cluster_instances.h): an instance's
+// name and addresses are claimed before it runs and given back once it is gone.
+class InstanceClaims {
+ public:
+  virtual ~InstanceClaims() = default;
+  // true: claimed. false: one of its addresses was another host's instance's, which this host's network
+  // knows now (reserve another and claim again). Conflict when the name is another instance's in the
+  // cluster; Unavailable when the store has no quorum.
+  virtual Result<bool> claim(const schema::InstanceSpec& spec, const std::string& linkKey) = 0;
+  // Gives back this host's claims of these names (others' are left alone).
+  virtual void release(const std::vector<std::string>& names) = 0;
+};
+
 class InstanceManager final : private InstanceEvents {
  public:
   // Loads the stored instances and recovers each through its driver (adopting the running ones, recording
@@ -49,6 +62,8 @@ class InstanceManager final : private InstanceEvents {
   InstanceManager& operator=(const InstanceManager&) = delete;
 
   Result<nlohmann::json> run(const schema::InstanceSpec& spec);
+  // A cluster host's claims (null: a single host). Set while no request runs (Service::followModel).
+  void setClaims(InstanceClaims* claims) { claims_ = claims; }
   // GET /v1/instances: from what the manager holds, with no kernel read but each instance's usage when its
   // kept reading is older than options().usageMaxAge; each VPC's NICs planned once, and no NIC's
   // "spoof_drops" (null here: get() reads them).
@@ -222,6 +237,7 @@ class InstanceManager final : private InstanceEvents {
   Store& store_;
   InstanceOptions options_;
   NetworkController* network_ = nullptr;
+  std::atomic<InstanceClaims*> claims_{nullptr};
   InstanceDrivers drivers_;
   VmDriver* vmDriver_ = nullptr;  // for the host's view (acceleratorStatus, hypervisorVersion)
   std::mutex mutex_;

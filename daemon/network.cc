@@ -762,6 +762,21 @@ Status NetworkController::restoreNic(const schema::InstanceSpec& spec, const std
   return {};
 }
 
+Status NetworkController::adoptNic(const schema::InstanceSpec& spec, const std::string& linkKey) {
+  if (auto restored = restoreNic(spec, linkKey); !restored) return fail(restored.error());
+  if (spec.subnet.empty()) return {};
+  std::lock_guard lock(mutex_);
+  auto it = nics_.find(spec.name);
+  const net::Subnet* subnet = it != nics_.end() ? topology_.findSubnet(it->second.subnet) : nullptr;
+  if (!subnet || !options_.kernel) return {};
+  const net::NicAttachment nic = it->second;
+  if (auto ok = changeNicsLocked(subnet->vpc, {nic}, true); !ok)
+    return fail(ok.error().wrap(fmt::format("instance \"{}\" of another host", spec.name)));
+  updatePeersLocked(subnet->vpc);
+  syncNicsLocked(subnet->vpc, {nic}, true);
+  return {};
+}
+
 void NetworkController::releaseNic(const std::string& instance) {
   std::lock_guard lock(mutex_);
   auto it = nics_.find(instance);

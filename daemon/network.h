@@ -121,6 +121,10 @@ class NetworkController {
                                                        const std::string& linkKey);
   // A NIC loaded from the store at startup (addresses as assigned then); no kernel change yet.
   Status restoreNic(const schema::InstanceSpec& spec, const std::string& linkKey);
+  // Another cluster host's instance (daemon/cluster_instances.h): its NIC as restoreNic records it, and its
+  // VPC's rules (on OVN: its logical port) updated at once. Its port is the other host's. releaseNic
+  // forgets it again.
+  Status adoptNic(const schema::InstanceSpec& spec, const std::string& linkKey);
   // The instance is gone: its addresses return to the pools and its port and rules go. Unknown: no-op.
   void releaseNic(const std::string& instance);
   // The same for many instances (`corral rm -f a b c`, a group scaling in): one firewall change per VPC.

@@ -189,6 +189,28 @@ int64_t wallClockSeconds() {
   return static_cast<int64_t>(std::time(nullptr));
 }
 
+// The requests that change the VPC model: on a cluster host, the entries of its model log.
+template <class T>
+constexpr bool kChangesModel = false;
+template <class Spec>
+constexpr bool kChangesModel<api::Create<Spec>> = true;
+template <ObjectKind K>
+constexpr bool kChangesModel<api::Delete<K>> = true;
+template <>
+constexpr bool kChangesModel<api::UpdateSubnet> = true;
+template <>
+constexpr bool kChangesModel<api::AddRoute> = true;
+template <>
+constexpr bool kChangesModel<api::DeleteRoute> = true;
+template <>
+constexpr bool kChangesModel<api::AddSecurityGroupRule> = true;
+template <>
+constexpr bool kChangesModel<api::DeleteSecurityGroupRule> = true;
+template <>
+constexpr bool kChangesModel<api::AddNetworkAclRule> = true;
+template <>
+constexpr bool kChangesModel<api::DeleteNetworkAclRule> = true;
+
 // Renders one object by kind and name from `topology`, which must hold it.
 template <ObjectKind K>
 Response objectResponse(int status, const net::Topology& topology, std::string_view name) {
@@ -262,7 +284,7 @@ std::optional<MetadataIdentity> Service::metadataIdentity(const std::string& vpc
 
 Response Service::handle(const api::Request& request) {
   return std::visit(
-      [this](const auto& typed) -> Response {
+      [this, &request](const auto& typed) -> Response {
         if constexpr (requires { serveCluster(typed); }) {
           if (!cluster_)
             return errorResponse(
@@ -289,6 +311,7 @@ Response Service::handle(const api::Request& request) {
           return serveReach(typed);
         } else if constexpr (requires { serveInstance(typed); }) {
           if (!instances_) return errorResponse(unavailable("instances are not managed by this service"));
+          if (auto forwarded = forwardInstance(typed)) return std::move(*forwarded);
           return serveInstance(typed);
         } else if constexpr (requires { serveBalancer(typed); }) {
           BalancerAnswer answer = [&] {
@@ -299,11 +322,140 @@ Response Service::handle(const api::Request& request) {
           return std::move(answer.response);
         } else {
           std::lock_guard lock(mutex_);
+          if (modelLog_) return serveSharedLocked(typed, request);
           return serve(typed);
         }
       },
       request);
 }
+
+template <class Typed>
+Response Service::serveSharedLocked(const Typed& typed, const api::Request& request) {
+  if constexpr (!kChangesModel<Typed>) {
+    if (auto caught = catchUpLocked(); !caught)
+      log::debug("answering from this host's copy of the model: {}", caught.error().message());
+    return serve(typed);
+  } else {
+    const api::HttpRequest http = api::renderRequest(request);
+    constexpr int kAttempts = 5;
+    for (int attempt = 0; attempt < kAttempts; ++attempt) {
+      if (auto caught = catchUpLocked(); !caught) return errorResponse(caught.error());
+      modelEntry_ = ModelEntry{.number = modelApplied_ + 1,
+                               .method = http.method,
+                               .target = http.target,
+                               .body = http.body,
+                               .now = wallClockSeconds(),
+                               .host = cluster_->hostName()};
+      modelRaced_ = false;
+      Response response = serve(typed);
+      modelEntry_.reset();
+      if (!std::exchange(modelRaced_, false)) return response;
+    }
+    return errorResponse(unavailable("the cluster's model changed under this request {} times: try again",
+                                     kAttempts));
+  }
+}
+
+Status Service::catchUpLocked() {
+  if (!modelLog_) return {};
+  auto entries = modelLog_->after(modelApplied_);
+  if (!entries) return fail(std::move(entries.error()));
+  for (ModelEntry& entry : *entries) {
+    auto request = api::parseRequest(entry.method, entry.target, entry.body);
+    Response response{500, nullptr};
+    if (request) {
+      replaying_ = true;
+      modelEntry_ = entry;
+      response = std::visit(
+          [this](const auto& typed) -> Response {
+            if constexpr (kChangesModel<std::decay_t<decltype(typed)>>) {
+              return serve(typed);
+            } else {
+              return errorResponse(internalError("not a change of the model"));
+            }
+          },
+          *request);
+      replaying_ = false;
+      modelEntry_.reset();
+    } else {
+      response = errorResponse(request.error());
+    }
+    if (response.status >= 300) {
+      // The host that made it checked it against the same entries: this host's copy differs (a load
+      // balancer here uses what it deletes, say). The log goes on; the copy keeps what it had.
+      log::error("cluster model entry {} ({} {} from host {}) does not apply here: {}", entry.number,
+                 entry.method, entry.target, entry.host, response.body.dump());
+      if (auto saved = store_.apply(topology_, {}, entry.number); !saved) return fail(saved.error());
+    }
+    modelApplied_ = entry.number;
+  }
+  return {};
+}
+
+int64_t Service::changeTimeLocked() const {
+  return modelEntry_ ? modelEntry_->now : wallClockSeconds();
+}
+
+void Service::followModel() {
+  const bool member = cluster_ && cluster_->member();
+  std::unique_ptr<ModelLog> old;
+  {
+    std::lock_guard lock(mutex_);
+    if (member == (modelLog_ != nullptr)) return;
+    old = std::move(modelLog_);
+  }
+  old.reset();  // joins its watch thread, which takes mutex_
+  if (instances_) instances_->setClaims(nullptr);
+  clusterInstances_.reset();
+  if (!member) return;
+  clusterInstances_ = std::make_unique<ClusterInstances>([cluster = cluster_.get()] { return cluster->store(); },
+                                                         cluster_->hostName(), network_.get());
+  if (instances_) instances_->setClaims(clusterInstances_.get());
+  clusterInstances_->start();
+  auto log = std::make_unique<ModelLog>([cluster = cluster_.get()] { return cluster->store(); });
+  ModelLog* raw = log.get();
+  {
+    std::lock_guard lock(mutex_);
+    auto applied = store_.modelApplied();
+    modelApplied_ = applied ? *applied : 0;
+    modelLog_ = std::move(log);
+  }
+  raw->watch([this] {
+    std::lock_guard lock(mutex_);
+    if (auto caught = catchUpLocked(); !caught)
+      log::warn("cluster model: catching up: {}", caught.error().message());
+  });
+}
+
+namespace {
+
+// The instance a request is about, for those that name one.
+template <class Typed>
+std::optional<std::string> instanceNamed(const Typed& typed) {
+  if constexpr (requires { typed.name; }) {
+    return typed.name;
+  } else if constexpr (requires { typed.target; }) {
+    return typed.target;  // trace: a subnet's name is never an instance's of another host
+  } else {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+template <class Typed>
+std::optional<Response> Service::forwardInstance(const Typed& typed) {
+  if (!clusterInstances_) return std::nullopt;
+  std::optional<std::string> name = instanceNamed(typed);
+  if (!name || instances_->stateOf(*name)) return std::nullopt;
+  auto owner = clusterInstances_->ownerOf(*name);
+  if (!owner) return errorResponse(owner.error().wrap(fmt::format("instance \"{}\"", *name)));
+  if (!*owner || **owner == cluster_->hostName()) return std::nullopt;
+  auto host = clusterHost(**owner);
+  if (!host) return errorResponse(host.error());
+  return forwardTo(*host, typed);
+}
+
 
 Result<std::unique_ptr<StdioSession>> Service::openTerminal(const api::TerminalTarget& target) {
   if (!instances_) return fail(unavailable("instances are not managed by this service"));
@@ -328,6 +480,7 @@ Status Service::openCluster(ClusterOptions options) {
   auto cluster = Cluster::open(std::move(options), [this] { return instanceCount(); });
   if (!cluster) return fail(cluster.error());
   cluster_ = std::move(*cluster);
+  followModel();
   return {};
 }
 
@@ -335,11 +488,28 @@ std::optional<std::string> Service::clusterPeerToken() const {
   return cluster_ ? cluster_->peerToken() : std::nullopt;
 }
 
+// A cluster's VPCs are the ones made on it: a host bringing its own would hold VPCs the others do not have.
+Status Service::checkNoVpcs(std::string_view action) const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> names;
+  for (const net::Vpc* vpc : topology_.vpcs()) names.push_back(vpc->name);
+  if (names.empty()) return {};
+  return fail(conflict("cluster {}: this host has VPCs ({}); a cluster's VPCs are made once it is formed "
+                       "and every host holds them: remove them first",
+                       action, fmt::join(names, ", ")));
+}
+
 Response Service::serveCluster(const api::InitCluster& request) {
-  return resultResponse(201, cluster_->init(request.az));
+  if (auto empty = checkNoVpcs("init"); !empty) return errorResponse(empty.error());
+  Response response = resultResponse(201, cluster_->init(request.az));
+  followModel();
+  return response;
 }
 Response Service::serveCluster(const api::JoinCluster& request) {
-  return resultResponse(201, cluster_->join(request.address, request.token, request.az));
+  if (auto empty = checkNoVpcs("join"); !empty) return errorResponse(empty.error());
+  Response response = resultResponse(201, cluster_->join(request.address, request.token, request.az));
+  followModel();
+  return response;
 }
 Response Service::serveCluster(const api::ListClusterHosts&) {
   return resultResponse(200, cluster_->hosts());
@@ -351,7 +521,9 @@ Response Service::serveCluster(const api::UpdateClusterHost& request) {
   return resultResponse(200, cluster_->setAz(request.name, request.az));
 }
 Response Service::serveCluster(const api::LeaveCluster&) {
-  return resultResponse(200, cluster_->leave());
+  Response response = resultResponse(200, cluster_->leave());
+  followModel();
+  return response;
 }
 
 Status Service::openImages(ImageServiceOptions options) {
@@ -689,12 +861,32 @@ Status Service::commit(Operation&& operation) {
   Result<net::Changeset> changes = std::forward<Operation>(operation)(next);
   if (!changes) return fail(std::move(changes.error()));
   const Clock::time_point modelled = Clock::now();
+  const std::optional<uint64_t> entry =
+      modelEntry_ ? std::optional<uint64_t>(modelEntry_->number) : std::nullopt;
+  if (entry && !replaying_) {
+    // A cluster host: the change is the cluster's once its entry is in the log. Checked first against
+    // this host's NICs (which are every host's: daemon/cluster_instances.h).
+    if (network_) {
+      if (auto fits = network_->checkTopology(next); !fits) return fail(fits.error());
+    }
+    auto appended = modelLog_->append(*modelEntry_);
+    if (!appended) return fail(appended.error());
+    if (!*appended) {
+      modelRaced_ = true;
+      return fail(conflict("cluster model entry {} was taken by another host", *entry));
+    }
+  }
   // The kernel first: a change it refuses is not saved. Then the state; if that fails, the kernel goes back.
+  // An entry of the cluster's log is the model whatever this host's network says: a refusal is logged
+  // and the next change (or corrald's start) converges again.
   if (network_) {
-    if (auto applied = network_->applyTopology(next); !applied) return fail(applied.error());
+    if (auto applied = network_->applyTopology(next); !applied) {
+      if (!entry) return fail(applied.error());
+      log::error("cluster model entry {}: the network refused it here: {}", *entry, applied.error().message());
+    }
   }
   const Clock::time_point applied = Clock::now();
-  auto saved = store_.apply(next, *changes);
+  auto saved = store_.apply(next, *changes, entry);
   const Clock::time_point stored = Clock::now();
   auto ms = [](Clock::time_point from, Clock::time_point to) {
     return std::chrono::duration<double, std::milli>(to - from).count();
@@ -710,6 +902,7 @@ Status Service::commit(Operation&& operation) {
     return fail(saved.error().wrap("saving state"));
   }
   // Only now, with the transaction committed, does the new state become visible.
+  if (entry) modelApplied_ = *entry;
   ++topologyChanges_;
   // Whether the dashboard shows anything of the change: a change of rules alone leaves the view, and so
   // its rebuild and the event stream, alone (a rule change each second costs the change, not the view).
@@ -1033,7 +1226,7 @@ Response Service::serve(const api::Delete<K>& request) {
 
 template <class Spec>
 Response Service::serve(const api::Create<Spec>& request) {
-  int64_t now = wallClockSeconds();
+  const int64_t now = changeTimeLocked();
   auto done = commit([&](net::Topology& t) { return CreateOps<Spec>::create(t, request.spec, now); });
   if (!done) return errorResponse(done.error());
   return objectResponse<CreateOps<Spec>::kind>(201, topology_, request.spec.name);

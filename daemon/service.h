@@ -19,11 +19,13 @@
 #include "api/terminal.h"
 #include "core/error.h"
 #include "daemon/cluster.h"
+#include "daemon/cluster_instances.h"
 #include "daemon/flow_logs.h"
 #include "daemon/groups.h"
 #include "daemon/images_service.h"
 #include "daemon/instances.h"
 #include "daemon/load_balancer_processes.h"
+#include "daemon/model_log.h"
 #include "daemon/network.h"
 #include "daemon/store.h"
 #include "lb/model.h"
@@ -252,6 +254,8 @@ class Service final : private TargetGroupSeam {
   Response serveCluster(const api::GetClusterToken& request);
   Response serveCluster(const api::UpdateClusterHost& request);
   Response serveCluster(const api::LeaveCluster& request);
+  // Conflict when this host has VPCs (a host inits or joins a cluster with none).
+  Status checkNoVpcs(std::string_view action) const;
   // Image requests run without mutex_ too (the store has its own lock; a pull takes minutes).
   Response serveImage(const api::ListImages& request);
   Response serveImage(const api::GetImage& request);
@@ -261,9 +265,40 @@ class Service final : private TargetGroupSeam {
   Response serveImage(const api::BuildImage& request);
 
   // Runs `operation` on a copy of the topology, persists what it touched and makes the copy current.
-  // On any failure neither memory nor disk changes.
+  // On any failure neither memory nor disk changes. On a cluster host (modelLog_) the change is appended to
+  // the cluster's model log first (modelEntry_), or is the entry being applied (replaying_).
   template <class Operation>
   Status commit(Operation&& operation);
+
+  // ---- The cluster's shared model (daemon/model_log.h), under mutex_ ----
+  // A request of a cluster host: a change of the model is appended to the log (after the entries before it
+  // are applied here and the change is checked against them), a read is answered once the copy here has
+  // caught up (or from the copy as it is when the store does not answer).
+  template <class Typed>
+  Response serveSharedLocked(const Typed& typed, const api::Request& request);
+  // Applies the log's entries this host has not applied yet, in order.
+  Status catchUpLocked();
+  // The wall-clock seconds of the change being made: the entry's when it is one of the log's.
+  int64_t changeTimeLocked() const;
+  // Starts (a member) or stops (not one) following the cluster's model log and the cluster's instances
+  // (clusterInstances_), after open, init, join, leave.
+  void followModel();
+
+  // ---- Instance work across the cluster's hosts (daemon/service_cluster.cc), without mutex_ ----
+  // nullopt: this host serves it. Otherwise the answer of the host that does (the request forwarded to its
+  // peer API), or why it cannot be.
+  std::optional<Response> forwardInstance(const api::RunInstance& request);
+  std::optional<Response> forwardInstance(const api::ListInstances& request);
+  std::optional<Response> forwardInstance(const api::RemoveInstances& request);
+  template <class Typed>
+  std::optional<Response> forwardInstance(const Typed& typed);
+  // Where a new instance runs: its --host, else a host of its subnet's availability zone (this one when it
+  // is one, else the one with the fewest instances), else this host. The host's entry of `cluster ls`.
+  Result<nlohmann::json> placeInstance(const schema::InstanceSpec& spec);
+  // The request sent to that host's peer API, its answer as it came.
+  Response forwardTo(const nlohmann::json& host, const api::Request& request);
+  // The host named so in `cluster ls` (an error naming it otherwise).
+  Result<nlohmann::json> clusterHost(const std::string& name);
 
   // The same for the load balancers: a copy changed, persisted in one transaction, then made current.
   template <class Operation>
@@ -351,6 +386,9 @@ class Service final : private TargetGroupSeam {
   std::unique_ptr<FlowLogs> flowLogs_;
   // Null without Service::load (unit tests): then the model alone changes, no kernel object.
   std::unique_ptr<NetworkController> network_;
+  // A cluster host's instances in the cluster store (followModel); null otherwise. Declared before
+  // instances_, which claims through it, so it is destroyed after.
+  std::unique_ptr<ClusterInstances> clusterInstances_;
   // Declared after store_ and network_: it refers to them, so it is destroyed first. Null without
   // Service::load.
   std::unique_ptr<InstanceManager> instances_;
@@ -372,6 +410,13 @@ class Service final : private TargetGroupSeam {
   std::unique_ptr<ImageService> images_;
   // Destroyed before instances_, whose count it reads. Null without --cluster-address.
   std::unique_ptr<Cluster> cluster_;
+  // The cluster's model log while this host is in a cluster (followModel); destroyed first: its watch
+  // thread applies entries through this object. Replaced without mutex_ held (its thread takes it).
+  std::unique_ptr<ModelLog> modelLog_;
+  uint64_t modelApplied_ = 0;               // under mutex_: the last entry applied here
+  std::optional<ModelEntry> modelEntry_;    // under mutex_: the entry of the change being made or applied
+  bool replaying_ = false;                  // under mutex_: applying another host's entry
+  bool modelRaced_ = false;                 // under mutex_: the entry's number was taken by another host
 };
 
 // An error as the API shows it: its kind's status and {"error": {...}}.

@@ -19,7 +19,7 @@
 
 namespace corral::daemon {
 
-inline constexpr int kSchemaVersion = 10;
+inline constexpr int kSchemaVersion = 11;
 
 // One instance as stored: the spec (the POST /v1/instances body, JSON text) and what became of it.
 // Times are Unix seconds; the boot steps are the instance's "boot" as JSON text (docs/api.md).
@@ -93,7 +93,12 @@ class Store {
 
   // Writes the objects `changes` names, as they are in `after`, and removes the deleted ones, in one
   // transaction: all or nothing.
-  Status apply(const net::Topology& after, const net::Changeset& changes);
+  // With `modelEntry` (a cluster host applying the cluster's model log, daemon/model_log.h), the same
+  // transaction records that the log is applied up to that entry.
+  Status apply(const net::Topology& after, const net::Changeset& changes,
+               std::optional<uint64_t> modelEntry = std::nullopt);
+  // The last entry of the cluster's model log this host applied; 0 when none.
+  Result<uint64_t> modelApplied() const;
 
   // Load balancers and target groups (issue 19): the whole set, and one change written in one transaction
   // (the objects `changes` names, as they are in `after`).

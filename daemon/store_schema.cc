@@ -269,6 +269,14 @@ CREATE TABLE group_events (
 ) STRICT;
 CREATE INDEX group_events_by_group ON group_events(group_name, id);
 )sql",
+    // 10 -> 11: a cluster host's copy of the VPC model (issue 20, daemon/model_log.h) is the cluster's
+    // model log applied up to this entry; written in the same transaction as the change it applies.
+    R"sql(
+CREATE TABLE cluster_model (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  applied INTEGER NOT NULL CHECK (applied >= 0)
+) STRICT;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per schema version");
 

@@ -502,7 +502,8 @@ Result<net::Topology> Store::loadTopology() const {
   return topology;
 }
 
-Status Store::apply(const net::Topology& after, const net::Changeset& changes) {
+Status Store::apply(const net::Topology& after, const net::Changeset& changes,
+                    std::optional<uint64_t> modelEntry) {
   auto wrap = [&](Error error) { return fail(std::move(error).wrap(fmt::format("store \"{}\"", path_))); };
   std::lock_guard lock(*mutex_);
   auto transaction = Transaction::beginImmediate(db_.get());
@@ -519,8 +520,29 @@ Status Store::apply(const net::Topology& after, const net::Changeset& changes) {
                       .wrap(fmt::format("delete {} \"{}\"", net::objectKindName(ref.kind), ref.name)));
     }
   }
+  if (modelEntry) {
+    auto statement = Statement::prepare(
+        db_.get(), "INSERT INTO cluster_model (id, applied) VALUES (1, ?) "
+                   "ON CONFLICT (id) DO UPDATE SET applied = excluded.applied");
+    if (!statement) return wrap(std::move(statement.error()));
+    if (auto bound = statement->bindInt(1, static_cast<int64_t>(*modelEntry)); !bound)
+      return wrap(std::move(bound.error()));
+    if (auto status = statement->run(); !status) return wrap(std::move(status.error()).wrap("write model entry"));
+  }
   if (auto status = transaction->commit(); !status) return wrap(std::move(status.error()));
   return {};
+}
+
+Result<uint64_t> Store::modelApplied() const {
+  std::lock_guard lock(*mutex_);
+  uint64_t applied = 0;
+  auto read =
+      forEachRow(db_.get(), "SELECT applied FROM cluster_model WHERE id = 1", [&](sqlite3_stmt* s) -> Status {
+        applied = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+        return {};
+      });
+  if (!read) return fail(std::move(read.error()).wrap(fmt::format("store \"{}\": read model entry", path_)));
+  return applied;
 }
 
 }  // namespace corral::daemon

@@ -721,6 +721,17 @@ Status EtcdClient::memberRemove(uint64_t id) {
   return {};
 }
 
+Result<RangeResult> EtcdClient::getRange(std::string_view from, std::string_view end) {
+  const std::string operation = fmt::format("get {} to {}", quotedKey(from), quotedKey(end));
+  Json request = rangeRequest(from, false);
+  request["range_end"] = encodeBase64(end);
+  auto reply = call(operation, "/v3/kv/range", request);
+  if (!reply) return fail(reply.error());
+  auto decoded = decodeRange(*reply);
+  if (!decoded) return fail(decoded.error().wrap(operation));
+  return decoded;
+}
+
 Result<RangeResult> EtcdClient::get(std::string_view key, bool prefix, int64_t revision) {
   const std::string operation = revision > 0 ? fmt::format("get {} at revision {}", quotedKey(key), revision)
                                              : fmt::format("get {}", quotedKey(key));

@@ -288,6 +288,8 @@ class EtcdClient {
   // A linearizable read of `key` (or of every key under it, `prefix`), as it is now or, with `revision`, as
   // it was at that revision.
   Result<RangeResult> get(std::string_view key, bool prefix = false, int64_t revision = 0);
+  // A linearizable read of every key in [from, end) (keys sort as bytes), in key order.
+  Result<RangeResult> getRange(std::string_view from, std::string_view end);
   // The new revision.
   Result<int64_t> put(std::string_view key, std::string_view value, int64_t lease = 0);
   // How many keys were deleted.

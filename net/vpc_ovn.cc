@@ -592,7 +592,11 @@ std::vector<std::string> referencedUuids(const Json& value) {
 
 }  // namespace
 
-Result<ChangeLog> convergeOvnVpc(ovsdb::OvsdbClient& client, const OvnVpcPlan& plan) {
+namespace {
+
+// One convergence: read, diff, write. nullopt when another writer changed the VPC's rows between the read
+// and the write (the write's `wait`s did not hold, so nothing was written).
+Result<std::optional<ChangeLog>> convergeOnce(ovsdb::OvsdbClient& client, const OvnVpcPlan& plan) {
   const std::string database(kOvnNorthbound);
   const std::vector<std::string>& tables = ovnTableOrder();
   std::vector<Json> selects;
@@ -709,10 +713,47 @@ Result<ChangeLog> convergeOvnVpc(ovsdb::OvsdbClient& client, const OvnVpcPlan& p
         ovsdb::deleteOp(row.table, {ovsdb::condition("_uuid", "==", ovsdb::uuid(row.uuid))}));
     changes.push_back(fmt::format("deleted {}", rowLabel(row.table, row.row, row.object)));
   }
-  if (operations.empty()) return changes;
-  auto written = client.transact(database, operations);
-  if (!written) return fail(std::move(written.error()).wrap(fmt::format("converge vpc {} in OVN", plan.vpc)));
-  return changes;
+  if (operations.empty()) return std::optional<ChangeLog>(std::move(changes));
+  // The write holds only if the VPC's rows are still those read: several corralds of a cluster converge
+  // the same VPC, and two inserting the same missing row would leave two copies.
+  std::vector<Json> guarded;
+  for (size_t t = 0; t < tables.size(); ++t) {
+    std::vector<Json> rows;
+    for (const Json& row : (*read)[t].value("rows", Json::array()))
+      rows.push_back(Json{{"_uuid", row.value("_uuid", Json())}});
+    guarded.push_back(ovsdb::waitOp(
+        tables[t],
+        {ovsdb::condition("external_ids", "includes", stringMap({{std::string(kOvnVpcKey), plan.vpc}}))},
+        {"_uuid"}, "==", std::move(rows)));
+  }
+  const size_t waits = guarded.size();
+  guarded.insert(guarded.end(), std::make_move_iterator(operations.begin()),
+                 std::make_move_iterator(operations.end()));
+  auto written = client.transact(database, guarded);
+  if (!written) {
+    // OVSDB names the operation that failed: one of the waits means the rows moved under us.
+    for (size_t w = 0; w < waits; ++w) {
+      if (written.error().message().find(fmt::format("operation {} (wait", w)) != std::string::npos)
+        return std::optional<ChangeLog>();
+    }
+    return fail(std::move(written.error()).wrap(fmt::format("converge vpc {} in OVN", plan.vpc)));
+  }
+  return std::optional<ChangeLog>(std::move(changes));
+}
+
+}  // namespace
+
+Result<ChangeLog> convergeOvnVpc(ovsdb::OvsdbClient& client, const OvnVpcPlan& plan) {
+  // Another corrald converging the same VPC at the same moment: read again and diff against its rows.
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    auto converged = convergeOnce(client, plan);
+    if (!converged) return fail(std::move(converged.error()));
+    if (*converged) return std::move(**converged);
+    if (attempt == kAttempts)
+      return fail(conflict("converge vpc {} in OVN: its rows kept changing under {} attempts", plan.vpc,
+                           kAttempts));
+  }
 }
 
 Result<ChangeLog> destroyOvnVpc(ovsdb::OvsdbClient& client, std::string_view vpc) {

@@ -77,6 +77,10 @@ struct InstanceSpec {
   // The group (daemon/groups.h) this instance is a member of: set by corrald on the members it launches,
   // refused in a user's POST /v1/instances, so a user's own instance is never taken for a member.
   std::string group;
+  // A cluster host (docs/cluster.md): the host to run on, `corral run --host`; empty: the host of the
+  // subnet's availability zone with the fewest instances (this one when it is such a host), or this host
+  // without a subnet. A single-host corrald refuses it.
+  std::string host;
 
   bool operator==(const InstanceSpec&) const = default;
 };

@@ -122,6 +122,7 @@ const std::vector<std::string> kTables = {
     "load_balancers",
     "instance_groups",
     "group_events",
+    "cluster_model",
 };
 
 // The whole content of the database, table by table, each table's rows sorted.
@@ -323,11 +324,11 @@ TEST(Store, OpenCreatesAVersionedDatabaseInWalMode) {
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 10);
+  EXPECT_EQ(kSchemaVersion, 11);
   EXPECT_EQ(store->path(), path);
 
   RawDb raw(path);
-  EXPECT_EQ(raw.value("PRAGMA user_version"), "10");
+  EXPECT_EQ(raw.value("PRAGMA user_version"), "11");
   EXPECT_EQ(raw.value("PRAGMA journal_mode"), "wal");
   auto tables = raw.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   auto expected = kTables;
@@ -397,7 +398,7 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
     // What corral 1 left behind: the VPC tables only, user_version 1, and a VPC in them.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+        "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
         "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; "
         "DROP TABLE comparisons; "
         "DROP TABLE instances; PRAGMA user_version = 1; "
@@ -405,7 +406,7 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 10);
+  EXPECT_EQ(store->schemaVersion(), 11);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -423,7 +424,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
     // What corral 2 left behind: its instances table (no 'starting', no VM exit reasons) with a row.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+        "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
         "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; "
         "DROP TABLE comparisons; "
         "DROP TABLE instances; "
@@ -439,7 +440,7 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
   }
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 10);
+  EXPECT_EQ(store->schemaVersion(), 11);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -548,13 +549,13 @@ TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFiveRowsMigrateWithout) {
     ASSERT_TRUE(store->insertInstance(row));
   }
   RawDb(path).exec(
-      "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
       "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER "
       "TABLE instances DROP "
       "COLUMN user_ns_start; PRAGMA user_version = 5");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 10);
+  EXPECT_EQ(store->schemaVersion(), 11);
   InstanceRow mapped;
   mapped.name = "mapped";
   mapped.specJson = R"({"name":"mapped","user_namespace":true})";
@@ -669,11 +670,11 @@ TEST(Store, VersionSevenDatabaseMigratesToNoPeeringsAndNoLoadBalancers) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
       "target_groups; DROP TABLE peerings; PRAGMA user_version = 7");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 10);
+  EXPECT_EQ(store->schemaVersion(), 11);
   EXPECT_EQ(RawDb(path).value("SELECT count(*) FROM peerings"), "0");
 }
 
@@ -815,14 +816,14 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
       "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP "
       "TABLE comparisons; "
       "ALTER TABLE instances DROP COLUMN oom_kills; "
       "ALTER TABLE instances DROP COLUMN user_ns_start; PRAGMA user_version = 3");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 10);
+  EXPECT_EQ(store->schemaVersion(), 11);
   auto rows = store->listComparisons();
   ASSERT_TRUE(rows) << rows.error().message();
   EXPECT_TRUE(rows->empty());
@@ -835,11 +836,11 @@ TEST(Store, VersionEightDatabaseMigratesToNoLoadBalancers) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
       "target_groups; PRAGMA user_version = 8");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 10);
+  EXPECT_EQ(store->schemaVersion(), 11);
   auto balancers = store->loadBalancers();
   ASSERT_TRUE(balancers) << balancers.error().message();
   EXPECT_TRUE(balancers->loadBalancers().empty());
@@ -851,10 +852,10 @@ TEST(Store, VersionNineDatabaseMigratesToNoGroups) {
   TempDir dir;
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
-  RawDb(path).exec("DROP TABLE group_events; DROP TABLE instance_groups; PRAGMA user_version = 9");
+  RawDb(path).exec("DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; PRAGMA user_version = 9");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 10);
+  EXPECT_EQ(store->schemaVersion(), 11);
   auto groups = store->listGroups();
   ASSERT_TRUE(groups) << groups.error().message();
   EXPECT_TRUE(groups->empty());
@@ -866,12 +867,39 @@ TEST(Store, VersionNineDatabaseMigratesToNoGroups) {
                                           .createdAt = 1}));
 }
 
+// A version 10 database (before clusters shared a model) migrates to "nothing of the cluster's model
+// applied"; a change applied as a model entry records its number in the same transaction.
+TEST(Store, VersionTenDatabaseMigratesToNoModelEntryAndEntriesAreRecordedWithTheirChange) {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  ASSERT_TRUE(Store::open(path));
+  RawDb(path).exec("DROP TABLE cluster_model; PRAGMA user_version = 10");
+  auto store = Store::open(path);
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_EQ(store->schemaVersion(), 11);
+  EXPECT_EQ(store->modelApplied().value_or(99), 0u);
+
+  net::Topology after;
+  auto created = after.createVpc({.name = "lab", .cidr = "10.20.0.0/16"}, 1);
+  ASSERT_TRUE(created) << created.error().message();
+  ASSERT_TRUE(store->apply(after, *created, 7));
+  EXPECT_EQ(store->modelApplied().value_or(0), 7u);
+  ASSERT_TRUE(store->apply(after, net::Changeset{}, 8));
+  EXPECT_EQ(store->modelApplied().value_or(0), 8u);
+  ASSERT_TRUE(store->apply(after, net::Changeset{}));
+  EXPECT_EQ(store->modelApplied().value_or(0), 8u) << "a host's own change is no entry";
+  auto reopened = Store::open(path);
+  ASSERT_TRUE(reopened);
+  EXPECT_EQ(reopened->modelApplied().value_or(0), 8u);
+  EXPECT_TRUE(reopened->loadTopology().value_or(net::Topology{}).findVpc("lab"));
+}
+
 TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   TempDir dir;
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
       "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER "
       "TABLE instances DROP "
       "COLUMN user_ns_start; "
@@ -881,7 +909,7 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
       "PRAGMA user_version = 4");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
-  EXPECT_EQ(store->schemaVersion(), 10);
+  EXPECT_EQ(store->schemaVersion(), 11);
   auto rows = store->listInstances();
   ASSERT_TRUE(rows) << rows.error().message();
   ASSERT_EQ(rows->size(), 1u);
@@ -1005,7 +1033,7 @@ TEST(Store, DatabaseFromANewerCorralIsRefusedAndLeftAlone) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind(), ErrorKind::Conflict);
   EXPECT_EQ(store.error().message(),
-            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 10); "
+            fmt::format("open store \"{}\": written by a newer corral (schema 99, this corral knows 11); "
                         "refusing to touch it",
                         path));
   RawDb raw(path);

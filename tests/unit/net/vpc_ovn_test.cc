@@ -326,7 +326,9 @@ TEST(ConvergeOvnVpc, AnEmptyDatabaseGetsEveryRowInOneTransaction) {
   const OvnVpcPlan plan = ok(planOvnVpc(sampleTopology(), "prod", sampleNics()));
   Json empty = Json::array();
   for (size_t i = 0; i < ovnTableOrder().size(); ++i) empty.push_back(Json{{"rows", Json::array()}});
+  const size_t waits = ovnTableOrder().size();
   Json inserted = Json::array();
+  for (size_t i = 0; i < waits; ++i) inserted.push_back(Json::object());
   for (size_t i = 0; i < plan.rows.size(); ++i) {
     inserted.push_back(Json{{"uuid", ovsdb::uuid(fmt::format("00000000-0000-0000-0000-{:012}", i))}});
   }
@@ -342,14 +344,21 @@ TEST(ConvergeOvnVpc, AnEmptyDatabaseGetsEveryRowInOneTransaction) {
   EXPECT_EQ(selects[1]["op"], "select");
   EXPECT_EQ(selects[1]["where"][0],
             Json::parse(R"(["external_ids","includes",["map",[["corral-vpc","prod"]]]])"));
-  // The write: an insert per row, each named, children before the parents that name them.
+  // The write: first a wait per table that the VPC's rows are still those read (none here), then an
+  // insert per row, each named, children before the parents that name them.
   const Json& ops = transport->sent[1]["params"];
-  ASSERT_EQ(ops.size(), 1 + plan.rows.size());
+  ASSERT_EQ(ops.size(), 1 + waits + plan.rows.size());
+  for (size_t i = 1; i <= waits; ++i) {
+    EXPECT_EQ(ops[i]["op"], "wait");
+    EXPECT_EQ(ops[i]["until"], "==");
+    EXPECT_EQ(ops[i]["rows"], Json::array());
+    EXPECT_EQ(ops[i]["where"], selects[i]["where"]);
+  }
   std::set<std::string> named;
-  for (size_t i = 1; i < ops.size(); ++i) {
+  for (size_t i = 1 + waits; i < ops.size(); ++i) {
     EXPECT_EQ(ops[i]["op"], "insert");
     EXPECT_EQ(ops[i]["row"]["external_ids"],
-              ovsdb::map({{"corral-object", plan.rows[i - 1].object}, {"corral-vpc", "prod"}}));
+              ovsdb::map({{"corral-object", plan.rows[i - 1 - waits].object}, {"corral-vpc", "prod"}}));
     for (const auto& [column, value] : ops[i]["row"].items()) {
       for (const Json& element : ovsdb::decodeSet(value).value_or(std::vector<Json>{})) {
         if (element.is_array() && element.size() == 2 && element[0] == "named-uuid") {
@@ -381,9 +390,13 @@ TEST(ConvergeOvnVpc, DriftIsRepairedAndARefusalNamesTheVpc) {
       Json{{"_uuid", ovsdb::uuid("99999999-0000-0000-0000-000000000000")},
            {"external_ids",
             ovsdb::map({{"corral-object", "security-group/gone/rule/1"}, {"corral-vpc", "prod"}})}});
-  auto owned = std::make_unique<ScriptedTransport>(std::deque<std::string>{
-      reply(held),
-      R"({"id":$ID,"result":[{"count":1},{"count":1},{"error":"constraint violation","details":"made up"}],"error":null})"});
+  const size_t waits = ovnTableOrder().size();
+  Json result = Json::array();
+  for (size_t i = 0; i < waits; ++i) result.push_back(Json::object());
+  result.push_back({{"count", 1}});
+  result.push_back({{"count", 1}});
+  result.push_back({{"error", "constraint violation"}, {"details", "made up"}});
+  auto owned = std::make_unique<ScriptedTransport>(std::deque<std::string>{reply(held), reply(result)});
   ScriptedTransport* transport = owned.get();
   ovsdb::OvsdbClient client(std::move(owned), std::chrono::milliseconds(200));
   auto refused = convergeOvnVpc(client, plan);
@@ -393,11 +406,31 @@ TEST(ConvergeOvnVpc, DriftIsRepairedAndARefusalNamesTheVpc) {
       << refused.error().message();
   ASSERT_EQ(transport->sent.size(), 2u);
   const Json& ops = transport->sent[1]["params"];
-  ASSERT_EQ(ops.size(), 3u);
-  EXPECT_EQ(ops[1]["op"], "update");
-  EXPECT_EQ(ops[1]["row"], Json({{"action", plan.rows[0].columns["action"]}}));
-  EXPECT_EQ(ops[2]["op"], "delete");
-  EXPECT_EQ(ops[2]["where"][0][2], ovsdb::uuid("99999999-0000-0000-0000-000000000000"));
+  ASSERT_EQ(ops.size(), 3u + waits);
+  // The ACL table's wait names both its rows as read: the drifted one and the stray one.
+  EXPECT_EQ(ops[1 + acl]["op"], "wait");
+  EXPECT_EQ(ops[1 + acl]["rows"].size(), held[acl]["rows"].size());
+  EXPECT_EQ(ops[1 + waits]["op"], "update");
+  EXPECT_EQ(ops[1 + waits]["row"], Json({{"action", plan.rows[0].columns["action"]}}));
+  EXPECT_EQ(ops[2 + waits]["op"], "delete");
+  EXPECT_EQ(ops[2 + waits]["where"][0][2], ovsdb::uuid("99999999-0000-0000-0000-000000000000"));
+}
+
+// Another corrald converged the same VPC between this one's read and write: a wait does not hold, nothing
+// is written, and the convergence reads again and finds the rows it wanted (no row twice).
+TEST(ConvergeOvnVpc, AnotherWriterInBetweenMeansReadingAgainNotWritingTwice) {
+  const OvnVpcPlan plan = ok(planOvnVpc(sampleTopology(), "prod", sampleNics()));
+  Json empty = Json::array();
+  for (size_t i = 0; i < ovnTableOrder().size(); ++i) empty.push_back(Json{{"rows", Json::array()}});
+  Json timedOut = Json::array({Json{{"error", "timed out"}, {"details", "\"wait\" timed out"}}});
+  auto owned = std::make_unique<ScriptedTransport>(
+      std::deque<std::string>{reply(empty), reply(timedOut), reply(databaseHolding(plan))});
+  ScriptedTransport* transport = owned.get();
+  ovsdb::OvsdbClient client(std::move(owned), std::chrono::milliseconds(200));
+  EXPECT_EQ(ok(convergeOvnVpc(client, plan)), ChangeLog{});
+  ASSERT_EQ(transport->sent.size(), 3u) << "read, a write refused whole, read again";
+  EXPECT_EQ(transport->sent[1]["params"][1]["op"], "wait");
+  EXPECT_EQ(transport->sent[2]["params"][1]["op"], "select");
 }
 
 }  // namespace

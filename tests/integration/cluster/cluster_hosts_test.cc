@@ -1,0 +1,243 @@
+// Three hosts with a corrald each (issue 20): the simulated OVN's three hosts (ovn_cluster.sh), each
+// running a corrald in its namespace with its own socket, state and etcd member (on the host's underlay
+// address), on the OVN backend with that host's Open_vSwitch database, and the peer API for the others.
+// One cluster of them (init, join), AZs az1..az3. What one host changes of a VPC every host holds (the
+// model log, daemon/model_log.h); `run --subnet` places the instance on the host of the subnet's AZ
+// (forwarded through the peer API when asked elsewhere), `--host` chooses within the zone, an AZ without a
+// host is refused; any host lists every host's instances and reaches any instance (exec forwarded); the
+// VPC connectivity suite across hosts: across subnets through the VPC's router, the same subnet across
+// hosts (L2 over Geneve), a security group deciding what gets in whoever changes it, no path between VPCs;
+// a host killed: its instances are reported lost, the rest of the VPC keeps working and the model still
+// changes (two of three members have quorum).
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/integration/cluster/etcd_cluster.h"
+#include "tests/integration/cluster/ovn_cluster.h"
+#include "tests/integration/harness.h"
+
+namespace corral::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+const std::string kScript = CORRAL_SOURCE_DIR "/tests/integration/cluster/ovn_cluster.sh";
+constexpr int kHosts = 3;
+constexpr int kAliveTtlSeconds = 2;
+constexpr int kApiPort = 7100;
+
+std::string testPrefix() {
+  return "corral-t" + std::to_string(::getpid()) + "-";
+}
+
+class ClusterOfHosts : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!requireRoot()) GTEST_SKIP() << "needs root";
+    for (const char* tool : {"/usr/sbin/ovs-vswitchd", "/usr/bin/ovn-controller", "/usr/bin/ovn-northd"}) {
+      if (!std::filesystem::exists(tool)) GTEST_SKIP() << tool << " is missing: scripts/install-deps";
+    }
+    if (!std::filesystem::exists(kEtcdBinary)) GTEST_SKIP() << kEtcdBinary << " is missing";
+    cluster_ = std::make_unique<OvnCluster>(kScript, dir_.path() + "/ovn", testPrefix(), kHosts);
+    ASSERT_EQ(cluster_->error(), "") << cluster_->logs();
+    for (int host = 1; host <= kHosts; ++host) {
+      // t<PID> in the temp dir's name: scripts/sweep-test-leftovers finds a killed test's corralds.
+      auto daemon = std::make_unique<TestDaemon>("t" + std::to_string(::getpid()) + "-clusterd", args(host, true));
+      daemon->playHostIn(cluster_->hostNetns(host));
+      ASSERT_TRUE(daemon->start()) << daemon->logTail();
+      daemons_.push_back(std::move(daemon));
+    }
+  }
+
+  void TearDown() override {
+    for (auto& daemon : daemons_) {
+      if (daemon->pid() > 0) daemon->removeEverything();
+    }
+    for (auto& daemon : daemons_) daemon->stop();
+    // A TestDaemon ends by starting its corrald again to remove what is left: as a single host (a host
+    // killed has no underlay any more: its ovs-vswitchd held it; and the others' members are gone).
+    for (int host = 1; host <= static_cast<int>(daemons_.size()); ++host) at(host).setExtraArgs(args(host, false));
+    daemons_.clear();
+    if (cluster_) {
+      ToolRun down = cluster_->stop();
+      EXPECT_EQ(down.exitCode, 0) << down.output;
+    }
+  }
+
+  // corrald's options on host `host`: OVN with that host's database, and (`cluster`) its cluster options.
+  std::vector<std::string> args(int host, bool cluster) const {
+    std::vector<std::string> options{"--ovn-northbound", cluster_->northbound(), "--ovs-database",
+                                     "unix:" + dir_.path() + "/ovn/h" + std::to_string(host) + "/conf.sock"};
+    if (cluster) {
+      options.insert(options.end(), {"--cluster-address", underlay(host), "--host-name", name(host),
+                                     "--cluster-alive-ttl", std::to_string(kAliveTtlSeconds), "--etcd",
+                                     kEtcdBinary, "--cluster-api-port", std::to_string(kApiPort)});
+    }
+    return options;
+  }
+  static std::string name(int host) { return "h" + std::to_string(host); }
+  static std::string underlay(int host) { return "10.250.0." + std::to_string(host); }
+  TestDaemon& at(int host) { return *daemons_[host - 1]; }
+
+  void cliOk(int host, const std::vector<std::string>& args) {
+    CliRun run = at(host).cli(args);
+    ASSERT_EQ(run.code, 0) << fmt::format("h{}: corral {}", host, fmt::join(args, " ")) << "\n"
+                           << run << at(host).logTail();
+  }
+  // The instances host `host` lists, by name.
+  std::map<std::string, json> listed(int host) {
+    std::map<std::string, json> byName;
+    Reply reply = at(host).call("GET", "/v1/instances");
+    EXPECT_EQ(reply.status, 200) << reply.body.dump();
+    if (reply.status != 200) return byName;
+    for (const json& instance : reply.body["instances"]) byName[instance.value("name", "")] = instance;
+    return byName;
+  }
+  std::string addressOf(const std::string& instance) {
+    return at(1).call("GET", "/v1/instances/" + instance).body["spec"].value("ip", "");
+  }
+  // A ping from `instance` (through any host: exec is forwarded to the instance's host).
+  bool ping(int through, const std::string& instance, const std::string& address) {
+    Reply reply = at(through).call("POST", "/v1/instances/" + instance + "/exec",
+                                   {{"command", {"ping", "-c", "1", "-W", "1", address}}});
+    if (reply.status != 200) ADD_FAILURE() << "exec through h" << through << ": " << reply.body.dump();
+    return reply.status == 200 && reply.body.value("exit_code", -1) == 0;
+  }
+  // What a failure message needs: the northbound rows and each corrald's log.
+  std::string diagnosis() {
+    std::string text = runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "show"}).output;
+    text += runTool({"ovn-sbctl", "--db=" + cluster_->southbound(), "show"}).output;
+    for (int host = 1; host <= kHosts; ++host) {
+      if (at(host).pid() > 0) text += fmt::format("\n==> corrald h{}\n{}", host, at(host).logTail());
+    }
+    return text;
+  }
+  bool pingsWithin(int through, const std::string& instance, const std::string& address,
+                   std::chrono::seconds timeout = 20s) {
+    return pollUntil([&] { return ping(through, instance, address); }, timeout);
+  }
+
+  TempDir dir_{"corral-t" + std::to_string(::getpid()) + "-ovn-hosts"};
+  std::unique_ptr<OvnCluster> cluster_;
+  std::vector<std::unique_ptr<TestDaemon>> daemons_;
+};
+
+TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
+  // The cluster: h1 inits, h2 and h3 join, one AZ each.
+  json init = at(1).must("POST", "/v1/cluster", json{{"az", "az1"}});
+  const std::string token = init.value("token", "");
+  ASSERT_FALSE(token.empty()) << init.dump();
+  for (int host = 2; host <= kHosts; ++host) {
+    at(host).must("POST", "/v1/cluster/join",
+                  json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az" + std::to_string(host)}});
+  }
+
+  // The model: made through h2, held by every host.
+  cliOk(2, {"vpc", "create", "lab", "--cidr", "10.20.0.0/16"});
+  for (int az = 1; az <= kHosts; ++az) {
+    cliOk(2, {"subnet", "create", fmt::format("s{}", az), "--vpc", "lab", "--cidr",
+              fmt::format("10.20.{}.0/24", az), "--az", fmt::format("az{}", az)});
+  }
+  cliOk(3, {"subnet", "create", "nowhere", "--vpc", "lab", "--cidr", "10.20.9.0/24", "--az", "az9"});
+  for (int host = 1; host <= kHosts; ++host) {
+    Reply subnets = at(host).call("GET", "/v1/subnets?vpc=lab");
+    ASSERT_EQ(subnets.status, 200) << subnets.body.dump();
+    EXPECT_EQ(subnets.body["subnets"].size(), 4u) << "h" << host << ": " << subnets.body.dump();
+  }
+
+  // Placement: each subnet's instance on the host of its AZ, whichever host is asked.
+  cliOk(1, {"run", "-d", "--name", "x1", "--subnet", "s1", "--", "sleep", "1000"});
+  cliOk(1, {"run", "-d", "--name", "x2", "--subnet", "s2", "--", "sleep", "1000"});
+  cliOk(2, {"run", "-d", "--name", "x3", "--subnet", "s3", "--", "sleep", "1000"});
+  std::map<std::string, json> all = listed(3);
+  ASSERT_EQ(all.size(), 3u) << at(3).call("GET", "/v1/instances").body.dump();
+  EXPECT_EQ(all["x1"].value("host", ""), "h1");
+  EXPECT_EQ(all["x2"].value("host", ""), "h2");
+  EXPECT_EQ(all["x3"].value("host", ""), "h3");
+  EXPECT_EQ(at(2).call("GET", "/v1/instances?scope=host").body["instances"].size(), 1u) << "h2's own: x2";
+  CliRun ps = at(1).cli({"ps"});
+  EXPECT_NE(ps.out.find("HOST"), std::string::npos) << ps;
+
+  // Bad placements: nothing runs anywhere.
+  Reply wrongZone = at(1).call("POST", "/v1/instances",
+                               json{{"name", "bad1"}, {"image", "busybox"}, {"command", {"sleep", "1"}},
+                                    {"subnet", "s1"}, {"host", "h2"}});
+  EXPECT_EQ(wrongZone.status, 400) << wrongZone.body.dump();
+  EXPECT_EQ(wrongZone.body["error"].value("field", ""), "host");
+  Reply noHost = at(2).call("POST", "/v1/instances",
+                            json{{"name", "bad2"}, {"image", "busybox"}, {"command", {"sleep", "1"}},
+                                 {"subnet", "nowhere"}});
+  EXPECT_EQ(noHost.status, 409) << noHost.body.dump();
+  EXPECT_EQ(noHost.body["error"].value("field", ""), "subnet");
+  EXPECT_NE(noHost.body["error"].value("message", "").find("az9"), std::string::npos) << noHost.body.dump();
+  Reply taken = at(3).call("POST", "/v1/instances",
+                           json{{"name", "x1"}, {"image", "busybox"}, {"command", {"sleep", "1"}}});
+  EXPECT_EQ(taken.status, 409) << taken.body.dump();
+  EXPECT_NE(taken.body["error"].value("message", "").find("h1"), std::string::npos) << taken.body.dump();
+  EXPECT_EQ(listed(1).size(), 3u);
+
+  // Across subnets and hosts through the VPC's router (the default group lets members in).
+  const std::string x1 = addressOf("x1"), x2 = addressOf("x2"), x3 = addressOf("x3");
+  ASSERT_TRUE(pingsWithin(3, "x1", x2)) << diagnosis();
+  EXPECT_TRUE(ping(1, "x2", x3));
+  EXPECT_TRUE(ping(2, "x3", x1));
+
+  // A security group changed through one host decides on another: x4 (on h2) lets nothing in until a rule
+  // made through h3 lets ICMP from the VPC in.
+  cliOk(3, {"sg", "create", "closed", "--vpc", "lab"});
+  cliOk(1, {"run", "-d", "--name", "x4", "--subnet", "s2", "--sg", "closed", "--", "sleep", "1000"});
+  const std::string x4 = addressOf("x4");
+  EXPECT_FALSE(ping(1, "x1", x4)) << "a group with no rule let a ping in";
+  cliOk(3, {"sg", "rule", "add", "closed", "--protocol", "icmp", "--cidr", "10.20.0.0/16"});
+  EXPECT_TRUE(pingsWithin(1, "x1", x4, 10s)) << "the rule made through h3 opens x4 on h2";
+
+  // The same subnet across hosts (L2 over Geneve): h3 moves to az2, and x5 runs there in s2 (x2 is on h2).
+  cliOk(1, {"cluster", "set", "h3", "--az", "az2"});
+  cliOk(1, {"run", "-d", "--name", "x5", "--subnet", "s2", "--host", "h3", "--", "sleep", "1000"});
+  EXPECT_EQ(listed(2)["x5"].value("host", ""), "h3");
+  EXPECT_TRUE(pingsWithin(2, "x5", x2)) << cluster_->logs();
+
+  // Another VPC: never a path to lab.
+  cliOk(1, {"vpc", "create", "other", "--cidr", "10.30.0.0/16"});
+  cliOk(1, {"subnet", "create", "o1", "--vpc", "other", "--cidr", "10.30.1.0/24", "--az", "az1"});
+  cliOk(2, {"run", "-d", "--name", "y1", "--subnet", "o1", "--", "sleep", "1000"});
+  EXPECT_EQ(listed(1)["y1"].value("host", ""), "h1");
+  EXPECT_FALSE(ping(1, "y1", x2)) << "a path between two VPCs";
+  EXPECT_FALSE(ping(1, "y1", x1));
+
+  // h2 dies (its corrald with its etcd member, and its OVS/OVN processes): its instances are lost, seen
+  // from the others within the TTL and an election; the rest of the VPC works and the model still changes.
+  at(2).kill9();
+  ToolRun killed = cluster_->killHost(2);
+  ASSERT_EQ(killed.exitCode, 0) << killed.output;
+  EXPECT_TRUE(pollUntil(
+      [&] {
+        std::map<std::string, json> now = listed(1);
+        return now["x2"].value("state", "") == "lost" && now["x4"].value("state", "") == "lost";
+      },
+      15s))
+      << at(1).call("GET", "/v1/instances").body.dump();
+  EXPECT_EQ(listed(3)["x2"].value("host", ""), "h2");
+  EXPECT_TRUE(ping(3, "x1", x3)) << "h1 and h3 still reach each other";
+  EXPECT_TRUE(ping(1, "x5", x1));
+  cliOk(3, {"subnet", "create", "s4", "--vpc", "lab", "--cidr", "10.20.4.0/24", "--az", "az1"});
+  Reply afterLoss = at(1).call("GET", "/v1/subnets/s4");
+  EXPECT_EQ(afterLoss.status, 200) << afterLoss.body.dump();
+
+  // Removing through another host: forwarded to the instance's.
+  cliOk(3, {"rm", "-f", "x1"});
+  EXPECT_FALSE(listed(1).contains("x1"));
+}
+
+}  // namespace
+}  // namespace corral::testing
