@@ -669,7 +669,10 @@ Result<vmm::DomainConfig> VmDriver::domainConfig(const VmPlan& plan, const vmm::
   // Its NIC: QEMU opens the tap in our namespace; it moves into the VPC's while the CPUs are paused, and
   // the guest's init takes its address from the kernel command line.
   if (planned) {
-    config.nic = vmm::NicConfig{.tapName = planned->link, .mac = planned->mac};
+    config.nic = vmm::NicConfig{.tapName = planned->link,
+                                .mac = planned->mac,
+                                .mtu = planned->mtu,
+                                .hostOffloads = planned->guestOffloads};
     config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, planned->addressWithPrefix,
                                             planned->gateway, rootSerial);
     config.cmdline += vmm::resolverCommandLine(planned->resolver, planned->searchDomain);

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "net/netlink.h"
+#include "net/netns.h"
 
 namespace corral::net {
 namespace {
@@ -115,7 +116,7 @@ Result<std::vector<Json>> addOvsPortOperations(const OvsPort& port) {
                     "==", {Json{{"name", port.bridge}}}, 0),
       ovsdb::waitOp("Port", {ovsdb::condition("name", "==", port.name)}, {"name"}, "==", {}, 0),
       ovsdb::insertOp("Interface",
-                      {{"name", port.name}, {"type", "internal"}, {"external_ids", stringMap(ids)}}, "iface"),
+                      {{"name", port.name}, {"type", port.type}, {"external_ids", stringMap(ids)}}, "iface"),
       ovsdb::insertOp("Port", {{"name", port.name}, {"interfaces", ovsdb::namedUuid("iface")}}, "port"),
       ovsdb::mutateOp("Bridge", {ovsdb::condition("name", "==", port.bridge)},
                       {ovsdb::mutation("ports", "insert", ovsdb::set({ovsdb::namedUuid("port")}))}),
@@ -214,6 +215,39 @@ Result<std::vector<OvsPortState>> listOvsPorts(ovsdb::OvsdbClient& db, std::stri
   }
   std::sort(result.begin(), result.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return result;
+}
+
+Status readyTapForOvs(const std::string& tap, const std::string& ovsNetns, unsigned mtu) {
+  const std::string context = fmt::format("tap \"{}\" to ovs-vswitchd's namespace{}", tap,
+                                          ovsNetns.empty() ? std::string() : " " + ovsNetns);
+  auto wrapped = [&](Error error) { return fail(std::move(error).wrap(context)); };
+  if (auto s = checkOvsName("name", tap); !s) return fail(std::move(s).error());
+  auto ovs = Netlink::open(ovsNetns);
+  if (!ovs) return wrapped(std::move(ovs).error());
+  if (!ovsNetns.empty()) {
+    auto here = Netlink::open("");
+    if (!here) return wrapped(std::move(here).error());
+    auto found = here->link(tap);
+    if (!found) return wrapped(std::move(found).error());
+    if (*found) {
+      auto target = openNetns(ovsNetns);
+      if (!target) return wrapped(std::move(target).error());
+      if (auto s = here->moveToNetns(tap, target->get()); !s) return wrapped(std::move(s).error());
+    }
+  }
+  auto there = ovs->link(tap);
+  if (!there) return wrapped(std::move(there).error());
+  if (!*there) {
+    return wrapped(notFound(
+        "no tap \"{}\" in corrald's namespace{}: QEMU opens it in the namespace of whoever starts it (the "
+        "direct engine: corrald; the libvirt engine: libvirtd, which must then share corrald's namespace)",
+        tap, ovsNetns.empty() ? std::string() : " nor in " + ovsNetns));
+  }
+  if (mtu != 0) {
+    if (auto s = ovs->setMtu(tap, mtu); !s) return wrapped(std::move(s).error());
+  }
+  if (auto s = ovs->setUp(tap); !s) return wrapped(std::move(s).error());
+  return {};
 }
 
 Status plugOvsPort(const std::string& port, const OvsPlug& plug, std::chrono::milliseconds timeout) {

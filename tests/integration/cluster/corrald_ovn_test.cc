@@ -3,7 +3,8 @@
 // subnet get br-int ports bound by host 1's ovn-controller and reach each other, a container reaches a
 // workload on host 2 over Geneve while its security group keeps that workload from opening a connection to
 // it, a removed container's port and logical port go, a deleted VPC leaves no row, what the backend does
-// not carry yet is refused naming why, and a restarted corrald takes away a port it no longer owns.
+// not carry yet is refused naming why, and a restarted corrald takes away a port it no longer owns. A VM's
+// tap is a system port of br-int the same way, with the guest's MTU at 1400.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 
 #include "tests/integration/cluster/ovn_cluster.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/netns_testing.h"
 
 namespace corral {
 namespace {
@@ -36,7 +38,8 @@ class CorraldOnOvn : public ::testing::Test {
     cluster_ = std::make_unique<testing::OvnCluster>(kScript, dir_.path() + "/ovn", testPrefix());
     ASSERT_EQ(cluster_->error(), "") << cluster_->logs();
     daemon_.playHostIn(cluster_->hostNetns(1));
-    daemon_.setExtraArgs({"--ovn-northbound", cluster_->northbound(), "--ovs-database", hostDatabase(1)});
+    daemon_.setExtraArgs({"--ovn-northbound", cluster_->northbound(), "--ovs-database", hostDatabase(1),
+                          "--accelerator", "tcg"});
     ASSERT_TRUE(daemon_.start()) << daemon_.logTail();
   }
 
@@ -130,10 +133,10 @@ TEST_F(CorraldOnOvn, AVpcAndItsContainersLiveInOvnAcrossTheSimulatedHosts) {
   EXPECT_NE(ports.find("w2"), std::string::npos) << ports;
 
   // Not on OVN yet: refused, nothing changed.
-  testing::CliRun vm =
-      daemon_.cli({"run", "-d", "--vm", "--name", "v1", "--subnet", "oa", "--", "sleep", "1"});
-  EXPECT_NE(vm.code, 0);
-  EXPECT_NE(vm.err.find("VMs are not on the OVN backend yet"), std::string::npos) << vm;
+  testing::CliRun warm = daemon_.cli({"run", "-d", "--vm", "--warm", "--name", "v1", "--subnet", "oa"});
+  EXPECT_NE(warm.code, 0);
+  EXPECT_NE(warm.err.find("warm VMs are not on the OVN backend yet"), std::string::npos) << warm;
+  EXPECT_EQ(daemon_.call("GET", "/v1/instances/v1").status, 404);
   testing::CliRun igw = daemon_.cli({"igw", "create", "ogw", "--vpc", "ovpc"});
   EXPECT_NE(igw.code, 0);
   EXPECT_NE(igw.err.find("--ovn-gateway-chassis"), std::string::npos) << igw;
@@ -155,6 +158,97 @@ TEST_F(CorraldOnOvn, AVpcAndItsContainersLiveInOvnAcrossTheSimulatedHosts) {
   cliOk({"vpc", "rm", "ovpc"});
   EXPECT_EQ(nbctl({"lr-list"}).find("corral."), std::string::npos) << nbctl({"show"});
   EXPECT_EQ(nbctl({"ls-list"}).find("corral."), std::string::npos) << nbctl({"show"});
+}
+
+// A VM (the direct engine, TCG) on the OVN backend: QEMU's tap becomes a system port of host 1's br-int
+// bound to the VM's logical port; the guest's eth0 has the 1400-byte MTU Geneve needs; it reaches a
+// container of its subnet and host 2's workload (ping, and a bulk TCP transfer across the underlay); its
+// security group decides what reaches it; it keeps its port through a corrald restart; removed, its br-int
+// port and logical port go.
+TEST_F(CorraldOnOvn, AVmIsABrIntPortOfItsSubnetAcrossTheSimulatedHosts) {
+  cliOk({"vpc", "create", "vvpc", "--cidr", "10.71.0.0/16"});
+  cliOk({"subnet", "create", "va", "--vpc", "vvpc", "--cidr", "10.71.1.0/24"});
+  cliOk({"run", "-d", "--name", "c1", "--subnet", "va", "--", "sleep", "1000"});
+  testing::Reply created = daemon_.call(
+      "POST", "/v1/instances",
+      {{"name", "v1"}, {"kind", "vm"}, {"image", "busybox"}, {"memory", "128M"}, {"subnet", "va"}});
+  ASSERT_EQ(created.status, 201) << created.body.dump() << "\n" << daemon_.logTail();
+  nlohmann::json vm = daemon_.waitWhile("v1", "starting");
+  ASSERT_EQ(vm.value("state", ""), "running") << vm.dump(2) << "\n" << daemon_.logTail();
+  const std::string c1 = addressOf("c1"), v1 = addressOf("v1");
+  ASSERT_FALSE(c1.empty() || v1.empty()) << daemon_.instances().dump();
+
+  // The tap is a system port (type "") of br-int with the logical port's iface-id, marked as corrald's.
+  const std::string iface = vsctl(1, {"--columns=name,type,ofport,external_ids", "find", "Interface",
+                                      "external_ids:iface-id=corral.nic.v1"});
+  EXPECT_NE(iface.find("corral-instance=v1"), std::string::npos) << iface << vsctl(1, {"show"});
+  EXPECT_NE(iface.find("type                : \"\""), std::string::npos) << iface;
+  EXPECT_EQ(iface.find("ofport              : -1"), std::string::npos) << iface;
+  EXPECT_NE(nbctl({"lsp-list", "corral.subnet.va"}).find("corral.nic.v1"), std::string::npos);
+  auto [mtuCode, mtu] = testing::execIn(daemon_, "v1", {"cat", "/sys/class/net/eth0/mtu"});
+  EXPECT_EQ(mtuCode, 0) << mtu;
+  EXPECT_EQ(mtu, "1400\n") << "virtio-net's host_mtu gives the guest Geneve's MTU";
+
+  // Same subnet, same host: the VM and the container (one default group) reach each other.
+  ASSERT_TRUE(testing::pollUntil([&] { return pingFrom("v1", c1); }, 20s)) << cluster_->logs();
+  EXPECT_TRUE(pingFrom("c1", v1));
+
+  // Host 2's workload over Geneve: ping, then a megabyte of TCP from the VM (full-sized segments must fit
+  // the tunnel). The workload cannot open anything to the VM until a rule of its group lets it in.
+  testing::runTool({"ip", "-n", cluster_->workloadNetns(2), "addr", "add", "10.71.1.200/24", "dev", "w2"});
+  nbctl({"lsp-add", "corral.subnet.va", "w2", "--", "lsp-set-addresses", "w2",
+         "0a:00:00:00:00:02 10.71.1.200"});
+  ASSERT_TRUE(testing::pollUntil([&] { return pingFrom("v1", "10.71.1.200"); }, 20s)) << cluster_->logs();
+  {
+    constexpr size_t kBytes = 1 << 20;
+    UniqueFd listener = testing::listenIn(cluster_->workloadNetns(2), 5001);
+    ASSERT_TRUE(listener);
+    auto [sent, said] = testing::execIn(
+        daemon_, "v1",
+        {"sh", "-c",
+         fmt::format("setsid sh -c 'head -c {} /dev/zero | nc 10.71.1.200 5001' </dev/null >/dev/null 2>&1 &",
+                     kBytes)});
+    ASSERT_EQ(sent, 0) << said;
+    UniqueFd server = testing::acceptWithin(listener, 10s);
+    ASSERT_TRUE(server) << "the VM's connection did not arrive";
+    size_t received = 0;
+    char buffer[65536];
+    auto until = std::chrono::steady_clock::now() + 30s;
+    while (received < kBytes && std::chrono::steady_clock::now() < until) {
+      if (!testing::waitForFd(server.get(), POLLIN, 1s)) continue;
+      ssize_t n = ::read(server.get(), buffer, sizeof buffer);
+      if (n <= 0) break;
+      received += static_cast<size_t>(n);
+    }
+    EXPECT_EQ(received, kBytes) << "the VM's bulk TCP across the underlay stalled";
+  }
+  auto inboundPing = [&] {
+    return testing::runTool({"ip", "netns", "exec", cluster_->workloadNetns(2), "busybox", "ping", "-c", "1",
+                             "-W", "1", v1})
+               .exitCode == 0;
+  };
+  EXPECT_FALSE(inboundPing()) << "the VM's security group let a non-member in";
+  cliOk({"sg", "rule", "add", "vvpc-default", "--protocol", "icmp", "--cidr", "10.71.1.200/32"});
+  EXPECT_TRUE(testing::pollUntil(inboundPing, 10s)) << nbctl({"acl-list", "corral_sg_vvpc-default"});
+
+  // corrald killed and started again: the VM (its QEMU outlives corrald) keeps its port and still reaches
+  // across.
+  daemon_.kill9();
+  ASSERT_TRUE(daemon_.start()) << daemon_.logTail();
+  EXPECT_NE(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=corral.nic.v1"}), "")
+      << daemon_.logTail();
+  EXPECT_TRUE(testing::pollUntil([&] { return pingFrom("v1", "10.71.1.200"); }, 10s)) << daemon_.logTail();
+
+  // Removed: its br-int port and its logical port go.
+  cliOk({"rm", "-f", "v1"});
+  EXPECT_EQ(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=corral.nic.v1"}), "");
+  EXPECT_EQ(nbctl({"lsp-list", "corral.subnet.va"}).find("corral.nic.v1"), std::string::npos);
+  EXPECT_FALSE(inboundPing());
+
+  cliOk({"rm", "-f", "c1"});
+  nbctl({"lsp-del", "w2"});
+  cliOk({"subnet", "rm", "va"});
+  cliOk({"vpc", "rm", "vvpc"});
 }
 
 }  // namespace
