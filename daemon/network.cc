@@ -848,12 +848,12 @@ Status NetworkController::attachContainer(const std::string& instance, pid_t pid
   return {};
 }
 
-Status NetworkController::attachVm(const std::string& instance) {
+Status NetworkController::attachVm(const std::string& instance, std::optional<pid_t> qemuPid) {
   std::lock_guard lock(mutex_);
   auto planned = planNicLocked(instance);
   if (!planned || !options_.kernel) return {};
   if (ovn_) {
-    if (auto ok = ovn_->attachVm(planned->nic); !ok)
+    if (auto ok = ovn_->attachVm(planned->nic, qemuPid); !ok)
       return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", planned->nic.nic.subnet)));
     return {};
   }

@@ -114,7 +114,7 @@ Status OvnFabric::attachContainer(const net::NicPlan& nic, pid_t pid) {
   return {};
 }
 
-Status OvnFabric::attachVm(const net::NicPlan& nic) {
+Status OvnFabric::attachVm(const net::NicPlan& nic, std::optional<pid_t> qemuPid) {
   std::lock_guard lock(mutex_);
   const std::string context = fmt::format("plug VM {} into br-int", nic.nic.instance);
   auto ovs = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
@@ -122,7 +122,8 @@ Status OvnFabric::attachVm(const net::NicPlan& nic) {
   if (auto gone = dropOnFailure(ovs_, net::removeOvsPort(**ovs, net::kIntegrationBridge, nic.link)); !gone)
     return fail(gone.error().wrap(context));
   // The link first: a system port names a link that must be there when ovs-vswitchd opens it.
-  if (auto ready = net::readyTapForOvs(nic.link, options_.ovsNetns, nic.mtu); !ready)
+  const std::string tapNetns = qemuPid ? fmt::format("/proc/{}/ns/net", *qemuPid) : "/proc/self/ns/net";
+  if (auto ready = net::readyTapForOvs(nic.link, tapNetns, options_.ovsNetns, nic.mtu); !ready)
     return fail(ready.error().wrap(context));
   auto again = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
   if (!again) return fail(again.error().wrap(context));

@@ -619,7 +619,7 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   const auto created = Clock::now();
   Rollback destroyDomain([engine = *engine, name = config->domainName] { (void)engine->destroy(name); });
   if (nic) {
-    Status plugged = nic->plugIntoTap();
+    Status plugged = nic->plugIntoTap(domain->qemuPid);
     if (plugged) plugged = (*engine)->resume(config->domainName);
     if (!plugged) return fail(plugged.error());
   }
@@ -763,7 +763,7 @@ Result<StartedRun> VmDriver::restore(InstanceHandle& handle, const VmPlan& plan,
   const auto restoredAt = Clock::now();
   Rollback destroyDomain([engine, domain] { (void)engine->destroy(domain); });
   if (nic) {
-    Status plugged = nic->plugIntoTap();
+    Status plugged = nic->plugIntoTap(restored->qemuPid);
     if (plugged) plugged = engine->resume(domain);
     if (!plugged) return fail(plugged.error());
   }
@@ -1099,7 +1099,7 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
   Rollback destroyDomain([&engine, domain] { (void)engine.destroy(domain); });
   const auto restoredAt = Clock::now();
   if (nic) {
-    Status plugged = nic->plugIntoTap();
+    Status plugged = nic->plugIntoTap(restored->qemuPid);
     if (plugged) plugged = engine.resume(domain);
     if (!plugged) return fail(plugged.error());
   }

@@ -2,13 +2,17 @@
 // through net/ovsdb, then the Linux side through net/netlink.
 #include "net/ovs_port.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <map>
 #include <thread>
 #include <utility>
 
+#include "core/unique_fd.h"
 #include "net/netlink.h"
 #include "net/netns.h"
 
@@ -217,31 +221,42 @@ Result<std::vector<OvsPortState>> listOvsPorts(ovsdb::OvsdbClient& db, std::stri
   return result;
 }
 
-Status readyTapForOvs(const std::string& tap, const std::string& ovsNetns, unsigned mtu) {
-  const std::string context = fmt::format("tap \"{}\" to ovs-vswitchd's namespace{}", tap,
-                                          ovsNetns.empty() ? std::string() : " " + ovsNetns);
+Status readyTapForOvs(const std::string& tap, const std::string& tapNetnsPath, const std::string& ovsNetns,
+                      unsigned mtu) {
+  const std::string ovsWhere = ovsNetns.empty() ? "corrald's namespace" : "namespace " + ovsNetns;
+  const std::string context = fmt::format("tap \"{}\" into ovs-vswitchd's ({})", tap, ovsWhere);
   auto wrapped = [&](Error error) { return fail(std::move(error).wrap(context)); };
   if (auto s = checkOvsName("name", tap); !s) return fail(std::move(s).error());
-  auto ovs = Netlink::open(ovsNetns);
-  if (!ovs) return wrapped(std::move(ovs).error());
-  if (!ovsNetns.empty()) {
-    auto here = Netlink::open("");
-    if (!here) return wrapped(std::move(here).error());
-    auto found = here->link(tap);
+  UniqueFd source(::open(tapNetnsPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!source) return wrapped(systemError(errno, fmt::format("open(\"{}\")", tapNetnsPath)));
+  Result<UniqueFd> target = [&]() -> Result<UniqueFd> {
+    if (!ovsNetns.empty()) return openNetns(ovsNetns);
+    UniqueFd own(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (!own) return fail(systemError(errno, "open(\"/proc/self/ns/net\")"));
+    return own;
+  }();
+  if (!target) return wrapped(std::move(target).error());
+  struct stat from {
+  }, to{};
+  if (::fstat(source.get(), &from) != 0 || ::fstat(target->get(), &to) != 0)
+    return wrapped(systemError(errno, "fstat(a network namespace)"));
+  if (from.st_dev != to.st_dev || from.st_ino != to.st_ino) {
+    auto qemuSide = Netlink::openIn(source.get(), tapNetnsPath);
+    if (!qemuSide) return wrapped(std::move(qemuSide).error());
+    auto found = qemuSide->link(tap);
     if (!found) return wrapped(std::move(found).error());
+    // Not there: moved by an earlier attach (a restarted corrald), looked for below.
     if (*found) {
-      auto target = openNetns(ovsNetns);
-      if (!target) return wrapped(std::move(target).error());
-      if (auto s = here->moveToNetns(tap, target->get()); !s) return wrapped(std::move(s).error());
+      if (auto s = qemuSide->moveToNetns(tap, target->get()); !s) return wrapped(std::move(s).error());
     }
   }
+  auto ovs = Netlink::openIn(target->get(), ovsWhere);
+  if (!ovs) return wrapped(std::move(ovs).error());
   auto there = ovs->link(tap);
   if (!there) return wrapped(std::move(there).error());
   if (!*there) {
-    return wrapped(notFound(
-        "no tap \"{}\" in corrald's namespace{}: QEMU opens it in the namespace of whoever starts it (the "
-        "direct engine: corrald; the libvirt engine: libvirtd, which must then share corrald's namespace)",
-        tap, ovsNetns.empty() ? std::string() : " nor in " + ovsNetns));
+    return wrapped(notFound("no tap \"{}\" in QEMU's namespace ({}) nor in ovs-vswitchd's: did QEMU open it?",
+                            tap, tapNetnsPath));
   }
   if (mtu != 0) {
     if (auto s = ovs->setMtu(tap, mtu); !s) return wrapped(std::move(s).error());

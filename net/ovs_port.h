@@ -80,11 +80,13 @@ struct OvsPlug {
   std::optional<std::string> gateway;  // a default route via it
 };
 
-// A VM's tap made ready to be a system port of br-int: found in the caller's namespace (where QEMU, or
-// libvirtd for it, opened it) and moved into `ovsNetns` (ovs-vswitchd's; empty: the caller's), or found
-// there already (an earlier attach), given `mtu` and brought up. QEMU keeps its descriptor through the
-// move. A tap in neither namespace is a NotFound error naming both.
-Status readyTapForOvs(const std::string& tap, const std::string& ovsNetns, unsigned mtu);
+// A VM's tap made ready to be a system port of br-int: found in the namespace at `tapNetnsPath` (QEMU's,
+// "/proc/PID/ns/net": where it, or libvirtd for it, opened the tap) and moved into `ovsNetns`
+// (ovs-vswitchd's, a name under /run/netns; empty: the caller's), or found there already (an earlier
+// attach), given `mtu` (0: left as it is) and brought up. QEMU keeps its descriptor through the move. A
+// tap in neither namespace is a NotFound error naming both.
+Status readyTapForOvs(const std::string& tap, const std::string& tapNetnsPath, const std::string& ovsNetns,
+                      unsigned mtu);
 
 // Waits (up to `timeout`) for the Linux link `port` in plug.hostNetns, moves it into the instance's
 // namespace as plug.ifname with the MAC, MTU and address, up with lo, and the default route. ovs-vswitchd

@@ -79,6 +79,59 @@ class CorraldOnOvn : public ::testing::Test {
     ASSERT_EQ(run.code, 0) << fmt::format("corral {}", fmt::join(args, " ")) << "\n" << run;
   }
 
+  // A mebibyte of TCP from `instance` (a VM) to a listener on host 2's workload at `address`: full-sized
+  // segments must fit the tunnel.
+  void expectBulkTcpToWorkload2(const std::string& instance, const std::string& address) {
+    constexpr size_t kBytes = 1 << 20;
+    UniqueFd listener = testing::listenIn(cluster_->workloadNetns(2), 5001);
+    ASSERT_TRUE(listener);
+    auto [sent, said] = testing::execIn(
+        daemon_, instance,
+        {"sh", "-c",
+         fmt::format("setsid sh -c 'head -c {} /dev/zero | nc {} 5001' </dev/null >/dev/null 2>&1 &", kBytes,
+                     address)});
+    ASSERT_EQ(sent, 0) << said;
+    UniqueFd server = testing::acceptWithin(listener, 10s);
+    ASSERT_TRUE(server) << instance << "'s connection did not arrive";
+    size_t received = 0;
+    char buffer[65536];
+    auto until = std::chrono::steady_clock::now() + 30s;
+    while (received < kBytes && std::chrono::steady_clock::now() < until) {
+      if (!testing::waitForFd(server.get(), POLLIN, 1s)) continue;
+      ssize_t n = ::read(server.get(), buffer, sizeof buffer);
+      if (n <= 0) break;
+      received += static_cast<size_t>(n);
+    }
+    EXPECT_EQ(received, kBytes) << instance << "'s bulk TCP across the underlay stalled";
+  }
+  // A VM of the busybox image in `subnet`, waited for until its guest is ready.
+  nlohmann::json runVmReady(const std::string& name, const std::string& subnet) {
+    testing::Reply created = daemon_.call(
+        "POST", "/v1/instances",
+        {{"name", name}, {"kind", "vm"}, {"image", "busybox"}, {"memory", "128M"}, {"subnet", subnet}});
+    EXPECT_EQ(created.status, 201) << created.body.dump() << "\n" << daemon_.logTail();
+    nlohmann::json vm = daemon_.waitWhile(name, "starting");
+    EXPECT_EQ(vm.value("state", ""), "running") << vm.dump(2) << "\n" << daemon_.logTail();
+    return vm;
+  }
+  // The VM's br-int port: a system port (type "") with its logical port's iface-id, marked as corrald's,
+  // made by ovs-vswitchd; the guest's eth0 at Geneve's MTU.
+  void expectVmPort(const std::string& name) {
+    const std::string iface = vsctl(1, {"--columns=name,type,ofport,external_ids", "find", "Interface",
+                                        "external_ids:iface-id=corral.nic." + name});
+    EXPECT_NE(iface.find("corral-instance=" + name), std::string::npos) << iface << vsctl(1, {"show"});
+    EXPECT_NE(iface.find("type                : \"\""), std::string::npos) << iface;
+    EXPECT_EQ(iface.find("ofport              : -1"), std::string::npos) << iface;
+    auto [mtuCode, mtu] = testing::execIn(daemon_, name, {"cat", "/sys/class/net/eth0/mtu"});
+    EXPECT_EQ(mtuCode, 0) << mtu;
+    EXPECT_EQ(mtu, "1400\n") << "virtio-net's host_mtu gives the guest Geneve's MTU";
+  }
+  void addWorkload2(const std::string& subnet, const std::string& address) {
+    testing::runTool({"ip", "-n", cluster_->workloadNetns(2), "addr", "add", address + "/24", "dev", "w2"});
+    nbctl({"lsp-add", "corral.subnet." + subnet, "w2", "--", "lsp-set-addresses", "w2",
+           "0a:00:00:00:00:02 " + address});
+  }
+
   testing::TempDir dir_{"corral-t" + std::to_string(::getpid()) + "-ovnd"};
   std::unique_ptr<testing::OvnCluster> cluster_;
   testing::TestDaemon daemon_{"ovn"};
@@ -169,25 +222,13 @@ TEST_F(CorraldOnOvn, AVmIsABrIntPortOfItsSubnetAcrossTheSimulatedHosts) {
   cliOk({"vpc", "create", "vvpc", "--cidr", "10.71.0.0/16"});
   cliOk({"subnet", "create", "va", "--vpc", "vvpc", "--cidr", "10.71.1.0/24"});
   cliOk({"run", "-d", "--name", "c1", "--subnet", "va", "--", "sleep", "1000"});
-  testing::Reply created = daemon_.call(
-      "POST", "/v1/instances",
-      {{"name", "v1"}, {"kind", "vm"}, {"image", "busybox"}, {"memory", "128M"}, {"subnet", "va"}});
-  ASSERT_EQ(created.status, 201) << created.body.dump() << "\n" << daemon_.logTail();
-  nlohmann::json vm = daemon_.waitWhile("v1", "starting");
-  ASSERT_EQ(vm.value("state", ""), "running") << vm.dump(2) << "\n" << daemon_.logTail();
+  nlohmann::json vm = runVmReady("v1", "va");
+  ASSERT_EQ(vm.value("state", ""), "running");
+  EXPECT_EQ(vm["boot"].value("engine", ""), "qemu") << vm.dump();
   const std::string c1 = addressOf("c1"), v1 = addressOf("v1");
   ASSERT_FALSE(c1.empty() || v1.empty()) << daemon_.instances().dump();
-
-  // The tap is a system port (type "") of br-int with the logical port's iface-id, marked as corrald's.
-  const std::string iface = vsctl(1, {"--columns=name,type,ofport,external_ids", "find", "Interface",
-                                      "external_ids:iface-id=corral.nic.v1"});
-  EXPECT_NE(iface.find("corral-instance=v1"), std::string::npos) << iface << vsctl(1, {"show"});
-  EXPECT_NE(iface.find("type                : \"\""), std::string::npos) << iface;
-  EXPECT_EQ(iface.find("ofport              : -1"), std::string::npos) << iface;
+  expectVmPort("v1");
   EXPECT_NE(nbctl({"lsp-list", "corral.subnet.va"}).find("corral.nic.v1"), std::string::npos);
-  auto [mtuCode, mtu] = testing::execIn(daemon_, "v1", {"cat", "/sys/class/net/eth0/mtu"});
-  EXPECT_EQ(mtuCode, 0) << mtu;
-  EXPECT_EQ(mtu, "1400\n") << "virtio-net's host_mtu gives the guest Geneve's MTU";
 
   // Same subnet, same host: the VM and the container (one default group) reach each other.
   ASSERT_TRUE(testing::pollUntil([&] { return pingFrom("v1", c1); }, 20s)) << cluster_->logs();
@@ -195,33 +236,9 @@ TEST_F(CorraldOnOvn, AVmIsABrIntPortOfItsSubnetAcrossTheSimulatedHosts) {
 
   // Host 2's workload over Geneve: ping, then a megabyte of TCP from the VM (full-sized segments must fit
   // the tunnel). The workload cannot open anything to the VM until a rule of its group lets it in.
-  testing::runTool({"ip", "-n", cluster_->workloadNetns(2), "addr", "add", "10.71.1.200/24", "dev", "w2"});
-  nbctl({"lsp-add", "corral.subnet.va", "w2", "--", "lsp-set-addresses", "w2",
-         "0a:00:00:00:00:02 10.71.1.200"});
+  addWorkload2("va", "10.71.1.200");
   ASSERT_TRUE(testing::pollUntil([&] { return pingFrom("v1", "10.71.1.200"); }, 20s)) << cluster_->logs();
-  {
-    constexpr size_t kBytes = 1 << 20;
-    UniqueFd listener = testing::listenIn(cluster_->workloadNetns(2), 5001);
-    ASSERT_TRUE(listener);
-    auto [sent, said] = testing::execIn(
-        daemon_, "v1",
-        {"sh", "-c",
-         fmt::format("setsid sh -c 'head -c {} /dev/zero | nc 10.71.1.200 5001' </dev/null >/dev/null 2>&1 &",
-                     kBytes)});
-    ASSERT_EQ(sent, 0) << said;
-    UniqueFd server = testing::acceptWithin(listener, 10s);
-    ASSERT_TRUE(server) << "the VM's connection did not arrive";
-    size_t received = 0;
-    char buffer[65536];
-    auto until = std::chrono::steady_clock::now() + 30s;
-    while (received < kBytes && std::chrono::steady_clock::now() < until) {
-      if (!testing::waitForFd(server.get(), POLLIN, 1s)) continue;
-      ssize_t n = ::read(server.get(), buffer, sizeof buffer);
-      if (n <= 0) break;
-      received += static_cast<size_t>(n);
-    }
-    EXPECT_EQ(received, kBytes) << "the VM's bulk TCP across the underlay stalled";
-  }
+  expectBulkTcpToWorkload2("v1", "10.71.1.200");
   auto inboundPing = [&] {
     return testing::runTool({"ip", "netns", "exec", cluster_->workloadNetns(2), "busybox", "ping", "-c", "1",
                              "-W", "1", v1})
@@ -249,6 +266,37 @@ TEST_F(CorraldOnOvn, AVmIsABrIntPortOfItsSubnetAcrossTheSimulatedHosts) {
   nbctl({"lsp-del", "w2"});
   cliOk({"subnet", "rm", "va"});
   cliOk({"vpc", "rm", "vvpc"});
+}
+
+// The libvirt engine's VM the same way: libvirtd (in the machine's own namespace here, not in host 1's where
+// corrald and ovs-vswitchd run) opens the tap; corrald finds it in QEMU's namespace and moves it to
+// ovs-vswitchd's, where it becomes the VM's br-int port.
+TEST_F(CorraldOnOvn, ALibvirtEngineVmIsABrIntPortToo) {
+  daemon_.stop();
+  daemon_.setExtraArgs({"--ovn-northbound", cluster_->northbound(), "--ovs-database", hostDatabase(1),
+                        "--accelerator", "tcg", "--vm-engine", "libvirt"});
+  ASSERT_TRUE(daemon_.start()) << daemon_.logTail();
+  cliOk({"vpc", "create", "lvpc", "--cidr", "10.72.0.0/16"});
+  cliOk({"subnet", "create", "la", "--vpc", "lvpc", "--cidr", "10.72.1.0/24"});
+  cliOk({"run", "-d", "--name", "c1", "--subnet", "la", "--", "sleep", "1000"});
+  nlohmann::json vm = runVmReady("lv1", "la");
+  ASSERT_EQ(vm.value("state", ""), "running");
+  EXPECT_EQ(vm["boot"].value("engine", ""), "libvirt") << vm.dump();
+  expectVmPort("lv1");
+  const std::string c1 = addressOf("c1"), lv1 = addressOf("lv1");
+  ASSERT_TRUE(testing::pollUntil([&] { return pingFrom("lv1", c1); }, 20s)) << cluster_->logs();
+  EXPECT_TRUE(pingFrom("c1", lv1));
+  addWorkload2("la", "10.72.1.200");
+  ASSERT_TRUE(testing::pollUntil([&] { return pingFrom("lv1", "10.72.1.200"); }, 20s)) << cluster_->logs();
+  expectBulkTcpToWorkload2("lv1", "10.72.1.200");
+
+  cliOk({"rm", "-f", "lv1"});
+  EXPECT_EQ(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=corral.nic.lv1"}), "");
+  EXPECT_EQ(nbctl({"lsp-list", "corral.subnet.la"}).find("corral.nic.lv1"), std::string::npos);
+  cliOk({"rm", "-f", "c1"});
+  nbctl({"lsp-del", "w2"});
+  cliOk({"subnet", "rm", "la"});
+  cliOk({"vpc", "rm", "lvpc"});
 }
 
 }  // namespace
