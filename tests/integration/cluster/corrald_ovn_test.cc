@@ -216,8 +216,8 @@ TEST_F(CorraldOnOvn, AVpcAndItsContainersLiveInOvnAcrossTheSimulatedHosts) {
 // A VM (the direct engine, TCG) on the OVN backend: QEMU's tap becomes a system port of host 1's br-int
 // bound to the VM's logical port; the guest's eth0 has the 1400-byte MTU Geneve needs; it reaches a
 // container of its subnet and host 2's workload (ping, and a bulk TCP transfer across the underlay); its
-// security group decides what reaches it; it keeps its port through a corrald restart; removed, its br-int
-// port and logical port go.
+// security group decides what reaches it; it keeps its port through a corrald restart and a stop --save
+// and start; removed, its br-int port and logical port go.
 TEST_F(CorraldOnOvn, AVmIsABrIntPortOfItsSubnetAcrossTheSimulatedHosts) {
   cliOk({"vpc", "create", "vvpc", "--cidr", "10.71.0.0/16"});
   cliOk({"subnet", "create", "va", "--vpc", "vvpc", "--cidr", "10.71.1.0/24"});
@@ -255,6 +255,19 @@ TEST_F(CorraldOnOvn, AVmIsABrIntPortOfItsSubnetAcrossTheSimulatedHosts) {
   EXPECT_NE(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=corral.nic.v1"}), "")
       << daemon_.logTail();
   EXPECT_TRUE(testing::pollUntil([&] { return pingFrom("v1", "10.71.1.200"); }, 10s)) << daemon_.logTail();
+
+  // Stopped with its memory saved and started again: restored paused, its tap (a new one) plugged in again
+  // as before, and it reaches across again.
+  testing::Reply saved = daemon_.call("POST", "/v1/instances/v1/stop", {{"save", true}});
+  ASSERT_EQ(saved.status, 200) << saved.body.dump() << daemon_.logTail();
+  EXPECT_EQ(saved.body["saved"], true) << saved.body.dump();
+  testing::Reply started = daemon_.call("POST", "/v1/instances/v1/start");
+  ASSERT_EQ(started.status, 200) << started.body.dump() << daemon_.logTail();
+  nlohmann::json resumed = daemon_.waitWhile("v1", "starting");
+  ASSERT_EQ(resumed.value("state", ""), "running") << resumed.dump(2) << "\n" << daemon_.logTail();
+  EXPECT_EQ(resumed["boot"].value("restored", false), true) << resumed.dump();
+  EXPECT_TRUE(testing::pollUntil([&] { return pingFrom("v1", "10.71.1.200"); }, 10s)) << daemon_.logTail();
+  expectBulkTcpToWorkload2("v1", "10.71.1.200");
 
   // Removed: its br-int port and its logical port go.
   cliOk({"rm", "-f", "v1"});
