@@ -236,8 +236,8 @@ Status readyTapForOvs(const std::string& tap, const std::string& tapNetnsPath, c
     return own;
   }();
   if (!target) return wrapped(std::move(target).error());
-  struct stat from {
-  }, to{};
+  struct stat from {};
+  struct stat to {};
   if (::fstat(source.get(), &from) != 0 || ::fstat(target->get(), &to) != 0)
     return wrapped(systemError(errno, "fstat(a network namespace)"));
   if (from.st_dev != to.st_dev || from.st_ino != to.st_ino) {
