@@ -131,7 +131,8 @@ class NicPort {
   virtual ~NicPort() = default;
   virtual Result<net::NicPlan> plan() = 0;        // link, MAC, address/prefix, gateway
   virtual Status plugIntoProcess(pid_t pid) = 0;  // a veth into the process's namespace, before it runs
-  virtual Status plugIntoTap() = 0;               // the tap QEMU opened, while the guest is paused
+  // The tap QEMU opened, while the guest is paused; `qemuPid` (when known) names the namespace it is in.
+  virtual Status plugIntoTap(std::optional<pid_t> qemuPid) = 0;
 };
 
 // What drivers report from their own threads, holding none of their own locks. The manager applies each

@@ -100,7 +100,7 @@ class NetworkNicPort final : public NicPort {
       : network_(network), instance_(std::move(instance)) {}
   Result<net::NicPlan> plan() override { return network_.nicPlan(instance_); }
   Status plugIntoProcess(pid_t pid) override { return network_.attachContainer(instance_, pid); }
-  Status plugIntoTap() override { return network_.attachVm(instance_); }
+  Status plugIntoTap(std::optional<pid_t> qemuPid) override { return network_.attachVm(instance_, qemuPid); }
 
  private:
   NetworkController& network_;

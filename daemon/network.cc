@@ -21,6 +21,10 @@
 namespace corral::daemon {
 namespace {
 
+// An instance's MTU on OVN: Geneve's outer headers (about 58 bytes with its option) must fit under the
+// underlay's 1500 bytes, or nothing bigger than the difference arrives (docs/cluster.md).
+constexpr unsigned kOvnNicMtu = 1400;
+
 using nlohmann::json;
 
 std::string joined(const std::vector<std::string>& names) {
@@ -602,11 +606,13 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   if (nics_.contains(spec.name)) return fail(conflict("instance \"{}\" already has a NIC", spec.name));
   if (ovn_ && loadBalancerOfNic(spec.name))
     return fail(conflict("subnet \"{}\": load balancers are not on the OVN backend yet", spec.subnet));
-  if (ovn_ && spec.kind == schema::InstanceKind::vm) {
-    return fail(
-        Error(ErrorKind::Conflict,
-              fmt::format("subnet \"{}\": VMs are not on the OVN backend yet (containers are)", spec.subnet),
-              "subnet"));
+  if (ovn_ && spec.kind == schema::InstanceKind::vm && spec.warm) {
+    // A clone restores the template's virtio-net as it was saved, without the 1400-byte MTU Geneve needs.
+    return fail(Error(ErrorKind::Conflict,
+                      fmt::format("subnet \"{}\": warm VMs are not on the OVN backend yet (their snapshot's "
+                                  "NIC has no 1400-byte MTU for Geneve); run it without --warm",
+                                  spec.subnet),
+                      "warm"));
   }
   const net::Subnet* subnet = topology_.findSubnet(spec.subnet);
   if (!subnet) {
@@ -828,8 +834,12 @@ std::optional<NetworkController::PlannedNic> NetworkController::planNicLocked(
   if (it == nics_.end()) return std::nullopt;
   const net::Subnet* subnet = topology_.findSubnet(it->second.subnet);
   if (!subnet) return std::nullopt;
-  return PlannedNic{.nic = net::planNic(*subnet, it->second),
-                    .netns = net::vpcNetnsName(options_.netnsPrefix, subnet->vpc)};
+  net::NicPlan nic = net::planNic(*subnet, it->second);
+  if (ovn_) {
+    nic.mtu = kOvnNicMtu;
+    nic.guestOffloads = false;  // br-int's userspace datapath neither finishes checksums nor splits TSO
+  }
+  return PlannedNic{.nic = std::move(nic), .netns = net::vpcNetnsName(options_.netnsPrefix, subnet->vpc)};
 }
 
 Result<net::NicPlan> NetworkController::nicPlan(const std::string& instance) const {
@@ -853,13 +863,14 @@ Status NetworkController::attachContainer(const std::string& instance, pid_t pid
   return {};
 }
 
-Status NetworkController::attachVm(const std::string& instance) {
+Status NetworkController::attachVm(const std::string& instance, std::optional<pid_t> qemuPid) {
   std::lock_guard lock(mutex_);
   auto planned = planNicLocked(instance);
   if (!planned || !options_.kernel) return {};
   if (ovn_) {
-    return fail(conflict("plug into subnet \"{}\": VMs are not on the OVN backend yet (containers are)",
-                         planned->nic.nic.subnet));
+    if (auto ok = ovn_->attachVm(planned->nic, qemuPid); !ok)
+      return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", planned->nic.nic.subnet)));
+    return {};
   }
   if (auto ok = net::attachVmTap(planned->netns, planned->nic); !ok)
     return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", planned->nic.nic.subnet)));

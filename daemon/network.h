@@ -138,7 +138,8 @@ class NetworkController {
   // Plugging in (container: a veth into the process's namespace, before it runs; VM: QEMU's tap, while
   // the guest is paused) and out (after it stopped: deletes the port if the kernel has not already).
   Status attachContainer(const std::string& instance, pid_t pid);
-  Status attachVm(const std::string& instance);
+  // `qemuPid`: QEMU's, whose namespace holds the tap (libvirtd's, for the libvirt engine); none: corrald's.
+  Status attachVm(const std::string& instance, std::optional<pid_t> qemuPid = std::nullopt);
   void detach(const std::string& instance);
   // The path to the instance's address (RouterPath); Conflict when it has no NIC or the kernel is not
   // managed.

@@ -114,6 +114,33 @@ Status OvnFabric::attachContainer(const net::NicPlan& nic, pid_t pid) {
   return {};
 }
 
+Status OvnFabric::attachVm(const net::NicPlan& nic, std::optional<pid_t> qemuPid) {
+  std::lock_guard lock(mutex_);
+  const std::string context = fmt::format("plug VM {} into br-int", nic.nic.instance);
+  auto ovs = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
+  if (!ovs) return fail(ovs.error().wrap(context));
+  if (auto gone = dropOnFailure(ovs_, net::removeOvsPort(**ovs, net::kIntegrationBridge, nic.link)); !gone)
+    return fail(gone.error().wrap(context));
+  // The link first: a system port names a link that must be there when ovs-vswitchd opens it.
+  const std::string tapNetns = qemuPid ? fmt::format("/proc/{}/ns/net", *qemuPid) : "/proc/self/ns/net";
+  if (auto ready = net::readyTapForOvs(nic.link, tapNetns, options_.ovsNetns, nic.mtu); !ready)
+    return fail(ready.error().wrap(context));
+  auto again = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
+  if (!again) return fail(again.error().wrap(context));
+  const net::OvsPort port{.bridge = std::string(net::kIntegrationBridge),
+                          .name = nic.link,
+                          .type = "",
+                          .ifaceId = net::ovnNicPortName(nic.nic.instance),
+                          .externalIds = {{std::string(kInstanceKey), nic.nic.instance},
+                                          {std::string(kPrefixKey), options_.prefix}}};
+  if (auto added = dropOnFailure(ovs_, net::addOvsPort(**again, port)); !added) {
+    if (auto ovsAgain = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database"); ovsAgain)
+      (void)dropOnFailure(ovs_, net::removeOvsPort(**ovsAgain, net::kIntegrationBridge, nic.link));
+    return fail(added.error().wrap(context));
+  }
+  return {};
+}
+
 Status OvnFabric::detach(const net::NicPlan& nic) {
   return removePort(nic.link);
 }

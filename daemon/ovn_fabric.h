@@ -54,6 +54,11 @@ class OvnFabric {
   // The NIC's port on br-int, bound to its logical port (net::ovnNicPortName), plugged into the namespace of
   // `pid` as eth0. A stale port of that name (an earlier run of the instance) is replaced.
   Status attachContainer(const net::NicPlan& nic, pid_t pid);
+  // A VM's NIC: the tap QEMU opened (nic.link, in the namespace of `qemuPid`, or corrald's) moved into
+  // ovs-vswitchd's with the plan's MTU, up, and added to br-int as a system port bound to the logical port
+  // (the guest sends from the logical port's MAC, which QEMU's virtio-net was given). Called while the
+  // guest is paused. A stale port of that name is replaced; on failure no port is left.
+  Status attachVm(const net::NicPlan& nic, std::optional<pid_t> qemuPid);
   // Its port off br-int (the logical port goes with the next convergence of its VPC). Missing: no error.
   Status detach(const net::NicPlan& nic);
   // This corrald's ports on br-int.

@@ -619,7 +619,7 @@ Result<StartedRun> VmDriver::start(InstanceHandle& handle, const schema::Instanc
   const auto created = Clock::now();
   Rollback destroyDomain([engine = *engine, name = config->domainName] { (void)engine->destroy(name); });
   if (nic) {
-    Status plugged = nic->plugIntoTap();
+    Status plugged = nic->plugIntoTap(domain->qemuPid);
     if (plugged) plugged = (*engine)->resume(config->domainName);
     if (!plugged) return fail(plugged.error());
   }
@@ -669,7 +669,10 @@ Result<vmm::DomainConfig> VmDriver::domainConfig(const VmPlan& plan, const vmm::
   // Its NIC: QEMU opens the tap in our namespace; it moves into the VPC's while the CPUs are paused, and
   // the guest's init takes its address from the kernel command line.
   if (planned) {
-    config.nic = vmm::NicConfig{.tapName = planned->link, .mac = planned->mac};
+    config.nic = vmm::NicConfig{.tapName = planned->link,
+                                .mac = planned->mac,
+                                .mtu = planned->mtu,
+                                .hostOffloads = planned->guestOffloads};
     config.cmdline = vmm::kernelCommandLine(plan.name, plan.hostname, planned->addressWithPrefix,
                                             planned->gateway, rootSerial);
     config.cmdline += vmm::resolverCommandLine(planned->resolver, planned->searchDomain);
@@ -760,7 +763,7 @@ Result<StartedRun> VmDriver::restore(InstanceHandle& handle, const VmPlan& plan,
   const auto restoredAt = Clock::now();
   Rollback destroyDomain([engine, domain] { (void)engine->destroy(domain); });
   if (nic) {
-    Status plugged = nic->plugIntoTap();
+    Status plugged = nic->plugIntoTap(restored->qemuPid);
     if (plugged) plugged = engine->resume(domain);
     if (!plugged) return fail(plugged.error());
   }
@@ -1096,7 +1099,7 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
   Rollback destroyDomain([&engine, domain] { (void)engine.destroy(domain); });
   const auto restoredAt = Clock::now();
   if (nic) {
-    Status plugged = nic->plugIntoTap();
+    Status plugged = nic->plugIntoTap(restored->qemuPid);
     if (plugged) plugged = engine.resume(domain);
     if (!plugged) return fail(plugged.error());
   }

@@ -166,6 +166,8 @@ struct NicPlan {
   std::string gateway;            // "10.0.1.1"
   std::string resolver;           // "10.0.1.2": the subnet's VPC resolver, the instance's nameserver
   std::string searchDomain;       // "VPC.internal": the instance's resolv.conf search domain
+  unsigned mtu = 0;               // 0: the 1500-byte default; 1400 on OVN (Geneve's overhead, corrald)
+  bool guestOffloads = true;      // a VM's checksum/TSO offload to the host (vmm::NicConfig::hostOffloads)
   bool operator==(const NicPlan&) const = default;
 };
 

@@ -2,14 +2,19 @@
 // through net/ovsdb, then the Linux side through net/netlink.
 #include "net/ovs_port.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <map>
 #include <thread>
 #include <utility>
 
+#include "core/unique_fd.h"
 #include "net/netlink.h"
+#include "net/netns.h"
 
 namespace corral::net {
 namespace {
@@ -115,7 +120,7 @@ Result<std::vector<Json>> addOvsPortOperations(const OvsPort& port) {
                     "==", {Json{{"name", port.bridge}}}, 0),
       ovsdb::waitOp("Port", {ovsdb::condition("name", "==", port.name)}, {"name"}, "==", {}, 0),
       ovsdb::insertOp("Interface",
-                      {{"name", port.name}, {"type", "internal"}, {"external_ids", stringMap(ids)}}, "iface"),
+                      {{"name", port.name}, {"type", port.type}, {"external_ids", stringMap(ids)}}, "iface"),
       ovsdb::insertOp("Port", {{"name", port.name}, {"interfaces", ovsdb::namedUuid("iface")}}, "port"),
       ovsdb::mutateOp("Bridge", {ovsdb::condition("name", "==", port.bridge)},
                       {ovsdb::mutation("ports", "insert", ovsdb::set({ovsdb::namedUuid("port")}))}),
@@ -214,6 +219,50 @@ Result<std::vector<OvsPortState>> listOvsPorts(ovsdb::OvsdbClient& db, std::stri
   }
   std::sort(result.begin(), result.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return result;
+}
+
+Status readyTapForOvs(const std::string& tap, const std::string& tapNetnsPath, const std::string& ovsNetns,
+                      unsigned mtu) {
+  const std::string ovsWhere = ovsNetns.empty() ? "corrald's namespace" : "namespace " + ovsNetns;
+  const std::string context = fmt::format("tap \"{}\" into ovs-vswitchd's ({})", tap, ovsWhere);
+  auto wrapped = [&](Error error) { return fail(std::move(error).wrap(context)); };
+  if (auto s = checkOvsName("name", tap); !s) return fail(std::move(s).error());
+  UniqueFd source(::open(tapNetnsPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!source) return wrapped(systemError(errno, fmt::format("open(\"{}\")", tapNetnsPath)));
+  Result<UniqueFd> target = [&]() -> Result<UniqueFd> {
+    if (!ovsNetns.empty()) return openNetns(ovsNetns);
+    UniqueFd own(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (!own) return fail(systemError(errno, "open(\"/proc/self/ns/net\")"));
+    return own;
+  }();
+  if (!target) return wrapped(std::move(target).error());
+  struct stat from {};
+  struct stat to {};
+  if (::fstat(source.get(), &from) != 0 || ::fstat(target->get(), &to) != 0)
+    return wrapped(systemError(errno, "fstat(a network namespace)"));
+  if (from.st_dev != to.st_dev || from.st_ino != to.st_ino) {
+    auto qemuSide = Netlink::openIn(source.get(), tapNetnsPath);
+    if (!qemuSide) return wrapped(std::move(qemuSide).error());
+    auto found = qemuSide->link(tap);
+    if (!found) return wrapped(std::move(found).error());
+    // Not there: moved by an earlier attach (a restarted corrald), looked for below.
+    if (*found) {
+      if (auto s = qemuSide->moveToNetns(tap, target->get()); !s) return wrapped(std::move(s).error());
+    }
+  }
+  auto ovs = Netlink::openIn(target->get(), ovsWhere);
+  if (!ovs) return wrapped(std::move(ovs).error());
+  auto there = ovs->link(tap);
+  if (!there) return wrapped(std::move(there).error());
+  if (!*there) {
+    return wrapped(notFound("no tap \"{}\" in QEMU's namespace ({}) nor in ovs-vswitchd's: did QEMU open it?",
+                            tap, tapNetnsPath));
+  }
+  if (mtu != 0) {
+    if (auto s = ovs->setMtu(tap, mtu); !s) return wrapped(std::move(s).error());
+  }
+  if (auto s = ovs->setUp(tap); !s) return wrapped(std::move(s).error());
+  return {};
 }
 
 Status plugOvsPort(const std::string& port, const OvsPlug& plug, std::chrono::milliseconds timeout) {

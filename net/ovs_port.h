@@ -28,8 +28,12 @@ inline constexpr std::string_view kIntegrationBridge = "br-int";
 
 struct OvsPort {
   std::string bridge{kIntegrationBridge};
-  std::string name;     // the Port's, the Interface's and, until moved, the Linux link's: 1-15 characters
-  std::string ifaceId;  // the Logical_Switch_Port it is: external_ids:iface-id
+  std::string name;  // the Port's, the Interface's and, until moved, the Linux link's: 1-15 characters
+  // "internal": ovs-vswitchd makes the Linux link (a container's NIC). "": a "system" port, a Linux link
+  // that is already there in ovs-vswitchd's namespace (a VM's tap, which QEMU holds), which the userspace
+  // datapath reads and writes through an AF_PACKET socket.
+  std::string type = "internal";
+  std::string ifaceId;                             // the Logical_Switch_Port it is: external_ids:iface-id
   std::map<std::string, std::string> externalIds;  // more of the Interface's, e.g. corral-instance
   bool operator==(const OvsPort&) const = default;
 };
@@ -75,6 +79,14 @@ struct OvsPlug {
   std::string addressWithPrefix;       // "10.0.1.5/24"
   std::optional<std::string> gateway;  // a default route via it
 };
+
+// A VM's tap made ready to be a system port of br-int: found in the namespace at `tapNetnsPath` (QEMU's,
+// "/proc/PID/ns/net": where it, or libvirtd for it, opened the tap) and moved into `ovsNetns`
+// (ovs-vswitchd's, a name under /run/netns; empty: the caller's), or found there already (an earlier
+// attach), given `mtu` (0: left as it is) and brought up. QEMU keeps its descriptor through the move. A
+// tap in neither namespace is a NotFound error naming both.
+Status readyTapForOvs(const std::string& tap, const std::string& tapNetnsPath, const std::string& ovsNetns,
+                      unsigned mtu);
 
 // Waits (up to `timeout`) for the Linux link `port` in plug.hostNetns, moves it into the instance's
 // namespace as plug.ifname with the MAC, MTU and address, up with lo, and the default route. ovs-vswitchd

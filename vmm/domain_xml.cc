@@ -96,6 +96,9 @@ Status validate(const DomainConfig& config) {
     if (config.nic->mac.size() != 17)
       return fail(
           invalidField("nic.mac", "mac \"{}\" is not of the form 52:54:00:xx:xx:xx", config.nic->mac));
+    if (config.nic->mtu != 0 && (config.nic->mtu < 68 || config.nic->mtu > 65535))
+      return fail(
+          invalidField("nic.mtu", "{} is not an Ethernet MTU (68..65535, or 0 for 1500)", config.nic->mtu));
   }
   return {};
 }
@@ -202,9 +205,14 @@ std::string domainXml(const DomainConfig& config) {
                    "      <target dev='{}' managed='yes'/>\n"
                    "      <mac address='{}'/>\n"
                    "      <model type='virtio'/>\n"
-                   "{}"
+                   "{}{}{}"
                    "    </interface>\n",
                    escapeXml(config.nic->tapName), escapeXml(config.nic->mac),
+                   config.nic->mtu ? fmt::format("      <mtu size='{}'/>\n", config.nic->mtu) : std::string(),
+                   config.nic->hostOffloads
+                       ? std::string()
+                       : std::string("      <driver>\n        <host csum='off' tso4='off' tso6='off'/>\n"
+                                     "      </driver>\n"),
                    // virtio-net-pci's iPXE ROM is firmware for network boot: QEMU reads and maps it for
                    // nothing when the kernel is booted directly. virtio-mmio has no ROM.
                    microvm ? address : std::string("      <rom enabled='no'/>\n"));

@@ -22,6 +22,14 @@ struct NicConfig {      // filled by the networking milestone; absent: no NIC at
   std::string tapName;  // "crl-t-web1", created by QEMU (libvirt <interface type='ethernet'>), or by
                         // corral for a QEMU that is not root (vmm/qemu.h)
   std::string mac;      // "52:54:00:xx:xx:xx"
+  // The guest's MTU, offered by virtio-net (host_mtu; libvirt <mtu>, which also sets the tap's): the guest's
+  // driver takes it at probe, before its init runs. 0: the 1500-byte default. Less where a tunnel's overhead
+  // must fit under a 1500-byte underlay (1400 on corrald's OVN backend, docs/cluster.md).
+  unsigned mtu = 0;
+  // False: the guest computes its own checksums and segments its own TCP (virtio-net without csum and
+  // host_tso4/6). Needed when the tap is read by OVS's userspace datapath, whose AF_PACKET socket gets the
+  // guest's partial checksums unfinished and its 64 KiB TSO segments unsplit (corrald's OVN backend).
+  bool hostOffloads = true;
 };
 
 // A virtio-blk disk. The guest finds it by its serial (/sys/block/vdX/serial), not by its vdX letter: the

@@ -83,7 +83,9 @@ std::vector<std::string> qemuArgv(const DomainConfig& config, const QemuRunFiles
                                             optionValue(config.nic->tapName)),
                  "-device",
                  // No iPXE option ROM on pc: network-boot firmware a directly booted kernel never uses.
-                 fmt::format("virtio-net-{},netdev=net0,mac={}{}", bus, config.nic->mac,
+                 fmt::format("virtio-net-{},netdev=net0,mac={}{}{}{}", bus, config.nic->mac,
+                             config.nic->mtu ? fmt::format(",host_mtu={}", config.nic->mtu) : std::string(),
+                             config.nic->hostOffloads ? "" : ",csum=off,host_tso4=off,host_tso6=off",
                              microvm ? "" : ",romfile=")});
   }
   // Free page reporting: the guest's kernel reports pages it freed and QEMU gives them back to the host (as

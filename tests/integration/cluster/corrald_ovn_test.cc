@@ -3,7 +3,8 @@
 // subnet get br-int ports bound by host 1's ovn-controller and reach each other, a container reaches a
 // workload on host 2 over Geneve while its security group keeps that workload from opening a connection to
 // it, a removed container's port and logical port go, a deleted VPC leaves no row, what the backend does
-// not carry yet is refused naming why, and a restarted corrald takes away a port it no longer owns.
+// not carry yet is refused naming why, and a restarted corrald takes away a port it no longer owns. A VM's
+// tap is a system port of br-int the same way, with the guest's MTU at 1400.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 
 #include "tests/integration/cluster/ovn_cluster.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/netns_testing.h"
 
 namespace corral {
 namespace {
@@ -36,7 +38,8 @@ class CorraldOnOvn : public ::testing::Test {
     cluster_ = std::make_unique<testing::OvnCluster>(kScript, dir_.path() + "/ovn", testPrefix());
     ASSERT_EQ(cluster_->error(), "") << cluster_->logs();
     daemon_.playHostIn(cluster_->hostNetns(1));
-    daemon_.setExtraArgs({"--ovn-northbound", cluster_->northbound(), "--ovs-database", hostDatabase(1)});
+    daemon_.setExtraArgs({"--ovn-northbound", cluster_->northbound(), "--ovs-database", hostDatabase(1),
+                          "--accelerator", "tcg"});
     ASSERT_TRUE(daemon_.start()) << daemon_.logTail();
   }
 
@@ -74,6 +77,59 @@ class CorraldOnOvn : public ::testing::Test {
   void cliOk(const std::vector<std::string>& args) {
     testing::CliRun run = daemon_.cli(args);
     ASSERT_EQ(run.code, 0) << fmt::format("corral {}", fmt::join(args, " ")) << "\n" << run;
+  }
+
+  // A mebibyte of TCP from `instance` (a VM) to a listener on host 2's workload at `address`: full-sized
+  // segments must fit the tunnel.
+  void expectBulkTcpToWorkload2(const std::string& instance, const std::string& address) {
+    constexpr size_t kBytes = 1 << 20;
+    UniqueFd listener = testing::listenIn(cluster_->workloadNetns(2), 5001);
+    ASSERT_TRUE(listener);
+    auto [sent, said] = testing::execIn(
+        daemon_, instance,
+        {"sh", "-c",
+         fmt::format("setsid sh -c 'head -c {} /dev/zero | nc {} 5001' </dev/null >/dev/null 2>&1 &", kBytes,
+                     address)});
+    ASSERT_EQ(sent, 0) << said;
+    UniqueFd server = testing::acceptWithin(listener, 10s);
+    ASSERT_TRUE(server) << instance << "'s connection did not arrive";
+    size_t received = 0;
+    char buffer[65536];
+    auto until = std::chrono::steady_clock::now() + 30s;
+    while (received < kBytes && std::chrono::steady_clock::now() < until) {
+      if (!testing::waitForFd(server.get(), POLLIN, 1s)) continue;
+      ssize_t n = ::read(server.get(), buffer, sizeof buffer);
+      if (n <= 0) break;
+      received += static_cast<size_t>(n);
+    }
+    EXPECT_EQ(received, kBytes) << instance << "'s bulk TCP across the underlay stalled";
+  }
+  // A VM of the busybox image in `subnet`, waited for until its guest is ready.
+  nlohmann::json runVmReady(const std::string& name, const std::string& subnet) {
+    testing::Reply created = daemon_.call(
+        "POST", "/v1/instances",
+        {{"name", name}, {"kind", "vm"}, {"image", "busybox"}, {"memory", "128M"}, {"subnet", subnet}});
+    EXPECT_EQ(created.status, 201) << created.body.dump() << "\n" << daemon_.logTail();
+    nlohmann::json vm = daemon_.waitWhile(name, "starting");
+    EXPECT_EQ(vm.value("state", ""), "running") << vm.dump(2) << "\n" << daemon_.logTail();
+    return vm;
+  }
+  // The VM's br-int port: a system port (type "") with its logical port's iface-id, marked as corrald's,
+  // made by ovs-vswitchd; the guest's eth0 at Geneve's MTU.
+  void expectVmPort(const std::string& name) {
+    const std::string iface = vsctl(1, {"--columns=name,type,ofport,external_ids", "find", "Interface",
+                                        "external_ids:iface-id=corral.nic." + name});
+    EXPECT_NE(iface.find("corral-instance=" + name), std::string::npos) << iface << vsctl(1, {"show"});
+    EXPECT_NE(iface.find("type                : \"\""), std::string::npos) << iface;
+    EXPECT_EQ(iface.find("ofport              : -1"), std::string::npos) << iface;
+    auto [mtuCode, mtu] = testing::execIn(daemon_, name, {"cat", "/sys/class/net/eth0/mtu"});
+    EXPECT_EQ(mtuCode, 0) << mtu;
+    EXPECT_EQ(mtu, "1400\n") << "virtio-net's host_mtu gives the guest Geneve's MTU";
+  }
+  void addWorkload2(const std::string& subnet, const std::string& address) {
+    testing::runTool({"ip", "-n", cluster_->workloadNetns(2), "addr", "add", address + "/24", "dev", "w2"});
+    nbctl({"lsp-add", "corral.subnet." + subnet, "w2", "--", "lsp-set-addresses", "w2",
+           "0a:00:00:00:00:02 " + address});
   }
 
   testing::TempDir dir_{"corral-t" + std::to_string(::getpid()) + "-ovnd"};
@@ -130,10 +186,10 @@ TEST_F(CorraldOnOvn, AVpcAndItsContainersLiveInOvnAcrossTheSimulatedHosts) {
   EXPECT_NE(ports.find("w2"), std::string::npos) << ports;
 
   // Not on OVN yet: refused, nothing changed.
-  testing::CliRun vm =
-      daemon_.cli({"run", "-d", "--vm", "--name", "v1", "--subnet", "oa", "--", "sleep", "1"});
-  EXPECT_NE(vm.code, 0);
-  EXPECT_NE(vm.err.find("VMs are not on the OVN backend yet"), std::string::npos) << vm;
+  testing::CliRun warm = daemon_.cli({"run", "-d", "--vm", "--warm", "--name", "v1", "--subnet", "oa"});
+  EXPECT_NE(warm.code, 0);
+  EXPECT_NE(warm.err.find("warm VMs are not on the OVN backend yet"), std::string::npos) << warm;
+  EXPECT_EQ(daemon_.call("GET", "/v1/instances/v1").status, 404);
   testing::CliRun igw = daemon_.cli({"igw", "create", "ogw", "--vpc", "ovpc"});
   EXPECT_NE(igw.code, 0);
   EXPECT_NE(igw.err.find("--ovn-gateway-chassis"), std::string::npos) << igw;
@@ -155,6 +211,105 @@ TEST_F(CorraldOnOvn, AVpcAndItsContainersLiveInOvnAcrossTheSimulatedHosts) {
   cliOk({"vpc", "rm", "ovpc"});
   EXPECT_EQ(nbctl({"lr-list"}).find("corral."), std::string::npos) << nbctl({"show"});
   EXPECT_EQ(nbctl({"ls-list"}).find("corral."), std::string::npos) << nbctl({"show"});
+}
+
+// A VM (the direct engine, TCG) on the OVN backend: QEMU's tap becomes a system port of host 1's br-int
+// bound to the VM's logical port; the guest's eth0 has the 1400-byte MTU Geneve needs; it reaches a
+// container of its subnet and host 2's workload (ping, and a bulk TCP transfer across the underlay); its
+// security group decides what reaches it; it keeps its port through a corrald restart and a stop --save
+// and start; removed, its br-int port and logical port go.
+TEST_F(CorraldOnOvn, AVmIsABrIntPortOfItsSubnetAcrossTheSimulatedHosts) {
+  cliOk({"vpc", "create", "vvpc", "--cidr", "10.71.0.0/16"});
+  cliOk({"subnet", "create", "va", "--vpc", "vvpc", "--cidr", "10.71.1.0/24"});
+  cliOk({"run", "-d", "--name", "c1", "--subnet", "va", "--", "sleep", "1000"});
+  nlohmann::json vm = runVmReady("v1", "va");
+  ASSERT_EQ(vm.value("state", ""), "running");
+  EXPECT_EQ(vm["boot"].value("engine", ""), "qemu") << vm.dump();
+  const std::string c1 = addressOf("c1"), v1 = addressOf("v1");
+  ASSERT_FALSE(c1.empty() || v1.empty()) << daemon_.instances().dump();
+  expectVmPort("v1");
+  EXPECT_NE(nbctl({"lsp-list", "corral.subnet.va"}).find("corral.nic.v1"), std::string::npos);
+
+  // Same subnet, same host: the VM and the container (one default group) reach each other.
+  ASSERT_TRUE(testing::pollUntil([&] { return pingFrom("v1", c1); }, 20s)) << cluster_->logs();
+  EXPECT_TRUE(pingFrom("c1", v1));
+
+  // Host 2's workload over Geneve: ping, then a megabyte of TCP from the VM (full-sized segments must fit
+  // the tunnel). The workload cannot open anything to the VM until a rule of its group lets it in.
+  addWorkload2("va", "10.71.1.200");
+  ASSERT_TRUE(testing::pollUntil([&] { return pingFrom("v1", "10.71.1.200"); }, 20s)) << cluster_->logs();
+  expectBulkTcpToWorkload2("v1", "10.71.1.200");
+  auto inboundPing = [&] {
+    return testing::runTool({"ip", "netns", "exec", cluster_->workloadNetns(2), "busybox", "ping", "-c", "1",
+                             "-W", "1", v1})
+               .exitCode == 0;
+  };
+  EXPECT_FALSE(inboundPing()) << "the VM's security group let a non-member in";
+  cliOk({"sg", "rule", "add", "vvpc-default", "--protocol", "icmp", "--cidr", "10.71.1.200/32"});
+  EXPECT_TRUE(testing::pollUntil(inboundPing, 10s)) << nbctl({"acl-list", "corral_sg_vvpc-default"});
+
+  // corrald killed and started again: the VM (its QEMU outlives corrald) keeps its port and still reaches
+  // across.
+  daemon_.kill9();
+  ASSERT_TRUE(daemon_.start()) << daemon_.logTail();
+  EXPECT_NE(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=corral.nic.v1"}), "")
+      << daemon_.logTail();
+  EXPECT_TRUE(testing::pollUntil([&] { return pingFrom("v1", "10.71.1.200"); }, 10s)) << daemon_.logTail();
+
+  // Stopped with its memory saved and started again: restored paused, its tap (a new one) plugged in again
+  // as before, and it reaches across again.
+  testing::Reply saved = daemon_.call("POST", "/v1/instances/v1/stop", {{"save", true}});
+  ASSERT_EQ(saved.status, 200) << saved.body.dump() << daemon_.logTail();
+  EXPECT_EQ(saved.body["saved"], true) << saved.body.dump();
+  testing::Reply started = daemon_.call("POST", "/v1/instances/v1/start");
+  ASSERT_EQ(started.status, 200) << started.body.dump() << daemon_.logTail();
+  nlohmann::json resumed = daemon_.waitWhile("v1", "starting");
+  ASSERT_EQ(resumed.value("state", ""), "running") << resumed.dump(2) << "\n" << daemon_.logTail();
+  EXPECT_EQ(resumed["boot"].value("restored", false), true) << resumed.dump();
+  EXPECT_TRUE(testing::pollUntil([&] { return pingFrom("v1", "10.71.1.200"); }, 10s)) << daemon_.logTail();
+  expectBulkTcpToWorkload2("v1", "10.71.1.200");
+
+  // Removed: its br-int port and its logical port go.
+  cliOk({"rm", "-f", "v1"});
+  EXPECT_EQ(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=corral.nic.v1"}), "");
+  EXPECT_EQ(nbctl({"lsp-list", "corral.subnet.va"}).find("corral.nic.v1"), std::string::npos);
+  EXPECT_FALSE(inboundPing());
+
+  cliOk({"rm", "-f", "c1"});
+  nbctl({"lsp-del", "w2"});
+  cliOk({"subnet", "rm", "va"});
+  cliOk({"vpc", "rm", "vvpc"});
+}
+
+// The libvirt engine's VM the same way: libvirtd (in the machine's own namespace here, not in host 1's where
+// corrald and ovs-vswitchd run) opens the tap; corrald finds it in QEMU's namespace and moves it to
+// ovs-vswitchd's, where it becomes the VM's br-int port.
+TEST_F(CorraldOnOvn, ALibvirtEngineVmIsABrIntPortToo) {
+  daemon_.stop();
+  daemon_.setExtraArgs({"--ovn-northbound", cluster_->northbound(), "--ovs-database", hostDatabase(1),
+                        "--accelerator", "tcg", "--vm-engine", "libvirt"});
+  ASSERT_TRUE(daemon_.start()) << daemon_.logTail();
+  cliOk({"vpc", "create", "lvpc", "--cidr", "10.72.0.0/16"});
+  cliOk({"subnet", "create", "la", "--vpc", "lvpc", "--cidr", "10.72.1.0/24"});
+  cliOk({"run", "-d", "--name", "c1", "--subnet", "la", "--", "sleep", "1000"});
+  nlohmann::json vm = runVmReady("lv1", "la");
+  ASSERT_EQ(vm.value("state", ""), "running");
+  EXPECT_EQ(vm["boot"].value("engine", ""), "libvirt") << vm.dump();
+  expectVmPort("lv1");
+  const std::string c1 = addressOf("c1"), lv1 = addressOf("lv1");
+  ASSERT_TRUE(testing::pollUntil([&] { return pingFrom("lv1", c1); }, 20s)) << cluster_->logs();
+  EXPECT_TRUE(pingFrom("c1", lv1));
+  addWorkload2("la", "10.72.1.200");
+  ASSERT_TRUE(testing::pollUntil([&] { return pingFrom("lv1", "10.72.1.200"); }, 20s)) << cluster_->logs();
+  expectBulkTcpToWorkload2("lv1", "10.72.1.200");
+
+  cliOk({"rm", "-f", "lv1"});
+  EXPECT_EQ(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=corral.nic.lv1"}), "");
+  EXPECT_EQ(nbctl({"lsp-list", "corral.subnet.la"}).find("corral.nic.lv1"), std::string::npos);
+  cliOk({"rm", "-f", "c1"});
+  nbctl({"lsp-del", "w2"});
+  cliOk({"subnet", "rm", "la"});
+  cliOk({"vpc", "rm", "lvpc"});
 }
 
 }  // namespace

@@ -8,6 +8,19 @@ namespace {
 
 using ovsdb::Json;
 
+TEST(OvsPort, AVmsTapIsASystemPort) {
+  // ovs-vswitchd opens a link that is there (QEMU's tap) rather than making one.
+  auto ops = addOvsPortOperations({.bridge = "br-int",
+                                   .name = "crlt1a2b3c4d",
+                                   .type = "",
+                                   .ifaceId = "corral.nic.vm-1",
+                                   .externalIds = {}});
+  ASSERT_TRUE(ops) << ops.error().message();
+  EXPECT_EQ((*ops)[2]["table"], "Interface");
+  EXPECT_EQ((*ops)[2]["row"]["type"], "");
+  EXPECT_EQ((*ops)[2]["row"]["external_ids"], Json::parse(R"(["map", [["iface-id", "corral.nic.vm-1"]]])"));
+}
+
 TEST(OvsPort, AddIsOneTransactionThatWaitsForTheBridgeAndAFreeName) {
   auto ops = addOvsPortOperations({.bridge = "br-int",
                                    .name = "crlo1a2b3c4d",

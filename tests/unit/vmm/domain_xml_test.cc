@@ -47,6 +47,22 @@ TEST(DomainXml, KvmPcWithNic) {
   expectGolden(domainXml(config), "kvm_pc_nic.xml");
 }
 
+TEST(DomainXml, OvnNicHasGenevesMtuAndNoOffloads) {
+  auto config = withNic(baseConfig());
+  config.nic->mtu = 1400;
+  config.nic->hostOffloads = false;
+  ASSERT_TRUE(validate(config));
+  const auto xml = domainXml(config);
+  EXPECT_NE(xml.find("      <mtu size='1400'/>\n"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("<driver>\n        <host csum='off' tso4='off' tso6='off'/>\n      </driver>"),
+            std::string::npos)
+      << xml;
+  config.nic->mtu = 40;
+  auto refused = validate(config);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().field(), "nic.mtu") << refused.error().message();
+}
+
 TEST(DomainXml, TcgMicrovmWithNic) {
   auto config = withNic(baseConfig());
   config.machine = Machine::Microvm;

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -42,6 +43,20 @@ TEST(QemuArgv, TcgMicrovmWithNic) {
   expectGolden(
       qemuArgv(microvmConfig(), kFiles, {.paused = true, .uuid = "0b7c5c7e-1b55-4b0e-9a3f-2d7c1f1e9a01"}),
       "qemu_tcg_microvm_nic.args");
+}
+
+// On the OVN backend: Geneve's MTU offered to the guest, and no checksum or TSO offload (br-int's userspace
+// datapath reads the tap through AF_PACKET, which finishes neither).
+TEST(QemuArgv, OvnNicHasGenevesMtuAndNoOffloads) {
+  DomainConfig config = microvmConfig();
+  config.nic->mtu = 1400;
+  config.nic->hostOffloads = false;
+  auto argv = qemuArgv(config, kFiles, {.paused = true, .uuid = "0b7c5c7e-1b55-4b0e-9a3f-2d7c1f1e9a01"});
+  EXPECT_NE(
+      std::find(argv.begin(), argv.end(),
+                "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56,host_mtu=1400,csum=off,host_tso4=off,"
+                "host_tso6=off"),
+      argv.end());
 }
 
 TEST(QemuArgv, KvmPcWithDisksRestoring) {
