@@ -124,10 +124,6 @@ Status NetworkController::checkLocked(const net::Topology& next) const {
 
 Status NetworkController::checkOvnLocked(const net::Topology& next) const {
   for (const net::Vpc* vpc : next.vpcs()) {
-    if (!next.peerings(vpc->name).empty()) {
-      return fail(conflict("vpc \"{}\": peerings are not on the OVN backend yet (corrald --ovn-northbound)",
-                           vpc->name));
-    }
     if (!next.internetGateways(vpc->name).empty() &&
         (options_.ovnGatewayChassis.empty() || options_.ovnOutsideNetwork.empty())) {
       return fail(
@@ -216,6 +212,21 @@ Status NetworkController::applyTopologyOvnLocked(const net::Topology& next) {
     if (!undone) log::warn("rolling back vpc \"{}\" (OVN): {}", vpc, undone.error().message());
   }
   return result;
+}
+
+// A peer's rows hold nothing of `vpc`'s NICs (a rule naming a group of `vpc` matches the group's address
+// set, which OVN keeps from `vpc`'s own port group), so a NIC change leaves them as they are; a peer whose
+// plan differs from what was applied (never applied, or a failed convergence) converges now all the same.
+void NetworkController::updateOvnPeersLocked(const std::string& vpc) {
+  for (const net::Peering* peering : topology_.peerings(vpc)) {
+    const std::string peer = peering->otherSide(vpc);
+    if (!topology_.findVpc(peer)) continue;
+    auto plan = ovnPlanLocked(topology_, peer);
+    auto applied = ovnApplied_.find(peer);
+    if (plan && applied != ovnApplied_.end() && applied->second == *plan) continue;
+    if (auto ok = convergeOvnLocked(topology_, peer); !ok)
+      log::warn("vpc \"{}\": converging peer vpc \"{}\" (OVN): {}", vpc, peer, ok.error().message());
+  }
 }
 
 std::vector<std::string> NetworkController::reconcileOvnLocked() {
@@ -540,7 +551,7 @@ std::vector<net::NicAttachment> NetworkController::peerNicsLocked(const std::str
 }
 
 void NetworkController::updatePeersLocked(const std::string& vpc) {
-  if (ovn_) return;  // no peerings on OVN (checkOvnLocked)
+  if (ovn_) return updateOvnPeersLocked(vpc);
   for (const net::Peering* peering : topology_.peerings(vpc)) {
     const std::string peer = peering->otherSide(vpc);
     auto applied = applied_.find(peer);

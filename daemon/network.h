@@ -209,6 +209,8 @@ class NetworkController {
                            std::vector<std::string>* changes = nullptr);
   Status applyTopologyOvnLocked(const net::Topology& next);
   std::vector<std::string> reconcileOvnLocked();
+  // updatePeersLocked on OVN: each peer of `vpc` whose plan differs from what was applied converges.
+  void updateOvnPeersLocked(const std::string& vpc);
   Result<net::VpcPlan> planLocked(const net::Topology& topology, const std::string& vpc) const;
   // Whether `vpc` plans the same in `next` as now (so the change leaves its kernel objects alone).
   bool planUnchangedLocked(const net::Topology& next, const std::string& vpc) const;
@@ -259,7 +261,8 @@ class NetworkController {
   const net::Subnet* nicSubnetLocked(const std::string& instance) const;
   // The NICs of the VPCs peered with `vpc` (members of groups its rules may name).
   std::vector<net::NicAttachment> peerNicsLocked(const std::string& vpc) const;
-  // NICs of `vpc` came or went: the peers whose rules name `vpc`'s groups update their member sets.
+  // NICs of `vpc` came or went: the peers whose rules name `vpc`'s groups update their member sets (on OVN:
+  // updateOvnPeersLocked).
   void updatePeersLocked(const std::string& vpc);
   // Brings `vpc`'s resolver (its host files, its dnsmasq), its metadata listener and its flow logs' watch
   // and directory to the current model and NICs; failures are logged (names are a convenience the network

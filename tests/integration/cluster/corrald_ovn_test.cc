@@ -3,7 +3,8 @@
 // subnet get br-int ports bound by host 1's ovn-controller and reach each other, a container reaches a
 // workload on host 2 over Geneve while its security group keeps that workload from opening a connection to
 // it, a removed container's port and logical port go, a deleted VPC leaves no row, what the backend does
-// not carry yet is refused naming why, and a restarted corrald takes away a port it no longer owns.
+// not carry yet is refused naming why, and a restarted corrald takes away a port it no longer owns; two
+// peered VPCs' containers reach each other.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -155,6 +156,77 @@ TEST_F(CorraldOnOvn, AVpcAndItsContainersLiveInOvnAcrossTheSimulatedHosts) {
   cliOk({"vpc", "rm", "ovpc"});
   EXPECT_EQ(nbctl({"lr-list"}).find("corral."), std::string::npos) << nbctl({"show"});
   EXPECT_EQ(nbctl({"ls-list"}).find("corral."), std::string::npos) << nbctl({"show"});
+}
+
+// Two VPCs peered through corral on the OVN backend: the peering becomes a router-to-router link (one
+// port in each VPC's rows), routes through it and rules naming the peer VPC's group let two containers of
+// the two VPCs reach each other; a container started later in a peered VPC is reached too (the group's
+// address set follows its members); deleting the peering is refused while routes use it, then takes both
+// ends away.
+TEST_F(CorraldOnOvn, PeeredVpcsContainersReachEachOther) {
+  cliOk({"vpc", "create", "pva", "--cidr", "10.71.0.0/16"});
+  cliOk({"subnet", "create", "pa", "--vpc", "pva", "--cidr", "10.71.1.0/24"});
+  cliOk({"vpc", "create", "pvb", "--cidr", "10.72.0.0/16"});
+  cliOk({"subnet", "create", "pb", "--vpc", "pvb", "--cidr", "10.72.1.0/24"});
+  cliOk({"peering", "create", "pva", "pvb"});
+  EXPECT_EQ(testing::runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare", "get",
+                              "Logical_Router_Port", "corral.peering.pva-pvb.pva", "peer"})
+                .output,
+            "corral.peering.pva-pvb.pvb\n")
+      << nbctl({"show"});
+  EXPECT_NE(nbctl({"lrp-list", "corral.vpc.pvb"}).find("corral.peering.pva-pvb.pvb"), std::string::npos)
+      << nbctl({"show"});
+  cliOk({"rtb", "route", "add", "pva-main", "--destination", "10.72.0.0/16", "--peering", "pva-pvb"});
+  cliOk({"rtb", "route", "add", "pvb-main", "--destination", "10.71.0.0/16", "--peering", "pva-pvb"});
+  cliOk({"run", "-d", "--name", "ca", "--subnet", "pa", "--", "sleep", "1000"});
+  cliOk({"run", "-d", "--name", "cb", "--subnet", "pb", "--", "sleep", "1000"});
+  const std::string ca = addressOf("ca"), cb = addressOf("cb");
+  ASSERT_FALSE(ca.empty() || cb.empty()) << daemon_.instances().dump();
+  // Routes both ways, but each default group lets in only its own members.
+  ASSERT_TRUE(testing::pollUntil(
+      [&] {
+        return nbctl({"--bare", "get", "Logical_Switch_Port", "corral.nic.cb", "up"}) == "true\n" &&
+               nbctl({"--bare", "get", "Logical_Switch_Port", "corral.nic.ca", "up"}) == "true\n";
+      },
+      20s))
+      << cluster_->logs();
+  EXPECT_FALSE(pingFrom("ca", cb)) << "pvb's default group let a member of pva's in";
+  cliOk({"sg", "rule", "add", "pvb-default", "--protocol", "icmp", "--from-group", "pva-default"});
+  cliOk({"sg", "rule", "add", "pva-default", "--protocol", "icmp", "--from-group", "pvb-default"});
+  EXPECT_TRUE(testing::pollUntil([&] { return pingFrom("ca", cb); }, 20s))
+      << nbctl({"show"}) << nbctl({"acl-list", "corral_sg_pvb_default"});
+  EXPECT_TRUE(pingFrom("cb", ca));
+  // A NIC that joins pvb later is reached from pva too.
+  cliOk({"run", "-d", "--name", "cb2", "--subnet", "pb", "--", "sleep", "1000"});
+  const std::string cb2 = addressOf("cb2");
+  EXPECT_TRUE(testing::pollUntil([&] { return pingFrom("ca", cb2); }, 20s)) << cluster_->logs();
+
+  // The peering is in use: refused, nothing changed.
+  testing::CliRun refused = daemon_.cli({"peering", "rm", "pva-pvb"});
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("still the target of routes"), std::string::npos) << refused;
+  EXPECT_TRUE(pingFrom("ca", cb));
+  // Its rules and routes first, then the peering: both ends go and the path with them.
+  for (const std::string group : {"pva-default", "pvb-default"}) {
+    nlohmann::json rules = daemon_.call("GET", "/v1/security-groups/" + group).body["rules"];
+    for (const nlohmann::json& rule : rules) {
+      if (!rule["peer_group"].is_string() || rule["peer_group"] == group) continue;
+      cliOk({"sg", "rule", "rm", group, std::to_string(rule["id"].get<int64_t>())});
+    }
+  }
+  cliOk({"rtb", "route", "rm", "pva-main", "10.72.0.0/16"});
+  cliOk({"rtb", "route", "rm", "pvb-main", "10.71.0.0/16"});
+  cliOk({"peering", "rm", "pva-pvb"});
+  EXPECT_EQ(nbctl({"lrp-list", "corral.vpc.pva"}).find("corral.peering."), std::string::npos)
+      << nbctl({"show"});
+  EXPECT_EQ(nbctl({"lrp-list", "corral.vpc.pvb"}).find("corral.peering."), std::string::npos)
+      << nbctl({"show"});
+  EXPECT_FALSE(pingFrom("ca", cb));
+
+  cliOk({"rm", "-f", "ca", "cb", "cb2"});
+  for (const char* subnet : {"pa", "pb"}) cliOk({"subnet", "rm", subnet});
+  for (const char* vpc : {"pva", "pvb"}) cliOk({"vpc", "rm", vpc});
+  EXPECT_EQ(nbctl({"lr-list"}).find("corral."), std::string::npos) << nbctl({"show"});
 }
 
 }  // namespace
