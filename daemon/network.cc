@@ -611,8 +611,6 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   }
   std::lock_guard lock(mutex_);
   if (nics_.contains(spec.name)) return fail(conflict("instance \"{}\" already has a NIC", spec.name));
-  if (ovn_ && loadBalancerOfNic(spec.name))
-    return fail(conflict("subnet \"{}\": load balancers are not on the OVN backend yet", spec.subnet));
   if (ovn_ && spec.kind == schema::InstanceKind::vm) {
     return fail(
         Error(ErrorKind::Conflict,
@@ -782,6 +780,7 @@ void NetworkController::releaseNic(const std::string& instance) {
   const net::NicAttachment gone = it->second;
   eraseNicLocked(instance);
   if (!subnet || !options_.kernel) return;
+  unplugOvnBalancerNicsLocked({gone});
   // Its rules and port guard go as a delta; a public address (a route on the uplink side) converges.
   if (auto ok = changeNicsLocked(subnet->vpc, {gone}, false); !ok)
     log::warn("instance \"{}\": releasing its NIC: {}", instance, ok.error().message());
@@ -803,6 +802,7 @@ Status NetworkController::releaseNics(const std::vector<std::string>& instances)
   if (!options_.kernel) return {};
   Status result;
   for (const auto& [vpc, gone] : byVpc) {
+    unplugOvnBalancerNicsLocked(gone);
     if (auto ok = changeNicsLocked(vpc, gone, false); !ok && result)
       result = fail(ok.error().wrap(fmt::format("releasing NICs in vpc \"{}\"", vpc)));
     updatePeersLocked(vpc);
@@ -860,6 +860,27 @@ Status NetworkController::attachVm(const std::string& instance) {
   if (auto ok = net::attachVmTap(planned->netns, planned->nic); !ok)
     return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", planned->nic.nic.subnet)));
   return {};
+}
+
+void NetworkController::unplugOvnBalancerNicsLocked(const std::vector<net::NicAttachment>& gone) {
+  if (!ovn_) return;
+  for (const net::NicAttachment& nic : gone) {
+    const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
+    if (!subnet || !loadBalancerOfNic(nic.instance)) continue;
+    if (auto ok = ovn_->detach(net::planNic(*subnet, nic)); !ok)
+      log::warn("\"{}\": unplugging from br-int: {}", nic.instance, ok.error().message());
+  }
+}
+
+Status NetworkController::attachNamespaceNic(const std::string& instance, const std::string& netnsPath,
+                                             const std::string& ifname, bool defaultRoute,
+                                             std::optional<uint32_t> sourceTable) {
+  std::lock_guard lock(mutex_);
+  auto planned = planNicLocked(instance);
+  if (!planned) return fail(notFound("\"{}\" has no NIC in an existing subnet", instance));
+  if (!options_.kernel) return {};
+  if (ovn_) return ovn_->attachNamespace(planned->nic, netnsPath, ifname, defaultRoute, sourceTable);
+  return net::attachNamespaceNic(planned->netns, planned->nic, netnsPath, ifname, defaultRoute, sourceTable);
 }
 
 void NetworkController::detach(const std::string& instance) {

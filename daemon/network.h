@@ -136,6 +136,11 @@ class NetworkController {
   Status attachContainer(const std::string& instance, pid_t pid);
   Status attachVm(const std::string& instance);
   void detach(const std::string& instance);
+  // A load balancer's NIC (`instance`: loadBalancerNicName) into the namespace at `netnsPath` as `ifname`
+  // (LoadBalancerProcesses): a veth port of the subnet's bridge (net::attachNamespaceNic), or on OVN a
+  // br-int port bound to its logical port (OvnFabric::attachNamespace; it goes when the NIC is released).
+  Status attachNamespaceNic(const std::string& instance, const std::string& netnsPath, const std::string& ifname,
+                            bool defaultRoute, std::optional<uint32_t> sourceTable);
   // The path to the instance's address (RouterPath); Conflict when it has no NIC or the kernel is not
   // managed.
   Result<RouterPath> routerPathTo(const std::string& instance) const;
@@ -211,6 +216,8 @@ class NetworkController {
   std::vector<std::string> reconcileOvnLocked();
   // updatePeersLocked on OVN: each peer of `vpc` whose plan differs from what was applied converges.
   void updateOvnPeersLocked(const std::string& vpc);
+  // On OVN, the br-int ports of the load balancer NICs among `gone` (an instance's goes with detach()).
+  void unplugOvnBalancerNicsLocked(const std::vector<net::NicAttachment>& gone);
   Result<net::VpcPlan> planLocked(const net::Topology& topology, const std::string& vpc) const;
   // Whether `vpc` plans the same in `next` as now (so the change leaves its kernel objects alone).
   bool planUnchangedLocked(const net::Topology& next, const std::string& vpc) const;
