@@ -191,10 +191,12 @@ Status LoadBalancerProcesses::ensureNamespaceLocked(Proxy& proxy) {
     // table, so a reply leaves by the subnet it came in from (the port guards drop anything else).
     std::optional<uint32_t> table;
     if (proxy.plan.nics.size() > 1) table = kFirstSourceTable + static_cast<uint32_t>(i);
-    if (auto attached = net::attachNamespaceNic(nic.vpcNetns, nic.nic, net::netnsPath(netns),
-                                                fmt::format("eth{}", i), i == 0, table);
-        !attached)
-      return fail(std::move(attached.error()));
+    const std::string ifname = fmt::format("eth{}", i);
+    auto attached = options_.attach
+                        ? options_.attach(nic, net::netnsPath(netns), ifname, i == 0, table)
+                        : net::attachNamespaceNic(nic.vpcNetns, nic.nic, net::netnsPath(netns), ifname, i == 0,
+                                                  table);
+    if (!attached) return fail(std::move(attached.error()));
   }
   removeNetns.dismiss();
   proxy.madeNics = proxy.plan.nics;

@@ -17,10 +17,12 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -33,17 +35,27 @@
 
 namespace corral::daemon {
 
-struct LoadBalancerProcessesOptions {
-  std::string dir;                  // created 0700 with its missing parents
-  std::string haproxy = "haproxy";  // looked up in PATH unless it holds a '/'
-  std::string netnsPrefix;          // each load balancer's namespace: PREFIX + "lb-" + NAME
-};
-
 // What one load balancer needs to run.
 struct LoadBalancerNicPlan {
   net::NicPlan nic;      // its port, bridge, MAC, address and router, as an instance's NIC
   std::string vpcNetns;  // where the port goes
   bool operator==(const LoadBalancerNicPlan&) const = default;
+};
+
+// Plugs one NIC into the load balancer's namespace (at targetNetnsPath) as ifname; the default route only
+// with defaultRoute; with a source table, replies by the NIC they came in on (net::attachNamespaceNic's
+// arguments).
+using LoadBalancerNicAttach =
+    std::function<Status(const LoadBalancerNicPlan& nic, const std::string& targetNetnsPath,
+                         const std::string& ifname, bool defaultRoute, std::optional<uint32_t> sourceTable)>;
+
+struct LoadBalancerProcessesOptions {
+  std::string dir;                  // created 0700 with its missing parents
+  std::string haproxy = "haproxy";  // looked up in PATH unless it holds a '/'
+  std::string netnsPrefix;          // each load balancer's namespace: PREFIX + "lb-" + NAME
+  // How a NIC is plugged in; empty: a veth port of the subnet's bridge in nic.vpcNetns
+  // (net::attachNamespaceNic). The OVN backend plugs a br-int port instead (NetworkController).
+  LoadBalancerNicAttach attach;
 };
 struct LoadBalancerRunPlan {
   std::string name;

@@ -158,8 +158,18 @@ void Service::restoreBalancerNics() {
 void Service::startBalancers() {
   const NetworkOptions& options = network_->options();
   if (!options.kernel || options.loadBalancerDir.empty()) return;
+  // Through the NetworkController, which knows the backend (a veth port of the subnet's bridge, or a
+  // br-int port on OVN).
+  NetworkController* network = network_.get();
   auto opened = LoadBalancerProcesses::open(
-      {.dir = options.loadBalancerDir, .haproxy = options.haproxy, .netnsPrefix = options.netnsPrefix});
+      {.dir = options.loadBalancerDir,
+       .haproxy = options.haproxy,
+       .netnsPrefix = options.netnsPrefix,
+       .attach = [network](const LoadBalancerNicPlan& nic, const std::string& targetNetnsPath,
+                           const std::string& ifname, bool defaultRoute, std::optional<uint32_t> sourceTable) {
+         return network->attachNamespaceNic(nic.nic.nic.instance, targetNetnsPath, ifname, defaultRoute,
+                                            sourceTable);
+       }});
   if (!opened) {
     log::error("load balancers will not run: {}", opened.error().message());
     return;

@@ -238,7 +238,7 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "the cluster's token, read at each peer request (mode 0600; missing: every peer request is refused)")
       ("ovn-northbound", po::value(&options.ovnNorthbound)->value_name("REMOTE"),
        "put the VPCs on OVN: their objects become rows of this northbound database (unix:PATH or tcp:IP:PORT) "
-       "and container and VM NICs ports of br-int (docs/cluster.md; needs --ovs-database)")
+       "and container, VM and load balancer NICs ports of br-int (docs/cluster.md; needs --ovs-database)")
       ("ovs-database", po::value(&options.ovsDatabase)->value_name("REMOTE"),
        "this host's Open_vSwitch database, whose br-int ovn-controller binds (with --ovn-northbound)")
       ("ovs-netns", po::value(&options.ovsNetns)->value_name("NAME"),

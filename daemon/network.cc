@@ -128,10 +128,6 @@ Status NetworkController::checkLocked(const net::Topology& next) const {
 
 Status NetworkController::checkOvnLocked(const net::Topology& next) const {
   for (const net::Vpc* vpc : next.vpcs()) {
-    if (!next.peerings(vpc->name).empty()) {
-      return fail(conflict("vpc \"{}\": peerings are not on the OVN backend yet (corrald --ovn-northbound)",
-                           vpc->name));
-    }
     if (!next.internetGateways(vpc->name).empty() &&
         (options_.ovnGatewayChassis.empty() || options_.ovnOutsideNetwork.empty())) {
       return fail(
@@ -220,6 +216,21 @@ Status NetworkController::applyTopologyOvnLocked(const net::Topology& next) {
     if (!undone) log::warn("rolling back vpc \"{}\" (OVN): {}", vpc, undone.error().message());
   }
   return result;
+}
+
+// A peer's rows hold nothing of `vpc`'s NICs (a rule naming a group of `vpc` matches the group's address
+// set, which OVN keeps from `vpc`'s own port group), so a NIC change leaves them as they are; a peer whose
+// plan differs from what was applied (never applied, or a failed convergence) converges now all the same.
+void NetworkController::updateOvnPeersLocked(const std::string& vpc) {
+  for (const net::Peering* peering : topology_.peerings(vpc)) {
+    const std::string peer = peering->otherSide(vpc);
+    if (!topology_.findVpc(peer)) continue;
+    auto plan = ovnPlanLocked(topology_, peer);
+    auto applied = ovnApplied_.find(peer);
+    if (plan && applied != ovnApplied_.end() && applied->second == *plan) continue;
+    if (auto ok = convergeOvnLocked(topology_, peer); !ok)
+      log::warn("vpc \"{}\": converging peer vpc \"{}\" (OVN): {}", vpc, peer, ok.error().message());
+  }
 }
 
 std::vector<std::string> NetworkController::reconcileOvnLocked() {
@@ -544,7 +555,7 @@ std::vector<net::NicAttachment> NetworkController::peerNicsLocked(const std::str
 }
 
 void NetworkController::updatePeersLocked(const std::string& vpc) {
-  if (ovn_) return;  // no peerings on OVN (checkOvnLocked)
+  if (ovn_) return updateOvnPeersLocked(vpc);
   for (const net::Peering* peering : topology_.peerings(vpc)) {
     const std::string peer = peering->otherSide(vpc);
     auto applied = applied_.find(peer);
@@ -604,8 +615,6 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   }
   std::lock_guard lock(mutex_);
   if (nics_.contains(spec.name)) return fail(conflict("instance \"{}\" already has a NIC", spec.name));
-  if (ovn_ && loadBalancerOfNic(spec.name))
-    return fail(conflict("subnet \"{}\": load balancers are not on the OVN backend yet", spec.subnet));
   if (ovn_ && spec.kind == schema::InstanceKind::vm && spec.warm) {
     // A clone restores the template's virtio-net as it was saved, without the 1400-byte MTU Geneve needs.
     return fail(Error(ErrorKind::Conflict,
@@ -792,6 +801,7 @@ void NetworkController::releaseNic(const std::string& instance) {
   const net::NicAttachment gone = it->second;
   eraseNicLocked(instance);
   if (!subnet || !options_.kernel) return;
+  unplugOvnBalancerNicsLocked({gone});
   // Its rules and port guard go as a delta; a public address (a route on the uplink side) converges.
   if (auto ok = changeNicsLocked(subnet->vpc, {gone}, false); !ok)
     log::warn("instance \"{}\": releasing its NIC: {}", instance, ok.error().message());
@@ -813,6 +823,7 @@ Status NetworkController::releaseNics(const std::vector<std::string>& instances)
   if (!options_.kernel) return {};
   Status result;
   for (const auto& [vpc, gone] : byVpc) {
+    unplugOvnBalancerNicsLocked(gone);
     if (auto ok = changeNicsLocked(vpc, gone, false); !ok && result)
       result = fail(ok.error().wrap(fmt::format("releasing NICs in vpc \"{}\"", vpc)));
     updatePeersLocked(vpc);
@@ -875,6 +886,27 @@ Status NetworkController::attachVm(const std::string& instance, std::optional<pi
   if (auto ok = net::attachVmTap(planned->netns, planned->nic); !ok)
     return fail(ok.error().wrap(fmt::format("plug into subnet \"{}\"", planned->nic.nic.subnet)));
   return {};
+}
+
+void NetworkController::unplugOvnBalancerNicsLocked(const std::vector<net::NicAttachment>& gone) {
+  if (!ovn_) return;
+  for (const net::NicAttachment& nic : gone) {
+    const net::Subnet* subnet = topology_.findSubnet(nic.subnet);
+    if (!subnet || !loadBalancerOfNic(nic.instance)) continue;
+    if (auto ok = ovn_->detach(net::planNic(*subnet, nic)); !ok)
+      log::warn("\"{}\": unplugging from br-int: {}", nic.instance, ok.error().message());
+  }
+}
+
+Status NetworkController::attachNamespaceNic(const std::string& instance, const std::string& netnsPath,
+                                             const std::string& ifname, bool defaultRoute,
+                                             std::optional<uint32_t> sourceTable) {
+  std::lock_guard lock(mutex_);
+  auto planned = planNicLocked(instance);
+  if (!planned) return fail(notFound("\"{}\" has no NIC in an existing subnet", instance));
+  if (!options_.kernel) return {};
+  if (ovn_) return ovn_->attachNamespace(planned->nic, netnsPath, ifname, defaultRoute, sourceTable);
+  return net::attachNamespaceNic(planned->netns, planned->nic, netnsPath, ifname, defaultRoute, sourceTable);
 }
 
 void NetworkController::detach(const std::string& instance) {

@@ -141,6 +141,11 @@ class NetworkController {
   // `qemuPid`: QEMU's, whose namespace holds the tap (libvirtd's, for the libvirt engine); none: corrald's.
   Status attachVm(const std::string& instance, std::optional<pid_t> qemuPid = std::nullopt);
   void detach(const std::string& instance);
+  // A load balancer's NIC (`instance`: loadBalancerNicName) into the namespace at `netnsPath` as `ifname`
+  // (LoadBalancerProcesses): a veth port of the subnet's bridge (net::attachNamespaceNic), or on OVN a
+  // br-int port bound to its logical port (OvnFabric::attachNamespace; it goes when the NIC is released).
+  Status attachNamespaceNic(const std::string& instance, const std::string& netnsPath, const std::string& ifname,
+                            bool defaultRoute, std::optional<uint32_t> sourceTable);
   // The path to the instance's address (RouterPath); Conflict when it has no NIC or the kernel is not
   // managed.
   Result<RouterPath> routerPathTo(const std::string& instance) const;
@@ -214,6 +219,10 @@ class NetworkController {
                            std::vector<std::string>* changes = nullptr);
   Status applyTopologyOvnLocked(const net::Topology& next);
   std::vector<std::string> reconcileOvnLocked();
+  // updatePeersLocked on OVN: each peer of `vpc` whose plan differs from what was applied converges.
+  void updateOvnPeersLocked(const std::string& vpc);
+  // On OVN, the br-int ports of the load balancer NICs among `gone` (an instance's goes with detach()).
+  void unplugOvnBalancerNicsLocked(const std::vector<net::NicAttachment>& gone);
   Result<net::VpcPlan> planLocked(const net::Topology& topology, const std::string& vpc) const;
   // Whether `vpc` plans the same in `next` as now (so the change leaves its kernel objects alone).
   bool planUnchangedLocked(const net::Topology& next, const std::string& vpc) const;
@@ -264,7 +273,8 @@ class NetworkController {
   const net::Subnet* nicSubnetLocked(const std::string& instance) const;
   // The NICs of the VPCs peered with `vpc` (members of groups its rules may name).
   std::vector<net::NicAttachment> peerNicsLocked(const std::string& vpc) const;
-  // NICs of `vpc` came or went: the peers whose rules name `vpc`'s groups update their member sets.
+  // NICs of `vpc` came or went: the peers whose rules name `vpc`'s groups update their member sets (on OVN:
+  // updateOvnPeersLocked).
   void updatePeersLocked(const std::string& vpc);
   // Brings `vpc`'s resolver (its host files, its dnsmasq), its metadata listener and its flow logs' watch
   // and directory to the current model and NICs; failures are logged (names are a convenience the network

@@ -80,36 +80,63 @@ Result<std::vector<std::string>> OvnFabric::vpcs() {
 }
 
 Status OvnFabric::attachContainer(const net::NicPlan& nic, pid_t pid) {
-  std::lock_guard lock(mutex_);
   const std::string context = fmt::format("plug instance {} into br-int", nic.nic.instance);
+  const std::string nsPath = fmt::format("/proc/{}/ns/net", pid);
+  UniqueFd instanceNs(::open(nsPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!instanceNs) return fail(systemError(errno, fmt::format("open(\"{}\")", nsPath)).wrap(context));
+  std::lock_guard lock(mutex_);
+  if (auto ok = plugLocked(nic, instanceNs.get(), fmt::format("instance {}", nic.nic.instance), "eth0",
+                           nic.gateway);
+      !ok)
+    return fail(ok.error().wrap(context));
+  return {};
+}
+
+Status OvnFabric::attachNamespace(const net::NicPlan& nic, const std::string& netnsPath,
+                                  const std::string& ifname, bool defaultRoute,
+                                  std::optional<uint32_t> sourceTable) {
+  const std::string context =
+      fmt::format("plug NIC {} of {} into br-int (netns \"{}\")", ifname, nic.nic.instance, netnsPath);
+  UniqueFd targetNs(::open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!targetNs) return fail(systemError(errno, fmt::format("open(\"{}\")", netnsPath)).wrap(context));
+  std::lock_guard lock(mutex_);
+  if (auto ok = plugLocked(nic, targetNs.get(), netnsPath, ifname,
+                           defaultRoute ? std::optional<std::string>(nic.gateway) : std::nullopt);
+      !ok)
+    return fail(ok.error().wrap(context));
+  if (sourceTable) {
+    if (auto ok = net::addNicSourceTable(targetNs.get(), netnsPath, nic, ifname, *sourceTable); !ok)
+      return fail(ok.error().wrap(context));
+  }
+  return {};
+}
+
+Status OvnFabric::plugLocked(const net::NicPlan& nic, int targetNetnsFd, const std::string& label,
+                             const std::string& ifname, std::optional<std::string> gateway) {
   auto ovs = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
-  if (!ovs) return fail(ovs.error().wrap(context));
-  // A port of an earlier run of the instance (corrald killed before it took it away) goes first.
+  if (!ovs) return fail(ovs.error());
+  // A port of an earlier run (corrald killed before it took it away) goes first.
   if (auto gone = dropOnFailure(ovs_, net::removeOvsPort(**ovs, net::kIntegrationBridge, nic.link)); !gone)
-    return fail(gone.error().wrap(context));
+    return fail(gone.error());
   auto again = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
-  if (!again) return fail(again.error().wrap(context));
+  if (!again) return fail(again.error());
   const net::OvsPort port{.bridge = std::string(net::kIntegrationBridge),
                           .name = nic.link,
                           .ifaceId = net::ovnNicPortName(nic.nic.instance),
                           .externalIds = {{std::string(kInstanceKey), nic.nic.instance},
                                           {std::string(kPrefixKey), options_.prefix}}};
-  if (auto added = dropOnFailure(ovs_, net::addOvsPort(**again, port)); !added)
-    return fail(added.error().wrap(context));
-  const std::string nsPath = fmt::format("/proc/{}/ns/net", pid);
-  UniqueFd instanceNs(::open(nsPath.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!instanceNs) return fail(systemError(errno, fmt::format("open(\"{}\")", nsPath)).wrap(context));
+  if (auto added = dropOnFailure(ovs_, net::addOvsPort(**again, port)); !added) return fail(added.error());
   auto plugged = net::plugOvsPort(nic.link, {.hostNetns = options_.ovsNetns,
-                                             .targetNetnsFd = instanceNs.get(),
-                                             .label = fmt::format("instance {}", nic.nic.instance),
-                                             .ifname = "eth0",
+                                             .targetNetnsFd = targetNetnsFd,
+                                             .label = label,
+                                             .ifname = ifname,
                                              .mac = nic.mac,
                                              .mtu = 1400,
                                              .addressWithPrefix = nic.addressWithPrefix,
-                                             .gateway = nic.gateway});
+                                             .gateway = std::move(gateway)});
   if (!plugged) {
     (void)dropOnFailure(ovs_, net::removeOvsPort(**again, net::kIntegrationBridge, nic.link));
-    return fail(plugged.error().wrap(context));
+    return fail(plugged.error());
   }
   return {};
 }

@@ -59,6 +59,11 @@ class OvnFabric {
   // (the guest sends from the logical port's MAC, which QEMU's virtio-net was given). Called while the
   // guest is paused. A stale port of that name is replaced; on failure no port is left.
   Status attachVm(const net::NicPlan& nic, std::optional<pid_t> qemuPid);
+  // The same into the namespace at `netnsPath` as `ifname` (a load balancer's namespace, one NIC per
+  // subnet): the default route only with `defaultRoute`; with `sourceTable`, traffic from the NIC's address
+  // routed by a table of its own (net::addNicSourceTable), so replies leave by the NIC they came in on.
+  Status attachNamespace(const net::NicPlan& nic, const std::string& netnsPath, const std::string& ifname,
+                         bool defaultRoute, std::optional<uint32_t> sourceTable);
   // Its port off br-int (the logical port goes with the next convergence of its VPC). Missing: no error.
   Status detach(const net::NicPlan& nic);
   // This corrald's ports on br-int.
@@ -69,6 +74,10 @@ class OvnFabric {
   // The connection, made when there is none; `which` names it in errors.
   Result<net::ovsdb::OvsdbClient*> connectLocked(std::optional<net::ovsdb::OvsdbClient>& client,
                                                  const std::string& remote, std::string_view which);
+
+  // The NIC's br-int port (a stale one of that name replaced), moved into `targetNetnsFd` as `ifname`.
+  Status plugLocked(const net::NicPlan& nic, int targetNetnsFd, const std::string& label,
+                    const std::string& ifname, std::optional<std::string> gateway);
 
   OvnFabricOptions options_;
   std::mutex mutex_;

@@ -731,8 +731,16 @@ Status attachNamespaceNic(const std::string& netns, const NicPlan& nic, const st
   if (auto s = attachVethInto(netns, nic, targetNs.get(), ifname, defaultRoute); !s)
     return wrapped(std::move(s).error());
   if (!sourceTable) return {};
+  if (auto s = addNicSourceTable(targetNs.get(), targetNetnsPath, nic, ifname, *sourceTable); !s)
+    return wrapped(std::move(s).error());
+  return {};
+}
+
+Status addNicSourceTable(int targetNetnsFd, const std::string& label, const NicPlan& nic,
+                         const std::string& ifname, uint32_t sourceTable) {
+  auto wrapped = [](Error error) { return fail(std::move(error)); };
   // Replies leave by the NIC that owns their source address: its subnet's port guard drops anything else.
-  auto inside = Netlink::openIn(targetNs.get(), targetNetnsPath);
+  auto inside = Netlink::openIn(targetNetnsFd, label);
   if (!inside) return wrapped(std::move(inside).error());
   const size_t slash = nic.addressWithPrefix.find('/');
   const std::string address = nic.addressWithPrefix.substr(0, slash);
@@ -742,19 +750,19 @@ Status attachNamespaceNic(const std::string& netns, const NicPlan& nic, const st
   if (auto s = inside->addRoute({.destination = network.str(),
                                  .gateway = std::nullopt,
                                  .device = ifname,
-                                 .table = *sourceTable,
+                                 .table = sourceTable,
                                  .blackhole = false});
       !s)
     return wrapped(std::move(s).error());
   if (auto s = inside->addRoute({.destination = "0.0.0.0/0",
                                  .gateway = nic.gateway,
                                  .device = ifname,
-                                 .table = *sourceTable,
+                                 .table = sourceTable,
                                  .blackhole = false});
       !s)
     return wrapped(std::move(s).error());
   if (auto s = inside->addRule(
-          {.priority = *sourceTable, .from = address + "/32", .to = std::nullopt, .table = *sourceTable});
+          {.priority = sourceTable, .from = address + "/32", .to = std::nullopt, .table = sourceTable});
       !s)
     return wrapped(std::move(s).error());
   return {};

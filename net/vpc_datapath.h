@@ -81,6 +81,12 @@ Status attachNamespaceNic(const std::string& netns, const NicPlan& nic, const st
                           const std::string& ifname, bool defaultRoute,
                           std::optional<uint32_t> sourceTable = std::nullopt);
 
+// attachNamespaceNic's `sourceTable` part on its own, for a NIC already in the namespace (`targetNetnsFd`,
+// named `label` in errors) as `ifname`: its subnet and a default route via its router in table
+// `sourceTable`, and a rule of that priority sending traffic from the NIC's address there.
+Status addNicSourceTable(int targetNetnsFd, const std::string& label, const NicPlan& nic,
+                         const std::string& ifname, uint32_t sourceTable);
+
 // A VM's tap: QEMU created it as nic.link in the caller's namespace (libvirt <interface type='ethernet'>);
 // it is moved into the VPC namespace, made a port of nic.bridge and brought up. The guest configures its
 // own address from the kernel command line.

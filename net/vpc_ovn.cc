@@ -30,6 +30,13 @@ std::string gatewayMac(std::string_view vpc) {
                      hash & 0xff);
 }
 
+// A peering link port's MAC: 02:c3 and four bytes of a hash of the VPC and the peering.
+std::string peeringMac(std::string_view vpc, std::string_view peering) {
+  const uint32_t hash = fnv1a32(fmt::format("peering/{}/{}", vpc, peering));
+  return fmt::format("02:c3:{:02x}:{:02x}:{:02x}:{:02x}", hash >> 24, (hash >> 16) & 0xff, (hash >> 8) & 0xff,
+                     hash & 0xff);
+}
+
 Ipv4Address routerAddressOf(const Cidr& subnet) {
   return Ipv4Address(subnet.first().value() + 1);
 }
@@ -132,8 +139,9 @@ void planSecurityGroup(PlanBuilder& builder, OvnRow& portGroup, const SecurityGr
       peer = addressMatch(ingress ? "ip4.src" : "ip4.dst", *rule.cidr);
     } else if (rule.peerGroup) {
       const SecurityGroup* named = topology.findSecurityGroup(*rule.peerGroup);
-      // A group of another VPC needs a peering, which the OVN backend does not have yet: no rule.
-      if (named == nullptr || named->vpc != vpc) continue;
+      // A group of a peered VPC: its port group's address set (address sets are global in OVN; the port
+      // group is a row of the peer's plan). Without a peering between the two, no rule.
+      if (named == nullptr || (named->vpc != vpc && !topology.peeringBetween(vpc, named->vpc))) continue;
       peer = fmt::format("{} == ${}_ip4", ingress ? "ip4.src" : "ip4.dst", ovnPortGroupName(named->name));
     }
     std::string object = fmt::format("{}/rule/{}", securityGroupObject(group.name), rule.id);
@@ -215,6 +223,9 @@ std::string ovnOutsideSwitchName(std::string_view vpc) {
 }
 std::string ovnGatewayPortName(std::string_view vpc) {
   return fmt::format("corral.gateway.{}", vpc);
+}
+std::string ovnPeeringPortName(std::string_view vpc, std::string_view peering) {
+  return fmt::format("corral.peering.{}.{}", peering, vpc);
 }
 std::string ovnPortGroupName(std::string_view group) {
   return fmt::format("corral_sg_{}", underscored(group));
@@ -385,6 +396,31 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
     }
   }
 
+  // Each peering: this VPC's end of the router-to-router link, a port of our router at our address of the
+  // peering's /30 (.1 the requester's, .2 the accepter's, as the nftables backend's veth pair) whose `peer`
+  // is the other VPC's end. The other end is a row of the other VPC's plan, planned there the same way:
+  // each side holds only its own end, so the two plans never name each other's rows and either may be
+  // converged first (northd joins the two once both exist).
+  std::map<std::string, std::string, std::less<>> peeringHops;  // peering -> the other end's address
+  for (const Peering* peering : topology.peerings(vpc)) {
+    const std::string& peerVpc = peering->otherSide(vpc);
+    if (topology.findVpc(peerVpc) == nullptr) continue;
+    const bool requester = peering->vpc == vpc;
+    const auto hostOf = [&](uint32_t host) { return Ipv4Address(peering->link.network().value() + host); };
+    const Ipv4Address ours = hostOf(requester ? 1 : 2);
+    peeringHops.emplace(peering->name, hostOf(requester ? 2 : 1).str());
+    std::string object = fmt::format("peering/{}/router-port", peering->name);
+    router.references["ports"].push_back(object);
+    builder.add(OvnRow{.table = "Logical_Router_Port",
+                       .object = std::move(object),
+                       .columns = {{"name", ovnPeeringPortName(vpc, peering->name)},
+                                   {"mac", peeringMac(vpc, peering->name)},
+                                   {"networks", stringSet({fmt::format("{}/{}", ours.str(), peering->link.prefix())})},
+                                   {"peer", stringSet({ovnPeeringPortName(peerVpc, peering->name)})},
+                                   {"options", stringMap({})}},
+                       .references = {}});
+  }
+
   for (const RouteTable* table : topology.routeTables(vpc)) {
     for (const Route& route : table->routes) {
       std::string nexthop;
@@ -402,8 +438,13 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
             nexthop = outsideHop;
           break;
         }
-        case RouteTargetType::Local:
         case RouteTargetType::Peering:
+          // To the other VPC's end of the link: its router takes the packet on by its connected routes,
+          // only to its own subnets (the link's port has no route table; the global one holds no static
+          // route), so nothing crosses two peerings or a peering and a gateway: not transitive.
+          if (auto hop = peeringHops.find(route.target.name); hop != peeringHops.end()) nexthop = hop->second;
+          break;
+        case RouteTargetType::Local:
           break;
       }
       if (nexthop.empty()) continue;

@@ -64,6 +64,9 @@ std::string ovnNicPortName(std::string_view instance);
 // "corral.gateway-port.prod".
 std::string ovnOutsideSwitchName(std::string_view vpc);
 std::string ovnGatewayPortName(std::string_view vpc);
+// A VPC peering's end in `vpc`: "corral.peering.PEERING.VPC", a Logical_Router_Port of the VPC's router
+// whose `peer` is the other VPC's end (OVN's router-to-router link).
+std::string ovnPeeringPortName(std::string_view vpc, std::string_view peering);
 // "corral_sg_web_db": Port_Group (an identifier: OVN matches name it as @PG and $PG_ip4).
 std::string ovnPortGroupName(std::string_view group);
 
@@ -102,7 +105,16 @@ const std::vector<std::string>& ovnTableOrder();
 // - route tables: each blackhole route a Logical_Router_Static_Route with nexthop "discard" in the table's
 //   route_table; a route to the internet gateway or to a NAT gateway one with nexthop the transit's .1
 //   (a NAT gateway sends on through the internet gateway, as in AWS), planned only with `gateway`;
-//   routes to peerings are not planned (the OVN backend has none yet);
+//   a route to a peering one with nexthop the other VPC's end of the peering's link;
+// - each VPC peering (topology.peerings(vpc)): this VPC's end of a router-to-router link, a
+//   Logical_Router_Port at our address of the peering's /30 (Peering::link: .1 the requester's, .2 the
+//   accepter's) with `peer` = the other VPC's end, which the other VPC's plan holds (each plan only its
+//   own rows; both are planned from the topology alone, so they agree). The link's port has no route
+//   table: what arrives through it is routed by the router's connected routes only, to the VPC's own
+//   subnets, never on through another peering or the internet gateway (not transitive, as in AWS).
+//   A security group rule naming a group of a peered VPC matches that group's address set
+//   ($corral_sg_H_ip4, kept by OVN from the port group in the peer's plan); without a peering it is left
+//   out;
 // - the internet gateway, when the VPC has one and `gateway` is given: an outside switch with a localnet
 //   port on gateway->network and a port of type router to the router's gateway port (the transit's .2,
 //   bound to gateway->chassis: a distributed gateway port), SNAT of each public or NAT-routed subnet to the

@@ -4,12 +4,14 @@
 // workload on host 2 over Geneve while its security group keeps that workload from opening a connection to
 // it, a removed container's port and logical port go, a deleted VPC leaves no row, what the backend does
 // not carry yet is refused naming why, and a restarted corrald takes away a port it no longer owns. A VM's
-// tap is a system port of br-int the same way, with the guest's MTU at 1400.
+// tap is a system port of br-int the same way, with the guest's MTU at 1400; two peered VPCs' containers
+// reach each other; a load balancer in front of two containers answers.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -310,6 +312,167 @@ TEST_F(CorraldOnOvn, ALibvirtEngineVmIsABrIntPortToo) {
   nbctl({"lsp-del", "w2"});
   cliOk({"subnet", "rm", "la"});
   cliOk({"vpc", "rm", "lvpc"});
+}
+
+// Two VPCs peered through corral on the OVN backend: the peering becomes a router-to-router link (one
+// port in each VPC's rows), routes through it and rules naming the peer VPC's group let two containers of
+// the two VPCs reach each other; a container started later in a peered VPC is reached too (the group's
+// address set follows its members); deleting the peering is refused while routes use it, then takes both
+// ends away.
+TEST_F(CorraldOnOvn, PeeredVpcsContainersReachEachOther) {
+  cliOk({"vpc", "create", "pva", "--cidr", "10.71.0.0/16"});
+  cliOk({"subnet", "create", "pa", "--vpc", "pva", "--cidr", "10.71.1.0/24"});
+  cliOk({"vpc", "create", "pvb", "--cidr", "10.72.0.0/16"});
+  cliOk({"subnet", "create", "pb", "--vpc", "pvb", "--cidr", "10.72.1.0/24"});
+  cliOk({"peering", "create", "pva", "pvb"});
+  EXPECT_EQ(testing::runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare", "get",
+                              "Logical_Router_Port", "corral.peering.pva-pvb.pva", "peer"})
+                .output,
+            "corral.peering.pva-pvb.pvb\n")
+      << nbctl({"show"});
+  EXPECT_NE(nbctl({"lrp-list", "corral.vpc.pvb"}).find("corral.peering.pva-pvb.pvb"), std::string::npos)
+      << nbctl({"show"});
+  cliOk({"rtb", "route", "add", "pva-main", "--destination", "10.72.0.0/16", "--peering", "pva-pvb"});
+  cliOk({"rtb", "route", "add", "pvb-main", "--destination", "10.71.0.0/16", "--peering", "pva-pvb"});
+  cliOk({"run", "-d", "--name", "ca", "--subnet", "pa", "--", "sleep", "1000"});
+  cliOk({"run", "-d", "--name", "cb", "--subnet", "pb", "--", "sleep", "1000"});
+  const std::string ca = addressOf("ca"), cb = addressOf("cb");
+  ASSERT_FALSE(ca.empty() || cb.empty()) << daemon_.instances().dump();
+  // Routes both ways, but each default group lets in only its own members.
+  ASSERT_TRUE(testing::pollUntil(
+      [&] {
+        return nbctl({"--bare", "get", "Logical_Switch_Port", "corral.nic.cb", "up"}) == "true\n" &&
+               nbctl({"--bare", "get", "Logical_Switch_Port", "corral.nic.ca", "up"}) == "true\n";
+      },
+      20s))
+      << cluster_->logs();
+  EXPECT_FALSE(pingFrom("ca", cb)) << "pvb's default group let a member of pva's in";
+  cliOk({"sg", "rule", "add", "pvb-default", "--protocol", "icmp", "--from-group", "pva-default"});
+  cliOk({"sg", "rule", "add", "pva-default", "--protocol", "icmp", "--from-group", "pvb-default"});
+  EXPECT_TRUE(testing::pollUntil([&] { return pingFrom("ca", cb); }, 20s))
+      << nbctl({"show"}) << nbctl({"acl-list", "corral_sg_pvb_default"});
+  EXPECT_TRUE(pingFrom("cb", ca));
+  // A NIC that joins pvb later is reached from pva too.
+  cliOk({"run", "-d", "--name", "cb2", "--subnet", "pb", "--", "sleep", "1000"});
+  const std::string cb2 = addressOf("cb2");
+  EXPECT_TRUE(testing::pollUntil([&] { return pingFrom("ca", cb2); }, 20s)) << cluster_->logs();
+
+  // The peering is in use: refused, nothing changed.
+  testing::CliRun refused = daemon_.cli({"peering", "rm", "pva-pvb"});
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("still the target of routes"), std::string::npos) << refused;
+  EXPECT_TRUE(pingFrom("ca", cb));
+  // Its rules and routes first, then the peering: both ends go and the path with them.
+  for (const std::string group : {"pva-default", "pvb-default"}) {
+    nlohmann::json rules = daemon_.call("GET", "/v1/security-groups/" + group).body["rules"];
+    for (const nlohmann::json& rule : rules) {
+      if (!rule["peer_group"].is_string() || rule["peer_group"] == group) continue;
+      cliOk({"sg", "rule", "rm", group, std::to_string(rule["id"].get<int64_t>())});
+    }
+  }
+  cliOk({"rtb", "route", "rm", "pva-main", "10.72.0.0/16"});
+  cliOk({"rtb", "route", "rm", "pvb-main", "10.71.0.0/16"});
+  cliOk({"peering", "rm", "pva-pvb"});
+  EXPECT_EQ(nbctl({"lrp-list", "corral.vpc.pva"}).find("corral.peering."), std::string::npos)
+      << nbctl({"show"});
+  EXPECT_EQ(nbctl({"lrp-list", "corral.vpc.pvb"}).find("corral.peering."), std::string::npos)
+      << nbctl({"show"});
+  EXPECT_FALSE(pingFrom("ca", cb));
+
+  cliOk({"rm", "-f", "ca", "cb", "cb2"});
+  for (const char* subnet : {"pa", "pb"}) cliOk({"subnet", "rm", subnet});
+  for (const char* vpc : {"pva", "pvb"}) cliOk({"vpc", "rm", vpc});
+  EXPECT_EQ(nbctl({"lr-list"}).find("corral."), std::string::npos) << nbctl({"show"});
+}
+
+// A load balancer on the OVN backend: its NIC is a br-int port bound to its logical port, plugged into its
+// own namespace as eth0; HAProxy there checks two containers serving HTTP and a client's requests go round
+// robin across them; deleting the load balancer takes its br-int port and logical port away.
+TEST_F(CorraldOnOvn, ALoadBalancerInFrontOfTwoContainersAnswers) {
+  using nlohmann::json;
+  cliOk({"vpc", "create", "lbv", "--cidr", "10.73.0.0/16"});
+  cliOk({"subnet", "create", "la", "--vpc", "lbv", "--cidr", "10.73.1.0/24"});
+  for (const std::string name : {"web-1", "web-2"}) {
+    const std::string script = fmt::format(
+        "mkdir -p /tmp/www && echo {0} > /tmp/www/index.html && echo ok > /tmp/www/health.txt && "
+        "exec httpd -f -p 8080 -h /tmp/www",
+        name);
+    daemon_.must("POST", "/v1/instances",
+                 {{"name", name}, {"image", "busybox"}, {"command", {"sh", "-c", script}}, {"subnet", "la"}});
+  }
+  cliOk({"subnet", "create", "lb2", "--vpc", "lbv", "--cidr", "10.73.2.0/24", "--az", "az2"});
+  cliOk({"run", "-d", "--name", "client", "--subnet", "la", "--", "sleep", "1000"});
+  cliOk({"run", "-d", "--name", "client2", "--subnet", "lb2", "--", "sleep", "1000"});
+  const json health = {{"path", "/health.txt"},
+                       {"interval", 5},
+                       {"timeout", 2},
+                       {"healthy_threshold", 2},
+                       {"unhealthy_threshold", 2}};
+  daemon_.must("POST", "/v1/target-groups",
+               {{"name", "web"}, {"vpc", "lbv"}, {"port", 8080}, {"health_check", health}});
+  daemon_.must("POST", "/v1/target-groups/web/register", {{"targets", {"web-1", "web-2"}}}, 200);
+  json created =
+      daemon_.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "lbv"}, {"subnets", {"la", "lb2"}}});
+  ASSERT_EQ(created["nics"].size(), 2u) << created.dump(2);
+  const std::string address = created["nics"][0].value("address", "");
+  ASSERT_TRUE(address.starts_with("10.73.1.")) << created.dump(2);
+  const std::string address2 = created["nics"][1].value("address", "");
+  ASSERT_TRUE(address2.starts_with("10.73.2.")) << created.dump(2);
+  daemon_.must("POST", "/v1/load-balancers/front/listeners",
+               {{"port", 80}, {"default_action", {{"target_group", "web"}}}});
+  ASSERT_FALSE(HasFailure());
+  // Its NIC: a br-int port of this host bound to the NIC's logical port.
+  const std::string logicalPort = "corral.nic.front.la.lb";
+  EXPECT_NE(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=" + logicalPort}), "")
+      << vsctl(1, {"show"}) << daemon_.logTail();
+  EXPECT_NE(nbctl({"lsp-list", "corral.subnet.la"}).find(logicalPort), std::string::npos);
+
+  auto healthy = [&](const std::string& target) {
+    json lb = daemon_.call("GET", "/v1/load-balancers/front").body;
+    if (!lb.contains("target_health") || !lb["target_health"].contains("web")) return false;
+    for (const json& entry : lb["target_health"]["web"]) {
+      if (entry.value("target", "") == target) return entry.value("state", "") == "healthy";
+    }
+    return false;
+  };
+  ASSERT_TRUE(testing::pollUntil([&] { return healthy("web-1") && healthy("web-2"); }, 30s))
+      << daemon_.call("GET", "/v1/load-balancers/front").body.dump(2) << "\n"
+      << daemon_.logTail();
+  // One HTTP/1.0 request from the client (busybox nc): the body's first line.
+  auto request = [&](const std::string& client = "client", const std::string& to = "") {
+    auto [code, output] = testing::execIn(
+        daemon_, client,
+        {"sh", "-c",
+         fmt::format("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {} 80", to.empty() ? address : to)});
+    const size_t body = output.find("\r\n\r\n");
+    if (code != 0 || body == std::string::npos) return "no answer: " + output;
+    std::string text = output.substr(body + 4);
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    return text;
+  };
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 4; ++i) ++seen[request()];
+  EXPECT_EQ(seen, (std::map<std::string, int>{{"web-1", 2}, {"web-2", 2}}));
+  // Its second NIC (eth1, in the other subnet) answers too: the reply leaves by the NIC the request came
+  // in on (its source table).
+  const std::string viaSecond = request("client2", address2);
+  EXPECT_TRUE(viaSecond == "web-1" || viaSecond == "web-2") << viaSecond << "\n" << daemon_.logTail();
+
+  // corrald killed and started again: the namespace and its br-int ports are kept, HAProxy adopted.
+  daemon_.kill9();
+  ASSERT_TRUE(daemon_.start()) << daemon_.logTail();
+  EXPECT_NE(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=" + logicalPort}), "")
+      << daemon_.logTail();
+  const std::string afterRestart = request();
+  EXPECT_TRUE(afterRestart == "web-1" || afterRestart == "web-2") << afterRestart << "\n" << daemon_.logTail();
+
+  // Deleted: its br-int port and its logical port go.
+  daemon_.must("DELETE", "/v1/load-balancers/front", nullptr, 200);
+  EXPECT_EQ(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=" + logicalPort}), "")
+      << daemon_.logTail();
+  EXPECT_EQ(nbctl({"lsp-list", "corral.subnet.la"}).find(logicalPort), std::string::npos);
+  EXPECT_TRUE(daemon_.removeEverything().empty());
+  EXPECT_EQ(nbctl({"lr-list"}).find("corral."), std::string::npos) << nbctl({"show"});
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 // workloads on different hosts bound to the plan's ports: same subnet across hosts (L2 over Geneve),
 // across subnets through the router, security groups (inbound denied by default, a rule naming another
 // group opens a port, stateful replies), network ACLs (a lower-numbered deny wins, stateless in both
-// directions: the return path needs its own rule) and no path between VPCs.
+// directions: the return path needs its own rule), no path between VPCs, and VPC peerings (a path only where
+// both route tables lead to the peering and the groups allow, rules naming the peer VPC's groups, not
+// transitive, cut when the peering goes).
 #include "net/vpc_ovn.h"
 
 #include <fmt/format.h>
@@ -471,6 +473,157 @@ TEST_F(OvnVpcTest, VpcConnectivityAcrossHostsFollowsSecurityGroupsAndNetworkAcls
 
   ok(destroyOvnVpc(*client_, "prod"));
   ok(destroyOvnVpc(*client_, "other"));
+}
+
+// ---- VPC peerings ----
+
+// Three VPCs in a row: pa (10.30.0.0/16) – pb (10.31.0.0/16) – pc (10.32.0.0/16), peered pa–pb and
+// pb–pc, one subnet each on its main table; pb's group pb-srv lets in nothing yet, pc's pc-srv lets tcp/80
+// in from anywhere. pa's and pb's main tables route to each other, pb's and pc's too.
+Topology peeredTopology() {
+  Topology t;
+  ok(t.createVpc({.name = "pa", .cidr = "10.30.0.0/16"}, kNow));
+  ok(t.createVpc({.name = "pb", .cidr = "10.31.0.0/16"}, kNow));
+  ok(t.createVpc({.name = "pc", .cidr = "10.32.0.0/16"}, kNow));
+  ok(t.createSubnet({.name = "pa-s", .vpc = "pa", .cidr = "10.30.1.0/24"}, kNow));
+  ok(t.createSubnet({.name = "pb-s", .vpc = "pb", .cidr = "10.31.1.0/24"}, kNow));
+  ok(t.createSubnet({.name = "pc-s", .vpc = "pc", .cidr = "10.32.1.0/24"}, kNow));
+  ok(t.createPeering({.name = "pa-pb", .vpc = "pa", .peerVpc = "pb"}, kNow));
+  ok(t.createPeering({.name = "pb-pc", .vpc = "pb", .peerVpc = "pc"}, kNow));
+  ok(t.addRoute("pa-main", {.destination = "10.31.0.0/16", .targetType = "peering", .targetName = "pa-pb"}));
+  ok(t.addRoute("pb-main", {.destination = "10.30.0.0/16", .targetType = "peering", .targetName = "pa-pb"}));
+  ok(t.addRoute("pb-main", {.destination = "10.32.0.0/16", .targetType = "peering", .targetName = "pb-pc"}));
+  ok(t.addRoute("pc-main", {.destination = "10.31.0.0/16", .targetType = "peering", .targetName = "pb-pc"}));
+  ok(t.createSecurityGroup({.name = "pb-srv", .vpc = "pb"}, kNow));
+  ok(t.createSecurityGroup({.name = "pc-srv", .vpc = "pc"}, kNow));
+  ok(t.addSecurityGroupRule(
+      "pc-srv", {.direction = "ingress", .protocol = "tcp", .fromPort = 80, .toPort = 80, .cidr = "0.0.0.0/0"}));
+  return t;
+}
+
+TEST_F(OvnVpcTest, PeeredVpcsReachEachOtherOnlyWhereRoutesAndGroupsAllowAndNeverTransitively) {
+  Topology topology = peeredTopology();
+  const std::vector<Workload> workloads = {
+      {.name = "pa1", .host = 1, .subnet = "pa-s", .address = "10.30.1.11", .groups = {}},
+      {.name = "pb2", .host = 2, .subnet = "pb-s", .address = "10.31.1.12", .groups = {"pb-srv"}},
+      {.name = "pc3", .host = 3, .subnet = "pc-s", .address = "10.32.1.13", .groups = {"pc-srv"}},
+  };
+  std::vector<NicAttachment> nics;
+  for (const Workload& w : workloads) {
+    const Subnet* subnet = topology.findSubnet(w.subnet);
+    ASSERT_NE(subnet, nullptr);
+    ToolRun added = cluster_->addWorkload(w.host, w.name, ovnNicPortName(w.name), instanceMac(w.name, false),
+                                          fmt::format("{}/{}", w.address, subnet->cidr.prefix()),
+                                          Ipv4Address(subnet->cidr.first().value() + 1).str());
+    ASSERT_EQ(added.exitCode, 0) << added.output;
+    nics.push_back(
+        {.instance = w.name, .subnet = w.subnet, .address = w.address, .securityGroups = w.groups});
+  }
+  auto applyAll = [&] {
+    for (const std::string vpc : {"pa", "pb", "pc"}) apply(topology, vpc, nics);
+  };
+  applyAll();
+  for (const std::string vpc : {"pa", "pb", "pc"})
+    EXPECT_EQ(apply(topology, vpc, nics), ChangeLog{}) << vpc << ": converged once";
+  for (const Workload& w : workloads) {
+    ASSERT_TRUE(testing::pollUntil(
+        [&] {
+          return nbctl({"--bare", "get", "Logical_Switch_Port", ovnNicPortName(w.name), "up"}).output ==
+                 "true\n";
+        },
+        30s))
+        << w.name << " not up\n"
+        << cluster_->logs();
+  }
+  // The link's two ends, one in each VPC's rows, name each other.
+  EXPECT_EQ(nbctlOut({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pa", "pa-pb"), "peer"}),
+            ovnPeeringPortName("pb", "pa-pb"));
+  EXPECT_EQ(nbctlOut({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pb", "pa-pb"), "peer"}),
+            ovnPeeringPortName("pa", "pa-pb"));
+  ToolRun synced = nbctl({"--wait=hv", "sync"});
+  ASSERT_EQ(synced.exitCode, 0) << synced.output;
+  const std::string northd = testing::readFile(cluster_->dir() + "/northd.log");
+  EXPECT_EQ(northd.find("parse"), std::string::npos) << northd;
+
+  auto netns = [&](const std::string& name) { return cluster_->workloadNetns(name); };
+  auto exchange = [&](const std::string& from, const Workload& to, uint16_t port) {
+    UniqueFd listener = testing::listenIn(netns(to.name), port);
+    EXPECT_TRUE(listener) << "listen in " << to.name;
+    return testing::tcpExchange(netns(from), to.address, port, listener, 2s).ok;
+  };
+  const Workload& pb2 = workloads[1];
+  const Workload& pc3 = workloads[2];
+
+  // pb and pc: routes both ways, pc-srv lets tcp/80 in (host 2 to host 3, through both routers).
+  EXPECT_TRUE(testing::pollUntil([&] { return exchange("pb2", pc3, 80); }, 20s)) << cluster_->logs();
+  // pa and pb: routes both ways, but pb-srv lets nothing in.
+  EXPECT_FALSE(exchange("pa1", pb2, 5432)) << "pb-srv has no rule for pa's instances yet";
+  // A rule naming the peer VPC's group opens the port to that group (pa's default group: pa1).
+  ok(topology.addSecurityGroupRule("pb-srv", {.direction = "ingress",
+                                              .protocol = "tcp",
+                                              .fromPort = 5432,
+                                              .toPort = 5432,
+                                              .peerGroup = "pa-default"}));
+  applyAll();
+  EXPECT_TRUE(testing::pollUntil([&] { return exchange("pa1", pb2, 5432); }, 10s))
+      << "a rule naming pa's group lets pa1 in";
+  EXPECT_FALSE(exchange("pa1", pb2, 5433)) << "only the rule's port";
+  EXPECT_FALSE(exchange("pc3", pb2, 5432)) << "pc3 is not in pa's group";
+
+  // A route in only one table: pb's replies have no way back to pa.
+  ok(topology.deleteRoute("pb-main", "10.30.0.0/16"));
+  applyAll();
+  EXPECT_FALSE(exchange("pa1", pb2, 5432)) << "pb's table has no route back to pa";
+  ok(topology.addRoute("pb-main",
+                       {.destination = "10.30.0.0/16", .targetType = "peering", .targetName = "pa-pb"}));
+  applyAll();
+  EXPECT_TRUE(testing::pollUntil([&] { return exchange("pa1", pb2, 5432); }, 10s)) << "the route is back";
+
+  // Not transitive: pc3 lets tcp/80 in from anywhere, and pb routes to both, yet pa1 does not reach pc3
+  // nor pc3 pa1 (pa has no route to pc, and pb's router sends on nothing that came in over a peering).
+  EXPECT_FALSE(exchange("pa1", pc3, 80)) << "pa reaches pc through pb";
+  // What arrives at pb's router over the pa–pb link: to pb's own instance it goes on, to pc's it does not
+  // (ovn-trace through the logical flows from pb's end of the link).
+  auto fromPeering = [&](const std::string& to) {
+    const std::string ours = ovnPeeringPortName("pb", "pa-pb");
+    std::string mac = nbctlOut({"--bare", "get", "Logical_Router_Port", ours, "mac"});
+    std::string theirs = nbctlOut({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pa", "pa-pb"),
+                                   "mac"});
+    std::erase(mac, '"');
+    std::erase(theirs, '"');
+    ToolRun run = testing::runTool(
+        {"ovn-trace", "--db=" + cluster_->southbound(), "--ct=new", ovnRouterName("pb"),
+         fmt::format("inport == \"{}\" && eth.src == {} && eth.dst == {} && ip4.src == 10.30.1.11 && "
+                     "ip4.dst == {} && ip.ttl == 64 && tcp && tcp.src == 40000 && tcp.dst == 5432",
+                     ours, theirs, mac, to)});
+    EXPECT_EQ(run.exitCode, 0) << run.output;
+    return run.output;
+  };
+  const std::string toPb = fromPeering(pb2.address);
+  EXPECT_NE(toPb.find("output to \"corral.nic.pb2\""), std::string::npos) << toPb;
+  const std::string toPc = fromPeering(pc3.address);
+  // pb's router has no route for it: the packet ends in its routing stage (the link's port routes by the
+  // global table, which holds only connected routes).
+  const size_t routing = toPc.find("lr_in_ip_routing (");
+  EXPECT_NE(routing, std::string::npos) << toPc;
+  EXPECT_NE(toPc.find("drop;", routing == std::string::npos ? 0 : routing), std::string::npos) << toPc;
+  EXPECT_EQ(toPc.find("corral.vpc.pc"), std::string::npos) << toPc;
+  EXPECT_EQ(toPc.find("corral.nic.pc3"), std::string::npos) << toPc;
+
+  // Deleting the peering (its rule and routes first, as the model asks) takes both ends away and cuts it.
+  ok(topology.deleteSecurityGroupRule("pb-srv", topology.findSecurityGroup("pb-srv")->rules.back().id));
+  ok(topology.deleteRoute("pa-main", "10.31.0.0/16"));
+  ok(topology.deleteRoute("pb-main", "10.30.0.0/16"));
+  ok(topology.deletePeering("pa-pb"));
+  applyAll();
+  EXPECT_EQ(nbctl({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pa", "pa-pb"), "peer"}).exitCode,
+            1) << "pa's end is gone";
+  EXPECT_EQ(nbctl({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pb", "pa-pb"), "peer"}).exitCode,
+            1) << "pb's end is gone";
+  EXPECT_FALSE(exchange("pa1", pb2, 5432)) << "no peering, no path";
+  EXPECT_TRUE(exchange("pb2", pc3, 80)) << "the other peering stays";
+
+  for (const std::string vpc : {"pa", "pb", "pc"}) ok(destroyOvnVpc(*client_, vpc));
 }
 
 // ---- The internet gateway ----

@@ -180,6 +180,116 @@ std::vector<NicAttachment> gatewayNics() {
            .publish = {{.protocol = Protocol::Tcp, .outsidePort = 5432, .instancePort = 5432}}}};
 }
 
+// Three VPCs in a row, as the nftables backend's peering tests: a (10.0.0.0/16) – b (10.1.0.0/16) – c
+// (10.2.0.0/16), peered a–b ("ab", a requests) and b–c ("bc"); a's and b's main tables route to each
+// other through ab, c's to b through bc; b's group "b-db" lets a's "a-app" in on 5432.
+Topology peeredTopology() {
+  Topology t;
+  ok(t.createVpc({.name = "a", .cidr = "10.0.0.0/16"}, kNow));
+  ok(t.createVpc({.name = "b", .cidr = "10.1.0.0/16"}, kNow));
+  ok(t.createVpc({.name = "c", .cidr = "10.2.0.0/16"}, kNow));
+  ok(t.createSubnet({.name = "a1", .vpc = "a", .cidr = "10.0.1.0/24"}, kNow));
+  ok(t.createSubnet({.name = "b1", .vpc = "b", .cidr = "10.1.1.0/24"}, kNow));
+  ok(t.createSubnet({.name = "c1", .vpc = "c", .cidr = "10.2.1.0/24"}, kNow));
+  ok(t.createPeering({.name = "ab", .vpc = "a", .peerVpc = "b"}, kNow));
+  ok(t.createPeering({.name = "bc", .vpc = "b", .peerVpc = "c"}, kNow));
+  ok(t.addRoute("a-main", {.destination = "10.1.0.0/16", .targetType = "peering", .targetName = "ab"}));
+  ok(t.addRoute("b-main", {.destination = "10.0.0.0/16", .targetType = "peering", .targetName = "ab"}));
+  ok(t.addRoute("b-main", {.destination = "10.2.0.0/16", .targetType = "peering", .targetName = "bc"}));
+  ok(t.addRoute("c-main", {.destination = "10.1.0.0/16", .targetType = "peering", .targetName = "bc"}));
+  ok(t.createSecurityGroup({.name = "a-app", .vpc = "a"}, kNow));
+  ok(t.createSecurityGroup({.name = "b-db", .vpc = "b"}, kNow));
+  ok(t.addSecurityGroupRule("b-db", {.direction = "ingress", .protocol = "tcp", .fromPort = 5432,
+                                     .toPort = 5432, .peerGroup = "a-app"}));
+  return t;
+}
+
+std::vector<NicAttachment> peeredNics() {
+  return {{.instance = "app", .subnet = "a1", .address = "10.0.1.10", .securityGroups = {"a-app"}},
+          {.instance = "db", .subnet = "b1", .address = "10.1.1.20", .securityGroups = {"b-db"}},
+          {.instance = "far", .subnet = "c1", .address = "10.2.1.30"}};
+}
+
+TEST(OvnVpcPlan, TwoPeeredVpcsMatchGolden) {
+  const Topology t = peeredTopology();
+  expectGolden(renderOvnVpcPlan(ok(planOvnVpc(t, "a", peeredNics()))) +
+                   renderOvnVpcPlan(ok(planOvnVpc(t, "b", peeredNics()))),
+               "ovn_peered.txt");
+}
+
+TEST(OvnVpcPlan, PeeringEndsNameEachOtherAndRoutesLeadToTheOtherEnd) {
+  const Topology t = peeredTopology();
+  const OvnVpcPlan a = ok(planOvnVpc(t, "a", peeredNics()));
+  const OvnVpcPlan b = ok(planOvnVpc(t, "b", peeredNics()));
+  const OvnRow& aEnd = row(a, "peering/ab/router-port");
+  const OvnRow& bEnd = row(b, "peering/ab/router-port");
+  // Each plan holds its own end only, and the two ends point at each other.
+  EXPECT_EQ(aEnd.columns["name"], ovnPeeringPortName("a", "ab"));
+  EXPECT_EQ(aEnd.columns["peer"], ovsdb::set({ovnPeeringPortName("b", "ab")}));
+  EXPECT_EQ(bEnd.columns["peer"], ovsdb::set({ovnPeeringPortName("a", "ab")}));
+  // The peering's /30: .1 on the requester's side, .2 on the accepter's (as the nftables backend).
+  EXPECT_EQ(aEnd.columns["networks"], ovsdb::set({"169.254.248.1/30"}));
+  EXPECT_EQ(bEnd.columns["networks"], ovsdb::set({"169.254.248.2/30"}));
+  EXPECT_NE(aEnd.columns["mac"], bEnd.columns["mac"]);
+  EXPECT_FALSE(aEnd.columns["options"].dump().find("route_table") != std::string::npos)
+      << "the link's port routes by the global table: connected routes only";
+  const OvnRow& aRoute = row(a, "route-table/a-main/route/10.1.0.0/16");
+  EXPECT_EQ(aRoute.columns["nexthop"], "169.254.248.2");
+  EXPECT_EQ(aRoute.columns["route_table"], "a-main");
+  EXPECT_EQ(row(b, "route-table/b-main/route/10.0.0.0/16").columns["nexthop"], "169.254.248.1");
+  // Planning twice gives the same rows (both sides plan from the topology alone).
+  EXPECT_EQ(a, ok(planOvnVpc(t, "a", peeredNics())));
+}
+
+TEST(OvnVpcPlan, PeeringIsNotTransitive) {
+  const Topology t = peeredTopology();
+  const OvnVpcPlan a = ok(planOvnVpc(t, "a", peeredNics()));
+  const OvnVpcPlan b = ok(planOvnVpc(t, "b", peeredNics()));
+  // a knows nothing of c: no port, no route, no row naming it.
+  EXPECT_EQ(a.find("peering/bc/router-port"), nullptr);
+  EXPECT_EQ(renderOvnVpcPlan(a).find("10.2."), std::string::npos);
+  EXPECT_EQ(renderOvnVpcPlan(a).find(".c\""), std::string::npos);
+  // b has both ends, and no static route outside a route table (what arrives from a peering finds only
+  // b's connected routes).
+  EXPECT_NE(b.find("peering/ab/router-port"), nullptr);
+  EXPECT_NE(b.find("peering/bc/router-port"), nullptr);
+  for (const OvnRow& r : b.rows) {
+    if (r.table == "Logical_Router_Static_Route") {
+      EXPECT_NE(r.columns["route_table"], "") << r.object;
+    }
+  }
+}
+
+TEST(OvnVpcPlan, RulesNamingAPeeredVpcsGroupUseItsAddressSet) {
+  const OvnVpcPlan b = ok(planOvnVpc(peeredTopology(), "b", peeredNics()));
+  bool found = false;
+  for (const OvnRow& r : b.rows) {
+    if (r.table != "ACL" || r.object.find("security-group/b-db/rule/") != 0) continue;
+    if (r.columns["match"].get<std::string>().find("$corral_sg_a_app_ip4") == std::string::npos) continue;
+    found = true;
+    EXPECT_EQ(r.columns["match"],
+              "outport == @corral_sg_b_db && ip4 && ip4.src == $corral_sg_a_app_ip4 && tcp.dst == 5432");
+  }
+  EXPECT_TRUE(found) << renderOvnVpcPlan(b);
+  // The port group itself is the peer's row: b's plan does not hold it, a's does.
+  EXPECT_EQ(b.find("security-group/a-app"), nullptr);
+  EXPECT_NE(ok(planOvnVpc(peeredTopology(), "a", peeredNics())).find("security-group/a-app"), nullptr);
+}
+
+TEST(OvnVpcPlan, WithoutThePeeringNeitherSideHasItsRows) {
+  Topology t = peeredTopology();
+  ok(t.deleteSecurityGroupRule("b-db", 2));
+  ok(t.deleteRoute("a-main", "10.1.0.0/16"));
+  ok(t.deleteRoute("b-main", "10.0.0.0/16"));
+  ok(t.deletePeering("ab"));
+  const OvnVpcPlan a = ok(planOvnVpc(t, "a", peeredNics()));
+  const OvnVpcPlan b = ok(planOvnVpc(t, "b", peeredNics()));
+  EXPECT_EQ(a.find("peering/ab/router-port"), nullptr);
+  EXPECT_EQ(b.find("peering/ab/router-port"), nullptr);
+  EXPECT_NE(b.find("peering/bc/router-port"), nullptr);
+  EXPECT_EQ(renderOvnVpcPlan(b).find("corral_sg_a_app"), std::string::npos);
+}
+
 const OvnGatewaySettings kGateway{
     .chassis = "h1", .network = "corral-uplink", .transit = *Cidr::parse("100.64.0.8/30")};
 
