@@ -932,6 +932,12 @@ Response Service::serve(const api::GetVpcTopology& request) {
   // Only the instances' states: the rest of each NIC's picture is the network's own.
   nlohmann::json instances = instances_ ? instances_->statesJson() : nlohmann::json::object();
   addBalancerStatesLocked(instances);
+  // A cluster host draws the other hosts' instances too (their NICs are in its network), each with the
+  // host it runs on in place of a state this host does not know.
+  if (clusterInstances_) {
+    for (const auto& [name, remote] : clusterInstances_->remote())
+      instances["instances"].push_back({{"name", name}, {"state", "on host " + remote.host}});
+  }
   return resultResponse(200, network_->topologyJson(request.vpc, instances));
 }
 

@@ -167,6 +167,10 @@ TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
   EXPECT_EQ(at(2).call("GET", "/v1/instances?scope=host").body["instances"].size(), 1u) << "h2's own: x2";
   CliRun ps = at(1).cli({"ps"});
   EXPECT_NE(ps.out.find("HOST"), std::string::npos) << ps;
+  // Any host draws the VPC with every host's instances, each other host's named.
+  CliRun show = at(3).cli({"net", "show", "lab"});
+  EXPECT_NE(show.out.find("container x1 (on host h1)"), std::string::npos) << show;
+  EXPECT_NE(show.out.find("container x3 (running)"), std::string::npos) << show;
 
   // Bad placements: nothing runs anywhere.
   Reply wrongZone = at(1).call("POST", "/v1/instances",

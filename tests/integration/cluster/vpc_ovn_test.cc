@@ -271,6 +271,21 @@ struct Workload {
   std::vector<std::string> groups;
 };
 
+// Each workload on its host, bound to its NIC's logical port (ovn_cluster.sh add-workload: its subnet's
+// prefix, the subnet's .1 as gateway); `nics` gets each one's NIC for the plan.
+void addWorkloads(OvnCluster& cluster, const Topology& topology, const std::vector<Workload>& workloads,
+                  std::vector<NicAttachment>& nics) {
+  for (const Workload& w : workloads) {
+    const Subnet* subnet = topology.findSubnet(w.subnet);
+    ASSERT_NE(subnet, nullptr) << w.subnet;
+    const std::string gateway = Ipv4Address(subnet->cidr.first().value() + 1).str();
+    ToolRun added = cluster.addWorkload(w.host, w.name, ovnNicPortName(w.name), instanceMac(w.name, false),
+                                        fmt::format("{}/{}", w.address, subnet->cidr.prefix()), gateway);
+    ASSERT_EQ(added.exitCode, 0) << added.output;
+    nics.push_back({.instance = w.name, .subnet = w.subnet, .address = w.address, .securityGroups = w.groups});
+  }
+}
+
 // VPC prod: subnet front (10.0.1.0/24, default ACL) and back (10.0.2.0/24, ACL strict); group db admits
 // tcp 5432-5433 from the VPC's default group; strict lets in all of the VPC but tcp 5433 (rule 50 before
 // the allow at 100) and lets out all of the VPC. VPC other: one subnet far.
@@ -309,26 +324,11 @@ const std::vector<Workload> kWorkloads = {
     {.name = "c1", .host = 1, .subnet = "far", .address = "10.1.1.11", .groups = {}},
 };
 
-std::vector<NicAttachment> connectivityNics() {
-  std::vector<NicAttachment> nics;
-  for (const Workload& w : kWorkloads) {
-    nics.push_back(
-        {.instance = w.name, .subnet = w.subnet, .address = w.address, .securityGroups = w.groups});
-  }
-  return nics;
-}
-
 TEST_F(OvnVpcTest, VpcConnectivityAcrossHostsFollowsSecurityGroupsAndNetworkAcls) {
   Topology topology = connectivityTopology();
-  const std::vector<NicAttachment> nics = connectivityNics();
-  for (const Workload& w : kWorkloads) {
-    const Subnet* subnet = topology.findSubnet(w.subnet);
-    ASSERT_NE(subnet, nullptr);
-    const std::string gateway = Ipv4Address(subnet->cidr.first().value() + 1).str();
-    ToolRun added = cluster_->addWorkload(w.host, w.name, ovnNicPortName(w.name), instanceMac(w.name, false),
-                                          fmt::format("{}/{}", w.address, subnet->cidr.prefix()), gateway);
-    ASSERT_EQ(added.exitCode, 0) << added.output;
-  }
+  std::vector<NicAttachment> nics;
+  addWorkloads(*cluster_, topology, kWorkloads, nics);
+  ASSERT_FALSE(HasFatalFailure());
   const auto started = std::chrono::steady_clock::now();
   apply(topology, "prod", nics);
   apply(topology, "other", nics);
@@ -509,16 +509,8 @@ TEST_F(OvnVpcTest, PeeredVpcsReachEachOtherOnlyWhereRoutesAndGroupsAllowAndNever
       {.name = "pc3", .host = 3, .subnet = "pc-s", .address = "10.32.1.13", .groups = {"pc-srv"}},
   };
   std::vector<NicAttachment> nics;
-  for (const Workload& w : workloads) {
-    const Subnet* subnet = topology.findSubnet(w.subnet);
-    ASSERT_NE(subnet, nullptr);
-    ToolRun added = cluster_->addWorkload(w.host, w.name, ovnNicPortName(w.name), instanceMac(w.name, false),
-                                          fmt::format("{}/{}", w.address, subnet->cidr.prefix()),
-                                          Ipv4Address(subnet->cidr.first().value() + 1).str());
-    ASSERT_EQ(added.exitCode, 0) << added.output;
-    nics.push_back(
-        {.instance = w.name, .subnet = w.subnet, .address = w.address, .securityGroups = w.groups});
-  }
+  addWorkloads(*cluster_, topology, workloads, nics);
+  ASSERT_FALSE(HasFatalFailure());
   auto applyAll = [&] {
     for (const std::string vpc : {"pa", "pb", "pc"}) apply(topology, vpc, nics);
   };
@@ -667,16 +659,8 @@ TEST_F(OvnVpcTest, InternetGatewayNatsOutAndLetsInOnlyToPublicAddresses) {
   };
   const std::string publicAddress = "100.64.128.12";
   std::vector<NicAttachment> nics;
-  for (const Workload& w : workloads) {
-    const Subnet* subnet = topology.findSubnet(w.subnet);
-    ASSERT_NE(subnet, nullptr);
-    ToolRun added = cluster_->addWorkload(w.host, w.name, ovnNicPortName(w.name), instanceMac(w.name, false),
-                                          fmt::format("{}/{}", w.address, subnet->cidr.prefix()),
-                                          Ipv4Address(subnet->cidr.first().value() + 1).str());
-    ASSERT_EQ(added.exitCode, 0) << added.output;
-    nics.push_back(
-        {.instance = w.name, .subnet = w.subnet, .address = w.address, .securityGroups = w.groups});
-  }
+  addWorkloads(*cluster_, topology, workloads, nics);
+  ASSERT_FALSE(HasFatalFailure());
   nics[0].publicAddress = publicAddress;
   // q3 publishes its port 80 as the gateway's 8080; i3, in the isolated subnet, cannot publish.
   nics[1].publish = {{.protocol = Protocol::Tcp, .outsidePort = 8080, .instancePort = 80}};
