@@ -346,8 +346,10 @@ Command psCommand() {
           if (clustered) columns.insert(columns.begin() + 1, "host");
           Table table(columns);
           for (const json& instance : items.is_array() ? items : json::array()) {
-            std::vector<std::string> row{displayText(field(instance, "name")), displayText(field(instance, "kind")),
-                                         displayInstanceState(instance), displayText(field(instance, "ip")),
+            std::vector<std::string> row{displayText(field(instance, "name")),
+                                         displayText(field(instance, "kind")),
+                                         displayInstanceState(instance),
+                                         displayText(field(instance, "ip")),
                                          displayText(field(instance, "image")),
                                          displayMilliseconds(field(field(instance, "boot"), "total_ms")),
                                          displayAge(field(instance, "created_at"))};

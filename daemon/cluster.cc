@@ -575,7 +575,8 @@ Result<json> Cluster::leave() {
     };
     auto removed = removeHostKeys();
     for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-         !removed && removed.error().kind() == ErrorKind::Unavailable && std::chrono::steady_clock::now() < deadline;) {
+         !removed && removed.error().kind() == ErrorKind::Unavailable &&
+         std::chrono::steady_clock::now() < deadline;) {
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
       removed = removeHostKeys();
     }

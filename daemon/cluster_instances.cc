@@ -26,13 +26,15 @@ std::vector<std::string> addressKeys(const schema::InstanceSpec& spec) {
   std::vector<std::string> keys;
   if (!spec.subnet.empty() && !spec.ip.empty())
     keys.push_back(fmt::format("/corral/addresses/{}/{}", spec.subnet, spec.ip));
-  if (!spec.publicAddress.empty()) keys.push_back(fmt::format("/corral/public-addresses/{}", spec.publicAddress));
+  if (!spec.publicAddress.empty())
+    keys.push_back(fmt::format("/corral/public-addresses/{}", spec.publicAddress));
   return keys;
 }
 
 }  // namespace
 
-ClusterInstances::ClusterInstances(ModelLog::ClientSource client, std::string host, NetworkController* network)
+ClusterInstances::ClusterInstances(ModelLog::ClientSource client, std::string host,
+                                   NetworkController* network)
     : client_(std::move(client)), host_(std::move(host)), network_(network) {}
 
 ClusterInstances::~ClusterInstances() {

@@ -384,7 +384,8 @@ void InstanceManager::releaseNic(const std::string& instanceName) {
 }
 
 void InstanceManager::releaseNicsOf(const std::vector<std::string>& instanceNames) {
-  if (InstanceClaims* claims = claims_.load(); claims && !instanceNames.empty()) claims->release(instanceNames);
+  if (InstanceClaims* claims = claims_.load(); claims && !instanceNames.empty())
+    claims->release(instanceNames);
   if (!network_) return;
   if (auto ok = network_->releaseNics(instanceNames); !ok)
     log::warn("releasing the NICs of {}: {}", fmt::join(instanceNames, ", "), ok.error().message());
@@ -435,7 +436,8 @@ Result<json> InstanceManager::run(const schema::InstanceSpec& spec) {
   // host gave a moment ago is learnt, and another is reserved.
   std::optional<net::NicAttachment> nic;
   InstanceClaims* claims = claims_.load();
-  if (!network_ && !spec.subnet.empty()) return fail(invalidField("subnet", "this corrald manages no network"));
+  if (!network_ && !spec.subnet.empty())
+    return fail(invalidField("subnet", "this corrald manages no network"));
   // Only what this run reserved goes back: a NIC of that name may be another host's instance's.
   auto unreserve = [&] {
     if (nic) network_->releaseNic(spec.name);

@@ -192,10 +192,9 @@ Status LoadBalancerProcesses::ensureNamespaceLocked(Proxy& proxy) {
     std::optional<uint32_t> table;
     if (proxy.plan.nics.size() > 1) table = kFirstSourceTable + static_cast<uint32_t>(i);
     const std::string ifname = fmt::format("eth{}", i);
-    auto attached = options_.attach
-                        ? options_.attach(nic, net::netnsPath(netns), ifname, i == 0, table)
-                        : net::attachNamespaceNic(nic.vpcNetns, nic.nic, net::netnsPath(netns), ifname, i == 0,
-                                                  table);
+    auto attached = options_.attach ? options_.attach(nic, net::netnsPath(netns), ifname, i == 0, table)
+                                    : net::attachNamespaceNic(nic.vpcNetns, nic.nic, net::netnsPath(netns),
+                                                              ifname, i == 0, table);
     if (!attached) return fail(std::move(attached.error()));
   }
   removeNetns.dismiss();

@@ -166,7 +166,8 @@ void Service::startBalancers() {
        .haproxy = options.haproxy,
        .netnsPrefix = options.netnsPrefix,
        .attach = [network](const LoadBalancerNicPlan& nic, const std::string& targetNetnsPath,
-                           const std::string& ifname, bool defaultRoute, std::optional<uint32_t> sourceTable) {
+                           const std::string& ifname, bool defaultRoute,
+                           std::optional<uint32_t> sourceTable) {
          return network->attachNamespaceNic(nic.nic.nic.instance, targetNetnsPath, ifname, defaultRoute,
                                             sourceTable);
        }});

@@ -64,7 +64,8 @@ Result<std::vector<ModelEntry>> ModelLog::after(uint64_t applied) {
     auto entry = decodeModelEntry(kv.key, kv.value);
     if (!entry) return fail(std::move(entry.error()));
     if (entry->number != applied + 1 + entries.size())
-      return fail(internalError("cluster model: entry {} follows entry {}", entry->number, applied + entries.size()));
+      return fail(
+          internalError("cluster model: entry {} follows entry {}", entry->number, applied + entries.size()));
     entries.push_back(std::move(*entry));
   }
   return entries;
@@ -75,7 +76,7 @@ Result<bool> ModelLog::append(const ModelEntry& entry) {
   auto client = client_();
   if (!client) return fail(std::move(client.error()).wrap("change the cluster's model"));
   auto written = (*client)->txn({net::etcd::Compare::absent(key)},
-                              {net::etcd::TxnOp::put(key, encodeModelEntry(entry))});
+                                {net::etcd::TxnOp::put(key, encodeModelEntry(entry))});
   if (!written) return fail(std::move(written.error()).wrap("change the cluster's model"));
   return written->succeeded;
 }

@@ -351,8 +351,8 @@ Response Service::serveSharedLocked(const Typed& typed, const api::Request& requ
       modelEntry_.reset();
       if (!std::exchange(modelRaced_, false)) return response;
     }
-    return errorResponse(unavailable("the cluster's model changed under this request {} times: try again",
-                                     kAttempts));
+    return errorResponse(
+        unavailable("the cluster's model changed under this request {} times: try again", kAttempts));
   }
 }
 
@@ -408,8 +408,8 @@ void Service::followModel() {
   if (instances_) instances_->setClaims(nullptr);
   clusterInstances_.reset();
   if (!member) return;
-  clusterInstances_ = std::make_unique<ClusterInstances>([cluster = cluster_.get()] { return cluster->store(); },
-                                                         cluster_->hostName(), network_.get());
+  clusterInstances_ = std::make_unique<ClusterInstances>(
+      [cluster = cluster_.get()] { return cluster->store(); }, cluster_->hostName(), network_.get());
   if (instances_) instances_->setClaims(clusterInstances_.get());
   clusterInstances_->start();
   auto log = std::make_unique<ModelLog>([cluster = cluster_.get()] { return cluster->store(); });
@@ -456,7 +456,6 @@ std::optional<Response> Service::forwardInstance(const Typed& typed) {
   return forwardTo(*host, typed);
 }
 
-
 Result<std::unique_ptr<StdioSession>> Service::openTerminal(const api::TerminalTarget& target) {
   if (!instances_) return fail(unavailable("instances are not managed by this service"));
   if (target.kind == api::TerminalTarget::Kind::console) return instances_->attachConsole(target.name);
@@ -494,9 +493,10 @@ Status Service::checkNoVpcs(std::string_view action) const {
   std::vector<std::string> names;
   for (const net::Vpc* vpc : topology_.vpcs()) names.push_back(vpc->name);
   if (names.empty()) return {};
-  return fail(conflict("cluster {}: this host has VPCs ({}); a cluster's VPCs are made once it is formed "
-                       "and every host holds them: remove them first",
-                       action, fmt::join(names, ", ")));
+  return fail(
+      conflict("cluster {}: this host has VPCs ({}); a cluster's VPCs are made once it is formed "
+               "and every host holds them: remove them first",
+               action, fmt::join(names, ", ")));
 }
 
 Response Service::serveCluster(const api::InitCluster& request) {
@@ -882,7 +882,8 @@ Status Service::commit(Operation&& operation) {
   if (network_) {
     if (auto applied = network_->applyTopology(next); !applied) {
       if (!entry) return fail(applied.error());
-      log::error("cluster model entry {}: the network refused it here: {}", *entry, applied.error().message());
+      log::error("cluster model entry {}: the network refused it here: {}", *entry,
+                 applied.error().message());
     }
   }
   const Clock::time_point applied = Clock::now();

@@ -19,7 +19,6 @@ namespace {
 constexpr std::chrono::seconds kQuickForward{5};
 }  // namespace
 
-
 Result<json> Service::clusterHost(const std::string& name) {
   auto hosts = cluster_->hosts();
   if (!hosts) return fail(hosts.error());
@@ -47,7 +46,8 @@ Result<json> Service::placeInstance(const schema::InstanceSpec& spec) {
                                       host.value("health", "")),
                           "host"));
       if (az && host.value("az", "") != *az)
-        return fail(invalidField("host", "host \"{}\" is in {}, subnet \"{}\" in {}: an instance runs in its "
+        return fail(invalidField("host",
+                                 "host \"{}\" is in {}, subnet \"{}\" in {}: an instance runs in its "
                                  "subnet's availability zone",
                                  spec.host, host.value("az", ""), spec.subnet, *az));
       return host;
@@ -60,7 +60,9 @@ Result<json> Service::placeInstance(const schema::InstanceSpec& spec) {
     return fail(internalError("this host is not in its own cluster's list"));
   }
   // This host when it is in the zone, else the zone's host with the fewest instances.
-  auto load = [](const json& host) { return host["instances"].is_number() ? host["instances"].get<int64_t>() : 0; };
+  auto load = [](const json& host) {
+    return host["instances"].is_number() ? host["instances"].get<int64_t>() : 0;
+  };
   const json* chosen = nullptr;
   for (const json& host : (*hosts)["hosts"]) {
     if (host.value("health", "") != "alive" || host.value("az", "") != *az) continue;
@@ -68,25 +70,27 @@ Result<json> Service::placeInstance(const schema::InstanceSpec& spec) {
     if (chosen == nullptr || load(host) < load(*chosen)) chosen = &host;
   }
   if (chosen == nullptr)
-    return fail(Error(ErrorKind::Conflict,
-                      fmt::format("subnet \"{}\" is in {}, where no host of the cluster is alive (corral cluster "
-                                  "set HOST --az {})",
-                                  spec.subnet, *az, *az),
-                      "subnet"));
+    return fail(
+        Error(ErrorKind::Conflict,
+              fmt::format("subnet \"{}\" is in {}, where no host of the cluster is alive (corral cluster "
+                          "set HOST --az {})",
+                          spec.subnet, *az, *az),
+              "subnet"));
   return *chosen;
 }
 
 Response Service::forwardTo(const json& host, const api::Request& request) {
   const std::string name = host.value("name", "");
   if (host.value("health", "") != "alive")
-    return errorResponse(unavailable("host \"{}\" is {}: its instances cannot be reached", name,
-                                     host.value("health", "")));
+    return errorResponse(
+        unavailable("host \"{}\" is {}: its instances cannot be reached", name, host.value("health", "")));
   const std::string url = host["api_url"].is_string() ? host["api_url"].get<std::string>() : "";
   const size_t colon = url.rfind(':');
   if (!url.starts_with("http://") || colon == std::string::npos || colon < 7)
-    return errorResponse(unavailable("host \"{}\" has no peer API (its corrald runs without "
-                                     "--cluster-api-port)",
-                                     name));
+    return errorResponse(
+        unavailable("host \"{}\" has no peer API (its corrald runs without "
+                    "--cluster-api-port)",
+                    name));
   auto token = cluster_->peerToken();
   if (!token) return errorResponse(conflict("cluster: this host is in no cluster"));
   const std::string address = url.substr(7, colon - 7);
@@ -97,7 +101,8 @@ Response Service::forwardTo(const json& host, const api::Request& request) {
   const bool quick = std::holds_alternative<api::ListInstances>(request) ||
                      std::holds_alternative<api::GetInstance>(request) ||
                      std::holds_alternative<api::GetInstanceLogs>(request);
-  api::Client client = api::Client::peer(address, port, *token, quick ? kQuickForward : std::chrono::seconds(660));
+  api::Client client =
+      api::Client::peer(address, port, *token, quick ? kQuickForward : std::chrono::seconds(660));
   auto answer = client.send(api::renderRequest(request));
   if (!answer) return errorResponse(answer.error().wrap(fmt::format("host \"{}\"", name)));
   json body = json::parse(answer->body, nullptr, false);
@@ -109,7 +114,8 @@ Response Service::forwardTo(const json& host, const api::Request& request) {
 std::optional<Response> Service::forwardInstance(const api::RunInstance& request) {
   if (!clusterInstances_) {
     if (request.spec.host.empty()) return std::nullopt;
-    return errorResponse(invalidField("host", "this corrald runs as a single host (corrald --cluster-address, "
+    return errorResponse(invalidField("host",
+                                      "this corrald runs as a single host (corrald --cluster-address, "
                                       "then corral cluster init or join)"));
   }
   auto host = placeInstance(request.spec);
@@ -152,14 +158,14 @@ std::optional<Response> Service::forwardInstance(const api::ListInstances& reque
     // A lost host (or one that does not answer): its instances as the cluster store last recorded them.
     for (const auto& [instance, entry] : remote) {
       if (entry.host != name) continue;
-      local.body["instances"].push_back({{"name", instance},
-                                         {"kind", schema::instanceKindName(entry.spec.kind)},
-                                         {"state", "lost"},
-                                         {"host", name},
-                                         {"ip", entry.spec.ip.empty() ? json(nullptr) : json(entry.spec.ip)},
-                                         {"image", entry.spec.image},
-                                         {"lost_reason", fmt::format("host {} is {}", name,
-                                                                     host.value("health", "unreachable"))}});
+      local.body["instances"].push_back(
+          {{"name", instance},
+           {"kind", schema::instanceKindName(entry.spec.kind)},
+           {"state", "lost"},
+           {"host", name},
+           {"ip", entry.spec.ip.empty() ? json(nullptr) : json(entry.spec.ip)},
+           {"image", entry.spec.image},
+           {"lost_reason", fmt::format("host {} is {}", name, host.value("health", "unreachable"))}});
     }
   }
   return local;
@@ -178,8 +184,8 @@ std::optional<Response> Service::forwardInstance(const api::RemoveInstances& req
     auto owner = clusterInstances_->ownerOf(name);
     if (owner && *owner && **owner != cluster_->hostName()) {
       auto host = clusterHost(**owner);
-      Response answer = host ? forwardTo(*host, api::RemoveInstance{name, request.force})
-                             : errorResponse(host.error());
+      Response answer =
+          host ? forwardTo(*host, api::RemoveInstance{name, request.force}) : errorResponse(host.error());
       json result = {{"name", name}};
       if (answer.status == 200)
         result["deleted"] = answer.body["deleted"];

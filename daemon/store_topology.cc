@@ -521,13 +521,14 @@ Status Store::apply(const net::Topology& after, const net::Changeset& changes,
     }
   }
   if (modelEntry) {
-    auto statement = Statement::prepare(
-        db_.get(), "INSERT INTO cluster_model (id, applied) VALUES (1, ?) "
-                   "ON CONFLICT (id) DO UPDATE SET applied = excluded.applied");
+    auto statement = Statement::prepare(db_.get(),
+                                        "INSERT INTO cluster_model (id, applied) VALUES (1, ?) "
+                                        "ON CONFLICT (id) DO UPDATE SET applied = excluded.applied");
     if (!statement) return wrap(std::move(statement.error()));
     if (auto bound = statement->bindInt(1, static_cast<int64_t>(*modelEntry)); !bound)
       return wrap(std::move(bound.error()));
-    if (auto status = statement->run(); !status) return wrap(std::move(status.error()).wrap("write model entry"));
+    if (auto status = statement->run(); !status)
+      return wrap(std::move(status.error()).wrap("write model entry"));
   }
   if (auto status = transaction->commit(); !status) return wrap(std::move(status.error()));
   return {};

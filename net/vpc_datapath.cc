@@ -656,7 +656,8 @@ void announceWhenPortRuns(Netlink vpc, const NicPlan& nic, int targetNs, const s
       if ((*link)->running || std::chrono::steady_clock::now() >= until) break;
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    if (auto s = announceAddress(instanceNs.get(), fmt::format("instance {}", instance), ifname, mac, address);
+    if (auto s =
+            announceAddress(instanceNs.get(), fmt::format("instance {}", instance), ifname, mac, address);
         !s) {
       log::warn("instance {}: {}", instance, s.error().message());
     }

@@ -411,14 +411,15 @@ Result<OvnVpcPlan> planOvnVpc(const Topology& topology, std::string_view vpc,
     peeringHops.emplace(peering->name, hostOf(requester ? 2 : 1).str());
     std::string object = fmt::format("peering/{}/router-port", peering->name);
     router.references["ports"].push_back(object);
-    builder.add(OvnRow{.table = "Logical_Router_Port",
-                       .object = std::move(object),
-                       .columns = {{"name", ovnPeeringPortName(vpc, peering->name)},
-                                   {"mac", peeringMac(vpc, peering->name)},
-                                   {"networks", stringSet({fmt::format("{}/{}", ours.str(), peering->link.prefix())})},
-                                   {"peer", stringSet({ovnPeeringPortName(peerVpc, peering->name)})},
-                                   {"options", stringMap({})}},
-                       .references = {}});
+    builder.add(OvnRow{
+        .table = "Logical_Router_Port",
+        .object = std::move(object),
+        .columns = {{"name", ovnPeeringPortName(vpc, peering->name)},
+                    {"mac", peeringMac(vpc, peering->name)},
+                    {"networks", stringSet({fmt::format("{}/{}", ours.str(), peering->link.prefix())})},
+                    {"peer", stringSet({ovnPeeringPortName(peerVpc, peering->name)})},
+                    {"options", stringMap({})}},
+        .references = {}});
   }
 
   for (const RouteTable* table : topology.routeTables(vpc)) {
@@ -792,8 +793,8 @@ Result<ChangeLog> convergeOvnVpc(ovsdb::OvsdbClient& client, const OvnVpcPlan& p
     if (!converged) return fail(std::move(converged.error()));
     if (*converged) return std::move(**converged);
     if (attempt == kAttempts)
-      return fail(conflict("converge vpc {} in OVN: its rows kept changing under {} attempts", plan.vpc,
-                           kAttempts));
+      return fail(
+          conflict("converge vpc {} in OVN: its rows kept changing under {} attempts", plan.vpc, kAttempts));
   }
 }
 

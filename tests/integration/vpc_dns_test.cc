@@ -309,8 +309,10 @@ TEST_F(VpcDns, ResolversAreSupervisedAndLeaveNothingBehind) {
   Lookup afterRestart = resolves(d, "web-1", "web-1", web);
   EXPECT_TRUE(answers(afterRestart, web)) << afterRestart.detail << "\n" << d.logTail();
   // Both roles' dnsmasqs run again (the second may still be starting while the first already answers).
-  EXPECT_TRUE(corral::testing::pollUntil([&] { return ourDnsmasqs(d).size() == 2u; }, std::chrono::seconds(5)))
-      << ourDnsmasqs(d).size() << " dnsmasqs\n" << d.logTail();
+  EXPECT_TRUE(
+      corral::testing::pollUntil([&] { return ourDnsmasqs(d).size() == 2u; }, std::chrono::seconds(5)))
+      << ourDnsmasqs(d).size() << " dnsmasqs\n"
+      << d.logTail();
   const std::vector<pid_t> after = ourDnsmasqs(d);
   for (pid_t pid : after) EXPECT_EQ(std::find(before.begin(), before.end(), pid), before.end()) << pid;
   EXPECT_NE(d.log().find("left by an earlier corrald"), std::string::npos) << d.logTail();

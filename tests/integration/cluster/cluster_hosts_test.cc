@@ -52,7 +52,8 @@ class ClusterOfHosts : public ::testing::Test {
     ASSERT_EQ(cluster_->error(), "") << cluster_->logs();
     for (int host = 1; host <= kHosts; ++host) {
       // t<PID> in the temp dir's name: scripts/sweep-test-leftovers finds a killed test's corralds.
-      auto daemon = std::make_unique<TestDaemon>("t" + std::to_string(::getpid()) + "-clusterd", args(host, true));
+      auto daemon =
+          std::make_unique<TestDaemon>("t" + std::to_string(::getpid()) + "-clusterd", args(host, true));
       daemon->playHostIn(cluster_->hostNetns(host));
       ASSERT_TRUE(daemon->start()) << daemon->logTail();
       daemons_.push_back(std::move(daemon));
@@ -66,7 +67,8 @@ class ClusterOfHosts : public ::testing::Test {
     for (auto& daemon : daemons_) daemon->stop();
     // A TestDaemon ends by starting its corrald again to remove what is left: as a single host (a host
     // killed has no underlay any more: its ovs-vswitchd held it; and the others' members are gone).
-    for (int host = 1; host <= static_cast<int>(daemons_.size()); ++host) at(host).setExtraArgs(args(host, false));
+    for (int host = 1; host <= static_cast<int>(daemons_.size()); ++host)
+      at(host).setExtraArgs(args(host, false));
     daemons_.clear();
     if (cluster_) {
       ToolRun down = cluster_->stop();
@@ -138,8 +140,9 @@ TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
   const std::string token = init.value("token", "");
   ASSERT_FALSE(token.empty()) << init.dump();
   for (int host = 2; host <= kHosts; ++host) {
-    at(host).must("POST", "/v1/cluster/join",
-                  json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az" + std::to_string(host)}});
+    at(host).must(
+        "POST", "/v1/cluster/join",
+        json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az" + std::to_string(host)}});
   }
 
   // The model: made through h2, held by every host.
@@ -174,13 +177,16 @@ TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
 
   // Bad placements: nothing runs anywhere.
   Reply wrongZone = at(1).call("POST", "/v1/instances",
-                               json{{"name", "bad1"}, {"image", "busybox"}, {"command", {"sleep", "1"}},
-                                    {"subnet", "s1"}, {"host", "h2"}});
+                               json{{"name", "bad1"},
+                                    {"image", "busybox"},
+                                    {"command", {"sleep", "1"}},
+                                    {"subnet", "s1"},
+                                    {"host", "h2"}});
   EXPECT_EQ(wrongZone.status, 400) << wrongZone.body.dump();
   EXPECT_EQ(wrongZone.body["error"].value("field", ""), "host");
-  Reply noHost = at(2).call("POST", "/v1/instances",
-                            json{{"name", "bad2"}, {"image", "busybox"}, {"command", {"sleep", "1"}},
-                                 {"subnet", "nowhere"}});
+  Reply noHost = at(2).call(
+      "POST", "/v1/instances",
+      json{{"name", "bad2"}, {"image", "busybox"}, {"command", {"sleep", "1"}}, {"subnet", "nowhere"}});
   EXPECT_EQ(noHost.status, 409) << noHost.body.dump();
   EXPECT_EQ(noHost.body["error"].value("field", ""), "subnet");
   EXPECT_NE(noHost.body["error"].value("message", "").find("az9"), std::string::npos) << noHost.body.dump();

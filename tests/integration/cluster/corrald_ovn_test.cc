@@ -411,8 +411,8 @@ TEST_F(CorraldOnOvn, ALoadBalancerInFrontOfTwoContainersAnswers) {
   daemon_.must("POST", "/v1/target-groups",
                {{"name", "web"}, {"vpc", "lbv"}, {"port", 8080}, {"health_check", health}});
   daemon_.must("POST", "/v1/target-groups/web/register", {{"targets", {"web-1", "web-2"}}}, 200);
-  json created =
-      daemon_.must("POST", "/v1/load-balancers", {{"name", "front"}, {"vpc", "lbv"}, {"subnets", {"la", "lb2"}}});
+  json created = daemon_.must("POST", "/v1/load-balancers",
+                              {{"name", "front"}, {"vpc", "lbv"}, {"subnets", {"la", "lb2"}}});
   ASSERT_EQ(created["nics"].size(), 2u) << created.dump(2);
   const std::string address = created["nics"][0].value("address", "");
   ASSERT_TRUE(address.starts_with("10.73.1.")) << created.dump(2);
@@ -464,7 +464,8 @@ TEST_F(CorraldOnOvn, ALoadBalancerInFrontOfTwoContainersAnswers) {
   EXPECT_NE(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=" + logicalPort}), "")
       << daemon_.logTail();
   const std::string afterRestart = request();
-  EXPECT_TRUE(afterRestart == "web-1" || afterRestart == "web-2") << afterRestart << "\n" << daemon_.logTail();
+  EXPECT_TRUE(afterRestart == "web-1" || afterRestart == "web-2") << afterRestart << "\n"
+                                                                  << daemon_.logTail();
 
   // Deleted: its br-int port and its logical port go.
   daemon_.must("DELETE", "/v1/load-balancers/front", nullptr, 200);

@@ -282,7 +282,8 @@ void addWorkloads(OvnCluster& cluster, const Topology& topology, const std::vect
     ToolRun added = cluster.addWorkload(w.host, w.name, ovnNicPortName(w.name), instanceMac(w.name, false),
                                         fmt::format("{}/{}", w.address, subnet->cidr.prefix()), gateway);
     ASSERT_EQ(added.exitCode, 0) << added.output;
-    nics.push_back({.instance = w.name, .subnet = w.subnet, .address = w.address, .securityGroups = w.groups});
+    nics.push_back(
+        {.instance = w.name, .subnet = w.subnet, .address = w.address, .securityGroups = w.groups});
   }
 }
 
@@ -497,7 +498,8 @@ Topology peeredTopology() {
   ok(t.createSecurityGroup({.name = "pb-srv", .vpc = "pb"}, kNow));
   ok(t.createSecurityGroup({.name = "pc-srv", .vpc = "pc"}, kNow));
   ok(t.addSecurityGroupRule(
-      "pc-srv", {.direction = "ingress", .protocol = "tcp", .fromPort = 80, .toPort = 80, .cidr = "0.0.0.0/0"}));
+      "pc-srv",
+      {.direction = "ingress", .protocol = "tcp", .fromPort = 80, .toPort = 80, .cidr = "0.0.0.0/0"}));
   return t;
 }
 
@@ -579,8 +581,8 @@ TEST_F(OvnVpcTest, PeeredVpcsReachEachOtherOnlyWhereRoutesAndGroupsAllowAndNever
   auto fromPeering = [&](const std::string& to) {
     const std::string ours = ovnPeeringPortName("pb", "pa-pb");
     std::string mac = nbctlOut({"--bare", "get", "Logical_Router_Port", ours, "mac"});
-    std::string theirs = nbctlOut({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pa", "pa-pb"),
-                                   "mac"});
+    std::string theirs =
+        nbctlOut({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pa", "pa-pb"), "mac"});
     std::erase(mac, '"');
     std::erase(theirs, '"');
     ToolRun run = testing::runTool(
@@ -608,10 +610,12 @@ TEST_F(OvnVpcTest, PeeredVpcsReachEachOtherOnlyWhereRoutesAndGroupsAllowAndNever
   ok(topology.deleteRoute("pb-main", "10.30.0.0/16"));
   ok(topology.deletePeering("pa-pb"));
   applyAll();
-  EXPECT_EQ(nbctl({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pa", "pa-pb"), "peer"}).exitCode,
-            1) << "pa's end is gone";
-  EXPECT_EQ(nbctl({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pb", "pa-pb"), "peer"}).exitCode,
-            1) << "pb's end is gone";
+  EXPECT_EQ(
+      nbctl({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pa", "pa-pb"), "peer"}).exitCode, 1)
+      << "pa's end is gone";
+  EXPECT_EQ(
+      nbctl({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pb", "pa-pb"), "peer"}).exitCode, 1)
+      << "pb's end is gone";
   EXPECT_FALSE(exchange("pa1", pb2, 5432)) << "no peering, no path";
   EXPECT_TRUE(exchange("pb2", pc3, 80)) << "the other peering stays";
 

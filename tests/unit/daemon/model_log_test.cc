@@ -82,7 +82,8 @@ class MemoryEtcd final : public etcd::EtcdTransport {
                      {"mod_revision", std::to_string(kv.modified)},
                      {"version", "1"}});
     }
-    Json reply = {{"header", {{"revision", std::to_string(revision_)}}}, {"count", std::to_string(kvs.size())}};
+    Json reply = {{"header", {{"revision", std::to_string(revision_)}}},
+                  {"count", std::to_string(kvs.size())}};
     if (!kvs.empty()) reply["kvs"] = kvs;
     return reply;
   }
@@ -91,8 +92,12 @@ class MemoryEtcd final : public etcd::EtcdTransport {
 };
 
 ModelEntry entry(uint64_t number, std::string host, std::string body = R"({"name":"lab"})") {
-  return ModelEntry{.number = number, .method = "POST", .target = "/v1/vpcs", .body = std::move(body),
-                    .now = 1700000000 + static_cast<int64_t>(number), .host = std::move(host)};
+  return ModelEntry{.number = number,
+                    .method = "POST",
+                    .target = "/v1/vpcs",
+                    .body = std::move(body),
+                    .now = 1700000000 + static_cast<int64_t>(number),
+                    .host = std::move(host)};
 }
 
 TEST(ModelLog, EntriesRoundTripAndKeysSortAsNumbers) {
@@ -142,7 +147,8 @@ TEST(ModelLog, OneNumberIsWonByOneHostAndEntriesComeInOrder) {
   memory->put(modelEntryKey(5), encodeModelEntry(entry(5, "h1")));
   auto gap = log.after(3);
   ASSERT_FALSE(gap);
-  EXPECT_NE(gap.error().message().find("entry 5 follows entry 3"), std::string::npos) << gap.error().message();
+  EXPECT_NE(gap.error().message().find("entry 5 follows entry 3"), std::string::npos)
+      << gap.error().message();
 }
 
 }  // namespace

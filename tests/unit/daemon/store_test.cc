@@ -398,7 +398,8 @@ TEST(Store, VersionOneDatabaseMigratesAndKeepsItsObjects) {
     // What corral 1 left behind: the VPC tables only, user_version 1, and a VPC in them.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+        "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE "
+        "load_balancers; DROP TABLE "
         "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; "
         "DROP TABLE comparisons; "
         "DROP TABLE instances; PRAGMA user_version = 1; "
@@ -424,7 +425,8 @@ TEST(Store, VersionTwoDatabaseMigratesKeepingInstancesAndTakesVmStates) {
     // What corral 2 left behind: its instances table (no 'starting', no VM exit reasons) with a row.
     RawDb raw(path);
     raw.exec(
-        "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+        "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE "
+        "load_balancers; DROP TABLE "
         "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; "
         "DROP TABLE comparisons; "
         "DROP TABLE instances; "
@@ -549,7 +551,8 @@ TEST(Store, UserNamespaceRangeStartIsKeptAndVersionFiveRowsMigrateWithout) {
     ASSERT_TRUE(store->insertInstance(row));
   }
   RawDb(path).exec(
-      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE "
+      "load_balancers; DROP TABLE "
       "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER "
       "TABLE instances DROP "
       "COLUMN user_ns_start; PRAGMA user_version = 5");
@@ -670,7 +673,8 @@ TEST(Store, VersionSevenDatabaseMigratesToNoPeeringsAndNoLoadBalancers) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE "
+      "load_balancers; DROP TABLE "
       "target_groups; DROP TABLE peerings; PRAGMA user_version = 7");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
@@ -816,7 +820,8 @@ TEST(Store, VersionThreeDatabaseMigratesToAnEmptyComparisonList) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE "
+      "load_balancers; DROP TABLE "
       "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; DROP "
       "TABLE comparisons; "
       "ALTER TABLE instances DROP COLUMN oom_kills; "
@@ -836,7 +841,8 @@ TEST(Store, VersionEightDatabaseMigratesToNoLoadBalancers) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE "
+      "load_balancers; DROP TABLE "
       "target_groups; PRAGMA user_version = 8");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
@@ -852,7 +858,9 @@ TEST(Store, VersionNineDatabaseMigratesToNoGroups) {
   TempDir dir;
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
-  RawDb(path).exec("DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; PRAGMA user_version = 9");
+  RawDb(path).exec(
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; PRAGMA user_version = "
+      "9");
   auto store = Store::open(path);
   ASSERT_TRUE(store) << store.error().message();
   EXPECT_EQ(store->schemaVersion(), 11);
@@ -899,7 +907,8 @@ TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   std::string path = dir.file("state.db");
   ASSERT_TRUE(Store::open(path));
   RawDb(path).exec(
-      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE load_balancers; DROP TABLE "
+      "DROP TABLE cluster_model; DROP TABLE group_events; DROP TABLE instance_groups; DROP TABLE "
+      "load_balancers; DROP TABLE "
       "target_groups; DROP TABLE flow_logs; DROP TABLE peerings; ALTER "
       "TABLE instances DROP "
       "COLUMN user_ns_start; "

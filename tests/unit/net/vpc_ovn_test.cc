@@ -199,8 +199,9 @@ Topology peeredTopology() {
   ok(t.addRoute("c-main", {.destination = "10.1.0.0/16", .targetType = "peering", .targetName = "bc"}));
   ok(t.createSecurityGroup({.name = "a-app", .vpc = "a"}, kNow));
   ok(t.createSecurityGroup({.name = "b-db", .vpc = "b"}, kNow));
-  ok(t.addSecurityGroupRule("b-db", {.direction = "ingress", .protocol = "tcp", .fromPort = 5432,
-                                     .toPort = 5432, .peerGroup = "a-app"}));
+  ok(t.addSecurityGroupRule(
+      "b-db",
+      {.direction = "ingress", .protocol = "tcp", .fromPort = 5432, .toPort = 5432, .peerGroup = "a-app"}));
   return t;
 }
 
