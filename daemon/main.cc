@@ -249,7 +249,8 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "on OVN, the physical network that chassis maps to the outside (ovn-bridge-mappings)")
       ("cluster-address", po::value(&options.clusterAddress)->value_name("IP"),
        "run as a host of a cluster (corral cluster init/join): the IPv4 address where this host's etcd member "
-       "listens for clients and peers, and how the other hosts reach it (default: none, a single host)")
+       "listens for clients and peers, and how the other hosts reach it; the cluster's hosts hold the same "
+       "VPCs, and instances run on a host of their subnet's AZ (default: none, a single host)")
       ("host-name", po::value(&options.hostName)->value_name("NAME"),
        "this host's name in the cluster: 1-63 of a-z, 0-9 and '-' (default: the machine's hostname up to its "
        "first '.', lower-cased)")
@@ -259,7 +260,8 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "the TCP port of this host's etcd for its peers")
       ("cluster-api-port", po::value(&options.clusterApiPort)->value_name("PORT"),
        "serve the peer API (the whole API for the cluster's other corralds, each request carrying the cluster's "
-       "token) on CLUSTER_ADDRESS:PORT and advertise it in this host's key as api_url (default: none)")
+       "token) on CLUSTER_ADDRESS:PORT and advertise it in this host's key as api_url: the instances placed on "
+       "this host and the requests for them come through it (default: none)")
       ("cluster-alive-ttl", po::value(&options.clusterAliveTtlS)->default_value(3)->value_name("SECONDS"),
        "the lease of this host's alive key (kept alive every third of it): a host whose corrald died is "
        "shown lost within this many seconds and one more, or a few more when its etcd member was the "

@@ -44,6 +44,15 @@ T ok(Result<T> result) {
 }
 
 // One three-host cluster for the whole fixture: starting one costs seconds.
+// A workload of the simulated hosts playing an instance: its NIC in the plan, its namespace on a host.
+struct Workload {
+  std::string name;  // instance, and the br-int port's name
+  int host;
+  std::string subnet;
+  std::string address;
+  std::vector<std::string> groups;
+};
+
 class OvnVpcTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -113,6 +122,21 @@ class OvnVpcTest : public ::testing::Test {
     ToolRun synced = nbctl({"--wait=hv", "sync"});
     EXPECT_EQ(synced.exitCode, 0) << synced.output;
     return changes ? *changes : ChangeLog{};
+  }
+
+  // Waits until northd reports each workload's logical port up (bound by its host's ovn-controller).
+  void waitUntilUp(const std::vector<Workload>& workloads) {
+    for (const Workload& workload : workloads) {
+      const std::string& instance = workload.name;
+      ASSERT_TRUE(testing::pollUntil(
+          [&] {
+            return nbctl({"--bare", "get", "Logical_Switch_Port", ovnNicPortName(instance), "up"}).output ==
+                   "true\n";
+          },
+          30s))
+          << instance << " not up\n"
+          << cluster_->logs();
+    }
   }
 
   static TempDir* dir_;
@@ -263,14 +287,6 @@ TEST_F(OvnVpcTest, ConvergesOnceRepairsDriftLeavesForeignRowsAndDestroys) {
 
 // ---- Connectivity across hosts ----
 
-struct Workload {
-  std::string name;  // instance, and the br-int port's name
-  int host;
-  std::string subnet;
-  std::string address;
-  std::vector<std::string> groups;
-};
-
 // Each workload on its host, bound to its NIC's logical port (ovn_cluster.sh add-workload: its subnet's
 // prefix, the subnet's .1 as gateway); `nics` gets each one's NIC for the plan.
 void addWorkloads(OvnCluster& cluster, const Topology& topology, const std::vector<Workload>& workloads,
@@ -334,16 +350,8 @@ TEST_F(OvnVpcTest, VpcConnectivityAcrossHostsFollowsSecurityGroupsAndNetworkAcls
   apply(topology, "prod", nics);
   apply(topology, "other", nics);
   EXPECT_EQ(apply(topology, "prod", nics), ChangeLog{}) << "converged once";
-  for (const Workload& w : kWorkloads) {
-    ASSERT_TRUE(testing::pollUntil(
-        [&] {
-          return nbctl({"--bare", "get", "Logical_Switch_Port", ovnNicPortName(w.name), "up"}).output ==
-                 "true\n";
-        },
-        30s))
-        << w.name << " not up\n"
-        << cluster_->logs();
-  }
+  waitUntilUp(kWorkloads);
+  ASSERT_FALSE(HasFatalFailure());
   ToolRun synced = nbctl({"--wait=hv", "sync"});
   ASSERT_EQ(synced.exitCode, 0) << synced.output;
   std::fprintf(stderr, "converged and bound in %lld ms\n",
@@ -519,16 +527,8 @@ TEST_F(OvnVpcTest, PeeredVpcsReachEachOtherOnlyWhereRoutesAndGroupsAllowAndNever
   applyAll();
   for (const std::string vpc : {"pa", "pb", "pc"})
     EXPECT_EQ(apply(topology, vpc, nics), ChangeLog{}) << vpc << ": converged once";
-  for (const Workload& w : workloads) {
-    ASSERT_TRUE(testing::pollUntil(
-        [&] {
-          return nbctl({"--bare", "get", "Logical_Switch_Port", ovnNicPortName(w.name), "up"}).output ==
-                 "true\n";
-        },
-        30s))
-        << w.name << " not up\n"
-        << cluster_->logs();
-  }
+  waitUntilUp(workloads);
+  ASSERT_FALSE(HasFatalFailure());
   // The link's two ends, one in each VPC's rows, name each other.
   EXPECT_EQ(nbctlOut({"--bare", "get", "Logical_Router_Port", ovnPeeringPortName("pa", "pa-pb"), "peer"}),
             ovnPeeringPortName("pb", "pa-pb"));
@@ -684,16 +684,8 @@ TEST_F(OvnVpcTest, InternetGatewayNatsOutAndLetsInOnlyToPublicAddresses) {
   ASSERT_TRUE(plan) << plan.error().message();
   ASSERT_TRUE(convergeOvnVpc(*client_, *plan));
   EXPECT_EQ(ok(convergeOvnVpc(*client_, *plan)), ChangeLog{}) << "the gateway's rows converge once too";
-  for (const Workload& w : workloads) {
-    ASSERT_TRUE(testing::pollUntil(
-        [&] {
-          return nbctl({"--bare", "get", "Logical_Switch_Port", ovnNicPortName(w.name), "up"}).output ==
-                 "true\n";
-        },
-        30s))
-        << w.name << " not up\n"
-        << cluster_->logs();
-  }
+  waitUntilUp(workloads);
+  ASSERT_FALSE(HasFatalFailure());
   ToolRun synced = nbctl({"--wait=hv", "sync"});
   ASSERT_EQ(synced.exitCode, 0) << synced.output;
   const std::string northd = testing::readFile(cluster_->dir() + "/northd.log");
