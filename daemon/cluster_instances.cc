@@ -182,7 +182,8 @@ Result<std::optional<std::string>> ClusterInstances::ownerOf(const std::string& 
   return std::optional<std::string>(record->host);
 }
 
-void ClusterInstances::start() {
+void ClusterInstances::start(std::function<void()> synced) {
+  onSynced_ = std::move(synced);
   follower_ = std::thread([this] { follow(); });
 }
 
@@ -203,6 +204,8 @@ void ClusterInstances::follow() {
         continue;
       }
       watch = std::move(*made);
+      synced_ = true;
+      if (onSynced_) onSynced_();
     }
     auto event = watch->next(200ms);
     if (!event) {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,8 +43,11 @@ class ClusterInstances final : public InstanceClaims {
   Result<bool> claim(const schema::InstanceSpec& spec, const std::string& linkKey) override;
   void release(const std::vector<std::string>& names) override;
 
-  // Reads every instance of the cluster, then follows the changes from a thread of its own.
-  void start();
+  // Reads every instance of the cluster, then follows the changes from a thread of its own; `synced` is
+  // called (from that thread) after each whole read, the first one included.
+  void start(std::function<void()> synced);
+  // Whether every instance of the cluster has been read once.
+  bool synced() const { return synced_.load(); }
 
   struct Remote {
     std::string host;
@@ -76,6 +80,8 @@ class ClusterInstances final : public InstanceClaims {
   mutable std::mutex mutex_;
   std::map<std::string, Remote> remote_;  // under mutex_
   std::atomic<bool> stop_{false};
+  std::atomic<bool> synced_{false};
+  std::function<void()> onSynced_;
   std::thread follower_;
 };
 

@@ -731,6 +731,12 @@ int run(const Options& options, StartupReport& report) {
                                           .ovsDatabase = options.ovsDatabase,
                                           .ovsNetns = options.ovsNetns,
                                           .prefix = options.netnsPrefix};
+    // A cluster host starting again: OVN's rows wait for its copy of the cluster's model (Cluster keeps
+    // what this host is in in STATE_DIR/cluster/member.json).
+    std::error_code unreadable;
+    networkOptions.ovnAwaitCluster =
+        !options.clusterAddress.empty() &&
+        std::filesystem::exists(options.stateDir + "/cluster/member.json", unreadable);
   }
   if (!networkOptions.uplink.netns.empty() && !net::netnsExists(networkOptions.uplink.netns)) {
     report.failed(fmt::format("--uplink-netns: namespace \"{}\" does not exist (ip netns add {})",

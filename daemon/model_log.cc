@@ -57,7 +57,14 @@ ModelLog::~ModelLog() {
 Result<std::vector<ModelEntry>> ModelLog::after(uint64_t applied) {
   auto client = client_();
   if (!client) return fail(std::move(client.error()).wrap("read the cluster's model"));
+  // A read is safe to send again: while the members elect a new leader (the leader's host died a moment
+  // ago) it is tried for up to 3 s before the caller sees "no quorum".
   auto read = (*client)->getRange(modelEntryKey(applied + 1), net::etcd::prefixRangeEnd(kModelLogPrefix));
+  for (const auto deadline = std::chrono::steady_clock::now() + 3s;
+       !read && read.error().kind() == ErrorKind::Unavailable && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(200ms);
+    read = (*client)->getRange(modelEntryKey(applied + 1), net::etcd::prefixRangeEnd(kModelLogPrefix));
+  }
   if (!read) return fail(std::move(read.error()).wrap("read the cluster's model"));
   std::vector<ModelEntry> entries;
   for (const net::etcd::KeyValue& kv : read->kvs) {

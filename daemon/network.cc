@@ -79,6 +79,7 @@ std::string routeTargetText(const net::RouteTarget& target) {
 NetworkController::NetworkController(NetworkOptions options, net::Topology topology)
     : options_(std::move(options)), topology_(std::move(topology)) {
   if (options_.kernel && options_.ovn) ovn_ = std::make_unique<OvnFabric>(*options_.ovn);
+  ovnAwaiting_ = ovn_ != nullptr && options_.ovnAwaitCluster;
 }
 
 NetworkController::~NetworkController() {
@@ -162,6 +163,7 @@ Status NetworkController::convergeOvnLocked(const net::Topology& topology, const
   auto plan = ovnPlanLocked(topology, vpc);
   if (!plan) return fail(plan.error());
   ovnApplied_.erase(vpc);  // until this succeeds the rows are in no known state
+  if (ovnAwaiting_) return {};  // endClusterWait() converges every VPC
   auto changed = ovn_->converge(*plan);
   if (!changed) return fail(changed.error());
   for (const std::string& line : *changed) {
@@ -193,6 +195,7 @@ Status NetworkController::applyTopologyOvnLocked(const net::Topology& next) {
     for (const net::Vpc* vpc : topology_.vpcs()) {
       if (next.findVpc(vpc->name)) continue;
       ovnApplied_.erase(vpc->name);
+      if (ovnAwaiting_) continue;  // endClusterWait() removes the rows of VPCs no longer in the model
       if (auto ok = ovn_->destroy(vpc->name); !ok) {
         result = fail(ok.error().wrap(fmt::format("delete vpc \"{}\"", vpc->name)));
         break;
@@ -233,8 +236,19 @@ void NetworkController::updateOvnPeersLocked(const std::string& vpc) {
   }
 }
 
+std::vector<std::string> NetworkController::endClusterWait() {
+  std::lock_guard lock(mutex_);
+  if (!ovn_ || !ovnAwaiting_) return {};
+  ovnAwaiting_ = false;
+  log::info("cluster: this host's copy caught up; its VPCs' OVN rows are written again");
+  return reconcileOvnLocked();
+}
+
 std::vector<std::string> NetworkController::reconcileOvnLocked() {
   std::vector<std::string> changes;
+  if (ovnAwaiting_) {
+    log::info("reconcile (OVN): waiting for the cluster's model before writing any row");
+  }
   std::vector<const net::Vpc*> vpcs = topology_.vpcs();
   std::stable_sort(vpcs.begin(), vpcs.end(),
                    [](const net::Vpc* a, const net::Vpc* b) { return a->createdAt < b->createdAt; });
@@ -244,7 +258,8 @@ std::vector<std::string> NetworkController::reconcileOvnLocked() {
       changes.push_back(fmt::format("vpc {}: FAILED: {}", vpc->name, ok.error().message()));
     }
   }
-  if (auto inDatabase = ovn_->vpcs(); inDatabase) {
+  if (auto inDatabase = ovnAwaiting_ ? Result<std::vector<std::string>>(std::vector<std::string>{}) : ovn_->vpcs();
+      inDatabase) {
     for (const std::string& vpc : *inDatabase) {
       if (topology_.findVpc(vpc)) continue;
       if (auto ok = ovn_->destroy(vpc); !ok) {

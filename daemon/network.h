@@ -63,6 +63,10 @@ struct NetworkOptions {
   // physical network it maps to the outside (ovn-bridge-mappings). Empty: internet gateways are refused.
   std::string ovnGatewayChassis;
   std::string ovnOutsideNetwork;
+  // A cluster host starting again (corrald --cluster-address with a membership in its state): OVN's rows
+  // are the whole cluster's, and this host's copy may lack VPCs and instances made while it was down, so
+  // nothing is written to the northbound database until endClusterWait() (the copy caught up).
+  bool ovnAwaitCluster = false;
 };
 
 // A load balancer's NIC in a subnet is kept like an instance's, under "BALANCER.SUBNET.lb" ('.' is never in
@@ -166,6 +170,9 @@ class NetworkController {
   // Converges every VPC of the model (recreating what is missing) and removes namespaces of this prefix
   // that the model does not know; everything it did is logged and returned.
   std::vector<std::string> reconcile();
+  // The copy of the cluster's model and instances caught up (ovnAwaitCluster): from now on the VPCs'
+  // rows are written, and every VPC is reconciled as reconcile() does. A no-op when not waiting.
+  std::vector<std::string> endClusterWait();
   // GET /v1/vpcs/NAME/topology (docs/api.md); `instances` is GET /v1/instances's list, for their state.
   Result<nlohmann::json> topologyJson(const std::string& vpc, const nlohmann::json& instances) const;
   // One instance's part of topologyJson, for patching a kept picture when its NIC joins or its state
@@ -330,6 +337,7 @@ class NetworkController {
   std::unique_ptr<InstanceMetadataServer> metadata_;  // opened by reconcile() when a lookup is set
   // The OVN backend (options_.ovn with the kernel), and by VPC the plan its rows were last converged to.
   std::unique_ptr<OvnFabric> ovn_;
+  bool ovnAwaiting_ = false;  // options_.ovnAwaitCluster until endClusterWait()
   std::map<std::string, net::OvnVpcPlan, std::less<>> ovnApplied_;
 };
 

@@ -411,7 +411,11 @@ void Service::followModel() {
   clusterInstances_ = std::make_unique<ClusterInstances>(
       [cluster = cluster_.get()] { return cluster->store(); }, cluster_->hostName(), network_.get());
   if (instances_) instances_->setClaims(clusterInstances_.get());
-  clusterInstances_->start();
+  clusterInstances_->start([this] {
+    std::lock_guard lock(mutex_);
+    if (auto caught = catchUpLocked(); !caught) return;  // the model log's watch tries again
+    endClusterWaitLocked();
+  });
   auto log = std::make_unique<ModelLog>([cluster = cluster_.get()] { return cluster->store(); });
   ModelLog* raw = log.get();
   {
@@ -422,9 +426,16 @@ void Service::followModel() {
   }
   raw->watch([this] {
     std::lock_guard lock(mutex_);
-    if (auto caught = catchUpLocked(); !caught)
+    if (auto caught = catchUpLocked(); !caught) {
       log::warn("cluster model: catching up: {}", caught.error().message());
+      return;
+    }
+    endClusterWaitLocked();
   });
+}
+
+void Service::endClusterWaitLocked() {
+  if (network_ && clusterInstances_ && clusterInstances_->synced()) network_->endClusterWait();
 }
 
 namespace {

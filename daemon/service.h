@@ -283,6 +283,9 @@ class Service final : private TargetGroupSeam {
   // Starts (a member) or stops (not one) following the cluster's model log and the cluster's instances
   // (clusterInstances_), after open, init, join, leave.
   void followModel();
+  // Once both are read (the model caught up, every instance seen), the network writes OVN's rows again
+  // (NetworkController::endClusterWait; a no-op unless it waited).
+  void endClusterWaitLocked();
 
   // ---- Instance work across the cluster's hosts (daemon/service_cluster.cc), without mutex_ ----
   // nullopt: this host serves it. Otherwise the answer of the host that does (the request forwarded to its
