@@ -14,12 +14,23 @@
 #include <sstream>
 
 #include "core/log.h"
+#include "core/retry.h"
 #include "core/unique_fd.h"
 #include "schema/cidr.h"
 #include "schema/names.h"
 
 namespace corral::daemon {
 namespace {
+
+// etcd adds or removes a voting member only once every member has been connected for its health
+// interval (5 s): such a refusal is worth sending again.
+bool unhealthyCluster(const Error& error) {
+  return error.message().find("unhealthy cluster") != std::string::npos;
+}
+// The store electing a leader (or without quorum a moment longer).
+bool noQuorum(const Error& error) {
+  return error.kind() == ErrorKind::Unavailable;
+}
 
 using json = nlohmann::json;
 using net::etcd::Compare;
@@ -310,13 +321,8 @@ Result<json> Cluster::join(const std::string& address, const std::string& token,
   };
   // etcd adds a voting member only once every member has been connected for its health interval (5 s):
   // a host that joined moments ago makes the next add wait ("unhealthy cluster"; refused, so resent).
-  auto added = remote.memberAdd({peerUrl()});
-  for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-       !added && added.error().message().find("unhealthy cluster") != std::string::npos &&
-       std::chrono::steady_clock::now() < deadline;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    added = remote.memberAdd({peerUrl()});
-  }
+  auto added = retryWithin(std::chrono::seconds(20), std::chrono::milliseconds(250), unhealthyCluster,
+                           [&] { return remote.memberAdd({peerUrl()}); });
   if (!added) {
     dropReservation();
     return fail(added.error().wrap(fmt::format("cluster join {}", address)));
@@ -553,13 +559,8 @@ Result<json> Cluster::leave() {
     for (const auto& member : *members)
       if (member.name == options_.hostName) id = member.id;
     // Like an add, a remove waits until every member has been connected for etcd's health interval.
-    Status gone = through.memberRemove(id);
-    for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-         !gone && gone.error().message().find("unhealthy cluster") != std::string::npos &&
-         std::chrono::steady_clock::now() < deadline;) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-      gone = through.memberRemove(id);
-    }
+    Status gone = retryWithin(std::chrono::seconds(20), std::chrono::milliseconds(250), unhealthyCluster,
+                              [&] { return through.memberRemove(id); });
     if (!gone) {
       resume();
       return fail(gone.error().wrap("cluster leave: member remove"));
@@ -569,17 +570,10 @@ Result<json> Cluster::leave() {
                        options_.requestTimeout);
     // When the member that left was the leader, the others elect one first ("leader changed", "no
     // leader"): the keys go once they have (a second or two).
-    auto removeHostKeys = [&] {
+    auto removed = retryWithin(std::chrono::seconds(10), std::chrono::milliseconds(250), noQuorum, [&] {
       Status auth = staying.authenticate(kRootUser, m.token);
       return auth ? staying.txn({}, removeKeys) : Result<net::etcd::TxnResult>(fail(auth.error()));
-    };
-    auto removed = removeHostKeys();
-    for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-         !removed && removed.error().kind() == ErrorKind::Unavailable &&
-         std::chrono::steady_clock::now() < deadline;) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-      removed = removeHostKeys();
-    }
+    });
     if (!removed) {
       warning = fmt::format("the member was removed but its host keys stay: {}", removed.error().message());
       log::warn("cluster leave: {}", *warning);

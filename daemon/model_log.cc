@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/log.h"
+#include "core/retry.h"
 
 namespace corral::daemon {
 
@@ -59,12 +60,11 @@ Result<std::vector<ModelEntry>> ModelLog::after(uint64_t applied) {
   if (!client) return fail(std::move(client.error()).wrap("read the cluster's model"));
   // A read is safe to send again: while the members elect a new leader (the leader's host died a moment
   // ago) it is tried for up to 3 s before the caller sees "no quorum".
-  auto read = (*client)->getRange(modelEntryKey(applied + 1), net::etcd::prefixRangeEnd(kModelLogPrefix));
-  for (const auto deadline = std::chrono::steady_clock::now() + 3s;
-       !read && read.error().kind() == ErrorKind::Unavailable && std::chrono::steady_clock::now() < deadline;) {
-    std::this_thread::sleep_for(200ms);
-    read = (*client)->getRange(modelEntryKey(applied + 1), net::etcd::prefixRangeEnd(kModelLogPrefix));
-  }
+  auto read = retryWithin(
+      3s, 200ms, [](const Error& error) { return error.kind() == ErrorKind::Unavailable; },
+      [&] {
+        return (*client)->getRange(modelEntryKey(applied + 1), net::etcd::prefixRangeEnd(kModelLogPrefix));
+      });
   if (!read) return fail(std::move(read.error()).wrap("read the cluster's model"));
   std::vector<ModelEntry> entries;
   for (const net::etcd::KeyValue& kv : read->kvs) {
