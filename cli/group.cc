@@ -18,8 +18,10 @@ std::string membersText(const json& group) {
   std::string text;
   for (const json& member : field(group, "members")) {
     if (!text.empty()) text += ", ";
-    text += fmt::format("{} ({}, {})", displayText(field(member, "name")),
-                        displayText(field(member, "state")), displayText(field(member, "subnet")));
+    text += fmt::format("{} ({}, {}", displayText(field(member, "name")), displayText(field(member, "state")),
+                        displayText(field(member, "subnet")));
+    // On a cluster: another host's member names its host.
+    text += member.contains("host") ? fmt::format(", on host {})", displayText(field(member, "host"))) : ")";
   }
   return text.empty() ? "-" : text;
 }
@@ -40,7 +42,7 @@ std::string policyText(const json& policy) {
 void printGroup(const json& group) {
   const json& policy = field(group, "policy");
   const json& requests = field(group, "requests_per_target");
-  printFields({
+  std::vector<std::pair<std::string, std::string>> fields = {
       {"name", displayText(field(group, "name"))},
       {"image", displayText(field(field(group, "template"), "image"))},
       {"kind", displayText(field(field(group, "template"), "kind"))},
@@ -59,7 +61,10 @@ void printGroup(const json& group) {
        requests.is_number() ? fmt::format("{:.1f}", requests.get<double>()) : "-"},
       {"members", membersText(group)},
       {"created", displayTime(field(group, "created_at"))},
-  });
+  };
+  // On a cluster: the host that keeps the group (its controller launches and replaces the members).
+  if (group.contains("host")) fields.insert(fields.begin() + 1, {"host", displayText(field(group, "host"))});
+  printFields(fields);
 }
 
 std::string eventTime(const json& atMs) {
@@ -98,7 +103,9 @@ Command groupCommand() {
       "create a group of cattle: corrald keeps DESIRED healthy members (NAME-1, NAME-2, ...; a number is\n"
       "never reused), spread over the subnets (the one with the fewest members first, like AZs), and\n"
       "replaces a member that exits, is killed or fails to start. The members are ordinary instances made\n"
-      "from the template flags (those of corral run); `corral ps` shows them.",
+      "from the template flags (those of corral run); `corral ps` shows them. On a cluster the host the\n"
+      "group is created on keeps it; each member runs on a host of its subnet's availability zone, and a\n"
+      "lost host's members are replaced in a zone that has a live host.",
       {{"NAME", "the group's name: 1-55 of a-z, 0-9 and '-'"}},
       "--subnets S1[,S2...] --min N --max M [--desired D] [--target-group TG [--health instance|elb]] "
       "[--container | --vm] "
@@ -131,10 +138,16 @@ Command groupCommand() {
           leaf("ls", "list the groups: desired, healthy and bounds", {}, "", nullptr,
                [](const Invocation& invocation) {
                  return respond(invocation, api::ListGroups{}, [](const json& answer) {
-                   Table table({"name", "image", "min", "desired", "max", "healthy", "policy", "subnets"});
+                   // On a cluster each group names the host that keeps it (a lost host's: its reason).
+                   bool clustered = false;
+                   for (const json& group : field(answer, "groups")) clustered = clustered || group.contains("host");
+                   std::vector<std::string> columns{"name",    "image",  "min",    "desired",
+                                                    "max",     "healthy", "policy", "subnets"};
+                   if (clustered) columns.insert(columns.begin() + 1, "host");
+                   Table table(columns);
                    for (const json& group : field(answer, "groups")) {
                      const json& policy = field(group, "policy");
-                     table.add({displayText(field(group, "name")),
+                     std::vector<std::string> row{displayText(field(group, "name")),
                                 displayText(field(field(group, "template"), "image")),
                                 displayText(field(group, "min")), displayText(field(group, "desired")),
                                 displayText(field(group, "max")), displayText(field(group, "healthy")),
@@ -143,7 +156,13 @@ Command groupCommand() {
                                     ? fmt::format("{} req/target/min",
                                                   targetText(field(policy, "requests_per_target")))
                                     : fmt::format("cpu {}%", targetText(field(policy, "cpu_target"))),
-                                displayText(field(group, "subnets"))});
+                                displayText(field(group, "subnets"))};
+                     if (clustered)
+                       row.insert(row.begin() + 1, group.contains("lost_reason")
+                                                       ? fmt::format("{} (lost: {})", displayText(field(group, "host")),
+                                                                     displayText(field(group, "lost_reason")))
+                                                       : displayText(field(group, "host")));
+                     table.add(std::move(row));
                    }
                    printList(
                        table,

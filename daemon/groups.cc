@@ -104,6 +104,8 @@ GroupController::GroupController(Store& store, InstanceManager& instances, SpecC
                                  CpuUsageReader cpu, TargetGroupSeam* targetGroups, GroupOptions options)
     : store_(store),
       instances_(instances),
+      local_(instances),
+      fleet_(&local_),
       check_(std::move(check)),
       cpu_(std::move(cpu)),
       targetGroups_(targetGroups),
@@ -116,6 +118,22 @@ GroupController::~GroupController() {
     thread_.join();
   }
   instances_.setEndedListener({});
+}
+
+std::vector<Member> GroupController::allMembers(const std::optional<std::string>& only) {
+  std::set<std::string> names;
+  if (only) {
+    names.insert(*only);
+  } else {
+    std::lock_guard lock(mutex_);
+    for (const auto& [name, group] : groups_) names.insert(name);
+  }
+  return fleet().members(names);
+}
+
+void GroupController::setFleet(GroupFleet* fleet) {
+  fleet_.store(fleet != nullptr ? fleet : &local_);
+  wake();
 }
 
 void GroupController::start() {
@@ -142,7 +160,7 @@ void GroupController::loop(std::stop_token stop) {
 
 void GroupController::reconcileAll() {
   std::lock_guard pass(passMutex_);
-  std::vector<Member> members = instances_.groupMembers();
+  std::vector<Member> members = allMembers();
   removeOrphans(members);
   std::vector<std::string> names;
   {
@@ -161,14 +179,21 @@ void GroupController::reconcileAll() {
   }
 }
 
-// Members of a group that is gone (removed while corrald was down halfway through `group rm --force`).
+// This host's members of a group that is gone (removed while corrald was down halfway through `group rm
+// --force`); on a cluster, members of another host's group are its own to count.
 void GroupController::removeOrphans(const std::vector<Member>& members) {
-  std::vector<std::string> orphans;
+  std::vector<Member> candidates;
   {
     std::lock_guard lock(mutex_);
     for (const Member& member : members)
-      if (!groups_.contains(member.group) && !isBusy(member.state)) orphans.push_back(member.name);
+      if (member.host.empty() && !groups_.contains(member.group) && !isBusy(member.state))
+        candidates.push_back(member);
   }
+  if (candidates.empty()) return;
+  const std::vector<std::string> others = fleet().othersGroups();
+  std::vector<std::string> orphans;
+  for (const Member& member : candidates)
+    if (std::find(others.begin(), others.end(), member.group) == others.end()) orphans.push_back(member.name);
   if (orphans.empty()) return;
   log::info("groups: removing {} member(s) of groups that no longer exist", orphans.size());
   if (auto removed = terminate(orphans); !removed)
@@ -177,7 +202,7 @@ void GroupController::removeOrphans(const std::vector<Member>& members) {
 
 Result<std::vector<Result<json>>> GroupController::terminate(const std::vector<std::string>& names) {
   if (targetGroups_) targetGroups_->deregisterEverywhere(names);
-  return instances_.removeMany(names, true);
+  return fleet().remove(names);
 }
 
 void GroupController::reconcileGroup(const std::string& name, std::vector<Member> members) {
@@ -196,7 +221,14 @@ void GroupController::reconcileGroup(const std::string& name, std::vector<Member
   std::vector<std::string> ended;
   std::vector<std::string> why;
   std::vector<Member> healthy;
+  std::vector<std::string> lost;
   for (const Member& member : members) {
+    if (member.lost) {
+      // Its host is lost: it can be neither reached nor removed; counted out, it is replaced (in a zone
+      // with a live host), and counts again if its host comes back (the surplus then scales in).
+      lost.push_back(member.name);
+      continue;
+    }
     if (isHealthy(member.state)) {
       std::optional<std::string> down;
       if (elbHealth && targetGroups_ && member.state == InstanceState::running)
@@ -211,6 +243,21 @@ void GroupController::reconcileGroup(const std::string& name, std::vector<Member
       ended.push_back(member.name);
       why.push_back(fmt::format("unhealthy: {}; replacing it", endingText(member)));
     }
+  }
+  std::vector<std::string> newlyLost;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = groups_.find(name);
+    if (it == groups_.end()) return;
+    for (const std::string& member : lost)
+      if (it->second.lostMembers.insert(member).second) newlyLost.push_back(member);
+    std::erase_if(it->second.lostMembers, [&](const std::string& member) {
+      return std::find(lost.begin(), lost.end(), member) == lost.end();
+    });
+  }
+  for (const std::string& member : newlyLost) {
+    auto host = std::find_if(members.begin(), members.end(), [&](const Member& m) { return m.name == member; });
+    record(name, "lost", member, fmt::format("its host {} is lost; replacing it", host->host));
   }
   // Running members join the target group (again, after a crash between a launch and its registration).
   if (!targetGroup.empty() && targetGroups_) {
@@ -264,8 +311,8 @@ void GroupController::reconcileGroup(const std::string& name, std::vector<Member
     }
     if (Status launched = launchMember(name, healthy); !launched) return;
     std::vector<Member> now;
-    for (const Member& member : instances_.groupMembers())
-      if (member.group == name && isHealthy(member.state)) now.push_back(member);
+    for (const Member& member : allMembers(name))
+      if (member.group == name && !member.lost && isHealthy(member.state)) now.push_back(member);
     if (now.size() <= healthy.size()) return;  // it ended at once: the next pass replaces it
     healthy = std::move(now);
   }
@@ -274,6 +321,23 @@ void GroupController::reconcileGroup(const std::string& name, std::vector<Member
 Status GroupController::launchMember(const std::string& name, const std::vector<Member>& healthy) {
   schema::InstanceSpec spec;
   GroupRow row;
+  std::vector<std::string> subnets;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = groups_.find(name);
+    if (it == groups_.end()) return fail(notFound("group \"{}\" not found", name));
+    const Group& group = it->second;
+    subnets = group.spec.subnets;
+  }
+  // Only subnets a member can be launched in now: on a cluster, those whose AZ has a live host.
+  std::erase_if(subnets, [&](const std::string& subnet) { return !fleet().canLaunchIn(subnet); });
+  if (subnets.empty()) {
+    record(name, "launch-failed", std::nullopt,
+           "no subnet of the group has a live host in its availability zone; next attempt in 1 s");
+    std::lock_guard lock(mutex_);
+    if (auto it = groups_.find(name); it != groups_.end()) it->second.nextLaunchAt = Clock::now() + std::chrono::seconds(1);
+    return fail(conflict("group \"{}\": no subnet has a live host in its availability zone", name));
+  }
   {
     std::lock_guard lock(mutex_);
     auto it = groups_.find(name);
@@ -282,7 +346,7 @@ Status GroupController::launchMember(const std::string& name, const std::vector<
     // AZ balance: the subnet with the fewest healthy members, the first listed on a tie.
     std::string subnet;
     size_t fewest = SIZE_MAX;
-    for (const std::string& candidate : group.spec.subnets) {
+    for (const std::string& candidate : subnets) {
       const size_t count = static_cast<size_t>(std::count_if(
           healthy.begin(), healthy.end(), [&](const Member& m) { return m.subnet == candidate; }));
       if (count < fewest) {
@@ -300,7 +364,7 @@ Status GroupController::launchMember(const std::string& name, const std::vector<
     if (Status saved = store_.putGroup(row); !saved) return fail(saved.error());
     group.row = row;
   }
-  auto started = instances_.run(spec);
+  auto started = fleet().run(spec);
   if (!started) {
     std::chrono::seconds backoff{1};
     {
@@ -329,7 +393,7 @@ Status GroupController::launchMember(const std::string& name, const std::vector<
   std::string where = fmt::format("in subnet {}", spec.subnet);
   if (!targetGroup.empty() && targetGroups_) {
     // A member still starting (a VM booting) is registered by a later pass, once it runs.
-    if (instances_.stateOf(spec.name) == InstanceState::running) {
+    if (fleet().stateOf(spec.name) == InstanceState::running) {
       if (Status registered = targetGroups_->registerTarget(targetGroup, spec.name); registered)
         where += fmt::format(", registered in target group {}", targetGroup);
       else
@@ -367,7 +431,7 @@ void GroupController::samplePolicies() {
     cpuSamples_.clear();
     return;
   }
-  std::vector<Member> members = instances_.groupMembers();
+  std::vector<Member> members = allMembers();
   for (auto& [name, policy, targetGroup] : withPolicy) {
     std::optional<double> measured;
     if (policy.metric == schema::PolicyMetric::requestsPerTarget) {
@@ -508,9 +572,12 @@ json GroupController::render(const Group& group, const std::vector<Member>& memb
   json items = json::array();
   int64_t healthy = 0;
   for (const Member& member : newestFirst(members, group.spec.name)) {
-    if (isHealthy(member.state)) ++healthy;
-    items.push_back(
-        {{"name", member.name}, {"state", instanceStateName(member.state)}, {"subnet", member.subnet}});
+    if (!member.lost && isHealthy(member.state)) ++healthy;
+    json item = {{"name", member.name},
+                 {"state", member.lost ? std::string("lost") : std::string(instanceStateName(member.state))},
+                 {"subnet", member.subnet}};
+    if (!member.host.empty()) item["host"] = member.host;
+    items.push_back(std::move(item));
   }
   std::reverse(items.begin(), items.end());
   json spec = api::bodyJson(group.spec);
@@ -533,7 +600,7 @@ json GroupController::render(const Group& group, const std::vector<Member>& memb
 }
 
 json GroupController::list() {
-  std::vector<Member> members = instances_.groupMembers();
+  std::vector<Member> members = allMembers();
   std::lock_guard lock(mutex_);
   json items = json::array();
   for (const auto& [name, group] : groups_) {
@@ -545,8 +612,13 @@ json GroupController::list() {
   return {{"groups", std::move(items)}};
 }
 
+bool GroupController::has(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  return groups_.contains(name);
+}
+
 Result<json> GroupController::get(const std::string& name) {
-  std::vector<Member> members = instances_.groupMembers();
+  std::vector<Member> members = allMembers(name);
   std::lock_guard lock(mutex_);
   auto it = groups_.find(name);
   if (it == groups_.end()) return fail(notFound("group \"{}\" not found", name));
@@ -559,7 +631,7 @@ Result<json> GroupController::get(const std::string& name) {
 Result<json> GroupController::remove(const std::string& name, bool force) {
   std::lock_guard pass(passMutex_);
   std::vector<std::string> names;
-  for (const Member& member : instances_.groupMembers())
+  for (const Member& member : allMembers(name))
     if (member.group == name) names.push_back(member.name);
   json removed;
   {

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,6 +63,44 @@ class TargetGroupSeam {
   virtual void deregisterEverywhere(const std::vector<std::string>& instances) = 0;
 };
 
+// Where a group's members run, and how they are counted and removed. Without a fleet of its own the
+// controller uses this host's instances; the Service gives one that, on a cluster host, places each member
+// on a host of its subnet's availability zone (forwarding the launch), counts the members every host runs
+// and reports those of a lost host as lost (docs/cluster.md "Groups across hosts").
+class GroupFleet {
+ public:
+  virtual ~GroupFleet() = default;
+  // This host's members of any group, and the other hosts' members of `groups` (the groups this host has).
+  virtual std::vector<InstanceManager::GroupMember> members(const std::set<std::string>& groups) = 0;
+  // Whether a member can be launched in `subnet` now (on a cluster: a host of its AZ is alive).
+  virtual bool canLaunchIn(const std::string& subnet) = 0;
+  virtual Result<nlohmann::json> run(const schema::InstanceSpec& spec) = 0;
+  // Removes the members (forced), each where it runs; one result per name.
+  virtual Result<std::vector<Result<nlohmann::json>>> remove(const std::vector<std::string>& names) = 0;
+  virtual std::optional<InstanceState> stateOf(const std::string& name) = 0;
+  // The groups other hosts of the cluster have: their members on this host are not orphans.
+  virtual std::vector<std::string> othersGroups() = 0;
+};
+
+// This host's instances as the fleet (a single host).
+class LocalFleet final : public GroupFleet {
+ public:
+  explicit LocalFleet(InstanceManager& instances) : instances_(instances) {}
+  std::vector<InstanceManager::GroupMember> members(const std::set<std::string>&) override {
+    return instances_.groupMembers();
+  }
+  bool canLaunchIn(const std::string&) override { return true; }
+  Result<nlohmann::json> run(const schema::InstanceSpec& spec) override { return instances_.run(spec); }
+  Result<std::vector<Result<nlohmann::json>>> remove(const std::vector<std::string>& names) override {
+    return instances_.removeMany(names, true);
+  }
+  std::optional<InstanceState> stateOf(const std::string& name) override { return instances_.stateOf(name); }
+  std::vector<std::string> othersGroups() override { return {}; }
+
+ private:
+  InstanceManager& instances_;
+};
+
 // A member's CPU time so far, in microseconds (its cgroup's), or nullopt when it cannot be read (a VM, an
 // instance that is not running). A seam so the policy's sampling can be tested with synthetic figures.
 using CpuUsageReader = std::function<std::optional<int64_t>(const std::string& instance)>;
@@ -92,12 +131,15 @@ class GroupController {
   GroupController(const GroupController&) = delete;
   GroupController& operator=(const GroupController&) = delete;
 
+  // Where members run from now on (the Service, once it is made); it must outlive the controller.
+  void setFleet(GroupFleet* fleet);
   void start();  // the thread that reconciles every reconcileEvery and when a member ends
   void wake();
 
   Result<nlohmann::json> create(const schema::GroupSpec& spec);
   nlohmann::json list();
   Result<nlohmann::json> get(const std::string& name);
+  bool has(const std::string& name);
   // force: its members are removed with it; without force a group with members is refused.
   Result<nlohmann::json> remove(const std::string& name, bool force);
   Result<nlohmann::json> scale(const std::string& name, int64_t desired);
@@ -126,6 +168,7 @@ class GroupController {
     std::optional<std::pair<schema::RequestCounters, std::chrono::steady_clock::time_point>> requestSample;
     std::optional<TargetGroupSnapshot> targetHealth;  // for the dashboard
     std::chrono::steady_clock::time_point targetHealthAt{};
+    std::set<std::string> lostMembers;  // members whose host is lost, as recorded (an event once each)
   };
   struct CpuSample {
     int64_t usageMicros = 0;
@@ -146,8 +189,14 @@ class GroupController {
               std::string message);
   nlohmann::json render(const Group& group, const std::vector<InstanceManager::GroupMember>& members) const;
 
+  GroupFleet& fleet() const { return *fleet_.load(); }
+  // The members of `only`, or of every group this host has (and this host's members of any group).
+  std::vector<InstanceManager::GroupMember> allMembers(const std::optional<std::string>& only = std::nullopt);
+
   Store& store_;
   InstanceManager& instances_;
+  LocalFleet local_;
+  std::atomic<GroupFleet*> fleet_;
   SpecCheck check_;
   CpuUsageReader cpu_;
   TargetGroupSeam* targetGroups_ = nullptr;

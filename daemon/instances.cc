@@ -622,7 +622,9 @@ std::vector<InstanceManager::GroupMember> InstanceManager::groupMembers() {
                        .state = instance.state(),
                        .exitReason = instance.row.exitReason,
                        .exitCode = instance.row.exitCode,
-                       .exitSignal = instance.row.exitSignal});
+                       .exitSignal = instance.row.exitSignal,
+                       .host = {},
+                       .lost = false});
   }
   return members;
 }

@@ -114,6 +114,10 @@ class InstanceManager final : private InstanceEvents {
     std::optional<ExitReason> exitReason;
     std::optional<int64_t> exitCode;
     std::optional<int64_t> exitSignal;
+    // On a cluster (daemon/groups.h GroupFleet): the host it runs on (empty: this one), and whether that
+    // host is lost (its state then is the last known; the member can be neither reached nor removed).
+    std::string host;
+    bool lost = false;
   };
   std::vector<GroupMember> groupMembers();
   // Checks `spec` as run() would before reserving anything (its driver's configure: the image, the

@@ -6,6 +6,7 @@
 // build. It must precede the Boost includes.
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 
+#include <execinfo.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -19,6 +20,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -828,6 +830,22 @@ int run(const Options& options, StartupReport& report) {
 }  // namespace corral::daemon
 
 int main(int argc, char** argv) {
+  // A C++ exception nothing caught ends corrald: its message and where it was thrown go to the log (stderr),
+  // so the crash can be found (addr2line -C -f -e corrald OFFSET), then the default abort.
+  std::set_terminate([] {
+    if (std::exception_ptr current = std::current_exception()) {
+      try {
+        std::rethrow_exception(current);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "corrald: terminating on an uncaught exception: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "corrald: terminating on an uncaught exception\n");
+      }
+    }
+    void* frames[64];
+    backtrace_symbols_fd(frames, backtrace(frames, 64), 2);
+    std::abort();
+  });
   using namespace corral::daemon;
   auto options = parseOptions(argc, argv);
   if (!options) {

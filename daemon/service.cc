@@ -264,6 +264,7 @@ Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions inst
   if (!groups)
     return fail(groups.error().wrap(fmt::format("loading groups from \"{}\"", service->store_.path())));
   service->groups_ = std::move(*groups);
+  service->groups_->setFleet(static_cast<GroupFleet*>(service.get()));
   service->groups_->start();
   return service;
 }
@@ -297,6 +298,7 @@ Response Service::handle(const api::Request& request) {
           return serveImage(typed);
         } else if constexpr (requires { serveGroup(typed); }) {
           if (!groups_) return errorResponse(unavailable("groups are not managed by this service"));
+          if (auto forwarded = forwardGroup(typed)) return std::move(*forwarded);
           return serveGroup(typed);
         } else if constexpr (std::is_same_v<std::decay_t<decltype(typed)>, api::GetFlowLogs>) {
           // Its checks take the lock themselves; reading the store needs none.
@@ -406,10 +408,13 @@ void Service::followModel() {
   }
   old.reset();  // joins its watch thread, which takes mutex_
   if (instances_) instances_->setClaims(nullptr);
-  clusterInstances_.reset();
-  if (!member) return;
-  clusterInstances_ = std::make_unique<ClusterInstances>(
-      [cluster = cluster_.get()] { return cluster->store(); }, cluster_->hostName(), network_.get());
+  {
+    std::unique_lock fleet(fleetMutex_);
+    clusterInstances_.reset();
+    if (!member) return;
+    clusterInstances_ = std::make_unique<ClusterInstances>(
+        [cluster = cluster_.get()] { return cluster->store(); }, cluster_->hostName(), network_.get());
+  }
   if (instances_) instances_->setClaims(clusterInstances_.get());
   clusterInstances_->start([this] {
     std::lock_guard lock(mutex_);
@@ -605,7 +610,7 @@ Response Service::serveImage(const api::BuildImage& request) {
 
 Response Service::serveInstance(const api::RunInstance& request) {
   // Only a group's controller makes members: a user's instance is never counted as one.
-  if (!request.spec.group.empty())
+  if (!request.spec.group.empty() && !placedMemberHere(request.spec))
     return errorResponse(
         invalidField("group", "members of a group are launched by the group (corral group create)"));
   return instanceResponse(201, instances_->run(request.spec));

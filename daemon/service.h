@@ -11,6 +11,8 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
+#include <shared_mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -95,7 +97,7 @@ struct ObjectCounts {
          networkAcls = 0, peerings = 0;
 };
 
-class Service final : private TargetGroupSeam {
+class Service final : private TargetGroupSeam, private GroupFleet {
  public:
   // Loads the topology from `store`; fails if the stored state does not load or is inconsistent.
   // Also loads the instances and reattaches to the running ones.
@@ -303,6 +305,33 @@ class Service final : private TargetGroupSeam {
   // The host named so in `cluster ls` (an error naming it otherwise).
   Result<nlohmann::json> clusterHost(const std::string& name);
 
+  // ---- Groups across the cluster's hosts (daemon/service_cluster.cc), without mutex_ ----
+  // A group is kept by the host it was created on (its controller launches, counts and replaces its
+  // members); its name is claimed in the cluster store, /corral/groups/NAME = {"host"}, so any host can
+  // forward a request for it. nullopt: this host serves it.
+  template <class Typed>
+  std::optional<Response> forwardGroup(const Typed& request);
+  std::optional<Response> forwardGroup(const api::CreateGroup& request);
+  std::optional<Response> forwardGroup(const api::ListGroups& request);
+  std::optional<Response> forwardGroup(const api::RemoveGroup& request);
+  // Whether this host is in a cluster now (clusterInstances_ under fleetMutex_).
+  bool clustered();
+  // The host holding group `name` in the cluster store; nullopt when none does.
+  Result<std::optional<std::string>> groupOwner(const std::string& name);
+  // Every group of the cluster and the host that has it.
+  Result<std::map<std::string, std::string>> clusterGroups();
+  // A member of another host's group, placed here by that host (spec.host is this host).
+  bool placedMemberHere(const schema::InstanceSpec& spec);
+  // GroupFleet, for the group controller's thread: this host's instances on a single host; on a cluster
+  // host, members placed by AZ through placeInstance/forwardTo and counted on every host (another host's
+  // members read from its peer API each pass; a lost or silent host's are lost).
+  std::vector<InstanceManager::GroupMember> members(const std::set<std::string>& groups) override;
+  bool canLaunchIn(const std::string& subnet) override;
+  Result<nlohmann::json> run(const schema::InstanceSpec& spec) override;
+  Result<std::vector<Result<nlohmann::json>>> remove(const std::vector<std::string>& names) override;
+  std::optional<InstanceState> stateOf(const std::string& name) override;
+  std::vector<std::string> othersGroups() override;
+
   // The same for the load balancers: a copy changed, persisted in one transaction, then made current.
   template <class Operation>
   Status commitBalancers(Operation&& operation);
@@ -392,6 +421,9 @@ class Service final : private TargetGroupSeam {
   // A cluster host's instances in the cluster store (followModel); null otherwise. Declared before
   // instances_, which claims through it, so it is destroyed after.
   std::unique_ptr<ClusterInstances> clusterInstances_;
+  // Held (shared) while the group controller's thread reads clusterInstances_, (unique) while followModel
+  // replaces it.
+  std::shared_mutex fleetMutex_;
   // Declared after store_ and network_: it refers to them, so it is destroyed first. Null without
   // Service::load.
   std::unique_ptr<InstanceManager> instances_;

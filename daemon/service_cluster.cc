@@ -202,7 +202,11 @@ std::optional<Response> Service::forwardInstance(const api::RemoveInstances& req
   if (!here.empty()) {
     Response answer = serveInstance(api::RemoveInstances{here, request.force});
     if (answer.status != 200) return answer;
-    for (json& result : answer.body["results"]) local[result.value("name", "")] = std::move(result);
+    for (json& result : answer.body["results"]) {
+      // The name first: an assignment's right side is evaluated (moved from) before its left.
+      const std::string name = result.value("name", "");
+      local[name] = std::move(result);
+    }
   }
   int64_t removed = 0;
   for (const std::string& name : request.names) {
@@ -214,6 +218,285 @@ std::optional<Response> Service::forwardInstance(const api::RemoveInstances& req
                   {{"results", std::move(results)},
                    {"removed", removed},
                    {"failed", static_cast<int64_t>(request.names.size()) - removed}}};
+}
+
+}  // namespace corral::daemon
+
+// ---- Groups across hosts ----
+
+namespace corral::daemon {
+
+namespace {
+constexpr std::string_view kGroupsPrefix = "/corral/groups/";
+
+std::string groupKey(std::string_view name) {
+  return fmt::format("{}{}", kGroupsPrefix, name);
+}
+
+std::string groupHolder(const std::string& value) {
+  json record = json::parse(value, nullptr, false);
+  return record.is_object() ? record.value("host", "") : std::string();
+}
+
+std::optional<InstanceState> parseState(const json& text) {
+  if (!text.is_string()) return std::nullopt;
+  for (InstanceState state : kAllInstanceStates)
+    if (instanceStateName(state) == text.get<std::string>()) return state;
+  return std::nullopt;
+}
+}  // namespace
+
+bool Service::clustered() {
+  std::shared_lock fleet(fleetMutex_);
+  return clusterInstances_ != nullptr;
+}
+
+Result<std::optional<std::string>> Service::groupOwner(const std::string& name) {
+  auto client = cluster_->store();
+  if (!client) return fail(client.error());
+  auto read = (*client)->get(groupKey(name));
+  if (!read) return fail(read.error());
+  if (read->kvs.empty()) return std::optional<std::string>();
+  return std::optional<std::string>(groupHolder(read->kvs[0].value));
+}
+
+Result<std::map<std::string, std::string>> Service::clusterGroups() {
+  auto client = cluster_->store();
+  if (!client) return fail(client.error());
+  auto read = (*client)->get(kGroupsPrefix, true);
+  if (!read) return fail(read.error());
+  std::map<std::string, std::string> groups;
+  for (const auto& kv : read->kvs) groups[kv.key.substr(kGroupsPrefix.size())] = groupHolder(kv.value);
+  return groups;
+}
+
+bool Service::placedMemberHere(const schema::InstanceSpec& spec) {
+  if (!clustered() || spec.host != cluster_->hostName()) return false;
+  auto owner = groupOwner(spec.group);
+  return owner && *owner && **owner != cluster_->hostName();
+}
+
+template <class Typed>
+std::optional<Response> Service::forwardGroup(const Typed& request) {
+  if (!clustered()) return std::nullopt;
+  if (groups_->has(request.name)) {
+    if constexpr (std::is_same_v<Typed, api::GetGroup>) {
+      Response local = serveGroup(request);
+      if (local.status == 200) local.body["host"] = cluster_->hostName();
+      return local;
+    }
+    return std::nullopt;
+  }
+  auto owner = groupOwner(request.name);
+  if (!owner) return errorResponse(owner.error().wrap(fmt::format("group \"{}\"", request.name)));
+  if (!*owner || **owner == cluster_->hostName()) return std::nullopt;
+  auto host = clusterHost(**owner);
+  if (!host) return errorResponse(host.error());
+  Response answer = forwardTo(*host, request);
+  if constexpr (std::is_same_v<Typed, api::GetGroup>) {
+    if (answer.status == 200) answer.body["host"] = **owner;
+  }
+  return answer;
+}
+template std::optional<Response> Service::forwardGroup(const api::GetGroup&);
+template std::optional<Response> Service::forwardGroup(const api::ScaleGroup&);
+template std::optional<Response> Service::forwardGroup(const api::GetGroupEvents&);
+template std::optional<Response> Service::forwardGroup(const api::SetGroupPolicy&);
+
+std::optional<Response> Service::forwardGroup(const api::CreateGroup& request) {
+  if (!clustered()) return std::nullopt;
+  const std::string& name = request.spec.name;
+  auto client = cluster_->store();
+  if (!client) return errorResponse(client.error().wrap(fmt::format("create group \"{}\"", name)));
+  const std::string key = groupKey(name);
+  auto claimed = (*client)->txn({net::etcd::Compare::absent(key)},
+                                {net::etcd::TxnOp::put(key, json{{"host", cluster_->hostName()}}.dump())},
+                                {net::etcd::TxnOp::get(key)});
+  if (!claimed) return errorResponse(claimed.error().wrap(fmt::format("create group \"{}\"", name)));
+  if (!claimed->succeeded) {
+    std::string holder = "?";
+    if (!claimed->reads.empty() && !claimed->reads[0].kvs.empty())
+      holder = groupHolder(claimed->reads[0].kvs[0].value);
+    return errorResponse(
+        Error(ErrorKind::Conflict, fmt::format("group \"{}\" already exists (on host {})", name, holder), "name"));
+  }
+  Response created = serveGroup(request);
+  if (created.status != 201) {
+    if (auto gone = (*client)->remove(key); !gone)
+      log::warn("group \"{}\": giving its name back: {}", name, gone.error().message());
+  }
+  return created;
+}
+
+std::optional<Response> Service::forwardGroup(const api::RemoveGroup& request) {
+  if (!clustered()) return std::nullopt;
+  if (groups_->has(request.name)) {
+    Response removed = serveGroup(request);
+    if (removed.status == 200) {
+      auto client = cluster_->store();
+      auto gone = client ? (*client)->remove(groupKey(request.name)) : fail(client.error());
+      if (!gone) log::warn("group \"{}\": giving its name back: {}", request.name, gone.error().message());
+    }
+    return removed;
+  }
+  auto owner = groupOwner(request.name);
+  if (!owner) return errorResponse(owner.error().wrap(fmt::format("group \"{}\"", request.name)));
+  if (!*owner || **owner == cluster_->hostName()) return std::nullopt;
+  auto host = clusterHost(**owner);
+  if (!host) return errorResponse(host.error());
+  return forwardTo(*host, request);
+}
+
+std::optional<Response> Service::forwardGroup(const api::ListGroups& request) {
+  if (!clustered()) return std::nullopt;
+  Response local = serveGroup(request);
+  const std::string self = cluster_->hostName();
+  for (json& group : local.body["groups"]) group["host"] = self;
+  auto groups = clusterGroups();
+  auto hosts = groups ? cluster_->hosts() : fail(groups.error());
+  if (!hosts) {
+    local.body["hosts_error"] = hosts.error().message();
+    return local;
+  }
+  for (const auto& [name, owner] : *groups) {
+    if (owner == self) continue;
+    const json* host = nullptr;
+    for (const json& entry : (*hosts)["hosts"])
+      if (entry.value("name", "") == owner) host = &entry;
+    Response answer = host != nullptr ? forwardTo(*host, api::GetGroup{name})
+                                      : errorResponse(unavailable("host \"{}\" is not in the cluster", owner));
+    if (answer.status == 404) continue;  // removed meanwhile
+    if (answer.status == 200) {
+      answer.body["host"] = owner;
+      local.body["groups"].push_back(std::move(answer.body));
+      continue;
+    }
+    // Its host is lost (or silent): the group is named, its members cannot be counted from here.
+    local.body["groups"].push_back({{"name", name},
+                                    {"host", owner},
+                                    {"lost_reason", answer.body["error"].value("message", "no answer")}});
+  }
+  return local;
+}
+
+std::vector<InstanceManager::GroupMember> Service::members(const std::set<std::string>& groups) {
+  std::vector<InstanceManager::GroupMember> all = instances_->groupMembers();
+  std::map<std::string, ClusterInstances::Remote> remote;
+  {
+    std::shared_lock fleet(fleetMutex_);
+    if (!clusterInstances_ || groups.empty()) return all;
+    remote = clusterInstances_->remote();
+  }
+  std::map<std::string, std::vector<std::pair<std::string, schema::InstanceSpec>>> byHost;
+  for (auto& [name, entry] : remote)
+    if (groups.contains(entry.spec.group)) byHost[entry.host].emplace_back(name, std::move(entry.spec));
+  if (byHost.empty()) return all;
+  auto hosts = cluster_->hosts();
+  for (const auto& [hostName, members] : byHost) {
+    // The host's own list: each member's state now. A host that is lost or does not answer: lost.
+    std::map<std::string, json> states;
+    bool answered = false;
+    if (hosts) {
+      for (const json& host : (*hosts)["hosts"]) {
+        if (host.value("name", "") != hostName || host.value("health", "") != "alive") continue;
+        Response answer = forwardTo(host, api::ListInstances{.hostOnly = true});
+        if (answer.status != 200) {
+          log::warn("groups: host {}'s members: {}", hostName, answer.body.dump());
+          break;
+        }
+        answered = true;
+        for (const json& instance : answer.body["instances"])
+          states[instance.value("name", "")] = instance;
+      }
+    }
+    for (const auto& [name, spec] : members) {
+      InstanceManager::GroupMember member{.name = name,
+                                          .group = spec.group,
+                                          .subnet = spec.subnet,
+                                          .state = InstanceState::running,
+                                          .exitReason = std::nullopt,
+                                          .exitCode = std::nullopt,
+                                          .exitSignal = std::nullopt,
+                                          .host = hostName,
+                                          .lost = false};
+      if (!answered) {
+        member.lost = true;
+      } else {
+        auto it = states.find(name);
+        if (it == states.end()) continue;  // removed there a moment ago
+        const json& seen = it->second;
+        member.state = parseState(seen["state"]).value_or(InstanceState::stopped);
+        if (seen["exit_code"].is_number_integer()) member.exitCode = seen["exit_code"].get<int64_t>();
+        if (seen["exit_signal"].is_number_integer()) member.exitSignal = seen["exit_signal"].get<int64_t>();
+        if (seen["exit_reason"].is_string()) {
+          if (auto reason = parseExitReason(seen["exit_reason"].get<std::string>())) member.exitReason = *reason;
+        }
+      }
+      all.push_back(std::move(member));
+    }
+  }
+  return all;
+}
+
+bool Service::canLaunchIn(const std::string& subnet) {
+  if (!clustered()) return true;
+  std::optional<std::string> az;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto caught = catchUpLocked(); !caught) return true;  // the launch says why
+    if (const net::Subnet* found = topology_.findSubnet(subnet)) az = found->availabilityZone;
+  }
+  if (!az) return true;
+  auto hosts = cluster_->hosts();
+  if (!hosts) return true;
+  for (const json& host : (*hosts)["hosts"])
+    if (host.value("health", "") == "alive" && host.value("az", "") == *az) return true;
+  return false;
+}
+
+Result<json> Service::run(const schema::InstanceSpec& spec) {
+  if (!clustered()) return instances_->run(spec);
+  auto host = placeInstance(spec);
+  if (!host) return fail(host.error());
+  if ((*host).value("local", false)) return instances_->run(spec);
+  api::RunInstance placed{spec};
+  placed.spec.host = (*host).value("name", "");
+  Response answer = forwardTo(*host, placed);
+  if (answer.status != 201) return fail(api::errorFromJson(answer.body, answer.status));
+  return std::move(answer.body);
+}
+
+Result<std::vector<Result<json>>> Service::remove(const std::vector<std::string>& names) {
+  std::optional<Response> forwarded;
+  if (clustered()) forwarded = forwardInstance(api::RemoveInstances{names, true});
+  if (!forwarded) return instances_->removeMany(names, true);
+  if (forwarded->status != 200) return fail(api::errorFromJson(forwarded->body, forwarded->status));
+  std::vector<Result<json>> results;
+  for (const json& result : forwarded->body["results"]) {
+    if (result.contains("deleted"))
+      results.emplace_back(result["deleted"]);
+    else
+      results.emplace_back(fail(api::errorFromJson(json{{"error", result["error"]}}, 500)));
+  }
+  return results;
+}
+
+std::optional<InstanceState> Service::stateOf(const std::string& name) {
+  return instances_->stateOf(name);
+}
+
+std::vector<std::string> Service::othersGroups() {
+  std::vector<std::string> names;
+  if (!clustered()) return names;
+  auto groups = clusterGroups();
+  if (!groups) {
+    // Unknown: no member of a group this host lacks is taken for an orphan.
+    log::warn("groups: reading the cluster's groups: {}", groups.error().message());
+    return {"*"};
+  }
+  for (const auto& [name, owner] : *groups)
+    if (owner != cluster_->hostName()) names.push_back(name);
+  return names;
 }
 
 }  // namespace corral::daemon

@@ -137,6 +137,18 @@ class ClusterOfHosts : public ::testing::Test {
     return pollUntil([&] { return ping(through, instance, address); }, timeout);
   }
 
+  // h1 inits the cluster, h2 and h3 join it; host N in azN.
+  void formCluster() {
+    json init = at(1).must("POST", "/v1/cluster", json{{"az", "az1"}});
+    const std::string token = init.value("token", "");
+    ASSERT_FALSE(token.empty()) << init.dump();
+    for (int host = 2; host <= kHosts; ++host) {
+      at(host).must(
+          "POST", "/v1/cluster/join",
+          json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az" + std::to_string(host)}});
+    }
+  }
+
   TempDir dir_{"corral-t" + std::to_string(::getpid()) + "-ovn-hosts"};
   std::unique_ptr<OvnCluster> cluster_;
   std::vector<std::unique_ptr<TestDaemon>> daemons_;
@@ -286,6 +298,82 @@ TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
   // Removing through another host: forwarded to the instance's.
   cliOk(3, {"rm", "-f", "x1"});
   EXPECT_FALSE(listed(1).contains("x1"));
+}
+
+// A group kept by h1 spreads its members over the three AZs' hosts (launched through the others' peer API),
+// counts them wherever they run, replaces one that stopped on another host there, and replaces the members
+// of a host that died in a zone with a live host; any host answers for the group.
+TEST_F(ClusterOfHosts, AGroupSpreadsOverTheZonesAndReplacesALostHostsMembers) {
+  formCluster();
+  cliOk(1, {"vpc", "create", "lab", "--cidr", "10.21.0.0/16"});
+  for (int az = 1; az <= kHosts; ++az) {
+    cliOk(1, {"subnet", "create", fmt::format("s{}", az), "--vpc", "lab", "--cidr",
+              fmt::format("10.21.{}.0/24", az), "--az", fmt::format("az{}", az)});
+  }
+  cliOk(1, {"group", "create", "web", "--subnets", "s1,s2,s3", "--min", "3", "--max", "6", "--", "sleep",
+            "1000"});
+  // The group through h3 (kept by h1): three healthy members, one on each zone's host.
+  auto group = [&](int through) { return at(through).call("GET", "/v1/groups/web").body; };
+  auto hostOf = [&](const std::string& member) { return listedField(2, member, "host"); };
+  ASSERT_TRUE(pollUntil([&] { return group(3).value("healthy", 0) == 3; }, 60s)) << group(3).dump()
+                                                                                   << diagnosis();
+  EXPECT_EQ(group(3).value("host", ""), "h1");
+  EXPECT_EQ(hostOf("web-1"), "h1");
+  EXPECT_EQ(hostOf("web-2"), "h2");
+  EXPECT_EQ(hostOf("web-3"), "h3");
+  CliRun show = at(2).cli({"group", "show", "web"});
+  EXPECT_NE(show.out.find("web-2 (running, s2, on host h2)"), std::string::npos) << show;
+  CliRun ls = at(3).cli({"group", "ls"});
+  EXPECT_NE(ls.out.find("HOST"), std::string::npos) << ls;
+  // One name in the whole cluster: another host refuses it, naming the holder; nothing made.
+  Reply taken = at(3).call("POST", "/v1/groups",
+                           json{{"name", "web"}, {"subnets", {"s3"}}, {"min", 1}, {"max", 2},
+                                {"template", {{"image", "busybox"}, {"command", {"sleep", "1"}}}}});
+  EXPECT_EQ(taken.status, 409) << taken.body.dump();
+  EXPECT_EQ(taken.body["error"].value("field", ""), "name");
+  EXPECT_NE(taken.body["error"].value("message", "").find("h1"), std::string::npos) << taken.body.dump();
+  // A user's instance is never a member.
+  Reply fake = at(1).call("POST", "/v1/instances",
+                          json{{"name", "fake"}, {"image", "busybox"}, {"command", {"sleep", "1"}},
+                               {"subnet", "s1"}, {"group", "web"}});
+  EXPECT_EQ(fake.status, 400) << fake.body.dump();
+  EXPECT_EQ(fake.body["error"].value("field", ""), "group");
+
+  // A member on h2 stops (stopped through h3): h1 removes it there and launches its replacement in s2.
+  cliOk(3, {"stop", "web-2"});
+  ASSERT_TRUE(pollUntil([&] { return hostOf("web-4") == "h2" && !listed(1).contains("web-2"); }, 60s))
+      << group(1).dump() << diagnosis();
+  EXPECT_TRUE(pollUntil([&] { return group(2).value("healthy", 0) == 3; }, 30s)) << group(2).dump();
+
+  // h3 dies: web-3 is lost; h1 launches its replacement in a zone with a live host, and the group stays
+  // at three healthy members, web-3 listed lost on h3.
+  at(3).kill9();
+  ToolRun killed = cluster_->killHost(3);
+  ASSERT_EQ(killed.exitCode, 0) << killed.output;
+  auto stateIn = [](const json& answer, const std::string& member) {
+    for (const json& m : answer["members"])
+      if (m.value("name", "") == member) return m.value("state", "");
+    return std::string();
+  };
+  ASSERT_TRUE(pollUntil(
+      [&] {
+        json now = group(2);
+        return stateIn(now, "web-3") == "lost" && now.value("healthy", 0) == 3 &&
+               stateIn(now, "web-5") == "running";
+      },
+      60s))
+      << group(2).dump() << diagnosis();
+  const std::string replacement = hostOf("web-5");
+  EXPECT_TRUE(replacement == "h1" || replacement == "h2") << replacement;
+  Reply events = at(2).call("GET", "/v1/groups/web/events");
+  EXPECT_NE(events.body.dump().find("its host h3 is lost; replacing it"), std::string::npos) << events.body.dump();
+
+  // Removed through h2 (forwarded to h1): its members on h1 and h2 go; the name is free again.
+  CliRun removed = at(2).cli({"group", "rm", "--force", "web"});
+  ASSERT_EQ(removed.code, 0) << removed << "\n==> h1\n" << at(1).logTail();
+  std::map<std::string, json> left = listed(1);
+  for (const char* member : {"web-1", "web-4", "web-5"}) EXPECT_FALSE(left.contains(member)) << member;
+  EXPECT_EQ(at(2).call("GET", "/v1/groups/web").status, 404);
 }
 
 }  // namespace
