@@ -156,14 +156,8 @@ class ClusterOfHosts : public ::testing::Test {
 
 TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
   // The cluster: h1 inits, h2 and h3 join, one AZ each.
-  json init = at(1).must("POST", "/v1/cluster", json{{"az", "az1"}});
-  const std::string token = init.value("token", "");
-  ASSERT_FALSE(token.empty()) << init.dump();
-  for (int host = 2; host <= kHosts; ++host) {
-    at(host).must(
-        "POST", "/v1/cluster/join",
-        json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az" + std::to_string(host)}});
-  }
+  formCluster();
+  if (HasFatalFailure()) return;
 
   // The model: made through h2, held by every host.
   cliOk(2, {"vpc", "create", "lab", "--cidr", "10.20.0.0/16"});
@@ -305,6 +299,7 @@ TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
 // of a host that died in a zone with a live host; any host answers for the group.
 TEST_F(ClusterOfHosts, AGroupSpreadsOverTheZonesAndReplacesALostHostsMembers) {
   formCluster();
+  if (HasFatalFailure()) return;
   cliOk(1, {"vpc", "create", "lab", "--cidr", "10.21.0.0/16"});
   for (int az = 1; az <= kHosts; ++az) {
     cliOk(1, {"subnet", "create", fmt::format("s{}", az), "--vpc", "lab", "--cidr",
