@@ -861,11 +861,16 @@ std::optional<NetworkController::PlannedNic> NetworkController::planNicLocked(
   const net::Subnet* subnet = topology_.findSubnet(it->second.subnet);
   if (!subnet) return std::nullopt;
   net::NicPlan nic = net::planNic(*subnet, it->second);
-  if (ovn_) {
-    nic.mtu = kOvnNicMtu;
-    nic.guestOffloads = false;  // br-int's userspace datapath neither finishes checksums nor splits TSO
-  }
+  const net::NicProfile profile = vmNicProfile();
+  nic.mtu = profile.mtu;
+  nic.guestOffloads = profile.guestOffloads;
   return PlannedNic{.nic = std::move(nic), .netns = net::vpcNetnsName(options_.netnsPrefix, subnet->vpc)};
+}
+
+net::NicProfile NetworkController::vmNicProfile() const {
+  // br-int's userspace datapath neither finishes checksums nor splits TSO.
+  if (ovn_) return {.mtu = kOvnNicMtu, .guestOffloads = false};
+  return {};
 }
 
 Result<net::NicPlan> NetworkController::nicPlan(const std::string& instance) const {
