@@ -630,14 +630,6 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   }
   std::lock_guard lock(mutex_);
   if (nics_.contains(spec.name)) return fail(conflict("instance \"{}\" already has a NIC", spec.name));
-  if (ovn_ && spec.kind == schema::InstanceKind::vm && spec.warm) {
-    // A clone restores the template's virtio-net as it was saved, without the 1400-byte MTU Geneve needs.
-    return fail(Error(ErrorKind::Conflict,
-                      fmt::format("subnet \"{}\": warm VMs are not on the OVN backend yet (their snapshot's "
-                                  "NIC has no 1400-byte MTU for Geneve); run it without --warm",
-                                  spec.subnet),
-                      "warm"));
-  }
   const net::Subnet* subnet = topology_.findSubnet(spec.subnet);
   if (!subnet) {
     return fail(Error(ErrorKind::NotFound,
