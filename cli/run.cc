@@ -126,9 +126,9 @@ void addInstanceTemplateOptions(po::options_description& options) {
        "VMs: this initramfs instead of the image's")  //
       ("warm",
        "VMs: restore from a snapshot of a booted guest (made by the first --warm run with the same "
-       "kernel, initramfs, image, machine, memory and vCPUs), then give it its own hostname, MAC, address "
-       "and random seed; a store image's VM runs on its own copy of the template's disk (not yet with a "
-       "subnet on a corrald on OVN)")  //
+       "kernel, initramfs, image, machine, memory, vCPUs and NIC settings: a corrald on OVN keeps its own, "
+       "with the NIC's MTU at 1400), then give it its own hostname, MAC, address and random seed; a store "
+       "image's VM runs on its own copy of the template's disk")  //
       ("image", po::value<std::string>()->value_name("NAME"),
        "the image (default busybox): any name `corral image ls` shows (pulled, imported or built with corral "
        "image; busybox is one) or a built-in image of corrald's --image-dir; a store image runs its own "

@@ -16,6 +16,15 @@ std::string displayMemory(const json& bytes) {
   return fmt::format("{} MiB", bytes.get<uint64_t>() >> 20);
 }
 
+// "no", or the NIC's MTU and, when the guest does its own checksums and TSO (OVN's), "offloads off".
+std::string nicText(const json& snapshot) {
+  if (field(snapshot, "with_nic") != true) return "no";
+  const json& mtu = field(snapshot, "nic_mtu");
+  std::string text = mtu.is_number_unsigned() ? fmt::format("mtu {}", mtu.get<unsigned>()) : "yes";
+  if (field(snapshot, "nic_offloads") == false) text += ", offloads off";
+  return text;
+}
+
 }  // namespace
 
 Command snapshotCommand() {
@@ -34,7 +43,7 @@ Command snapshotCommand() {
                                 image.is_null() ? "(built-in)" : terminalSafe(displayText(image)),
                                 displayText(field(snapshot, "machine")),
                                 displayMemory(field(snapshot, "memory_bytes")),
-                                displayText(field(snapshot, "with_nic")),
+                                nicText(snapshot),
                                 displaySize(field(snapshot, "size_bytes")),
                                 displayTime(field(snapshot, "made_at"))});
                    }

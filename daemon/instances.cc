@@ -116,6 +116,7 @@ InstanceManager::InstanceManager(Store& store, InstanceOptions options, NetworkC
     if (auto* vms = dynamic_cast<VmDriver*>(driver.get())) vmDriver_ = vms;
     driver->bind(*this);
   }
+  if (vmDriver_ && network_) vmDriver_->setVmNicProfile(network_->vmNicProfile());
 }
 
 Result<std::unique_ptr<InstanceManager>> InstanceManager::load(Store& store, InstanceOptions options,

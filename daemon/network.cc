@@ -630,14 +630,6 @@ Result<std::optional<net::NicAttachment>> NetworkController::reserveNic(const sc
   }
   std::lock_guard lock(mutex_);
   if (nics_.contains(spec.name)) return fail(conflict("instance \"{}\" already has a NIC", spec.name));
-  if (ovn_ && spec.kind == schema::InstanceKind::vm && spec.warm) {
-    // A clone restores the template's virtio-net as it was saved, without the 1400-byte MTU Geneve needs.
-    return fail(Error(ErrorKind::Conflict,
-                      fmt::format("subnet \"{}\": warm VMs are not on the OVN backend yet (their snapshot's "
-                                  "NIC has no 1400-byte MTU for Geneve); run it without --warm",
-                                  spec.subnet),
-                      "warm"));
-  }
   const net::Subnet* subnet = topology_.findSubnet(spec.subnet);
   if (!subnet) {
     return fail(Error(ErrorKind::NotFound,
@@ -861,11 +853,16 @@ std::optional<NetworkController::PlannedNic> NetworkController::planNicLocked(
   const net::Subnet* subnet = topology_.findSubnet(it->second.subnet);
   if (!subnet) return std::nullopt;
   net::NicPlan nic = net::planNic(*subnet, it->second);
-  if (ovn_) {
-    nic.mtu = kOvnNicMtu;
-    nic.guestOffloads = false;  // br-int's userspace datapath neither finishes checksums nor splits TSO
-  }
+  const net::NicProfile profile = vmNicProfile();
+  nic.mtu = profile.mtu;
+  nic.guestOffloads = profile.guestOffloads;
   return PlannedNic{.nic = std::move(nic), .netns = net::vpcNetnsName(options_.netnsPrefix, subnet->vpc)};
+}
+
+net::NicProfile NetworkController::vmNicProfile() const {
+  // br-int's userspace datapath neither finishes checksums nor splits TSO.
+  if (ovn_) return {.mtu = kOvnNicMtu, .guestOffloads = false};
+  return {};
 }
 
 Result<net::NicPlan> NetworkController::nicPlan(const std::string& instance) const {

@@ -138,6 +138,9 @@ class NetworkController {
   std::optional<net::NicAttachment> nic(const std::string& instance) const;
   // The NIC as the kernel needs it (link, bridge, MAC, address/prefix, gateway).
   Result<net::NicPlan> nicPlan(const std::string& instance) const;
+  // What every VM NIC's device is made with on this backend (nicPlan's mtu and offloads): known before a
+  // NIC is reserved, so a warm VM's snapshot is made with the device its restore will plug in.
+  net::NicProfile vmNicProfile() const;
 
   // Plugging in (container: a veth into the process's namespace, before it runs; VM: QEMU's tap, while
   // the guest is paused) and out (after it stopped: deletes the port if the kernel has not already).

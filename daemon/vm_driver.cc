@@ -552,7 +552,8 @@ Status VmDriver::preflight(const schema::InstanceSpec& spec) {
     auto engine = hypervisor(engineFor(*plan));
     if (!engine) return fail(engine.error());
     json steps = json::object();
-    auto snapshot = warmSnapshot(*plan, *chosen, **engine, !spec.subnet.empty(), steps);
+    auto snapshot = warmSnapshot(*plan, *chosen, **engine,
+                                 spec.subnet.empty() ? std::nullopt : std::optional(vmNicProfile_), steps);
     if (!snapshot) return fail(snapshot.error().wrap(fmt::format("warm start of \"{}\"", spec.name)));
     std::lock_guard lock(madeInPreflightMutex_);
     if (steps.value("snapshot_made", false)) madeInPreflight_[spec.name] = std::move(steps);
@@ -792,10 +793,13 @@ Result<StartedRun> VmDriver::restore(InstanceHandle& handle, const VmPlan& plan,
 
 // The shared snapshot a warm start restores (daemon/vm_snapshot.h), made now if there is none: a template
 // domain of the plan's boot files, machine, memory and vCPUs (and a NIC of its own when the VM has one,
-// since a restore cannot add one), booted cold without an address until its agent is ready, then saved.
+// since a restore cannot add one, with the clone's MTU and offloads, since a restore cannot change them),
+// booted cold without an address until its agent is ready, then saved.
 // It is made in a directory of its own and renamed into place, so a snapshot directory is always complete.
 Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
-                                                     vmm::Hypervisor& engine, bool withNic, json& steps) {
+                                                     vmm::Hypervisor& engine,
+                                                     std::optional<net::NicProfile> nic, json& steps) {
+  const bool withNic = nic.has_value();
   const auto started = Clock::now();
   auto kernel = bootFileDigests_.of(plan.kernel);
   if (!kernel) return fail(kernel.error().wrap(fmt::format("hash the kernel \"{}\"", plan.kernel.string())));
@@ -817,6 +821,7 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
                                        .vcpus = plan.vcpus,
                                        .kernelTuning = tuning,
                                        .withNic = withNic,
+                                       .nic = nic.value_or(net::NicProfile{}),
                                        .engine = engine.engine(),
                                        .imageDigest = imageDigest,
                                        .workloadDigest = workloadDigest});
@@ -852,12 +857,13 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
   made.machine = vmm::machineName(plan.machine);
   made.memoryBytes = plan.memoryBytes;
   made.madeAtUnix = now();
+  made.nic = nic.value_or(net::NicProfile{});
   // A store image's template has an overlay of its own (and the config disk), copied for each clone.
   if (plan.rootImage) {
     auto disks = prepareInstanceDisks(*options_.imageStore, *plan.rootImage, work, plan.user, diskReaders());
     if (!disks) return fail(disks.error().wrap("warm snapshot template"));
   }
-  const vmm::DomainConfig config = warmTemplateConfig(plan, accel, made, key, withNic);
+  const vmm::DomainConfig config = warmTemplateConfig(plan, accel, made, key, nic);
   if (Status ok = vmm::validate(config); !ok) return fail(ok.error().wrap("warm snapshot template"));
   auto domain = engine.create(config, /*paused=*/false);
   if (!domain) return fail(domain.error().wrap("warm snapshot template"));
@@ -890,7 +896,7 @@ Result<std::filesystem::path> VmDriver::warmSnapshot(const VmPlan& plan, const v
 
 vmm::DomainConfig VmDriver::warmTemplateConfig(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                                                const SnapshotTemplate& made, const std::string& key,
-                                               bool withNic) const {
+                                               std::optional<net::NicProfile> nic) const {
   const std::string tuning = kernelTuning(plan, accel);
   vmm::DomainConfig config =
       planDomainConfig(plan, accel, made.domainName, made.instanceName, owner(), made.directory);
@@ -905,11 +911,14 @@ vmm::DomainConfig VmDriver::warmTemplateConfig(const VmPlan& plan, const vmm::Ac
                      tuning;
   }
   // The template's MAC is every clone's device MAC until its agent sets the clone's own on eth0, which
-  // stays down until then.
-  if (withNic)
+  // stays down until then. Its MTU (virtio-net's host_mtu, read by the guest at boot) and offloads are the
+  // clone's: QEMU restores the device's features as saved.
+  if (nic)
     config.nic = vmm::NicConfig{
         .tapName = made.tapName,
-        .mac = "52:54:00:" + key.substr(0, 2) + ":" + key.substr(2, 2) + ":" + key.substr(4, 2)};
+        .mac = "52:54:00:" + key.substr(0, 2) + ":" + key.substr(2, 2) + ":" + key.substr(4, 2),
+        .mtu = nic->mtu,
+        .hostOffloads = nic->guestOffloads};
   return config;
 }
 
@@ -936,6 +945,9 @@ json VmDriver::listSnapshots() {
       item["machine"] = orNull(record->machine);
       item["memory_bytes"] = record->memoryBytes ? json(record->memoryBytes) : json(nullptr);
       item["with_nic"] = !record->tapName.empty();
+      item["nic_mtu"] =
+          record->tapName.empty() ? json(nullptr) : json(record->nic.mtu ? record->nic.mtu : 1500);
+      item["nic_offloads"] = record->tapName.empty() ? json(nullptr) : json(record->nic.guestOffloads);
       item["made_at"] = record->madeAtUnix ? json(record->madeAtUnix) : json(nullptr);
     } else {
       item["problem"] = record.error().message();
@@ -1026,7 +1038,9 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
     planned = std::move(*nicPlan);
   }
   json steps = json::object();
-  auto snapshot = warmSnapshot(plan, accel, engine, planned.has_value(), steps);
+  const std::optional<net::NicProfile> nicProfile =
+      planned ? std::optional(planned->profile()) : std::nullopt;
+  auto snapshot = warmSnapshot(plan, accel, engine, nicProfile, steps);
   if (!snapshot) return fail(snapshot.error().wrap(fmt::format("warm start of \"{}\"", plan.name)));
   {
     // Made by this run's preflight: its making is this start's (the lookup just now found it).
@@ -1071,7 +1085,7 @@ Result<StartedRun> VmDriver::warmStart(InstanceHandle& handle, const VmPlan& pla
   Clock::time_point copied = restoring;
   if (engine.engine() == vmm::Engine::Qemu) {
     vmm::DomainConfig config =
-        warmTemplateConfig(plan, accel, *record, steps.value("snapshot", ""), planned.has_value());
+        warmTemplateConfig(plan, accel, *record, steps.value("snapshot", ""), nicProfile);
     config.domainName = domain;
     config.instanceName = plan.name;
     config.consoleLog = dir / "console.log";

@@ -55,6 +55,9 @@ class VmDriver final : public InstanceDriver {
   // The kernel ("corral", "debian" or the file's path) and machine ("microvm", "pc") the plan chose.
   void settleSpec(const InstanceHandle& handle, schema::InstanceSpec& spec) const override;
   Status preflight(const schema::InstanceSpec& spec) override;
+  // What the network backend makes every VM NIC's device with (NetworkController::vmNicProfile), set once
+  // before any start: preflight() makes a warm VM's snapshot before its NIC is reserved, with this profile.
+  void setVmNicProfile(net::NicProfile profile) { vmNicProfile_ = profile; }
   bool recordsStartingFirst() const override { return false; }
   // A VM of a store image pins it (ImageStore::pin, holder: the instance's name) from its run until rm;
   // every start boots the pinned manifest, whatever the image's name means by then.
@@ -121,16 +124,18 @@ class VmDriver final : public InstanceDriver {
   Result<StartedRun> warmStart(InstanceHandle& handle, const VmPlan& plan,
                                const vmm::AcceleratorChoice& accel, vmm::Hypervisor& engine, NicPort* nic,
                                std::chrono::steady_clock::time_point received);
+  // `nic`: the clone's NIC device (none: the VM has no NIC).
   Result<std::filesystem::path> warmSnapshot(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
-                                             vmm::Hypervisor& engine, bool withNic, nlohmann::json& steps);
+                                             vmm::Hypervisor& engine, std::optional<net::NicProfile> nic,
+                                             nlohmann::json& steps);
   // The VM's devices and files: the boot files, its disks (a store image's), its NIC as `nic` plans it.
   Result<vmm::DomainConfig> domainConfig(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                                          const std::optional<net::NicPlan>& nic);
   // A warm template's config (every clone's devices): the plan's machine and boot files, its NIC's MAC
-  // from the snapshot key.
+  // from the snapshot key and its MTU and offloads from `nic`.
   vmm::DomainConfig warmTemplateConfig(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                                        const SnapshotTemplate& made, const std::string& key,
-                                       bool withNic) const;
+                                       std::optional<net::NicProfile> nic) const;
   static nlohmann::json bootRecord(const VmPlan& plan, const vmm::AcceleratorChoice& accel,
                                    std::chrono::steady_clock::time_point received,
                                    std::chrono::steady_clock::time_point domainStarted);
@@ -193,6 +198,7 @@ class VmDriver final : public InstanceDriver {
   std::thread acceleratorProbe_;
   std::mutex snapshotMutex_;     // held while a warm snapshot is looked up, made or removed
   FileDigests bootFileDigests_;  // the kernel's and initramfs's sha256 for snapshot keys
+  net::NicProfile vmNicProfile_;  // setVmNicProfile()
   // What making a warm snapshot took, by the instance it was made for: preflight() makes it without the
   // instance manager's lock (a template boots and is saved: seconds), warmStart() reports it.
   std::mutex madeInPreflightMutex_;

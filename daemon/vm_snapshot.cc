@@ -56,6 +56,9 @@ std::string snapshotKey(const SnapshotInputs& inputs) {
   // Built-in images' keys stay what they were before store images could be warm.
   if (!inputs.imageDigest.empty())
     text += fmt::format("image {}\nworkload {}\n", inputs.imageDigest, inputs.workloadDigest);
+  // The nftables backend's NIC (1500, offloads on) keeps the key it had before the NIC's profile was in it.
+  if (inputs.withNic && inputs.nic != net::NicProfile{})
+    text += fmt::format("nic mtu {} offloads {}\n", inputs.nic.mtu, inputs.nic.guestOffloads ? "on" : "off");
   return images::digestOf(text).hex.substr(0, 32);
 }
 
@@ -76,7 +79,8 @@ SnapshotTemplate snapshotTemplate(const std::string& key, const std::string& dom
           .initrdDigest = {},
           .machine = {},
           .memoryBytes = 0,
-          .madeAtUnix = 0};
+          .madeAtUnix = 0,
+          .nic = {}};
 }
 
 bool isSnapshotKey(std::string_view text) {
@@ -98,7 +102,9 @@ std::string templateRecord(const SnapshotTemplate& record) {
                         {"initrd_digest", record.initrdDigest},
                         {"machine", record.machine},
                         {"memory_bytes", record.memoryBytes},
-                        {"made_at", record.madeAtUnix}}
+                        {"made_at", record.madeAtUnix},
+                        {"nic_mtu", record.nic.mtu},
+                        {"nic_offloads", record.nic.guestOffloads}}
       .dump();
 }
 
@@ -129,6 +135,10 @@ Result<SnapshotTemplate> parseTemplateRecord(std::string_view text) {
     record.memoryBytes = json["memory_bytes"].get<uint64_t>();
   if (json.contains("made_at") && json["made_at"].is_number_integer())
     record.madeAtUnix = json["made_at"].get<int64_t>();
+  if (json.contains("nic_mtu") && json["nic_mtu"].is_number_unsigned())
+    record.nic.mtu = json["nic_mtu"].get<unsigned>();
+  if (json.contains("nic_offloads") && json["nic_offloads"].is_boolean())
+    record.nic.guestOffloads = json["nic_offloads"].get<bool>();
   return record;
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "net/datapath.h"
 #include "vmm/domain_xml.h"
 #include "vmm/hypervisor.h"
 
@@ -26,6 +27,10 @@ struct SnapshotInputs {
   int vcpus = 1;
   std::string kernelTuning;  // what corral's kernel is told on top of the common command line
   bool withNic = false;      // a NIC cannot be added at a restore: a VM in a subnet needs a template with one
+  // That NIC's MTU and offloads: virtio-net restores them as saved (the guest keeps the MTU it read at boot),
+  // so the OVN backend's VMs (1400, offloads off) have snapshots of their own. The default leaves a key as
+  // it was before the profile was in it.
+  net::NicProfile nic;
   // Who saved it: libvirt's save file and QEMU's own migration stream are restored by their own engine.
   vmm::Engine engine = vmm::Engine::Libvirt;
   // A store image's VM (its root is a disk the snapshot's memory has mounted): the image's manifest digest
@@ -70,6 +75,7 @@ struct SnapshotTemplate {
   std::string machine;
   uint64_t memoryBytes = 0;
   int64_t madeAtUnix = 0;
+  net::NicProfile nic;  // its NIC's MTU and offloads (a record made before they were written: the default)
 };
 
 // The template's names for a key: its domain and instance name ".warm-KEY...." (dots up to 64 bytes, so a

@@ -157,6 +157,14 @@ struct PeeringPlan {
   bool operator==(const PeeringPlan&) const = default;
 };
 
+// What a VM's virtio-net device is made with beyond its addresses: the guest's MTU and whether the host takes
+// its checksums and TSO. Both are the guest's device state, so a warm snapshot is made and restored with one.
+struct NicProfile {
+  unsigned mtu = 0;           // 0: the 1500-byte default; 1400 on OVN (Geneve's overhead, corrald)
+  bool guestOffloads = true;  // vmm::NicConfig::hostOffloads
+  bool operator==(const NicProfile&) const = default;
+};
+
 struct NicPlan {
   NicAttachment nic;
   std::string link;    // instanceVethName/instanceTapName(nic.linkKey): the port in the VPC namespace
@@ -168,6 +176,7 @@ struct NicPlan {
   std::string searchDomain;       // "VPC.internal": the instance's resolv.conf search domain
   unsigned mtu = 0;               // 0: the 1500-byte default; 1400 on OVN (Geneve's overhead, corrald)
   bool guestOffloads = true;      // a VM's checksum/TSO offload to the host (vmm::NicConfig::hostOffloads)
+  NicProfile profile() const { return {.mtu = mtu, .guestOffloads = guestOffloads}; }
   bool operator==(const NicPlan&) const = default;
 };
 

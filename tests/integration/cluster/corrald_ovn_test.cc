@@ -4,8 +4,9 @@
 // workload on host 2 over Geneve while its security group keeps that workload from opening a connection to
 // it, a removed container's port and logical port go, a deleted VPC leaves no row, what the backend does
 // not carry yet is refused naming why, and a restarted corrald takes away a port it no longer owns. A VM's
-// tap is a system port of br-int the same way, with the guest's MTU at 1400; two peered VPCs' containers
-// reach each other; a load balancer in front of two containers answers.
+// tap is a system port of br-int the same way, with the guest's MTU at 1400, and so is a warm VM's, restored
+// from a snapshot made with that MTU; two peered VPCs' containers reach each other; a load balancer in
+// front of two containers answers.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -107,10 +108,14 @@ class CorraldOnOvn : public ::testing::Test {
     EXPECT_EQ(received, kBytes) << instance << "'s bulk TCP across the underlay stalled";
   }
   // A VM of the busybox image in `subnet`, waited for until its guest is ready.
-  nlohmann::json runVmReady(const std::string& name, const std::string& subnet) {
-    testing::Reply created = daemon_.call(
-        "POST", "/v1/instances",
-        {{"name", name}, {"kind", "vm"}, {"image", "busybox"}, {"memory", "128M"}, {"subnet", subnet}});
+  nlohmann::json runVmReady(const std::string& name, const std::string& subnet, bool warm = false) {
+    testing::Reply created = daemon_.call("POST", "/v1/instances",
+                                          {{"name", name},
+                                           {"kind", "vm"},
+                                           {"image", "busybox"},
+                                           {"memory", "128M"},
+                                           {"subnet", subnet},
+                                           {"warm", warm}});
     EXPECT_EQ(created.status, 201) << created.body.dump() << "\n" << daemon_.logTail();
     nlohmann::json vm = daemon_.waitWhile(name, "starting");
     EXPECT_EQ(vm.value("state", ""), "running") << vm.dump(2) << "\n" << daemon_.logTail();
@@ -127,6 +132,50 @@ class CorraldOnOvn : public ::testing::Test {
     auto [mtuCode, mtu] = testing::execIn(daemon_, name, {"cat", "/sys/class/net/eth0/mtu"});
     EXPECT_EQ(mtuCode, 0) << mtu;
     EXPECT_EQ(mtu, "1400\n") << "virtio-net's host_mtu gives the guest Geneve's MTU";
+  }
+  // Two warm VMs of `engine` in a new VPC: the first makes the snapshot (its template booted with OVN's NIC:
+  // MTU 1400, offloads off), the second only restores it; each is a br-int port with eth0 at 1400 (the MTU
+  // the template's guest read at boot) and reaches a container of its subnet and host 2's workload over
+  // Geneve, ping and TCP; removed, its br-int port and logical port go. The snapshot lists OVN's NIC.
+  void expectWarmVmsOnOvn(const std::string& engine, const std::string& octet) {
+    const std::string vpc = "w" + engine, subnet = "ws" + engine;
+    const std::string workload = "10." + octet + ".1.200";
+    cliOk({"vpc", "create", vpc, "--cidr", "10." + octet + ".0.0/16"});
+    cliOk({"subnet", "create", subnet, "--vpc", vpc, "--cidr", "10." + octet + ".1.0/24"});
+    cliOk({"run", "-d", "--name", "c1", "--subnet", subnet, "--", "sleep", "1000"});
+    const std::string c1 = addressOf("c1");
+    addWorkload2(subnet, workload);
+    for (const std::string name : {"wv1", "wv2"}) {
+      SCOPED_TRACE(name);
+      nlohmann::json vm = runVmReady(name, subnet, /*warm=*/true);
+      ASSERT_EQ(vm.value("state", ""), "running");
+      EXPECT_EQ(vm["boot"].value("engine", ""), engine) << vm.dump();
+      EXPECT_EQ(vm["boot"].value("warm", false), true) << vm.dump();
+      EXPECT_EQ(vm["boot"]["domain_steps"].value("snapshot_made", true), name == "wv1")
+          << "the first run makes the snapshot, the second restores it: " << vm.dump();
+      expectVmPort(name);
+      EXPECT_NE(nbctl({"lsp-list", "corral.subnet." + subnet}).find("corral.nic." + name), std::string::npos);
+      const std::string address = addressOf(name);
+      ASSERT_TRUE(testing::pollUntil([&] { return pingFrom(name, c1); }, 20s)) << cluster_->logs();
+      EXPECT_TRUE(pingFrom("c1", address));
+      ASSERT_TRUE(testing::pollUntil([&] { return pingFrom(name, workload); }, 20s)) << cluster_->logs();
+      expectBulkTcpToWorkload2(name, workload);
+    }
+    const nlohmann::json snapshots = daemon_.call("GET", "/v1/vm-snapshots").body["snapshots"];
+    ASSERT_EQ(snapshots.size(), 1u) << snapshots.dump();
+    EXPECT_EQ(snapshots[0].value("nic_mtu", 0), 1400) << snapshots.dump();
+    EXPECT_EQ(snapshots[0].value("nic_offloads", true), false) << snapshots.dump();
+
+    for (const std::string name : {"wv2", "wv1"}) {
+      cliOk({"rm", "-f", name});
+      EXPECT_EQ(vsctl(1, {"--columns=name", "find", "Interface", "external_ids:iface-id=corral.nic." + name}),
+                "");
+      EXPECT_EQ(nbctl({"lsp-list", "corral.subnet." + subnet}).find("corral.nic." + name), std::string::npos);
+    }
+    cliOk({"rm", "-f", "c1"});
+    nbctl({"lsp-del", "w2"});
+    cliOk({"subnet", "rm", subnet});
+    cliOk({"vpc", "rm", vpc});
   }
   void addWorkload2(const std::string& subnet, const std::string& address) {
     testing::runTool({"ip", "-n", cluster_->workloadNetns(2), "addr", "add", address + "/24", "dev", "w2"});
@@ -188,10 +237,6 @@ TEST_F(CorraldOnOvn, AVpcAndItsContainersLiveInOvnAcrossTheSimulatedHosts) {
   EXPECT_NE(ports.find("w2"), std::string::npos) << ports;
 
   // Not on OVN yet: refused, nothing changed.
-  testing::CliRun warm = daemon_.cli({"run", "-d", "--vm", "--warm", "--name", "v1", "--subnet", "oa"});
-  EXPECT_NE(warm.code, 0);
-  EXPECT_NE(warm.err.find("warm VMs are not on the OVN backend yet"), std::string::npos) << warm;
-  EXPECT_EQ(daemon_.call("GET", "/v1/instances/v1").status, 404);
   testing::CliRun igw = daemon_.cli({"igw", "create", "ogw", "--vpc", "ovpc"});
   EXPECT_NE(igw.code, 0);
   EXPECT_NE(igw.err.find("--ovn-gateway-chassis"), std::string::npos) << igw;
@@ -312,6 +357,19 @@ TEST_F(CorraldOnOvn, ALibvirtEngineVmIsABrIntPortToo) {
   nbctl({"lsp-del", "w2"});
   cliOk({"subnet", "rm", "la"});
   cliOk({"vpc", "rm", "lvpc"});
+}
+
+// Warm VMs on the OVN backend, the direct engine's (the default here) and libvirt's: see expectWarmVmsOnOvn.
+TEST_F(CorraldOnOvn, WarmVmsRestoreWithOvnsNicAndAreBrIntPorts) {
+  expectWarmVmsOnOvn("qemu", "73");
+}
+
+TEST_F(CorraldOnOvn, WarmLibvirtEngineVmsRestoreWithOvnsNicAndAreBrIntPorts) {
+  daemon_.stop();
+  daemon_.setExtraArgs({"--ovn-northbound", cluster_->northbound(), "--ovs-database", hostDatabase(1),
+                        "--accelerator", "tcg", "--vm-engine", "libvirt"});
+  ASSERT_TRUE(daemon_.start()) << daemon_.logTail();
+  expectWarmVmsOnOvn("libvirt", "74");
 }
 
 // Two VPCs peered through corral on the OVN backend: the peering becomes a router-to-router link (one

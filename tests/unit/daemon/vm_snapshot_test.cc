@@ -19,6 +19,7 @@ SnapshotInputs inputs() {
           .vcpus = 1,
           .kernelTuning = " tsc=reliable",
           .withNic = true,
+          .nic = {},
           .imageDigest = {},
           .workloadDigest = {}};
 }
@@ -28,7 +29,7 @@ TEST(SnapshotKey, EachInputChangesIt) {
   const std::string base = snapshotKey(inputs());
   EXPECT_EQ(base.size(), 32u);
   EXPECT_EQ(base, snapshotKey(inputs()));
-  std::vector<SnapshotInputs> changed(11, inputs());
+  std::vector<SnapshotInputs> changed(13, inputs());
   changed[0].kernelDigest = "sha256:" + std::string(64, 'c');
   changed[1].initrdDigest = "sha256:" + std::string(64, 'c');
   changed[2].machine = vmm::Machine::Pc;
@@ -43,13 +44,24 @@ TEST(SnapshotKey, EachInputChangesIt) {
   changed[9].workloadDigest = "sha256:" + std::string(64, 'e');
   changed[10] = changed[9];
   changed[10].workloadDigest = "sha256:" + std::string(64, 'f');
+  // The NIC's device state: the OVN backend's (MTU 1400, offloads off), and either alone.
+  changed[11].nic = {.mtu = 1400, .guestOffloads = false};
+  changed[12].nic = {.mtu = 1400, .guestOffloads = true};
   std::set<std::string> keys = {base};
   for (const auto& other : changed) keys.insert(snapshotKey(other));
-  EXPECT_EQ(keys.size(), 12u);
+  EXPECT_EQ(keys.size(), 14u);
+  SnapshotInputs offloadsOff = inputs();
+  offloadsOff.nic.guestOffloads = false;
+  EXPECT_FALSE(keys.contains(snapshotKey(offloadsOff)));
+  // Without a NIC its profile does not matter.
+  SnapshotInputs noNic = changed[7];
+  noNic.nic = {.mtu = 1400, .guestOffloads = false};
+  EXPECT_EQ(snapshotKey(noNic), snapshotKey(changed[7]));
   SnapshotInputs otherImage = changed[9];
   otherImage.imageDigest = "sha256:" + std::string(64, '0');
   EXPECT_NE(snapshotKey(otherImage), snapshotKey(changed[9]));
   // A built-in image's key is what it was before store images were in it: its snapshots stay valid.
+  // Nor did the nftables backend's NIC profile (the default) change it.
   EXPECT_EQ(base, "116260d54e1fc04a70a5fb962eb46443")
       << "update only if the key's text form changed on purpose";
 }
@@ -111,6 +123,7 @@ TEST(SnapshotTemplate, RecordRoundTripsAndNamesFit) {
   described.machine = "microvm";
   described.memoryBytes = 128ull << 20;
   described.madeAtUnix = 1700000000;
+  described.nic = {.mtu = 1400, .guestOffloads = false};
   auto facts = parseTemplateRecord(templateRecord(described));
   ASSERT_TRUE(facts) << facts.error().message();
   EXPECT_EQ(facts->imageName, "app");
@@ -122,10 +135,12 @@ TEST(SnapshotTemplate, RecordRoundTripsAndNamesFit) {
   EXPECT_EQ(facts->machine, "microvm");
   EXPECT_EQ(facts->memoryBytes, 128ull << 20);
   EXPECT_EQ(facts->madeAtUnix, 1700000000);
+  EXPECT_EQ(facts->nic, (net::NicProfile{.mtu = 1400, .guestOffloads = false}));
   // A record written before these facts still restores.
   auto old = parseTemplateRecord(R"({"domain":"d","instance":"i","directory":"/x","tap":""})");
   ASSERT_TRUE(old) << old.error().message();
   EXPECT_TRUE(old->imageDigest.empty());
+  EXPECT_EQ(old->nic, net::NicProfile{});
   EXPECT_FALSE(parseTemplateRecord("{}"));
   EXPECT_FALSE(parseTemplateRecord("not json"));
   EXPECT_TRUE(snapshotTemplate("0123456789abcdef", "p-", "/d", false).tapName.empty());
