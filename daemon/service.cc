@@ -650,7 +650,8 @@ Response Service::serveCluster(const api::LeaveCluster&) {
 Status Service::checkNothingInClusterVpcs() {
   std::vector<std::string> instances;
   if (instances_ && network_) {
-    for (const json& instance : instances_->statesJson()["instances"]) {
+    const json states = instances_->statesJson();
+    for (const json& instance : states["instances"]) {
       const std::string name = instance.value("name", "");
       if (network_->nic(name)) instances.push_back(name);
     }

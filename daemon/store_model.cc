@@ -53,6 +53,7 @@ Status insertTable(sqlite3* db, std::string_view table, const Json& content) {
       !content["columns"].is_array() || !content["rows"].is_array())
     return bad("not {\"columns\": [...], \"rows\": [...]}");
   const Json& columns = content["columns"];
+  if (content["rows"].empty()) return {};  // an empty table's columns are not read (modelRows)
   if (columns.empty()) return bad("no columns");
   std::string names, marks;
   for (const Json& column : columns) {

@@ -355,7 +355,8 @@ TEST_F(ClusterOfHosts, TheModelLogIsCompactedAndALeavingHostForgetsTheModel) {
   // h2 leaves: refused while it runs x2 in s2; once x2 is gone it forgets the cluster's VPCs.
   cliOk(2, {"run", "-d", "--name", "x2", "--subnet", "s2", "--", "sleep", "1000"});
   Reply refused = at(2).call("POST", "/v1/cluster/leave", json::object());
-  EXPECT_EQ(refused.status, 409) << refused.body.dump();
+  ASSERT_EQ(refused.status, 409) << refused.body.dump() << at(2).call("GET", "/v1/instances?scope=host").body.dump()
+                                 << at(2).logTail();
   EXPECT_EQ(refused.body["error"].value("field", ""), "instances") << refused.body.dump();
   EXPECT_NE(refused.body["error"].value("message", "").find("x2"), std::string::npos) << refused.body.dump();
   EXPECT_EQ(at(1).call("GET", "/v1/cluster/hosts").body["hosts"].size(), 3u) << "nothing changed";

@@ -946,6 +946,20 @@ TEST(Store, ModelRowsLoadIntoAnotherStoreAsTheSameModelAndNothingElse) {
   ASSERT_TRUE(again);
   EXPECT_EQ(again->tables, rows->tables) << "the rows round-trip exactly";
 
+  // A model with empty tables (no gateway, no peering) loads too.
+  auto small = Store::open(dir.file("small.db"));
+  ASSERT_TRUE(small);
+  Topology one;
+  ASSERT_TRUE(persisted(*small, one, one.createVpc({.name = "one", .cidr = "10.7.0.0/16"}, 7)));
+  auto smallRows = small->modelRows();
+  ASSERT_TRUE(smallRows);
+  EXPECT_TRUE(smallRows->tables["internet_gateways"]["rows"].empty());
+  auto third = Store::open(dir.file("third.db"));
+  ASSERT_TRUE(third);
+  auto smallLoad = third->loadModelRows(smallRows->tables, 3);
+  ASSERT_TRUE(smallLoad) << smallLoad.error().message();
+  EXPECT_EQ(describe(third->loadTopology().value_or(Topology{})), describe(one));
+
   // Bad snapshots change nothing.
   nlohmann::json unknownTable = rows->tables;
   unknownTable["instances"] = {{"columns", {"name"}}, {"rows", nlohmann::json::array()}};
