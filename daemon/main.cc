@@ -761,16 +761,16 @@ int run(const Options& options, StartupReport& report) {
     return 1;
   }
   if (!options.clusterAddress.empty()) {
-    if (auto cluster =
-            (*service)->openCluster({.address = options.clusterAddress,
-                                     .hostName = options.hostName,
-                                     .clientPort = static_cast<uint16_t>(options.clusterClientPort),
-                                     .peerPort = static_cast<uint16_t>(options.clusterPeerPort),
-                                     .dir = options.stateDir + "/cluster",
-                                     .etcd = options.etcd,
-                                     .aliveTtlSeconds = options.clusterAliveTtlS,
-                                     .apiPort = static_cast<uint16_t>(options.clusterApiPort),
-                                     .modelCompactEntries = static_cast<uint64_t>(options.clusterModelCompact)});
+    if (auto cluster = (*service)->openCluster(
+            {.address = options.clusterAddress,
+             .hostName = options.hostName,
+             .clientPort = static_cast<uint16_t>(options.clusterClientPort),
+             .peerPort = static_cast<uint16_t>(options.clusterPeerPort),
+             .dir = options.stateDir + "/cluster",
+             .etcd = options.etcd,
+             .aliveTtlSeconds = options.clusterAliveTtlS,
+             .apiPort = static_cast<uint16_t>(options.clusterApiPort),
+             .modelCompactEntries = static_cast<uint64_t>(options.clusterModelCompact)});
         !cluster) {
       report.failed(cluster.error().message());
       return 1;

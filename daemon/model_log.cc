@@ -153,7 +153,8 @@ Result<CompactionResult> ModelLog::compact(const ModelSnapshot& snapshot) {
                                   net::etcd::TxnOp::get(std::string(kModelAppliedPrefix), true),
                                   net::etcd::TxnOp::get(std::string(kModelSnapshotKey))});
   if (!read) return wrap(std::move(read.error()));
-  if (read->reads.size() != 3) return wrap(internalError("the read answered {} ranges, not 3", read->reads.size()));
+  if (read->reads.size() != 3)
+    return wrap(internalError("the read answered {} ranges, not 3", read->reads.size()));
   CompactionResult result;
   int64_t snapshotRevision = 0;
   if (!read->reads[2].kvs.empty()) {
@@ -187,15 +188,15 @@ Result<CompactionResult> ModelLog::compact(const ModelSnapshot& snapshot) {
   std::string value = encodeModelSnapshot(snapshot);
   if (value.size() > kMaxModelSnapshotBytes) {
     result.outcome = Compaction::TooLarge;
-    result.detail = fmt::format("the snapshot is {} bytes, etcd takes {} at most", value.size(),
-                                kMaxModelSnapshotBytes);
+    result.detail =
+        fmt::format("the snapshot is {} bytes, etcd takes {} at most", value.size(), kMaxModelSnapshotBytes);
     return result;
   }
   const std::string key(kModelSnapshotKey);
-  auto written = (*client)->txn(
-      {net::etcd::Compare::modRevision(key, snapshotRevision)},
-      {net::etcd::TxnOp::put(key, std::move(value)),
-       net::etcd::TxnOp::removeRange(modelEntryKey(1), modelEntryKey(snapshot.through + 1))});
+  auto written =
+      (*client)->txn({net::etcd::Compare::modRevision(key, snapshotRevision)},
+                     {net::etcd::TxnOp::put(key, std::move(value)),
+                      net::etcd::TxnOp::removeRange(modelEntryKey(1), modelEntryKey(snapshot.through + 1))});
   if (!written) return wrap(std::move(written.error()));
   result.outcome = written->succeeded ? Compaction::Done : Compaction::Superseded;
   if (written->succeeded) result.snapshotThrough = snapshot.through;

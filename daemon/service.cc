@@ -398,12 +398,12 @@ Status Service::catchUpLocked() {
 
 Status Service::loadSnapshotLocked(const ModelSnapshot& snapshot) {
   auto wrap = [&](Error error) {
-    return fail(std::move(error).wrap(fmt::format("load the cluster's model snapshot (through entry {})",
-                                                  snapshot.through)));
+    return fail(std::move(error).wrap(
+        fmt::format("load the cluster's model snapshot (through entry {})", snapshot.through)));
   };
   // Only a host behind the snapshot gets here: one joining (no VPCs), or one the log was compacted past
-  // (compaction waits for every host of the list: one that left and came back). The snapshot is the model
-  // after the entries it replaces, each checked against every host's NICs when it was made.
+  // although compaction waits for every listed host (its applied key deleted by hand, say). The snapshot
+  // is the model after the entries it replaces, each checked against every host's NICs when it was made.
   log::info("cluster model: loading the snapshot through entry {} (this host had applied {})",
             snapshot.through, modelApplied_);
   if (auto loaded = store_.loadModelRows(snapshot.tables, snapshot.through); !loaded)
@@ -631,7 +631,8 @@ Response Service::serveCluster(const api::LeaveCluster&) {
   // are the cluster's, and the other hosts go on converging them).
   std::lock_guard lock(mutex_);
   if (auto forgotten = store_.forgetModel(); !forgotten)
-    return errorResponse(forgotten.error().wrap("cluster leave: the host left, but its copy of the model stays"));
+    return errorResponse(
+        forgotten.error().wrap("cluster leave: the host left, but its copy of the model stays"));
   if (network_) {
     if (auto forgotten = network_->forgetModel(); !forgotten)
       log::error("cluster leave: forgetting the network's model: {}", forgotten.error().message());
@@ -657,11 +658,12 @@ Status Service::checkNothingInClusterVpcs() {
     }
   }
   if (!instances.empty())
-    return fail(Error(ErrorKind::Conflict,
-                      fmt::format("cluster leave: this host runs instances in the cluster's VPCs ({}): remove "
-                                  "them first",
-                                  fmt::join(instances, ", ")),
-                      "instances"));
+    return fail(
+        Error(ErrorKind::Conflict,
+              fmt::format("cluster leave: this host runs instances in the cluster's VPCs ({}): remove "
+                          "them first",
+                          fmt::join(instances, ", ")),
+              "instances"));
   std::lock_guard lock(mutex_);
   std::vector<std::string> balancers;
   for (const auto* balancer : balancers_.loadBalancers()) balancers.push_back(balancer->name);

@@ -19,12 +19,13 @@ namespace {
 // Parents before children. The tables the model log's entries change (service.cc kChangesModel): every
 // table of migration 0 -> 1, and peerings (7 -> 8). A table added to the model is added here too.
 constexpr std::array<std::string_view, 11> kModelTables = {
-    "vpcs",          "route_tables",      "routes",   "network_acls",
-    "network_acl_rules", "subnets",       "internet_gateways", "nat_gateways",
-    "security_groups", "security_group_rules", "peerings"};
+    "vpcs",    "route_tables",      "routes",       "network_acls",    "network_acl_rules",
+    "subnets", "internet_gateways", "nat_gateways", "security_groups", "security_group_rules",
+    "peerings"};
 
 bool isIdentifier(std::string_view name) {
-  return !name.empty() && name.find_first_not_of("abcdefghijklmnopqrstuvwxyz_0123456789") == std::string_view::npos;
+  return !name.empty() &&
+         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz_0123456789") == std::string_view::npos;
 }
 
 Status deleteModelRows(sqlite3* db) {
@@ -61,7 +62,8 @@ Status insertTable(sqlite3* db, std::string_view table, const Json& content) {
     names += (names.empty() ? "" : ", ") + column.get<std::string>();
     marks += marks.empty() ? "?" : ", ?";
   }
-  auto statement = Statement::prepare(db, fmt::format("INSERT INTO {} ({}) VALUES ({})", table, names, marks));
+  auto statement =
+      Statement::prepare(db, fmt::format("INSERT INTO {} ({}) VALUES ({})", table, names, marks));
   if (!statement) return fail(std::move(statement.error()));
   for (const Json& row : content["rows"]) {
     if (!row.is_array() || row.size() != columns.size()) return bad("a row has not one value per column");
@@ -101,41 +103,42 @@ Result<Store::ModelRows> Store::modelRows() const {
     Json columns = Json::array();
     Json rows = Json::array();
     // Ordered by rowid: a table's rows come back in the order they were written.
-    auto read = forEachRow(db_.get(), fmt::format("SELECT * FROM {} ORDER BY rowid", table),
-                           [&](sqlite3_stmt* s) -> Status {
-                             const int count = sqlite3_column_count(s);
-                             if (columns.empty())
-                               for (int i = 0; i < count; ++i) columns.push_back(sqlite3_column_name(s, i));
-                             Json row = Json::array();
-                             for (int i = 0; i < count; ++i) {
-                               switch (sqlite3_column_type(s, i)) {
-                                 case SQLITE_NULL:
-                                   row.push_back(nullptr);
-                                   break;
-                                 case SQLITE_INTEGER:
-                                   row.push_back(sqlite3_column_int64(s, i));
-                                   break;
-                                 case SQLITE_TEXT:
-                                   row.push_back(std::string(
-                                       reinterpret_cast<const char*>(sqlite3_column_text(s, i)),
-                                       static_cast<size_t>(sqlite3_column_bytes(s, i))));
-                                   break;
-                                 default:
-                                   return fail(internalError("table {}, column {}: neither null, an integer "
-                                                             "nor text",
-                                                             table, sqlite3_column_name(s, i)));
-                               }
-                             }
-                             rows.push_back(std::move(row));
-                             return {};
-                           });
+    auto read = forEachRow(
+        db_.get(), fmt::format("SELECT * FROM {} ORDER BY rowid", table), [&](sqlite3_stmt* s) -> Status {
+          const int count = sqlite3_column_count(s);
+          if (columns.empty())
+            for (int i = 0; i < count; ++i) columns.push_back(sqlite3_column_name(s, i));
+          Json row = Json::array();
+          for (int i = 0; i < count; ++i) {
+            switch (sqlite3_column_type(s, i)) {
+              case SQLITE_NULL:
+                row.push_back(nullptr);
+                break;
+              case SQLITE_INTEGER:
+                row.push_back(sqlite3_column_int64(s, i));
+                break;
+              case SQLITE_TEXT:
+                row.push_back(std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, i)),
+                                          static_cast<size_t>(sqlite3_column_bytes(s, i))));
+                break;
+              default:
+                return fail(
+                    internalError("table {}, column {}: neither null, an integer "
+                                  "nor text",
+                                  table, sqlite3_column_name(s, i)));
+            }
+          }
+          rows.push_back(std::move(row));
+          return {};
+        });
     if (!read) return wrap(std::move(read.error()));
     out.tables[std::string(table)] = {{"columns", std::move(columns)}, {"rows", std::move(rows)}};
   }
-  auto applied = forEachRow(db_.get(), "SELECT applied FROM cluster_model WHERE id = 1", [&](sqlite3_stmt* s) {
-    out.through = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
-    return Status{};
-  });
+  auto applied =
+      forEachRow(db_.get(), "SELECT applied FROM cluster_model WHERE id = 1", [&](sqlite3_stmt* s) {
+        out.through = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+        return Status{};
+      });
   if (!applied) return wrap(std::move(applied.error()));
   if (auto status = transaction->commit(); !status) return wrap(std::move(status.error()));
   return out;
@@ -158,7 +161,8 @@ Status Store::loadModelRows(const Json& tables, uint64_t through) {
   for (std::string_view table : kModelTables) {
     auto content = tables.find(std::string(table));
     if (content == tables.end()) continue;
-    if (auto status = insertTable(db_.get(), table, *content); !status) return wrap(std::move(status.error()));
+    if (auto status = insertTable(db_.get(), table, *content); !status)
+      return wrap(std::move(status.error()));
   }
   if (auto status = writeApplied(db_.get(), through); !status) return wrap(std::move(status.error()));
   if (auto status = transaction->commit(); !status) return wrap(std::move(status.error()));

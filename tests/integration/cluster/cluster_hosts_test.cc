@@ -288,7 +288,6 @@ TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
   EXPECT_FALSE(listed(1).contains("x1"));
 }
 
-
 // The model log compacted (docs/cluster.md "The shared model"): with --cluster-model-compact 4, after a
 // dozen changes through two hosts a snapshot replaces the entries every host applied; a host joining later
 // loads it and holds the same VPCs, and the others still apply its changes. Leaving: refused naming
@@ -305,7 +304,8 @@ TEST_F(ClusterOfHosts, TheModelLogIsCompactedAndALeavingHostForgetsTheModel) {
   json init = at(1).must("POST", "/v1/cluster", json{{"az", "az1"}});
   const std::string token = init.value("token", "");
   ASSERT_FALSE(token.empty()) << init.dump();
-  at(2).must("POST", "/v1/cluster/join", json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az2"}});
+  at(2).must("POST", "/v1/cluster/join",
+             json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az2"}});
 
   cliOk(1, {"vpc", "create", "lab", "--cidr", "10.20.0.0/16"});
   cliOk(2, {"subnet", "create", "s1", "--vpc", "lab", "--cidr", "10.20.1.0/24", "--az", "az1"});
@@ -331,12 +331,14 @@ TEST_F(ClusterOfHosts, TheModelLogIsCompactedAndALeavingHostForgetsTheModel) {
                keys.find("/corral/model/log/00000000000000000001") == std::string::npos;
       },
       15s))
-      << modelKeys() << "\n" << at(1).logTail() << at(2).logTail();
+      << modelKeys() << "\n"
+      << at(1).logTail() << at(2).logTail();
   EXPECT_NE((at(1).logTail() + at(2).logTail()).find("compacted the log"), std::string::npos);
 
   // h3 joins now: it loads the snapshot, then the entries after it, and lists what the others list.
   cliOk(2, {"subnet", "create", "late", "--vpc", "lab", "--cidr", "10.20.9.0/24", "--az", "az2"});
-  at(3).must("POST", "/v1/cluster/join", json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az3"}});
+  at(3).must("POST", "/v1/cluster/join",
+             json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az3"}});
   for (const std::string path : {"/v1/vpcs", "/v1/subnets", "/v1/security-groups", "/v1/route-tables",
                                  "/v1/network-acls", "/v1/internet-gateways", "/v1/peerings"}) {
     Reply reference = at(1).call("GET", path);
@@ -355,19 +357,20 @@ TEST_F(ClusterOfHosts, TheModelLogIsCompactedAndALeavingHostForgetsTheModel) {
   // h2 leaves: refused while it runs x2 in s2; once x2 is gone it forgets the cluster's VPCs.
   cliOk(2, {"run", "-d", "--name", "x2", "--subnet", "s2", "--", "sleep", "1000"});
   Reply refused = at(2).call("POST", "/v1/cluster/leave", json::object());
-  ASSERT_EQ(refused.status, 409) << refused.body.dump() << at(2).call("GET", "/v1/instances?scope=host").body.dump()
+  ASSERT_EQ(refused.status, 409) << refused.body.dump()
+                                 << at(2).call("GET", "/v1/instances?scope=host").body.dump()
                                  << at(2).logTail();
   EXPECT_EQ(refused.body["error"].value("field", ""), "instances") << refused.body.dump();
   EXPECT_NE(refused.body["error"].value("message", "").find("x2"), std::string::npos) << refused.body.dump();
   EXPECT_EQ(at(1).call("GET", "/v1/cluster/hosts").body["hosts"].size(), 3u) << "nothing changed";
   cliOk(2, {"rm", "-f", "x2"});
   at(2).must("POST", "/v1/cluster/leave", json::object(), 200);
-  EXPECT_TRUE(at(2).call("GET", "/v1/vpcs").body["vpcs"].empty()) << at(2).call("GET", "/v1/vpcs").body.dump();
+  EXPECT_TRUE(at(2).call("GET", "/v1/vpcs").body["vpcs"].empty())
+      << at(2).call("GET", "/v1/vpcs").body.dump();
   EXPECT_TRUE(at(2).call("GET", "/v1/subnets").body["subnets"].empty());
-  const std::string switches =
-      runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare", "--columns=name", "list",
-               "Logical_Switch"})
-          .output;
+  const std::string switches = runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare",
+                                        "--columns=name", "list", "Logical_Switch"})
+                                   .output;
   for (const std::string subnet : {"s1", "s2", "s3", "late"})
     EXPECT_NE(switches.find("corral.subnet." + subnet), std::string::npos) << subnet << ": " << switches;
   EXPECT_EQ(at(1).call("GET", "/v1/cluster/hosts").body["hosts"].size(), 2u);

@@ -102,7 +102,7 @@ class MemoryEtcd final : public etcd::EtcdTransport {
     ++revision_;
     for (auto it = kvs_.begin(); it != kvs_.end();)
       it = (end.empty() ? it->first == from : it->first >= from && it->first < end) ? kvs_.erase(it)
-                                                                                     : std::next(it);
+                                                                                    : std::next(it);
   }
   Json range(const Json& request) {
     const std::string from = decode(request["key"]);
@@ -213,7 +213,8 @@ TEST(ModelLog, CompactionWaitsForEveryHostThenASnapshotReplacesTheEntries) {
   memory->put("/corral/hosts/h1", "{}");
   memory->put("/corral/hosts/h1/alive", "1");
   memory->put("/corral/hosts/h2", "{}");
-  for (uint64_t number = 1; number <= 6; ++number) ASSERT_TRUE(log.append(entry(number, "h1")).value_or(false));
+  for (uint64_t number = 1; number <= 6; ++number)
+    ASSERT_TRUE(log.append(entry(number, "h1")).value_or(false));
 
   ASSERT_TRUE(log.recordApplied("h1", 6));
   auto waiting = log.compact(snapshotThrough(6));
@@ -266,7 +267,8 @@ TEST(ModelLog, TwoHostsCompactingAtOnceLoseNothing) {
   auto client = std::make_shared<etcd::EtcdClient>(std::vector<std::string>{"http://127.0.0.1:2379"}, memory);
   ModelLog log([client] { return Result<std::shared_ptr<etcd::EtcdClient>>(client); });
   memory->put("/corral/hosts/h1", "{}");
-  for (uint64_t number = 1; number <= 8; ++number) ASSERT_TRUE(log.append(entry(number, "h1")).value_or(false));
+  for (uint64_t number = 1; number <= 8; ++number)
+    ASSERT_TRUE(log.append(entry(number, "h1")).value_or(false));
   ASSERT_TRUE(log.recordApplied("h1", 8));
   // Between this host's read and its write, another writes its snapshot through 8.
   memory->beforeGuardedTxn = [&] {

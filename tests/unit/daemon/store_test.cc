@@ -912,7 +912,8 @@ TEST(Store, ModelRowsLoadIntoAnotherStoreAsTheSameModelAndNothingElse) {
   ASSERT_TRUE(source) << source.error().message();
   buildFullTopology(*source, topology);
   if (HasFatalFailure()) return;
-  ASSERT_TRUE(persisted(*source, topology, topology.createVpc({.name = "other", .cidr = "10.1.0.0/16"}, 1100)));
+  ASSERT_TRUE(
+      persisted(*source, topology, topology.createVpc({.name = "other", .cidr = "10.1.0.0/16"}, 1100)));
   ASSERT_TRUE(persisted(*source, topology,
                         topology.createPeering({.name = "po", .vpc = "prod", .peerVpc = "other"}, 1101)));
   ASSERT_TRUE(source->apply(topology, net::Changeset{}, 41));
