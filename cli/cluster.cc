@@ -106,7 +106,9 @@ Command clusterCommand() {
               }),
           leaf("leave",
                "this host leaves the cluster: its keys are deleted, its etcd member removed and stopped, its "
-               "data removed; the last host leaving ends the cluster",
+               "data removed, and it forgets its copy of the cluster's VPCs (their OVN rows stay: they are "
+               "the cluster's); refused while it has instances or load balancers in them; the last host "
+               "leaving ends the cluster",
                {}, "", nullptr,
                [](const Invocation& invocation) {
                  return respond(invocation, api::LeaveCluster{}, [](const json& answer) {

@@ -41,6 +41,9 @@ struct ClusterOptions {
   // key as api_url for the other corralds; 0: none.
   uint16_t apiPort = 0;
   std::chrono::milliseconds requestTimeout = std::chrono::seconds(5);
+  // The model log is compacted once it holds more than this many entries every host applied
+  // (corrald --cluster-model-compact, daemon/model_log.h).
+  uint64_t modelCompactEntries = 1000;
 };
 
 class Cluster {
@@ -66,6 +69,7 @@ class Cluster {
   // Whether this host is in a cluster now (after init or join, until leave).
   bool member() const;
   const std::string& hostName() const { return options_.hostName; }
+  uint64_t modelCompactEntries() const { return options_.modelCompactEntries; }
   // The cluster store's client, authenticated (the model log and the instances' placement use it).
   // Conflict when this host is in no cluster; the store's own error when it does not answer.
   Result<std::shared_ptr<net::etcd::EtcdClient>> store() { return memberClient(); }

@@ -99,6 +99,7 @@ struct Options {
   int64_t clusterPeerPort = 2380;
   int64_t clusterAliveTtlS = 3;
   int64_t clusterApiPort = 0;
+  int64_t clusterModelCompact = 1000;
   std::string etcd;
   log::Level logLevel = log::Level::Info;
 };
@@ -268,6 +269,10 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
        "the lease of this host's alive key (kept alive every third of it): a host whose corrald died is "
        "shown lost within this many seconds and one more, or a few more when its etcd member was the "
        "leader (an election, then etcd extends every lease) (1 to 60)")
+      ("cluster-model-compact", po::value(&options.clusterModelCompact)->default_value(1000)->value_name("N"),
+       "compact the cluster's model log once it holds more than N entries every host applied: a snapshot of "
+       "the model replaces them (a host joining loads it); a host that is away holds compaction up (1 to "
+       "1000000)")
       ("etcd", po::value(&options.etcd)->default_value("etcd"),
        "the etcd binary this host's cluster member runs (looked up in PATH)")
       ("log-level", po::value(&logLevel)->default_value("info"), "debug, info, warn or error");
@@ -376,6 +381,10 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
     }
     options.peerListen = PeerEndpoint{.address = options.clusterAddress,
                                       .port = static_cast<uint16_t>(options.clusterApiPort)};
+  }
+  if (options.clusterModelCompact < 1 || options.clusterModelCompact > 1000000) {
+    return fail(invalidField("cluster-model-compact", "{} is out of range: give 1 to 1000000 entries",
+                             options.clusterModelCompact));
   }
   if (options.clusterAliveTtlS < 1 || options.clusterAliveTtlS > 60) {
     return fail(invalidField("cluster-alive-ttl", "{} is out of range: give 1 to 60 seconds",
@@ -754,15 +763,16 @@ int run(const Options& options, StartupReport& report) {
     return 1;
   }
   if (!options.clusterAddress.empty()) {
-    if (auto cluster =
-            (*service)->openCluster({.address = options.clusterAddress,
-                                     .hostName = options.hostName,
-                                     .clientPort = static_cast<uint16_t>(options.clusterClientPort),
-                                     .peerPort = static_cast<uint16_t>(options.clusterPeerPort),
-                                     .dir = options.stateDir + "/cluster",
-                                     .etcd = options.etcd,
-                                     .aliveTtlSeconds = options.clusterAliveTtlS,
-                                     .apiPort = static_cast<uint16_t>(options.clusterApiPort)});
+    if (auto cluster = (*service)->openCluster(
+            {.address = options.clusterAddress,
+             .hostName = options.hostName,
+             .clientPort = static_cast<uint16_t>(options.clusterClientPort),
+             .peerPort = static_cast<uint16_t>(options.clusterPeerPort),
+             .dir = options.stateDir + "/cluster",
+             .etcd = options.etcd,
+             .aliveTtlSeconds = options.clusterAliveTtlS,
+             .apiPort = static_cast<uint16_t>(options.clusterApiPort),
+             .modelCompactEntries = static_cast<uint64_t>(options.clusterModelCompact)});
         !cluster) {
       report.failed(cluster.error().message());
       return 1;

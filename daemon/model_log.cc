@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/log.h"
@@ -55,27 +56,151 @@ ModelLog::~ModelLog() {
   if (watcher_.joinable()) watcher_.join();
 }
 
-Result<std::vector<ModelEntry>> ModelLog::after(uint64_t applied) {
+std::string encodeModelSnapshot(const ModelSnapshot& snapshot) {
+  return Json{{"through", snapshot.through}, {"tables", snapshot.tables}}.dump();
+}
+
+Result<ModelSnapshot> decodeModelSnapshot(const std::string& value) {
+  Json json = Json::parse(value, nullptr, false);
+  if (!json.is_object() || !json.contains("through") || !json["through"].is_number_unsigned() ||
+      !json.contains("tables") || !json["tables"].is_object())
+    return fail(internalError("cluster model snapshot \"{}\": not {{\"through\": N, \"tables\": {{...}}}}",
+                              kModelSnapshotKey));
+  return ModelSnapshot{.through = json["through"].get<uint64_t>(), .tables = std::move(json["tables"])};
+}
+
+namespace {
+
+// The entries in `kvs` after `after`, which must follow it without a gap.
+Result<std::vector<ModelEntry>> entriesAfter(const std::vector<net::etcd::KeyValue>& kvs, uint64_t after) {
+  std::vector<ModelEntry> entries;
+  for (const net::etcd::KeyValue& kv : kvs) {
+    auto entry = decodeModelEntry(kv.key, kv.value);
+    if (!entry) return fail(std::move(entry.error()));
+    if (entry->number <= after) continue;
+    if (entry->number != after + 1 + entries.size())
+      return fail(
+          internalError("cluster model: entry {} follows entry {}", entry->number, after + entries.size()));
+    entries.push_back(std::move(*entry));
+  }
+  return entries;
+}
+
+}  // namespace
+
+Result<ModelTail> ModelLog::after(uint64_t applied) {
   auto client = client_();
   if (!client) return fail(std::move(client.error()).wrap("read the cluster's model"));
   // A read is safe to send again: while the members elect a new leader (the leader's host died a moment
   // ago) it is tried for up to 3 s before the caller sees "no quorum".
-  auto read = retryWithin(
-      3s, 200ms, [](const Error& error) { return error.kind() == ErrorKind::Unavailable; },
-      [&] {
-        return (*client)->getRange(modelEntryKey(applied + 1), net::etcd::prefixRangeEnd(kModelLogPrefix));
-      });
+  auto retrying = [](auto&& read) {
+    return retryWithin(
+        3s, 200ms, [](const Error& error) { return error.kind() == ErrorKind::Unavailable; }, read);
+  };
+  auto read = retrying([&] {
+    return (*client)->getRange(modelEntryKey(applied + 1), net::etcd::prefixRangeEnd(kModelLogPrefix));
+  });
   if (!read) return fail(std::move(read.error()).wrap("read the cluster's model"));
-  std::vector<ModelEntry> entries;
-  for (const net::etcd::KeyValue& kv : read->kvs) {
-    auto entry = decodeModelEntry(kv.key, kv.value);
-    if (!entry) return fail(std::move(entry.error()));
-    if (entry->number != applied + 1 + entries.size())
-      return fail(
-          internalError("cluster model: entry {} follows entry {}", entry->number, applied + entries.size()));
-    entries.push_back(std::move(*entry));
+  // The log holds entry applied + 1 when there is one: nothing was compacted past this host. A host that
+  // applied nothing yet (joining) and finds no entry 1 looks for the snapshot; so does one that finds a gap.
+  const bool compactedPast =
+      read->kvs.empty() ? applied == 0 : read->kvs.front().key != modelEntryKey(applied + 1);
+  ModelTail tail;
+  uint64_t from = applied;
+  if (compactedPast) {
+    auto stored = retrying([&] { return (*client)->get(kModelSnapshotKey); });
+    if (!stored) return fail(std::move(stored.error()).wrap("read the cluster's model snapshot"));
+    if (!stored->kvs.empty()) {
+      auto snapshot = decodeModelSnapshot(stored->kvs.front().value);
+      if (!snapshot) return fail(std::move(snapshot.error()));
+      if (snapshot->through > applied) {
+        from = snapshot->through;
+        tail.snapshot = std::move(*snapshot);
+      }
+    }
+    // A compaction between the two reads deleted entries this read holds: those up to the snapshot's
+    // number are in it, the rest follow it (none, when the read ended before it: the next read has them).
   }
-  return entries;
+  auto entries = entriesAfter(read->kvs, from);
+  if (!entries) return fail(std::move(entries.error()));
+  tail.entries = std::move(*entries);
+  return tail;
+}
+
+Status ModelLog::recordApplied(const std::string& host, uint64_t applied) {
+  auto client = client_();
+  if (!client) return fail(std::move(client.error()).wrap("record the model entry applied"));
+  auto put = (*client)->put(fmt::format("{}{}", kModelAppliedPrefix, host), std::to_string(applied));
+  if (!put) return fail(std::move(put.error()).wrap("record the model entry applied"));
+  return {};
+}
+
+Status ModelLog::forgetHost(const std::string& host) {
+  auto client = client_();
+  if (!client) return fail(std::move(client.error()).wrap("forget the model entry applied"));
+  auto removed = (*client)->remove(fmt::format("{}{}", kModelAppliedPrefix, host));
+  if (!removed) return fail(std::move(removed.error()).wrap("forget the model entry applied"));
+  return {};
+}
+
+Result<CompactionResult> ModelLog::compact(const ModelSnapshot& snapshot) {
+  auto wrap = [](Error error) { return fail(std::move(error).wrap("compact the cluster's model log")); };
+  auto client = client_();
+  if (!client) return wrap(std::move(client.error()));
+  // The hosts, what each applied and the snapshot, read at one revision.
+  constexpr std::string_view kHostsPrefix = "/corral/hosts/";
+  auto read = (*client)->txn({}, {net::etcd::TxnOp::get(std::string(kHostsPrefix), true),
+                                  net::etcd::TxnOp::get(std::string(kModelAppliedPrefix), true),
+                                  net::etcd::TxnOp::get(std::string(kModelSnapshotKey))});
+  if (!read) return wrap(std::move(read.error()));
+  if (read->reads.size() != 3)
+    return wrap(internalError("the read answered {} ranges, not 3", read->reads.size()));
+  CompactionResult result;
+  int64_t snapshotRevision = 0;
+  if (!read->reads[2].kvs.empty()) {
+    const net::etcd::KeyValue& kv = read->reads[2].kvs.front();
+    auto stored = decodeModelSnapshot(kv.value);
+    if (!stored) return wrap(std::move(stored.error()));
+    result.snapshotThrough = stored->through;
+    snapshotRevision = kv.modRevision;
+  }
+  if (snapshot.through <= result.snapshotThrough) {
+    result.outcome = Compaction::Superseded;
+    return result;
+  }
+  std::map<std::string, uint64_t> applied;
+  for (const net::etcd::KeyValue& kv : read->reads[1].kvs) {
+    const std::string host = kv.key.substr(kModelAppliedPrefix.size());
+    applied[host] = kv.value.find_first_not_of("0123456789") == std::string::npos && !kv.value.empty()
+                        ? std::stoull(kv.value)
+                        : 0;
+  }
+  for (const net::etcd::KeyValue& kv : read->reads[0].kvs) {
+    const std::string host = kv.key.substr(kHostsPrefix.size());
+    if (host.empty() || host.find('/') != std::string::npos) continue;  // a host's own keys (alive)
+    const uint64_t at = applied.contains(host) ? applied[host] : 0;
+    if (at < snapshot.through) {
+      result.outcome = Compaction::Waiting;
+      result.detail = fmt::format("host {} applied entry {}", host, at);
+      return result;
+    }
+  }
+  std::string value = encodeModelSnapshot(snapshot);
+  if (value.size() > kMaxModelSnapshotBytes) {
+    result.outcome = Compaction::TooLarge;
+    result.detail =
+        fmt::format("the snapshot is {} bytes, etcd takes {} at most", value.size(), kMaxModelSnapshotBytes);
+    return result;
+  }
+  const std::string key(kModelSnapshotKey);
+  auto written =
+      (*client)->txn({net::etcd::Compare::modRevision(key, snapshotRevision)},
+                     {net::etcd::TxnOp::put(key, std::move(value)),
+                      net::etcd::TxnOp::removeRange(modelEntryKey(1), modelEntryKey(snapshot.through + 1))});
+  if (!written) return wrap(std::move(written.error()));
+  result.outcome = written->succeeded ? Compaction::Done : Compaction::Superseded;
+  if (written->succeeded) result.snapshotThrough = snapshot.through;
+  return result;
 }
 
 Result<bool> ModelLog::append(const ModelEntry& entry) {

@@ -8,6 +8,12 @@
 //
 // Keys: /corral/model/log/NNNNNNNNNNNNNNNNNNNN (the entry's number, 20 digits, so keys sort as numbers) =
 // {"method", "target", "body", "now", "host"}.
+//
+// Compaction, as etcd's and Raft's own logs do it: each host records the last entry it applied
+// (/corral/model/applied/HOST); once every host of the cluster's list (/corral/hosts/) applied entry N, the
+// entries up to N can be replaced by a snapshot of the model as it is after N (/corral/model/snapshot =
+// {"through": N, "tables": the model's rows, Store::modelRows}), written in one transaction that also
+// deletes them. A host joining (no VPCs) loads the snapshot, then applies the entries after it.
 #pragma once
 
 #include <atomic>
@@ -15,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +32,11 @@
 namespace corral::daemon {
 
 inline constexpr std::string_view kModelLogPrefix = "/corral/model/log/";
+inline constexpr std::string_view kModelSnapshotKey = "/corral/model/snapshot";
+inline constexpr std::string_view kModelAppliedPrefix = "/corral/model/applied/";
+// etcd refuses a request larger than its --max-request-bytes, 1.5 MiB by default; the compaction's
+// transaction carries the snapshot and a few keys besides.
+inline constexpr size_t kMaxModelSnapshotBytes = 1536 * 1024 - 16 * 1024;
 
 struct ModelEntry {
   uint64_t number = 0;
@@ -41,6 +53,35 @@ std::string encodeModelEntry(const ModelEntry& entry);
 // `key`'s entry; an error naming the key when it is not one corral wrote.
 Result<ModelEntry> decodeModelEntry(const std::string& key, const std::string& value);
 
+// The model as it is after entry `through`: the model tables' rows (Store::modelRows).
+struct ModelSnapshot {
+  uint64_t through = 0;
+  nlohmann::json tables;
+  bool operator==(const ModelSnapshot&) const = default;
+};
+std::string encodeModelSnapshot(const ModelSnapshot& snapshot);
+Result<ModelSnapshot> decodeModelSnapshot(const std::string& value);
+
+// What a host applies to catch up: the snapshot when the entries after its own were compacted into one
+// (load it instead of what it has), then the entries after (the snapshot's or its own), in order.
+struct ModelTail {
+  std::optional<ModelSnapshot> snapshot;
+  std::vector<ModelEntry> entries;
+};
+
+// How a compaction attempt ended.
+enum class Compaction {
+  Done,        // the snapshot replaced the entries up to its number
+  Waiting,     // a host of the cluster has not applied that far yet (it may be away: it holds it up)
+  Superseded,  // the log is already compacted that far, or another host compacted at the same moment
+  TooLarge,    // the snapshot is larger than etcd takes (kMaxModelSnapshotBytes): the log stays
+};
+struct CompactionResult {
+  Compaction outcome = Compaction::Waiting;
+  uint64_t snapshotThrough = 0;  // the log's snapshot's number after the attempt (0: none)
+  std::string detail;            // Waiting: which host; TooLarge: the sizes
+};
+
 class ModelLog {
  public:
   // `client` gives the cluster store's client, authenticated, at each call (Cluster::store).
@@ -50,8 +91,17 @@ class ModelLog {
   ModelLog(const ModelLog&) = delete;
   ModelLog& operator=(const ModelLog&) = delete;
 
-  // The entries after `applied`, in order (a linearizable read). Unavailable without quorum.
-  Result<std::vector<ModelEntry>> after(uint64_t applied);
+  // The entries after `applied`, in order (a linearizable read), and the snapshot first when the log was
+  // compacted past `applied`. Unavailable without quorum.
+  Result<ModelTail> after(uint64_t applied);
+  // Records that `host` applied the log up to `applied` (compaction waits for every host).
+  Status recordApplied(const std::string& host, uint64_t applied);
+  // A host leaving the cluster: its applied number goes (compaction no longer waits for it).
+  Status forgetHost(const std::string& host);
+  // Replaces the entries up to snapshot.through with `snapshot` when every host of the cluster's list has
+  // applied them, in one transaction that holds only if no other host wrote a snapshot since this one read
+  // the log's: two hosts compacting at once never lose an entry or go back to an older snapshot.
+  Result<CompactionResult> compact(const ModelSnapshot& snapshot);
   // Appends `entry` under entry.number if no host took that number first; false when one did (read the
   // entries after, apply them, and check the change again). Unavailable without quorum: nothing appended.
   Result<bool> append(const ModelEntry& entry);

@@ -244,6 +244,41 @@ std::vector<std::string> NetworkController::endClusterWait() {
   return reconcileOvnLocked();
 }
 
+void NetworkController::beginClusterWait() {
+  std::lock_guard lock(mutex_);
+  if (ovn_) ovnAwaiting_ = true;
+}
+
+Status NetworkController::forgetModel() {
+  std::vector<std::string> instances;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [name, nic] : nics_) instances.push_back(name);
+    if (!ovn_ && options_.kernel) {
+      // Without NICs first, so that applyTopology's check of the empty model holds.
+      for (const std::string& instance : instances) eraseNicLocked(instance);
+      instances.clear();
+    } else {
+      for (const std::string& instance : instances) {
+        nicsChangedLocked(nics_.at(instance).subnet);
+        eraseNicLocked(instance);
+      }
+      for (const net::Vpc* vpc : topology_.vpcs()) {
+        if (metadata_) metadata_->close(vpc->name);
+        if (flowLogs_) flowLogs_->forget(vpc->name);
+      }
+      topology_ = net::Topology();
+      ovnAwaiting_ = false;  // a single host now: its own VPCs' rows are written at once
+      ovnApplied_.clear();
+      applied_.clear();
+      transits_.clear();
+      resolverStale_.clear();
+      return {};
+    }
+  }
+  return applyTopology(net::Topology());
+}
+
 std::vector<std::string> NetworkController::reconcileOvnLocked() {
   std::vector<std::string> changes;
   if (ovnAwaiting_) {

@@ -176,6 +176,15 @@ class NetworkController {
   // The copy of the cluster's model and instances caught up (ovnAwaitCluster): from now on the VPCs'
   // rows are written, and every VPC is reconciled as reconcile() does. A no-op when not waiting.
   std::vector<std::string> endClusterWait();
+  // A host joining a cluster (on OVN): as at a member's start (ovnAwaitCluster), no row is written until
+  // endClusterWait(): its copy of the model (the snapshot, the entries) lacks the other hosts' NICs until
+  // it has read them, and converging without them would delete their logical ports.
+  void beginClusterWait();
+  // A host leaving its cluster (Service::serveCluster(LeaveCluster)): the model becomes empty and every NIC
+  // it knows (the other hosts', adopted; this host has none left) is forgotten. On OVN no row is written
+  // or deleted: the VPCs' rows are the cluster's. On the nftables backend the VPCs' namespaces are this
+  // host's own and go as applyTopology does.
+  Status forgetModel();
   // GET /v1/vpcs/NAME/topology (docs/api.md); `instances` is GET /v1/instances's list, for their state.
   Result<nlohmann::json> topologyJson(const std::string& vpc, const nlohmann::json& instances) const;
   // One instance's part of topologyJson, for patching a kept picture when its NIC joins or its state

@@ -360,9 +360,12 @@ Response Service::serveSharedLocked(const Typed& typed, const api::Request& requ
 
 Status Service::catchUpLocked() {
   if (!modelLog_) return {};
-  auto entries = modelLog_->after(modelApplied_);
-  if (!entries) return fail(std::move(entries.error()));
-  for (ModelEntry& entry : *entries) {
+  auto tail = modelLog_->after(modelApplied_);
+  if (!tail) return fail(std::move(tail.error()));
+  if (tail->snapshot) {
+    if (auto loaded = loadSnapshotLocked(*tail->snapshot); !loaded) return fail(loaded.error());
+  }
+  for (ModelEntry& entry : tail->entries) {
     auto request = api::parseRequest(entry.method, entry.target, entry.body);
     Response response{500, nullptr};
     if (request) {
@@ -391,7 +394,80 @@ Status Service::catchUpLocked() {
     }
     modelApplied_ = entry.number;
   }
+  recordAppliedLocked();
   return {};
+}
+
+Status Service::loadSnapshotLocked(const ModelSnapshot& snapshot) {
+  auto wrap = [&](Error error) {
+    return fail(std::move(error).wrap(
+        fmt::format("load the cluster's model snapshot (through entry {})", snapshot.through)));
+  };
+  // Only a host behind the snapshot gets here: one joining (no VPCs), or one the log was compacted past
+  // although compaction waits for every listed host (its applied key deleted by hand, say). The snapshot
+  // is the model after the entries it replaces, each checked against every host's NICs when it was made.
+  log::info("cluster model: loading the snapshot through entry {} (this host had applied {})",
+            snapshot.through, modelApplied_);
+  if (auto loaded = store_.loadModelRows(snapshot.tables, snapshot.through); !loaded)
+    return wrap(std::move(loaded.error()));
+  auto topology = store_.loadTopology();
+  if (!topology) return wrap(std::move(topology.error()));
+  if (network_) {
+    if (auto applied = network_->applyTopology(*topology); !applied)
+      log::error("cluster model snapshot {}: the network refused it here: {}", snapshot.through,
+                 applied.error().message());
+  }
+  topology_ = std::move(*topology);
+  modelApplied_ = snapshot.through;
+  modelSnapshotThrough_ = std::max(modelSnapshotThrough_, snapshot.through);
+  ++topologyChanges_;
+  for (const net::Vpc* vpc : topology_.vpcs()) vpcRevisions_[vpc->name] = topologyChanges_;
+  ++viewRevision_;
+  return {};
+}
+
+void Service::recordAppliedLocked() {
+  if (!modelLog_ || !cluster_ || modelApplied_ == modelRecorded_) return;
+  if (auto recorded = modelLog_->recordApplied(cluster_->hostName(), modelApplied_); !recorded) {
+    log::debug("cluster model: {}", recorded.error().message());
+    return;
+  }
+  modelRecorded_ = modelApplied_;
+  const uint64_t threshold = cluster_->modelCompactEntries();
+  if (modelApplied_ <= modelSnapshotThrough_ + threshold) return;
+  // An attempt that had to wait for a host is made again a quarter of the threshold later: the last host
+  // to apply an entry finds every other at it and compacts.
+  if (modelCompactTried_ != 0 && modelApplied_ < modelCompactTried_ + std::max<uint64_t>(1, threshold / 4))
+    return;
+  auto rows = store_.modelRows();
+  if (!rows) {
+    log::error("cluster model: compaction: {}", rows.error().message());
+    return;
+  }
+  auto compacted = modelLog_->compact({.through = rows->through, .tables = std::move(rows->tables)});
+  if (!compacted) {
+    log::warn("cluster model: {}", compacted.error().message());
+    return;
+  }
+  modelSnapshotThrough_ = std::max(modelSnapshotThrough_, compacted->snapshotThrough);
+  modelCompactTried_ = 0;
+  switch (compacted->outcome) {
+    case Compaction::Done:
+      log::info("cluster model: compacted the log: a snapshot replaces entries 1 to {}", modelApplied_);
+      break;
+    case Compaction::Waiting:
+      modelCompactTried_ = modelApplied_;
+      log::info("cluster model: compaction through entry {} waits: {}", modelApplied_, compacted->detail);
+      break;
+    case Compaction::TooLarge:
+      // Not again before the threshold's worth of entries more: the model will hardly have shrunk.
+      modelSnapshotThrough_ = modelApplied_;
+      log::warn("cluster model: not compacting the log through entry {}: {}", modelApplied_,
+                compacted->detail);
+      break;
+    case Compaction::Superseded:
+      break;
+  }
 }
 
 int64_t Service::changeTimeLocked() const {
@@ -427,6 +503,9 @@ void Service::followModel() {
     std::lock_guard lock(mutex_);
     auto applied = store_.modelApplied();
     modelApplied_ = applied ? *applied : 0;
+    modelRecorded_ = 0;
+    modelSnapshotThrough_ = 0;
+    modelCompactTried_ = 0;
     modelLog_ = std::move(log);
   }
   raw->watch([this] {
@@ -524,6 +603,7 @@ Response Service::serveCluster(const api::InitCluster& request) {
 Response Service::serveCluster(const api::JoinCluster& request) {
   if (auto empty = checkNoVpcs("join"); !empty) return errorResponse(empty.error());
   Response response = resultResponse(201, cluster_->join(request.address, request.token, request.az));
+  if (response.status == 201 && network_) network_->beginClusterWait();
   followModel();
   return response;
 }
@@ -537,9 +617,69 @@ Response Service::serveCluster(const api::UpdateClusterHost& request) {
   return resultResponse(200, cluster_->setAz(request.name, request.az));
 }
 Response Service::serveCluster(const api::LeaveCluster&) {
+  if (!cluster_->member()) return resultResponse(200, cluster_->leave());  // its own refusal
+  if (auto empty = checkNothingInClusterVpcs(); !empty) return errorResponse(empty.error());
+  // Compaction stops waiting for this host once it is gone from the list; its applied number goes first
+  // (after the leave the store is out of reach). A leave refused below records it again.
+  {
+    std::lock_guard lock(mutex_);
+    if (modelLog_) {
+      if (auto forgotten = modelLog_->forgetHost(cluster_->hostName()); !forgotten)
+        log::warn("cluster leave: {}", forgotten.error().message());
+      modelRecorded_ = 0;
+    }
+  }
   Response response = resultResponse(200, cluster_->leave());
   followModel();
+  if (response.status != 200 || cluster_->member()) return response;
+  // A single host now, with no VPCs: its copy of the cluster's model goes, and none of OVN's rows (they
+  // are the cluster's, and the other hosts go on converging them).
+  std::lock_guard lock(mutex_);
+  if (auto forgotten = store_.forgetModel(); !forgotten)
+    return errorResponse(
+        forgotten.error().wrap("cluster leave: the host left, but its copy of the model stays"));
+  if (network_) {
+    if (auto forgotten = network_->forgetModel(); !forgotten)
+      log::error("cluster leave: forgetting the network's model: {}", forgotten.error().message());
+  }
+  topology_ = net::Topology();
+  modelApplied_ = 0;
+  ++topologyChanges_;
+  vpcRevisions_.clear();
+  ++viewRevision_;
+  log::info("cluster leave: this host's copy of the cluster's VPCs is forgotten (their OVN rows stay)");
   return response;
+}
+
+// A host leaves a cluster with nothing of its own in the cluster's VPCs: an instance, load balancer,
+// target group or group of it would be left with no subnet.
+Status Service::checkNothingInClusterVpcs() {
+  std::vector<std::string> instances;
+  if (instances_ && network_) {
+    const json states = instances_->statesJson();
+    for (const json& instance : states["instances"]) {
+      const std::string name = instance.value("name", "");
+      if (network_->nic(name)) instances.push_back(name);
+    }
+  }
+  if (!instances.empty())
+    return fail(
+        Error(ErrorKind::Conflict,
+              fmt::format("cluster leave: this host runs instances in the cluster's VPCs ({}): remove "
+                          "them first",
+                          fmt::join(instances, ", ")),
+              "instances"));
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> balancers;
+  for (const auto* balancer : balancers_.loadBalancers()) balancers.push_back(balancer->name);
+  for (const auto* group : balancers_.targetGroups()) balancers.push_back(group->name);
+  if (!balancers.empty())
+    return fail(Error(ErrorKind::Conflict,
+                      fmt::format("cluster leave: this host has load balancers or target groups in the "
+                                  "cluster's VPCs ({}): remove them first",
+                                  fmt::join(balancers, ", ")),
+                      "load_balancers"));
+  return {};
 }
 
 Status Service::openImages(ImageServiceOptions options) {

@@ -258,6 +258,9 @@ class Service final : private TargetGroupSeam, private GroupFleet {
   Response serveCluster(const api::LeaveCluster& request);
   // Conflict when this host has VPCs (a host inits or joins a cluster with none).
   Status checkNoVpcs(std::string_view action) const;
+  // Conflict naming `instances` or `load_balancers` while this host has any in the cluster's VPCs (a host
+  // leaves a cluster with none).
+  Status checkNothingInClusterVpcs();
   // Image requests run without mutex_ too (the store has its own lock; a pull takes minutes).
   Response serveImage(const api::ListImages& request);
   Response serveImage(const api::GetImage& request);
@@ -278,8 +281,16 @@ class Service final : private TargetGroupSeam, private GroupFleet {
   // caught up (or from the copy as it is when the store does not answer).
   template <class Typed>
   Response serveSharedLocked(const Typed& typed, const api::Request& request);
-  // Applies the log's entries this host has not applied yet, in order.
+  // Applies the log's entries this host has not applied yet, in order (the log's snapshot first when the
+  // entries after this host's were compacted), then recordAppliedLocked.
   Status catchUpLocked();
+  // Makes the log's snapshot this host's copy: the store's model tables and the number applied in one
+  // transaction, then the model in memory and the network.
+  Status loadSnapshotLocked(const ModelSnapshot& snapshot);
+  // Records the entry applied here in the cluster store and, once the log holds more than
+  // --cluster-model-compact entries past its snapshot, tries to compact it (ModelLog::compact). Failures
+  // are logged: the next change tries again.
+  void recordAppliedLocked();
   // The wall-clock seconds of the change being made: the entry's when it is one of the log's.
   int64_t changeTimeLocked() const;
   // Starts (a member) or stops (not one) following the cluster's model log and the cluster's instances
@@ -452,6 +463,9 @@ class Service final : private TargetGroupSeam, private GroupFleet {
   std::optional<ModelEntry> modelEntry_;    // under mutex_: the entry of the change being made or applied
   bool replaying_ = false;                  // under mutex_: applying another host's entry
   bool modelRaced_ = false;                 // under mutex_: the entry's number was taken by another host
+  uint64_t modelRecorded_ = 0;              // under mutex_: the applied number last recorded in the store
+  uint64_t modelSnapshotThrough_ = 0;       // under mutex_: the log's snapshot as last seen
+  uint64_t modelCompactTried_ = 0;          // under mutex_: modelApplied_ at the last attempt that waited
 };
 
 // An error as the API shows it: its kind's status and {"error": {...}}.

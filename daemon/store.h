@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -99,6 +100,21 @@ class Store {
                std::optional<uint64_t> modelEntry = std::nullopt);
   // The last entry of the cluster's model log this host applied; 0 when none.
   Result<uint64_t> modelApplied() const;
+  // The cluster's shared model as rows (daemon/store_model.cc): every row of the VPC model's tables (VPCs,
+  // route tables and routes, network ACLs and rules, subnets, gateways, security groups and rules,
+  // peerings; never instances, load balancers, flow logs) and the entry they are applied through, read in
+  // one transaction. The model log's snapshot (daemon/model_log.h) is this JSON.
+  struct ModelRows {
+    uint64_t through = 0;
+    nlohmann::json tables;  // {"vpcs": {"columns": [...], "rows": [[...], ...]}, ...}
+  };
+  Result<ModelRows> modelRows() const;
+  // Replaces every row of the model's tables with `tables` (another store's modelRows) and records the
+  // model log applied through `through`, in one transaction; bad rows change nothing.
+  Status loadModelRows(const nlohmann::json& tables, uint64_t through);
+  // A host leaving its cluster: every row of the model's tables and the applied number go, in one
+  // transaction (refused, nothing changed, while a load balancer or target group still names a VPC).
+  Status forgetModel();
 
   // Load balancers and target groups (issue 19): the whole set, and one change written in one transaction
   // (the objects `changes` names, as they are in `after`).

@@ -100,7 +100,7 @@ Json requestOp(const TxnOp& op) {
     case TxnOp::Kind::Put:
       return {{"request_put", putRequest(op.key, op.value, op.lease)}};
     case TxnOp::Kind::Delete:
-      return {{"request_delete_range", deleteRequest(op.key, op.prefix)}};
+      return {{"request_delete_range", deleteRequest(op.key, op.prefix, op.rangeEnd)}};
   }
   return Json::object();
 }
@@ -195,9 +195,10 @@ Json putRequest(std::string_view key, std::string_view value, int64_t lease) {
   return request;
 }
 
-Json deleteRequest(std::string_view key, bool prefix) {
+Json deleteRequest(std::string_view key, bool prefix, std::string_view rangeEnd) {
   Json request = {{"key", encodeBase64(key)}};
   if (prefix) request["range_end"] = encodeBase64(prefixRangeEnd(key));
+  if (!rangeEnd.empty()) request["range_end"] = encodeBase64(rangeEnd);
   return request;
 }
 

@@ -77,14 +77,19 @@ struct TxnOp {
   std::string value;    // Put
   int64_t lease = 0;    // Put: 0 for none
   bool prefix = false;  // Get, Delete: every key under `key`
+  std::string rangeEnd;  // Delete: every key in [key, rangeEnd) when not empty
   static TxnOp get(std::string key, bool prefix = false) {
-    return {Kind::Get, std::move(key), {}, 0, prefix};
+    return {Kind::Get, std::move(key), {}, 0, prefix, {}};
   }
   static TxnOp put(std::string key, std::string value, int64_t lease = 0) {
-    return {Kind::Put, std::move(key), std::move(value), lease, false};
+    return {Kind::Put, std::move(key), std::move(value), lease, false, {}};
   }
   static TxnOp remove(std::string key, bool prefix = false) {
-    return {Kind::Delete, std::move(key), {}, 0, prefix};
+    return {Kind::Delete, std::move(key), {}, 0, prefix, {}};
+  }
+  // Every key in [from, end) (keys sort as bytes).
+  static TxnOp removeRange(std::string from, std::string end) {
+    return {Kind::Delete, std::move(from), {}, 0, false, std::move(end)};
   }
 };
 
@@ -114,7 +119,7 @@ struct WatchResponse {
 // `revision` 0: the latest; otherwise the keys as they were at that revision (until compacted).
 Json rangeRequest(std::string_view key, bool prefix, int64_t revision = 0, bool serializable = false);
 Json putRequest(std::string_view key, std::string_view value, int64_t lease);
-Json deleteRequest(std::string_view key, bool prefix);
+Json deleteRequest(std::string_view key, bool prefix, std::string_view rangeEnd = {});
 Json txnRequest(const std::vector<Compare>& compares, const std::vector<TxnOp>& then,
                 const std::vector<TxnOp>& otherwise);
 Json watchCreateRequest(std::string_view prefix, int64_t startRevision);

@@ -371,5 +371,101 @@ TEST_F(ClusterOfHosts, AGroupSpreadsOverTheZonesAndReplacesALostHostsMembers) {
   EXPECT_EQ(at(2).call("GET", "/v1/groups/web").status, 404);
 }
 
+// The model log compacted (docs/cluster.md "The shared model"): with --cluster-model-compact 4, after a
+// dozen changes through two hosts a snapshot replaces the entries every host applied; a host joining later
+// loads it and holds the same VPCs, and the others still apply its changes. Leaving: refused naming
+// `instances` while the host runs one in the cluster's VPC; without, the host forgets its copy (no VPCs),
+// the VPC's OVN rows stay and the others go on changing and using it.
+TEST_F(ClusterOfHosts, TheModelLogIsCompactedAndALeavingHostForgetsTheModel) {
+  for (int host = 1; host <= kHosts; ++host) {
+    at(host).stop();
+    std::vector<std::string> options = args(host, true);
+    options.insert(options.end(), {"--cluster-model-compact", "4"});
+    at(host).setExtraArgs(options);
+    ASSERT_TRUE(at(host).start()) << at(host).logTail();
+  }
+  json init = at(1).must("POST", "/v1/cluster", json{{"az", "az1"}});
+  const std::string token = init.value("token", "");
+  ASSERT_FALSE(token.empty()) << init.dump();
+  at(2).must("POST", "/v1/cluster/join",
+             json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az2"}});
+
+  cliOk(1, {"vpc", "create", "lab", "--cidr", "10.20.0.0/16"});
+  cliOk(2, {"subnet", "create", "s1", "--vpc", "lab", "--cidr", "10.20.1.0/24", "--az", "az1"});
+  cliOk(1, {"subnet", "create", "s2", "--vpc", "lab", "--cidr", "10.20.2.0/24", "--az", "az2"});
+  cliOk(2, {"sg", "create", "web", "--vpc", "lab"});
+  for (int port = 8001; port <= 8006; ++port)
+    cliOk(port % 2 + 1, {"sg", "rule", "add", "web", "--protocol", "tcp", "--port", std::to_string(port),
+                         "--cidr", "10.20.0.0/16"});
+  cliOk(1, {"rtb", "create", "quiet", "--vpc", "lab"});
+  cliOk(2, {"nacl", "create", "strict", "--vpc", "lab"});
+
+  // The log's keys, read with etcdctl in host 1's namespace as the cluster's root.
+  auto modelKeys = [&] {
+    ToolRun run = runTool({"ip", "netns", "exec", cluster_->hostNetns(1), kEtcdctlBinary,
+                           "--endpoints=http://" + underlay(1) + ":2379", "--user", "root:" + token, "get",
+                           "/corral/model/", "--prefix", "--keys-only"});
+    return run.output;
+  };
+  ASSERT_TRUE(pollUntil(
+      [&] {
+        const std::string keys = modelKeys();
+        return keys.find("/corral/model/snapshot") != std::string::npos &&
+               keys.find("/corral/model/log/00000000000000000001") == std::string::npos;
+      },
+      15s))
+      << modelKeys() << "\n"
+      << at(1).logTail() << at(2).logTail();
+  EXPECT_NE((at(1).logTail() + at(2).logTail()).find("compacted the log"), std::string::npos);
+
+  // h3 joins now: it loads the snapshot, then the entries after it, and lists what the others list.
+  cliOk(2, {"subnet", "create", "late", "--vpc", "lab", "--cidr", "10.20.9.0/24", "--az", "az2"});
+  at(3).must("POST", "/v1/cluster/join",
+             json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az3"}});
+  for (const std::string path : {"/v1/vpcs", "/v1/subnets", "/v1/security-groups", "/v1/route-tables",
+                                 "/v1/network-acls", "/v1/internet-gateways", "/v1/peerings"}) {
+    Reply reference = at(1).call("GET", path);
+    ASSERT_EQ(reference.status, 200) << path << ": " << reference.body.dump();
+    Reply joined = at(3).call("GET", path);
+    EXPECT_EQ(joined.body, reference.body) << path;
+  }
+  EXPECT_EQ(at(3).call("GET", "/v1/subnets?vpc=lab").body["subnets"].size(), 3u);
+  EXPECT_NE(at(3).logTail().find("loading the snapshot through entry"), std::string::npos) << at(3).logTail();
+  EXPECT_EQ(at(3).cli({"net", "show", "lab"}).out, at(1).cli({"net", "show", "lab"}).out);
+  // Its changes reach the others.
+  cliOk(3, {"subnet", "create", "s3", "--vpc", "lab", "--cidr", "10.20.3.0/24", "--az", "az3"});
+  EXPECT_EQ(at(1).call("GET", "/v1/subnets/s3").status, 200);
+  EXPECT_EQ(at(2).call("GET", "/v1/subnets/s3").status, 200);
+
+  // h2 leaves: refused while it runs x2 in s2; once x2 is gone it forgets the cluster's VPCs.
+  cliOk(2, {"run", "-d", "--name", "x2", "--subnet", "s2", "--", "sleep", "1000"});
+  Reply refused = at(2).call("POST", "/v1/cluster/leave", json::object());
+  ASSERT_EQ(refused.status, 409) << refused.body.dump()
+                                 << at(2).call("GET", "/v1/instances?scope=host").body.dump()
+                                 << at(2).logTail();
+  EXPECT_EQ(refused.body["error"].value("field", ""), "instances") << refused.body.dump();
+  EXPECT_NE(refused.body["error"].value("message", "").find("x2"), std::string::npos) << refused.body.dump();
+  EXPECT_EQ(at(1).call("GET", "/v1/cluster/hosts").body["hosts"].size(), 3u) << "nothing changed";
+  cliOk(2, {"rm", "-f", "x2"});
+  at(2).must("POST", "/v1/cluster/leave", json::object(), 200);
+  EXPECT_TRUE(at(2).call("GET", "/v1/vpcs").body["vpcs"].empty())
+      << at(2).call("GET", "/v1/vpcs").body.dump();
+  EXPECT_TRUE(at(2).call("GET", "/v1/subnets").body["subnets"].empty());
+  const std::string switches = runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare",
+                                        "--columns=name", "list", "Logical_Switch"})
+                                   .output;
+  for (const std::string subnet : {"s1", "s2", "s3", "late"})
+    EXPECT_NE(switches.find("corral.subnet." + subnet), std::string::npos) << subnet << ": " << switches;
+  EXPECT_EQ(at(1).call("GET", "/v1/cluster/hosts").body["hosts"].size(), 2u);
+
+  // The others go on: a change through h1 reaches h3 and OVN, and their instances reach each other.
+  cliOk(1, {"subnet", "create", "s4", "--vpc", "lab", "--cidr", "10.20.4.0/24", "--az", "az1"});
+  EXPECT_EQ(at(3).call("GET", "/v1/subnets/s4").status, 200);
+  cliOk(1, {"run", "-d", "--name", "y1", "--subnet", "s1", "--", "sleep", "1000"});
+  cliOk(3, {"run", "-d", "--name", "y3", "--subnet", "s3", "--", "sleep", "1000"});
+  EXPECT_TRUE(pingsWithin(1, "y1", addressOf("y3"))) << diagnosis();
+  EXPECT_EQ(at(2).call("GET", "/v1/subnets/s4").status, 404) << "the host that left follows no more";
+}
+
 }  // namespace
 }  // namespace corral::testing

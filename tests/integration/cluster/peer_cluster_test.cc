@@ -127,5 +127,18 @@ TEST(ClusterPeerPortOptions, TheApiPortNeedsTheClusterAddressAndItsOwnPort) {
   }
 }
 
+// The model log's compaction threshold (docs/cluster.md "The shared model"): out of range stops corrald at
+// start naming the option.
+TEST(ClusterPeerPortOptions, TheModelCompactionThresholdIsChecked) {
+  if (!requireRoot()) GTEST_SKIP() << "needs root";
+  for (const std::string bad : {"0", "1000001"}) {
+    TestDaemon daemon("t" + std::to_string(::getpid()) + "-clusterd-bad",
+                      {"--cluster-address", "127.0.0.1", "--cluster-model-compact", bad});
+    EXPECT_FALSE(daemon.start());
+    EXPECT_NE(daemon.log().find("--cluster-model-compact: " + bad + " is out of range"), std::string::npos)
+        << daemon.log();
+  }
+}
+
 }  // namespace
 }  // namespace corral::testing

@@ -902,6 +902,92 @@ TEST(Store, VersionTenDatabaseMigratesToNoModelEntryAndEntriesAreRecordedWithThe
   EXPECT_TRUE(reopened->loadTopology().value_or(net::Topology{}).findVpc("lab"));
 }
 
+// The cluster model log's snapshot (daemon/model_log.h): one store's model as rows, loaded into another in
+// one transaction, is the same model there, with the entry it was applied through; instances are never
+// touched; bad rows change nothing; a host leaving forgets the model and its applied number.
+TEST(Store, ModelRowsLoadIntoAnotherStoreAsTheSameModelAndNothingElse) {
+  TempDir dir;
+  Topology topology;
+  auto source = Store::open(dir.file("source.db"));
+  ASSERT_TRUE(source) << source.error().message();
+  buildFullTopology(*source, topology);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(
+      persisted(*source, topology, topology.createVpc({.name = "other", .cidr = "10.1.0.0/16"}, 1100)));
+  ASSERT_TRUE(persisted(*source, topology,
+                        topology.createPeering({.name = "po", .vpc = "prod", .peerVpc = "other"}, 1101)));
+  ASSERT_TRUE(source->apply(topology, net::Changeset{}, 41));
+  auto rows = source->modelRows();
+  ASSERT_TRUE(rows) << rows.error().message();
+  EXPECT_EQ(rows->through, 41u);
+  EXPECT_EQ(rows->tables["peerings"]["rows"].size(), 1u) << rows->tables.dump();
+  EXPECT_FALSE(rows->tables.contains("instances"));
+
+  const std::string path = dir.file("joining.db");
+  auto joining = Store::open(path);
+  ASSERT_TRUE(joining) << joining.error().message();
+  InstanceRow row;
+  row.name = "own";
+  row.specJson = R"({"name":"own"})";
+  row.state = InstanceState::running;
+  row.createdAt = 10;
+  ASSERT_TRUE(joining->insertInstance(row));
+  Topology stale;
+  ASSERT_TRUE(persisted(*joining, stale, stale.createVpc({.name = "stale", .cidr = "10.9.0.0/16"}, 5)));
+
+  ASSERT_TRUE(joining->loadModelRows(rows->tables, rows->through));
+  auto loaded = reopenAndLoad(path);
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  EXPECT_EQ(describe(*loaded), describe(topology));
+  EXPECT_EQ(loaded->findPeering("po")->link.str(), topology.findPeering("po")->link.str());
+  EXPECT_FALSE(loaded->findVpc("stale")) << "the snapshot replaces the model, it is not added to it";
+  EXPECT_EQ(joining->modelApplied().value_or(0), 41u);
+  EXPECT_EQ(joining->listInstances().value_or(std::vector<InstanceRow>{}).size(), 1u);
+  auto again = joining->modelRows();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->tables, rows->tables) << "the rows round-trip exactly";
+
+  // A model with empty tables (no gateway, no peering) loads too.
+  auto small = Store::open(dir.file("small.db"));
+  ASSERT_TRUE(small);
+  Topology one;
+  ASSERT_TRUE(persisted(*small, one, one.createVpc({.name = "one", .cidr = "10.7.0.0/16"}, 7)));
+  auto smallRows = small->modelRows();
+  ASSERT_TRUE(smallRows);
+  EXPECT_TRUE(smallRows->tables["internet_gateways"]["rows"].empty());
+  auto third = Store::open(dir.file("third.db"));
+  ASSERT_TRUE(third);
+  auto smallLoad = third->loadModelRows(smallRows->tables, 3);
+  ASSERT_TRUE(smallLoad) << smallLoad.error().message();
+  EXPECT_EQ(describe(third->loadTopology().value_or(Topology{})), describe(one));
+
+  // Bad snapshots change nothing.
+  nlohmann::json unknownTable = rows->tables;
+  unknownTable["instances"] = {{"columns", {"name"}}, {"rows", nlohmann::json::array()}};
+  auto refused = joining->loadModelRows(unknownTable, 50);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("table instances is not one of the model's"), std::string::npos)
+      << refused.error().message();
+  nlohmann::json shortRow = rows->tables;
+  shortRow["subnets"]["rows"][0].erase(0);
+  EXPECT_FALSE(joining->loadModelRows(shortRow, 50));
+  nlohmann::json dangling = rows->tables;
+  dangling["vpcs"]["rows"] = nlohmann::json::array();
+  auto danglingLoad = joining->loadModelRows(dangling, 50);
+  ASSERT_FALSE(danglingLoad);
+  EXPECT_NE(danglingLoad.error().message().find("reference to a missing object"), std::string::npos)
+      << danglingLoad.error().message();
+  EXPECT_EQ(joining->modelApplied().value_or(0), 41u);
+  EXPECT_EQ(describe(joining->loadTopology().value_or(Topology{})), describe(topology));
+
+  // Leaving: the model and the applied number go, the instance stays.
+  ASSERT_TRUE(joining->forgetModel());
+  EXPECT_TRUE(joining->loadTopology().value_or(topology).vpcs().empty());
+  EXPECT_EQ(joining->modelApplied().value_or(99), 0u);
+  EXPECT_EQ(joining->listInstances().value_or(std::vector<InstanceRow>{}).size(), 1u);
+  EXPECT_EQ(RawDb(path).value("SELECT count(*) FROM routes"), "0");
+}
+
 TEST(Store, VersionFourDatabaseMigratesKeepingInstancesWithNoOomKills) {
   TempDir dir;
   std::string path = dir.file("state.db");

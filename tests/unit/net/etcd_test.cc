@@ -55,6 +55,7 @@ TEST(EtcdCodec, RequestsCarryBase64KeysAndStringNumbers) {
   EXPECT_EQ(rangeRequest("/a/", true), Json::parse(R"({"key":"L2Ev","range_end":"L2Ew"})"));
   EXPECT_EQ(rangeRequest("/a", false, 12), Json::parse(R"({"key":"L2E=","revision":"12"})"));
   EXPECT_EQ(deleteRequest("/a", false), Json::parse(R"({"key":"L2E="})"));
+  EXPECT_EQ(deleteRequest("/a", false, "/b"), Json::parse(R"({"key":"L2E=","range_end":"L2I="})"));
   EXPECT_EQ(watchCreateRequest("/a/", 5),
             Json::parse(R"({"create_request":{"key":"L2Ev","range_end":"L2Ew","start_revision":"5"}})"));
 }
