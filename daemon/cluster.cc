@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "core/log.h"
 #include "core/retry.h"
@@ -41,6 +42,7 @@ constexpr std::string_view kHostsPrefix = "/corral/hosts/";
 constexpr std::string_view kAliveSuffix = "/alive";
 constexpr std::string_view kInstancesSuffix = "/instances";
 constexpr const char* kRootUser = "root";
+constexpr std::string_view kGatewayKey = "/corral/gateway";
 
 Result<std::string> randomHex(size_t bytes) {
   std::string raw(bytes, '\0');
@@ -90,7 +92,44 @@ bool isAuthFailure(const Error& error) {
   return error.message().find("authentication failed") != std::string::npos;
 }
 
+std::string shownSetting(const std::string& value) {
+  return value.empty() ? std::string("not given") : fmt::format("\"{}\"", value);
+}
+
 }  // namespace
+
+json gatewayJson(const GatewaySettings& settings) {
+  return json{{"ovn_gateway_chassis", settings.ovnGatewayChassis},
+              {"ovn_outside_network", settings.ovnOutsideNetwork},
+              {"transit_cidr", settings.transitCidr},
+              {"public_cidr", settings.publicCidr}};
+}
+
+GatewaySettings gatewayFromJson(const json& settings) {
+  if (!settings.is_object()) return {};
+  return {.ovnGatewayChassis = settings.value("ovn_gateway_chassis", std::string()),
+          .ovnOutsideNetwork = settings.value("ovn_outside_network", std::string()),
+          .transitCidr = settings.value("transit_cidr", std::string()),
+          .publicCidr = settings.value("public_cidr", std::string())};
+}
+
+Status checkGatewaySettings(const GatewaySettings& here, const GatewaySettings& cluster) {
+  for (auto [option, mine, theirs] :
+       {std::tuple{"ovn-gateway-chassis", &here.ovnGatewayChassis, &cluster.ovnGatewayChassis},
+        std::tuple{"ovn-outside-network", &here.ovnOutsideNetwork, &cluster.ovnOutsideNetwork},
+        std::tuple{"transit-cidr", &here.transitCidr, &cluster.transitCidr},
+        std::tuple{"public-cidr", &here.publicCidr, &cluster.publicCidr}}) {
+    if (*mine == *theirs) continue;
+    return fail(Error(
+        ErrorKind::Conflict,
+        fmt::format("--{} is {} on this host but {} in the cluster: every host plans the internet gateways "
+                    "with the same settings (each writes the same OVN rows); start corrald with the "
+                    "cluster's",
+                    option, shownSetting(*mine), shownSetting(*theirs)),
+        option));
+  }
+  return {};
+}
 
 Cluster::Cluster(ClusterOptions options, std::function<size_t()> localInstances,
                  std::unique_ptr<EtcdProcess> etcd)
@@ -104,6 +143,11 @@ Result<std::unique_ptr<Cluster>> Cluster::open(ClusterOptions options,
   std::unique_ptr<Cluster> cluster(
       new Cluster(std::move(options), std::move(localInstances), std::move(*etcd)));
   auto saved = cluster->membership();
+  if (saved && saved->gateway) {
+    if (Status same = checkGatewaySettings(cluster->options_.gateway, *saved->gateway); !same)
+      return fail(same.error().wrap(
+          fmt::format("cluster: this host is a member (\"{}/member.json\")", cluster->options_.dir)));
+  }
   if (saved) {
     // A member before: its etcd again on the same data (the flags past the data dir are not read again).
     EtcdLaunch launch{.name = cluster->options_.hostName,
@@ -163,9 +207,9 @@ std::optional<std::string> Cluster::peerToken() const {
 Status Cluster::saveMembership(const Membership& m) const {
   const std::string path = options_.dir + "/member.json";
   const std::string temp = path + ".tmp";
-  const std::string text =
-      json{{"az", m.az}, {"token", m.token}, {"member_id", m.memberId}, {"endpoints", m.endpoints}}.dump() +
-      "\n";
+  json saved = {{"az", m.az}, {"token", m.token}, {"member_id", m.memberId}, {"endpoints", m.endpoints}};
+  if (m.gateway) saved["gateway"] = gatewayJson(*m.gateway);
+  const std::string text = saved.dump() + "\n";
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return fail(systemError(errno, fmt::format("open(\"{}\", O_CREAT)", temp)));
   if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
@@ -194,6 +238,7 @@ Result<Cluster::Membership> Cluster::membership() const {
   m.memberId = saved.value("member_id", uint64_t{0});
   m.endpoints = saved.value("endpoints", std::vector<std::string>{});
   if (m.endpoints.empty()) m.endpoints.push_back(clientUrl());
+  if (saved.contains("gateway")) m.gateway = gatewayFromJson(saved["gateway"]);
   return m;
 }
 
@@ -271,8 +316,14 @@ Result<json> Cluster::init(const std::string& az) {
   if (Status auth = client->authenticate(kRootUser, *token); !auth) return undo(auth.error());
   if (auto put = client->put(hostKey(options_.hostName), hostJson(az, memberId).dump()); !put)
     return undo(put.error());
+  if (auto put = client->put(kGatewayKey, gatewayJson(options_.gateway).dump()); !put)
+    return undo(put.error());
   if (Status alive = registerAlive(*client); !alive) return undo(alive.error());
-  Membership m{.az = az, .token = *token, .memberId = memberId, .endpoints = {clientUrl()}};
+  Membership m{.az = az,
+               .token = *token,
+               .memberId = memberId,
+               .endpoints = {clientUrl()},
+               .gateway = options_.gateway};
   if (Status saved = saveMembership(m); !saved) return undo(saved.error());
   {
     std::lock_guard lock(mutex_);
@@ -306,6 +357,15 @@ Result<json> Cluster::join(const std::string& address, const std::string& token,
     if (isAuthFailure(auth.error()))
       return fail(invalidField("token", "token: refused by the cluster at {}", address));
     return fail(auth.error().wrap(fmt::format("cluster join {}", address)));
+  }
+  // The cluster's gateway settings, before anything changes. A cluster made before they were recorded has
+  // none: this host's become the cluster's (created if still absent, below).
+  auto recorded = remote.get(kGatewayKey);
+  if (!recorded) return fail(recorded.error().wrap(fmt::format("cluster join {}", address)));
+  if (!recorded->kvs.empty()) {
+    const GatewaySettings theirs = gatewayFromJson(json::parse(recorded->kvs.front().value, nullptr, false));
+    if (Status same = checkGatewaySettings(options_.gateway, theirs); !same)
+      return fail(same.error().wrap(fmt::format("cluster join {}", address)));
   }
   // The name taken, atomically: a reservation that says the host is joining.
   const std::string key = hostKey(options_.hostName);
@@ -355,8 +415,14 @@ Result<json> Cluster::join(const std::string& address, const std::string& token,
   auto client = std::make_shared<EtcdClient>(endpoints, nullptr, options_.requestTimeout);
   if (Status auth = client->authenticate(kRootUser, token); !auth) return undo(auth.error());
   if (auto put = client->put(key, hostJson(az, memberId).dump()); !put) return undo(put.error());
+  if (recorded->kvs.empty()) {
+    auto put = client->txn({Compare::absent(std::string(kGatewayKey))},
+                           {TxnOp::put(std::string(kGatewayKey), gatewayJson(options_.gateway).dump())});
+    if (!put) return undo(put.error());
+  }
   if (Status alive = registerAlive(*client); !alive) return undo(alive.error());
-  Membership m{.az = az, .token = token, .memberId = memberId, .endpoints = endpoints};
+  Membership m{
+      .az = az, .token = token, .memberId = memberId, .endpoints = endpoints, .gateway = options_.gateway};
   if (Status saved = saveMembership(m); !saved) return undo(saved.error());
   {
     std::lock_guard lock(mutex_);

@@ -6,7 +6,8 @@
 // /corral/hosts/NAME/alive on a lease of options.aliveTtlSeconds, /corral/hosts/NAME/instances (this host's
 // instance count, for the others' `cluster ls`) on the same lease. The join token is etcd's own credential
 // (the root user's password), so a wrong one is refused by etcd. What this host is in survives a restart
-// in DIR/member.json (0600: it holds the token); the etcd data in DIR/etcd/data.
+// in DIR/member.json (0600: it holds the token); the etcd data in DIR/etcd/data. /corral/gateway holds the
+// settings every host plans the internet gateways with (GatewaySettings).
 #pragma once
 
 #include <atomic>
@@ -29,6 +30,23 @@
 
 namespace corral::daemon {
 
+// What every host of one cluster must plan the internet gateways with: each corrald writes the same OVN
+// northbound rows from the same model, so two hosts with other settings would rewrite each other's rows
+// forever. `init` records this host's in /corral/gateway, `join` refuses a host whose settings differ
+// (409 naming the option, nothing changed), and a member started again with other ones does not start.
+struct GatewaySettings {
+  std::string ovnGatewayChassis;  // corrald --ovn-gateway-chassis; "" none
+  std::string ovnOutsideNetwork;  // --ovn-outside-network; "" none
+  std::string transitCidr;        // --transit-cidr, normalised ("100.64.0.0/17")
+  std::string publicCidr;         // --public-cidr, normalised
+  bool operator==(const GatewaySettings&) const = default;
+};
+nlohmann::json gatewayJson(const GatewaySettings& settings);
+GatewaySettings gatewayFromJson(const nlohmann::json& json);
+// Conflict naming the first option (its field: "ovn-gateway-chassis", "ovn-outside-network",
+// "transit-cidr", "public-cidr") whose value `here` differs from the cluster's; success when they agree.
+Status checkGatewaySettings(const GatewaySettings& here, const GatewaySettings& cluster);
+
 struct ClusterOptions {
   std::string address;  // IPv4 where this host's etcd listens (clients and peers) and others reach it
   std::string hostName;
@@ -40,6 +58,7 @@ struct ClusterOptions {
   // The TCP port of this host's peer API (corrald --cluster-api-port) on `address`, advertised in its host
   // key as api_url for the other corralds; 0: none.
   uint16_t apiPort = 0;
+  GatewaySettings gateway;  // this host's (corrald's options)
   std::chrono::milliseconds requestTimeout = std::chrono::seconds(5);
   // The model log is compacted once it holds more than this many entries every host applied
   // (corrald --cluster-model-compact, daemon/model_log.h).
@@ -79,7 +98,8 @@ class Cluster {
     std::string az;
     std::string token;
     uint64_t memberId = 0;
-    std::vector<std::string> endpoints;  // this host's client URL first, then the other members'
+    std::vector<std::string> endpoints;      // this host's client URL first, then the other members'
+    std::optional<GatewaySettings> gateway;  // the cluster's, as init recorded it or join found it
   };
 
   Cluster(ClusterOptions options, std::function<size_t()> localInstances, std::unique_ptr<EtcdProcess> etcd);

@@ -247,7 +247,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("ovs-netns", po::value(&options.ovsNetns)->value_name("NAME"),
        "the network namespace ovs-vswitchd runs in (default: corrald's own)")
       ("ovn-gateway-chassis", po::value(&options.ovnGatewayChassis)->value_name("SYSTEM_ID"),
-       "on OVN, the chassis that carries the internet gateways (its ovn-controller's system-id)")
+       "on OVN, the chassis that carries the internet gateways (its ovn-controller's system-id); the same on "
+       "every host of a cluster, as are --ovn-outside-network, --transit-cidr and --public-cidr (cluster init "
+       "records them: join refuses a host with others, and a member does not start with others)")
       ("ovn-outside-network", po::value(&options.ovnOutsideNetwork)->value_name("NAME"),
        "on OVN, the physical network that chassis maps to the outside (ovn-bridge-mappings)")
       ("cluster-address", po::value(&options.clusterAddress)->value_name("IP"),
@@ -772,6 +774,10 @@ int run(const Options& options, StartupReport& report) {
              .etcd = options.etcd,
              .aliveTtlSeconds = options.clusterAliveTtlS,
              .apiPort = static_cast<uint16_t>(options.clusterApiPort),
+             .gateway = {.ovnGatewayChassis = options.ovnGatewayChassis,
+                         .ovnOutsideNetwork = options.ovnOutsideNetwork,
+                         .transitCidr = net::Cidr::parse(options.transitCidr)->str(),
+                         .publicCidr = net::Cidr::parse(options.publicCidr)->str()},
              .modelCompactEntries = static_cast<uint64_t>(options.clusterModelCompact)});
         !cluster) {
       report.failed(cluster.error().message());

@@ -150,8 +150,9 @@ Result<net::OvnVpcPlan> NetworkController::ovnPlanLocked(const net::Topology& to
   }
   std::optional<net::OvnGatewaySettings> gateway;
   if (!topology.internetGateways(vpc).empty()) {
-    auto transit = transitLocked(topology, vpc);
-    if (!transit) return fail(transit.error());
+    // From the model alone: every corrald of a cluster plans these rows (net/datapath.h).
+    auto transit = net::transitInModel(options_.uplink, topology, vpc);
+    if (!transit) return fail(transit.error().wrap("internet gateway transit network"));
     gateway = net::OvnGatewaySettings{
         .chassis = options_.ovnGatewayChassis, .network = options_.ovnOutsideNetwork, .transit = *transit};
   }

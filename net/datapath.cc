@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <tuple>
 
 #include "net/nft.h"
 #include "net/resolver.h"
@@ -131,6 +132,24 @@ Result<Cidr> chooseTransit(const UplinkSettings& settings, std::string_view vpc,
   }
   return fail(conflict("transit pool {} is full: all {} /30 blocks are used by other VPCs' internet gateways",
                        pool.str(), count));
+}
+
+Result<Cidr> transitInModel(const UplinkSettings& settings, const Topology& topology, std::string_view vpc) {
+  std::vector<const Vpc*> withGateway;
+  for (const Vpc* candidate : topology.vpcs()) {
+    if (!topology.internetGateways(candidate->name).empty()) withGateway.push_back(candidate);
+  }
+  std::sort(withGateway.begin(), withGateway.end(), [](const Vpc* a, const Vpc* b) {
+    return std::tie(a->createdAt, a->name) < std::tie(b->createdAt, b->name);
+  });
+  std::set<Cidr> taken;
+  for (const Vpc* other : withGateway) {
+    auto chosen = chooseTransit(settings, other->name, taken);
+    if (!chosen) return fail(chosen.error());
+    if (other->name == vpc) return chosen;
+    taken.insert(*chosen);
+  }
+  return fail(notFound("vpc \"{}\" has no internet gateway, so no transit network", vpc));
 }
 
 Result<Ipv4Address> choosePublicAddress(const UplinkSettings& settings, const std::set<Ipv4Address>& taken) {

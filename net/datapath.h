@@ -69,6 +69,12 @@ struct UplinkSettings {
 // The VPC's transit /30 in settings.transitPool: slot chosen by a stable hash of the VPC name, probing
 // past slots `taken` (the other VPCs' transits). Conflict when the pool is full.
 Result<Cidr> chooseTransit(const UplinkSettings& settings, std::string_view vpc, const std::set<Cidr>& taken);
+// The VPC's transit as a function of the model alone: the VPCs with an internet gateway, oldest first
+// (creation time, then name), each take chooseTransit's /30 past the ones before. The OVN backend plans
+// with it: every corrald of a cluster must choose the same /30 for a VPC whatever order it saw the
+// gateways come in (a memory of earlier choices would differ between hosts, and after a restart).
+// NotFound when `vpc` has no internet gateway.
+Result<Cidr> transitInModel(const UplinkSettings& settings, const Topology& topology, std::string_view vpc);
 // The lowest address of settings.publicPool (skipping its network and broadcast addresses) not in `taken`.
 Result<Ipv4Address> choosePublicAddress(const UplinkSettings& settings, const std::set<Ipv4Address>& taken);
 

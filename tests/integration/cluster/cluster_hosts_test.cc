@@ -8,7 +8,10 @@
 // VPC connectivity suite across hosts: across subnets through the VPC's router, the same subnet across
 // hosts (L2 over Geneve), a security group deciding what gets in whoever changes it, no path between VPCs;
 // a host killed: its instances are reported lost, the rest of the VPC keeps working and the model still
-// changes (two of three members have quorum).
+// changes (two of three members have quorum). Every corrald plans the internet gateways alike (host 1
+// carries them, with "the outside": ovn_cluster.sh add-uplink): NAT out from another host, a public address
+// and a published port in, their removal converged once on all three; a host with other gateway settings
+// cannot join, nor start again as a member.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -18,12 +21,17 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "net/datapath.h"
+#include "net/vpc_ovn.h"
 #include "tests/integration/cluster/etcd_cluster.h"
 #include "tests/integration/cluster/ovn_cluster.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/netns_testing.h"
 
 namespace corral::testing {
 namespace {
@@ -35,6 +43,9 @@ const std::string kScript = CORRAL_SOURCE_DIR "/tests/integration/cluster/ovn_cl
 constexpr int kHosts = 3;
 constexpr int kAliveTtlSeconds = 2;
 constexpr int kApiPort = 7100;
+// The host that meets the outside and carries every VPC's internet gateway, and its physical network.
+constexpr int kUplinkHost = 1;
+constexpr const char* kOutsideNetwork = "corral-uplink";
 
 std::string testPrefix() {
   return "corral-t" + std::to_string(::getpid()) + "-";
@@ -50,6 +61,8 @@ class ClusterOfHosts : public ::testing::Test {
     if (!std::filesystem::exists(kEtcdBinary)) GTEST_SKIP() << kEtcdBinary << " is missing";
     cluster_ = std::make_unique<OvnCluster>(kScript, dir_.path() + "/ovn", testPrefix(), kHosts);
     ASSERT_EQ(cluster_->error(), "") << cluster_->logs();
+    ToolRun uplink = cluster_->addUplink(kUplinkHost, kOutsideNetwork);
+    ASSERT_EQ(uplink.exitCode, 0) << uplink.output;
     for (int host = 1; host <= kHosts; ++host) {
       // t<PID> in the temp dir's name: scripts/sweep-test-leftovers finds a killed test's corralds.
       auto daemon =
@@ -76,10 +89,15 @@ class ClusterOfHosts : public ::testing::Test {
     }
   }
 
-  // corrald's options on host `host`: OVN with that host's database, and (`cluster`) its cluster options.
-  std::vector<std::string> args(int host, bool cluster) const {
-    std::vector<std::string> options{"--ovn-northbound", cluster_->northbound(), "--ovs-database",
-                                     "unix:" + dir_.path() + "/ovn/h" + std::to_string(host) + "/conf.sock"};
+  // corrald's options on host `host`: OVN with that host's database, the gateway on `gatewayChassis`, and
+  // (`cluster`) its cluster options.
+  std::vector<std::string> args(int host, bool cluster,
+                                const std::string& gatewayChassis = name(kUplinkHost)) const {
+    std::vector<std::string> options{
+        "--ovn-northbound",      cluster_->northbound(),
+        "--ovs-database",        "unix:" + dir_.path() + "/ovn/h" + std::to_string(host) + "/conf.sock",
+        "--ovn-gateway-chassis", gatewayChassis,
+        "--ovn-outside-network", kOutsideNetwork};
     if (cluster) {
       options.insert(options.end(), {"--cluster-address", underlay(host), "--host-name", name(host),
                                      "--cluster-alive-ttl", std::to_string(kAliveTtlSeconds), "--etcd",
@@ -245,7 +263,8 @@ TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
   // h1's member may have been etcd's leader: the others elect one (a change meanwhile: "no quorum").
   ASSERT_TRUE(pollUntil(
       [&] {
-        return at(2).cli({"subnet", "create", "s5", "--vpc", "lab", "--cidr", "10.20.5.0/24", "--az", "az2"})
+        return at(2)
+                   .cli({"subnet", "create", "s5", "--vpc", "lab", "--cidr", "10.20.5.0/24", "--az", "az2"})
                    .code == 0;
       },
       15s))
@@ -261,7 +280,8 @@ TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
   EXPECT_EQ(uuidOf("Logical_Switch_Port", "corral.nic.x2"), x2Port) << at(1).logTail();
   EXPECT_EQ(uuidOf("Logical_Switch_Port", "corral.nic.z2"), z2Port) << at(1).logTail();
   EXPECT_EQ(uuidOf("Logical_Switch", "corral.subnet.s5"), s5Switch) << at(1).logTail();
-  EXPECT_NE(at(1).logTail().find("its VPCs' OVN rows are written again"), std::string::npos) << at(1).logTail();
+  EXPECT_NE(at(1).logTail().find("its VPCs' OVN rows are written again"), std::string::npos)
+      << at(1).logTail();
 
   // Another VPC: never a path to lab.
   cliOk(1, {"vpc", "create", "other", "--cidr", "10.30.0.0/16"});
@@ -277,9 +297,7 @@ TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
   ToolRun killed = cluster_->killHost(2);
   ASSERT_EQ(killed.exitCode, 0) << killed.output;
   EXPECT_TRUE(pollUntil(
-      [&] {
-        return listedField(1, "x2", "state") == "lost" && listedField(1, "x4", "state") == "lost";
-      },
+      [&] { return listedField(1, "x2", "state") == "lost" && listedField(1, "x4", "state") == "lost"; },
       15s))
       << at(1).call("GET", "/v1/instances").body.dump();
   EXPECT_EQ(listedField(3, "x2", "host"), "h2");
@@ -465,6 +483,231 @@ TEST_F(ClusterOfHosts, TheModelLogIsCompactedAndALeavingHostForgetsTheModel) {
   cliOk(3, {"run", "-d", "--name", "y3", "--subnet", "s3", "--", "sleep", "1000"});
   EXPECT_TRUE(pingsWithin(1, "y1", addressOf("y3"))) << diagnosis();
   EXPECT_EQ(at(2).call("GET", "/v1/subnets/s4").status, 404) << "the host that left follows no more";
+}
+
+// The marked northbound rows of `vpc`, every column (uuids too): a row deleted and made again, or a column
+// rewritten, shows as a difference between two reads.
+std::string nbRowsOf(const OvnCluster& cluster, const std::string& vpc) {
+  std::string rows;
+  for (const std::string& table : net::ovnTableOrder()) {
+    ToolRun found = runTool({"ovn-nbctl", "--db=" + cluster.northbound(), "--format=csv", "--data=bare",
+                             "find", table, "external_ids:corral-vpc=" + vpc});
+    rows += "== " + table + "\n" + found.output;
+  }
+  return rows;
+}
+
+TEST_F(ClusterOfHosts, NatOutAndPublishedPortsAcrossHosts) {
+  json init = at(1).must("POST", "/v1/cluster", json{{"az", "az1"}});
+  const std::string token = init.value("token", "");
+  ASSERT_FALSE(token.empty()) << init.dump();
+  auto join = [&](int host) {
+    return at(host).call(
+        "POST", "/v1/cluster/join",
+        json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az" + std::to_string(host)}});
+  };
+  Reply joined = join(2);
+  ASSERT_EQ(joined.status, 201) << joined.body.dump() << at(2).logTail();
+
+  // Every host plans the gateway alike: h3 started with another chassis is refused, naming the option,
+  // and nothing changed (two hosts, two members).
+  at(3).stop();
+  at(3).setExtraArgs(args(3, true, name(3)));
+  ASSERT_TRUE(at(3).start()) << at(3).logTail();
+  Reply refused = join(3);
+  EXPECT_EQ(refused.status, 409) << refused.body.dump();
+  EXPECT_EQ(refused.body["error"].value("field", ""), "ovn-gateway-chassis") << refused.body.dump();
+  EXPECT_NE(refused.body["error"].value("message", "").find("\"h1\""), std::string::npos)
+      << refused.body.dump();
+  Reply hosts = at(1).call("GET", "/v1/cluster/hosts");
+  EXPECT_EQ(hosts.body["hosts"].size(), 2u) << hosts.body.dump();
+  EXPECT_EQ(hosts.body.value("members", 0), 2) << hosts.body.dump();
+  at(3).stop();
+  at(3).setExtraArgs(args(3, true));
+  ASSERT_TRUE(at(3).start()) << at(3).logTail();
+  joined = join(3);
+  ASSERT_EQ(joined.status, 201) << joined.body.dump() << at(3).logTail();
+  // A member started again with other settings does not start (its copy would rewrite the others' rows).
+  at(2).stop();
+  at(2).setExtraArgs(args(2, true, name(2)));
+  EXPECT_FALSE(at(2).start()) << "h2 started with another gateway chassis";
+  EXPECT_NE(at(2).log().find("--ovn-gateway-chassis is \"h2\" on this host but \"h1\" in the cluster"),
+            std::string::npos)
+      << at(2).logTail();
+  at(2).setExtraArgs(args(2, true));
+  ASSERT_TRUE(at(2).start()) << at(2).logTail();
+
+  // VPC nat: pub routed to the internet gateway (its instances on h2), priv to a NAT gateway in pub (on
+  // h3); group web lets tcp/80 in from anywhere. Made through all three hosts.
+  at(1).must("POST", "/v1/vpcs", {{"name", "nat"}, {"cidr", "10.40.0.0/16"}});
+  at(2).must("POST", "/v1/internet-gateways", {{"name", "door"}, {"vpc", "nat"}});
+  at(3).must("POST", "/v1/route-tables", {{"name", "public"}, {"vpc", "nat"}});
+  at(1).must("POST", "/v1/route-tables", {{"name", "private"}, {"vpc", "nat"}});
+  at(2).must("POST", "/v1/route-tables/public/routes",
+             {{"destination", "0.0.0.0/0"}, {"target_type", "internet_gateway"}, {"target", "door"}});
+  at(3).must("POST", "/v1/subnets",
+             {{"name", "pub"},
+              {"vpc", "nat"},
+              {"cidr", "10.40.1.0/24"},
+              {"availability_zone", "az2"},
+              {"route_table", "public"}});
+  at(1).must("POST", "/v1/subnets",
+             {{"name", "priv"},
+              {"vpc", "nat"},
+              {"cidr", "10.40.2.0/24"},
+              {"availability_zone", "az3"},
+              {"route_table", "private"}});
+  at(2).must("POST", "/v1/nat-gateways", {{"name", "natgw"}, {"subnet", "pub"}});
+  at(3).must("POST", "/v1/route-tables/private/routes",
+             {{"destination", "0.0.0.0/0"}, {"target_type", "nat_gateway"}, {"target", "natgw"}});
+  at(1).must("POST", "/v1/security-groups", {{"name", "web"}, {"vpc", "nat"}, {"description", "http"}});
+  at(2).must("POST", "/v1/security-groups/web/rules",
+             {{"direction", "ingress"},
+              {"protocol", "tcp"},
+              {"from_port", 80},
+              {"to_port", 80},
+              {"cidr", "0.0.0.0/0"}});
+  ASSERT_FALSE(HasFailure());
+
+  // p (h2): a public address, serving 80 (open to the world by web) and 81 (not). q (h3): private. w (h3):
+  // private, its 80 published as the gateway's 8080.
+  cliOk(1, {"run", "-d", "--name", "p", "--subnet", "pub", "--sg", "web", "--public-ip", "--", "sh", "-c",
+            "nc -ll -p 81 -e /bin/echo p:81 & exec nc -ll -p 80 -e /bin/echo p:80"});
+  cliOk(1, {"run", "-d", "--name", "q", "--subnet", "priv", "--", "sleep", "1000"});
+  cliOk(2, {"run", "-d", "--name", "w", "--subnet", "priv", "--publish", "8080:80", "--", "nc", "-ll", "-p",
+            "80", "-e", "/bin/echo", "w:80"});
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(listedField(1, "p", "host"), "h2");
+  EXPECT_EQ(listedField(1, "q", "host"), "h3");
+  EXPECT_EQ(listedField(1, "w", "host"), "h3");
+  Reply pShown = at(3).call("GET", "/v1/instances/p");
+  const std::string publicAddress = pShown.body["spec"].value("public_address", "");
+  ASSERT_TRUE(publicAddress.starts_with("100.64.")) << pShown.body.dump();
+
+  // The outside (on h1): the transit's .1 (as corrald chooses it: the only VPC with a gateway), and the
+  // public pool routed to the gateway's .2.
+  const net::Cidr transit = *net::chooseTransit(net::UplinkSettings{}, "nat", {});
+  const std::string outsideSide = net::Ipv4Address(transit.network().value() + 1).str();
+  const std::string gatewaySide = net::Ipv4Address(transit.network().value() + 2).str();
+  const std::string outside = cluster_->outsideNetns();
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"ip", "-n", outside, "addr", "add", outsideSide + "/30", "dev", "up0"},
+        std::vector<std::string>{"ip", "-n", outside, "route", "add", "100.64.128.0/17", "via",
+                                 gatewaySide}}) {
+    ToolRun run = runTool(command);
+    ASSERT_EQ(run.exitCode, 0) << run.output;
+  }
+
+  // Out: whom the outside's server saw when `from` connected to it ("" when nothing arrived).
+  auto seenOutside = [&](const std::string& from, uint16_t port) {
+    UniqueFd listener = testing::listenIn(outside, port);
+    EXPECT_TRUE(listener) << "listen in " << outside;
+    std::string peer;
+    std::thread server([&] {
+      if (!listener) return;
+      UniqueFd connection = testing::acceptWithin(listener, 5s, &peer);
+      if (connection) [[maybe_unused]]
+        ssize_t n = ::write(connection.get(), "outside\n", 8);
+    });
+    Reply said =
+        at(1).call("POST", "/v1/instances/" + from + "/exec",
+                   {{"command", {"sh", "-c", fmt::format("nc -w 3 {} {} </dev/null", outsideSide, port)}}});
+    server.join();
+    return said.body.value("stdout", "") == "outside\n" ? peer : std::string();
+  };
+  // In: what address:port answered the outside (nullopt: no connection).
+  auto fromOutside = [&](const std::string& address, uint16_t port) -> std::optional<std::string> {
+    UniqueFd client = testing::tcpSocketIn(outside);
+    if (!client || !testing::connectWithin(client, address, port, 2s).empty()) return std::nullopt;
+    std::string text;
+    char buffer[256];
+    while (testing::waitForFd(client.get(), POLLIN, 2s)) {
+      ssize_t n = ::read(client.get(), buffer, sizeof buffer);
+      if (n <= 0) break;
+      text.append(buffer, static_cast<size_t>(n));
+    }
+    return text;
+  };
+
+  // NAT out from h3 (not the gateway's host): the outside sees the NAT gateway's address, the gateway's .2.
+  std::string seen;
+  EXPECT_TRUE(pollUntil([&] { return !(seen = seenOutside("q", 9000)).empty(); }, 30s)) << diagnosis();
+  EXPECT_EQ(seen, gatewaySide) << "the private subnet leaves as the gateway's address";
+  EXPECT_TRUE(pingsWithin(2, "q", outsideSide, 10s)) << diagnosis();
+  EXPECT_EQ(seenOutside("p", 9001), publicAddress) << "p leaves as its public address";
+
+  // In: p's public address on the port its group opens, not on another; w's published port.
+  EXPECT_TRUE(pollUntil([&] { return fromOutside(publicAddress, 80) == "p:80\n"; }, 20s)) << diagnosis();
+  EXPECT_EQ(fromOutside(publicAddress, 81), std::nullopt) << "web lets only tcp/80 in";
+  auto [served, said] = testing::execIn(at(1), "p", {"nc", "-w", "2", "127.0.0.1", "81"});
+  EXPECT_EQ(served, 0);
+  EXPECT_EQ(said, "p:81\n") << "p does serve 81, to itself";
+  EXPECT_TRUE(pollUntil([&] { return fromOutside(gatewaySide, 8080) == "w:80\n"; }, 20s)) << diagnosis();
+  EXPECT_EQ(fromOutside(gatewaySide, 8081), std::nullopt) << "only what is published";
+  EXPECT_EQ(fromOutside(gatewaySide, 80), std::nullopt) << "nothing is published on the gateway's 80";
+
+  // Once every host holds the same model, the rows stop changing: nobody rewrites another's plan.
+  auto settled = [&](const std::string& what) {
+    std::string first = nbRowsOf(*cluster_, "nat");
+    EXPECT_NE(first.find("corral-vpc=nat"), std::string::npos) << first;
+    std::this_thread::sleep_for(3s);
+    std::string second = nbRowsOf(*cluster_, "nat");
+    EXPECT_EQ(first, second) << what << ": the NB rows of vpc nat still change\n" << diagnosis();
+  };
+  auto everyHostLists = [&](size_t instances) {
+    return pollUntil(
+        [&] {
+          for (int host = 1; host <= kHosts; ++host)
+            if (listed(host).size() != instances) return false;
+          return true;
+        },
+        15s);
+  };
+  ASSERT_TRUE(everyHostLists(3));
+  settled("with p, q and w");
+
+  // Removing converges on all three: w's published port goes, then p's public address.
+  cliOk(3, {"rm", "-f", "w"});
+  EXPECT_TRUE(pollUntil([&] { return !fromOutside(gatewaySide, 8080).has_value(); }, 10s));
+  cliOk(1, {"rm", "-f", "p"});
+  EXPECT_TRUE(pollUntil([&] { return !fromOutside(publicAddress, 80).has_value(); }, 10s));
+  ASSERT_TRUE(everyHostLists(1));
+  auto marked = [&](const std::string& table) {
+    return runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare", "--columns=_uuid", "find", table,
+                    "external_ids:corral-vpc=nat"})
+        .output;
+  };
+  EXPECT_EQ(marked("Load_Balancer"), "") << "no published port is left";
+  EXPECT_EQ(runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare", "--columns=_uuid", "find",
+                     "NAT", "type=dnat_and_snat"})
+                .output,
+            "")
+      << "no public address is left";
+  EXPECT_EQ(seenOutside("q", 9002), gatewaySide) << "q still leaves through the NAT gateway";
+  settled("with q only");
+
+  // The gateways go: q has no way out, and no row of theirs is left.
+  at(2).must("DELETE", "/v1/route-tables/private/routes/0.0.0.0/0", json(nullptr), 200);
+  at(3).must("DELETE", "/v1/nat-gateways/natgw", json(nullptr), 200);
+  at(1).must("DELETE", "/v1/route-tables/public/routes/0.0.0.0/0", json(nullptr), 200);
+  at(2).must("DELETE", "/v1/internet-gateways/door", json(nullptr), 200);
+  ASSERT_FALSE(HasFailure()) << diagnosis();
+  EXPECT_TRUE(pollUntil(
+      [&] {
+        for (int host = 1; host <= kHosts; ++host) {
+          Reply igws = at(host).call("GET", "/v1/internet-gateways");
+          if (igws.status != 200 || !igws.body["internet_gateways"].empty()) return false;
+        }
+        return true;
+      },
+      15s));
+  EXPECT_EQ(marked("NAT"), "");
+  EXPECT_EQ(runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare", "--columns=_uuid", "find",
+                     "Logical_Router_Port", "name=" + net::ovnGatewayPortName("nat")})
+                .output,
+            "");
+  EXPECT_EQ(seenOutside("q", 9003), "") << "no gateway, no way out";
+  settled("without gateways");
 }
 
 }  // namespace

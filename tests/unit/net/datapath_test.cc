@@ -116,6 +116,40 @@ TEST(ChooseTransit, ProbesPastTakenSlotsAndWrapsAround) {
   EXPECT_NE(full.error().message().find("full"), std::string::npos) << full.error().message();
 }
 
+// Two VPCs whose names hash to the same slot of the small pool: the older keeps it, the younger probes
+// past it, whichever gateway came first (every corrald of a cluster must agree, net/datapath.h).
+TEST(TransitInModel, OlderVpcsChooseFirstWhateverOrderTheGatewaysCameIn) {
+  UplinkSettings settings = smallPools();
+  std::string older = "v0", younger;
+  for (int i = 1; i < 50 && younger.empty(); ++i) {
+    const std::string candidate = "v" + std::to_string(i);
+    if (ok(chooseTransit(settings, candidate, {})) == ok(chooseTransit(settings, older, {})))
+      younger = candidate;
+  }
+  ASSERT_FALSE(younger.empty()) << "no two names of v0..v49 share a slot of four";
+  auto topology = [&](bool olderGatewayFirst) {
+    Topology t;
+    ok(t.createVpc({.name = younger, .cidr = "10.2.0.0/16"}, kNow + 1));
+    ok(t.createVpc({.name = older, .cidr = "10.1.0.0/16"}, kNow));
+    ok(t.createVpc({.name = "none", .cidr = "10.3.0.0/16"}, kNow - 1));
+    std::vector<std::string> order = {older, younger};
+    if (!olderGatewayFirst) std::swap(order[0], order[1]);
+    for (const std::string& vpc : order)
+      ok(t.createInternetGateway({.name = vpc + "-igw", .vpc = vpc}, kNow + 2));
+    return t;
+  };
+  const Cidr olderTransit = ok(chooseTransit(settings, older, {}));
+  const Cidr youngerTransit = ok(chooseTransit(settings, younger, {olderTransit}));
+  for (bool olderGatewayFirst : {true, false}) {
+    const Topology t = topology(olderGatewayFirst);
+    EXPECT_EQ(ok(transitInModel(settings, t, older)), olderTransit) << olderGatewayFirst;
+    EXPECT_EQ(ok(transitInModel(settings, t, younger)), youngerTransit) << olderGatewayFirst;
+    auto none = transitInModel(settings, t, "none");
+    ASSERT_FALSE(none.has_value());
+    EXPECT_EQ(none.error().kind(), ErrorKind::NotFound);
+  }
+}
+
 TEST(ChooseTransit, ATakenLargerBlockCoversItsSlash30s) {
   UplinkSettings settings = smallPools();
   Cidr transit = ok(chooseTransit(settings, "prod", {cidr("10.99.0.0/29")}));
@@ -248,13 +282,15 @@ TEST(PlanVpc, AChangeToOneVpcLeavesTheOthersPlanEqualAndChangesItsOwn) {
 
   Topology after = before;
   ok(after.createSecurityGroup({.name = "db", .vpc = "prod"}, kNow));
-  ok(after.addSecurityGroupRule("db", {.protocol = "tcp", .fromPort = 5432, .toPort = 5432, .cidr = "10.0.0.0/16"}));
+  ok(after.addSecurityGroupRule(
+      "db", {.protocol = "tcp", .fromPort = 5432, .toPort = 5432, .cidr = "10.0.0.0/16"}));
   EXPECT_EQ(planVpc(after, "other", "corral-t7-", gatewayNics(), UplinkSettings{}, std::nullopt), other);
 
   Topology subnetAdded = before;
   ok(subnetAdded.createSubnet({.name = "d-more", .vpc = "prod", .cidr = "10.0.4.0/24"}, kNow));
   EXPECT_NE(planVpc(subnetAdded, "prod", "corral-t7-", gatewayNics(), UplinkSettings{}, kTransit), prod);
-  EXPECT_EQ(planVpc(subnetAdded, "other", "corral-t7-", gatewayNics(), UplinkSettings{}, std::nullopt), other);
+  EXPECT_EQ(planVpc(subnetAdded, "other", "corral-t7-", gatewayNics(), UplinkSettings{}, std::nullopt),
+            other);
 
   // A firewall change shows in the plan through its ruleset.
   Topology ruleAdded = before;
