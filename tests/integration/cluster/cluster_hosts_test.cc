@@ -347,6 +347,10 @@ TEST_F(ClusterOfHosts, HostsAzsAndTunnelsAreDrawnAsEachHostsOvsHasThem) {
   ASSERT_TRUE(pollUntil([&] { return allUp(2); }, 20s))
       << at(2).call("GET", "/v1/cluster/hosts").body.dump(2) << diagnosis();
 
+  CliRun ls = at(1).cli({"cluster", "ls"});
+  EXPECT_NE(ls.out.find("TUNNELS"), std::string::npos) << ls;
+  EXPECT_NE(ls.out.find("2 up"), std::string::npos) << ls;
+
   // What each host reports is what ovs-vsctl shows in that host's database: one geneve Interface per other
   // chassis, its remote_ip the other host's encap IP; the chassis is the host's system-id.
   const json hosts = at(3).must("GET", "/v1/cluster/hosts", nullptr, 200);
@@ -433,6 +437,8 @@ TEST_F(ClusterOfHosts, HostsAzsAndTunnelsAreDrawnAsEachHostsOvsHasThem) {
   EXPECT_TRUE(std::any_of(h1Tunnels.begin(), h1Tunnels.end(), [&](const auto& entry) {
     return entry.second == underlay(3);
   })) << "h1's interface to h3 is still there: its state comes from h3's health";
+  CliRun lsLost = at(1).cli({"cluster", "ls"});
+  EXPECT_NE(lsLost.out.find("1 up, 1 down"), std::string::npos) << lsLost;
   CliRun lost = at(1).cli({"net", "show", "lab"});
   EXPECT_NE(lost.out.find("host h3 lost (chassis h3, 10.250.0.3)"), std::string::npos) << lost;
   EXPECT_NE(lost.out.find("h1 (az1) ⇄ h3 (az2) geneve 10.250.0.1 ↔ 10.250.0.3 down (h1: host h3 is lost"),
