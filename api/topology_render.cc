@@ -3,10 +3,12 @@
 #include "api/topology_render.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -528,6 +530,108 @@ Node kernelNode(const json& topology) {
   return root;
 }
 
+// The cluster behind the building (a cluster host's answer only): the VPC's floors and the hosts by
+// availability zone, each host's instances, and the Geneve tunnels between the hosts, one line per pair of
+// hosts with what each end's br-int reports.
+const json* tunnelTo(const json& host, const std::string& remote) {
+  for (const json& tunnel : items(host, "tunnels"))
+    if (str(tunnel, "remote_host") == remote) return &tunnel;
+  return nullptr;
+}
+
+std::string hostLabel(const json& host) {
+  std::string label = str(host, "name");
+  if (str(host, "health") != "alive") label += " " + orNone(str(host, "health"), "unknown");
+  return label;
+}
+
+Node clusterNode(const json& topology) {
+  const json& cluster = member(topology, "cluster");
+  if (!member(cluster, "error").is_null())
+    return {"cluster: the hosts cannot be read: " + str(cluster, "error"), {}};
+  const json& hosts = items(cluster, "hosts");
+  const std::string self = str(cluster, "local_host");
+  Node root{fmt::format("cluster: {} host{} (this one is {}), the floors and hosts by availability zone",
+                        hosts.size(), hosts.size() == 1 ? "" : "s", orNone(self, "?")),
+            {}};
+  // Each host's instances of this VPC: another host's are drawn "on host H".
+  std::map<std::string, std::vector<std::string>> instancesOn;
+  std::map<std::string, std::vector<std::string>> subnetsIn;
+  std::set<std::string> zones;
+  for (const json& subnet : items(topology, "subnets")) {
+    const std::string az = str(subnet, "availability_zone");
+    subnetsIn[az].push_back(str(subnet, "name"));
+    zones.insert(az);
+    for (const json& instance : items(subnet, "instances")) {
+      const std::string state = str(instance, "state");
+      const std::string host = state.starts_with("on host ") ? state.substr(8) : self;
+      instancesOn[host].push_back(str(instance, "name"));
+    }
+  }
+  for (const json& host : hosts) zones.insert(str(host, "az"));
+  for (const std::string& az : zones) {
+    std::vector<std::string> here;
+    for (const json& host : hosts) {
+      if (str(host, "az") != az) continue;
+      std::string text = hostLabel(host);
+      if (!str(host, "chassis").empty())
+        text += fmt::format(" (chassis {}, {})", str(host, "chassis"),
+                            orNone(str(host, "encap_ip"), "no encap ip"));
+      const auto& names = instancesOn[str(host, "name")];
+      text += names.empty() ? ": no instances of this VPC" : ": " + fmt::format("{}", fmt::join(names, ", "));
+      here.push_back(std::move(text));
+    }
+    const auto& floors = subnetsIn[az];
+    Node& zone =
+        root.add(fmt::format("{}: {}", orNone(az, "-"),
+                             floors.empty() ? std::string("no floor of this VPC")
+                                            : "floors " + fmt::format("{}", fmt::join(floors, ", "))));
+    for (std::string& text : here) zone.add("host " + text);
+    if (here.empty()) zone.add("no host: an instance of these floors has nowhere to run");
+  }
+  // One line per pair of hosts: "h1 (az1) ⇄ h2 (az2) geneve 10.0.0.1 ↔ 10.0.0.2 up".
+  Node& tunnels = root.add("tunnels (Geneve: the overlay that carries a floor across hosts)");
+  auto rank = [](const std::string& state) {
+    return state == "down" ? 3 : state == "missing" ? 2 : state == "up" ? 1 : 0;
+  };
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    for (size_t j = i + 1; j < hosts.size(); ++j) {
+      const json& a = hosts[i];
+      const json& b = hosts[j];
+      const json* ab = tunnelTo(a, str(b, "name"));
+      const json* ba = tunnelTo(b, str(a, "name"));
+      if (!ab && !ba) continue;
+      std::string state = "unknown";
+      std::vector<std::string> reasons;
+      for (const json* tunnel : {ab, ba})
+        if (tunnel && rank(str(*tunnel, "state")) > rank(state)) state = str(*tunnel, "state");
+      // The reasons of the ends that see it so (a lost host's own "unknown" says nothing more).
+      for (auto [end, tunnel] : {std::pair{&a, ab}, std::pair{&b, ba}}) {
+        if (tunnel && state != "up" && str(*tunnel, "state") == state && !str(*tunnel, "reason").empty())
+          reasons.push_back(fmt::format("{}: {}", str(*end, "name"), str(*tunnel, "reason")));
+      }
+      const json& any = ab ? *ab : *ba;
+      tunnels.add(fmt::format(
+          "{} ({}) ⇄ {} ({}) {} {} ↔ {} {}{}", str(a, "name"), orNone(str(a, "az"), "-"), str(b, "name"),
+          orNone(str(b, "az"), "-"), orNone(str(any, "type"), "geneve"), orNone(str(a, "encap_ip"), "?"),
+          orNone(str(b, "encap_ip"), "?"), state,
+          reasons.empty() ? std::string() : " (" + fmt::format("{}", fmt::join(reasons, "; ")) + ")"));
+    }
+  }
+  // Tunnels to a chassis that is no host of the cluster (a gateway chassis of another deployment).
+  for (const json& host : hosts) {
+    for (const json& tunnel : items(host, "tunnels")) {
+      if (!str(tunnel, "remote_host").empty()) continue;
+      tunnels.add(fmt::format("{} ({}) → chassis {} {} {} ↔ {} {}", str(host, "name"),
+                              orNone(str(host, "az"), "-"), orNone(str(tunnel, "remote_chassis"), "?"),
+                              orNone(str(tunnel, "type"), "geneve"), orNone(str(tunnel, "local_ip"), "?"),
+                              orNone(str(tunnel, "remote_ip"), "?"), str(tunnel, "state")));
+    }
+  }
+  if (tunnels.children.empty()) tunnels.add("none: no host reports a chassis (corrald without OVN)");
+  return root;
+}
+
 // ---- DOT ----
 
 std::string dotEscape(std::string_view text) {
@@ -643,6 +747,7 @@ std::string renderTopologyText(const json& topology) {
   out += renderTree(gatewaysNode(topology)) + "\n";
   out += renderTree(guardsNode(topology)) + "\n";
   out += renderTree(kernelNode(topology)) + "\n";
+  if (!member(topology, "cluster").is_null()) out += renderTree(clusterNode(topology)) + "\n";
 
   // The commands that show the same objects, with this VPC's names filled in.
   const std::string exec = "ip netns exec " + str(member(topology, "vpc"), "netns");
@@ -657,6 +762,10 @@ std::string renderTopologyText(const json& topology) {
   out += fmt::format("  {} ip rule                    # which subnet uses which routing table\n", exec);
   out += fmt::format("  {} ip route show table {:<5}  # a route table as the kernel has it\n", exec, table);
   out += fmt::format("  {} nft list ruleset           # the guards and the NAT: table inet corral\n", exec);
+  if (!member(topology, "cluster").is_null())
+    out +=
+        "  ovs-vsctl find Interface type=geneve  # on each host: its tunnels to the others "
+        "(options:remote_ip)\n";
   return out;
 }
 

@@ -1,5 +1,7 @@
 // `corral cluster`: this host's membership of a corral cluster (issue 20, docs/cluster.md): init, join,
 // ls, token, set, leave. corrald runs the host's etcd member; the CLI only asks it.
+#include <map>
+
 #include "cli/cli.h"
 
 namespace corral::cli {
@@ -14,6 +16,22 @@ std::string hostHealth(const json& host) {
   if (field(host, "lost_since").is_number_integer())
     health += fmt::format(" (since {})", displayTime(field(host, "lost_since")));
   return health;
+}
+
+// "2 up", "1 up, 1 down (h3 is lost)": the host's tunnels by state (docs/api.md "Cluster"); "-" without a
+// chassis (no OVN backend).
+std::string tunnelSummary(const json& host) {
+  if (field(host, "chassis").is_null()) return "-";
+  std::map<std::string, int> byState;
+  for (const json& tunnel : field(host, "tunnels")) ++byState[displayText(field(tunnel, "state"))];
+  if (byState.empty()) return "none";
+  std::string text;
+  for (const char* state : {"up", "down", "missing", "unknown"}) {
+    if (!byState.contains(state)) continue;
+    if (!text.empty()) text += ", ";
+    text += fmt::format("{} {}", byState[state], state);
+  }
+  return text;
 }
 
 }  // namespace
@@ -70,17 +88,19 @@ Command clusterCommand() {
               }),
           leaf("ls",
                "list the cluster's hosts: address, AZ, health (alive, or lost once its alive key expired), "
-               "its etcd member and instances; any host answers the same",
+               "its etcd member, instances and, on OVN, its Geneve tunnels to the other hosts by state "
+               "(--json: "
+               "each tunnel's remote host, IPs and state); any host answers the same",
                {}, "", nullptr,
                [](const Invocation& invocation) {
                  return respond(invocation, api::ListClusterHosts{}, [](const json& answer) {
-                   Table table({"host", "address", "az", "health", "member", "instances"});
+                   Table table({"host", "address", "az", "health", "member", "instances", "tunnels"});
                    for (const json& host : field(answer, "hosts")) {
                      std::string name = displayText(field(host, "name"));
                      if (field(host, "local") == true) name += " *";
                      table.add({name, displayText(field(host, "address")), displayText(field(host, "az")),
                                 hostHealth(host), displayText(field(host, "member")),
-                                displayText(field(host, "instances"))});
+                                displayText(field(host, "instances")), tunnelSummary(host)});
                    }
                    printList(table, "no host: corral cluster init");
                  });

@@ -51,7 +51,7 @@ Command netCommand() {
           leaf(
               "show",
               "draw a VPC (building, floors, instances, router, doors, guards) with the kernel objects "
-              "behind each",
+              "behind each; on a cluster host also the hosts by AZ and the Geneve tunnels between them",
               {{"VPC", "the VPC's name"}}, "[--format text|dot|svg] [--output FILE]",
               [](po::options_description& options) {
                 options.add_options()  //

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/retry.h"
 #include "core/unique_fd.h"
+#include "daemon/cluster_view.h"
 #include "schema/cidr.h"
 #include "schema/names.h"
 
@@ -41,6 +42,7 @@ using net::etcd::TxnOp;
 constexpr std::string_view kHostsPrefix = "/corral/hosts/";
 constexpr std::string_view kAliveSuffix = "/alive";
 constexpr std::string_view kInstancesSuffix = "/instances";
+constexpr std::string_view kChassisSuffix = "/chassis";
 constexpr const char* kRootUser = "root";
 constexpr std::string_view kGatewayKey = "/corral/gateway";
 
@@ -472,10 +474,17 @@ Result<json> Cluster::hosts() {
   std::map<std::string, json> hosts;
   std::map<std::string, bool> alive;
   std::map<std::string, json> instances;
+  std::map<std::string, net::OvsChassis> fabric;
   for (const auto& kv : read->kvs) {
     std::string rest = kv.key.substr(kHostsPrefix.size());
     if (rest.ends_with(kAliveSuffix)) {
       alive[rest.substr(0, rest.size() - kAliveSuffix.size())] = true;
+      continue;
+    }
+    if (rest.ends_with(kChassisSuffix)) {
+      json published = json::parse(kv.value, nullptr, false);
+      if (auto chassis = net::ovsChassisFromJson(published); chassis)
+        fabric[rest.substr(0, rest.size() - kChassisSuffix.size())] = std::move(*chassis);
       continue;
     }
     if (rest.ends_with(kInstancesSuffix)) {
@@ -521,6 +530,17 @@ Result<json> Cluster::hosts() {
     }
     list.push_back(std::move(out));
   }
+  // This host's chassis as it is now (as published when its database does not answer); the others' as
+  // their corralds last published them.
+  ChassisSource source;
+  {
+    std::lock_guard lock(mutex_);
+    source = chassisSource_;
+  }
+  if (source) {
+    if (auto chassis = source(); chassis) fabric[options_.hostName] = std::move(*chassis);
+  }
+  addTunnels(list, fabric);
   for (const auto& member : *members) {
     for (const auto& url : member.clientUrls)
       if (url != clientUrl()) endpoints.push_back(url);
@@ -532,7 +552,42 @@ Result<json> Cluster::hosts() {
       (void)saveMembership(*membership_);
     }
   }
-  return json{{"hosts", list}, {"local_host", options_.hostName}, {"members", members->size()}};
+  json answer{{"hosts", list}, {"local_host", options_.hostName}, {"members", members->size()}};
+  {
+    std::lock_guard lock(mutex_);
+    lastHosts_ = answer;
+  }
+  return answer;
+}
+
+void Cluster::setChassisSource(ChassisSource source) {
+  std::lock_guard lock(mutex_);
+  chassisSource_ = std::move(source);
+}
+
+std::optional<json> Cluster::lastHosts() const {
+  std::lock_guard lock(mutex_);
+  if (!membership_) return std::nullopt;
+  return lastHosts_;
+}
+
+void Cluster::publishChassis(EtcdClient& client) {
+  ChassisSource source;
+  std::optional<json> published;
+  {
+    std::lock_guard lock(mutex_);
+    source = chassisSource_;
+    published = publishedChassis_;
+  }
+  if (!source) return;
+  auto chassis = source();
+  if (!chassis) return;  // its database away a moment: the others keep what was published
+  json now = net::toJson(*chassis);
+  if (published == now) return;
+  if (auto put = client.put(hostKey(options_.hostName) + std::string(kChassisSuffix), now.dump()); put) {
+    std::lock_guard lock(mutex_);
+    publishedChassis_ = std::move(now);
+  }
 }
 
 Result<json> Cluster::token() {
@@ -655,6 +710,8 @@ Result<json> Cluster::leave() {
     client_.reset();
     lease_ = 0;
     lostAt_.clear();
+    publishedChassis_.reset();
+    lastHosts_.reset();
     heartbeatPaused_ = false;
   }
   if (!cleared) log::warn("cluster leave: {}", cleared.error().message());
@@ -719,11 +776,13 @@ void Cluster::heartbeat() {
         }
       }
     }
+    if (beat) publishChassis(*client);
     {
       std::lock_guard relock(mutex_);
       beating_ = false;
     }
     wake_.notify_all();
+    if (beat) (void)hosts();  // lastHosts_, for the dashboard
     if (!beat && !complained) log::warn("cluster: heartbeat: {}", beat.error().message());
     complained = !beat;
     if (watching != client) {

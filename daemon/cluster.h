@@ -4,10 +4,12 @@
 //
 // Keys: /corral/hosts/NAME = {"name", "address", "az", "client_url", "peer_url", "member_id"},
 // /corral/hosts/NAME/alive on a lease of options.aliveTtlSeconds, /corral/hosts/NAME/instances (this host's
-// instance count, for the others' `cluster ls`) on the same lease. The join token is etcd's own credential
-// (the root user's password), so a wrong one is refused by etcd. What this host is in survives a restart
-// in DIR/member.json (0600: it holds the token); the etcd data in DIR/etcd/data. /corral/gateway holds the
-// settings every host plans the internet gateways with (GatewaySettings).
+// instance count, for the others' `cluster ls`) on the same lease, /corral/hosts/NAME/chassis (its OVN
+// chassis and tunnels as it last read them, daemon/cluster_view.h; not on the lease: a lost host is still
+// drawn). The join token is etcd's own credential (the root user's password), so a wrong one is refused by
+// etcd. What this host is in survives a restart in DIR/member.json (0600: it holds the token); the etcd data
+// in DIR/etcd/data. /corral/gateway holds the settings every host plans the internet gateways with
+// (GatewaySettings).
 #pragma once
 
 #include <atomic>
@@ -27,6 +29,7 @@
 #include "core/error.h"
 #include "daemon/etcd_process.h"
 #include "net/etcd.h"
+#include "net/ovs_tunnels.h"
 
 namespace corral::daemon {
 
@@ -93,6 +96,14 @@ class Cluster {
   // Conflict when this host is in no cluster; the store's own error when it does not answer.
   Result<std::shared_ptr<net::etcd::EtcdClient>> store() { return memberClient(); }
 
+  // Where this host's chassis and tunnels come from (the OVN backend's Open_vSwitch database); unset: the
+  // host shows no chassis. The heartbeat publishes what it reads when it changed.
+  using ChassisSource = std::function<Result<net::OvsChassis>()>;
+  void setChassisSource(ChassisSource source);
+  // The newest hosts() answer, refreshed by the heartbeat: the dashboard's, without a store request while
+  // it holds the service's lock. nullopt before the first one (or when not a member).
+  std::optional<nlohmann::json> lastHosts() const;
+
  private:
   struct Membership {
     std::string az;
@@ -116,6 +127,8 @@ class Cluster {
   // A lease and the alive key on it, now.
   Status registerAlive(net::etcd::EtcdClient& client);
   void heartbeat();
+  // This host's chassis to /corral/hosts/NAME/chassis when it differs from what was published.
+  void publishChassis(net::etcd::EtcdClient& client);
   // The member's client, authenticated (a corrald started again has a client the heartbeat authenticates
   // once the store answers: a request before that authenticates itself). Conflict when not a member.
   Result<std::shared_ptr<net::etcd::EtcdClient>> memberClient();
@@ -133,6 +146,9 @@ class Cluster {
   bool heartbeatPaused_ = false;                   // under mutex_: leave() deletes the keys
   bool beating_ = false;                           // under mutex_: a keepalive or registration under way
   std::map<std::string, int64_t> lostAt_;          // under mutex_: host -> unix seconds its alive key went
+  ChassisSource chassisSource_;                    // under mutex_
+  std::optional<nlohmann::json> publishedChassis_;  // under mutex_: what /corral/hosts/NAME/chassis holds
+  std::optional<nlohmann::json> lastHosts_;         // under mutex_
   bool stopping_ = false;
   std::thread heartbeat_;
 };

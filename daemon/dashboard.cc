@@ -116,6 +116,32 @@ Result<json> parseRow(const ComparisonRow& row) {
   return result;
 }
 
+// A cluster host's picture of the cluster: each host (AZ, health, chassis, tunnels: daemon/cluster_view.h) as
+// the heartbeat last read them, with the names of the instances it runs. nullopt on a single host (the page
+// is then unchanged) and before the heartbeat's first read.
+std::optional<json> dashboardCluster(const Cluster* cluster, const ClusterInstances* clusterInstances,
+                                     const json& localInstances) {
+  if (!cluster) return std::nullopt;
+  std::optional<json> hosts = cluster->lastHosts();
+  if (!hosts) return std::nullopt;
+  std::map<std::string, json> instancesOn;
+  const std::string self = cluster->hostName();
+  for (const json& instance : localInstances) instancesOn[self].push_back(textMember(instance, "name"));
+  if (clusterInstances) {
+    for (const auto& [name, remote] : clusterInstances->remote()) instancesOn[remote.host].push_back(name);
+  }
+  json out = {{"local_host", self}, {"hosts", json::array()}};
+  for (const json& host : hosts->value("hosts", json::array())) {
+    const std::string name = textMember(host, "name");
+    json drawn = {{"name", name}};
+    for (const char* key : {"az", "health", "lost_since", "chassis", "encap_ip", "tunnels"})
+      drawn[key] = host.value(key, json());
+    drawn["instances"] = instancesOn.contains(name) ? instancesOn[name] : json::array();
+    out["hosts"].push_back(std::move(drawn));
+  }
+  return out;
+}
+
 }  // namespace
 
 Response Service::serve(const api::SaveComparison& request) {
@@ -193,6 +219,9 @@ DashboardView Service::dashboardLocked() {
       body["groups"].push_back(std::move(group));
     }
   }
+  // A cluster host's hosts, AZs and tunnels (absent on a single host).
+  if (auto cluster = dashboardCluster(cluster_.get(), clusterInstances_.get(), body["instances"]))
+    body["cluster"] = std::move(*cluster);
   std::vector<std::shared_ptr<const json>> vpcs = whole ? dashboardVpcsLocked(now) : dashboard_->view.vpcs;
   if (whole) {
     auto comparison = dashboardComparisonLocked();
@@ -208,6 +237,7 @@ DashboardView Service::dashboardLocked() {
     return it != before->end() && *it == body[key];
   };
   const bool same = before && unchanged("host") && unchanged("instances") && unchanged("groups") &&
+                    before->value("cluster", json()) == body.value("cluster", json()) &&
                     unchanged("comparison") && vpcs.size() == dashboard_->view.vpcs.size() && [&] {
                       for (size_t i = 0; i < vpcs.size(); ++i) {
                         const auto& old = dashboard_->view.vpcs[i];
@@ -407,6 +437,10 @@ json dashboardPatch(const DashboardView& before, const DashboardView& after) {
       if (key == "vpcs") continue;
       if (!before.body || !before.body->contains(key) || (*before.body)[key] != value) parts[key] = value;
     }
+    // A part that went (the cluster after a leave) as null.
+    if (before.body)
+      for (const auto& [key, value] : before.body->items())
+        if (key != "vpcs" && !after.body->contains(key)) parts[key] = nullptr;
   }
   std::set<const json*> had;
   for (const auto& entry : before.vpcs) had.insert(entry.get());

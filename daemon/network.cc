@@ -1576,6 +1576,11 @@ Result<json> NetworkController::memberTopologyJson(const std::string& instance,
   return json{{"subnet", planned->nic.nic.subnet}, {"member", std::move(member)}, {"link", std::move(link)}};
 }
 
+std::optional<Result<net::OvsChassis>> NetworkController::ovnChassis() const {
+  if (!ovn_) return std::nullopt;
+  return ovn_->chassis();
+}
+
 json NetworkController::infoJson() const {
   return {{"netns_prefix", options_.netnsPrefix},
           {"uplink", options_.uplink.netns.empty() ? std::string("host") : "netns " + options_.uplink.netns},

@@ -195,6 +195,9 @@ class NetworkController {
   // NIC.
   Result<nlohmann::json> memberTopologyJson(const std::string& instance, const std::string& state) const;
   nlohmann::json infoJson() const;  // for GET /v1/info
+  // On the OVN backend: this host's chassis and its tunnels (OvnFabric::chassis); nullopt on nftables.
+  std::optional<Result<net::OvsChassis>> ovnChassis() const;
+  bool onOvn() const { return ovn_ != nullptr; }
   // `corral reach`: the reachability analyzer (net/reach.h) over the current model and every NIC. No kernel
   // read: the answer is what the model says the kernel does.
   Result<std::vector<net::ReachPath>> reach(const net::ReachQuery& query) const;

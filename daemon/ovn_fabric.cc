@@ -197,4 +197,11 @@ Result<std::vector<OvnFabricPort>> OvnFabric::ports() {
   return ours;
 }
 
+Result<net::OvsChassis> OvnFabric::chassis() {
+  std::lock_guard lock(mutex_);
+  auto ovs = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
+  if (!ovs) return fail(ovs.error());
+  return dropOnFailure(ovs_, net::readOvsChassis(**ovs));
+}
+
 }  // namespace corral::daemon

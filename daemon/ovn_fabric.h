@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "net/datapath.h"
+#include "net/ovs_tunnels.h"
 #include "net/ovsdb.h"
 #include "net/vpc_datapath.h"
 #include "net/vpc_ovn.h"
@@ -68,6 +69,8 @@ class OvnFabric {
   Status detach(const net::NicPlan& nic);
   // This corrald's ports on br-int.
   Result<std::vector<OvnFabricPort>> ports();
+  // This host's chassis and its tunnels on br-int (net/ovs_tunnels.h), read now.
+  Result<net::OvsChassis> chassis();
   Status removePort(const std::string& name);
 
  private:

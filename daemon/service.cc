@@ -574,6 +574,8 @@ Status Service::openCluster(ClusterOptions options) {
   auto cluster = Cluster::open(std::move(options), [this] { return instanceCount(); });
   if (!cluster) return fail(cluster.error());
   cluster_ = std::move(*cluster);
+  if (network_ && network_->onOvn())  // the hosts' chassis and tunnels (daemon/cluster_view.h)
+    cluster_->setChassisSource([this] { return *network_->ovnChassis(); });
   followModel();
   return {};
 }
@@ -1095,7 +1097,13 @@ Response Service::serve(const api::GetVpcTopology& request) {
     for (const auto& [name, remote] : clusterInstances_->remote())
       instances["instances"].push_back({{"name", name}, {"state", "on host " + remote.host}});
   }
-  return resultResponse(200, network_->topologyJson(request.vpc, instances));
+  auto topology = network_->topologyJson(request.vpc, instances);
+  // A cluster host adds the cluster itself: its hosts, their AZs and the tunnels between them.
+  if (topology && cluster_ && cluster_->member()) {
+    auto hosts = cluster_->hosts();
+    (*topology)["cluster"] = hosts ? std::move(*hosts) : json{{"error", hosts.error().message()}};
+  }
+  return resultResponse(200, std::move(topology));
 }
 
 Result<FlowLogFilter> Service::flowLogFilter(const api::GetFlowLogs& request) {

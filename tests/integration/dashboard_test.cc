@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -501,6 +502,111 @@ TEST(DashboardPort, ABusyPortIsRefusedWithTheFlagNamed) {
   TestDaemon bad("dashboard-bad", {"--http-port", "70000"});
   EXPECT_FALSE(bad.start());
   EXPECT_NE(bad.log().find("--http-port: 70000 is not a TCP port"), std::string::npos) << bad.log();
+}
+
+// ---- A cluster's hosts, AZs and tunnels (the page alone, fed a view) -------------------------------------
+
+// The page as corrald serves it, written to `dir` with `view` as every GET /v1/dashboard's answer (no
+// event stream: the page polls) and the flow log stream never answering.
+std::string pageWithView(const std::string& dir, const json& view) {
+  std::ifstream in(CORRAL_SOURCE_DIR "/daemon/dashboard/index.html");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string page = text.str();
+  const std::string stub =
+      "<script>window.EventSource = undefined; window.fetch = (url) => String(url).startsWith("
+      "'/v1/dashboard') ? Promise.resolve({ok: true, json: () => Promise.resolve(" +
+      view.dump() + ")}) : new Promise(() => {});</script>\n";
+  const size_t at = page.find("<script>");
+  if (at == std::string::npos) return "";
+  page.insert(at, stub);
+  const std::string path = dir + "/dashboard.html";
+  std::ofstream(path) << page;
+  return "file://" + path;
+}
+
+json viewWith(json cluster) {
+  json view = {{"generated_at_ms", 1795829462123},
+               {"host", {{"hostname", "h1"}, {"kernel", "6.1"}, {"version", "0.1.0"}}},
+               {"vpcs", json::array()},
+               {"instances", json::array()},
+               {"groups", json::array()},
+               {"comparison", nullptr}};
+  if (!cluster.is_null()) view["cluster"] = std::move(cluster);
+  return view;
+}
+
+TEST(DashboardPage, DrawsAClustersZonesHostsInstancesAndTunnels) {
+  if (!requireBrowser()) GTEST_SKIP() << "needs chromium";
+  char pattern[] = "/tmp/corral-dashboard-cluster-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  struct Removed {
+    std::string path;
+    ~Removed() { std::filesystem::remove_all(path); }
+  } dir{pattern};
+  auto tunnel = [](const char* remote, const char* local, const char* ip, const char* state, json reason) {
+    return json{{"port", fmt::format("ovn-{}-0", remote)},
+                {"type", "geneve"},
+                {"remote_host", remote},
+                {"remote_chassis", remote},
+                {"local_ip", local},
+                {"remote_ip", ip},
+                {"state", state},
+                {"reason", reason}};
+  };
+  auto host = [](const char* name, const char* az, const char* health, const char* ip, json tunnels,
+                 json instances) {
+    return json{{"name", name},          {"az", az},
+                {"health", health},      {"chassis", name},
+                {"encap_ip", ip},        {"tunnels", std::move(tunnels)},
+                {"lost_since", nullptr}, {"instances", std::move(instances)}};
+  };
+  const json cluster = {{"local_host", "h1"},
+                        {"hosts",
+                         {host("h1", "az1", "alive", "10.250.0.1",
+                               {tunnel("h2", "10.250.0.1", "10.250.0.2", "up", nullptr),
+                                tunnel("h3", "10.250.0.1", "10.250.0.3", "down", "host h3 is lost")},
+                               {"x1"}),
+                          host("h2", "az2", "alive", "10.250.0.2",
+                               {tunnel("h1", "10.250.0.2", "10.250.0.1", "up", nullptr),
+                                tunnel("h3", "10.250.0.2", "10.250.0.3", "down", "host h3 is lost")},
+                               {"x2", "x4"}),
+                          host("h3", "az2", "lost", "10.250.0.3", json::array(), json::array())}}};
+  std::string error;
+  auto browser = HeadlessBrowser::launch(1280, 900, &error);
+  ASSERT_NE(browser, nullptr) << error;
+  ASSERT_TRUE(browser->navigate(pageWithView(dir.path, viewWith(cluster)), 15s)) << browser->lastError();
+  ASSERT_TRUE(browser->waitFor("document.querySelectorAll('#cluster .d-host').length === 3", 10s))
+      << browser->lastError();
+  EXPECT_EQ(browser->evaluate("document.getElementById('cluster-section').hidden"), json(false));
+  EXPECT_EQ(count(*browser, "#cluster .d-az"), 2) << "one box per AZ";
+  EXPECT_EQ(count(*browser, "#cluster .d-tunnel[data-state=up]"), 1);
+  EXPECT_EQ(count(*browser, "#cluster .d-tunnel[data-state=down]"), 2);
+  auto h2 = browser->evaluate("document.querySelector('#cluster .d-host[data-host=h2]').textContent");
+  ASSERT_TRUE(h2 && h2->is_string()) << browser->lastError();
+  EXPECT_NE(h2->get<std::string>().find("x4"), std::string::npos) << *h2;
+  auto text = browser->evaluate("document.getElementById('cluster').innerText");
+  ASSERT_TRUE(text && text->is_string()) << browser->lastError();
+  EXPECT_NE(text->get<std::string>().find("h1 (az1) ⇄ h2 (az2) geneve 10.250.0.1 ↔ 10.250.0.2 up"),
+            std::string::npos)
+      << *text;
+  EXPECT_NE(text->get<std::string>().find(
+                "h2 (az2) ⇄ h3 (az2) geneve 10.250.0.2 ↔ 10.250.0.3 down (h2: host h3 is lost)"),
+            std::string::npos)
+      << *text;
+  // Both ends of h1 ⇄ h3 are placed: the line joins two hosts' boxes in different AZs.
+  auto line = browser->evaluate(
+      "(() => { const l = document.querySelector('#cluster .d-tunnel[data-state=down] line'); return l ? "
+      "[+l.getAttribute('x1'), +l.getAttribute('x2')] : null; })()");
+  ASSERT_TRUE(line && line->is_array()) << browser->lastError();
+  EXPECT_NE((*line)[0], (*line)[1]);
+  EXPECT_TRUE(browser->consoleErrors().empty()) << browser->consoleErrors().front();
+
+  // A single host's view has no cluster: the section stays hidden, the page as before.
+  ASSERT_TRUE(browser->navigate(pageWithView(dir.path, viewWith(nullptr)), 15s)) << browser->lastError();
+  ASSERT_TRUE(browser->waitFor("document.body.dataset.updates >= 1", 10s)) << browser->lastError();
+  EXPECT_EQ(browser->evaluate("document.getElementById('cluster-section').hidden"), json(true));
+  EXPECT_EQ(count(*browser, "#cluster .d-host"), 0);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -708,6 +709,167 @@ TEST_F(ClusterOfHosts, NatOutAndPublishedPortsAcrossHosts) {
             "");
   EXPECT_EQ(seenOutside("q", 9003), "") << "no gateway, no way out";
   settled("without gateways");
+}
+
+// ---- Hosts, AZs and tunnels (net show, cluster ls, the dashboard) ------------------------------------
+
+// The remote_ip of each geneve Interface in host `host`'s Open_vSwitch database, as ovs-vsctl (the oracle)
+// reads it, by Interface name.
+std::map<std::string, std::string> ovsGeneveTunnels(const std::string& ovnDir, int host) {
+  ToolRun run = runTool({"ovs-vsctl", fmt::format("--db=unix:{}/h{}/conf.sock", ovnDir, host),
+                         "--format=json", "--columns=name,options", "find", "Interface", "type=geneve"});
+  std::map<std::string, std::string> tunnels;
+  json table = json::parse(run.output, nullptr, false);
+  if (run.exitCode != 0 || !table.is_object()) {
+    ADD_FAILURE() << "ovs-vsctl on h" << host << ": " << run.output;
+    return tunnels;
+  }
+  for (const json& row : table["data"]) {
+    // [name, ["map", [[key, value], ...]]]
+    for (const json& option : row[1][1])
+      if (option[0] == "remote_ip") tunnels[row[0].get<std::string>()] = option[1].get<std::string>();
+  }
+  return tunnels;
+}
+
+// Host `name` of a GET /v1/cluster/hosts answer ({} when absent).
+json hostIn(const json& answer, const std::string& name) {
+  if (!answer.is_object()) return json::object();
+  for (const json& host : answer.value("hosts", json::array()))
+    if (host.value("name", "") == name) return host;
+  return json::object();
+}
+
+// The tunnel of `host` (an entry of the answer) to `remote`, {} when it has none.
+json tunnelOf(const json& host, const std::string& remote) {
+  for (const json& tunnel : host.value("tunnels", json::array()))
+    if (tunnel.value("remote_host", json()) == remote) return tunnel;
+  return json::object();
+}
+
+TEST_F(ClusterOfHosts, HostsAzsAndTunnelsAreDrawnAsEachHostsOvsHasThem) {
+  // h1 in az1, h2 and h3 in az2: one zone with two hosts.
+  json init = at(1).must("POST", "/v1/cluster", json{{"az", "az1"}});
+  const std::string token = init.value("token", "");
+  ASSERT_FALSE(token.empty()) << init.dump();
+  for (int host = 2; host <= kHosts; ++host)
+    at(host).must("POST", "/v1/cluster/join",
+                  json{{"address", underlay(1) + ":2379"}, {"token", token}, {"az", "az2"}});
+
+  // Every host's tunnels up, as any host answers (each host's published ones included).
+  const std::string ovnDir = dir_.path() + "/ovn";
+  auto allUp = [&](int through) {
+    Reply reply = at(through).call("GET", "/v1/cluster/hosts");
+    if (reply.status != 200) return false;
+    for (int a = 1; a <= kHosts; ++a)
+      for (int b = 1; b <= kHosts; ++b)
+        if (a != b && tunnelOf(hostIn(reply.body, name(a)), name(b)).value("state", "") != "up") return false;
+    return true;
+  };
+  ASSERT_TRUE(pollUntil([&] { return allUp(2); }, 20s))
+      << at(2).call("GET", "/v1/cluster/hosts").body.dump(2) << diagnosis();
+
+  CliRun ls = at(1).cli({"cluster", "ls"});
+  EXPECT_NE(ls.out.find("TUNNELS"), std::string::npos) << ls;
+  EXPECT_NE(ls.out.find("2 up"), std::string::npos) << ls;
+
+  // What each host reports is what ovs-vsctl shows in that host's database: one geneve Interface per other
+  // chassis, its remote_ip the other host's encap IP; the chassis is the host's system-id.
+  const json hosts = at(3).must("GET", "/v1/cluster/hosts", nullptr, 200);
+  for (int host = 1; host <= kHosts; ++host) {
+    const json entry = hostIn(hosts, name(host));
+    ASSERT_TRUE(entry.contains("name")) << hosts.dump(2);
+    EXPECT_EQ(entry.value("chassis", ""), name(host));
+    EXPECT_EQ(entry.value("encap_ip", ""), underlay(host));
+    std::map<std::string, std::string> reported;
+    for (const json& tunnel : entry["tunnels"]) {
+      EXPECT_EQ(tunnel.value("type", ""), "geneve") << tunnel.dump();
+      EXPECT_EQ(tunnel.value("local_ip", ""), underlay(host)) << tunnel.dump();
+      reported[tunnel.value("port", "")] = tunnel.value("remote_ip", "");
+      const std::string remote = tunnel.value("remote_host", "");
+      EXPECT_EQ(tunnel.value("remote_chassis", ""), remote)
+          << "from the Port's ovn-chassis-id: " << tunnel.dump();
+      if (remote.size() > 1) {
+        EXPECT_EQ(tunnel.value("remote_ip", ""), underlay(std::stoi(remote.substr(1)))) << tunnel.dump();
+      }
+    }
+    EXPECT_EQ(reported, ovsGeneveTunnels(ovnDir, host)) << "h" << host << ": " << entry.dump(2);
+    EXPECT_EQ(reported.size(), static_cast<size_t>(kHosts - 1));
+  }
+
+  // A VPC with a floor in each zone and an instance on h1 and on h2: net show (through h3) groups the floors
+  // and hosts by AZ, names each host's instances and draws the tunnels between the hosts.
+  cliOk(1, {"vpc", "create", "lab", "--cidr", "10.20.0.0/16"});
+  cliOk(1, {"subnet", "create", "s1", "--vpc", "lab", "--cidr", "10.20.1.0/24", "--az", "az1"});
+  cliOk(1, {"subnet", "create", "s2", "--vpc", "lab", "--cidr", "10.20.2.0/24", "--az", "az2"});
+  cliOk(3, {"run", "-d", "--name", "x1", "--subnet", "s1", "--", "sleep", "1000"});
+  cliOk(3, {"run", "-d", "--name", "x2", "--subnet", "s2", "--host", "h2", "--", "sleep", "1000"});
+  CliRun show = at(3).cli({"net", "show", "lab"});
+  ASSERT_EQ(show.code, 0) << show;
+  for (const std::string& line : {
+           std::string("cluster: 3 hosts (this one is h3)"),
+           std::string("az1: floors s1"),
+           std::string("az2: floors s2"),
+           std::string("host h1 (chassis h1, 10.250.0.1): x1"),
+           std::string("host h2 (chassis h2, 10.250.0.2): x2"),
+           std::string("host h3 (chassis h3, 10.250.0.3): no instances of this VPC"),
+           std::string("h1 (az1) ⇄ h2 (az2) geneve 10.250.0.1 ↔ 10.250.0.2 up"),
+           std::string("h2 (az2) ⇄ h3 (az2) geneve 10.250.0.2 ↔ 10.250.0.3 up"),
+       })
+    EXPECT_NE(show.out.find(line), std::string::npos) << line << "\n" << show;
+  Reply topology = at(1).call("GET", "/v1/vpcs/lab/topology");
+  ASSERT_EQ(topology.status, 200) << topology.body.dump();
+  EXPECT_EQ(topology.body["cluster"]["hosts"].size(), 3u) << topology.body["cluster"].dump(2);
+
+  // The dashboard's view (what the page fetches) carries the hosts, their AZs, instances and tunnels.
+  auto dashboardShows = [&](int through, const std::string& host, const std::string& state) {
+    Reply view = at(through).call("GET", "/v1/dashboard");
+    if (view.status != 200 || !view.body.contains("cluster")) return false;
+    const json h = hostIn(view.body["cluster"], host);
+    return h.value("az", "") == (host == "h1" ? "az1" : "az2") &&
+           tunnelOf(h, host == "h1" ? "h3" : "h1").value("state", "") == state;
+  };
+  ASSERT_TRUE(pollUntil([&] { return dashboardShows(1, "h1", "up") && dashboardShows(1, "h2", "up"); }, 10s))
+      << at(1).call("GET", "/v1/dashboard").body.value("cluster", json()).dump(2);
+  const json view = at(1).must("GET", "/v1/dashboard", nullptr, 200);
+  EXPECT_EQ(view["cluster"].value("local_host", ""), "h1");
+  EXPECT_EQ(hostIn(view["cluster"], "h1")["instances"], json::array({"x1"})) << view["cluster"].dump(2);
+  EXPECT_EQ(hostIn(view["cluster"], "h2")["instances"], json::array({"x2"})) << view["cluster"].dump(2);
+
+  // h3 dies (corrald, etcd member, OVS and ovn-controller): h1's Interface to it stays in h1's database, and
+  // h1 and h2 show that tunnel down because h3 is lost; h3's own as last read, unknown; h1 ⇄ h2 stays up.
+  at(3).kill9();
+  ToolRun killed = cluster_->killHost(3);
+  ASSERT_EQ(killed.exitCode, 0) << killed.output;
+  auto lostSeen = [&](int through) {
+    Reply reply = at(through).call("GET", "/v1/cluster/hosts");
+    if (reply.status != 200) return false;
+    const json h3 = hostIn(reply.body, "h3");
+    return h3.value("health", "") == "lost" &&
+           tunnelOf(hostIn(reply.body, "h1"), "h3").value("state", "") == "down" &&
+           tunnelOf(hostIn(reply.body, "h2"), "h3").value("state", "") == "down";
+  };
+  ASSERT_TRUE(pollUntil([&] { return lostSeen(1) && lostSeen(2); }, 20s))
+      << at(1).call("GET", "/v1/cluster/hosts").body.dump(2);
+  const json after = at(2).must("GET", "/v1/cluster/hosts", nullptr, 200);
+  EXPECT_EQ(tunnelOf(hostIn(after, "h1"), "h3").value("reason", ""), "host h3 is lost") << after.dump(2);
+  EXPECT_EQ(tunnelOf(hostIn(after, "h1"), "h2").value("state", ""), "up") << after.dump(2);
+  for (const json& tunnel : hostIn(after, "h3")["tunnels"]) EXPECT_EQ(tunnel.value("state", ""), "unknown");
+  std::map<std::string, std::string> h1Tunnels = ovsGeneveTunnels(ovnDir, 1);
+  EXPECT_TRUE(std::any_of(h1Tunnels.begin(), h1Tunnels.end(), [&](const auto& entry) {
+    return entry.second == underlay(3);
+  })) << "h1's interface to h3 is still there: its state comes from h3's health";
+  CliRun lsLost = at(1).cli({"cluster", "ls"});
+  EXPECT_NE(lsLost.out.find("1 up, 1 down"), std::string::npos) << lsLost;
+  CliRun lost = at(1).cli({"net", "show", "lab"});
+  EXPECT_NE(lost.out.find("host h3 lost (chassis h3, 10.250.0.3)"), std::string::npos) << lost;
+  EXPECT_NE(lost.out.find("h1 (az1) ⇄ h3 (az2) geneve 10.250.0.1 ↔ 10.250.0.3 down (h1: host h3 is lost"),
+            std::string::npos)
+      << lost;
+  EXPECT_NE(lost.out.find("h1 (az1) ⇄ h2 (az2) geneve 10.250.0.1 ↔ 10.250.0.2 up"), std::string::npos)
+      << lost;
+  EXPECT_TRUE(pollUntil([&] { return dashboardShows(1, "h1", "down"); }, 10s))
+      << at(1).call("GET", "/v1/dashboard").body.value("cluster", json()).dump(2);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // well-formed SVG holding every instance, the kernel check's verdicts, and escaping.
 #include "api/topology_render.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -235,6 +236,93 @@ TEST(TopologyRenderTest, EmptyOrPartialAnswersStillRender) {
     EXPECT_EQ(count(renderTopologyDot(topology), "{"), count(renderTopologyDot(topology), "}"));
     expectWellFormedSvg(renderTopologySvg(topology));
   }
+}
+
+// A cluster host's answer: three hosts in two AZs (h3 lost), web-1 here on h1, db-1 on h2; h1's tunnel to
+// h3 down because h3 is lost, h2 with no tunnel to h1 yet, h1 with one to a chassis of no host.
+json clusterFixture() {
+  json topology = consistentFixture();
+  for (json& subnet : topology["subnets"])
+    for (json& instance : subnet["instances"])
+      if (instance["name"] == "db-1") instance["state"] = "on host h2";
+  auto tunnel = [](const char* remote, const char* local, const char* ip, const char* state, json reason) {
+    return json{{"port", fmt::format("ovn-{}-0", remote)},
+                {"type", "geneve"},
+                {"remote_host", remote},
+                {"remote_chassis", remote},
+                {"local_ip", local},
+                {"remote_ip", ip},
+                {"state", state},
+                {"reason", reason}};
+  };
+  json h1 = {{"name", "h1"},
+             {"az", "az1"},
+             {"health", "alive"},
+             {"chassis", "h1"},
+             {"encap_ip", "10.250.0.1"},
+             {"tunnels",
+              {tunnel("h2", "10.250.0.1", "10.250.0.2", "up", nullptr),
+               tunnel("h3", "10.250.0.1", "10.250.0.3", "down", "host h3 is lost"),
+               {{"port", "ovn-gw0000-0"},
+                {"type", "geneve"},
+                {"remote_host", nullptr},
+                {"remote_chassis", "gw"},
+                {"local_ip", "10.250.0.1"},
+                {"remote_ip", "10.250.0.9"},
+                {"state", "up"},
+                {"reason", "chassis gw is no host of this cluster"}}}}};
+  json h2 = {{"name", "h2"},
+             {"az", "az2"},
+             {"health", "alive"},
+             {"chassis", "h2"},
+             {"encap_ip", "10.250.0.2"},
+             {"tunnels",
+              {tunnel("h1", "10.250.0.2", "10.250.0.1", "missing",
+                      "no tunnel interface to chassis h1 on h2's br-int"),
+               tunnel("h3", "10.250.0.2", "10.250.0.3", "down", "host h3 is lost")}}};
+  json h3 = {{"name", "h3"},
+             {"az", "az2"},
+             {"health", "lost"},
+             {"chassis", "h3"},
+             {"encap_ip", "10.250.0.3"},
+             {"tunnels",
+              {tunnel("h1", "10.250.0.3", "10.250.0.1", "unknown",
+                      "host h3 is lost: as its corrald last read them")}}};
+  topology["cluster"] = {{"local_host", "h1"}, {"hosts", {h1, h2, h3}}};
+  return topology;
+}
+
+TEST(TopologyRenderTest, ClusterHostsAzsAndTunnelsMatchGolden) {
+  const std::string text = renderTopologyText(clusterFixture());
+  expectGolden(text, "topology_cluster.txt");
+  // The single-host picture is the cluster one without its cluster section.
+  const std::string single = renderTopologyText(consistentFixture());
+  EXPECT_EQ(single.find("cluster:"), std::string::npos);
+  EXPECT_EQ(single.find("ovs-vsctl"), std::string::npos);
+  EXPECT_NE(text.find("h1 (az1) ⇄ h2 (az2) geneve 10.250.0.1 ↔ 10.250.0.2 missing (h2: no tunnel interface"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("h1 (az1) ⇄ h3 (az2) geneve 10.250.0.1 ↔ 10.250.0.3 down (h1: host h3 is lost)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("host h2 (chassis h2, 10.250.0.2): db-1"), std::string::npos) << text;
+}
+
+TEST(TopologyRenderTest, ClusterThatCannotBeReadOrHasNoChassis) {
+  json topology = consistentFixture();
+  topology["cluster"] = {{"error", "cluster ls: cluster store has no quorum"}};
+  EXPECT_NE(renderTopologyText(topology).find(
+                "cluster: the hosts cannot be read: cluster ls: cluster store has no quorum"),
+            std::string::npos);
+  topology["cluster"] = {
+      {"local_host", "h1"},
+      {"hosts", {{{"name", "h1"}, {"az", "az9"}, {"health", "alive"}, {"chassis", nullptr}}}}};
+  const std::string text = renderTopologyText(topology);
+  EXPECT_NE(text.find("none: no host reports a chassis"), std::string::npos) << text;
+  EXPECT_NE(text.find("no host: an instance of these floors has nowhere to run"), std::string::npos) << text;
+  EXPECT_NE(text.find("az9: no floor of this VPC"), std::string::npos) << text;
+  topology["cluster"] = "garbage";
+  EXPECT_NO_THROW(renderTopologyText(topology));
 }
 
 }  // namespace
