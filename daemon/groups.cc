@@ -137,6 +137,7 @@ void GroupController::setFleet(GroupFleet* fleet) {
 }
 
 void GroupController::start() {
+  if (thread_.joinable()) return;
   instances_.setEndedListener([this] { wake(); });
   thread_ = std::jthread([this](std::stop_token stop) { loop(stop); });
 }
@@ -160,13 +161,28 @@ void GroupController::loop(std::stop_token stop) {
 
 void GroupController::reconcileAll() {
   std::lock_guard pass(passMutex_);
-  std::vector<Member> members = allMembers();
-  removeOrphans(members);
+  for (const GroupFleet::TakenOver& taken : fleet().takeOver()) adopt(taken);
+  // Each group kept here still is (on a cluster, its claim names this host; its row is published there).
   std::vector<std::string> names;
+  std::vector<GroupRow> rows;
   {
     std::lock_guard lock(mutex_);
-    for (const auto& [name, group] : groups_) names.push_back(name);
+    for (const auto& [name, group] : groups_) rows.push_back(group.row);
   }
+  for (const GroupRow& row : rows) {
+    switch (fleet().hold(row)) {
+      case GroupFleet::Hold::kept:
+        names.push_back(row.name);
+        break;
+      case GroupFleet::Hold::elsewhere:
+        forget(row.name);
+        break;
+      case GroupFleet::Hold::unknown:
+        break;
+    }
+  }
+  std::vector<Member> members = allMembers();
+  removeOrphans(members);
   if (Clock::now() - lastPolicyAt_ >= options_.policyPeriod) {
     lastPolicyAt_ = Clock::now();
     samplePolicies();
@@ -198,6 +214,63 @@ void GroupController::removeOrphans(const std::vector<Member>& members) {
   log::info("groups: removing {} member(s) of groups that no longer exist", orphans.size());
   if (auto removed = terminate(orphans); !removed)
     log::warn("groups: removing members of removed groups: {}", removed.error().message());
+}
+
+void GroupController::adopt(const GroupFleet::TakenOver& taken) {
+  GroupRow row = taken.row;
+  auto spec = api::parseBody<schema::GroupSpec>("POST", "/v1/groups", row.specJson);
+  if (!spec) {
+    log::warn("group \"{}\": taken over from host {}, but its spec is unreadable: {}", row.name, taken.from,
+              spec.error().message());
+    return;
+  }
+  Group group;
+  if (row.policyJson) {
+    auto policy = api::parseBody<api::PolicyBody>("POST", "/v1/groups/policy", *row.policyJson);
+    if (!policy) {
+      log::warn("group \"{}\": taken over from host {}, but its policy is unreadable: {}", row.name,
+                taken.from, policy.error().message());
+      return;
+    }
+    group.policy = policy->policy;
+  }
+  // A number the lost host handed out after it last published the row is not handed out again.
+  for (const Member& member : fleet().members({row.name})) {
+    if (member.group != row.name) continue;
+    if (auto number = schema::groupMemberNumber(row.name, member.name))
+      row.nextMember = std::max(row.nextMember, *number + 1);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (groups_.contains(row.name)) return;
+  }
+  if (Status saved = store_.putGroup(row); !saved) {
+    log::warn("group \"{}\": taken over from host {}, but not stored: {}", row.name, taken.from,
+              saved.error().message());
+    return;
+  }
+  group.spec = std::move(*spec);
+  group.row = row;
+  {
+    std::lock_guard lock(mutex_);
+    groups_.emplace(row.name, std::move(group));
+  }
+  record(row.name, "taken-over", std::nullopt,
+         fmt::format("its host {} is lost; this host keeps the group from now on", taken.from));
+}
+
+void GroupController::forget(const std::string& name) {
+  {
+    std::lock_guard lock(mutex_);
+    groups_.erase(name);
+  }
+  if (Status gone = store_.deleteGroup(name); !gone)
+    log::warn("group \"{}\": forgetting it: {}", name, gone.error().message());
+  log::info(
+      "group \"{}\": another host took it over (this host was lost); forgotten here, its members here "
+      "run on and are counted there",
+      name);
+  ++revision_;
 }
 
 Result<std::vector<Result<json>>> GroupController::terminate(const std::vector<std::string>& names) {
@@ -256,7 +329,8 @@ void GroupController::reconcileGroup(const std::string& name, std::vector<Member
     });
   }
   for (const std::string& member : newlyLost) {
-    auto host = std::find_if(members.begin(), members.end(), [&](const Member& m) { return m.name == member; });
+    auto host =
+        std::find_if(members.begin(), members.end(), [&](const Member& m) { return m.name == member; });
     record(name, "lost", member, fmt::format("its host {} is lost; replacing it", host->host));
   }
   // Running members join the target group (again, after a crash between a launch and its registration).
@@ -335,7 +409,8 @@ Status GroupController::launchMember(const std::string& name, const std::vector<
     record(name, "launch-failed", std::nullopt,
            "no subnet of the group has a live host in its availability zone; next attempt in 1 s");
     std::lock_guard lock(mutex_);
-    if (auto it = groups_.find(name); it != groups_.end()) it->second.nextLaunchAt = Clock::now() + std::chrono::seconds(1);
+    if (auto it = groups_.find(name); it != groups_.end())
+      it->second.nextLaunchAt = Clock::now() + std::chrono::seconds(1);
     return fail(conflict("group \"{}\": no subnet has a live host in its availability zone", name));
   }
   {
@@ -610,6 +685,13 @@ json GroupController::list() {
     items.push_back(render(group, own));
   }
   return {{"groups", std::move(items)}};
+}
+
+std::vector<std::string> GroupController::names() {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> names;
+  for (const auto& [name, group] : groups_) names.push_back(name);
+  return names;
 }
 
 bool GroupController::has(const std::string& name) {

@@ -80,6 +80,20 @@ class GroupFleet {
   virtual std::optional<InstanceState> stateOf(const std::string& name) = 0;
   // The groups other hosts of the cluster have: their members on this host are not orphans.
   virtual std::vector<std::string> othersGroups() = 0;
+
+  // On a cluster each group is kept by one host, whose claim in the store carries the group's row, so that
+  // a live host can take the group over when its host is lost.
+  enum class Hold { kept, elsewhere, unknown };
+  // Publishes `row` in the group's claim (when it changed) and says whether this host still keeps the
+  // group: `elsewhere` once another host took it over (this host then forgets it; its members here run
+  // on), `unknown` when the store cannot say (the group waits for a later pass).
+  virtual Hold hold(const GroupRow& row) = 0;
+  // The groups of lost hosts that this host has just taken over, each with the host it was taken from.
+  struct TakenOver {
+    GroupRow row;
+    std::string from;
+  };
+  virtual std::vector<TakenOver> takeOver() = 0;
 };
 
 // This host's instances as the fleet (a single host).
@@ -96,6 +110,8 @@ class LocalFleet final : public GroupFleet {
   }
   std::optional<InstanceState> stateOf(const std::string& name) override { return instances_.stateOf(name); }
   std::vector<std::string> othersGroups() override { return {}; }
+  Hold hold(const GroupRow&) override { return Hold::kept; }
+  std::vector<TakenOver> takeOver() override { return {}; }
 
  private:
   InstanceManager& instances_;
@@ -114,6 +130,10 @@ struct GroupOptions {
   std::chrono::milliseconds targetHealthEvery{2000};
   std::chrono::seconds maxBackoff{30};  // between launch attempts after failures
   size_t keptEvents = 200;
+  // A cluster host starting again (STATE_DIR/cluster/member.json): the passes wait for the cluster
+  // (Service::openCluster starts them), so that none counts this host's members alone, launches here what
+  // the group's hosts run, or takes another host's members here for orphans.
+  bool awaitCluster = false;
 };
 
 class GroupController {
@@ -124,7 +144,8 @@ class GroupController {
 
   static Result<std::unique_ptr<GroupController>> load(Store& store, InstanceManager& instances,
                                                        SpecCheck check, CpuUsageReader cpu,
-                                                       TargetGroupSeam* targetGroups = nullptr, GroupOptions options = {});
+                                                       TargetGroupSeam* targetGroups = nullptr,
+                                                       GroupOptions options = {});
   GroupController(Store& store, InstanceManager& instances, SpecCheck check, CpuUsageReader cpu,
                   TargetGroupSeam* targetGroups, GroupOptions options);
   ~GroupController();  // stops the controller's thread; the members keep running
@@ -133,13 +154,14 @@ class GroupController {
 
   // Where members run from now on (the Service, once it is made); it must outlive the controller.
   void setFleet(GroupFleet* fleet);
-  void start();  // the thread that reconciles every reconcileEvery and when a member ends
+  void start();  // the thread that reconciles every reconcileEvery and when a member ends (once)
   void wake();
 
   Result<nlohmann::json> create(const schema::GroupSpec& spec);
   nlohmann::json list();
   Result<nlohmann::json> get(const std::string& name);
   bool has(const std::string& name);
+  std::vector<std::string> names();
   // force: its members are removed with it; without force a group with members is refused.
   Result<nlohmann::json> remove(const std::string& name, bool force);
   Result<nlohmann::json> scale(const std::string& name, int64_t desired);
@@ -178,6 +200,10 @@ class GroupController {
   void loop(std::stop_token stop);
   void reconcileGroup(const std::string& name, std::vector<InstanceManager::GroupMember> members);
   void removeOrphans(const std::vector<InstanceManager::GroupMember>& members);
+  // A group taken over from a lost host: stored and kept here from now on.
+  void adopt(const GroupFleet::TakenOver& taken);
+  // A group another host took over: dropped here (row and events), its members left running.
+  void forget(const std::string& name);
   // Leaves every target group first (no new requests reach them), then removes the instances.
   Result<std::vector<Result<nlohmann::json>>> terminate(const std::vector<std::string>& names);
   void samplePolicies();

@@ -758,6 +758,10 @@ int run(const Options& options, StartupReport& report) {
   }
   GroupOptions groupOptions;
   groupOptions.policyPeriod = std::chrono::seconds(options.groupPolicyPeriodS);
+  std::error_code unreadableMember;
+  groupOptions.awaitCluster =
+      !options.clusterAddress.empty() &&
+      std::filesystem::exists(options.stateDir + "/cluster/member.json", unreadableMember);
   auto service =
       Service::load(std::move(*store), std::move(instanceOptions), std::move(networkOptions), groupOptions);
   if (!service) {

@@ -156,14 +156,16 @@ Result<net::OvnVpcPlan> NetworkController::ovnPlanLocked(const net::Topology& to
     gateway = net::OvnGatewaySettings{
         .chassis = options_.ovnGatewayChassis, .network = options_.ovnOutsideNetwork, .transit = *transit};
   }
-  return net::planOvnVpc(topology, vpc, nics, gateway ? &*gateway : nullptr);
+  auto plan = net::planOvnVpc(topology, vpc, nics, gateway ? &*gateway : nullptr);
+  if (plan) plan->cluster = ovnClusterScope_;
+  return plan;
 }
 
 Status NetworkController::convergeOvnLocked(const net::Topology& topology, const std::string& vpc,
                                             std::vector<std::string>* changes) {
   auto plan = ovnPlanLocked(topology, vpc);
   if (!plan) return fail(plan.error());
-  ovnApplied_.erase(vpc);  // until this succeeds the rows are in no known state
+  ovnApplied_.erase(vpc);       // until this succeeds the rows are in no known state
   if (ovnAwaiting_) return {};  // endClusterWait() converges every VPC
   auto changed = ovn_->converge(*plan);
   if (!changed) return fail(changed.error());
@@ -250,6 +252,11 @@ void NetworkController::beginClusterWait() {
   if (ovn_) ovnAwaiting_ = true;
 }
 
+void NetworkController::setClusterScope(bool cluster) {
+  std::lock_guard lock(mutex_);
+  ovnClusterScope_ = cluster;
+}
+
 Status NetworkController::forgetModel() {
   std::vector<std::string> instances;
   {
@@ -294,7 +301,10 @@ std::vector<std::string> NetworkController::reconcileOvnLocked() {
       changes.push_back(fmt::format("vpc {}: FAILED: {}", vpc->name, ok.error().message()));
     }
   }
-  if (auto inDatabase = ovnAwaiting_ ? Result<std::vector<std::string>>(std::vector<std::string>{}) : ovn_->vpcs();
+  // Only VPCs of this host's scope: a single host leaves a cluster's rows alone, and a cluster member a
+  // single host's (net::kOvnScopeKey).
+  if (auto inDatabase = ovnAwaiting_ ? Result<std::vector<std::string>>(std::vector<std::string>{})
+                                     : ovn_->vpcs(ovnClusterScope_);
       inDatabase) {
     for (const std::string& vpc : *inDatabase) {
       if (topology_.findVpc(vpc)) continue;

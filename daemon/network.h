@@ -151,8 +151,9 @@ class NetworkController {
   // A load balancer's NIC (`instance`: loadBalancerNicName) into the namespace at `netnsPath` as `ifname`
   // (LoadBalancerProcesses): a veth port of the subnet's bridge (net::attachNamespaceNic), or on OVN a
   // br-int port bound to its logical port (OvnFabric::attachNamespace; it goes when the NIC is released).
-  Status attachNamespaceNic(const std::string& instance, const std::string& netnsPath, const std::string& ifname,
-                            bool defaultRoute, std::optional<uint32_t> sourceTable);
+  Status attachNamespaceNic(const std::string& instance, const std::string& netnsPath,
+                            const std::string& ifname, bool defaultRoute,
+                            std::optional<uint32_t> sourceTable);
   // The path to the instance's address (RouterPath); Conflict when it has no NIC or the kernel is not
   // managed.
   Result<RouterPath> routerPathTo(const std::string& instance) const;
@@ -185,6 +186,9 @@ class NetworkController {
   // or deleted: the VPCs' rows are the cluster's. On the nftables backend the VPCs' namespaces are this
   // host's own and go as applyTopology does.
   Status forgetModel();
+  // Whether this host is a cluster member (Service::followModel): its VPCs' rows are marked as a cluster's
+  // (net::kOvnScopeKey), and it removes unknown VPCs' rows only among those so marked.
+  void setClusterScope(bool cluster);
   // GET /v1/vpcs/NAME/topology (docs/api.md); `instances` is GET /v1/instances's list, for their state.
   Result<nlohmann::json> topologyJson(const std::string& vpc, const nlohmann::json& instances) const;
   // One instance's part of topologyJson, for patching a kept picture when its NIC joins or its state
@@ -352,7 +356,8 @@ class NetworkController {
   std::unique_ptr<InstanceMetadataServer> metadata_;  // opened by reconcile() when a lookup is set
   // The OVN backend (options_.ovn with the kernel), and by VPC the plan its rows were last converged to.
   std::unique_ptr<OvnFabric> ovn_;
-  bool ovnAwaiting_ = false;  // options_.ovnAwaitCluster until endClusterWait()
+  bool ovnAwaiting_ = false;      // options_.ovnAwaitCluster until endClusterWait()
+  bool ovnClusterScope_ = false;  // setClusterScope(): the rows this host converges are a cluster's
   std::map<std::string, net::OvnVpcPlan, std::less<>> ovnApplied_;
 };
 

@@ -60,7 +60,7 @@ Result<net::ChangeLog> OvnFabric::destroy(const std::string& vpc) {
   return dropOnFailure(northbound_, net::destroyOvnVpc(**nb, vpc));
 }
 
-Result<std::vector<std::string>> OvnFabric::vpcs() {
+Result<std::vector<std::string>> OvnFabric::vpcs(bool cluster) {
   std::lock_guard lock(mutex_);
   auto nb = connectLocked(northbound_, options_.northbound, "OVN northbound database");
   if (!nb) return fail(nb.error());
@@ -72,9 +72,14 @@ Result<std::vector<std::string>> OvnFabric::vpcs() {
   for (const Json& row : rows->at(0).value("rows", Json::array())) {
     auto ids = net::ovsdb::decodeMap(row["external_ids"]);
     if (!ids) continue;
+    std::optional<std::string> vpc;
+    bool clusters = false;
     for (const auto& [key, value] : *ids) {
-      if (key == net::kOvnVpcKey && value.is_string()) names.insert(value.get<std::string>());
+      if (key == net::kOvnVpcKey && value.is_string()) vpc = value.get<std::string>();
+      if (key == net::kOvnScopeKey)
+        clusters = value.is_string() && value.get<std::string>() == net::kOvnClusterScope;
     }
+    if (vpc && clusters == cluster) names.insert(*vpc);
   }
   return std::vector<std::string>(names.begin(), names.end());
 }

@@ -49,8 +49,9 @@ class OvnFabric {
   // convergeOvnVpc / destroyOvnVpc through the northbound connection.
   Result<net::ChangeLog> converge(const net::OvnVpcPlan& plan);
   Result<net::ChangeLog> destroy(const std::string& vpc);
-  // The VPCs that have rows in the northbound database (their routers' external_ids:corral-vpc).
-  Result<std::vector<std::string>> vpcs();
+  // The VPCs that have rows in the northbound database (their routers' external_ids:corral-vpc) in one
+  // scope: a cluster's (marked corral-scope=cluster, net::kOvnScopeKey) or a single host's (unmarked).
+  Result<std::vector<std::string>> vpcs(bool cluster);
 
   // The NIC's port on br-int, bound to its logical port (net::ovnNicPortName), plugged into the namespace of
   // `pid` as eth0. A stale port of that name (an earlier run of the instance) is replaced.

@@ -265,7 +265,7 @@ Result<std::unique_ptr<Service>> Service::load(Store store, InstanceOptions inst
     return fail(groups.error().wrap(fmt::format("loading groups from \"{}\"", service->store_.path())));
   service->groups_ = std::move(*groups);
   service->groups_->setFleet(static_cast<GroupFleet*>(service.get()));
-  service->groups_->start();
+  if (!groupOptions.awaitCluster) service->groups_->start();
   return service;
 }
 
@@ -476,6 +476,7 @@ int64_t Service::changeTimeLocked() const {
 
 void Service::followModel() {
   const bool member = cluster_ && cluster_->member();
+  if (network_) network_->setClusterScope(member);
   std::unique_ptr<ModelLog> old;
   {
     std::lock_guard lock(mutex_);
@@ -577,6 +578,7 @@ Status Service::openCluster(ClusterOptions options) {
   if (network_ && network_->onOvn())  // the hosts' chassis and tunnels (daemon/cluster_view.h)
     cluster_->setChassisSource([this] { return *network_->ovnChassis(); });
   followModel();
+  if (groups_) groups_->start();  // when it waited for the cluster (GroupOptions::awaitCluster)
   return {};
 }
 
@@ -671,6 +673,15 @@ Status Service::checkNothingInClusterVpcs() {
                           "them first",
                           fmt::join(instances, ", ")),
               "instances"));
+  if (groups_) {
+    if (std::vector<std::string> groups = groups_->names(); !groups.empty())
+      return fail(
+          Error(ErrorKind::Conflict,
+                fmt::format("cluster leave: this host keeps groups in the cluster's VPCs ({}): remove "
+                            "them first",
+                            fmt::join(groups, ", ")),
+                "groups"));
+  }
   std::lock_guard lock(mutex_);
   std::vector<std::string> balancers;
   for (const auto* balancer : balancers_.loadBalancers()) balancers.push_back(balancer->name);

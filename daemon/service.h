@@ -342,6 +342,10 @@ class Service final : private TargetGroupSeam, private GroupFleet {
   Result<std::vector<Result<nlohmann::json>>> remove(const std::vector<std::string>& names) override;
   std::optional<InstanceState> stateOf(const std::string& name) override;
   std::vector<std::string> othersGroups() override;
+  // The group's claim names this host and carries its row; the first live host by name takes over the
+  // groups of lost hosts (the claim's revision decides a race).
+  Hold hold(const GroupRow& row) override;
+  std::vector<TakenOver> takeOver() override;
 
   // The same for the load balancers: a copy changed, persisted in one transaction, then made current.
   template <class Operation>
@@ -459,13 +463,13 @@ class Service final : private TargetGroupSeam, private GroupFleet {
   // The cluster's model log while this host is in a cluster (followModel); destroyed first: its watch
   // thread applies entries through this object. Replaced without mutex_ held (its thread takes it).
   std::unique_ptr<ModelLog> modelLog_;
-  uint64_t modelApplied_ = 0;               // under mutex_: the last entry applied here
-  std::optional<ModelEntry> modelEntry_;    // under mutex_: the entry of the change being made or applied
-  bool replaying_ = false;                  // under mutex_: applying another host's entry
-  bool modelRaced_ = false;                 // under mutex_: the entry's number was taken by another host
-  uint64_t modelRecorded_ = 0;              // under mutex_: the applied number last recorded in the store
-  uint64_t modelSnapshotThrough_ = 0;       // under mutex_: the log's snapshot as last seen
-  uint64_t modelCompactTried_ = 0;          // under mutex_: modelApplied_ at the last attempt that waited
+  uint64_t modelApplied_ = 0;             // under mutex_: the last entry applied here
+  std::optional<ModelEntry> modelEntry_;  // under mutex_: the entry of the change being made or applied
+  bool replaying_ = false;                // under mutex_: applying another host's entry
+  bool modelRaced_ = false;               // under mutex_: the entry's number was taken by another host
+  uint64_t modelRecorded_ = 0;            // under mutex_: the applied number last recorded in the store
+  uint64_t modelSnapshotThrough_ = 0;     // under mutex_: the log's snapshot as last seen
+  uint64_t modelCompactTried_ = 0;        // under mutex_: modelApplied_ at the last attempt that waited
 };
 
 // An error as the API shows it: its kind's status and {"error": {...}}.

@@ -4,6 +4,7 @@
 // names and addresses through the cluster store (daemon/cluster_instances.h).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 
@@ -238,6 +239,30 @@ std::string groupHolder(const std::string& value) {
   return record.is_object() ? record.value("host", "") : std::string();
 }
 
+// A group's row as its claim carries it (the spec and policy as the stored JSON text).
+json groupRowJson(const GroupRow& row) {
+  return {{"name", row.name},
+          {"spec", row.specJson},
+          {"desired", row.desired},
+          {"policy", row.policyJson ? json(*row.policyJson) : json(nullptr)},
+          {"next_member", row.nextMember},
+          {"created_at", row.createdAt}};
+}
+
+std::optional<GroupRow> groupRowFromJson(const json& row) {
+  if (!row.is_object() || !row["name"].is_string() || !row["spec"].is_string() ||
+      !row["desired"].is_number_integer() || !row["next_member"].is_number_integer() ||
+      !row["created_at"].is_number_integer() || !(row["policy"].is_null() || row["policy"].is_string()))
+    return std::nullopt;
+  return GroupRow{.name = row["name"].get<std::string>(),
+                  .specJson = row["spec"].get<std::string>(),
+                  .desired = row["desired"].get<int64_t>(),
+                  .policyJson = row["policy"].is_string() ? std::optional(row["policy"].get<std::string>())
+                                                          : std::nullopt,
+                  .nextMember = row["next_member"].get<int64_t>(),
+                  .createdAt = row["created_at"].get<int64_t>()};
+}
+
 std::optional<InstanceState> parseState(const json& text) {
   if (!text.is_string()) return std::nullopt;
   for (InstanceState state : kAllInstanceStates)
@@ -317,8 +342,8 @@ std::optional<Response> Service::forwardGroup(const api::CreateGroup& request) {
     std::string holder = "?";
     if (!claimed->reads.empty() && !claimed->reads[0].kvs.empty())
       holder = groupHolder(claimed->reads[0].kvs[0].value);
-    return errorResponse(
-        Error(ErrorKind::Conflict, fmt::format("group \"{}\" already exists (on host {})", name, holder), "name"));
+    return errorResponse(Error(
+        ErrorKind::Conflict, fmt::format("group \"{}\" already exists (on host {})", name, holder), "name"));
   }
   Response created = serveGroup(request);
   if (created.status != 201) {
@@ -363,8 +388,9 @@ std::optional<Response> Service::forwardGroup(const api::ListGroups& request) {
     const json* host = nullptr;
     for (const json& entry : (*hosts)["hosts"])
       if (entry.value("name", "") == owner) host = &entry;
-    Response answer = host != nullptr ? forwardTo(*host, api::GetGroup{name})
-                                      : errorResponse(unavailable("host \"{}\" is not in the cluster", owner));
+    Response answer = host != nullptr
+                          ? forwardTo(*host, api::GetGroup{name})
+                          : errorResponse(unavailable("host \"{}\" is not in the cluster", owner));
     if (answer.status == 404) continue;  // removed meanwhile
     if (answer.status == 200) {
       answer.body["host"] = owner;
@@ -405,8 +431,7 @@ std::vector<InstanceManager::GroupMember> Service::members(const std::set<std::s
           break;
         }
         answered = true;
-        for (const json& instance : answer.body["instances"])
-          states[instance.value("name", "")] = instance;
+        for (const json& instance : answer.body["instances"]) states[instance.value("name", "")] = instance;
       }
     }
     for (const auto& [name, spec] : members) {
@@ -429,7 +454,8 @@ std::vector<InstanceManager::GroupMember> Service::members(const std::set<std::s
         if (seen["exit_code"].is_number_integer()) member.exitCode = seen["exit_code"].get<int64_t>();
         if (seen["exit_signal"].is_number_integer()) member.exitSignal = seen["exit_signal"].get<int64_t>();
         if (seen["exit_reason"].is_string()) {
-          if (auto reason = parseExitReason(seen["exit_reason"].get<std::string>())) member.exitReason = *reason;
+          if (auto reason = parseExitReason(seen["exit_reason"].get<std::string>()))
+            member.exitReason = *reason;
         }
       }
       all.push_back(std::move(member));
@@ -497,6 +523,83 @@ std::vector<std::string> Service::othersGroups() {
   for (const auto& [name, owner] : *groups)
     if (owner != cluster_->hostName()) names.push_back(name);
   return names;
+}
+
+GroupFleet::Hold Service::hold(const GroupRow& row) {
+  if (!clustered()) return Hold::kept;
+  auto client = cluster_->store();
+  if (!client) return Hold::unknown;
+  const std::string key = groupKey(row.name);
+  auto read = (*client)->get(key);
+  if (!read) {
+    log::warn("group \"{}\": reading its claim: {}", row.name, read.error().message());
+    return Hold::unknown;
+  }
+  const std::string self = cluster_->hostName();
+  const std::string claim = json{{"host", self}, {"group", groupRowJson(row)}}.dump();
+  // No claim (a group made before this host was in a cluster): claimed now, as `group create` would.
+  net::etcd::Compare unchanged = net::etcd::Compare::absent(key);
+  if (!read->kvs.empty()) {
+    const net::etcd::KeyValue& held = read->kvs[0];
+    if (groupHolder(held.value) != self) return Hold::elsewhere;
+    if (held.value == claim) return Hold::kept;
+    unchanged = net::etcd::Compare::modRevision(key, held.modRevision);
+  }
+  auto written = (*client)->txn({unchanged}, {net::etcd::TxnOp::put(key, claim)}, {});
+  if (!written) {
+    log::warn("group \"{}\": publishing its row: {}", row.name, written.error().message());
+    return Hold::unknown;
+  }
+  return written->succeeded ? Hold::kept : Hold::unknown;  // changed meanwhile: read again next pass
+}
+
+std::vector<GroupFleet::TakenOver> Service::takeOver() {
+  if (!clustered()) return {};
+  auto hosts = cluster_->hosts();
+  if (!hosts) return {};
+  const std::string self = cluster_->hostName();
+  std::set<std::string> lost;
+  std::vector<std::string> alive;
+  for (const json& host : (*hosts)["hosts"]) {
+    const std::string health = host.value("health", "");
+    if (health == "alive") alive.push_back(host.value("name", ""));
+    if (health == "lost") lost.insert(host.value("name", ""));
+  }
+  std::sort(alive.begin(), alive.end());
+  // One taker whichever host asks: the first live host by name.
+  if (lost.empty() || alive.empty() || alive.front() != self) return {};
+  auto client = cluster_->store();
+  if (!client) return {};
+  auto read = (*client)->get(kGroupsPrefix, true);
+  if (!read) {
+    log::warn("groups: reading the cluster's groups to take over a lost host's: {}", read.error().message());
+    return {};
+  }
+  std::vector<TakenOver> taken;
+  for (const net::etcd::KeyValue& kv : read->kvs) {
+    const json claim = json::parse(kv.value, nullptr, false);
+    const std::string from = groupHolder(kv.value);
+    if (!lost.contains(from)) continue;
+    std::optional<GroupRow> row =
+        claim.is_object() ? groupRowFromJson(claim.value("group", json())) : std::nullopt;
+    if (!row) {
+      log::warn("group \"{}\": its host {} is lost, but it never published the group's row: not taken over",
+                kv.key.substr(kGroupsPrefix.size()), from);
+      continue;
+    }
+    // The claim unchanged since it was read: a host that sees the cluster otherwise cannot take it too.
+    auto written = (*client)->txn(
+        {net::etcd::Compare::modRevision(kv.key, kv.modRevision)},
+        {net::etcd::TxnOp::put(kv.key, json{{"host", self}, {"group", groupRowJson(*row)}}.dump())}, {});
+    if (!written) {
+      log::warn("group \"{}\": taking it over from host {}: {}", row->name, from, written.error().message());
+      continue;
+    }
+    if (!written->succeeded) continue;
+    log::info("group \"{}\": its host {} is lost; taken over by this host", row->name, from);
+    taken.push_back({std::move(*row), from});
+  }
+  return taken;
 }
 
 }  // namespace corral::daemon

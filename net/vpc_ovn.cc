@@ -612,9 +612,11 @@ struct ExistingRow {
   Json row;
 };
 
-Json externalIds(std::string_view vpc, std::string_view object) {
-  return stringMap(
-      {{std::string(kOvnObjectKey), std::string(object)}, {std::string(kOvnVpcKey), std::string(vpc)}});
+Json externalIds(std::string_view vpc, std::string_view object, bool cluster) {
+  std::vector<std::pair<std::string, std::string>> ids{{std::string(kOvnObjectKey), std::string(object)},
+                                                       {std::string(kOvnVpcKey), std::string(vpc)}};
+  if (cluster) ids.emplace_back(std::string(kOvnScopeKey), std::string(kOvnClusterScope));
+  return stringMap(ids);
 }
 
 std::string rowLabel(std::string_view table, const Json& columns, std::string_view object) {
@@ -687,7 +689,7 @@ Result<std::optional<ChangeLog>> convergeOnce(ovsdb::OvsdbClient& client, const 
   for (size_t i = 0; i < plan.rows.size(); ++i) {
     const OvnRow& row = plan.rows[i];
     auto it = existing.find(row.object);
-    const Json wantedIds = externalIds(plan.vpc, row.object);
+    const Json wantedIds = externalIds(plan.vpc, row.object, plan.cluster);
     auto referenceValue = [&](const std::vector<std::string>& objects, const Json* had) {
       std::vector<Json> elements;
       for (const std::string& object : objects) elements.push_back(handles.at(object));

@@ -37,6 +37,11 @@ namespace corral::net {
 inline constexpr std::string_view kOvnNorthbound = "OVN_Northbound";
 inline constexpr std::string_view kOvnVpcKey = "corral-vpc";        // external_ids: the VPC's name
 inline constexpr std::string_view kOvnObjectKey = "corral-object";  // external_ids: KIND/NAME in the VPC
+// external_ids: "cluster" on the rows a cluster's corralds converge together; a single host's rows have
+// none. A corrald removes the rows of VPCs it does not know only within its own scope, so a host that left
+// a cluster and runs alone on the cluster's northbound database leaves the cluster's VPCs alone.
+inline constexpr std::string_view kOvnScopeKey = "corral-scope";
+inline constexpr std::string_view kOvnClusterScope = "cluster";
 
 inline constexpr int kOvnSecurityGroupRulePriority = 2000;
 inline constexpr int kOvnSecurityGroupDropPriority = 1000;
@@ -82,6 +87,7 @@ struct OvnRow {
 
 struct OvnVpcPlan {
   std::string vpc;
+  bool cluster = false;      // every row marked corral-scope=cluster (kOvnScopeKey)
   std::vector<OvnRow> rows;  // children before parents (ovnTableOrder), then by object
   const OvnRow* find(std::string_view object) const;
   bool operator==(const OvnVpcPlan&) const = default;

@@ -329,8 +329,8 @@ TEST_F(ClusterOfHosts, AGroupSpreadsOverTheZonesAndReplacesALostHostsMembers) {
   // The group through h3 (kept by h1): three healthy members, one on each zone's host.
   auto group = [&](int through) { return at(through).call("GET", "/v1/groups/web").body; };
   auto hostOf = [&](const std::string& member) { return listedField(2, member, "host"); };
-  ASSERT_TRUE(pollUntil([&] { return group(3).value("healthy", 0) == 3; }, 60s)) << group(3).dump()
-                                                                                   << diagnosis();
+  ASSERT_TRUE(pollUntil([&] { return group(3).value("healthy", 0) == 3; }, 60s))
+      << group(3).dump() << diagnosis();
   EXPECT_EQ(group(3).value("host", ""), "h1");
   EXPECT_EQ(hostOf("web-1"), "h1");
   EXPECT_EQ(hostOf("web-2"), "h2");
@@ -341,15 +341,21 @@ TEST_F(ClusterOfHosts, AGroupSpreadsOverTheZonesAndReplacesALostHostsMembers) {
   EXPECT_NE(ls.out.find("HOST"), std::string::npos) << ls;
   // One name in the whole cluster: another host refuses it, naming the holder; nothing made.
   Reply taken = at(3).call("POST", "/v1/groups",
-                           json{{"name", "web"}, {"subnets", {"s3"}}, {"min", 1}, {"max", 2},
+                           json{{"name", "web"},
+                                {"subnets", {"s3"}},
+                                {"min", 1},
+                                {"max", 2},
                                 {"template", {{"image", "busybox"}, {"command", {"sleep", "1"}}}}});
   EXPECT_EQ(taken.status, 409) << taken.body.dump();
   EXPECT_EQ(taken.body["error"].value("field", ""), "name");
   EXPECT_NE(taken.body["error"].value("message", "").find("h1"), std::string::npos) << taken.body.dump();
   // A user's instance is never a member.
   Reply fake = at(1).call("POST", "/v1/instances",
-                          json{{"name", "fake"}, {"image", "busybox"}, {"command", {"sleep", "1"}},
-                               {"subnet", "s1"}, {"group", "web"}});
+                          json{{"name", "fake"},
+                               {"image", "busybox"},
+                               {"command", {"sleep", "1"}},
+                               {"subnet", "s1"},
+                               {"group", "web"}});
   EXPECT_EQ(fake.status, 400) << fake.body.dump();
   EXPECT_EQ(fake.body["error"].value("field", ""), "group");
 
@@ -380,7 +386,8 @@ TEST_F(ClusterOfHosts, AGroupSpreadsOverTheZonesAndReplacesALostHostsMembers) {
   const std::string replacement = hostOf("web-5");
   EXPECT_TRUE(replacement == "h1" || replacement == "h2") << replacement;
   Reply events = at(2).call("GET", "/v1/groups/web/events");
-  EXPECT_NE(events.body.dump().find("its host h3 is lost; replacing it"), std::string::npos) << events.body.dump();
+  EXPECT_NE(events.body.dump().find("its host h3 is lost; replacing it"), std::string::npos)
+      << events.body.dump();
 
   // Removed through h2 (forwarded to h1): its members on h1 and h2 go; the name is free again.
   CliRun removed = at(2).cli({"group", "rm", "--force", "web"});
@@ -388,6 +395,80 @@ TEST_F(ClusterOfHosts, AGroupSpreadsOverTheZonesAndReplacesALostHostsMembers) {
   std::map<std::string, json> left = listed(1);
   for (const char* member : {"web-1", "web-4", "web-5"}) EXPECT_FALSE(left.contains(member)) << member;
   EXPECT_EQ(at(2).call("GET", "/v1/groups/web").status, 404);
+}
+
+// A group kept by h3 (made through it) whose host dies: the first live host by name (h1) takes it over
+// within the alive TTL and a pass, from the row h3 published in the group's claim; it replaces h3's lost
+// member and keeps the group at three. h3 back (its corrald started again, its member still running): it
+// forgets the group (listed once, on h1), its member counts again and the surplus scales in; the group
+// removed through h3 takes every member.
+TEST_F(ClusterOfHosts, AGroupWhoseHostIsLostIsTakenOverAndForgottenThereOnItsReturn) {
+  formCluster();
+  if (HasFatalFailure()) return;
+  cliOk(1, {"vpc", "create", "lab", "--cidr", "10.22.0.0/16"});
+  for (int az = 1; az <= kHosts; ++az) {
+    cliOk(1, {"subnet", "create", fmt::format("s{}", az), "--vpc", "lab", "--cidr",
+              fmt::format("10.22.{}.0/24", az), "--az", fmt::format("az{}", az)});
+  }
+  cliOk(3, {"group", "create", "api", "--subnets", "s1,s2,s3", "--min", "3", "--max", "6", "--", "sleep",
+            "1000"});
+  auto group = [&](int through) { return at(through).call("GET", "/v1/groups/api").body; };
+  auto stateIn = [](const json& answer, const std::string& member) {
+    for (const json& m : answer["members"])
+      if (m.value("name", "") == member) return m.value("state", "");
+    return std::string();
+  };
+  ASSERT_TRUE(pollUntil([&] { return group(1).value("healthy", 0) == 3; }, 60s))
+      << group(1).dump() << diagnosis();
+  EXPECT_EQ(group(1).value("host", ""), "h3");
+  EXPECT_EQ(listedField(1, "api-3", "host"), "h3");
+
+  // h3's corrald dies (with its etcd member); its member api-3 runs on, unreachable.
+  at(3).kill9();
+  ASSERT_TRUE(pollUntil(
+      [&] {
+        json now = group(2);
+        return now.value("host", "") == "h1" && stateIn(now, "api-3") == "lost" &&
+               now.value("healthy", 0) == 3 && stateIn(now, "api-4") == "running";
+      },
+      60s))
+      << group(2).dump() << diagnosis();
+  const std::string replacement = listedField(2, "api-4", "host");
+  EXPECT_TRUE(replacement == "h1" || replacement == "h2") << replacement;
+  const std::string events = at(2).call("GET", "/v1/groups/api/events").body.dump();
+  EXPECT_NE(events.find("its host h3 is lost; this host keeps the group from now on"), std::string::npos)
+      << events;
+  EXPECT_NE(events.find("taken-over"), std::string::npos) << events;
+  // Still one holder: scaling through h2 reaches h1's controller.
+  cliOk(2, {"group", "scale", "api", "--desired", "3"});
+
+  // h3 back: it forgets the group; api-3 counts again and the newest healthy member goes.
+  ASSERT_TRUE(at(3).start()) << at(3).logTail();
+  ASSERT_TRUE(pollUntil(
+      [&] {
+        json now = group(3);
+        return now.value("host", "") == "h1" && stateIn(now, "api-3") == "running" &&
+               now.value("healthy", 0) == 3 && stateIn(now, "api-4").empty();
+      },
+      60s))
+      << group(3).dump() << diagnosis();
+  Reply all = at(3).call("GET", "/v1/groups");
+  ASSERT_EQ(all.status, 200) << all.body.dump();
+  int listedApi = 0;
+  for (const json& entry : all.body["groups"]) {
+    if (entry.value("name", "") != "api") continue;
+    ++listedApi;
+    EXPECT_EQ(entry.value("host", ""), "h1") << entry.dump();
+  }
+  EXPECT_EQ(listedApi, 1) << all.body.dump(2);
+  EXPECT_NE(at(3).logTail().find("another host took it over"), std::string::npos) << at(3).logTail();
+
+  // Removed through h3 (forwarded to h1): every member goes, api-3 on h3 too.
+  CliRun removed = at(3).cli({"group", "rm", "--force", "api"});
+  ASSERT_EQ(removed.code, 0) << removed << "\n==> h1\n" << at(1).logTail();
+  std::map<std::string, json> left = listed(2);
+  for (const auto& [name, instance] : left) EXPECT_FALSE(name.starts_with("api-")) << name;
+  EXPECT_EQ(at(1).call("GET", "/v1/groups/api").status, 404);
 }
 
 // The model log compacted (docs/cluster.md "The shared model"): with --cluster-model-compact 4, after a
@@ -450,7 +531,14 @@ TEST_F(ClusterOfHosts, TheModelLogIsCompactedAndALeavingHostForgetsTheModel) {
   }
   EXPECT_EQ(at(3).call("GET", "/v1/subnets?vpc=lab").body["subnets"].size(), 3u);
   EXPECT_NE(at(3).logTail().find("loading the snapshot through entry"), std::string::npos) << at(3).logTail();
-  EXPECT_EQ(at(3).cli({"net", "show", "lab"}).out, at(1).cli({"net", "show", "lab"}).out);
+  // The same drawing, but for the line that says which host draws it.
+  auto drawnBy = [&](int host) {
+    std::string out = at(host).cli({"net", "show", "lab"}).out;
+    const std::string self = fmt::format("(this one is {})", name(host));
+    if (auto at = out.find(self); at != std::string::npos) out.replace(at, self.size(), "(this one)");
+    return out;
+  };
+  EXPECT_EQ(drawnBy(3), drawnBy(1));
   // Its changes reach the others.
   cliOk(3, {"subnet", "create", "s3", "--vpc", "lab", "--cidr", "10.20.3.0/24", "--az", "az3"});
   EXPECT_EQ(at(1).call("GET", "/v1/subnets/s3").status, 200);
@@ -484,6 +572,39 @@ TEST_F(ClusterOfHosts, TheModelLogIsCompactedAndALeavingHostForgetsTheModel) {
   cliOk(3, {"run", "-d", "--name", "y3", "--subnet", "s3", "--", "sleep", "1000"});
   EXPECT_TRUE(pingsWithin(1, "y1", addressOf("y3"))) << diagnosis();
   EXPECT_EQ(at(2).call("GET", "/v1/subnets/s4").status, 404) << "the host that left follows no more";
+
+  // h2 started again alone on the cluster's northbound database: its reconcile removes rows of VPCs it
+  // does not know only among a single host's (the cluster's are marked corral-scope=cluster), so lab's
+  // rows stay; its own VPC's rows are unmarked and go when it deletes it.
+  auto marked = [&](const std::string& vpc, const std::string& scope) {
+    return runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare", "--columns=name", "find",
+                    "Logical_Router", "external_ids:corral-vpc=" + vpc, "external_ids:corral-scope=" + scope})
+        .output;
+  };
+  EXPECT_NE(marked("lab", "cluster"), "") << diagnosis();
+  at(2).stop();
+  at(2).setExtraArgs(args(2, false));
+  ASSERT_TRUE(at(2).start()) << at(2).logTail();
+  cliOk(2, {"vpc", "create", "solo", "--cidr", "10.40.0.0/16"});
+  cliOk(2, {"subnet", "create", "solo1", "--vpc", "solo", "--cidr", "10.40.1.0/24"});
+  EXPECT_NE(runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare", "--columns=name", "find",
+                     "Logical_Router", "external_ids:corral-vpc=solo"})
+                .output,
+            "");
+  EXPECT_EQ(marked("solo", "cluster"), "");
+  const std::string after = runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare",
+                                     "--columns=name", "list", "Logical_Switch"})
+                                .output;
+  for (const std::string subnet : {"s1", "s2", "s3", "s4", "late"})
+    EXPECT_NE(after.find("corral.subnet." + subnet), std::string::npos) << subnet << ": " << after;
+  EXPECT_TRUE(pingsWithin(1, "y1", addressOf("y3"))) << diagnosis();
+  cliOk(2, {"subnet", "rm", "solo1"});
+  cliOk(2, {"vpc", "rm", "solo"});
+  EXPECT_EQ(runTool({"ovn-nbctl", "--db=" + cluster_->northbound(), "--bare", "--columns=name", "find",
+                     "Logical_Router", "external_ids:corral-vpc=solo"})
+                .output,
+            "");
+  EXPECT_NE(marked("lab", "cluster"), "");
 }
 
 // The marked northbound rows of `vpc`, every column (uuids too): a row deleted and made again, or a column
