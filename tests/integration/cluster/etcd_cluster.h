@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,21 +25,28 @@ namespace corral::testing {
 inline constexpr const char* kEtcdBinary = "/usr/bin/etcd";
 inline constexpr const char* kEtcdctlBinary = "/usr/bin/etcdctl";
 
-// A TCP port on 127.0.0.1 that nothing listens on now (bound to port 0, read back, closed).
+// A TCP port on 127.0.0.1 that nothing listens on now (bound to port 0, read back, closed) and that this
+// process was not handed before: the kernel may give a port just closed again, and two ports asked for in
+// a row (a member's client and peer port) must differ.
 inline uint16_t freeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  uint16_t port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
+  static std::set<uint16_t> handedOut;
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    uint16_t port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+      port = ntohs(address.sin_port);
+    }
+    ::close(fd);
+    if (port == 0) return 0;
+    if (handedOut.insert(port).second) return port;
   }
-  ::close(fd);
-  return port;
+  return 0;
 }
 
 class EtcdCluster {
