@@ -24,6 +24,7 @@
 
 #include "tests/integration/browser.h"
 #include "tests/integration/harness.h"
+#include "tests/unit/api/cluster_view_fixture.h"
 
 namespace corral {
 namespace {
@@ -544,16 +545,7 @@ TEST(DashboardPage, DrawsAClustersZonesHostsInstancesAndTunnels) {
     std::string path;
     ~Removed() { std::filesystem::remove_all(path); }
   } dir{pattern};
-  auto tunnel = [](const char* remote, const char* local, const char* ip, const char* state, json reason) {
-    return json{{"port", fmt::format("ovn-{}-0", remote)},
-                {"type", "geneve"},
-                {"remote_host", remote},
-                {"remote_chassis", remote},
-                {"local_ip", local},
-                {"remote_ip", ip},
-                {"state", state},
-                {"reason", reason}};
-  };
+  const auto tunnel = corral::testing::clusterTunnel;
   auto host = [](const char* name, const char* az, const char* health, const char* ip, json tunnels,
                  json instances) {
     return json{{"name", name},          {"az", az},

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/api/cluster_view_fixture.h"
 #include "tests/unit/api/svg_testing.h"
 
 namespace corral::api {
@@ -245,16 +246,7 @@ json clusterFixture() {
   for (json& subnet : topology["subnets"])
     for (json& instance : subnet["instances"])
       if (instance["name"] == "db-1") instance["state"] = "on host h2";
-  auto tunnel = [](const char* remote, const char* local, const char* ip, const char* state, json reason) {
-    return json{{"port", fmt::format("ovn-{}-0", remote)},
-                {"type", "geneve"},
-                {"remote_host", remote},
-                {"remote_chassis", remote},
-                {"local_ip", local},
-                {"remote_ip", ip},
-                {"state", state},
-                {"reason", reason}};
-  };
+  const auto tunnel = corral::testing::clusterTunnel;
   json h1 = {{"name", "h1"},
              {"az", "az1"},
              {"health", "alive"},
