@@ -23,14 +23,17 @@ void printPath(const json& path) {
     fmt::print("          {}\n", terminalSafeLines(displayText(field(hop, "text"))));
   }
   fmt::print("{}\n", terminalSafeLines(displayText(field(path, "verdict"))));
-  const json& kernel = field(path, "kernel");
-  if (!kernel.is_object()) return;
-  const bool agrees = field(kernel, "agrees").is_boolean() && kernel["agrees"].get<bool>();
-  fmt::print("kernel: {} ({}){}\n", displayText(field(kernel, "verdict")),
-             terminalSafeLines(displayText(field(kernel, "detail"))),
-             agrees ? ""
-                    : "\n  the model and the kernel DISAGREE: the model says " +
-                          std::string(field(path, "reachable") == true ? "reachable" : "blocked"));
+  // The kernel's probe and, on OVN, ovn-trace through OVN's logical flows.
+  for (const auto& [key, label] : {std::pair{"kernel", "kernel"}, std::pair{"ovn", "ovn-trace"}}) {
+    const json& check = field(path, key);
+    if (!check.is_object()) continue;
+    const bool agrees = field(check, "agrees").is_boolean() && check["agrees"].get<bool>();
+    fmt::print("{}: {} ({}){}\n", label, displayText(field(check, "verdict")),
+               terminalSafeLines(displayText(field(check, "detail"))),
+               agrees ? ""
+                      : fmt::format("\n  the model and {} DISAGREE: the model says {}", label,
+                                    field(path, "reachable") == true ? "reachable" : "blocked"));
+  }
 }
 
 int reach(const Invocation& invocation) {
@@ -72,7 +75,9 @@ Command reachCommand() {
              "outside port")  //
             ("verify",
              "then send one real probe along each path (from the source container's network namespace, a "
-             "listener of its own at the destination) and say whether the kernel agrees; containers only");
+             "listener of its own at the destination) and say whether the kernel agrees; containers only. On "
+             "OVN (corrald --ovn-southbound) each path is also traced with ovn-trace through OVN's logical "
+             "flows, and the answer says whether OVN agrees");
       },
       reach);
 }

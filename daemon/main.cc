@@ -88,6 +88,7 @@ struct Options {
   std::optional<uint16_t> httpPort;
   std::optional<PeerEndpoint> peerListen;
   std::string ovnNorthbound;
+  std::string ovnSouthbound;
   std::string ovsDatabase;
   std::string ovsNetns;
   std::string ovnGatewayChassis;
@@ -242,6 +243,9 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       ("ovn-northbound", po::value(&options.ovnNorthbound)->value_name("REMOTE"),
        "put the VPCs on OVN: their objects become rows of this northbound database (unix:PATH or tcp:IP:PORT) "
        "and container, VM and load balancer NICs ports of br-int (docs/cluster.md; needs --ovs-database)")
+      ("ovn-southbound", po::value(&options.ovnSouthbound)->value_name("REMOTE"),
+       "on OVN, the southbound database ovn-trace reads: `corral reach --verify` then also traces each path "
+       "through OVN's logical flows (default: none, no traces)")
       ("ovs-database", po::value(&options.ovsDatabase)->value_name("REMOTE"),
        "this host's Open_vSwitch database, whose br-int ovn-controller binds (with --ovn-northbound)")
       ("ovs-netns", po::value(&options.ovsNetns)->value_name("NAME"),
@@ -336,11 +340,16 @@ Result<std::optional<Options>> parseOptions(int argc, char** argv) {
       return fail(invalidField("ovn-northbound", "{}", remote.error().message()));
     if (auto remote = net::ovsdb::parseRemote(options.ovsDatabase); !remote)
       return fail(invalidField("ovs-database", "{}", remote.error().message()));
+    if (!options.ovnSouthbound.empty()) {
+      if (auto remote = net::ovsdb::parseRemote(options.ovnSouthbound); !remote)
+        return fail(invalidField("ovn-southbound", "{}", remote.error().message()));
+    }
   } else if (!options.ovsNetns.empty() || !options.ovnGatewayChassis.empty() ||
-             !options.ovnOutsideNetwork.empty()) {
-    return fail(invalidField("ovn-northbound",
-                             "--ovs-netns and --ovn-gateway-* belong to the OVN backend: give "
-                             "--ovn-northbound and --ovs-database"));
+             !options.ovnOutsideNetwork.empty() || !options.ovnSouthbound.empty()) {
+    return fail(
+        invalidField("ovn-northbound",
+                     "--ovs-netns, --ovn-southbound and --ovn-gateway-* belong to the OVN backend: give "
+                     "--ovn-northbound and --ovs-database"));
   }
   if (options.ovnGatewayChassis.empty() != options.ovnOutsideNetwork.empty()) {
     return fail(
@@ -743,7 +752,8 @@ int run(const Options& options, StartupReport& report) {
     networkOptions.ovn = OvnFabricOptions{.northbound = options.ovnNorthbound,
                                           .ovsDatabase = options.ovsDatabase,
                                           .ovsNetns = options.ovsNetns,
-                                          .prefix = options.netnsPrefix};
+                                          .prefix = options.netnsPrefix,
+                                          .southbound = options.ovnSouthbound};
     // A cluster host starting again: OVN's rows wait for its copy of the cluster's model (Cluster keeps
     // what this host is in in STATE_DIR/cluster/member.json).
     std::error_code unreadable;

@@ -1616,6 +1616,57 @@ Result<std::vector<net::ReachPath>> NetworkController::reach(const net::ReachQue
   return net::analyzeReach(topology_, nicsLocked(), query);
 }
 
+bool NetworkController::tracesOvn() const {
+  return ovn_ && !ovn_->options().southbound.empty();
+}
+
+Result<std::vector<net::OvnTraceOutcome>> NetworkController::ovnTrace(
+    const std::vector<net::ReachPath>& paths, const net::ReachQuery& query) const {
+  if (!ovn_) return fail(conflict("this corrald's VPCs are not on OVN: nothing to trace"));
+  std::vector<std::vector<net::OvnTraceLeg>> legs;
+  {
+    std::lock_guard lock(mutex_);
+    auto end = [&](const std::string& instance, const char* field) -> Result<net::OvnTraceEnd> {
+      auto nic = nics_.find(instance);
+      const net::Subnet* subnet = nic == nics_.end() ? nullptr : topology_.findSubnet(nic->second.subnet);
+      if (subnet == nullptr)
+        return fail(invalidField(field, "ovn-trace follows packets between instances' NICs: \"{}\" has none",
+                                 instance.empty() ? std::string("outside every VPC") : instance));
+      return net::OvnTraceEnd{.instance = instance,
+                              .vm = nic->second.vm,
+                              .vpc = subnet->vpc,
+                              .subnet = subnet->name,
+                              .address = nic->second.address};
+    };
+    for (const net::ReachPath& path : paths) {
+      auto from = end(path.sourceInstance, "source");
+      if (!from) return fail(from.error());
+      auto to = end(path.destinationInstance, "destination");
+      if (!to) return fail(to.error());
+      legs.push_back(net::ovnTraceLegs(*from, *to, query.protocol, query.port));
+    }
+  }
+  // ovn-trace reads the southbound database on its own: no lock while it runs.
+  std::vector<net::OvnTraceOutcome> outcomes;
+  for (const std::vector<net::OvnTraceLeg>& pathLegs : legs) {
+    net::OvnTraceOutcome outcome{.delivered = true, .detail = ""};
+    std::vector<std::string> delivered;
+    for (const net::OvnTraceLeg& leg : pathLegs) {
+      auto output = ovn_->trace(leg.args);
+      if (!output) return fail(output.error());
+      net::OvnTraceOutcome read = net::readOvnTrace(*output, leg.expectedPort);
+      if (!read.delivered) {
+        outcome = {false, fmt::format("{}: {}", leg.name, read.detail)};
+        break;
+      }
+      delivered.push_back(fmt::format("{}: {}", leg.name, read.detail));
+    }
+    if (outcome.delivered) outcome.detail = fmt::format("{}", fmt::join(delivered, "; "));
+    outcomes.push_back(std::move(outcome));
+  }
+  return outcomes;
+}
+
 Result<CaptureTarget> NetworkController::captureTarget(const std::string& name,
                                                        std::optional<InstanceState> instanceState) const {
   std::lock_guard lock(mutex_);

@@ -30,6 +30,7 @@
 #include "daemon/vpc_resolvers.h"
 #include "net/datapath.h"
 #include "net/ipam.h"
+#include "net/ovn_trace.h"
 #include "net/reach.h"
 #include "net/vpc.h"
 #include "net/vpc_ovn.h"
@@ -205,6 +206,12 @@ class NetworkController {
   // `corral reach`: the reachability analyzer (net/reach.h) over the current model and every NIC. No kernel
   // read: the answer is what the model says the kernel does.
   Result<std::vector<net::ReachPath>> reach(const net::ReachQuery& query) const;
+  // On OVN with a southbound database (corrald --ovn-southbound): whether reach --verify also asks OVN.
+  bool tracesOvn() const;
+  // OVN's verdict on each path between two instances, from ovn-trace's legs (net/ovn_trace.h): the first
+  // leg not delivered decides (named in the detail). The paths' ends must be instances with a NIC.
+  Result<std::vector<net::OvnTraceOutcome>> ovnTrace(const std::vector<net::ReachPath>& paths,
+                                                     const net::ReachQuery& query) const;
 
   // The VPC's resolver processes (VpcResolvers::statusJson); null when corrald runs none.
   nlohmann::json resolverJson(const std::string& vpc) const;

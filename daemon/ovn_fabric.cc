@@ -4,13 +4,19 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <set>
 #include <utility>
 
 #include "core/unique_fd.h"
+#include "daemon/gated_spawn.h"
 #include "net/ovs_port.h"
 
 namespace corral::daemon {
@@ -207,6 +213,65 @@ Result<net::OvsChassis> OvnFabric::chassis() {
   auto ovs = connectLocked(ovs_, options_.ovsDatabase, "Open_vSwitch database");
   if (!ovs) return fail(ovs.error());
   return dropOnFailure(ovs_, net::readOvsChassis(**ovs));
+}
+
+Result<std::string> OvnFabric::trace(const std::vector<std::string>& args) {
+  const std::string context =
+      fmt::format("ovn-trace {}", args.size() >= 2 ? args[args.size() - 2] : std::string("(no datapath)"));
+  if (options_.southbound.empty())
+    return fail(conflict("{}: corrald has no OVN southbound database to trace in (corrald --ovn-southbound)",
+                         context));
+  int pipeFds[2];
+  if (::pipe2(pipeFds, O_CLOEXEC) != 0) return fail(systemError(errno, "pipe2").wrap(context));
+  UniqueFd readEnd(pipeFds[0]);
+  UniqueFd writeEnd(pipeFds[1]);
+  UniqueFd devNull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  GatedSpawn spawn{
+      .args = {"ovn-trace", "--db=" + options_.southbound},
+      .stdinFd = devNull.get(),
+      .outputFd = writeEnd.get(),
+      .netnsFd = -1,
+      .ownProcessGroup = false,
+      .setnsFailed = "",
+      .execFailed = "corrald: execvp(ovn-trace) failed (is ovn-central or ovn-common installed?)\n"};
+  spawn.args.insert(spawn.args.end(), args.begin(), args.end());
+  auto pid = spawnGated(spawn, [](pid_t) { return Status{}; });
+  writeEnd.reset();
+  if (!pid) return fail(pid.error().wrap(context));
+  std::string output;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool timedOut = false;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timedOut = true;
+      break;
+    }
+    pollfd ready{.fd = readEnd.get(), .events = POLLIN, .revents = 0};
+    const int polled = ::poll(&ready, 1, static_cast<int>(left.count()));
+    if (polled < 0 && errno == EINTR) continue;
+    if (polled <= 0) {
+      timedOut = polled == 0;
+      break;
+    }
+    char buffer[4096];
+    const ssize_t n = ::read(readEnd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    output.append(buffer, static_cast<size_t>(n));
+  }
+  if (timedOut) ::kill(*pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timedOut) return fail(unavailable("{}: no answer within 10 s", context));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    const std::string tail = output.size() > 600 ? output.substr(output.size() - 600) : output;
+    return fail(internalError("{}: exited {}: {}", context,
+                              WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), tail));
+  }
+  return output;
 }
 
 }  // namespace corral::daemon

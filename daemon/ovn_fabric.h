@@ -32,6 +32,8 @@ struct OvnFabricOptions {
   // Marks this corrald's ports on br-int (external_ids:corral-prefix), so reconcile takes away only its own
   // (corrald's --netns-prefix).
   std::string prefix;
+  // OVN's southbound database, for ovn-trace (reach --verify; net/ovn_trace.h); empty: no traces.
+  std::string southbound;
 };
 
 // Each br-int port of this corrald: its name and the instance it is for.
@@ -73,6 +75,9 @@ class OvnFabric {
   // This host's chassis and its tunnels on br-int (net/ovs_tunnels.h), read now.
   Result<net::OvsChassis> chassis();
   Status removePort(const std::string& name);
+  // Runs `ovn-trace --db=SOUTHBOUND ARGS` (net/ovn_trace.h's legs) and returns what it printed; a failure
+  // (no southbound database given, the tool missing or failing, more than 10 s) names the leg's datapath.
+  Result<std::string> trace(const std::vector<std::string>& args);
 
  private:
   // The connection, made when there is none; `which` names it in errors.

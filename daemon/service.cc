@@ -1199,9 +1199,18 @@ Response Service::serveReach(const api::ReachAnalysis& request) {
     if (!probed) return errorResponse(probed.error());
     probes = std::move(*probed);
   }
+  // On OVN, OVN's own verdict too: ovn-trace through the compiled logical flows (VMs included).
+  std::vector<net::OvnTraceOutcome> traces;
+  const bool traced = request.verify && network_ && network_->tracesOvn();
+  if (traced) {
+    auto outcomes = network_->ovnTrace(*paths, *query);
+    if (!outcomes) return errorResponse(outcomes.error());
+    traces = std::move(*outcomes);
+  }
   json listed = json::array();
   bool all = true;
   bool agree = true;
+  bool ovnAgree = true;
   for (size_t i = 0; i < paths->size(); ++i) {
     const net::ReachPath& path = (*paths)[i];
     all = all && path.reachable;
@@ -1215,6 +1224,13 @@ Response Service::serveReach(const api::ReachAnalysis& request) {
                          {"detail", probe.detail},
                          {"agrees", agrees}};
     }
+    if (traced) {
+      const net::OvnTraceOutcome& trace = traces[i];
+      const bool agrees = trace.delivered == path.reachable;
+      ovnAgree = ovnAgree && agrees;
+      entry["ovn"] = {
+          {"verdict", trace.delivered ? "reached" : "blocked"}, {"detail", trace.detail}, {"agrees", agrees}};
+    }
     listed.push_back(std::move(entry));
   }
   json answer = {{"source", request.source},
@@ -1225,6 +1241,7 @@ Response Service::serveReach(const api::ReachAnalysis& request) {
                  {"reachable", all},
                  {"paths", std::move(listed)}};
   if (request.verify) answer["kernel_agrees"] = agree;
+  if (traced) answer["ovn_agrees"] = ovnAgree;
   return {200, std::move(answer)};
 }
 

@@ -42,7 +42,7 @@ class CorraldOnOvn : public ::testing::Test {
     ASSERT_EQ(cluster_->error(), "") << cluster_->logs();
     daemon_.playHostIn(cluster_->hostNetns(1));
     daemon_.setExtraArgs({"--ovn-northbound", cluster_->northbound(), "--ovs-database", hostDatabase(1),
-                          "--accelerator", "tcg"});
+                          "--ovn-southbound", cluster_->southbound(), "--accelerator", "tcg"});
     ASSERT_TRUE(daemon_.start()) << daemon_.logTail();
   }
 
@@ -265,6 +265,88 @@ TEST_F(CorraldOnOvn, AVpcAndItsContainersLiveInOvnAcrossTheSimulatedHosts) {
 // container of its subnet and host 2's workload (ping, and a bulk TCP transfer across the underlay); its
 // security group decides what reaches it; it keeps its port through a corrald restart and a stop --save
 // and start; removed, its br-int port and logical port go.
+// reach --verify on OVN: each path is also traced with ovn-trace through the logical flows northd compiled
+// from corral's rows, next to the kernel's probe over the same OVN; model, probe and trace agree on an open
+// port, on a port the destination's group does not open (the trace names the ACL that drops it) and on one
+// its floor's network ACL denies. Without --ovn-southbound no trace is made.
+TEST_F(CorraldOnOvn, ReachVerifyTracesOvnsLogicalFlowsAndAgreesWithTheModelAndTheKernel) {
+  using nlohmann::json;
+  cliOk({"vpc", "create", "rv", "--cidr", "10.72.0.0/16"});
+  cliOk({"subnet", "create", "ra", "--vpc", "rv", "--cidr", "10.72.1.0/24"});
+  cliOk({"subnet", "create", "rb", "--vpc", "rv", "--cidr", "10.72.2.0/24"});
+  cliOk({"sg", "create", "db", "--vpc", "rv"});
+  cliOk({"sg", "rule", "add", "db", "--protocol", "tcp", "--port", "5432", "--cidr", "10.72.0.0/16"});
+  cliOk({"run", "-d", "--name", "app", "--subnet", "ra", "--", "sleep", "1000"});
+  cliOk({"run", "-d", "--name", "pg", "--subnet", "rb", "--sg", "db", "--", "sleep", "1000"});
+  auto reach = [&](int port) {
+    return daemon_.call("POST", "/v1/reach",
+                        {{"source", "app"}, {"destination", "pg"}, {"port", port}, {"verify", true}});
+  };
+  // Once host 1's ovn-controller bound both ports, the probe gets through.
+  json open;
+  ASSERT_TRUE(testing::pollUntil(
+      [&] {
+        testing::Reply answer = reach(5432);
+        open = answer.body;
+        return answer.status == 200 && open.value("kernel_agrees", false);
+      },
+      30s))
+      << open.dump(2) << daemon_.logTail();
+  ASSERT_EQ(open["paths"].size(), 1u);
+  const json& path = open["paths"][0];
+  EXPECT_TRUE(path.value("reachable", false)) << open.dump(2);
+  EXPECT_EQ(path["kernel"].value("verdict", ""), "reached") << open.dump(2);
+  EXPECT_EQ(path["ovn"].value("verdict", ""), "reached") << open.dump(2);
+  EXPECT_EQ(path["ovn"].value("detail", ""),
+            "forward: output to corral.nic.pg; reply: output to corral.nic.app")
+      << open.dump(2);
+  EXPECT_TRUE(open.value("ovn_agrees", false)) << open.dump(2);
+
+  // Port 22: db opens nothing there. The trace stops at the ACL stage of pg's switch.
+  testing::Reply closed = reach(22);
+  ASSERT_EQ(closed.status, 200) << closed.body.dump(2);
+  const json& shut = closed.body["paths"][0];
+  EXPECT_FALSE(shut.value("reachable", true));
+  EXPECT_EQ(shut["kernel"].value("verdict", ""), "blocked") << closed.body.dump(2);
+  EXPECT_EQ(shut["ovn"].value("verdict", ""), "blocked") << closed.body.dump(2);
+  EXPECT_NE(shut["ovn"].value("detail", "").find("forward: dropped at ls_out_acl"), std::string::npos)
+      << closed.body.dump(2);
+  EXPECT_TRUE(closed.body.value("kernel_agrees", false) && closed.body.value("ovn_agrees", false))
+      << closed.body.dump(2);
+
+  // rb's network ACL denies 5432 coming in, before its allow-all: all three say blocked.
+  cliOk({"nacl", "rule", "add", "rv-default", "--number", "50", "--action", "deny", "--protocol", "tcp",
+         "--port", "5432", "--cidr", "10.72.1.0/24"});
+  // (northd compiles the new ACL and ovn-controller installs it a moment after corrald wrote it)
+  testing::Reply denied;
+  EXPECT_TRUE(testing::pollUntil(
+      [&] {
+        denied = reach(5432);
+        return denied.status == 200 && denied.body.value("kernel_agrees", false) &&
+               denied.body.value("ovn_agrees", false);
+      },
+      10s));
+  ASSERT_EQ(denied.status, 200) << denied.body.dump(2);
+  const json& deny = denied.body["paths"][0];
+  EXPECT_FALSE(deny.value("reachable", true)) << denied.body.dump(2);
+  EXPECT_EQ(deny["ovn"].value("verdict", ""), "blocked") << denied.body.dump(2);
+  EXPECT_EQ(deny["kernel"].value("verdict", ""), "blocked") << denied.body.dump(2);
+  EXPECT_TRUE(denied.body.value("kernel_agrees", false) && denied.body.value("ovn_agrees", false))
+      << denied.body.dump(2);
+  testing::CliRun printed = daemon_.cli({"reach", "app", "pg", "--port", "5432", "--verify"});
+  EXPECT_NE(printed.out.find("ovn-trace: blocked (forward: dropped at"), std::string::npos) << printed;
+
+  // Without a southbound database: the probe only.
+  daemon_.stop();
+  daemon_.setExtraArgs({"--ovn-northbound", cluster_->northbound(), "--ovs-database", hostDatabase(1),
+                        "--accelerator", "tcg"});
+  ASSERT_TRUE(daemon_.start()) << daemon_.logTail();
+  testing::Reply untraced = reach(22);
+  ASSERT_EQ(untraced.status, 200) << untraced.body.dump(2);
+  EXPECT_FALSE(untraced.body.contains("ovn_agrees")) << untraced.body.dump(2);
+  EXPECT_FALSE(untraced.body["paths"][0].contains("ovn")) << untraced.body.dump(2);
+}
+
 TEST_F(CorraldOnOvn, AVmIsABrIntPortOfItsSubnetAcrossTheSimulatedHosts) {
   cliOk({"vpc", "create", "vvpc", "--cidr", "10.71.0.0/16"});
   cliOk({"subnet", "create", "va", "--vpc", "vvpc", "--cidr", "10.71.1.0/24"});

@@ -159,6 +159,8 @@ TEST_F(OvnClusterTest, GivingUpHalfwayStillLeavesNothing) {
     ASSERT_FALSE(testing::processesMentioning(dir_.path()).empty());
     // Leaving the scope without stop(), as a failed ASSERT would: the destructor tears down.
   }
+  // (a process signalled by the teardown may take a moment to go on a loaded host)
+  EXPECT_TRUE(testing::pollUntil([&] { return testing::processesMentioning(dir_.path()).empty(); }, 5s));
   EXPECT_EQ(testing::processesMentioning(dir_.path()), std::vector<pid_t>{});
   for (const std::string ns : {"ovn-c", "ovn-u", "ovn-h1", "ovn-h2", "ovn-w1", "ovn-w2"}) {
     EXPECT_FALSE(std::filesystem::exists("/run/netns/" + testPrefix() + ns)) << ns << " left behind";
