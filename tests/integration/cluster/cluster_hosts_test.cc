@@ -168,6 +168,21 @@ class ClusterOfHosts : public ::testing::Test {
     }
   }
 
+  // VPC lab (10.OCTET.0.0/16) with subnet sN (10.OCTET.N.0/24) in azN, the zone of host hN, made through h1.
+  void labWithASubnetPerZone(int octet) {
+    cliOk(1, {"vpc", "create", "lab", "--cidr", fmt::format("10.{}.0.0/16", octet)});
+    for (int az = 1; az <= kHosts; ++az) {
+      cliOk(1, {"subnet", "create", fmt::format("s{}", az), "--vpc", "lab", "--cidr",
+                fmt::format("10.{}.{}.0/24", octet, az), "--az", fmt::format("az{}", az)});
+    }
+  }
+  // A member's state in a group's answer (GET /v1/groups/NAME); "" when it is not listed.
+  static std::string memberState(const json& group, const std::string& member) {
+    for (const json& m : group["members"])
+      if (m.value("name", "") == member) return m.value("state", "");
+    return std::string();
+  }
+
   TempDir dir_{"corral-t" + std::to_string(::getpid()) + "-ovn-hosts"};
   std::unique_ptr<OvnCluster> cluster_;
   std::vector<std::unique_ptr<TestDaemon>> daemons_;
@@ -319,11 +334,8 @@ TEST_F(ClusterOfHosts, AVpcSpansThreeHostsWithACorraldEach) {
 TEST_F(ClusterOfHosts, AGroupSpreadsOverTheZonesAndReplacesALostHostsMembers) {
   formCluster();
   if (HasFatalFailure()) return;
-  cliOk(1, {"vpc", "create", "lab", "--cidr", "10.21.0.0/16"});
-  for (int az = 1; az <= kHosts; ++az) {
-    cliOk(1, {"subnet", "create", fmt::format("s{}", az), "--vpc", "lab", "--cidr",
-              fmt::format("10.21.{}.0/24", az), "--az", fmt::format("az{}", az)});
-  }
+  labWithASubnetPerZone(21);
+  if (HasFatalFailure()) return;
   cliOk(1, {"group", "create", "web", "--subnets", "s1,s2,s3", "--min", "3", "--max", "6", "--", "sleep",
             "1000"});
   // The group through h3 (kept by h1): three healthy members, one on each zone's host.
@@ -370,16 +382,11 @@ TEST_F(ClusterOfHosts, AGroupSpreadsOverTheZonesAndReplacesALostHostsMembers) {
   at(3).kill9();
   ToolRun killed = cluster_->killHost(3);
   ASSERT_EQ(killed.exitCode, 0) << killed.output;
-  auto stateIn = [](const json& answer, const std::string& member) {
-    for (const json& m : answer["members"])
-      if (m.value("name", "") == member) return m.value("state", "");
-    return std::string();
-  };
   ASSERT_TRUE(pollUntil(
       [&] {
         json now = group(2);
-        return stateIn(now, "web-3") == "lost" && now.value("healthy", 0) == 3 &&
-               stateIn(now, "web-5") == "running";
+        return memberState(now, "web-3") == "lost" && now.value("healthy", 0) == 3 &&
+               memberState(now, "web-5") == "running";
       },
       60s))
       << group(2).dump() << diagnosis();
@@ -405,19 +412,11 @@ TEST_F(ClusterOfHosts, AGroupSpreadsOverTheZonesAndReplacesALostHostsMembers) {
 TEST_F(ClusterOfHosts, AGroupWhoseHostIsLostIsTakenOverAndForgottenThereOnItsReturn) {
   formCluster();
   if (HasFatalFailure()) return;
-  cliOk(1, {"vpc", "create", "lab", "--cidr", "10.22.0.0/16"});
-  for (int az = 1; az <= kHosts; ++az) {
-    cliOk(1, {"subnet", "create", fmt::format("s{}", az), "--vpc", "lab", "--cidr",
-              fmt::format("10.22.{}.0/24", az), "--az", fmt::format("az{}", az)});
-  }
+  labWithASubnetPerZone(22);
+  if (HasFatalFailure()) return;
   cliOk(3, {"group", "create", "api", "--subnets", "s1,s2,s3", "--min", "3", "--max", "6", "--", "sleep",
             "1000"});
   auto group = [&](int through) { return at(through).call("GET", "/v1/groups/api").body; };
-  auto stateIn = [](const json& answer, const std::string& member) {
-    for (const json& m : answer["members"])
-      if (m.value("name", "") == member) return m.value("state", "");
-    return std::string();
-  };
   ASSERT_TRUE(pollUntil([&] { return group(1).value("healthy", 0) == 3; }, 60s))
       << group(1).dump() << diagnosis();
   EXPECT_EQ(group(1).value("host", ""), "h3");
@@ -428,8 +427,8 @@ TEST_F(ClusterOfHosts, AGroupWhoseHostIsLostIsTakenOverAndForgottenThereOnItsRet
   ASSERT_TRUE(pollUntil(
       [&] {
         json now = group(2);
-        return now.value("host", "") == "h1" && stateIn(now, "api-3") == "lost" &&
-               now.value("healthy", 0) == 3 && stateIn(now, "api-4") == "running";
+        return now.value("host", "") == "h1" && memberState(now, "api-3") == "lost" &&
+               now.value("healthy", 0) == 3 && memberState(now, "api-4") == "running";
       },
       60s))
       << group(2).dump() << diagnosis();
@@ -447,8 +446,8 @@ TEST_F(ClusterOfHosts, AGroupWhoseHostIsLostIsTakenOverAndForgottenThereOnItsRet
   ASSERT_TRUE(pollUntil(
       [&] {
         json now = group(3);
-        return now.value("host", "") == "h1" && stateIn(now, "api-3") == "running" &&
-               now.value("healthy", 0) == 3 && stateIn(now, "api-4").empty();
+        return now.value("host", "") == "h1" && memberState(now, "api-3") == "running" &&
+               now.value("healthy", 0) == 3 && memberState(now, "api-4").empty();
       },
       60s))
       << group(3).dump() << diagnosis();
