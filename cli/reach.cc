@@ -24,14 +24,19 @@ void printPath(const json& path) {
   }
   fmt::print("{}\n", terminalSafeLines(displayText(field(path, "verdict"))));
   // The kernel's probe and, on OVN, ovn-trace through OVN's logical flows.
-  for (const auto& [key, label] : {std::pair{"kernel", "kernel"}, std::pair{"ovn", "ovn-trace"}}) {
-    const json& check = field(path, key);
-    if (!check.is_object()) continue;
-    const bool agrees = field(check, "agrees").is_boolean() && check["agrees"].get<bool>();
-    fmt::print("{}: {} ({}){}\n", label, displayText(field(check, "verdict")),
-               terminalSafeLines(displayText(field(check, "detail"))),
+  struct Check {
+    const char* key;
+    const char* label;
+    const char* who;
+  };
+  for (const Check& check : {Check{"kernel", "kernel", "the kernel"}, Check{"ovn", "ovn-trace", "OVN"}}) {
+    const json& verdict = field(path, check.key);
+    if (!verdict.is_object()) continue;
+    const bool agrees = field(verdict, "agrees").is_boolean() && verdict["agrees"].get<bool>();
+    fmt::print("{}: {} ({}){}\n", check.label, displayText(field(verdict, "verdict")),
+               terminalSafeLines(displayText(field(verdict, "detail"))),
                agrees ? ""
-                      : fmt::format("\n  the model and {} DISAGREE: the model says {}", label,
+                      : fmt::format("\n  the model and {} DISAGREE: the model says {}", check.who,
                                     field(path, "reachable") == true ? "reachable" : "blocked"));
   }
 }
