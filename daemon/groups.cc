@@ -85,19 +85,25 @@ Result<std::unique_ptr<GroupController>> GroupController::load(Store& store, Ins
   auto rows = store.listGroups();
   if (!rows) return fail(rows.error());
   for (GroupRow& row : *rows) {
-    auto spec = api::parseBody<schema::GroupSpec>("POST", "/v1/groups", row.specJson);
-    if (!spec) return fail(spec.error().wrap(fmt::format("group \"{}\": stored spec", row.name)));
-    Group group;
-    group.spec = std::move(*spec);
-    group.row = row;
-    if (row.policyJson) {
-      auto policy = api::parseBody<api::PolicyBody>("POST", "/v1/groups/policy", *row.policyJson);
-      if (!policy) return fail(policy.error().wrap(fmt::format("group \"{}\": stored policy", row.name)));
-      group.policy = policy->policy;
-    }
-    controller->groups_.emplace(row.name, std::move(group));
+    auto group = groupFromRow(row);
+    if (!group) return fail(group.error());
+    controller->groups_.emplace(row.name, std::move(*group));
   }
   return controller;
+}
+
+Result<GroupController::Group> GroupController::groupFromRow(const GroupRow& row) {
+  auto spec = api::parseBody<schema::GroupSpec>("POST", "/v1/groups", row.specJson);
+  if (!spec) return fail(spec.error().wrap(fmt::format("group \"{}\": stored spec", row.name)));
+  Group group;
+  group.spec = std::move(*spec);
+  group.row = row;
+  if (row.policyJson) {
+    auto policy = api::parseBody<api::PolicyBody>("POST", "/v1/groups/policy", *row.policyJson);
+    if (!policy) return fail(policy.error().wrap(fmt::format("group \"{}\": stored policy", row.name)));
+    group.policy = policy->policy;
+  }
+  return group;
 }
 
 GroupController::GroupController(Store& store, InstanceManager& instances, SpecCheck check,
@@ -218,21 +224,10 @@ void GroupController::removeOrphans(const std::vector<Member>& members) {
 
 void GroupController::adopt(const GroupFleet::TakenOver& taken) {
   GroupRow row = taken.row;
-  auto spec = api::parseBody<schema::GroupSpec>("POST", "/v1/groups", row.specJson);
-  if (!spec) {
-    log::warn("group \"{}\": taken over from host {}, but its spec is unreadable: {}", row.name, taken.from,
-              spec.error().message());
+  auto group = groupFromRow(row);
+  if (!group) {
+    log::warn("taken over from host {}, but unreadable: {}", taken.from, group.error().message());
     return;
-  }
-  Group group;
-  if (row.policyJson) {
-    auto policy = api::parseBody<api::PolicyBody>("POST", "/v1/groups/policy", *row.policyJson);
-    if (!policy) {
-      log::warn("group \"{}\": taken over from host {}, but its policy is unreadable: {}", row.name,
-                taken.from, policy.error().message());
-      return;
-    }
-    group.policy = policy->policy;
   }
   // A number the lost host handed out after it last published the row is not handed out again.
   for (const Member& member : fleet().members({row.name})) {
@@ -249,11 +244,10 @@ void GroupController::adopt(const GroupFleet::TakenOver& taken) {
               saved.error().message());
     return;
   }
-  group.spec = std::move(*spec);
-  group.row = row;
+  group->row = row;
   {
     std::lock_guard lock(mutex_);
-    groups_.emplace(row.name, std::move(group));
+    groups_.emplace(row.name, std::move(*group));
   }
   record(row.name, "taken-over", std::nullopt,
          fmt::format("its host {} is lost; this host keeps the group from now on", taken.from));

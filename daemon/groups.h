@@ -197,6 +197,8 @@ class GroupController {
     std::chrono::steady_clock::time_point at;
   };
 
+  // A stored row as the controller keeps it (its spec and policy parsed); errors name the group.
+  static Result<Group> groupFromRow(const GroupRow& row);
   void loop(std::stop_token stop);
   void reconcileGroup(const std::string& name, std::vector<InstanceManager::GroupMember> members);
   void removeOrphans(const std::vector<InstanceManager::GroupMember>& members);

@@ -744,6 +744,12 @@ int run(const Options& options, StartupReport& report) {
                                 .ovn = std::nullopt,
                                 .ovnGatewayChassis = options.ovnGatewayChassis,
                                 .ovnOutsideNetwork = options.ovnOutsideNetwork};
+  // A cluster host starting again (Cluster keeps what this host is in in STATE_DIR/cluster/member.json):
+  // OVN's rows and the groups' passes wait for its copy of the cluster's model.
+  std::error_code unreadableMember;
+  const bool restartingMember =
+      !options.clusterAddress.empty() &&
+      std::filesystem::exists(options.stateDir + "/cluster/member.json", unreadableMember);
   if (!options.ovnNorthbound.empty()) {
     if (!options.ovsNetns.empty() && !net::netnsExists(options.ovsNetns)) {
       report.failed(fmt::format("--ovs-netns: namespace \"{}\" does not exist", options.ovsNetns));
@@ -754,12 +760,7 @@ int run(const Options& options, StartupReport& report) {
                                           .ovsNetns = options.ovsNetns,
                                           .prefix = options.netnsPrefix,
                                           .southbound = options.ovnSouthbound};
-    // A cluster host starting again: OVN's rows wait for its copy of the cluster's model (Cluster keeps
-    // what this host is in in STATE_DIR/cluster/member.json).
-    std::error_code unreadable;
-    networkOptions.ovnAwaitCluster =
-        !options.clusterAddress.empty() &&
-        std::filesystem::exists(options.stateDir + "/cluster/member.json", unreadable);
+    networkOptions.ovnAwaitCluster = restartingMember;
   }
   if (!networkOptions.uplink.netns.empty() && !net::netnsExists(networkOptions.uplink.netns)) {
     report.failed(fmt::format("--uplink-netns: namespace \"{}\" does not exist (ip netns add {})",
@@ -768,10 +769,7 @@ int run(const Options& options, StartupReport& report) {
   }
   GroupOptions groupOptions;
   groupOptions.policyPeriod = std::chrono::seconds(options.groupPolicyPeriodS);
-  std::error_code unreadableMember;
-  groupOptions.awaitCluster =
-      !options.clusterAddress.empty() &&
-      std::filesystem::exists(options.stateDir + "/cluster/member.json", unreadableMember);
+  groupOptions.awaitCluster = restartingMember;
   auto service =
       Service::load(std::move(*store), std::move(instanceOptions), std::move(networkOptions), groupOptions);
   if (!service) {

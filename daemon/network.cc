@@ -1627,16 +1627,16 @@ Result<std::vector<net::OvnTraceOutcome>> NetworkController::ovnTrace(
   {
     std::lock_guard lock(mutex_);
     auto end = [&](const std::string& instance, const char* field) -> Result<net::OvnTraceEnd> {
-      auto nic = nics_.find(instance);
-      const net::Subnet* subnet = nic == nics_.end() ? nullptr : topology_.findSubnet(nic->second.subnet);
+      const net::Subnet* subnet = nicSubnetLocked(instance);
       if (subnet == nullptr)
         return fail(invalidField(field, "ovn-trace follows packets between instances' NICs: \"{}\" has none",
                                  instance.empty() ? std::string("outside every VPC") : instance));
+      const net::NicAttachment& nic = nics_.at(instance);
       return net::OvnTraceEnd{.instance = instance,
-                              .vm = nic->second.vm,
+                              .vm = nic.vm,
                               .vpc = subnet->vpc,
                               .subnet = subnet->name,
-                              .address = nic->second.address};
+                              .address = nic.address};
     };
     for (const net::ReachPath& path : paths) {
       auto from = end(path.sourceInstance, "source");

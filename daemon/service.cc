@@ -658,6 +658,13 @@ Response Service::serveCluster(const api::LeaveCluster&) {
 // A host leaves a cluster with nothing of its own in the cluster's VPCs: an instance, load balancer,
 // target group or group of it would be left with no subnet.
 Status Service::checkNothingInClusterVpcs() {
+  // "cluster leave: this host WHAT in the cluster's VPCs (NAMES): remove them first", 409 naming `field`.
+  auto refuse = [](std::string_view what, const std::vector<std::string>& names, std::string field) {
+    return fail(Error(ErrorKind::Conflict,
+                      fmt::format("cluster leave: this host {} in the cluster's VPCs ({}): remove them first",
+                                  what, fmt::join(names, ", ")),
+                      std::move(field)));
+  };
   std::vector<std::string> instances;
   if (instances_ && network_) {
     const json states = instances_->statesJson();
@@ -666,32 +673,16 @@ Status Service::checkNothingInClusterVpcs() {
       if (network_->nic(name)) instances.push_back(name);
     }
   }
-  if (!instances.empty())
-    return fail(
-        Error(ErrorKind::Conflict,
-              fmt::format("cluster leave: this host runs instances in the cluster's VPCs ({}): remove "
-                          "them first",
-                          fmt::join(instances, ", ")),
-              "instances"));
+  if (!instances.empty()) return refuse("runs instances", instances, "instances");
   if (groups_) {
     if (std::vector<std::string> groups = groups_->names(); !groups.empty())
-      return fail(
-          Error(ErrorKind::Conflict,
-                fmt::format("cluster leave: this host keeps groups in the cluster's VPCs ({}): remove "
-                            "them first",
-                            fmt::join(groups, ", ")),
-                "groups"));
+      return refuse("keeps groups", groups, "groups");
   }
   std::lock_guard lock(mutex_);
   std::vector<std::string> balancers;
   for (const auto* balancer : balancers_.loadBalancers()) balancers.push_back(balancer->name);
   for (const auto* group : balancers_.targetGroups()) balancers.push_back(group->name);
-  if (!balancers.empty())
-    return fail(Error(ErrorKind::Conflict,
-                      fmt::format("cluster leave: this host has load balancers or target groups in the "
-                                  "cluster's VPCs ({}): remove them first",
-                                  fmt::join(balancers, ", ")),
-                      "load_balancers"));
+  if (!balancers.empty()) return refuse("has load balancers or target groups", balancers, "load_balancers");
   return {};
 }
 

@@ -234,9 +234,11 @@ std::string groupKey(std::string_view name) {
   return fmt::format("{}{}", kGroupsPrefix, name);
 }
 
-std::string groupHolder(const std::string& value) {
-  json record = json::parse(value, nullptr, false);
+std::string groupHolder(const json& record) {
   return record.is_object() ? record.value("host", "") : std::string();
+}
+std::string groupHolder(const std::string& value) {
+  return groupHolder(json::parse(value, nullptr, false));
 }
 
 // A group's row as its claim carries it (the spec and policy as the stored JSON text).
@@ -261,6 +263,11 @@ std::optional<GroupRow> groupRowFromJson(const json& row) {
                                                           : std::nullopt,
                   .nextMember = row["next_member"].get<int64_t>(),
                   .createdAt = row["created_at"].get<int64_t>()};
+}
+
+// A group's claim: the host keeping it and the group's row (what another host takes it over with).
+std::string groupClaim(const std::string& host, const GroupRow& row) {
+  return json{{"host", host}, {"group", groupRowJson(row)}}.dump();
 }
 
 std::optional<InstanceState> parseState(const json& text) {
@@ -536,7 +543,7 @@ GroupFleet::Hold Service::hold(const GroupRow& row) {
     return Hold::unknown;
   }
   const std::string self = cluster_->hostName();
-  const std::string claim = json{{"host", self}, {"group", groupRowJson(row)}}.dump();
+  const std::string claim = groupClaim(self, row);
   // No claim (a group made before this host was in a cluster): claimed now, as `group create` would.
   net::etcd::Compare unchanged = net::etcd::Compare::absent(key);
   if (!read->kvs.empty()) {
@@ -578,7 +585,7 @@ std::vector<GroupFleet::TakenOver> Service::takeOver() {
   std::vector<TakenOver> taken;
   for (const net::etcd::KeyValue& kv : read->kvs) {
     const json claim = json::parse(kv.value, nullptr, false);
-    const std::string from = groupHolder(kv.value);
+    const std::string from = groupHolder(claim);
     if (!lost.contains(from)) continue;
     std::optional<GroupRow> row =
         claim.is_object() ? groupRowFromJson(claim.value("group", json())) : std::nullopt;
@@ -588,9 +595,8 @@ std::vector<GroupFleet::TakenOver> Service::takeOver() {
       continue;
     }
     // The claim unchanged since it was read: a host that sees the cluster otherwise cannot take it too.
-    auto written = (*client)->txn(
-        {net::etcd::Compare::modRevision(kv.key, kv.modRevision)},
-        {net::etcd::TxnOp::put(kv.key, json{{"host", self}, {"group", groupRowJson(*row)}}.dump())}, {});
+    auto written = (*client)->txn({net::etcd::Compare::modRevision(kv.key, kv.modRevision)},
+                                  {net::etcd::TxnOp::put(kv.key, groupClaim(self, *row))}, {});
     if (!written) {
       log::warn("group \"{}\": taking it over from host {}: {}", row->name, from, written.error().message());
       continue;

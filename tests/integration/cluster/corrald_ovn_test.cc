@@ -616,5 +616,24 @@ TEST_F(CorraldOnOvn, ALoadBalancerInFrontOfTwoContainersAnswers) {
   EXPECT_EQ(nbctl({"lr-list"}).find("corral."), std::string::npos) << nbctl({"show"});
 }
 
+// --ovn-southbound is refused without the OVN backend and with a remote that is none, naming the option;
+// corrald does not start.
+TEST(OvnOptions, TheSouthboundDatabaseNeedsTheOvnBackendAndARemote) {
+  if (!testing::requireRoot()) GTEST_SKIP() << "needs root";
+  struct Case {
+    std::vector<std::string> args;
+    std::string said;
+  };
+  for (const Case& bad : {Case{{"--ovn-southbound", "unix:/run/ovn/ovnsb_db.sock"},
+                               "--ovn-northbound: --ovs-netns, --ovn-southbound and --ovn-gateway-* belong"},
+                          Case{{"--ovn-northbound", "unix:/run/ovn/ovnnb_db.sock", "--ovs-database",
+                                "unix:/run/openvswitch/db.sock", "--ovn-southbound", "unix:"},
+                               "--ovn-southbound: \"unix:\": no socket path after unix:"}}) {
+    testing::TestDaemon daemon("t" + std::to_string(::getpid()) + "-ovn-options", bad.args);
+    EXPECT_FALSE(daemon.start());
+    EXPECT_NE(daemon.log().find(bad.said), std::string::npos) << daemon.log();
+  }
+}
+
 }  // namespace
 }  // namespace corral
